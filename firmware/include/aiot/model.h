@@ -1,0 +1,44 @@
+//! Contract between generated model code (toolkit.codegen) and everything that runs it.
+//! A generated model.c defines the symbols below; the app, the host library and the
+//! benchmarks only use this header. The caller never allocates: the arena is static.
+#ifndef AIOT_MODEL_H
+#define AIOT_MODEL_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const char *name;          //!< model name from the package manifest
+    uint32_t hash;             //!< CRC-32 of the .tflite the code was generated from
+    uint32_t input_bytes;      //!< int8 elements of the (single) input tensor
+    uint32_t output_bytes;     //!< int8 elements of the (single) output tensor
+    uint32_t arena_bytes;      //!< static arena size from the memory plan
+    float input_scale;
+    int32_t input_zero_point;
+    float output_scale;
+    int32_t output_zero_point;
+    uint16_t num_layers;       //!< kernel calls in aiot_model_invoke()
+} aiot_model_info_t;
+
+extern const aiot_model_info_t aiot_model_info;
+
+//! Input tensor inside the arena; write input_bytes int8 values before invoking.
+int8_t *aiot_model_input(void);
+//! Output tensor inside the arena; valid after a successful invoke.
+const int8_t *aiot_model_output(void);
+//! Run every layer once. Returns 0 on success, a negative aiot status otherwise.
+int aiot_model_invoke(void);
+
+#ifdef AIOT_PROFILE
+//! With -DAIOT_PROFILE, invoke() stores each layer's duration in port ticks here.
+extern uint32_t aiot_model_layer_ticks[];
+extern const char *const aiot_model_layer_names[];
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+#endif
