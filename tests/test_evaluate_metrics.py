@@ -1,0 +1,154 @@
+"""Metrics on tiny hand-made cases whose answers were worked out by hand (see comments)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from toolkit.evaluate import incidents as inc
+from toolkit.evaluate.metrics import (
+    Confusion,
+    confusion,
+    nab_file_score,
+    nab_normalized,
+    nab_probation_rows,
+    runs,
+    scaled_sigmoid,
+)
+
+
+def test_runs_finds_contiguous_ones_inclusive():
+    assert runs([0, 1, 1, 0, 1, 0, 0, 1]) == [(1, 2), (4, 4), (7, 7)]
+    assert runs([1, 1]) == [(0, 1)]
+    assert runs([0, 0]) == []
+    assert runs([]) == []
+
+
+def test_confusion_and_skab_rates_by_hand():
+    #          rows: 0  1  2  3  4  5  6  7
+    labels = [0, 0, 1, 1, 1, 0, 0, 0]
+    alerts = [0, 1, 0, 1, 1, 1, 0, 0]
+    c = confusion(labels, alerts)
+    # TP rows 3,4; FP rows 1,5; FN row 2; TN rows 0,6,7
+    assert (c.tp, c.fp, c.tn, c.fn) == (2, 2, 3, 1)
+    assert c.f1 == pytest.approx(2 / 3.5)  # TP / (TP + (FP + FN) / 2)
+    assert c.far == pytest.approx(2 / 5)  # FP / (FP + TN)
+    assert c.mar == pytest.approx(1 / 3)  # FN / (FN + TP)
+
+
+def test_skab_pools_counts_over_files_not_averages():
+    a = confusion([0, 0, 1, 1, 1, 0, 0, 0], [0, 1, 0, 1, 1, 1, 0, 0])
+    b = confusion([1, 1], [1, 1])
+    pooled = a + b
+    assert (pooled.tp, pooled.fp, pooled.tn, pooled.fn) == (4, 2, 3, 1)
+    assert pooled.f1 == pytest.approx(4 / 5.5)  # 0.7273, not the mean of per-file F1 (0.7857)
+
+
+def test_rates_are_none_when_undefined():
+    c = confusion([0, 0, 0], [0, 0, 0])
+    assert c.mar is None and c.f1 is None and c.far == 0.0
+    assert Confusion().far is None
+
+
+def test_confusion_rejects_length_mismatch():
+    with pytest.raises(ValueError, match="length"):
+        confusion([0, 1], [0, 1, 1])
+
+
+def test_scaled_sigmoid_landmarks_from_nab_docs():
+    # NAB documents: -1 -> 0.98661, -0.5 -> 0.84828, 0 -> 0, 1 -> -0.98661, >= 3 -> -1
+    assert scaled_sigmoid(-1.0) == pytest.approx(0.98661, abs=1e-5)
+    assert scaled_sigmoid(-0.5) == pytest.approx(0.84828, abs=1e-5)
+    assert scaled_sigmoid(0.0) == 0.0
+    assert scaled_sigmoid(1.0) == pytest.approx(-0.98661, abs=1e-5)
+    assert scaled_sigmoid(3.0) == -1.0
+
+
+def test_nab_probation_length():
+    assert nab_probation_rows(20) == 3  # floor(0.15 * 20)
+    assert nab_probation_rows(100_000) == 750  # capped at 0.15 * 5000
+
+
+def test_nab_one_window_tp_and_two_false_positives_by_hand():
+    # 20 rows, one window rows 10..14 (width 5), no probation.
+    alerts = np.zeros(20, int)
+    alerts[[2, 12, 13, 16]] = 1
+    s = nab_file_score(alerts, [(10, 14)])
+    # row 12: pos = -(14-12+1)/5 = -0.6 -> 2/(1+e^-3)-1 = 0.905148, / 0.986614 = 0.917428
+    # row 13: a later detection in the same window, ignored
+    # row 2:  before any window -> -1 * 0.11
+    # row 16: pos = |16-14| / (5-1) = 0.5 -> 2/(1+e^2.5)-1 = -0.848284, * 0.11 = -0.093311
+    assert s.raw == pytest.approx(0.917428 - 0.11 - 0.093311, abs=1e-5)
+    assert (s.null, s.perfect, s.windows, s.windows_detected, s.false_positives) == (-1.0, 1.0, 1, 1, 2)
+    assert nab_normalized([s]) == pytest.approx(100 * (0.714117 + 1) / 2, abs=1e-3)
+
+
+def test_nab_first_row_of_window_is_perfect_and_silence_is_null():
+    alerts = np.zeros(20, int)
+    alerts[10] = 1
+    assert nab_normalized([nab_file_score(alerts, [(10, 14)])]) == pytest.approx(100.0)
+    assert nab_normalized([nab_file_score(np.zeros(20, int), [(10, 14)])]) == pytest.approx(0.0)
+
+
+def test_nab_probation_ignores_early_detections_and_windows():
+    alerts = np.zeros(20, int)
+    alerts[[1, 2]] = 1  # inside the 3 probationary rows: neither FP nor TP
+    s = nab_file_score(alerts, [(0, 2), (10, 14)], probation_rows=3)
+    assert s.windows == 1  # the (0, 2) window lies wholly inside probation
+    assert s.raw == pytest.approx(-1.0)  # only the missed (10, 14) window counts
+    assert s.false_positives == 0
+
+
+def test_nab_far_false_positive_costs_full_weight_and_pools_files():
+    alerts = np.zeros(30, int)
+    alerts[[4, 29]] = 1
+    # window 3..4 (width 2): row 4 is its last row -> pos = -1/2 -> 2/(1+e^-2.5)-1 = 0.848284 / 0.986614 = 0.859793
+    # row 29: pos = |29-4| / (2-1) = 25 >= 3 -> -1 * 0.11
+    a = nab_file_score(alerts, [(3, 4)])
+    assert a.raw == pytest.approx(0.859793 - 0.11, abs=1e-5)
+    b = nab_file_score(np.zeros(10, int), [(5, 6)])  # missed: -1
+    # pooled: (0.749793 - 1 + 2) / (2 + 2)
+    assert nab_normalized([a, b]) == pytest.approx(100 * (0.749793 - 1 + 2) / 4, abs=1e-3)
+
+
+def test_nab_without_windows_is_undefined():
+    assert nab_normalized([nab_file_score(np.ones(5, int), [])]) is None
+
+
+def test_nab_rejects_overlapping_windows():
+    with pytest.raises(ValueError, match="disjoint"):
+        nab_file_score(np.zeros(10, int), [(2, 5), (5, 7)])
+
+
+def test_incidents_detected_missed_and_delay():
+    labels = [0, 1, 1, 1, 0, 0, 1, 1, 0, 0]
+    alerts = [0, 0, 0, 1, 1, 0, 0, 0, 0, 1]
+    ts = np.arange(10) * 10.0
+    got = inc.incidents(labels, alerts, ts)
+    assert [(i.start, i.end, i.detected, i.first_alert, i.delay_rows) for i in got] == [
+        (1, 3, True, 3, 2),
+        (6, 7, False, None, None),
+    ]
+    assert got[0].delay_s == 20.0
+
+
+def test_alerts_true_false_and_sensors():
+    labels = [0, 1, 1, 1, 0, 0, 1, 1, 0, 0]
+    alerts = [0, 0, 0, 1, 1, 0, 0, 0, 0, 1]
+    scores = np.zeros((10, 3))
+    scores[3] = [1.0, 0.6, 0.1]
+    scores[4] = [1.0, 0.2, 0.1]  # means over the alert: 1.0, 0.4, 0.1 -> only 'a' >= half of 1.0
+    scores[9] = [0.1, 0.6, 0.6]  # ties keep column order
+    got = inc.alerts(labels, alerts, scores, ["a", "b", "c"])
+    assert [(a.start, a.end, a.true, a.incidents, a.sensors) for a in got] == [
+        (3, 4, True, [0], ["a"]),
+        (9, 9, False, [], ["b", "c"]),
+    ]
+
+
+def test_alerts_without_labels_are_all_false():
+    got = inc.alerts(None, [1, 1, 0, 1])
+    assert [(a.start, a.end, a.true) for a in got] == [(0, 1, False), (3, 3, False)]
+    assert math.isclose(len(got), 2)

@@ -1,0 +1,186 @@
+"""Scoring a detector against labelled rows: SKAB's row metrics (F1, FAR, MAR) and the
+NAB score (windows, scaled sigmoid, null/perfect normalisation). Pure numpy, no I/O.
+
+Conventions follow the public reference implementations (SKAB's tsad ``chp_score`` with
+``metric="binary"``; NAB's ``Sweeper``), re-derived here and pinned by hand-computed tests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+#: NAB's standard application profile (cost matrix).
+NAB_STANDARD = {"tp": 1.0, "fp": 0.11, "fn": 1.0}
+#: NAB's probationary period: the first 15 % of a file, capped at 15 % of 5000 rows.
+NAB_PROBATION_FRACTION = 0.15
+
+
+def runs(mask: np.ndarray | Sequence[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of true values as ``(first_row, last_row)`` pairs (inclusive)."""
+    m = np.asarray(mask).astype(bool).astype(np.int8)
+    if m.size == 0:
+        return []
+    edges = np.diff(np.concatenate(([0], m, [0])))
+    starts = np.nonzero(edges == 1)[0]
+    stops = np.nonzero(edges == -1)[0] - 1
+    return [(int(a), int(b)) for a, b in zip(starts, stops)]
+
+
+@dataclass
+class Confusion:
+    """Row-level confusion counts; ``+`` pools files (SKAB sums counts, then divides)."""
+
+    tp: int = 0
+    fp: int = 0
+    tn: int = 0
+    fn: int = 0
+
+    def __add__(self, other: "Confusion") -> "Confusion":
+        return Confusion(self.tp + other.tp, self.fp + other.fp, self.tn + other.tn, self.fn + other.fn)
+
+    @property
+    def f1(self) -> float | None:
+        """TP / (TP + (FP + FN) / 2), as SKAB writes it (None when there is nothing to score)."""
+        d = self.tp + 0.5 * (self.fp + self.fn)
+        return self.tp / d if d else None
+
+    @property
+    def far(self) -> float | None:
+        """False alarm rate FP / (FP + TN): share of normal rows that raised an alert."""
+        d = self.fp + self.tn
+        return self.fp / d if d else None
+
+    @property
+    def mar(self) -> float | None:
+        """Missed alarm rate FN / (FN + TP): share of anomalous rows left silent."""
+        d = self.fn + self.tp
+        return self.fn / d if d else None
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "f1": self.f1, "far": self.far, "mar": self.mar}
+
+
+def confusion(labels: np.ndarray | Sequence[int], alerts: np.ndarray | Sequence[int]) -> Confusion:
+    """Count rows: label 1 is an anomaly, alert 1 is the device saying so."""
+    y = np.asarray(labels).astype(bool)
+    p = np.asarray(alerts).astype(bool)
+    if y.shape != p.shape:
+        raise ValueError(f"labels and alerts differ in length ({y.shape[0]} vs {p.shape[0]})")
+    return Confusion(
+        tp=int((y & p).sum()), fp=int((~y & p).sum()), tn=int((~y & ~p).sum()), fn=int((y & ~p).sum())
+    )
+
+
+# -- NAB ------------------------------------------------------------------------------
+
+
+def scaled_sigmoid(position: float) -> float:
+    """NAB's reward curve: +0.9866 at a window's left edge (-1), 0 at its right edge (0),
+    negative past it, and exactly -1 from 3 window-lengths on."""
+    if position >= 3.0:
+        return -1.0
+    return 2.0 / (1.0 + math.exp(5.0 * position)) - 1.0
+
+
+def nab_probation_rows(n_rows: int, fraction: float = NAB_PROBATION_FRACTION) -> int:
+    """Rows at the start of a file whose detections NAB ignores."""
+    return int(min(math.floor(fraction * n_rows), fraction * 5000))
+
+
+@dataclass
+class NabFile:
+    """One file's NAB tallies; ``normalized`` pools several of them."""
+
+    raw: float
+    null: float  #: the detector that never fires: every window missed
+    perfect: float  #: one detection on the first row of every window
+    windows: int  #: windows with at least one row after the probationary period
+    windows_detected: int
+    false_positives: int  #: detection rows outside every window (after probation)
+
+
+def nab_file_score(
+    alerts: np.ndarray | Sequence[int],
+    windows: Sequence[tuple[int, int]],
+    probation_rows: int = 0,
+    profile: dict | None = None,
+) -> NabFile:
+    """Score one file's binary detections against NAB windows (row index pairs, inclusive).
+
+    - A window earns the best (= earliest) of its detections:
+      ``tp * sigmoid(pos) / sigmoid(-1)`` with ``pos = -(right - i + 1) / width``, so a
+      detection on the first row earns exactly ``tp``; an undetected window costs ``-fn``.
+    - A detection outside windows costs ``fp * sigmoid(|i - prev_right| / (prev_width - 1))``
+      (negative), or ``-fp`` before the first window.
+    - Rows before ``probation_rows`` are ignored, as are windows wholly inside it.
+    Windows must be sorted and disjoint. A 1-row window would make NAB divide by zero for
+    the detections after it; we use a denominator of 1 there.
+    """
+    prof = profile or NAB_STANDARD
+    a = np.asarray(alerts).astype(bool)
+    n = a.size
+    max_tp = scaled_sigmoid(-1.0)
+    _check_windows(windows, n)
+
+    raw = 0.0
+    counted = detected = fps = 0
+    prev_right: int | None = None
+    prev_width = 0
+    cursor = 0
+    for left, right in [*windows, (n, n)]:  # sentinel closes the gap after the last window
+        for i in np.nonzero(a[cursor:left])[0] + cursor:
+            if i < probation_rows:
+                continue
+            if prev_right is None:
+                pos = 3.0
+            else:
+                pos = abs(int(i) - prev_right) / float(max(prev_width - 1, 1))
+            raw += scaled_sigmoid(pos) * prof["fp"]
+            fps += 1
+        if left >= n:
+            break
+        width = right - left + 1
+        if right >= probation_rows:
+            counted += 1
+            hits = [int(i) for i in np.nonzero(a[left : right + 1])[0] + left if i >= probation_rows]
+            if hits:
+                detected += 1
+                pos = -(right - hits[0] + 1) / float(width)
+                raw += scaled_sigmoid(pos) * prof["tp"] / max_tp
+            else:
+                raw -= prof["fn"]
+        prev_right, prev_width = right, width
+        cursor = right + 1
+    return NabFile(
+        raw=raw,
+        null=-prof["fn"] * counted,
+        perfect=prof["tp"] * counted,
+        windows=counted,
+        windows_detected=detected,
+        false_positives=fps,
+    )
+
+
+def nab_normalized(files: Sequence[NabFile]) -> float | None:
+    """100 * (raw - null) / (perfect - null), summed over files as NAB does for a corpus.
+
+    None when no file has a window (the score is undefined, not zero).
+    """
+    raw = sum(f.raw for f in files)
+    null = sum(f.null for f in files)
+    perfect = sum(f.perfect for f in files)
+    if perfect == null:
+        return None
+    return 100.0 * (raw - null) / (perfect - null)
+
+
+def _check_windows(windows: Sequence[tuple[int, int]], n: int) -> None:
+    prev = -1
+    for left, right in windows:
+        if not (0 <= left <= right < n) or left <= prev:
+            raise ValueError(f"NAB windows must be sorted, disjoint and inside 0..{n - 1}: got {list(windows)}")
+        prev = right
