@@ -1,0 +1,85 @@
+"""Readers for SKAB / NAB / generic recordings, and their errors on broken input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.errors import ToolkitError
+from toolkit.evaluate import readers
+
+FIX = Path(__file__).parent / "fixtures" / "eval"
+
+
+def test_skab_reads_experiments_in_natural_order_and_keeps_fleet_apart():
+    ds = readers.read("skab", FIX / "skab_mini")
+    assert [r.name for r in ds.recordings] == ["valve1/0.csv", "valve1/2.csv", "valve1/10.csv"]
+    r0 = ds.recordings[0]
+    assert r0.series.channels == ["s1", "s2"]  # changepoint is an annotation, not a sensor
+    assert r0.labels.tolist() == [0] * 8 + [1, 1, 1] + [0]
+    assert ds.fleet is not None and ds.fleet.rows == 10 and ds.fleet.labels is None
+    assert ds.fleet_source.name == "anomaly-free.csv"
+
+
+def test_skab_single_file():
+    ds = readers.read("skab", FIX / "skab_mini" / "valve1" / "10.csv")
+    assert [r.name for r in ds.recordings] == ["10.csv"]
+    assert ds.fleet is None
+
+
+def test_nab_windows_become_row_windows_and_labels():
+    ds = readers.read("nab", FIX / "nab_mini", FIX / "nab_mini" / "labels.json")
+    (r,) = ds.recordings
+    assert r.name == "realKnown/a.csv"
+    assert r.windows == [(10, 14)]  # 07:10 .. 07:14 on a one-per-minute series
+    assert np.nonzero(r.labels)[0].tolist() == [10, 11, 12, 13, 14]
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        ("labels_unknown_file.json", "match no data file.*realKnown/zzz.csv"),
+        ("labels_missing_file.json", "no entry for data file 'realKnown/a.csv'"),
+        ("labels_overlap.json", "overlapping windows"),
+        ("labels_bad_time.json", "window 0.*not a pair of timestamps"),
+        ("labels_truncated.json", "not valid JSON"),
+        ("does_not_exist.json", "labels file not found"),
+    ],
+)
+def test_nab_label_file_errors(labels, match):
+    with pytest.raises(ToolkitError, match=match):
+        readers.read("nab", FIX / "nab_mini", FIX / "nab_mini" / labels)
+
+
+def test_nab_needs_labels():
+    with pytest.raises(ToolkitError, match="needs --labels"):
+        readers.read("nab", FIX / "nab_mini")
+
+
+def test_generic_files_must_share_channels():
+    with pytest.raises(ToolkitError, match="two.csv: sensor columns.*differ"):
+        readers.read("generic", FIX / "generic_mixed")
+
+
+def test_missing_and_empty_folders(tmp_path):
+    with pytest.raises(ToolkitError, match="no such file or folder"):
+        readers.read("generic", tmp_path / "nope")
+    with pytest.raises(ToolkitError, match="no .csv files"):
+        readers.read("skab", tmp_path)
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(ToolkitError, match="not a .csv file"):
+        readers.read("generic", tmp_path / "x.txt")
+
+
+def test_skab_with_only_anomaly_free_data_is_an_error():
+    with pytest.raises(ToolkitError, match="no experiment file"):
+        readers.read("skab", FIX / "skab_mini" / "anomaly-free")
+
+
+def test_skab_rejects_labels_option_and_unknown_format():
+    with pytest.raises(ToolkitError, match="not used with --format skab"):
+        readers.read("skab", FIX / "skab_mini", FIX / "nab_mini" / "labels.json")
+    with pytest.raises(ToolkitError, match="unknown --format"):
+        readers.read("kdd", FIX / "skab_mini")

@@ -1,0 +1,220 @@
+"""Read a recorded installation (or many) for evaluation: SKAB, NAB or generic CSV.
+
+Every reader returns :class:`Recording` objects in a stable order: one per file, with row
+labels (1 = inside a labelled incident) and, where the format has them, NAB windows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Series, load_csv, parse_time
+from ..errors import ToolkitError
+
+FORMATS = ("skab", "nab", "generic")
+#: SKAB's folder of normal-operation data: the fleet training set, never a test file.
+SKAB_FLEET_DIR = "anomaly-free"
+
+
+@dataclass
+class Recording:
+    """One installation's recording, ready to be commissioned and streamed."""
+
+    name: str  #: path relative to the data root, '/'-separated (the key used in reports)
+    series: Series
+    windows: list[tuple[int, int]] | None = None  #: NAB windows as row pairs (inclusive)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> np.ndarray:
+        if self.series.labels is None:
+            return np.zeros(self.series.rows, dtype=np.int8)
+        return self.series.labels
+
+
+@dataclass
+class Dataset:
+    recordings: list[Recording]
+    fleet: Series | None = None  #: normal-operation data for a fleet model, when the format has it
+    fleet_source: Path | None = None
+
+
+def _natural_key(rel: str) -> list:
+    # valve1/2.csv before valve1/10.csv
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", rel)]
+
+
+def _csv_files(root: Path, what: str) -> list[Path]:
+    if not root.exists():
+        raise ToolkitError(f"{root}: no such file or folder", hint=f"point --data at {what}")
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise ToolkitError(f"{root}: not a .csv file", hint=f"point --data at {what}")
+        return [root]
+    files = sorted((p for p in root.rglob("*.csv") if p.is_file()), key=lambda p: _natural_key(p.relative_to(root).as_posix()))
+    if not files:
+        raise ToolkitError(f"{root}: no .csv files in this folder (searched sub-folders too)", hint=f"point --data at {what}")
+    return files
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.name if root.is_file() else path.relative_to(root).as_posix()
+
+
+def _check_same_channels(recs: list[Recording]) -> None:
+    first = recs[0]
+    for r in recs[1:]:
+        if [c.lower() for c in r.series.channels] != [c.lower() for c in first.series.channels]:
+            raise ToolkitError(
+                f"{r.name}: sensor columns {r.series.channels} differ from {first.name}'s {first.series.channels}",
+                hint="one evaluation runs one model: every file needs the same sensor columns in the same order",
+            )
+
+
+def read_skab(root: Path) -> Dataset:
+    """SKAB: ';'-separated files with datetime, 8 sensors, ``anomaly`` and ``changepoint``.
+
+    The ``anomaly-free`` folder, when present, is the fleet training set, not a test file.
+    """
+    root = Path(root)
+    files = _csv_files(root, "SKAB's data folder (with valve1/, valve2/, other/ and anomaly-free/)")
+    fleet_file = None
+    recs: list[Recording] = []
+    for f in files:
+        rel = _rel(f, root)
+        if f.parent.name == SKAB_FLEET_DIR:
+            fleet_file = f
+            continue
+        s = load_csv(f, label_column="anomaly")
+        recs.append(Recording(rel, s))
+    if not recs:
+        raise ToolkitError(f"{root}: only anomaly-free data, no experiment file to evaluate on",
+                           hint="point --data at SKAB's data folder (valve1/, valve2/, other/)")
+    _check_same_channels(recs)
+    fleet = None
+    if fleet_file is not None:
+        fleet = load_csv(fleet_file, channels=recs[0].series.channels, label_column=None)
+    return Dataset(recs, fleet, fleet_file)
+
+
+def read_generic(root: Path, labels_file: Path | None = None, label_column: str | None = "auto") -> Dataset:
+    """One CSV or a folder of them: a timestamp column, sensor columns, an optional label column.
+
+    With ``labels_file`` (NAB's combined_windows.json form), incidents come from its time
+    windows instead of a label column.
+    """
+    root = Path(root)
+    files = _csv_files(root, "a CSV file or a folder of CSV files")
+    recs = [Recording(_rel(f, root), load_csv(f, label_column=None if labels_file else label_column)) for f in files]
+    _check_same_channels(recs)
+    if labels_file is not None:
+        _apply_windows(recs, labels_file)
+    return Dataset(recs)
+
+
+def read_nab(root: Path, labels_file: Path | None) -> Dataset:
+    """NAB: ``timestamp,value`` files under ``data/<folder>/``; windows from combined_windows.json."""
+    root = Path(root)
+    if labels_file is None:
+        raise ToolkitError(
+            "--format nab needs --labels (NAB's labels/combined_windows.json)",
+            hint="pass --labels path/to/NAB/labels/combined_windows.json",
+        )
+    if root.is_dir() and (root / "data").is_dir():
+        root = root / "data"  # accept NAB's repository root as well as its data folder
+    files = _csv_files(root, "NAB's data folder (data/<folder>/<file>.csv)")
+    recs = []
+    for f in files:
+        s = load_csv(f, label_column=None, timestamp_column="timestamp")
+        recs.append(Recording(_rel(f, root), s))
+    _apply_windows(recs, labels_file, every_file=True)
+    return Dataset(recs)
+
+
+def read(fmt: str, root: Path, labels_file: Path | None = None) -> Dataset:
+    if fmt == "skab":
+        if labels_file is not None:
+            raise ToolkitError("--labels is not used with --format skab (labels are SKAB's 'anomaly' column)",
+                               hint="drop --labels")
+        return read_skab(root)
+    if fmt == "nab":
+        return read_nab(root, labels_file)
+    if fmt == "generic":
+        return read_generic(root, labels_file)
+    raise ToolkitError(f"unknown --format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
+
+
+def load_windows(labels_file: Path) -> dict[str, list[tuple[float, float]]]:
+    """NAB's combined_windows.json -> {relative path: [(start_s, end_s), ...]}."""
+    labels_file = Path(labels_file)
+    if not labels_file.is_file():
+        raise ToolkitError(f"{labels_file}: labels file not found", hint="pass NAB's labels/combined_windows.json")
+    try:
+        doc = json.loads(labels_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ToolkitError(f"{labels_file}: not valid JSON ({e})",
+                           hint='expected {"folder/file.csv": [["start", "end"], ...], ...}') from None
+    if not isinstance(doc, dict):
+        raise ToolkitError(f"{labels_file}: top level is a {type(doc).__name__}, expected an object",
+                           hint='expected {"folder/file.csv": [["start", "end"], ...], ...}')
+    out: dict[str, list[tuple[float, float]]] = {}
+    for key, wins in doc.items():
+        if not isinstance(wins, list):
+            raise ToolkitError(f"{labels_file}: entry '{key}' is not a list of [start, end] pairs")
+        parsed = []
+        for k, w in enumerate(wins):
+            if not (isinstance(w, list) and len(w) == 2 and all(isinstance(t, (str, int, float)) for t in w)):
+                raise ToolkitError(f"{labels_file}: '{key}' window {k}: expected [start, end], got {w!r}")
+            try:
+                a, b = parse_time(str(w[0])), parse_time(str(w[1]))
+            except ValueError:
+                raise ToolkitError(f"{labels_file}: '{key}' window {k}: {w!r} is not a pair of timestamps",
+                                   hint="use ISO-8601 times like NAB's '2014-04-10 07:15:00.000000'") from None
+            if b < a:
+                raise ToolkitError(f"{labels_file}: '{key}' window {k} ends before it starts: {w!r}")
+            parsed.append((a, b))
+        parsed.sort()
+        for k in range(1, len(parsed)):
+            if parsed[k][0] <= parsed[k - 1][1]:
+                raise ToolkitError(f"{labels_file}: '{key}' has overlapping windows", hint="merge them into one")
+        out[str(key).replace("\\", "/")] = parsed
+    return out
+
+
+def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = False) -> None:
+    """Turn time windows into row windows and row labels; keys must match the files."""
+    windows = load_windows(labels_file)
+    names = {r.name for r in recs}
+    unknown = sorted(k for k in windows if k not in names)
+    if unknown:
+        raise ToolkitError(
+            f"{labels_file}: {len(unknown)} entry(ies) match no data file, e.g. '{unknown[0]}' "
+            f"(data files look like '{sorted(names)[0]}')",
+            hint="keys must be paths relative to the --data folder; check you passed the matching data folder",
+        )
+    for r in recs:
+        if r.name not in windows:
+            if every_file:
+                raise ToolkitError(f"{labels_file}: no entry for data file '{r.name}'",
+                                   hint='add "%s": [] if the file has no anomaly' % r.name)
+            r.windows = []
+            r.series.labels = np.zeros(r.series.rows, dtype=np.int8)
+            continue
+        ts = r.series.timestamps
+        labels = np.zeros(r.series.rows, dtype=np.int8)
+        rows: list[tuple[int, int]] = []
+        for a, b in windows[r.name]:
+            lo = int(np.searchsorted(ts, a, side="left"))
+            hi = int(np.searchsorted(ts, b, side="right")) - 1
+            if hi < lo:  # the window falls between samples: nothing to detect, but say so
+                r.meta.setdefault("windows_without_rows", []).append([a, b])
+                continue
+            rows.append((lo, hi))
+            labels[lo : hi + 1] = 1
+        r.windows = rows
+        r.series.labels = labels
