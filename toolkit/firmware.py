@@ -25,8 +25,11 @@ COMMON_CFLAGS = [
     "-std=c99", "-ffunction-sections", "-fdata-sections", "-fno-common",
     "-Wall", "-Wextra", "-Werror", "-g",
 ]
-# Firmware modules the app links; engine/ is added when a model is present.
-_APP_DIRS = ["app", "protocol", "monitor"]
+# Firmware modules each app links; engine/ is added when a model is present.
+APPS = {
+    "device": ["app", "protocol", "monitor"],  # the product: framed protocol + monitor
+    "bench": ["bench"],                        # model timing and bit-exactness (aiot bench)
+}
 
 
 @dataclass
@@ -62,11 +65,15 @@ class BuildResult:
         return {"board": self.board, "elf": str(self.elf), "bin": str(self.bin), "size": asdict(self.size)}
 
 
-def _sources(model_dir: Path | None, board: Board) -> tuple[list[Path], set[Path]]:
+def _sources(model_dir: Path | None, board: Board, app: str = "device") -> tuple[list[Path], set[Path]]:
     """All C files to compile, and the subset that counts as engine code."""
     fw = paths.FIRMWARE
+    if app not in APPS:
+        raise ToolkitError(f"unknown firmware app '{app}'", hint=f"one of: {', '.join(APPS)}")
+    if app == "bench" and model_dir is None:
+        raise ToolkitError("the bench app needs a model", hint="pass the generated model folder")
     srcs = [fw / "port" / "cortexm" / "startup.c", *sorted((fw / "port" / board.family).glob("*.c"))]
-    for d in _APP_DIRS:
+    for d in APPS[app]:
         srcs += sorted((fw / "src" / d).glob("*.c"))
     engine: set[Path] = set()
     if model_dir is not None:
@@ -96,6 +103,7 @@ def build(
     defines: Iterable[str] = (),
     stack_bytes: int = 4096,
     jobs: int = 2,
+    app: str = "device",
 ) -> BuildResult:
     """Compile and link the firmware for ``board`` into ``out_dir/firmware.elf``."""
     gcc = require("arm-none-eabi-gcc")
@@ -111,7 +119,7 @@ def build(
     incs = [paths.FIRMWARE / "include", paths.FIRMWARE / "src"] + ([model_dir] if model_dir else [])
     cflags = [*board.cpu_flags(), opt, *COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items()),
               *(f"-I{i}" for i in incs)]
-    srcs, engine_srcs = _sources(model_dir, board)
+    srcs, engine_srcs = _sources(model_dir, board, app)
 
     def compile_one(src: Path) -> Path:
         tag = hashlib.sha1(str(src).encode()).hexdigest()[:8]

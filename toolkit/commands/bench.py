@@ -1,0 +1,73 @@
+"""`aiot bench`: size and speed of generated models on an emulated board."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
+
+
+@click.command("bench")
+@click.option("--board", "-b", default="mps2-an386", show_default=True, help="Emulated board (see `aiot boards`).")
+@click.option("--model", "-m", "models", multiple=True,
+              help=f"Built-in model ({', '.join(BUILTIN)}) or a path to an int8 .tflite; repeatable "
+                   "[default: all built-in models].")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write results to this JSON file.")
+@click.option("--runs", default=16, show_default=True, help="Inferences averaged per model (>= 10).")
+@click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O2", "-O3", "-Os"]))
+def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: int, opt: str) -> None:
+    """Build each model into a bench firmware, run it in QEMU with -icount shift=0 and
+    report flash (total, engine code, weights), RAM (total, arena), instructions per
+    inference and per MAC, per-layer instructions, and whether every output byte matched
+    tflite-micro on the same inputs.
+
+    \b
+    Examples:
+      aiot bench                                   # all built-in models on mps2-an386
+      aiot bench --board mps2-an385 --model ad-small --json out/bench.json
+      aiot bench --model build/pkg/model.tflite
+    """
+    from .. import paths
+    from ..bench import bench_model
+    from ..boards import get_board
+    from ..errors import ToolkitError
+    from ..progress import step
+
+    if runs < 10:
+        raise ToolkitError(f"--runs {runs} is too few for a stable average", hint="use --runs 10 or more")
+    b = get_board(board)
+    results = []
+    for m in models or BUILTIN:
+        p = Path(m)
+        if p.suffix == ".tflite" or p.exists():
+            if not p.is_file():
+                raise ToolkitError(f"model file not found: {p}")
+            tflite, name = p, p.stem
+        elif m in BUILTIN:
+            from ..bench import load_recipes
+
+            tflite, name = load_recipes().build_model(m, paths.build_dir() / "models"), m
+        else:
+            raise ToolkitError(f"unknown model '{m}'", hint=f"a built-in ({', '.join(BUILTIN)}) or a .tflite path")
+        with step(f"bench {name} on {b.name}"):
+            r = bench_model(b, Path(tflite), name.replace("-", "_"), paths.build_dir() / "bench" / b.name / name,
+                            runs=runs, opt=opt)
+        r.model = name
+        results.append(r)
+        click.echo(f"{name:<10} flash {r.flash_bytes:>7,} B (engine {r.engine_code_bytes:,}, weights {r.weights_bytes:,})"
+                   f"  RAM {r.ram_bytes:>6,} B (arena {r.arena_bytes:,}"
+                   + (f", TFLM {r.tflm_arena_bytes:,}" if r.tflm_arena_bytes else "") + ")"
+                   f"  {r.instructions_per_inference:>10,.0f} instr/inf  {r.instructions_per_mac:.3f} instr/MAC"
+                   f"  bit-exact: {'yes' if r.bit_exact else 'NO'}")
+        for layer in r.layers:
+            click.echo(f"    layer {layer.index:>2} {layer.name:<28} {layer.instructions:>10,.0f} instr")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"board": b.name, "core": b.core, "opt": opt,
+                                        "results": [r.to_json() for r in results]}, indent=2))
+        click.echo(f"wrote {json_out}")
+    if not all(r.bit_exact for r in results):
+        raise ToolkitError("some model's outputs differ from tflite-micro (bit_exact: false above)", exit_code=1)
