@@ -1,0 +1,45 @@
+"""`aiot train`: train the autoencoder on a CSV and write a model package."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("train")
+@click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="CSV with timestamp, sensors[, label].")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Package folder to write.")
+@click.option("--window", type=int, default=8, show_default=True, help="Samples per window.")
+@click.option("--epochs", type=int, default=30, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--train-rows", type=int, default=None, help="Rows used for training [default: first half].")
+@click.option("--channels", default=None, help="Comma-separated sensor columns [default: all but time/labels].")
+@click.option("--label-column", default="auto", show_default=True, help="Label column, or 'none'.")
+@click.option("--timestamp-column", default="auto", show_default=True, help="Time column, or 'none' (row = 1 s).")
+@click.option("--quantile", type=float, default=0.995, show_default=True, help="Threshold quantile of calibration scores.")
+@click.option("--name", default=None, help="Model name [default: data file name].")
+def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_rows: int | None,
+            channels: str | None, label_column: str, timestamp_column: str, quantile: float, name: str | None) -> None:
+    """Train a dense autoencoder on the normal rows of the training part of DATA."""
+    from ..data import load_csv
+    from ..progress import step
+    from ..train import train
+
+    def none(v: str) -> str | None:
+        return None if v.lower() == "none" else v
+
+    chans = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
+    with step(f"loading {data}"):
+        series = load_csv(data, channels=chans, label_column=none(label_column),
+                          timestamp_column=none(timestamp_column), min_rows=window)
+    click.echo(
+        f"data: {series.rows} rows x {len(series.channels)} channels ({', '.join(series.channels)}), "
+        f"period {series.sample_period_s:g}s, {series.missing_count()} missing sample(s), "
+        f"{'labelled' if series.labels is not None else 'unlabelled'}"
+    )
+    with step(f"training ({epochs} epochs)"):
+        result = train(series, out, window=window, epochs=epochs, seed=seed, train_rows=train_rows,
+                       quantile=quantile, name=name or data.stem)
+    click.echo(result.summary())
+    click.echo(f"next: aiot quantize --package {out}")

@@ -1,0 +1,370 @@
+"""Load multi-sensor time series from CSV into one small, honest structure.
+
+Missing samples stay missing (NaN + mask): "no data" is not "no event". Anything a user
+can fix (bad header, stray text in a numeric column, time going backwards) raises a
+ToolkitError that names the file, the line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ToolkitError
+
+#: Cell texts read as "sample missing" (case-insensitive), never as an error.
+MISSING_TOKENS = frozenset({"", "nan", "na", "n/a", "null", "none", "-"})
+#: Columns tried, in order, when the timestamp column is not named.
+TIMESTAMP_CANDIDATES = ("timestamp", "datetime", "time", "date")
+#: Columns tried, in order, when the label column is "auto".
+LABEL_CANDIDATES = ("label", "anomaly")
+#: Annotation columns that are never used as sensor channels unless asked for by name.
+ANNOTATION_COLUMNS = frozenset({"label", "anomaly", "changepoint", "fault", "incident"})
+AUTO = "auto"
+
+
+@dataclass
+class Series:
+    """A multi-channel time series as read from one file.
+
+    ``values`` is (N, C) float64 with NaN where a sample is missing; ``valid`` is the
+    matching boolean mask (kept explicitly so callers never test NaN by accident).
+    """
+
+    timestamps: np.ndarray  #: (N,) float64 seconds (UNIX epoch for dates, as-is for numbers)
+    values: np.ndarray  #: (N, C) float64
+    valid: np.ndarray  #: (N, C) bool
+    labels: np.ndarray | None  #: (N,) int8, 0 normal / 1 fault, or None when unlabelled
+    channels: list[str]
+    source: Path | None = None
+    iso_time: bool = False  #: timestamps were dates (write back as ISO-8601 UTC)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def rows(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def sample_period_s(self) -> float:
+        """Median spacing of the timestamps (1.0 for fewer than two rows)."""
+        if self.rows < 2:
+            return 1.0
+        return float(np.median(np.diff(self.timestamps)))
+
+    def missing_count(self) -> int:
+        return int((~self.valid).sum())
+
+    def head(self, rows: int) -> "Series":
+        """The first ``rows`` rows (a view-free copy)."""
+        return self.slice(0, rows)
+
+    def slice(self, start: int, stop: int) -> "Series":
+        return Series(
+            timestamps=self.timestamps[start:stop].copy(),
+            values=self.values[start:stop].copy(),
+            valid=self.valid[start:stop].copy(),
+            labels=None if self.labels is None else self.labels[start:stop].copy(),
+            channels=list(self.channels),
+            source=self.source,
+            iso_time=self.iso_time,
+            meta=dict(self.meta),
+        )
+
+
+def sha256_file(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sniff_delimiter(header_line: str) -> str:
+    # SKAB and European spreadsheets use ';' (often with ',' as decimal mark inside
+    # cells), so the separator with more hits in the header wins.
+    counts = {d: header_line.count(d) for d in (";", ",", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def parse_time(text: str) -> float:
+    """ISO-8601 date-time (naive means UTC) or plain seconds -> float seconds.
+
+    Raises ValueError when ``text`` is neither.
+    """
+    s = text.strip()
+    try:
+        v = float(s)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(v):
+            raise ValueError("timestamp is not finite")
+        return v
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def format_time(seconds: float) -> str:
+    """Float UNIX seconds -> ISO-8601 UTC with a 'Z' (milliseconds only when needed)."""
+    dt = datetime.fromtimestamp(float(seconds), tz=timezone.utc)
+    if dt.microsecond:
+        return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_value(cell: str, decimal_comma: bool) -> float | None:
+    """A sensor cell -> float; NaN when missing; None when it is not a number."""
+    s = cell.strip()
+    if s.lower() in MISSING_TOKENS:
+        return math.nan
+    if decimal_comma:
+        s = s.replace(",", ".")
+    try:
+        v = float(s)
+    except ValueError:
+        return None
+    if math.isnan(v):
+        return math.nan
+    if not math.isfinite(v):
+        return None
+    return v
+
+
+def _find_column(header: list[str], name: str) -> int | None:
+    lowered = [h.strip().lower() for h in header]
+    try:
+        return lowered.index(name.strip().lower())
+    except ValueError:
+        return None
+
+
+def load_csv(
+    path: Path | str,
+    channels: Sequence[str] | None = None,
+    label_column: str | None = AUTO,
+    timestamp_column: str | None = AUTO,
+    min_rows: int = 1,
+) -> Series:
+    """Read a CSV with a header row into a :class:`Series`.
+
+    - Separator ``,``, ``;`` or tab is detected from the header; with ``;`` a decimal
+      comma inside cells is accepted.
+    - ``timestamp_column``: "auto" tries timestamp/datetime/time/date; ``None`` uses the
+      row number as seconds. Values are ISO-8601 (naive = UTC) or numeric seconds and
+      must strictly increase.
+    - ``label_column``: "auto" uses a "label" or "anomaly" column when present (else the
+      series is unlabelled); a name must exist; ``None`` ignores labels. Labels are 0/1.
+    - ``channels``: sensor columns to read, in this order; default is every other column
+      except annotations (label, anomaly, changepoint, ...).
+    - Empty cells and nan/NA/null are missing samples (NaN, mask False), never errors.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ToolkitError(f"{path}: no such file", hint="check the --data path")
+    if path.is_dir():
+        raise ToolkitError(f"{path}: is a directory, expected a CSV file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ToolkitError(
+            f"{path}: not a UTF-8 text file (byte {e.start})", hint="export the data as UTF-8 CSV"
+        ) from e
+    lines = text.splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is None:
+        raise ToolkitError(f"{path}: file is empty", hint="expected a header row and one row per sample")
+    delimiter = _sniff_delimiter(lines[first])
+    decimal_comma = delimiter == ";"
+
+    reader = csv.reader(lines, delimiter=delimiter)
+    header: list[str] | None = None
+    rows: list[tuple[int, list[str]]] = []
+    for row in reader:
+        if not row or all(not c.strip() for c in row):
+            continue
+        if header is None:
+            header = [c.strip() for c in row]
+            continue
+        rows.append((reader.line_num, row))
+    assert header is not None
+    _check_header(path, header, lines[first])
+
+    # -- which column is what
+    if timestamp_column == AUTO:
+        ts_idx = next((i for c in TIMESTAMP_CANDIDATES if (i := _find_column(header, c)) is not None), None)
+        if ts_idx is None:
+            raise ToolkitError(
+                f"{path}: no timestamp column (looked for {', '.join(TIMESTAMP_CANDIDATES)}); "
+                f"columns are: {', '.join(header)}",
+                hint="name the time column 'timestamp', or pass --timestamp-column",
+            )
+    elif timestamp_column is None:
+        ts_idx = None
+    else:
+        ts_idx = _find_column(header, timestamp_column)
+        if ts_idx is None:
+            raise ToolkitError(
+                f"{path}: timestamp column '{timestamp_column}' not found; columns are: {', '.join(header)}"
+            )
+
+    if label_column == AUTO:
+        lab_idx = next((i for c in LABEL_CANDIDATES if (i := _find_column(header, c)) is not None), None)
+    elif label_column is None:
+        lab_idx = None
+    else:
+        lab_idx = _find_column(header, label_column)
+        if lab_idx is None:
+            raise ToolkitError(
+                f"{path}: label column '{label_column}' not found; columns are: {', '.join(header)}",
+                hint="pass the right label column name, or none for unlabelled data",
+            )
+
+    if channels is None:
+        skip = {ts_idx, lab_idx}
+        ch_idx = [
+            i for i, h in enumerate(header) if i not in skip and h.strip().lower() not in ANNOTATION_COLUMNS
+        ]
+        if not ch_idx:
+            raise ToolkitError(f"{path}: no sensor columns besides time and label; columns are: {', '.join(header)}")
+    else:
+        if len(channels) == 0:
+            raise ToolkitError("no channels requested", hint="list at least one sensor column")
+        missing = [c for c in channels if _find_column(header, c) is None]
+        if missing:
+            raise ToolkitError(
+                f"{path}: column(s) {', '.join(repr(c) for c in missing)} not found; "
+                f"columns are: {', '.join(header)}",
+                hint="column names must match the header (case-insensitive)",
+            )
+        ch_idx = [_find_column(header, c) for c in channels]  # type: ignore[misc]
+    names = [header[i] for i in ch_idx]
+
+    if len(rows) < min_rows:
+        raise ToolkitError(
+            f"{path}: {len(rows)} data row(s), need at least {min_rows}",
+            hint="use a longer recording (or a smaller --window)",
+        )
+
+    # -- parse every row; the first bad cell stops with its line and column
+    n, c = len(rows), len(ch_idx)
+    ts = np.empty(n, dtype=np.float64)
+    values = np.empty((n, c), dtype=np.float64)
+    labels = np.zeros(n, dtype=np.int8) if lab_idx is not None else None
+    any_iso = False
+    for r, (line_no, row) in enumerate(rows):
+        if len(row) != len(header):
+            raise ToolkitError(
+                f"{path}:{line_no}: {len(row)} field(s), the header has {len(header)}",
+                hint=f"each row needs one value per column, separated by '{delimiter}'",
+            )
+        if ts_idx is None:
+            ts[r] = float(r)
+        else:
+            cell = row[ts_idx].strip()
+            if not cell:
+                raise ToolkitError(
+                    f"{path}:{line_no}: column '{header[ts_idx]}' is empty",
+                    hint="every row needs a timestamp; leave sensor cells empty for missing samples instead",
+                )
+            try:
+                ts[r] = parse_time(cell)
+            except ValueError:
+                raise ToolkitError(
+                    f"{path}:{line_no}: column '{header[ts_idx]}': '{cell}' is not a timestamp",
+                    hint="use ISO-8601 (2024-01-31T12:00:00Z) or numeric seconds",
+                ) from None
+            any_iso = any_iso or not _is_number(cell)
+        for j, k in enumerate(ch_idx):
+            v = _parse_value(row[k], decimal_comma)
+            if v is None:
+                raise ToolkitError(
+                    f"{path}:{line_no}: column '{header[k]}': '{row[k].strip()}' is not a number",
+                    hint="sensor cells must be numbers; leave a cell empty (or write NaN) for a missing sample",
+                )
+            values[r, j] = v
+        if labels is not None:
+            labels[r] = _parse_label(path, line_no, header[lab_idx], row[lab_idx], decimal_comma)  # type: ignore[index]
+
+    if ts_idx is not None and n > 1:
+        bad = np.nonzero(np.diff(ts) <= 0)[0]
+        if bad.size:
+            i = int(bad[0])
+            raise ToolkitError(
+                f"{path}:{rows[i + 1][0]}: time does not increase "
+                f"('{rows[i + 1][1][ts_idx].strip()}' after '{rows[i][1][ts_idx].strip()}' on line {rows[i][0]})",
+                hint="sort the rows by time and remove duplicated samples",
+            )
+
+    return Series(
+        timestamps=ts,
+        values=values,
+        valid=~np.isnan(values),
+        labels=labels,
+        channels=names,
+        source=path,
+        iso_time=any_iso,
+    )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_header(path: Path, header: list[str], raw: str) -> None:
+    if all(_is_number(h) or not h for h in header):
+        raise ToolkitError(
+            f"{path}:1: no header row (first line is '{raw.strip()[:60]}')",
+            hint="the first line must name the columns, e.g. timestamp,vib_rms_1,...,label",
+        )
+    seen: set[str] = set()
+    for h in header:
+        key = h.lower()
+        if not h:
+            raise ToolkitError(f"{path}:1: the header has an empty column name", hint="name every column")
+        if key in seen:
+            raise ToolkitError(f"{path}:1: column '{h}' appears twice in the header", hint="rename one of them")
+        seen.add(key)
+
+
+def _parse_label(path: Path, line_no: int, column: str, cell: str, decimal_comma: bool) -> int:
+    v = _parse_value(cell, decimal_comma)
+    if v is None or math.isnan(v) or v not in (0.0, 1.0):
+        raise ToolkitError(
+            f"{path}:{line_no}: column '{column}': label '{cell.strip()}' is not 0 or 1",
+            hint="labels are 0 (normal) or 1 (fault) on every row; drop the label column for unlabelled data",
+        )
+    return int(v)
+
+
+def write_csv(path: Path | str, series: Series, label_column: str = "label", decimals: int = 4) -> Path:
+    """Write ``series`` as ``timestamp,<channels...>[,label]``; missing samples become empty cells."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", *series.channels, *([label_column] if series.labels is not None else [])])
+        for r in range(series.rows):
+            t = format_time(series.timestamps[r]) if series.iso_time else repr(float(series.timestamps[r]))
+            cells = [
+                f"{series.values[r, j]:.{decimals}f}" if series.valid[r, j] else "" for j in range(len(series.channels))
+            ]
+            if series.labels is not None:
+                cells.append(str(int(series.labels[r])))
+            w.writerow([t, *cells])
+    return path
