@@ -327,7 +327,14 @@ def _is_number(text: str) -> bool:
 
 
 def _check_header(path: Path, header: list[str], raw: str) -> None:
-    if all(_is_number(h) or not h for h in header):
+    def looks_like_data(cell: str) -> bool:
+        try:
+            parse_time(cell)  # numbers and dates are values, never column names
+        except ValueError:
+            return False
+        return True
+
+    if any(looks_like_data(h) for h in header if h):
         raise ToolkitError(
             f"{path}:1: no header row (first line is '{raw.strip()[:60]}')",
             hint="the first line must name the columns, e.g. timestamp,vib_rms_1,...,label",

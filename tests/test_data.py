@@ -1,0 +1,322 @@
+"""CSV loading (broken inputs included), synthetic pump data and window features."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolkit import synth
+from toolkit.data import Series, load_csv, parse_time, write_csv
+from toolkit.errors import ToolkitError
+from toolkit.features import CLIP, Normalization, fit_normalization, make_windows, quantize_input
+
+CSV = Path(__file__).parent / "fixtures" / "csv"
+SKAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
+PUMP_COLUMNS = ["vib_rms_1", "vib_rms_2", "motor_current", "temperature"]
+
+
+def _error(path: Path, **kw) -> ToolkitError:
+    with pytest.raises(ToolkitError) as e:
+        load_csv(path, **kw)
+    return e.value
+
+
+# -- load_csv: broken inputs ----------------------------------------------------------
+
+
+def test_missing_file_is_named():
+    e = _error(CSV / "does_not_exist.csv")
+    assert "does_not_exist.csv" in e.message and "no such file" in e.message
+
+
+@pytest.mark.parametrize("name", ["empty.csv", "blank_lines.csv"])
+def test_empty_file(name):
+    e = _error(CSV / name)
+    assert name in e.message and "empty" in e.message
+
+
+def test_no_header_row():
+    e = _error(CSV / "no_header.csv")
+    assert "no header" in e.message and e.hint
+
+
+def test_header_only_has_too_few_rows():
+    e = _error(CSV / "header_only.csv", min_rows=8)
+    assert "0 data row(s)" in e.message and "8" in e.message
+
+
+def test_requested_column_missing_lists_what_exists():
+    e = _error(CSV / "missing_column.csv", channels=PUMP_COLUMNS)
+    assert "'motor_current'" in e.message
+    for existing in ("timestamp", "vib_rms_1", "vib_rms_2", "temperature", "label"):
+        assert existing in e.message
+
+
+def test_non_numeric_value_names_value_line_and_column():
+    e = _error(CSV / "non_numeric.csv")
+    assert "non_numeric.csv:4" in e.message  # header is line 1, the bad row is the 3rd data row
+    assert "'motor_current'" in e.message and "'seven'" in e.message
+    assert "missing" in e.hint  # tells the user how to mark a missing sample instead
+
+
+def test_infinite_value_is_an_error_not_a_sample():
+    e = _error(CSV / "infinite_value.csv")
+    assert ":3" in e.message and "'inf'" in e.message
+
+
+@pytest.mark.parametrize("name,line", [("non_monotonic.csv", 4), ("duplicate_time.csv", 3)])
+def test_time_must_increase(name, line):
+    e = _error(CSV / name)
+    assert f"{name}:{line}" in e.message and "does not increase" in e.message
+    assert "sort" in e.hint
+
+
+def test_ragged_row():
+    e = _error(CSV / "ragged.csv")
+    assert "ragged.csv:3" in e.message and "4 field(s)" in e.message and "6" in e.message
+
+
+def test_label_must_be_0_or_1():
+    e = _error(CSV / "bad_label.csv")
+    assert "bad_label.csv:3" in e.message and "'2'" in e.message
+
+
+def test_bad_and_empty_timestamps():
+    e = _error(CSV / "bad_timestamp.csv")
+    assert "bad_timestamp.csv:3" in e.message and "'yesterday'" in e.message
+    e = _error(CSV / "empty_timestamp.csv")
+    assert "empty_timestamp.csv:3" in e.message and "empty" in e.message
+
+
+def test_duplicate_column_name():
+    e = _error(CSV / "duplicate_column.csv")
+    assert "vib_rms_1" in e.message and "twice" in e.message
+
+
+def test_no_timestamp_column_lists_columns_unless_disabled():
+    e = _error(CSV / "no_timestamp.csv")
+    assert "no timestamp column" in e.message and "vib_rms_1, motor_current" in e.message
+    s = load_csv(CSV / "no_timestamp.csv", timestamp_column=None)
+    assert s.timestamps.tolist() == [0.0, 1.0]
+
+
+def test_explicit_label_column_must_exist():
+    e = _error(CSV / "missing_column.csv", label_column="fault_flag")
+    assert "'fault_flag'" in e.message
+
+
+def test_not_utf8():
+    e = _error(CSV / "utf16.csv")
+    assert "UTF-8" in e.message
+
+
+def test_directory_is_not_a_csv(tmp_path):
+    assert "directory" in _error(tmp_path).message
+
+
+# -- load_csv: accepted inputs --------------------------------------------------------
+
+
+def test_missing_values_are_kept_as_nan_with_mask():
+    s = load_csv(CSV / "missing_values.csv")
+    assert s.rows == 5  # no row dropped
+    expected_missing = {(1, 0), (2, 1), (2, 3), (3, 2)}  # '', 'NaN', 'NA', 'null'
+    got_missing = {(int(r), int(c)) for r, c in zip(*np.nonzero(~s.valid))}
+    assert got_missing == expected_missing
+    assert all(math.isnan(s.values[r, c]) for r, c in expected_missing)
+    assert s.values[4].tolist() == [1.4, 2.4, 7.4, 30.4]
+    assert s.labels.tolist() == [0, 0, 0, 1, 1]
+    assert s.timestamps.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+def test_semicolon_separator_iso_dates_and_decimal_comma():
+    s = load_csv(CSV / "semicolon.csv")
+    assert s.channels == ["Accelerometer1RMS", "Current", "Temperature"]  # anomaly/changepoint are not sensors
+    assert s.labels.tolist() == [0, 0, 1]  # from 'anomaly'
+    assert s.values[1, 0] == pytest.approx(0.0261697)  # '0,0261697'
+    # 2020-03-09 10:14:33 UTC, computed by hand: 18330 days * 86400 + 10:14:33
+    assert s.timestamps[0] == 18330 * 86400 + 10 * 3600 + 14 * 60 + 33
+    assert np.diff(s.timestamps).tolist() == [1.0, 1.0]
+
+
+def test_channel_selection_keeps_requested_order():
+    s = load_csv(CSV / "missing_values.csv", channels=["temperature", "VIB_RMS_1"], label_column=None)
+    assert s.channels == ["temperature", "vib_rms_1"]
+    assert s.values[0].tolist() == [30.0, 1.0]
+    assert s.labels is None
+
+
+def test_parse_time_variants():
+    assert parse_time("1970-01-01T00:01:00Z") == 60.0
+    assert parse_time("1970-01-01 00:01:00") == 60.0  # naive = UTC
+    assert parse_time("1970-01-01T01:01:00+01:00") == 60.0
+    assert parse_time("12.5") == 12.5
+    with pytest.raises(ValueError):
+        parse_time("noon")
+
+
+@pytest.mark.skipif(not (SKAB / "valve1" / "0.csv").is_file(), reason="SKAB data not present")
+def test_reads_a_real_skab_file():
+    path = SKAB / "valve1" / "0.csv"
+    s = load_csv(path)
+    header = path.read_text().splitlines()[0].split(";")
+    assert s.channels == [h for h in header if h not in ("datetime", "anomaly", "changepoint")]
+    assert s.rows == len(path.read_text().splitlines()) - 1
+    assert s.labels is not None and 0 < s.labels.sum() < s.rows
+    assert s.sample_period_s == 1.0 and s.valid.all()
+
+
+# -- synthetic pump data --------------------------------------------------------------
+
+
+def test_synth_is_deterministic_per_seed():
+    a, b, c = synth.pump_dataset(seed=3, hours=1), synth.pump_dataset(seed=3, hours=1), synth.pump_dataset(seed=4, hours=1)
+    assert np.array_equal(a.series.values, b.series.values, equal_nan=True)
+    assert not np.array_equal(a.series.values, c.series.values, equal_nan=True)
+
+
+def test_synth_faults_are_labelled_where_the_sensors_deviate():
+    ds = synth.pump_dataset(seed=0, hours=2)
+    s, tr = ds.series, ds.train_rows
+    assert s.channels == PUMP_COLUMNS and s.rows == 7200 and tr == 3600
+    assert s.labels[:tr].sum() == 0  # training part is normal
+    expected = np.zeros(s.rows, bool)
+    for inc in ds.incidents:
+        assert tr <= inc.start_row < inc.stop_row <= s.rows
+        expected[inc.start_row : inc.stop_row] = True
+    assert np.array_equal(s.labels.astype(bool), expected)
+    assert {i.name for i in ds.incidents} == {"imbalance", "bearing_wear"}
+
+    mean = np.nanmean(s.values[:tr], axis=0)
+    std = np.nanstd(s.values[:tr], axis=0)
+
+    def z(rows: slice) -> np.ndarray:
+        return (np.nanmean(s.values[rows], axis=0) - mean) / std
+
+    signature = {"imbalance": ["vib_rms_1", "vib_rms_2"], "bearing_wear": ["vib_rms_1", "temperature"]}
+    for inc in ds.incidents:
+        late = slice((inc.start_row + inc.stop_row) // 2, inc.stop_row)
+        for ch in signature[inc.name]:
+            assert z(late)[PUMP_COLUMNS.index(ch)] > 3, (inc.name, ch)
+    normal_test = np.nonzero(~expected[tr:])[0] + tr
+    assert np.all(np.abs((np.nanmean(s.values[normal_test], axis=0) - mean) / std) < 2)
+
+
+def test_synth_dropout_is_missing_and_not_a_fault():
+    ds = synth.pump_dataset(seed=0, hours=1)
+    a, b = ds.dropout_rows
+    assert b - a == 20
+    assert not ds.series.valid[a:b, 3].any() and ds.series.valid[a:b, :3].all()
+    assert ds.series.labels[a:b].sum() == 0
+    assert ds.series.missing_count() == 20
+
+
+def test_synth_csv_round_trip(tmp_path):
+    ds = synth.write_csv(tmp_path / "pump.csv", seed=1, hours=1)
+    s = load_csv(tmp_path / "pump.csv")
+    assert s.channels == PUMP_COLUMNS
+    assert np.array_equal(s.values, ds.series.values, equal_nan=True)
+    assert np.array_equal(s.valid, ds.series.valid)
+    assert np.array_equal(s.timestamps, ds.series.timestamps)
+    assert np.array_equal(s.labels, ds.series.labels)
+    first = (tmp_path / "pump.csv").read_text().splitlines()[1]
+    assert first.startswith("2026-01-05T00:00:00Z,")
+
+
+def test_synth_rejects_silly_lengths():
+    with pytest.raises(ToolkitError):
+        synth.pump_dataset(hours=0.1)
+
+
+def test_synth_cli(tmp_path):
+    from toolkit.cli import main
+
+    r = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "p.csv"), "--hours", "1", "--seed", "2"])
+    assert r.exit_code == 0, r.output
+    assert "imbalance" in r.output and "bearing_wear" in r.output
+    assert load_csv(tmp_path / "p.csv").rows == 3600
+
+
+def test_write_csv_numeric_time_and_missing_cells(tmp_path):
+    s = Series(
+        timestamps=np.array([0.0, 0.5]), values=np.array([[1.0, np.nan], [2.0, 3.0]]),
+        valid=np.array([[True, False], [True, True]]), labels=None, channels=["a", "b"],
+    )
+    p = write_csv(tmp_path / "x.csv", s, decimals=2)
+    assert p.read_text().splitlines() == ["timestamp,a,b", "0.0,1.00,", "0.5,2.00,3.00"]
+
+
+# -- features: hand-computed cases ----------------------------------------------------
+
+
+def _series(values, timestamps=None, labels=None) -> Series:
+    v = np.asarray(values, dtype=np.float64)
+    t = np.arange(len(v), dtype=np.float64) if timestamps is None else np.asarray(timestamps, dtype=np.float64)
+    return Series(timestamps=t, values=v, valid=~np.isnan(v),
+                  labels=None if labels is None else np.asarray(labels, np.int8), channels=["a", "b"])
+
+
+def test_normalization_and_time_major_windows_by_hand():
+    # a: 1 2 3 4 -> mean 2.5, std sqrt(1.25); b: 10 10 10 50 -> mean 20, std sqrt(300)
+    s = _series([[1, 10], [2, 10], [3, 10], [4, 50]])
+    norm = fit_normalization(s)
+    assert norm.mean.tolist() == pytest.approx([2.5, 20.0])
+    assert norm.std.tolist() == pytest.approx([1.118034, 17.320508])
+    w = make_windows(s, norm, window=2)
+    assert w.end_rows.tolist() == [1, 2, 3]
+    assert w.complete.all()
+    # last window = rows 2, 3 flattened time-major: [a2, b2, a3, b3]
+    assert w.x[2].tolist() == pytest.approx([0.447214, -0.577350, 1.341641, 1.732051], abs=1e-6)
+    assert w.x[0].tolist() == pytest.approx([-1.341641, -0.577350, -0.447214, -0.577350], abs=1e-6)
+    assert w.x.dtype == np.float32
+
+
+def test_normalization_ignores_missing_and_handles_constant_channels():
+    v = np.array([[1.0, 5.0], [np.nan, 5.0], [3.0, 5.0], [8.0, 5.0]])
+    norm = fit_normalization(_series(v))
+    assert norm.mean[0] == pytest.approx(np.nanmean(v[:, 0]))
+    assert norm.std[0] == pytest.approx(np.nanstd(v[:, 0]), rel=1e-6)
+    assert norm.std[1] == 1.0  # constant channel: no division by zero
+
+
+def test_channel_without_any_training_sample_is_an_error():
+    with pytest.raises(ToolkitError, match="'?b'?.*no valid sample|b have no valid sample"):
+        fit_normalization(_series([[1.0, np.nan], [2.0, np.nan]]))
+
+
+def test_features_are_clipped():
+    norm = Normalization(mean=np.array([0.0, 0.0]), std=np.array([1.0, 1.0]))
+    w = make_windows(_series([[100.0, -100.0], [0.5, 0.0]]), norm, window=1)
+    assert w.x.tolist() == [[CLIP, -CLIP], [0.5, 0.0]]
+
+
+def test_windows_with_missing_samples_or_time_gaps_are_incomplete():
+    norm = Normalization(mean=np.zeros(2), std=np.ones(2))
+    w = make_windows(_series([[0, 0], [np.nan, 0], [0, 0], [0, 0], [0, 0]]), norm, window=2)
+    assert w.complete.tolist() == [False, False, True, True]
+    # rows at t = 0 1 2 5 6: the step 2 -> 5 is a gap in time
+    w = make_windows(_series(np.zeros((5, 2)), timestamps=[0, 1, 2, 5, 6]), norm, window=2)
+    assert w.complete.tolist() == [True, True, False, True]
+
+
+def test_window_labels_come_from_the_last_row():
+    norm = Normalization(mean=np.zeros(2), std=np.ones(2))
+    w = make_windows(_series(np.zeros((4, 2)), labels=[0, 1, 0, 0]), norm, window=2)
+    assert w.labels.tolist() == [1, 0, 0]
+    assert w.any_fault.tolist() == [True, True, False]
+
+
+def test_too_few_rows_for_a_window():
+    norm = Normalization(mean=np.zeros(2), std=np.ones(2))
+    with pytest.raises(ToolkitError, match="too few for one window of 8"):
+        make_windows(_series(np.zeros((5, 2))), norm, window=8)
+
+
+def test_quantize_input_rounds_half_away_from_zero_and_saturates():
+    x = np.array([0.25, -0.25, 0.74, 100.0, -100.0, 0.0])
+    # scale 0.5, zero point -1: 0.5 -> 1 -> 0; -0.5 -> -1 -> -2; 1.48 -> 1 -> 0; clamp; clamp; -1
+    assert quantize_input(x, 0.5, -1).tolist() == [0, -2, 0, 127, -128, -1]
