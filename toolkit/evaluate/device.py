@@ -1,0 +1,177 @@
+"""The "device" the evaluation streams a recording through, behind one small interface.
+
+A device is commissioned on an installation's first rows, then fed the rest one sample
+at a time; per row it answers state, score, confidence, alert (and, when it can, each
+sensor's share of the score). Targets plug in here:
+
+- ``host``:  the firmware's monitor C built for the host (``toolkit.monitor``);
+- ``qemu:BOARD``: the real firmware in QEMU over the serial protocol;
+- ``reference``: the int8 model through tflite-micro's interpreter (the project's golden
+  reference) with the simple alert rule written out in :class:`ReferenceDevice`. It is
+  the yardstick the C targets must agree with, not a replacement for them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ..data import Series
+from ..errors import ToolkitError
+
+#: Row states written to predictions.csv.
+STATES = ("commissioning", "warmup", "gap", "normal", "anomaly")
+
+
+@dataclass
+class Outputs:
+    """Per-row device answers for the streamed (non-commissioning) rows."""
+
+    state: list[str]
+    score: np.ndarray  #: (N,) float, NaN where no window could be scored
+    confidence: np.ndarray  #: (N,) float in 0..1
+    alert: np.ndarray  #: (N,) int8 0/1
+    channel_scores: np.ndarray | None = None  #: (N, C) per-sensor share of the score
+
+
+class Device(Protocol):
+    target: str
+
+    def commission(self, head: Series) -> dict:
+        """Fit the installation's baseline on normal rows; return what was fitted (for report.json)."""
+
+    def stream(self, series: Series, start: int) -> Outputs:
+        """Push rows ``start..`` of ``series`` one at a time (earlier rows may fill the window)."""
+
+
+@dataclass
+class AlertRule:
+    """When a stream of window scores becomes an alert (same for every file).
+
+    An alert starts after ``raise_after`` consecutive windows above the threshold and
+    ends after ``clear_after`` consecutive windows below it: one noisy window is not an
+    incident, and one quiet window does not end one.
+    """
+
+    threshold_quantile: float = 0.99  #: of the commissioning windows' scores
+    threshold_margin: float = 1.5  #: threshold = margin * quantile
+    raise_after: int = 3
+    clear_after: int = 5
+    confidence_span: int = 8  #: confidence = share of the last N windows above threshold
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def apply_rule(scores: np.ndarray, threshold: float, rule: AlertRule) -> tuple[np.ndarray, np.ndarray]:
+    """(alert 0/1, confidence) per row from scores; NaN scores (gaps) count as below."""
+    n = scores.size
+    alert = np.zeros(n, np.int8)
+    conf = np.zeros(n, np.float64)
+    above_run = below_run = 0
+    on = False
+    recent: list[int] = []
+    for i in range(n):
+        hot = bool(np.isfinite(scores[i]) and scores[i] > threshold)
+        above_run = above_run + 1 if hot else 0
+        below_run = 0 if hot else below_run + 1
+        if not on and above_run >= rule.raise_after:
+            on = True
+        elif on and below_run >= rule.clear_after:
+            on = False
+        alert[i] = on
+        recent.append(int(hot))
+        if len(recent) > rule.confidence_span:
+            recent.pop(0)
+        conf[i] = sum(recent) / rule.confidence_span
+    return alert, conf
+
+
+class ReferenceDevice:
+    """Int8 model via tflite-micro + per-installation normalization and threshold."""
+
+    target = "reference"
+
+    def __init__(self, package: Path, rule: AlertRule):
+        from ..package import load_package
+        from ..reference import TflmReference
+
+        self.pkg = load_package(package)
+        self.rule = rule
+        self.model = TflmReference(self.pkg.tflite_bytes())
+        q = self.pkg.manifest["model"]
+        self.in_scale, self.in_zp = float(q["input_scale"]), int(q["input_zero_point"])
+        self.out_scale, self.out_zp = float(q["output_scale"]), int(q["output_zero_point"])
+        self.norm = None
+        self.threshold = None
+
+    def _scores(self, series: Series, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from ..features import dequantize, make_windows, quantize_input
+
+        w = make_windows(series, self.norm, self.pkg.window)
+        keep = w.complete if rows is None else (w.complete & (w.end_rows >= rows))
+        x = w.x[keep]
+        qin = quantize_input(np.nan_to_num(x), self.in_scale, self.in_zp)
+        qout = self.model.run(qin).reshape(len(qin), -1) if len(qin) else np.zeros((0, x.shape[1]), np.int8)
+        # Same score as train/quantize: the float features against the int8 reconstruction.
+        xout = dequantize(qout, self.out_scale, self.out_zp)
+        err = (np.nan_to_num(x).astype(np.float64) - xout) ** 2
+        c = len(series.channels)
+        return w.end_rows[keep], err.mean(axis=1), err.reshape(len(err), -1, c).mean(axis=1)
+
+    def commission(self, head: Series) -> dict:
+        from ..features import fit_normalization
+
+        h = head.slice(0, head.rows)
+        if h.labels is not None:  # a labelled fault in the commissioning rows must not set the baseline
+            h.valid &= (h.labels == 0)[:, None]
+        self.norm = fit_normalization(h)
+        _, scores, _ = self._scores(h)
+        if scores.size == 0:
+            raise ToolkitError(
+                f"{head.source}: no complete window of {self.pkg.window} rows in the {head.rows} commissioning rows",
+                hint="commission on more rows (--train-rows) or fill the gaps",
+            )
+        self.threshold = float(np.quantile(scores, self.rule.threshold_quantile) * self.rule.threshold_margin)
+        return {"threshold": self.threshold, "commissioning_windows": int(scores.size),
+                "normalization": self.norm.to_json()}
+
+    def stream(self, series: Series, start: int) -> Outputs:
+        n = series.rows - start
+        end_rows, scores, per_ch = self._scores(series, rows=np.int64(start))
+        score = np.full(n, np.nan)
+        chs = np.full((n, len(series.channels)), np.nan)
+        score[end_rows - start] = scores
+        chs[end_rows - start] = per_ch
+        alert, conf = apply_rule(score, self.threshold, self.rule)
+        state = []
+        for i in range(n):
+            if not np.isfinite(score[i]):
+                state.append("warmup" if start + i < self.pkg.window - 1 else "gap")
+            else:
+                state.append("anomaly" if alert[i] else "normal")
+        return Outputs(state, score, conf, alert, chs)
+
+
+def make_device(target: str, package: Path, rule: AlertRule) -> Device:
+    """The device for ``--target``; a clear error for targets this tree cannot run yet."""
+    if target == "reference":
+        return ReferenceDevice(package, rule)
+    if target == "host":
+        if importlib.util.find_spec("toolkit.monitor") is None:
+            raise ToolkitError(
+                "--target host needs toolkit.monitor (the host build of the on-device monitor), not in this tree yet",
+                hint="use --target reference (int8 model via tflite-micro, same alert rule) meanwhile",
+            )
+        raise ToolkitError("--target host: the toolkit.monitor binding is not wired into evaluate yet",
+                           hint="use --target reference meanwhile")
+    if target.startswith("qemu:"):
+        raise ToolkitError(
+            f"--target {target}: streaming samples into QEMU needs the framed serial protocol, not in this tree yet",
+            hint="use --target reference meanwhile",
+        )
+    raise ToolkitError(f"unknown --target '{target}'", hint="use host, qemu:BOARD or reference")

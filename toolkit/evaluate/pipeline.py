@@ -1,0 +1,228 @@
+"""Run an evaluation: model (fleet, cached by content), per-file commissioning, streaming
+through a device, then scoring file by file and pooled. Files run in parallel processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Series, sha256_file
+from ..errors import ToolkitError
+from ..paths import build_dir
+from . import incidents as inc
+from .device import AlertRule, Outputs, make_device
+from .metrics import Confusion, NabFile, confusion, nab_file_score, nab_normalized, nab_probation_rows
+from .readers import Dataset, Recording
+
+#: Each format's own commissioning protocol: SKAB trains on the first 400 rows, NAB's
+#: probationary period is the first 15 %.
+PROTOCOL = {"skab": {"train_rows": 400}, "nab": {"train_fraction": 0.15}, "generic": {"train_fraction": 0.15}}
+
+
+@dataclass
+class Settings:
+    """Everything that decides the result; written whole into report.json."""
+
+    format: str
+    target: str = "reference"
+    train_rows: int | None = None
+    train_fraction: float | None = None
+    window: int = 8
+    hidden: tuple[int, ...] = (16, 8)
+    epochs: int = 30
+    seed: int = 0
+    jobs: int = 2
+    rule: AlertRule = field(default_factory=AlertRule)
+
+    def commissioning_rows(self, rows: int) -> int:
+        if self.train_rows is not None:
+            return int(self.train_rows)
+        frac = self.train_fraction if self.train_fraction is not None else PROTOCOL[self.format].get("train_fraction")
+        if frac is None:
+            return int(PROTOCOL[self.format]["train_rows"])
+        return int(math.floor(frac * rows))
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+@dataclass
+class FileResult:
+    recording: Recording
+    start: int  #: first streamed row (= commissioning rows)
+    outputs: Outputs
+    commissioning: dict
+    confusion: Confusion
+    confusion_all_rows: Confusion  #: commissioning rows counted as silent (SKAB notebooks' convention)
+    nab: NabFile | None
+    incidents: list[inc.Incident]
+    alerts: list[inc.Alert]
+
+    @property
+    def alert_column(self) -> np.ndarray:
+        """alert per row over the whole file (0 while commissioning)."""
+        a = np.zeros(self.recording.series.rows, np.int8)
+        a[self.start :] = self.outputs.alert
+        return a
+
+
+# -- model --------------------------------------------------------------------------
+
+
+def _model_key(series: Series, settings: Settings, rows: int) -> str:
+    h = hashlib.sha256()
+    for a in (series.timestamps[:rows], series.values[:rows], series.valid[:rows]):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(json.dumps([series.channels, settings.window, list(settings.hidden), settings.epochs, settings.seed]).encode())
+    for mod in ("train.py", "quantize.py", "features.py"):  # a change in the recipe invalidates the cache
+        p = Path(__file__).resolve().parent.parent / mod
+        h.update(p.read_bytes() if p.exists() else b"")
+    return h.hexdigest()[:16]
+
+
+def _train_package(series: Series, rows: int, settings: Settings, out: Path, name: str) -> Path:
+    """Train + int8-quantize on ``series[:rows]``; ``out`` only ever holds a complete package."""
+    if (out / "model.tflite").is_file() and (out / "manifest.json").is_file():
+        return out
+    from ..quantize import quantize
+    from ..train import train
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    train(series, tmp, window=settings.window, epochs=settings.epochs, seed=settings.seed,
+          train_rows=rows, hidden=settings.hidden, name=name, progress=False)
+    quantize(tmp, progress=False)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def fleet_package(fleet: Series, source: Path | None, settings: Settings, cache: Path | None = None) -> Path:
+    """The fleet model on normal data, cached under build/ by content and settings."""
+    from ..progress import step
+
+    # the last 10 % stay out of training: quantize compares float and int8 on them
+    rows = int(0.9 * fleet.rows)
+    key = _model_key(fleet, settings, fleet.rows)
+    out = (cache or build_dir() / "evaluate" / "models") / f"fleet-{key}"
+    if (out / "model.tflite").is_file():
+        return out
+    with step(f"fleet model on {fleet.rows} normal rows ({source.name if source else 'data'}), cached as {out.name}"):
+        return _train_package(fleet, rows, settings, out, "fleet")
+
+
+def file_package(rec: Recording, start: int, settings: Settings, cache: Path | None = None) -> Path:
+    """A model of this installation alone, trained on its commissioning rows (no fleet data)."""
+    key = _model_key(rec.series, settings, start)
+    out = (cache or build_dir() / "evaluate" / "models") / f"file-{key}"
+    # the last 20 % of the commissioning rows calibrate; no test row is ever seen
+    return _train_package(rec.series.head(start), int(0.8 * start), settings, out, Path(rec.name).stem)
+
+
+# -- one file -----------------------------------------------------------------------
+
+
+def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileResult:
+    s = rec.series
+    start = settings.commissioning_rows(s.rows)
+    if not settings.window <= start < s.rows:
+        raise ToolkitError(
+            f"{rec.name}: {s.rows} rows, cannot commission on {start} and stream the rest",
+            hint="lower --train-rows/--train-fraction, or leave this file out",
+        )
+    if package is None:
+        package = file_package(rec, start, settings)
+    device = make_device(settings.target, package, settings.rule)
+    info = device.commission(s.head(start))
+    out = device.stream(s, start)
+    if len(out.alert) != s.rows - start:
+        raise ToolkitError(f"{rec.name}: the device answered {len(out.alert)} rows for {s.rows - start} pushed")
+    labels = rec.labels
+    full_alert = np.zeros(s.rows, np.int8)
+    full_alert[start:] = out.alert
+    info["commissioning_rows"] = start
+    info["labelled_rows_in_commissioning"] = int(labels[:start].sum())
+    nab = None
+    if rec.windows is not None:
+        nab = nab_file_score(full_alert, rec.windows, probation_rows=max(start, nab_probation_rows(s.rows)))
+    elif labels.any():  # labelled runs double as windows when the format has none
+        from .metrics import runs
+
+        nab = nab_file_score(full_alert, runs(labels), probation_rows=start)
+    test_alerts = inc.alerts(labels[start:], out.alert, out.channel_scores, s.channels)
+    for a in test_alerts:  # back to whole-file row numbers
+        a.start += start
+        a.end += start
+    test_incidents = [i for i in inc.incidents(labels, full_alert, s.timestamps) if i.end >= start]
+    return FileResult(
+        recording=rec, start=start, outputs=out, commissioning=info,
+        confusion=confusion(labels[start:], out.alert),
+        confusion_all_rows=confusion(labels, full_alert),
+        nab=nab, incidents=test_incidents, alerts=test_alerts,
+    )
+
+
+def _worker(args: tuple) -> FileResult:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return _run_file(*args)
+
+
+def run(dataset: Dataset, settings: Settings, package: Path | None) -> list[FileResult]:
+    """Commission and stream every file; results keep the dataset's order.
+
+    ``package`` None trains one model per file on its commissioning rows.
+    """
+    from ..progress import Bar
+
+    jobs = max(1, min(settings.jobs, len(dataset.recordings)))
+    tasks = [(r, package, settings) for r in dataset.recordings]
+    results: list[FileResult] = []
+    with Bar(len(tasks), "files") as bar:
+        if jobs == 1:
+            for t in tasks:
+                results.append(_run_file(*t))
+                bar.update()
+        else:
+            # spawn, not fork: TensorFlow / tflite-micro state must not be forked
+            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+                for res in pool.map(_worker, tasks):
+                    results.append(res)
+                    bar.update()
+    return results
+
+
+def aggregate(results: list[FileResult]) -> dict:
+    """Pooled metrics over all test rows, as SKAB computes them (counts summed, then divided)."""
+    total = sum((r.confusion for r in results), Confusion())
+    total_all = sum((r.confusion_all_rows for r in results), Confusion())
+    incs = [i for r in results for i in r.incidents]
+    alerts = [a for r in results for a in r.alerts]
+    delays = [i.delay_s for i in incs if i.delay_s is not None]
+    nabs = [r.nab for r in results if r.nab is not None]
+    return {
+        "test_rows": total.as_dict(),
+        "skab_notebook_convention": {
+            **total_all.as_dict(),
+            "note": "SKAB's published notebooks score every row of each file, commissioning rows included "
+                    "(predicted 0); this is that convention, for comparison with their leaderboard",
+        },
+        "nab_standard": nab_normalized(nabs) if nabs else None,
+        "incidents": len(incs),
+        "incidents_detected": sum(i.detected for i in incs),
+        "median_delay_s": float(np.median(delays)) if delays else None,
+        "alerts": len(alerts),
+        "false_alerts": sum(not a.true for a in alerts),
+        "files": len(results),
+        "files_without_false_alert": sum(all(a.true for a in r.alerts) for r in results),
+    }
