@@ -42,3 +42,40 @@ class TflmReference:
     def run(self, xs: np.ndarray) -> np.ndarray:
         """Many inferences; ``xs`` has shape (N, ...) and the result (N, *output_shape)."""
         return np.stack([self.invoke(x) for x in np.asarray(xs)])
+
+
+
+_ARENA_PROBE = """
+import sys
+from tflite_micro.python.tflite_micro import runtime
+data = open(sys.argv[1], 'rb').read()
+runtime.Interpreter.from_bytes(data, arena_size=int(sys.argv[2])).print_allocations()
+"""
+
+
+def tflm_arena_usage(model: bytes | Path | str, *, arena_size: int = 8 * 1024 * 1024) -> dict[str, int]:
+    """Arena bytes tflite-micro uses for ``model``: {'total', 'head', 'tail'}.
+
+    ``head`` is TFLM's planned tensor memory (what our static arena replaces); ``total``
+    adds its persistent run-time structures. Runs in a subprocess because tflite-micro
+    aborts the process on allocation failures and prints from C++."""
+    import re
+    import subprocess
+    import sys
+    import tempfile
+
+    data = Path(model).read_bytes() if isinstance(model, (str, Path)) else bytes(model)
+    with tempfile.NamedTemporaryFile(suffix=".tflite") as f:
+        f.write(data)
+        f.flush()
+        proc = subprocess.run([sys.executable, "-c", _ARENA_PROBE, f.name, str(arena_size)],
+                              capture_output=True, text=True, timeout=120)
+    text = proc.stdout + proc.stderr
+    out = {}
+    for key in ("total", "head", "tail"):
+        m = re.search(rf"Arena allocation {key} (\d+) bytes", text)
+        if m:
+            out[key] = int(m.group(1))
+    if proc.returncode != 0 or len(out) != 3:
+        raise ToolkitError(f"tflite-micro could not plan the model's arena:\n{text.strip()[-800:]}")
+    return out

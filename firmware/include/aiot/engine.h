@@ -1,0 +1,183 @@
+//! Interpreter-free int8 kernels called straight-line by generated model code.
+//! Arithmetic is TFLite Micro's reference arithmetic, so outputs match it bit for bit;
+//! everything TFLM derives at run time (multipliers, shifts, folded biases, padding,
+//! activation ranges) is computed by the code generator and passed in the param structs.
+#ifndef AIOT_ENGINE_H
+#define AIOT_ENGINE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    AIOT_OK = 0,
+    AIOT_ERR_NULL = -1,      //!< a required pointer was NULL
+    AIOT_ERR_PARAM = -2,     //!< an inconsistent parameter (zero size, bad shift...)
+} aiot_status_t;
+
+//! Output requantization shared by the matmul-like kernels. multiplier/shift hold one
+//! entry per output channel when per_channel is set, a single entry otherwise.
+typedef struct {
+    const int32_t *multiplier;  //!< Q31 significands from QuantizeMultiplier
+    const int32_t *shift;       //!< exponents (>0: left shift, <0: rounding right shift)
+    int32_t output_offset;      //!< output zero point
+    int32_t act_min;            //!< fused activation clamp, in output units
+    int32_t act_max;
+    uint8_t per_channel;
+} aiot_requant_t;
+
+//! TFLM's MultiplyByQuantizedMultiplier (double rounding: SRDHM then rounding shift).
+int32_t aiot_mul_by_quant_mult(int32_t x, int32_t multiplier, int32_t shift);
+int32_t aiot_srdhm(int32_t a, int32_t b);
+int32_t aiot_rounding_divide_by_pot(int32_t x, int32_t exponent);
+
+typedef struct {
+    uint16_t batches;
+    uint16_t in_features;
+    uint16_t out_features;
+    aiot_requant_t rq;
+} aiot_fc_params_t;
+
+//! out[b][o] = requant(sum_k w[o][k] * in[b][k] + bias[o]).
+//! The caller folds -input_zero_point * sum_k w[o][k] into bias (so bias is never NULL),
+//! weights are [out_features][in_features], weights' zero point is 0 (int8 symmetric).
+aiot_status_t aiot_fully_connected_s8(const aiot_fc_params_t *p, const int8_t *input, const int8_t *weights,
+                                      const int32_t *bias, int8_t *output);
+
+typedef struct {
+    uint16_t in_h, in_w, in_c;
+    uint16_t out_h, out_w, out_c;
+    uint16_t k_h, k_w;
+    uint16_t stride_h, stride_w;
+    uint16_t dil_h, dil_w;
+    int16_t pad_top, pad_left;
+    uint16_t depth_multiplier;  //!< depthwise only
+    int32_t input_offset;       //!< -input zero point; 0 when the generator folded it into bias
+    aiot_requant_t rq;
+} aiot_conv_params_t;
+
+//! NHWC conv, batch 1. filter is [out_c][k_h][k_w][in_c]; bias has out_c entries.
+//! Taps that fall into padding are skipped, as TFLM does.
+aiot_status_t aiot_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                             const int32_t *bias, int8_t *output);
+//! NHWC depthwise conv, batch 1. filter is [1][k_h][k_w][out_c], out_c = in_c * depth_multiplier.
+aiot_status_t aiot_depthwise_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                                       const int32_t *bias, int8_t *output);
+
+typedef struct {
+    uint16_t in_h, in_w, channels;
+    uint16_t out_h, out_w;
+    uint16_t k_h, k_w;
+    uint16_t stride_h, stride_w;
+    int16_t pad_top, pad_left;
+    int32_t act_min, act_max;
+} aiot_pool_params_t;
+
+//! NHWC pooling, batch 1; input and output share scale and zero point (TFLM requires it).
+aiot_status_t aiot_avg_pool_s8(const aiot_pool_params_t *p, const int8_t *input, int8_t *output);
+aiot_status_t aiot_max_pool_s8(const aiot_pool_params_t *p, const int8_t *input, int8_t *output);
+
+//! Per-element requantize: out = clamp(out_zp + MBQM(in - in_zp, multiplier, shift)).
+//! Serves QUANTIZE (int8 -> int8), RELU and RELU6 (act range set by the generator).
+//! output may equal input (in place).
+typedef struct {
+    uint32_t size;
+    int32_t input_zero_point;
+    int32_t multiplier;
+    int32_t shift;
+    int32_t output_zero_point;
+    int32_t act_min, act_max;
+} aiot_requantize_params_t;
+aiot_status_t aiot_requantize_s8(const aiot_requantize_params_t *p, const int8_t *input, int8_t *output);
+
+//! Clamp only (no rescale): RELU6 and friends when TFLM keeps the input scale.
+aiot_status_t aiot_clamp_s8(uint32_t size, int32_t lo, int32_t hi, const int8_t *input, int8_t *output);
+
+//! Float <-> int8 at a graph boundary (TFLM AffineQuantize / Dequantize).
+aiot_status_t aiot_quantize_f32_s8(uint32_t size, float scale, int32_t zero_point, const float *input,
+                                   int8_t *output);
+aiot_status_t aiot_dequantize_s8_f32(uint32_t size, float scale, int32_t zero_point, const int8_t *input,
+                                     float *output);
+
+//! Broadcast shape for the binary ops: 5-D, input strides are 0 along broadcast axes.
+#define AIOT_MAX_DIMS 5
+typedef struct {
+    uint32_t out_dims[AIOT_MAX_DIMS];
+    uint32_t in1_strides[AIOT_MAX_DIMS];
+    uint32_t in2_strides[AIOT_MAX_DIMS];
+    uint8_t broadcast;  //!< 0: both inputs have the output's shape (flat loop)
+    uint32_t size;      //!< output elements
+} aiot_bcast_t;
+
+typedef struct {
+    aiot_bcast_t shape;
+    int32_t input1_offset, input2_offset;  //!< -zero points
+    int32_t left_shift;                    //!< 20 for int8, as TFLM
+    int32_t input1_multiplier, input1_shift;
+    int32_t input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+    uint8_t subtract;  //!< 1: SUB (in1 - in2), same rescaling as ADD
+} aiot_add_params_t;
+
+//! ADD and SUB with TFLM's shared-scale rescaling (inputs shifted left, then rescaled).
+aiot_status_t aiot_add_s8(const aiot_add_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
+
+typedef struct {
+    aiot_bcast_t shape;
+    int32_t input1_offset, input2_offset;
+    int32_t output_multiplier, output_shift;
+    int32_t output_offset;
+    int32_t act_min, act_max;
+} aiot_mul_params_t;
+aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
+
+//! MEAN over the middle axis of a tensor viewed as [outer][reduce][inner].
+typedef struct {
+    uint32_t outer, reduce, inner;
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift;  //!< in_scale/out_scale requantization (TFLM's quantized mean)
+    uint8_t same_scale;         //!< 1: TFLM's plain mean path (rounded integer division)
+} aiot_mean_params_t;
+aiot_status_t aiot_mean_s8(const aiot_mean_params_t *p, const int8_t *input, int8_t *output);
+
+//! PAD (NHWC up to 4-D viewed as [d0][d1][d2][d3]); pad_value is the output zero point.
+typedef struct {
+    uint16_t in_dims[4];
+    uint16_t before[4];
+    uint16_t after[4];
+    int8_t pad_value;
+} aiot_pad_params_t;
+aiot_status_t aiot_pad_s8(const aiot_pad_params_t *p, const int8_t *input, int8_t *output);
+
+//! CONCATENATION of same-scale int8 tensors viewed as [outer][axis_size_i * inner].
+aiot_status_t aiot_concat_s8(uint32_t outer, uint32_t num_inputs, const int8_t *const *inputs,
+                             const uint32_t *copy_sizes, int8_t *output);
+
+//! LOGISTIC / TANH with TFLM's fixed-point arithmetic (gemmlowp tanh/logistic).
+typedef struct {
+    uint32_t size;
+    int32_t input_zero_point;
+    int32_t input_range_radius;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+} aiot_sigmoid_params_t;
+aiot_status_t aiot_logistic_s8(const aiot_sigmoid_params_t *p, const int8_t *input, int8_t *output);
+aiot_status_t aiot_tanh_s8(const aiot_sigmoid_params_t *p, const int8_t *input, int8_t *output);
+
+//! SOFTMAX over the last axis with TFLM's fixed-point exp (output scale 1/256, zp -128).
+typedef struct {
+    uint32_t outer, depth;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    int32_t diff_min;
+} aiot_softmax_params_t;
+aiot_status_t aiot_softmax_s8(const aiot_softmax_params_t *p, const int8_t *input, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

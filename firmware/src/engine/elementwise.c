@@ -1,0 +1,138 @@
+//! Per-element int8 kernels: requantize (QUANTIZE int8->int8, RELU, RELU6), clamp,
+//! float boundary conversions, and broadcasting ADD/SUB/MUL as in TFLM's reference ops.
+#include "aiot/engine.h"
+
+#include <math.h>
+#include <stddef.h>
+
+static int32_t clamp_i32(int32_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+aiot_status_t aiot_requantize_s8(const aiot_requantize_params_t *p, const int8_t *input, int8_t *output)
+{
+    if (p == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    for (uint32_t i = 0; i < p->size; ++i) {
+        const int32_t v = aiot_mul_by_quant_mult((int32_t)input[i] - p->input_zero_point, p->multiplier, p->shift);
+        output[i] = (int8_t)clamp_i32(v + p->output_zero_point, p->act_min, p->act_max);
+    }
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_clamp_s8(uint32_t size, int32_t lo, int32_t hi, const int8_t *input, int8_t *output)
+{
+    if (input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    for (uint32_t i = 0; i < size; ++i) {
+        output[i] = (int8_t)clamp_i32(input[i], lo, hi);
+    }
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_quantize_f32_s8(uint32_t size, float scale, int32_t zero_point, const float *input,
+                                   int8_t *output)
+{
+    if (input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    if (!(scale > 0.0f)) {
+        return AIOT_ERR_PARAM;
+    }
+    for (uint32_t i = 0; i < size; ++i) {
+        // TfLiteRound is round-half-away-from-zero, like roundf.
+        const float q = roundf(input[i] / scale);
+        int32_t v;
+        if (q >= 2147483520.0f) {
+            v = INT32_MAX - 256;
+        } else if (q <= -2147483520.0f) {
+            v = INT32_MIN + 256;
+        } else {
+            v = (int32_t)q;
+        }
+        output[i] = (int8_t)clamp_i32(v + zero_point, -128, 127);
+    }
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_dequantize_s8_f32(uint32_t size, float scale, int32_t zero_point, const int8_t *input,
+                                     float *output)
+{
+    if (input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    for (uint32_t i = 0; i < size; ++i) {
+        output[i] = scale * (float)((int32_t)input[i] - zero_point);
+    }
+    return AIOT_OK;
+}
+
+// Walks the 5-D output index space and yields each input's flat offset.
+#define AIOT_BCAST_LOOP(bc, BODY)                                                                                  \
+    do {                                                                                                           \
+        uint32_t o_ = 0;                                                                                           \
+        for (uint32_t i0 = 0; i0 < (bc)->out_dims[0]; ++i0)                                                        \
+            for (uint32_t i1 = 0; i1 < (bc)->out_dims[1]; ++i1)                                                    \
+                for (uint32_t i2 = 0; i2 < (bc)->out_dims[2]; ++i2)                                                \
+                    for (uint32_t i3 = 0; i3 < (bc)->out_dims[3]; ++i3)                                            \
+                        for (uint32_t i4 = 0; i4 < (bc)->out_dims[4]; ++i4, ++o_) {                                \
+                            const uint32_t a_ = i0 * (bc)->in1_strides[0] + i1 * (bc)->in1_strides[1] +            \
+                                                i2 * (bc)->in1_strides[2] + i3 * (bc)->in1_strides[3] +            \
+                                                i4 * (bc)->in1_strides[4];                                         \
+                            const uint32_t b_ = i0 * (bc)->in2_strides[0] + i1 * (bc)->in2_strides[1] +            \
+                                                i2 * (bc)->in2_strides[2] + i3 * (bc)->in2_strides[3] +            \
+                                                i4 * (bc)->in2_strides[4];                                         \
+                            BODY                                                                                   \
+                        }                                                                                          \
+    } while (0)
+
+static int8_t add_one(const aiot_add_params_t *p, int8_t a, int8_t b)
+{
+    const int32_t x = ((int32_t)a + p->input1_offset) * (1 << p->left_shift);
+    const int32_t y = ((int32_t)b + p->input2_offset) * (1 << p->left_shift);
+    const int32_t sx = aiot_mul_by_quant_mult(x, p->input1_multiplier, p->input1_shift);
+    const int32_t sy = aiot_mul_by_quant_mult(y, p->input2_multiplier, p->input2_shift);
+    const int32_t raw = p->subtract ? sx - sy : sx + sy;
+    const int32_t out = aiot_mul_by_quant_mult(raw, p->output_multiplier, p->output_shift) + p->output_offset;
+    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
+}
+
+aiot_status_t aiot_add_s8(const aiot_add_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output)
+{
+    if (p == NULL || in1 == NULL || in2 == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    if (!p->shape.broadcast) {
+        for (uint32_t i = 0; i < p->shape.size; ++i) {
+            output[i] = add_one(p, in1[i], in2[i]);
+        }
+    } else {
+        AIOT_BCAST_LOOP(&p->shape, output[o_] = add_one(p, in1[a_], in2[b_]););
+    }
+    return AIOT_OK;
+}
+
+static int8_t mul_one(const aiot_mul_params_t *p, int8_t a, int8_t b)
+{
+    const int32_t prod = ((int32_t)a + p->input1_offset) * ((int32_t)b + p->input2_offset);
+    const int32_t out = aiot_mul_by_quant_mult(prod, p->output_multiplier, p->output_shift) + p->output_offset;
+    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
+}
+
+aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output)
+{
+    if (p == NULL || in1 == NULL || in2 == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    if (!p->shape.broadcast) {
+        for (uint32_t i = 0; i < p->shape.size; ++i) {
+            output[i] = mul_one(p, in1[i], in2[i]);
+        }
+    } else {
+        AIOT_BCAST_LOOP(&p->shape, output[o_] = mul_one(p, in1[a_], in2[b_]););
+    }
+    return AIOT_OK;
+}

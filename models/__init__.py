@@ -1,0 +1,1 @@
+"""Model recipes (see README.md)."""

@@ -1,0 +1,136 @@
+"""Reproducible model recipes (fixed seeds, tiny training on random data) and the
+full-int8 conversion used by tests and benchmarks. ``build_model(name)`` caches the
+.tflite under build/models/ keyed by a hash of the recipe, so each converts once."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from toolkit.errors import ToolkitError
+from toolkit.paths import build_dir
+
+RECIPE_VERSION = 1
+
+
+def _tf():
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:  # the machine is shared: keep TensorFlow on one core
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass
+    return tf
+
+
+def convert_int8(model: Any, representative: np.ndarray, *, per_channel: bool = True) -> bytes:
+    """Full-int8 TFLite (int8 in/out) of a Keras model, calibrated on ``representative``."""
+    tf = _tf()
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    if not per_channel:
+        conv._experimental_disable_per_channel = True
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+
+    def rep():
+        for i in range(len(representative)):
+            yield [representative[i : i + 1].astype(np.float32)]
+
+    conv.representative_dataset = rep
+    return conv.convert()
+
+
+def cached_tflite(key: Any, build: Callable[[], bytes], out_dir: Path | None = None) -> Path:
+    """Return build()'s .tflite from the cache, converting only on a miss."""
+    h = hashlib.sha256(json.dumps([RECIPE_VERSION, key], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    d = out_dir or build_dir() / "models"
+    path = d / f"{h}.tflite"
+    if not path.exists():
+        d.mkdir(parents=True, exist_ok=True)
+        data = build()
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def _train(model: Any, x: np.ndarray, y: np.ndarray, epochs: int) -> None:
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
+
+
+def _dense_ae(sizes: list[int]) -> tuple[Any, np.ndarray]:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((sizes[0],))]
+    for n in sizes[1:-1]:
+        layers.append(keras.layers.Dense(n, activation="relu"))
+    layers.append(keras.layers.Dense(sizes[-1]))
+    m = keras.Sequential(layers)
+    x = np.random.default_rng(0).normal(size=(256, sizes[0])).astype(np.float32)
+    _train(m, x, x, epochs=2)
+    return m, x
+
+
+def ad_small() -> tuple[Any, np.ndarray]:
+    """Dense autoencoder 32-16-8-16-32 (the demo model)."""
+    return _dense_ae([32, 16, 8, 16, 32])
+
+
+def ad_mlperf() -> tuple[Any, np.ndarray]:
+    """MLPerf Tiny anomaly-detection autoencoder: 640-128x4-8-128x4-640."""
+    return _dense_ae([640, 128, 128, 128, 128, 8, 128, 128, 128, 128, 640])
+
+
+def conv1d() -> tuple[Any, np.ndarray]:
+    """(1,128,3) NHWC -> 2x Conv2D 1x5 16 ReLU -> global average pool -> Dense 8 ReLU -> Dense 1."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential(
+        [
+            keras.Input((1, 128, 3)),
+            keras.layers.Conv2D(16, (1, 5), activation="relu"),
+            keras.layers.Conv2D(16, (1, 5), activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.Dense(1),
+        ]
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 1, 128, 3)).astype(np.float32)
+    _train(m, x, rng.normal(size=(256, 1)).astype(np.float32), epochs=2)
+    return m, x
+
+
+RECIPES: dict[str, Callable[[], tuple[Any, np.ndarray]]] = {
+    "ad-small": ad_small,
+    "ad-mlperf": ad_mlperf,
+    "conv1d": conv1d,
+}
+
+
+def build_model(name: str, out_dir: Path | None = None) -> Path:
+    """Path to the cached full-int8 .tflite of recipe ``name`` (per-channel weights)."""
+    if name not in RECIPES:
+        raise ToolkitError(f"unknown model recipe '{name}'", hint="choose one of: " + ", ".join(RECIPES))
+    fn = RECIPES[name]
+
+    def build() -> bytes:
+        model, x = fn()
+        return convert_int8(model, x[:100])
+
+    return cached_tflite(["recipe", name, inspect.getsource(fn)], build, out_dir)

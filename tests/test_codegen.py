@@ -1,0 +1,192 @@
+"""toolkit.codegen on dense autoencoders: bit-exact vs tflite-micro, model.h contract,
+warning-free Cortex-M builds, profiling hooks, memory plan, CLI."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit import codegen
+from toolkit.codegen.host import HostModel
+from toolkit.codegen.plan import plan_memory
+from toolkit.errors import ToolkitError
+from toolkit.paths import FIRMWARE, MODELS
+
+FIX = Path(__file__).parent / "fixtures" / "tflite"
+
+
+def _recipes():
+    spec = importlib.util.spec_from_file_location("aiot_model_recipes", MODELS / "recipes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module")
+def dense_models() -> dict[str, Path]:
+    """The 32-16-8-16-32 demo autoencoder, per-channel and per-tensor (cached .tflite)."""
+    pytest.importorskip("tensorflow")
+    r = _recipes()
+
+    def build(per_channel: bool) -> bytes:
+        model, x = r.ad_small()
+        return r.convert_int8(model, x[:64], per_channel=per_channel)
+
+    return {
+        "per_channel": r.build_model("ad-small"),
+        "per_tensor": r.cached_tflite(["test_codegen", "ad-small", "per-tensor"], lambda: build(False)),
+    }
+
+
+def _tflm(path: Path):
+    from toolkit.reference import TflmReference
+
+    return TflmReference(path)
+
+
+@pytest.mark.parametrize("variant", ["per_channel", "per_tensor"])
+def test_dense_autoencoder_bit_exact(dense_models, tmp_path, variant):
+    path = dense_models[variant]
+    res = codegen.generate(path, tmp_path, name="ad")
+    assert res.layers == ["FULLY_CONNECTED"] * 4
+    from toolkit import tflite
+
+    g = tflite.load(path)
+    w = g.tensors[g.operators[0].inputs[1]]
+    assert w.per_channel == (variant == "per_channel")
+    host, ref = HostModel(tmp_path), _tflm(path)
+    rng = np.random.default_rng(7)
+    xs = rng.integers(-128, 128, size=(300, 32), dtype=np.int8)
+    xs[0] = -128  # extremes saturate the accumulators' ranges
+    xs[1] = 127
+    for x in xs:
+        np.testing.assert_array_equal(host.invoke(x), ref.invoke(x).ravel())
+
+
+def test_model_info_and_header_contract(dense_models, tmp_path):
+    path = dense_models["per_channel"]
+    res = codegen.generate(path, tmp_path, name="pump-ae")
+    data = path.read_bytes()
+    assert res.hash == zlib.crc32(data)
+    host = HostModel(tmp_path)
+    info = host.info
+    assert info.name == b"pump-ae" and info.hash == zlib.crc32(data)
+    assert (info.input_bytes, info.output_bytes, info.num_layers) == (32, 32, 4)
+    assert info.arena_bytes == res.arena_bytes
+    ref = _tflm(path)
+    assert np.float32(info.input_scale) == np.float32(ref.input_details["quantization_parameters"]["scales"][0])
+    assert info.input_zero_point == int(ref.input_details["quantization_parameters"]["zero_points"][0])
+    assert np.float32(info.output_scale) == np.float32(ref.output_details["quantization_parameters"]["scales"][0])
+    assert info.output_zero_point == int(ref.output_details["quantization_parameters"]["zero_points"][0])
+    h = (tmp_path / "model.h").read_text()
+    assert '#include "aiot/model.h"' in h
+    for macro, value in [("INPUT_BYTES", 32), ("OUTPUT_BYTES", 32), ("ARENA_BYTES", res.arena_bytes), ("NUM_LAYERS", 4)]:
+        assert re.search(rf"#define AIOT_MODEL_{macro} {value}u\b", h), macro
+    c = (tmp_path / "model.c").read_text()
+    assert "static int8_t arena[AIOT_MODEL_ARENA_BYTES] __attribute__((aligned(16)))" in c
+    assert res.macs == 32 * 16 + 16 * 8 + 8 * 16 + 16 * 32
+    # weights (int8) + folded biases + per-channel multipliers/shifts
+    assert res.weights_bytes == (32 * 16 + 16 * 8 + 8 * 16 + 16 * 32) + 12 * (16 + 8 + 16 + 32)
+
+
+def test_arena_not_larger_than_tflm(dense_models, tmp_path):
+    from toolkit.reference import tflm_arena_usage
+
+    path = dense_models["per_channel"]
+    res = codegen.generate(path, tmp_path)
+    usage = tflm_arena_usage(path)
+    assert res.arena_bytes <= usage["head"] <= usage["total"]
+    # hand plan: in(32) | h1(16) ; h2(8) ; h3(16) ; out(32): peak is 32 + 16
+    assert res.arena_bytes == 48
+
+
+PORT_STUB = r"""
+#include "aiot/port.h"
+static uint64_t fake_ticks;
+uint64_t aiot_port_ticks(void) { fake_ticks += 5; return fake_ticks; }
+"""
+
+
+def test_profile_build_fills_layer_ticks(dense_models, tmp_path):
+    import ctypes
+
+    res = codegen.generate(dense_models["per_channel"], tmp_path / "c")
+    stub = tmp_path / "port_stub.c"
+    stub.write_text(PORT_STUB)
+    host = HostModel(tmp_path / "c", defines=["AIOT_PROFILE"], extra_sources=[stub])
+    host.invoke(np.zeros(32, np.int8))
+    ticks = (ctypes.c_uint32 * 4).in_dll(host.lib, "aiot_model_layer_ticks")
+    assert list(ticks) == [5, 5, 5, 5]  # one tick read before and one after each layer
+    names = (ctypes.c_char_p * 4).in_dll(host.lib, "aiot_model_layer_names")
+    assert [n.decode() for n in names] == [f"FULLY_CONNECTED#{i}" for i in range(4)]
+    assert len(res.layers) == 4
+
+
+CORES = ["cortex-m0", "cortex-m3", "cortex-m4", "cortex-m7", "cortex-m33"]
+
+
+@pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")
+@pytest.mark.parametrize("cpu", CORES)
+def test_generated_code_builds_warning_free_for_cortex_m(dense_models, tmp_path, cpu):
+    codegen.generate(dense_models["per_channel"], tmp_path)
+    srcs = [tmp_path / "model.c", *codegen.engine_sources()]
+    for profile in ([], ["-DAIOT_PROFILE"]):
+        for src in srcs:
+            cmd = ["arm-none-eabi-gcc", f"-mcpu={cpu}", "-mthumb", "-std=c99", "-Os", "-Wall", "-Wextra", "-Werror",
+                   "-Wshadow", f"-I{FIRMWARE / 'include'}", f"-I{tmp_path}", *profile,
+                   "-c", str(src), "-o", str(tmp_path / (src.stem + ".o"))]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            assert proc.returncode == 0, proc.stderr
+
+
+def test_plan_reuses_dead_buffers_hand_computed():
+    # chain a(64) -> op0 -> b(16) -> op1 -> c(64) -> op2 -> d(8); a is the graph input, d the output
+    sizes = {0: 64, 1: 16, 2: 64, 3: 8}
+    op_io = [([0], [1]), ([1], [2]), ([2], [3])]
+    plan = plan_memory(3, op_io, sizes, [0], [3], [])
+    off = plan.offset_of
+    # a and c never live together: both 64 bytes at offset 0; b sits above a, d above c
+    assert off[0] == off[2] == 0
+    assert off[1] == 64 and off[3] == 64
+    assert plan.arena_bytes == 80
+
+
+def test_plan_alias_shares_storage_and_extends_lifetime():
+    # a -> RESHAPE -> a' -> op1 -> b ; a' must not overlap b though a was "dead" after op0
+    sizes = {0: 32, 1: 32, 2: 32}
+    op_io = [([0], [1]), ([1], [2])]
+    plan = plan_memory(2, op_io, sizes, [0], [2], [(0, 1)])
+    assert plan.offset_of[0] == plan.offset_of[1]
+    assert plan.offset_of[2] != plan.offset_of[1]
+    assert plan.arena_bytes == 64
+
+
+def test_codegen_rejects_broken_files(tmp_path):
+    for name in ["not_a_flatbuffer.tflite", "float_model.tflite", "unsupported_op.tflite"]:
+        with pytest.raises(ToolkitError):
+            codegen.generate(FIX / name, tmp_path / name)
+        assert not (tmp_path / name / "model.c").exists()  # nothing half-written
+
+
+def test_cli_package_mode(dense_models, tmp_path):
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    shutil.copy(dense_models["per_channel"], pkg / "model.tflite")
+    out = CliRunner().invoke(main, ["codegen", "--package", str(pkg)])
+    assert out.exit_code == 0, out.output
+    assert (pkg / "c" / "model.c").is_file() and (pkg / "c" / "model.h").is_file()
+    assert "arena:   48 bytes" in out.output and "MACs:    1280" in out.output
+    bad = CliRunner().invoke(main, ["codegen", "--model", str(FIX / "float_model.tflite"), "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2
+    assert "quantize it first" in bad.output and "Traceback" not in bad.output

@@ -1,0 +1,132 @@
+"""toolkit.tflite: the flatbuffer reader and its user-facing errors (fixture files)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit import tflite
+from toolkit.errors import ToolkitError
+
+FIX = Path(__file__).parent / "fixtures" / "tflite"
+
+
+def _tf_schema():
+    # TensorFlow's generated schema bindings: an independent reader to check ours against.
+    return pytest.importorskip("tflite_micro.tensorflow.lite.micro.python.schema_py_generated")
+
+
+def test_reads_dense_model_like_tensorflow_schema_bindings():
+    data = (FIX / "good_dense.tflite").read_bytes()
+    g = tflite.load(data)
+    s = _tf_schema()
+    ref = s.ModelT.InitFromObj(s.Model.GetRootAsModel(data, 0))
+    sg = ref.subgraphs[0]
+    assert g.inputs == tuple(sg.inputs) and g.outputs == tuple(sg.outputs)
+    assert len(g.tensors) == len(sg.tensors)
+    for ours, theirs in zip(g.tensors, sg.tensors):
+        assert ours.name == theirs.name.decode()
+        assert ours.shape == tuple(theirs.shape)
+        assert ours.dtype == {9: "int8", 2: "int32", 0: "float32"}[theirs.type]
+        q = theirs.quantization
+        if q is not None and q.scale is not None:
+            np.testing.assert_array_equal(ours.scale, np.asarray(q.scale, dtype=np.float32))
+            np.testing.assert_array_equal(ours.zero_point, np.asarray(q.zeroPoint))
+        buf = ref.buffers[theirs.buffer].data
+        if buf is not None and len(buf):
+            assert ours.data.tobytes() == bytes(np.asarray(buf, dtype=np.uint8))
+        else:
+            assert ours.data is None
+    for op, theirs in zip(g.operators, sg.operators):
+        code = ref.operatorCodes[theirs.opcodeIndex]
+        assert op.op == tflite.BUILTIN_OPS[max(code.builtinCode, code.deprecatedBuiltinCode)]
+        assert op.inputs == tuple(theirs.inputs) and op.outputs == tuple(theirs.outputs)
+    assert g.operators[0].options["activation"] == "RELU"
+    assert g.operators[1].options["activation"] == "NONE"
+
+
+def test_builtin_op_table_matches_schema():
+    s = _tf_schema()
+    for name, value in vars(s.BuiltinOperator).items():
+        if not name.startswith("_") and isinstance(value, int) and value < len(tflite.BUILTIN_OPS):
+            assert tflite.BUILTIN_OPS[value] == name
+
+
+@pytest.mark.parametrize(
+    "fixture, words",
+    [
+        ("not_a_flatbuffer.tflite", ["identifier", "b'stam'"]),
+        ("wrong_identifier.tflite", ["identifier", "ONNX"]),
+        ("truncated.tflite", ["truncated"]),
+        ("bad_buffer_index.tflite", ["buffer 999"]),
+    ],
+)
+def test_not_a_tflite_file(fixture, words):
+    with pytest.raises(ToolkitError) as e:
+        tflite.load(FIX / fixture)
+    assert fixture in e.value.message
+    for w in words:
+        assert w in e.value.message
+    assert "is this a .tflite file?" in e.value.hint
+
+
+def test_float_model_says_quantize_first():
+    with pytest.raises(ToolkitError) as e:
+        tflite.load(FIX / "float_model.tflite")
+    assert "float model" in e.value.message and "node 0" in e.value.message
+    assert "aiot quantize" in e.value.hint
+
+
+def test_unsupported_op_names_op_node_and_alternative():
+    with pytest.raises(ToolkitError) as e:
+        tflite.load(FIX / "unsupported_op.tflite")
+    assert "LEAKY_RELU" in e.value.message and "node 1" in e.value.message
+    assert "ReLU" in e.value.hint
+
+
+def test_two_inputs_rejected():
+    with pytest.raises(ToolkitError) as e:
+        tflite.load(FIX / "two_inputs.tflite")
+    assert "2 inputs" in e.value.message
+
+
+def test_two_subgraphs_rejected():
+    with pytest.raises(ToolkitError) as e:
+        tflite.load(FIX / "two_subgraphs.tflite")
+    assert "2 subgraphs" in e.value.message
+
+
+def test_int16_activations_rejected():
+    with pytest.raises(ToolkitError) as e:
+        tflite.load(FIX / "int16_activation.tflite")
+    assert "int16" in e.value.message and "node 0" in e.value.message
+
+
+def test_missing_file():
+    with pytest.raises(ToolkitError) as e:
+        tflite.load(FIX / "nope.tflite")
+    assert "not found" in e.value.message
+
+
+def test_every_truncation_is_a_toolkit_error():
+    data = (FIX / "good_dense.tflite").read_bytes()
+    for n in range(0, len(data) - 1):
+        with pytest.raises(ToolkitError):
+            tflite.load(data[:n])
+
+
+def test_random_corruption_never_crashes():
+    data = bytearray((FIX / "good_dense.tflite").read_bytes())
+    rng = random.Random(0)
+    for _ in range(300):
+        bad = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            pos = rng.randrange(8, len(bad))
+            bad[pos] = rng.randrange(256)
+        try:
+            tflite.load(bytes(bad))
+        except ToolkitError:
+            pass

@@ -1,0 +1,339 @@
+"""One emitter per TFLite op: precompute what TFLM's Prepare() would, emit the C call.
+
+Each emitter returns a Layer (kernel call + its constant data), or None for ops that
+cost nothing at run time because the memory plan aliases them (RESHAPE and friends)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ToolkitError
+from ..tflite import Graph, Operator, Tensor
+from .quant import (
+    INT8_MAX,
+    INT8_MIN,
+    activation_range,
+    conv_multipliers,
+    quantize_multiplier,
+    round_half_away,
+)
+
+#: Ops whose output is the input buffer re-labelled.
+ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+#: Element-wise unary ops that may write over their input.
+INPLACE_OPS = frozenset({"RELU", "RELU6", "QUANTIZE", "LOGISTIC", "TANH"})
+
+
+@dataclass
+class Layer:
+    op: str
+    node: int
+    call: str  # C expression returning aiot_status_t; {in0} {out0}... filled by the generator
+    decls: list[str] = field(default_factory=list)
+    macs: int = 0
+    weights_bytes: int = 0
+
+
+class Ctx:
+    """What emitters need: the graph, C names for constants, and a unique prefix per layer."""
+
+    def __init__(self, graph: Graph):
+        self.g = graph
+        self.ptr: dict[int, str] = {}  # tensor index -> C pointer expression (filled by generator)
+        self.const_decls: list[str] = []
+        self.const_bytes = 0
+
+    def t(self, idx: int) -> Tensor:
+        return self.g.tensors[idx]
+
+    def p(self, idx: int) -> str:
+        """Pointer to a tensor: into the arena, or a constant array emitted on first use."""
+        if idx not in self.ptr:
+            t = self.g.tensors[idx]
+            if not t.is_const or t.dtype != "int8":
+                raise ToolkitError(f"{self.g.source}: tensor {idx} '{t.name}' ({t.dtype}) has no storage",
+                                   hint="this model layout is not supported; please report it")
+            name = f"const_t{idx}"
+            self.const_decls.append(_c_array("int8_t", name, t.data))
+            self.const_bytes += t.size
+            self.ptr[idx] = name
+        return self.ptr[idx]
+
+
+def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str:
+    flat = [int(v) for v in np.asarray(values).ravel()]
+    if not flat:
+        flat = [0]
+    lines = []
+    for i in range(0, len(flat), per_line):
+        lines.append("    " + ", ".join(str(v) for v in flat[i : i + per_line]) + ",")
+    body = "\n".join(lines)
+    return f"static const {ctype} {name}[{len(flat)}] __attribute__((aligned(4))) = {{\n{body}\n}};"
+
+
+def _c_float(x: float) -> str:
+    """Exact C99 hex float literal of a float32 value."""
+    return float(np.float32(x)).hex() + "f"
+
+
+def _fail(g: Graph, op: Operator, what: str, hint: str) -> ToolkitError:
+    return ToolkitError(f"{g.source}: node {op.index} ({op.op}): {what}", hint=hint)
+
+
+def _qp(t: Tensor) -> tuple[float, int]:
+    return t.qparams()
+
+
+def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int) -> tuple[list[str], str]:
+    decls = [
+        _c_array("int32_t", f"{name}_mult", np.array(mults)),
+        _c_array("int32_t", f"{name}_shift", np.array(shifts)),
+    ]
+    init = f"{{ {name}_mult, {name}_shift, {out_zp}, {lo}, {hi}, {1 if len(mults) > 1 else 0} }}"
+    return decls, init
+
+
+def _need_int8_weights(g: Graph, op: Operator, w: Tensor | None) -> Tensor:
+    if w is None or not w.is_const:
+        raise _fail(g, op, "weights are not a constant tensor", "the engine compiles models with constant weights only")
+    if w.dtype != "int8" or w.scale is None:
+        raise _fail(g, op, f"weights are {w.dtype}, expected int8", "quantize the whole model to int8 (aiot quantize)")
+    if w.zero_point is not None and np.any(w.zero_point != 0):
+        raise _fail(g, op, "weights have a non-zero zero point", "int8 weights must be symmetric (TFLite default)")
+    return w
+
+
+def _bias(g: Graph, op: Operator, idx: int, n: int) -> np.ndarray:
+    b = g.tensor(idx) if idx >= 0 else None
+    if b is None:
+        return np.zeros(n, dtype=np.int64)
+    if not b.is_const or b.dtype != "int32" or b.size != n:
+        raise _fail(g, op, f"bias must be a constant int32 vector of {n} values (got {b.dtype} {list(b.shape)})",
+                    "re-export with full-integer quantization (aiot quantize)")
+    return b.data.astype(np.int64).ravel()
+
+
+def _i32(values: np.ndarray, g: Graph, op: Operator) -> np.ndarray:
+    if np.any(values > 2**31 - 1) or np.any(values < -(2**31)):
+        raise _fail(g, op, "folded bias overflows int32", "the layer's weights or input zero point are out of range")
+    return values.astype(np.int64)
+
+
+def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    if len(w.shape) != 2:
+        raise _fail(g, op, f"weights have shape {list(w.shape)}, expected [out, in]", "use a Dense layer")
+    n_out, n_in = w.shape
+    if x.size % n_in:
+        raise _fail(g, op, f"input of {x.size} values is not a multiple of {n_in} features", "check the layer shapes")
+    batches = x.size // n_in
+    if w.per_channel and (len(w.scale) != n_out or w.quantized_dimension != 0):
+        raise _fail(g, op, "per-channel scales do not match the output features", "re-export the model")
+    in_s, in_zp = _qp(x)
+    out_s, out_zp = _qp(out)
+    if w.per_channel:
+        mults, shifts = conv_multipliers(in_s, w.scale, out_s)
+    else:
+        mults, shifts = conv_multipliers(in_s, w.scale[:1], out_s)
+    lo, hi = activation_range(op.options.get("activation", "NONE"), out_s, out_zp)
+    wq = w.data.astype(np.int64)
+    bias = _i32(_bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, n_out) - in_zp * wq.sum(axis=1), g, op)
+    decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi)
+    decls += [
+        _c_array("int8_t", f"{name}_w", w.data),
+        _c_array("int32_t", f"{name}_b", bias),
+        f"static const aiot_fc_params_t {name}_p = {{ {batches}, {n_in}, {n_out}, {rq} }};",
+    ]
+    call = f"aiot_fully_connected_s8(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=batches * n_in * n_out, weights_bytes=w.size + 4 * n_out + 8 * len(mults))
+
+
+def _padding(padding: str, in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
+    eff = (k - 1) * dil + 1
+    if padding == "VALID":
+        return 0
+    total = max((out_size - 1) * stride + eff - in_size, 0)
+    return total // 2
+
+
+def _nhwc(g: Graph, op: Operator, t: Tensor) -> tuple[int, int, int]:
+    if len(t.shape) != 4 or t.shape[0] != 1:
+        raise _fail(g, op, f"tensor '{t.name}' has shape {list(t.shape)}, expected NHWC with batch 1",
+                    "export the model with batch size 1")
+    return t.shape[1], t.shape[2], t.shape[3]
+
+
+def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    in_h, in_w, in_c = _nhwc(g, op, x)
+    out_h, out_w, out_c = _nhwc(g, op, out)
+    o = op.options
+    if len(w.shape) != 4:
+        raise _fail(g, op, f"filter shape {list(w.shape)} is not 4-D", "re-export the model")
+    k_h, k_w = w.shape[1], w.shape[2]
+    sh, sw, dh, dw = o["stride_h"], o["stride_w"], o.get("dilation_h", 1), o.get("dilation_w", 1)
+    if min(sh, sw, dh, dw) < 1:
+        raise _fail(g, op, f"strides {sh}x{sw} / dilations {dh}x{dw} must be >= 1", "re-export the model")
+    pad_t = _padding(o["padding"], in_h, k_h, sh, dh, out_h)
+    pad_l = _padding(o["padding"], in_w, k_w, sw, dw, out_w)
+    in_s, in_zp = _qp(x)
+    out_s, out_zp = _qp(out)
+    qdim = 3 if depthwise else 0
+    if w.per_channel and (len(w.scale) != out_c or w.quantized_dimension != qdim):
+        raise _fail(g, op, "per-channel scales do not match the output channels", "re-export the model")
+    mults, shifts = conv_multipliers(in_s, w.scale if w.per_channel else w.scale[:1], out_s)
+    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
+    bias = _bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c)
+    wq = w.data.astype(np.int64)
+    # Without padding every tap is inside the image, so the zero-point term is a constant.
+    if pad_t == 0 and pad_l == 0 and _no_pad_needed(in_h, in_w, k_h, k_w, sh, sw, dh, dw, out_h, out_w):
+        per_oc = wq.sum(axis=(1, 2, 3)) if not depthwise else wq.sum(axis=(0, 1, 2))
+        bias = bias - in_zp * per_oc
+        input_offset = 0
+    else:
+        input_offset = -in_zp
+    bias = _i32(bias, g, op)
+    dm = o.get("depth_multiplier", 1) if depthwise else 1
+    if depthwise:
+        if w.shape[0] != 1 or w.shape[3] != out_c or out_c != in_c * max(dm, 1):
+            raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels", "re-export the model")
+        dm = out_c // in_c
+    elif w.shape[0] != out_c or w.shape[3] != in_c:
+        raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels (grouped convs are not supported)",
+                    "use a regular or depthwise convolution")
+    decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi)
+    decls += [
+        _c_array("int8_t", f"{name}_w", w.data),
+        _c_array("int32_t", f"{name}_b", bias),
+        f"static const aiot_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
+        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {input_offset}, {rq} }};",
+    ]
+    fn = "aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8"
+    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
+    macs = out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
+    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=w.size + 4 * out_c + 8 * len(mults))
+
+
+def _no_pad_needed(in_h, in_w, k_h, k_w, sh, sw, dh, dw, out_h, out_w) -> bool:
+    def fits(in_size, k, s, d, out_size):
+        return (out_size - 1) * s + (k - 1) * d + 1 <= in_size
+
+    return fits(in_h, k_h, sh, dh, out_h) and fits(in_w, k_w, sw, dw, out_w)
+
+
+def emit_conv2d(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _conv_like(ctx, op, name, depthwise=False)
+
+
+def emit_depthwise(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _conv_like(ctx, op, name, depthwise=True)
+
+
+def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
+    if _qp(a)[1] != _qp(b)[1] or np.float32(_qp(a)[0]) != np.float32(_qp(b)[0]):
+        raise _fail(g, op, "input and output quantization differ", "TFLite Micro requires equal scales here; re-export the model")
+
+
+def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    in_h, in_w, c = _nhwc(g, op, x)
+    out_h, out_w, out_c = _nhwc(g, op, out)
+    _same_qparams(g, op, x, out)
+    o = op.options
+    k_h, k_w, sh, sw = o["filter_h"], o["filter_w"], o["stride_h"], o["stride_w"]
+    if min(k_h, k_w, sh, sw) < 1 or out_c != c:
+        raise _fail(g, op, "invalid pool window or stride", "re-export the model")
+    out_s, out_zp = _qp(out)
+    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
+    pad_t = _padding(o["padding"], in_h, k_h, sh, 1, out_h)
+    pad_l = _padding(o["padding"], in_w, k_w, sw, 1, out_w)
+    decls = [
+        f"static const aiot_pool_params_t {name}_p = {{ {in_h}, {in_w}, {c}, {out_h}, {out_w}, {k_h}, {k_w}, "
+        f"{sh}, {sw}, {pad_t}, {pad_l}, {lo}, {hi} }};"
+    ]
+    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out_h * out_w * c * k_h * k_w)
+
+
+def emit_avg_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _pool(ctx, op, name, "aiot_avg_pool_s8")
+
+
+def emit_max_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _pool(ctx, op, name, "aiot_max_pool_s8")
+
+
+def _requantize_layer(ctx: Ctx, op: Operator, name: str, mult: int, shift: int, lo: int, hi: int) -> Layer:
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    in_zp, out_zp = _qp(x)[1], _qp(out)[1]
+    decls = [
+        f"static const aiot_requantize_params_t {name}_p = {{ {out.size}, {in_zp}, {mult}, {shift}, {out_zp}, {lo}, {hi} }};"
+    ]
+    call = f"aiot_requantize_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    if out.dtype != "int8":
+        raise _fail(g, op, f"output is {out.dtype}", "only int8 outputs are supported")
+    out_s, out_zp = _qp(out)
+    if x.dtype == "float32":
+        decls: list[str] = []
+        call = f"aiot_quantize_f32_s8({out.size}, {_c_float(out_s)}, {out_zp}, (const float *){ctx.p(x.index)}, {ctx.p(out.index)})"
+        return Layer(op.op, op.index, call, decls, macs=out.size)
+    if x.dtype != "int8":
+        raise _fail(g, op, f"input is {x.dtype}", "only int8 -> int8 requantization is supported")
+    in_s, _ = _qp(x)
+    m, s = quantize_multiplier(float(in_s) / float(out_s))
+    return _requantize_layer(ctx, op, name, m, s, INT8_MIN, INT8_MAX)
+
+
+def emit_dequantize(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    if x.dtype != "int8" or out.dtype != "float32":
+        raise _fail(g, op, f"{x.dtype} -> {out.dtype}", "only int8 -> float32 is supported")
+    s, zp = _qp(x)
+    call = f"aiot_dequantize_s8_f32({x.size}, {_c_float(s)}, {zp}, {ctx.p(x.index)}, (float *){ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, [], macs=x.size)
+
+
+def emit_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    in_s, _ = _qp(x)
+    out_s, out_zp = _qp(out)
+    m, s = quantize_multiplier(float(in_s) / float(out_s))
+    lo = max(INT8_MIN, out_zp + round_half_away(float(np.float32(0.0) / np.float32(out_s))))
+    return _requantize_layer(ctx, op, name, m, s, lo, INT8_MAX)
+
+
+def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    in_s, in_zp = _qp(x)
+    six = round_half_away(float(np.float32(6.0) / np.float32(in_s))) + in_zp
+    six = max(INT8_MIN, min(INT8_MAX, six))
+    call = f"aiot_clamp_s8({out.size}, {in_zp}, {six}, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, [], macs=out.size)
+
+
+EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
+    "FULLY_CONNECTED": emit_fully_connected,
+    "CONV_2D": emit_conv2d,
+    "DEPTHWISE_CONV_2D": emit_depthwise,
+    "AVERAGE_POOL_2D": emit_avg_pool,
+    "MAX_POOL_2D": emit_max_pool,
+    "QUANTIZE": emit_quantize,
+    "DEQUANTIZE": emit_dequantize,
+    "RELU": emit_relu,
+    "RELU6": emit_relu6,
+}

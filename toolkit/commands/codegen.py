@@ -1,0 +1,58 @@
+"""`aiot codegen`: int8 .tflite -> model.c/model.h over the aiot engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ToolkitError
+
+
+@click.command("codegen")
+@click.option("--model", "model_path", type=click.Path(path_type=Path), help="int8 .tflite to compile.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Directory for model.c and model.h.")
+@click.option(
+    "--package", "package", type=click.Path(path_type=Path),
+    help="Model package directory: reads DIR/model.tflite, writes DIR/c/.",
+)
+@click.option("--name", default=None, help="Model name stored in aiot_model_info (default: file stem).")
+@click.option("--compare-tflm", is_flag=True, help="Also measure the arena TFLite Micro needs (slower).")
+def command(model_path: Path | None, out_dir: Path | None, package: Path | None, name: str | None,
+            compare_tflm: bool) -> None:
+    """Generate interpreter-free C for an int8 .tflite model.
+
+    \b
+    Examples:
+      aiot codegen --model build/pkg/model.tflite --out build/pkg/c
+      aiot codegen --package build/pkg
+    """
+    from .. import codegen
+
+    if package is not None:
+        if model_path is not None:
+            raise ToolkitError("--package and --model are mutually exclusive", hint="use one of them")
+        model_path = package / "model.tflite"
+        out_dir = out_dir or package / "c"
+        if not model_path.is_file():
+            raise ToolkitError(f"no model.tflite in package {package}", hint="run aiot quantize --package first")
+    if model_path is None or out_dir is None:
+        raise ToolkitError("need --model and --out (or --package)",
+                           hint="aiot codegen --model model.tflite --out DIR")
+    if name is None:
+        name = package.name if package is not None else model_path.stem
+    res = codegen.generate(model_path, out_dir, name=name)
+    click.echo(f"{'layer':<28}{'output':<20}{'MACs':>10}")
+    for li in res.layer_info:
+        click.echo(f"{li.name:<28}{str(list(li.output_shape)):<20}{li.macs:>10}")
+    click.echo(f"layers:  {len(res.layers)}")
+    click.echo(f"arena:   {res.arena_bytes} bytes")
+    click.echo(f"weights: {res.weights_bytes} bytes")
+    click.echo(f"MACs:    {res.macs}")
+    if compare_tflm:
+        from ..reference import tflm_arena_usage
+
+        u = tflm_arena_usage(model_path)
+        click.echo(f"TFLM arena for the same model: {u['total']} bytes ({u['head']} tensors + {u['tail']} run-time data)")
+    for f in res.files:
+        click.echo(f"wrote {f}")
