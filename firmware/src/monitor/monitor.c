@@ -1,0 +1,663 @@
+//! Sensor monitor (see aiot/monitor.h and docs/monitor.md): windowing with gap tracking,
+//! commissioning, conformal calibration, CUSUM drift/step handling and k-of-n alerting.
+#include "aiot/monitor.h"
+
+#include <math.h>
+#include <string.h>
+
+#if AIOT_MONITOR_MAX_CHANNELS > 8 || AIOT_MONITOR_MAX_CHANNELS < 1
+#error "AIOT_MONITOR_MAX_CHANNELS must be 1..8 (valid masks are one byte per sample)"
+#endif
+#if AIOT_MONITOR_MAX_WINDOW > 255 || AIOT_MONITOR_EVENT_CAPACITY > 255
+#error "window and event capacity must fit in a byte"
+#endif
+
+// Wire sizes promised in monitor.h.
+typedef char aiot_static_output_size[(sizeof(aiot_monitor_output_t) == 32) ? 1 : -1];
+typedef char aiot_static_event_size[(sizeof(aiot_monitor_event_t) == 16) ? 1 : -1];
+typedef char aiot_static_sample_size[(sizeof(aiot_sample_t) == 8 + 4 * AIOT_MONITOR_MAX_CHANNELS) ? 1 : -1];
+
+enum { CH_OK = 0, CH_DRIFT = 1, CH_RECAL = 2 };
+enum { CHF_RECAL_BLOCKED = 0x01, CHF_LIMIT_REPORTED = 0x02 };
+
+#define MS_PER_HOUR 3600000.0f
+#define TINY 1e-6f
+
+void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channels, uint8_t window,
+                                 uint32_t sample_period_ms) {
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->num_channels = num_channels;
+    cfg->window = window;
+    cfg->persist_k = 3;
+    cfg->persist_n = 5;
+    cfg->sample_period_ms = sample_period_ms;
+    cfg->commission_samples = 360;
+    cfg->calibration_windows = 48;
+    cfg->recal_windows = 12;
+    cfg->drift_hold = 24;
+    cfg->min_quality = 0.5f;
+    cfg->clip = 8.0f;
+    cfg->alert_margin = 2.0f;
+    cfg->clear_margin = 1.2f;
+    cfg->severity_major = 3.0f;
+    cfg->severity_critical = 10.0f;
+    cfg->cusum_slack = 1.0f;
+    cfg->cusum_threshold = 8.0f;
+    cfg->step_threshold = 1.0f;
+    cfg->max_recal_step = 3.0f;
+    cfg->drift_gain = 0.2f;
+    cfg->max_drift_rate = 0.5f;
+    cfg->max_baseline_shift = 6.0f;
+    cfg->gate_ratio = 4.0f;
+    cfg->stability_halflife = 20.0f;
+}
+
+int aiot_monitor_check_config(const aiot_monitor_config_t *c) {
+    if (!c) return AIOT_MONITOR_EINVAL;
+    if (c->num_channels < 1 || c->num_channels > AIOT_MONITOR_MAX_CHANNELS) return AIOT_MONITOR_EINVAL;
+    if (c->window < 2 || c->window > AIOT_MONITOR_MAX_WINDOW) return AIOT_MONITOR_EINVAL;
+    if (c->persist_n < 1 || c->persist_n > 16 || c->persist_k < 1 || c->persist_k > c->persist_n)
+        return AIOT_MONITOR_EINVAL;
+    if (c->sample_period_ms < 1 || c->commission_samples < 2) return AIOT_MONITOR_EINVAL;
+    if (c->calibration_windows < 4 || c->calibration_windows > AIOT_MONITOR_MAX_CALIBRATION)
+        return AIOT_MONITOR_EINVAL;
+    if (c->recal_windows < 1) return AIOT_MONITOR_EINVAL;
+    // NaN fails every comparison below, so it is rejected too.
+    if (!(c->min_quality > 0.0f && c->min_quality <= 1.0f)) return AIOT_MONITOR_EINVAL;
+    if (!(c->clip > 0.0f) || !(c->alert_margin > 0.0f) || !(c->clear_margin > 0.0f)) return AIOT_MONITOR_EINVAL;
+    if (!(c->clear_margin <= c->alert_margin)) return AIOT_MONITOR_EINVAL;
+    if (!(c->severity_major >= 1.0f) || !(c->severity_critical >= c->severity_major)) return AIOT_MONITOR_EINVAL;
+    if (!(c->cusum_slack >= 0.0f) || !(c->cusum_threshold > 0.0f)) return AIOT_MONITOR_EINVAL;
+    if (!(c->step_threshold > 0.0f) || !(c->max_recal_step >= c->step_threshold)) return AIOT_MONITOR_EINVAL;
+    if (!(c->drift_gain >= 0.0f && c->drift_gain <= 1.0f)) return AIOT_MONITOR_EINVAL;
+    if (!(c->max_drift_rate >= 0.0f) || !(c->max_baseline_shift >= 0.0f)) return AIOT_MONITOR_EINVAL;
+    if (!(c->gate_ratio > 0.0f) || !(c->stability_halflife > 0.0f)) return AIOT_MONITOR_EINVAL;
+    return AIOT_MONITOR_OK;
+}
+
+size_t aiot_monitor_sizeof(void) { return sizeof(aiot_monitor_t); }
+
+int aiot_monitor_channel_info(const aiot_monitor_t *m, uint8_t channel, aiot_monitor_channel_info_t *info) {
+    const aiot_monitor_channel_t *ch;
+    if (!m || !info || channel >= m->cfg.num_channels) return AIOT_MONITOR_EINVAL;
+    ch = &m->ch[channel];
+    memset(info, 0, sizeof(*info));
+    info->baseline = ch->baseline;
+    info->baseline0 = ch->baseline0;
+    info->noise = ch->noise;
+    info->error_ref = ch->err_ref;
+    info->last_error = ch->last_error;
+    info->last_bias = ch->last_bias;
+    info->mode = ch->mode;
+    return AIOT_MONITOR_OK;
+}
+
+void aiot_monitor_stats(const aiot_monitor_t *m, aiot_monitor_stats_t *st) {
+    if (!m || !st) return;
+    memset(st, 0, sizeof(*st));
+    st->phase = m->phase;
+    st->state = m->last_state;
+    st->alert = m->alert;
+    st->events_pending = m->ev_count;
+    st->windows = m->windows;
+    st->rejected_samples = m->rejected_samples;
+    st->score_errors = m->score_errors;
+    st->events_dropped = m->events_dropped;
+}
+
+static void reset_learning(aiot_monitor_t *m) {
+    memset(m->ch, 0, sizeof(m->ch));
+    memset(m->cal, 0, sizeof(m->cal));
+    m->phase = AIOT_PHASE_COMMISSIONING;
+    m->cal_count = 0;
+    m->alert = 0;
+    m->alert_severity = 0;
+    m->vote_high = m->vote_low = 0;
+    m->fill = 0;
+}
+
+int aiot_monitor_init(aiot_monitor_t *m, const aiot_monitor_config_t *cfg, aiot_score_fn score, void *ctx) {
+    if (!m || !score || aiot_monitor_check_config(cfg) != AIOT_MONITOR_OK) return AIOT_MONITOR_EINVAL;
+    memset(m, 0, sizeof(*m));
+    m->cfg = *cfg;
+    m->score = score;
+    m->score_ctx = ctx;
+    m->last_state = AIOT_STATE_RECALIBRATING;
+    reset_learning(m);
+    return AIOT_MONITOR_OK;
+}
+
+int aiot_monitor_update_config(aiot_monitor_t *m, const aiot_monitor_config_t *cfg) {
+    if (!m || aiot_monitor_check_config(cfg) != AIOT_MONITOR_OK) return AIOT_MONITOR_EINVAL;
+    const aiot_monitor_config_t *o = &m->cfg;
+    if (cfg->num_channels != o->num_channels || cfg->window != o->window ||
+        cfg->sample_period_ms != o->sample_period_ms || cfg->commission_samples != o->commission_samples ||
+        cfg->calibration_windows != o->calibration_windows)
+        return AIOT_MONITOR_EINVAL;
+    m->cfg = *cfg;
+    return AIOT_MONITOR_OK;
+}
+
+// ---------------------------------------------------------------- events
+
+static void emit(aiot_monitor_t *m, uint32_t ts, uint8_t type, uint8_t channel, uint8_t mask, float value) {
+    aiot_monitor_event_t *e;
+    if (m->ev_count == AIOT_MONITOR_EVENT_CAPACITY) {
+        // Keep the newest: overwrite the oldest and count what the host never saw.
+        m->ev_head = (uint8_t)((m->ev_head + 1) % AIOT_MONITOR_EVENT_CAPACITY);
+        m->ev_count--;
+        m->events_dropped++;
+    }
+    e = &m->events[(m->ev_head + m->ev_count) % AIOT_MONITOR_EVENT_CAPACITY];
+    m->ev_count++;
+    e->timestamp_ms = ts;
+    e->seq = m->event_seq++;
+    e->type = type;
+    e->channel = channel;
+    e->channel_mask = mask;
+    e->severity = m->alert ? m->alert_severity : 0;
+    e->state = m->last_state;
+    e->reserved = 0;
+    e->value = value;
+}
+
+int aiot_monitor_pop_event(aiot_monitor_t *m, aiot_monitor_event_t *ev) {
+    if (!m || !ev || m->ev_count == 0) return 0;
+    *ev = m->events[m->ev_head];
+    m->ev_head = (uint8_t)((m->ev_head + 1) % AIOT_MONITOR_EVENT_CAPACITY);
+    m->ev_count--;
+    return 1;
+}
+
+void aiot_monitor_reset_baseline(aiot_monitor_t *m) {
+    if (!m) return;
+    reset_learning(m);
+    m->last_state = AIOT_STATE_RECALIBRATING;
+    emit(m, m->last_ts, AIOT_EVENT_BASELINE_RESET, AIOT_MONITOR_NO_CHANNEL, 0, 0.0f);
+}
+
+// ---------------------------------------------------------------- small maths
+
+static float clampf(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+
+//! Welford update for the n-th value x (n counts x itself).
+static void welford(float *mean, float *m2, uint32_t n, float x) {
+    float d = x - *mean;
+    *mean += d / (float)n;
+    *m2 += d * (x - *mean);
+}
+
+static int popcount16(uint16_t v) {
+    int n = 0;
+    while (v) {
+        v &= (uint16_t)(v - 1u);
+        n++;
+    }
+    return n;
+}
+
+//! Conformal p-value of score s against the sorted calibration set, with an exponential
+//! tail beyond the largest calibration score so that confidence keeps growing with s.
+static float p_value(const aiot_monitor_t *m, float s) {
+    int n = m->cal_count, ge = 0, i;
+    float top, tail;
+    for (i = n - 1; i >= 0 && m->cal[i] >= s; i--) ge++;
+    if (ge > 0) return (float)(1 + ge) / (float)(n + 1);
+    top = m->cal[n - 1];
+    tail = top - m->cal[n / 2];
+    if (tail < TINY) tail = TINY;
+    return expf(-(s - top) / tail) / (float)(n + 1);
+}
+
+static void cal_insert(aiot_monitor_t *m, float s) {
+    int i = m->cal_count;
+    while (i > 0 && m->cal[i - 1] > s) {
+        m->cal[i] = m->cal[i - 1];
+        i--;
+    }
+    m->cal[i] = s;
+    m->cal_count++;
+}
+
+// ---------------------------------------------------------------- windows
+
+typedef struct {
+    float quality;
+    float ch_quality[AIOT_MONITOR_MAX_CHANNELS];
+} window_quality_t;
+
+static void window_quality(const aiot_monitor_t *m, window_quality_t *q) {
+    const int C = m->cfg.num_channels, W = m->cfg.window;
+    int c, t;
+    q->quality = 1.0f;
+    for (c = 0; c < C; c++) {
+        int nv = 0;
+        for (t = 0; t < W; t++) nv += (m->valid[t] >> c) & 1u;
+        q->ch_quality[c] = (float)nv / (float)W;
+        if (q->ch_quality[c] < q->quality) q->quality = q->ch_quality[c];
+    }
+}
+
+static void commission(aiot_monitor_t *m, uint32_t ts) {
+    const int C = m->cfg.num_channels, W = m->cfg.window;
+    int c, t, done = 1;
+    for (c = 0; c < C; c++) {
+        aiot_monitor_channel_t *ch = &m->ch[c];
+        for (t = 0; t < W; t++)
+            if ((m->valid[t] >> c) & 1u) welford(&ch->acc_mean, &ch->acc_m2, ++ch->acc_n, m->win[t * C + c]);
+        if (ch->acc_n < m->cfg.commission_samples) done = 0;
+    }
+    if (!done) return;
+    for (c = 0; c < C; c++) {
+        aiot_monitor_channel_t *ch = &m->ch[c];
+        float sd = sqrtf(ch->acc_m2 / (float)(ch->acc_n - 1));
+        // A stuck or perfectly quiet sensor must not divide by zero.
+        float floor_ = 1e-3f * fabsf(ch->acc_mean) + TINY;
+        ch->baseline = ch->baseline0 = ch->acc_mean;
+        ch->noise = sd > floor_ ? sd : floor_;
+        ch->acc_mean = ch->acc_m2 = 0.0f;
+        ch->acc_n = 0;
+    }
+    m->phase = AIOT_PHASE_CALIBRATING;
+    emit(m, ts, AIOT_EVENT_COMMISSIONED, AIOT_MONITOR_NO_CHANNEL, 0, 0.0f);
+}
+
+//! Normalize the raw window in place; missing samples take the mean of the channel's
+//! valid samples in this window (no level step for the model, and excluded from errors).
+static void normalize(aiot_monitor_t *m) {
+    const int C = m->cfg.num_channels, W = m->cfg.window;
+    const float clip = m->cfg.clip;
+    int c, t;
+    for (c = 0; c < C; c++) {
+        const aiot_monitor_channel_t *ch = &m->ch[c];
+        float sum = 0.0f, fillv = 0.0f;
+        int nv = 0;
+        for (t = 0; t < W; t++) {
+            if ((m->valid[t] >> c) & 1u) {
+                float z = clampf((m->win[t * C + c] - ch->baseline) / ch->noise, -clip, clip);
+                m->win[t * C + c] = z;
+                sum += z;
+                nv++;
+            }
+        }
+        if (nv) fillv = sum / (float)nv;
+        for (t = 0; t < W; t++)
+            if (!((m->valid[t] >> c) & 1u)) m->win[t * C + c] = fillv;
+    }
+}
+
+static void residuals(aiot_monitor_t *m, float *err, float *bias) {
+    const int C = m->cfg.num_channels, W = m->cfg.window;
+    int c, t;
+    for (c = 0; c < C; c++) {
+        float se = 0.0f, sb = 0.0f;
+        int nv = 0;
+        for (t = 0; t < W; t++) {
+            if ((m->valid[t] >> c) & 1u) {
+                float r = m->win[t * C + c] - m->recon[t * C + c];
+                se += r * r;
+                sb += r;
+                nv++;
+            }
+        }
+        err[c] = nv ? se / (float)nv : 0.0f;
+        bias[c] = nv ? sb / (float)nv : 0.0f;
+        m->ch[c].last_error = err[c];
+        m->ch[c].last_bias = bias[c];
+    }
+}
+
+static void calibrate(aiot_monitor_t *m, uint32_t ts, const float *err, const float *bias) {
+    const int C = m->cfg.num_channels;
+    float s = 0.0f;
+    int c;
+    for (c = 0; c < C; c++) {
+        aiot_monitor_channel_t *ch = &m->ch[c];
+        ch->acc_n++;
+        welford(&ch->acc_mean, &ch->acc_m2, ch->acc_n, err[c]);
+        welford(&ch->bias_mean, &ch->bias_m2, ch->acc_n, bias[c]);
+        s += err[c];
+    }
+    cal_insert(m, s / (float)C);
+    if (m->cal_count < m->cfg.calibration_windows) return;
+    for (c = 0; c < C; c++) {
+        aiot_monitor_channel_t *ch = &m->ch[c];
+        float sd = sqrtf(ch->bias_m2 / (float)(ch->acc_n - 1));
+        ch->err_ref = ch->acc_mean > TINY ? ch->acc_mean : TINY;
+        // A model that reconstructs too well must not make the CUSUM hair-triggered.
+        ch->bias_sd = sd > 0.05f ? sd : 0.05f;
+        ch->acc_mean = ch->acc_m2 = ch->bias_mean = ch->bias_m2 = 0.0f;
+        ch->acc_n = 0;
+    }
+    m->phase = AIOT_PHASE_ARMED;
+    emit(m, ts, AIOT_EVENT_CALIBRATED, AIOT_MONITOR_NO_CHANNEL, 0, m->cal[m->cal_count - 1]);
+}
+
+//! May channel c's baseline move? Only when no alert is latched, every other channel
+//! looks normal, and c's residual is a level offset (its spread around the bias is normal).
+static int gate_open(const aiot_monitor_t *m, int c, const float *err, const float *bias) {
+    const int C = m->cfg.num_channels;
+    const float g = m->cfg.gate_ratio;
+    int d;
+    if (m->alert) return 0;
+    for (d = 0; d < C; d++)
+        if (d != c && m->ch[d].mode != CH_RECAL && err[d] > g * m->ch[d].err_ref) return 0;
+    return (err[c] - bias[c] * bias[c]) <= g * m->ch[c].err_ref;
+}
+
+static void shift_baseline(aiot_monitor_channel_t *ch, float delta_noise_units) {
+    ch->baseline += delta_noise_units * ch->noise;
+    ch->recent_shift += fabsf(delta_noise_units);
+}
+
+//! Drift and step handling for one channel after a scored window.
+static void adapt_channel(aiot_monitor_t *m, int c, uint32_t ts, const float *err, const float *bias) {
+    const aiot_monitor_config_t *k = &m->cfg;
+    aiot_monitor_channel_t *ch = &m->ch[c];
+    const float b = bias[c];
+    const int gate = gate_open(m, c, err, bias);
+    float u;
+
+    if (ch->mode == CH_RECAL) {
+        float total = (ch->baseline - ch->recal_from) / ch->noise + b;
+        ch->hold++;
+        if (!gate || fabsf(total) > k->max_recal_step || ch->hold > k->recal_windows) {
+            // Not a remount after all: put the level back so the model sees the whole change.
+            ch->baseline = ch->recal_from;
+            ch->mode = CH_OK;
+            ch->flags |= CHF_RECAL_BLOCKED;
+            ch->cusum_pos = ch->cusum_neg = 0.0f;
+            emit(m, ts, AIOT_EVENT_RECAL_REJECTED, (uint8_t)c, (uint8_t)(1u << c), total);
+            return;
+        }
+        shift_baseline(ch, b);
+        ch->settled = fabsf(b) < k->cusum_slack * ch->bias_sd + 0.5f * k->step_threshold ? ch->settled + 1 : 0;
+        if (ch->settled >= 2) {
+            ch->mode = CH_OK;
+            ch->cusum_pos = ch->cusum_neg = 0.0f;
+            emit(m, ts, AIOT_EVENT_RECAL_DONE, (uint8_t)c, (uint8_t)(1u << c),
+                 (ch->baseline - ch->recal_from) / ch->noise);
+        }
+        return;
+    }
+
+    // A rejected step stays a fault until the residual is back near zero.
+    if ((ch->flags & CHF_RECAL_BLOCKED) && fabsf(b) < 0.5f * k->step_threshold) ch->flags &= (uint8_t)~CHF_RECAL_BLOCKED;
+
+    u = b / ch->bias_sd;
+    ch->cusum_pos = fmaxf(0.0f, ch->cusum_pos + u - k->cusum_slack);
+    ch->cusum_neg = fmaxf(0.0f, ch->cusum_neg - u - k->cusum_slack);
+    if (ch->cusum_pos > k->cusum_threshold || ch->cusum_neg > k->cusum_threshold) {
+        ch->cusum_pos = ch->cusum_neg = 0.0f;
+        if (fabsf(b) >= k->step_threshold) {
+            if (gate && fabsf(b) <= k->max_recal_step && !(ch->flags & CHF_RECAL_BLOCKED)) {
+                ch->mode = CH_RECAL;
+                ch->recal_from = ch->baseline;
+                ch->hold = 0;
+                ch->settled = 0;
+                emit(m, ts, AIOT_EVENT_RECAL_STARTED, (uint8_t)c, (uint8_t)(1u << c), b);
+                shift_baseline(ch, b);
+                return;
+            }
+            // Too big, reshaped, or with other channels misbehaving: left for the alerting.
+        } else {
+            if (ch->mode != CH_DRIFT) emit(m, ts, AIOT_EVENT_DRIFT_DETECTED, (uint8_t)c, (uint8_t)(1u << c), b);
+            ch->mode = CH_DRIFT;
+            ch->hold = k->drift_hold;
+        }
+    }
+
+    if (ch->mode == CH_DRIFT) {
+        if (gate && !(ch->flags & CHF_RECAL_BLOCKED)) {
+            float max_step = k->max_drift_rate * (float)k->window * (float)k->sample_period_ms / MS_PER_HOUR;
+            float delta = clampf(k->drift_gain * b, -max_step, max_step);
+            float offset = (ch->baseline - ch->baseline0) / ch->noise + delta;
+            if (fabsf(offset) > k->max_baseline_shift) {
+                delta = clampf(offset, -k->max_baseline_shift, k->max_baseline_shift) - offset + delta;
+                if (!(ch->flags & CHF_LIMIT_REPORTED)) {
+                    ch->flags |= CHF_LIMIT_REPORTED;
+                    emit(m, ts, AIOT_EVENT_BASELINE_LIMIT, (uint8_t)c, (uint8_t)(1u << c), offset);
+                }
+            }
+            shift_baseline(ch, delta);
+        }
+        if (ch->hold > 0) ch->hold--;
+        if (ch->hold == 0) ch->mode = CH_OK;
+    }
+}
+
+static void top3(const float *err, const aiot_monitor_t *m, uint8_t *top, uint8_t *mask) {
+    const int C = m->cfg.num_channels;
+    int i, c;
+    *mask = 0;
+    for (i = 0; i < 3; i++) {
+        int best = -1;
+        for (c = 0; c < C; c++) {
+            if ((*mask >> c) & 1u) continue;
+            if (best < 0 || err[c] > err[best]) best = c;
+        }
+        top[i] = best < 0 ? AIOT_MONITOR_NO_CHANNEL : (uint8_t)best;
+        if (best >= 0) *mask |= (uint8_t)(1u << best);
+    }
+}
+
+static uint8_t severity_of(const aiot_monitor_config_t *k, float score) {
+    if (score >= k->severity_critical) return 3;
+    if (score >= k->severity_major) return 2;
+    return score >= 1.0f ? 1 : 0;
+}
+
+static void set_state(aiot_monitor_t *m, uint32_t ts, uint8_t state, float quality) {
+    if (state == AIOT_STATE_NO_DATA && m->last_state != AIOT_STATE_NO_DATA) {
+        m->last_state = state;
+        emit(m, ts, AIOT_EVENT_DATA_LOST, AIOT_MONITOR_NO_CHANNEL, 0, quality);
+    } else if (state != AIOT_STATE_NO_DATA && m->last_state == AIOT_STATE_NO_DATA) {
+        m->last_state = state;
+        emit(m, ts, AIOT_EVENT_DATA_RESTORED, AIOT_MONITOR_NO_CHANNEL, 0, quality);
+    }
+    m->last_state = state;
+}
+
+static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t_end) {
+    const aiot_monitor_config_t *k = &m->cfg;
+    const int C = k->num_channels;
+    window_quality_t q;
+    float err[AIOT_MONITOR_MAX_CHANNELS], bias[AIOT_MONITOR_MAX_CHANNELS];
+    float s = 0.0f, threshold, p, stability, shift_sum = 0.0f, decay;
+    int c, counted = 0;
+    uint8_t mask;
+    uint16_t keep;
+
+    memset(o, 0, sizeof(*o));
+    o->t_start_ms = m->win_start;
+    o->t_end_ms = t_end;
+    o->reserved = 0;
+    for (c = 0; c < 3; c++) o->top_channels[c] = AIOT_MONITOR_NO_CHANNEL;
+    window_quality(m, &q);
+    o->quality = q.quality;
+    m->windows++;
+    m->fill = 0;
+
+    if (m->phase == AIOT_PHASE_COMMISSIONING) {
+        commission(m, t_end);
+        o->flags = AIOT_OUT_LEARNING;
+        o->p_value = 1.0f;
+        o->state = q.quality < k->min_quality ? AIOT_STATE_NO_DATA : AIOT_STATE_RECALIBRATING;
+        set_state(m, o->t_start_ms, o->state, q.quality);
+        return;
+    }
+    if (q.quality < k->min_quality) {
+        // Nothing is scored: the alert history neither gains nor loses a vote.
+        o->state = AIOT_STATE_NO_DATA;
+        o->p_value = 1.0f;
+        o->flags = (uint8_t)((m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0) | (m->alert ? AIOT_OUT_ALERT : 0));
+        set_state(m, o->t_start_ms, o->state, q.quality);
+        return;
+    }
+    normalize(m);
+    if (m->score(m->score_ctx, m->win, (size_t)(k->window * C), m->recon) != 0) {
+        m->score_errors++;
+        o->state = AIOT_STATE_NO_DATA;
+        o->p_value = 1.0f;
+        o->flags = AIOT_OUT_SCORE_ERROR;
+        set_state(m, o->t_start_ms, o->state, 0.0f);
+        return;
+    }
+    residuals(m, err, bias);
+    if (m->phase == AIOT_PHASE_CALIBRATING) {
+        calibrate(m, t_end, err, bias);
+        o->state = AIOT_STATE_RECALIBRATING;
+        o->flags = AIOT_OUT_LEARNING;
+        o->p_value = 1.0f;
+        set_state(m, o->t_start_ms, o->state, q.quality);
+        return;
+    }
+
+    // Drift / step handling first, so a channel that starts recalibrating in this window
+    // is already left out of the score of this window.
+    for (c = 0; c < C; c++) adapt_channel(m, c, t_end, err, bias);
+
+    for (c = 0; c < C; c++) {
+        if (m->ch[c].mode == CH_RECAL) continue;
+        s += err[c];
+        counted++;
+    }
+    if (counted) {
+        s /= (float)counted;
+    } else {
+        for (c = 0; c < C; c++) s += err[c];
+        s /= (float)C;
+    }
+    threshold = k->alert_margin * m->cal[m->cal_count - 1];
+    if (threshold < TINY) threshold = TINY;
+    o->score = s / threshold;
+    p = p_value(m, s);
+    o->p_value = p;
+    keep = (uint16_t)((1u << k->persist_n) - 1u);
+    m->vote_high = (uint16_t)(((m->vote_high << 1) | (o->score >= 1.0f)) & keep);
+    m->vote_low = (uint16_t)(((m->vote_low << 1) | (s >= k->clear_margin * m->cal[m->cal_count - 1])) & keep);
+    if (o->score >= 1.0f) o->flags |= AIOT_OUT_VOTE;
+
+    {
+        float top_err[AIOT_MONITOR_MAX_CHANNELS];
+        for (c = 0; c < C; c++) top_err[c] = m->ch[c].mode == CH_RECAL ? 0.0f : err[c] / m->ch[c].err_ref;
+        top3(top_err, m, o->top_channels, &mask);
+    }
+    if (!m->alert && popcount16(m->vote_high) >= k->persist_k) {
+        m->alert = 1;
+        m->alert_severity = severity_of(k, o->score);
+        m->last_state = AIOT_STATE_ANOMALY;
+        emit(m, t_end, AIOT_EVENT_ALERT_RAISED, o->top_channels[0], mask, o->score);
+    } else if (m->alert && m->vote_low == 0) {
+        m->alert = 0;
+        m->alert_severity = 0;
+        emit(m, t_end, AIOT_EVENT_ALERT_CLEARED, AIOT_MONITOR_NO_CHANNEL, 0, o->score);
+    } else if (m->alert && o->score >= 1.0f && severity_of(k, o->score) > m->alert_severity) {
+        m->alert_severity = severity_of(k, o->score);
+        emit(m, t_end, AIOT_EVENT_SEVERITY_CHANGED, o->top_channels[0], mask, o->score);
+    }
+
+    // Confidence: calibrated p-value, discounted by missing data and recent baseline moves.
+    decay = expf(-0.69314718f / k->stability_halflife);
+    for (c = 0; c < C; c++) {
+        shift_sum += m->ch[c].recent_shift;
+        m->ch[c].recent_shift *= decay;
+    }
+    stability = 1.0f / (1.0f + shift_sum);
+    if (m->alert) {
+        o->state = AIOT_STATE_ANOMALY;
+        o->severity = m->alert_severity;
+        o->flags |= AIOT_OUT_ALERT;
+        o->confidence = 1.0f - p;
+    } else {
+        // How far from the alert threshold this window is, in calibrated terms: 0.5 at the
+        // threshold, near 1 for typical scores.
+        float p_thr = p_value(m, threshold);
+        o->confidence = p / (p + p_thr);
+        o->state = AIOT_STATE_NORMAL;
+        for (c = 0; c < C; c++) {
+            if (m->ch[c].mode == CH_RECAL) o->state = AIOT_STATE_RECALIBRATING;
+            else if (m->ch[c].mode == CH_DRIFT && o->state == AIOT_STATE_NORMAL) o->state = AIOT_STATE_DRIFT;
+        }
+    }
+    o->confidence *= q.quality * stability;
+    set_state(m, o->t_start_ms, o->state, q.quality);
+}
+
+static void gap_output(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t0, uint32_t t1) {
+    int c;
+    memset(o, 0, sizeof(*o));
+    o->t_start_ms = t0;
+    o->t_end_ms = t1;
+    o->state = AIOT_STATE_NO_DATA;
+    o->flags = (uint8_t)(AIOT_OUT_GAP | (m->alert ? AIOT_OUT_ALERT : 0) |
+                         (m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0));
+    o->p_value = 1.0f;
+    for (c = 0; c < 3; c++) o->top_channels[c] = AIOT_MONITOR_NO_CHANNEL;
+    set_state(m, t0, AIOT_STATE_NO_DATA, 0.0f);
+}
+
+//! Append one sample slot; returns 1 when it completed a window (written to *o).
+static int append(aiot_monitor_t *m, uint32_t ts, uint32_t mask, const float *values, aiot_monitor_output_t *o) {
+    const int C = m->cfg.num_channels;
+    uint8_t valid = 0;
+    int c;
+    if (m->fill == 0) m->win_start = ts;
+    for (c = 0; c < C; c++) {
+        float v = values ? values[c] : 0.0f;
+        if (values && ((mask >> c) & 1u) && isfinite(v)) {
+            valid |= (uint8_t)(1u << c);
+            m->win[m->fill * C + c] = v;
+        } else {
+            m->win[m->fill * C + c] = 0.0f;
+        }
+    }
+    m->valid[m->fill] = valid;
+    m->fill++;
+    if (m->fill < m->cfg.window) return 0;
+    close_window(m, o, ts);
+    return 1;
+}
+
+int aiot_monitor_push(aiot_monitor_t *m, const aiot_sample_t *s, aiot_monitor_output_t *out, size_t max_out) {
+    const uint32_t period = m ? m->cfg.sample_period_ms : 0;
+    int n = 0;
+    if (!m || !s || !out || max_out < AIOT_MONITOR_MAX_OUTPUTS) return AIOT_MONITOR_EINVAL;
+    if (m->has_last) {
+        uint32_t dt = s->timestamp_ms - m->last_ts;
+        uint32_t missing, fit, i;
+        if (dt < period / 2u + 1u || dt > 0x80000000u) {
+            m->rejected_samples++;
+            return 0;
+        }
+        missing = (dt + period / 2u) / period - 1u;
+        fit = missing < (uint32_t)(m->cfg.window - m->fill) ? missing : (uint32_t)(m->cfg.window - m->fill);
+        for (i = 1; i <= fit; i++) n += append(m, m->last_ts + i * period, 0, NULL, &out[n]);
+        missing -= fit;
+        if (missing >= m->cfg.window) {
+            gap_output(m, &out[n++], m->last_ts + (fit + 1u) * period, m->last_ts + (fit + missing) * period);
+        } else {
+            for (i = 1; i <= missing; i++) n += append(m, m->last_ts + (fit + i) * period, 0, NULL, &out[n]);
+        }
+    }
+    m->has_last = 1;
+    m->last_ts = s->timestamp_ms;
+    n += append(m, s->timestamp_ms, s->valid_mask, s->value, &out[n]);
+    return n;
+}
+
+int aiot_monitor_push_batch(aiot_monitor_t *m, const aiot_sample_t *samples, size_t n, aiot_monitor_output_t *out,
+                            size_t max_out, size_t *consumed) {
+    size_t i, written = 0;
+    if (!m || (!samples && n) || !out || !consumed) return AIOT_MONITOR_EINVAL;
+    for (i = 0; i < n && written + AIOT_MONITOR_MAX_OUTPUTS <= max_out; i++) {
+        int r = aiot_monitor_push(m, &samples[i], out + written, max_out - written);
+        if (r < 0) {
+            *consumed = i;
+            return r;
+        }
+        written += (size_t)r;
+    }
+    *consumed = i;
+    return (int)written;
+}

@@ -1,0 +1,441 @@
+"""Python side of the on-device monitor (firmware/src/monitor): the very same C, built for
+the host and driven through ctypes, plus the scorers and a simulated device to test against.
+
+    from toolkit.monitor import Monitor, PcaScorer
+    mon = Monitor(channels=4, window=16, sample_period_ms=10_000, scorer=my_scorer)
+    out = mon.run(timestamps_ms, values)        # values: (N, C) float, NaN = missing
+    for ev in mon.events(): ...
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .errors import ToolkitError
+from .paths import FIRMWARE
+
+MAX_CHANNELS = 8
+MAX_WINDOW = 32
+MAX_CALIBRATION = 64
+EVENT_CAPACITY = 16
+MAX_OUTPUTS_PER_PUSH = 2
+NO_CHANNEL = 0xFF
+DEFINES = (
+    f"AIOT_MONITOR_MAX_CHANNELS={MAX_CHANNELS}",
+    f"AIOT_MONITOR_MAX_WINDOW={MAX_WINDOW}",
+    f"AIOT_MONITOR_MAX_CALIBRATION={MAX_CALIBRATION}",
+    f"AIOT_MONITOR_EVENT_CAPACITY={EVENT_CAPACITY}",
+)
+
+STATES = ("NORMAL", "ANOMALY", "NO_DATA", "DRIFT", "RECALIBRATING")
+NORMAL, ANOMALY, NO_DATA, DRIFT, RECALIBRATING = range(5)
+PHASES = ("COMMISSIONING", "CALIBRATING", "ARMED")
+EVENT_TYPES = {
+    1: "COMMISSIONED",
+    2: "CALIBRATED",
+    3: "ALERT_RAISED",
+    4: "ALERT_CLEARED",
+    5: "SEVERITY_CHANGED",
+    6: "DRIFT_DETECTED",
+    7: "RECAL_STARTED",
+    8: "RECAL_DONE",
+    9: "RECAL_REJECTED",
+    10: "BASELINE_LIMIT",
+    11: "DATA_LOST",
+    12: "DATA_RESTORED",
+    13: "BASELINE_RESET",
+}
+OUT_LEARNING, OUT_GAP, OUT_SCORE_ERROR, OUT_ALERT, OUT_VOTE = 0x01, 0x02, 0x04, 0x08, 0x10
+
+
+def monitor_sources() -> list[Path]:
+    """C sources of the monitor without the engine adapter (which needs a model)."""
+    return [FIRMWARE / "src" / "monitor" / "monitor.c"]
+
+
+def engine_adapter_source() -> Path:
+    return FIRMWARE / "src" / "monitor" / "engine_adapter.c"
+
+
+class Config(ctypes.Structure):
+    """aiot_monitor_config_t; field order and types mirror monitor.h exactly."""
+
+    _fields_ = [
+        ("num_channels", ctypes.c_uint8),
+        ("window", ctypes.c_uint8),
+        ("persist_k", ctypes.c_uint8),
+        ("persist_n", ctypes.c_uint8),
+        ("sample_period_ms", ctypes.c_uint32),
+        ("commission_samples", ctypes.c_uint32),
+        ("calibration_windows", ctypes.c_uint16),
+        ("recal_windows", ctypes.c_uint8),
+        ("drift_hold", ctypes.c_uint8),
+        ("min_quality", ctypes.c_float),
+        ("clip", ctypes.c_float),
+        ("alert_margin", ctypes.c_float),
+        ("clear_margin", ctypes.c_float),
+        ("severity_major", ctypes.c_float),
+        ("severity_critical", ctypes.c_float),
+        ("cusum_slack", ctypes.c_float),
+        ("cusum_threshold", ctypes.c_float),
+        ("step_threshold", ctypes.c_float),
+        ("max_recal_step", ctypes.c_float),
+        ("drift_gain", ctypes.c_float),
+        ("max_drift_rate", ctypes.c_float),
+        ("max_baseline_shift", ctypes.c_float),
+        ("gate_ratio", ctypes.c_float),
+        ("stability_halflife", ctypes.c_float),
+    ]
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {name: getattr(self, name) for name, _ in self._fields_}
+
+
+class ChannelInfo(ctypes.Structure):
+    _fields_ = [
+        ("baseline", ctypes.c_float),
+        ("baseline0", ctypes.c_float),
+        ("noise", ctypes.c_float),
+        ("error_ref", ctypes.c_float),
+        ("last_error", ctypes.c_float),
+        ("last_bias", ctypes.c_float),
+        ("mode", ctypes.c_uint8),
+        ("reserved", ctypes.c_uint8 * 3),
+    ]
+
+
+class Stats(ctypes.Structure):
+    _fields_ = [
+        ("phase", ctypes.c_uint8),
+        ("state", ctypes.c_uint8),
+        ("alert", ctypes.c_uint8),
+        ("events_pending", ctypes.c_uint8),
+        ("windows", ctypes.c_uint32),
+        ("rejected_samples", ctypes.c_uint32),
+        ("score_errors", ctypes.c_uint32),
+        ("events_dropped", ctypes.c_uint32),
+    ]
+
+
+# numpy views of the wire structs (little-endian, packed exactly like the C layout).
+SAMPLE_DTYPE = np.dtype([("timestamp_ms", "<u4"), ("valid_mask", "<u4"), ("value", "<f4", (MAX_CHANNELS,))])
+OUTPUT_DTYPE = np.dtype(
+    [
+        ("t_start_ms", "<u4"),
+        ("t_end_ms", "<u4"),
+        ("state", "u1"),
+        ("severity", "u1"),
+        ("flags", "u1"),
+        ("top_channels", "u1", (3,)),
+        ("reserved", "<u2"),
+        ("score", "<f4"),
+        ("p_value", "<f4"),
+        ("confidence", "<f4"),
+        ("quality", "<f4"),
+    ]
+)
+EVENT_DTYPE = np.dtype(
+    [
+        ("timestamp_ms", "<u4"),
+        ("seq", "<u2"),
+        ("type", "u1"),
+        ("channel", "u1"),
+        ("channel_mask", "u1"),
+        ("severity", "u1"),
+        ("state", "u1"),
+        ("reserved", "u1"),
+        ("value", "<f4"),
+    ]
+)
+assert OUTPUT_DTYPE.itemsize == 32 and EVENT_DTYPE.itemsize == 16
+
+SCORE_FN = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float)
+)
+
+#: A Python scorer reconstructs one window: (window, channels) float32 -> same shape.
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Event:
+    timestamp_ms: int
+    seq: int
+    type: str
+    channel: int | None
+    channels: tuple[int, ...]
+    severity: int
+    state: str
+    value: float
+
+
+def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
+    vp, sz = ctypes.c_void_p, ctypes.c_size_t
+    lib.aiot_monitor_sizeof.restype = sz
+    lib.aiot_monitor_default_config.argtypes = [ctypes.POINTER(Config), ctypes.c_uint8, ctypes.c_uint8, ctypes.c_uint32]
+    lib.aiot_monitor_check_config.argtypes = [ctypes.POINTER(Config)]
+    lib.aiot_monitor_init.argtypes = [vp, ctypes.POINTER(Config), vp, vp]
+    lib.aiot_monitor_update_config.argtypes = [vp, ctypes.POINTER(Config)]
+    lib.aiot_monitor_push.argtypes = [vp, vp, vp, sz]
+    lib.aiot_monitor_push_batch.argtypes = [vp, vp, sz, vp, sz, ctypes.POINTER(sz)]
+    lib.aiot_monitor_pop_event.argtypes = [vp, vp]
+    lib.aiot_monitor_reset_baseline.argtypes = [vp]
+    lib.aiot_monitor_reset_baseline.restype = None
+    lib.aiot_monitor_channel_info.argtypes = [vp, ctypes.c_uint8, ctypes.POINTER(ChannelInfo)]
+    lib.aiot_monitor_stats.argtypes = [vp, ctypes.POINTER(Stats)]
+    lib.aiot_monitor_stats.restype = None
+    return lib
+
+
+@lru_cache(maxsize=None)
+def _load(path: str) -> ctypes.CDLL:
+    from . import hostbuild
+
+    return _declare(hostbuild.load(Path(path)))
+
+
+def library(extra_sources: Sequence[Path | str] = (), include_dirs: Iterable[Path | str] = (), name: str = "aiot_monitor") -> ctypes.CDLL:
+    """Host build of the monitor (plus e.g. engine + model.c + engine adapter), loaded once."""
+    from . import hostbuild
+
+    path = hostbuild.compile_shared(
+        [*monitor_sources(), *extra_sources], name=name, include_dirs=include_dirs, defines=DEFINES
+    )
+    return _load(str(path))
+
+
+def default_config(channels: int, window: int, sample_period_ms: int, **knobs: float | int) -> Config:
+    """The C defaults (aiot_monitor_default_config) with ``knobs`` overridden."""
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise ToolkitError(f"{channels} channels requested; the monitor handles 1..{MAX_CHANNELS}",
+                           hint="merge or drop sensors, or rebuild with a larger AIOT_MONITOR_MAX_CHANNELS")
+    if not 2 <= window <= MAX_WINDOW:
+        raise ToolkitError(f"window of {window} samples requested; the monitor handles 2..{MAX_WINDOW}")
+    if sample_period_ms < 1:
+        raise ToolkitError(f"sample period {sample_period_ms} ms is not positive")
+    cfg = Config()
+    library().aiot_monitor_default_config(ctypes.byref(cfg), channels, window, int(sample_period_ms))
+    for key, value in knobs.items():
+        if key not in dict(Config._fields_):
+            raise ToolkitError(f"unknown monitor knob {key!r}", hint="known knobs: " + ", ".join(n for n, _ in Config._fields_))
+        setattr(cfg, key, value)
+    if library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0:
+        raise ToolkitError(f"invalid monitor configuration: {cfg.as_dict()}",
+                           hint="see the knob ranges in firmware/include/aiot/monitor.h")
+    return cfg
+
+
+class Monitor:
+    """One installation of the device monitor (C state in a ctypes buffer).
+
+    ``scorer`` is either a Python callable reconstructing a (window, channels) array, or a
+    native C function pointer (e.g. ``lib.aiot_monitor_engine_score``) from ``lib``.
+    """
+
+    def __init__(self, config: Config, scorer: Scorer | ctypes._CFuncPtr, lib: ctypes.CDLL | None = None):
+        self.lib = lib or library()
+        self.config = config
+        self._state = ctypes.create_string_buffer(self.lib.aiot_monitor_sizeof())
+        self._scorer_error: BaseException | None = None
+        if callable(scorer) and not isinstance(scorer, ctypes._CFuncPtr):
+            self._fn = SCORE_FN(self._trampoline(scorer))
+            fn_ptr = ctypes.cast(self._fn, ctypes.c_void_p)
+        else:
+            self._fn = scorer
+            fn_ptr = ctypes.cast(scorer, ctypes.c_void_p)
+        if self.lib.aiot_monitor_init(self._state, ctypes.byref(config), fn_ptr, None) != 0:
+            raise ToolkitError(f"invalid monitor configuration: {config.as_dict()}")
+
+    def _trampoline(self, scorer: Scorer) -> Callable[..., int]:
+        W, C = self.config.window, self.config.num_channels
+
+        def call(_ctx: int, feats: ctypes.POINTER(ctypes.c_float), n: int, recon: ctypes.POINTER(ctypes.c_float)) -> int:
+            try:
+                x = np.ctypeslib.as_array(feats, shape=(n,)).reshape(W, C)
+                y = np.asarray(scorer(x.copy()), dtype=np.float32).reshape(n)
+                np.ctypeslib.as_array(recon, shape=(n,))[:] = y
+                return 0
+            except BaseException as e:  # an exception must not cross the C frames
+                self._scorer_error = e
+                return -2
+
+        return call
+
+    # ------------------------------------------------------------- pushing samples
+    def samples(self, timestamps_ms: np.ndarray, values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Pack arrays into aiot_sample_t records (NaN or valid=False means missing)."""
+        values = np.asarray(values, dtype=np.float32)
+        C = self.config.num_channels
+        if values.ndim != 2 or values.shape[1] != C:
+            raise ToolkitError(f"values have shape {values.shape}; expected (samples, {C})")
+        ts = np.asarray(timestamps_ms)
+        if ts.shape != (values.shape[0],):
+            raise ToolkitError(f"{ts.shape[0] if ts.ndim else 0} timestamps for {values.shape[0]} samples")
+        present = np.isfinite(values) if valid is None else (np.asarray(valid, bool) & np.isfinite(values))
+        rec = np.zeros(values.shape[0], dtype=SAMPLE_DTYPE)
+        rec["timestamp_ms"] = (ts.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32)
+        rec["valid_mask"] = (present.astype(np.uint32) << np.arange(C, dtype=np.uint32)).sum(axis=1)
+        rec["value"][:, :C] = np.where(present, values, 0.0)
+        return rec
+
+    def run(self, timestamps_ms: np.ndarray, values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Push a whole stream; returns the outputs as an OUTPUT_DTYPE array."""
+        rec = self.samples(timestamps_ms, values, valid)
+        return self.push_records(rec)
+
+    def push_records(self, rec: np.ndarray) -> np.ndarray:
+        rec = np.ascontiguousarray(rec, dtype=SAMPLE_DTYPE)
+        chunk = 4096
+        outs: list[np.ndarray] = []
+        buf = np.zeros(chunk * MAX_OUTPUTS_PER_PUSH, dtype=OUTPUT_DTYPE)
+        i = 0
+        while i < len(rec):
+            part = rec[i : i + chunk]
+            consumed = ctypes.c_size_t(0)
+            n = self.lib.aiot_monitor_push_batch(
+                self._state, part.ctypes.data, len(part), buf.ctypes.data, len(buf), ctypes.byref(consumed)
+            )
+            self._raise_scorer_error()
+            if n < 0:
+                raise ToolkitError(f"monitor rejected the samples (status {n})")
+            outs.append(buf[:n].copy())
+            i += consumed.value
+        return np.concatenate(outs) if outs else np.zeros(0, dtype=OUTPUT_DTYPE)
+
+    def push(self, timestamp_ms: int, values: Sequence[float], valid: Sequence[bool] | None = None) -> np.ndarray:
+        """Push one sample; returns 0..2 outputs."""
+        rec = self.samples(np.array([timestamp_ms]), np.asarray([values], dtype=np.float32),
+                           None if valid is None else np.asarray([valid]))
+        out = np.zeros(MAX_OUTPUTS_PER_PUSH, dtype=OUTPUT_DTYPE)
+        n = self.lib.aiot_monitor_push(self._state, rec.ctypes.data, out.ctypes.data, len(out))
+        self._raise_scorer_error()
+        if n < 0:
+            raise ToolkitError(f"monitor rejected the sample at {timestamp_ms} ms (status {n})")
+        return out[:n].copy()
+
+    def _raise_scorer_error(self) -> None:
+        if self._scorer_error is not None:
+            err, self._scorer_error = self._scorer_error, None
+            if isinstance(err, ToolkitError):
+                raise err
+            raise ToolkitError(f"the scorer raised {type(err).__name__}: {err}",
+                               hint="the window was reported as NO_DATA; fix the scorer") from err
+
+    # ------------------------------------------------------------- inspection
+    def events(self) -> list[Event]:
+        """Drain the ring buffer (oldest first)."""
+        out: list[Event] = []
+        ev = np.zeros(1, dtype=EVENT_DTYPE)
+        while self.lib.aiot_monitor_pop_event(self._state, ev.ctypes.data):
+            e = ev[0]
+            mask = int(e["channel_mask"])
+            out.append(
+                Event(
+                    timestamp_ms=int(e["timestamp_ms"]),
+                    seq=int(e["seq"]),
+                    type=EVENT_TYPES.get(int(e["type"]), f"UNKNOWN_{int(e['type'])}"),
+                    channel=None if e["channel"] == NO_CHANNEL else int(e["channel"]),
+                    channels=tuple(c for c in range(MAX_CHANNELS) if mask >> c & 1),
+                    severity=int(e["severity"]),
+                    state=STATES[int(e["state"])] if int(e["state"]) < len(STATES) else str(int(e["state"])),
+                    value=float(e["value"]),
+                )
+            )
+        return out
+
+    def stats(self) -> dict[str, int | str]:
+        st = Stats()
+        self.lib.aiot_monitor_stats(self._state, ctypes.byref(st))
+        return {
+            "phase": PHASES[st.phase],
+            "state": STATES[st.state],
+            "alert": st.alert,
+            "events_pending": st.events_pending,
+            "windows": st.windows,
+            "rejected_samples": st.rejected_samples,
+            "score_errors": st.score_errors,
+            "events_dropped": st.events_dropped,
+        }
+
+    def channel(self, c: int) -> ChannelInfo:
+        info = ChannelInfo()
+        if self.lib.aiot_monitor_channel_info(self._state, c, ctypes.byref(info)) != 0:
+            raise ToolkitError(f"channel {c} out of range 0..{self.config.num_channels - 1}")
+        return info
+
+    def update_config(self, **knobs: float | int) -> None:
+        cfg = Config.from_buffer_copy(self.config)
+        for k, v in knobs.items():
+            setattr(cfg, k, v)
+        if self.lib.aiot_monitor_update_config(self._state, ctypes.byref(cfg)) != 0:
+            raise ToolkitError(f"monitor refused the new knobs {knobs}",
+                               hint="structural knobs (channels, window, period, learning lengths) need a new Monitor")
+        self.config = cfg
+
+    def reset_baseline(self) -> None:
+        self.lib.aiot_monitor_reset_baseline(self._state)
+
+
+# ----------------------------------------------------------------- scorers
+class PcaScorer:
+    """Linear autoencoder (PCA) over flattened windows: a small, dependency-free model that
+    speaks the same reconstruction contract as the int8 engine."""
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray):
+        self.mean = np.asarray(mean, np.float32)
+        self.components = np.asarray(components, np.float32)  # (k, W*C), orthonormal rows
+
+    @classmethod
+    def fit(cls, windows: np.ndarray, k: int = 8) -> "PcaScorer":
+        x = np.asarray(windows, np.float64).reshape(len(windows), -1)
+        if len(x) <= k:
+            raise ToolkitError(f"{len(x)} training windows for {k} components", hint="give it more normal data")
+        mean = x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+        return cls(mean, vt[:k])
+
+    def __call__(self, window: np.ndarray) -> np.ndarray:
+        x = window.reshape(-1).astype(np.float32) - self.mean
+        return (self.mean + (x @ self.components.T) @ self.components).reshape(window.shape)
+
+
+def extract_windows(config: Config, timestamps_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Feature windows exactly as the device normalizes them (after commissioning), for
+    training: (n_windows, window, channels). Uses a pass-through model, so no adaptation."""
+    captured: list[np.ndarray] = []
+
+    def capture(x: np.ndarray) -> np.ndarray:
+        captured.append(x.copy())
+        return x
+
+    Monitor(config, capture).run(timestamps_ms, values)
+    if not captured:
+        return np.zeros((0, config.window, config.num_channels), np.float32)
+    return np.stack(captured)
+
+
+class SimulatedDevice:
+    """What a board running the monitor firmware looks like to the host: push batches of
+    samples, get outputs, drain events, reset the baseline. The QEMU/serial device offers
+    the same methods, so evaluations can run against either."""
+
+    name = "host"
+
+    def __init__(self, config: Config, scorer: Scorer | ctypes._CFuncPtr, lib: ctypes.CDLL | None = None):
+        self.monitor = Monitor(config, scorer, lib)
+        self.config = config
+
+    def push(self, timestamps_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
+        return self.monitor.run(timestamps_ms, values)
+
+    def events(self) -> list[Event]:
+        return self.monitor.events()
+
+    def reset_baseline(self) -> None:
+        self.monitor.reset_baseline()
