@@ -1,0 +1,185 @@
+"""The evaluation pipeline and its reports, driven by a scripted device whose answers are
+known, so every count below is worked out by hand from the fixture's labels."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolkit.errors import ToolkitError
+from toolkit.evaluate import device as dev
+from toolkit.evaluate import pipeline, readers, report
+
+FIX = Path(__file__).parent / "fixtures" / "eval"
+SKAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
+
+
+class ScriptedDevice:
+    """Alerts on the rows listed per file; 'score' is the row number (easy to check)."""
+
+    target = "scripted"
+    plan: dict[int, list[int]] = {}  # file rows -> alert rows (keyed by file length)
+
+    def __init__(self, *args, **kwargs):
+        self.head_rows = None
+
+    def commission(self, head):
+        self.head_rows = head.rows
+        return {"threshold": 1.0}
+
+    def stream(self, series, start):
+        n = series.rows - start
+        alert = np.zeros(n, np.int8)
+        for row in self.plan.get(series.source.name, []):
+            alert[row - start] = 1
+        score = np.arange(start, series.rows, dtype=float)
+        state = ["anomaly" if a else "normal" for a in alert]
+        return dev.Outputs(state, score, alert.astype(float), alert, np.tile([0.9, 0.1], (n, 1)))
+
+
+@pytest.fixture
+def scripted(monkeypatch):
+    monkeypatch.setattr(pipeline, "make_device", lambda *a, **k: ScriptedDevice())
+    # skab_mini: 0.csv incident rows 8..10, 10.csv incident rows 6..7, 2.csv none; 12 rows each
+    ScriptedDevice.plan = {"0.csv": [9, 10, 11], "10.csv": [], "2.csv": [5]}
+    return ScriptedDevice
+
+
+def _run(train_rows=4):
+    ds = readers.read("skab", FIX / "skab_mini")
+    st = pipeline.Settings(format="skab", train_rows=train_rows, jobs=1, window=2)
+    return ds, st, pipeline.run(ds, st, package=Path("unused"))
+
+
+def test_per_file_and_pooled_metrics(scripted):
+    ds, st, res = _run()
+    by = {r.recording.name: r for r in res}
+    # 0.csv test rows 4..11: labels 1 on 8,9,10; alerts 9,10,11 -> TP 2 (9,10), FP 1 (11), FN 1 (8), TN 4
+    c = by["valve1/0.csv"].confusion
+    assert (c.tp, c.fp, c.fn, c.tn) == (2, 1, 1, 4)
+    # 10.csv: labels 6,7, no alert -> FN 2, TN 6;  2.csv: alert on 5, no label -> FP 1, TN 7
+    c10, c2 = by["valve1/10.csv"].confusion, by["valve1/2.csv"].confusion
+    assert (c10.tp, c10.fp, c10.fn, c10.tn) == (0, 0, 2, 6)
+    assert (c2.tp, c2.fp, c2.fn, c2.tn) == (0, 1, 0, 7)
+    agg = pipeline.aggregate(res)
+    t = agg["test_rows"]
+    assert (t["tp"], t["fp"], t["fn"], t["tn"]) == (2, 2, 3, 17)
+    assert t["f1"] == pytest.approx(2 / (2 + 2.5))
+    assert t["far"] == pytest.approx(2 / 19)
+    assert t["mar"] == pytest.approx(3 / 5)
+    # SKAB notebook convention adds the 3 x 4 commissioning rows as silent normal rows
+    assert agg["skab_notebook_convention"]["tn"] == 17 + 12
+    assert (agg["incidents"], agg["incidents_detected"], agg["alerts"], agg["false_alerts"]) == (2, 1, 2, 1)
+    assert agg["median_delay_s"] == 1.0  # 0.csv: incident starts row 8, first alert row 9, 1 s apart
+    # NAB with labelled runs as windows, probation = commissioning rows:
+    # 0.csv window 8..10 (width 3), first hit row 9: pos -(10-9+1)/3 -> 0.9719 / 0.98661;
+    # row 11: |11-10| / (3-1) = 0.5 -> -0.848284 * 0.11.   10.csv: missed -> -1.   2.csv: no window.
+    s09 = (2 / (1 + np.exp(-10 / 3)) - 1) / (2 / (1 + np.exp(-5)) - 1)
+    raw = s09 - 0.848284 * 0.11 - 1.0
+    assert agg["nab_standard"] == pytest.approx(100 * (raw + 2) / 4, abs=1e-3)
+
+
+def test_commissioning_rows_are_the_only_rows_the_device_learns_from(scripted, monkeypatch):
+    seen = []
+    real = ScriptedDevice.commission
+
+    def spy(self, head):
+        seen.append((head.rows, int(head.labels.sum())))
+        return real(self, head)
+
+    monkeypatch.setattr(ScriptedDevice, "commission", spy)
+    _run(train_rows=5)
+    assert seen == [(5, 0)] * 3
+
+
+def test_alerts_and_incidents_in_file_rows_with_sensors(scripted):
+    _, _, res = _run()
+    r0 = next(r for r in res if r.recording.name == "valve1/0.csv")
+    assert [(a.start, a.end, a.true, a.sensors) for a in r0.alerts] == [(9, 11, True, ["s1"])]
+    assert [(i.start, i.end, i.detected, i.delay_rows) for i in r0.incidents] == [(8, 10, True, 1)]
+
+
+def test_reports_written(scripted, tmp_path):
+    ds, st, res = _run()
+    agg = pipeline.aggregate(res)
+    report.write_predictions(tmp_path / "p.csv", res)
+    report.write_json(tmp_path / "r.json", res, agg, st.to_json(), {"data": "x"})
+    report.write_html(tmp_path / "r.html", res, agg, st.to_json(), {"data": "x"})
+    rows = list(csv.DictReader(open(tmp_path / "p.csv")))
+    assert len(rows) == 36  # every row of the 3 files, commissioning rows included
+    r0 = [r for r in rows if r["file"] == "valve1/0.csv"]
+    assert [r["state"] for r in r0[:4]] == ["commissioning"] * 4
+    assert [int(r["alert"]) for r in r0] == [0] * 9 + [1, 1, 1]
+    assert r0[9]["timestamp"] == "2020-03-09T10:00:09Z" and r0[9]["score"] == "9"
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["settings"]["train_rows"] == 4 and doc["settings"]["rule"]["raise_after"] == 3
+    f0 = doc["files"][0]
+    assert f0["incidents"][0] == {
+        "start": "2020-03-09T10:00:08Z", "end": "2020-03-09T10:00:10Z", "start_row": 8, "end_row": 10,
+        "detected": True, "first_alert": "2020-03-09T10:00:09Z", "delay_rows": 1, "delay_s": 1.0,
+    }
+    html = (tmp_path / "r.html").read_text()
+    assert html.count("<svg") == 3 and "MISSED" in html  # 10.csv's incident is missed
+
+
+def test_commissioning_longer_than_file_is_a_user_error(scripted):
+    with pytest.raises(ToolkitError, match="12 rows, cannot commission on 12"):
+        _run(train_rows=12)
+
+
+def test_protocol_defaults():
+    assert pipeline.Settings(format="skab").commissioning_rows(1147) == 400
+    assert pipeline.Settings(format="nab").commissioning_rows(1000) == 150
+    assert pipeline.Settings(format="nab", train_rows=7).commissioning_rows(1000) == 7
+
+
+def test_alert_rule_raise_and_clear_by_hand():
+    rule = dev.AlertRule(raise_after=2, clear_after=2, confidence_span=2)
+    scores = np.array([2, 0, 2, 2, 2, 0, 2, 0, 0, np.nan, 2])
+    alert, conf = dev.apply_rule(scores, 1.0, rule)
+    # one hot window is not enough; two in a row raise; one cool window does not clear; two do
+    assert alert.tolist() == [0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert conf.tolist() == [0.5, 0.5, 0.5, 1.0, 1.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.5]
+
+
+def test_cli_reports_user_errors_without_traceback(tmp_path):
+    from toolkit.cli import main
+
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "none"), "--format", "skab",
+                                  "--out", str(tmp_path / "o"), "--target", "reference"])
+    assert r.exit_code == 2 and "no such file or folder" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(FIX / "skab_mini"), "--format", "skab",
+                                  "--train-rows", "4", "--train-fraction", "0.5", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "both given" in r.output
+
+
+def test_unknown_and_unavailable_targets():
+    with pytest.raises(ToolkitError, match="unknown --target"):
+        dev.make_device("fpga", Path("x"), dev.AlertRule())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SKAB / "valve1" / "0.csv").is_file(), reason="SKAB data not present")
+def test_skab_one_file_end_to_end_with_int8_model(tmp_path, monkeypatch):
+    """Real fleet model (few epochs) through tflite-micro on SKAB's first file (other/1.csv,
+    a fluid leak): the incident must be detected and the outputs must be self-consistent."""
+    from toolkit.evaluate.run import evaluate
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    agg = evaluate(data=SKAB, fmt="skab", out=tmp_path / "o", target="reference", epochs=3, jobs=1, limit=1)
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert doc["model"]["kind"] == "fleet" and doc["model"]["tflite_bytes"] < 64 * 1024
+    rows = list(csv.DictReader(open(tmp_path / "o" / "predictions.csv")))
+    f = doc["files"][0]
+    assert len(rows) == f["rows"] and f["commissioning_rows"] == 400
+    alerts = np.array([int(r["alert"]) for r in rows])
+    labels = np.array([int(r["label"]) for r in rows])
+    # the report's counts are re-derived from predictions.csv, independently of the pipeline
+    tp = int(((alerts == 1) & (labels == 1))[400:].sum())
+    assert agg["test_rows"]["tp"] == tp
+    assert (agg["incidents"], agg["incidents_detected"]) == (1, 1)
