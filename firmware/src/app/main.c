@@ -1,9 +1,13 @@
-//! Temporary boot check until the protocol app lands: greet and exit.
+//! Device entry point: poll the console UART and hand every byte to the protocol app.
 #include "aiot/port.h"
+#include "app/app.h"
 
 int main(void) {
-    static const char msg[] = "aiot boot " AIOT_BOARD_NAME "\n";
-    aiot_port_uart_write((const uint8_t *)msg, sizeof msg - 1);
-    aiot_port_log("semihosting ok\n");
-    return 0;
+    aiot_app_init();
+    for (;;) {
+        // Polled, not interrupt driven: the host only sends after each answer (one request
+        // in flight), so the 1-byte CMSDK receive register cannot overrun between frames.
+        int c = aiot_port_uart_getc();
+        if (c >= 0) aiot_app_feed((uint8_t)c);
+    }
 }

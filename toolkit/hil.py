@@ -1,0 +1,385 @@
+"""Talk to a device running the aiot firmware: transports and a request/response client.
+
+    with open_device(board="mps2-an386", elf="build/fw/firmware.elf") as dev:   # QEMU
+        print(dev.info())
+        res = dev.infer(x_int8)          # InferResult(output, ticks)
+    with open_device(transport="serial", port="/dev/ttyACM0", baud=115200) as dev:
+        ...
+
+One transport interface (write bytes, read what arrived within a timeout, close), two
+implementations: ``QemuTransport`` boots the firmware in QEMU and connects to its UART
+socket, ``SerialTransport`` opens any pyserial URL (/dev/ttyACM0, COM3, socket://,
+rfc2217://). The client never hangs: every request has a deadline, idempotent requests
+are retried, and a silent or wrong device produces an error that names the port and
+what was expected."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from . import protocol as P
+from .errors import ToolkitError
+
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_BAUD = 115200
+
+
+class DeviceTimeout(ToolkitError):
+    """No (valid) answer within the deadline, after all retries."""
+
+
+class DeviceError(ToolkitError):
+    """The device answered with an ERROR frame."""
+
+    def __init__(self, message: str, code: int, request: int, detail: str, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.request = request
+        self.detail = detail
+
+
+# --- transports --------------------------------------------------------------------------
+
+
+class Transport(Protocol):
+    name: str  # where the device is, for messages: a URL or device path
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, timeout: float) -> bytes:
+        """Bytes that arrive within ``timeout`` seconds (returns as soon as any did; b"" if none)."""
+        ...
+
+    def diagnose(self) -> str:
+        """One sentence on what may be wrong, for timeout messages."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SerialTransport:
+    """Any pyserial URL: a device path, ``socket://host:port`` or ``rfc2217://host:port``."""
+
+    def __init__(self, url: str, baud: int = DEFAULT_BAUD):
+        import serial  # pyserial; imported here so `aiot --help` stays light
+
+        self.name = url
+        self.baud = int(baud)
+        self.closed = False
+        self._serial_exc = serial.SerialException
+        try:
+            self._ser = serial.serial_for_url(url, baudrate=self.baud, timeout=0.1, write_timeout=5.0)
+        except (serial.SerialException, ValueError, OSError) as e:
+            raise ToolkitError(
+                f"cannot open serial port {url}: {e}",
+                hint="check the port name (ls /dev/ttyACM* /dev/ttyUSB*), that no other program (a serial "
+                "monitor) holds it, and that you may use it (dialout group)",
+            ) from None
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._ser.write(data)
+            self._ser.flush()
+        except (self._serial_exc, OSError) as e:
+            raise ToolkitError(f"writing to {self.name} failed: {e}", hint="was the device unplugged or reset?") from None
+
+    def read(self, timeout: float) -> bytes:
+        if self.closed:
+            raise ToolkitError(f"{self.name} closed the connection", hint="the device (or QEMU) stopped")
+        try:
+            self._ser.timeout = max(timeout, 0.0)
+            data = self._ser.read(1)
+        except (self._serial_exc, OSError) as e:
+            self.closed = True
+            raise ToolkitError(f"reading from {self.name} failed: {e}", hint="was the device unplugged or reset?") from None
+        if data:
+            # Then everything already buffered, without waiting (timeout 0 = non-blocking).
+            try:
+                self._ser.timeout = 0
+                data += self._ser.read(1 << 16)
+            except (self._serial_exc, OSError):
+                self.closed = True  # keep what arrived before the link went down (EXIT ack)
+        return data
+
+    def diagnose(self) -> str:
+        return f"is the aiot firmware running and the link set to {self.baud} baud?"
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._ser.close()
+
+
+class QemuTransport:
+    """Boot ``elf`` on an emulated ``board`` and connect to its UART over TCP."""
+
+    def __init__(self, board, elf: Path | str):
+        from .boards import Board, get_board
+        from .qemu import Qemu
+
+        class _NoDelayQemu(Qemu):
+            # QEMU writes the guest's UART bytes one TCP segment each; with Nagle on, every
+            # response then waits for the host's delayed ACK (~40 ms per request instead of ~1).
+            def command(self) -> list[str]:
+                return [a + ",nodelay=on" if a.startswith("tcp:") and "nodelay" not in a else a
+                        for a in super().command()]
+
+        self.board: Board = board if isinstance(board, Board) else get_board(board)
+        self.qemu = _NoDelayQemu(self.board, Path(elf), serial="tcp").start()
+        try:
+            self._link = SerialTransport(self.qemu.url, self.board.baud)
+        except BaseException:
+            self.qemu.stop()
+            raise
+        self.name = f"{self.qemu.url} (QEMU {self.board.name})"
+        self.exit_code: int | None = None
+
+    def write(self, data: bytes) -> None:
+        self._link.write(data)
+
+    def read(self, timeout: float) -> bytes:
+        return self._link.read(timeout)
+
+    def alive(self) -> bool:
+        return self.qemu.proc is not None and self.qemu.proc.poll() is None
+
+    def diagnose(self) -> str:
+        if not self.alive():
+            code, _out, err = self.wait_exit(1.0)
+            return f"QEMU exited with code {code}" + (f"; stderr: {err.strip()[-300:]!r}" if err.strip() else "")
+        return "QEMU is running but the firmware does not answer; was it built for this board with the protocol app?"
+
+    def wait_exit(self, timeout: float = 10.0) -> tuple[int, str, str]:
+        """Wait for the guest to stop (after an EXIT request): (exit code, stdout, stderr)."""
+        self._link.close()
+        code, out, err = self.qemu.wait(timeout)
+        self.exit_code = code
+        return code, out, err
+
+    def close(self) -> None:
+        self._link.close()
+        self.qemu.stop()
+
+
+# --- client ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InferResult:
+    output: np.ndarray  # int8, flat (output_bytes,)
+    ticks: int          # device ticks across aiot_model_invoke() only
+    status: int = 0
+
+
+@dataclass
+class _Stats:
+    requests: int = 0
+    retries: int = 0
+    broken_frames: int = 0
+    stray_frames: int = 0
+
+
+class Device:
+    """Request/response client over a transport (one request in flight at a time)."""
+
+    def __init__(self, transport: Transport, *, timeout: float = DEFAULT_TIMEOUT, retries: int = 2,
+                 max_payload: int = P.DEFAULT_MAX_PAYLOAD):
+        self.transport = transport
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.max_payload = max_payload
+        self.stats = _Stats()
+        self.stray: list[P.Frame | P.BrokenFrame] = []  # frames that answered nothing we asked
+        self._decoder = P.StreamDecoder()
+        self._seq = 0
+        self._info: P.DeviceInfo | None = None
+        self._last_raw = b""
+        # A lone delimiter ends whatever partial frame the device's parser holds (line noise,
+        # an aborted previous session); an empty frame is ignored by the device.
+        self.transport.write(b"\x00")
+
+    @property
+    def name(self) -> str:
+        return self.transport.name
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    # -- low level, also used by the HIL tests for malformed input --
+
+    def send_raw(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def read_frames(self, timeout: float, want: int = 1) -> list[P.Frame | P.BrokenFrame]:
+        """Everything that completes within ``timeout`` (returns early once ``want`` arrived)."""
+        out: list[P.Frame | P.BrokenFrame] = []
+        deadline = time.monotonic() + timeout
+        while len(out) < want:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            data = self.transport.read(min(left, 0.2))
+            if data:
+                self._last_raw = (self._last_raw + data)[-64:]
+                out += self._decoder.feed(data)
+        return out
+
+    def request(self, type_: int, payload: bytes = b"", *, timeout: float | None = None,
+                retry: bool = False) -> P.Frame:
+        """Send one request and return its response frame; raises DeviceError on an ERROR frame.
+
+        ``retry``: the request is idempotent, so after a timeout it is sent again (with a new
+        seq; a late answer to the old one is then ignored)."""
+        if len(payload) > self.max_payload:
+            raise ToolkitError(
+                f"{P.msg_name(type_)} payload of {len(payload)} bytes exceeds the device's maximum of {self.max_payload}",
+                hint="rebuild the firmware with a larger -DAIOT_FRAME_MAX_PAYLOAD",
+            )
+        timeout = self.timeout if timeout is None else timeout
+        attempts = 1 + (self.retries if retry else 0)
+        self.stats.requests += 1
+        garbage_before = self._decoder.garbage_bytes
+        for attempt in range(attempts):
+            if attempt:
+                self.stats.retries += 1
+            seq = self._next_seq()
+            self.transport.write(P.encode_frame(type_, seq, payload))
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                for f in self.read_frames(left, want=1):
+                    if isinstance(f, P.BrokenFrame):
+                        self.stats.broken_frames += 1
+                        self.stray.append(f)
+                    elif f.seq == seq and f.type == (type_ | P.RESPONSE):
+                        return f
+                    elif f.seq == seq and f.type == P.Msg.ERROR:
+                        raise self._error(type_, f)
+                    else:
+                        self.stats.stray_frames += 1
+                        self.stray.append(f)
+        raise self._timeout(type_, timeout, attempts, self._decoder.garbage_bytes - garbage_before)
+
+    def _error(self, type_: int, f: P.Frame) -> DeviceError:
+        code, req, detail = P.unpack_error(f.payload)
+        hints = {
+            P.ErrorCode.NO_MODEL: "this firmware was built without a model: aiot build --board B --package PKG",
+            P.ErrorCode.UNKNOWN_TYPE: "the firmware is older than this toolkit; rebuild and flash it",
+            P.ErrorCode.NO_MONITOR: "this firmware was built without the monitor",
+        }
+        msg = f"{self.name} rejected {P.msg_name(type_)}: {P.error_name(code)}" + (f" ({detail})" if detail else "")
+        return DeviceError(msg, code, req, detail, hint=hints.get(code))
+
+    def _timeout(self, type_: int, timeout: float, attempts: int, garbage: int) -> DeviceTimeout:
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        msg = f"no answer from {self.name} within {timeout:g} s to {P.msg_name(type_)}{tries}"
+        if garbage:
+            msg += f"; it sent {garbage} bytes that are not aiot frames (last: {self._last_raw[-32:]!r})"
+            hint = "wrong firmware or wrong baud rate? " + self.transport.diagnose()
+        else:
+            hint = self.transport.diagnose()
+        return DeviceTimeout(msg, hint=hint)
+
+    # -- requests --
+
+    def info(self, refresh: bool = False) -> P.DeviceInfo:
+        if self._info is not None and not refresh:
+            return self._info
+        f = self.request(P.Msg.INFO, retry=True)
+        try:
+            info = P.unpack_info(f.payload)
+        except ValueError as e:
+            raise ToolkitError(f"{self.name} sent a malformed INFO response: {e}",
+                               hint="firmware and toolkit versions differ; rebuild the firmware") from None
+        if info.proto_major != P.PROTO_MAJOR:
+            raise ToolkitError(
+                f"{self.name} speaks protocol {info.proto_major}.{info.proto_minor}, this toolkit {P.PROTO_MAJOR}.{P.PROTO_MINOR}",
+                hint="rebuild and flash the firmware with this toolkit (aiot build)",
+            )
+        self.max_payload = min(self.max_payload, info.max_payload) if info.max_payload else self.max_payload
+        self._info = info
+        return info
+
+    def infer(self, x: np.ndarray, timeout: float | None = None) -> InferResult:
+        """One inference on the device. ``x``: int8 values, any shape with input_bytes elements."""
+        info = self.info()
+        if not info.has_model:
+            raise ToolkitError(f"the firmware on {self.name} has no model (built without one)",
+                               hint="build it with a model: aiot build --board B --package PKG")
+        arr = np.asarray(x)
+        if arr.dtype != np.int8:
+            raise ToolkitError(f"infer() needs int8 input, got {arr.dtype}",
+                               hint="quantize with the input scale/zero point first (vectors.npz holds x_int8)")
+        data = arr.tobytes()
+        if len(data) != info.input_bytes:
+            raise ToolkitError(f"input has {len(data)} int8 values, the model on {self.name} takes {info.input_bytes}",
+                               hint=f"is the firmware built from this model package? (device model: {info.model_name!r})")
+        # A stateless model gives the same answer twice, so a lost answer can be asked again.
+        f = self.request(P.Msg.INFER, data, timeout=timeout, retry=True)
+        try:
+            status, ticks, out = P.unpack_infer(f.payload, info.output_bytes)
+        except ValueError as e:
+            raise ToolkitError(f"{self.name} sent a malformed INFER response: {e}") from None
+        return InferResult(np.frombuffer(out, dtype=np.int8).copy(), ticks, status)
+
+    def exit(self, code: int = 0, timeout: float = 10.0) -> int | None:
+        """Ask the firmware to stop with ``code``; returns QEMU's exit code (None on hardware)."""
+        if not 0 <= code <= 255:
+            raise ValueError("exit code must be 0..255")
+        self.request(P.Msg.EXIT, bytes([code]))  # not retried: after a lost ack the device is gone
+        wait = getattr(self.transport, "wait_exit", None)
+        if wait is None:
+            return None
+        return wait(timeout)[0]
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_transport(kind: str = "qemu", *, board=None, elf: Path | str | None = None, port: str | None = None,
+                   baud: int | None = None) -> Transport:
+    if kind == "qemu":
+        if board is None or elf is None:
+            raise ToolkitError("the qemu transport needs a board and a firmware ELF")
+        return QemuTransport(board, elf)
+    if kind == "serial":
+        if not port:
+            raise ToolkitError("the serial transport needs a port", hint="pass --port /dev/ttyACM0 (or socket://host:port)")
+        if baud is None and board is not None:
+            from .boards import Board, get_board
+
+            baud = (board if isinstance(board, Board) else get_board(board)).baud
+        return SerialTransport(port, baud or DEFAULT_BAUD)
+    raise ToolkitError(f"unknown transport '{kind}'", hint="use qemu or serial")
+
+
+@contextlib.contextmanager
+def open_device(board=None, elf: Path | str | None = None, transport: str = "qemu", port: str | None = None,
+                baud: int | None = None, timeout: float = DEFAULT_TIMEOUT, retries: int = 2) -> Iterator[Device]:
+    """A connected Device; QEMU is started (and always stopped) around the block."""
+    t = make_transport(transport, board=board, elf=elf, port=port, baud=baud)
+    try:
+        yield Device(t, timeout=timeout, retries=retries)
+    finally:
+        t.close()
+
+
+def ticks_to_instructions(ticks: int, info: P.DeviceInfo, systick_hz: int | None) -> float:
+    """Under QEMU -icount shift=0 one instruction is 1 ns: instructions = ticks * 1e9 / systick_hz."""
+    hz = systick_hz or info.tick_hz
+    return ticks * 1e9 / hz
+

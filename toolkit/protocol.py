@@ -1,0 +1,320 @@
+"""Host side of the framed serial protocol (docs/protocol.md).
+
+A frame before encoding is ``type u8 | seq u8 | length u16 LE | payload | crc32 u32 LE``
+(zlib CRC-32 over type..payload), COBS-encoded and terminated by one 0x00. This module is
+an independent implementation of firmware/src/protocol/ (the tests check one against the
+other), plus the packing and unpacking of every request and response payload."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from enum import IntEnum
+
+PROTO_MAJOR = 1
+PROTO_MINOR = 0
+HEADER = 4
+CRC = 4
+OVERHEAD = HEADER + CRC
+DEFAULT_MAX_PAYLOAD = 1024  # AIOT_FRAME_MAX_PAYLOAD in firmware/include/aiot/protocol.h
+
+
+class Msg(IntEnum):
+    INFO = 0x01
+    INFER = 0x02
+    PUSH = 0x03
+    EVENTS = 0x04
+    STATS = 0x05
+    CONFIG_GET = 0x06
+    CONFIG_SET = 0x07
+    RESET_BASELINE = 0x08
+    EXIT = 0x0F
+    ERROR = 0x7F
+
+
+RESPONSE = 0x80
+
+
+class ErrorCode(IntEnum):
+    BAD_CRC = 1
+    BAD_LENGTH = 2
+    UNKNOWN_TYPE = 3
+    BAD_PAYLOAD = 4
+    TOO_LARGE = 5
+    MODEL_ERROR = 6
+    NO_MODEL = 7
+    BAD_ENCODING = 8
+    NO_MONITOR = 9
+    MONITOR_ERROR = 10
+
+
+def msg_name(t: int) -> str:
+    base = t & ~RESPONSE if t != Msg.ERROR else t
+    try:
+        name = Msg(base).name
+    except ValueError:
+        name = f"0x{base:02X}"
+    return name + (" response" if t & RESPONSE else "")
+
+
+def error_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"error {code}"
+
+
+# --- COBS ------------------------------------------------------------------------------
+
+
+class CobsError(ValueError):
+    pass
+
+
+def cobs_encode(data: bytes) -> bytes:
+    """COBS without the delimiter; canonical form (no empty block after a final full one)."""
+    out = bytearray()
+    block = bytearray()
+    for i, b in enumerate(data):
+        if b == 0:
+            out.append(len(block) + 1)
+            out += block
+            block.clear()
+            continue
+        block.append(b)
+        if len(block) == 254:
+            out.append(0xFF)
+            out += block
+            block.clear()
+            if i == len(data) - 1:
+                return bytes(out)
+    out.append(len(block) + 1)
+    out += block
+    return bytes(out)
+
+
+def cobs_decode(data: bytes) -> bytes:
+    """Inverse of cobs_encode; raises CobsError on a zero byte or a block past the end."""
+    out = bytearray()
+    i = 0
+    n = len(data)
+    while i < n:
+        code = data[i]
+        if code == 0:
+            raise CobsError(f"zero byte inside COBS data at offset {i}")
+        end = i + code
+        if end > n:
+            raise CobsError(f"COBS block at offset {i} needs {code - 1} bytes, only {n - i - 1} left")
+        chunk = data[i + 1 : end]
+        if 0 in chunk:
+            raise CobsError(f"zero byte inside COBS data at offset {i + 1 + chunk.index(0)}")
+        out += chunk
+        i = end
+        if code != 0xFF and i < n:
+            out.append(0)
+    return bytes(out)
+
+
+# --- frames ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Frame:
+    type: int
+    seq: int
+    payload: bytes
+
+    @property
+    def is_error(self) -> bool:
+        return self.type == Msg.ERROR
+
+    def __repr__(self) -> str:
+        return f"Frame({msg_name(self.type)}, seq={self.seq}, {len(self.payload)} B)"
+
+
+@dataclass(frozen=True)
+class BrokenFrame:
+    """What the decoder saw between two delimiters when it was not a valid frame."""
+
+    error: ErrorCode
+    raw: bytes  # the encoded bytes, for diagnostics
+    detail: str
+
+    def __repr__(self) -> str:
+        return f"BrokenFrame({self.error.name}: {self.detail})"
+
+
+def encode_frame(type_: int, seq: int, payload: bytes = b"", max_payload: int = 65535) -> bytes:
+    """The bytes to put on the wire for one frame, delimiter included."""
+    if not 0 <= type_ <= 0xFF or not 0 <= seq <= 0xFF:
+        raise ValueError(f"type and seq must be bytes (got type={type_}, seq={seq})")
+    if len(payload) > max_payload:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds the maximum of {max_payload}")
+    body = struct.pack("<BBH", type_, seq, len(payload)) + bytes(payload)
+    body += struct.pack("<I", zlib.crc32(body))
+    return cobs_encode(body) + b"\x00"
+
+
+def decode_frame(encoded: bytes, max_payload: int = 65535) -> Frame | BrokenFrame:
+    """Decode the bytes between two delimiters (delimiter excluded)."""
+    try:
+        body = cobs_decode(encoded)
+    except CobsError as e:
+        return BrokenFrame(ErrorCode.BAD_ENCODING, encoded, str(e))
+    if len(body) > max_payload + OVERHEAD:
+        return BrokenFrame(ErrorCode.TOO_LARGE, encoded, f"{len(body)} bytes decoded, limit {max_payload + OVERHEAD}")
+    if len(body) < OVERHEAD:
+        return BrokenFrame(ErrorCode.BAD_LENGTH, encoded, f"{len(body)} bytes is shorter than header + CRC")
+    (crc,) = struct.unpack_from("<I", body, len(body) - CRC)
+    if zlib.crc32(body[:-CRC]) != crc:
+        return BrokenFrame(ErrorCode.BAD_CRC, encoded, f"CRC {crc:08X} != computed {zlib.crc32(body[:-CRC]):08X}")
+    type_, seq, length = struct.unpack_from("<BBH", body)
+    if length != len(body) - OVERHEAD:
+        return BrokenFrame(ErrorCode.BAD_LENGTH, encoded, f"length field {length} != {len(body) - OVERHEAD} payload bytes")
+    return Frame(type_, seq, bytes(body[HEADER:-CRC]))
+
+
+class StreamDecoder:
+    """Turn a byte stream into frames; resynchronizes on every 0x00.
+
+    ``feed()`` returns what completed: Frame for a valid frame, BrokenFrame otherwise.
+    Empty frames (consecutive delimiters) are skipped. Bytes beyond the maximum encoded
+    size are dropped until the next delimiter so garbage cannot grow memory without bound.
+    """
+
+    def __init__(self, max_payload: int = 65535):
+        self.max_payload = max_payload
+        self._limit = max_payload + OVERHEAD + (max_payload + OVERHEAD) // 254 + 2
+        self._buf = bytearray()
+        self._overflow = 0
+        self.garbage_bytes = 0  # bytes that ended up in broken frames, for diagnostics
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf) + self._overflow
+
+    def feed(self, data: bytes) -> list[Frame | BrokenFrame]:
+        out: list[Frame | BrokenFrame] = []
+        start = 0
+        while True:
+            i = data.find(b"\x00", start)
+            chunk = data[start:] if i < 0 else data[start:i]
+            room = self._limit - len(self._buf)
+            self._buf += chunk[:room]
+            self._overflow += max(0, len(chunk) - room)
+            if i < 0:
+                return out
+            if self._overflow:
+                out.append(BrokenFrame(ErrorCode.TOO_LARGE, bytes(self._buf[:64]),
+                                       f"{len(self._buf) + self._overflow} bytes before the delimiter"))
+                self.garbage_bytes += len(self._buf) + self._overflow
+            elif self._buf:
+                f = decode_frame(bytes(self._buf), self.max_payload)
+                if isinstance(f, BrokenFrame):
+                    self.garbage_bytes += len(self._buf)
+                out.append(f)
+            self._buf.clear()
+            self._overflow = 0
+            start = i + 1
+
+
+# --- payloads ----------------------------------------------------------------------------
+
+_INFO_FIXED = struct.Struct("<BBHIIIIfifiIIHH")
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    proto_major: int
+    proto_minor: int
+    flags: int
+    model_hash: int
+    input_bytes: int
+    output_bytes: int
+    arena_bytes: int
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+    tick_hz: int
+    cpu_hz: int
+    max_payload: int
+    num_layers: int
+    firmware_version: str
+    board: str
+    model_name: str
+
+    FLAG_MODEL = 0x1
+    FLAG_MONITOR = 0x2
+
+    @property
+    def has_model(self) -> bool:
+        return bool(self.flags & self.FLAG_MODEL)
+
+    @property
+    def has_monitor(self) -> bool:
+        return bool(self.flags & self.FLAG_MONITOR)
+
+    def to_json(self) -> dict:
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["model_hash"] = f"{self.model_hash:08x}"
+        return d
+
+
+def _take_str(buf: bytes, off: int, what: str) -> tuple[str, int]:
+    if off >= len(buf):
+        raise ValueError(f"INFO payload ends before {what}")
+    n = buf[off]
+    if off + 1 + n > len(buf):
+        raise ValueError(f"INFO payload truncated inside {what}")
+    return buf[off + 1 : off + 1 + n].decode("utf-8", errors="replace"), off + 1 + n
+
+
+def pack_str(s: str) -> bytes:
+    b = s.encode("utf-8")[:255]
+    return bytes([len(b)]) + b
+
+
+def unpack_info(payload: bytes) -> DeviceInfo:
+    """Parse an INFO response; trailing bytes (fields of a newer minor version) are ignored."""
+    if len(payload) < _INFO_FIXED.size:
+        raise ValueError(f"INFO payload is {len(payload)} bytes, expected at least {_INFO_FIXED.size}")
+    fixed = _INFO_FIXED.unpack_from(payload)
+    off = _INFO_FIXED.size
+    fw, off = _take_str(payload, off, "the firmware version")
+    board, off = _take_str(payload, off, "the board name")
+    model, off = _take_str(payload, off, "the model name")
+    return DeviceInfo(*fixed, firmware_version=fw, board=board, model_name=model)
+
+
+def pack_info(info: DeviceInfo) -> bytes:
+    """The INFO payload a device would send (tests and device simulators)."""
+    return (
+        _INFO_FIXED.pack(info.proto_major, info.proto_minor, info.flags, info.model_hash, info.input_bytes,
+                         info.output_bytes, info.arena_bytes, info.input_scale, info.input_zero_point,
+                         info.output_scale, info.output_zero_point, info.tick_hz, info.cpu_hz, info.max_payload,
+                         info.num_layers)
+        + pack_str(info.firmware_version) + pack_str(info.board) + pack_str(info.model_name)
+    )
+
+
+_INFER_HEAD = struct.Struct("<bI")
+
+
+def unpack_infer(payload: bytes, output_bytes: int) -> tuple[int, int, bytes]:
+    """(status, elapsed ticks, output bytes) from an INFER response."""
+    if len(payload) != _INFER_HEAD.size + output_bytes:
+        raise ValueError(f"INFER response is {len(payload)} bytes, expected {_INFER_HEAD.size + output_bytes}"
+                         f" (status, ticks and {output_bytes} output bytes)")
+    status, ticks = _INFER_HEAD.unpack_from(payload)
+    return status, ticks, payload[_INFER_HEAD.size :]
+
+
+def unpack_error(payload: bytes) -> tuple[int, int, str]:
+    """(code, request type, detail text) from an ERROR frame; tolerant of short payloads."""
+    code = payload[0] if len(payload) > 0 else 0
+    req = payload[1] if len(payload) > 1 else 0
+    return code, req, payload[2:].decode("utf-8", errors="replace")
