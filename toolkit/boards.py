@@ -58,6 +58,9 @@ class Board:
     qemu_machine: str | None = None
     systick_hz: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Derived and validated by toolkit/ports.py from the family tables ([stm32], [clock], pins).
+    family_defines: dict[str, str] = field(default_factory=dict)
+    stack_bytes: int = 4096
 
     @property
     def arch(self) -> str:
@@ -89,13 +92,16 @@ class Board:
             "AIOT_UART_BAUD": f"{self.baud}u",
             "AIOT_SEMIHOSTING": "1" if self.emulated else "0",
             "AIOT_RAM_END": f"0x{self.ram.origin + self.ram.length:08X}u",
+            **self.family_defines,
         }
         for key, value in self.extra.get("defines", {}).items():
             d[key] = str(value)
         return d
 
-    def linker_script(self, stack_bytes: int = 4096) -> str:
+    def linker_script(self, stack_bytes: int | None = None) -> str:
         """The board's linker script, from firmware/port/cortexm/link.ld.in."""
+        if stack_bytes is None:
+            stack_bytes = self.stack_bytes
         template = (_FAMILIES_DIR / "cortexm" / "link.ld.in").read_text()
         return (
             template.replace("@FLASH_ORIGIN@", f"0x{self.flash.origin:08X}")
@@ -140,34 +146,54 @@ def load_board_file(src: Path) -> Board:
         raise ToolkitError(f"board file {src} is not valid TOML: {e}") from None
     core = _require(raw, "core", src)
     if core not in _CORES:
-        raise ToolkitError(f"board file {src}: unknown core '{core}'", hint=f"supported cores: {', '.join(_CORES)}")
+        raise ToolkitError(f"board file {src}: core = '{core}' is not a supported core", hint=f"supported cores: {', '.join(_CORES)}")
     fpu = raw.get("fpu", "none")
     if fpu not in _FPUS:
-        raise ToolkitError(f"board file {src}: unknown fpu '{fpu}'", hint=f"one of: {', '.join(sorted(_FPUS))}")
+        raise ToolkitError(f"board file {src}: fpu = '{fpu}' is not a known FPU", hint=f"one of: {', '.join(sorted(_FPUS))}")
     family = _require(raw, "family", src)
     if not (_FAMILIES_DIR / family).is_dir():
         known = sorted(p.name for p in _FAMILIES_DIR.iterdir() if p.is_dir() and p.name not in ("cortexm", "host"))
-        raise ToolkitError(f"board file {src}: no port for family '{family}'", hint=f"known families: {', '.join(known)}")
+        raise ToolkitError(f"board file {src}: family = '{family}' has no port in firmware/port/", hint=f"known families: {', '.join(known)}")
     mem = _require(raw, "memory", src)
     uart = _require(raw, "uart", src)
     qemu = raw.get("qemu", {})
     known_keys = {"name", "description", "core", "fpu", "family", "cpu_hz", "emulated", "memory", "uart", "qemu"}
+    if not isinstance(mem, dict) or not isinstance(uart, dict) or not isinstance(qemu, dict):
+        raise ToolkitError(f"board file {src}: [memory], [uart] and [qemu] must be tables")
+    if core in ("cortex-m0", "cortex-m0plus", "cortex-m3") and fpu != "none":
+        raise ToolkitError(f"board file {src}: fpu: a {core} has no FPU, got '{fpu}'", hint='use fpu = "none"')
+    emulated = bool(raw.get("emulated", bool(qemu)))
+    if emulated:
+        for key in ("machine", "systick_hz"):
+            if key not in qemu:
+                raise ToolkitError(f"board file {src}: missing key 'qemu.{key}' (emulated = true)",
+                                   hint="emulated boards name their QEMU machine and its measured SysTick clock")
+    cpu_hz = int(_require(raw, "cpu_hz", src))
+    baud = int(uart.get("baud", 115200))
+    ram = _region(mem, "ram", src)
+    extra = {k: v for k, v in raw.items() if k not in known_keys}
+    from . import ports  # family knowledge; imported here to keep this module's import light
+
+    fam_defs = ports.family_defines(family, raw, cpu_hz, baud, core, src)
+    stack = ports.stack_bytes(extra, ram.length, src)
     return Board(
         name=raw.get("name", src.stem),
         description=raw.get("description", ""),
         core=core,
         fpu=fpu,
         family=family,
-        cpu_hz=int(_require(raw, "cpu_hz", src)),
+        cpu_hz=cpu_hz,
         flash=_region(mem, "flash", src),
-        ram=_region(mem, "ram", src),
+        ram=ram,
         uart_base=int(_require(uart, "base", src, "uart.")),
-        baud=int(uart.get("baud", 115200)),
-        emulated=bool(raw.get("emulated", bool(qemu))),
+        baud=baud,
+        emulated=emulated,
         source=src,
         qemu_machine=qemu.get("machine"),
         systick_hz=qemu.get("systick_hz"),
-        extra={k: v for k, v in raw.items() if k not in known_keys},
+        extra=extra,
+        family_defines=fam_defs,
+        stack_bytes=stack,
     )
 
 

@@ -29,6 +29,7 @@ COMMON_CFLAGS = [
 APPS = {
     "device": ["app", "protocol", "monitor"],  # the product: framed protocol + monitor
     "bench": ["bench"],                        # model timing and bit-exactness (aiot bench)
+    "boardcheck": ["boardcheck"],              # port bring-up: TX, SysTick calibration, RX echo
 }
 
 
@@ -101,12 +102,14 @@ def build(
     *,
     opt: str = "-O2",
     defines: Iterable[str] = (),
-    stack_bytes: int = 4096,
+    stack_bytes: int | None = None,
     jobs: int = 2,
     app: str = "device",
 ) -> BuildResult:
     """Compile and link the firmware for ``board`` into ``out_dir/firmware.elf``."""
     gcc = require("arm-none-eabi-gcc")
+    if stack_bytes is None:
+        stack_bytes = board.stack_bytes  # the board file's stack_bytes (default 4 KiB)
     out_dir.mkdir(parents=True, exist_ok=True)
     obj_dir = out_dir / "obj"
     obj_dir.mkdir(exist_ok=True)

@@ -1,0 +1,188 @@
+"""Board files: every shipped board loads and validates; broken ones fail with errors that
+name the file and the key; and (QEMU) every emulated board boots our firmware, sends and
+receives on its console UART, exits through semihosting, and runs SysTick at the rate its
+board file claims (measured, not assumed)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import requires_arm, requires_qemu
+from toolkit import paths
+from toolkit.boards import get_board, list_boards, load_board_file
+from toolkit.errors import ToolkitError
+
+FIX = Path(__file__).parent / "fixtures" / "boards"
+BOARD_FILES = sorted(paths.BOARDS.glob("*.toml"))
+EMULATED = [b.name for b in list_boards() if b.emulated]
+# The six QEMU boards the toolkit supports (the evaluation matrix runs on all of them).
+QEMU_BOARDS = {"mps2-an385", "mps2-an386", "mps2-an500", "mps2-an505", "netduinoplus2", "microbit"}
+
+
+# --- every shipped board file ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", BOARD_FILES, ids=[p.stem for p in BOARD_FILES])
+def test_board_file_loads_and_is_consistent(path: Path) -> None:
+    b = load_board_file(path)
+    assert b.name == path.stem, "the board name must match its file name (aiot --board uses the file name)"
+    assert b.description
+    assert b.cpu_hz > 0 and b.flash.length > 0 and b.ram.length > 0
+    assert b.stack_bytes % 8 == 0 and b.stack_bytes <= b.ram.length // 2
+    # Flash and RAM must not overlap: the linker would place .data over code.
+    assert b.flash.origin + b.flash.length <= b.ram.origin or b.ram.origin + b.ram.length <= b.flash.origin
+    if b.emulated:
+        assert b.qemu_machine and b.systick_hz
+    defs = b.defines()
+    assert defs["AIOT_BOARD_NAME"] == f'"{b.name}"'
+    assert defs["AIOT_SEMIHOSTING"] == ("1" if b.emulated else "0")
+
+
+def test_the_six_qemu_boards_are_shipped() -> None:
+    assert QEMU_BOARDS <= set(EMULATED)
+
+
+def test_armv6m_board_has_no_fpu_flags() -> None:
+    b = get_board("microbit")
+    assert b.cpu_flags() == ["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"]
+    assert b.stack_bytes == 2048  # from the board file, not the 4 KiB default
+    assert "_stack_size = 0x800;" in b.linker_script()
+
+
+def test_an505_links_at_the_secure_aliases() -> None:
+    # The M33 resets in Secure state with VTOR_S = 0x10000000: the vector table must be there.
+    b = get_board("mps2-an505")
+    assert b.flash.origin == 0x10000000 and b.ram.origin == 0x38000000
+    assert b.uart_base == 0x50200000
+    assert "ORIGIN = 0x10000000" in b.linker_script()
+
+
+# --- broken board files --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fixture, needles",
+    [
+        ("missing_core.toml", ["missing_core.toml", "'core'"]),
+        ("unknown_core.toml", ["unknown_core.toml", "core = 'cortex-m99'", "cortex-m33"]),
+        ("unknown_family.toml", ["unknown_family.toml", "family = 'pic32'", "stm32"]),
+        ("bad_toml.toml", ["bad_toml.toml", "not valid TOML", "line 14"]),
+        ("missing_uart_base.toml", ["missing_uart_base.toml", "'uart.base'"]),
+        ("emulated_without_qemu.toml", ["emulated_without_qemu.toml", "'qemu.machine'"]),
+        ("m0_with_fpu.toml", ["m0_with_fpu.toml", "fpu", "cortex-m0"]),
+        ("bad_stack.toml", ["bad_stack.toml", "stack_bytes", "100"]),
+    ],
+)
+def test_bad_board_file_names_file_and_key(fixture: str, needles: list[str]) -> None:
+    with pytest.raises(ToolkitError) as ei:
+        load_board_file(FIX / fixture)
+    text = str(ei.value)
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in error: {text}"
+
+
+def test_good_fixture_loads() -> None:
+    # The broken fixtures are this file with one change each; it must itself be valid.
+    assert load_board_file(FIX / "good.toml").core == "cortex-m4"
+
+
+def test_unknown_board_lists_known_ones() -> None:
+    with pytest.raises(ToolkitError) as ei:
+        get_board("no-such-board")
+    for p in BOARD_FILES:
+        assert p.stem in ei.value.hint
+
+
+def test_misspelled_board_suggests_the_close_one() -> None:
+    with pytest.raises(ToolkitError) as ei:
+        get_board("microbt")
+    assert "did you mean microbit" in ei.value.hint
+
+
+def test_real_board_cannot_run_in_qemu() -> None:
+    real = [b for b in list_boards() if not b.emulated]
+    if not real:
+        pytest.skip("no real-hardware board files yet")
+    with pytest.raises(ToolkitError) as ei:
+        real[0].qemu_args()
+    assert "aiot flash" in ei.value.hint
+
+
+# --- QEMU: boot, TX, RX, exit, SysTick rate on every emulated board -----------------------
+
+
+def _read_until(sock: socket.socket, marker: bytes, deadline: float) -> bytes:
+    buf = b""
+    while marker not in buf:
+        sock.settimeout(max(0.05, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(256)
+        except socket.timeout:
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+@pytest.fixture(scope="module")
+def boardcheck_builds(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from toolkit.firmware import build
+
+    out = tmp_path_factory.mktemp("boardcheck")
+    return {name: build(get_board(name), out / name, app="boardcheck") for name in EMULATED}
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+@pytest.mark.parametrize("name", EMULATED)
+def test_boots_echoes_and_exits_in_qemu(name: str, boardcheck_builds: dict) -> None:
+    from toolkit.qemu import Qemu
+
+    board = get_board(name)
+    elf = boardcheck_builds[name].elf  # built with -Wall -Wextra -Werror: warning-free
+    with Qemu(board, elf, serial="tcp") as q:
+        with socket.create_connection(("127.0.0.1", q.port), timeout=5) as s:
+            deadline = time.monotonic() + 15
+            head = _read_until(s, b"ready\n", deadline).decode(errors="replace")
+            assert f"aiot boot {name}\n" in head, head
+            # RX: the port must receive what the host sends (the protocol app depends on it).
+            s.sendall(b"ping 123\n")
+            tail = _read_until(s, b"echo ping 123\n", deadline).decode(errors="replace")
+            assert "echo ping 123\n" in tail, tail
+        code, _out, err = q.wait(15)
+    assert code == 0, err
+
+    # SysTick rate: the calibration loop ran exactly `instr` instructions, 1 ns each under
+    # -icount shift=0, so QEMU's SysTick input clock is ticks / (instr * 1 ns).
+    m = re.search(r"calib (\d+) (\d+) (\d+)", head)
+    assert m, head
+    instr, ticks, tick_hz = map(int, m.groups())
+    measured_hz = ticks * 1e9 / instr
+    # The two tick reads add a few instructions around the loop: allow 0.1 %.
+    assert measured_hz == pytest.approx(board.systick_hz, rel=1e-3), (name, measured_hz)
+    assert tick_hz == board.cpu_hz  # what the firmware reports as its tick rate
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+@pytest.mark.parametrize("name", EMULATED)
+def test_protocol_app_answers_info_on_every_board(name: str, tmp_path: Path) -> None:
+    """The product firmware (framed protocol app) round-trips INFO and EXIT on each board."""
+    from toolkit.firmware import build
+    from toolkit.hil import open_device
+
+    board = get_board(name)
+    res = build(board, tmp_path / "fw")
+    with open_device(board=board, elf=res.elf, timeout=5) as dev:
+        info = dev.info()
+        assert info.board == name
+        assert info.cpu_hz == board.cpu_hz
+        assert dev.exit(0) == 0
