@@ -14,6 +14,8 @@ from toolkit.data import load_csv
 from toolkit.errors import ToolkitError
 from toolkit.train import CALIBRATION_FRACTION, reconstruction_errors, train
 
+pytestmark = pytest.mark.slow  # trains small Keras models (~15 s per module)
+
 W = 4
 TRAIN_ROWS = 1800
 FAULT = (100, 110)  # labelled fault inside the training part
