@@ -183,3 +183,25 @@ def test_skab_one_file_end_to_end_with_int8_model(tmp_path, monkeypatch):
     tp = int(((alerts == 1) & (labels == 1))[400:].sum())
     assert agg["test_rows"]["tp"] == tp
     assert (agg["incidents"], agg["incidents_detected"]) == (1, 1)
+
+
+def test_gap_neither_votes_for_nor_against():
+    rule = dev.AlertRule(raise_after=2, clear_after=2)
+    alert, _ = dev.apply_rule(np.array([2.0, np.nan, 2.0, 0.0, np.nan, 0.0]), 1.0, rule)
+    assert alert.tolist() == [0, 0, 1, 1, 1, 0]
+
+
+def test_window_completeness_tolerates_one_sample_clock_slip_only():
+    from toolkit.data import Series
+
+    ts = np.array([0, 1, 2, 4, 5, 6, 10, 11.0])  # a 2 s slip at row 3, a 4 s gap at row 6
+    valid = np.ones((8, 1), bool)
+    valid[5] = False
+    s = Series(ts, np.ones((8, 1)), valid, None, ["a"])
+    got = dev._complete(s, np.arange(1, 8), window=2, max_slip=2)
+    # windows (0,1) (1,2) (2,3) (3,4) (4,5) (5,6) (6,7): row 5 missing kills two, the 4 s gap is inside (5,6)
+    assert got.tolist() == [True, True, True, True, False, False, True]
+
+
+def test_smoothing_is_a_causal_trailing_mean():
+    assert dev._smooth(np.array([3.0, 0.0, 3.0, 6.0]), 2).tolist() == [3.0, 1.5, 1.5, 4.5]

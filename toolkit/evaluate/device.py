@@ -57,18 +57,27 @@ class AlertRule:
     incident, and one quiet window does not end one.
     """
 
+    # Defaults = the pick of toolkit.evaluate.tuning (anomaly-free data + injected faults,
+    # no SKAB experiment row involved); see docs/evaluation.md.
     threshold_quantile: float = 0.99  #: of the commissioning windows' scores
     threshold_margin: float = 1.5  #: threshold = margin * quantile
     raise_after: int = 3
     clear_after: int = 5
     confidence_span: int = 8  #: confidence = share of the last N windows above threshold
+    smooth: int = 10  #: score = mean of the last `smooth` window scores (noise averages out, a fault stays)
+    noise_floor: float = 1.0  #: per-sensor scale >= noise_floor x the fleet's (long-term) spread
+    max_slip: int = 2  #: a window may span timestamp steps up to this many periods (clock jitter)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
 
 def apply_rule(scores: np.ndarray, threshold: float, rule: AlertRule) -> tuple[np.ndarray, np.ndarray]:
-    """(alert 0/1, confidence) per row from scores; NaN scores (gaps) count as below."""
+    """(alert 0/1, confidence) per row from scores.
+
+    A NaN score (no complete window: a gap) neither votes for nor against: the alert
+    holds, as on the device.
+    """
     n = scores.size
     alert = np.zeros(n, np.int8)
     conf = np.zeros(n, np.float64)
@@ -76,7 +85,11 @@ def apply_rule(scores: np.ndarray, threshold: float, rule: AlertRule) -> tuple[n
     on = False
     recent: list[int] = []
     for i in range(n):
-        hot = bool(np.isfinite(scores[i]) and scores[i] > threshold)
+        if not np.isfinite(scores[i]):
+            alert[i] = on
+            conf[i] = conf[i - 1] if i else 0.0
+            continue
+        hot = bool(scores[i] > threshold)
         above_run = above_run + 1 if hot else 0
         below_run = 0 if hot else below_run + 1
         if not on and above_run >= rule.raise_after:
@@ -113,7 +126,8 @@ class ReferenceDevice:
         from ..features import dequantize, make_windows, quantize_input
 
         w = make_windows(series, self.norm, self.pkg.window)
-        keep = w.complete if rows is None else (w.complete & (w.end_rows >= rows))
+        complete = _complete(series, w.end_rows, self.pkg.window, self.rule.max_slip)
+        keep = complete if rows is None else (complete & (w.end_rows >= rows))
         x = w.x[keep]
         qin = quantize_input(np.nan_to_num(x), self.in_scale, self.in_zp)
         qout = self.model.run(qin).reshape(len(qin), -1) if len(qin) else np.zeros((0, x.shape[1]), np.int8)
@@ -130,7 +144,11 @@ class ReferenceDevice:
         if h.labels is not None:  # a labelled fault in the commissioning rows must not set the baseline
             h.valid &= (h.labels == 0)[:, None]
         self.norm = fit_normalization(h)
+        if self.rule.noise_floor > 0:
+            fleet_std = self.pkg.normalization.std
+            self.norm.std = np.maximum(self.norm.std, np.float32(self.rule.noise_floor) * fleet_std)
         _, scores, _ = self._scores(h)
+        scores = _smooth(scores, self.rule.smooth)
         if scores.size == 0:
             raise ToolkitError(
                 f"{head.source}: no complete window of {self.pkg.window} rows in the {head.rows} commissioning rows",
@@ -145,7 +163,7 @@ class ReferenceDevice:
         end_rows, scores, per_ch = self._scores(series, rows=np.int64(start))
         score = np.full(n, np.nan)
         chs = np.full((n, len(series.channels)), np.nan)
-        score[end_rows - start] = scores
+        score[end_rows - start] = _smooth(scores, self.rule.smooth)
         chs[end_rows - start] = per_ch
         alert, conf = apply_rule(score, self.threshold, self.rule)
         state = []
@@ -155,6 +173,28 @@ class ReferenceDevice:
             else:
                 state.append("anomaly" if alert[i] else "normal")
         return Outputs(state, score, conf, alert, chs)
+
+
+def _complete(series: Series, end_rows: np.ndarray, window: int, max_slip: int) -> np.ndarray:
+    """Windows with every sample present and no timestamp step over ``max_slip`` periods
+    between their first and last row (a one-sample clock slip is jitter, not a gap)."""
+    first = end_rows - window + 1
+    bad_row = np.concatenate(([0], np.cumsum(~series.valid.all(axis=1))))
+    rows_ok = (bad_row[end_rows + 1] - bad_row[first]) == 0
+    big_step = np.concatenate(([0], np.cumsum(np.diff(series.timestamps) > max_slip * series.sample_period_s + 1e-9)))
+    # big_step[i] counts the big steps among rows 0..i; steps inside = those arriving at rows first+1..end
+    steps_ok = (big_step[end_rows] - big_step[first]) == 0
+    return rows_ok & steps_ok
+
+
+def _smooth(scores: np.ndarray, k: int) -> np.ndarray:
+    """Trailing mean of the last ``k`` scores (fewer at the start); causal, like the device."""
+    if k <= 1 or scores.size == 0:
+        return scores
+    c = np.cumsum(np.concatenate(([0.0], scores)))
+    idx = np.arange(1, scores.size + 1)
+    lo = np.maximum(idx - k, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
 
 
 def make_device(target: str, package: Path, rule: AlertRule) -> Device:
