@@ -174,3 +174,15 @@ def test_cli_reports_bad_data_without_traceback(tmp_path):
     r = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "p")])
     assert r.exit_code == 2
     assert "nope.csv: no such file" in r.output and "Traceback" not in r.output
+
+
+def test_all_rows_for_training_leaves_no_test_windows_and_quantize_still_works(tmp_path):
+    from toolkit.quantize import quantize
+
+    ds = synth.pump_dataset(seed=2, hours=1, faults=False, dropout=False)
+    res = train(ds.series, tmp_path / "p", window=W, epochs=1, train_rows=ds.series.rows, progress=False)
+    assert res.test_windows == 0
+    v = np.load(tmp_path / "p" / "vectors.npz")
+    assert v["x"].shape == (0, 4 * W) and v["score"].shape == (0,) and v["per_channel"].shape == (0, 4)
+    report = quantize(tmp_path / "p", progress=False)
+    assert report.source == "training" and report.windows == len(v["x_representative"]) > 0

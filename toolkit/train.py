@@ -63,7 +63,8 @@ def reconstruction_errors(x: np.ndarray, recon: np.ndarray, channels: int) -> tu
     """(score (N,), per-channel error (N, C)) for time-major windows ``x`` and their reconstructions."""
     x = np.asarray(x, dtype=np.float64)
     err = (x - np.asarray(recon, dtype=np.float64).reshape(x.shape)) ** 2
-    per_channel = err.reshape(x.shape[0], -1, channels).mean(axis=1)
+    n, features = err.shape
+    per_channel = err.reshape(n, features // channels, channels).mean(axis=1)
     return err.mean(axis=1), per_channel
 
 
