@@ -61,6 +61,9 @@ def test_non_numeric_value_names_value_line_and_column():
     assert "non_numeric.csv:4" in e.message  # header is line 1, the bad row is the 3rd data row
     assert "'motor_current'" in e.message and "'seven'" in e.message
     assert "missing" in e.hint  # tells the user how to mark a missing sample instead
+    assert "--channels" in e.hint  # columns were auto-selected: maybe it is not a sensor at all
+    e = _error(CSV / "non_numeric.csv", channels=["motor_current"])
+    assert "'seven'" in e.message and "--channels" not in e.hint
 
 
 def test_infinite_value_is_an_error_not_a_sample():

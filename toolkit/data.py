@@ -289,9 +289,11 @@ def load_csv(
         for j, k in enumerate(ch_idx):
             v = _parse_value(row[k], decimal_comma)
             if v is None:
+                hint = "sensor cells must be numbers; leave a cell empty (or write NaN) for a missing sample"
+                if channels is None:
+                    hint += "; if this is not a sensor column, pick the sensor columns with --channels"
                 raise ToolkitError(
-                    f"{path}:{line_no}: column '{header[k]}': '{row[k].strip()}' is not a number",
-                    hint="sensor cells must be numbers; leave a cell empty (or write NaN) for a missing sample",
+                    f"{path}:{line_no}: column '{header[k]}': '{row[k].strip()}' is not a number", hint=hint
                 )
             values[r, j] = v
         if labels is not None:
