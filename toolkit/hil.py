@@ -16,6 +16,8 @@ what was expected."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,11 +195,15 @@ class Device:
         self.timeout = float(timeout)
         self.retries = int(retries)
         self.max_payload = max_payload
-        self.stats = _Stats()
+        self.counters = _Stats()
         self.stray: list[P.Frame | P.BrokenFrame] = []  # frames that answered nothing we asked
         self._decoder = P.StreamDecoder()
         self._seq = 0
         self._info: P.DeviceInfo | None = None
+        self._ack_seq: int | None = None  # last event seq received (EVENTS acknowledgement)
+        self._config = None
+        self.events_pending = 0
+        self.events_dropped = 0
         self._last_raw = b""
         # A lone delimiter ends whatever partial frame the device's parser holds (line noise,
         # an aborted previous session); an empty frame is ignored by the device.
@@ -243,13 +249,15 @@ class Device:
             )
         timeout = self.timeout if timeout is None else timeout
         attempts = 1 + (self.retries if retry else 0)
-        self.stats.requests += 1
+        self.counters.requests += 1
         garbage_before = self._decoder.garbage_bytes
         for attempt in range(attempts):
             if attempt:
-                self.stats.retries += 1
+                self.counters.retries += 1
             seq = self._next_seq()
-            self.transport.write(P.encode_frame(type_, seq, payload))
+            # The leading 0x00 ends any partial frame the device holds (a request whose
+            # delimiter was lost on the line), so this one is never merged with it.
+            self.transport.write(b"\x00" + P.encode_frame(type_, seq, payload))
             deadline = time.monotonic() + timeout
             while True:
                 left = deadline - time.monotonic()
@@ -257,14 +265,14 @@ class Device:
                     break
                 for f in self.read_frames(left, want=1):
                     if isinstance(f, P.BrokenFrame):
-                        self.stats.broken_frames += 1
+                        self.counters.broken_frames += 1
                         self.stray.append(f)
                     elif f.seq == seq and f.type == (type_ | P.RESPONSE):
                         return f
                     elif f.seq == seq and f.type == P.Msg.ERROR:
                         raise self._error(type_, f)
                     else:
-                        self.stats.stray_frames += 1
+                        self.counters.stray_frames += 1
                         self.stray.append(f)
         raise self._timeout(type_, timeout, attempts, self._decoder.garbage_bytes - garbage_before)
 
@@ -330,6 +338,137 @@ class Device:
             raise ToolkitError(f"{self.name} sent a malformed INFER response: {e}") from None
         return InferResult(np.frombuffer(out, dtype=np.int8).copy(), ticks, status)
 
+    # -- the monitor (PUSH, EVENTS, STATS, CONFIG, RESET_BASELINE) --
+
+    def configure(self, config, fresh: bool = False) -> bool:
+        """Send a monitor configuration (toolkit.monitor.Config). Returns True when the device
+        started a fresh installation (new structure, or ``fresh``: commissioning again, event
+        ring emptied), False for a live update of the knobs."""
+        from . import monitor as M
+
+        data = bytes(config)
+        if len(data) != ctypes.sizeof(M.Config):
+            raise ToolkitError(f"configure() needs a toolkit.monitor.Config, got {len(data)} bytes")
+        # Retrying is safe without `fresh` (the same config twice is the same state); a fresh
+        # installation repeated after a lost answer would only restart commissioning again.
+        f = self.request(P.Msg.CONFIG_SET, data + (b"\x01" if fresh else b""), retry=not fresh)
+        reinit = f.payload[:1] == b"\x01"
+        if reinit:
+            self._ack_seq = None  # event seqs restart with the new installation
+        self._config = M.Config.from_buffer_copy(data)
+        return reinit
+
+    @property
+    def config(self):
+        """The device's monitor configuration (toolkit.monitor.Config), or None if unconfigured."""
+        from . import monitor as M
+
+        f = self.request(P.Msg.CONFIG_GET, retry=True)
+        if len(f.payload) != 4 + ctypes.sizeof(M.Config):
+            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)")
+        return M.Config.from_buffer_copy(f.payload, 4) if f.payload[0] else None
+
+    def push(self, timestamps_ms, values, valid=None) -> np.ndarray:
+        """Stream samples through the device's monitor; returns its window outputs
+        (toolkit.monitor.OUTPUT_DTYPE), exactly what the host build of the monitor returns.
+        ``values``: (N, channels) float, NaN = missing. Batches are split to fit frames;
+        the device may consume fewer samples than sent (output room), the rest is re-sent."""
+        from . import monitor as M
+
+        vals = np.asarray(values, dtype=np.float32)
+        if vals.ndim != 2:
+            raise ToolkitError(f"values must be (samples, channels), got shape {vals.shape}")
+        n, ch = vals.shape
+        ts = np.asarray(timestamps_ms).astype(np.int64)
+        if ts.shape != (n,):
+            raise ToolkitError(f"{ts.size} timestamps for {n} samples")
+        present = np.isfinite(vals) if valid is None else (np.asarray(valid, bool) & np.isfinite(vals))
+        rec = np.zeros(n, dtype=np.dtype([("t", "<u4"), ("mask", "u1"), ("v", "<f4", (ch,))]))
+        rec["t"] = (ts & 0xFFFFFFFF).astype(np.uint32)
+        rec["mask"] = (present.astype(np.uint32) << np.arange(ch, dtype=np.uint32)).sum(axis=1).astype(np.uint8)
+        rec["v"] = np.where(present, vals, 0.0)
+        per_frame = max(1, (self.max_payload - 4) // rec.dtype.itemsize)
+        outs: list[np.ndarray] = []
+        i = 0
+        self.events_pending = 0
+        while i < n:
+            part = rec[i : i + per_frame]
+            payload = struct.pack("<HBB", len(part), ch, 0) + part.tobytes()
+            # Not retried: a repeated batch would be rejected by the monitor as duplicate
+            # timestamps and its outputs lost; a lost answer is an error the caller sees.
+            f = self.request(P.Msg.PUSH, payload)
+            if len(f.payload) < 4:
+                raise ToolkitError(f"{self.name} sent a malformed PUSH response ({len(f.payload)} bytes)")
+            consumed, n_out, self.events_pending = struct.unpack_from("<HBB", f.payload)
+            body = f.payload[4:]
+            if len(body) != n_out * M.OUTPUT_DTYPE.itemsize or consumed > len(part) or (consumed == 0 and len(part)):
+                raise ToolkitError(f"{self.name} sent an inconsistent PUSH response "
+                                   f"(consumed {consumed} of {len(part)}, {n_out} outputs in {len(body)} bytes)")
+            outs.append(np.frombuffer(body, dtype=M.OUTPUT_DTYPE).copy())
+            i += consumed
+        return np.concatenate(outs) if outs else np.zeros(0, dtype=M.OUTPUT_DTYPE)
+
+    def events(self) -> list:
+        """Drain the device's event ring buffer (oldest first) as toolkit.monitor.Event.
+
+        Safe to retry: the device keeps each batch until the next request acknowledges it by
+        the last event seq received, so a lost answer is sent again, never lost."""
+        from . import monitor as M
+
+        out: list = []
+        while True:
+            ack = struct.pack("<BH", 1, self._ack_seq) if self._ack_seq is not None else b"\x00\x00\x00"
+            f = self.request(P.Msg.EVENTS, ack, retry=True)
+            if len(f.payload) < 8:
+                raise ToolkitError(f"{self.name} sent a malformed EVENTS response ({len(f.payload)} bytes)")
+            count, _pending, _res, dropped = struct.unpack_from("<BBHI", f.payload)
+            body = f.payload[8:]
+            if len(body) != count * M.EVENT_DTYPE.itemsize:
+                raise ToolkitError(f"{self.name} sent an EVENTS response with {count} events in {len(body)} bytes")
+            self.events_dropped = dropped
+            if count == 0:
+                return out
+            recs = np.frombuffer(body, dtype=M.EVENT_DTYPE)
+            out += [_event(r) for r in recs]
+            self._ack_seq = int(recs[-1]["seq"])
+
+    def stats(self) -> dict:
+        """Link counters (frames received, broken frames by kind) and the monitor's state."""
+        from . import monitor as M
+
+        f = self.request(P.Msg.STATS, retry=True)
+        p = f.payload
+        if len(p) >= 4 and (p[2], p[3]) != (ctypes.sizeof(M.Stats), ctypes.sizeof(M.ChannelInfo)):
+            raise ToolkitError(
+                f"{self.name} has a different monitor.h: stats/channel structs of {p[2]}/{p[3]} bytes, "
+                f"the toolkit expects {ctypes.sizeof(M.Stats)}/{ctypes.sizeof(M.ChannelInfo)}",
+                hint="rebuild the firmware with this toolkit")
+        base = 4 + ctypes.sizeof(M.Stats) + 40
+        if len(p) < base or len(p) != base + p[1] * ctypes.sizeof(M.ChannelInfo):
+            raise ToolkitError(f"{self.name} sent a malformed STATS response ({len(p)} bytes)")
+        st = M.Stats.from_buffer_copy(p, 4)
+        link = struct.unpack_from("<8IQ", p, 4 + ctypes.sizeof(M.Stats))
+        keys = ("frames_ok", "bad_crc", "bad_length", "bad_encoding", "too_large", "unknown_type", "bad_payload",
+                "other_errors", "uptime_ticks")
+        out: dict = {"link": dict(zip(keys, link)), "configured": bool(p[0])}
+        if p[0]:
+            out["monitor"] = {
+                "phase": M.PHASES[st.phase] if st.phase < len(M.PHASES) else st.phase,
+                "state": M.STATES[st.state] if st.state < len(M.STATES) else st.state,
+                "alert": st.alert, "events_pending": st.events_pending, "windows": st.windows,
+                "rejected_samples": st.rejected_samples, "score_errors": st.score_errors,
+                "events_dropped": st.events_dropped,
+            }
+            out["channels"] = [
+                {k: getattr(ci, k) for k, _t in M.ChannelInfo._fields_ if k != "reserved"}
+                for ci in (M.ChannelInfo.from_buffer_copy(p, base + c * ctypes.sizeof(M.ChannelInfo)) for c in range(p[1]))
+            ]
+        return out
+
+    def reset_baseline(self) -> None:
+        # Not retried: a second reset after a lost answer would restart commissioning twice.
+        self.request(P.Msg.RESET_BASELINE)
+
     def exit(self, code: int = 0, timeout: float = 10.0) -> int | None:
         """Ask the firmware to stop with ``code``; returns QEMU's exit code (None on hardware)."""
         if not 0 <= code <= 255:
@@ -348,6 +487,21 @@ class Device:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _event(r):
+    from . import monitor as M
+
+    mask = int(r["channel_mask"])
+    return M.Event(
+        timestamp_ms=int(r["timestamp_ms"]), seq=int(r["seq"]),
+        type=M.EVENT_TYPES.get(int(r["type"]), f"UNKNOWN_{int(r['type'])}"),
+        channel=None if r["channel"] == M.NO_CHANNEL else int(r["channel"]),
+        channels=tuple(c for c in range(M.MAX_CHANNELS) if mask >> c & 1),
+        severity=int(r["severity"]),
+        state=M.STATES[int(r["state"])] if int(r["state"]) < len(M.STATES) else str(int(r["state"])),
+        value=float(r["value"]),
+    )
 
 
 def make_transport(kind: str = "qemu", *, board=None, elf: Path | str | None = None, port: str | None = None,
