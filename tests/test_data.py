@@ -302,8 +302,10 @@ def test_windows_with_missing_samples_or_time_gaps_are_incomplete():
     w = make_windows(_series([[0, 0], [np.nan, 0], [0, 0], [0, 0], [0, 0]]), norm, window=2)
     assert w.complete.tolist() == [False, False, True, True]
     # rows at t = 0 1 2 5 6: the step 2 -> 5 is a gap in time
-    w = make_windows(_series(np.zeros((5, 2)), timestamps=[0, 1, 2, 5, 6]), norm, window=2)
+    s = _series(np.zeros((5, 2)), timestamps=[0, 1, 2, 5, 6])
+    w = make_windows(s, norm, window=2)
     assert w.complete.tolist() == [True, True, False, True]
+    assert s.gap_count() == 1
 
 
 def test_window_labels_come_from_the_last_row():

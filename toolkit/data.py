@@ -61,6 +61,12 @@ class Series:
     def missing_count(self) -> int:
         return int((~self.valid).sum())
 
+    def gap_count(self, factor: float = 1.5) -> int:
+        """Steps between consecutive rows longer than ``factor`` sample periods (lost rows)."""
+        if self.rows < 2:
+            return 0
+        return int((np.diff(self.timestamps) > factor * self.sample_period_s).sum())
+
     def head(self, rows: int) -> "Series":
         """The first ``rows`` rows (a view-free copy)."""
         return self.slice(0, rows)

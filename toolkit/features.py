@@ -127,7 +127,7 @@ def make_windows(series: Series, norm: Normalization, window: int) -> Windows:
     complete = row_ok[idx].all(axis=1)
     if n > 1 and window > 1:
         period = series.sample_period_s
-        step_ok = np.diff(series.timestamps) <= GAP_FACTOR * period  # step between row i and i+1
+        step_ok = np.diff(series.timestamps) <= GAP_FACTOR * period  # row i -> i+1 (Series.gap_count)
         gap_free = np.ones(m, dtype=bool)
         for k in range(window - 1):
             gap_free &= step_ok[k : k + m]

@@ -51,7 +51,7 @@ class TrainResult:
             f"package      {self.package}\n"
             f"windows      fit {self.fit_windows}, calibration {self.calibration_windows}, "
             f"test {self.test_windows}\n"
-            f"skipped      {self.skipped_incomplete} training window(s) with missing samples, "
+            f"skipped      {self.skipped_incomplete} training window(s) with missing samples or time gaps, "
             f"{self.skipped_fault} touching a labelled fault, {self.test_incomplete} incomplete test window(s)\n"
             f"loss         {self.final_loss:.5f} (final epoch, mse)\n"
             f"threshold    {self.threshold:.5f} (q{self.quantile:g} of calibration scores)\n"
