@@ -164,21 +164,22 @@ def _size_report(elf: Path, objs: list[Path], engine_objs: set[Path], stack_byte
     text, data, bss = _section_totals(_run([sz, "-B", "-d", str(elf)], "size"))
     flash_total, ram_total = text + data, data + bss
 
-    engine_names: set[str] = set()
+    # Classify by the symbol's section in its object file: in the ELF, .rodata is merged
+    # into the .text output section, so the final symbol type cannot tell code from weights.
+    engine_kinds: dict[str, str] = {}
     for obj in engine_objs:
-        engine_names.update(name for name, _size, kind in _symbols(_run([nm, "-S", str(obj)], "nm")) if kind.upper() != "U")
+        for name, _size, kind in _symbols(_run([nm, "-S", str(obj)], "nm")):
+            if kind.upper() != "U":
+                engine_kinds[name] = kind.upper()
 
     engine_code = weights = arena = 0
-    for name, size, kind in _symbols(_run([nm, "-S", str(elf)], "nm")):
-        if name not in engine_names:
-            continue
-        k = kind.upper()
+    for name, size, _kind in _symbols(_run([nm, "-S", str(elf)], "nm")):
+        k = engine_kinds.get(name)
         if k == "T":
             engine_code += size
         elif k in ("R", "D"):
-            # Model constants: weights, biases, multipliers. Small tables count as code.
-            weights += size
-        elif k == "B":
+            weights += size  # model constants: weights, biases, requantization tables
+        elif k in ("B", "C"):
             arena += size
     stack = stack_bytes
     return SizeReport(

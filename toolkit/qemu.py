@@ -55,7 +55,9 @@ class Qemu:
                "-display", "none", "-monitor", "none", "-nodefaults", "-nic", "none",
                "-semihosting-config", "enable=on,target=native"]
         if self.serial == "tcp":
-            cmd += ["-serial", f"tcp:127.0.0.1:{self.port},server=on,wait=on"]
+            # nodelay: QEMU sends guest bytes in small segments; with Nagle each reply would
+            # wait for the host's delayed ACK (~40 ms per request).
+            cmd += ["-serial", f"tcp:127.0.0.1:{self.port},server=on,wait=on,nodelay=on"]
         else:
             cmd += ["-serial", "stdio"]
         if self.icount:
