@@ -325,3 +325,31 @@ def test_quantize_input_rounds_half_away_from_zero_and_saturates():
     x = np.array([0.25, -0.25, 0.74, 100.0, -100.0, 0.0])
     # scale 0.5, zero point -1: 0.5 -> 1 -> 0; -0.5 -> -1 -> -2; 1.48 -> 1 -> 0; clamp; clamp; -1
     assert quantize_input(x, 0.5, -1).tolist() == [0, -2, 0, 127, -128, -1]
+
+
+def test_mangled_csv_never_crashes(tmp_path):
+    """Random edits of a valid file give a Series or a ToolkitError, nothing else."""
+    rng = np.random.default_rng(0)
+    base = (CSV / "missing_values.csv").read_text()
+    alphabet = list(",;\n\t0123456789.-+eEaNZT:\" \x00")
+    outcomes = set()
+    for i in range(300):
+        text = list(base)
+        for _ in range(int(rng.integers(1, 6))):
+            pos = int(rng.integers(0, len(text) + 1))
+            op = rng.integers(0, 3)
+            if op == 0 and text:
+                del text[min(pos, len(text) - 1)]
+            elif op == 1:
+                text.insert(pos, str(rng.choice(alphabet)))
+            else:
+                text[pos:pos] = text[max(0, pos - 10) : pos]
+        p = tmp_path / f"m{i}.csv"
+        p.write_text("".join(text))
+        try:
+            load_csv(p)
+            outcomes.add("ok")
+        except ToolkitError as e:
+            assert str(p) in e.message
+            outcomes.add("error")
+    assert outcomes == {"ok", "error"}  # the edits do exercise both paths

@@ -197,13 +197,16 @@ def load_csv(
     reader = csv.reader(lines, delimiter=delimiter)
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
-    for row in reader:
-        if not row or all(not c.strip() for c in row):
-            continue
-        if header is None:
-            header = [c.strip() for c in row]
-            continue
-        rows.append((reader.line_num, row))
+    try:
+        for row in reader:
+            if not row or all(not c.strip() for c in row):
+                continue
+            if header is None:
+                header = [c.strip() for c in row]
+                continue
+            rows.append((reader.line_num, row))
+    except csv.Error as e:  # e.g. a field beyond the csv module's size limit
+        raise ToolkitError(f"{path}:{reader.line_num}: unreadable CSV ({e})", hint="check quoting on that line") from e
     assert header is not None
     _check_header(path, header, lines[first])
 
