@@ -94,6 +94,7 @@ def test_manifest_records_normalization_of_normal_training_rows(runs, tiny_csv):
     assert m["training"]["data_sha256"] == hashlib.sha256(tiny_csv.read_bytes()).hexdigest()
     assert m["model"]["keras"] == "model.keras" and m["model"]["tflite"] is None
     assert m["score"]["kind"] == "mse" and m["score"]["quantile"] == 0.995
+    assert m["features"]["layout"] == "time-major" and m["normalization"]["clip"] == 8.0
 
 
 def test_faulty_and_incomplete_training_windows_are_skipped(runs):

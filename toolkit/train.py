@@ -24,7 +24,7 @@ import numpy as np
 
 from .data import Series, load_csv, sha256_file
 from .errors import ToolkitError
-from .features import Normalization, Windows, fit_normalization, make_windows
+from .features import GAP_FACTOR, Windows, fit_normalization, make_windows
 from .package import FORMAT, VECTORS, write_manifest
 
 CALIBRATION_FRACTION = 0.2
@@ -209,6 +209,12 @@ def train(
         "window": window,
         "sample_period_s": series.sample_period_s,
         "normalization": norm.to_json(),
+        "features": {  # the formula of toolkit.features, for code that re-implements it
+            "layout": "time-major",  # [t0c0, t0c1, ..., t(W-1)c(C-1)], oldest sample first
+            "formula": "clip((x - mean) / std, -clip, clip), float32",
+            "gap_factor": GAP_FACTOR,
+            "window_label": "last_row",
+        },
         "model": {
             "kind": "dense_autoencoder",
             "hidden": [int(h) for h in hidden],
