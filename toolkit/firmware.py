@@ -87,6 +87,27 @@ def _sources(model_dir: Path | None, board: Board, app: str = "device") -> tuple
     return srcs, engine
 
 
+def sources(board: Board, model_dir: Path | None = None, app: str = "device") -> list[Path]:
+    """Every C file ``build`` compiles for this board, app and model (``aiot export`` reuses it)."""
+    return _sources(model_dir, board, app)[0]
+
+
+def build_defines(board: Board, model_dir: Path | None = None, defines: Iterable[str] = ()) -> dict[str, str]:
+    """The -D defines of a build: the board's, then ``defines`` (NAME or NAME=VALUE) on top."""
+    defs = {**board.defines(), **dict(d.split("=", 1) if "=" in d else (d, "1") for d in defines)}
+    if model_dir is None:
+        defs["AIOT_NO_MODEL"] = "1"
+    return defs
+
+
+def include_dirs(model_dir: Path | None = None) -> list[Path]:
+    return [paths.FIRMWARE / "include", paths.FIRMWARE / "src"] + ([model_dir] if model_dir else [])
+
+
+# Link: our own startup (no crt0), newlib-nano, no OS, unused sections dropped.
+LINK_FLAGS = ["-nostartfiles", "-specs=nano.specs", "-specs=nosys.specs", "-Wl,--gc-sections"]
+
+
 def _run(cmd: Sequence[str], what: str) -> str:
     proc = subprocess.run(list(cmd), capture_output=True, text=True)
     if proc.returncode != 0:
@@ -116,10 +137,8 @@ def build(
     ld = out_dir / "link.ld"
     ld.write_text(board.linker_script(stack_bytes=stack_bytes))
 
-    defs = {**board.defines(), **dict(d.split("=", 1) if "=" in d else (d, "1") for d in defines)}
-    if model_dir is None:
-        defs["AIOT_NO_MODEL"] = "1"
-    incs = [paths.FIRMWARE / "include", paths.FIRMWARE / "src"] + ([model_dir] if model_dir else [])
+    defs = build_defines(board, model_dir, defines)
+    incs = include_dirs(model_dir)
     cflags = [*board.cpu_flags(), opt, *COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items()),
               *(f"-I{i}" for i in incs)]
     srcs, engine_srcs = _sources(model_dir, board, app)
@@ -134,8 +153,7 @@ def build(
         objs = list(pool.map(compile_one, srcs))
 
     elf = out_dir / "firmware.elf"
-    _run([gcc, *board.cpu_flags(), opt, "-nostartfiles", "-specs=nano.specs", "-specs=nosys.specs",
-          f"-T{ld}", "-Wl,--gc-sections", f"-Wl,-Map={out_dir / 'firmware.map'}", "-o", str(elf),
+    _run([gcc, *board.cpu_flags(), opt, *LINK_FLAGS, f"-T{ld}", f"-Wl,-Map={out_dir / 'firmware.map'}", "-o", str(elf),
           *map(str, objs), "-lm"], f"linking {elf.name} for {board.name}")
     binf = out_dir / "firmware.bin"
     _run([require("arm-none-eabi-objcopy"), "-O", "binary", str(elf), str(binf)], "objcopy")
