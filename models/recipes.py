@@ -32,9 +32,18 @@ def _tf():
     return tf
 
 
-def convert_int8(model: Any, representative: np.ndarray, *, per_channel: bool = True) -> bytes:
-    """Full-int8 TFLite (int8 in/out) of a Keras model, calibrated on ``representative``."""
+def convert_int8(model: Any, representative: np.ndarray, *, per_channel: bool = True, batch1: bool = False) -> bytes:
+    """Full-int8 TFLite (int8 in/out) of a Keras model, calibrated on ``representative``.
+
+    ``batch1`` traces the model with a fixed batch of 1, so the graph has static shapes
+    (no SHAPE/PACK arithmetic around reshapes), which tflite-micro needs."""
     tf = _tf()
+    if batch1:
+        import keras
+
+        fixed = keras.models.clone_model(model, input_tensors=keras.Input(tuple(model.inputs[0].shape[1:]), batch_size=1))
+        fixed.set_weights(model.get_weights())
+        model = fixed
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

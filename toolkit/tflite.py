@@ -71,6 +71,10 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
     27: [("keep_dims", "u8", 0)],
     28: [("activation", "act", "NONE")],
     30: [("squeeze_dims", "vi32", None)],
+    23: [("axis", "i32", 0), ("batch_dims", "i32", 0)],
+    32: [("begin_mask", "i32", 0), ("end_mask", "i32", 0), ("ellipsis_mask", "i32", 0),
+         ("new_axis_mask", "i32", 0), ("shrink_axis_mask", "i32", 0), ("offset", "u8", 0)],
+    59: [("values_count", "i32", 0), ("axis", "i32", 0)],
 }
 
 #: Ops the int8 engine implements (kernels in firmware/src/engine/).
@@ -395,6 +399,101 @@ def _float_problem(g: Graph) -> str | None:
     return None
 
 
+def _strided_slice_1d(x: np.ndarray, b: int, e: int, st: int, o: dict[str, Any]) -> np.ndarray:
+    n = len(x)
+    if o.get("ellipsis_mask") or o.get("new_axis_mask") or st == 0:
+        raise ValueError("unsupported strided slice")
+    if o.get("shrink_axis_mask", 0) & 1:
+        return np.array(x[b % n] if n else 0, dtype=np.int32)
+    if o.get("begin_mask", 0) & 1:
+        b = 0 if st > 0 else n - 1
+    if o.get("end_mask", 0) & 1:
+        e = n if st > 0 else -n - 1
+    return np.asarray(x[slice(b, e, st)], dtype=np.int32)
+
+
+def _fold_value(g: Graph, op: Operator) -> np.ndarray | None:
+    """Evaluate a shape-computation op whose inputs are all known, else None."""
+    if op.op == "SHAPE":
+        t = g.tensors[op.inputs[0]]
+        return np.array(t.shape, dtype=np.int32) if all(d > 0 for d in t.shape) else None
+    ins = [g.tensor(i) for i in op.inputs]
+    if not ins or any(t is None or t.data is None or t.dtype != "int32" for t in ins):
+        return None
+    v = [np.asarray(t.data, dtype=np.int64) for t in ins]
+    o = op.options
+    if op.op == "GATHER" and v[0].ndim == 1 and o.get("axis", 0) == 0:
+        return v[0][v[1]].astype(np.int32)
+    if op.op == "REDUCE_PROD" and v[0].ndim == 1:
+        r = np.prod(v[0]).astype(np.int32)
+        return r.reshape(1) if o.get("keep_dims") else np.array(r, dtype=np.int32)
+    if op.op == "CONCATENATION" and all(x.ndim == 1 for x in v):
+        return np.concatenate(v).astype(np.int32)
+    if op.op == "PACK" and all(x.ndim == 0 for x in v) and o.get("axis", 0) == 0:
+        return np.array(v, dtype=np.int32)
+    if op.op == "STRIDED_SLICE" and v[0].ndim == 1 and all(x.size == 1 for x in v[1:4]):
+        return _strided_slice_1d(v[0], int(v[1][0]), int(v[2][0]), int(v[3][0]), o)
+    return None
+
+
+# Inputs that only carry a shape: with static shapes the output tensor already says it all.
+_SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
+
+
+def fold_shape_computations(g: Graph) -> list[Operator]:
+    """Constant-fold the int32 shape arithmetic Keras emits for dynamic batch sizes
+    (SHAPE -> STRIDED_SLICE/GATHER/REDUCE_PROD -> PACK/CONCATENATION -> RESHAPE), fix
+    the RESHAPE output shapes the converter left as placeholders, then drop every op
+    the graph output does not depend on. Returns the dropped ops."""
+    for op in g.operators:
+        try:
+            val = _fold_value(g, op)
+        except (ValueError, IndexError):
+            val = None
+        if val is not None and len(op.outputs) == 1:
+            out = g.tensors[op.outputs[0]]
+            out.data, out.shape = val, tuple(val.shape)
+            continue
+        if op.op == "FULLY_CONNECTED" and len(op.inputs) > 1:
+            # the converter leaves placeholder output shapes behind dynamic reshapes
+            x, w, out = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
+            if len(w.shape) == 2 and w.shape[1] > 0 and x.size % w.shape[1] == 0:
+                rows = x.size // w.shape[1]
+                want = (*x.shape[:-1], w.shape[0]) if op.options.get("keep_num_dims") else (rows, w.shape[0])
+                if out.size != rows * w.shape[0]:
+                    out.shape = tuple(want)
+        if op.op == "RESHAPE" and len(op.inputs) > 1 and op.inputs[1] >= 0:
+            shape_t = g.tensors[op.inputs[1]]
+            if shape_t.data is not None and shape_t.dtype == "int32":
+                new = [int(d) for d in np.asarray(shape_t.data).ravel()]
+                n = g.tensors[op.inputs[0]].size
+                known = int(np.prod([d for d in new if d != -1], dtype=np.int64)) if new else 1
+                if new.count(-1) == 1 and known > 0 and n % known == 0:
+                    new[new.index(-1)] = n // known
+                if -1 not in new and int(np.prod(new, dtype=np.int64)) == n:
+                    g.tensors[op.outputs[0]].shape = tuple(new)
+    producer = {o: op for op in g.operators for o in op.outputs}
+    needed_ops: set[int] = set()
+    stack = list(g.outputs)
+    seen: set[int] = set()
+    while stack:
+        t = stack.pop()
+        if t in seen or t < 0:
+            continue
+        seen.add(t)
+        op = producer.get(t)
+        if op is None or op.index in needed_ops or g.tensors[t].data is not None:
+            continue
+        needed_ops.add(op.index)
+        skip = _SHAPE_ONLY_INPUTS.get(op.op, ())
+        for k, i in enumerate(op.inputs):
+            if k not in skip:
+                stack.append(i)
+    dropped = [op for op in g.operators if op.index not in needed_ops]
+    g.operators = [op for op in g.operators if op.index in needed_ops]
+    return dropped
+
+
 def check_supported(g: Graph) -> None:
     """Raise ToolkitError unless the engine can compile ``g`` (int8, one subgraph, known ops)."""
     src = g.source
@@ -461,6 +560,7 @@ def load(model: Path | str | bytes, *, check: bool = True) -> Graph:
         data, src = path.read_bytes(), str(path)
     g = parse(data, src)
     if check:
+        fold_shape_computations(g)
         check_supported(g)
     return g
 

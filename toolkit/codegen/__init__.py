@@ -132,12 +132,12 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         if i in alias_ops:
             continue
         if op.op in ALIAS_OPS:  # alias of a constant: materialise a copy as a constant
-            raise ToolkitError(f"{g.source}: node {i} ({op.op}) reshapes a constant tensor",
+            raise ToolkitError(f"{g.source}: node {op.index} ({op.op}) reshapes a constant tensor",
                                hint="constant-fold the model (TFLiteConverter does this by default)")
         emit = EMITTERS.get(op.op)
         if emit is None:
             raise ToolkitError(
-                f"{g.source}: node {i} uses {op.op}, which the aiot int8 engine does not support yet",
+                f"{g.source}: node {op.index} uses {op.op}, which the aiot int8 engine does not support yet",
                 hint="supported ops: " + ", ".join(sorted(EMITTERS) + sorted(ALIAS_OPS)),
             )
         layers.append(emit(ctx, op, f"l{len(layers)}"))
@@ -147,8 +147,9 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
     in_s, in_zp = x.qparams()
     out_s, out_zp = y.qparams()
     weights_bytes = sum(l.weights_bytes for l in layers) + ctx.const_bytes
+    by_node = {op.index: op for op in g.operators}
     info = [
-        LayerInfo(f"{l.op}#{l.node}", l.op, l.node, l.macs, g.tensors[g.operators[l.node].outputs[0]].shape)
+        LayerInfo(f"{l.op}#{l.node}", l.op, l.node, l.macs, g.tensors[by_node[l.node].outputs[0]].shape)
         for l in layers
     ]
     header = _render_header(name, x.size, y.size, plan.arena_bytes, len(layers), crc)

@@ -132,6 +132,9 @@ def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
     if x.size % n_in:
         raise _fail(g, op, f"input of {x.size} values is not a multiple of {n_in} features", "check the layer shapes")
     batches = x.size // n_in
+    if out.size != batches * n_out:
+        raise _fail(g, op, f"output tensor '{out.name}' has {out.size} values, the layer computes {batches * n_out}",
+                    "re-export the model with a fixed batch size of 1")
     if w.per_channel and (len(w.scale) != n_out or w.quantized_dimension != 0):
         raise _fail(g, op, "per-channel scales do not match the output features", "re-export the model")
     in_s, in_zp = _qp(x)
@@ -326,6 +329,144 @@ def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, [], macs=out.size)
 
 
+def _axis_list(g: Graph, op: Operator, idx: int, rank: int) -> list[int]:
+    t = g.tensor(idx)
+    if t is None or not t.is_const:
+        raise _fail(g, op, "axes must be a constant tensor", "re-export the model")
+    axes = sorted({int(a) % rank for a in np.asarray(t.data).ravel()}) if rank else []
+    return axes
+
+
+def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    shape = list(x.shape)
+    axes = _axis_list(g, op, op.inputs[1], len(shape))
+    if not axes or axes != list(range(axes[0], axes[-1] + 1)):
+        raise _fail(g, op, f"MEAN over axes {axes} of {shape} (only one contiguous block of axes is supported)",
+                    "average over adjacent axes, e.g. GlobalAveragePooling over (H, W)")
+    outer = int(np.prod(shape[: axes[0]], dtype=np.int64))
+    reduce = int(np.prod(shape[axes[0] : axes[-1] + 1], dtype=np.int64))
+    inner = int(np.prod(shape[axes[-1] + 1 :], dtype=np.int64))
+    in_s, in_zp = _qp(x)
+    out_s, out_zp = _qp(out)
+    mult, shift = quantize_multiplier(float(in_s) / float(out_s))
+    # TFLM folds 1/reduce into the multiplier with an integer division (QuantizedMeanOrSum).
+    k = min(reduce.bit_length() - 1, 32, 31 + shift)
+    mult = int((mult << k) // reduce) if k >= 0 else int((mult >> -k) // reduce)
+    shift -= k
+    decls = [f"static const aiot_mean_params_t {name}_p = {{ {outer}, {reduce}, {inner}, {in_zp}, {out_zp}, {mult}, {shift} }};"]
+    call = f"aiot_mean_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=x.size)
+
+
+def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    pads = g.tensor(op.inputs[1])
+    if pads is None or not pads.is_const:
+        raise _fail(g, op, "paddings must be a constant tensor", "re-export the model")
+    pads = np.asarray(pads.data).reshape(-1, 2).astype(np.int64)
+    rank = len(x.shape)
+    if rank > 4 or len(pads) != rank or np.any(pads < 0):
+        raise _fail(g, op, f"padding {pads.tolist()} of a rank-{rank} tensor", "pad at most 4-D tensors by >= 0")
+    _same_qparams(g, op, x, out)
+    dims = [1] * (4 - rank) + list(x.shape)
+    before = [0] * (4 - rank) + [int(p) for p in pads[:, 0]]
+    after = [0] * (4 - rank) + [int(p) for p in pads[:, 1]]
+    out_zp = _qp(out)[1]
+    decls = [f"static const aiot_pad_params_t {name}_p = {{ {{ {', '.join(map(str, dims))} }}, "
+             f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {out_zp} }};"]
+    call = f"aiot_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    out = ctx.t(op.outputs[0])
+    ins = [ctx.t(i) for i in op.inputs]
+    rank = len(out.shape)
+    axis = op.options.get("axis", 0) % max(rank, 1)
+    if op.options.get("activation", "NONE") != "NONE":
+        raise _fail(g, op, "fused activation on CONCATENATION", "apply the activation before concatenating")
+    for t in ins:
+        _same_qparams(g, op, t, out)
+    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
+    sizes = [t.size // outer for t in ins]
+    ptrs = ", ".join(ctx.p(t.index) for t in ins)
+    decls = [f"static const uint32_t {name}_sizes[{len(ins)}] = {{ {', '.join(map(str, sizes))} }};"]
+    call = (f"aiot_concat_s8({outer}, {len(ins)}, (const int8_t *const[]){{ {ptrs} }}, {name}_sizes, "
+            f"{ctx.p(out.index)})")
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
+    rank = 5
+    if max(len(a.shape), len(b.shape), len(out.shape)) > rank:
+        raise _fail(g, op, "more than 5 dimensions", "reshape to at most 5-D")
+    od = [1] * (rank - len(out.shape)) + list(out.shape)
+
+    def strides(t: Tensor) -> list[int]:
+        d = [1] * (rank - len(t.shape)) + list(t.shape)
+        st, acc = [0] * rank, 1
+        for k in range(rank - 1, -1, -1):
+            if d[k] != od[k] and d[k] != 1:
+                raise _fail(g, op, f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(out.shape)}",
+                            "re-export the model")
+            st[k] = 0 if (d[k] == 1 and od[k] != 1) else acc
+            acc *= d[k]
+        return st
+
+    sa, sb = strides(a), strides(b)
+    bc = 0 if (list(a.shape) == list(out.shape) and list(b.shape) == list(out.shape)) else 1
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    return f"{{ {j(od)}, {j(sa)}, {j(sb)}, {bc}, {out.size} }}"
+
+
+def _binary_operands(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
+    a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    for t in (a, b):
+        if t.dtype != "int8" or not t.quantized:
+            raise _fail(ctx.g, op, f"operand '{t.name}' is {t.dtype}", "both operands must be int8")
+    return a, b, out
+
+
+def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
+    g = ctx.g
+    a, b, out = _binary_operands(ctx, op)
+    (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
+    left_shift = 20
+    twice_max = 2.0 * float(max(np.float32(sa), np.float32(sb)))
+    m1, s1 = quantize_multiplier(float(sa) / twice_max)
+    m2, s2 = quantize_multiplier(float(sb) / twice_max)
+    mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
+    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
+    decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, {left_shift}, "
+             f"{m1}, {s1}, {m2}, {s2}, {mo}, {so_}, {zo}, {lo}, {hi}, {1 if subtract else 0} }};"]
+    call = f"aiot_add_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_add(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _add_sub(ctx, op, name, subtract=False)
+
+
+def emit_sub(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _add_sub(ctx, op, name, subtract=True)
+
+
+def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    a, b, out = _binary_operands(ctx, op)
+    (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
+    m, s = quantize_multiplier(float(sa) * float(sb) / float(so))
+    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
+    decls = [f"static const aiot_mul_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, "
+             f"{m}, {s}, {zo}, {lo}, {hi} }};"]
+    call = f"aiot_mul_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
 EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "FULLY_CONNECTED": emit_fully_connected,
     "CONV_2D": emit_conv2d,
@@ -336,4 +477,10 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "DEQUANTIZE": emit_dequantize,
     "RELU": emit_relu,
     "RELU6": emit_relu6,
+    "MEAN": emit_mean,
+    "PAD": emit_pad,
+    "CONCATENATION": emit_concat,
+    "ADD": emit_add,
+    "SUB": emit_sub,
+    "MUL": emit_mul,
 }

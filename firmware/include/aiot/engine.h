@@ -135,20 +135,20 @@ typedef struct {
 } aiot_mul_params_t;
 aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
 
-//! MEAN over the middle axis of a tensor viewed as [outer][reduce][inner].
+//! MEAN over the middle axis of a tensor viewed as [outer][reduce][inner], TFLM's
+//! integer QuantizedMeanOrSum: the generator folds 1/reduce into multiplier/shift.
 typedef struct {
     uint32_t outer, reduce, inner;
     int32_t input_zero_point, output_zero_point;
-    int32_t multiplier, shift;  //!< in_scale/out_scale requantization (TFLM's quantized mean)
-    uint8_t same_scale;         //!< 1: TFLM's plain mean path (rounded integer division)
+    int32_t multiplier, shift;
 } aiot_mean_params_t;
 aiot_status_t aiot_mean_s8(const aiot_mean_params_t *p, const int8_t *input, int8_t *output);
 
-//! PAD (NHWC up to 4-D viewed as [d0][d1][d2][d3]); pad_value is the output zero point.
+//! PAD of a tensor viewed as 4-D [d0][d1][d2][d3]; pad_value is the output zero point.
 typedef struct {
-    uint16_t in_dims[4];
-    uint16_t before[4];
-    uint16_t after[4];
+    uint32_t in_dims[4];
+    uint32_t before[4];
+    uint32_t after[4];
     int8_t pad_value;
 } aiot_pad_params_t;
 aiot_status_t aiot_pad_s8(const aiot_pad_params_t *p, const int8_t *input, int8_t *output);

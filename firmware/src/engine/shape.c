@@ -1,0 +1,83 @@
+//! Data-movement and reduction kernels: MEAN, PAD, CONCATENATION (no rescaling except
+//! MEAN's, which follows TFLM's integer QuantizedMeanOrSum).
+#include "aiot/engine.h"
+
+#include <stddef.h>
+#include <string.h>
+
+aiot_status_t aiot_mean_s8(const aiot_mean_params_t *p, const int8_t *input, int8_t *output)
+{
+    if (p == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    if (p->reduce == 0) {
+        return AIOT_ERR_PARAM;
+    }
+    const int32_t zp_term = p->input_zero_point * (int32_t)p->reduce;
+    for (uint32_t o = 0; o < p->outer; ++o) {
+        const int8_t *base = input + (size_t)o * p->reduce * p->inner;
+        for (uint32_t i = 0; i < p->inner; ++i) {
+            int32_t sum = 0;
+            for (uint32_t r = 0; r < p->reduce; ++r) {
+                sum += base[(size_t)r * p->inner + i];
+            }
+            int32_t v = aiot_mul_by_quant_mult(sum - zp_term, p->multiplier, p->shift) + p->output_zero_point;
+            v = v < -128 ? -128 : (v > 127 ? 127 : v);
+            output[(size_t)o * p->inner + i] = (int8_t)v;
+        }
+    }
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_pad_s8(const aiot_pad_params_t *p, const int8_t *input, int8_t *output)
+{
+    if (p == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    uint32_t od[4];
+    for (int k = 0; k < 4; ++k) {
+        od[k] = p->before[k] + p->in_dims[k] + p->after[k];
+    }
+    int8_t *y = output;
+    for (uint32_t a = 0; a < od[0]; ++a) {
+        for (uint32_t b = 0; b < od[1]; ++b) {
+            for (uint32_t c = 0; c < od[2]; ++c) {
+                const int inside = a >= p->before[0] && a < p->before[0] + p->in_dims[0] && b >= p->before[1] &&
+                                   b < p->before[1] + p->in_dims[1] && c >= p->before[2] &&
+                                   c < p->before[2] + p->in_dims[2];
+                if (!inside) {
+                    memset(y, p->pad_value, od[3]);
+                } else {
+                    const size_t row = (((size_t)(a - p->before[0]) * p->in_dims[1] + (b - p->before[1])) *
+                                            p->in_dims[2] +
+                                        (c - p->before[2])) *
+                                       p->in_dims[3];
+                    memset(y, p->pad_value, p->before[3]);
+                    memcpy(y + p->before[3], input + row, p->in_dims[3]);
+                    memset(y + p->before[3] + p->in_dims[3], p->pad_value, p->after[3]);
+                }
+                y += od[3];
+            }
+        }
+    }
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_concat_s8(uint32_t outer, uint32_t num_inputs, const int8_t *const *inputs,
+                             const uint32_t *copy_sizes, int8_t *output)
+{
+    if (inputs == NULL || copy_sizes == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    int8_t *y = output;
+    for (uint32_t o = 0; o < outer; ++o) {
+        for (uint32_t i = 0; i < num_inputs; ++i) {
+            if (inputs[i] == NULL) {
+                return AIOT_ERR_NULL;
+            }
+            memcpy(y, inputs[i] + (size_t)o * copy_sizes[i], copy_sizes[i]);
+            y += copy_sizes[i];
+        }
+    }
+    return AIOT_OK;
+}

@@ -1,0 +1,193 @@
+"""Engine parity suite: many small random int8 models (shapes, strides, padding,
+activations, per-tensor and per-channel), every output byte vs tflite-micro."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+
+import numpy as np
+import pytest
+
+from toolkit import codegen
+from toolkit.codegen.host import HostModel
+from toolkit.paths import MODELS
+
+N_INPUTS = 64
+
+
+def _recipes():
+    spec = importlib.util.spec_from_file_location("aiot_model_recipes", MODELS / "recipes.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# Each builder returns (keras model, representative float data). Fixed seeds throughout.
+def _seq(input_shape, *layers):
+    import keras
+
+    keras.utils.set_random_seed(sum(input_shape) + len(layers))
+    return keras.Sequential([keras.Input(input_shape), *layers])
+
+
+def conv1d_valid(L):
+    return _seq((1, 32, 3), L.Conv2D(8, (1, 5), activation="relu"), L.Conv2D(6, (1, 3), padding="same", strides=(1, 2)),
+                L.GlobalAveragePooling2D(), L.Dense(4))
+
+
+def conv2d_same_stride(L):
+    return _seq((9, 7, 2), L.Conv2D(5, 3, strides=2, padding="same", activation="relu6"), L.Conv2D(4, (2, 3), padding="same"),
+                L.Flatten(), L.Dense(3))
+
+
+def conv_dilated(L):
+    return _seq((1, 40, 2), L.Conv2D(4, (1, 3), dilation_rate=(1, 3), activation="relu"),
+                L.Conv2D(4, (1, 3), dilation_rate=(1, 2)), L.Flatten(), L.Dense(2))
+
+
+def depthwise(L):
+    return _seq((1, 24, 4), L.DepthwiseConv2D((1, 3), depth_multiplier=2, padding="same", activation="relu"),
+                L.DepthwiseConv2D((1, 5), strides=(1, 2)), L.Conv2D(3, 1), L.Flatten(), L.Dense(2))
+
+
+def depthwise_2d(L):
+    return _seq((6, 6, 3), L.DepthwiseConv2D(3, padding="same", activation="relu6"), L.Conv2D(4, 1, activation="relu"),
+                L.GlobalAveragePooling2D())
+
+
+def pools(L):
+    return _seq((8, 8, 3), L.Conv2D(4, 3, padding="same", activation="relu"), L.MaxPooling2D(2),
+                L.AveragePooling2D(3, strides=1, padding="same"), L.MaxPooling2D((2, 3), strides=(1, 2), padding="same"),
+                L.Flatten(), L.Dense(3))
+
+
+def pools_1d(L):
+    return _seq((1, 30, 2), L.Conv2D(6, (1, 3)), L.AveragePooling2D((1, 4)), L.MaxPooling2D((1, 2), padding="same"),
+                L.Flatten(), L.Dense(2))
+
+
+def zero_padding(L):
+    return _seq((5, 5, 2), L.ZeroPadding2D(((1, 2), (0, 1))), L.Conv2D(3, 3, activation="relu"), L.Flatten(), L.Dense(2))
+
+
+def dense_acts(L):
+    return _seq((12,), L.Dense(10, activation="relu6"), L.Dense(8), L.ReLU(), L.Dense(6), L.ReLU(6.0), L.Dense(5))
+
+
+def residual_add_sub_mul(L):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    x = keras.Input((1, 16, 4))
+    a = L.Conv2D(4, (1, 3), padding="same", activation="relu")(x)
+    b = L.Conv2D(4, (1, 1))(x)
+    s = L.Add()([a, b])
+    d = L.Subtract()([s, x])
+    m = L.Multiply()([d, a])
+    y = L.Dense(2)(L.Flatten()(L.ReLU()(m)))
+    return keras.Model(x, y)
+
+
+def broadcast_mul_add(L):
+    import keras
+
+    keras.utils.set_random_seed(4)
+    x = keras.Input((1, 10, 6))
+    h = L.Conv2D(6, (1, 3), padding="same", activation="relu")(x)
+    g = L.GlobalAveragePooling2D(keepdims=True)(h)  # (1,1,6): squeeze-excite style gate
+    g = L.Dense(6, activation="relu")(g)
+    y = L.Multiply()([h, g])
+    y = L.Add()([y, g])
+    return keras.Model(x, L.Dense(3)(L.Flatten()(y)))
+
+
+def concat_channels(L):
+    import keras
+
+    keras.utils.set_random_seed(5)
+    x = keras.Input((1, 12, 3))
+    a = L.Conv2D(4, (1, 3), padding="same", activation="relu")(x)
+    b = L.Conv2D(2, (1, 5), padding="same")(x)
+    c = L.Concatenate(axis=-1)([a, b, x])
+    return keras.Model(x, L.Dense(2)(L.Flatten()(c)))
+
+
+def mean_time_axis(L):
+    import keras
+
+    keras.utils.set_random_seed(6)
+    x = keras.Input((20, 5))
+    h = L.Dense(7, activation="relu")(x)
+    m = keras.ops.mean(h, axis=1)
+    return keras.Model(x, L.Dense(3)(m))
+
+
+def reshape_squeeze(L):
+    return _seq((24,), L.Reshape((1, 8, 3)), L.Conv2D(4, (1, 3), activation="relu"), L.Reshape((24,)), L.Dense(6),
+                L.Reshape((2, 3)), L.Dense(2))
+
+
+BUILDERS = [conv1d_valid, conv2d_same_stride, depthwise, depthwise_2d, pools, pools_1d, zero_padding,
+            dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze]
+CASES = [(b, pc) for b in BUILDERS for pc in (True, False)]
+# Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
+# reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
+DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze]
+# Converted twice these two get identical calibration, so the static graph is an oracle.
+FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
+
+
+def _rep_data(model) -> np.ndarray:
+    shape = tuple(model.inputs[0].shape[1:])
+    return np.random.default_rng(11).normal(size=(48, *shape)).astype(np.float32) * 1.5
+
+
+@pytest.fixture(scope="module")
+def recipes():
+    pytest.importorskip("tensorflow")
+    return _recipes()
+
+
+def _tflite(recipes, builder, per_channel: bool, batch1: bool):
+    def build() -> bytes:
+        import keras
+
+        model = builder(keras.layers)
+        return recipes.convert_int8(model, _rep_data(model), per_channel=per_channel, batch1=batch1)
+
+    return recipes.cached_tflite(["parity", inspect.getsource(builder), per_channel, batch1], build)
+
+
+def _compare(model_path, ref_path, tmp_path, seed: int) -> list[str]:
+    from toolkit.reference import TflmReference
+
+    res = codegen.generate(model_path, tmp_path)
+    host, ref = HostModel(tmp_path), TflmReference(ref_path)
+    rng = np.random.default_rng(seed)
+    xs = rng.integers(-128, 128, size=(N_INPUTS, res.input_bytes), dtype=np.int8)
+    xs[0], xs[1] = -128, 127
+    for x in xs:
+        np.testing.assert_array_equal(host.invoke(x), ref.invoke(x).ravel(), err_msg=str(res.layers))
+    return res.layers
+
+
+@pytest.mark.parametrize("builder, per_channel", CASES, ids=[f"{b.__name__}-{'pc' if pc else 'pt'}" for b, pc in CASES])
+def test_parity_with_tflite_micro(recipes, builder, per_channel, tmp_path):
+    batch1 = builder in DYNAMIC_SHAPES
+    path = _tflite(recipes, builder, per_channel, batch1)
+    _compare(path, path, tmp_path, seed=BUILDERS.index(builder))
+
+
+@pytest.mark.parametrize("builder", FOLD_ORACLE, ids=[b.__name__ for b in FOLD_ORACLE])
+def test_dynamic_batch_shape_arithmetic_is_folded(recipes, builder, tmp_path):
+    # Same weights and calibration, converted twice: the engine runs the dynamic-batch
+    # graph (shape ops folded away) and must match tflite-micro on the static one.
+    from toolkit import tflite
+
+    dynamic = _tflite(recipes, builder, True, False)
+    static = _tflite(recipes, builder, True, True)
+    ops = {op.op for op in tflite.load(dynamic, check=False).operators}
+    assert "SHAPE" in ops
+    layers = _compare(dynamic, static, tmp_path, seed=100 + BUILDERS.index(builder))
+    assert "SHAPE" not in layers and "PACK" not in layers
