@@ -76,6 +76,8 @@ class Config(ctypes.Structure):
         ("calibration_windows", ctypes.c_uint16),
         ("recal_windows", ctypes.c_uint8),
         ("drift_hold", ctypes.c_uint8),
+        ("isolation", ctypes.c_uint8),
+        ("reserved", ctypes.c_uint8 * 3),
         ("min_quality", ctypes.c_float),
         ("clip", ctypes.c_float),
         ("alert_margin", ctypes.c_float),
@@ -94,7 +96,7 @@ class Config(ctypes.Structure):
     ]
 
     def as_dict(self) -> dict[str, float | int]:
-        return {name: getattr(self, name) for name, _ in self._fields_}
+        return {name: getattr(self, name) for name, _ in self._fields_ if name != "reserved"}
 
 
 class ChannelInfo(ctypes.Structure):
@@ -104,7 +106,8 @@ class ChannelInfo(ctypes.Structure):
         ("noise", ctypes.c_float),
         ("error_ref", ctypes.c_float),
         ("last_error", ctypes.c_float),
-        ("last_bias", ctypes.c_float),
+        ("last_deviation", ctypes.c_float),
+        ("last_rest", ctypes.c_float),
         ("mode", ctypes.c_uint8),
         ("reserved", ctypes.c_uint8 * 3),
     ]
@@ -427,15 +430,25 @@ class SimulatedDevice:
 
     name = "host"
 
-    def __init__(self, config: Config, scorer: Scorer | ctypes._CFuncPtr, lib: ctypes.CDLL | None = None):
+    def __init__(self, config: Config, scorer: Scorer | ctypes._CFuncPtr, lib: ctypes.CDLL | None = None,
+                 batch: int = 64):
         self.monitor = Monitor(config, scorer, lib)
         self.config = config
+        self.batch = batch
+        self._events: list[Event] = []
 
     def push(self, timestamps_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
-        return self.monitor.run(timestamps_ms, values)
+        """Send the samples in PUSH-sized batches, draining events after each like a host."""
+        rec = self.monitor.samples(timestamps_ms, values)
+        outs = []
+        for i in range(0, len(rec), self.batch):
+            outs.append(self.monitor.push_records(rec[i : i + self.batch]))
+            self._events.extend(self.monitor.events())
+        return np.concatenate(outs) if outs else np.zeros(0, dtype=OUTPUT_DTYPE)
 
     def events(self) -> list[Event]:
-        return self.monitor.events()
+        out, self._events = self._events + self.monitor.events(), []
+        return out
 
     def reset_baseline(self) -> None:
         self.monitor.reset_baseline()

@@ -99,6 +99,9 @@ typedef struct {
     uint16_t calibration_windows; //!< scored windows for the calibration set (<= MAX_CALIBRATION)
     uint8_t recal_windows;        //!< a step must settle within this many windows
     uint8_t drift_hold;           //!< windows a channel stays in DRIFT after its detector fired
+    uint8_t isolation;            //!< 1: one extra model call per channel to tell which sensor
+                                  //!< moved (each window costs 1 + channels calls); 0: off
+    uint8_t reserved[3];
     float min_quality;            //!< NO_DATA when the worst channel has fewer valid samples (0..1)
     float clip;                   //!< features clipped to +-clip noise units
     float alert_margin;           //!< vote when score > alert_margin x largest calibration score
@@ -112,8 +115,9 @@ typedef struct {
     float drift_gain;             //!< fraction of the residual bias corrected per window in DRIFT
     float max_drift_rate;         //!< baseline tracking limit, noise units per hour
     float max_baseline_shift;     //!< total drift correction allowed (noise units)
-    float gate_ratio;             //!< another channel's error above gate_ratio x its reference
-                                  //!< (or this channel's reshaped error) blocks adaptation
+    float gate_ratio;             //!< adaptation of a channel is blocked when the other channels
+                                  //!< (reconstructed without it) or its own residual shape exceed
+                                  //!< gate_ratio x their calibration reference
     float stability_halflife;     //!< windows for a baseline change to halve its confidence penalty
 } aiot_monitor_config_t;
 
@@ -161,16 +165,20 @@ typedef struct {
     float baseline;       //!< current level (raw units)
     float baseline0;      //!< commissioned level
     float noise;          //!< commissioning standard deviation (raw units)
-    float acc_mean, acc_m2;  //!< Welford accumulators (commissioning, then calibration)
+    float acc_mean, acc_m2;  //!< Welford accumulators (commissioning)
     uint32_t acc_n;
+    float sum_err, sum_dev, sum_dev2, sum_shape, sum_rest, sum_lev; //!< calibration sums
+    float leverage;       //!< fraction of a level offset on this channel the model reproduces
     float err_ref;        //!< mean calibration error (noise units squared)
-    float bias_sd;        //!< spread of the calibration residual bias (noise units)
-    float bias_m2, bias_mean;
+    float dev_sd;         //!< spread of the isolated deviation during calibration
+    float shape_ref;      //!< mean isolated residual variance during calibration
+    float rest_ref;       //!< mean error of the other channels with this one unknown
     float cusum_pos, cusum_neg;
     float recent_shift;   //!< decaying sum of |baseline changes| (noise units)
     float recal_from;     //!< baseline before the current recalibration
     float last_error;     //!< last window's error (noise units squared)
-    float last_bias;      //!< last window's residual bias (noise units)
+    float last_dev;       //!< last window's isolated deviation (noise units)
+    float last_rest;      //!< last window's error of the others with this one unknown
     uint8_t mode;         //!< 0 ok, 1 drift, 2 recalibrating
     uint8_t hold;         //!< drift windows left / recal windows used
     uint8_t settled;      //!< consecutive settled windows during recalibration
@@ -202,6 +210,8 @@ typedef struct {
     uint8_t valid[AIOT_MONITOR_MAX_WINDOW];
     float win[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS];
     float recon[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS];
+    float probe[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS];       //!< isolation input
+    float probe_recon[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS]; //!< isolation output
     float cal[AIOT_MONITOR_MAX_CALIBRATION]; //!< sorted ascending
     aiot_monitor_channel_t ch[AIOT_MONITOR_MAX_CHANNELS];
     aiot_monitor_event_t events[AIOT_MONITOR_EVENT_CAPACITY];
@@ -247,7 +257,8 @@ typedef struct {
     float noise;          //!< commissioning standard deviation (raw units)
     float error_ref;      //!< mean calibration error (noise units squared)
     float last_error;     //!< last scored window's error (noise units squared)
-    float last_bias;      //!< last scored window's residual bias (noise units)
+    float last_deviation; //!< last scored window's isolated deviation (noise units)
+    float last_rest;      //!< error of the other channels with this one unknown
     uint8_t mode;         //!< 0 ok, 1 drift, 2 recalibrating
     uint8_t reserved[3];
 } aiot_monitor_channel_info_t;

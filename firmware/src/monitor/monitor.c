@@ -35,10 +35,11 @@ void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channel
     cfg->calibration_windows = 48;
     cfg->recal_windows = 12;
     cfg->drift_hold = 24;
+    cfg->isolation = 1;
     cfg->min_quality = 0.5f;
     cfg->clip = 8.0f;
-    cfg->alert_margin = 2.0f;
-    cfg->clear_margin = 1.2f;
+    cfg->alert_margin = 3.0f;
+    cfg->clear_margin = 1.5f;
     cfg->severity_major = 3.0f;
     cfg->severity_critical = 10.0f;
     cfg->cusum_slack = 1.0f;
@@ -87,7 +88,8 @@ int aiot_monitor_channel_info(const aiot_monitor_t *m, uint8_t channel, aiot_mon
     info->noise = ch->noise;
     info->error_ref = ch->err_ref;
     info->last_error = ch->last_error;
-    info->last_bias = ch->last_bias;
+    info->last_deviation = ch->last_dev;
+    info->last_rest = ch->last_rest;
     info->mode = ch->mode;
     return AIOT_MONITOR_OK;
 }
@@ -286,7 +288,16 @@ static void normalize(aiot_monitor_t *m) {
     }
 }
 
-static void residuals(aiot_monitor_t *m, float *err, float *bias) {
+typedef struct {
+    float err[AIOT_MONITOR_MAX_CHANNELS];   //!< plain reconstruction error (noise units squared)
+    float dev[AIOT_MONITOR_MAX_CHANNELS];   //!< mean residual of c reconstructed from the others
+    float shape[AIOT_MONITOR_MAX_CHANNELS]; //!< residual variance of c around dev
+    float rest[AIOT_MONITOR_MAX_CHANNELS];  //!< mean error of the other channels, c unknown
+    float lev[AIOT_MONITOR_MAX_CHANNELS];   //!< calibration only: response of c to a +1 offset
+} window_stats_t;
+
+//! Mean squared and mean signed residual per channel over the valid samples only.
+static void channel_errors(const aiot_monitor_t *m, const float *recon, float *err, float *bias) {
     const int C = m->cfg.num_channels, W = m->cfg.window;
     int c, t;
     for (c = 0; c < C; c++) {
@@ -294,7 +305,7 @@ static void residuals(aiot_monitor_t *m, float *err, float *bias) {
         int nv = 0;
         for (t = 0; t < W; t++) {
             if ((m->valid[t] >> c) & 1u) {
-                float r = m->win[t * C + c] - m->recon[t * C + c];
+                float r = m->win[t * C + c] - recon[t * C + c];
                 se += r * r;
                 sb += r;
                 nv++;
@@ -302,47 +313,106 @@ static void residuals(aiot_monitor_t *m, float *err, float *bias) {
         }
         err[c] = nv ? se / (float)nv : 0.0f;
         bias[c] = nv ? sb / (float)nv : 0.0f;
-        m->ch[c].last_error = err[c];
-        m->ch[c].last_bias = bias[c];
     }
 }
 
-static void calibrate(aiot_monitor_t *m, uint32_t ts, const float *err, const float *bias) {
+//! Reconstruction-based isolation. A reconstruction model spreads one sensor's offset over
+//! every correlated channel, so the plain residual points at the wrong sensor. The model
+//! reproduces a fraction L_c (its leverage, measured during calibration) of a level offset
+//! on channel c, so the offset of c against what the other channels predict is
+//! dev = bias / (1 - L_c). A second call with that offset removed from c tells whether the
+//! rest of the machine is then normal (rest[c] small: a sensor issue) or not (a fault).
+//! Cost: 1 + channels model calls per window.
+static int window_stats(aiot_monitor_t *m, window_stats_t *w) {
+    const int C = m->cfg.num_channels, n = m->cfg.window * C, W = m->cfg.window;
+    const int calibrating = m->phase == AIOT_PHASE_CALIBRATING;
+    float bias[AIOT_MONITOR_MAX_CHANNELS], perr[AIOT_MONITOR_MAX_CHANNELS], pbias[AIOT_MONITOR_MAX_CHANNELS];
+    int c, d, t;
+    channel_errors(m, m->recon, w->err, bias);
+    for (c = 0; c < C; c++) {
+        float rest = 0.0f;
+        // Calibration measures the leverage with a +1 probe; afterwards the probe removes dev.
+        w->dev[c] = calibrating ? bias[c] : bias[c] / (1.0f - m->ch[c].leverage);
+        w->lev[c] = 0.0f;
+        for (d = 0; d < C; d++) {
+            perr[d] = w->err[d];
+            pbias[d] = bias[d];
+        }
+        if (m->cfg.isolation) {
+            const float shift = calibrating ? 1.0f : -w->dev[c];
+            memcpy(m->probe, m->win, (size_t)n * sizeof(float));
+            for (t = 0; t < W; t++) m->probe[t * C + c] += shift;
+            if (m->score(m->score_ctx, m->probe, (size_t)n, m->probe_recon) != 0) return AIOT_MONITOR_ESCORE;
+            if (calibrating) {
+                for (t = 0; t < W; t++) w->lev[c] += m->probe_recon[t * C + c] - m->recon[t * C + c];
+                w->lev[c] /= (float)W;
+            } else {
+                channel_errors(m, m->probe_recon, perr, pbias);
+            }
+        }
+        for (d = 0; d < C; d++)
+            if (d != c) rest += perr[d];
+        w->shape[c] = fmaxf(perr[c] - pbias[c] * pbias[c], 0.0f);
+        w->rest[c] = C > 1 ? rest / (float)(C - 1) : 0.0f;
+    }
+    for (c = 0; c < C; c++) {
+        m->ch[c].last_error = w->err[c];
+        m->ch[c].last_dev = w->dev[c];
+        m->ch[c].last_rest = w->rest[c];
+    }
+    return AIOT_MONITOR_OK;
+}
+
+static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w) {
     const int C = m->cfg.num_channels;
-    float s = 0.0f;
+    float s = 0.0f, n;
     int c;
     for (c = 0; c < C; c++) {
         aiot_monitor_channel_t *ch = &m->ch[c];
-        ch->acc_n++;
-        welford(&ch->acc_mean, &ch->acc_m2, ch->acc_n, err[c]);
-        welford(&ch->bias_mean, &ch->bias_m2, ch->acc_n, bias[c]);
-        s += err[c];
+        ch->sum_err += w->err[c];
+        ch->sum_dev += w->dev[c];
+        ch->sum_dev2 += w->dev[c] * w->dev[c];
+        ch->sum_shape += w->shape[c];
+        ch->sum_rest += w->rest[c];
+        ch->sum_lev += w->lev[c];
+        s += w->err[c];
     }
     cal_insert(m, s / (float)C);
     if (m->cal_count < m->cfg.calibration_windows) return;
+    n = (float)m->cal_count;
     for (c = 0; c < C; c++) {
         aiot_monitor_channel_t *ch = &m->ch[c];
-        float sd = sqrtf(ch->bias_m2 / (float)(ch->acc_n - 1));
-        ch->err_ref = ch->acc_mean > TINY ? ch->acc_mean : TINY;
+        float mean = ch->sum_dev / n;
+        float var = (ch->sum_dev2 - n * mean * mean) / (n - 1.0f);
+        float sd;
+        // Bounded so that a model that copies its input cannot blow the deviation up.
+        ch->leverage = clampf(ch->sum_lev / n, 0.0f, 0.9f);
+        sd = sqrtf(fmaxf(var, 0.0f)) / (1.0f - ch->leverage);
+        ch->err_ref = fmaxf(ch->sum_err / n, TINY);
         // A model that reconstructs too well must not make the CUSUM hair-triggered.
-        ch->bias_sd = sd > 0.05f ? sd : 0.05f;
-        ch->acc_mean = ch->acc_m2 = ch->bias_mean = ch->bias_m2 = 0.0f;
-        ch->acc_n = 0;
+        ch->dev_sd = fmaxf(sd, 0.05f);
+        ch->shape_ref = fmaxf(ch->sum_shape / n, TINY);
+        ch->rest_ref = fmaxf(ch->sum_rest / n, TINY);
     }
     m->phase = AIOT_PHASE_ARMED;
     emit(m, ts, AIOT_EVENT_CALIBRATED, AIOT_MONITOR_NO_CHANNEL, 0, m->cal[m->cal_count - 1]);
 }
 
-//! May channel c's baseline move? Only when no alert is latched, every other channel
-//! looks normal, and c's residual is a level offset (its spread around the bias is normal).
-static int gate_open(const aiot_monitor_t *m, int c, const float *err, const float *bias) {
-    const int C = m->cfg.num_channels;
+static int recalibrating_channel(const aiot_monitor_t *m) {
+    int c;
+    for (c = 0; c < m->cfg.num_channels; c++)
+        if (m->ch[c].mode == CH_RECAL) return c;
+    return -1;
+}
+
+//! May channel c's baseline move? Only when no alert is latched, no other channel is
+//! being recalibrated, the other channels look normal without c, and c's residual is a
+//! level offset (its spread around the deviation is normal): a sensor, not the machine.
+static int gate_open(const aiot_monitor_t *m, int c, const window_stats_t *w) {
     const float g = m->cfg.gate_ratio;
-    int d;
-    if (m->alert) return 0;
-    for (d = 0; d < C; d++)
-        if (d != c && m->ch[d].mode != CH_RECAL && err[d] > g * m->ch[d].err_ref) return 0;
-    return (err[c] - bias[c] * bias[c]) <= g * m->ch[c].err_ref;
+    const int r = recalibrating_channel(m);
+    if (m->alert || (r >= 0 && r != c)) return 0;
+    return w->rest[c] <= g * m->ch[c].rest_ref && w->shape[c] <= g * m->ch[c].shape_ref;
 }
 
 static void shift_baseline(aiot_monitor_channel_t *ch, float delta_noise_units) {
@@ -351,15 +421,18 @@ static void shift_baseline(aiot_monitor_channel_t *ch, float delta_noise_units) 
 }
 
 //! Drift and step handling for one channel after a scored window.
-static void adapt_channel(aiot_monitor_t *m, int c, uint32_t ts, const float *err, const float *bias) {
+//! `suspect` is the channel whose removal leaves the rest of the machine most normal: only
+//! that one may take a step as a remount (a fault on one sensor can otherwise be "explained"
+//! as the opposite offset on a correlated one).
+static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, const window_stats_t *w) {
     const aiot_monitor_config_t *k = &m->cfg;
     aiot_monitor_channel_t *ch = &m->ch[c];
-    const float b = bias[c];
-    const int gate = gate_open(m, c, err, bias);
+    const float dev = w->dev[c];
+    const int gate = gate_open(m, c, w);
     float u;
 
     if (ch->mode == CH_RECAL) {
-        float total = (ch->baseline - ch->recal_from) / ch->noise + b;
+        float total = (ch->baseline - ch->recal_from) / ch->noise + dev;
         ch->hold++;
         if (!gate || fabsf(total) > k->max_recal_step || ch->hold > k->recal_windows) {
             // Not a remount after all: put the level back so the model sees the whole change.
@@ -370,8 +443,8 @@ static void adapt_channel(aiot_monitor_t *m, int c, uint32_t ts, const float *er
             emit(m, ts, AIOT_EVENT_RECAL_REJECTED, (uint8_t)c, (uint8_t)(1u << c), total);
             return;
         }
-        shift_baseline(ch, b);
-        ch->settled = fabsf(b) < k->cusum_slack * ch->bias_sd + 0.5f * k->step_threshold ? ch->settled + 1 : 0;
+        shift_baseline(ch, dev);
+        ch->settled = fabsf(dev) < 0.5f * k->step_threshold ? (uint8_t)(ch->settled + 1) : 0;
         if (ch->settled >= 2) {
             ch->mode = CH_OK;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
@@ -381,27 +454,28 @@ static void adapt_channel(aiot_monitor_t *m, int c, uint32_t ts, const float *er
         return;
     }
 
-    // A rejected step stays a fault until the residual is back near zero.
-    if ((ch->flags & CHF_RECAL_BLOCKED) && fabsf(b) < 0.5f * k->step_threshold) ch->flags &= (uint8_t)~CHF_RECAL_BLOCKED;
+    // A rejected step stays a fault until the deviation is back near zero.
+    if ((ch->flags & CHF_RECAL_BLOCKED) && fabsf(dev) < 0.5f * k->step_threshold)
+        ch->flags &= (uint8_t)~CHF_RECAL_BLOCKED;
 
-    u = b / ch->bias_sd;
+    u = dev / ch->dev_sd;
     ch->cusum_pos = fmaxf(0.0f, ch->cusum_pos + u - k->cusum_slack);
     ch->cusum_neg = fmaxf(0.0f, ch->cusum_neg - u - k->cusum_slack);
     if (ch->cusum_pos > k->cusum_threshold || ch->cusum_neg > k->cusum_threshold) {
         ch->cusum_pos = ch->cusum_neg = 0.0f;
-        if (fabsf(b) >= k->step_threshold) {
-            if (gate && fabsf(b) <= k->max_recal_step && !(ch->flags & CHF_RECAL_BLOCKED)) {
+        if (fabsf(dev) >= k->step_threshold) {
+            if (gate && c == suspect && fabsf(dev) <= k->max_recal_step && !(ch->flags & CHF_RECAL_BLOCKED)) {
                 ch->mode = CH_RECAL;
                 ch->recal_from = ch->baseline;
                 ch->hold = 0;
                 ch->settled = 0;
-                emit(m, ts, AIOT_EVENT_RECAL_STARTED, (uint8_t)c, (uint8_t)(1u << c), b);
-                shift_baseline(ch, b);
+                emit(m, ts, AIOT_EVENT_RECAL_STARTED, (uint8_t)c, (uint8_t)(1u << c), dev);
+                shift_baseline(ch, dev);
                 return;
             }
-            // Too big, reshaped, or with other channels misbehaving: left for the alerting.
+            // Too big, reshaped, or with the machine misbehaving too: left to the alerting.
         } else {
-            if (ch->mode != CH_DRIFT) emit(m, ts, AIOT_EVENT_DRIFT_DETECTED, (uint8_t)c, (uint8_t)(1u << c), b);
+            if (ch->mode != CH_DRIFT) emit(m, ts, AIOT_EVENT_DRIFT_DETECTED, (uint8_t)c, (uint8_t)(1u << c), dev);
             ch->mode = CH_DRIFT;
             ch->hold = k->drift_hold;
         }
@@ -410,10 +484,10 @@ static void adapt_channel(aiot_monitor_t *m, int c, uint32_t ts, const float *er
     if (ch->mode == CH_DRIFT) {
         if (gate && !(ch->flags & CHF_RECAL_BLOCKED)) {
             float max_step = k->max_drift_rate * (float)k->window * (float)k->sample_period_ms / MS_PER_HOUR;
-            float delta = clampf(k->drift_gain * b, -max_step, max_step);
+            float delta = clampf(k->drift_gain * dev, -max_step, max_step);
             float offset = (ch->baseline - ch->baseline0) / ch->noise + delta;
             if (fabsf(offset) > k->max_baseline_shift) {
-                delta = clampf(offset, -k->max_baseline_shift, k->max_baseline_shift) - offset + delta;
+                delta -= offset - clampf(offset, -k->max_baseline_shift, k->max_baseline_shift);
                 if (!(ch->flags & CHF_LIMIT_REPORTED)) {
                     ch->flags |= CHF_LIMIT_REPORTED;
                     emit(m, ts, AIOT_EVENT_BASELINE_LIMIT, (uint8_t)c, (uint8_t)(1u << c), offset);
@@ -462,16 +536,17 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     const aiot_monitor_config_t *k = &m->cfg;
     const int C = k->num_channels;
     window_quality_t q;
-    float err[AIOT_MONITOR_MAX_CHANNELS], bias[AIOT_MONITOR_MAX_CHANNELS];
-    float s = 0.0f, threshold, p, stability, shift_sum = 0.0f, decay;
-    int c, counted = 0;
+    window_stats_t w;
+    float s = 0.0f, cal_top, threshold, p, stability, shift_sum = 0.0f, decay;
+    float contrib[AIOT_MONITOR_MAX_CHANNELS];
+    int c, r;
     uint8_t mask;
     uint16_t keep;
 
     memset(o, 0, sizeof(*o));
     o->t_start_ms = m->win_start;
     o->t_end_ms = t_end;
-    o->reserved = 0;
+    o->p_value = 1.0f;
     for (c = 0; c < 3; c++) o->top_channels[c] = AIOT_MONITOR_NO_CHANNEL;
     window_quality(m, &q);
     o->quality = q.quality;
@@ -481,7 +556,6 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     if (m->phase == AIOT_PHASE_COMMISSIONING) {
         commission(m, t_end);
         o->flags = AIOT_OUT_LEARNING;
-        o->p_value = 1.0f;
         o->state = q.quality < k->min_quality ? AIOT_STATE_NO_DATA : AIOT_STATE_RECALIBRATING;
         set_state(m, o->t_start_ms, o->state, q.quality);
         return;
@@ -489,60 +563,56 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     if (q.quality < k->min_quality) {
         // Nothing is scored: the alert history neither gains nor loses a vote.
         o->state = AIOT_STATE_NO_DATA;
-        o->p_value = 1.0f;
         o->flags = (uint8_t)((m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0) | (m->alert ? AIOT_OUT_ALERT : 0));
         set_state(m, o->t_start_ms, o->state, q.quality);
         return;
     }
     normalize(m);
-    if (m->score(m->score_ctx, m->win, (size_t)(k->window * C), m->recon) != 0) {
+    if (m->score(m->score_ctx, m->win, (size_t)(k->window * C), m->recon) != 0 || window_stats(m, &w) != 0) {
         m->score_errors++;
         o->state = AIOT_STATE_NO_DATA;
-        o->p_value = 1.0f;
-        o->flags = AIOT_OUT_SCORE_ERROR;
+        o->flags = (uint8_t)(AIOT_OUT_SCORE_ERROR | (m->alert ? AIOT_OUT_ALERT : 0));
         set_state(m, o->t_start_ms, o->state, 0.0f);
         return;
     }
-    residuals(m, err, bias);
     if (m->phase == AIOT_PHASE_CALIBRATING) {
-        calibrate(m, t_end, err, bias);
+        calibrate(m, t_end, &w);
         o->state = AIOT_STATE_RECALIBRATING;
         o->flags = AIOT_OUT_LEARNING;
-        o->p_value = 1.0f;
         set_state(m, o->t_start_ms, o->state, q.quality);
         return;
     }
 
     // Drift / step handling first, so a channel that starts recalibrating in this window
     // is already left out of the score of this window.
-    for (c = 0; c < C; c++) adapt_channel(m, c, t_end, err, bias);
+    r = 0;
+    for (c = 1; c < C; c++)
+        if (w.rest[c] / m->ch[c].rest_ref < w.rest[r] / m->ch[r].rest_ref) r = c;
+    for (c = 0; c < C; c++) adapt_channel(m, c, r, t_end, &w);
 
-    for (c = 0; c < C; c++) {
-        if (m->ch[c].mode == CH_RECAL) continue;
-        s += err[c];
-        counted++;
-    }
-    if (counted) {
-        s /= (float)counted;
+    cal_top = m->cal[m->cal_count - 1];
+    r = recalibrating_channel(m);
+    if (r >= 0) {
+        // Score the machine from the other channels, on the scale of the calibration set.
+        float cal_mean = 0.0f;
+        for (c = 0; c < m->cal_count; c++) cal_mean += m->cal[c];
+        cal_mean /= (float)m->cal_count;
+        s = w.rest[r] * cal_mean / m->ch[r].rest_ref;
     } else {
-        for (c = 0; c < C; c++) s += err[c];
+        for (c = 0; c < C; c++) s += w.err[c];
         s /= (float)C;
     }
-    threshold = k->alert_margin * m->cal[m->cal_count - 1];
-    if (threshold < TINY) threshold = TINY;
+    threshold = fmaxf(k->alert_margin * cal_top, TINY);
     o->score = s / threshold;
     p = p_value(m, s);
     o->p_value = p;
     keep = (uint16_t)((1u << k->persist_n) - 1u);
     m->vote_high = (uint16_t)(((m->vote_high << 1) | (o->score >= 1.0f)) & keep);
-    m->vote_low = (uint16_t)(((m->vote_low << 1) | (s >= k->clear_margin * m->cal[m->cal_count - 1])) & keep);
+    m->vote_low = (uint16_t)(((m->vote_low << 1) | (s >= k->clear_margin * cal_top)) & keep);
     if (o->score >= 1.0f) o->flags |= AIOT_OUT_VOTE;
 
-    {
-        float top_err[AIOT_MONITOR_MAX_CHANNELS];
-        for (c = 0; c < C; c++) top_err[c] = m->ch[c].mode == CH_RECAL ? 0.0f : err[c] / m->ch[c].err_ref;
-        top3(top_err, m, o->top_channels, &mask);
-    }
+    for (c = 0; c < C; c++) contrib[c] = c == r ? 0.0f : w.err[c] / m->ch[c].err_ref;
+    top3(contrib, m, o->top_channels, &mask);
     if (!m->alert && popcount16(m->vote_high) >= k->persist_k) {
         m->alert = 1;
         m->alert_severity = severity_of(k, o->score);
@@ -552,7 +622,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->alert = 0;
         m->alert_severity = 0;
         emit(m, t_end, AIOT_EVENT_ALERT_CLEARED, AIOT_MONITOR_NO_CHANNEL, 0, o->score);
-    } else if (m->alert && o->score >= 1.0f && severity_of(k, o->score) > m->alert_severity) {
+    } else if (m->alert && severity_of(k, o->score) > m->alert_severity) {
         m->alert_severity = severity_of(k, o->score);
         emit(m, t_end, AIOT_EVENT_SEVERITY_CHANGED, o->top_channels[0], mask, o->score);
     }
