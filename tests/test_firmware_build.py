@@ -1,0 +1,118 @@
+"""Firmware build and its flash/RAM accounting, checked against independent figures:
+arm-none-eabi-size for totals, the model's own parameter count for weights."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import requires_arm
+from toolkit.bench import load_recipes
+from toolkit.boards import get_board
+from toolkit.codegen import generate
+from toolkit.errors import ToolkitError
+from toolkit.firmware import build
+from toolkit.reference import TflmReference
+
+pytestmark = requires_arm
+
+
+@pytest.fixture(scope="module")
+def ad_small(tmp_path_factory):
+    tflite = load_recipes().build_model("ad-small")
+    out = tmp_path_factory.mktemp("ad_small")
+    cg = generate(tflite, out / "c", name="ad_small")
+    return tflite, cg, out
+
+
+def _berkeley(elf):
+    text, data, bss = subprocess.run(["arm-none-eabi-size", "-B", "-d", str(elf)], capture_output=True,
+                                     text=True, check=True).stdout.splitlines()[-1].split()[:3]
+    return int(text), int(data), int(bss)
+
+
+def test_size_split_adds_up_and_matches_arm_size(ad_small, tmp_path):
+    tflite, cg, out = ad_small
+    res = build(get_board("mps2-an386"), tmp_path / "fw", out / "c")
+    text, data, bss = _berkeley(res.elf)
+    s = res.size
+    assert s.flash_total == text + data
+    assert s.ram_total == data + bss
+    assert s.engine_code + s.weights + s.app_code == s.flash_total
+    assert s.arena + s.stack + s.app_ram == s.ram_total
+    assert s.arena == cg.arena_bytes
+
+
+def test_weights_hold_at_least_every_parameter(ad_small, tmp_path):
+    # ad-small is 32-16-8-16-32: int8 kernels + int32 biases, counted from the layer sizes.
+    sizes = [32, 16, 8, 16, 32]
+    kernel_bytes = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    bias_bytes = 4 * sum(sizes[1:])
+    _tflite, _cg, out = ad_small
+    res = build(get_board("mps2-an385"), tmp_path / "fw", out / "c")
+    assert res.size.weights >= kernel_bytes + bias_bytes
+    # ...and not wildly more: per-channel multipliers/shifts are 8 bytes per output channel.
+    assert res.size.weights <= kernel_bytes + bias_bytes + 8 * sum(sizes[1:]) + 256
+    assert 0 < res.size.engine_code < res.size.flash_total
+
+
+def test_firmware_without_model_has_no_engine(tmp_path):
+    res = build(get_board("mps2-an386"), tmp_path / "fw")
+    assert res.size.engine_code == 0 and res.size.weights == 0 and res.size.arena == 0
+
+
+def test_missing_generated_model_is_a_clear_error(tmp_path):
+    with pytest.raises(ToolkitError) as e:
+        build(get_board("mps2-an386"), tmp_path / "fw", tmp_path / "nowhere")
+    assert "model.c missing" in e.value.message and "aiot codegen" in e.value.hint
+
+
+@pytest.mark.qemu
+def test_bench_is_bit_exact_and_profile_is_consistent(ad_small, tmp_path):
+    from toolkit.bench import bench_model
+
+    tflite, cg, _out = ad_small
+    r = bench_model(get_board("mps2-an386"), tflite, "ad_small", tmp_path, runs=10)
+    assert r.bit_exact
+    assert r.macs == cg.macs == 32 * 16 + 16 * 8 + 8 * 16 + 16 * 32
+    # At least one instruction per MAC on a core without SIMD in this path, and finite.
+    assert r.macs * 0.25 < r.instructions_per_inference < r.macs * 50
+    # Per-layer figures (profiling build) must account for the whole inference.
+    total_layers = sum(layer.instructions for layer in r.layers)
+    assert len(r.layers) == len(cg.layers)
+    assert 0.8 * r.instructions_per_inference < total_layers < 1.3 * r.instructions_per_inference
+
+
+def test_bench_inputs_follow_the_documented_lcg():
+    from toolkit.bench import BENCH_SEED, bench_inputs
+
+    # Numerical Recipes LCG, top byte as int8, recomputed independently here.
+    state, want = BENCH_SEED, []
+    for _ in range(5):
+        state = (1664525 * state + 1013904223) % 2**32
+        want.append(int(np.array([state >> 24], dtype=np.uint8).view(np.int8)[0]))
+    assert bench_inputs(1, 5)[0].tolist() == want
+
+
+def test_bench_output_parser_rejects_truncated_runs():
+    from toolkit.bench import parse_bench_output
+
+    ok = "bench m runs 1\nrun 0 ticks 12 out 01ff\nlayer 0 FC#0 10\ndone\n"
+    ticks, outs, layers = parse_bench_output(ok)
+    assert ticks == [12] and outs[0].tolist() == [1, -1] and layers == {(0, "FC#0"): [10]}
+    with pytest.raises(ToolkitError, match="did not finish"):
+        parse_bench_output("bench m runs 1\nrun 0 ticks 12 out 01ff\n")
+    with pytest.raises(ToolkitError, match="no header"):
+        parse_bench_output("garbage")
+    with pytest.raises(ToolkitError, match="reported"):
+        parse_bench_output("bench m runs 1\nerror invoke 3\ndone\n")
+
+
+def test_recipe_is_int8_in_and_out(ad_small):
+    # Guard for the fixture: the recipe is int8 in/out with the expected shapes.
+    tflite, cg, _ = ad_small
+    ref = TflmReference(tflite)
+    assert ref.input_details["dtype"] == np.int8 and ref.output_details["dtype"] == np.int8
+    assert int(np.prod(ref.input_shape)) == 32 == int(np.prod(cg.input_shape))
