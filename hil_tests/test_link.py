@@ -1,0 +1,153 @@
+"""INFO, inference parity with tflite-micro, malformed frames, resynchronization, timeouts."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit import protocol as P
+from toolkit.errors import ToolkitError
+from toolkit.hil import DeviceError, DeviceTimeout
+
+FRAMES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "frames" / "malformed.json"
+
+
+def test_info(device, board, require_model, hil_model):
+    info = device.info(refresh=True)
+    assert (info.proto_major, info.proto_minor) == (P.PROTO_MAJOR, P.PROTO_MINOR)
+    assert info.board == board.name
+    assert info.has_model and info.has_monitor
+    assert info.model_hash == hil_model.crc
+    assert info.input_bytes == hil_model.x_int8.shape[1]
+    assert info.tick_hz > 0 and info.cpu_hz == board.cpu_hz
+    assert info.max_payload >= info.input_bytes
+    print(f"\n{board.name}: {info}")
+
+
+def test_inference_matches_tflite_micro(device, board, require_model, hil_model):
+    from toolkit.reference import TflmReference
+
+    ref = TflmReference(hil_model.tflite)
+    mismatches, ticks = [], []
+    for i, x in enumerate(hil_model.x_int8):
+        r = device.infer(x)
+        want = ref.invoke(x).reshape(-1)
+        assert r.output.shape == want.shape
+        if not np.array_equal(r.output, want):
+            mismatches.append((i, int(np.abs(r.output.astype(int) - want.astype(int)).max())))
+        ticks.append(r.ticks)
+    assert not mismatches, f"{len(mismatches)} of {len(hil_model.x_int8)} vectors differ (index, max |err|): {mismatches[:5]}"
+    assert min(ticks) > 0
+    hz = board.systick_hz or board.cpu_hz
+    print(f"\n{board.name}: {len(ticks)} vectors bit-exact; {np.mean(ticks) * 1e9 / hz:,.0f} instructions/inference")
+
+
+def test_infer_with_wrong_input_size_is_refused(device, require_model):
+    with pytest.raises(DeviceError) as e:
+        device.request(P.Msg.INFER, b"\x01" * (require_model.input_bytes + 1))
+    assert e.value.code == P.ErrorCode.BAD_PAYLOAD
+    assert str(require_model.input_bytes) in e.value.detail
+    with pytest.raises(ToolkitError, match="int8 values"):  # caught on the host before sending
+        device.infer(np.zeros(3, np.int8))
+    assert device.info(refresh=True).has_model
+
+
+def test_unknown_request_type(device):
+    with pytest.raises(DeviceError) as e:
+        device.request(0x55, b"abc")
+    assert e.value.code == P.ErrorCode.UNKNOWN_TYPE and e.value.request == 0x55
+
+
+def _fixtures():
+    doc = json.loads(FRAMES.read_text())
+    return [pytest.param(f, id=f["name"]) for f in doc["frames"]]
+
+
+def _error_frames(frames):
+    return [f for f in frames if isinstance(f, P.Frame) and f.type == P.Msg.ERROR]
+
+
+@pytest.mark.parametrize("fx", _fixtures())
+def test_malformed_frame_gets_an_error_and_is_not_acted_on(device, fx):
+    wire = bytes.fromhex(fx["hex"]) if fx["hex"] else P.cobs_encode(bytes.fromhex(fx["body"])) + b"\x00"
+    before = device.stats()["link"]
+    device.send_raw(b"\x00" + wire)
+    got = _error_frames(device.read_frames(2.0, want=1))
+    assert got, f"no error frame for {fx['name']}"
+    code, _req, _detail = P.unpack_error(got[0].payload)
+    assert P.error_name(code) == fx["error"]
+    after = device.stats()["link"]
+    # Only the STATS request itself was a valid frame in between.
+    assert after["frames_ok"] == before["frames_ok"] + 1
+    assert device.info(refresh=True).proto_major == P.PROTO_MAJOR
+
+
+def test_oversized_frame(device):
+    info = device.info()
+    device.send_raw(b"\x00" + P.encode_frame(P.Msg.INFER, 0x66, b"\x01" * (info.max_payload + 1)))
+    got = _error_frames(device.read_frames(5.0, want=1))
+    assert got and P.unpack_error(got[0].payload)[0] == P.ErrorCode.TOO_LARGE
+    assert device.info(refresh=True)
+
+
+def test_corrupted_exit_is_not_acted_on(device):
+    wire = bytearray(P.encode_frame(P.Msg.EXIT, 0x21, b"\x05"))
+    wire[-3] ^= 0x40  # inside the CRC: still well-formed COBS, wrong checksum
+    device.send_raw(b"\x00" + bytes(wire))
+    got = _error_frames(device.read_frames(2.0, want=1))
+    assert got and P.unpack_error(got[0].payload)[0] == P.ErrorCode.BAD_CRC
+    assert device.info(refresh=True)  # still alive: the EXIT was not executed
+
+
+def test_frame_split_across_slow_writes(device):
+    wire = P.encode_frame(P.Msg.INFO, 0x30)
+    device.send_raw(b"\x00")
+    for i in range(0, len(wire), 3):
+        device.send_raw(wire[i : i + 3])
+        time.sleep(0.02)
+    got = [f for f in device.read_frames(2.0, want=1) if isinstance(f, P.Frame)]
+    assert got and got[0].type == P.Msg.INFO | P.RESPONSE and got[0].seq == 0x30
+
+
+def test_incomplete_frame_gets_no_answer_then_resyncs(device):
+    wire = P.encode_frame(P.Msg.INFO, 0x31)
+    device.send_raw(b"\x00" + wire[: len(wire) // 2])  # no delimiter: the device must wait
+    assert device.read_frames(0.5, want=1) == []
+    # A short client deadline on top of the stuck frame: a clear timeout, not a hang.
+    saved = device.timeout
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DeviceTimeout) as e:
+            device.request(P.Msg.INFO, timeout=0.0001)
+        assert time.monotonic() - t0 < 1.0
+        assert device.name in e.value.message and "INFO" in e.value.message
+    finally:
+        device.timeout = saved
+    # The next request's leading delimiter ended the half frame: the device answers again.
+    assert device.info(refresh=True).proto_major == P.PROTO_MAJOR
+
+
+def test_garbage_line_noise_then_valid(device):
+    rng = np.random.default_rng(7)
+    noise = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    device.info(refresh=True)
+    device.stray.clear()
+    device.send_raw(noise)
+    info = device.info(refresh=True)
+    assert info.proto_major == P.PROTO_MAJOR
+    # Noise can complete frames, but never valid ones: only error frames came back.
+    assert device.stray, "3000 random bytes contain ~12 delimiters: the device must have complained"
+    assert all(isinstance(f, P.BrokenFrame) or f.type == P.Msg.ERROR for f in device.stray), device.stray
+
+
+def test_exit_ends_the_session_with_its_code(fresh_device):
+    assert fresh_device.info().proto_major == P.PROTO_MAJOR
+    assert fresh_device.exit(7) == 7
+    t0 = time.monotonic()
+    with pytest.raises(ToolkitError):
+        fresh_device.request(P.Msg.INFO, timeout=0.5)
+    assert time.monotonic() - t0 < 2.0
