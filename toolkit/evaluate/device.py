@@ -13,7 +13,7 @@ sensor's share of the score). Targets plug in here:
 
 from __future__ import annotations
 
-import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -67,6 +67,10 @@ class AlertRule:
     smooth: int = 10  #: score = mean of the last `smooth` window scores (noise averages out, a fault stays)
     noise_floor: float = 1.0  #: per-sensor scale >= noise_floor x the fleet's (long-term) spread
     max_slip: int = 2  #: a window may span timestamp steps up to this many periods (clock jitter)
+    #: "mean": mean squared error over the window (all sensors pooled); "max_channel": the
+    #: worst sensor's error relative to its own commissioning error (a one-sensor fault is
+    #: not diluted by the healthy ones)
+    score: str = "mean"
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -121,6 +125,15 @@ class ReferenceDevice:
         self.out_scale, self.out_zp = float(q["output_scale"]), int(q["output_zero_point"])
         self.norm = None
         self.threshold = None
+        self.ref = None  #: (C,) mean per-sensor error over the commissioning windows
+
+    def combine(self, total: np.ndarray, per_channel: np.ndarray) -> np.ndarray:
+        """Window score from the pooled and per-sensor errors, per ``rule.score``."""
+        if self.rule.score == "mean":
+            return total
+        if self.rule.score == "max_channel":
+            return (per_channel / self.ref).max(axis=1) if len(per_channel) else total
+        raise ToolkitError(f"unknown score kind '{self.rule.score}'", hint="use mean or max_channel")
 
     def _scores(self, series: Series, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from ..features import dequantize, make_windows, quantize_input
@@ -147,8 +160,9 @@ class ReferenceDevice:
         if self.rule.noise_floor > 0:
             fleet_std = self.pkg.normalization.std
             self.norm.std = np.maximum(self.norm.std, np.float32(self.rule.noise_floor) * fleet_std)
-        _, scores, _ = self._scores(h)
-        scores = _smooth(scores, self.rule.smooth)
+        _, total, per_ch = self._scores(h)
+        self.ref = np.maximum(per_ch.mean(axis=0), 1e-6) if len(per_ch) else None
+        scores = _smooth(self.combine(total, per_ch), self.rule.smooth)
         if scores.size == 0:
             raise ToolkitError(
                 f"{head.source}: no complete window of {self.pkg.window} rows in the {head.rows} commissioning rows",
@@ -160,10 +174,10 @@ class ReferenceDevice:
 
     def stream(self, series: Series, start: int) -> Outputs:
         n = series.rows - start
-        end_rows, scores, per_ch = self._scores(series, rows=np.int64(start))
+        end_rows, total, per_ch = self._scores(series, rows=np.int64(start))
         score = np.full(n, np.nan)
         chs = np.full((n, len(series.channels)), np.nan)
-        score[end_rows - start] = _smooth(scores, self.rule.smooth)
+        score[end_rows - start] = _smooth(self.combine(total, per_ch), self.rule.smooth)
         chs[end_rows - start] = per_ch
         alert, conf = apply_rule(score, self.threshold, self.rule)
         state = []
@@ -202,13 +216,10 @@ def make_device(target: str, package: Path, rule: AlertRule) -> Device:
     if target == "reference":
         return ReferenceDevice(package, rule)
     if target == "host":
-        if importlib.util.find_spec("toolkit.monitor") is None:
-            raise ToolkitError(
-                "--target host needs toolkit.monitor (the host build of the on-device monitor), not in this tree yet",
-                hint="use --target reference (int8 model via tflite-micro, same alert rule) meanwhile",
-            )
-        raise ToolkitError("--target host: the toolkit.monitor binding is not wired into evaluate yet",
-                           hint="use --target reference meanwhile")
+        from .monitor_device import MonitorDevice
+
+        meta = json.loads((Path(package) / "meta.json").read_text())
+        return MonitorDevice(package, int(meta["window"]), "host")
     if target.startswith("qemu:"):
         raise ToolkitError(
             f"--target {target}: streaming samples into QEMU needs the framed serial protocol, not in this tree yet",

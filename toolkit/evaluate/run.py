@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import platform
 import sys
 import time
@@ -60,12 +61,28 @@ def evaluate(
         ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None)
         ds.fleet_source = Path(fleet)
 
-    if ds.fleet is not None:
+    if ds.fleet is not None and settings.target != "reference":
+        from .monitor_device import device_fleet_model
+
+        src_sha = sha256_file(ds.fleet_source) if ds.fleet_source else "memory"
+        rows = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
+        package = device_fleet_model(ds.fleet, src_sha, window, epochs, settings.seed, rows, settings.hidden)
+        tfl = package / "model.tflite"
+        model_ctx = {"kind": "fleet (noise-unit inputs, for the monitor)", "package": str(package),
+                     "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,
+                     "trained_on": str(ds.fleet_source), "trained_on_sha256": src_sha,
+                     **json.loads((package / "meta.json").read_text())}
+    elif ds.fleet is not None:
         package = pipeline.fleet_package(ds.fleet, ds.fleet_source, settings)
         model_ctx = _model_context(package)
         model_ctx.update(kind="fleet", trained_on=str(ds.fleet_source),
                          trained_on_sha256=sha256_file(ds.fleet_source) if ds.fleet_source else None)
     else:
+        if settings.target != "reference":
+            raise ToolkitError(
+                f"--target {settings.target} needs a fleet model: this data has no normal-operation file",
+                hint="pass --fleet NORMAL.csv (or use --target reference, which trains one model per file)",
+            )
         package = None
         model_ctx = {"kind": "per-file", "trained_on": "each file's own commissioning rows"}
 

@@ -1,0 +1,198 @@
+"""The device targets: the firmware's monitor (firmware/src/monitor) with the generated
+int8 engine as its score function, on the host (toolkit.monitor, same C) or in QEMU
+(toolkit.hil over the serial protocol). Also the fleet model they need.
+
+The monitor feeds its model windows in *noise units* of each installation
+((x - commissioned baseline) / commissioned noise, clipped), so the fleet model is trained
+on normal data normalized exactly that way, segment by segment, and the training
+normalization toolkit.train adds on top is folded into the first and last layers before
+int8 conversion: the int8 model takes noise units in and gives noise units out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Series
+from ..errors import ToolkitError
+from ..paths import build_dir
+from .device import Outputs
+
+#: Pseudo-installation length when cutting the normal data into device-normalized segments.
+SEGMENT_ROWS = 1150
+
+
+def monitor_knobs(window: int, commissioning_rows: int) -> dict:
+    """Commissioning budget split for the monitor: half the rows learn the noise profile,
+    the rest (up to the monitor's capacity) are calibration windows."""
+    from .. import monitor as M
+
+    commission = max(2, commissioning_rows // 2)
+    cal = min(M.MAX_CALIBRATION, (commissioning_rows - commission) // window)
+    if cal < 4:
+        raise ToolkitError(
+            f"{commissioning_rows} commissioning rows leave {cal} calibration windows of {window} samples (need 4)",
+            hint="commission on more rows (--train-rows) or use a smaller --window",
+        )
+    return {"commission_samples": commission, "calibration_windows": cal}
+
+
+def _device_normalized(fleet: Series, commission: int) -> Series:
+    """``fleet`` cut into segments, each in its own noise units as the monitor would see it;
+    a long time gap between segments keeps training windows from straddling two."""
+    vals, ts = [], []
+    t0 = 0.0
+    for a in range(0, fleet.rows - commission, SEGMENT_ROWS):
+        seg = fleet.slice(a, min(a + SEGMENT_ROWS, fleet.rows))
+        head = np.where(seg.valid[:commission], seg.values[:commission], np.nan)
+        mean = np.nanmean(head, axis=0)
+        sd = np.nanstd(head, axis=0, ddof=1)
+        sd = np.maximum(sd, 1e-3 * np.abs(mean) + 1e-12)
+        vals.append(np.clip((seg.values - mean) / sd, -8.0, 8.0))
+        ts.append(seg.timestamps - seg.timestamps[0] + t0)
+        t0 = ts[-1][-1] + 1000.0
+    v = np.concatenate(vals)
+    return Series(timestamps=np.concatenate(ts), values=v, valid=~np.isnan(v), labels=None,
+                  channels=list(fleet.channels), source=fleet.source, meta={"generator": "device-normalized"})
+
+
+def _fold_normalization(model, mean: np.ndarray, std: np.ndarray):
+    """A copy of ``model`` that takes and returns raw features instead of (x - mean) / std."""
+    import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    dense = [l for l in clone.layers if isinstance(l, keras.layers.Dense)]
+    first, last = dense[0], dense[-1]
+    w, b = first.get_weights()
+    first.set_weights([w / std[:, None], b - (mean / std) @ w])
+    w, b = last.get_weights()
+    last.set_weights([w * std[None, :], b * std + mean])
+    return clone
+
+
+def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int, seed: int,
+                       commissioning_rows: int, hidden: tuple[int, ...] = (16, 8)) -> Path:
+    """Train (cached) the fleet model for the monitor: DIR/model.tflite + DIR/c/model.c."""
+    knobs = monitor_knobs(window, commissioning_rows)
+    h = hashlib.sha256(json.dumps([source_sha, window, epochs, seed, knobs, list(hidden)]).encode())
+    for mod in ("train.py", "quantize.py", "codegen/__init__.py", "evaluate/monitor_device.py"):
+        p = Path(__file__).resolve().parent.parent / mod
+        h.update(p.read_bytes() if p.exists() else b"")
+    out = build_dir() / "evaluate" / "models" / f"device-{h.hexdigest()[:16]}"
+    if (out / "c" / "model.c").is_file():
+        return out
+    from ..codegen import generate
+    from ..package import load_package
+    from ..progress import step
+    from ..quantize import convert_int8
+    from ..train import train
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    with step(f"device fleet model ({fleet.rows} normal rows in noise units), cached as {out.name}"):
+        z = _device_normalized(fleet, knobs["commission_samples"])
+        train(z, tmp / "pkg", window=window, epochs=epochs, seed=seed, train_rows=int(0.9 * z.rows),
+              hidden=hidden, name="fleet_device", progress=False)
+        import keras
+
+        pkg = load_package(tmp / "pkg")
+        norm = pkg.normalization
+        mean = np.tile(norm.mean.astype(np.float64), window)
+        std = np.tile(norm.std.astype(np.float64), window)
+        model = keras.models.load_model(pkg.file("keras"), compile=False)
+        folded = _fold_normalization(model, mean, std)
+        rep = pkg.vectors()["x_representative"].astype(np.float64) * std + mean
+        tfl = convert_int8(folded, rep.astype(np.float32))
+        (tmp / "model.tflite").write_bytes(tfl)
+        generate(tfl, tmp / "c", name="fleet_device")
+        (tmp / "meta.json").write_text(json.dumps({"knobs": knobs, "window": window, "epochs": epochs,
+                                                   "training_normalization_folded": norm.to_json()}, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def _rows_from_windows(ts_ms: np.ndarray, outs: np.ndarray, channels: int) -> Outputs:
+    """Each row carries the newest window output the device had emitted by that row's time."""
+    from .. import monitor as M
+
+    n = ts_ms.size
+    idx = np.searchsorted(outs["t_end_ms"].astype(np.int64), ts_ms, side="right") - 1 if len(outs) else np.full(n, -1)
+    state, score, conf = [], np.full(n, np.nan), np.zeros(n)
+    alert = np.zeros(n, np.int8)
+    chs = np.zeros((n, channels))
+    for i, k in enumerate(idx):
+        if k < 0:
+            state.append("warmup")
+            continue
+        o = outs[k]
+        learning = bool(o["flags"] & M.OUT_LEARNING)
+        state.append("commissioning" if learning else M.STATES[int(o["state"])].lower())
+        score[i] = float(o["score"])
+        conf[i] = float(o["confidence"])
+        alert[i] = 1 if (o["flags"] & M.OUT_ALERT) else 0
+        top = int(o["top_channels"][0])
+        if top != M.NO_CHANNEL and top < channels:
+            chs[i, top] = 1.0
+    return Outputs(state, score, conf, alert, chs)
+
+
+class MonitorDevice:
+    """The monitor + generated int8 engine; ``backend`` "host" (ctypes) or a board (QEMU).
+
+    Built at commissioning time, when the installation's channels and sample period are
+    known; commissioning = pushing the first rows (the monitor learns on the device).
+    """
+
+    def __init__(self, model_dir: Path, window: int, backend: str = "host", knobs: dict | None = None):
+        self.target = backend
+        self.model_dir = Path(model_dir)
+        self.window = window
+        self.knobs = dict(knobs or {})
+        self.dev = None
+        self.config = None
+        self.channels = 0
+        self._t0 = None
+        self._pending = None
+
+    def _open(self, head: Series) -> None:
+        from .. import monitor as M
+
+        self.channels = len(head.channels)
+        period_ms = max(1, int(round(head.sample_period_s * 1000)))
+        self.config = M.default_config(self.channels, self.window, period_ms,
+                                       **monitor_knobs(self.window, head.rows), **self.knobs)
+        if self.target == "host":
+            from ..codegen import engine_sources
+
+            c_dir = self.model_dir / "c"
+            lib = M.library([c_dir / "model.c", *engine_sources(), M.engine_adapter_source()],
+                            include_dirs=[c_dir], name="aiot_eval_monitor")
+            self.dev = M.SimulatedDevice(self.config, lib.aiot_monitor_engine_score, lib)
+        else:
+            raise ToolkitError(f"monitor backend '{self.target}' is not wired yet", hint="use --target host")
+
+    def _ms(self, series: Series, rows: slice) -> np.ndarray:
+        if self._t0 is None:
+            self._t0 = float(series.timestamps[0])
+        return np.round((series.timestamps[rows] - self._t0) * 1000.0).astype(np.int64)
+
+    def commission(self, head: Series) -> dict:
+        self._open(head)
+        ts = self._ms(head, slice(0, head.rows))
+        vals = np.where(head.valid, head.values, np.nan)
+        self._pending = self.dev.push(ts, vals)  # commissioning + calibration happen on the device
+        return {"monitor_config": self.config.as_dict(), "commissioning_outputs": int(len(self._pending))}
+
+    def stream(self, series: Series, start: int) -> Outputs:
+        ts = self._ms(series, slice(start, series.rows))
+        vals = np.where(series.valid[start:], series.values[start:], np.nan)
+        outs = self.dev.push(ts, vals)
+        allouts = np.concatenate([self._pending, outs]) if self._pending is not None else outs
+        return _rows_from_windows(ts, allouts, self.channels)
