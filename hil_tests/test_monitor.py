@@ -1,0 +1,186 @@
+"""Streaming through the on-device monitor: configuration, gaps and drift, event buffering.
+
+The reference for every output is the host build of the very same monitor C with the very
+same generated model (toolkit.monitor + the engine adapter), fed the same samples; the
+scenario below is designed so that the behaviour to look for (a gap, a drifting channel,
+an alert) is known from the input, independent of either implementation."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from toolkit import codegen
+from toolkit import monitor as M
+from toolkit import protocol as P
+from toolkit.hil import DeviceError
+
+CHANNELS, WINDOW, PERIOD = 3, 8, 1000
+GAP_START, GAP_MS = 400, 30_000
+
+
+def config(**knobs):
+    return M.default_config(CHANNELS, WINDOW, PERIOD, **{"commission_samples": 80, "calibration_windows": 24, **knobs})
+
+
+def scenario(seed=1):
+    """900 samples: missing values, a 30 s gap, a slow drift then a step on channel 0, a spike on 1."""
+    rng = np.random.default_rng(seed)
+    n = 900
+    ts = np.arange(n, dtype=np.int64) * PERIOD
+    v = rng.normal(0, 1, (n, CHANNELS)).astype(np.float32) * np.array([0.5, 2.0, 1.0], np.float32)
+    v += np.array([50, -20, 3], np.float32)
+    ts[GAP_START:] += GAP_MS
+    v[150:160, 2] = np.nan
+    v[450:750, 0] += np.linspace(0, 3.0, 300, dtype=np.float32)  # 6 noise units over 5 minutes
+    v[750:, 0] += 3.0
+    v[800:830, 1] += 16.0                                         # 8 noise units
+    return ts, v
+
+
+@pytest.fixture(scope="session")
+def host_monitor_lib(model_c):
+    return M.library(extra_sources=[*codegen.engine_sources(), model_c / "model.c", M.engine_adapter_source()],
+                     include_dirs=[model_c], name="hil_monitor_model")
+
+
+@pytest.fixture
+def monitor_device(device, require_model):
+    if require_model.input_bytes != CHANNELS * WINDOW:
+        pytest.skip(f"the monitor tests need a {CHANNELS}x{WINDOW}-feature model (hil_tests/fixtures/ae24)")
+    assert device.configure(config(), fresh=True) is True
+    return device
+
+
+def test_config_roundtrip_and_live_update(monitor_device):
+    dev = monitor_device
+    assert bytes(dev.config) == bytes(config())
+    tuned = config(alert_margin=2.5)
+    assert dev.configure(tuned) is False  # same structure: a live update, no re-commissioning
+    assert bytes(dev.config) == bytes(tuned)
+    assert dev.configure(config(calibration_windows=30)) is True  # structure changed
+
+
+@pytest.mark.parametrize("bad,why", [
+    (dict(window=4), "x window"),              # 3 x 4 != the model's 24 features
+    (dict(persist_k=6, persist_n=5), "invalid"),
+])
+def test_config_refused_keeps_the_running_one(monitor_device, bad, why):
+    dev = monitor_device
+    cfg = config()
+    for k, v in bad.items():
+        setattr(cfg, k, v)
+    with pytest.raises(DeviceError) as e:
+        dev.request(P.Msg.CONFIG_SET, bytes(cfg))
+    assert e.value.code == P.ErrorCode.BAD_PAYLOAD and why in e.value.detail
+    with pytest.raises(DeviceError) as e:
+        dev.request(P.Msg.CONFIG_SET, bytes(cfg)[:-1])
+    assert e.value.code == P.ErrorCode.BAD_PAYLOAD
+    assert bytes(dev.config) == bytes(config())
+
+
+def test_push_payload_errors(monitor_device):
+    dev = monitor_device
+    rec = struct.pack("<IB3f", 1000, 7, 1.0, 2.0, 3.0)
+    for payload in (b"\x01", struct.pack("<HBB", 1, 2, 0) + rec, struct.pack("<HBB", 2, 3, 0) + rec):
+        with pytest.raises(DeviceError) as e:
+            dev.request(P.Msg.PUSH, payload)
+        assert e.value.code == P.ErrorCode.BAD_PAYLOAD
+    assert dev.stats()["monitor"]["windows"] == 0  # nothing was pushed
+
+
+def test_streaming_with_gaps_and_drift_matches_host_monitor(monitor_device, host_monitor_lib, board):
+    dev = monitor_device
+    ts, v = scenario()
+    out = dev.push(ts, v)
+    events = dev.events()
+
+    host = M.Monitor(config(), host_monitor_lib.aiot_monitor_engine_score, host_monitor_lib)
+    want = host.run(ts, v)
+    want_events = host.events()
+    assert len(out) == len(want)
+    for field in ("t_start_ms", "t_end_ms", "state", "severity", "flags", "top_channels"):
+        assert np.array_equal(out[field], want[field]), field
+    for field in ("score", "p_value", "confidence", "quality"):
+        np.testing.assert_allclose(out[field], want[field], rtol=1e-5, atol=1e-6, err_msg=field)
+    assert [(e.type, e.seq, e.timestamp_ms, e.channel) for e in events] == \
+           [(e.type, e.seq, e.timestamp_ms, e.channel) for e in want_events]
+
+    # What the input was designed to show, independent of either implementation:
+    gap_end = GAP_START * PERIOD + GAP_MS
+    gaps = out[(out["flags"] & M.OUT_GAP) != 0]
+    assert len(gaps) == 1 and GAP_START * PERIOD <= gaps["t_start_ms"][0] < gaps["t_end_ms"][0] < gap_end
+    assert gaps["state"][0] == M.NO_DATA
+    types = [e.type for e in events]
+    assert "DATA_LOST" in types and "DATA_RESTORED" in types
+    drift_ch0 = [e for e in events if e.channel == 0 and e.type in
+                 ("DRIFT_DETECTED", "RECAL_STARTED", "RECAL_DONE", "RECAL_REJECTED", "BASELINE_LIMIT")]
+    assert drift_ch0 and all(450 * PERIOD + GAP_MS <= e.timestamp_ms for e in drift_ch0)
+    assert any(e.type == "ALERT_RAISED" for e in events)
+    anomalous = out[out["state"] == M.ANOMALY]
+    assert anomalous["t_start_ms"].min() >= 450 * PERIOD + GAP_MS  # no alarm while the plant is clean
+    spike = (anomalous["t_end_ms"] >= 800 * PERIOD + GAP_MS) & (anomalous["t_start_ms"] < 830 * PERIOD + GAP_MS)
+    assert spike.any()
+    stats = dev.stats()
+    assert stats["monitor"]["phase"] == "ARMED" and stats["monitor"]["events_dropped"] == 0
+    print(f"\n{board.name}: {len(v)} samples -> {len(out)} outputs, {len(events)} events, "
+          f"{dev.counters.requests} requests")
+
+
+def _events_raw(dev, ack=None):
+    payload = struct.pack("<BH", 1, ack) if ack is not None else b"\x00\x00\x00"
+    f = dev.request(P.Msg.EVENTS, payload)
+    count, pending, _r, dropped = struct.unpack_from("<BBHI", f.payload)
+    return np.frombuffer(f.payload[8:], dtype=M.EVENT_DTYPE), pending, dropped
+
+
+def test_event_buffering_is_retry_safe_and_lossless(monitor_device):
+    dev = monitor_device
+    ts, v = scenario()
+    dev.push(ts, v)  # 13 events wait on the device (more than one batch of 8)
+    first, pending, dropped = _events_raw(dev)
+    again, _, _ = _events_raw(dev)  # a retry without ack (answer "lost"): the same batch
+    assert len(first) == 8 and pending > 0 and dropped == 0
+    assert first.tobytes() == again.tobytes()
+    second, _, _ = _events_raw(dev, ack=int(first["seq"][-1]))
+    third, _, _ = _events_raw(dev, ack=int(second["seq"][-1]) if len(second) else int(first["seq"][-1]))
+    seqs = list(first["seq"]) + list(second["seq"]) + list(third["seq"])
+    assert seqs == list(range(len(seqs))) and len(seqs) >= 13
+    last = seqs[-1]
+    assert len(_events_raw(dev, ack=last)[0]) == 0  # all acknowledged: nothing held any more
+
+
+def test_event_ring_overflow_is_counted(monitor_device):
+    dev = monitor_device  # fresh installation: empty ring, seqs from 0
+    n = M.EVENT_CAPACITY + 4
+    for _ in range(n):
+        dev.reset_baseline()  # one BASELINE_RESET event each, nothing drained in between
+    events = dev.events()
+    # The ring keeps the newest EVENT_CAPACITY; the 4 oldest were overwritten and counted.
+    assert [e.seq for e in events] == list(range(4, n))
+    assert {e.type for e in events} == {"BASELINE_RESET"}
+    assert dev.events_dropped == 4
+
+
+def test_reset_baseline_restarts_commissioning(monitor_device):
+    dev = monitor_device
+    ts, v = scenario()
+    dev.push(ts[:300], v[:300])
+    assert dev.stats()["monitor"]["phase"] != "COMMISSIONING"
+    dev.events()
+    dev.reset_baseline()
+    assert dev.stats()["monitor"]["phase"] == "COMMISSIONING"
+    assert [e.type for e in dev.events()] == ["BASELINE_RESET"]
+
+
+def test_monitor_requests_need_a_configuration(fresh_device):
+    for t, payload in ((P.Msg.PUSH, b"\x00\x00\x03\x00"), (P.Msg.EVENTS, b"\x00\x00\x00"), (P.Msg.RESET_BASELINE, b"")):
+        with pytest.raises(DeviceError) as e:
+            fresh_device.request(t, payload)
+        assert e.value.code == P.ErrorCode.MONITOR_ERROR and "CONFIG_SET" in e.value.detail
+    assert fresh_device.config is None
+    assert fresh_device.stats()["configured"] is False
+
+
