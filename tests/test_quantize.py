@@ -155,3 +155,18 @@ def test_cli_missing_package(tmp_path):
 
     r = CliRunner().invoke(main, ["quantize", "--package", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no such package folder" in r.output
+
+
+def test_manifest_that_disagrees_with_the_model(pkg, tmp_path):
+    copy = tmp_path / "pkg"
+    shutil.copytree(pkg[0], copy)
+    m = _manifest(copy)
+    m["window"] = W // 2
+    (copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ToolkitError, match="features, the manifest says 4 channels x 4"):
+        quantize(copy, progress=False)
+    v = dict(np.load(copy / "vectors.npz"))
+    v["x"], v["x_representative"] = v["x"][:, : C * W // 2], v["x_representative"][:, : C * W // 2]
+    np.savez(copy / "vectors.npz", **v)
+    with pytest.raises(ToolkitError, match=r"model input \(None, 32\) does not match the manifest"):
+        quantize(copy, progress=False)

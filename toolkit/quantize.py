@@ -176,6 +176,15 @@ def quantize(pkg_dir: Path | str, progress: bool = True) -> QuantReport:
     except Exception as e:
         raise ToolkitError(f"{keras_path}: cannot be loaded ({e})", hint="re-run `aiot train`") from e
 
+    shape = tuple(getattr(model, "input_shape", ()) or ())
+    if len(shape) != 2 or shape[1] != c * w:
+        raise ToolkitError(
+            f"{keras_path}: model input {shape} does not match the manifest ({c} channels x {w} samples = {c * w})",
+            hint="the package files come from different trainings; re-run `aiot train`",
+        )
+    if vec["x"].ndim != 2 or vec["x"].shape[1] != c * w:
+        raise ToolkitError(f"{pkg.path / VECTORS}: test windows have shape {vec['x'].shape}, expected (N, {c * w})",
+                           hint="re-run `aiot train`")
     ctx = step("int8 conversion") if progress else _nullcontext()
     with ctx:
         tflite = convert_int8(model, rep)
