@@ -187,3 +187,17 @@ def test_all_rows_for_training_leaves_no_test_windows_and_quantize_still_works(t
     assert v["x"].shape == (0, 4 * W) and v["score"].shape == (0,) and v["per_channel"].shape == (0, 4)
     report = quantize(tmp_path / "p", progress=False)
     assert report.source == "training" and report.windows == len(v["x_representative"]) > 0
+
+
+def test_summary_counts_flagged_test_windows(runs, tiny_csv):
+    a = runs[0]
+    s = load_csv(tiny_csv)
+    v = np.load(a.package / "vectors.npz")
+    flagged = v["score"] > a.threshold
+    fault = v["labels"] == 1
+    clean = np.array([not s.labels[e - W + 1 : e + 1].any() for e in v["end_rows"]])
+    assert a.test_fault_windows == fault.sum() > 0
+    assert a.test_fault_flagged == (flagged & fault).sum()
+    assert a.test_normal_windows == clean.sum() > 0
+    assert a.test_normal_flagged == (flagged & clean).sum()
+    assert f"{a.test_fault_flagged}/{a.test_fault_windows} fault windows flagged" in a.summary()

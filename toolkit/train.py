@@ -45,6 +45,10 @@ class TrainResult:
     quantile: float
     final_loss: float
     seconds: float
+    test_fault_windows: int = 0  #: labelled test windows whose last row is a fault
+    test_fault_flagged: int = 0  #: ... of which the float model scores above the threshold
+    test_normal_windows: int = 0  #: labelled test windows with no faulty row at all
+    test_normal_flagged: int = 0
 
     def summary(self) -> str:
         return (
@@ -55,7 +59,12 @@ class TrainResult:
             f"{self.skipped_fault} touching a labelled fault, {self.test_incomplete} incomplete test window(s)\n"
             f"loss         {self.final_loss:.5f} (final epoch, mse)\n"
             f"threshold    {self.threshold:.5f} (q{self.quantile:g} of calibration scores)\n"
-            f"time         {self.seconds:.1f}s"
+            + (
+                f"test (float) {self.test_fault_flagged}/{self.test_fault_windows} fault windows flagged, "
+                f"{self.test_normal_flagged}/{self.test_normal_windows} normal windows flagged\n"
+                if self.test_fault_windows or self.test_normal_windows else ""
+            )
+            + f"time         {self.seconds:.1f}s"
         )
 
 
@@ -184,6 +193,10 @@ def train(
     threshold = float(np.quantile(cal_scores, quantile))
     test_scores, test_per_channel = reconstruction_errors(test.x, predict(test.x), c)
 
+    flagged = test_scores > threshold
+    fault_end = test.labels == 1 if test.labels is not None else np.zeros(len(test), bool)
+    clean = ~test.any_fault if test.any_fault is not None else np.zeros(len(test), bool)
+
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
@@ -260,6 +273,10 @@ def train(
         quantile=quantile,
         final_loss=final_loss,
         seconds=time.monotonic() - t0,
+        test_fault_windows=int(fault_end.sum()),
+        test_fault_flagged=int((flagged & fault_end).sum()),
+        test_normal_windows=int(clean.sum()),
+        test_normal_flagged=int((flagged & clean).sum()),
     )
 
 
