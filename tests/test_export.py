@@ -1,0 +1,224 @@
+"""`aiot export`: standalone CMake and PlatformIO projects, and the TFLite Micro C array.
+
+The CMake project is built with cmake + arm-none-eabi-gcc alone and booted in QEMU (with a
+generated model: INFO must report it); the PlatformIO project is validated offline with
+`pio project config` and its sources and flags are compiled with the Debian toolchain
+the way PlatformIO would (its own toolchain cannot be downloaded here)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import requires_arm, requires_qemu
+from toolkit import firmware
+from toolkit.boards import get_board
+from toolkit.cli import main
+from toolkit.errors import ToolkitError
+from toolkit.export import BOARD_HEADER, export_project, export_tflm, project_files
+
+FIX = Path(__file__).parent / "fixtures" / "tflite"
+HAVE_CMAKE = shutil.which("cmake") is not None
+
+
+def _pio() -> str | None:
+    venv_pio = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "pio"
+    return shutil.which("pio") or (str(venv_pio) if venv_pio.is_file() else None)
+
+
+@pytest.fixture(scope="module")
+def model_c(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from toolkit.codegen import generate
+
+    out = tmp_path_factory.mktemp("model_c")
+    generate(FIX / "good_dense.tflite", out, name="dense")
+    return out
+
+
+# --- what gets exported --------------------------------------------------------------------------
+
+
+def test_export_copies_exactly_the_build_sources(tmp_path: Path, model_c: Path) -> None:
+    b = get_board("nucleo-f446re")
+    out = export_project(b, "cmake", tmp_path / "p", model_c)
+    srcs = firmware.sources(b, model_c)
+    exported_c = sorted(p.relative_to(out) for p in out.rglob("*.c"))
+    assert len(exported_c) == len(srcs)
+    for s in srcs:
+        # same file content under the exported tree
+        rel = next(r for src, r in project_files(b, model_c) if src == s)
+        assert (out / rel).read_bytes() == s.read_bytes()
+    # every board define reaches the forced header, with the model (no AIOT_NO_MODEL)
+    header = (out / "include" / BOARD_HEADER).read_text()
+    for k, v in firmware.build_defines(b, model_c).items():
+        assert f"#define {k} {v}\n" in header
+    assert "AIOT_NO_MODEL" not in header
+    assert (out / "link.ld").read_text() == b.linker_script()
+
+
+def test_export_refuses_a_foreign_folder_and_unknown_format(tmp_path: Path) -> None:
+    (tmp_path / "mine.txt").write_text("user data")
+    with pytest.raises(ToolkitError, match="is not an aiot export"):
+        export_project(get_board("mps2-an386"), "cmake", tmp_path)
+    with pytest.raises(ToolkitError, match="unknown export format 'make'"):
+        export_project(get_board("mps2-an386"), "make", tmp_path / "x")
+
+
+def test_platformio_needs_a_platformio_board(tmp_path: Path) -> None:
+    with pytest.raises(ToolkitError) as ei:
+        export_project(get_board("mps2-an386"), "platformio", tmp_path / "x")
+    assert "no PlatformIO board id" in ei.value.message
+    assert "nucleo-f446re" in ei.value.hint and "--format cmake" in ei.value.hint
+    assert not (tmp_path / "x").exists()  # failed before writing anything
+
+
+# --- CMake: built with cmake alone, booted in QEMU ------------------------------------------------
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+@pytest.mark.skipif(not HAVE_CMAKE, reason="cmake not installed")
+def test_cmake_project_builds_standalone_and_boots(tmp_path: Path, model_c: Path) -> None:
+    from toolkit.hil import open_device
+
+    b = get_board("netduinoplus2")
+    proj = export_project(b, "cmake", tmp_path / "proj", model_c)
+    bld = tmp_path / "bld"
+    env = {"PATH": "/usr/bin:/bin"}  # no venv, no toolkit on PATH: only cmake and the toolchain
+    subprocess.run(["cmake", "-S", str(proj), "-B", str(bld)], check=True, capture_output=True, env=env)
+    r = subprocess.run(["cmake", "--build", str(bld)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    elf = bld / "firmware.elf"
+    assert (bld / "firmware.bin").is_file() and (bld / "firmware.hex").is_file()
+    with open_device(board=b, elf=elf, timeout=5) as dev:
+        info = dev.info()
+        assert info.board == "netduinoplus2" and info.has_model and info.model_name == "dense"
+        assert dev.exit(0) == 0
+
+
+@requires_arm
+@pytest.mark.skipif(not HAVE_CMAKE, reason="cmake not installed")
+def test_cmake_project_builds_for_a_real_board(tmp_path: Path) -> None:
+    proj = export_project(get_board("nucleo-g071rb"), "cmake", tmp_path / "proj")
+    bld = tmp_path / "bld"
+    subprocess.run(["cmake", "-S", str(proj), "-B", str(bld)], check=True, capture_output=True)
+    r = subprocess.run(["cmake", "--build", str(bld)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = subprocess.run(["arm-none-eabi-readelf", "-A", str(bld / "firmware.elf")], capture_output=True, text=True)
+    assert "v6S-M" in out.stdout  # Armv6-M code for the Cortex-M0+
+
+
+# --- PlatformIO: validated offline, compiled like PlatformIO would --------------------------------
+
+
+def _pio_config(proj: Path) -> dict:
+    pio = _pio()
+    if not pio:
+        pytest.skip("PlatformIO not installed (pip install '.[boards]')")
+    r = subprocess.run([pio, "project", "config", "-d", str(proj), "--json-output"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    sections = dict(json.loads(r.stdout))
+    return {name: dict(opts) for name, opts in sections.items()}
+
+
+def test_platformio_project_config_is_valid(tmp_path: Path) -> None:
+    proj = export_project(get_board("nrf52840-dk"), "platformio", tmp_path / "proj")
+    cfg = _pio_config(proj)
+    env = cfg["env:nrf52840-dk"]
+    assert env["platform"] == "nordicnrf52" and env["board"] == "nrf52840_dk"
+    assert env["board_build.ldscript"] == "link.ld" and env["upload_protocol"] == "jlink"
+    lint = subprocess.run([_pio(), "project", "config", "--lint", "-d", str(proj)], capture_output=True, text=True)
+    assert lint.returncode == 0 and "free from linting errors" in lint.stdout, lint.stdout + lint.stderr
+
+
+@requires_arm
+def test_platformio_project_compiles_with_debian_toolchain(tmp_path: Path) -> None:
+    """Do what PlatformIO's bare-metal builder does (every .c under src_dir with the env's
+    build_flags plus -mcpu/-mthumb from the board; link with the extra script's LINKFLAGS,
+    the ldscript and LIBS) with the Debian arm-none-eabi-gcc."""
+    b = get_board("nucleo-f446re")
+    proj = export_project(b, "platformio", tmp_path / "proj")
+    cfg = _pio_config(proj)["env:nucleo-f446re"]
+    flags: list[str] = []
+    for f in cfg["build_flags"]:
+        flags += f.split()
+    # The extra script's env.Append(LINKFLAGS=[...], LIBS=[...]) call, read without running it.
+    call = next(n for n in ast.walk(ast.parse((proj / "extra_script.py").read_text())) if isinstance(n, ast.Call)
+                and getattr(n.func, "attr", "") == "Append")
+    kw = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+    cpu = ["-mcpu=cortex-m4", "-mthumb"]  # from PlatformIO's nucleo_f446re board manifest
+    objs = []
+    for i, c in enumerate(sorted((proj / "src").rglob("*.c"))):
+        o = tmp_path / f"{i}.o"
+        r = subprocess.run(["arm-none-eabi-gcc", *cpu, *flags, "-Iinclude", "-Werror", "-c", str(c), "-o", str(o)],
+                           cwd=proj, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        objs.append(str(o))
+    elf = tmp_path / "firmware.elf"
+    r = subprocess.run(["arm-none-eabi-gcc", *cpu, *kw["LINKFLAGS"], f"-T{proj / cfg['board_build.ldscript']}",
+                        "-o", str(elf), *objs, *(f"-l{lib}" for lib in kw["LIBS"])], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert elf.stat().st_size > 0
+
+
+# --- TFLite Micro ----------------------------------------------------------------------------------
+
+
+def test_tflm_array_is_aligned_and_byte_exact(tmp_path: Path) -> None:
+    data = (FIX / "good_dense.tflite").read_bytes()
+    h, cc = export_tflm(data, tmp_path, "pump_model", source="good_dense.tflite")
+    text = cc.read_text()
+    assert "alignas(16) const unsigned char g_pump_model_data[]" in text
+    assert f"const unsigned int g_pump_model_data_len = {len(data)};" in text
+    # The array body decodes back to the exact file.
+    body = text[text.index("= {") + 3 : text.index("};")]
+    assert bytes(int(x, 16) for x in re.findall(r"0x([0-9a-f]{2})", body)) == data
+    assert "extern const unsigned char g_pump_model_data[];" in h.read_text()
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="no host C++ compiler")
+def test_tflm_array_compiles_as_cpp_and_is_16_byte_aligned(tmp_path: Path) -> None:
+    data = (FIX / "good_dense.tflite").read_bytes()
+    export_tflm(data, tmp_path, "m")
+    (tmp_path / "main.cc").write_text(
+        '#include <cstdio>\n#include <cstdint>\n#include "m_data.h"\n'
+        "int main() { std::printf(\"%u %u %c%c%c%c\\n\", (unsigned)((uintptr_t)g_m_data % 16), g_m_data_len,"
+        " g_m_data[4], g_m_data[5], g_m_data[6], g_m_data[7]); return 0; }\n")
+    exe = tmp_path / "t"
+    subprocess.run(["g++", "-std=c++11", "-Wall", "-Werror", str(tmp_path / "main.cc"), str(tmp_path / "m_data.cc"),
+                    "-o", str(exe)], check=True, capture_output=True)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout.split()
+    assert out == ["0", str(len(data)), "TFL3"]
+
+
+def test_tflm_errors(tmp_path: Path) -> None:
+    with pytest.raises(ToolkitError, match="not a .tflite flatbuffer"):
+        export_tflm((FIX / "wrong_identifier.tflite").read_bytes(), tmp_path, "m", source="wrong_identifier.tflite")
+    with pytest.raises(ToolkitError, match="not a valid C identifier"):
+        export_tflm((FIX / "good_dense.tflite").read_bytes(), tmp_path, "9lives")
+
+
+# --- CLI ----------------------------------------------------------------------------------------------
+
+
+def test_cli_export(tmp_path: Path) -> None:
+    r = CliRunner().invoke(main, ["export", "--format", "tflm", "--model", str(FIX / "good_dense.tflite"),
+                                  "--out", str(tmp_path / "t")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "t" / "model_data.cc").is_file()
+    r = CliRunner().invoke(main, ["export", "--format", "cmake", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 2 and "needs --board" in r.output
+    r = CliRunner().invoke(main, ["export", "--board", "microbit", "--format", "cmake", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "c" / "CMakeLists.txt").is_file()
+    r = CliRunner().invoke(main, ["export", "--board", "microbit", "--format", "cmake", "--out", str(tmp_path / "d"),
+                                  "--package", str(tmp_path / "nopkg")])
+    assert r.exit_code == 2 and "aiot codegen --package" in r.output

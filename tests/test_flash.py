@@ -1,0 +1,266 @@
+"""`aiot flash` and `aiot monitor` without hardware: the exact commands each method runs,
+and every error path (no probe, unknown probe, several probes, missing pack, missing
+drive, missing ELF, emulated board, no serial port), checked through the CLI where the
+user sees them. USB discovery is replaced by fakes; nothing here touches a real port."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit import flash as F
+from toolkit.boards import get_board
+from toolkit.cli import main
+from toolkit.commands import monitor as MON
+from toolkit.errors import ToolkitError
+
+
+@pytest.fixture
+def elf(tmp_path: Path) -> Path:
+    p = tmp_path / "firmware.elf"
+    p.write_bytes(b"\x7fELF fake")
+    p.with_suffix(".bin").write_bytes(b"\x00" * 16)
+    return p
+
+
+@pytest.fixture
+def usb(monkeypatch: pytest.MonkeyPatch):
+    """Fake host: what probes, serial ports and pyocd targets exist."""
+    state = {"probes": [], "ports": [], "targets": {"stm32f767zi", "nrf52840"}}
+    monkeypatch.setattr(F, "have_pyocd", lambda: True)
+    monkeypatch.setattr(F, "list_probes", lambda: list(state["probes"]))
+    monkeypatch.setattr(F, "list_serial_ports", lambda: list(state["ports"]))
+    monkeypatch.setattr(F, "pyocd_target_available", lambda t: t in state["targets"])
+    return state
+
+
+class _Runs:
+    def __init__(self, rc: int = 0):
+        self.calls: list[list[str]] = []
+        self.rc = rc
+
+    def __call__(self, cmd, *a, **k):
+        self.calls.append(list(cmd))
+        return subprocess.CompletedProcess(cmd, self.rc)
+
+
+# --- exact commands ---------------------------------------------------------------------------
+
+
+def test_pyocd_command_is_exact(elf: Path) -> None:
+    b = get_board("nucleo-f767zi")
+    assert F.pyocd_command(b, elf) == [sys.executable, "-m", "pyocd", "load", "--target", "stm32f767zi",
+                                       "--format", "elf", str(elf)]
+    assert F.pyocd_command(b, elf, "0668FF")[-3:] == ["--uid", "0668FF", str(elf)]
+
+
+def test_flash_runs_pyocd_pinned_to_the_one_probe(usb, elf: Path) -> None:
+    usb["probes"] = [F.Probe("066BFF535155878281183623", "STM32 STLink")]
+    runs = _Runs()
+    cmd = F.flash(get_board("nucleo-f767zi"), elf, run=runs, echo=lambda s: None)
+    assert runs.calls == [cmd]
+    assert cmd == [sys.executable, "-m", "pyocd", "load", "--target", "stm32f767zi", "--format", "elf",
+                   "--uid", "066BFF535155878281183623", str(elf)]
+
+
+def test_probe_prefix_selects_among_several(usb, elf: Path) -> None:
+    usb["probes"] = [F.Probe("0668AAAA", "STM32 STLink"), F.Probe("0669BBBB", "STM32 STLink")]
+    runs = _Runs()
+    F.flash(get_board("nucleo-f767zi"), elf, probe="0669", run=runs, echo=lambda s: None)
+    assert runs.calls[0][-3:] == ["--uid", "0669", str(elf)]
+    with pytest.raises(ToolkitError, match="2 debug probes are connected") as ei:
+        F.flash(get_board("nucleo-f767zi"), elf, run=runs, echo=lambda s: None)
+    assert "0668AAAA" in str(ei.value) and "0669BBBB" in str(ei.value)
+    assert len(runs.calls) == 1  # nothing ran for the ambiguous case
+
+
+def test_user_command_and_platformio_commands(elf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    b = get_board("nucleo-f446re")
+    flash_tbl = {**b.extra["flash"], "command": "st-flash --reset write {bin} 0x08000000"}
+    b2 = dataclasses.replace(b, extra={**b.extra, "flash": flash_tbl})
+    assert F.user_command(b2, elf) == ["st-flash", "--reset", "write", str(elf.with_suffix(".bin")), "0x08000000"]
+    monkeypatch.setattr(F, "_pio", lambda: "pio")
+    assert F.platformio_command(b, tmp_path / "proj") == ["pio", "run", "-d", str(tmp_path / "proj"), "-e",
+                                                         "nucleo-f446re", "-t", "upload"]
+    assert F.platformio_command(b, tmp_path, "/dev/ttyACM0")[-2:] == ["--upload-port", "/dev/ttyACM0"]
+
+
+def test_user_command_unknown_field(elf: Path) -> None:
+    import dataclasses
+
+    b = get_board("nucleo-f446re")
+    b2 = dataclasses.replace(b, extra={**b.extra, "flash": {**b.extra["flash"], "command": "x {image}"}})
+    with pytest.raises(ToolkitError, match="unknown field 'image'"):
+        F.user_command(b2, elf)
+
+
+def test_msd_copies_the_image_to_the_drive(elf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drive = tmp_path / "media" / "NODE_F446RE"
+    drive.mkdir(parents=True)
+    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    cmd = F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
+    assert cmd == ["cp", str(elf.with_suffix(".bin")), f"{drive}/"]
+    assert (drive / "firmware.bin").read_bytes() == elf.with_suffix(".bin").read_bytes()
+
+
+# --- error paths through the CLI -----------------------------------------------------------------
+
+
+def _cli(args: list[str]):
+    return CliRunner().invoke(main, args)
+
+
+def test_no_probe_fails_fast_listing_what_it_found(usb, elf: Path) -> None:
+    usb["ports"] = [F.SerialPortInfo("/dev/ttyUSB0", "CP2102", "10C4:EA60")]
+    r = _cli(["flash", "--board", "nucleo-f767zi", "--elf", str(elf)])
+    assert r.exit_code == 2
+    assert "no debug probe found for nucleo-f767zi" in r.output
+    assert "/dev/ttyUSB0 (CP2102, USB 10C4:EA60)" in r.output  # what it did see
+    assert "--with msd" in r.output and "udev" in r.output
+
+
+def test_unknown_probe_lists_the_connected_ones(usb, elf: Path) -> None:
+    usb["probes"] = [F.Probe("0668AAAA", "STM32 STLink")]
+    r = _cli(["flash", "--board", "nucleo-f767zi", "--elf", str(elf), "--probe", "DEAD"])
+    assert r.exit_code == 2
+    assert "debug probe 'DEAD' is not connected" in r.output and "0668AAAA (STM32 STLink)" in r.output
+
+
+def test_missing_pack_target_says_how_to_get_it(usb, elf: Path) -> None:
+    r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(elf)])
+    assert r.exit_code == 2
+    assert "no built-in target 'stm32f446retx'" in r.output
+    assert "pyocd pack install stm32f446re" in r.output
+
+
+def test_missing_elf_and_emulated_board(usb, tmp_path: Path) -> None:
+    r = _cli(["flash", "--board", "nucleo-g071rb", "--elf", str(tmp_path / "nope.elf")])
+    assert r.exit_code == 2 and "firmware not found" in r.output and "aiot build --board nucleo-g071rb" in r.output
+    r = _cli(["flash", "--board", "netduinoplus2", "--elf", str(tmp_path / "x.elf")])
+    assert r.exit_code == 2 and "runs in QEMU" in r.output and "aiot run --board netduinoplus2" in r.output
+
+
+def test_msd_drive_missing_lists_drives(elf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "media" / "USBSTICK").mkdir(parents=True)
+    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(elf), "--with", "msd"])
+    assert r.exit_code == 2 and "NODE_F446RE USB drive is not mounted" in r.output and "USBSTICK" in r.output
+
+
+def test_flash_tool_failure_is_reported_with_the_command(usb, elf: Path) -> None:
+    usb["probes"] = [F.Probe("0668AAAA", "STM32 STLink")]
+    with pytest.raises(ToolkitError, match="failed \\(exit code 1\\)") as ei:
+        F.flash(get_board("nucleo-f767zi"), elf, run=_Runs(rc=1), echo=lambda s: None)
+    assert "pyocd load" in ei.value.hint
+
+
+def test_dry_run_prints_the_command(usb, elf: Path) -> None:
+    r = _cli(["flash", "--board", "nucleo-f767zi", "--elf", str(elf), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert f"-m pyocd load --target stm32f767zi --format elf {elf}" in r.output
+
+
+def test_pyocd_missing_points_to_the_extra(monkeypatch: pytest.MonkeyPatch, elf: Path) -> None:
+    monkeypatch.setattr(F, "have_pyocd", lambda: False)
+    with pytest.raises(ToolkitError, match="pyocd is not installed") as ei:
+        F.flash(get_board("nucleo-f767zi"), elf)
+    assert "aiot-toolkit[boards]" in ei.value.hint
+
+
+@pytest.mark.skipif(not F.have_pyocd(), reason="pyocd not installed (pip install '.[boards]')")
+def test_real_pyocd_sees_no_probe_here_and_knows_builtin_targets() -> None:
+    # The real discovery path, on a machine with no board attached: an empty list, fast.
+    assert F.pyocd_target_available("stm32f767zi") and F.pyocd_target_available("nrf52840")
+    assert isinstance(F.list_probes(), list)
+
+
+# --- monitor: port resolution and the session ---------------------------------------------------
+
+
+def test_monitor_without_port_lists_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(F, "list_serial_ports", lambda: [F.SerialPortInfo("/dev/ttyS0", "n/a", None)])
+    r = _cli(["monitor", "--board", "nucleo-f446re"])
+    assert r.exit_code == 2 and "no serial port found for nucleo-f446re" in r.output and "/dev/ttyS0" in r.output
+    r = _cli(["monitor", "--port", "/dev/ttyACM9"])
+    assert r.exit_code == 2 and "/dev/ttyACM9 does not exist" in r.output and "dialout" in r.output
+
+
+def test_monitor_picks_the_board_port_by_usb_id() -> None:
+    ports = [F.SerialPortInfo("/dev/ttyUSB0", "CP2102", "10C4:EA60"),
+             F.SerialPortInfo("/dev/ttyACM0", "STM32 STLink", "0483:374B")]
+    assert MON.resolve_port(None, "nucleo-f446re", lambda: ports) == "/dev/ttyACM0"
+    with pytest.raises(ToolkitError, match="2 candidate serial ports"):
+        MON.resolve_port(None, None, lambda: ports)
+    assert MON.resolve_port("socket://127.0.0.1:1", None, lambda: []) == "socket://127.0.0.1:1"
+
+
+def test_monitor_session_shows_info_state_and_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit import hil
+    from toolkit.monitor import Event
+
+    class FakeInfo:
+        board, firmware_version, proto_major, proto_minor, cpu_hz = "nucleo-f446re", "0.1.0", 1, 0, 180e6
+        has_model, has_monitor, model_name, input_bytes, output_bytes = False, True, "", 0, 0
+
+    batches = [[], [Event(12345, 7, "ALERT_RAISED", 2, (2,), 3, "ANOMALY", 4.25)]]
+
+    class FakeDevice:
+        def __init__(self, transport, **kw):
+            self.polls = 0
+
+        def info(self):
+            return FakeInfo()
+
+        def stats(self):
+            return {"configured": True, "monitor": {"phase": "ARMED", "state": "NORMAL"}}
+
+        def events(self):
+            return batches.pop(0) if batches else []
+
+    monkeypatch.setattr(hil, "Device", FakeDevice)
+
+    class T:
+        name = "fake"
+
+        def read(self, timeout):
+            return b""
+
+    lines: list[str] = []
+    shown = MON.run_monitor(T(), duration=0.3, interval=0.05, raw=False, echo=lines.append)
+    assert shown == 1
+    assert lines[0].startswith("device nucleo-f446re: firmware 0.1.0, protocol 1.0, 180 MHz")
+    assert "-- monitor: ARMED / NORMAL" in lines
+    ev = [ln for ln in lines if "ALERT_RAISED" in ln]
+    assert ev == ["[    12.345 s] #7     ALERT_RAISED     ch 2         severity 3  state ANOMALY  value 4.25"]
+
+
+@pytest.mark.qemu
+def test_monitor_on_qemu_device_and_raw_fallback(tmp_path: Path) -> None:
+    """Against real firmware over QEMU's UART socket: the protocol app is identified, and a
+    firmware that does not speak the protocol (boardcheck) has its raw output shown."""
+    from conftest import have_arm_toolchain, have_qemu
+
+    if not (have_arm_toolchain() and have_qemu()):
+        pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")
+    from toolkit.firmware import build
+    from toolkit.hil import SerialTransport
+    from toolkit.qemu import Qemu
+
+    b = get_board("microbit")
+    for app, want in (("device", "device microbit: firmware"), ("boardcheck", "aiot boot microbit")):
+        elf = build(b, tmp_path / app, app=app).elf
+        with Qemu(b, elf, serial="tcp") as q:
+            t = SerialTransport(q.url, b.baud)
+            lines: list[str] = []
+            try:
+                MON.run_monitor(t, duration=1.0, interval=0.2, raw=False, echo=lines.append, timeout=1.0)
+            finally:
+                t.close()
+        text = "\n".join(lines)
+        assert want in text, text

@@ -1,0 +1,287 @@
+"""Put firmware on a real board: pyocd (default), PlatformIO, the debugger's USB drive, or
+a command from the board file.
+
+Every method first checks what it needs is there (the ELF, the tool, the probe or drive)
+and fails fast with a message that says what it found instead, so `aiot flash` with no
+board attached is a one-line error, never a hang or a 30-second timeout. Commands are built
+by pure functions (``pyocd_command`` ...) so the tests check the exact command lines
+without hardware.
+
+    from toolkit.flash import flash
+    flash(get_board("nucleo-f767zi"), Path("build/fw/nucleo-f767zi/firmware.elf"))
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .boards import Board
+from .errors import ToolkitError
+from .toolchain import require
+
+METHODS = ("pyocd", "platformio", "msd", "command")
+BOARDS_EXTRA = "pip install 'aiot-toolkit[boards]'  (or: pip install pyocd platformio)"
+
+
+@dataclass(frozen=True)
+class Probe:
+    uid: str
+    description: str
+
+    def __str__(self) -> str:
+        return f"{self.uid} ({self.description})"
+
+
+@dataclass(frozen=True)
+class SerialPortInfo:
+    device: str
+    description: str
+    usb_id: str | None  # "VID:PID" in upper-case hex, None for non-USB ports
+
+    def __str__(self) -> str:
+        return f"{self.device} ({self.description}{', USB ' + self.usb_id if self.usb_id else ''})"
+
+
+def flash_table(board: Board) -> dict:
+    """The board's [flash] table; a clear error for emulated boards or boards without one."""
+    if board.emulated:
+        raise ToolkitError(f"board {board.name} runs in QEMU; there is nothing to flash",
+                           hint=f"run it with: aiot run --board {board.name}")
+    table = board.extra.get("flash")
+    if not isinstance(table, dict) or "method" not in table:
+        raise ToolkitError(f"board file {board.source}: missing key 'flash.method'",
+                           hint=f"add a [flash] table with method = one of {', '.join(METHODS)} (docs/boards.md)")
+    return table
+
+
+# --- host discovery (the only functions that touch USB; tests replace them) ------------------
+
+
+def have_pyocd() -> bool:
+    return importlib.util.find_spec("pyocd") is not None
+
+
+def list_probes() -> list[Probe]:
+    """Debug probes pyocd can see right now (CMSIS-DAP, ST-LINK, J-Link with pylink)."""
+    if not have_pyocd():
+        raise ToolkitError("pyocd is not installed", hint=BOARDS_EXTRA)
+    from pyocd.core.helpers import ConnectHelper
+
+    try:
+        probes = ConnectHelper.get_all_connected_probes(blocking=False, print_wait_message=False)
+    except Exception as e:  # a USB back-end error is still "no usable probe"
+        raise ToolkitError(f"pyocd could not enumerate debug probes: {e}",
+                           hint="on Linux, install the udev rules (docs/boards.md, 'Flash a real board')") from None
+    return [Probe(str(p.unique_id), str(p.description)) for p in probes]
+
+
+def list_serial_ports() -> list[SerialPortInfo]:
+    from serial.tools import list_ports
+
+    out = []
+    for p in list_ports.comports():
+        usb = f"{p.vid:04X}:{p.pid:04X}" if p.vid is not None and p.pid is not None else None
+        out.append(SerialPortInfo(p.device, p.description or "", usb))
+    return out
+
+
+def pyocd_target_available(target: str) -> bool:
+    """Built into pyocd, or provided by an installed CMSIS pack."""
+    from pyocd.target import TARGET
+    from pyocd.target.pack import pack_target
+
+    if target.lower() in TARGET:
+        return True
+    return any(t.part_number.lower() == target.lower() for t in pack_target.ManagedPacks.get_installed_targets())
+
+
+def msd_roots() -> list[Path]:
+    """Where USB drives get mounted (udisks on Linux, /Volumes on macOS); AIOT_MSD_ROOTS overrides."""
+    env = os.environ.get("AIOT_MSD_ROOTS")
+    if env:
+        return [Path(p) for p in env.split(os.pathsep) if p]
+    user = os.environ.get("USER", "")
+    return [Path("/media") / user, Path("/run/media") / user, Path("/media"), Path("/Volumes"), Path("/mnt")]
+
+
+def find_msd(label: str, roots: Sequence[Path] | None = None) -> tuple[Path | None, list[str]]:
+    """(mount point of the drive named ``label`` or None, every drive name seen)."""
+    seen: list[str] = []
+    for root in roots if roots is not None else msd_roots():
+        if not root.is_dir():
+            continue
+        for d in sorted(root.iterdir()):
+            if d.is_dir():
+                seen.append(d.name)
+                if d.name.upper() == label.upper():
+                    return d, seen
+    return None, seen
+
+
+# --- the exact commands ----------------------------------------------------------------------
+
+
+def pyocd_command(board: Board, elf: Path, probe: str | None = None) -> list[str]:
+    """``python -m pyocd load``: erase what is needed, program, verify, reset and run."""
+    table = flash_table(board)
+    target = table.get("pyocd_target")
+    if not target:
+        raise ToolkitError(f"board file {board.source}: missing key 'flash.pyocd_target'",
+                           hint="see `pyocd list --targets` for the names")
+    cmd = [sys.executable, "-m", "pyocd", "load", "--target", str(target), "--format", "elf"]
+    if probe:
+        cmd += ["--uid", probe]
+    return cmd + [str(elf)]
+
+
+def platformio_command(board: Board, project_dir: Path, port: str | None = None) -> list[str]:
+    """``pio run -t upload`` on an exported project (aiot export --format platformio)."""
+    cmd = [_pio(), "run", "-d", str(project_dir), "-e", board.name, "-t", "upload"]
+    if port:
+        cmd += ["--upload-port", port]
+    return cmd
+
+
+def user_command(board: Board, elf: Path, probe: str | None = None) -> list[str]:
+    """The board file's ``flash.command`` with {elf} {bin} {hex} {probe} {target} filled in."""
+    table = flash_table(board)
+    template = table.get("command")
+    if not template:
+        raise ToolkitError(f"board file {board.source}: missing key 'flash.command'",
+                           hint='e.g. command = "st-flash --reset write {bin} 0x08000000"')
+    fields = {"elf": elf, "bin": elf.with_suffix(".bin"), "hex": elf.with_suffix(".hex"), "probe": probe or "",
+              "target": table.get("pyocd_target", "")}
+    try:
+        text = template.format(**{k: shlex.quote(str(v)) if v else "" for k, v in fields.items()})
+    except (KeyError, IndexError) as e:
+        raise ToolkitError(f"board file {board.source}: flash.command uses an unknown field {e}",
+                           hint="available: {elf} {bin} {hex} {probe} {target}") from None
+    return shlex.split(text)
+
+
+def _pio() -> str:
+    exe = shutil.which("pio") or shutil.which("platformio")
+    if exe:
+        return exe
+    venv = Path(sys.executable).parent / "pio"
+    if venv.is_file():
+        return str(venv)
+    raise ToolkitError("PlatformIO (pio) is not installed", hint=BOARDS_EXTRA)
+
+
+def hex_file(elf: Path) -> Path:
+    """Intel HEX next to the ELF (the J-Link and DAPLink drives want HEX)."""
+    out = elf.with_suffix(".hex")
+    if not out.is_file() or out.stat().st_mtime < elf.stat().st_mtime:
+        proc = subprocess.run([require("arm-none-eabi-objcopy"), "-O", "ihex", str(elf), str(out)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            raise ToolkitError(f"objcopy could not make {out.name}: {proc.stderr.strip()}")
+    return out
+
+
+# --- flash -----------------------------------------------------------------------------------
+
+
+def _check_elf(board: Board, elf: Path) -> None:
+    if not elf.is_file():
+        raise ToolkitError(f"firmware not found: {elf}", hint=f"build it first: aiot build --board {board.name}")
+
+
+def _no_probe_error(board: Board, probes: list[Probe], wanted: str | None) -> ToolkitError:
+    ports = [str(p) for p in list_serial_ports() if p.usb_id]
+    found = ("; ".join(map(str, probes)) if probes else "no debug probe") + \
+            (f"; USB serial ports: {', '.join(ports)}" if ports else "; no USB serial port either")
+    if wanted:
+        return ToolkitError(f"debug probe '{wanted}' is not connected (found: {found})",
+                            hint="pass --probe with one of the IDs listed (a unique prefix is enough)")
+    label = board.extra.get("flash", {}).get("msd_label")
+    alt = f", or copy to the {label} drive: aiot flash --board {board.name} --with msd" if label else ""
+    return ToolkitError(
+        f"no debug probe found for {board.name} (found: {found})",
+        hint="plug the board's debugger USB port in; on Linux install the udev rules and replug "
+             f"(docs/boards.md, 'Flash a real board'){alt}")
+
+
+def flash(board: Board, elf: Path, *, method: str | None = None, probe: str | None = None,
+          project_dir: Path | None = None, dry_run: bool = False,
+          run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
+          echo: Callable[[str], None] = print) -> list[str]:
+    """Program ``elf`` into ``board``; returns the command that ran (or would run, ``dry_run``).
+
+    ``method``: pyocd | platformio | msd | command (default: the board file's flash.method).
+    ``probe``: debug-probe unique ID (pyocd; a prefix is enough), or the upload port (platformio).
+    """
+    table = flash_table(board)
+    method = method or table["method"]
+    if method not in METHODS:
+        raise ToolkitError(f"unknown flash method '{method}'", hint=f"one of: {', '.join(METHODS)}")
+    elf = Path(elf)
+    _check_elf(board, elf)
+
+    if method == "pyocd":
+        cmd = pyocd_command(board, elf, probe)
+        if not have_pyocd():
+            raise ToolkitError("pyocd is not installed", hint=BOARDS_EXTRA)
+        target = table["pyocd_target"]
+        if not pyocd_target_available(target):
+            pack = table.get("pyocd_pack", target)
+            raise ToolkitError(
+                f"pyocd has no built-in target '{target}' and no CMSIS pack provides it",
+                hint=f"install the device pack once (downloads it): pyocd pack install {pack}; "
+                     f"or flash without pyocd: aiot flash --board {board.name} --with msd")
+        if not dry_run:
+            probes = list_probes()
+            matching = [p for p in probes if not probe or p.uid.lower().startswith(probe.lower())]
+            if not matching:
+                raise _no_probe_error(board, probes, probe)
+            if len(matching) > 1:
+                raise ToolkitError(f"{len(matching)} debug probes are connected: {'; '.join(map(str, matching))}",
+                                   hint="choose one with --probe <ID>")
+            if not probe:  # pin the one we checked, so pyocd never asks interactively
+                cmd = pyocd_command(board, elf, matching[0].uid)
+    elif method == "platformio":
+        if project_dir is None:
+            from .export import export_project
+
+            project_dir = elf.parent / "platformio"
+            export_project(board, "platformio", project_dir)
+        cmd = platformio_command(board, project_dir, probe)
+    elif method == "command":
+        cmd = user_command(board, elf, probe)
+    else:  # msd
+        label = table.get("msd_label")
+        if not label:
+            raise ToolkitError(f"board file {board.source}: missing key 'flash.msd_label'",
+                               hint="the volume name the debugger's USB drive mounts as, e.g. NODE_F446RE")
+        image = hex_file(elf) if board.family == "nrf5" else elf.with_suffix(".bin")
+        mount, seen = find_msd(label)
+        cmd = ["cp", str(image), f"{mount or '<' + label + ' drive>'}/"]
+        if dry_run:
+            return cmd
+        if mount is None:
+            raise ToolkitError(
+                f"the {label} USB drive is not mounted (drives found: {', '.join(seen) or 'none'})",
+                hint="plug the board's debugger USB port in and let the desktop mount it, or mount it by hand; "
+                     "AIOT_MSD_ROOTS=<dir> tells the toolkit where drives are mounted")
+        echo(" ".join(cmd))
+        shutil.copy(image, mount / image.name)
+        os.sync() if hasattr(os, "sync") else None  # the debugger programs once the file is complete
+        return cmd
+
+    if dry_run:
+        return cmd
+    echo(" ".join(shlex.quote(c) for c in cmd))
+    proc = run(cmd)
+    if proc.returncode != 0:
+        raise ToolkitError(f"flashing {board.name} with {method} failed (exit code {proc.returncode})",
+                           hint="the command was: " + " ".join(shlex.quote(c) for c in cmd))
+    return cmd
