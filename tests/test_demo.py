@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from conftest import requires_arm, requires_qemu
+from toolkit.testing import requires_arm, requires_qemu
 from toolkit.cli import main
 from toolkit.demo import run_demo
 from toolkit.package import load_package

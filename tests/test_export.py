@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import requires_arm, requires_qemu
+from toolkit.testing import requires_arm, requires_qemu
 from toolkit import firmware
 from toolkit.boards import get_board
 from toolkit.cli import main

@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from conftest import requires_arm
+from toolkit.testing import requires_arm
 from toolkit.bench import load_recipes
 from toolkit.boards import get_board
 from toolkit.codegen import generate

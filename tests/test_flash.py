@@ -244,7 +244,7 @@ def test_monitor_session_shows_info_state_and_events(monkeypatch: pytest.MonkeyP
 def test_monitor_on_qemu_device_and_raw_fallback(tmp_path: Path) -> None:
     """Against real firmware over QEMU's UART socket: the protocol app is identified, and a
     firmware that does not speak the protocol (boardcheck) has its raw output shown."""
-    from conftest import have_arm_toolchain, have_qemu
+    from toolkit.testing import have_arm_toolchain, have_qemu
 
     if not (have_arm_toolchain() and have_qemu()):
         pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")

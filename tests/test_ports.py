@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import requires_arm, requires_qemu
+from toolkit.testing import requires_arm, requires_qemu
 from toolkit import paths
 from toolkit.boards import get_board, list_boards, load_board_file
 from toolkit.errors import ToolkitError
