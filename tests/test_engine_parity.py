@@ -128,12 +128,28 @@ def reshape_squeeze(L):
                 L.Reshape((2, 3)), L.Dense(2))
 
 
-BUILDERS = [conv1d_valid, conv2d_same_stride, depthwise, depthwise_2d, pools, pools_1d, zero_padding,
+def sigmoid_tanh_softmax(L):
+    import keras
+
+    keras.utils.set_random_seed(7)
+    x = keras.Input((10,))
+    h = L.Dense(12)(x)
+    a = L.Activation("sigmoid")(h)
+    b = L.Activation("tanh")(L.Dense(12)(x))
+    y = L.Dense(6, activation="softmax")(L.Concatenate()([a, b]))
+    return keras.Model(x, y)
+
+
+def softmax_rows(L):
+    return _seq((4, 9), L.Dense(7), L.Dense(5, activation="tanh"), L.Dense(8), L.Softmax(axis=-1))
+
+
+BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, depthwise, depthwise_2d, pools, pools_1d, zero_padding,
             dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze]
 CASES = [(b, pc) for b in BUILDERS for pc in (True, False)]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
-DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze]
+DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows]
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 

@@ -436,6 +436,8 @@ def _fold_value(g: Graph, op: Operator) -> np.ndarray | None:
     return None
 
 
+_SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"})
+
 # Inputs that only carry a shape: with static shapes the output tensor already says it all.
 _SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
 
@@ -454,6 +456,10 @@ def fold_shape_computations(g: Graph) -> list[Operator]:
             out = g.tensors[op.outputs[0]]
             out.data, out.shape = val, tuple(val.shape)
             continue
+        if op.op in _SAME_SHAPE_OPS and op.inputs and op.inputs[0] >= 0:
+            x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+            if out.size != x.size:
+                out.shape = x.shape
         if op.op == "FULLY_CONNECTED" and len(op.inputs) > 1:
             # the converter leaves placeholder output shapes behind dynamic reshapes
             x, w, out = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]

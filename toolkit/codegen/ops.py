@@ -467,6 +467,63 @@ def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def _frexp_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's inline frexp + round (no 2**31 correction; the C++ cast wraps it)."""
+    import math
+
+    q, shift = math.frexp(real)
+    m = round_half_away(q * (1 << 31))
+    if m >= 1 << 31:
+        m -= 1 << 32
+    return m, shift
+
+
+def _input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> int:
+    import math
+
+    return int(math.floor(((1 << integer_bits) - 1) * float(1 << (total_bits - integer_bits)) / float(1 << left_shift)))
+
+
+def _sigmoid_like(ctx: Ctx, op: Operator, name: str, fn: str, out_scale: float, out_zp: int) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    (in_s, in_zp), (o_s, o_zp) = _qp(x), _qp(out)
+    if o_zp != out_zp or np.float32(o_s) != np.float32(out_scale):
+        raise _fail(g, op, f"output quantization ({o_s}, {o_zp}) is not the fixed ({out_scale}, {out_zp}) TFLM requires",
+                    "re-export with the standard int8 converter")
+    mult, shift = _frexp_multiplier(float(in_s) * float(1 << 27))
+    radius = _input_radius(4, shift)
+    decls = [f"static const aiot_sigmoid_params_t {name}_p = {{ {x.size}, {in_zp}, {radius}, {mult}, {shift} }};"]
+    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=x.size)
+
+
+def emit_logistic(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _sigmoid_like(ctx, op, name, "aiot_logistic_s8", 1.0 / 256, -128)
+
+
+def emit_tanh(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _sigmoid_like(ctx, op, name, "aiot_tanh_s8", 1.0 / 128, 0)
+
+
+def emit_softmax(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    (in_s, _), (o_s, o_zp) = _qp(x), _qp(out)
+    if o_zp != -128 or np.float32(o_s) != np.float32(1.0 / 256):
+        raise _fail(g, op, "softmax output must be quantized with scale 1/256 and zero point -128",
+                    "re-export with the standard int8 converter")
+    beta = float(np.float32(op.options.get("beta", 1.0)))
+    diff_bits = 5
+    real = min(beta * float(in_s) * float(1 << (31 - diff_bits)), float((1 << 31) - 1))
+    mult, shift = quantize_multiplier(real)
+    diff_min = -_input_radius(diff_bits, shift)
+    depth = x.shape[-1] if x.shape else 1
+    decls = [f"static const aiot_softmax_params_t {name}_p = {{ {x.size // depth}, {depth}, {mult}, {shift}, {diff_min} }};"]
+    call = f"aiot_softmax_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=x.size)
+
+
 EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "FULLY_CONNECTED": emit_fully_connected,
     "CONV_2D": emit_conv2d,
@@ -483,4 +540,7 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "ADD": emit_add,
     "SUB": emit_sub,
     "MUL": emit_mul,
+    "LOGISTIC": emit_logistic,
+    "TANH": emit_tanh,
+    "SOFTMAX": emit_softmax,
 }
