@@ -205,3 +205,24 @@ def test_window_completeness_tolerates_one_sample_clock_slip_only():
 
 def test_smoothing_is_a_causal_trailing_mean():
     assert dev._smooth(np.array([3.0, 0.0, 3.0, 6.0]), 2).tolist() == [3.0, 1.5, 1.5, 4.5]
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.skipif(not (SKAB / "valve1" / "0.csv").is_file(), reason="SKAB data not present")
+def test_skab_file_host_and_qemu_agree_row_by_row(tmp_path, monkeypatch):
+    """The monitor + int8 engine built for the host and the same firmware in QEMU must
+    give byte-identical predictions for one SKAB file."""
+    import shutil
+
+    from toolkit.evaluate.run import evaluate
+
+    if not shutil.which("qemu-system-arm") or not shutil.which("arm-none-eabi-gcc"):
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    common = dict(data=SKAB, fmt="skab", epochs=2, jobs=1, limit=1)
+    evaluate(out=tmp_path / "host", target="host", **common)
+    evaluate(out=tmp_path / "qemu", target="qemu:mps2-an386", **common)
+    host = (tmp_path / "host" / "predictions.csv").read_text()
+    assert host.count("\n") > 700
+    assert (tmp_path / "qemu" / "predictions.csv").read_text() == host

@@ -23,6 +23,8 @@ from ..errors import ToolkitError
 from ..paths import build_dir
 from .device import Outputs
 
+#: Bump when the device-model recipe below changes (invalidates cached models).
+RECIPE = "device-fleet-1"
 #: Pseudo-installation length when cutting the normal data into device-normalized segments.
 SEGMENT_ROWS = 1150
 
@@ -81,7 +83,8 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
     """Train (cached) the fleet model for the monitor: DIR/model.tflite + DIR/c/model.c."""
     knobs = monitor_knobs(window, commissioning_rows)
     h = hashlib.sha256(json.dumps([source_sha, window, epochs, seed, knobs, list(hidden)]).encode())
-    for mod in ("train.py", "quantize.py", "codegen/__init__.py", "evaluate/monitor_device.py"):
+    h.update(RECIPE.encode())
+    for mod in ("train.py", "quantize.py", "codegen/__init__.py"):
         p = Path(__file__).resolve().parent.parent / mod
         h.update(p.read_bytes() if p.exists() else b"")
     out = build_dir() / "evaluate" / "models" / f"device-{h.hexdigest()[:16]}"
@@ -116,6 +119,23 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
+
+
+def firmware_elf(model_dir: Path, board_name: str, build: bool = False) -> Path:
+    """The device firmware (monitor + protocol + this model) for ``board_name``, built once."""
+    out = Path(model_dir) / "fw" / board_name
+    elf = out / "firmware.elf"
+    if elf.is_file():
+        return elf
+    if not build:
+        raise ToolkitError(f"{elf}: firmware not built", hint="the evaluation builds it before streaming")
+    from ..boards import get_board
+    from ..firmware import build as build_fw
+    from ..progress import step
+
+    with step(f"firmware for {board_name} with the fleet model"):
+        build_fw(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device")
+    return elf
 
 
 def _rows_from_windows(ts_ms: np.ndarray, outs: np.ndarray, channels: int) -> Outputs:
@@ -175,8 +195,22 @@ class MonitorDevice:
             lib = M.library([c_dir / "model.c", *engine_sources(), M.engine_adapter_source()],
                             include_dirs=[c_dir], name="aiot_eval_monitor")
             self.dev = M.SimulatedDevice(self.config, lib.aiot_monitor_engine_score, lib)
+        elif self.target.startswith("qemu:"):
+            from ..boards import get_board
+            from ..hil import open_device
+
+            board = get_board(self.target.split(":", 1)[1])
+            elf = firmware_elf(self.model_dir, board.name)
+            self._ctx = open_device(board, elf)
+            self.dev = self._ctx.__enter__()
+            self.dev.configure(self.config, fresh=True)
         else:
-            raise ToolkitError(f"monitor backend '{self.target}' is not wired yet", hint="use --target host")
+            raise ToolkitError(f"unknown device target '{self.target}'", hint="use host or qemu:BOARD")
+
+    def close(self) -> None:
+        ctx, self._ctx = getattr(self, "_ctx", None), None
+        if ctx is not None:
+            ctx.__exit__(None, None, None)
 
     def _ms(self, series: Series, rows: slice) -> np.ndarray:
         if self._t0 is None:
@@ -193,6 +227,9 @@ class MonitorDevice:
     def stream(self, series: Series, start: int) -> Outputs:
         ts = self._ms(series, slice(start, series.rows))
         vals = np.where(series.valid[start:], series.values[start:], np.nan)
-        outs = self.dev.push(ts, vals)
+        try:
+            outs = self.dev.push(ts, vals)
+        finally:
+            self.close()
         allouts = np.concatenate([self._pending, outs]) if self._pending is not None else outs
         return _rows_from_windows(ts, allouts, self.channels)

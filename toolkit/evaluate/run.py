@@ -67,6 +67,10 @@ def evaluate(
         src_sha = sha256_file(ds.fleet_source) if ds.fleet_source else "memory"
         rows = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
         package = device_fleet_model(ds.fleet, src_sha, window, epochs, settings.seed, rows, settings.hidden)
+        if settings.target.startswith("qemu:"):
+            from .monitor_device import firmware_elf
+
+            firmware_elf(package, settings.target.split(":", 1)[1], build=True)  # once, before the workers
         tfl = package / "model.tflite"
         model_ctx = {"kind": "fleet (noise-unit inputs, for the monitor)", "package": str(package),
                      "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,
