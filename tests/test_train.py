@@ -201,3 +201,10 @@ def test_summary_counts_flagged_test_windows(runs, tiny_csv):
     assert a.test_normal_windows == clean.sum() > 0
     assert a.test_normal_flagged == (flagged & clean).sum()
     assert f"{a.test_fault_flagged}/{a.test_fault_windows} fault windows flagged" in a.summary()
+
+
+def test_out_must_be_a_folder(tiny_csv, tmp_path):
+    (tmp_path / "file").write_text("keep me")
+    with pytest.raises(ToolkitError, match="exists and is not a folder"):
+        train(tiny_csv, tmp_path / "file", progress=False)
+    assert (tmp_path / "file").read_text() == "keep me"

@@ -25,7 +25,7 @@ import numpy as np
 from .data import Series, load_csv, sha256_file
 from .errors import ToolkitError
 from .features import GAP_FACTOR, Windows, fit_normalization, make_windows
-from .package import FORMAT, VECTORS, write_manifest
+from .package import FORMAT, MANIFEST, VECTORS, write_manifest
 
 CALIBRATION_FRACTION = 0.2
 MIN_FIT_WINDOWS = 32
@@ -151,6 +151,9 @@ def train(
         data_ref = str(series.source) if series.source else f"<memory:{series.meta.get('generator', 'series')}>"
         data_sha = sha256_file(series.source) if series.source else _data_hash(series)
     _check_args(series, window, epochs, train_rows, hidden, quantile, batch_size)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
     if train_rows is None:
         train_rows = series.rows // 2
 
@@ -197,11 +200,10 @@ def train(
     fault_end = test.labels == 1 if test.labels is not None else np.zeros(len(test), bool)
     clean = ~test.any_fault if test.any_fault is not None else np.zeros(len(test), bool)
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("model.tflite",):  # a re-trained package must not keep an old int8 model
+    # The manifest goes first and comes back last: an interrupted re-training leaves no
+    # package that pairs an old manifest with a new model. An old int8 model is stale too.
+    for stale in (MANIFEST, "model.tflite"):
         (out / stale).unlink(missing_ok=True)
     model.save(out / "model.keras")
     repr_idx = _even_subsample(len(fit), REPRESENTATIVE_MAX)
