@@ -222,3 +222,16 @@ def test_cli_export(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["export", "--board", "microbit", "--format", "cmake", "--out", str(tmp_path / "d"),
                                   "--package", str(tmp_path / "nopkg")])
     assert r.exit_code == 2 and "aiot codegen --package" in r.output
+
+
+def test_codegen_format_tflm(tmp_path: Path) -> None:
+    """The TFLM route from `aiot codegen` (same writer as `aiot export --format tflm`)."""
+    r = CliRunner().invoke(main, ["codegen", "--model", str(FIX / "good_dense.tflite"), "--out", str(tmp_path),
+                                  "--format", "tflm", "--name", "good-dense"])
+    assert r.exit_code == 0, r.output
+    cc = (tmp_path / "good_dense_data.cc").read_text()
+    assert "alignas(16) const unsigned char g_good_dense_data[]" in cc
+    assert not (tmp_path / "model.c").exists()  # the engine's C is not generated on this route
+    r = CliRunner().invoke(main, ["codegen", "--model", str(FIX / "wrong_identifier.tflite"), "--out",
+                                  str(tmp_path / "w"), "--format", "tflm"])
+    assert r.exit_code == 2 and "not a .tflite flatbuffer" in r.output

@@ -18,8 +18,11 @@ from ..errors import ToolkitError
 )
 @click.option("--name", default=None, help="Model name stored in aiot_model_info (default: file stem).")
 @click.option("--compare-tflm", is_flag=True, help="Also measure the arena TFLite Micro needs (slower).")
+@click.option("--format", "fmt", type=click.Choice(["aiot", "tflm"]), default="aiot", show_default=True,
+              help="aiot: interpreter-free C; tflm: the .tflite as an aligned C array (<name>_data.cc/.h) "
+                   "for TensorFlow Lite Micro.")
 def command(model_path: Path | None, out_dir: Path | None, package: Path | None, name: str | None,
-            compare_tflm: bool) -> None:
+            compare_tflm: bool, fmt: str = "aiot") -> None:
     """Generate interpreter-free C for an int8 .tflite model.
 
     \b
@@ -33,7 +36,7 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
         if model_path is not None:
             raise ToolkitError("--package and --model are mutually exclusive", hint="use one of them")
         model_path = package / "model.tflite"
-        out_dir = out_dir or package / "c"
+        out_dir = out_dir or package / ("tflm" if fmt == "tflm" else "c")
         if not model_path.is_file():
             raise ToolkitError(f"no model.tflite in package {package}", hint="run aiot quantize --package first")
     if model_path is None or out_dir is None:
@@ -41,6 +44,16 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
                            hint="aiot codegen --model model.tflite --out DIR")
     if name is None:
         name = package.name if package is not None else model_path.stem
+    if fmt == "tflm":  # the TFLite Micro route (toolkit/export.py)
+        import re
+
+        from ..export import export_tflm
+
+        if not model_path.is_file():
+            raise ToolkitError(f"model not found: {model_path}")
+        for f in export_tflm(model_path.read_bytes(), out_dir, re.sub(r"\W", "_", name), source=model_path.name):
+            click.echo(f"wrote {f}")
+        return
     res = codegen.generate(model_path, out_dir, name=name)
     click.echo(f"{'layer':<28}{'output':<20}{'MACs':>10}")
     for li in res.layer_info:
