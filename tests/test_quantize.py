@@ -170,3 +170,13 @@ def test_manifest_that_disagrees_with_the_model(pkg, tmp_path):
     np.savez(copy / "vectors.npz", **v)
     with pytest.raises(ToolkitError, match=r"model input \(None, 32\) does not match the manifest"):
         quantize(copy, progress=False)
+
+
+def test_summary_warns_when_int8_diverges(pkg):
+    import dataclasses
+
+    report = pkg[1]
+    good = dataclasses.replace(report, decision_agreement=1.0, spearman=0.99)
+    bad = dataclasses.replace(report, decision_agreement=0.9, spearman=0.99)
+    assert "warning" not in good.summary() and "warning" in bad.summary()
+    assert "warning" in dataclasses.replace(report, decision_agreement=1.0, spearman=0.5).summary()

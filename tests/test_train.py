@@ -208,3 +208,11 @@ def test_out_must_be_a_folder(tiny_csv, tmp_path):
     with pytest.raises(ToolkitError, match="exists and is not a folder"):
         train(tiny_csv, tmp_path / "file", progress=False)
     assert (tmp_path / "file").read_text() == "keep me"
+
+
+def test_cli_rejects_bad_hidden_sizes(tiny_csv, tmp_path):
+    from toolkit.cli import main
+
+    r = CliRunner().invoke(main, ["train", "--data", str(tiny_csv), "--out", str(tmp_path / "p"), "--hidden", "16,x"])
+    assert r.exit_code == 2 and "--hidden" in r.output
+    assert not (tmp_path / "p").exists()

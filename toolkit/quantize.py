@@ -64,7 +64,17 @@ class QuantReport:
             f"|diff| mean {self.mean_abs_diff:.4g} max {self.max_abs_diff:.4g}\n"
             f"decisions    {100 * self.decision_agreement:.2f}% identical at threshold {self.threshold:.4g} "
             f"(alarms: float {self.float_alarms}, int8 {self.int8_alarms})"
+            + (
+                "\nwarning      int8 scores diverge from the float model; train longer (--epochs) or on "
+                "more varied normal data, and check the data for outliers"
+                if self.diverges else ""
+            )
         )
+
+    @property
+    def diverges(self) -> bool:
+        """int8 decisions or score ranking differ noticeably from the float model."""
+        return self.decision_agreement < 0.99 or not self.spearman > 0.95
 
     def to_json(self) -> dict:
         d = asdict(self)

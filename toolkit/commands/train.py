@@ -18,9 +18,11 @@ import click
 @click.option("--label-column", default="auto", show_default=True, help="Label column, or 'none'.")
 @click.option("--timestamp-column", default="auto", show_default=True, help="Time column, or 'none' (row = 1 s).")
 @click.option("--quantile", type=float, default=0.995, show_default=True, help="Threshold quantile of calibration scores.")
+@click.option("--hidden", default="16,8", show_default=True, help="Encoder layer sizes; the decoder mirrors them.")
 @click.option("--name", default=None, help="Model name [default: data file name].")
 def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_rows: int | None,
-            channels: str | None, label_column: str, timestamp_column: str, quantile: float, name: str | None) -> None:
+            channels: str | None, label_column: str, timestamp_column: str, quantile: float, hidden: str,
+            name: str | None) -> None:
     """Train a dense autoencoder on the normal rows of the training part of DATA."""
     from ..data import load_csv
     from ..progress import step
@@ -30,6 +32,10 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
         return None if v.lower() == "none" else v
 
     chans = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
+    try:
+        sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
+    except ValueError:
+        raise click.BadParameter(f"'{hidden}' is not a comma-separated list of integers", param_hint="--hidden")
     with step(f"loading {data}"):
         series = load_csv(data, channels=chans, label_column=none(label_column),
                           timestamp_column=none(timestamp_column), min_rows=window)
@@ -41,6 +47,6 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
     )
     with step(f"training ({epochs} epochs)"):
         result = train(series, out, window=window, epochs=epochs, seed=seed, train_rows=train_rows,
-                       quantile=quantile, name=name or data.stem)
+                       quantile=quantile, hidden=sizes, name=name or data.stem)
     click.echo(result.summary())
     click.echo(f"next: aiot quantize --package {out}")
