@@ -179,6 +179,9 @@ typedef struct {
     float last_error;     //!< last window's error (noise units squared)
     float last_dev;       //!< last window's isolated deviation (noise units)
     float last_rest;      //!< last window's error of the others with this one unknown
+    float dev_prev;       //!< deviation one scored window ago
+    float dev_before;     //!< deviation two scored windows ago
+    float dev_base;       //!< slow average of the deviation up to two windows ago
     uint8_t mode;         //!< 0 ok, 1 drift, 2 recalibrating
     uint8_t hold;         //!< drift windows left / recal windows used
     uint8_t settled;      //!< consecutive settled windows during recalibration
@@ -200,6 +203,8 @@ typedef struct {
     uint16_t vote_low;
     uint16_t cal_count;
     uint16_t event_seq;
+    uint16_t since_recal;       //!< scored windows since the last recalibration ended
+    uint16_t reserved16;
     uint32_t last_ts;
     uint32_t win_start;
     uint32_t windows;           //!< windows completed

@@ -395,6 +395,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w) {
         ch->rest_ref = fmaxf(ch->sum_rest / n, TINY);
     }
     m->phase = AIOT_PHASE_ARMED;
+    m->since_recal = 0xFFFFu;
     emit(m, ts, AIOT_EVENT_CALIBRATED, AIOT_MONITOR_NO_CHANNEL, 0, m->cal[m->cal_count - 1]);
 }
 
@@ -429,7 +430,15 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     aiot_monitor_channel_t *ch = &m->ch[c];
     const float dev = w->dev[c];
     const int gate = gate_open(m, c, w);
-    float u;
+    float u, base;
+
+    // Pre-step level: an average (weight 1/4) that lags two windows, so a step is still
+    // "new" to it when the CUSUM fires one or two windows after the jump, while a creeping
+    // change that reaches the step threshold is not.
+    ch->dev_base += 0.25f * (ch->dev_before - ch->dev_base);
+    base = ch->dev_base;
+    ch->dev_before = ch->dev_prev;
+    ch->dev_prev = dev;
 
     if (ch->mode == CH_RECAL) {
         float total = (ch->baseline - ch->recal_from) / ch->noise + dev;
@@ -440,6 +449,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             ch->mode = CH_OK;
             ch->flags |= CHF_RECAL_BLOCKED;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
+            m->since_recal = 0;
             emit(m, ts, AIOT_EVENT_RECAL_REJECTED, (uint8_t)c, (uint8_t)(1u << c), total);
             return;
         }
@@ -448,6 +458,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
         if (ch->settled >= 2) {
             ch->mode = CH_OK;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
+            m->since_recal = 0;
             emit(m, ts, AIOT_EVENT_RECAL_DONE, (uint8_t)c, (uint8_t)(1u << c),
                  (ch->baseline - ch->recal_from) / ch->noise);
         }
@@ -462,9 +473,15 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     ch->cusum_pos = fmaxf(0.0f, ch->cusum_pos + u - k->cusum_slack);
     ch->cusum_neg = fmaxf(0.0f, ch->cusum_neg - u - k->cusum_slack);
     if (ch->cusum_pos > k->cusum_threshold || ch->cusum_neg > k->cusum_threshold) {
+        // A remount is sudden (the level was normal up to two windows ago, then jumped) and rare
+        // (one sensor at a time, not again within 4 x recal_windows): a creeping change that
+        // crosses the step threshold, or sensors "stepping" in turn, are the machine.
+        const int sudden = fabsf(base) <= 2.0f * ch->dev_sd && fabsf(dev - base) >= k->step_threshold;
+        const int quiet = m->since_recal >= 4u * k->recal_windows;
         ch->cusum_pos = ch->cusum_neg = 0.0f;
         if (fabsf(dev) >= k->step_threshold) {
-            if (gate && c == suspect && fabsf(dev) <= k->max_recal_step && !(ch->flags & CHF_RECAL_BLOCKED)) {
+            if (gate && sudden && quiet && c == suspect && fabsf(dev) <= k->max_recal_step &&
+                !(ch->flags & CHF_RECAL_BLOCKED)) {
                 ch->mode = CH_RECAL;
                 ch->recal_from = ch->baseline;
                 ch->hold = 0;
@@ -480,6 +497,8 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             ch->hold = k->drift_hold;
         }
     }
+    // Keep tracking until the offset is compensated, then hold for drift_hold windows.
+    if (ch->mode == CH_DRIFT && fabsf(dev) > k->cusum_slack * ch->dev_sd) ch->hold = k->drift_hold;
 
     if (ch->mode == CH_DRIFT) {
         if (gate && !(ch->flags & CHF_RECAL_BLOCKED)) {
@@ -585,6 +604,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
 
     // Drift / step handling first, so a channel that starts recalibrating in this window
     // is already left out of the score of this window.
+    if (m->since_recal < 0xFFFFu) m->since_recal++;
     r = 0;
     for (c = 1; c < C; c++)
         if (w.rest[c] / m->ch[c].rest_ref < w.rest[r] / m->ch[r].rest_ref) r = c;

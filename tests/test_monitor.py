@@ -1,0 +1,385 @@
+"""Each monitor mechanism on small hand-made streams with known answers.
+
+The scorer is the "baseline model": it reconstructs every feature as 0 (the channel's
+baseline). Its leverage is 0, so a channel's deviation is exactly its mean normalized
+value and the expected behaviour can be worked out by hand."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from toolkit import hostbuild
+from toolkit import monitor as mon
+from toolkit.errors import ToolkitError
+from toolkit.paths import FIRMWARE
+
+PERIOD = 1000
+W = 8
+
+
+def zero_model(window: np.ndarray) -> np.ndarray:
+    return np.zeros_like(window)
+
+
+def config(channels: int = 2, **knobs) -> mon.Config:
+    base = dict(commission_samples=160, calibration_windows=32, max_drift_rate=5.0)
+    base.update(knobs)
+    return mon.default_config(channels, W, PERIOD, **base)
+
+
+def noise(n: int, channels: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 1.0, (n, channels)).astype(np.float32)
+    x[:, 0] += 50.0  # levels differ per channel; noise units are 1
+    return x
+
+
+def learned(n_windows: int) -> int:
+    """Samples needed to commission and calibrate, plus n_windows armed windows."""
+    return 160 + 32 * W + n_windows * W
+
+
+def run(cfg: mon.Config, x: np.ndarray, ts: np.ndarray | None = None, scorer=zero_model):
+    m = mon.Monitor(cfg, scorer)
+    ts = np.arange(len(x)) * PERIOD if ts is None else ts
+    out = m.run(ts, x)
+    return m, out, m.events()
+
+
+def states(out: np.ndarray) -> list[str]:
+    return [mon.STATES[s] for s in out["state"]]
+
+
+def armed(out: np.ndarray) -> np.ndarray:
+    return out[(out["flags"] & mon.OUT_LEARNING) == 0]
+
+
+# ----------------------------------------------------------------- learning phases
+def test_commissioning_learns_each_channels_noise_profile():
+    x = noise(learned(10), 2)
+    x[:, 1] *= 3.0  # a noisier sensor
+    m, out, ev = run(config(), x)
+    c0, c1 = m.channel(0), m.channel(1)
+    ref = x[:160]
+    assert c0.baseline0 == pytest.approx(ref[:, 0].mean(), abs=1e-3)
+    assert c0.noise == pytest.approx(ref[:, 0].std(ddof=1), rel=1e-3)
+    assert c1.noise == pytest.approx(ref[:, 1].std(ddof=1), rel=1e-3)
+    assert [e.type for e in ev[:2]] == ["COMMISSIONED", "CALIBRATED"]
+    assert set(states(out[: (160 + 32 * W) // W])) == {"RECALIBRATING"}
+    assert m.stats()["phase"] == "ARMED"
+
+
+# ----------------------------------------------------------------- gaps
+def test_gap_longer_than_window_is_no_data_never_normal():
+    n = learned(60)
+    x = noise(n, 2)
+    start = learned(20) + 3
+    x[start : start + 2 * W + 5, 1] = np.nan  # one sensor silent for 2.6 windows
+    m, out, ev = run(config(), x)
+    t0, t1 = out["t_start_ms"], out["t_end_ms"]
+    inside = (t0 >= start * PERIOD) & (t1 <= (start + 2 * W + 4) * PERIOD)
+    assert inside.sum() >= 2
+    assert set(states(out[inside])) == {"NO_DATA"}
+    # No window with too few samples is ever reported as anything but NO_DATA.
+    low = out["quality"] < 0.5
+    assert low.any() and set(states(out[low])) == {"NO_DATA"}
+    assert "DATA_LOST" in [e.type for e in ev] and "DATA_RESTORED" in [e.type for e in ev]
+
+
+def test_timestamp_gap_is_reported_as_one_no_data_output_covering_it():
+    n = learned(40)
+    x = noise(n, 2)
+    ts = np.arange(n) * PERIOD
+    cut = learned(20) + 2
+    ts[cut:] += 100 * PERIOD  # logger down for 100 periods
+    m, out, _ = run(config(), x, ts)
+    gap = out[(out["flags"] & mon.OUT_GAP) != 0]
+    assert len(gap) == 1
+    g = gap[0]
+    assert mon.STATES[g["state"]] == "NO_DATA" and g["quality"] == 0.0
+    # The window cut short by the gap ends W-2 slots after the last sample before it,
+    # the gap output covers every other missing slot.
+    assert int(g["t_end_ms"]) == int(ts[cut]) - PERIOD
+    assert int(g["t_start_ms"]) == int(ts[cut - 1]) + (W - 2 + 1) * PERIOD
+    assert m.stats()["rejected_samples"] == 0
+
+
+def test_duplicate_and_backwards_timestamps_are_rejected_and_counted():
+    cfg = config()
+    m = mon.Monitor(cfg, zero_model)
+    m.push(10_000, [1.0, 2.0])
+    assert len(m.push(10_000, [1.0, 2.0])) == 0
+    assert len(m.push(9_000, [1.0, 2.0])) == 0
+    assert m.stats()["rejected_samples"] == 2
+
+
+def test_missing_samples_lower_confidence_but_keep_the_window_scored():
+    n = learned(60)
+    x = noise(n, 2, seed=3)
+    holes = x.copy()
+    a = learned(0)
+    for w in range(60):  # 3 of 8 samples missing in every armed window: quality 5/8
+        holes[a + w * W : a + w * W + 3, 1] = np.nan
+    _, full, _ = run(config(), x)
+    _, gappy, _ = run(config(), holes)
+    f, g = armed(full), armed(gappy)
+    assert np.allclose(g["quality"], 5 / 8)
+    assert set(states(g)) <= {"NORMAL", "DRIFT"}
+    assert np.all(g["confidence"] <= 5 / 8 + 1e-6)
+    assert g["confidence"].mean() < 0.8 * f["confidence"].mean()
+
+
+# ----------------------------------------------------------------- drift and steps
+def test_slow_ramp_on_one_channel_is_drift_and_the_baseline_follows_without_alert():
+    n = learned(400)
+    x = noise(n, 2, seed=5)
+    a = learned(20)
+    ramp = np.clip(np.arange(n) - a, 0, None) * (3.0 / (300 * W))  # 3 noise units in 300 windows
+    x[:, 0] += ramp
+    m, out, ev = run(config(max_drift_rate=10.0), x)  # the rate limit allows 0.022 per window
+    s = states(armed(out))
+    assert "DRIFT" in s and "ANOMALY" not in s
+    assert any(e.type == "DRIFT_DETECTED" and e.channel == 0 for e in ev)
+    c0 = m.channel(0)
+    # It ends within the tracking lag of where the ramp got to (3.8 units).
+    assert (c0.baseline - c0.baseline0) / c0.noise == pytest.approx(ramp[-1] / c0.noise, abs=0.6)
+    assert abs(m.channel(1).baseline - m.channel(1).baseline0) < 0.3
+
+
+def test_drift_tracking_is_rate_limited():
+    n = learned(300)
+    x = noise(n, 2, seed=5)
+    a = learned(20)
+    x[:, 0] += np.clip(np.arange(n) - a, 0, None) * (3.0 / (300 * W))
+    per_window = 0.2  # noise units per hour that makes 0.0004 per 8 s window
+    m, _, _ = run(config(max_drift_rate=per_window), x)
+    c0 = m.channel(0)
+    hours = 300 * W * PERIOD / 3.6e6
+    assert abs(c0.baseline - c0.baseline0) / c0.noise <= per_window * hours + 1e-3
+
+
+def test_step_on_one_channel_recalibrates_it():
+    n = learned(80)
+    x = noise(n, 2, seed=7)
+    at = learned(30) + 1
+    x[at:, 0] += 2.0  # a remount: 2 noise units
+    m, out, ev = run(config(), x)
+    s = states(armed(out))
+    assert "RECALIBRATING" in s and "ANOMALY" not in s
+    types = [(e.type, e.channel) for e in ev]
+    assert ("RECAL_STARTED", 0) in types and ("RECAL_DONE", 0) in types
+    done = next(e for e in ev if e.type == "RECAL_DONE")
+    assert done.value == pytest.approx(2.0, abs=0.35)
+    c0 = m.channel(0)
+    assert (c0.baseline - c0.baseline0) / c0.noise == pytest.approx(2.0, abs=0.35)
+    # Confidence dips while the baseline moves, then recovers.
+    conf = armed(out)["confidence"]
+    k = s.index("RECALIBRATING")
+    assert conf[k] < 0.7 * np.median(conf[:k]) and np.median(conf[-10:]) > 2 * conf[k]
+
+
+def test_step_larger_than_a_remount_is_an_anomaly_on_that_channel():
+    n = learned(60)
+    x = noise(n, 2, seed=7)
+    at = learned(30)
+    x[at:, 0] += 8.0
+    m, out, ev = run(config(max_recal_step=3.0), x)
+    s = states(armed(out))
+    assert s[-1] == "ANOMALY" and "RECAL_DONE" not in [e.type for e in ev]
+    raised = next(e for e in ev if e.type == "ALERT_RAISED")
+    assert raised.channel == 0 and raised.severity >= 1
+    assert abs(m.channel(0).baseline - m.channel(0).baseline0) < 0.5 * m.channel(0).noise
+
+
+def test_fault_during_drift_is_not_absorbed():
+    n = learned(300)
+    x = noise(n, 3, seed=11)
+    a = learned(10)
+    x[:, 0] += np.clip(np.arange(n) - a, 0, None) * (2.0 / (300 * W))  # slow drift on channel 0
+    f = learned(120)
+    grow = np.clip((np.arange(n) - f) / (30 * W), 0, 1) * 6.0  # fault: channels 0 and 1 rise together
+    x[:, 0] += grow
+    x[:, 1] += grow
+    m, out, ev = run(config(3), x)
+    arm = armed(out)
+    s = states(arm)
+    fault_start = np.flatnonzero(arm["t_start_ms"] >= f * PERIOD)[0]
+    assert "ANOMALY" not in s[:fault_start]
+    first = s.index("ANOMALY")
+    assert all(v == "ANOMALY" for v in s[first:])  # stays raised to the end
+    for c in (0, 1):
+        ch = m.channel(c)
+        # Channel 0 followed its drift (<= 2 units) but not the 6-unit fault on top.
+        assert (ch.baseline - ch.baseline0) / ch.noise < 2.5
+    assert "ALERT_CLEARED" not in [e.type for e in ev]
+
+
+# ----------------------------------------------------------------- alerting
+def _spikes(windows: list[int]) -> tuple[mon.Monitor, np.ndarray, list[mon.Event]]:
+    n = learned(60)
+    x = noise(n, 2, seed=13)
+    a = learned(0)
+    for w in windows:  # both channels jump: a machine event, not a sensor
+        x[a + w * W : a + (w + 1) * W, :] += 6.0
+    return run(config(persist_k=3, persist_n=5), x)
+
+
+def test_two_votes_in_five_windows_do_not_raise_an_alert():
+    _, out, ev = _spikes([20, 23])
+    assert "ANOMALY" not in states(armed(out))
+    assert (armed(out)["flags"] & mon.OUT_VOTE).astype(bool).sum() == 2
+    assert "ALERT_RAISED" not in [e.type for e in ev]
+
+
+def test_three_votes_in_five_windows_raise_then_clear_after_five_quiet_windows():
+    _, out, ev = _spikes([20, 21, 23])
+    s = states(armed(out))
+    assert s.index("ANOMALY") == 23
+    # Hysteresis: the alert stays until 5 consecutive windows are below the clear margin.
+    last = max(i for i, v in enumerate(s) if v == "ANOMALY")
+    assert last == 23 + 4
+    types = [e.type for e in ev]
+    assert types.count("ALERT_RAISED") == 1 and types.count("ALERT_CLEARED") == 1
+    raised = next(e for e in ev if e.type == "ALERT_RAISED")
+    assert set(raised.channels) >= {0, 1}
+
+
+def test_output_confidence_is_the_conformal_p_value_for_anomalies():
+    _, out, _ = _spikes([20, 21, 22])
+    arm = armed(out)
+    a = arm[np.array(states(arm)) == "ANOMALY"]
+    # Full quality, no baseline moves: confidence is exactly 1 - p.
+    assert np.allclose(a["confidence"], 1.0 - a["p_value"], atol=1e-6)
+    assert np.all((arm["confidence"] >= 0) & (arm["confidence"] <= 1))
+
+
+# ----------------------------------------------------------------- events
+def test_event_ring_keeps_the_newest_and_counts_the_dropped():
+    n = learned(80)
+    x = noise(n, 2)
+    a = learned(0)
+    for w in range(0, 60, 3):  # 20 separate single-window dropouts -> 40 events
+        x[a + w * W : a + (w + 1) * W, 1] = np.nan
+    m = mon.Monitor(config(), zero_model)
+    m.run(np.arange(n) * PERIOD, x)
+    st = m.stats()
+    ev = m.events()
+    total = 2 + 40  # commissioned, calibrated, 20 x (lost, restored)
+    assert len(ev) == mon.EVENT_CAPACITY
+    assert st["events_dropped"] == total - mon.EVENT_CAPACITY
+    seqs = [e.seq for e in ev]
+    assert seqs == list(range(total - mon.EVENT_CAPACITY, total))
+    assert ev[-1].type == "DATA_RESTORED"
+    assert m.events() == []
+
+
+# ----------------------------------------------------------------- API misuse and bad input
+def test_bad_knobs_are_refused_with_a_toolkit_error():
+    with pytest.raises(ToolkitError, match="unknown monitor knob"):
+        mon.default_config(2, W, PERIOD, not_a_knob=1)
+    with pytest.raises(ToolkitError, match="invalid monitor configuration"):
+        mon.default_config(2, W, PERIOD, persist_k=6, persist_n=5)
+    with pytest.raises(ToolkitError, match="invalid monitor configuration"):
+        mon.default_config(2, W, PERIOD, min_quality=float("nan"))
+    with pytest.raises(ToolkitError, match="channels"):
+        mon.default_config(9, W, PERIOD)
+    with pytest.raises(ToolkitError, match="window"):
+        mon.default_config(2, 1, PERIOD)
+
+
+def test_live_config_update_refuses_structural_changes():
+    m = mon.Monitor(config(), zero_model)
+    m.update_config(alert_margin=4.0)
+    assert m.config.alert_margin == 4.0
+    with pytest.raises(ToolkitError, match="structural"):
+        m.update_config(window=W + 1)
+
+
+def test_malformed_stream_shapes_are_toolkit_errors():
+    m = mon.Monitor(config(), zero_model)
+    with pytest.raises(ToolkitError, match="expected"):
+        m.run(np.arange(5), np.zeros((5, 3)))
+    with pytest.raises(ToolkitError, match="timestamps"):
+        m.run(np.arange(4), np.zeros((5, 2)))
+
+
+def test_a_failing_scorer_becomes_no_data_and_a_toolkit_error():
+    calls = {"n": 0}
+
+    def flaky(window):
+        calls["n"] += 1
+        raise ValueError("model file corrupted")
+
+    m = mon.Monitor(config(), flaky)
+    x = noise(learned(2), 2)
+    with pytest.raises(ToolkitError, match="model file corrupted"):
+        m.run(np.arange(len(x)) * PERIOD, x)
+    assert m.stats()["score_errors"] >= 1
+
+
+def test_reset_baseline_commissions_again():
+    x = noise(learned(5), 2)
+    m, _, _ = run(config(), x)
+    m.reset_baseline()
+    assert m.stats()["phase"] == "COMMISSIONING"
+    assert m.events()[-1].type == "BASELINE_RESET"
+
+
+# ----------------------------------------------------------------- C side
+def test_engine_adapter_quantizes_and_dequantizes_like_the_model_info_says(tmp_path):
+    # A stand-in model implementing aiot/model.h: output = input (int8 copy).
+    fake = tmp_path / "model.c"
+    fake.write_text(
+        '#include "aiot/model.h"\n'
+        "static int8_t arena[16];\n"
+        'const aiot_model_info_t aiot_model_info = {"copy", 0, 8, 8, 16, 0.05f, -3, 0.1f, 2, 1};\n'
+        "int8_t *aiot_model_input(void) { return arena; }\n"
+        "const int8_t *aiot_model_output(void) { return arena + 8; }\n"
+        "int aiot_model_invoke(void) { for (int i = 0; i < 8; i++) arena[8 + i] = arena[i]; return 0; }\n"
+    )
+    lib = mon.library([mon.engine_adapter_source(), fake], name="aiot_monitor_adapter_test")
+    fn = lib.aiot_monitor_engine_score
+    fn.argtypes = [mon.ctypes.c_void_p, mon.ctypes.POINTER(mon.ctypes.c_float), mon.ctypes.c_size_t,
+                   mon.ctypes.POINTER(mon.ctypes.c_float)]
+    x = np.array([0.0, 0.024, 0.026, -0.1, 7.0, -7.0, 1.234, -0.075], np.float32)
+    y = np.zeros(8, np.float32)
+    fp = mon.ctypes.POINTER(mon.ctypes.c_float)
+    assert fn(None, x.ctypes.data_as(fp), 8, y.ctypes.data_as(fp)) == 0
+    # Independent re-derivation: round half away from zero (C roundf), saturate to int8.
+    q = np.clip(np.sign(x / 0.05) * np.floor(np.abs(x / 0.05) + 0.5) - 3, -128, 127)
+    assert np.allclose(y, 0.1 * (q - 2), atol=1e-6)
+    assert fn(None, x.ctypes.data_as(fp), 7, y.ctypes.data_as(fp)) == -1  # wrong size
+
+
+@pytest.mark.parametrize(
+    "cpu",
+    [
+        ["-mcpu=cortex-m0", "-mfloat-abi=soft"],
+        ["-mcpu=cortex-m3", "-mfloat-abi=soft"],
+        ["-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"],
+    ],
+)
+def test_monitor_compiles_warning_free_for_cortex_m(cpu, tmp_path):
+    import shutil
+
+    gcc = shutil.which("arm-none-eabi-gcc")
+    if not gcc:
+        pytest.skip("arm-none-eabi-gcc not installed")
+    for src in ("monitor.c", "engine_adapter.c"):
+        cmd = [gcc, "-std=c99", "-Os", "-mthumb", *cpu, "-Wall", "-Wextra", "-Werror", "-Wdouble-promotion",
+               f"-I{FIRMWARE / 'include'}", "-DAIOT_MONITOR_MAX_CHANNELS=4", "-DAIOT_MONITOR_MAX_WINDOW=16",
+               "-c", str(FIRMWARE / "src" / "monitor" / src), "-o", str(tmp_path / "m.o")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+
+def test_four_channel_monitor_fits_a_small_part():
+    src = FIRMWARE / "src" / "monitor" / "monitor.c"
+    lib = hostbuild.load(hostbuild.compile_shared(
+        [src], name="aiot_monitor_small", defines=["AIOT_MONITOR_MAX_CHANNELS=4", "AIOT_MONITOR_MAX_WINDOW=16",
+                                                   "AIOT_MONITOR_MAX_CALIBRATION=48"]))
+    lib.aiot_monitor_sizeof.restype = mon.ctypes.c_size_t
+    assert lib.aiot_monitor_sizeof() <= 2560  # next to a small model in 16 KB of RAM
