@@ -174,10 +174,13 @@ def _gaps(rng, x, keep, load, t_h, nuisances, ms, per_hour, n_gaps):
     after = int(LEARNING_HOURS * per_hour)
     busy = np.flatnonzero(load[after:] > np.quantile(load[after:], 0.8)) + after
     busy = busy[busy < len(load) - per_hour]  # a gap needs samples after it to be reported
+    taken = np.zeros(len(load), bool)  # gaps never overlap: each is reported on its own
     for _ in range(n_gaps):
-        if not len(busy):
+        free = busy[~taken[busy]]
+        if not len(free):
             break
-        i = int(rng.choice(busy))
+        i = int(rng.choice(free))
+        taken[max(i - per_hour // 4, 0) : i + per_hour] = True
         if rng.uniform() < 0.5:
             length = int(rng.uniform(5, 30) / 60 * per_hour)
             c = int(rng.choice([VIB, TEMP, PRESSURE]))
@@ -208,8 +211,10 @@ def generate(
     after the learning phase (LEARNING_HOURS)."""
     if fault is not None and fault not in FAULTS:
         raise ToolkitError(f"unknown fault {fault!r}", hint=f"choose one of {', '.join(FAULTS)}")
-    if hours < LEARNING_HOURS + 2:
-        raise ToolkitError(f"{hours} h is too short", hint=f"scenarios need at least {LEARNING_HOURS + 2} h")
+    shortest = LEARNING_HOURS + (8.5 if fault else 2)
+    if hours < shortest:
+        raise ToolkitError(f"{hours} h is too short{' for a fault' if fault else ''}",
+                           hint=f"use at least {shortest} h")
     rng = np.random.default_rng(seed)
     per_hour = HOUR_MS // SAMPLE_PERIOD_MS
     n = int(hours * per_hour)

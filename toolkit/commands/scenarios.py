@@ -19,7 +19,7 @@ def command() -> None:
               help="Directory for <name>.csv and <name>.labels.json files.")
 @click.option("--seed", type=int, default=None, help="First seed (default: the evaluation suite's).")
 @click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--hours", type=click.FloatRange(6, 24 * 14), default=24.0, show_default=True)
+@click.option("--hours", type=click.FloatRange(12, 24 * 14), default=24.0, show_default=True)
 def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
     """Write COUNT labelled scenarios (the evaluation suite when --seed is not given)."""
     from .. import scenarios as sc
