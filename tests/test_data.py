@@ -353,3 +353,29 @@ def test_mangled_csv_never_crashes(tmp_path):
             assert str(p) in e.message
             outcomes.add("error")
     assert outcomes == {"ok", "error"}  # the edits do exercise both paths
+
+
+@pytest.mark.parametrize("name", ["missing_values.csv", "semicolon.csv", "synth"])
+def test_fast_and_careful_parsers_agree(name, tmp_path):
+    import csv as _csv
+
+    from toolkit import data as d
+
+    if name == "synth":
+        path = tmp_path / "s.csv"
+        synth.write_csv(path, seed=0, hours=1)
+    else:
+        path = CSV / name
+    delim = ";" if name == "semicolon.csv" else ","
+    lines = path.read_text().splitlines()
+    reader = _csv.reader(lines, delimiter=delim)
+    header = next(reader)
+    rows = [(reader.line_num, r) for r in reader]
+    lab = 4 if name == "semicolon.csv" else len(header) - 1
+    ch = [i for i in range(1, len(header)) if i != lab and header[i] != "changepoint"]
+    fast = d._parse_vectorized(rows, len(header), 0, ch, lab, delim == ";")
+    slow = d._parse_rows(path, rows, header, delim, 0, ch, lab, delim == ";", auto_channels=True)
+    assert fast is not None
+    for f, s in zip(fast[:3], slow[:3]):
+        assert np.array_equal(f, s, equal_nan=True)
+    assert fast[3] == slow[3]

@@ -114,12 +114,7 @@ def parse_time(text: str) -> float:
         if not math.isfinite(v):
             raise ValueError("timestamp is not finite")
         return v
-    if s.endswith(("Z", "z")):
-        s = s[:-1] + "+00:00"
-    dt = datetime.fromisoformat(s)
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    return _iso_seconds(s)
 
 
 def format_time(seconds: float) -> str:
@@ -199,7 +194,7 @@ def load_csv(
     rows: list[tuple[int, list[str]]] = []
     try:
         for row in reader:
-            if not row or all(not c.strip() for c in row):
+            if not row or not "".join(row).strip():
                 continue
             if header is None:
                 header = [c.strip() for c in row]
@@ -266,7 +261,110 @@ def load_csv(
             hint="use a longer recording (or a smaller --window)",
         )
 
-    # -- parse every row; the first bad cell stops with its line and column
+    fast = _parse_vectorized(rows, len(header), ts_idx, ch_idx, lab_idx, decimal_comma)
+    if fast is not None:
+        ts, values, labels, any_iso = fast
+    else:
+        ts, values, labels, any_iso = _parse_rows(path, rows, header, delimiter, ts_idx, ch_idx, lab_idx,
+                                                  decimal_comma, auto_channels=channels is None)
+
+    if ts_idx is not None and len(rows) > 1:
+        bad = np.nonzero(np.diff(ts) <= 0)[0]
+        if bad.size:
+            i = int(bad[0])
+            raise ToolkitError(
+                f"{path}:{rows[i + 1][0]}: time does not increase "
+                f"('{rows[i + 1][1][ts_idx].strip()}' after '{rows[i][1][ts_idx].strip()}' on line {rows[i][0]})",
+                hint="sort the rows by time and remove duplicated samples",
+            )
+
+    return Series(
+        timestamps=ts,
+        values=values,
+        valid=~np.isnan(values),
+        labels=labels,
+        channels=names,
+        source=path,
+        iso_time=any_iso,
+    )
+
+
+_Parsed = tuple[np.ndarray, np.ndarray, "np.ndarray | None", bool]
+
+
+def _float_or_missing(cell: str) -> float:
+    try:
+        return float(cell)
+    except ValueError:
+        if cell.strip().lower() in MISSING_TOKENS:
+            return math.nan
+        raise
+
+
+def _floats(cells: Sequence[str], decimal_comma: bool, missing_ok: bool) -> np.ndarray | None:
+    """Whole column at once; None when any cell needs the careful path (error or oddity)."""
+    if decimal_comma:
+        cells = [c.replace(",", ".") for c in cells]
+    try:
+        v = np.fromiter(map(float, cells), np.float64, len(cells))
+    except ValueError:
+        if not missing_ok:
+            return None
+        try:
+            v = np.fromiter(map(_float_or_missing, cells), np.float64, len(cells))
+        except ValueError:
+            return None
+    if np.isinf(v).any() or (not missing_ok and np.isnan(v).any()):
+        return None
+    return v
+
+
+def _iso_seconds(cell: str) -> float:
+    s = cell.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    dt = datetime.fromisoformat(s)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def _parse_vectorized(rows: list[tuple[int, list[str]]], width: int, ts_idx: int | None, ch_idx: list[int],
+                      lab_idx: int | None, decimal_comma: bool) -> _Parsed | None:
+    """Fast path for well-formed files (one pass per column, no per-cell bookkeeping).
+    Returns None whenever anything is unusual; :func:`_parse_rows` then finds and reports it."""
+    if not rows or any(len(r) != width for _, r in rows):
+        return None
+    cols = list(zip(*(r for _, r in rows)))
+    n = len(rows)
+    values = np.empty((n, len(ch_idx)), dtype=np.float64)
+    for j, k in enumerate(ch_idx):
+        v = _floats(cols[k], decimal_comma, missing_ok=True)
+        if v is None:
+            return None
+        values[:, j] = v
+    labels = None
+    if lab_idx is not None:
+        lv = _floats(cols[lab_idx], decimal_comma, missing_ok=False)
+        if lv is None or not np.isin(lv, (0.0, 1.0)).all():
+            return None
+        labels = lv.astype(np.int8)
+    if ts_idx is None:
+        return np.arange(n, dtype=np.float64), values, labels, False
+    ts = _floats(cols[ts_idx], False, missing_ok=False)
+    if ts is not None:
+        return ts, values, labels, False
+    try:
+        ts = np.fromiter(map(_iso_seconds, cols[ts_idx]), np.float64, n)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return ts, values, labels, True
+
+
+def _parse_rows(path: Path, rows: list[tuple[int, list[str]]], header: list[str], delimiter: str,
+                ts_idx: int | None, ch_idx: list[int], lab_idx: int | None, decimal_comma: bool,
+                auto_channels: bool) -> _Parsed:
+    """Row by row; the first bad cell stops with its line and column."""
     n, c = len(rows), len(ch_idx)
     ts = np.empty(n, dtype=np.float64)
     values = np.empty((n, c), dtype=np.float64)
@@ -299,7 +397,7 @@ def load_csv(
             v = _parse_value(row[k], decimal_comma)
             if v is None:
                 hint = "sensor cells must be numbers; leave a cell empty (or write NaN) for a missing sample"
-                if channels is None:
+                if auto_channels:
                     hint += "; if this is not a sensor column, pick the sensor columns with --channels"
                 raise ToolkitError(
                     f"{path}:{line_no}: column '{header[k]}': '{row[k].strip()}' is not a number", hint=hint
@@ -307,26 +405,7 @@ def load_csv(
             values[r, j] = v
         if labels is not None:
             labels[r] = _parse_label(path, line_no, header[lab_idx], row[lab_idx], decimal_comma)  # type: ignore[index]
-
-    if ts_idx is not None and n > 1:
-        bad = np.nonzero(np.diff(ts) <= 0)[0]
-        if bad.size:
-            i = int(bad[0])
-            raise ToolkitError(
-                f"{path}:{rows[i + 1][0]}: time does not increase "
-                f"('{rows[i + 1][1][ts_idx].strip()}' after '{rows[i][1][ts_idx].strip()}' on line {rows[i][0]})",
-                hint="sort the rows by time and remove duplicated samples",
-            )
-
-    return Series(
-        timestamps=ts,
-        values=values,
-        valid=~np.isnan(values),
-        labels=labels,
-        channels=names,
-        source=path,
-        iso_time=any_iso,
-    )
+    return ts, values, labels, any_iso
 
 
 def _is_number(text: str) -> bool:
