@@ -274,7 +274,9 @@ class Device:
                     else:
                         self.counters.stray_frames += 1
                         self.stray.append(f)
-        raise self._timeout(type_, timeout, attempts, self._decoder.garbage_bytes - garbage_before)
+        # Garbage = broken frames completed + bytes still waiting for a delimiter (text output).
+        raise self._timeout(type_, timeout, attempts,
+                            self._decoder.garbage_bytes - garbage_before + self._decoder.pending)
 
     def _error(self, type_: int, f: P.Frame) -> DeviceError:
         code, req, detail = P.unpack_error(f.payload)

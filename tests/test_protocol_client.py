@@ -1,0 +1,289 @@
+"""The host client (toolkit.hil.Device) against scripted fake devices on a local socket:
+timeouts, retries, stray frames, error frames, wrong devices, the EVENTS acknowledgement and
+PUSH resumption. Real firmware behaviour is covered by hil_tests/."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from toolkit import monitor as M
+from toolkit import protocol as P
+from toolkit.errors import ToolkitError
+from toolkit.hil import Device, DeviceError, DeviceTimeout, SerialTransport, make_transport
+
+INFO = P.DeviceInfo(1, 0, 3, 0xDEADBEEF, 4, 2, 64, 0.5, -1, 0.25, 3, 25_000_000, 25_000_000, 1024, 2,
+                    "0.1.0", "fake-board", "fake-model")
+
+
+class FakeDevice:
+    """Serves one TCP connection; ``handler(frame) -> bytes | None`` scripts the answers."""
+
+    def __init__(self, handler=None, raw=None):
+        self.handler = handler
+        self.raw = raw  # bytes to send right away and every 50 ms (a chatty wrong device)
+        self.received: list[P.Frame | P.BrokenFrame] = []
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(1)
+        self.url = f"socket://127.0.0.1:{self.srv.getsockname()[1]}"
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        conn, _ = self.srv.accept()
+        conn.settimeout(0.05)
+        dec = P.StreamDecoder()
+        with conn:
+            while not self.stop.is_set():
+                if self.raw:
+                    conn.sendall(self.raw)
+                try:
+                    data = conn.recv(4096)
+                except socket.timeout:
+                    continue
+                if not data:
+                    return
+                for f in dec.feed(data):
+                    self.received.append(f)
+                    out = self.handler(f) if self.handler and isinstance(f, P.Frame) else None
+                    if out == "close":
+                        return
+                    if out:
+                        conn.sendall(out)
+
+    def close(self):
+        self.stop.set()
+        self.srv.close()
+
+
+@pytest.fixture
+def fake():
+    made = []
+
+    def make(handler=None, raw=None, timeout=0.3, retries=2):
+        fd = FakeDevice(handler, raw)
+        made.append(fd)
+        dev = Device(SerialTransport(fd.url), timeout=timeout, retries=retries)
+        made.append(dev)
+        return fd, dev
+
+    yield make
+    for m in reversed(made):
+        m.close()
+
+
+def reply(f: P.Frame, payload: bytes = b"", type_=None) -> bytes:
+    return P.encode_frame(f.type | P.RESPONSE if type_ is None else type_, f.seq, payload)
+
+
+def info_handler(f):
+    return reply(f, P.pack_info(INFO)) if f.type == P.Msg.INFO else None
+
+
+def test_info_roundtrip(fake):
+    _fd, dev = fake(info_handler)
+    assert dev.info() == INFO
+    assert dev.counters.retries == 0
+
+
+def test_silent_device_times_out_with_a_clear_message(fake):
+    _fd, dev = fake(lambda f: None, timeout=0.2, retries=2)
+    t0 = time.monotonic()
+    with pytest.raises(DeviceTimeout) as e:
+        dev.info()
+    assert 0.5 < time.monotonic() - t0 < 3.0
+    msg = str(e.value)
+    assert dev.name in msg and "socket://127.0.0.1:" in msg
+    assert "INFO" in msg and "3 attempts" in msg and "0.2 s" in msg
+    assert "baud" in e.value.hint
+
+
+def test_wrong_device_is_reported(fake):
+    _fd, dev = fake(raw=b"U-Boot 2023.01 ready\r\n", timeout=0.3, retries=0)
+    with pytest.raises(DeviceTimeout) as e:
+        dev.info()
+    assert "not aiot frames" in e.value.message and "U-Boot" in e.value.message
+    assert "wrong firmware or wrong baud rate" in e.value.hint
+
+
+def test_idempotent_request_is_retried_after_a_lost_answer(fake):
+    seen = []
+
+    def handler(f):
+        seen.append(f.seq)
+        return info_handler(f) if len(seen) > 1 else None  # the first answer is "lost"
+
+    fd, dev = fake(handler)
+    assert dev.info() == INFO
+    assert dev.counters.retries == 1 and len(seen) == 2 and seen[0] != seen[1]  # a fresh seq
+
+
+def test_non_idempotent_request_is_not_retried(fake):
+    fd, dev = fake(lambda f: None, timeout=0.2)
+    with pytest.raises(DeviceTimeout):
+        dev.reset_baseline()
+    assert len([f for f in fd.received if isinstance(f, P.Frame)]) == 1
+
+
+def test_stray_and_stale_frames_are_ignored(fake):
+    def handler(f):
+        stale = P.encode_frame(P.Msg.INFO | P.RESPONSE, (f.seq - 1) & 0xFF, b"old")
+        other_err = P.encode_frame(P.Msg.ERROR, (f.seq + 5) & 0xFF, b"\x01\x01")
+        noise = b"\x13\x37\x00"
+        return stale + other_err + noise + reply(f, P.pack_info(INFO))
+
+    _fd, dev = fake(handler)
+    assert dev.info() == INFO
+    assert dev.counters.stray_frames == 2 and dev.counters.broken_frames == 1
+
+
+def test_error_frame_raises_device_error(fake):
+    def handler(f):
+        if f.type == P.Msg.INFO:
+            return info_handler(f)
+        return P.encode_frame(P.Msg.ERROR, f.seq, bytes([P.ErrorCode.NO_MODEL, f.type]) + b"built without a model")
+
+    _fd, dev = fake(handler)
+    with pytest.raises(DeviceError) as e:
+        dev.request(P.Msg.INFER, b"\x00" * 4)
+    assert e.value.code == P.ErrorCode.NO_MODEL and e.value.request == P.Msg.INFER
+    assert "NO_MODEL" in e.value.message and "built without a model" in e.value.message
+    assert "aiot build" in e.value.hint
+
+
+def test_protocol_major_mismatch(fake):
+    other = P.DeviceInfo(**{**INFO.__dict__, "proto_major": 2})
+    _fd, dev = fake(lambda f: reply(f, P.pack_info(other)))
+    with pytest.raises(ToolkitError, match="protocol 2.0"):
+        dev.info()
+
+
+def test_malformed_info_payload(fake):
+    _fd, dev = fake(lambda f: reply(f, b"\x01\x00\x03"))
+    with pytest.raises(ToolkitError, match="malformed INFO"):
+        dev.info()
+
+
+def test_infer(fake):
+    def handler(f):
+        if f.type == P.Msg.INFER:
+            assert f.payload == bytes([1, 2, 0xFF, 0x80])
+            return reply(f, struct.pack("<bI", 0, 1234) + bytes([5, 0xFB]))
+        return info_handler(f)
+
+    _fd, dev = fake(handler)
+    r = dev.infer(np.array([[1, 2], [-1, -128]], np.int8))
+    assert r.output.tolist() == [5, -5] and r.ticks == 1234 and r.output.dtype == np.int8
+    with pytest.raises(ToolkitError, match="int8"):
+        dev.infer(np.zeros(4, np.float32))
+    with pytest.raises(ToolkitError, match="takes 4"):
+        dev.infer(np.zeros(5, np.int8))
+
+
+def test_infer_short_response(fake):
+    def handler(f):
+        return reply(f, struct.pack("<bI", 0, 1) + b"\x05") if f.type == P.Msg.INFER else info_handler(f)
+
+    _fd, dev = fake(handler)
+    with pytest.raises(ToolkitError, match="malformed INFER"):
+        dev.infer(np.zeros(4, np.int8))
+
+
+def test_connection_closed_is_an_error_not_a_hang(fake):
+    _fd, dev = fake(lambda f: "close", timeout=5.0)
+    t0 = time.monotonic()
+    with pytest.raises(ToolkitError):
+        dev.info()
+    assert time.monotonic() - t0 < 4.0
+
+
+def test_missing_serial_port():
+    with pytest.raises(ToolkitError, match="cannot open serial port /dev/ttyNOPE") as e:
+        SerialTransport("/dev/ttyNOPE", 115200)
+    assert "dialout" in e.value.hint
+
+
+def test_transport_arguments():
+    with pytest.raises(ToolkitError, match="unknown transport"):
+        make_transport("usb")
+    with pytest.raises(ToolkitError, match="needs a port"):
+        make_transport("serial")
+    with pytest.raises(ToolkitError, match="needs a board"):
+        make_transport("qemu")
+
+
+def _event(seq: int) -> bytes:
+    rec = np.zeros(1, M.EVENT_DTYPE)
+    rec["seq"], rec["type"], rec["timestamp_ms"], rec["channel"] = seq, 13, 1000 * seq, M.NO_CHANNEL
+    return rec.tobytes()
+
+
+def test_events_ack_protocol_survives_a_lost_answer(fake):
+    """Fake device with the documented semantics: hold a batch until acknowledged by seq."""
+    ring = list(range(11))
+    held: list[int] = []
+    requests = []
+    lost = {"done": False}
+
+    def handler(f):
+        nonlocal held
+        if f.type != P.Msg.EVENTS:
+            return None
+        requests.append(f.payload)
+        valid, ack = struct.unpack("<BH", f.payload)
+        if valid:
+            held = [s for s in held if s > ack]
+        while len(held) < 4 and ring:
+            held.append(ring.pop(0))
+        out = reply(f, struct.pack("<BBHI", len(held), len(ring), 0, 2) + b"".join(_event(s) for s in held))
+        if len(requests) == 2 and not lost["done"]:
+            lost["done"] = True
+            return None  # the answer to the second request is lost
+        return out
+
+    _fd, dev = fake(handler)
+    events = dev.events()
+    assert [e.seq for e in events] == list(range(11))  # nothing lost, nothing twice
+    assert events[0].type == "BASELINE_RESET" and events[0].channel is None
+    assert requests[0] == b"\x00\x00\x00"
+    assert requests[1] == requests[2] == struct.pack("<BH", 1, 3)  # the retry repeats the ack
+    assert dev.events_dropped == 2
+
+
+def test_push_resumes_where_the_device_stopped(fake):
+    got = []
+
+    def handler(f):
+        if f.type != P.Msg.PUSH:
+            return None
+        count, ch, _ = struct.unpack_from("<HBB", f.payload)
+        recs = np.frombuffer(f.payload[4:], dtype=np.dtype([("t", "<u4"), ("m", "u1"), ("v", "<f4", (ch,))]))
+        take = min(count, 3)  # the device's output room allows 3 samples per request
+        got.extend(recs[:take].tolist())
+        out = np.zeros(1, M.OUTPUT_DTYPE)
+        out["t_start_ms"] = recs["t"][0]
+        return reply(f, struct.pack("<HBB", take, 1, 0) + out.tobytes())
+
+    _fd, dev = fake(handler)
+    ts = np.arange(10) * 1000
+    vals = np.arange(20, dtype=np.float32).reshape(10, 2)
+    vals[4, 1] = np.nan
+    out = dev.push(ts, vals)
+    assert [g[0] for g in got] == list(range(0, 10000, 1000))
+    assert got[4][1] == 0b01 and got[5][1] == 0b11  # NaN -> not valid
+    assert list(out["t_start_ms"]) == [0, 3000, 6000, 9000]
+
+
+def test_push_rejects_inconsistent_answers(fake):
+    _fd, dev = fake(lambda f: reply(f, struct.pack("<HBB", 0, 0, 0)))
+    with pytest.raises(ToolkitError, match="inconsistent PUSH"):
+        dev.push([0], [[1.0]])
+    with pytest.raises(ToolkitError, match="samples, channels"):
+        dev.push([0], [1.0])
