@@ -107,6 +107,11 @@ def test_no_timestamp_column_lists_columns_unless_disabled():
     assert s.timestamps.tolist() == [0.0, 1.0]
 
 
+def test_channel_requested_twice():
+    e = _error(CSV / "missing_values.csv", channels=["vib_rms_1", "VIB_RMS_1"])
+    assert "vib_rms_1" in e.message and "more than once" in e.message
+
+
 def test_explicit_label_column_must_exist():
     e = _error(CSV / "missing_column.csv", label_column="fault_flag")
     assert "'fault_flag'" in e.message

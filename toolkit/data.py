@@ -253,6 +253,9 @@ def load_csv(
                 hint="column names must match the header (case-insensitive)",
             )
         ch_idx = [_find_column(header, c) for c in channels]  # type: ignore[misc]
+        dup = sorted({header[i] for i in ch_idx if ch_idx.count(i) > 1})
+        if dup:
+            raise ToolkitError(f"channel(s) {', '.join(dup)} requested more than once", hint="list each column once")
     names = [header[i] for i in ch_idx]
 
     if len(rows) < min_rows:
