@@ -211,7 +211,7 @@ def _smooth(scores: np.ndarray, k: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def make_device(target: str, package: Path, rule: AlertRule) -> Device:
+def make_device(target: str, package: Path, rule: AlertRule, knobs: dict | None = None) -> Device:
     """The device for ``--target``; a clear error for targets this tree cannot run yet."""
     if target == "reference":
         return ReferenceDevice(package, rule)
@@ -219,10 +219,10 @@ def make_device(target: str, package: Path, rule: AlertRule) -> Device:
         from .monitor_device import MonitorDevice
 
         meta = json.loads((Path(package) / "meta.json").read_text())
-        return MonitorDevice(package, int(meta["window"]), "host")
+        return MonitorDevice(package, int(meta["window"]), "host", knobs)
     if target.startswith("qemu:"):
         from .monitor_device import MonitorDevice
 
         meta = json.loads((Path(package) / "meta.json").read_text())
-        return MonitorDevice(package, int(meta["window"]), target)
+        return MonitorDevice(package, int(meta["window"]), target, knobs)
     raise ToolkitError(f"unknown --target '{target}'", hint="use host, qemu:BOARD or reference")

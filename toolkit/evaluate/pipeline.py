@@ -41,7 +41,8 @@ class Settings:
     epochs: int = 30
     seed: int = 0
     jobs: int = 2
-    rule: AlertRule = field(default_factory=AlertRule)
+    rule: AlertRule = field(default_factory=AlertRule)  #: the reference target's alert rule
+    knobs: dict = field(default_factory=dict)  #: monitor config overrides (host / qemu targets)
 
     def commissioning_rows(self, rows: int) -> int:
         if self.train_rows is not None:
@@ -143,7 +144,7 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
         )
     if package is None:
         package = file_package(rec, start, settings)
-    device = make_device(settings.target, package, settings.rule)
+    device = make_device(settings.target, package, settings.rule, settings.knobs)
     info = device.commission(s.head(start))
     out = device.stream(s, start)
     if len(out.alert) != s.rows - start:

@@ -39,6 +39,7 @@ def evaluate(
     jobs: int = 2,
     limit: int | None = None,
     rule: AlertRule | None = None,
+    knobs: dict | None = None,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate."""
     from ..progress import step
@@ -53,6 +54,10 @@ def evaluate(
         format=fmt, target=resolve_target(target), train_rows=train_rows, train_fraction=train_fraction,
         window=window, epochs=epochs, jobs=jobs, rule=rule or AlertRule(),
     )
+    if settings.target != "reference":
+        from .monitor_device import EVAL_KNOBS
+
+        settings.knobs = dict(EVAL_KNOBS if knobs is None else knobs)
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), labels)
     if limit is not None:

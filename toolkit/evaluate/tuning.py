@@ -10,7 +10,8 @@ Protocol (written once, before any SKAB experiment file was scored with the resu
 - every candidate setting is scored by the same pooled F1/FAR/MAR; the pick is the best F1
   with FAR <= 10 % (the issue's target), ties to the simpler rule.
 
-Run: python -m toolkit.evaluate.tuning ../shared/data/skab/anomaly-free/anomaly-free.csv
+Run: python -m toolkit.evaluate.tuning [--monitor] ../shared/data/skab/anomaly-free/anomaly-free.csv
+(--monitor: the monitor's knobs for --target host/qemu; without: the reference target's rule)
 """
 
 from __future__ import annotations
@@ -61,11 +62,12 @@ def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0) -> li
 
 def grid() -> list[AlertRule]:
     rules = []
-    for q, margin, smooth, (up, down), floor in itertools.product(
-        (0.99, 1.0), (1.0, 1.5, 2.0, 3.0), (1, 10, 30, 60), ((3, 5), (5, 20), (10, 30)), (0.0, 1.0, 2.0, 4.0)
+    for kind, q, margin, smooth, (up, down), floor in itertools.product(
+        ("mean", "max_channel"), (0.99, 1.0), (1.0, 1.5, 2.0, 3.0), (1, 10, 30, 60), ((3, 5), (5, 20), (10, 30)),
+        (0.0, 1.0, 2.0),
     ):
         rules.append(AlertRule(threshold_quantile=q, threshold_margin=margin, smooth=smooth, raise_after=up,
-                               clear_after=down, noise_floor=floor))
+                               clear_after=down, noise_floor=floor, score=kind))
     return rules
 
 
@@ -74,22 +76,22 @@ def score_rules(dataset: Dataset, package: Path, rules: list[AlertRule]) -> list
     scores are computed once per floor and smoothed / thresholded exactly as the device does."""
     from .device import ReferenceDevice, _smooth, apply_rule
 
-    raw: dict[float, list] = {}
-    for floor in sorted({r.noise_floor for r in rules}):
+    raw: dict[tuple, list] = {}
+    for key in sorted({(r.noise_floor, r.score) for r in rules}):
         per_file = []
-        base = AlertRule(noise_floor=floor)
+        base = AlertRule(noise_floor=key[0], score=key[1], smooth=1)
         for rec in dataset.recordings:
             d = ReferenceDevice(package, base)
             head = rec.series.head(SHAPE[0])
             d.commission(head)
-            _, cal, _ = d._scores(head)
+            _, cal_total, cal_ch = d._scores(head)
             out = d.stream(rec.series, SHAPE[0])  # smooth=1: raw window scores
-            per_file.append((cal, out.score, rec.labels[SHAPE[0]:]))
-        raw[floor] = per_file
+            per_file.append((d.combine(cal_total, cal_ch), out.score, rec.labels[SHAPE[0]:]))
+        raw[key] = per_file
     rows = []
     for rule in rules:
         total = Confusion()
-        for cal, score, labels in raw[rule.noise_floor]:
+        for cal, score, labels in raw[(rule.noise_floor, rule.score)]:
             thr = float(np.quantile(_smooth(cal, rule.smooth), rule.threshold_quantile) * rule.threshold_margin)
             sm = np.full(score.shape, np.nan)
             ok = np.isfinite(score)
@@ -100,7 +102,65 @@ def score_rules(dataset: Dataset, package: Path, rules: list[AlertRule]) -> list
     return rows
 
 
+#: Monitor knobs tried for the host / qemu targets (everything else: the C defaults).
+MONITOR_GRID = {
+    "alert_margin": (1.5, 2.0, 3.0, 4.0, 6.0),
+    "clear_ratio": (0.5, 1.0),  # clear_margin = ratio x alert_margin (1.0: no hysteresis band)
+    "persist": ((3, 5), (6, 10)),
+    "max_recal_step": (None, 1.0),  # None = C default; 1.0 = (almost) never accept a step as a remount
+}
+
+
+def monitor_grid() -> list[dict]:
+    out = []
+    for margin, ratio, (k, n), recal in itertools.product(*MONITOR_GRID.values()):
+        knobs = {"alert_margin": margin, "clear_margin": ratio * margin, "persist_k": k, "persist_n": n}
+        if recal is not None:
+            knobs.update(max_recal_step=recal, step_threshold=min(1.0, recal))
+        out.append(knobs)
+    return out
+
+
+def score_monitor(dataset: Dataset, model_dir: Path, window: int, grid: list[dict]) -> list[tuple[dict, Confusion]]:
+    from ..progress import Bar
+    from .monitor_device import MonitorDevice
+
+    rows = []
+    with Bar(len(grid), "monitor settings") as bar:
+        for knobs in grid:
+            total = Confusion()
+            for rec in dataset.recordings:
+                d = MonitorDevice(model_dir, window, "host", knobs)
+                d.commission(rec.series.head(SHAPE[0]))
+                out = d.stream(rec.series, SHAPE[0])
+                total = total + confusion(rec.labels[SHAPE[0]:], out.alert)
+            rows.append((knobs, total))
+            bar.update()
+    return rows
+
+
+def main_monitor(argv: list[str]) -> int:
+    from ..data import sha256_file
+    from .monitor_device import device_fleet_model
+
+    normal = load_csv(argv[0], label_column=None)
+    half = normal.rows // 2
+    window = 8
+    model = device_fleet_model(normal.head(half), sha256_file(argv[0]) + ":first-half", window, 30, 0, SHAPE[0])
+    ds = Dataset(pseudo_installations(normal.slice(half, normal.rows)))
+    results = score_monitor(ds, model, window, monitor_grid())
+    ok = [(k, c) for k, c in results if c.far is not None and c.far <= 0.10]
+    best = max(ok or results, key=lambda kc: (kc[1].f1 or 0.0))
+    for k, c in sorted(results, key=lambda kc: -(kc[1].f1 or 0))[:12]:
+        print(f"F1 {c.f1 or 0:.3f} FAR {100 * c.far:5.2f} % MAR {100 * c.mar:5.2f} %  {k}")
+    print("pick:", json.dumps(best[0]), f"(validation F1 {best[1].f1 or 0:.3f}, FAR {100 * best[1].far:.2f} %, "
+          f"MAR {100 * best[1].mar:.2f} %, {len(ds.recordings)} pseudo-installations)")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--monitor"]:
+        return main_monitor(argv[1:])
     from .pipeline import Settings, fleet_package
 
     normal = load_csv(argv[0], label_column=None)
