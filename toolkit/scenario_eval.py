@@ -60,6 +60,79 @@ def fleet_pca(config: mon.Config, streams: int = 8, components: int = 2) -> mon.
     return scorer
 
 
+def fleet_int8(config: mon.Config, streams: int = 8, components: int = 2) -> Path:
+    """The same fleet model as the device runs it: the PCA autoencoder written as a linear
+    Keras autoencoder (64 -> k -> 64), full-int8 via toolkit.quantize, C via toolkit.codegen.
+    Returns DIR with DIR/model.tflite and DIR/c/model.c (cached)."""
+    pca = fleet_pca(config, streams, components)
+    key = hashlib.sha256(pca.mean.tobytes() + pca.components.tobytes())
+    for mod in ("quantize.py", "codegen/__init__.py"):
+        key.update((Path(__file__).resolve().parent / mod).read_bytes())
+    out = build_dir() / "scenarios" / f"fleet-int8-{key.hexdigest()[:12]}"
+    if (out / "c" / "model.c").is_file():
+        return out
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import keras
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ToolkitError("the int8 fleet model needs TensorFlow/Keras", hint="pip install -e '.[ml]' (make setup)") from e
+    from .codegen import generate
+    from .progress import step
+    from .quantize import convert_int8
+
+    n = pca.mean.size
+    with step(f"int8 fleet model (linear autoencoder {n}->{components}->{n}), cached as {out.name}"):
+        model = keras.Sequential([keras.Input((n,)), keras.layers.Dense(components), keras.layers.Dense(n)])
+        enc, dec = model.layers
+        enc.set_weights([pca.components.T, -(pca.mean @ pca.components.T)])
+        dec.set_weights([pca.components, pca.mean])
+        rep = np.concatenate([mon.extract_windows(config, s.timestamps_ms, s.values).reshape(-1, n)
+                              for s in sc.normal_streams(2, seed=9_000)])
+        tfl = convert_int8(model, rep.astype(np.float32))
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.mkdir(parents=True, exist_ok=True)
+        (tmp / "model.tflite").write_bytes(tfl)
+        generate(tfl, tmp / "c", name="scenario_fleet")
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        tmp.rename(out)
+    return out
+
+
+def int8_library(model_dir: Path):
+    """Host build of monitor + engine + generated model + engine adapter."""
+    from .codegen import engine_sources
+
+    c_dir = Path(model_dir) / "c"
+    return mon.library([c_dir / "model.c", *engine_sources(), mon.engine_adapter_source()],
+                       include_dirs=[c_dir], name="aiot_scenario_monitor")
+
+
+class QemuDevice:
+    """The firmware (monitor + protocol + int8 fleet model) in QEMU, over the serial
+    protocol; one fresh boot per scenario so every installation commissions from zero."""
+
+    def __init__(self, model_dir: Path, config: mon.Config, board: str = "mps2-an386"):
+        from .evaluate.monitor_device import firmware_elf
+
+        self.name = f"qemu:{board}"
+        self.board = board
+        self.config = config
+        self.elf = firmware_elf(Path(model_dir), board, build=True)
+
+    def push(self, timestamps_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
+        from .boards import get_board
+        from .hil import open_device
+
+        with open_device(get_board(self.board), self.elf) as dev:
+            dev.configure(self.config, fresh=True)
+            return dev.push(timestamps_ms, values)
+
+
 # ----------------------------------------------------------------- static threshold baseline
 class StaticThresholdDevice:
     """The classic IoT detector: per-sensor limits mean +- k sigma learned on the same
@@ -228,15 +301,50 @@ def host_devices(config: mon.Config, scorer: mon.Scorer) -> Callable[[], list[De
     return make
 
 
-def run_suite(count: int = 20, seed: int = sc.SUITE_SEED, progress: Callable[[], None] | None = None) -> dict:
-    """The acceptance run: fixed seeded suite, host build of the device code, fleet model."""
+def run_suite(count: int = 20, seed: int = sc.SUITE_SEED, progress: Callable[[], None] | None = None,
+              model: str = "float", qemu: int = 0, board: str = "mps2-an386") -> dict:
+    """The acceptance run: fixed seeded suite through the host build of the device code
+    with the fleet model, float ("float": the PCA autoencoder called from Python) or as the
+    device runs it ("int8": generated engine + model, all in C). ``qemu`` > 0 also runs the
+    first ``qemu`` scenarios in QEMU on ``board`` and compares the states window by window."""
+    if model not in ("float", "int8"):
+        raise ToolkitError(f"unknown model {model!r}", hint="use float or int8")
+    if qemu and model != "int8":
+        raise ToolkitError("the QEMU comparison needs the int8 model (the device runs the int8 engine)",
+                           hint="add --model int8")
     cfg = device_config()
-    scorer = fleet_pca(cfg)
-    report = evaluate(sc.suite(count, seed), host_devices(cfg, scorer), progress)
-    report["model"] = "fleet PCA autoencoder (float, host)"
+    scenarios = sc.suite(count, seed)
+    if model == "float":
+        scorer = fleet_pca(cfg)
+        make = host_devices(cfg, scorer)
+        label = "fleet PCA autoencoder 64->2->64 (float, Python scorer, host build of the monitor)"
+    else:
+        model_dir = fleet_int8(cfg)
+        lib = int8_library(model_dir)
+        make = lambda: [mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib), StaticThresholdDevice(cfg)]  # noqa: E731
+        label = "fleet linear autoencoder 64->2->64, full int8, generated C engine (host build)"
+    report = evaluate(scenarios, make, progress)
+    report["model"] = label
     report["config"] = cfg.as_dict()
     report["seed"] = seed
+    if qemu:
+        report["qemu"] = qemu_parity(scenarios[:qemu], QemuDevice(model_dir, cfg, board), lambda: make()[0])
     return report
+
+
+def qemu_parity(scenarios: Sequence[sc.Scenario], device: Device, make_host: Callable[[], Device]) -> dict:
+    """Same samples into a board (QEMU) and a fresh host build: the same states?"""
+    rows = []
+    for s in scenarios:
+        q = device.push(s.timestamps_ms, s.values)
+        h = make_host().push(s.timestamps_ms, s.values)
+        same_len = len(q) == len(h)
+        n = min(len(q), len(h))
+        same = int(np.sum((q["state"][:n] == h["state"][:n]) & (q["t_end_ms"][:n] == h["t_end_ms"][:n])))
+        rows.append({"name": s.name, "windows_qemu": int(len(q)), "windows_host": int(len(h)),
+                     "same_states": same, "identical": bool(same_len and same == n),
+                     "max_score_diff": float(np.max(np.abs(q["score"][:n] - h["score"][:n]))) if n else 0.0})
+    return {"device": device.name, "scenarios": rows, "all_identical": all(r["identical"] for r in rows)}
 
 
 def format_report(report: dict) -> str:
@@ -262,6 +370,12 @@ def format_report(report: dict) -> str:
             f"false alerts {t['false_alerts']} ({t['false_alerts_during_nuisances']} during nuisances), "
             f"gaps > window reported NO_DATA {t['long_gaps_reported_no_data']}/{t['long_gaps']}"
         )
+    if "qemu" in report:
+        q = report["qemu"]
+        for r in q["scenarios"]:
+            lines.append(f"{q['device']} vs host, {r['name']}: {r['same_states']}/{r['windows_host']} windows with the "
+                         f"same state ({'identical' if r['identical'] else 'DIFFERENT'}), "
+                         f"max score difference {r['max_score_diff']:.2g}")
     return "\n".join(lines)
 
 
