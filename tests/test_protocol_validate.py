@@ -1,0 +1,119 @@
+"""`aiot validate`: metric arithmetic on hand-made arrays, input selection, error paths, and one
+end-to-end run on QEMU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zlib
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolkit import protocol as P
+from toolkit.cli import main
+from toolkit.commands.validate import compare, load_model_input, make_inputs, timing
+from toolkit.errors import ToolkitError
+
+from test_protocol_client import INFO, FakeDevice, reply
+
+AE24 = Path(__file__).resolve().parent.parent / "hil_tests" / "fixtures" / "ae24"
+
+
+def test_compare_hand_computed():
+    dev = np.array([[0, 10, -5], [1, 10, -5]], np.int8)
+    ref = np.array([[0, 10, -5], [3, 10, -6]], np.int8)
+    m = compare(dev, ref, scale=0.5, zero_point=0)
+    assert m["vectors"] == 2 and m["mismatched_vectors"] == 1 and m["first_mismatch"] == 1
+    assert m["exact_match_pct"] == 50.0
+    assert m["exact_bytes_pct"] == pytest.approx(100 * 4 / 6)
+    assert m["max_abs_error_q"] == 2 and m["mean_abs_error_q"] == pytest.approx(3 / 6)
+    assert m["max_abs_error"] == 1.0                      # 2 steps x 0.5
+    assert m["mae"] == pytest.approx(1.5 / 6)            # (1.0 + 0.5) / 6
+    assert m["rmse"] == pytest.approx(np.sqrt(1.25 / 6))  # (1 + 0.25) / 6
+    ref_norm = np.sqrt(0 + 25 + 6.25 + 2.25 + 25 + 9)     # dequantized reference
+    assert m["l2r"] == pytest.approx(np.sqrt(1.25) / ref_norm)
+    assert m["error_histogram_q"] == {"-2": 1, "0": 4, "1": 1}
+    assert [p["mismatches"] for p in m["per_output"]] == [1, 0, 1]
+    assert [p["max_abs_error_q"] for p in m["per_output"]] == [2, 0, 1]
+
+
+def test_compare_identical_with_zero_point():
+    x = np.array([[-128, 127]], np.int8)
+    m = compare(x, x.copy(), scale=0.1, zero_point=-128)
+    assert m["exact_match_pct"] == 100.0 and m["first_mismatch"] is None and m["l2r"] == 0.0
+
+
+def test_timing_qemu_and_hardware():
+    info = SimpleNamespace(tick_hz=25_000_000)
+    qemu = SimpleNamespace(emulated=True, systick_hz=25_000_000, cpu_hz=25_000_000)
+    t = timing(np.array([100, 300]), qemu, info)
+    assert t["instructions_mean"] == 8000.0  # 200 ticks x 40 ns
+    assert t["ms_mean"] == pytest.approx(8000 / 25e6 * 1e3)
+    hw = SimpleNamespace(emulated=False, systick_hz=None, cpu_hz=180_000_000)
+    t = timing(np.array([180_000]), hw, SimpleNamespace(tick_hz=180_000_000))
+    assert t["cycles_mean"] == 180_000 and t["ms_mean"] == pytest.approx(1.0)
+    assert t["inferences_per_s"] == pytest.approx(1000.0)
+
+
+def test_make_inputs():
+    stored = np.arange(6, dtype=np.int8).reshape(2, 3)
+    xs, used = make_inputs(stored, 5, 3, seed=1)
+    assert used == 2 and xs.shape == (5, 3) and xs.dtype == np.int8
+    assert np.array_equal(xs[:2], stored)
+    assert np.array_equal(make_inputs(stored, 5, 3, seed=1)[0], xs)  # seeded
+    assert make_inputs(stored, 1, 3)[1] == 1
+    with pytest.raises(ToolkitError, match="3 values, the model takes 4"):
+        make_inputs(stored, 5, 4)
+
+
+def test_load_model_input_errors(tmp_path):
+    with pytest.raises(ToolkitError, match="neither a model package"):
+        load_model_input(tmp_path)
+    shutil.copy(AE24 / "model.tflite", tmp_path / "model.tflite")
+    (tmp_path / "vectors.npz").write_bytes(b"not a zip")
+    with pytest.raises(ToolkitError, match="unreadable"):
+        load_model_input(tmp_path)
+    (tmp_path / "vectors.npz").unlink()
+    mi = load_model_input(tmp_path)
+    assert mi.x_int8.size == 0 and mi.name == tmp_path.name
+
+
+def test_cli_rejects_bad_count():
+    r = CliRunner().invoke(main, ["validate", "--model", str(AE24), "-n", "0"])
+    assert r.exit_code == 2 and "-n" in r.output
+
+
+def test_cli_refuses_a_device_running_another_model(tmp_path):
+    fd = FakeDevice(lambda f: reply(f, P.pack_info(INFO)) if f.type == P.Msg.INFO else None)
+    try:
+        r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(AE24), "-n", "3",
+                                      "--transport", "serial", "--port", fd.url, "--out", str(tmp_path)])
+    finally:
+        fd.close()
+    assert r.exit_code == 2, r.output
+    crc = zlib.crc32((AE24 / "model.tflite").read_bytes())
+    assert "fake-model" in r.output and "deadbeef" in r.output and f"{crc:08x}" in r.output
+    assert "flash the firmware" in r.output
+
+
+@pytest.mark.qemu
+def test_cli_end_to_end_on_qemu(tmp_path):
+    if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
+    r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(AE24), "-n", "130",
+                                  "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["inputs"] == {"stored": 123, "random": 7, "seed": 0, "features": 24}
+    assert rep["metrics"]["vectors"] == 130 and rep["metrics"]["exact_match_pct"] == 100.0
+    assert rep["model_hash"] == f"{zlib.crc32((AE24 / 'model.tflite').read_bytes()):08x}"
+    assert rep["timing"]["instructions_mean"] > 100 and rep["timing"]["ms_mean"] > 0
+    page = (tmp_path / "report.html").read_text()
+    assert "bit-exact" in page and page.count("<svg") == 3
+    out = np.load(tmp_path / "outputs.npz")
+    assert out["device"].shape == (130, 24) and np.array_equal(out["device"], out["reference"])
+    assert "exact match      100.00 %" in r.output
