@@ -72,15 +72,18 @@ def evaluate(
         src_sha = sha256_file(ds.fleet_source) if ds.fleet_source else "memory"
         rows = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
         package = device_fleet_model(ds.fleet, src_sha, window, epochs, settings.seed, rows, settings.hidden)
-        if settings.target.startswith("qemu:"):
-            from .monitor_device import firmware_elf
-
-            firmware_elf(package, settings.target.split(":", 1)[1], build=True)  # once, before the workers
         tfl = package / "model.tflite"
         model_ctx = {"kind": "fleet (noise-unit inputs, for the monitor)", "package": str(package),
                      "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,
                      "trained_on": str(ds.fleet_source), "trained_on_sha256": src_sha,
                      **json.loads((package / "meta.json").read_text())}
+        if settings.target.startswith("qemu:"):
+            from .monitor_device import firmware_elf
+
+            elf = firmware_elf(package, settings.target.split(":", 1)[1], build=True)  # once, before the workers
+            build_json = elf.parent / "build.json"
+            if build_json.is_file():
+                model_ctx["firmware"] = json.loads(build_json.read_text()).get("size")
     elif ds.fleet is not None:
         package = pipeline.fleet_package(ds.fleet, ds.fleet_source, settings)
         model_ctx = _model_context(package)
