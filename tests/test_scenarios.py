@@ -180,3 +180,35 @@ def test_cli_evaluate_writes_the_json_report(tmp_path):
     assert set(rep["detectors"]) == {"host", "static-threshold"}
     assert rep["detectors"]["host"]["total"]["scenarios"] == 2
     assert "static-threshold" in res.output
+
+
+# ----------------------------------------------------------------- the int8 device path
+@pytest.mark.slow
+def test_fixed_suite_acceptance_with_the_int8_engine_the_device_runs():
+    pytest.importorskip("tensorflow")
+    report = ev.run_suite(20, model="int8")
+    host = report["detectors"]["host"]["total"]
+    assert host["faults"] == 15 and host["faults_detected"] == 15
+    assert host["false_alerts"] == 0
+    assert host["long_gaps_reported_no_data"] == host["long_gaps"] > 20
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_qemu_gives_the_same_states_as_the_host_build():
+    pytest.importorskip("tensorflow")
+    from toolkit.testing import have_arm_toolchain, have_qemu
+
+    if not (have_arm_toolchain() and have_qemu()):
+        pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")
+    cfg = ev.device_config()
+    model_dir = ev.fleet_int8(cfg)
+    lib = ev.int8_library(model_dir)
+    # A short stream with a remount, a drift, gaps and a fault: every state shows up.
+    s = sc.generate(20_243, fault="imbalance", drift=True, remount=True, gaps=3, hours=12)
+    res = ev.qemu_parity([s], ev.QemuDevice(model_dir, cfg), lambda: mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib))
+    row = res["scenarios"][0]
+    assert row["windows_qemu"] == row["windows_host"] > 200
+    assert row["identical"] and row["max_score_diff"] == 0.0
+    host = mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib).push(s.timestamps_ms, s.values)
+    assert {mon.ANOMALY, mon.NO_DATA, mon.RECALIBRATING} <= set(host["state"].tolist())
