@@ -281,6 +281,7 @@ def test_normalization_and_time_major_windows_by_hand():
     assert w.x[2].tolist() == pytest.approx([0.447214, -0.577350, 1.341641, 1.732051], abs=1e-6)
     assert w.x[0].tolist() == pytest.approx([-1.341641, -0.577350, -0.447214, -0.577350], abs=1e-6)
     assert w.x.dtype == np.float32
+    assert not w.x.flags.writeable  # overlapping windows share memory
 
 
 def test_normalization_ignores_missing_and_handles_constant_channels():

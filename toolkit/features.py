@@ -85,7 +85,7 @@ def fit_normalization(series: Series) -> Normalization:
 class Windows:
     """All windows of a series (one per end row), complete or not."""
 
-    x: np.ndarray  #: (M, W*C) float32 features, time-major; NaN where a sample is missing
+    x: np.ndarray  #: (M, W*C) float32 features, time-major; NaN where missing; read-only view
     end_rows: np.ndarray  #: (M,) int64 row index of each window's last sample
     complete: np.ndarray  #: (M,) bool
     timestamps: np.ndarray  #: (M,) float64 time of each window's last sample
@@ -121,26 +121,30 @@ def make_windows(series: Series, norm: Normalization, window: int) -> Windows:
         raise ToolkitError(f"normalization has {norm.mean.shape[0]} channel(s), the data has {c}")
     z = norm.apply(series.values)
     m = n - window + 1
-    idx = np.arange(window)[None, :] + np.arange(m)[:, None]  # (M, W) row indices
-    x = z[idx].reshape(m, window * c)
-    row_ok = series.valid.all(axis=1)
-    complete = row_ok[idx].all(axis=1)
+    # (M, C, W) strided view -> (M, W, C) -> (M, W*C): still a view of z (row stride C), so
+    # overlapping windows cost no memory; read-only so no caller edits many windows at once.
+    x = np.lib.stride_tricks.sliding_window_view(z, window, axis=0).transpose(0, 2, 1).reshape(m, window * c)
+    x.flags.writeable = False
+    complete = _window_count(~series.valid.all(axis=1), window) == 0
     if n > 1 and window > 1:
-        period = series.sample_period_s
-        step_ok = np.diff(series.timestamps) <= GAP_FACTOR * period  # row i -> i+1 (Series.gap_count)
-        gap_free = np.ones(m, dtype=bool)
-        for k in range(window - 1):
-            gap_free &= step_ok[k : k + m]
-        complete &= gap_free
+        # a window spans the window-1 steps that start at its first row
+        gap = np.diff(series.timestamps) > GAP_FACTOR * series.sample_period_s  # (Series.gap_count)
+        complete &= _window_count(gap, window - 1) == 0
     end_rows = np.arange(window - 1, n, dtype=np.int64)
     labels = any_fault = None
     if series.labels is not None:
         labels = series.labels[end_rows].astype(np.int8)
-        any_fault = (series.labels[idx] != 0).any(axis=1)
+        any_fault = _window_count(series.labels != 0, window) > 0
     return Windows(
         x=x, end_rows=end_rows, complete=complete, timestamps=series.timestamps[end_rows], labels=labels,
         any_fault=any_fault,
     )
+
+
+def _window_count(flags: np.ndarray, span: int) -> np.ndarray:
+    """How many of ``span`` consecutive ``flags`` are set, for every start position."""
+    cs = np.concatenate([[0], np.cumsum(flags, dtype=np.int64)])
+    return cs[span:] - cs[:-span]
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
