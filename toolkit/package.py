@@ -4,8 +4,12 @@
                         training provenance, hashes
     PKG/model.keras     float model (train)
     PKG/model.tflite    full-int8 model (quantize)
-    PKG/vectors.npz     held-out test windows: x (float32 features), x_int8 (after
-                        quantize), timestamps, labels, end_rows
+    PKG/vectors.npz     held-out test windows (none of their samples was trained on):
+                          x (N, C*W) float32 features, timestamps / end_rows of each
+                          window's last sample, labels (-1 when unlabelled), score and
+                          per_channel (float model); after quantize also x_int8, y_int8
+                          (tflite-micro output), score_int8, per_channel_int8.
+                          x_representative: training windows used for int8 calibration.
 """
 
 from __future__ import annotations
