@@ -385,3 +385,29 @@ def test_fast_and_careful_parsers_agree(name, tmp_path):
     for f, s in zip(fast[:3], slow[:3]):
         assert np.array_equal(f, s, equal_nan=True)
     assert fast[3] == slow[3]
+
+
+def test_more_column_errors(tmp_path):
+    e = _error(CSV / "missing_values.csv", timestamp_column="time_s")
+    assert "'time_s' not found" in e.message and "timestamp" in e.message
+    only_meta = tmp_path / "meta.csv"
+    only_meta.write_text("timestamp,label,changepoint\n0,0,0\n")
+    assert "no sensor columns" in _error(only_meta).message
+    with pytest.raises(ToolkitError, match="no channels requested"):
+        load_csv(CSV / "missing_values.csv", channels=[])
+    blank_name = tmp_path / "blank.csv"
+    blank_name.write_text("timestamp,,b\n0,1,2\n")
+    assert "empty column name" in _error(blank_name).message
+
+
+def test_field_beyond_the_csv_limit(tmp_path):
+    p = tmp_path / "huge.csv"
+    p.write_text('timestamp,a\n0,1\n1,"' + "9" * 200_000 + '"\n')
+    e = _error(p)
+    assert "huge.csv:3" in e.message and "unreadable CSV" in e.message
+
+
+def test_normalization_must_fit_the_data():
+    norm = Normalization(mean=np.zeros(3), std=np.ones(3))
+    with pytest.raises(ToolkitError, match="3 channel"):
+        make_windows(_series(np.zeros((4, 2))), norm, window=2)

@@ -180,3 +180,16 @@ def test_summary_warns_when_int8_diverges(pkg):
     bad = dataclasses.replace(report, decision_agreement=0.9, spearman=0.99)
     assert "warning" not in good.summary() and "warning" in bad.summary()
     assert "warning" in dataclasses.replace(report, decision_agreement=1.0, spearman=0.5).summary()
+
+
+def test_unreadable_keras_model_and_empty_calibration(pkg, tmp_path):
+    copy = tmp_path / "pkg"
+    shutil.copytree(pkg[0], copy)
+    (copy / "model.keras").write_bytes(b"not a zip")
+    with pytest.raises(ToolkitError, match="model.keras: cannot be loaded"):
+        quantize(copy, progress=False)
+    v = dict(np.load(pkg[0] / "vectors.npz"))
+    v["x_representative"] = np.zeros((0, C * W), np.float32)
+    np.savez(copy / "vectors.npz", **v)
+    with pytest.raises(ToolkitError, match="no training windows to calibrate"):
+        quantize(copy, progress=False)
