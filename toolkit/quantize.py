@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -170,7 +170,9 @@ def quantize(pkg_dir: Path | str, progress: bool = True) -> QuantReport:
             raise ToolkitError(f"{pkg.path / VECTORS}: no '{key}' array", hint="re-run `aiot train`")
     rep = vec["x_representative"]
     if rep.ndim != 2 or rep.shape[0] == 0:
-        raise ToolkitError(f"{pkg.path / VECTORS}: no training windows to calibrate int8 ranges", hint="re-run `aiot train`")
+        raise ToolkitError(
+            f"{pkg.path / VECTORS}: no training windows to calibrate int8 ranges", hint="re-run `aiot train`"
+        )
     c, w = len(pkg.channels), pkg.window
     if rep.shape[1] != c * w:
         raise ToolkitError(
@@ -195,7 +197,7 @@ def quantize(pkg_dir: Path | str, progress: bool = True) -> QuantReport:
     if vec["x"].ndim != 2 or vec["x"].shape[1] != c * w:
         raise ToolkitError(f"{pkg.path / VECTORS}: test windows have shape {vec['x'].shape}, expected (N, {c * w})",
                            hint="re-run `aiot train`")
-    ctx = step("int8 conversion") if progress else _nullcontext()
+    ctx = step("int8 conversion") if progress else nullcontext()
     with ctx:
         tflite = convert_int8(model, rep)
     tflite_path = pkg.path / "model.tflite"
@@ -213,7 +215,7 @@ def quantize(pkg_dir: Path | str, progress: bool = True) -> QuantReport:
     x, source = vec["x"], "test"
     if x.shape[0] == 0:
         x, source = rep, "training"
-    ctx = step(f"float vs int8 on {x.shape[0]} {source} windows (tflite-micro)") if progress else _nullcontext()
+    ctx = step(f"float vs int8 on {x.shape[0]} {source} windows (tflite-micro)") if progress else nullcontext()
     with ctx:
         x_int8 = quantize_input(x, in_scale, in_zp)
         y_int8 = ref.run(x_int8).reshape(x.shape[0], -1).astype(np.int8)
@@ -265,8 +267,3 @@ def quantize(pkg_dir: Path | str, progress: bool = True) -> QuantReport:
     m["quantization"] = {k: v for k, v in report.to_json().items() if k != "package"}
     pkg.save()
     return report
-
-
-@contextmanager
-def _nullcontext() -> Iterator[None]:
-    yield

@@ -9,7 +9,8 @@ import click
 
 
 @click.command("quantize")
-@click.option("--package", "package", type=click.Path(path_type=Path), required=True, help="Package folder from `aiot train`.")
+@click.option("--package", "package", type=click.Path(path_type=Path), required=True,
+              help="Package folder from `aiot train`.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def command(package: Path, as_json: bool) -> None:
     """Quantize to int8 (TFLite) and compare float vs int8 anomaly scores (tflite-micro)."""

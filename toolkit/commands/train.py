@@ -8,8 +8,10 @@ import click
 
 
 @click.command("train")
-@click.option("--data", "data", type=click.Path(path_type=Path), required=True, help="CSV with timestamp, sensors[, label].")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Package folder to write.")
+@click.option("--data", "data", type=click.Path(path_type=Path), required=True,
+              help="CSV with timestamp, sensors[, label].")
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Package folder to write.")
 @click.option("--window", type=int, default=8, show_default=True, help="Samples per window.")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -17,7 +19,8 @@ import click
 @click.option("--channels", default=None, help="Comma-separated sensor columns [default: all but time/labels].")
 @click.option("--label-column", default="auto", show_default=True, help="Label column, or 'none'.")
 @click.option("--timestamp-column", default="auto", show_default=True, help="Time column, or 'none' (row = 1 s).")
-@click.option("--quantile", type=float, default=0.995, show_default=True, help="Threshold quantile of calibration scores.")
+@click.option("--quantile", type=float, default=0.995, show_default=True,
+              help="Threshold quantile of calibration scores.")
 @click.option("--hidden", default="16,8", show_default=True, help="Encoder layer sizes; the decoder mirrors them.")
 @click.option("--name", default=None, help="Model name [default: data file name].")
 def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_rows: int | None,
