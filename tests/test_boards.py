@@ -181,7 +181,7 @@ def test_protocol_app_answers_info_on_every_board(name: str, tmp_path: Path) -> 
 
     board = get_board(name)
     res = build(board, tmp_path / "fw")
-    with open_device(board=board, elf=res.elf, timeout=5) as dev:
+    with open_device(board=board, elf=res.elf, timeout=2) as dev:
         info = dev.info()
         assert info.board == name
         assert info.cpu_hz == board.cpu_hz

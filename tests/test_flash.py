@@ -259,7 +259,7 @@ def test_monitor_on_qemu_device_and_raw_fallback(tmp_path: Path) -> None:
             t = SerialTransport(q.url, b.baud)
             lines: list[str] = []
             try:
-                MON.run_monitor(t, duration=1.0, interval=0.2, raw=False, echo=lines.append, timeout=1.0)
+                MON.run_monitor(t, duration=0.5, interval=0.2, raw=False, echo=lines.append, timeout=1.0)
             finally:
                 t.close()
         text = "\n".join(lines)
