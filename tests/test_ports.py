@@ -238,3 +238,9 @@ def test_nucleo_f446re_firmware_runs_on_qemu_stm32f405(tmp_path: Path) -> None:
     assert "aiot boot nucleo-f446re\n" in text and "echo f446\n" in text, text
     assert code == 0, err
     assert "clock set-up timed out, running on HSI" in err
+
+
+def test_clocked_stm32_board_needs_uart_enable_and_pins(tmp_path: Path) -> None:
+    path = _variant(tmp_path, "nucleo-g071rb", "enable_bit = 17", "")
+    with pytest.raises(ToolkitError, match="uart.enable_bit: missing"):
+        load_board_file(path)

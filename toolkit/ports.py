@@ -130,6 +130,12 @@ def stm32_defines(raw: dict[str, Any], cpu_hz: int, baud: int, src: Path) -> dic
         raise _err(src, "uart.bus", f"must be apb1 or apb2, got {bus!r}")
     if clk is not None:
         pclk = _stm32_clock(clk, s, cpu_hz, src, d)
+        # A board that sets up its clocks is real hardware: without the USART's clock
+        # enable and pin mux it would run and print nothing.
+        for key in ("enable_bit", "tx", "rx", "af"):
+            if key not in uart:
+                raise _err(src, f"uart.{key}", "missing (needed on hardware: USART clock enable, pins, "
+                           "alternate function)", hint="see the reference manual's RCC chapter and the pin table")
     d["AIOT_CLOCK_SETUP"] = "1" if clk is not None else "0"
     uart_pclk = pclk[0] if bus == "apb1" else pclk[1]
     d["AIOT_UART_PCLK_HZ"] = f"{uart_pclk}u"

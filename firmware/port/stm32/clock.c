@@ -81,7 +81,7 @@ static int clock_setup(void) {
 #endif
     RCC_CFGR = cfgr;
     aiot_stm32_uart_pclk_hz = hsi_pclk();
-    RCC_CFGR = (cfgr & ~0x3u) | RCC_CFGR_SW_PLL;
+    RCC_CFGR = (cfgr & ~RCC_CFGR_SW_MASK) | RCC_CFGR_SW_PLL;
     if (!wait_set(&RCC_CFGR, RCC_CFGR_SWS_MASK << RCC_CFGR_SWS_SHIFT, RCC_CFGR_SW_PLL << RCC_CFGR_SWS_SHIFT))
         return 0;
     aiot_stm32_uart_pclk_hz = AIOT_UART_PCLK_HZ;

@@ -22,6 +22,7 @@
 #define RCC_GPIOEN RCC_AHB1ENR            // GPIOxEN = bit x (RM0390 §6.3.10)
 #define RCC_APB1_PWREN (1u << 28)
 #define RCC_CFGR_SW_PLL 0x2u               // SW[1:0] = 10: PLL (P output)
+#define RCC_CFGR_SW_MASK 0x3u
 #define RCC_CFGR_SWS_SHIFT 2u
 #define RCC_CFGR_SWS_MASK 0x3u
 #define RCC_CFGR_HPRE_SHIFT 4u
@@ -55,6 +56,7 @@
 #define RCC_GPIOEN RCC_IOPENR                    // GPIOxEN = bit x (RM0444 §5.4.13)
 #define RCC_APB1_PWREN (1u << 28)
 #define RCC_CFGR_SW_PLL 0x2u                     // SW[2:0] = 010: PLLRCLK
+#define RCC_CFGR_SW_MASK 0x7u
 #define RCC_CFGR_SWS_SHIFT 3u
 #define RCC_CFGR_SWS_MASK 0x7u
 #define RCC_CFGR_HPRE_SHIFT 8u
