@@ -264,3 +264,16 @@ def test_monitor_on_qemu_device_and_raw_fallback(tmp_path: Path) -> None:
                 t.close()
         text = "\n".join(lines)
         assert want in text, text
+
+
+def test_platformio_flash_needs_an_exported_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.export import export_project
+
+    r = _cli(["flash", "--board", "nucleo-f446re", "--with", "platformio"])
+    assert r.exit_code == 2 and "needs an exported project" in r.output and "aiot export --board nucleo-f446re" in r.output
+    proj = export_project(get_board("nucleo-f446re"), "platformio", tmp_path / "fw-pio")
+    monkeypatch.setattr(F, "_pio", lambda: "pio")
+    runs = _Runs()
+    cmd = F.flash(get_board("nucleo-f446re"), tmp_path / "unused.elf", method="platformio", project_dir=proj,
+                  run=runs, echo=lambda s: None)
+    assert runs.calls == [cmd] == [["pio", "run", "-d", str(proj), "-e", "nucleo-f446re", "-t", "upload"]]

@@ -225,7 +225,8 @@ def flash(board: Board, elf: Path, *, method: str | None = None, probe: str | No
     if method not in METHODS:
         raise ToolkitError(f"unknown flash method '{method}'", hint=f"one of: {', '.join(METHODS)}")
     elf = Path(elf)
-    _check_elf(board, elf)
+    if method != "platformio":
+        _check_elf(board, elf)
 
     if method == "pyocd":
         cmd = pyocd_command(board, elf, probe)
@@ -249,12 +250,15 @@ def flash(board: Board, elf: Path, *, method: str | None = None, probe: str | No
             if not probe:  # pin the one we checked, so pyocd never asks interactively
                 cmd = pyocd_command(board, elf, matching[0].uid)
     elif method == "platformio":
-        if project_dir is None:
-            from .export import export_project
-
-            project_dir = elf.parent / "platformio"
-            export_project(board, "platformio", project_dir)
-        cmd = platformio_command(board, project_dir, probe)
+        # PlatformIO builds from sources with its own toolchain, so it flashes an exported
+        # project (with the model it was exported with), not the ELF.
+        if project_dir is None or not (Path(project_dir) / "platformio.ini").is_file():
+            where = f"{project_dir} has no platformio.ini" if project_dir else "no --project given"
+            raise ToolkitError(f"flashing with PlatformIO needs an exported project ({where})",
+                               hint=f"aiot export --board {board.name} --format platformio --out fw-pio "
+                                    f"[--package PKG], then: aiot flash --board {board.name} --with platformio "
+                                    "--project fw-pio")
+        cmd = platformio_command(board, Path(project_dir), probe)
     elif method == "command":
         cmd = user_command(board, elf, probe)
     else:  # msd
