@@ -176,6 +176,8 @@ def test_reads_a_real_skab_file():
     assert s.rows == len(path.read_text().splitlines()) - 1
     assert s.labels is not None and 0 < s.labels.sum() < s.rows
     assert s.sample_period_s == 1.0 and s.valid.all()
+    steps = np.diff(s.timestamps)
+    assert s.slip_count() == (steps == 2).sum() > 0 and s.gap_count() == (steps > 2.5).sum()
 
 
 # -- synthetic pump data --------------------------------------------------------------
@@ -312,7 +314,11 @@ def test_windows_with_missing_samples_or_time_gaps_are_incomplete():
     s = _series(np.zeros((5, 2)), timestamps=[0, 1, 2, 5, 6])
     w = make_windows(s, norm, window=2)
     assert w.complete.tolist() == [True, True, False, True]
-    assert s.gap_count() == 1
+    assert s.gap_count() == 1 and s.slip_count() == 0
+    # t = 0 1 3 4: one skipped second is a clock slip (whole-second stamps of a ~1.05 s logger)
+    s = _series(np.zeros((4, 2)), timestamps=[0, 1, 3, 4])
+    assert make_windows(s, norm, window=2).complete.all()
+    assert s.gap_count() == 0 and s.slip_count() == 1
 
 
 def test_window_labels_come_from_the_last_row():

@@ -28,6 +28,11 @@ LABEL_CANDIDATES = ("label", "anomaly")
 #: Annotation columns that are never used as sensor channels unless asked for by name.
 ANNOTATION_COLUMNS = frozenset({"label", "anomaly", "changepoint", "fault", "incident"})
 AUTO = "auto"
+#: Consecutive rows further apart than this many sample periods have lost rows between
+#: them (a gap). Up to 2 periods is a clock slip, not a gap: a logger whose true period
+#: is a little over 1 s and whose timestamps are whole seconds skips a second now and
+#: then without losing a sample (SKAB does this every ~20 rows).
+GAP_FACTOR = 2.5
 
 
 @dataclass
@@ -61,11 +66,18 @@ class Series:
     def missing_count(self) -> int:
         return int((~self.valid).sum())
 
-    def gap_count(self, factor: float = 1.5) -> int:
-        """Steps between consecutive rows longer than ``factor`` sample periods (lost rows)."""
+    def gap_count(self) -> int:
+        """Steps between consecutive rows longer than GAP_FACTOR sample periods (lost rows)."""
         if self.rows < 2:
             return 0
-        return int((np.diff(self.timestamps) > factor * self.sample_period_s).sum())
+        return int((np.diff(self.timestamps) > GAP_FACTOR * self.sample_period_s).sum())
+
+    def slip_count(self) -> int:
+        """Steps of 1.5 to GAP_FACTOR periods: clock slips, not gaps (see GAP_FACTOR)."""
+        if self.rows < 2:
+            return 0
+        step = np.diff(self.timestamps) / self.sample_period_s
+        return int(((step > 1.5) & (step <= GAP_FACTOR)).sum())
 
     def head(self, rows: int) -> "Series":
         """The first ``rows`` rows (a view-free copy)."""

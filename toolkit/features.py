@@ -18,7 +18,8 @@ For a series with C channels, samples x[t, c] and window length W:
        f = [z[t-W+1, 0], z[t-W+1, 1], ..., z[t-W+1, C-1], z[t-W+2, 0], ..., z[t, C-1]]
 
    A window is *complete* when all its W*C samples are present and no gap in time lies
-   inside it (consecutive timestamps at most GAP_FACTOR * sample period apart).
+   inside it (consecutive timestamps at most GAP_FACTOR = 2.5 sample periods apart, so a
+   one-period clock slip is not a gap; see toolkit.data.GAP_FACTOR).
    Incomplete windows are never scored or trained on; they are counted and reported.
 
 3. Label of a window = label of its last row (the device decides when that row arrives).
@@ -35,11 +36,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import Series
+from .data import GAP_FACTOR, Series
 from .errors import ToolkitError
 
 CLIP = 8.0
-GAP_FACTOR = 1.5
 
 
 @dataclass

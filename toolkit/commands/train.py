@@ -45,7 +45,7 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
     click.echo(
         f"data: {series.rows} rows x {len(series.channels)} channels ({', '.join(series.channels)}), "
         f"period {series.sample_period_s:g}s, {series.missing_count()} missing sample(s), "
-        f"{series.gap_count()} time gap(s), "
+        f"{series.gap_count()} time gap(s), {series.slip_count()} clock slip(s), "
         f"{'labelled' if series.labels is not None else 'unlabelled'}"
     )
     with step(f"training ({epochs} epochs)"):
