@@ -79,6 +79,33 @@ def _c_float(x: float) -> str:
     return float(np.float32(x)).hex() + "f"
 
 
+def pack_weights(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
+    """Arrange [rows][segments * seg_len] int8 weights for aiot_dot4_s8 (see engine.h):
+    rows in groups of four, per segment 16-byte blocks of 4 columns x 4 rows, then the
+    tail columns row by row; rows past the last full group stay plain."""
+    w = np.asarray(w, dtype=np.int8).reshape(w.shape[0], segments * seg_len)
+    full = w.shape[0] - w.shape[0] % 4
+    len4 = seg_len - seg_len % 4
+    parts = []
+    for g in range(0, full, 4):
+        group = w[g : g + 4].reshape(4, segments, seg_len)
+        for s in range(segments):
+            seg = group[:, s, :]
+            parts.append(seg[:, :len4].reshape(4, len4 // 4, 4).transpose(1, 0, 2).ravel())
+            parts.append(seg[:, len4:].ravel())
+    parts.append(w[full:].ravel())
+    return np.concatenate(parts) if parts else np.zeros(0, np.int8)
+
+
+def _pad_cols(w: np.ndarray, seg: int) -> np.ndarray:
+    """[oc][kh][kw][ic] -> [oc][kh][seg] with zero weights after the k_w*in_c real columns."""
+    oc, kh = w.shape[0], w.shape[1]
+    flat = np.asarray(w, dtype=np.int8).reshape(oc, kh, -1)
+    out = np.zeros((oc, kh, seg), dtype=np.int8)
+    out[:, :, : flat.shape[2]] = flat
+    return out
+
+
 def _fail(g: Graph, op: Operator, what: str, hint: str) -> ToolkitError:
     return ToolkitError(f"{g.source}: node {op.index} ({op.op}): {what}", hint=hint)
 
@@ -148,7 +175,7 @@ def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
     bias = _i32(_bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, n_out) - in_zp * wq.sum(axis=1), g, op)
     decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi)
     decls += [
-        _c_array("int8_t", f"{name}_w", w.data),
+        _c_array("int8_t", f"{name}_w", pack_weights(w.data, 1, n_in)),
         _c_array("int32_t", f"{name}_b", bias),
         f"static const aiot_fc_params_t {name}_p = {{ {batches}, {n_in}, {n_out}, {rq} }};",
     ]
@@ -195,14 +222,9 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
     lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
     bias = _bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c)
     wq = w.data.astype(np.int64)
-    # Without padding every tap is inside the image, so the zero-point term is a constant.
-    if pad_t == 0 and pad_l == 0 and _no_pad_needed(in_h, in_w, k_h, k_w, sh, sw, dh, dw, out_h, out_w):
-        per_oc = wq.sum(axis=(1, 2, 3)) if not depthwise else wq.sum(axis=(0, 1, 2))
-        bias = bias - in_zp * per_oc
-        input_offset = 0
-    else:
-        input_offset = -in_zp
-    bias = _i32(bias, g, op)
+    # Padding taps read the zero point, so the zero-point term is the same for every pixel.
+    per_oc = wq.sum(axis=(1, 2, 3)) if not depthwise else wq.sum(axis=(0, 1, 2))
+    bias = _i32(bias - in_zp * per_oc, g, op)
     dm = o.get("depth_multiplier", 1) if depthwise else 1
     if depthwise:
         if w.shape[0] != 1 or w.shape[3] != out_c or out_c != in_c * max(dm, 1):
@@ -211,24 +233,19 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
     elif w.shape[0] != out_c or w.shape[3] != in_c:
         raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels (grouped convs are not supported)",
                     "use a regular or depthwise convolution")
+    seg = k_w * in_c if depthwise else -(-k_w * in_c // 4) * 4
     decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi)
     decls += [
-        _c_array("int8_t", f"{name}_w", w.data),
+        _c_array("int8_t", f"{name}_w", w.data if depthwise else pack_weights(_pad_cols(w.data, seg), k_h, seg)),
         _c_array("int32_t", f"{name}_b", bias),
         f"static const aiot_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
-        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {input_offset}, {rq} }};",
+        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {seg}, {in_zp}, {rq} }};",
     ]
     fn = "aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8"
     call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
     macs = out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
-    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=w.size + 4 * out_c + 8 * len(mults))
-
-
-def _no_pad_needed(in_h, in_w, k_h, k_w, sh, sw, dh, dw, out_h, out_w) -> bool:
-    def fits(in_size, k, s, d, out_size):
-        return (out_size - 1) * s + (k - 1) * d + 1 <= in_size
-
-    return fits(in_h, k_h, sh, dh, out_h) and fits(in_w, k_w, sw, dw, out_w)
+    wbytes = w.size if depthwise else out_c * k_h * seg
+    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=wbytes + 4 * out_c + 8 * len(mults))
 
 
 def emit_conv2d(ctx: Ctx, op: Operator, name: str) -> Layer:

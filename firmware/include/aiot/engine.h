@@ -28,10 +28,22 @@ typedef struct {
     uint8_t per_channel;
 } aiot_requant_t;
 
+//! Requantize one accumulator of output channel `channel`: MBQM, add zero point, clamp.
+int8_t aiot_requant_s8(const aiot_requant_t *rq, uint32_t channel, int32_t acc);
+
 //! TFLM's MultiplyByQuantizedMultiplier (double rounding: SRDHM then rounding shift).
 int32_t aiot_mul_by_quant_mult(int32_t x, int32_t multiplier, int32_t shift);
 int32_t aiot_srdhm(int32_t a, int32_t b);
 int32_t aiot_rounding_divide_by_pot(int32_t x, int32_t exponent);
+
+//! Packed weights: output channels in groups of four; for each group and each segment of
+//! `len` columns, blocks of 16 bytes hold 4 columns of channel 0, 1, 2, 3, then the
+//! len % 4 tail columns channel by channel. Channels past the last full group are plain
+//! rows. aiot_dot4_s8 adds one segment's four dot products to acc[0..3]; aiot_dot1_s8 is
+//! the plain-row dot product; aiot_packed_at reads one weight of a packed segment.
+void aiot_dot4_s8(const int8_t *w, const int8_t *x, uint32_t len, int32_t *acc);
+int32_t aiot_dot1_s8(const int8_t *w, const int8_t *x, uint32_t len);
+int8_t aiot_packed_at(const int8_t *w, uint32_t len, uint32_t c, uint32_t k);
 
 typedef struct {
     uint16_t batches;
@@ -42,7 +54,7 @@ typedef struct {
 
 //! out[b][o] = requant(sum_k w[o][k] * in[b][k] + bias[o]).
 //! The caller folds -input_zero_point * sum_k w[o][k] into bias (so bias is never NULL),
-//! weights are [out_features][in_features], weights' zero point is 0 (int8 symmetric).
+//! weights are [out_features][in_features] packed (see above), zero point 0 (symmetric).
 aiot_status_t aiot_fully_connected_s8(const aiot_fc_params_t *p, const int8_t *input, const int8_t *weights,
                                       const int32_t *bias, int8_t *output);
 
@@ -54,15 +66,20 @@ typedef struct {
     uint16_t dil_h, dil_w;
     int16_t pad_top, pad_left;
     uint16_t depth_multiplier;  //!< depthwise only
-    int32_t input_offset;       //!< -input zero point; 0 when the generator folded it into bias
+    uint16_t seg_len;           //!< conv2d: packed columns per kernel row, k_w*in_c rounded up
+                                //!< to 4 with zero weights (lets border-free pixels read whole words)
+    int32_t input_zero_point;   //!< value a tap in the padding reads
     aiot_requant_t rq;
 } aiot_conv_params_t;
 
-//! NHWC conv, batch 1. filter is [out_c][k_h][k_w][in_c]; bias has out_c entries.
-//! Taps that fall into padding are skipped, as TFLM does.
+//! NHWC conv, batch 1. filter is [out_c][k_h][k_w][in_c], packed per channel group with one
+//! segment of k_w*in_c columns per kernel row; bias has out_c entries with
+//! -input_zero_point * sum(filter[c]) folded in. TFLM skips padding taps; reading them as
+//! the zero point against the folded bias gives the same integers.
 aiot_status_t aiot_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
                              const int32_t *bias, int8_t *output);
-//! NHWC depthwise conv, batch 1. filter is [1][k_h][k_w][out_c], out_c = in_c * depth_multiplier.
+//! NHWC depthwise conv, batch 1. filter is [1][k_h][k_w][out_c] (not packed),
+//! out_c = in_c * depth_multiplier; bias folded the same way as aiot_conv2d_s8.
 aiot_status_t aiot_depthwise_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                        const int32_t *bias, int8_t *output);
 

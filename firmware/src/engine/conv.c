@@ -1,17 +1,9 @@
 //! CONV_2D and DEPTHWISE_CONV_2D int8, NHWC, batch 1, TFLM reference arithmetic
-//! (per-channel requantization, taps in the padding skipped, dilation supported).
-#include "aiot/engine.h"
+//! (per-channel requantization, dilation). Output pixels whose window lies inside the
+//! image run packed dot products per kernel row; border pixels take the general path.
+#include "aiot/fixedpoint.h"
 
 #include <stddef.h>
-
-static int8_t requant_one(const aiot_requant_t *rq, uint32_t ch, int32_t acc)
-{
-    const uint32_t c = rq->per_channel ? ch : 0;
-    acc = aiot_mul_by_quant_mult(acc, rq->multiplier[c], rq->shift[c]) + rq->output_offset;
-    acc = acc < rq->act_min ? rq->act_min : acc;
-    acc = acc > rq->act_max ? rq->act_max : acc;
-    return (int8_t)acc;
-}
 
 static int check(const aiot_conv_params_t *p, const void *in, const void *f, const void *b, const void *out)
 {
@@ -24,6 +16,34 @@ static int check(const aiot_conv_params_t *p, const void *in, const void *f, con
     return AIOT_OK;
 }
 
+// One output pixel, every channel, window possibly crossing the border.
+static void conv_pixel_general(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                               const int32_t *bias, int32_t iy0, int32_t ix0, int8_t *y)
+{
+    const uint32_t seg = p->seg_len;
+    const uint32_t full = p->out_c & ~3u;
+    for (uint32_t oc = 0; oc < p->out_c; ++oc) {
+        const int8_t *w_base = oc < full ? filter + (size_t)(oc >> 2) * 4u * p->k_h * seg
+                                         : filter + (size_t)full * p->k_h * seg + (size_t)(oc - full) * p->k_h * seg;
+        int32_t acc = bias[oc];
+        for (uint32_t ky = 0; ky < p->k_h; ++ky) {
+            const int32_t iy = iy0 + (int32_t)(ky * p->dil_h);
+            const int8_t *w_row = oc < full ? w_base + (size_t)ky * 4u * seg : w_base + (size_t)ky * seg;
+            for (uint32_t kx = 0; kx < p->k_w; ++kx) {
+                const int32_t ix = ix0 + (int32_t)(kx * p->dil_w);
+                const int inside = iy >= 0 && iy < p->in_h && ix >= 0 && ix < p->in_w;
+                const int8_t *x = inside ? input + ((size_t)iy * p->in_w + (size_t)ix) * p->in_c : NULL;
+                for (uint32_t ic = 0; ic < p->in_c; ++ic) {
+                    const uint32_t k = kx * p->in_c + ic;
+                    const int32_t w = oc < full ? aiot_packed_at(w_row, seg, oc & 3u, k) : w_row[k];
+                    acc += w * (inside ? (int32_t)x[ic] : p->input_zero_point);
+                }
+            }
+        }
+        y[oc] = aiot_fp_requant(&p->rq, oc, acc);
+    }
+}
+
 aiot_status_t aiot_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
                              const int32_t *bias, int8_t *output)
 {
@@ -31,34 +51,44 @@ aiot_status_t aiot_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, c
     if (rc != AIOT_OK) {
         return (aiot_status_t)rc;
     }
-    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c;
-    const int32_t off = p->input_offset;
+    const uint32_t seg = p->seg_len;
+    if (seg < (uint32_t)p->k_w * p->in_c) {
+        return AIOT_ERR_PARAM;
+    }
+    const uint32_t full = p->out_c & ~3u;
+    const size_t row_stride = (size_t)p->in_w * p->in_c;
+    // The packed rows may be longer than the window (zero weights): those reads must stay
+    // inside the input tensor, so pixels too close to its end take the general path.
+    const size_t in_bytes = (size_t)p->in_h * row_stride;
+    const size_t overhang = seg - (uint32_t)p->k_w * p->in_c;
     int8_t *y = output;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+        const int rows_inside = iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h;
+        for (int32_t ox = 0; ox < p->out_w; ++ox, y += p->out_c) {
             const int32_t ix0 = ox * p->stride_w - p->pad_left;
-            for (uint32_t oc = 0; oc < p->out_c; ++oc) {
-                const int8_t *w_oc = filter + (size_t)oc * p->k_h * p->k_w * in_c;
-                int32_t acc = bias[oc];
-                for (int32_t ky = 0; ky < p->k_h; ++ky) {
-                    const int32_t iy = iy0 + ky * p->dil_h;
-                    if (iy < 0 || iy >= in_h) {
-                        continue;
-                    }
-                    for (int32_t kx = 0; kx < p->k_w; ++kx) {
-                        const int32_t ix = ix0 + kx * p->dil_w;
-                        if (ix < 0 || ix >= in_w) {
-                            continue;
-                        }
-                        const int8_t *x = input + ((size_t)iy * in_w + ix) * in_c;
-                        const int8_t *w = w_oc + ((size_t)ky * p->k_w + kx) * in_c;
-                        for (int32_t ic = 0; ic < in_c; ++ic) {
-                            acc += (int32_t)w[ic] * ((int32_t)x[ic] + off);
-                        }
-                    }
+            const size_t last_end = ((size_t)(iy0 + (p->k_h - 1) * p->dil_h) * p->in_w + (size_t)(ix0 + p->k_w)) * p->in_c;
+            if (!rows_inside || p->dil_w != 1 || ix0 < 0 || ix0 + p->k_w > p->in_w || last_end + overhang > in_bytes) {
+                conv_pixel_general(p, input, filter, bias, iy0, ix0, y);
+                continue;
+            }
+            const int8_t *x0 = input + (size_t)iy0 * row_stride + (size_t)ix0 * p->in_c;
+            const int8_t *w = filter;
+            for (uint32_t oc = 0; oc < full; oc += 4) {
+                int32_t acc[4] = {bias[oc], bias[oc + 1], bias[oc + 2], bias[oc + 3]};
+                for (uint32_t ky = 0; ky < p->k_h; ++ky, w += 4u * seg) {
+                    aiot_dot4_s8(w, x0 + (size_t)ky * p->dil_h * row_stride, seg, acc);
                 }
-                *y++ = requant_one(&p->rq, oc, acc);
+                for (uint32_t j = 0; j < 4; ++j) {
+                    y[oc + j] = aiot_fp_requant(&p->rq, oc + j, acc[j]);
+                }
+            }
+            for (uint32_t oc = full; oc < p->out_c; ++oc) {
+                int32_t acc = bias[oc];
+                for (uint32_t ky = 0; ky < p->k_h; ++ky, w += seg) {
+                    acc += aiot_dot1_s8(w, x0 + (size_t)ky * p->dil_h * row_stride, seg);
+                }
+                y[oc] = aiot_fp_requant(&p->rq, oc, acc);
             }
         }
     }
@@ -76,7 +106,6 @@ aiot_status_t aiot_depthwise_conv2d_s8(const aiot_conv_params_t *p, const int8_t
         return AIOT_ERR_PARAM;
     }
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c;
-    const int32_t off = p->input_offset;
     int8_t *y = output;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
@@ -87,20 +116,15 @@ aiot_status_t aiot_depthwise_conv2d_s8(const aiot_conv_params_t *p, const int8_t
                 int32_t acc = bias[oc];
                 for (int32_t ky = 0; ky < p->k_h; ++ky) {
                     const int32_t iy = iy0 + ky * p->dil_h;
-                    if (iy < 0 || iy >= in_h) {
-                        continue;
-                    }
                     for (int32_t kx = 0; kx < p->k_w; ++kx) {
                         const int32_t ix = ix0 + kx * p->dil_w;
-                        if (ix < 0 || ix >= in_w) {
-                            continue;
-                        }
-                        const int32_t xv = input[((size_t)iy * in_w + ix) * in_c + ic];
                         const int32_t wv = filter[((size_t)ky * p->k_w + kx) * out_c + oc];
-                        acc += wv * (xv + off);
+                        const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
+                        const int32_t xv = inside ? input[((size_t)iy * in_w + ix) * in_c + ic] : p->input_zero_point;
+                        acc += wv * xv;
                     }
                 }
-                *y++ = requant_one(&p->rq, (uint32_t)oc, acc);
+                *y++ = aiot_fp_requant(&p->rq, (uint32_t)oc, acc);
             }
         }
     }

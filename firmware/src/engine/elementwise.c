@@ -1,6 +1,6 @@
 //! Per-element int8 kernels: requantize (QUANTIZE int8->int8, RELU, RELU6), clamp,
 //! float boundary conversions, and broadcasting ADD/SUB/MUL as in TFLM's reference ops.
-#include "aiot/engine.h"
+#include "aiot/fixedpoint.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -16,7 +16,7 @@ aiot_status_t aiot_requantize_s8(const aiot_requantize_params_t *p, const int8_t
         return AIOT_ERR_NULL;
     }
     for (uint32_t i = 0; i < p->size; ++i) {
-        const int32_t v = aiot_mul_by_quant_mult((int32_t)input[i] - p->input_zero_point, p->multiplier, p->shift);
+        const int32_t v = aiot_fp_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier, p->shift);
         output[i] = (int8_t)clamp_i32(v + p->output_zero_point, p->act_min, p->act_max);
     }
     return AIOT_OK;
@@ -93,10 +93,10 @@ static int8_t add_one(const aiot_add_params_t *p, int8_t a, int8_t b)
 {
     const int32_t x = ((int32_t)a + p->input1_offset) * (1 << p->left_shift);
     const int32_t y = ((int32_t)b + p->input2_offset) * (1 << p->left_shift);
-    const int32_t sx = aiot_mul_by_quant_mult(x, p->input1_multiplier, p->input1_shift);
-    const int32_t sy = aiot_mul_by_quant_mult(y, p->input2_multiplier, p->input2_shift);
+    const int32_t sx = aiot_fp_mbqm(x, p->input1_multiplier, p->input1_shift);
+    const int32_t sy = aiot_fp_mbqm(y, p->input2_multiplier, p->input2_shift);
     const int32_t raw = p->subtract ? sx - sy : sx + sy;
-    const int32_t out = aiot_mul_by_quant_mult(raw, p->output_multiplier, p->output_shift) + p->output_offset;
+    const int32_t out = aiot_fp_mbqm(raw, p->output_multiplier, p->output_shift) + p->output_offset;
     return (int8_t)clamp_i32(out, p->act_min, p->act_max);
 }
 
@@ -118,7 +118,7 @@ aiot_status_t aiot_add_s8(const aiot_add_params_t *p, const int8_t *in1, const i
 static int8_t mul_one(const aiot_mul_params_t *p, int8_t a, int8_t b)
 {
     const int32_t prod = ((int32_t)a + p->input1_offset) * ((int32_t)b + p->input2_offset);
-    const int32_t out = aiot_mul_by_quant_mult(prod, p->output_multiplier, p->output_shift) + p->output_offset;
+    const int32_t out = aiot_fp_mbqm(prod, p->output_multiplier, p->output_shift) + p->output_offset;
     return (int8_t)clamp_i32(out, p->act_min, p->act_max);
 }
 

@@ -1,6 +1,6 @@
 //! FULLY_CONNECTED int8 (per-tensor or per-channel), TFLM reference arithmetic with the
-//! input zero-point term pre-folded into the bias by the code generator.
-#include "aiot/engine.h"
+//! input zero-point term pre-folded into the bias and the weights packed by the generator.
+#include "aiot/fixedpoint.h"
 
 #include <stddef.h>
 
@@ -10,22 +10,24 @@ aiot_status_t aiot_fully_connected_s8(const aiot_fc_params_t *p, const int8_t *i
     if (p == NULL || input == NULL || weights == NULL || bias == NULL || output == NULL) {
         return AIOT_ERR_NULL;
     }
-    const aiot_requant_t *rq = &p->rq;
     const uint32_t n_in = p->in_features;
+    const uint32_t n_out = p->out_features;
+    const uint32_t full = n_out & ~3u;
     for (uint32_t b = 0; b < p->batches; ++b) {
         const int8_t *x = input + (size_t)b * n_in;
-        int8_t *y = output + (size_t)b * p->out_features;
-        for (uint32_t o = 0; o < p->out_features; ++o) {
-            const int8_t *w = weights + (size_t)o * n_in;
-            int32_t acc = bias[o];
-            for (uint32_t k = 0; k < n_in; ++k) {
-                acc += (int32_t)w[k] * (int32_t)x[k];
+        int8_t *y = output + (size_t)b * n_out;
+        const int8_t *w = weights;
+        for (uint32_t o = 0; o < full; o += 4) {
+            int32_t acc[4] = {bias[o], bias[o + 1], bias[o + 2], bias[o + 3]};
+            aiot_dot4_s8(w, x, n_in, acc);
+            for (uint32_t j = 0; j < 4; ++j) {
+                y[o + j] = aiot_fp_requant(&p->rq, o + j, acc[j]);
             }
-            const uint32_t c = rq->per_channel ? o : 0;
-            acc = aiot_mul_by_quant_mult(acc, rq->multiplier[c], rq->shift[c]) + rq->output_offset;
-            acc = acc < rq->act_min ? rq->act_min : acc;
-            acc = acc > rq->act_max ? rq->act_max : acc;
-            y[o] = (int8_t)acc;
+            w += 4u * n_in;
+        }
+        for (uint32_t o = full; o < n_out; ++o) {
+            y[o] = aiot_fp_requant(&p->rq, o, bias[o] + aiot_dot1_s8(w, x, n_in));
+            w += n_in;
         }
     }
     return AIOT_OK;

@@ -1,7 +1,7 @@
 //! LOGISTIC, TANH and SOFTMAX int8 with TFLM's fixed-point maths (gemmlowp semantics:
 //! exp on negative values by barrel shifter, Newton-Raphson reciprocal). No tables,
 //! no floats: every step is an int32 operation with the reference rounding.
-#include "aiot/engine.h"
+#include "aiot/fixedpoint.h"
 
 #include <stddef.h>
 
@@ -9,7 +9,7 @@
 
 static int32_t fx_mul(int32_t a, int32_t b)  // Q(ia) * Q(ib) -> Q(ia + ib)
 {
-    return aiot_srdhm(a, b);
+    return aiot_fp_srdhm(a, b);
 }
 
 // SaturatingRoundingMultiplyByPOT with a positive exponent (saturating left shift).
@@ -33,7 +33,7 @@ static int32_t rescale(int32_t x, int from, int to)
         return sat_shl(x, e);
     }
     if (e < 0) {
-        return aiot_rounding_divide_by_pot(x, -e);
+        return aiot_fp_rdivpot(x, -e);
     }
     return x;
 }
@@ -54,8 +54,8 @@ static int32_t exp_quarter_interval(int32_t a)
     const int32_t x2 = fx_mul(x, x);
     const int32_t x3 = fx_mul(x2, x);
     const int32_t x4 = fx_mul(x2, x2);
-    const int32_t x4_over_4 = aiot_rounding_divide_by_pot(x4, 2);
-    const int32_t poly = aiot_rounding_divide_by_pot(fx_mul(x4_over_4 + x3, one_third) + x2, 1);
+    const int32_t x4_over_4 = aiot_fp_rdivpot(x4, 2);
+    const int32_t poly = aiot_fp_rdivpot(fx_mul(x4_over_4 + x3, one_third) + x2, 1);
     return constant_term + fx_mul(constant_term, x + poly);
 }
 
@@ -143,8 +143,8 @@ static aiot_status_t sigmoid_like(const aiot_sigmoid_params_t *p, const int8_t *
         } else if (x >= p->input_range_radius) {
             y = 127;
         } else {
-            const int32_t q4 = aiot_mul_by_quant_mult(x, p->input_multiplier, p->input_left_shift);
-            y = aiot_rounding_divide_by_pot(fn(q4), 31 - out_bits) + out_zp;
+            const int32_t q4 = aiot_fp_mbqm(x, p->input_multiplier, p->input_left_shift);
+            y = aiot_fp_rdivpot(fn(q4), 31 - out_bits) + out_zp;
             y = y < -128 ? -128 : (y > 127 ? 127 : y);
         }
         output[i] = (int8_t)y;
@@ -192,7 +192,7 @@ aiot_status_t aiot_softmax_s8(const aiot_softmax_params_t *p, const int8_t *inpu
         for (uint32_t c = 0; c < p->depth; ++c) {
             const int32_t diff = (int32_t)x[c] - max_in_row;
             if (diff >= p->diff_min) {
-                const int32_t scaled = aiot_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+                const int32_t scaled = aiot_fp_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
                 sum_of_exps += rescale(exp_on_negative_values(scaled, DIFF_BITS), 0, ACC_BITS);
             }
         }
@@ -205,9 +205,9 @@ aiot_status_t aiot_softmax_s8(const aiot_softmax_params_t *p, const int8_t *inpu
             const int32_t diff = (int32_t)x[c] - max_in_row;
             int32_t out = -128;
             if (diff >= p->diff_min) {
-                const int32_t scaled = aiot_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
+                const int32_t scaled = aiot_fp_srdhm((int32_t)((uint32_t)diff << p->input_left_shift), p->input_multiplier);
                 const int32_t e = exp_on_negative_values(scaled, DIFF_BITS);
-                out = aiot_rounding_divide_by_pot(fx_mul(shifted_scale, e), num_bits_over_unit + 31 - 8) - 128;
+                out = aiot_fp_rdivpot(fx_mul(shifted_scale, e), num_bits_over_unit + 31 - 8) - 128;
                 out = out > 127 ? 127 : (out < -128 ? -128 : out);
             }
             y[c] = (int8_t)out;

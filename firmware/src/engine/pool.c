@@ -1,6 +1,6 @@
 //! AVERAGE_POOL_2D and MAX_POOL_2D int8, NHWC, batch 1. Padding taps are excluded from
 //! both the window and the average's divisor, as in TFLM.
-#include "aiot/engine.h"
+#include "aiot/fixedpoint.h"
 
 #include <stddef.h>
 

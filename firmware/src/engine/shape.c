@@ -1,6 +1,6 @@
 //! Data-movement and reduction kernels: MEAN, PAD, CONCATENATION (no rescaling except
 //! MEAN's, which follows TFLM's integer QuantizedMeanOrSum).
-#include "aiot/engine.h"
+#include "aiot/fixedpoint.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -21,7 +21,7 @@ aiot_status_t aiot_mean_s8(const aiot_mean_params_t *p, const int8_t *input, int
             for (uint32_t r = 0; r < p->reduce; ++r) {
                 sum += base[(size_t)r * p->inner + i];
             }
-            int32_t v = aiot_mul_by_quant_mult(sum - zp_term, p->multiplier, p->shift) + p->output_zero_point;
+            int32_t v = aiot_fp_mbqm(sum - zp_term, p->multiplier, p->shift) + p->output_zero_point;
             v = v < -128 ? -128 : (v > 127 ? 127 : v);
             output[(size_t)o * p->inner + i] = (int8_t)v;
         }

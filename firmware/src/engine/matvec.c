@@ -1,0 +1,101 @@
+//! Dot-product building blocks of FULLY_CONNECTED and CONV_2D over weights the code
+//! generator pre-arranged ("packed"): four output channels interleaved per block of four
+//! columns, so one pass over the input feeds four accumulators. Cores with the DSP
+//! extension use SXTB16 + SMLAD (two 8-bit MACs per instruction); others plain C.
+#include "aiot/fixedpoint.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#define AIOT_DSP 1
+#endif
+
+int8_t aiot_packed_at(const int8_t *w, uint32_t len, uint32_t c, uint32_t k)
+{
+    const uint32_t len4 = len & ~3u;
+    if (k < len4) {
+        return w[(k & ~3u) * 4u + c * 4u + (k & 3u)];
+    }
+    return w[len4 * 4u + c * (len - len4) + (k - len4)];
+}
+
+#ifdef AIOT_DSP
+static inline uint32_t load32(const int8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);  // unaligned word load (LDR) on v7E-M/v8-M Main
+    return v;
+}
+
+static inline int32_t sxtb16_ror8(uint32_t x)
+{
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#endif
+
+void aiot_dot4_s8(const int8_t *w, const int8_t *x, uint32_t len, int32_t *acc)
+{
+    const uint32_t blocks = len >> 2;
+    const uint32_t tail = len & 3u;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#ifdef AIOT_DSP
+    for (uint32_t b = 0; b < blocks; ++b) {
+        const uint32_t xw = load32(x);
+        const int32_t x02 = __sxtb16(xw);
+        const int32_t x13 = sxtb16_ror8(xw);
+        const uint32_t w0 = load32(w), w1 = load32(w + 4), w2 = load32(w + 8), w3 = load32(w + 12);
+        a0 = __smlad(__sxtb16(w0), x02, a0);
+        a0 = __smlad(sxtb16_ror8(w0), x13, a0);
+        a1 = __smlad(__sxtb16(w1), x02, a1);
+        a1 = __smlad(sxtb16_ror8(w1), x13, a1);
+        a2 = __smlad(__sxtb16(w2), x02, a2);
+        a2 = __smlad(sxtb16_ror8(w2), x13, a2);
+        a3 = __smlad(__sxtb16(w3), x02, a3);
+        a3 = __smlad(sxtb16_ror8(w3), x13, a3);
+        w += 16;
+        x += 4;
+    }
+#else
+    for (uint32_t b = 0; b < blocks; ++b) {
+        const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+        a0 += w[0] * x0 + w[1] * x1 + w[2] * x2 + w[3] * x3;
+        a1 += w[4] * x0 + w[5] * x1 + w[6] * x2 + w[7] * x3;
+        a2 += w[8] * x0 + w[9] * x1 + w[10] * x2 + w[11] * x3;
+        a3 += w[12] * x0 + w[13] * x1 + w[14] * x2 + w[15] * x3;
+        w += 16;
+        x += 4;
+    }
+#endif
+    for (uint32_t t = 0; t < tail; ++t) {
+        const int32_t xv = x[t];
+        a0 += w[t] * xv;
+        a1 += w[tail + t] * xv;
+        a2 += w[2 * tail + t] * xv;
+        a3 += w[3 * tail + t] * xv;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+int32_t aiot_dot1_s8(const int8_t *w, const int8_t *x, uint32_t len)
+{
+    int32_t acc = 0;
+    uint32_t k = 0;
+#ifdef AIOT_DSP
+    for (; k + 4 <= len; k += 4) {
+        const uint32_t ww = load32(w + k), xw = load32(x + k);
+        acc = __smlad(__sxtb16(ww), __sxtb16(xw), acc);
+        acc = __smlad(sxtb16_ror8(ww), sxtb16_ror8(xw), acc);
+    }
+#endif
+    for (; k < len; ++k) {
+        acc += (int32_t)w[k] * (int32_t)x[k];
+    }
+    return acc;
+}
