@@ -183,6 +183,17 @@ def test_skab_one_file_end_to_end_with_int8_model(tmp_path, monkeypatch):
     tp = int(((alerts == 1) & (labels == 1))[400:].sum())
     assert agg["test_rows"]["tp"] == tp
     assert (agg["incidents"], agg["incidents_detected"]) == (1, 1)
+    # level tracking with an (almost) infinite time constant must equal fixed levels
+    from toolkit.evaluate.readers import read
+
+    rec = read("skab", SKAB / "other" / "1.csv").recordings[0]
+    outs = []
+    for tau in (0, 10**9):
+        d = dev.ReferenceDevice(Path(doc["model"]["package"]), dev.AlertRule(track_tau=tau))
+        d.commission(rec.series.head(400))
+        outs.append(d.stream(rec.series, 400))
+    assert np.allclose(outs[0].score, outs[1].score, equal_nan=True, rtol=1e-9, atol=1e-12)
+    assert outs[0].alert.tolist() == outs[1].alert.tolist()
 
 
 def test_gap_neither_votes_for_nor_against():

@@ -71,9 +71,40 @@ class AlertRule:
     #: worst sensor's error relative to its own commissioning error (a one-sensor fault is
     #: not diluted by the healthy ones)
     score: str = "mean"
+    #: > 0: each sensor's level follows healthy data with this time constant (samples), frozen
+    #: while the alert is on or the window is above threshold; 0: levels fixed at commissioning
+    track_tau: int = 0
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
+
+
+class RuleState:
+    """:class:`AlertRule` fed one score at a time (what a device does)."""
+
+    def __init__(self, threshold: float, rule: AlertRule):
+        self.threshold, self.rule = threshold, rule
+        self.on = False
+        self.above = self.below = 0
+        self.recent: list[int] = []
+        self.confidence = 0.0
+
+    def step(self, score: float) -> bool:
+        """Feed one window score; returns the alert. NaN (a gap) holds the alert."""
+        if not np.isfinite(score):
+            return self.on
+        hot = bool(score > self.threshold)
+        self.above = self.above + 1 if hot else 0
+        self.below = 0 if hot else self.below + 1
+        if not self.on and self.above >= self.rule.raise_after:
+            self.on = True
+        elif self.on and self.below >= self.rule.clear_after:
+            self.on = False
+        self.recent.append(int(hot))
+        if len(self.recent) > self.rule.confidence_span:
+            self.recent.pop(0)
+        self.confidence = sum(self.recent) / self.rule.confidence_span
+        return self.on
 
 
 def apply_rule(scores: np.ndarray, threshold: float, rule: AlertRule) -> tuple[np.ndarray, np.ndarray]:
@@ -82,29 +113,12 @@ def apply_rule(scores: np.ndarray, threshold: float, rule: AlertRule) -> tuple[n
     A NaN score (no complete window: a gap) neither votes for nor against: the alert
     holds, as on the device.
     """
-    n = scores.size
-    alert = np.zeros(n, np.int8)
-    conf = np.zeros(n, np.float64)
-    above_run = below_run = 0
-    on = False
-    recent: list[int] = []
-    for i in range(n):
-        if not np.isfinite(scores[i]):
-            alert[i] = on
-            conf[i] = conf[i - 1] if i else 0.0
-            continue
-        hot = bool(scores[i] > threshold)
-        above_run = above_run + 1 if hot else 0
-        below_run = 0 if hot else below_run + 1
-        if not on and above_run >= rule.raise_after:
-            on = True
-        elif on and below_run >= rule.clear_after:
-            on = False
-        alert[i] = on
-        recent.append(int(hot))
-        if len(recent) > rule.confidence_span:
-            recent.pop(0)
-        conf[i] = sum(recent) / rule.confidence_span
+    st = RuleState(threshold, rule)
+    alert = np.zeros(scores.size, np.int8)
+    conf = np.zeros(scores.size, np.float64)
+    for i, v in enumerate(scores):
+        alert[i] = st.step(float(v))
+        conf[i] = st.confidence
     return alert, conf
 
 
@@ -150,6 +164,43 @@ class ReferenceDevice:
         c = len(series.channels)
         return w.end_rows[keep], err.mean(axis=1), err.reshape(len(err), -1, c).mean(axis=1)
 
+    def _stream_tracking(self, series: Series, start: int) -> Outputs:
+        """Sample by sample: levels adapt to healthy drift, never to a suspected fault."""
+        from ..features import CLIP, dequantize, quantize_input
+
+        W, C = self.pkg.window, len(series.channels)
+        n = series.rows - start
+        end_rows = np.arange(start, series.rows)
+        complete = _complete(series, end_rows, W, self.rule.max_slip) & (end_rows >= W - 1)
+        mean = self.norm.mean.astype(np.float32).copy()
+        std = self.norm.std.astype(np.float32)
+        alpha = np.float32(1.0 / self.rule.track_tau)
+        st = RuleState(self.threshold, self.rule)
+        recent: list[float] = []
+        score = np.full(n, np.nan)
+        chs = np.full((n, C), np.nan)
+        alert = np.zeros(n, np.int8)
+        conf = np.zeros(n)
+        for i, row in enumerate(end_rows):
+            if complete[i]:
+                raw = series.values[row - W + 1 : row + 1].astype(np.float32)
+                z = np.clip((raw - mean) / std, np.float32(-CLIP), np.float32(CLIP)).reshape(1, W * C)
+                y = dequantize(self.model.run(quantize_input(z, self.in_scale, self.in_zp)).reshape(1, -1),
+                               self.out_scale, self.out_zp)
+                err = (z.astype(np.float64) - y) ** 2
+                per_ch = err.reshape(1, W, C).mean(axis=1)
+                recent.append(float(self.combine(err.mean(axis=1), per_ch)[0]))
+                if len(recent) > self.rule.smooth:
+                    recent.pop(0)
+                score[i] = sum(recent) / len(recent)
+                chs[i] = per_ch[0]
+            alert[i] = st.step(score[i])
+            conf[i] = st.confidence
+            if complete[i] and not st.on and score[i] <= self.threshold:
+                ok = series.valid[row]
+                mean[ok] += alpha * (series.values[row, ok].astype(np.float32) - mean[ok])
+        return Outputs(_states(score, alert, start, W), score, conf, alert, chs)
+
     def commission(self, head: Series) -> dict:
         from ..features import fit_normalization
 
@@ -173,6 +224,8 @@ class ReferenceDevice:
                 "normalization": self.norm.to_json()}
 
     def stream(self, series: Series, start: int) -> Outputs:
+        if self.rule.track_tau > 0:
+            return self._stream_tracking(series, start)
         n = series.rows - start
         end_rows, total, per_ch = self._scores(series, rows=np.int64(start))
         score = np.full(n, np.nan)
@@ -187,6 +240,11 @@ class ReferenceDevice:
             else:
                 state.append("anomaly" if alert[i] else "normal")
         return Outputs(state, score, conf, alert, chs)
+
+
+def _states(score: np.ndarray, alert: np.ndarray, start: int, window: int) -> list[str]:
+    return [("warmup" if start + i < window - 1 else "gap") if not np.isfinite(v) else
+            ("anomaly" if a else "normal") for i, (v, a) in enumerate(zip(score, alert))]
 
 
 def _complete(series: Series, end_rows: np.ndarray, window: int, max_slip: int) -> np.ndarray:

@@ -10,8 +10,9 @@ Protocol (written once, before any SKAB experiment file was scored with the resu
 - every candidate setting is scored by the same pooled F1/FAR/MAR; the pick is the best F1
   with FAR <= 10 % (the issue's target), ties to the simpler rule.
 
-Run: python -m toolkit.evaluate.tuning [--monitor] ../shared/data/skab/anomaly-free/anomaly-free.csv
-(--monitor: the monitor's knobs for --target host/qemu; without: the reference target's rule)
+Run: python -m toolkit.evaluate.tuning [--monitor | --tracking] ../shared/data/skab/anomaly-free/anomaly-free.csv
+(--monitor: the monitor's knobs for --target host/qemu; --tracking: the reference rule with
+level tracking; neither: the reference rule with fixed levels)
 """
 
 from __future__ import annotations
@@ -158,9 +159,36 @@ def main_monitor(argv: list[str]) -> int:
     return 0
 
 
+def tracking_grid() -> list[AlertRule]:
+    return [AlertRule(threshold_margin=m, smooth=sm, raise_after=up, clear_after=down, noise_floor=f, track_tau=tau)
+            for m, sm, (up, down), f, tau in itertools.product(
+                (1.0, 1.5, 2.0), (10, 30), ((3, 5), (5, 20)), (0.0, 1.0), (60, 300))]
+
+
+def score_sequential(dataset: Dataset, package: Path, rules: list[AlertRule]) -> list[tuple[AlertRule, Confusion]]:
+    """Rules whose alerts feed back into the model input (level tracking): run each one."""
+    from ..progress import Bar
+    from .device import ReferenceDevice
+
+    rows = []
+    with Bar(len(rules), "tracking settings") as bar:
+        for rule in rules:
+            total = Confusion()
+            for rec in dataset.recordings:
+                d = ReferenceDevice(package, rule)
+                d.commission(rec.series.head(SHAPE[0]))
+                total = total + confusion(rec.labels[SHAPE[0]:], d.stream(rec.series, SHAPE[0]).alert)
+            rows.append((rule, total))
+            bar.update()
+    return rows
+
+
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--monitor"]:
         return main_monitor(argv[1:])
+    tracking = argv[:1] == ["--tracking"]
+    if tracking:
+        argv = argv[1:]
     from .pipeline import Settings, fleet_package
 
     normal = load_csv(argv[0], label_column=None)
@@ -168,7 +196,7 @@ def main(argv: list[str]) -> int:
     settings = Settings(format="skab")
     package = fleet_package(normal.head(half), None, settings)
     ds = Dataset(pseudo_installations(normal.slice(half, normal.rows)))
-    results = score_rules(ds, package, grid())
+    results = score_sequential(ds, package, tracking_grid()) if tracking else score_rules(ds, package, grid())
     ok = [(r, c) for r, c in results if c.far is not None and c.far <= 0.10]
     best = max(ok or results, key=lambda rc: (rc[1].f1 or 0.0))
     for r, c in sorted(results, key=lambda rc: -(rc[1].f1 or 0))[:15]:
