@@ -418,3 +418,12 @@ def test_normalization_must_fit_the_data():
     norm = Normalization(mean=np.zeros(3), std=np.ones(3))
     with pytest.raises(ToolkitError, match="3 channel"):
         make_windows(_series(np.zeros((4, 2))), norm, window=2)
+
+
+def test_synth_cli_unwritable_out(tmp_path):
+    from toolkit.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    r = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "afile" / "p.csv"), "--hours", "1"])
+    assert r.exit_code == 2 and "cannot write" in r.output and "Traceback" not in r.output
+    assert (tmp_path / "afile").read_text() == "x"

@@ -216,3 +216,9 @@ def test_cli_rejects_bad_hidden_sizes(tiny_csv, tmp_path):
     r = CliRunner().invoke(main, ["train", "--data", str(tiny_csv), "--out", str(tmp_path / "p"), "--hidden", "16,x"])
     assert r.exit_code == 2 and "--hidden" in r.output
     assert not (tmp_path / "p").exists()
+
+
+def test_out_under_a_file_fails_before_training(tiny_csv, tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ToolkitError, match="cannot create the package folder"):
+        train(tiny_csv, tmp_path / "file" / "pkg", window=W, train_rows=TRAIN_ROWS, progress=False)

@@ -467,8 +467,12 @@ def _parse_label(path: Path, line_no: int, column: str, cell: str, decimal_comma
 def write_csv(path: Path | str, series: Series, label_column: str = "label", decimals: int = 4) -> Path:
     """Write ``series`` as ``timestamp,<channels...>[,label]``; missing samples become empty cells."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(path, "w", newline="", encoding="utf-8")
+    except OSError as e:
+        raise ToolkitError(f"{path}: cannot write ({e.strerror})", hint="choose a writable file path") from e
+    with f:
         w = csv.writer(f)
         w.writerow(["timestamp", *series.channels, *([label_column] if series.labels is not None else [])])
         for r in range(series.rows):

@@ -172,6 +172,12 @@ def train(
             hint="train on more rows (--train-rows) or use a smaller --window",
         )
 
+    try:  # before training, not after it
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ToolkitError(f"{out}: cannot create the package folder ({e.strerror})",
+                           hint="choose a writable --out folder") from e
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide tf.data C++ chatter
     import keras
     import tensorflow as tf
@@ -200,7 +206,6 @@ def train(
     fault_end = test.labels == 1 if test.labels is not None else np.zeros(len(test), bool)
     clean = ~test.any_fault if test.any_fault is not None else np.zeros(len(test), bool)
 
-    out.mkdir(parents=True, exist_ok=True)
     # The manifest goes first and comes back last: an interrupted re-training leaves no
     # package that pairs an old manifest with a new model. An old int8 model is stale too.
     for stale in (MANIFEST, "model.tflite"):
