@@ -185,14 +185,18 @@ def _compare(model_path, ref_path, tmp_path, seed: int) -> list[str]:
     xs[0], xs[1] = -128, 127
     for x in xs:
         np.testing.assert_array_equal(host.invoke(x), ref.invoke(x).ravel(), err_msg=str(res.layers))
-    return res.layers
+    return res
 
 
 @pytest.mark.parametrize("builder, per_channel", CASES, ids=[f"{b.__name__}-{'pc' if pc else 'pt'}" for b, pc in CASES])
 def test_parity_with_tflite_micro(recipes, builder, per_channel, tmp_path):
     batch1 = builder in DYNAMIC_SHAPES
     path = _tflite(recipes, builder, per_channel, batch1)
-    _compare(path, path, tmp_path, seed=BUILDERS.index(builder))
+    res = _compare(path, path, tmp_path, seed=BUILDERS.index(builder))
+    if per_channel:  # the static plan must never need more than TFLM's tensor arena
+        from toolkit.reference import tflm_arena_usage
+
+        assert res.arena_bytes <= tflm_arena_usage(path)["head"]
 
 
 @pytest.mark.parametrize("builder", FOLD_ORACLE, ids=[b.__name__ for b in FOLD_ORACLE])
@@ -205,5 +209,5 @@ def test_dynamic_batch_shape_arithmetic_is_folded(recipes, builder, tmp_path):
     static = _tflite(recipes, builder, True, True)
     ops = {op.op for op in tflite.load(dynamic, check=False).operators}
     assert "SHAPE" in ops
-    layers = _compare(dynamic, static, tmp_path, seed=100 + BUILDERS.index(builder))
+    layers = _compare(dynamic, static, tmp_path, seed=100 + BUILDERS.index(builder)).layers
     assert "SHAPE" not in layers and "PACK" not in layers

@@ -1,0 +1,129 @@
+"""Engine building blocks against independent oracles: the gemmlowp/TFLM rounding rules
+re-derived in Python from their definitions, hand-computed cases, and the generator's
+weight packing read back through the C accessor."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+
+import numpy as np
+import pytest
+
+from toolkit import hostbuild
+from toolkit.codegen import engine_sources
+from toolkit.codegen.ops import pack_weights
+from toolkit.codegen.quant import activation_range, quantize_multiplier, round_half_away
+
+I32_MIN, I32_MAX = -(2**31), 2**31 - 1
+
+
+@pytest.fixture(scope="module")
+def lib():
+    so = hostbuild.compile_shared(engine_sources(), name="aiotengine")
+    lib = hostbuild.load(so)
+    for fn in ("aiot_srdhm", "aiot_rounding_divide_by_pot", "aiot_mul_by_quant_mult"):
+        getattr(lib, fn).restype = ctypes.c_int32
+    lib.aiot_srdhm.argtypes = [ctypes.c_int32, ctypes.c_int32]
+    lib.aiot_rounding_divide_by_pot.argtypes = [ctypes.c_int32, ctypes.c_int32]
+    lib.aiot_mul_by_quant_mult.argtypes = [ctypes.c_int32, ctypes.c_int32, ctypes.c_int32]
+    lib.aiot_packed_at.restype = ctypes.c_int8
+    lib.aiot_packed_at.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
+    lib.aiot_dot4_s8.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]
+    return lib
+
+
+def srdhm_ref(a: int, b: int) -> int:
+    # a * b / 2**31 rounded to nearest with ties toward +infinity (gemmlowp's nudge of
+    # 2**30 for positive and 1 - 2**30 for negative products, then truncation), saturating
+    # the single overflow case
+    if a == b == I32_MIN:
+        return I32_MAX
+    return (a * b + 2**30) // 2**31
+
+
+def rdivpot_ref(x: int, e: int) -> int:
+    # x / 2**e rounded to nearest, ties away from zero
+    if e == 0:
+        return x
+    q, r = divmod(abs(x), 2**e)
+    q += 1 if r >= 2 ** (e - 1) else 0
+    return q if x >= 0 else -q
+
+
+def test_srdhm_matches_definition(lib):
+    rng = np.random.default_rng(0)
+    cases = [(I32_MIN, I32_MIN), (I32_MIN, I32_MAX), (I32_MAX, I32_MAX), (1, 2**30), (-1, 2**30), (3, 2**30),
+             (-3, 2**30), (0, 5)]
+    cases += [tuple(int(v) for v in rng.integers(I32_MIN, I32_MAX, 2, endpoint=True)) for _ in range(3000)]
+    for a, b in cases:
+        assert lib.aiot_srdhm(a, b) == srdhm_ref(a, b), (a, b)
+
+
+def test_rounding_divide_by_pot_ties_away_from_zero(lib):
+    assert [lib.aiot_rounding_divide_by_pot(x, 1) for x in (-3, -2, -1, 1, 2, 3)] == [-2, -1, -1, 1, 1, 2]
+    assert lib.aiot_rounding_divide_by_pot(-5, 2) == -1 and lib.aiot_rounding_divide_by_pot(-6, 2) == -2
+    rng = np.random.default_rng(1)
+    for _ in range(3000):
+        x, e = int(rng.integers(I32_MIN, I32_MAX)), int(rng.integers(0, 31))
+        assert lib.aiot_rounding_divide_by_pot(x, e) == rdivpot_ref(x, e), (x, e)
+
+
+def test_mul_by_quant_mult_double_rounding(lib):
+    rng = np.random.default_rng(2)
+    for _ in range(3000):
+        x = int(rng.integers(-(2**20), 2**20))
+        m = int(rng.integers(2**30, 2**31 - 1))
+        s = int(rng.integers(-20, 4))
+        left, right = max(s, 0), max(-s, 0)
+        want = rdivpot_ref(srdhm_ref(x * 2**left, m), right)
+        assert lib.aiot_mul_by_quant_mult(x, m, s) == want, (x, m, s)
+
+
+def test_quantize_multiplier_hand_cases():
+    assert quantize_multiplier(0.5) == (2**30, 0)
+    assert quantize_multiplier(0.25) == (2**30, -1)
+    assert quantize_multiplier(1.0) == (2**30, 1)
+    assert quantize_multiplier(0.0) == (0, 0)
+    assert quantize_multiplier(2.0**-40) == (0, 0)  # flushed like TFLM (shift < -31)
+    m, s = quantize_multiplier(0.1)
+    assert abs(m * 2.0**s / 2**31 - 0.1) < 1e-9 and 2**30 <= m < 2**31
+    # a significand that rounds up to 2**31 moves to the next exponent
+    assert quantize_multiplier(1 - 2.0**-40) == (2**30, 1)
+
+
+def test_round_half_away_and_activation_ranges():
+    assert [round_half_away(v) for v in (0.5, 1.5, 2.5, -0.5, -2.5, 2.4999999)] == [1, 2, 3, -1, -3, 2]
+    # scale 1/16, zero point -128: relu6 tops out at -128 + 96
+    assert activation_range("RELU6", 1 / 16, -128) == (-128, -32)
+    assert activation_range("RELU", 0.1, 5) == (5, 127)
+    assert activation_range("NONE", 0.1, 5) == (-128, 127)
+    assert activation_range("RELU_N1_TO_1", 1 / 64, 0) == (-64, 64)
+
+
+@pytest.mark.parametrize("rows, segs, seg_len", [(4, 1, 8), (9, 1, 7), (8, 3, 5), (3, 2, 4), (12, 1, 1)])
+def test_packing_roundtrip_and_dot4(lib, rows, segs, seg_len):
+    rng = np.random.default_rng(rows * 100 + seg_len)
+    w = rng.integers(-127, 128, size=(rows, segs * seg_len), dtype=np.int8)
+    packed = np.ascontiguousarray(pack_weights(w, segs, seg_len))
+    assert packed.size == w.size
+    full = rows - rows % 4
+    base = packed.ctypes.data
+    for g in range(0, full, 4):
+        for s in range(segs):
+            seg_ptr = base + g * segs * seg_len + s * 4 * seg_len
+            for c in range(4):
+                for k in range(seg_len):
+                    assert lib.aiot_packed_at(seg_ptr, seg_len, c, k) == w[g + c, s * seg_len + k]
+            x = np.ascontiguousarray(rng.integers(-128, 128, size=seg_len, dtype=np.int8))
+            acc = (ctypes.c_int32 * 4)(1, 2, 3, 4)
+            lib.aiot_dot4_s8(seg_ptr, x.ctypes.data, seg_len, acc)
+            want = w[g : g + 4, s * seg_len : (s + 1) * seg_len].astype(np.int64) @ x.astype(np.int64)
+            assert list(acc) == [int(v) + i + 1 for i, v in enumerate(want)]
+    np.testing.assert_array_equal(packed[full * segs * seg_len :], w[full:].ravel())
+
+
+def test_srdhm_oracle_tie_rule():
+    # guard for the oracle itself: +0.5 rounds up, -0.5 rounds up to 0, -1.5 to -1
+    assert srdhm_ref(1, 2**30) == 1 and srdhm_ref(-1, 2**30) == 0 and srdhm_ref(-3, 2**30) == -1
+    assert math.isclose(srdhm_ref(2**20, 2**30), 2**19)
