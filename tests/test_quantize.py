@@ -193,3 +193,12 @@ def test_unreadable_keras_model_and_empty_calibration(pkg, tmp_path):
     np.savez(copy / "vectors.npz", **v)
     with pytest.raises(ToolkitError, match="no training windows to calibrate"):
         quantize(copy, progress=False)
+
+
+def test_unwritable_tflite(pkg, tmp_path):
+    copy = tmp_path / "pkg"
+    shutil.copytree(pkg[0], copy)
+    (copy / "model.tflite").unlink()
+    (copy / "model.tflite").mkdir()
+    with pytest.raises(ToolkitError, match="model.tflite: cannot write"):
+        quantize(copy, progress=False)

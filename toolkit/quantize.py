@@ -201,7 +201,10 @@ def quantize(pkg_dir: Path | str, progress: bool = True) -> QuantReport:
     with ctx:
         tflite = convert_int8(model, rep)
     tflite_path = pkg.path / "model.tflite"
-    tflite_path.write_bytes(tflite)
+    try:
+        tflite_path.write_bytes(tflite)
+    except OSError as e:
+        raise ToolkitError(f"{tflite_path}: cannot write ({e.strerror})", hint="check the package folder") from e
 
     ref = TflmReference(tflite)
     ind, outd = ref.input_details, ref.output_details
