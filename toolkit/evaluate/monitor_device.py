@@ -126,9 +126,22 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
     return out
 
 
+def firmware_sources_sha() -> str:
+    """Hash of every firmware source and header: host and QEMU results only compare when equal."""
+    from ..paths import FIRMWARE
+
+    h = hashlib.sha256()
+    for p in sorted(FIRMWARE.rglob("*")):
+        if p.is_file() and p.suffix in (".c", ".h", ".S", ".s", ".ld"):
+            h.update(p.relative_to(FIRMWARE).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def firmware_elf(model_dir: Path, board_name: str, build: bool = False) -> Path:
-    """The device firmware (monitor + protocol + this model) for ``board_name``, built once."""
-    out = Path(model_dir) / "fw" / board_name
+    """The device firmware (monitor + protocol + this model) for ``board_name``, built once
+    per firmware source state (a changed monitor.c means a new build)."""
+    out = Path(model_dir) / "fw" / f"{board_name}-{firmware_sources_sha()}"
     elf = out / "firmware.elf"
     if elf.is_file():
         return elf

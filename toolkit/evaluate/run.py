@@ -77,6 +77,9 @@ def evaluate(
                      "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,
                      "trained_on": str(ds.fleet_source), "trained_on_sha256": src_sha,
                      **json.loads((package / "meta.json").read_text())}
+        from .monitor_device import firmware_sources_sha
+
+        model_ctx["firmware_sources_sha256"] = firmware_sources_sha()  # host and QEMU compare only when equal
         if settings.target.startswith("qemu:"):
             from .monitor_device import firmware_elf
 
