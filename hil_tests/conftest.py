@@ -26,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = HERE / "fixtures" / "ae24"
 SOAK_BOARD = "mps2-an386"
+_BUILT: dict[str, Path] = {}
 
 
 def pytest_addoption(parser):
@@ -136,7 +137,11 @@ def firmware(board, pytestconfig, model_c) -> Path:
     from toolkit import paths
     from toolkit.firmware import build
 
-    return build(board, paths.build_dir() / "hil" / board.name, model_c).elf
+    # Session fixtures are set up again when pytest moves to the next module with the same
+    # board: build each board once per run.
+    if board.name not in _BUILT:
+        _BUILT[board.name] = build(board, paths.build_dir() / "hil" / board.name, model_c).elf
+    return _BUILT[board.name]
 
 
 def _open(board, firmware, pytestconfig, timeout=2.0):

@@ -115,9 +115,11 @@ def test_streaming_with_gaps_and_drift_matches_host_monitor(monitor_device, host
     assert gaps["state"][0] == M.NO_DATA
     types = [e.type for e in events]
     assert "DATA_LOST" in types and "DATA_RESTORED" in types
-    drift_ch0 = [e for e in events if e.channel == 0 and e.type in
-                 ("DRIFT_DETECTED", "RECAL_STARTED", "RECAL_DONE", "RECAL_REJECTED", "BASELINE_LIMIT")]
-    assert drift_ch0 and all(450 * PERIOD + GAP_MS <= e.timestamp_ms for e in drift_ch0)
+    # The drifting channel is noticed (tracked, recalibrated or alerted on: the monitor's
+    # policy decides which), and nothing points at it before the drift starts.
+    drift_start = 450 * PERIOD + GAP_MS
+    ch0 = [e for e in events if e.channel == 0]
+    assert ch0 and all(e.timestamp_ms >= drift_start for e in ch0)
     assert any(e.type == "ALERT_RAISED" for e in events)
     anomalous = out[out["state"] == M.ANOMALY]
     assert anomalous["t_start_ms"].min() >= 450 * PERIOD + GAP_MS  # no alarm while the plant is clean
@@ -137,19 +139,20 @@ def _events_raw(dev, ack=None):
 
 
 def test_event_buffering_is_retry_safe_and_lossless(monitor_device):
-    dev = monitor_device
-    ts, v = scenario()
-    dev.push(ts, v)  # 13 events wait on the device (more than one batch of 8)
+    dev = monitor_device  # fresh installation: empty ring, seqs from 0
+    for _ in range(12):
+        dev.reset_baseline()  # 12 events wait on the device: more than one batch of 8
     first, pending, dropped = _events_raw(dev)
     again, _, _ = _events_raw(dev)  # a retry without ack (answer "lost"): the same batch
-    assert len(first) == 8 and pending > 0 and dropped == 0
+    assert len(first) == 8 and pending == 4 and dropped == 0
     assert first.tobytes() == again.tobytes()
-    second, _, _ = _events_raw(dev, ack=int(first["seq"][-1]))
-    third, _, _ = _events_raw(dev, ack=int(second["seq"][-1]) if len(second) else int(first["seq"][-1]))
-    seqs = list(first["seq"]) + list(second["seq"]) + list(third["seq"])
-    assert seqs == list(range(len(seqs))) and len(seqs) >= 13
-    last = seqs[-1]
-    assert len(_events_raw(dev, ack=last)[0]) == 0  # all acknowledged: nothing held any more
+    second, pending, _ = _events_raw(dev, ack=int(first["seq"][-1]))
+    assert len(second) == 4 and pending == 0
+    again, _, _ = _events_raw(dev, ack=int(first["seq"][-1]))  # retry of the second request
+    assert again.tobytes() == second.tobytes()
+    assert list(first["seq"]) + list(second["seq"]) == list(range(12))
+    assert len(_events_raw(dev, ack=11)[0]) == 0  # all acknowledged: nothing held any more
+    assert dev.events() == []
 
 
 def test_event_ring_overflow_is_counted(monitor_device):
@@ -167,7 +170,7 @@ def test_event_ring_overflow_is_counted(monitor_device):
 def test_reset_baseline_restarts_commissioning(monitor_device):
     dev = monitor_device
     ts, v = scenario()
-    dev.push(ts[:300], v[:300])
+    dev.push(ts[:100], v[:100])  # commissioning takes 80 samples
     assert dev.stats()["monitor"]["phase"] != "COMMISSIONING"
     dev.events()
     dev.reset_baseline()

@@ -247,7 +247,9 @@ class Device:
                 f"{P.msg_name(type_)} payload of {len(payload)} bytes exceeds the device's maximum of {self.max_payload}",
                 hint="rebuild the firmware with a larger -DAIOT_FRAME_MAX_PAYLOAD",
             )
-        timeout = self.timeout if timeout is None else timeout
+        # Big frames take time on the wire (and QEMU's UART moves only a few KB/s): allow
+        # 2 ms per payload byte on top of the deadline (1 KiB: +2 s).
+        timeout = (self.timeout if timeout is None else timeout) + 2e-3 * len(payload)
         attempts = 1 + (self.retries if retry else 0)
         self.counters.requests += 1
         garbage_before = self._decoder.garbage_bytes
