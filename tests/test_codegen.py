@@ -190,3 +190,18 @@ def test_cli_package_mode(dense_models, tmp_path):
     bad = CliRunner().invoke(main, ["codegen", "--model", str(FIX / "float_model.tflite"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2
     assert "quantize it first" in bad.output and "Traceback" not in bad.output
+
+
+def test_corrupted_models_give_toolkit_errors_not_crashes(tmp_path):
+    import random
+
+    data = (FIX / "good_dense.tflite").read_bytes()
+    rng = random.Random(5)
+    for i in range(400):
+        bad = bytearray(data)
+        for _ in range(rng.randint(1, 6)):
+            bad[rng.randrange(8, len(bad))] = rng.randrange(256)
+        try:
+            codegen.generate(bytes(bad), tmp_path / "out")
+        except ToolkitError:
+            pass

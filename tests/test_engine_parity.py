@@ -42,8 +42,9 @@ def conv2d_same_stride(L):
 
 
 def conv_dilated(L):
-    return _seq((1, 40, 2), L.Conv2D(4, (1, 3), dilation_rate=(1, 3), activation="relu"),
-                L.Conv2D(4, (1, 3), dilation_rate=(1, 2)), L.Flatten(), L.Dense(2))
+    return _seq((1, 40, 2), L.Conv2D(4, (1, 3), dilation_rate=(1, 3), padding="same", activation="relu"),
+                L.Conv2D(4, (1, 3), dilation_rate=(1, 2)),
+                L.DepthwiseConv2D((1, 3), dilation_rate=(1, 2), padding="same"), L.Flatten(), L.Dense(2))
 
 
 def depthwise(L):
@@ -144,12 +145,13 @@ def softmax_rows(L):
     return _seq((4, 9), L.Dense(7), L.Dense(5, activation="tanh"), L.Dense(8), L.Softmax(axis=-1))
 
 
-BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, depthwise, depthwise_2d, pools, pools_1d, zero_padding,
-            dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze]
+BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
+            depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze]
 CASES = [(b, pc) for b in BUILDERS for pc in (True, False)]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
-DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows]
+DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
+                  conv_dilated]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 

@@ -104,6 +104,10 @@ _INSTEAD = {
     "RESIZE_NEAREST_NEIGHBOR": "use Conv2D with stride or repeat the data before the model",
     "PACK": "use CONCATENATION (layers.Concatenate)",
     "SPLIT": "split the input before the model",
+    "SPACE_TO_BATCH_ND": "dilated convolutions become SPACE_TO_BATCH_ND when the batch size is dynamic: "
+                         "convert with a fixed batch of 1 (keras.Input(shape, batch_size=1)) to keep them CONV_2D",
+    "BATCH_TO_SPACE_ND": "dilated convolutions become BATCH_TO_SPACE_ND when the batch size is dynamic: "
+                         "convert with a fixed batch of 1 (keras.Input(shape, batch_size=1)) to keep them CONV_2D",
 }
 
 _NOT_TFLITE_HINT = "is this a .tflite file? export one with `aiot quantize` (or TFLiteConverter)"
@@ -438,6 +442,9 @@ def _fold_value(g: Graph, op: Operator) -> np.ndarray | None:
 
 _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"})
 
+_MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "ADD": 2, "SUB": 2,
+               "MUL": 2, "PAD": 2}
+
 # Inputs that only carry a shape: with static shapes the output tensor already says it all.
 _SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
 
@@ -534,6 +541,22 @@ def check_supported(g: Graph) -> None:
                 f"{src}: node {op.index} uses {op.op}, which the aiot int8 engine does not support",
                 hint=_INSTEAD.get(op.op, "supported ops: " + ", ".join(sorted(SUPPORTED_OPS))),
             )
+        need = _MIN_INPUTS.get(op.op, 1)
+        if len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]) or len(op.outputs) != 1 or op.outputs[0] < 0:
+            raise ToolkitError(
+                f"{src}: node {op.index} ({op.op}) has {len(op.inputs)} inputs and {len(op.outputs)} outputs "
+                f"(needs {need} inputs and 1 output)",
+                hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
+            )
+        act = op.options.get("activation", "NONE")
+        if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+            raise ToolkitError(
+                f"{src}: node {op.index} ({op.op}) has fused activation {act}, which the engine does not support",
+                hint="use relu, relu6 or no activation on that layer (a separate tanh/sigmoid layer is fine)",
+            )
+        if op.options.get("padding", "SAME") not in ("SAME", "VALID"):
+            raise ToolkitError(f"{src}: node {op.index} ({op.op}) has an unknown padding type",
+                               hint="the file is corrupt; re-export it")
         for ti in op.inputs + op.outputs:
             t = g.tensor(ti)
             if t is None:
@@ -542,6 +565,16 @@ def check_supported(g: Graph) -> None:
                 raise ToolkitError(
                     f"{src}: node {op.index} ({op.op}) has {t.dtype} tensor '{t.name}'; the engine runs int8 activations",
                     hint="quantize with TFLITE_BUILTINS_INT8 (not the 16x8 mode)",
+                )
+            if t.quantized and (not np.all(np.isfinite(t.scale)) or np.any(t.scale <= 0)):
+                raise ToolkitError(
+                    f"{src}: node {op.index} ({op.op}) tensor '{t.name}' has an invalid scale {t.scale[:4].tolist()}",
+                    hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
+                )
+            if t.quantized and t.dtype == "int8" and np.any((t.zero_point < -128) | (t.zero_point > 127)):
+                raise ToolkitError(
+                    f"{src}: node {op.index} ({op.op}) tensor '{t.name}' has a zero point outside int8",
+                    hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
                 )
             if not t.is_const and t.dtype == "int8" and not t.quantized:
                 raise ToolkitError(

@@ -140,7 +140,13 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
                 f"{g.source}: node {op.index} uses {op.op}, which the aiot int8 engine does not support yet",
                 hint="supported ops: " + ", ".join(sorted(EMITTERS) + sorted(ALIAS_OPS)),
             )
-        layers.append(emit(ctx, op, f"l{len(layers)}"))
+        try:
+            layers.append(emit(ctx, op, f"l{len(layers)}"))
+        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+            raise ToolkitError(
+                f"{g.source}: node {op.index} ({op.op}) is malformed ({type(e).__name__}: {e})",
+                hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
+            ) from e
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x, y = g.input, g.output

@@ -110,6 +110,12 @@ def _fail(g: Graph, op: Operator, what: str, hint: str) -> ToolkitError:
     return ToolkitError(f"{g.source}: node {op.index} ({op.op}): {what}", hint=hint)
 
 
+def _same_size(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
+    if a.size != b.size:
+        raise _fail(g, op, f"input has {a.size} values but output '{b.name}' has {b.size}",
+                    "the file is corrupt or was not produced by the TFLite converter; re-export it")
+
+
 def _qp(t: Tensor) -> tuple[float, int]:
     return t.qparams()
 
@@ -293,6 +299,7 @@ def emit_max_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
 
 def _requantize_layer(ctx: Ctx, op: Operator, name: str, mult: int, shift: int, lo: int, hi: int) -> Layer:
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
     in_zp, out_zp = _qp(x)[1], _qp(out)[1]
     decls = [
         f"static const aiot_requantize_params_t {name}_p = {{ {out.size}, {in_zp}, {mult}, {shift}, {out_zp}, {lo}, {hi} }};"
@@ -307,6 +314,7 @@ def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
     if out.dtype != "int8":
         raise _fail(g, op, f"output is {out.dtype}", "only int8 outputs are supported")
     out_s, out_zp = _qp(out)
+    _same_size(g, op, x, out)
     if x.dtype == "float32":
         decls: list[str] = []
         call = f"aiot_quantize_f32_s8({out.size}, {_c_float(out_s)}, {out_zp}, (const float *){ctx.p(x.index)}, {ctx.p(out.index)})"
@@ -323,6 +331,7 @@ def emit_dequantize(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     if x.dtype != "int8" or out.dtype != "float32":
         raise _fail(g, op, f"{x.dtype} -> {out.dtype}", "only int8 -> float32 is supported")
+    _same_size(g, op, x, out)
     s, zp = _qp(x)
     call = f"aiot_dequantize_s8_f32({x.size}, {_c_float(s)}, {zp}, {ctx.p(x.index)}, (float *){ctx.p(out.index)})"
     return Layer(op.op, op.index, call, [], macs=x.size)
@@ -339,6 +348,7 @@ def emit_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
 
 def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
     in_s, in_zp = _qp(x)
     six = round_half_away(float(np.float32(6.0) / np.float32(in_s))) + in_zp
     six = max(INT8_MIN, min(INT8_MAX, six))
@@ -365,6 +375,9 @@ def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
     outer = int(np.prod(shape[: axes[0]], dtype=np.int64))
     reduce = int(np.prod(shape[axes[0] : axes[-1] + 1], dtype=np.int64))
     inner = int(np.prod(shape[axes[-1] + 1 :], dtype=np.int64))
+    if outer * inner != out.size or reduce <= 0:
+        raise _fail(g, op, f"output shape {list(out.shape)} does not match MEAN over {axes} of {shape}",
+                    "re-export the model")
     in_s, in_zp = _qp(x)
     out_s, out_zp = _qp(out)
     mult, shift = quantize_multiplier(float(in_s) / float(out_s))
@@ -391,6 +404,8 @@ def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
     dims = [1] * (4 - rank) + list(x.shape)
     before = [0] * (4 - rank) + [int(p) for p in pads[:, 0]]
     after = [0] * (4 - rank) + [int(p) for p in pads[:, 1]]
+    if out.size != int(np.prod([b + d + a for b, d, a in zip(before, dims, after)], dtype=np.int64)):
+        raise _fail(g, op, f"output shape {list(out.shape)} does not match the padding", "re-export the model")
     out_zp = _qp(out)[1]
     decls = [f"static const aiot_pad_params_t {name}_p = {{ {{ {', '.join(map(str, dims))} }}, "
              f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {out_zp} }};"]
@@ -409,7 +424,10 @@ def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
     for t in ins:
         _same_qparams(g, op, t, out)
     outer = int(np.prod(out.shape[:axis], dtype=np.int64))
-    sizes = [t.size // outer for t in ins]
+    sizes = [t.size // max(outer, 1) for t in ins]
+    if outer <= 0 or sum(sizes) * outer != out.size or any(t.size % outer for t in ins):
+        raise _fail(g, op, f"inputs {[list(t.shape) for t in ins]} do not concatenate to {list(out.shape)}",
+                    "re-export the model")
     ptrs = ", ".join(ctx.p(t.index) for t in ins)
     decls = [f"static const uint32_t {name}_sizes[{len(ins)}] = {{ {', '.join(map(str, sizes))} }};"]
     call = (f"aiot_concat_s8({outer}, {len(ins)}, (const int8_t *const[]){{ {ptrs} }}, {name}_sizes, "
@@ -504,6 +522,7 @@ def _input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> i
 def _sigmoid_like(ctx: Ctx, op: Operator, name: str, fn: str, out_scale: float, out_zp: int) -> Layer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(g, op, x, out)
     (in_s, in_zp), (o_s, o_zp) = _qp(x), _qp(out)
     if o_zp != out_zp or np.float32(o_s) != np.float32(out_scale):
         raise _fail(g, op, f"output quantization ({o_s}, {o_zp}) is not the fixed ({out_scale}, {out_zp}) TFLM requires",
@@ -526,6 +545,7 @@ def emit_tanh(ctx: Ctx, op: Operator, name: str) -> Layer:
 def emit_softmax(ctx: Ctx, op: Operator, name: str) -> Layer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(g, op, x, out)
     (in_s, _), (o_s, o_zp) = _qp(x), _qp(out)
     if o_zp != -128 or np.float32(o_s) != np.float32(1.0 / 256):
         raise _fail(g, op, "softmax output must be quantized with scale 1/256 and zero point -128",
