@@ -43,11 +43,14 @@ void aiot_dot4_s8(const int8_t *w, const int8_t *x, uint32_t len, int32_t *acc)
     const uint32_t tail = len & 3u;
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
 #ifdef AIOT_DSP
+    // Packed blocks start on word boundaries (the generator aligns the arrays), so the
+    // four weight words load with one LDM; x may be unaligned (LDR tolerates it).
+    const uint32_t *wp = (const uint32_t *)(const void *)w;
     for (uint32_t b = 0; b < blocks; ++b) {
         const uint32_t xw = load32(x);
         const int32_t x02 = __sxtb16(xw);
         const int32_t x13 = sxtb16_ror8(xw);
-        const uint32_t w0 = load32(w), w1 = load32(w + 4), w2 = load32(w + 8), w3 = load32(w + 12);
+        const uint32_t w0 = wp[0], w1 = wp[1], w2 = wp[2], w3 = wp[3];
         a0 = __smlad(__sxtb16(w0), x02, a0);
         a0 = __smlad(sxtb16_ror8(w0), x13, a0);
         a1 = __smlad(__sxtb16(w1), x02, a1);
@@ -56,9 +59,10 @@ void aiot_dot4_s8(const int8_t *w, const int8_t *x, uint32_t len, int32_t *acc)
         a2 = __smlad(sxtb16_ror8(w2), x13, a2);
         a3 = __smlad(__sxtb16(w3), x02, a3);
         a3 = __smlad(sxtb16_ror8(w3), x13, a3);
-        w += 16;
+        wp += 4;
         x += 4;
     }
+    w = (const int8_t *)wp;
 #else
     for (uint32_t b = 0; b < blocks; ++b) {
         const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
