@@ -108,6 +108,8 @@ class ChannelInfo(ctypes.Structure):
         ("last_error", ctypes.c_float),
         ("last_deviation", ctypes.c_float),
         ("last_rest", ctypes.c_float),
+        ("deviation_sd", ctypes.c_float),
+        ("leverage", ctypes.c_float),
         ("mode", ctypes.c_uint8),
         ("reserved", ctypes.c_uint8 * 3),
     ]

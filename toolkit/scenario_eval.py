@@ -259,7 +259,17 @@ def score_outputs(s: sc.Scenario, outputs: np.ndarray, detector: str, window_ms:
 # ----------------------------------------------------------------- the suite
 def totals(results: Sequence[ScenarioResult]) -> dict:
     delays = [i["delay_min"] for r in results for i in r.incidents if i["detected"]]
+    by_kind: dict[str, list] = {}
+    for r in results:
+        for i in r.incidents:
+            by_kind.setdefault(i["kind"], []).append(i)
     return {
+        "by_fault": {
+            k: {"detected": sum(i["detected"] for i in v), "faults": len(v),
+                "median_delay_min": float(np.median([i["delay_min"] for i in v if i["detected"]]))
+                if any(i["detected"] for i in v) else None}
+            for k, v in sorted(by_kind.items())
+        },
         "scenarios": len(results),
         "faults": sum(r.faults for r in results),
         "faults_detected": sum(r.detected for r in results),
@@ -370,6 +380,8 @@ def format_report(report: dict) -> str:
             f"false alerts {t['false_alerts']} ({t['false_alerts_during_nuisances']} during nuisances), "
             f"gaps > window reported NO_DATA {t['long_gaps_reported_no_data']}/{t['long_gaps']}"
         )
+        lines.append("    " + ", ".join(f"{k} {v['detected']}/{v['faults']} (median {v['median_delay_min']} min)"
+                                      for k, v in t["by_fault"].items()))
     if "qemu" in report:
         q = report["qemu"]
         for r in q["scenarios"]:

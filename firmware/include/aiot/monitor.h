@@ -181,7 +181,8 @@ typedef struct {
     float last_rest;      //!< last window's error of the others with this one unknown
     float dev_prev;       //!< deviation one scored window ago
     float dev_before;     //!< deviation two scored windows ago
-    float dev_base;       //!< slow average of the deviation up to two windows ago
+    float dev_older;      //!< deviation three scored windows ago
+    float dev_oldest;     //!< deviation four scored windows ago
     uint8_t mode;         //!< 0 ok, 1 drift, 2 recalibrating
     uint8_t hold;         //!< drift windows left / recal windows used
     uint8_t settled;      //!< consecutive settled windows during recalibration
@@ -264,6 +265,8 @@ typedef struct {
     float last_error;     //!< last scored window's error (noise units squared)
     float last_deviation; //!< last scored window's isolated deviation (noise units)
     float last_rest;      //!< error of the other channels with this one unknown
+    float deviation_sd;   //!< calibration spread of the deviation (noise units)
+    float leverage;       //!< fraction of a level offset the model reproduces (0..0.9)
     uint8_t mode;         //!< 0 ok, 1 drift, 2 recalibrating
     uint8_t reserved[3];
 } aiot_monitor_channel_info_t;

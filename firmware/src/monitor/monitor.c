@@ -44,7 +44,7 @@ void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channel
     cfg->severity_critical = 10.0f;
     cfg->cusum_slack = 1.0f;
     cfg->cusum_threshold = 8.0f;
-    cfg->step_threshold = 1.0f;
+    cfg->step_threshold = 0.5f;
     cfg->max_recal_step = 3.0f;
     cfg->drift_gain = 0.2f;
     cfg->max_drift_rate = 0.5f;
@@ -90,6 +90,8 @@ int aiot_monitor_channel_info(const aiot_monitor_t *m, uint8_t channel, aiot_mon
     info->last_error = ch->last_error;
     info->last_deviation = ch->last_dev;
     info->last_rest = ch->last_rest;
+    info->deviation_sd = ch->dev_sd;
+    info->leverage = ch->leverage;
     info->mode = ch->mode;
     return AIOT_MONITOR_OK;
 }
@@ -430,13 +432,17 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     aiot_monitor_channel_t *ch = &m->ch[c];
     const float dev = w->dev[c];
     const int gate = gate_open(m, c, w);
+    const float last = ch->dev_prev;
+    const float settle = fmaxf(0.5f * k->step_threshold, 2.0f * ch->dev_sd); // "back to normal"
+    const float jump = fmaxf(k->step_threshold, 4.0f * ch->dev_sd);           // "significant"
     float u, base;
 
-    // Pre-step level: an average (weight 1/4) that lags two windows, so a step is still
-    // "new" to it when the CUSUM fires one or two windows after the jump, while a creeping
-    // change that reaches the step threshold is not.
-    ch->dev_base += 0.25f * (ch->dev_before - ch->dev_base);
-    base = ch->dev_base;
+    // Pre-step level: the mean of the deviations three and four windows ago, so a step (and
+    // the window it fell in) is still "new" two full windows after the jump, while a
+    // creeping change is not.
+    base = 0.5f * (ch->dev_older + ch->dev_oldest);
+    ch->dev_oldest = ch->dev_older;
+    ch->dev_older = ch->dev_before;
     ch->dev_before = ch->dev_prev;
     ch->dev_prev = dev;
 
@@ -454,7 +460,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             return;
         }
         shift_baseline(ch, dev);
-        ch->settled = fabsf(dev) < 0.5f * k->step_threshold ? (uint8_t)(ch->settled + 1) : 0;
+        ch->settled = fabsf(dev) < settle ? (uint8_t)(ch->settled + 1) : 0;
         if (ch->settled >= 2) {
             ch->mode = CH_OK;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
@@ -466,32 +472,38 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     }
 
     // A rejected step stays a fault until the deviation is back near zero.
-    if ((ch->flags & CHF_RECAL_BLOCKED) && fabsf(dev) < 0.5f * k->step_threshold)
+    if ((ch->flags & CHF_RECAL_BLOCKED) && fabsf(dev) < settle)
         ch->flags &= (uint8_t)~CHF_RECAL_BLOCKED;
 
+    // Step test, every window: a remount is sudden (the level was normal three windows ago,
+    // then this window and the previous one both sit a significant jump away), small, the best
+    // explanation, alone, and rare (not again within 4 x recal_windows): a creeping change,
+    // or sensors "stepping" in turn, are the machine and are left to the alerting.
+    {
+        const float j = dev - base, jp = last - base;
+        const int sudden = fabsf(base) <= 2.0f * ch->dev_sd && fabsf(j) >= jump && fabsf(jp) >= jump && j * jp > 0.0f;
+        const int quiet = m->since_recal >= 4u * k->recal_windows;
+        if (sudden && gate && quiet && c == suspect && fabsf(dev) <= k->max_recal_step &&
+            !(ch->flags & CHF_RECAL_BLOCKED)) {
+            ch->mode = CH_RECAL;
+            ch->recal_from = ch->baseline;
+            ch->hold = 0;
+            ch->settled = 0;
+            ch->cusum_pos = ch->cusum_neg = 0.0f;
+            emit(m, ts, AIOT_EVENT_RECAL_STARTED, (uint8_t)c, (uint8_t)(1u << c), dev);
+            shift_baseline(ch, dev);
+            return;
+        }
+    }
+
+    // Drift test: CUSUM on the standardized deviation; only offsets below a significant jump
+    // are drift (a large one that was not a remount is the machine's business).
     u = dev / ch->dev_sd;
     ch->cusum_pos = fmaxf(0.0f, ch->cusum_pos + u - k->cusum_slack);
     ch->cusum_neg = fmaxf(0.0f, ch->cusum_neg - u - k->cusum_slack);
     if (ch->cusum_pos > k->cusum_threshold || ch->cusum_neg > k->cusum_threshold) {
-        // A remount is sudden (the level was normal up to two windows ago, then jumped) and rare
-        // (one sensor at a time, not again within 4 x recal_windows): a creeping change that
-        // crosses the step threshold, or sensors "stepping" in turn, are the machine.
-        const int sudden = fabsf(base) <= 2.0f * ch->dev_sd && fabsf(dev - base) >= k->step_threshold;
-        const int quiet = m->since_recal >= 4u * k->recal_windows;
         ch->cusum_pos = ch->cusum_neg = 0.0f;
-        if (fabsf(dev) >= k->step_threshold) {
-            if (gate && sudden && quiet && c == suspect && fabsf(dev) <= k->max_recal_step &&
-                !(ch->flags & CHF_RECAL_BLOCKED)) {
-                ch->mode = CH_RECAL;
-                ch->recal_from = ch->baseline;
-                ch->hold = 0;
-                ch->settled = 0;
-                emit(m, ts, AIOT_EVENT_RECAL_STARTED, (uint8_t)c, (uint8_t)(1u << c), dev);
-                shift_baseline(ch, dev);
-                return;
-            }
-            // Too big, reshaped, or with the machine misbehaving too: left to the alerting.
-        } else {
+        if (fabsf(dev) < jump) {
             if (ch->mode != CH_DRIFT) emit(m, ts, AIOT_EVENT_DRIFT_DETECTED, (uint8_t)c, (uint8_t)(1u << c), dev);
             ch->mode = CH_DRIFT;
             ch->hold = k->drift_hold;
