@@ -6,18 +6,19 @@
 
 #include "aiot/engine.h"
 
+// gemmlowp's nudge-then-truncate equals floor((a*b + 2^30) / 2^31) for every pair except
+// INT32_MIN * INT32_MIN, so the 64-bit product only needs an add and a shift.
+static inline int32_t aiot_fp_srdhm_nosat(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * (int64_t)b + (1LL << 30)) >> 31);
+}
+
 static inline int32_t aiot_fp_srdhm(int32_t a, int32_t b)
 {
     if (a == b && a == INT32_MIN) {
         return INT32_MAX;
     }
-    const int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t t = ab + (ab >= 0 ? (1LL << 30) : (1 - (1LL << 30)));
-    // Division by 2^31 truncating toward zero, as C's '/' in the reference, without a call.
-    if (t < 0) {
-        t += (1LL << 31) - 1;
-    }
-    return (int32_t)(t >> 31);
+    return aiot_fp_srdhm_nosat(a, b);
 }
 
 static inline int32_t aiot_fp_rdivpot(int32_t x, int32_t exponent)
@@ -38,7 +39,11 @@ static inline int32_t aiot_fp_mbqm(int32_t x, int32_t multiplier, int32_t shift)
 static inline int8_t aiot_fp_requant(const aiot_requant_t *rq, uint32_t channel, int32_t acc)
 {
     const uint32_t c = rq->per_channel ? channel : 0;
-    acc = aiot_fp_mbqm(acc, rq->multiplier[c], rq->shift[c]) + rq->output_offset;
+    const int32_t shift = rq->shift[c];
+    // Generated multipliers are >= 0, so the saturating case of SRDHM cannot occur.
+    const int32_t x = shift > 0 ? (int32_t)((uint32_t)acc << shift) : acc;
+    const int32_t h = aiot_fp_srdhm_nosat(x, rq->multiplier[c]);
+    acc = (shift < 0 ? aiot_fp_rdivpot(h, -shift) : h) + rq->output_offset;
     acc = acc < rq->act_min ? rq->act_min : acc;
     acc = acc > rq->act_max ? rq->act_max : acc;
     return (int8_t)acc;
