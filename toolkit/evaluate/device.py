@@ -269,7 +269,8 @@ def _smooth(scores: np.ndarray, k: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def make_device(target: str, package: Path, rule: AlertRule, knobs: dict | None = None) -> Device:
+def make_device(target: str, package: Path, rule: AlertRule, knobs: dict | None = None,
+                firmware: str | None = None) -> Device:
     """The device for ``--target``; a clear error for targets this tree cannot run yet."""
     if target == "reference":
         return ReferenceDevice(package, rule)
@@ -282,5 +283,5 @@ def make_device(target: str, package: Path, rule: AlertRule, knobs: dict | None 
         from .monitor_device import MonitorDevice
 
         meta = json.loads((Path(package) / "meta.json").read_text())
-        return MonitorDevice(package, int(meta["window"]), target, knobs)
+        return MonitorDevice(package, int(meta["window"]), target, knobs, firmware)
     raise ToolkitError(f"unknown --target '{target}'", hint="use host, qemu:BOARD or reference")

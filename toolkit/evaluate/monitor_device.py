@@ -188,8 +188,10 @@ class MonitorDevice:
     known; commissioning = pushing the first rows (the monitor learns on the device).
     """
 
-    def __init__(self, model_dir: Path, window: int, backend: str = "host", knobs: dict | None = None):
+    def __init__(self, model_dir: Path, window: int, backend: str = "host", knobs: dict | None = None,
+                 firmware: str | None = None):
         self.target = backend
+        self.firmware = firmware
         self.model_dir = Path(model_dir)
         self.window = window
         self.knobs = dict(knobs or {})
@@ -218,7 +220,7 @@ class MonitorDevice:
             from ..hil import open_device
 
             board = get_board(self.target.split(":", 1)[1])
-            elf = firmware_elf(self.model_dir, board.name)
+            elf = Path(self.firmware) if self.firmware else firmware_elf(self.model_dir, board.name)
             self._ctx = open_device(board, elf)
             self.dev = self._ctx.__enter__()
             self.dev.configure(self.config, fresh=True)

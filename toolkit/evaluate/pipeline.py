@@ -43,6 +43,7 @@ class Settings:
     jobs: int = 2
     rule: AlertRule = field(default_factory=AlertRule)  #: the reference target's alert rule
     knobs: dict = field(default_factory=dict)  #: monitor config overrides (host / qemu targets)
+    firmware: str | None = None  #: qemu targets: the ELF built once for the whole run
 
     def commissioning_rows(self, rows: int) -> int:
         if self.train_rows is not None:
@@ -144,7 +145,7 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
         )
     if package is None:
         package = file_package(rec, start, settings)
-    device = make_device(settings.target, package, settings.rule, settings.knobs)
+    device = make_device(settings.target, package, settings.rule, settings.knobs, settings.firmware)
     info = device.commission(s.head(start))
     out = device.stream(s, start)
     if len(out.alert) != s.rows - start:

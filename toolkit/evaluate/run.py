@@ -79,11 +79,14 @@ def evaluate(
                      **json.loads((package / "meta.json").read_text())}
         from .monitor_device import firmware_sources_sha
 
-        model_ctx["firmware_sources_sha256"] = firmware_sources_sha()  # host and QEMU compare only when equal
+        # host and QEMU results compare only when built from the same sources
+        model_ctx["firmware_sources_sha256"] = firmware_sources_sha()
         if settings.target.startswith("qemu:"):
             from .monitor_device import firmware_elf
 
             elf = firmware_elf(package, settings.target.split(":", 1)[1], build=True)  # once, before the workers
+            settings.firmware = str(elf)
+            model_ctx["firmware_sources_sha256"] = elf.parent.name.rsplit("-", 1)[1]  # what was built
             build_json = elf.parent / "build.json"
             if build_json.is_file():
                 model_ctx["firmware"] = json.loads(build_json.read_text()).get("size")
