@@ -47,7 +47,7 @@ void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channel
     cfg->step_threshold = 0.5f;
     cfg->max_recal_step = 3.0f;
     cfg->drift_gain = 0.2f;
-    cfg->max_drift_rate = 0.5f;
+    cfg->max_drift_rate = 0.25f;
     cfg->max_baseline_shift = 6.0f;
     cfg->gate_ratio = 4.0f;
     cfg->stability_halflife = 20.0f;
