@@ -183,10 +183,11 @@ def test_cli_package_mode(dense_models, tmp_path):
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     shutil.copy(dense_models["per_channel"], pkg / "model.tflite")
-    out = CliRunner().invoke(main, ["codegen", "--package", str(pkg)])
+    out = CliRunner().invoke(main, ["codegen", "--package", str(pkg), "--compare-tflm"])
     assert out.exit_code == 0, out.output
     assert (pkg / "c" / "model.c").is_file() and (pkg / "c" / "model.h").is_file()
     assert "arena:   48 bytes" in out.output and "MACs:    1280" in out.output
+    assert re.search(r"TFLM arena for the same model: \d+ bytes \(48 tensors", out.output)
     bad = CliRunner().invoke(main, ["codegen", "--model", str(FIX / "float_model.tflite"), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2
     assert "quantize it first" in bad.output and "Traceback" not in bad.output

@@ -5,7 +5,6 @@ static arena laid out at generation time, one kernel call per layer, no interpre
 
 from __future__ import annotations
 
-import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 from .. import tflite
 from ..errors import ToolkitError
 from ..paths import FIRMWARE
-from .ops import ALIAS_OPS, EMITTERS, INPLACE_OPS, Ctx, Layer, _c_array
+from .ops import ALIAS_OPS, EMITTERS, INPLACE_OPS, Ctx, Layer
 from .plan import MemoryPlan, plan_memory
 
 __all__ = ["CodegenResult", "generate", "engine_sources"]
@@ -112,10 +111,6 @@ def _plan(g: tflite.Graph) -> tuple[MemoryPlan, list[int]]:
     op_io = [(reads(op), [o for o in op.outputs if o in arena]) for op in g.operators]
     plan = plan_memory(len(g.operators), op_io, arena, list(g.inputs), list(g.outputs), aliases)
     return plan, alias_ops
-
-
-def _c_ident(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", name)
 
 
 def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model") -> CodegenResult:
