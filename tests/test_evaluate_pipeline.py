@@ -237,3 +237,10 @@ def test_skab_file_host_and_qemu_agree_row_by_row(tmp_path, monkeypatch):
     host = (tmp_path / "host" / "predictions.csv").read_text()
     assert host.count("\n") > 700
     assert (tmp_path / "qemu" / "predictions.csv").read_text() == host
+
+
+def test_device_targets_need_a_fleet_model(tmp_path):
+    from toolkit.evaluate.run import evaluate
+
+    with pytest.raises(ToolkitError, match="needs a fleet model"):
+        evaluate(data=FIX / "generic_mixed" / "one.csv", fmt="generic", out=tmp_path / "o", target="host")

@@ -83,3 +83,16 @@ def test_skab_rejects_labels_option_and_unknown_format():
         readers.read("skab", FIX / "skab_mini", FIX / "nab_mini" / "labels.json")
     with pytest.raises(ToolkitError, match="unknown --format"):
         readers.read("kdd", FIX / "skab_mini")
+
+
+def test_generic_with_nab_style_windows():
+    ds = readers.read("generic", FIX / "nab_mini" / "data", FIX / "nab_mini" / "labels.json")
+    (r,) = ds.recordings
+    assert r.windows == [(10, 14)] and int(r.labels.sum()) == 5
+
+
+def test_window_between_samples_is_reported_not_dropped_silently(tmp_path):
+    (tmp_path / "labels.json").write_text('{"realKnown/a.csv": [["2014-04-10 07:10:20", "2014-04-10 07:10:40"]]}')
+    ds = readers.read("nab", FIX / "nab_mini", tmp_path / "labels.json")
+    r = ds.recordings[0]
+    assert r.windows == [] and len(r.meta["windows_without_rows"]) == 1
