@@ -108,9 +108,10 @@ typedef struct {
     float clear_margin;           //!< alert clears after n windows all below this margin (hysteresis)
     float severity_major;         //!< severity 2 at this multiple of the alert threshold
     float severity_critical;      //!< severity 3 at this multiple of the alert threshold
-    float cusum_slack;            //!< CUSUM k, in units of the calibration residual-bias spread
-    float cusum_threshold;        //!< CUSUM h, same units
-    float step_threshold;         //!< |residual bias| (noise units) that makes a fired CUSUM a step
+    float cusum_slack;            //!< drift CUSUM k, in units of the calibration deviation spread
+    float cusum_threshold;        //!< drift CUSUM h, same units
+    float step_threshold;         //!< smallest jump of a channel's deviation that is a step
+                                  //!< (noise units; also at least 4 x its calibration spread)
     float max_recal_step;         //!< largest step accepted as a remount (noise units)
     float drift_gain;             //!< fraction of the residual bias corrected per window in DRIFT
     float max_drift_rate;         //!< baseline tracking limit, noise units per hour
