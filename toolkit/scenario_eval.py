@@ -329,8 +329,29 @@ def host_devices(config: mon.Config, scorer: mon.Scorer) -> Callable[[], list[De
     return make
 
 
+def load_scenarios(data_dir: Path) -> list[sc.Scenario]:
+    """Scenario CSVs written by ``aiot scenarios generate`` (possibly edited) from a folder.
+    The fleet model knows this machine: four sensors in the generator's order, 10 s."""
+    data_dir = Path(data_dir)
+    files = sorted(data_dir.glob("*.csv")) if data_dir.is_dir() else []
+    if not files:
+        raise ToolkitError(f"{data_dir}: no scenario .csv files", hint="write some with: aiot scenarios generate --out DIR")
+    out = []
+    for f in files:
+        s = sc.read_csv(f)
+        if tuple(s.channels) != sc.CHANNELS:
+            raise ToolkitError(f"{f}: columns {', '.join(s.channels)}; the scenario fleet model expects "
+                               f"{', '.join(sc.CHANNELS)} in that order",
+                               hint="evaluate other machines with `aiot evaluate`, which trains on your data")
+        if s.sample_period_ms != sc.SAMPLE_PERIOD_MS:
+            raise ToolkitError(f"{f}: samples every {s.sample_period_ms} ms, the suite runs at {sc.SAMPLE_PERIOD_MS} ms")
+        out.append(s)
+    return out
+
+
 def run_suite(count: int = 20, seed: int = sc.SUITE_SEED, progress: Callable[[], None] | None = None,
-              model: str = "float", qemu: int = 0, board: str = "mps2-an386") -> dict:
+              model: str = "float", qemu: int = 0, board: str = "mps2-an386",
+              scenarios: Sequence[sc.Scenario] | None = None) -> dict:
     """The acceptance run: fixed seeded suite through the host build of the device code
     with the fleet model, float ("float": the PCA autoencoder called from Python) or as the
     device runs it ("int8": generated engine + model, all in C). ``qemu`` > 0 also runs the
@@ -341,7 +362,7 @@ def run_suite(count: int = 20, seed: int = sc.SUITE_SEED, progress: Callable[[],
         raise ToolkitError("the QEMU comparison needs the int8 model (the device runs the int8 engine)",
                            hint="add --model int8")
     cfg = device_config()
-    scenarios = sc.suite(count, seed)
+    scenarios = list(scenarios) if scenarios is not None else sc.suite(count, seed)
     if model == "float":
         scorer = fleet_pca(cfg)
         make = host_devices(cfg, scorer)

@@ -45,20 +45,24 @@ def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
 @click.option("--qemu", "qemu", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Also run the first N scenarios in QEMU and compare the states with the host build.")
 @click.option("--board", default="mps2-an386", show_default=True, help="Board emulated for --qemu.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Evaluate the scenario CSVs in this folder (from `generate`, maybe edited) instead of the suite.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
 @click.option("--strict", is_flag=True, help="Exit 1 unless every fault is detected, no false alert is "
               "raised and every gap longer than a window is reported as NO_DATA.")
 def evaluate(count: int, seed: int | None, out_dir: Path | None, model: str, qemu: int, board: str,
-             as_json: bool, strict: bool) -> None:
+             data_dir: Path | None, as_json: bool, strict: bool) -> None:
     """Run the seeded suite through the host build of the device monitor, side by side
     with a static-threshold detector; optionally check QEMU gives the same states."""
     from .. import scenario_eval as ev
     from .. import scenarios as sc
     from ..progress import Bar
 
-    with Bar(count, "scenarios") as bar:
+    streams = ev.load_scenarios(data_dir) if data_dir is not None else None
+    n = len(streams) if streams is not None else count
+    with Bar(n, "scenarios") as bar:
         report = ev.run_suite(count, sc.SUITE_SEED if seed is None else seed, progress=bar.update,
-                              model=model, qemu=min(qemu, count), board=board)
+                              model=model, qemu=min(qemu, n), board=board, scenarios=streams)
     if out_dir is not None:
         path = ev.write_report(report, out_dir)
         click.echo(f"report written to {path}", err=True)
