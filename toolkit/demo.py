@@ -106,8 +106,9 @@ def run_demo(board_name: str = "mps2-an386", out: Path | None = None, seed: int 
     # Which windows the device scored as anomalous (its own outputs, dequantized).
     m = pkg.manifest["model"]
     recon = dequantize(rep.outputs, m["output_scale"], m["output_zero_point"])
-    feats = dequantize(x, m["input_scale"], m["input_zero_point"])
-    scores = ((feats - recon) ** 2).mean(axis=1)
+    # Same score definition as the package (train/quantize): float features vs the
+    # device's dequantized reconstruction.
+    scores = ((vec["x"].reshape(recon.shape) - recon) ** 2).mean(axis=1)
     flagged = scores > pkg.threshold
     labels = vec["labels"].astype(bool) if "labels" in vec else np.zeros(len(x), bool)
     ts = vec["timestamps"] if "timestamps" in vec else np.arange(len(x), dtype=float)

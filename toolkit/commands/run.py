@@ -25,7 +25,7 @@ def command(board: str, package: Path, elf: Path | None, count: int, transport: 
     \b
     Examples:
       aiot run --board mps2-an386 --package build/pkg
-      aiot run --board nucleo_f446re --package build/pkg --transport serial --port /dev/ttyACM0
+      aiot run --board nucleo-f446re --package build/pkg --transport serial --port /dev/ttyACM0
     """
     import sys
 
