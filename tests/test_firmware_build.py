@@ -116,3 +116,30 @@ def test_recipe_is_int8_in_and_out(ad_small):
     ref = TflmReference(tflite)
     assert ref.input_details["dtype"] == np.int8 and ref.output_details["dtype"] == np.int8
     assert int(np.prod(ref.input_shape)) == 32 == int(np.prod(cg.input_shape))
+
+
+def _core_variants():
+    from toolkit.boards import list_boards
+
+    seen = {}
+    for b in list_boards():
+        seen.setdefault(tuple(b.cpu_flags()), b.name)
+    return sorted(seen.items(), key=lambda kv: kv[1])
+
+
+@pytest.mark.parametrize("flags,board", _core_variants(), ids=lambda v: v if isinstance(v, str) else "")
+def test_generated_c_is_warning_free_for_every_core(ad_small, tmp_path, flags, board):
+    # Compile the generated model and every engine kernel with each distinct core/FPU flag
+    # set of the board files, with all warnings as errors (host build is covered by
+    # hostbuild's -Wall -Wextra -Werror in the parity tests).
+    from toolkit.codegen import engine_sources
+    from toolkit.paths import FIRMWARE
+
+    _tflite, _cg, out = ad_small
+    srcs = [out / "c" / "model.c", *engine_sources()]
+    proc = subprocess.run(
+        ["arm-none-eabi-gcc", *flags, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-c",
+         f"-I{FIRMWARE / 'include'}", f"-I{out / 'c'}", *map(str, srcs)],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, f"{board}:\n{proc.stderr}"
+    assert len(list(tmp_path.glob("*.o"))) == len(srcs)
