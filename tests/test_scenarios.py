@@ -195,7 +195,8 @@ def test_fixed_suite_acceptance_with_the_int8_engine_the_device_runs():
 
 @pytest.mark.qemu
 @pytest.mark.slow
-def test_qemu_gives_the_same_states_as_the_host_build():
+@pytest.mark.parametrize("board", ["mps2-an386", "microbit"])  # Cortex-M4F, and M0 with soft float
+def test_qemu_gives_the_same_states_as_the_host_build(board):
     pytest.importorskip("tensorflow")
     from toolkit.testing import have_arm_toolchain, have_qemu
 
@@ -206,7 +207,7 @@ def test_qemu_gives_the_same_states_as_the_host_build():
     lib = ev.int8_library(model_dir)
     # A short stream with a remount, a drift, gaps and a fault: every state shows up.
     s = sc.generate(20_243, fault="imbalance", drift=True, remount=True, gaps=3, hours=12)
-    res = ev.qemu_parity([s], ev.QemuDevice(model_dir, cfg), lambda: mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib))
+    res = ev.qemu_parity([s], ev.QemuDevice(model_dir, cfg, board), lambda: mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib))
     row = res["scenarios"][0]
     assert row["windows_qemu"] == row["windows_host"] > 200
     assert row["identical"] and row["max_score_diff"] == 0.0
