@@ -46,6 +46,12 @@ def test_inference_matches_tflite_micro(device, board, require_model, hil_model)
     print(f"\n{board.name}: {len(ticks)} vectors bit-exact; {np.mean(ticks) * 1e9 / hz:,.0f} instructions/inference")
 
 
+def test_pipelined_inference_matches_one_by_one(device, require_model, hil_model):
+    xs = hil_model.x_int8[:40]
+    many = device.infer_many(xs)  # 16 deep on QEMU, one at a time on a serial port
+    assert [r.output.tobytes() for r in many] == [device.infer(x).output.tobytes() for x in xs]
+
+
 def test_infer_with_wrong_input_size_is_refused(device, require_model):
     with pytest.raises(DeviceError) as e:
         device.request(P.Msg.INFER, b"\x01" * (require_model.input_bytes + 1))

@@ -320,3 +320,27 @@ def test_hil_suite_runs_unchanged_over_the_serial_transport(tmp_path):
         qemu.close()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "4 passed, 1 skipped" in proc.stdout  # EXIT needs a fresh QEMU: skipped on serial
+
+
+def test_infer_many_pipelines_and_keeps_order(fake):
+    def handler(f):
+        if f.type == P.Msg.INFER:
+            x = np.frombuffer(f.payload, np.int8)
+            return reply(f, struct.pack("<bI", 0, 10 + int(x[0])) + (x[:2] * -1).astype(np.int8).tobytes())
+        return info_handler(f)
+
+    fd, dev = fake(handler)
+    xs = np.arange(40, dtype=np.int8).reshape(10, 4)
+    res = dev.infer_many(xs, depth=4)
+    assert [r.ticks for r in res] == [10 + 4 * i for i in range(10)]
+    assert [r.output.tolist() for r in res] == [[-4 * i, -4 * i - 1] for i in range(10)]
+    infers = [f for f in fd.received if isinstance(f, P.Frame) and f.type == P.Msg.INFER]
+    assert len(infers) == 10 and len({f.seq for f in infers}) == 10
+    with pytest.raises(ToolkitError, match="takes 4"):
+        dev.infer_many(np.zeros((2, 5), np.int8))
+
+
+def test_infer_many_times_out_cleanly(fake):
+    _fd, dev = fake(lambda f: info_handler(f), timeout=0.2)
+    with pytest.raises(DeviceTimeout, match="INFER"):
+        dev.infer_many(np.zeros((3, 4), np.int8), depth=3)

@@ -15,6 +15,7 @@ what was expected."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ctypes
 import struct
@@ -74,6 +75,7 @@ class SerialTransport:
         self.name = url
         self.baud = int(baud)
         self.closed = False
+        self.pipeline_depth = 1
         self._serial_exc = serial.SerialException
         try:
             self._ser = serial.serial_for_url(url, baudrate=self.baud, timeout=0.1, write_timeout=5.0)
@@ -139,6 +141,7 @@ class QemuTransport:
             self.qemu.stop()
             raise
         self.name = f"{self.qemu.url} (QEMU {self.board.name})"
+        self.pipeline_depth = 16  # QEMU's UART back-pressures: requests can queue safely
         self.exit_code: int | None = None
 
     def write(self, data: bytes) -> None:
@@ -205,6 +208,7 @@ class Device:
         self.events_pending = 0
         self.events_dropped = 0
         self._last_raw = b""
+        self._inbox: collections.deque = collections.deque()  # frames read, not yet consumed
         # A lone delimiter ends whatever partial frame the device's parser holds (line noise,
         # an aborted previous session); an empty frame is ignored by the device.
         self.transport.write(b"\x00")
@@ -224,7 +228,8 @@ class Device:
 
     def read_frames(self, timeout: float, want: int = 1) -> list[P.Frame | P.BrokenFrame]:
         """Everything that completes within ``timeout`` (returns early once ``want`` arrived)."""
-        out: list[P.Frame | P.BrokenFrame] = []
+        out: list[P.Frame | P.BrokenFrame] = list(self._inbox)
+        self._inbox.clear()
         deadline = time.monotonic() + timeout
         while len(out) < want:
             left = deadline - time.monotonic()
@@ -260,25 +265,38 @@ class Device:
             # The leading 0x00 ends any partial frame the device holds (a request whose
             # delimiter was lost on the line), so this one is never merged with it.
             self.transport.write(b"\x00" + P.encode_frame(type_, seq, payload))
-            deadline = time.monotonic() + timeout
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                for f in self.read_frames(left, want=1):
-                    if isinstance(f, P.BrokenFrame):
-                        self.counters.broken_frames += 1
-                        self.stray.append(f)
-                    elif f.seq == seq and f.type == (type_ | P.RESPONSE):
-                        return f
-                    elif f.seq == seq and f.type == P.Msg.ERROR:
-                        raise self._error(type_, f)
-                    else:
-                        self.counters.stray_frames += 1
-                        self.stray.append(f)
+            f = self._await(type_, seq, time.monotonic() + timeout)
+            if f is not None:
+                return f
         # Garbage = broken frames completed + bytes still waiting for a delimiter (text output).
         raise self._timeout(type_, timeout, attempts,
                             self._decoder.garbage_bytes - garbage_before + self._decoder.pending)
+
+    def _next_frame(self, deadline: float) -> P.Frame | P.BrokenFrame | None:
+        while not self._inbox:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._inbox.extend(self.read_frames(left, want=1))
+        return self._inbox.popleft()
+
+    def _await(self, type_: int, seq: int, deadline: float) -> P.Frame | None:
+        """The response to (type_, seq), None at the deadline; raises DeviceError on its error
+        frame. Frames that answer nothing in flight are kept in ``stray`` for diagnostics."""
+        while True:
+            f = self._next_frame(deadline)
+            if f is None:
+                return None
+            if isinstance(f, P.BrokenFrame):
+                self.counters.broken_frames += 1
+                self.stray.append(f)
+            elif f.seq == seq and f.type == (type_ | P.RESPONSE):
+                return f
+            elif f.seq == seq and f.type == P.Msg.ERROR:
+                raise self._error(type_, f)
+            else:
+                self.counters.stray_frames += 1
+                self.stray.append(f)
 
     def _error(self, type_: int, f: P.Frame) -> DeviceError:
         code, req, detail = P.unpack_error(f.payload)
@@ -292,7 +310,8 @@ class Device:
 
     def _timeout(self, type_: int, timeout: float, attempts: int, garbage: int) -> DeviceTimeout:
         tries = f" ({attempts} attempts)" if attempts > 1 else ""
-        msg = f"no answer from {self.name} within {timeout:g} s to {P.msg_name(type_)}{tries}"
+        msg = (f"no answer from {self.name} within {timeout:g} s to {P.msg_name(type_)}{tries}; "
+               f"expected a frame of type 0x{type_ | P.RESPONSE:02X} with the request's seq")
         if garbage:
             msg += f"; it sent {garbage} bytes that are not aiot frames (last: {self._last_raw[-32:]!r})"
             hint = "wrong firmware or wrong baud rate? " + self.transport.diagnose()
@@ -472,6 +491,37 @@ class Device:
     def reset_baseline(self) -> None:
         # Not retried: a second reset after a lost answer would restart commissioning twice.
         self.request(P.Msg.RESET_BASELINE)
+
+    def infer_many(self, xs: np.ndarray, depth: int | None = None, timeout: float | None = None) -> list[InferResult]:
+        """Many inferences, pipelined ``depth`` requests deep (responses come back in order).
+
+        Default depth: the transport's ``pipeline_depth`` — 16 on QEMU (its UART buffers
+        everything), 1 on a real serial port (a polled UART cannot receive while it sends)."""
+        info = self.info()
+        xs = np.asarray(xs)
+        if xs.dtype != np.int8:
+            raise ToolkitError(f"infer_many() needs int8 input, got {xs.dtype}")
+        xs = xs.reshape(len(xs), -1)
+        if xs.shape[1] != info.input_bytes:
+            raise ToolkitError(f"inputs have {xs.shape[1]} int8 values, the model on {self.name} takes {info.input_bytes}")
+        depth = max(1, int(depth or getattr(self.transport, "pipeline_depth", 1)))
+        if depth == 1:
+            return [self.infer(x, timeout=timeout) for x in xs]
+        per = (self.timeout if timeout is None else timeout) + 2e-3 * info.input_bytes
+        out: list[InferResult] = []
+        for start in range(0, len(xs), depth):
+            chunk = xs[start : start + depth]
+            seqs = [self._next_seq() for _ in chunk]
+            self.counters.requests += len(chunk)
+            self.transport.write(b"".join(b"\x00" + P.encode_frame(P.Msg.INFER, s, x.tobytes())
+                                          for s, x in zip(seqs, chunk)))
+            for s in seqs:
+                f = self._await(P.Msg.INFER, s, time.monotonic() + per * len(chunk))
+                if f is None:
+                    raise self._timeout(P.Msg.INFER, per, 1, self._decoder.pending)
+                status, ticks, o = P.unpack_infer(f.payload, info.output_bytes)
+                out.append(InferResult(np.frombuffer(o, dtype=np.int8).copy(), ticks, status))
+        return out
 
     def exit(self, code: int = 0, timeout: float = 10.0) -> int | None:
         """Ask the firmware to stop with ``code``; returns QEMU's exit code (None on hardware)."""
