@@ -320,6 +320,23 @@ def test_a_failing_scorer_becomes_no_data_and_a_toolkit_error():
     assert m.stats()["score_errors"] >= 1
 
 
+def test_a_model_returning_nan_is_a_failed_window_not_a_normal_one():
+    calls = {"n": 0}
+
+    def sometimes_nan(window):
+        calls["n"] += 1
+        out = np.zeros_like(window)
+        if calls["n"] % 7 == 0:
+            out[0, 0] = np.nan
+        return out
+
+    m, out, _ = run(config(), noise(learned(40), 2), scorer=sometimes_nan)
+    bad = (out["flags"] & mon.OUT_SCORE_ERROR) != 0
+    assert bad.sum() == m.stats()["score_errors"] > 0
+    assert set(states(out[bad])) == {"NO_DATA"}
+    assert np.all(np.isfinite(out["score"])) and np.all(np.isfinite(out["confidence"]))
+
+
 def test_reset_baseline_commissions_again():
     x = noise(learned(5), 2)
     m, _, _ = run(config(), x)

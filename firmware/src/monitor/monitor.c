@@ -401,6 +401,14 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w) {
     emit(m, ts, AIOT_EVENT_CALIBRATED, AIOT_MONITOR_NO_CHANNEL, 0, m->cal[m->cal_count - 1]);
 }
 
+//! A model that returns NaN/inf is a failed model call, never a NORMAL window.
+static int stats_finite(const aiot_monitor_t *m, const window_stats_t *w) {
+    int c;
+    for (c = 0; c < m->cfg.num_channels; c++)
+        if (!isfinite(w->err[c]) || !isfinite(w->dev[c]) || !isfinite(w->rest[c]) || !isfinite(w->shape[c])) return 0;
+    return 1;
+}
+
 static int recalibrating_channel(const aiot_monitor_t *m) {
     int c;
     for (c = 0; c < m->cfg.num_channels; c++)
@@ -599,7 +607,8 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         return;
     }
     normalize(m);
-    if (m->score(m->score_ctx, m->win, (size_t)(k->window * C), m->recon) != 0 || window_stats(m, &w) != 0) {
+    if (m->score(m->score_ctx, m->win, (size_t)(k->window * C), m->recon) != 0 || window_stats(m, &w) != 0 ||
+        !stats_finite(m, &w)) {
         m->score_errors++;
         o->state = AIOT_STATE_NO_DATA;
         o->flags = (uint8_t)(AIOT_OUT_SCORE_ERROR | (m->alert ? AIOT_OUT_ALERT : 0));
@@ -675,7 +684,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         // How far from the alert threshold this window is, in calibrated terms: 0.5 at the
         // threshold, near 1 for typical scores.
         float p_thr = p_value(m, threshold);
-        o->confidence = p / (p + p_thr);
+        o->confidence = p + p_thr > 0.0f ? p / (p + p_thr) : (o->score < 1.0f ? 1.0f : 0.0f);
         o->state = AIOT_STATE_NORMAL;
         for (c = 0; c < C; c++) {
             if (m->ch[c].mode == CH_RECAL) o->state = AIOT_STATE_RECALIBRATING;
