@@ -155,6 +155,15 @@ def test_exit_ends_the_session_with_its_code(fresh_device):
     assert fresh_device.info().proto_major == P.PROTO_MAJOR
     assert fresh_device.exit(7) == 7
     t0 = time.monotonic()
-    with pytest.raises(ToolkitError):
+    with pytest.raises(ToolkitError, match="not running any more .*exited with code 7"):
         fresh_device.request(P.Msg.INFO, timeout=0.5)
     assert time.monotonic() - t0 < 2.0
+
+
+def test_dead_device_is_reported_with_its_exit(fresh_device):
+    fresh_device.info()
+    fresh_device.transport.qemu.proc.kill()  # the emulator dies under the session
+    fresh_device.transport.qemu.proc.wait()
+    with pytest.raises(ToolkitError, match="not running any more .*QEMU exited with code -9") as e:
+        fresh_device.info(refresh=True)
+    assert fresh_device.name in e.value.message

@@ -144,16 +144,28 @@ class QemuTransport:
         self.pipeline_depth = 16  # QEMU's UART back-pressures: requests can queue safely
         self.exit_code: int | None = None
 
+    def _check_alive(self) -> None:
+        if self.exit_code is not None or not self.alive():
+            raise ToolkitError(f"{self.name}: the firmware is not running any more ({self.diagnose()})",
+                               hint="it ended (EXIT request, fault or crash); start a new session")
+
     def write(self, data: bytes) -> None:
+        self._check_alive()
         self._link.write(data)
 
     def read(self, timeout: float) -> bytes:
-        return self._link.read(timeout)
+        try:
+            return self._link.read(timeout)
+        except ToolkitError:
+            self._check_alive()  # a dead QEMU explains a broken link better than the socket error
+            raise
 
     def alive(self) -> bool:
         return self.qemu.proc is not None and self.qemu.proc.poll() is None
 
     def diagnose(self) -> str:
+        if self.exit_code is not None:
+            return f"QEMU exited with code {self.exit_code}"
         if not self.alive():
             code, _out, err = self.wait_exit(1.0)
             return f"QEMU exited with code {code}" + (f"; stderr: {err.strip()[-300:]!r}" if err.strip() else "")
