@@ -116,6 +116,19 @@ def test_duplicate_and_backwards_timestamps_are_rejected_and_counted():
     assert m.stats()["rejected_samples"] == 2
 
 
+def test_sensor_flagged_invalid_counts_as_missing():
+    n = learned(30)
+    x = noise(n, 2)
+    valid = np.ones_like(x, bool)
+    a = learned(10)
+    valid[a : a + 3 * W, 1] = False  # the sensor says its readings are bad; values look fine
+    d = mon.SimulatedDevice(config(), zero_model)
+    out = d.push(np.arange(n) * PERIOD, x, valid)
+    inside = (out["t_start_ms"] >= a * PERIOD) & (out["t_end_ms"] < (a + 3 * W) * PERIOD)
+    assert inside.sum() >= 2 and set(states(out[inside])) == {"NO_DATA"}
+    assert "DATA_LOST" in [e.type for e in d.events()]
+
+
 def test_missing_samples_lower_confidence_but_keep_the_window_scored():
     n = learned(60)
     x = noise(n, 2, seed=3)
@@ -161,12 +174,13 @@ def test_drift_tracking_is_rate_limited():
     assert abs(c0.baseline - c0.baseline0) / c0.noise <= per_window * hours + 1e-3
 
 
-def test_step_on_one_channel_recalibrates_it():
+@pytest.mark.parametrize("isolation", [1, 0])
+def test_step_on_one_channel_recalibrates_it(isolation):
     n = learned(80)
     x = noise(n, 2, seed=7)
     at = learned(30) + 1
     x[at:, 0] += 2.0  # a remount: 2 noise units
-    m, out, ev = run(config(), x)
+    m, out, ev = run(config(isolation=isolation), x)
     s = states(armed(out))
     assert "RECALIBRATING" in s and "ANOMALY" not in s
     types = [(e.type, e.channel) for e in ev]

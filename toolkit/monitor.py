@@ -439,9 +439,9 @@ class SimulatedDevice:
         self.batch = batch
         self._events: list[Event] = []
 
-    def push(self, timestamps_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def push(self, timestamps_ms: np.ndarray, values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Send the samples in PUSH-sized batches, draining events after each like a host."""
-        rec = self.monitor.samples(timestamps_ms, values)
+        rec = self.monitor.samples(timestamps_ms, values, valid)
         outs = []
         for i in range(0, len(rec), self.batch):
             outs.append(self.monitor.push_records(rec[i : i + self.batch]))
