@@ -28,8 +28,7 @@ RECIPE = "device-fleet-1"
 #: Monitor knobs the evaluation runs with (everything else: the C defaults). The pick of
 #: `python -m toolkit.evaluate.tuning --monitor` (anomaly-free data + injected faults, no
 #: test row of any benchmark); see docs/evaluation.md.
-EVAL_KNOBS = {"alert_margin": 3.0, "clear_margin": 3.0, "persist_k": 3, "persist_n": 5,
-              "max_recal_step": 1.0, "step_threshold": 1.0}
+EVAL_KNOBS = {"alert_margin": 3.0, "clear_margin": 3.0, "persist_k": 3, "persist_n": 5}
 #: Pseudo-installation length when cutting the normal data into device-normalized segments.
 SEGMENT_ROWS = 1150
 
