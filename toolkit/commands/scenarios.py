@@ -11,7 +11,13 @@ import click
 @click.group("scenarios")
 def command() -> None:
     """Synthetic multi-sensor streams with faults and nuisances, and the suite that
-    checks the on-device monitor against them (vs a static-threshold detector)."""
+    checks the on-device monitor against them (vs a static-threshold detector).
+
+    \b
+    Examples:
+      aiot scenarios generate --out build/scenarios --count 20
+      aiot scenarios evaluate --strict --out build/scenarios
+    """
 
 
 @command.command("generate")
@@ -21,7 +27,12 @@ def command() -> None:
 @click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--hours", type=click.FloatRange(12, 24 * 14), default=24.0, show_default=True)
 def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
-    """Write COUNT labelled scenarios (the evaluation suite when --seed is not given)."""
+    """Write COUNT labelled scenarios (the evaluation suite when --seed is not given).
+
+    \b
+    Example:
+      aiot scenarios generate --out build/scenarios --count 20 --hours 24
+    """
     from .. import scenarios as sc
     from ..progress import Bar
 
@@ -53,7 +64,14 @@ def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
 def evaluate(count: int, seed: int | None, out_dir: Path | None, model: str, qemu: int, board: str,
              data_dir: Path | None, as_json: bool, strict: bool) -> None:
     """Run the seeded suite through the host build of the device monitor, side by side
-    with a static-threshold detector; optionally check QEMU gives the same states."""
+    with a static-threshold detector; optionally check QEMU gives the same states.
+
+    \b
+    Examples:
+      aiot scenarios evaluate --count 20 --strict          # the acceptance run
+      aiot scenarios evaluate --qemu 1                     # + firmware in QEMU, same states
+      aiot scenarios evaluate --data build/scenarios --model float
+    """
     from .. import scenario_eval as ev
     from .. import scenarios as sc
     from ..progress import Bar
