@@ -244,3 +244,11 @@ def test_device_targets_need_a_fleet_model(tmp_path):
 
     with pytest.raises(ToolkitError, match="needs a fleet model"):
         evaluate(data=FIX / "generic_mixed" / "one.csv", fmt="generic", out=tmp_path / "o", target="host")
+
+
+def test_worker_errors_keep_their_hint():
+    ds = readers.read("skab", FIX / "skab_mini")
+    st = pipeline.Settings(format="skab", train_rows=12, jobs=2, window=2)
+    with pytest.raises(ToolkitError, match="cannot commission on 12") as e:
+        pipeline.run(ds, st, package=Path("unused"))
+    assert "lower --train-rows" in (e.value.hint or "")

@@ -175,9 +175,12 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
     )
 
 
-def _worker(args: tuple) -> FileResult:
+def _worker(args: tuple) -> FileResult | tuple:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return _run_file(*args)
+    try:
+        return _run_file(*args)
+    except ToolkitError as e:  # sent back whole: a pickled exception would lose its hint
+        return ("error", e.message, e.hint, e.exit_code)
 
 
 def run(dataset: Dataset, settings: Settings, package: Path | None) -> list[FileResult]:
@@ -199,6 +202,8 @@ def run(dataset: Dataset, settings: Settings, package: Path | None) -> list[File
             # spawn, not fork: TensorFlow / tflite-micro state must not be forked
             with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
                 for res in pool.map(_worker, tasks):
+                    if isinstance(res, tuple):
+                        raise ToolkitError(res[1], hint=res[2], exit_code=res[3])
                     results.append(res)
                     bar.update()
     return results
