@@ -252,3 +252,14 @@ def test_worker_errors_keep_their_hint():
     with pytest.raises(ToolkitError, match="cannot commission on 12") as e:
         pipeline.run(ds, st, package=Path("unused"))
     assert "lower --train-rows" in (e.value.hint or "")
+
+
+def test_svg_points_stay_inside_the_plot_even_for_zero_scores(scripted):
+    import re
+
+    _, _, res = _run()
+    r = res[0]
+    r.outputs.score[:2] = [0.0, np.nan]  # the rest are row numbers >= 6
+    svg = report._svg(r)
+    ys = [float(p.split(",")[1]) for pts in re.findall(r'points="([^"]+)"', svg) for p in pts.split()]
+    assert ys and all(0.0 <= y <= 140.0 for y in ys)

@@ -123,7 +123,10 @@ def _svg(r: FileResult) -> str:
         lo = math.log10(max(float(finite.min()), 1e-6))
         hi = math.log10(max(float(finite.max()), thr or 0, 1e-6))
         span = max(hi - lo, 1e-6)
-        y = lambda v: _H - _PAD - (_H - 2 * _PAD) * (math.log10(max(v, 1e-6)) - lo) / span  # noqa: E731
+        def y(v: float) -> float:  # log scale, clamped into the plot (zero scores sit on the floor)
+            f = (math.log10(max(v, 1e-6)) - lo) / span
+            return _H - _PAD - (_H - 2 * _PAD) * min(max(f, 0.0), 1.0)
+
         step = max(1, len(sc) // 1200)  # at most ~1200 points per plot
         pts, segs = [], []
         for i in range(0, len(sc), step):
