@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -57,13 +58,17 @@ def compile_shared(
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [host_compiler(), *flags, *(f"-I{i}" for i in incs), "-shared", "-o", str(out), *map(str, srcs), "-lm"]
+    # Link to a private name, then rename: another process (pytest workers, the evaluate
+    # pool) may be loading the same cached library and must never see it half-written.
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    cmd = [host_compiler(), *flags, *(f"-I{i}" for i in incs), "-shared", "-o", str(tmp), *map(str, srcs), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise ToolkitError(
             f"host build of {name} failed:\n{proc.stderr.strip()}",
             hint="this is a bug in generated or firmware C; please report it with the output above",
         )
+    os.replace(tmp, out)
     return out
 
 
