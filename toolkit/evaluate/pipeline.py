@@ -67,7 +67,8 @@ class FileResult:
     commissioning: dict
     confusion: Confusion
     confusion_all_rows: Confusion  #: commissioning rows counted as silent (SKAB notebooks' convention)
-    nab: NabFile | None
+    nab: NabFile | None  #: detections = alert onsets (the row where the device raises an alert)
+    nab_rows: NabFile | None  #: detections = every alert row
     incidents: list[inc.Incident]
     alerts: list[inc.Alert]
 
@@ -155,13 +156,17 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
     full_alert[start:] = out.alert
     info["commissioning_rows"] = start
     info["labelled_rows_in_commissioning"] = int(labels[:start].sum())
-    nab = None
-    if rec.windows is not None:
-        nab = nab_file_score(full_alert, rec.windows, probation_rows=max(start, nab_probation_rows(s.rows)))
-    elif labels.any():  # labelled runs double as windows when the format has none
+    nab = nab_rows = None
+    windows = rec.windows
+    probation = max(start, nab_probation_rows(s.rows)) if windows is not None else start
+    if windows is None and labels.any():  # labelled runs double as windows when the format has none
         from .metrics import runs
 
-        nab = nab_file_score(full_alert, runs(labels), probation_rows=start)
+        windows = runs(labels)
+    if windows is not None:
+        onsets = np.diff(np.concatenate(([0], full_alert))) == 1
+        nab = nab_file_score(onsets, windows, probation_rows=probation)
+        nab_rows = nab_file_score(full_alert, windows, probation_rows=probation)
     test_alerts = inc.alerts(labels[start:], out.alert, out.channel_scores, s.channels)
     for a in test_alerts:  # back to whole-file row numbers
         a.start += start
@@ -171,7 +176,7 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
         recording=rec, start=start, outputs=out, commissioning=info,
         confusion=confusion(labels[start:], out.alert),
         confusion_all_rows=confusion(labels, full_alert),
-        nab=nab, incidents=test_incidents, alerts=test_alerts,
+        nab=nab, nab_rows=nab_rows, incidents=test_incidents, alerts=test_alerts,
     )
 
 
@@ -217,6 +222,7 @@ def aggregate(results: list[FileResult]) -> dict:
     alerts = [a for r in results for a in r.alerts]
     delays = [i.delay_s for i in incs if i.delay_s is not None]
     nabs = [r.nab for r in results if r.nab is not None]
+    nab_rows = [r.nab_rows for r in results if r.nab_rows is not None]
     return {
         "test_rows": total.as_dict(),
         "skab_notebook_convention": {
@@ -225,6 +231,9 @@ def aggregate(results: list[FileResult]) -> dict:
                     "(predicted 0); this is that convention, for comparison with their leaderboard",
         },
         "nab_standard": nab_normalized(nabs) if nabs else None,
+        "nab_standard_every_alert_row": nab_normalized(nab_rows) if nab_rows else None,
+        "nab_note": "nab_standard counts each alert onset as one detection (a raised alert, like NAB's "
+                    "spiking detectors); nab_standard_every_alert_row counts every row of a latched alert",
         "incidents": len(incs),
         "incidents_detected": sum(i.detected for i in incs),
         "median_delay_s": float(np.median(delays)) if delays else None,

@@ -60,6 +60,7 @@ def file_json(r: FileResult) -> dict:
         "commissioning": {k: v for k, v in r.commissioning.items() if k != "normalization"},
         "metrics": r.confusion.as_dict(),
         "nab": None if r.nab is None else {**r.nab.__dict__},
+        "nab_every_alert_row": None if r.nab_rows is None else {**r.nab_rows.__dict__},
         "incidents": [
             {
                 "start": _t(s, i.start), "end": _t(s, i.end), "start_row": i.start, "end_row": i.end,
