@@ -344,3 +344,14 @@ def test_infer_many_times_out_cleanly(fake):
     _fd, dev = fake(lambda f: info_handler(f), timeout=0.2)
     with pytest.raises(DeviceTimeout, match="INFER"):
         dev.infer_many(np.zeros((3, 4), np.int8), depth=3)
+
+
+def test_error_for_another_request_type_with_our_seq_is_stray(fake):
+    def handler(f):
+        # Line noise answered with our seq by chance: BAD_ENCODING about "request type" 0x9C.
+        noise_err = P.encode_frame(P.Msg.ERROR, f.seq, bytes([P.ErrorCode.BAD_ENCODING, 0x9C]))
+        return noise_err + reply(f, P.pack_info(INFO))
+
+    _fd, dev = fake(handler)
+    assert dev.info() == INFO
+    assert dev.counters.stray_frames == 1

@@ -304,7 +304,9 @@ class Device:
                 self.stray.append(f)
             elif f.seq == seq and f.type == (type_ | P.RESPONSE):
                 return f
-            elif f.seq == seq and f.type == P.Msg.ERROR:
+            elif f.seq == seq and f.type == P.Msg.ERROR and P.unpack_error(f.payload)[1] == type_:
+                # Errors about broken frames carry the garbage's own seq byte: also matching
+                # the request type makes a stray error for ours 1 in 65536, not 1 in 256.
                 raise self._error(type_, f)
             else:
                 self.counters.stray_frames += 1
