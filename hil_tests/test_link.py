@@ -28,7 +28,7 @@ def test_info(device, board, require_model, hil_model):
     print(f"\n{board.name}: {info}")
 
 
-def test_inference_matches_tflite_micro(device, board, require_model, hil_model):
+def test_inference_matches_tflite_micro(device, board, require_model, hil_model, capsys):
     from toolkit.reference import TflmReference
 
     ref = TflmReference(hil_model.tflite)
@@ -43,7 +43,8 @@ def test_inference_matches_tflite_micro(device, board, require_model, hil_model)
     assert not mismatches, f"{len(mismatches)} of {len(hil_model.x_int8)} vectors differ (index, max |err|): {mismatches[:5]}"
     assert min(ticks) > 0
     hz = board.systick_hz or board.cpu_hz
-    print(f"\n{board.name}: {len(ticks)} vectors bit-exact; {np.mean(ticks) * 1e9 / hz:,.0f} instructions/inference")
+    with capsys.disabled():
+        print(f"\n{board.name}: {len(ticks)} vectors bit-exact; {np.mean(ticks) * 1e9 / hz:,.0f} instructions/inference")
 
 
 def test_pipelined_inference_matches_one_by_one(device, require_model, hil_model):

@@ -25,7 +25,7 @@ def _corrupt(rng: random.Random, wire: bytes) -> bytes:
     return bytes(out)
 
 
-def test_soak_corrupted_frames(device, board, require_model, hil_model, pytestconfig, transport_kind):
+def test_soak_corrupted_frames(device, board, require_model, hil_model, pytestconfig, transport_kind, capsys):
     from toolkit.reference import TflmReference
 
     if board.name != "mps2-an386" and not pytestconfig.getoption("--soak-all"):
@@ -101,8 +101,9 @@ def test_soak_corrupted_frames(device, board, require_model, hil_model, pytestco
     assert after["frames_ok"] - before["frames_ok"] == sent_ok + 1
     rejected = sum(after[k] - before[k] for k in ("bad_crc", "bad_length", "bad_encoding", "too_large"))
     assert rejected >= 1
-    print(f"\nsoak on {board.name}: {n_frames} frames in {elapsed:.1f} s, {corrupted} corrupted "
-          f"({corrupted_exits} EXIT), {sent_ok} intact all answered correctly; device rejected {rejected} "
-          f"(crc {after['bad_crc'] - before['bad_crc']}, length {after['bad_length'] - before['bad_length']}, "
-          f"cobs {after['bad_encoding'] - before['bad_encoding']}, too large {after['too_large'] - before['too_large']}); "
-          f"{stray_errors} error frames read, 0 corrupted requests acted on")
+    with capsys.disabled():  # figures in the test output
+        print(f"\nsoak on {board.name}: {n_frames} frames in {elapsed:.1f} s, {corrupted} corrupted "
+              f"({corrupted_exits} EXIT), {sent_ok} intact all answered correctly; device rejected {rejected} "
+              f"(crc {after['bad_crc'] - before['bad_crc']}, length {after['bad_length'] - before['bad_length']}, "
+              f"cobs {after['bad_encoding'] - before['bad_encoding']}, too large {after['too_large'] - before['too_large']}); "
+              f"{stray_errors} error frames read, 0 corrupted requests acted on")

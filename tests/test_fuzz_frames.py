@@ -41,12 +41,13 @@ def _build(tmp: Path) -> Path:
     return exe
 
 
-def test_fuzz_frame_parser_and_app(tmp_path):
+def test_fuzz_frame_parser_and_app(tmp_path, capsys):
     exe = _build(tmp_path)
     env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
     proc = subprocess.run([str(exe), "100000000", "12345", str(BUDGET_S)], capture_output=True, text=True,
                           timeout=BUDGET_S + 60, env=env)
-    print("\n" + proc.stdout.strip())
+    with capsys.disabled():  # the figures belong in the test output, not only on failure
+        print("\n" + proc.stdout.strip())
     assert proc.returncode == 0, f"fuzzer failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     assert "runtime error" not in proc.stderr and "AddressSanitizer" not in proc.stderr, proc.stderr[-3000:]
     m = re.search(r"fuzz: (\d+) inputs .* device responses (\d+) \((\d+) error frames\)", proc.stdout)
