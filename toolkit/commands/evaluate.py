@@ -32,11 +32,15 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
             fleet: Path | None, target: str, out: Path, window: int, epochs: int, jobs: int, limit: int | None) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
-    \b
     Each file is one installation: commissioned on its first rows, then streamed through
     the device pipeline row by row. Writes OUT/predictions.csv, OUT/report.json and
-    OUT/report.html. SKAB benchmark:
+    OUT/report.html.
+
+    \b
+    Examples:
       aiot evaluate --data ../shared/data/skab --format skab --out build/skab
+      aiot evaluate --data ../shared/data/skab --format skab --target qemu:mps2-an386 --out build/skab-qemu
+      aiot evaluate --data NAB/data --format nab --labels NAB/labels/combined_windows.json --out build/nab
     """
     from ..evaluate.run import evaluate
 
