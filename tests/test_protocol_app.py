@@ -1,0 +1,129 @@
+"""The device app (firmware/src/app/app.c) built for the host and driven in-process: request
+dispatch without QEMU, and the build-time monitor configuration (AIOT_APP_CHANNELS/WINDOW/
+PERIOD_MS), which the QEMU suite's firmware does not use."""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import struct
+import tempfile
+
+import numpy as np
+import pytest
+
+from toolkit import hostbuild, paths
+from toolkit import monitor as M
+from toolkit import protocol as P
+
+PORT = paths.ROOT / "tests" / "fixtures" / "frames" / "host_port.c"
+
+
+class HostApp:
+    def __init__(self, *defines: str):
+        fw = paths.FIRMWARE
+        srcs = [PORT, *sorted((fw / "src" / "protocol").glob("*.c")), fw / "src" / "app" / "app.c",
+                fw / "src" / "monitor" / "monitor.c"]
+        so = hostbuild.compile_shared(srcs, name="aiot_app_host", include_dirs=[fw / "src"],
+                                      defines=["AIOT_NO_MODEL=1", 'AIOT_BOARD_NAME="host"', "AIOT_CPU_HZ=1000000u",
+                                               *defines])
+        # A private copy: dlopen() of the same path shares one instance (and its statics).
+        self._dir = tempfile.TemporaryDirectory()
+        private = shutil.copy(so, f"{self._dir.name}/libapp.so")
+        self.lib = hostbuild.load(private)
+        self.lib.host_feed.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        self.lib.host_take.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        self.lib.host_take.restype = ctypes.c_size_t
+        self.lib.aiot_app_init()
+        self.seq = 0
+
+    def feed(self, data: bytes) -> int:
+        return self.lib.host_feed(data, len(data))
+
+    def frames(self) -> list:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = self.lib.host_take(buf, len(buf))
+        return P.StreamDecoder().feed(buf.raw[:n])
+
+    def request(self, type_: int, payload: bytes = b"") -> P.Frame:
+        self.seq = (self.seq + 1) & 0xFF
+        assert self.feed(P.encode_frame(type_, self.seq, payload)) == -1
+        got = self.frames()
+        assert len(got) == 1 and got[0].seq == self.seq, got
+        return got[0]
+
+
+def test_info_without_model():
+    app = HostApp()
+    f = app.request(P.Msg.INFO)
+    assert f.type == P.Msg.INFO | P.RESPONSE
+    info = P.unpack_info(f.payload)
+    assert (info.board, info.model_name, info.has_model, info.has_monitor) == ("host", "", False, True)
+    assert (info.tick_hz, info.cpu_hz, info.max_payload) == (1_000_000, 1_000_000, 1024)
+    err = app.request(P.Msg.INFER, b"\x01")
+    assert err.type == P.Msg.ERROR and P.unpack_error(err.payload)[:2] == (P.ErrorCode.NO_MODEL, P.Msg.INFER)
+
+
+def test_unconfigured_by_default():
+    app = HostApp()
+    f = app.request(P.Msg.CONFIG_GET)
+    assert f.payload[0] == 0 and set(f.payload[4:]) == {0}
+
+
+def test_build_time_monitor_configuration():
+    app = HostApp("AIOT_APP_CHANNELS=2", "AIOT_APP_WINDOW=4", "AIOT_APP_PERIOD_MS=100")
+    f = app.request(P.Msg.CONFIG_GET)
+    assert f.payload[0] == 1
+    cfg = M.Config.from_buffer_copy(f.payload, 4)
+    assert (cfg.num_channels, cfg.window, cfg.sample_period_ms) == (2, 4, 100)
+    assert bytes(cfg) == bytes(M.default_config(2, 4, 100))  # the monitor's defaults otherwise
+    # PUSH works without a CONFIG_SET: 8 samples at 100 ms -> 2 windows.
+    recs = b"".join(struct.pack("<IB2f", 100 * i, 0b11, 1.0, 2.0) for i in range(8))
+    f = app.request(P.Msg.PUSH, struct.pack("<HBB", 8, 2, 0) + recs)
+    consumed, n_out, _pending = struct.unpack_from("<HBB", f.payload)
+    out = np.frombuffer(f.payload[4:], M.OUTPUT_DTYPE)
+    assert consumed == 8 and n_out == 2 and list(out["t_start_ms"]) == [0, 400] and list(out["t_end_ms"]) == [300, 700]
+
+
+def test_exit_answers_then_stops():
+    app = HostApp()
+    assert app.feed(P.encode_frame(P.Msg.EXIT, 9, b"\x2a")) == 42
+    got = app.frames()
+    assert got == [P.Frame(P.Msg.EXIT | P.RESPONSE, 9, b"")]
+    bad = app.request(P.Msg.EXIT, b"")
+    assert P.unpack_error(bad.payload)[0] == P.ErrorCode.BAD_PAYLOAD
+
+
+def test_link_counters_count_each_kind_of_broken_frame():
+    app = HostApp()
+    wire = bytearray(P.encode_frame(P.Msg.INFO, 1))
+    wire[-2] ^= 0x10  # CRC
+    app.feed(bytes(wire) + b"\x05\x01\x02\x00" + b"\x03\x01\x05\x01\x00")  # + truncated block + too short
+    app.feed(P.encode_frame(P.Msg.INFO, 2, b"\x01" * 1100))                # too large
+    app.frames()
+    app.request(0x33)                                                       # unknown type
+    f = app.request(P.Msg.STATS)
+    link = struct.unpack_from("<8I", f.payload, 4 + f.payload[2])
+    frames_ok, bad_crc, bad_length, bad_encoding, too_large, unknown, bad_payload, other = link
+    assert (bad_crc, bad_length, bad_encoding, too_large, unknown, bad_payload) == (1, 1, 1, 1, 1, 0)
+    assert frames_ok == 2  # the unknown-type request and this STATS
+
+
+def _invalid_config() -> bytes:
+    cfg = M.default_config(2, 4, 100)
+    cfg.persist_k = cfg.persist_n + 1
+    return bytes(cfg)
+
+
+@pytest.mark.parametrize("payload,why", [
+    (b"", "CONFIG_SET takes"),
+    (b"\x00" * 10, "CONFIG_SET takes"),
+    (_invalid_config(), "invalid monitor configuration"),
+    (_invalid_config() + b"\x02", "CONFIG_SET takes"),  # fresh flag must be 0 or 1
+])
+def test_config_set_refusals(payload, why):
+    app = HostApp()
+    f = app.request(P.Msg.CONFIG_SET, payload)
+    code, req, detail = P.unpack_error(f.payload)
+    assert (code, req) == (P.ErrorCode.BAD_PAYLOAD, P.Msg.CONFIG_SET) and why in detail
+    assert app.request(P.Msg.CONFIG_GET).payload[0] == 0  # still unconfigured
