@@ -33,32 +33,12 @@ def _tf():
 
 
 def convert_int8(model: Any, representative: np.ndarray, *, per_channel: bool = True, batch1: bool = False) -> bytes:
-    """Full-int8 TFLite (int8 in/out) of a Keras model, calibrated on ``representative``.
+    """Full-int8 TFLite (int8 in/out) of a recipe model: the toolkit's converter, without
+    the feature-clip calibration rows (recipes are calibrated on their own data)."""
+    _tf()  # one-core TensorFlow on this shared machine
+    from toolkit.quantize import convert_int8 as _convert
 
-    ``batch1`` traces the model with a fixed batch of 1, so the graph has static shapes
-    (no SHAPE/PACK arithmetic around reshapes), which tflite-micro needs."""
-    tf = _tf()
-    if batch1:
-        import keras
-
-        fixed = keras.models.clone_model(model, input_tensors=keras.Input(tuple(model.inputs[0].shape[1:]), batch_size=1))
-        fixed.set_weights(model.get_weights())
-        model = fixed
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    if not per_channel:
-        conv._experimental_disable_per_channel = True
-        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
-
-    def rep():
-        for i in range(len(representative)):
-            yield [representative[i : i + 1].astype(np.float32)]
-
-    conv.representative_dataset = rep
-    return conv.convert()
+    return _convert(model, representative, per_channel=per_channel, batch1=batch1, clip_rows=False)
 
 
 def cached_tflite(key: Any, build: Callable[[], bytes], out_dir: Path | None = None) -> Path:

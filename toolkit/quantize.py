@@ -127,24 +127,48 @@ def _captured_output() -> Iterator[list[str]]:
             sink.append(tmp.read().decode(errors="replace"))
 
 
-def convert_int8(keras_model, representative: np.ndarray) -> bytes:
-    """Keras model -> full-int8 .tflite bytes (int8 input/output, int8 builtin ops only)."""
+def convert_int8(keras_model, representative: np.ndarray, *, per_channel: bool = True, batch1: bool = True,
+                 clip_rows: bool = True) -> bytes:
+    """Keras model -> full-int8 .tflite bytes (int8 input/output, int8 builtin ops only).
+
+    ``batch1`` traces the model with a fixed batch of 1 so the graph has static shapes:
+    with a dynamic batch the converter leaves SHAPE/PACK arithmetic around reshapes
+    (which tflite-micro cannot allocate) and turns dilated convolutions into
+    SPACE_TO_BATCH_ND. ``clip_rows`` adds the two saturated windows described above (for
+    models fed with clipped features). ``per_channel=False`` gives per-tensor weights."""
     import tensorflow as tf
 
     rep = np.asarray(representative, dtype=np.float32)
-    width = rep.shape[1]
-    rep = np.concatenate([rep, np.full((1, width), -CLIP, np.float32), np.full((1, width), CLIP, np.float32)])
+    if clip_rows:
+        row = rep.shape[1:]
+        rep = np.concatenate([rep, np.full((1, *row), -CLIP, np.float32), np.full((1, *row), CLIP, np.float32)])
 
     def dataset() -> Iterator[list[np.ndarray]]:
         for i in range(rep.shape[0]):
             yield [rep[i : i + 1]]
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    if batch1:
+        # Trace a batch-1 signature instead of cloning the model: a clone gets fresh
+        # global Keras tensor names, which would make the .tflite bytes depend on how many
+        # models the process built before (conversion must be reproducible).
+        # The tf.Module tracks the model's variables (Keras 3 keeps the tf.Variable in
+        # .value) so the converter can freeze them into constants.
+        holder = tf.Module()
+        holder.model = keras_model
+        holder.weights = [getattr(v, "value", v) for v in keras_model.weights]
+        spec = tf.TensorSpec([1, *keras_model.inputs[0].shape[1:]], tf.float32)
+        holder.serve = tf.function(lambda x: keras_model(x, training=False), input_signature=[spec])
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([holder.serve.get_concrete_function()], holder)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    if not per_channel:
+        converter._experimental_disable_per_channel = True
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     log: list[str] = []
     try:
         with _captured_output() as log:
