@@ -126,15 +126,8 @@ class QemuTransport:
         from .boards import Board, get_board
         from .qemu import Qemu
 
-        class _NoDelayQemu(Qemu):
-            # QEMU writes the guest's UART bytes one TCP segment each; with Nagle on, every
-            # response then waits for the host's delayed ACK (~40 ms per request instead of ~1).
-            def command(self) -> list[str]:
-                return [a + ",nodelay=on" if a.startswith("tcp:") and "nodelay" not in a else a
-                        for a in super().command()]
-
         self.board: Board = board if isinstance(board, Board) else get_board(board)
-        self.qemu = _NoDelayQemu(self.board, Path(elf), serial="tcp").start()
+        self.qemu = Qemu(self.board, Path(elf), serial="tcp").start()
         try:
             self._link = SerialTransport(self.qemu.url, self.board.baud)
         except BaseException:
@@ -595,7 +588,12 @@ def open_device(board=None, elf: Path | str | None = None, transport: str = "qem
     """A connected Device; QEMU is started (and always stopped) around the block."""
     t = make_transport(transport, board=board, elf=elf, port=port, baud=baud)
     try:
-        yield Device(t, timeout=timeout, retries=retries)
+        dev = Device(t, timeout=timeout, retries=retries)
+        if transport == "qemu":
+            # Handshake before handing the link out: QEMU's STM32 USART model drops bytes
+            # that arrive before the firmware has enabled the UART, and INFO is retried.
+            dev.info()
+        yield dev
     finally:
         t.close()
 
