@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "aiot/model.h"
+#include "aiot/console.h"
 #include "aiot/port.h"
 
 #ifndef AIOT_BENCH_RUNS
@@ -13,41 +14,13 @@
 #endif
 #define AIOT_BENCH_SEED 0x2545F491u
 
-static void put(const char *s) {
-    const char *e = s;
-    while (*e) e++;
-    aiot_port_uart_write((const uint8_t *)s, (size_t)(e - s));
-}
-
-static void put_u32(uint32_t v) {
-    char buf[11];
-    int i = 10;
-    buf[i] = 0;
-    do {
-        buf[--i] = (char)('0' + v % 10u);
-        v /= 10u;
-    } while (v);
-    put(&buf[i]);
-}
-
-static void put_hex_bytes(const int8_t *p, uint32_t n) {
-    static const char digits[] = "0123456789abcdef";
-    char pair[3] = {0, 0, 0};
-    for (uint32_t i = 0; i < n; i++) {
-        uint8_t b = (uint8_t)p[i];
-        pair[0] = digits[b >> 4];
-        pair[1] = digits[b & 0xFu];
-        put(pair);
-    }
-}
-
 int main(void) {
     uint32_t lcg = AIOT_BENCH_SEED;
-    put("bench ");
-    put(aiot_model_info.name);
-    put(" runs ");
-    put_u32(AIOT_BENCH_RUNS);
-    put("\n");
+    aiot_console_puts("bench ");
+    aiot_console_puts(aiot_model_info.name);
+    aiot_console_puts(" runs ");
+    aiot_console_put_u64(AIOT_BENCH_RUNS);
+    aiot_console_puts("\n");
     for (uint32_t run = 0; run < AIOT_BENCH_RUNS; run++) {
         int8_t *in = aiot_model_input();
         for (uint32_t i = 0; i < aiot_model_info.input_bytes; i++) {
@@ -58,30 +31,30 @@ int main(void) {
         int status = aiot_model_invoke();
         uint64_t t1 = aiot_port_ticks();
         if (status != 0) {
-            put("error invoke ");
-            put_u32((uint32_t)(-status));
-            put("\n");
+            aiot_console_puts("error invoke ");
+            aiot_console_put_u64((uint32_t)(-status));
+            aiot_console_puts("\n");
             return 2;
         }
-        put("run ");
-        put_u32(run);
-        put(" ticks ");
-        put_u32((uint32_t)(t1 - t0));
-        put(" out ");
-        put_hex_bytes(aiot_model_output(), aiot_model_info.output_bytes);
-        put("\n");
+        aiot_console_puts("run ");
+        aiot_console_put_u64(run);
+        aiot_console_puts(" ticks ");
+        aiot_console_put_u64((uint32_t)(t1 - t0));
+        aiot_console_puts(" out ");
+        aiot_console_put_hex(aiot_model_output(), aiot_model_info.output_bytes);
+        aiot_console_puts("\n");
 #ifdef AIOT_PROFILE
         for (uint32_t l = 0; l < aiot_model_info.num_layers; l++) {
-            put("layer ");
-            put_u32(l);
-            put(" ");
-            put(aiot_model_layer_names[l]);
-            put(" ");
-            put_u32(aiot_model_layer_ticks[l]);
-            put("\n");
+            aiot_console_puts("layer ");
+            aiot_console_put_u64(l);
+            aiot_console_puts(" ");
+            aiot_console_puts(aiot_model_layer_names[l]);
+            aiot_console_puts(" ");
+            aiot_console_put_u64(aiot_model_layer_ticks[l]);
+            aiot_console_puts("\n");
         }
 #endif
     }
-    put("done\n");
+    aiot_console_puts("done\n");
     return 0;
 }

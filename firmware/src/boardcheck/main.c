@@ -9,29 +9,13 @@
 //! Uses only port.h, so it runs unchanged on every family and on real boards.
 #include <stdint.h>
 
+#include "aiot/console.h"
 #include "aiot/port.h"
 
 #define CALIB_ITERATIONS 200000u
 
-static void put(const char *s) {
-    const char *e = s;
-    while (*e) e++;
-    aiot_port_uart_write((const uint8_t *)s, (size_t)(e - s));
-}
-
-static void put_u64(uint64_t v) {
-    char buf[21];
-    int i = 20;
-    buf[i] = 0;
-    do {
-        buf[--i] = (char)('0' + (int)(v % 10u));
-        v /= 10u;
-    } while (v);
-    put(&buf[i]);
-}
-
 int main(void) {
-    put("aiot boot " AIOT_BOARD_NAME "\n");
+    aiot_console_puts("aiot boot " AIOT_BOARD_NAME "\n");
 
     // Exactly 2 instructions per iteration (subs + taken bne; the last bne falls
     // through), valid Thumb-1 so it runs on Armv6-M too.
@@ -44,13 +28,13 @@ int main(void) {
 #endif
     __asm volatile("1: " CALIB_SUBS "   bne 1b\n" : "+l"(n) : : "cc");
     uint64_t t1 = aiot_port_ticks();
-    put("calib ");
-    put_u64(2ull * CALIB_ITERATIONS);
-    put(" ");
-    put_u64(t1 - t0);
-    put(" ");
-    put_u64(aiot_port_tick_hz());
-    put("\nready\n");
+    aiot_console_puts("calib ");
+    aiot_console_put_u64(2ull * CALIB_ITERATIONS);
+    aiot_console_puts(" ");
+    aiot_console_put_u64(t1 - t0);
+    aiot_console_puts(" ");
+    aiot_console_put_u64(aiot_port_tick_hz());
+    aiot_console_puts("\nready\n");
 
     char line[64];
     unsigned len = 0;
@@ -61,8 +45,8 @@ int main(void) {
         line[len++] = (char)c;
     }
     line[len] = 0;
-    put("echo ");
-    put(line);
-    put("\n");
+    aiot_console_puts("echo ");
+    aiot_console_puts(line);
+    aiot_console_puts("\n");
     return 0;
 }
