@@ -24,12 +24,13 @@ import click
               help="host (monitor C built for the host), qemu:BOARD, or reference (int8 via tflite-micro); "
                    "auto = host when available, else reference.")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--window", type=click.IntRange(1, 256), default=8, show_default=True, help="Window length in samples.")
+@click.option("--window", type=click.IntRange(2, 256), default=None,
+              help="Window length in samples (default: the validated one per target: reference 32, host/qemu 8).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Files evaluated in parallel.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N files (quick look).")
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
-            fleet: Path | None, target: str, out: Path, window: int, epochs: int, jobs: int, limit: int | None) -> None:
+            fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through

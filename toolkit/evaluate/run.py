@@ -13,7 +13,7 @@ from .. import __version__
 from ..data import load_csv, sha256_file
 from ..errors import ToolkitError
 from . import pipeline, readers, report
-from .device import AlertRule
+from .device import VALIDATED_WINDOW, AlertRule, rule_for
 
 
 def resolve_target(target: str) -> str:
@@ -34,7 +34,7 @@ def evaluate(
     train_fraction: float | None = None,
     fleet: Path | None = None,
     target: str = "auto",
-    window: int = 8,
+    window: int | None = None,
     epochs: int = 30,
     jobs: int = 2,
     limit: int | None = None,
@@ -50,9 +50,12 @@ def evaluate(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
+    target = resolve_target(target)
+    if window is None:
+        window = VALIDATED_WINDOW["reference" if target == "reference" else "device"]
     settings = pipeline.Settings(
-        format=fmt, target=resolve_target(target), train_rows=train_rows, train_fraction=train_fraction,
-        window=window, epochs=epochs, jobs=jobs, rule=rule or AlertRule(),
+        format=fmt, target=target, train_rows=train_rows, train_fraction=train_fraction,
+        window=window, epochs=epochs, jobs=jobs, rule=rule or rule_for(window),
     )
     if settings.target != "reference":
         from .monitor_device import EVAL_KNOBS

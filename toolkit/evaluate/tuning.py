@@ -144,9 +144,11 @@ def main_monitor(argv: list[str]) -> int:
     from ..data import sha256_file
     from .monitor_device import device_fleet_model
 
+    window = 8
+    if argv[:1] == ["--window"]:
+        window, argv = int(argv[1]), argv[2:]
     normal = load_csv(argv[0], label_column=None)
     half = normal.rows // 2
-    window = 8
     model = device_fleet_model(normal.head(half), sha256_file(argv[0]) + ":first-half", window, 30, 0, SHAPE[0])
     ds = Dataset(pseudo_installations(normal.slice(half, normal.rows)))
     results = score_monitor(ds, model, window, monitor_grid())
@@ -154,7 +156,7 @@ def main_monitor(argv: list[str]) -> int:
     best = max(ok or results, key=lambda kc: (kc[1].f1 or 0.0))
     for k, c in sorted(results, key=lambda kc: -(kc[1].f1 or 0))[:12]:
         print(f"F1 {c.f1 or 0:.3f} FAR {100 * c.far:5.2f} % MAR {100 * c.mar:5.2f} %  {k}")
-    print("pick:", json.dumps(best[0]), f"(validation F1 {best[1].f1 or 0:.3f}, FAR {100 * best[1].far:.2f} %, "
+    print(f"window {window} pick:", json.dumps(best[0]), f"(validation F1 {best[1].f1 or 0:.3f}, FAR {100 * best[1].far:.2f} %, "
           f"MAR {100 * best[1].mar:.2f} %, {len(ds.recordings)} pseudo-installations)")
     return 0
 
@@ -189,11 +191,14 @@ def main(argv: list[str]) -> int:
     tracking = argv[:1] == ["--tracking"]
     if tracking:
         argv = argv[1:]
+    window = 8
+    if argv[:1] == ["--window"]:
+        window, argv = int(argv[1]), argv[2:]
     from .pipeline import Settings, fleet_package
 
     normal = load_csv(argv[0], label_column=None)
     half = normal.rows // 2
-    settings = Settings(format="skab")
+    settings = Settings(format="skab", window=window)
     package = fleet_package(normal.head(half), None, settings)
     ds = Dataset(pseudo_installations(normal.slice(half, normal.rows)))
     results = score_sequential(ds, package, tracking_grid()) if tracking else score_rules(ds, package, grid())
@@ -201,7 +206,7 @@ def main(argv: list[str]) -> int:
     best = max(ok or results, key=lambda rc: (rc[1].f1 or 0.0))
     for r, c in sorted(results, key=lambda rc: -(rc[1].f1 or 0))[:15]:
         print(f"F1 {c.f1:.3f} FAR {100 * c.far:5.2f} % MAR {100 * c.mar:5.2f} %  {r.to_json()}")
-    print("pick:", json.dumps(best[0].to_json()), f"(validation F1 {best[1].f1:.3f}, FAR {100 * best[1].far:.2f} %, "
+    print(f"window {window} pick:", json.dumps(best[0].to_json()), f"(validation F1 {best[1].f1:.3f}, FAR {100 * best[1].far:.2f} %, "
           f"MAR {100 * best[1].mar:.2f} %, {len(ds.recordings)} pseudo-installations)")
     return 0
 
