@@ -45,13 +45,16 @@ def test_size_split_adds_up_and_matches_arm_size(ad_small, tmp_path):
     assert s.arena == cg.arena_bytes
 
 
-def test_weights_hold_at_least_every_parameter(ad_small, tmp_path):
-    # ad-small is 32-16-8-16-32: int8 kernels + int32 biases, counted from the layer sizes.
+@pytest.mark.parametrize("optimize, weight_size", [("speed", 2), ("size", 1)])
+def test_weights_hold_at_least_every_parameter(ad_small, tmp_path, optimize, weight_size):
+    # ad-small is 32-16-8-16-32: kernels (int16 pre-widened in the speed mode, int8 in the
+    # size mode) + int32 biases, counted from the layer sizes.
     sizes = [32, 16, 8, 16, 32]
-    kernel_bytes = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    kernel_bytes = weight_size * sum(a * b for a, b in zip(sizes, sizes[1:]))
     bias_bytes = 4 * sum(sizes[1:])
-    _tflite, _cg, out = ad_small
-    res = build(get_board("mps2-an385"), tmp_path / "fw", out / "c")
+    tflite, _cg, _out = ad_small
+    generate(tflite, tmp_path / "c", name="ad_small", optimize=optimize)
+    res = build(get_board("mps2-an385"), tmp_path / "fw", tmp_path / "c")
     assert res.size.weights >= kernel_bytes + bias_bytes
     # ...and not wildly more: per-channel multipliers/shifts are 8 bytes per output channel.
     assert res.size.weights <= kernel_bytes + bias_bytes + 8 * sum(sizes[1:]) + 256

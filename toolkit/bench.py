@@ -71,6 +71,7 @@ class BenchResult:
     instructions_per_mac: float
     bit_exact: bool
     runs: int
+    optimize: str = ""
     layers: list[LayerFigure] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -104,8 +105,10 @@ def parse_bench_output(text: str) -> tuple[list[int], list[np.ndarray], dict[tup
 
 
 def bench_model(board: Board, tflite: Path, name: str, out_dir: Path, runs: int = RUNS,
-                opt: str = "-O2") -> BenchResult:
-    from .codegen import generate
+                opt: str = "-O2", optimize: str | None = None, profile: bool = True) -> BenchResult:
+    """Build, run and check one model. ``optimize`` is the code generator's mode (default:
+    its default); ``profile=False`` skips the per-layer firmware (faster, no layer figures)."""
+    from .codegen import DEFAULT_OPTIMIZE, generate
     from .firmware import build
     from .qemu import run_to_exit
     from .reference import TflmReference
@@ -113,19 +116,22 @@ def bench_model(board: Board, tflite: Path, name: str, out_dir: Path, runs: int 
     if not board.emulated or not board.systick_hz:
         raise ToolkitError(f"aiot bench measures in QEMU; {board.name} is not an emulated board",
                            hint="pick one of the QEMU boards from `aiot boards`")
-    cg = generate(tflite, out_dir / "c", name=name)
+    cg = generate(tflite, out_dir / "c", name=name, **({"optimize": optimize} if optimize else {}))
     defs = [f"AIOT_BENCH_RUNS={runs}"]
     plain = build(board, out_dir / "fw", out_dir / "c", app="bench", opt=opt, defines=defs)
-    prof = build(board, out_dir / "fw-profile", out_dir / "c", app="bench", opt=opt, defines=[*defs, "AIOT_PROFILE"])
 
     code, text, err = run_to_exit(board, plain.elf, timeout=300)
     if code != 0:
         raise ToolkitError(f"bench firmware for {name} on {board.name} exited with {code}", hint=err[-400:])
     ticks, outs, _ = parse_bench_output(text)
-    code, ptext, err = run_to_exit(board, prof.elf, timeout=300)
-    if code != 0:
-        raise ToolkitError(f"profiling firmware for {name} on {board.name} exited with {code}", hint=err[-400:])
-    _, pouts, layer_ticks = parse_bench_output(ptext)
+    pouts, layer_ticks = list(outs), {}
+    if profile:
+        prof = build(board, out_dir / "fw-profile", out_dir / "c", app="bench", opt=opt,
+                     defines=[*defs, "AIOT_PROFILE"])
+        code, ptext, err = run_to_exit(board, prof.elf, timeout=300)
+        if code != 0:
+            raise ToolkitError(f"profiling firmware for {name} on {board.name} exited with {code}", hint=err[-400:])
+        _, pouts, layer_ticks = parse_bench_output(ptext)
 
     ref = TflmReference(tflite)
     xs = bench_inputs(runs, int(np.prod(ref.input_shape)))
@@ -148,5 +154,6 @@ def bench_model(board: Board, tflite: Path, name: str, out_dir: Path, runs: int 
         ram_bytes=plain.size.ram_total, arena_bytes=cg.arena_bytes, tflm_arena_bytes=tflm_arena,
         instructions_per_inference=round(ipi or 0.0, 1), macs=int(cg.macs),
         instructions_per_mac=round((ipi or 0.0) / max(int(cg.macs), 1), 3), bit_exact=bool(exact), runs=runs,
+        optimize=optimize or DEFAULT_OPTIMIZE,
         layers=layers,
     )

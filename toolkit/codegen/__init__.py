@@ -17,7 +17,7 @@ from ..paths import FIRMWARE
 from .ops import ALIAS_OPS, EMITTERS, INPLACE_OPS, Ctx, Layer
 from .plan import MemoryPlan, plan_memory
 
-__all__ = ["CodegenResult", "generate", "engine_sources"]
+__all__ = ["CodegenResult", "generate", "engine_sources", "OPTIMIZE", "DEFAULT_OPTIMIZE"]
 
 _ITEMSIZE = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4, "int64": 8}
 
@@ -113,13 +113,23 @@ def _plan(g: tflite.Graph) -> tuple[MemoryPlan, list[int]]:
     return plan, alias_ops
 
 
-def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model") -> CodegenResult:
+#: ``optimize`` choices of generate(): "speed" stores FULLY_CONNECTED and CONV_2D weights
+#: pre-widened to int16 in the SMLAD operand order (twice the weight flash, no unpacking
+#: in the inner loop); "size" keeps them packed int8 (unpacked with SXTB16 at run time).
+OPTIMIZE = ("speed", "size")
+DEFAULT_OPTIMIZE = "speed"
+
+
+def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model",
+             optimize: str = DEFAULT_OPTIMIZE) -> CodegenResult:
     """Write ``out_dir/model.c`` and ``out_dir/model.h`` for ``model`` and describe them."""
+    if optimize not in OPTIMIZE:
+        raise ToolkitError(f"unknown optimize mode '{optimize}'", hint="one of: " + ", ".join(OPTIMIZE))
     data = tflite.read_bytes(model)
     g = tflite.load(data if isinstance(model, (bytes, bytearray)) else Path(model))
     crc = zlib.crc32(data) & 0xFFFFFFFF
     plan, alias_ops = _plan(g)
-    ctx = Ctx(g)
+    ctx = Ctx(g, optimize)
     for t, off in plan.offset_of.items():
         ctx.ptr[t] = f"(arena + {off})"
     layers: list[Layer] = []

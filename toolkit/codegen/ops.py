@@ -40,8 +40,9 @@ class Layer:
 class Ctx:
     """What emitters need: the graph, C names for constants, and a unique prefix per layer."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, optimize: str = "speed"):
         self.g = graph
+        self.optimize = optimize  # "speed": wide int16 weights; "size": packed int8
         self.ptr: dict[int, str] = {}  # tensor index -> C pointer expression (filled by generator)
         self.const_decls: list[str] = []
         self.const_bytes = 0
@@ -97,6 +98,26 @@ def pack_weights(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int8)
 
 
+def pack_weights_wide(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
+    """Arrange [rows][segments * seg_len] int8 weights as int16 for aiot_dot4_s16w (see
+    engine.h): rows zero-padded to a multiple of four; per group and segment, blocks of 4
+    columns hold for each row (w[k], w[k+2], w[k+1], w[k+3]), then the tail columns row
+    by row."""
+    w = np.asarray(w, dtype=np.int8).reshape(w.shape[0], segments * seg_len).astype(np.int16)
+    rows = -(-w.shape[0] // 4) * 4
+    w = np.concatenate([w, np.zeros((rows - w.shape[0], w.shape[1]), np.int16)])
+    len4 = seg_len - seg_len % 4
+    parts = []
+    for g in range(0, rows, 4):
+        group = w[g : g + 4].reshape(4, segments, seg_len)
+        for s in range(segments):
+            seg = group[:, s, :]
+            blocks = seg[:, :len4].reshape(4, len4 // 4, 4)[:, :, [0, 2, 1, 3]]
+            parts.append(blocks.transpose(1, 0, 2).ravel())
+            parts.append(seg[:, len4:].ravel())
+    return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
+
 def _pad_cols(w: np.ndarray, seg: int) -> np.ndarray:
     """[oc][kh][kw][ic] -> [oc][kh][seg] with zero weights after the k_w*in_c real columns."""
     oc, kh = w.shape[0], w.shape[1]
@@ -120,13 +141,28 @@ def _qp(t: Tensor) -> tuple[float, int]:
     return t.qparams()
 
 
-def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int) -> tuple[list[str], str]:
+def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int,
+                  acc_bound: int | None = None) -> tuple[list[str], str]:
+    """Requantization tables and the aiot_requant_t initializer. ``acc_bound`` bounds
+    |accumulator| over every channel and every int8 input; when it is below 2**30 and
+    every shift is a right shift, the proven fast form (aiot_rq_ch_t) replaces the
+    generic multiplier/shift tables (same size: two words per channel)."""
+    pc = 1 if len(mults) > 1 else 0
+    if acc_bound is not None and acc_bound < 2**30 and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
+        rows = "\n".join(f"    {{ {m}, {-s - 1} }}," for m, s in zip(mults, shifts))
+        decls = [f"static const aiot_rq_ch_t {name}_rq[{len(mults)}] = {{\n{rows}\n}};"]
+        return decls, f"{{ NULL, NULL, {out_zp}, {lo}, {hi}, {pc}, {name}_rq }}"
     decls = [
         _c_array("int32_t", f"{name}_mult", np.array(mults)),
         _c_array("int32_t", f"{name}_shift", np.array(shifts)),
     ]
-    init = f"{{ {name}_mult, {name}_shift, {out_zp}, {lo}, {hi}, {1 if len(mults) > 1 else 0} }}"
+    init = f"{{ {name}_mult, {name}_shift, {out_zp}, {lo}, {hi}, {pc}, NULL }}"
     return decls, init
+
+
+def _acc_bound(bias: np.ndarray, w_abs_sums: np.ndarray) -> int:
+    """Largest |bias + sum w * x| over int8 inputs x (|x| <= 128), over all channels."""
+    return int(np.max(np.abs(bias) + 128 * w_abs_sums)) if len(bias) else 0
 
 
 def _need_int8_weights(g: Graph, op: Operator, w: Tensor | None) -> Tensor:
@@ -179,14 +215,19 @@ def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
     lo, hi = activation_range(op.options.get("activation", "NONE"), out_s, out_zp)
     wq = w.data.astype(np.int64)
     bias = _i32(_bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, n_out) - in_zp * wq.sum(axis=1), g, op)
-    decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi)
+    decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi, _acc_bound(bias, np.abs(wq).sum(axis=1)))
+    if ctx.optimize == "speed":
+        packed, ctype, fn = pack_weights_wide(w.data, 1, n_in), "int16_t", "aiot_fully_connected_s8_wide"
+    else:
+        packed, ctype, fn = pack_weights(w.data, 1, n_in), "int8_t", "aiot_fully_connected_s8"
     decls += [
-        _c_array("int8_t", f"{name}_w", pack_weights(w.data, 1, n_in)),
+        _c_array(ctype, f"{name}_w", packed),
         _c_array("int32_t", f"{name}_b", bias),
         f"static const aiot_fc_params_t {name}_p = {{ {batches}, {n_in}, {n_out}, {rq} }};",
     ]
-    call = f"aiot_fully_connected_s8(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
-    return Layer(op.op, op.index, call, decls, macs=batches * n_in * n_out, weights_bytes=w.size + 4 * n_out + 8 * len(mults))
+    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=batches * n_in * n_out,
+                 weights_bytes=packed.nbytes + 4 * n_out + 8 * len(mults))
 
 
 def _padding(padding: str, in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
@@ -240,18 +281,24 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
         raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels (grouped convs are not supported)",
                     "use a regular or depthwise convolution")
     seg = k_w * in_c if depthwise else -(-k_w * in_c // 4) * 4
-    decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi)
+    decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi, _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))))
+    wide = not depthwise and ctx.optimize == "speed"
+    if depthwise:
+        packed, ctype = np.asarray(w.data, dtype=np.int8), "int8_t"
+    elif wide:
+        packed, ctype = pack_weights_wide(_pad_cols(w.data, seg), k_h, seg), "int16_t"
+    else:
+        packed, ctype = pack_weights(_pad_cols(w.data, seg), k_h, seg), "int8_t"
     decls += [
-        _c_array("int8_t", f"{name}_w", w.data if depthwise else pack_weights(_pad_cols(w.data, seg), k_h, seg)),
+        _c_array(ctype, f"{name}_w", packed),
         _c_array("int32_t", f"{name}_b", bias),
         f"static const aiot_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
         f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {seg}, {in_zp}, {rq} }};",
     ]
-    fn = "aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8"
+    fn = "aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8_wide" if wide else "aiot_conv2d_s8"
     call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
     macs = out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
-    wbytes = w.size if depthwise else out_c * k_h * seg
-    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=wbytes + 4 * out_c + 8 * len(mults))
+    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=packed.nbytes + 4 * out_c + 8 * len(mults))
 
 
 def emit_conv2d(ctx: Ctx, op: Operator, name: str) -> Layer:

@@ -18,7 +18,11 @@ BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write results to this JSON file.")
 @click.option("--runs", default=16, show_default=True, help="Inferences averaged per model (>= 10).")
 @click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O2", "-O3", "-Os"]))
-def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: int, opt: str) -> None:
+@click.option("--optimize", type=click.Choice(["speed", "size"]), default="speed", show_default=True,
+              help="Code generator mode: speed = dense/conv weights pre-widened to int16 (about 2x weight "
+                   "flash, fastest); size = packed int8 weights.")
+def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: int, opt: str,
+            optimize: str = "speed") -> None:
     """Build each model into a bench firmware, run it in QEMU with -icount shift=0 and
     report flash (total, engine code, weights), RAM (total, arena), instructions per
     inference and per MAC, per-layer instructions, and whether every output byte matched
@@ -29,6 +33,7 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
       aiot bench                                   # all built-in models on mps2-an386
       aiot bench --board mps2-an385 --model ad-small --json out/bench.json
       aiot bench --model build/pkg/model.tflite
+      aiot bench --optimize size                   # packed int8 weights (half the weight flash)
     """
     from .. import paths
     from ..bench import bench_model
@@ -54,7 +59,7 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
             raise ToolkitError(f"unknown model '{m}'", hint=f"a built-in ({', '.join(BUILTIN)}) or a .tflite path")
         with step(f"bench {name} on {b.name}"):
             r = bench_model(b, Path(tflite), name.replace("-", "_"), paths.build_dir() / "bench" / b.name / name,
-                            runs=runs, opt=opt)
+                            runs=runs, opt=opt, optimize=optimize)
         r.model = name
         results.append(r)
         click.echo(f"{name:<10} flash {r.flash_bytes:>7,} B (engine {r.engine_code_bytes:,}, weights {r.weights_bytes:,})"
@@ -66,7 +71,7 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
             click.echo(f"    layer {layer.index:>2} {layer.name:<28} {layer.instructions:>10,.0f} instr")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"board": b.name, "core": b.core, "opt": opt,
+        json_out.write_text(json.dumps({"board": b.name, "core": b.core, "opt": opt, "optimize": optimize,
                                         "results": [r.to_json() for r in results]}, indent=2))
         click.echo(f"wrote {json_out}")
     if not all(r.bit_exact for r in results):

@@ -21,14 +21,18 @@ from ..errors import ToolkitError
 @click.option("--format", "fmt", type=click.Choice(["aiot", "tflm"]), default="aiot", show_default=True,
               help="aiot: interpreter-free C; tflm: the .tflite as an aligned C array (<name>_data.cc/.h) "
                    "for TensorFlow Lite Micro.")
+@click.option("--optimize", type=click.Choice(["speed", "size"]), default="speed", show_default=True,
+              help="speed: FULLY_CONNECTED/CONV_2D weights pre-widened to int16 for SIMD (about 2x weight "
+                   "flash, fastest on DSP and plain cores); size: weights packed int8 (unpacked at run time).")
 def command(model_path: Path | None, out_dir: Path | None, package: Path | None, name: str | None,
-            compare_tflm: bool, fmt: str = "aiot") -> None:
+            compare_tflm: bool, fmt: str = "aiot", optimize: str = "speed") -> None:
     """Generate interpreter-free C for an int8 .tflite model.
 
     \b
     Examples:
       aiot codegen --model build/pkg/model.tflite --out build/pkg/c
       aiot codegen --package build/pkg
+      aiot codegen --package build/pkg --optimize size   # half the weight flash, slower
     """
     from .. import codegen
 
@@ -54,7 +58,7 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
         for f in export_tflm(model_path.read_bytes(), out_dir, re.sub(r"\W", "_", name), source=model_path.name):
             click.echo(f"wrote {f}")
         return
-    res = codegen.generate(model_path, out_dir, name=name)
+    res = codegen.generate(model_path, out_dir, name=name, optimize=optimize)
     click.echo(f"{'layer':<28}{'output':<20}{'MACs':>10}")
     for li in res.layer_info:
         click.echo(f"{li.name:<28}{str(list(li.output_shape)):<20}{li.macs:>10}")

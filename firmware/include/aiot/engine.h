@@ -5,6 +5,7 @@
 #ifndef AIOT_ENGINE_H
 #define AIOT_ENGINE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -17,8 +18,19 @@ typedef enum {
     AIOT_ERR_PARAM = -2,     //!< an inconsistent parameter (zero size, bad shift...)
 } aiot_status_t;
 
-//! Output requantization shared by the matmul-like kernels. multiplier/shift hold one
-//! entry per output channel when per_channel is set, a single entry otherwise.
+//! One channel's requantization in the fast form. The generator emits it only when it
+//! has proved, from the weights and bias, that every accumulator of the layer satisfies
+//! |acc| < 2^30 for any int8 input, and that the channel's shift is <= -1. Then
+//! SRDHM(acc, m) == SMMULR(2 * acc, m) exactly, and the rounding right shift by r is
+//! an add and two shifts: the same integers as TFLM's double rounding (fixedpoint.h).
+typedef struct {
+    int32_t multiplier;  //!< Q31 significand from QuantizeMultiplier (>= 0)
+    int32_t pre_shift;   //!< r - 1 for the rounding right shift r = -shift (0..30)
+} aiot_rq_ch_t;
+
+//! Output requantization shared by the matmul-like kernels. The tables hold one entry
+//! per output channel when per_channel is set, a single entry otherwise. Either `fast`
+//! is set (then multiplier/shift may be NULL), or multiplier and shift are.
 typedef struct {
     const int32_t *multiplier;  //!< Q31 significands from QuantizeMultiplier
     const int32_t *shift;       //!< exponents (>0: left shift, <0: rounding right shift)
@@ -26,6 +38,7 @@ typedef struct {
     int32_t act_min;            //!< fused activation clamp, in output units
     int32_t act_max;
     uint8_t per_channel;
+    const aiot_rq_ch_t *fast;   //!< non-NULL: the proven fast form (see aiot_rq_ch_t)
 } aiot_requant_t;
 
 //! Requantize one accumulator of output channel `channel`: MBQM, add zero point, clamp.
@@ -45,6 +58,16 @@ void aiot_dot4_s8(const int8_t *w, const int8_t *x, uint32_t len, int32_t *acc);
 int32_t aiot_dot1_s8(const int8_t *w, const int8_t *x, uint32_t len);
 int8_t aiot_packed_at(const int8_t *w, uint32_t len, uint32_t c, uint32_t k);
 
+//! Wide weights (`--optimize speed`): int16, output channels in groups of four (the
+//! generator pads the last group with zero rows). For each group and segment of `len`
+//! columns, blocks of 32 bytes hold, per block of 4 columns k..k+3, for channel 0..3 the
+//! pairs (w[k], w[k+2]) and (w[k+1], w[k+3]): exactly the operands SMLAD wants against
+//! SXTB16 of an input word, so the inner loop does no unpacking. The len % 4 tail columns
+//! follow channel by channel. aiot_dot4_s16w adds one segment's four dot products to
+//! acc[0..3]; aiot_wide_at reads one weight of a wide segment.
+void aiot_dot4_s16w(const int16_t *w, const int8_t *x, uint32_t len, int32_t *acc);
+int16_t aiot_wide_at(const int16_t *w, uint32_t len, uint32_t c, uint32_t k);
+
 typedef struct {
     uint16_t batches;
     uint16_t in_features;
@@ -57,6 +80,10 @@ typedef struct {
 //! weights are [out_features][in_features] packed (see above), zero point 0 (symmetric).
 aiot_status_t aiot_fully_connected_s8(const aiot_fc_params_t *p, const int8_t *input, const int8_t *weights,
                                       const int32_t *bias, int8_t *output);
+//! Same with wide int16 weights (see aiot_dot4_s16w): out_features rounded up to a
+//! multiple of 4 rows in `weights`, bias has out_features entries.
+aiot_status_t aiot_fully_connected_s8_wide(const aiot_fc_params_t *p, const int8_t *input, const int16_t *weights,
+                                           const int32_t *bias, int8_t *output);
 
 typedef struct {
     uint16_t in_h, in_w, in_c;
@@ -78,6 +105,10 @@ typedef struct {
 //! the zero point against the folded bias gives the same integers.
 aiot_status_t aiot_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
                              const int32_t *bias, int8_t *output);
+//! Same with wide int16 filters: out_c rounded up to a multiple of 4 zero-padded rows,
+//! one wide segment of seg_len columns per kernel row.
+aiot_status_t aiot_conv2d_s8_wide(const aiot_conv_params_t *p, const int8_t *input, const int16_t *filter,
+                                  const int32_t *bias, int8_t *output);
 //! NHWC depthwise conv, batch 1. filter is [1][k_h][k_w][out_c] (not packed),
 //! out_c = in_c * depth_multiplier; bias folded the same way as aiot_conv2d_s8.
 aiot_status_t aiot_depthwise_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,

@@ -2,15 +2,21 @@
 //! generator pre-arranged ("packed"): four output channels interleaved per block of four
 //! columns, so one pass over the input feeds four accumulators. Cores with the DSP
 //! extension use SXTB16 + SMLAD (two 8-bit MACs per instruction); others plain C.
-#include "aiot/fixedpoint.h"
+#include "aiot/simd.h"
 
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#include <arm_acle.h>
-#define AIOT_DSP 1
-#endif
+int16_t aiot_wide_at(const int16_t *w, uint32_t len, uint32_t c, uint32_t k)
+{
+    const uint32_t len4 = len & ~3u;
+    if (k < len4) {
+        // within a block, channel c holds k+0, k+2, k+1, k+3 (see engine.h)
+        static const uint8_t slot[4] = {0, 2, 1, 3};
+        return w[(k & ~3u) * 4u + c * 4u + slot[k & 3u]];
+    }
+    return w[len4 * 4u + c * (len - len4) + (k - len4)];
+}
 
 int8_t aiot_packed_at(const int8_t *w, uint32_t len, uint32_t c, uint32_t k)
 {
@@ -22,19 +28,8 @@ int8_t aiot_packed_at(const int8_t *w, uint32_t len, uint32_t c, uint32_t k)
 }
 
 #ifdef AIOT_DSP
-static inline uint32_t load32(const int8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);  // unaligned word load (LDR) on v7E-M/v8-M Main
-    return v;
-}
-
-static inline int32_t sxtb16_ror8(uint32_t x)
-{
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
+#define load32 aiot_load32
+#define sxtb16_ror8 aiot_sxtb16_ror8
 #endif
 
 void aiot_dot4_s8(const int8_t *w, const int8_t *x, uint32_t len, int32_t *acc)
@@ -102,4 +97,9 @@ int32_t aiot_dot1_s8(const int8_t *w, const int8_t *x, uint32_t len)
         acc += (int32_t)w[k] * (int32_t)x[k];
     }
     return acc;
+}
+
+void aiot_dot4_s16w(const int16_t *w, const int8_t *x, uint32_t len, int32_t *acc)
+{
+    (void)aiot_dot4_wide(w, x, len, acc);
 }
