@@ -16,6 +16,11 @@ def command(out: Path, seed: int, hours: float) -> None:
 
     The first half is normal operation (train on it); the second half holds an impeller
     imbalance, a bearing wear-out and a temperature sensor dropout between normal stretches.
+
+    \b
+    Example:
+      aiot synth --out build/pump.csv
+      aiot synth --out build/pump-8h.csv --hours 8 --seed 3
     """
     from ..synth import write_csv
 
