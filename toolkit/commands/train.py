@@ -26,7 +26,18 @@ import click
 def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_rows: int | None,
             channels: str | None, label_column: str, timestamp_column: str, quantile: float, hidden: str,
             name: str | None) -> None:
-    """Train a dense autoencoder on the normal rows of the training part of DATA."""
+    """Train a dense autoencoder on the normal rows of the training part of DATA.
+
+    Windows of W samples x C channels, each channel normalized with statistics from the
+    training rows; rows labelled as faults and windows with missing samples are left out
+    of training (and counted). Writes a model package: manifest.json, model.keras and
+    vectors.npz (held-out test windows). Next step: aiot quantize.
+
+    \b
+    Example:
+      aiot train --data build/pump.csv --out build/pkg
+      aiot train --data site.csv --out build/site --train-rows 20000 --window 16 --epochs 50
+    """
     from ..data import load_csv
     from ..progress import step
     from ..train import train
