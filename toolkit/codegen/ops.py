@@ -142,22 +142,24 @@ def _qp(t: Tensor) -> tuple[float, int]:
 
 
 def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int,
-                  acc_bound: int | None = None) -> tuple[list[str], str]:
-    """Requantization tables and the aiot_requant_t initializer. ``acc_bound`` bounds
-    |accumulator| over every channel and every int8 input; when it is below 2**30 and
-    every shift is a right shift, the proven fast form (aiot_rq_ch_t) replaces the
-    generic multiplier/shift tables (same size: two words per channel)."""
-    pc = 1 if len(mults) > 1 else 0
+                  acc_bound: int | None = None, channels: int = 1) -> tuple[list[str], str, int]:
+    """Requantization tables, the aiot_requant_t initializer and the tables' bytes.
+    ``acc_bound`` bounds |accumulator| over every channel and every int8 input; when it
+    is below 2**30 and every shift is a right shift, the proven fast form (aiot_rq_ch_t,
+    one entry per channel, a per-tensor entry repeated, so the kernels index it without a
+    stride) replaces the generic multiplier/shift tables."""
     if acc_bound is not None and acc_bound < 2**30 and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
+        if len(mults) == 1:
+            mults, shifts = mults * channels, shifts * channels
         rows = "\n".join(f"    {{ {m}, {-s - 1} }}," for m, s in zip(mults, shifts))
         decls = [f"static const aiot_rq_ch_t {name}_rq[{len(mults)}] = {{\n{rows}\n}};"]
-        return decls, f"{{ NULL, NULL, {out_zp}, {lo}, {hi}, {pc}, {name}_rq }}"
+        return decls, f"{{ NULL, NULL, {out_zp}, {lo}, {hi}, 1, {name}_rq }}", 8 * len(mults)
     decls = [
         _c_array("int32_t", f"{name}_mult", np.array(mults)),
         _c_array("int32_t", f"{name}_shift", np.array(shifts)),
     ]
-    init = f"{{ {name}_mult, {name}_shift, {out_zp}, {lo}, {hi}, {pc}, NULL }}"
-    return decls, init
+    init = f"{{ {name}_mult, {name}_shift, {out_zp}, {lo}, {hi}, {1 if len(mults) > 1 else 0}, NULL }}"
+    return decls, init, 8 * len(mults)
 
 
 def _acc_bound(bias: np.ndarray, w_abs_sums: np.ndarray) -> int:
@@ -215,7 +217,8 @@ def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
     lo, hi = activation_range(op.options.get("activation", "NONE"), out_s, out_zp)
     wq = w.data.astype(np.int64)
     bias = _i32(_bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, n_out) - in_zp * wq.sum(axis=1), g, op)
-    decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi, _acc_bound(bias, np.abs(wq).sum(axis=1)))
+    decls, rq, rq_bytes = _requant_decl(name, mults, shifts, out_zp, lo, hi, _acc_bound(bias, np.abs(wq).sum(axis=1)),
+                                        n_out)
     if ctx.optimize == "speed":
         packed, ctype, fn = pack_weights_wide(w.data, 1, n_in), "int16_t", "aiot_fully_connected_s8_wide"
     else:
@@ -227,7 +230,7 @@ def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
     ]
     call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=batches * n_in * n_out,
-                 weights_bytes=packed.nbytes + 4 * n_out + 8 * len(mults))
+                 weights_bytes=packed.nbytes + 4 * n_out + rq_bytes)
 
 
 def _padding(padding: str, in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
@@ -281,7 +284,9 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
         raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels (grouped convs are not supported)",
                     "use a regular or depthwise convolution")
     seg = k_w * in_c if depthwise else -(-k_w * in_c // 4) * 4
-    decls, rq = _requant_decl(name, mults, shifts, out_zp, lo, hi, _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))))
+    decls, rq, rq_bytes = _requant_decl(
+        name, mults, shifts, out_zp, lo, hi,
+        _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))), out_c)
     wide = not depthwise and ctx.optimize == "speed"
     if depthwise:
         packed, ctype = np.asarray(w.data, dtype=np.int8), "int8_t"
@@ -298,7 +303,7 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
     fn = "aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8_wide" if wide else "aiot_conv2d_s8"
     call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
     macs = out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
-    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=packed.nbytes + 4 * out_c + 8 * len(mults))
+    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=packed.nbytes + 4 * out_c + rq_bytes)
 
 
 def emit_conv2d(ctx: Ctx, op: Operator, name: str) -> Layer:

@@ -30,7 +30,8 @@ typedef struct {
 
 //! Output requantization shared by the matmul-like kernels. The tables hold one entry
 //! per output channel when per_channel is set, a single entry otherwise. Either `fast`
-//! is set (then multiplier/shift may be NULL), or multiplier and shift are.
+//! is set, with one entry per output channel and per_channel = 1 (multiplier and shift
+//! may then be NULL), or multiplier and shift are.
 typedef struct {
     const int32_t *multiplier;  //!< Q31 significands from QuantizeMultiplier
     const int32_t *shift;       //!< exponents (>0: left shift, <0: rounding right shift)

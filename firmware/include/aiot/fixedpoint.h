@@ -11,6 +11,8 @@
 #define AIOT_DSP 1
 #endif
 
+#include <string.h>
+
 // gemmlowp's nudge-then-truncate equals floor((a*b + 2^30) / 2^31) for every pair except
 // INT32_MIN * INT32_MIN, so the 64-bit product only needs an add and a shift.
 static inline int32_t aiot_fp_srdhm_nosat(int32_t a, int32_t b)
@@ -95,27 +97,73 @@ static inline int8_t aiot_fp_out_fast(const aiot_rq_ch_t *q, int32_t acc, int32_
 {
     int32_t v = aiot_fp_requant_fast(q, acc) + zp;
     v = v < lo ? lo : v;
-    return (int8_t)(v > hi ? hi : v);
+    v = v > hi ? hi : v;
+    return (int8_t)v;
 }
 
-// Requantize four consecutive channels o..o+3 (the multi-row kernels' epilogue), the
-// accumulators passed by value so they stay in registers. Forced inline: GCC otherwise
-// keeps one out-of-line copy and the accumulators make a round trip through memory. The
-// generic form calls the out-of-line aiot_requant_s8 to keep that copy small.
-static inline __attribute__((always_inline)) void aiot_fp_requant4(const aiot_requant_t *rq, uint32_t o, int32_t a0, int32_t a1, int32_t a2,
+// The fast form in registers, for kernels that requantize four channels at a time. The
+// final halving of aiot_fp_requant_fast absorbs the output zero point:
+// floor((t + 1) / 2) + zp == floor((t + 1 + 2 zp) / 2), so bias1 = 2 * zp + 1.
+typedef struct {
+    int32_t bias1;  //!< 2 * output_offset + 1
+    int32_t lo, hi; //!< activation clamp (-128 <= lo <= hi <= 127)
+    uint32_t lo4, hi4;  //!< lo and hi in each byte (DSP byte-wise clamp)
+} aiot_rq4_t;
+
+static inline aiot_rq4_t aiot_fp_rq4(const aiot_requant_t *rq)
+{
+    const aiot_rq4_t r = {2 * rq->output_offset + 1, rq->act_min, rq->act_max,
+                          (uint8_t)rq->act_min * 0x01010101u, (uint8_t)rq->act_max * 0x01010101u};
+    return r;
+}
+
+static inline __attribute__((always_inline)) int32_t aiot_fp_fast2(const aiot_rq_ch_t *q, int32_t a, int32_t bias1)
+{
+    const int32_t h = aiot_fp_smmulr((int32_t)((uint32_t)a << 1), q->multiplier);
+    return ((h + (a >> 31)) >> q->pre_shift) + bias1;  // twice the output, before rounding
+}
+
+// Requantize four channels with tables q[0..3] into y[0..3]. Forced inline so the
+// accumulators stay in registers.
+static inline __attribute__((always_inline)) void aiot_fp_requant4_fast(const aiot_rq_ch_t *q, const aiot_rq4_t *r,
+                                                                       int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                                                                       int8_t *y)
+{
+#ifdef AIOT_DSP
+    // SSAT #8 with ASR #1 does the last halving and the int8 saturation in one; lo >= -128
+    // and hi <= 127, so clamping after it is exact. The clamp runs on four bytes at once
+    // (SSUB8 sets the GE flags per byte, SEL picks per byte) and one STR writes them
+    // (v7E-M and v8-M Main allow unaligned word stores).
+    uint32_t packed = (uint32_t)__ssat(aiot_fp_fast2(q, a0, r->bias1) >> 1, 8), ge;
+    const int32_t v1 = __ssat(aiot_fp_fast2(q + 1, a1, r->bias1) >> 1, 8);
+    const int32_t v2 = __ssat(aiot_fp_fast2(q + 2, a2, r->bias1) >> 1, 8);
+    const int32_t v3 = __ssat(aiot_fp_fast2(q + 3, a3, r->bias1) >> 1, 8);
+    __asm__("bfi    %[p], %[v1], #8, #8\n\t"
+            "bfi    %[p], %[v2], #16, #8\n\t"
+            "bfi    %[p], %[v3], #24, #8\n\t"
+            "ssub8  %[t], %[p], %[lo]\n\t"
+            "sel    %[p], %[p], %[lo]\n\t"
+            "ssub8  %[t], %[p], %[hi]\n\t"
+            "sel    %[p], %[hi], %[p]"
+            : [p] "+&r"(packed), [t] "=&r"(ge)
+            : [v1] "r"(v1), [v2] "r"(v2), [v3] "r"(v3), [lo] "r"(r->lo4), [hi] "r"(r->hi4)
+            : "cc");
+    memcpy(y, &packed, 4);
+#else
+    const int32_t a[4] = {a0, a1, a2, a3};
+    for (uint32_t j = 0; j < 4; ++j) {
+        int32_t v = aiot_fp_fast2(&q[j], a[j], r->bias1) >> 1;
+        v = v < r->lo ? r->lo : v;
+        v = v > r->hi ? r->hi : v;
+        y[j] = (int8_t)v;
+    }
+#endif
+}
+
+// Generic requantization of channels o..o+3 (tables not in the fast form).
+static inline void aiot_fp_requant4(const aiot_requant_t *rq, uint32_t o, int32_t a0, int32_t a1, int32_t a2,
                                     int32_t a3, int8_t *y)
 {
-    const aiot_rq_ch_t *fast = rq->fast;
-    if (fast != NULL) {
-        const uint32_t s = rq->per_channel ? 1u : 0u;
-        const aiot_rq_ch_t *q = fast + o * s;
-        const int32_t zp = rq->output_offset, lo = rq->act_min, hi = rq->act_max;
-        y[0] = aiot_fp_out_fast(q, a0, zp, lo, hi);
-        y[1] = aiot_fp_out_fast(q + s, a1, zp, lo, hi);
-        y[2] = aiot_fp_out_fast(q + 2u * s, a2, zp, lo, hi);
-        y[3] = aiot_fp_out_fast(q + 3u * s, a3, zp, lo, hi);
-        return;
-    }
     y[0] = aiot_requant_s8(rq, o, a0);
     y[1] = aiot_requant_s8(rq, o + 1u, a1);
     y[2] = aiot_requant_s8(rq, o + 2u, a2);

@@ -69,6 +69,7 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
     const size_t in_bytes = (size_t)p->in_h * row_stride;
     const size_t overhang = seg - (uint32_t)p->k_w * p->in_c;
     const aiot_requant_t rq = p->rq;  // local: the int8 stores could alias the params
+    const aiot_rq4_t r4 = aiot_fp_rq4(&rq);
     int8_t *y = output;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t iy0 = oy * p->stride_h - p->pad_top;
@@ -88,7 +89,10 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
                     for (uint32_t ky = 0; ky < p->k_h; ++ky) {
                         w = aiot_dot4_wide(w, x0 + (size_t)ky * p->dil_h * row_stride, seg, acc);
                     }
-                    if (oc + 4 <= p->out_c) {
+                    if (oc + 4 <= p->out_c && rq.fast != NULL) {
+                        aiot_fp_requant4_fast(rq.fast + oc, &r4, acc[0] + bias[oc], acc[1] + bias[oc + 1],
+                                              acc[2] + bias[oc + 2], acc[3] + bias[oc + 3], y + oc);
+                    } else if (oc + 4 <= p->out_c) {
                         aiot_fp_requant4(&rq, oc, acc[0] + bias[oc], acc[1] + bias[oc + 1], acc[2] + bias[oc + 2],
                                          acc[3] + bias[oc + 3], y + oc);
                     } else {  // zero-padded rows of the last group: computed, never stored
@@ -105,7 +109,11 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
                 for (uint32_t ky = 0; ky < p->k_h; ++ky, w += 4u * seg) {
                     aiot_dot4_s8(w, x0 + (size_t)ky * p->dil_h * row_stride, seg, acc);
                 }
-                aiot_fp_requant4(&rq, oc, acc[0], acc[1], acc[2], acc[3], y + oc);
+                if (rq.fast != NULL) {
+                    aiot_fp_requant4_fast(rq.fast + oc, &r4, acc[0], acc[1], acc[2], acc[3], y + oc);
+                } else {
+                    aiot_fp_requant4(&rq, oc, acc[0], acc[1], acc[2], acc[3], y + oc);
+                }
             }
             for (uint32_t oc = full; oc < p->out_c; ++oc) {
                 int32_t acc = bias[oc];
