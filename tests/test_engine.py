@@ -127,3 +127,71 @@ def test_srdhm_oracle_tie_rule():
     # guard for the oracle itself: +0.5 rounds up, -0.5 rounds up to 0, -1.5 to -1
     assert srdhm_ref(1, 2**30) == 1 and srdhm_ref(-1, 2**30) == 0 and srdhm_ref(-3, 2**30) == -1
     assert math.isclose(srdhm_ref(2**20, 2**30), 2**19)
+
+
+class _RqCh(ctypes.Structure):
+    _fields_ = [("multiplier", ctypes.c_int32), ("pre_shift", ctypes.c_int32)]
+
+
+class _Requant(ctypes.Structure):
+    _fields_ = [("multiplier", ctypes.c_void_p), ("shift", ctypes.c_void_p), ("output_offset", ctypes.c_int32),
+                ("act_min", ctypes.c_int32), ("act_max", ctypes.c_int32), ("per_channel", ctypes.c_uint8),
+                ("fast", ctypes.POINTER(_RqCh))]
+
+
+def test_fast_requantization_equals_double_rounding(lib):
+    # The fast form (SMMULR on 2*acc, one add-and-shift rounding) against SRDHM + rounding
+    # divide re-derived above, over its stated domain: |acc| < 2**30, right shifts 1..31.
+    lib.aiot_requant_s8.restype = ctypes.c_int8
+    lib.aiot_requant_s8.argtypes = [ctypes.POINTER(_Requant), ctypes.c_uint32, ctypes.c_int32]
+    rng = np.random.default_rng(3)
+    cases = []
+    for r in range(1, 32):
+        for m in (2**30, 2**31 - 1, int(rng.integers(2**30, 2**31 - 1)), 0):
+            # accumulators whose result lands inside int8, ties (h = odd * 2**(r-1)) included
+            for v in (-200, -129, -128, -3, -1, 0, 1, 2, 127, 128, 200):
+                center = v * 2.0**r * 2**31 / max(m, 1)
+                for acc in (int(center), int(center) - 1, int(center) + 1, 2 * v * 2 ** (r - 1), 2 * v * 2 ** (r - 1) - 1):
+                    if abs(acc) < 2**30:
+                        cases.append((acc, m, r))
+        cases += [(int(a), int(rng.integers(0, 2**31 - 1)), r) for a in rng.integers(-(2**30) + 1, 2**30, 50)]
+        cases += [(a, 2**31 - 1, r) for a in (2**30 - 1, -(2**30) + 1, -1, 1)]
+    seen = set()
+    for acc, m, r in cases:
+        zp = int(rng.integers(-128, 128))
+        lo, hi = sorted(int(v) for v in rng.integers(-128, 128, 2)) if rng.random() < 0.3 else (-128, 127)
+        table = (_RqCh * 1)(_RqCh(m, r - 1))
+        rq = _Requant(None, None, zp, lo, hi, 1, table)
+        want = min(max(rdivpot_ref(srdhm_ref(acc, m), r) + zp, lo), hi)
+        assert lib.aiot_requant_s8(ctypes.byref(rq), 0, acc) == want, (acc, m, r, zp, lo, hi)
+        seen.add(want)
+    assert len(seen) > 200  # the cases really spread over the int8 range, not just the clamps
+
+
+def test_wide_packing_roundtrip_and_dot4(lib):
+    from toolkit.codegen.ops import pack_weights_wide
+
+    lib.aiot_wide_at.restype = ctypes.c_int16
+    lib.aiot_wide_at.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
+    lib.aiot_dot4_s16w.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_void_p]
+    for rows, segs, seg_len in [(4, 1, 8), (9, 1, 7), (8, 3, 5), (3, 2, 4), (12, 1, 1)]:
+        rng = np.random.default_rng(rows * 100 + seg_len)
+        w = rng.integers(-128, 128, size=(rows, segs * seg_len), dtype=np.int8)
+        wide = np.ascontiguousarray(pack_weights_wide(w, segs, seg_len))
+        groups = -(-rows // 4)
+        assert wide.dtype == np.int16 and wide.size == groups * 4 * segs * seg_len  # zero rows pad the last group
+        base = wide.ctypes.data
+        for g in range(groups):
+            for s in range(segs):
+                seg_ptr = base + 2 * (g * 4 * segs * seg_len + s * 4 * seg_len)
+                for c in range(4):
+                    for k in range(seg_len):
+                        want = w[4 * g + c, s * seg_len + k] if 4 * g + c < rows else 0
+                        assert lib.aiot_wide_at(seg_ptr, seg_len, c, k) == want
+                x = np.ascontiguousarray(rng.integers(-128, 128, size=seg_len, dtype=np.int8))
+                acc = (ctypes.c_int32 * 4)(1, -2, 3, -4)
+                lib.aiot_dot4_s16w(seg_ptr, x.ctypes.data, seg_len, acc)
+                rows_w = np.zeros((4, seg_len), np.int64)
+                real = w[4 * g : 4 * g + 4, s * seg_len : (s + 1) * seg_len]
+                rows_w[: len(real)] = real
+                assert list(acc) == list(rows_w @ x.astype(np.int64) + np.array([1, -2, 3, -4]))

@@ -179,10 +179,10 @@ def _tflite(recipes, builder, per_channel: bool, batch1: bool):
     return recipes.cached_tflite(["parity", inspect.getsource(builder), per_channel, batch1], build)
 
 
-def _compare(model_path, ref_path, tmp_path, seed: int) -> list[str]:
+def _compare(model_path, ref_path, tmp_path, seed: int, **gen) -> list[str]:
     from toolkit.reference import TflmReference
 
-    res = codegen.generate(model_path, tmp_path)
+    res = codegen.generate(model_path, tmp_path, **gen)
     host, ref = HostModel(tmp_path), TflmReference(ref_path)
     rng = np.random.default_rng(seed)
     xs = rng.integers(-128, 128, size=(N_INPUTS, res.input_bytes), dtype=np.int8)
@@ -215,3 +215,33 @@ def test_dynamic_batch_shape_arithmetic_is_folded(recipes, builder, tmp_path):
     assert "SHAPE" in ops
     layers = _compare(dynamic, static, tmp_path, seed=100 + BUILDERS.index(builder)).layers
     assert "SHAPE" not in layers and "PACK" not in layers
+
+
+# The cases above run the default speed mode (int16 weights). The packed int8 kernels of
+# the size mode, on the families with FULLY_CONNECTED and CONV_2D (border pixels included).
+SIZE_MODE = [(conv2d_same_stride, True), (dense_acts, True), (conv1d_valid, False)]
+
+
+@pytest.mark.parametrize("builder, per_channel", SIZE_MODE,
+                         ids=[f"{b.__name__}-{'pc' if pc else 'pt'}" for b, pc in SIZE_MODE])
+def test_parity_size_mode(recipes, builder, per_channel, tmp_path):
+    path = _tflite(recipes, builder, per_channel, builder in DYNAMIC_SHAPES)
+    _compare(path, path, tmp_path, seed=200 + BUILDERS.index(builder), optimize="size")
+    assert "aiot_rq_ch_t" in (tmp_path / "model.c").read_text()  # the fast requantization ran
+
+
+# The generator uses the generic requantization (SRDHM + rounding shift at run time) only
+# where it cannot prove the fast form exact; these small models always qualify, so force
+# the generic tables to keep that path checked in both modes.
+GENERIC_RQ = [(conv2d_same_stride, True, "speed"), (dense_acts, False, "size")]
+
+
+@pytest.mark.parametrize("builder, per_channel, optimize", GENERIC_RQ,
+                         ids=[f"{b.__name__}-{'pc' if pc else 'pt'}-{o}" for b, pc, o in GENERIC_RQ])
+def test_parity_generic_requantization(recipes, builder, per_channel, optimize, tmp_path, monkeypatch):
+    from toolkit.codegen import ops
+
+    monkeypatch.setattr(ops, "FAST_REQUANT_LIMIT", 0)
+    path = _tflite(recipes, builder, per_channel, builder in DYNAMIC_SHAPES)
+    _compare(path, path, tmp_path, seed=300 + BUILDERS.index(builder), optimize=optimize)
+    assert "aiot_rq_ch_t" not in (tmp_path / "model.c").read_text()

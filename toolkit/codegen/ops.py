@@ -141,6 +141,10 @@ def _qp(t: Tensor) -> tuple[float, int]:
     return t.qparams()
 
 
+#: |accumulator| bound under which the fast requantization is exact (2 * acc fits int32).
+FAST_REQUANT_LIMIT = 2**30
+
+
 def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int,
                   acc_bound: int | None = None, channels: int = 1) -> tuple[list[str], str, int]:
     """Requantization tables, the aiot_requant_t initializer and the tables' bytes.
@@ -148,7 +152,7 @@ def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, l
     is below 2**30 and every shift is a right shift, the proven fast form (aiot_rq_ch_t,
     one entry per channel, a per-tensor entry repeated, so the kernels index it without a
     stride) replaces the generic multiplier/shift tables."""
-    if acc_bound is not None and acc_bound < 2**30 and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
+    if acc_bound is not None and acc_bound < FAST_REQUANT_LIMIT and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
         if len(mults) == 1:
             mults, shifts = mults * channels, shifts * channels
         rows = "\n".join(f"    {{ {m}, {-s - 1} }}," for m, s in zip(mults, shifts))

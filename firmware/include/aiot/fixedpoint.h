@@ -92,15 +92,6 @@ static inline int8_t aiot_fp_requant(const aiot_requant_t *rq, uint32_t channel,
     return (int8_t)acc;
 }
 
-// Fast-form requantization of one output with the fields held in registers.
-static inline int8_t aiot_fp_out_fast(const aiot_rq_ch_t *q, int32_t acc, int32_t zp, int32_t lo, int32_t hi)
-{
-    int32_t v = aiot_fp_requant_fast(q, acc) + zp;
-    v = v < lo ? lo : v;
-    v = v > hi ? hi : v;
-    return (int8_t)v;
-}
-
 // The fast form in registers, for kernels that requantize four channels at a time. The
 // final halving of aiot_fp_requant_fast absorbs the output zero point:
 // floor((t + 1) / 2) + zp == floor((t + 1 + 2 zp) / 2), so bias1 = 2 * zp + 1.
