@@ -265,3 +265,56 @@ def test_svg_points_stay_inside_the_plot_even_for_zero_scores(scripted):
     svg = report._svg(r)
     ys = [float(p.split(",")[1]) for pts in re.findall(r'points="([^"]+)"', svg) for p in pts.split()]
     assert ys and all(0.0 <= y <= 140.0 for y in ys)
+
+
+def test_fleet_noise_floor_sets_the_monitors_noise_through_a_level_offset():
+    """The evaluation-side per-sensor floor: the monitor (same C as the firmware) must end
+    commissioning with noise = max(own spread, floor x fleet spread) on every channel."""
+    from toolkit import monitor as M
+    from toolkit.evaluate.monitor_device import floor_offsets
+
+    rng = np.random.default_rng(1)
+    n, commission = 200, 100
+    x = np.column_stack([30.0 + 0.01 * rng.standard_normal(n),  # quiet sensor: the floor must win
+                         5.0 + 2.0 * rng.standard_normal(n)])  # noisy sensor: its own spread stays
+    fleet_mean, fleet_std = np.array([29.0, 4.0]), np.array([0.5, 0.5])
+    off = floor_offsets(fleet_mean, fleet_std, 1.0)
+    assert off.tolist() == [1000 * 0.5 - 29.0, 1000 * 0.5 - 4.0]
+    assert floor_offsets(fleet_mean, fleet_std, 0.0).tolist() == [0.0, 0.0]
+    cfg = M.default_config(2, 4, 1000, commission_samples=commission, calibration_windows=8)
+    mon = M.Monitor(cfg, scorer=lambda w: np.zeros_like(w))
+    mon.run(np.arange(n) * 1000, (x + off).astype(np.float32))
+    own = x[:commission].std(axis=0, ddof=1)
+    # the floor: 1e-3 x |30 + 471| = 0.501 (the level offset leaves a 1e-3 x (30 - 29) remainder)
+    assert mon.channel(0).noise == pytest.approx(1e-3 * (30.0 + 471.0), rel=1e-3)
+    assert mon.channel(1).noise == pytest.approx(own[1], rel=1e-3)
+    assert mon.channel(0).baseline == pytest.approx(x[:commission, 0].mean() + 471.0, rel=1e-6)
+
+
+def test_calib_split_fits_levels_on_the_first_rows_and_the_threshold_on_the_rest(monkeypatch):
+    """calib_split 0.5: normalization from the first half of the commissioning rows only;
+    the threshold from windows lying entirely in the second half."""
+    from toolkit.data import Series
+
+    n, W = 40, 4
+    x = np.concatenate([np.zeros(20), np.arange(20, dtype=float)])[:, None]  # flat, then a drift
+    s = Series(np.arange(n, dtype=float), x, np.ones((n, 1), bool), None, ["a"])
+    d = dev.ReferenceDevice.__new__(dev.ReferenceDevice)
+    d.rule = dev.AlertRule(calib_split=0.5, smooth=1, threshold_quantile=1.0, threshold_margin=1.0, noise_floor=0.0)
+    d.pkg = type("P", (), {"window": W})()
+    seen = {}
+
+    def fake_scores(series, rows=None):
+        seen["rows"] = rows
+        end = np.arange(W - 1, series.rows)
+        if rows is not None:
+            end = end[end >= rows]
+        err = series.values[end, 0].astype(float)  # score = the newest raw value of the window
+        return end, err, err[:, None]
+
+    d._scores = fake_scores
+    info = d.commission(s)
+    assert d.norm.mean[0] == pytest.approx(0.0)  # levels from rows 0..19 only (all zeros)
+    assert seen["rows"] == 20 + W - 1  # first window entirely after row 19 ends at row 23
+    assert info["threshold"] == pytest.approx(19.0)  # max over windows ending at rows 23..39
+    assert info["commissioning_windows"] == 17

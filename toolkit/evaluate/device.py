@@ -74,6 +74,10 @@ class AlertRule:
     #: > 0: each sensor's level follows healthy data with this time constant (samples), frozen
     #: while the alert is on or the window is above threshold; 0: levels fixed at commissioning
     track_tau: int = 0
+    #: > 0: the installation's levels and noise are fitted on this first fraction of the
+    #: commissioning rows and the threshold on the windows of the rest (held out: they carry
+    #: the drift of the first minutes after the levels were taken); 0: both on all rows
+    calib_split: float = 0.0
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -222,12 +226,15 @@ class ReferenceDevice:
         h = head.slice(0, head.rows)
         if h.labels is not None:  # a labelled fault in the commissioning rows must not set the baseline
             h.valid &= (h.labels == 0)[:, None]
-        self.norm = fit_normalization(h)
+        cut = int(round(self.rule.calib_split * h.rows)) if self.rule.calib_split > 0 else 0
+        self.norm = fit_normalization(h.slice(0, cut) if cut else h)
         if self.rule.noise_floor > 0:
             fleet_std = self.pkg.normalization.std
             self.norm.std = np.maximum(self.norm.std, np.float32(self.rule.noise_floor) * fleet_std)
-        _, total, per_ch = self._scores(h)
+        # calibration windows: all, or those entirely after the rows the levels came from
+        _, total, per_ch = self._scores(h, rows=np.int64(cut + self.pkg.window - 1) if cut else None)
         self.ref = np.maximum(per_ch.mean(axis=0), 1e-6) if len(per_ch) else None
+        self.cal_total, self.cal_ch = total, per_ch
         scores = _smooth(self.combine(total, per_ch), self.rule.smooth)
         if scores.size == 0:
             raise ToolkitError(

@@ -74,7 +74,10 @@ def evaluate(
 
         src_sha = sha256_file(ds.fleet_source) if ds.fleet_source else "memory"
         rows = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
-        package = device_fleet_model(ds.fleet, src_sha, window, epochs, settings.seed, rows, settings.hidden)
+        from .monitor_device import FLOOR_KNOB
+
+        package = device_fleet_model(ds.fleet, src_sha, window, epochs, settings.seed, rows, settings.hidden,
+                                     noise_floor=float(settings.knobs.get(FLOOR_KNOB, 0.0)))
         tfl = package / "model.tflite"
         model_ctx = {"kind": "fleet (noise-unit inputs, for the monitor)", "package": str(package),
                      "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,

@@ -63,12 +63,12 @@ def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0) -> li
 
 def grid() -> list[AlertRule]:
     rules = []
-    for kind, q, margin, smooth, (up, down), floor in itertools.product(
+    for kind, q, margin, smooth, (up, down), floor, split in itertools.product(
         ("mean", "max_channel"), (0.99, 1.0), (1.0, 1.5, 2.0, 3.0), (1, 10, 30, 60), ((3, 5), (5, 20), (10, 30)),
-        (0.0, 1.0, 2.0),
+        (0.0, 0.25, 0.5, 1.0, 2.0), (0.0, 0.5),
     ):
         rules.append(AlertRule(threshold_quantile=q, threshold_margin=margin, smooth=smooth, raise_after=up,
-                               clear_after=down, noise_floor=floor, score=kind))
+                               clear_after=down, noise_floor=floor, score=kind, calib_split=split))
     return rules
 
 
@@ -78,21 +78,19 @@ def score_rules(dataset: Dataset, package: Path, rules: list[AlertRule]) -> list
     from .device import ReferenceDevice, _smooth, apply_rule
 
     raw: dict[tuple, list] = {}
-    for key in sorted({(r.noise_floor, r.score) for r in rules}):
+    for key in sorted({(r.noise_floor, r.score, r.calib_split) for r in rules}):
         per_file = []
-        base = AlertRule(noise_floor=key[0], score=key[1], smooth=1)
+        base = AlertRule(noise_floor=key[0], score=key[1], calib_split=key[2], smooth=1)
         for rec in dataset.recordings:
             d = ReferenceDevice(package, base)
-            head = rec.series.head(SHAPE[0])
-            d.commission(head)
-            _, cal_total, cal_ch = d._scores(head)
+            d.commission(rec.series.head(SHAPE[0]))
             out = d.stream(rec.series, SHAPE[0])  # smooth=1: raw window scores
-            per_file.append((d.combine(cal_total, cal_ch), out.score, rec.labels[SHAPE[0]:]))
+            per_file.append((d.combine(d.cal_total, d.cal_ch), out.score, rec.labels[SHAPE[0]:]))
         raw[key] = per_file
     rows = []
     for rule in rules:
         total = Confusion()
-        for cal, score, labels in raw[(rule.noise_floor, rule.score)]:
+        for cal, score, labels in raw[(rule.noise_floor, rule.score, rule.calib_split)]:
             thr = float(np.quantile(_smooth(cal, rule.smooth), rule.threshold_quantile) * rule.threshold_margin)
             sm = np.full(score.shape, np.nan)
             ok = np.isfinite(score)
@@ -105,33 +103,42 @@ def score_rules(dataset: Dataset, package: Path, rules: list[AlertRule]) -> list
 
 #: Monitor knobs tried for the host / qemu targets (everything else: the C defaults).
 MONITOR_GRID = {
-    "alert_margin": (1.5, 2.0, 3.0, 4.0, 6.0),
-    "clear_ratio": (0.5, 1.0),  # clear_margin = ratio x alert_margin (1.0: no hysteresis band)
+    "alert_margin": (1.25, 1.5, 2.0, 2.5, 3.0),
+    "clear_ratio": (0.75, 1.0),  # clear_margin = ratio x alert_margin (1.0: no hysteresis band)
+    # evaluation-side per-sensor noise floor, x the fleet's long-term spread (0: off; monitor_device.FLOOR_KNOB)
+    "fleet_noise_floor": (0.0, 0.1, 0.25, 0.5, 0.75, 1.0),
     "persist": ((3, 5), (6, 10)),
-    "max_recal_step": (None, 1.0),  # None = C default; 1.0 = (almost) never accept a step as a remount
+    # None = C default (0.25 noise units/h, 6 in total); else (max_drift_rate, max_baseline_shift).
+    # (30, 20) was tried in a first grid: worse for every other setting (docs/evaluation.md)
+    "drift": (None,),
 }
 
 
 def monitor_grid() -> list[dict]:
+    from .monitor_device import FLOOR_KNOB
+
     out = []
-    for margin, ratio, (k, n), recal in itertools.product(*MONITOR_GRID.values()):
+    for margin, ratio, floor, (k, n), drift in itertools.product(*MONITOR_GRID.values()):
         knobs = {"alert_margin": margin, "clear_margin": ratio * margin, "persist_k": k, "persist_n": n}
-        if recal is not None:
-            knobs.update(max_recal_step=recal, step_threshold=min(1.0, recal))
+        if floor > 0:
+            knobs[FLOOR_KNOB] = floor
+        if drift is not None:
+            knobs.update(max_drift_rate=drift[0], max_baseline_shift=drift[1])
         out.append(knobs)
     return out
 
 
-def score_monitor(dataset: Dataset, model_dir: Path, window: int, grid: list[dict]) -> list[tuple[dict, Confusion]]:
+def score_monitor(dataset: Dataset, models: dict[float, Path], window: int, grid: list[dict]) -> list[tuple[dict, Confusion]]:
+    """``models``: the validation device model per noise floor (the floor changes its inputs)."""
     from ..progress import Bar
-    from .monitor_device import MonitorDevice
+    from .monitor_device import FLOOR_KNOB, MonitorDevice
 
     rows = []
     with Bar(len(grid), "monitor settings") as bar:
         for knobs in grid:
             total = Confusion()
             for rec in dataset.recordings:
-                d = MonitorDevice(model_dir, window, "host", knobs)
+                d = MonitorDevice(models[float(knobs.get(FLOOR_KNOB, 0.0))], window, "host", knobs)
                 d.commission(rec.series.head(SHAPE[0]))
                 out = d.stream(rec.series, SHAPE[0])
                 total = total + confusion(rec.labels[SHAPE[0]:], out.alert)
@@ -142,16 +149,20 @@ def score_monitor(dataset: Dataset, model_dir: Path, window: int, grid: list[dic
 
 def main_monitor(argv: list[str]) -> int:
     from ..data import sha256_file
-    from .monitor_device import device_fleet_model
+    from .monitor_device import FLOOR_KNOB, device_fleet_model
 
     window = 8
     if argv[:1] == ["--window"]:
         window, argv = int(argv[1]), argv[2:]
     normal = load_csv(argv[0], label_column=None)
     half = normal.rows // 2
-    model = device_fleet_model(normal.head(half), sha256_file(argv[0]) + ":first-half", window, 30, 0, SHAPE[0])
+    grid = monitor_grid()
+    # the validation model sees the first half only (its fleet spread too)
+    models = {f: device_fleet_model(normal.head(half), sha256_file(argv[0]) + ":first-half", window, 30, 0, SHAPE[0],
+                                    noise_floor=f)
+              for f in sorted({float(k.get(FLOOR_KNOB, 0.0)) for k in grid})}
     ds = Dataset(pseudo_installations(normal.slice(half, normal.rows)))
-    results = score_monitor(ds, model, window, monitor_grid())
+    results = score_monitor(ds, models, window, grid)
     ok = [(k, c) for k, c in results if c.far is not None and c.far <= 0.10]
     best = max(ok or results, key=lambda kc: (kc[1].f1 or 0.0))
     for k, c in sorted(results, key=lambda kc: -(kc[1].f1 or 0))[:12]:
