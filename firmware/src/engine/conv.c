@@ -58,45 +58,48 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
     if (rc != AIOT_OK) {
         return (aiot_status_t)rc;
     }
-    const uint32_t seg = p->seg_len;
-    if (seg < (uint32_t)p->k_w * p->in_c) {
+    // A local copy of the parameters: the int8 output stores may alias anything, which
+    // would make the compiler reload every field inside the pixel and channel loops.
+    const aiot_conv_params_t c = *p;
+    const uint32_t seg = c.seg_len;
+    if (seg < (uint32_t)c.k_w * c.in_c) {
         return AIOT_ERR_PARAM;
     }
-    const uint32_t full = p->out_c & ~3u;
-    const size_t row_stride = (size_t)p->in_w * p->in_c;
+    const uint32_t full = c.out_c & ~3u;
+    const size_t row_stride = (size_t)c.in_w * c.in_c;
     // The packed rows may be longer than the window (zero weights): those reads must stay
     // inside the input tensor, so pixels too close to its end take the general path.
-    const size_t in_bytes = (size_t)p->in_h * row_stride;
-    const size_t overhang = seg - (uint32_t)p->k_w * p->in_c;
-    const aiot_requant_t rq = p->rq;  // local: the int8 stores could alias the params
+    const size_t in_bytes = (size_t)c.in_h * row_stride;
+    const size_t overhang = seg - (uint32_t)c.k_w * c.in_c;
+    const aiot_requant_t rq = c.rq;  // local: the int8 stores could alias the params
     const aiot_rq4_t r4 = aiot_fp_rq4(&rq);
     int8_t *y = output;
-    for (int32_t oy = 0; oy < p->out_h; ++oy) {
-        const int32_t iy0 = oy * p->stride_h - p->pad_top;
-        const int rows_inside = iy0 >= 0 && iy0 + (p->k_h - 1) * p->dil_h < p->in_h;
-        for (int32_t ox = 0; ox < p->out_w; ++ox, y += p->out_c) {
-            const int32_t ix0 = ox * p->stride_w - p->pad_left;
-            const size_t last_end = ((size_t)(iy0 + (p->k_h - 1) * p->dil_h) * p->in_w + (size_t)(ix0 + p->k_w)) * p->in_c;
-            if (!rows_inside || p->dil_w != 1 || ix0 < 0 || ix0 + p->k_w > p->in_w || last_end + overhang > in_bytes) {
+    for (int32_t oy = 0; oy < c.out_h; ++oy) {
+        const int32_t iy0 = oy * c.stride_h - c.pad_top;
+        const int rows_inside = iy0 >= 0 && iy0 + (c.k_h - 1) * c.dil_h < c.in_h;
+        for (int32_t ox = 0; ox < c.out_w; ++ox, y += c.out_c) {
+            const int32_t ix0 = ox * c.stride_w - c.pad_left;
+            const size_t last_end = ((size_t)(iy0 + (c.k_h - 1) * c.dil_h) * c.in_w + (size_t)(ix0 + c.k_w)) * c.in_c;
+            if (!rows_inside || c.dil_w != 1 || ix0 < 0 || ix0 + c.k_w > c.in_w || last_end + overhang > in_bytes) {
                 conv_pixel_general(p, input, filter, wide, bias, iy0, ix0, y);
                 continue;
             }
-            const int8_t *x0 = input + (size_t)iy0 * row_stride + (size_t)ix0 * p->in_c;
+            const int8_t *x0 = input + (size_t)iy0 * row_stride + (size_t)ix0 * c.in_c;
             if (wide) {
                 const int16_t *w = (const int16_t *)filter;
-                for (uint32_t oc = 0; oc < p->out_c; oc += 4) {
+                for (uint32_t oc = 0; oc < c.out_c; oc += 4) {
                     int32_t acc[4] = {0, 0, 0, 0};
-                    for (uint32_t ky = 0; ky < p->k_h; ++ky) {
-                        w = aiot_dot4_wide(w, x0 + (size_t)ky * p->dil_h * row_stride, seg, acc);
+                    for (uint32_t ky = 0; ky < c.k_h; ++ky) {
+                        w = aiot_dot4_wide(w, x0 + (size_t)ky * c.dil_h * row_stride, seg, acc);
                     }
-                    if (oc + 4 <= p->out_c && rq.fast != NULL) {
+                    if (oc + 4 <= c.out_c && rq.fast != NULL) {
                         aiot_fp_requant4_fast(rq.fast + oc, &r4, acc[0] + bias[oc], acc[1] + bias[oc + 1],
                                               acc[2] + bias[oc + 2], acc[3] + bias[oc + 3], y + oc);
-                    } else if (oc + 4 <= p->out_c) {
+                    } else if (oc + 4 <= c.out_c) {
                         aiot_fp_requant4(&rq, oc, acc[0] + bias[oc], acc[1] + bias[oc + 1], acc[2] + bias[oc + 2],
                                          acc[3] + bias[oc + 3], y + oc);
                     } else {  // zero-padded rows of the last group: computed, never stored
-                        for (uint32_t j = 0; oc + j < p->out_c; ++j) {
+                        for (uint32_t j = 0; oc + j < c.out_c; ++j) {
                             y[oc + j] = aiot_requant_s8(&rq, oc + j, acc[j] + bias[oc + j]);
                         }
                     }
@@ -106,8 +109,8 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
             const int8_t *w = (const int8_t *)filter;
             for (uint32_t oc = 0; oc < full; oc += 4) {
                 int32_t acc[4] = {bias[oc], bias[oc + 1], bias[oc + 2], bias[oc + 3]};
-                for (uint32_t ky = 0; ky < p->k_h; ++ky, w += 4u * seg) {
-                    aiot_dot4_s8(w, x0 + (size_t)ky * p->dil_h * row_stride, seg, acc);
+                for (uint32_t ky = 0; ky < c.k_h; ++ky, w += 4u * seg) {
+                    aiot_dot4_s8(w, x0 + (size_t)ky * c.dil_h * row_stride, seg, acc);
                 }
                 if (rq.fast != NULL) {
                     aiot_fp_requant4_fast(rq.fast + oc, &r4, acc[0], acc[1], acc[2], acc[3], y + oc);
@@ -115,12 +118,12 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
                     aiot_fp_requant4(&rq, oc, acc[0], acc[1], acc[2], acc[3], y + oc);
                 }
             }
-            for (uint32_t oc = full; oc < p->out_c; ++oc) {
+            for (uint32_t oc = full; oc < c.out_c; ++oc) {
                 int32_t acc = bias[oc];
-                for (uint32_t ky = 0; ky < p->k_h; ++ky, w += seg) {
-                    acc += aiot_dot1_s8(w, x0 + (size_t)ky * p->dil_h * row_stride, seg);
+                for (uint32_t ky = 0; ky < c.k_h; ++ky, w += seg) {
+                    acc += aiot_dot1_s8(w, x0 + (size_t)ky * c.dil_h * row_stride, seg);
                 }
-                y[oc] = aiot_requant_s8(&p->rq, oc, acc);
+                y[oc] = aiot_requant_s8(&c.rq, oc, acc);
             }
         }
     }
