@@ -28,42 +28,50 @@ static inline int32_t aiot_sxtb16_ror8(uint32_t x)
 //! acc[j] += sum_k w_j[k] * x[k] for the four channels of one wide segment of `len`
 //! columns; returns the weights pointer past the segment. Caller guarantees: w is
 //! word-aligned and laid out as engine.h describes; x has len readable bytes.
-static inline const int16_t *aiot_dot4_wide(const int16_t *w, const int8_t *x, uint32_t len, int32_t acc[4])
+static inline __attribute__((always_inline)) const int16_t *aiot_dot4_wide(const int16_t *w, const int8_t *x, uint32_t len, int32_t acc[4])
 {
     const uint32_t blocks = len >> 2;
     const uint32_t tail = len & 3u;
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
 #ifdef AIOT_DSP
-    if (blocks != 0) {
-        // Per 4 columns x 4 channels: LDR + 2 SXTB16 for the input word, two LDMs of
-        // four weight words (two channels each), 8 SMLAD, CMP + branch: 15 instructions
-        // for 16 MACs. Written as assembly because GCC splits the weight loads into
-        // single LDRs and shuffles registers (23 instructions for the same loop); the
-        // LDM register list must be ascending, hence the fixed r8-r11.
-        const int8_t *const x_end = x + 4u * blocks;
-        uint32_t xw, x02;
-        __asm__ volatile(
-            "1:\n\t"
-            "ldr    %[xw], [%[x]], #4\n\t"
-            "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
-            "sxtb16 %[x02], %[xw]\n\t"
-            "sxtb16 %[xw], %[xw], ror #8\n\t"
-            "smlad  %[a0], r8, %[x02], %[a0]\n\t"
-            "smlad  %[a0], r9, %[xw], %[a0]\n\t"
-            "smlad  %[a1], r10, %[x02], %[a1]\n\t"
-            "smlad  %[a1], r11, %[xw], %[a1]\n\t"
-            "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
-            "smlad  %[a2], r8, %[x02], %[a2]\n\t"
-            "smlad  %[a2], r9, %[xw], %[a2]\n\t"
-            "smlad  %[a3], r10, %[x02], %[a3]\n\t"
-            "smlad  %[a3], r11, %[xw], %[a3]\n\t"
-            "cmp    %[x], %[xe]\n\t"
-            "bne    1b\n\t"
-            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),
-              [xw] "=&r"(xw), [x02] "=&r"(x02)
-            : [xe] "r"(x_end)
-            : "r8", "r9", "r10", "r11", "cc", "memory");
+    // Per 4 columns x 4 channels: LDR + 2 SXTB16 for the input word, two LDMs of four
+    // weight words (two channels each), 8 SMLAD: 13 instructions for 16 MACs, plus CMP +
+    // branch per two blocks. Written as assembly because GCC splits the weight loads into
+    // single LDRs and shuffles registers (23 instructions for one block); the LDM
+    // register list must be ascending, hence the fixed r8-r11.
+#define AIOT_WIDE_BLOCK                                   \
+    "ldr    %[xw], [%[x]], #4\n\t"                        \
+    "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"                \
+    "sxtb16 %[x02], %[xw]\n\t"                            \
+    "sxtb16 %[xw], %[xw], ror #8\n\t"                     \
+    "smlad  %[a0], r8, %[x02], %[a0]\n\t"                 \
+    "smlad  %[a0], r9, %[xw], %[a0]\n\t"                  \
+    "smlad  %[a1], r10, %[x02], %[a1]\n\t"                \
+    "smlad  %[a1], r11, %[xw], %[a1]\n\t"                 \
+    "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"                \
+    "smlad  %[a2], r8, %[x02], %[a2]\n\t"                 \
+    "smlad  %[a2], r9, %[xw], %[a2]\n\t"                  \
+    "smlad  %[a3], r10, %[x02], %[a3]\n\t"                \
+    "smlad  %[a3], r11, %[xw], %[a3]\n\t"
+    uint32_t xw, x02;
+    if (blocks & 1u) {
+        __asm__ volatile(AIOT_WIDE_BLOCK
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),
+                           [xw] "=&r"(xw), [x02] "=&r"(x02)
+                         :
+                         : "r8", "r9", "r10", "r11", "memory");
     }
+    if (blocks >= 2u) {
+        const int8_t *const x_end = x + 4u * (blocks & ~1u);
+        __asm__ volatile("1:\n\t" AIOT_WIDE_BLOCK AIOT_WIDE_BLOCK
+                         "cmp    %[x], %[xe]\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),
+                           [xw] "=&r"(xw), [x02] "=&r"(x02)
+                         : [xe] "r"(x_end)
+                         : "r8", "r9", "r10", "r11", "cc", "memory");
+    }
+#undef AIOT_WIDE_BLOCK
 #else
     for (uint32_t b = 0; b < blocks; ++b) {
         const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
