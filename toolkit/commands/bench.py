@@ -20,7 +20,7 @@ BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
 @click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O2", "-O3", "-Os"]))
 @click.option("--optimize", type=click.Choice(["speed", "size"]), default="speed", show_default=True,
               help="Code generator mode: speed = dense/conv weights pre-widened to int16 (about 2x weight "
-                   "flash, fastest); size = packed int8 weights.")
+                   "flash, fastest on DSP cores); size = packed int8 weights.")
 def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: int, opt: str,
             optimize: str = "speed") -> None:
     """Build each model into a bench firmware, run it in QEMU with -icount shift=0 and
