@@ -32,3 +32,15 @@ def test_bench_firmware_is_bit_exact(recipes, tmp_path, board, model, optimize):
                     runs=4, optimize=optimize, profile=False)
     assert r.runs == 4 and r.optimize == optimize
     assert r.bit_exact, f"{model} on {board} ({optimize}) differs from tflite-micro"
+
+
+def test_generic_requantization_on_a_dsp_core(recipes, tmp_path, monkeypatch):
+    # Models this small always get the proven fast requantization; force the generic
+    # SRDHM + rounding-shift tables so their DSP build is checked against tflite-micro too.
+    from toolkit.codegen import ops
+
+    monkeypatch.setattr(ops, "FAST_REQUANT_LIMIT", 0)
+    r = bench_model(get_board("mps2-an386"), recipes.build_model("ad-small"), "ad_small", tmp_path, runs=4,
+                    profile=False)
+    assert "aiot_rq_ch_t" not in (tmp_path / "c" / "model.c").read_text()
+    assert r.bit_exact
