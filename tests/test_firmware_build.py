@@ -146,3 +146,27 @@ def test_generated_c_is_warning_free_for_every_core(ad_small, tmp_path, flags, b
         capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, f"{board}:\n{proc.stderr}"
     assert len(list(tmp_path.glob("*.o"))) == len(srcs)
+
+
+@pytest.mark.parametrize("region", ["flash", "ram"])
+def test_an_image_too_big_for_the_board_is_a_clear_error(tmp_path, region):
+    from toolkit.boards import load_board_file
+    from toolkit.firmware import DoesNotFit
+
+    src = get_board("mps2-an386").source.read_text()
+    if region == "flash":  # the protocol app alone is larger than 4 KB of flash
+        src = src.replace("flash = { origin = 0x00000000, length = 0x00400000 }",
+                          "flash = { origin = 0x00000000, length = 0x00001000 }")
+    else:  # ... and needs more than 2 KB of RAM with its 4 KB stack
+        src = src.replace("ram   = { origin = 0x20000000, length = 0x00400000 }",
+                          "ram   = { origin = 0x20000000, length = 0x00000800 }")
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(src)
+    board = load_board_file(tiny)
+    assert (board.flash.length, board.ram.length) != (0x400000, 0x400000)
+    with pytest.raises(DoesNotFit) as e:
+        build(board, tmp_path / "fw")
+    what = "flash" if region == "flash" else "RAM"
+    assert f"bytes more {what} than the board's" in e.value.message
+    assert e.value.overflow > 0
+    assert "aiot boards" in e.value.hint

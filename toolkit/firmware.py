@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -153,8 +154,11 @@ def build(
         objs = list(pool.map(compile_one, srcs))
 
     elf = out_dir / "firmware.elf"
-    _run([gcc, *board.cpu_flags(), opt, *LINK_FLAGS, f"-T{ld}", f"-Wl,-Map={out_dir / 'firmware.map'}", "-o", str(elf),
-          *map(str, objs), "-lm"], f"linking {elf.name} for {board.name}")
+    try:
+        _run([gcc, *board.cpu_flags(), opt, *LINK_FLAGS, f"-T{ld}", f"-Wl,-Map={out_dir / 'firmware.map'}", "-o",
+              str(elf), *map(str, objs), "-lm"], f"linking {elf.name} for {board.name}")
+    except ToolkitError as e:
+        raise _does_not_fit(e, board) or e from None
     binf = out_dir / "firmware.bin"
     _run([require("arm-none-eabi-objcopy"), "-O", "binary", str(elf), str(binf)], "objcopy")
 
@@ -163,6 +167,28 @@ def build(
     result = BuildResult(board=board.name, elf=elf, bin=binf, size=size, defines=defs)
     (out_dir / "build.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+class DoesNotFit(ToolkitError):
+    """The image is larger than the board's flash or RAM (raised instead of the linker dump)."""
+
+    def __init__(self, board: Board, region: str, overflow: int):
+        size = board.flash.length if region == "FLASH" else board.ram.length
+        what = "flash" if region == "FLASH" else "RAM"
+        super().__init__(
+            f"the firmware does not fit {board.name}: it needs {overflow:,} bytes more {what} than the board's "
+            f"{size // 1024:,} KB",
+            hint=("generate the model with --optimize size (packed int8 weights), use a smaller model, or pick a "
+                  "board with more memory (aiot boards)") if region == "FLASH" else
+                 ("a smaller model (arena) or a board with more RAM (aiot boards); the stack size is set by "
+                  "stack_bytes in the board file"))
+        self.region = region
+        self.overflow = overflow
+
+
+def _does_not_fit(err: ToolkitError, board: Board) -> DoesNotFit | None:
+    m = re.search(r"region [`']?(FLASH|RAM)'? overflowed by (\d+) bytes", err.message)
+    return DoesNotFit(board, m.group(1), int(m.group(2))) if m else None
 
 
 def _symbols(nm_out: str) -> list[tuple[str, int, str]]:

@@ -18,11 +18,12 @@ BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write results to this JSON file.")
 @click.option("--runs", default=16, show_default=True, help="Inferences averaged per model (>= 10).")
 @click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O2", "-O3", "-Os"]))
-@click.option("--optimize", type=click.Choice(["speed", "size"]), default="speed", show_default=True,
+@click.option("--optimize", type=click.Choice(["auto", "speed", "size"]), default="auto", show_default=True,
               help="Code generator mode: speed = dense/conv weights pre-widened to int16 (about 2x weight "
-                   "flash, fastest on DSP cores); size = packed int8 weights.")
+                   "flash, fastest on DSP cores); size = packed int8 weights; auto = speed on cores with the "
+                   "DSP extension (M4/M7/M33), size on the others (M0/M3, where speed buys nothing).")
 def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: int, opt: str,
-            optimize: str = "speed") -> None:
+            optimize: str = "auto") -> None:
     """Build each model into a bench firmware, run it in QEMU with -icount shift=0 and
     report flash (total, engine code, weights), RAM (total, arena), instructions per
     inference and per MAC, per-layer instructions, and whether every output byte matched
@@ -43,8 +44,12 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
 
     if runs < 10:
         raise ToolkitError(f"--runs {runs} is too few for a stable average", hint="use --runs 10 or more")
+    from ..firmware import DoesNotFit
+
     b = get_board(board)
-    results = []
+    if optimize == "auto":
+        optimize = "speed" if b.has_dsp else "size"
+    results, skipped = [], []
     for m in models or BUILTIN:
         p = Path(m)
         if p.suffix == ".tflite" or p.exists():
@@ -57,9 +62,15 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
             tflite, name = load_recipes().build_model(m, paths.build_dir() / "models"), m
         else:
             raise ToolkitError(f"unknown model '{m}'", hint=f"a built-in ({', '.join(BUILTIN)}) or a .tflite path")
-        with step(f"bench {name} on {b.name}"):
-            r = bench_model(b, Path(tflite), name.replace("-", "_"), paths.build_dir() / "bench" / b.name / name,
-                            runs=runs, opt=opt, optimize=optimize)
+        try:
+            with step(f"bench {name} on {b.name} (--optimize {optimize})"):
+                r = bench_model(b, Path(tflite), name.replace("-", "_"), paths.build_dir() / "bench" / b.name / name,
+                                runs=runs, opt=opt, optimize=optimize)
+        except DoesNotFit as e:  # a model larger than the board is a result, not a crash
+            click.echo(f"{name:<10} does not fit: {e.message}")
+            skipped.append({"model": name, "fits": False, "region": e.region, "overflow_bytes": e.overflow,
+                            "error": e.message})
+            continue
         r.model = name
         results.append(r)
         click.echo(f"{name:<10} flash {r.flash_bytes:>7,} B (engine {r.engine_code_bytes:,}, weights {r.weights_bytes:,})"
@@ -72,7 +83,8 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"board": b.name, "core": b.core, "opt": opt, "optimize": optimize,
-                                        "results": [r.to_json() for r in results]}, indent=2))
+                                        "results": [r.to_json() for r in results], "does_not_fit": skipped},
+                                       indent=2))
         click.echo(f"wrote {json_out}")
     if not all(r.bit_exact for r in results):
         raise ToolkitError("some model's outputs differ from tflite-micro (bit_exact: false above)", exit_code=1)
