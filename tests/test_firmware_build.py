@@ -79,6 +79,7 @@ def test_bench_is_bit_exact_and_profile_is_consistent(ad_small, tmp_path):
     tflite, cg, _out = ad_small
     r = bench_model(get_board("mps2-an386"), tflite, "ad_small", tmp_path, runs=10)
     assert r.bit_exact
+    assert r.tflm_arena_bytes is not None and r.arena_bytes <= r.tflm_arena_bytes  # never larger than TFLM's
     assert r.macs == cg.macs == 32 * 16 + 16 * 8 + 8 * 16 + 16 * 32
     # At least one instruction per MAC on a core without SIMD in this path, and finite.
     assert r.macs * 0.25 < r.instructions_per_inference < r.macs * 50

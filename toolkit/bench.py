@@ -65,7 +65,8 @@ class BenchResult:
     weights_bytes: int
     ram_bytes: int
     arena_bytes: int
-    tflm_arena_bytes: int | None
+    tflm_arena_bytes: int | None        # TFLM's tensor arena for the same model
+    tflm_arena_total_bytes: int | None  # ... plus its run-time structures (what a TFLM user must allocate)
     instructions_per_inference: float
     macs: int
     instructions_per_mac: float
@@ -142,16 +143,14 @@ def bench_model(board: Board, tflite: Path, name: str, out_dir: Path, runs: int 
     ipi = instructions_from_ticks(board, float(np.mean(ticks)))
     layers = [LayerFigure(i, n, instructions_from_ticks(board, float(np.mean(t))) or 0.0)
               for (i, n), t in sorted(layer_ticks.items())]
-    tflm_arena = None
-    try:
-        from .reference import tflm_arena_bytes  # provided by the engine module when available
-        tflm_arena = tflm_arena_bytes(tflite.read_bytes())
-    except ImportError:
-        pass
+    from .reference import tflm_arena_usage
+
+    tflm = tflm_arena_usage(tflite)  # head: TFLM's planned tensors (what our arena replaces)
     return BenchResult(
         model=name, board=board.name, core=board.core, flash_bytes=plain.size.flash_total,
         engine_code_bytes=plain.size.engine_code, weights_bytes=plain.size.weights,
-        ram_bytes=plain.size.ram_total, arena_bytes=cg.arena_bytes, tflm_arena_bytes=tflm_arena,
+        ram_bytes=plain.size.ram_total, arena_bytes=cg.arena_bytes, tflm_arena_bytes=tflm["head"],
+        tflm_arena_total_bytes=tflm["total"],
         instructions_per_inference=round(ipi or 0.0, 1), macs=int(cg.macs),
         instructions_per_mac=round((ipi or 0.0) / max(int(cg.macs), 1), 3), bit_exact=bool(exact), runs=runs,
         optimize=optimize or DEFAULT_OPTIMIZE,

@@ -75,7 +75,8 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
         results.append(r)
         click.echo(f"{name:<10} flash {r.flash_bytes:>7,} B (engine {r.engine_code_bytes:,}, weights {r.weights_bytes:,})"
                    f"  RAM {r.ram_bytes:>6,} B (arena {r.arena_bytes:,}"
-                   + (f", TFLM {r.tflm_arena_bytes:,}" if r.tflm_arena_bytes else "") + ")"
+                   + (f"; TFLM {r.tflm_arena_bytes:,} + {r.tflm_arena_total_bytes - r.tflm_arena_bytes:,} run-time"
+                      if r.tflm_arena_bytes is not None else "") + ")"
                    f"  {r.instructions_per_inference:>10,.0f} instr/inf  {r.instructions_per_mac:.3f} instr/MAC"
                    f"  bit-exact: {'yes' if r.bit_exact else 'NO'}")
         for layer in r.layers:
