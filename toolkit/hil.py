@@ -597,9 +597,3 @@ def open_device(board=None, elf: Path | str | None = None, transport: str = "qem
     finally:
         t.close()
 
-
-def ticks_to_instructions(ticks: int, info: P.DeviceInfo, systick_hz: int | None) -> float:
-    """Under QEMU -icount shift=0 one instruction is 1 ns: instructions = ticks * 1e9 / systick_hz."""
-    hz = systick_hz or info.tick_hz
-    return ticks * 1e9 / hz
-

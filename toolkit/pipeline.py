@@ -30,8 +30,9 @@ class ParityReport:
         return self.mismatched_bytes == 0
 
 
-def instructions_from_ticks(board: Board, ticks: float) -> float | None:
-    """Under `-icount shift=0` one instruction is 1 ns: ticks -> instructions."""
+def instructions_from_ticks(board: Board, ticks):
+    """Under `-icount shift=0` one instruction is 1 ns: ticks (a number or an array) ->
+    instructions, or None when the board has no QEMU SysTick rate."""
     if not board.systick_hz:
         return None
     return ticks * 1e9 / board.systick_hz

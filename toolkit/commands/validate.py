@@ -108,7 +108,9 @@ def timing(ticks: np.ndarray, board, info) -> dict:
     out: dict = {"ticks_mean": float(t.mean()), "ticks_min": int(t.min()), "ticks_max": int(t.max()),
                  "tick_hz": info.tick_hz, "cpu_hz": board.cpu_hz}
     if board.emulated and board.systick_hz:
-        instr = t * 1e9 / board.systick_hz
+        from ..pipeline import instructions_from_ticks
+
+        instr = instructions_from_ticks(board, t)
         out.update(measure="instructions (QEMU -icount: 1 instruction = 1 ns)",
                    instructions_mean=float(instr.mean()), instructions_min=float(instr.min()),
                    instructions_max=float(instr.max()))
