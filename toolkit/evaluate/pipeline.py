@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Series, sha256_file
+from ..data import Series
 from ..errors import ToolkitError
 from ..paths import build_dir
 from . import incidents as inc

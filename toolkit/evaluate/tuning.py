@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
