@@ -34,24 +34,11 @@ class DemoResult:
     seconds: float
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """[start, stop) index runs where ``mask`` is true."""
-    runs, start = [], None
-    for i, v in enumerate(mask):
-        if v and start is None:
-            start = i
-        elif not v and start is not None:
-            runs.append((start, i))
-            start = None
-    if start is not None:
-        runs.append((start, len(mask)))
-    return runs
-
-
 def run_demo(board_name: str = "mps2-an386", out: Path | None = None, seed: int = 0, hours: float = 4.0,
              epochs: int = 30, echo=print) -> DemoResult:
     from .codegen import generate
     from .data import format_time
+    from .evaluate.metrics import runs
     from .features import dequantize
     from .firmware import build
     from .hil import open_device
@@ -134,9 +121,9 @@ def run_demo(board_name: str = "mps2-an386", out: Path | None = None, seed: int 
     echo(f"  anomalous windows         {res.anomalous_windows} of {len(x)} (threshold {pkg.threshold:.4g}); "
          f"labelled fault windows {res.labelled_fault_windows}, of which flagged {res.detected_fault_windows}; "
          f"flagged outside faults {res.false_alarm_windows}")
-    for a, b in _runs(flagged)[:12]:
-        tag = "fault" if labels[a:b].any() else "no label"
-        echo(f"    flagged {format_time(float(ts[a]))} .. {format_time(float(ts[b - 1]))}  ({b - a} windows, {tag})")
+    for a, last in runs(flagged)[:12]:
+        tag = "fault" if labels[a : last + 1].any() else "no label"
+        echo(f"    flagged {format_time(float(ts[a]))} .. {format_time(float(ts[last]))}  ({last - a + 1} windows, {tag})")
     echo(f"  total time                {res.seconds:.0f} s")
     if rep.mismatched_bytes:
         raise ToolkitError(
