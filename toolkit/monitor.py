@@ -93,10 +93,19 @@ class Config(ctypes.Structure):
         ("max_baseline_shift", ctypes.c_float),
         ("gate_ratio", ctypes.c_float),
         ("stability_halflife", ctypes.c_float),
+        ("noise_floor", ctypes.c_float * MAX_CHANNELS),
+        ("noise_floor_rel", ctypes.c_float * MAX_CHANNELS),
     ]
 
-    def as_dict(self) -> dict[str, float | int]:
-        return {name: getattr(self, name) for name, _ in self._fields_ if name != "reserved"}
+    def as_dict(self) -> dict[str, float | int | list[float]]:
+        """Every field but the padding; per-channel arrays as lists of the used channels."""
+        out: dict = {}
+        for name, kind in self._fields_:
+            if name == "reserved":
+                continue
+            v = getattr(self, name)
+            out[name] = [float(x) for x in v[: self.num_channels]] if hasattr(kind, "_length_") else v
+        return out
 
 
 class ChannelInfo(ctypes.Structure):
@@ -229,6 +238,13 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
     for key, value in knobs.items():
         if key not in dict(Config._fields_):
             raise ToolkitError(f"unknown monitor knob {key!r}", hint="known knobs: " + ", ".join(n for n, _ in Config._fields_))
+        kind = dict(Config._fields_)[key]
+        if hasattr(kind, "_length_"):  # per-channel: one value for every channel, or one per channel
+            vals = [float(value)] * channels if np.ndim(value) == 0 else [float(v) for v in value]
+            if len(vals) != channels:
+                raise ToolkitError(f"monitor knob {key!r} has {len(vals)} values for {channels} channels",
+                                   hint="give one value, or one per channel")
+            value = kind(*vals)
         setattr(cfg, key, value)
     if library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0:
         raise ToolkitError(f"invalid monitor configuration: {cfg.as_dict()}",

@@ -120,6 +120,13 @@ typedef struct {
                                   //!< (reconstructed without it) or its own residual shape exceed
                                   //!< gate_ratio x their calibration reference
     float stability_halflife;     //!< windows for a baseline change to halve its confidence penalty
+    //! Per-channel noise floors, applied when commissioning ends: a channel's noise is at
+    //! least max(noise_floor[c], noise_floor_rel[c] x |commissioned level|). A quiet sensor
+    //! commissioned over a few calm minutes must not turn its normal long-term wander into
+    //! many "noise units"; the fleet's spread of each sensor is the usual source of these
+    //! floors. Defaults: 0 and 1e-3 (only guards a stuck or perfectly quiet sensor).
+    float noise_floor[AIOT_MONITOR_MAX_CHANNELS];      //!< raw units, >= 0
+    float noise_floor_rel[AIOT_MONITOR_MAX_CHANNELS];  //!< fraction of |level|, >= 0
 } aiot_monitor_config_t;
 
 //! One timestamped sample. Bit c of valid_mask says value[c] is present; NaN/inf values

@@ -2,6 +2,7 @@
 //! commissioning, conformal calibration, CUSUM drift/step handling and k-of-n alerting.
 #include "aiot/monitor.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -51,6 +52,7 @@ void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channel
     cfg->max_baseline_shift = 6.0f;
     cfg->gate_ratio = 4.0f;
     cfg->stability_halflife = 20.0f;
+    for (int c = 0; c < AIOT_MONITOR_MAX_CHANNELS; c++) cfg->noise_floor_rel[c] = 1e-3f;
 }
 
 int aiot_monitor_check_config(const aiot_monitor_config_t *c) {
@@ -73,6 +75,10 @@ int aiot_monitor_check_config(const aiot_monitor_config_t *c) {
     if (!(c->drift_gain >= 0.0f && c->drift_gain <= 1.0f)) return AIOT_MONITOR_EINVAL;
     if (!(c->max_drift_rate >= 0.0f) || !(c->max_baseline_shift >= 0.0f)) return AIOT_MONITOR_EINVAL;
     if (!(c->gate_ratio > 0.0f) || !(c->stability_halflife > 0.0f)) return AIOT_MONITOR_EINVAL;
+    for (int ch = 0; ch < c->num_channels; ch++)  // finite and non-negative (NaN fails too)
+        if (!(c->noise_floor[ch] >= 0.0f && c->noise_floor[ch] <= FLT_MAX) ||
+            !(c->noise_floor_rel[ch] >= 0.0f && c->noise_floor_rel[ch] <= FLT_MAX))
+            return AIOT_MONITOR_EINVAL;
     return AIOT_MONITOR_OK;
 }
 
@@ -255,8 +261,10 @@ static void commission(aiot_monitor_t *m, uint32_t ts) {
     for (c = 0; c < C; c++) {
         aiot_monitor_channel_t *ch = &m->ch[c];
         float sd = sqrtf(ch->acc_m2 / (float)(ch->acc_n - 1));
-        // A stuck or perfectly quiet sensor must not divide by zero.
-        float floor_ = 1e-3f * fabsf(ch->acc_mean) + TINY;
+        // The configured floors; TINY keeps a stuck sensor from dividing by zero.
+        float floor_ = m->cfg.noise_floor_rel[c] * fabsf(ch->acc_mean);
+        if (m->cfg.noise_floor[c] > floor_) floor_ = m->cfg.noise_floor[c];
+        floor_ += TINY;
         ch->baseline = ch->baseline0 = ch->acc_mean;
         ch->noise = sd > floor_ ? sd : floor_;
         ch->acc_mean = ch->acc_m2 = 0.0f;
