@@ -10,9 +10,12 @@ Protocol (written once, before any SKAB experiment file was scored with the resu
 - every candidate setting is scored by the same pooled F1/FAR/MAR; the pick is the best F1
   with FAR <= 10 % (the issue's target), ties to the simpler rule.
 
-Run: python -m toolkit.evaluate.tuning [--monitor | --tracking] ../shared/data/skab/anomaly-free/anomaly-free.csv
+Run: python -m toolkit.evaluate.tuning [--monitor | --tracking | --per-file] [--recovery] [--window W]
+         ../shared/data/skab/anomaly-free/anomaly-free.csv
 (--monitor: the monitor's knobs for --target host/qemu; --tracking: the reference rule with
-level tracking; neither: the reference rule with fixed levels)
+level tracking; --per-file: the reference rule with one model per pseudo-installation trained
+on its commissioning rows; none: the reference rule with fixed levels and the fleet model.
+--recovery: faults fade out over 30..120 rows after their label ends instead of vanishing.)
 """
 
 from __future__ import annotations
@@ -32,9 +35,15 @@ from .readers import Dataset, Recording
 SHAPE = (400, 170, 400, 180)  #: commissioning, normal, fault, normal rows
 
 
-def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0) -> list[Recording]:
-    """Cut ``normal`` into SKAB-shaped files, each with one injected, labelled fault."""
+def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0, recovery: bool = False) -> list[Recording]:
+    """Cut ``normal`` into SKAB-shaped files, each with one injected, labelled fault.
+
+    ``recovery``: the fault does not vanish at the row its label ends: a step or ramp decays
+    back with a time constant of 30..120 rows and added noise fades the same way, in the
+    rows labelled normal after it (a machine settling after an intervention, not a switch).
+    """
     rng = np.random.default_rng(seed)
+    tau_rng = np.random.default_rng(seed + 1)
     length = sum(SHAPE)
     out = []
     kinds = ("step", "ramp", "noise")
@@ -45,15 +54,22 @@ def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0) -> li
         f0, f1 = SHAPE[0] + SHAPE[1], SHAPE[0] + SHAPE[1] + SHAPE[2]
         kind = kinds[k % len(kinds)]
         chans = rng.choice(s.values.shape[1], size=int(rng.integers(1, 4)), replace=False)
+        # own generator: the same faults with and without recovery (and as validated before it)
+        tail = np.exp(-np.arange(length - f1) / tau_rng.uniform(30.0, 120.0)) if recovery else np.zeros(length - f1)
         for c in chans:
             mag = rng.uniform(2.0, 5.0) * sigma[c] * rng.choice([-1.0, 1.0])
             if kind == "step":
                 s.values[f0:f1, c] += mag
+                s.values[f1:, c] += mag * tail
             elif kind == "ramp":
                 s.values[f0:f1, c] += mag * np.linspace(0.0, 1.0, f1 - f0)
+                s.values[f1:, c] += mag * tail
             else:
+                gain = rng.uniform(2.0, 4.0)
                 mean = s.values[f0:f1, c].mean()
-                s.values[f0:f1, c] = mean + (s.values[f0:f1, c] - mean) * rng.uniform(2.0, 4.0)
+                s.values[f0:f1, c] = mean + (s.values[f0:f1, c] - mean) * gain
+                after = s.values[f1:, c].mean() if f1 < length else 0.0
+                s.values[f1:, c] = after + (s.values[f1:, c] - after) * (1.0 + (gain - 1.0) * tail)
         s.labels = np.zeros(length, np.int8)
         s.labels[f0:f1] = 1
         out.append(Recording(f"pseudo/{k}-{kind}.csv", s, meta={"kind": kind, "channels": chans.tolist()}))
@@ -71,17 +87,19 @@ def grid() -> list[AlertRule]:
     return rules
 
 
-def score_rules(dataset: Dataset, package: Path, rules: list[AlertRule]) -> list[tuple[AlertRule, Confusion]]:
+def score_rules(dataset: Dataset, package: Path | list[Path], rules: list[AlertRule]) -> list[tuple[AlertRule, Confusion]]:
     """Pooled confusion of every rule. The model only depends on the noise floor, so raw
-    scores are computed once per floor and smoothed / thresholded exactly as the device does."""
+    scores are computed once per floor and smoothed / thresholded exactly as the device does.
+    ``package``: one fleet model, or one model per recording (trained on its commissioning rows)."""
     from .device import ReferenceDevice, _smooth, apply_rule
 
+    packages = package if isinstance(package, list) else [package] * len(dataset.recordings)
     raw: dict[tuple, list] = {}
     for key in sorted({(r.noise_floor, r.score, r.calib_split) for r in rules}):
         per_file = []
         base = AlertRule(noise_floor=key[0], score=key[1], calib_split=key[2], smooth=1)
-        for rec in dataset.recordings:
-            d = ReferenceDevice(package, base)
+        for rec, pkg in zip(dataset.recordings, packages):
+            d = ReferenceDevice(pkg, base)
             d.commission(rec.series.head(SHAPE[0]))
             out = d.stream(rec.series, SHAPE[0])  # smooth=1: raw window scores
             per_file.append((d.combine(d.cal_total, d.cal_ch), out.score, rec.labels[SHAPE[0]:]))
@@ -150,6 +168,8 @@ def main_monitor(argv: list[str]) -> int:
     from ..data import sha256_file
     from .monitor_device import FLOOR_KNOB, device_fleet_model
 
+    recovery = "--recovery" in argv
+    argv = [a for a in argv if a != "--recovery"]
     window = 8
     if argv[:1] == ["--window"]:
         window, argv = int(argv[1]), argv[2:]
@@ -160,7 +180,7 @@ def main_monitor(argv: list[str]) -> int:
     models = {f: device_fleet_model(normal.head(half), sha256_file(argv[0]) + ":first-half", window, 30, 0, SHAPE[0],
                                     noise_floor=f)
               for f in sorted({float(k.get(FLOOR_KNOB, 0.0)) for k in grid})}
-    ds = Dataset(pseudo_installations(normal.slice(half, normal.rows)))
+    ds = Dataset(pseudo_installations(normal.slice(half, normal.rows), recovery=recovery))
     results = score_monitor(ds, models, window, grid)
     ok = [(k, c) for k, c in results if c.far is not None and c.far <= 0.10]
     best = max(ok or results, key=lambda kc: (kc[1].f1 or 0.0))
@@ -198,19 +218,29 @@ def score_sequential(dataset: Dataset, package: Path, rules: list[AlertRule]) ->
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--monitor"]:
         return main_monitor(argv[1:])
-    tracking = argv[:1] == ["--tracking"]
-    if tracking:
-        argv = argv[1:]
+    tracking = "--tracking" in argv
+    per_file = "--per-file" in argv  # one model per pseudo-installation, on its commissioning rows
+    recovery = "--recovery" in argv
+    argv = [a for a in argv if a not in ("--tracking", "--per-file", "--recovery")]
     window = 8
     if argv[:1] == ["--window"]:
         window, argv = int(argv[1]), argv[2:]
-    from .pipeline import Settings, fleet_package
+    from .pipeline import Settings, file_package, fleet_package
 
     normal = load_csv(argv[0], label_column=None)
     half = normal.rows // 2
     settings = Settings(format="skab", window=window)
-    package = fleet_package(normal.head(half), None, settings)
-    ds = Dataset(pseudo_installations(normal.slice(half, normal.rows)))
+    ds = Dataset(pseudo_installations(normal.slice(half, normal.rows), recovery=recovery))
+    if per_file:
+        from ..progress import Bar
+
+        package = []
+        with Bar(len(ds.recordings), "per-file models") as bar:
+            for rec in ds.recordings:
+                package.append(file_package(rec, SHAPE[0], settings))
+                bar.update()
+    else:
+        package = fleet_package(normal.head(half), None, settings)
     results = score_sequential(ds, package, tracking_grid()) if tracking else score_rules(ds, package, grid())
     ok = [(r, c) for r, c in results if c.far is not None and c.far <= 0.10]
     best = max(ok or results, key=lambda rc: (rc[1].f1 or 0.0))
