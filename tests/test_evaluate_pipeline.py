@@ -267,28 +267,54 @@ def test_svg_points_stay_inside_the_plot_even_for_zero_scores(scripted):
     assert ys and all(0.0 <= y <= 140.0 for y in ys)
 
 
-def test_fleet_noise_floor_sets_the_monitors_noise_through_a_level_offset():
-    """The evaluation-side per-sensor floor: the monitor (same C as the firmware) must end
-    commissioning with noise = max(own spread, floor x fleet spread) on every channel."""
+def test_monitor_config_noise_floors_set_the_commissioned_noise():
+    """noise_floor / noise_floor_rel (aiot_monitor_config_t): the monitor (same C as the
+    firmware) ends commissioning with noise = max(own spread, absolute, relative x |level|)."""
     from toolkit import monitor as M
-    from toolkit.evaluate.monitor_device import floor_offsets
 
     rng = np.random.default_rng(1)
     n, commission = 200, 100
-    x = np.column_stack([30.0 + 0.01 * rng.standard_normal(n),  # quiet sensor: the floor must win
-                         5.0 + 2.0 * rng.standard_normal(n)])  # noisy sensor: its own spread stays
-    fleet_mean, fleet_std = np.array([29.0, 4.0]), np.array([0.5, 0.5])
-    off = floor_offsets(fleet_mean, fleet_std, 1.0)
-    assert off.tolist() == [1000 * 0.5 - 29.0, 1000 * 0.5 - 4.0]
-    assert floor_offsets(fleet_mean, fleet_std, 0.0).tolist() == [0.0, 0.0]
-    cfg = M.default_config(2, 4, 1000, commission_samples=commission, calibration_windows=8)
+    x = np.column_stack([30.0 + 0.01 * rng.standard_normal(n),  # quiet: the relative floor wins
+                         5.0 + 2.0 * rng.standard_normal(n),  # noisy: its own spread stays
+                         0.1 + 0.01 * rng.standard_normal(n)])  # near zero: the absolute floor wins
+    cfg = M.default_config(3, 4, 1000, commission_samples=commission, calibration_windows=8,
+                           noise_floor=[0.0, 0.0, 0.25], noise_floor_rel=[0.02, 0.02, 0.0])
+    assert cfg.as_dict()["noise_floor_rel"] == pytest.approx([0.02, 0.02, 0.0])
     mon = M.Monitor(cfg, scorer=lambda w: np.zeros_like(w))
-    mon.run(np.arange(n) * 1000, (x + off).astype(np.float32))
+    mon.run(np.arange(n) * 1000, x.astype(np.float32))
     own = x[:commission].std(axis=0, ddof=1)
-    # the floor: 1e-3 x |30 + 471| = 0.501 (the level offset leaves a 1e-3 x (30 - 29) remainder)
-    assert mon.channel(0).noise == pytest.approx(1e-3 * (30.0 + 471.0), rel=1e-3)
+    assert mon.channel(0).noise == pytest.approx(0.02 * x[:commission, 0].mean(), rel=1e-3)
     assert mon.channel(1).noise == pytest.approx(own[1], rel=1e-3)
-    assert mon.channel(0).baseline == pytest.approx(x[:commission, 0].mean() + 471.0, rel=1e-6)
+    assert mon.channel(2).noise == pytest.approx(0.25, rel=1e-3)
+    # the defaults keep the old guard only: 1e-3 x |level| (0.03 here), no absolute floor
+    plain = M.Monitor(M.default_config(3, 4, 1000, commission_samples=commission, calibration_windows=8),
+                      scorer=lambda w: np.zeros_like(w))
+    plain.run(np.arange(n) * 1000, x.astype(np.float32))
+    assert plain.channel(0).noise == pytest.approx(1e-3 * x[:commission, 0].mean(), rel=1e-3)
+    assert plain.channel(2).noise == pytest.approx(own[2], rel=1e-3)
+
+
+def test_monitor_rejects_bad_noise_floors():
+    from toolkit import monitor as M
+
+    for bad in ({"noise_floor": [-1.0, 0.0]}, {"noise_floor_rel": [0.0, float("nan")]}, {"noise_floor": [1.0, 2.0, 3.0]}):
+        with pytest.raises(ToolkitError):
+            M.default_config(2, 4, 1000, **bad)
+
+
+def test_fleet_floors_carry_the_fleets_spread_to_another_operating_point():
+    from toolkit.evaluate.device import fleet_floors, floored_noise
+
+    fleet_mean, fleet_std = np.array([120.0, 0.1, -50.0]), np.array([1.5, 0.25, 2.0])
+    absolute, relative = fleet_floors(fleet_mean, fleet_std, 0.5)
+    # at the fleet's own level every sensor's floor is 0.5 x its fleet spread
+    assert floored_noise(np.zeros(3), fleet_mean, absolute, relative) == pytest.approx(0.5 * fleet_std)
+    # a quarter of the flow -> a quarter of its floor; the near-zero sensor keeps its absolute floor
+    at = floored_noise(np.zeros(3), np.array([30.0, 0.4, -25.0]), absolute, relative)
+    assert at == pytest.approx([0.5 * 1.5 / 4, 0.5 * 0.25, 0.5 * 2.0 / 2])
+    # floor 0: the monitor's defaults (no absolute floor, 1e-3 relative)
+    a0, r0 = fleet_floors(fleet_mean, fleet_std, 0.0)
+    assert a0.tolist() == [0.0] * 3 and r0 == pytest.approx([1e-3] * 3)
 
 
 def test_calib_split_fits_levels_on_the_first_rows_and_the_threshold_on_the_rest(monkeypatch):
