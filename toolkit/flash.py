@@ -126,16 +126,20 @@ def find_msd(label: str, roots: Sequence[Path] | None = None) -> tuple[Path | No
     return None, seen
 
 
+def _flash_key(board: Board, table: dict, key: str, hint: str):
+    """``table[key]`` of the board's [flash] table; a clear error naming the key when it is missing or empty."""
+    value = table.get(key)
+    if not value:
+        raise ToolkitError(f"board file {board.source}: missing key 'flash.{key}'", hint=hint)
+    return value
+
+
 # --- the exact commands ----------------------------------------------------------------------
 
 
 def pyocd_command(board: Board, elf: Path, probe: str | None = None) -> list[str]:
     """``python -m pyocd load``: erase what is needed, program, verify, reset and run."""
-    table = flash_table(board)
-    target = table.get("pyocd_target")
-    if not target:
-        raise ToolkitError(f"board file {board.source}: missing key 'flash.pyocd_target'",
-                           hint="see `pyocd list --targets` for the names")
+    target = _flash_key(board, flash_table(board), "pyocd_target", "see `pyocd list --targets` for the names")
     cmd = [sys.executable, "-m", "pyocd", "load", "--target", str(target), "--format", "elf"]
     if probe:
         cmd += ["--uid", probe]
@@ -153,10 +157,7 @@ def platformio_command(board: Board, project_dir: Path, port: str | None = None)
 def user_command(board: Board, elf: Path, probe: str | None = None) -> list[str]:
     """The board file's ``flash.command`` with {elf} {bin} {hex} {probe} {target} filled in."""
     table = flash_table(board)
-    template = table.get("command")
-    if not template:
-        raise ToolkitError(f"board file {board.source}: missing key 'flash.command'",
-                           hint='e.g. command = "st-flash --reset write {bin} 0x08000000"')
+    template = _flash_key(board, table, "command", 'e.g. command = "st-flash --reset write {bin} 0x08000000"')
     fields = {"elf": elf, "bin": elf.with_suffix(".bin"), "hex": elf.with_suffix(".hex"), "probe": probe or "",
               "target": table.get("pyocd_target", "")}
     try:
@@ -262,10 +263,8 @@ def flash(board: Board, elf: Path, *, method: str | None = None, probe: str | No
     elif method == "command":
         cmd = user_command(board, elf, probe)
     else:  # msd
-        label = table.get("msd_label")
-        if not label:
-            raise ToolkitError(f"board file {board.source}: missing key 'flash.msd_label'",
-                               hint="the volume name the debugger's USB drive mounts as, e.g. NODE_F446RE")
+        label = _flash_key(board, table, "msd_label",
+                           "the volume name the debugger's USB drive mounts as, e.g. NODE_F446RE")
         image = hex_file(elf) if board.family == "nrf5" else elf.with_suffix(".bin")
         mount, seen = find_msd(label)
         cmd = ["cp", str(image), f"{mount or '<' + label + ' drive>'}/"]

@@ -26,6 +26,18 @@ def _err(src: Path, key: str, msg: str, hint: str | None = None) -> ToolkitError
     return ToolkitError(f"board file {src}: {key}: {msg}", hint=hint)
 
 
+def _series(raw: dict[str, Any], family: str, known: dict, src: Path) -> str:
+    """The board's ``[family] series``, lower-case, checked against ``known``."""
+    table = raw.get(family)
+    hint = f"one of: {', '.join(known)}"
+    if not isinstance(table, dict) or "series" not in table:
+        raise _err(src, f"{family}.series", "missing", hint=hint)
+    series = str(table["series"]).lower()
+    if series not in known:
+        raise _err(src, f"{family}.series", f"unknown series '{table['series']}'", hint=hint)
+    return series
+
+
 def _int(table: dict[str, Any], key: str, src: Path, where: str, default: Any = None) -> int:
     if key not in table:
         if default is not None:
@@ -111,12 +123,7 @@ def stm32_defines(raw: dict[str, Any], cpu_hz: int, baud: int, src: Path) -> dic
     """Validate an stm32 board's [stm32], [clock] and [uart] tables; return its defines.
 
     ``raw`` is the board's whole TOML document."""
-    st = raw.get("stm32")
-    if not isinstance(st, dict) or "series" not in st:
-        raise _err(src, "stm32.series", "missing", hint=f"one of: {', '.join(_STM32)}")
-    series = str(st["series"]).lower()
-    if series not in _STM32:
-        raise _err(src, "stm32.series", f"unknown series '{st['series']}'", hint=f"one of: {', '.join(_STM32)}")
+    series = _series(raw, "stm32", _STM32, src)
     s = _STM32[series]
     d: dict[str, str] = {f"AIOT_STM32_{series.upper()}": "1"}
 
@@ -249,12 +256,7 @@ _NRF_SERIES = {"nrf51": 32, "nrf52": 48}  # GPIO pins (nRF52840: P0.00-P0.31, P1
 
 
 def nrf5_defines(raw: dict[str, Any], baud: int, src: Path) -> dict[str, str]:
-    nrf = raw.get("nrf5")
-    if not isinstance(nrf, dict) or "series" not in nrf:
-        raise _err(src, "nrf5.series", "missing", hint=f"one of: {', '.join(_NRF_SERIES)}")
-    series = str(nrf["series"]).lower()
-    if series not in _NRF_SERIES:
-        raise _err(src, "nrf5.series", f"unknown series '{nrf['series']}'", hint=f"one of: {', '.join(_NRF_SERIES)}")
+    series = _series(raw, "nrf5", _NRF_SERIES, src)
     if baud not in _NRF_BAUD:
         raise _err(src, "uart.baud", f"the nRF UART cannot do {baud} baud",
                    hint=f"one of: {', '.join(map(str, _NRF_BAUD))}")
