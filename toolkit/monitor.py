@@ -235,10 +235,11 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
         raise ToolkitError(f"sample period {sample_period_ms} ms is not positive")
     cfg = Config()
     library().aiot_monitor_default_config(ctypes.byref(cfg), channels, window, int(sample_period_ms))
+    fields = dict(Config._fields_)
     for key, value in knobs.items():
-        if key not in dict(Config._fields_):
-            raise ToolkitError(f"unknown monitor knob {key!r}", hint="known knobs: " + ", ".join(n for n, _ in Config._fields_))
-        kind = dict(Config._fields_)[key]
+        if key not in fields:
+            raise ToolkitError(f"unknown monitor knob {key!r}", hint="known knobs: " + ", ".join(fields))
+        kind = fields[key]
         if hasattr(kind, "_length_"):  # per-channel: one value for every channel, or one per channel
             vals = [float(value)] * channels if np.ndim(value) == 0 else [float(v) for v in value]
             if len(vals) != channels:

@@ -143,6 +143,10 @@ def apply_rule(scores: np.ndarray, threshold: float, rule: AlertRule) -> tuple[n
     return alert, conf
 
 
+#: The monitor's default relative noise floor (monitor.c aiot_monitor_default_config).
+MONITOR_REL_FLOOR = 1e-3
+
+
 def fleet_floors(fleet_mean: np.ndarray, fleet_std: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-sensor noise floors (absolute, relative) that make each sensor's noise at least
     ``floor x`` the spread it shows over the whole fleet recording (what it legitimately
@@ -160,11 +164,11 @@ def fleet_floors(fleet_mean: np.ndarray, fleet_std: np.ndarray, floor: float) ->
     """
     mean, std = np.abs(np.asarray(fleet_mean, np.float64)), np.asarray(fleet_std, np.float64)
     if floor <= 0:
-        return np.zeros_like(std), np.full_like(std, 1e-3)  # the monitor's defaults
+        return np.zeros_like(std), np.full_like(std, MONITOR_REL_FLOOR)  # the monitor's defaults
     rel_ok = mean > std
     absolute = np.where(rel_ok, 0.0, floor * std)
     relative = np.where(rel_ok, floor * std / np.where(rel_ok, mean, 1.0), 0.0)
-    return absolute, np.maximum(relative, 1e-3)
+    return absolute, np.maximum(relative, MONITOR_REL_FLOOR)
 
 
 def floored_noise(sd: np.ndarray, level: np.ndarray, absolute: np.ndarray, relative: np.ndarray) -> np.ndarray:

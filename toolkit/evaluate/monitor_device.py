@@ -60,7 +60,7 @@ def fleet_spread(fleet: Series) -> tuple[np.ndarray, np.ndarray]:
     return np.nanmean(v, axis=0), np.nanstd(v, axis=0)
 
 
-def _device_normalized(fleet: Series, commission: int, floors: tuple[np.ndarray, np.ndarray] | None = None) -> Series:
+def _device_normalized(fleet: Series, commission: int, floors: tuple[np.ndarray, np.ndarray]) -> Series:
     """``fleet`` cut into segments, each in its own noise units as the monitor would see it;
     a long time gap between segments keeps training windows from straddling two.
     ``floors``: the per-sensor (absolute, relative) noise floors of :func:`fleet_floors`."""
@@ -71,7 +71,7 @@ def _device_normalized(fleet: Series, commission: int, floors: tuple[np.ndarray,
         head = np.where(seg.valid[:commission], seg.values[:commission], np.nan)
         mean = np.nanmean(head, axis=0)
         sd = np.nanstd(head, axis=0, ddof=1)
-        sd = floored_noise(sd, mean, *(floors or (np.zeros_like(sd), np.full_like(sd, 1e-3)))) + 1e-12
+        sd = floored_noise(sd, mean, *floors) + 1e-12
         vals.append(np.clip((seg.values - mean) / sd, -8.0, 8.0))
         ts.append(seg.timestamps - seg.timestamps[0] + t0)
         t0 = ts[-1][-1] + 1000.0

@@ -55,21 +55,24 @@ def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0, recov
         kind = kinds[k % len(kinds)]
         chans = rng.choice(s.values.shape[1], size=int(rng.integers(1, 4)), replace=False)
         # own generator: the same faults with and without recovery (and as validated before it)
-        tail = np.exp(-np.arange(length - f1) / tau_rng.uniform(30.0, 120.0)) if recovery else np.zeros(length - f1)
+        tail = np.exp(-np.arange(length - f1) / tau_rng.uniform(30.0, 120.0)) if recovery else None
         for c in chans:
             mag = rng.uniform(2.0, 5.0) * sigma[c] * rng.choice([-1.0, 1.0])
             if kind == "step":
                 s.values[f0:f1, c] += mag
-                s.values[f1:, c] += mag * tail
             elif kind == "ramp":
                 s.values[f0:f1, c] += mag * np.linspace(0.0, 1.0, f1 - f0)
-                s.values[f1:, c] += mag * tail
             else:
                 gain = rng.uniform(2.0, 4.0)
                 mean = s.values[f0:f1, c].mean()
                 s.values[f0:f1, c] = mean + (s.values[f0:f1, c] - mean) * gain
-                after = s.values[f1:, c].mean() if f1 < length else 0.0
+            if tail is None:
+                continue
+            if kind == "noise":  # the extra spread fades around the level the rows after settle at
+                after = s.values[f1:, c].mean()
                 s.values[f1:, c] = after + (s.values[f1:, c] - after) * (1.0 + (gain - 1.0) * tail)
+            else:  # the offset reached at the label's end decays (a ramp has reached its full size)
+                s.values[f1:, c] += mag * tail
         s.labels = np.zeros(length, np.int8)
         s.labels[f0:f1] = 1
         out.append(Recording(f"pseudo/{k}-{kind}.csv", s, meta={"kind": kind, "channels": chans.tolist()}))
@@ -164,31 +167,30 @@ def score_monitor(dataset: Dataset, models: dict[float, Path], window: int, grid
     return rows
 
 
-def main_monitor(argv: list[str]) -> int:
+def main_monitor(path: str, window: int, recovery: bool) -> int:
     from ..data import sha256_file
     from .monitor_device import FLOOR_KNOB, device_fleet_model
 
-    recovery = "--recovery" in argv
-    argv = [a for a in argv if a != "--recovery"]
-    window = 8
-    if argv[:1] == ["--window"]:
-        window, argv = int(argv[1]), argv[2:]
-    normal = load_csv(argv[0], label_column=None)
+    normal = load_csv(path, label_column=None)
     half = normal.rows // 2
     grid = monitor_grid()
     # the validation model sees the first half only (its fleet spread too)
-    models = {f: device_fleet_model(normal.head(half), sha256_file(argv[0]) + ":first-half", window, 30, 0, SHAPE[0],
+    models = {f: device_fleet_model(normal.head(half), sha256_file(path) + ":first-half", window, 30, 0, SHAPE[0],
                                     noise_floor=f)
               for f in sorted({float(k.get(FLOOR_KNOB, 0.0)) for k in grid})}
     ds = Dataset(pseudo_installations(normal.slice(half, normal.rows), recovery=recovery))
-    results = score_monitor(ds, models, window, grid)
+    _print_pick(score_monitor(ds, models, window, grid), window, len(ds.recordings), lambda k: k, top=12)
+    return 0
+
+
+def _print_pick(results: list[tuple], window: int, pieces: int, describe, top: int) -> None:
+    """The best results, then the pick: best F1 with FAR <= 10 % (best F1 overall if none)."""
     ok = [(k, c) for k, c in results if c.far is not None and c.far <= 0.10]
     best = max(ok or results, key=lambda kc: (kc[1].f1 or 0.0))
-    for k, c in sorted(results, key=lambda kc: -(kc[1].f1 or 0))[:12]:
-        print(f"F1 {c.f1 or 0:.3f} FAR {100 * c.far:5.2f} % MAR {100 * c.mar:5.2f} %  {k}")
-    print(f"window {window} pick:", json.dumps(best[0]), f"(validation F1 {best[1].f1 or 0:.3f}, FAR {100 * best[1].far:.2f} %, "
-          f"MAR {100 * best[1].mar:.2f} %, {len(ds.recordings)} pseudo-installations)")
-    return 0
+    for k, c in sorted(results, key=lambda kc: -(kc[1].f1 or 0))[:top]:
+        print(f"F1 {c.f1 or 0:.3f} FAR {100 * c.far:5.2f} % MAR {100 * c.mar:5.2f} %  {describe(k)}")
+    print(f"window {window} pick:", json.dumps(describe(best[0])), f"(validation F1 {best[1].f1 or 0:.3f}, "
+          f"FAR {100 * best[1].far:.2f} %, MAR {100 * best[1].mar:.2f} %, {pieces} pseudo-installations)")
 
 
 def tracking_grid() -> list[AlertRule]:
@@ -216,22 +218,28 @@ def score_sequential(dataset: Dataset, package: Path, rules: list[AlertRule]) ->
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--monitor"]:
-        return main_monitor(argv[1:])
-    tracking = "--tracking" in argv
-    per_file = "--per-file" in argv  # one model per pseudo-installation, on its commissioning rows
-    recovery = "--recovery" in argv
-    argv = [a for a in argv if a not in ("--tracking", "--per-file", "--recovery")]
-    window = 8
-    if argv[:1] == ["--window"]:
-        window, argv = int(argv[1]), argv[2:]
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m toolkit.evaluate.tuning",
+                                 description="Pick the evaluation settings on pseudo-installations cut from normal data.")
+    what = ap.add_mutually_exclusive_group()
+    what.add_argument("--monitor", action="store_true", help="the monitor's knobs (--target host / qemu)")
+    what.add_argument("--tracking", action="store_true", help="the reference rule with level tracking")
+    what.add_argument("--per-file", action="store_true",
+                      help="the reference rule, one model per pseudo-installation on its commissioning rows")
+    ap.add_argument("--recovery", action="store_true", help="faults fade out over 30..120 rows after their label")
+    ap.add_argument("--window", type=int, default=8, help="samples per window (default 8)")
+    ap.add_argument("normal", help="normal-operation CSV, e.g. ../shared/data/skab/anomaly-free/anomaly-free.csv")
+    args = ap.parse_args(argv)
+    if args.monitor:
+        return main_monitor(args.normal, args.window, args.recovery)
     from .pipeline import Settings, file_package, fleet_package
 
-    normal = load_csv(argv[0], label_column=None)
+    normal = load_csv(args.normal, label_column=None)
     half = normal.rows // 2
-    settings = Settings(format="skab", window=window)
-    ds = Dataset(pseudo_installations(normal.slice(half, normal.rows), recovery=recovery))
-    if per_file:
+    settings = Settings(format="skab", window=args.window)
+    ds = Dataset(pseudo_installations(normal.slice(half, normal.rows), recovery=args.recovery))
+    if args.per_file:
         from ..progress import Bar
 
         package = []
@@ -241,13 +249,8 @@ def main(argv: list[str]) -> int:
                 bar.update()
     else:
         package = fleet_package(normal.head(half), None, settings)
-    results = score_sequential(ds, package, tracking_grid()) if tracking else score_rules(ds, package, grid())
-    ok = [(r, c) for r, c in results if c.far is not None and c.far <= 0.10]
-    best = max(ok or results, key=lambda rc: (rc[1].f1 or 0.0))
-    for r, c in sorted(results, key=lambda rc: -(rc[1].f1 or 0))[:15]:
-        print(f"F1 {c.f1:.3f} FAR {100 * c.far:5.2f} % MAR {100 * c.mar:5.2f} %  {r.to_json()}")
-    print(f"window {window} pick:", json.dumps(best[0].to_json()), f"(validation F1 {best[1].f1:.3f}, FAR {100 * best[1].far:.2f} %, "
-          f"MAR {100 * best[1].mar:.2f} %, {len(ds.recordings)} pseudo-installations)")
+    results = score_sequential(ds, package, tracking_grid()) if args.tracking else score_rules(ds, package, grid())
+    _print_pick(results, args.window, len(ds.recordings), lambda r: r.to_json(), top=15)
     return 0
 
 
