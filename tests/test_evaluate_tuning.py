@@ -48,3 +48,51 @@ def test_recovery_fades_the_fault_out_after_its_label_and_changes_nothing_before
             assert after[-1] >= after[0] * np.exp(-(len(after) - 1) / 30.0) * 0.999
         else:  # extra noise fades: the first rows after the fault are noisier than the last
             assert after[:20].mean() > after[-20:].mean()
+
+
+def test_phase_rates_split_alert_rows_around_the_labelled_fault():
+    from toolkit.evaluate.tuning import phase_rates
+
+    # piece 1: 4 normal, 3 faulty, 5 normal rows; piece 2: 2 normal, 2 faulty, 2 normal
+    lab1 = np.array([0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0])
+    al1 = np.array([1, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0])
+    lab2 = np.array([0, 0, 1, 1, 0, 0])
+    al2 = np.array([0, 0, 1, 1, 1, 0])
+    r = phase_rates([(lab1, al1), (lab2, al2)])
+    assert r["pre_far"] == 1 / 6  # 1 of 4 + 0 of 2
+    assert r["recall"] == 4 / 5  # 2 of 3 + 2 of 2
+    assert r["post_far"] == 3 / 7  # 2 of 5 + 1 of 2
+
+
+def test_phase_rates_refuse_a_piece_without_fault():
+    import pytest
+
+    from toolkit.evaluate.tuning import phase_rates
+
+    with pytest.raises(ValueError, match="without a labelled fault"):
+        phase_rates([(np.zeros(5, int), np.zeros(5, int))])
+
+
+def test_every_monitor_grid_setting_is_a_valid_monitor_config():
+    """The grid's knobs (and the remount-off value that was tried) pass the C check_config."""
+    from toolkit import monitor as M
+    from toolkit.evaluate.monitor_device import FLOOR_KNOB, monitor_knobs
+    from toolkit.evaluate.tuning import monitor_grid
+
+    grid = monitor_grid()
+    assert len(grid) == 120
+    for knobs in grid + [dict(grid[0], max_recal_step=0.5)]:
+        k = {key: v for key, v in knobs.items() if key != FLOOR_KNOB}  # evaluation-side, not a C field
+        cfg = M.default_config(8, 8, 1000, **monitor_knobs(8, SHAPE[0]), **k)
+        assert cfg.alert_margin == knobs["alert_margin"] and cfg.persist_k == knobs["persist_k"]
+
+
+def test_cli_without_normal_data_stops_with_a_usage_error(capsys):
+    import pytest
+
+    from toolkit.evaluate.tuning import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--recovery"])
+    assert e.value.code == 2
+    assert "normal-operation CSV" in capsys.readouterr().err
