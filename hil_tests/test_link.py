@@ -25,6 +25,8 @@ def test_info(device, board, require_model, hil_model):
     assert info.input_bytes == hil_model.x_int8.shape[1]
     assert info.tick_hz > 0 and info.cpu_hz == board.cpu_hz
     assert info.max_payload >= info.input_bytes
+    # the build follows the board file: uart.rx_irq -> interrupt-driven receive, WFI when idle
+    assert info.sleeps_when_idle == ("AIOT_UART_RX_IRQ" in board.defines())
     print(f"\n{board.name}: {info}")
 
 

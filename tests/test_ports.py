@@ -134,6 +134,8 @@ def _variant(tmp_path: Path, board: str, old: str, new: str) -> Path:
         ("nrf52840-dk", "tx_pin = 6", "tx_pin = 48", ["uart.tx_pin", "48"]),
         ("microbit", "rx_pin = 25", "rx_pin = 32", ["uart.rx_pin", "nrf51"]),
         ("microbit", "stack_bytes = 2048", "stack_bytes = 12288", ["stack_bytes", "half the RAM"]),
+        ("mps2-an386", "rx_irq = 0", "rx_irq = 64", ["uart.rx_irq", "64", "0..63"]),
+        ("mps2-an505", "rx_irq = 32", 'rx_irq = "32"', ["uart.rx_irq", "'32'"]),
     ],
 )
 def test_bad_family_tables_name_the_key(tmp_path: Path, board: str, old: str, new: str, needles: list[str]) -> None:
@@ -144,6 +146,16 @@ def test_bad_family_tables_name_the_key(tmp_path: Path, board: str, old: str, ne
     assert str(path) in text
     for needle in needles:
         assert needle in text, f"{needle!r} not in: {text}"
+
+
+def test_cmsdk_boards_build_interrupt_driven_receive_from_their_rx_irq() -> None:
+    assert get_board("mps2-an386").defines()["AIOT_UART_RX_IRQ"] == "0"
+    assert get_board("mps2-an505").defines()["AIOT_UART_RX_IRQ"] == "32"  # AN505: UART0 RX is IRQ 32
+
+
+def test_cmsdk_board_without_rx_irq_polls(tmp_path: Path) -> None:
+    path = _variant(tmp_path, "mps2-an385", "rx_irq = 0", "")
+    assert "AIOT_UART_RX_IRQ" not in load_board_file(path).defines()
 
 
 def test_qemu_boards_skip_the_clock_setup_real_boards_do_it() -> None:

@@ -287,4 +287,23 @@ def family_defines(family: str, raw: dict[str, Any], cpu_hz: int, baud: int, cor
         return d
     if family == "nrf5":
         return nrf5_defines(raw, baud, src)
+    if family == "cmsdk":
+        return cmsdk_defines(raw, src)
     return {}
+
+
+#: External interrupts the shared Cortex-M vector table has room for (startup.c).
+MAX_IRQ = 64
+
+
+def cmsdk_defines(raw: dict[str, Any], src: Path) -> dict[str, str]:
+    """CMSDK UART: ``uart.rx_irq`` (the NVIC line of the console UART's receive interrupt)
+    makes receive interrupt driven, with the core asleep (WFI) between bytes; without it the
+    port polls, which also works but keeps the core busy."""
+    irq = raw.get("uart", {}).get("rx_irq")
+    if irq is None:
+        return {}
+    if isinstance(irq, bool) or not isinstance(irq, int) or not 0 <= irq < MAX_IRQ:
+        raise _err(src, "uart.rx_irq", f"{irq!r} is not an interrupt line 0..{MAX_IRQ - 1}",
+                   hint="the receive IRQ number from the board's interrupt table (e.g. 0 for MPS2 UART0)")
+    return {"AIOT_UART_RX_IRQ": str(irq)}

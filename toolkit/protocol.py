@@ -247,6 +247,7 @@ class DeviceInfo:
 
     FLAG_MODEL = 0x1
     FLAG_MONITOR = 0x2
+    FLAG_SLEEPS = 0x4  #: receive is interrupt driven; the core sleeps (WFI) between requests
 
     @property
     def has_model(self) -> bool:
@@ -255,6 +256,10 @@ class DeviceInfo:
     @property
     def has_monitor(self) -> bool:
         return bool(self.flags & self.FLAG_MONITOR)
+
+    @property
+    def sleeps_when_idle(self) -> bool:
+        return bool(self.flags & self.FLAG_SLEEPS)
 
     def to_json(self) -> dict:
         from dataclasses import asdict

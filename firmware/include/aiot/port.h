@@ -21,6 +21,12 @@ void aiot_port_uart_write(const uint8_t *data, size_t len);
 //! Next received byte (0..255), or -1 if none is pending. Never blocks.
 int aiot_port_uart_getc(void);
 
+//! Nothing to do until the next byte: sleep until an interrupt (WFI) on ports whose receive
+//! path is interrupt driven, return at once on polled ones. Never loses a byte: a byte that
+//! arrived before the call makes it return without sleeping. Boards whose file gives
+//! uart.rx_irq are built with AIOT_UART_RX_IRQ and sleep; INFO reports it (flags bit 2).
+void aiot_port_idle(void);
+
 //! Free-running tick counter (SysTick based on Cortex-M), monotonic, 64-bit.
 uint64_t aiot_port_ticks(void);
 

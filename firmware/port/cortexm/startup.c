@@ -44,8 +44,15 @@ void HardFault_Handler(void) {
 
 void SysTick_Handler(void) { systick_wraps++; }
 
+#ifdef AIOT_UART_RX_IRQ
+void aiot_port_uart_rx_isr(void);  // the family's receive interrupt handler (AIOT_UART_RX_IRQ)
+#endif
+
 typedef void (*vector_t)(void);
-__attribute__((section(".vectors"), used)) const vector_t aiot_vectors[16 + 32] = {
+//! 16 system exceptions, then external interrupts 0..AIOT_MAX_IRQ-1 (toolkit/ports.py MAX_IRQ).
+//! Only the console's receive interrupt is ever enabled; the other entries stay 0.
+#define AIOT_MAX_IRQ 64
+__attribute__((section(".vectors"), used)) const vector_t aiot_vectors[16 + AIOT_MAX_IRQ] = {
     (vector_t)(uintptr_t)&_estack,
     Reset_Handler,
     Default_Handler,  // NMI
@@ -59,6 +66,9 @@ __attribute__((section(".vectors"), used)) const vector_t aiot_vectors[16 + 32] 
     0,
     Default_Handler,  // PendSV
     SysTick_Handler,
+#ifdef AIOT_UART_RX_IRQ
+    [16 + AIOT_UART_RX_IRQ] = aiot_port_uart_rx_isr,
+#endif
 };
 
 void aiot_port_init(void) {

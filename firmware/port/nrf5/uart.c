@@ -95,3 +95,6 @@ int aiot_port_uart_getc(void) {
     UART_EVENTS_RXDRDY = 0u;
     return (int)(UART_RXD & 0xFFu);
 }
+
+//! Polled receive: nothing to sleep on (no receive interrupt wired up yet).
+void aiot_port_idle(void) {}

@@ -88,3 +88,6 @@ int aiot_port_uart_getc(void) {
     if (st & ST_RXNE) return (int)(USART_RXDATA & 0xFFu);
     return -1;
 }
+
+//! Polled receive: nothing to sleep on (no receive interrupt wired up yet).
+void aiot_port_idle(void) {}

@@ -111,6 +111,9 @@ static void handle_info(const aiot_frame_t *f) {
     uint8_t fixed[48];
     const char *model_name = "";
     uint16_t flags = 0x2u;  // the monitor is always linked into the device app
+#ifdef AIOT_UART_RX_IRQ
+    flags |= 0x4u;  // interrupt-driven receive: the core sleeps between requests
+#endif
     memset(fixed, 0, sizeof fixed);
     fixed[0] = AIOT_PROTO_VERSION_MAJOR;
     fixed[1] = AIOT_PROTO_VERSION_MINOR;
