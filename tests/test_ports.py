@@ -136,6 +136,7 @@ def _variant(tmp_path: Path, board: str, old: str, new: str) -> Path:
         ("microbit", "stack_bytes = 2048", "stack_bytes = 12288", ["stack_bytes", "half the RAM"]),
         ("mps2-an386", "rx_irq = 0", "rx_irq = 64", ["uart.rx_irq", "64", "0..63"]),
         ("mps2-an505", "rx_irq = 32", 'rx_irq = "32"', ["uart.rx_irq", "'32'"]),
+        ("microbit", "rx_pin = 25", "rx_pin = 25\nrx_irq = 2", ["uart.rx_irq", "nrf5", "no interrupt-driven"]),
     ],
 )
 def test_bad_family_tables_name_the_key(tmp_path: Path, board: str, old: str, new: str, needles: list[str]) -> None:
@@ -148,9 +149,13 @@ def test_bad_family_tables_name_the_key(tmp_path: Path, board: str, old: str, ne
         assert needle in text, f"{needle!r} not in: {text}"
 
 
-def test_cmsdk_boards_build_interrupt_driven_receive_from_their_rx_irq() -> None:
+def test_boards_build_interrupt_driven_receive_from_their_rx_irq() -> None:
     assert get_board("mps2-an386").defines()["AIOT_UART_RX_IRQ"] == "0"
     assert get_board("mps2-an505").defines()["AIOT_UART_RX_IRQ"] == "32"  # AN505: UART0 RX is IRQ 32
+    assert get_board("netduinoplus2").defines()["AIOT_UART_RX_IRQ"] == "37"  # STM32F405 USART1
+    assert get_board("nucleo-f446re").defines()["AIOT_UART_RX_IRQ"] == "38"  # STM32F446 USART2
+    # the STM32 v2 USART (F7, G0) interrupt path has not run anywhere yet: those boards poll
+    assert "AIOT_UART_RX_IRQ" not in get_board("nucleo-f767zi").defines()
 
 
 def test_cmsdk_board_without_rx_irq_polls(tmp_path: Path) -> None:

@@ -74,7 +74,8 @@ def _sources(model_dir: Path | None, board: Board, app: str = "device") -> tuple
         raise ToolkitError(f"unknown firmware app '{app}'", hint=f"one of: {', '.join(APPS)}")
     if app == "bench" and model_dir is None:
         raise ToolkitError("the bench app needs a model", hint="pass the generated model folder")
-    srcs = [fw / "port" / "cortexm" / "startup.c", *sorted((fw / "port" / board.family).glob("*.c"))]
+    srcs = [fw / "port" / "cortexm" / "startup.c", fw / "port" / "cortexm" / "rxring.c",
+            *sorted((fw / "port" / board.family).glob("*.c"))]
     for d in APPS[app]:
         srcs += sorted((fw / "src" / d).glob("*.c"))
     engine: set[Path] = set()

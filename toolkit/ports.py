@@ -280,29 +280,32 @@ def nrf5_defines(raw: dict[str, Any], baud: int, src: Path) -> dict[str, str]:
 
 def family_defines(family: str, raw: dict[str, Any], cpu_hz: int, baud: int, core: str, src: Path) -> dict[str, str]:
     """The family-specific defines of a board (validated); {} for families with none."""
+    d: dict[str, str] = {}
     if family == "stm32":
         d = stm32_defines(raw, cpu_hz, baud, src)
         if core == "cortex-m7":
             d["AIOT_CACHE_ENABLE"] = "1"
-        return d
-    if family == "nrf5":
-        return nrf5_defines(raw, baud, src)
-    if family == "cmsdk":
-        return cmsdk_defines(raw, src)
-    return {}
+    elif family == "nrf5":
+        d = nrf5_defines(raw, baud, src)
+    return {**d, **rx_irq_define(family, raw, src)}
 
 
-#: External interrupts the shared Cortex-M vector table has room for (startup.c).
+#: External interrupts the shared Cortex-M vector table has room for (startup.c AIOT_MAX_IRQ).
 MAX_IRQ = 64
+#: Families whose console driver has an interrupt-driven receive path.
+RX_IRQ_FAMILIES = ("cmsdk", "stm32")
 
 
-def cmsdk_defines(raw: dict[str, Any], src: Path) -> dict[str, str]:
-    """CMSDK UART: ``uart.rx_irq`` (the NVIC line of the console UART's receive interrupt)
-    makes receive interrupt driven, with the core asleep (WFI) between bytes; without it the
-    port polls, which also works but keeps the core busy."""
+def rx_irq_define(family: str, raw: dict[str, Any], src: Path) -> dict[str, str]:
+    """``uart.rx_irq`` (the NVIC line of the console UART's receive interrupt) makes receive
+    interrupt driven, with the core asleep (WFI) between requests; without it the port
+    polls, which also works but keeps the core busy."""
     irq = raw.get("uart", {}).get("rx_irq")
     if irq is None:
         return {}
+    if family not in RX_IRQ_FAMILIES:
+        raise _err(src, "uart.rx_irq", f"the {family} port has no interrupt-driven receive yet",
+                   hint=f"drop the key (the port polls); supported on: {', '.join(RX_IRQ_FAMILIES)}")
     if isinstance(irq, bool) or not isinstance(irq, int) or not 0 <= irq < MAX_IRQ:
         raise _err(src, "uart.rx_irq", f"{irq!r} is not an interrupt line 0..{MAX_IRQ - 1}",
                    hint="the receive IRQ number from the board's interrupt table (e.g. 0 for MPS2 UART0)")

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "aiot/port.h"
+#include "aiot/rxring.h"  // aiot_port_uart_rx_isr: the family's receive handler (AIOT_UART_RX_IRQ)
 
 extern uint32_t _sidata, _sdata, _edata, _sbss, _ebss, _estack;
 extern int main(void);
@@ -44,9 +45,6 @@ void HardFault_Handler(void) {
 
 void SysTick_Handler(void) { systick_wraps++; }
 
-#ifdef AIOT_UART_RX_IRQ
-void aiot_port_uart_rx_isr(void);  // the family's receive interrupt handler (AIOT_UART_RX_IRQ)
-#endif
 
 typedef void (*vector_t)(void);
 //! 16 system exceptions, then external interrupts 0..AIOT_MAX_IRQ-1 (toolkit/ports.py MAX_IRQ).

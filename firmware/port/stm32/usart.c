@@ -1,5 +1,7 @@
-//! STM32 USART, polled: the console on the ST-LINK virtual COM port (Nucleo boards) or
-//! QEMU's serial0 (netduinoplus2). Two register layouts:
+//! STM32 USART: the console on the ST-LINK virtual COM port (Nucleo boards) or QEMU's
+//! serial0 (netduinoplus2). Receive is polled, or interrupt driven into the shared receive
+//! ring with WFI between requests when the board file gives uart.rx_irq (AIOT_UART_RX_IRQ).
+//! Two register layouts:
 //!   F4 "v1" (RM0390 §25.6): SR 0x00, DR 0x04, BRR 0x08, CR1 0x0C; UE is CR1 bit 13.
 //!   F7/G0 "v2" (RM0410 §34.8, RM0444 §32.8): CR1 0x00, BRR 0x0C, ISR 0x1C, ICR 0x20,
 //!   RDR 0x24, TDR 0x28; UE is CR1 bit 0.
@@ -7,6 +9,7 @@
 #include <stdint.h>
 
 #include "aiot/port.h"
+#include "aiot/rxring.h"
 #include "stm32.h"
 #include "stm32_calc.h"
 
@@ -29,6 +32,7 @@
 #endif
 #define CR1_RE (1u << 2)
 #define CR1_TE (1u << 3)
+#define CR1_RXNEIE (1u << 5)  // same bit on v1 and v2 (RM0390 §25.6.4, RM0410 §34.8.1)
 #define ST_ORE (1u << 3)
 #define ST_RXNE (1u << 5)
 #define ST_TXE (1u << 7)
@@ -62,7 +66,12 @@ void aiot_stm32_uart_init(void) {
 #endif
     USART_CR1 = 0u;  // BRR may only change while the USART is disabled (v2: RM0410 §34.8.4)
     USART_BRR = stm32_usart_brr(aiot_stm32_uart_pclk_hz, AIOT_UART_BAUD);
+#ifdef AIOT_UART_RX_IRQ
+    USART_CR1 = CR1_UE | CR1_TE | CR1_RE | CR1_RXNEIE;  // 8N1, oversampling by 16
+    aiot_nvic_enable(AIOT_UART_RX_IRQ);
+#else
     USART_CR1 = CR1_UE | CR1_TE | CR1_RE;  // 8N1, oversampling by 16
+#endif
 }
 
 void aiot_port_uart_write(const uint8_t *data, size_t len) {
@@ -73,12 +82,13 @@ void aiot_port_uart_write(const uint8_t *data, size_t len) {
     }
 }
 
-int aiot_port_uart_getc(void) {
-    uint32_t st = USART_STATUS;
+//! Read a status word's received byte (or -1), clearing an overrun first: an overrun blocks
+//! further reception until cleared, v1 by reading SR then DR (RM0390 §25.6.1), v2 by writing
+//! ORECF (RM0410 §34.8.11). The lost bytes show up as a frame CRC error one level up, which
+//! the protocol already handles. With RXNEIE an overrun also raises the interrupt (v2), so
+//! the handler must clear it too or it would run forever.
+static int take(uint32_t st) {
     if (st & ST_ORE) {
-        // An overrun blocks further reception until cleared: v1 by reading SR then DR
-        // (RM0390 §25.6.1), v2 by writing ORECF (RM0410 §34.8.11). The lost bytes show
-        // up as a frame CRC error one level up, which the protocol already handles.
 #if defined(AIOT_STM32_F4)
         if (!(st & ST_RXNE)) (void)USART_RXDATA;
 #else
@@ -89,5 +99,15 @@ int aiot_port_uart_getc(void) {
     return -1;
 }
 
-//! Polled receive: nothing to sleep on (no receive interrupt wired up yet).
+#ifdef AIOT_UART_RX_IRQ
+void aiot_port_uart_rx_isr(void) {
+    int c = take(USART_STATUS);
+    if (c >= 0) aiot_rxring_put((uint8_t)c);
+}
+
+int aiot_port_uart_getc(void) { return aiot_rxring_get(); }
+void aiot_port_idle(void) { aiot_rxring_idle(); }
+#else
+int aiot_port_uart_getc(void) { return take(USART_STATUS); }
 void aiot_port_idle(void) {}
+#endif
