@@ -44,7 +44,13 @@ void aiot_port_uart_write(const uint8_t *data, size_t len) {
 #ifdef AIOT_UART_RX_IRQ
 void aiot_port_uart_rx_isr(void) {
     UART_INTCLEAR = INT_RX;  // before reading: a byte landing meanwhile raises it again
-    while (UART_STATE & STATE_RX_FULL) aiot_rxring_put((uint8_t)(UART_DATA & 0xFFu));
+    while (UART_STATE & STATE_RX_FULL) {
+        if (aiot_rxring_full()) {  // leave it in the UART (QEMU back-pressures) until space frees
+            aiot_rxring_pause();
+            return;
+        }
+        aiot_rxring_put((uint8_t)(UART_DATA & 0xFFu));
+    }
 }
 
 int aiot_port_uart_getc(void) { return aiot_rxring_get(); }

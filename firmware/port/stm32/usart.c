@@ -101,7 +101,12 @@ static int take(uint32_t st) {
 
 #ifdef AIOT_UART_RX_IRQ
 void aiot_port_uart_rx_isr(void) {
-    int c = take(USART_STATUS);
+    uint32_t st = USART_STATUS;
+    if ((st & ST_RXNE) && aiot_rxring_full()) {  // RXNE stays set: the line fires again on resume
+        aiot_rxring_pause();
+        return;
+    }
+    int c = take(st);
     if (c >= 0) aiot_rxring_put((uint8_t)c);
 }
 
