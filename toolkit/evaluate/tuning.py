@@ -101,7 +101,13 @@ def phase_rates(pieces: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]
     return {"pre_far": rate["pre"], "recall": rate["fault"], "post_far": rate["post"]}
 
 
-def _print_phases(pieces: list[tuple[np.ndarray, np.ndarray]]) -> None:
+def _print_phases(dataset: Dataset, make_device) -> None:
+    """Stream every piece through ``make_device(recording)`` (the pick) and print phase_rates."""
+    pieces = []
+    for rec in dataset.recordings:
+        d = make_device(rec)
+        d.commission(rec.series.head(SHAPE[0]))
+        pieces.append((rec.labels[SHAPE[0]:], d.stream(rec.series, SHAPE[0]).alert))
     r = phase_rates(pieces)
     print(f"pick's alert rows: {100 * r['pre_far']:.1f} % of the normal rows before the fault, "
           f"{100 * r['recall']:.1f} % of the faulty rows, {100 * r['post_far']:.1f} % of the normal rows after it")
@@ -214,12 +220,7 @@ def main_monitor(path: str, window: int, recovery: bool) -> int:
               for f in sorted({float(k.get(FLOOR_KNOB, 0.0)) for k in grid})}
     ds = Dataset(pseudo_installations(normal.slice(half, normal.rows), recovery=recovery))
     pick = _print_pick(score_monitor(ds, models, window, grid), window, len(ds.recordings), lambda k: k, top=12)
-    pieces = []
-    for rec in ds.recordings:
-        d = MonitorDevice(models[float(pick.get(FLOOR_KNOB, 0.0))], window, "host", pick)
-        d.commission(rec.series.head(SHAPE[0]))
-        pieces.append((rec.labels[SHAPE[0]:], d.stream(rec.series, SHAPE[0]).alert))
-    _print_phases(pieces)
+    _print_phases(ds, lambda rec: MonitorDevice(models[float(pick.get(FLOOR_KNOB, 0.0))], window, "host", pick))
     return 0
 
 
@@ -338,12 +339,9 @@ def main(argv: list[str]) -> int:
     pick = _print_pick(results, args.window, len(ds.recordings), lambda r: r.to_json(), top=15)
     from .device import ReferenceDevice
 
-    pieces = []
-    for rec, pkg in zip(ds.recordings, package if isinstance(package, list) else [package] * len(ds.recordings)):
-        d = ReferenceDevice(pkg, pick)
-        d.commission(rec.series.head(SHAPE[0]))
-        pieces.append((rec.labels[SHAPE[0]:], d.stream(rec.series, SHAPE[0]).alert))
-    _print_phases(pieces)
+    pkgs = dict(zip((r.name for r in ds.recordings),
+                    package if isinstance(package, list) else [package] * len(ds.recordings)))
+    _print_phases(ds, lambda rec: ReferenceDevice(pkgs[rec.name], pick))
     return 0
 
 

@@ -1,7 +1,8 @@
 //! Interrupt-fed console receive (port/cortexm/rxring.c), shared by the chip families whose
 //! board file gives uart.rx_irq (built with AIOT_UART_RX_IRQ): the family's receive
 //! interrupt handler puts each byte here, the main loop takes them (aiot_port_uart_getc) and
-//! sleeps in WFI while there are none (aiot_port_idle).
+//! sleeps in WFI while there are none (aiot_port_idle); rxring.c defines both of those then,
+//! and the family only its handler.
 //!
 //! Never drops a byte: when the ring is full the handler leaves the byte in the UART and
 //! pauses the interrupt (aiot_rxring_pause); the next byte taken resumes it. The UART then

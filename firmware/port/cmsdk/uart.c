@@ -52,9 +52,7 @@ void aiot_port_uart_rx_isr(void) {
         aiot_rxring_put((uint8_t)(UART_DATA & 0xFFu));
     }
 }
-
-int aiot_port_uart_getc(void) { return aiot_rxring_get(); }
-void aiot_port_idle(void) { aiot_rxring_idle(); }
+  // aiot_port_uart_getc / aiot_port_idle: the shared ring (rxring.c)
 #else
 int aiot_port_uart_getc(void) {
     if (UART_STATE & STATE_RX_FULL) return (int)(UART_DATA & 0xFFu);
