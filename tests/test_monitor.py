@@ -261,6 +261,58 @@ def test_three_votes_in_five_windows_raise_then_clear_after_five_quiet_windows()
     assert set(raised.channels) >= {0, 1}
 
 
+def _fault_with_tail(second_fault: bool = False, **knobs):
+    """An 8-sigma step on both channels for 12 windows, then an exponential return (time
+    constant 20 windows): the machine settling after the intervention. ``second_fault``:
+    a new, larger step arrives while the first one is still fading."""
+    n = learned(120)
+    x = noise(n, 2)
+    a = learned(10)
+    f1 = a + 12 * W
+    x[a:f1, :] += 8.0
+    x[f1:, :] += 8.0 * np.exp(-np.arange(n - f1) / (20.0 * W))[:, None]
+    if second_fault:
+        x[f1 + 14 * W : f1 + 26 * W, :] += 10.0
+    return run(config(persist_k=3, persist_n=5, **knobs), x)
+
+
+def test_an_alert_whose_score_falls_well_below_its_peak_is_recovering_not_anomaly():
+    _, plain, plain_ev = _fault_with_tail()
+    _, out, ev = _fault_with_tail(recover_ratio=0.7)
+    s_plain, s = states(armed(plain)), states(armed(out))
+    assert s_plain.index("ANOMALY") == s.index("ANOMALY")  # raised the same way
+    # without it the alert lasts through most of the fading tail
+    assert s_plain.count("ANOMALY") >= 12 + 15 and "RECOVERING" not in s_plain
+    # with it: the alert ends a few windows into the tail, then RECOVERING, then NORMAL
+    first, last = s.index("ANOMALY"), max(i for i, v in enumerate(s) if v == "ANOMALY")
+    assert set(s[first : last + 1]) == {"ANOMALY"} and last < first + 12 + 8
+    rec = [i for i, v in enumerate(s) if v == "RECOVERING"]
+    assert rec and rec[0] == last + 1 and rec == list(range(rec[0], rec[-1] + 1))
+    assert s[rec[-1] + 1 :] and set(s[rec[-1] + 1 :]) <= {"NORMAL", "DRIFT"}
+    arm = armed(out)
+    assert not np.any(arm["flags"][rec] & mon.OUT_ALERT)  # recovering is not an alert
+    assert np.all(arm["severity"][rec] == 0)
+    types = [e.type for e in ev if e.type in ("ALERT_RAISED", "RECOVERING", "ALERT_CLEARED")]
+    assert types == ["ALERT_RAISED", "RECOVERING", "ALERT_CLEARED"]
+    assert [e.type for e in plain_ev if e.type in ("ALERT_RAISED", "RECOVERING", "ALERT_CLEARED")] == [
+        "ALERT_RAISED", "ALERT_CLEARED"]
+
+
+def test_a_new_fault_during_recovering_raises_the_alert_again():
+    _, out, ev = _fault_with_tail(second_fault=True, recover_ratio=0.7)
+    s = states(armed(out))
+    rec = s.index("RECOVERING")
+    assert "ANOMALY" in s[rec:]  # the second step re-opened the incident
+    types = [e.type for e in ev if e.type in ("ALERT_RAISED", "RECOVERING", "ALERT_CLEARED")]
+    assert types[:3] == ["ALERT_RAISED", "RECOVERING", "ALERT_RAISED"]
+
+
+def test_recover_ratio_outside_0_to_1_is_refused():
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(ToolkitError, match="invalid monitor configuration"):
+            mon.default_config(2, W, PERIOD, recover_ratio=bad)
+
+
 def test_output_confidence_is_the_conformal_p_value_for_anomalies():
     _, out, _ = _spikes([20, 21, 22])
     arm = armed(out)

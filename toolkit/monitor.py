@@ -33,8 +33,8 @@ DEFINES = (
     f"AIOT_MONITOR_EVENT_CAPACITY={EVENT_CAPACITY}",
 )
 
-STATES = ("NORMAL", "ANOMALY", "NO_DATA", "DRIFT", "RECALIBRATING")
-NORMAL, ANOMALY, NO_DATA, DRIFT, RECALIBRATING = range(5)
+STATES = ("NORMAL", "ANOMALY", "NO_DATA", "DRIFT", "RECALIBRATING", "RECOVERING")
+NORMAL, ANOMALY, NO_DATA, DRIFT, RECALIBRATING, RECOVERING = range(6)
 PHASES = ("COMMISSIONING", "CALIBRATING", "ARMED")
 EVENT_TYPES = {
     1: "COMMISSIONED",
@@ -50,6 +50,7 @@ EVENT_TYPES = {
     11: "DATA_LOST",
     12: "DATA_RESTORED",
     13: "BASELINE_RESET",
+    14: "RECOVERING",
 }
 OUT_LEARNING, OUT_GAP, OUT_SCORE_ERROR, OUT_ALERT, OUT_VOTE = 0x01, 0x02, 0x04, 0x08, 0x10
 
@@ -93,6 +94,7 @@ class Config(ctypes.Structure):
         ("max_baseline_shift", ctypes.c_float),
         ("gate_ratio", ctypes.c_float),
         ("stability_halflife", ctypes.c_float),
+        ("recover_ratio", ctypes.c_float),
         ("noise_floor", ctypes.c_float * MAX_CHANNELS),
         ("noise_floor_rel", ctypes.c_float * MAX_CHANNELS),
     ]

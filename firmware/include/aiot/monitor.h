@@ -56,6 +56,8 @@ typedef enum {
     AIOT_STATE_NO_DATA = 2,       //!< window quality below min_quality: nothing can be said
     AIOT_STATE_DRIFT = 3,         //!< a channel's baseline is being tracked (slow drift)
     AIOT_STATE_RECALIBRATING = 4, //!< a channel is re-learning its level (step), or learning
+    AIOT_STATE_RECOVERING = 5,    //!< an alert ended while the score is on its way back down
+                                  //!< (recover_ratio): still off normal, no alert
 } aiot_monitor_state_t;
 
 typedef enum {
@@ -85,6 +87,9 @@ typedef enum {
     AIOT_EVENT_DATA_LOST = 11,       //!< NO_DATA began; value = quality
     AIOT_EVENT_DATA_RESTORED = 12,
     AIOT_EVENT_BASELINE_RESET = 13,  //!< aiot_monitor_reset_baseline() was called
+    AIOT_EVENT_RECOVERING = 14,      //!< the alert ended into RECOVERING; value = score. The
+                                     //!< incident closes with ALERT_CLEARED once the score is
+                                     //!< under clear_margin, or reopens with ALERT_RAISED
 } aiot_monitor_event_type_t;
 
 //! Knobs. aiot_monitor_default_config() fills sensible values; units are stated per field.
@@ -120,6 +125,13 @@ typedef struct {
                                   //!< (reconstructed without it) or its own residual shape exceed
                                   //!< gate_ratio x their calibration reference
     float stability_halflife;     //!< windows for a baseline change to halve its confidence penalty
+    //! 0: off. In (0, 1): an alert whose last persist_n windows all scored below
+    //! recover_ratio x its peak (and not all below clear_margin) ends into RECOVERING: the
+    //! deviation is on its way back, as when a machine settles after an intervention, and
+    //! its slow tail is not a new incident. RECOVERING raises again on persist_k of
+    //! persist_n windows above that level (and the alert threshold), and ends as a normal
+    //! clear once persist_n windows are all below clear_margin.
+    float recover_ratio;
     //! Per-channel noise floors, applied when commissioning ends: a channel's noise is at
     //! least max(noise_floor[c], noise_floor_rel[c] x |commissioned level|). A quiet sensor
     //! commissioned over a few calm minutes must not turn its normal long-term wander into
@@ -213,13 +225,16 @@ typedef struct {
     uint16_t cal_count;
     uint16_t event_seq;
     uint16_t since_recal;       //!< scored windows since the last recalibration ended
-    uint16_t reserved16;
+    uint16_t vote_rec;          //!< alert: windows near its peak; recovering: above its level
     uint32_t last_ts;
     uint32_t win_start;
     uint32_t windows;           //!< windows completed
     uint32_t rejected_samples;  //!< duplicates / timestamps going backwards
     uint32_t score_errors;
     uint32_t events_dropped;
+    float alert_peak;           //!< highest score (x threshold) of the latched alert
+    float recover_level;        //!< recovering: score (x threshold) that reopens the alert
+    uint8_t recovering;         //!< 1: RECOVERING (never together with alert)
     uint8_t ev_head, ev_count;
     uint8_t valid[AIOT_MONITOR_MAX_WINDOW];
     float win[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS];

@@ -75,6 +75,7 @@ int aiot_monitor_check_config(const aiot_monitor_config_t *c) {
     if (!(c->drift_gain >= 0.0f && c->drift_gain <= 1.0f)) return AIOT_MONITOR_EINVAL;
     if (!(c->max_drift_rate >= 0.0f) || !(c->max_baseline_shift >= 0.0f)) return AIOT_MONITOR_EINVAL;
     if (!(c->gate_ratio > 0.0f) || !(c->stability_halflife > 0.0f)) return AIOT_MONITOR_EINVAL;
+    if (!(c->recover_ratio >= 0.0f && c->recover_ratio < 1.0f)) return AIOT_MONITOR_EINVAL;
     for (int ch = 0; ch < c->num_channels; ch++)  // finite and non-negative (NaN fails too)
         if (!(c->noise_floor[ch] >= 0.0f && c->noise_floor[ch] <= FLT_MAX) ||
             !(c->noise_floor_rel[ch] >= 0.0f && c->noise_floor_rel[ch] <= FLT_MAX))
@@ -122,7 +123,8 @@ static void reset_learning(aiot_monitor_t *m) {
     m->cal_count = 0;
     m->alert = 0;
     m->alert_severity = 0;
-    m->vote_high = m->vote_low = 0;
+    m->recovering = 0;
+    m->vote_high = m->vote_low = m->vote_rec = 0;
     m->fill = 0;
 }
 
@@ -430,7 +432,7 @@ static int recalibrating_channel(const aiot_monitor_t *m) {
 static int gate_open(const aiot_monitor_t *m, int c, const window_stats_t *w) {
     const float g = m->cfg.gate_ratio;
     const int r = recalibrating_channel(m);
-    if (m->alert || (r >= 0 && r != c)) return 0;
+    if (m->alert || m->recovering || (r >= 0 && r != c)) return 0;
     return w->rest[c] <= g * m->ch[c].rest_ref && w->shape[c] <= g * m->ch[c].shape_ref;
 }
 
@@ -662,15 +664,36 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
 
     for (c = 0; c < C; c++) contrib[c] = c == r ? 0.0f : w.err[c] / m->ch[c].err_ref;
     top3(contrib, m, o->top_channels, &mask);
-    if (!m->alert && popcount16(m->vote_high) >= k->persist_k) {
+    if (m->alert) {
+        // still near the peak: above recover_ratio x peak and the clear level (always when off)
+        m->alert_peak = fmaxf(m->alert_peak, o->score);
+        m->vote_rec = (uint16_t)(((m->vote_rec << 1) |
+                                  (k->recover_ratio <= 0.0f ||
+                                   o->score >= fmaxf(k->clear_margin / k->alert_margin,
+                                                     k->recover_ratio * m->alert_peak))) & keep);
+    } else if (m->recovering) {
+        m->vote_rec = (uint16_t)(((m->vote_rec << 1) | (o->score >= fmaxf(1.0f, m->recover_level))) & keep);
+    }
+    if (!m->alert && popcount16(m->recovering ? m->vote_rec : m->vote_high) >= k->persist_k) {
         m->alert = 1;
+        m->recovering = 0;
+        m->alert_peak = o->score;
+        m->vote_rec = keep;
         m->alert_severity = severity_of(k, o->score);
         m->last_state = AIOT_STATE_ANOMALY;
         emit(m, t_end, AIOT_EVENT_ALERT_RAISED, o->top_channels[0], mask, o->score);
-    } else if (m->alert && m->vote_low == 0) {
+    } else if ((m->alert || m->recovering) && m->vote_low == 0) {
         m->alert = 0;
+        m->recovering = 0;
         m->alert_severity = 0;
         emit(m, t_end, AIOT_EVENT_ALERT_CLEARED, AIOT_MONITOR_NO_CHANNEL, 0, o->score);
+    } else if (m->alert && m->vote_rec == 0) {
+        m->alert = 0;
+        m->recovering = 1;
+        m->recover_level = k->recover_ratio * m->alert_peak;
+        m->alert_severity = 0;
+        m->last_state = AIOT_STATE_RECOVERING;
+        emit(m, t_end, AIOT_EVENT_RECOVERING, o->top_channels[0], mask, o->score);
     } else if (m->alert && severity_of(k, o->score) > m->alert_severity) {
         m->alert_severity = severity_of(k, o->score);
         emit(m, t_end, AIOT_EVENT_SEVERITY_CHANGED, o->top_channels[0], mask, o->score);
@@ -688,6 +711,9 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         o->severity = m->alert_severity;
         o->flags |= AIOT_OUT_ALERT;
         o->confidence = 1.0f - p;
+    } else if (m->recovering) {
+        o->state = AIOT_STATE_RECOVERING;
+        o->confidence = 1.0f - p;  // how sure the machine is still off normal
     } else {
         // How far from the alert threshold this window is, in calibrated terms: 0.5 at the
         // threshold, near 1 for typical scores.
