@@ -149,6 +149,30 @@ def test_alert_rule_raise_and_clear_by_hand():
     assert conf.tolist() == [0.5, 0.5, 0.5, 1.0, 1.0, 0.5, 0.5, 0.5, 0.0, 0.0, 0.5]
 
 
+def test_alert_rule_recovering_by_hand():
+    """Threshold 1, raise after 3, clear after 5, recover_ratio 0.7: a peak of 3 makes 2.1
+    the recovering level."""
+    scores = np.array([0.5] * 3 + [3.0] * 6 + [2.0] * 9 + [0.5] * 6)
+    codes, _ = dev.rule_states(scores, 1.0, dev.AlertRule(raise_after=3, clear_after=5, recover_ratio=0.7))
+    # raised on the third hot window (row 5); rows 9-13 are five at or under 2.1, so row 13
+    # recovers (2.0 is still over the threshold); five rows under 1 (18-22) end it at row 22
+    want = [dev.NORMAL] * 5 + [dev.ALERT] * 8 + [dev.RECOVERING] * 9 + [dev.NORMAL] * 2
+    assert codes.tolist() == want
+    # without the ratio the same scores alert until five rows under the threshold
+    alert, _ = dev.apply_rule(scores, 1.0, dev.AlertRule(raise_after=3, clear_after=5))
+    assert alert.tolist() == [0] * 5 + [1] * 17 + [0] * 2
+
+
+def test_alert_rule_recovering_reraises_above_its_level_only():
+    rule = dev.AlertRule(raise_after=3, clear_after=5, recover_ratio=0.7)
+    base = [3.0] * 3 + [2.0] * 5  # alert on row 2, recovering on row 7 (level 2.1)
+    codes, _ = dev.rule_states(np.array(base + [2.05] * 4 + [2.5] * 3), 1.0, rule)
+    assert codes.tolist()[7:] == [dev.RECOVERING] * 7 + [dev.ALERT]  # 2.05 < 2.1 never re-raises
+    # the reference target writes the state per row
+    assert dev._states(np.ones(3), np.array([dev.ALERT, dev.RECOVERING, dev.NORMAL]), 10, 4) == [
+        "anomaly", "recovering", "normal"]
+
+
 def test_cli_reports_user_errors_without_traceback(tmp_path):
     from toolkit.cli import main
 

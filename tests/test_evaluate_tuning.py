@@ -80,11 +80,13 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     from toolkit.evaluate.tuning import monitor_grid
 
     grid = monitor_grid()
-    assert len(grid) == 120
+    assert len(grid) == 60
+    assert {k.get("recover_ratio", 0.0) for k in grid} == {0.0, 0.6, 0.7, 0.8}
     for knobs in grid + [dict(grid[0], max_recal_step=0.5)]:
         k = {key: v for key, v in knobs.items() if key != FLOOR_KNOB}  # evaluation-side, not a C field
         cfg = M.default_config(8, 8, 1000, **monitor_knobs(8, SHAPE[0]), **k)
         assert cfg.alert_margin == knobs["alert_margin"] and cfg.persist_k == knobs["persist_k"]
+        assert abs(cfg.recover_ratio - knobs.get("recover_ratio", 0.0)) < 1e-7
 
 
 def test_cli_without_normal_data_stops_with_a_usage_error(capsys):
