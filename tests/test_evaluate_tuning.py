@@ -80,7 +80,7 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     from toolkit.evaluate.tuning import monitor_grid
 
     grid = monitor_grid()
-    assert len(grid) == 60
+    assert len(grid) == 84
     assert {k.get("recover_ratio", 0.0) for k in grid} == {0.0, 0.6, 0.7, 0.8}
     for knobs in grid + [dict(grid[0], max_recal_step=0.5)]:
         k = {key: v for key, v in knobs.items() if key != FLOOR_KNOB}  # evaluation-side, not a C field

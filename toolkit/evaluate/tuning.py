@@ -178,7 +178,7 @@ def score_rules(dataset: Dataset, package: Path | list[Path], rules: list[AlertR
 #: and remount handling off (max_recal_step 0.5): none was ever the pick, or the same pick
 #: within 0.02 F1 (docs/evaluation.md); the recovering axis multiplies the grid by four.
 MONITOR_GRID = {
-    "alert_margin": (1.25, 1.5, 2.0, 2.5, 3.0),
+    "alert_margin": (0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0),
     "clear_ratio": (1.0,),  # clear_margin = ratio x alert_margin (1.0: no hysteresis band)
     # evaluation-side per-sensor noise floor, x the fleet's long-term spread (0: off; monitor_device.FLOOR_KNOB)
     "fleet_noise_floor": (0.25, 0.5, 1.0),
