@@ -98,3 +98,49 @@ def test_cli_without_normal_data_stops_with_a_usage_error(capsys):
         main(["--recovery"])
     assert e.value.code == 2
     assert "normal-operation CSV" in capsys.readouterr().err
+
+
+def test_warmup_slopes_are_least_squares_slopes_of_commissioning_rows_only():
+    from toolkit.evaluate.tuning import warmup_slopes
+
+    t = np.arange(400, dtype=float)
+    v = np.stack([5.0 + 0.01 * t, 2.0 - 0.002 * t, np.full(400, 3.0)], axis=1)
+    valid = np.ones(v.shape, bool)
+    valid[10:20, 0] = False  # missing samples do not bend the fit
+    v[10:20, 0] = 1e6
+    a = Series(t, v, valid, np.zeros(400, np.int8), ["s0", "s1", "s2"])
+    faulty = Series(t, v.copy(), valid, np.r_[np.zeros(390, np.int8), np.ones(10, np.int8)], ["s0", "s1", "s2"])
+    got = warmup_slopes([a, faulty], ["s0", "s1", "s2"])
+    assert got.shape == (1, 3)  # the installation with labelled commissioning rows is left out
+    assert np.allclose(got[0], [0.01, -0.002, 0.0], atol=1e-9)
+    import pytest
+
+    with pytest.raises(ValueError, match="differ"):
+        warmup_slopes([a], ["x", "s1", "s2"])
+    with pytest.raises(ValueError, match="no installation"):
+        warmup_slopes([faulty], ["s0", "s1", "s2"])
+
+
+def test_warmup_drifts_every_piece_from_its_first_row_and_levels_off():
+    normal = _normal(channels=6)
+    slope = np.array([[0.01, -0.02, 0.0, 0.005, 0.0, -0.001]])
+    plain = pseudo_installations(normal, recovery=True)
+    warm = pseudo_installations(normal, recovery=True, warmup=slope)
+    t = np.arange(sum(SHAPE), dtype=float)
+    checked = 0
+    for p, w in zip(plain, warm):
+        assert p.meta["channels"] == w.meta["channels"]  # the same faults
+        d = w.series.values - p.series.values
+        # sigma comes from the drifting commissioning rows, so fault sizes may differ slightly:
+        # check a channel the fault left alone (the zero-slope one must not move at all)
+        clean = [c for c in range(6) if c not in w.meta["channels"]]
+        for c in clean:
+            checked += 1
+            if slope[0, c] == 0.0:
+                assert np.allclose(d[:, c], 0.0)
+                continue
+            drift = d[:, c] / slope[0, c]  # = tau (1 - exp(-t / tau)) for one tau in 400..1200
+            assert drift[0] == 0.0 and np.all(np.diff(drift) > 0)
+            lo, hi = 400.0 * (1 - np.exp(-t / 400.0)), 1200.0 * (1 - np.exp(-t / 1200.0))
+            assert np.all(drift >= lo - 1e-3) and np.all(drift <= hi + 1e-3)
+    assert checked >= 12

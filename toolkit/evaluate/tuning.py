@@ -10,13 +10,14 @@ Protocol (written once, before any SKAB experiment file was scored with the resu
 - every candidate setting is scored by the same pooled F1/FAR/MAR; the pick is the best F1
   with FAR <= 10 % (the issue's target), ties to the simpler rule.
 
-Run: python -m toolkit.evaluate.tuning [--monitor | --tracking | --per-file | --fit SKAB_DIR] [--recovery] [--seeds N] [--window W]
+Run: python -m toolkit.evaluate.tuning [--monitor | --tracking | --per-file | --fit SKAB_DIR] [--recovery] [--warmup SKAB_DIR] [--seeds N] [--window W]
          ../shared/data/skab/anomaly-free/anomaly-free.csv
 (--monitor: the monitor's knobs for --target host/qemu; --tracking: the reference rule with
 level tracking; --per-file: the reference rule with one model per pseudo-installation trained
 on its commissioning rows; none: the reference rule with fixed levels and the fleet model.
 --recovery: faults fade out over 30..120 rows after their label ends instead of vanishing;
---seeds: the faults are drawn this many times per piece, default 4.)
+--seeds: the faults are drawn this many times per piece, default 4; --warmup: the pieces also
+drift as SKAB's files do while commissioned, slopes from their first 400 rows only.)
 After the pick it prints where the pick's alert rows fall (phase_rates): before the fault,
 in it, after it.
 """
@@ -40,20 +41,32 @@ SHAPE = (400, 170, 400, 180)  #: commissioning, normal, fault, normal rows
 SEEDS = 4
 
 
-def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0, recovery: bool = False) -> list[Recording]:
+def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0, recovery: bool = False,
+                         warmup: np.ndarray | None = None) -> list[Recording]:
     """Cut ``normal`` into SKAB-shaped files, each with one injected, labelled fault.
 
     ``recovery``: the fault does not vanish at the row its label ends: a step or ramp decays
     back with a time constant of 30..120 rows and added noise fades the same way, in the
     rows labelled normal after it (a machine settling after an intervention, not a switch).
+
+    ``warmup``: (installations, sensors) slopes in raw units per row (:func:`warmup_slopes`);
+    each piece gets one row of them, drawn at random, as a drift that starts with that slope
+    at the first row and levels off with a time constant of 400..1200 rows (a machine still
+    settling after it was started), through commissioning and beyond.
     """
     rng = np.random.default_rng(seed)
     tau_rng = np.random.default_rng(seed + 1)
+    warm_rng = np.random.default_rng(seed + 2)
     length = sum(SHAPE)
     out = []
     kinds = ("step", "ramp", "noise")
     for k, start in enumerate(range(0, normal.rows - length + 1, stride)):
         s = normal.slice(start, start + length)
+        if warmup is not None:
+            slope = warmup[warm_rng.integers(len(warmup))]
+            tau_w = warm_rng.uniform(400.0, 1200.0)
+            s.values += (slope[None, :] * tau_w * (1.0 - np.exp(-np.arange(length) / tau_w))[:, None]).astype(
+                s.values.dtype)
         sigma = np.nanstd(s.values[: SHAPE[0]], axis=0)
         sigma[sigma <= 0] = 1.0
         f0, f1 = SHAPE[0] + SHAPE[1], SHAPE[0] + SHAPE[1] + SHAPE[2]
@@ -85,13 +98,45 @@ def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0, recov
     return out
 
 
-def harness(normal: Series, seeds: int = SEEDS, recovery: bool = False) -> Dataset:
+def harness(normal: Series, seeds: int = SEEDS, recovery: bool = False, warmup: np.ndarray | None = None) -> Dataset:
     """The validation set: the pieces of ``normal`` once per fault seed (the same normal
     stretches, the faults redrawn), so that differences of a few hundredths of F1 are not
     the luck of one draw of 15 faults."""
     if seeds < 1:
         raise ValueError("harness: seeds must be >= 1")
-    return Dataset([rec for seed in range(seeds) for rec in pseudo_installations(normal, seed=seed, recovery=recovery)])
+    return Dataset([rec for seed in range(seeds)
+                    for rec in pseudo_installations(normal, seed=seed, recovery=recovery, warmup=warmup)])
+
+
+def warmup_slopes(commissioning: list[Series], channels: list[str]) -> np.ndarray:
+    """Each installation's drift while it was commissioned: the least-squares slope of every
+    sensor over its commissioning rows (raw units per row). Only commissioning rows are
+    passed in (the rows a benchmark's protocol trains on); an installation with a labelled
+    row among them is left out (its slope would be the fault's)."""
+    out = []
+    for s in commissioning:
+        if list(s.channels) != list(channels):
+            raise ValueError(f"{s.source}: sensors {s.channels} differ from the normal data's {channels}")
+        if s.labels is not None and np.any(s.labels):
+            continue
+        t = np.arange(s.rows, dtype=np.float64)
+        slopes = []
+        for c in range(len(channels)):
+            ok = s.valid[:, c] & np.isfinite(s.values[:, c])
+            tc, vc = t[ok], s.values[ok, c].astype(np.float64)
+            slopes.append(float(np.polyfit(tc, vc, 1)[0]) if tc.size >= 2 else 0.0)
+        out.append(slopes)
+    if not out:
+        raise ValueError("warmup_slopes: no installation without labelled commissioning rows")
+    return np.array(out)
+
+
+def skab_warmup(skab_root: str, channels: list[str]) -> np.ndarray:
+    """:func:`warmup_slopes` of SKAB's experiment files, from their first SHAPE[0] rows only."""
+    from .readers import read_skab
+
+    ds = read_skab(Path(skab_root))
+    return warmup_slopes([rec.series.head(SHAPE[0]) for rec in ds.recordings], channels)
 
 
 def phase_rates(pieces: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -221,7 +266,7 @@ def score_monitor(dataset: Dataset, models: dict[float, Path], window: int, grid
     return rows
 
 
-def main_monitor(path: str, window: int, recovery: bool, seeds: int) -> int:
+def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str | None = None) -> int:
     from ..data import sha256_file
     from .monitor_device import FLOOR_KNOB, MonitorDevice, device_fleet_model
 
@@ -232,7 +277,8 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int) -> int:
     models = {f: device_fleet_model(normal.head(half), sha256_file(path) + ":first-half", window, 30, 0, SHAPE[0],
                                     noise_floor=f)
               for f in sorted({float(k.get(FLOOR_KNOB, 0.0)) for k in grid})}
-    ds = harness(normal.slice(half, normal.rows), seeds, recovery)
+    ds = harness(normal.slice(half, normal.rows), seeds, recovery,
+                 skab_warmup(warmup, normal.channels) if warmup else None)
     pick = _print_pick(score_monitor(ds, models, window, grid), window, len(ds.recordings), lambda k: k, top=12)
     _print_phases(ds, lambda rec: MonitorDevice(models[float(pick.get(FLOOR_KNOB, 0.0))], window, "host", pick))
     return 0
@@ -318,6 +364,9 @@ def main(argv: list[str]) -> int:
                       help="no grid: how well the fleet model fits each SKAB file's commissioning rows "
                            "(no test row) against the validation pieces")
     ap.add_argument("--recovery", action="store_true", help="faults fade out over 30..120 rows after their label")
+    ap.add_argument("--warmup", metavar="SKAB_DIR",
+                    help="pieces also drift as SKAB's experiment files do while commissioned (slopes "
+                         "from their first 400 rows only, no test row)")
     ap.add_argument("--seeds", type=int, default=SEEDS, metavar="N",
                     help=f"fault draws per piece (default {SEEDS}: {SEEDS} x 15 pseudo-installations)")
     ap.add_argument("--window", type=int, default=None,
@@ -336,13 +385,14 @@ def main(argv: list[str]) -> int:
         return commissioning_fit(args.fit, args.window or VALIDATED_WINDOW["reference"])
     args.window = args.window or 8
     if args.monitor:
-        return main_monitor(args.normal, args.window, args.recovery, args.seeds)
+        return main_monitor(args.normal, args.window, args.recovery, args.seeds, args.warmup)
     from .pipeline import Settings, file_package, fleet_package
 
     normal = load_csv(args.normal, label_column=None)
     half = normal.rows // 2
     settings = Settings(format="skab", window=args.window)
-    ds = harness(normal.slice(half, normal.rows), args.seeds, args.recovery)
+    ds = harness(normal.slice(half, normal.rows), args.seeds, args.recovery,
+                 skab_warmup(args.warmup, normal.channels) if args.warmup else None)
     if args.per_file:
         from ..progress import Bar
 
