@@ -144,3 +144,19 @@ def test_warmup_drifts_every_piece_from_its_first_row_and_levels_off():
             lo, hi = 400.0 * (1 - np.exp(-t / 400.0)), 1200.0 * (1 - np.exp(-t / 1200.0))
             assert np.all(drift >= lo - 1e-3) and np.all(drift <= hi + 1e-3)
     assert checked >= 12
+
+
+def test_warmup_change_is_in_floored_noise_units():
+    from toolkit.evaluate.tuning import warmup_change
+
+    t = np.arange(400, dtype=float)
+    rng = np.random.default_rng(3)
+    v = np.stack([100.0 + 0.01 * t + 0.1 * rng.standard_normal(400), 0.001 * rng.standard_normal(400)], axis=1)
+    head = Series(t, v, np.ones(v.shape, bool), None, ["warm", "quiet"])
+    # fleet: warm sensor at level 100 with spread 10 (relative floor 0.5 x 10 / 100 = 5 % of
+    # its level, i.e. 5 units); quiet sensor near 0 with spread 0.2 (absolute floor 0.1)
+    got = warmup_change(head, np.array([100.0, 0.0]), np.array([10.0, 0.2]))
+    level = v[:, 0].mean()
+    want0 = abs(v[-100:, 0].mean() - v[:100, 0].mean()) / (0.05 * level)  # ~3 units over 300 rows / ~5.1
+    assert abs(got[0] - want0) < 1e-9
+    assert abs(got[1] - abs(v[-100:, 1].mean() - v[:100, 1].mean()) / 0.1) < 1e-9

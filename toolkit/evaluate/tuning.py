@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import Series, load_csv
-from .device import AlertRule
+from .device import AlertRule, fleet_floors
 from .metrics import Confusion, confusion
 from .readers import Dataset, Recording
 
@@ -338,16 +338,41 @@ def commissioning_fit(skab_root: str, window: int) -> int:
     groups: dict[str, list] = {}
     pieces = [(rec.name.split("/")[0], rec) for rec in ds.recordings]
     pieces += [("validation pieces", rec) for rec in pseudo_installations(ds.fleet.slice(half, ds.fleet.rows))]
+    fleet = package_normalization(package)
     for group, rec in pieces:
+        head = rec.series.head(SHAPE[0])
         d = ReferenceDevice(package, rule)
-        d.commission(rec.series.head(SHAPE[0]))
-        groups.setdefault(group, []).append((float(np.median(d.cal_total)), d.cal_ch.mean(axis=0)))
+        d.commission(head)
+        groups.setdefault(group, []).append((float(np.median(d.cal_total)), d.cal_ch.mean(axis=0),
+                                             warmup_change(head, fleet.mean, fleet.std)))
     print("per-sensor order:", ", ".join(ds.fleet.channels))
     for group, rows in groups.items():
         per = np.median(np.array([r[1] for r in rows]), axis=0)
+        warm = np.median(np.array([r[2] for r in rows]), axis=0)
         print(f"{group:18s} {len(rows):2d} files  median window score {np.median([r[0] for r in rows]):.3f}  "
               f"per sensor {np.array2string(per, precision=2)}")
+        print(f"{'':18s} warm-up while commissioned, |last 100 - first 100 rows| in noise units "
+              f"{np.array2string(warm, precision=2)}")
     return 0
+
+
+def package_normalization(package: Path):
+    from ..package import load_package
+
+    return load_package(package).normalization
+
+
+def warmup_change(head: Series, fleet_mean: np.ndarray, fleet_std: np.ndarray, floor: float = 0.5) -> np.ndarray:
+    """|mean of the last 100 commissioning rows - mean of the first 100| per sensor, in the
+    installation's noise units floored at ``floor`` x the fleet spread (as the device floors
+    them): how much an installation still settles while it is being commissioned."""
+    from .device import floored_noise
+
+    v = np.where(head.valid, head.values, np.nan).astype(np.float64)
+    level = np.nanmean(v, axis=0)
+    noise = floored_noise(np.nanstd(v, axis=0), level, *fleet_floors(fleet_mean, fleet_std, floor))
+    k = min(100, head.rows // 2)
+    return np.abs(np.nanmean(v[-k:], axis=0) - np.nanmean(v[:k], axis=0)) / np.maximum(noise, 1e-12)
 
 
 def main(argv: list[str]) -> int:
