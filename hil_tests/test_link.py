@@ -55,22 +55,48 @@ def test_pipelined_inference_matches_one_by_one(device, require_model, hil_model
     assert [r.output.tobytes() for r in many] == [device.infer(x).output.tobytes() for x in xs]
 
 
-def test_a_burst_larger_than_the_receive_ring_loses_nothing(device, require_model, hil_model):
-    """Send many INFER requests in one write (several times the firmware's 512-byte receive
-    ring) while the device is busy answering: the interrupt-driven receive must pause, not
-    drop, so every request gets its own, correct answer in order."""
-    if getattr(device.transport, "pipeline_depth", 1) == 1:
-        pytest.skip("a real serial port has no back-pressure: the host sends one request at a time there")
-    xs = hil_model.x_int8[:120]
-    seqs = list(range(0x20, 0x20 + len(xs)))
-    wire = b"".join(b"\x00" + P.encode_frame(P.Msg.INFER, q, x.tobytes()) for q, x in zip(seqs, xs))
-    assert len(wire) > 4 * 512
+@pytest.fixture(scope="module")
+def small_ring_device(board, model_c, pytestconfig):
+    """The same firmware with a 32-byte receive ring, so a burst fills it for sure (with
+    the real 512 bytes whether it fills depends on QEMU's timing)."""
+    if "AIOT_UART_RX_IRQ" not in board.defines():
+        pytest.skip(f"{board.name} polls its UART: no receive ring")
+    if pytestconfig.getoption("--transport") != "qemu" or pytestconfig.getoption("--firmware"):
+        pytest.skip("builds its own firmware variant: QEMU only")
+    from toolkit import paths
+    from toolkit.firmware import build
+    from toolkit.hil import open_device
+
+    elf = build(board, paths.build_dir() / "hil" / f"{board.name}-ring32", model_c,
+                defines=["AIOT_RX_RING_BYTES=32"]).elf
+    with open_device(board=board, elf=elf, transport="qemu", timeout=2.0) as dev:
+        dev.info()
+        yield dev
+
+
+def test_a_burst_larger_than_the_receive_ring_loses_nothing(small_ring_device, require_model, hil_model):
+    """Send many requests in one write while the device is busy answering: the
+    interrupt-driven receive must pause, not drop, so every request gets its own, correct
+    answer in order. INFERs alternate with CONFIG_GETs (an 8-byte request, a ~130-byte
+    answer, during which more requests land in the ring). Checked to fail on a ring that
+    drops the byte it has no room for."""
+    device = small_ring_device
+    xs = hil_model.x_int8[:60]
+    config = device.request(P.Msg.CONFIG_GET, retry=True).payload
+    want, wire = [], b""
+    for i, x in enumerate(xs):
+        q_inf, q_cfg = 0x20 + 2 * i, 0x21 + 2 * i
+        wire += b"\x00" + P.encode_frame(P.Msg.INFER, q_inf, x.tobytes())
+        wire += b"\x00" + P.encode_frame(P.Msg.CONFIG_GET, q_cfg, b"")
+        want += [(P.Msg.INFER | P.RESPONSE, q_inf), (P.Msg.CONFIG_GET | P.RESPONSE, q_cfg)]
+    assert len(wire) > 60 * 32 and len(config) > 100
     device.send_raw(wire)
-    got = device.read_frames(30.0, want=len(xs))
+    got = device.read_frames(30.0, want=len(want))
     assert all(isinstance(f, P.Frame) for f in got), [f for f in got if not isinstance(f, P.Frame)][:3]
-    assert [(f.type, f.seq) for f in got] == [(P.Msg.INFER | P.RESPONSE, q) for q in seqs]
+    assert [(f.type, f.seq) for f in got] == want
+    assert all(f.payload == config for f in got[1::2])
     out_bytes = device.info().output_bytes
-    assert [P.unpack_infer(f.payload, out_bytes)[2] for f in got] == [device.infer(x).output.tobytes() for x in xs]
+    assert [P.unpack_infer(f.payload, out_bytes)[2] for f in got[::2]] == [device.infer(x).output.tobytes() for x in xs]
 
 
 def test_infer_with_wrong_input_size_is_refused(device, require_model):

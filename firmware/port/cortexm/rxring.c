@@ -12,7 +12,12 @@ void aiot_nvic_enable(uint32_t irq) { NVIC_ISER[irq / 32u] = 1u << (irq % 32u); 
 #ifdef AIOT_UART_RX_IRQ
 //! Power of two. The host sends one request (<= AIOT_FRAME_MAX_PAYLOAD + header) and waits
 //! for the answer on hardware; on QEMU it may pipeline, and a full ring pauses the interrupt.
-#define RX_RING 512u
+//! (The HIL suite builds a 32-byte ring to make that path run: -DAIOT_RX_RING_BYTES=32.)
+#ifndef AIOT_RX_RING_BYTES
+#define AIOT_RX_RING_BYTES 512u
+#endif
+#define RX_RING ((uint32_t)(AIOT_RX_RING_BYTES))
+_Static_assert(RX_RING >= 2u && (RX_RING & (RX_RING - 1u)) == 0u, "AIOT_RX_RING_BYTES must be a power of two");
 #define IRQ_BIT (1u << (AIOT_UART_RX_IRQ % 32u))
 #define IRQ_WORD (AIOT_UART_RX_IRQ / 32u)
 
