@@ -160,3 +160,15 @@ def test_warmup_change_is_in_floored_noise_units():
     want0 = abs(v[-100:, 0].mean() - v[:100, 0].mean()) / (0.05 * level)  # ~3 units over 300 rows / ~5.1
     assert abs(got[0] - want0) < 1e-9
     assert abs(got[1] - abs(v[-100:, 1].mean() - v[:100, 1].mean()) / 0.1) < 1e-9
+
+
+def test_cli_bad_paths_are_one_line_errors(tmp_path, capsys):
+    from toolkit.evaluate.tuning import main
+
+    assert main(["--recovery", str(tmp_path / "none.csv")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    normal = tmp_path / "normal.csv"
+    normal.write_text("timestamp,a,b\n" + "".join(f"{t},{t % 7},{t % 5}\n" for t in range(50)))
+    assert main(["--recovery", "--warmup", str(tmp_path / "no-skab"), str(normal)]) == 2
+    err = capsys.readouterr().err
+    assert "no-skab" in err and "no such file or folder" in err and "Traceback" not in err

@@ -120,11 +120,13 @@ class RuleState:
             cut = max(self.threshold, r.recover_ratio * self.peak)
             self.below = self.below + 1 if score <= cut else 0
             if self.below >= r.clear_after:
-                recovering = r.recover_ratio > 0 and hot  # still above threshold: on its way back
-                self.state, self.level, self.above, self.below = (RECOVERING if recovering else NORMAL), \
-                    r.recover_ratio * self.peak, 0, 0
+                # still over the threshold: on its way back (recovering); under it: a plain clear
+                self.state = RECOVERING if r.recover_ratio > 0 and hot else NORMAL
+                self.level = r.recover_ratio * self.peak
+                self.above = self.below = 0
         else:
-            self.above = self.above + 1 if score > max(self.threshold, self.level if self.state else 0.0) else 0
+            bar = max(self.threshold, self.level) if self.state == RECOVERING else self.threshold
+            self.above = self.above + 1 if score > bar else 0
             self.below = 0 if hot else self.below + 1
             if self.above >= r.raise_after:
                 self.state, self.peak, self.below = ALERT, score, 0

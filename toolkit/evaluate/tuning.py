@@ -174,8 +174,8 @@ def _print_phases(dataset: Dataset, make_device) -> None:
 def grid() -> list[AlertRule]:
     """The reference rule's grid. Earlier grids also tried the worst-sensor score
     (``max_channel``), the calibration maximum instead of q99, ``calib_split`` 0.5, smoothing
-    over 30-60 windows and floors of 2: none was the pick at the windows in use, 8 and 32 (docs/evaluation.md), and the
-    recovering axis multiplies the grid by five, so they are out."""
+    over 30-60 windows and floors of 2: none was the pick at the windows in use, 8 and 32
+    (docs/evaluation.md), and the recovering axis multiplies the grid by five, so they are out."""
     rules = []
     for margin, smooth, (up, down), floor, recover in itertools.product(
         (1.25, 1.5, 2.0, 2.5, 3.0, 4.0), (1, 5, 10), ((3, 5), (3, 10), (5, 20)), (0.0, 0.25, 0.5, 1.0),
@@ -325,6 +325,7 @@ def commissioning_fit(skab_root: str, window: int) -> int:
     rows (the rows SKAB's protocol trains on; no test row is read into the score), grouped
     by folder, next to the validation pieces cut from the fleet recording: the median
     calibration window score and each sensor's mean error, in the installation's noise units."""
+    from ..package import load_package
     from .device import ReferenceDevice, rule_for
     from .pipeline import Settings, fleet_package
     from .readers import read_skab
@@ -338,7 +339,7 @@ def commissioning_fit(skab_root: str, window: int) -> int:
     groups: dict[str, list] = {}
     pieces = [(rec.name.split("/")[0], rec) for rec in ds.recordings]
     pieces += [("validation pieces", rec) for rec in pseudo_installations(ds.fleet.slice(half, ds.fleet.rows))]
-    fleet = package_normalization(package)
+    fleet = load_package(package).normalization
     for group, rec in pieces:
         head = rec.series.head(SHAPE[0])
         d = ReferenceDevice(package, rule)
@@ -356,12 +357,6 @@ def commissioning_fit(skab_root: str, window: int) -> int:
     return 0
 
 
-def package_normalization(package: Path):
-    from ..package import load_package
-
-    return load_package(package).normalization
-
-
 def warmup_change(head: Series, fleet_mean: np.ndarray, fleet_std: np.ndarray, floor: float = 0.5) -> np.ndarray:
     """|mean of the last 100 commissioning rows - mean of the first 100| per sensor, in the
     installation's noise units floored at ``floor`` x the fleet spread (as the device floors
@@ -376,6 +371,17 @@ def warmup_change(head: Series, fleet_mean: np.ndarray, fleet_std: np.ndarray, f
 
 
 def main(argv: list[str]) -> int:
+    """The command line; a bad path or file is a one-line error (exit 2), not a traceback."""
+    from ..errors import ToolkitError
+
+    try:
+        return _main(argv)
+    except ToolkitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m toolkit.evaluate.tuning",
