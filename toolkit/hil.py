@@ -346,27 +346,34 @@ class Device:
         self._info = info
         return info
 
-    def infer(self, x: np.ndarray, timeout: float | None = None) -> InferResult:
-        """One inference on the device. ``x``: int8 values, any shape with input_bytes elements."""
-        info = self.info()
+    def _infer_input(self, x: np.ndarray, info: P.DeviceInfo, what: str = "infer()") -> bytes:
+        """``x`` as an INFER payload, after checking it fits the model on the device."""
         if not info.has_model:
             raise ToolkitError(f"the firmware on {self.name} has no model (built without one)",
                                hint="build it with a model: aiot build --board B --package PKG")
         arr = np.asarray(x)
         if arr.dtype != np.int8:
-            raise ToolkitError(f"infer() needs int8 input, got {arr.dtype}",
+            raise ToolkitError(f"{what} needs int8 input, got {arr.dtype}",
                                hint="quantize with the input scale/zero point first (vectors.npz holds x_int8)")
         data = arr.tobytes()
         if len(data) != info.input_bytes:
             raise ToolkitError(f"input has {len(data)} int8 values, the model on {self.name} takes {info.input_bytes}",
                                hint=f"is the firmware built from this model package? (device model: {info.model_name!r})")
-        # A stateless model gives the same answer twice, so a lost answer can be asked again.
-        f = self.request(P.Msg.INFER, data, timeout=timeout, retry=True)
+        return data
+
+    def _infer_result(self, f: P.Frame, info: P.DeviceInfo) -> InferResult:
         try:
             status, ticks, out = P.unpack_infer(f.payload, info.output_bytes)
         except ValueError as e:
             raise ToolkitError(f"{self.name} sent a malformed INFER response: {e}") from None
         return InferResult(np.frombuffer(out, dtype=np.int8).copy(), ticks, status)
+
+    def infer(self, x: np.ndarray, timeout: float | None = None) -> InferResult:
+        """One inference on the device. ``x``: int8 values, any shape with input_bytes elements."""
+        info = self.info()
+        data = self._infer_input(x, info)
+        # A stateless model gives the same answer twice, so a lost answer can be asked again.
+        return self._infer_result(self.request(P.Msg.INFER, data, timeout=timeout, retry=True), info)
 
     # -- the monitor (PUSH, EVENTS, STATS, CONFIG, RESET_BASELINE) --
 
@@ -506,28 +513,23 @@ class Device:
         everything), 1 on a real serial port (a polled UART cannot receive while it sends)."""
         info = self.info()
         xs = np.asarray(xs)
-        if xs.dtype != np.int8:
-            raise ToolkitError(f"infer_many() needs int8 input, got {xs.dtype}")
-        xs = xs.reshape(len(xs), -1)
-        if xs.shape[1] != info.input_bytes:
-            raise ToolkitError(f"inputs have {xs.shape[1]} int8 values, the model on {self.name} takes {info.input_bytes}")
+        payloads = [self._infer_input(x, info, "infer_many()") for x in xs.reshape(len(xs), -1)]
         depth = max(1, int(depth or getattr(self.transport, "pipeline_depth", 1)))
         if depth == 1:
-            return [self.infer(x, timeout=timeout) for x in xs]
+            return [self._infer_result(self.request(P.Msg.INFER, d, timeout=timeout, retry=True), info)
+                    for d in payloads]
         per = (self.timeout if timeout is None else timeout) + 2e-3 * info.input_bytes
         out: list[InferResult] = []
-        for start in range(0, len(xs), depth):
-            chunk = xs[start : start + depth]
+        for start in range(0, len(payloads), depth):
+            chunk = payloads[start : start + depth]
             seqs = [self._next_seq() for _ in chunk]
             self.counters.requests += len(chunk)
-            self.transport.write(b"".join(b"\x00" + P.encode_frame(P.Msg.INFER, s, x.tobytes())
-                                          for s, x in zip(seqs, chunk)))
+            self.transport.write(b"".join(b"\x00" + P.encode_frame(P.Msg.INFER, s, d) for s, d in zip(seqs, chunk)))
             for s in seqs:
                 f = self._await(P.Msg.INFER, s, time.monotonic() + per * len(chunk))
                 if f is None:
                     raise self._timeout(P.Msg.INFER, per, 1, self._decoder.pending)
-                status, ticks, o = P.unpack_infer(f.payload, info.output_bytes)
-                out.append(InferResult(np.frombuffer(o, dtype=np.int8).copy(), ticks, status))
+                out.append(self._infer_result(f, info))
         return out
 
     def exit(self, code: int = 0, timeout: float = 10.0) -> int | None:
