@@ -263,6 +263,10 @@ def test_skab_file_host_and_qemu_agree_row_by_row(tmp_path, monkeypatch):
     host = (tmp_path / "host" / "predictions.csv").read_text()
     assert host.count("\n") > 700
     assert (tmp_path / "qemu" / "predictions.csv").read_text() == host
+    # both reports name the same firmware sources (QEMU's read back from the build it used)
+    shas = [json.loads((tmp_path / t / "report.json").read_text())["model"]["firmware_sources_sha256"]
+            for t in ("host", "qemu")]
+    assert shas[0] == shas[1] and len(shas[0]) == 16
 
 
 def test_device_targets_need_a_fleet_model(tmp_path):

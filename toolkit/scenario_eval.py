@@ -112,26 +112,6 @@ def int8_library(model_dir: Path):
                        include_dirs=[c_dir], name="aiot_scenario_monitor")
 
 
-def _firmware(model_dir: Path, board_name: str) -> Path:
-    """Device firmware with this model, rebuilt whenever any firmware source changed (a
-    stale image would compare an old monitor with the current host build)."""
-    from .boards import get_board
-    from .firmware import build
-    from .paths import BOARDS, FIRMWARE
-    from .progress import step
-
-    h = hashlib.sha256()
-    for f in sorted([*FIRMWARE.rglob("*.[ch]"), *FIRMWARE.rglob("*.ld*"), *(model_dir / "c").glob("*"),
-                     *BOARDS.glob(f"{board_name}.toml")]):
-        h.update(str(f).encode() + f.read_bytes())
-    out = model_dir / "fw" / f"{board_name}-{h.hexdigest()[:12]}"
-    elf = out / "firmware.elf"
-    if not elf.is_file():
-        with step(f"firmware for {board_name} with the scenario fleet model"):
-            build(get_board(board_name), out, model_dir=model_dir / "c", app="device")
-    return elf
-
-
 class QemuDevice:
     """The firmware (monitor + protocol + int8 fleet model) in QEMU, over the serial
     protocol; one fresh boot per scenario so every installation commissions from zero."""
@@ -140,7 +120,9 @@ class QemuDevice:
         self.name = f"qemu:{board}"
         self.board = board
         self.config = config
-        self.elf = _firmware(Path(model_dir), board)
+        from .evaluate.monitor_device import firmware_elf
+
+        self.elf = firmware_elf(Path(model_dir), board, build=True)
 
     def push(self, timestamps_ms: np.ndarray, values: np.ndarray) -> np.ndarray:
         from .boards import get_board

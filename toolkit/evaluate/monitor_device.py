@@ -161,8 +161,16 @@ def firmware_sources_sha() -> str:
 
 def firmware_elf(model_dir: Path, board_name: str, build: bool = False) -> Path:
     """The device firmware (monitor + protocol + this model) for ``board_name``, built once
-    per firmware source state (a changed monitor.c means a new build)."""
-    out = Path(model_dir) / "fw" / f"{board_name}-{firmware_sources_sha()}"
+    per state of everything that goes into the image: the firmware sources (a changed
+    monitor.c means a new build), the model's generated C and the board file. The folder is
+    ``BOARD-SOURCES-INPUTS``: SOURCES is :func:`firmware_sources_sha`."""
+    from ..paths import BOARDS
+
+    h = hashlib.sha256()
+    for f in [*sorted((Path(model_dir) / "c").glob("*")), BOARDS / f"{board_name}.toml"]:
+        if f.is_file():
+            h.update(f.name.encode() + f.read_bytes())
+    out = Path(model_dir) / "fw" / f"{board_name}-{firmware_sources_sha()}-{h.hexdigest()[:8]}"
     elf = out / "firmware.elf"
     if elf.is_file():
         return elf

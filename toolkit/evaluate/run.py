@@ -92,7 +92,7 @@ def evaluate(
 
             elf = firmware_elf(package, settings.target.split(":", 1)[1], build=True)  # once, before the workers
             settings.firmware = str(elf)
-            model_ctx["firmware_sources_sha256"] = elf.parent.name.rsplit("-", 1)[1]  # what was built
+            model_ctx["firmware_sources_sha256"] = elf.parent.name.rsplit("-", 2)[1]  # what was built
             build_json = elf.parent / "build.json"
             if build_json.is_file():
                 model_ctx["firmware"] = json.loads(build_json.read_text()).get("size")
