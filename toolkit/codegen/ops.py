@@ -80,22 +80,28 @@ def _c_float(x: float) -> str:
     return float(np.float32(x)).hex() + "f"
 
 
+def _pack_groups(w: np.ndarray, rows: int, segments: int, seg_len: int, order: list[int]) -> list[np.ndarray]:
+    """The first ``rows`` rows (a multiple of four) of [rows][segments * seg_len] weights,
+    per group of four rows and per segment: blocks of 4 columns x 4 rows, each row's four
+    columns in ``order``, then the segment's tail columns row by row."""
+    len4 = seg_len - seg_len % 4
+    parts = []
+    for g in range(0, rows, 4):
+        group = w[g : g + 4].reshape(4, segments, seg_len)
+        for s in range(segments):
+            seg = group[:, s, :]
+            parts.append(seg[:, :len4].reshape(4, len4 // 4, 4)[:, :, order].transpose(1, 0, 2).ravel())
+            parts.append(seg[:, len4:].ravel())
+    return parts
+
+
 def pack_weights(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
     """Arrange [rows][segments * seg_len] int8 weights for aiot_dot4_s8 (see engine.h):
     rows in groups of four, per segment 16-byte blocks of 4 columns x 4 rows, then the
     tail columns row by row; rows past the last full group stay plain."""
     w = np.asarray(w, dtype=np.int8).reshape(w.shape[0], segments * seg_len)
     full = w.shape[0] - w.shape[0] % 4
-    len4 = seg_len - seg_len % 4
-    parts = []
-    for g in range(0, full, 4):
-        group = w[g : g + 4].reshape(4, segments, seg_len)
-        for s in range(segments):
-            seg = group[:, s, :]
-            parts.append(seg[:, :len4].reshape(4, len4 // 4, 4).transpose(1, 0, 2).ravel())
-            parts.append(seg[:, len4:].ravel())
-    parts.append(w[full:].ravel())
-    return np.concatenate(parts) if parts else np.zeros(0, np.int8)
+    return np.concatenate(_pack_groups(w, full, segments, seg_len, [0, 1, 2, 3]) + [w[full:].ravel()])
 
 
 def pack_weights_wide(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
@@ -106,15 +112,7 @@ def pack_weights_wide(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
     w = np.asarray(w, dtype=np.int8).reshape(w.shape[0], segments * seg_len).astype(np.int16)
     rows = -(-w.shape[0] // 4) * 4
     w = np.concatenate([w, np.zeros((rows - w.shape[0], w.shape[1]), np.int16)])
-    len4 = seg_len - seg_len % 4
-    parts = []
-    for g in range(0, rows, 4):
-        group = w[g : g + 4].reshape(4, segments, seg_len)
-        for s in range(segments):
-            seg = group[:, s, :]
-            blocks = seg[:, :len4].reshape(4, len4 // 4, 4)[:, :, [0, 2, 1, 3]]
-            parts.append(blocks.transpose(1, 0, 2).ravel())
-            parts.append(seg[:, len4:].ravel())
+    parts = _pack_groups(w, rows, segments, seg_len, [0, 2, 1, 3])
     return np.concatenate(parts) if parts else np.zeros(0, np.int16)
 
 
