@@ -86,10 +86,7 @@ static inline int8_t aiot_fp_requant(const aiot_requant_t *rq, uint32_t channel,
     // Generated multipliers are >= 0, so the saturating case of SRDHM cannot occur.
     const int32_t x = shift > 0 ? (int32_t)((uint32_t)acc << shift) : acc;
     const int32_t h = aiot_fp_srdhm_nosat(x, rq->multiplier[c]);
-    acc = (shift < 0 ? aiot_fp_rdivpot(h, -shift) : h) + rq->output_offset;
-    acc = acc < rq->act_min ? rq->act_min : acc;
-    acc = acc > rq->act_max ? rq->act_max : acc;
-    return (int8_t)acc;
+    return aiot_fp_clamp_s8(rq, shift < 0 ? aiot_fp_rdivpot(h, -shift) : h);
 }
 
 // The fast form in registers, for kernels that requantize four channels at a time. The
