@@ -52,7 +52,7 @@ void aiot_port_uart_rx_isr(void) {
         aiot_rxring_put((uint8_t)(UART_DATA & 0xFFu));
     }
 }
-  // aiot_port_uart_getc / aiot_port_idle: the shared ring (rxring.c)
+// aiot_port_uart_getc / aiot_port_idle come from the shared ring (rxring.c)
 #else
 int aiot_port_uart_getc(void) {
     if (UART_STATE & STATE_RX_FULL) return (int)(UART_DATA & 0xFFu);

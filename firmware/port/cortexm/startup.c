@@ -45,7 +45,6 @@ void HardFault_Handler(void) {
 
 void SysTick_Handler(void) { systick_wraps++; }
 
-
 typedef void (*vector_t)(void);
 //! 16 system exceptions, then external interrupts 0..AIOT_MAX_IRQ-1 (toolkit/ports.py MAX_IRQ).
 //! Only the console's receive interrupt is ever enabled; the other entries stay 0.

@@ -109,7 +109,7 @@ void aiot_port_uart_rx_isr(void) {
     int c = take(st);
     if (c >= 0) aiot_rxring_put((uint8_t)c);
 }
-  // aiot_port_uart_getc / aiot_port_idle: the shared ring (rxring.c)
+// aiot_port_uart_getc / aiot_port_idle come from the shared ring (rxring.c)
 #else
 int aiot_port_uart_getc(void) { return take(USART_STATUS); }
 void aiot_port_idle(void) {}

@@ -6,8 +6,9 @@
 int main(void) {
     aiot_app_init();
     for (;;) {
-        // The host sends one request and waits for the answer, so the receive path (a ring
-        // buffer or the polled 1-byte register) cannot overrun between frames.
+        // A polled 1-byte register cannot overrun because a host on a real serial port sends
+        // one request and waits for its answer; with the interrupt-driven ring a host may send
+        // ahead (QEMU), and a full ring pauses reception instead of dropping (rxring.c).
         int c = aiot_port_uart_getc();
         if (c >= 0)
             aiot_app_feed((uint8_t)c);
