@@ -29,8 +29,13 @@ import click
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Files evaluated in parallel.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N files (quick look).")
+@click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
+              help="Run at another operating point: an alert-settings JSON picked on the validation harness "
+                   "(python -m toolkit.evaluate.tuning --far-budget PCT --save DIR). Default: the validated "
+                   "picks (FAR budget 10 %).")
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
-            fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None) -> None:
+            fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
+            alert_settings: Path | None) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -42,12 +47,15 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
       aiot evaluate --data ../shared/data/skab --format skab --out build/skab
       aiot evaluate --data ../shared/data/skab --format skab --target qemu:mps2-an386 --out build/skab-qemu
       aiot evaluate --data NAB/data --format nab --labels NAB/labels/combined_windows.json --out build/nab
+      aiot evaluate --data ../shared/data/skab --format skab --target reference \\
+          --alert-settings build/picks/reference-w32-far20.json --out build/skab-far20
     """
     from ..evaluate.run import evaluate
 
     summary = evaluate(
         data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
+        alert_settings=alert_settings,
     )
     t = summary["test_rows"]
 

@@ -159,6 +159,20 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
+def _picked(context: dict) -> str:
+    """Where the alert settings came from when they were not the validated defaults."""
+    src = context.get("alert_settings")
+    if not src:
+        return "<p>Alert settings: the validated defaults (FAR budget 10 % on the validation harness).</p>"
+    by = src.get("picked_by", {})
+    val = by.get("validation", {})
+    budget = by.get("far_budget")
+    return (f"<p>Alert settings from <code>{html.escape(str(src.get('file')))}</code>"
+            + (f", picked at a validation FAR budget of {100 * budget:g} %" if isinstance(budget, (int, float)) else "")
+            + (f" (validation F1 {val['f1']:.3f}, FAR {_pct(val.get('far'))})" if isinstance(val.get("f1"), float) else "")
+            + ".</p>")
+
+
 def write_html(path: Path, results: list[FileResult], summary: dict, settings: dict, context: dict) -> Path:
     t = summary["test_rows"]
     rows = []
@@ -196,7 +210,7 @@ blue = score (log scale), dashed = threshold, bars below = alerts (green true, r
 <table><tr><th>file</th><th>incidents detected</th><th>false alerts</th><th>F1</th><th>FAR</th><th>MAR</th></tr>
 {''.join(rows)}</table>
 {''.join(plots)}
-<h2>Settings</h2><pre>{html.escape(json.dumps(settings, indent=2, default=_default))}</pre>
+<h2>Settings</h2>{_picked(context)}<pre>{html.escape(json.dumps(settings, indent=2, default=_default))}</pre>
 </body></html>
 """
     path.write_text(doc, encoding="utf-8")

@@ -40,8 +40,13 @@ def evaluate(
     limit: int | None = None,
     rule: AlertRule | None = None,
     knobs: dict | None = None,
+    alert_settings: Path | None = None,
 ) -> dict:
-    """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate."""
+    """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
+
+    ``alert_settings``: an alert-settings file (:mod:`.alert_settings`) instead of the
+    validated defaults: its rule or monitor knobs, and its window unless ``window`` is given
+    (which must then match it)."""
     from ..progress import step
 
     t0 = time.monotonic()
@@ -51,6 +56,21 @@ def evaluate(
     if out.exists() and not out.is_dir():
         raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
     target = resolve_target(target)
+    picked = None
+    if alert_settings is not None:
+        from . import alert_settings as aset
+
+        picked = aset.load(alert_settings)
+        if not picked.fits(target):
+            raise ToolkitError(
+                f"{alert_settings}: settings for the {picked.target} target, but --target is {target}",
+                hint="reference settings drive --target reference; device settings drive --target host / qemu:BOARD",
+            )
+        if window is not None and window != picked.window:
+            raise ToolkitError(f"{alert_settings}: picked at window {picked.window}, but --window {window} given",
+                               hint="leave --window out (the file's window is used) or pick settings at that window")
+        window = picked.window
+        rule, knobs = picked.rule, picked.knobs
     if window is None:
         window = VALIDATED_WINDOW["reference" if target == "reference" else "device"]
     settings = pipeline.Settings(
@@ -61,6 +81,7 @@ def evaluate(
         from .monitor_device import EVAL_KNOBS
 
         settings.knobs = dict(EVAL_KNOBS if knobs is None else knobs)
+        _check_knobs(settings.knobs, window, alert_settings)
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), labels)
     if limit is not None:
@@ -130,11 +151,28 @@ def evaluate(
         "host": platform.platform(),
         "seconds": round(time.monotonic() - t0, 1),
     }
+    if picked is not None:
+        context["alert_settings"] = {"file": str(alert_settings), "sha256": sha256_file(Path(alert_settings)),
+                                     "picked_by": picked.picked_by}
     with step(f"writing {out}"):
         report.write_predictions(out / "predictions.csv", results)
         report.write_json(out / "report.json", results, summary, settings.to_json(), context)
         report.write_html(out / "report.html", results, summary, settings.to_json(), context)
     return summary
+
+
+def _check_knobs(knobs: dict, window: int, source: Path | None) -> None:
+    """Monitor knobs out of range fail here, before any model is trained, naming their file."""
+    from ..monitor import default_config
+    from .monitor_device import FLOOR_KNOB
+
+    plain = {k: v for k, v in knobs.items() if k != FLOOR_KNOB}
+    try:  # one channel: per-sensor knobs are checked when the device is set up for the data
+        default_config(1, window, 1000, **{k: v for k, v in plain.items() if not isinstance(v, list)})
+    except ToolkitError as e:
+        if source is None:
+            raise
+        raise ToolkitError(f"{source}: {e.message}", hint=e.hint) from None
 
 
 def _model_context(package: Path) -> dict:

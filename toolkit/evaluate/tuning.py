@@ -11,13 +11,15 @@ Protocol (written once, before any SKAB experiment file was scored with the resu
   with FAR <= 10 % (the issue's target), ties to the simpler rule.
 
 Run: python -m toolkit.evaluate.tuning [--monitor | --tracking | --per-file | --fit SKAB_DIR] [--recovery] [--warmup SKAB_DIR] [--seeds N] [--window W]
-         ../shared/data/skab/anomaly-free/anomaly-free.csv
+         [--far-budget PCT ...] [--save DIR] ../shared/data/skab/anomaly-free/anomaly-free.csv
 (--monitor: the monitor's knobs for --target host/qemu; --tracking: the reference rule with
 level tracking; --per-file: the reference rule with one model per pseudo-installation trained
 on its commissioning rows; none: the reference rule with fixed levels and the fleet model.
 --recovery: faults fade out over 30..120 rows after their label ends instead of vanishing;
 --seeds: the faults are drawn this many times per piece, default 4; --warmup: the pieces also
-drift as SKAB's files do while commissioned, slopes from their first 400 rows only.)
+drift as SKAB's files do while commissioned, slopes from their first 400 rows only;
+--far-budget: pick at this validation FAR instead of 10 %, repeatable (one pick per budget);
+--save: write each pick as an alert-settings file for `aiot evaluate --alert-settings FILE`.)
 After the pick it prints where the pick's alert rows fall (phase_rates): before the fault,
 in it, after it.
 """
@@ -266,7 +268,8 @@ def score_monitor(dataset: Dataset, models: dict[float, Path], window: int, grid
     return rows
 
 
-def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str | None = None) -> int:
+def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str | None = None,
+                 budgets: tuple[float, ...] = (0.10,), save_dir: str | None = None) -> int:
     from ..data import sha256_file
     from .monitor_device import FLOOR_KNOB, MonitorDevice, device_fleet_model
 
@@ -279,21 +282,59 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
               for f in sorted({float(k.get(FLOOR_KNOB, 0.0)) for k in grid})}
     ds = harness(normal.slice(half, normal.rows), seeds, recovery,
                  skab_warmup(warmup, normal.channels) if warmup else None)
-    pick = _print_pick(score_monitor(ds, models, window, grid), window, len(ds.recordings), lambda k: k, top=12)
-    _print_phases(ds, lambda rec: MonitorDevice(models[float(pick.get(FLOOR_KNOB, 0.0))], window, "host", pick))
+    picks = _print_pick(score_monitor(ds, models, window, grid), window, len(ds.recordings), lambda k: k, top=12,
+                        budgets=budgets)
+    if save_dir:
+        save_picks(save_dir, "device", window, picks, _harness_doc(path, recovery, seeds, warmup, len(ds.recordings)))
+    first = picks[0][1]
+    _print_phases(ds, lambda rec: MonitorDevice(models[float(first.get(FLOOR_KNOB, 0.0))], window, "host", first))
     return 0
 
 
-def _print_pick(results: list[tuple], window: int, pieces: int, describe, top: int):
-    """Print the best results, then the pick: best F1 with FAR <= 10 % (best F1 overall if
-    none); return the pick's setting."""
-    ok = [(k, c) for k, c in results if c.far is not None and c.far <= 0.10]
-    best = max(ok or results, key=lambda kc: (kc[1].f1 or 0.0))
+def _harness_doc(path: str, recovery: bool, seeds: int, warmup: str | None, pieces: int) -> dict:
+    """How a pick was made, for its alert-settings file (and so for report.json)."""
+    from ..data import sha256_file
+
+    return {"tool": "python -m toolkit.evaluate.tuning", "normal_data": str(path), "normal_sha256": sha256_file(path),
+            "harness": {"recovery": recovery, "warmup": warmup is not None, "seeds": seeds, "pieces": pieces,
+                        "shape": list(SHAPE)}}
+
+
+def _print_pick(results: list[tuple], window: int, pieces: int, describe, top: int,
+                budgets: tuple[float, ...] = (0.10,)) -> list[tuple]:
+    """Print the best results, then one pick per FAR budget: best F1 with FAR <= the budget
+    (best F1 overall if none fits); return [(budget, setting, confusion)] in budget order."""
     for k, c in sorted(results, key=lambda kc: -(kc[1].f1 or 0))[:top]:
         print(f"F1 {c.f1 or 0:.3f} FAR {100 * c.far:5.2f} % MAR {100 * c.mar:5.2f} %  {describe(k)}")
-    print(f"window {window} pick:", json.dumps(describe(best[0])), f"(validation F1 {best[1].f1 or 0:.3f}, "
-          f"FAR {100 * best[1].far:.2f} %, MAR {100 * best[1].mar:.2f} %, {pieces} pseudo-installations)")
-    return best[0]
+    picks = []
+    for budget in budgets:
+        k, c = pick(results, budget)
+        print(f"window {window} pick{'' if budgets == (0.10,) else f' at FAR <= {100 * budget:g} %'}:",
+              json.dumps(describe(k)), f"(validation F1 {c.f1 or 0:.3f}, "
+              f"FAR {100 * c.far:.2f} %, MAR {100 * c.mar:.2f} %, {pieces} pseudo-installations)")
+        picks.append((budget, k, c))
+    return picks
+
+
+def pick(results: list[tuple], budget: float = 0.10) -> tuple:
+    """The (setting, confusion) with the best F1 among those with FAR <= ``budget``; the
+    best F1 overall if none fits. Ties go to the earlier (simpler) setting of the grid."""
+    ok = [(k, c) for k, c in results if c.far is not None and c.far <= budget]
+    return max(ok or results, key=lambda kc: (kc[1].f1 or 0.0))
+
+
+def save_picks(out_dir: str, target: str, window: int, picks: list[tuple], harness_doc: dict) -> list[Path]:
+    """Write one alert-settings file per pick (``aiot evaluate --alert-settings FILE``)."""
+    from .alert_settings import AlertSettings, save
+
+    paths = []
+    for budget, setting, c in picks:
+        doc = {"far_budget": budget, "validation": {"f1": c.f1, "far": c.far, "mar": c.mar}, **harness_doc}
+        settings = (AlertSettings(target, window, rule=setting, picked_by=doc) if target == "reference"
+                    else AlertSettings(target, window, knobs=setting, picked_by=doc))
+        paths.append(save(Path(out_dir) / f"{target}-w{window}-far{100 * budget:g}.json", settings))
+        print(f"saved {paths[-1]}")
+    return paths
 
 
 def tracking_grid() -> list[AlertRule]:
@@ -402,6 +443,12 @@ def _main(argv: list[str]) -> int:
                     help=f"fault draws per piece (default {SEEDS}: {SEEDS} x 15 pseudo-installations)")
     ap.add_argument("--window", type=int, default=None,
                     help="samples per window (default 8; with --fit, the reference target's validated window)")
+    ap.add_argument("--far-budget", type=float, action="append", metavar="PCT",
+                    help="pick the best F1 with validation FAR <= PCT %% (default 10, the issue's target); "
+                         "repeat for several operating points")
+    ap.add_argument("--save", metavar="DIR",
+                    help="write each pick as DIR/<target>-w<window>-far<PCT>.json for "
+                         "`aiot evaluate --alert-settings FILE`")
     ap.add_argument("normal", nargs="?",
                     help="normal-operation CSV, e.g. ../shared/data/skab/anomaly-free/anomaly-free.csv "
                          "(not with --fit, which reads the fleet recording from SKAB_DIR)")
@@ -410,13 +457,21 @@ def _main(argv: list[str]) -> int:
         ap.error("--seeds must be at least 1")
     if not args.fit and not args.normal:
         ap.error("give the normal-operation CSV the pseudo-installations are cut from")
+    pcts = args.far_budget or [10.0]
+    if any(not 0.0 < p < 100.0 for p in pcts):
+        ap.error("--far-budget is a percentage between 0 and 100 (exclusive)")
+    if args.fit and (args.save or args.far_budget):
+        ap.error("--fit scores no grid, so there is nothing to pick (--far-budget) or save (--save)")
+    if args.save and args.per_file:
+        ap.error("--save writes settings for the fleet model; --per-file picks are for one model per file")
+    budgets = tuple(p / 100.0 for p in pcts)
     if args.fit:
         from .device import VALIDATED_WINDOW
 
         return commissioning_fit(args.fit, args.window or VALIDATED_WINDOW["reference"])
     args.window = args.window or 8
     if args.monitor:
-        return main_monitor(args.normal, args.window, args.recovery, args.seeds, args.warmup)
+        return main_monitor(args.normal, args.window, args.recovery, args.seeds, args.warmup, budgets, args.save)
     from .pipeline import Settings, file_package, fleet_package
 
     normal = load_csv(args.normal, label_column=None)
@@ -435,12 +490,16 @@ def _main(argv: list[str]) -> int:
     else:
         package = fleet_package(normal.head(half), None, settings)
     results = score_sequential(ds, package, tracking_grid()) if args.tracking else score_rules(ds, package, grid())
-    pick = _print_pick(results, args.window, len(ds.recordings), lambda r: r.to_json(), top=15)
+    picks = _print_pick(results, args.window, len(ds.recordings), lambda r: r.to_json(), top=15, budgets=budgets)
+    if args.save:
+        save_picks(args.save, "reference", args.window, picks,
+                   _harness_doc(args.normal, args.recovery, args.seeds, args.warmup, len(ds.recordings)))
+    first = picks[0][1]
     from .device import ReferenceDevice
 
     pkgs = dict(zip((r.name for r in ds.recordings),
                     package if isinstance(package, list) else [package] * len(ds.recordings)))
-    _print_phases(ds, lambda rec: ReferenceDevice(pkgs[rec.name], pick))
+    _print_phases(ds, lambda rec: ReferenceDevice(pkgs[rec.name], first))
     return 0
 
 

@@ -1,0 +1,181 @@
+"""Operating points as files: the tuning's pick per FAR budget, saved, and read back by
+`aiot evaluate --alert-settings FILE` with every bad field named."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from toolkit.errors import ToolkitError
+from toolkit.evaluate import alert_settings as aset
+from toolkit.evaluate.device import AlertRule
+from toolkit.evaluate.metrics import Confusion
+from toolkit.evaluate.tuning import main as tuning_main
+from toolkit.evaluate.tuning import pick, save_picks
+
+FIX = Path(__file__).parent / "fixtures" / "eval"
+
+
+def _results():
+    # (setting, confusion): FAR 2/100, 8/100, 25/100 with F1 rising as FAR grows
+    return [
+        ("quiet", Confusion(tp=30, fp=2, tn=98, fn=70)),    # F1 30 / (30 + 36) = 0.4545
+        ("middle", Confusion(tp=60, fp=8, tn=92, fn=40)),   # 60 / (60 + 24)   = 0.7143
+        ("twin", Confusion(tp=60, fp=8, tn=92, fn=40)),     # the same counts, later in the grid
+        ("loud", Confusion(tp=90, fp=25, tn=75, fn=10)),    # 90 / (90 + 17.5) = 0.8372
+    ]
+
+
+def test_pick_is_the_best_f1_within_each_far_budget_and_ties_go_to_the_earlier_setting():
+    r = _results()
+    assert pick(r, 0.05)[0] == "quiet"
+    assert pick(r, 0.10)[0] == "middle"  # not "twin": same F1, later in the grid
+    assert pick(r, 0.08)[0] == "middle"  # FAR exactly at the budget is allowed
+    assert pick(r, 0.30)[0] == "loud"
+    assert pick(r, 0.01)[0] == "loud"  # nothing fits: best F1 overall
+
+
+def test_saved_picks_read_back_as_the_same_rule_and_knobs(tmp_path):
+    rule = AlertRule(threshold_margin=2.5, smooth=5, recover_ratio=0.7, noise_floor=0.5)
+    c = Confusion(tp=60, fp=8, tn=92, fn=40)
+    harness = {"harness": {"seeds": 4}}
+    [ref] = save_picks(str(tmp_path), "reference", 32, [(0.2, rule, c)], harness)
+    knobs = {"alert_margin": 1.5, "clear_margin": 1.5, "persist_k": 3, "persist_n": 5, "fleet_noise_floor": 0.5}
+    [dev] = save_picks(str(tmp_path), "device", 8, [(0.05, knobs, c)], harness)
+    assert ref.name == "reference-w32-far20.json" and dev.name == "device-w8-far5.json"
+    a = aset.load(ref)
+    assert (a.target, a.window, a.rule, a.knobs) == ("reference", 32, rule, None)
+    assert a.picked_by["far_budget"] == 0.2 and a.picked_by["validation"]["far"] == pytest.approx(0.08)
+    assert a.picked_by["harness"] == {"seeds": 4}
+    b = aset.load(dev)
+    assert (b.target, b.window, b.knobs, b.rule) == ("device", 8, knobs, None)
+    assert a.fits("reference") and not a.fits("host") and b.fits("qemu:mps2-an386") and not b.fits("reference")
+
+
+def _write(tmp_path, doc) -> Path:
+    p = tmp_path / "s.json"
+    p.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return p
+
+
+GOOD_REF = {"aiot_alert_settings": 1, "target": "reference", "window": 32, "rule": {"threshold_margin": 2.0}}
+
+
+@pytest.mark.parametrize("doc, message", [
+    ("{not json", "not JSON"),
+    ({"target": "reference"}, "no 'aiot_alert_settings'"),
+    ({**GOOD_REF, "aiot_alert_settings": 7}, "version 7"),
+    ({**GOOD_REF, "target": "fpga"}, "'target' is 'fpga'"),
+    ({**GOOD_REF, "window": 1}, "'window' is 1"),
+    ({**GOOD_REF, "window": "32"}, "'window' is '32'"),
+    ({**GOOD_REF, "rule": None}, "needs a 'rule' object"),
+    ({**GOOD_REF, "rule": {"threshold_margn": 2.0}}, "unknown rule field(s) threshold_margn"),
+    ({**GOOD_REF, "rule": {"smooth": 2.5}}, "'smooth' is 2.5, expected a int"),
+    ({**GOOD_REF, "rule": {"raise_after": True}}, "'raise_after' is True"),
+    ({**GOOD_REF, "rule": {"smooth": 0}}, "smooth >= 1"),
+    ({**GOOD_REF, "rule": {"recover_ratio": 1.5}}, "recover_ratio < 1"),
+    ({"aiot_alert_settings": 1, "target": "device", "window": 8}, "needs a 'knobs' object"),
+    ({"aiot_alert_settings": 1, "target": "device", "window": 8, "knobs": {"alert_margn": 2}},
+     "unknown monitor knob(s) alert_margn"),
+    ({"aiot_alert_settings": 1, "target": "device", "window": 8, "knobs": {"alert_margin": "high"}},
+     "'alert_margin' is 'high'"),
+])
+def test_bad_files_name_the_file_and_the_field(tmp_path, doc, message):
+    p = _write(tmp_path, doc)
+    with pytest.raises(ToolkitError) as e:
+        aset.load(p)
+    assert message in e.value.message and str(p) in e.value.message
+
+
+def test_a_missing_file_says_how_to_make_one(tmp_path):
+    with pytest.raises(ToolkitError, match="no such alert-settings file") as e:
+        aset.load(tmp_path / "nope.json")
+    assert "--save" in e.value.hint
+
+
+def test_float_fields_take_whole_numbers():
+    # JSON writes 2.0 as 2 in some tools: a margin of 2 is still a margin
+    assert aset._rule(Path("x"), {"threshold_margin": 2}).threshold_margin == 2
+
+
+def _cli(tmp_path, *args):
+    from toolkit.cli import main
+
+    return CliRunner().invoke(main, ["evaluate", "--data", str(FIX / "skab_mini"), "--format", "skab",
+                                     "--train-rows", "4", "--out", str(tmp_path / "o"), *args])
+
+
+def test_cli_refuses_settings_for_another_target_or_window_before_any_work(tmp_path):
+    ref = _write(tmp_path, GOOD_REF)
+    r = _cli(tmp_path, "--target", "host", "--alert-settings", str(ref))
+    assert r.exit_code == 2 and "settings for the reference target, but --target is host" in r.output
+    r = _cli(tmp_path, "--target", "reference", "--window", "8", "--alert-settings", str(ref))
+    assert r.exit_code == 2 and "picked at window 32, but --window 8 given" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "o").exists()
+
+
+def test_cli_refuses_out_of_range_monitor_knobs_naming_the_file(tmp_path):
+    bad = _write(tmp_path, {"aiot_alert_settings": 1, "target": "device", "window": 8,
+                            "knobs": {"persist_k": 9, "persist_n": 5}})
+    r = _cli(tmp_path, "--target", "host", "--alert-settings", str(bad))
+    assert r.exit_code == 2 and str(bad) in r.output and "invalid monitor configuration" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_runs_with_the_files_rule_and_records_where_it_came_from(tmp_path, monkeypatch):
+    """The scripted device of the pipeline tests, so only the plumbing is under test: the
+    rule the devices get and what report.json says."""
+    from toolkit.evaluate import pipeline
+    from toolkit.evaluate.run import evaluate
+
+    seen = []
+
+    class Recorder:
+        def __init__(self, target, package, rule, knobs, firmware):
+            seen.append((target, rule, knobs))
+
+        def commission(self, head):
+            return {}
+
+        def stream(self, series, start):
+            import numpy as np
+
+            from toolkit.evaluate.device import Outputs
+
+            n = series.rows - start
+            z = np.zeros(n)
+            return Outputs(["normal"] * n, z, z, z.astype(np.int8), np.zeros((n, len(series.channels))))
+
+    from toolkit.evaluate import run as run_mod
+
+    monkeypatch.setattr(pipeline, "make_device", Recorder)
+    monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")  # no training here
+    monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
+    rule = AlertRule(threshold_margin=3.0, smooth=1, raise_after=2, clear_after=2, recover_ratio=0.6)
+    c = Confusion(tp=1, fp=1, tn=8, fn=1)
+    [path] = save_picks(str(tmp_path), "reference", 2, [(0.3, rule, c)], {"harness": {"seeds": 1}})
+    evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", train_rows=4, target="reference", jobs=1,
+             alert_settings=path)
+    assert seen and all(s == ("reference", rule, {}) for s in seen)
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert doc["settings"]["window"] == 2 and doc["settings"]["rule"] == rule.to_json()
+    assert doc["alert_settings"]["file"] == str(path)
+    assert doc["alert_settings"]["picked_by"]["far_budget"] == 0.3
+    assert len(doc["alert_settings"]["sha256"]) == 64
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert "picked at a validation FAR budget of 30 %" in html and "validation F1 0.500" in html
+
+
+def test_tuning_cli_checks_budgets_and_save_combinations(capsys):
+    with pytest.raises(SystemExit):
+        tuning_main(["--far-budget", "0", "normal.csv"])
+    assert "between 0 and 100" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tuning_main(["--fit", "skab", "--save", "d"])
+    assert "nothing to pick" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tuning_main(["--per-file", "--save", "d", "normal.csv"])
+    assert "one model per file" in capsys.readouterr().err
