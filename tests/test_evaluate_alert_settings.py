@@ -53,6 +53,9 @@ def test_saved_picks_read_back_as_the_same_rule_and_knobs(tmp_path):
     b = aset.load(dev)
     assert (b.target, b.window, b.knobs, b.rule) == ("device", 8, knobs, None)
     assert a.fits("reference") and not a.fits("host") and b.fits("qemu:mps2-an386") and not b.fits("reference")
+    # a per-file pick never overwrites the fleet pick of the same budget
+    [pf] = save_picks(str(tmp_path), "reference", 32, [(0.2, rule, c)], {"model": "per-file"})
+    assert pf.name == "reference-per-file-w32-far20.json" and aset.load(ref).picked_by["harness"] == {"seeds": 4}
 
 
 def _write(tmp_path, doc) -> Path:
@@ -117,6 +120,19 @@ def test_cli_refuses_settings_for_another_target_or_window_before_any_work(tmp_p
     assert "Traceback" not in r.output and not (tmp_path / "o").exists()
 
 
+def test_cli_refuses_a_pick_made_with_the_other_kind_of_model(tmp_path):
+    per_file = _write(tmp_path, {**GOOD_REF, "picked_by": {"model": "per-file"}})
+    r = _cli(tmp_path, "--target", "reference", "--alert-settings", str(per_file))
+    assert r.exit_code == 2 and "picked with one model per file, but this run uses the fleet model" in r.output
+    r = _cli(tmp_path, "--target", "reference", "--per-file", "--alert-settings", str(_write(tmp_path, GOOD_REF)))
+    assert r.exit_code == 2 and "picked with the fleet model, but this run uses one model per file" in r.output
+    r = _cli(tmp_path, "--target", "host", "--per-file")
+    assert r.exit_code == 2 and "--per-file runs on --target reference only" in r.output
+    r = _cli(tmp_path, "--per-file", "--target", "reference", "--fleet", str(tmp_path / "f.csv"))
+    assert r.exit_code == 2 and "--per-file and --fleet both given" in r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_refuses_out_of_range_monitor_knobs_naming_the_file(tmp_path):
     bad = _write(tmp_path, {"aiot_alert_settings": 1, "target": "device", "window": 8,
                             "knobs": {"persist_k": 9, "persist_n": 5}})
@@ -176,6 +192,36 @@ def test_tuning_cli_checks_budgets_and_save_combinations(capsys):
     with pytest.raises(SystemExit):
         tuning_main(["--fit", "skab", "--save", "d"])
     assert "nothing to pick" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        tuning_main(["--per-file", "--save", "d", "normal.csv"])
-    assert "one model per file" in capsys.readouterr().err
+
+
+def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissioning_rows(tmp_path, monkeypatch):
+    import numpy as np
+
+    from toolkit.evaluate import pipeline
+    from toolkit.evaluate.device import Outputs
+    from toolkit.evaluate.run import evaluate
+
+    trained = []
+
+    def file_package(rec, start, settings, cache=None):
+        trained.append((rec.name, start))
+        return tmp_path / rec.name
+
+    class Quiet:
+        def __init__(self, target, package, rule, knobs, firmware):
+            assert package == tmp_path / "valve1" / package.name  # the file's own model
+
+        def commission(self, head):
+            return {}
+
+        def stream(self, series, start):
+            n = series.rows - start
+            return Outputs(["normal"] * n, np.zeros(n), np.zeros(n), np.zeros(n, np.int8), np.zeros((n, 2)))
+
+    monkeypatch.setattr(pipeline, "make_device", Quiet)
+    monkeypatch.setattr(pipeline, "file_package", file_package)
+    monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: pytest.fail("the fleet model was trained"))
+    evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", train_rows=4, target="reference", jobs=1,
+             window=2, per_file=True)
+    assert sorted(trained) == [("valve1/0.csv", 4), ("valve1/10.csv", 4), ("valve1/2.csv", 4)]
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["model"]["kind"] == "per-file"

@@ -33,9 +33,12 @@ import click
               help="Run at another operating point: an alert-settings JSON picked on the validation harness "
                    "(python -m toolkit.evaluate.tuning --far-budget PCT --save DIR). Default: the validated "
                    "picks (FAR budget 10 %).")
+@click.option("--per-file", "per_file", is_flag=True,
+              help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "
+                   "the fleet model; --target reference only.")
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
-            alert_settings: Path | None) -> None:
+            alert_settings: Path | None, per_file: bool) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -55,7 +58,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     summary = evaluate(
         data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
-        alert_settings=alert_settings,
+        alert_settings=alert_settings, per_file=per_file,
     )
     t = summary["test_rows"]
 

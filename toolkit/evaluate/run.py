@@ -41,12 +41,14 @@ def evaluate(
     rule: AlertRule | None = None,
     knobs: dict | None = None,
     alert_settings: Path | None = None,
+    per_file: bool = False,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
 
     ``alert_settings``: an alert-settings file (:mod:`.alert_settings`) instead of the
     validated defaults: its rule or monitor knobs, and its window unless ``window`` is given
-    (which must then match it)."""
+    (which must then match it). ``per_file``: one model per file on its commissioning rows
+    (SKAB's own protocol) even where the data has a fleet recording; reference target only."""
     from ..progress import step
 
     t0 = time.monotonic()
@@ -56,6 +58,11 @@ def evaluate(
     if out.exists() and not out.is_dir():
         raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
     target = resolve_target(target)
+    if per_file and fleet is not None:
+        raise ToolkitError("--per-file and --fleet both given", hint="one model per file, or one fleet model: pick one")
+    if per_file and target != "reference":
+        raise ToolkitError(f"--per-file runs on --target reference only, not {target}",
+                           hint="the device targets run the fleet model the firmware is built with")
     picked = None
     if alert_settings is not None:
         from . import alert_settings as aset
@@ -69,6 +76,13 @@ def evaluate(
         if window is not None and window != picked.window:
             raise ToolkitError(f"{alert_settings}: picked at window {picked.window}, but --window {window} given",
                                hint="leave --window out (the file's window is used) or pick settings at that window")
+        kind = picked.picked_by.get("model", "fleet")
+        if kind != ("per-file" if per_file else "fleet"):
+            raise ToolkitError(
+                f"{alert_settings}: picked with {'one model per file' if kind == 'per-file' else 'the fleet model'}, "
+                f"but this run uses {'one model per file' if per_file else 'the fleet model'}",
+                hint="per-file picks run with --per-file, fleet picks without it",
+            )
         window = picked.window
         rule, knobs = picked.rule, picked.knobs
     if window is None:
@@ -86,6 +100,8 @@ def evaluate(
         ds = readers.read(fmt, Path(data), labels)
     if limit is not None:
         ds.recordings = ds.recordings[:limit]
+    if per_file:
+        ds.fleet, ds.fleet_source = None, None
     if fleet is not None:
         ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None)
         ds.fleet_source = Path(fleet)

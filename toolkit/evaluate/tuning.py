@@ -291,11 +291,14 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
     return 0
 
 
-def _harness_doc(path: str, recovery: bool, seeds: int, warmup: str | None, pieces: int) -> dict:
-    """How a pick was made, for its alert-settings file (and so for report.json)."""
+def _harness_doc(path: str, recovery: bool, seeds: int, warmup: str | None, pieces: int, model: str = "fleet") -> dict:
+    """How a pick was made, for its alert-settings file (and so for report.json). ``model``:
+    "fleet" or "per-file" (one model per installation): `aiot evaluate` refuses to run a pick
+    with the other kind of model."""
     from ..data import sha256_file
 
-    return {"tool": "python -m toolkit.evaluate.tuning", "normal_data": str(path), "normal_sha256": sha256_file(path),
+    return {"tool": "python -m toolkit.evaluate.tuning", "model": model,
+            "normal_data": str(path), "normal_sha256": sha256_file(path),
             "harness": {"recovery": recovery, "warmup": warmup is not None, "seeds": seeds, "pieces": pieces,
                         "shape": list(SHAPE)}}
 
@@ -328,11 +331,12 @@ def save_picks(out_dir: str, target: str, window: int, picks: list[tuple], harne
     from .alert_settings import AlertSettings, save
 
     paths = []
+    kind = "-per-file" if harness_doc.get("model") == "per-file" else ""
     for budget, setting, c in picks:
         doc = {"far_budget": budget, "validation": {"f1": c.f1, "far": c.far, "mar": c.mar}, **harness_doc}
         settings = (AlertSettings(target, window, rule=setting, picked_by=doc) if target == "reference"
                     else AlertSettings(target, window, knobs=setting, picked_by=doc))
-        paths.append(save(Path(out_dir) / f"{target}-w{window}-far{100 * budget:g}.json", settings))
+        paths.append(save(Path(out_dir) / f"{target}{kind}-w{window}-far{100 * budget:g}.json", settings))
         print(f"saved {paths[-1]}")
     return paths
 
@@ -447,7 +451,7 @@ def _main(argv: list[str]) -> int:
                     help="pick the best F1 with validation FAR <= PCT %% (default 10, the issue's target); "
                          "repeat for several operating points")
     ap.add_argument("--save", metavar="DIR",
-                    help="write each pick as DIR/<target>-w<window>-far<PCT>.json for "
+                    help="write each pick as DIR/<target>[-per-file]-w<window>-far<PCT>.json for "
                          "`aiot evaluate --alert-settings FILE`")
     ap.add_argument("normal", nargs="?",
                     help="normal-operation CSV, e.g. ../shared/data/skab/anomaly-free/anomaly-free.csv "
@@ -462,8 +466,6 @@ def _main(argv: list[str]) -> int:
         ap.error("--far-budget is a percentage between 0 and 100 (exclusive)")
     if args.fit and (args.save or args.far_budget):
         ap.error("--fit scores no grid, so there is nothing to pick (--far-budget) or save (--save)")
-    if args.save and args.per_file:
-        ap.error("--save writes settings for the fleet model; --per-file picks are for one model per file")
     budgets = tuple(p / 100.0 for p in pcts)
     if args.fit:
         from .device import VALIDATED_WINDOW
@@ -493,7 +495,8 @@ def _main(argv: list[str]) -> int:
     picks = _print_pick(results, args.window, len(ds.recordings), lambda r: r.to_json(), top=15, budgets=budgets)
     if args.save:
         save_picks(args.save, "reference", args.window, picks,
-                   _harness_doc(args.normal, args.recovery, args.seeds, args.warmup, len(ds.recordings)))
+                   _harness_doc(args.normal, args.recovery, args.seeds, args.warmup, len(ds.recordings),
+                                "per-file" if args.per_file else "fleet"))
     first = picks[0][1]
     from .device import ReferenceDevice
 
