@@ -225,3 +225,30 @@ def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissio
              window=2, per_file=True)
     assert sorted(trained) == [("valve1/0.csv", 4), ("valve1/10.csv", 4), ("valve1/2.csv", 4)]
     assert json.loads((tmp_path / "o" / "report.json").read_text())["model"]["kind"] == "per-file"
+
+
+@pytest.mark.slow
+def test_tuning_end_to_end_saves_one_loadable_pick_per_budget(tmp_path, monkeypatch, capsys):
+    """The whole tuning command on a small normal recording (a real model, few pieces): one
+    file per budget, each a rule from the grid whose recorded validation FAR fits its budget."""
+    import numpy as np
+
+    from toolkit.evaluate.tuning import grid
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    rng = np.random.default_rng(1)
+    normal = tmp_path / "normal.csv"
+    rows = [f"{t},{10 + rng.normal():.4f},{5 + 0.5 * rng.normal():.4f},{rng.normal():.4f}" for t in range(2600)]
+    normal.write_text("timestamp,a,b,c\n" + "\n".join(rows) + "\n")
+    assert tuning_main(["--seeds", "1", "--window", "8", "--far-budget", "2", "--far-budget", "30",
+                        "--save", str(tmp_path / "picks"), str(normal)]) == 0
+    out = capsys.readouterr().out
+    assert "pick at FAR <= 2 %, alert rows:" in out and "pick at FAR <= 30 %, alert rows:" in out
+    rules = [r.to_json() for r in grid()]
+    for pct in (2, 30):
+        s = aset.load(tmp_path / "picks" / f"reference-w8-far{pct}.json")
+        assert s.target == "reference" and s.window == 8 and s.rule.to_json() in rules
+        by = s.picked_by
+        assert by["far_budget"] == pct / 100 and by["model"] == "fleet" and by["harness"]["seeds"] == 1
+        assert by["validation"]["far"] <= pct / 100
+        assert f"pick at FAR <= {pct} %: {json.dumps(s.rule.to_json())}" in out

@@ -161,7 +161,7 @@ def phase_rates(pieces: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]
     return {"pre_far": rate["pre"], "recall": rate["fault"], "post_far": rate["post"]}
 
 
-def _print_phases(dataset: Dataset, make_device) -> None:
+def _print_phases(dataset: Dataset, make_device, label: str = "pick") -> None:
     """Stream every piece through ``make_device(recording)`` (the pick) and print phase_rates."""
     pieces = []
     for rec in dataset.recordings:
@@ -169,7 +169,7 @@ def _print_phases(dataset: Dataset, make_device) -> None:
         d.commission(rec.series.head(SHAPE[0]))
         pieces.append((rec.labels[SHAPE[0]:], d.stream(rec.series, SHAPE[0]).alert))
     r = phase_rates(pieces)
-    print(f"pick's alert rows: {100 * r['pre_far']:.1f} % of the normal rows before the fault, "
+    print(f"{label}, alert rows: {100 * r['pre_far']:.1f} % of the normal rows before the fault, "
           f"{100 * r['recall']:.1f} % of the faulty rows, {100 * r['post_far']:.1f} % of the normal rows after it")
 
 
@@ -286,9 +286,14 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
                         budgets=budgets)
     if save_dir:
         save_picks(save_dir, "device", window, picks, _harness_doc(path, recovery, seeds, warmup, len(ds.recordings)))
-    first = picks[0][1]
-    _print_phases(ds, lambda rec: MonitorDevice(models[float(first.get(FLOOR_KNOB, 0.0))], window, "host", first))
+    for budget, knobs, _ in picks:
+        _print_phases(ds, lambda rec, k=knobs: MonitorDevice(models[float(k.get(FLOOR_KNOB, 0.0))], window, "host", k),
+                      _label(budget, budgets))
     return 0
+
+
+def _label(budget: float, budgets: tuple[float, ...]) -> str:
+    return "pick" if budgets == (0.10,) else f"pick at FAR <= {100 * budget:g} %"
 
 
 def _harness_doc(path: str, recovery: bool, seeds: int, warmup: str | None, pieces: int, model: str = "fleet") -> dict:
@@ -497,12 +502,12 @@ def _main(argv: list[str]) -> int:
         save_picks(args.save, "reference", args.window, picks,
                    _harness_doc(args.normal, args.recovery, args.seeds, args.warmup, len(ds.recordings),
                                 "per-file" if args.per_file else "fleet"))
-    first = picks[0][1]
     from .device import ReferenceDevice
 
     pkgs = dict(zip((r.name for r in ds.recordings),
                     package if isinstance(package, list) else [package] * len(ds.recordings)))
-    _print_phases(ds, lambda rec: ReferenceDevice(pkgs[rec.name], first))
+    for budget, rule, _ in picks:
+        _print_phases(ds, lambda rec, r=rule: ReferenceDevice(pkgs[rec.name], r), _label(budget, budgets))
     return 0
 
 
