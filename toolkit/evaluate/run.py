@@ -95,7 +95,8 @@ def evaluate(
         from .monitor_device import EVAL_KNOBS
 
         settings.knobs = dict(EVAL_KNOBS if knobs is None else knobs)
-        _check_knobs(settings.knobs, window, alert_settings)
+        if picked is not None:  # the validated defaults need no check; a user's file does
+            _check_knobs(settings.knobs, window, alert_settings)
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), labels)
     if limit is not None:
@@ -177,17 +178,16 @@ def evaluate(
     return summary
 
 
-def _check_knobs(knobs: dict, window: int, source: Path | None) -> None:
-    """Monitor knobs out of range fail here, before any model is trained, naming their file."""
+def _check_knobs(knobs: dict, window: int, source: Path) -> None:
+    """Monitor knobs from ``source`` out of range fail here, before any model is trained,
+    naming the file (per-sensor lists are checked when the device is set up for the data)."""
     from ..monitor import default_config
     from .monitor_device import FLOOR_KNOB
 
-    plain = {k: v for k, v in knobs.items() if k != FLOOR_KNOB}
-    try:  # one channel: per-sensor knobs are checked when the device is set up for the data
-        default_config(1, window, 1000, **{k: v for k, v in plain.items() if not isinstance(v, list)})
+    scalar = {k: v for k, v in knobs.items() if k != FLOOR_KNOB and not isinstance(v, list)}
+    try:
+        default_config(1, window, 1000, **scalar)
     except ToolkitError as e:
-        if source is None:
-            raise
         raise ToolkitError(f"{source}: {e.message}", hint=e.hint) from None
 
 
