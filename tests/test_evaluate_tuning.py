@@ -35,7 +35,7 @@ def test_recovery_fades_the_fault_out_after_its_label_and_changes_nothing_before
     normal = _normal()
     plain = pseudo_installations(normal)
     faded = pseudo_installations(normal, recovery=True)
-    f0, f1 = SHAPE[0] + SHAPE[1], SHAPE[0] + SHAPE[1] + SHAPE[2]
+    f1 = SHAPE[0] + SHAPE[1] + SHAPE[2]
     for p, r in zip(plain, faded):
         assert np.array_equal(p.series.labels, r.series.labels)
         assert np.array_equal(p.series.values[:f1], r.series.values[:f1])  # same faults up to the label's end
