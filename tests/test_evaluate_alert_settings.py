@@ -126,8 +126,6 @@ def test_cli_refuses_a_pick_made_with_the_other_kind_of_model(tmp_path):
     assert r.exit_code == 2 and "picked with one model per file, but this run uses the fleet model" in r.output
     r = _cli(tmp_path, "--target", "reference", "--per-file", "--alert-settings", str(_write(tmp_path, GOOD_REF)))
     assert r.exit_code == 2 and "picked with the fleet model, but this run uses one model per file" in r.output
-    r = _cli(tmp_path, "--target", "host", "--per-file")
-    assert r.exit_code == 2 and "--per-file runs on --target reference only" in r.output
     r = _cli(tmp_path, "--per-file", "--target", "reference", "--fleet", str(tmp_path / "f.csv"))
     assert r.exit_code == 2 and "--per-file and --fleet both given" in r.output
     assert not (tmp_path / "o").exists()
@@ -205,6 +203,8 @@ def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissio
 
     def file_package(rec, start, settings, cache=None):
         trained.append((rec.name, start))
+        (tmp_path / rec.name).mkdir(parents=True)
+        (tmp_path / rec.name / "model.tflite").write_bytes(rec.name.encode())
         return tmp_path / rec.name
 
     class Quiet:
@@ -224,7 +224,11 @@ def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissio
     evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", train_rows=4, target="reference", jobs=1,
              window=2, per_file=True)
     assert sorted(trained) == [("valve1/0.csv", 4), ("valve1/10.csv", 4), ("valve1/2.csv", 4)]
-    assert json.loads((tmp_path / "o" / "report.json").read_text())["model"]["kind"] == "per-file"
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["model"]["kind"] == "per-file"
+    # each file's record names its own model
+    assert [f["commissioning"]["model"]["package"] for f in rep["files"]] == [
+        str(tmp_path / f["file"]) for f in rep["files"]]
 
 
 @pytest.mark.slow

@@ -247,9 +247,11 @@ def test_smoothing_is_a_causal_trailing_mean():
 @pytest.mark.qemu
 @pytest.mark.slow
 @pytest.mark.skipif(not (SKAB / "valve1" / "0.csv").is_file(), reason="SKAB data not present")
-def test_skab_file_host_and_qemu_agree_row_by_row(tmp_path, monkeypatch):
+@pytest.mark.parametrize("per_file", [False, True], ids=["fleet-model", "installation-model"])
+def test_skab_file_host_and_qemu_agree_row_by_row(tmp_path, monkeypatch, per_file):
     """The monitor + int8 engine built for the host and the same firmware in QEMU must
-    give byte-identical predictions for one SKAB file."""
+    give byte-identical predictions for one SKAB file, with the fleet model and with the
+    installation's own model (its own firmware image)."""
     import shutil
 
     from toolkit.evaluate.run import evaluate
@@ -257,7 +259,7 @@ def test_skab_file_host_and_qemu_agree_row_by_row(tmp_path, monkeypatch):
     if not shutil.which("qemu-system-arm") or not shutil.which("arm-none-eabi-gcc"):
         pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
-    common = dict(data=SKAB, fmt="skab", epochs=2, jobs=1, limit=1)
+    common = dict(data=SKAB, fmt="skab", epochs=2, jobs=1, limit=1, per_file=per_file)
     evaluate(out=tmp_path / "host", target="host", **common)
     evaluate(out=tmp_path / "qemu", target="qemu:mps2-an386", **common)
     host = (tmp_path / "host" / "predictions.csv").read_text()
@@ -267,13 +269,11 @@ def test_skab_file_host_and_qemu_agree_row_by_row(tmp_path, monkeypatch):
     shas = [json.loads((tmp_path / t / "report.json").read_text())["model"]["firmware_sources_sha256"]
             for t in ("host", "qemu")]
     assert shas[0] == shas[1] and len(shas[0]) == 16
-
-
-def test_device_targets_need_a_fleet_model(tmp_path):
-    from toolkit.evaluate.run import evaluate
-
-    with pytest.raises(ToolkitError, match="needs a fleet model"):
-        evaluate(data=FIX / "generic_mixed" / "one.csv", fmt="generic", out=tmp_path / "o", target="host")
+    if per_file:  # one model, trained once (the QEMU run found the host run's in the cache)
+        models = [json.loads((tmp_path / t / "report.json").read_text())["files"][0]["commissioning"]["model"]
+                  for t in ("host", "qemu")]
+        assert models[0]["sha256"] == models[1]["sha256"]
+        assert models[1]["firmware"]["flash_total"] > 10_000 and "firmware" not in models[0]
 
 
 def test_worker_errors_keep_their_hint():

@@ -35,7 +35,8 @@ import click
                    "picks (FAR budget 10 %).")
 @click.option("--per-file", "per_file", is_flag=True,
               help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "
-                   "the fleet model; --target reference only.")
+                   "the fleet model. On host / qemu:BOARD: one noise-unit model (and on QEMU one firmware "
+                   "image) per installation. Data without a fleet recording always runs this way.")
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
             alert_settings: Path | None, per_file: bool) -> None:
@@ -52,6 +53,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
       aiot evaluate --data NAB/data --format nab --labels NAB/labels/combined_windows.json --out build/nab
       aiot evaluate --data ../shared/data/skab --format skab --target reference \\
           --alert-settings build/picks/reference-w32-far20.json --out build/skab-far20
+      aiot evaluate --data ../shared/data/skab --format skab --target host --per-file --out build/skab-own
     """
     from ..evaluate.run import evaluate
 

@@ -99,52 +99,100 @@ def _fold_normalization(model, mean: np.ndarray, std: np.ndarray):
     return clone
 
 
+def _model_dir(key: list, prefix: str) -> Path:
+    """The cache folder of a device model: ``key`` plus the recipe and the code that trains it."""
+    h = hashlib.sha256(json.dumps(key).encode())
+    h.update(RECIPE.encode())
+    for mod in ("train.py", "quantize.py", "codegen/__init__.py"):
+        p = Path(__file__).resolve().parent.parent / mod
+        h.update(p.read_bytes() if p.exists() else b"")
+    return build_dir() / "evaluate" / "models" / f"{prefix}-{h.hexdigest()[:16]}"
+
+
+def _build_device_model(z: Series, out: Path, window: int, epochs: int, seed: int, hidden: tuple[int, ...],
+                        train_rows: int, name: str, meta: dict) -> Path:
+    """Train on ``z`` (already in the monitor's noise units), fold the training normalization
+    into the first and last layers, convert to int8 and generate its C: OUT/model.tflite,
+    OUT/c/model.c, OUT/meta.json (``meta`` + what was folded). ``out`` only ever holds a
+    complete model (built in a private folder, then renamed)."""
+    import os
+
+    from ..codegen import generate
+    from ..package import load_package
+    from ..quantize import convert_int8
+    from ..train import train
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    train(z, tmp / "pkg", window=window, epochs=epochs, seed=seed, train_rows=train_rows,
+          hidden=hidden, name=name, progress=False)
+    import keras
+
+    pkg = load_package(tmp / "pkg")
+    norm = pkg.normalization
+    mean = np.tile(norm.mean.astype(np.float64), window)
+    std = np.tile(norm.std.astype(np.float64), window)
+    model = keras.models.load_model(pkg.file("keras"), compile=False)
+    folded = _fold_normalization(model, mean, std)
+    rep = pkg.vectors()["x_representative"].astype(np.float64) * std + mean
+    tfl = convert_int8(folded, rep.astype(np.float32))
+    (tmp / "model.tflite").write_bytes(tfl)
+    generate(tfl, tmp / "c", name=name)
+    (tmp / "meta.json").write_text(json.dumps({**meta, "window": window, "epochs": epochs,
+                                               "training_normalization_folded": norm.to_json()}, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process finished the same model first: theirs is as good
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "c" / "model.c").is_file():
+            raise
+    return out
+
+
 def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int, seed: int,
                        commissioning_rows: int, hidden: tuple[int, ...] = (16, 8), noise_floor: float = 0.0) -> Path:
     """Train (cached) the fleet model for the monitor: DIR/model.tflite + DIR/c/model.c.
     ``noise_floor`` > 0: trained in the noise units the monitor sees with that per-sensor floor."""
     knobs = monitor_knobs(window, commissioning_rows)
     key = [source_sha, window, epochs, seed, knobs, list(hidden)] + ([noise_floor] if noise_floor > 0 else [])
-    h = hashlib.sha256(json.dumps(key).encode())
-    h.update(RECIPE.encode())
-    for mod in ("train.py", "quantize.py", "codegen/__init__.py"):
-        p = Path(__file__).resolve().parent.parent / mod
-        h.update(p.read_bytes() if p.exists() else b"")
-    out = build_dir() / "evaluate" / "models" / f"device-{h.hexdigest()[:16]}"
+    out = _model_dir(key, "device")
     if (out / "c" / "model.c").is_file():
         return out
-    from ..codegen import generate
-    from ..package import load_package
     from ..progress import step
-    from ..quantize import convert_int8
-    from ..train import train
 
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     with step(f"device fleet model ({fleet.rows} normal rows in noise units), cached as {out.name}"):
         f_mean, f_std = fleet_spread(fleet)
         z = _device_normalized(fleet, knobs["commission_samples"], fleet_floors(f_mean, f_std, noise_floor))
-        train(z, tmp / "pkg", window=window, epochs=epochs, seed=seed, train_rows=int(0.9 * z.rows),
-              hidden=hidden, name="fleet_device", progress=False)
-        import keras
+        return _build_device_model(z, out, window, epochs, seed, hidden, int(0.9 * z.rows), "fleet_device",
+                                   {"kind": "fleet", "knobs": knobs, "noise_floor": noise_floor,
+                                    "fleet_mean": f_mean.tolist(), "fleet_std": f_std.tolist()})
 
-        pkg = load_package(tmp / "pkg")
-        norm = pkg.normalization
-        mean = np.tile(norm.mean.astype(np.float64), window)
-        std = np.tile(norm.std.astype(np.float64), window)
-        model = keras.models.load_model(pkg.file("keras"), compile=False)
-        folded = _fold_normalization(model, mean, std)
-        rep = pkg.vectors()["x_representative"].astype(np.float64) * std + mean
-        tfl = convert_int8(folded, rep.astype(np.float32))
-        (tmp / "model.tflite").write_bytes(tfl)
-        generate(tfl, tmp / "c", name="fleet_device")
-        (tmp / "meta.json").write_text(json.dumps({"knobs": knobs, "window": window, "epochs": epochs,
-                                                   "noise_floor": noise_floor, "fleet_mean": f_mean.tolist(),
-                                                   "fleet_std": f_std.tolist(),
-                                                   "training_normalization_folded": norm.to_json()}, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out
+
+def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden: tuple[int, ...] = (16, 8),
+                      noise_floor: float = 0.0, name: str = "installation") -> Path:
+    """One installation's own model for the monitor, trained (cached) on its commissioning
+    rows ``head`` alone, in the noise units the monitor will commission on those same rows
+    (baseline and noise from the first half). No fleet recording: the per-sensor floors of
+    ``noise_floor`` are taken against the installation's own spread over ``head`` (what
+    ``fleet_mean`` / ``fleet_std`` stand for in its meta.json). Rows labelled as a fault
+    (when a commissioning log says so) are kept out of the training windows, as the
+    reference target keeps them out of its baseline; the monitor still sees them."""
+    knobs = monitor_knobs(window, head.rows)
+    h = hashlib.sha256()
+    for a in (head.timestamps, head.values, head.valid, head.labels if head.labels is not None else np.zeros(0)):
+        h.update(np.ascontiguousarray(a).tobytes())
+    key = [h.hexdigest(), list(head.channels), window, epochs, seed, knobs, list(hidden), noise_floor]
+    out = _model_dir(key, "device-file")
+    if (out / "c" / "model.c").is_file():
+        return out
+    own_mean, own_std = fleet_spread(head)
+    z = _device_normalized(head, knobs["commission_samples"], fleet_floors(own_mean, own_std, noise_floor))
+    z.labels = head.labels
+    return _build_device_model(z, out, window, epochs, seed, hidden, z.rows, "installation_device",
+                               {"kind": "per-file", "installation": name, "knobs": knobs, "noise_floor": noise_floor,
+                                "fleet_mean": own_mean.tolist(), "fleet_std": own_std.tolist(),
+                                "spread_from": "the installation's own commissioning rows"})
 
 
 def firmware_sources_sha() -> str:
@@ -159,7 +207,7 @@ def firmware_sources_sha() -> str:
     return h.hexdigest()[:16]
 
 
-def firmware_elf(model_dir: Path, board_name: str, build: bool = False) -> Path:
+def firmware_elf(model_dir: Path, board_name: str, build: bool = False, quiet: bool = False) -> Path:
     """The device firmware (monitor + protocol + this model) for ``board_name``, built once
     per state of everything that goes into the image: the firmware sources (a changed
     monitor.c means a new build), the model's generated C and the board file. The folder is
@@ -180,6 +228,9 @@ def firmware_elf(model_dir: Path, board_name: str, build: bool = False) -> Path:
     from ..firmware import build as build_fw
     from ..progress import step
 
+    if quiet:  # one image per installation: the run's progress bar tells the story
+        build_fw(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device")
+        return elf
     with step(f"firmware for {board_name} with the fleet model"):
         build_fw(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device")
     return elf

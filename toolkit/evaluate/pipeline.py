@@ -133,6 +133,35 @@ def file_package(rec: Recording, start: int, settings: Settings, cache: Path | N
     return _train_package(rec.series.head(start), int(0.8 * start), settings, out, Path(rec.name).stem)
 
 
+def installation_model(rec: Recording, start: int, settings: Settings) -> tuple[Path, str | None]:
+    """(model, firmware) of one installation trained on its own ``start`` commissioning rows:
+    the reference target's package, or the device targets' noise-unit model (and, on QEMU,
+    the firmware image built with it)."""
+    if settings.target == "reference":
+        return file_package(rec, start, settings), None
+    from .monitor_device import FLOOR_KNOB, device_file_model, firmware_elf
+
+    model = device_file_model(rec.series.head(start), settings.window, settings.epochs, settings.seed,
+                              settings.hidden, noise_floor=float(settings.knobs.get(FLOOR_KNOB, 0.0)),
+                              name=Path(rec.name).stem)
+    if settings.target.startswith("qemu:"):
+        return model, str(firmware_elf(model, settings.target.split(":", 1)[1], build=True, quiet=True))
+    return model, None
+
+
+def _own_model_info(package: Path, firmware: str | None) -> dict:
+    """What report.json records of a file's own model: where it is, its hash and size (and
+    the firmware image's size, on QEMU)."""
+    from ..data import sha256_file
+
+    tfl = Path(package) / "model.tflite"
+    info = {"package": str(package), "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size}
+    build_json = Path(firmware).parent / "build.json" if firmware else None
+    if build_json is not None and build_json.is_file():
+        info["firmware"] = json.loads(build_json.read_text()).get("size")
+    return info
+
+
 # -- one file -----------------------------------------------------------------------
 
 
@@ -144,10 +173,14 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
             f"{rec.name}: {s.rows} rows, cannot commission on {start} and stream the rest",
             hint="lower --train-rows/--train-fraction, or leave this file out",
         )
-    if package is None:
-        package = file_package(rec, start, settings)
-    device = make_device(settings.target, package, settings.rule, settings.knobs, settings.firmware)
+    firmware = settings.firmware
+    own_model = package is None
+    if own_model:
+        package, firmware = installation_model(rec, start, settings)
+    device = make_device(settings.target, package, settings.rule, settings.knobs, firmware)
     info = device.commission(s.head(start))
+    if own_model:
+        info["model"] = _own_model_info(package, firmware)
     out = device.stream(s, start)
     if len(out.alert) != s.rows - start:
         raise ToolkitError(f"{rec.name}: the device answered {len(out.alert)} rows for {s.rows - start} pushed")
@@ -180,8 +213,17 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
     )
 
 
-def _worker(args: tuple) -> FileResult | tuple:
+def quiet_worker() -> None:
+    """In a worker process that trains many small models: no TensorFlow chatter (its C++
+    start-up lines, and the "retracing" advice that training model after model triggers)."""
+    import logging
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+def _worker(args: tuple) -> FileResult | tuple:
+    quiet_worker()
     try:
         return _run_file(*args)
     except ToolkitError as e:  # sent back whole: a pickled exception would lose its hint

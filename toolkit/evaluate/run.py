@@ -48,7 +48,9 @@ def evaluate(
     ``alert_settings``: an alert-settings file (:mod:`.alert_settings`) instead of the
     validated defaults: its rule or monitor knobs, and its window unless ``window`` is given
     (which must then match it). ``per_file``: one model per file on its commissioning rows
-    (SKAB's own protocol) even where the data has a fleet recording; reference target only."""
+    (SKAB's own protocol) even where the data has a fleet recording; on the device targets
+    that is one noise-unit model, and on QEMU one firmware image, per installation (data
+    without a fleet recording always runs this way)."""
     from ..progress import step
 
     t0 = time.monotonic()
@@ -60,9 +62,6 @@ def evaluate(
     target = resolve_target(target)
     if per_file and fleet is not None:
         raise ToolkitError("--per-file and --fleet both given", hint="one model per file, or one fleet model: pick one")
-    if per_file and target != "reference":
-        raise ToolkitError(f"--per-file runs on --target reference only, not {target}",
-                           hint="the device targets run the fleet model the firmware is built with")
     picked = None
     if alert_settings is not None:
         from . import alert_settings as aset
@@ -140,13 +139,15 @@ def evaluate(
         model_ctx.update(kind="fleet", trained_on=str(ds.fleet_source),
                          trained_on_sha256=sha256_file(ds.fleet_source) if ds.fleet_source else None)
     else:
-        if settings.target != "reference":
-            raise ToolkitError(
-                f"--target {settings.target} needs a fleet model: this data has no normal-operation file",
-                hint="pass --fleet NORMAL.csv (or use --target reference, which trains one model per file)",
-            )
         package = None
         model_ctx = {"kind": "per-file", "trained_on": "each file's own commissioning rows"}
+        if settings.target != "reference":
+            from .monitor_device import firmware_sources_sha
+
+            model_ctx.update(kind="per-file (noise-unit inputs, for the monitor)",
+                             firmware_sources_sha256=firmware_sources_sha(),
+                             note="each file's model, tflite hash and (qemu) firmware size are in its "
+                                  "commissioning record")
 
     with step(f"commissioning and streaming {len(ds.recordings)} file(s) on {settings.target}, {jobs} job(s)"):
         results = pipeline.run(ds, settings, package)

@@ -10,11 +10,12 @@ Protocol (written once, before any SKAB experiment file was scored with the resu
 - every candidate setting is scored by the same pooled F1/FAR/MAR; the pick is the best F1
   with FAR <= 10 % (the issue's target), ties to the simpler rule.
 
-Run: python -m toolkit.evaluate.tuning [--monitor | --tracking | --per-file | --fit SKAB_DIR] [--recovery] [--warmup SKAB_DIR] [--seeds N] [--window W]
+Run: python -m toolkit.evaluate.tuning [--monitor | --tracking | --fit SKAB_DIR] [--per-file] [--recovery] [--warmup SKAB_DIR] [--seeds N] [--window W]
          [--far-budget PCT ...] [--save DIR] ../shared/data/skab/anomaly-free/anomaly-free.csv
 (--monitor: the monitor's knobs for --target host/qemu; --tracking: the reference rule with
-level tracking; --per-file: the reference rule with one model per pseudo-installation trained
-on its commissioning rows; none: the reference rule with fixed levels and the fleet model.
+level tracking; --per-file: one model per pseudo-installation trained on its commissioning
+rows (with the reference rule, or with --monitor the monitor's knobs); none: the reference
+rule with fixed levels and the fleet model.
 --recovery: faults fade out over 30..120 rows after their label ends instead of vanishing;
 --seeds: the faults are drawn this many times per piece, default 4; --warmup: the pieces also
 drift as SKAB's files do while commissioned, slopes from their first 400 rows only;
@@ -249,8 +250,10 @@ def monitor_grid() -> list[dict]:
     return out
 
 
-def score_monitor(dataset: Dataset, models: dict[float, Path], window: int, grid: list[dict]) -> list[tuple[dict, Confusion]]:
-    """``models``: the validation device model per noise floor (the floor changes its inputs)."""
+def score_monitor(dataset: Dataset, models: dict[float, Path | list[Path]], window: int,
+                  grid: list[dict]) -> list[tuple[dict, Confusion]]:
+    """``models``: the validation device model per noise floor (the floor changes its inputs):
+    one fleet model, or one model per recording (:func:`installation_models`)."""
     from ..progress import Bar
     from .monitor_device import FLOOR_KNOB, MonitorDevice
 
@@ -258,8 +261,8 @@ def score_monitor(dataset: Dataset, models: dict[float, Path], window: int, grid
     with Bar(len(grid), "monitor settings") as bar:
         for knobs in grid:
             total = Confusion()
-            for rec in dataset.recordings:
-                d = MonitorDevice(models[float(knobs.get(FLOOR_KNOB, 0.0))], window, "host", knobs)
+            for i, rec in enumerate(dataset.recordings):
+                d = MonitorDevice(_model_of(models[float(knobs.get(FLOOR_KNOB, 0.0))], i), window, "host", knobs)
                 d.commission(rec.series.head(SHAPE[0]))
                 out = d.stream(rec.series, SHAPE[0])
                 total = total + confusion(rec.labels[SHAPE[0]:], out.alert)
@@ -268,26 +271,78 @@ def score_monitor(dataset: Dataset, models: dict[float, Path], window: int, grid
     return rows
 
 
+def _model_of(model: Path | list[Path], i: int) -> Path:
+    return model[i] if isinstance(model, list) else model
+
+
+def _train_one(args: tuple) -> Path:
+    from .pipeline import quiet_worker
+
+    quiet_worker()
+    kind, rec, window, floor = args
+    if kind == "device":
+        from .monitor_device import device_file_model
+
+        return device_file_model(rec.series.head(SHAPE[0]), window, 30, 0, noise_floor=floor, name=Path(rec.name).stem)
+    from .pipeline import Settings, file_package
+
+    return file_package(rec, SHAPE[0], Settings(format="skab", window=window))
+
+
+def installation_models(dataset: Dataset, kind: str, window: int, floor: float = 0.0, jobs: int = 2) -> list[Path]:
+    """One model per pseudo-installation on its own commissioning rows, trained on ``jobs``
+    processes (cached: a re-run trains nothing): ``kind`` "reference" (the reference
+    target's package) or "device" (the monitor's noise-unit model with noise ``floor``)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    from ..progress import Bar
+
+    tasks = [(kind, rec, window, floor) for rec in dataset.recordings]
+    label = f"{kind} models" + (f" (floor {floor:g})" if kind == "device" else "")
+    with Bar(len(tasks), label) as bar:
+        if jobs <= 1:
+            out = []
+            for t in tasks:
+                out.append(_train_one(t))
+                bar.update()
+            return out
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:  # TF must not be forked
+            out = []
+            for path in pool.map(_train_one, tasks):
+                out.append(path)
+                bar.update()
+            return out
+
+
 def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str | None = None,
-                 budgets: tuple[float, ...] = (0.10,), save_dir: str | None = None) -> int:
+                 budgets: tuple[float, ...] = (0.10,), save_dir: str | None = None, per_file: bool = False) -> int:
+    """``per_file``: each pseudo-installation gets its own device model, trained on its
+    commissioning rows (``aiot evaluate --per-file`` on host / qemu); else the fleet model
+    of the normal data's first half."""
     from ..data import sha256_file
     from .monitor_device import FLOOR_KNOB, MonitorDevice, device_fleet_model
 
     normal = load_csv(path, label_column=None)
     half = normal.rows // 2
     grid = monitor_grid()
-    # the validation model sees the first half only (its fleet spread too)
-    models = {f: device_fleet_model(normal.head(half), sha256_file(path) + ":first-half", window, 30, 0, SHAPE[0],
-                                    noise_floor=f)
-              for f in sorted({float(k.get(FLOOR_KNOB, 0.0)) for k in grid})}
+    floors = sorted({float(k.get(FLOOR_KNOB, 0.0)) for k in grid})
     ds = harness(normal.slice(half, normal.rows), seeds, recovery,
                  skab_warmup(warmup, normal.channels) if warmup else None)
+    if per_file:
+        models = {f: installation_models(ds, "device", window, f) for f in floors}
+    else:  # the validation model sees the first half only (its fleet spread too)
+        models = {f: device_fleet_model(normal.head(half), sha256_file(path) + ":first-half", window, 30, 0,
+                                        SHAPE[0], noise_floor=f) for f in floors}
     picks = _print_pick(score_monitor(ds, models, window, grid), window, len(ds.recordings), lambda k: k, top=12,
                         budgets=budgets)
     if save_dir:
-        save_picks(save_dir, "device", window, picks, _harness_doc(path, recovery, seeds, warmup, len(ds.recordings)))
+        save_picks(save_dir, "device", window, picks, _harness_doc(path, recovery, seeds, warmup, len(ds.recordings),
+                                                                   "per-file" if per_file else "fleet"))
+    index = {rec.name: i for i, rec in enumerate(ds.recordings)}
     for budget, knobs, _ in picks:
-        _print_phases(ds, lambda rec, k=knobs: MonitorDevice(models[float(k.get(FLOOR_KNOB, 0.0))], window, "host", k),
+        model = models[float(knobs.get(FLOOR_KNOB, 0.0))]
+        _print_phases(ds, lambda rec, k=knobs, m=model: MonitorDevice(_model_of(m, index[rec.name]), window, "host", k),
                       _label(budget, budgets))
     return 0
 
@@ -439,8 +494,9 @@ def _main(argv: list[str]) -> int:
     what = ap.add_mutually_exclusive_group()
     what.add_argument("--monitor", action="store_true", help="the monitor's knobs (--target host / qemu)")
     what.add_argument("--tracking", action="store_true", help="the reference rule with level tracking")
-    what.add_argument("--per-file", action="store_true",
-                      help="the reference rule, one model per pseudo-installation on its commissioning rows")
+    ap.add_argument("--per-file", action="store_true",
+                    help="one model per pseudo-installation on its commissioning rows (the reference rule, "
+                         "or with --monitor the monitor's knobs), for `aiot evaluate --per-file`")
     what.add_argument("--fit", metavar="SKAB_DIR",
                       help="no grid: how well the fleet model fits each SKAB file's commissioning rows "
                            "(no test row) against the validation pieces")
@@ -469,6 +525,8 @@ def _main(argv: list[str]) -> int:
     pcts = args.far_budget or [10.0]
     if any(not 0.0 < p < 100.0 for p in pcts):
         ap.error("--far-budget is a percentage between 0 and 100 (exclusive)")
+    if args.per_file and (args.tracking or args.fit):
+        ap.error("--per-file goes with the reference rule's grid or --monitor, not --tracking / --fit")
     if args.fit and (args.save or args.far_budget):
         ap.error("--fit scores no grid, so there is nothing to pick (--far-budget) or save (--save)")
     budgets = tuple(p / 100.0 for p in pcts)
@@ -478,8 +536,9 @@ def _main(argv: list[str]) -> int:
         return commissioning_fit(args.fit, args.window or VALIDATED_WINDOW["reference"])
     args.window = args.window or 8
     if args.monitor:
-        return main_monitor(args.normal, args.window, args.recovery, args.seeds, args.warmup, budgets, args.save)
-    from .pipeline import Settings, file_package, fleet_package
+        return main_monitor(args.normal, args.window, args.recovery, args.seeds, args.warmup, budgets, args.save,
+                            args.per_file)
+    from .pipeline import Settings, fleet_package
 
     normal = load_csv(args.normal, label_column=None)
     half = normal.rows // 2
@@ -487,13 +546,7 @@ def _main(argv: list[str]) -> int:
     ds = harness(normal.slice(half, normal.rows), args.seeds, args.recovery,
                  skab_warmup(args.warmup, normal.channels) if args.warmup else None)
     if args.per_file:
-        from ..progress import Bar
-
-        package = []
-        with Bar(len(ds.recordings), "per-file models") as bar:
-            for rec in ds.recordings:
-                package.append(file_package(rec, SHAPE[0], settings))
-                bar.update()
+        package = installation_models(ds, "reference", args.window)
     else:
         package = fleet_package(normal.head(half), None, settings)
     results = score_sequential(ds, package, tracking_grid()) if args.tracking else score_rules(ds, package, grid())

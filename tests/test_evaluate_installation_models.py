@@ -1,0 +1,167 @@
+"""One model per installation on the device targets: the monitor's noise-unit model trained
+on a file's own commissioning rows (``aiot evaluate --per-file`` on host / qemu, and any
+data without a fleet recording), and the tuning that picks its knobs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from toolkit.data import Series, load_csv
+from toolkit.errors import ToolkitError
+
+
+def _series(rows: int, seed: int = 0, labels: np.ndarray | None = None) -> Series:
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows, dtype=np.float64)
+    v = np.stack([10 + 0.5 * np.sin(t / 7) + 0.1 * rng.normal(size=rows),
+                  5 + 0.2 * rng.normal(size=rows),
+                  0.3 * rng.normal(size=rows)], axis=1)
+    return Series(timestamps=t, values=v, valid=np.ones_like(v, bool), labels=labels, channels=["a", "b", "c"])
+
+
+def _noise_units(head: Series, commission: int) -> tuple[np.ndarray, np.ndarray]:
+    """The installation's baseline and noise as the monitor takes them (first half, ddof 1)."""
+    return head.values[:commission].mean(axis=0), head.values[:commission].std(axis=0, ddof=1)
+
+
+def _errors(model_dir, x: np.ndarray) -> np.ndarray:
+    """Mean squared reconstruction error of noise-unit windows through the int8 model."""
+    from toolkit.reference import TflmReference
+
+    ref = TflmReference((model_dir / "model.tflite").read_bytes())
+    ind, outd = ref.input_details, ref.output_details
+    s_in, z_in = ind["quantization_parameters"]["scales"][0], ind["quantization_parameters"]["zero_points"][0]
+    s_out, z_out = outd["quantization_parameters"]["scales"][0], outd["quantization_parameters"]["zero_points"][0]
+    q = np.clip(np.round(x / s_in) + z_in, -128, 127).astype(np.int8)
+    y = (ref.run(q).reshape(len(x), -1).astype(np.float64) - z_out) * s_out
+    return ((x - y) ** 2).mean(axis=1)
+
+
+@pytest.mark.slow
+def test_an_installation_model_learns_its_own_commissioning_rows_in_noise_units(tmp_path, monkeypatch):
+    from toolkit.evaluate.monitor_device import device_file_model, monitor_knobs
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    head = _series(400)
+    model = device_file_model(head, window=8, epochs=20, seed=0, name="pump7")
+    meta = json.loads((model / "meta.json").read_text())
+    assert meta["kind"] == "per-file" and meta["installation"] == "pump7" and meta["window"] == 8
+    assert np.allclose(meta["fleet_mean"], head.values.mean(axis=0))  # its own spread, no fleet
+    assert (model / "c" / "model.c").is_file()
+
+    # in noise units: a commissioning window reconstructs; the same window with one sensor
+    # 6 noise units off does not
+    commission = monitor_knobs(8, 400)["commission_samples"]
+    mean, sd = _noise_units(head, commission)
+    z = np.clip((head.values - mean) / sd, -8, 8)
+    x = np.stack([z[i : i + 8].reshape(-1) for i in range(0, 392, 4)])
+    normal = _errors(model, x)
+    shifted = x.reshape(len(x), 8, 3).copy()
+    shifted[:, :, 1] += 6.0
+    faulty = _errors(model, shifted.reshape(len(x), -1))
+    assert np.median(faulty) > 5 * np.quantile(normal, 0.99)
+
+    # cached by the commissioning rows it saw: the same rows are the same model, untouched;
+    # one changed row is another model
+    stamp = (model / "model.tflite").stat().st_mtime_ns
+    assert device_file_model(head, window=8, epochs=20, seed=0, name="pump7") == model
+    assert (model / "model.tflite").stat().st_mtime_ns == stamp
+    other = _series(400)
+    other.values[399, 0] += 1.0
+    assert device_file_model(other, window=8, epochs=20, seed=0, name="pump7") != model
+
+
+@pytest.mark.slow
+def test_labelled_commissioning_rows_stay_out_of_the_training_windows(tmp_path, monkeypatch):
+    from toolkit.evaluate.monitor_device import device_file_model
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    labels = np.zeros(400, np.int8)
+    labels[100:150] = 1
+    model = device_file_model(_series(400, labels=labels), window=8, epochs=2, seed=0)
+    training = json.loads((model / "pkg" / "manifest.json").read_text())["training"]
+    # every window touching rows 100..149 (50 + 7 of them) is skipped
+    assert training["skipped_fault_windows"] == 57
+
+
+def _write_installation(path, rows: int, fault: tuple[int, int], seed: int) -> None:
+    s = _series(rows, seed)
+    s.values[fault[0] : fault[1], 1] += 3.0  # 15 sigma of sensor b
+    lab = np.zeros(rows, np.int8)
+    lab[fault[0] : fault[1]] = 1
+    lines = ["timestamp,a,b,c,label"] + [f"{int(t)},{a:.5f},{b:.5f},{c:.5f},{y}"
+                                         for t, (a, b, c), y in zip(s.timestamps, s.values, lab)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_host_target_without_a_fleet_recording_trains_each_installation_its_own_model(tmp_path, monkeypatch):
+    """Data without a normal-operation file runs on the device target (it used to be refused):
+    each file gets a model of its own commissioning rows, recorded in report.json, and the
+    monitor with that model flags the fault and stays quiet before it."""
+    from toolkit.evaluate.monitor_device import EVAL_KNOBS, FLOOR_KNOB, device_file_model
+    from toolkit.evaluate.run import evaluate
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    data = tmp_path / "site"
+    data.mkdir()
+    _write_installation(data / "p1.csv", 900, (600, 700), seed=1)
+    _write_installation(data / "p2.csv", 900, (650, 800), seed=2)
+    summary = evaluate(data=data, fmt="generic", out=tmp_path / "o", train_rows=400, target="host",
+                       epochs=20, jobs=2)
+    assert summary["incidents"] == 2 and summary["incidents_detected"] == 2
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert rep["model"]["kind"].startswith("per-file") and len(rep["model"]["firmware_sources_sha256"]) == 16
+    models = []
+    for f in rep["files"]:
+        info = f["commissioning"]["model"]
+        assert info["sha256"] and info["tflite_bytes"] > 1000
+        models.append(info["package"])
+        # the model is the one of the file's first 400 rows: retraining on just them finds it in the cache
+        head = load_csv(data / f["file"].split("/")[-1]).head(400)
+        floor = EVAL_KNOBS[FLOOR_KNOB]  # the validated knobs' floor: the model is trained with it
+        assert str(device_file_model(head, 8, 20, 0, noise_floor=floor, name=head.source.stem)) == info["package"]
+    assert models[0] != models[1]
+    pred = list(csv_rows(tmp_path / "o" / "predictions.csv"))
+    before = [r for r in pred if r["file"].endswith("p1.csv") and 400 <= int(float(r["timestamp"])) < 600]
+    assert before and not any(r["alert"] == "1" for r in before)  # quiet before the fault
+
+
+def csv_rows(path):
+    import csv
+
+    with open(path, newline="") as f:
+        yield from csv.DictReader(f)
+
+
+def test_cli_per_file_on_the_host_target_is_accepted_and_still_checks_the_pick_kind(tmp_path):
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+
+    pick = tmp_path / "device-w8-far10.json"
+    pick.write_text(json.dumps({"aiot_alert_settings": 1, "target": "device", "window": 8,
+                                "knobs": {"alert_margin": 1.5}, "picked_by": {"model": "fleet"}}))
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "none"), "--format", "skab", "--target",
+                                  "host", "--per-file", "--alert-settings", str(pick), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "picked with the fleet model, but this run uses one model per file" in r.output
+
+
+def test_tuning_per_file_goes_with_the_reference_grid_or_the_monitor_only(capsys):
+    from toolkit.evaluate.tuning import main as tuning_main
+
+    for other in (["--tracking"], ["--fit", "skab"]):
+        with pytest.raises(SystemExit):
+            tuning_main(["--per-file", *other, "normal.csv"])
+        assert "--per-file goes with the reference rule's grid or --monitor" in capsys.readouterr().err
+
+
+def test_a_model_that_cannot_be_trained_names_the_rows(tmp_path, monkeypatch):
+    from toolkit.evaluate.monitor_device import device_file_model
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    with pytest.raises(ToolkitError, match="calibration windows"):
+        device_file_model(_series(30), window=8, epochs=1, seed=0)
