@@ -38,14 +38,29 @@ def test_pick_is_the_best_f1_within_each_far_budget_and_ties_go_to_the_earlier_s
     assert pick(r, 0.01)[0] == "loud"  # nothing fits: best F1 overall
 
 
+def test_a_pick_outside_its_budget_is_flagged_and_never_saved(tmp_path, capsys):
+    from toolkit.evaluate.tuning import _print_pick
+
+    margin = {"quiet": 3.0, "middle": 2.0, "twin": 2.0, "loud": 1.0}
+    results = [({"alert_margin": margin[k]}, c) for k, c in _results()]
+    picks = _print_pick(results, 8, 15, lambda k: k, top=2, budgets=(0.01, 0.10))
+    out = capsys.readouterr().out
+    assert 'NO SETTING of the grid reaches validation FAR <= 1 % (the lowest: 2.00 %, {"alert_margin": 3.0})' in out
+    assert out.count("NO SETTING") == 1  # the 10 % budget is met
+    paths = save_picks(str(tmp_path), "device", 8, picks, {})
+    assert [p.name for p in paths] == ["device-w8-far10.json"]
+    assert "not saved: the FAR <= 1 % pick" in capsys.readouterr().out
+    assert not (tmp_path / "device-w8-far1.json").exists()
+
+
 def test_saved_picks_read_back_as_the_same_rule_and_knobs(tmp_path):
     rule = AlertRule(threshold_margin=2.5, smooth=5, recover_ratio=0.7, noise_floor=0.5)
     c = Confusion(tp=60, fp=8, tn=92, fn=40)
     harness = {"harness": {"seeds": 4}}
     [ref] = save_picks(str(tmp_path), "reference", 32, [(0.2, rule, c)], harness)
     knobs = {"alert_margin": 1.5, "clear_margin": 1.5, "persist_k": 3, "persist_n": 5, "fleet_noise_floor": 0.5}
-    [dev] = save_picks(str(tmp_path), "device", 8, [(0.05, knobs, c)], harness)
-    assert ref.name == "reference-w32-far20.json" and dev.name == "device-w8-far5.json"
+    [dev] = save_picks(str(tmp_path), "device", 8, [(0.08, knobs, c)], harness)
+    assert ref.name == "reference-w32-far20.json" and dev.name == "device-w8-far8.json"
     a = aset.load(ref)
     assert (a.target, a.window, a.rule, a.knobs) == ("reference", 32, rule, None)
     assert a.picked_by["far_budget"] == 0.2 and a.picked_by["validation"]["far"] == pytest.approx(0.08)

@@ -375,24 +375,38 @@ def _print_pick(results: list[tuple], window: int, pieces: int, describe, top: i
         print(f"window {window} pick{'' if budgets == (0.10,) else f' at FAR <= {100 * budget:g} %'}:",
               json.dumps(describe(k)), f"(validation F1 {c.f1 or 0:.3f}, "
               f"FAR {100 * c.far:.2f} %, MAR {100 * c.mar:.2f} %, {pieces} pseudo-installations)")
+        if not fits(c, budget):
+            low_k, low = min(results, key=lambda kc: kc[1].far if kc[1].far is not None else 1.0)
+            print(f"  NO SETTING of the grid reaches validation FAR <= {100 * budget:g} % (the lowest: "
+                  f"{100 * low.far:.2f} %, {json.dumps(describe(low_k))}); the line above is the best F1 "
+                  f"overall, not an operating point within the budget")
         picks.append((budget, k, c))
     return picks
+
+
+def fits(c: Confusion, budget: float) -> bool:
+    return c.far is not None and c.far <= budget
 
 
 def pick(results: list[tuple], budget: float = 0.10) -> tuple:
     """The (setting, confusion) with the best F1 among those with FAR <= ``budget``; the
     best F1 overall if none fits. Ties go to the earlier (simpler) setting of the grid."""
-    ok = [(k, c) for k, c in results if c.far is not None and c.far <= budget]
+    ok = [(k, c) for k, c in results if fits(c, budget)]
     return max(ok or results, key=lambda kc: (kc[1].f1 or 0.0))
 
 
 def save_picks(out_dir: str, target: str, window: int, picks: list[tuple], harness_doc: dict) -> list[Path]:
-    """Write one alert-settings file per pick (``aiot evaluate --alert-settings FILE``)."""
+    """Write one alert-settings file per pick (``aiot evaluate --alert-settings FILE``). A
+    pick outside its budget (no setting of the grid reached it) is not written: a file
+    named ``...-far10.json`` runs at 10 % FAR on validation or does not exist."""
     from .alert_settings import AlertSettings, save
 
     paths = []
     kind = "-per-file" if harness_doc.get("model") == "per-file" else ""
     for budget, setting, c in picks:
+        if not fits(c, budget):
+            print(f"not saved: the FAR <= {100 * budget:g} % pick (no setting reached that budget on validation)")
+            continue
         doc = {"far_budget": budget, "validation": {"f1": c.f1, "far": c.far, "mar": c.mar}, **harness_doc}
         settings = (AlertSettings(target, window, rule=setting, picked_by=doc) if target == "reference"
                     else AlertSettings(target, window, knobs=setting, picked_by=doc))
