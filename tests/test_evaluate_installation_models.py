@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from toolkit.data import Series, load_csv
-from toolkit.errors import ToolkitError
 
 
 def _series(rows: int, seed: int = 0, labels: np.ndarray | None = None) -> Series:
@@ -159,9 +158,17 @@ def test_tuning_per_file_goes_with_the_reference_grid_or_the_monitor_only(capsys
         assert "--per-file goes with the reference rule's grid or --monitor" in capsys.readouterr().err
 
 
-def test_a_model_that_cannot_be_trained_names_the_rows(tmp_path, monkeypatch):
-    from toolkit.evaluate.monitor_device import device_file_model
+def test_an_installation_too_short_for_its_own_model_names_the_file_and_what_to_do(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
-    with pytest.raises(ToolkitError, match="calibration windows"):
-        device_file_model(_series(30), window=8, epochs=1, seed=0)
+    (tmp_path / "site").mkdir()
+    _write_installation(tmp_path / "site" / "short.csv", 80, (60, 70), seed=0)
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "site"), "--format", "generic",
+                                  "--target", "host", "--train-rows", "30", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "short.csv: its own model on its 30 commissioning rows" in r.output
+    assert "calibration windows" in r.output and "--train-rows" in r.output
+    assert not (tmp_path / "o").exists()

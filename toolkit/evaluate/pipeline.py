@@ -136,17 +136,21 @@ def file_package(rec: Recording, start: int, settings: Settings, cache: Path | N
 def installation_model(rec: Recording, start: int, settings: Settings) -> tuple[Path, str | None]:
     """(model, firmware) of one installation trained on its own ``start`` commissioning rows:
     the reference target's package, or the device targets' noise-unit model (and, on QEMU,
-    the firmware image built with it)."""
-    if settings.target == "reference":
-        return file_package(rec, start, settings), None
-    from .monitor_device import FLOOR_KNOB, device_file_model, firmware_elf
+    the firmware image built with it). A model that cannot be trained names the file."""
+    try:
+        if settings.target == "reference":
+            return file_package(rec, start, settings), None
+        from .monitor_device import FLOOR_KNOB, device_file_model, firmware_elf
 
-    model = device_file_model(rec.series.head(start), settings.window, settings.epochs, settings.seed,
-                              settings.hidden, noise_floor=float(settings.knobs.get(FLOOR_KNOB, 0.0)),
-                              name=Path(rec.name).stem)
-    if settings.target.startswith("qemu:"):
-        return model, str(firmware_elf(model, settings.target.split(":", 1)[1], build=True, quiet=True))
-    return model, None
+        model = device_file_model(rec.series.head(start), settings.window, settings.epochs, settings.seed,
+                                  settings.hidden, noise_floor=float(settings.knobs.get(FLOOR_KNOB, 0.0)),
+                                  name=Path(rec.name).stem)
+        if settings.target.startswith("qemu:"):
+            return model, str(firmware_elf(model, settings.target.split(":", 1)[1], build=True, quiet=True))
+        return model, None
+    except ToolkitError as e:
+        raise ToolkitError(f"{rec.name}: its own model on its {start} commissioning rows: {e.message}",
+                           hint=e.hint, exit_code=e.exit_code) from None
 
 
 def _own_model_info(package: Path, firmware: str | None) -> dict:
