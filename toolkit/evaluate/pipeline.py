@@ -222,7 +222,7 @@ def quiet_worker() -> None:
     start-up lines, and the "retracing" advice that training model after model triggers)."""
     import logging
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
