@@ -47,6 +47,9 @@ def test_a_pick_outside_its_budget_is_flagged_and_never_saved(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'NO SETTING of the grid reaches validation FAR <= 1 % (the lowest: 2.00 %, {"alert_margin": 3.0})' in out
     assert out.count("NO SETTING") == 1  # the 10 % budget is met
+    from toolkit.evaluate.tuning import within_budget
+
+    assert [b for b, _, _ in within_budget(picks)] == [0.10]  # what gets saved and has its phases printed
     paths = save_picks(str(tmp_path), "device", 8, picks, {})
     assert [p.name for p in paths] == ["device-w8-far10.json"]
     assert "not saved: the FAR <= 1 % pick" in capsys.readouterr().out

@@ -349,7 +349,7 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
         save_picks(save_dir, "device", window, picks, _harness_doc(path, recovery, seeds, warmup, len(ds.recordings),
                                                                    "per-file" if per_file else "fleet"))
     index = {rec.name: i for i, rec in enumerate(ds.recordings)}
-    for budget, knobs, _ in picks:
+    for budget, knobs, _ in within_budget(picks):
         model = models[float(knobs.get(FLOOR_KNOB, 0.0))]
         _print_phases(ds, lambda rec, k=knobs, m=model: MonitorDevice(_model_of(m, index[rec.name]), window, "host", k),
                       _label(budget, budgets))
@@ -395,6 +395,11 @@ def _print_pick(results: list[tuple], window: int, pieces: int, describe, top: i
 
 def fits(c: Confusion, budget: float) -> bool:
     return c.far is not None and c.far <= budget
+
+
+def within_budget(picks: list[tuple]) -> list[tuple]:
+    """The picks that are operating points: validation FAR within their budget."""
+    return [(b, k, c) for b, k, c in picks if fits(c, b)]
 
 
 def pick(results: list[tuple], budget: float = 0.10) -> tuple:
@@ -582,7 +587,7 @@ def _main(argv: list[str]) -> int:
 
     pkgs = dict(zip((r.name for r in ds.recordings),
                     package if isinstance(package, list) else [package] * len(ds.recordings)))
-    for budget, rule, _ in picks:
+    for budget, rule, _ in within_budget(picks):
         _print_phases(ds, lambda rec, r=rule: ReferenceDevice(pkgs[rec.name], r), _label(budget, budgets))
     return 0
 
