@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from toolkit.data import Series, load_csv
+from toolkit.errors import ToolkitError
 
 
 def _series(rows: int, seed: int = 0, labels: np.ndarray | None = None) -> Series:
@@ -172,3 +173,16 @@ def test_an_installation_too_short_for_its_own_model_names_the_file_and_what_to_
     assert "short.csv: its own model on its 30 commissioning rows" in r.output
     assert "calibration windows" in r.output and "--train-rows" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_sensor_dead_while_commissioned_is_named_before_any_training(tmp_path, monkeypatch):
+    from toolkit.evaluate.monitor_device import device_file_model
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    head = _series(400)
+    head.valid[:250, 2] = False  # sensor c silent through the monitor's 200 baseline rows and beyond
+    head.values[:250, 2] = np.nan
+    with pytest.raises(ToolkitError, match=r"sensor\(s\) c sent no valid sample in the first 200") as e:
+        device_file_model(head, window=8, epochs=1, seed=0)
+    assert "reconnect the sensor" in e.value.hint
+    assert not (tmp_path / "build").exists() or not any((tmp_path / "build").rglob("model.tflite"))

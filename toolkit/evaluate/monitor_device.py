@@ -179,6 +179,13 @@ def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden:
     (when a commissioning log says so) are kept out of the training windows, as the
     reference target keeps them out of its baseline; the monitor still sees them."""
     knobs = monitor_knobs(window, head.rows)
+    dead = [c for c, ok in zip(head.channels, head.valid[: knobs["commission_samples"]].any(axis=0)) if not ok]
+    if dead:
+        raise ToolkitError(
+            f"sensor(s) {', '.join(dead)} sent no valid sample in the first {knobs['commission_samples']} "
+            f"commissioning rows (the rows the monitor learns each sensor's baseline and noise from)",
+            hint="fix or reconnect the sensor and commission again, or leave its column out of the data",
+        )
     h = hashlib.sha256()
     for a in (head.timestamps, head.values, head.valid, head.labels if head.labels is not None else np.zeros(0)):
         h.update(np.ascontiguousarray(a).tobytes())
