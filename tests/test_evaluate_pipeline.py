@@ -127,6 +127,18 @@ def test_reports_written(scripted, tmp_path):
     }
     html = (tmp_path / "r.html").read_text()
     assert html.count("<svg") == 3 and "MISSED" in html  # 10.csv's incident is missed
+    assert "one model per file" in html and "Own model" not in html  # no model context, none recorded
+
+    # one model per file: each file's section names its own model (and, on QEMU, its image)
+    res[0].commissioning["model"] = {"sha256": "ab" * 32, "tflite_bytes": 7888,
+                                     "firmware": {"flash_total": 22720, "ram_total": 12344}}
+    res[1].commissioning["model"] = {"sha256": "cd" * 32, "tflite_bytes": 7888}
+    report.write_html(tmp_path / "r2.html", res, agg, st.to_json(), {"data": "x", "model": {"kind": "per-file"}})
+    html = (tmp_path / "r2.html").read_text()
+    assert "Own model abababababab, 7,888-byte .tflite; firmware image 22,720 bytes flash / 12,344 bytes RAM." in html
+    assert "Own model cdcdcdcdcdcd, 7,888-byte .tflite.</p>" in html and html.count("Own model") == 2
+    report.write_html(tmp_path / "r3.html", res, agg, st.to_json(), {"data": "x", "model": {"sha256": "ef" * 32}})
+    assert "model efefefefefef." in (tmp_path / "r3.html").read_text()
 
 
 def test_commissioning_longer_than_file_is_a_user_error(scripted):

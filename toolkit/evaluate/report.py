@@ -159,6 +159,24 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
+def _model_line(model: dict) -> str:
+    if model.get("sha256"):
+        return f"model {html.escape(str(model['sha256'])[:12])}"
+    return "one model per file, trained on its own commissioning rows (each named below)"
+
+
+def _own_model(commissioning: dict) -> str:
+    """A file's own model (``--per-file``): its hash and size, and on QEMU its firmware image's."""
+    m = commissioning.get("model")
+    if not m:
+        return ""
+    fw = m.get("firmware") or {}
+    image = (f"; firmware image {fw['flash_total']:,} bytes flash / {fw['ram_total']:,} bytes RAM"
+             if "flash_total" in fw and "ram_total" in fw else "")
+    return (f"<p>Own model {html.escape(str(m.get('sha256', ''))[:12])}, {m.get('tflite_bytes', 0):,}-byte "
+            f".tflite{image}.</p>")
+
+
 def _picked(context: dict) -> str:
     """Where the alert settings came from when they were not the validated defaults."""
     src = context.get("alert_settings")
@@ -196,12 +214,13 @@ def write_html(path: Path, results: list[FileResult], summary: dict, settings: d
             kind = "true alert" if a.true else "<b>false alert</b>"
             lines.append(f"<li>{kind} {_t(r.recording.series, a.start)} .. {_t(r.recording.series, a.end)}"
                          f" (sensors: {html.escape(', '.join(a.sensors) or '-')})</li>")
-        plots.append(f"<h3>{html.escape(r.recording.name)}</h3>{_svg(r)}<ul>{''.join(lines)}</ul>")
+        plots.append(f"<h3>{html.escape(r.recording.name)}</h3>{_own_model(r.commissioning)}{_svg(r)}"
+                     f"<ul>{''.join(lines)}</ul>")
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>aiot evaluate</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head><body>
 <h1>Evaluation: {html.escape(str(context.get("data", "")))}</h1>
-<p>Target <b>{html.escape(settings["target"])}</b>, model {html.escape(str(context.get("model", {}).get("sha256", ""))[:12])}.
+<p>Target <b>{html.escape(settings["target"])}</b>, {_model_line(context.get("model", {}))}.
 Pooled over all test rows: <b>F1 {'' if t['f1'] is None else f"{t['f1']:.3f}"}</b>, FAR {_pct(t['far'])}, MAR {_pct(t['mar'])};
 NAB (standard) {'' if summary['nab_standard'] is None else f"{summary['nab_standard']:.1f}"};
 incidents detected {summary['incidents_detected']}/{summary['incidents']}, false alerts {summary['false_alerts']}.</p>
