@@ -5,6 +5,7 @@ data without a fleet recording), and the tuning that picks its knobs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,7 +103,7 @@ def test_host_target_without_a_fleet_recording_trains_each_installation_its_own_
     """Data without a normal-operation file runs on the device target (it used to be refused):
     each file gets a model of its own commissioning rows, recorded in report.json, and the
     monitor with that model flags the fault and stays quiet before it."""
-    from toolkit.evaluate.monitor_device import EVAL_KNOBS, FLOOR_KNOB, device_file_model
+    from toolkit.evaluate.monitor_device import EVAL_KNOBS_PER_FILE, FLOOR_KNOB, device_file_model
     from toolkit.evaluate.run import evaluate
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
@@ -122,7 +123,7 @@ def test_host_target_without_a_fleet_recording_trains_each_installation_its_own_
         models.append(info["package"])
         # the model is the one of the file's first 400 rows: retraining on just them finds it in the cache
         head = load_csv(data / f["file"].split("/")[-1]).head(400)
-        floor = EVAL_KNOBS[FLOOR_KNOB]  # the validated knobs' floor: the model is trained with it
+        floor = EVAL_KNOBS_PER_FILE[FLOOR_KNOB]  # the per-file knobs: its model is trained with that floor
         assert str(device_file_model(head, 8, 20, 0, noise_floor=floor, name=head.source.stem)) == info["package"]
     assert models[0] != models[1]
     pred = list(csv_rows(tmp_path / "o" / "predictions.csv"))
@@ -145,9 +146,18 @@ def test_cli_per_file_on_the_host_target_is_accepted_and_still_checks_the_pick_k
     pick = tmp_path / "device-w8-far10.json"
     pick.write_text(json.dumps({"aiot_alert_settings": 1, "target": "device", "window": 8,
                                 "knobs": {"alert_margin": 1.5}, "picked_by": {"model": "fleet"}}))
-    r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "none"), "--format", "skab", "--target",
-                                  "host", "--per-file", "--alert-settings", str(pick), "--out", str(tmp_path / "o")])
+    skab_mini = Path(__file__).parent / "fixtures" / "eval" / "skab_mini"
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(skab_mini), "--format", "skab", "--train-rows", "4",
+                                  "--target", "host", "--per-file", "--alert-settings", str(pick),
+                                  "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "picked with the fleet model, but this run uses one model per file" in r.output
+    # data without a fleet recording runs one model per file whether --per-file is given or not
+    (tmp_path / "site").mkdir()
+    _write_installation(tmp_path / "site" / "p.csv", 900, (600, 700), seed=1)
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "site"), "--target", "host",
+                                  "--alert-settings", str(pick), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "picked with the fleet model, but this run uses one model per file" in r.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_tuning_per_file_goes_with_the_reference_grid_or_the_monitor_only(capsys):
@@ -186,3 +196,49 @@ def test_a_sensor_dead_while_commissioned_is_named_before_any_training(tmp_path,
         device_file_model(head, window=8, epochs=1, seed=0)
     assert "reconnect the sensor" in e.value.hint
     assert not (tmp_path / "build").exists() or not any((tmp_path / "build").rglob("model.tflite"))
+
+
+def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks(tmp_path, monkeypatch):
+    """The fleet model runs the fleet picks, one model per installation the per-file picks
+    (both made on the validation harness); report.json says which."""
+    from toolkit.evaluate import monitor_device, pipeline
+    from toolkit.evaluate import run as run_mod
+    from toolkit.evaluate.device import Outputs, rule_for
+    from toolkit.evaluate.monitor_device import EVAL_KNOBS, EVAL_KNOBS_PER_FILE
+
+    fake = tmp_path / "model"
+    fake.mkdir()
+    (fake / "model.tflite").write_bytes(b"not trained here")
+    (fake / "meta.json").write_text("{}")
+
+    class Quiet:
+        def __init__(self, target, package, rule, knobs, firmware):
+            pass
+
+        def commission(self, head):
+            return {}
+
+        def stream(self, series, start):
+            n = series.rows - start
+            z = np.zeros(n)
+            return Outputs(["normal"] * n, z, z, z.astype(np.int8), np.zeros((n, len(series.channels))))
+
+    monkeypatch.setattr(pipeline, "make_device", Quiet)
+    monkeypatch.setattr(monitor_device, "device_fleet_model", lambda *a, **k: fake)
+    monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: fake)
+    monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
+    monkeypatch.setattr(pipeline, "installation_model", lambda rec, start, settings: (fake, None))
+    (tmp_path / "site").mkdir()
+    _write_installation(tmp_path / "site" / "p.csv", 900, (600, 700), seed=1)
+    _write_installation(tmp_path / "normal.csv", 900, (0, 0), seed=2)
+    got = {}
+    for target in ("host", "reference"):
+        for own in (False, True):
+            out = tmp_path / f"{target}-{own}"
+            run_mod.evaluate(data=tmp_path / "site", fmt="generic", out=out, train_rows=400, target=target, jobs=1,
+                             fleet=None if own else tmp_path / "normal.csv")
+            got[target, own] = json.loads((out / "report.json").read_text())["settings"]
+    assert got["host", False]["knobs"] == EVAL_KNOBS and got["host", True]["knobs"] == EVAL_KNOBS_PER_FILE
+    assert EVAL_KNOBS != EVAL_KNOBS_PER_FILE
+    assert got["reference", False]["rule"] == rule_for(32).to_json()
+    assert got["reference", True]["rule"] == rule_for(32, per_file=True).to_json() != rule_for(32).to_json()

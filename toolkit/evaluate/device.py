@@ -157,8 +157,19 @@ VALIDATED_RULES = {
 VALIDATED_WINDOW = {"reference": 32, "device": 8}
 
 
-def rule_for(window: int) -> AlertRule:
-    """The validated alert rule for ``window`` (window 8's pick for unvalidated lengths)."""
+#: The same with one model per installation (``--per-file``): the 10 % pick of `tuning
+#: --per-file --recovery --warmup ... --window 32` (validation F1 0.533, FAR 9.85 %), made on
+#: the harness before SKAB was run with it (run 38, docs/evaluation.md).
+VALIDATED_RULES_PER_FILE = {
+    32: AlertRule(threshold_margin=3.0, smooth=1, noise_floor=0.0, recover_ratio=0.9),
+}
+
+
+def rule_for(window: int, per_file: bool = False) -> AlertRule:
+    """The validated alert rule for ``window`` and the kind of model (one model per file, or
+    the fleet model); window 8's fleet pick for lengths not validated."""
+    if per_file and window in VALIDATED_RULES_PER_FILE:
+        return VALIDATED_RULES_PER_FILE[window]
     return VALIDATED_RULES.get(window, VALIDATED_RULES[8])
 
 

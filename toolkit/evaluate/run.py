@@ -75,27 +75,12 @@ def evaluate(
         if window is not None and window != picked.window:
             raise ToolkitError(f"{alert_settings}: picked at window {picked.window}, but --window {window} given",
                                hint="leave --window out (the file's window is used) or pick settings at that window")
-        kind = picked.picked_by.get("model", "fleet")
-        if kind != ("per-file" if per_file else "fleet"):
-            raise ToolkitError(
-                f"{alert_settings}: picked with {'one model per file' if kind == 'per-file' else 'the fleet model'}, "
-                f"but this run uses {'one model per file' if per_file else 'the fleet model'}",
-                hint="per-file picks run with --per-file, fleet picks without it",
-            )
         window = picked.window
         rule, knobs = picked.rule, picked.knobs
+        if target != "reference":  # the validated defaults need no check; a user's file does
+            _check_knobs(knobs, window, alert_settings)
     if window is None:
         window = VALIDATED_WINDOW["reference" if target == "reference" else "device"]
-    settings = pipeline.Settings(
-        format=fmt, target=target, train_rows=train_rows, train_fraction=train_fraction,
-        window=window, epochs=epochs, jobs=jobs, rule=rule or rule_for(window),
-    )
-    if settings.target != "reference":
-        from .monitor_device import EVAL_KNOBS
-
-        settings.knobs = dict(EVAL_KNOBS if knobs is None else knobs)
-        if picked is not None:  # the validated defaults need no check; a user's file does
-            _check_knobs(settings.knobs, window, alert_settings)
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), labels)
     if limit is not None:
@@ -105,6 +90,25 @@ def evaluate(
     if fleet is not None:
         ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None)
         ds.fleet_source = Path(fleet)
+    own = ds.fleet is None  # one model per file: asked for, or no fleet recording to train one on
+    if picked is not None:
+        kind = picked.picked_by.get("model", "fleet")
+        if kind != ("per-file" if own else "fleet"):
+            raise ToolkitError(
+                f"{alert_settings}: picked with {'one model per file' if kind == 'per-file' else 'the fleet model'}, "
+                f"but this run uses {'one model per file' if own else 'the fleet model'}",
+                hint="per-file picks run with --per-file (or on data without a fleet recording), fleet picks "
+                     "with a fleet model",
+            )
+    # no settings file: the validated picks for this target and this kind of model
+    settings = pipeline.Settings(
+        format=fmt, target=target, train_rows=train_rows, train_fraction=train_fraction,
+        window=window, epochs=epochs, jobs=jobs, rule=rule or rule_for(window, per_file=own),
+    )
+    if settings.target != "reference":
+        from .monitor_device import validated_knobs
+
+        settings.knobs = dict(validated_knobs(per_file=own) if knobs is None else knobs)
 
     if ds.fleet is not None and settings.target != "reference":
         from .monitor_device import device_fleet_model
