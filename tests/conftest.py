@@ -5,3 +5,34 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def silent_device(monkeypatch):
+    """Replace the evaluation's devices with one that never alerts, so a test checks the
+    plumbing around it; returns the list of (target, package, rule, knobs, firmware) each
+    device was built with, in order."""
+    import numpy as np
+
+    from toolkit.evaluate import pipeline
+    from toolkit.evaluate.device import Outputs
+
+    built: list[tuple] = []
+
+    class Silent:
+        def __init__(self, target, package, rule, knobs, firmware):
+            built.append((target, package, rule, knobs, firmware))
+
+        def commission(self, head):
+            return {}
+
+        def stream(self, series, start):
+            n = series.rows - start
+            z = np.zeros(n)
+            return Outputs(["normal"] * n, z, z, z.astype(np.int8), np.zeros((n, len(series.channels))))
+
+    monkeypatch.setattr(pipeline, "make_device", Silent)
+    return built

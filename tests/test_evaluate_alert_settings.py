@@ -157,33 +157,13 @@ def test_cli_refuses_out_of_range_monitor_knobs_naming_the_file(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_evaluate_runs_with_the_files_rule_and_records_where_it_came_from(tmp_path, monkeypatch):
-    """The scripted device of the pipeline tests, so only the plumbing is under test: the
-    rule the devices get and what report.json says."""
+def test_evaluate_runs_with_the_files_rule_and_records_where_it_came_from(tmp_path, monkeypatch, silent_device):
+    """A device that never alerts, so only the plumbing is under test: the rule the devices
+    get and what report.json says."""
     from toolkit.evaluate import pipeline
+    from toolkit.evaluate import run as run_mod
     from toolkit.evaluate.run import evaluate
 
-    seen = []
-
-    class Recorder:
-        def __init__(self, target, package, rule, knobs, firmware):
-            seen.append((target, rule, knobs))
-
-        def commission(self, head):
-            return {}
-
-        def stream(self, series, start):
-            import numpy as np
-
-            from toolkit.evaluate.device import Outputs
-
-            n = series.rows - start
-            z = np.zeros(n)
-            return Outputs(["normal"] * n, z, z, z.astype(np.int8), np.zeros((n, len(series.channels))))
-
-    from toolkit.evaluate import run as run_mod
-
-    monkeypatch.setattr(pipeline, "make_device", Recorder)
     monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")  # no training here
     monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
     rule = AlertRule(threshold_margin=3.0, smooth=1, raise_after=2, clear_after=2, recover_ratio=0.6)
@@ -191,7 +171,7 @@ def test_evaluate_runs_with_the_files_rule_and_records_where_it_came_from(tmp_pa
     [path] = save_picks(str(tmp_path), "reference", 2, [(0.3, rule, c)], {"harness": {"seeds": 1}})
     evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", train_rows=4, target="reference", jobs=1,
              alert_settings=path)
-    assert seen and all(s == ("reference", rule, {}) for s in seen)
+    assert silent_device and all((t, r, k) == ("reference", rule, {}) for t, _, r, k, _ in silent_device)
     doc = json.loads((tmp_path / "o" / "report.json").read_text())
     assert doc["settings"]["window"] == 2 and doc["settings"]["rule"] == rule.to_json()
     assert doc["alert_settings"]["file"] == str(path)
@@ -210,11 +190,9 @@ def test_tuning_cli_checks_budgets_and_save_combinations(capsys):
     assert "nothing to pick" in capsys.readouterr().err
 
 
-def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissioning_rows(tmp_path, monkeypatch):
-    import numpy as np
-
+def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissioning_rows(tmp_path, monkeypatch,
+                                                                                        silent_device):
     from toolkit.evaluate import pipeline
-    from toolkit.evaluate.device import Outputs
     from toolkit.evaluate.run import evaluate
 
     trained = []
@@ -225,23 +203,12 @@ def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissio
         (tmp_path / rec.name / "model.tflite").write_bytes(rec.name.encode())
         return tmp_path / rec.name
 
-    class Quiet:
-        def __init__(self, target, package, rule, knobs, firmware):
-            assert package == tmp_path / "valve1" / package.name  # the file's own model
-
-        def commission(self, head):
-            return {}
-
-        def stream(self, series, start):
-            n = series.rows - start
-            return Outputs(["normal"] * n, np.zeros(n), np.zeros(n), np.zeros(n, np.int8), np.zeros((n, 2)))
-
-    monkeypatch.setattr(pipeline, "make_device", Quiet)
     monkeypatch.setattr(pipeline, "file_package", file_package)
     monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: pytest.fail("the fleet model was trained"))
     evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", train_rows=4, target="reference", jobs=1,
              window=2, per_file=True)
     assert sorted(trained) == [("valve1/0.csv", 4), ("valve1/10.csv", 4), ("valve1/2.csv", 4)]
+    assert sorted(str(pkg) for _, pkg, _, _, _ in silent_device) == sorted(str(tmp_path / n) for n, _ in trained)
     rep = json.loads((tmp_path / "o" / "report.json").read_text())
     assert rep["model"]["kind"] == "per-file"
     # each file's record names its own model

@@ -198,12 +198,13 @@ def test_a_sensor_dead_while_commissioned_is_named_before_any_training(tmp_path,
     assert not (tmp_path / "build").exists() or not any((tmp_path / "build").rglob("model.tflite"))
 
 
-def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks(tmp_path, monkeypatch):
+def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks(tmp_path, monkeypatch,
+                                                                                  silent_device):
     """The fleet model runs the fleet picks, one model per installation the per-file picks
     (both made on the validation harness); report.json says which."""
     from toolkit.evaluate import monitor_device, pipeline
     from toolkit.evaluate import run as run_mod
-    from toolkit.evaluate.device import Outputs, rule_for
+    from toolkit.evaluate.device import rule_for
     from toolkit.evaluate.monitor_device import EVAL_KNOBS, EVAL_KNOBS_PER_FILE
 
     fake = tmp_path / "model"
@@ -211,19 +212,6 @@ def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks
     (fake / "model.tflite").write_bytes(b"not trained here")
     (fake / "meta.json").write_text("{}")
 
-    class Quiet:
-        def __init__(self, target, package, rule, knobs, firmware):
-            pass
-
-        def commission(self, head):
-            return {}
-
-        def stream(self, series, start):
-            n = series.rows - start
-            z = np.zeros(n)
-            return Outputs(["normal"] * n, z, z, z.astype(np.int8), np.zeros((n, len(series.channels))))
-
-    monkeypatch.setattr(pipeline, "make_device", Quiet)
     monkeypatch.setattr(monitor_device, "device_fleet_model", lambda *a, **k: fake)
     monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: fake)
     monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
