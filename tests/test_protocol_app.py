@@ -20,11 +20,11 @@ PORT = paths.ROOT / "tests" / "fixtures" / "frames" / "host_port.c"
 
 
 class HostApp:
-    def __init__(self, *defines: str):
+    def __init__(self, *defines: str, include_dirs: tuple = ()):
         fw = paths.FIRMWARE
         srcs = [PORT, *sorted((fw / "src" / "protocol").glob("*.c")), fw / "src" / "app" / "app.c",
                 fw / "src" / "monitor" / "monitor.c"]
-        so = hostbuild.compile_shared(srcs, name="aiot_app_host", include_dirs=[fw / "src"],
+        so = hostbuild.compile_shared(srcs, name="aiot_app_host", include_dirs=[fw / "src", *include_dirs],
                                       defines=["AIOT_NO_MODEL=1", 'AIOT_BOARD_NAME="host"', "AIOT_CPU_HZ=1000000u",
                                                *defines])
         # A private copy: dlopen() of the same path shares one instance (and its statics).
@@ -83,6 +83,27 @@ def test_build_time_monitor_configuration():
     consumed, n_out, _pending = struct.unpack_from("<HBB", f.payload)
     out = np.frombuffer(f.payload[4:], M.OUTPUT_DTYPE)
     assert consumed == 8 and n_out == 2 and list(out["t_start_ms"]) == [0, 400] and list(out["t_end_ms"]) == [300, 700]
+
+
+def test_boot_configuration_from_the_header_aiot_commission_writes(tmp_path):
+    """Built with AIOT_APP_BOOT_CONFIG the app boots with the generated configuration, every
+    field bit for bit (floats written as exact hexadecimal literals), and takes samples
+    without a CONFIG_SET."""
+    from toolkit.commission import HEADER, render_boot_config
+
+    cfg = M.default_config(3, 4, 250, alert_margin=2.5, clear_margin=2.25, persist_k=2, persist_n=4,
+                           recover_ratio=0.9, commission_samples=8, calibration_windows=4,
+                           noise_floor=[0.1, 0.0, 1e-7], noise_floor_rel=[1e-3, 0.3333333, 0.0])
+    (tmp_path / HEADER).write_text(render_boot_config(cfg))
+    app = HostApp("AIOT_APP_BOOT_CONFIG", include_dirs=(tmp_path,))
+    f = app.request(P.Msg.CONFIG_GET)
+    assert f.payload[0] == 1
+    got = M.Config.from_buffer_copy(f.payload, 4)
+    assert bytes(got) == bytes(cfg) and bytes(got) != bytes(M.default_config(3, 4, 250))
+    recs = b"".join(struct.pack("<IB3f", 250 * i, 0b111, 1.0, 2.0, 3.0) for i in range(8))
+    f = app.request(P.Msg.PUSH, struct.pack("<HBB", 8, 3, 0) + recs)
+    consumed, n_out, _pending = struct.unpack_from("<HBB", f.payload)
+    assert consumed == 8 and n_out == 2  # commissioning: 2 windows of 4 (learning) answered
 
 
 def test_exit_answers_then_stops():

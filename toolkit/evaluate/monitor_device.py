@@ -257,6 +257,32 @@ def firmware_elf(model_dir: Path, board_name: str, build: bool = False, quiet: b
     return elf
 
 
+def config_knobs(model_dir: Path, knobs: dict | None) -> dict:
+    """``knobs`` as monitor config fields: the evaluation's ``fleet_noise_floor`` becomes the
+    per-sensor ``noise_floor`` / ``noise_floor_rel`` lists of the spread the model in
+    ``model_dir`` was trained against (its meta.json), which must be the same floor."""
+    out = dict(knobs or {})
+    floor = float(out.pop(FLOOR_KNOB, 0.0))
+    if floor > 0:
+        meta = json.loads((Path(model_dir) / "meta.json").read_text())
+        if float(meta.get("noise_floor", 0.0)) != floor:
+            raise ToolkitError(f"{model_dir}: model trained with noise floor {meta.get('noise_floor', 0.0)}, "
+                               f"run asks for {floor}", hint="train the device model with the same floor")
+        absolute, relative = fleet_floors(np.array(meta["fleet_mean"]), np.array(meta["fleet_std"]), floor)
+        out.update(noise_floor=absolute.tolist(), noise_floor_rel=relative.tolist())
+    return out
+
+
+def installation_config(head: Series, window: int, knobs: dict):
+    """The monitor configuration (``toolkit.monitor.Config``) of an installation commissioned
+    on ``head``: its sensors and sample period, the commissioning split of
+    :func:`monitor_knobs`, and ``knobs`` (config fields, :func:`config_knobs`) on top."""
+    from .. import monitor as M
+
+    period_ms = max(1, int(round(head.sample_period_s * 1000)))
+    return M.default_config(len(head.channels), window, period_ms, **monitor_knobs(window, head.rows), **knobs)
+
+
 def _rows_from_windows(ts_ms: np.ndarray, outs: np.ndarray, channels: int) -> Outputs:
     """Each row carries the newest window output the device had emitted by that row's time."""
     from .. import monitor as M
@@ -295,15 +321,7 @@ class MonitorDevice:
         self.firmware = firmware
         self.model_dir = Path(model_dir)
         self.window = window
-        self.knobs = dict(knobs or {})
-        floor = float(self.knobs.pop(FLOOR_KNOB, 0.0))
-        if floor > 0:
-            meta = json.loads((self.model_dir / "meta.json").read_text())
-            if float(meta.get("noise_floor", 0.0)) != floor:
-                raise ToolkitError(f"{self.model_dir}: model trained with noise floor {meta.get('noise_floor', 0.0)}, "
-                                   f"run asks for {floor}", hint="train the device model with the same floor")
-            absolute, relative = fleet_floors(np.array(meta["fleet_mean"]), np.array(meta["fleet_std"]), floor)
-            self.knobs.update(noise_floor=absolute.tolist(), noise_floor_rel=relative.tolist())
+        self.knobs = config_knobs(self.model_dir, knobs)
         self.dev = None
         self.config = None
         self.channels = 0
@@ -314,9 +332,7 @@ class MonitorDevice:
         from .. import monitor as M
 
         self.channels = len(head.channels)
-        period_ms = max(1, int(round(head.sample_period_s * 1000)))
-        self.config = M.default_config(self.channels, self.window, period_ms,
-                                       **monitor_knobs(self.window, head.rows), **self.knobs)
+        self.config = installation_config(head, self.window, self.knobs)
         if self.target == "host":
             from ..codegen import engine_sources
 

@@ -1,0 +1,104 @@
+"""`aiot commission`: an installation's own model and a firmware image that boots with its
+whole monitor configuration. The QEMU test checks the image against the host build of the
+same monitor C fed the same samples (what `aiot evaluate --per-file --target host` runs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolkit.cli import main
+from toolkit.testing import requires_arm, requires_qemu
+
+
+def _installation(path, rows: int = 900, fault: tuple[int, int] = (600, 700)) -> None:
+    rng = np.random.default_rng(1)
+    t = np.arange(rows)
+    v = np.stack([10 + 0.5 * np.sin(t / 7) + 0.1 * rng.normal(size=rows), 5 + 0.2 * rng.normal(size=rows),
+                  0.3 * rng.normal(size=rows)], axis=1)
+    v[fault[0] : fault[1], 1] += 3.0  # 15 sigma of sensor b
+    path.write_text("timestamp,a,b,c\n" + "".join(f"{i},{a:.5f},{b:.5f},{c:.5f}\n" for i, (a, b, c) in enumerate(v)))
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, ["commission", *map(str, args)])
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+@requires_arm
+@requires_qemu
+def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build_does(tmp_path, monkeypatch):
+    from toolkit.boards import get_board
+    from toolkit.data import load_csv
+    from toolkit.evaluate.monitor_device import (EVAL_KNOBS_PER_FILE, MonitorDevice, _rows_from_windows,
+                                                 config_knobs, installation_config)
+    from toolkit.hil import open_device
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _installation(tmp_path / "pump7.csv")
+    r = _cli("--data", tmp_path / "pump7.csv", "--rows", 400, "--board", "mps2-an386", "--out", tmp_path / "fw")
+    assert r.exit_code == 0, r.output
+    assert "3 sensors x window 8, trained on 400 rows" in r.output and "is emulated" in r.output
+    doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
+    assert doc["alert_settings"]["knobs"] == EVAL_KNOBS_PER_FILE and doc["commissioning_rows"] == 400
+
+    series = load_csv(tmp_path / "pump7.csv")
+    head = series.head(400)
+    model = doc["model"]["dir"]
+    expected_cfg = installation_config(head, 8, config_knobs(model, EVAL_KNOBS_PER_FILE))
+    ts = np.round((series.timestamps - series.timestamps[0]) * 1000).astype(np.int64)
+
+    with open_device(get_board("mps2-an386"), tmp_path / "fw" / "firmware.elf") as dev:
+        assert bytes(dev.config) == bytes(expected_cfg)  # configured at boot, nothing sent
+        outs = dev.push(ts, series.values)  # commissioning rows, then the rest
+    on_device = _rows_from_windows(ts[400:], outs, 3)
+
+    host = MonitorDevice(model, 8, "host", EVAL_KNOBS_PER_FILE)
+    host.commission(head)
+    on_host = host.stream(series, 400)
+    assert on_device.state == on_host.state
+    assert np.array_equal(on_device.alert, on_host.alert)
+    assert np.array_equal(on_device.score, on_host.score, equal_nan=True)
+    # and it does the job: quiet before the fault, flags it
+    alert = on_device.alert
+    assert not alert[: 600 - 400].any() and alert[600 - 400 : 700 - 400 + 40].any()
+
+
+def test_settings_picked_for_the_fleet_model_are_refused_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _installation(tmp_path / "p.csv")
+    fleet_pick = tmp_path / "device-w8-far10.json"
+    fleet_pick.write_text(json.dumps({"aiot_alert_settings": 1, "target": "device", "window": 8,
+                                      "knobs": {"alert_margin": 1.25}, "picked_by": {"model": "fleet"}}))
+    r = _cli("--data", tmp_path / "p.csv", "--board", "mps2-an386", "--out", tmp_path / "o",
+             "--alert-settings", fleet_pick)
+    assert r.exit_code == 2 and "picked with the fleet model" in r.output and "--per-file" in r.output
+    assert not (tmp_path / "build").exists() and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--board", "no-such-board"], "no-such-board"),
+    (["--board", "mps2-an386", "--rows", "5000"], "--rows 5000, but the recording has 900 rows"),
+    (["--board", "mps2-an386", "--rows", "30"], "calibration windows"),
+])
+def test_bad_requests_say_what_and_where_before_any_training(tmp_path, monkeypatch, args, message):
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _installation(tmp_path / "p.csv")
+    r = _cli("--data", tmp_path / "p.csv", "--out", tmp_path / "o", *args)
+    assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+    assert not any((tmp_path / "build").rglob("model.tflite")) if (tmp_path / "build").exists() else True
+
+
+def test_non_finite_configuration_values_never_reach_the_header():
+    from toolkit import monitor as M
+    from toolkit.commission import render_boot_config
+    from toolkit.errors import ToolkitError
+
+    cfg = M.default_config(2, 8, 1000)
+    cfg.alert_margin = float("nan")
+    with pytest.raises(ToolkitError, match="not a finite number"):
+        render_boot_config(cfg)
