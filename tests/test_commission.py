@@ -45,6 +45,7 @@ def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build
     assert "3 sensors x window 8, trained on 400 rows" in r.output and "is emulated" in r.output
     doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
     assert doc["alert_settings"]["knobs"] == EVAL_KNOBS_PER_FILE and doc["commissioning_rows"] == 400
+    assert doc["environment"]["numpy"] == np.__version__ and "keras" in doc["environment"]
 
     series = load_csv(tmp_path / "pump7.csv")
     head = series.head(400)

@@ -225,7 +225,9 @@ def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks
             out = tmp_path / f"{target}-{own}"
             run_mod.evaluate(data=tmp_path / "site", fmt="generic", out=out, train_rows=400, target=target, jobs=1,
                              fleet=None if own else tmp_path / "normal.csv")
-            got[target, own] = json.loads((out / "report.json").read_text())["settings"]
+            rep = json.loads((out / "report.json").read_text())
+            got[target, own] = rep["settings"]
+            assert rep["environment"]["numpy"] == np.__version__  # what the trained models depend on
     assert got["host", False]["knobs"] == EVAL_KNOBS and got["host", True]["knobs"] == EVAL_KNOBS_PER_FILE
     assert EVAL_KNOBS != EVAL_KNOBS_PER_FILE
     assert got["reference", False]["rule"] == rule_for(32).to_json()

@@ -70,6 +70,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     from .evaluate.device import VALIDATED_WINDOW
     from .evaluate.monitor_device import FLOOR_KNOB, config_knobs, device_file_model, installation_config, \
         validated_knobs
+    from .evaluate.run import environment
     from .firmware import build
     from .progress import step
 
@@ -124,6 +125,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         "model": {"dir": str(model), "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size},
         "alert_settings": {"source": source, "knobs": knobs},
         "monitor_config": cfg.as_dict(),
+        "environment": environment(),
     }
     (out / "commission.json").write_text(json.dumps(doc, indent=2) + "\n")
     return doc

@@ -171,6 +171,9 @@ def evaluate(
             "or tune anything."
         ),
         "host": platform.platform(),
+        # trained models (and so the figures) depend on these: the same settings with another
+        # TensorFlow / Keras can train a different model
+        "environment": environment(),
         "seconds": round(time.monotonic() - t0, 1),
     }
     if picked is not None:
@@ -181,6 +184,19 @@ def evaluate(
         report.write_json(out / "report.json", results, summary, settings.to_json(), context)
         report.write_html(out / "report.html", results, summary, settings.to_json(), context)
     return summary
+
+
+def environment() -> dict:
+    """Python and the versions of the packages a trained model depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "tensorflow-cpu", "tensorflow", "keras", "tflite-micro"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
 
 
 def _check_knobs(knobs: dict, window: int, source: Path) -> None:
