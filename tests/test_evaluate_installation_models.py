@@ -232,3 +232,41 @@ def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks
     assert EVAL_KNOBS != EVAL_KNOBS_PER_FILE
     assert got["reference", False]["rule"] == rule_for(32).to_json()
     assert got["reference", True]["rule"] == rule_for(32, per_file=True).to_json() != rule_for(32).to_json()
+
+
+def _toolkit_imports(module: Path, root: Path, seen: set[str]) -> set[str]:
+    """The toolkit modules ``module`` imports, transitively (relative imports)."""
+    import ast
+
+    rel = module.relative_to(root).as_posix()
+    if rel in seen:
+        return seen
+    seen.add(rel)
+    for node in ast.walk(ast.parse(module.read_text())):
+        if not isinstance(node, ast.ImportFrom) or node.level < 1:
+            continue
+        base = module.parent
+        for _ in range(node.level - 1):
+            base = base.parent
+        names = [node.module.replace(".", "/")] if node.module else [a.name for a in node.names]
+        for name in names:
+            for cand in (base / f"{name}.py", base / name / "__init__.py"):
+                if cand.is_file():
+                    _toolkit_imports(cand, root, seen)
+    return seen
+
+
+def test_the_model_caches_are_keyed_by_every_module_that_shapes_a_model():
+    """A module that changes how a model is trained or generated must be in the cache key,
+    or a model cached before the change outlives it (data.py, with the gap rule, was not)."""
+    import toolkit
+    from toolkit.evaluate.pipeline import TRAINING_MODULES
+
+    root = Path(toolkit.__file__).parent
+    shaping = set()
+    for mod in ("train.py", "quantize.py", "codegen/__init__.py"):
+        _toolkit_imports(root / mod, root, shaping)
+    # read configuration, report errors and progress, or check the result: no effect on the model
+    not_shaping = {"errors.py", "paths.py", "progress.py", "package.py", "reference.py"}
+    assert shaping - not_shaping <= set(TRAINING_MODULES), shaping - not_shaping - set(TRAINING_MODULES)
+    assert {"data.py", "features.py"} <= shaping

@@ -117,7 +117,9 @@ def _model_dir(key: list, prefix: str) -> Path:
     """The cache folder of a device model: ``key`` plus the recipe and the code that trains it."""
     h = hashlib.sha256(json.dumps(key).encode())
     h.update(RECIPE.encode())
-    for mod in ("train.py", "quantize.py", "codegen/__init__.py"):
+    from .pipeline import TRAINING_MODULES
+
+    for mod in TRAINING_MODULES:
         p = Path(__file__).resolve().parent.parent / mod
         h.update(p.read_bytes() if p.exists() else b"")
     return build_dir() / "evaluate" / "models" / f"{prefix}-{h.hexdigest()[:16]}"

@@ -83,12 +83,22 @@ class FileResult:
 # -- model --------------------------------------------------------------------------
 
 
+#: Every module whose code shapes a trained model: the training recipe, the windows and their
+#: gap rule (features.py, data.py), the int8 conversion, the generated C and the .tflite
+#: parser it reads (tests/test_evaluate_installation_models.py checks that every toolkit
+#: module they import is listed here or known not to shape a model). Model caches are
+#: keyed by their content, so a change in any of them retrains (data.py was missing until
+#: 3 Dec: a model cached before its gap rule changed could outlive the change).
+TRAINING_MODULES = ("train.py", "quantize.py", "features.py", "data.py", "tflite.py", "codegen/__init__.py",
+                    "codegen/ops.py", "codegen/plan.py", "codegen/quant.py")
+
+
 def _model_key(series: Series, settings: Settings, rows: int) -> str:
     h = hashlib.sha256()
     for a in (series.timestamps[:rows], series.values[:rows], series.valid[:rows]):
         h.update(np.ascontiguousarray(a).tobytes())
     h.update(json.dumps([series.channels, settings.window, list(settings.hidden), settings.epochs, settings.seed]).encode())
-    for mod in ("train.py", "quantize.py", "features.py"):  # a change in the recipe invalidates the cache
+    for mod in TRAINING_MODULES:  # a change in the recipe invalidates the cache
         p = Path(__file__).resolve().parent.parent / mod
         h.update(p.read_bytes() if p.exists() else b"")
     return h.hexdigest()[:16]
