@@ -5,6 +5,7 @@ same monitor C fed the same samples (what `aiot evaluate --per-file --target hos
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,3 +104,19 @@ def test_non_finite_configuration_values_never_reach_the_header():
     cfg.alert_margin = float("nan")
     with pytest.raises(ToolkitError, match="not a finite number"):
         render_boot_config(cfg)
+
+
+@pytest.mark.slow
+@requires_arm
+def test_a_label_column_is_not_a_sensor_and_its_faulty_rows_stay_out_of_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _installation(tmp_path / "p.csv", rows=500, fault=(100, 150))
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    labelled = [lines[0] + ",label"] + [f"{row},{int(100 <= i < 150)}" for i, row in enumerate(lines[1:])]
+    (tmp_path / "p.csv").write_text("\n".join(labelled) + "\n")
+    r = _cli("--data", tmp_path / "p.csv", "--board", "mps2-an386", "--out", tmp_path / "fw", "--epochs", 2)
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
+    assert doc["channels"] == ["a", "b", "c"] and doc["monitor_config"]["num_channels"] == 3
+    training = json.loads((Path(doc["model"]["dir"]) / "pkg" / "manifest.json").read_text())["training"]
+    assert training["skipped_fault_windows"] == 50 + 7  # every window touching rows 100..149

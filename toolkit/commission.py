@@ -96,7 +96,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
                                hint="leave --window out (the file's window is used)")
         knobs, window, source = dict(picked.knobs), picked.window, str(alert_settings)
     window = window or VALIDATED_WINDOW["device"]
-    series = load_csv(data, label_column=None)
+    series = load_csv(data)  # a label/anomaly column, if any, keeps labelled rows out of training
     rows = series.rows if rows is None else rows
     if not 1 <= rows <= series.rows:
         raise ToolkitError(f"{data}: --rows {rows}, but the recording has {series.rows} rows",
@@ -121,7 +121,8 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     doc = {
         "data": str(data), "data_sha256": sha256_file(Path(data)), "commissioning_rows": rows,
         "channels": list(head.channels), "sample_period_s": head.sample_period_s, "window": window,
-        "board": board.name, "emulated": board.emulated, "elf": str(res.elf), "bin": str(res.bin), "size": res.size.__dict__,
+        "board": board.name, "emulated": board.emulated, "elf": str(res.elf), "bin": str(res.bin),
+        "size": res.size.__dict__,
         "model": {"dir": str(model), "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size},
         "alert_settings": {"source": source, "knobs": knobs},
         "monitor_config": cfg.as_dict(),
