@@ -85,13 +85,15 @@ def test_settings_picked_for_the_fleet_model_are_refused_before_any_training(tmp
 @pytest.mark.parametrize("args, message", [
     (["--board", "no-such-board"], "no-such-board"),
     (["--board", "mps2-an386", "--rows", "5000"], "--rows 5000, but the recording has 900 rows"),
-    (["--board", "mps2-an386", "--rows", "30"], "calibration windows"),
+    (["--board", "mps2-an386", "--rows", "30"], "30 commissioning rows leave 1 calibration"),
+    (["--board", "mps2-an386", "--timestamp-column", "when"], "when"),
 ])
 def test_bad_requests_say_what_and_where_before_any_training(tmp_path, monkeypatch, args, message):
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     _installation(tmp_path / "p.csv")
     r = _cli("--data", tmp_path / "p.csv", "--out", tmp_path / "o", *args)
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+    assert "--train-rows" not in r.output  # evaluate's option; commission's is --rows
     assert not any((tmp_path / "build").rglob("model.tflite")) if (tmp_path / "build").exists() else True
 
 

@@ -61,15 +61,15 @@ def render_boot_config(cfg) -> str:
 
 
 def commission(data: Path, board_name: str, out: Path, rows: int | None = None, window: int | None = None,
-               alert_settings: Path | None = None, epochs: int = 30) -> dict:
+               alert_settings: Path | None = None, epochs: int = 30, timestamp_column: str | None = None) -> dict:
     """Train the installation's model on ``data[:rows]`` and build its firmware into ``out``;
     returns (and writes as OUT/commission.json) what was made and from what."""
     from . import monitor as M
     from .boards import get_board
-    from .data import load_csv, sha256_file
+    from .data import AUTO, load_csv, sha256_file
     from .evaluate.device import VALIDATED_WINDOW
     from .evaluate.monitor_device import FLOOR_KNOB, config_knobs, device_file_model, installation_config, \
-        validated_knobs
+        monitor_knobs, validated_knobs
     from .evaluate.run import environment
     from .firmware import build
     from .progress import step
@@ -96,12 +96,19 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
                                hint="leave --window out (the file's window is used)")
         knobs, window, source = dict(picked.knobs), picked.window, str(alert_settings)
     window = window or VALIDATED_WINDOW["device"]
-    series = load_csv(data)  # a label/anomaly column, if any, keeps labelled rows out of training
+    # a label/anomaly column, if any, keeps labelled rows out of training
+    series = load_csv(data, timestamp_column=timestamp_column or AUTO)
     rows = series.rows if rows is None else rows
     if not 1 <= rows <= series.rows:
         raise ToolkitError(f"{data}: --rows {rows}, but the recording has {series.rows} rows",
                            hint="commission on at most the rows recorded")
     head = series.head(rows)
+    try:
+        monitor_knobs(window, rows)
+    except ToolkitError as e:
+        raise ToolkitError(f"{data}: {e.message}",
+                           hint="record more rows of normal running (or give a larger --rows), or use a smaller "
+                                "--window") from None
     if len(head.channels) > M.MAX_CHANNELS:
         raise ToolkitError(f"{data}: {len(head.channels)} sensors; the monitor handles up to {M.MAX_CHANNELS}",
                            hint="leave some columns out of the recording")

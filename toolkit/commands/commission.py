@@ -21,9 +21,11 @@ import click
 @click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
               help="Device alert settings picked for one model per installation (python -m "
                    "toolkit.evaluate.tuning --monitor --per-file --save DIR) [default: the validated 10 % pick].")
+@click.option("--timestamp-column", default=None,
+              help="The time column [default: the one named timestamp, datetime, time or date].")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
 def command(data: Path, board: str, out: Path, rows: int | None, window: int | None, alert_settings: Path | None,
-            epochs: int) -> None:
+            timestamp_column: str | None, epochs: int) -> None:
     """Train an installation's own model and build the firmware that monitors it.
 
     The model learns this installation alone, from its commissioning rows, in the
@@ -41,7 +43,8 @@ def command(data: Path, board: str, out: Path, rows: int | None, window: int | N
     """
     from ..commission import commission
 
-    doc = commission(data, board, out, rows=rows, window=window, alert_settings=alert_settings, epochs=epochs)
+    doc = commission(data, board, out, rows=rows, window=window, alert_settings=alert_settings, epochs=epochs,
+                     timestamp_column=timestamp_column)
     size = doc["size"]
     cfg = doc["monitor_config"]
     click.echo(
