@@ -84,17 +84,13 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         from .evaluate import alert_settings as aset
 
         picked = aset.load(alert_settings)
-        if picked.target != "device" or picked.picked_by.get("model", "fleet") != "per-file":
-            raise ToolkitError(
-                f"{alert_settings}: settings for the {picked.target} target picked with "
-                f"{'one model per installation' if picked.picked_by.get('model') == 'per-file' else 'the fleet model'}; "
-                "commissioning needs device settings picked for one model per installation",
-                hint="python -m toolkit.evaluate.tuning --monitor --per-file ... --save DIR writes them "
-                     "(device-per-file-w8-far10.json)")
-        if window is not None and window != picked.window:
-            raise ToolkitError(f"{alert_settings}: picked at window {picked.window}, but --window {window} given",
-                               hint="leave --window out (the file's window is used)")
-        knobs, window, source = dict(picked.knobs), picked.window, str(alert_settings)
+        tuned = ("python -m toolkit.evaluate.tuning --monitor --per-file ... --save DIR writes device settings "
+                 "for one model per installation (device-per-file-w8-far10.json)")
+        if not picked.fits("host"):
+            raise ToolkitError(f"{alert_settings}: settings for the {picked.target} target; commissioning builds "
+                               "the device firmware", hint=tuned)
+        picked.require_model(alert_settings, per_file=True, hint=tuned)
+        knobs, window, source = dict(picked.knobs), picked.window_for(alert_settings, window), str(alert_settings)
     window = window or VALIDATED_WINDOW["device"]
     # a label/anomaly column, if any, keeps labelled rows out of training
     series = load_csv(data, timestamp_column=timestamp_column or AUTO)

@@ -48,6 +48,25 @@ class AlertSettings:
         """Whether these settings drive ``target`` (reference, host, qemu:BOARD)."""
         return (target == "reference") == (self.target == "reference")
 
+    def window_for(self, source: Path, window: int | None) -> int:
+        """The window these settings run at: theirs; another ``window`` asked for is an error."""
+        if window is not None and window != self.window:
+            raise ToolkitError(f"{source}: picked at window {self.window}, but --window {window} given",
+                               hint="leave --window out (the file's window is used) or pick settings at that window")
+        return self.window
+
+    def require_model(self, source: Path, per_file: bool, hint: str | None = None) -> None:
+        """Settings picked with one kind of model (fleet, or one per installation) run only
+        with that kind."""
+        kind = self.picked_by.get("model", "fleet")
+        if kind != ("per-file" if per_file else "fleet"):
+            raise ToolkitError(
+                f"{source}: picked with {'one model per file' if kind == 'per-file' else 'the fleet model'}, "
+                f"but this run uses {'one model per file' if per_file else 'the fleet model'}",
+                hint=hint or "per-file picks run with --per-file (or on data without a fleet recording), fleet "
+                             "picks with a fleet model",
+            )
+
 
 def save(path: Path, settings: AlertSettings) -> Path:
     path = Path(path)

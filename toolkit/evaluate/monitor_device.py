@@ -115,13 +115,11 @@ def _fold_normalization(model, mean: np.ndarray, std: np.ndarray):
 
 def _model_dir(key: list, prefix: str) -> Path:
     """The cache folder of a device model: ``key`` plus the recipe and the code that trains it."""
+    from .pipeline import hash_training_code
+
     h = hashlib.sha256(json.dumps(key).encode())
     h.update(RECIPE.encode())
-    from .pipeline import TRAINING_MODULES
-
-    for mod in TRAINING_MODULES:
-        p = Path(__file__).resolve().parent.parent / mod
-        h.update(p.read_bytes() if p.exists() else b"")
+    hash_training_code(h)
     return build_dir() / "evaluate" / "models" / f"{prefix}-{h.hexdigest()[:16]}"
 
 
@@ -248,15 +246,21 @@ def firmware_elf(model_dir: Path, board_name: str, build: bool = False, quiet: b
     if not build:
         raise ToolkitError(f"{elf}: firmware not built", hint="the evaluation builds it before streaming")
     from ..boards import get_board
+    from contextlib import nullcontext
+
     from ..firmware import build as build_fw
     from ..progress import step
 
-    if quiet:  # one image per installation: the run's progress bar tells the story
-        build_fw(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device")
-        return elf
-    with step(f"firmware for {board_name} with the fleet model"):
+    # quiet: one image per installation, the run's progress bar tells the story
+    with nullcontext() if quiet else step(f"firmware for {board_name} with the fleet model"):
         build_fw(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device")
     return elf
+
+
+def firmware_size(elf: Path | str) -> dict | None:
+    """The flash/RAM split recorded next to a built image (its build.json), if any."""
+    build_json = Path(elf).parent / "build.json"
+    return json.loads(build_json.read_text()).get("size") if build_json.is_file() else None
 
 
 def config_knobs(model_dir: Path, knobs: dict | None) -> dict:

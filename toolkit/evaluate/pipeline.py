@@ -93,14 +93,20 @@ TRAINING_MODULES = ("train.py", "quantize.py", "features.py", "data.py", "tflite
                     "codegen/ops.py", "codegen/plan.py", "codegen/quant.py")
 
 
+def hash_training_code(h) -> None:
+    """Feed the source of every module in TRAINING_MODULES into the hash ``h``: a change in
+    the recipe invalidates the model caches."""
+    for mod in TRAINING_MODULES:
+        p = Path(__file__).resolve().parent.parent / mod
+        h.update(p.read_bytes() if p.exists() else b"")
+
+
 def _model_key(series: Series, settings: Settings, rows: int) -> str:
     h = hashlib.sha256()
     for a in (series.timestamps[:rows], series.values[:rows], series.valid[:rows]):
         h.update(np.ascontiguousarray(a).tobytes())
     h.update(json.dumps([series.channels, settings.window, list(settings.hidden), settings.epochs, settings.seed]).encode())
-    for mod in TRAINING_MODULES:  # a change in the recipe invalidates the cache
-        p = Path(__file__).resolve().parent.parent / mod
-        h.update(p.read_bytes() if p.exists() else b"")
+    hash_training_code(h)
     return h.hexdigest()[:16]
 
 
@@ -170,9 +176,12 @@ def _own_model_info(package: Path, firmware: str | None) -> dict:
 
     tfl = Path(package) / "model.tflite"
     info = {"package": str(package), "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size}
-    build_json = Path(firmware).parent / "build.json" if firmware else None
-    if build_json is not None and build_json.is_file():
-        info["firmware"] = json.loads(build_json.read_text()).get("size")
+    if firmware:
+        from .monitor_device import firmware_size
+
+        size = firmware_size(firmware)
+        if size is not None:
+            info["firmware"] = size
     return info
 
 

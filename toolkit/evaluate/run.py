@@ -72,10 +72,7 @@ def evaluate(
                 f"{alert_settings}: settings for the {picked.target} target, but --target is {target}",
                 hint="reference settings drive --target reference; device settings drive --target host / qemu:BOARD",
             )
-        if window is not None and window != picked.window:
-            raise ToolkitError(f"{alert_settings}: picked at window {picked.window}, but --window {window} given",
-                               hint="leave --window out (the file's window is used) or pick settings at that window")
-        window = picked.window
+        window = picked.window_for(alert_settings, window)
         rule, knobs = picked.rule, picked.knobs
         if target != "reference":  # the validated defaults need no check; a user's file does
             _check_knobs(knobs, window, alert_settings)
@@ -92,14 +89,7 @@ def evaluate(
         ds.fleet_source = Path(fleet)
     own = ds.fleet is None  # one model per file: asked for, or no fleet recording to train one on
     if picked is not None:
-        kind = picked.picked_by.get("model", "fleet")
-        if kind != ("per-file" if own else "fleet"):
-            raise ToolkitError(
-                f"{alert_settings}: picked with {'one model per file' if kind == 'per-file' else 'the fleet model'}, "
-                f"but this run uses {'one model per file' if own else 'the fleet model'}",
-                hint="per-file picks run with --per-file (or on data without a fleet recording), fleet picks "
-                     "with a fleet model",
-            )
+        picked.require_model(alert_settings, per_file=own)
     # no settings file: the validated picks for this target and this kind of model
     settings = pipeline.Settings(
         format=fmt, target=target, train_rows=train_rows, train_fraction=train_fraction,
@@ -129,14 +119,14 @@ def evaluate(
         # host and QEMU results compare only when built from the same sources
         model_ctx["firmware_sources_sha256"] = firmware_sources_sha()
         if settings.target.startswith("qemu:"):
-            from .monitor_device import firmware_elf
+            from .monitor_device import firmware_elf, firmware_size
 
             elf = firmware_elf(package, settings.target.split(":", 1)[1], build=True)  # once, before the workers
             settings.firmware = str(elf)
             model_ctx["firmware_sources_sha256"] = elf.parent.name.rsplit("-", 2)[1]  # what was built
-            build_json = elf.parent / "build.json"
-            if build_json.is_file():
-                model_ctx["firmware"] = json.loads(build_json.read_text()).get("size")
+            size = firmware_size(elf)
+            if size is not None:
+                model_ctx["firmware"] = size
     elif ds.fleet is not None:
         package = pipeline.fleet_package(ds.fleet, ds.fleet_source, settings)
         model_ctx = _model_context(package)

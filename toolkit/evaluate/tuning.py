@@ -303,25 +303,21 @@ def installation_models(dataset: Dataset, kind: str, window: int, floor: float =
     processes (cached: a re-run trains nothing): ``kind`` "reference" (the reference
     target's package) or "device" (the monitor's noise-unit model with noise ``floor``)."""
     from concurrent.futures import ProcessPoolExecutor
+    from contextlib import nullcontext
     from multiprocessing import get_context
 
     from ..progress import Bar
 
     tasks = [(kind, rec, window, floor) for rec in dataset.recordings]
     label = f"{kind} models" + (f" (floor {floor:g})" if kind == "device" else "")
-    with Bar(len(tasks), label) as bar:
-        if jobs <= 1:
-            out = []
-            for t in tasks:
-                out.append(_train_one(t))
-                bar.update()
-            return out
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:  # TF must not be forked
-            out = []
-            for path in pool.map(_train_one, tasks):
-                out.append(path)
-                bar.update()
-            return out
+    out = []
+    # spawn, not fork: TensorFlow must not be forked
+    with Bar(len(tasks), label) as bar, (
+            ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) if jobs > 1 else nullcontext()) as pool:
+        for path in (pool.map if pool else map)(_train_one, tasks):
+            out.append(path)
+            bar.update()
+    return out
 
 
 def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str | None = None,
