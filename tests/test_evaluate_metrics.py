@@ -14,6 +14,7 @@ from toolkit.evaluate.metrics import (
     nab_file_score,
     nab_normalized,
     nab_probation_rows,
+    normal_phases,
     runs,
     scaled_sigmoid,
 )
@@ -44,6 +45,29 @@ def test_skab_pools_counts_over_files_not_averages():
     pooled = a + b
     assert (pooled.tp, pooled.fp, pooled.tn, pooled.fn) == (4, 2, 3, 1)
     assert pooled.f1 == pytest.approx(4 / 5.5)  # 0.7273, not the mean of per-file F1 (0.7857)
+
+
+def test_false_alarms_split_by_phase_by_hand():
+    #          rows: 0  1  2  3  4  5  6  7  8  9 10 11
+    labels = [0, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 0]
+    alerts = [1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0]
+    ph = normal_phases(labels, alerts)
+    # before the first fault: rows 0,1,2 (alerts 0,2); between: rows 5,6 (both); after: 8..11 (8,9)
+    got = {k: (v.rows, v.alerting) for k, v in ph.items()}
+    assert got == {"before_fault": (3, 2), "between_faults": (2, 2), "after_fault": (4, 2), "no_fault_in_file": (0, 0)}
+    c = confusion(labels, alerts)
+    assert sum(v.alerting for v in ph.values()) == c.fp and sum(v.rows for v in ph.values()) == c.fp + c.tn
+    assert ph["after_fault"].share == 0.5 and ph["no_fault_in_file"].share is None
+    # counting from row 2 (commissioning rows 0..1 left out): phases still follow the whole file
+    late = normal_phases(labels, alerts, start=2)
+    assert (late["before_fault"].rows, late["before_fault"].alerting) == (1, 1)
+    assert (late["after_fault"].rows, late["between_faults"].rows) == (4, 2)
+    # a file without faults: every normal row is in the last phase
+    quiet = normal_phases([0, 0, 0], [0, 1, 0])
+    assert (quiet["no_fault_in_file"].rows, quiet["no_fault_in_file"].alerting) == (3, 1)
+    assert quiet["before_fault"].rows == 0
+    with pytest.raises(ValueError, match="length"):
+        normal_phases([0, 1], [0])
 
 
 def test_rates_are_none_when_undefined():

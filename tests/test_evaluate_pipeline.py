@@ -76,6 +76,10 @@ def test_per_file_and_pooled_metrics(scripted):
     assert agg["skab_notebook_convention"]["tn"] == 17 + 12
     assert (agg["incidents"], agg["incidents_detected"], agg["alerts"], agg["false_alerts"]) == (2, 1, 2, 1)
     assert agg["median_delay_s"] == 1.0  # 0.csv: incident starts row 8, first alert row 9, 1 s apart
+    # false alarms by phase (test rows 4..11): 0.csv before 4..7, after 11 (alert);
+    # 10.csv before 4..5, after 8..11; 2.csv has no fault: 8 rows, alert on 5
+    ph = {k: (v["rows"], v["alerting"]) for k, v in agg["false_alarms_by_phase"].items()}
+    assert ph == {"before_fault": (6, 0), "between_faults": (0, 0), "after_fault": (5, 1), "no_fault_in_file": (8, 1)}
     # NAB with labelled runs as windows, probation = commissioning rows:
     # 0.csv window 8..10 (width 3), first hit row 9: pos -(10-9+1)/3 -> 0.9719 / 0.98661;
     # row 11: |11-10| / (3-1) = 0.5 -> -0.848284 * 0.11.   10.csv: missed -> -1.   2.csv: no window.
@@ -125,8 +129,10 @@ def test_reports_written(scripted, tmp_path):
         "start": "2020-03-09T10:00:08Z", "end": "2020-03-09T10:00:10Z", "start_row": 8, "end_row": 10,
         "detected": True, "first_alert": "2020-03-09T10:00:09Z", "delay_rows": 1, "delay_s": 1.0,
     }
+    assert f0["false_alarms_by_phase"]["after_fault"] == {"rows": 1, "alerting": 1, "share": 1.0}
     html = (tmp_path / "r.html").read_text()
     assert html.count("<svg") == 3 and "MISSED" in html  # 10.csv's incident is missed
+    assert "after the last fault 20.00 % of 5 rows" in html and "between faults" not in html
     assert "one model per file" in html and "Own model" not in html  # no model context, none recorded
 
     # one model per file: each file's section names its own model (and, on QEMU, its image)

@@ -75,6 +75,53 @@ def confusion(labels: np.ndarray | Sequence[int], alerts: np.ndarray | Sequence[
     )
 
 
+#: Where a normal row sits relative to the file's labelled faults (:func:`normal_phases`).
+PHASES = ("before_fault", "between_faults", "after_fault", "no_fault_in_file")
+
+
+@dataclass
+class PhaseCounts:
+    """Normal rows of one phase, and how many of them alerted (false alarms); ``+`` pools."""
+
+    rows: int = 0
+    alerting: int = 0
+
+    def __add__(self, other: "PhaseCounts") -> "PhaseCounts":
+        return PhaseCounts(self.rows + other.rows, self.alerting + other.alerting)
+
+    @property
+    def share(self) -> float | None:
+        return self.alerting / self.rows if self.rows else None
+
+    def as_dict(self) -> dict:
+        return {"rows": self.rows, "alerting": self.alerting, "share": self.share}
+
+
+def normal_phases(labels: np.ndarray | Sequence[int], alerts: np.ndarray | Sequence[int],
+                  start: int = 0) -> dict[str, PhaseCounts]:
+    """Split the false alarms (alerting normal rows) by where the row sits: before the file's
+    first labelled fault (drift, warm-up), between two faults, after the last one (the
+    machine settling: a fault's fading tail, which row labels call normal), or in a file
+    with no labelled fault at all. Phases follow the whole file's labels; only rows from
+    ``start`` on (the test rows) are counted. The phases' ``alerting`` rows sum to the FP
+    count of :func:`confusion` over the counted rows, their ``rows`` to FP + TN."""
+    y = np.asarray(labels).astype(bool)
+    p = np.asarray(alerts).astype(bool)
+    if y.shape != p.shape:
+        raise ValueError(f"labels and alerts differ in length ({y.shape[0]} vs {p.shape[0]})")
+    phase = np.full(y.shape, 3, np.int8)  # index into PHASES
+    faults = np.nonzero(y)[0]
+    if faults.size:
+        idx = np.arange(y.size)
+        phase[:] = 1
+        phase[idx < faults[0]] = 0
+        phase[idx > faults[-1]] = 2
+    normal = ~y
+    normal[:start] = False
+    return {name: PhaseCounts(int((normal & (phase == k)).sum()), int((normal & p & (phase == k)).sum()))
+            for k, name in enumerate(PHASES)}
+
+
 # -- NAB ------------------------------------------------------------------------------
 
 

@@ -20,7 +20,8 @@ from ..errors import ToolkitError
 from ..paths import build_dir
 from . import incidents as inc
 from .device import AlertRule, Outputs, make_device
-from .metrics import Confusion, NabFile, confusion, nab_file_score, nab_normalized, nab_probation_rows
+from .metrics import (PHASES, Confusion, NabFile, PhaseCounts, confusion, nab_file_score, nab_normalized,
+                      nab_probation_rows, normal_phases)
 from .readers import Dataset, Recording
 
 #: Each format's own commissioning protocol: SKAB trains on the first 400 rows, NAB's
@@ -71,6 +72,8 @@ class FileResult:
     nab_rows: NabFile | None  #: detections = every alert row
     incidents: list[inc.Incident]
     alerts: list[inc.Alert]
+    #: test rows' false alarms by where they fall (before / between / after the faults)
+    phases: dict[str, PhaseCounts] = field(default_factory=dict)
 
     @property
     def alert_column(self) -> np.ndarray:
@@ -233,6 +236,7 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
         confusion=confusion(labels[start:], out.alert),
         confusion_all_rows=confusion(labels, full_alert),
         nab=nab, nab_rows=nab_rows, incidents=test_incidents, alerts=test_alerts,
+        phases=normal_phases(labels, full_alert, start),
     )
 
 
@@ -306,4 +310,14 @@ def aggregate(results: list[FileResult]) -> dict:
         "false_alerts": sum(not a.true for a in alerts),
         "files": len(results),
         "files_without_false_alert": sum(all(a.true for a in r.alerts) for r in results),
+        "false_alarms_by_phase": pooled_phases(results),
+        "phases_note": "test rows labelled normal, by where they fall in their file: before its first "
+                       "labelled fault, between faults, after its last one (a fault's fading tail counts "
+                       "here), or in a file without faults; alerting = false-alarm rows (FAR's numerator)",
     }
+
+
+def pooled_phases(results: list[FileResult]) -> dict[str, dict]:
+    """The false alarms of all files by phase (:func:`metrics.normal_phases`), counts summed."""
+    return {name: sum((r.phases.get(name, PhaseCounts()) for r in results), PhaseCounts()).as_dict()
+            for name in PHASES}

@@ -59,6 +59,7 @@ def file_json(r: FileResult) -> dict:
         "channels": s.channels,
         "commissioning": {k: v for k, v in r.commissioning.items() if k != "normalization"},
         "metrics": r.confusion.as_dict(),
+        "false_alarms_by_phase": {k: v.as_dict() for k, v in r.phases.items()},
         "nab": None if r.nab is None else {**r.nab.__dict__},
         "nab_every_alert_row": None if r.nab_rows is None else {**r.nab_rows.__dict__},
         "incidents": [
@@ -191,6 +192,16 @@ def _picked(context: dict) -> str:
             + ".</p>")
 
 
+_PHASE_WORDS = {"before_fault": "before the first fault", "between_faults": "between faults",
+                "after_fault": "after the last fault", "no_fault_in_file": "in files without a fault"}
+
+
+def _phases_line(phases: dict) -> str:
+    """Where the false alarms fall: drift before a fault, or the tail after one."""
+    parts = [f"{_PHASE_WORDS[k]} {_pct(v['share'])} of {v['rows']} rows" for k, v in phases.items() if v["rows"]]
+    return f"<p>Normal test rows alerting (false alarms), {'; '.join(parts)}.</p>" if parts else ""
+
+
 def write_html(path: Path, results: list[FileResult], summary: dict, settings: dict, context: dict) -> Path:
     t = summary["test_rows"]
     rows = []
@@ -224,6 +235,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}td:first-child{{t
 Pooled over all test rows: <b>F1 {'' if t['f1'] is None else f"{t['f1']:.3f}"}</b>, FAR {_pct(t['far'])}, MAR {_pct(t['mar'])};
 NAB (standard) {'' if summary['nab_standard'] is None else f"{summary['nab_standard']:.1f}"};
 incidents detected {summary['incidents_detected']}/{summary['incidents']}, false alerts {summary['false_alerts']}.</p>
+{_phases_line(summary.get("false_alarms_by_phase", {}))}
 <p>Plot legend: grey = commissioning rows, shaded = labelled incident (green detected, red missed),
 blue = score (log scale), dashed = threshold, bars below = alerts (green true, red false).</p>
 <table><tr><th>file</th><th>incidents detected</th><th>false alerts</th><th>F1</th><th>FAR</th><th>MAR</th></tr>
