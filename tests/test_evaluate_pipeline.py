@@ -253,9 +253,21 @@ def test_window_completeness_tolerates_one_sample_clock_slip_only():
     valid = np.ones((8, 1), bool)
     valid[5] = False
     s = Series(ts, np.ones((8, 1)), valid, None, ["a"])
-    got = dev._complete(s, np.arange(1, 8), window=2, max_slip=2)
+    got = dev._complete(s, np.arange(1, 8), window=2, max_slip=dev.AlertRule().max_slip)
     # windows (0,1) (1,2) (2,3) (3,4) (4,5) (5,6) (6,7): row 5 missing kills two, the 4 s gap is inside (5,6)
     assert got.tolist() == [True, True, True, True, False, False, True]
+
+
+def test_window_completeness_follows_the_datas_gap_rule():
+    from toolkit.data import Series
+
+    # steps of 2.4 and 2.6 periods: the data calls the second a gap (Series.gap_count) and the
+    # first a slip, and so does the reference device's window check
+    ts = np.array([0, 1, 3.4, 4.4, 7.0, 8.0])
+    s = Series(ts, np.ones((6, 1)), np.ones((6, 1), bool), None, ["a"])
+    assert (s.gap_count(), s.slip_count()) == (1, 1)
+    got = dev._complete(s, np.arange(1, 6), window=2, max_slip=dev.AlertRule().max_slip)
+    assert got.tolist() == [True, True, True, False, True]
 
 
 def test_smoothing_is_a_causal_trailing_mean():

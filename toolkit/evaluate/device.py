@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..data import Series
+from ..data import GAP_FACTOR, Series
 from ..errors import ToolkitError
 
 #: Row states written to predictions.csv (the device targets add the monitor's own:
@@ -75,7 +75,9 @@ class AlertRule:
     confidence_span: int = 8  #: confidence = share of the last N windows above threshold
     smooth: int = 10  #: score = mean of the last `smooth` window scores (noise averages out, a fault stays)
     noise_floor: float = 1.0  #: per-sensor scale >= noise_floor x the fleet's (long-term) spread (fleet_floors)
-    max_slip: int = 2  #: a window may span timestamp steps up to this many periods (clock jitter)
+    #: a window may span timestamp steps up to this many periods (clock slips); longer steps are
+    #: gaps. The data's own gap rule by default, as training windows and Series.gap_count use
+    max_slip: float = GAP_FACTOR
     #: "mean": mean squared error over the window (all sensors pooled); "max_channel": the
     #: worst sensor's error relative to its own commissioning error (a one-sensor fault is
     #: not diluted by the healthy ones)
@@ -356,9 +358,9 @@ def _states(score: np.ndarray, codes: np.ndarray, start: int, window: int) -> li
             _STATE_NAMES[int(c)] for i, (v, c) in enumerate(zip(score, codes))]
 
 
-def _complete(series: Series, end_rows: np.ndarray, window: int, max_slip: int) -> np.ndarray:
+def _complete(series: Series, end_rows: np.ndarray, window: int, max_slip: float) -> np.ndarray:
     """Windows with every sample present and no timestamp step over ``max_slip`` periods
-    between their first and last row (a one-sample clock slip is jitter, not a gap)."""
+    between their first and last row (a one-sample clock slip is not a gap)."""
     first = end_rows - window + 1
     bad_row = np.concatenate(([0], np.cumsum(~series.valid.all(axis=1))))
     rows_ok = (bad_row[end_rows + 1] - bad_row[first]) == 0
