@@ -19,8 +19,8 @@ import click
 @click.option("--window", type=click.IntRange(2, 32), default=None,
               help="Samples per window [default: the settings file's, else 8, the validated one].")
 @click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
-              help="Device alert settings picked for one model per installation (python -m "
-                   "toolkit.evaluate.tuning --monitor --per-file --save DIR) [default: the validated 10 % pick].")
+              help="Device alert settings picked for one model per installation (aiot tune NORMAL.csv "
+                   "--per-file --save DIR) [default: the validated 10 % pick].")
 @click.option("--timestamp-column", default=None,
               help="The time column [default: the one named timestamp, datetime, time or date].")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)

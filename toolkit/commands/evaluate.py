@@ -31,7 +31,7 @@ import click
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N files (quick look).")
 @click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
               help="Run at another operating point: an alert-settings JSON picked on the validation harness "
-                   "(python -m toolkit.evaluate.tuning --far-budget PCT --save DIR). Default: the validated "
+                   "(aiot tune NORMAL.csv --far-budget PCT --save DIR). Default: the validated "
                    "picks (FAR budget 10 %).")
 @click.option("--per-file", "per_file", is_flag=True,
               help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "

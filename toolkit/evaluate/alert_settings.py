@@ -76,7 +76,7 @@ def save(path: Path, settings: AlertSettings) -> Path:
 
 
 def _bad(path: Path, what: str, hint: str | None = None) -> ToolkitError:
-    return ToolkitError(f"{path}: {what}", hint=hint or "write it with `python -m toolkit.evaluate.tuning --save DIR`")
+    return ToolkitError(f"{path}: {what}", hint=hint or "write it with `aiot tune NORMAL.csv --save DIR`")
 
 
 def load(path: Path) -> AlertSettings:
@@ -84,7 +84,7 @@ def load(path: Path) -> AlertSettings:
     path = Path(path)
     if not path.is_file():
         raise ToolkitError(f"{path}: no such alert-settings file",
-                           hint="give the JSON that `python -m toolkit.evaluate.tuning --save DIR` wrote")
+                           hint="give the JSON that `aiot tune NORMAL.csv --save DIR` wrote")
     try:
         doc = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -558,27 +558,36 @@ def _main(argv: list[str]) -> int:
         from .device import VALIDATED_WINDOW
 
         return commissioning_fit(args.fit, args.window or VALIDATED_WINDOW["reference"])
-    args.window = args.window or 8
-    if args.monitor:
-        return main_monitor(args.normal, args.window, args.recovery, args.seeds, args.warmup, budgets, args.save,
-                            args.per_file)
+    kind = "monitor" if args.monitor else ("tracking" if args.tracking else "reference")
+    return tune(args.normal, kind, args.window or 8, budgets, per_file=args.per_file, recovery=args.recovery,
+                warmup=args.warmup, seeds=args.seeds, save=args.save)
+
+
+def tune(normal_csv: str, kind: str, window: int, budgets: tuple[float, ...], per_file: bool = False,
+         recovery: bool = False, warmup: str | None = None, seeds: int = SEEDS, save: str | None = None) -> int:
+    """Score the grid of ``kind`` ("monitor": the knobs of --target host / qemu; "reference":
+    the reference rule; "tracking": the reference rule with level tracking) on the harness
+    cut from ``normal_csv``, print the best setting within each FAR budget and where its
+    alerts fall, and with ``save`` write each pick for ``aiot evaluate --alert-settings``."""
+    if kind == "monitor":
+        return main_monitor(normal_csv, window, recovery, seeds, warmup, budgets, save, per_file)
     from .pipeline import Settings, fleet_package
 
-    normal = load_csv(args.normal, label_column=None)
+    normal = load_csv(normal_csv, label_column=None)
     half = normal.rows // 2
-    settings = Settings(format="skab", window=args.window)
-    ds = harness(normal.slice(half, normal.rows), args.seeds, args.recovery,
-                 skab_warmup(args.warmup, normal.channels) if args.warmup else None)
-    if args.per_file:
-        package = installation_models(ds, "reference", args.window)
+    settings = Settings(format="skab", window=window)
+    ds = harness(normal.slice(half, normal.rows), seeds, recovery,
+                 skab_warmup(warmup, normal.channels) if warmup else None)
+    if per_file:
+        package = installation_models(ds, "reference", window)
     else:
         package = fleet_package(normal.head(half), None, settings)
-    results = score_sequential(ds, package, tracking_grid()) if args.tracking else score_rules(ds, package, grid())
-    picks = _print_pick(results, args.window, len(ds.recordings), lambda r: r.to_json(), top=15, budgets=budgets)
-    if args.save:
-        save_picks(args.save, "reference", args.window, picks,
-                   _harness_doc(args.normal, args.recovery, args.seeds, args.warmup, len(ds.recordings),
-                                "per-file" if args.per_file else "fleet"))
+    results = score_sequential(ds, package, tracking_grid()) if kind == "tracking" else score_rules(ds, package, grid())
+    picks = _print_pick(results, window, len(ds.recordings), lambda r: r.to_json(), top=15, budgets=budgets)
+    if save:
+        save_picks(save, "reference", window, picks,
+                   _harness_doc(normal_csv, recovery, seeds, warmup, len(ds.recordings),
+                                "per-file" if per_file else "fleet"))
     from .device import ReferenceDevice
 
     pkgs = dict(zip((r.name for r in ds.recordings),
@@ -586,7 +595,6 @@ def _main(argv: list[str]) -> int:
     for budget, rule, _ in within_budget(picks):
         _print_phases(ds, lambda rec, r=rule: ReferenceDevice(pkgs[rec.name], r), _label(budget, budgets))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
