@@ -55,6 +55,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
           --alert-settings build/picks/reference-w32-far20.json --out build/skab-far20
       aiot evaluate --data ../shared/data/skab --format skab --target host --per-file --out build/skab-own
     """
+    from ..evaluate.report import phases_text
     from ..evaluate.run import evaluate
 
     summary = evaluate(
@@ -63,6 +64,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
         alert_settings=alert_settings, per_file=per_file,
     )
     t = summary["test_rows"]
+    phases = phases_text(summary.get("false_alarms_by_phase", {}))
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.2f} %"
@@ -75,5 +77,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
         f"false alerts {summary['false_alerts']}\n"
         f"F1 {num(t['f1'], '.3f')}  FAR {pct(t['far'])}  MAR {pct(t['mar'])}  "
         f"NAB {num(summary['nab_standard'], '.1f')}  (all test rows, pooled)\n"
-        f"report: {out / 'report.html'}"
+        + (f"normal rows alerting: {phases}\n" if phases else "")
+        + f"report: {out / 'report.html'}"
     )
+

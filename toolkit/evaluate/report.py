@@ -196,10 +196,15 @@ _PHASE_WORDS = {"before_fault": "before the first fault", "between_faults": "bet
                 "after_fault": "after the last fault", "no_fault_in_file": "in files without a fault"}
 
 
+def phases_text(phases: dict) -> str:
+    """Where the false alarms fall (drift before a fault, or its tail after one), in words;
+    "" when no phase has rows."""
+    return "; ".join(f"{_PHASE_WORDS[k]} {_pct(v['share'])} of {v['rows']:,} rows" for k, v in phases.items() if v["rows"])
+
+
 def _phases_line(phases: dict) -> str:
-    """Where the false alarms fall: drift before a fault, or the tail after one."""
-    parts = [f"{_PHASE_WORDS[k]} {_pct(v['share'])} of {v['rows']} rows" for k, v in phases.items() if v["rows"]]
-    return f"<p>Normal test rows alerting (false alarms), {'; '.join(parts)}.</p>" if parts else ""
+    text = phases_text(phases)
+    return f"<p>Normal test rows alerting (false alarms): {text}.</p>" if text else ""
 
 
 def write_html(path: Path, results: list[FileResult], summary: dict, settings: dict, context: dict) -> Path:
