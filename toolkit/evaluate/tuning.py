@@ -263,21 +263,35 @@ def score_monitor(dataset: Dataset, models: dict[float, Path | list[Path]], wind
                   grid: list[dict]) -> list[tuple[dict, Confusion]]:
     """``models``: the validation device model per noise floor (the floor changes its inputs):
     one fleet model, or one model per recording (:func:`installation_models`)."""
+    return [(knobs, sum(per.values(), Confusion())) for knobs, per in score_monitor_files(dataset, models, window, grid)]
+
+
+def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]], window: int, grid: list[dict],
+                        label: str = "monitor settings") -> list[tuple[dict, dict[str, Confusion]]]:
+    """Each setting of ``grid`` on every recording: commissioned on its first SHAPE[0] rows
+    (SKAB's protocol), scored on the rest; the confusion per recording name."""
     from ..progress import Bar
-    from .monitor_device import FLOOR_KNOB, MonitorDevice
+    from .monitor_device import MonitorDevice
 
     rows = []
-    with Bar(len(grid), "monitor settings") as bar:
+    with Bar(len(grid), label) as bar:
         for knobs in grid:
-            total = Confusion()
+            per = {}
             for i, rec in enumerate(dataset.recordings):
-                d = MonitorDevice(_model_of(models[float(knobs.get(FLOOR_KNOB, 0.0))], i), window, "host", knobs)
+                d = MonitorDevice(_model_of(models[floor_of(knobs)], i), window, "host", knobs)
                 d.commission(rec.series.head(SHAPE[0]))
                 out = d.stream(rec.series, SHAPE[0])
-                total = total + confusion(rec.labels[SHAPE[0]:], out.alert)
-            rows.append((knobs, total))
+                per[rec.name] = confusion(rec.labels[SHAPE[0]:], out.alert)
+            rows.append((knobs, per))
             bar.update()
     return rows
+
+
+def floor_of(knobs: dict) -> float:
+    """The noise floor a setting's model was trained with (the key of the models dict)."""
+    from .monitor_device import FLOOR_KNOB
+
+    return float(knobs.get(FLOOR_KNOB, 0.0))
 
 
 def _model_of(model: Path | list[Path], i: int) -> Path:
@@ -326,12 +340,12 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
     commissioning rows (``aiot evaluate --per-file`` on host / qemu); else the fleet model
     of the normal data's first half."""
     from ..data import sha256_file
-    from .monitor_device import FLOOR_KNOB, MonitorDevice, device_fleet_model
+    from .monitor_device import MonitorDevice, device_fleet_model
 
     normal = load_csv(path, label_column=None)
     half = normal.rows // 2
     grid = monitor_grid(per_file)
-    floors = sorted({float(k.get(FLOOR_KNOB, 0.0)) for k in grid})
+    floors = sorted({floor_of(k) for k in grid})
     ds = harness(normal.slice(half, normal.rows), seeds, recovery,
                  skab_warmup(warmup, normal.channels) if warmup else None)
     if per_file:
@@ -346,7 +360,7 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
                                                                    "per-file" if per_file else "fleet"))
     index = {rec.name: i for i, rec in enumerate(ds.recordings)}
     for budget, knobs, _ in within_budget(picks):
-        model = models[float(knobs.get(FLOOR_KNOB, 0.0))]
+        model = models[floor_of(knobs)]
         _print_phases(ds, lambda rec, k=knobs, m=model: MonitorDevice(_model_of(m, index[rec.name]), window, "host", k),
                       _label(budget, budgets))
     return 0
