@@ -59,3 +59,25 @@ def test_a_fold_with_no_setting_in_budget_says_so():
 
 def test_group_is_the_folder():
     assert group_of("valve1/3.csv") == "valve1" and group_of("x.csv") == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "max_recal_step"], "FIELD=NUMBER"),
+    (["--set", "max_recal_step=off"], "FIELD=NUMBER"),
+    (["--transfer-budget", "0"], "--far-budget is a percentage"),
+    (["--far-budget", "100"], "--far-budget is a percentage"),
+])
+def test_cli_argument_errors_stop_before_any_work(tmp_path, capsys, args, message):
+    from toolkit.evaluate.ceiling import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "no-skab"), *args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_cli_without_skab_is_a_one_line_error(tmp_path, capsys):
+    from toolkit.evaluate.ceiling import main
+
+    assert main([str(tmp_path / "no-skab"), "--per-file"]) == 2
+    err = capsys.readouterr().err
+    assert "no-skab" in err and "Traceback" not in err

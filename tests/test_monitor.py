@@ -322,6 +322,71 @@ def test_output_confidence_is_the_conformal_p_value_for_anomalies():
     assert np.all((arm["confidence"] >= 0) & (arm["confidence"] <= 1))
 
 
+# ----------------------------------------------------------------- score averaging
+def _raw_window_scores(m: mon.Monitor, x: np.ndarray) -> np.ndarray:
+    """What each window scores with the zero model and fixed baselines: the mean over
+    channels and samples of the clipped noise-unit deviation squared."""
+    c = x.shape[1]
+    base = np.array([m.channel(i).baseline0 for i in range(c)])
+    scale = np.array([m.channel(i).noise for i in range(c)])
+    z = np.clip((x - base) / scale, -m.config.clip, m.config.clip)
+    return (z**2).reshape(-1, W, c).mean(axis=(1, 2))
+
+
+@pytest.mark.parametrize("n", [4, 16])
+def test_score_average_is_the_trailing_mean_of_window_scores_from_calibration_on(n):
+    x = noise(learned(40), 2, seed=5)
+    x[learned(20) :, :] += 1.5  # a persistent shift: fault-like
+    # baselines fixed (no drift tracking, no remount) so the raw scores can be worked out here
+    cfg = config(score_average=n, max_drift_rate=0.0, max_baseline_shift=0.0, step_threshold=100.0,
+                 max_recal_step=100.0, alert_margin=50.0, clear_margin=1.0)
+    m, out, ev = run(cfg, x)
+    raw = _raw_window_scores(m, x)
+    first_cal = 160 // W
+    # the trailing mean starts at calibration (fewer than n windows at first), runs on when armed
+    mean = np.array([raw[max(first_cal, i - n + 1) : i + 1].mean() for i in range(len(raw))])
+    cal_top = mean[first_cal : first_cal + 32].max()
+    calibrated = next(e for e in ev if e.type == "CALIBRATED")
+    assert calibrated.value == pytest.approx(cal_top, rel=1e-4)
+    arm = armed(out)
+    assert len(arm) == 40
+    assert np.allclose(arm["score"] * 50.0 * cal_top, mean[first_cal + 32 :], rtol=1e-4)
+
+
+def test_score_average_of_0_or_1_is_each_window_alone():
+    x = noise(learned(30), 2, seed=6)
+    _, plain, _ = run(config(), x)
+    for n in (0, 1):
+        _, out, _ = run(config(score_average=n), x)
+        assert np.array_equal(out, plain)
+
+
+def test_averaging_separates_a_small_persistent_shift_from_noise():
+    """A 0.7-sigma shift on both channels: window by window it hides in the noise; averaged
+    over 16 windows, at the same share of false votes before the shift (5 %), far more of
+    the shifted windows vote (the EWMA chart's point)."""
+    x = noise(learned(260), 2, seed=7)
+    x[learned(200) :, :] += 0.7
+
+    def detected(n: int) -> float:
+        _, out, _ = run(config(score_average=n, max_drift_rate=0.0, max_baseline_shift=0.0, step_threshold=100.0,
+                               max_recal_step=100.0), x)
+        score = armed(out)["score"]
+        level = np.quantile(score[:200], 0.95)  # 5 % of the windows before the shift above it
+        return float((score[200 + n :] > level).mean())  # once the mean holds shifted windows only
+
+    one, sixteen = detected(1), detected(16)
+    assert sixteen > 0.9 and sixteen > one + 0.3
+
+
+def test_score_average_range_and_whole_numbers():
+    with pytest.raises(ToolkitError, match="invalid monitor configuration"):
+        mon.default_config(2, W, PERIOD, score_average=17)
+    with pytest.raises(ToolkitError, match="whole number"):
+        mon.default_config(2, W, PERIOD, score_average=2.5)
+    assert mon.default_config(2, W, PERIOD, score_average=4.0).score_average == 4
+
+
 # ----------------------------------------------------------------- events
 def test_event_ring_keeps_the_newest_and_counts_the_dropped():
     n = learned(80)

@@ -78,7 +78,8 @@ class Config(ctypes.Structure):
         ("recal_windows", ctypes.c_uint8),
         ("drift_hold", ctypes.c_uint8),
         ("isolation", ctypes.c_uint8),
-        ("reserved", ctypes.c_uint8 * 3),
+        ("score_average", ctypes.c_uint8),
+        ("reserved", ctypes.c_uint8 * 2),
         ("min_quality", ctypes.c_float),
         ("clip", ctypes.c_float),
         ("alert_margin", ctypes.c_float),
@@ -248,6 +249,10 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
                 raise ToolkitError(f"monitor knob {key!r} has {len(vals)} values for {channels} channels",
                                    hint="give one value, or one per channel")
             value = kind(*vals)
+        elif not issubclass(kind, ctypes.c_float):  # integer fields: counts, flags
+            if float(value) != int(value):
+                raise ToolkitError(f"monitor knob {key!r} is {value!r}, expected a whole number")
+            value = int(value)
         setattr(cfg, key, value)
     if library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0:
         raise ToolkitError(f"invalid monitor configuration: {cfg.as_dict()}",

@@ -71,10 +71,11 @@ def leave_one_group_out(results: Scored, budget: float, group: Callable[[str], s
     return {"folds": folds, "pooled": total.as_dict()}
 
 
-def score_skab(root: Path, per_file: bool, window: int = 8) -> Scored:
+def score_skab(root: Path, per_file: bool, window: int = 8, fixed: dict | None = None) -> Scored:
     """Every setting of the device grid on SKAB's test rows (the host build of the monitor),
     with the models `aiot evaluate --target host` uses: one per file on its first 400 rows, or
-    the fleet model of anomaly-free.csv."""
+    the fleet model of anomaly-free.csv. ``fixed``: monitor config fields set in every
+    setting (to switch a mechanism off and see what it costs)."""
     from ..data import sha256_file
     from ..errors import ToolkitError
     from . import readers
@@ -82,7 +83,7 @@ def score_skab(root: Path, per_file: bool, window: int = 8) -> Scored:
     from .tuning import SHAPE, floor_of, installation_models, monitor_grid, score_monitor_files
 
     ds = readers.read("skab", root)
-    grid = monitor_grid(per_file)
+    grid = [{**k, **(fixed or {})} for k in monitor_grid(per_file)]
     floors = sorted({floor_of(k) for k in grid})
     if per_file:
         models = {f: installation_models(ds, "device", window, f) for f in floors}
@@ -112,21 +113,32 @@ def main(argv: list[str]) -> int:
                     help="FAR budgets for the ceiling (default 5 10 20 30)")
     ap.add_argument("--transfer-budget", type=float, default=10.0, metavar="PCT",
                     help="FAR budget of the leave-one-folder-out picks (default 10, the issue's target)")
+    ap.add_argument("--set", dest="fixed", action="append", default=[], metavar="FIELD=VALUE",
+                    help="a monitor config field set in every setting, e.g. max_recal_step=0.5 (repeatable)")
     ap.add_argument("--save", metavar="FILE", help="write every setting's per-file confusion as JSON")
     args = ap.parse_args(argv)
     budgets = [p / 100.0 for p in (args.far_budget or [5.0, 10.0, 20.0, 30.0])]
     transfer = args.transfer_budget / 100.0
+    fixed = {}
+    for item in args.fixed:
+        field, _, value = item.partition("=")
+        try:
+            fixed[field.strip()] = float(value)
+        except ValueError:
+            ap.error(f"--set {item}: give FIELD=NUMBER")
     if any(not 0.0 < b < 1.0 for b in [*budgets, transfer]):
         ap.error("--far-budget is a percentage between 0 and 100 (exclusive)")
     from .pipeline import quiet_worker
 
     quiet_worker()
     try:
-        results = score_skab(Path(args.skab), args.per_file)
+        results = score_skab(Path(args.skab), args.per_file, fixed=fixed)
     except ToolkitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     model = "one model per file" if args.per_file else "fleet model"
+    if fixed:
+        model += f", every setting with {fixed}"
     print(f"CEILING ({model}, {len(results)} settings) - tuned on the test rows: an upper bound, not a result")
     for b in budgets:
         pick = best_within(results, b)

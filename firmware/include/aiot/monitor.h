@@ -35,6 +35,9 @@ extern "C" {
 #ifndef AIOT_MONITOR_MAX_CALIBRATION
 #define AIOT_MONITOR_MAX_CALIBRATION 64 //!< conformal calibration scores kept on the device
 #endif
+#ifndef AIOT_MONITOR_MAX_AVERAGE
+#define AIOT_MONITOR_MAX_AVERAGE 16 //!< largest score_average (windows in the trailing mean)
+#endif
 #ifndef AIOT_MONITOR_EVENT_CAPACITY
 #define AIOT_MONITOR_EVENT_CAPACITY 16 //!< ring buffer of events, newest kept on overflow
 #endif
@@ -106,7 +109,12 @@ typedef struct {
     uint8_t drift_hold;           //!< windows a channel stays in DRIFT after its detector fired
     uint8_t isolation;            //!< 1: one extra model call per channel to tell which sensor
                                   //!< moved (each window costs 1 + channels calls); 0: off
-    uint8_t reserved[3];
+    //! 0 or 1: each window's score stands alone. N > 1: the score that votes, calibrates and
+    //! is reported is the mean of the last N scored windows' (fewer right after
+    //! commissioning): noise averages out over N windows while a fault that persists stays,
+    //! at the cost of up to N - 1 windows of delay (an EWMA chart's trade). <= MAX_AVERAGE.
+    uint8_t score_average;
+    uint8_t reserved[2];
     float min_quality;            //!< NO_DATA when the worst channel has fewer valid samples (0..1)
     float clip;                   //!< features clipped to +-clip noise units
     float alert_margin;           //!< vote when score > alert_margin x largest calibration score
@@ -242,6 +250,8 @@ typedef struct {
     float probe[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS];       //!< isolation input
     float probe_recon[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS]; //!< isolation output
     float cal[AIOT_MONITOR_MAX_CALIBRATION]; //!< sorted ascending
+    float avg[AIOT_MONITOR_MAX_AVERAGE];     //!< last raw window scores (score_average ring)
+    uint8_t avg_count, avg_pos;
     aiot_monitor_channel_t ch[AIOT_MONITOR_MAX_CHANNELS];
     aiot_monitor_event_t events[AIOT_MONITOR_EVENT_CAPACITY];
 } aiot_monitor_t;

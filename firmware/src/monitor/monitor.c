@@ -64,7 +64,7 @@ int aiot_monitor_check_config(const aiot_monitor_config_t *c) {
     if (c->sample_period_ms < 1 || c->commission_samples < 2) return AIOT_MONITOR_EINVAL;
     if (c->calibration_windows < 4 || c->calibration_windows > AIOT_MONITOR_MAX_CALIBRATION)
         return AIOT_MONITOR_EINVAL;
-    if (c->recal_windows < 1) return AIOT_MONITOR_EINVAL;
+    if (c->recal_windows < 1 || c->score_average > AIOT_MONITOR_MAX_AVERAGE) return AIOT_MONITOR_EINVAL;
     // NaN fails every comparison below, so it is rejected too.
     if (!(c->min_quality > 0.0f && c->min_quality <= 1.0f)) return AIOT_MONITOR_EINVAL;
     if (!(c->clip > 0.0f) || !(c->alert_margin > 0.0f) || !(c->clear_margin > 0.0f)) return AIOT_MONITOR_EINVAL;
@@ -126,6 +126,23 @@ static void reset_learning(aiot_monitor_t *m) {
     m->recovering = 0;
     m->vote_high = m->vote_low = m->vote_rec = 0;
     m->fill = 0;
+    m->avg_count = m->avg_pos = 0;
+}
+
+//! The window score that counts: s itself, or with score_average N > 1 the mean of the
+//! last N raw scores (s included). The ring starts empty at commissioning.
+static float averaged(aiot_monitor_t *m, float s) {
+    const int n = m->cfg.score_average;
+    float sum = 0.0f;
+    int i;
+    if (n <= 1) return s;
+    if (m->avg_pos >= n) m->avg_pos = 0;  // score_average lowered by update_config
+    m->avg[m->avg_pos] = s;
+    m->avg_pos = (uint8_t)((m->avg_pos + 1) % n);
+    if (m->avg_count < n) m->avg_count++;
+    if (m->avg_count > n) m->avg_count = (uint8_t)n;
+    for (i = 0; i < m->avg_count; i++) sum += m->avg[i];
+    return sum / (float)m->avg_count;
 }
 
 int aiot_monitor_init(aiot_monitor_t *m, const aiot_monitor_config_t *cfg, aiot_score_fn score, void *ctx) {
@@ -389,7 +406,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w) {
         ch->sum_lev += w->lev[c];
         s += w->err[c];
     }
-    cal_insert(m, s / (float)C);
+    cal_insert(m, averaged(m, s / (float)C));
     if (m->cal_count < m->cfg.calibration_windows) return;
     n = (float)m->cal_count;
     for (c = 0; c < C; c++) {
@@ -653,6 +670,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         for (c = 0; c < C; c++) s += w.err[c];
         s /= (float)C;
     }
+    s = averaged(m, s);
     threshold = fmaxf(k->alert_margin * cal_top, TINY);
     o->score = s / threshold;
     p = p_value(m, s);
