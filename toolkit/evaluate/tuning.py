@@ -224,7 +224,8 @@ def score_rules(dataset: Dataset, package: Path | list[Path], rules: list[AlertR
 #: Earlier grids also tried clear_margin 0.75 x alert_margin, 6 of 10 windows, floors 0 /
 #: 0.1 / 0.75, fast drift tracking (max_drift_rate 30 noise units/h, max_baseline_shift 20)
 #: and remount handling off (max_recal_step 0.5): none was ever the pick, or the same pick
-#: within 0.02 F1 (docs/evaluation.md); the recovering axis multiplies the grid by four.
+#: within 0.02 F1 (docs/evaluation.md); the recovering axis multiplies the grid by four, the
+#: score averaging axis by three.
 MONITOR_GRID = {
     "alert_margin": (0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0),
     "clear_ratio": (1.0,),  # clear_margin = ratio x alert_margin (1.0: no hysteresis band)
@@ -233,6 +234,8 @@ MONITOR_GRID = {
     "persist": ((3, 5),),
     # 0 = off; else an alert that fell below this fraction of its peak is RECOVERING
     "recover_ratio": (0.0, 0.6, 0.7, 0.8),
+    # windows in the trailing mean of the score (1 = each window alone; monitor.h score_average)
+    "score_average": (1, 4, 8),
 }
 
 
@@ -248,13 +251,15 @@ def monitor_grid(per_file: bool = False) -> list[dict]:
     from .monitor_device import FLOOR_KNOB
 
     out = []
-    for margin, ratio, floor, (k, n), recover in itertools.product(
+    for margin, ratio, floor, (k, n), recover, average in itertools.product(
             *(MONITOR_GRID_PER_FILE if per_file else MONITOR_GRID).values()):
         knobs = {"alert_margin": margin, "clear_margin": ratio * margin, "persist_k": k, "persist_n": n}
         if floor > 0:
             knobs[FLOOR_KNOB] = floor
         if recover > 0:
             knobs["recover_ratio"] = recover
+        if average > 1:
+            knobs["score_average"] = average
         out.append(knobs)
     return out
 
