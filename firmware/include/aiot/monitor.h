@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 //! Compile-time capacity. Override with -D to shrink RAM on small parts: with
-//! 4 channels x 16 samples x 48 calibration scores the monitor takes 2.1 KB (aiot_monitor_sizeof()).
+//! 4 channels x 16 samples x 48 calibration scores the monitor takes 2.2 KB (aiot_monitor_sizeof()).
 #ifndef AIOT_MONITOR_MAX_CHANNELS
 #define AIOT_MONITOR_MAX_CHANNELS 8 //!< at most 8: valid masks are one byte per sample
 #endif
