@@ -266,7 +266,8 @@ def test_the_model_caches_are_keyed_by_every_module_that_shapes_a_model():
     shaping = set()
     for mod in ("train.py", "quantize.py", "codegen/__init__.py"):
         _toolkit_imports(root / mod, root, shaping)
-    # read configuration, report errors and progress, or check the result: no effect on the model
-    not_shaping = {"errors.py", "paths.py", "progress.py", "package.py", "reference.py"}
+    # read configuration, report errors and progress, check the result, or keep TensorFlow's
+    # start-up lines off the terminal: no effect on the model
+    not_shaping = {"errors.py", "paths.py", "progress.py", "package.py", "reference.py", "quiet.py"}
     assert shaping - not_shaping <= set(TRAINING_MODULES), shaping - not_shaping - set(TRAINING_MODULES)
     assert {"data.py", "features.py"} <= shaping

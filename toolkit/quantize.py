@@ -19,9 +19,7 @@ y = (q_out - output_zero_point) * output_scale the dequantized reconstruction.
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
@@ -32,6 +30,7 @@ from .data import sha256_file
 from .errors import ToolkitError
 from .features import CLIP, dequantize, quantize_input
 from .package import VECTORS, load_package
+from .quiet import captured_output, import_tensorflow
 from .train import reconstruction_errors
 
 
@@ -103,30 +102,6 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / den) if den > 0 else float("nan")
 
 
-@contextmanager
-def _captured_output() -> Iterator[list[str]]:
-    """Silence the converter's C++/print chatter at the file-descriptor level; the text
-    is kept so a failure can show it."""
-    sink: list[str] = []
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 1)
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield sink
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-            tmp.seek(0)
-            sink.append(tmp.read().decode(errors="replace"))
-
-
 def convert_int8(keras_model, representative: np.ndarray, *, per_channel: bool = True, batch1: bool = True,
                  clip_rows: bool = True) -> bytes:
     """Keras model -> full-int8 .tflite bytes (int8 input/output, int8 builtin ops only).
@@ -136,7 +111,7 @@ def convert_int8(keras_model, representative: np.ndarray, *, per_channel: bool =
     (which tflite-micro cannot allocate) and turns dilated convolutions into
     SPACE_TO_BATCH_ND. ``clip_rows`` adds the two saturated windows described above (for
     models fed with clipped features). ``per_channel=False`` gives per-tensor weights."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     rep = np.asarray(representative, dtype=np.float32)
     if clip_rows:
@@ -171,7 +146,7 @@ def convert_int8(keras_model, representative: np.ndarray, *, per_channel: bool =
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     log: list[str] = []
     try:
-        with _captured_output() as log:
+        with captured_output() as log:
             return converter.convert()
     except Exception as e:
         tail = "\n".join((log[0] if log else "").strip().splitlines()[-5:])

@@ -14,7 +14,6 @@ held out from fitting so that the threshold is not biased low by over-fitting.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from .data import Series, load_csv, sha256_file
 from .errors import ToolkitError
 from .features import GAP_FACTOR, Windows, fit_normalization, make_windows
 from .package import FORMAT, MANIFEST, VECTORS, write_manifest
+from .quiet import import_tensorflow
 
 CALIBRATION_FRACTION = 0.2
 MIN_FIT_WINDOWS = 32
@@ -178,9 +178,8 @@ def train(
         raise ToolkitError(f"{out}: cannot create the package folder ({e.strerror})",
                            hint="choose a writable --out folder") from e
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # hide tf.data C++ chatter
+    tf = import_tensorflow()  # no C++ start-up chatter on the terminal
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()

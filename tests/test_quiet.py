@@ -1,0 +1,40 @@
+"""TensorFlow's import chatter is kept off the terminal, and a failed import still shows it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("tensorflow")
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_import_tensorflow_prints_nothing_and_returns_the_module():
+    r = _run("from toolkit.quiet import import_tensorflow\n"
+             "tf = import_tensorflow()\n"
+             "print('version', tf.__version__, import_tensorflow() is tf)")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and r.stdout.startswith("version ") and r.stdout.strip().endswith("True")
+
+
+def test_a_failing_import_shows_what_was_captured_and_raises():
+    # a stand-in "tensorflow" that talks on the C-level stderr, then fails to import
+    r = _run("import os, sys, types, importlib.abc, importlib.machinery\n"
+             "class Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):\n"
+             "    def find_spec(self, name, path, target=None):\n"
+             "        return importlib.machinery.ModuleSpec(name, self) if name == 'tensorflow' else None\n"
+             "    def create_module(self, spec): return None\n"
+             "    def exec_module(self, module):\n"
+             "        os.write(2, b'libtensorflow.so: cannot open shared object file\\n')\n"
+             "        raise ImportError('no tensorflow here')\n"
+             "sys.meta_path.insert(0, Finder())\n"
+             "from toolkit.quiet import import_tensorflow\n"
+             "import_tensorflow()")
+    assert r.returncode != 0
+    assert "libtensorflow.so: cannot open shared object file" in r.stderr
+    assert "ImportError: no tensorflow here" in r.stderr
