@@ -51,7 +51,7 @@ def command(normal: Path, target: str, per_file: bool, budgets: tuple[float, ...
       aiot evaluate --data ../shared/data/skab --format skab --alert-settings build/picks/device-w8-far30.json --out build/skab-far30
 
     The device grid trains one model per noise-floor setting and takes minutes; with
-    --per-file it trains one per pseudo-installation (about 10 min for SKAB's recording, on 2 cores).
+    --per-file it trains one per pseudo-installation (about 15 min for SKAB's recording, on 2 cores).
     """
     from ..evaluate.pipeline import quiet_worker
     from ..evaluate.tuning import tune
