@@ -171,7 +171,7 @@ def test_cli_bad_paths_are_one_line_errors(tmp_path, capsys):
     assert main(["--recovery", str(tmp_path / "none.csv")]) == 2
     assert "no such file" in capsys.readouterr().err
     normal = tmp_path / "normal.csv"
-    normal.write_text("timestamp,a,b\n" + "".join(f"{t},{t % 7},{t % 5}\n" for t in range(50)))
+    normal.write_text("timestamp,a,b\n" + "".join(f"{t},{t % 7},{t % 5}\n" for t in range(2400)))  # long enough for the harness
     assert main(["--recovery", "--warmup", str(tmp_path / "no-skab"), str(normal)]) == 2
     err = capsys.readouterr().err
     assert "no-skab" in err and "no such file or folder" in err and "Traceback" not in err

@@ -49,3 +49,24 @@ def test_saved_pick_is_what_evaluate_reads(normal_csv, tmp_path):
 def test_bad_arguments_are_usage_errors(normal_csv, tmp_path, args, message):
     r = CliRunner().invoke(main, ["tune", *[a.format(normal=normal_csv) for a in args]])
     assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output
+
+
+def test_too_short_a_recording_is_refused_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    short = tmp_path / "short.csv"
+    synth.write_csv(short, synth.pump_dataset(seed=1, hours=1, faults=False, dropout=False))
+    rows = short.read_text().splitlines()
+    short.write_text("\n".join(rows[:2300]) + "\n")  # header + 2,299 rows: one short of the minimum
+    r = CliRunner().invoke(main, ["tune", str(short), "--target", "reference", "--seeds", "1"])
+    assert r.exit_code == 2 and "2299 rows of normal operation" in r.output and "at least 2300" in r.output
+    assert "record longer normal operation" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "build").exists()  # refused before any model was trained
+
+
+def test_a_recording_with_labelled_faults_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    faulty = tmp_path / "faulty.csv"
+    ds = synth.write_csv(faulty, synth.pump_dataset(seed=1, hours=1))  # with its faults labelled
+    r = CliRunner().invoke(main, ["tune", str(faulty)])
+    assert r.exit_code == 2 and f"{int(ds.series.labels.sum())} rows are labelled as faults" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "build").exists()

@@ -101,6 +101,30 @@ def pseudo_installations(normal: Series, stride: int = 250, seed: int = 0, recov
     return out
 
 
+def load_normal(path: str) -> Series:
+    """The normal-operation recording the harness is cut from. Refused before any training:
+    too short for one piece in its second half (the first half trains the validation model),
+    or holding rows labelled as faults (the harness injects its own, into normal data)."""
+    from ..data import AUTO
+    from ..errors import ToolkitError
+
+    normal = load_csv(path, label_column=AUTO)
+    need = 2 * sum(SHAPE)
+    if normal.rows < need:
+        raise ToolkitError(
+            f"{path}: {normal.rows} rows of normal operation; the validation harness needs at least {need} "
+            f"(the first half trains the validation model, the second is cut into pieces of {sum(SHAPE)} rows: "
+            f"{SHAPE[0]} commissioning, {SHAPE[1]} normal, {SHAPE[2]} faulty, {SHAPE[3]} normal)",
+            hint=f"record longer normal operation ({need} samples)")
+    if normal.labels is not None and normal.labels.any():
+        raise ToolkitError(
+            f"{path}: {int(normal.labels.sum())} rows are labelled as faults; the harness needs normal "
+            "operation only (it injects faults of its own)",
+            hint="drop the labelled rows, or give a recording without faults")
+    normal.labels = None
+    return normal
+
+
 def harness(normal: Series, seeds: int = SEEDS, recovery: bool = False, warmup: np.ndarray | None = None) -> Dataset:
     """The validation set: the pieces of ``normal`` once per fault seed (the same normal
     stretches, the faults redrawn), so that differences of a few hundredths of F1 are not
@@ -347,7 +371,7 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
     from ..data import sha256_file
     from .monitor_device import MonitorDevice, device_fleet_model
 
-    normal = load_csv(path, label_column=None)
+    normal = load_normal(path)
     half = normal.rows // 2
     grid = monitor_grid(per_file)
     floors = sorted({floor_of(k) for k in grid})
@@ -592,7 +616,7 @@ def tune(normal_csv: str, kind: str, window: int, budgets: tuple[float, ...], pe
         return main_monitor(normal_csv, window, recovery, seeds, warmup, budgets, save, per_file)
     from .pipeline import Settings, fleet_package
 
-    normal = load_csv(normal_csv, label_column=None)
+    normal = load_normal(normal_csv)
     half = normal.rows // 2
     settings = Settings(format="skab", window=window)
     ds = harness(normal.slice(half, normal.rows), seeds, recovery,
