@@ -175,3 +175,37 @@ def test_cli_bad_paths_are_one_line_errors(tmp_path, capsys):
     assert main(["--recovery", "--warmup", str(tmp_path / "no-skab"), str(normal)]) == 2
     err = capsys.readouterr().err
     assert "no-skab" in err and "no such file or folder" in err and "Traceback" not in err
+
+
+def test_monitor_grid_scores_the_same_on_one_or_two_processes(tmp_path, monkeypatch):
+    """Scoring settings in parallel chunks changes nothing: same confusions, in grid order,
+    as one device streamed by hand."""
+    from toolkit.data import Series
+    from toolkit.evaluate.metrics import confusion
+    from toolkit.evaluate.monitor_device import MonitorDevice, device_file_model
+    from toolkit.evaluate.readers import Dataset
+    from toolkit.evaluate.tuning import score_monitor_files
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    rng = np.random.default_rng(3)
+    n = 2 * sum(SHAPE)
+    t = np.arange(n, dtype=np.float64)
+    v = np.stack([10 + 0.5 * np.sin(t / 7) + 0.1 * rng.normal(size=n), 5 + 0.2 * rng.normal(size=n),
+                  0.3 * rng.normal(size=n)], axis=1)
+    normal = Series(timestamps=t, values=v, valid=np.ones_like(v, bool), labels=None, channels=["a", "b", "c"])
+    ds = Dataset(pseudo_installations(normal, stride=400)[:3])
+    model = device_file_model(normal.head(SHAPE[0]), window=8, epochs=1, seed=0)
+    grid = [{"alert_margin": m, "clear_margin": m, "persist_k": 3, "persist_n": 5, **extra}
+            for m in (1.0, 2.0, 4.0) for extra in ({}, {"score_average": 4}, {"recover_ratio": 0.7})]
+    serial = score_monitor_files(ds, {0.0: model}, 8, grid, jobs=1)
+    parallel = score_monitor_files(ds, {0.0: model}, 8, grid, jobs=2)
+    assert [k for k, _ in parallel] == grid
+    assert [{n: c.as_dict() for n, c in per.items()} for _, per in serial] == \
+        [{n: c.as_dict() for n, c in per.items()} for _, per in parallel]
+    knobs, per = parallel[4]
+    rec = ds.recordings[1]
+    d = MonitorDevice(model, 8, "host", knobs)
+    d.commission(rec.series.head(SHAPE[0]))
+    assert per[rec.name] == confusion(rec.labels[SHAPE[0]:], d.stream(rec.series, SHAPE[0]).alert)
+    # the alerts differ between settings, so the comparison above is not between empty results
+    assert len({sum(per.values(), type(per[rec.name])()).fp for _, per in parallel}) > 1

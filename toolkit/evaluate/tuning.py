@@ -296,23 +296,59 @@ def score_monitor(dataset: Dataset, models: dict[float, Path | list[Path]], wind
 
 
 def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]], window: int, grid: list[dict],
-                        label: str = "monitor settings") -> list[tuple[dict, dict[str, Confusion]]]:
+                        label: str = "monitor settings", jobs: int = 2) -> list[tuple[dict, dict[str, Confusion]]]:
     """Each setting of ``grid`` on every recording: commissioned on its first SHAPE[0] rows
-    (SKAB's protocol), scored on the rest; the confusion per recording name."""
+    (SKAB's protocol), scored on the rest; the confusion per recording name. Settings are
+    scored in chunks on ``jobs`` processes (the recordings sent once to each); the result
+    is in grid order whatever the number of jobs."""
+    from concurrent.futures import ProcessPoolExecutor
+    from contextlib import nullcontext
+    from multiprocessing import get_context
+
     from ..progress import Bar
+
+    size = max(1, min(_CHUNK, -(-len(grid) // max(jobs, 1))))
+    chunks = [grid[i : i + size] for i in range(0, len(grid), size)]
+    parallel = jobs > 1 and len(chunks) > 1
+    rows: list[tuple[dict, dict[str, Confusion]]] = []
+    with Bar(len(grid), label) as bar, (
+            ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_scoring_context,
+                                initargs=(dataset, models, window)) if parallel else nullcontext()) as pool:
+        if not parallel:
+            _scoring_context(dataset, models, window)
+        try:
+            for part in (pool.map if pool else map)(_score_chunk, chunks):
+                rows.extend(part)
+                bar.update(len(part))
+        finally:
+            _scoring_context(Dataset([]), {}, 0)  # the recordings are not kept past the call
+    return rows
+
+
+#: settings per task of :func:`score_monitor_files` (small enough for a smooth progress bar)
+_CHUNK = 8
+_SCORING: tuple = ()
+
+
+def _scoring_context(dataset: Dataset, models: dict, window: int) -> None:
+    """What every chunk of settings is scored on; set once per process."""
+    global _SCORING
+    _SCORING = (dataset, models, window)
+
+
+def _score_chunk(grid: list[dict]) -> list[tuple[dict, dict[str, Confusion]]]:
     from .monitor_device import MonitorDevice
 
+    dataset, models, window = _SCORING
     rows = []
-    with Bar(len(grid), label) as bar:
-        for knobs in grid:
-            per = {}
-            for i, rec in enumerate(dataset.recordings):
-                d = MonitorDevice(_model_of(models[floor_of(knobs)], i), window, "host", knobs)
-                d.commission(rec.series.head(SHAPE[0]))
-                out = d.stream(rec.series, SHAPE[0])
-                per[rec.name] = confusion(rec.labels[SHAPE[0]:], out.alert)
-            rows.append((knobs, per))
-            bar.update()
+    for knobs in grid:
+        per = {}
+        for i, rec in enumerate(dataset.recordings):
+            d = MonitorDevice(_model_of(models[floor_of(knobs)], i), window, "host", knobs)
+            d.commission(rec.series.head(SHAPE[0]))
+            out = d.stream(rec.series, SHAPE[0])
+            per[rec.name] = confusion(rec.labels[SHAPE[0]:], out.alert)
+        rows.append((knobs, per))
     return rows
 
 
