@@ -273,14 +273,26 @@ def run(dataset: Dataset, settings: Settings, package: Path | None) -> list[File
                 results.append(_run_file(*t))
                 bar.update()
         else:
-            # spawn, not fork: TensorFlow / tflite-micro state must not be forked
-            with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-                for res in pool.map(_worker, tasks):
-                    if isinstance(res, tuple):
-                        raise ToolkitError(res[1], hint=res[2], exit_code=res[3])
-                    results.append(res)
-                    bar.update()
+            for res in spawn_map(_worker, tasks, jobs):
+                if isinstance(res, tuple):
+                    raise ToolkitError(res[1], hint=res[2], exit_code=res[3])
+                results.append(res)
+                bar.update()
     return results
+
+
+def spawn_map(fn, items: list, jobs: int, initializer=None, initargs: tuple = ()):
+    """``fn`` over ``items``, the results yielded in order: on ``jobs`` processes started with
+    spawn, not fork (TensorFlow / tflite-micro state must not be forked), or in this process
+    when ``jobs`` <= 1 (``initializer`` then runs here, once)."""
+    if jobs <= 1:
+        if initializer is not None:
+            initializer(*initargs)
+        yield from map(fn, items)
+        return
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=initializer,
+                             initargs=initargs) as pool:
+        yield from pool.map(fn, items)
 
 
 def aggregate(results: list[FileResult]) -> dict:

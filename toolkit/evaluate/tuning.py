@@ -301,23 +301,16 @@ def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]]
     (SKAB's protocol), scored on the rest; the confusion per recording name. Settings are
     scored in chunks on ``jobs`` processes (the recordings sent once to each); the result
     is in grid order whatever the number of jobs."""
-    from concurrent.futures import ProcessPoolExecutor
-    from contextlib import nullcontext
-    from multiprocessing import get_context
-
     from ..progress import Bar
+    from .pipeline import spawn_map
 
     size = max(1, min(_CHUNK, -(-len(grid) // max(jobs, 1))))
     chunks = [grid[i : i + size] for i in range(0, len(grid), size)]
-    parallel = jobs > 1 and len(chunks) > 1
     rows: list[tuple[dict, dict[str, Confusion]]] = []
-    with Bar(len(grid), label) as bar, (
-            ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_scoring_context,
-                                initargs=(dataset, models, window)) if parallel else nullcontext()) as pool:
-        if not parallel:
-            _scoring_context(dataset, models, window)
+    with Bar(len(grid), label) as bar:
         try:
-            for part in (pool.map if pool else map)(_score_chunk, chunks):
+            for part in spawn_map(_score_chunk, chunks, jobs if len(chunks) > 1 else 1,
+                                  initializer=_scoring_context, initargs=(dataset, models, window)):
                 rows.extend(part)
                 bar.update(len(part))
         finally:
@@ -381,19 +374,14 @@ def installation_models(dataset: Dataset, kind: str, window: int, floor: float =
     """One model per pseudo-installation on its own commissioning rows, trained on ``jobs``
     processes (cached: a re-run trains nothing): ``kind`` "reference" (the reference
     target's package) or "device" (the monitor's noise-unit model with noise ``floor``)."""
-    from concurrent.futures import ProcessPoolExecutor
-    from contextlib import nullcontext
-    from multiprocessing import get_context
-
     from ..progress import Bar
+    from .pipeline import spawn_map
 
     tasks = [(kind, rec, window, floor) for rec in dataset.recordings]
     label = f"{kind} models" + (f" (floor {floor:g})" if kind == "device" else "")
     out = []
-    # spawn, not fork: TensorFlow must not be forked
-    with Bar(len(tasks), label) as bar, (
-            ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) if jobs > 1 else nullcontext()) as pool:
-        for path in (pool.map if pool else map)(_train_one, tasks):
+    with Bar(len(tasks), label) as bar:
+        for path in spawn_map(_train_one, tasks, jobs):
             out.append(path)
             bar.update()
     return out
