@@ -79,19 +79,16 @@ def score_skab(root: Path, per_file: bool, window: int = 8, fixed: dict | None =
     from ..data import sha256_file
     from ..errors import ToolkitError
     from . import readers
-    from .monitor_device import device_fleet_model
-    from .tuning import SHAPE, floor_of, installation_models, monitor_grid, score_monitor_files
+    from .tuning import monitor_grid, monitor_models, score_monitor_files
 
     ds = readers.read("skab", root)
     grid = [{**k, **(fixed or {})} for k in monitor_grid(per_file)]
-    floors = sorted({floor_of(k) for k in grid})
     if per_file:
-        models = {f: installation_models(ds, "device", window, f) for f in floors}
+        models = monitor_models(ds, window, grid)
     else:
         if ds.fleet is None:
             raise ToolkitError(f"{root}: no anomaly-free/ folder (the fleet recording)", hint="or use --per-file")
-        src = sha256_file(ds.fleet_source)
-        models = {f: device_fleet_model(ds.fleet, src, window, 30, 0, SHAPE[0], noise_floor=f) for f in floors}
+        models = monitor_models(ds, window, grid, ds.fleet, sha256_file(ds.fleet_source))
     return score_monitor_files(ds, models, window, grid, label="settings on the test rows")
 
 

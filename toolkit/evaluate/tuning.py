@@ -345,6 +345,24 @@ def _score_chunk(grid: list[dict]) -> list[tuple[dict, dict[str, Confusion]]]:
     return rows
 
 
+def monitor_models(dataset: Dataset, window: int, grid: list[dict], fleet: Series | None = None,
+                   fleet_key: str = "") -> dict[float, Path | list[Path]]:
+    """The device model per noise floor the settings of ``grid`` are scored with: one per
+    recording of ``dataset``, trained on its commissioning rows (``fleet`` None), or one
+    fleet model of ``fleet`` (cached under ``fleet_key``, the fleet data's identity)."""
+    from .monitor_device import device_fleet_model
+
+    floors = sorted({floor_of(k) for k in grid})
+    if fleet is None:
+        return {f: installation_models(dataset, "device", window, f) for f in floors}
+    return {f: device_fleet_model(fleet, fleet_key, window, 30, 0, SHAPE[0], noise_floor=f) for f in floors}
+
+
+def _by_name(dataset: Dataset, model: Path | list[Path]) -> dict[str, Path]:
+    """Each recording's model: ``model`` for all, or the recording's own from a list."""
+    return {rec.name: _model_of(model, i) for i, rec in enumerate(dataset.recordings)}
+
+
 def floor_of(knobs: dict) -> float:
     """The noise floor a setting's model was trained with (the key of the models dict)."""
     from .monitor_device import FLOOR_KNOB
@@ -393,28 +411,25 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
     commissioning rows (``aiot evaluate --per-file`` on host / qemu); else the fleet model
     of the normal data's first half."""
     from ..data import sha256_file
-    from .monitor_device import MonitorDevice, device_fleet_model
+    from .monitor_device import MonitorDevice
 
     normal = load_normal(path)
     half = normal.rows // 2
     grid = monitor_grid(per_file)
-    floors = sorted({floor_of(k) for k in grid})
     ds = harness(normal.slice(half, normal.rows), seeds, recovery,
                  skab_warmup(warmup, normal.channels) if warmup else None)
     if per_file:
-        models = {f: installation_models(ds, "device", window, f) for f in floors}
+        models = monitor_models(ds, window, grid)
     else:  # the validation model sees the first half only (its fleet spread too)
-        models = {f: device_fleet_model(normal.head(half), sha256_file(path) + ":first-half", window, 30, 0,
-                                        SHAPE[0], noise_floor=f) for f in floors}
+        models = monitor_models(ds, window, grid, normal.head(half), sha256_file(path) + ":first-half")
     picks = _print_pick(score_monitor(ds, models, window, grid), window, len(ds.recordings), lambda k: k, top=12,
                         budgets=budgets)
     if save_dir:
         save_picks(save_dir, "device", window, picks, _harness_doc(path, recovery, seeds, warmup, len(ds.recordings),
                                                                    "per-file" if per_file else "fleet"))
-    index = {rec.name: i for i, rec in enumerate(ds.recordings)}
+    by_name = {f: _by_name(ds, m) for f, m in models.items()}
     for budget, knobs, _ in within_budget(picks):
-        model = models[floor_of(knobs)]
-        _print_phases(ds, lambda rec, k=knobs, m=model: MonitorDevice(_model_of(m, index[rec.name]), window, "host", k),
+        _print_phases(ds, lambda rec, k=knobs: MonitorDevice(by_name[floor_of(k)][rec.name], window, "host", k),
                       _label(budget, budgets))
     return 0
 
@@ -657,8 +672,7 @@ def tune(normal_csv: str, kind: str, window: int, budgets: tuple[float, ...], pe
                                 "per-file" if per_file else "fleet"))
     from .device import ReferenceDevice
 
-    pkgs = dict(zip((r.name for r in ds.recordings),
-                    package if isinstance(package, list) else [package] * len(ds.recordings)))
+    pkgs = _by_name(ds, package)
     for budget, rule, _ in within_budget(picks):
         _print_phases(ds, lambda rec, r=rule: ReferenceDevice(pkgs[rec.name], r), _label(budget, budgets))
     return 0
