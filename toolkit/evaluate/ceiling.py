@@ -36,16 +36,12 @@ def pooled(per_file: dict[str, Confusion], keep: Callable[[str], bool] = lambda 
 def best_within(results: Scored, budget: float, keep: Callable[[str], bool] = lambda name: True
                 ) -> tuple[dict, Confusion] | None:
     """The setting with the best pooled F1 among those whose pooled FAR (over the recordings
-    ``keep`` accepts) is within ``budget``; ties go to the earlier (the grid lists simpler
-    settings first). None when no setting is within the budget."""
-    best = None
-    for knobs, per in results:
-        c = pooled(per, keep)
-        if c.far is None or c.far > budget + 1e-12 or c.f1 is None:
-            continue
-        if best is None or c.f1 > best[1].f1:
-            best = (knobs, c)
-    return best
+    ``keep`` accepts) is within ``budget`` (:func:`tuning.pick`, so ties go to the earlier:
+    the grid lists simpler settings first). None when no setting is within the budget."""
+    from .tuning import fits, pick
+
+    ok = [(knobs, c) for knobs, c in ((k, pooled(per, keep)) for k, per in results) if fits(c, budget)]
+    return pick(ok, budget) if ok else None
 
 
 def group_of(name: str) -> str:
