@@ -245,9 +245,9 @@ def firmware_elf(model_dir: Path, board_name: str, build: bool = False, quiet: b
         return elf
     if not build:
         raise ToolkitError(f"{elf}: firmware not built", hint="the evaluation builds it before streaming")
-    from ..boards import get_board
     from contextlib import nullcontext
 
+    from ..boards import get_board
     from ..firmware import build as build_fw
     from ..progress import step
 
