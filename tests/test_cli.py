@@ -34,3 +34,126 @@ def test_boards_command_lists_the_default_board():
     res = CliRunner().invoke(main, ["boards"])
     assert res.exit_code == 0
     assert "mps2-an386" in res.output and "(default)" in res.output
+
+
+# --- output paths, seeds and durations are checked when the command line is parsed -------------
+
+import errno  # noqa: E402
+
+import pytest  # noqa: E402
+
+#: verb arguments before the output option; the output option last (the value is appended)
+OUT_OPTIONS = [
+    (["train", "--data", "x.csv", "--out"], "dir"),
+    (["codegen", "--package", "pkg", "--out"], "dir"),
+    (["build", "--out"], "dir"),
+    (["commission", "--data", "x.csv", "--out"], "dir"),
+    (["demo", "--out"], "dir"),
+    (["evaluate", "--data", "d", "--format", "skab", "--out"], "dir"),
+    (["export", "--board", "mps2-an386", "--out"], "dir"),
+    (["scenarios", "generate", "--out"], "dir"),
+    (["scenarios", "evaluate", "--out"], "dir"),
+    (["validate", "--out"], "dir"),
+    (["tune", "normal.csv", "--save"], "dir"),
+    (["synth", "--out"], "file"),
+    (["bench", "--json"], "file"),
+]
+
+
+@pytest.mark.parametrize("args,kind", OUT_OPTIONS, ids=[" ".join(a[:2]) for a, _ in OUT_OPTIONS])
+def test_an_output_path_that_cannot_be_written_stops_the_verb_before_any_work(tmp_path, args, kind):
+    runner = CliRunner()
+    # under /proc no folder can be made, even as root
+    res = runner.invoke(main, [*args, "/proc/aiot-no-such/out" + (".json" if kind == "file" else "")])
+    assert res.exit_code == 2, res.output
+    assert isinstance(res.exception, SystemExit)  # a usage error, not a crash
+    assert f"Invalid value for '{args[-1]}'" in res.output
+    assert "cannot write to '/proc/aiot-no-such" in res.output
+    # the wrong kind of path: a file where a folder goes, a folder where a file goes
+    wrong = tmp_path / "taken"
+    if kind == "dir":
+        wrong.write_text("not a folder")
+        expect = "is a file; give a folder"
+    else:
+        wrong.mkdir()
+        expect = "is a folder; give the path of the file to write"
+    res = runner.invoke(main, [*args, str(wrong)])
+    assert res.exit_code == 2, res.output
+    assert expect in res.output
+
+
+def test_an_output_folder_is_probed_without_leaving_anything(tmp_path):
+    from toolkit.commands import OutPath
+
+    target = tmp_path / "a" / "b"
+    assert OutPath().convert(str(target), None, None) == target
+    assert list(tmp_path.iterdir()) == []  # the folders made for the probe are gone again
+    f = tmp_path / "c" / "report.json"
+    assert OutPath("file").convert(str(f), None, None) == f
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "old.txt").write_text("x")
+    assert OutPath().convert(str(tmp_path / "kept"), None, None) == tmp_path / "kept"
+    assert [p.name for p in (tmp_path / "kept").iterdir()] == ["old.txt"]  # an existing folder stays as it was
+
+
+@pytest.mark.parametrize("args", [
+    ["synth", "--out", "x.csv", "--seed"],
+    ["train", "--data", "x.csv", "--out", "o", "--seed"],
+    ["demo", "--seed"],
+    ["scenarios", "generate", "--out", "o", "--seed"],
+    ["scenarios", "evaluate", "--seed"],
+    ["validate", "--seed"],
+], ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_a_seed_outside_what_numpy_and_tensorflow_take_is_refused(tmp_path, monkeypatch, args, seed):
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, [*args, seed])
+    assert res.exit_code == 2, res.output
+    assert "Invalid value for '--seed'" in res.output and "0<=x<=4294967295" in res.output
+
+
+@pytest.mark.parametrize("args", [
+    ["monitor", "--port", "socket://127.0.0.1:9", "--duration", "nan"],
+    ["monitor", "--port", "socket://127.0.0.1:9", "--duration", "-1"],
+    ["monitor", "--port", "socket://127.0.0.1:9", "--interval", "0"],
+    ["monitor", "--port", "socket://127.0.0.1:9", "--interval", "inf"],
+    ["validate", "--timeout", "-1"],
+    ["run", "-n", "-5"],
+], ids=lambda a: " ".join(a[-2:]))
+def test_counts_and_durations_that_mean_nothing_are_refused(args):
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for '{args[-2]}'" in res.output
+
+
+def test_a_file_system_error_the_verb_did_not_foresee_is_one_line_not_a_traceback(monkeypatch):
+    import toolkit.boards
+
+    def broken():
+        raise PermissionError(errno.EACCES, "Permission denied", "/srv/boards/x.toml")
+
+    monkeypatch.setattr(toolkit.boards, "list_boards", broken)
+    res = CliRunner().invoke(main, ["boards"])
+    assert res.exit_code == 2
+    assert "error: /srv/boards/x.toml: Permission denied" in res.output
+    assert "hint:" in res.output
+
+
+def test_other_os_errors_keep_their_traceback(monkeypatch):
+    import toolkit.boards
+
+    def broken():
+        raise OSError("no path involved")  # a bug, not a bad path: do not hide it
+
+    monkeypatch.setattr(toolkit.boards, "list_boards", broken)
+    res = CliRunner().invoke(main, ["boards"])
+    assert isinstance(res.exception, OSError)
+
+
+@pytest.mark.parametrize("hidden", ["100000000", "16,0", "-4"])
+def test_layer_sizes_no_microcontroller_could_hold_are_refused_before_loading_data(tmp_path, hidden):
+    res = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "absent.csv"), "--out", str(tmp_path / "p"),
+                                    "--hidden", hidden])
+    assert res.exit_code == 2, res.output
+    assert "Invalid value for --hidden" in res.output and "1..1024 units" in res.output

@@ -40,6 +40,14 @@ class _LazyGroup(click.Group):
             if e.hint:
                 click.echo(f"  hint: {e.hint}", err=True)
             sys.exit(e.exit_code)
+        except OSError as e:
+            if e.filename is None:  # not a file-system error on a path we can name: a real bug, keep the traceback
+                raise
+            # the last resort for a path the verb did not check up front (those name their option)
+            path = f"{e.filename}" + (f" -> {e.filename2}" if e.filename2 else "")
+            click.secho(f"error: {path}: {e.strerror or e}", fg="red", err=True)
+            click.echo("  hint: check the path, that its folders exist or can be made, and your permissions", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from . import OutPath
+
 BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
 
 
@@ -15,7 +17,7 @@ BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
 @click.option("--model", "-m", "models", multiple=True,
               help=f"Built-in model ({', '.join(BUILTIN)}) or a path to an int8 .tflite; repeatable "
                    "[default: all built-in models].")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write results to this JSON file.")
+@click.option("--json", "json_out", type=OutPath("file"), help="Write results to this JSON file.")
 @click.option("--runs", default=16, show_default=True, help="Inferences averaged per model (>= 10).")
 @click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O2", "-O3", "-Os"]))
 @click.option("--optimize", type=click.Choice(["auto", "speed", "size"]), default="auto", show_default=True,

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import click
 
+from . import OutPath
+
 
 @click.command("build")
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Board name (see `aiot boards`).")
 @click.option("--package", "-p", "package", type=click.Path(path_type=Path),
               help="Model package folder; its generated C (PKG/c, made by `aiot codegen`) is linked in.")
 @click.option("--model-c", type=click.Path(path_type=Path), help="Folder with a generated model.c/model.h instead.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), help="Output folder [default: build/fw/<board>].")
+@click.option("--out", "-o", type=OutPath(), help="Output folder [default: build/fw/<board>].")
 @click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O0", "-O1", "-O2", "-O3", "-Os"]),
               help="Optimization level.")
 @click.option("--profile", is_flag=True, help="Record per-layer tick counts (AIOT_PROFILE).")

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import click
 
+from . import OutPath
+
 from ..errors import ToolkitError
 
 
 @click.command("codegen")
 @click.option("--model", "model_path", type=click.Path(path_type=Path), help="int8 .tflite to compile.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Directory for model.c and model.h.")
+@click.option("--out", "out_dir", type=OutPath(), help="Directory for model.c and model.h.")
 @click.option(
     "--package", "package", type=click.Path(path_type=Path),
     help="Model package directory: reads DIR/model.tflite, writes DIR/c/.",

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import click
 
+from . import OutPath
+
 
 @click.command("commission")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="The installation's commissioning recording: a CSV of normal running (timestamp, one column "
                    "per sensor), the rows its model and baseline are learnt from.")
 @click.option("--board", "-b", required=True, help="Board to build the firmware for (see `aiot boards`).")
-@click.option("--out", "-o", "out", required=True, type=click.Path(path_type=Path),
+@click.option("--out", "-o", "out", required=True, type=OutPath(),
               help="Output folder: firmware.elf / .bin, the model's C, commission.json.")
 @click.option("--rows", type=click.IntRange(min=1), default=None,
               help="Commission on the first N rows [default: the whole recording].")

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import click
 
+from . import OutPath, SEED
+
 
 @click.command("demo")
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Emulated board to run on.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), help="Working folder [default: build/demo].")
-@click.option("--seed", default=0, show_default=True, help="Seed for data and training.")
+@click.option("--out", "-o", type=OutPath(), help="Working folder [default: build/demo].")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for data and training.")
 @click.option("--hours", default=4.0, show_default=True, help="Hours of synthetic 1 Hz data.")
 @click.option("--epochs", default=30, show_default=True, help="Training epochs.")
 def command(board: str, out: Path | None, seed: int, hours: float, epochs: int) -> None:

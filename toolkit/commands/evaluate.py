@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from . import OutPath
+
 
 @click.command("evaluate")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
@@ -23,7 +25,7 @@ import click
 @click.option("--target", default="auto", show_default=True,
               help="host (monitor C built for the host), qemu:BOARD, or reference (int8 via tflite-micro); "
                    "auto = host when available, else reference.")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--out", "out", required=True, type=OutPath(), help="Output folder.")
 @click.option("--window", type=click.IntRange(2, 256), default=None,
               help="Window length in samples (default: the validated one per target: reference 32, host/qemu 8).")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)

@@ -6,13 +6,15 @@ from pathlib import Path
 
 import click
 
+from . import OutPath
+
 
 @click.command("export")
 @click.option("--board", "-b", help="Board name (see `aiot boards`); needed for cmake and platformio.")
 @click.option("--format", "fmt", type=click.Choice(["cmake", "platformio", "tflm"]), required=True,
               help="cmake: CMakeLists.txt + toolchain file; platformio: platformio.ini; "
                    "tflm: the .tflite as an aligned C array for TensorFlow Lite Micro.")
-@click.option("--out", "-o", "out", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--out", "-o", "out", type=OutPath(), required=True, help="Output folder.")
 @click.option("--package", "-p", type=click.Path(path_type=Path),
               help="Model package: links PKG/c (aiot codegen) into the project; tflm reads PKG/model.tflite.")
 @click.option("--model", "model", type=click.Path(path_type=Path), help="tflm: the .tflite file (instead of --package).")

@@ -9,6 +9,8 @@ from typing import Callable
 
 import click
 
+from . import SECONDS
+
 from ..errors import ToolkitError
 
 
@@ -148,9 +150,9 @@ def run_monitor(transport, *, duration: float | None, interval: float, raw: bool
 @click.option("--port", "-P", help="Serial port or pyserial URL (/dev/ttyACM0, COM3, socket://host:port) "
                                    "[default: the board's debugger port, found by USB id].")
 @click.option("--board", "-b", help="Board name: picks its port and baud rate.")
-@click.option("--baud", type=int, help="Baud rate [default: the board's, else 115200].")
-@click.option("--interval", type=float, default=1.0, show_default=True, help="Seconds between event polls.")
-@click.option("--duration", type=float, help="Stop after this many seconds [default: until Ctrl-C].")
+@click.option("--baud", type=click.IntRange(min=1), help="Baud rate [default: the board's, else 115200].")
+@click.option("--interval", type=SECONDS, default=1.0, show_default=True, help="Seconds between event polls.")
+@click.option("--duration", type=SECONDS, help="Stop after this many seconds [default: until Ctrl-C].")
 @click.option("--raw", is_flag=True, help="Only show the raw output; send nothing to the device.")
 def command(port: str | None, board: str | None, baud: int | None, interval: float, duration: float | None,
             raw: bool) -> None:

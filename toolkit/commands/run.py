@@ -12,7 +12,7 @@ import click
 @click.option("--package", "-p", "package", type=click.Path(path_type=Path), required=True,
               help="Model package (needs model.tflite, vectors.npz and generated C in PKG/c).")
 @click.option("--elf", type=click.Path(path_type=Path), help="Prebuilt firmware; built from the package if omitted.")
-@click.option("-n", "count", type=int, default=0, help="Check only the first N test vectors (0 = all).")
+@click.option("-n", "count", type=click.IntRange(min=0), default=0, help="Check only the first N test vectors (0 = all).")
 @click.option("--transport", type=click.Choice(["qemu", "serial"]), default="qemu", show_default=True,
               help="qemu boots the ELF in QEMU; serial talks to a flashed board.")
 @click.option("--port", help="Serial port or pyserial URL for --transport serial (e.g. /dev/ttyACM0).")

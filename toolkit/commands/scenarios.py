@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from . import OutPath, SEED
+
 
 @click.group("scenarios")
 def command() -> None:
@@ -21,9 +23,9 @@ def command() -> None:
 
 
 @command.command("generate")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "out_dir", type=OutPath(), required=True,
               help="Directory for <name>.csv and <name>.labels.json files.")
-@click.option("--seed", type=int, default=None, help="First seed (default: the evaluation suite's).")
+@click.option("--seed", type=SEED, default=None, help="First seed (default: the evaluation suite's).")
 @click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True)
 @click.option("--hours", type=click.FloatRange(12, 24 * 14), default=24.0, show_default=True)
 def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
@@ -47,8 +49,8 @@ def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
 
 @command.command("evaluate")
 @click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--seed", type=int, default=None, help="First seed (default: the fixed suite).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--seed", type=SEED, default=None, help="First seed (default: the fixed suite).")
+@click.option("--out", "out_dir", type=OutPath(), default=None,
               help="Also write scenario_report.json here.")
 @click.option("--model", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
               help="int8: the fleet model as the device runs it (generated C engine); float: the same "

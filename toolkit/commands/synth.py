@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from . import OutPath, SEED
+
 
 @click.command("synth")
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="CSV file to write.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same data).")
+@click.option("--out", "out", type=OutPath("file"), required=True, help="CSV file to write.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed (same seed, same data).")
 @click.option("--hours", type=float, default=4.0, show_default=True, help="Length at 1 Hz; first half is normal.")
 def command(out: Path, seed: int, hours: float) -> None:
     """Generate a synthetic pump dataset: vibration x2, motor current, temperature, labels.

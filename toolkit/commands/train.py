@@ -6,15 +6,21 @@ from pathlib import Path
 
 import click
 
+from . import OutPath, SEED
+
+
+#: widest layer --hidden accepts: 1024 x 1024 int8 weights are already 1 MB of flash
+MAX_UNITS = 1024
+
 
 @click.command("train")
 @click.option("--data", "data", type=click.Path(path_type=Path), required=True,
               help="CSV with timestamp, sensors[, label].")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "out", type=OutPath(), required=True,
               help="Package folder to write.")
 @click.option("--window", type=int, default=8, show_default=True, help="Samples per window.")
 @click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--train-rows", type=int, default=None, help="Rows used for training [default: first half].")
 @click.option("--channels", default=None, help="Comma-separated sensor columns [default: all but time/labels].")
 @click.option("--label-column", default="auto", show_default=True, help="Label column, or 'none'.")
@@ -50,6 +56,9 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
         sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
     except ValueError:
         raise click.BadParameter(f"'{hidden}' is not a comma-separated list of integers", param_hint="--hidden")
+    if any(not 1 <= h <= MAX_UNITS for h in sizes):
+        raise click.BadParameter(f"'{hidden}': each layer takes 1..{MAX_UNITS} units (a microcontroller model "
+                                 "is tens of units wide; the default is 16,8)", param_hint="--hidden")
     with step(f"loading {data}"):
         series = load_csv(data, channels=chans, label_column=none(label_column),
                           timestamp_column=none(timestamp_column), min_rows=window)

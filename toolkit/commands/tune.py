@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from . import OutPath
+
 
 @click.command("tune")
 @click.argument("normal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -19,7 +21,7 @@ import click
               multiple=True, metavar="PCT",
               help="Pick the best F1 whose validation FAR is at most PCT % (default 10). Repeat for "
                    "several operating points.")
-@click.option("--save", "save", type=click.Path(path_type=Path), default=None,
+@click.option("--save", "save", type=OutPath(), default=None,
               help="Write each pick as DIR/<target>[-per-file]-w<window>-far<PCT>.json for "
                    "`aiot evaluate --alert-settings FILE`.")
 @click.option("--window", type=click.IntRange(2, 256), default=8, show_default=True, help="Samples per window.")

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+
+from . import OutPath, SECONDS, SEED
 import numpy as np
 
 from ..errors import ToolkitError
@@ -201,9 +203,9 @@ def write_html(path: Path, report: dict, ticks: np.ndarray) -> None:
 @click.option("--port", help="Serial port or pyserial URL for --transport serial.")
 @click.option("--baud", type=int, help="Baud rate for --transport serial [default: the board's].")
 @click.option("--elf", type=click.Path(path_type=Path), help="Prebuilt firmware for QEMU (default: build it).")
-@click.option("--out", type=click.Path(path_type=Path), help="Report folder [default: build/validate/BOARD-MODEL].")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random input vectors.")
-@click.option("--timeout", type=float, default=5.0, show_default=True, help="Seconds to wait for each answer.")
+@click.option("--out", type=OutPath(), help="Report folder [default: build/validate/BOARD-MODEL].")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random input vectors.")
+@click.option("--timeout", type=SECONDS, default=5.0, show_default=True, help="Seconds to wait for each answer.")
 def command(board: str, model: Path, count: int, transport: str, port: str | None, baud: int | None,
             elf: Path | None, out: Path | None, seed: int, timeout: float) -> None:
     """Validate a model on the target against tflite-micro, vector by vector.
