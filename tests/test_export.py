@@ -200,10 +200,32 @@ def test_tflm_array_compiles_as_cpp_and_is_16_byte_aligned(tmp_path: Path) -> No
 
 
 def test_tflm_errors(tmp_path: Path) -> None:
-    with pytest.raises(ToolkitError, match="not a .tflite flatbuffer"):
+    with pytest.raises(ToolkitError, match="expected b'TFL3'"):
         export_tflm((FIX / "wrong_identifier.tflite").read_bytes(), tmp_path, "m", source="wrong_identifier.tflite")
     with pytest.raises(ToolkitError, match="not a valid C identifier"):
         export_tflm((FIX / "good_dense.tflite").read_bytes(), tmp_path, "9lives")
+
+
+def test_tflm_refuses_a_truncated_model_like_codegen(tmp_path: Path) -> None:
+    """A .tflite cut after 100 bytes still starts with TFL3; export must not write it out as
+    a C array, and must say what codegen says about the same file."""
+    trunc = tmp_path / "trunc.tflite"
+    trunc.write_bytes((FIX / "good_dense.tflite").read_bytes()[:100])
+    with pytest.raises(ToolkitError, match="corrupt or truncated TFLite flatbuffer"):
+        export_tflm(trunc.read_bytes(), tmp_path / "api", source=trunc.name)
+    assert not (tmp_path / "api" / "model_data.cc").exists()
+
+    ex = CliRunner().invoke(main, ["export", "--format", "tflm", "--model", str(trunc), "--out", str(tmp_path / "t")])
+    assert ex.exit_code == 2, ex.output
+    assert "corrupt or truncated TFLite flatbuffer" in ex.output
+    assert not (tmp_path / "t" / "model_data.cc").exists()
+    cg = CliRunner().invoke(main, ["codegen", "--model", str(trunc), "--out", str(tmp_path / "cg")])
+    assert cg.exit_code == 2
+    # One checker, one message (export names the file, codegen its path).
+    assert ex.output.split("trunc.tflite: ", 1)[1] == cg.output.split("trunc.tflite: ", 1)[1]
+    # The shipped truncated fixture too.
+    with pytest.raises(ToolkitError, match="corrupt or truncated"):
+        export_tflm((FIX / "truncated.tflite").read_bytes(), tmp_path / "fx", source="truncated.tflite")
 
 
 # --- CLI ----------------------------------------------------------------------------------------------
@@ -234,4 +256,4 @@ def test_codegen_format_tflm(tmp_path: Path) -> None:
     assert not (tmp_path / "model.c").exists()  # the engine's C is not generated on this route
     r = CliRunner().invoke(main, ["codegen", "--model", str(FIX / "wrong_identifier.tflite"), "--out",
                                   str(tmp_path / "w"), "--format", "tflm"])
-    assert r.exit_code == 2 and "not a .tflite flatbuffer" in r.output
+    assert r.exit_code == 2 and "expected b'TFL3'" in r.output

@@ -287,9 +287,13 @@ def export_tflm(tflite: bytes, out_dir: Path, name: str = "model", source: str =
     aligned: TFLM reads tensors in place and its flatbuffer verifier checks alignment)."""
     if not _IDENT.match(name):
         raise ToolkitError(f"'{name}' is not a valid C identifier", hint="use letters, digits and _, e.g. pump_model")
-    if len(tflite) < 8 or tflite[4:8] != b"TFL3":
-        raise ToolkitError(f"{source or 'the model'} is not a .tflite flatbuffer (no TFL3 identifier)",
-                           hint="pass the int8 model from `aiot quantize` (PKG/model.tflite)")
+    # The same structural check as `aiot codegen` and `aiot bench` (identifier, then every
+    # table, vector and buffer in bounds), so a truncated or corrupt file is refused here
+    # too instead of being written out as a C array TFLM would reject on the device.
+    # Only the structure: TFLM supports operators the generated engine does not.
+    from .tflite import parse
+
+    parse(bytes(tflite), source or "the model")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     sym, guard = f"g_{name}_data", f"{name.upper()}_DATA_H_"
