@@ -239,3 +239,10 @@ def test_evaluating_a_folder_of_foreign_csvs_is_a_toolkit_error(tmp_path):
     (tmp_path / "pump.csv").write_text(f"{header}\n0,1,2,3,4\n1000,1,2,3,4\n")
     with pytest.raises(ToolkitError, match="every 1000 ms"):
         ev.load_scenarios(tmp_path)
+
+
+def test_a_binary_or_non_utf8_file_is_named_not_a_traceback(tmp_path):
+    p = tmp_path / "bin.csv"
+    p.write_bytes(b"timestamp_ms,a\n0,1\n\xff\xfe\x00\x01garbage\n")
+    with pytest.raises(ToolkitError, match=r"bin.csv: not a UTF-8 text file \(byte 19 is 0xff\)"):
+        sc.read_csv(p)

@@ -295,8 +295,15 @@ def read_csv(path: Path) -> Scenario:
     path = Path(path)
     if not path.is_file():
         raise ToolkitError(f"{path}: no such file", hint="generate scenarios with: aiot scenarios generate --out DIR")
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError as e:
+        raise ToolkitError(f"{path}: not a UTF-8 text file (byte {e.start} is 0x{e.object[e.start]:02x})",
+                           hint="a scenario is a CSV as `aiot scenarios generate` writes it") from None
+    except csv.Error as e:
+        raise ToolkitError(f"{path}: not a readable CSV ({e})",
+                           hint="a scenario is a CSV as `aiot scenarios generate` writes it") from None
     if not rows:
         raise ToolkitError(f"{path}: empty file", hint="expected a header: timestamp_ms,<channels>...")
     header = rows[0]
