@@ -92,6 +92,22 @@ def test_normalization_must_match_channels(tmp_path):
     assert "one mean and one std per channel (2)" in e.message
 
 
+@pytest.mark.parametrize("field, value, says", [
+    ("window", "x", "window must be a positive integer, not 'x'"),
+    ("window", 0, "window must be a positive integer, not 0"),
+    ("window", 4.5, "window must be a positive integer, not 4.5"),
+    ("window", True, "window must be a positive integer, not True"),
+    ("sample_period_s", None, "sample_period_s must be a positive number, not None"),
+    ("channels", "a,b", "channels must be a non-empty list of sensor names"),
+    ("channels", [], "channels must be a non-empty list of sensor names"),
+    ("score", [0.25], "score must be a JSON object"),
+])
+def test_hand_edited_fields_of_the_wrong_type_are_named(tmp_path, field, value, says):
+    e = _err(_write(tmp_path / "p", _manifest(**{field: value})))
+    assert "manifest.json" in e.message and says in e.message
+    assert "aiot train" in e.hint
+
+
 def test_missing_model_files(tmp_path):
     pkg = load_package(_write(tmp_path / "p", _manifest()))
     with pytest.raises(ToolkitError, match="model.keras: missing"):

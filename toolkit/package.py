@@ -106,6 +106,22 @@ def write_manifest(pkg_dir: Path, manifest: dict) -> Path:
     return p
 
 
+def _field_errors(m: dict) -> list[str]:
+    """What is wrong with the manifest's typed fields (the ones read as numbers or lists)."""
+    bad = []
+    ch = m["channels"]
+    if not (isinstance(ch, list) and ch and all(isinstance(c, str) for c in ch)):
+        bad.append(f"channels must be a non-empty list of sensor names, not {ch!r}")
+    for key in ("window", "sample_period_s"):
+        v = m[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or (key == "window" and v != int(v)):
+            bad.append(f"{key} must be a positive {'integer' if key == 'window' else 'number'}, not {v!r}")
+    for key in ("model", "score", "training"):
+        if not isinstance(m[key], dict):
+            bad.append(f"{key} must be a JSON object, not {m[key]!r}")
+    return bad
+
+
 def load_package(pkg_dir: Path | str) -> Package:
     """Open a package folder, checking the manifest's format and fields."""
     d = Path(pkg_dir)
@@ -131,6 +147,10 @@ def load_package(pkg_dir: Path | str) -> Package:
     missing = [k for k in _REQUIRED if k not in m]
     if missing:
         raise ToolkitError(f"{mp}: missing field(s) {', '.join(missing)}", hint="re-run `aiot train`")
+    bad = _field_errors(m)
+    if bad:
+        raise ToolkitError(f"{mp}: {'; '.join(bad)}", hint="re-run `aiot train` to rewrite it (the manifest is "
+                                                            "written by the toolkit, not by hand)")
     norm = m["normalization"]
     c = len(m["channels"])
     if not isinstance(norm, dict) or len(norm.get("mean", [])) != c or len(norm.get("std", [])) != c:
