@@ -77,6 +77,35 @@ def _board_header(board: Board, defs: dict[str, str]) -> str:
     return "\n".join(lines + ["#endif", ""])
 
 
+def project_model_dir(fmt: str, package: Path | None = None, model: Path | None = None) -> Path | None:
+    """The generated-C folder a ``fmt`` (cmake / platformio) project links, from the CLI's
+    ``--package`` / ``--model``; None for a project without a model.
+
+    A project compiles the model's generated C (``PKG/c`` from ``aiot codegen``), the same
+    as ``aiot build``, so a bare .tflite (``--model``, the tflm route) is refused with the
+    option to use rather than dropped silently."""
+    if model is not None:
+        model = Path(model)
+        pkg = model.parent
+        in_package = model.name == "model.tflite"
+        ready = in_package and (pkg / "c" / "model.c").is_file()
+        if ready:
+            how = f"use --package {pkg} (its generated C, {pkg / 'c'})"
+        elif in_package:
+            how = f"generate its C first: aiot codegen --package {pkg}; then use --package {pkg}"
+        else:
+            how = ("put it in a model package (aiot quantize writes PKG/model.tflite), run aiot codegen "
+                   "--package PKG, then use --package PKG")
+        raise ToolkitError(f"--model is only for --format tflm; a {fmt} project compiles the model's generated C, "
+                           f"not the .tflite ({model})", hint=how)
+    if package is None:
+        return None
+    model_dir = Path(package) / "c"
+    if not (model_dir / "model.c").is_file():
+        raise ToolkitError(f"no generated C in {model_dir}", hint=f"run: aiot codegen --package {package}")
+    return model_dir
+
+
 def export_project(board: Board, fmt: str, out_dir: Path, model_dir: Path | None = None, *, app: str = "device",
                    opt: str = "-O2", defines: tuple[str, ...] = ()) -> Path:
     """Write a standalone ``fmt`` project for ``board`` into ``out_dir``; returns ``out_dir``."""
