@@ -117,3 +117,17 @@ def test_cli_end_to_end_on_qemu(tmp_path):
     out = np.load(tmp_path / "outputs.npz")
     assert out["device"].shape == (130, 24) and np.array_equal(out["device"], out["reference"])
     assert "exact match      100.00 %" in r.output
+
+
+def test_validate_names_a_truncated_model_and_a_missing_path(tmp_path):
+    from toolkit.commands.validate import load_model_input
+    from toolkit.errors import ToolkitError
+
+    good = Path(__file__).resolve().parents[1] / "hil_tests" / "fixtures" / "ae24" / "model.tflite"
+    assert load_model_input(good).tflite == good.read_bytes()
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(good.read_bytes()[:100])
+    with pytest.raises(ToolkitError, match=r"cut.tflite: corrupt or truncated TFLite flatbuffer"):
+        load_model_input(cut)
+    with pytest.raises(ToolkitError, match=r"nope: no such file or folder"):
+        load_model_input(tmp_path / "nope")

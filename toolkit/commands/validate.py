@@ -41,6 +41,9 @@ def load_model_input(path: Path) -> ModelInput:
         vec = pkg.vectors() if (p / "vectors.npz").is_file() else {}
         x = vec.get("x_int8", np.zeros((0, 0), np.int8))
         return ModelInput(pkg.name, tfl, np.asarray(x, np.int8).reshape(len(x), -1), p)
+    if not p.exists():
+        raise ToolkitError(f"{p}: no such file or folder",
+                           hint="pass a model package folder (aiot train + aiot quantize) or a .tflite file")
     tfl_path = p if p.suffix == ".tflite" else p / "model.tflite"
     if not tfl_path.is_file():
         raise ToolkitError(f"{p}: neither a model package (manifest.json) nor a folder with model.tflite",
@@ -56,7 +59,11 @@ def load_model_input(path: Path) -> ModelInput:
         except Exception as e:
             raise ToolkitError(f"{vec}: unreadable ({e})") from None
     name = tfl_path.parent.name if tfl_path.name == "model.tflite" else tfl_path.stem
-    return ModelInput(name, tfl_path.read_bytes(), x, tfl_path.parent)
+    data = tfl_path.read_bytes()
+    from ..tflite import parse
+
+    parse(data, str(tfl_path))  # a truncated or foreign file is named here, not by tflite-micro's loader
+    return ModelInput(name, data, x, tfl_path.parent)
 
 
 def make_inputs(stored: np.ndarray, n: int, features: int, seed: int = 0) -> tuple[np.ndarray, int]:
