@@ -31,7 +31,7 @@ def command(board: str | None, fmt: str, out: Path, package: Path | None, model:
     """
     from ..boards import get_board
     from ..errors import ToolkitError
-    from ..export import export_project, export_tflm
+    from ..export import export_project, export_tflm, project_model_dir
 
     if fmt == "tflm":
         if bool(model) == bool(package):
@@ -45,11 +45,6 @@ def command(board: str | None, fmt: str, out: Path, package: Path | None, model:
     if not board:
         raise ToolkitError(f"--format {fmt} needs --board", hint="see `aiot boards`")
     b = get_board(board)
-    model_dir = None
-    if package is not None:
-        model_dir = package / "c"
-        if not (model_dir / "model.c").is_file():
-            raise ToolkitError(f"no generated C in {model_dir}", hint=f"run: aiot codegen --package {package}")
-    export_project(b, fmt, out, model_dir)
+    export_project(b, fmt, out, project_model_dir(fmt, package, model))
     build = "cmake -B build && cmake --build build" if fmt == "cmake" else "pio run && pio run -t upload"
     click.echo(f"exported {b.name} ({fmt}) to {out}\n  build it: cd {out} && {build}")
