@@ -157,3 +157,23 @@ def test_layer_sizes_no_microcontroller_could_hold_are_refused_before_loading_da
                                     "--hidden", hidden])
     assert res.exit_code == 2, res.output
     assert "Invalid value for --hidden" in res.output and "1..1024 units" in res.output
+
+
+@pytest.mark.parametrize("verb", ["run", "validate"])
+def test_run_and_validate_on_real_hardware_over_qemu_stop_before_building(tmp_path, monkeypatch, verb):
+    from pathlib import Path
+
+    import toolkit.firmware
+
+    def no_build(*a, **k):
+        raise AssertionError("built firmware for a board QEMU cannot run")
+
+    monkeypatch.setattr(toolkit.firmware, "build", no_build)
+    model = tmp_path / "m"
+    model.mkdir()
+    fixture = Path(__file__).resolve().parents[1] / "hil_tests" / "fixtures" / "ae24" / "model.tflite"
+    (model / "model.tflite").write_bytes(fixture.read_bytes())
+    args = ["--board", "nucleo-f446re"] + (["--package", str(model)] if verb == "run" else ["-m", str(model)])
+    res = CliRunner().invoke(main, [verb, *args])
+    assert res.exit_code == 2, res.output
+    assert "nucleo-f446re is real hardware; QEMU cannot run it" in res.output

@@ -37,6 +37,8 @@ def command(board: str, package: Path, elf: Path | None, count: int, transport: 
     from ..pipeline import check_parity
 
     b = get_board(board)
+    if transport == "qemu":
+        b.qemu_args()  # real hardware stops here, before its firmware folder is rebuilt
     pkg = load_package(package)
     if elf is None and transport == "qemu":
         elf = build(b, paths.build_dir() / "fw" / b.name, pkg.path / "c").elf

@@ -237,6 +237,8 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
 
     b = get_board(board)
     mi = load_model_input(model)
+    if transport == "qemu":
+        b.qemu_args()  # real hardware stops here, before anything is built or written
     crc = zlib.crc32(mi.tflite) & 0xFFFFFFFF
     ref = TflmReference(mi.tflite)
     features = int(np.prod(ref.input_shape))
