@@ -277,3 +277,71 @@ def test_platformio_flash_needs_an_exported_project(tmp_path: Path, monkeypatch:
     cmd = F.flash(get_board("nucleo-f446re"), tmp_path / "unused.elf", method="platformio", project_dir=proj,
                   run=runs, echo=lambda s: None)
     assert runs.calls == [cmd] == [["pio", "run", "-d", str(proj), "-e", "nucleo-f446re", "-t", "upload"]]
+
+
+# --- the image must be for this board -------------------------------------------------------------
+
+
+def _built_for(elf: Path, board: str) -> Path:
+    """Write the build.json `aiot build` leaves next to its ELF."""
+    import json
+
+    (elf.parent / "build.json").write_text(json.dumps({"board": board, "elf": str(elf),
+                                                       "bin": str(elf.with_suffix(".bin")), "size": {}}))
+    return elf
+
+
+def test_flash_refuses_an_elf_built_for_another_board(usb, elf: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    _built_for(elf, "mps2-an386")
+    drive = tmp_path / "media" / "NODE_F446RE"
+    drive.mkdir(parents=True)
+    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(elf), "--with", "msd"])
+    assert r.exit_code == 2, r.output
+    assert "built for mps2-an386, not nucleo-f446re" in r.output and "aiot build --board nucleo-f446re" in r.output
+    assert "flashed" not in r.output and list(drive.iterdir()) == []
+    # Every method that takes the ELF, dry runs included; nothing runs.
+    usb["probes"] = [F.Probe("0668AAAA", "STM32 STLink")]
+    runs = _Runs()
+    b = get_board("nucleo-f767zi")
+    with pytest.raises(ToolkitError, match="built for mps2-an386, not nucleo-f767zi"):
+        F.flash(b, elf, method="pyocd", run=runs, echo=lambda s: None)
+    with pytest.raises(ToolkitError, match="built for mps2-an386"):
+        F.flash(b, elf, method="pyocd", dry_run=True, run=runs, echo=lambda s: None)
+    b2 = dataclasses.replace(b, extra={**b.extra, "flash": {**b.extra["flash"], "command": "st-flash write {bin} 0x08000000"}})
+    with pytest.raises(ToolkitError, match="built for mps2-an386"):
+        F.flash(b2, elf, method="command", run=runs, echo=lambda s: None)
+    assert runs.calls == []
+
+
+def test_flash_takes_an_elf_built_for_this_board_or_without_a_record(elf: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    drive = tmp_path / "media" / "NODE_F446RE"
+    drive.mkdir(parents=True)
+    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    _built_for(elf, "nucleo-f446re")
+    F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
+    assert (drive / "firmware.bin").is_file()
+    # A build.json about another ELF in the folder is no record of this one.
+    other = elf.with_name("mine.elf")
+    other.write_bytes(elf.read_bytes())
+    other.with_suffix(".bin").write_bytes(b"\x01" * 16)
+    _built_for(elf, "mps2-an386")
+    F.flash(get_board("nucleo-f446re"), other, method="msd", echo=lambda s: None)
+    assert (drive / "mine.bin").read_bytes() == b"\x01" * 16
+
+
+def test_platformio_refuses_a_project_exported_for_another_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.export import export_project
+
+    proj = export_project(get_board("nucleo-f767zi"), "platformio", tmp_path / "fw-pio")
+    monkeypatch.setattr(F, "_pio", lambda: "pio")
+    runs = _Runs()
+    with pytest.raises(ToolkitError, match="exported for nucleo-f767zi, not nucleo-f446re"):
+        F.flash(get_board("nucleo-f446re"), tmp_path / "unused.elf", method="platformio", project_dir=proj,
+                run=runs, echo=lambda s: None)
+    assert runs.calls == []
+

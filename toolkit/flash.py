@@ -14,7 +14,9 @@ without hardware.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -192,9 +194,42 @@ def hex_file(elf: Path) -> Path:
 # --- flash -----------------------------------------------------------------------------------
 
 
+def built_for(elf: Path) -> str | None:
+    """The board the toolkit built ``elf`` for, from the build.json `aiot build` writes next
+    to it; None when there is no record of this ELF (built elsewhere, or renamed)."""
+    record = Path(elf).parent / "build.json"
+    try:
+        data = json.loads(record.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("board"), str):
+        return None
+    recorded_elf = data.get("elf")
+    if isinstance(recorded_elf, str) and Path(recorded_elf).name != Path(elf).name:
+        return None  # the record is of another ELF in this folder
+    return data["board"]
+
+
 def _check_elf(board: Board, elf: Path) -> None:
     if not elf.is_file():
         raise ToolkitError(f"firmware not found: {elf}", hint=f"build it first: aiot build --board {board.name}")
+    other = built_for(elf)
+    if other is not None and other != board.name:
+        raise ToolkitError(
+            f"{elf} was built for {other}, not {board.name} (its build.json says board {other})",
+            hint=f"build it for this board: aiot build --board {board.name}, then flash that ELF")
+
+
+def _project_board(project_dir: Path) -> str | None:
+    """The board an exported project was made for (AIOT_BOARD_NAME in its board header)."""
+    from .export import BOARD_HEADER
+
+    try:
+        text = (Path(project_dir) / "include" / BOARD_HEADER).read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r'^#define AIOT_BOARD_NAME "([^"]*)"', text, re.M)
+    return m.group(1) if m else None
 
 
 def _no_probe_error(board: Board, probes: list[Probe], wanted: str | None) -> ToolkitError:
@@ -259,6 +294,12 @@ def flash(board: Board, elf: Path, *, method: str | None = None, probe: str | No
                                hint=f"aiot export --board {board.name} --format platformio --out fw-pio "
                                     f"[--package PKG], then: aiot flash --board {board.name} --with platformio "
                                     "--project fw-pio")
+        other = _project_board(Path(project_dir))
+        if other is not None and other != board.name:
+            raise ToolkitError(
+                f"{project_dir} was exported for {other}, not {board.name}",
+                hint=f"aiot export --board {board.name} --format platformio --out <new folder> [--package PKG], "
+                     "then flash that project")
         cmd = platformio_command(board, Path(project_dir), probe)
     elif method == "command":
         cmd = user_command(board, elf, probe)
