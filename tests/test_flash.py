@@ -17,6 +17,7 @@ from toolkit.boards import get_board
 from toolkit.cli import main
 from toolkit.commands import monitor as MON
 from toolkit.errors import ToolkitError
+from toolkit.testing import requires_arm
 
 
 @pytest.fixture
@@ -345,3 +346,66 @@ def test_platformio_refuses_a_project_exported_for_another_board(tmp_path: Path,
                 run=runs, echo=lambda s: None)
     assert runs.calls == []
 
+
+# --- the .bin / .hex next to the ELF ----------------------------------------------------------------
+
+
+def _tiny_arm_elf(tmp_path: Path, words: tuple[int, ...]) -> Path:
+    """A real (if tiny) ARM ELF whose loadable image is ``words``, little-endian."""
+    asm = tmp_path / "tiny.s"
+    asm.write_text(".section .text\n" + "".join(f".word 0x{w:08x}\n" for w in words))
+    obj, elf = tmp_path / "tiny.o", tmp_path / "tiny.elf"
+    subprocess.run(["arm-none-eabi-as", "-o", str(obj), str(asm)], check=True, capture_output=True)
+    subprocess.run(["arm-none-eabi-ld", "-Ttext=0x08000000", "-e", "0x08000000", "-o", str(elf), str(obj)],
+                   check=True, capture_output=True)
+    return elf
+
+
+@requires_arm
+def test_msd_makes_a_missing_or_stale_bin_from_the_elf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    elf = _tiny_arm_elf(tmp_path, (0x12345678, 0xCAFEF00D))
+    drive = tmp_path / "media" / "NODE_F446RE"
+    drive.mkdir(parents=True)
+    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    assert not elf.with_suffix(".bin").exists()
+    F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
+    assert (drive / "tiny.bin").read_bytes() == bytes.fromhex("78563412 0df0feca")
+    # A .bin older than the ELF is another build's image: remade, not copied.
+    stale = elf.with_suffix(".bin")
+    stale.write_bytes(b"old image")
+    os.utime(stale, (elf.stat().st_mtime - 60,) * 2)
+    F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
+    assert (drive / "tiny.bin").read_bytes() == bytes.fromhex("78563412 0df0feca")
+
+
+@requires_arm
+def test_msd_with_a_truncated_elf_and_no_bin_says_what_is_missing(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _tiny_arm_elf(tmp_path, (0x12345678,))
+    trunc = tmp_path / "trunc.elf"
+    trunc.write_bytes(real.read_bytes()[:40])
+    drive = tmp_path / "media" / "NODE_F446RE"
+    drive.mkdir(parents=True)
+    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(trunc), "--with", "msd"])
+    assert r.exit_code == 2, r.output
+    assert "could not make trunc.bin" in r.output and "aiot build --board nucleo-f446re" in r.output
+    assert "Traceback" not in r.output and "FileNotFoundError" not in r.output
+    assert list(drive.iterdir()) == [] and not trunc.with_suffix(".bin").exists()
+
+
+def test_missing_bin_without_objcopy_says_how_to_make_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elf = tmp_path / "trunc.elf"
+    elf.write_bytes(b"\x7fELF")
+    (tmp_path / "media" / "NODE_F446RE").mkdir(parents=True)
+    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+
+    def no_tool(tool: str) -> str:
+        raise ToolkitError(f"'{tool}' was not found on PATH", hint="install it")
+
+    monkeypatch.setattr(F, "require", no_tool)
+    with pytest.raises(ToolkitError, match="trunc.bin is missing next to") as ei:
+        F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
+    assert "arm-none-eabi-objcopy" in str(ei.value) and "aiot build --board nucleo-f446re" in ei.value.hint

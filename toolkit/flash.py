@@ -180,15 +180,35 @@ def _pio() -> str:
     raise ToolkitError("PlatformIO (pio) is not installed", hint=BOARDS_EXTRA)
 
 
-def hex_file(elf: Path) -> Path:
-    """Intel HEX next to the ELF (the J-Link and DAPLink drives want HEX)."""
-    out = elf.with_suffix(".hex")
-    if not out.is_file() or out.stat().st_mtime < elf.stat().st_mtime:
-        proc = subprocess.run([require("arm-none-eabi-objcopy"), "-O", "ihex", str(elf), str(out)],
-                              capture_output=True, text=True)
-        if proc.returncode:
-            raise ToolkitError(f"objcopy could not make {out.name}: {proc.stderr.strip()}")
+def _image_next_to(elf: Path, fmt: str, suffix: str, board: Board | None = None) -> Path:
+    """``elf`` with ``suffix`` (objcopy -O ``fmt``), made from the ELF when missing or older
+    than it, as `aiot build` makes it; a clear error when it cannot be made."""
+    out = elf.with_suffix(suffix)
+    if out.is_file() and out.stat().st_mtime >= elf.stat().st_mtime:
+        return out
+    rebuild = f"rebuild the firmware: aiot build --board {board.name}" if board else "rebuild it with: aiot build"
+    try:
+        objcopy = require("arm-none-eabi-objcopy")
+    except ToolkitError as e:
+        raise ToolkitError(f"{out.name} is missing next to {elf} and cannot be made from the ELF: {e.message}",
+                           hint=f"{e.hint + '; or ' if e.hint else ''}{rebuild} (it writes the {suffix} next to the ELF)"
+                           ) from None
+    proc = subprocess.run([objcopy, "-O", fmt, str(elf), str(out)], capture_output=True, text=True)
+    if proc.returncode:
+        out.unlink(missing_ok=True)  # objcopy may leave a partial image behind
+        raise ToolkitError(f"objcopy could not make {out.name} from {elf}: {proc.stderr.strip() or 'failed'}",
+                           hint=f"is {elf.name} a complete ARM firmware ELF? {rebuild}")
     return out
+
+
+def hex_file(elf: Path, board: Board | None = None) -> Path:
+    """Intel HEX next to the ELF (the J-Link and DAPLink drives want HEX)."""
+    return _image_next_to(elf, "ihex", ".hex", board)
+
+
+def bin_file(elf: Path, board: Board | None = None) -> Path:
+    """Raw binary next to the ELF (the ST-LINK drive wants .bin); `aiot build` writes it."""
+    return _image_next_to(elf, "binary", ".bin", board)
 
 
 # --- flash -----------------------------------------------------------------------------------
@@ -303,10 +323,20 @@ def flash(board: Board, elf: Path, *, method: str | None = None, probe: str | No
         cmd = platformio_command(board, Path(project_dir), probe)
     elif method == "command":
         cmd = user_command(board, elf, probe)
+        if not dry_run:  # the command may take the image in another format: make it as the build does
+            template = str(table.get("command", ""))
+            if "{bin}" in template:
+                bin_file(elf, board)
+            if "{hex}" in template:
+                hex_file(elf, board)
     else:  # msd
         label = _flash_key(board, table, "msd_label",
                            "the volume name the debugger's USB drive mounts as, e.g. NODE_F446RE")
-        image = hex_file(elf) if board.family == "nrf5" else elf.with_suffix(".bin")
+        suffix = ".hex" if board.family == "nrf5" else ".bin"
+        if dry_run:  # name the image without making it
+            image = elf.with_suffix(suffix)
+        else:
+            image = hex_file(elf, board) if suffix == ".hex" else bin_file(elf, board)
         mount, seen = find_msd(label)
         cmd = ["cp", str(image), f"{mount or '<' + label + ' drive>'}/"]
         if dry_run:
