@@ -121,4 +121,39 @@ def test_a_label_column_is_not_a_sensor_and_its_faulty_rows_stay_out_of_training
     doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
     assert doc["channels"] == ["a", "b", "c"] and doc["monitor_config"]["num_channels"] == 3
     training = json.loads((Path(doc["model"]["dir"]) / "pkg" / "manifest.json").read_text())["training"]
-    assert training["skipped_fault_windows"] == 50 + 7  # every window touching rows 100..149
+    assert doc["labelled_fault_rows"] == 50
+    # every window touching rows 100..149 is left out (the faulty rows reach training as missing samples)
+    assert training["skipped_incomplete_windows"] == 50 + 7
+
+
+@pytest.mark.slow
+@requires_arm
+def test_commissioning_rows_with_labelled_faults_beyond_the_first_segment_train_without_them(tmp_path, monkeypatch):
+    # 3000 rows: more than one of the device normalization's segments, so the rows the model
+    # trains on are fewer than the commissioning rows (this used to end in a numpy broadcast error)
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _installation(tmp_path / "p.csv", rows=3000, fault=(1700, 1800))
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    labelled = [lines[0] + ",label"] + [f"{row},{int(1700 <= i < 1800)}" for i, row in enumerate(lines[1:])]
+    (tmp_path / "p.csv").write_text("\n".join(labelled) + "\n")
+    r = _cli("--data", tmp_path / "p.csv", "--board", "mps2-an386", "--out", tmp_path / "fw", "--epochs", 1)
+    assert r.exit_code == 0, r.output
+    assert "Traceback" not in r.output and "100 rows labelled as faults kept out of training" in r.output
+    doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
+    assert doc["commissioning_rows"] == 3000 and doc["labelled_fault_rows"] == 100
+    assert (tmp_path / "fw" / "firmware.elf").is_file()
+    training = json.loads((Path(doc["model"]["dir"]) / "pkg" / "manifest.json").read_text())["training"]
+    # no window touching rows 1700..1799 is trained on: 100 + 7 windows of 8 rows touch them
+    assert training["skipped_incomplete_windows"] >= 100 + 7
+
+
+def test_commissioning_rows_whose_baseline_rows_are_all_faults_are_refused_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _installation(tmp_path / "p.csv", rows=400, fault=(0, 250))
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    labelled = [lines[0] + ",label"] + [f"{row},{int(i < 250)}" for i, row in enumerate(lines[1:])]
+    (tmp_path / "p.csv").write_text("\n".join(labelled) + "\n")
+    r = _cli("--data", tmp_path / "p.csv", "--board", "mps2-an386", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert "labelled as a fault in the first 200 commissioning rows" in r.output and "a, b, c" in r.output
+    assert not any((tmp_path / "build").rglob("model.tflite")) if (tmp_path / "build").exists() else True
