@@ -407,6 +407,19 @@ def test_more_column_errors(tmp_path):
     assert "empty column name" in _error(blank_name).message
 
 
+def test_the_label_column_is_refused_as_a_sensor_channel(tmp_path):
+    f = tmp_path / "lab.csv"
+    f.write_text("timestamp,vib,Anomaly,fault_code\n0,1.0,0,0\n1,1.1,1,1\n")
+    e = _error(f, channels=["anomaly", "vib"])  # found by auto-detection (any case)
+    assert "'Anomaly'" in e.message and "label column" in e.message and str(f) in e.message
+    assert "--channels" in e.hint and "--label-column" in e.hint
+    e = _error(f, channels=["vib", "fault_code"], label_column="fault_code")  # named as the label column
+    assert "'fault_code'" in e.message and "label column" in e.message
+    # not the label column: still a channel when asked for by name
+    s = load_csv(f, channels=["vib", "Anomaly"], label_column=None)
+    assert s.channels == ["vib", "Anomaly"] and s.labels is None and s.values[1, 1] == 1.0
+
+
 def test_field_beyond_the_csv_limit(tmp_path):
     p = tmp_path / "huge.csv"
     p.write_text('timestamp,a\n0,1\n1,"' + "9" * 200_000 + '"\n')

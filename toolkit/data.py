@@ -265,6 +265,14 @@ def load_csv(
                 hint="column names must match the header (case-insensitive)",
             )
         ch_idx = [_find_column(header, c) for c in channels]  # type: ignore[misc]
+        if lab_idx is not None and lab_idx in ch_idx:
+            how = "found automatically" if label_column == AUTO else "given as the label column"
+            raise ToolkitError(
+                f"{path}: column '{header[lab_idx]}' is the label column ({how}), not a sensor channel: "
+                "the model would see the answer it is meant to find",
+                hint=f"leave '{header[lab_idx]}' out of --channels; if it really is a sensor, name the label "
+                     "column with --label-column (or 'none' for unlabelled data)",
+            )
         dup = sorted({header[i] for i in ch_idx if ch_idx.count(i) > 1})
         if dup:
             raise ToolkitError(f"channel(s) {', '.join(dup)} requested more than once", hint="list each column once")
