@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from toolkit import synth
-from toolkit.data import Series, load_csv, parse_time, write_csv
+from toolkit.data import Series, load_csv, parse_channels, parse_time, write_csv
 from toolkit.errors import ToolkitError
 from toolkit.features import CLIP, Normalization, fit_normalization, make_windows, quantize_input
 
@@ -418,6 +418,18 @@ def test_the_label_column_is_refused_as_a_sensor_channel(tmp_path):
     # not the label column: still a channel when asked for by name
     s = load_csv(f, channels=["vib", "Anomaly"], label_column=None)
     assert s.channels == ["vib", "Anomaly"] and s.labels is None and s.values[1, 1] == 1.0
+
+
+@pytest.mark.parametrize("text", ["", ",", " , ,", " "])
+def test_a_channel_list_that_names_no_column_is_an_error_not_all_channels(text):
+    with pytest.raises(ToolkitError, match="no channels requested") as e:
+        parse_channels(text)
+    assert "--channels" in e.value.hint
+
+
+def test_channel_lists_parse_to_their_names():
+    assert parse_channels(None) is None  # option not given: every sensor column
+    assert parse_channels(" vib_rms_1, temperature ,") == ["vib_rms_1", "temperature"]
 
 
 def test_field_beyond_the_csv_limit(tmp_path):

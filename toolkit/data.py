@@ -163,6 +163,20 @@ def _find_column(header: list[str], name: str) -> int | None:
         return None
 
 
+def parse_channels(text: str | None) -> list[str] | None:
+    """A comma-separated list of sensor columns (``--channels``) -> their names; ``None``
+    (the option not given) -> ``None``, every sensor column. A given list that names no
+    column (``''``, ``','``) is an error, never "all channels"."""
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names:
+        raise ToolkitError(f"no channels requested (--channels '{text}')",
+                           hint="list at least one sensor column, e.g. --channels vib_rms_1,temperature, or leave "
+                                "--channels out to use every sensor column")
+    return names
+
+
 def load_csv(
     path: Path | str,
     channels: Sequence[str] | None = None,
