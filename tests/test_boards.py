@@ -86,6 +86,80 @@ def test_bad_board_file_names_file_and_key(fixture: str, needles: list[str]) -> 
         assert needle in text, f"{needle!r} not in error: {text}"
 
 
+def _variant(tmp_path: Path, old: str, new: str, stem: str = "variant") -> Path:
+    """good.toml with one line changed, written to tmp_path/<stem>.toml."""
+    text = (FIX / "good.toml").read_text()
+    assert old in text, old
+    out = tmp_path / f"{stem}.toml"
+    out.write_text(text.replace(old, new, 1))
+    return out
+
+
+@pytest.mark.parametrize(
+    "old, new, needles",
+    [
+        ("cpu_hz = 25_000_000", 'cpu_hz = "fast"', ["cpu_hz must be an integer", "'fast'"]),
+        ("cpu_hz = 25_000_000", "cpu_hz = -1", ["cpu_hz must be an integer >= 1", "-1"]),
+        ("cpu_hz = 25_000_000", "cpu_hz = 0", ["cpu_hz must be an integer >= 1"]),
+        ("cpu_hz = 25_000_000", "cpu_hz = 2.5e7", ["cpu_hz must be an integer", "25000000.0"]),
+        ("base = 0x40004000", 'base = "x"', ["uart.base must be an integer", "'x'"]),
+        ("baud = 115200", 'baud = "x"', ["uart.baud must be an integer", "'x'"]),
+        ("baud = 115200", "baud = 0", ["uart.baud must be an integer >= 1"]),
+        ('name = "fixture"', "name = 7", ["name must be a string", "7"]),
+        ('name = "fixture"', 'name = "../evil"', ["name must be a plain name", "'../evil'"]),
+        ('description = "test fixture"', "description = 1", ["description must be a string"]),
+        ("emulated = false", 'emulated = "yes"', ["emulated must be true or false", "'yes'"]),
+        ('core = "cortex-m4"', 'core = ["cortex-m4"]', ["core must be a string"]),
+        ('fpu = "fpv4-sp-d16"', "fpu = 1", ["fpu must be a string"]),
+        ('family = "cmsdk"', "family = 7", ["family must be a string"]),
+        ('family = "cmsdk"', 'family = "../port/cmsdk"', ["family = '../port/cmsdk'", "no port"]),
+        ('family = "cmsdk"', 'family = "cortexm"', ["family = 'cortexm'", "known families"]),
+        ("ram   = { origin = 0x20000000, length = 0x00400000 }",
+         'ram   = { origin = "0x20000000", length = 0x00400000 }', ["memory.ram.origin must be an integer"]),
+        ("ram   = { origin = 0x20000000, length = 0x00400000 }",
+         "ram   = { origin = 0x20000000, length = 0 }", ["memory.ram.length must be an integer >= 1"]),
+        ("ram   = { origin = 0x20000000, length = 0x00400000 }",
+         "ram   = { origin = 0xFFFFFF00, length = 0x00400000 }", ["memory.ram runs past the 32-bit address space"]),
+        ("flash = { origin = 0x00000000, length = 0x00400000 }", "flash = 7", ["memory.flash needs integer"]),
+        ("[memory]", 'flash = "pyocd"\n[memory]', ["flash must be a table"]),
+        ("[uart]", '[flash]\nmethod = 1\n[uart]', ["flash.method must be a string"]),
+        ("[memory]", 'defines = 3\n[memory]', ["defines must be a table"]),
+        ("emulated = false", 'emulated = true\n[qemu]\nmachine = "mps2-an386"\nsystick_hz = "fast"',
+         ["qemu.systick_hz must be an integer"]),
+    ],
+)
+def test_malformed_board_field_names_file_field_and_expectation(tmp_path: Path, old: str, new: str,
+                                                                needles: list[str]) -> None:
+    src = _variant(tmp_path, old, new)
+    with pytest.raises(ToolkitError) as ei:
+        load_board_file(src)
+    text = str(ei.value)
+    for needle in [str(src), *needles]:
+        assert needle in text, f"{needle!r} not in error: {text}"
+
+
+def test_non_utf8_board_file_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "latin1.toml"
+    src.write_bytes((FIX / "good.toml").read_bytes().replace(b'"test fixture"', b'"caf\xe9 board"'))
+    with pytest.raises(ToolkitError, match="not UTF-8") as ei:
+        load_board_file(src)
+    assert str(src) in str(ei.value)
+
+
+def test_board_name_is_a_plain_name_not_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--board is joined onto the boards folder: a path would load any TOML file."""
+    boards = tmp_path / "boards"
+    boards.mkdir()
+    _variant(boards, 'name = "fixture"', 'name = "mine"', stem="mine")
+    outside = _variant(tmp_path, 'name = "fixture"', 'name = "evil"', stem="evil")
+    monkeypatch.setattr(paths, "BOARDS", boards)
+    assert get_board("mine").source == boards / "mine.toml"  # plain names still load from the folder
+    for bad in (str(outside.with_suffix("")), "../evil", "sub/mine", "mine.toml", "./mine", "", "mine "):
+        with pytest.raises(ToolkitError, match="not a board name") as ei:
+            get_board(bad)
+        assert "letters, digits, - and _" in str(ei.value)
+
+
 def test_good_fixture_loads() -> None:
     # The broken fixtures are this file with one change each; it must itself be valid.
     assert load_board_file(FIX / "good.toml").core == "cortex-m4"

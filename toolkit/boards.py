@@ -7,6 +7,7 @@ all derived from it here, so a new board is a new file, not new code."""
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,39 @@ class Board:
         return ["-machine", self.qemu_machine]
 
 
+# A board name is a file name under boards/ and a C string in the firmware: plain names only.
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_MISSING = object()
+
+
+def _bad(src: Path, key: str, expected: str, value: Any) -> ToolkitError:
+    return ToolkitError(f"board file {src}: {key} must be {expected}, got {value!r}",
+                        hint="see boards/README.md for the keys of a board file and their types")
+
+
+def _field(table: dict[str, Any], key: str, src: Path, where: str = "", *, kind: str = "int",
+           default: Any = _MISSING, minimum: int | None = None, maximum: int | None = None) -> Any:
+    """``table[key]`` checked to be of ``kind`` (int, str, bool) and within bounds; the error
+    names the file, the key and what is expected."""
+    value = _require(table, key, src, where) if default is _MISSING else table.get(key, default)
+    name = f"{where}{key}"
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _bad(src, name, "true or false", value)
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _bad(src, name, "a string", value)
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(src, name, "an integer", value)
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
+        lo = "" if minimum is None else f">= {minimum}"
+        hi = "" if maximum is None else f"<= 0x{maximum:X}"
+        raise _bad(src, name, "an integer " + " and ".join(x for x in (lo, hi) if x), value)
+    return value
+
+
 def _require(table: dict[str, Any], key: str, src: Path, where: str = "") -> Any:
     if key not in table:
         raise ToolkitError(
@@ -131,28 +165,43 @@ def _require(table: dict[str, Any], key: str, src: Path, where: str = "") -> Any
     return table[key]
 
 
+_ADDR_END = 1 << 32  # Cortex-M: a 32-bit address space
+
+
 def _region(table: dict[str, Any], key: str, src: Path) -> Region:
     r = _require(table, key, src, "memory.")
-    try:
-        return Region(int(r["origin"]), int(r["length"]))
-    except (KeyError, TypeError, ValueError):
-        raise ToolkitError(f"board file {src}: memory.{key} needs integer 'origin' and 'length'") from None
+    if not isinstance(r, dict) or "origin" not in r or "length" not in r:
+        raise ToolkitError(f"board file {src}: memory.{key} needs integer 'origin' and 'length'",
+                           hint=f"e.g. {key} = {{ origin = 0x20000000, length = 0x00020000 }}")
+    origin = _field(r, "origin", src, f"memory.{key}.", minimum=0, maximum=_ADDR_END - 1)
+    length = _field(r, "length", src, f"memory.{key}.", minimum=1, maximum=_ADDR_END)
+    if origin + length > _ADDR_END:
+        raise ToolkitError(f"board file {src}: memory.{key} runs past the 32-bit address space "
+                           f"(origin 0x{origin:X} + length 0x{length:X})")
+    return Region(origin, length)
 
 
 def load_board_file(src: Path) -> Board:
     try:
-        raw = tomllib.loads(src.read_text())
+        raw = tomllib.loads(src.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ToolkitError(f"board file {src} is not valid TOML: {e}") from None
-    core = _require(raw, "core", src)
+    except UnicodeDecodeError as e:
+        raise ToolkitError(f"board file {src} is not UTF-8 text (byte {e.start}: {e.reason})",
+                           hint="TOML files are UTF-8; save the board file as UTF-8") from None
+    name = _field(raw, "name", src, kind="str", default=src.stem)
+    if not _PLAIN_NAME.match(name):
+        raise _bad(src, "name", "a plain name (letters, digits, - and _)", name)
+    description = _field(raw, "description", src, kind="str", default="")
+    core = _field(raw, "core", src, kind="str")
     if core not in _CORES:
         raise ToolkitError(f"board file {src}: core = '{core}' is not a supported core", hint=f"supported cores: {', '.join(_CORES)}")
-    fpu = raw.get("fpu", "none")
+    fpu = _field(raw, "fpu", src, kind="str", default="none")
     if fpu not in _FPUS:
         raise ToolkitError(f"board file {src}: fpu = '{fpu}' is not a known FPU", hint=f"one of: {', '.join(sorted(_FPUS))}")
-    family = _require(raw, "family", src)
-    if not (_FAMILIES_DIR / family).is_dir():
-        known = sorted(p.name for p in _FAMILIES_DIR.iterdir() if p.is_dir() and p.name not in ("cortexm", "host"))
+    family = _field(raw, "family", src, kind="str")
+    known = sorted(p.name for p in _FAMILIES_DIR.iterdir() if p.is_dir() and p.name not in ("cortexm", "host"))
+    if family not in known:
         raise ToolkitError(f"board file {src}: family = '{family}' has no port in firmware/port/", hint=f"known families: {', '.join(known)}")
     mem = _require(raw, "memory", src)
     uart = _require(raw, "uart", src)
@@ -162,35 +211,46 @@ def load_board_file(src: Path) -> Board:
         raise ToolkitError(f"board file {src}: [memory], [uart] and [qemu] must be tables")
     if core in ("cortex-m0", "cortex-m0plus", "cortex-m3") and fpu != "none":
         raise ToolkitError(f"board file {src}: fpu: a {core} has no FPU, got '{fpu}'", hint='use fpu = "none"')
-    emulated = bool(raw.get("emulated", bool(qemu)))
+    emulated = _field(raw, "emulated", src, kind="bool", default=bool(qemu))
     if emulated:
         for key in ("machine", "systick_hz"):
             if key not in qemu:
                 raise ToolkitError(f"board file {src}: missing key 'qemu.{key}' (emulated = true)",
                                    hint="emulated boards name their QEMU machine and its measured SysTick clock")
-    cpu_hz = int(_require(raw, "cpu_hz", src))
-    baud = int(uart.get("baud", 115200))
+    qemu_machine = _field(qemu, "machine", src, "qemu.", kind="str") if "machine" in qemu else None
+    systick_hz = _field(qemu, "systick_hz", src, "qemu.", minimum=1) if "systick_hz" in qemu else None
+    cpu_hz = _field(raw, "cpu_hz", src, minimum=1)
+    baud = _field(uart, "baud", src, "uart.", default=115200, minimum=1)
+    uart_base = _field(uart, "base", src, "uart.", minimum=0, maximum=_ADDR_END - 1)
+    flash = _region(mem, "flash", src)
     ram = _region(mem, "ram", src)
     extra = {k: v for k, v in raw.items() if k not in known_keys}
+    for table in ("defines", "flash"):
+        if table in extra and not isinstance(extra[table], dict):
+            raise _bad(src, table, "a table", extra[table])
+    for key, value in extra.get("flash", {}).items():
+        if key in ("method", "pyocd_target", "pyocd_pack", "msd_label", "command", "platformio_board",
+                   "platformio_platform") and not isinstance(value, str):
+            raise _bad(src, f"flash.{key}", "a string", value)
     from . import ports  # family knowledge; imported here to keep this module's import light
 
     fam_defs = ports.family_defines(family, raw, cpu_hz, baud, core, src)
     stack = ports.stack_bytes(extra, ram.length, src)
     return Board(
-        name=raw.get("name", src.stem),
-        description=raw.get("description", ""),
+        name=name,
+        description=description,
         core=core,
         fpu=fpu,
         family=family,
         cpu_hz=cpu_hz,
-        flash=_region(mem, "flash", src),
+        flash=flash,
         ram=ram,
-        uart_base=int(_require(uart, "base", src, "uart.")),
+        uart_base=uart_base,
         baud=baud,
         emulated=emulated,
         source=src,
-        qemu_machine=qemu.get("machine"),
-        systick_hz=qemu.get("systick_hz"),
+        qemu_machine=qemu_machine,
+        systick_hz=systick_hz,
         extra=extra,
         family_defines=fam_defs,
         stack_bytes=stack,
@@ -202,6 +262,10 @@ def list_boards() -> list[Board]:
 
 
 def get_board(name: str) -> Board:
+    if not isinstance(name, str) or not _PLAIN_NAME.match(name):
+        raise ToolkitError(f"'{name}' is not a board name: board names are plain names (letters, digits, - and _), "
+                           "not paths", hint="aiot boards lists the boards; a new board is a file in "
+                                             f"{paths.BOARDS} (see boards/README.md)")
     src = paths.BOARDS / f"{name}.toml"
     if src.is_file():
         return load_board_file(src)
