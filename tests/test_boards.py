@@ -160,6 +160,30 @@ def test_board_name_is_a_plain_name_not_a_path(tmp_path: Path, monkeypatch: pyte
         assert "letters, digits, - and _" in str(ei.value)
 
 
+def test_does_not_fit_shows_bytes_for_a_tiny_ram(tmp_path: Path) -> None:
+    from toolkit.firmware import DoesNotFit
+
+    tiny = load_board_file(_variant(tmp_path, "ram   = { origin = 0x20000000, length = 0x00400000 }",
+                                    "ram   = { origin = 0x20000000, length = 16 }"))
+    text = str(DoesNotFit(tiny, "RAM", 100))
+    assert "than the board's 16 bytes" in text and "0 KB" not in text
+    odd = load_board_file(_variant(tmp_path, "ram   = { origin = 0x20000000, length = 0x00400000 }",
+                                   "ram   = { origin = 0x20000000, length = 1536 }"))
+    assert "than the board's 1,536 bytes" in str(DoesNotFit(odd, "RAM", 8))
+    assert "than the board's 4,096 KB" in str(DoesNotFit(tiny, "FLASH", 8))  # 0x400000: whole KB stay KB
+
+
+@requires_arm
+def test_build_for_a_16_byte_ram_board_says_16_bytes(tmp_path: Path) -> None:
+    from toolkit.firmware import DoesNotFit, build
+
+    tiny = load_board_file(_variant(tmp_path, "ram   = { origin = 0x20000000, length = 0x00400000 }",
+                                    "ram   = { origin = 0x20000000, length = 16 }"))
+    with pytest.raises(DoesNotFit) as ei:
+        build(tiny, tmp_path / "fw")
+    assert ei.value.region == "RAM" and "the board's 16 bytes" in str(ei.value)
+
+
 def test_good_fixture_loads() -> None:
     # The broken fixtures are this file with one change each; it must itself be valid.
     assert load_board_file(FIX / "good.toml").core == "cortex-m4"

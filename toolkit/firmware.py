@@ -170,6 +170,11 @@ def build(
     return result
 
 
+def _size(n: int) -> str:
+    """``n`` bytes for a message: whole KB as KB, anything else (16 bytes, 1.5 KB) exactly."""
+    return f"{n // 1024:,} KB" if n >= 1024 and n % 1024 == 0 else f"{n:,} bytes"
+
+
 class DoesNotFit(ToolkitError):
     """The image is larger than the board's flash or RAM (raised instead of the linker dump)."""
 
@@ -178,7 +183,7 @@ class DoesNotFit(ToolkitError):
         what = "flash" if region == "FLASH" else "RAM"
         super().__init__(
             f"the firmware does not fit {board.name}: it needs {overflow:,} bytes more {what} than the board's "
-            f"{size // 1024:,} KB",
+            f"{_size(size)}",
             hint=("generate the model with --optimize size (packed int8 weights), use a smaller model, or pick a "
                   "board with more memory (aiot boards)") if region == "FLASH" else
                  ("a smaller model (arena) or a board with more RAM (aiot boards); the stack size is set by "
