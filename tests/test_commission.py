@@ -157,3 +157,32 @@ def test_commissioning_rows_whose_baseline_rows_are_all_faults_are_refused_befor
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert "labelled as a fault in the first 200 commissioning rows" in r.output and "a, b, c" in r.output
     assert not any((tmp_path / "build").rglob("model.tflite")) if (tmp_path / "build").exists() else True
+
+
+def _with_period(path, period_s: float, rows: int = 900) -> None:
+    _installation(path, rows=rows)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0]] + [f"{i * period_s!r},{row.split(',', 1)[1]}"
+                                            for i, row in enumerate(lines[1:])]) + "\n")
+
+
+@pytest.mark.parametrize("period_s, shown", [(0.0001, "0.0001 s"), (0.0015, "0.0015 s"), (5e6, "5e+06 s"),
+                                             (1e-5, "1e-05 s")])
+def test_a_sample_period_that_is_no_whole_number_of_milliseconds_is_refused_before_any_training(
+        tmp_path, monkeypatch, period_s, shown):
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _with_period(tmp_path / "p.csv", period_s)
+    r = _cli("--data", tmp_path / "p.csv", "--board", "mps2-an386", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"p.csv: sample period {shown}" in r.output and "whole" in r.output and "milliseconds" in r.output
+    assert not any((tmp_path / "build").rglob("model.tflite")) if (tmp_path / "build").exists() else True
+
+
+@pytest.mark.parametrize("period_s, ms", [(1.0, 1000), (0.01, 10), (0.001, 1), (0.0100004, 10), (3600.0, 3_600_000),
+                                          (4_294_967.295, 4_294_967_295)])
+def test_whole_millisecond_sample_periods_are_the_monitors(tmp_path, period_s, ms):
+    from toolkit.commission import sample_period_ms
+    from toolkit.data import load_csv
+
+    _with_period(tmp_path / "p.csv", period_s, rows=20)
+    assert sample_period_ms(tmp_path / "p.csv", load_csv(tmp_path / "p.csv")) == ms

@@ -23,6 +23,10 @@ from .errors import ToolkitError
 
 #: The header app.c includes when built with AIOT_APP_BOOT_CONFIG.
 HEADER = "aiot_app_config.h"
+#: How far (relative) a recording's sample period may be from a whole number of milliseconds,
+#: the unit of the monitor's sample_period_ms (a uint32).
+PERIOD_TOLERANCE = 0.01
+MAX_PERIOD_MS = 0xFFFFFFFF
 
 
 def _c_float(v: float) -> str:
@@ -59,6 +63,29 @@ def render_boot_config(cfg) -> str:
         "#ifndef AIOT_APP_CONFIG_H\n#define AIOT_APP_CONFIG_H\n\n#include \"aiot/monitor.h\"\n\n"
         f"static const aiot_monitor_config_t aiot_app_boot_config = {{\n{body}\n}};\n\n#endif\n"
     )
+
+
+def sample_period_ms(data: Path, series) -> int:
+    """The recording's sample period in the whole milliseconds the monitor works in; a
+    period that is not one (within PERIOD_TOLERANCE), or beyond a uint32 of them, is an error
+    that names the file and the period."""
+    period_s = series.sample_period_s
+    ms = period_s * 1000.0
+    whole = round(ms)
+    if not 1 <= whole <= MAX_PERIOD_MS:
+        raise ToolkitError(
+            f"{data}: sample period {period_s:g} s ({ms:g} ms) is outside the monitor's range of 1 to "
+            f"{MAX_PERIOD_MS} whole milliseconds",
+            hint="the monitor works in whole milliseconds: resample the recording (or check its timestamp column "
+                 "and units)",
+        )
+    if abs(ms - whole) > PERIOD_TOLERANCE * whole:
+        raise ToolkitError(
+            f"{data}: sample period {period_s:g} s ({ms:g} ms) is not a whole number of milliseconds",
+            hint="the monitor works in whole milliseconds: resample the recording to a whole-millisecond period "
+                 "(or check its timestamp column and units)",
+        )
+    return int(whole)
 
 
 def _without_labelled_faults(data: Path, head, commission_samples: int):
@@ -130,6 +157,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         raise ToolkitError(f"{data}: --rows {rows}, but the recording has {series.rows} rows",
                            hint="commission on at most the rows recorded")
     head = series.head(rows)
+    sample_period_ms(data, head)  # before any training
     try:
         monitor_knobs(window, rows)
     except ToolkitError as e:
