@@ -197,8 +197,6 @@ def test_project_export_refuses_a_bare_tflite_and_names_the_option(tmp_path: Pat
         project_model_dir("cmake", package=tmp_path / "nopkg")
 
 
-@pytest.mark.xfail(reason="needs toolkit/commands/export.py to take model_dir from export.project_model_dir "
-                          "(passes --model to it); until then the CLI still drops --model", strict=False)
 def test_cli_cmake_export_with_model_is_refused(tmp_path: Path) -> None:
     pkg = tmp_path / "pkg"
     pkg.mkdir()
