@@ -177,3 +177,11 @@ def test_run_and_validate_on_real_hardware_over_qemu_stop_before_building(tmp_pa
     res = CliRunner().invoke(main, [verb, *args])
     assert res.exit_code == 2, res.output
     assert "nucleo-f446re is real hardware; QEMU cannot run it" in res.output
+
+
+@pytest.mark.parametrize("channels", ["", ",", " , "])
+def test_train_with_a_channel_list_naming_nothing_stops_instead_of_using_every_sensor(tmp_path, channels):
+    res = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "x.csv"), "--out", str(tmp_path / "p"),
+                                    "--channels", channels])
+    assert res.exit_code == 2, res.output
+    assert "no channels requested" in res.output

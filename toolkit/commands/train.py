@@ -44,14 +44,14 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
       aiot train --data build/pump.csv --out build/pkg
       aiot train --data site.csv --out build/site --train-rows 20000 --window 16 --epochs 50
     """
-    from ..data import load_csv
+    from ..data import load_csv, parse_channels
     from ..progress import step
     from ..train import train
 
     def none(v: str) -> str | None:
         return None if v.lower() == "none" else v
 
-    chans = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
+    chans = parse_channels(channels)
     try:
         sizes = tuple(int(h) for h in hidden.split(",") if h.strip())
     except ValueError:
