@@ -452,3 +452,19 @@ def test_synth_cli_unwritable_out(tmp_path):
     r = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "afile" / "p.csv"), "--hours", "1"])
     assert r.exit_code == 2 and "cannot write" in r.output and "Traceback" not in r.output
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_hints_name_the_verbs_that_have_the_option_they_suggest(tmp_path):
+    # tune and evaluate read CSVs too but have no --channels / --timestamp-column: a hint that
+    # only says "pass --channels" sends their users to an option that does not exist
+    p = tmp_path / "notes.csv"
+    p.write_text("timestamp,a,note\n0,1,ok\n1,2,ok\n")
+    with pytest.raises(ToolkitError) as e:
+        load_csv(p)
+    assert "column 'note'" in e.value.message
+    assert "drop it from the file" in e.value.hint and "aiot train" in e.value.hint
+    p.write_text("when,a\n0,1\n1,2\n")
+    with pytest.raises(ToolkitError) as e:
+        load_csv(p)
+    assert "rename the time column to 'timestamp'" in e.value.hint
+    assert "aiot train and aiot commission" in e.value.hint

@@ -238,7 +238,8 @@ def load_csv(
             raise ToolkitError(
                 f"{path}: no timestamp column (looked for {', '.join(TIMESTAMP_CANDIDATES)}); "
                 f"columns are: {', '.join(header)}",
-                hint="name the time column 'timestamp', or pass --timestamp-column",
+                hint="rename the time column to 'timestamp' (aiot train and aiot commission also take "
+                     "--timestamp-column NAME)",
             )
     elif timestamp_column is None:
         ts_idx = None
@@ -435,7 +436,8 @@ def _parse_rows(path: Path, rows: list[tuple[int, list[str]]], header: list[str]
             if v is None:
                 hint = "sensor cells must be numbers; leave a cell empty (or write NaN) for a missing sample"
                 if auto_channels:
-                    hint += "; if this is not a sensor column, pick the sensor columns with --channels"
+                    hint += ("; if this is not a sensor column, drop it from the file (aiot train can also pick "
+                             "the sensor columns with --channels)")
                 raise ToolkitError(
                     f"{path}:{line_no}: column '{header[k]}': '{row[k].strip()}' is not a number", hint=hint
                 )
