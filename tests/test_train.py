@@ -222,3 +222,38 @@ def test_out_under_a_file_fails_before_training(tiny_csv, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(ToolkitError, match="cannot create the package folder"):
         train(tiny_csv, tmp_path / "file" / "pkg", window=W, train_rows=TRAIN_ROWS, progress=False)
+
+
+def _pump_with(cells):
+    s = synth.pump_dataset(seed=5, hours=1).series
+    for (row, col), v in cells.items():
+        s.values[row, col] = v
+    return s
+
+
+def test_a_value_too_large_to_normalize_is_named_before_training(tmp_path):
+    import warnings
+
+    s = _pump_with({(700, 2): 1e308, (900, 0): -3e200})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no numpy overflow chatter on the way
+        with pytest.raises(ToolkitError) as e:
+            train(s, tmp_path / "pkg", window=W, epochs=1, train_rows=TRAIN_ROWS, progress=False)
+    m = e.value.message
+    assert "motor_current" in m and "row 700" in m and "1e+308" in m
+    assert "vib_rms_1" in m and "row 900" in m and "-3e+200" in m
+    assert "vib_rms_2" not in m and "temperature" not in m
+    assert "diverged" not in m and e.value.hint
+    assert not (tmp_path / "pkg").exists()  # refused before training
+
+
+def test_a_value_too_large_for_float32_after_the_training_rows_is_clipped_quietly(tmp_path):
+    import warnings
+
+    s = _pump_with({(TRAIN_ROWS + 300, 1): 1e308})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        r = train(s, tmp_path / "pkg", window=W, epochs=1, train_rows=TRAIN_ROWS, progress=False)
+    assert np.isfinite(r.final_loss) and np.isfinite(r.threshold)
+    x = np.load(tmp_path / "pkg" / "vectors.npz")["x"]
+    assert np.isfinite(x).all() and x.max() == 8.0  # features.CLIP

@@ -21,9 +21,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .data import Series, load_csv, sha256_file
+from .data import Series, format_time, load_csv, sha256_file
 from .errors import ToolkitError
-from .features import GAP_FACTOR, Windows, fit_normalization, make_windows
+from .features import GAP_FACTOR, Normalization, Windows, fit_normalization, make_windows
 from .package import FORMAT, MANIFEST, VECTORS, write_manifest
 from .quiet import import_tensorflow
 
@@ -161,8 +161,9 @@ def train(
     head = series.head(train_rows)
     if head.labels is not None:
         head.valid &= (head.labels == 0)[:, None]
-    norm = fit_normalization(head)
-    windows = make_windows(series, norm, window)
+    norm = _normalization(head)
+    with np.errstate(over="ignore"):  # a value beyond float32 after the training rows: +-inf, clipped
+        windows = make_windows(series, norm, window)
     fit, cal, test, skipped_incomplete, skipped_fault, test_incomplete = split_windows(windows, window, train_rows)
     if len(fit) < MIN_FIT_WINDOWS:
         raise ToolkitError(
@@ -284,6 +285,27 @@ def train(
         test_normal_windows=int(clean.sum()),
         test_normal_flagged=int((flagged & clean).sum()),
     )
+
+
+def _normalization(head: Series) -> Normalization:
+    """fit_normalization of the training rows, or an error naming each channel whose mean or
+    standard deviation is not a finite float32 (a value too large to normalize) and its
+    largest value, with the row (of the data) it is in."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        norm = fit_normalization(head)
+    bad = np.nonzero(~(np.isfinite(norm.mean) & np.isfinite(norm.std)))[0]
+    if bad.size:
+        where = []
+        for j in bad:
+            i = int(np.argmax(np.where(head.valid[:, j], np.abs(head.values[:, j]), -1.0)))
+            t = format_time(head.timestamps[i]) if head.iso_time else f"{head.timestamps[i]:g}"
+            where.append(f"{head.channels[j]} ({head.values[i, j]:g} at row {i}, time {t})")
+        raise ToolkitError(
+            f"{f'{head.source}: ' if head.source else ''}channel(s) {'; '.join(where)}: value too large to normalize - the mean or spread of the channel's normal training "
+            f"rows overflows float32 (beyond about {float(np.finfo(np.float32).max):.1e})",
+            hint="fix the value (leave the cell empty for a missing sample) or leave the channel out (--channels)",
+        )
+    return norm
 
 
 def _check_args(series: Series, window: int, epochs: int, train_rows: int | None, hidden: Sequence[int],
