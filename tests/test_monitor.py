@@ -421,6 +421,49 @@ def test_bad_knobs_are_refused_with_a_toolkit_error():
         mon.default_config(2, 1, PERIOD)
 
 
+@pytest.mark.parametrize("knobs, named", [
+    ({"persist_k": 0}, ["'persist_k' is 0", "1 .. 16"]),
+    ({"persist_k": 6, "persist_n": 5}, ["persist_k 6", "persist_n 5", "at most persist_n"]),
+    ({"persist_k": 6}, ["persist_k 6", "persist_n 5 (the default)"]),
+    ({"alert_margin": -5}, ["'alert_margin' is -5", "> 0"]),
+    ({"alert_margin": float("nan")}, ["'alert_margin' is nan", "> 0"]),
+    ({"recover_ratio": 5}, ["'recover_ratio' is 5", "0 .. 1 (exclusive)"]),
+    ({"recover_ratio": -1}, ["'recover_ratio' is -1", "0 .. 1 (exclusive)"]),
+    ({"clear_margin": 4}, ["clear_margin 4", "alert_margin 3 (the default)", "at most alert_margin"]),
+    ({"clear_margin": 2.0, "alert_margin": 1.5}, ["clear_margin 2.0", "alert_margin 1.5"]),
+    # negative or too large for a uint8 field: refused, not wrapped (-1 used to become 255)
+    ({"persist_n": -1}, ["'persist_n' is -1", "1 .. 16"]),
+    ({"drift_hold": -1}, ["'drift_hold' is -1", "0 .. 255"]),
+    ({"recal_windows": 256}, ["'recal_windows' is 256", "1 .. 255"]),
+    ({"commission_samples": -2}, ["'commission_samples' is -2", "2 .. 4294967295"]),
+    ({"noise_floor": [0.5, -1.0]}, ["'noise_floor' is [0.5, -1.0]", ">= 0"]),
+])
+def test_an_invalid_knob_is_named_with_its_value_and_range(knobs, named):
+    with pytest.raises(ToolkitError) as e:
+        mon.default_config(2, W, PERIOD, **knobs)
+    msg = e.value.message
+    assert msg.startswith("invalid monitor configuration") and "num_channels" not in msg  # no config dump
+    for part in named:
+        assert part in msg
+
+
+def test_valid_knobs_pack_exactly_as_set_on_the_c_defaults():
+    """The checks only refuse: a valid configuration is the C defaults with each knob set
+    as ctypes sets it."""
+    import ctypes
+
+    knobs = {"alert_margin": 1.25, "clear_margin": 1.25, "persist_k": 3, "persist_n": 5.0, "recover_ratio": 0.7,
+             "score_average": 4, "drift_hold": 255, "min_quality": 1, "noise_floor": [0.1, 0.0],
+             "noise_floor_rel": 0.01, "commission_samples": 200, "calibration_windows": 24}
+    want = mon.Config()
+    mon.library().aiot_monitor_default_config(ctypes.byref(want), 2, W, PERIOD)
+    for k, v in knobs.items():
+        if k in ("noise_floor", "noise_floor_rel"):
+            v = (ctypes.c_float * mon.MAX_CHANNELS)(*([v] * 2 if np.ndim(v) == 0 else v))
+        setattr(want, k, int(v) if k == "persist_n" else v)
+    assert bytes(mon.default_config(2, W, PERIOD, **knobs)) == bytes(want)
+
+
 def test_live_config_update_refuses_structural_changes():
     m = mon.Monitor(config(), zero_model)
     m.update_config(alert_margin=4.0)

@@ -227,8 +227,105 @@ def library(extra_sources: Sequence[Path | str] = (), include_dirs: Iterable[Pat
     return _load(str(path))
 
 
+#: aiot_monitor_check_config (monitor.c) field by field: the range each knob must be in.
+#: (low, high, low_open, high_open); None = no bound. Per-channel fields: every value.
+#: Integer fields are also bounded by their C type (checked before packing: ctypes would
+#: wrap -1 into 255 silently). Cross-field rules are in :data:`KNOB_ORDER_RULES`.
+MAX_AVERAGE = 16  #: AIOT_MONITOR_MAX_AVERAGE (monitor.h)
+KNOB_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "num_channels": (1, MAX_CHANNELS, False, False),
+    "window": (2, MAX_WINDOW, False, False),
+    "persist_k": (1, 16, False, False),
+    "persist_n": (1, 16, False, False),
+    "sample_period_ms": (1, None, False, False),
+    "commission_samples": (2, None, False, False),
+    "calibration_windows": (4, MAX_CALIBRATION, False, False),
+    "recal_windows": (1, None, False, False),
+    "drift_hold": (0, None, False, False),
+    "isolation": (0, None, False, False),
+    "score_average": (0, MAX_AVERAGE, False, False),
+    "min_quality": (0.0, 1.0, True, False),
+    "clip": (0.0, None, True, False),
+    "alert_margin": (0.0, None, True, False),
+    "clear_margin": (0.0, None, True, False),
+    "severity_major": (1.0, None, False, False),
+    "severity_critical": (1.0, None, False, False),
+    "cusum_slack": (0.0, None, False, False),
+    "cusum_threshold": (0.0, None, True, False),
+    "step_threshold": (0.0, None, True, False),
+    "max_recal_step": (0.0, None, True, False),
+    "drift_gain": (0.0, 1.0, False, False),
+    "max_drift_rate": (0.0, None, False, False),
+    "max_baseline_shift": (0.0, None, False, False),
+    "gate_ratio": (0.0, None, True, False),
+    "stability_halflife": (0.0, None, True, False),
+    "recover_ratio": (0.0, 1.0, False, True),
+    "noise_floor": (0.0, None, False, False),  # and finite
+    "noise_floor_rel": (0.0, None, False, False),  # and finite
+}
+#: (smaller, larger): the knob ``smaller`` must not exceed ``larger`` (monitor.c).
+KNOB_ORDER_RULES = (("persist_k", "persist_n"), ("clear_margin", "alert_margin"),
+                    ("severity_major", "severity_critical"), ("step_threshold", "max_recal_step"))
+_UINT_MAX = {ctypes.c_uint8: 0xFF, ctypes.c_uint16: 0xFFFF, ctypes.c_uint32: 0xFFFFFFFF}
+
+
+def _range_text(lo, hi, lo_open: bool, hi_open: bool, top: int | None = None) -> str:
+    def n(x) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+    hi = top if hi is None else hi
+    if hi is None:
+        return f"{'>' if lo_open else '>='} {n(lo)}"
+    return f"{n(lo)}{' (exclusive)' if lo_open else ''} .. {n(hi)}{' (exclusive)' if hi_open else ''}"
+
+
+def check_knob(key: str, value) -> float | int | list[float]:
+    """One monitor knob checked against its allowed range (:data:`KNOB_RANGES`, the C type
+    of its field), as the C will see it (floats rounded to float32); returns the value to
+    pack: an int for integer fields, a float, or a list of floats for per-channel fields.
+    The error names the knob, the value given and the allowed range."""
+    fields = dict(Config._fields_)
+    if key not in fields or key == "reserved":
+        raise ToolkitError(f"unknown monitor knob {key!r}",
+                           hint="known knobs: " + ", ".join(k for k in fields if k != "reserved"))
+    kind = fields[key]
+    lo, hi, lo_open, hi_open = KNOB_RANGES[key]
+    if hasattr(kind, "_length_"):  # per-channel
+        vals = [value] if np.ndim(value) == 0 else list(value)
+        out = []
+        for v in vals:
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise ToolkitError(f"monitor knob {key!r} is {value!r}, expected a number (or one per channel)")
+            f = float(np.float32(v))
+            if not (np.isfinite(f) and f >= lo):
+                raise ToolkitError(f"monitor knob {key!r} is {value!r}; each value must be finite and >= {lo:g}")
+            out.append(f)
+        return out if np.ndim(value) else out[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ToolkitError(f"monitor knob {key!r} is {value!r}, expected a number")
+    if kind in _UINT_MAX:  # integer fields: counts, flags
+        top = _UINT_MAX[kind]
+        if not np.isfinite(float(value)) or float(value) != int(value):
+            raise ToolkitError(f"monitor knob {key!r} is {value!r}, expected a whole number "
+                               f"in {_range_text(lo, hi, lo_open, hi_open, top)}")
+        v = int(value)
+        if v < lo or v > (top if hi is None else min(hi, top)):
+            raise ToolkitError(f"monitor knob {key!r} is {value!r}; allowed: "
+                               f"{_range_text(lo, hi, lo_open, hi_open, top)}")
+        return v
+    f = float(np.float32(value))  # what the C compares
+    ok = not np.isnan(f) and (f > lo if lo_open else f >= lo)
+    if ok and hi is not None:
+        ok = f < hi if hi_open else f <= hi
+    if not ok:
+        raise ToolkitError(f"monitor knob {key!r} is {value!r}; allowed: {_range_text(lo, hi, lo_open, hi_open)}")
+    return f
+
+
 def default_config(channels: int, window: int, sample_period_ms: int, **knobs: float | int) -> Config:
-    """The C defaults (aiot_monitor_default_config) with ``knobs`` overridden."""
+    """The C defaults (aiot_monitor_default_config) with ``knobs`` overridden. Every knob is
+    checked on its own (:func:`check_knob`) and against the knobs it is ordered with
+    before it is packed, so an error names the knob, the value and the allowed range."""
     if not 1 <= channels <= MAX_CHANNELS:
         raise ToolkitError(f"{channels} channels requested; the monitor handles 1..{MAX_CHANNELS}",
                            hint="merge or drop sensors, or rebuild with a larger AIOT_MONITOR_MAX_CHANNELS")
@@ -239,21 +336,31 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
     cfg = Config()
     library().aiot_monitor_default_config(ctypes.byref(cfg), channels, window, int(sample_period_ms))
     fields = dict(Config._fields_)
+    checked = {}
     for key, value in knobs.items():
-        if key not in fields:
-            raise ToolkitError(f"unknown monitor knob {key!r}", hint="known knobs: " + ", ".join(fields))
+        try:
+            checked[key] = check_knob(key, value)
+        except ToolkitError as e:
+            raise ToolkitError(f"invalid monitor configuration: {e.message}",
+                               hint=e.hint or "see the knob ranges in firmware/include/aiot/monitor.h") from None
+    for key, value in checked.items():
         kind = fields[key]
         if hasattr(kind, "_length_"):  # per-channel: one value for every channel, or one per channel
-            vals = [float(value)] * channels if np.ndim(value) == 0 else [float(v) for v in value]
+            vals = [value] * channels if np.ndim(value) == 0 else list(value)
             if len(vals) != channels:
                 raise ToolkitError(f"monitor knob {key!r} has {len(vals)} values for {channels} channels",
                                    hint="give one value, or one per channel")
             value = kind(*vals)
-        elif not issubclass(kind, ctypes.c_float):  # integer fields: counts, flags
-            if float(value) != int(value):
-                raise ToolkitError(f"monitor knob {key!r} is {value!r}, expected a whole number")
-            value = int(value)
         setattr(cfg, key, value)
+    for small, large in KNOB_ORDER_RULES:
+        a, b = getattr(cfg, small), getattr(cfg, large)
+        if small in checked or large in checked:
+            if not a <= b:
+                def given(k: str, v) -> str:
+                    return f"{k} {knobs[k]!r}" if k in knobs else f"{k} {v:g} (the default)"
+                raise ToolkitError(f"invalid monitor configuration: {given(small, a)} is more than {given(large, b)}; "
+                                   f"{small} must be at most {large}",
+                                   hint="see the knob ranges in firmware/include/aiot/monitor.h")
     if library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0:
         raise ToolkitError(f"invalid monitor configuration: {cfg.as_dict()}",
                            hint="see the knob ranges in firmware/include/aiot/monitor.h")
