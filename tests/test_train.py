@@ -257,3 +257,11 @@ def test_a_value_too_large_for_float32_after_the_training_rows_is_clipped_quietl
     assert np.isfinite(r.final_loss) and np.isfinite(r.threshold)
     x = np.load(tmp_path / "pkg" / "vectors.npz")["x"]
     assert np.isfinite(x).all() and x.max() == 8.0  # features.CLIP
+
+
+def test_labels_that_are_not_one_per_row_are_refused_before_training(tmp_path):
+    s = synth.pump_dataset(seed=5, hours=1).series
+    s.labels = np.zeros(s.rows + 700, np.int8)  # labels of a longer series
+    with pytest.raises(ToolkitError, match=f"{s.rows + 700} label\\(s\\) for {s.rows} row"):
+        train(s, tmp_path / "pkg", window=W, epochs=1, progress=False)
+    assert not (tmp_path / "pkg").exists()

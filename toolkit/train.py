@@ -325,6 +325,9 @@ def _check_args(series: Series, window: int, epochs: int, train_rows: int | None
             f"--train-rows must be between the window ({window}) and the number of rows ({series.rows}), "
             f"got {train_rows}"
         )
+    if series.labels is not None and len(series.labels) != series.rows:  # e.g. labels of other rows
+        raise ToolkitError(f"the series has {len(series.labels)} label(s) for {series.rows} row(s)",
+                           hint="one label per row: label the rows the model trains on")
     if series.rows < 2 * window:
         raise ToolkitError(
             f"{series.rows} row(s) is too few to train windows of {window} samples",
