@@ -111,6 +111,32 @@ def test_bad_files_name_the_file_and_the_field(tmp_path, doc, message):
     assert message in e.value.message and str(p) in e.value.message
 
 
+DEVICE = {"aiot_alert_settings": 1, "target": "device", "window": 8}
+
+
+@pytest.mark.parametrize("knobs, message", [
+    # empty: the bare C defaults, a point no tuning picked (it used to run, and alert far less)
+    ({}, "'knobs' is empty"),
+    ({"fleet_noise_floor": -1}, "'fleet_noise_floor' is -1"),
+    ({"fleet_noise_floor": float("nan")}, "'fleet_noise_floor' is nan"),
+    ({"fleet_noise_floor": [0.5, 0.5]}, "'fleet_noise_floor' is [0.5, 0.5]"),
+    ({"persist_n": -1}, "'persist_n' is -1"),
+    ({"recover_ratio": 5}, "'recover_ratio' is 5"),
+    ({"alert_margin": 1.0, "clear_margin": 2.0}, "'clear_margin' is 2.0, more than 'alert_margin' 1.0"),
+    ({"noise_floor": [0.1, -0.1]}, "'noise_floor' is [0.1, -0.1]"),
+])
+def test_bad_device_knobs_name_the_file_and_the_knob(tmp_path, knobs, message):
+    p = _write(tmp_path, {**DEVICE, "knobs": knobs})
+    with pytest.raises(ToolkitError) as e:
+        aset.load(p)
+    assert message in e.value.message and str(p) in e.value.message
+
+
+def test_a_zero_fleet_noise_floor_is_no_floor_and_stays_valid(tmp_path):
+    knobs = {"alert_margin": 2.0, "clear_margin": 2.0, "fleet_noise_floor": 0}
+    assert aset.load(_write(tmp_path, {**DEVICE, "knobs": knobs})).knobs == knobs
+
+
 def test_a_missing_file_says_how_to_make_one(tmp_path):
     with pytest.raises(ToolkitError, match="no such alert-settings file") as e:
         aset.load(tmp_path / "nope.json")

@@ -130,12 +130,24 @@ def _rule(path: Path, raw) -> AlertRule:
 
 
 def _knobs(path: Path, raw) -> dict:
-    from ..monitor import Config
+    """The device knobs of a settings file, each checked against its range (the monitor's,
+    :func:`toolkit.monitor.check_knob`; ``fleet_noise_floor`` >= 0). An empty object is an
+    error: the monitor would run on the bare C defaults (alert_margin 3 and no per-sensor
+    noise floor), a point no tuning picked and far from the validated one, while the file
+    looks like it holds a pick."""
+    import math
+
+    from ..monitor import KNOB_ORDER_RULES, Config, check_knob
     from .monitor_device import FLOOR_KNOB
 
     if not isinstance(raw, dict):
         raise _bad(path, "target 'device' needs a 'knobs' object (monitor config fields)")
-    known = [name for name, _ in Config._fields_] + [FLOOR_KNOB]
+    if not raw:
+        raise _bad(path, "'knobs' is empty: the monitor would run on the C defaults alone (alert_margin 3, no "
+                         "fleet_noise_floor), which no tuning picked",
+                   hint="leave --alert-settings out to run with the validated knobs, or give the knobs to run with "
+                        "(as `aiot tune NORMAL.csv --save DIR` writes them)")
+    known = [name for name, _ in Config._fields_ if name != "reserved"] + [FLOOR_KNOB]
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise _bad(path, f"unknown monitor knob(s) {', '.join(unknown)}", hint="known knobs: " + ", ".join(known))
@@ -143,4 +155,17 @@ def _knobs(path: Path, raw) -> dict:
         vals = value if isinstance(value, list) else [value]
         if not vals or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in vals):
             raise _bad(path, f"monitor knob {name!r} is {value!r}, expected a number (or one per sensor)")
+        if name == FLOOR_KNOB:
+            if isinstance(value, list) or not math.isfinite(value) or value < 0:
+                raise _bad(path, f"monitor knob {name!r} is {value!r}, expected one number >= 0 (0: no floor; "
+                                 f"k: each sensor's noise at least k x the fleet's spread of it)")
+            continue
+        try:
+            check_knob(name, value)
+        except ToolkitError as e:
+            raise _bad(path, f"invalid monitor configuration: {e.message}", hint="see the knob ranges in firmware/include/aiot/monitor.h") from None
+    for small, large in KNOB_ORDER_RULES:
+        if small in raw and large in raw and not raw[small] <= raw[large]:
+            raise _bad(path, f"invalid monitor configuration: monitor knob {small!r} is {raw[small]!r}, more than {large!r} {raw[large]!r}; "
+                             f"{small} must be at most {large}")
     return dict(raw)
