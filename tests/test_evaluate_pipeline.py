@@ -402,3 +402,33 @@ def test_calib_split_fits_levels_on_the_first_rows_and_the_threshold_on_the_rest
     assert seen["rows"] == 20 + W - 1  # first window entirely after row 19 ends at row 23
     assert info["threshold"] == pytest.approx(19.0)  # max over windows ending at rows 23..39
     assert info["commissioning_windows"] == 17
+
+
+@pytest.mark.parametrize("per_file", [False, True])
+def test_commissioning_longer_than_every_file_fails_before_any_model_is_trained(tmp_path, monkeypatch, per_file):
+    """The fleet path used to reach the device model's training and crash in numpy; both
+    paths now name the file, its rows and what to do, before training anything."""
+    from toolkit.evaluate import monitor_device
+    from toolkit.evaluate.run import evaluate
+
+    def no_training(*a, **k):
+        pytest.fail("a model was trained")
+
+    monkeypatch.setattr(monitor_device, "device_fleet_model", no_training)
+    monkeypatch.setattr(monitor_device, "device_file_model", no_training)
+    with pytest.raises(ToolkitError) as e:  # skab_mini: three 12-row files
+        evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", train_rows=100, target="host", jobs=1,
+                 per_file=per_file)
+    assert "valve1/0.csv: 12 rows, cannot commission on 100" in e.value.message
+    assert "2 more file(s)" in e.value.message and "12" in e.value.hint and "--train-rows" in e.value.hint
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_fleet_recording_shorter_than_the_commissioning_is_named():
+    from toolkit.data import load_csv
+    from toolkit.evaluate.monitor_device import _device_normalized
+
+    fleet = load_csv(FIX / "skab_mini" / "anomaly-free" / "anomaly-free.csv", label_column=None)  # 10 rows
+    zero = np.zeros(len(fleet.channels))
+    with pytest.raises(ToolkitError, match="anomaly-free.csv: 10 normal rows.*first 10 commissioning rows"):
+        _device_normalized(fleet, 10, (zero, zero))

@@ -82,6 +82,12 @@ def _device_normalized(fleet: Series, commission: int, floors: tuple[np.ndarray,
     """``fleet`` cut into segments, each in its own noise units as the monitor would see it;
     a long time gap between segments keeps training windows from straddling two.
     ``floors``: the per-sensor (absolute, relative) noise floors of :func:`fleet_floors`."""
+    if fleet.rows <= commission:
+        raise ToolkitError(
+            f"{fleet.source or 'the fleet recording'}: {fleet.rows} normal rows; the monitor learns each sensor's "
+            f"noise from the first {commission} commissioning rows, so no fleet training segment fits",
+            hint="commission on fewer rows (--train-rows/--train-fraction), or train on a longer --fleet recording",
+        )
     vals, ts = [], []
     t0 = 0.0
     for a in range(0, fleet.rows - commission, SEGMENT_ROWS):

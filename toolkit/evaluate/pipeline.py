@@ -191,6 +191,23 @@ def _own_model_info(package: Path, firmware: str | None) -> dict:
 # -- one file -----------------------------------------------------------------------
 
 
+def check_commissioning(recordings: list[Recording], settings: Settings) -> None:
+    """Every file can be commissioned on its commissioning rows and still stream some:
+    checked before any model is trained (fleet or per file), naming the first file that
+    cannot, and how many more there are."""
+    short = [(r, settings.commissioning_rows(r.series.rows)) for r in recordings]
+    short = [(r, start) for r, start in short if start >= r.series.rows]
+    if short:
+        rec, start = short[0]
+        shortest = min(r.series.rows for r in recordings)
+        more = f" ({len(short) - 1} more file(s) too)" if len(short) > 1 else ""
+        raise ToolkitError(
+            f"{rec.name}: {rec.series.rows} rows, cannot commission on {start} and stream the rest{more}",
+            hint=f"commission on fewer rows than the shortest file's {shortest} (--train-rows/--train-fraction), "
+                 "or leave the short files out",
+        )
+
+
 def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileResult:
     s = rec.series
     start = settings.commissioning_rows(s.rows)

@@ -100,6 +100,7 @@ def evaluate(
 
         settings.knobs = dict(validated_knobs(per_file=own) if knobs is None else knobs)
 
+    pipeline.check_commissioning(ds.recordings, settings)  # before any model is trained
     if ds.fleet is not None and settings.target != "reference":
         from .monitor_device import device_fleet_model
 
