@@ -420,7 +420,7 @@ def test_commissioning_longer_than_every_file_fails_before_any_model_is_trained(
         evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", train_rows=100, target="host", jobs=1,
                  per_file=per_file)
     assert "valve1/0.csv: 12 rows, cannot commission on 100" in e.value.message
-    assert "2 more file(s)" in e.value.message and "12" in e.value.hint and "--train-rows" in e.value.hint
+    assert "so do all 3 files" in e.value.message and "shortest file's 12 rows" in e.value.hint
     assert not (tmp_path / "o").exists()
 
 
@@ -432,3 +432,33 @@ def test_a_fleet_recording_shorter_than_the_commissioning_is_named():
     zero = np.zeros(len(fleet.channels))
     with pytest.raises(ToolkitError, match="anomaly-free.csv: 10 normal rows.*first 10 commissioning rows"):
         _device_normalized(fleet, 10, (zero, zero))
+
+
+@pytest.mark.parametrize("per_file", [False, True])
+def test_too_few_commissioning_rows_say_so_with_the_minimum(tmp_path, monkeypatch, per_file):
+    """--train-rows 1: not "cannot commission on 1 and stream the rest" (per file) nor
+    "leave -1 calibration windows" (fleet). The monitor needs half the rows for its noise
+    profile and 4 calibration windows in the other half: 4 x 2 samples at window 2, so 2 x 8
+    - 1 = 15 rows (7 + 8) at the least."""
+    from toolkit.evaluate import monitor_device
+    from toolkit.evaluate.run import evaluate
+
+    monkeypatch.setattr(monitor_device, "device_fleet_model", lambda *a, **k: pytest.fail("trained"))
+    monitor_device.monitor_knobs(2, 15)  # the minimum worked out above is what the monitor takes
+    with pytest.raises(ToolkitError, match="calibration windows"):
+        monitor_device.monitor_knobs(2, 14)
+    with pytest.raises(ToolkitError) as e:
+        evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", train_rows=1, target="host", jobs=1,
+                 window=2, per_file=per_file)
+    assert "valve1/0.csv: 1 commissioning rows are too few" in e.value.message
+    assert "at least 15" in e.value.message and "--train-rows 15" in e.value.hint
+
+
+def test_a_missing_fleet_file_names_the_fleet_option(tmp_path):
+    from toolkit.evaluate.run import evaluate
+
+    with pytest.raises(ToolkitError) as e:
+        evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", fleet=tmp_path / "nope.csv",
+                 target="reference", jobs=1)
+    assert str(tmp_path / "nope.csv") in e.value.message and "--fleet" in e.value.hint
+    assert "--data" not in e.value.hint

@@ -72,6 +72,14 @@ def monitor_knobs(window: int, commissioning_rows: int) -> dict:
     return {"commission_samples": commission, "calibration_windows": cal}
 
 
+def min_commissioning_rows(window: int) -> int:
+    """The fewest commissioning rows :func:`monitor_knobs` accepts at ``window``."""
+    rows = 2
+    while (rows - max(2, rows // 2)) // window < 4:
+        rows += 1
+    return rows
+
+
 def fleet_spread(fleet: Series) -> tuple[np.ndarray, np.ndarray]:
     """Each sensor's long-term mean and spread over the whole fleet recording."""
     v = np.where(fleet.valid, fleet.values, np.nan)

@@ -191,19 +191,48 @@ def _own_model_info(package: Path, firmware: str | None) -> dict:
 # -- one file -----------------------------------------------------------------------
 
 
-def check_commissioning(recordings: list[Recording], settings: Settings) -> None:
+def _more(bad: list, recordings: list) -> str:
+    if len(bad) == 1:
+        return ""
+    return f" (so do all {len(bad)} files)" if len(bad) == len(recordings) else f" ({len(bad) - 1} more file(s) too)"
+
+
+def min_commissioning_rows(settings: Settings, per_file: bool = False) -> int:
+    """The fewest commissioning rows a file can be commissioned on: a window for the
+    reference target (two to train its own model on, ``per_file``); on the monitor, enough
+    for its noise profile plus its 4 calibration windows (:func:`.monitor_device.monitor_knobs`)."""
+    if settings.target == "reference":
+        return 2 * settings.window if per_file else settings.window
+    from .monitor_device import min_commissioning_rows as monitor_min
+
+    return monitor_min(settings.window)
+
+
+def check_commissioning(recordings: list[Recording], settings: Settings, per_file: bool = False) -> None:
     """Every file can be commissioned on its commissioning rows and still stream some:
     checked before any model is trained (fleet or per file), naming the first file that
-    cannot, and how many more there are."""
+    cannot, and how many more there are. Too few commissioning rows (fewer than the target
+    learns from: :func:`min_commissioning_rows`) is said as such, with the minimum."""
+    need = min_commissioning_rows(settings, per_file)
+    few = [(r, start) for r in recordings if (start := settings.commissioning_rows(r.series.rows)) < need]
+    if few:
+        rec, start = few[0]
+        where = "" if settings.train_rows is not None else f" (of its {rec.series.rows})"
+        more = _more(few, recordings)
+        raise ToolkitError(
+            f"{rec.name}: {start} commissioning rows{where} are too few: the {settings.target} target needs at "
+            f"least {need} at window {settings.window}{more}",
+            hint=f"commission on {need} rows or more (--train-rows {need}, or a larger --train-fraction)",
+        )
     short = [(r, settings.commissioning_rows(r.series.rows)) for r in recordings]
     short = [(r, start) for r, start in short if start >= r.series.rows]
     if short:
         rec, start = short[0]
         shortest = min(r.series.rows for r in recordings)
-        more = f" ({len(short) - 1} more file(s) too)" if len(short) > 1 else ""
+        more = _more(short, recordings)
         raise ToolkitError(
             f"{rec.name}: {rec.series.rows} rows, cannot commission on {start} and stream the rest{more}",
-            hint=f"commission on fewer rows than the shortest file's {shortest} (--train-rows/--train-fraction), "
+            hint=f"lower --train-rows/--train-fraction below the shortest file's {shortest} rows, "
                  "or leave the short files out",
         )
 
@@ -211,6 +240,7 @@ def check_commissioning(recordings: list[Recording], settings: Settings) -> None
 def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileResult:
     s = rec.series
     start = settings.commissioning_rows(s.rows)
+    check_commissioning([rec], settings, per_file=package is None)
     if not settings.window <= start < s.rows:
         raise ToolkitError(
             f"{rec.name}: {s.rows} rows, cannot commission on {start} and stream the rest",

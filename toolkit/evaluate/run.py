@@ -78,6 +78,9 @@ def evaluate(
             _check_knobs(knobs, window, alert_settings)
     if window is None:
         window = VALIDATED_WINDOW["reference" if target == "reference" else "device"]
+    if fleet is not None and not Path(fleet).is_file():
+        raise ToolkitError(f"{fleet}: no such file" if not Path(fleet).exists() else f"{fleet}: not a file",
+                           hint="check the --fleet path (a CSV of normal operation with the data's sensor columns)")
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), labels)
     if limit is not None:
@@ -100,7 +103,7 @@ def evaluate(
 
         settings.knobs = dict(validated_knobs(per_file=own) if knobs is None else knobs)
 
-    pipeline.check_commissioning(ds.recordings, settings)  # before any model is trained
+    pipeline.check_commissioning(ds.recordings, settings, per_file=own)  # before any model is trained
     if ds.fleet is not None and settings.target != "reference":
         from .monitor_device import device_fleet_model
 
