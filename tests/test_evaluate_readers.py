@@ -96,3 +96,58 @@ def test_window_between_samples_is_reported_not_dropped_silently(tmp_path):
     ds = readers.read("nab", FIX / "nab_mini", tmp_path / "labels.json")
     r = ds.recordings[0]
     assert r.windows == [] and len(r.meta["windows_without_rows"]) == 1
+
+
+def _skab_copy(tmp_path, header_of_0: str) -> Path:
+    """skab_mini with valve1/0.csv's header replaced (its rows keep their cells)."""
+    import shutil
+
+    root = tmp_path / "skab"
+    shutil.copytree(FIX / "skab_mini", root)
+    f = root / "valve1" / "0.csv"
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join([header_of_0] + lines[1:]) + "\n")
+    return root
+
+
+def test_an_experiment_file_missing_a_sensor_column_is_named_with_the_column(tmp_path):
+    root = _skab_copy(tmp_path, "datetime;s1;s2;anomaly;changepoint")
+    f = root / "valve1" / "0.csv"  # without its s2 column (the 3rd)
+    f.write_text("\n".join(";".join(ln.split(";")[:2] + ln.split(";")[3:]) for ln in f.read_text().splitlines()) + "\n")
+    with pytest.raises(ToolkitError) as e:
+        readers.read("skab", root)
+    assert e.value.message.startswith("valve1/0.csv: sensor columns differ from anomaly-free/anomaly-free.csv's")
+    assert "missing 's2'" in e.value.message
+
+
+def test_a_renamed_column_in_an_experiment_file_blames_that_file_not_the_fleet(tmp_path):
+    root = _skab_copy(tmp_path, "datetime;s1;extra;anomaly;changepoint")
+    with pytest.raises(ToolkitError) as e:
+        readers.read("skab", root)
+    msg = e.value.message
+    assert msg.startswith("valve1/0.csv:") and "missing 's2'" in msg and "extra 'extra'" in msg
+
+
+def test_the_first_file_is_checked_against_the_fleet_recording_too(tmp_path):
+    # every experiment file lacks s2: they agree among themselves, not with the fleet's sensors
+    import shutil
+
+    root = tmp_path / "skab"
+    shutil.copytree(FIX / "skab_mini", root)
+    for f in (root / "valve1").glob("*.csv"):
+        rows = [ln.split(";") for ln in f.read_text().splitlines()]
+        f.write_text("\n".join(";".join(r[:2] + r[3:]) for r in rows) + "\n")
+    with pytest.raises(ToolkitError, match="valve1/0.csv: sensor columns differ.*missing 's2'"):
+        readers.read("skab", root)
+
+
+def test_experiment_files_may_list_the_fleets_sensors_in_another_order(tmp_path):
+    import shutil
+
+    root = tmp_path / "skab"
+    shutil.copytree(FIX / "skab_mini", root)
+    fleet = root / "anomaly-free" / "anomaly-free.csv"
+    rows = [ln.split(";") for ln in fleet.read_text().splitlines()]
+    fleet.write_text("\n".join(";".join([r[0], r[2], r[1]]) for r in rows) + "\n")
+    ds = readers.read("skab", root)
+    assert ds.fleet.channels == ["s1", "s2"] and ds.recordings[0].series.channels == ["s1", "s2"]

@@ -66,14 +66,37 @@ def _rel(path: Path, root: Path) -> str:
     return path.name if root.is_file() else path.relative_to(root).as_posix()
 
 
-def _check_same_channels(recs: list[Recording]) -> None:
-    first = recs[0]
-    for r in recs[1:]:
-        if [c.lower() for c in r.series.channels] != [c.lower() for c in first.series.channels]:
-            raise ToolkitError(
-                f"{r.name}: sensor columns {r.series.channels} differ from {first.name}'s {first.series.channels}",
-                hint="one evaluation runs one model: every file needs the same sensor columns in the same order",
-            )
+def _column_diff(cols: list[str], ref_cols: list[str], ordered: bool = True) -> str | None:
+    """What differs between sensor columns ``cols`` and ``ref_cols``, in words (None: nothing)."""
+    low = [c.lower() for c in cols]
+    ref_low = [c.lower() for c in ref_cols]
+    if low == ref_low or (not ordered and sorted(low) == sorted(ref_low) and len(set(low)) == len(low)):
+        return None
+    missing = [c for c in ref_cols if c.lower() not in low]
+    extra = [c for c in cols if c.lower() not in ref_low]
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(repr(c) for c in missing)}")
+    if extra:
+        parts.append(f"extra {', '.join(repr(c) for c in extra)}")
+    return "; ".join(parts) or f"the same columns in another order ({', '.join(cols)})"
+
+
+def _check_same_channels(recs: list[Recording], ref_name: str | None = None, ref_cols: list[str] | None = None) -> None:
+    """Every file has the sensor columns of the first file, in its order; with ``ref_cols``
+    (the fleet recording's), every file has those columns too (in any order: the fleet
+    recording is read in the files' order)."""
+    refs = [(recs[0].name, recs[0].series.channels, True)]
+    if ref_cols is not None:
+        refs.insert(0, (ref_name, ref_cols, False))
+    for name, cols, ordered in refs:
+        for r in recs:
+            diff = _column_diff(r.series.channels, cols, ordered)
+            if diff:
+                raise ToolkitError(
+                    f"{r.name}: sensor columns differ from {name}'s: {diff} ({name} has {', '.join(cols)})",
+                    hint="one evaluation runs one model: every file needs the same sensor columns in the same order",
+                )
 
 
 def read_skab(root: Path) -> Dataset:
@@ -95,10 +118,14 @@ def read_skab(root: Path) -> Dataset:
     if not recs:
         raise ToolkitError(f"{root}: only anomaly-free data, no experiment file to evaluate on",
                            hint="point --data at SKAB's data folder (valve1/, valve2/, other/)")
-    _check_same_channels(recs)
     fleet = None
     if fleet_file is not None:
+        # every experiment file against the fleet recording's sensors, before anything is trained
+        columns = load_csv(fleet_file, label_column=None).channels
+        _check_same_channels(recs, _rel(fleet_file, root), columns)
         fleet = load_csv(fleet_file, channels=recs[0].series.channels, label_column=None)
+    else:
+        _check_same_channels(recs)
     return Dataset(recs, fleet, fleet_file)
 
 
