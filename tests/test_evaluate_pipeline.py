@@ -462,3 +462,52 @@ def test_a_missing_fleet_file_names_the_fleet_option(tmp_path):
                  target="reference", jobs=1)
     assert str(tmp_path / "nope.csv") in e.value.message and "--fleet" in e.value.hint
     assert "--data" not in e.value.hint
+
+
+def test_labels_inside_the_commissioning_rows_are_warned_about_not_dropped_silently(scripted, tmp_path, monkeypatch,
+                                                                                    capsys):
+    # skab_mini: 0.csv incident rows 8..10, 10.csv rows 6..7, 2.csv none; commissioning on 11
+    # rows hides both incidents wholly (3 + 2 labelled rows), leaving "0/0 incidents"
+    scripted.plan = {}  # a silent device
+    _, _, res = _run(train_rows=11)
+    agg = pipeline.aggregate(res)
+    assert agg["incidents"] == 0  # the results stay as they were: unscored, not invented
+    [line] = agg["labels_not_scored"]
+    assert line.startswith("5 labelled row(s) fall inside commissioning rows")
+    assert "2 incident(s) lie wholly there" in line
+    assert "valve1/0.csv (3 of its first 11 rows, 1 whole incident(s))" in line
+    assert "valve1/10.csv (2 of its first 11 rows, 1 whole incident(s))" in line and "2.csv (" not in line
+    # on 7 rows only 10.csv's row 6 is hidden; its incident (6..7) is still scored
+    [line] = pipeline.aggregate(_run(train_rows=7)[2])["labels_not_scored"]
+    assert line.startswith("1 labelled row(s)") and "wholly" not in line and "valve1/10.csv (1 of its first 7" in line
+    assert pipeline.aggregate(_run(train_rows=4)[2])["labels_not_scored"] == []
+    # the run prints it, and report.json / report.html carry it
+    from toolkit.evaluate import run as run_mod
+
+    monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
+    monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
+    run_mod.evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", train_rows=11, target="reference",
+                     window=2, jobs=1)
+    err = capsys.readouterr().err
+    assert "warning: 5 labelled row(s) fall inside commissioning rows" in err
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert doc["aggregate"]["labels_not_scored"][0].startswith("5 labelled row(s)")
+    assert "Warning:</b> 5 labelled row(s)" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_nab_windows_outside_the_data_or_inside_commissioning_are_warned_about(scripted, tmp_path):
+    # a.csv: 20 rows, one a minute from 2014-04-10 07:00
+    scripted.plan = {}
+    (tmp_path / "labels.json").write_text(json.dumps({"realKnown/a.csv": [
+        ["2014-04-10 07:01:00", "2014-04-10 07:02:00"],  # rows 1..2: inside 4 commissioning rows
+        ["2014-04-10 07:10:00", "2014-04-10 07:14:00"],  # rows 10..14: scored
+        ["2015-01-01 00:00:00", "2015-01-01 01:00:00"]]}))  # a year later: no row at all
+    ds = readers.read("nab", FIX / "nab_mini", tmp_path / "labels.json")
+    st = pipeline.Settings(format="nab", train_rows=4, jobs=1, window=2)
+    res = pipeline.run(ds, st, package=Path("unused"))
+    lines = pipeline.aggregate(res)["labels_not_scored"]
+    assert any(ln.startswith("label windows wholly inside the commissioning / NAB probation rows")
+               and "realKnown/a.csv (1 window(s))" in ln for ln in lines)
+    outside = [ln for ln in lines if "outside their file's time range" in ln]
+    assert outside and "realKnown/a.csv (2015-01-01T00:00:00Z .. 2015-01-01T01:00:00Z)" in outside[0]
+    assert res[0].recording.meta["windows_outside_data"] == [["2015-01-01T00:00:00Z", "2015-01-01T01:00:00Z"]]

@@ -21,7 +21,7 @@ from ..paths import build_dir
 from . import incidents as inc
 from .device import AlertRule, Outputs, make_device
 from .metrics import (PHASES, Confusion, NabFile, PhaseCounts, confusion, nab_file_score, nab_normalized,
-                      nab_probation_rows, normal_phases)
+                      nab_probation_rows, normal_phases, runs)
 from .readers import Dataset, Recording
 
 #: Each format's own commissioning protocol: SKAB trains on the first 400 rows, NAB's
@@ -262,13 +262,14 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
     full_alert[start:] = out.alert
     info["commissioning_rows"] = start
     info["labelled_rows_in_commissioning"] = int(labels[:start].sum())
+    info["incidents_in_commissioning"] = sum(1 for _, end in runs(labels) if end < start)
     nab = nab_rows = None
     windows = rec.windows
     probation = max(start, nab_probation_rows(s.rows)) if windows is not None else start
     if windows is None and labels.any():  # labelled runs double as windows when the format has none
-        from .metrics import runs
-
         windows = runs(labels)
+    if rec.windows is not None:  # NAB windows wholly inside the rows no detection counts on
+        info["windows_not_scored"] = sum(1 for _, right in rec.windows if right < probation)
     if windows is not None:
         onsets = np.diff(np.concatenate(([0], full_alert))) == 1
         nab = nab_file_score(onsets, windows, probation_rows=probation)
@@ -342,6 +343,43 @@ def spawn_map(fn, items: list, jobs: int, initializer=None, initargs: tuple = ()
         yield from pool.map(fn, items)
 
 
+def not_scored(results: list[FileResult]) -> list[str]:
+    """Labels the run cannot score, in words, one line per kind: labelled rows inside the
+    commissioning rows (never streamed, so neither detected nor missed), NAB windows wholly
+    inside the commissioning / probation rows, and label windows outside a file's time range
+    (that file then counts as one without a fault). Empty when every label is scored."""
+    def files(items: list[tuple[str, str]]) -> str:
+        shown = ", ".join(f"{name} ({what})" for name, what in items[:5])
+        return shown + (f" and {len(items) - 5} more file(s)" if len(items) > 5 else "")
+
+    out = []
+    rows = [(r.recording.name, r.commissioning.get("labelled_rows_in_commissioning", 0),
+             r.commissioning.get("incidents_in_commissioning", 0), r.start) for r in results]
+    rows = [x for x in rows if x[1]]
+    if rows:
+        total, whole = sum(x[1] for x in rows), sum(x[2] for x in rows)
+        out.append(f"{total} labelled row(s) fall inside commissioning rows and are not scored"
+                   + (f"; {whole} incident(s) lie wholly there and are not counted at all" if whole else "")
+                   + ": " + files([(n, f"{k} of its first {s} rows" + (f", {w} whole incident(s)" if w else ""))
+                                   for n, k, w, s in rows])
+                   + " (commissioning rows are learnt from, never scored; commission on fewer rows to score them)")
+    wins = [(r.recording.name, r.commissioning.get("windows_not_scored", 0)) for r in results]
+    wins = [(n, f"{k} window(s)") for n, k in wins if k]
+    if wins:
+        out.append("label windows wholly inside the commissioning / NAB probation rows are not scored: " + files(wins))
+    outside = [(r.recording.name, w) for r in results for w in r.recording.meta.get("windows_outside_data", [])]
+    if outside:
+        out.append(f"{len(outside)} label window(s) lie wholly outside their file's time range and are not scored "
+                   "(such a file counts as one without a fault): "
+                   + files([(n, f"{a} .. {b}") for n, (a, b) in outside])
+                   + " (check the labels file belongs to this data)")
+    between = [(r.recording.name, len(r.recording.meta.get("windows_without_rows", []))) for r in results]
+    between = [(n, f"{k} window(s)") for n, k in between if k]
+    if between:
+        out.append("label windows that fall between two samples hold no row and are not scored: " + files(between))
+    return out
+
+
 def aggregate(results: list[FileResult]) -> dict:
     """Pooled metrics over all test rows, as SKAB computes them (counts summed, then divided)."""
     total = sum((r.confusion for r in results), Confusion())
@@ -370,6 +408,7 @@ def aggregate(results: list[FileResult]) -> dict:
         "files": len(results),
         "files_without_false_alert": sum(all(a.true for a in r.alerts) for r in results),
         "false_alarms_by_phase": pooled_phases(results),
+        "labels_not_scored": not_scored(results),
         "phases_note": "test rows labelled normal, by where they fall in their file: before its first "
                        "labelled fault, between faults, after its last one (a fault's fading tail counts "
                        "here), or in a file without faults; alerting = false-alarm rows (FAR's numerator)",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Series, load_csv, parse_time
+from ..data import Series, format_time, load_csv, parse_time
 from ..errors import ToolkitError
 
 FORMATS = ("skab", "nab", "generic")
@@ -238,6 +238,9 @@ def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = 
         for a, b in windows[r.name]:
             lo = int(np.searchsorted(ts, a, side="left"))
             hi = int(np.searchsorted(ts, b, side="right")) - 1
+            if hi < lo and (b < ts[0] or a > ts[-1]):  # before or after the whole recording
+                r.meta.setdefault("windows_outside_data", []).append([format_time(a), format_time(b)])
+                continue
             if hi < lo:  # the window falls between samples: nothing to detect, but say so
                 r.meta.setdefault("windows_without_rows", []).append([a, b])
                 continue

@@ -207,6 +207,11 @@ def _phases_line(phases: dict) -> str:
     return f"<p>Normal test rows alerting (false alarms): {text}.</p>" if text else ""
 
 
+def _not_scored(lines: list[str]) -> str:
+    """Labels the run could not score (:func:`.pipeline.not_scored`), as warnings."""
+    return "".join(f"<p><b>Warning:</b> {html.escape(line)}.</p>" for line in lines)
+
+
 def write_html(path: Path, results: list[FileResult], summary: dict, settings: dict, context: dict) -> Path:
     t = summary["test_rows"]
     rows = []
@@ -241,6 +246,7 @@ Pooled over all test rows: <b>F1 {'' if t['f1'] is None else f"{t['f1']:.3f}"}</
 NAB (standard) {'' if summary['nab_standard'] is None else f"{summary['nab_standard']:.1f}"};
 incidents detected {summary['incidents_detected']}/{summary['incidents']}, false alerts {summary['false_alerts']}.</p>
 {_phases_line(summary.get("false_alarms_by_phase", {}))}
+{_not_scored(summary.get("labels_not_scored", []))}
 <p>Plot legend: grey = commissioning rows, shaded = labelled incident (green detected, red missed),
 blue = score (log scale), dashed = threshold, bars below = alerts (green true, red false).</p>
 <table><tr><th>file</th><th>incidents detected</th><th>false alerts</th><th>F1</th><th>FAR</th><th>MAR</th></tr>

@@ -177,6 +177,8 @@ def evaluate(
         report.write_predictions(out / "predictions.csv", results)
         report.write_json(out / "report.json", results, summary, settings.to_json(), context)
         report.write_html(out / "report.html", results, summary, settings.to_json(), context)
+    for line in summary["labels_not_scored"]:  # right above the summary the command prints
+        sys.stderr.write(f"warning: {line}\n")
     return summary
 
 
