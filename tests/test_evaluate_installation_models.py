@@ -180,8 +180,9 @@ def test_an_installation_too_short_for_its_own_model_names_the_file_and_what_to_
     r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "site"), "--format", "generic",
                                   "--target", "host", "--train-rows", "30", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "Traceback" not in r.output
-    assert "short.csv: its own model on its 30 commissioning rows" in r.output
-    assert "calibration windows" in r.output and "--train-rows" in r.output
+    # before any training: the monitor's noise profile (half the rows) + 4 calibration windows of 8
+    assert "short.csv: 30 commissioning rows are too few" in r.output
+    assert "at least 63 at window 8" in r.output and "--train-rows 63" in r.output
     assert not (tmp_path / "o").exists()
 
 
