@@ -88,6 +88,26 @@ def test_labelled_commissioning_rows_stay_out_of_the_training_windows(tmp_path, 
     assert training["skipped_fault_windows"] == 57
 
 
+@pytest.mark.slow
+def test_commissioning_longer_than_a_fleet_segment_trains_on_every_row(tmp_path, monkeypatch):
+    """An installation's own rows are one segment, whatever their number: 1,500 rows used to
+    be cut at the fleet's 1,150-row pseudo-installation length (the rest never trained, and
+    labels no longer lined up with the rows)."""
+    from toolkit.evaluate.monitor_device import device_file_model
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    labels = np.zeros(1500, np.int8)
+    labels[1300:1350] = 1  # past the first 1,150 rows
+    model = device_file_model(_series(1500, labels=labels), window=8, epochs=1, seed=0)
+    training = json.loads((model / "pkg" / "manifest.json").read_text())["training"]
+    assert training["rows"] == 1500
+    assert training["skipped_fault_windows"] == 57  # the 50 rows and the 7 windows reaching into them
+    # every window ending in the training rows is accounted for: fitted, calibration or skipped
+    calibration = json.loads((model / "pkg" / "manifest.json").read_text())["score"]["calibration_windows"]
+    counted = training["fit_windows"] + training["skipped_fault_windows"] + training["skipped_incomplete_windows"]
+    assert counted + calibration == 1500 - 8 + 1
+
+
 def _write_installation(path, rows: int, fault: tuple[int, int], seed: int) -> None:
     s = _series(rows, seed)
     s.values[fault[0] : fault[1], 1] += 3.0  # 15 sigma of sensor b
@@ -272,3 +292,19 @@ def test_the_model_caches_are_keyed_by_every_module_that_shapes_a_model():
     not_shaping = {"errors.py", "paths.py", "progress.py", "package.py", "reference.py", "quiet.py"}
     assert shaping - not_shaping <= set(TRAINING_MODULES), shaping - not_shaping - set(TRAINING_MODULES)
     assert {"data.py", "features.py"} <= shaping
+
+
+@pytest.mark.slow
+def test_the_fleet_model_cache_tells_recordings_with_other_sensors_apart(tmp_path, monkeypatch):
+    """The same fleet source id with other columns (a --fleet file read with the data's
+    sensors) must not reuse a model trained on different sensors."""
+    from toolkit.evaluate.monitor_device import device_fleet_model
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    three = _series(1200)
+    two = Series(timestamps=three.timestamps, values=three.values[:, :2].copy(), valid=three.valid[:, :2].copy(),
+                 labels=None, channels=["a", "b"])
+    m3 = device_fleet_model(three, "same-source", window=8, epochs=1, seed=0, commissioning_rows=400)
+    m2 = device_fleet_model(two, "same-source", window=8, epochs=1, seed=0, commissioning_rows=400)
+    assert m2 != m3
+    assert json.loads((m2 / "pkg" / "manifest.json").read_text())["channels"] == ["a", "b"]

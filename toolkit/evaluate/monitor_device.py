@@ -12,6 +12,7 @@ int8 conversion: the int8 model takes noise units in and gives noise units out.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -86,9 +87,13 @@ def fleet_spread(fleet: Series) -> tuple[np.ndarray, np.ndarray]:
     return np.nanmean(v, axis=0), np.nanstd(v, axis=0)
 
 
-def _device_normalized(fleet: Series, commission: int, floors: tuple[np.ndarray, np.ndarray]) -> Series:
-    """``fleet`` cut into segments, each in its own noise units as the monitor would see it;
-    a long time gap between segments keeps training windows from straddling two.
+def _device_normalized(fleet: Series, commission: int, floors: tuple[np.ndarray, np.ndarray],
+                       segment_rows: int = SEGMENT_ROWS) -> Series:
+    """``fleet`` cut into segments of ``segment_rows`` (pseudo-installations), each in its
+    own noise units as the monitor would see it, baseline and noise from its first
+    ``commission`` rows; a long time gap between segments keeps training windows from
+    straddling two. One installation's own rows are one segment (``segment_rows`` = its
+    rows): every row in, in its own order, so labels and rows stay one for one.
     ``floors``: the per-sensor (absolute, relative) noise floors of :func:`fleet_floors`."""
     if fleet.rows <= commission:
         raise ToolkitError(
@@ -98,8 +103,8 @@ def _device_normalized(fleet: Series, commission: int, floors: tuple[np.ndarray,
         )
     vals, ts = [], []
     t0 = 0.0
-    for a in range(0, fleet.rows - commission, SEGMENT_ROWS):
-        seg = fleet.slice(a, min(a + SEGMENT_ROWS, fleet.rows))
+    for a in range(0, fleet.rows - commission, segment_rows):
+        seg = fleet.slice(a, min(a + segment_rows, fleet.rows))
         head = np.where(seg.valid[:commission], seg.values[:commission], np.nan)
         mean = np.nanmean(head, axis=0)
         sd = np.nanstd(head, axis=0, ddof=1)
@@ -133,6 +138,8 @@ def _model_dir(key: list, prefix: str) -> Path:
 
     h = hashlib.sha256(json.dumps(key).encode())
     h.update(RECIPE.encode())
+    for fn in (_device_normalized, _build_device_model):  # how the training rows are made and trained
+        h.update(inspect.getsource(fn).encode())
     hash_training_code(h)
     return build_dir() / "evaluate" / "models" / f"{prefix}-{h.hexdigest()[:16]}"
 
@@ -183,7 +190,8 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
     """Train (cached) the fleet model for the monitor: DIR/model.tflite + DIR/c/model.c.
     ``noise_floor`` > 0: trained in the noise units the monitor sees with that per-sensor floor."""
     knobs = monitor_knobs(window, commissioning_rows)
-    key = [source_sha, window, epochs, seed, knobs, list(hidden)] + ([noise_floor] if noise_floor > 0 else [])
+    key = [source_sha, list(fleet.channels), window, epochs, seed, knobs, list(hidden)] + (
+        [noise_floor] if noise_floor > 0 else [])
     out = _model_dir(key, "device")
     if (out / "c" / "model.c").is_file():
         return out
@@ -222,7 +230,9 @@ def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden:
     if (out / "c" / "model.c").is_file():
         return out
     own_mean, own_std = fleet_spread(head)
-    z = _device_normalized(head, knobs["commission_samples"], fleet_floors(own_mean, own_std, noise_floor))
+    # one segment: all the commissioning rows train, in the units the monitor takes from their first half
+    z = _device_normalized(head, knobs["commission_samples"], fleet_floors(own_mean, own_std, noise_floor),
+                           segment_rows=head.rows)
     z.labels = head.labels
     return _build_device_model(z, out, window, epochs, seed, hidden, z.rows, "installation_device",
                                {"kind": "per-file", "installation": name, "knobs": knobs, "noise_floor": noise_floor,
