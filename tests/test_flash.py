@@ -101,10 +101,16 @@ def test_user_command_unknown_field(elf: Path) -> None:
         F.user_command(b2, elf)
 
 
-def test_msd_copies_the_image_to_the_drive(elf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _f446_drive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty NODE_F446RE USB drive where flash looks for drives (AIOT_MSD_ROOTS)."""
     drive = tmp_path / "media" / "NODE_F446RE"
     drive.mkdir(parents=True)
     monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    return drive
+
+
+def test_msd_copies_the_image_to_the_drive(elf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    drive = _f446_drive(tmp_path, monkeypatch)
     cmd = F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
     assert cmd == ["cp", str(elf.with_suffix(".bin")), f"{drive}/"]
     assert (drive / "firmware.bin").read_bytes() == elf.with_suffix(".bin").read_bytes()
@@ -297,9 +303,7 @@ def test_flash_refuses_an_elf_built_for_another_board(usb, elf: Path, tmp_path: 
     import dataclasses
 
     _built_for(elf, "mps2-an386")
-    drive = tmp_path / "media" / "NODE_F446RE"
-    drive.mkdir(parents=True)
-    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    drive = _f446_drive(tmp_path, monkeypatch)
     r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(elf), "--with", "msd"])
     assert r.exit_code == 2, r.output
     assert "built for mps2-an386, not nucleo-f446re" in r.output and "aiot build --board nucleo-f446re" in r.output
@@ -320,9 +324,7 @@ def test_flash_refuses_an_elf_built_for_another_board(usb, elf: Path, tmp_path: 
 
 def test_flash_takes_an_elf_built_for_this_board_or_without_a_record(elf: Path, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    drive = tmp_path / "media" / "NODE_F446RE"
-    drive.mkdir(parents=True)
-    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    drive = _f446_drive(tmp_path, monkeypatch)
     _built_for(elf, "nucleo-f446re")
     F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
     assert (drive / "firmware.bin").is_file()
@@ -366,9 +368,7 @@ def test_msd_makes_a_missing_or_stale_bin_from_the_elf(tmp_path: Path, monkeypat
     import os
 
     elf = _tiny_arm_elf(tmp_path, (0x12345678, 0xCAFEF00D))
-    drive = tmp_path / "media" / "NODE_F446RE"
-    drive.mkdir(parents=True)
-    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    drive = _f446_drive(tmp_path, monkeypatch)
     assert not elf.with_suffix(".bin").exists()
     F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
     assert (drive / "tiny.bin").read_bytes() == bytes.fromhex("78563412 0df0feca")
@@ -386,9 +386,7 @@ def test_msd_with_a_truncated_elf_and_no_bin_says_what_is_missing(tmp_path: Path
     real = _tiny_arm_elf(tmp_path, (0x12345678,))
     trunc = tmp_path / "trunc.elf"
     trunc.write_bytes(real.read_bytes()[:40])
-    drive = tmp_path / "media" / "NODE_F446RE"
-    drive.mkdir(parents=True)
-    monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
+    drive = _f446_drive(tmp_path, monkeypatch)
     r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(trunc), "--with", "msd"])
     assert r.exit_code == 2, r.output
     assert "could not make trunc.bin" in r.output and "aiot build --board nucleo-f446re" in r.output
