@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -38,3 +39,22 @@ def test_a_failing_import_shows_what_was_captured_and_raises():
     assert r.returncode != 0
     assert "libtensorflow.so: cannot open shared object file" in r.stderr
     assert "ImportError: no tensorflow here" in r.stderr
+
+
+@pytest.mark.slow
+def test_quantize_prints_its_progress_and_nothing_from_tensorflow(tmp_path):
+    """`aiot quantize` loads the Keras model: keras must not import TensorFlow loudly first."""
+    env = {**os.environ, "AIOT_BUILD_DIR": str(tmp_path / "build")}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it
+    aiot = [sys.executable, "-m", "toolkit.cli"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*aiot, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+
+    assert run("synth", "--out", "p.csv", "--hours", "1").returncode == 0
+    assert run("train", "--data", "p.csv", "--out", "pkg", "--epochs", "1").returncode == 0
+    r = run("quantize", "--package", "pkg")
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert lines, "quantize shows its progress on stderr"
+    assert all(l.startswith("==> ") or l.startswith("    done") for l in lines), lines

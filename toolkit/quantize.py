@@ -179,6 +179,7 @@ def quantize(pkg_dir: Path | str, progress: bool = True) -> QuantReport:
             hint="re-run `aiot train`",
         )
 
+    import_tensorflow()  # before keras, which would import it with its start-up lines on the terminal
     import keras
 
     keras_path = pkg.file("keras")
