@@ -61,7 +61,9 @@ OUT_OPTIONS = [
 
 
 @pytest.mark.parametrize("args,kind", OUT_OPTIONS, ids=[" ".join(a[:2]) for a, _ in OUT_OPTIONS])
-def test_an_output_path_that_cannot_be_written_stops_the_verb_before_any_work(tmp_path, args, kind):
+def test_an_output_path_that_cannot_be_written_stops_the_verb_before_any_work(tmp_path, monkeypatch, args, kind):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pkg").mkdir()  # inputs that must exist do (codegen --package)
     runner = CliRunner()
     # under /proc no folder can be made, even as root
     res = runner.invoke(main, [*args, "/proc/aiot-no-such/out" + (".json" if kind == "file" else "")])
@@ -185,3 +187,21 @@ def test_train_with_a_channel_list_naming_nothing_stops_instead_of_using_every_s
                                     "--channels", channels])
     assert res.exit_code == 2, res.output
     assert "no channels requested" in res.output
+
+
+@pytest.mark.parametrize("args, kind", [
+    (["build", "--package"], "missing"), (["build", "--model-c"], "missing"),
+    (["codegen", "--package"], "missing"), (["codegen", "--model"], "missing"),
+    (["export", "--format", "tflm", "--out", "o", "--package"], "missing"),
+    (["export", "--format", "tflm", "--out", "o", "--model"], "missing"),
+    (["codegen", "--out", "o", "--model"], "folder"), (["build", "--package"], "file"),
+], ids=lambda a: " ".join(a) if isinstance(a, list) else a)
+def test_model_inputs_that_are_missing_or_the_wrong_kind_of_path_are_named_as_such(tmp_path, monkeypatch, args, kind):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afolder").mkdir()
+    (tmp_path / "afile").write_text("x")
+    value = {"missing": "nope", "folder": "afolder", "file": "afile"}[kind]
+    res = CliRunner().invoke(main, [*args, value])
+    assert res.exit_code == 2, res.output
+    says = {"missing": "does not exist", "folder": "is a directory", "file": "is a file"}[kind]
+    assert f"Invalid value for '{args[-1]}'" in res.output and says in res.output

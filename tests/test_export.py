@@ -279,6 +279,7 @@ def test_cli_export(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["export", "--board", "microbit", "--format", "cmake", "--out", str(tmp_path / "c")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "c" / "CMakeLists.txt").is_file()
+    (tmp_path / "nopkg").mkdir()  # a package folder without its generated C
     r = CliRunner().invoke(main, ["export", "--board", "microbit", "--format", "cmake", "--out", str(tmp_path / "d"),
                                   "--package", str(tmp_path / "nopkg")])
     assert r.exit_code == 2 and "aiot codegen --package" in r.output

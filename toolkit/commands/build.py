@@ -11,9 +11,9 @@ from . import OutPath
 
 @click.command("build")
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Board name (see `aiot boards`).")
-@click.option("--package", "-p", "package", type=click.Path(path_type=Path),
+@click.option("--package", "-p", "package", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Model package folder; its generated C (PKG/c, made by `aiot codegen`) is linked in.")
-@click.option("--model-c", type=click.Path(path_type=Path), help="Folder with a generated model.c/model.h instead.")
+@click.option("--model-c", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with a generated model.c/model.h instead.")
 @click.option("--out", "-o", type=OutPath(), help="Output folder [default: build/fw/<board>].")
 @click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O0", "-O1", "-O2", "-O3", "-Os"]),
               help="Optimization level.")

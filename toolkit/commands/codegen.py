@@ -12,10 +12,10 @@ from ..errors import ToolkitError
 
 
 @click.command("codegen")
-@click.option("--model", "model_path", type=click.Path(path_type=Path), help="int8 .tflite to compile.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="int8 .tflite to compile.")
 @click.option("--out", "out_dir", type=OutPath(), help="Directory for model.c and model.h.")
 @click.option(
-    "--package", "package", type=click.Path(path_type=Path),
+    "--package", "package", type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Model package directory: reads DIR/model.tflite, writes DIR/c/.",
 )
 @click.option("--name", default=None, help="Model name stored in aiot_model_info (default: file stem).")

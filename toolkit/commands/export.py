@@ -15,9 +15,9 @@ from . import OutPath
               help="cmake: CMakeLists.txt + toolchain file; platformio: platformio.ini; "
                    "tflm: the .tflite as an aligned C array for TensorFlow Lite Micro.")
 @click.option("--out", "-o", "out", type=OutPath(), required=True, help="Output folder.")
-@click.option("--package", "-p", type=click.Path(path_type=Path),
+@click.option("--package", "-p", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Model package: links PKG/c (aiot codegen) into the project; tflm reads PKG/model.tflite.")
-@click.option("--model", "model", type=click.Path(path_type=Path), help="tflm: the .tflite file (instead of --package).")
+@click.option("--model", "model", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="tflm: the .tflite file (instead of --package).")
 @click.option("--name", default="model", show_default=True, help="tflm: C name stem (g_<name>_data).")
 def command(board: str | None, fmt: str, out: Path, package: Path | None, model: Path | None, name: str) -> None:
     """Write a project that builds without the toolkit: the same sources and flags as
