@@ -132,16 +132,13 @@ def test_a_label_column_is_not_a_sensor_and_its_faulty_rows_stay_out_of_training
     assert (tmp_path / "fw" / "firmware.elf").is_file()
     training = json.loads((Path(doc["model"]["dir"]) / "pkg" / "manifest.json").read_text())["training"]
     assert training["rows"] == rows  # every commissioning row trains
-    # exactly the windows touching the faulty rows are left out (they reach training as missing samples)
-    assert training["skipped_incomplete_windows"] == n + 7
+    # exactly the windows touching the faulty rows are left out, by their labels
+    assert training["skipped_fault_windows"] == n + 7 and training["skipped_incomplete_windows"] == 0
 
 
 def test_commissioning_rows_whose_baseline_rows_are_all_faults_are_refused_before_any_training(tmp_path, monkeypatch):
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
-    _installation(tmp_path / "p.csv", rows=400, fault=(0, 250))
-    lines = (tmp_path / "p.csv").read_text().splitlines()
-    labelled = [lines[0] + ",label"] + [f"{row},{int(i < 250)}" for i, row in enumerate(lines[1:])]
-    (tmp_path / "p.csv").write_text("\n".join(labelled) + "\n")
+    _installation(tmp_path / "p.csv", rows=400, fault=(0, 250), labelled=True)
     r = _cli("--data", tmp_path / "p.csv", "--board", "mps2-an386", "--out", tmp_path / "o")
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert "labelled as a fault in the first 200 commissioning rows" in r.output and "a, b, c" in r.output

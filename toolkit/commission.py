@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 
 from .errors import ToolkitError
@@ -88,34 +87,25 @@ def sample_period_ms(data: Path, series) -> int:
     return int(whole)
 
 
-def _without_labelled_faults(data: Path, head, commission_samples: int):
-    """(``head`` with its rows labelled as faults turned into missing samples and no labels,
-    how many rows that was). The model trains on no window touching such a row (it is an
-    incomplete window), and the rows stay out of the baseline and noise its training units are
-    taken from, as the reference target keeps them out of its baseline. The device monitor
-    still sees every row: its configuration comes from ``head`` itself.
-
-    (Not the labels themselves: the per-installation model's device-normalized rows are not
-    the commissioning rows one for one, so row labels would not line up with them.)"""
-    import numpy as np
-
+def _labelled_faults(data: Path, head, commission_samples: int) -> int:
+    """How many of the commissioning rows ``head`` are labelled as faults. The model trains on
+    no window touching one (``device_file_model`` skips them by their labels); the monitor
+    still sees every row, and learns each sensor's baseline and noise from the first
+    ``commission_samples``: a sensor with no normal row among those is refused (its
+    baseline would be a fault's)."""
     if head.labels is None:
-        return head, 0
+        return 0
     fault = head.labels != 0
-    normal = head.slice(0, head.rows)
-    normal.labels = None
-    normal.values[fault] = np.nan
-    normal.valid[fault] = False
-    first = normal.valid[:commission_samples].any(axis=0)
-    if not first.all():
-        dead = [c for c, ok in zip(head.channels, first) if not ok]
+    normal = head.valid[:commission_samples] & ~fault[:commission_samples, None]
+    dead = [c for c, ok in zip(head.channels, normal.any(axis=0)) if not ok]
+    if dead:
         raise ToolkitError(
             f"{data}: sensor(s) {', '.join(dead)} have no valid sample on a row not labelled as a fault in the first "
             f"{commission_samples} commissioning rows (the rows the monitor learns each sensor's baseline and "
             f"noise from; {int(fault[:commission_samples].sum())} of them are labelled as faults)",
             hint="commission on a recording that starts with normal running",
         )
-    return normal, int(fault.sum())
+    return int(fault.sum())
 
 
 def commission(data: Path, board_name: str, out: Path, rows: int | None = None, window: int | None = None,
@@ -167,20 +157,18 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     if len(head.channels) > M.MAX_CHANNELS:
         raise ToolkitError(f"{data}: {len(head.channels)} sensors; the monitor handles up to {M.MAX_CHANNELS}",
                            hint="leave some columns out of the recording")
-    normal, faults = _without_labelled_faults(data, head, monitor_knobs(window, rows)["commission_samples"])
+    faults = _labelled_faults(data, head, monitor_knobs(window, rows)["commission_samples"])
     kept_out = f"; {faults} rows labelled as faults kept out of training" if faults else ""
     with step(f"model of {Path(data).name} on its {rows} commissioning rows ({len(head.channels)} sensors, "
               f"window {window}{kept_out})"):
         try:
-            with warnings.catch_warnings():  # a segment whose baseline rows are all faults: its windows are skipped
-                warnings.filterwarnings("ignore", "Mean of empty slice|Degrees of freedom", RuntimeWarning)
-                model = device_file_model(normal, window, epochs, 0, noise_floor=float(knobs.get(FLOOR_KNOB, 0.0)),
-                                          name=Path(data).stem)
+            model = device_file_model(head, window, epochs, 0, noise_floor=float(knobs.get(FLOOR_KNOB, 0.0)),
+                                      name=Path(data).stem)
         except ToolkitError as e:
             if not faults:
                 raise
             raise ToolkitError(f"{data}: {e.message} ({faults} of the {rows} commissioning rows are labelled as "
-                               "faults and kept out of training, as missing samples)", hint=e.hint) from None
+                               "faults and kept out of training)", hint=e.hint) from None
     cfg = installation_config(head, window, config_knobs(model, knobs))
     out.mkdir(parents=True, exist_ok=True)
     c_dir = out / "c"
