@@ -574,3 +574,48 @@ def test_four_channel_monitor_fits_a_small_part():
                                                    "AIOT_MONITOR_MAX_CALIBRATION=48"]))
     lib.aiot_monitor_sizeof.restype = mon.ctypes.c_size_t
     assert lib.aiot_monitor_sizeof() <= 2560  # next to a small model in 16 KB of RAM
+
+
+def _c_accepts(key: str, value) -> bool:
+    """Whether monitor.c's own aiot_monitor_check_config takes the defaults with ``key`` set
+    to ``value`` directly in the struct (no Python check in between)."""
+    import ctypes
+
+    cfg = mon.Config()
+    mon.library().aiot_monitor_default_config(ctypes.byref(cfg), 3, 8, 1000)
+    kind = dict(mon.Config._fields_)[key]
+    if hasattr(kind, "_length_"):
+        value = kind(*[value] * kind._length_)
+    setattr(cfg, key, value)
+    return mon.library().aiot_monitor_check_config(ctypes.byref(cfg)) == 0
+
+
+def test_the_python_knob_ranges_are_the_c_checks_ranges():
+    """KNOB_RANGES mirrors aiot_monitor_check_config so errors can name the knob; a drift
+    between the two would refuse good settings or name the wrong range. At every bound: just
+    outside, the C refuses too; just inside (and, closed, at the bound), both accept (knobs
+    ordered against another one are checked outside only: the default partner may bind)."""
+    import ctypes
+
+    ordered = {k for pair in mon.KNOB_ORDER_RULES for k in pair}
+    checked = 0
+    for key, (lo, hi, lo_open, hi_open) in mon.KNOB_RANGES.items():
+        kind = dict(mon.Config._fields_)[key]
+        is_int = kind in (ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32)
+        step = 1 if is_int else 1e-3
+        for bound, is_open, side in ((lo, lo_open, -1), (hi, hi_open, +1)):
+            if bound is None or (is_int and side < 0 and bound == 0):
+                continue
+            outside = bound if is_open else bound + side * step
+            assert not _c_accepts(key, outside), f"{key} = {outside}: outside KNOB_RANGES, but the C accepts it"
+            checked += 1
+            if key in ("num_channels", "window", "sample_period_ms"):  # default_config's own arguments
+                continue
+            with pytest.raises(ToolkitError, match=key):
+                mon.default_config(3, 8, 1000, **{key: outside})
+            if key in ordered:
+                continue
+            inside = bound - side * step if is_open else bound
+            assert _c_accepts(key, inside), f"{key} = {inside}: inside KNOB_RANGES, but the C refuses it"
+            mon.default_config(3, 8, 1000, **{key: inside})
+    assert checked >= 30
