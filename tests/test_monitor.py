@@ -116,6 +116,41 @@ def test_duplicate_and_backwards_timestamps_are_rejected_and_counted():
     assert m.stats()["rejected_samples"] == 2
 
 
+@pytest.mark.parametrize("jump", ["forward 30 days", "clock restarted at 0"])
+def test_a_clock_that_moves_restarts_the_stream_with_one_gap_instead_of_rejecting_every_later_sample(jump):
+    # uint32 milliseconds cannot tell 30 days ahead from 19.7 days back; either way the
+    # monitor used to reject every later sample (they all looked "backwards"): frozen for good
+    n = learned(40)
+    x = noise(n, 2)
+    cut = learned(20) + 3  # mid-window
+    ts = np.arange(n, dtype=np.int64) * PERIOD
+    if jump == "forward 30 days":
+        ts[cut:] += 30 * 86_400_000
+    else:
+        ts[cut:] = (np.arange(n - cut) + 5) * PERIOD
+    m, out, events = run(config(), x, ts)
+    is_gap = (out["flags"] & mon.OUT_GAP) != 0
+    gap = out[is_gap]
+    assert len(gap) == 1 and mon.STATES[gap[0]["state"]] == "NO_DATA"
+    assert int(gap[0]["t_start_ms"]) == int(gap[0]["t_end_ms"]) == int(ts[cut]) % 2**32
+    after = out[int(np.flatnonzero(is_gap)[0]) + 1 :]
+    # every later sample was taken: whole windows from the new time on, the last ending at the last sample
+    assert len(after) == (n - cut) // W and int(after[-1]["t_end_ms"]) == int(ts[cut + (n - cut) // W * W - 1])
+    assert set(states(after)) == {"NORMAL"}
+    assert m.stats()["rejected_samples"] == 0
+    assert any(e.type == "DATA_LOST" for e in events) and any(e.type == "DATA_RESTORED" for e in events)
+
+
+def test_a_late_sample_within_a_window_is_rejected_and_further_back_restarts_the_stream():
+    m = mon.Monitor(config(), zero_model)
+    m.push(100_000, [1.0, 2.0])
+    assert len(m.push(100_000 - W * PERIOD, [1.0, 2.0])) == 0  # back by one window's span: late, ignored
+    assert m.stats()["rejected_samples"] == 1
+    out = m.push(100_000 - W * PERIOD - 1, [1.0, 2.0])  # one millisecond further back: a new clock
+    assert len(out) == 1 and out[0]["flags"] & mon.OUT_GAP
+    assert m.stats()["rejected_samples"] == 1
+
+
 def test_sensor_flagged_invalid_counts_as_missing():
     n = learned(30)
     x = noise(n, 2)

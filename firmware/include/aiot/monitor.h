@@ -237,7 +237,7 @@ typedef struct {
     uint32_t last_ts;
     uint32_t win_start;
     uint32_t windows;           //!< windows completed
-    uint32_t rejected_samples;  //!< duplicates / timestamps going backwards
+    uint32_t rejected_samples;  //!< duplicates, too early or late samples (aiot_monitor_push)
     uint32_t score_errors;
     uint32_t events_dropped;
     float alert_peak;           //!< highest score (x threshold) of the latched alert
@@ -271,8 +271,12 @@ int aiot_monitor_init(aiot_monitor_t *m, const aiot_monitor_config_t *cfg, aiot_
 int aiot_monitor_update_config(aiot_monitor_t *m, const aiot_monitor_config_t *cfg);
 
 //! Push one sample. Writes up to AIOT_MONITOR_MAX_OUTPUTS outputs (max_out must be at least
-//! that) and returns how many, or a negative status. Duplicate or backwards timestamps are
-//! counted in rejected_samples and ignored.
+//! that) and returns how many, or a negative status. Duplicate timestamps, samples closer
+//! than half a period, and late samples (back by at most one window's span) are counted in
+//! rejected_samples and ignored. A clock that moved (back by more than a window, or forward
+//! by 2^31 ms = 24.8 days or more, which uint32 milliseconds cannot tell apart) restarts the
+//! stream at the new time: the window in progress is dropped and one gap output (NO_DATA)
+//! stands for the unknown span; the monitor never stops taking samples.
 int aiot_monitor_push(aiot_monitor_t *m, const aiot_sample_t *sample, aiot_monitor_output_t *out, size_t max_out);
 
 //! Push samples until they are all consumed or `out` could overflow. Sets *consumed and

@@ -789,18 +789,26 @@ int aiot_monitor_push(aiot_monitor_t *m, const aiot_sample_t *s, aiot_monitor_ou
     if (m->has_last) {
         uint32_t dt = s->timestamp_ms - m->last_ts;
         uint32_t missing, fit, i;
-        if (dt < period / 2u + 1u || dt > 0x80000000u) {
-            m->rejected_samples++;
+        if (dt > 0x80000000u && (uint64_t)(0u - dt) > (uint64_t)m->cfg.window * period) {
+            // The clock moved: back by more than a window (the sender restarted its clock) or
+            // forward by 2^31 ms (24.8 days) or more, which a uint32 of milliseconds cannot
+            // tell from backwards. Start again from the new time: the window in progress
+            // cannot be completed, and the unknown span is reported as one gap (NO_DATA).
+            m->fill = 0;
+            gap_output(m, &out[n++], s->timestamp_ms, s->timestamp_ms);
+        } else if (dt < period / 2u + 1u || dt > 0x80000000u) {
+            m->rejected_samples++; // a duplicate, too early, or a late sample (back by a window or less)
             return 0;
-        }
-        missing = (dt + period / 2u) / period - 1u;
-        fit = missing < (uint32_t)(m->cfg.window - m->fill) ? missing : (uint32_t)(m->cfg.window - m->fill);
-        for (i = 1; i <= fit; i++) n += append(m, m->last_ts + i * period, 0, NULL, &out[n]);
-        missing -= fit;
-        if (missing >= m->cfg.window) {
-            gap_output(m, &out[n++], m->last_ts + (fit + 1u) * period, m->last_ts + (fit + missing) * period);
         } else {
-            for (i = 1; i <= missing; i++) n += append(m, m->last_ts + (fit + i) * period, 0, NULL, &out[n]);
+            missing = (dt + period / 2u) / period - 1u;
+            fit = missing < (uint32_t)(m->cfg.window - m->fill) ? missing : (uint32_t)(m->cfg.window - m->fill);
+            for (i = 1; i <= fit; i++) n += append(m, m->last_ts + i * period, 0, NULL, &out[n]);
+            missing -= fit;
+            if (missing >= m->cfg.window) {
+                gap_output(m, &out[n++], m->last_ts + (fit + 1u) * period, m->last_ts + (fit + missing) * period);
+            } else {
+                for (i = 1; i <= missing; i++) n += append(m, m->last_ts + (fit + i) * period, 0, NULL, &out[n]);
+            }
         }
     }
     m->has_last = 1;
