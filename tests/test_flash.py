@@ -407,3 +407,28 @@ def test_missing_bin_without_objcopy_says_how_to_make_it(tmp_path: Path, monkeyp
     with pytest.raises(ToolkitError, match="trunc.bin is missing next to") as ei:
         F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
     assert "arm-none-eabi-objcopy" in str(ei.value) and "aiot build --board nucleo-f446re" in ei.value.hint
+
+
+def test_monitor_raw_shows_output_without_newlines_in_pieces_as_it_arrives() -> None:
+    import time
+
+    class Endless:  # a device streaming text that never ends a line
+        name = "fake"
+
+        def read(self, timeout):
+            time.sleep(0.001)
+            return b"A" * 1000
+
+        def diagnose(self):
+            return ""
+
+        def close(self):
+            pass
+
+    lines: list[str] = []
+    t0 = time.monotonic()
+    MON.run_monitor(Endless(), duration=0.5, interval=0.1, raw=True, echo=lines.append)
+    assert time.monotonic() - t0 < 2.0
+    assert len(lines) > 10  # shown while it streams, not as one line at the end
+    assert max(len(line) for line in lines) < MON.RAW_LINE_MAX + 1000
+    assert set("".join(lines)) == {"A"}

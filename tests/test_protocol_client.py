@@ -257,6 +257,43 @@ def test_events_ack_protocol_survives_a_lost_answer(fake):
     assert dev.events_dropped == 2
 
 
+def test_a_device_that_ignores_the_events_acknowledgement_is_named_not_looped_on(fake):
+    # it answers every EVENTS request with the same event, acknowledged or not: the client used
+    # to loop for ever (aiot monitor ignored --duration)
+    def handler(f):
+        if f.type != P.Msg.EVENTS:
+            return None
+        return reply(f, struct.pack("<BBHI", 1, 0, 0, 0) + _event(7))
+
+    _fd, dev = fake(handler)
+    t0 = time.monotonic()
+    with pytest.raises(ToolkitError, match="sent events up to seq 7 again although they were acknowledged"):
+        dev.events()
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_device_producing_events_as_fast_as_they_are_read_hands_control_back(fake):
+    seq = iter(range(1_000_000))
+
+    def handler(f):  # a correct device whose ring never empties
+        if f.type != P.Msg.EVENTS:
+            return None
+        return reply(f, struct.pack("<BBHI", 1, 1, 0, 0) + _event(next(seq) % 65536))
+
+    _fd, dev = fake(handler)
+    events = dev.events()
+    assert [e.seq for e in events] == list(range(Device.MAX_EVENT_BATCHES))
+    assert [e.seq for e in dev.events()][0] == Device.MAX_EVENT_BATCHES  # the next call goes on from there
+
+
+def test_an_error_detail_is_cut_and_cannot_drive_the_terminal():
+    long = b"\x04\x02" + b"\x1b[31mred" + b"\xff\xfe" + b"x" * 1200
+    code, req, detail = P.unpack_error(long)
+    assert (code, req) == (4, 2)
+    assert "\x1b" not in detail and "\\x1b[31mred" in detail and "\\xff\\xfe" in detail
+    assert detail.endswith("...") and len(detail) < P.MAX_ERROR_DETAIL + 40
+
+
 def test_push_resumes_where_the_device_stopped(fake):
     got = []
 

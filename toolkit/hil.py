@@ -197,6 +197,10 @@ class _Stats:
 class Device:
     """Request/response client over a transport (one request in flight at a time)."""
 
+    #: EVENTS requests per :meth:`events` call: a device producing events as fast as they are
+    #: read still hands control back (the rest comes with the next call)
+    MAX_EVENT_BATCHES = 64
+
     def __init__(self, transport: Transport, *, timeout: float = DEFAULT_TIMEOUT, retries: int = 2,
                  max_payload: int = P.DEFAULT_MAX_PAYLOAD):
         self.transport = transport
@@ -453,7 +457,7 @@ class Device:
         from . import monitor as M
 
         out: list = []
-        while True:
+        for _batch in range(self.MAX_EVENT_BATCHES):  # the rest waits for the next call
             ack = struct.pack("<BH", 1, self._ack_seq) if self._ack_seq is not None else b"\x00\x00\x00"
             f = self.request(P.Msg.EVENTS, ack, retry=True)
             if len(f.payload) < 8:
@@ -466,8 +470,14 @@ class Device:
             if count == 0:
                 return out
             recs = np.frombuffer(body, dtype=M.EVENT_DTYPE)
+            if self._ack_seq is not None and int(recs[-1]["seq"]) == self._ack_seq:
+                raise ToolkitError(
+                    f"{self.name} sent events up to seq {self._ack_seq} again although they were acknowledged: "
+                    "it does not drop acknowledged events (docs/protocol.md, EVENTS)",
+                    hint="flash firmware built by this toolkit (aiot build), or check that nothing else talks to the port")
             out += [_event(r) for r in recs]
             self._ack_seq = int(recs[-1]["seq"])
+        return out
 
     def stats(self) -> dict:
         """Link counters (frames received, broken frames by kind) and the monitor's state."""

@@ -318,8 +318,18 @@ def unpack_infer(payload: bytes, output_bytes: int) -> tuple[int, int, bytes]:
     return status, ticks, payload[_INFER_HEAD.size :]
 
 
+#: Longest ERROR detail the protocol allows (docs/protocol.md); a longer one is cut here.
+MAX_ERROR_DETAIL = 200
+
+
 def unpack_error(payload: bytes) -> tuple[int, int, str]:
-    """(code, request type, detail text) from an ERROR frame; tolerant of short payloads."""
+    """(code, request type, detail text) from an ERROR frame; tolerant of short payloads.
+    The detail is the device's text and reaches terminals and logs: it is cut to
+    MAX_ERROR_DETAIL bytes (marked with "..."), and anything unprintable (escape sequences,
+    invalid UTF-8, control characters) is shown as an escape, never sent as is."""
     code = payload[0] if len(payload) > 0 else 0
     req = payload[1] if len(payload) > 1 else 0
-    return code, req, payload[2:].decode("utf-8", errors="replace")
+    raw = payload[2:]
+    text = raw[:MAX_ERROR_DETAIL].decode("utf-8", errors="backslashreplace")
+    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return code, req, text + ("..." if len(raw) > MAX_ERROR_DETAIL else "")

@@ -40,6 +40,9 @@ class _Recorder:
         self.inner.close()
 
 
+#: Raw mode shows a line at its newline, or once this many bytes arrived without one
+RAW_LINE_MAX = 4096
+
 def format_event(ev) -> str:
     """One line per monitor event (toolkit.monitor.Event)."""
     where = f"ch {ev.channel}" if ev.channel is not None else (
@@ -139,6 +142,9 @@ def run_monitor(transport, *, duration: float | None, interval: float, raw: bool
             continue
         pending += data
         *lines, pending = pending.split(b"\n")
+        if len(pending) >= RAW_LINE_MAX:  # output without newlines: shown in pieces, never hoarded
+            lines.append(pending)
+            pending = b""
         for line in lines:
             echo(line.decode(errors="replace"))
     if pending:
