@@ -196,6 +196,33 @@ def test_infer_short_response(fake):
         dev.infer(np.zeros(4, np.int8))
 
 
+def test_an_infer_answer_with_a_failure_status_is_not_taken_as_a_result(fake):
+    def handler(f):
+        return reply(f, struct.pack("<bI", -3, 1) + b"\x05\x06") if f.type == P.Msg.INFER else info_handler(f)
+
+    _fd, dev = fake(handler)
+    with pytest.raises(ToolkitError, match="answered INFER with status -3: the inference failed"):
+        dev.infer(np.zeros(4, np.int8))
+
+
+def test_a_device_running_another_model_is_named_before_any_comparison(fake):
+    import zlib
+
+    _fd, dev = fake(info_handler)  # INFO says model 'fake-model', hash 0xDEADBEEF
+    with pytest.raises(ToolkitError, match=r"runs model 'fake-model' \(hash deadbeef\), not pkg \(") as e:
+        dev.require_model(b"another model", "pkg")
+    assert f"{zlib.crc32(b'another model'):08x}" in e.value.message and "aiot build --package" in e.value.hint
+
+
+def test_a_device_running_the_model_passes_the_model_check(fake):
+    import dataclasses
+    import zlib
+
+    info = dataclasses.replace(INFO, model_hash=zlib.crc32(b"the model"))
+    _fd, dev = fake(lambda f: reply(f, P.pack_info(info)) if f.type == P.Msg.INFO else None)
+    assert dev.require_model(b"the model", "pkg") == info
+
+
 def test_connection_closed_is_an_error_not_a_hang(fake):
     _fd, dev = fake(lambda f: "close", timeout=5.0)
     t0 = time.monotonic()

@@ -20,6 +20,7 @@ import contextlib
 import ctypes
 import struct
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -370,7 +371,24 @@ class Device:
             status, ticks, out = P.unpack_infer(f.payload, info.output_bytes)
         except ValueError as e:
             raise ToolkitError(f"{self.name} sent a malformed INFER response: {e}") from None
+        if status != 0:  # this toolkit's firmware answers a failed inference with an ERROR frame instead
+            raise ToolkitError(f"{self.name} answered INFER with status {status}: the inference failed, its output "
+                               "is not a result", hint="flash firmware built by this toolkit (aiot build), which "
+                                                       "reports engine failures with their reason")
         return InferResult(np.frombuffer(out, dtype=np.int8).copy(), ticks, status)
+
+    def require_model(self, tflite: bytes, source: str) -> P.DeviceInfo:
+        """The device's INFO, once it is known to run exactly ``tflite`` (the CRC-32 INFO
+        reports): a parity check against another model would blame the engine for it."""
+        info = self.info()
+        crc = zlib.crc32(tflite) & 0xFFFFFFFF
+        if not info.has_model:
+            raise ToolkitError(f"the firmware on {self.name} has no model", hint="build and flash it with the model")
+        if info.model_hash != crc:
+            raise ToolkitError(
+                f"{self.name} runs model '{info.model_name}' (hash {info.model_hash:08x}), not {source} ({crc:08x})",
+                hint="flash the firmware built from this model (aiot build --package ...), or pass --elf")
+        return info
 
     def infer(self, x: np.ndarray, timeout: float | None = None) -> InferResult:
         """One inference on the device. ``x``: int8 values, any shape with input_bytes elements."""

@@ -255,13 +255,7 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
             elf = build(b, out / "fw", out / "c").elf
 
     with open_device(board=b, elf=elf, transport=transport, port=port, baud=baud, timeout=timeout) as dev:
-        info = dev.info()
-        if not info.has_model:
-            raise ToolkitError(f"the firmware on {dev.name} has no model", hint="build and flash it with the model")
-        if info.model_hash != crc:
-            raise ToolkitError(
-                f"{dev.name} runs model '{info.model_name}' (hash {info.model_hash:08x}), not {mi.source} ({crc:08x})",
-                hint="flash the firmware built from this model (aiot build --package ...), or pass --elf")
+        info = dev.require_model(mi.tflite, str(mi.source))
         outs, ticks = [], []
         t0 = time.monotonic()
         with Bar(len(xs), "validating") as bar:
