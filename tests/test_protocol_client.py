@@ -419,3 +419,21 @@ def test_error_for_another_request_type_with_our_seq_is_stray(fake):
     _fd, dev = fake(handler)
     assert dev.info() == INFO
     assert dev.counters.stray_frames == 1
+
+
+@pytest.mark.parametrize("url", ["socket://127.0.0.1", "socket://127.0.0.1:99999", "socket://:4444",
+                                 "rfc2217://127.0.0.1:0", "socket://127.0.0.1:port"])
+def test_a_network_url_without_a_usable_host_and_port_is_named(url):
+    with pytest.raises(ToolkitError, match="needs a host and a port 1..65535") as e:
+        SerialTransport(url)
+    assert url in e.value.message and "://127.0.0.1:4444" in e.value.hint
+
+
+def test_nothing_listening_on_a_network_url_gets_a_network_hint_not_the_dialout_group():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # a port nothing serves
+    with pytest.raises(ToolkitError, match="cannot open serial port") as e:
+        SerialTransport(f"socket://127.0.0.1:{port}")
+    assert f"127.0.0.1:{port}" in e.value.hint and "dialout" not in e.value.hint

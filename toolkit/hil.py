@@ -67,6 +67,25 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def _network_url(url: str) -> tuple[str, int] | None:
+    """(host, port) of a ``socket://`` or ``rfc2217://`` URL, None for any other port;
+    a missing or impossible port is a clear error here, not one from inside pyserial."""
+    from urllib.parse import urlsplit
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("socket", "rfc2217"):
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if not parts.hostname or port is None or not 1 <= port <= 65535:
+        raise ToolkitError(f"{url}: a {scheme}:// URL needs a host and a port 1..65535",
+                           hint=f"e.g. {scheme}://127.0.0.1:4444")
+    return parts.hostname, port
+
+
 class SerialTransport:
     """Any pyserial URL: a device path, ``socket://host:port`` or ``rfc2217://host:port``."""
 
@@ -78,14 +97,17 @@ class SerialTransport:
         self.closed = False
         self.pipeline_depth = 1
         self._serial_exc = serial.SerialException
+        network = _network_url(url)  # (host, port) of socket:// and rfc2217:// URLs, checked
         try:
             self._ser = serial.serial_for_url(url, baudrate=self.baud, timeout=0.1, write_timeout=5.0)
-        except (serial.SerialException, ValueError, OSError) as e:
-            raise ToolkitError(
-                f"cannot open serial port {url}: {e}",
-                hint="check the port name (ls /dev/ttyACM* /dev/ttyUSB*), that no other program (a serial "
-                "monitor) holds it, and that you may use it (dialout group)",
-            ) from None
+        except (serial.SerialException, ValueError, OSError, TypeError, KeyError) as e:
+            if network:
+                hint = (f"is something serving {network[0]}:{network[1]} (QEMU with -serial tcp:..., ser2net)? "
+                        "Check the host and port")
+            else:
+                hint = ("check the port name (ls /dev/ttyACM* /dev/ttyUSB*), that no other program (a serial "
+                        "monitor) holds it, and that you may use it (dialout group)")
+            raise ToolkitError(f"cannot open serial port {url}: {e}", hint=hint) from None
 
     def write(self, data: bytes) -> None:
         try:
