@@ -246,3 +246,21 @@ def test_a_binary_or_non_utf8_file_is_named_not_a_traceback(tmp_path):
     p.write_bytes(b"timestamp_ms,a\n0,1\n\xff\xfe\x00\x01garbage\n")
     with pytest.raises(ToolkitError, match=r"bin.csv: not a UTF-8 text file \(byte 19 is 0xff\)"):
         sc.read_csv(p)
+
+
+@pytest.mark.parametrize("change, says", [
+    (dict(start_ms=9_000, end_ms=1_000), "ends before it starts"),
+    (dict(start_ms=10**12, end_ms=10**12 + 5), "lies outside the data"),
+    (dict(channels=[7]), "names channel(s) [7]"),
+])
+def test_labels_that_cannot_belong_to_the_csv_are_refused(tmp_path, change, says):
+    s = sc.generate(seed=3, fault="imbalance", hours=12.0)
+    path = sc.write_csv(s, tmp_path)
+    labels = path.with_suffix(".labels.json")
+    meta = json.loads(labels.read_text())
+    assert meta["incidents"], "the scenario has an incident to edit"
+    meta["incidents"][0].update(change)
+    labels.write_text(json.dumps(meta))
+    with pytest.raises(ToolkitError, match=r"incidents\[0\]") as e:
+        sc.read_csv(path)
+    assert says in e.value.message and str(labels) in e.value.message

@@ -355,4 +355,16 @@ def read_csv(path: Path) -> Scenario:
             s.seed = int(meta.get("seed", -1))
         except (ValueError, KeyError, TypeError) as e:
             raise ToolkitError(f"{labels}: unreadable labels ({e})", hint="regenerate it or delete it") from None
+        for key, intervals in (("incidents", s.incidents), ("nuisances", s.nuisances)):
+            for k, iv in enumerate(intervals):
+                where = f"{labels}: {key}[{k}] ({iv.kind}, {iv.start_ms}..{iv.end_ms} ms)"
+                if iv.start_ms > iv.end_ms:
+                    raise ToolkitError(f"{where} ends before it starts", hint="swap start_ms and end_ms")
+                if iv.start_ms > s.timestamps_ms[-1] or iv.end_ms < s.timestamps_ms[0]:
+                    raise ToolkitError(f"{where} lies outside the data ({int(s.timestamps_ms[0])}..{int(s.timestamps_ms[-1])} ms)",
+                                       hint="is this the labels file of this CSV? regenerate it or fix the times")
+                bad = [c for c in iv.channels if not 0 <= c < len(channels)]
+                if bad:
+                    raise ToolkitError(f"{where} names channel(s) {bad}; the CSV has {len(channels)} "
+                                       f"({', '.join(channels)}), numbered from 0")
     return s
