@@ -144,6 +144,33 @@ def test_stray_and_stale_frames_are_ignored(fake):
     assert dev.counters.stray_frames == 2 and dev.counters.broken_frames == 1
 
 
+def test_a_timeout_says_what_came_instead_valid_frames_for_other_seqs(fake):
+    def handler(f):  # answers with well-formed frames, always for another seq
+        return P.encode_frame(P.Msg.INFO | P.RESPONSE, (f.seq + 9) & 0xFF, P.pack_info(INFO))
+
+    _fd, dev = fake(handler, timeout=0.2, retries=0)
+    with pytest.raises(DeviceTimeout) as e:
+        dev.info()
+    assert "1 valid frame(s) that answer nothing asked (INFO response x1)" in e.value.message
+    assert "not aiot frames" not in e.value.message
+    assert "another program talking to the device" in e.value.hint
+
+
+def test_a_timeout_says_what_came_instead_frames_with_a_bad_crc(fake):
+    def handler(f):
+        good = bytearray(reply(f, P.pack_info(INFO)))
+        good[5] ^= 0x40  # one bit flipped on the line: the CRC no longer matches
+        return bytes(good)
+
+    _fd, dev = fake(handler, timeout=0.2, retries=1)
+    with pytest.raises(DeviceTimeout) as e:
+        dev.info()
+    assert "2 broken frame(s) (" in e.value.message
+    kinds = e.value.message.split("broken frame(s) (")[1]
+    assert "BAD_CRC" in kinds or "BAD_ENCODING" in kinds
+    assert "noise on the line or a wrong baud rate" in e.value.hint
+
+
 def test_error_frame_raises_device_error(fake):
     def handler(f):
         if f.type == P.Msg.INFO:

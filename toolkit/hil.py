@@ -290,6 +290,7 @@ class Device:
         attempts = 1 + (self.retries if retry else 0)
         self.counters.requests += 1
         garbage_before = self._decoder.garbage_bytes
+        stray_before = len(self.stray)
         for attempt in range(attempts):
             if attempt:
                 self.counters.retries += 1
@@ -302,7 +303,8 @@ class Device:
                 return f
         # Garbage = broken frames completed + bytes still waiting for a delimiter (text output).
         raise self._timeout(type_, timeout, attempts,
-                            self._decoder.garbage_bytes - garbage_before + self._decoder.pending)
+                            self._decoder.garbage_bytes - garbage_before + self._decoder.pending,
+                            self.stray[stray_before:])
 
     def _next_frame(self, deadline: float) -> P.Frame | P.BrokenFrame | None:
         while not self._inbox:
@@ -342,16 +344,32 @@ class Device:
         msg = f"{self.name} rejected {P.msg_name(type_)}: {P.error_name(code)}" + (f" ({detail})" if detail else "")
         return DeviceError(msg, code, req, detail, hint=hints.get(code))
 
-    def _timeout(self, type_: int, timeout: float, attempts: int, garbage: int) -> DeviceTimeout:
+    def _timeout(self, type_: int, timeout: float, attempts: int, garbage: int,
+                 strays: list | None = None) -> DeviceTimeout:
+        """What the device did instead of answering: valid frames that answered nothing asked
+        (another program on the port, or firmware answering with other seqs), broken frames
+        by kind (noise, a wrong baud rate), bytes that are no frame at all (text output)."""
         tries = f" ({attempts} attempts)" if attempts > 1 else ""
         msg = (f"no answer from {self.name} within {timeout:g} s to {P.msg_name(type_)}{tries}; "
                f"expected a frame of type 0x{type_ | P.RESPONSE:02X} with the request's seq")
-        if garbage:
+        strays = strays or []
+        frames = collections.Counter(P.msg_name(f.type) for f in strays if isinstance(f, P.Frame))
+        broken = collections.Counter(f.error.name for f in strays if isinstance(f, P.BrokenFrame))
+        hints = []
+        if frames:
+            msg += (f"; it sent {sum(frames.values())} valid frame(s) that answer nothing asked ("
+                    + ", ".join(f"{k} x{n}" for k, n in frames.most_common()) + ")")
+            hints.append("another program talking to the device, or firmware answering with other seqs?")
+        if broken:
+            msg += (f"; {sum(broken.values())} broken frame(s) (" + ", ".join(f"{k} x{n}" for k, n in broken.most_common())
+                    + ")")
+            hints.append("noise on the line or a wrong baud rate?")
+        if garbage and not broken:
             msg += f"; it sent {garbage} bytes that are not aiot frames (last: {self._last_raw[-32:]!r})"
-            hint = "wrong firmware or wrong baud rate? " + self.transport.diagnose()
-        else:
-            hint = self.transport.diagnose()
-        return DeviceTimeout(msg, hint=hint)
+            hints.append("wrong firmware or wrong baud rate?")
+        elif garbage:
+            msg += f" ({garbage} bytes that are not aiot frames, last: {self._last_raw[-32:]!r})"
+        return DeviceTimeout(msg, hint=" ".join([*hints, self.transport.diagnose()]).strip())
 
     # -- requests --
 
