@@ -76,7 +76,7 @@ def test_not_a_tflite_file(fixture, words):
 def test_float_model_says_quantize_first():
     with pytest.raises(ToolkitError) as e:
         tflite.load(FIX / "float_model.tflite")
-    assert "float model" in e.value.message and "node 0" in e.value.message
+    assert "not a full-int8 model (float or dynamic-range quantized)" in e.value.message and "node 0" in e.value.message
     assert "aiot quantize" in e.value.hint
 
 

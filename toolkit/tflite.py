@@ -523,7 +523,7 @@ def check_supported(g: Graph) -> None:
     problem = _float_problem(g)
     if problem:
         raise ToolkitError(
-            f"{src}: this is a float model, not a full-int8 one: {problem}",
+            f"{src}: not a full-int8 model (float or dynamic-range quantized): {problem}",
             hint="quantize it first: aiot quantize (full int8 with a representative dataset)",
         )
     for role, t in (("input", g.input), ("output", g.output)):
