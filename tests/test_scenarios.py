@@ -264,3 +264,14 @@ def test_labels_that_cannot_belong_to_the_csv_are_refused(tmp_path, change, says
     with pytest.raises(ToolkitError, match=r"incidents\[0\]") as e:
         sc.read_csv(path)
     assert says in e.value.message and str(labels) in e.value.message
+
+
+def test_a_csv_that_marks_incidents_without_its_labels_file_is_refused(tmp_path):
+    s = sc.generate(seed=3, fault="imbalance", hours=12.0)
+    path = sc.write_csv(s, tmp_path)
+    path.with_suffix(".labels.json").unlink()
+    with pytest.raises(ToolkitError, match=r"labels.json: missing, but .*marks an incident \('imbalance' from row"):
+        sc.read_csv(path)
+    healthy = sc.write_csv(sc.generate(seed=4, hours=12.0, name="calm"), tmp_path)
+    healthy.with_suffix(".labels.json").unlink()
+    assert sc.read_csv(healthy).incidents == []  # nothing marked, nothing missing: still readable

@@ -314,11 +314,15 @@ def read_csv(path: Path) -> Scenario:
     if not channels:
         raise ToolkitError(f"{path}, row 1: no sensor columns after timestamp_ms")
     ts, vals = [], []
+    inc_col = header.index("incident") if "incident" in header else None
+    first_marked = None  # the first row whose incident column names a fault
     for r, row in enumerate(rows[1:], start=2):
         if not row:
             continue
         if len(row) != len(header):
             raise ToolkitError(f"{path}, row {r}: {len(row)} columns, header has {len(header)}")
+        if first_marked is None and inc_col is not None and row[inc_col].strip():
+            first_marked = (r, row[inc_col].strip())
         try:
             t = int(row[0])
         except ValueError:
@@ -347,6 +351,11 @@ def read_csv(path: Path) -> Scenario:
     s = Scenario(path.stem, -1, np.array(ts, np.int64), np.array(vals, np.float32), channels=channels,
                  sample_period_ms=period)
     labels = path.with_suffix(".labels.json")
+    if not labels.is_file() and first_marked is not None:
+        # scored without its labels every alert would count as false and every fault as absent
+        raise ToolkitError(f"{labels}: missing, but {path.name} marks an incident ({first_marked[1]!r} from row "
+                           f"{first_marked[0]})", hint="restore the labels file next to the CSV (aiot scenarios "
+                                                       "generate writes both), or clear the incident column")
     if labels.is_file():
         try:
             meta = json.loads(labels.read_text())
