@@ -130,3 +130,15 @@ def test_random_corruption_never_crashes():
             tflite.load(bytes(bad))
         except ToolkitError:
             pass
+
+
+def test_a_model_tflite_micro_cannot_load_gets_a_hint_not_only_its_error(tmp_path):
+    pytest.importorskip("tflite_micro")
+    from toolkit.reference import TflmReference
+
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"\x00\x00\x00\x00TFL3" + bytes(64))  # the identifier, nothing behind it
+    with pytest.raises(ToolkitError) as e:
+        TflmReference(bad)
+    assert e.value.message.startswith("tflite-micro could not load the model")
+    assert "aiot codegen --model FILE" in e.value.hint and "no kernel" in e.value.hint

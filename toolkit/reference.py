@@ -26,7 +26,11 @@ class TflmReference:
         try:
             self._interp = runtime.Interpreter.from_bytes(data, arena_size=arena_size or max(len(data) * 10, 64 * 1024))
         except Exception as e:
-            raise ToolkitError(f"tflite-micro could not load the model: {e}") from e
+            raise ToolkitError(
+                f"tflite-micro could not load the model: {e}",
+                hint="the file may be corrupt (aiot codegen --model FILE checks it), or tflite-micro has no kernel "
+                     "for one of its ops: aiot's engine folds some away at compile time (SHAPE, REDUCE_PROD of a "
+                     "constant shape), tflite-micro cannot; its own message above names the op") from e
         self.input_details = self._interp.get_input_details(0)
         self.output_details = self._interp.get_output_details(0)
         self.input_shape = tuple(int(d) for d in self.input_details["shape"])
