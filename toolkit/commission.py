@@ -149,7 +149,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     head = series.head(rows)
     sample_period_ms(data, head)  # before any training
     try:
-        monitor_knobs(window, rows)
+        split = monitor_knobs(window, rows)
     except ToolkitError as e:
         raise ToolkitError(f"{data}: {e.message}",
                            hint="record more rows of normal running (or give a larger --rows), or use a smaller "
@@ -157,7 +157,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     if len(head.channels) > M.MAX_CHANNELS:
         raise ToolkitError(f"{data}: {len(head.channels)} sensors; the monitor handles up to {M.MAX_CHANNELS}",
                            hint="leave some columns out of the recording")
-    faults = _labelled_faults(data, head, monitor_knobs(window, rows)["commission_samples"])
+    faults = _labelled_faults(data, head, split["commission_samples"])
     kept_out = f"; {faults} rows labelled as faults kept out of training" if faults else ""
     with step(f"model of {Path(data).name} on its {rows} commissioning rows ({len(head.channels)} sensors, "
               f"window {window}{kept_out})"):

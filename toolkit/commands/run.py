@@ -46,10 +46,11 @@ def command(board: str, package: Path, elf: Path | None, count: int, transport: 
     if count:
         x = x[:count]
     with open_device(board=b.name, elf=elf, transport=transport, port=port, baud=baud) as dev:
-        info = dev.require_model(pkg.tflite_bytes(), str(pkg.path))
+        tflite = pkg.tflite_bytes()  # read and checked against the manifest's hash once
+        info = dev.require_model(tflite, str(pkg.path))
         click.echo(f"device: {info.board}, firmware {info.firmware_version}, model {info.model_name!r} "
                    f"(hash {info.model_hash:08x}, {info.input_bytes} B in, {info.output_bytes} B out)")
-        rep = check_parity(dev, b, pkg.tflite_bytes(), x)
+        rep = check_parity(dev, b, tflite, x)
     ipi = f"{rep.instructions_per_inference:,.0f}" if rep.instructions_per_inference else "n/a"
     click.echo(f"{rep.windows} inferences, {rep.mismatched_windows} mismatching ({rep.mismatched_bytes} bytes, "
                f"max |error| {rep.max_abs_error}); instructions per inference: {ipi}")
