@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from . import OutPath
-
 from ..errors import ToolkitError
+from . import OutPath
 
 
 @click.command("codegen")

@@ -9,9 +9,8 @@ from typing import Callable
 
 import click
 
-from . import SECONDS
-
 from ..errors import ToolkitError
+from . import SECONDS
 
 
 class _Recorder:
@@ -42,6 +41,7 @@ class _Recorder:
 
 #: Raw mode shows a line at its newline, or once this many bytes arrived without one
 RAW_LINE_MAX = 4096
+
 
 def format_event(ev) -> str:
     """One line per monitor event (toolkit.monitor.Event)."""

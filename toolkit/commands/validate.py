@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-
-from . import OutPath, SECONDS, SEED
 import numpy as np
 
 from ..errors import ToolkitError
+from . import OutPath, SECONDS, SEED
 
 
 @dataclass
