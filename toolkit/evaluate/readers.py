@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -120,10 +120,13 @@ def read_skab(root: Path) -> Dataset:
                            hint="point --data at SKAB's data folder (valve1/, valve2/, other/)")
     fleet = None
     if fleet_file is not None:
-        # every experiment file against the fleet recording's sensors, before anything is trained
-        columns = load_csv(fleet_file, label_column=None).channels
-        _check_same_channels(recs, _rel(fleet_file, root), columns)
-        fleet = load_csv(fleet_file, channels=recs[0].series.channels, label_column=None)
+        # every experiment file against the fleet recording's sensors, before anything is trained;
+        # read once, then put in the files' column order
+        everything = load_csv(fleet_file, label_column=None)
+        _check_same_channels(recs, _rel(fleet_file, root), everything.channels)
+        order = [[c.lower() for c in everything.channels].index(c.lower()) for c in recs[0].series.channels]
+        fleet = replace(everything, values=everything.values[:, order], valid=everything.valid[:, order],
+                                    channels=[everything.channels[i] for i in order])
     else:
         _check_same_channels(recs)
     return Dataset(recs, fleet, fleet_file)
