@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from .boards import Board
+from .elf import check_elf
 from .errors import ToolkitError
 from .toolchain import require
 
@@ -23,40 +24,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-#: e_machine of 32-bit ARM in an ELF header
-EM_ARM = 40
-
-
-def check_elf(elf: Path | str, board: str) -> None:
-    """Refuse, before QEMU starts, a firmware path that is missing, a folder, or not a
-    32-bit ARM ELF (QEMU would either refuse it with a terse message or boot garbage and
-    leave the caller waiting for an answer that never comes)."""
-    p = Path(elf)
-    build = f"aiot build --board {board}"
-    if p.is_dir():
-        raise ToolkitError(f"{p}: a folder, not a firmware file", hint=f"give the .elf inside it, or build one: {build}")
-    if not p.is_file():
-        raise ToolkitError(f"firmware not found: {p}", hint=f"build it first: {build}")
-    with p.open("rb") as f:
-        head = f.read(52)  # the ELF32 header
-    if head[:4] != b"\x7fELF":
-        raise ToolkitError(f"{p}: not an ELF file (it starts {head[:4]!r}, an ELF starts b'\\x7fELF')",
-                           hint=f"give the firmware.elf a build wrote, e.g. {build}")
-    if len(head) < 52 or head[4] != 1 or head[5] != 1 or int.from_bytes(head[18:20], "little") != EM_ARM:
-        raise ToolkitError(f"{p}: an ELF file, but not 32-bit little-endian ARM firmware (built for another CPU, "
-                           "or cut short)", hint=f"rebuild it: {build}")
-
-    def u(off: int, n: int) -> int:
-        return int.from_bytes(head[off : off + n], "little")
-
-    # the program headers (what QEMU loads) and the section headers must lie inside the file
-    need = max(u(28, 4) + u(44, 2) * u(42, 2), u(32, 4) + u(48, 2) * u(46, 2))
-    size = p.stat().st_size
-    if size < need:
-        raise ToolkitError(f"{p}: truncated ELF ({size} bytes; its headers reach byte {need})",
-                           hint=f"copy it again, or rebuild it: {build}")
 
 
 class Qemu:
