@@ -167,8 +167,8 @@ def test_a_sample_period_that_is_no_whole_number_of_milliseconds_is_refused_befo
 @pytest.mark.parametrize("period_s, ms", [(1.0, 1000), (0.01, 10), (0.001, 1), (0.0100004, 10), (3600.0, 3_600_000),
                                           (4_294_967.295, 4_294_967_295)])
 def test_whole_millisecond_sample_periods_are_the_monitors(tmp_path, period_s, ms):
-    from toolkit.commission import sample_period_ms
     from toolkit.data import load_csv
+    from toolkit.evaluate.monitor_device import installation_period_ms
 
     _with_period(tmp_path / "p.csv", period_s, rows=20)
-    assert sample_period_ms(tmp_path / "p.csv", load_csv(tmp_path / "p.csv")) == ms
+    assert installation_period_ms(load_csv(tmp_path / "p.csv"), tmp_path / "p.csv") == ms

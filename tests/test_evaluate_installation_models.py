@@ -206,6 +206,33 @@ def test_an_installation_too_short_for_its_own_model_names_the_file_and_what_to_
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("scale, shown", [(0.0015, "0.0015 s (1.5 ms) is not a whole number"),
+                                          (1e-4, "0.0001 s (0.1 ms) is outside the monitor's range")])
+def test_a_sample_period_the_monitor_cannot_count_is_refused_before_any_training(tmp_path, monkeypatch, scale,
+                                                                                  shown):
+    """The device targets used to round the period silently (0.1 ms ran as 1 ms, so every
+    sample but the first of each millisecond was rejected as early)."""
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+    from toolkit.evaluate import monitor_device
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setattr(monitor_device, "device_file_model", lambda *a, **k: pytest.fail("trained"))
+    (tmp_path / "site").mkdir()
+    for name in ("a.csv", "b.csv"):
+        _write_installation(tmp_path / "site" / name, 300, (250, 260), seed=0)
+        lines = (tmp_path / "site" / name).read_text().splitlines()
+        (tmp_path / "site" / name).write_text("\n".join(
+            [lines[0]] + [f"{i * scale!r},{row.split(',', 1)[1]}" for i, row in enumerate(lines[1:])]) + "\n")
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "site"), "--format", "generic",
+                                  "--target", "host", "--train-rows", "200", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert f"a.csv: sample period {shown}" in r.output and "(so do all 2 files)" in r.output, r.output
+    assert "whole-millisecond" in r.output or "whole milliseconds" in r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_a_sensor_dead_while_commissioned_is_named_before_any_training(tmp_path, monkeypatch):
     from toolkit.evaluate.monitor_device import device_file_model
 

@@ -22,10 +22,6 @@ from .errors import ToolkitError
 
 #: The header app.c includes when built with AIOT_APP_BOOT_CONFIG.
 HEADER = "aiot_app_config.h"
-#: How far (relative) a recording's sample period may be from a whole number of milliseconds,
-#: the unit of the monitor's sample_period_ms (a uint32).
-PERIOD_TOLERANCE = 0.01
-MAX_PERIOD_MS = 0xFFFFFFFF
 
 
 def _c_float(v: float) -> str:
@@ -64,29 +60,6 @@ def render_boot_config(cfg) -> str:
     )
 
 
-def sample_period_ms(data: Path, series) -> int:
-    """The recording's sample period in the whole milliseconds the monitor works in; a
-    period that is not one (within PERIOD_TOLERANCE), or beyond a uint32 of them, is an error
-    that names the file and the period."""
-    period_s = series.sample_period_s
-    ms = period_s * 1000.0
-    whole = round(ms)
-    if not 1 <= whole <= MAX_PERIOD_MS:
-        raise ToolkitError(
-            f"{data}: sample period {period_s:g} s ({ms:g} ms) is outside the monitor's range of 1 to "
-            f"{MAX_PERIOD_MS} whole milliseconds",
-            hint="the monitor works in whole milliseconds: resample the recording (or check its timestamp column "
-                 "and units)",
-        )
-    if abs(ms - whole) > PERIOD_TOLERANCE * whole:
-        raise ToolkitError(
-            f"{data}: sample period {period_s:g} s ({ms:g} ms) is not a whole number of milliseconds",
-            hint="the monitor works in whole milliseconds: resample the recording to a whole-millisecond period "
-                 "(or check its timestamp column and units)",
-        )
-    return int(whole)
-
-
 def _labelled_faults(data: Path, head, commission_samples: int) -> int:
     """How many of the commissioning rows ``head`` are labelled as faults. The model trains on
     no window touching one (``device_file_model`` skips them by their labels); the monitor
@@ -117,7 +90,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     from .data import AUTO, load_csv, sha256_file
     from .evaluate.device import VALIDATED_WINDOW
     from .evaluate.monitor_device import FLOOR_KNOB, config_knobs, device_file_model, installation_config, \
-        monitor_knobs, validated_knobs
+        installation_period_ms, monitor_knobs, validated_knobs
     from .evaluate.run import environment
     from .firmware import build
     from .progress import step
@@ -147,7 +120,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         raise ToolkitError(f"{data}: --rows {rows}, but the recording has {series.rows} rows",
                            hint="commission on at most the rows recorded")
     head = series.head(rows)
-    sample_period_ms(data, head)  # before any training
+    installation_period_ms(head, data)  # before any training
     try:
         split = monitor_knobs(window, rows)
     except ToolkitError as e:

@@ -303,13 +303,45 @@ def config_knobs(model_dir: Path, knobs: dict | None) -> dict:
     return out
 
 
+#: How far (relative) a recording's sample period may be from a whole number of milliseconds,
+#: the unit of the monitor's sample_period_ms (a uint32). Within it, each timestamp step rounds
+#: to the right number of periods; beyond it (0.1 ms read as 1 ms, 1.5 ms as 2 ms) the monitor
+#: would reject samples as early or count gaps that are not there.
+PERIOD_TOLERANCE = 0.01
+MAX_PERIOD_MS = 0xFFFFFFFF
+
+
+def installation_period_ms(head: Series, where) -> int:
+    """The sample period of ``head`` (an installation's commissioning rows) in the whole
+    milliseconds the monitor works in. A period that is not one (within PERIOD_TOLERANCE), or
+    beyond a uint32 of them, is an error that names ``where`` (the file) and the period."""
+    period_s = head.sample_period_s
+    ms = period_s * 1000.0
+    whole = round(ms) if np.isfinite(ms) else 0
+    if not 1 <= whole <= MAX_PERIOD_MS:
+        raise ToolkitError(
+            f"{where}: sample period {period_s:g} s ({ms:g} ms) is outside the monitor's range of 1 to "
+            f"{MAX_PERIOD_MS} whole milliseconds",
+            hint="the monitor works in whole milliseconds: resample the recording (or check its timestamp column "
+                 "and units)",
+        )
+    if abs(ms - whole) > PERIOD_TOLERANCE * whole:
+        raise ToolkitError(
+            f"{where}: sample period {period_s:g} s ({ms:g} ms) is not a whole number of milliseconds",
+            hint="the monitor works in whole milliseconds: resample the recording to a whole-millisecond period "
+                 "(or check its timestamp column and units)",
+        )
+    return int(whole)
+
+
 def installation_config(head: Series, window: int, knobs: dict):
     """The monitor configuration (``toolkit.monitor.Config``) of an installation commissioned
-    on ``head``: its sensors and sample period, the commissioning split of
-    :func:`monitor_knobs`, and ``knobs`` (config fields, :func:`config_knobs`) on top."""
+    on ``head``: its sensors and sample period (:func:`installation_period_ms`), the
+    commissioning split of :func:`monitor_knobs`, and ``knobs`` (config fields,
+    :func:`config_knobs`) on top."""
     from .. import monitor as M
 
-    period_ms = max(1, int(round(head.sample_period_s * 1000)))
+    period_ms = installation_period_ms(head, head.source or "recording")
     return M.default_config(len(head.channels), window, period_ms, **monitor_knobs(window, head.rows), **knobs)
 
 

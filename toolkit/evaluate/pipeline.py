@@ -212,7 +212,9 @@ def check_commissioning(recordings: list[Recording], settings: Settings, per_fil
     """Every file can be commissioned on its commissioning rows and still stream some:
     checked before any model is trained (fleet or per file), naming the first file that
     cannot, and how many more there are. Too few commissioning rows (fewer than the target
-    learns from: :func:`min_commissioning_rows`) is said as such, with the minimum."""
+    learns from: :func:`min_commissioning_rows`) is said as such, with the minimum; on the
+    device targets, so is a sample period the monitor cannot count in whole milliseconds
+    (:func:`.monitor_device.installation_period_ms`)."""
     need = min_commissioning_rows(settings, per_file)
     few = [(r, start) for r in recordings if (start := settings.commissioning_rows(r.series.rows)) < need]
     if few:
@@ -235,6 +237,18 @@ def check_commissioning(recordings: list[Recording], settings: Settings, per_fil
             hint=f"lower --train-rows/--train-fraction below the shortest file's {shortest} rows, "
                  "or leave the short files out",
         )
+    if settings.target != "reference":  # the monitor counts time in whole milliseconds
+        from .monitor_device import installation_period_ms
+
+        bad = []
+        for r in recordings:
+            try:
+                installation_period_ms(r.series.head(settings.commissioning_rows(r.series.rows)), r.name)
+            except ToolkitError as e:
+                bad.append((r, e))
+        if bad:
+            first = bad[0][1]
+            raise ToolkitError(first.message + _more(bad, recordings), hint=first.hint)
 
 
 def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileResult:
