@@ -20,10 +20,22 @@ from toolkit.errors import ToolkitError
 from toolkit.testing import requires_arm
 
 
+def _arm_elf(machine: int = 40, *, klass: int = 1) -> bytes:
+    """The smallest whole ELF the firmware check accepts (with the defaults): a 52-byte ELF32
+    little-endian header (type EXEC, ``machine``, 40 = ARM), one empty 32-byte program header
+    right after it (phoff 52), no section headers. Nothing to run, but not arbitrary bytes."""
+    import struct
+
+    ident = b"\x7fELF" + bytes([klass, 1, 1]) + bytes(9)  # class, little-endian, ELF version 1
+    # type, machine, version, entry, phoff, shoff, flags, ehsize, phentsize, phnum, shentsize, shnum, shstrndx
+    header = ident + struct.pack("<HHIIIIIHHHHHH", 2, machine, 1, 0, 52, 0, 0, 52, 32, 1, 40, 0, 0)
+    return header + bytes(32)
+
+
 @pytest.fixture
 def elf(tmp_path: Path) -> Path:
     p = tmp_path / "firmware.elf"
-    p.write_bytes(b"\x7fELF fake")
+    p.write_bytes(_arm_elf())
     p.with_suffix(".bin").write_bytes(b"\x00" * 16)
     return p
 
@@ -395,8 +407,8 @@ def test_msd_with_a_truncated_elf_and_no_bin_says_what_is_missing(tmp_path: Path
 
 
 def test_missing_bin_without_objcopy_says_how_to_make_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    elf = tmp_path / "trunc.elf"
-    elf.write_bytes(b"\x7fELF")
+    elf = tmp_path / "nobin.elf"
+    elf.write_bytes(_arm_elf())
     (tmp_path / "media" / "NODE_F446RE").mkdir(parents=True)
     monkeypatch.setenv("AIOT_MSD_ROOTS", str(tmp_path / "media"))
 
@@ -404,7 +416,7 @@ def test_missing_bin_without_objcopy_says_how_to_make_it(tmp_path: Path, monkeyp
         raise ToolkitError(f"'{tool}' was not found on PATH", hint="install it")
 
     monkeypatch.setattr(F, "require", no_tool)
-    with pytest.raises(ToolkitError, match="trunc.bin is missing next to") as ei:
+    with pytest.raises(ToolkitError, match="nobin.bin is missing next to") as ei:
         F.flash(get_board("nucleo-f446re"), elf, method="msd", echo=lambda s: None)
     assert "arm-none-eabi-objcopy" in str(ei.value) and "aiot build --board nucleo-f446re" in ei.value.hint
 
