@@ -349,6 +349,87 @@ def test_flash_takes_an_elf_built_for_this_board_or_without_a_record(elf: Path, 
     assert (drive / "mine.bin").read_bytes() == b"\x01" * 16
 
 
+# --- the image must be a whole ARM ELF ------------------------------------------------------------
+
+
+@pytest.fixture
+def touched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every probe, port, pack, drive or tool look-up flash makes, by name (each finds something)."""
+    calls: list[str] = []
+
+    def record(name: str, result):
+        def fake(*a, **k):
+            calls.append(name)
+            return result
+        return fake
+
+    monkeypatch.setattr(F, "have_pyocd", record("have_pyocd", True))
+    monkeypatch.setattr(F, "list_probes", record("list_probes", [F.Probe("0668AAAA", "STM32 STLink")]))
+    monkeypatch.setattr(F, "list_serial_ports", record("list_serial_ports", []))
+    monkeypatch.setattr(F, "pyocd_target_available", record("pyocd_target_available", True))
+    monkeypatch.setattr(F, "require", record("require", "arm-none-eabi-objcopy"))
+    monkeypatch.setattr(F, "find_msd", record("find_msd", (None, [])))
+    return calls
+
+
+_NOT_FIRMWARE = [  # (what is given as the ELF, what the message says, what the hint says)
+    ("folder", "a folder, not a firmware file", "give the .elf inside it, or build one: aiot build --board"),
+    (b"#!/bin/sh\necho not firmware\n", "not an ELF file (it starts b'#!/b'", "e.g. aiot build --board"),
+    (_arm_elf(62), "an ELF file, but not 32-bit little-endian ARM firmware", "rebuild it: aiot build --board"),
+    (_arm_elf(40, klass=2), "not 32-bit little-endian ARM firmware", "rebuild it: aiot build --board"),
+    (_arm_elf()[:60], "truncated ELF (60 bytes; its headers reach byte 84)",
+     "copy it again, or rebuild it: aiot build --board"),
+]
+
+
+def _not_firmware(tmp_path: Path, content) -> Path:
+    p = tmp_path / "firmware.elf"
+    if content == "folder":
+        p.mkdir()
+    else:
+        p.write_bytes(content)
+    return p
+
+
+@pytest.mark.parametrize("content, says, hint", _NOT_FIRMWARE,
+                         ids=["folder", "not-elf", "x86-64", "elf64", "truncated"])
+def test_flash_refuses_what_is_not_an_arm_elf_before_any_probe_or_tool(touched: list[str], tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       content, says, hint) -> None:
+    import dataclasses
+
+    bad = _not_firmware(tmp_path, content)
+    drive = _f446_drive(tmp_path, monkeypatch)
+    r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(bad), "--with", "msd"])
+    assert r.exit_code == 2, r.output
+    assert says in r.output and str(bad) in r.output and f"{hint} nucleo-f446re" in r.output
+    assert "Traceback" not in r.output and "flashed" not in r.output
+    assert list(drive.iterdir()) == [] and not bad.with_suffix(".bin").exists()
+    # Every method that takes the ELF, dry runs included: the same error, and nothing is looked up or run.
+    b = get_board("nucleo-f767zi")
+    command = {**b.extra["flash"], "command": "st-flash write {bin} 0x08000000"}
+    b2 = dataclasses.replace(b, extra={**b.extra, "flash": command})
+    runs = _Runs()
+    for board, method, dry_run in ((b, "pyocd", False), (b, "pyocd", True), (b2, "command", False),
+                                   (b2, "command", True), (b, "msd", True)):
+        with pytest.raises(ToolkitError) as ei:
+            F.flash(board, bad, method=method, dry_run=dry_run, run=runs, echo=lambda s: None)
+        assert says in ei.value.message and ei.value.hint.endswith(f"{hint} nucleo-f767zi"), (method, dry_run)
+    assert runs.calls == [] and touched == []
+
+
+def test_flash_checks_the_elf_before_the_board_it_was_built_for(touched: list[str], tmp_path: Path) -> None:
+    # Not firmware at all is the first thing to fix, whatever build.json says.
+    bad = _built_for(_not_firmware(tmp_path, b"not an elf"), "mps2-an386")
+    with pytest.raises(ToolkitError, match="not an ELF file"):
+        F.flash(get_board("nucleo-f767zi"), bad, method="pyocd", dry_run=True)
+    # A whole ARM ELF built for another board is still refused, as before.
+    bad.write_bytes(_arm_elf())
+    with pytest.raises(ToolkitError, match="built for mps2-an386, not nucleo-f767zi"):
+        F.flash(get_board("nucleo-f767zi"), bad, method="pyocd", dry_run=True)
+    assert touched == []
+
+
 def test_platformio_refuses_a_project_exported_for_another_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from toolkit.export import export_project
 
@@ -393,17 +474,31 @@ def test_msd_makes_a_missing_or_stale_bin_from_the_elf(tmp_path: Path, monkeypat
 
 
 @requires_arm
-def test_msd_with_a_truncated_elf_and_no_bin_says_what_is_missing(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_msd_refuses_a_truncated_real_elf_before_objcopy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = _tiny_arm_elf(tmp_path, (0x12345678,))
-    trunc = tmp_path / "trunc.elf"
-    trunc.write_bytes(real.read_bytes()[:40])
     drive = _f446_drive(tmp_path, monkeypatch)
-    r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(trunc), "--with", "msd"])
+    trunc = tmp_path / "trunc.elf"
+    for cut, says in ((40, "not 32-bit little-endian ARM firmware (built for another CPU, or cut short)"),
+                      (1000, f"truncated ELF (1000 bytes; its headers reach byte {real.stat().st_size})")):
+        trunc.write_bytes(real.read_bytes()[:cut])
+        r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(trunc), "--with", "msd"])
+        assert r.exit_code == 2, r.output
+        assert says in r.output and "aiot build --board nucleo-f446re" in r.output
+        assert "Traceback" not in r.output and "objcopy" not in r.output
+        assert list(drive.iterdir()) == [] and not trunc.with_suffix(".bin").exists()
+
+
+@requires_arm
+def test_msd_with_an_elf_objcopy_cannot_convert_and_no_bin_says_what_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    elf = tmp_path / "nosections.elf"
+    elf.write_bytes(_arm_elf())  # a whole ARM ELF header, but no sections for objcopy to write out
+    drive = _f446_drive(tmp_path, monkeypatch)
+    r = _cli(["flash", "--board", "nucleo-f446re", "--elf", str(elf), "--with", "msd"])
     assert r.exit_code == 2, r.output
-    assert "could not make trunc.bin" in r.output and "aiot build --board nucleo-f446re" in r.output
+    assert "could not make nosections.bin" in r.output and "aiot build --board nucleo-f446re" in r.output
     assert "Traceback" not in r.output and "FileNotFoundError" not in r.output
-    assert list(drive.iterdir()) == [] and not trunc.with_suffix(".bin").exists()
+    assert list(drive.iterdir()) == [] and not elf.with_suffix(".bin").exists()
 
 
 def test_missing_bin_without_objcopy_says_how_to_make_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

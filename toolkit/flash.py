@@ -1,11 +1,11 @@
 """Put firmware on a real board: pyocd (default), PlatformIO, the debugger's USB drive, or
 a command from the board file.
 
-Every method first checks what it needs is there (the ELF, the tool, the probe or drive)
-and fails fast with a message that says what it found instead, so `aiot flash` with no
-board attached is a one-line error, never a hang or a 30-second timeout. Commands are built
-by pure functions (``pyocd_command`` ...) so the tests check the exact command lines
-without hardware.
+Every method first checks what it needs is there (a whole ARM ELF built for this board, the
+tool, the probe or drive) and fails fast with a message that says what it found instead, so
+`aiot flash` with no board attached is a one-line error, never a hang or a 30-second
+timeout. Commands are built by pure functions (``pyocd_command`` ...) so the tests check the
+exact command lines without hardware.
 
     from toolkit.flash import flash
     flash(get_board("nucleo-f767zi"), Path("build/fw/nucleo-f767zi/firmware.elf"))
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .boards import Board
+from .elf import check_elf
 from .errors import ToolkitError
 from .toolchain import require
 
@@ -231,8 +232,9 @@ def built_for(elf: Path) -> str | None:
 
 
 def _check_elf(board: Board, elf: Path) -> None:
-    if not elf.is_file():
-        raise ToolkitError(f"firmware not found: {elf}", hint=f"build it first: aiot build --board {board.name}")
+    """Refuse, before any probe or tool is touched, what is not a whole 32-bit ARM ELF (the
+    check `aiot run` makes too) and an ELF whose build.json says it was built for another board."""
+    check_elf(elf, board.name)
     other = built_for(elf)
     if other is not None and other != board.name:
         raise ToolkitError(
