@@ -23,6 +23,18 @@ def test_import_tensorflow_prints_nothing_and_returns_the_module():
     assert r.stderr == "" and r.stdout.startswith("version ") and r.stdout.strip().endswith("True")
 
 
+def test_import_keras_prints_nothing_and_imports_tensorflow_first():
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
+    r = subprocess.run([sys.executable, "-c",
+                        "import sys\n"
+                        "from toolkit.quiet import import_keras\n"
+                        "keras = import_keras()\n"
+                        "print('keras', keras.__version__, 'tensorflow' in sys.modules, import_keras() is keras)"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == "" and r.stdout.startswith("keras ") and r.stdout.strip().endswith("True True")
+
+
 def test_a_failing_import_shows_what_was_captured_and_raises():
     # a stand-in "tensorflow" that talks on the C-level stderr, then fails to import
     r = _run("import os, sys, types, importlib.abc, importlib.machinery\n"

@@ -30,7 +30,7 @@ from .data import sha256_file
 from .errors import ToolkitError
 from .features import CLIP, dequantize, quantize_input
 from .package import VECTORS, load_package
-from .quiet import captured_output, import_tensorflow
+from .quiet import captured_output, import_keras, import_tensorflow
 from .train import reconstruction_errors
 
 
@@ -179,9 +179,7 @@ def quantize(pkg_dir: Path | str, progress: bool = True) -> QuantReport:
             hint="re-run `aiot train`",
         )
 
-    import_tensorflow()  # before keras, which would import it with its start-up lines on the terminal
-    import keras
-
+    keras = import_keras()
     keras_path = pkg.file("keras")
     try:
         model = keras.models.load_model(keras_path, compile=False)

@@ -55,3 +55,12 @@ def import_tensorflow():
         sys.stderr.write("".join(log))
         raise error
     return sys.modules["tensorflow"]
+
+
+def import_keras():
+    """``import keras`` quietly: TensorFlow first through :func:`import_tensorflow` (keras
+    would otherwise import it with its start-up lines on the terminal)."""
+    import_tensorflow()
+    import keras
+
+    return keras

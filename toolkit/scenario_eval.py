@@ -71,11 +71,10 @@ def fleet_int8(config: mon.Config, streams: int = 8, components: int = 2) -> Pat
     out = build_dir() / "scenarios" / f"fleet-int8-{key.hexdigest()[:12]}"
     if (out / "c" / "model.c").is_file():
         return out
-    from .quiet import import_tensorflow
+    from .quiet import import_keras
 
     try:
-        import_tensorflow()  # quietly, before keras imports it with its start-up lines
-        import keras
+        keras = import_keras()
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ToolkitError("the int8 fleet model needs TensorFlow/Keras", hint="pip install -e '.[ml]' (make setup)") from e
     from .codegen import generate

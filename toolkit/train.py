@@ -25,7 +25,7 @@ from .data import Series, format_time, load_csv, sha256_file
 from .errors import ToolkitError
 from .features import GAP_FACTOR, Normalization, Windows, fit_normalization, make_windows
 from .package import FORMAT, MANIFEST, VECTORS, write_manifest
-from .quiet import import_tensorflow
+from .quiet import import_keras, import_tensorflow
 
 CALIBRATION_FRACTION = 0.2
 MIN_FIT_WINDOWS = 32
@@ -79,7 +79,7 @@ def reconstruction_errors(x: np.ndarray, recon: np.ndarray, channels: int) -> tu
 
 def build_model(inputs: int, hidden: Sequence[int] = (16, 8), seed: int = 0):
     """The autoencoder: ``inputs`` -> hidden... -> mirrored hidden -> ``inputs``."""
-    import keras
+    keras = import_keras()
 
     keras.utils.set_random_seed(seed)
     layers = [keras.Input(shape=(inputs,), name="window")]
@@ -180,7 +180,7 @@ def train(
                            hint="choose a writable --out folder") from e
 
     tf = import_tensorflow()  # no C++ start-up chatter on the terminal
-    import keras
+    keras = import_keras()
 
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
@@ -339,9 +339,9 @@ class _EpochBar:
     """Keras callback that drives a toolkit.progress.Bar, one tick per epoch."""
 
     def __new__(cls, epochs: int):
-        import keras
-
         from .progress import Bar
+
+        keras = import_keras()
 
         class _Cb(keras.callbacks.Callback):
             def __init__(self) -> None:

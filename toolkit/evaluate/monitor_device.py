@@ -119,7 +119,9 @@ def _device_normalized(fleet: Series, commission: int, floors: tuple[np.ndarray,
 
 def _fold_normalization(model, mean: np.ndarray, std: np.ndarray):
     """A copy of ``model`` that takes and returns raw features instead of (x - mean) / std."""
-    import keras
+    from ..quiet import import_keras
+
+    keras = import_keras()
 
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
@@ -161,7 +163,9 @@ def _build_device_model(z: Series, out: Path, window: int, epochs: int, seed: in
     shutil.rmtree(tmp, ignore_errors=True)
     train(z, tmp / "pkg", window=window, epochs=epochs, seed=seed, train_rows=train_rows,
           hidden=hidden, name=name, progress=False)
-    import keras
+    from ..quiet import import_keras
+
+    keras = import_keras()
 
     pkg = load_package(tmp / "pkg")
     norm = pkg.normalization
