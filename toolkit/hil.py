@@ -21,7 +21,7 @@ import ctypes
 import struct
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Protocol
 
@@ -211,10 +211,28 @@ class InferResult:
 
 @dataclass
 class _Stats:
+    """What the link cost: requests sent, attempts repeated after no (valid) answer came in
+    time, frames that arrived broken (by kind: BAD_CRC, BAD_ENCODING, ...) and valid frames
+    that answered nothing in flight (late answers to an earlier attempt, another sender)."""
+
     requests: int = 0
     retries: int = 0
     broken_frames: int = 0
     stray_frames: int = 0
+    broken_kinds: collections.Counter = field(default_factory=collections.Counter)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.retries or self.broken_frames or self.stray_frames)
+
+    def to_json(self) -> dict:
+        return {"requests": self.requests, "retries": self.retries, "broken_frames": self.broken_frames,
+                "broken_kinds": dict(self.broken_kinds.most_common()), "stray_frames": self.stray_frames,
+                "clean": self.clean}
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 class Device:
@@ -323,6 +341,7 @@ class Device:
                 return None
             if isinstance(f, P.BrokenFrame):
                 self.counters.broken_frames += 1
+                self.counters.broken_kinds[f.error.name] += 1
                 self.stray.append(f)
             elif f.seq == seq and f.type == (type_ | P.RESPONSE):
                 return f
@@ -370,6 +389,34 @@ class Device:
         elif garbage:
             msg += f" ({garbage} bytes that are not aiot frames, last: {self._last_raw[-32:]!r})"
         return DeviceTimeout(msg, hint=" ".join([*hints, self.transport.diagnose()]).strip())
+
+    def link_trouble(self) -> tuple[str, str] | None:
+        """What went wrong on the link so far, for a verb's summary: (what happened, what to
+        check), or None when every request was answered at the first attempt with nothing
+        broken or stray on the line. The results themselves are sound either way (answers are
+        CRC-checked, lost ones asked again); a link that needs this is one step from timeouts."""
+        c = self.counters
+        if c.clean:
+            return None
+        parts = []
+        if c.retries:
+            parts.append(f"{_plural(c.retries, 'retry', 'retries')} in {_plural(c.requests, 'request')} "
+                         "(answer lost, corrupt or late)")
+        if c.broken_frames:
+            kinds = ", ".join(f"{k} x{n}" for k, n in c.broken_kinds.most_common())
+            parts.append(f"{_plural(c.broken_frames, 'corrupt frame')} ({kinds})")
+        if c.stray_frames:
+            parts.append(f"{_plural(c.stray_frames, 'stray frame')} (late answers to earlier attempts, or "
+                         "another program on the port)")
+        if isinstance(self.transport, QemuTransport):
+            hint = "QEMU has no cable: answers came late (a loaded host) or the firmware's UART lost bytes"
+        else:
+            baud = getattr(self.transport, "baud", None)
+            rate = f"{baud} baud" if baud else "the baud rate"
+            hint = (f"check the cable and its connectors, that the firmware runs at {rate} and nothing else uses "
+                    "the port; if it persists, use a lower rate (the board file's [uart] baud; rebuild, flash and "
+                    "pass it as --baud)")
+        return "; ".join(parts), hint
 
     # -- requests --
 
@@ -663,6 +710,7 @@ def open_device(board=None, elf: Path | str | None = None, transport: str = "qem
             # Handshake before handing the link out: QEMU's STM32 USART model drops bytes
             # that arrive before the firmware has enabled the UART, and INFO is retried.
             dev.info()
+            dev.counters = _Stats()  # that boot-time retry says nothing about the link: count from here
         yield dev
     finally:
         t.close()

@@ -164,6 +164,16 @@ def _line(values: np.ndarray, title: str, w: int = 640, h: int = 160) -> str:
             f'<polyline fill="none" stroke="#d8573b" points="{pts}"/></svg>')
 
 
+def _link_row(link: dict | None) -> list[tuple[str, str]]:
+    """A table row on the link, only when it needed retries or saw broken or stray frames."""
+    if not link or link.get("clean", True):
+        return []
+    kinds = ", ".join(f"{k} x{n}" for k, n in link.get("broken_kinds", {}).items())
+    return [("link (unreliable)", f'requests {link["requests"]}, retries {link["retries"]}, '
+                                  f'corrupt frames {link["broken_frames"]}{f" ({kinds})" if kinds else ""}, '
+                                  f'stray frames {link["stray_frames"]}')]
+
+
 def write_html(path: Path, report: dict, ticks: np.ndarray) -> None:
     m, t = report["metrics"], report["timing"]
     hist = m["error_histogram_q"]
@@ -181,7 +191,8 @@ def write_html(path: Path, report: dict, ticks: np.ndarray) -> None:
                                                   f'{"instructions" if "instructions_mean" in t else "cycles"}, '
                                                   f'{t["ms_mean"]:.3f} ms at {t["cpu_hz"] / 1e6:g} MHz'),
                                 ("throughput", f'{t["inferences_per_s"]:,.1f} inferences/s on the board; '
-                                               f'{report["host"]["inferences_per_s"]:,.1f}/s through the link')])
+                                               f'{report["host"]["inferences_per_s"]:,.1f}/s through the link'),
+                                *_link_row(report.get("link"))])
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>aiot validate {html.escape(report["model"])}</title>
 <style>body{{font-family:sans-serif;max-width:760px;margin:2em auto}}td{{padding:2px 10px}}</style></head><body>
 <h1>Validation on {html.escape(report["board"])}: <span style="color:{'#1a7f37' if ok else '#c62828'}">
@@ -274,6 +285,7 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
         "inputs": {"stored": stored, "random": len(xs) - stored, "seed": seed, "features": features},
         "metrics": metrics, "timing": timing(ticks_a, b, info),
         "host": {"seconds": wall, "inferences_per_s": len(xs) / wall if wall > 0 else None},
+        "link": dev.counters.to_json(),
     }
     (out / "report.json").write_text(json.dumps(report, indent=2))
     np.savez(out / "outputs.npz", inputs=xs, device=dev_out, reference=ref_out, ticks=ticks_a)
@@ -289,6 +301,11 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
                f"(min {t['ms_min']:.3f}, max {t['ms_max']:.3f})")
     click.echo(f"  throughput       {t['inferences_per_s']:,.1f} inferences/s on the board, "
                f"{report['host']['inferences_per_s']:,.1f}/s through the link")
+    trouble = dev.link_trouble()  # said only when the link needed retries or dropped frames
+    if trouble:
+        click.secho(f"  link             {trouble[0]}", fg="yellow")
+        click.secho(f"                   the results stand (answers are CRC-checked, lost ones asked again), "
+                    f"but the link is unreliable: {trouble[1]}", fg="yellow")
     click.echo(f"  report           {out / 'report.json'}, {out / 'report.html'}")
     if metrics["mismatched_vectors"]:
         click.secho(f"MISMATCH: {metrics['mismatched_vectors']} vectors differ from tflite-micro "

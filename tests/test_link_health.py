@@ -1,0 +1,183 @@
+"""`aiot run` and `aiot validate` over a flaky link: the answers still come through (CRC-checked,
+lost ones asked again), but the summary must say that the link needed retries and what it
+dropped or corrupted, so a bad cable is not hidden behind a clean result; a clean link adds
+nothing. The device is the scripted fake from test_protocol_client on a local socket."""
+
+from __future__ import annotations
+
+import functools
+import json
+import struct
+import zlib
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from toolkit import hil
+from toolkit import protocol as P
+from toolkit.cli import main
+from toolkit.reference import TflmReference
+
+from test_protocol_client import INFO, FakeDevice, reply
+
+AE24 = Path(__file__).resolve().parent.parent / "hil_tests" / "fixtures" / "ae24"
+
+
+def _corrupt(frame: bytes) -> bytes:
+    """The same encoded frame with one byte of its checksum flipped (never into a delimiter)."""
+    b = bytearray(frame)
+    i = len(b) - 2  # the last byte before the delimiter
+    b[i] ^= 0x55 if b[i] != 0x55 else 0xAA
+    return bytes(b)
+
+
+def ae24_device(flaw: str | None):
+    """A fake device running the ae24 model: right INFO, tflite-micro's own outputs. ``flaw``:
+    None (a clean link), "corrupt" (the first INFER answer arrives with a bad checksum) or
+    "lose" (the first INFER answer never arrives)."""
+    tflite = (AE24 / "model.tflite").read_bytes()
+    ref = TflmReference(tflite)
+    info = replace(INFO, flags=P.DeviceInfo.FLAG_MODEL, model_hash=zlib.crc32(tflite) & 0xFFFFFFFF,
+                   input_bytes=24, output_bytes=24, model_name="ae24")
+    infers = []
+
+    def handler(f):
+        if f.type == P.Msg.INFO:
+            return reply(f, P.pack_info(info))
+        if f.type == P.Msg.INFER:
+            infers.append(f.seq)
+            out = ref.invoke(np.frombuffer(f.payload, np.int8)).reshape(-1).astype(np.int8)
+            answer = reply(f, struct.pack("<bI", 0, 1000) + out.tobytes())
+            if len(infers) == 1 and flaw == "corrupt":
+                return _corrupt(answer)
+            if len(infers) == 1 and flaw == "lose":
+                return None
+            return answer
+        return None
+
+    return FakeDevice(handler)
+
+
+@pytest.fixture
+def short_timeout(monkeypatch):
+    """`aiot run` has no --timeout: a lost answer costs 0.3 s here, not the default 2 s."""
+    monkeypatch.setattr(hil, "open_device", functools.partial(hil.open_device, timeout=0.3))
+
+
+def _package(tmp_path: Path) -> Path:
+    """A minimal model package around the ae24 fixture (what `aiot run` reads)."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    for name in ("model.tflite", "vectors.npz"):
+        (pkg / name).write_bytes((AE24 / name).read_bytes())
+    (pkg / "manifest.json").write_text(json.dumps({
+        "format": 1, "name": "ae24", "channels": ["s"], "window": 24, "sample_period_s": 1.0,
+        "normalization": {"mean": [0.0], "std": [1.0]}, "model": {"tflite": "model.tflite"},
+        "score": {"threshold": 1.0}, "training": {}}))
+    return pkg
+
+
+def _run(tmp_path: Path, flaw: str | None):
+    fd = ae24_device(flaw)
+    try:
+        return CliRunner().invoke(main, ["run", "--board", "mps2-an386", "--package", str(_package(tmp_path)),
+                                         "-n", "3", "--transport", "serial", "--port", fd.url])
+    finally:
+        fd.close()
+
+
+def _validate(tmp_path: Path, flaw: str | None):
+    fd = ae24_device(flaw)
+    try:
+        r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(AE24), "-n", "3",
+                                      "--transport", "serial", "--port", fd.url, "--out", str(tmp_path / "v"),
+                                      "--timeout", "0.3"])
+    finally:
+        fd.close()
+    report = json.loads((tmp_path / "v" / "report.json").read_text()) if r.exit_code == 0 else None
+    return r, report
+
+
+def test_run_reports_a_corrupt_answer_and_its_retry(tmp_path, short_timeout):
+    r = _run(tmp_path, "corrupt")
+    assert r.exit_code == 0, r.output
+    assert "3 inferences, 0 mismatching" in r.output  # the result itself is sound
+    assert "link: 1 retry in 4 requests" in r.output and "1 corrupt frame (" in r.output
+    assert "unreliable" in r.output and "check the cable" in r.output and "baud" in r.output
+
+
+def test_run_reports_a_lost_answer(tmp_path, short_timeout):
+    r = _run(tmp_path, "lose")
+    assert r.exit_code == 0, r.output
+    assert "link: 1 retry in 4 requests (answer lost, corrupt or late)" in r.output
+    assert "corrupt frame" not in r.output and "check the cable" in r.output
+
+
+def test_run_on_a_clean_link_says_nothing_about_it(tmp_path, short_timeout, monkeypatch):
+    verdicts = []
+    asked = hil.Device.link_trouble
+
+    def spy(self):
+        verdicts.append(asked(self))
+        return verdicts[-1]
+
+    monkeypatch.setattr(hil.Device, "link_trouble", spy)
+    r = _run(tmp_path, None)
+    assert r.exit_code == 0, r.output
+    assert verdicts == [None]  # the verb asked, and the link was clean
+    assert "3 inferences, 0 mismatching" in r.output
+    assert "link:" not in r.output and "retr" not in r.output and "unreliable" not in r.output
+
+
+def test_validate_reports_a_corrupt_answer_in_its_summary_and_report(tmp_path):
+    r, report = _validate(tmp_path, "corrupt")
+    assert r.exit_code == 0, r.output
+    assert "exact match      100.00 %" in r.output
+    assert "  link             1 retry in 4 requests" in r.output and "1 corrupt frame (" in r.output
+    assert "unreliable" in r.output and "check the cable" in r.output
+    link = report["link"]
+    assert link["requests"] == 4 and link["retries"] == 1 and link["broken_frames"] == 1
+    assert sum(link["broken_kinds"].values()) == 1 and link["clean"] is False
+    assert "link (unreliable)" in (tmp_path / "v" / "report.html").read_text()
+
+
+def test_validate_reports_a_lost_answer_in_its_summary_and_report(tmp_path):
+    r, report = _validate(tmp_path, "lose")
+    assert r.exit_code == 0, r.output
+    assert "  link             1 retry in 4 requests (answer lost, corrupt or late)" in r.output
+    assert "corrupt frame" not in r.output
+    assert report["link"]["retries"] == 1 and report["link"]["broken_frames"] == 0
+    assert report["link"]["clean"] is False
+
+
+def test_validate_on_a_clean_link_says_nothing_about_it_but_records_the_counters(tmp_path):
+    r, report = _validate(tmp_path, None)
+    assert r.exit_code == 0, r.output
+    assert "  link " not in r.output and "retr" not in r.output and "unreliable" not in r.output
+    assert report["link"] == {"requests": 4, "retries": 0, "broken_frames": 0, "broken_kinds": {},
+                              "stray_frames": 0, "clean": True}
+    assert "link (unreliable)" not in (tmp_path / "v" / "report.html").read_text()
+
+
+def test_stray_and_broken_frames_alone_are_link_trouble_too():
+    """No retry needed, but frames for other seqs and a broken one on the line: still said."""
+    def handler(f):
+        stale = P.encode_frame(P.Msg.INFO | P.RESPONSE, (f.seq - 1) & 0xFF, b"old")
+        other = P.encode_frame(P.Msg.ERROR, (f.seq + 5) & 0xFF, b"\x01\x01")
+        return stale + other + b"\x13\x37\x00" + reply(f, P.pack_info(INFO))
+
+    fd = FakeDevice(handler)
+    dev = hil.Device(hil.SerialTransport(fd.url, 9600), timeout=0.3)
+    try:
+        assert dev.link_trouble() is None  # nothing asked yet
+        dev.info()
+        what, hint = dev.link_trouble()
+    finally:
+        dev.close()
+        fd.close()
+    assert "retr" not in what and "1 corrupt frame (" in what and "2 stray frames" in what
+    assert "9600 baud" in hint and "cable" in hint
+    assert dev.counters.to_json()["stray_frames"] == 2 and dev.counters.to_json()["clean"] is False
