@@ -124,6 +124,12 @@ DEVICE = {"aiot_alert_settings": 1, "target": "device", "window": 8}
     ({"recover_ratio": 5}, "'recover_ratio' is 5"),
     ({"alert_margin": 1.0, "clear_margin": 2.0}, "'clear_margin' is 2.0, more than 'alert_margin' 1.0"),
     ({"noise_floor": [0.1, -0.1]}, "'noise_floor' is [0.1, -0.1]"),
+    ({"noise_floor": []}, "'noise_floor' is [], expected a number (or one per channel)"),
+    ({"noise_floor": [0.1, "x"]}, "'noise_floor' is [0.1, 'x'], expected a number (or one per channel)"),
+    ({"alert_margin": [1.0, 2.0]}, "'alert_margin' is [1.0, 2.0], expected a number"),
+    ({"persist_k": True}, "'persist_k' is True, expected a number"),
+    ({"fleet_noise_floor": "0.5"}, "'fleet_noise_floor' is '0.5', expected one number >= 0"),
+    ({"fleet_noise_floor": True}, "'fleet_noise_floor' is True, expected one number >= 0"),
 ])
 def test_bad_device_knobs_name_the_file_and_the_knob(tmp_path, knobs, message):
     p = _write(tmp_path, {**DEVICE, "knobs": knobs})

@@ -292,6 +292,8 @@ def check_knob(key: str, value) -> float | int | list[float]:
     lo, hi, lo_open, hi_open = KNOB_RANGES[key]
     if hasattr(kind, "_length_"):  # per-channel
         vals = [value] if np.ndim(value) == 0 else list(value)
+        if not vals:
+            raise ToolkitError(f"monitor knob {key!r} is {value!r}, expected a number (or one per channel)")
         out = []
         for v in vals:
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):

@@ -152,11 +152,9 @@ def _knobs(path: Path, raw) -> dict:
     if unknown:
         raise _bad(path, f"unknown monitor knob(s) {', '.join(unknown)}", hint="known knobs: " + ", ".join(known))
     for name, value in raw.items():
-        vals = value if isinstance(value, list) else [value]
-        if not vals or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in vals):
-            raise _bad(path, f"monitor knob {name!r} is {value!r}, expected a number (or one per sensor)")
         if name == FLOOR_KNOB:
-            if isinstance(value, list) or not math.isfinite(value) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value < 0:
                 raise _bad(path, f"monitor knob {name!r} is {value!r}, expected one number >= 0 (0: no floor; "
                                  f"k: each sensor's noise at least k x the fleet's spread of it)")
             continue
