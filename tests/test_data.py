@@ -468,3 +468,32 @@ def test_hints_name_the_verbs_that_have_the_option_they_suggest(tmp_path):
         load_csv(p)
     assert "rename the time column to 'timestamp'" in e.value.hint
     assert "aiot train and aiot commission" in e.value.hint
+
+
+@pytest.mark.parametrize("start, step, unit, period", [
+    (1_700_000_000_000, 1000, "milliseconds", "read as 1000 s (1 s if they are milliseconds)"),
+    (1_700_000_000_000_000, 10_000, "microseconds", "read as 10000 s (0.01 s if they are microseconds)"),
+    (1_700_000_000_000_000_000, 10**8, "nanoseconds", "read as 1e+08 s (0.1 s if they are nanoseconds)"),
+])
+def test_epoch_timestamps_in_a_smaller_unit_are_read_as_seconds_with_a_warning(tmp_path, capsys, start, step, unit,
+                                                                               period):
+    p = tmp_path / "ms.csv"
+    p.write_text("timestamp,a\n" + "".join(f"{start + i * step},{i}\n" for i in range(5)))
+    s = load_csv(p)
+    assert s.timestamps[1] - s.timestamps[0] == pytest.approx(step)  # as before: numbers are seconds
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: {p}: column 'timestamp' holds numbers like ") and f"like {unit} since 1970" in err
+    assert period in err and "ISO-8601" in err
+
+
+@pytest.mark.parametrize("cells", [
+    [f"{1_700_000_000 + i}" for i in range(5)],  # seconds since 1970
+    [f"{i * 0.5}" for i in range(5)],  # seconds from the start
+    [f"2024-01-31T12:00:0{i}Z" for i in range(5)],  # dates
+    [f"{99_999_999_999 + i}" for i in range(5)],  # the largest plausible seconds (year 5138)
+])
+def test_plausible_seconds_and_dates_raise_no_warning(tmp_path, capsys, cells):
+    p = tmp_path / "s.csv"
+    p.write_text("timestamp,a\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
+    load_csv(p)
+    assert capsys.readouterr().err == ""

@@ -33,6 +33,11 @@ AUTO = "auto"
 #: is a little over 1 s and whose timestamps are whole seconds skips a second now and
 #: then without losing a sample (SKAB does this every ~20 rows).
 GAP_FACTOR = 2.5
+#: Numeric timestamps are seconds. From this size on they are no plausible seconds since 1970
+#: (1e11 s is the year 5138) but are milliseconds (from 1e11), microseconds (1e14) or
+#: nanoseconds (1e17) since 1970, as loggers often write them: read as seconds, the sample
+#: period comes out 1000x (or more) too long, so a warning says so.
+EPOCH_UNITS = ((1e17, "nanoseconds", 1e9), (1e14, "microseconds", 1e6), (1e11, "milliseconds", 1e3))
 
 
 @dataclass
@@ -316,6 +321,12 @@ def load_csv(
                 hint="sort the rows by time and remove duplicated samples",
             )
 
+    if ts_idx is not None and not any_iso:
+        note = epoch_unit_warning(path, header[ts_idx], ts)
+        if note:
+            import sys
+
+            sys.stderr.write(f"warning: {note}\n")
     return Series(
         timestamps=ts,
         values=values,
@@ -325,6 +336,25 @@ def load_csv(
         source=path,
         iso_time=any_iso,
     )
+
+
+def epoch_unit_warning(path: Path, column: str, ts: np.ndarray) -> str | None:
+    """A warning (or None) for numeric timestamps too large to be seconds since 1970
+    (:data:`EPOCH_UNITS`): they are read as seconds all the same (they may be a counter that
+    simply starts high), but the sample period, the gaps and the monitor's clock are then
+    off by the unit's factor."""
+    if ts.size == 0:
+        return None
+    first = float(np.min(np.abs(ts)))
+    for low, unit, per_s in EPOCH_UNITS:
+        if first >= low:
+            period = float(np.median(np.diff(ts))) if ts.size > 1 else None
+            shown = f"; the sample period is read as {period:g} s ({period / per_s:g} s if they are {unit})" \
+                if period is not None else ""
+            return (f"{path}: column '{column}' holds numbers like {ts[0]:.6g}, read as seconds: as seconds since "
+                    f"1970 that is after the year 5000, so they look like {unit} since 1970{shown}. Convert them "
+                    "to seconds or to ISO-8601 dates (2024-01-31T12:00:00Z) if they are")
+    return None
 
 
 _Parsed = tuple[np.ndarray, np.ndarray, "np.ndarray | None", bool]
