@@ -497,3 +497,27 @@ def test_plausible_seconds_and_dates_raise_no_warning(tmp_path, capsys, cells):
     p.write_text("timestamp,a\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
     load_csv(p)
     assert capsys.readouterr().err == ""
+
+
+def test_a_series_digest_changes_with_each_part_of_its_content_and_only_with_it():
+    def series(**change):
+        s = Series(timestamps=np.arange(4.0), values=np.ones((4, 2)), valid=np.ones((4, 2), bool),
+                   labels=np.zeros(4, np.int8), channels=["a", "b"])
+        for k, v in change.items():
+            getattr(s, k)[v] = 1 - getattr(s, k)[v]  # flip one entry
+        return s
+
+    base = series().digest()
+    assert series().digest() == base
+    renamed = series()
+    renamed.channels, renamed.source = ["x", "y"], Path("other.csv")  # names and source key beside it
+    assert renamed.digest() == base
+    changed = {series(timestamps=3).digest(), series(values=(3, 1)).digest(), series(valid=(3, 1)).digest(),
+               series(labels=3).digest()}
+    assert base not in changed and len(changed) == 4
+    unlabelled = series()
+    unlabelled.labels = None
+    assert unlabelled.digest() != base
+    # the first rows only: a change after them does not count
+    assert series(values=(3, 1)).digest(3) == series().digest(3) != base
+    assert series().head(3).digest() == series().digest(3)

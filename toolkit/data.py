@@ -68,6 +68,17 @@ class Series:
             return 1.0
         return float(np.median(np.diff(self.timestamps)))
 
+    def digest(self, rows: int | None = None) -> str:
+        """SHA-256 of the first ``rows`` rows (all by default): timestamps, values, validity
+        mask and labels. The content key of the models trained on them (not of channel names,
+        source or settings, which keys add beside it)."""
+        h = hashlib.sha256()
+        end = self.rows if rows is None else rows
+        labels = self.labels[:end] if self.labels is not None else np.zeros(0)
+        for a in (self.timestamps[:end], self.values[:end], self.valid[:end], labels):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
     def missing_count(self) -> int:
         return int((~self.valid).sum())
 

@@ -13,7 +13,6 @@ held out from fitting so that the threshold is not biased low by over-fitting.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +89,6 @@ def build_model(inputs: int, hidden: Sequence[int] = (16, 8), seed: int = 0):
     return keras.Sequential(layers, name="autoencoder")
 
 
-def _data_hash(series: Series) -> str:
-    h = hashlib.sha256()
-    for a in (series.timestamps, series.values, series.labels if series.labels is not None else np.zeros(0)):
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()
-
-
 def _even_subsample(n: int, k: int) -> np.ndarray:
     return np.arange(n) if n <= k else np.linspace(0, n - 1, k).round().astype(np.int64)
 
@@ -149,7 +141,7 @@ def train(
     else:
         series = data
         data_ref = str(series.source) if series.source else f"<memory:{series.meta.get('generator', 'series')}>"
-        data_sha = sha256_file(series.source) if series.source else _data_hash(series)
+        data_sha = sha256_file(series.source) if series.source else series.digest()
     _check_args(series, window, epochs, train_rows, hidden, quantile, batch_size)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -226,10 +226,7 @@ def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden:
             f"commissioning rows (the rows the monitor learns each sensor's baseline and noise from)",
             hint="fix or reconnect the sensor and commission again, or leave its column out of the data",
         )
-    h = hashlib.sha256()
-    for a in (head.timestamps, head.values, head.valid, head.labels if head.labels is not None else np.zeros(0)):
-        h.update(np.ascontiguousarray(a).tobytes())
-    key = [h.hexdigest(), list(head.channels), window, epochs, seed, knobs, list(hidden), noise_floor]
+    key = [head.digest(), list(head.channels), window, epochs, seed, knobs, list(hidden), noise_floor]
     out = _model_dir(key, "device-file")
     if (out / "c" / "model.c").is_file():
         return out

@@ -105,9 +105,7 @@ def hash_training_code(h) -> None:
 
 
 def _model_key(series: Series, settings: Settings, rows: int) -> str:
-    h = hashlib.sha256()
-    for a in (series.timestamps[:rows], series.values[:rows], series.valid[:rows]):
-        h.update(np.ascontiguousarray(a).tobytes())
+    h = hashlib.sha256(series.digest(rows).encode())
     h.update(json.dumps([series.channels, settings.window, list(settings.hidden), settings.epochs, settings.seed]).encode())
     hash_training_code(h)
     return h.hexdigest()[:16]
