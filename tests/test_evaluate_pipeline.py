@@ -511,3 +511,110 @@ def test_nab_windows_outside_the_data_or_inside_commissioning_are_warned_about(s
     outside = [ln for ln in lines if "outside their file's time range" in ln]
     assert outside and "realKnown/a.csv (2015-01-01T00:00:00Z .. 2015-01-01T01:00:00Z)" in outside[0]
     assert res[0].recording.meta["windows_outside_data"] == [["2015-01-01T00:00:00Z", "2015-01-01T01:00:00Z"]]
+
+
+def _skab_with_bad_files(root: Path) -> Path:
+    """skab_mini plus three files that cannot be evaluated: a cell that is no number, a
+    missing sensor column, and too few rows to commission on 4 and stream the rest."""
+    import shutil
+
+    shutil.copytree(FIX / "skab_mini", root)
+    good = (root / "valve1" / "0.csv").read_text().splitlines()
+    (root / "valve1" / "3.csv").write_text("\n".join(good[:5] + [good[5].replace(";1.0", ";oops", 1)] + good[6:]) + "\n")
+    (root / "valve1" / "4.csv").write_text("\n".join(
+        ";".join(c for i, c in enumerate(line.split(";")) if i != 2) for line in good) + "\n")  # no s2
+    (root / "valve1" / "5.csv").write_text("\n".join(good[:4]) + "\n")  # 3 rows
+    return root
+
+
+def test_a_bad_file_stops_a_folder_run_and_says_skip_bad_files_would_leave_it_out(scripted, tmp_path):
+    from toolkit.evaluate.run import evaluate
+
+    data = _skab_with_bad_files(tmp_path / "skab")
+    with pytest.raises(ToolkitError) as e:
+        evaluate(data=data, fmt="skab", out=tmp_path / "o", train_rows=4, target="reference", window=2, jobs=1)
+    assert "valve1/3.csv:6: column 's1': 'oops" in e.value.message
+    assert "--skip-bad-files" in e.value.hint and "number" in e.value.hint  # the CSV hint stays, the option is added
+    (data / "valve1" / "3.csv").unlink()
+    with pytest.raises(ToolkitError) as e:
+        evaluate(data=data, fmt="skab", out=tmp_path / "o", train_rows=4, target="reference", window=2, jobs=1)
+    assert e.value.message.startswith("valve1/4.csv: sensor columns differ") and "--skip-bad-files" in e.value.hint
+    (data / "valve1" / "4.csv").unlink()
+    with pytest.raises(ToolkitError) as e:
+        evaluate(data=data, fmt="skab", out=tmp_path / "o", train_rows=4, target="reference", window=2, jobs=1)
+    assert e.value.message.startswith("valve1/5.csv: 3 rows, cannot commission on 4") and "--skip-bad-files" in e.value.hint
+    assert not (tmp_path / "o").exists()
+
+
+def test_skip_bad_files_leaves_them_out_names_them_and_scores_the_rest_as_alone(scripted, tmp_path, monkeypatch,
+                                                                               capsys):
+    from toolkit.evaluate import run as run_mod
+
+    monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
+    monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
+    common = dict(fmt="skab", train_rows=4, target="reference", window=2, jobs=1)
+    alone = run_mod.evaluate(data=FIX / "skab_mini", out=tmp_path / "alone", **common)
+    capsys.readouterr()
+    data = _skab_with_bad_files(tmp_path / "skab")
+    summary = run_mod.evaluate(data=data, out=tmp_path / "o", skip_bad_files=True, **common)
+    err = capsys.readouterr().err
+    skipped = summary.pop("skipped_files")
+    assert [s["file"] for s in skipped] == ["valve1/3.csv", "valve1/4.csv", "valve1/5.csv"]
+    assert "'oops" in skipped[0]["reason"] and "missing 's2'" in skipped[1]["reason"]
+    assert "cannot commission on 4" in skipped[2]["reason"]
+    assert summary == alone  # the three good files, scored exactly as on their own
+    for s in skipped:
+        assert f"warning: skipped {s['file']}: {s['reason']}" in err
+    assert "warning: 3 file(s) skipped, not in the results: valve1/3.csv, valve1/4.csv, valve1/5.csv" in err
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert doc["aggregate"]["skipped_files"] == skipped
+    assert [f["file"] for f in doc["files"]] == ["valve1/0.csv", "valve1/2.csv", "valve1/10.csv"]
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "3 file(s) skipped" in page and "valve1/4.csv: " in page
+
+
+def test_skip_bad_files_with_nothing_left_is_an_error_naming_the_first(tmp_path):
+    from toolkit.evaluate.run import evaluate
+
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.csv").write_text("timestamp,x\n0,1\n1,what\n")
+    (tmp_path / "d" / "b.csv").write_text("")
+    with pytest.raises(ToolkitError) as e:
+        evaluate(data=tmp_path / "d", fmt="generic", out=tmp_path / "o", target="reference", jobs=1,
+                 skip_bad_files=True)
+    assert e.value.message.startswith(f"{tmp_path / 'd'}: every file was left out (2); the first, a.csv: ")
+    assert "'what'" in e.value.message
+
+
+def test_skip_bad_files_keeps_nab_label_entries_of_the_files_it_left_out(tmp_path):
+    import shutil
+
+    shutil.copytree(FIX / "nab_mini", tmp_path / "nab")
+    data, labels = tmp_path / "nab" / "data", tmp_path / "nab" / "labels.json"
+    shutil.copy(data / "realKnown" / "a.csv", data / "realKnown" / "b.csv")
+    (data / "realKnown" / "a.csv").write_text("timestamp,value\nnot a time,1\n")
+    labels.write_text(json.dumps({**json.loads(labels.read_text()), "realKnown/b.csv": []}))
+    with pytest.raises(ToolkitError) as e:
+        readers.read("nab", data, labels)
+    assert "a.csv:2" in e.value.message and "--skip-bad-files" in e.value.hint
+    ds = readers.read("nab", data, labels, skip_bad=True)
+    assert [name for name, _ in ds.skipped] == ["realKnown/a.csv"]  # its labels entry is no "unknown file"
+    assert [r.name for r in ds.recordings] == ["realKnown/b.csv"]
+
+
+def test_the_cli_takes_skip_bad_files(scripted, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+    from toolkit.evaluate import run as run_mod
+
+    monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
+    monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
+    data = _skab_with_bad_files(tmp_path / "skab")
+    args = ["evaluate", "--data", str(data), "--format", "skab", "--train-rows", "4", "--target", "reference",
+            "--window", "2", "--jobs", "1", "--out", str(tmp_path / "o")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "--skip-bad-files" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(main, [*args, "--skip-bad-files"])
+    assert r.exit_code == 0, r.output
+    assert "warning: 3 file(s) skipped" in r.output and "files 3," in r.output

@@ -39,9 +39,13 @@ from . import OutPath
               help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "
                    "the fleet model. On host / qemu:BOARD: one noise-unit model (and on QEMU one firmware "
                    "image) per installation. Data without a fleet recording always runs this way.")
+@click.option("--skip-bad-files", "skip_bad_files", is_flag=True,
+              help="Leave out a file that cannot be read, has other sensor columns or cannot be commissioned "
+                   "(too short, odd sample period) instead of stopping; each is named with why, on the "
+                   "terminal and in report.json (aggregate.skipped_files). Default: the first stops the run.")
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
-            alert_settings: Path | None, per_file: bool) -> None:
+            alert_settings: Path | None, per_file: bool, skip_bad_files: bool) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -63,7 +67,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     summary = evaluate(
         data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
-        alert_settings=alert_settings, per_file=per_file,
+        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files,
     )
     t = summary["test_rows"]
     phases = phases_text(summary.get("false_alarms_by_phase", {}))

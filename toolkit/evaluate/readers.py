@@ -42,6 +42,38 @@ class Dataset:
     recordings: list[Recording]
     fleet: Series | None = None  #: normal-operation data for a fleet model, when the format has it
     fleet_source: Path | None = None
+    #: files left out with ``skip_bad`` (name, why), in the order met; never silently
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+#: The hint's addition on a file a folder run could leave out.
+SKIP_HINT = "aiot evaluate --skip-bad-files evaluates the other files and lists this one as skipped"
+
+
+def with_skip_hint(e: ToolkitError) -> ToolkitError:
+    """``e`` (about one file of a folder) with :data:`SKIP_HINT` added to its hint."""
+    return ToolkitError(e.message, hint=f"{e.hint}; or: {SKIP_HINT}" if e.hint else SKIP_HINT, exit_code=e.exit_code)
+
+
+def _load_each(files: list[Path], root: Path, load, skipped: list[tuple[str, str]] | None) -> list[Recording]:
+    """``load(path)`` for each file, as Recordings. A file that cannot be read stops the run
+    (its error gains :data:`SKIP_HINT` when it is one of several), or with ``skipped`` (a list)
+    is put there with the reason and left out."""
+    recs = []
+    for f in files:
+        try:
+            recs.append(Recording(_rel(f, root), load(f)))
+        except ToolkitError as e:
+            if skipped is None:
+                raise (with_skip_hint(e) if len(files) > 1 else e) from None
+            skipped.append((_rel(f, root), e.message))
+    return recs
+
+
+def none_left(root: Path, skipped: list[tuple[str, str]]) -> ToolkitError:
+    name, why = skipped[0]
+    return ToolkitError(f"{root}: every file was left out ({len(skipped)}); the first, {name}: {why}",
+                        hint="fix the files (see each reason in the list above), or point --data at good ones")
 
 
 def _natural_key(rel: str) -> list:
@@ -82,57 +114,73 @@ def _column_diff(cols: list[str], ref_cols: list[str], ordered: bool = True) -> 
     return "; ".join(parts) or f"the same columns in another order ({', '.join(cols)})"
 
 
-def _check_same_channels(recs: list[Recording], ref_name: str | None = None, ref_cols: list[str] | None = None) -> None:
+def _check_same_channels(recs: list[Recording], ref_name: str | None = None, ref_cols: list[str] | None = None,
+                         skipped: list[tuple[str, str]] | None = None) -> list[Recording]:
     """Every file has the sensor columns of the first file, in its order; with ``ref_cols``
     (the fleet recording's), every file has those columns too (in any order: the fleet
-    recording is read in the files' order)."""
-    refs = [(recs[0].name, recs[0].series.channels, True)]
-    if ref_cols is not None:
-        refs.insert(0, (ref_name, ref_cols, False))
-    for name, cols, ordered in refs:
-        for r in recs:
-            diff = _column_diff(r.series.channels, cols, ordered)
-            if diff:
-                raise ToolkitError(
-                    f"{r.name}: sensor columns differ from {name}'s: {diff} ({name} has {', '.join(cols)})",
-                    hint="one evaluation runs one model: every file needs the same sensor columns in the same order",
-                )
+    recording is read in the files' order). Returns the files that do: with ``skipped`` (a
+    list) the others are put there with the reason, otherwise the first stops the run."""
+    if ref_cols is None:
+        ref_name, ref_cols, ordered = recs[0].name, recs[0].series.channels, True
+    else:
+        ordered = False
+    kept = []
+    for r in recs:
+        diff = _column_diff(r.series.channels, ref_cols, ordered)
+        if diff is None and not ordered and kept:  # the fleet's columns, and the first kept file's order
+            diff = _column_diff(r.series.channels, kept[0].series.channels)
+            name, cols = kept[0].name, kept[0].series.channels
+        else:
+            name, cols = ref_name, ref_cols
+        if diff is None:
+            kept.append(r)
+            continue
+        e = ToolkitError(
+            f"{r.name}: sensor columns differ from {name}'s: {diff} ({name} has {', '.join(cols)})",
+            hint="one evaluation runs one model: every file needs the same sensor columns in the same order",
+        )
+        if skipped is None:
+            raise with_skip_hint(e)
+        skipped.append((r.name, e.message))
+    return kept
 
 
-def read_skab(root: Path) -> Dataset:
+def read_skab(root: Path, skip_bad: bool = False) -> Dataset:
     """SKAB: ';'-separated files with datetime, 8 sensors, ``anomaly`` and ``changepoint``.
 
-    The ``anomaly-free`` folder, when present, is the fleet training set, not a test file.
+    The ``anomaly-free`` folder, when present, is the fleet training set, not a test file
+    (never skipped: a fleet recording that cannot be read stops the run).
     """
     root = Path(root)
     files = _csv_files(root, "SKAB's data folder (with valve1/, valve2/, other/ and anomaly-free/)")
-    fleet_file = None
-    recs: list[Recording] = []
-    for f in files:
-        rel = _rel(f, root)
-        if f.parent.name == SKAB_FLEET_DIR:
-            fleet_file = f
-            continue
-        s = load_csv(f, label_column="anomaly")
-        recs.append(Recording(rel, s))
-    if not recs:
+    fleet_files = [f for f in files if f.parent.name == SKAB_FLEET_DIR]
+    fleet_file = fleet_files[-1] if fleet_files else None
+    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
+    tests = [f for f in files if f.parent.name != SKAB_FLEET_DIR]
+    recs = _load_each(tests, root, lambda f: load_csv(f, label_column="anomaly"), skipped)
+    if not tests:
         raise ToolkitError(f"{root}: only anomaly-free data, no experiment file to evaluate on",
                            hint="point --data at SKAB's data folder (valve1/, valve2/, other/)")
+    if not recs:
+        raise none_left(root, skipped)
     fleet = None
     if fleet_file is not None:
         # every experiment file against the fleet recording's sensors, before anything is trained;
         # read once, then put in the files' column order
         everything = load_csv(fleet_file, label_column=None)
-        _check_same_channels(recs, _rel(fleet_file, root), everything.channels)
+        recs = _check_same_channels(recs, _rel(fleet_file, root), everything.channels, skipped)
+        if not recs:
+            raise none_left(root, skipped)
         order = [[c.lower() for c in everything.channels].index(c.lower()) for c in recs[0].series.channels]
         fleet = replace(everything, values=everything.values[:, order], valid=everything.valid[:, order],
                                     channels=[everything.channels[i] for i in order])
     else:
-        _check_same_channels(recs)
-    return Dataset(recs, fleet, fleet_file)
+        recs = _check_same_channels(recs, skipped=skipped)
+    return Dataset(recs, fleet, fleet_file, skipped or [])
 
 
-def read_generic(root: Path, labels_file: Path | None = None, label_column: str | None = "auto") -> Dataset:
+def read_generic(root: Path, labels_file: Path | None = None, label_column: str | None = "auto",
+                 skip_bad: bool = False) -> Dataset:
     """One CSV or a folder of them: a timestamp column, sensor columns, an optional label column.
 
     With ``labels_file`` (NAB's combined_windows.json form), incidents come from its time
@@ -140,14 +188,17 @@ def read_generic(root: Path, labels_file: Path | None = None, label_column: str 
     """
     root = Path(root)
     files = _csv_files(root, "a CSV file or a folder of CSV files")
-    recs = [Recording(_rel(f, root), load_csv(f, label_column=None if labels_file else label_column)) for f in files]
-    _check_same_channels(recs)
+    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
+    recs = _load_each(files, root, lambda f: load_csv(f, label_column=None if labels_file else label_column), skipped)
+    if not recs:
+        raise none_left(root, skipped)
+    recs = _check_same_channels(recs, skipped=skipped)
     if labels_file is not None:
-        _apply_windows(recs, labels_file)
-    return Dataset(recs)
+        _apply_windows(recs, labels_file, left_out={name for name, _ in skipped or []})
+    return Dataset(recs, skipped=skipped or [])
 
 
-def read_nab(root: Path, labels_file: Path | None) -> Dataset:
+def read_nab(root: Path, labels_file: Path | None, skip_bad: bool = False) -> Dataset:
     """NAB: ``timestamp,value`` files under ``data/<folder>/``; windows from combined_windows.json."""
     root = Path(root)
     if labels_file is None:
@@ -158,24 +209,27 @@ def read_nab(root: Path, labels_file: Path | None) -> Dataset:
     if root.is_dir() and (root / "data").is_dir():
         root = root / "data"  # accept NAB's repository root as well as its data folder
     files = _csv_files(root, "NAB's data folder (data/<folder>/<file>.csv)")
-    recs = []
-    for f in files:
-        s = load_csv(f, label_column=None, timestamp_column="timestamp")
-        recs.append(Recording(_rel(f, root), s))
-    _apply_windows(recs, labels_file, every_file=True)
-    return Dataset(recs)
+    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
+    recs = _load_each(files, root, lambda f: load_csv(f, label_column=None, timestamp_column="timestamp"), skipped)
+    if not recs:
+        raise none_left(root, skipped)
+    _apply_windows(recs, labels_file, every_file=True, left_out={name for name, _ in skipped or []})
+    return Dataset(recs, skipped=skipped or [])
 
 
-def read(fmt: str, root: Path, labels_file: Path | None = None) -> Dataset:
+def read(fmt: str, root: Path, labels_file: Path | None = None, skip_bad: bool = False) -> Dataset:
+    """``skip_bad``: a file that cannot be read, or whose sensor columns differ from the
+    others', is left out and listed in ``Dataset.skipped`` (with why) instead of stopping the
+    run."""
     if fmt == "skab":
         if labels_file is not None:
             raise ToolkitError("--labels is not used with --format skab (labels are SKAB's 'anomaly' column)",
                                hint="drop --labels")
-        return read_skab(root)
+        return read_skab(root, skip_bad)
     if fmt == "nab":
-        return read_nab(root, labels_file)
+        return read_nab(root, labels_file, skip_bad)
     if fmt == "generic":
-        return read_generic(root, labels_file)
+        return read_generic(root, labels_file, skip_bad=skip_bad)
     raise ToolkitError(f"unknown --format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
 
 
@@ -216,11 +270,13 @@ def load_windows(labels_file: Path) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
-def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = False) -> None:
-    """Turn time windows into row windows and row labels; keys must match the files."""
+def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = False,
+                   left_out: set[str] = frozenset()) -> None:
+    """Turn time windows into row windows and row labels; keys must match the files (or
+    name a file ``left_out`` of the run)."""
     windows = load_windows(labels_file)
     names = {r.name for r in recs}
-    unknown = sorted(k for k in windows if k not in names)
+    unknown = sorted(k for k in windows if k not in names and k not in left_out)
     if unknown:
         raise ToolkitError(
             f"{labels_file}: {len(unknown)} entry(ies) match no data file, e.g. '{unknown[0]}' "

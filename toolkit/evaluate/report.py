@@ -212,6 +212,14 @@ def _not_scored(lines: list[str]) -> str:
     return "".join(f"<p><b>Warning:</b> {html.escape(line)}.</p>" for line in lines)
 
 
+def _skipped(files: list[dict]) -> str:
+    """Files ``--skip-bad-files`` left out of the run, with why."""
+    if not files:
+        return ""
+    items = "".join(f"<li>{html.escape(f['file'])}: {html.escape(f['reason'])}</li>" for f in files)
+    return f"<p><b>Warning:</b> {len(files)} file(s) skipped, not in these results:</p><ul>{items}</ul>"
+
+
 def write_html(path: Path, results: list[FileResult], summary: dict, settings: dict, context: dict) -> Path:
     t = summary["test_rows"]
     rows = []
@@ -247,6 +255,7 @@ NAB (standard) {'' if summary['nab_standard'] is None else f"{summary['nab_stand
 incidents detected {summary['incidents_detected']}/{summary['incidents']}, false alerts {summary['false_alerts']}.</p>
 {_phases_line(summary.get("false_alarms_by_phase", {}))}
 {_not_scored(summary.get("labels_not_scored", []))}
+{_skipped(summary.get("skipped_files", []))}
 <p>Plot legend: grey = commissioning rows, shaded = labelled incident (green detected, red missed),
 blue = score (log scale), dashed = threshold, bars below = alerts (green true, red false).</p>
 <table><tr><th>file</th><th>incidents detected</th><th>false alerts</th><th>F1</th><th>FAR</th><th>MAR</th></tr>

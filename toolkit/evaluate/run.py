@@ -42,6 +42,7 @@ def evaluate(
     knobs: dict | None = None,
     alert_settings: Path | None = None,
     per_file: bool = False,
+    skip_bad_files: bool = False,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
 
@@ -50,7 +51,9 @@ def evaluate(
     (which must then match it). ``per_file``: one model per file on its commissioning rows
     (SKAB's own protocol) even where the data has a fleet recording; on the device targets
     that is one noise-unit model, and on QEMU one firmware image, per installation (data
-    without a fleet recording always runs this way)."""
+    without a fleet recording always runs this way). ``skip_bad_files``: a file that cannot be
+    read, has other sensor columns or cannot be commissioned is left out (each named, with
+    why, on stderr and in report.json's ``skipped_files``) instead of stopping the run."""
     from ..progress import step
 
     t0 = time.monotonic()
@@ -82,7 +85,7 @@ def evaluate(
         raise ToolkitError(f"{fleet}: no such file" if not Path(fleet).exists() else f"{fleet}: not a file",
                            hint="check the --fleet path (a CSV of normal operation with the data's sensor columns)")
     with step(f"reading {data} ({fmt})"):
-        ds = readers.read(fmt, Path(data), labels)
+        ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files)
     if limit is not None:
         ds.recordings = ds.recordings[:limit]
     if per_file:
@@ -103,7 +106,25 @@ def evaluate(
 
         settings.knobs = dict(validated_knobs(per_file=own) if knobs is None else knobs)
 
-    pipeline.check_commissioning(ds.recordings, settings, per_file=own)  # before any model is trained
+    # before any model is trained
+    if skip_bad_files:
+        kept = []
+        for rec in ds.recordings:
+            try:
+                pipeline.check_commissioning([rec], settings, per_file=own)
+                kept.append(rec)
+            except ToolkitError as e:
+                ds.skipped.append((rec.name, e.message))
+        if not kept:
+            raise readers.none_left(Path(data), ds.skipped)
+        ds.recordings = kept
+    else:
+        try:
+            pipeline.check_commissioning(ds.recordings, settings, per_file=own)
+        except ToolkitError as e:
+            raise (readers.with_skip_hint(e) if len(ds.recordings) > 1 else e) from None
+    for name, why in ds.skipped:  # said now, before the long part, and again at the end
+        sys.stderr.write(f"warning: skipped {name}: {why}\n")
     if ds.fleet is not None and settings.target != "reference":
         from .monitor_device import device_fleet_model
 
@@ -150,6 +171,8 @@ def evaluate(
     with step(f"commissioning and streaming {len(ds.recordings)} file(s) on {settings.target}, {jobs} job(s)"):
         results = pipeline.run(ds, settings, package)
     summary = pipeline.aggregate(results)
+    if skip_bad_files:  # the run's scope: which files the figures leave out, and why
+        summary["skipped_files"] = [{"file": name, "reason": why} for name, why in ds.skipped]
 
     out.mkdir(parents=True, exist_ok=True)
     context = {
@@ -179,6 +202,9 @@ def evaluate(
         report.write_html(out / "report.html", results, summary, settings.to_json(), context)
     for line in summary["labels_not_scored"]:  # right above the summary the command prints
         sys.stderr.write(f"warning: {line}\n")
+    if ds.skipped:
+        sys.stderr.write(f"warning: {len(ds.skipped)} file(s) skipped, not in the results: "
+                         f"{', '.join(name for name, _ in ds.skipped)} (why: report.json's skipped_files)\n")
     return summary
 
 
