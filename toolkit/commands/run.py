@@ -51,9 +51,8 @@ def command(board: str, package: Path, elf: Path | None, count: int, transport: 
         click.echo(f"device: {info.board}, firmware {info.firmware_version}, model {info.model_name!r} "
                    f"(hash {info.model_hash:08x}, {info.input_bytes} B in, {info.output_bytes} B out)")
         rep = check_parity(dev, b, tflite, x)
-    ipi = f"{rep.instructions_per_inference:,.0f}" if rep.instructions_per_inference else "n/a"
     click.echo(f"{rep.windows} inferences, {rep.mismatched_windows} mismatching ({rep.mismatched_bytes} bytes, "
-               f"max |error| {rep.max_abs_error}); instructions per inference: {ipi}")
+               f"max |error| {rep.max_abs_error}); instructions per inference: {rep.instructions_text()}")
     trouble = dev.link_trouble()  # said only when the link needed retries or dropped frames
     if trouble:
         click.secho(f"link: {trouble[0]}", fg="yellow")

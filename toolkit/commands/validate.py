@@ -269,8 +269,10 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
         outs, ticks = [], []
         t0 = time.monotonic()
         with Bar(len(xs), "validating") as bar:
-            for start in range(0, len(xs), 64):  # pipelined where the transport allows it
-                for r in dev.infer_many(xs[start : start + 64]):
+            for start in range(0, len(xs), 64):
+                # One request at a time: pipelined, the next requests' bytes arrive during an
+                # inference and the receive interrupt's instructions count in its ticks.
+                for r in dev.infer_many(xs[start : start + 64], depth=1):
                     outs.append(r.output)
                     ticks.append(r.ticks)
                 bar.update(min(64, len(xs) - start))
