@@ -4,6 +4,7 @@ CSV -> train -> int8 -> C -> firmware -> QEMU, every output byte vs tflite-micro
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 from click.testing import CliRunner
@@ -54,7 +55,14 @@ def test_demo_instruction_figure_counts_only_the_inference(demo):
     with open_device(board="mps2-an386", elf=out / "fw" / "mps2-an386" / "firmware.elf", transport="qemu") as dev:
         rep = check_parity(dev, get_board("mps2-an386"), pkg.tflite_bytes(), pkg.vectors()["x_int8"])
         dev.exit(0)
-    assert rep.ok and max(rep.ticks) - min(rep.ticks) <= 1, sorted(set(rep.ticks))
+    # The two tick counts around the inference's length, and not one more: pipelined, about
+    # 1 % of the windows read more (81 of 7166 in one run). Alone, only SysTick's own wrap
+    # interrupt (every 2^24 ticks, ~0.67 s of virtual time; a few instructions) can still land
+    # inside an inference: a run spans some tens of wraps and the inferences ~0.2 % of its
+    # time, so at most a couple of windows are allowed above the band.
+    seen = Counter(rep.ticks)
+    in_two = max(seen[k] + seen[k + 1] for k in seen)  # the two adjacent counts most windows read
+    assert rep.ok and len(rep.ticks) - in_two <= 2, sorted(seen.items())
     assert 0 < rep.instructions_ci95 < 40
     line = next(ln for ln in text.splitlines() if "instructions / inference" in ln)
     assert " ± " in line and "40 instructions a tick" in line
