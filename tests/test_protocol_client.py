@@ -464,3 +464,42 @@ def test_nothing_listening_on_a_network_url_gets_a_network_hint_not_the_dialout_
     with pytest.raises(ToolkitError, match="cannot open serial port") as e:
         SerialTransport(f"socket://127.0.0.1:{port}")
     assert f"127.0.0.1:{port}" in e.value.hint and "dialout" not in e.value.hint
+
+
+def test_what_a_socket_sends_as_we_connect_is_kept_not_flushed(monkeypatch):
+    """QEMU with wait=on boots the guest the moment we connect, and its boot banner can be on
+    the socket before pyserial's open() returns; pyserial then emptied the input, and the
+    banner was lost (a loaded machine made it likely). The connection is made slow here so the
+    banner is always there first."""
+    import serial.urlhandler.protocol_socket as ps
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        conn.sendall(b"aiot boot mps2-an386\n")
+        time.sleep(1.0)
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    real = ps.socket.create_connection
+
+    def slow_connect(*a, **k):
+        s = real(*a, **k)
+        time.sleep(0.3)  # the banner arrives while open() is still busy
+        return s
+
+    monkeypatch.setattr(ps.socket, "create_connection", slow_connect)
+    t = SerialTransport(f"socket://127.0.0.1:{srv.getsockname()[1]}")
+    try:
+        got = b""
+        deadline = time.monotonic() + 2
+        while b"\n" not in got and time.monotonic() < deadline:
+            got += t.read(0.2)
+        assert got == b"aiot boot mps2-an386\n"
+        t._ser.reset_input_buffer()  # the instance is pyserial's own again after open()
+    finally:
+        t.close()
+        srv.close()

@@ -99,7 +99,19 @@ class SerialTransport:
         self._serial_exc = serial.SerialException
         network = _network_url(url)  # (host, port) of socket:// and rfc2217:// URLs, checked
         try:
-            self._ser = serial.serial_for_url(url, baudrate=self.baud, timeout=0.1, write_timeout=5.0)
+            self._ser = serial.serial_for_url(url, baudrate=self.baud, timeout=0.1, write_timeout=5.0,
+                                              do_not_open=True)
+            if url.lower().startswith("socket://"):
+                # pyserial empties the input right after connecting. On a socket nothing is stale
+                # then: what came is the device's first output (QEMU with wait=on boots the guest
+                # as we connect, and its boot banner was lost whenever we were slower than it).
+                self._ser.reset_input_buffer = lambda: None
+                try:
+                    self._ser.open()
+                finally:
+                    del self._ser.reset_input_buffer  # the class's own again
+            else:
+                self._ser.open()
         except (serial.SerialException, ValueError, OSError, TypeError, KeyError) as e:
             if network:
                 hint = (f"is something serving {network[0]}:{network[1]} (QEMU with -serial tcp:..., ser2net)? "
