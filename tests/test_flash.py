@@ -242,6 +242,12 @@ def test_monitor_session_shows_info_state_and_events(monkeypatch: pytest.MonkeyP
         def events(self):
             return batches.pop(0) if batches else []
 
+        def reset_link_counters(self):
+            pass
+
+        def link_trouble(self):
+            return None
+
     monkeypatch.setattr(hil, "Device", FakeDevice)
 
     class T:

@@ -181,3 +181,45 @@ def test_stray_and_broken_frames_alone_are_link_trouble_too():
     assert "retr" not in what and "1 corrupt frame (" in what and "2 stray frames" in what
     assert "9600 baud" in hint and "cable" in hint
     assert dev.counters.to_json()["stray_frames"] == 2 and dev.counters.to_json()["clean"] is False
+
+
+@pytest.mark.parametrize("flaw", [None, "corrupt"])
+def test_aiot_monitor_says_at_the_end_when_the_link_needed_retries(flaw):
+    """A monitoring session on a real Device: the first STATS answer arrives with a bad
+    checksum (asked again, answered); at the end the session names the retry and the
+    corrupt frame. A clean link ends without a link line."""
+    import ctypes
+
+    from toolkit import monitor as M
+    from toolkit.commands import monitor as MON
+
+    info = replace(INFO, flags=P.DeviceInfo.FLAG_MONITOR)
+    stats = bytes([0, 0, ctypes.sizeof(M.Stats), ctypes.sizeof(M.ChannelInfo)]) + bytes(ctypes.sizeof(M.Stats)) \
+        + struct.pack("<8IQ", *([0] * 8), 0)  # not configured, no channels
+    answered = []
+
+    def handler(f):
+        if f.type == P.Msg.INFO:
+            return reply(f, P.pack_info(info))
+        if f.type == P.Msg.STATS:
+            answered.append(f.seq)
+            answer = reply(f, stats)
+            return _corrupt(answer) if flaw and len(answered) == 1 else answer
+        return None
+
+    fd = FakeDevice(handler)
+    t = hil.SerialTransport(fd.url)
+    lines: list[str] = []
+    try:
+        MON.run_monitor(t, duration=0.6, interval=0.1, raw=False, echo=lines.append, timeout=0.2)
+    finally:
+        t.close()
+        fd.close()
+    assert any(ln.startswith("-- monitor: not configured") for ln in lines), lines
+    link = [ln for ln in lines if ln.startswith("-- link:")]
+    if flaw is None:
+        assert link == [] and len(answered) >= 2
+    else:
+        assert link == ["-- link: 1 retry in %d requests (answer lost, corrupt or late); 1 corrupt frame (BAD_CRC x1)"
+                        % (len(answered) - 1)], lines  # one request was sent twice
+        assert "the link is unreliable: check the cable" in lines[-1]

@@ -402,6 +402,10 @@ class Device:
             msg += f" ({garbage} bytes that are not aiot frames, last: {self._last_raw[-32:]!r})"
         return DeviceTimeout(msg, hint=" ".join([*hints, self.transport.diagnose()]).strip())
 
+    def reset_link_counters(self) -> None:
+        """Count the link's requests, retries and broken or stray frames from now on."""
+        self.counters = _Stats()
+
     def link_trouble(self) -> tuple[str, str] | None:
         """What went wrong on the link so far, for a verb's summary: (what happened, what to
         check), or None when every request was answered at the first attempt with nothing
@@ -722,7 +726,7 @@ def open_device(board=None, elf: Path | str | None = None, transport: str = "qem
             # Handshake before handing the link out: QEMU's STM32 USART model drops bytes
             # that arrive before the firmware has enabled the UART, and INFO is retried.
             dev.info()
-            dev.counters = _Stats()  # that boot-time retry says nothing about the link: count from here
+            dev.reset_link_counters()  # that boot-time retry says nothing about the link: count from here
         yield dev
     finally:
         t.close()

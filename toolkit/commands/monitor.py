@@ -107,31 +107,49 @@ def run_monitor(transport, *, duration: float | None, interval: float, raw: bool
             raw = True
         else:
             rec.recording = False
+            dev.reset_link_counters()  # the link from here on (a boot-time retry of INFO is no fault)
             model = f"model {info.model_name!r} ({info.input_bytes} B in, {info.output_bytes} B out)" \
                 if info.has_model else "no model"
             echo(f"device {info.board}: firmware {info.firmware_version}, protocol "
                  f"{info.proto_major}.{info.proto_minor}, {info.cpu_hz / 1e6:g} MHz, {model}, "
                  f"monitor {'on' if info.has_monitor else 'off'}")
-            shown = 0
-            last_state = None
             if not info.has_monitor:
                 echo("-- this firmware has no monitor: no events to show")
                 return 0
-            while not expired():
-                st = dev.stats()
-                mon = st.get("monitor", {}) if st.get("configured") else {}
-                state = f"{mon.get('phase')} / {mon.get('state')}" if mon else \
-                    "not configured (the host sends CONFIG_SET first, e.g. aiot evaluate)"
-                if state != last_state:
-                    echo(f"-- monitor: {state}")
-                    last_state = state
-                if mon:  # EVENTS is refused until the monitor is configured
-                    for ev in dev.events():
-                        echo(format_event(ev))
-                        shown += 1
-                time.sleep(min(interval, max(0.0, (duration or interval) - (time.monotonic() - start))))
+            try:
+                shown = _poll(dev, expired, interval, duration, start, echo)
+            finally:  # at the end, Ctrl-C or a lost device: a link that needed help says so
+                trouble = dev.link_trouble()
+                if trouble:
+                    echo(f"-- link: {trouble[0]}")
+                    echo(f"   the events shown stand (answers are CRC-checked, lost ones asked again), but the link "
+                         f"is unreliable: {trouble[1]}")
             return shown
-    # Raw: print what the device sends, as text, as it arrives.
+    return _raw(transport, rec, expired, echo)
+
+
+def _poll(dev, expired, interval: float, duration: float | None, start: float, echo) -> int:
+    """Poll the monitor's state and events until ``expired()``; returns the events shown."""
+    shown = 0
+    last_state = None
+    while not expired():
+        st = dev.stats()
+        mon = st.get("monitor", {}) if st.get("configured") else {}
+        state = f"{mon.get('phase')} / {mon.get('state')}" if mon else \
+            "not configured (the host sends CONFIG_SET first, e.g. aiot evaluate)"
+        if state != last_state:
+            echo(f"-- monitor: {state}")
+            last_state = state
+        if mon:  # EVENTS is refused until the monitor is configured
+            for ev in dev.events():
+                echo(format_event(ev))
+                shown += 1
+        time.sleep(min(interval, max(0.0, (duration or interval) - (time.monotonic() - start))))
+    return shown
+
+
+def _raw(transport, rec: _Recorder, expired, echo) -> int:
+    """Print what the device sends, as text, as it arrives (what came before first)."""
     if rec.seen:
         echo(rec.seen.decode(errors="replace").rstrip("\n"))
     rec.recording = False
