@@ -245,7 +245,7 @@ def test_monitor_session_shows_info_state_and_events(monkeypatch: pytest.MonkeyP
         def reset_link_counters(self):
             pass
 
-        def link_trouble(self):
+        def link_report(self):
             return None
 
     monkeypatch.setattr(hil, "Device", FakeDevice)

@@ -434,6 +434,16 @@ class Device:
                     "pass it as --baud)")
         return "; ".join(parts), hint
 
+    def link_report(self) -> tuple[str, str] | None:
+        """:meth:`link_trouble` as the two lines a verb ends its summary with (None: a clean
+        link, nothing to say)."""
+        trouble = self.link_trouble()
+        if trouble is None:
+            return None
+        return (f"link: {trouble[0]}",
+                f"what came through stands (answers are CRC-checked, lost ones asked again), but the link is "
+                f"unreliable: {trouble[1]}")
+
     # -- requests --
 
     def info(self, refresh: bool = False) -> P.DeviceInfo:

@@ -119,11 +119,10 @@ def run_monitor(transport, *, duration: float | None, interval: float, raw: bool
             try:
                 shown = _poll(dev, expired, interval, duration, start, echo)
             finally:  # at the end, Ctrl-C or a lost device: a link that needed help says so
-                trouble = dev.link_trouble()
-                if trouble:
-                    echo(f"-- link: {trouble[0]}")
-                    echo(f"   the events shown stand (answers are CRC-checked, lost ones asked again), but the link "
-                         f"is unreliable: {trouble[1]}")
+                link = dev.link_report()
+                if link:
+                    echo(f"-- {link[0]}")
+                    echo(f"   {link[1]}")
             return shown
     return _raw(transport, rec, expired, echo)
 

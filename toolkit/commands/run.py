@@ -53,11 +53,9 @@ def command(board: str, package: Path, elf: Path | None, count: int, transport: 
         rep = check_parity(dev, b, tflite, x)
     click.echo(f"{rep.windows} inferences, {rep.mismatched_windows} mismatching ({rep.mismatched_bytes} bytes, "
                f"max |error| {rep.max_abs_error}); instructions per inference: {rep.instructions_text()}")
-    trouble = dev.link_trouble()  # said only when the link needed retries or dropped frames
-    if trouble:
-        click.secho(f"link: {trouble[0]}", fg="yellow")
-        click.secho(f"  the results stand (answers are CRC-checked, lost ones asked again), but the link is "
-                    f"unreliable: {trouble[1]}", fg="yellow")
+    link = dev.link_report()  # said only when the link needed retries or dropped frames
+    if link:
+        click.secho(f"{link[0]}\n  {link[1]}", fg="yellow")
     if not rep.ok:
         click.secho(f"MISMATCH against tflite-micro (first at vector {rep.first_mismatch})", fg="red", err=True)
         sys.exit(1)

@@ -303,11 +303,9 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
                f"(min {t['ms_min']:.3f}, max {t['ms_max']:.3f})")
     click.echo(f"  throughput       {t['inferences_per_s']:,.1f} inferences/s on the board, "
                f"{report['host']['inferences_per_s']:,.1f}/s through the link")
-    trouble = dev.link_trouble()  # said only when the link needed retries or dropped frames
-    if trouble:
-        click.secho(f"  link             {trouble[0]}", fg="yellow")
-        click.secho(f"                   the results stand (answers are CRC-checked, lost ones asked again), "
-                    f"but the link is unreliable: {trouble[1]}", fg="yellow")
+    link = dev.link_report()  # said only when the link needed retries or dropped frames
+    if link:
+        click.secho(f"  {link[0].replace('link: ', 'link             ', 1)}\n                   {link[1]}", fg="yellow")
     click.echo(f"  report           {out / 'report.json'}, {out / 'report.html'}")
     if metrics["mismatched_vectors"]:
         click.secho(f"MISMATCH: {metrics['mismatched_vectors']} vectors differ from tflite-micro "
