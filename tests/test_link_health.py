@@ -34,31 +34,40 @@ def _corrupt(frame: bytes) -> bytes:
     return bytes(b)
 
 
-def ae24_device(flaw: str | None):
-    """A fake device running the ae24 model: right INFO, tflite-micro's own outputs. ``flaw``:
-    None (a clean link), "corrupt" (the first INFER answer arrives with a bad checksum) or
-    "lose" (the first INFER answer never arrives)."""
-    tflite = (AE24 / "model.tflite").read_bytes()
-    ref = TflmReference(tflite)
-    info = replace(INFO, flags=P.DeviceInfo.FLAG_MODEL, model_hash=zlib.crc32(tflite) & 0xFFFFFFFF,
-                   input_bytes=24, output_bytes=24, model_name="ae24")
-    infers = []
+def flawed_device(info, kind: int, answer, flaw: str | None) -> tuple[FakeDevice, list[int]]:
+    """A fake device that answers INFO with ``info`` and each ``kind`` request with
+    ``answer(frame)`` (an encoded frame), the first of them spoilt by ``flaw``: None (a clean
+    link), "corrupt" (it arrives with a bad checksum) or "lose" (it never arrives). Other
+    requests go unanswered. Returns the device and the seqs of the ``kind`` requests seen."""
+    seen: list[int] = []
 
     def handler(f):
         if f.type == P.Msg.INFO:
             return reply(f, P.pack_info(info))
-        if f.type == P.Msg.INFER:
-            infers.append(f.seq)
-            out = ref.invoke(np.frombuffer(f.payload, np.int8)).reshape(-1).astype(np.int8)
-            answer = reply(f, struct.pack("<bI", 0, 1000) + out.tobytes())
-            if len(infers) == 1 and flaw == "corrupt":
-                return _corrupt(answer)
-            if len(infers) == 1 and flaw == "lose":
-                return None
-            return answer
-        return None
+        if f.type != kind:
+            return None
+        seen.append(f.seq)
+        out = answer(f)
+        if len(seen) == 1 and flaw == "corrupt":
+            return _corrupt(out)
+        return None if len(seen) == 1 and flaw == "lose" else out
 
-    return FakeDevice(handler)
+    return FakeDevice(handler), seen
+
+
+def ae24_device(flaw: str | None):
+    """A fake device running the ae24 model: right INFO, tflite-micro's own outputs; the first
+    INFER answer spoilt by ``flaw`` (:func:`flawed_device`)."""
+    tflite = (AE24 / "model.tflite").read_bytes()
+    ref = TflmReference(tflite)
+    info = replace(INFO, flags=P.DeviceInfo.FLAG_MODEL, model_hash=zlib.crc32(tflite) & 0xFFFFFFFF,
+                   input_bytes=24, output_bytes=24, model_name="ae24")
+
+    def infer(f):
+        out = ref.invoke(np.frombuffer(f.payload, np.int8)).reshape(-1).astype(np.int8)
+        return reply(f, struct.pack("<bI", 0, 1000) + out.tobytes())
+
+    return flawed_device(info, P.Msg.INFER, infer, flaw)[0]
 
 
 @pytest.fixture
@@ -196,18 +205,7 @@ def test_aiot_monitor_says_at_the_end_when_the_link_needed_retries(flaw):
     info = replace(INFO, flags=P.DeviceInfo.FLAG_MONITOR)
     stats = bytes([0, 0, ctypes.sizeof(M.Stats), ctypes.sizeof(M.ChannelInfo)]) + bytes(ctypes.sizeof(M.Stats)) \
         + struct.pack("<8IQ", *([0] * 8), 0)  # not configured, no channels
-    answered = []
-
-    def handler(f):
-        if f.type == P.Msg.INFO:
-            return reply(f, P.pack_info(info))
-        if f.type == P.Msg.STATS:
-            answered.append(f.seq)
-            answer = reply(f, stats)
-            return _corrupt(answer) if flaw and len(answered) == 1 else answer
-        return None
-
-    fd = FakeDevice(handler)
+    fd, answered = flawed_device(info, P.Msg.STATS, lambda f: reply(f, stats), flaw)
     t = hil.SerialTransport(fd.url)
     lines: list[str] = []
     try:
