@@ -215,3 +215,31 @@ def test_corrupted_models_give_toolkit_errors_not_crashes(tmp_path):
             codegen.generate(bytes(bad), tmp_path / "out")
         except ToolkitError:
             pass
+
+
+def test_codegen_of_a_package_names_the_model_as_its_manifest_does(tmp_path):
+    """`aiot run` showed the device's model as 'pkg' (the folder) where train, validate and the
+    manifest call it 'pump7'; a package without a readable manifest still gets its folder's."""
+    import json
+
+    from click.testing import CliRunner
+
+    from toolkit.cli import main
+    from toolkit.codegen.host import HostModel
+
+    ae24 = Path(__file__).resolve().parent.parent / "hil_tests" / "fixtures" / "ae24"
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    for f in ("model.tflite", "vectors.npz"):
+        shutil.copy(ae24 / f, pkg / f)
+    (pkg / "manifest.json").write_text(json.dumps({
+        "format": 1, "name": "pump7", "channels": ["s"], "window": 24, "sample_period_s": 1.0,
+        "normalization": {"mean": [0.0], "std": [1.0]}, "model": {"tflite": "model.tflite"},
+        "score": {"threshold": 1.0}, "training": {}}))
+    r = CliRunner().invoke(main, ["codegen", "--package", str(pkg)])
+    assert r.exit_code == 0, r.output
+    assert HostModel(pkg / "c").info.name == b"pump7"
+    (pkg / "manifest.json").write_text("{broken")
+    r = CliRunner().invoke(main, ["codegen", "--package", str(pkg), "--out", str(tmp_path / "c2")])
+    assert r.exit_code == 0, r.output
+    assert HostModel(tmp_path / "c2").info.name == b"pkg"

@@ -10,6 +10,17 @@ from ..errors import ToolkitError
 from . import OutPath
 
 
+def _package_name(package: Path) -> str:
+    """The model name a package's manifest gives (what train, validate and run call it); the
+    folder's name when the manifest cannot be read (codegen itself needs only model.tflite)."""
+    from ..package import load_package
+
+    try:
+        return load_package(package).name
+    except ToolkitError:
+        return package.name
+
+
 @click.command("codegen")
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="int8 .tflite to compile.")
 @click.option("--out", "out_dir", type=OutPath(), help="Directory for model.c and model.h.")
@@ -17,7 +28,9 @@ from . import OutPath
     "--package", "package", type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Model package directory: reads DIR/model.tflite, writes DIR/c/.",
 )
-@click.option("--name", default=None, help="Model name stored in aiot_model_info (default: file stem).")
+@click.option("--name", default=None,
+              help="Model name stored in aiot_model_info [default: the package manifest's name, or the .tflite "
+                   "file's stem].")
 @click.option("--compare-tflm", is_flag=True, help="Also measure the arena TFLite Micro needs (slower).")
 @click.option("--format", "fmt", type=click.Choice(["aiot", "tflm"]), default="aiot", show_default=True,
               help="aiot: interpreter-free C; tflm: the .tflite as an aligned C array (<name>_data.cc/.h) "
@@ -49,7 +62,7 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
         raise ToolkitError("need --model and --out (or --package)",
                            hint="aiot codegen --model model.tflite --out DIR")
     if name is None:
-        name = package.name if package is not None else model_path.stem
+        name = _package_name(package) if package is not None else model_path.stem
     if fmt == "tflm":  # the TFLite Micro route (toolkit/export.py)
         import re
 
