@@ -2,8 +2,8 @@
 
     pytest hil_tests                                   # every emulated board (CI)
     pytest hil_tests --board mps2-an386                # one QEMU board
-    pytest hil_tests --board nucleo_f446re --transport serial --port /dev/ttyACM0 \\
-                     --firmware build/fw/nucleo_f446re/firmware.elf
+    pytest hil_tests --board nucleo-f446re --transport serial --port /dev/ttyACM0 \\
+                     --firmware build/hil/nucleo-f446re/firmware.elf
 
 Without --firmware the firmware is built for each board from the HIL model
 (hil_tests/fixtures/ae24, or --model PKG_OR_TFLITE). With --firmware, the ELF must have been

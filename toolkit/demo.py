@@ -123,7 +123,7 @@ def run_demo(board_name: str = "mps2-an386", out: Path | None = None, seed: int 
          f"flagged outside faults {res.false_alarm_windows}")
     for a, last in runs(flagged)[:12]:
         tag = "fault" if labels[a : last + 1].any() else "no label"
-        echo(f"    flagged {format_time(float(ts[a]))} .. {format_time(float(ts[last]))}  ({last - a + 1} windows, {tag})")
+        echo(f"    flagged {format_time(float(ts[a]))} .. {format_time(float(ts[last]))}  ({last - a + 1} window{'s' if last > a else ''}, {tag})")
     echo(f"  total time                {res.seconds:.0f} s")
     if rep.mismatched_bytes:
         raise ToolkitError(

@@ -19,7 +19,8 @@ BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
                    "[default: all built-in models].")
 @click.option("--json", "json_out", type=OutPath("file"), help="Write results to this JSON file.")
 @click.option("--runs", default=16, show_default=True, help="Inferences averaged per model (>= 10).")
-@click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O2", "-O3", "-Os"]))
+@click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O2", "-O3", "-Os"]),
+              help="gcc optimization level of the bench firmware (engine and generated model).")
 @click.option("--optimize", type=click.Choice(["auto", "speed", "size"]), default="auto", show_default=True,
               help="Code generator mode: speed = dense/conv weights pre-widened to int16 (about 2x weight "
                    "flash, fastest on DSP cores); size = packed int8 weights; auto = speed on cores with the "

@@ -25,7 +25,8 @@ from . import OutPath
                    "--per-file --save DIR) [default: the validated 10 % pick].")
 @click.option("--timestamp-column", default=None,
               help="The time column [default: the one named timestamp, datetime, time or date].")
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Training passes of each model (part of its cache key).")
 def command(data: Path, board: str, out: Path, rows: int | None, window: int | None, alert_settings: Path | None,
             timestamp_column: str | None, epochs: int) -> None:
     """Train an installation's own model and build the firmware that monitors it.

@@ -28,7 +28,8 @@ from . import OutPath
 @click.option("--out", "out", required=True, type=OutPath(), help="Output folder.")
 @click.option("--window", type=click.IntRange(2, 256), default=None,
               help="Window length in samples (default: the validated one per target: reference 32, host/qemu 8).")
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Training passes of each model (part of its cache key).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Files evaluated in parallel.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N files (quick look).")
 @click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,

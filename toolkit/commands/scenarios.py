@@ -26,8 +26,10 @@ def command() -> None:
 @click.option("--out", "out_dir", type=OutPath(), required=True,
               help="Directory for <name>.csv and <name>.labels.json files.")
 @click.option("--seed", type=SEED, default=None, help="First seed (default: the evaluation suite's).")
-@click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True)
-@click.option("--hours", type=click.FloatRange(12, 24 * 14), default=24.0, show_default=True)
+@click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="How many scenarios (one CSV and one labels file each).")
+@click.option("--hours", type=click.FloatRange(12, 24 * 14), default=24.0, show_default=True,
+              help="Length of each scenario (12 h to 2 weeks).")
 def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
     """Write COUNT labelled scenarios (the evaluation suite when --seed is not given).
 
@@ -48,7 +50,8 @@ def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
 
 
 @command.command("evaluate")
-@click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="How many scenarios of the suite to run.")
 @click.option("--seed", type=SEED, default=None, help="First seed (default: the fixed suite).")
 @click.option("--out", "out_dir", type=OutPath(), default=None,
               help="Also write scenario_report.json here.")

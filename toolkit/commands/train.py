@@ -19,8 +19,10 @@ MAX_UNITS = 1024
 @click.option("--out", "out", type=OutPath(), required=True,
               help="Package folder to write.")
 @click.option("--window", type=int, default=8, show_default=True, help="Samples per window.")
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Training passes over the training windows.")
+@click.option("--seed", type=SEED, default=0, show_default=True,
+              help="Seed of the weights' start and the shuffling: the same seed and data give the same model.")
 @click.option("--train-rows", type=int, default=None, help="Rows used for training [default: first half].")
 @click.option("--channels", default=None, help="Comma-separated sensor columns [default: all but time/labels].")
 @click.option("--label-column", default="auto", show_default=True, help="Label column, or 'none'.")

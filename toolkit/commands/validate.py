@@ -235,7 +235,7 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
     \b
     Examples:
       aiot validate --board mps2-an386 --model build/demo/pkg -n 200
-      aiot validate --board nucleo_f446re --model build/pkg --transport serial --port /dev/ttyACM0
+      aiot validate --board nucleo-f446re --model build/pkg --transport serial --port /dev/ttyACM0
     """
     import sys
 
