@@ -19,17 +19,23 @@ RECIPE_VERSION = 1
 
 
 def _tf():
-    import os
+    from toolkit.quiet import import_tensorflow
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
+    tf = import_tensorflow()  # without its start-up lines on the terminal
     try:  # the machine is shared: keep TensorFlow on one core
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass
     return tf
+
+
+def _keras():
+    """keras, after :func:`_tf` has put TensorFlow on one core (quietly)."""
+    from toolkit.quiet import import_keras
+
+    _tf()
+    return import_keras()
 
 
 def convert_int8(model: Any, representative: np.ndarray, *, per_channel: bool = True, batch1: bool = False) -> bytes:
@@ -61,8 +67,7 @@ def _train(model: Any, x: np.ndarray, y: np.ndarray, epochs: int) -> None:
 
 
 def _dense_ae(sizes: list[int]) -> tuple[Any, np.ndarray]:
-    import keras
-
+    keras = _keras()
     keras.utils.set_random_seed(0)
     layers = [keras.Input((sizes[0],))]
     for n in sizes[1:-1]:
@@ -86,7 +91,7 @@ def ad_mlperf() -> tuple[Any, np.ndarray]:
 
 def conv1d() -> tuple[Any, np.ndarray]:
     """(1,128,3) NHWC -> 2x Conv2D 1x5 16 ReLU -> global average pool -> Dense 8 ReLU -> Dense 1."""
-    import keras
+    keras = _keras()
 
     keras.utils.set_random_seed(0)
     m = keras.Sequential(
