@@ -545,3 +545,16 @@ def test_monitor_raw_shows_output_without_newlines_in_pieces_as_it_arrives() -> 
     assert len(lines) > 10  # shown while it streams, not as one line at the end
     assert max(len(line) for line in lines) < MON.RAW_LINE_MAX + 1000
     assert set("".join(lines)) == {"A"}
+
+
+@pytest.mark.parametrize("missing, says", [("pack", "pyocd has no built-in target 'stm32f767zi'"),
+                                           ("pyocd", "pyocd is not installed")])
+def test_a_dry_run_shows_the_command_and_notes_what_flashing_would_stop_on(monkeypatch, elf: Path, missing, says):
+    monkeypatch.setattr(F, "have_pyocd", lambda: missing != "pyocd")
+    monkeypatch.setattr(F, "pyocd_target_available", lambda target: False)
+    r = _cli(["flash", "--board", "nucleo-f767zi", "--elf", str(elf), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert f"-m pyocd load --target stm32f767zi --format elf {elf}" in r.output
+    assert f"note: {says}" in r.output and "before flashing:" in r.output
+    with pytest.raises(ToolkitError, match=says):  # a real flash still stops on it, before any probe
+        F.flash(get_board("nucleo-f767zi"), elf, run=_Runs(), echo=lambda s: None)

@@ -272,8 +272,10 @@ def _no_probe_error(board: Board, probes: list[Probe], wanted: str | None) -> To
 def flash(board: Board, elf: Path, *, method: str | None = None, probe: str | None = None,
           project_dir: Path | None = None, dry_run: bool = False,
           run: Callable[..., subprocess.CompletedProcess] = subprocess.run,
-          echo: Callable[[str], None] = print) -> list[str]:
+          echo: Callable[[str], None] = print,
+          note: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> list[str]:
     """Program ``elf`` into ``board``; returns the command that ran (or would run, ``dry_run``).
+    ``echo`` shows each command as it runs; ``note`` what a dry run would stop on.
 
     ``method``: pyocd | platformio | msd | command (default: the board file's flash.method).
     ``probe``: debug-probe unique ID (pyocd; a prefix is enough), or the upload port (platformio).
@@ -288,15 +290,21 @@ def flash(board: Board, elf: Path, *, method: str | None = None, probe: str | No
 
     if method == "pyocd":
         cmd = pyocd_command(board, elf, probe)
+        missing = None
         if not have_pyocd():
-            raise ToolkitError("pyocd is not installed", hint=BOARDS_EXTRA)
-        target = table["pyocd_target"]
-        if not pyocd_target_available(target):
+            missing = ToolkitError("pyocd is not installed", hint=BOARDS_EXTRA)
+        elif not pyocd_target_available(table["pyocd_target"]):
+            target = table["pyocd_target"]
             pack = table.get("pyocd_pack", target)
-            raise ToolkitError(
+            missing = ToolkitError(
                 f"pyocd has no built-in target '{target}' and no CMSIS pack provides it",
                 hint=f"install the device pack once (downloads it): pyocd pack install {pack}; "
                      f"or flash without pyocd: aiot flash --board {board.name} --with msd")
+        if missing is not None:
+            if not dry_run:
+                raise missing
+            # a dry run shows the command all the same, and what it would stop on
+            note(f"note: {missing.message}; before flashing: {missing.hint}")
         if not dry_run:
             probes = list_probes()
             matching = [p for p in probes if not probe or p.uid.lower().startswith(probe.lower())]

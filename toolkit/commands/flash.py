@@ -40,7 +40,7 @@ def command(board: str, elf: Path | None, probe: str | None, method: str | None,
     b = get_board(board)
     elf = elf or paths.build_dir() / "fw" / b.name / "firmware.elf"
     cmd = flash(b, elf, method=method, probe=probe, project_dir=project, dry_run=dry_run,
-                echo=lambda s: click.echo(f"$ {s}"))
+                echo=lambda s: click.echo(f"$ {s}"), note=lambda s: click.echo(s, err=True))
     if dry_run:
         click.echo(" ".join(shlex.quote(c) for c in cmd))
     else:
