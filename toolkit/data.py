@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -335,8 +336,6 @@ def load_csv(
     if ts_idx is not None and not any_iso:
         note = epoch_unit_warning(path, header[ts_idx], ts)
         if note:
-            import sys
-
             sys.stderr.write(f"warning: {note}\n")
     return Series(
         timestamps=ts,

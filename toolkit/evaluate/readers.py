@@ -71,9 +71,12 @@ def _load_each(files: list[Path], root: Path, load, skipped: list[tuple[str, str
 
 
 def none_left(root: Path, skipped: list[tuple[str, str]]) -> ToolkitError:
+    """The error when ``--skip-bad-files`` left nothing to evaluate: how many, and the first
+    file's reason (without the option, the run stops at each in turn, naming it)."""
     name, why = skipped[0]
     return ToolkitError(f"{root}: every file was left out ({len(skipped)}); the first, {name}: {why}",
-                        hint="fix the files (see each reason in the list above), or point --data at good ones")
+                        hint="fix the files (run without --skip-bad-files to stop at each in turn), or point --data "
+                             "at good ones")
 
 
 def _natural_key(rel: str) -> list:
