@@ -105,7 +105,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--far-budget", type=float, action="append", metavar="PCT",
                     help="FAR budgets for the ceiling (default 5 10 20 30)")
     ap.add_argument("--transfer-budget", type=float, default=10.0, metavar="PCT",
-                    help="FAR budget of the leave-one-folder-out picks (default 10, the issue's target)")
+                    help="FAR budget of the leave-one-folder-out picks (default 10, the SKAB target's FAR)")
     ap.add_argument("--set", dest="fixed", action="append", default=[], metavar="FIELD=VALUE",
                     help="a monitor config field set in every setting, e.g. max_recal_step=0.5 (repeatable)")
     ap.add_argument("--save", metavar="FILE", help="write every setting's per-file confusion as JSON")

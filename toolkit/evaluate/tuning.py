@@ -8,7 +8,7 @@ Protocol (written once, before any SKAB experiment file was scored with the resu
 - each gets one fault on 1..3 random sensors: a step of 2..5 sigma, a ramp to 2..5 sigma,
   or a 2..4x noise increase (sigma = the sensor's spread in the commissioning rows);
 - every candidate setting is scored by the same pooled F1/FAR/MAR; the pick is the best F1
-  with FAR <= 10 % (the issue's target), ties to the simpler rule.
+  with FAR <= 10 % (the SKAB target's FAR), ties to the simpler rule.
 
 Run: python -m toolkit.evaluate.tuning [--monitor | --tracking | --fit SKAB_DIR] [--per-file] [--recovery] [--warmup SKAB_DIR] [--seeds N] [--window W]
          [--far-budget PCT ...] [--save DIR] ../shared/data/skab/anomaly-free/anomaly-free.csv
@@ -615,7 +615,7 @@ def _main(argv: list[str]) -> int:
     ap.add_argument("--window", type=int, default=None,
                     help="samples per window (default 8; with --fit, the reference target's validated window)")
     ap.add_argument("--far-budget", type=float, action="append", metavar="PCT",
-                    help="pick the best F1 with validation FAR <= PCT %% (default 10, the issue's target); "
+                    help="pick the best F1 with validation FAR <= PCT %% (default 10, the SKAB target's FAR); "
                          "repeat for several operating points")
     ap.add_argument("--save", metavar="DIR",
                     help="write each pick as DIR/<target>[-per-file]-w<window>-far<PCT>.json for "
