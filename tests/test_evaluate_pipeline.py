@@ -618,3 +618,92 @@ def test_the_cli_takes_skip_bad_files(scripted, tmp_path, monkeypatch):
     r = CliRunner().invoke(main, [*args, "--skip-bad-files"])
     assert r.exit_code == 0, r.output
     assert "warning: 3 file(s) skipped" in r.output and "files 3," in r.output
+
+
+def _swap_s1_s2(path: Path) -> None:
+    """The same recording with its s1 and s2 columns swapped (header and values)."""
+    rows = [line.split(";") for line in path.read_text().splitlines()]
+    path.write_text("\n".join(";".join([r[0], r[2], r[1], *r[3:]]) for r in rows) + "\n")
+
+
+def test_the_odd_file_is_the_one_left_out_even_when_it_comes_first(tmp_path):
+    """The files' columns are checked against those most files have, not the first file's: one
+    odd file named a.csv left the three good ones out (skipped) or was the reference they
+    'differed' from (without the option)."""
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "a.csv").write_text("timestamp,x,y,extra\n" + "".join(f"{t},1,2,3\n" for t in range(20)))
+    for name in ("b.csv", "c.csv", "e.csv"):
+        (d / name).write_text("timestamp,x,y\n" + "".join(f"{t},1,2\n" for t in range(20)))
+    ds = readers.read("generic", d, skip_bad=True)
+    assert [r.name for r in ds.recordings] == ["b.csv", "c.csv", "e.csv"]
+    assert [name for name, _ in ds.skipped] == ["a.csv"]
+    assert "extra 'extra' (b.csv has x, y)" in ds.skipped[0][1]
+    with pytest.raises(ToolkitError) as e:
+        readers.read("generic", d)
+    assert e.value.message.startswith("a.csv: sensor columns differ from b.csv's")
+    # SKAB with its fleet recording: every file has the fleet's columns, the first in another order
+    import shutil
+
+    shutil.copytree(FIX / "skab_mini", tmp_path / "skab")
+    _swap_s1_s2(tmp_path / "skab" / "valve1" / "0.csv")
+    ds = readers.read("skab", tmp_path / "skab", skip_bad=True)
+    assert [r.name for r in ds.recordings] == ["valve1/2.csv", "valve1/10.csv"]
+    assert [name for name, _ in ds.skipped] == ["valve1/0.csv"] and "another order" in ds.skipped[0][1]
+    assert ds.fleet.channels == ["s1", "s2"]
+
+
+def test_skip_bad_files_leaves_out_a_file_the_system_cannot_read(tmp_path, monkeypatch):
+    """No permission, an I/O error, a link to nowhere: files that cannot be read like any
+    other (named, and left out with the option); the link was passed over without a word and
+    the OSError stopped even a run with the option (an I/O error with a traceback)."""
+    import errno
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (d / name).write_text("timestamp,x\n" + "".join(f"{t},1\n" for t in range(20)))
+    (d / "gone.csv").symlink_to(tmp_path / "unmounted" / "gone.csv")
+    real = readers.load_csv
+
+    def load(path, **kw):
+        if Path(path).name == "b.csv":
+            raise OSError(errno.EIO, "Input/output error")  # as a read() on a failing disk: no filename
+        if Path(path).name == "c.csv":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, **kw)
+
+    monkeypatch.setattr(readers, "load_csv", load)
+    ds = readers.read("generic", d, skip_bad=True)
+    assert [r.name for r in ds.recordings] == ["a.csv"]
+    why = dict(ds.skipped)
+    assert list(why) == ["b.csv", "c.csv", "gone.csv"]
+    assert why["b.csv"] == f"{d / 'b.csv'}: cannot be read (Input/output error)"
+    assert why["c.csv"] == f"{d / 'c.csv'}: cannot be read (Permission denied)"
+    assert why["gone.csv"] == f"{d / 'gone.csv'}: a link to {tmp_path / 'unmounted' / 'gone.csv'}, which does not exist"
+    with pytest.raises(ToolkitError) as e:
+        readers.read("generic", d)
+    assert e.value.message == why["b.csv"] and "permissions" in e.value.hint and "--skip-bad-files" in e.value.hint
+
+
+def test_limit_with_skip_bad_files_is_the_folders_first_files(scripted, tmp_path, monkeypatch, capsys):
+    """--limit N is the folder's first N files, as without the option; the bad ones among them
+    are left out and named. A bad file after them is no 'skipped' file of this run (it was
+    listed as one), and a file left out does not make room for a later one."""
+    from toolkit.evaluate import run as run_mod
+
+    monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
+    monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
+    data = _skab_with_bad_files(tmp_path / "skab")  # valve1/ 0, 2, 3 (bad), 4 (bad), 5 (bad), 10
+    common = dict(data=data, fmt="skab", train_rows=4, target="reference", window=2, jobs=1, skip_bad_files=True)
+    summary = run_mod.evaluate(out=tmp_path / "o", limit=3, **common)
+    assert [s["file"] for s in summary["skipped_files"]] == ["valve1/3.csv"]
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [f["file"] for f in doc["files"]] == ["valve1/0.csv", "valve1/2.csv"]
+    assert "valve1/4.csv" not in capsys.readouterr().err
+    summary = run_mod.evaluate(out=tmp_path / "o5", limit=5, **common)  # the commissioning check too
+    assert [s["file"] for s in summary["skipped_files"]] == ["valve1/3.csv", "valve1/4.csv", "valve1/5.csv"]
+    (data / "valve1" / "0.csv").write_text("")
+    with pytest.raises(ToolkitError) as e:
+        run_mod.evaluate(out=tmp_path / "o1", limit=1, **common)
+    assert "each of the first 1 file(s) (--limit 1) was left out (1); the first, valve1/0.csv:" in e.value.message

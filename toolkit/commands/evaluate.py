@@ -41,9 +41,10 @@ from . import OutPath
                    "the fleet model. On host / qemu:BOARD: one noise-unit model (and on QEMU one firmware "
                    "image) per installation. Data without a fleet recording always runs this way.")
 @click.option("--skip-bad-files", "skip_bad_files", is_flag=True,
-              help="Leave out a file that cannot be read, has other sensor columns or cannot be commissioned "
-                   "(too short, odd sample period) instead of stopping; each is named with why, on the "
-                   "terminal and in report.json (aggregate.skipped_files). Default: the first stops the run.")
+              help="Leave out a file that cannot be read, has other sensor columns than most files or cannot be "
+                   "commissioned (too short, odd sample period) instead of stopping; each is named with why, on "
+                   "the terminal and in report.json (aggregate.skipped_files). With --limit N, the bad ones "
+                   "among the first N files. Default: the first stops the run.")
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
             alert_settings: Path | None, per_file: bool, skip_bad_files: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def _load_each(files: list[Path], root: Path, load, skipped: list[tuple[str, str
     recs = []
     for f in files:
         try:
-            recs.append(Recording(_rel(f, root), load(f)))
+            recs.append(Recording(_rel(f, root), _readable(load, f)))
         except ToolkitError as e:
             if skipped is None:
                 raise (with_skip_hint(e) if len(files) > 1 else e) from None
@@ -70,16 +71,32 @@ def _load_each(files: list[Path], root: Path, load, skipped: list[tuple[str, str
     return recs
 
 
-def none_left(root: Path, skipped: list[tuple[str, str]]) -> ToolkitError:
+def _readable(load, f: Path):
+    """``load(f)``, with a file the system cannot read (no permission, an I/O error on a failing
+    disk or share, a link to nowhere) as a ToolkitError naming it, like any other file that
+    cannot be read."""
+    if f.is_symlink() and not f.exists():
+        raise ToolkitError(f"{f}: a link to {f.readlink()}, which does not exist",
+                           hint="mount or restore what it points at, or remove the link")
+    try:
+        return load(f)
+    except OSError as e:
+        raise ToolkitError(f"{f}: cannot be read ({e.strerror or e})",
+                           hint="check the file's permissions, and the disk or share it is on") from None
+
+
+def none_left(root: Path, skipped: list[tuple[str, str]], limit: int | None = None) -> ToolkitError:
     """The error when ``--skip-bad-files`` left nothing to evaluate: how many, and the first
-    file's reason (without the option, the run stops at each in turn, naming it)."""
+    file's reason (without the option, the run stops at each in turn, naming it); ``limit``:
+    the run was of the folder's first files only (``--limit``)."""
     name, why = skipped[0]
-    return ToolkitError(f"{root}: every file was left out ({len(skipped)}); the first, {name}: {why}",
+    which = "every file" if limit is None else f"each of the first {limit} file(s) (--limit {limit})"
+    return ToolkitError(f"{root}: {which} was left out ({len(skipped)}); the first, {name}: {why}",
                         hint="fix the files (run without --skip-bad-files to stop at each in turn), or point --data "
                              "at good ones")
 
 
-def _natural_key(rel: str) -> list:
+def natural_key(rel: str) -> list:
     # valve1/2.csv before valve1/10.csv
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", rel)]
 
@@ -91,7 +108,10 @@ def _csv_files(root: Path, what: str) -> list[Path]:
         if root.suffix.lower() != ".csv":
             raise ToolkitError(f"{root}: not a .csv file", hint=f"point --data at {what}")
         return [root]
-    files = sorted((p for p in root.rglob("*.csv") if p.is_file()), key=lambda p: _natural_key(p.relative_to(root).as_posix()))
+    # a link to nowhere (a recording on a share not mounted) is a file that cannot be read, not
+    # one that is not there: without a word, the run would cover fewer files than the folder has
+    files = sorted((p for p in root.rglob("*.csv") if p.is_file() or (p.is_symlink() and not p.exists())),
+                   key=lambda p: natural_key(p.relative_to(root).as_posix()))
     if not files:
         raise ToolkitError(f"{root}: no .csv files in this folder (searched sub-folders too)", hint=f"point --data at {what}")
     return files
@@ -117,22 +137,37 @@ def _column_diff(cols: list[str], ref_cols: list[str], ordered: bool = True) -> 
     return "; ".join(parts) or f"the same columns in another order ({', '.join(cols)})"
 
 
+def _most_shared(recs: list[Recording]) -> Recording:
+    """The first file with the sensor columns (in order, case aside) that most files have: the
+    reference the others are checked against, so that one odd file, even the first, is the
+    one named (and with --skip-bad-files left out), not all the others."""
+    keys = [tuple(c.lower() for c in r.series.channels) for r in recs]
+    counts = Counter(keys)
+    most = max(counts.values())
+    return next(r for r, k in zip(recs, keys) if counts[k] == most)
+
+
 def _check_same_channels(recs: list[Recording], ref_name: str | None = None, ref_cols: list[str] | None = None,
                          skipped: list[tuple[str, str]] | None = None) -> list[Recording]:
-    """Every file has the sensor columns of the first file, in its order; with ``ref_cols``
-    (the fleet recording's), every file has those columns too (in any order: the fleet
-    recording is read in the files' order). Returns the files that do: with ``skipped`` (a
+    """Every file has the sensor columns most files have (:func:`_most_shared`), in their
+    order; with ``ref_cols`` (the fleet recording's), every file has those columns (in any
+    order: the fleet recording is read in the files' order), in the order most of them have.
+    Returns the files that do: with ``skipped`` (a
     list) the others are put there with the reason, otherwise the first stops the run."""
+    order_ref = None
     if ref_cols is None:
-        ref_name, ref_cols, ordered = recs[0].name, recs[0].series.channels, True
+        first = _most_shared(recs)
+        ref_name, ref_cols, ordered = first.name, first.series.channels, True
     else:
         ordered = False
+        fitting = [r for r in recs if _column_diff(r.series.channels, ref_cols, ordered=False) is None]
+        order_ref = _most_shared(fitting) if fitting else None
     kept = []
     for r in recs:
         diff = _column_diff(r.series.channels, ref_cols, ordered)
-        if diff is None and not ordered and kept:  # the fleet's columns, and the first kept file's order
-            diff = _column_diff(r.series.channels, kept[0].series.channels)
-            name, cols = kept[0].name, kept[0].series.channels
+        if diff is None and order_ref is not None:  # the fleet's columns, in the order most files have
+            diff = _column_diff(r.series.channels, order_ref.series.channels)
+            name, cols = order_ref.name, order_ref.series.channels
         else:
             name, cols = ref_name, ref_cols
         if diff is None:
@@ -170,7 +205,7 @@ def read_skab(root: Path, skip_bad: bool = False) -> Dataset:
     if fleet_file is not None:
         # every experiment file against the fleet recording's sensors, before anything is trained;
         # read once, then put in the files' column order
-        everything = load_csv(fleet_file, label_column=None)
+        everything = _readable(lambda f: load_csv(f, label_column=None), fleet_file)
         recs = _check_same_channels(recs, _rel(fleet_file, root), everything.channels, skipped)
         if not recs:
             raise none_left(root, skipped)

@@ -86,7 +86,16 @@ def evaluate(
                            hint="check the --fleet path (a CSV of normal operation with the data's sensor columns)")
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files)
-    if limit is not None:
+    if limit is not None and ds.skipped:
+        # the first N files of the folder, as without --skip-bad-files: the bad ones among them
+        # are left out (and named); a file after them was never in this run, bad or not
+        scope = set(sorted([r.name for r in ds.recordings] + [name for name, _ in ds.skipped],
+                           key=readers.natural_key)[:limit])
+        ds.recordings = [r for r in ds.recordings if r.name in scope]
+        ds.skipped = [(name, why) for name, why in ds.skipped if name in scope]
+        if not ds.recordings:
+            raise readers.none_left(Path(data), ds.skipped, limit)
+    elif limit is not None:
         ds.recordings = ds.recordings[:limit]
     if per_file:
         ds.fleet, ds.fleet_source = None, None
