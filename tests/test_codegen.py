@@ -243,3 +243,60 @@ def test_codegen_of_a_package_names_the_model_as_its_manifest_does(tmp_path):
     r = CliRunner().invoke(main, ["codegen", "--package", str(pkg), "--out", str(tmp_path / "c2")])
     assert r.exit_code == 0, r.output
     assert HostModel(tmp_path / "c2").info.name == b"pkg"
+
+
+def test_codegen_of_a_package_copes_with_any_name_its_manifest_gives(tmp_path, monkeypatch):
+    """The manifest's name is data: SKAB's files are 0.csv, 1.csv ..., so `aiot train` names the
+    model '0', which --format tflm refused as no C identifier (the folder's name, before, was
+    one); a name of null became 'None'; '--package .' without a readable manifest gave the
+    model no name; a manifest the system cannot read stopped codegen with a traceback."""
+    import errno
+    import json
+    import os
+
+    from click.testing import CliRunner
+
+    from toolkit import package as package_mod
+    from toolkit.cli import main
+    from toolkit.codegen.host import HostModel
+
+    ae24 = Path(__file__).resolve().parent.parent / "hil_tests" / "fixtures" / "ae24"
+    pkg = tmp_path / "pump"
+    pkg.mkdir()
+    shutil.copy(ae24 / "model.tflite", pkg / "model.tflite")
+
+    def manifest(name):
+        (pkg / "manifest.json").write_text(json.dumps({
+            "format": 1, "name": name, "channels": ["s"], "window": 24, "sample_period_s": 1.0,
+            "normalization": {"mean": [0.0], "std": [1.0]}, "model": {"tflite": "model.tflite"},
+            "score": {"threshold": 1.0}, "training": {}}))
+
+    def codegen_(*args):
+        r = CliRunner().invoke(main, ["codegen", "--package", str(pkg), *args])
+        assert r.exit_code == 0, r.output
+        return r.output
+
+    for name, stem in (("0", "model_0"), ("pümpe-7", "p_mpe_7"), ("", "pump"), ("x" * 300, "x" * 64)):
+        manifest(name)
+        out = codegen_("--format", "tflm", "--out", str(tmp_path / "tflm"))
+        assert f"{stem}_data.h" in out
+    r = CliRunner().invoke(main, ["codegen", "--package", str(pkg), "--format", "tflm", "--name", "0",
+                                  "--out", str(tmp_path / "t2")])
+    assert r.exit_code == 2 and "'0' is not a valid C identifier" in r.output  # a name the user gave is theirs
+    for name in (None, 42, ["a"], "  "):
+        manifest(name)
+        codegen_("--out", str(tmp_path / "c"))
+        assert HostModel(tmp_path / "c").info.name == b"pump"
+    (pkg / "manifest.json").write_text("{broken")
+    monkeypatch.chdir(pkg)
+    r = CliRunner().invoke(main, ["codegen", "--package", ".", "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert HostModel(tmp_path / "c").info.name == b"pump"
+
+    def unreadable(path):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(package_mod, "load_package", unreadable)
+    r = CliRunner().invoke(main, ["codegen", "--package", ".", "--out", str(tmp_path / "c3")])
+    assert r.exit_code == 0, r.output
+    assert HostModel(tmp_path / "c3").info.name == b"pump"

@@ -16,9 +16,22 @@ def _package_name(package: Path) -> str:
     from ..package import load_package
 
     try:
-        return load_package(package).name
-    except ToolkitError:
-        return package.name
+        name = load_package(package).manifest.get("name")
+    except (ToolkitError, OSError):  # OSError: a manifest the system cannot read (permissions, I/O)
+        name = None
+    if isinstance(name, str) and name.strip():
+        return name
+    return package.resolve().name  # a name of null, 42 or "" is none; and '.' has no name of its own
+
+
+def _c_stem(name: str) -> str:
+    """The C name stem of ``--format tflm`` for a name the user did not give (the manifest's or
+    the file's; SKAB's files are 0.csv, 1.csv ...): letters, digits and _ only, not leading
+    with a digit, at most 64 characters (the files are <stem>_data.h/.cc)."""
+    import re
+
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", name)[:64]
+    return stem if stem and not stem[0].isdigit() else f"model_{stem}".rstrip("_")
 
 
 @click.command("codegen")
@@ -61,6 +74,7 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
     if model_path is None or out_dir is None:
         raise ToolkitError("need --model and --out (or --package)",
                            hint="aiot codegen --model model.tflite --out DIR")
+    given = name is not None
     if name is None:
         name = _package_name(package) if package is not None else model_path.stem
     if fmt == "tflm":  # the TFLite Micro route (toolkit/export.py)
@@ -70,7 +84,8 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
 
         if not model_path.is_file():
             raise ToolkitError(f"model not found: {model_path}")
-        for f in export_tflm(model_path.read_bytes(), out_dir, re.sub(r"\W", "_", name), source=model_path.name):
+        stem = re.sub(r"\W", "_", name) if given else _c_stem(name)
+        for f in export_tflm(model_path.read_bytes(), out_dir, stem, source=model_path.name):
             click.echo(f"wrote {f}")
         return
     res = codegen.generate(model_path, out_dir, name=name, optimize=optimize)
