@@ -547,6 +547,48 @@ def test_monitor_raw_shows_output_without_newlines_in_pieces_as_it_arrives() -> 
     assert set("".join(lines)) == {"A"}
 
 
+class _PrintsThenDrops:
+    """A device that printed ``text`` and then dropped the link: reads give the text, then
+    fail; writes fail after the first ``writes_ok`` (a socket whose other end closed)."""
+
+    name = "fake"
+
+    def __init__(self, text: bytes, writes_ok: int = 99):
+        self.text, self.writes_ok = text, writes_ok
+
+    def write(self, data):
+        self.writes_ok -= 1
+        if self.writes_ok < 0:
+            raise ToolkitError("writing to fake failed: broken pipe")
+
+    def read(self, timeout):
+        data, self.text = self.text, b""
+        if not data:
+            raise ToolkitError("fake closed the connection")
+        return data
+
+    def diagnose(self):
+        return ""
+
+    def close(self):
+        pass
+
+
+def test_monitor_shows_what_the_device_sent_before_the_link_went_down() -> None:
+    """Raw mode lost the last line when it had no newline yet (a crash message cut short);
+    a session whose link went down before INFO was answered showed none of what came."""
+    lines: list[str] = []
+    with pytest.raises(ToolkitError, match="closed the connection"):
+        MON.run_monitor(_PrintsThenDrops(b"BOOT v9\nHardFault at 0x0800"), duration=5, interval=0.1, raw=True,
+                        echo=lines.append)
+    assert lines == ["BOOT v9", "HardFault at 0x0800"]
+    lines.clear()
+    with pytest.raises(ToolkitError, match="broken pipe"):
+        MON.run_monitor(_PrintsThenDrops(b"BOOT v9\nHardFault at 0x0800", writes_ok=1), duration=5, interval=0.1,
+                        raw=False, echo=lines.append)
+    assert lines == ["-- fake sent this before the link went down --", "BOOT v9\nHardFault at 0x0800"]
+
+
 @pytest.mark.parametrize("missing, says", [("pack", "pyocd has no built-in target 'stm32f767zi'"),
                                            ("pyocd", "pyocd is not installed")])
 def test_a_dry_run_shows_the_command_and_notes_what_flashing_would_stop_on(monkeypatch, elf: Path, missing, says):

@@ -221,3 +221,4 @@ def test_aiot_monitor_says_at_the_end_when_the_link_needed_retries(flaw):
         assert link == ["-- link: 1 retry in %d requests (answer lost, corrupt or late); 1 corrupt frame (BAD_CRC x1)"
                         % (len(answered) - 1)], lines  # one request was sent twice
         assert "the link is unreliable: check the cable" in lines[-1]
+        assert f"that the firmware runs at {t.baud} baud" in lines[-1]  # it said 'the baud rate

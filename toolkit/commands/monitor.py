@@ -20,6 +20,7 @@ class _Recorder:
     def __init__(self, inner):
         self.inner = inner
         self.name = inner.name
+        self.baud = getattr(inner, "baud", None)  # the link report names the rate to check
         self.seen = bytearray()
         self.recording = True
 
@@ -99,12 +100,23 @@ def run_monitor(transport, *, duration: float | None, interval: float, raw: bool
     start = time.monotonic()
     expired = (lambda: False) if duration is None else (lambda: time.monotonic() - start >= duration)
     if not raw:
-        dev = Device(rec, timeout=timeout, retries=1)
         try:
+            dev = Device(rec, timeout=timeout, retries=1)
             info = dev.info()
         except DeviceTimeout:
             echo(f"-- {transport.name}: no answer to INFO; showing raw output --")
             raw = True
+        except ToolkitError:  # the link went down first: what the device said may be why
+            for _ in range(64):  # what is still buffered (a device that printed, then closed)
+                try:
+                    if not rec.read(0.05):
+                        break
+                except ToolkitError:
+                    break
+            if rec.seen:
+                echo(f"-- {transport.name} sent this before the link went down --")
+                echo(rec.seen.decode(errors="replace").rstrip("\n"))
+            raise
         else:
             rec.recording = False
             dev.reset_link_counters()  # the link from here on (a boot-time retry of INFO is no fault)
@@ -153,19 +165,21 @@ def _raw(transport, rec: _Recorder, expired, echo) -> int:
         echo(rec.seen.decode(errors="replace").rstrip("\n"))
     rec.recording = False
     pending = b""
-    while not expired():
-        data = transport.read(0.2)
-        if not data:
-            continue
-        pending += data
-        *lines, pending = pending.split(b"\n")
-        if len(pending) >= RAW_LINE_MAX:  # output without newlines: shown in pieces, never hoarded
-            lines.append(pending)
-            pending = b""
-        for line in lines:
-            echo(line.decode(errors="replace"))
-    if pending:
-        echo(pending.decode(errors="replace"))
+    try:
+        while not expired():
+            data = transport.read(0.2)
+            if not data:
+                continue
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            if len(pending) >= RAW_LINE_MAX:  # output without newlines: shown in pieces, never hoarded
+                lines.append(pending)
+                pending = b""
+            for line in lines:
+                echo(line.decode(errors="replace"))
+    finally:  # the end, Ctrl-C or a lost link: the last line, even without its newline
+        if pending:
+            echo(pending.decode(errors="replace"))
     return 0
 
 
