@@ -129,6 +129,20 @@ def test_counts_and_durations_that_mean_nothing_are_refused(args):
     assert f"Invalid value for '{args[-2]}'" in res.output
 
 
+@pytest.mark.parametrize("args", [
+    ["scenarios", "generate", "--out", "{tmp}/sc", "--hours", "nan"],
+    ["evaluate", "--data", "{tmp}", "--out", "{tmp}/o", "--train-fraction", "nan"],
+    ["tune", "{tmp}/normal.csv", "--far-budget", "NaN"],
+], ids=lambda a: " ".join(a[:1] + a[-2:]))
+def test_a_nan_is_no_number_in_a_range(tmp_path, args):
+    """click's FloatRange lets 'nan' through (no bound compares false with it): --hours nan
+    and --train-fraction nan ended in a traceback (cannot convert float NaN to integer)."""
+    (tmp_path / "normal.csv").write_text("timestamp,x\n0,1\n1,2\n")
+    res = CliRunner().invoke(main, [a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for '{args[-2]}': {args[-1]} is not a number in the range" in res.output
+
+
 def test_a_file_system_error_the_verb_did_not_foresee_is_one_line_not_a_traceback(monkeypatch):
     import toolkit.boards
 

@@ -15,6 +15,17 @@ import click
 SEED = click.IntRange(0, 2**32 - 1)
 
 
+class FloatRange(click.FloatRange):
+    """click's FloatRange without NaN: 'nan' is a float that no bound compares false with, so
+    click let --hours nan through to a traceback."""
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if v != v:
+            self.fail(f"{value} is not a number in the range {self._describe_range()}.", param, ctx)
+        return v
+
+
 class OutPath(click.ParamType):
     """A path the command will write: a folder (``kind="dir"``) or a file (``kind="file"``).
     The folder must exist or be possible to make, and must take a file: it is made and

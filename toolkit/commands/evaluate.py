@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import OutPath
+from . import FloatRange, OutPath
 
 
 @click.command("evaluate")
@@ -18,7 +18,7 @@ from . import OutPath
               help="NAB-style windows JSON {\"folder/file.csv\": [[start, end], ...]} (nab: required).")
 @click.option("--train-rows", type=click.IntRange(min=1), default=None,
               help="Commission each file on its first N rows (SKAB's protocol: 400).")
-@click.option("--train-fraction", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+@click.option("--train-fraction", type=FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
               help="Commission on the first fraction of each file (NAB's protocol: 0.15).")
 @click.option("--fleet", "fleet", type=click.Path(path_type=Path), default=None,
               help="Normal-operation CSV for the fleet model (skab: anomaly-free/anomaly-free.csv by default).")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import OutPath, SEED
+from . import SEED, FloatRange, OutPath
 
 
 @click.group("scenarios")
@@ -28,7 +28,7 @@ def command() -> None:
 @click.option("--seed", type=SEED, default=None, help="First seed (default: the evaluation suite's).")
 @click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="How many scenarios (one CSV and one labels file each).")
-@click.option("--hours", type=click.FloatRange(12, 24 * 14), default=24.0, show_default=True,
+@click.option("--hours", type=FloatRange(12, 24 * 14), default=24.0, show_default=True,
               help="Length of each scenario (12 h to 2 weeks).")
 def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
     """Write COUNT labelled scenarios (the evaluation suite when --seed is not given).

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import OutPath
+from . import FloatRange, OutPath
 
 
 @click.command("tune")
@@ -17,7 +17,7 @@ from . import OutPath
 @click.option("--per-file", "per_file", is_flag=True,
               help="One model per pseudo-installation, trained on its own commissioning rows "
                    "(the picks `aiot evaluate --per-file` needs).")
-@click.option("--far-budget", "budgets", type=click.FloatRange(0.0, 100.0, min_open=True, max_open=True),
+@click.option("--far-budget", "budgets", type=FloatRange(0.0, 100.0, min_open=True, max_open=True),
               multiple=True, metavar="PCT",
               help="Pick the best F1 whose validation FAR is at most PCT % (default 10). Repeat for "
                    "several operating points.")
