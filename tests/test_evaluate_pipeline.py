@@ -707,3 +707,38 @@ def test_limit_with_skip_bad_files_is_the_folders_first_files(scripted, tmp_path
     with pytest.raises(ToolkitError) as e:
         run_mod.evaluate(out=tmp_path / "o1", limit=1, **common)
     assert "each of the first 1 file(s) (--limit 1) was left out (1); the first, valve1/0.csv:" in e.value.message
+
+
+def test_skip_bad_files_leaves_out_a_file_the_device_cannot_commission(scripted, tmp_path, monkeypatch, capsys):
+    """A file the checks before training pass, but whose commissioning the device (or the
+    training of its own model) refuses, e.g. a sensor with no valid sample in those rows:
+    it stopped the run after the other files' work, --skip-bad-files or not, and without
+    the option its error did not say the option exists."""
+    from toolkit.evaluate import run as run_mod
+
+    class Refuses(scripted):
+        def commission(self, head):
+            if head.source.name == "2.csv":
+                raise ToolkitError("sensor(s) s1 sent no valid sample in the first 2 commissioning rows",
+                                   hint="fix or reconnect the sensor")
+            return super().commission(head)
+
+    monkeypatch.setattr(pipeline, "make_device", lambda *a, **k: Refuses())
+    monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
+    monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
+    common = dict(data=FIX / "skab_mini", fmt="skab", train_rows=4, target="reference", window=2, jobs=1)
+    with pytest.raises(ToolkitError) as e:
+        run_mod.evaluate(out=tmp_path / "o", **common)
+    assert e.value.message == ("valve1/2.csv: cannot be commissioned on its 4 commissioning rows: sensor(s) s1 "
+                               "sent no valid sample in the first 2 commissioning rows")
+    assert "reconnect" in e.value.hint and "--skip-bad-files" in e.value.hint
+    summary = run_mod.evaluate(out=tmp_path / "o", skip_bad_files=True, **common)
+    assert summary["skipped_files"] == [{"file": "valve1/2.csv", "reason": e.value.message}]
+    assert f"warning: skipped valve1/2.csv: {e.value.message}" in capsys.readouterr().err
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [f["file"] for f in doc["files"]] == ["valve1/0.csv", "valve1/10.csv"]
+    monkeypatch.setattr(pipeline, "make_device", lambda *a, **k: Refuses())
+    with pytest.raises(ToolkitError) as e:
+        run_mod.evaluate(out=tmp_path / "o2", skip_bad_files=True, **{**common, "data": FIX / "skab_mini" / "valve1" / "2.csv",
+                                                                     "fmt": "generic"})
+    assert "every file was left out (1); the first, 2.csv: 2.csv: " in e.value.message  # its own model, here

@@ -249,6 +249,18 @@ def check_commissioning(recordings: list[Recording], settings: Settings, per_fil
             raise ToolkitError(first.message + _more(bad, recordings), hint=first.hint)
 
 
+class NotCommissioned(ToolkitError):
+    """A file that cannot be commissioned: its own model cannot be trained on its commissioning
+    rows, or the device refuses them (a sensor with no valid sample there). ``run`` with a
+    ``skipped`` list leaves such a file out instead of stopping."""
+
+
+def _not_commissioned(rec: Recording, start: int, e: ToolkitError) -> NotCommissioned:
+    named = e.message if e.message.startswith(f"{rec.name}: ") else \
+        f"{rec.name}: cannot be commissioned on its {start} commissioning rows: {e.message}"
+    return NotCommissioned(named, hint=e.hint, exit_code=e.exit_code)
+
+
 def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileResult:
     s = rec.series
     start = settings.commissioning_rows(s.rows)
@@ -256,9 +268,15 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
     firmware = settings.firmware
     own_model = package is None
     if own_model:
-        package, firmware = installation_model(rec, start, settings)
+        try:
+            package, firmware = installation_model(rec, start, settings)
+        except ToolkitError as e:
+            raise _not_commissioned(rec, start, e) from None
     device = make_device(settings.target, package, settings.rule, settings.knobs, firmware)
-    info = device.commission(s.head(start))
+    try:
+        info = device.commission(s.head(start))
+    except ToolkitError as e:
+        raise _not_commissioned(rec, start, e) from None
     if own_model:
         info["model"] = _own_model_info(package, firmware)
     out = device.stream(s, start)
@@ -309,13 +327,16 @@ def _worker(args: tuple) -> FileResult | tuple:
     try:
         return _run_file(*args)
     except ToolkitError as e:  # sent back whole: a pickled exception would lose its hint
-        return ("error", e.message, e.hint, e.exit_code)
+        return ("error", e.message, e.hint, e.exit_code, isinstance(e, NotCommissioned))
 
 
-def run(dataset: Dataset, settings: Settings, package: Path | None) -> list[FileResult]:
+def run(dataset: Dataset, settings: Settings, package: Path | None,
+        skipped: list[tuple[str, str]] | None = None) -> list[FileResult]:
     """Commission and stream every file; results keep the dataset's order.
 
-    ``package`` None trains one model per file on its commissioning rows.
+    ``package`` None trains one model per file on its commissioning rows. ``skipped`` (a
+    list): a file that cannot be commissioned (:class:`NotCommissioned`) is put there (name,
+    why) and left out of the results; otherwise it stops the run.
     """
     from ..progress import Bar
 
@@ -324,16 +345,27 @@ def run(dataset: Dataset, settings: Settings, package: Path | None) -> list[File
     results: list[FileResult] = []
     with Bar(len(tasks), "files") as bar:
         if jobs == 1:
-            for t in tasks:
-                results.append(_run_file(*t))
-                bar.update()
+            outcomes = (_worker_here(t) for t in tasks)
         else:
-            for res in spawn_map(_worker, tasks, jobs):
-                if isinstance(res, tuple):
-                    raise ToolkitError(res[1], hint=res[2], exit_code=res[3])
+            outcomes = spawn_map(_worker, tasks, jobs)
+        for t, res in zip(tasks, outcomes):
+            if isinstance(res, tuple):
+                _, message, hint, code, not_commissioned = res
+                if not (not_commissioned and skipped is not None):
+                    raise (NotCommissioned if not_commissioned else ToolkitError)(message, hint=hint, exit_code=code)
+                skipped.append((t[0].name, message))
+            else:
                 results.append(res)
-                bar.update()
+            bar.update()
     return results
+
+
+def _worker_here(args: tuple) -> FileResult | tuple:
+    """:func:`_worker` in this process (one job): the same answers, without its quieting."""
+    try:
+        return _run_file(*args)
+    except NotCommissioned as e:
+        return ("error", e.message, e.hint, e.exit_code, True)
 
 
 def spawn_map(fn, items: list, jobs: int, initializer=None, initargs: tuple = ()):

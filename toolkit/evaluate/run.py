@@ -177,8 +177,17 @@ def evaluate(
                              note="each file's model, tflite hash and (qemu) firmware size are in its "
                                   "commissioning record")
 
+    met = len(ds.skipped)
     with step(f"commissioning and streaming {len(ds.recordings)} file(s) on {settings.target}, {jobs} job(s)"):
-        results = pipeline.run(ds, settings, package)
+        try:
+            results = pipeline.run(ds, settings, package, skipped=ds.skipped if skip_bad_files else None)
+        except pipeline.NotCommissioned as e:
+            raise (readers.with_skip_hint(e) if len(ds.recordings) > 1 else e) from None
+    for name, why in ds.skipped[met:]:  # files only the device or their own model's training could refuse
+        sys.stderr.write(f"warning: skipped {name}: {why}\n")
+    if not results:
+        raise readers.none_left(Path(data), ds.skipped, limit if limit is not None and ds.skipped else None)
+    ds.recordings = [r.recording for r in results]
     summary = pipeline.aggregate(results)
     if skip_bad_files:  # the run's scope: which files the figures leave out, and why
         summary["skipped_files"] = [{"file": name, "reason": why} for name, why in ds.skipped]
