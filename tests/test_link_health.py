@@ -222,3 +222,22 @@ def test_aiot_monitor_says_at_the_end_when_the_link_needed_retries(flaw):
                         % (len(answered) - 1)], lines  # one request was sent twice
         assert "the link is unreliable: check the cable" in lines[-1]
         assert f"that the firmware runs at {t.baud} baud" in lines[-1]  # it said 'the baud rate
+
+
+def test_aiot_monitor_says_when_no_answer_to_info_came_through_whole():
+    """Every INFO answer arrives with a bad checksum: the session falls back to raw output, and
+    says the link spoilt frames (cable, baud rate), not only 'no answer' as if the firmware
+    did not speak the protocol."""
+    from toolkit.commands import monitor as MON
+
+    fd = FakeDevice(lambda f: _corrupt(reply(f, P.pack_info(INFO))) if f.type == P.Msg.INFO else None)
+    t = hil.SerialTransport(fd.url)
+    lines: list[str] = []
+    try:
+        MON.run_monitor(t, duration=0.3, interval=0.1, raw=False, echo=lines.append, timeout=0.2)
+    finally:
+        t.close()
+        fd.close()
+    assert lines[0].endswith("no answer to INFO; showing raw output --"), lines
+    assert lines[1] == "-- link: 1 retry in 1 request (answer lost, corrupt or late); 2 corrupt frames (BAD_CRC x2)"
+    assert "check the cable" in lines[2] and f"runs at {t.baud} baud" in lines[2]

@@ -105,6 +105,10 @@ def run_monitor(transport, *, duration: float | None, interval: float, raw: bool
             info = dev.info()
         except DeviceTimeout:
             echo(f"-- {transport.name}: no answer to INFO; showing raw output --")
+            if dev.counters.broken_frames:  # frames came, spoilt: the link, not the firmware, is the suspect
+                what, hint = dev.link_trouble()
+                echo(f"-- link: {what}")
+                echo(f"   {hint}")
             raw = True
         except ToolkitError:  # the link went down first: what the device said may be why
             for _ in range(64):  # what is still buffered (a device that printed, then closed)
