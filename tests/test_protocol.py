@@ -335,3 +335,24 @@ def test_unpack_infer_and_error():
         P.unpack_infer(b"\x00\x10\x27\x00\x00\x05", 2)
     assert P.unpack_error(b"\x07\x02no model") == (7, 2, "no model")
     assert P.unpack_error(b"") == (0, 0, "")
+
+
+def test_a_frame_glued_to_a_line_of_text_is_kept_and_the_text_reported():
+    """A device that prints a boot banner ends it with a newline, not a delimiter: the first
+    answer arrived glued to it and was lost as one broken frame (a 2 s retry)."""
+    frame = P.encode_frame(0x81, 3, b"in\nfo\x00")  # a newline and a zero inside the payload too
+    dec = P.StreamDecoder()
+    got = dec.feed(b"aiot boot mps2-an386\r\ncalib 1 2 3\nready\n" + frame)
+    assert len(got) == 2 and got[1] == P.Frame(0x81, 3, b"in\nfo\x00")
+    assert isinstance(got[0], P.BrokenFrame) and got[0].raw == b"aiot boot mps2-an386\r\ncalib 1 2 3\nready\n"
+    assert "bytes of text before a frame" in got[0].detail and dec.garbage_bytes == len(got[0].raw)
+
+
+@pytest.mark.parametrize("wire", [
+    b"no newline here" + P.encode_frame(0x81, 3, b"x"),  # text without a line end: one broken chunk
+    b"banner\n" + P.encode_frame(0x81, 3, b"x")[:-3] + b"\x55\x00",  # text, then a frame with a bad CRC
+    b"\n" * 40 + P.encode_frame(0x81, 3, b"x"),  # more line ends than are searched
+])
+def test_text_before_something_that_is_no_whole_frame_stays_one_broken_chunk(wire):
+    got = P.StreamDecoder().feed(wire)
+    assert len(got) == 1 and isinstance(got[0], P.BrokenFrame)

@@ -503,3 +503,15 @@ def test_what_a_socket_sends_as_we_connect_is_kept_not_flushed(monkeypatch):
     finally:
         t.close()
         srv.close()
+
+
+def test_an_answer_right_after_a_line_of_text_needs_no_retry(fake):
+    """Firmware that prints a line (a boot banner, a log message) just before it answers: the
+    answer is glued to the text with no delimiter between; it used to be lost and asked again
+    after the timeout."""
+    _fd, dev = fake(lambda f: b"aiot boot fake-board\n" + reply(f, P.pack_info(INFO)) if f.type == P.Msg.INFO
+                    else None, timeout=1.0)
+    t0 = time.monotonic()
+    assert dev.info() == INFO
+    assert dev.counters.retries == 0 and time.monotonic() - t0 < 0.9
+    assert dev.counters.broken_frames == 1  # the text itself is no frame, and is counted as such

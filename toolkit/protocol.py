@@ -175,12 +175,35 @@ def decode_frame(encoded: bytes, max_payload: int = 65535) -> Frame | BrokenFram
     return Frame(type_, seq, bytes(body[HEADER:-CRC]))
 
 
+#: How many line ends a broken chunk is searched at for a valid frame after them.
+MAX_TEXT_LINES = 16
+
+
+def _after_text(encoded: bytes, max_payload: int) -> tuple[bytes, Frame] | None:
+    """(text, frame) when ``encoded`` is lines of text followed by a whole frame: a device
+    that prints a boot banner (or a log line) ends it with a newline, not with a delimiter,
+    so the next frame arrives glued to it. Only the positions right after a line end are
+    tried (a few), so a stray suffix passing the CRC-32 by chance is out of the question
+    in practice, and garbage costs little."""
+    tried = 0
+    pos = encoded.find(b"\n")
+    while pos >= 0 and tried < MAX_TEXT_LINES:
+        f = decode_frame(encoded[pos + 1 :], max_payload) if pos + 1 < len(encoded) else None
+        if isinstance(f, Frame):
+            return encoded[: pos + 1], f
+        tried += 1
+        pos = encoded.find(b"\n", pos + 1)
+    return None
+
+
 class StreamDecoder:
     """Turn a byte stream into frames; resynchronizes on every 0x00.
 
     ``feed()`` returns what completed: Frame for a valid frame, BrokenFrame otherwise.
     Empty frames (consecutive delimiters) are skipped. Bytes beyond the maximum encoded
     size are dropped until the next delimiter so garbage cannot grow memory without bound.
+    Text that ends in a newline right before a frame (a boot banner) comes out as a
+    BrokenFrame of its own, and the frame after it is kept (:func:`_after_text`).
     """
 
     def __init__(self, max_payload: int = 65535):
@@ -211,7 +234,12 @@ class StreamDecoder:
                 self.garbage_bytes += len(self._buf) + self._overflow
             elif self._buf:
                 f = decode_frame(bytes(self._buf), self.max_payload)
-                if isinstance(f, BrokenFrame):
+                glued = _after_text(bytes(self._buf), self.max_payload) if isinstance(f, BrokenFrame) else None
+                if glued is not None:
+                    text, f = glued
+                    self.garbage_bytes += len(text)
+                    out.append(BrokenFrame(ErrorCode.BAD_ENCODING, text, f"{len(text)} bytes of text before a frame"))
+                elif isinstance(f, BrokenFrame):
                     self.garbage_bytes += len(self._buf)
                 out.append(f)
             self._buf.clear()
