@@ -486,11 +486,24 @@ def test_epoch_timestamps_in_a_smaller_unit_are_read_as_seconds_with_a_warning(t
     assert period in err and "ISO-8601" in err
 
 
+@pytest.mark.parametrize("cells, says", [
+    ([f"{-1_700_000_000_000 + i * 1000}" for i in range(5)], "look like milliseconds since 1970"),  # before 1970
+    (["0", "1", "2"] + [f"{1_700_000_000_000 + i * 1000}" for i in range(7)], "look like milliseconds"),
+    ([f"{1e300 * (i + 1)!r}" for i in range(5)], "no smaller unit since 1970 fits either"),
+])
+def test_the_epoch_warning_holds_for_negative_mixed_and_absurd_values(tmp_path, capsys, cells, says):
+    p = tmp_path / "t.csv"
+    p.write_text("timestamp,a\n" + "".join(f"{c},{i}\n" for i, c in enumerate(cells)))
+    load_csv(p)
+    err = capsys.readouterr().err
+    assert says in err and "more than 3,000 years away" in err and "year 5000" not in err, err
+
+
 @pytest.mark.parametrize("cells", [
     [f"{1_700_000_000 + i}" for i in range(5)],  # seconds since 1970
     [f"{i * 0.5}" for i in range(5)],  # seconds from the start
     [f"2024-01-31T12:00:0{i}Z" for i in range(5)],  # dates
-    [f"{99_999_999_999 + i}" for i in range(5)],  # the largest plausible seconds (year 5138)
+    [f"{99_999_999_990 + i}" for i in range(5)],  # just under 1e11 s (year 5138), the largest plausible
 ])
 def test_plausible_seconds_and_dates_raise_no_warning(tmp_path, capsys, cells):
     p = tmp_path / "s.csv"

@@ -34,11 +34,13 @@ AUTO = "auto"
 #: is a little over 1 s and whose timestamps are whole seconds skips a second now and
 #: then without losing a sample (SKAB does this every ~20 rows).
 GAP_FACTOR = 2.5
-#: Numeric timestamps are seconds. From this size on they are no plausible seconds since 1970
-#: (1e11 s is the year 5138) but are milliseconds (from 1e11), microseconds (1e14) or
-#: nanoseconds (1e17) since 1970, as loggers often write them: read as seconds, the sample
-#: period comes out 1000x (or more) too long, so a warning says so.
+#: Numeric timestamps are seconds. From this size on (their median, either sign) they are no
+#: plausible seconds since 1970 (1e11 s is over 3,000 years) but are milliseconds (from 1e11),
+#: microseconds (1e14) or nanoseconds (1e17) since 1970, as loggers often write them: read as
+#: seconds, the sample period comes out 1000x (or more) too long, so a warning says so. From
+#: 1e20 no unit since 1970 fits either.
 EPOCH_UNITS = ((1e17, "nanoseconds", 1e9), (1e14, "microseconds", 1e6), (1e11, "milliseconds", 1e3))
+EPOCH_NO_UNIT = 1e20
 
 
 @dataclass
@@ -355,15 +357,19 @@ def epoch_unit_warning(path: Path, column: str, ts: np.ndarray) -> str | None:
     off by the unit's factor."""
     if ts.size == 0:
         return None
-    first = float(np.min(np.abs(ts)))
+    typical = float(np.median(np.abs(ts)))  # a few small leading values (0, 1, 2 ...) do not hide the rest
+    period = float(np.median(np.diff(ts))) if ts.size > 1 else None
+    start = (f"{path}: column '{column}' holds numbers like {np.median(ts):.6g}, read as seconds: as seconds since "
+             "1970 that is more than 3,000 years away")
+    if typical >= EPOCH_NO_UNIT:
+        return (f"{start}, and no smaller unit since 1970 fits either. Check the column (is it a timestamp?); "
+                "timestamps are seconds or ISO-8601 dates (2024-01-31T12:00:00Z)")
     for low, unit, per_s in EPOCH_UNITS:
-        if first >= low:
-            period = float(np.median(np.diff(ts))) if ts.size > 1 else None
+        if typical >= low:
             shown = f"; the sample period is read as {period:g} s ({period / per_s:g} s if they are {unit})" \
                 if period is not None else ""
-            return (f"{path}: column '{column}' holds numbers like {ts[0]:.6g}, read as seconds: as seconds since "
-                    f"1970 that is after the year 5000, so they look like {unit} since 1970{shown}. Convert them "
-                    "to seconds or to ISO-8601 dates (2024-01-31T12:00:00Z) if they are")
+            return (f"{start}, so they look like {unit} since 1970{shown}. Convert them to seconds or to ISO-8601 "
+                    "dates (2024-01-31T12:00:00Z) if they are")
     return None
 
 
