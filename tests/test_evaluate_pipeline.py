@@ -742,3 +742,24 @@ def test_skip_bad_files_leaves_out_a_file_the_device_cannot_commission(scripted,
         run_mod.evaluate(out=tmp_path / "o2", skip_bad_files=True, **{**common, "data": FIX / "skab_mini" / "valve1" / "2.csv",
                                                                      "fmt": "generic"})
     assert "every file was left out (1); the first, 2.csv: 2.csv: " in e.value.message  # its own model, here
+
+
+def test_reference_per_file_needs_the_rows_its_own_model_trains_on(tmp_path, monkeypatch):
+    """It asked for 2 windows (16 rows) and then failed in training. By hand, window 8: 80 % of
+    the rows train, and 40 windows (stride 1) must end in them, 32 to fit and 8 to calibrate:
+    int(0.8 r) - 7 >= 40, so r >= 59."""
+    from toolkit.evaluate.run import evaluate
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    rng = np.random.default_rng(0)
+    (tmp_path / "site").mkdir()
+    for name in ("a.csv", "b.csv"):
+        rows = [f"{i},{x:.4f},{y:.4f},{int(80 <= i < 90)}" for i, (x, y) in enumerate(rng.normal(size=(100, 2)))]
+        (tmp_path / "site" / name).write_text("timestamp,s1,s2,label\n" + "\n".join(rows) + "\n")
+    common = dict(data=tmp_path / "site", fmt="generic", target="reference", window=8, jobs=1, epochs=1,
+                  per_file=True)
+    with pytest.raises(ToolkitError) as e:
+        evaluate(out=tmp_path / "o58", train_rows=58, **common)
+    assert "a.csv: 58 commissioning rows are too few" in e.value.message and "at least 59 at window 8" in e.value.message
+    summary = evaluate(out=tmp_path / "o59", train_rows=59, **common)  # the minimum trains
+    assert summary["files"] == 2

@@ -142,12 +142,16 @@ def fleet_package(fleet: Series, source: Path | None, settings: Settings, cache:
         return _train_package(fleet, rows, settings, out, "fleet")
 
 
+#: The share of a file's commissioning rows its own reference model trains on (the rest calibrate).
+OWN_FIT_SHARE = 0.8
+
+
 def file_package(rec: Recording, start: int, settings: Settings, cache: Path | None = None) -> Path:
     """A model of this installation alone, trained on its commissioning rows (no fleet data)."""
     key = _model_key(rec.series, settings, start)
     out = (cache or build_dir() / "evaluate" / "models") / f"file-{key}"
     # the last 20 % of the commissioning rows calibrate; no test row is ever seen
-    return _train_package(rec.series.head(start), int(0.8 * start), settings, out, Path(rec.name).stem)
+    return _train_package(rec.series.head(start), int(OWN_FIT_SHARE * start), settings, out, Path(rec.name).stem)
 
 
 def installation_model(rec: Recording, start: int, settings: Settings) -> tuple[Path, str | None]:
@@ -195,12 +199,27 @@ def _more(bad: list, recordings: list) -> str:
     return f" (so do all {len(bad)} files)" if len(bad) == len(recordings) else f" ({len(bad) - 1} more file(s) too)"
 
 
+def own_model_rows(window: int) -> int:
+    """The fewest commissioning rows the reference target's own model of a file trains on
+    (:func:`file_package`): its first OWN_FIT_SHARE must hold train.MIN_FIT_WINDOWS complete
+    windows besides the ones kept for calibration."""
+    from ..train import CALIBRATION_FRACTION, MIN_FIT_WINDOWS
+
+    rows = 2 * window
+    while True:
+        usable = int(OWN_FIT_SHARE * rows) - window + 1  # windows (stride 1) that end in the training rows
+        if usable > 0 and usable - max(1, int(round(CALIBRATION_FRACTION * usable))) >= MIN_FIT_WINDOWS:
+            return rows
+        rows += 1
+
+
 def min_commissioning_rows(settings: Settings, per_file: bool = False) -> int:
     """The fewest commissioning rows a file can be commissioned on: a window for the
-    reference target (two to train its own model on, ``per_file``); on the monitor, enough
-    for its noise profile plus its 4 calibration windows (:func:`.monitor_device.monitor_knobs`)."""
+    reference target (with its own model, ``per_file``, what that model trains on:
+    :func:`own_model_rows`); on the monitor, enough for its noise profile plus its 4
+    calibration windows (:func:`.monitor_device.monitor_knobs`)."""
     if settings.target == "reference":
-        return 2 * settings.window if per_file else settings.window
+        return own_model_rows(settings.window) if per_file else settings.window
     from .monitor_device import min_commissioning_rows as monitor_min
 
     return monitor_min(settings.window)
