@@ -22,7 +22,7 @@ from . import incidents as inc
 from .device import AlertRule, Outputs, make_device
 from .metrics import (PHASES, Confusion, NabFile, PhaseCounts, confusion, nab_file_score, nab_normalized,
                       nab_probation_rows, normal_phases, runs)
-from .readers import Dataset, Recording
+from .readers import Dataset, Recording, skip_reason
 
 #: Each format's own commissioning protocol: SKAB trains on the first 400 rows, NAB's
 #: probationary period is the first 15 %.
@@ -372,7 +372,7 @@ def run(dataset: Dataset, settings: Settings, package: Path | None,
                 _, message, hint, code, not_commissioned = res
                 if not (not_commissioned and skipped is not None):
                     raise (NotCommissioned if not_commissioned else ToolkitError)(message, hint=hint, exit_code=code)
-                skipped.append((t[0].name, message))
+                skipped.append((t[0].name, skip_reason(message, hint)))
             else:
                 results.append(res)
             bar.update()

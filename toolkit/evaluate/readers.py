@@ -51,6 +51,11 @@ class Dataset:
 SKIP_HINT = "aiot evaluate --skip-bad-files evaluates the other files and lists this one as skipped"
 
 
+def skip_reason(message: str, hint: str | None) -> str:
+    """Why a file was left out, as listed: the error and, where it has one, what to do."""
+    return f"{message} (to fix: {hint})" if hint else message
+
+
 def with_skip_hint(e: ToolkitError) -> ToolkitError:
     """``e`` (about one file of a folder) with :data:`SKIP_HINT` added to its hint."""
     return ToolkitError(e.message, hint=f"{e.hint}; or: {SKIP_HINT}" if e.hint else SKIP_HINT, exit_code=e.exit_code)
@@ -67,7 +72,7 @@ def _load_each(files: list[Path], root: Path, load, skipped: list[tuple[str, str
         except ToolkitError as e:
             if skipped is None:
                 raise (with_skip_hint(e) if len(files) > 1 else e) from None
-            skipped.append((_rel(f, root), e.message))
+            skipped.append((_rel(f, root), skip_reason(e.message, e.hint)))
     return recs
 
 
@@ -179,7 +184,7 @@ def _check_same_channels(recs: list[Recording], ref_name: str | None = None, ref
         )
         if skipped is None:
             raise with_skip_hint(e)
-        skipped.append((r.name, e.message))
+        skipped.append((r.name, skip_reason(e.message, e.hint)))
     return kept
 
 

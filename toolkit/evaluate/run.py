@@ -123,7 +123,7 @@ def evaluate(
                 pipeline.check_commissioning([rec], settings, per_file=own)
                 kept.append(rec)
             except ToolkitError as e:
-                ds.skipped.append((rec.name, e.message))
+                ds.skipped.append((rec.name, readers.skip_reason(e.message, e.hint)))
         if not kept:
             raise readers.none_left(Path(data), ds.skipped)
         ds.recordings = kept
