@@ -192,6 +192,20 @@ def test_stray_and_broken_frames_alone_are_link_trouble_too():
     assert dev.counters.to_json()["stray_frames"] == 2 and dev.counters.to_json()["clean"] is False
 
 
+def _monitor_session(fd: FakeDevice, duration: float):
+    """`aiot monitor`'s session against ``fd`` for ``duration`` s: (its transport, the lines shown)."""
+    from toolkit.commands import monitor as MON
+
+    t = hil.SerialTransport(fd.url)
+    lines: list[str] = []
+    try:
+        MON.run_monitor(t, duration=duration, interval=0.1, raw=False, echo=lines.append, timeout=0.2)
+    finally:
+        t.close()
+        fd.close()
+    return t, lines
+
+
 @pytest.mark.parametrize("flaw", [None, "corrupt"])
 def test_aiot_monitor_says_at_the_end_when_the_link_needed_retries(flaw):
     """A monitoring session on a real Device: the first STATS answer arrives with a bad
@@ -200,19 +214,12 @@ def test_aiot_monitor_says_at_the_end_when_the_link_needed_retries(flaw):
     import ctypes
 
     from toolkit import monitor as M
-    from toolkit.commands import monitor as MON
 
     info = replace(INFO, flags=P.DeviceInfo.FLAG_MONITOR)
     stats = bytes([0, 0, ctypes.sizeof(M.Stats), ctypes.sizeof(M.ChannelInfo)]) + bytes(ctypes.sizeof(M.Stats)) \
         + struct.pack("<8IQ", *([0] * 8), 0)  # not configured, no channels
     fd, answered = flawed_device(info, P.Msg.STATS, lambda f: reply(f, stats), flaw)
-    t = hil.SerialTransport(fd.url)
-    lines: list[str] = []
-    try:
-        MON.run_monitor(t, duration=0.6, interval=0.1, raw=False, echo=lines.append, timeout=0.2)
-    finally:
-        t.close()
-        fd.close()
+    t, lines = _monitor_session(fd, duration=0.6)
     assert any(ln.startswith("-- monitor: not configured") for ln in lines), lines
     link = [ln for ln in lines if ln.startswith("-- link:")]
     if flaw is None:
@@ -228,16 +235,8 @@ def test_aiot_monitor_says_when_no_answer_to_info_came_through_whole():
     """Every INFO answer arrives with a bad checksum: the session falls back to raw output, and
     says the link spoilt frames (cable, baud rate), not only 'no answer' as if the firmware
     did not speak the protocol."""
-    from toolkit.commands import monitor as MON
-
     fd = FakeDevice(lambda f: _corrupt(reply(f, P.pack_info(INFO))) if f.type == P.Msg.INFO else None)
-    t = hil.SerialTransport(fd.url)
-    lines: list[str] = []
-    try:
-        MON.run_monitor(t, duration=0.3, interval=0.1, raw=False, echo=lines.append, timeout=0.2)
-    finally:
-        t.close()
-        fd.close()
+    t, lines = _monitor_session(fd, duration=0.3)
     assert lines[0].endswith("no answer to INFO; showing raw output --"), lines
     assert lines[1] == "-- link: 1 retry in 1 request (answer lost, corrupt or late); 2 corrupt frames (BAD_CRC x2)"
     assert "check the cable" in lines[2] and f"runs at {t.baud} baud" in lines[2]
