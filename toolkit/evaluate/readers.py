@@ -56,23 +56,28 @@ def skip_reason(message: str, hint: str | None) -> str:
     return f"{message} (to fix: {hint})" if hint else message
 
 
-def with_skip_hint(e: ToolkitError) -> ToolkitError:
-    """``e`` (about one file of a folder) with :data:`SKIP_HINT` added to its hint."""
+def with_skip_hint(e: ToolkitError, files: int) -> ToolkitError:
+    """``e``, about one of ``files`` files, with :data:`SKIP_HINT` added to its hint when
+    there are others to evaluate without it."""
+    if files < 2:
+        return e
     return ToolkitError(e.message, hint=f"{e.hint}; or: {SKIP_HINT}" if e.hint else SKIP_HINT, exit_code=e.exit_code)
 
 
 def _load_each(files: list[Path], root: Path, load, skipped: list[tuple[str, str]] | None) -> list[Recording]:
-    """``load(path)`` for each file, as Recordings. A file that cannot be read stops the run
-    (its error gains :data:`SKIP_HINT` when it is one of several), or with ``skipped`` (a list)
-    is put there with the reason and left out."""
+    """``load(path)`` for each of ``files`` (at least one), as Recordings. A file that cannot
+    be read stops the run (its error gains :data:`SKIP_HINT`), or with ``skipped`` (a list) is
+    put there with the reason and left out; none left is an error (:func:`none_left`)."""
     recs = []
     for f in files:
         try:
             recs.append(Recording(_rel(f, root), _readable(load, f)))
         except ToolkitError as e:
             if skipped is None:
-                raise (with_skip_hint(e) if len(files) > 1 else e) from None
+                raise with_skip_hint(e, len(files)) from None
             skipped.append((_rel(f, root), skip_reason(e.message, e.hint)))
+    if not recs:
+        raise none_left(root, skipped)
     return recs
 
 
@@ -183,7 +188,7 @@ def _check_same_channels(recs: list[Recording], ref_name: str | None = None, ref
             hint="one evaluation runs one model: every file needs the same sensor columns in the same order",
         )
         if skipped is None:
-            raise with_skip_hint(e)
+            raise with_skip_hint(e, len(recs))
         skipped.append((r.name, skip_reason(e.message, e.hint)))
     return kept
 
@@ -198,14 +203,12 @@ def read_skab(root: Path, skip_bad: bool = False) -> Dataset:
     files = _csv_files(root, "SKAB's data folder (with valve1/, valve2/, other/ and anomaly-free/)")
     fleet_files = [f for f in files if f.parent.name == SKAB_FLEET_DIR]
     fleet_file = fleet_files[-1] if fleet_files else None
-    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
     tests = [f for f in files if f.parent.name != SKAB_FLEET_DIR]
-    recs = _load_each(tests, root, lambda f: load_csv(f, label_column="anomaly"), skipped)
     if not tests:
         raise ToolkitError(f"{root}: only anomaly-free data, no experiment file to evaluate on",
                            hint="point --data at SKAB's data folder (valve1/, valve2/, other/)")
-    if not recs:
-        raise none_left(root, skipped)
+    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
+    recs = _load_each(tests, root, lambda f: load_csv(f, label_column="anomaly"), skipped)
     fleet = None
     if fleet_file is not None:
         # every experiment file against the fleet recording's sensors, before anything is trained;
@@ -233,8 +236,6 @@ def read_generic(root: Path, labels_file: Path | None = None, label_column: str 
     files = _csv_files(root, "a CSV file or a folder of CSV files")
     skipped: list[tuple[str, str]] | None = [] if skip_bad else None
     recs = _load_each(files, root, lambda f: load_csv(f, label_column=None if labels_file else label_column), skipped)
-    if not recs:
-        raise none_left(root, skipped)
     recs = _check_same_channels(recs, skipped=skipped)
     if labels_file is not None:
         _apply_windows(recs, labels_file, left_out={name for name, _ in skipped or []})
@@ -254,8 +255,6 @@ def read_nab(root: Path, labels_file: Path | None, skip_bad: bool = False) -> Da
     files = _csv_files(root, "NAB's data folder (data/<folder>/<file>.csv)")
     skipped: list[tuple[str, str]] | None = [] if skip_bad else None
     recs = _load_each(files, root, lambda f: load_csv(f, label_column=None, timestamp_column="timestamp"), skipped)
-    if not recs:
-        raise none_left(root, skipped)
     _apply_windows(recs, labels_file, every_file=True, left_out={name for name, _ in skipped or []})
     return Dataset(recs, skipped=skipped or [])
 

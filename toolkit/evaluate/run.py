@@ -131,7 +131,7 @@ def evaluate(
         try:
             pipeline.check_commissioning(ds.recordings, settings, per_file=own)
         except ToolkitError as e:
-            raise (readers.with_skip_hint(e) if len(ds.recordings) > 1 else e) from None
+            raise readers.with_skip_hint(e, len(ds.recordings)) from None
     for name, why in ds.skipped:  # said now, before the long part, and again at the end
         sys.stderr.write(f"warning: skipped {name}: {why}\n")
     if ds.fleet is not None and settings.target != "reference":
@@ -182,7 +182,7 @@ def evaluate(
         try:
             results = pipeline.run(ds, settings, package, skipped=ds.skipped if skip_bad_files else None)
         except pipeline.NotCommissioned as e:
-            raise (readers.with_skip_hint(e) if len(ds.recordings) > 1 else e) from None
+            raise readers.with_skip_hint(e, len(ds.recordings)) from None
     for name, why in ds.skipped[met:]:  # files only the device or their own model's training could refuse
         sys.stderr.write(f"warning: skipped {name}: {why}\n")
     if not results:
