@@ -247,6 +247,11 @@ def _plural(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
+def counts_text(counts) -> str:
+    """``{"BAD_CRC": 2, "INFO": 1}`` (a Counter or a dict) as ``BAD_CRC x2, INFO x1``, most first."""
+    return ", ".join(f"{k} x{n}" for k, n in collections.Counter(counts).most_common())
+
+
 class Device:
     """Request/response client over a transport (one request in flight at a time)."""
 
@@ -389,11 +394,10 @@ class Device:
         hints = []
         if frames:
             msg += (f"; it sent {sum(frames.values())} valid frame(s) that answer nothing asked ("
-                    + ", ".join(f"{k} x{n}" for k, n in frames.most_common()) + ")")
+                    + counts_text(frames) + ")")
             hints.append("another program talking to the device, or firmware answering with other seqs?")
         if broken:
-            msg += (f"; {sum(broken.values())} broken frame(s) (" + ", ".join(f"{k} x{n}" for k, n in broken.most_common())
-                    + ")")
+            msg += f"; {sum(broken.values())} broken frame(s) ({counts_text(broken)})"
             hints.append("noise on the line or a wrong baud rate?")
         if garbage and not broken:
             msg += f"; it sent {garbage} bytes that are not aiot frames (last: {self._last_raw[-32:]!r})"
@@ -419,8 +423,7 @@ class Device:
             parts.append(f"{_plural(c.retries, 'retry', 'retries')} in {_plural(c.requests, 'request')} "
                          "(answer lost, corrupt or late)")
         if c.broken_frames:
-            kinds = ", ".join(f"{k} x{n}" for k, n in c.broken_kinds.most_common())
-            parts.append(f"{_plural(c.broken_frames, 'corrupt frame')} ({kinds})")
+            parts.append(f"{_plural(c.broken_frames, 'corrupt frame')} ({counts_text(c.broken_kinds)})")
         if c.stray_frames:
             parts.append(f"{_plural(c.stray_frames, 'stray frame')} (late answers to earlier attempts, or "
                          "another program on the port)")

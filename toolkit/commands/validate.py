@@ -168,7 +168,9 @@ def _link_row(link: dict | None) -> list[tuple[str, str]]:
     """A table row on the link, only when it needed retries or saw broken or stray frames."""
     if not link or link.get("clean", True):
         return []
-    kinds = ", ".join(f"{k} x{n}" for k, n in link.get("broken_kinds", {}).items())
+    from ..hil import counts_text
+
+    kinds = counts_text(link.get("broken_kinds", {}))
     return [("link (unreliable)", f'requests {link["requests"]}, retries {link["retries"]}, '
                                   f'corrupt frames {link["broken_frames"]}{f" ({kinds})" if kinds else ""}, '
                                   f'stray frames {link["stray_frames"]}')]
