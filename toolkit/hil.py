@@ -438,14 +438,13 @@ class Device:
         return "; ".join(parts), hint
 
     def link_report(self) -> tuple[str, str] | None:
-        """:meth:`link_trouble` as the two lines a verb ends its summary with (None: a clean
-        link, nothing to say)."""
+        """:meth:`link_trouble` for the end of a verb's summary: (what happened, what it means
+        and what to check); None on a clean link, nothing to say. Each verb lays it out."""
         trouble = self.link_trouble()
         if trouble is None:
             return None
-        return (f"link: {trouble[0]}",
-                f"what came through stands (answers are CRC-checked, lost ones asked again), but the link is "
-                f"unreliable: {trouble[1]}")
+        return (trouble[0], f"what came through stands (answers are CRC-checked, lost ones asked again), but the "
+                            f"link is unreliable: {trouble[1]}")
 
     # -- requests --
 

@@ -137,7 +137,7 @@ def run_monitor(transport, *, duration: float | None, interval: float, raw: bool
             finally:  # at the end, Ctrl-C or a lost device: a link that needed help says so
                 link = dev.link_report()
                 if link:
-                    echo(f"-- {link[0]}")
+                    echo(f"-- link: {link[0]}")
                     echo(f"   {link[1]}")
             return shown
     return _raw(transport, rec, expired, echo)

@@ -55,7 +55,7 @@ def command(board: str, package: Path, elf: Path | None, count: int, transport: 
                f"max |error| {rep.max_abs_error}); instructions per inference: {rep.instructions_text()}")
     link = dev.link_report()  # said only when the link needed retries or dropped frames
     if link:
-        click.secho(f"{link[0]}\n  {link[1]}", fg="yellow")
+        click.secho(f"link: {link[0]}\n  {link[1]}", fg="yellow")
     if not rep.ok:
         click.secho(f"MISMATCH against tflite-micro (first at vector {rep.first_mismatch})", fg="red", err=True)
         sys.exit(1)

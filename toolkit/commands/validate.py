@@ -307,7 +307,7 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
                f"{report['host']['inferences_per_s']:,.1f}/s through the link")
     link = dev.link_report()  # said only when the link needed retries or dropped frames
     if link:
-        click.secho(f"  {link[0].replace('link: ', 'link             ', 1)}\n                   {link[1]}", fg="yellow")
+        click.secho(f"  link             {link[0]}\n                   {link[1]}", fg="yellow")
     click.echo(f"  report           {out / 'report.json'}, {out / 'report.html'}")
     if metrics["mismatched_vectors"]:
         click.secho(f"MISMATCH: {metrics['mismatched_vectors']} vectors differ from tflite-micro "
