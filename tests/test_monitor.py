@@ -422,6 +422,84 @@ def test_score_average_range_and_whole_numbers():
     assert mon.default_config(2, W, PERIOD, score_average=4.0).score_average == 4
 
 
+# ----------------------------------------------------------------- level-shift score
+#: drift tracking and remount handling off: baselines stay where commissioning put them
+FIXED = dict(max_drift_rate=0.0, max_baseline_shift=0.0, step_threshold=100.0, max_recal_step=100.0)
+
+
+def _level_by_hand(x: np.ndarray, n: int, commission: int = 160) -> tuple[np.ndarray, int]:
+    """Each window's level-shift score worked out from the raw samples (NaN = missing), and
+    the index of the window that ends commissioning: per channel the trailing mean of the
+    window means (windows without a sample of that channel left out), minus the commissioned
+    level, over the sample spread (ddof 1) of the trailing means of the commissioning windows
+    whose trailing mean is a full n windows; the worst channel scores."""
+    c = x.shape[1]
+    win = x.reshape(-1, W, c)
+    have = ~np.isnan(win)
+    with np.errstate(all="ignore"):
+        means = np.nansum(win, axis=1) / have.sum(axis=1)  # NaN where a window has no sample
+    end = int(np.argmax((np.cumsum(have.sum(axis=1), axis=0) >= commission).all(axis=1)))
+    trailing = np.empty_like(means)
+    with np.errstate(all="ignore"):
+        for i in range(len(means)):
+            recent = means[max(0, i - n + 1) : i + 1]
+            ok = ~np.isnan(recent)
+            trailing[i] = np.where(ok, recent, 0.0).sum(axis=0) / ok.sum(axis=0)
+    head = win[: end + 1].reshape(-1, c)
+    level = np.nanmean(head, axis=0)
+    spread = np.nanstd(trailing[n - 1 : end + 1], axis=0, ddof=1)  # trailing means with a sample
+    spread = np.maximum(spread, 1e-3 * np.abs(level) + 1e-6)  # the default floor, as the noise's
+    z = np.nan_to_num(np.abs(trailing - level) / spread, nan=0.0)  # no sample: no vote from it
+    return z.max(axis=1), end
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_level_score_is_the_trailing_mean_shift_over_its_commissioned_spread(n):
+    x = noise(learned(40), 2, seed=11)
+    x[5 * W : 6 * W, 1] = np.nan  # a window of channel 1 missing while commissioning: left out
+    x[learned(21) :, 0] += 0.8    # a persistent shift of 0.8 sample sigma on channel 0
+    cfg = config(level_windows=n, alert_margin=50.0, clear_margin=1.0, **FIXED)
+    _, out, ev = run(cfg, x)
+    score, end = _level_by_hand(x, n)
+    assert end == 20  # channel 1 needed one more window for its 160 samples
+    cal_top = score[end + 1 : end + 33].max()
+    calibrated = next(e for e in ev if e.type == "CALIBRATED")
+    assert calibrated.value == pytest.approx(cal_top, rel=1e-4)
+    arm = armed(out)
+    assert len(arm) == len(score) - (end + 33)
+    # float32 on the device: a mean of 24 samples at level 50 minus the level keeps ~1e-5
+    assert np.allclose(arm["score"] * 50.0 * cal_top, score[end + 33 :], rtol=1e-4, atol=2e-3)
+    # the shifted channel is named first once the shift is in the mean
+    assert set(arm["top_channels"][-10:, 0]) == {0}
+
+
+def test_level_score_sees_a_small_persistent_shift_that_the_energy_score_misses():
+    """0.7 sample sigma on one of two channels, for 60 windows: window by window the squared
+    error hides it in the noise; its mean over 4 windows stands out (at the same 5 % of false
+    votes before the shift)."""
+    x = noise(learned(260), 2, seed=12)
+    x[learned(200) :, 1] += 0.7
+
+    def detected(**knobs) -> float:
+        _, out, _ = run(config(**knobs, **FIXED), x)
+        score = armed(out)["score"]
+        level = np.quantile(score[:200], 0.95)
+        return float((score[204:] > level).mean())
+
+    energy, shifted = detected(), detected(level_windows=4)
+    assert shifted > 0.9 and shifted > energy + 0.4
+
+
+def test_level_windows_range_and_a_change_needs_commissioning_again():
+    with pytest.raises(ToolkitError, match="level_windows"):
+        mon.default_config(2, W, PERIOD, level_windows=mon.MAX_LEVEL + 1)
+    assert mon.default_config(2, W, PERIOD, level_windows=mon.MAX_LEVEL).level_windows == mon.MAX_LEVEL
+    m = mon.Monitor(config(level_windows=2), zero_model)
+    m.update_config(alert_margin=4.0)
+    with pytest.raises(ToolkitError, match="structural"):
+        m.update_config(level_windows=3)
+
+
 # ----------------------------------------------------------------- events
 def test_event_ring_keeps_the_newest_and_counts_the_dropped():
     n = learned(80)

@@ -79,7 +79,8 @@ class Config(ctypes.Structure):
         ("drift_hold", ctypes.c_uint8),
         ("isolation", ctypes.c_uint8),
         ("score_average", ctypes.c_uint8),
-        ("reserved", ctypes.c_uint8 * 2),
+        ("level_windows", ctypes.c_uint8),
+        ("reserved", ctypes.c_uint8),
         ("min_quality", ctypes.c_float),
         ("clip", ctypes.c_float),
         ("alert_margin", ctypes.c_float),
@@ -232,6 +233,7 @@ def library(extra_sources: Sequence[Path | str] = (), include_dirs: Iterable[Pat
 #: Integer fields are also bounded by their C type (checked before packing: ctypes would
 #: wrap -1 into 255 silently). Cross-field rules are in :data:`KNOB_ORDER_RULES`.
 MAX_AVERAGE = 16  #: AIOT_MONITOR_MAX_AVERAGE (monitor.h)
+MAX_LEVEL = 8  #: AIOT_MONITOR_MAX_LEVEL (monitor.h)
 KNOB_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "num_channels": (1, MAX_CHANNELS, False, False),
     "window": (2, MAX_WINDOW, False, False),
@@ -244,6 +246,7 @@ KNOB_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "drift_hold": (0, None, False, False),
     "isolation": (0, None, False, False),
     "score_average": (0, MAX_AVERAGE, False, False),
+    "level_windows": (0, MAX_LEVEL, False, False),
     "min_quality": (0.0, 1.0, True, False),
     "clip": (0.0, None, True, False),
     "alert_margin": (0.0, None, True, False),

@@ -38,6 +38,9 @@ extern "C" {
 #ifndef AIOT_MONITOR_MAX_AVERAGE
 #define AIOT_MONITOR_MAX_AVERAGE 16 //!< largest score_average (windows in the trailing mean)
 #endif
+#ifndef AIOT_MONITOR_MAX_LEVEL
+#define AIOT_MONITOR_MAX_LEVEL 8 //!< largest level_windows (windows in the level mean)
+#endif
 #ifndef AIOT_MONITOR_EVENT_CAPACITY
 #define AIOT_MONITOR_EVENT_CAPACITY 16 //!< ring buffer of events, newest kept on overflow
 #endif
@@ -114,7 +117,17 @@ typedef struct {
     //! commissioning): noise averages out over N windows while a fault that persists stays,
     //! at the cost of up to N - 1 windows of delay (an EWMA chart's trade). <= MAX_AVERAGE.
     uint8_t score_average;
-    uint8_t reserved[2];
+    //! 0: the score is the model's reconstruction error (an energy: each window's squared
+    //! deviations). N in 1..MAX_LEVEL: the score is a level shift instead: per channel, the
+    //! mean of its raw samples over the last N windows, minus its baseline, in units of the
+    //! spread those N-window means showed while commissioning (measured, so a slow sensor's
+    //! wander and a white one's sqrt(N) averaging are both what they are; floored like the
+    //! noise); the worst channel's |z| scores. A shift of a fraction of a sample's noise that
+    //! lasts minutes stands out of an average where an energy test keeps the noise. The
+    //! model still runs every window for isolation, drift and remount handling. Changing it
+    //! needs a new commissioning (the spreads are per N).
+    uint8_t level_windows;
+    uint8_t reserved;
     float min_quality;            //!< NO_DATA when the worst channel has fewer valid samples (0..1)
     float clip;                   //!< features clipped to +-clip noise units
     float alert_margin;           //!< vote when score > alert_margin x largest calibration score
@@ -211,6 +224,9 @@ typedef struct {
     float dev_before;     //!< deviation two scored windows ago
     float dev_older;      //!< deviation three scored windows ago
     float dev_oldest;     //!< deviation four scored windows ago
+    float lvl_mean, lvl_m2; //!< Welford accumulators of the N-window means (commissioning)
+    uint32_t lvl_n;
+    float lvl_sd;         //!< spread of the N-window means (raw units), level_windows > 0
     uint8_t mode;         //!< 0 ok, 1 drift, 2 recalibrating
     uint8_t hold;         //!< drift windows left / recal windows used
     uint8_t settled;      //!< consecutive settled windows during recalibration
@@ -252,6 +268,9 @@ typedef struct {
     float cal[AIOT_MONITOR_MAX_CALIBRATION]; //!< sorted ascending
     float avg[AIOT_MONITOR_MAX_AVERAGE];     //!< last raw window scores (score_average ring)
     uint8_t avg_count, avg_pos;
+    //! raw window means per channel (NaN: no valid sample), the level_windows ring
+    float lvl_ring[AIOT_MONITOR_MAX_LEVEL * AIOT_MONITOR_MAX_CHANNELS];
+    uint8_t lvl_count, lvl_pos;
     aiot_monitor_channel_t ch[AIOT_MONITOR_MAX_CHANNELS];
     aiot_monitor_event_t events[AIOT_MONITOR_EVENT_CAPACITY];
 } aiot_monitor_t;

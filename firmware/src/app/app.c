@@ -226,7 +226,7 @@ static int monitor_configure(const aiot_monitor_config_t *cfg, int fresh, const 
     const aiot_monitor_config_t *cur = &monitor.cfg;
     if (monitor_ready && !fresh && cfg->num_channels == cur->num_channels && cfg->window == cur->window &&
         cfg->sample_period_ms == cur->sample_period_ms && cfg->commission_samples == cur->commission_samples &&
-        cfg->calibration_windows == cur->calibration_windows) {
+        cfg->calibration_windows == cur->calibration_windows && cfg->level_windows == cur->level_windows) {
         if (aiot_monitor_update_config(&monitor, cfg) != AIOT_MONITOR_OK) {
             *why = "the monitor refused the configuration update";
             return -1;

@@ -65,6 +65,7 @@ int aiot_monitor_check_config(const aiot_monitor_config_t *c) {
     if (c->calibration_windows < 4 || c->calibration_windows > AIOT_MONITOR_MAX_CALIBRATION)
         return AIOT_MONITOR_EINVAL;
     if (c->recal_windows < 1 || c->score_average > AIOT_MONITOR_MAX_AVERAGE) return AIOT_MONITOR_EINVAL;
+    if (c->level_windows > AIOT_MONITOR_MAX_LEVEL) return AIOT_MONITOR_EINVAL;
     // NaN fails every comparison below, so it is rejected too.
     if (!(c->min_quality > 0.0f && c->min_quality <= 1.0f)) return AIOT_MONITOR_EINVAL;
     if (!(c->clip > 0.0f) || !(c->alert_margin > 0.0f) || !(c->clear_margin > 0.0f)) return AIOT_MONITOR_EINVAL;
@@ -127,6 +128,7 @@ static void reset_learning(aiot_monitor_t *m) {
     m->vote_high = m->vote_low = m->vote_rec = 0;
     m->fill = 0;
     m->avg_count = m->avg_pos = 0;
+    m->lvl_count = m->lvl_pos = 0;
 }
 
 //! The window score that counts: s itself, or with score_average N > 1 the mean of the
@@ -161,7 +163,7 @@ int aiot_monitor_update_config(aiot_monitor_t *m, const aiot_monitor_config_t *c
     const aiot_monitor_config_t *o = &m->cfg;
     if (cfg->num_channels != o->num_channels || cfg->window != o->window ||
         cfg->sample_period_ms != o->sample_period_ms || cfg->commission_samples != o->commission_samples ||
-        cfg->calibration_windows != o->calibration_windows)
+        cfg->calibration_windows != o->calibration_windows || cfg->level_windows != o->level_windows)
         return AIOT_MONITOR_EINVAL;
     m->cfg = *cfg;
     return AIOT_MONITOR_OK;
@@ -248,6 +250,60 @@ static void cal_insert(aiot_monitor_t *m, float s) {
     m->cal_count++;
 }
 
+// ---------------------------------------------------------------- level shift
+
+//! Into the level ring: each channel's mean of the window's valid raw samples (NaN if none).
+//! Called on the raw window, before normalize().
+static void level_push(aiot_monitor_t *m) {
+    const int C = m->cfg.num_channels, W = m->cfg.window, n = m->cfg.level_windows;
+    float *slot;
+    int c, t;
+    if (n == 0) return;
+    slot = &m->lvl_ring[m->lvl_pos * AIOT_MONITOR_MAX_CHANNELS];
+    for (c = 0; c < C; c++) {
+        float sum = 0.0f;
+        int nv = 0;
+        for (t = 0; t < W; t++) {
+            if ((m->valid[t] >> c) & 1u) {
+                sum += m->win[t * C + c];
+                nv++;
+            }
+        }
+        slot[c] = nv ? sum / (float)nv : NAN;
+    }
+    m->lvl_pos = (uint8_t)((m->lvl_pos + 1) % n);
+    if (m->lvl_count < n) m->lvl_count++;
+}
+
+//! Channel c's mean over the last level_windows windows (fewer until the ring is full),
+//! windows without a valid sample of c left out; NaN when none has one.
+static float level_mean(const aiot_monitor_t *m, int c) {
+    float sum = 0.0f;
+    int i, nv = 0;
+    for (i = 0; i < m->lvl_count; i++) {
+        const float v = m->lvl_ring[i * AIOT_MONITOR_MAX_CHANNELS + c];
+        if (isfinite(v)) {
+            sum += v;
+            nv++;
+        }
+    }
+    return nv ? sum / (float)nv : NAN;
+}
+
+//! The level-shift score: the largest |N-window mean - baseline| / spread over the channels
+//! (a recalibrating channel and one without data left out); each channel's |z| in z[].
+static float level_score(const aiot_monitor_t *m, float *z) {
+    float s = 0.0f;
+    int c;
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        const float mean = level_mean(m, c);
+        z[c] = (m->ch[c].mode == CH_RECAL || !isfinite(mean)) ? 0.0f
+                                                               : fabsf(mean - m->ch[c].baseline) / m->ch[c].lvl_sd;
+        if (z[c] > s) s = z[c];
+    }
+    return s;
+}
+
 // ---------------------------------------------------------------- windows
 
 typedef struct {
@@ -275,6 +331,10 @@ static void commission(aiot_monitor_t *m, uint32_t ts) {
         for (t = 0; t < W; t++)
             if ((m->valid[t] >> c) & 1u) welford(&ch->acc_mean, &ch->acc_m2, ++ch->acc_n, m->win[t * C + c]);
         if (ch->acc_n < m->cfg.commission_samples) done = 0;
+        if (m->cfg.level_windows && m->lvl_count == m->cfg.level_windows) {
+            const float mean = level_mean(m, c);
+            if (isfinite(mean)) welford(&ch->lvl_mean, &ch->lvl_m2, ++ch->lvl_n, mean);
+        }
     }
     if (!done) return;
     for (c = 0; c < C; c++) {
@@ -286,6 +346,9 @@ static void commission(aiot_monitor_t *m, uint32_t ts) {
         floor_ += TINY;
         ch->baseline = ch->baseline0 = ch->acc_mean;
         ch->noise = sd > floor_ ? sd : floor_;
+        // The level's spread is floored as the noise is: never known better than the floor.
+        sd = ch->lvl_n > 1 ? sqrtf(ch->lvl_m2 / (float)(ch->lvl_n - 1)) : 0.0f;
+        ch->lvl_sd = sd > floor_ ? sd : floor_;
         ch->acc_mean = ch->acc_m2 = 0.0f;
         ch->acc_n = 0;
     }
@@ -392,7 +455,8 @@ static int window_stats(aiot_monitor_t *m, window_stats_t *w) {
     return AIOT_MONITOR_OK;
 }
 
-static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w) {
+//! One calibration window; `level` is its level-shift score when level_windows is set.
+static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, float level) {
     const int C = m->cfg.num_channels;
     float s = 0.0f, n;
     int c;
@@ -406,7 +470,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w) {
         ch->sum_lev += w->lev[c];
         s += w->err[c];
     }
-    cal_insert(m, averaged(m, s / (float)C));
+    cal_insert(m, averaged(m, m->cfg.level_windows ? level : s / (float)C));
     if (m->cal_count < m->cfg.calibration_windows) return;
     n = (float)m->cal_count;
     for (c = 0; c < C; c++) {
@@ -604,7 +668,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     window_quality_t q;
     window_stats_t w;
     float s = 0.0f, cal_top, threshold, p, stability, shift_sum = 0.0f, decay;
-    float contrib[AIOT_MONITOR_MAX_CHANNELS];
+    float contrib[AIOT_MONITOR_MAX_CHANNELS], level_z[AIOT_MONITOR_MAX_CHANNELS];
     int c, r;
     uint8_t mask;
     uint16_t keep;
@@ -620,6 +684,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     m->fill = 0;
 
     if (m->phase == AIOT_PHASE_COMMISSIONING) {
+        level_push(m);
         commission(m, t_end);
         o->flags = AIOT_OUT_LEARNING;
         o->state = q.quality < k->min_quality ? AIOT_STATE_NO_DATA : AIOT_STATE_RECALIBRATING;
@@ -633,6 +698,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         set_state(m, o->t_start_ms, o->state, q.quality);
         return;
     }
+    level_push(m);
     normalize(m);
     if (m->score(m->score_ctx, m->win, (size_t)(k->window * C), m->recon) != 0 || window_stats(m, &w) != 0 ||
         !stats_finite(m, &w)) {
@@ -643,7 +709,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         return;
     }
     if (m->phase == AIOT_PHASE_CALIBRATING) {
-        calibrate(m, t_end, &w);
+        calibrate(m, t_end, &w, k->level_windows ? level_score(m, level_z) : 0.0f);
         o->state = AIOT_STATE_RECALIBRATING;
         o->flags = AIOT_OUT_LEARNING;
         set_state(m, o->t_start_ms, o->state, q.quality);
@@ -670,6 +736,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         for (c = 0; c < C; c++) s += w.err[c];
         s /= (float)C;
     }
+    if (k->level_windows) s = level_score(m, level_z);  // a recalibrating channel is left out there
     s = averaged(m, s);
     threshold = fmaxf(k->alert_margin * cal_top, TINY);
     o->score = s / threshold;
@@ -680,7 +747,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     m->vote_low = (uint16_t)(((m->vote_low << 1) | (s >= k->clear_margin * cal_top)) & keep);
     if (o->score >= 1.0f) o->flags |= AIOT_OUT_VOTE;
 
-    for (c = 0; c < C; c++) contrib[c] = c == r ? 0.0f : w.err[c] / m->ch[c].err_ref;
+    for (c = 0; c < C; c++) contrib[c] = c == r ? 0.0f : k->level_windows ? level_z[c] : w.err[c] / m->ch[c].err_ref;
     top3(contrib, m, o->top_channels, &mask);
     if (m->alert) {
         // still near the peak: above recover_ratio x peak and the clear level (always when off)
