@@ -80,16 +80,38 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     from toolkit.evaluate.tuning import monitor_grid
 
     grid = monitor_grid()
-    assert len(grid) == 7 * 3 * 4 * 3  # margins x floors x recovering x score averaging
+    assert len(grid) == 7 * 3 * 4 * 3 * 3  # margins x floors x recovering x score averaging x level
     assert {k.get("recover_ratio", 0.0) for k in grid} == {0.0, 0.6, 0.7, 0.8}
     assert {k.get("score_average", 1) for k in grid} == {1, 4, 8}
+    assert {k.get("level_windows", 0) for k in grid} == {0, 1, 3}
     assert "score_average" not in grid[0]  # averaging over 1 window is the plain score: not written
+    assert "level_windows" not in grid[0]  # 0 is the energy score: not written
     for knobs in grid + [dict(grid[0], max_recal_step=0.5)]:
         k = {key: v for key, v in knobs.items() if key != FLOOR_KNOB}  # evaluation-side, not a C field
         cfg = M.default_config(8, 8, 1000, **monitor_knobs(8, SHAPE[0]), **k)
         assert cfg.alert_margin == knobs["alert_margin"] and cfg.persist_k == knobs["persist_k"]
         assert abs(cfg.recover_ratio - knobs.get("recover_ratio", 0.0)) < 1e-7
         assert cfg.score_average == knobs.get("score_average", 0)
+        assert cfg.level_windows == knobs.get("level_windows", 0)
+
+
+def test_level_only_keeps_the_level_shift_settings_of_the_grid():
+    from toolkit.evaluate.tuning import monitor_grid
+
+    for per_file in (False, True):
+        full, level = monitor_grid(per_file), monitor_grid(per_file, level_only=True)
+        assert level == [k for k in full if k.get("level_windows")] and len(level) * 3 == len(full) * 2
+
+
+def test_cli_level_only_needs_the_monitor_grid(capsys):
+    import pytest
+
+    from toolkit.evaluate.tuning import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--level-only", "normal.csv"])
+    assert e.value.code == 2
+    assert "--level-only goes with --monitor" in capsys.readouterr().err
 
 
 def test_cli_without_normal_data_stops_with_a_usage_error(capsys):

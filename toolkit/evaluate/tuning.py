@@ -260,6 +260,10 @@ MONITOR_GRID = {
     "recover_ratio": (0.0, 0.6, 0.7, 0.8),
     # windows in the trailing mean of the score (1 = each window alone; monitor.h score_average)
     "score_average": (1, 4, 8),
+    # 0 = the model's reconstruction error scores; N = the level-shift score over N windows
+    # (monitor.h level_windows): 1 is what the harness favoured for a model-free prototype of
+    # the score, 3 what SKAB's test rows favoured for it (docs/evaluation.md, runs 102-103)
+    "level_windows": (0, 1, 3),
 }
 
 
@@ -271,11 +275,12 @@ MONITOR_GRID_PER_FILE = {**MONITOR_GRID, "alert_margin": MONITOR_GRID["alert_mar
                          "recover_ratio": MONITOR_GRID["recover_ratio"] + (0.9,)}
 
 
-def monitor_grid(per_file: bool = False) -> list[dict]:
+def monitor_grid(per_file: bool = False, level_only: bool = False) -> list[dict]:
+    """The device grid; ``level_only``: only its settings that score a level shift."""
     from .monitor_device import FLOOR_KNOB
 
     out = []
-    for margin, ratio, floor, (k, n), recover, average in itertools.product(
+    for margin, ratio, floor, (k, n), recover, average, level in itertools.product(
             *(MONITOR_GRID_PER_FILE if per_file else MONITOR_GRID).values()):
         knobs = {"alert_margin": margin, "clear_margin": ratio * margin, "persist_k": k, "persist_n": n}
         if floor > 0:
@@ -284,6 +289,10 @@ def monitor_grid(per_file: bool = False) -> list[dict]:
             knobs["recover_ratio"] = recover
         if average > 1:
             knobs["score_average"] = average
+        if level > 0:
+            knobs["level_windows"] = level
+        elif level_only:
+            continue
         out.append(knobs)
     return out
 
@@ -406,16 +415,18 @@ def installation_models(dataset: Dataset, kind: str, window: int, floor: float =
 
 
 def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str | None = None,
-                 budgets: tuple[float, ...] = (0.10,), save_dir: str | None = None, per_file: bool = False) -> int:
+                 budgets: tuple[float, ...] = (0.10,), save_dir: str | None = None, per_file: bool = False,
+                 level_only: bool = False) -> int:
     """``per_file``: each pseudo-installation gets its own device model, trained on its
     commissioning rows (``aiot evaluate --per-file`` on host / qemu); else the fleet model
-    of the normal data's first half."""
+    of the normal data's first half. ``level_only``: the grid's settings with the level-shift
+    score only (``level_windows`` > 0): the harness's pick within that family."""
     from ..data import sha256_file
     from .monitor_device import MonitorDevice
 
     normal = load_normal(path)
     half = normal.rows // 2
-    grid = monitor_grid(per_file)
+    grid = monitor_grid(per_file, level_only)
     ds = harness(normal.slice(half, normal.rows), seeds, recovery,
                  skab_warmup(warmup, normal.channels) if warmup else None)
     if per_file:
@@ -425,8 +436,10 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
     picks = _print_pick(score_monitor(ds, models, window, grid), window, len(ds.recordings), lambda k: k, top=12,
                         budgets=budgets)
     if save_dir:
-        save_picks(save_dir, "device", window, picks, _harness_doc(path, recovery, seeds, warmup, len(ds.recordings),
-                                                                   "per-file" if per_file else "fleet"))
+        doc = _harness_doc(path, recovery, seeds, warmup, len(ds.recordings), "per-file" if per_file else "fleet")
+        if level_only:
+            doc["grid"] = "level-shift score only (level_windows > 0)"
+        save_picks(save_dir, "device", window, picks, doc)
     by_name = {f: _by_name(ds, m) for f, m in models.items()}
     for budget, knobs, _ in within_budget(picks):
         _print_phases(ds, lambda rec, k=knobs: MonitorDevice(by_name[floor_of(k)][rec.name], window, "host", k),
@@ -614,6 +627,9 @@ def _main(argv: list[str]) -> int:
                     help=f"fault draws per piece (default {SEEDS}: {SEEDS} x 15 pseudo-installations)")
     ap.add_argument("--window", type=int, default=None,
                     help="samples per window (default 8; with --fit, the reference target's validated window)")
+    ap.add_argument("--level-only", action="store_true",
+                    help="with --monitor: only the settings that score a level shift (level_windows > 0), "
+                         "to see where the harness puts that score (its picks are reported, not defaults)")
     ap.add_argument("--far-budget", type=float, action="append", metavar="PCT",
                     help="pick the best F1 with validation FAR <= PCT %% (default 10, the SKAB target's FAR); "
                          "repeat for several operating points")
@@ -633,6 +649,8 @@ def _main(argv: list[str]) -> int:
         ap.error("--far-budget is a percentage between 0 and 100 (exclusive)")
     if args.per_file and (args.tracking or args.fit):
         ap.error("--per-file goes with the reference rule's grid or --monitor, not --tracking / --fit")
+    if args.level_only and not args.monitor:
+        ap.error("--level-only goes with --monitor (the level-shift score is the monitor's)")
     if args.fit and (args.save or args.far_budget):
         ap.error("--fit scores no grid, so there is nothing to pick (--far-budget) or save (--save)")
     budgets = tuple(p / 100.0 for p in pcts)
@@ -642,17 +660,18 @@ def _main(argv: list[str]) -> int:
         return commissioning_fit(args.fit, args.window or VALIDATED_WINDOW["reference"])
     kind = "monitor" if args.monitor else ("tracking" if args.tracking else "reference")
     return tune(args.normal, kind, args.window or 8, budgets, per_file=args.per_file, recovery=args.recovery,
-                warmup=args.warmup, seeds=args.seeds, save=args.save)
+                warmup=args.warmup, seeds=args.seeds, save=args.save, level_only=args.level_only)
 
 
 def tune(normal_csv: str, kind: str, window: int, budgets: tuple[float, ...], per_file: bool = False,
-         recovery: bool = False, warmup: str | None = None, seeds: int = SEEDS, save: str | None = None) -> int:
+         recovery: bool = False, warmup: str | None = None, seeds: int = SEEDS, save: str | None = None,
+         level_only: bool = False) -> int:
     """Score the grid of ``kind`` ("monitor": the knobs of --target host / qemu; "reference":
     the reference rule; "tracking": the reference rule with level tracking) on the harness
     cut from ``normal_csv``, print the best setting within each FAR budget and where its
     alerts fall, and with ``save`` write each pick for ``aiot evaluate --alert-settings``."""
     if kind == "monitor":
-        return main_monitor(normal_csv, window, recovery, seeds, warmup, budgets, save, per_file)
+        return main_monitor(normal_csv, window, recovery, seeds, warmup, budgets, save, per_file, level_only)
     from .pipeline import Settings, fleet_package
 
     normal = load_normal(normal_csv)
