@@ -494,6 +494,16 @@ def test_level_windows_range_and_a_change_needs_commissioning_again():
     with pytest.raises(ToolkitError, match="level_windows"):
         mon.default_config(2, W, PERIOD, level_windows=mon.MAX_LEVEL + 1)
     assert mon.default_config(2, W, PERIOD, level_windows=mon.MAX_LEVEL).level_windows == mon.MAX_LEVEL
+    # two N-window means at least while commissioning, for their spread
+    with pytest.raises(ToolkitError, match="level_windows 4 needs at least 40 commissioning samples"):
+        mon.default_config(2, W, PERIOD, level_windows=4, commission_samples=39)
+    assert mon.default_config(2, W, PERIOD, level_windows=4, commission_samples=40).level_windows == 4
+    cfg = mon.Config()  # and the C refuses it on its own (a CONFIG_SET does not pass through Python)
+    mon.library().aiot_monitor_default_config(mon.ctypes.byref(cfg), 2, W, PERIOD)
+    cfg.level_windows, cfg.commission_samples = 4, 39
+    assert mon.library().aiot_monitor_check_config(mon.ctypes.byref(cfg)) != 0
+    cfg.commission_samples = 40
+    assert mon.library().aiot_monitor_check_config(mon.ctypes.byref(cfg)) == 0
     m = mon.Monitor(config(level_windows=2), zero_model)
     m.update_config(alert_margin=4.0)
     with pytest.raises(ToolkitError, match="structural"):

@@ -366,6 +366,12 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
                 raise ToolkitError(f"invalid monitor configuration: {given(small, a)} is more than {given(large, b)}; "
                                    f"{small} must be at most {large}",
                                    hint="see the knob ranges in firmware/include/aiot/monitor.h")
+    if cfg.level_windows and cfg.commission_samples < (cfg.level_windows + 1) * window:
+        raise ToolkitError(
+            f"invalid monitor configuration: level_windows {cfg.level_windows} needs at least "
+            f"{(cfg.level_windows + 1) * window} commissioning samples ({cfg.level_windows + 1} windows of {window}: "
+            f"the spread of {cfg.level_windows}-window means needs two of them); commission_samples is "
+            f"{cfg.commission_samples}", hint="commission on more samples, or lower level_windows")
     if library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0:
         raise ToolkitError(f"invalid monitor configuration: {cfg.as_dict()}",
                            hint="see the knob ranges in firmware/include/aiot/monitor.h")

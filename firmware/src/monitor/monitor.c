@@ -66,6 +66,9 @@ int aiot_monitor_check_config(const aiot_monitor_config_t *c) {
         return AIOT_MONITOR_EINVAL;
     if (c->recal_windows < 1 || c->score_average > AIOT_MONITOR_MAX_AVERAGE) return AIOT_MONITOR_EINVAL;
     if (c->level_windows > AIOT_MONITOR_MAX_LEVEL) return AIOT_MONITOR_EINVAL;
+    // the spread of N-window means needs two of them while commissioning
+    if (c->level_windows && c->commission_samples < (uint32_t)(c->level_windows + 1u) * c->window)
+        return AIOT_MONITOR_EINVAL;
     // NaN fails every comparison below, so it is rejected too.
     if (!(c->min_quality > 0.0f && c->min_quality <= 1.0f)) return AIOT_MONITOR_EINVAL;
     if (!(c->clip > 0.0f) || !(c->alert_margin > 0.0f) || !(c->clear_margin > 0.0f)) return AIOT_MONITOR_EINVAL;
