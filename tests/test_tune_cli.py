@@ -45,6 +45,7 @@ def test_saved_pick_is_what_evaluate_reads(normal_csv, tmp_path):
     (["{normal}", "--seeds", "0"], "--seeds"),
     (["{normal}", "--target", "qemu"], "--target"),
     (["{normal}", "--warmup", "no-such-dir"], "--warmup"),
+    (["{normal}", "--target", "reference", "--level-only"], "it goes with --target device"),
 ])
 def test_bad_arguments_are_usage_errors(normal_csv, tmp_path, args, message):
     r = CliRunner().invoke(main, ["tune", *[a.format(normal=normal_csv) for a in args]])

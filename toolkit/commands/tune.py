@@ -34,8 +34,11 @@ from . import FloatRange, OutPath
                    "(slopes from their first 400 rows only, never a test row).")
 @click.option("--seeds", type=click.IntRange(min=1), default=4, show_default=True,
               help="Fault draws per pseudo-installation.")
+@click.option("--level-only", "level_only", is_flag=True,
+              help="Device target: only the settings that score a level shift (the monitor's level_windows), "
+                   "to pick within that score when the harness prefers the other.")
 def command(normal: Path, target: str, per_file: bool, budgets: tuple[float, ...], save: Path | None, window: int,
-            recovery: bool, warmup: Path | None, seeds: int) -> None:
+            recovery: bool, warmup: Path | None, seeds: int, level_only: bool) -> None:
     """Choose alert settings for a false-alarm budget, without a labelled fault.
 
     NORMAL is a recording of normal operation (timestamp + sensor columns). Its first half
@@ -50,11 +53,14 @@ def command(normal: Path, target: str, per_file: bool, budgets: tuple[float, ...
       aiot tune ../shared/data/skab/anomaly-free/anomaly-free.csv --far-budget 10 --far-budget 30 --save build/picks
       aiot tune normal.csv --target reference --window 32 --save build/picks
       aiot tune normal.csv --per-file --far-budget 20 --save build/picks
+      aiot tune normal.csv --level-only --far-budget 15 --save build/picks-level
       aiot evaluate --data ../shared/data/skab --format skab --alert-settings build/picks/device-w8-far30.json --out build/skab-far30
 
     The device grid trains one model per noise-floor setting and takes minutes; with
-    --per-file it trains one per pseudo-installation (about 15 min for SKAB's recording, on 2 cores).
+    --per-file it trains one per pseudo-installation (about 25 min for SKAB's recording, on 2 cores).
     """
+    if level_only and target != "device":
+        raise click.UsageError("--level-only picks among the monitor's settings: it goes with --target device")
     from ..evaluate.pipeline import quiet_worker
     from ..evaluate.tuning import tune
 
@@ -62,6 +68,6 @@ def command(normal: Path, target: str, per_file: bool, budgets: tuple[float, ...
     rc = tune(str(normal), "monitor" if target == "device" else "reference", window,
               tuple(p / 100.0 for p in budgets) or (0.10,), per_file=per_file, recovery=recovery,
               warmup=None if warmup is None else str(warmup), seeds=seeds,
-              save=None if save is None else str(save))
+              save=None if save is None else str(save), level_only=level_only)
     if rc:
         raise SystemExit(rc)
