@@ -154,7 +154,7 @@ def main(argv: list[str]) -> int:
     from ..errors import ToolkitError
     from . import readers
     from .ceiling import _line, best_within, leave_one_group_out, pooled
-    from .tuning import harness, load_normal, pick, skab_warmup
+    from .tuning import SHAPE, harness, load_normal, pick, warmup_slopes
 
     ap = argparse.ArgumentParser(prog="python -m toolkit.evaluate.level_shift",
                                  description="Diagnosis, not a result: a model-free level-shift score on SKAB, "
@@ -174,7 +174,8 @@ def main(argv: list[str]) -> int:
             raise ToolkitError(f"{root}: no anomaly-free/ folder (the harness is cut from it)",
                                hint="point at SKAB's data folder")
         normal = load_normal(str(ds.fleet_source))
-        warm = skab_warmup(str(root), normal.channels)
+        # SKAB's warm-up as `aiot tune --warmup` takes it (tuning.skab_warmup), from the files read above
+        warm = warmup_slopes([rec.series.head(SHAPE[0]) for rec in ds.recordings], normal.channels)
     except ToolkitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
