@@ -53,7 +53,7 @@ def _board_names(config) -> list[str]:
         return [config.getoption("--board")]
     if config.getoption("--transport") == "serial":
         raise pytest.UsageError("--transport serial needs --board (which board is on the port?)")
-    from toolkit import paths
+    from aiot import paths
 
     names = []
     for p in sorted(paths.BOARDS.glob("*.toml")):
@@ -77,8 +77,8 @@ def transport_kind(pytestconfig) -> str:
 
 @pytest.fixture(scope="session")
 def board(request):
-    from toolkit.boards import get_board
-    from toolkit.errors import ToolkitError
+    from aiot.target.boards import get_board
+    from aiot.errors import ToolkitError
 
     name = request.param
     try:
@@ -117,8 +117,8 @@ def hil_model(pytestconfig) -> HilModel:
 @pytest.fixture(scope="session")
 def model_c(hil_model) -> Path:
     """Generated C for the HIL model (once per session)."""
-    from toolkit import paths
-    from toolkit.codegen import generate
+    from aiot import paths
+    from aiot.codegen import generate
 
     out = paths.build_dir() / "hil" / f"model-{hil_model.crc:08x}"
     generate(hil_model.tflite, out, name=hil_model.name)  # always: the generator may have changed
@@ -134,8 +134,8 @@ def firmware(board, pytestconfig, model_c) -> Path:
         return elf
     if not shutil.which("arm-none-eabi-gcc"):
         pytest.skip("arm-none-eabi-gcc not installed (make setup)")
-    from toolkit import paths
-    from toolkit.firmware import build
+    from aiot import paths
+    from aiot.target.firmware import build
 
     # Session fixtures are set up again when pytest moves to the next module with the same
     # board: build each board once per run.
@@ -145,7 +145,7 @@ def firmware(board, pytestconfig, model_c) -> Path:
 
 
 def _open(board, firmware, pytestconfig, timeout=2.0):
-    from toolkit.hil import open_device
+    from aiot.device.hil import open_device
 
     return open_device(board=board, elf=firmware, transport=pytestconfig.getoption("--transport"),
                        port=pytestconfig.getoption("--port"), baud=pytestconfig.getoption("--baud"), timeout=timeout)

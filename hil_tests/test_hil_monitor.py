@@ -1,7 +1,7 @@
 """Streaming through the on-device monitor: configuration, gaps and drift, event buffering.
 
 The reference for every output is the host build of the very same monitor C with the very
-same generated model (toolkit.monitor + the engine adapter), fed the same samples; the
+same generated model (aiot.monitor + the engine adapter), fed the same samples; the
 scenario below is designed so that the behaviour to look for (a gap, a drifting channel,
 an alert) is known from the input, independent of either implementation."""
 
@@ -12,10 +12,10 @@ import struct
 import numpy as np
 import pytest
 
-from toolkit import codegen
-from toolkit import monitor as M
-from toolkit import protocol as P
-from toolkit.hil import DeviceError
+from aiot import codegen
+from aiot import monitor as M
+from aiot.device import protocol as P
+from aiot.device.hil import DeviceError
 
 CHANNELS, WINDOW, PERIOD = 3, 8, 1000
 GAP_START, GAP_MS = 400, 30_000

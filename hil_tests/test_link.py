@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit import protocol as P
-from toolkit.errors import ToolkitError
-from toolkit.hil import DeviceError, DeviceTimeout
+from aiot.device import protocol as P
+from aiot.errors import ToolkitError
+from aiot.device.hil import DeviceError, DeviceTimeout
 
 FRAMES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "frames" / "malformed.json"
 
@@ -31,7 +31,7 @@ def test_info(device, board, require_model, hil_model):
 
 
 def test_inference_matches_tflite_micro(device, board, require_model, hil_model, capsys):
-    from toolkit.reference import TflmReference
+    from aiot.model.reference import TflmReference
 
     ref = TflmReference(hil_model.tflite)
     mismatches, ticks = [], []
@@ -63,9 +63,9 @@ def small_ring_device(board, model_c, pytestconfig):
         pytest.skip(f"{board.name} polls its UART: no receive ring")
     if pytestconfig.getoption("--transport") != "qemu" or pytestconfig.getoption("--firmware"):
         pytest.skip("builds its own firmware variant: QEMU only")
-    from toolkit import paths
-    from toolkit.firmware import build
-    from toolkit.hil import open_device
+    from aiot import paths
+    from aiot.target.firmware import build
+    from aiot.device.hil import open_device
 
     elf = build(board, paths.build_dir() / "hil" / f"{board.name}-ring32", model_c,
                 defines=["AIOT_RX_RING_BYTES=32"]).elf

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from toolkit import protocol as P
+from aiot.device import protocol as P
 
 CORRUPT_P = 0.01
 
@@ -26,7 +26,7 @@ def _corrupt(rng: random.Random, wire: bytes) -> bytes:
 
 
 def test_soak_corrupted_frames(device, board, require_model, hil_model, pytestconfig, transport_kind, capsys):
-    from toolkit.reference import TflmReference
+    from aiot.model.reference import TflmReference
 
     if board.name != "mps2-an386" and not pytestconfig.getoption("--soak-all"):
         pytest.skip("the soak runs on mps2-an386 only (pass --soak-all for every board)")

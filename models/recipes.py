@@ -12,14 +12,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from toolkit.errors import ToolkitError
-from toolkit.paths import build_dir
+from aiot.errors import ToolkitError
+from aiot.paths import cache_dir
 
 RECIPE_VERSION = 1
 
 
 def _tf():
-    from toolkit.quiet import import_tensorflow
+    from aiot.quiet import import_tensorflow
 
     tf = import_tensorflow()  # without its start-up lines on the terminal
     try:  # the machine is shared: keep TensorFlow on one core
@@ -32,7 +32,7 @@ def _tf():
 
 def _keras():
     """keras, after :func:`_tf` has put TensorFlow on one core (quietly)."""
-    from toolkit.quiet import import_keras
+    from aiot.quiet import import_keras
 
     _tf()
     return import_keras()
@@ -42,7 +42,7 @@ def convert_int8(model: Any, representative: np.ndarray, *, per_channel: bool = 
     """Full-int8 TFLite (int8 in/out) of a recipe model: the toolkit's converter, without
     the feature-clip calibration rows (recipes are calibrated on their own data)."""
     _tf()  # one-core TensorFlow on this shared machine
-    from toolkit.quantize import convert_int8 as _convert
+    from aiot.model.quantize import convert_int8 as _convert
 
     return _convert(model, representative, per_channel=per_channel, batch1=batch1, clip_rows=False)
 
@@ -50,7 +50,7 @@ def convert_int8(model: Any, representative: np.ndarray, *, per_channel: bool = 
 def cached_tflite(key: Any, build: Callable[[], bytes], out_dir: Path | None = None) -> Path:
     """Return build()'s .tflite from the cache, converting only on a miss."""
     h = hashlib.sha256(json.dumps([RECIPE_VERSION, key], sort_keys=True, default=str).encode()).hexdigest()[:16]
-    d = out_dir or build_dir() / "models"
+    d = out_dir or cache_dir() / "recipes"
     path = d / f"{h}.tflite"
     if not path.exists():
         d.mkdir(parents=True, exist_ok=True)

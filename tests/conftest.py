@@ -1,4 +1,4 @@
-"""Shared set-up for the host suite (helpers live in toolkit.testing)."""
+"""Shared set-up for the host suite (helpers live in aiot.testing)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ def silent_device(monkeypatch):
     device was built with, in order."""
     import numpy as np
 
-    from toolkit.evaluate import pipeline
-    from toolkit.evaluate.device import Outputs
+    from aiot.evaluate import pipeline
+    from aiot.evaluate.device import Outputs
 
     built: list[tuple] = []
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.testing import requires_arm, requires_qemu
-from toolkit import paths
-from toolkit.boards import get_board, list_boards, load_board_file
-from toolkit.errors import ToolkitError
+from aiot.testing import requires_arm, requires_qemu
+from aiot import paths
+from aiot.target.boards import get_board, list_boards, load_board_file
+from aiot.errors import ToolkitError
 
 FIX = Path(__file__).parent / "fixtures" / "boards"
 BOARD_FILES = sorted(paths.BOARDS.glob("*.toml"))
@@ -161,7 +161,7 @@ def test_board_name_is_a_plain_name_not_a_path(tmp_path: Path, monkeypatch: pyte
 
 
 def test_does_not_fit_shows_bytes_for_a_tiny_ram(tmp_path: Path) -> None:
-    from toolkit.firmware import DoesNotFit
+    from aiot.target.firmware import DoesNotFit
 
     tiny = load_board_file(_variant(tmp_path, "ram   = { origin = 0x20000000, length = 0x00400000 }",
                                     "ram   = { origin = 0x20000000, length = 16 }"))
@@ -175,7 +175,7 @@ def test_does_not_fit_shows_bytes_for_a_tiny_ram(tmp_path: Path) -> None:
 
 @requires_arm
 def test_build_for_a_16_byte_ram_board_says_16_bytes(tmp_path: Path) -> None:
-    from toolkit.firmware import DoesNotFit, build
+    from aiot.target.firmware import DoesNotFit, build
 
     tiny = load_board_file(_variant(tmp_path, "ram   = { origin = 0x20000000, length = 0x00400000 }",
                                     "ram   = { origin = 0x20000000, length = 16 }"))
@@ -230,7 +230,7 @@ def _read_until(sock: socket.socket, marker: bytes, deadline: float) -> bytes:
 
 @pytest.fixture(scope="module")
 def boardcheck_builds(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from toolkit.firmware import build
+    from aiot.target.firmware import build
 
     out = tmp_path_factory.mktemp("boardcheck")
     return {name: build(get_board(name), out / name, app="boardcheck") for name in EMULATED}
@@ -241,7 +241,7 @@ def boardcheck_builds(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.qemu
 @pytest.mark.parametrize("name", EMULATED)
 def test_boots_echoes_and_exits_in_qemu(name: str, boardcheck_builds: dict) -> None:
-    from toolkit.qemu import Qemu
+    from aiot.target.qemu import Qemu
 
     board = get_board(name)
     elf = boardcheck_builds[name].elf  # built with -Wall -Wextra -Werror: warning-free
@@ -274,8 +274,8 @@ def test_boots_echoes_and_exits_in_qemu(name: str, boardcheck_builds: dict) -> N
 @pytest.mark.parametrize("name", EMULATED)
 def test_protocol_app_answers_info_on_every_board(name: str, tmp_path: Path) -> None:
     """The product firmware (framed protocol app) round-trips INFO and EXIT on each board."""
-    from toolkit.firmware import build
-    from toolkit.hil import open_device
+    from aiot.target.firmware import build
+    from aiot.device.hil import open_device
 
     board = get_board(name)
     res = build(board, tmp_path / "fw")

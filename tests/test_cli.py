@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from toolkit.cli import _verbs, main
+from aiot.cli import _verbs, main
 
 
 def test_top_level_help_lists_the_pipeline_verbs():
@@ -85,7 +85,7 @@ def test_an_output_path_that_cannot_be_written_stops_the_verb_before_any_work(tm
 
 
 def test_an_output_folder_is_probed_without_leaving_anything(tmp_path):
-    from toolkit.commands import OutPath
+    from aiot.commands import OutPath
 
     target = tmp_path / "a" / "b"
     assert OutPath().convert(str(target), None, None) == target
@@ -144,12 +144,12 @@ def test_a_nan_is_no_number_in_a_range(tmp_path, args):
 
 
 def test_a_file_system_error_the_verb_did_not_foresee_is_one_line_not_a_traceback(monkeypatch):
-    import toolkit.boards
+    import aiot.target.boards
 
     def broken():
         raise PermissionError(errno.EACCES, "Permission denied", "/srv/boards/x.toml")
 
-    monkeypatch.setattr(toolkit.boards, "list_boards", broken)
+    monkeypatch.setattr(aiot.target.boards, "list_boards", broken)
     res = CliRunner().invoke(main, ["boards"])
     assert res.exit_code == 2
     assert "error: /srv/boards/x.toml: Permission denied" in res.output
@@ -157,12 +157,12 @@ def test_a_file_system_error_the_verb_did_not_foresee_is_one_line_not_a_tracebac
 
 
 def test_other_os_errors_keep_their_traceback(monkeypatch):
-    import toolkit.boards
+    import aiot.target.boards
 
     def broken():
         raise OSError("no path involved")  # a bug, not a bad path: do not hide it
 
-    monkeypatch.setattr(toolkit.boards, "list_boards", broken)
+    monkeypatch.setattr(aiot.target.boards, "list_boards", broken)
     res = CliRunner().invoke(main, ["boards"])
     assert isinstance(res.exception, OSError)
 
@@ -179,12 +179,12 @@ def test_layer_sizes_no_microcontroller_could_hold_are_refused_before_loading_da
 def test_run_and_validate_on_real_hardware_over_qemu_stop_before_building(tmp_path, monkeypatch, verb):
     from pathlib import Path
 
-    import toolkit.firmware
+    import aiot.target.firmware
 
     def no_build(*a, **k):
         raise AssertionError("built firmware for a board QEMU cannot run")
 
-    monkeypatch.setattr(toolkit.firmware, "build", no_build)
+    monkeypatch.setattr(aiot.target.firmware, "build", no_build)
     model = tmp_path / "m"
     model.mkdir()
     fixture = Path(__file__).resolve().parents[1] / "hil_tests" / "fixtures" / "ae24" / "model.tflite"

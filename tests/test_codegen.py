@@ -1,4 +1,4 @@
-"""toolkit.codegen on dense autoencoders: bit-exact vs tflite-micro, model.h contract,
+"""aiot.codegen on dense autoencoders: bit-exact vs tflite-micro, model.h contract,
 warning-free Cortex-M builds, profiling hooks, memory plan, CLI."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit import codegen
-from toolkit.codegen.host import HostModel
-from toolkit.codegen.plan import plan_memory
-from toolkit.errors import ToolkitError
-from toolkit.paths import FIRMWARE, MODELS
+from aiot import codegen
+from aiot.codegen.host import HostModel
+from aiot.codegen.plan import plan_memory
+from aiot.errors import ToolkitError
+from aiot.paths import FIRMWARE, MODELS
 
 FIX = Path(__file__).parent / "fixtures" / "tflite"
 
@@ -46,7 +46,7 @@ def dense_models() -> dict[str, Path]:
 
 
 def _tflm(path: Path):
-    from toolkit.reference import TflmReference
+    from aiot.model.reference import TflmReference
 
     return TflmReference(path)
 
@@ -56,7 +56,7 @@ def test_dense_autoencoder_bit_exact(dense_models, tmp_path, variant):
     path = dense_models[variant]
     res = codegen.generate(path, tmp_path, name="ad")
     assert res.layers == ["FULLY_CONNECTED"] * 4
-    from toolkit import tflite
+    from aiot.model import tflite
 
     g = tflite.load(path)
     w = g.tensors[g.operators[0].inputs[1]]
@@ -107,7 +107,7 @@ def test_odd_model_names_are_escaped(dense_models, tmp_path):
 
 
 def test_arena_not_larger_than_tflm(dense_models, tmp_path):
-    from toolkit.reference import tflm_arena_usage
+    from aiot.model.reference import tflm_arena_usage
 
     path = dense_models["per_channel"]
     res = codegen.generate(path, tmp_path)
@@ -187,7 +187,7 @@ def test_codegen_rejects_broken_files(tmp_path):
 def test_cli_package_mode(dense_models, tmp_path):
     from click.testing import CliRunner
 
-    from toolkit.cli import main
+    from aiot.cli import main
 
     pkg = tmp_path / "pkg"
     pkg.mkdir()
@@ -224,8 +224,8 @@ def test_codegen_of_a_package_names_the_model_as_its_manifest_does(tmp_path):
 
     from click.testing import CliRunner
 
-    from toolkit.cli import main
-    from toolkit.codegen.host import HostModel
+    from aiot.cli import main
+    from aiot.codegen.host import HostModel
 
     ae24 = Path(__file__).resolve().parent.parent / "hil_tests" / "fixtures" / "ae24"
     pkg = tmp_path / "pkg"
@@ -256,9 +256,9 @@ def test_codegen_of_a_package_copes_with_any_name_its_manifest_gives(tmp_path, m
 
     from click.testing import CliRunner
 
-    from toolkit import package as package_mod
-    from toolkit.cli import main
-    from toolkit.codegen.host import HostModel
+    from aiot.model import package as package_mod
+    from aiot.cli import main
+    from aiot.codegen.host import HostModel
 
     ae24 = Path(__file__).resolve().parent.parent / "hil_tests" / "fixtures" / "ae24"
     pkg = tmp_path / "pump"

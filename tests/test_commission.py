@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toolkit.cli import main
-from toolkit.testing import requires_arm, requires_qemu
+from aiot.cli import main
+from aiot.testing import requires_arm, requires_qemu
 
 
 def _installation(path, rows: int = 900, fault: tuple[int, int] = (600, 700), labelled: bool = False) -> None:
@@ -39,11 +39,11 @@ def _cli(*args):
 @requires_arm
 @requires_qemu
 def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build_does(tmp_path, monkeypatch):
-    from toolkit.boards import get_board
-    from toolkit.data import load_csv
-    from toolkit.evaluate.monitor_device import (EVAL_KNOBS_PER_FILE, MonitorDevice, _rows_from_windows,
+    from aiot.target.boards import get_board
+    from aiot.data import load_csv
+    from aiot.evaluate.monitor_device import (EVAL_KNOBS_PER_FILE, MonitorDevice, _rows_from_windows,
                                                  config_knobs, installation_config)
-    from toolkit.hil import open_device
+    from aiot.device.hil import open_device
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     _installation(tmp_path / "pump7.csv")
@@ -104,9 +104,9 @@ def test_bad_requests_say_what_and_where_before_any_training(tmp_path, monkeypat
 
 
 def test_non_finite_configuration_values_never_reach_the_header():
-    from toolkit import monitor as M
-    from toolkit.commission import render_boot_config
-    from toolkit.errors import ToolkitError
+    from aiot import monitor as M
+    from aiot.commission import render_boot_config
+    from aiot.errors import ToolkitError
 
     cfg = M.default_config(2, 8, 1000)
     cfg.alert_margin = float("nan")
@@ -167,8 +167,8 @@ def test_a_sample_period_that_is_no_whole_number_of_milliseconds_is_refused_befo
 @pytest.mark.parametrize("period_s, ms", [(1.0, 1000), (0.01, 10), (0.001, 1), (0.0100004, 10), (3600.0, 3_600_000),
                                           (4_294_967.295, 4_294_967_295)])
 def test_whole_millisecond_sample_periods_are_the_monitors(tmp_path, period_s, ms):
-    from toolkit.data import load_csv
-    from toolkit.evaluate.monitor_device import installation_period_ms
+    from aiot.data import load_csv
+    from aiot.evaluate.monitor_device import installation_period_ms
 
     _with_period(tmp_path / "p.csv", period_s, rows=20)
     assert installation_period_ms(load_csv(tmp_path / "p.csv"), tmp_path / "p.csv") == ms

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toolkit import synth
-from toolkit.data import Series, load_csv, parse_channels, parse_time, write_csv
-from toolkit.errors import ToolkitError
-from toolkit.features import CLIP, Normalization, fit_normalization, make_windows, quantize_input
+from aiot.data import synth
+from aiot.data import Series, load_csv, parse_channels, parse_time, write_csv
+from aiot.errors import ToolkitError
+from aiot.model.features import CLIP, Normalization, fit_normalization, make_windows, quantize_input
 
 CSV = Path(__file__).parent / "fixtures" / "csv"
 SKAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
@@ -244,7 +244,7 @@ def test_synth_rejects_silly_lengths():
 
 
 def test_synth_cli(tmp_path):
-    from toolkit.cli import main
+    from aiot.cli import main
 
     r = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "p.csv"), "--hours", "1", "--seed", "2"])
     assert r.exit_code == 0, r.output
@@ -372,7 +372,7 @@ def test_mangled_csv_never_crashes(tmp_path):
 def test_fast_and_careful_parsers_agree(name, tmp_path):
     import csv as _csv
 
-    from toolkit import data as d
+    from aiot import data as d
 
     if name == "synth":
         path = tmp_path / "s.csv"
@@ -446,7 +446,7 @@ def test_normalization_must_fit_the_data():
 
 
 def test_synth_cli_unwritable_out(tmp_path):
-    from toolkit.cli import main
+    from aiot.cli import main
 
     (tmp_path / "afile").write_text("x")
     r = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "afile" / "p.csv"), "--hours", "1"])

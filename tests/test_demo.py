@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 from click.testing import CliRunner
 
-from toolkit.testing import requires_arm, requires_qemu
-from toolkit.cli import main
-from toolkit.demo import run_demo
-from toolkit.package import load_package
+from aiot.testing import requires_arm, requires_qemu
+from aiot.cli import main
+from aiot.demo import run_demo
+from aiot.model.package import load_package
 
 pytestmark = [requires_arm, requires_qemu, pytest.mark.qemu, pytest.mark.slow]
 
@@ -46,9 +46,9 @@ def test_demo_instruction_figure_counts_only_the_inference(demo):
     # Pipelined requests put receive-interrupt instructions inside some windows' ticks
     # (73, 74, 92 ticks among 71-72 on mps2-an386); alone, each window reads as one of the
     # two tick counts around the inference's length, and the figure says how exact it is.
-    from toolkit.boards import get_board
-    from toolkit.hil import open_device
-    from toolkit.pipeline import check_parity
+    from aiot.target.boards import get_board
+    from aiot.device.hil import open_device
+    from aiot.device.parity import check_parity
 
     res, out, text = demo
     pkg = load_package(out / "pkg")

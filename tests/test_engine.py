@@ -10,10 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from toolkit import hostbuild
-from toolkit.codegen import engine_sources
-from toolkit.codegen.ops import pack_weights
-from toolkit.codegen.quant import activation_range, quantize_multiplier, round_half_away
+from aiot.target import hostbuild
+from aiot.codegen import engine_sources
+from aiot.codegen.ops import pack_weights
+from aiot.codegen.quant import activation_range, quantize_multiplier, round_half_away
 
 I32_MIN, I32_MAX = -(2**31), 2**31 - 1
 
@@ -169,7 +169,7 @@ def test_fast_requantization_equals_double_rounding(lib):
 
 
 def test_wide_packing_roundtrip_and_dot4(lib):
-    from toolkit.codegen.ops import pack_weights_wide
+    from aiot.codegen.ops import pack_weights_wide
 
     lib.aiot_wide_at.restype = ctypes.c_int16
     lib.aiot_wide_at.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]

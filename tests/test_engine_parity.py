@@ -9,9 +9,9 @@ import inspect
 import numpy as np
 import pytest
 
-from toolkit import codegen
-from toolkit.codegen.host import HostModel
-from toolkit.paths import MODELS
+from aiot import codegen
+from aiot.codegen.host import HostModel
+from aiot.paths import MODELS
 
 N_INPUTS = 64
 
@@ -180,7 +180,7 @@ def _tflite(recipes, builder, per_channel: bool, batch1: bool):
 
 
 def _compare(model_path, ref_path, tmp_path, seed: int, **gen) -> list[str]:
-    from toolkit.reference import TflmReference
+    from aiot.model.reference import TflmReference
 
     res = codegen.generate(model_path, tmp_path, **gen)
     host, ref = HostModel(tmp_path), TflmReference(ref_path)
@@ -198,7 +198,7 @@ def test_parity_with_tflite_micro(recipes, builder, per_channel, tmp_path):
     path = _tflite(recipes, builder, per_channel, batch1)
     res = _compare(path, path, tmp_path, seed=BUILDERS.index(builder))
     if per_channel:  # the static plan must never need more than TFLM's tensor arena
-        from toolkit.reference import tflm_arena_usage
+        from aiot.model.reference import tflm_arena_usage
 
         assert res.arena_bytes <= tflm_arena_usage(path)["head"]
 
@@ -207,7 +207,7 @@ def test_parity_with_tflite_micro(recipes, builder, per_channel, tmp_path):
 def test_dynamic_batch_shape_arithmetic_is_folded(recipes, builder, tmp_path):
     # Same weights and calibration, converted twice: the engine runs the dynamic-batch
     # graph (shape ops folded away) and must match tflite-micro on the static one.
-    from toolkit import tflite
+    from aiot.model import tflite
 
     dynamic = _tflite(recipes, builder, True, False)
     static = _tflite(recipes, builder, True, True)
@@ -239,7 +239,7 @@ GENERIC_RQ = [(conv2d_same_stride, True, "speed"), (dense_acts, False, "size")]
 @pytest.mark.parametrize("builder, per_channel, optimize", GENERIC_RQ,
                          ids=[f"{b.__name__}-{'pc' if pc else 'pt'}-{o}" for b, pc, o in GENERIC_RQ])
 def test_parity_generic_requantization(recipes, builder, per_channel, optimize, tmp_path, monkeypatch):
-    from toolkit.codegen import ops
+    from aiot.codegen import ops
 
     monkeypatch.setattr(ops, "FAST_REQUANT_LIMIT", 0)
     path = _tflite(recipes, builder, per_channel, builder in DYNAMIC_SHAPES)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.bench import bench_model, load_recipes
-from toolkit.boards import get_board
-from toolkit.testing import requires_arm, requires_qemu
+from aiot.target.bench import bench_model, load_recipes
+from aiot.target.boards import get_board
+from aiot.testing import requires_arm, requires_qemu
 
 pytestmark = [requires_arm, requires_qemu, pytest.mark.qemu]
 
@@ -37,7 +37,7 @@ def test_bench_firmware_is_bit_exact(recipes, tmp_path, board, model, optimize):
 def test_generic_requantization_on_a_dsp_core(recipes, tmp_path, monkeypatch):
     # Models this small always get the proven fast requantization; force the generic
     # SRDHM + rounding-shift tables so their DSP build is checked against tflite-micro too.
-    from toolkit.codegen import ops
+    from aiot.codegen import ops
 
     monkeypatch.setattr(ops, "FAST_REQUANT_LIMIT", 0)
     r = bench_model(get_board("mps2-an386"), recipes.build_model("ad-small"), "ad_small", tmp_path, runs=4,

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toolkit.errors import ToolkitError
-from toolkit.evaluate import alert_settings as aset
-from toolkit.evaluate.device import AlertRule
-from toolkit.evaluate.metrics import Confusion
-from toolkit.evaluate.tuning import main as tuning_main
-from toolkit.evaluate.tuning import pick, save_picks
+from aiot.errors import ToolkitError
+from aiot.evaluate import alert_settings as aset
+from aiot.evaluate.device import AlertRule
+from aiot.evaluate.metrics import Confusion
+from aiot.evaluate.tuning import main as tuning_main
+from aiot.evaluate.tuning import pick, save_picks
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 
@@ -39,7 +39,7 @@ def test_pick_is_the_best_f1_within_each_far_budget_and_ties_go_to_the_earlier_s
 
 
 def test_a_pick_outside_its_budget_is_flagged_and_never_saved(tmp_path, capsys):
-    from toolkit.evaluate.tuning import _print_pick
+    from aiot.evaluate.tuning import _print_pick
 
     margin = {"quiet": 3.0, "middle": 2.0, "twin": 2.0, "loud": 1.0}
     results = [({"alert_margin": margin[k]}, c) for k, c in _results()]
@@ -47,7 +47,7 @@ def test_a_pick_outside_its_budget_is_flagged_and_never_saved(tmp_path, capsys):
     out = capsys.readouterr().out
     assert 'NO SETTING of the grid reaches validation FAR <= 1 % (the lowest: 2.00 %, {"alert_margin": 3.0})' in out
     assert out.count("NO SETTING") == 1  # the 10 % budget is met
-    from toolkit.evaluate.tuning import within_budget
+    from aiot.evaluate.tuning import within_budget
 
     assert [b for b, _, _ in within_budget(picks)] == [0.10]  # what gets saved and has its phases printed
     paths = save_picks(str(tmp_path), "device", 8, picks, {})
@@ -155,7 +155,7 @@ def test_float_fields_take_whole_numbers():
 
 
 def _cli(tmp_path, *args):
-    from toolkit.cli import main
+    from aiot.cli import main
 
     return CliRunner().invoke(main, ["evaluate", "--data", str(FIX / "skab_mini"), "--format", "skab",
                                      "--train-rows", "4", "--out", str(tmp_path / "o"), *args])
@@ -192,9 +192,9 @@ def test_cli_refuses_out_of_range_monitor_knobs_naming_the_file(tmp_path):
 def test_evaluate_runs_with_the_files_rule_and_records_where_it_came_from(tmp_path, monkeypatch, silent_device):
     """A device that never alerts, so only the plumbing is under test: the rule the devices
     get and what report.json says."""
-    from toolkit.evaluate import pipeline
-    from toolkit.evaluate import run as run_mod
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate import pipeline
+    from aiot.evaluate import run as run_mod
+    from aiot.evaluate.run import evaluate
 
     monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")  # no training here
     monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
@@ -224,8 +224,8 @@ def test_tuning_cli_checks_budgets_and_save_combinations(capsys):
 
 def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissioning_rows(tmp_path, monkeypatch,
                                                                                         silent_device):
-    from toolkit.evaluate import pipeline
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate import pipeline
+    from aiot.evaluate.run import evaluate
 
     trained = []
 
@@ -256,7 +256,7 @@ def test_tuning_end_to_end_saves_one_loadable_pick_per_budget(tmp_path, monkeypa
     file per budget, each a rule from the grid whose recorded validation FAR fits its budget."""
     import numpy as np
 
-    from toolkit.evaluate.tuning import grid
+    from aiot.evaluate.tuning import grid
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     rng = np.random.default_rng(1)

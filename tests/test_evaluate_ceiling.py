@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.evaluate.ceiling import best_within, group_of, leave_one_group_out
-from toolkit.evaluate.metrics import Confusion
+from lab.ceiling import best_within, group_of, leave_one_group_out
+from aiot.evaluate.metrics import Confusion
 
 # three settings on four files in two folders; Confusion(tp, fp, tn, fn)
 A = {"knob": "a"}
@@ -68,7 +68,7 @@ def test_group_is_the_folder():
     (["--far-budget", "100"], "--far-budget is a percentage"),
 ])
 def test_cli_argument_errors_stop_before_any_work(tmp_path, capsys, args, message):
-    from toolkit.evaluate.ceiling import main
+    from lab.ceiling import main
 
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "no-skab"), *args])
@@ -76,7 +76,7 @@ def test_cli_argument_errors_stop_before_any_work(tmp_path, capsys, args, messag
 
 
 def test_cli_without_skab_is_a_one_line_error(tmp_path, capsys):
-    from toolkit.evaluate.ceiling import main
+    from lab.ceiling import main
 
     assert main([str(tmp_path / "no-skab"), "--per-file"]) == 2
     err = capsys.readouterr().err

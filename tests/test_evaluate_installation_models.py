@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.data import Series, load_csv
-from toolkit.errors import ToolkitError
+from aiot.data import Series, load_csv
+from aiot.errors import ToolkitError
 
 
 def _series(rows: int, seed: int = 0, labels: np.ndarray | None = None) -> Series:
@@ -30,7 +30,7 @@ def _noise_units(head: Series, commission: int) -> tuple[np.ndarray, np.ndarray]
 
 def _errors(model_dir, x: np.ndarray) -> np.ndarray:
     """Mean squared reconstruction error of noise-unit windows through the int8 model."""
-    from toolkit.reference import TflmReference
+    from aiot.model.reference import TflmReference
 
     ref = TflmReference((model_dir / "model.tflite").read_bytes())
     ind, outd = ref.input_details, ref.output_details
@@ -43,7 +43,7 @@ def _errors(model_dir, x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.slow
 def test_an_installation_model_learns_its_own_commissioning_rows_in_noise_units(tmp_path, monkeypatch):
-    from toolkit.evaluate.monitor_device import device_file_model, monitor_knobs
+    from aiot.evaluate.monitor_device import device_file_model, monitor_knobs
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     head = _series(400)
@@ -77,7 +77,7 @@ def test_an_installation_model_learns_its_own_commissioning_rows_in_noise_units(
 
 @pytest.mark.slow
 def test_labelled_commissioning_rows_stay_out_of_the_training_windows(tmp_path, monkeypatch):
-    from toolkit.evaluate.monitor_device import device_file_model
+    from aiot.evaluate.monitor_device import device_file_model
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     labels = np.zeros(400, np.int8)
@@ -93,7 +93,7 @@ def test_commissioning_longer_than_a_fleet_segment_trains_on_every_row(tmp_path,
     """An installation's own rows are one segment, whatever their number: 1,500 rows used to
     be cut at the fleet's 1,150-row pseudo-installation length (the rest never trained, and
     labels no longer lined up with the rows)."""
-    from toolkit.evaluate.monitor_device import device_file_model
+    from aiot.evaluate.monitor_device import device_file_model
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     labels = np.zeros(1500, np.int8)
@@ -123,8 +123,8 @@ def test_host_target_without_a_fleet_recording_trains_each_installation_its_own_
     """Data without a normal-operation file runs on the device target (it used to be refused):
     each file gets a model of its own commissioning rows, recorded in report.json, and the
     monitor with that model flags the fault and stays quiet before it."""
-    from toolkit.evaluate.monitor_device import EVAL_KNOBS_PER_FILE, FLOOR_KNOB, device_file_model
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate.monitor_device import EVAL_KNOBS_PER_FILE, FLOOR_KNOB, device_file_model
+    from aiot.evaluate.run import evaluate
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     data = tmp_path / "site"
@@ -161,7 +161,7 @@ def csv_rows(path):
 def test_cli_per_file_on_the_host_target_is_accepted_and_still_checks_the_pick_kind(tmp_path):
     from click.testing import CliRunner
 
-    from toolkit.cli import main
+    from aiot.cli import main
 
     pick = tmp_path / "device-w8-far10.json"
     pick.write_text(json.dumps({"aiot_alert_settings": 1, "target": "device", "window": 8,
@@ -181,7 +181,7 @@ def test_cli_per_file_on_the_host_target_is_accepted_and_still_checks_the_pick_k
 
 
 def test_tuning_per_file_goes_with_the_reference_grid_or_the_monitor_only(capsys):
-    from toolkit.evaluate.tuning import main as tuning_main
+    from aiot.evaluate.tuning import main as tuning_main
 
     for other in (["--tracking"], ["--fit", "skab"]):
         with pytest.raises(SystemExit):
@@ -192,7 +192,7 @@ def test_tuning_per_file_goes_with_the_reference_grid_or_the_monitor_only(capsys
 def test_an_installation_too_short_for_its_own_model_names_the_file_and_what_to_do(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from toolkit.cli import main
+    from aiot.cli import main
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     (tmp_path / "site").mkdir()
@@ -214,8 +214,8 @@ def test_a_sample_period_the_monitor_cannot_count_is_refused_before_any_training
     sample but the first of each millisecond was rejected as early)."""
     from click.testing import CliRunner
 
-    from toolkit.cli import main
-    from toolkit.evaluate import monitor_device
+    from aiot.cli import main
+    from aiot.evaluate import monitor_device
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     monkeypatch.setattr(monitor_device, "device_file_model", lambda *a, **k: pytest.fail("trained"))
@@ -234,7 +234,7 @@ def test_a_sample_period_the_monitor_cannot_count_is_refused_before_any_training
 
 
 def test_a_sensor_dead_while_commissioned_is_named_before_any_training(tmp_path, monkeypatch):
-    from toolkit.evaluate.monitor_device import device_file_model
+    from aiot.evaluate.monitor_device import device_file_model
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     head = _series(400)
@@ -250,10 +250,10 @@ def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks
                                                                                   silent_device):
     """The fleet model runs the fleet picks, one model per installation the per-file picks
     (both made on the validation harness); report.json says which."""
-    from toolkit.evaluate import monitor_device, pipeline
-    from toolkit.evaluate import run as run_mod
-    from toolkit.evaluate.device import rule_for
-    from toolkit.evaluate.monitor_device import EVAL_KNOBS, EVAL_KNOBS_PER_FILE
+    from aiot.evaluate import monitor_device, pipeline
+    from aiot.evaluate import run as run_mod
+    from aiot.evaluate.device import rule_for
+    from aiot.evaluate.monitor_device import EVAL_KNOBS, EVAL_KNOBS_PER_FILE
 
     fake = tmp_path / "model"
     fake.mkdir()
@@ -283,7 +283,7 @@ def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks
 
 
 def _toolkit_imports(module: Path, root: Path, seen: set[str]) -> set[str]:
-    """The toolkit modules ``module`` imports, transitively (relative imports)."""
+    """The aiot modules ``module`` imports, transitively (``from aiot.x import ...``)."""
     import ast
 
     rel = module.relative_to(root).as_posix()
@@ -291,41 +291,41 @@ def _toolkit_imports(module: Path, root: Path, seen: set[str]) -> set[str]:
         return seen
     seen.add(rel)
     for node in ast.walk(ast.parse(module.read_text())):
-        if not isinstance(node, ast.ImportFrom) or node.level < 1:
+        if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith("aiot"):
             continue
-        base = module.parent
-        for _ in range(node.level - 1):
-            base = base.parent
-        names = [node.module.replace(".", "/")] if node.module else [a.name for a in node.names]
-        for name in names:
-            for cand in (base / f"{name}.py", base / name / "__init__.py"):
-                if cand.is_file():
-                    _toolkit_imports(cand, root, seen)
+        base = root.joinpath(*node.module.split(".")[1:])
+        cands = [base.with_suffix(".py"), base / "__init__.py"]
+        cands += [base / f"{a.name}.py" for a in node.names] + [base / a.name / "__init__.py" for a in node.names]
+        for cand in cands:
+            if cand.is_file() and cand != root / "__init__.py":
+                _toolkit_imports(cand, root, seen)
     return seen
 
 
 def test_the_model_caches_are_keyed_by_every_module_that_shapes_a_model():
     """A module that changes how a model is trained or generated must be in the cache key,
     or a model cached before the change outlives it (data.py, with the gap rule, was not)."""
-    import toolkit
-    from toolkit.evaluate.pipeline import TRAINING_MODULES
+    import aiot
+    from aiot.evaluate.pipeline import TRAINING_MODULES
 
-    root = Path(toolkit.__file__).parent
+    root = Path(aiot.__file__).parent
     shaping = set()
-    for mod in ("train.py", "quantize.py", "codegen/__init__.py"):
+    for mod in ("model/train.py", "model/quantize.py", "codegen/__init__.py"):
         _toolkit_imports(root / mod, root, shaping)
     # read configuration, report errors and progress, check the result, or keep TensorFlow's
     # start-up lines off the terminal: no effect on the model
-    not_shaping = {"errors.py", "paths.py", "progress.py", "package.py", "reference.py", "quiet.py"}
+    not_shaping = {"errors.py", "paths.py", "progress.py", "model/package.py", "model/reference.py", "quiet.py",
+                   "model/__init__.py", "target/__init__.py"}
     assert shaping - not_shaping <= set(TRAINING_MODULES), shaping - not_shaping - set(TRAINING_MODULES)
-    assert {"data.py", "features.py"} <= shaping
+    assert {"data/__init__.py", "model/features.py"} <= shaping
+    assert all((root / m).is_file() for m in TRAINING_MODULES), [m for m in TRAINING_MODULES if not (root / m).is_file()]
 
 
 @pytest.mark.slow
 def test_the_fleet_model_cache_tells_recordings_with_other_sensors_apart(tmp_path, monkeypatch):
     """The same fleet source id with other columns (a --fleet file read with the data's
     sensors) must not reuse a model trained on different sensors."""
-    from toolkit.evaluate.monitor_device import device_fleet_model
+    from aiot.evaluate.monitor_device import device_fleet_model
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     three = _series(1200)

@@ -1,4 +1,4 @@
-"""The level-shift diagnosis (toolkit.evaluate.level_shift) on hand-made series with answers
+"""The level-shift diagnosis (lab.level_shift) on hand-made series with answers
 worked out by hand, and its command on a small SKAB-shaped folder."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from toolkit.data import Series
-from toolkit.evaluate import level_shift as ls
-from toolkit.evaluate.readers import Recording
+from aiot.data import Series
+from lab import level_shift as ls
+from aiot.data.readers import Recording
 
 
 def test_rolling_mean_of_the_valid_samples_in_the_last_rows():

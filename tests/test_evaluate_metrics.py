@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from toolkit.evaluate import incidents as inc
-from toolkit.evaluate.metrics import (
+from aiot.evaluate import incidents as inc
+from aiot.evaluate.metrics import (
     Confusion,
     confusion,
     nab_file_score,

@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toolkit.errors import ToolkitError
-from toolkit.evaluate import device as dev
-from toolkit.evaluate import pipeline, readers, report
+from aiot.errors import ToolkitError
+from aiot.evaluate import device as dev
+from aiot.evaluate import pipeline, report
+from aiot.data import readers
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 SKAB = Path(__file__).resolve().parents[2] / "shared" / "data" / "skab"
@@ -192,7 +193,7 @@ def test_alert_rule_recovering_reraises_above_its_level_only():
 
 
 def test_cli_reports_user_errors_without_traceback(tmp_path):
-    from toolkit.cli import main
+    from aiot.cli import main
 
     r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path / "none"), "--format", "skab",
                                   "--out", str(tmp_path / "o"), "--target", "reference"])
@@ -212,7 +213,7 @@ def test_unknown_and_unavailable_targets():
 def test_skab_one_file_end_to_end_with_int8_model(tmp_path, monkeypatch):
     """Real fleet model (few epochs) through tflite-micro on SKAB's first file (other/1.csv,
     a fluid leak): the incident must be detected and the outputs must be self-consistent."""
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate.run import evaluate
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     agg = evaluate(data=SKAB, fmt="skab", out=tmp_path / "o", target="reference", epochs=3, jobs=1, limit=1)
@@ -228,7 +229,7 @@ def test_skab_one_file_end_to_end_with_int8_model(tmp_path, monkeypatch):
     assert agg["test_rows"]["tp"] == tp
     assert (agg["incidents"], agg["incidents_detected"]) == (1, 1)
     # level tracking with an (almost) infinite time constant must equal fixed levels
-    from toolkit.evaluate.readers import read
+    from aiot.data.readers import read
 
     rec = read("skab", SKAB / "other" / "1.csv").recordings[0]
     outs = []
@@ -247,7 +248,7 @@ def test_gap_neither_votes_for_nor_against():
 
 
 def test_window_completeness_tolerates_one_sample_clock_slip_only():
-    from toolkit.data import Series
+    from aiot.data import Series
 
     ts = np.array([0, 1, 2, 4, 5, 6, 10, 11.0])  # a 2 s slip at row 3, a 4 s gap at row 6
     valid = np.ones((8, 1), bool)
@@ -259,7 +260,7 @@ def test_window_completeness_tolerates_one_sample_clock_slip_only():
 
 
 def test_window_completeness_follows_the_datas_gap_rule():
-    from toolkit.data import Series
+    from aiot.data import Series
 
     # steps of 2.4 and 2.6 periods: the data calls the second a gap (Series.gap_count) and the
     # first a slip, and so does the reference device's window check
@@ -284,7 +285,7 @@ def test_skab_file_host_and_qemu_agree_row_by_row(tmp_path, monkeypatch, per_fil
     installation's own model (its own firmware image)."""
     import shutil
 
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate.run import evaluate
 
     if not shutil.which("qemu-system-arm") or not shutil.which("arm-none-eabi-gcc"):
         pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
@@ -328,7 +329,7 @@ def test_svg_points_stay_inside_the_plot_even_for_zero_scores(scripted):
 def test_monitor_config_noise_floors_set_the_commissioned_noise():
     """noise_floor / noise_floor_rel (aiot_monitor_config_t): the monitor (same C as the
     firmware) ends commissioning with noise = max(own spread, absolute, relative x |level|)."""
-    from toolkit import monitor as M
+    from aiot import monitor as M
 
     rng = np.random.default_rng(1)
     n, commission = 200, 100
@@ -353,7 +354,7 @@ def test_monitor_config_noise_floors_set_the_commissioned_noise():
 
 
 def test_monitor_rejects_bad_noise_floors():
-    from toolkit import monitor as M
+    from aiot import monitor as M
 
     for bad in ({"noise_floor": [-1.0, 0.0]}, {"noise_floor_rel": [0.0, float("nan")]}, {"noise_floor": [1.0, 2.0, 3.0]}):
         with pytest.raises(ToolkitError):
@@ -361,7 +362,7 @@ def test_monitor_rejects_bad_noise_floors():
 
 
 def test_fleet_floors_carry_the_fleets_spread_to_another_operating_point():
-    from toolkit.evaluate.device import fleet_floors, floored_noise
+    from aiot.evaluate.device import fleet_floors, floored_noise
 
     fleet_mean, fleet_std = np.array([120.0, 0.1, -50.0]), np.array([1.5, 0.25, 2.0])
     absolute, relative = fleet_floors(fleet_mean, fleet_std, 0.5)
@@ -378,7 +379,7 @@ def test_fleet_floors_carry_the_fleets_spread_to_another_operating_point():
 def test_calib_split_fits_levels_on_the_first_rows_and_the_threshold_on_the_rest(monkeypatch):
     """calib_split 0.5: normalization from the first half of the commissioning rows only;
     the threshold from windows lying entirely in the second half."""
-    from toolkit.data import Series
+    from aiot.data import Series
 
     n, W = 40, 4
     x = np.concatenate([np.zeros(20), np.arange(20, dtype=float)])[:, None]  # flat, then a drift
@@ -408,8 +409,8 @@ def test_calib_split_fits_levels_on_the_first_rows_and_the_threshold_on_the_rest
 def test_commissioning_longer_than_every_file_fails_before_any_model_is_trained(tmp_path, monkeypatch, per_file):
     """The fleet path used to reach the device model's training and crash in numpy; both
     paths now name the file, its rows and what to do, before training anything."""
-    from toolkit.evaluate import monitor_device
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate import monitor_device
+    from aiot.evaluate.run import evaluate
 
     def no_training(*a, **k):
         pytest.fail("a model was trained")
@@ -425,8 +426,8 @@ def test_commissioning_longer_than_every_file_fails_before_any_model_is_trained(
 
 
 def test_a_fleet_recording_shorter_than_the_commissioning_is_named():
-    from toolkit.data import load_csv
-    from toolkit.evaluate.monitor_device import _device_normalized
+    from aiot.data import load_csv
+    from aiot.evaluate.monitor_device import _device_normalized
 
     fleet = load_csv(FIX / "skab_mini" / "anomaly-free" / "anomaly-free.csv", label_column=None)  # 10 rows
     zero = np.zeros(len(fleet.channels))
@@ -440,8 +441,8 @@ def test_too_few_commissioning_rows_say_so_with_the_minimum(tmp_path, monkeypatc
     "leave -1 calibration windows" (fleet). The monitor needs half the rows for its noise
     profile and 4 calibration windows in the other half: 4 x 2 samples at window 2, so 2 x 8
     - 1 = 15 rows (7 + 8) at the least."""
-    from toolkit.evaluate import monitor_device
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate import monitor_device
+    from aiot.evaluate.run import evaluate
 
     monkeypatch.setattr(monitor_device, "device_fleet_model", lambda *a, **k: pytest.fail("trained"))
     monitor_device.monitor_knobs(2, 15)  # the minimum worked out above is what the monitor takes
@@ -455,7 +456,7 @@ def test_too_few_commissioning_rows_say_so_with_the_minimum(tmp_path, monkeypatc
 
 
 def test_a_missing_fleet_file_names_the_fleet_option(tmp_path):
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate.run import evaluate
 
     with pytest.raises(ToolkitError) as e:
         evaluate(data=FIX / "skab_mini", fmt="skab", out=tmp_path / "o", fleet=tmp_path / "nope.csv",
@@ -482,7 +483,7 @@ def test_labels_inside_the_commissioning_rows_are_warned_about_not_dropped_silen
     assert line.startswith("1 labelled row(s)") and "wholly" not in line and "valve1/10.csv (1 of its first 7" in line
     assert pipeline.aggregate(_run(train_rows=4)[2])["labels_not_scored"] == []
     # the run prints it, and report.json / report.html carry it
-    from toolkit.evaluate import run as run_mod
+    from aiot.evaluate import run as run_mod
 
     monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
     monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
@@ -528,7 +529,7 @@ def _skab_with_bad_files(root: Path) -> Path:
 
 
 def test_a_bad_file_stops_a_folder_run_and_says_skip_bad_files_would_leave_it_out(scripted, tmp_path):
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate.run import evaluate
 
     data = _skab_with_bad_files(tmp_path / "skab")
     with pytest.raises(ToolkitError) as e:
@@ -548,7 +549,7 @@ def test_a_bad_file_stops_a_folder_run_and_says_skip_bad_files_would_leave_it_ou
 
 def test_skip_bad_files_leaves_them_out_names_them_and_scores_the_rest_as_alone(scripted, tmp_path, monkeypatch,
                                                                                capsys):
-    from toolkit.evaluate import run as run_mod
+    from aiot.evaluate import run as run_mod
 
     monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
     monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
@@ -574,7 +575,7 @@ def test_skip_bad_files_leaves_them_out_names_them_and_scores_the_rest_as_alone(
 
 
 def test_skip_bad_files_with_nothing_left_is_an_error_naming_the_first(tmp_path):
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate.run import evaluate
 
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "a.csv").write_text("timestamp,x\n0,1\n1,what\n")
@@ -605,8 +606,8 @@ def test_skip_bad_files_keeps_nab_label_entries_of_the_files_it_left_out(tmp_pat
 def test_the_cli_takes_skip_bad_files(scripted, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from toolkit.cli import main
-    from toolkit.evaluate import run as run_mod
+    from aiot.cli import main
+    from aiot.evaluate import run as run_mod
 
     monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
     monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
@@ -692,7 +693,7 @@ def test_limit_with_skip_bad_files_is_the_folders_first_files(scripted, tmp_path
     """--limit N is the folder's first N files, as without the option; the bad ones among them
     are left out and named. A bad file after them is no 'skipped' file of this run (it was
     listed as one), and a file left out does not make room for a later one."""
-    from toolkit.evaluate import run as run_mod
+    from aiot.evaluate import run as run_mod
 
     monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
     monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
@@ -716,7 +717,7 @@ def test_skip_bad_files_leaves_out_a_file_the_device_cannot_commission(scripted,
     training of its own model) refuses, e.g. a sensor with no valid sample in those rows:
     it stopped the run after the other files' work, --skip-bad-files or not, and without
     the option its error did not say the option exists."""
-    from toolkit.evaluate import run as run_mod
+    from aiot.evaluate import run as run_mod
 
     class Refuses(scripted):
         def commission(self, head):
@@ -751,7 +752,7 @@ def test_reference_per_file_needs_the_rows_its_own_model_trains_on(tmp_path, mon
     """It asked for 2 windows (16 rows) and then failed in training. By hand, window 8: 80 % of
     the rows train, and 40 windows (stride 1) must end in them, 32 to fit and 8 to calibrate:
     int(0.8 r) - 7 >= 40, so r >= 59."""
-    from toolkit.evaluate.run import evaluate
+    from aiot.evaluate.run import evaluate
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     rng = np.random.default_rng(0)

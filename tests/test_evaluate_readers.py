@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.errors import ToolkitError
-from toolkit.evaluate import readers
+from aiot.errors import ToolkitError
+from aiot.data import readers
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.data import Series
-from toolkit.evaluate.tuning import SHAPE, pseudo_installations
+from aiot.data import Series
+from aiot.evaluate.tuning import SHAPE, pseudo_installations
 
 
 def _normal(rows: int = 2400, channels: int = 3) -> Series:
@@ -51,7 +51,7 @@ def test_recovery_fades_the_fault_out_after_its_label_and_changes_nothing_before
 
 
 def test_phase_rates_split_alert_rows_around_the_labelled_fault():
-    from toolkit.evaluate.tuning import phase_rates
+    from aiot.evaluate.tuning import phase_rates
 
     # piece 1: 4 normal, 3 faulty, 5 normal rows; piece 2: 2 normal, 2 faulty, 2 normal
     lab1 = np.array([0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0])
@@ -67,7 +67,7 @@ def test_phase_rates_split_alert_rows_around_the_labelled_fault():
 def test_phase_rates_refuse_a_piece_without_fault():
     import pytest
 
-    from toolkit.evaluate.tuning import phase_rates
+    from aiot.evaluate.tuning import phase_rates
 
     with pytest.raises(ValueError, match="without a labelled fault"):
         phase_rates([(np.zeros(5, int), np.zeros(5, int))])
@@ -75,9 +75,9 @@ def test_phase_rates_refuse_a_piece_without_fault():
 
 def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     """The grid's knobs (and the remount-off value that was tried) pass the C check_config."""
-    from toolkit import monitor as M
-    from toolkit.evaluate.monitor_device import FLOOR_KNOB, monitor_knobs
-    from toolkit.evaluate.tuning import monitor_grid
+    from aiot import monitor as M
+    from aiot.evaluate.monitor_device import FLOOR_KNOB, monitor_knobs
+    from aiot.evaluate.tuning import monitor_grid
 
     grid = monitor_grid()
     assert len(grid) == 7 * 3 * 4 * 3 * 3  # margins x floors x recovering x score averaging x level
@@ -96,7 +96,7 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
 
 
 def test_level_only_keeps_the_level_shift_settings_of_the_grid():
-    from toolkit.evaluate.tuning import monitor_grid
+    from aiot.evaluate.tuning import monitor_grid
 
     for per_file in (False, True):
         full, level = monitor_grid(per_file), monitor_grid(per_file, level_only=True)
@@ -106,7 +106,7 @@ def test_level_only_keeps_the_level_shift_settings_of_the_grid():
 def test_cli_level_only_needs_the_monitor_grid(capsys):
     import pytest
 
-    from toolkit.evaluate.tuning import main
+    from aiot.evaluate.tuning import main
 
     with pytest.raises(SystemExit) as e:
         main(["--level-only", "normal.csv"])
@@ -117,7 +117,7 @@ def test_cli_level_only_needs_the_monitor_grid(capsys):
 def test_cli_without_normal_data_stops_with_a_usage_error(capsys):
     import pytest
 
-    from toolkit.evaluate.tuning import main
+    from aiot.evaluate.tuning import main
 
     with pytest.raises(SystemExit) as e:
         main(["--recovery"])
@@ -126,7 +126,7 @@ def test_cli_without_normal_data_stops_with_a_usage_error(capsys):
 
 
 def test_warmup_slopes_are_least_squares_slopes_of_commissioning_rows_only():
-    from toolkit.evaluate.tuning import warmup_slopes
+    from aiot.evaluate.tuning import warmup_slopes
 
     t = np.arange(400, dtype=float)
     v = np.stack([5.0 + 0.01 * t, 2.0 - 0.002 * t, np.full(400, 3.0)], axis=1)
@@ -172,7 +172,7 @@ def test_warmup_drifts_every_piece_from_its_first_row_and_levels_off():
 
 
 def test_warmup_change_is_in_floored_noise_units():
-    from toolkit.evaluate.tuning import warmup_change
+    from aiot.evaluate.tuning import warmup_change
 
     t = np.arange(400, dtype=float)
     rng = np.random.default_rng(3)
@@ -188,7 +188,7 @@ def test_warmup_change_is_in_floored_noise_units():
 
 
 def test_cli_bad_paths_are_one_line_errors(tmp_path, capsys):
-    from toolkit.evaluate.tuning import main
+    from aiot.evaluate.tuning import main
 
     assert main(["--recovery", str(tmp_path / "none.csv")]) == 2
     assert "no such file" in capsys.readouterr().err
@@ -202,11 +202,11 @@ def test_cli_bad_paths_are_one_line_errors(tmp_path, capsys):
 def test_monitor_grid_scores_the_same_on_one_or_two_processes(tmp_path, monkeypatch):
     """Scoring settings in parallel chunks changes nothing: same confusions, in grid order,
     as one device streamed by hand."""
-    from toolkit.data import Series
-    from toolkit.evaluate.metrics import confusion
-    from toolkit.evaluate.monitor_device import MonitorDevice, device_file_model
-    from toolkit.evaluate.readers import Dataset
-    from toolkit.evaluate.tuning import score_monitor_files
+    from aiot.data import Series
+    from aiot.evaluate.metrics import confusion
+    from aiot.evaluate.monitor_device import MonitorDevice, device_file_model
+    from aiot.data.readers import Dataset
+    from aiot.evaluate.tuning import score_monitor_files
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     rng = np.random.default_rng(3)

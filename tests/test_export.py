@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toolkit.testing import requires_arm, requires_qemu
-from toolkit import firmware
-from toolkit.boards import get_board
-from toolkit.cli import main
-from toolkit.errors import ToolkitError
-from toolkit.export import BOARD_HEADER, export_project, export_tflm, project_files
+from aiot.testing import requires_arm, requires_qemu
+from aiot.target import firmware
+from aiot.target.boards import get_board
+from aiot.cli import main
+from aiot.errors import ToolkitError
+from aiot.target.export import BOARD_HEADER, export_project, export_tflm, project_files
 
 FIX = Path(__file__).parent / "fixtures" / "tflite"
 HAVE_CMAKE = shutil.which("cmake") is not None
@@ -35,7 +35,7 @@ def _pio() -> str | None:
 
 @pytest.fixture(scope="module")
 def model_c(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from toolkit.codegen import generate
+    from aiot.codegen import generate
 
     out = tmp_path_factory.mktemp("model_c")
     generate(FIX / "good_dense.tflite", out, name="dense")
@@ -87,7 +87,7 @@ def test_platformio_needs_a_platformio_board(tmp_path: Path) -> None:
 @pytest.mark.qemu
 @pytest.mark.skipif(not HAVE_CMAKE, reason="cmake not installed")
 def test_cmake_project_builds_standalone_and_boots(tmp_path: Path, model_c: Path) -> None:
-    from toolkit.hil import open_device
+    from aiot.device.hil import open_device
 
     b = get_board("microbit")  # Armv6-M, 16 KB RAM: the tightest target must work standalone too
     proj = export_project(b, "cmake", tmp_path / "proj", model_c)
@@ -172,7 +172,7 @@ def test_platformio_project_compiles_with_debian_toolchain(tmp_path: Path) -> No
 def test_project_export_refuses_a_bare_tflite_and_names_the_option(tmp_path: Path, model_c: Path) -> None:
     """cmake/platformio link the generated C of a package; --model (a .tflite) was dropped
     silently, exporting a project without the model."""
-    from toolkit.export import project_model_dir
+    from aiot.target.export import project_model_dir
 
     pkg = tmp_path / "pkg"
     pkg.mkdir()

@@ -8,13 +8,13 @@ import subprocess
 import numpy as np
 import pytest
 
-from toolkit.testing import requires_arm
-from toolkit.bench import load_recipes
-from toolkit.boards import get_board
-from toolkit.codegen import generate
-from toolkit.errors import ToolkitError
-from toolkit.firmware import build
-from toolkit.reference import TflmReference
+from aiot.testing import requires_arm
+from aiot.target.bench import load_recipes
+from aiot.target.boards import get_board
+from aiot.codegen import generate
+from aiot.errors import ToolkitError
+from aiot.target.firmware import build
+from aiot.model.reference import TflmReference
 
 pytestmark = requires_arm
 
@@ -74,7 +74,7 @@ def test_missing_generated_model_is_a_clear_error(tmp_path):
 
 @pytest.mark.qemu
 def test_bench_is_bit_exact_and_profile_is_consistent(ad_small, tmp_path):
-    from toolkit.bench import bench_model
+    from aiot.target.bench import bench_model
 
     tflite, cg, _out = ad_small
     r = bench_model(get_board("mps2-an386"), tflite, "ad_small", tmp_path, runs=10)
@@ -90,7 +90,7 @@ def test_bench_is_bit_exact_and_profile_is_consistent(ad_small, tmp_path):
 
 
 def test_bench_inputs_follow_the_documented_lcg():
-    from toolkit.bench import BENCH_SEED, bench_inputs
+    from aiot.target.bench import BENCH_SEED, bench_inputs
 
     # Numerical Recipes LCG, top byte as int8, recomputed independently here.
     state, want = BENCH_SEED, []
@@ -101,7 +101,7 @@ def test_bench_inputs_follow_the_documented_lcg():
 
 
 def test_bench_output_parser_rejects_truncated_runs():
-    from toolkit.bench import parse_bench_output
+    from aiot.target.bench import parse_bench_output
 
     ok = "bench m runs 1\nrun 0 ticks 12 out 01ff\nlayer 0 FC#0 10\ndone\n"
     ticks, outs, layers = parse_bench_output(ok)
@@ -123,7 +123,7 @@ def test_recipe_is_int8_in_and_out(ad_small):
 
 
 def _core_variants():
-    from toolkit.boards import list_boards
+    from aiot.target.boards import list_boards
 
     seen = {}
     for b in list_boards():
@@ -136,8 +136,8 @@ def test_generated_c_is_warning_free_for_every_core(ad_small, tmp_path, flags, b
     # Compile the generated model and every engine kernel with each distinct core/FPU flag
     # set of the board files, with all warnings as errors (host build is covered by
     # hostbuild's -Wall -Wextra -Werror in the parity tests).
-    from toolkit.codegen import engine_sources
-    from toolkit.paths import FIRMWARE
+    from aiot.codegen import engine_sources
+    from aiot.paths import FIRMWARE
 
     _tflite, _cg, out = ad_small
     srcs = [out / "c" / "model.c", *engine_sources()]
@@ -151,8 +151,8 @@ def test_generated_c_is_warning_free_for_every_core(ad_small, tmp_path, flags, b
 
 @pytest.mark.parametrize("region", ["flash", "ram"])
 def test_an_image_too_big_for_the_board_is_a_clear_error(tmp_path, region):
-    from toolkit.boards import load_board_file
-    from toolkit.firmware import DoesNotFit
+    from aiot.target.boards import load_board_file
+    from aiot.target.firmware import DoesNotFit
 
     src = get_board("mps2-an386").source.read_text()
     if region == "flash":  # the protocol app alone is larger than 4 KB of flash

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from toolkit import flash as F
-from toolkit.boards import get_board
-from toolkit.cli import main
-from toolkit.commands import monitor as MON
-from toolkit.errors import ToolkitError
-from toolkit.testing import requires_arm
+from aiot.target import flash as F
+from aiot.target.boards import get_board
+from aiot.cli import main
+from aiot.commands import monitor as MON
+from aiot.errors import ToolkitError
+from aiot.testing import requires_arm
 
 
 def _arm_elf(machine: int = 40, *, klass: int = 1) -> bytes:
@@ -220,8 +220,8 @@ def test_monitor_picks_the_board_port_by_usb_id() -> None:
 
 
 def test_monitor_session_shows_info_state_and_events(monkeypatch: pytest.MonkeyPatch) -> None:
-    from toolkit import hil
-    from toolkit.monitor import Event
+    from aiot.device import hil
+    from aiot.monitor import Event
 
     class FakeInfo:
         board, firmware_version, proto_major, proto_minor, cpu_hz = "nucleo-f446re", "0.1.0", 1, 0, 180e6
@@ -269,13 +269,13 @@ def test_monitor_session_shows_info_state_and_events(monkeypatch: pytest.MonkeyP
 def test_monitor_on_qemu_device_and_raw_fallback(tmp_path: Path) -> None:
     """Against real firmware over QEMU's UART socket: the protocol app is identified, and a
     firmware that does not speak the protocol (boardcheck) has its raw output shown."""
-    from toolkit.testing import have_arm_toolchain, have_qemu
+    from aiot.testing import have_arm_toolchain, have_qemu
 
     if not (have_arm_toolchain() and have_qemu()):
         pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")
-    from toolkit.firmware import build
-    from toolkit.hil import SerialTransport
-    from toolkit.qemu import Qemu
+    from aiot.target.firmware import build
+    from aiot.device.hil import SerialTransport
+    from aiot.target.qemu import Qemu
 
     b = get_board("microbit")
     for app, want in (("device", "device microbit: firmware"), ("boardcheck", "aiot boot microbit")):
@@ -292,7 +292,7 @@ def test_monitor_on_qemu_device_and_raw_fallback(tmp_path: Path) -> None:
 
 
 def test_platformio_flash_needs_an_exported_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from toolkit.export import export_project
+    from aiot.target.export import export_project
 
     r = _cli(["flash", "--board", "nucleo-f446re", "--with", "platformio"])
     assert r.exit_code == 2 and "needs an exported project" in r.output and "aiot export --board nucleo-f446re" in r.output
@@ -437,7 +437,7 @@ def test_flash_checks_the_elf_before_the_board_it_was_built_for(touched: list[st
 
 
 def test_platformio_refuses_a_project_exported_for_another_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from toolkit.export import export_project
+    from aiot.target.export import export_project
 
     proj = export_project(get_board("nucleo-f767zi"), "platformio", tmp_path / "fw-pio")
     monkeypatch.setattr(F, "_pio", lambda: "pio")

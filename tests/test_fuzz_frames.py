@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import paths
+from aiot import paths
 
 HARNESS = Path(__file__).parent / "fixtures" / "frames" / "fuzz_harness.c"
 BUDGET_S = float(os.environ.get("AIOT_FUZZ_SECONDS", "5"))

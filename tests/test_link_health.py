@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toolkit import hil
-from toolkit import protocol as P
-from toolkit.cli import main
-from toolkit.reference import TflmReference
+from aiot.device import hil
+from aiot.device import protocol as P
+from aiot.cli import main
+from aiot.model.reference import TflmReference
 
 from test_protocol_client import INFO, FakeDevice, reply
 
@@ -194,7 +194,7 @@ def test_stray_and_broken_frames_alone_are_link_trouble_too():
 
 def _monitor_session(fd: FakeDevice, duration: float):
     """`aiot monitor`'s session against ``fd`` for ``duration`` s: (its transport, the lines shown)."""
-    from toolkit.commands import monitor as MON
+    from aiot.commands import monitor as MON
 
     t = hil.SerialTransport(fd.url)
     lines: list[str] = []
@@ -213,7 +213,7 @@ def test_aiot_monitor_says_at_the_end_when_the_link_needed_retries(flaw):
     corrupt frame. A clean link ends without a link line."""
     import ctypes
 
-    from toolkit import monitor as M
+    from aiot import monitor as M
 
     info = replace(INFO, flags=P.DeviceInfo.FLAG_MONITOR)
     stats = bytes([0, 0, ctypes.sizeof(M.Stats), ctypes.sizeof(M.ChannelInfo)]) + bytes(ctypes.sizeof(M.Stats)) \

@@ -11,10 +11,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from toolkit import hostbuild
-from toolkit import monitor as mon
-from toolkit.errors import ToolkitError
-from toolkit.paths import FIRMWARE
+from aiot.target import hostbuild
+from aiot import monitor as mon
+from aiot.errors import ToolkitError
+from aiot.paths import FIRMWARE
 
 PERIOD = 1000
 W = 8

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.errors import ToolkitError
-from toolkit.package import load_package
+from aiot.errors import ToolkitError
+from aiot.model.package import load_package
 
 
 def _manifest(**over) -> dict:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit import protocol as P
-from toolkit.boards import get_board
-from toolkit.hil import Device
-from toolkit.pipeline import ParityReport, check_parity
-from toolkit.reference import TflmReference
+from aiot.device import protocol as P
+from aiot.target.boards import get_board
+from aiot.device.hil import Device
+from aiot.device.parity import ParityReport, check_parity
+from aiot.model.reference import TflmReference
 
 TFLITE = (Path(__file__).parent / "fixtures" / "tflite" / "good_dense.tflite").read_bytes()
 INSTRUCTIONS = 2864        # what one inference really executes

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.testing import requires_arm, requires_qemu
-from toolkit import paths
-from toolkit.boards import get_board, list_boards, load_board_file
-from toolkit.errors import ToolkitError
-from toolkit.ports import min_flash_latency, parse_stm32_pin
+from aiot.testing import requires_arm, requires_qemu
+from aiot import paths
+from aiot.target.boards import get_board, list_boards, load_board_file
+from aiot.errors import ToolkitError
+from aiot.target.ports import min_flash_latency, parse_stm32_pin
 
 REAL = [b.name for b in list_boards() if not b.emulated]
 STM32_DIR = paths.FIRMWARE / "port" / "stm32"
@@ -197,7 +197,7 @@ def test_the_issue_boards_exist() -> None:
 @pytest.mark.parametrize("app", ["device", "boardcheck"])
 @pytest.mark.parametrize("name", REAL)
 def test_real_board_firmware_builds_warning_free(name: str, app: str, tmp_path: Path) -> None:
-    from toolkit.firmware import build
+    from aiot.target.firmware import build
 
     b = get_board(name)
     res = build(b, tmp_path / "fw", app=app)  # -Wall -Wextra -Werror
@@ -221,8 +221,8 @@ def test_nucleo_f446re_firmware_runs_on_qemu_stm32f405(tmp_path: Path) -> None:
     """Same F4 register layout: USART2 at 0x40004400 is QEMU's serial1. QEMU has no RCC, so
     the HSE never reports ready: the bounded wait must time out, fall back to the HSI and
     still bring the console up (what a real board with a missing MCO link would do)."""
-    from toolkit.firmware import build
-    from toolkit.qemu import Qemu
+    from aiot.target.firmware import build
+    from aiot.target.qemu import Qemu
 
     real = get_board("nucleo-f446re")
     board = dataclasses.replace(real, emulated=True, qemu_machine="netduinoplus2", systick_hz=168_000_000)

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import hostbuild, paths
-from toolkit import protocol as P
+from aiot.target import hostbuild
+from aiot import paths
+from aiot.device import protocol as P
 
 FIXTURES = Path(__file__).parent / "fixtures" / "frames"
 MAX_PAYLOAD = 1024  # the firmware default (AIOT_FRAME_MAX_PAYLOAD)

@@ -12,9 +12,10 @@ import tempfile
 import numpy as np
 import pytest
 
-from toolkit import hostbuild, paths
-from toolkit import monitor as M
-from toolkit import protocol as P
+from aiot.target import hostbuild
+from aiot import paths
+from aiot import monitor as M
+from aiot.device import protocol as P
 
 PORT = paths.ROOT / "tests" / "fixtures" / "frames" / "host_port.c"
 
@@ -89,7 +90,7 @@ def test_boot_configuration_from_the_header_aiot_commission_writes(tmp_path):
     """Built with AIOT_APP_BOOT_CONFIG the app boots with the generated configuration, every
     field bit for bit (floats written as exact hexadecimal literals), and takes samples
     without a CONFIG_SET."""
-    from toolkit.commission import HEADER, render_boot_config
+    from aiot.commission import HEADER, render_boot_config
 
     cfg = M.default_config(3, 4, 250, alert_margin=2.5, clear_margin=2.25, persist_k=2, persist_n=4,
                            recover_ratio=0.9, commission_samples=8, calibration_windows=4,

@@ -1,4 +1,4 @@
-"""The host client (toolkit.hil.Device) against scripted fake devices on a local socket:
+"""The host client (aiot.device.hil.Device) against scripted fake devices on a local socket:
 timeouts, retries, stray frames, error frames, wrong devices, the EVENTS acknowledgement and
 PUSH resumption. Real firmware behaviour is covered by hil_tests/."""
 
@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from toolkit import monitor as M
-from toolkit import protocol as P
-from toolkit.errors import ToolkitError
-from toolkit.hil import Device, DeviceError, DeviceTimeout, SerialTransport, make_transport
+from aiot import monitor as M
+from aiot.device import protocol as P
+from aiot.errors import ToolkitError
+from aiot.device.hil import Device, DeviceError, DeviceTimeout, SerialTransport, make_transport
 
 INFO = P.DeviceInfo(1, 0, 3, 0xDEADBEEF, 4, 2, 64, 0.5, -1, 0.25, 3, 25_000_000, 25_000_000, 1024, 2,
                     "0.1.0", "fake-board", "fake-model")
@@ -388,11 +388,11 @@ def test_hil_suite_runs_unchanged_over_the_serial_transport(tmp_path):
     import subprocess
     import sys
 
-    from toolkit import paths
-    from toolkit.boards import get_board
-    from toolkit.codegen import generate
-    from toolkit.firmware import build
-    from toolkit.hil import QemuTransport
+    from aiot import paths
+    from aiot.target.boards import get_board
+    from aiot.codegen import generate
+    from aiot.target.firmware import build
+    from aiot.device.hil import QemuTransport
 
     if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
         pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc (make setup)")

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toolkit import protocol as P
-from toolkit.cli import main
-from toolkit.commands.validate import compare, load_model_input, make_inputs, timing
-from toolkit.errors import ToolkitError
+from aiot.device import protocol as P
+from aiot.cli import main
+from aiot.commands.validate import compare, load_model_input, make_inputs, timing
+from aiot.errors import ToolkitError
 
 from test_protocol_client import INFO, FakeDevice, reply
 
@@ -120,8 +120,8 @@ def test_cli_end_to_end_on_qemu(tmp_path):
 
 
 def test_validate_names_a_truncated_model_and_a_missing_path(tmp_path):
-    from toolkit.commands.validate import load_model_input
-    from toolkit.errors import ToolkitError
+    from aiot.commands.validate import load_model_input
+    from aiot.errors import ToolkitError
 
     good = Path(__file__).resolve().parents[1] / "hil_tests" / "fixtures" / "ae24" / "model.tflite"
     assert load_model_input(good).tflite == good.read_bytes()

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toolkit import synth
-from toolkit.errors import ToolkitError
-from toolkit.quantize import quantize, rank
-from toolkit.reference import TflmReference
-from toolkit.train import train
+from aiot.data import synth
+from aiot.errors import ToolkitError
+from aiot.model.quantize import quantize, rank
+from aiot.model.reference import TflmReference
+from aiot.model.train import train
 
 pytestmark = pytest.mark.slow  # trains small Keras models (~15 s per module)
 
@@ -122,7 +122,7 @@ def test_rank_averages_ties():
 
 
 def test_cli_json_and_reproducible_conversion(pkg, tmp_path):
-    from toolkit.cli import main
+    from aiot.cli import main
 
     d, report, _ = pkg
     copy = tmp_path / "pkg"
@@ -151,7 +151,7 @@ def test_vectors_without_calibration_windows(pkg, tmp_path):
 
 
 def test_cli_missing_package(tmp_path):
-    from toolkit.cli import main
+    from aiot.cli import main
 
     r = CliRunner().invoke(main, ["quantize", "--package", str(tmp_path / "none")])
     assert r.exit_code == 2 and "no such package folder" in r.output

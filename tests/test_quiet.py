@@ -16,7 +16,7 @@ def _run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_import_tensorflow_prints_nothing_and_returns_the_module():
-    r = _run("from toolkit.quiet import import_tensorflow\n"
+    r = _run("from aiot.quiet import import_tensorflow\n"
              "tf = import_tensorflow()\n"
              "print('version', tf.__version__, import_tensorflow() is tf)")
     assert r.returncode == 0, r.stderr
@@ -27,7 +27,7 @@ def test_import_keras_prints_nothing_and_imports_tensorflow_first():
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell has it
     r = subprocess.run([sys.executable, "-c",
                         "import sys\n"
-                        "from toolkit.quiet import import_keras\n"
+                        "from aiot.quiet import import_keras\n"
                         "keras = import_keras()\n"
                         "print('keras', keras.__version__, 'tensorflow' in sys.modules, import_keras() is keras)"],
                        capture_output=True, text=True, timeout=120, env=env)
@@ -46,7 +46,7 @@ def test_a_failing_import_shows_what_was_captured_and_raises():
              "        os.write(2, b'libtensorflow.so: cannot open shared object file\\n')\n"
              "        raise ImportError('no tensorflow here')\n"
              "sys.meta_path.insert(0, Finder())\n"
-             "from toolkit.quiet import import_tensorflow\n"
+             "from aiot.quiet import import_tensorflow\n"
              "import_tensorflow()")
     assert r.returncode != 0
     assert "libtensorflow.so: cannot open shared object file" in r.stderr
@@ -58,7 +58,7 @@ def test_quantize_prints_its_progress_and_nothing_from_tensorflow(tmp_path):
     """`aiot quantize` loads the Keras model: keras must not import TensorFlow loudly first."""
     env = {**os.environ, "AIOT_BUILD_DIR": str(tmp_path / "build")}
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it
-    aiot = [sys.executable, "-m", "toolkit.cli"]
+    aiot = [sys.executable, "-m", "aiot.cli"]
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([*aiot, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toolkit import monitor as mon
-from toolkit import scenario_eval as ev
-from toolkit import scenarios as sc
-from toolkit.cli import main
-from toolkit.errors import ToolkitError
+from aiot import monitor as mon
+from aiot.evaluate import scenarios as ev
+from aiot.data import scenarios as sc
+from aiot.cli import main
+from aiot.errors import ToolkitError
 
 
 # ----------------------------------------------------------------- generator
@@ -198,7 +198,7 @@ def test_fixed_suite_acceptance_with_the_int8_engine_the_device_runs():
 @pytest.mark.parametrize("board", ["mps2-an386", "microbit"])  # Cortex-M4F, and M0 with soft float
 def test_qemu_gives_the_same_states_as_the_host_build(board):
     pytest.importorskip("tensorflow")
-    from toolkit.testing import have_arm_toolchain, have_qemu
+    from aiot.testing import have_arm_toolchain, have_qemu
 
     if not (have_arm_toolchain() and have_qemu()):
         pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")

@@ -1,4 +1,4 @@
-"""toolkit.tflite: the flatbuffer reader and its user-facing errors (fixture files)."""
+"""aiot.model.tflite: the flatbuffer reader and its user-facing errors (fixture files)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit import tflite
-from toolkit.errors import ToolkitError
+from aiot.model import tflite
+from aiot.errors import ToolkitError
 
 FIX = Path(__file__).parent / "fixtures" / "tflite"
 
@@ -134,7 +134,7 @@ def test_random_corruption_never_crashes():
 
 def test_a_model_tflite_micro_cannot_load_gets_a_hint_not_only_its_error(tmp_path):
     pytest.importorskip("tflite_micro")
-    from toolkit.reference import TflmReference
+    from aiot.model.reference import TflmReference
 
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\x00\x00\x00\x00TFL3" + bytes(64))  # the identifier, nothing behind it

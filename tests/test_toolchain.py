@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.boards import get_board
-from toolkit.errors import ToolkitError
-from toolkit.firmware import build
-from toolkit.qemu import run_to_exit
-from toolkit.testing import requires_arm
-from toolkit.toolchain import require
+from aiot.target.boards import get_board
+from aiot.errors import ToolkitError
+from aiot.target.firmware import build
+from aiot.target.qemu import run_to_exit
+from aiot.testing import requires_arm
+from aiot.target.toolchain import require
 
 
 def test_require_finds_a_tool_on_path():
@@ -60,7 +60,7 @@ def _elf32_header(machine: int, *, klass: int = 1, data: int = 1) -> bytes:
     (_elf32_header(40) + bytes(10), "truncated ELF (62 bytes; its headers reach byte 84)"),
 ])
 def test_a_file_that_is_not_arm_firmware_is_refused_before_qemu_starts(tmp_path, content, says):
-    from toolkit.qemu import check_elf
+    from aiot.target.qemu import check_elf
 
     f = tmp_path / "firmware.elf"
     f.write_bytes(content)
@@ -74,7 +74,7 @@ def test_a_file_that_is_not_arm_firmware_is_refused_before_qemu_starts(tmp_path,
 
 
 def test_a_folder_given_as_firmware_is_named_as_a_folder(tmp_path):
-    from toolkit.qemu import check_elf
+    from aiot.target.qemu import check_elf
 
     with pytest.raises(ToolkitError, match="a folder, not a firmware file"):
         check_elf(tmp_path, "mps2-an386")
@@ -82,7 +82,7 @@ def test_a_folder_given_as_firmware_is_named_as_a_folder(tmp_path):
 
 @requires_arm
 def test_a_real_build_passes_and_its_truncated_copy_does_not(tmp_path):
-    from toolkit.qemu import check_elf
+    from aiot.target.qemu import check_elf
 
     elf = build(get_board("mps2-an386"), tmp_path / "fw").elf
     check_elf(elf, "mps2-an386")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from toolkit import synth
-from toolkit.data import load_csv
-from toolkit.errors import ToolkitError
-from toolkit.train import CALIBRATION_FRACTION, reconstruction_errors, train
+from aiot.data import synth
+from aiot.data import load_csv
+from aiot.errors import ToolkitError
+from aiot.model.train import CALIBRATION_FRACTION, reconstruction_errors, train
 
 pytestmark = pytest.mark.slow  # trains small Keras models (~15 s per module)
 
@@ -38,7 +38,7 @@ def tiny_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def runs(tiny_csv, tmp_path_factory):
     """Same data trained three times: API seed 0, CLI seed 0, API seed 1."""
-    from toolkit.cli import main
+    from aiot.cli import main
 
     root = tmp_path_factory.mktemp("pkgs")
     a = train(tiny_csv, root / "a", window=W, epochs=2, seed=0, train_rows=TRAIN_ROWS, progress=False, name="tiny")
@@ -170,7 +170,7 @@ def test_bad_arguments(tiny_csv, tmp_path, kw, match):
 
 
 def test_cli_reports_bad_data_without_traceback(tmp_path):
-    from toolkit.cli import main
+    from aiot.cli import main
 
     r = CliRunner().invoke(main, ["train", "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "p")])
     assert r.exit_code == 2
@@ -178,7 +178,7 @@ def test_cli_reports_bad_data_without_traceback(tmp_path):
 
 
 def test_all_rows_for_training_leaves_no_test_windows_and_quantize_still_works(tmp_path):
-    from toolkit.quantize import quantize
+    from aiot.model.quantize import quantize
 
     ds = synth.pump_dataset(seed=2, hours=1, faults=False, dropout=False)
     res = train(ds.series, tmp_path / "p", window=W, epochs=1, train_rows=ds.series.rows, progress=False)
@@ -211,7 +211,7 @@ def test_out_must_be_a_folder(tiny_csv, tmp_path):
 
 
 def test_cli_rejects_bad_hidden_sizes(tiny_csv, tmp_path):
-    from toolkit.cli import main
+    from aiot.cli import main
 
     r = CliRunner().invoke(main, ["train", "--data", str(tiny_csv), "--out", str(tmp_path / "p"), "--hidden", "16,x"])
     assert r.exit_code == 2 and "--hidden" in r.output

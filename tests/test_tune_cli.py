@@ -8,9 +8,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from toolkit import synth
-from toolkit.cli import main
-from toolkit.evaluate import alert_settings
+from aiot.data import synth
+from aiot.cli import main
+from aiot.evaluate import alert_settings
 
 
 @pytest.fixture

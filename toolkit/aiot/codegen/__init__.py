@@ -1,0 +1,270 @@
+"""Turn an int8 .tflite into straight-line C (model.c/model.h) over the aiot int8 engine.
+
+The generated code implements firmware/include/aiot/model.h: constant weights, one
+static arena laid out at generation time, one kernel call per layer, no interpreter."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aiot.model import tflite
+from aiot.errors import ToolkitError
+from aiot.paths import FIRMWARE
+from aiot.codegen.ops import ALIAS_OPS, EMITTERS, INPLACE_OPS, Ctx, Layer
+from aiot.codegen.plan import MemoryPlan, plan_memory
+
+__all__ = ["CodegenResult", "generate", "engine_sources", "OPTIMIZE", "DEFAULT_OPTIMIZE"]
+
+_ITEMSIZE = {"int8": 1, "uint8": 1, "int16": 2, "int32": 4, "float32": 4, "int64": 8}
+
+
+@dataclass
+class LayerInfo:
+    name: str  # e.g. "FULLY_CONNECTED#0" (op and node index)
+    op: str
+    node: int
+    macs: int
+    output_shape: tuple[int, ...]
+
+
+@dataclass
+class CodegenResult:
+    files: list[Path]
+    name: str
+    hash: int
+    arena_bytes: int
+    weights_bytes: int
+    layers: list[str]
+    layer_info: list[LayerInfo]
+    macs: int
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...]
+    input_scale: float
+    input_zero_point: int
+    output_scale: float
+    output_zero_point: int
+    plan: MemoryPlan = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def input_bytes(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def output_bytes(self) -> int:
+        return int(np.prod(self.output_shape))
+
+
+def engine_sources() -> list[Path]:
+    """The engine C files every build of generated model code must compile."""
+    return sorted((FIRMWARE / "src" / "engine").glob("*.c"))
+
+
+def _nbytes(t: tflite.Tensor) -> int:
+    return t.size * _ITEMSIZE.get(t.dtype, 1)
+
+
+def _plan(g: tflite.Graph) -> tuple[MemoryPlan, list[int]]:
+    """Arena tensors, aliases and lifetimes -> offsets. Returns the plan and alias-op indices."""
+    arena: dict[int, int] = {}
+    for op in g.operators:
+        for ti in op.inputs + op.outputs:
+            t = g.tensor(ti)
+            if t is not None and not t.is_const:
+                arena[ti] = _nbytes(t)
+    for ti in g.inputs + g.outputs:
+        arena[ti] = _nbytes(g.tensors[ti])
+
+    def reads(op: tflite.Operator) -> list[int]:
+        return [i for i in op.inputs if i in arena]
+
+    parent = {t: t for t in arena}
+
+    def find(t: int) -> int:
+        while parent[t] != t:
+            t = parent[t]
+        return t
+
+    aliases: list[tuple[int, int]] = []
+    alias_ops: list[int] = []
+    for i, op in enumerate(g.operators):
+        src, dst = op.inputs[0] if op.inputs else -1, op.outputs[0]
+        if src not in arena:
+            continue
+        if op.op in ALIAS_OPS:
+            aliases.append((src, dst))
+            parent[find(dst)] = find(src)
+            alias_ops.append(i)
+        elif (
+            op.op in INPLACE_OPS
+            and arena[src] == arena[dst]
+            and g.tensors[src].dtype == g.tensors[dst].dtype
+            and src not in g.inputs
+            and not any(find(r) == find(src) for later in g.operators[i + 1 :] for r in reads(later))
+            and not any(find(o) == find(src) for o in g.outputs)
+        ):
+            aliases.append((src, dst))
+            parent[find(dst)] = find(src)
+    op_io = [(reads(op), [o for o in op.outputs if o in arena]) for op in g.operators]
+    plan = plan_memory(len(g.operators), op_io, arena, list(g.inputs), list(g.outputs), aliases)
+    return plan, alias_ops
+
+
+#: ``optimize`` choices of generate(): "speed" stores FULLY_CONNECTED and CONV_2D weights
+#: pre-widened to int16 in the SMLAD operand order (twice the weight flash, no unpacking
+#: in the inner loop); "size" keeps them packed int8 (unpacked with SXTB16 at run time).
+OPTIMIZE = ("speed", "size")
+DEFAULT_OPTIMIZE = "speed"
+
+
+def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model",
+             optimize: str = DEFAULT_OPTIMIZE) -> CodegenResult:
+    """Write ``out_dir/model.c`` and ``out_dir/model.h`` for ``model`` and describe them."""
+    if optimize not in OPTIMIZE:
+        raise ToolkitError(f"unknown optimize mode '{optimize}'", hint="one of: " + ", ".join(OPTIMIZE))
+    data = tflite.read_bytes(model)
+    g = tflite.load(data if isinstance(model, (bytes, bytearray)) else Path(model))
+    crc = zlib.crc32(data) & 0xFFFFFFFF
+    plan, alias_ops = _plan(g)
+    ctx = Ctx(g, optimize)
+    for t, off in plan.offset_of.items():
+        ctx.ptr[t] = f"(arena + {off})"
+    layers: list[Layer] = []
+    for i, op in enumerate(g.operators):
+        if i in alias_ops:
+            continue
+        if op.op in ALIAS_OPS:  # alias of a constant: materialise a copy as a constant
+            raise ToolkitError(f"{g.source}: node {op.index} ({op.op}) reshapes a constant tensor",
+                               hint="constant-fold the model (TFLiteConverter does this by default)")
+        emit = EMITTERS.get(op.op)
+        if emit is None:
+            raise ToolkitError(
+                f"{g.source}: node {op.index} uses {op.op}, which the aiot int8 engine does not support yet",
+                hint="supported ops: " + ", ".join(sorted(EMITTERS) + sorted(ALIAS_OPS)),
+            )
+        try:
+            layers.append(emit(ctx, op, f"l{len(layers)}"))
+        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+            raise ToolkitError(
+                f"{g.source}: node {op.index} ({op.op}) is malformed ({type(e).__name__}: {e})",
+                hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
+            ) from e
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x, y = g.input, g.output
+    in_s, in_zp = x.qparams()
+    out_s, out_zp = y.qparams()
+    weights_bytes = sum(l.weights_bytes for l in layers) + ctx.const_bytes
+    by_node = {op.index: op for op in g.operators}
+    info = [
+        LayerInfo(f"{l.op}#{l.node}", l.op, l.node, l.macs, g.tensors[by_node[l.node].outputs[0]].shape)
+        for l in layers
+    ]
+    header = _render_header(name, x.size, y.size, plan.arena_bytes, len(layers), crc)
+    source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, x.size, y.size,
+                            (in_s, in_zp, out_s, out_zp))
+    h_path, c_path = out_dir / "model.h", out_dir / "model.c"
+    h_path.write_text(header)
+    c_path.write_text(source)
+    return CodegenResult(
+        files=[c_path, h_path], name=name, hash=crc, arena_bytes=plan.arena_bytes, weights_bytes=weights_bytes,
+        layers=[l.op for l in layers], layer_info=info, macs=sum(l.macs for l in layers),
+        input_shape=tuple(x.shape), output_shape=tuple(y.shape),
+        input_scale=in_s, input_zero_point=in_zp, output_scale=out_s, output_zero_point=out_zp, plan=plan,
+    )
+
+
+def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layers: int, crc: int) -> str:
+    return f"""// Generated by `aiot codegen` for model '{_printable(name)}' (tflite crc32 0x{crc:08x}). Do not edit.
+// Sizes of the generated model; the functions are declared in aiot/model.h.
+#ifndef AIOT_GENERATED_MODEL_H
+#define AIOT_GENERATED_MODEL_H
+
+#include "aiot/model.h"
+
+#define AIOT_MODEL_INPUT_BYTES {in_bytes}u
+#define AIOT_MODEL_OUTPUT_BYTES {out_bytes}u
+#define AIOT_MODEL_ARENA_BYTES {arena}u
+#define AIOT_MODEL_NUM_LAYERS {n_layers}u
+#define AIOT_MODEL_HASH 0x{crc:08x}u
+
+#endif
+"""
+
+
+def _printable(s: str) -> str:
+    return "".join(c if c.isprintable() and c.isascii() else "?" for c in s)
+
+
+def _c_str(s: str) -> str:
+    """C string literal; anything outside printable ASCII becomes an octal escape."""
+    out = []
+    for ch in s.encode("utf-8"):
+        c = chr(ch)
+        out.append(c if 32 <= ch < 127 and c not in '"\\?' else f"\\{ch:03o}")
+    return '"' + "".join(out) + '"'
+
+
+def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, out_size, q) -> str:
+    from aiot.codegen.ops import _c_float
+
+    in_s, in_zp, out_s, out_zp = q
+    n = max(len(layers), 1)
+    lines = [
+        f"// Generated by `aiot codegen` for model '{_printable(name)}' (tflite crc32 0x{crc:08x}). Do not edit.",
+        "// Straight-line int8 inference over the aiot engine; arena offsets planned at generation time.",
+        '#include "model.h"',
+        '#include "aiot/engine.h"',
+        "",
+        "#ifdef AIOT_PROFILE",
+        '#include "aiot/port.h"',
+        "#endif",
+        "",
+        "static int8_t arena[AIOT_MODEL_ARENA_BYTES] __attribute__((aligned(16)));",
+        "",
+    ]
+    lines += const_decls
+    for l, li in zip(layers, info):
+        lines.append(f"// {li.name} -> {list(li.output_shape)}, {li.macs} MACs")
+        lines += l.decls
+        lines.append("")
+    lines += [
+        "const aiot_model_info_t aiot_model_info = {",
+        f"    {_c_str(name)}, 0x{crc:08x}u, {in_size}u, {out_size}u, AIOT_MODEL_ARENA_BYTES,",
+        f"    {_c_float(in_s)}, {in_zp}, {_c_float(out_s)}, {out_zp}, {len(layers)}u,",
+        "};",
+        "",
+        f"int8_t *aiot_model_input(void) {{ return arena + {plan.offset_of[g.inputs[0]]}; }}",
+        f"const int8_t *aiot_model_output(void) {{ return arena + {plan.offset_of[g.outputs[0]]}; }}",
+        "",
+        "#ifdef AIOT_PROFILE",
+        f"uint32_t aiot_model_layer_ticks[{n}];",
+        f"const char *const aiot_model_layer_names[{n}] = {{",
+        *[f"    {_c_str(li.name)}," for li in info],
+        *(['    "",'] if not info else []),
+        "};",
+        "#define AIOT_LAYER(i, call)                                                      \\",
+        "    do {                                                                         \\",
+        "        const uint64_t t0_ = aiot_port_ticks();                                  \\",
+        "        const int rc_ = (int)(call);                                             \\",
+        "        aiot_model_layer_ticks[i] = (uint32_t)(aiot_port_ticks() - t0_);         \\",
+        "        if (rc_ != 0) return rc_;                                                \\",
+        "    } while (0)",
+        "#else",
+        "#define AIOT_LAYER(i, call)                                                      \\",
+        "    do {                                                                         \\",
+        "        const int rc_ = (int)(call);                                             \\",
+        "        if (rc_ != 0) return rc_;                                                \\",
+        "    } while (0)",
+        "#endif",
+        "",
+        "int aiot_model_invoke(void)",
+        "{",
+    ]
+    for i, l in enumerate(layers):
+        lines.append(f"    AIOT_LAYER({i}, {l.call});")
+    lines += ["    return 0;", "}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,62 @@
+"""Run generated model code on the host: compile model.c + the engine into a shared
+library and call it through ctypes (same C as the firmware, so same bytes out)."""
+
+from __future__ import annotations
+
+import ctypes
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from aiot.target import hostbuild
+from aiot.errors import ToolkitError
+
+
+class _Info(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("hash", ctypes.c_uint32),
+        ("input_bytes", ctypes.c_uint32),
+        ("output_bytes", ctypes.c_uint32),
+        ("arena_bytes", ctypes.c_uint32),
+        ("input_scale", ctypes.c_float),
+        ("input_zero_point", ctypes.c_int32),
+        ("output_scale", ctypes.c_float),
+        ("output_zero_point", ctypes.c_int32),
+        ("num_layers", ctypes.c_uint16),
+    ]
+
+
+class HostModel:
+    """A generated model (directory with model.c/model.h) compiled for this machine."""
+
+    def __init__(self, c_dir: Path | str, *, defines: Iterable[str] = (), extra_sources: Iterable[Path] = ()):
+        from aiot.codegen import engine_sources
+
+        c_dir = Path(c_dir)
+        src = c_dir / "model.c"
+        if not src.is_file():
+            raise ToolkitError(f"no generated model.c in {c_dir}", hint="run aiot codegen first")
+        so = hostbuild.compile_shared(
+            [src, *engine_sources(), *extra_sources], name="aiotmodel", include_dirs=[c_dir], defines=defines
+        )
+        self.lib = hostbuild.load(so)
+        self.lib.aiot_model_input.restype = ctypes.POINTER(ctypes.c_int8)
+        self.lib.aiot_model_output.restype = ctypes.POINTER(ctypes.c_int8)
+        self.info = _Info.in_dll(self.lib, "aiot_model_info")
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        """One inference on a flat (or shaped) int8 input; returns the flat int8 output."""
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.int8).ravel())
+        if x.size != self.info.input_bytes:
+            raise ToolkitError(f"input has {x.size} values, the model takes {self.info.input_bytes}")
+        ctypes.memmove(self.lib.aiot_model_input(), x.ctypes.data, x.size)
+        rc = self.lib.aiot_model_invoke()
+        if rc != 0:
+            raise ToolkitError(f"aiot_model_invoke() returned {rc}", hint="this is an engine bug; please report it")
+        return np.ctypeslib.as_array(self.lib.aiot_model_output(), shape=(self.info.output_bytes,)).copy()
+
+    def run(self, xs: np.ndarray) -> np.ndarray:
+        xs = np.asarray(xs)
+        return np.stack([self.invoke(x) for x in xs]) if len(xs) else np.zeros((0, self.info.output_bytes), np.int8)

@@ -1,0 +1,637 @@
+"""One emitter per TFLite op: precompute what TFLM's Prepare() would, emit the C call.
+
+Each emitter returns a Layer (kernel call + its constant data), or None for ops that
+cost nothing at run time because the memory plan aliases them (RESHAPE and friends)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from aiot.errors import ToolkitError
+from aiot.model.tflite import Graph, Operator, Tensor
+from aiot.codegen.quant import (
+    INT8_MAX,
+    INT8_MIN,
+    activation_range,
+    conv_multipliers,
+    quantize_multiplier,
+    round_half_away,
+)
+
+#: Ops whose output is the input buffer re-labelled.
+ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
+#: Element-wise unary ops that may write over their input.
+INPLACE_OPS = frozenset({"RELU", "RELU6", "QUANTIZE", "LOGISTIC", "TANH"})
+
+
+@dataclass
+class Layer:
+    op: str
+    node: int
+    call: str  # C expression returning aiot_status_t; {in0} {out0}... filled by the generator
+    decls: list[str] = field(default_factory=list)
+    macs: int = 0
+    weights_bytes: int = 0
+
+
+class Ctx:
+    """What emitters need: the graph, C names for constants, and a unique prefix per layer."""
+
+    def __init__(self, graph: Graph, optimize: str = "speed"):
+        self.g = graph
+        self.optimize = optimize  # "speed": wide int16 weights; "size": packed int8
+        self.ptr: dict[int, str] = {}  # tensor index -> C pointer expression (filled by generator)
+        self.const_decls: list[str] = []
+        self.const_bytes = 0
+
+    def t(self, idx: int) -> Tensor:
+        return self.g.tensors[idx]
+
+    def p(self, idx: int) -> str:
+        """Pointer to a tensor: into the arena, or a constant array emitted on first use."""
+        if idx not in self.ptr:
+            t = self.g.tensors[idx]
+            if not t.is_const or t.dtype != "int8":
+                raise ToolkitError(f"{self.g.source}: tensor {idx} '{t.name}' ({t.dtype}) has no storage",
+                                   hint="this model layout is not supported; please report it")
+            name = f"const_t{idx}"
+            self.const_decls.append(_c_array("int8_t", name, t.data))
+            self.const_bytes += t.size
+            self.ptr[idx] = name
+        return self.ptr[idx]
+
+
+def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 16) -> str:
+    flat = [int(v) for v in np.asarray(values).ravel()]
+    if not flat:
+        flat = [0]
+    lines = []
+    for i in range(0, len(flat), per_line):
+        lines.append("    " + ", ".join(str(v) for v in flat[i : i + per_line]) + ",")
+    body = "\n".join(lines)
+    return f"static const {ctype} {name}[{len(flat)}] __attribute__((aligned(4))) = {{\n{body}\n}};"
+
+
+def _c_float(x: float) -> str:
+    """Exact C99 hex float literal of a float32 value."""
+    return float(np.float32(x)).hex() + "f"
+
+
+def _pack_groups(w: np.ndarray, rows: int, segments: int, seg_len: int, order: list[int]) -> list[np.ndarray]:
+    """The first ``rows`` rows (a multiple of four) of [rows][segments * seg_len] weights,
+    per group of four rows and per segment: blocks of 4 columns x 4 rows, each row's four
+    columns in ``order``, then the segment's tail columns row by row."""
+    len4 = seg_len - seg_len % 4
+    parts = []
+    for g in range(0, rows, 4):
+        group = w[g : g + 4].reshape(4, segments, seg_len)
+        for s in range(segments):
+            seg = group[:, s, :]
+            parts.append(seg[:, :len4].reshape(4, len4 // 4, 4)[:, :, order].transpose(1, 0, 2).ravel())
+            parts.append(seg[:, len4:].ravel())
+    return parts
+
+
+def pack_weights(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
+    """Arrange [rows][segments * seg_len] int8 weights for aiot_dot4_s8 (see engine.h):
+    rows in groups of four, per segment 16-byte blocks of 4 columns x 4 rows, then the
+    tail columns row by row; rows past the last full group stay plain."""
+    w = np.asarray(w, dtype=np.int8).reshape(w.shape[0], segments * seg_len)
+    full = w.shape[0] - w.shape[0] % 4
+    return np.concatenate(_pack_groups(w, full, segments, seg_len, [0, 1, 2, 3]) + [w[full:].ravel()])
+
+
+def pack_weights_wide(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
+    """Arrange [rows][segments * seg_len] int8 weights as int16 for aiot_dot4_s16w (see
+    engine.h): rows zero-padded to a multiple of four; per group and segment, blocks of 4
+    columns hold for each row (w[k], w[k+2], w[k+1], w[k+3]), then the tail columns row
+    by row."""
+    w = np.asarray(w, dtype=np.int8).reshape(w.shape[0], segments * seg_len).astype(np.int16)
+    rows = -(-w.shape[0] // 4) * 4
+    w = np.concatenate([w, np.zeros((rows - w.shape[0], w.shape[1]), np.int16)])
+    parts = _pack_groups(w, rows, segments, seg_len, [0, 2, 1, 3])
+    return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
+
+def _pad_cols(w: np.ndarray, seg: int) -> np.ndarray:
+    """[oc][kh][kw][ic] -> [oc][kh][seg] with zero weights after the k_w*in_c real columns."""
+    oc, kh = w.shape[0], w.shape[1]
+    flat = np.asarray(w, dtype=np.int8).reshape(oc, kh, -1)
+    out = np.zeros((oc, kh, seg), dtype=np.int8)
+    out[:, :, : flat.shape[2]] = flat
+    return out
+
+
+def _fail(g: Graph, op: Operator, what: str, hint: str) -> ToolkitError:
+    return ToolkitError(f"{g.source}: node {op.index} ({op.op}): {what}", hint=hint)
+
+
+def _same_size(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
+    if a.size != b.size:
+        raise _fail(g, op, f"input has {a.size} values but output '{b.name}' has {b.size}",
+                    "the file is corrupt or was not produced by the TFLite converter; re-export it")
+
+
+def _qp(t: Tensor) -> tuple[float, int]:
+    return t.qparams()
+
+
+#: |accumulator| bound under which the fast requantization is exact (2 * acc fits int32).
+FAST_REQUANT_LIMIT = 2**30
+
+
+def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int,
+                  acc_bound: int | None = None, channels: int = 1) -> tuple[list[str], str, int]:
+    """Requantization tables, the aiot_requant_t initializer and the tables' bytes.
+    ``acc_bound`` bounds |accumulator| over every channel and every int8 input; when it
+    is below 2**30 and every shift is a right shift, the proven fast form (aiot_rq_ch_t,
+    one entry per channel, a per-tensor entry repeated, so the kernels index it without a
+    stride) replaces the generic multiplier/shift tables."""
+    if acc_bound is not None and acc_bound < FAST_REQUANT_LIMIT and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
+        if len(mults) == 1:
+            mults, shifts = mults * channels, shifts * channels
+        rows = "\n".join(f"    {{ {m}, {-s - 1} }}," for m, s in zip(mults, shifts))
+        decls = [f"static const aiot_rq_ch_t {name}_rq[{len(mults)}] = {{\n{rows}\n}};"]
+        return decls, f"{{ NULL, NULL, {out_zp}, {lo}, {hi}, 1, {name}_rq }}", 8 * len(mults)
+    decls = [
+        _c_array("int32_t", f"{name}_mult", np.array(mults)),
+        _c_array("int32_t", f"{name}_shift", np.array(shifts)),
+    ]
+    init = f"{{ {name}_mult, {name}_shift, {out_zp}, {lo}, {hi}, {1 if len(mults) > 1 else 0}, NULL }}"
+    return decls, init, 8 * len(mults)
+
+
+def _acc_bound(bias: np.ndarray, w_abs_sums: np.ndarray) -> int:
+    """Largest |bias + sum w * x| over int8 inputs x (|x| <= 128), over all channels."""
+    return int(np.max(np.abs(bias) + 128 * w_abs_sums)) if len(bias) else 0
+
+
+def _need_int8_weights(g: Graph, op: Operator, w: Tensor | None) -> Tensor:
+    if w is None or not w.is_const:
+        raise _fail(g, op, "weights are not a constant tensor", "the engine compiles models with constant weights only")
+    if w.dtype != "int8" or w.scale is None:
+        raise _fail(g, op, f"weights are {w.dtype}, expected int8", "quantize the whole model to int8 (aiot quantize)")
+    if w.zero_point is not None and np.any(w.zero_point != 0):
+        raise _fail(g, op, "weights have a non-zero zero point", "int8 weights must be symmetric (TFLite default)")
+    return w
+
+
+def _bias(g: Graph, op: Operator, idx: int, n: int) -> np.ndarray:
+    b = g.tensor(idx) if idx >= 0 else None
+    if b is None:
+        return np.zeros(n, dtype=np.int64)
+    if not b.is_const or b.dtype != "int32" or b.size != n:
+        raise _fail(g, op, f"bias must be a constant int32 vector of {n} values (got {b.dtype} {list(b.shape)})",
+                    "re-export with full-integer quantization (aiot quantize)")
+    return b.data.astype(np.int64).ravel()
+
+
+def _i32(values: np.ndarray, g: Graph, op: Operator) -> np.ndarray:
+    if np.any(values > 2**31 - 1) or np.any(values < -(2**31)):
+        raise _fail(g, op, "folded bias overflows int32", "the layer's weights or input zero point are out of range")
+    return values.astype(np.int64)
+
+
+def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    if len(w.shape) != 2:
+        raise _fail(g, op, f"weights have shape {list(w.shape)}, expected [out, in]", "use a Dense layer")
+    n_out, n_in = w.shape
+    if x.size % n_in:
+        raise _fail(g, op, f"input of {x.size} values is not a multiple of {n_in} features", "check the layer shapes")
+    batches = x.size // n_in
+    if out.size != batches * n_out:
+        raise _fail(g, op, f"output tensor '{out.name}' has {out.size} values, the layer computes {batches * n_out}",
+                    "re-export the model with a fixed batch size of 1")
+    if w.per_channel and (len(w.scale) != n_out or w.quantized_dimension != 0):
+        raise _fail(g, op, "per-channel scales do not match the output features", "re-export the model")
+    in_s, in_zp = _qp(x)
+    out_s, out_zp = _qp(out)
+    if w.per_channel:
+        mults, shifts = conv_multipliers(in_s, w.scale, out_s)
+    else:
+        mults, shifts = conv_multipliers(in_s, w.scale[:1], out_s)
+    lo, hi = activation_range(op.options.get("activation", "NONE"), out_s, out_zp)
+    wq = w.data.astype(np.int64)
+    bias = _i32(_bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, n_out) - in_zp * wq.sum(axis=1), g, op)
+    decls, rq, rq_bytes = _requant_decl(name, mults, shifts, out_zp, lo, hi, _acc_bound(bias, np.abs(wq).sum(axis=1)),
+                                        n_out)
+    if ctx.optimize == "speed":
+        packed, ctype, fn = pack_weights_wide(w.data, 1, n_in), "int16_t", "aiot_fully_connected_s8_wide"
+    else:
+        packed, ctype, fn = pack_weights(w.data, 1, n_in), "int8_t", "aiot_fully_connected_s8"
+    decls += [
+        _c_array(ctype, f"{name}_w", packed),
+        _c_array("int32_t", f"{name}_b", bias),
+        f"static const aiot_fc_params_t {name}_p = {{ {batches}, {n_in}, {n_out}, {rq} }};",
+    ]
+    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=batches * n_in * n_out,
+                 weights_bytes=packed.nbytes + 4 * n_out + rq_bytes)
+
+
+def _padding(padding: str, in_size: int, k: int, stride: int, dil: int, out_size: int) -> int:
+    eff = (k - 1) * dil + 1
+    if padding == "VALID":
+        return 0
+    total = max((out_size - 1) * stride + eff - in_size, 0)
+    return total // 2
+
+
+def _nhwc(g: Graph, op: Operator, t: Tensor) -> tuple[int, int, int]:
+    if len(t.shape) != 4 or t.shape[0] != 1:
+        raise _fail(g, op, f"tensor '{t.name}' has shape {list(t.shape)}, expected NHWC with batch 1",
+                    "export the model with batch size 1")
+    return t.shape[1], t.shape[2], t.shape[3]
+
+
+def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    in_h, in_w, in_c = _nhwc(g, op, x)
+    out_h, out_w, out_c = _nhwc(g, op, out)
+    o = op.options
+    if len(w.shape) != 4:
+        raise _fail(g, op, f"filter shape {list(w.shape)} is not 4-D", "re-export the model")
+    k_h, k_w = w.shape[1], w.shape[2]
+    sh, sw, dh, dw = o["stride_h"], o["stride_w"], o.get("dilation_h", 1), o.get("dilation_w", 1)
+    if min(sh, sw, dh, dw) < 1:
+        raise _fail(g, op, f"strides {sh}x{sw} / dilations {dh}x{dw} must be >= 1", "re-export the model")
+    pad_t = _padding(o["padding"], in_h, k_h, sh, dh, out_h)
+    pad_l = _padding(o["padding"], in_w, k_w, sw, dw, out_w)
+    in_s, in_zp = _qp(x)
+    out_s, out_zp = _qp(out)
+    qdim = 3 if depthwise else 0
+    if w.per_channel and (len(w.scale) != out_c or w.quantized_dimension != qdim):
+        raise _fail(g, op, "per-channel scales do not match the output channels", "re-export the model")
+    mults, shifts = conv_multipliers(in_s, w.scale if w.per_channel else w.scale[:1], out_s)
+    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
+    bias = _bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c)
+    wq = w.data.astype(np.int64)
+    # Padding taps read the zero point, so the zero-point term is the same for every pixel.
+    per_oc = wq.sum(axis=(1, 2, 3)) if not depthwise else wq.sum(axis=(0, 1, 2))
+    bias = _i32(bias - in_zp * per_oc, g, op)
+    dm = o.get("depth_multiplier", 1) if depthwise else 1
+    if depthwise:
+        if w.shape[0] != 1 or w.shape[3] != out_c or out_c != in_c * max(dm, 1):
+            raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels", "re-export the model")
+        dm = out_c // in_c
+    elif w.shape[0] != out_c or w.shape[3] != in_c:
+        raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels (grouped convs are not supported)",
+                    "use a regular or depthwise convolution")
+    seg = k_w * in_c if depthwise else -(-k_w * in_c // 4) * 4
+    decls, rq, rq_bytes = _requant_decl(
+        name, mults, shifts, out_zp, lo, hi,
+        _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))), out_c)
+    wide = not depthwise and ctx.optimize == "speed"
+    if depthwise:
+        packed, ctype = np.asarray(w.data, dtype=np.int8), "int8_t"
+    elif wide:
+        packed, ctype = pack_weights_wide(_pad_cols(w.data, seg), k_h, seg), "int16_t"
+    else:
+        packed, ctype = pack_weights(_pad_cols(w.data, seg), k_h, seg), "int8_t"
+    decls += [
+        _c_array(ctype, f"{name}_w", packed),
+        _c_array("int32_t", f"{name}_b", bias),
+        f"static const aiot_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
+        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {seg}, {in_zp}, {rq} }};",
+    ]
+    fn = "aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8_wide" if wide else "aiot_conv2d_s8"
+    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
+    macs = out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
+    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=packed.nbytes + 4 * out_c + rq_bytes)
+
+
+def emit_conv2d(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _conv_like(ctx, op, name, depthwise=False)
+
+
+def emit_depthwise(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _conv_like(ctx, op, name, depthwise=True)
+
+
+def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
+    if _qp(a)[1] != _qp(b)[1] or np.float32(_qp(a)[0]) != np.float32(_qp(b)[0]):
+        raise _fail(g, op, "input and output quantization differ", "TFLite Micro requires equal scales here; re-export the model")
+
+
+def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    in_h, in_w, c = _nhwc(g, op, x)
+    out_h, out_w, out_c = _nhwc(g, op, out)
+    _same_qparams(g, op, x, out)
+    o = op.options
+    k_h, k_w, sh, sw = o["filter_h"], o["filter_w"], o["stride_h"], o["stride_w"]
+    if min(k_h, k_w, sh, sw) < 1 or out_c != c:
+        raise _fail(g, op, "invalid pool window or stride", "re-export the model")
+    out_s, out_zp = _qp(out)
+    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
+    pad_t = _padding(o["padding"], in_h, k_h, sh, 1, out_h)
+    pad_l = _padding(o["padding"], in_w, k_w, sw, 1, out_w)
+    decls = [
+        f"static const aiot_pool_params_t {name}_p = {{ {in_h}, {in_w}, {c}, {out_h}, {out_w}, {k_h}, {k_w}, "
+        f"{sh}, {sw}, {pad_t}, {pad_l}, {lo}, {hi} }};"
+    ]
+    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out_h * out_w * c * k_h * k_w)
+
+
+def emit_avg_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _pool(ctx, op, name, "aiot_avg_pool_s8")
+
+
+def emit_max_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _pool(ctx, op, name, "aiot_max_pool_s8")
+
+
+def _requantize_layer(ctx: Ctx, op: Operator, name: str, mult: int, shift: int, lo: int, hi: int) -> Layer:
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
+    in_zp, out_zp = _qp(x)[1], _qp(out)[1]
+    decls = [
+        f"static const aiot_requantize_params_t {name}_p = {{ {out.size}, {in_zp}, {mult}, {shift}, {out_zp}, {lo}, {hi} }};"
+    ]
+    call = f"aiot_requantize_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    if out.dtype != "int8":
+        raise _fail(g, op, f"output is {out.dtype}", "only int8 outputs are supported")
+    out_s, out_zp = _qp(out)
+    _same_size(g, op, x, out)
+    if x.dtype == "float32":
+        decls: list[str] = []
+        call = f"aiot_quantize_f32_s8({out.size}, {_c_float(out_s)}, {out_zp}, (const float *){ctx.p(x.index)}, {ctx.p(out.index)})"
+        return Layer(op.op, op.index, call, decls, macs=out.size)
+    if x.dtype != "int8":
+        raise _fail(g, op, f"input is {x.dtype}", "only int8 -> int8 requantization is supported")
+    in_s, _ = _qp(x)
+    m, s = quantize_multiplier(float(in_s) / float(out_s))
+    return _requantize_layer(ctx, op, name, m, s, INT8_MIN, INT8_MAX)
+
+
+def emit_dequantize(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    if x.dtype != "int8" or out.dtype != "float32":
+        raise _fail(g, op, f"{x.dtype} -> {out.dtype}", "only int8 -> float32 is supported")
+    _same_size(g, op, x, out)
+    s, zp = _qp(x)
+    call = f"aiot_dequantize_s8_f32({x.size}, {_c_float(s)}, {zp}, {ctx.p(x.index)}, (float *){ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, [], macs=x.size)
+
+
+def emit_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    in_s, _ = _qp(x)
+    out_s, out_zp = _qp(out)
+    m, s = quantize_multiplier(float(in_s) / float(out_s))
+    lo = max(INT8_MIN, out_zp + round_half_away(float(np.float32(0.0) / np.float32(out_s))))
+    return _requantize_layer(ctx, op, name, m, s, lo, INT8_MAX)
+
+
+def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
+    in_s, in_zp = _qp(x)
+    six = round_half_away(float(np.float32(6.0) / np.float32(in_s))) + in_zp
+    six = max(INT8_MIN, min(INT8_MAX, six))
+    call = f"aiot_clamp_s8({out.size}, {in_zp}, {six}, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, [], macs=out.size)
+
+
+def _axis_list(g: Graph, op: Operator, idx: int, rank: int) -> list[int]:
+    t = g.tensor(idx)
+    if t is None or not t.is_const:
+        raise _fail(g, op, "axes must be a constant tensor", "re-export the model")
+    axes = sorted({int(a) % rank for a in np.asarray(t.data).ravel()}) if rank else []
+    return axes
+
+
+def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    shape = list(x.shape)
+    axes = _axis_list(g, op, op.inputs[1], len(shape))
+    if not axes or axes != list(range(axes[0], axes[-1] + 1)):
+        raise _fail(g, op, f"MEAN over axes {axes} of {shape} (only one contiguous block of axes is supported)",
+                    "average over adjacent axes, e.g. GlobalAveragePooling over (H, W)")
+    outer = int(np.prod(shape[: axes[0]], dtype=np.int64))
+    reduce = int(np.prod(shape[axes[0] : axes[-1] + 1], dtype=np.int64))
+    inner = int(np.prod(shape[axes[-1] + 1 :], dtype=np.int64))
+    if outer * inner != out.size or reduce <= 0:
+        raise _fail(g, op, f"output shape {list(out.shape)} does not match MEAN over {axes} of {shape}",
+                    "re-export the model")
+    in_s, in_zp = _qp(x)
+    out_s, out_zp = _qp(out)
+    mult, shift = quantize_multiplier(float(in_s) / float(out_s))
+    # TFLM folds 1/reduce into the multiplier with an integer division (QuantizedMeanOrSum).
+    k = min(reduce.bit_length() - 1, 32, 31 + shift)
+    mult = int((mult << k) // reduce) if k >= 0 else int((mult >> -k) // reduce)
+    shift -= k
+    decls = [f"static const aiot_mean_params_t {name}_p = {{ {outer}, {reduce}, {inner}, {in_zp}, {out_zp}, {mult}, {shift} }};"]
+    call = f"aiot_mean_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=x.size)
+
+
+def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    pads = g.tensor(op.inputs[1])
+    if pads is None or not pads.is_const:
+        raise _fail(g, op, "paddings must be a constant tensor", "re-export the model")
+    pads = np.asarray(pads.data).reshape(-1, 2).astype(np.int64)
+    rank = len(x.shape)
+    if rank > 4 or len(pads) != rank or np.any(pads < 0):
+        raise _fail(g, op, f"padding {pads.tolist()} of a rank-{rank} tensor", "pad at most 4-D tensors by >= 0")
+    _same_qparams(g, op, x, out)
+    dims = [1] * (4 - rank) + list(x.shape)
+    before = [0] * (4 - rank) + [int(p) for p in pads[:, 0]]
+    after = [0] * (4 - rank) + [int(p) for p in pads[:, 1]]
+    if out.size != int(np.prod([b + d + a for b, d, a in zip(before, dims, after)], dtype=np.int64)):
+        raise _fail(g, op, f"output shape {list(out.shape)} does not match the padding", "re-export the model")
+    out_zp = _qp(out)[1]
+    decls = [f"static const aiot_pad_params_t {name}_p = {{ {{ {', '.join(map(str, dims))} }}, "
+             f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {out_zp} }};"]
+    call = f"aiot_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    out = ctx.t(op.outputs[0])
+    ins = [ctx.t(i) for i in op.inputs]
+    rank = len(out.shape)
+    axis = op.options.get("axis", 0) % max(rank, 1)
+    if op.options.get("activation", "NONE") != "NONE":
+        raise _fail(g, op, "fused activation on CONCATENATION", "apply the activation before concatenating")
+    for t in ins:
+        _same_qparams(g, op, t, out)
+    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
+    sizes = [t.size // max(outer, 1) for t in ins]
+    if outer <= 0 or sum(sizes) * outer != out.size or any(t.size % outer for t in ins):
+        raise _fail(g, op, f"inputs {[list(t.shape) for t in ins]} do not concatenate to {list(out.shape)}",
+                    "re-export the model")
+    ptrs = ", ".join(ctx.p(t.index) for t in ins)
+    decls = [f"static const uint32_t {name}_sizes[{len(ins)}] = {{ {', '.join(map(str, sizes))} }};"]
+    call = (f"aiot_concat_s8({outer}, {len(ins)}, (const int8_t *const[]){{ {ptrs} }}, {name}_sizes, "
+            f"{ctx.p(out.index)})")
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
+    rank = 5
+    if max(len(a.shape), len(b.shape), len(out.shape)) > rank:
+        raise _fail(g, op, "more than 5 dimensions", "reshape to at most 5-D")
+    od = [1] * (rank - len(out.shape)) + list(out.shape)
+
+    def strides(t: Tensor) -> list[int]:
+        d = [1] * (rank - len(t.shape)) + list(t.shape)
+        st, acc = [0] * rank, 1
+        for k in range(rank - 1, -1, -1):
+            if d[k] != od[k] and d[k] != 1:
+                raise _fail(g, op, f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(out.shape)}",
+                            "re-export the model")
+            st[k] = 0 if (d[k] == 1 and od[k] != 1) else acc
+            acc *= d[k]
+        return st
+
+    sa, sb = strides(a), strides(b)
+    bc = 0 if (list(a.shape) == list(out.shape) and list(b.shape) == list(out.shape)) else 1
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    return f"{{ {j(od)}, {j(sa)}, {j(sb)}, {bc}, {out.size} }}"
+
+
+def _binary_operands(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
+    a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    for t in (a, b):
+        if t.dtype != "int8" or not t.quantized:
+            raise _fail(ctx.g, op, f"operand '{t.name}' is {t.dtype}", "both operands must be int8")
+    return a, b, out
+
+
+def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
+    g = ctx.g
+    a, b, out = _binary_operands(ctx, op)
+    (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
+    left_shift = 20
+    twice_max = 2.0 * float(max(np.float32(sa), np.float32(sb)))
+    m1, s1 = quantize_multiplier(float(sa) / twice_max)
+    m2, s2 = quantize_multiplier(float(sb) / twice_max)
+    mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
+    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
+    decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, {left_shift}, "
+             f"{m1}, {s1}, {m2}, {s2}, {mo}, {so_}, {zo}, {lo}, {hi}, {1 if subtract else 0} }};"]
+    call = f"aiot_add_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_add(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _add_sub(ctx, op, name, subtract=False)
+
+
+def emit_sub(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _add_sub(ctx, op, name, subtract=True)
+
+
+def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    a, b, out = _binary_operands(ctx, op)
+    (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
+    m, s = quantize_multiplier(float(sa) * float(sb) / float(so))
+    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
+    decls = [f"static const aiot_mul_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, "
+             f"{m}, {s}, {zo}, {lo}, {hi} }};"]
+    call = f"aiot_mul_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def _frexp_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's inline frexp + round (no 2**31 correction; the C++ cast wraps it)."""
+    import math
+
+    q, shift = math.frexp(real)
+    m = round_half_away(q * (1 << 31))
+    if m >= 1 << 31:
+        m -= 1 << 32
+    return m, shift
+
+
+def _input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> int:
+    import math
+
+    return int(math.floor(((1 << integer_bits) - 1) * float(1 << (total_bits - integer_bits)) / float(1 << left_shift)))
+
+
+def _sigmoid_like(ctx: Ctx, op: Operator, name: str, fn: str, out_scale: float, out_zp: int) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(g, op, x, out)
+    (in_s, in_zp), (o_s, o_zp) = _qp(x), _qp(out)
+    if o_zp != out_zp or np.float32(o_s) != np.float32(out_scale):
+        raise _fail(g, op, f"output quantization ({o_s}, {o_zp}) is not the fixed ({out_scale}, {out_zp}) TFLM requires",
+                    "re-export with the standard int8 converter")
+    mult, shift = _frexp_multiplier(float(in_s) * float(1 << 27))
+    radius = _input_radius(4, shift)
+    decls = [f"static const aiot_sigmoid_params_t {name}_p = {{ {x.size}, {in_zp}, {radius}, {mult}, {shift} }};"]
+    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=x.size)
+
+
+def emit_logistic(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _sigmoid_like(ctx, op, name, "aiot_logistic_s8", 1.0 / 256, -128)
+
+
+def emit_tanh(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _sigmoid_like(ctx, op, name, "aiot_tanh_s8", 1.0 / 128, 0)
+
+
+def emit_softmax(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(g, op, x, out)
+    (in_s, _), (o_s, o_zp) = _qp(x), _qp(out)
+    if o_zp != -128 or np.float32(o_s) != np.float32(1.0 / 256):
+        raise _fail(g, op, "softmax output must be quantized with scale 1/256 and zero point -128",
+                    "re-export with the standard int8 converter")
+    beta = float(np.float32(op.options.get("beta", 1.0)))
+    diff_bits = 5
+    real = min(beta * float(in_s) * float(1 << (31 - diff_bits)), float((1 << 31) - 1))
+    mult, shift = quantize_multiplier(real)
+    diff_min = -_input_radius(diff_bits, shift)
+    depth = x.shape[-1] if x.shape else 1
+    decls = [f"static const aiot_softmax_params_t {name}_p = {{ {x.size // depth}, {depth}, {mult}, {shift}, {diff_min} }};"]
+    call = f"aiot_softmax_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=x.size)
+
+
+EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
+    "FULLY_CONNECTED": emit_fully_connected,
+    "CONV_2D": emit_conv2d,
+    "DEPTHWISE_CONV_2D": emit_depthwise,
+    "AVERAGE_POOL_2D": emit_avg_pool,
+    "MAX_POOL_2D": emit_max_pool,
+    "QUANTIZE": emit_quantize,
+    "DEQUANTIZE": emit_dequantize,
+    "RELU": emit_relu,
+    "RELU6": emit_relu6,
+    "MEAN": emit_mean,
+    "PAD": emit_pad,
+    "CONCATENATION": emit_concat,
+    "ADD": emit_add,
+    "SUB": emit_sub,
+    "MUL": emit_mul,
+    "LOGISTIC": emit_logistic,
+    "TANH": emit_tanh,
+    "SOFTMAX": emit_softmax,
+}

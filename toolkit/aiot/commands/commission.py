@@ -1,0 +1,66 @@
+"""`aiot commission`: one installation's own model, and the firmware that monitors it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from aiot.commands import OutPath
+
+
+@click.command("commission")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+              help="The installation's commissioning recording: a CSV of normal running (timestamp, one column "
+                   "per sensor), the rows its model and baseline are learnt from.")
+@click.option("--board", "-b", required=True, help="Board to build the firmware for (see `aiot boards`).")
+@click.option("--out", "-o", "out", required=True, type=OutPath(),
+              help="Output folder: firmware.elf / .bin, the model's C, commission.json.")
+@click.option("--rows", type=click.IntRange(min=1), default=None,
+              help="Commission on the first N rows [default: the whole recording].")
+@click.option("--window", type=click.IntRange(2, 32), default=None,
+              help="Samples per window [default: the settings file's, else 8, the validated one].")
+@click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
+              help="Device alert settings picked for one model per installation (aiot tune NORMAL.csv "
+                   "--per-file --save DIR) [default: the validated 10 % pick].")
+@click.option("--timestamp-column", default=None,
+              help="The time column [default: the one named timestamp, datetime, time or date].")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Training passes of each model (part of its cache key).")
+def command(data: Path, board: str, out: Path, rows: int | None, window: int | None, alert_settings: Path | None,
+            timestamp_column: str | None, epochs: int) -> None:
+    """Train an installation's own model and build the firmware that monitors it.
+
+    The model learns this installation alone, from its commissioning rows, in the
+    noise units the on-device monitor uses (what `aiot evaluate --per-file` measures on
+    SKAB). The firmware gets the model and the installation's whole monitor
+    configuration (sensors, sample period, alert settings, per-sensor noise floors): it
+    boots commissioning on the first samples it is sent, no host set-up needed.
+
+    \b
+    Examples:
+      aiot commission --data pump7-first-hour.csv --board nucleo-f446re --out build/pump7
+      aiot flash --board nucleo-f446re --elf build/pump7/firmware.elf
+      aiot commission --data pump7.csv --rows 400 --board mps2-an386 --out build/pump7-qemu \\
+          --alert-settings build/picks/device-per-file-w8-far30.json
+    """
+    from aiot.commission import commission
+
+    doc = commission(data, board, out, rows=rows, window=window, alert_settings=alert_settings, epochs=epochs,
+                     timestamp_column=timestamp_column)
+    size = doc["size"]
+    cfg = doc["monitor_config"]
+    click.echo(
+        f"model     {doc['model']['tflite_bytes']:,}-byte int8 .tflite ({doc['model']['sha256'][:12]}), "
+        f"{len(doc['channels'])} sensors x window {doc['window']}, trained on {doc['commissioning_rows']} rows\n"
+        f"firmware  {doc['elf']}  {size['flash_total']:,} B flash / {size['ram_total']:,} B RAM ({doc['board']})\n"
+        f"settings  {doc['alert_settings']['source']}: alert_margin {cfg['alert_margin']:g}, "
+        f"{cfg['persist_k']} of {cfg['persist_n']} windows, recover_ratio {cfg['recover_ratio']:g}; "
+        f"commissions on its first {cfg['commission_samples']} samples + {cfg['calibration_windows']} windows"
+    )
+    if doc["emulated"]:
+        click.echo(f"next      {doc['board']} is emulated: aiot.device.hil.open_device(board, elf) boots the image in "
+                   "QEMU and PUSHes samples to it (as hil_tests do)")
+    else:
+        click.echo(f"next      aiot flash --board {doc['board']} --elf {doc['elf']}   "
+                   f"(then: aiot monitor --board {doc['board']})")

@@ -1,0 +1,91 @@
+"""`aiot evaluate`: incident-by-incident evaluation of the device pipeline on recordings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from aiot.commands import FloatRange, OutPath
+
+
+@click.command("evaluate")
+@click.option("--data", "data", required=True, type=click.Path(path_type=Path),
+              help="One CSV or a folder of them (one file = one installation).")
+@click.option("--format", "fmt", type=click.Choice(["skab", "nab", "generic"]), default="generic", show_default=True,
+              help="skab: SKAB's ';' files; nab: NAB's data folder + --labels; generic: timestamp, sensors, optional label.")
+@click.option("--labels", "labels", type=click.Path(path_type=Path), default=None,
+              help="NAB-style windows JSON {\"folder/file.csv\": [[start, end], ...]} (nab: required).")
+@click.option("--train-rows", type=click.IntRange(min=1), default=None,
+              help="Commission each file on its first N rows (SKAB's protocol: 400).")
+@click.option("--train-fraction", type=FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
+              help="Commission on the first fraction of each file (NAB's protocol: 0.15).")
+@click.option("--fleet", "fleet", type=click.Path(path_type=Path), default=None,
+              help="Normal-operation CSV for the fleet model (skab: anomaly-free/anomaly-free.csv by default).")
+@click.option("--target", default="auto", show_default=True,
+              help="host (monitor C built for the host), qemu:BOARD, or reference (int8 via tflite-micro); "
+                   "auto = host when available, else reference.")
+@click.option("--out", "out", required=True, type=OutPath(), help="Output folder.")
+@click.option("--window", type=click.IntRange(2, 256), default=None,
+              help="Window length in samples (default: the validated one per target: reference 32, host/qemu 8).")
+@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Training passes of each model (part of its cache key).")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True, help="Files evaluated in parallel.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N files (quick look).")
+@click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
+              help="Run at another operating point: an alert-settings JSON picked on the validation harness "
+                   "(aiot tune NORMAL.csv --far-budget PCT --save DIR). Default: the validated "
+                   "picks (FAR budget 10 %).")
+@click.option("--per-file", "per_file", is_flag=True,
+              help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "
+                   "the fleet model. On host / qemu:BOARD: one noise-unit model (and on QEMU one firmware "
+                   "image) per installation. Data without a fleet recording always runs this way.")
+@click.option("--skip-bad-files", "skip_bad_files", is_flag=True,
+              help="Leave out a file that cannot be read, has other sensor columns than most files or cannot be "
+                   "commissioned (too short, odd sample period) instead of stopping; each is named with why, on "
+                   "the terminal and in report.json (aggregate.skipped_files). With --limit N, the bad ones "
+                   "among the first N files. Default: the first stops the run.")
+def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
+            fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
+            alert_settings: Path | None, per_file: bool, skip_bad_files: bool) -> None:
+    """Did it flag each labelled incident, and did it keep quiet otherwise?
+
+    Each file is one installation: commissioned on its first rows, then streamed through
+    the device pipeline row by row. Writes OUT/predictions.csv, OUT/report.json and
+    OUT/report.html.
+
+    \b
+    Examples:
+      aiot evaluate --data ../shared/data/skab --format skab --out build/skab
+      aiot evaluate --data ../shared/data/skab --format skab --target qemu:mps2-an386 --out build/skab-qemu
+      aiot evaluate --data NAB/data --format nab --labels NAB/labels/combined_windows.json --out build/nab
+      aiot evaluate --data ../shared/data/skab --format skab --target reference \\
+          --alert-settings build/picks/reference-w32-far20.json --out build/skab-far20
+      aiot evaluate --data ../shared/data/skab --format skab --target host --per-file --out build/skab-own
+    """
+    from aiot.evaluate.report import phases_text
+    from aiot.evaluate.run import evaluate
+
+    summary = evaluate(
+        data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
+        fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
+        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files,
+    )
+    t = summary["test_rows"]
+    phases = phases_text(summary.get("false_alarms_by_phase", {}))
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:.2f} %"
+
+    def num(v: float | None, fmt: str) -> str:
+        return "n/a" if v is None else format(v, fmt)
+
+    click.echo(
+        f"files {summary['files']}, incidents detected {summary['incidents_detected']}/{summary['incidents']}, "
+        f"false alerts {summary['false_alerts']}\n"
+        f"F1 {num(t['f1'], '.3f')}  FAR {pct(t['far'])}  MAR {pct(t['mar'])}  "
+        f"NAB {num(summary['nab_standard'], '.1f')}  (all test rows, pooled)\n"
+        + (f"normal rows alerting: {phases}\n" if phases else "")
+        + f"report: {out / 'report.html'}"
+    )
+

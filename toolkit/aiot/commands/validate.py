@@ -1,0 +1,315 @@
+"""`aiot validate`: validate a model on the target, against tflite-micro, vector by vector.
+
+Like ST Edge AI's validate-on-target: stream N input vectors through the device (QEMU or a
+real board on a serial port), compare every output with TFLite Micro's reference kernels,
+and report exact-match rate, error metrics per output, instructions/cycles and milliseconds
+per inference at the board's clock, and throughput. Writes report.json and report.html."""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import numpy as np
+
+from aiot.errors import ToolkitError
+from aiot.commands import OutPath, SECONDS, SEED
+
+
+@dataclass
+class ModelInput:
+    name: str
+    tflite: bytes
+    x_int8: np.ndarray  # (n, features) stored test vectors, may be empty
+    source: Path
+
+
+def load_model_input(path: Path) -> ModelInput:
+    """A package folder (manifest.json) or any folder with model.tflite (+ vectors.npz)."""
+    p = Path(path)
+    if p.is_dir() and (p / "manifest.json").is_file():
+        from aiot.model.package import load_package
+
+        pkg = load_package(p)
+        tfl = pkg.tflite_bytes()
+        vec = pkg.vectors() if (p / "vectors.npz").is_file() else {}
+        x = vec.get("x_int8", np.zeros((0, 0), np.int8))
+        return ModelInput(pkg.name, tfl, np.asarray(x, np.int8).reshape(len(x), -1), p)
+    if not p.exists():
+        raise ToolkitError(f"{p}: no such file or folder",
+                           hint="pass a model package folder (aiot train + aiot quantize) or a .tflite file")
+    tfl_path = p if p.suffix == ".tflite" else p / "model.tflite"
+    if not tfl_path.is_file():
+        raise ToolkitError(f"{p}: neither a model package (manifest.json) nor a folder with model.tflite",
+                           hint="pass the folder written by `aiot train` + `aiot quantize`")
+    vec = tfl_path.parent / "vectors.npz"
+    x = np.zeros((0, 0), np.int8)
+    if vec.is_file():
+        try:
+            with np.load(vec, allow_pickle=False) as z:
+                if "x_int8" in z.files:
+                    x = np.asarray(z["x_int8"], np.int8)
+                    x = x.reshape(len(x), -1)
+        except Exception as e:
+            raise ToolkitError(f"{vec}: unreadable ({e})") from None
+    name = tfl_path.parent.name if tfl_path.name == "model.tflite" else tfl_path.stem
+    data = tfl_path.read_bytes()
+    from aiot.model.tflite import parse
+
+    parse(data, str(tfl_path))  # a truncated or foreign file is named here, not by tflite-micro's loader
+    return ModelInput(name, data, x, tfl_path.parent)
+
+
+def make_inputs(stored: np.ndarray, n: int, features: int, seed: int = 0) -> tuple[np.ndarray, int]:
+    """The first n stored vectors, topped up with seeded uniform int8 vectors; (inputs, stored used)."""
+    if stored.size and stored.shape[1] != features:
+        raise ToolkitError(f"stored test vectors have {stored.shape[1]} values, the model takes {features}",
+                           hint="vectors.npz does not belong to this model; re-run `aiot quantize`")
+    used = min(n, len(stored))
+    extra = np.random.default_rng(seed).integers(-128, 128, (n - used, features), dtype=np.int16).astype(np.int8)
+    return np.concatenate([stored[:used].astype(np.int8), extra]) if used else extra, used
+
+
+def compare(device: np.ndarray, reference: np.ndarray, scale: float, zero_point: int) -> dict:
+    """Error metrics between (n, outputs) int8 arrays; *_q in int8 steps, the rest dequantized."""
+    d = device.astype(np.int32)
+    r = reference.astype(np.int32)
+    diff = d - r
+    absd = np.abs(diff)
+    fd = (d - zero_point) * scale
+    fr = (r - zero_point) * scale
+    ferr = fd - fr
+    exact_rows = (absd == 0).all(axis=1)
+    ref_norm = float(np.sqrt((fr**2).sum()))
+    return {
+        "vectors": int(len(d)),
+        "exact_match_pct": float(100.0 * exact_rows.mean()) if len(d) else 0.0,
+        "exact_bytes_pct": float(100.0 * (absd == 0).mean()) if d.size else 0.0,
+        "mismatched_vectors": int((~exact_rows).sum()),
+        "first_mismatch": int(np.argmax(~exact_rows)) if (~exact_rows).any() else None,
+        "max_abs_error_q": int(absd.max()) if d.size else 0,
+        "mean_abs_error_q": float(absd.mean()) if d.size else 0.0,
+        "max_abs_error": float(np.abs(ferr).max()) if d.size else 0.0,
+        "mae": float(np.abs(ferr).mean()) if d.size else 0.0,
+        "rmse": float(np.sqrt((ferr**2).mean())) if d.size else 0.0,
+        # ST's l2r: relative L2 error of the whole output set against the reference.
+        "l2r": float(np.sqrt((ferr**2).sum()) / ref_norm) if ref_norm > 0 else float(np.sqrt((ferr**2).sum())),
+        "error_histogram_q": {str(k): int(v) for k, v in zip(*np.unique(diff, return_counts=True))},
+        "per_output": [
+            {"index": j, "max_abs_error_q": int(absd[:, j].max()), "mean_abs_error_q": float(absd[:, j].mean()),
+             "rmse": float(np.sqrt((ferr[:, j] ** 2).mean())), "mismatches": int((absd[:, j] != 0).sum())}
+            for j in range(d.shape[1])
+        ] if d.size else [],
+    }
+
+
+def timing(ticks: np.ndarray, board, info) -> dict:
+    """Per-inference cost. QEMU (-icount shift=0): ticks -> instructions (1 per ns), and
+    milliseconds at the board's clock assume one instruction per cycle. Hardware: SysTick
+    counts CPU cycles, so ticks -> cycles -> milliseconds directly."""
+    t = ticks.astype(np.float64)
+    out: dict = {"ticks_mean": float(t.mean()), "ticks_min": int(t.min()), "ticks_max": int(t.max()),
+                 "tick_hz": info.tick_hz, "cpu_hz": board.cpu_hz}
+    if board.emulated and board.systick_hz:
+        from aiot.device.parity import instructions_from_ticks
+
+        instr = instructions_from_ticks(board, t)
+        out.update(measure="instructions (QEMU -icount: 1 instruction = 1 ns)",
+                   instructions_mean=float(instr.mean()), instructions_min=float(instr.min()),
+                   instructions_max=float(instr.max()))
+        cycles = instr  # assumption stated above
+    else:
+        cycles = t * board.cpu_hz / info.tick_hz
+        out.update(measure="cycles (SysTick on the CPU clock)")
+    out["cycles_mean"] = float(cycles.mean())
+    ms = cycles / board.cpu_hz * 1e3
+    out.update(ms_mean=float(ms.mean()), ms_min=float(ms.min()), ms_max=float(ms.max()),
+               inferences_per_s=float(1e3 / ms.mean()) if ms.mean() > 0 else None)
+    return out
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+def _bars(values: list[float], labels: list[str], title: str, w: int = 640, h: int = 180) -> str:
+    vmax = max(values) if values and max(values) > 0 else 1.0
+    n = max(len(values), 1)
+    bw = (w - 40) / n
+    parts = [f'<svg width="{w}" height="{h + 40}" xmlns="http://www.w3.org/2000/svg" font-size="10">',
+             f'<text x="4" y="12">{html.escape(title)} (max {vmax:g})</text>']
+    for i, (v, lab) in enumerate(zip(values, labels)):
+        bh = (h - 20) * v / vmax
+        x = 30 + i * bw
+        parts.append(f'<rect x="{x:.1f}" y="{20 + h - 20 - bh:.1f}" width="{max(bw - 1, 1):.1f}" height="{bh:.1f}" '
+                     f'fill="#3b7dd8"><title>{html.escape(lab)}: {v:g}</title></rect>')
+        if n <= 32:
+            parts.append(f'<text x="{x:.1f}" y="{h + 14}">{html.escape(lab)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _line(values: np.ndarray, title: str, w: int = 640, h: int = 160) -> str:
+    if not len(values):
+        return ""
+    lo, hi = float(values.min()), float(values.max())
+    span = hi - lo or 1.0
+    pts = " ".join(f"{30 + i * (w - 40) / max(len(values) - 1, 1):.1f},{20 + (h - 30) * (1 - (v - lo) / span):.1f}"
+                   for i, v in enumerate(values))
+    return (f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">'
+            f'<text x="4" y="12">{html.escape(title)} (min {lo:,.0f}, max {hi:,.0f})</text>'
+            f'<polyline fill="none" stroke="#d8573b" points="{pts}"/></svg>')
+
+
+def _link_row(link: dict | None) -> list[tuple[str, str]]:
+    """A table row on the link, only when it needed retries or saw broken or stray frames."""
+    if not link or link.get("clean", True):
+        return []
+    from aiot.device.hil import counts_text
+
+    kinds = counts_text(link.get("broken_kinds", {}))
+    return [("link (unreliable)", f'requests {link["requests"]}, retries {link["retries"]}, '
+                                  f'corrupt frames {link["broken_frames"]}{f" ({kinds})" if kinds else ""}, '
+                                  f'stray frames {link["stray_frames"]}')]
+
+
+def write_html(path: Path, report: dict, ticks: np.ndarray) -> None:
+    m, t = report["metrics"], report["timing"]
+    hist = m["error_histogram_q"]
+    per = m["per_output"]
+    ok = m["mismatched_vectors"] == 0
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+                   for k, v in [("board", report["board"]), ("model", report["model"]),
+                                ("model hash", report["model_hash"]), ("transport", report["transport"]),
+                                ("vectors", f'{m["vectors"]} ({report["inputs"]["stored"]} stored, '
+                                            f'{report["inputs"]["random"]} random)'),
+                                ("exact match", f'{m["exact_match_pct"]:.2f} %'),
+                                ("max |error|", f'{m["max_abs_error_q"]} LSB ({m["max_abs_error"]:.6g})'),
+                                ("MAE / RMSE / l2r", f'{m["mae"]:.6g} / {m["rmse"]:.6g} / {m["l2r"]:.6g}'),
+                                ("per inference", f'{t.get("instructions_mean", t["cycles_mean"]):,.0f} '
+                                                  f'{"instructions" if "instructions_mean" in t else "cycles"}, '
+                                                  f'{t["ms_mean"]:.3f} ms at {t["cpu_hz"] / 1e6:g} MHz'),
+                                ("throughput", f'{t["inferences_per_s"]:,.1f} inferences/s on the board; '
+                                               f'{report["host"]["inferences_per_s"]:,.1f}/s through the link'),
+                                *_link_row(report.get("link"))])
+    doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>aiot validate {html.escape(report["model"])}</title>
+<style>body{{font-family:sans-serif;max-width:760px;margin:2em auto}}td{{padding:2px 10px}}</style></head><body>
+<h1>Validation on {html.escape(report["board"])}: <span style="color:{'#1a7f37' if ok else '#c62828'}">
+{'bit-exact' if ok else f'{m["mismatched_vectors"]} vectors differ'}</span></h1>
+<table>{rows}</table>
+<h2>Error distribution (device − tflite-micro, int8 steps)</h2>
+{_bars([float(v) for v in hist.values()], list(hist.keys()), "vectors x outputs per error value")}
+<h2>Max |error| per output (int8 steps)</h2>
+{_bars([float(p["max_abs_error_q"]) for p in per], [str(p["index"]) for p in per], "per output index")}
+<h2>Cost per inference</h2>
+{_line(ticks.astype(float), "ticks per inference, in order")}
+<p>{html.escape(t["measure"])}</p></body></html>"""
+    path.write_text(doc)
+
+
+# --- command -------------------------------------------------------------------------------
+
+@click.command("validate")
+@click.option("--board", "-b", default="mps2-an386", show_default=True, help="Board name (see `aiot boards`).")
+@click.option("--model", "-m", "model", type=click.Path(path_type=Path), required=True,
+              help="Model package (or a folder with model.tflite [+ vectors.npz], or a .tflite).")
+@click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True,
+              help="Vectors to stream: the stored test vectors first, then seeded random int8 ones.")
+@click.option("--transport", type=click.Choice(["qemu", "serial"]), default="qemu", show_default=True)
+@click.option("--port", help="Serial port or pyserial URL for --transport serial.")
+@click.option("--baud", type=int, help="Baud rate for --transport serial [default: the board's].")
+@click.option("--elf", type=click.Path(path_type=Path), help="Prebuilt firmware for QEMU (default: build it).")
+@click.option("--out", type=OutPath(), help="Report folder [default: build/validate/BOARD-MODEL].")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random input vectors.")
+@click.option("--timeout", type=SECONDS, default=5.0, show_default=True, help="Seconds to wait for each answer.")
+def command(board: str, model: Path, count: int, transport: str, port: str | None, baud: int | None,
+            elf: Path | None, out: Path | None, seed: int, timeout: float) -> None:
+    """Validate a model on the target against tflite-micro, vector by vector.
+
+    Streams N input vectors through the firmware, compares every output with TFLite
+    Micro's reference kernels and reports exact-match %, error metrics (overall and per
+    output), instructions or cycles and milliseconds per inference at the board's clock,
+    and throughput. Writes report.json and report.html. Exits 1 if any output differs.
+
+    \b
+    Examples:
+      aiot validate --board mps2-an386 --model build/demo/pkg -n 200
+      aiot validate --board nucleo-f446re --model build/pkg --transport serial --port /dev/ttyACM0
+    """
+    import sys
+
+    from aiot import paths
+    from aiot.target.boards import get_board
+    from aiot.device.hil import open_device
+    from aiot.progress import Bar, step
+    from aiot.model.reference import TflmReference
+
+    b = get_board(board)
+    mi = load_model_input(model)
+    if transport == "qemu":
+        b.qemu_args()  # real hardware stops here, before anything is built or written
+    crc = zlib.crc32(mi.tflite) & 0xFFFFFFFF
+    ref = TflmReference(mi.tflite)
+    features = int(np.prod(ref.input_shape))
+    xs, stored = make_inputs(mi.x_int8, count, features, seed)
+    out = Path(out or paths.build_dir() / "validate" / f"{b.name}-{mi.name}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    if transport == "qemu" and elf is None:
+        from aiot.codegen import generate
+        from aiot.target.firmware import build
+
+        with step(f"building firmware for {b.name} with {mi.name}"):
+            generate(mi.tflite, out / "c", name=mi.name)
+            elf = build(b, out / "fw", out / "c").elf
+
+    with open_device(board=b, elf=elf, transport=transport, port=port, baud=baud, timeout=timeout) as dev:
+        info = dev.require_model(mi.tflite, str(mi.source))
+        outs, ticks = [], []
+        t0 = time.monotonic()
+        with Bar(len(xs), "validating") as bar:
+            for start in range(0, len(xs), 64):
+                # One request at a time: pipelined, the next requests' bytes arrive during an
+                # inference and the receive interrupt's instructions count in its ticks.
+                for r in dev.infer_many(xs[start : start + 64], depth=1):
+                    outs.append(r.output)
+                    ticks.append(r.ticks)
+                bar.update(min(64, len(xs) - start))
+        wall = time.monotonic() - t0
+    refs = [ref.invoke(x).reshape(-1) for x in xs]
+    dev_out, ref_out = np.stack(outs), np.stack(refs)
+    ticks_a = np.asarray(ticks)
+    metrics = compare(dev_out, ref_out, info.output_scale, info.output_zero_point)
+    report = {
+        "board": b.name, "model": mi.name, "model_hash": f"{crc:08x}", "transport": transport,
+        "device": info.to_json(),
+        "inputs": {"stored": stored, "random": len(xs) - stored, "seed": seed, "features": features},
+        "metrics": metrics, "timing": timing(ticks_a, b, info),
+        "host": {"seconds": wall, "inferences_per_s": len(xs) / wall if wall > 0 else None},
+        "link": dev.counters.to_json(),
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    np.savez(out / "outputs.npz", inputs=xs, device=dev_out, reference=ref_out, ticks=ticks_a)
+    write_html(out / "report.html", report, ticks_a)
+
+    t = report["timing"]
+    cost = (f'{t["instructions_mean"]:,.0f} instructions' if "instructions_mean" in t else f'{t["cycles_mean"]:,.0f} cycles')
+    click.echo(f"{b.name} / {mi.name}: {metrics['vectors']} vectors ({stored} stored, {len(xs) - stored} random)")
+    click.echo(f"  exact match      {metrics['exact_match_pct']:.2f} %  ({metrics['exact_bytes_pct']:.3f} % of bytes)")
+    click.echo(f"  max |error|      {metrics['max_abs_error_q']} LSB = {metrics['max_abs_error']:.6g}; "
+               f"MAE {metrics['mae']:.6g}, RMSE {metrics['rmse']:.6g}, l2r {metrics['l2r']:.6g}")
+    click.echo(f"  per inference    {cost}, {t['ms_mean']:.3f} ms at {b.cpu_hz / 1e6:g} MHz "
+               f"(min {t['ms_min']:.3f}, max {t['ms_max']:.3f})")
+    click.echo(f"  throughput       {t['inferences_per_s']:,.1f} inferences/s on the board, "
+               f"{report['host']['inferences_per_s']:,.1f}/s through the link")
+    link = dev.link_report()  # said only when the link needed retries or dropped frames
+    if link:
+        click.secho(f"  link             {link[0]}\n                   {link[1]}", fg="yellow")
+    click.echo(f"  report           {out / 'report.json'}, {out / 'report.html'}")
+    if metrics["mismatched_vectors"]:
+        click.secho(f"MISMATCH: {metrics['mismatched_vectors']} vectors differ from tflite-micro "
+                    f"(first: vector {metrics['first_mismatch']})", fg="red", err=True)
+        sys.exit(1)

@@ -1,0 +1,351 @@
+"""Read a recorded installation (or many) for evaluation: SKAB, NAB or generic CSV.
+
+Every reader returns :class:`Recording` objects in a stable order: one per file, with row
+labels (1 = inside a labelled incident) and, where the format has them, NAB windows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from aiot.data import Series, format_time, load_csv, parse_time
+from aiot.errors import ToolkitError
+
+FORMATS = ("skab", "nab", "generic")
+#: SKAB's folder of normal-operation data: the fleet training set, never a test file.
+SKAB_FLEET_DIR = "anomaly-free"
+
+
+@dataclass
+class Recording:
+    """One installation's recording, ready to be commissioned and streamed."""
+
+    name: str  #: path relative to the data root, '/'-separated (the key used in reports)
+    series: Series
+    windows: list[tuple[int, int]] | None = None  #: NAB windows as row pairs (inclusive)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> np.ndarray:
+        if self.series.labels is None:
+            return np.zeros(self.series.rows, dtype=np.int8)
+        return self.series.labels
+
+
+@dataclass
+class Dataset:
+    recordings: list[Recording]
+    fleet: Series | None = None  #: normal-operation data for a fleet model, when the format has it
+    fleet_source: Path | None = None
+    #: files left out with ``skip_bad`` (name, why), in the order met; never silently
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+#: The hint's addition on a file a folder run could leave out.
+SKIP_HINT = "aiot evaluate --skip-bad-files evaluates the other files and lists this one as skipped"
+
+
+def skip_reason(message: str, hint: str | None) -> str:
+    """Why a file was left out, as listed: the error and, where it has one, what to do."""
+    return f"{message} (to fix: {hint})" if hint else message
+
+
+def with_skip_hint(e: ToolkitError, files: int) -> ToolkitError:
+    """``e``, about one of ``files`` files, with :data:`SKIP_HINT` added to its hint when
+    there are others to evaluate without it."""
+    if files < 2:
+        return e
+    return ToolkitError(e.message, hint=f"{e.hint}; or: {SKIP_HINT}" if e.hint else SKIP_HINT, exit_code=e.exit_code)
+
+
+def _load_each(files: list[Path], root: Path, load, skipped: list[tuple[str, str]] | None) -> list[Recording]:
+    """``load(path)`` for each of ``files`` (at least one), as Recordings. A file that cannot
+    be read stops the run (its error gains :data:`SKIP_HINT`), or with ``skipped`` (a list) is
+    put there with the reason and left out; none left is an error (:func:`none_left`)."""
+    recs = []
+    for f in files:
+        try:
+            recs.append(Recording(_rel(f, root), _readable(load, f)))
+        except ToolkitError as e:
+            if skipped is None:
+                raise with_skip_hint(e, len(files)) from None
+            skipped.append((_rel(f, root), skip_reason(e.message, e.hint)))
+    if not recs:
+        raise none_left(root, skipped)
+    return recs
+
+
+def _readable(load, f: Path):
+    """``load(f)``, with a file the system cannot read (no permission, an I/O error on a failing
+    disk or share, a link to nowhere) as a ToolkitError naming it, like any other file that
+    cannot be read."""
+    if f.is_symlink() and not f.exists():
+        raise ToolkitError(f"{f}: a link to {f.readlink()}, which does not exist",
+                           hint="mount or restore what it points at, or remove the link")
+    try:
+        return load(f)
+    except OSError as e:
+        raise ToolkitError(f"{f}: cannot be read ({e.strerror or e})",
+                           hint="check the file's permissions, and the disk or share it is on") from None
+
+
+def none_left(root: Path, skipped: list[tuple[str, str]], limit: int | None = None) -> ToolkitError:
+    """The error when ``--skip-bad-files`` left nothing to evaluate: how many, and the first
+    file's reason (without the option, the run stops at each in turn, naming it); ``limit``:
+    the run was of the folder's first files only (``--limit``)."""
+    name, why = skipped[0]
+    which = "every file" if limit is None else f"each of the first {limit} file(s) (--limit {limit})"
+    return ToolkitError(f"{root}: {which} was left out ({len(skipped)}); the first, {name}: {why}",
+                        hint="fix the files (run without --skip-bad-files to stop at each in turn), or point --data "
+                             "at good ones")
+
+
+def natural_key(rel: str) -> list:
+    # valve1/2.csv before valve1/10.csv
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", rel)]
+
+
+def _csv_files(root: Path, what: str) -> list[Path]:
+    if not root.exists():
+        raise ToolkitError(f"{root}: no such file or folder", hint=f"point --data at {what}")
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise ToolkitError(f"{root}: not a .csv file", hint=f"point --data at {what}")
+        return [root]
+    # a link to nowhere (a recording on a share not mounted) is a file that cannot be read, not
+    # one that is not there: without a word, the run would cover fewer files than the folder has
+    files = sorted((p for p in root.rglob("*.csv") if p.is_file() or (p.is_symlink() and not p.exists())),
+                   key=lambda p: natural_key(p.relative_to(root).as_posix()))
+    if not files:
+        raise ToolkitError(f"{root}: no .csv files in this folder (searched sub-folders too)", hint=f"point --data at {what}")
+    return files
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.name if root.is_file() else path.relative_to(root).as_posix()
+
+
+def _column_diff(cols: list[str], ref_cols: list[str], ordered: bool = True) -> str | None:
+    """What differs between sensor columns ``cols`` and ``ref_cols``, in words (None: nothing)."""
+    low = [c.lower() for c in cols]
+    ref_low = [c.lower() for c in ref_cols]
+    if low == ref_low or (not ordered and sorted(low) == sorted(ref_low) and len(set(low)) == len(low)):
+        return None
+    missing = [c for c in ref_cols if c.lower() not in low]
+    extra = [c for c in cols if c.lower() not in ref_low]
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(repr(c) for c in missing)}")
+    if extra:
+        parts.append(f"extra {', '.join(repr(c) for c in extra)}")
+    return "; ".join(parts) or f"the same columns in another order ({', '.join(cols)})"
+
+
+def _most_shared(recs: list[Recording]) -> Recording:
+    """The first file with the sensor columns (in order, case aside) that most files have: the
+    reference the others are checked against, so that one odd file, even the first, is the
+    one named (and with --skip-bad-files left out), not all the others."""
+    keys = [tuple(c.lower() for c in r.series.channels) for r in recs]
+    counts = Counter(keys)
+    most = max(counts.values())
+    return next(r for r, k in zip(recs, keys) if counts[k] == most)
+
+
+def _check_same_channels(recs: list[Recording], ref_name: str | None = None, ref_cols: list[str] | None = None,
+                         skipped: list[tuple[str, str]] | None = None) -> list[Recording]:
+    """Every file has the sensor columns most files have (:func:`_most_shared`), in their
+    order; with ``ref_cols`` (the fleet recording's), every file has those columns (in any
+    order: the fleet recording is read in the files' order), in the order most of them have.
+    Returns the files that do: with ``skipped`` (a
+    list) the others are put there with the reason, otherwise the first stops the run."""
+    order_ref = None
+    if ref_cols is None:
+        first = _most_shared(recs)
+        ref_name, ref_cols, ordered = first.name, first.series.channels, True
+    else:
+        ordered = False
+        fitting = [r for r in recs if _column_diff(r.series.channels, ref_cols, ordered=False) is None]
+        order_ref = _most_shared(fitting) if fitting else None
+    kept = []
+    for r in recs:
+        diff = _column_diff(r.series.channels, ref_cols, ordered)
+        if diff is None and order_ref is not None:  # the fleet's columns, in the order most files have
+            diff = _column_diff(r.series.channels, order_ref.series.channels)
+            name, cols = order_ref.name, order_ref.series.channels
+        else:
+            name, cols = ref_name, ref_cols
+        if diff is None:
+            kept.append(r)
+            continue
+        e = ToolkitError(
+            f"{r.name}: sensor columns differ from {name}'s: {diff} ({name} has {', '.join(cols)})",
+            hint="one evaluation runs one model: every file needs the same sensor columns in the same order",
+        )
+        if skipped is None:
+            raise with_skip_hint(e, len(recs))
+        skipped.append((r.name, skip_reason(e.message, e.hint)))
+    return kept
+
+
+def read_skab(root: Path, skip_bad: bool = False) -> Dataset:
+    """SKAB: ';'-separated files with datetime, 8 sensors, ``anomaly`` and ``changepoint``.
+
+    The ``anomaly-free`` folder, when present, is the fleet training set, not a test file
+    (never skipped: a fleet recording that cannot be read stops the run).
+    """
+    root = Path(root)
+    files = _csv_files(root, "SKAB's data folder (with valve1/, valve2/, other/ and anomaly-free/)")
+    fleet_files = [f for f in files if f.parent.name == SKAB_FLEET_DIR]
+    fleet_file = fleet_files[-1] if fleet_files else None
+    tests = [f for f in files if f.parent.name != SKAB_FLEET_DIR]
+    if not tests:
+        raise ToolkitError(f"{root}: only anomaly-free data, no experiment file to evaluate on",
+                           hint="point --data at SKAB's data folder (valve1/, valve2/, other/)")
+    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
+    recs = _load_each(tests, root, lambda f: load_csv(f, label_column="anomaly"), skipped)
+    fleet = None
+    if fleet_file is not None:
+        # every experiment file against the fleet recording's sensors, before anything is trained;
+        # read once, then put in the files' column order
+        everything = _readable(lambda f: load_csv(f, label_column=None), fleet_file)
+        recs = _check_same_channels(recs, _rel(fleet_file, root), everything.channels, skipped)
+        if not recs:
+            raise none_left(root, skipped)
+        order = [[c.lower() for c in everything.channels].index(c.lower()) for c in recs[0].series.channels]
+        fleet = replace(everything, values=everything.values[:, order], valid=everything.valid[:, order],
+                                    channels=[everything.channels[i] for i in order])
+    else:
+        recs = _check_same_channels(recs, skipped=skipped)
+    return Dataset(recs, fleet, fleet_file, skipped or [])
+
+
+def read_generic(root: Path, labels_file: Path | None = None, label_column: str | None = "auto",
+                 skip_bad: bool = False) -> Dataset:
+    """One CSV or a folder of them: a timestamp column, sensor columns, an optional label column.
+
+    With ``labels_file`` (NAB's combined_windows.json form), incidents come from its time
+    windows instead of a label column.
+    """
+    root = Path(root)
+    files = _csv_files(root, "a CSV file or a folder of CSV files")
+    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
+    recs = _load_each(files, root, lambda f: load_csv(f, label_column=None if labels_file else label_column), skipped)
+    recs = _check_same_channels(recs, skipped=skipped)
+    if labels_file is not None:
+        _apply_windows(recs, labels_file, left_out={name for name, _ in skipped or []})
+    return Dataset(recs, skipped=skipped or [])
+
+
+def read_nab(root: Path, labels_file: Path | None, skip_bad: bool = False) -> Dataset:
+    """NAB: ``timestamp,value`` files under ``data/<folder>/``; windows from combined_windows.json."""
+    root = Path(root)
+    if labels_file is None:
+        raise ToolkitError(
+            "--format nab needs --labels (NAB's labels/combined_windows.json)",
+            hint="pass --labels path/to/NAB/labels/combined_windows.json",
+        )
+    if root.is_dir() and (root / "data").is_dir():
+        root = root / "data"  # accept NAB's repository root as well as its data folder
+    files = _csv_files(root, "NAB's data folder (data/<folder>/<file>.csv)")
+    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
+    recs = _load_each(files, root, lambda f: load_csv(f, label_column=None, timestamp_column="timestamp"), skipped)
+    _apply_windows(recs, labels_file, every_file=True, left_out={name for name, _ in skipped or []})
+    return Dataset(recs, skipped=skipped or [])
+
+
+def read(fmt: str, root: Path, labels_file: Path | None = None, skip_bad: bool = False) -> Dataset:
+    """``skip_bad``: a file that cannot be read, or whose sensor columns differ from the
+    others', is left out and listed in ``Dataset.skipped`` (with why) instead of stopping the
+    run."""
+    if fmt == "skab":
+        if labels_file is not None:
+            raise ToolkitError("--labels is not used with --format skab (labels are SKAB's 'anomaly' column)",
+                               hint="drop --labels")
+        return read_skab(root, skip_bad)
+    if fmt == "nab":
+        return read_nab(root, labels_file, skip_bad)
+    if fmt == "generic":
+        return read_generic(root, labels_file, skip_bad=skip_bad)
+    raise ToolkitError(f"unknown --format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
+
+
+def load_windows(labels_file: Path) -> dict[str, list[tuple[float, float]]]:
+    """NAB's combined_windows.json -> {relative path: [(start_s, end_s), ...]}."""
+    labels_file = Path(labels_file)
+    if not labels_file.is_file():
+        raise ToolkitError(f"{labels_file}: labels file not found", hint="pass NAB's labels/combined_windows.json")
+    try:
+        doc = json.loads(labels_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ToolkitError(f"{labels_file}: not valid JSON ({e})",
+                           hint='expected {"folder/file.csv": [["start", "end"], ...], ...}') from None
+    if not isinstance(doc, dict):
+        raise ToolkitError(f"{labels_file}: top level is a {type(doc).__name__}, expected an object",
+                           hint='expected {"folder/file.csv": [["start", "end"], ...], ...}')
+    out: dict[str, list[tuple[float, float]]] = {}
+    for key, wins in doc.items():
+        if not isinstance(wins, list):
+            raise ToolkitError(f"{labels_file}: entry '{key}' is not a list of [start, end] pairs")
+        parsed = []
+        for k, w in enumerate(wins):
+            if not (isinstance(w, list) and len(w) == 2 and all(isinstance(t, (str, int, float)) for t in w)):
+                raise ToolkitError(f"{labels_file}: '{key}' window {k}: expected [start, end], got {w!r}")
+            try:
+                a, b = parse_time(str(w[0])), parse_time(str(w[1]))
+            except ValueError:
+                raise ToolkitError(f"{labels_file}: '{key}' window {k}: {w!r} is not a pair of timestamps",
+                                   hint="use ISO-8601 times like NAB's '2014-04-10 07:15:00.000000'") from None
+            if b < a:
+                raise ToolkitError(f"{labels_file}: '{key}' window {k} ends before it starts: {w!r}")
+            parsed.append((a, b))
+        parsed.sort()
+        for k in range(1, len(parsed)):
+            if parsed[k][0] <= parsed[k - 1][1]:
+                raise ToolkitError(f"{labels_file}: '{key}' has overlapping windows", hint="merge them into one")
+        out[str(key).replace("\\", "/")] = parsed
+    return out
+
+
+def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = False,
+                   left_out: set[str] = frozenset()) -> None:
+    """Turn time windows into row windows and row labels; keys must match the files (or
+    name a file ``left_out`` of the run)."""
+    windows = load_windows(labels_file)
+    names = {r.name for r in recs}
+    unknown = sorted(k for k in windows if k not in names and k not in left_out)
+    if unknown:
+        raise ToolkitError(
+            f"{labels_file}: {len(unknown)} entry(ies) match no data file, e.g. '{unknown[0]}' "
+            f"(data files look like '{sorted(names)[0]}')",
+            hint="keys must be paths relative to the --data folder; check you passed the matching data folder",
+        )
+    for r in recs:
+        if r.name not in windows:
+            if every_file:
+                raise ToolkitError(f"{labels_file}: no entry for data file '{r.name}'",
+                                   hint='add "%s": [] if the file has no anomaly' % r.name)
+            r.windows = []
+            r.series.labels = np.zeros(r.series.rows, dtype=np.int8)
+            continue
+        ts = r.series.timestamps
+        labels = np.zeros(r.series.rows, dtype=np.int8)
+        rows: list[tuple[int, int]] = []
+        for a, b in windows[r.name]:
+            lo = int(np.searchsorted(ts, a, side="left"))
+            hi = int(np.searchsorted(ts, b, side="right")) - 1
+            if hi < lo and (b < ts[0] or a > ts[-1]):  # before or after the whole recording
+                r.meta.setdefault("windows_outside_data", []).append([format_time(a), format_time(b)])
+                continue
+            if hi < lo:  # the window falls between samples: nothing to detect, but say so
+                r.meta.setdefault("windows_without_rows", []).append([a, b])
+                continue
+            rows.append((lo, hi))
+            labels[lo : hi + 1] = 1
+        r.windows = rows
+        r.series.labels = labels

@@ -1,0 +1,745 @@
+"""Talk to a device running the aiot firmware: transports and a request/response client.
+
+    with open_device(board="mps2-an386", elf="build/fw/firmware.elf") as dev:   # QEMU
+        print(dev.info())
+        res = dev.infer(x_int8)          # InferResult(output, ticks)
+    with open_device(transport="serial", port="/dev/ttyACM0", baud=115200) as dev:
+        ...
+
+One transport interface (write bytes, read what arrived within a timeout, close), two
+implementations: ``QemuTransport`` boots the firmware in QEMU and connects to its UART
+socket, ``SerialTransport`` opens any pyserial URL (/dev/ttyACM0, COM3, socket://,
+rfc2217://). The client never hangs: every request has a deadline, idempotent requests
+are retried, and a silent or wrong device produces an error that names the port and
+what was expected."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import struct
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from aiot.device import protocol as P
+from aiot.errors import ToolkitError
+
+DEFAULT_TIMEOUT = 2.0
+DEFAULT_BAUD = 115200
+
+
+class DeviceTimeout(ToolkitError):
+    """No (valid) answer within the deadline, after all retries."""
+
+
+class DeviceError(ToolkitError):
+    """The device answered with an ERROR frame."""
+
+    def __init__(self, message: str, code: int, request: int, detail: str, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.request = request
+        self.detail = detail
+
+
+# --- transports --------------------------------------------------------------------------
+
+
+class Transport(Protocol):
+    name: str  # where the device is, for messages: a URL or device path
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, timeout: float) -> bytes:
+        """Bytes that arrive within ``timeout`` seconds (returns as soon as any did; b"" if none)."""
+        ...
+
+    def diagnose(self) -> str:
+        """One sentence on what may be wrong, for timeout messages."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _network_url(url: str) -> tuple[str, int] | None:
+    """(host, port) of a ``socket://`` or ``rfc2217://`` URL, None for any other port;
+    a missing or impossible port is a clear error here, not one from inside pyserial."""
+    from urllib.parse import urlsplit
+
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in ("socket", "rfc2217"):
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if not parts.hostname or port is None or not 1 <= port <= 65535:
+        raise ToolkitError(f"{url}: a {scheme}:// URL needs a host and a port 1..65535",
+                           hint=f"e.g. {scheme}://127.0.0.1:4444")
+    return parts.hostname, port
+
+
+class SerialTransport:
+    """Any pyserial URL: a device path, ``socket://host:port`` or ``rfc2217://host:port``."""
+
+    def __init__(self, url: str, baud: int = DEFAULT_BAUD):
+        import serial  # pyserial; imported here so `aiot --help` stays light
+
+        self.name = url
+        self.baud = int(baud)
+        self.closed = False
+        self.pipeline_depth = 1
+        self._serial_exc = serial.SerialException
+        network = _network_url(url)  # (host, port) of socket:// and rfc2217:// URLs, checked
+        try:
+            self._ser = serial.serial_for_url(url, baudrate=self.baud, timeout=0.1, write_timeout=5.0,
+                                              do_not_open=True)
+            if url.lower().startswith("socket://"):
+                # pyserial empties the input right after connecting. On a socket nothing is stale
+                # then: what came is the device's first output (QEMU with wait=on boots the guest
+                # as we connect, and its boot banner was lost whenever we were slower than it).
+                self._ser.reset_input_buffer = lambda: None
+                try:
+                    self._ser.open()
+                finally:
+                    del self._ser.reset_input_buffer  # the class's own again
+            else:
+                self._ser.open()
+        except (serial.SerialException, ValueError, OSError, TypeError, KeyError) as e:
+            if network:
+                hint = (f"is something serving {network[0]}:{network[1]} (QEMU with -serial tcp:..., ser2net)? "
+                        "Check the host and port")
+            else:
+                hint = ("check the port name (ls /dev/ttyACM* /dev/ttyUSB*), that no other program (a serial "
+                        "monitor) holds it, and that you may use it (dialout group)")
+            raise ToolkitError(f"cannot open serial port {url}: {e}", hint=hint) from None
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._ser.write(data)
+            self._ser.flush()
+        except (self._serial_exc, OSError) as e:
+            raise ToolkitError(f"writing to {self.name} failed: {e}", hint="was the device unplugged or reset?") from None
+
+    def read(self, timeout: float) -> bytes:
+        if self.closed:
+            raise ToolkitError(f"{self.name} closed the connection", hint="the device (or QEMU) stopped")
+        try:
+            self._ser.timeout = max(timeout, 0.0)
+            data = self._ser.read(1)
+        except (self._serial_exc, OSError) as e:
+            self.closed = True
+            raise ToolkitError(f"reading from {self.name} failed: {e}", hint="was the device unplugged or reset?") from None
+        if data:
+            # Then everything already buffered, without waiting (timeout 0 = non-blocking).
+            try:
+                self._ser.timeout = 0
+                data += self._ser.read(1 << 16)
+            except (self._serial_exc, OSError):
+                self.closed = True  # keep what arrived before the link went down (EXIT ack)
+        return data
+
+    def diagnose(self) -> str:
+        return f"is the aiot firmware running and the link set to {self.baud} baud?"
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._ser.close()
+
+
+class QemuTransport:
+    """Boot ``elf`` on an emulated ``board`` and connect to its UART over TCP."""
+
+    def __init__(self, board, elf: Path | str):
+        from aiot.target.boards import Board, get_board
+        from aiot.target.qemu import Qemu
+
+        self.board: Board = board if isinstance(board, Board) else get_board(board)
+        self.qemu = Qemu(self.board, Path(elf), serial="tcp").start()
+        try:
+            self._link = SerialTransport(self.qemu.url, self.board.baud)
+        except BaseException:
+            self.qemu.stop()
+            raise
+        self.name = f"{self.qemu.url} (QEMU {self.board.name})"
+        self.pipeline_depth = 16  # QEMU's UART back-pressures: requests can queue safely
+        self.exit_code: int | None = None
+
+    def _check_alive(self) -> None:
+        if self.exit_code is not None or not self.alive():
+            raise ToolkitError(f"{self.name}: the firmware is not running any more ({self.diagnose()})",
+                               hint="it ended (EXIT request, fault or crash); start a new session")
+
+    def write(self, data: bytes) -> None:
+        self._check_alive()
+        self._link.write(data)
+
+    def read(self, timeout: float) -> bytes:
+        try:
+            return self._link.read(timeout)
+        except ToolkitError:
+            self._check_alive()  # a dead QEMU explains a broken link better than the socket error
+            raise
+
+    def alive(self) -> bool:
+        return self.qemu.proc is not None and self.qemu.proc.poll() is None
+
+    def diagnose(self) -> str:
+        if self.exit_code is not None:
+            return f"QEMU exited with code {self.exit_code}"
+        if not self.alive():
+            code, _out, err = self.wait_exit(1.0)
+            return f"QEMU exited with code {code}" + (f"; stderr: {err.strip()[-300:]!r}" if err.strip() else "")
+        return "QEMU is running but the firmware does not answer; was it built for this board with the protocol app?"
+
+    def wait_exit(self, timeout: float = 10.0) -> tuple[int, str, str]:
+        """Wait for the guest to stop (after an EXIT request): (exit code, stdout, stderr)."""
+        self._link.close()
+        code, out, err = self.qemu.wait(timeout)
+        self.exit_code = code
+        return code, out, err
+
+    def close(self) -> None:
+        self._link.close()
+        self.qemu.stop()
+
+
+# --- client ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InferResult:
+    output: np.ndarray  # int8, flat (output_bytes,)
+    ticks: int          # device ticks across aiot_model_invoke() only
+    status: int = 0
+
+
+@dataclass
+class _Stats:
+    """What the link cost: requests sent, attempts repeated after no (valid) answer came in
+    time, frames that arrived broken (by kind: BAD_CRC, BAD_ENCODING, ...) and valid frames
+    that answered nothing in flight (late answers to an earlier attempt, another sender)."""
+
+    requests: int = 0
+    retries: int = 0
+    broken_frames: int = 0
+    stray_frames: int = 0
+    broken_kinds: collections.Counter = field(default_factory=collections.Counter)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.retries or self.broken_frames or self.stray_frames)
+
+    def to_json(self) -> dict:
+        return {"requests": self.requests, "retries": self.retries, "broken_frames": self.broken_frames,
+                "broken_kinds": dict(self.broken_kinds.most_common()), "stray_frames": self.stray_frames,
+                "clean": self.clean}
+
+
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def counts_text(counts) -> str:
+    """``{"BAD_CRC": 2, "INFO": 1}`` (a Counter or a dict) as ``BAD_CRC x2, INFO x1``, most first."""
+    return ", ".join(f"{k} x{n}" for k, n in collections.Counter(counts).most_common())
+
+
+class Device:
+    """Request/response client over a transport (one request in flight at a time)."""
+
+    #: EVENTS requests per :meth:`events` call: a device producing events as fast as they are
+    #: read still hands control back (the rest comes with the next call)
+    MAX_EVENT_BATCHES = 64
+
+    def __init__(self, transport: Transport, *, timeout: float = DEFAULT_TIMEOUT, retries: int = 2,
+                 max_payload: int = P.DEFAULT_MAX_PAYLOAD):
+        self.transport = transport
+        self.timeout = float(timeout)
+        self.retries = int(retries)
+        self.max_payload = max_payload
+        self.counters = _Stats()
+        self.stray: list[P.Frame | P.BrokenFrame] = []  # frames that answered nothing we asked
+        self._decoder = P.StreamDecoder()
+        self._seq = 0
+        self._info: P.DeviceInfo | None = None
+        self._ack_seq: int | None = None  # last event seq received (EVENTS acknowledgement)
+        self._config = None
+        self.events_pending = 0
+        self.events_dropped = 0
+        self._last_raw = b""
+        self._inbox: collections.deque = collections.deque()  # frames read, not yet consumed
+        # A lone delimiter ends whatever partial frame the device's parser holds (line noise,
+        # an aborted previous session); an empty frame is ignored by the device.
+        self.transport.write(b"\x00")
+
+    @property
+    def name(self) -> str:
+        return self.transport.name
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    # -- low level, also used by the HIL tests for malformed input --
+
+    def send_raw(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def read_frames(self, timeout: float, want: int = 1) -> list[P.Frame | P.BrokenFrame]:
+        """Everything that completes within ``timeout`` (returns early once ``want`` arrived)."""
+        out: list[P.Frame | P.BrokenFrame] = list(self._inbox)
+        self._inbox.clear()
+        deadline = time.monotonic() + timeout
+        while len(out) < want:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            data = self.transport.read(min(left, 0.2))
+            if data:
+                self._last_raw = (self._last_raw + data)[-64:]
+                out += self._decoder.feed(data)
+        return out
+
+    def request(self, type_: int, payload: bytes = b"", *, timeout: float | None = None,
+                retry: bool = False) -> P.Frame:
+        """Send one request and return its response frame; raises DeviceError on an ERROR frame.
+
+        ``retry``: the request is idempotent, so after a timeout it is sent again (with a new
+        seq; a late answer to the old one is then ignored)."""
+        if len(payload) > self.max_payload:
+            raise ToolkitError(
+                f"{P.msg_name(type_)} payload of {len(payload)} bytes exceeds the device's maximum of {self.max_payload}",
+                hint="rebuild the firmware with a larger -DAIOT_FRAME_MAX_PAYLOAD",
+            )
+        # Big frames take time on the wire (and QEMU's UART moves only a few KB/s): allow
+        # 2 ms per payload byte on top of the deadline (1 KiB: +2 s).
+        timeout = (self.timeout if timeout is None else timeout) + 2e-3 * len(payload)
+        attempts = 1 + (self.retries if retry else 0)
+        self.counters.requests += 1
+        garbage_before = self._decoder.garbage_bytes
+        stray_before = len(self.stray)
+        for attempt in range(attempts):
+            if attempt:
+                self.counters.retries += 1
+            seq = self._next_seq()
+            # The leading 0x00 ends any partial frame the device holds (a request whose
+            # delimiter was lost on the line), so this one is never merged with it.
+            self.transport.write(b"\x00" + P.encode_frame(type_, seq, payload))
+            f = self._await(type_, seq, time.monotonic() + timeout)
+            if f is not None:
+                return f
+        # Garbage = broken frames completed + bytes still waiting for a delimiter (text output).
+        raise self._timeout(type_, timeout, attempts,
+                            self._decoder.garbage_bytes - garbage_before + self._decoder.pending,
+                            self.stray[stray_before:])
+
+    def _next_frame(self, deadline: float) -> P.Frame | P.BrokenFrame | None:
+        while not self._inbox:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._inbox.extend(self.read_frames(left, want=1))
+        return self._inbox.popleft()
+
+    def _await(self, type_: int, seq: int, deadline: float) -> P.Frame | None:
+        """The response to (type_, seq), None at the deadline; raises DeviceError on its error
+        frame. Frames that answer nothing in flight are kept in ``stray`` for diagnostics."""
+        while True:
+            f = self._next_frame(deadline)
+            if f is None:
+                return None
+            if isinstance(f, P.BrokenFrame):
+                self.counters.broken_frames += 1
+                self.counters.broken_kinds[f.error.name] += 1
+                self.stray.append(f)
+            elif f.seq == seq and f.type == (type_ | P.RESPONSE):
+                return f
+            elif f.seq == seq and f.type == P.Msg.ERROR and P.unpack_error(f.payload)[1] == type_:
+                # Errors about broken frames carry the garbage's own seq byte: also matching
+                # the request type makes a stray error for ours 1 in 65536, not 1 in 256.
+                raise self._error(type_, f)
+            else:
+                self.counters.stray_frames += 1
+                self.stray.append(f)
+
+    def _error(self, type_: int, f: P.Frame) -> DeviceError:
+        code, req, detail = P.unpack_error(f.payload)
+        hints = {
+            P.ErrorCode.NO_MODEL: "this firmware was built without a model: aiot build --board B --package PKG",
+            P.ErrorCode.UNKNOWN_TYPE: "the firmware is older than this toolkit; rebuild and flash it",
+            P.ErrorCode.NO_MONITOR: "this firmware was built without the monitor",
+        }
+        msg = f"{self.name} rejected {P.msg_name(type_)}: {P.error_name(code)}" + (f" ({detail})" if detail else "")
+        return DeviceError(msg, code, req, detail, hint=hints.get(code))
+
+    def _timeout(self, type_: int, timeout: float, attempts: int, garbage: int,
+                 strays: list | None = None) -> DeviceTimeout:
+        """What the device did instead of answering: valid frames that answered nothing asked
+        (another program on the port, or firmware answering with other seqs), broken frames
+        by kind (noise, a wrong baud rate), bytes that are no frame at all (text output)."""
+        tries = f" ({attempts} attempts)" if attempts > 1 else ""
+        msg = (f"no answer from {self.name} within {timeout:g} s to {P.msg_name(type_)}{tries}; "
+               f"expected a frame of type 0x{type_ | P.RESPONSE:02X} with the request's seq")
+        strays = strays or []
+        frames = collections.Counter(P.msg_name(f.type) for f in strays if isinstance(f, P.Frame))
+        broken = collections.Counter(f.error.name for f in strays if isinstance(f, P.BrokenFrame))
+        hints = []
+        if frames:
+            msg += (f"; it sent {sum(frames.values())} valid frame(s) that answer nothing asked ("
+                    + counts_text(frames) + ")")
+            hints.append("another program talking to the device, or firmware answering with other seqs?")
+        if broken:
+            msg += f"; {sum(broken.values())} broken frame(s) ({counts_text(broken)})"
+            hints.append("noise on the line or a wrong baud rate?")
+        if garbage and not broken:
+            msg += f"; it sent {garbage} bytes that are not aiot frames (last: {self._last_raw[-32:]!r})"
+            hints.append("wrong firmware or wrong baud rate?")
+        elif garbage:
+            msg += f" ({garbage} bytes that are not aiot frames, last: {self._last_raw[-32:]!r})"
+        return DeviceTimeout(msg, hint=" ".join([*hints, self.transport.diagnose()]).strip())
+
+    def reset_link_counters(self) -> None:
+        """Count the link's requests, retries and broken or stray frames from now on."""
+        self.counters = _Stats()
+
+    def link_trouble(self) -> tuple[str, str] | None:
+        """What went wrong on the link so far, for a verb's summary: (what happened, what to
+        check), or None when every request was answered at the first attempt with nothing
+        broken or stray on the line. The results themselves are sound either way (answers are
+        CRC-checked, lost ones asked again); a link that needs this is one step from timeouts."""
+        c = self.counters
+        if c.clean:
+            return None
+        parts = []
+        if c.retries:
+            parts.append(f"{_plural(c.retries, 'retry', 'retries')} in {_plural(c.requests, 'request')} "
+                         "(answer lost, corrupt or late)")
+        if c.broken_frames:
+            parts.append(f"{_plural(c.broken_frames, 'corrupt frame')} ({counts_text(c.broken_kinds)})")
+        if c.stray_frames:
+            parts.append(f"{_plural(c.stray_frames, 'stray frame')} (late answers to earlier attempts, or "
+                         "another program on the port)")
+        if isinstance(self.transport, QemuTransport):
+            hint = "QEMU has no cable: answers came late (a loaded host) or the firmware's UART lost bytes"
+        else:
+            baud = getattr(self.transport, "baud", None)
+            rate = f"{baud} baud" if baud else "the baud rate"
+            hint = (f"check the cable and its connectors, that the firmware runs at {rate} and nothing else uses "
+                    "the port; if it persists, use a lower rate (the board file's [uart] baud; rebuild, flash and "
+                    "pass it as --baud)")
+        return "; ".join(parts), hint
+
+    def link_report(self) -> tuple[str, str] | None:
+        """:meth:`link_trouble` for the end of a verb's summary: (what happened, what it means
+        and what to check); None on a clean link, nothing to say. Each verb lays it out."""
+        trouble = self.link_trouble()
+        if trouble is None:
+            return None
+        return (trouble[0], f"what came through stands (answers are CRC-checked, lost ones asked again), but the "
+                            f"link is unreliable: {trouble[1]}")
+
+    # -- requests --
+
+    def info(self, refresh: bool = False) -> P.DeviceInfo:
+        if self._info is not None and not refresh:
+            return self._info
+        f = self.request(P.Msg.INFO, retry=True)
+        try:
+            info = P.unpack_info(f.payload)
+        except ValueError as e:
+            raise ToolkitError(f"{self.name} sent a malformed INFO response: {e}",
+                               hint="firmware and toolkit versions differ; rebuild the firmware") from None
+        if info.proto_major != P.PROTO_MAJOR:
+            raise ToolkitError(
+                f"{self.name} speaks protocol {info.proto_major}.{info.proto_minor}, this toolkit {P.PROTO_MAJOR}.{P.PROTO_MINOR}",
+                hint="rebuild and flash the firmware with this toolkit (aiot build)",
+            )
+        self.max_payload = min(self.max_payload, info.max_payload) if info.max_payload else self.max_payload
+        self._info = info
+        return info
+
+    def _infer_input(self, x: np.ndarray, info: P.DeviceInfo, what: str = "infer()") -> bytes:
+        """``x`` as an INFER payload, after checking it fits the model on the device."""
+        if not info.has_model:
+            raise ToolkitError(f"the firmware on {self.name} has no model (built without one)",
+                               hint="build it with a model: aiot build --board B --package PKG")
+        arr = np.asarray(x)
+        if arr.dtype != np.int8:
+            raise ToolkitError(f"{what} needs int8 input, got {arr.dtype}",
+                               hint="quantize with the input scale/zero point first (vectors.npz holds x_int8)")
+        data = arr.tobytes()
+        if len(data) != info.input_bytes:
+            raise ToolkitError(f"input has {len(data)} int8 values, the model on {self.name} takes {info.input_bytes}",
+                               hint=f"is the firmware built from this model package? (device model: {info.model_name!r})")
+        return data
+
+    def _infer_result(self, f: P.Frame, info: P.DeviceInfo) -> InferResult:
+        try:
+            status, ticks, out = P.unpack_infer(f.payload, info.output_bytes)
+        except ValueError as e:
+            raise ToolkitError(f"{self.name} sent a malformed INFER response: {e}") from None
+        if status != 0:  # this toolkit's firmware answers a failed inference with an ERROR frame instead
+            raise ToolkitError(f"{self.name} answered INFER with status {status}: the inference failed, its output "
+                               "is not a result", hint="flash firmware built by this toolkit (aiot build), which "
+                                                       "reports engine failures with their reason")
+        return InferResult(np.frombuffer(out, dtype=np.int8).copy(), ticks, status)
+
+    def require_model(self, tflite: bytes, source: str) -> P.DeviceInfo:
+        """The device's INFO, once it is known to run exactly ``tflite`` (the CRC-32 INFO
+        reports): a parity check against another model would blame the engine for it."""
+        info = self.info()
+        crc = zlib.crc32(tflite) & 0xFFFFFFFF
+        if not info.has_model:
+            raise ToolkitError(f"the firmware on {self.name} has no model", hint="build and flash it with the model")
+        if info.model_hash != crc:
+            raise ToolkitError(
+                f"{self.name} runs model '{info.model_name}' (hash {info.model_hash:08x}), not {source} ({crc:08x})",
+                hint="flash the firmware built from this model (aiot build --package ...), or pass --elf")
+        return info
+
+    def infer(self, x: np.ndarray, timeout: float | None = None) -> InferResult:
+        """One inference on the device. ``x``: int8 values, any shape with input_bytes elements."""
+        info = self.info()
+        data = self._infer_input(x, info)
+        # A stateless model gives the same answer twice, so a lost answer can be asked again.
+        return self._infer_result(self.request(P.Msg.INFER, data, timeout=timeout, retry=True), info)
+
+    # -- the monitor (PUSH, EVENTS, STATS, CONFIG, RESET_BASELINE) --
+
+    def configure(self, config, fresh: bool = False) -> bool:
+        """Send a monitor configuration (aiot.monitor.Config). Returns True when the device
+        started a fresh installation (new structure, or ``fresh``: commissioning again, event
+        ring emptied), False for a live update of the knobs."""
+        from aiot import monitor as M
+
+        data = bytes(config)
+        if len(data) != ctypes.sizeof(M.Config):
+            raise ToolkitError(f"configure() needs a aiot.monitor.Config, got {len(data)} bytes")
+        # Retrying is safe without `fresh` (the same config twice is the same state); a fresh
+        # installation repeated after a lost answer would only restart commissioning again.
+        f = self.request(P.Msg.CONFIG_SET, data + (b"\x01" if fresh else b""), retry=not fresh)
+        reinit = f.payload[:1] == b"\x01"
+        if reinit:
+            self._ack_seq = None  # event seqs restart with the new installation
+        self._config = M.Config.from_buffer_copy(data)
+        return reinit
+
+    @property
+    def config(self):
+        """The device's monitor configuration (aiot.monitor.Config), or None if unconfigured."""
+        from aiot import monitor as M
+
+        f = self.request(P.Msg.CONFIG_GET, retry=True)
+        if len(f.payload) != 4 + ctypes.sizeof(M.Config):
+            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)")
+        return M.Config.from_buffer_copy(f.payload, 4) if f.payload[0] else None
+
+    def push(self, timestamps_ms, values, valid=None) -> np.ndarray:
+        """Stream samples through the device's monitor; returns its window outputs
+        (aiot.monitor.OUTPUT_DTYPE), exactly what the host build of the monitor returns.
+        ``values``: (N, channels) float, NaN = missing. Batches are split to fit frames;
+        the device may consume fewer samples than sent (output room), the rest is re-sent."""
+        from aiot import monitor as M
+
+        vals = np.asarray(values, dtype=np.float32)
+        if vals.ndim != 2:
+            raise ToolkitError(f"values must be (samples, channels), got shape {vals.shape}")
+        n, ch = vals.shape
+        ts = np.asarray(timestamps_ms).astype(np.int64)
+        if ts.shape != (n,):
+            raise ToolkitError(f"{ts.size} timestamps for {n} samples")
+        present = np.isfinite(vals) if valid is None else (np.asarray(valid, bool) & np.isfinite(vals))
+        rec = np.zeros(n, dtype=np.dtype([("t", "<u4"), ("mask", "u1"), ("v", "<f4", (ch,))]))
+        rec["t"] = (ts & 0xFFFFFFFF).astype(np.uint32)
+        rec["mask"] = (present.astype(np.uint32) << np.arange(ch, dtype=np.uint32)).sum(axis=1).astype(np.uint8)
+        rec["v"] = np.where(present, vals, 0.0)
+        per_frame = max(1, (self.max_payload - 4) // rec.dtype.itemsize)
+        outs: list[np.ndarray] = []
+        i = 0
+        self.events_pending = 0
+        while i < n:
+            part = rec[i : i + per_frame]
+            payload = struct.pack("<HBB", len(part), ch, 0) + part.tobytes()
+            # Not retried: a repeated batch would be rejected by the monitor as duplicate
+            # timestamps and its outputs lost; a lost answer is an error the caller sees.
+            f = self.request(P.Msg.PUSH, payload)
+            if len(f.payload) < 4:
+                raise ToolkitError(f"{self.name} sent a malformed PUSH response ({len(f.payload)} bytes)")
+            consumed, n_out, self.events_pending = struct.unpack_from("<HBB", f.payload)
+            body = f.payload[4:]
+            if len(body) != n_out * M.OUTPUT_DTYPE.itemsize or consumed > len(part) or (consumed == 0 and len(part)):
+                raise ToolkitError(f"{self.name} sent an inconsistent PUSH response "
+                                   f"(consumed {consumed} of {len(part)}, {n_out} outputs in {len(body)} bytes)")
+            outs.append(np.frombuffer(body, dtype=M.OUTPUT_DTYPE).copy())
+            i += consumed
+        return np.concatenate(outs) if outs else np.zeros(0, dtype=M.OUTPUT_DTYPE)
+
+    def events(self) -> list:
+        """Drain the device's event ring buffer (oldest first) as aiot.monitor.Event.
+
+        Safe to retry: the device keeps each batch until the next request acknowledges it by
+        the last event seq received, so a lost answer is sent again, never lost."""
+        from aiot import monitor as M
+
+        out: list = []
+        for _batch in range(self.MAX_EVENT_BATCHES):  # the rest waits for the next call
+            ack = struct.pack("<BH", 1, self._ack_seq) if self._ack_seq is not None else b"\x00\x00\x00"
+            f = self.request(P.Msg.EVENTS, ack, retry=True)
+            if len(f.payload) < 8:
+                raise ToolkitError(f"{self.name} sent a malformed EVENTS response ({len(f.payload)} bytes)")
+            count, _pending, _res, dropped = struct.unpack_from("<BBHI", f.payload)
+            body = f.payload[8:]
+            if len(body) != count * M.EVENT_DTYPE.itemsize:
+                raise ToolkitError(f"{self.name} sent an EVENTS response with {count} events in {len(body)} bytes")
+            self.events_dropped = dropped
+            if count == 0:
+                return out
+            recs = np.frombuffer(body, dtype=M.EVENT_DTYPE)
+            if self._ack_seq is not None and int(recs[-1]["seq"]) == self._ack_seq:
+                raise ToolkitError(
+                    f"{self.name} sent events up to seq {self._ack_seq} again although they were acknowledged: "
+                    "it does not drop acknowledged events (docs/protocol.md, EVENTS)",
+                    hint="flash firmware built by this toolkit (aiot build), or check that nothing else talks to the port")
+            out += [_event(r) for r in recs]
+            self._ack_seq = int(recs[-1]["seq"])
+        return out
+
+    def stats(self) -> dict:
+        """Link counters (frames received, broken frames by kind) and the monitor's state."""
+        from aiot import monitor as M
+
+        f = self.request(P.Msg.STATS, retry=True)
+        p = f.payload
+        if len(p) >= 4 and (p[2], p[3]) != (ctypes.sizeof(M.Stats), ctypes.sizeof(M.ChannelInfo)):
+            raise ToolkitError(
+                f"{self.name} has a different monitor.h: stats/channel structs of {p[2]}/{p[3]} bytes, "
+                f"the toolkit expects {ctypes.sizeof(M.Stats)}/{ctypes.sizeof(M.ChannelInfo)}",
+                hint="rebuild the firmware with this toolkit")
+        base = 4 + ctypes.sizeof(M.Stats) + 40
+        if len(p) < base or len(p) != base + p[1] * ctypes.sizeof(M.ChannelInfo):
+            raise ToolkitError(f"{self.name} sent a malformed STATS response ({len(p)} bytes)")
+        st = M.Stats.from_buffer_copy(p, 4)
+        link = struct.unpack_from("<8IQ", p, 4 + ctypes.sizeof(M.Stats))
+        keys = ("frames_ok", "bad_crc", "bad_length", "bad_encoding", "too_large", "unknown_type", "bad_payload",
+                "other_errors", "uptime_ticks")
+        out: dict = {"link": dict(zip(keys, link)), "configured": bool(p[0])}
+        if p[0]:
+            out["monitor"] = {
+                "phase": M.PHASES[st.phase] if st.phase < len(M.PHASES) else st.phase,
+                "state": M.STATES[st.state] if st.state < len(M.STATES) else st.state,
+                "alert": st.alert, "events_pending": st.events_pending, "windows": st.windows,
+                "rejected_samples": st.rejected_samples, "score_errors": st.score_errors,
+                "events_dropped": st.events_dropped,
+            }
+            out["channels"] = [
+                {k: getattr(ci, k) for k, _t in M.ChannelInfo._fields_ if k != "reserved"}
+                for ci in (M.ChannelInfo.from_buffer_copy(p, base + c * ctypes.sizeof(M.ChannelInfo)) for c in range(p[1]))
+            ]
+        return out
+
+    def reset_baseline(self) -> None:
+        # Not retried: a second reset after a lost answer would restart commissioning twice.
+        self.request(P.Msg.RESET_BASELINE)
+
+    def infer_many(self, xs: np.ndarray, depth: int | None = None, timeout: float | None = None) -> list[InferResult]:
+        """Many inferences, pipelined ``depth`` requests deep (responses come back in order).
+
+        Default depth: the transport's ``pipeline_depth`` — 16 on QEMU (its UART buffers
+        everything), 1 on a real serial port (a polled UART cannot receive while it sends)."""
+        info = self.info()
+        xs = np.asarray(xs)
+        payloads = [self._infer_input(x, info, "infer_many()") for x in xs.reshape(len(xs), -1)]
+        depth = max(1, int(depth or getattr(self.transport, "pipeline_depth", 1)))
+        if depth == 1:
+            return [self._infer_result(self.request(P.Msg.INFER, d, timeout=timeout, retry=True), info)
+                    for d in payloads]
+        per = (self.timeout if timeout is None else timeout) + 2e-3 * info.input_bytes
+        out: list[InferResult] = []
+        for start in range(0, len(payloads), depth):
+            chunk = payloads[start : start + depth]
+            seqs = [self._next_seq() for _ in chunk]
+            self.counters.requests += len(chunk)
+            self.transport.write(b"".join(b"\x00" + P.encode_frame(P.Msg.INFER, s, d) for s, d in zip(seqs, chunk)))
+            for s in seqs:
+                f = self._await(P.Msg.INFER, s, time.monotonic() + per * len(chunk))
+                if f is None:
+                    raise self._timeout(P.Msg.INFER, per, 1, self._decoder.pending)
+                out.append(self._infer_result(f, info))
+        return out
+
+    def exit(self, code: int = 0, timeout: float = 10.0) -> int | None:
+        """Ask the firmware to stop with ``code``; returns QEMU's exit code (None on hardware)."""
+        if not 0 <= code <= 255:
+            raise ValueError("exit code must be 0..255")
+        self.request(P.Msg.EXIT, bytes([code]))  # not retried: after a lost ack the device is gone
+        wait = getattr(self.transport, "wait_exit", None)
+        if wait is None:
+            return None
+        return wait(timeout)[0]
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _event(r):
+    from aiot import monitor as M
+
+    mask = int(r["channel_mask"])
+    return M.Event(
+        timestamp_ms=int(r["timestamp_ms"]), seq=int(r["seq"]),
+        type=M.EVENT_TYPES.get(int(r["type"]), f"UNKNOWN_{int(r['type'])}"),
+        channel=None if r["channel"] == M.NO_CHANNEL else int(r["channel"]),
+        channels=tuple(c for c in range(M.MAX_CHANNELS) if mask >> c & 1),
+        severity=int(r["severity"]),
+        state=M.STATES[int(r["state"])] if int(r["state"]) < len(M.STATES) else str(int(r["state"])),
+        value=float(r["value"]),
+    )
+
+
+def make_transport(kind: str = "qemu", *, board=None, elf: Path | str | None = None, port: str | None = None,
+                   baud: int | None = None) -> Transport:
+    if kind == "qemu":
+        if board is None or elf is None:
+            raise ToolkitError("the qemu transport needs a board and a firmware ELF")
+        return QemuTransport(board, elf)
+    if kind == "serial":
+        if not port:
+            raise ToolkitError("the serial transport needs a port", hint="pass --port /dev/ttyACM0 (or socket://host:port)")
+        if baud is None and board is not None:
+            from aiot.target.boards import Board, get_board
+
+            baud = (board if isinstance(board, Board) else get_board(board)).baud
+        return SerialTransport(port, baud or DEFAULT_BAUD)
+    raise ToolkitError(f"unknown transport '{kind}'", hint="use qemu or serial")
+
+
+@contextlib.contextmanager
+def open_device(board=None, elf: Path | str | None = None, transport: str = "qemu", port: str | None = None,
+                baud: int | None = None, timeout: float = DEFAULT_TIMEOUT, retries: int = 2) -> Iterator[Device]:
+    """A connected Device; QEMU is started (and always stopped) around the block."""
+    t = make_transport(transport, board=board, elf=elf, port=port, baud=baud)
+    try:
+        dev = Device(t, timeout=timeout, retries=retries)
+        if transport == "qemu":
+            # Handshake before handing the link out: QEMU's STM32 USART model drops bytes
+            # that arrive before the firmware has enabled the UART, and INFO is retried.
+            dev.info()
+            dev.reset_link_counters()  # that boot-time retry says nothing about the link: count from here
+        yield dev
+    finally:
+        t.close()
+

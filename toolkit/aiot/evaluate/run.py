@@ -1,0 +1,269 @@
+"""`aiot evaluate` end to end: read, pick the model, run every file, write the reports."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+from aiot import __version__
+from aiot.data import load_csv, sha256_file
+from aiot.errors import ToolkitError
+from aiot.evaluate import pipeline, report
+from aiot.data import readers
+from aiot.evaluate.device import VALIDATED_WINDOW, AlertRule, rule_for
+
+
+def resolve_target(target: str) -> str:
+    if target != "auto":
+        return target
+    if importlib.util.find_spec("aiot.monitor") is not None:
+        return "host"
+    sys.stderr.write("note: aiot.monitor is not available, using --target reference (int8 via tflite-micro)\n")
+    return "reference"
+
+
+def evaluate(
+    data: Path,
+    fmt: str,
+    out: Path,
+    labels: Path | None = None,
+    train_rows: int | None = None,
+    train_fraction: float | None = None,
+    fleet: Path | None = None,
+    target: str = "auto",
+    window: int | None = None,
+    epochs: int = 30,
+    jobs: int = 2,
+    limit: int | None = None,
+    rule: AlertRule | None = None,
+    knobs: dict | None = None,
+    alert_settings: Path | None = None,
+    per_file: bool = False,
+    skip_bad_files: bool = False,
+) -> dict:
+    """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
+
+    ``alert_settings``: an alert-settings file (:mod:`.alert_settings`) instead of the
+    validated defaults: its rule or monitor knobs, and its window unless ``window`` is given
+    (which must then match it). ``per_file``: one model per file on its commissioning rows
+    (SKAB's own protocol) even where the data has a fleet recording; on the device targets
+    that is one noise-unit model, and on QEMU one firmware image, per installation (data
+    without a fleet recording always runs this way). ``skip_bad_files``: a file that cannot be
+    read, has other sensor columns or cannot be commissioned is left out (each named, with
+    why, on stderr and in report.json's ``skipped_files``) instead of stopping the run."""
+    from aiot.progress import step
+
+    t0 = time.monotonic()
+    if train_rows is not None and train_fraction is not None:
+        raise ToolkitError("--train-rows and --train-fraction both given", hint="commission by one of them")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
+    target = resolve_target(target)
+    if per_file and fleet is not None:
+        raise ToolkitError("--per-file and --fleet both given", hint="one model per file, or one fleet model: pick one")
+    picked = None
+    if alert_settings is not None:
+        from aiot.evaluate import alert_settings as aset
+
+        picked = aset.load(alert_settings)
+        if not picked.fits(target):
+            raise ToolkitError(
+                f"{alert_settings}: settings for the {picked.target} target, but --target is {target}",
+                hint="reference settings drive --target reference; device settings drive --target host / qemu:BOARD",
+            )
+        window = picked.window_for(alert_settings, window)
+        rule, knobs = picked.rule, picked.knobs
+        if target != "reference":  # the validated defaults need no check; a user's file does
+            _check_knobs(knobs, window, alert_settings)
+    if window is None:
+        window = VALIDATED_WINDOW["reference" if target == "reference" else "device"]
+    if fleet is not None and not Path(fleet).is_file():
+        raise ToolkitError(f"{fleet}: no such file" if not Path(fleet).exists() else f"{fleet}: not a file",
+                           hint="check the --fleet path (a CSV of normal operation with the data's sensor columns)")
+    with step(f"reading {data} ({fmt})"):
+        ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files)
+    if limit is not None and ds.skipped:
+        # the first N files of the folder, as without --skip-bad-files: the bad ones among them
+        # are left out (and named); a file after them was never in this run, bad or not
+        scope = set(sorted([r.name for r in ds.recordings] + [name for name, _ in ds.skipped],
+                           key=readers.natural_key)[:limit])
+        ds.recordings = [r for r in ds.recordings if r.name in scope]
+        ds.skipped = [(name, why) for name, why in ds.skipped if name in scope]
+        if not ds.recordings:
+            raise readers.none_left(Path(data), ds.skipped, limit)
+    elif limit is not None:
+        ds.recordings = ds.recordings[:limit]
+    if per_file:
+        ds.fleet, ds.fleet_source = None, None
+    if fleet is not None:
+        ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None)
+        ds.fleet_source = Path(fleet)
+    own = ds.fleet is None  # one model per file: asked for, or no fleet recording to train one on
+    if picked is not None:
+        picked.require_model(alert_settings, per_file=own)
+    # no settings file: the validated picks for this target and this kind of model
+    settings = pipeline.Settings(
+        format=fmt, target=target, train_rows=train_rows, train_fraction=train_fraction,
+        window=window, epochs=epochs, jobs=jobs, rule=rule or rule_for(window, per_file=own),
+    )
+    if settings.target != "reference":
+        from aiot.evaluate.monitor_device import validated_knobs
+
+        settings.knobs = dict(validated_knobs(per_file=own) if knobs is None else knobs)
+
+    # before any model is trained
+    if skip_bad_files:
+        kept = []
+        for rec in ds.recordings:
+            try:
+                pipeline.check_commissioning([rec], settings, per_file=own)
+                kept.append(rec)
+            except ToolkitError as e:
+                ds.skipped.append((rec.name, readers.skip_reason(e.message, e.hint)))
+        if not kept:
+            raise readers.none_left(Path(data), ds.skipped)
+        ds.recordings = kept
+    else:
+        try:
+            pipeline.check_commissioning(ds.recordings, settings, per_file=own)
+        except ToolkitError as e:
+            raise readers.with_skip_hint(e, len(ds.recordings)) from None
+    for name, why in ds.skipped:  # said now, before the long part, and again at the end
+        sys.stderr.write(f"warning: skipped {name}: {why}\n")
+    if ds.fleet is not None and settings.target != "reference":
+        from aiot.evaluate.monitor_device import device_fleet_model
+
+        src_sha = sha256_file(ds.fleet_source) if ds.fleet_source else "memory"
+        rows = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
+        from aiot.evaluate.monitor_device import FLOOR_KNOB
+
+        package = device_fleet_model(ds.fleet, src_sha, window, epochs, settings.seed, rows, settings.hidden,
+                                     noise_floor=float(settings.knobs.get(FLOOR_KNOB, 0.0)))
+        tfl = package / "model.tflite"
+        model_ctx = {"kind": "fleet (noise-unit inputs, for the monitor)", "package": str(package),
+                     "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,
+                     "trained_on": str(ds.fleet_source), "trained_on_sha256": src_sha,
+                     **json.loads((package / "meta.json").read_text())}
+        from aiot.evaluate.monitor_device import firmware_sources_sha
+
+        # host and QEMU results compare only when built from the same sources
+        model_ctx["firmware_sources_sha256"] = firmware_sources_sha()
+        if settings.target.startswith("qemu:"):
+            from aiot.evaluate.monitor_device import firmware_elf, firmware_size
+
+            elf = firmware_elf(package, settings.target.split(":", 1)[1], build=True)  # once, before the workers
+            settings.firmware = str(elf)
+            model_ctx["firmware_sources_sha256"] = elf.parent.name.rsplit("-", 2)[1]  # what was built
+            size = firmware_size(elf)
+            if size is not None:
+                model_ctx["firmware"] = size
+    elif ds.fleet is not None:
+        package = pipeline.fleet_package(ds.fleet, ds.fleet_source, settings)
+        model_ctx = _model_context(package)
+        model_ctx.update(kind="fleet", trained_on=str(ds.fleet_source),
+                         trained_on_sha256=sha256_file(ds.fleet_source) if ds.fleet_source else None)
+    else:
+        package = None
+        model_ctx = {"kind": "per-file", "trained_on": "each file's own commissioning rows"}
+        if settings.target != "reference":
+            from aiot.evaluate.monitor_device import firmware_sources_sha
+
+            model_ctx.update(kind="per-file (noise-unit inputs, for the monitor)",
+                             firmware_sources_sha256=firmware_sources_sha(),
+                             note="each file's model, tflite hash and (qemu) firmware size are in its "
+                                  "commissioning record")
+
+    met = len(ds.skipped)
+    with step(f"commissioning and streaming {len(ds.recordings)} file(s) on {settings.target}, {jobs} job(s)"):
+        try:
+            results = pipeline.run(ds, settings, package, skipped=ds.skipped if skip_bad_files else None)
+        except pipeline.NotCommissioned as e:
+            raise readers.with_skip_hint(e, len(ds.recordings)) from None
+    for name, why in ds.skipped[met:]:  # files only the device or their own model's training could refuse
+        sys.stderr.write(f"warning: skipped {name}: {why}\n")
+    if not results:
+        raise readers.none_left(Path(data), ds.skipped, limit if limit is not None and ds.skipped else None)
+    ds.recordings = [r.recording for r in results]
+    summary = pipeline.aggregate(results)
+    if skip_bad_files:  # the run's scope: which files the figures leave out, and why
+        summary["skipped_files"] = [{"file": name, "reason": why} for name, why in ds.skipped]
+
+    out.mkdir(parents=True, exist_ok=True)
+    context = {
+        "tool": f"aiot {__version__}",
+        "data": str(data),
+        "format": fmt,
+        "labels": None if labels is None else str(labels),
+        "model": model_ctx,
+        "protocol": (
+            "per file: commission on the first rows (normalization and threshold from those rows only), "
+            "then stream every later row through the device one at a time; metrics over the streamed rows, "
+            "pooled over files (TP/FP/TN/FN summed). Same settings for every file; no test row is used to fit "
+            "or tune anything."
+        ),
+        "host": platform.platform(),
+        # trained models (and so the figures) depend on these: the same settings with another
+        # TensorFlow / Keras can train a different model
+        "environment": environment(),
+        "seconds": round(time.monotonic() - t0, 1),
+    }
+    if picked is not None:
+        context["alert_settings"] = {"file": str(alert_settings), "sha256": sha256_file(Path(alert_settings)),
+                                     "picked_by": picked.picked_by}
+    with step(f"writing {out}"):
+        report.write_predictions(out / "predictions.csv", results)
+        report.write_json(out / "report.json", results, summary, settings.to_json(), context)
+        report.write_html(out / "report.html", results, summary, settings.to_json(), context)
+    for line in summary["labels_not_scored"]:  # right above the summary the command prints
+        sys.stderr.write(f"warning: {line}\n")
+    if ds.skipped:
+        sys.stderr.write(f"warning: {len(ds.skipped)} file(s) skipped, not in the results: "
+                         f"{', '.join(name for name, _ in ds.skipped)} (why: report.json's skipped_files)\n")
+    return summary
+
+
+def environment() -> dict:
+    """Python and the versions of the packages a trained model depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "tensorflow-cpu", "tensorflow", "keras", "tflite-micro"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _check_knobs(knobs: dict, window: int, source: Path) -> None:
+    """Monitor knobs from ``source`` out of range fail here, before any model is trained,
+    naming the file (per-sensor lists are checked when the device is set up for the data)."""
+    from aiot.monitor import default_config
+    from aiot.evaluate.monitor_device import FLOOR_KNOB
+
+    scalar = {k: v for k, v in knobs.items() if k != FLOOR_KNOB and not isinstance(v, list)}
+    try:
+        default_config(1, window, 1000, **scalar)
+    except ToolkitError as e:
+        raise ToolkitError(f"{source}: {e.message}", hint=e.hint) from None
+
+
+def _model_context(package: Path) -> dict:
+    from aiot.model.package import load_package
+
+    pkg = load_package(package)
+    tfl = pkg.file("tflite")
+    return {
+        "package": str(package),
+        "sha256": pkg.manifest.get("tflite_sha256"),
+        "tflite_bytes": tfl.stat().st_size,
+        "window": pkg.window,
+        "channels": pkg.channels,
+        "hidden": pkg.manifest["model"].get("hidden"),
+        "quantization": pkg.manifest.get("quantization"),
+    }

@@ -1,0 +1,615 @@
+"""Read a .tflite flatbuffer into a small IR, without TensorFlow.
+
+Only the schema facts the engine needs are decoded (tensors, quantization, operators and
+their builtin options). ``load()`` also checks that the engine can compile the model and
+explains, with the node index, what to change when it cannot."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aiot.errors import ToolkitError
+
+# BuiltinOperator enum of the public schema, in value order (index == enum value).
+BUILTIN_OPS: tuple[str, ...] = tuple(
+    """ADD AVERAGE_POOL_2D CONCATENATION CONV_2D DEPTHWISE_CONV_2D DEPTH_TO_SPACE DEQUANTIZE
+    EMBEDDING_LOOKUP FLOOR FULLY_CONNECTED HASHTABLE_LOOKUP L2_NORMALIZATION L2_POOL_2D
+    LOCAL_RESPONSE_NORMALIZATION LOGISTIC LSH_PROJECTION LSTM MAX_POOL_2D MUL RELU RELU_N1_TO_1
+    RELU6 RESHAPE RESIZE_BILINEAR RNN SOFTMAX SPACE_TO_DEPTH SVDF TANH CONCAT_EMBEDDINGS SKIP_GRAM
+    CALL CUSTOM EMBEDDING_LOOKUP_SPARSE PAD UNIDIRECTIONAL_SEQUENCE_RNN GATHER BATCH_TO_SPACE_ND
+    SPACE_TO_BATCH_ND TRANSPOSE MEAN SUB DIV SQUEEZE UNIDIRECTIONAL_SEQUENCE_LSTM STRIDED_SLICE
+    BIDIRECTIONAL_SEQUENCE_RNN EXP TOPK_V2 SPLIT LOG_SOFTMAX DELEGATE BIDIRECTIONAL_SEQUENCE_LSTM
+    CAST PRELU MAXIMUM ARG_MAX MINIMUM LESS NEG PADV2 GREATER GREATER_EQUAL LESS_EQUAL SELECT SLICE
+    SIN TRANSPOSE_CONV SPARSE_TO_DENSE TILE EXPAND_DIMS EQUAL NOT_EQUAL LOG SUM SQRT RSQRT SHAPE POW
+    ARG_MIN FAKE_QUANT REDUCE_PROD REDUCE_MAX PACK LOGICAL_OR ONE_HOT LOGICAL_AND LOGICAL_NOT UNPACK
+    REDUCE_MIN FLOOR_DIV REDUCE_ANY SQUARE ZEROS_LIKE FILL FLOOR_MOD RANGE RESIZE_NEAREST_NEIGHBOR
+    LEAKY_RELU SQUARED_DIFFERENCE MIRROR_PAD ABS SPLIT_V UNIQUE CEIL REVERSE_V2 ADD_N GATHER_ND COS
+    WHERE RANK ELU REVERSE_SEQUENCE MATRIX_DIAG QUANTIZE MATRIX_SET_DIAG ROUND HARD_SWISH IF WHILE
+    NON_MAX_SUPPRESSION_V4 NON_MAX_SUPPRESSION_V5 SCATTER_ND SELECT_V2 DENSIFY SEGMENT_SUM
+    BATCH_MATMUL PLACEHOLDER_FOR_GREATER_OP_CODES CUMSUM CALL_ONCE BROADCAST_TO RFFT2D CONV_3D IMAG
+    REAL COMPLEX_ABS HASHTABLE HASHTABLE_FIND HASHTABLE_IMPORT HASHTABLE_SIZE REDUCE_ALL
+    CONV_3D_TRANSPOSE VAR_HANDLE READ_VARIABLE ASSIGN_VARIABLE BROADCAST_ARGS RANDOM_STANDARD_NORMAL
+    BUCKETIZE RANDOM_UNIFORM MULTINOMIAL GELU DYNAMIC_UPDATE_SLICE RELU_0_TO_1 UNSORTED_SEGMENT_PROD
+    UNSORTED_SEGMENT_MAX UNSORTED_SEGMENT_SUM ATAN2 UNSORTED_SEGMENT_MIN SIGN BITCAST BITWISE_XOR
+    RIGHT_SHIFT""".split()
+)
+
+# TensorType enum -> (name, numpy dtype or None when numpy has no equivalent).
+TENSOR_TYPES: dict[int, tuple[str, str | None]] = {
+    0: ("float32", "<f4"), 1: ("float16", "<f2"), 2: ("int32", "<i4"), 3: ("uint8", "u1"),
+    4: ("int64", "<i8"), 5: ("string", None), 6: ("bool", "u1"), 7: ("int16", "<i2"),
+    8: ("complex64", "<c8"), 9: ("int8", "i1"), 10: ("float64", "<f8"), 11: ("complex128", "<c16"),
+    12: ("uint64", "<u8"), 13: ("resource", None), 14: ("variant", None), 15: ("uint32", "<u4"),
+    16: ("uint16", "<u2"), 17: ("int4", None), 18: ("bfloat16", None),
+}
+
+ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6", 4: "TANH", 5: "SIGN_BIT"}
+PADDINGS = {0: "SAME", 1: "VALID"}
+
+# BuiltinOptions union type -> field specs (name, kind, default), in schema slot order.
+# kinds: u8 (byte/bool), i32, f32, act (activation enum), pad (padding enum), vi32 (int vector)
+_OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
+    1: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0),
+        ("activation", "act", "NONE"), ("dilation_w", "i32", 1), ("dilation_h", "i32", 1)],
+    2: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0),
+        ("depth_multiplier", "i32", 0), ("activation", "act", "NONE"), ("dilation_w", "i32", 1),
+        ("dilation_h", "i32", 1)],
+    5: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0),
+        ("filter_w", "i32", 0), ("filter_h", "i32", 0), ("activation", "act", "NONE")],
+    8: [("activation", "act", "NONE"), ("weights_format", "u8", 0), ("keep_num_dims", "u8", 0),
+        ("asymmetric_quantize_inputs", "u8", 0)],
+    9: [("beta", "f32", 0.0)],
+    10: [("axis", "i32", 0), ("activation", "act", "NONE")],
+    11: [("activation", "act", "NONE")],
+    17: [("new_shape", "vi32", None)],
+    21: [("activation", "act", "NONE")],
+    27: [("keep_dims", "u8", 0)],
+    28: [("activation", "act", "NONE")],
+    30: [("squeeze_dims", "vi32", None)],
+    23: [("axis", "i32", 0), ("batch_dims", "i32", 0)],
+    32: [("begin_mask", "i32", 0), ("end_mask", "i32", 0), ("ellipsis_mask", "i32", 0),
+         ("new_axis_mask", "i32", 0), ("shrink_axis_mask", "i32", 0), ("offset", "u8", 0)],
+    59: [("values_count", "i32", 0), ("axis", "i32", 0)],
+}
+
+#: Ops the int8 engine implements (kernels in firmware/src/engine/).
+SUPPORTED_OPS = frozenset(
+    """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
+    RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
+    DEQUANTIZE""".split()
+)
+
+# What to use instead, for the unsupported ops people meet most often in Keras models.
+_INSTEAD = {
+    "LEAKY_RELU": "use ReLU (layers.ReLU / activation='relu')",
+    "HARD_SWISH": "use ReLU or ReLU6",
+    "ELU": "use ReLU",
+    "GELU": "use ReLU",
+    "PRELU": "use ReLU",
+    "BATCH_MATMUL": "use a Dense layer (FULLY_CONNECTED) on a 2-D input",
+    "TRANSPOSE": "avoid Permute/transpose layers: lay the data out as (1, time, channels) NHWC",
+    "STRIDED_SLICE": "slice the data before the model (feature extraction), not inside it",
+    "SLICE": "slice the data before the model (feature extraction), not inside it",
+    "SUM": "use GlobalAveragePooling (MEAN) instead of a sum",
+    "REDUCE_MAX": "use GlobalMaxPooling2D with an explicit pool size (MAX_POOL_2D)",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "use 1-D convolutions (Conv2D 1xK) instead of recurrent layers",
+    "UNIDIRECTIONAL_SEQUENCE_RNN": "use 1-D convolutions (Conv2D 1xK) instead of recurrent layers",
+    "SQUARED_DIFFERENCE": "compute reconstruction errors on the host side of the model, not in the graph",
+    "DIV": "use MUL by a constant",
+    "RESIZE_NEAREST_NEIGHBOR": "use Conv2D with stride or repeat the data before the model",
+    "PACK": "use CONCATENATION (layers.Concatenate)",
+    "SPLIT": "split the input before the model",
+    "SPACE_TO_BATCH_ND": "dilated convolutions become SPACE_TO_BATCH_ND when the batch size is dynamic: "
+                         "convert with a fixed batch of 1 (keras.Input(shape, batch_size=1)) to keep them CONV_2D",
+    "BATCH_TO_SPACE_ND": "dilated convolutions become BATCH_TO_SPACE_ND when the batch size is dynamic: "
+                         "convert with a fixed batch of 1 (keras.Input(shape, batch_size=1)) to keep them CONV_2D",
+}
+
+_NOT_TFLITE_HINT = "is this a .tflite file? export one with `aiot quantize` (or TFLiteConverter)"
+
+
+@dataclass
+class Tensor:
+    """One graph tensor. ``data`` is the constant contents (weights, bias, shapes) or None."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: np.ndarray | None = None  # float32, 1 element (per-tensor) or one per channel
+    zero_point: np.ndarray | None = None  # int64, same length as scale
+    quantized_dimension: int = 0
+    data: np.ndarray | None = None
+    is_variable: bool = False
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale is not None and len(self.scale) > 1
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale is not None and len(self.scale) > 0
+
+    def qparams(self) -> tuple[float, int]:
+        """Per-tensor (scale, zero_point); (0.0, 0) if the tensor is not quantized."""
+        if not self.quantized:
+            return 0.0, 0
+        return float(self.scale[0]), int(self.zero_point[0]) if self.zero_point is not None and len(self.zero_point) else 0
+
+
+@dataclass
+class Operator:
+    index: int
+    op: str
+    inputs: tuple[int, ...]  # -1 marks an omitted optional input
+    outputs: tuple[int, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+    version: int = 1
+
+
+@dataclass
+class Graph:
+    tensors: list[Tensor]
+    operators: list[Operator]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    version: int = 3
+    description: str = ""
+    source: str = "<bytes>"
+    num_subgraphs: int = 1
+
+    @property
+    def input(self) -> Tensor:
+        return self.tensors[self.inputs[0]]
+
+    @property
+    def output(self) -> Tensor:
+        return self.tensors[self.outputs[0]]
+
+    def tensor(self, index: int) -> Tensor | None:
+        return None if index < 0 else self.tensors[index]
+
+
+class _Malformed(Exception):
+    """Internal: the bytes do not follow the flatbuffer layout."""
+
+
+class _Table:
+    """A flatbuffer table at absolute position ``pos`` of ``buf`` (bounds-checked reads)."""
+
+    __slots__ = ("buf", "pos", "_vt", "_vt_len")
+
+    def __init__(self, buf: bytes, pos: int):
+        self.buf = buf
+        self.pos = pos
+        vt = pos - _i32(buf, pos)
+        self._vt = vt
+        self._vt_len = _u16(buf, vt)
+        if self._vt_len < 4 or self._vt_len % 2:
+            raise _Malformed(f"bad vtable at byte {vt}")
+
+    def _field(self, slot: int) -> int:
+        o = 4 + 2 * slot
+        if o >= self._vt_len:
+            return 0
+        rel = _u16(self.buf, self._vt + o)
+        return self.pos + rel if rel else 0
+
+    def scalar(self, slot: int, fmt: str, default: Any) -> Any:
+        p = self._field(slot)
+        return _unpack(self.buf, fmt, p) if p else default
+
+    def _target(self, slot: int) -> int:
+        p = self._field(slot)
+        return p + _u32(self.buf, p) if p else 0
+
+    def table(self, slot: int) -> "_Table | None":
+        t = self._target(slot)
+        return _Table(self.buf, t) if t else None
+
+    def vector(self, slot: int, fmt: str) -> tuple:
+        t = self._target(slot)
+        if not t:
+            return ()
+        n = _u32(self.buf, t)
+        size = struct.calcsize(fmt)
+        if t + 4 + n * size > len(self.buf):
+            raise _Malformed(f"vector at byte {t} runs past the end of the file")
+        return struct.unpack_from(f"<{n}{fmt}", self.buf, t + 4)
+
+    def raw_vector(self, slot: int) -> bytes:
+        t = self._target(slot)
+        if not t:
+            return b""
+        n = _u32(self.buf, t)
+        if t + 4 + n > len(self.buf):
+            raise _Malformed(f"byte vector at {t} runs past the end of the file")
+        return self.buf[t + 4 : t + 4 + n]
+
+    def string(self, slot: int) -> str:
+        return self.raw_vector(slot).decode("utf-8", errors="replace")
+
+    def tables(self, slot: int) -> list["_Table"]:
+        t = self._target(slot)
+        if not t:
+            return []
+        n = _u32(self.buf, t)
+        if t + 4 + 4 * n > len(self.buf):
+            raise _Malformed(f"table vector at byte {t} runs past the end of the file")
+        out = []
+        for i in range(n):
+            p = t + 4 + 4 * i
+            out.append(_Table(self.buf, p + _u32(self.buf, p)))
+        return out
+
+
+def _unpack(buf: bytes, fmt: str, pos: int) -> Any:
+    if pos < 0 or pos + struct.calcsize(fmt) > len(buf):
+        raise _Malformed(f"read at byte {pos} past the end of the file ({len(buf)} bytes)")
+    return struct.unpack_from("<" + fmt, buf, pos)[0]
+
+
+def _u16(buf: bytes, pos: int) -> int:
+    return _unpack(buf, "H", pos)
+
+
+def _u32(buf: bytes, pos: int) -> int:
+    return _unpack(buf, "I", pos)
+
+
+def _i32(buf: bytes, pos: int) -> int:
+    return _unpack(buf, "i", pos)
+
+
+def _read_options(op_table: _Table, opts_type: int) -> dict[str, Any]:
+    spec = _OPTIONS.get(opts_type)
+    if not spec:
+        return {}
+    t = op_table.table(4)
+    out: dict[str, Any] = {}
+    for slot, (name, kind, default) in enumerate(spec):
+        if t is None:
+            out[name] = default
+        elif kind == "i32":
+            out[name] = t.scalar(slot, "i", default)
+        elif kind == "f32":
+            out[name] = t.scalar(slot, "f", default)
+        elif kind == "u8":
+            out[name] = t.scalar(slot, "B", default)
+        elif kind == "act":
+            out[name] = ACTIVATIONS.get(t.scalar(slot, "B", 0), "UNKNOWN")
+        elif kind == "pad":
+            out[name] = PADDINGS.get(t.scalar(slot, "B", 0), "UNKNOWN")
+        elif kind == "vi32":
+            v = t.vector(slot, "i")
+            out[name] = list(v) if v else default
+    return out
+
+
+def _read_quant(q: _Table | None) -> tuple[np.ndarray | None, np.ndarray | None, int]:
+    if q is None:
+        return None, None, 0
+    scale = np.array(q.vector(2, "f"), dtype=np.float32)
+    zp = np.array(q.vector(3, "q"), dtype=np.int64)
+    if len(scale) == 0:
+        return None, None, 0
+    if len(zp) == 0:
+        zp = np.zeros(len(scale), dtype=np.int64)
+    return scale, zp, q.scalar(6, "i", 0)
+
+
+def parse(data: bytes, source: str = "<bytes>") -> Graph:
+    """Decode the flatbuffer structure (no check that the engine supports it)."""
+    if len(data) < 8:
+        raise ToolkitError(f"{source}: {len(data)} bytes is too short for a TFLite model", hint=_NOT_TFLITE_HINT)
+    ident = data[4:8]
+    if ident != b"TFL3":
+        raise ToolkitError(
+            f"{source}: file identifier is {ident!r}, expected b'TFL3' (TFLite flatbuffer)", hint=_NOT_TFLITE_HINT
+        )
+    try:
+        return _parse(data, source)
+    except (_Malformed, struct.error, UnicodeDecodeError, ValueError, IndexError) as e:
+        raise ToolkitError(f"{source}: corrupt or truncated TFLite flatbuffer ({e})", hint=_NOT_TFLITE_HINT) from e
+
+
+def _parse(data: bytes, source: str) -> Graph:
+    model = _Table(data, _u32(data, 0))
+    version = model.scalar(0, "I", 0)
+    codes = []
+    for oc in model.tables(1):
+        dep = oc.scalar(0, "b", 0)
+        code = max(int(dep), int(oc.scalar(3, "i", 0)))
+        if code == 32:  # CUSTOM
+            codes.append((f"CUSTOM:{oc.string(1)}", oc.scalar(2, "i", 1)))
+        else:
+            name = BUILTIN_OPS[code] if 0 <= code < len(BUILTIN_OPS) else f"BUILTIN_{code}"
+            codes.append((name, oc.scalar(2, "i", 1)))
+    buffers: list[bytes] = []
+    for b in model.tables(4):
+        raw = b.raw_vector(0)
+        if not raw:
+            off, size = b.scalar(1, "Q", 0), b.scalar(2, "Q", 0)
+            if off > 1 and size:
+                if off + size > len(data):
+                    raise _Malformed(f"buffer at offset {off} (+{size}) runs past the end of the file")
+                raw = data[off : off + size]
+        buffers.append(raw)
+    subgraphs = model.tables(2)
+    if not subgraphs:
+        raise _Malformed("the model has no subgraph")
+    sg = subgraphs[0]
+    tensors: list[Tensor] = []
+    for i, t in enumerate(sg.tables(0)):
+        tcode = t.scalar(1, "b", 0)
+        dname, npdt = TENSOR_TYPES.get(tcode, (f"type{tcode}", None))
+        shape = tuple(int(s) for s in t.vector(0, "i"))
+        scale, zp, qdim = _read_quant(t.table(4))
+        bidx = t.scalar(2, "I", 0)
+        if bidx >= len(buffers):
+            raise _Malformed(f"tensor {i} refers to buffer {bidx}, the model has {len(buffers)}")
+        const = None
+        raw = buffers[bidx]
+        if raw and npdt is not None:
+            const = np.frombuffer(raw, dtype=npdt).copy()
+            n = int(np.prod(shape, dtype=np.int64)) if shape else 1
+            if const.size != n:
+                raise _Malformed(f"tensor {i} has shape {list(shape)} but its buffer holds {const.size} values")
+            const = const.reshape(shape)
+        tensors.append(
+            Tensor(i, t.string(3), shape, dname, scale, zp, qdim, const, bool(t.scalar(5, "B", 0)))
+        )
+    ops: list[Operator] = []
+    for i, o in enumerate(sg.tables(3)):
+        ci = o.scalar(0, "I", 0)
+        if ci >= len(codes):
+            raise _Malformed(f"node {i} uses operator code {ci}, the model defines {len(codes)}")
+        name, ver = codes[ci]
+        ins = tuple(int(x) for x in o.vector(1, "i"))
+        outs = tuple(int(x) for x in o.vector(2, "i"))
+        for x in ins + outs:
+            if x >= len(tensors) or x < -1:
+                raise _Malformed(f"node {i} refers to tensor {x}, the subgraph has {len(tensors)}")
+        ops.append(Operator(i, name, ins, outs, _read_options(o, o.scalar(3, "B", 0)), ver))
+    inputs = tuple(int(x) for x in sg.vector(1, "i"))
+    outputs = tuple(int(x) for x in sg.vector(2, "i"))
+    for x in inputs + outputs:
+        if not 0 <= x < len(tensors):
+            raise _Malformed(f"graph input/output refers to tensor {x}, the subgraph has {len(tensors)}")
+    return Graph(tensors, ops, inputs, outputs, version, model.string(3), source, len(subgraphs))
+
+
+def _float_problem(g: Graph) -> str | None:
+    for op in g.operators:
+        if op.op in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        for ti in op.inputs + op.outputs:
+            t = g.tensor(ti)
+            if t is not None and t.dtype in ("float32", "float16") and not (t.is_const and op.op in ("RESHAPE",)):
+                return f"node {op.index} ({op.op}) has {t.dtype} tensor '{t.name}'"
+    return None
+
+
+def _strided_slice_1d(x: np.ndarray, b: int, e: int, st: int, o: dict[str, Any]) -> np.ndarray:
+    n = len(x)
+    if o.get("ellipsis_mask") or o.get("new_axis_mask") or st == 0:
+        raise ValueError("unsupported strided slice")
+    if o.get("shrink_axis_mask", 0) & 1:
+        return np.array(x[b % n] if n else 0, dtype=np.int32)
+    if o.get("begin_mask", 0) & 1:
+        b = 0 if st > 0 else n - 1
+    if o.get("end_mask", 0) & 1:
+        e = n if st > 0 else -n - 1
+    return np.asarray(x[slice(b, e, st)], dtype=np.int32)
+
+
+def _fold_value(g: Graph, op: Operator) -> np.ndarray | None:
+    """Evaluate a shape-computation op whose inputs are all known, else None."""
+    if op.op == "SHAPE":
+        t = g.tensors[op.inputs[0]]
+        return np.array(t.shape, dtype=np.int32) if all(d > 0 for d in t.shape) else None
+    ins = [g.tensor(i) for i in op.inputs]
+    if not ins or any(t is None or t.data is None or t.dtype != "int32" for t in ins):
+        return None
+    v = [np.asarray(t.data, dtype=np.int64) for t in ins]
+    o = op.options
+    if op.op == "GATHER" and v[0].ndim == 1 and o.get("axis", 0) == 0:
+        return v[0][v[1]].astype(np.int32)
+    if op.op == "REDUCE_PROD" and v[0].ndim == 1:
+        r = np.prod(v[0]).astype(np.int32)
+        return r.reshape(1) if o.get("keep_dims") else np.array(r, dtype=np.int32)
+    if op.op == "CONCATENATION" and all(x.ndim == 1 for x in v):
+        return np.concatenate(v).astype(np.int32)
+    if op.op == "PACK" and all(x.ndim == 0 for x in v) and o.get("axis", 0) == 0:
+        return np.array(v, dtype=np.int32)
+    if op.op == "STRIDED_SLICE" and v[0].ndim == 1 and all(x.size == 1 for x in v[1:4]):
+        return _strided_slice_1d(v[0], int(v[1][0]), int(v[2][0]), int(v[3][0]), o)
+    return None
+
+
+_SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"})
+
+_MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "ADD": 2, "SUB": 2,
+               "MUL": 2, "PAD": 2}
+
+# Inputs that only carry a shape: with static shapes the output tensor already says it all.
+_SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
+
+
+def fold_shape_computations(g: Graph) -> list[Operator]:
+    """Constant-fold the int32 shape arithmetic Keras emits for dynamic batch sizes
+    (SHAPE -> STRIDED_SLICE/GATHER/REDUCE_PROD -> PACK/CONCATENATION -> RESHAPE), fix
+    the RESHAPE output shapes the converter left as placeholders, then drop every op
+    the graph output does not depend on. Returns the dropped ops."""
+    for op in g.operators:
+        try:
+            val = _fold_value(g, op)
+        except (ValueError, IndexError):
+            val = None
+        if val is not None and len(op.outputs) == 1:
+            out = g.tensors[op.outputs[0]]
+            out.data, out.shape = val, tuple(val.shape)
+            continue
+        if op.op in _SAME_SHAPE_OPS and op.inputs and op.inputs[0] >= 0:
+            x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
+            if out.size != x.size:
+                out.shape = x.shape
+        if op.op == "FULLY_CONNECTED" and len(op.inputs) > 1:
+            # the converter leaves placeholder output shapes behind dynamic reshapes
+            x, w, out = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
+            if len(w.shape) == 2 and w.shape[1] > 0 and x.size % w.shape[1] == 0:
+                rows = x.size // w.shape[1]
+                want = (*x.shape[:-1], w.shape[0]) if op.options.get("keep_num_dims") else (rows, w.shape[0])
+                if out.size != rows * w.shape[0]:
+                    out.shape = tuple(want)
+        if op.op == "RESHAPE" and len(op.inputs) > 1 and op.inputs[1] >= 0:
+            shape_t = g.tensors[op.inputs[1]]
+            if shape_t.data is not None and shape_t.dtype == "int32":
+                new = [int(d) for d in np.asarray(shape_t.data).ravel()]
+                n = g.tensors[op.inputs[0]].size
+                known = int(np.prod([d for d in new if d != -1], dtype=np.int64)) if new else 1
+                if new.count(-1) == 1 and known > 0 and n % known == 0:
+                    new[new.index(-1)] = n // known
+                if -1 not in new and int(np.prod(new, dtype=np.int64)) == n:
+                    g.tensors[op.outputs[0]].shape = tuple(new)
+    producer = {o: op for op in g.operators for o in op.outputs}
+    needed_ops: set[int] = set()
+    stack = list(g.outputs)
+    seen: set[int] = set()
+    while stack:
+        t = stack.pop()
+        if t in seen or t < 0:
+            continue
+        seen.add(t)
+        op = producer.get(t)
+        if op is None or op.index in needed_ops or g.tensors[t].data is not None:
+            continue
+        needed_ops.add(op.index)
+        skip = _SHAPE_ONLY_INPUTS.get(op.op, ())
+        for k, i in enumerate(op.inputs):
+            if k not in skip:
+                stack.append(i)
+    dropped = [op for op in g.operators if op.index not in needed_ops]
+    g.operators = [op for op in g.operators if op.index in needed_ops]
+    return dropped
+
+
+def check_supported(g: Graph) -> None:
+    """Raise ToolkitError unless the engine can compile ``g`` (int8, one subgraph, known ops)."""
+    src = g.source
+    if g.num_subgraphs != 1:
+        raise ToolkitError(
+            f"{src}: the model has {g.num_subgraphs} subgraphs; aiot compiles single-subgraph models",
+            hint="remove control flow (tf.cond / while loops) from the model before converting it",
+        )
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise ToolkitError(
+            f"{src}: the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; aiot needs exactly one of each",
+            hint="concatenate the sensor channels into one input tensor and return one output tensor",
+        )
+    problem = _float_problem(g)
+    if problem:
+        raise ToolkitError(
+            f"{src}: not a full-int8 model (float or dynamic-range quantized): {problem}",
+            hint="quantize it first: aiot quantize (full int8 with a representative dataset)",
+        )
+    for role, t in (("input", g.input), ("output", g.output)):
+        if t.dtype != "int8":
+            raise ToolkitError(
+                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output",
+                hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize does)",
+            )
+        if any(d <= 0 for d in t.shape):
+            raise ToolkitError(f"{src}: the model {role} '{t.name}' has a dynamic shape {list(t.shape)}",
+                               hint="give the Keras Input a fixed shape (batch 1)")
+    for op in g.operators:
+        if op.op not in SUPPORTED_OPS:
+            raise ToolkitError(
+                f"{src}: node {op.index} uses {op.op}, which the aiot int8 engine does not support",
+                hint=_INSTEAD.get(op.op, "supported ops: " + ", ".join(sorted(SUPPORTED_OPS))),
+            )
+        need = _MIN_INPUTS.get(op.op, 1)
+        if len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]) or len(op.outputs) != 1 or op.outputs[0] < 0:
+            raise ToolkitError(
+                f"{src}: node {op.index} ({op.op}) has {len(op.inputs)} inputs and {len(op.outputs)} outputs "
+                f"(needs {need} inputs and 1 output)",
+                hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
+            )
+        act = op.options.get("activation", "NONE")
+        if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+            raise ToolkitError(
+                f"{src}: node {op.index} ({op.op}) has fused activation {act}, which the engine does not support",
+                hint="use relu, relu6 or no activation on that layer (a separate tanh/sigmoid layer is fine)",
+            )
+        if op.options.get("padding", "SAME") not in ("SAME", "VALID"):
+            raise ToolkitError(f"{src}: node {op.index} ({op.op}) has an unknown padding type",
+                               hint="the file is corrupt; re-export it")
+        for ti in op.inputs + op.outputs:
+            t = g.tensor(ti)
+            if t is None:
+                continue
+            if t.dtype == "int16" or (t.dtype not in ("int8", "int32", "int64", "float32") and not t.is_const):
+                raise ToolkitError(
+                    f"{src}: node {op.index} ({op.op}) has {t.dtype} tensor '{t.name}'; the engine runs int8 activations",
+                    hint="quantize with TFLITE_BUILTINS_INT8 (not the 16x8 mode)",
+                )
+            if t.quantized and (not np.all(np.isfinite(t.scale)) or np.any(t.scale <= 0)):
+                raise ToolkitError(
+                    f"{src}: node {op.index} ({op.op}) tensor '{t.name}' has an invalid scale {t.scale[:4].tolist()}",
+                    hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
+                )
+            if t.quantized and t.dtype == "int8" and np.any((t.zero_point < -128) | (t.zero_point > 127)):
+                raise ToolkitError(
+                    f"{src}: node {op.index} ({op.op}) tensor '{t.name}' has a zero point outside int8",
+                    hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
+                )
+            if not t.is_const and t.dtype == "int8" and not t.quantized:
+                raise ToolkitError(
+                    f"{src}: node {op.index} ({op.op}) tensor '{t.name}' is int8 without quantization parameters",
+                    hint="re-export with full-integer quantization (aiot quantize)",
+                )
+            if not t.is_const and any(d <= 0 for d in t.shape):
+                raise ToolkitError(
+                    f"{src}: node {op.index} ({op.op}) tensor '{t.name}' has a dynamic shape {list(t.shape)}",
+                    hint="give every Keras layer a fixed shape (batch 1)",
+                )
+
+
+def load(model: Path | str | bytes, *, check: bool = True) -> Graph:
+    """Read a .tflite file (or its bytes); with ``check`` also verify the engine supports it."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        data, src = bytes(model), "<model bytes>"
+    else:
+        path = Path(model)
+        if not path.is_file():
+            raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite written by aiot quantize")
+        data, src = path.read_bytes(), str(path)
+    g = parse(data, src)
+    if check:
+        fold_shape_computations(g)
+        check_supported(g)
+    return g
+
+
+def read_bytes(model: Path | str | bytes) -> bytes:
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    path = Path(model)
+    if not path.is_file():
+        raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite written by aiot quantize")
+    return path.read_bytes()
+
+

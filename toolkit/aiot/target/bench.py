@@ -1,0 +1,158 @@
+"""`aiot bench`: flash, RAM and instructions per inference of generated models, measured
+in QEMU under `-icount shift=0` (one instruction per nanosecond of virtual time, so the
+SysTick tick counts convert exactly to instruction counts), with bit-exactness checked
+against tflite-micro on the same inputs.
+
+Two firmwares are built per model: a plain one (sizes and total instruction counts, no
+measurement overhead inside the model) and one with -DAIOT_PROFILE for per-layer
+figures."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from aiot.target.boards import Board
+from aiot.errors import ToolkitError
+from aiot.device.parity import instructions_from_ticks
+
+BENCH_SEED = 0x2545F491  # must match firmware/src/bench/main.c
+RUNS = 16
+
+
+def load_recipes():
+    """models/recipes.py (model recipes live beside the golden artifacts, not in the package)."""
+    import importlib.util
+
+    from aiot.paths import MODELS
+
+    spec = importlib.util.spec_from_file_location("aiot_model_recipes", MODELS / "recipes.py")
+    if spec is None or spec.loader is None:
+        raise ToolkitError(f"model recipes not found at {MODELS / 'recipes.py'}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def bench_inputs(n_inputs: int, input_bytes: int, seed: int = BENCH_SEED) -> np.ndarray:
+    """The pseudo-random int8 inputs the bench firmware generates (same 32-bit LCG)."""
+    out = np.empty((n_inputs, input_bytes), dtype=np.int8)
+    state = seed
+    for r in range(n_inputs):
+        for i in range(input_bytes):
+            state = (state * 1664525 + 1013904223) & 0xFFFFFFFF
+            out[r, i] = ((state >> 24) ^ 0x80) - 0x80  # top byte as a signed int8
+    return out
+
+
+@dataclass
+class LayerFigure:
+    index: int
+    name: str
+    instructions: float
+
+
+@dataclass
+class BenchResult:
+    model: str
+    board: str
+    core: str
+    flash_bytes: int
+    engine_code_bytes: int
+    weights_bytes: int
+    ram_bytes: int
+    arena_bytes: int
+    tflm_arena_bytes: int | None        # TFLM's tensor arena for the same model
+    tflm_arena_total_bytes: int | None  # ... plus its run-time structures (what a TFLM user must allocate)
+    instructions_per_inference: float
+    macs: int
+    instructions_per_mac: float
+    bit_exact: bool
+    runs: int
+    optimize: str = ""
+    layers: list[LayerFigure] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+_RUN = re.compile(r"^run (\d+) ticks (\d+) out ([0-9a-f]*)$")
+_LAYER = re.compile(r"^layer (\d+) (\S+) (\d+)$")
+
+
+def parse_bench_output(text: str) -> tuple[list[int], list[np.ndarray], dict[tuple[int, str], list[int]]]:
+    """(ticks per run, output bytes per run, {(layer, name): ticks per run}) from the UART text."""
+    ticks, outs, layers = [], [], {}
+    lines = text.splitlines()
+    if not any(line.startswith("bench ") for line in lines):
+        raise ToolkitError("the bench firmware printed no header", hint=f"UART output was: {text[:300]!r}")
+    for line in lines:
+        m = _RUN.match(line.strip())
+        if m:
+            ticks.append(int(m.group(2)))
+            outs.append(np.frombuffer(bytes.fromhex(m.group(3)), dtype=np.int8))
+            continue
+        m = _LAYER.match(line.strip())
+        if m:
+            layers.setdefault((int(m.group(1)), m.group(2)), []).append(int(m.group(3)))
+        elif line.startswith("error"):
+            raise ToolkitError(f"the bench firmware reported: {line}")
+    if "done" not in lines:
+        raise ToolkitError("the bench firmware did not finish", hint=f"last output: {text[-300:]!r}")
+    return ticks, outs, layers
+
+
+def bench_model(board: Board, tflite: Path, name: str, out_dir: Path, runs: int = RUNS,
+                opt: str = "-O2", optimize: str | None = None, profile: bool = True) -> BenchResult:
+    """Build, run and check one model. ``optimize`` is the code generator's mode (default:
+    its default); ``profile=False`` skips the per-layer firmware (faster, no layer figures)."""
+    from aiot.codegen import DEFAULT_OPTIMIZE, generate
+    from aiot.target.firmware import build
+    from aiot.target.qemu import run_to_exit
+    from aiot.model.reference import TflmReference
+
+    if not board.emulated or not board.systick_hz:
+        raise ToolkitError(f"aiot bench measures in QEMU; {board.name} is not an emulated board",
+                           hint="pick one of the QEMU boards from `aiot boards`")
+    cg = generate(tflite, out_dir / "c", name=name, **({"optimize": optimize} if optimize else {}))
+    defs = [f"AIOT_BENCH_RUNS={runs}"]
+    plain = build(board, out_dir / "fw", out_dir / "c", app="bench", opt=opt, defines=defs)
+
+    code, text, err = run_to_exit(board, plain.elf, timeout=300)
+    if code != 0:
+        raise ToolkitError(f"bench firmware for {name} on {board.name} exited with {code}", hint=err[-400:])
+    ticks, outs, _ = parse_bench_output(text)
+    pouts, layer_ticks = list(outs), {}
+    if profile:
+        prof = build(board, out_dir / "fw-profile", out_dir / "c", app="bench", opt=opt,
+                     defines=[*defs, "AIOT_PROFILE"])
+        code, ptext, err = run_to_exit(board, prof.elf, timeout=300)
+        if code != 0:
+            raise ToolkitError(f"profiling firmware for {name} on {board.name} exited with {code}", hint=err[-400:])
+        _, pouts, layer_ticks = parse_bench_output(ptext)
+
+    ref = TflmReference(tflite)
+    xs = bench_inputs(runs, int(np.prod(ref.input_shape)))
+    want = [ref.invoke(x).reshape(-1) for x in xs]
+    exact = len(outs) == runs and all(np.array_equal(o, w) for o, w in zip(outs, want)) and \
+        all(np.array_equal(o, w) for o, w in zip(pouts, want))
+
+    ipi = instructions_from_ticks(board, float(np.mean(ticks)))
+    layers = [LayerFigure(i, n, instructions_from_ticks(board, float(np.mean(t))) or 0.0)
+              for (i, n), t in sorted(layer_ticks.items())]
+    from aiot.model.reference import tflm_arena_usage
+
+    tflm = tflm_arena_usage(tflite)  # head: TFLM's planned tensors (what our arena replaces)
+    return BenchResult(
+        model=name, board=board.name, core=board.core, flash_bytes=plain.size.flash_total,
+        engine_code_bytes=plain.size.engine_code, weights_bytes=plain.size.weights,
+        ram_bytes=plain.size.ram_total, arena_bytes=cg.arena_bytes, tflm_arena_bytes=tflm["head"],
+        tflm_arena_total_bytes=tflm["total"],
+        instructions_per_inference=round(ipi or 0.0, 1), macs=int(cg.macs),
+        instructions_per_mac=round((ipi or 0.0) / max(int(cg.macs), 1), 3), bit_exact=bool(exact), runs=runs,
+        optimize=optimize or DEFAULT_OPTIMIZE,
+        layers=layers,
+    )

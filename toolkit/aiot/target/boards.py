@@ -1,0 +1,275 @@
+"""Boards are data: one TOML file per board under boards/ (see boards/README.md).
+
+A board names its core, FPU, memory map, clock, console UART and chip family; the
+compiler flags, the -D defines for firmware/port/<family>/ and the linker script are
+all derived from it here, so a new board is a new file, not new code."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from aiot import paths
+from aiot.errors import ToolkitError
+
+DEFAULT_BOARD = "mps2-an386"
+
+# core -> (arch as the compiler knows it, has DSP extension, has optional FPU)
+_CORES: dict[str, tuple[str, bool]] = {
+    "cortex-m0": ("armv6-m", False),
+    "cortex-m0plus": ("armv6-m", False),
+    "cortex-m3": ("armv7-m", False),
+    "cortex-m4": ("armv7e-m", True),
+    "cortex-m7": ("armv7e-m", True),
+    "cortex-m33": ("armv8-m.main", True),
+}
+_FPUS = {"none", "fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16"}
+_FAMILIES_DIR = paths.FIRMWARE / "port"
+
+
+@dataclass(frozen=True)
+class Region:
+    origin: int
+    length: int
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    core: str
+    fpu: str
+    family: str
+    cpu_hz: int
+    flash: Region
+    ram: Region
+    uart_base: int
+    baud: int
+    emulated: bool
+    source: Path
+    qemu_machine: str | None = None
+    systick_hz: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    # Derived and validated by toolkit/aiot/target/ports.py from the family tables ([stm32], [clock], pins).
+    family_defines: dict[str, str] = field(default_factory=dict)
+    stack_bytes: int = 4096
+
+    @property
+    def arch(self) -> str:
+        return _CORES[self.core][0]
+
+    @property
+    def has_dsp(self) -> bool:
+        return _CORES[self.core][1]
+
+    @property
+    def has_fpu(self) -> bool:
+        return self.fpu != "none"
+
+    def cpu_flags(self) -> list[str]:
+        """Code-generation flags for arm-none-eabi-gcc."""
+        flags = [f"-mcpu={self.core}", "-mthumb"]
+        if self.has_fpu:
+            flags += ["-mfloat-abi=hard", f"-mfpu={self.fpu}"]
+        else:
+            flags += ["-mfloat-abi=soft"]
+        return flags
+
+    def defines(self) -> dict[str, str]:
+        """-D defines that parameterize the chip family's port for this board."""
+        d = {
+            "AIOT_BOARD_NAME": f'"{self.name}"',
+            "AIOT_CPU_HZ": f"{self.cpu_hz}u",
+            "AIOT_UART_BASE": f"0x{self.uart_base:08X}u",
+            "AIOT_UART_BAUD": f"{self.baud}u",
+            "AIOT_SEMIHOSTING": "1" if self.emulated else "0",
+            "AIOT_RAM_END": f"0x{self.ram.origin + self.ram.length:08X}u",
+            **self.family_defines,
+        }
+        for key, value in self.extra.get("defines", {}).items():
+            d[key] = str(value)
+        return d
+
+    def linker_script(self, stack_bytes: int | None = None) -> str:
+        """The board's linker script, from firmware/port/cortexm/link.ld.in."""
+        if stack_bytes is None:
+            stack_bytes = self.stack_bytes
+        template = (_FAMILIES_DIR / "cortexm" / "link.ld.in").read_text()
+        return (
+            template.replace("@FLASH_ORIGIN@", f"0x{self.flash.origin:08X}")
+            .replace("@FLASH_LENGTH@", f"0x{self.flash.length:08X}")
+            .replace("@RAM_ORIGIN@", f"0x{self.ram.origin:08X}")
+            .replace("@RAM_LENGTH@", f"0x{self.ram.length:08X}")
+            .replace("@STACK_BYTES@", f"0x{stack_bytes:X}")
+            .replace("@BOARD@", self.name)
+        )
+
+    def qemu_args(self) -> list[str]:
+        if not self.qemu_machine:
+            raise ToolkitError(
+                f"board {self.name} is real hardware; QEMU cannot run it",
+                hint=f"run on an emulated board ({', '.join(b.name for b in list_boards() if b.emulated)}) "
+                f"or flash it with: aiot flash --board {self.name}",
+            )
+        return ["-machine", self.qemu_machine]
+
+
+# A board name is a file name under boards/ and a C string in the firmware: plain names only.
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_MISSING = object()
+
+
+def _bad(src: Path, key: str, expected: str, value: Any) -> ToolkitError:
+    return ToolkitError(f"board file {src}: {key} must be {expected}, got {value!r}",
+                        hint="see boards/README.md for the keys of a board file and their types")
+
+
+def _field(table: dict[str, Any], key: str, src: Path, where: str = "", *, kind: str = "int",
+           default: Any = _MISSING, minimum: int | None = None, maximum: int | None = None) -> Any:
+    """``table[key]`` checked to be of ``kind`` (int, str, bool) and within bounds; the error
+    names the file, the key and what is expected."""
+    value = _require(table, key, src, where) if default is _MISSING else table.get(key, default)
+    name = f"{where}{key}"
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise _bad(src, name, "true or false", value)
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise _bad(src, name, "a string", value)
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _bad(src, name, "an integer", value)
+    if minimum is not None and value < minimum or maximum is not None and value > maximum:
+        lo = "" if minimum is None else f">= {minimum}"
+        hi = "" if maximum is None else f"<= 0x{maximum:X}"
+        raise _bad(src, name, "an integer " + " and ".join(x for x in (lo, hi) if x), value)
+    return value
+
+
+def _require(table: dict[str, Any], key: str, src: Path, where: str = "") -> Any:
+    if key not in table:
+        raise ToolkitError(
+            f"board file {src}: missing key '{where}{key}'",
+            hint="see boards/README.md for the keys every board file needs",
+        )
+    return table[key]
+
+
+_ADDR_END = 1 << 32  # Cortex-M: a 32-bit address space
+
+
+def _region(table: dict[str, Any], key: str, src: Path) -> Region:
+    r = _require(table, key, src, "memory.")
+    if not isinstance(r, dict) or "origin" not in r or "length" not in r:
+        raise ToolkitError(f"board file {src}: memory.{key} needs integer 'origin' and 'length'",
+                           hint=f"e.g. {key} = {{ origin = 0x20000000, length = 0x00020000 }}")
+    origin = _field(r, "origin", src, f"memory.{key}.", minimum=0, maximum=_ADDR_END - 1)
+    length = _field(r, "length", src, f"memory.{key}.", minimum=1, maximum=_ADDR_END)
+    if origin + length > _ADDR_END:
+        raise ToolkitError(f"board file {src}: memory.{key} runs past the 32-bit address space "
+                           f"(origin 0x{origin:X} + length 0x{length:X})")
+    return Region(origin, length)
+
+
+def load_board_file(src: Path) -> Board:
+    try:
+        raw = tomllib.loads(src.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ToolkitError(f"board file {src} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ToolkitError(f"board file {src} is not UTF-8 text (byte {e.start}: {e.reason})",
+                           hint="TOML files are UTF-8; save the board file as UTF-8") from None
+    name = _field(raw, "name", src, kind="str", default=src.stem)
+    if not _PLAIN_NAME.match(name):
+        raise _bad(src, "name", "a plain name (letters, digits, - and _)", name)
+    description = _field(raw, "description", src, kind="str", default="")
+    core = _field(raw, "core", src, kind="str")
+    if core not in _CORES:
+        raise ToolkitError(f"board file {src}: core = '{core}' is not a supported core", hint=f"supported cores: {', '.join(_CORES)}")
+    fpu = _field(raw, "fpu", src, kind="str", default="none")
+    if fpu not in _FPUS:
+        raise ToolkitError(f"board file {src}: fpu = '{fpu}' is not a known FPU", hint=f"one of: {', '.join(sorted(_FPUS))}")
+    family = _field(raw, "family", src, kind="str")
+    known = sorted(p.name for p in _FAMILIES_DIR.iterdir() if p.is_dir() and p.name not in ("cortexm", "host"))
+    if family not in known:
+        raise ToolkitError(f"board file {src}: family = '{family}' has no port in firmware/port/", hint=f"known families: {', '.join(known)}")
+    mem = _require(raw, "memory", src)
+    uart = _require(raw, "uart", src)
+    qemu = raw.get("qemu", {})
+    known_keys = {"name", "description", "core", "fpu", "family", "cpu_hz", "emulated", "memory", "uart", "qemu"}
+    if not isinstance(mem, dict) or not isinstance(uart, dict) or not isinstance(qemu, dict):
+        raise ToolkitError(f"board file {src}: [memory], [uart] and [qemu] must be tables")
+    if core in ("cortex-m0", "cortex-m0plus", "cortex-m3") and fpu != "none":
+        raise ToolkitError(f"board file {src}: fpu: a {core} has no FPU, got '{fpu}'", hint='use fpu = "none"')
+    emulated = _field(raw, "emulated", src, kind="bool", default=bool(qemu))
+    if emulated:
+        for key in ("machine", "systick_hz"):
+            if key not in qemu:
+                raise ToolkitError(f"board file {src}: missing key 'qemu.{key}' (emulated = true)",
+                                   hint="emulated boards name their QEMU machine and its measured SysTick clock")
+    qemu_machine = _field(qemu, "machine", src, "qemu.", kind="str") if "machine" in qemu else None
+    systick_hz = _field(qemu, "systick_hz", src, "qemu.", minimum=1) if "systick_hz" in qemu else None
+    cpu_hz = _field(raw, "cpu_hz", src, minimum=1)
+    baud = _field(uart, "baud", src, "uart.", default=115200, minimum=1)
+    uart_base = _field(uart, "base", src, "uart.", minimum=0, maximum=_ADDR_END - 1)
+    flash = _region(mem, "flash", src)
+    ram = _region(mem, "ram", src)
+    extra = {k: v for k, v in raw.items() if k not in known_keys}
+    for table in ("defines", "flash"):
+        if table in extra and not isinstance(extra[table], dict):
+            raise _bad(src, table, "a table", extra[table])
+    for key, value in extra.get("flash", {}).items():
+        if key in ("method", "pyocd_target", "pyocd_pack", "msd_label", "command", "platformio_board",
+                   "platformio_platform") and not isinstance(value, str):
+            raise _bad(src, f"flash.{key}", "a string", value)
+    from aiot.target import ports
+
+    fam_defs = ports.family_defines(family, raw, cpu_hz, baud, core, src)
+    stack = ports.stack_bytes(extra, ram.length, src)
+    return Board(
+        name=name,
+        description=description,
+        core=core,
+        fpu=fpu,
+        family=family,
+        cpu_hz=cpu_hz,
+        flash=flash,
+        ram=ram,
+        uart_base=uart_base,
+        baud=baud,
+        emulated=emulated,
+        source=src,
+        qemu_machine=qemu_machine,
+        systick_hz=systick_hz,
+        extra=extra,
+        family_defines=fam_defs,
+        stack_bytes=stack,
+    )
+
+
+def list_boards() -> list[Board]:
+    return [load_board_file(p) for p in sorted(paths.BOARDS.glob("*.toml"))]
+
+
+def get_board(name: str) -> Board:
+    if not isinstance(name, str) or not _PLAIN_NAME.match(name):
+        raise ToolkitError(f"'{name}' is not a board name: board names are plain names (letters, digits, - and _), "
+                           "not paths", hint="aiot boards lists the boards; a new board is a file in "
+                                             f"{paths.BOARDS} (see boards/README.md)")
+    src = paths.BOARDS / f"{name}.toml"
+    if src.is_file():
+        return load_board_file(src)
+    names = [p.stem for p in sorted(paths.BOARDS.glob("*.toml"))]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    raise ToolkitError(f"unknown board '{name}'", hint=f"{hint}known boards: {', '.join(names)} (aiot boards lists them)")

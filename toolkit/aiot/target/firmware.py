@@ -1,0 +1,243 @@
+"""Build the device firmware for a board with arm-none-eabi-gcc, and report its size.
+
+Sources: the Cortex-M startup, the board's chip-family port, every portable module
+under firmware/src/, and (optionally) the generated model C. Compiler flags, defines and
+the linker script all come from the board file. Each object is compiled separately so
+the size report can attribute every symbol of the final ELF to engine code, weights,
+arena or the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from aiot import paths
+from aiot.target.boards import Board
+from aiot.errors import ToolkitError
+from aiot.target.toolchain import require
+
+COMMON_CFLAGS = [
+    "-std=c99", "-ffunction-sections", "-fdata-sections", "-fno-common",
+    "-Wall", "-Wextra", "-Werror", "-g",
+]
+# Firmware modules each app links; engine/ is added when a model is present.
+APPS = {
+    "device": ["app", "protocol", "monitor"],  # the product: framed protocol + monitor
+    "bench": ["bench"],                        # model timing and bit-exactness (aiot bench)
+    "boardcheck": ["boardcheck"],              # port bring-up: TX, SysTick calibration, RX echo
+}
+
+
+@dataclass
+class SizeReport:
+    """Bytes of flash and RAM, split the way a user budgets them."""
+
+    flash_total: int
+    ram_total: int
+    engine_code: int       # kernels + generated invoke/glue code (flash)
+    weights: int           # const model data (flash)
+    arena: int             # the static tensor arena (RAM)
+    app_code: int          # everything else in flash: startup, port, protocol, monitor, libc
+    app_ram: int           # everything else in RAM: data, bss, stack
+    stack: int
+
+    def table(self) -> str:
+        return (
+            f"  flash {self.flash_total:>8,} B = engine code {self.engine_code:,} + weights {self.weights:,}"
+            f" + rest {self.app_code:,}\n"
+            f"  RAM   {self.ram_total:>8,} B = arena {self.arena:,} + stack {self.stack:,} + rest {self.app_ram:,}"
+        )
+
+
+@dataclass
+class BuildResult:
+    board: str
+    elf: Path
+    bin: Path
+    size: SizeReport
+    defines: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"board": self.board, "elf": str(self.elf), "bin": str(self.bin), "size": asdict(self.size)}
+
+
+def _sources(model_dir: Path | None, board: Board, app: str = "device") -> tuple[list[Path], set[Path]]:
+    """All C files to compile, and the subset that counts as engine code."""
+    fw = paths.FIRMWARE
+    if app not in APPS:
+        raise ToolkitError(f"unknown firmware app '{app}'", hint=f"one of: {', '.join(APPS)}")
+    if app == "bench" and model_dir is None:
+        raise ToolkitError("the bench app needs a model", hint="pass the generated model folder")
+    srcs = [fw / "port" / "cortexm" / "startup.c", fw / "port" / "cortexm" / "rxring.c",
+            *sorted((fw / "port" / board.family).glob("*.c"))]
+    for d in APPS[app]:
+        srcs += sorted((fw / "src" / d).glob("*.c"))
+    engine: set[Path] = set()
+    if model_dir is not None:
+        model_c = model_dir / "model.c"
+        if not model_c.is_file():
+            raise ToolkitError(f"no generated model in {model_dir} (model.c missing)",
+                               hint="generate it first: aiot codegen --package <pkg>")
+        engine = {*sorted((fw / "src" / "engine").glob("*.c")), model_c}
+        srcs += sorted(engine)
+    return srcs, engine
+
+
+def sources(board: Board, model_dir: Path | None = None, app: str = "device") -> list[Path]:
+    """Every C file ``build`` compiles for this board, app and model (``aiot export`` reuses it)."""
+    return _sources(model_dir, board, app)[0]
+
+
+def build_defines(board: Board, model_dir: Path | None = None, defines: Iterable[str] = ()) -> dict[str, str]:
+    """The -D defines of a build: the board's, then ``defines`` (NAME or NAME=VALUE) on top."""
+    defs = {**board.defines(), **dict(d.split("=", 1) if "=" in d else (d, "1") for d in defines)}
+    if model_dir is None:
+        defs["AIOT_NO_MODEL"] = "1"
+    return defs
+
+
+def include_dirs(model_dir: Path | None = None) -> list[Path]:
+    return [paths.FIRMWARE / "include", paths.FIRMWARE / "src"] + ([model_dir] if model_dir else [])
+
+
+# Link: our own startup (no crt0), newlib-nano, no OS, unused sections dropped.
+LINK_FLAGS = ["-nostartfiles", "-specs=nano.specs", "-specs=nosys.specs", "-Wl,--gc-sections"]
+
+
+def _run(cmd: Sequence[str], what: str) -> str:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ToolkitError(f"{what} failed:\n{proc.stderr.strip() or proc.stdout.strip()}",
+                           hint="the command was: " + " ".join(cmd))
+    return proc.stdout
+
+
+def build(
+    board: Board,
+    out_dir: Path,
+    model_dir: Path | None = None,
+    *,
+    opt: str = "-O2",
+    defines: Iterable[str] = (),
+    stack_bytes: int | None = None,
+    jobs: int = 2,
+    app: str = "device",
+) -> BuildResult:
+    """Compile and link the firmware for ``board`` into ``out_dir/firmware.elf``."""
+    gcc = require("arm-none-eabi-gcc")
+    if stack_bytes is None:
+        stack_bytes = board.stack_bytes  # the board file's stack_bytes (default 4 KiB)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    obj_dir = out_dir / "obj"
+    obj_dir.mkdir(exist_ok=True)
+    ld = out_dir / "link.ld"
+    ld.write_text(board.linker_script(stack_bytes=stack_bytes))
+
+    defs = build_defines(board, model_dir, defines)
+    incs = include_dirs(model_dir)
+    cflags = [*board.cpu_flags(), opt, *COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items()),
+              *(f"-I{i}" for i in incs)]
+    srcs, engine_srcs = _sources(model_dir, board, app)
+
+    def compile_one(src: Path) -> Path:
+        tag = hashlib.sha1(str(src).encode()).hexdigest()[:8]
+        obj = obj_dir / f"{src.stem}-{tag}.o"
+        _run([gcc, *cflags, "-c", str(src), "-o", str(obj)], f"compiling {src.relative_to(paths.ROOT) if src.is_relative_to(paths.ROOT) else src}")
+        return obj
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        objs = list(pool.map(compile_one, srcs))
+
+    elf = out_dir / "firmware.elf"
+    try:
+        _run([gcc, *board.cpu_flags(), opt, *LINK_FLAGS, f"-T{ld}", f"-Wl,-Map={out_dir / 'firmware.map'}", "-o",
+              str(elf), *map(str, objs), "-lm"], f"linking {elf.name} for {board.name}")
+    except ToolkitError as e:
+        raise _does_not_fit(e, board) or e from None
+    binf = out_dir / "firmware.bin"
+    _run([require("arm-none-eabi-objcopy"), "-O", "binary", str(elf), str(binf)], "objcopy")
+
+    engine_objs = {o for s, o in zip(srcs, objs) if s in engine_srcs}
+    size = _size_report(elf, objs, engine_objs, stack_bytes)
+    result = BuildResult(board=board.name, elf=elf, bin=binf, size=size, defines=defs)
+    (out_dir / "build.json").write_text(json.dumps(result.to_json(), indent=2))
+    return result
+
+
+def _size(n: int) -> str:
+    """``n`` bytes for a message: whole KB as KB, anything else (16 bytes, 1.5 KB) exactly."""
+    return f"{n // 1024:,} KB" if n >= 1024 and n % 1024 == 0 else f"{n:,} bytes"
+
+
+class DoesNotFit(ToolkitError):
+    """The image is larger than the board's flash or RAM (raised instead of the linker dump)."""
+
+    def __init__(self, board: Board, region: str, overflow: int):
+        size = board.flash.length if region == "FLASH" else board.ram.length
+        what = "flash" if region == "FLASH" else "RAM"
+        super().__init__(
+            f"the firmware does not fit {board.name}: it needs {overflow:,} bytes more {what} than the board's "
+            f"{_size(size)}",
+            hint=("generate the model with --optimize size (packed int8 weights), use a smaller model, or pick a "
+                  "board with more memory (aiot boards)") if region == "FLASH" else
+                 ("a smaller model (arena) or a board with more RAM (aiot boards); the stack size is set by "
+                  "stack_bytes in the board file"))
+        self.region = region
+        self.overflow = overflow
+
+
+def _does_not_fit(err: ToolkitError, board: Board) -> DoesNotFit | None:
+    m = re.search(r"region [`']?(FLASH|RAM)'? overflowed by (\d+) bytes", err.message)
+    return DoesNotFit(board, m.group(1), int(m.group(2))) if m else None
+
+
+def _symbols(nm_out: str) -> list[tuple[str, int, str]]:
+    """(name, size, type letter) for every sized symbol of `nm -S` output."""
+    syms = []
+    for line in nm_out.splitlines():
+        parts = line.split()
+        if len(parts) == 4:
+            _addr, size, kind, name = parts
+            syms.append((name, int(size, 16), kind))
+    return syms
+
+
+def _size_report(elf: Path, objs: list[Path], engine_objs: set[Path], stack_bytes: int) -> SizeReport:
+    nm = require("arm-none-eabi-nm")
+    sz = require("arm-none-eabi-size")
+    text, data, bss = _section_totals(_run([sz, "-B", "-d", str(elf)], "size"))
+    flash_total, ram_total = text + data, data + bss
+
+    # Classify by the symbol's section in its object file: in the ELF, .rodata is merged
+    # into the .text output section, so the final symbol type cannot tell code from weights.
+    engine_kinds: dict[str, str] = {}
+    for obj in engine_objs:
+        for name, _size, kind in _symbols(_run([nm, "-S", str(obj)], "nm")):
+            if kind.upper() != "U":
+                engine_kinds[name] = kind.upper()
+
+    engine_code = weights = arena = 0
+    for name, size, _kind in _symbols(_run([nm, "-S", str(elf)], "nm")):
+        k = engine_kinds.get(name)
+        if k == "T":
+            engine_code += size
+        elif k in ("R", "D"):
+            weights += size  # model constants: weights, biases, requantization tables
+        elif k in ("B", "C"):
+            arena += size
+    stack = stack_bytes
+    return SizeReport(
+        flash_total=flash_total, ram_total=ram_total, engine_code=engine_code, weights=weights, arena=arena,
+        app_code=flash_total - engine_code - weights, app_ram=ram_total - arena - stack, stack=stack,
+    )
+
+
+def _section_totals(berkeley: str) -> tuple[int, int, int]:
+    line = berkeley.strip().splitlines()[-1].split()
+    return int(line[0]), int(line[1]), int(line[2])
