@@ -4,7 +4,7 @@
 
 PYTHON   ?= python3
 VENV     ?= .venv
-APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm mosquitto
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP    := $(VENV)/.installed
 PYTEST_ARGS ?=
@@ -28,8 +28,8 @@ setup: deps venv
 # apt is only touched when a tool is actually missing.
 deps:
 	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null \
-	    && [ -f /usr/lib/arm-none-eabi/newlib/libc.a ]; then \
-	    echo "deps: arm-none-eabi-gcc, newlib and qemu-system-arm present"; \
+	    && [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] && [ -x /usr/sbin/mosquitto ]; then \
+	    echo "deps: arm-none-eabi-gcc, newlib, qemu-system-arm and mosquitto present"; \
 	else \
 	    echo "deps: installing $(APT_PKGS)"; \
 	    $(SUDO) apt-get update -qq && \
@@ -41,7 +41,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[ml,test,boards]'
+	$(VENV)/bin/python -m pip install -q -e '.[ml,test,boards,fleet]'
 	@touch $@
 
 clean:

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAKE = shutil.which("make")
-PKGS = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm"
+PKGS = "gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm mosquitto"
 
 pytestmark = pytest.mark.skipif(MAKE is None, reason="make not installed")
 
@@ -65,6 +65,7 @@ def test_failing_apt_fails_the_make(tmp_path):
 
 
 @pytest.mark.skipif(not Path("/usr/lib/arm-none-eabi/newlib/libc.a").is_file(), reason="newlib not installed")
+@pytest.mark.skipif(not Path("/usr/sbin/mosquitto").is_file(), reason="mosquitto not installed")
 def test_present_toolchain_leaves_apt_alone(tmp_path):
     proc, calls = _make_deps(tmp_path, uid=0, tools=True)
     assert proc.returncode == 0, proc.stderr
@@ -79,7 +80,7 @@ def test_venv_is_made_once_and_remade_when_the_dependencies_change(tmp_path):
                               capture_output=True, text=True, timeout=60).stdout
 
     first = plan()
-    assert f"-m venv {venv}" in first and "pip install -q -e '.[ml,test,boards]'" in first
+    assert f"-m venv {venv}" in first and "pip install -q -e '.[ml,test,boards,fleet]'" in first
     (venv / "bin").mkdir(parents=True)
     (venv / ".installed").touch()  # as the first run leaves it
     assert "pip install" not in plan()  # idempotent: a second run installs nothing

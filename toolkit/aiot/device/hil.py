@@ -582,11 +582,13 @@ class Device:
             i += consumed
         return np.concatenate(outs) if outs else np.zeros(0, dtype=M.OUTPUT_DTYPE)
 
-    def events(self) -> list:
+    def events(self, on_batch=None) -> list:
         """Drain the device's event ring buffer (oldest first) as aiot.monitor.Event.
 
         Safe to retry: the device keeps each batch until the next request acknowledges it by
-        the last event seq received, so a lost answer is sent again, never lost."""
+        the last event seq received, so a lost answer is sent again, never lost. ``on_batch``
+        (a callable) gets each batch before that acknowledgement is sent (the gateway
+        journals it there); if it raises, the batch stays on the device."""
         from aiot import monitor as M
 
         out: list = []
@@ -608,7 +610,10 @@ class Device:
                     f"{self.name} sent events up to seq {self._ack_seq} again although they were acknowledged: "
                     "it does not drop acknowledged events (docs/protocol.md, EVENTS)",
                     hint="flash firmware built by this toolkit (aiot build), or check that nothing else talks to the port")
-            out += [_event(r) for r in recs]
+            batch = [_event(r) for r in recs]
+            if on_batch is not None:
+                on_batch(batch)
+            out += batch
             self._ack_seq = int(recs[-1]["seq"])
         return out
 

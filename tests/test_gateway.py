@@ -1,0 +1,368 @@
+"""The gateway against a real MQTT broker (mosquitto): every device event arrives exactly
+once after de-duplication, in order, through broker outages, a gateway killed with -9 and
+a dropped device link. The event source is a fake device that keeps events the way the
+firmware does (each batch until the next EVENTS request acknowledges it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from aiot.errors import ToolkitError
+
+pytest.importorskip("paho.mqtt", reason="the fleet extra is not installed: pip install -e '.[fleet]'")
+
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+SITE = "plant-1"
+TYPES = [  # a plausible life: (event type, state after it)
+    ("COMMISSIONED", "NORMAL"), ("CALIBRATED", "NORMAL"), ("ALERT_RAISED", "ANOMALY"),
+    ("SEVERITY_CHANGED", "ANOMALY"), ("ALERT_CLEARED", "NORMAL"), ("DRIFT_DETECTED", "DRIFT"),
+    ("RECAL_DONE", "NORMAL"), ("DATA_LOST", "NO_DATA"), ("DATA_RESTORED", "NORMAL"),
+]
+
+
+# --- a broker ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    """mosquitto on a loopback port, with persistence (a stopped broker keeps its sessions)."""
+
+    def __init__(self, workdir: Path):
+        self.port = free_port()
+        self.dir = workdir
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {workdir}/\nlog_dest file {workdir}/mosquitto.log\n")
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"mosquitto did not listen on {self.port}: {(self.dir / 'mosquitto.log').read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: mosquitto saves its sessions and queued messages
+            self.proc.wait(5)
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path):
+    if MOSQUITTO is None:
+        pytest.skip("mosquitto is not installed (apt-get install -y mosquitto, or make setup)")
+    b = Broker(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+class Consumer:
+    """A subscriber with a persistent session: what a fleet back-end sees."""
+
+    def __init__(self, broker: Broker):
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.properties import Properties
+        from paho.mqtt.packettypes import PacketTypes
+
+        self.messages: list[tuple[str, dict, bool]] = []
+        self.lock = threading.Lock()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="consumer", protocol=mqtt.MQTTv5)
+        self.client.reconnect_delay_set(0.05, 0.3)
+
+        def on_connect(c, _u, _f, rc, _p):
+            c.subscribe(f"aiot/{SITE}/#", qos=1)
+
+        def on_message(_c, _u, msg):
+            with self.lock:
+                self.messages.append((msg.topic, json.loads(msg.payload), bool(msg.retain)))
+
+        self.client.on_connect, self.client.on_message = on_connect, on_message
+        self.client.connect("127.0.0.1", broker.port, keepalive=5, clean_start=False, properties=props)
+        self.client.loop_start()
+
+    def journaled(self, device: str) -> list[dict]:
+        """The journaled messages of ``device`` in arrival order (duplicates included)."""
+        with self.lock:
+            return [p for t, p, _r in self.messages if t.startswith(f"aiot/{SITE}/{device}/") and "id" in p]
+
+    def events_after_dedup(self, device: str) -> list[dict]:
+        seen, out = set(), []
+        for p in self.journaled(device):
+            if p["id"] not in seen:
+                seen.add(p["id"])
+                out.append(p)
+        return out
+
+    def wait_events(self, device: str, count: int, timeout: float) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [p for p in self.events_after_dedup(device) if "seq" in p and p["kind"] != "state"]
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        return [p for p in self.events_after_dedup(device) if "seq" in p and p["kind"] != "state"]
+
+    def status(self, device: str) -> list[str]:
+        with self.lock:
+            return [p["status"] for t, p, _r in self.messages if t == f"aiot/{SITE}/{device}/status"]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+# --- a device ------------------------------------------------------------------------------------
+
+
+class FakeHardware:
+    """The device's memory: events made so far and what was acknowledged. ``state_file``
+    keeps it outside the gateway's process (a board lives on when the gateway dies)."""
+
+    BATCH = 8  # events per EVENTS answer
+
+    def __init__(self, total: int, per_poll: int = 3, state_file: Path | None = None):
+        self.total, self.per_poll, self.state_file = total, per_poll, state_file
+        self.made, self.acked = 0, -1  # events 0..acked are forgotten
+        self.broken = False
+        if state_file is not None and state_file.exists():
+            self.made, self.acked = json.loads(state_file.read_text())
+
+    def _save(self) -> None:
+        if self.state_file is not None:
+            tmp = self.state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps([self.made, self.acked]))
+            os.replace(tmp, self.state_file)
+
+    @staticmethod
+    def event(seq: int):
+        from aiot.monitor import Event
+
+        kind, state = TYPES[seq % len(TYPES)]
+        return Event(timestamp_ms=1000 * seq, seq=seq, type=kind, channel=seq % 2, channels=(seq % 2,),
+                     severity=2 if kind.startswith(("ALERT_R", "SEV")) else 0, state=state, value=float(seq))
+
+    def request(self, ack: int | None) -> list:
+        """One EVENTS request: acknowledge up to ``ack``, answer the oldest kept batch."""
+        if self.broken:
+            raise ToolkitError("no answer from fake-device (link down)")
+        if ack is not None:
+            self.acked = max(self.acked, ack)
+        self._save()
+        first = self.acked + 1
+        return [self.event(s) for s in range(first, min(first + self.BATCH, self.made))]
+
+    def produce(self) -> None:
+        self.made = min(self.total, self.made + self.per_poll)
+        self._save()
+
+
+class FakeLink:
+    """What aiot.device.hil.Device offers the gateway: events() with the on_batch hook; the
+    acknowledgement state is the client's (lost when the link is reopened)."""
+
+    def __init__(self, hw: FakeHardware):
+        self.hw = hw
+        self.ack: int | None = None
+
+    def info(self) -> dict:
+        return {"board": "fake", "model_name": "pump", "firmware_version": "test"}
+
+    def events(self, on_batch=None) -> list:
+        self.hw.produce()
+        out = []
+        while True:
+            batch = self.hw.request(self.ack)
+            if not batch:
+                return out
+            if on_batch is not None:
+                on_batch(batch)
+            out += batch
+            self.ack = batch[-1].seq
+
+
+def check_exactly_once(got: list[dict], total: int) -> None:
+    """Every event 0..total-1 once, in order, numbered 1, 2, ... without a gap."""
+    assert [p["seq"] for p in got] == list(range(total))
+    ns = [p["n"] for p in got]
+    assert ns == sorted(ns) and len(set(ns)) == len(ns)
+
+
+def make_gateway(tmp_path: Path, broker: Broker, hw: FakeHardware, device: str = "pump7"):
+    from aiot.fleet.gateway import Gateway
+
+    gw = Gateway(tmp_path / "journal.db", broker.url, site=SITE, gateway_id="gw1")
+    gw.add(device, lambda: FakeLink(hw), sensors=["pressure", "flow"], poll=0.01, stats_every=0,
+           reopen_after=0.05)
+    return gw
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+def test_events_arrive_in_order_with_kinds_and_retained_status(tmp_path, broker):
+    consumer = Consumer(broker)
+    hw = FakeHardware(total=40)
+    gw = make_gateway(tmp_path, broker, hw).start()
+    try:
+        got = consumer.wait_events("pump7", 40, 10)
+    finally:
+        gw.stop(drain=2)
+        consumer.close()
+    check_exactly_once(got, 40)
+    raised = next(p for p in got if p["event"] == "ALERT_RAISED")
+    assert raised["kind"] == "alert" and raised["severity"] == 2 and raised["severity_name"] == "major"
+    assert raised["sensors"] == ["pressure"] and raised["top_sensor"] == "pressure"
+    assert {p["kind"] for p in got} == {"alert", "calibration", "drift", "data"}
+    states = [p["state"] for p in consumer.events_after_dedup("pump7") if p["kind"] == "state"]
+    assert states[:3] == ["NORMAL", "ANOMALY", "NORMAL"]
+    assert consumer.status("pump7")[0] == "online" and consumer.status("pump7")[-1] == "offline"
+
+
+def test_broker_outage_loses_nothing(tmp_path, broker):
+    consumer = Consumer(broker)
+    hw = FakeHardware(total=600, per_poll=2)
+    gw = make_gateway(tmp_path, broker, hw).start()
+    try:
+        consumer.wait_events("pump7", 30, 10)
+        broker.stop()
+        time.sleep(1.0)  # the device keeps making events; the gateway journals them
+        during = hw.made
+        broker.start()
+        got = consumer.wait_events("pump7", 600, 30)
+    finally:
+        gw.stop(drain=2)
+        consumer.close()
+    assert during > 60, "the outage should have lasted while events were made"
+    check_exactly_once(got, 600)
+
+
+def test_device_link_drop_resent_events_are_journaled_once(tmp_path, broker):
+    consumer = Consumer(broker)
+    hw = FakeHardware(total=200, per_poll=2)
+    gw = make_gateway(tmp_path, broker, hw).start()
+    bridge = gw.bridges[0]
+    try:
+        consumer.wait_events("pump7", 20, 10)
+        for _ in range(3):
+            hw.broken = True
+            time.sleep(0.2)
+            hw.broken = False
+            time.sleep(0.2)
+        got = consumer.wait_events("pump7", 200, 20)
+    finally:
+        gw.stop(drain=2)
+        consumer.close()
+    assert bridge.link_drops >= 3
+    check_exactly_once(got, 200)
+
+
+def test_journal_before_ack_resend_after_crash_is_dropped(tmp_path):
+    """A batch journaled whose ack never reached the device comes again: journaled once."""
+    from aiot.fleet.journal import Journal
+    from aiot.fleet.gateway import event_messages, event_origin
+
+    j = Journal(tmp_path / "j.db")
+    evs = [FakeHardware.event(s) for s in range(5)]
+    items = [it for e in evs for it in event_messages(e, [], None)]
+    first = j.append("d", items)
+    j.close()
+    j = Journal(tmp_path / "j.db")  # the gateway restarted
+    assert j.append("d", items) == []
+    assert [m.n for m in j.unpublished("d")] == [m.n for m in first]
+    assert {m.payload["id"].split("-")[0] for m in first} == {j.epoch}
+    assert event_origin(evs[0]) == "0:0:COMMISSIONED"
+
+
+def test_bridge_journals_a_batch_before_the_device_sees_its_ack(tmp_path):
+    """If journaling fails, the batch is not acknowledged: the device still holds it."""
+    from aiot.fleet.gateway import drain_events
+
+    hw = FakeHardware(total=10, per_poll=10)
+    link = FakeLink(hw)
+
+    def failing(batch):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        drain_events(link, failing)
+    assert hw.acked == -1
+    seen = []
+    assert drain_events(FakeLink(hw), seen.extend) == 10
+    assert [e.seq for e in seen] == list(range(10))
+
+
+GATEWAY_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from pathlib import Path
+    from test_gateway import FakeHardware, FakeLink, SITE
+    from aiot.fleet.gateway import Gateway
+    hw = FakeHardware(total={total}, per_poll=2, state_file=Path({state!r}))
+    gw = Gateway({journal!r}, {url!r}, site=SITE, gateway_id="gw1")
+    gw.add("pump7", lambda: FakeLink(hw), poll=0.01, stats_every=0)
+    gw.start()
+    while True:
+        time.sleep(1)
+""")
+
+
+def test_gateway_killed_mid_publish_loses_nothing(tmp_path, broker):
+    consumer = Consumer(broker)
+    total = 400
+    script = tmp_path / "gw.py"
+    script.write_text(GATEWAY_SCRIPT.format(tests=str(Path(__file__).parent), total=total,
+                                            state=str(tmp_path / "device.json"), journal=str(tmp_path / "j.db"),
+                                            url=broker.url))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "toolkit"),
+                                                        os.environ.get("PYTHONPATH", "")]))
+    procs = []
+    try:
+        for kill_at in (60, 200):
+            p = subprocess.Popen([sys.executable, str(script)], env=env)
+            procs.append(p)
+            consumer.wait_events("pump7", kill_at, 20)
+            p.send_signal(signal.SIGKILL)
+            p.wait(5)
+        p = subprocess.Popen([sys.executable, str(script)], env=env)
+        procs.append(p)
+        got = consumer.wait_events("pump7", total, 30)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        consumer.close()
+    check_exactly_once(got, total)
+    statuses = consumer.status("pump7")
+    assert statuses.count("offline") >= 2, f"the last will should announce each killed gateway: {statuses}"

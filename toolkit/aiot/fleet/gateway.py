@@ -1,0 +1,409 @@
+"""`aiot gateway`: bridge devices to an MQTT 5.0 broker, store-and-forward.
+
+Per device, two threads:
+
+* the *bridge* reads the device (events, periodic STATS; optionally replays a recording
+  into it) and journals every message (:mod:`aiot.fleet.journal`, fsync'd) *before* the
+  device is allowed to forget it: the EVENTS request that acknowledges a batch is only
+  sent once the batch's transaction committed. A device link that drops is reopened;
+  events the device sends again are recognised (seq, timestamp, type) and dropped.
+* the *publisher* owns one MQTT connection whose last will sets the device's retained
+  status to offline, and sends the journal in order, QoS 1, a bounded number in flight.
+  A message counts as published on its PUBACK; after a lost connection everything not
+  yet PUBACKed is sent again from the journal (a fresh session each time, so nothing is
+  also re-sent by the client library behind our back): at-least-once, in order, with a
+  message id (``<journal epoch>-<device>-<n>``) consumers de-duplicate on.
+
+Topics: ``aiot/<site>/<device-id>/<kind>``; kinds: status and info (retained), alert,
+state, drift, calibration, data, stats. Every payload is one JSON object (docs/fleet.md).
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import json
+import re
+import socket
+import threading
+import time
+from dataclasses import asdict, is_dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
+
+from aiot.errors import ToolkitError
+from aiot.fleet.journal import Journal
+
+#: Monitor event type -> message kind (the topic's last level).
+EVENT_KINDS = {
+    "ALERT_RAISED": "alert", "ALERT_CLEARED": "alert", "SEVERITY_CHANGED": "alert", "RECOVERING": "alert",
+    "DRIFT_DETECTED": "drift", "RECAL_STARTED": "drift", "RECAL_DONE": "drift", "RECAL_REJECTED": "drift",
+    "BASELINE_LIMIT": "drift",
+    "COMMISSIONED": "calibration", "CALIBRATED": "calibration", "BASELINE_RESET": "calibration",
+    "DATA_LOST": "data", "DATA_RESTORED": "data",
+}
+SEVERITIES = ("none", "minor", "major", "critical")  # monitor.h: aiot_monitor_output_t.severity
+TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def topic_level(name: str, what: str) -> str:
+    """``name`` checked as one MQTT topic level (no '/', '+', '#', spaces)."""
+    if not TOPIC_LEVEL.match(name or ""):
+        raise ToolkitError(f"{what} {name!r} cannot be an MQTT topic level",
+                           hint="use letters, digits and _ . : - only (e.g. --site plant-3 --name pump7)")
+    return name
+
+
+def parse_broker(url: str) -> tuple[str, int]:
+    """``mqtt://HOST[:PORT]`` -> (host, port); the MQTT default port is 1883."""
+    parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    try:
+        port = parts.port or 1883
+    except ValueError:
+        port = -1
+    if parts.scheme != "mqtt" or not parts.hostname or not 1 <= port <= 65535:
+        raise ToolkitError(f"{url}: not an MQTT broker address",
+                           hint="give --mqtt mqtt://HOST[:PORT], e.g. mqtt://127.0.0.1:1883")
+    return parts.hostname, port
+
+
+def topic(site: str, device: str, kind: str) -> str:
+    return f"aiot/{site}/{device}/{kind}"
+
+
+# --- what the bridge turns into messages ----------------------------------------------------
+
+
+def event_origin(ev) -> str:
+    """The device's own identity of an event: what it sends again if the ack was lost."""
+    return f"{ev.seq}:{ev.timestamp_ms}:{ev.type}"
+
+
+def event_messages(ev, sensors: list[str], last_state: str | None,
+                   confidence: float | None = None) -> list[tuple[str, dict, str]]:
+    """One monitor event as journal items ``(kind, payload, origin)``: its own message, and a
+    ``state`` message first when the device's state changed with it."""
+    def sensor(c: int) -> str:
+        return sensors[c] if c < len(sensors) else f"ch{c}"
+
+    origin = event_origin(ev)
+    body = {"event": ev.type, "seq": ev.seq, "timestamp_ms": ev.timestamp_ms, "state": ev.state,
+            "severity": ev.severity, "severity_name": SEVERITIES[ev.severity] if ev.severity < 4 else None,
+            "value": ev.value, "sensors": [sensor(c) for c in ev.channels],
+            "top_sensor": None if ev.channel is None else sensor(ev.channel), "confidence": confidence,
+            "gateway_time": now_iso()}
+    out = []
+    if ev.state != last_state:
+        out.append(("state", {"state": ev.state, "previous": last_state, "event": ev.type, "seq": ev.seq,
+                              "timestamp_ms": ev.timestamp_ms, "gateway_time": body["gateway_time"]},
+                    origin + ":state"))
+    out.append((EVENT_KINDS.get(ev.type, "event"), body, origin))
+    return out
+
+
+def drain_events(source, on_batch: Callable[[list], None]) -> int:
+    """Every event ``source`` holds, handed to ``on_batch`` batch by batch *before* the
+    device may drop it. A device client with an ``on_batch`` hook (aiot.device.hil.Device)
+    acknowledges a batch with its next request, so the hook runs first; a source without one
+    (the host-built SimulatedDevice, in this process) hands its events over in one go."""
+    events = source.events
+    try:
+        hooked = "on_batch" in inspect.signature(events).parameters
+    except (TypeError, ValueError):
+        hooked = False
+    count = 0
+    if hooked:
+        def counted(batch: list) -> None:
+            nonlocal count
+            on_batch(batch)
+            count += len(batch)
+
+        events(on_batch=counted)
+        return count
+    batch = list(events())
+    if batch:
+        on_batch(batch)
+    return len(batch)
+
+
+def _jsonable(obj):
+    if is_dataclass(obj):
+        return {k: _jsonable(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    return obj
+
+
+# --- publisher ----------------------------------------------------------------------------------
+
+
+class Publisher:
+    """One device's MQTT connection: retained status/info, and the journal in order."""
+
+    def __init__(self, journal: Journal, device: str, site: str, broker: tuple[str, int], gateway_id: str,
+                 window: int = 64, backoff_max: float = 2.0):
+        self.journal, self.device, self.site = journal, device, site
+        self.broker, self.gateway_id = broker, gateway_id
+        self.window = window
+        self.backoff_max = backoff_max
+        self.retained: dict[str, dict] = {}  # kind -> payload, sent again on every connection
+        self.connected = threading.Event()
+        self.connections = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._acks: collections.deque = collections.deque()
+        self._thread = threading.Thread(target=self._run, name=f"publish-{device}", daemon=True)
+        self.last_error: str | None = None
+
+    def start(self) -> "Publisher":
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def set_retained(self, kind: str, payload: dict) -> None:
+        self.retained[kind] = payload
+        self.wake()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _status(self, online: bool, reason: str) -> bytes:
+        return json.dumps({"status": "online" if online else "offline", "device": self.device,
+                           "gateway": self.gateway_id, "reason": reason, "time": now_iso()}).encode()
+
+    def _client(self):
+        import paho.mqtt.client as mqtt
+
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"aiot-{self.gateway_id}-{self.device}",
+                        protocol=mqtt.MQTTv5, reconnect_on_failure=False)
+        c.will_set(topic(self.site, self.device, "status"), self._status(False, "gateway connection lost"),
+                   qos=1, retain=True)
+        c.max_inflight_messages_set(self.window)
+        c.max_queued_messages_set(0)
+
+        def on_connect(_c, _u, _flags, reason_code, _props):
+            if not reason_code.is_failure:
+                self.connected.set()
+            else:
+                self.last_error = f"broker refused the connection: {reason_code}"
+            self._wake.set()
+
+        def on_disconnect(_c, _u, _flags, reason_code, _props):
+            self.connected.clear()
+            self.last_error = f"disconnected: {reason_code}"
+            self._wake.set()
+
+        def on_publish(_c, _u, mid, _reason_code, _props):
+            self._acks.append(mid)  # only recorded here: the publishing thread does the rest
+            self._wake.set()
+
+        c.on_connect, c.on_disconnect, c.on_publish = on_connect, on_disconnect, on_publish
+        return c
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            client = self._client()
+            try:
+                client.connect(*self.broker, keepalive=10, clean_start=True)
+            except (OSError, socket.timeout) as e:
+                self.last_error = f"cannot reach {self.broker[0]}:{self.broker[1]}: {e}"
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.backoff_max)
+                continue
+            client.loop_start()
+            try:
+                if self.connected.wait(5.0):
+                    self.connections += 1
+                    backoff = 0.1
+                    self._session(client)
+            finally:
+                if self._stop.is_set() and self.connected.is_set():
+                    client.publish(topic(self.site, self.device, "status"),
+                                   self._status(False, "gateway stopped"), qos=1, retain=True).wait_for_publish(2.0)
+                    client.disconnect()
+                client.loop_stop()
+                self.connected.clear()
+                self._acks.clear()
+            if not self._stop.is_set():
+                self._stop.wait(backoff)
+
+    def _session(self, client) -> None:
+        """Send until the connection drops: retained status and info, then the journal."""
+        sent_retained: dict[str, dict] = {}
+        client.publish(topic(self.site, self.device, "status"), self._status(True, "connected"), qos=1, retain=True)
+        inflight: collections.deque = collections.deque()  # (mid, n) in send order
+        acked: set[int] = set()
+        cursor = None  # the last message number handed to the client
+        while self.connected.is_set() and not self._stop.is_set():
+            self._wake.clear()  # before looking: a wake-up from now on is not lost
+            for kind, payload in list(self.retained.items()):
+                if sent_retained.get(kind) is not payload:
+                    client.publish(topic(self.site, self.device, kind), json.dumps(payload), qos=1, retain=True)
+                    sent_retained[kind] = payload
+            while self._acks:
+                acked.add(self._acks.popleft())
+            done = None
+            while inflight and inflight[0][0] in acked:
+                mid, done = inflight.popleft()
+                acked.discard(mid)
+            if done is not None:
+                self.journal.mark_published(self.device, done)
+            room = self.window - len(inflight)
+            if room > 0:
+                for m in self.journal.unpublished(self.device, after=cursor, limit=room):
+                    info = client.publish(topic(self.site, self.device, m.kind), json.dumps(m.payload), qos=1)
+                    if info.rc != 0:  # the connection went away under us: start over from the journal
+                        return
+                    inflight.append((info.mid, m.n))
+                    cursor = m.n
+            self._wake.wait(0.5)
+
+
+# --- bridge ---------------------------------------------------------------------------------------
+
+
+class DeviceBridge:
+    """Read one device into the journal; reopen its link when it drops."""
+
+    def __init__(self, device: str, open_source: Callable[[], object], journal: Journal, publisher: Publisher,
+                 sensors: list[str] | None = None, stats_every: float = 10.0, poll: float = 0.2,
+                 replay: Iterator[tuple] | None = None, reopen_after: float = 1.0):
+        self.device, self.open_source, self.journal, self.publisher = device, open_source, journal, publisher
+        self.sensors = list(sensors or [])
+        self.stats_every, self.poll, self.reopen_after = stats_every, poll, reopen_after
+        self.replay = replay
+        self.journaled = 0
+        self.link_drops = 0
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._confidence: collections.OrderedDict = collections.OrderedDict()  # window end ms -> confidence
+        last = journal.last(device, "state")
+        self._state = last["state"] if last else None
+        self._thread = threading.Thread(target=self._run, name=f"bridge-{device}", daemon=True)
+        self.replay_done = replay is None
+
+    def start(self) -> "DeviceBridge":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def journal_batch(self, batch: list) -> None:
+        """Journal one batch of device events (fsync'd) -- called before the device's ack."""
+        items = []
+        for ev in batch:
+            items += event_messages(ev, self.sensors, self._state, self._confidence.get(ev.timestamp_ms))
+            self._state = ev.state
+        self.journaled += len(self.journal.append(self.device, items))
+        self.publisher.wake()
+
+    def _remember_confidence(self, outputs) -> None:
+        for o in outputs:
+            self._confidence[int(o["t_end_ms"])] = float(o["confidence"])
+        while len(self._confidence) > 4096:
+            self._confidence.popitem(last=False)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                source = self.open_source()
+            except ToolkitError as e:
+                self._link_down(f"cannot open the device: {e.message}")
+                continue
+            try:
+                self._serve(source)
+            except ToolkitError as e:
+                self.link_drops += 1
+                self._link_down(f"device link lost: {e.message}")
+            finally:
+                close = getattr(source, "close", None)
+                if close is not None:
+                    try:
+                        close()
+                    except Exception:  # noqa: BLE001 -- a dead link may fail to close; it is gone either way
+                        pass
+
+    def _link_down(self, why: str) -> None:
+        self.last_error = why
+        self.publisher.set_retained("link", {"device": self.device, "link": "down", "reason": why,
+                                                      "time": now_iso()})
+        self._stop.wait(self.reopen_after)
+
+    def _serve(self, source) -> None:
+        info = getattr(source, "info", None)
+        if info is not None:
+            self.publisher.set_retained("info", {"device": self.device, "sensors": self.sensors,
+                                                 **_jsonable(info()), "time": now_iso()})
+        self.publisher.set_retained("link", {"device": self.device, "link": "up", "time": now_iso()})
+        next_stats = time.monotonic()
+        while not self._stop.is_set():
+            if self.replay is not None and not self.replay_done:
+                try:
+                    ts, values = next(self.replay)
+                    self._remember_confidence(source.push(ts, values))
+                except StopIteration:
+                    self.replay_done = True
+            drain_events(source, self.journal_batch)
+            stats = getattr(source, "stats", None)
+            if stats is not None and self.stats_every and time.monotonic() >= next_stats:
+                next_stats = time.monotonic() + self.stats_every
+                self.journal.append(self.device, [("stats", {"stats": _jsonable(stats()),
+                                                             "gateway_time": now_iso()}, None)])
+                self.publisher.wake()
+            if self.replay_done or self.replay is None:
+                self._stop.wait(self.poll)
+
+
+class Gateway:
+    """Bridges for several devices, one journal, one broker."""
+
+    def __init__(self, journal: Path | str, broker: str | tuple[str, int], site: str = "default",
+                 gateway_id: str | None = None, window: int = 64):
+        self.site = topic_level(site, "site")
+        self.broker = parse_broker(broker) if isinstance(broker, str) else broker
+        self.gateway_id = topic_level(gateway_id or socket.gethostname().split(".")[0] or "gateway", "gateway id")
+        self.journal = Journal(journal)
+        self.window = window
+        self.bridges: list[DeviceBridge] = []
+
+    def add(self, device: str, open_source: Callable[[], object], **bridge_kw) -> DeviceBridge:
+        topic_level(device, "device id")
+        pub = Publisher(self.journal, device, self.site, self.broker, self.gateway_id, self.window)
+        bridge = DeviceBridge(device, open_source, self.journal, pub, **bridge_kw)
+        self.bridges.append(bridge)
+        return bridge
+
+    def start(self) -> "Gateway":
+        for b in self.bridges:
+            b.publisher.start()
+            b.start()
+        return self
+
+    def stop(self, drain: float = 0.0) -> None:
+        """Stop reading devices, then give the publishers up to ``drain`` seconds to empty
+        the journal (what is left is sent by the next run)."""
+        for b in self.bridges:
+            b.stop()
+        deadline = time.monotonic() + drain
+        while drain and self.journal.backlog() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for b in self.bridges:
+            b.publisher.stop()
+        self.journal.close()
