@@ -396,9 +396,9 @@ class Gateway:
             b.start()
         return self
 
-    def stop(self, drain: float = 0.0) -> None:
+    def stop(self, drain: float = 0.0) -> int:
         """Stop reading devices, then give the publishers up to ``drain`` seconds to empty
-        the journal (what is left is sent by the next run)."""
+        the journal; returns how many messages are left (the next run sends them)."""
         for b in self.bridges:
             b.stop()
         deadline = time.monotonic() + drain
@@ -406,4 +406,6 @@ class Gateway:
             time.sleep(0.05)
         for b in self.bridges:
             b.publisher.stop()
+        left = self.journal.backlog()
         self.journal.close()
+        return left
