@@ -45,9 +45,12 @@ from aiot.commands import FloatRange, OutPath
                    "commissioned (too short, odd sample period) instead of stopping; each is named with why, on "
                    "the terminal and in report.json (aggregate.skipped_files). With --limit N, the bad ones "
                    "among the first N files. Default: the first stops the run.")
+@click.option("--scheduler", default=None,
+              help="Run one task per file on a Dask cluster: tcp://HOST:8786, or local (a LocalCluster of --jobs "
+                   "workers). A file whose task fails is reported and the others finish. Needs the fleet extra.")
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
-            alert_settings: Path | None, per_file: bool, skip_bad_files: bool) -> None:
+            alert_settings: Path | None, per_file: bool, skip_bad_files: bool, scheduler: str | None) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -69,7 +72,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     summary = evaluate(
         data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
-        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files,
+        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files, scheduler=scheduler,
     )
     t = summary["test_rows"]
     phases = phases_text(summary.get("false_alarms_by_phase", {}))

@@ -351,12 +351,14 @@ def _worker(args: tuple) -> FileResult | tuple:
 
 
 def run(dataset: Dataset, settings: Settings, package: Path | None,
-        skipped: list[tuple[str, str]] | None = None) -> list[FileResult]:
+        skipped: list[tuple[str, str]] | None = None, mapper=None) -> list[FileResult]:
     """Commission and stream every file; results keep the dataset's order.
 
     ``package`` None trains one model per file on its commissioning rows. ``skipped`` (a
     list): a file that cannot be commissioned (:class:`NotCommissioned`) is put there (name,
-    why) and left out of the results; otherwise it stops the run.
+    why) and left out of the results; otherwise it stops the run. ``mapper(fn, tasks)``
+    runs the per-file tasks elsewhere (a Dask cluster: aiot.fleet.dask_runner), yielding
+    their outcomes in order; default: ``settings.jobs`` local processes.
     """
     from aiot.progress import Bar
 
@@ -364,7 +366,9 @@ def run(dataset: Dataset, settings: Settings, package: Path | None,
     tasks = [(r, package, settings) for r in dataset.recordings]
     results: list[FileResult] = []
     with Bar(len(tasks), "files") as bar:
-        if jobs == 1:
+        if mapper is not None:
+            outcomes = mapper(_worker, tasks)
+        elif jobs == 1:
             outcomes = (_worker_here(t) for t in tasks)
         else:
             outcomes = spawn_map(_worker, tasks, jobs)

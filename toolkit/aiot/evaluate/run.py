@@ -44,6 +44,7 @@ def evaluate(
     alert_settings: Path | None = None,
     per_file: bool = False,
     skip_bad_files: bool = False,
+    scheduler: str | None = None,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
 
@@ -54,7 +55,10 @@ def evaluate(
     that is one noise-unit model, and on QEMU one firmware image, per installation (data
     without a fleet recording always runs this way). ``skip_bad_files``: a file that cannot be
     read, has other sensor columns or cannot be commissioned is left out (each named, with
-    why, on stderr and in report.json's ``skipped_files``) instead of stopping the run."""
+    why, on stderr and in report.json's ``skipped_files``) instead of stopping the run.
+    ``scheduler``: one Dask task per file on that cluster (``local``: a LocalCluster of
+    ``jobs`` workers; aiot.fleet.dask_runner); a file whose task fails is then reported in
+    ``skipped_files`` and the others finish."""
     from aiot.progress import step
 
     t0 = time.monotonic()
@@ -179,9 +183,16 @@ def evaluate(
                                   "commissioning record")
 
     met = len(ds.skipped)
-    with step(f"commissioning and streaming {len(ds.recordings)} file(s) on {settings.target}, {jobs} job(s)"):
+    mapper = None
+    if scheduler is not None:  # the fleet: a failed installation is reported, the rest finish
+        from aiot.fleet.dask_runner import dask_mapper
+
+        mapper, skip_bad_files = dask_mapper(scheduler, workers=jobs), True
+    where = f"Dask {scheduler}" if scheduler else f"{jobs} job(s)"
+    with step(f"commissioning and streaming {len(ds.recordings)} file(s) on {settings.target}, {where}"):
         try:
-            results = pipeline.run(ds, settings, package, skipped=ds.skipped if skip_bad_files else None)
+            results = pipeline.run(ds, settings, package, skipped=ds.skipped if skip_bad_files else None,
+                                   mapper=mapper)
         except pipeline.NotCommissioned as e:
             raise readers.with_skip_hint(e, len(ds.recordings)) from None
     for name, why in ds.skipped[met:]:  # files only the device or their own model's training could refuse
