@@ -99,3 +99,29 @@ def test_an_unreachable_scheduler_is_a_clear_error():
         with client_for("tcp://127.0.0.1:9"):
             pass
     assert "127.0.0.1:9" in e.value.message and "--scheduler local" in e.value.hint
+
+
+@pytest.mark.slow
+def test_commission_fleet_writes_one_image_per_installation_and_lists_the_failed_one(tmp_path, monkeypatch):
+    from aiot.testing import have_arm_toolchain
+
+    if not have_arm_toolchain():
+        pytest.skip("arm-none-eabi-gcc is not installed (make setup)")
+    from aiot.fleet.commissioning import commission_fleet
+
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "cache"))
+    site = tmp_path / "site"
+    site.mkdir()
+    write_installation(site / "pump1.csv", 450, (440, 450), seed=1)
+    (site / "pump2.csv").write_text("timestamp,a,b,c\n0,1,2,3\n1,1,2,3\n")  # two rows: nothing to learn from
+    out = tmp_path / "registry"
+    index = commission_fleet(site, "mps2-an386", out, scheduler="local", jobs=2, rows=400, epochs=2)
+    assert json.loads((out / "index.json").read_text()) == index
+    [done] = index["installations"]
+    assert done["installation"] == "pump1" and (out / done["elf"]).is_file() and done["elf"] == "pump1/firmware.elf"
+    from aiot.data import sha256_file
+
+    assert done["bin_sha256"] == sha256_file(out / done["bin"])
+    assert json.loads((out / done["commission"]).read_text())["model"]["sha256"] == done["model_sha256"]
+    [failed] = index["failed"]
+    assert failed["installation"] == "pump2" and "pump2.csv" in failed["reason"] and "400" in failed["reason"]

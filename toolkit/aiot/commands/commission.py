@@ -27,8 +27,16 @@ from aiot.commands import OutPath
               help="The time column [default: the one named timestamp, datetime, time or date].")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
               help="Training passes of each model (part of its cache key).")
+@click.option("--fleet", "fleet", is_flag=True,
+              help="--data is a folder: one image per CSV (installation) into OUT/<name>/, listed in OUT/index.json; "
+                   "a failed installation is listed with why and the others finish.")
+@click.option("--scheduler", default=None,
+              help="With --fleet: one task per installation on a Dask cluster (tcp://HOST:8786, or local).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --fleet: installations in parallel (local processes, or local Dask workers).")
 def command(data: Path, board: str, out: Path, rows: int | None, window: int | None, alert_settings: Path | None,
-            timestamp_column: str | None, epochs: int) -> None:
+            timestamp_column: str | None, epochs: int, fleet: bool = False, scheduler: str | None = None,
+            jobs: int = 1) -> None:
     """Train an installation's own model and build the firmware that monitors it.
 
     The model learns this installation alone, from its commissioning rows, in the
@@ -44,6 +52,11 @@ def command(data: Path, board: str, out: Path, rows: int | None, window: int | N
       aiot commission --data pump7.csv --rows 400 --board mps2-an386 --out build/pump7-qemu \\
           --alert-settings build/picks/device-per-file-w8-far30.json
     """
+    if fleet or scheduler:
+        from aiot.fleet.commissioning import fleet_command
+
+        return fleet_command(data, board, out, scheduler, jobs, rows=rows, window=window,
+                             alert_settings=alert_settings, epochs=epochs, timestamp_column=timestamp_column)
     from aiot.commission import commission
 
     doc = commission(data, board, out, rows=rows, window=window, alert_settings=alert_settings, epochs=epochs,
