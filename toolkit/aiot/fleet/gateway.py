@@ -164,6 +164,8 @@ class Publisher:
         self._acks: collections.deque = collections.deque()
         self._thread = threading.Thread(target=self._run, name=f"publish-{device}", daemon=True)
         self.last_error: str | None = None
+        self.prune_every = 30.0  # seconds between prunes of published messages
+        self._next_prune = time.monotonic() + self.prune_every
 
     def start(self) -> "Publisher":
         self._thread.start()
@@ -263,6 +265,9 @@ class Publisher:
                 acked.discard(mid)
             if done is not None:
                 self.journal.mark_published(self.device, done)
+                if time.monotonic() >= self._next_prune:  # the journal keeps only what may still matter
+                    self.journal.prune()
+                    self._next_prune = time.monotonic() + self.prune_every
             room = self.window - len(inflight)
             if room > 0:
                 for m in self.journal.unpublished(self.device, after=cursor, limit=room):
@@ -309,7 +314,9 @@ class DeviceBridge:
         """Journal one batch of device events (fsync'd) -- called before the device's ack."""
         items = []
         for ev in batch:
-            items += event_messages(ev, self.sensors, self._state, self._confidence.get(ev.timestamp_ms))
+            # the window output the event came with (only known when this gateway PUSHes the samples)
+            confidence = self._confidence.get(ev.timestamp_ms) if EVENT_KINDS.get(ev.type) == "alert" else None
+            items += event_messages(ev, self.sensors, self._state, confidence)
             self._state = ev.state
         self.journaled += len(self.journal.append(self.device, items))
         self.publisher.wake()
