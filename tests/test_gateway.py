@@ -155,13 +155,14 @@ class FakeHardware:
         self.total, self.per_poll, self.state_file = total, per_poll, state_file
         self.made, self.acked = 0, -1  # events 0..acked are forgotten
         self.broken = False
+        self.uptime = 0
         if state_file is not None and state_file.exists():
-            self.made, self.acked = json.loads(state_file.read_text())
+            self.made, self.acked, self.uptime = json.loads(state_file.read_text())
 
     def _save(self) -> None:
         if self.state_file is not None:
             tmp = self.state_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps([self.made, self.acked]))
+            tmp.write_text(json.dumps([self.made, self.acked, self.uptime]))
             os.replace(tmp, self.state_file)
 
     @staticmethod
@@ -172,10 +173,15 @@ class FakeHardware:
         return Event(timestamp_ms=1000 * seq, seq=seq, type=kind, channel=seq % 2, channels=(seq % 2,),
                      severity=2 if kind.startswith(("ALERT_R", "SEV")) else 0, state=state, value=float(seq))
 
+    def reboot(self) -> None:
+        """A reset: the RAM ring and the seq counter start again, and so does the uptime."""
+        self.made, self.acked, self.uptime = 0, -1, 0
+
     def request(self, ack: int | None) -> list:
         """One EVENTS request: acknowledge up to ``ack``, answer the oldest kept batch."""
         if self.broken:
             raise ToolkitError("no answer from fake-device (link down)")
+        self.uptime += 1
         if ack is not None:
             self.acked = max(self.acked, ack)
         self._save()
@@ -197,6 +203,11 @@ class FakeLink:
 
     def info(self) -> dict:
         return {"board": "fake", "model_name": "pump", "firmware_version": "test"}
+
+    def stats(self) -> dict:
+        if self.hw.broken:
+            raise ToolkitError("no answer from fake-device (link down)")
+        return {"link": {"uptime_ticks": self.hw.uptime}, "configured": True}
 
     def events(self, on_batch=None) -> list:
         self.hw.produce()
@@ -223,7 +234,7 @@ def make_gateway(tmp_path: Path, broker: Broker, hw: FakeHardware, device: str =
 
     gw = Gateway(tmp_path / "journal.db", broker.url, site=SITE, gateway_id="gw1")
     gw.add(device, lambda: FakeLink(hw), sensors=["pressure", "flow"], poll=0.01, stats_every=0,
-           reopen_after=0.05)
+           reopen_after=0.05, uptime_every=0.05)
     return gw
 
 
@@ -287,6 +298,24 @@ def test_device_link_drop_resent_events_are_journaled_once(tmp_path, broker):
     check_exactly_once(got, 200)
 
 
+def test_a_rebooted_device_repeating_seqs_and_timestamps_is_not_taken_for_a_resend(tmp_path, broker):
+    consumer = Consumer(broker)
+    hw = FakeHardware(total=30, per_poll=5)
+    gw = make_gateway(tmp_path, broker, hw).start()
+    try:
+        assert len(consumer.wait_events("pump7", 30, 10)) == 30
+        hw.broken = True  # the board resets: the link drops, and it comes back with seq 0 again
+        time.sleep(0.2)
+        hw.reboot()
+        hw.broken = False
+        got = consumer.wait_events("pump7", 60, 10)
+    finally:
+        gw.stop(drain=2)
+        consumer.close()
+    assert [p["seq"] for p in got] == list(range(30)) * 2
+    assert [p["boot"] for p in got] == [0] * 30 + [1] * 30
+
+
 def test_journal_before_ack_resend_after_crash_is_dropped(tmp_path):
     """A batch journaled whose ack never reached the device comes again: journaled once."""
     from aiot.fleet.journal import Journal
@@ -301,7 +330,7 @@ def test_journal_before_ack_resend_after_crash_is_dropped(tmp_path):
     assert j.append("d", items) == []
     assert [m.n for m in j.unpublished("d")] == [m.n for m in first]
     assert {m.payload["id"].split("-")[0] for m in first} == {j.epoch}
-    assert event_origin(evs[0]) == "0:0:COMMISSIONED"
+    assert event_origin(evs[0]) == "0:0:0:COMMISSIONED" != event_origin(evs[0], boot=1)
 
 
 def test_bridge_journals_a_batch_before_the_device_sees_its_ack(tmp_path):
@@ -330,7 +359,7 @@ GATEWAY_SCRIPT = textwrap.dedent("""
     from aiot.fleet.gateway import Gateway
     hw = FakeHardware(total={total}, per_poll=2, state_file=Path({state!r}))
     gw = Gateway({journal!r}, {url!r}, site=SITE, gateway_id="gw1")
-    gw.add("pump7", lambda: FakeLink(hw), poll=0.01, stats_every=0)
+    gw.add("pump7", lambda: FakeLink(hw), poll=0.01, stats_every=0, uptime_every=0.05)
     gw.start()
     while True:
         time.sleep(1)

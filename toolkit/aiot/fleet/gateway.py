@@ -80,20 +80,21 @@ def topic(site: str, device: str, kind: str) -> str:
 # --- what the bridge turns into messages ----------------------------------------------------
 
 
-def event_origin(ev) -> str:
-    """The device's own identity of an event: what it sends again if the ack was lost."""
-    return f"{ev.seq}:{ev.timestamp_ms}:{ev.type}"
+def event_origin(ev, boot: int = 0) -> str:
+    """The device's own identity of an event (in its ``boot``-th run): what it sends again
+    when an acknowledgement was lost."""
+    return f"{boot}:{ev.seq}:{ev.timestamp_ms}:{ev.type}"
 
 
 def event_messages(ev, sensors: list[str], last_state: str | None,
-                   confidence: float | None = None) -> list[tuple[str, dict, str]]:
+                   confidence: float | None = None, boot: int = 0) -> list[tuple[str, dict, str]]:
     """One monitor event as journal items ``(kind, payload, origin)``: its own message, and a
     ``state`` message first when the device's state changed with it."""
     def sensor(c: int) -> str:
         return sensors[c] if c < len(sensors) else f"ch{c}"
 
-    origin = event_origin(ev)
-    body = {"event": ev.type, "seq": ev.seq, "timestamp_ms": ev.timestamp_ms, "state": ev.state,
+    origin = event_origin(ev, boot)
+    body = {"event": ev.type, "seq": ev.seq, "boot": boot, "timestamp_ms": ev.timestamp_ms, "state": ev.state,
             "severity": ev.severity, "severity_name": SEVERITIES[ev.severity] if ev.severity < 4 else None,
             "value": ev.value, "sensors": [sensor(c) for c in ev.channels],
             "top_sensor": None if ev.channel is None else sensor(ev.channel), "confidence": confidence,
@@ -287,10 +288,12 @@ class DeviceBridge:
 
     def __init__(self, device: str, open_source: Callable[[], object], journal: Journal, publisher: Publisher,
                  sensors: list[str] | None = None, stats_every: float = 10.0, poll: float = 0.2,
-                 replay: Iterator[tuple] | None = None, reopen_after: float = 1.0):
+                 replay: Iterator[tuple] | None = None, reopen_after: float = 1.0, uptime_every: float = 5.0):
         self.device, self.open_source, self.journal, self.publisher = device, open_source, journal, publisher
         self.sensors = list(sensors or [])
         self.stats_every, self.poll, self.reopen_after = stats_every, poll, reopen_after
+        # how often the device's uptime is read (a STATS request) to tell a restart from a re-send
+        self.uptime_every = uptime_every
         self.replay = replay
         self.journaled = 0
         self.link_drops = 0
@@ -301,6 +304,7 @@ class DeviceBridge:
         self._state = last["state"] if last else None
         self._thread = threading.Thread(target=self._run, name=f"bridge-{device}", daemon=True)
         self.replay_done = replay is None
+        self._boot = 0
 
     def start(self) -> "DeviceBridge":
         self._thread.start()
@@ -316,7 +320,7 @@ class DeviceBridge:
         for ev in batch:
             # the window output the event came with (only known when this gateway PUSHes the samples)
             confidence = self._confidence.get(ev.timestamp_ms) if EVENT_KINDS.get(ev.type) == "alert" else None
-            items += event_messages(ev, self.sensors, self._state, confidence)
+            items += event_messages(ev, self.sensors, self._state, confidence, self._boot)
             self._state = ev.state
         self.journaled += len(self.journal.append(self.device, items))
         self.publisher.wake()
@@ -353,13 +357,22 @@ class DeviceBridge:
                                                       "time": now_iso()})
         self._stop.wait(self.reopen_after)
 
+    def _check_boot(self, stats: dict) -> None:
+        uptime = (stats.get("link") or {}).get("uptime_ticks")
+        if uptime is not None:
+            self._boot = self.journal.boot(self.device, int(uptime))
+
     def _serve(self, source) -> None:
         info = getattr(source, "info", None)
         if info is not None:
             self.publisher.set_retained("info", {"device": self.device, "sensors": self.sensors,
                                                  **_jsonable(info()), "time": now_iso()})
-        self.publisher.set_retained("link", {"device": self.device, "link": "up", "time": now_iso()})
-        next_stats = time.monotonic()
+        stats = getattr(source, "stats", None)
+        if stats is not None:  # a device that restarted since it was last seen starts a new boot
+            self._check_boot(stats())
+        self.publisher.set_retained("link", {"device": self.device, "link": "up", "boot": self._boot,
+                                             "time": now_iso()})
+        next_stats = next_uptime = time.monotonic()
         while not self._stop.is_set():
             if self.replay is not None and not self.replay_done:
                 try:
@@ -368,12 +381,16 @@ class DeviceBridge:
                 except StopIteration:
                     self.replay_done = True
             drain_events(source, self.journal_batch)
-            stats = getattr(source, "stats", None)
-            if stats is not None and self.stats_every and time.monotonic() >= next_stats:
-                next_stats = time.monotonic() + self.stats_every
-                self.journal.append(self.device, [("stats", {"stats": _jsonable(stats()),
-                                                             "gateway_time": now_iso()}, None)])
-                self.publisher.wake()
+            now = time.monotonic()
+            if stats is not None and ((self.stats_every and now >= next_stats) or now >= next_uptime):
+                st = stats()
+                self._check_boot(st)  # a reset (watchdog) while the link stayed up: its uptime went down
+                next_uptime = now + self.uptime_every
+                if self.stats_every and now >= next_stats:
+                    next_stats = now + self.stats_every
+                    self.journal.append(self.device, [("stats", {"stats": _jsonable(st), "boot": self._boot,
+                                                                 "gateway_time": now_iso()}, None)])
+                    self.publisher.wake()
             if self.replay_done or self.replay is None:
                 self._stop.wait(self.poll)
 

@@ -27,7 +27,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS devices (
     device TEXT PRIMARY KEY,
     last_n INTEGER NOT NULL DEFAULT 0,     -- the last message number given out
-    published_n INTEGER NOT NULL DEFAULT 0 -- every message up to this one was PUBACKed
+    published_n INTEGER NOT NULL DEFAULT 0, -- every message up to this one was PUBACKed
+    boot INTEGER NOT NULL DEFAULT 0,       -- device restarts seen (event seqs start again at each)
+    uptime INTEGER NOT NULL DEFAULT 0      -- the device's uptime when last seen (ticks)
 );
 CREATE TABLE IF NOT EXISTS messages (
     device TEXT NOT NULL,
@@ -128,6 +130,19 @@ class Journal:
             row = self._db.execute("SELECT payload FROM messages WHERE device=? AND kind=? ORDER BY n DESC LIMIT 1",
                                    (device, kind)).fetchone()
         return json.loads(row[0]) if row else None
+
+    def boot(self, device: str, uptime: int) -> int:
+        """The device's boot number, given its uptime now: an uptime lower than the last one
+        seen means it restarted since (a new boot, whose events are all new even where their
+        seq and timestamp repeat an earlier boot's)."""
+        with self._lock:
+            db = self._db
+            db.execute("INSERT OR IGNORE INTO devices (device) VALUES (?)", (device,))
+            boot, last = db.execute("SELECT boot, uptime FROM devices WHERE device=?", (device,)).fetchone()
+            if uptime < last:
+                boot += 1
+            db.execute("UPDATE devices SET boot=?, uptime=? WHERE device=?", (boot, int(uptime), device))
+            return boot
 
     def mark_published(self, device: str, upto: int) -> None:
         """Every message of ``device`` up to number ``upto`` reached the broker."""
