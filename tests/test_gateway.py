@@ -395,3 +395,17 @@ def test_gateway_killed_mid_publish_loses_nothing(tmp_path, broker):
     check_exactly_once(got, total)
     statuses = consumer.status("pump7")
     assert statuses.count("offline") >= 2, f"the last will should announce each killed gateway: {statuses}"
+
+
+def test_broker_addresses_with_tls_and_credentials_and_bad_ones(monkeypatch):
+    from aiot.fleet.gateway import parse_broker
+
+    b = parse_broker("mqtt://10.0.0.5")
+    assert (b.host, b.port, b.tls, b.username) == ("10.0.0.5", 1883, False, None)
+    monkeypatch.setenv("AIOT_MQTT_PASSWORD", "s3cret")
+    b = parse_broker("mqtts://gw%40plant:@broker.example")
+    assert (b.host, b.port, b.tls, b.username, b.password) == ("broker.example", 8883, True, "gw@plant", "s3cret")
+    for bad in ("http://x", "mqtt://", "mqtt://h:99999"):
+        with pytest.raises(ToolkitError) as e:
+            parse_broker(bad)
+        assert bad in e.value.message and "mqtt://HOST" in e.value.hint

@@ -27,7 +27,7 @@ import re
 import socket
 import threading
 import time
-from dataclasses import asdict, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
@@ -60,17 +60,41 @@ def topic_level(name: str, what: str) -> str:
     return name
 
 
-def parse_broker(url: str) -> tuple[str, int]:
-    """``mqtt://HOST[:PORT]`` -> (host, port); the MQTT default port is 1883."""
+@dataclass(frozen=True)
+class Broker:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+    def __iter__(self):  # (host, port), for connect(*broker)
+        return iter((self.host, self.port))
+
+    def __getitem__(self, i: int):
+        return (self.host, self.port)[i]
+
+
+def parse_broker(url: str) -> Broker:
+    """``mqtt://[USER[:PASSWORD]@]HOST[:PORT]`` (port 1883) or ``mqtts://...`` (TLS with the
+    system's CAs, port 8883). The password may also come from AIOT_MQTT_PASSWORD, so it
+    need not be on the command line."""
+    import os
+    from urllib.parse import unquote
+
     parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+    tls = parts.scheme == "mqtts"
     try:
-        port = parts.port or 1883
+        port = parts.port or (8883 if tls else 1883)
     except ValueError:
         port = -1
-    if parts.scheme != "mqtt" or not parts.hostname or not 1 <= port <= 65535:
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or not 1 <= port <= 65535:
         raise ToolkitError(f"{url}: not an MQTT broker address",
-                           hint="give --mqtt mqtt://HOST[:PORT], e.g. mqtt://127.0.0.1:1883")
-    return parts.hostname, port
+                           hint="give --mqtt mqtt://HOST[:PORT] (or mqtts://USER@HOST for TLS), "
+                                "e.g. mqtt://127.0.0.1:1883")
+    password = unquote(parts.password) if parts.password else os.environ.get("AIOT_MQTT_PASSWORD")
+    return Broker(parts.hostname, port, tls, unquote(parts.username) if parts.username else None,
+                  password if parts.username else None)
 
 
 def topic(site: str, device: str, kind: str) -> str:
@@ -151,7 +175,7 @@ def _jsonable(obj):
 class Publisher:
     """One device's MQTT connection: retained status/info, and the journal in order."""
 
-    def __init__(self, journal: Journal, device: str, site: str, broker: tuple[str, int], gateway_id: str,
+    def __init__(self, journal: Journal, device: str, site: str, broker: Broker, gateway_id: str,
                  window: int = 64, backoff_max: float = 2.0):
         self.journal, self.device, self.site = journal, device, site
         self.broker, self.gateway_id = broker, gateway_id
@@ -195,6 +219,10 @@ class Publisher:
                         protocol=mqtt.MQTTv5, reconnect_on_failure=False)
         c.will_set(topic(self.site, self.device, "status"), self._status(False, "gateway connection lost"),
                    qos=1, retain=True)
+        if getattr(self.broker, "username", None):
+            c.username_pw_set(self.broker.username, self.broker.password)
+        if getattr(self.broker, "tls", False):
+            c.tls_set()  # the system's CA certificates
         c.max_inflight_messages_set(self.window)
         c.max_queued_messages_set(0)
 
@@ -398,7 +426,7 @@ class DeviceBridge:
 class Gateway:
     """Bridges for several devices, one journal, one broker."""
 
-    def __init__(self, journal: Path | str, broker: str | tuple[str, int], site: str = "default",
+    def __init__(self, journal: Path | str, broker: str | Broker, site: str = "default",
                  gateway_id: str | None = None, window: int = 64):
         self.site = topic_level(site, "site")
         self.broker = parse_broker(broker) if isinstance(broker, str) else broker
