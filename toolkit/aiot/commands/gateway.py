@@ -30,7 +30,8 @@ def _replay(path: Path, chunk: int = 32):
 
 
 @click.command("gateway")
-@click.option("--mqtt", "mqtt_url", required=True, help="The broker: mqtt://HOST[:PORT] (MQTT 5.0; port 1883 by default).")
+@click.option("--mqtt", "mqtt_url", required=True, help="The broker (MQTT 5.0): mqtt://HOST[:PORT] (1883), or mqtts://[USER@]HOST[:PORT] for TLS "
+                   "(8883; the password from AIOT_MQTT_PASSWORD).")
 @click.option("--port", "ports", multiple=True,
               help="A device on a serial port (/dev/ttyACM0, COM3, socket://host:port); repeat for more.")
 @click.option("--qemu", "qemus", multiple=True, help="A device emulated on this board (see `aiot boards`); repeat for more.")
