@@ -16,19 +16,6 @@ def _device_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]+", "-", text.rstrip("/").rsplit("/", 1)[-1]).strip("-") or "device"
 
 
-def _replay(path: Path, chunk: int = 32):
-    """Samples of a recording as (timestamps ms from its start, values) chunks to PUSH."""
-    import numpy as np
-
-    from aiot.data import load_csv
-
-    s = load_csv(path, label_column=None)
-    ts = np.round((s.timestamps - s.timestamps[0]) * 1000.0).astype(np.int64)
-    vals = np.where(s.valid, s.values, np.nan)
-    for i in range(0, s.rows, chunk):
-        yield ts[i : i + chunk], vals[i : i + chunk]
-
-
 @click.command("gateway")
 @click.option("--mqtt", "mqtt_url", required=True, help="The broker (MQTT 5.0): mqtt://HOST[:PORT] (1883), or mqtts://[USER@]HOST[:PORT] for TLS "
                    "(8883; the password from AIOT_MQTT_PASSWORD).")
@@ -73,7 +60,7 @@ def command(mqtt_url: str, ports: tuple[str, ...], qemus: tuple[str, ...], elfs:
     if importlib.util.find_spec("paho") is None:  # paho-mqtt is an optional extra
         raise ToolkitError("the gateway needs paho-mqtt, which is not installed",
                            hint="pip install 'aiot-toolkit[fleet]' (or pip install paho-mqtt)")
-    from aiot.fleet.gateway import Gateway
+    from aiot.fleet.gateway import Gateway, device_opener, replay_chunks
 
     if not ports and not qemus:
         raise ToolkitError("no device given", hint="pass --port /dev/ttyACM0 or --qemu mps2-an386 --elf FIRMWARE.elf")
@@ -98,24 +85,9 @@ def command(mqtt_url: str, ports: tuple[str, ...], qemus: tuple[str, ...], elfs:
         sensors = load_csv(replay, label_column=None).channels
     gw = Gateway(journal or Path("build/gateway/journal.db"), mqtt_url, site=site)
 
-    def opener(kind: str, where: str, elf: Path | None):
-        def open_source():
-            from aiot.device.hil import Device, make_transport
-
-            t = make_transport(kind, board=where if kind == "qemu" else None, elf=elf,
-                               port=where if kind == "serial" else None, baud=baud)
-            dev = Device(t)
-            try:
-                dev.info()  # the handshake: a device that does not answer is retried by the bridge
-            except BaseException:
-                dev.close()
-                raise
-            return dev
-        return open_source
-
     for dev_id, (kind, where, elf) in zip(ids, devices):
-        gw.add(dev_id, opener(kind, where, elf), sensors=sensors, stats_every=stats_every,
-               replay=_replay(replay) if replay is not None else None)
+        gw.add(dev_id, device_opener(kind, where, elf, baud), sensors=sensors, stats_every=stats_every,
+               replay=replay_chunks(replay) if replay is not None else None)
     click.echo(f"gateway {gw.gateway_id}: {len(ids)} device(s) -> {mqtt_url} as aiot/{site}/<device>/<kind>; "
                f"journal {gw.journal.path}", err=True)
     gw.start()

@@ -169,6 +169,37 @@ def _jsonable(obj):
     return obj
 
 
+def device_opener(kind: str, where: str, elf: Path | None = None, baud: int | None = None) -> Callable[[], object]:
+    """A function that opens (again, after a drop) a device: ``kind`` serial (``where`` is
+    the port) or qemu (``where`` is the board, booting ``elf``), after the INFO handshake."""
+    def open_source():
+        from aiot.device.hil import Device, make_transport
+
+        t = make_transport(kind, board=where if kind == "qemu" else None, elf=elf,
+                           port=where if kind == "serial" else None, baud=baud)
+        dev = Device(t)
+        try:
+            dev.info()  # a device that does not answer is retried by the bridge
+        except BaseException:
+            dev.close()
+            raise
+        return dev
+    return open_source
+
+
+def replay_chunks(path: Path, chunk: int = 32) -> Iterator[tuple]:
+    """A recording's samples as (timestamps ms from its start, values) chunks to PUSH."""
+    import numpy as np
+
+    from aiot.data import load_csv
+
+    s = load_csv(path, label_column=None)
+    ts = np.round((s.timestamps - s.timestamps[0]) * 1000.0).astype(np.int64)
+    vals = np.where(s.valid, s.values, np.nan)
+    for i in range(0, s.rows, chunk):
+        yield ts[i : i + chunk], vals[i : i + chunk]
+
+
 # --- publisher ----------------------------------------------------------------------------------
 
 
@@ -333,6 +364,7 @@ class DeviceBridge:
         self._thread = threading.Thread(target=self._run, name=f"bridge-{device}", daemon=True)
         self.replay_done = replay is None
         self._boot = 0
+        self.source = None
 
     def start(self) -> "DeviceBridge":
         self._thread.start()
@@ -366,6 +398,7 @@ class DeviceBridge:
             except ToolkitError as e:
                 self._link_down(f"cannot open the device: {e.message}")
                 continue
+            self.source = source  # the open device, for diagnostics
             try:
                 self._serve(source)
             except ToolkitError as e:
