@@ -409,3 +409,45 @@ def test_broker_addresses_with_tls_and_credentials_and_bad_ones(monkeypatch):
         with pytest.raises(ToolkitError) as e:
             parse_broker(bad)
         assert bad in e.value.message and "mqtt://HOST" in e.value.hint
+
+
+def test_device_events_hook_sees_each_batch_before_the_request_that_acknowledges_it():
+    """aiot.device.hil.Device.events(on_batch=): over the wire, against a device on a socket
+    that holds each batch until acknowledged (docs/protocol.md, EVENTS)."""
+    import struct
+
+    from aiot.device import protocol as P
+    from aiot.device.hil import Device, SerialTransport
+    from test_protocol_client import FakeDevice, _event, reply
+
+    ring, held, acks = list(range(10)), [], []
+
+    def handler(f):
+        nonlocal held
+        if f.type != P.Msg.EVENTS:
+            return None
+        valid, ack = struct.unpack("<BH", f.payload)
+        acks.append(ack if valid else None)
+        if valid:
+            held = [s for s in held if s > ack]
+        while len(held) < 4 and ring:
+            held.append(ring.pop(0))
+        return reply(f, struct.pack("<BBHI", len(held), len(ring), 0, 0) + b"".join(_event(s) for s in held))
+
+    fd = FakeDevice(handler)
+    dev = Device(SerialTransport(fd.url), timeout=0.5)
+    seen = []
+
+    def journal(batch):
+        seen.append(([e.seq for e in batch], list(acks)))  # the acks the device had when the batch came
+
+    try:
+        events = dev.events(on_batch=journal)
+    finally:
+        dev.close()
+        fd.close()
+    assert [e.seq for e in events] == list(range(10))
+    assert [b for b, _ in seen] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    for batch, acks_then in seen:  # no batch acknowledged before the hook had it
+        assert all(a is None or a < batch[0] for a in acks_then)
+    assert acks[-1] == 9  # and after the hook, each one was
