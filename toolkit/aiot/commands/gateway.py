@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from aiot.commands import OutPath
 from aiot.errors import ToolkitError
 
 
@@ -28,7 +29,7 @@ def _device_id(text: str) -> str:
               help="Device ids for the topics, in the order --port then --qemu devices are given "
                    "[default: the port's name, or BOARD-N].")
 @click.option("--site", default="default", show_default=True, help="Topic level for this site: aiot/SITE/DEVICE/KIND.")
-@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("--journal", type=OutPath("file"), default=None,
               help="The store-and-forward journal (SQLite) [default: build/gateway/journal.db]. Keep it across "
                    "runs: what the broker has not acknowledged yet is sent by the next run.")
 @click.option("--baud", type=click.IntRange(min=1), default=None, help="Serial baud rate [default: 115200].")
@@ -83,7 +84,9 @@ def command(mqtt_url: str, ports: tuple[str, ...], qemus: tuple[str, ...], elfs:
         from aiot.data import load_csv
 
         sensors = load_csv(replay, label_column=None).channels
-    gw = Gateway(journal or Path("build/gateway/journal.db"), mqtt_url, site=site)
+    from aiot.paths import build_dir
+
+    gw = Gateway(journal or build_dir() / "gateway" / "journal.db", mqtt_url, site=site)
 
     for dev_id, (kind, where, elf) in zip(ids, devices):
         gw.add(dev_id, device_opener(kind, where, elf, baud), sensors=sensors, stats_every=stats_every,
