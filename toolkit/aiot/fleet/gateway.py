@@ -317,8 +317,11 @@ class Publisher:
                 if sent_retained.get(kind) is not payload:
                     client.publish(topic(self.site, self.device, kind), json.dumps(payload), qos=1, retain=True)
                     sent_retained[kind] = payload
-            while self._acks:
-                acked.add(self._acks.popleft())
+            waiting = {mid for mid, _n in inflight}
+            while self._acks:  # drained after the publishes that made them: every journal mid is in `waiting`
+                mid = self._acks.popleft()
+                if mid in waiting:  # not a retained message's: its mid may come again after 65535 more
+                    acked.add(mid)
             done = None
             while inflight and inflight[0][0] in acked:
                 mid, done = inflight.popleft()
