@@ -41,19 +41,24 @@ def site(tmp_path) -> Path:
 def test_a_local_cluster_of_two_workers_gives_the_local_predictions_byte_for_byte(tmp_path, site, monkeypatch):
     from aiot.evaluate.run import evaluate
 
+    (site / "short.csv").write_text("timestamp,a,b,c,label\n0,1,2,3,0\n1,1,2,3,0\n")  # cannot be commissioned
+
     outs = {}
     for how, scheduler in (("local", None), ("dask", "local")):
         # separate caches: each way trains its own models, none reuses the other's
         monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / f"cache-{how}"))
         monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / f"build-{how}"))
         outs[how] = tmp_path / how
+        # locally a bad file stops the run unless asked; on a cluster it is always reported and left out
         evaluate(data=site, fmt="generic", out=outs[how], train_rows=400, target="host", per_file=True,
-                 epochs=3, jobs=1 if scheduler is None else 2, scheduler=scheduler)
+                 epochs=3, jobs=1 if scheduler is None else 2, scheduler=scheduler,
+                 skip_bad_files=scheduler is None)
     local = (outs["local"] / "predictions.csv").read_bytes()
     assert local.count(b"\n") > 3 * (900 - 400)  # every streamed row of the three files
     assert (outs["dask"] / "predictions.csv").read_bytes() == local
     reps = {how: json.loads((o / "report.json").read_text()) for how, o in outs.items()}
-    assert reps["dask"]["aggregate"].pop("skipped_files") == []  # on a cluster failures are listed: none
+    [skipped] = reps["dask"]["aggregate"]["skipped_files"]
+    assert skipped["file"].endswith("short.csv") and "2 rows" in skipped["reason"]
     assert reps["dask"]["aggregate"] == reps["local"]["aggregate"]
     assert [f["file"] for f in reps["dask"]["files"]] == [f["file"] for f in reps["local"]["files"]]
 

@@ -57,11 +57,13 @@ def evaluate(
     read, has other sensor columns or cannot be commissioned is left out (each named, with
     why, on stderr and in report.json's ``skipped_files``) instead of stopping the run.
     ``scheduler``: one Dask task per file on that cluster (``local``: a LocalCluster of
-    ``jobs`` workers; aiot.fleet.dask_runner); a file whose task fails is then reported in
-    ``skipped_files`` and the others finish."""
+    ``jobs`` workers; aiot.fleet.dask_runner), with ``skip_bad_files`` implied: a file that
+    is bad or whose task fails is reported in ``skipped_files`` and the others finish."""
     from aiot.progress import step
 
     t0 = time.monotonic()
+    if scheduler is not None:  # a fleet: a bad or failed installation is reported, the others finish
+        skip_bad_files = True
     if train_rows is not None and train_fraction is not None:
         raise ToolkitError("--train-rows and --train-fraction both given", hint="commission by one of them")
     out = Path(out)
@@ -184,10 +186,10 @@ def evaluate(
 
     met = len(ds.skipped)
     mapper = None
-    if scheduler is not None:  # the fleet: a failed installation is reported, the rest finish
+    if scheduler is not None:
         from aiot.fleet.dask_runner import dask_mapper
 
-        mapper, skip_bad_files = dask_mapper(scheduler, workers=jobs), True
+        mapper = dask_mapper(scheduler, workers=jobs)
     where = f"Dask {scheduler}" if scheduler else f"{jobs} job(s)"
     with step(f"commissioning and streaming {len(ds.recordings)} file(s) on {settings.target}, {where}"):
         try:

@@ -148,20 +148,25 @@ def bench_gateway(events: int, mqtt: str | None = None) -> dict:
 
 
 def bench_evaluate(data: Path, fmt: str, workers: list[int], limit: int | None, epochs: int,
-                   train_rows: int | None) -> list[dict]:
+                   train_rows: int | None, keep: Path | None = None) -> list[dict]:
+    """``workers`` 0 is the local path (one process, no Dask): the baseline the others'
+    predictions are compared with."""
     from aiot.evaluate.run import evaluate
 
     rows = []
     for w in workers:
         work = Path(tempfile.mkdtemp(prefix=f"aiot-fleet-bench-{w}-"))
         os.environ["AIOT_CACHE_DIR"] = str(work / "cache")  # every model trained afresh
+        out = (keep / f"workers-{w}") if keep else work / "out"
         t0 = time.monotonic()
-        summary = evaluate(data=data, fmt=fmt, out=work / "out", per_file=True, target="host", epochs=epochs,
-                           jobs=w, limit=limit, scheduler="local", train_rows=train_rows)
+        summary = evaluate(data=data, fmt=fmt, out=out, per_file=True, target="host", epochs=epochs,
+                           jobs=max(w, 1), limit=limit, scheduler="local" if w else None, train_rows=train_rows,
+                           skip_bad_files=True)
         minutes = (time.monotonic() - t0) / 60
-        rows.append({"workers": w, "installations": summary["files"], "minutes": round(minutes, 2),
+        models = [f["commissioning"]["model"]["sha256"] for f in json.loads((out / "report.json").read_text())["files"]]
+        rows.append({"workers": w or "local (no Dask)", "installations": summary["files"], "minutes": round(minutes, 2),
                      "installations_per_minute": round(summary["files"] / minutes, 2),
-                     "predictions_sha256": _sha(work / "out" / "predictions.csv")})
+                     "predictions_sha256": _sha(out / "predictions.csv"), "model_sha256": models})
         shutil.rmtree(work, ignore_errors=True)
     return rows
 
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("--limit", type=int, default=None)
     e.add_argument("--epochs", type=int, default=30)
     e.add_argument("--train-rows", type=int, default=None)
+    e.add_argument("--keep", type=Path, default=None, help="keep each run's reports in KEEP/workers-N")
     a = ap.parse_args(argv)
     try:
         if a.what == "gateway":
@@ -193,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             res = {"data": str(a.data), "format": a.format, "epochs": a.epochs, "limit": a.limit,
                    "runs": bench_evaluate(a.data, a.format, [int(x) for x in a.workers.split(",")], a.limit,
-                                          a.epochs, a.train_rows),
+                                          a.epochs, a.train_rows, a.keep),
                    "protocol": "aiot evaluate --per-file --target host --scheduler local (LocalCluster, one thread "
                                "per worker), empty model cache per run; wall time of the whole evaluate call "
                                "(reading, cluster start, every task, reports)",
