@@ -101,7 +101,7 @@ def test_an_unreachable_scheduler_is_a_clear_error():
     from aiot.fleet.dask_runner import client_for
 
     with pytest.raises(ToolkitError) as e:
-        with client_for("tcp://127.0.0.1:9"):
+        with client_for("tcp://127.0.0.1:9", connect_timeout=1):
             pass
     assert "127.0.0.1:9" in e.value.message and "--scheduler local" in e.value.hint
 

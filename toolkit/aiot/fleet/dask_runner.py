@@ -30,7 +30,7 @@ def _require_dask():
 
 
 @contextmanager
-def client_for(scheduler: str, workers: int | None = None) -> Iterator[object]:
+def client_for(scheduler: str, workers: int | None = None, connect_timeout: float = 10.0) -> Iterator[object]:
     """A Dask client: ``local`` starts a LocalCluster of ``workers`` processes (one thread
     each: TensorFlow trains on the worker's cores) for the block; anything else is a
     scheduler address (tcp://HOST:8786) to connect to."""
@@ -57,7 +57,7 @@ def client_for(scheduler: str, workers: int | None = None) -> Iterator[object]:
         raise ToolkitError(f"--scheduler {scheduler}: not a scheduler address",
                            hint="give tcp://HOST:8786 (dask scheduler), or local for a cluster on this machine")
     try:
-        client = Client(scheduler, timeout="10s")
+        client = Client(scheduler, timeout=f"{connect_timeout}s")
     except (OSError, TimeoutError) as e:
         raise ToolkitError(f"cannot reach the Dask scheduler at {scheduler}: {e}",
                            hint="is `dask scheduler` running there (and `dask worker " + scheduler + "` on the "
