@@ -21,7 +21,7 @@ from aiot.evaluate.device import Outputs
 from aiot.evaluate.metrics import confusion, normal_phases
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (make setup installs it)")
+needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (make test installs it)")
 WIDTH = 1000  # browser window, CSS pixels
 
 
@@ -145,6 +145,7 @@ def evaluate_page(tmp_path_factory):
     return page, dom, img
 
 
+@needs_chromium
 def test_evaluate_page_is_self_contained_and_light(evaluate_page):
     page, dom, _ = evaluate_page
     text = page.read_text()
@@ -153,6 +154,7 @@ def test_evaluate_page_is_self_contained_and_light(evaluate_page):
     assert page.stat().st_size < 150_000
 
 
+@needs_chromium
 def test_evaluate_page_states_the_confusion_counts_and_defines_the_metrics(evaluate_page):
     _, dom, _ = evaluate_page
     # worked out by hand: fault rows 120,000..129,999 (10,000), alerting 121,000..124,999 and
@@ -171,6 +173,7 @@ def test_evaluate_page_states_the_confusion_counts_and_defines_the_metrics(evalu
     assert "minimum and the maximum of all the rows it covers" in dom  # the drawing is explained
 
 
+@needs_chromium
 def test_evaluate_page_lists_each_alert_with_why_it_ended(evaluate_page):
     _, dom, _ = evaluate_page
     a1 = re.search(r"<tr><td>A1</td>(.*?)</tr>", dom).group(1)
@@ -180,6 +183,7 @@ def test_evaluate_page_lists_each_alert_with_why_it_ended(evaluate_page):
     assert "detected after 1000 s" in dom or "detected after 16.7 min" in dom
 
 
+@needs_chromium
 def test_evaluate_figure_has_a_dated_time_axis(evaluate_page):
     _, dom, _ = evaluate_page
     [svg] = re.findall(r'<svg class="file-plot".*?</svg>', dom, re.S)
@@ -189,6 +193,7 @@ def test_evaluate_figure_has_a_dated_time_axis(evaluate_page):
     assert len(clock) >= 4  # ticks at round clock times
 
 
+@needs_chromium
 def test_evaluate_figure_pixels(evaluate_page):
     """What a person sees in the figure: the one-row spike, the threshold between the normal
     and the alerting score, and every state in the state lane."""
@@ -258,6 +263,7 @@ def _solid_blocks(img: np.ndarray, size: int = 60) -> int:
     return n
 
 
+@needs_chromium
 def test_validate_page_bit_exact_says_so_without_empty_charts(tmp_path):
     from aiot.commands.validate import write_html
 
@@ -274,6 +280,7 @@ def test_validate_page_bit_exact_says_so_without_empty_charts(tmp_path):
     assert _solid_blocks(img) == 0  # the old page's solid bar of 7,200 zero errors
 
 
+@needs_chromium
 def test_validate_page_with_differences_charts_them(tmp_path):
     from aiot.commands.validate import write_html
 
@@ -294,3 +301,30 @@ def test_validate_page_with_differences_charts_them(tmp_path):
     assert len({c for c in np.nonzero(bars.any(axis=0))[0]}) > 0
     assert re.search(r"<tr><td>3</td><td class=\"n\">2</td><td class=\"n\">1</td>", dom)  # output 3: 2 vectors
     assert "<td>42</td>" in dom  # the first differing vectors, device against tflite-micro
+
+
+# -- set-up ---------------------------------------------------------------------------------
+
+MAKE = shutil.which("make")
+
+
+@pytest.mark.skipif(MAKE is None, reason="make not installed")
+@pytest.mark.parametrize("present", [False, True])
+def test_make_installs_chromium_only_when_missing(tmp_path, present):
+    """`make test` runs `make chromium`: apt-get installs Debian's chromium when it is missing
+    and is not touched when it is there (stand-ins for id and apt-get: nothing is installed)."""
+    root = Path(__file__).resolve().parents[1]
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    for name, body in {"id": "echo 0", "apt-get": f'echo "apt-get $*" >> {log}',
+                       **({"chromium": "exit 0"} if present else {})}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    proc = subprocess.run([MAKE, "-s", "-C", str(root), "chromium"], env={"PATH": str(bin_dir)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    calls = log.read_text().splitlines() if log.exists() else []
+    if present:
+        assert "chromium: present" in proc.stdout and calls == []
+    else:
+        assert calls == ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends chromium"]
