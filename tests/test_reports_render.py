@@ -297,10 +297,19 @@ def test_validate_page_with_differences_charts_them(tmp_path):
     assert "2 vectors differ" in dom and "(first: vector 7)" in dom
     [(x, y, w, h)] = boxes(dom, "chart")  # the error histogram, and only it
     chart = img[y : y + h, x : x + w]
+    # three bars (errors -1, +1, +2: one output each) a reader can see, not 7,197 zeros
+    # dwarfing them
     bars = mask(chart, "#3b7dd8", tol=6)
-    assert len({c for c in np.nonzero(bars.any(axis=0))[0]}) > 0
+    cols = np.nonzero(bars.sum(axis=0) > 0)[0]
+    assert len(np.split(cols, np.nonzero(np.diff(cols) > 1)[0] + 1)) == 3
+    assert bars.sum(axis=0).max() >= 100  # equal counts: each bar the chart's full height
+    assert "Not drawn: the 7,197 outputs with no error" in dom
     assert re.search(r"<tr><td>3</td><td class=\"n\">2</td><td class=\"n\">1</td>", dom)  # output 3: 2 vectors
-    assert "<td>42</td>" in dom  # the first differing vectors, device against tflite-micro
+    # the first differing outputs, device against tflite-micro, in vector order
+    firsts = re.findall(r"<tr><td class=\"n\">(\d+)</td><td class=\"n\">(\d+)</td><td class=\"n\">(-?\d+)</td>"
+                        r"<td class=\"n\">(-?\d+)</td><td class=\"n\">([+-]\d+)</td></tr>", dom)
+    assert [(int(v), int(o), d) for v, o, _, _, d in firsts] == [(7, 3, "+1"), (42, 3, "-1"), (42, 9, "+2")]
+    assert all(int(dv) - int(rv) == int(d) for _, _, dv, rv, d in firsts)
 
 
 # -- set-up ---------------------------------------------------------------------------------

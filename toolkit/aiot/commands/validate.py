@@ -142,7 +142,7 @@ def _bars(values: list[float], labels: list[str], title: str, w: int = 640, h: i
     vmax = max(values) if values and max(values) > 0 else 1.0
     n = max(len(values), 1)
     left = 50
-    bw = (w - left - 10) / n
+    bw = min((w - left - 10) / n, 48.0)  # a few bars stay bars, not blocks
     parts = [f'<svg class="chart" width="{w}" height="{h + 44}" xmlns="http://www.w3.org/2000/svg" '
              f'font-family="sans-serif" font-size="10">',
              f'<text x="{left}" y="12">{html.escape(title)}</text>',
@@ -253,19 +253,21 @@ def _parity_section(report: dict, device: np.ndarray | None, reference: np.ndarr
     more = f"<p class='note'>... and {len(differ) - 16} more outputs differ (report.json).</p>" if len(differ) > 16 else ""
     first = ""
     if device is not None and reference is not None:
-        bad = np.nonzero((device != reference).any(axis=1))[0][:5]
-        first = "".join(
-            f"<tr><td>{i}</td><td><code>{html.escape(' '.join(str(int(v)) for v in device[i][:12]))}"
-            f"{' ...' if device.shape[1] > 12 else ''}</code></td><td><code>"
-            f"{html.escape(' '.join(str(int(v)) for v in reference[i][:12]))}{' ...' if reference.shape[1] > 12 else ''}"
-            f"</code></td></tr>" for i in bad)
-        first = ("<h3>First vectors that differ</h3><table class='list'><tr><th>vector</th><th>device</th>"
-                 f"<th>tflite-micro</th></tr>{first}</table>")
+        vec, out = np.nonzero(device != reference)  # row-major: the first vectors first
+        first = "".join(f"<tr><td class='n'>{i}</td><td class='n'>{j}</td><td class='n'>{int(device[i, j])}</td>"
+                        f"<td class='n'>{int(reference[i, j])}</td>"
+                        f"<td class='n'>{int(device[i, j]) - int(reference[i, j]):+d}</td></tr>"
+                        for i, j in zip(vec[:12], out[:12]))
+        first = ("<h3>The first outputs that differ</h3><table class='list'><tr><th>vector</th><th>output</th>"
+                 f"<th>device</th><th>tflite-micro</th><th>difference (LSB)</th></tr>{first}</table>"
+                 + (f"<p class='note'>... {len(vec) - 12:,} more (outputs.npz holds them all).</p>"
+                    if len(vec) > 12 else ""))
     return (head + _table(rows, "parity")
             + f"<p class='verdict bad'>{m['mismatched_vectors']:,} of {m['vectors']:,} vectors differ "
               f"(first: vector {m['first_mismatch']}).</p>"
-            + _bars([float(v) for v in hist.values()], [f"{int(k):+d}" if int(k) else "0" for k in hist],
-                    "outputs per error value (device - tflite-micro, int8 steps)")
+            + _bars([float(v) for k, v in hist.items() if int(k)], [f"{int(k):+d}" for k in hist if int(k)],
+                    "outputs per non-zero error (device - tflite-micro, int8 steps)")
+            + f"<p class='note'>Not drawn: the {hist.get('0', 0):,} outputs with no error.</p>"
             + "<h3>Outputs that differ</h3><table class='list'><tr><th>output</th><th>vectors differing</th>"
               f"<th>max |error| (LSB)</th><th>mean |error| (LSB)</th></tr>{out_rows}</table>{more}{first}")
 
