@@ -111,6 +111,7 @@ _WIDTH, _LEFT, _RIGHT = 940, 84, 12
 PLOT_COLUMNS = _WIDTH - _LEFT - _RIGHT  #: pixel columns a trace is drawn at
 _SCORE_H, _SENSOR_H, _LANE_H, _CAPTION = 110, 52, 14, 15
 _MAX_SENSORS = 6
+_MAX_LISTED = 50  #: alerts listed under a figure (all of them are in report.json)
 
 COLOURS = {
     "score": "#1c3d7a", "trace": "#1c7ed6", "threshold": "#e8590c", "commissioning": "#ececec",
@@ -603,7 +604,9 @@ red does not (false); A1, A2... are listed under the figure with why each ended<
 <p class="note">Drawing: each trace is drawn at one pixel column per {PLOT_COLUMNS}th of the file's time span;
 a column shows the minimum and the maximum of all the rows it covers, so a one-row spike is never lost and a
 long recording stays a light page. The state lane shows, per column, the most serious state among its rows
-(ANOMALY before NO_DATA before RECOVERING ... before NORMAL). Every row's value is in predictions.csv.</p>"""
+(ANOMALY before NO_DATA before RECOVERING ... before NORMAL); over the commissioning rows it reads
+COMMISSIONING throughout (what the device answered while learning them is not scored, nor kept). Every
+row's value is in predictions.csv.</p>"""
 
 
 def _file_section(r: FileResult) -> str:
@@ -616,7 +619,7 @@ def _file_section(r: FileResult) -> str:
         inc.append(f"<tr><td>{_when(s, i.start)}</td><td>{_when(s, i.end)}</td>"
                    f"<td>{_duration(s.timestamps[i.end] - s.timestamps[i.start])}</td><td>{verdict}</td></tr>")
     al = []
-    for k, a in enumerate(r.alerts, 1):
+    for k, a in enumerate(r.alerts[:_MAX_LISTED], 1):
         kind = "true" if a.true else "<b>false</b>"
         al.append(f"<tr><td>A{k}</td><td>{_when(s, a.start)}</td><td>{_when(s, a.end)}</td>"
                   f"<td>{_duration(s.timestamps[a.end] - s.timestamps[a.start])}</td><td>{kind}</td>"
@@ -624,8 +627,9 @@ def _file_section(r: FileResult) -> str:
     inc_table = ("<table class='list'><tr><th>labelled fault from</th><th>to</th><th>lasting</th><th>verdict</th></tr>"
                  + "".join(inc) + "</table>") if inc else "<p>No labelled fault in the streamed rows.</p>"
     al_table = ("<table class='list'><tr><th></th><th>alert from</th><th>to</th><th>lasting</th><th>kind</th>"
-                "<th>sensors named</th><th>how it ended</th></tr>" + "".join(al) + "</table>") if al else \
-        "<p>No alert.</p>"
+                "<th>sensors named</th><th>how it ended</th></tr>" + "".join(al) + "</table>"
+                + (f"<p class='note'>... and {len(r.alerts) - _MAX_LISTED:,} more alerts (report.json lists them "
+                   "all).</p>" if len(r.alerts) > _MAX_LISTED else "")) if al else "<p>No alert.</p>"
     m = r.confusion
     return (f"<section class='file'><h3>{html.escape(r.recording.name)}</h3>{_own_model(r.commissioning)}"
             f"<p class='note'>{s.rows:,} rows, {_when(s, 0)} to {_when(s, s.rows - 1)}; commissioned on the first "
