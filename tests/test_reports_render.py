@@ -337,3 +337,36 @@ def test_make_installs_chromium_only_when_missing(tmp_path, present):
         assert "chromium: present" in proc.stdout and calls == []
     else:
         assert calls == ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends chromium"]
+
+
+# -- the time axis, without a browser -------------------------------------------------------
+
+
+@pytest.mark.parametrize("t0, span, dated, first_label", [
+    (T0, 200_000.0, True, "00:00"),  # 2.3 days: every 12 h, dates under the ticks
+    (T0, 4.0, True, "12:26:40.000"),  # 4 s of dated rows: every half second
+    (T0, 0.5, True, "12:26:40.000"),  # half a second of 1 kHz data: milliseconds
+    (0.0, 7_200.0, False, "0"),  # seconds from 0 (no dates in the file)
+    (-50.0, 100.0, False, "-40"),
+])
+def test_time_ticks_are_round_and_inside_the_axis(t0, span, dated, first_label):
+    ticks = report.time_ticks(t0, t0 + span, dated)
+    times = [t for t, _, _ in ticks]
+    assert 2 <= len(ticks) <= 10 and times == sorted(times)
+    assert all(t0 - 1e-6 <= t <= t0 + span + 1e-6 for t in times)
+    assert ticks[0][1] == first_label
+    assert (ticks[0][2] != "") == dated  # the date under the first tick, only for dated files
+
+
+def test_a_recording_with_plain_second_timestamps_is_drawn(tmp_path):
+    """A generic CSV whose time column holds seconds (no dates): numbered axis, same figure."""
+    r = hand_made_result()
+    s = r.recording.series
+    s.timestamps = s.timestamps - T0
+    s.iso_time = False
+    svg = report._svg(r)
+    texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
+    assert "time" in texts and "UTC" not in texts and "50,000" in texts and "175,000" in texts
+    page = report.write_html(tmp_path / "r.html", [r], pipeline.aggregate([r]),
+                             pipeline.Settings(format="generic", target="host").to_json(), {"data": "x"})
+    assert "<td>90000</td>" not in page.read_text() and "<td>120000</td>" in page.read_text()

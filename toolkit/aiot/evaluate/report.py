@@ -200,12 +200,13 @@ def _nice_step(span: float, n: int) -> float:
 
 
 def _fmt(v: float) -> str:
+    """An axis value: 25,000 / 25.8 / 0.026 / 1.2e-05."""
     if v == 0:
         return "0"
     a = abs(v)
-    if a >= 1e5 or a < 1e-3:
-        return f"{v:.2g}"
-    return f"{v:,.4g}" if a >= 1 else f"{v:.3g}"
+    if a >= 1e9 or a < 1e-3:
+        return f"{v:.3g}"
+    return f"{v:,.0f}" if a >= 1000 else f"{v:.4g}"
 
 
 def linear_ticks(lo: float, hi: float, n: int = 3) -> list[float]:
@@ -217,7 +218,7 @@ def linear_ticks(lo: float, hi: float, n: int = 3) -> list[float]:
     return [round(first + k * step, 12) for k in range(int((hi - first) / step + 1e-9) + 1)]
 
 
-_TIME_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600,
+_TIME_STEPS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 2 * 3600, 3 * 3600, 6 * 3600,
                12 * 3600, 86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400)
 
 
@@ -231,6 +232,7 @@ def time_ticks(t0: float, t1: float, dated: bool, most: int = 9) -> list[tuple[f
     else:
         step = _nice_step(span, most - 1)
     first = math.ceil(t0 / step - 1e-9) * step
+    first = round(first, 6)  # sub-second steps: no 0.30000000000000004
     out, last_day = [], None
     k = 0
     while first + k * step <= t1 + 1e-9:
@@ -241,6 +243,8 @@ def time_ticks(t0: float, t1: float, dated: bool, most: int = 9) -> list[tuple[f
             continue
         dt = datetime.fromtimestamp(t, tz=timezone.utc)
         label = dt.strftime("%H:%M:%S" if step < 60 else "%H:%M" if step < 86400 else "%b %d")
+        if step < 1:
+            label += f".{dt.microsecond // 1000:03d}"
         day = dt.strftime("%Y-%m-%d")
         out.append((t, label, day if day != last_day else ""))
         last_day = day
