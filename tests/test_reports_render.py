@@ -370,3 +370,32 @@ def test_a_recording_with_plain_second_timestamps_is_drawn(tmp_path):
     page = report.write_html(tmp_path / "r.html", [r], pipeline.aggregate([r]),
                              pipeline.Settings(format="generic", target="host").to_json(), {"data": "x"})
     assert "<td>90000</td>" not in page.read_text() and "<td>120000</td>" in page.read_text()
+
+
+def test_validate_reads_the_image_size_next_to_the_elf(tmp_path):
+    """report.json's firmware: the build.json every build writes beside its ELF, with the
+    board's memory; None when the run had no ELF (a board flashed beforehand)."""
+    from aiot.commands.validate import firmware_memory
+    from aiot.target.boards import get_board
+
+    board = get_board("nucleo-f446re")
+    size = {"flash_total": 20_076, "ram_total": 12_768, "engine_code": 1_834, "weights": 2_320, "arena": 36,
+            "app_code": 15_922, "app_ram": 8_636, "stack": 4_096}
+    (tmp_path / "build.json").write_text(json.dumps({"board": board.name, "size": size}))
+    (tmp_path / "firmware.elf").write_bytes(b"\x7fELF")
+    assert firmware_memory(tmp_path / "firmware.elf", board) == {**size, "board_flash": 512 * 1024,
+                                                                 "board_ram": 128 * 1024}
+    assert firmware_memory(None, board) is None
+    assert firmware_memory(tmp_path / "elsewhere" / "firmware.elf", board) is None
+
+
+def test_validate_page_without_an_image_says_memory_was_not_measured(tmp_path):
+    from aiot.commands.validate import write_html
+
+    ref = np.zeros((200, 24), np.int8)
+    ticks = np.full(200, 2_200)
+    rep = _validate_report(ref, ref, ticks)
+    rep["firmware"] = None  # a serial run without --elf
+    write_html(tmp_path / "r.html", rep, ticks)
+    page = (tmp_path / "r.html").read_text()
+    assert "Not measured: this run had no firmware image to read" in page and "tensor arena" not in page
