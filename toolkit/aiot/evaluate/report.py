@@ -193,6 +193,19 @@ def _trace(lo: np.ndarray, hi: np.ndarray, y, colour: str, cls: str, bridged: np
             f'shape-rendering="crispEdges"/>') if d else ""
 
 
+def _line(x: np.ndarray, v: np.ndarray, y, broken: np.ndarray, colour: str, cls: str) -> str:
+    """Fewer rows than pixel columns: a line through the rows themselves, broken where a value
+    is missing or the recording has a gap (``broken``: the step into that row is one)."""
+    d, pen = [], False
+    for i in range(v.size):
+        if not np.isfinite(v[i]):
+            pen = False
+            continue
+        d.append(f"{'L' if pen and not broken[i] else 'M'}{x[i]:.1f} {y(float(v[i])):.1f}")
+        pen = True
+    return f'<path class="{cls}" d="{"".join(d)}" stroke="{colour}" stroke-width="1" fill="none"/>' if d else ""
+
+
 def _nice_step(span: float, n: int) -> float:
     raw = span / max(n, 1)
     mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
@@ -314,7 +327,7 @@ def sensors_to_draw(r: FileResult) -> tuple[list[str], str]:
     return names[:most], note
 
 
-def _svg(r: FileResult) -> str:
+def _svg(r: FileResult, rule: dict | None = None) -> str:
     """One file: score with threshold, the named sensors' raw traces, state / label / alert
     lanes, all over one dated time axis; commissioning and labelled incidents shaded."""
     s, o = r.recording.series, r.outputs
@@ -322,6 +335,8 @@ def _svg(r: FileResult) -> str:
     t0, t1 = float(t[0]), float(t[-1]) if s.rows > 1 else float(t[0]) + 1.0
     cols = pixel_columns(t, t0, t1)
     bridged = bridged_columns(t, cols, s.sample_period_s)
+    sparse = s.rows <= PLOT_COLUMNS  # a line through the rows; else min/max per pixel column
+    broken = np.concatenate(([True], np.diff(t) > GAP_FACTOR * s.sample_period_s))
     X = lambda tt: _LEFT + (float(tt) - t0) / max(t1 - t0, 1e-12) * PLOT_COLUMNS  # noqa: E731
     xr = lambda row: X(t[row])  # noqa: E731
     xend = lambda row: X(t[row + 1]) if row + 1 < s.rows else _LEFT + PLOT_COLUMNS  # noqa: E731
@@ -335,6 +350,12 @@ def _svg(r: FileResult) -> str:
         for i in r.incidents:
             parts.append(_rect(xr(i.start), xend(i.end), top, h,
                                COLOURS["incident_detected" if i.detected else "incident_missed"]))
+
+    def trace(v: np.ndarray, yfun, colour: str, cls: str) -> None:
+        if sparse:
+            parts.append(_line(_LEFT + (t - t0) / max(t1 - t0, 1e-12) * PLOT_COLUMNS, v, yfun, broken, colour, cls))
+        else:
+            parts.append(_trace(*min_max_columns(v, cols), yfun, colour, cls, bridged))
 
     def frame(top: float, h: float) -> None:
         parts.append(f'<rect x="{_LEFT}" y="{top:.1f}" width="{PLOT_COLUMNS}" height="{h:.1f}" fill="none" '
@@ -369,8 +390,7 @@ def _svg(r: FileResult) -> str:
             parts.append(f'<line x1="{_LEFT}" x2="{_LEFT + PLOT_COLUMNS}" y1="{yy:.1f}" y2="{yy:.1f}" '
                          f'stroke="{COLOURS["grid"]}" shape-rendering="crispEdges"/>')
             parts.append(_text(_LEFT - 4, yy + 3, _fmt(10.0 ** k), "end"))
-        lo_c, hi_c = min_max_columns(np.where(sc > 0, sc, np.where(np.isfinite(sc), 10.0 ** lo, np.nan)), cols)
-        parts.append(_trace(lo_c, hi_c, ys, COLOURS["score"], "score", bridged))
+        trace(np.where(sc > 0, sc, np.where(np.isfinite(sc), 10.0 ** lo, np.nan)), ys, COLOURS["score"], "score")
         if thr:
             yy = round(ys(thr)) + 0.5
             parts.append(f'<line class="threshold" x1="{_LEFT}" x2="{_LEFT + PLOT_COLUMNS}" y1="{yy:.1f}" '
@@ -389,7 +409,6 @@ def _svg(r: FileResult) -> str:
         backdrop(top, h)
         if j is not None:
             v = np.where(s.valid[:, j], s.values[:, j], np.nan)
-            lo_c, hi_c = min_max_columns(v, cols)
             fin = v[np.isfinite(v)]
             if fin.size:
                 vlo, vhi = float(fin.min()), float(fin.max())
@@ -406,7 +425,7 @@ def _svg(r: FileResult) -> str:
                     ticks = [float(f"{vlo + pad:.3g}"), float(f"{vhi - pad:.3g}")]
                 for tick in ticks:
                     parts.append(_text(_LEFT - 4, yv(tick) + 3, _fmt(tick), "end"))
-                parts.append(_trace(lo_c, hi_c, yv, COLOURS["trace"], "sensor", bridged))
+                trace(v, yv, COLOURS["trace"], "sensor")
         frame(top, h)
         y += h + 6
 
@@ -433,7 +452,7 @@ def _svg(r: FileResult) -> str:
     parts.append(_text(_LEFT - 4, y + 11, "alerts", "end"))
     for k, a in enumerate(r.alerts, 1):
         tip = (f'A{k}: {"true" if a.true else "FALSE"} alert rows {a.start}-{a.end}; '
-               f'sensors: {", ".join(a.sensors) or "-"}; {alert_end(r, a)}')
+               f'sensors: {", ".join(a.sensors) or "-"}; {alert_end(r, a, rule)}')
         x0, x1 = xr(a.start), xend(a.end)
         parts.append(_rect(x0, x1, y, _LANE_H, COLOURS["alert_true" if a.true else "alert_false"], tip,
                            cls="alert-true" if a.true else "alert-false"))
@@ -472,14 +491,15 @@ def _duration(seconds: float) -> str:
     return f"{s / 3600:.1f} h"
 
 
-def alert_end(r: FileResult, a) -> str:
-    """Why an alert ended, in words: the state the device went into on the row after it."""
+def alert_end(r: FileResult, a, rule: dict | None = None) -> str:
+    """Why an alert ended, in words: the state the device went into on the row after it; the
+    numbers from the monitor's configuration, or from the reference target's ``rule``."""
     if a.end + 1 >= r.recording.series.rows:
         return "still on at the end of the recording"
     after = str(r.outputs.state[a.end + 1 - r.start]).lower()
     cfg = r.commissioning.get("monitor_config") or {}
-    n = cfg.get("persist_n")
-    ratio = cfg.get("recover_ratio")
+    n = cfg.get("persist_n", (rule or {}).get("clear_after"))
+    ratio = cfg.get("recover_ratio", (rule or {}).get("recover_ratio"))
     words = {
         "recovering": "the score fell back under "
                       + (f"{ratio:.2g} x its peak" if isinstance(ratio, (int, float)) and ratio else "a share of its peak")
@@ -605,15 +625,15 @@ the device alerts when enough windows in a row score above it</li>
 <li>{sw(COLOURS["alert_true"])}/{sw(COLOURS["alert_false"])}alerts: green overlaps a labelled fault (true),
 red does not (false); A1, A2... are listed under the figure with why each ended</li>
 </ul>
-<p class="note">Drawing: each trace is drawn at one pixel column per {PLOT_COLUMNS}th of the file's time span;
-a column shows the minimum and the maximum of all the rows it covers, so a one-row spike is never lost and a
+<p class="note">Drawing: a file with more rows than the plot's {PLOT_COLUMNS} pixel columns is drawn one
+column per {PLOT_COLUMNS}th of its time span; a column shows the minimum and the maximum of all the rows it covers, so a one-row spike is never lost and a
 long recording stays a light page. The state lane shows, per column, the most serious state among its rows
 (ANOMALY before NO_DATA before RECOVERING ... before NORMAL); over the commissioning rows it reads
 COMMISSIONING throughout (what the device answered while learning them is not scored, nor kept). Every
 row's value is in predictions.csv.</p>"""
 
 
-def _file_section(r: FileResult) -> str:
+def _file_section(r: FileResult, rule: dict | None) -> str:
     s = r.recording.series
     names, note = sensors_to_draw(r)
     inc = []
@@ -627,7 +647,7 @@ def _file_section(r: FileResult) -> str:
         kind = "true" if a.true else "<b>false</b>"
         al.append(f"<tr><td>A{k}</td><td>{_when(s, a.start)}</td><td>{_when(s, a.end)}</td>"
                   f"<td>{_duration(s.timestamps[a.end] - s.timestamps[a.start])}</td><td>{kind}</td>"
-                  f"<td>{html.escape(', '.join(a.sensors) or '-')}</td><td>{html.escape(alert_end(r, a))}</td></tr>")
+                  f"<td>{html.escape(', '.join(a.sensors) or '-')}</td><td>{html.escape(alert_end(r, a, rule))}</td></tr>")
     inc_table = ("<table class='list'><tr><th>labelled fault from</th><th>to</th><th>lasting</th><th>verdict</th></tr>"
                  + "".join(inc) + "</table>") if inc else "<p>No labelled fault in the streamed rows.</p>"
     al_table = ("<table class='list'><tr><th></th><th>alert from</th><th>to</th><th>lasting</th><th>kind</th>"
@@ -638,7 +658,7 @@ def _file_section(r: FileResult) -> str:
     return (f"<section class='file'><h3>{html.escape(r.recording.name)}</h3>{_own_model(r.commissioning)}"
             f"<p class='note'>{s.rows:,} rows, {_when(s, 0)} to {_when(s, s.rows - 1)}; commissioned on the first "
             f"{r.start:,}; TP {m.tp:,}, FP {m.fp:,}, TN {m.tn:,}, FN {m.fn:,}. Sensors drawn: {html.escape(note)}.</p>"
-            f"{_svg(r)}{inc_table}{al_table}</section>")
+            f"{_svg(r, rule)}{inc_table}{al_table}</section>")
 
 
 _STYLE = """body{font-family:sans-serif;margin:2em auto;max-width:960px;color:#212529;line-height:1.35}
@@ -677,7 +697,7 @@ incidents detected {summary['incidents_detected']}/{summary['incidents']}, false
 {''.join(rows)}</table>
 {DEFINITIONS}
 {_legend(results)}
-{''.join(_file_section(r) for r in results)}
+{''.join(_file_section(r, settings.get("rule")) for r in results)}
 <h2>Settings</h2>{_picked(context)}<pre>{html.escape(json.dumps(settings, indent=2, default=_default))}</pre>
 </body></html>
 """
