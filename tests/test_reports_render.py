@@ -188,7 +188,7 @@ def test_evaluate_figure_has_a_dated_time_axis(evaluate_page):
     _, dom, _ = evaluate_page
     [svg] = re.findall(r'<svg class="file-plot".*?</svg>', dom, re.S)
     texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
-    assert "UTC" in texts and "2020-09-14" in texts and "2020-09-15" in texts
+    assert "time (UTC)" in texts and "2020-09-14" in texts and "2020-09-15" in texts
     clock = [x for x in texts if re.fullmatch(r"\d\d:\d\d", x)]
     assert len(clock) >= 4  # ticks at round clock times
 
@@ -366,7 +366,7 @@ def test_a_recording_with_plain_second_timestamps_is_drawn(tmp_path):
     s.iso_time = False
     svg = report._svg(r)
     texts = re.findall(r"<text[^>]*>([^<]*)</text>", svg)
-    assert "time" in texts and "UTC" not in texts and "50,000" in texts and "175,000" in texts
+    assert "time (s)" in texts and "time (UTC)" not in texts and "50,000" in texts and "175,000" in texts
     page = report.write_html(tmp_path / "r.html", [r], pipeline.aggregate([r]),
                              pipeline.Settings(format="generic", target="host").to_json(), {"data": "x"})
     assert "<td>90000</td>" not in page.read_text() and "<td>120000</td>" in page.read_text()

@@ -377,7 +377,7 @@ def _svg(r: FileResult, rule: dict | None = None) -> str:
         ref = [float(pos.min()), float(pos.max())] if pos.size else [thr, thr]
         floor = min(ref[0], thr or ref[0])
         floor = max(floor, (thr or ref[1]) * 1e-3, 1e-9)
-        lo = math.floor(math.log10(floor))
+        lo = math.floor(math.log10(floor) - 0.15)  # room under the lowest score or the threshold
         hi = math.ceil(math.log10(max(ref[1], (thr or 0) * 2, floor * 10)))
         hi = max(hi, lo + 1)
 
@@ -457,7 +457,8 @@ def _svg(r: FileResult, rule: dict | None = None) -> str:
         parts.append(_rect(x0, x1, y, _LANE_H, COLOURS["alert_true" if a.true else "alert_false"], tip,
                            cls="alert-true" if a.true else "alert-false"))
         if len(r.alerts) <= 30:
-            parts.append(_text(x1 + 2, y + 11, f"A{k}", size=9))
+            right = x1 + 22 <= _LEFT + PLOT_COLUMNS  # the name beside the bar, inside the figure
+            parts.append(_text(x1 + 2 if right else x0 - 2, y + 11, f"A{k}", "start" if right else "end", size=9))
     y += _LANE_H + 4
 
     # time axis
@@ -469,7 +470,8 @@ def _svg(r: FileResult, rule: dict | None = None) -> str:
         parts.append(_text(xx, y + 15, label, "middle"))
         if day:
             parts.append(_text(xx, y + 27, day, "middle", fill="#868e96"))
-    parts.append(_text(_LEFT - 22, y + 15, "UTC" if s.iso_time else "time", "end", fill="#868e96"))
+    parts.append(_text(_LEFT + PLOT_COLUMNS, y + 27, "time (UTC)" if s.iso_time else "time (s)", "end",
+                       fill="#868e96"))
     y += 32
     head = (f'<svg class="file-plot" width="{_WIDTH}" height="{y:.0f}" viewBox="0 0 {_WIDTH} {y:.0f}" '
             f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif">')
