@@ -587,8 +587,9 @@ def _f1(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
-def _confusion_row(name: str, m, incidents: str, false_alerts: int, bold: bool = False) -> str:
-    cells = [html.escape(name), incidents, str(false_alerts), f"{m.tp:,}", f"{m.fp:,}", f"{m.tn:,}", f"{m.fn:,}",
+def _confusion_row(name: str, m, incidents: str, false_alerts: int, bold: bool = False, anchor: str = "") -> str:
+    label = f'<a href="#{anchor}">{html.escape(name)}</a>' if anchor else html.escape(name)
+    cells = [label, incidents, str(false_alerts), f"{m.tp:,}", f"{m.fp:,}", f"{m.tn:,}", f"{m.fn:,}",
              _f1(m.f1), _pct(m.far), _pct(m.mar)]
     tag = "th" if bold else "td"
     return "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>"
@@ -635,7 +636,7 @@ COMMISSIONING throughout (what the device answered while learning them is not sc
 row's value is in predictions.csv.</p>"""
 
 
-def _file_section(r: FileResult, rule: dict | None) -> str:
+def _file_section(r: FileResult, rule: dict | None, anchor: str) -> str:
     s = r.recording.series
     names, note = sensors_to_draw(r)
     inc = []
@@ -657,7 +658,7 @@ def _file_section(r: FileResult, rule: dict | None) -> str:
                 + (f"<p class='note'>... and {len(r.alerts) - _MAX_LISTED:,} more alerts (report.json lists them "
                    "all).</p>" if len(r.alerts) > _MAX_LISTED else "")) if al else "<p>No alert.</p>"
     m = r.confusion
-    return (f"<section class='file'><h3>{html.escape(r.recording.name)}</h3>{_own_model(r.commissioning)}"
+    return (f"<section class='file' id='{anchor}'><h3>{html.escape(r.recording.name)}</h3>{_own_model(r.commissioning)}"
             f"<p class='note'>{s.rows:,} rows, {_when(s, 0)} to {_when(s, s.rows - 1)}; commissioned on the first "
             f"{r.start:,}; TP {m.tp:,}, FP {m.fp:,}, TN {m.tn:,}, FN {m.fn:,}. Sensors drawn: {html.escape(note)}.</p>"
             f"{_svg(r, rule)}{inc_table}{al_table}</section>")
@@ -677,7 +678,7 @@ def write_html(path: Path, results: list[FileResult], summary: dict, settings: d
     list of its labelled faults and alerts, with why each alert ended. Self-contained."""
     t = summary["test_rows"]
     rows = [_confusion_row(r.recording.name, r.confusion, f"{sum(i.detected for i in r.incidents)}/{len(r.incidents)}",
-                           sum(not a.true for a in r.alerts)) for r in results]
+                           sum(not a.true for a in r.alerts), anchor=f"file-{k}") for k, r in enumerate(results)]
     pooled = sum((r.confusion for r in results), Confusion())
     rows.append(_confusion_row("all files (pooled)", pooled,
                                f"{summary['incidents_detected']}/{summary['incidents']}", summary["false_alerts"],
@@ -699,7 +700,7 @@ incidents detected {summary['incidents_detected']}/{summary['incidents']}, false
 {''.join(rows)}</table>
 {DEFINITIONS}
 {_legend(results)}
-{''.join(_file_section(r, settings.get("rule")) for r in results)}
+{''.join(_file_section(r, settings.get("rule"), f"file-{k}") for k, r in enumerate(results))}
 <h2>Settings</h2>{_picked(context)}<pre>{html.escape(json.dumps(settings, indent=2, default=_default))}</pre>
 </body></html>
 """
