@@ -6,6 +6,7 @@ explains, with the node index, what to change when it cannot."""
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from dataclasses import dataclass, field
@@ -598,6 +599,7 @@ def check_supported(g: Graph) -> None:
 _ITEM_BYTES = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "float16": 2, "int32": 4, "float32": 4}
 
 
+@functools.lru_cache(maxsize=1)
 def _largest_board_memory() -> tuple[int, int]:
     """(RAM, flash) bytes of the largest board under boards/: a tensor larger than that cannot
     run anywhere, so it is refused before code generation plans an arena for it."""
