@@ -155,3 +155,58 @@ def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path):
         with OutputRun(tmp_path / "new"):
             raise RuntimeError("bad input")
     assert not (tmp_path / "new").exists()
+
+
+_KILLED_RUN = """
+import os, signal, sys
+from aiot import outputs
+out, point = sys.argv[1], sys.argv[2]
+real_replace = os.replace
+renames = []
+
+def replace(src, dst):
+    if os.path.basename(os.path.dirname(src)).startswith(outputs.STAGING_PREFIX):
+        renames.append(dst)
+        if point == "mid-commit" and len(renames) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+
+outputs.os.replace = replace
+with outputs.OutputRun(out, "killed run") as run:
+    for name in ("predictions.csv", "report.json", "report.html"):
+        run.path(name).write_text("new " + name)
+        if point == "writing" and name == "report.json":
+            os.kill(os.getpid(), signal.SIGKILL)
+    if point == "staged":
+        os.kill(os.getpid(), signal.SIGKILL)
+    run.commit()
+    if point == "committed":
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("point, after", [("writing", "old"), ("staged", "old"), ("mid-commit", "new"),
+                                          ("committed", "new")])
+def test_a_run_sigkilled_at_any_point_leaves_one_whole_run(tmp_path, point, after):
+    """SIGKILL (no cleanup code runs) while files are written, once they are all staged, between
+    two renames of the commit, and right after it: the folder then holds one run's files, the
+    old run's or the new one's, never a mix; the lock is free again."""
+    import signal
+    import subprocess
+    import sys
+
+    from aiot import outputs
+
+    out = tmp_path / "o"
+    with outputs.OutputRun(out) as run:
+        for name in ("predictions.csv", "report.json", "report.html", "old-only.txt"):
+            run.path(name).write_text("old " + name)
+        run.commit()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    p = subprocess.run([sys.executable, "-c", _KILLED_RUN, str(out), point], env=env, timeout=60)
+    assert p.returncode == -signal.SIGKILL
+    rec = outputs.verify(out)  # completes a recorded commit, checks every file against its hash
+    texts = {n: (out / n).read_text() for n in rec["files"]}
+    assert all(t == f"{after} {n}" for n, t in texts.items()), texts
+    assert (out / "old-only.txt").exists() == (after == "old")
+    assert not list(out.glob(outputs.STAGING_PREFIX + "*"))
