@@ -202,3 +202,32 @@ def test_a_shape_no_board_can_hold_is_refused_before_codegen(tmp_path):
         codegen.generate(_repacked(huge), tmp_path)
     assert "serving_default_keras_tensor:0" in e.value.message
     assert not (tmp_path / "model.c").exists()
+
+
+if __name__ == "__main__":  # the long .tflite fuzz, a benchmark: python tests/test_tflite.py [MUTATIONS] [SEED]
+    import sys
+    import tempfile
+    import time
+    import traceback
+    from collections import Counter
+
+    from aiot import codegen
+
+    n, seed = (int(sys.argv[1]) if len(sys.argv) > 1 else 30_000), (int(sys.argv[2]) if len(sys.argv) > 2 else 2)
+    data, rng, crashes, refused = (FIX / "good_dense.tflite").read_bytes(), random.Random(seed), Counter(), 0
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(n):
+            bad = bytearray(data)
+            for _ in range(rng.randint(1, 3)):
+                bad[rng.randrange(len(bad))] ^= 1 << rng.randrange(8)
+            try:
+                codegen.generate(bytes(bad), Path(out))
+            except ToolkitError:
+                refused += 1
+            except Exception as e:  # noqa: BLE001 - what the benchmark counts
+                where = traceback.extract_tb(e.__traceback__)[-1]
+                crashes[f"{type(e).__name__} at {Path(where.filename).name}:{where.lineno}"] += 1
+    print(f"tflite fuzz: {n} mutations (seed {seed}) in {time.monotonic() - t0:.0f} s: {refused} refused, "
+          f"{n - refused - sum(crashes.values())} compiled, {sum(crashes.values())} crashed {dict(crashes)}")
+    sys.exit(1 if crashes else 0)
