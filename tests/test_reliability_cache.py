@@ -125,3 +125,20 @@ def test_half_generated_c_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(firmware, "require", lambda tool: tool)
     with pytest.raises(ToolkitError, match="model.c and model.h .* different models"):
         firmware.build(get_board("mps2-an386"), tmp_path / "fw", pkg / "c")
+
+
+def test_aiot_build_of_a_stale_package_names_the_command_that_fixes_it(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    pkg = _package_with_c(tmp_path)
+    data = bytearray((pkg / "model.tflite").read_bytes())
+    data[-1] ^= 0xFF
+    (pkg / "model.tflite").write_bytes(bytes(data))
+    monkeypatch.setattr(firmware, "_run", lambda cmd, what: pytest.fail(f"built from stale C: {what}"))
+    r = CliRunner().invoke(main, ["build", "--board", "mps2-an386", "--package", str(pkg), "--out",
+                                  str(tmp_path / "fw")])
+    assert r.exit_code != 0 and "generated from another model" in r.output
+    assert f"aiot codegen --package {pkg}" in r.output
+    assert not (tmp_path / "fw" / "firmware.elf").exists()

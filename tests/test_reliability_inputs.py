@@ -188,3 +188,20 @@ def test_qemu_is_started_as_a_child_that_dies_with_its_parent(monkeypatch, tmp_p
     with pytest.raises(KeyboardInterrupt):
         qemu.Qemu(get_board("mps2-an386"), tmp_path / "fw.elf").start()
     assert started and started[0][0] == "qemu-system-arm"
+
+
+def test_a_fifo_or_a_huge_file_as_a_model_is_refused_at_once(tmp_path):
+    from aiot.model import tflite
+
+    fifo = tmp_path / "model.tflite"
+    os.mkfifo(fifo)
+    try:
+        e = _refused_quickly(lambda: tflite.load(fifo))
+        assert "FIFO" in e.message
+    finally:
+        os.close(os.open(fifo, os.O_RDWR | os.O_NONBLOCK))
+    big = tmp_path / "big.tflite"
+    with big.open("wb") as f:
+        f.truncate(1 << 30)
+    e = _refused_quickly(lambda: tflite.read_bytes(big))
+    assert "1,073,741,824 bytes" in e.message and f"{tflite.MAX_TFLITE_BYTES:,}" in e.message

@@ -595,6 +595,9 @@ def check_supported(g: Graph) -> None:
                 )
 
 
+#: A .tflite is read whole: larger than any board's flash by far, and than any model it can hold.
+MAX_TFLITE_BYTES = 64 << 20
+
 #: Bytes per element of the tensor types a model's sizes are checked in (others: 8, the widest).
 _ITEM_BYTES = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "float16": 2, "int32": 4, "float32": 4}
 
@@ -640,9 +643,7 @@ def load(model: Path | str | bytes, *, check: bool = True) -> Graph:
         data, src = bytes(model), "<model bytes>"
     else:
         path = Path(model)
-        if not path.is_file():
-            raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite written by aiot quantize")
-        data, src = path.read_bytes(), str(path)
+        data, src = read_bytes(path), str(path)
     g = parse(data, src)
     if check:
         fold_shape_computations(g)
@@ -654,8 +655,12 @@ def read_bytes(model: Path | str | bytes) -> bytes:
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model)
     path = Path(model)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite written by aiot quantize")
+    from aiot.data import check_input_file
+
+    # a FIFO would block for ever, a disk image would be read whole before the identifier check
+    check_input_file(path, "a .tflite model file", MAX_TFLITE_BYTES)
     return path.read_bytes()
 
 
