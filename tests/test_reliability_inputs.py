@@ -18,6 +18,7 @@ import pytest
 
 from aiot.data import load_csv
 from aiot.errors import ToolkitError
+from aiot.testing import requires_arm, requires_qemu
 
 EVAL = Path(__file__).parent / "fixtures" / "eval"
 TFL = Path(__file__).parent / "fixtures" / "tflite"
@@ -205,3 +206,37 @@ def test_a_fifo_or_a_huge_file_as_a_model_is_refused_at_once(tmp_path):
         f.truncate(1 << 30)
     e = _refused_quickly(lambda: tflite.read_bytes(big))
     assert "1,073,741,824 bytes" in e.message and f"{tflite.MAX_TFLITE_BYTES:,}" in e.message
+
+
+_RUNS_QEMU = """
+import sys, time
+from aiot.device.hil import open_device
+with open_device(board="mps2-an386", elf=sys.argv[1]) as dev:
+    print(dev.transport.qemu.proc.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.qemu
+@requires_arm
+@requires_qemu
+def test_a_host_process_killed_while_talking_to_qemu_takes_qemu_along(tmp_path):
+    """The real thing behind the test above: a client holding a QEMU device (as aiot run does)
+    is SIGKILLed, so no cleanup of its own runs; QEMU must not stay behind."""
+    from aiot.target import firmware
+    from aiot.target.boards import get_board
+
+    elf = firmware.build(get_board("mps2-an386"), tmp_path / "fw", None).elf
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    client = subprocess.Popen([sys.executable, "-c", _RUNS_QEMU, str(elf)], stdout=subprocess.PIPE, env=env)
+    qemu_pid = int(client.stdout.readline())
+    assert _running(qemu_pid)
+    client.send_signal(signal.SIGKILL)
+    client.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _running(qemu_pid):
+        time.sleep(0.05)
+    alive = _running(qemu_pid)
+    if alive:
+        os.kill(qemu_pid, signal.SIGKILL)
+    assert not alive, "QEMU outlived the process that started it"
