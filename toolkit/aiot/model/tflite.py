@@ -605,15 +605,25 @@ _ITEM_BYTES = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "float16": 2, "int3
 @functools.lru_cache(maxsize=1)
 def _largest_board_memory() -> tuple[int, int]:
     """(RAM, flash) bytes of the largest board under boards/: a tensor larger than that cannot
-    run anywhere, so it is refused before code generation plans an arena for it."""
-    from aiot.target.boards import list_boards
+    run anywhere, so it is refused before code generation plans an arena for it. Only the
+    memory lengths are read here (aiot.target.boards validates board files; a model does not
+    depend on it); a file that does not parse is skipped, MPS2's 4 MB / 4 MB is the floor."""
+    import sys
 
-    try:
-        boards = list_boards()
-    except ToolkitError:  # a broken board file must not stop codegen: MPS2's 4 MB / 4 MB
-        boards = []
-    ram = max((b.ram.length for b in boards), default=4 << 20)
-    flash = max((b.flash.length for b in boards), default=4 << 20)
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    from aiot.paths import BOARDS
+
+    ram = flash = 4 << 20
+    for src in sorted(BOARDS.glob("*.toml")):
+        try:
+            mem = tomllib.loads(src.read_text(encoding="utf-8"))["memory"]
+            ram = max(ram, int(mem["ram"]["length"]))
+            flash = max(flash, int(mem["flash"]["length"]))
+        except (OSError, ValueError, KeyError, TypeError, tomllib.TOMLDecodeError):
+            continue
     return ram, flash
 
 
