@@ -204,3 +204,30 @@ def test_aiot_monitor_shows_each_event_before_its_batch_is_acknowledged(ring_dev
     assert len(event_lines) == 6
     # events 0-3 came in answer to request 1 and were shown before request 2 acknowledged them
     assert [requests_when_shown[i] for i in event_lines] == [1, 1, 1, 1, 2, 2]
+
+
+def test_the_journal_writes_a_repeated_batch_once_and_new_events_always(tmp_path):
+    from aiot.device.hil import EventJournal
+
+    def ev(seq, t):
+        return M.Event(timestamp_ms=t, seq=seq, type="ALERT_RAISED", channel=0, channels=(0,), severity=1,
+                       state="ANOMALY", value=1.0)
+
+    path = tmp_path / "j.jsonl"
+    j = EventJournal(path)
+    assert j.append([ev(0, 10), ev(1, 20)]) == [ev(0, 10), ev(1, 20)]
+    assert j.append([ev(2, 30), ev(3, 40)]) == [ev(2, 30), ev(3, 40)]
+    with path.open("a") as f:
+        f.write('{"seq": 4, "timest')  # a kill in the middle of a line
+    # a new process: the device sends its unacknowledged batch (2, 3) again, with 4 and 5 behind it
+    again = EventJournal(path)
+    assert again.append([ev(2, 30), ev(3, 40), ev(4, 50), ev(5, 60)]) == [ev(4, 50), ev(5, 60)]
+    # later batches are never filtered, even if an event looks like an old one
+    assert again.append([ev(0, 10)]) == [ev(0, 10)]
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line)["seq"])
+        except ValueError:
+            rows.append("cut")
+    assert rows == [0, 1, 2, 3, "cut", 4, 5, 0]

@@ -744,45 +744,57 @@ def _event(r):
 class EventJournal:
     """An append-only JSON-lines file of monitor events (one object per line, the fields of
     aiot.monitor.Event), each batch written and fsynced before the device is told it may
-    delete it. A process killed after writing a batch but before acknowledging it gets the
-    same batch again from the device; :meth:`append` recognises it (same seq, timestamp and
-    type as the journal's last lines) and writes it once."""
+    delete it.
+
+    A process killed after writing a batch but before acknowledging it gets that batch again
+    from the device (it holds it until acknowledged), possibly with more events behind it.
+    So the first batch a journal is handed is compared with the journal's end: the events of
+    its start that are the journal's last lines (same seq, timestamp and type) are not
+    written twice. (A fresh installation whose first events repeat the journal's last ones
+    exactly, timestamps included, would be taken for that repeat: use one journal per
+    installation.)"""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_file():
             raise ToolkitError(f"{self.path}: the event journal must be a regular file",
                                hint="give a file path, e.g. --journal events.jsonl")
-        self._last: list[tuple] = self._tail()
+        self._first = True
 
     @staticmethod
     def _key(ev) -> tuple:
         d = ev if isinstance(ev, dict) else dataclasses.asdict(ev)
         return int(d["seq"]), int(d["timestamp_ms"]), str(d["type"])
 
-    def _tail(self, n: int = 256) -> list[tuple]:
-        """Keys of the journal's last events (at most one unacknowledged batch can repeat)."""
+    def _tail(self, n: int) -> list[tuple]:
+        """Keys of the journal's last ``n`` complete events."""
         if not self.path.is_file():
             return []
         import json
 
         keys = []
         with self.path.open("rb") as f:
-            f.seek(max(0, self.path.stat().st_size - 64 * 1024))
+            f.seek(max(0, self.path.stat().st_size - 256 * n))
             for line in f.read().splitlines()[-n:]:
                 try:
                     keys.append(self._key(json.loads(line)))
                 except (ValueError, KeyError, TypeError):
-                    continue  # a line cut by a kill mid-write: the batch comes again and is written whole
+                    continue  # a line cut by a kill mid-write: that event comes again and is written whole
         return keys
 
     def append(self, batch: list) -> list:
-        """Write the events of ``batch`` the journal does not end with; returns those."""
+        """Write ``batch`` (less, for the first batch, what repeats the journal's end);
+        returns the events written."""
         import json
         import os
 
-        seen = set(self._last)
-        new = [ev for ev in batch if self._key(ev) not in seen]
+        new = list(batch)
+        if self._first:
+            self._first = False
+            tail = self._tail(len(batch))
+            keys = [self._key(ev) for ev in batch]
+            repeat = next((k for k in range(min(len(keys), len(tail)), 0, -1) if keys[:k] == tail[-k:]), 0)
+            new = new[repeat:]
         if not new:
             return []
         lines = "".join(json.dumps({**dataclasses.asdict(ev), "channels": list(ev.channels)}) + "\n" for ev in new)
@@ -792,7 +804,6 @@ class EventJournal:
             f.write(lines)
             f.flush()
             os.fsync(f.fileno())
-        self._last = (self._last + [self._key(ev) for ev in new])[-256:]
         return new
 
     def _ends_with_newline(self) -> bool:
