@@ -266,19 +266,21 @@ def firmware_elf(model_dir: Path, board_name: str, build: bool = False, quiet: b
             h.update(f.name.encode() + f.read_bytes())
     out = Path(model_dir) / "fw" / f"{board_name}-{firmware_sources_sha()}-{h.hexdigest()[:8]}"
     elf = out / "firmware.elf"
-    if elf.is_file():
+    from aiot.target.firmware import image_complete
+
+    if image_complete(elf):  # not a file an interrupted build left behind: that one is built again
         return elf
     if not build:
         raise ToolkitError(f"{elf}: firmware not built", hint="the evaluation builds it before streaming")
     from contextlib import nullcontext
 
     from aiot.target.boards import get_board
-    from aiot.target.firmware import build as build_fw
+    from aiot.target import firmware
     from aiot.progress import step
 
     # quiet: one image per installation, the run's progress bar tells the story
     with nullcontext() if quiet else step(f"firmware for {board_name} with the fleet model"):
-        build_fw(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device")
+        firmware.build(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device")
     return elf
 
 

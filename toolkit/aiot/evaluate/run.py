@@ -26,7 +26,16 @@ def resolve_target(target: str) -> str:
     return "reference"
 
 
-def evaluate(
+def evaluate(data: Path, fmt: str, out: Path, *args, **kwargs) -> dict:
+    """:func:`_evaluate` holding ``out`` (aiot.outputs): a second run into it is refused, and
+    its files appear together at the end or, if the run fails or is killed, not at all."""
+    from aiot.outputs import OutputRun
+
+    with OutputRun(out, f"aiot evaluate of {data}") as run:
+        return _evaluate(data, fmt, out, *args, run=run, **kwargs)
+
+
+def _evaluate(
     data: Path,
     fmt: str,
     out: Path,
@@ -44,6 +53,7 @@ def evaluate(
     alert_settings: Path | None = None,
     per_file: bool = False,
     skip_bad_files: bool = False,
+    run=None,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
 
@@ -215,10 +225,12 @@ def evaluate(
     if picked is not None:
         context["alert_settings"] = {"file": str(alert_settings), "sha256": sha256_file(Path(alert_settings)),
                                      "picked_by": picked.picked_by}
+    context["run_id"] = run.id  # every file of the folder is this run's (OUT/.aiot-run.json)
     with step(f"writing {out}"):
-        report.write_predictions(out / "predictions.csv", results)
-        report.write_json(out / "report.json", results, summary, settings.to_json(), context)
-        report.write_html(out / "report.html", results, summary, settings.to_json(), context)
+        report.write_predictions(run.path("predictions.csv"), results)
+        report.write_json(run.path("report.json"), results, summary, settings.to_json(), context)
+        report.write_html(run.path("report.html"), results, summary, settings.to_json(), context)
+        run.commit()
     for line in summary["labels_not_scored"]:  # right above the summary the command prints
         sys.stderr.write(f"warning: {line}\n")
     if ds.skipped:
