@@ -377,6 +377,8 @@ void aiot_monitor_reset_baseline(aiot_monitor_t *m);
 
 //! sizeof(aiot_monitor_t) for bindings that treat it as opaque bytes.
 size_t aiot_monitor_sizeof(void);
+//! sizeof(aiot_monitor_config_t): bindings check their copy of the settings table with it.
+size_t aiot_monitor_config_sizeof(void);
 
 //! What a host may want to see of one channel (diagnostics, CONFIG get).
 typedef struct {

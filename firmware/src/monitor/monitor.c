@@ -81,6 +81,7 @@ int aiot_monitor_check_config(const aiot_monitor_config_t *c) {
 }
 
 size_t aiot_monitor_sizeof(void) { return sizeof(aiot_monitor_t); }
+size_t aiot_monitor_config_sizeof(void) { return sizeof(aiot_monitor_config_t); }
 
 int aiot_monitor_channel_info(const aiot_monitor_t *m, uint8_t channel, aiot_monitor_channel_info_t *info) {
     const aiot_monitor_channel_t *ch;
@@ -278,16 +279,16 @@ static void level_push(aiot_monitor_t *m) {
 //! Channel c's mean over the last level_windows windows (fewer until the ring is full),
 //! windows without a valid sample of c left out; NaN when none has one.
 static float level_mean(const aiot_monitor_t *m, int c) {
-    float sum = 0.0f;
+    double sum = 0.0;  // means near FLT_MAX must not sum to inf (which reads as "no data")
     int i, nv = 0;
     for (i = 0; i < m->lvl_count; i++) {
         const float v = m->lvl_ring[i * AIOT_MONITOR_MAX_CHANNELS + c];
-        if (isfinite(v)) {
-            sum += v;
+        if (!isnan(v)) {
+            sum += (double)v;
             nv++;
         }
     }
-    return nv ? sum / (float)nv : NAN;
+    return nv ? (float)(sum / nv) : NAN;
 }
 
 //! The level-shift score: the largest |N-window mean - baseline| / spread over the channels
@@ -297,9 +298,9 @@ static float level_score(const aiot_monitor_t *m, float *z) {
     int c;
     for (c = 0; c < m->cfg.num_channels; c++) {
         const float mean = level_mean(m, c);
-        z[c] = (m->ch[c].mode == CH_RECAL || !isfinite(mean)) ? 0.0f
-                                                               : fabsf(mean - m->ch[c].baseline) / m->ch[c].lvl_sd;
-        if (z[c] > s) s = z[c];
+        // No data (NaN) leaves the channel out; a level beyond float (inf) is never "0".
+        z[c] = (m->ch[c].mode == CH_RECAL || isnan(mean)) ? 0.0f : fabsf(mean - m->ch[c].baseline) / m->ch[c].lvl_sd;
+        if (!(z[c] <= s)) s = z[c];  // NaN and inf propagate: the window becomes a score error
     }
     return s;
 }
@@ -1031,6 +1032,10 @@ static int append(aiot_monitor_t *m, uint32_t ts, uint64_t mask, const float *va
             valid |= BIT(c);
             m->win[m->fill * C + c] = v;
         } else {
+            // a value sent as present but NaN/inf: garbage, counted while commissioning
+            if (values && ((mask >> c) & 1u) && !isfinite(v) && m->phase == AIOT_PHASE_COMMISSIONING &&
+                m->ch[c].rejected < 0xFFFFu)
+                m->ch[c].rejected++;
             m->win[m->fill * C + c] = 0.0f;
         }
     }

@@ -66,8 +66,8 @@ def fleet_int8(config: mon.Config, streams: int = 8, components: int = 2) -> Pat
     Returns DIR with DIR/model.tflite and DIR/c/model.c (cached)."""
     pca = fleet_pca(config, streams, components)
     key = hashlib.sha256(pca.mean.tobytes() + pca.components.tobytes())
-    for mod in ("quantize.py", "codegen/__init__.py"):
-        key.update((Path(__file__).resolve().parent / mod).read_bytes())
+    for mod in ("model/quantize.py", "codegen/__init__.py"):
+        key.update((Path(__file__).resolve().parents[1] / mod).read_bytes())
     out = cache_dir() / "scenarios" / f"fleet-int8-{key.hexdigest()[:12]}"
     if (out / "c" / "model.c").is_file():
         return out

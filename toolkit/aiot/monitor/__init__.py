@@ -233,6 +233,14 @@ class Stats(ctypes.Structure):
     ]
 
 
+def channel_health(info: ChannelInfo) -> dict:
+    """The commissioning outcome and calibration state of one channel (ChannelInfo)."""
+    return {"rejected_samples": int(info.rejected), "stuck": bool(info.health & CH_STUCK),
+            "not_commissioned": bool(info.health & CH_NOT_COMMISSIONED),
+            "calibration_alert": bool(info.health & CH_CAL_ALERT),
+            "baseline": float(info.baseline0), "noise": float(info.noise)}
+
+
 # numpy views of the wire structs (little-endian, packed exactly like the C layout).
 SAMPLE_DTYPE = np.dtype([("timestamp_ms", "<u4"), ("reserved", "<u4"), ("valid_mask", "<u8"),
                          ("value", "<f4", (MAX_CHANNELS,))])
@@ -289,6 +297,7 @@ class Event:
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     vp, sz = ctypes.c_void_p, ctypes.c_size_t
     lib.aiot_monitor_sizeof.restype = sz
+    lib.aiot_monitor_config_sizeof.restype = sz
     lib.aiot_monitor_default_config.argtypes = [ctypes.POINTER(Config), ctypes.c_uint8, ctypes.c_uint8, ctypes.c_uint32]
     lib.aiot_monitor_check_config.argtypes = [ctypes.POINTER(Config)]
     lib.aiot_monitor_config_problem.argtypes = [ctypes.POINTER(Config)]
@@ -502,10 +511,12 @@ class Monitor:
         ts = np.asarray(timestamps_ms)
         if ts.shape != (values.shape[0],):
             raise ToolkitError(f"{ts.shape[0] if ts.ndim else 0} timestamps for {values.shape[0]} samples")
-        present = np.isfinite(values) if valid is None else (np.asarray(valid, bool) & np.isfinite(values))
+        # NaN = missing; +-inf is sent as present, as a broken sensor would: the monitor treats
+        # it as missing too, and counts it when it falls among the commissioning samples.
+        present = ~np.isnan(values) if valid is None else (np.asarray(valid, bool) & ~np.isnan(values))
         rec = np.zeros(values.shape[0], dtype=SAMPLE_DTYPE)
         rec["timestamp_ms"] = (ts.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32)
-        rec["valid_mask"] = (present.astype(np.uint32) << np.arange(C, dtype=np.uint32)).sum(axis=1)
+        rec["valid_mask"] = (present.astype(np.uint64) << np.arange(C, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
         rec["value"][:, :C] = np.where(present, values, 0.0)
         return rec
 
@@ -593,6 +604,12 @@ class Monitor:
         if self.lib.aiot_monitor_channel_info(self._state, c, ctypes.byref(info)) != 0:
             raise ToolkitError(f"channel {c} out of range 0..{self.config.num_channels - 1}")
         return info
+
+    def commissioning(self) -> list[dict]:
+        """Per channel, what commissioning made of it (for report.json): the samples it
+        rejected (spikes, outliers, non-finite), whether it looked stuck, whether it could
+        not be commissioned, and whether its drift compensation hit its tolerance since."""
+        return [channel_health(self.channel(c)) for c in range(self.config.num_channels)]
 
     def update_config(self, **knobs: float | int) -> None:
         cfg = Config.from_buffer_copy(self.config)
