@@ -179,7 +179,7 @@ typedef enum {
     X(drift_alarm_hours, float, 12.0f, 0.0f, 8760.0f, AIOT_RANGE_LO_OPEN,                                     \
       "a channel in DRIFT longer than this raises DRIFT_PERSISTENT (hours)")                                  \
     X(commission_reject, float, 8.0f, 2.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                          \
-      "commissioning sample rejected beyond this many robust spreads (MAD) of its window's median")
+      "commissioning sample rejected beyond this many robust spreads from its window's median")
 
 //! Per-sensor settings, one value per channel (arrays of AIOT_MONITOR_MAX_CHANNELS after the
 //! settings above; slots past num_channels are 0). Same columns as AIOT_MONITOR_SETTINGS.

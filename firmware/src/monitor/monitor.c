@@ -350,8 +350,10 @@ static float noise_floor_of(const aiot_monitor_t *m, int c, float level) {
 }
 
 //! One commissioning window of channel c, robustly: a sample further than commission_reject
-//! robust spreads from the window's median is a spike or garbage and is rejected (counted),
-//! the spread being the largest of 1.4826 x MAD, the spread accepted so far and the noise
+//! robust spreads from the window's median is a spike or garbage and is rejected (counted).
+//! The spread is the largest of: the window's deviations from its median with its top
+//! quarter left out (the spikes), as a standard deviation (the 75th percentile of |N(0,1)|
+//! is 1.15; steadier than the MAD on 8 samples), the spread accepted so far, and the noise
 //! floor. More than a quarter of the window "out" is not a spike but the signal's own shape
 //! (a quantized or switching sensor): then every sample is kept.
 static void commission_channel(aiot_monitor_t *m, int c) {
@@ -366,7 +368,7 @@ static void commission_channel(aiot_monitor_t *m, int c) {
     med = median_sorted(v, n);
     for (t = 0; t < n; t++) dev[t] = fabsf(v[t] - med);
     sort_floats(dev, n);
-    spread = 1.4826f * median_sorted(dev, n);
+    spread = dev[n - 1 - n / 4] / 1.15f;
     if (ch->acc_n > 1) spread = fmaxf(spread, (float)sqrt(ch->acc_m2 / (double)(ch->acc_n - 1)));
     spread = fmaxf(spread, noise_floor_of(m, c, med));
     lim = m->cfg.commission_reject * spread;
