@@ -170,7 +170,8 @@ def pack_config(cfg, capacity: int) -> bytes:
     """``cfg`` as the bytes a firmware built for ``capacity`` channels takes (CONFIG_SET)."""
     if cfg.num_channels > capacity:
         raise ToolkitError(f"{cfg.num_channels} channels configured; this firmware was built for at most {capacity}",
-                           hint="rebuild it with -DAIOT_MONITOR_MAX_CHANNELS=64 (aiot build --define ...)")
+                           hint="rebuild it with AIOT_MONITOR_MAX_CHANNELS = \"64\" in the board file's [defines] "
+                                "table (docs/monitor.md, 'Up to 64 sensors')")
     out = config_type(capacity)()
     for name, kind in type(cfg)._fields_:
         v = getattr(cfg, name)
