@@ -177,6 +177,21 @@ def test_a_garbage_commissioning_sample_is_rejected_reported_and_the_channel_sti
     assert not of_type(ev, "DRIFT_DETECTED")  # the step is a fault, not drift
 
 
+def test_a_sample_and_hold_sensor_keeps_its_level_changes_and_a_spike_at_a_window_edge_is_rejected():
+    """An analyzer holds each reading for 5 samples: a change inside a window is confirmed by
+    the next sample (kept); a spike on the last sample of a window waits for the next
+    window's first sample, which does not confirm it (rejected)."""
+    x = noise(learned(5), 3)
+    held = np.repeat(np.random.default_rng(7).normal(0.02, 0.005, len(x) // 5 + 1), 5)[: len(x)]
+    x[:, 2] = held.astype(np.float32)
+    x[8 * 3 + 7, 1] = 500.0  # last sample of the 4th window
+    m, _, ev = run(config(3), x)
+    report = m.commissioning()
+    assert report[2]["rejected_samples"] == 0
+    assert report[1]["rejected_samples"] == 1
+    assert [(e.channel, e.value) for e in of_type(ev, "COMMISSION_REJECTED")] == [(1, 1.0)]
+
+
 def test_non_finite_commissioning_values_are_counted_as_rejected():
     x = noise(learned(5), 2)
     x[[10, 20, 30], 0] = np.inf

@@ -261,6 +261,7 @@ typedef struct {
         };
     };
     float acc_min, acc_max;  //!< range of the accepted commissioning samples (the commissioned span)
+    float last, pending;     //!< commissioning: last accepted sample; a far one awaiting its successor
     uint32_t acc_n;
     uint32_t drift_windows;  //!< scored windows in the current DRIFT episode
     float tolerance;      //!< largest total drift compensation (raw units), set at commissioning

@@ -22,7 +22,7 @@ typedef char aiot_static_sample_size[(sizeof(aiot_sample_t) == 16 + 4 * AIOT_MON
 #define EVMASK(c) ((uint8_t)((c) < 8 ? 1u << (c) : 0u)) // event masks name channels 0..7
 
 enum { CH_OK = 0, CH_DRIFT = 1, CH_RECAL = 2 };
-enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04 };
+enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 };
 
 #define MS_PER_HOUR 3600000.0f
 #define TINY 1e-6f
@@ -349,42 +349,55 @@ static float noise_floor_of(const aiot_monitor_t *m, int c, float level) {
     return fmaxf(f, m->cfg.noise_floor[c]);
 }
 
-//! One commissioning window of channel c, robustly: a sample further than commission_reject
-//! robust spreads from the window's median is a spike or garbage and is rejected (counted).
-//! The spread is the largest of: the window's deviations from its median with its top
-//! quarter left out (the spikes), as a standard deviation (the 75th percentile of |N(0,1)|
-//! is 1.15; steadier than the MAD on 8 samples), the spread accepted so far, and the noise
-//! floor. More than a quarter of the window "out" is not a spike but the signal's own shape
-//! (a quantized or switching sensor): then every sample is kept.
+//! One commissioning window of channel c, robustly. A sample is a spike (rejected and
+//! counted) when it is further than commission_reject robust spreads from the window's
+//! median *and* from both its neighbours in time: a level that changes (a sample-and-hold
+//! analyzer, a switching sensor) is confirmed by the next sample and kept; a spike or
+//! garbage value is not. The last sample of a window, if it is far, waits for the next
+//! window's first sample to decide (ch->pending). The spread is the largest of: the window's
+//! deviations from its median with its top quarter left out, as a standard deviation (the
+//! 75th percentile of |N(0,1)| is 1.15; steadier than the MAD on 8 samples), the spread
+//! accepted so far, and the noise floor. More than a quarter of the window far from its
+//! median is the signal's own shape: then nothing is rejected.
 static void commission_channel(aiot_monitor_t *m, int c) {
     const int C = m->cfg.num_channels, W = m->cfg.window;
     aiot_monitor_channel_t *ch = &m->ch[c];
-    float v[AIOT_MONITOR_MAX_WINDOW], dev[AIOT_MONITOR_MAX_WINDOW], med, spread, lim;
-    int t, n = 0, out = 0;
+    float seq[AIOT_MONITOR_MAX_WINDOW + 1], v[AIOT_MONITOR_MAX_WINDOW + 1], med, spread, lim;
+    int t, i, n = 0, out = 0;
+    if (ch->flags & CHF_PENDING) seq[n++] = ch->pending;  // last sample of the previous window
+    ch->flags &= (uint8_t)~CHF_PENDING;
     for (t = 0; t < W; t++)
-        if ((m->valid[t] >> c) & 1u) v[n++] = m->win[t * C + c];
+        if ((m->valid[t] >> c) & 1u) seq[n++] = m->win[t * C + c];
     if (n == 0) return;
+    memcpy(v, seq, (size_t)n * sizeof(float));
     sort_floats(v, n);
     med = median_sorted(v, n);
-    for (t = 0; t < n; t++) dev[t] = fabsf(v[t] - med);
-    sort_floats(dev, n);
-    spread = dev[n - 1 - n / 4] / 1.15f;
+    for (i = 0; i < n; i++) v[i] = fabsf(seq[i] - med);
+    sort_floats(v, n);
+    spread = v[n - 1 - n / 4] / 1.15f;
     if (ch->acc_n > 1) spread = fmaxf(spread, (float)sqrt(ch->acc_m2 / (double)(ch->acc_n - 1)));
     spread = fmaxf(spread, noise_floor_of(m, c, med));
     lim = m->cfg.commission_reject * spread;
-    for (t = 0; t < n; t++) out += !(fabsf(v[t] - med) <= lim);  // an inf spread rejects nothing
-    if (out > W / 4) out = 0;
-    for (t = 0; t < W; t++) {
-        float x;
-        if (!((m->valid[t] >> c) & 1u)) continue;
-        x = m->win[t * C + c];
+    for (i = 0; i < n; i++) out += !(fabsf(seq[i] - med) <= lim);  // an inf spread rejects nothing
+    if (out > n / 4) out = 0;
+    for (i = 0; i < n; i++) {
+        const float x = seq[i];
         if (out && !(fabsf(x - med) <= lim)) {
-            if (ch->rejected < 0xFFFFu) ch->rejected++;
-            continue;
+            const int left = i > 0 ? fabsf(x - seq[i - 1]) <= lim : (ch->acc_n > 0 && fabsf(x - ch->last) <= lim);
+            if (!left && i == n - 1) {  // decided by the next sample
+                ch->pending = x;
+                ch->flags |= CHF_PENDING;
+                continue;
+            }
+            if (!left && !(i < n - 1 && fabsf(x - seq[i + 1]) <= lim)) {
+                if (ch->rejected < 0xFFFFu) ch->rejected++;
+                continue;
+            }
         }
         welford_d(&ch->acc_mean, &ch->acc_m2, ++ch->acc_n, (double)x);
         if (ch->acc_n == 1 || x < ch->acc_min) ch->acc_min = x;
         if (ch->acc_n == 1 || x > ch->acc_max) ch->acc_max = x;
+        ch->last = x;
     }
 }
 
@@ -404,6 +417,10 @@ static void commission(aiot_monitor_t *m, uint32_t ts) {
     for (c = 0; c < C; c++) {
         aiot_monitor_channel_t *ch = &m->ch[c];
         const float level = (float)ch->acc_mean;
+        if (ch->flags & CHF_PENDING) {  // a far last sample no later one confirmed
+            ch->flags &= (uint8_t)~CHF_PENDING;
+            if (ch->rejected < 0xFFFFu) ch->rejected++;
+        }
         float sd = (float)sqrt(ch->acc_m2 / (double)(ch->acc_n - 1));
         // The configured floors; TINY keeps a stuck sensor from dividing by zero.
         float floor_ = noise_floor_of(m, c, level) + TINY;
