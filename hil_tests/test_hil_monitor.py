@@ -65,9 +65,9 @@ def test_config_roundtrip_and_live_update(monitor_device):
 
 @pytest.mark.parametrize("bad,why", [
     (dict(window=4), "x window"),              # 3 x 4 != the model's 24 features
-    (dict(persist_k=6, persist_n=5), "invalid persist_k"),  # the device names the setting
-    (dict(alert_margin=float("inf")), "invalid alert_margin"),  # would switch the monitor off
-    (dict(sample_period_ms=2**31), "invalid sample_period_ms"),
+    (dict(persist_k=6, persist_n=5), "persist_k more than persist_n"),  # the device names the setting
+    (dict(alert_margin=float("inf")), "alert_margin out of range"),  # would switch the monitor off
+    (dict(sample_period_ms=2**31), "sample_period_ms out of range"),
 ])
 def test_config_refused_keeps_the_running_one(monitor_device, bad, why):
     dev = monitor_device

@@ -134,7 +134,7 @@ def test_link_counters_count_each_kind_of_broken_frame():
 def _invalid_config() -> bytes:
     cfg = M.default_config(2, 4, 100)
     cfg.persist_k = cfg.persist_n + 1
-    return bytes(cfg)
+    return M.pack_config(cfg, 8)  # the app is built for 8 channels
 
 
 @pytest.mark.parametrize("payload,why", [

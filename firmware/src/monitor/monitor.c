@@ -52,27 +52,27 @@ static int in_range(double x, double lo, double hi, int bounds) {
 
 const char *aiot_monitor_config_problem(const aiot_monitor_config_t *c) {
     int ch;
-    if (!c) return "invalid: no configuration";
+    if (!c) return "invalid monitor configuration: none given";
 #define CHECK_(name, type, def, lo, hi, bounds, doc) \
-    if (!in_range((double)c->name, (double)(lo), (double)(hi), bounds)) return "invalid " #name ": out of range (monitor.h)";
+    if (!in_range((double)c->name, (double)(lo), (double)(hi), bounds)) return "invalid monitor configuration: " #name " out of range (monitor.h)";
     AIOT_MONITOR_SETTINGS(CHECK_)
 #undef CHECK_
     for (ch = 0; ch < c->num_channels; ch++) {
 #define CHANNEL_CHECK_(name, type, def, lo, hi, bounds, doc) \
-    if (!in_range((double)c->name[ch], (double)(lo), (double)(hi), bounds)) return "invalid " #name ": out of range (monitor.h)";
+    if (!in_range((double)c->name[ch], (double)(lo), (double)(hi), bounds)) return "invalid monitor configuration: " #name " out of range (monitor.h)";
         AIOT_MONITOR_CHANNEL_SETTINGS(CHANNEL_CHECK_)
 #undef CHANNEL_CHECK_
     }
-    if (c->persist_k > c->persist_n) return "invalid persist_k: more than persist_n";
-    if (c->clear_margin > c->alert_margin) return "invalid clear_margin: more than alert_margin";
-    if (c->severity_critical < c->severity_major) return "invalid severity_critical: less than severity_major";
-    if (c->max_recal_step < c->step_threshold) return "invalid max_recal_step: less than step_threshold";
+    if (c->persist_k > c->persist_n) return "invalid monitor configuration: persist_k more than persist_n";
+    if (c->clear_margin > c->alert_margin) return "invalid monitor configuration: clear_margin more than alert_margin";
+    if (c->severity_critical < c->severity_major) return "invalid monitor configuration: severity_critical less than severity_major";
+    if (c->max_recal_step < c->step_threshold) return "invalid monitor configuration: max_recal_step less than step_threshold";
     // A window must be much shorter than the 2^31 ms a uint32 clock can tell apart.
     if ((uint64_t)c->window * c->sample_period_ms > 0x40000000u)
-        return "invalid sample_period_ms: window x period over 2^30 ms (12.4 days)";
+        return "invalid monitor configuration: sample_period_ms x window over 2^30 ms (12.4 days)";
     // the spread of N-window means needs two of them while commissioning
     if (c->level_windows && c->commission_samples < (uint32_t)(c->level_windows + 1u) * c->window)
-        return "invalid level_windows: needs (level_windows + 1) x window commission_samples";
+        return "invalid monitor configuration: level_windows needs (level_windows + 1) x window commission_samples";
     return NULL;
 }
 
