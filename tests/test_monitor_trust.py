@@ -347,3 +347,26 @@ def test_every_knob_range_is_the_c_check_at_its_bounds():
                 if s.name == large:
                     setattr(cfg, small, min(getattr(cfg, small), value))
             assert (mon.config_problem(cfg) is None) == ok, (s.name, value, mon.config_problem(cfg))
+
+
+def test_the_commissioning_report_reaches_the_evaluation_report_from_host_and_board():
+    """MonitorDevice.commission()'s dict goes into report.json: per channel, the samples
+    rejected and the health flags, from the host build or from a board's STATS records."""
+    from aiot.evaluate.monitor_device import MonitorDevice
+
+    x = noise(learned(2), 2)
+    x[50, 1] = 1e20
+    host = mon.SimulatedDevice(config(), zero_model)
+    host.push(np.arange(len(x)) * PERIOD, x)
+    d = MonitorDevice.__new__(MonitorDevice)
+    d.dev = host
+    from_host = d._commissioning()
+    assert [c["rejected_samples"] for c in from_host] == [0, 1]
+
+    class Board:  # what hil.Device.stats() answers: ChannelInfo fields by name
+        def stats(self):
+            return {"channels": [{k: getattr(host.monitor.channel(c), k) for k, _ in mon.ChannelInfo._fields_}
+                                 for c in range(2)]}
+
+    d.dev = Board()
+    assert d._commissioning() == from_host
