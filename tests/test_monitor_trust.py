@@ -81,6 +81,18 @@ def test_a_ramp_that_outgrows_the_calibration_tolerance_raises_a_calibration_ale
     assert states(armed(out))[-1] == "ANOMALY"  # and it stays raised: the fault is still there
 
 
+def test_a_live_tolerance_update_applies_at_once():
+    a, n = learned(10), learned(320)
+    x = noise(n, 2)
+    x[a:, 0] += np.minimum(np.arange(n - a) / (200.0 * W), 1.0).astype(np.float32) * 5.0
+    m = mon.Monitor(config(max_drift_rate=50.0, calibration_tolerance=[100.0, 100.0]), zero_model)
+    m.run(np.arange(a) * PERIOD, x[:a])
+    m.update_config(calibration_tolerance=[2.0, 2.0])
+    m.run(np.arange(a, n) * PERIOD, x[a:])
+    cal = of_type(m.events(), "CALIBRATION_ALERT")
+    assert len(cal) == 1 and cal[0].channel == 0 and 2.0 < cal[0].value < 2.5
+
+
 def test_the_default_calibration_tolerance_is_the_commissioned_span():
     a, n = learned(10), learned(420)
     x = noise(n, 2)

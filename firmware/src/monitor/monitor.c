@@ -167,6 +167,12 @@ int aiot_monitor_update_config(aiot_monitor_t *m, const aiot_monitor_config_t *c
         cfg->calibration_windows != o->calibration_windows || cfg->level_windows != o->level_windows)
         return AIOT_MONITOR_EINVAL;
     m->cfg = *cfg;
+    if (m->phase != AIOT_PHASE_COMMISSIONING) {  // a new tolerance applies at once
+        int c;
+        for (c = 0; c < cfg->num_channels; c++)
+            m->ch[c].tolerance = cfg->calibration_tolerance[c] > 0.0f ? cfg->calibration_tolerance[c]
+                                                                       : m->ch[c].acc_max - m->ch[c].acc_min;
+    }
     return AIOT_MONITOR_OK;
 }
 
@@ -295,14 +301,15 @@ static float level_mean(const aiot_monitor_t *m, int c) {
 //! (a recalibrating channel and one without data left out); each channel's |z| in z[].
 static float level_score(const aiot_monitor_t *m, float *z) {
     float s = 0.0f;
-    int c;
+    int c, bad = 0;
     for (c = 0; c < m->cfg.num_channels; c++) {
         const float mean = level_mean(m, c);
         // No data (NaN) leaves the channel out; a level beyond float (inf) is never "0".
         z[c] = (m->ch[c].mode == CH_RECAL || isnan(mean)) ? 0.0f : fabsf(mean - m->ch[c].baseline) / m->ch[c].lvl_sd;
-        if (!(z[c] <= s)) s = z[c];  // NaN and inf propagate: the window becomes a score error
+        if (!isfinite(z[c])) bad = 1;  // NaN or inf: the window becomes a score error
+        else if (z[c] > s) s = z[c];
     }
-    return s;
+    return bad ? INFINITY : s;
 }
 
 // ---------------------------------------------------------------- windows

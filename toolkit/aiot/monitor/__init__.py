@@ -614,8 +614,16 @@ class Monitor:
 
     def update_config(self, **knobs: float | int) -> None:
         cfg = Config.from_buffer_copy(self.config)
+        fields = dict(Config._fields_)
         for k, v in knobs.items():
-            setattr(cfg, k, v)
+            v = check_knob(k, v)
+            if hasattr(fields.get(k), "_length_"):  # per-channel: one value, or one per channel
+                vals = [v] * cfg.num_channels if np.ndim(v) == 0 else list(v)
+                if len(vals) != cfg.num_channels:
+                    raise ToolkitError(f"monitor knob {k!r} has {len(vals)} values for {cfg.num_channels} channels")
+                getattr(cfg, k)[: cfg.num_channels] = vals
+            else:
+                setattr(cfg, k, v)
         if self.lib.aiot_monitor_update_config(self._state, ctypes.byref(cfg)) != 0:
             raise ToolkitError(f"monitor refused the new knobs {knobs}",
                                hint="structural knobs (channels, window, period, learning lengths) need a new Monitor")
