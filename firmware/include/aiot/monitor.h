@@ -6,7 +6,8 @@
 //!
 //! Life of an installation (see docs/monitor.md):
 //!   1. COMMISSIONING: the first `commission_samples` valid samples of every channel give
-//!      its noise profile (baseline = mean, noise = standard deviation). State RECALIBRATING.
+//!      its noise profile (baseline = mean, noise = standard deviation), spikes and garbage
+//!      rejected and counted. State RECALIBRATING.
 //!   2. CALIBRATION: the next `calibration_windows` windows are scored; their scores are the
 //!      conformal calibration set, their per-channel errors the channel references.
 //!   3. ARMED: every window gives NORMAL / DRIFT / RECALIBRATING / ANOMALY / NO_DATA.
@@ -75,7 +76,8 @@ typedef enum {
     AIOT_STATE_DRIFT = 3,         //!< a channel's baseline is being tracked (slow drift)
     AIOT_STATE_RECALIBRATING = 4, //!< a channel is re-learning its level (step), or learning
     AIOT_STATE_RECOVERING = 5,    //!< an alert ended while the score is on its way back down
-                                  //!< (recover_ratio): still off normal, no alert
+                                  //!< (recover_ratio) and its sensors are back in their
+                                  //!< commissioned band: still off normal, no alert
 } aiot_monitor_state_t;
 
 typedef enum {
