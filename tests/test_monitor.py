@@ -319,7 +319,7 @@ def test_an_alert_whose_score_falls_well_below_its_peak_is_recovering_not_anomal
     # without it the alert lasts through most of the fading tail
     assert s_plain.count("ANOMALY") >= 12 + 15 and "RECOVERING" not in s_plain
     # with it: the alert ends once both sensors are back inside their commissioned band
-    # (about +-2.5 noise units: the tail is 8 exp(-t / 20) below 2.9 after 20 windows), then
+    # (+-3 noise units here: the tail 8 exp(-t / 20) is 2.9 after 20 windows), then
     # RECOVERING, then NORMAL. (Until issue 19 it ended 8 windows into the tail, with the
     # sensors still 5 noise units off: the behaviour the issue calls wrong.)
     first, last = s.index("ANOMALY"), max(i for i, v in enumerate(s) if v == "ANOMALY")

@@ -26,6 +26,7 @@ enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 }
 
 #define MS_PER_HOUR 3600000.0f
 #define TINY 1e-6f
+#define BAND_NOISE 3.0f  // a commissioned band is at least +-3 noise units wide
 
 void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channels, uint8_t window,
                                  uint32_t sample_period_ms) {
@@ -825,8 +826,10 @@ static float band_distance(const aiot_monitor_t *m, aiot_monitor_mask_t mask, co
         float d;
         if (!((mask >> c) & 1u)) continue;
         if (!isfinite(mean[c])) return INFINITY;
-        d = fmaxf(mean[c] - (ch->baseline + ch->acc_max - ch->baseline0),
-                  (ch->baseline + ch->acc_min - ch->baseline0) - mean[c]);
+        // At least 3 noise units either side: with the configured noise floors the noise
+        // can be wider than what the commissioning minutes showed.
+        d = fmaxf(mean[c] - (ch->baseline + fmaxf(ch->acc_max - ch->baseline0, BAND_NOISE * ch->noise)),
+                  (ch->baseline - fmaxf(ch->baseline0 - ch->acc_min, BAND_NOISE * ch->noise)) - mean[c]);
         worst = fmaxf(worst, d / ch->noise);
     }
     return worst;
