@@ -27,7 +27,7 @@ extern "C" {
 #endif
 
 //! Compile-time capacity. Override with -D to shrink RAM on small parts: with
-//! 4 channels x 16 samples x 48 calibration scores the monitor takes 2.4 KB (aiot_monitor_sizeof()).
+//! 4 channels x 16 samples x 48 calibration scores the monitor takes 2.5 KB (aiot_monitor_sizeof()).
 //! Each channel of capacity costs 4 x MAX_WINDOW x 4 bytes of window buffers plus about
 //! 200 bytes of state and settings (docs/monitor.md, "RAM").
 #ifndef AIOT_MONITOR_MAX_CHANNELS
