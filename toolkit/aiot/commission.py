@@ -47,8 +47,9 @@ def render_boot_config(cfg) -> str:
         if name == "reserved":
             continue
         v = getattr(cfg, name)
-        if hasattr(kind, "_length_"):  # per-channel arrays: every slot, unused ones as they are (0)
-            lines.append(f"    .{name} = {{{', '.join(literal(kind._type_, x) for x in v)}}},")
+        if hasattr(kind, "_length_"):  # per-channel arrays: the used slots (the rest is 0), so that
+            # a firmware built for fewer channels than the host's Config holds takes it too
+            lines.append(f"    .{name} = {{{', '.join(literal(kind._type_, x) for x in v[: cfg.num_channels])}}},")
         else:
             lines.append(f"    .{name} = {literal(kind, v)},")
     body = "\n".join(lines)

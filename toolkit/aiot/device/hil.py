@@ -522,17 +522,28 @@ class Device:
         ring emptied), False for a live update of the knobs."""
         from aiot import monitor as M
 
-        data = bytes(config)
-        if len(data) != ctypes.sizeof(M.Config):
-            raise ToolkitError(f"configure() needs a aiot.monitor.Config, got {len(data)} bytes")
+        if not isinstance(config, ctypes.Structure) or len(bytes(config)) != ctypes.sizeof(type(config)) \
+                or not hasattr(config, "num_channels"):
+            raise ToolkitError(f"configure() needs a aiot.monitor.Config, got {type(config).__name__}")
+        # Packed for the firmware's channel capacity (its config struct's size, from CONFIG_GET).
+        data = M.pack_config(config, self._config_capacity())
         # Retrying is safe without `fresh` (the same config twice is the same state); a fresh
         # installation repeated after a lost answer would only restart commissioning again.
         f = self.request(P.Msg.CONFIG_SET, data + (b"\x01" if fresh else b""), retry=not fresh)
         reinit = f.payload[:1] == b"\x01"
         if reinit:
             self._ack_seq = None  # event seqs restart with the new installation
-        self._config = M.Config.from_buffer_copy(data)
+        self._config = M.unpack_config(data)
         return reinit
+
+    def _config_capacity(self) -> int:
+        """AIOT_MONITOR_MAX_CHANNELS of the firmware (from its config struct's size)."""
+        from aiot import monitor as M
+
+        if getattr(self, "_capacity", None) is None:
+            f = self.request(P.Msg.CONFIG_GET, retry=True)
+            self._capacity = M.config_capacity(len(f.payload) - 4)
+        return self._capacity
 
     @property
     def config(self):
@@ -540,9 +551,11 @@ class Device:
         from aiot import monitor as M
 
         f = self.request(P.Msg.CONFIG_GET, retry=True)
-        if len(f.payload) != 4 + ctypes.sizeof(M.Config):
-            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)")
-        return M.Config.from_buffer_copy(f.payload, 4) if f.payload[0] else None
+        try:
+            cfg = M.unpack_config(f.payload[4:])  # any channel capacity, as the host Config
+        except ToolkitError:
+            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)") from None
+        return cfg if f.payload[0] else None
 
     def push(self, timestamps_ms, values, valid=None) -> np.ndarray:
         """Stream samples through the device's monitor; returns its window outputs
@@ -559,9 +572,10 @@ class Device:
         if ts.shape != (n,):
             raise ToolkitError(f"{ts.size} timestamps for {n} samples")
         present = np.isfinite(vals) if valid is None else (np.asarray(valid, bool) & np.isfinite(vals))
-        rec = np.zeros(n, dtype=np.dtype([("t", "<u4"), ("mask", "u1"), ("v", "<f4", (ch,))]))
+        mask_bytes = (ch + 7) // 8  # the valid mask: one bit per channel, little-endian
+        rec = np.zeros(n, dtype=np.dtype([("t", "<u4"), ("mask", "u1", (mask_bytes,)), ("v", "<f4", (ch,))]))
         rec["t"] = (ts & 0xFFFFFFFF).astype(np.uint32)
-        rec["mask"] = (present.astype(np.uint32) << np.arange(ch, dtype=np.uint32)).sum(axis=1).astype(np.uint8)
+        rec["mask"] = np.packbits(present, axis=1, bitorder="little")
         rec["v"] = np.where(present, vals, 0.0)
         per_frame = max(1, (self.max_payload - 4) // rec.dtype.itemsize)
         outs: list[np.ndarray] = []

@@ -435,7 +435,18 @@ class MonitorDevice:
         ts = self._ms(head, slice(0, head.rows))
         vals = self._values(head, slice(0, head.rows))
         self._pending = self.dev.push(ts, vals)  # commissioning + calibration happen on the device
-        return {"monitor_config": self.config.as_dict(), "commissioning_outputs": int(len(self._pending))}
+        return {"monitor_config": self.config.as_dict(), "commissioning_outputs": int(len(self._pending)),
+                "commissioning": self._commissioning()}
+
+    def _commissioning(self) -> list[dict]:
+        """Per channel: samples the device rejected while commissioning, stuck or not (report.json)."""
+        from aiot import monitor as M
+
+        mon = getattr(self.dev, "monitor", None)  # the host build
+        if mon is not None:
+            return mon.commissioning()
+        return [M.channel_health(M.ChannelInfo(**{k: v for k, v in ch.items()}))  # a board: its STATS records
+                for ch in self.dev.stats().get("channels", [])]
 
     def stream(self, series: Series, start: int) -> Outputs:
         ts = self._ms(series, slice(start, series.rows))
