@@ -124,7 +124,7 @@ def save(path: Path, settings: AlertSettings) -> Path:
 
 
 def _bad(path: Path, what: str, hint: str | None = None) -> ToolkitError:
-    return ToolkitError(f"{path}: {what}", hint=hint or "write it with `aiot tune NORMAL.csv --save DIR`")
+    return ToolkitError(f"{path}: {what}", hint=hint or "write it with `aiot tune --data NORMAL.csv --out DIR`")
 
 
 def load(path: Path) -> AlertSettings:
@@ -132,7 +132,7 @@ def load(path: Path) -> AlertSettings:
     path = Path(path)
     if not path.is_file():
         raise ToolkitError(f"{path}: no such alert-settings file",
-                           hint="give the JSON that `aiot tune NORMAL.csv --save DIR` wrote")
+                           hint="give the JSON that `aiot tune --data NORMAL.csv --out DIR` wrote")
     try:
         doc = json.loads(path.read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -194,7 +194,7 @@ def _knobs(path: Path, raw) -> dict:
         raise _bad(path, "'knobs' is empty: the monitor would run on the C defaults alone (alert_margin 3, no "
                          "fleet_noise_floor), which no tuning picked",
                    hint="leave --alert-settings out to run with the validated knobs, or give the knobs to run with "
-                        "(as `aiot tune NORMAL.csv --save DIR` writes them)")
+                        "(as `aiot tune --data NORMAL.csv --out DIR` writes them)")
     known = [name for name, _ in Config._fields_ if name != "reserved"] + [FLOOR_KNOB]
     unknown = sorted(set(raw) - set(known))
     if unknown:

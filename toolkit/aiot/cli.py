@@ -66,7 +66,7 @@ def main() -> None:
       aiot run --board mps2-an386 --package build/pkg
     Recorded installations (did it flag each fault, and stay quiet otherwise?):
       aiot evaluate --data recordings/ --format generic --out build/eval
-      aiot tune normal.csv --far-budget 20 --save build/picks
+      aiot tune --data normal.csv --far-budget 20 --out build/picks
       aiot commission --data pump7.csv --board nucleo-f446re --out build/pump7
     """
 
