@@ -134,3 +134,33 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert new == set() and changed == set(), (sorted(new)[:10], sorted(changed)[:10])
     # and everything the verbs wrote is under the working folder or the user's cache
     assert (home / ".cache" / "aiot").is_dir()
+
+
+@pytest.mark.skipif(not __import__("shutil").which("make"), reason="make not installed")
+def test_make_test_runs_both_suites_on_every_core(tmp_path):
+    """`make test` (and CI, .ci/run) runs the host and QEMU suites under pytest-xdist."""
+    res = subprocess.run(["make", "-n", "test", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr
+    assert f"{tmp_path / 'venv'}/bin/python -m pytest -n auto tests hil_tests" in res.stdout
+    assert "pytest-xdist" in " ".join(_pyproject()["project"]["optional-dependencies"]["test"])
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_worker_build_dir_separates_workers_and_keeps_the_cache(monkeypatch, tmp_path):
+    from aiot import paths
+    from aiot.testing import worker_build_dir
+
+    monkeypatch.delenv("AIOT_CACHE_DIR", raising=False)
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "b"))
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+    cache = paths.cache_dir()
+    with worker_build_dir():
+        assert paths.build_dir() == tmp_path / "b" / "pytest-gw1"
+        assert paths.cache_dir() == cache  # shared, not per worker
+        with worker_build_dir():  # the other suite's conftest: no second level
+            assert paths.build_dir() == tmp_path / "b" / "pytest-gw1"
+    assert paths.build_dir() == tmp_path / "b"
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    with worker_build_dir():
+        assert paths.build_dir() == tmp_path / "b"

@@ -107,7 +107,12 @@ def _train_package(series: Series, rows: int, settings: Settings, out: Path, nam
           train_rows=rows, hidden=settings.hidden, name=name, progress=False)
     quantize(tmp, progress=False)
     shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process (a pytest worker, a parallel evaluation) finished it first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "model.tflite").is_file():
+            raise
     return out
 
 
