@@ -205,3 +205,18 @@ def test_verbose_says_the_settings_and_quiet_says_only_the_result(tmp_path):
     loud = CliRunner().invoke(main, ["scenarios", "generate", "--out", str(tmp_path / "s2"), "--count", "1",
                                      "--hours", "12"])
     assert "wrote " in loud.stderr and "s2" in loud.stderr
+
+
+@pytest.mark.skipif(not __import__("shutil").which("arm-none-eabi-gcc"), reason="arm-none-eabi-gcc not installed")
+def test_a_verb_with_no_out_writes_under_the_current_folder_and_says_where(tmp_path, monkeypatch):
+    from aiot import paths
+
+    monkeypatch.delenv("AIOT_BUILD_DIR", raising=False)  # the user's default, not the test worker's
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["build", "--board", "mps2-an386"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "build" / "fw" / "mps2-an386" / "firmware.elf").is_file()
+    assert "wrote build/fw/mps2-an386/firmware.elf" in res.stderr
+    assert not (paths.FIRMWARE / "build").exists() and not (paths.BOARDS / "build").exists()
+    help_text = CliRunner().invoke(main, ["build", "--help"]).output
+    assert "build/fw/BOARD under the current folder" in " ".join(help_text.split())
