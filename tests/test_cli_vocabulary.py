@@ -220,3 +220,8 @@ def test_a_verb_with_no_out_writes_under_the_current_folder_and_says_where(tmp_p
     assert not (paths.FIRMWARE / "build").exists() and not (paths.BOARDS / "build").exists()
     help_text = CliRunner().invoke(main, ["build", "--help"]).output
     assert "build/fw/BOARD under the current folder" in " ".join(help_text.split())
+
+
+def test_the_deprecation_line_names_the_whole_verb(tmp_path):
+    res = CliRunner().invoke(main, ["scenarios", "evaluate", "--model", "float", "--count", "1", "--out", "/proc/x"])
+    assert "aiot scenarios evaluate --model is deprecated, use --precision" in res.stderr

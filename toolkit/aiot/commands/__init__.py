@@ -148,7 +148,8 @@ class Command(click.Command):
 
 def deprecated(ctx: click.Context, old: str, new: str) -> None:
     """The line a deprecated spelling prints on stderr."""
-    click.echo(f"warning: aiot {ctx.info_name} {old} is deprecated, use {new} (the old spelling goes in the "
+    verb = ctx.command_path.split(" ", 1)[-1]  # "scenarios evaluate", whatever the program is called
+    click.echo(f"warning: aiot {verb} {old} is deprecated, use {new} (the old spelling goes in the "
                "next release)", err=True)
 
 
