@@ -88,6 +88,10 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     members = {m.split("/", 1)[1] for m in tarfile.open(sdist).getnames() if "/" in m}
     assert {"pyproject.toml", "firmware/src/monitor/monitor.c", "boards/mps2-an386.toml",
             "models/recipes.py", "toolkit/aiot/cli.py"} <= members
+    # ... and runs `make test`: both suites with their fixtures, the lab they test, the manuals
+    assert {"Makefile", ".ci/run", "docs/layout.md", "hil_tests/conftest.py", "hil_tests/fixtures/ae24/model.tflite",
+            "tests/fixtures/tflite/good_dense.tflite", "toolkit/lab/ceiling.py"} <= members
+    assert not any("__pycache__" in m for m in members)
 
     venv, home, work = tmp_path / "venv", tmp_path / "home", tmp_path / "work"
     home.mkdir()
