@@ -110,7 +110,7 @@ def test_json_dash_is_stdout_and_a_path_is_a_file(tmp_path, monkeypatch):
     res = CliRunner().invoke(main, ["boards", "--json", "out/boards.json"])
     assert res.exit_code == 0, res.output
     assert '"name": "mps2-an386"' in (tmp_path / "out" / "boards.json").read_text()
-    assert "wrote out/boards.json" in res.stderr and "mps2-an386" not in res.stderr
+    assert "wrote out/boards.json" in res.stdout and "mps2-an386" not in res.stdout
     res = CliRunner().invoke(main, ["boards", "-q", "--json", "b.json"])
     assert res.exit_code == 0 and res.stderr == ""  # -q: the result only
 
@@ -201,10 +201,10 @@ def test_verbose_says_the_settings_and_quiet_says_only_the_result(tmp_path):
     quiet = CliRunner().invoke(main, ["scenarios", "generate", "-q", "--out", str(tmp_path / "s"), "--count", "1",
                                       "--hours", "12"])
     assert quiet.exit_code == 0, quiet.output
-    assert quiet.stderr == "" and any((tmp_path / "s").glob("*.csv"))
+    assert quiet.stderr == "" and "wrote" not in quiet.stdout and any((tmp_path / "s").glob("*.csv"))
     loud = CliRunner().invoke(main, ["scenarios", "generate", "--out", str(tmp_path / "s2"), "--count", "1",
                                      "--hours", "12"])
-    assert "wrote " in loud.stderr and "s2" in loud.stderr
+    assert "wrote " in loud.stdout and "s2" in loud.stdout
 
 
 @pytest.mark.skipif(not __import__("shutil").which("arm-none-eabi-gcc"), reason="arm-none-eabi-gcc not installed")
@@ -216,7 +216,7 @@ def test_a_verb_with_no_out_writes_under_the_current_folder_and_says_where(tmp_p
     res = CliRunner().invoke(main, ["build", "--board", "mps2-an386"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "build" / "fw" / "mps2-an386" / "firmware.elf").is_file()
-    assert "wrote build/fw/mps2-an386/firmware.elf" in res.stderr
+    assert "wrote build/fw/mps2-an386/firmware.elf" in res.stdout
     assert not (paths.FIRMWARE / "build").exists() and not (paths.BOARDS / "build").exists()
     help_text = CliRunner().invoke(main, ["build", "--help"]).output
     assert "build/fw/BOARD under the current folder" in " ".join(help_text.split())

@@ -224,13 +224,17 @@ def write_json(json_out: Path | str | None, doc) -> None:
     wrote(Path(json_out))
 
 
-def wrote(path: Path, what: str = "") -> None:
-    """Say where a verb wrote (relative to the current folder when under it): "wrote build/fw/x.elf"."""
-    from aiot.progress import note
+def wrote(path: Path, what: str = "", err: bool = False) -> None:
+    """Say where a verb wrote, relative to the current folder when under it ("wrote
+    build/fw/mps2-an386/firmware.elf"): on stdout with the verb's other results (``err``: on
+    stderr, when stdout carries JSON); not with -q."""
+    from aiot.progress import level
 
+    if level() < 1:
+        return
     p = Path(path)
     try:
         p = p.resolve().relative_to(Path.cwd().resolve())
     except ValueError:
         pass
-    note(f"wrote {p}" + (f" ({what})" if what else ""))
+    click.echo(f"wrote {p}" + (f" ({what})" if what else ""), err=err)

@@ -88,7 +88,7 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
         for layer in r.layers:
             say(f"    layer {layer.index:>2} {layer.name:<28} {layer.instructions:>10,.0f} instr")
     if results:
-        wrote(paths.build_dir() / "bench" / b.name, "a firmware per model")
+        wrote(paths.build_dir() / "bench" / b.name, "a firmware per model", err=json_out == "-")
     write_json(json_out, {"board": b.name, "core": b.core, "opt": opt, "optimize": optimize,
                           "results": [r.to_json() for r in results], "does_not_fit": skipped})
     if not all(r.bit_exact for r in results):
