@@ -225,3 +225,18 @@ def test_a_verb_with_no_out_writes_under_the_current_folder_and_says_where(tmp_p
 def test_the_deprecation_line_names_the_whole_verb(tmp_path):
     res = CliRunner().invoke(main, ["scenarios", "evaluate", "--model", "float", "--count", "1", "--out", "/proc/x"])
     assert "aiot scenarios evaluate --model is deprecated, use --precision" in res.stderr
+
+
+def test_validate_takes_package_or_a_tflite_and_the_old_model_folder_still_works(tmp_path):
+    from pathlib import Path
+
+    fixture = Path(__file__).resolve().parents[1] / "hil_tests" / "fixtures" / "ae24"
+    # real hardware over QEMU stops before any build: what is checked is which model was taken
+    stop = "nucleo-f446re is real hardware; QEMU cannot run it"
+    for args, deprecation in ((["--package", str(fixture)], False), (["--model", str(fixture / "model.tflite")], False),
+                              (["-m", str(fixture)], True)):
+        res = CliRunner().invoke(main, ["validate", "--board", "nucleo-f446re", *args])
+        assert res.exit_code == 2 and stop in res.output, (args, res.output)
+        assert ("--model PKG_FOLDER is deprecated, use --package" in res.stderr) is deprecation, (args, res.stderr)
+    res = CliRunner().invoke(main, ["validate", "--board", "nucleo-f446re"])
+    assert res.exit_code == 2 and "--package PKG or --model FILE.tflite" in res.output
