@@ -240,3 +240,28 @@ def test_validate_takes_package_or_a_tflite_and_the_old_model_folder_still_works
         assert ("--model PKG_FOLDER is deprecated, use --package" in res.stderr) is deprecation, (args, res.stderr)
     res = CliRunner().invoke(main, ["validate", "--board", "nucleo-f446re"])
     assert res.exit_code == 2 and "--package PKG or --model FILE.tflite" in res.output
+
+
+def test_every_hint_that_sends_to_quantize_says_which_input():
+    """`aiot quantize` takes a package (--package) or a Keras model (--keras): a hint that says
+    only "aiot quantize" left a user with a float .tflite running a command that refused it."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import aiot
+
+    bad = []
+    for path in sorted(Path(aiot.__file__).parent.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            hints = [k.value for k in node.keywords if k.arg == "hint"]
+            if isinstance(node.func, ast.Name) and node.func.id in ("_fail", "_bad") and len(node.args) >= 3:
+                hints.append(node.args[-1])  # helpers that take the hint positionally
+            for h in hints:
+                text = " ".join(c.value for c in ast.walk(h) if isinstance(c, ast.Constant) and isinstance(c.value, str))
+                for m in re.finditer(r"aiot quantize([^`)\];\"']*)", text):
+                    if "--package" not in m.group(1) and "--keras" not in m.group(1):
+                        bad.append(f"{path.name}:{node.lineno}: {text}")
+    assert bad == [], "\n".join(bad)

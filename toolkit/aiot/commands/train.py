@@ -39,7 +39,7 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
     Windows of W samples x C channels, each channel normalized with statistics from the
     training rows; rows labelled as faults and windows with missing samples are left out
     of training (and counted). Writes a model package: manifest.json, model.keras and
-    vectors.npz (held-out test windows). Next step: aiot quantize.
+    vectors.npz (held-out test windows). Next step: aiot quantize --package OUT.
 
     \b
     Example:

@@ -42,11 +42,11 @@ def load_model_input(path: Path) -> ModelInput:
         return ModelInput(pkg.name, tfl, np.asarray(x, np.int8).reshape(len(x), -1), p)
     if not p.exists():
         raise ToolkitError(f"{p}: no such file or folder",
-                           hint="pass a model package folder (aiot train + aiot quantize) or a .tflite file")
+                           hint="pass a model package folder with --package (made by `aiot train` and `aiot quantize --package PKG`) or a .tflite file with --model")
     tfl_path = p if p.suffix == ".tflite" else p / "model.tflite"
     if not tfl_path.is_file():
         raise ToolkitError(f"{p}: neither a model package (manifest.json) nor a folder with model.tflite",
-                           hint="pass the folder written by `aiot train` + `aiot quantize`")
+                           hint="pass the folder written by `aiot train` + `aiot quantize --package PKG`")
     vec = tfl_path.parent / "vectors.npz"
     x = np.zeros((0, 0), np.int8)
     if vec.is_file():
@@ -69,7 +69,7 @@ def make_inputs(stored: np.ndarray, n: int, features: int, seed: int = 0) -> tup
     """The first n stored vectors, topped up with seeded uniform int8 vectors; (inputs, stored used)."""
     if stored.size and stored.shape[1] != features:
         raise ToolkitError(f"stored test vectors have {stored.shape[1]} values, the model takes {features}",
-                           hint="vectors.npz does not belong to this model; re-run `aiot quantize`")
+                           hint="vectors.npz does not belong to this model; re-run `aiot quantize --package PKG`")
     used = min(n, len(stored))
     extra = np.random.default_rng(seed).integers(-128, 128, (n - used, features), dtype=np.int16).astype(np.int8)
     return np.concatenate([stored[:used].astype(np.int8), extra]) if used else extra, used

@@ -68,7 +68,7 @@ class Package:
         p = self.path / name
         if not p.is_file():
             raise ToolkitError(
-                f"{p}: missing, but {MANIFEST} refers to it", hint="re-run `aiot train` (and `aiot quantize`)"
+                f"{p}: missing, but {MANIFEST} refers to it", hint="re-run `aiot train --data DATA.csv --out PKG` (and `aiot quantize --package PKG`)"
             )
         return p
 

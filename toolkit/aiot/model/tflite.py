@@ -596,7 +596,7 @@ def load(model: Path | str | bytes, *, check: bool = True) -> Graph:
     else:
         path = Path(model)
         if not path.is_file():
-            raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite written by aiot quantize")
+            raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite `aiot quantize --package PKG` wrote (PKG/model.tflite)")
         data, src = path.read_bytes(), str(path)
     g = parse(data, src)
     if check:
@@ -610,7 +610,7 @@ def read_bytes(model: Path | str | bytes) -> bytes:
         return bytes(model)
     path = Path(model)
     if not path.is_file():
-        raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite written by aiot quantize")
+        raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite `aiot quantize --package PKG` wrote (PKG/model.tflite)")
     return path.read_bytes()
 
 
