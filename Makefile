@@ -8,12 +8,15 @@ APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP    := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core): the host and QEMU suites run in parallel; each worker
+# builds into its own folder (aiot.testing.worker_build_dir), the caches are shared.
+PYTEST_JOBS ?= auto
 
 .PHONY: demo test setup deps chromium venv hil bench clean help
 
 help:
 	@echo "make demo   - install what is missing, then run the end-to-end demo (aiot demo)"
-	@echo "make test   - install what is missing (and chromium, which renders the report pages), then run the host and QEMU test suites"
+	@echo "make test   - install what is missing (and chromium, which renders the report pages), then run the host and QEMU test suites (PYTEST_JOBS=auto workers)"
 	@echo "make setup  - only install (apt packages + $(VENV))"
 	@echo "make clean  - remove build outputs (keeps $(VENV))"
 
@@ -21,7 +24,7 @@ demo: setup
 	$(VENV)/bin/aiot demo
 
 test: setup chromium
-	$(VENV)/bin/python -m pytest tests hil_tests $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_JOBS) tests hil_tests $(PYTEST_ARGS)
 
 setup: deps venv
 
@@ -56,4 +59,4 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 clean:
-	rm -rf build out .pytest_cache
+	rm -rf build out dist .pytest_cache toolkit/*.egg-info

@@ -10,7 +10,7 @@ from typing import Callable
 import click
 
 from aiot.errors import ToolkitError
-from aiot.commands import SECONDS
+from aiot.commands import Command, SECONDS
 
 
 class _Recorder:
@@ -191,10 +191,10 @@ def _raw(transport, rec: _Recorder, expired, echo) -> int:
     return 0
 
 
-@click.command("monitor")
+@click.command("monitor", cls=Command)
 @click.option("--port", "-P", help="Serial port or pyserial URL (/dev/ttyACM0, COM3, socket://host:port) "
                                    "[default: the board's debugger port, found by USB id].")
-@click.option("--board", "-b", help="Board name: picks its port and baud rate.")
+@click.option("--board", "-b", help="Board name (see `aiot boards`): picks its port and baud rate.")
 @click.option("--baud", type=click.IntRange(min=1), help="Baud rate [default: the board's, else 115200].")
 @click.option("--interval", type=SECONDS, default=1.0, show_default=True, help="Seconds between event polls.")
 @click.option("--duration", type=SECONDS, help="Stop after this many seconds [default: until Ctrl-C].")

@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from aiot.errors import ToolkitError
-from aiot.commands import OutPath, SECONDS, SEED
+from aiot.commands import SECONDS, SEED, Command, OutPath, deprecated, wrote
 
 
 @dataclass
@@ -42,11 +42,11 @@ def load_model_input(path: Path) -> ModelInput:
         return ModelInput(pkg.name, tfl, np.asarray(x, np.int8).reshape(len(x), -1), p)
     if not p.exists():
         raise ToolkitError(f"{p}: no such file or folder",
-                           hint="pass a model package folder (aiot train + aiot quantize) or a .tflite file")
+                           hint="pass a model package folder with --package (made by `aiot train` and `aiot quantize --package PKG`) or a .tflite file with --model")
     tfl_path = p if p.suffix == ".tflite" else p / "model.tflite"
     if not tfl_path.is_file():
         raise ToolkitError(f"{p}: neither a model package (manifest.json) nor a folder with model.tflite",
-                           hint="pass the folder written by `aiot train` + `aiot quantize`")
+                           hint="pass the folder written by `aiot train` + `aiot quantize --package PKG`")
     vec = tfl_path.parent / "vectors.npz"
     x = np.zeros((0, 0), np.int8)
     if vec.is_file():
@@ -69,7 +69,7 @@ def make_inputs(stored: np.ndarray, n: int, features: int, seed: int = 0) -> tup
     """The first n stored vectors, topped up with seeded uniform int8 vectors; (inputs, stored used)."""
     if stored.size and stored.shape[1] != features:
         raise ToolkitError(f"stored test vectors have {stored.shape[1]} values, the model takes {features}",
-                           hint="vectors.npz does not belong to this model; re-run `aiot quantize`")
+                           hint="vectors.npz does not belong to this model; re-run `aiot quantize --package PKG`")
     used = min(n, len(stored))
     extra = np.random.default_rng(seed).integers(-128, 128, (n - used, features), dtype=np.int16).astype(np.int8)
     return np.concatenate([stored[:used].astype(np.int8), extra]) if used else extra, used
@@ -323,20 +323,36 @@ td.n{{text-align:right}}.note{{color:#495057;font-size:90%}}.verdict{{font-weigh
 
 # --- command -------------------------------------------------------------------------------
 
-@click.command("validate")
+class _TfliteOrOldPackage(click.Path):
+    """--model: a .tflite file. A folder was this option's meaning before --package: it is
+    still taken as the package, with a deprecation line, for one release."""
+
+    def __init__(self):
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if Path(value).is_dir():
+            deprecated(ctx, "--model PKG_FOLDER", "--package PKG_FOLDER (--model takes a .tflite file)")
+            return Path(value)
+        return super().convert(value, param, ctx)
+
+
+@click.command("validate", cls=Command)
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Board name (see `aiot boards`).")
-@click.option("--model", "-m", "model", type=click.Path(path_type=Path), required=True,
-              help="Model package (or a folder with model.tflite [+ vectors.npz], or a .tflite).")
+@click.option("--package", "-p", "package", type=click.Path(file_okay=False, path_type=Path),
+              help="Model package folder (aiot train + aiot quantize), or any folder with model.tflite "
+                   "[+ vectors.npz].")
+@click.option("--model", "-m", "model", type=_TfliteOrOldPackage(), help="An int8 .tflite file (instead of --package).")
 @click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Vectors to stream: the stored test vectors first, then seeded random int8 ones.")
 @click.option("--transport", type=click.Choice(["qemu", "serial"]), default="qemu", show_default=True)
 @click.option("--port", help="Serial port or pyserial URL for --transport serial.")
 @click.option("--baud", type=int, help="Baud rate for --transport serial [default: the board's].")
 @click.option("--elf", type=click.Path(path_type=Path), help="Prebuilt firmware for QEMU (default: build it).")
-@click.option("--out", type=OutPath(), help="Report folder [default: build/validate/BOARD-MODEL].")
+@click.option("--out", type=OutPath(), help="Report folder [default: build/validate/BOARD-MODEL under the current folder].")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random input vectors.")
 @click.option("--timeout", type=SECONDS, default=5.0, show_default=True, help="Seconds to wait for each answer.")
-def command(board: str, model: Path, count: int, transport: str, port: str | None, baud: int | None,
+def command(board: str, package: Path | None, model: Path | None, count: int, transport: str, port: str | None, baud: int | None,
             elf: Path | None, out: Path | None, seed: int, timeout: float) -> None:
     """Validate a model on the target against tflite-micro, vector by vector.
 
@@ -347,8 +363,9 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
 
     \b
     Examples:
-      aiot validate --board mps2-an386 --model build/demo/pkg -n 200
-      aiot validate --board nucleo-f446re --model build/pkg --transport serial --port /dev/ttyACM0
+      aiot validate --board mps2-an386 --package build/demo/pkg -n 200
+      aiot validate --board mps2-an386 --model build/demo/pkg/model.tflite
+      aiot validate --board nucleo-f446re --package build/pkg --transport serial --port /dev/ttyACM0
     """
     import sys
 
@@ -358,8 +375,10 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
     from aiot.progress import Bar, step
     from aiot.model.reference import TflmReference
 
+    if (package is None) == (model is None):
+        raise click.UsageError("give the model to validate: --package PKG or --model FILE.tflite (one of them)")
     b = get_board(board)
-    mi = load_model_input(model)
+    mi = load_model_input(package if package is not None else model)
     if transport == "qemu":
         b.qemu_args()  # real hardware stops here, before anything is built or written
     crc = zlib.crc32(mi.tflite) & 0xFFFFFFFF
@@ -421,6 +440,7 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
     if link:
         click.secho(f"  link             {link[0]}\n                   {link[1]}", fg="yellow")
     click.echo(f"  report           {out / 'report.json'}, {out / 'report.html'}")
+    wrote(out, "report.json, report.html, outputs.npz")
     if metrics["mismatched_vectors"]:
         click.secho(f"MISMATCH: {metrics['mismatched_vectors']} vectors differ from tflite-micro "
                     f"(first: vector {metrics['first_mismatch']})", fg="red", err=True)

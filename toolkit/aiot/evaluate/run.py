@@ -14,7 +14,8 @@ from aiot.data import load_csv, sha256_file
 from aiot.errors import ToolkitError
 from aiot.evaluate import pipeline, report
 from aiot.data import readers
-from aiot.evaluate.device import VALIDATED_WINDOW, AlertRule, rule_for
+from aiot.evaluate.device import AlertRule, rule_for
+from aiot.installation import VALIDATED_WINDOW, environment  # noqa: F401  (report.json's)
 
 
 def resolve_target(target: str) -> str:
@@ -78,7 +79,7 @@ def _evaluate(
         raise ToolkitError("--per-file and --fleet both given", hint="one model per file, or one fleet model: pick one")
     picked = None
     if alert_settings is not None:
-        from aiot.evaluate import alert_settings as aset
+        from aiot import alert_settings as aset
 
         picked = aset.load(alert_settings)
         if not picked.fits(target):
@@ -237,19 +238,6 @@ def _evaluate(
         sys.stderr.write(f"warning: {len(ds.skipped)} file(s) skipped, not in the results: "
                          f"{', '.join(name for name, _ in ds.skipped)} (why: report.json's skipped_files)\n")
     return summary
-
-
-def environment() -> dict:
-    """Python and the versions of the packages a trained model depends on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "tensorflow-cpu", "tensorflow", "keras", "tflite-micro"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 def _check_knobs(knobs: dict, window: int, source: Path) -> None:

@@ -78,7 +78,7 @@ class Package:
                                hint=redo + f"; the file must be inside {self.path}")
         if not p.is_file():
             raise ToolkitError(
-                f"{p}: missing, but {MANIFEST} refers to it", hint="re-run `aiot train` (and `aiot quantize`)"
+                f"{p}: missing, but {MANIFEST} refers to it", hint="re-run `aiot train --data DATA.csv --out PKG` (and `aiot quantize --package PKG`)"
             )
         return p
 

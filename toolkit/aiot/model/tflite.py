@@ -112,7 +112,8 @@ _INSTEAD = {
                          "convert with a fixed batch of 1 (keras.Input(shape, batch_size=1)) to keep them CONV_2D",
 }
 
-_NOT_TFLITE_HINT = "is this a .tflite file? export one with `aiot quantize` (or TFLiteConverter)"
+_NOT_TFLITE_HINT = ("is this a .tflite file? `aiot quantize --package PKG` writes PKG/model.tflite, and "
+                    "`aiot quantize --keras MODEL.keras --data DATA.csv --out PKG` one for your own Keras model")
 
 
 @dataclass
@@ -530,13 +531,13 @@ def check_supported(g: Graph) -> None:
     if problem:
         raise ToolkitError(
             f"{src}: not a full-int8 model (float or dynamic-range quantized): {problem}",
-            hint="quantize it first: aiot quantize (full int8 with a representative dataset)",
+            hint="quantize it first, from the model it came from: aiot quantize --keras MODEL.keras --data DATA.csv --out PKG (full int8, calibrated on your data)",
         )
     for role, t in (("input", g.input), ("output", g.output)):
         if t.dtype != "int8":
             raise ToolkitError(
                 f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output",
-                hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize does)",
+                hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does)",
             )
         if any(d <= 0 for d in t.shape):
             raise ToolkitError(f"{src}: the model {role} '{t.name}' has a dynamic shape {list(t.shape)}",
@@ -586,7 +587,7 @@ def check_supported(g: Graph) -> None:
             if not t.is_const and t.dtype == "int8" and not t.quantized:
                 raise ToolkitError(
                     f"{src}: node {op.index} ({op.op}) tensor '{t.name}' is int8 without quantization parameters",
-                    hint="re-export with full-integer quantization (aiot quantize)",
+                    hint="re-export with full-integer quantization (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG)",
                 )
             if not t.is_const and any(d <= 0 for d in t.shape):
                 raise ToolkitError(
@@ -666,7 +667,7 @@ def read_bytes(model: Path | str | bytes) -> bytes:
         return bytes(model)
     path = Path(model)
     if not path.exists() and not path.is_symlink():
-        raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite written by aiot quantize")
+        raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite `aiot quantize --package PKG` wrote (PKG/model.tflite)")
     from aiot.data import check_input_file
 
     # a FIFO would block for ever, a disk image would be read whole before the identifier check

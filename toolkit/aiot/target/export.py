@@ -114,7 +114,7 @@ def project_model_dir(fmt: str, package: Path | None = None, model: Path | None 
         elif in_package:
             how = f"generate its C first: aiot codegen --package {pkg}; then use --package {pkg}"
         else:
-            how = ("put it in a model package (aiot quantize writes PKG/model.tflite), run aiot codegen "
+            how = ("put it in a model package (aiot quantize --package PKG writes PKG/model.tflite), run aiot codegen "
                    "--package PKG, then use --package PKG")
         raise ToolkitError(f"--model is only for --format tflm; a {fmt} project compiles the model's generated C, "
                            f"not the .tflite ({model})", hint=how)
