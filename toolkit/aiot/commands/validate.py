@@ -210,8 +210,8 @@ def _table(rows: list[tuple[str, str]], cls: str = "") -> str:
 def _memory_section(fw: dict | None) -> str:
     if not fw:
         return ("<h2>Flash and RAM</h2><p>Not measured: this run had no firmware image to read (a board flashed "
-                "beforehand). <code>aiot build --board BOARD --package PKG</code> prints the split, or pass "
-                "<code>--elf</code>.</p>")
+                "beforehand). <code>aiot build --board BOARD --package PKG</code> prints the split; "
+                "<code>aiot validate</code> reads it when given that image with <code>--elf</code>.</p>")
     def pct(n: int, of: int) -> str:
         return f" ({100 * n / of:.1f} % of the board's {of // 1024:,} KB)" if of else ""
     flash = [("engine code (kernels, generated invoke)", f'{fw["engine_code"]:,} B'),
