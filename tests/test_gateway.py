@@ -194,8 +194,9 @@ class FakeHardware:
 
 
 class FakeLink:
-    """What aiot.device.hil.Device offers the gateway: events() with the on_batch hook; the
-    acknowledgement state is the client's (lost when the link is reopened)."""
+    """What aiot.device.hil.Device offers the gateway: a generator of event batches whose
+    acknowledgement rides on the request for the next batch; the acknowledgement state is the
+    client's (lost when the link is reopened)."""
 
     def __init__(self, hw: FakeHardware):
         self.hw = hw
@@ -209,17 +210,14 @@ class FakeLink:
             raise ToolkitError("no answer from fake-device (link down)")
         return {"link": {"uptime_ticks": self.hw.uptime}, "configured": True}
 
-    def events(self, on_batch=None) -> list:
+    def event_batches(self):
         self.hw.produce()
-        out = []
         while True:
             batch = self.hw.request(self.ack)
             if not batch:
-                return out
-            if on_batch is not None:
-                on_batch(batch)
-            out += batch
-            self.ack = batch[-1].seq
+                return
+            yield batch
+            self.ack = batch[-1].seq  # only once the next batch is asked for
 
 
 def check_exactly_once(got: list[dict], total: int) -> None:
@@ -411,13 +409,14 @@ def test_broker_addresses_with_tls_and_credentials_and_bad_ones(monkeypatch):
         assert bad in e.value.message and "mqtt://HOST" in e.value.hint
 
 
-def test_device_events_hook_sees_each_batch_before_the_request_that_acknowledges_it():
-    """aiot.device.hil.Device.events(on_batch=): over the wire, against a device on a socket
-    that holds each batch until acknowledged (docs/protocol.md, EVENTS)."""
+def test_a_real_device_client_has_each_batch_journaled_before_the_request_that_acknowledges_it():
+    """drain_events over aiot.device.hil.Device, against a device on a socket that holds each
+    batch until acknowledged (docs/protocol.md, EVENTS)."""
     import struct
 
     from aiot.device import protocol as P
     from aiot.device.hil import Device, SerialTransport
+    from aiot.fleet.gateway import drain_events
     from test_protocol_client import FakeDevice, _event, reply
 
     ring, held, acks = list(range(10)), [], []
@@ -442,12 +441,11 @@ def test_device_events_hook_sees_each_batch_before_the_request_that_acknowledges
         seen.append(([e.seq for e in batch], list(acks)))  # the acks the device had when the batch came
 
     try:
-        events = dev.events(on_batch=journal)
+        assert drain_events(dev, journal) == 10
     finally:
         dev.close()
         fd.close()
-    assert [e.seq for e in events] == list(range(10))
     assert [b for b, _ in seen] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    for batch, acks_then in seen:  # no batch acknowledged before the hook had it
+    for batch, acks_then in seen:  # no batch acknowledged before the journal had it
         assert all(a is None or a < batch[0] for a in acks_then)
-    assert acks[-1] == 9  # and after the hook, each one was
+    assert acks[-1] == 9  # and after the journal, each one was

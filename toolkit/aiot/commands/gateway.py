@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import OutPath
+from aiot.commands import Command, OutPath
 from aiot.errors import ToolkitError
 
 
@@ -17,7 +17,7 @@ def _device_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.:-]+", "-", text.rstrip("/").rsplit("/", 1)[-1]).strip("-") or "device"
 
 
-@click.command("gateway")
+@click.command("gateway", cls=Command)
 @click.option("--mqtt", "mqtt_url", required=True, help="The broker (MQTT 5.0): mqtt://HOST[:PORT] (1883), or mqtts://[USER@]HOST[:PORT] for TLS "
                    "(8883; the password from AIOT_MQTT_PASSWORD).")
 @click.option("--port", "ports", multiple=True,

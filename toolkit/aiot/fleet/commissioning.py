@@ -33,10 +33,9 @@ def recordings(folder: Path) -> list[Path]:
 def _commission_one(task: tuple):
     """One installation, in a worker: its doc, or an error outcome (as the evaluation's workers)."""
     from aiot.commission import commission
-    from aiot.evaluate.pipeline import quiet_worker
 
     data, board, out, kw = task
-    quiet_worker()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # one training per worker: no TensorFlow chatter
     try:
         return commission(data, board, out, **kw)
     except ToolkitError as e:
@@ -53,7 +52,7 @@ def _sha256(path: Path) -> str:
 def commission_fleet(folder: Path, board: str, out: Path, scheduler: str | None = None, jobs: int = 1,
                      **kw) -> dict:
     """Commission every CSV in ``folder`` into OUT/<name>/; writes and returns OUT/index.json."""
-    from aiot.evaluate.pipeline import spawn_map
+    from aiot.fleet.dask_runner import dask_mapper, local_mapper
     from aiot.progress import Bar
     from aiot.target.boards import get_board
 
@@ -62,12 +61,9 @@ def commission_fleet(folder: Path, board: str, out: Path, scheduler: str | None 
     out = Path(out)
     names = [p.stem for p in files]
     tasks = [(p, board, out / name, kw) for p, name in zip(files, names)]
-    if scheduler is not None:
-        from aiot.fleet.dask_runner import dask_mapper
-
-        outcomes = dask_mapper(scheduler, workers=jobs, name_of=lambda t: str(t[0]))(_commission_one, tasks)
-    else:
-        outcomes = spawn_map(_commission_one, tasks, min(jobs, len(tasks)))
+    mapper = dask_mapper(scheduler, workers=jobs, name_of=lambda t: str(t[0])) if scheduler is not None \
+        else local_mapper(jobs)
+    outcomes = mapper(_commission_one, tasks)
     done, failed = [], []
     with Bar(len(tasks), "installations") as bar:
         for name, task, res in zip(names, tasks, outcomes):

@@ -79,6 +79,23 @@ def _guarded(fn: Callable, item, name: str):
                 "run this file alone (aiot evaluate --data FILE ...) to see the whole error", 1, True)
 
 
+def local_mapper(jobs: int):
+    """A ``mapper(fn, items)`` on ``jobs`` local processes started with spawn, not fork
+    (TensorFlow state must not be forked); in this process when ``jobs`` <= 1."""
+    def mapper(fn: Callable, items: Iterable) -> Iterator:
+        items = list(items)
+        if jobs <= 1 or len(items) <= 1:
+            yield from map(fn, items)
+            return
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        with ProcessPoolExecutor(min(jobs, len(items)), mp_context=get_context("spawn")) as pool:
+            yield from pool.map(fn, items)
+
+    return mapper
+
+
 def dask_mapper(scheduler: str, workers: int | None = None,
                 name_of: Callable[[object], str] = lambda item: getattr(item[0], "name", str(item[0]))):
     """A ``mapper(fn, items)`` for :func:`aiot.evaluate.pipeline.run`: ``fn`` over ``items`` as

@@ -21,7 +21,6 @@ state, drift, calibration, data, stats. Every payload is one JSON object (docs/f
 from __future__ import annotations
 
 import collections
-import inspect
 import json
 import re
 import socket
@@ -134,27 +133,22 @@ def event_messages(ev, sensors: list[str], last_state: str | None,
 
 def drain_events(source, on_batch: Callable[[list], None]) -> int:
     """Every event ``source`` holds, handed to ``on_batch`` batch by batch *before* the
-    device may drop it. A device client with an ``on_batch`` hook (aiot.device.hil.Device)
-    acknowledges a batch with its next request, so the hook runs first; a source without one
-    (the host-built SimulatedDevice, in this process) hands its events over in one go."""
-    events = source.events
-    try:
-        hooked = "on_batch" in inspect.signature(events).parameters
-    except (TypeError, ValueError):
-        hooked = False
+    device may drop it. aiot.device.hil.Device yields one batch per EVENTS answer and sends
+    the request that acknowledges it only when asked for the next batch, so each batch is
+    journaled first; if ``on_batch`` raises, the batch stays on the device. A source without
+    batches (the host-built SimulatedDevice, in this process) hands its events over in one go."""
+    batches = getattr(source, "event_batches", None) or getattr(source, "_event_batches", None)
+    if batches is None:
+        batch = list(source.events())
+        if batch:
+            on_batch(batch)
+        return len(batch)
     count = 0
-    if hooked:
-        def counted(batch: list) -> None:
-            nonlocal count
+    for batch in batches():
+        if batch:
             on_batch(batch)
             count += len(batch)
-
-        events(on_batch=counted)
-        return count
-    batch = list(events())
-    if batch:
-        on_batch(batch)
-    return len(batch)
+    return count
 
 
 def _jsonable(obj):

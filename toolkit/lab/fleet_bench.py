@@ -1,7 +1,7 @@
-"""Fleet benchmarks (figures for docs/fleet.md; never run by the test suite).
+"""Fleet benchmarks (figures for docs/fleet.md; never run by the test suite). From a checkout:
 
-    python -m aiot.fleet.bench gateway [--events 10000] [--mqtt mqtt://HOST:PORT]
-    python -m aiot.fleet.bench evaluate --data DIR [--format skab] [--workers 1,2] [--limit N]
+    PYTHONPATH=toolkit python -m lab.fleet_bench gateway [--events 10000] [--mqtt mqtt://HOST:PORT]
+    PYTHONPATH=toolkit python -m lab.fleet_bench evaluate --data DIR [--format skab] [--workers 0,1,2] [--limit N]
 
 gateway: events per second through one gateway, end to end (a synthetic device hands its
 events over in batches of 8 as the firmware does, each batch fsync'd into the journal
@@ -9,7 +9,8 @@ before its ack, published QoS 1, counted when a subscriber has them), and the jo
 size per 10,000 events. Starts mosquitto on a free loopback port unless --mqtt is given.
 
 evaluate: installations per minute of `aiot evaluate --per-file --scheduler local` with 1
-and 2 workers (every model trained afresh: an empty model cache per run)."""
+and 2 workers, and of the local path without Dask (workers 0, the baseline whose predictions
+the others are compared with); every model trained afresh: an empty model cache per run."""
 
 from __future__ import annotations
 
@@ -37,23 +38,21 @@ class SyntheticDevice:
     def __init__(self, total: int, batch: int = 8):
         self.total, self.batch, self.next = total, batch, 0
 
-    def events(self, on_batch=None) -> list:
+    def event_batches(self):
+        """One batch at a time, as aiot.device.hil.Device hands them over (a batch counts as
+        acknowledged when the next one is asked for)."""
         from aiot.monitor import Event
 
-        out = []
-        while self.next < self.total:
+        for _ in range(8):  # hand control back now and then, as Device does
+            if self.next >= self.total:
+                return
             batch = []
             for seq in range(self.next, min(self.next + self.batch, self.total)):
                 kind, state = EVENT_CYCLE[seq % len(EVENT_CYCLE)]
                 batch.append(Event(timestamp_ms=1000 * seq, seq=seq & 0xFFFF, type=kind, channel=1, channels=(1, 2),
                                    severity=2 if kind.startswith("ALERT_R") else 0, state=state, value=1.5))
-            if on_batch is not None:
-                on_batch(batch)
-            out += batch
+            yield batch
             self.next += len(batch)
-            if len(out) >= 64:  # hand control back now and then, as Device.events does
-                break
-        return out
 
 
 def _free_port() -> int:
@@ -178,7 +177,7 @@ def _sha(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m aiot.fleet.bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m lab.fleet_bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="what", required=True)
     g = sub.add_parser("gateway")
