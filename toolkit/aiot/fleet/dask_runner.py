@@ -10,6 +10,7 @@ the rest of the fleet finishes. Dask is the optional ``fleet`` extra."""
 
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
@@ -46,7 +47,8 @@ def client_for(scheduler: str, workers: int | None = None, connect_timeout: floa
         if root not in path.split(os.pathsep):
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
         cluster = LocalCluster(n_workers=workers or max(1, min(4, os.cpu_count() or 1)), threads_per_worker=1,
-                               processes=True, dashboard_address=None)
+                               processes=True, dashboard_address=":0",
+                               silence_logs=logging.WARNING)  # any free port, no INFO lines
         try:
             with Client(cluster) as client:
                 yield client
