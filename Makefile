@@ -41,7 +41,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[ml,test,boards]'
+	$(VENV)/bin/python -m pip install -q -e '.[ml,test,boards,lifecycle]'
 	@touch $@
 
 clean:
