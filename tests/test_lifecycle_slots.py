@@ -95,6 +95,7 @@ def test_power_cut_at_every_flash_operation_leaves_old_or_new(releases, phase):
             _install(dev, new)
             assert want[dev.running_digest()] == "new", f"cut at op {cut}: retry failed"
     assert outcomes["old"] + outcomes["new"] == total_ops
+    print(f"power-cut sweep ({phase}): {total_ops} cut points, {outcomes['old']} -> old, {outcomes['new']} -> new")
     assert outcomes["old"] > 0 and outcomes["new"] > 0  # both sides of the commit point were cut
 
 
@@ -128,6 +129,7 @@ def test_transfer_resumes_from_the_acknowledged_offset_after_link_drops(releases
             assert code == 0 and nxt == acked + len(data)
             acked = device_next = nxt
     assert drops > 0
+    print(f"seed {seed}: {len(r1)} bytes in {sends} sends, {drops} drops, all resumed")
     assert dev.finish() == 0
     assert dev.boot() == 0 and dev.running() == 0
     assert dev.slot_image(0) == r1
