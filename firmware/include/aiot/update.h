@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aiot/protocol.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -183,6 +185,22 @@ int aiot_update_trial_report(aiot_update_t *u, int reason);
 
 //! CRC-32 used by the record (same as the protocol's).
 uint32_t aiot_update_record_crc(const aiot_update_record_t *r);
+
+// ---------------------------------------------------------------------------------------
+// Device service (firmware/src/update/service.c, linked with -DAIOT_APP_UPDATE): the
+// UPDATE_* protocol requests, the boot-time trial self-test, the trial period.
+
+//! The board's update region (firmware/port/<family>/flash.c), NULL if it has none.
+//! Layout defines: AIOT_UPDATE_SECTOR (erase unit) and AIOT_UPDATE_SLOT_SIZE; the region
+//! is two record sectors followed by two slots.
+const aiot_flash_t *aiot_port_update_flash(void);
+
+//! At boot, before serving requests: read the record, run a trial's golden vectors.
+void aiot_update_service_init(void);
+//! Handle an UPDATE_* or REBOOT request; returns 0 if f is not one of them.
+int aiot_update_service_handle(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_fn write);
+//! The model ran once in service (ok = 1) or failed (ok = 0): counts toward the trial.
+void aiot_update_service_model_ran(int ok);
 
 #ifdef __cplusplus
 }

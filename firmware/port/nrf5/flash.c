@@ -66,3 +66,12 @@ void aiot_nrf52_flash_init(aiot_flash_t *f, uint32_t base) {
     f->map = nvmc_map;
     f->ctx = (void *)(uintptr_t)base;
 }
+
+#ifdef AIOT_APP_UPDATE
+//! The board file's [update] region at AIOT_UPDATE_REGION_BASE (4 KB pages).
+const aiot_flash_t *aiot_port_update_flash(void) {
+    static aiot_flash_t f;
+    aiot_nrf52_flash_init(&f, AIOT_UPDATE_REGION_BASE);
+    return &f;
+}
+#endif

@@ -126,3 +126,14 @@ void aiot_stm32_flash_init(aiot_flash_t *f, const aiot_stm32_flash_region_t *r, 
     f->map = stm32_map;
     f->ctx = (void *)(uintptr_t)r;
 }
+
+#ifdef AIOT_APP_UPDATE
+//! The board file's [update] region: AIOT_UPDATE_REGION_BASE (address), AIOT_UPDATE_FIRST_SECTOR
+//! (its first sector or page number) and AIOT_UPDATE_SECTOR (the size of each).
+const aiot_flash_t *aiot_port_update_flash(void) {
+    static const aiot_stm32_flash_region_t r = {AIOT_UPDATE_REGION_BASE, AIOT_UPDATE_FIRST_SECTOR};
+    static aiot_flash_t f;
+    aiot_stm32_flash_init(&f, &r, AIOT_UPDATE_SECTOR);
+    return &f;
+}
+#endif
