@@ -1,0 +1,78 @@
+"""`aiot models`: the local release registry (list, show, promote, rollback)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+_REG = click.option("--registry", type=click.Path(path_type=Path), help="Registry folder [default: build/registry].")
+
+
+def _reg(registry):
+    from aiot import paths
+    from aiot.lifecycle.registry import Registry
+
+    return Registry(registry or paths.build_dir() / "registry")
+
+
+@click.group("models")
+def command() -> None:
+    """Which model releases exist, their lineage, and which device runs which.
+
+    \b
+    Examples:
+      aiot models list
+      aiot models show pump-ae-1.3.0
+      aiot models promote pump-ae-1.3.0 --device pump-room-3 --firmware-abi 1
+      aiot models rollback --device pump-room-3
+    """
+
+
+@command.command("list")
+@_REG
+def list_(registry) -> None:
+    """Every release and every device."""
+    reg = _reg(registry)
+    rels = reg.releases()
+    if not rels:
+        click.echo(f"no releases in {reg.root} (make one with aiot release)")
+    for rid, r in sorted(rels.items()):
+        g = r.get("gate") or {}
+        gate = ("gate passed" if g.get("passed") else f"regression accepted: {g['accepted_regression']}"
+                if g.get("accepted_regression") else "not gated")
+        click.echo(f"{rid:28s} abi {r['abi']}  parent {r['parent'] or '-':20s} {gate}")
+    for dev, d in sorted(reg.devices().items()):
+        click.echo(f"device {dev}: runs {d['release']} (firmware ABI {d['firmware_abi']}); before: {', '.join(d['history']) or '-'}")
+
+
+@command.command("show")
+@click.argument("release")
+@_REG
+def show(release, registry) -> None:
+    """One release's record (lineage, ABI, gate, report summary)."""
+    r = dict(_reg(registry).get(release))
+    if r.get("report"):
+        r["report"] = {"aggregate": r["report"].get("aggregate")}
+    click.echo(json.dumps(r, indent=2, sort_keys=True))
+
+
+@command.command("promote")
+@click.argument("release")
+@click.option("--device", required=True, help="Device id (as it is named at the installation).")
+@click.option("--firmware-abi", type=int, help="Model ABI of the device's firmware (STATUS of aiot update prints it).")
+@_REG
+def promote(release, device, firmware_abi, registry) -> None:
+    """Record that DEVICE runs RELEASE (refused if its firmware cannot run it)."""
+    d = _reg(registry).promote(release, device=device, firmware_abi=firmware_abi)
+    click.echo(f"device {device}: {release} (before: {', '.join(d['history']) or '-'})")
+
+
+@command.command("rollback")
+@click.option("--device", required=True)
+@_REG
+def rollback(device, registry) -> None:
+    """Record that DEVICE goes back to the release it ran before."""
+    d = _reg(registry).rollback(device)
+    click.echo(f"device {device}: back to {d['release']}")
