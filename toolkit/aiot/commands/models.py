@@ -62,9 +62,19 @@ def show(release, registry) -> None:
 @click.argument("release")
 @click.option("--device", required=True, help="Device id (as it is named at the installation).")
 @click.option("--firmware-abi", type=int, help="Model ABI of the device's firmware (STATUS of aiot update prints it).")
+@click.option("--firmware", "firmware_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The device firmware's build.json (aiot build --update-key records its model ABI).")
 @_REG
-def promote(release, device, firmware_abi, registry) -> None:
+def promote(release, device, firmware_abi, firmware_json, registry) -> None:
     """Record that DEVICE runs RELEASE (refused if its firmware cannot run it)."""
+    if firmware_json is not None:
+        from aiot.errors import ToolkitError
+
+        abi = json.loads(firmware_json.read_text()).get("model_abi")
+        if abi is None:
+            raise ToolkitError(f"{firmware_json} records no model ABI: that firmware takes no model updates",
+                               hint="build it with aiot build --update-key KEY.pem")
+        firmware_abi = int(abi)
     d = _reg(registry).promote(release, device=device, firmware_abi=firmware_abi)
     click.echo(f"device {device}: {release} (before: {', '.join(d['history']) or '-'})")
 
