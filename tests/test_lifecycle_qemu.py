@@ -191,3 +191,27 @@ def test_power_cut_leaves_old_or_new(erased, cut):
         if cut == "during trial":
             assert st.last_reason == 18  # TRIAL_RESET: the reset is why it reverted
         assert dev.infer(kit["x"][0]).output.shape == (24,)
+
+
+def test_release_monitor_configuration_takes_effect(erased):
+    """A release carries the installation's monitor settings: after the update they are
+    the device's configuration; settings the monitor refuses fail the trial."""
+    from aiot import monitor as M
+
+    kit = erased
+    cfg = M.default_config(3, 8, 1000, alert_margin=2.5)
+    image = kit["release"]("1.7.0", monitor_config=bytes(cfg))
+    bad = M.default_config(3, 8, 1000)
+    bad.window = 9  # 3 x 9 != the model's 24 inputs: the device refuses it
+    refused = kit["release"]("1.8.0", monitor_config=bytes(bad))
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        up.send(image)
+        _confirm(dev, up, kit["x"])
+        got = dev.config
+        assert got is not None and bytes(got) == bytes(cfg)
+        up.send(refused)
+        up.reboot()
+        st = up.status()
+        assert not st.trial and st.running == 0 and st.last_reason == 19  # SELF_TEST: reverted to 1.7.0
+        assert bytes(dev.config) == bytes(cfg)

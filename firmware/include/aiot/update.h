@@ -199,6 +199,9 @@ const aiot_flash_t *aiot_port_update_flash(void);
 void aiot_update_service_init(void);
 //! Handle an UPDATE_* or REBOOT request; returns 0 if f is not one of them.
 int aiot_update_service_handle(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_fn write);
+//! The monitor configuration section of the package that runs (NULL if none): the app
+//! applies it at boot; a configuration the monitor refuses fails the trial.
+const void *aiot_update_service_monitor_config(size_t *len);
 //! The model ran once in service (ok = 1) or failed (ok = 0): counts toward the trial.
 void aiot_update_service_model_ran(int ok);
 

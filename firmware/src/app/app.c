@@ -439,6 +439,20 @@ static void dispatch(const aiot_frame_t *f) {
     }
 }
 
+#ifdef AIOT_APP_UPDATE
+//! Apply the running release's monitor configuration, if it has one. 0 if refused.
+static int apply_release_config(void) {
+    size_t len;
+    const void *p = aiot_update_service_monitor_config(&len);
+    aiot_monitor_config_t cfg;
+    const char *why;
+    if (!p) return 1;
+    if (len != sizeof cfg) return 0;
+    memcpy(&cfg, p, sizeof cfg);
+    return monitor_configure(&cfg, 1, &why) >= 0;
+}
+#endif
+
 void aiot_app_init(void) {
     aiot_frame_rx_init(&rx);
 #ifdef AIOT_APP_UPDATE
@@ -455,6 +469,12 @@ void aiot_app_init(void) {
     const char *why;
     aiot_monitor_default_config(&cfg, AIOT_APP_CHANNELS, AIOT_APP_WINDOW, AIOT_APP_PERIOD_MS);
     (void)monitor_configure(&cfg, 1, &why);
+#endif
+#ifdef AIOT_APP_UPDATE
+    // The running release's monitor configuration (alert settings, floors) replaces the
+    // built-in one. One the monitor refuses fails a trial, which reverts it: then the
+    // configuration of the release it reverted to applies.
+    for (int attempt = 0; attempt < 2 && !apply_release_config(); attempt++) aiot_update_service_model_ran(0);
 #endif
 }
 

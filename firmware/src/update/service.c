@@ -109,6 +109,18 @@ void aiot_update_service_init(void) {
     set_expected_schema();
 }
 
+const void *aiot_update_service_monitor_config(size_t *len) {
+    uint8_t slot = ready ? aiot_update_running(&upd) : AIOT_NO_SLOT;
+    aiot_pkg_info_t info;
+    *len = 0;
+    if (slot == AIOT_NO_SLOT) return NULL;
+    const uint8_t *img = slot_image(slot);
+    if (aiot_pkg_verify(img, upd.rec.slot_bytes[slot], &upd.expect, &info) != AIOT_UPD_OK) return NULL;
+    if (info.section_offset[AIOT_PKG_MONITOR] == 0) return NULL;
+    *len = info.section_length[AIOT_PKG_MONITOR];
+    return img + info.section_offset[AIOT_PKG_MONITOR];
+}
+
 void aiot_update_service_model_ran(int ok) {
     if (!ready || upd.rec.state != AIOT_REC_TRIAL) return;
     (void)aiot_update_trial_report(&upd, ok ? AIOT_UPD_OK : AIOT_UPD_SELF_TEST);
