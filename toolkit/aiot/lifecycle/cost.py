@@ -40,7 +40,8 @@ def driver_sources(board: Board) -> list[Path]:
 PARTS = ("update", "crypto", "driver")
 
 
-def compile_objects(board: Board, out_dir: Path, opt: str = "-O2", only: tuple[str, ...] = PARTS) -> dict[str, list[Path]]:
+def compile_objects(board: Board, out_dir: Path, opt: str = "-O2", only: tuple[str, ...] = PARTS,
+                    extra_flags: tuple[str, ...] = ()) -> dict[str, list[Path]]:
     """Cross-compile each part warning-free (-Werror) into out_dir; return objects by part."""
     gcc = require("arm-none-eabi-gcc")
     crypto = crypto_sources()
@@ -55,7 +56,7 @@ def compile_objects(board: Board, out_dir: Path, opt: str = "-O2", only: tuple[s
         for src in srcs:
             obj = out_dir / f"{part}-{src.stem}.o"
             cmd = [gcc, *board.cpu_flags(), opt, *firmware.COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items()),
-                   *(f"-I{i}" for i in incs), "-c", str(src), "-o", str(obj)]
+                   *(f"-I{i}" for i in incs), *extra_flags, "-c", str(src), "-o", str(obj)]
             firmware._run(cmd, f"compiling {src.name} for {board.name}")
             objs[part].append(obj)
     return objs
@@ -84,3 +85,53 @@ def measure(board: Board, out_dir: Path, opt: str = "-O2") -> Cost:
         text, data, bss = (int(x) for x in out.strip().splitlines()[-1].split()[:3])
         flash[part], ram[part] = text + data, data + bss
     return Cost(board.name, flash, ram)
+
+
+def worst_stack(board: Board, out_dir: Path, root: str = "aiot_update_boot", opt: str = "-O2") -> tuple[int, list[str]]:
+    """Static worst-case stack bytes below ``root`` (gcc -fcallgraph-info=su over the update C
+    and the crypto; recursion and calls through pointers, e.g. the flash driver, not followed)."""
+    import re
+
+    compile_objects(board, out_dir, opt, only=("update", "crypto"), extra_flags=("-fcallgraph-info=su",))
+    size: dict[str, int] = {}
+    edges: dict[str, set[str]] = {}
+    for ci in out_dir.glob("*.ci"):
+        for line in ci.read_text().splitlines():
+            m = re.match(r'node: \{ title: "([^"]+)" label: "[^"]*\\n(\d+) bytes \((\w+)\)"', line)
+            if m:
+                size[m.group(1)] = int(m.group(2))
+                continue
+            m = re.match(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"', line)
+            if m:
+                edges.setdefault(m.group(1), set()).add(m.group(2))
+    memo: dict[str, tuple[int, list[str]]] = {}
+
+    def walk(fn: str, seen: frozenset) -> tuple[int, list[str]]:
+        if fn in memo:
+            return memo[fn]
+        best: tuple[int, list[str]] = (0, [])
+        for t in edges.get(fn, ()):
+            if t not in seen:
+                sub = walk(t, seen | {t})
+                if sub[0] > best[0]:
+                    best = sub
+        memo[fn] = (size.get(fn, 0) + best[0], [fn.split(":")[-1]] + best[1])
+        return memo[fn]
+
+    return walk(root, frozenset({root}))
+
+
+if __name__ == "__main__":  # python -m aiot.lifecycle.cost BOARD...: the figures in docs/lifecycle.md
+    import sys
+    import tempfile
+
+    from aiot.target.boards import get_board
+
+    for name in sys.argv[1:] or ["mps2-an386", "nucleo-f446re"]:
+        b = get_board(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            c = measure(b, Path(tmp) / "size")
+            stack, path = worst_stack(b, Path(tmp) / "stack")
+        parts = ", ".join(f"{k} {v:,} B" for k, v in c.flash_bytes.items())
+        print(f"{name}: flash {c.flash_total:,} B ({parts}); static RAM {c.ram_total} B; "
+              f"worst stack {stack:,} B via {' > '.join(path)}")
