@@ -121,7 +121,16 @@ class UpdateClient:
         self.resumed_from: int | None = None
 
     def status(self) -> UpdateStatus:
-        f = self.dev.request(UPDATE_STATUS, retry=True)
+        from aiot.device.hil import DeviceError
+
+        try:
+            f = self.dev.request(UPDATE_STATUS, retry=True)
+        except DeviceError as e:
+            if e.code != 3:  # UNKNOWN_TYPE: firmware built without the update service
+                raise
+            raise ToolkitError(f"{self.dev.name}: this firmware takes no model updates (it does not know UPDATE_STATUS)",
+                               hint="build and flash firmware with update support: aiot build --board B --update-key "
+                                    "KEY.pem, then aiot flash") from e
         return UpdateStatus.parse(f.payload)
 
     def _result(self, f) -> tuple[int, int]:

@@ -69,14 +69,23 @@ class Update(ctypes.Structure):
     ]
 
 
+#: AIOT_UPDATE_SANITIZE=1 builds the library with AddressSanitizer + UBSan (the process
+#: must then run with libasan preloaded: tests/test_lifecycle_package.py does that).
+SANITIZE_FLAGS = ("-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g")
+
+
 @lru_cache(maxsize=1)
 def library() -> ctypes.CDLL:
+    import os
+
     crypto = crypto_sources()
+    sanitize = os.environ.get("AIOT_UPDATE_SANITIZE") == "1"
     path = hostbuild.compile_shared(
         [*update_sources(), FIRMWARE / "src" / "update" / "flash_sim.c", *crypto.sources],
-        name="aiot_update",
+        name="aiot_update_asan" if sanitize else "aiot_update",
         include_dirs=crypto.include_dirs,
         defines=crypto.defines,
+        extra_flags=SANITIZE_FLAGS if sanitize else (),
     )
     lib = hostbuild.load(path)
     lib.aiot_pkg_verify.argtypes = [ctypes.c_char_p, ctypes.c_uint32, ctypes.POINTER(PkgExpect), ctypes.POINTER(PkgInfo)]
@@ -108,13 +117,34 @@ class Verdict:
     model_version: int
 
 
+def _exact_copy(data: bytes):
+    """``data`` in a malloc block of exactly its size: under AddressSanitizer a read past
+    the end then hits a redzone (Python's own buffers live in larger arenas)."""
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    p = libc.malloc(max(1, len(data)))
+    ctypes.memmove(p, data, len(data))
+    return p, libc.free
+
+
 def verify(image: bytes, public_key: bytes, *, abi: int = 1, schema_id: int = 0) -> Verdict:
     """Run the device's package check on ``image``."""
+    import os
+
     lib = library()
     key = ctypes.create_string_buffer(bytes(public_key), 32)
     exp = PkgExpect(ctypes.cast(key, ctypes.c_void_p), abi, schema_id)
     info = PkgInfo()
-    code = lib.aiot_pkg_verify(bytes(image), len(image), ctypes.byref(exp), ctypes.byref(info))
+    if os.environ.get("AIOT_UPDATE_SANITIZE") == "1":
+        buf, free = _exact_copy(bytes(image))
+        try:
+            code = lib.aiot_pkg_verify(ctypes.cast(buf, ctypes.c_char_p), len(image), ctypes.byref(exp), ctypes.byref(info))
+        finally:
+            free(buf)
+    else:
+        code = lib.aiot_pkg_verify(bytes(image), len(image), ctypes.byref(exp), ctypes.byref(info))
     return Verdict(code, REASONS.get(code, str(code)), reason_text(code), bytes(info.digest), info.model_version)
 
 
