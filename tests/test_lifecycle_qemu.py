@@ -215,3 +215,50 @@ def test_release_monitor_configuration_takes_effect(erased):
         st = up.status()
         assert not st.trial and st.running == 0 and st.last_reason == 19  # SELF_TEST: reverted to 1.7.0
         assert bytes(dev.config) == bytes(cfg)
+
+
+def _other_network(tfl: bytes) -> bytes:
+    """ae24 with different weights: the first dense layer's int8 weights negated in the file
+    (a valid .tflite computing something else)."""
+    from aiot.model import tflite
+
+    g = tflite.load(tfl)
+    w = g.tensors[g.operators[0].inputs[1]].data.astype(np.int8).tobytes()
+    at = tfl.find(w)
+    assert at > 0 and tfl.find(w, at + 1) < 0
+    neg = (-np.frombuffer(w, np.int8).astype(np.int16)).clip(-127, 127).astype(np.int8).tobytes()
+    return tfl[:at] + neg + tfl[at + len(w):]
+
+
+def test_package_runs_its_own_network_from_data(erased):
+    """A package carrying its model as data (PLAN): the trial replays the golden vectors on
+    the package's own network, walked from flash, bit for bit; a different network than
+    the compiled-in one passes there (and would fail on the compiled-in model)."""
+    from aiot.lifecycle.plan import build_plan
+    from aiot.model.reference import TflmReference
+
+    kit = erased
+    tfl = (AE24 / "model.tflite").read_bytes()
+    other = _other_network(tfl)
+    x = kit["x"]
+    y_other = TflmReference(other).run(x).reshape(len(x), -1)
+    assert not np.array_equal(y_other, TflmReference(tfl).run(x).reshape(len(x), -1))
+    same = kit["release"]("1.9.0", plan=build_plan(tfl))
+    changed = kit["release"]("1.10.0", tflite=other, golden_y=y_other, plan=build_plan(other))
+    changed_no_plan = kit["release"]("1.11.0", tflite=other, golden_y=y_other)
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        up.send(same)
+        st = _confirm(dev, up, x)
+        assert st.golden_path == 2 and st.running == 0 and not st.trial
+        up.send(changed)
+        up.reboot()
+        st = up.status()
+        assert st.trial and st.self_test == 0 and st.golden_path == 2  # its own network reproduced them
+        for _ in range(TRIAL_RUNS):
+            dev.infer(x[0])
+        assert up.status().running == 1
+        up.send(changed_no_plan)  # the same network without its plan: only the compiled-in model can run it
+        up.reboot()
+        st = up.status()
+        assert st.running == 1 and st.last_reason == 17 and st.golden_path == 1

@@ -187,6 +187,38 @@ int aiot_update_trial_report(aiot_update_t *u, int reason);
 uint32_t aiot_update_record_crc(const aiot_update_record_t *r);
 
 // ---------------------------------------------------------------------------------------
+// The model as data (firmware/src/update/plan.c): a package's PLAN section walked with the
+// engine's kernels. FULLY_CONNECTED layers only so far (aiot.lifecycle.plan).
+
+#include "aiot/engine.h"
+
+#ifndef AIOT_PLAN_MAX_LAYERS
+#define AIOT_PLAN_MAX_LAYERS 16u
+#endif
+#define AIOT_PLAN_MAGIC 0x314e4c50u  //!< "PLN1"
+#define AIOT_PLAN_HEADER 44u
+#define AIOT_PLAN_LAYER 48u
+
+typedef struct {
+    aiot_fc_params_t p;        //!< requantization tables point into the plan
+    uint32_t in_offset, out_offset;  //!< arena offsets
+    const int16_t *weights;    //!< in the plan (pack_weights_wide layout)
+    const int32_t *bias;
+} aiot_plan_layer_t;
+
+typedef struct {
+    uint16_t num_layers;
+    uint32_t arena_bytes, input_offset, output_offset, input_bytes, output_bytes;
+    aiot_plan_layer_t layer[AIOT_PLAN_MAX_LAYERS];
+} aiot_plan_t;
+
+//! Check a plan (4-byte aligned, read in place) against itself and an arena of arena_cap
+//! bytes, and prepare its layers. Returns AIOT_UPD_OK or why it cannot run.
+int aiot_plan_load(const uint8_t *plan, uint32_t len, uint32_t arena_cap, aiot_plan_t *out);
+//! Run every layer on arena (input at input_offset, output at output_offset).
+int aiot_plan_invoke(const aiot_plan_t *p, int8_t *arena);
+
+// ---------------------------------------------------------------------------------------
 // Device service (firmware/src/update/service.c, linked with -DAIOT_APP_UPDATE): the
 // UPDATE_* protocol requests, the boot-time trial self-test, the trial period.
 

@@ -7,6 +7,7 @@
 //! and optionally AIOT_UPDATE_TRIAL_RUNS (default 16) and AIOT_UPDATE_SCHEMA_ID.
 #include <string.h>
 
+#include "aiot/port.h"
 #include "aiot/update.h"
 #ifndef AIOT_NO_MODEL
 #include "aiot/model.h"
@@ -26,7 +27,17 @@
 #define AIOT_UPDATE_SCHEMA_ID 0u  //!< schema of the built-in model's installation; 0 = any
 #endif
 
+#ifndef AIOT_UPDATE_PLAN_ARENA
+//! Arena for a package's own model (its PLAN section), used by the trial's golden check.
+#define AIOT_UPDATE_PLAN_ARENA 2048u
+#endif
+#define GOLDEN_TIMING_REPEATS 8u  //!< golden set runs timed (plan and compiled) for STATUS
+
 static const uint8_t release_key[32] = {AIOT_UPDATE_PUBLIC_KEY};
+static aiot_plan_t plan;
+static int8_t plan_arena[AIOT_UPDATE_PLAN_ARENA] __attribute__((aligned(16)));
+static uint8_t golden_path;       // 0 none, 1 the compiled-in model, 2 the package's own plan
+static uint32_t plan_ticks, compiled_ticks, timed_runs;  // ticks per golden set, both paths
 static aiot_update_t upd;
 static uint8_t ready;          // the board has an update region
 static uint8_t boot_result;    // what aiot_update_boot() said
@@ -47,7 +58,36 @@ static uint32_t rd32(const uint8_t *p) {
 
 static const uint8_t *slot_image(uint8_t slot) { return upd.flash->map(upd.flash, upd.layout.slot_addr[slot]); }
 
-//! Run the package's golden vectors on the model this firmware runs; bit for bit or fail.
+#ifndef AIOT_NO_MODEL
+//! The golden set through the compiled-in model: ticks for all of them, or -1 on a mismatch.
+static int64_t golden_compiled(const uint8_t *p, uint32_t count, uint32_t n_in, uint32_t n_out) {
+    uint64_t t = 0;
+    for (uint32_t i = 0; i < count; i++, p += n_in + n_out) {
+        memcpy(aiot_model_input(), p, n_in);  // refill: the engine may reuse the input memory
+        uint64_t t0 = aiot_port_ticks();
+        int rc = aiot_model_invoke();
+        t += aiot_port_ticks() - t0;
+        if (rc != 0 || memcmp(aiot_model_output(), p + n_in, n_out) != 0) return -1;
+    }
+    return (int64_t)t;
+}
+#endif
+
+//! The golden set through the package's own plan.
+static int64_t golden_plan(const uint8_t *p, uint32_t count, uint32_t n_in, uint32_t n_out) {
+    uint64_t t = 0;
+    for (uint32_t i = 0; i < count; i++, p += n_in + n_out) {
+        memcpy(plan_arena + plan.input_offset, p, n_in);
+        uint64_t t0 = aiot_port_ticks();
+        int rc = aiot_plan_invoke(&plan, plan_arena);
+        t += aiot_port_ticks() - t0;
+        if (rc != 0 || memcmp(plan_arena + plan.output_offset, p + n_in, n_out) != 0) return -1;
+    }
+    return (int64_t)t;
+}
+
+//! Run the package's golden vectors, bit for bit: on its own model when it carries a plan
+//! (the model as data), else on the firmware's compiled-in model.
 static int golden_check(uint8_t slot) {
     aiot_pkg_info_t info;
     const uint8_t *img = slot_image(slot);
@@ -59,17 +99,46 @@ static int golden_check(uint8_t slot) {
     uint32_t count = (uint32_t)g[0] | ((uint32_t)g[1] << 8);
     uint32_t n_in = (uint32_t)g[2] | ((uint32_t)g[3] << 8), n_out = (uint32_t)g[4] | ((uint32_t)g[5] << 8);
     if (count == 0 || 8u + count * (n_in + n_out) > len) return AIOT_UPD_GOLDEN_MISMATCH;
+    const uint8_t *vec = g + 8;
+    int compiled_fits = 0;
+#ifndef AIOT_NO_MODEL
+    compiled_fits = n_in == aiot_model_info.input_bytes && n_out == aiot_model_info.output_bytes;
+#endif
+    if (info.section_offset[AIOT_PKG_PLAN] != 0) {
+        int r = aiot_plan_load(img + info.section_offset[AIOT_PKG_PLAN], info.section_length[AIOT_PKG_PLAN],
+                               sizeof plan_arena, &plan);
+        if (r != AIOT_UPD_OK) return r;
+        if (plan.input_bytes != n_in || plan.output_bytes != n_out) return AIOT_UPD_GOLDEN_MISMATCH;
+        golden_path = 2;
+        if (golden_plan(vec, count, n_in, n_out) < 0) return AIOT_UPD_GOLDEN_MISMATCH;
+        // Timing for STATUS: the same vectors through both paths (the compiled one only if
+        // its sizes fit; its outputs may differ when the package carries another network).
+        for (uint32_t k = 0; k < GOLDEN_TIMING_REPEATS; k++) {
+            plan_ticks += (uint32_t)golden_plan(vec, count, n_in, n_out);
+#ifndef AIOT_NO_MODEL
+            if (compiled_fits) {
+                uint64_t t = 0;
+                const uint8_t *p = vec;
+                for (uint32_t i = 0; i < count; i++, p += n_in + n_out) {
+                    memcpy(aiot_model_input(), p, n_in);
+                    uint64_t t0 = aiot_port_ticks();
+                    (void)aiot_model_invoke();
+                    t += aiot_port_ticks() - t0;
+                }
+                compiled_ticks += (uint32_t)t;
+            }
+#endif
+        }
+        timed_runs = GOLDEN_TIMING_REPEATS * count;
+        return AIOT_UPD_OK;
+    }
+    golden_path = 1;
 #ifdef AIOT_NO_MODEL
+    (void)compiled_fits;
     return AIOT_UPD_GOLDEN_MISMATCH;  // nothing here can run the package's model
 #else
-    if (n_in != aiot_model_info.input_bytes || n_out != aiot_model_info.output_bytes) return AIOT_UPD_GOLDEN_MISMATCH;
-    const uint8_t *p = g + 8;
-    for (uint32_t i = 0; i < count; i++, p += n_in + n_out) {
-        memcpy(aiot_model_input(), p, n_in);  // refill: the engine may reuse the input memory
-        if (aiot_model_invoke() != 0) return AIOT_UPD_SELF_TEST;
-        if (memcmp(aiot_model_output(), p + n_in, n_out) != 0) return AIOT_UPD_GOLDEN_MISMATCH;
-    }
-    return AIOT_UPD_OK;
+    if (!compiled_fits) return AIOT_UPD_GOLDEN_MISMATCH;
+    return golden_compiled(vec, count, n_in, n_out) < 0 ? AIOT_UPD_GOLDEN_MISMATCH : AIOT_UPD_OK;
 #endif
 }
 
@@ -140,7 +209,7 @@ static void reply_result(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_
 }
 
 static void reply_status(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_fn write) {
-    uint8_t s[80];
+    uint8_t s[88];
     memset(s, 0, sizeof s);
     s[0] = ready;
     s[1] = aiot_update_running(&upd);
@@ -165,6 +234,10 @@ static void reply_status(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_
     put_u32(s + 68, AIOT_UPDATE_SLOT_SIZE);
     s[72] = self_test;
     s[73] = upd.rx_slot;
+    s[74] = golden_path;
+    put_u32(s + 76, plan_ticks);
+    put_u32(s + 80, compiled_ticks);
+    put_u32(s + 84, timed_runs);
     reply(f, tx, write, s, sizeof s);
 }
 

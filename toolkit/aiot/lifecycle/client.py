@@ -85,6 +85,10 @@ class UpdateStatus:
     slot_size: int
     self_test: int
     rx_slot: int
+    golden_path: int = 0      # 1 compiled-in model, 2 the package's own plan
+    plan_ticks: int = 0       # ticks for the timed golden runs through the plan
+    compiled_ticks: int = 0   # ... through the compiled-in model (same vectors)
+    timed_runs: int = 0
 
     @classmethod
     def parse(cls, p: bytes) -> "UpdateStatus":
@@ -93,8 +97,10 @@ class UpdateStatus:
         (ready, running, state, boots, last, reverted, rx_active, boot_result) = p[:8]
         seq, total, nxt, abi, schema, b0, b1 = struct.unpack_from("<7I", p, 8)
         runs, needed, slot_size = struct.unpack_from("<3I", p, 60)
+        extra = (p[74], *struct.unpack_from("<III", p, 76)) if len(p) >= 88 else ()
         return cls(bool(ready), running, state == 1, boots, last, reverted, bool(rx_active), boot_result, seq, total,
-                   nxt, abi, schema, (b0, b1), (p[36:44], p[44:52]), p[52:60], runs, needed, slot_size, p[72], p[73])
+                   nxt, abi, schema, (b0, b1), (p[36:44], p[44:52]), p[52:60], runs, needed, slot_size, p[72], p[73],
+                   *extra)
 
     def running_digest(self) -> bytes | None:
         return None if self.running == NO_SLOT else self.slot_digest[self.running]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterable
 
+from aiot.codegen import engine_sources
 from aiot.errors import ToolkitError
 from aiot.lifecycle.crypto_sources import crypto_sources, update_sources
 from aiot.paths import FIRMWARE
@@ -63,6 +64,9 @@ def build_update_firmware(board: Board, out_dir: Path, model_dir: Path | None, *
         board, out_dir, model_dir, opt=opt,
         defines=[*update_defines(board, public_key, trial_runs=trial_runs, flash_file=flash_file),
                  *crypto.defines, *defines],
-        extra_sources=[*update_sources()[:3], FIRMWARE / "src" / "update" / "service.c", *crypto.sources],
+        extra_sources=[*update_sources()[:3], FIRMWARE / "src" / "update" / "service.c",
+                       FIRMWARE / "src" / "update" / "plan.c", *crypto.sources,
+                       # the plan walks the engine's kernels; a build with a model compiles them already
+                       *(engine_sources() if model_dir is None else [])],
         extra_includes=list(crypto.include_dirs),
     )

@@ -60,6 +60,7 @@ def build_container(
     tflite: bytes,
     monitor_config: bytes = b"",
     golden: Iterable[tuple[np.ndarray, np.ndarray]] = (),
+    plan: bytes = b"",
     abi: int = MODEL_ABI,
     schema: int,
     model_version: int,
@@ -70,10 +71,12 @@ def build_container(
     if monitor_config:
         sections.append((MONITOR, bytes(monitor_config)))
     sections.append((GOLDEN, golden_section(golden)))
+    if plan:  # the model as data (aiot.lifecycle.plan); the device's trial runs it
+        sections.append((PLAN, bytes(plan)))
     offset = HEADER.size + SECTION.size * len(sections)
     table, data = b"", b""
     for kind, blob in sections:
-        pad = (-len(data)) % 4  # keep sections word-aligned for the device
+        pad = (-len(data)) % 4  # keep sections word-aligned for the device (the plan is read in place)
         data += b"\0" * pad
         table += SECTION.pack(kind, 0, offset + len(data), len(blob), zlib.crc32(blob))
         data += blob
