@@ -84,15 +84,15 @@ def test_release_gate_promote_rollback(cli):
     assert rel["gate"]["accepted_regression"] == "new sensor mounting; reviewed by ops" and not rel["gate"]["passed"]
     assert rel["parent"] == "pump-ae-1.2.0" and rel["abi"] == 1 and rel["data_hash"]
 
-    refused = models("promote", "pump-ae-1.2.0", "--device", "pump-room-3", "--firmware-abi", "2")
+    refused = models("promote", "--release", "pump-ae-1.2.0", "--device", "pump-room-3", "--firmware-abi", "2")
     assert refused.exit_code == 2 and "needs model ABI 1" in refused.output
     no_updates = reg.parent / "build.json"
     no_updates.write_text(json.dumps({"board": "nucleo-f446re"}))  # a firmware built without --update-key
-    refused = models("promote", "pump-ae-1.2.0", "--device", "pump-room-3", "--firmware", str(no_updates))
+    refused = models("promote", "--release", "pump-ae-1.2.0", "--device", "pump-room-3", "--firmware", str(no_updates))
     assert refused.exit_code == 2 and "takes no model updates" in refused.output
     no_updates.write_text(json.dumps({"board": "nucleo-f446re", "model_abi": 1}))
-    assert models("promote", "pump-ae-1.2.0", "--device", "pump-room-3", "--firmware", str(no_updates)).exit_code == 0
-    assert models("promote", "pump-ae-1.3.0", "--device", "pump-room-3").exit_code == 0
+    assert models("promote", "--release", "pump-ae-1.2.0", "--device", "pump-room-3", "--firmware", str(no_updates)).exit_code == 0
+    assert models("promote", "--release", "pump-ae-1.3.0", "--device", "pump-room-3").exit_code == 0
     listed = models("list").output
     assert "device pump-room-3: runs pump-ae-1.3.0" in listed and "regression accepted" in listed
     assert models("rollback", "--device", "pump-room-3").exit_code == 0

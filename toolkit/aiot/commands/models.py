@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from aiot.commands import Command
+
 _REG = click.option("--registry", type=click.Path(path_type=Path), help="Registry folder [default: build/registry].")
 
 
@@ -24,13 +26,13 @@ def command() -> None:
     \b
     Examples:
       aiot models list
-      aiot models show pump-ae-1.3.0
-      aiot models promote pump-ae-1.3.0 --device pump-room-3 --firmware-abi 1
+      aiot models show --release pump-ae-1.3.0
+      aiot models promote --release pump-ae-1.3.0 --device pump-room-3 --firmware-abi 1
       aiot models rollback --device pump-room-3
     """
 
 
-@command.command("list")
+@command.command("list", cls=Command)
 @_REG
 def list_(registry) -> None:
     """Every release and every device."""
@@ -47,8 +49,8 @@ def list_(registry) -> None:
         click.echo(f"device {dev}: runs {d['release']} (firmware ABI {d['firmware_abi']}); before: {', '.join(d['history']) or '-'}")
 
 
-@command.command("show")
-@click.argument("release")
+@command.command("show", cls=Command)
+@click.option("--release", required=True, help="Release id (aiot models list), e.g. pump-ae-1.3.0.")
 @_REG
 def show(release, registry) -> None:
     """One release's record (lineage, ABI, gate, report summary)."""
@@ -58,15 +60,15 @@ def show(release, registry) -> None:
     click.echo(json.dumps(r, indent=2, sort_keys=True))
 
 
-@command.command("promote")
-@click.argument("release")
+@command.command("promote", cls=Command)
+@click.option("--release", required=True, help="Release id (aiot models list), e.g. pump-ae-1.3.0.")
 @click.option("--device", required=True, help="Device id (as it is named at the installation).")
 @click.option("--firmware-abi", type=int, help="Model ABI of the device's firmware (STATUS of aiot update prints it).")
 @click.option("--firmware", "firmware_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The device firmware's build.json (aiot build --update-key records its model ABI).")
 @_REG
 def promote(release, device, firmware_abi, firmware_json, registry) -> None:
-    """Record that DEVICE runs RELEASE (refused if its firmware cannot run it)."""
+    """Record that --device runs --release (refused if its firmware cannot run it)."""
     if firmware_json is not None:
         from aiot.errors import ToolkitError
 
@@ -79,10 +81,10 @@ def promote(release, device, firmware_abi, firmware_json, registry) -> None:
     click.echo(f"device {device}: {release} (before: {', '.join(d['history']) or '-'})")
 
 
-@command.command("rollback")
+@command.command("rollback", cls=Command)
 @click.option("--device", required=True)
 @_REG
 def rollback(device, registry) -> None:
-    """Record that DEVICE goes back to the release it ran before."""
+    """Record that --device goes back to the release it ran before."""
     d = _reg(registry).rollback(device)
     click.echo(f"device {device}: back to {d['release']}")

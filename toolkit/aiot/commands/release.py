@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from aiot.commands import Command
+
 
 def _load_report(path: Path, what: str) -> dict:
     from aiot.errors import ToolkitError
@@ -22,7 +24,7 @@ def _load_report(path: Path, what: str) -> dict:
                            hint="make it with aiot evaluate ... --out DIR (DIR/report.json)") from e
 
 
-@click.command("release")
+@click.command("release", cls=Command)
 @click.option("--model", "model", required=True, type=click.Path(path_type=Path, exists=True), help="int8 .tflite")
 @click.option("--vectors", required=True, type=click.Path(path_type=Path, exists=True),
               help=".npz with x_int8: inputs for the golden vectors (outputs come from tflite-micro).")

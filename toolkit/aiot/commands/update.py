@@ -8,20 +8,22 @@ from pathlib import Path
 
 import click
 
+from aiot.commands import Command
 
-@click.command("update")
+
+@click.command("update", cls=Command)
 @click.option("--board", "-b", required=True, help="Board name (see `aiot boards`).")
 @click.option("--port", "-p", help="Serial port of a real board (or socket://host:port).")
 @click.option("--qemu", is_flag=True, help="Boot --elf in QEMU instead (its update region is a file next to it).")
 @click.option("--elf", type=click.Path(path_type=Path), help="--qemu: firmware built with update support.")
-@click.option("--package", "package", type=click.Path(path_type=Path),
-              help="Signed release (from `aiot release`); omit it to print the device's update status only.")
+@click.option("--release", "package", type=click.Path(dir_okay=False, path_type=Path),
+              help="Signed release file (from `aiot release`); omit it to print the device's update status only.")
 @click.option("--chunk", default=512, show_default=True, help="Bytes per UPDATE_CHUNK request (multiple of 8).")
 @click.option("--no-reboot", is_flag=True, help="Leave the verified package waiting; its trial starts at the next boot.")
 @click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for each answer.")
 def command(board: str, port: str | None, qemu: bool, elf: Path | None, package: Path | None, chunk: int,
             no_reboot: bool, timeout: float) -> None:
-    """Update the model of a device in the field with a signed PACKAGE.
+    """Update the model of a device in the field with a signed --release.
 
     \b
     The device checks the signature, the firmware ABI and the sensor schema before it
@@ -30,8 +32,8 @@ def command(board: str, port: str | None, qemu: bool, elf: Path | None, package:
     A dropped link is not a problem: run the same command again and it resumes.
     \b
     Examples:
-      aiot update --board nucleo-f446re --port /dev/ttyACM0 --package build/release/pump-1.3.0.bin
-      aiot update --board mps2-an386 --qemu --elf build/fw-upd/firmware.elf --package rel.bin
+      aiot update --board nucleo-f446re --port /dev/ttyACM0 --release build/registry/pump-ae-1.3.0.bin
+      aiot update --board mps2-an386 --qemu --elf build/fw-upd/firmware.elf --release rel.bin
       aiot update --board nucleo-f446re --port /dev/ttyACM0          # status only
     """
     from aiot.device.hil import open_device
@@ -40,7 +42,7 @@ def command(board: str, port: str | None, qemu: bool, elf: Path | None, package:
 
     if qemu == bool(port):
         raise ToolkitError("give either --port (a real board) or --qemu (an emulated one)",
-                           hint="aiot update --board mps2-an386 --qemu --elf FIRMWARE.elf --package REL")
+                           hint="aiot update --board mps2-an386 --qemu --elf FIRMWARE.elf --release REL.bin")
     if qemu and (elf is None or not elf.is_file()):
         raise ToolkitError(f"--qemu needs --elf with a firmware built with update support (got {elf})",
                            hint="build one: python -c 'from aiot.lifecycle.firmware import build_update_firmware' "
@@ -48,7 +50,7 @@ def command(board: str, port: str | None, qemu: bool, elf: Path | None, package:
     image = None
     if package is not None:
         if not package.is_file():
-            raise ToolkitError(f"--package {package}: no such file", hint="make a release with aiot release")
+            raise ToolkitError(f"--release {package}: no such file", hint="make a release with aiot release")
         image = package.read_bytes()
     with open_device(board=board, elf=elf, transport="qemu" if qemu else "serial", port=port,
                      timeout=timeout) as dev:

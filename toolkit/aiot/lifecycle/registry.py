@@ -117,7 +117,7 @@ class Registry:
         dev = doc["devices"].get(device)
         if not dev or not dev["history"]:
             raise ToolkitError(f"device {device} has no earlier release to roll back to",
-                               hint="aiot models show DEVICE lists what it ran")
+                               hint="aiot models list shows what each device ran")
         dev["release"] = dev["history"].pop()
         self._save(doc)
         return dev
