@@ -172,6 +172,7 @@ def test_power_cut_leaves_old_or_new(erased, cut):
             up.send(new)
             if cut != "after finish":
                 up.reboot()
+                assert up.status().trial_boots == 1  # the trial boot happened before the cut
                 if cut == "after confirm":
                     for _ in range(TRIAL_RUNS):
                         dev.infer(kit["x"][0])
@@ -199,11 +200,12 @@ def test_release_monitor_configuration_takes_effect(erased):
     from aiot import monitor as M
 
     kit = erased
+    capacity = 8  # the firmware's AIOT_MONITOR_MAX_CHANNELS (monitor.h default): CONFIG_SET's layout
     cfg = M.default_config(3, 8, 1000, alert_margin=2.5)
-    image = kit["release"]("1.7.0", monitor_config=bytes(cfg))
+    image = kit["release"]("1.7.0", monitor_config=M.pack_config(cfg, capacity))
     bad = M.default_config(3, 8, 1000)
     bad.window = 9  # 3 x 9 != the model's 24 inputs: the device refuses it
-    refused = kit["release"]("1.8.0", monitor_config=bytes(bad))
+    refused = kit["release"]("1.8.0", monitor_config=M.pack_config(bad, capacity))
     with _session(kit) as dev:
         up = UpdateClient(dev)
         up.send(image)

@@ -449,9 +449,9 @@ static void dispatch(const aiot_frame_t *f) {
 #ifdef AIOT_APP_UPDATE
 //! Apply the running release's monitor configuration, if it has one. 0 if refused.
 static int apply_release_config(void) {
+    static aiot_monitor_config_t cfg;  // static: the configuration is large, the boot stack is not
     size_t len;
     const void *p = aiot_update_service_monitor_config(&len);
-    aiot_monitor_config_t cfg;
     const char *why;
     if (!p) return 1;
     if (len != sizeof cfg) return 0;

@@ -142,15 +142,21 @@ static int golden_check(uint8_t slot) {
 #endif
 }
 
-//! The installation's schema: that of the package that runs, else the built-in one.
+//! The installation's schema: that of the package that runs, else the built-in one. Also
+//! keeps the running package's sections, so later look-ups need no second verification.
+static aiot_pkg_info_t running_info;
+static uint8_t running_info_valid;
+
 static void set_expected_schema(void) {
     upd.expect.schema_id = AIOT_UPDATE_SCHEMA_ID;
+    running_info_valid = 0;
     uint8_t slot = aiot_update_running(&upd);
     if (slot == AIOT_NO_SLOT) return;
-    aiot_pkg_info_t info;
     upd.expect.schema_id = 0;
-    if (aiot_pkg_verify(slot_image(slot), upd.rec.slot_bytes[slot], &upd.expect, &info) == AIOT_UPD_OK)
-        upd.expect.schema_id = info.schema_id;
+    if (aiot_pkg_verify(slot_image(slot), upd.rec.slot_bytes[slot], &upd.expect, &running_info) == AIOT_UPD_OK) {
+        upd.expect.schema_id = running_info.schema_id;
+        running_info_valid = 1;
+    }
 }
 
 void aiot_update_service_init(void) {
@@ -180,14 +186,10 @@ void aiot_update_service_init(void) {
 
 const void *aiot_update_service_monitor_config(size_t *len) {
     uint8_t slot = ready ? aiot_update_running(&upd) : AIOT_NO_SLOT;
-    aiot_pkg_info_t info;
     *len = 0;
-    if (slot == AIOT_NO_SLOT) return NULL;
-    const uint8_t *img = slot_image(slot);
-    if (aiot_pkg_verify(img, upd.rec.slot_bytes[slot], &upd.expect, &info) != AIOT_UPD_OK) return NULL;
-    if (info.section_offset[AIOT_PKG_MONITOR] == 0) return NULL;
-    *len = info.section_length[AIOT_PKG_MONITOR];
-    return img + info.section_offset[AIOT_PKG_MONITOR];
+    if (slot == AIOT_NO_SLOT || !running_info_valid || running_info.section_offset[AIOT_PKG_MONITOR] == 0) return NULL;
+    *len = running_info.section_length[AIOT_PKG_MONITOR];
+    return slot_image(slot) + running_info.section_offset[AIOT_PKG_MONITOR];
 }
 
 void aiot_update_service_model_ran(int ok) {

@@ -36,7 +36,9 @@ def _load_report(path: Path, what: str) -> dict:
 @click.option("--key", required=True, type=click.Path(path_type=Path), help="Ed25519 signing key (PEM).")
 @click.option("--new-key", is_flag=True, help="Create --key first (refuses to overwrite one).")
 @click.option("--monitor-config", type=click.Path(path_type=Path, exists=True),
-              help="aiot_monitor_config_t bytes for the package (the installation's monitor settings).")
+              help="The installation's monitor settings as the target firmware's CONFIG_SET takes them "
+                   "(aiot.monitor.pack_config(cfg, its AIOT_MONITOR_MAX_CHANNELS)); a size the device does not "
+                   "take fails the trial, which reverts.")
 @click.option("--data-hash", help="Hash of the training data (lineage) [default: SHA-256 of --vectors].")
 @click.option("--settings", "settings_json", help="Training/alert settings as JSON (lineage).")
 @click.option("--parent", help="Release this one replaces (registry id, e.g. pump-ae-1.2.0).")
