@@ -98,6 +98,11 @@ typedef struct {
                                 //!< to 4 with zero weights (lets border-free pixels read whole words)
     int32_t input_zero_point;   //!< value a tap in the padding reads
     aiot_requant_t rq;
+    //! The bias before the zero-point fold (out_c entries), or NULL. With it, a pixel
+    //! whose window crosses the border sums w * (x - zero point) over its taps inside
+    //! the image only (TFLM's own arithmetic), at SIMD speed; without it, it reads the
+    //! padding as the zero point one tap at a time.
+    const int32_t *border_bias;
 } aiot_conv_params_t;
 
 //! NHWC conv, batch 1. filter is [out_c][k_h][k_w][in_c], packed per channel group with one
@@ -114,6 +119,12 @@ aiot_status_t aiot_conv2d_s8_wide(const aiot_conv_params_t *p, const int8_t *inp
 //! out_c = in_c * depth_multiplier; bias folded the same way as aiot_conv2d_s8.
 aiot_status_t aiot_depthwise_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                        const int32_t *bias, int8_t *output);
+//! Same with wide int16 filters (`--optimize speed`, depth_multiplier 1 only): per group of
+//! four channels c..c+3 (out_c rounded down to 4) and per tap (ky, kx) in order, the pairs
+//! (w[c], w[c+2]) and (w[c+1], w[c+3]): the halves SMLABB/SMLATT take against SXTB16 of
+//! the input word; then the out_c % 4 tail channels, per tap, channel by channel.
+aiot_status_t aiot_depthwise_conv2d_s8_wide(const aiot_conv_params_t *p, const int8_t *input,
+                                            const int16_t *filter, const int32_t *bias, int8_t *output);
 
 typedef struct {
     uint16_t in_h, in_w, channels;

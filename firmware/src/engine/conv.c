@@ -1,6 +1,8 @@
 //! CONV_2D and DEPTHWISE_CONV_2D int8, NHWC, batch 1, TFLM reference arithmetic
 //! (per-channel requantization, dilation). Output pixels whose window lies inside the
-//! image run packed dot products per kernel row; border pixels take the general path.
+//! image run packed dot products per kernel row; border pixels sum w * (x - zero point)
+//! over the taps inside the image with the same SIMD blocks (border_bias), or, without
+//! it, take the general one-tap-at-a-time path.
 #include "aiot/simd.h"
 
 #include <stddef.h>
@@ -49,6 +51,157 @@ static void conv_pixel_general(const aiot_conv_params_t *p, const int8_t *input,
     }
 }
 
+
+#ifdef AIOT_DSP
+static inline uint32_t zp_pair(int32_t zp)
+{
+    return ((uint32_t)zp & 0xFFFFu) * 0x00010001u;
+}
+#endif
+
+// One weight of a packed (int8) or wide (int16) segment of `seg` columns, channel j of
+// its group of four, column k (engine.h describes both layouts).
+static inline __attribute__((always_inline)) int32_t seg_weight(const void *w, int wide, uint32_t seg, uint32_t j,
+                                                                uint32_t k)
+{
+    return wide ? aiot_wide_at((const int16_t *)w, seg, j, k) : aiot_packed_at((const int8_t *)w, seg, j, k);
+}
+
+// acc[j] += sum over columns k in [k0, k1) of w_j[k] * (x[k - k0] - zp), for the four
+// channels of one packed or wide segment. Whole aligned blocks of four columns run as
+// SIMD (the zero point subtracted per 16-bit lane), the rest column by column.
+static inline __attribute__((always_inline)) void seg_range4(const void *w, int wide, uint32_t seg, const int8_t *x,
+                                                             uint32_t k0, uint32_t k1, int32_t zp, int32_t acc[4])
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#ifdef AIOT_DSP
+    const uint32_t len4 = seg & ~3u;
+    const uint32_t zp2 = zp_pair(zp);
+#endif
+    uint32_t k = k0;
+    while (k < k1) {
+#ifdef AIOT_DSP
+        if ((k & 3u) == 0 && k + 4u <= k1 && k + 4u <= len4) {
+            const uint32_t xw = aiot_load32(x + (k - k0));
+            const uint32_t x02 = (uint32_t)__ssub16(__sxtb16(xw), zp2);
+            const uint32_t x13 = (uint32_t)__ssub16((uint32_t)aiot_sxtb16_ror8(xw), zp2);
+            if (wide) {
+                const int8_t *b = (const int8_t *)((const int16_t *)w + 4u * k);
+                a0 = __smlad(aiot_load32(b), x02, a0);
+                a0 = __smlad(aiot_load32(b + 4), x13, a0);
+                a1 = __smlad(aiot_load32(b + 8), x02, a1);
+                a1 = __smlad(aiot_load32(b + 12), x13, a1);
+                a2 = __smlad(aiot_load32(b + 16), x02, a2);
+                a2 = __smlad(aiot_load32(b + 20), x13, a2);
+                a3 = __smlad(aiot_load32(b + 24), x02, a3);
+                a3 = __smlad(aiot_load32(b + 28), x13, a3);
+            } else {
+                const int8_t *b = (const int8_t *)w + 4u * k;
+                const uint32_t w0 = aiot_load32(b), w1 = aiot_load32(b + 4);
+                const uint32_t w2 = aiot_load32(b + 8), w3 = aiot_load32(b + 12);
+                a0 = __smlad(__sxtb16(w0), x02, a0);
+                a0 = __smlad((uint32_t)aiot_sxtb16_ror8(w0), x13, a0);
+                a1 = __smlad(__sxtb16(w1), x02, a1);
+                a1 = __smlad((uint32_t)aiot_sxtb16_ror8(w1), x13, a1);
+                a2 = __smlad(__sxtb16(w2), x02, a2);
+                a2 = __smlad((uint32_t)aiot_sxtb16_ror8(w2), x13, a2);
+                a3 = __smlad(__sxtb16(w3), x02, a3);
+                a3 = __smlad((uint32_t)aiot_sxtb16_ror8(w3), x13, a3);
+            }
+            k += 4u;
+            continue;
+        }
+#endif
+        const int32_t xv = (int32_t)x[k - k0] - zp;
+        a0 += seg_weight(w, wide, seg, 0, k) * xv;
+        a1 += seg_weight(w, wide, seg, 1, k) * xv;
+        a2 += seg_weight(w, wide, seg, 2, k) * xv;
+        a3 += seg_weight(w, wide, seg, 3, k) * xv;
+        ++k;
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+// The valid taps of a window: rows ky with iy0 + ky * dil_h inside the image (a range,
+// as dilation keeps them ordered), columns kx with ix0 + kx * dil_w inside.
+typedef struct {
+    uint32_t ky0, ky1, kx0, kx1;
+} taps_t;
+
+static inline taps_t valid_taps(int32_t i0, int32_t k, int32_t dil, int32_t n, int32_t j0, int32_t kk, int32_t djl,
+                                int32_t m)
+{
+    taps_t t;
+    int32_t a = 0, b = k;
+    while (a < b && i0 + a * dil < 0) ++a;
+    while (b > a && i0 + (b - 1) * dil >= n) --b;
+    t.ky0 = (uint32_t)a;
+    t.ky1 = (uint32_t)b;
+    a = 0;
+    b = kk;
+    while (a < b && j0 + a * djl < 0) ++a;
+    while (b > a && j0 + (b - 1) * djl >= m) --b;
+    t.kx0 = (uint32_t)a;
+    t.kx1 = (uint32_t)b;
+    return t;
+}
+
+static inline __attribute__((always_inline)) void store4(const aiot_conv_params_t *c, const aiot_rq4_t *r4,
+                                                         uint32_t oc, const int32_t acc[4], int8_t *y)
+{
+    if (oc + 4u <= c->out_c && c->rq.fast != NULL) {
+        aiot_fp_requant4_fast(c->rq.fast + oc, r4, acc[0], acc[1], acc[2], acc[3], y + oc);
+    } else if (oc + 4u <= c->out_c) {
+        aiot_fp_requant4(&c->rq, oc, acc[0], acc[1], acc[2], acc[3], y + oc);
+    } else {  // zero-padded rows of the last wide group: computed, never stored
+        for (uint32_t j = 0; oc + j < c->out_c; ++j) {
+            y[oc + j] = aiot_requant_s8(&c->rq, oc + j, acc[j]);
+        }
+    }
+}
+
+// One output pixel whose window crosses the border (dil_w == 1): per group of four
+// channels, border_bias plus w * (x - zero point) over the rows and columns inside.
+static inline __attribute__((always_inline)) void conv_pixel_border(const aiot_conv_params_t *c,
+                                                                    const aiot_rq4_t *r4, const int8_t *input,
+                                                                    const void *filter, int wide, int32_t iy0,
+                                                                    int32_t ix0, int8_t *y)
+{
+    const taps_t t = valid_taps(iy0, c->k_h, c->dil_h, c->in_h, ix0, c->k_w, 1, c->in_w);
+    const uint32_t seg = c->seg_len;
+    const uint32_t k0 = t.kx0 * c->in_c, k1 = t.kx1 * c->in_c;
+    const uint32_t groups_end = wide ? (c->out_c + 3u) & ~3u : c->out_c & ~3u;
+    const int32_t zp = c->input_zero_point;
+    const int8_t *f8 = (const int8_t *)filter;
+    const int16_t *f16 = (const int16_t *)filter;
+    for (uint32_t oc = 0; oc < groups_end; oc += 4) {
+        int32_t acc[4];
+        for (uint32_t j = 0; j < 4; ++j) {
+            acc[j] = oc + j < c->out_c ? c->border_bias[oc + j] : 0;
+        }
+        for (uint32_t ky = t.ky0; ky < t.ky1 && k0 < k1; ++ky) {
+            const size_t row = ((size_t)oc * c->k_h + 4u * ky) * seg;
+            const int8_t *x = input + ((size_t)(iy0 + (int32_t)(ky * c->dil_h)) * c->in_w + (size_t)(ix0 + (int32_t)t.kx0)) * c->in_c;
+            seg_range4(wide ? (const void *)(f16 + row) : (const void *)(f8 + row), wide, seg, x, k0, k1, zp, acc);
+        }
+        store4(c, r4, oc, acc, y);
+    }
+    for (uint32_t oc = groups_end; oc < c->out_c; ++oc) {  // packed mode's plain rows
+        int32_t acc = c->border_bias[oc];
+        for (uint32_t ky = t.ky0; ky < t.ky1; ++ky) {
+            const int8_t *w = f8 + ((size_t)groups_end * c->k_h + (size_t)(oc - groups_end) * c->k_h + ky) * seg;
+            const int8_t *x = input + ((size_t)(iy0 + (int32_t)(ky * c->dil_h)) * c->in_w + (size_t)(ix0 + (int32_t)t.kx0)) * c->in_c;
+            for (uint32_t k = k0; k < k1; ++k) {
+                acc += (int32_t)w[k] * ((int32_t)x[k - k0] - zp);
+            }
+        }
+        y[oc] = aiot_requant_s8(&c->rq, oc, acc);
+    }
+}
+
 // Both filter layouts share the pixel walk; forced inline into each entry point, so
 // `wide` is a constant there and the linker keeps only the variant a model uses.
 static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot_conv_params_t *p, const int8_t *input, const void *filter,
@@ -68,11 +221,12 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
     const uint32_t full = c.out_c & ~3u;
     const size_t row_stride = (size_t)c.in_w * c.in_c;
     // The packed rows may be longer than the window (zero weights): those reads must stay
-    // inside the input tensor, so pixels too close to its end take the general path.
+    // inside the input tensor, so pixels too close to its end take the border path.
     const size_t in_bytes = (size_t)c.in_h * row_stride;
     const size_t overhang = seg - (uint32_t)c.k_w * c.in_c;
     const aiot_requant_t rq = c.rq;  // local: the int8 stores could alias the params
     const aiot_rq4_t r4 = aiot_fp_rq4(&rq);
+    const int border_fast = c.border_bias != NULL && c.dil_w == 1;
     int8_t *y = output;
     for (int32_t oy = 0; oy < c.out_h; ++oy) {
         const int32_t iy0 = oy * c.stride_h - c.pad_top;
@@ -81,7 +235,11 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
             const int32_t ix0 = ox * c.stride_w - c.pad_left;
             const size_t last_end = ((size_t)(iy0 + (c.k_h - 1) * c.dil_h) * c.in_w + (size_t)(ix0 + c.k_w)) * c.in_c;
             if (!rows_inside || c.dil_w != 1 || ix0 < 0 || ix0 + c.k_w > c.in_w || last_end + overhang > in_bytes) {
-                conv_pixel_general(p, input, filter, wide, bias, iy0, ix0, y);
+                if (border_fast) {
+                    conv_pixel_border(&c, &r4, input, filter, wide, iy0, ix0, y);
+                } else {
+                    conv_pixel_general(p, input, filter, wide, bias, iy0, ix0, y);
+                }
                 continue;
             }
             const int8_t *x0 = input + (size_t)iy0 * row_stride + (size_t)ix0 * c.in_c;
@@ -142,38 +300,164 @@ aiot_status_t aiot_conv2d_s8_wide(const aiot_conv_params_t *p, const int8_t *inp
     return conv2d_any(p, input, filter, 1, bias, output);
 }
 
-aiot_status_t aiot_depthwise_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
-                                       const int32_t *bias, int8_t *output)
+// Depthwise weight of output channel oc at tap t (= ky * k_w + kx) in either layout.
+static inline int32_t dw_weight(const aiot_conv_params_t *c, const void *filter, int wide, uint32_t t, uint32_t oc)
+{
+    if (!wide) {
+        return ((const int8_t *)filter)[(size_t)t * c->out_c + oc];
+    }
+    const uint32_t taps = (uint32_t)c->k_h * c->k_w, full = c->out_c & ~3u;
+    const int16_t *f = (const int16_t *)filter;
+    if (oc < full) {
+        static const uint8_t slot[4] = {0, 2, 1, 3};
+        return f[(size_t)(oc & ~3u) * taps + 4u * t + slot[oc & 3u]];
+    }
+    return f[(size_t)full * taps + (size_t)t * (c->out_c - full) + (oc - full)];
+}
+
+// Four channels c..c+3 (depth multiplier 1) of one output pixel over the taps in `t`:
+// acc[j] += w * (x - zp) (zp = 0 for a window inside the image, whose bias has the
+// zero point folded in). `x` is the input at channel c; `origin` the offset of the
+// window's top-left tap (negative when it lies in the padding).
+static inline __attribute__((always_inline)) void dw_group4(const aiot_conv_params_t *c, const int8_t *x,
+                                                            ptrdiff_t origin, const void *filter, int wide,
+                                                            uint32_t ch, taps_t t, int32_t zp, int32_t acc[4])
+{
+    const size_t col_step = (size_t)c->dil_w * c->in_c;
+    const size_t row_step = (size_t)c->dil_h * c->in_w * c->in_c;
+    const uint32_t taps = (uint32_t)c->k_h * c->k_w;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#ifdef AIOT_DSP
+    const uint32_t zp2 = zp_pair(zp);
+#endif
+    for (uint32_t ky = t.ky0; ky < t.ky1; ++ky) {
+        const int8_t *xr = x + (origin + (ptrdiff_t)(ky * row_step + t.kx0 * col_step));
+        uint32_t tap = ky * c->k_w + t.kx0;
+        const int16_t *w16 = (const int16_t *)filter + (size_t)ch * taps + 4u * tap;
+        const int8_t *w8 = (const int8_t *)filter + (size_t)tap * c->out_c + ch;
+        for (uint32_t kx = t.kx0; kx < t.kx1; ++kx, xr += col_step) {
+#ifdef AIOT_DSP
+            const uint32_t xw = aiot_load32(xr);
+            uint32_t x02 = __sxtb16(xw), x13 = (uint32_t)aiot_sxtb16_ror8(xw);
+            if (zp != 0) {
+                x02 = (uint32_t)__ssub16(x02, zp2);
+                x13 = (uint32_t)__ssub16(x13, zp2);
+            }
+            uint32_t w02, w13;
+            if (wide) {
+                w02 = aiot_load32((const int8_t *)w16);
+                w13 = aiot_load32((const int8_t *)(w16 + 2));
+                w16 += 4;
+            } else {
+                const uint32_t ww = aiot_load32(w8);
+                w02 = __sxtb16(ww);
+                w13 = (uint32_t)aiot_sxtb16_ror8(ww);
+                w8 += c->out_c;
+            }
+            a0 = __smlabb(x02, w02, a0);
+            a2 = __smlatt(x02, w02, a2);
+            a1 = __smlabb(x13, w13, a1);
+            a3 = __smlatt(x13, w13, a3);
+#else
+            const int32_t x0 = xr[0] - zp, x1 = xr[1] - zp, x2 = xr[2] - zp, x3 = xr[3] - zp;
+            if (wide) {
+                a0 += w16[0] * x0;
+                a2 += w16[1] * x2;
+                a1 += w16[2] * x1;
+                a3 += w16[3] * x3;
+                w16 += 4;
+            } else {
+                a0 += w8[0] * x0;
+                a1 += w8[1] * x1;
+                a2 += w8[2] * x2;
+                a3 += w8[3] * x3;
+                w8 += c->out_c;
+            }
+#endif
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+// One channel of one output pixel, the padding read as the zero point against the
+// folded bias (any depth multiplier, any layout).
+static int8_t dw_channel_general(const aiot_conv_params_t *c, const int8_t *input, const void *filter, int wide,
+                                 const int32_t *bias, int32_t iy0, int32_t ix0, uint32_t oc)
+{
+    const uint32_t ic = oc / c->depth_multiplier;
+    int32_t acc = bias[oc];
+    for (int32_t ky = 0; ky < c->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * c->dil_h;
+        for (int32_t kx = 0; kx < c->k_w; ++kx) {
+            const int32_t ix = ix0 + kx * c->dil_w;
+            const int32_t wv = dw_weight(c, filter, wide, (uint32_t)(ky * c->k_w + kx), oc);
+            const int inside = iy >= 0 && iy < c->in_h && ix >= 0 && ix < c->in_w;
+            const int32_t xv = inside ? input[((size_t)iy * c->in_w + ix) * c->in_c + ic] : c->input_zero_point;
+            acc += wv * xv;
+        }
+    }
+    return aiot_fp_requant(&c->rq, oc, acc);
+}
+
+static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const aiot_conv_params_t *p,
+                                                                         const int8_t *input, const void *filter,
+                                                                         int wide, const int32_t *bias,
+                                                                         int8_t *output)
 {
     const int rc = check(p, input, filter, bias, output);
     if (rc != AIOT_OK) {
         return (aiot_status_t)rc;
     }
-    if (p->depth_multiplier == 0 || p->out_c != p->in_c * p->depth_multiplier) {
+    if (p->depth_multiplier == 0 || p->out_c != p->in_c * p->depth_multiplier || (wide && p->depth_multiplier != 1)) {
         return AIOT_ERR_PARAM;
     }
-    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c;
+    const aiot_conv_params_t c = *p;
+    const aiot_rq4_t r4 = aiot_fp_rq4(&c.rq);
+    // Groups of four channels need depth multiplier 1 (input channel = output channel).
+    const uint32_t full = c.depth_multiplier == 1 ? c.out_c & ~3u : 0;
+    const taps_t all = {0, c.k_h, 0, c.k_w};
     int8_t *y = output;
-    for (int32_t oy = 0; oy < p->out_h; ++oy) {
-        const int32_t iy0 = oy * p->stride_h - p->pad_top;
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const int32_t ix0 = ox * p->stride_w - p->pad_left;
-            for (int32_t oc = 0; oc < out_c; ++oc) {
-                const int32_t ic = oc / p->depth_multiplier;
-                int32_t acc = bias[oc];
-                for (int32_t ky = 0; ky < p->k_h; ++ky) {
-                    const int32_t iy = iy0 + ky * p->dil_h;
-                    for (int32_t kx = 0; kx < p->k_w; ++kx) {
-                        const int32_t ix = ix0 + kx * p->dil_w;
-                        const int32_t wv = filter[((size_t)ky * p->k_w + kx) * out_c + oc];
-                        const int inside = iy >= 0 && iy < in_h && ix >= 0 && ix < in_w;
-                        const int32_t xv = inside ? input[((size_t)iy * in_w + ix) * in_c + ic] : p->input_zero_point;
-                        acc += wv * xv;
+    for (int32_t oy = 0; oy < c.out_h; ++oy) {
+        const int32_t iy0 = oy * c.stride_h - c.pad_top;
+        for (int32_t ox = 0; ox < c.out_w; ++ox, y += c.out_c) {
+            const int32_t ix0 = ox * c.stride_w - c.pad_left;
+            const taps_t t = valid_taps(iy0, c.k_h, c.dil_h, c.in_h, ix0, c.k_w, c.dil_w, c.in_w);
+            const int inside = t.ky0 == 0 && t.ky1 == c.k_h && t.kx0 == 0 && t.kx1 == c.k_w;
+            const ptrdiff_t origin = ((ptrdiff_t)iy0 * c.in_w + ix0) * c.in_c;
+            uint32_t oc = 0;
+            if (inside || c.border_bias != NULL) {
+                for (; oc < full; oc += 4) {
+                    int32_t acc[4];
+                    if (inside) {
+                        acc[0] = bias[oc], acc[1] = bias[oc + 1], acc[2] = bias[oc + 2], acc[3] = bias[oc + 3];
+                        dw_group4(&c, input + oc, origin, filter, wide, oc, all, 0, acc);
+                    } else {
+                        const int32_t *b0 = c.border_bias;
+                        acc[0] = b0[oc], acc[1] = b0[oc + 1], acc[2] = b0[oc + 2], acc[3] = b0[oc + 3];
+                        dw_group4(&c, input + oc, origin, filter, wide, oc, t, c.input_zero_point, acc);
                     }
+                    store4(&c, &r4, oc, acc, y);
                 }
-                *y++ = aiot_fp_requant(&p->rq, (uint32_t)oc, acc);
+            }
+            for (; oc < c.out_c; ++oc) {
+                y[oc] = dw_channel_general(&c, input, filter, wide, bias, iy0, ix0, oc);
             }
         }
     }
     return AIOT_OK;
+}
+
+aiot_status_t aiot_depthwise_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
+                                       const int32_t *bias, int8_t *output)
+{
+    return depthwise_any(p, input, filter, 0, bias, output);
+}
+
+aiot_status_t aiot_depthwise_conv2d_s8_wide(const aiot_conv_params_t *p, const int8_t *input,
+                                            const int16_t *filter, const int32_t *bias, int8_t *output)
+{
+    return depthwise_any(p, input, filter, 1, bias, output);
 }

@@ -116,6 +116,16 @@ def pack_weights_wide(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int16)
 
 
+def pack_depthwise_wide(w: np.ndarray) -> np.ndarray:
+    """[1][k_h][k_w][c] int8 depthwise weights as int16 for aiot_depthwise_conv2d_s8_wide
+    (see engine.h): per group of four channels and per tap, (w[c], w[c+2], w[c+1],
+    w[c+3]); then the c % 4 tail channels per tap."""
+    w = np.asarray(w, dtype=np.int8).reshape(-1, w.shape[-1]).astype(np.int16)  # [taps][c]
+    full = w.shape[1] - w.shape[1] % 4
+    groups = w[:, :full].reshape(w.shape[0], full // 4, 4)[:, :, [0, 2, 1, 3]].transpose(1, 0, 2).ravel()
+    return np.concatenate([groups, w[:, full:].ravel()])
+
+
 def _pad_cols(w: np.ndarray, seg: int) -> np.ndarray:
     """[oc][kh][kw][ic] -> [oc][kh][seg] with zero weights after the k_w*in_c real columns."""
     oc, kh = w.shape[0], w.shape[1]
@@ -272,11 +282,11 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
         raise _fail(g, op, "per-channel scales do not match the output channels", "re-export the model")
     mults, shifts = conv_multipliers(in_s, w.scale if w.per_channel else w.scale[:1], out_s)
     lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
-    bias = _bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c)
+    raw_bias = _i32(_bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c), g, op)
     wq = w.data.astype(np.int64)
     # Padding taps read the zero point, so the zero-point term is the same for every pixel.
     per_oc = wq.sum(axis=(1, 2, 3)) if not depthwise else wq.sum(axis=(0, 1, 2))
-    bias = _i32(bias - in_zp * per_oc, g, op)
+    bias = _i32(raw_bias - in_zp * per_oc, g, op)
     dm = o.get("depth_multiplier", 1) if depthwise else 1
     if depthwise:
         if w.shape[0] != 1 or w.shape[3] != out_c or out_c != in_c * max(dm, 1):
@@ -289,23 +299,32 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
     decls, rq, rq_bytes = _requant_decl(
         name, mults, shifts, out_zp, lo, hi,
         _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))), out_c)
-    wide = not depthwise and ctx.optimize == "speed"
-    if depthwise:
+    wide = ctx.optimize == "speed" and (not depthwise or dm == 1)
+    if depthwise and wide:
+        packed, ctype = pack_depthwise_wide(w.data), "int16_t"
+    elif depthwise:
         packed, ctype = np.asarray(w.data, dtype=np.int8), "int8_t"
     elif wide:
         packed, ctype = pack_weights_wide(_pad_cols(w.data, seg), k_h, seg), "int16_t"
     else:
         packed, ctype = pack_weights(_pad_cols(w.data, seg), k_h, seg), "int8_t"
+    # Windows that cross the border sum w * (x - zero point) over their inside taps,
+    # from the bias as the file has it (only needed when some window does).
+    crosses = pad_t > 0 or pad_l > 0 or (out_h - 1) * sh + (k_h - 1) * dh >= in_h or \
+        (out_w - 1) * sw + (k_w - 1) * dw >= in_w or (not depthwise and seg != k_w * in_c)
+    border = f"{name}_b0" if crosses else "NULL"
     decls += [
         _c_array(ctype, f"{name}_w", packed),
         _c_array("int32_t", f"{name}_b", bias),
+        *([_c_array("int32_t", f"{name}_b0", raw_bias)] if crosses else []),
         f"static const aiot_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
-        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {seg}, {in_zp}, {rq} }};",
+        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {seg}, {in_zp}, {rq}, {border} }};",
     ]
-    fn = "aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8_wide" if wide else "aiot_conv2d_s8"
+    fn = ("aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8") + ("_wide" if wide else "")
     call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
     macs = out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
-    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=packed.nbytes + 4 * out_c + rq_bytes)
+    weights_bytes = packed.nbytes + 4 * out_c * (2 if crosses else 1) + rq_bytes
+    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=weights_bytes)
 
 
 def emit_conv2d(ctx: Ctx, op: Operator, name: str) -> Layer:
