@@ -6,6 +6,7 @@
 #include "aiot/simd.h"
 
 #include <stddef.h>
+#include <string.h>
 
 static int check(const aiot_conv_params_t *p, const void *in, const void *f, const void *b, const void *out)
 {
@@ -81,12 +82,25 @@ static inline __attribute__((always_inline)) void seg_range4(const void *w, int 
     uint32_t k = k0;
     while (k < k1) {
 #ifdef AIOT_DSP
-        if ((k & 3u) == 0 && k + 4u <= k1 && k + 4u <= len4) {
-            const uint32_t xw = aiot_load32(x + (k - k0));
+        const uint32_t kb = k & ~3u;
+        if (kb + 4u <= len4) {
+            // A block of four columns; columns outside [k0, k1) read the zero point, so
+            // their x - zp lanes are 0 and add nothing.
+            uint32_t xw;
+            if (kb == k && k + 4u <= k1) {
+                xw = aiot_load32(x + (k - k0));
+            } else {
+                int8_t b4[4] = {(int8_t)zp, (int8_t)zp, (int8_t)zp, (int8_t)zp};
+                const uint32_t end = k1 < kb + 4u ? k1 : kb + 4u;
+                for (uint32_t j = k; j < end; ++j) {
+                    b4[j - kb] = x[j - k0];
+                }
+                memcpy(&xw, b4, 4);
+            }
             const uint32_t x02 = (uint32_t)__ssub16(__sxtb16(xw), zp2);
             const uint32_t x13 = (uint32_t)__ssub16((uint32_t)aiot_sxtb16_ror8(xw), zp2);
             if (wide) {
-                const int8_t *b = (const int8_t *)((const int16_t *)w + 4u * k);
+                const int8_t *b = (const int8_t *)((const int16_t *)w + 4u * kb);
                 a0 = __smlad(aiot_load32(b), x02, a0);
                 a0 = __smlad(aiot_load32(b + 4), x13, a0);
                 a1 = __smlad(aiot_load32(b + 8), x02, a1);
@@ -96,7 +110,7 @@ static inline __attribute__((always_inline)) void seg_range4(const void *w, int 
                 a3 = __smlad(aiot_load32(b + 24), x02, a3);
                 a3 = __smlad(aiot_load32(b + 28), x13, a3);
             } else {
-                const int8_t *b = (const int8_t *)w + 4u * k;
+                const int8_t *b = (const int8_t *)w + 4u * kb;
                 const uint32_t w0 = aiot_load32(b), w1 = aiot_load32(b + 4);
                 const uint32_t w2 = aiot_load32(b + 8), w3 = aiot_load32(b + 12);
                 a0 = __smlad(__sxtb16(w0), x02, a0);
@@ -108,7 +122,7 @@ static inline __attribute__((always_inline)) void seg_range4(const void *w, int 
                 a3 = __smlad(__sxtb16(w3), x02, a3);
                 a3 = __smlad((uint32_t)aiot_sxtb16_ror8(w3), x13, a3);
             }
-            k += 4u;
+            k = kb + 4u;
             continue;
         }
 #endif
@@ -202,6 +216,92 @@ static inline __attribute__((always_inline)) void conv_pixel_border(const aiot_c
     }
 }
 
+// One output pixel whose window lies inside the image (or in a patch): per group of four
+// channels, the dot products of its k_h kernel rows (`row_step` apart) with the packed or
+// wide filter rows of seg_len columns.
+static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_conv_params_t *cp,
+                                                                    const aiot_rq4_t *r4, const int8_t *x0,
+                                                                    size_t row_step, const void *filter, int wide,
+                                                                    const int32_t *bias, int8_t *y)
+{
+    const aiot_conv_params_t c = *cp;
+    const aiot_requant_t rq = c.rq;
+    const uint32_t seg = c.seg_len;
+    const uint32_t full = c.out_c & ~3u;
+    if (wide) {
+        const int16_t *w = (const int16_t *)filter;
+        for (uint32_t oc = 0; oc < c.out_c; oc += 4) {
+            int32_t acc[4] = {0, 0, 0, 0};
+            const int8_t *xr = x0;
+            for (uint32_t ky = 0; ky < c.k_h; ++ky, xr += row_step) {
+                w = aiot_dot4_wide(w, xr, seg, acc);
+            }
+            if (oc + 4 <= c.out_c && rq.fast != NULL) {
+                aiot_fp_requant4_fast(rq.fast + oc, r4, acc[0] + bias[oc], acc[1] + bias[oc + 1],
+                                      acc[2] + bias[oc + 2], acc[3] + bias[oc + 3], y + oc);
+            } else if (oc + 4 <= c.out_c) {
+                aiot_fp_requant4(&rq, oc, acc[0] + bias[oc], acc[1] + bias[oc + 1], acc[2] + bias[oc + 2],
+                                 acc[3] + bias[oc + 3], y + oc);
+            } else {  // zero-padded rows of the last group: computed, never stored
+                for (uint32_t j = 0; oc + j < c.out_c; ++j) {
+                    y[oc + j] = aiot_requant_s8(&rq, oc + j, acc[j] + bias[oc + j]);
+                }
+            }
+        }
+        return;
+    }
+    const int8_t *w = (const int8_t *)filter;
+    for (uint32_t oc = 0; oc < full; oc += 4) {
+        int32_t acc[4] = {bias[oc], bias[oc + 1], bias[oc + 2], bias[oc + 3]};
+        const int8_t *xr = x0;
+        for (uint32_t ky = 0; ky < c.k_h; ++ky, w += 4u * seg, xr += row_step) {
+            aiot_dot4_s8(w, xr, seg, acc);
+        }
+        if (rq.fast != NULL) {
+            aiot_fp_requant4_fast(rq.fast + oc, r4, acc[0], acc[1], acc[2], acc[3], y + oc);
+        } else {
+            aiot_fp_requant4(&rq, oc, acc[0], acc[1], acc[2], acc[3], y + oc);
+        }
+    }
+    for (uint32_t oc = full; oc < c.out_c; ++oc) {
+        int32_t acc = bias[oc];
+        const int8_t *xr = x0;
+        for (uint32_t ky = 0; ky < c.k_h; ++ky, w += seg, xr += row_step) {
+            acc += aiot_dot1_s8(w, xr, seg);
+        }
+        y[oc] = aiot_requant_s8(&rq, oc, acc);
+    }
+}
+
+//! Largest window (k_h rows of seg_len bytes) a border pixel copies to the stack.
+#ifndef AIOT_CONV_PATCH_BYTES
+#ifdef AIOT_DSP
+#define AIOT_CONV_PATCH_BYTES 768u
+#else
+#define AIOT_CONV_PATCH_BYTES 0u  // small cores: small stacks; the border path needs none
+#endif
+#endif
+
+// A border pixel (dil_w == 1, k_h * seg_len <= AIOT_CONV_PATCH_BYTES): its window
+// copied row by row with the zero point where it lies outside, then the inside kernel.
+static inline __attribute__((always_inline)) void conv_pixel_patch(const aiot_conv_params_t *c,
+                                                                   const aiot_rq4_t *r4, const int8_t *input,
+                                                                   const void *filter, int wide, const int32_t *bias,
+                                                                   int32_t iy0, int32_t ix0, int8_t *y)
+{
+    uint32_t words[(AIOT_CONV_PATCH_BYTES + 3u) / 4u + 1u];
+    int8_t *patch = (int8_t *)words;
+    const uint32_t seg = c->seg_len;
+    const taps_t t = valid_taps(iy0, c->k_h, c->dil_h, c->in_h, ix0, c->k_w, 1, c->in_w);
+    const uint32_t k0 = t.kx0 * c->in_c, k1 = t.kx1 * c->in_c;
+    memset(patch, (int8_t)c->input_zero_point, (size_t)c->k_h * seg);
+    for (uint32_t ky = t.ky0; ky < t.ky1 && k0 < k1; ++ky) {
+        const int8_t *x = input + ((size_t)(iy0 + (int32_t)(ky * c->dil_h)) * c->in_w + (size_t)(ix0 + (int32_t)t.kx0)) * c->in_c;
+        memcpy(patch + (size_t)ky * seg + k0, x, k1 - k0);
+    }
+    conv_pixel_inside(c, r4, patch, seg, filter, wide, bias, y);
+}
+
 // Both filter layouts share the pixel walk; forced inline into each entry point, so
 // `wide` is a constant there and the linker keeps only the variant a model uses.
 static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot_conv_params_t *p, const int8_t *input, const void *filter,
@@ -218,7 +318,6 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
     if (seg < (uint32_t)c.k_w * c.in_c) {
         return AIOT_ERR_PARAM;
     }
-    const uint32_t full = c.out_c & ~3u;
     const size_t row_stride = (size_t)c.in_w * c.in_c;
     // The packed rows may be longer than the window (zero weights): those reads must stay
     // inside the input tensor, so pixels too close to its end take the border path.
@@ -235,7 +334,11 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
             const int32_t ix0 = ox * c.stride_w - c.pad_left;
             const size_t last_end = ((size_t)(iy0 + (c.k_h - 1) * c.dil_h) * c.in_w + (size_t)(ix0 + c.k_w)) * c.in_c;
             if (!rows_inside || c.dil_w != 1 || ix0 < 0 || ix0 + c.k_w > c.in_w || last_end + overhang > in_bytes) {
-                if (border_fast) {
+                if (c.dil_w == 1 && (size_t)c.k_h * seg <= AIOT_CONV_PATCH_BYTES) {
+                    // The window copied with the padding as the zero point: the inside
+                    // kernel on it gives TFLM's integers against the folded bias.
+                    conv_pixel_patch(&c, &r4, input, filter, wide, bias, iy0, ix0, y);
+                } else if (border_fast) {
                     conv_pixel_border(&c, &r4, input, filter, wide, iy0, ix0, y);
                 } else {
                     conv_pixel_general(p, input, filter, wide, bias, iy0, ix0, y);
@@ -243,46 +346,7 @@ static inline __attribute__((always_inline)) aiot_status_t conv2d_any(const aiot
                 continue;
             }
             const int8_t *x0 = input + (size_t)iy0 * row_stride + (size_t)ix0 * c.in_c;
-            if (wide) {
-                const int16_t *w = (const int16_t *)filter;
-                for (uint32_t oc = 0; oc < c.out_c; oc += 4) {
-                    int32_t acc[4] = {0, 0, 0, 0};
-                    for (uint32_t ky = 0; ky < c.k_h; ++ky) {
-                        w = aiot_dot4_wide(w, x0 + (size_t)ky * c.dil_h * row_stride, seg, acc);
-                    }
-                    if (oc + 4 <= c.out_c && rq.fast != NULL) {
-                        aiot_fp_requant4_fast(rq.fast + oc, &r4, acc[0] + bias[oc], acc[1] + bias[oc + 1],
-                                              acc[2] + bias[oc + 2], acc[3] + bias[oc + 3], y + oc);
-                    } else if (oc + 4 <= c.out_c) {
-                        aiot_fp_requant4(&rq, oc, acc[0] + bias[oc], acc[1] + bias[oc + 1], acc[2] + bias[oc + 2],
-                                         acc[3] + bias[oc + 3], y + oc);
-                    } else {  // zero-padded rows of the last group: computed, never stored
-                        for (uint32_t j = 0; oc + j < c.out_c; ++j) {
-                            y[oc + j] = aiot_requant_s8(&rq, oc + j, acc[j] + bias[oc + j]);
-                        }
-                    }
-                }
-                continue;
-            }
-            const int8_t *w = (const int8_t *)filter;
-            for (uint32_t oc = 0; oc < full; oc += 4) {
-                int32_t acc[4] = {bias[oc], bias[oc + 1], bias[oc + 2], bias[oc + 3]};
-                for (uint32_t ky = 0; ky < c.k_h; ++ky, w += 4u * seg) {
-                    aiot_dot4_s8(w, x0 + (size_t)ky * c.dil_h * row_stride, seg, acc);
-                }
-                if (rq.fast != NULL) {
-                    aiot_fp_requant4_fast(rq.fast + oc, &r4, acc[0], acc[1], acc[2], acc[3], y + oc);
-                } else {
-                    aiot_fp_requant4(&rq, oc, acc[0], acc[1], acc[2], acc[3], y + oc);
-                }
-            }
-            for (uint32_t oc = full; oc < c.out_c; ++oc) {
-                int32_t acc = bias[oc];
-                for (uint32_t ky = 0; ky < c.k_h; ++ky, w += seg) {
-                    acc += aiot_dot1_s8(w, x0 + (size_t)ky * c.dil_h * row_stride, seg);
-                }
-                y[oc] = aiot_requant_s8(&c.rq, oc, acc);
-            }
+            conv_pixel_inside(&c, &r4, x0, (size_t)c.dil_h * row_stride, filter, wide, bias, y);
         }
     }
     return AIOT_OK;
@@ -315,71 +379,109 @@ static inline int32_t dw_weight(const aiot_conv_params_t *c, const void *filter,
     return f[(size_t)full * taps + (size_t)t * (c->out_c - full) + (oc - full)];
 }
 
-// Four channels c..c+3 (depth multiplier 1) of one output pixel over the taps in `t`:
-// acc[j] += w * (x - zp) (zp = 0 for a window inside the image, whose bias has the
-// zero point folded in). `x` is the input at channel c; `origin` the offset of the
-// window's top-left tap (negative when it lies in the padding).
-static inline __attribute__((always_inline)) void dw_group4(const aiot_conv_params_t *c, const int8_t *x,
-                                                            ptrdiff_t origin, const void *filter, int wide,
-                                                            uint32_t ch, taps_t t, int32_t zp, int32_t acc[4])
+// The groups of four channels (depth multiplier 1) of one output pixel over the taps in
+// `t`: per channel, bias + sum of w * (x - zp) (zp = 0 for a window inside the image,
+// whose bias has the zero point folded in; the unfolded bias with the real zero point
+// for one that crosses the border). `x` is the input at the first tap inside.
+static inline __attribute__((always_inline)) void dw_pixel_groups(const aiot_conv_params_t *c, const aiot_rq4_t *r4,
+                                                                  const int8_t *x, const void *filter, int wide,
+                                                                  uint32_t full, taps_t t, const int32_t *bias,
+                                                                  int32_t zp, int8_t *y)
 {
     const size_t col_step = (size_t)c->dil_w * c->in_c;
     const size_t row_step = (size_t)c->dil_h * c->in_w * c->in_c;
-    const uint32_t taps = (uint32_t)c->k_h * c->k_w;
-    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    const uint32_t n = t.kx1 - t.kx0, rows = t.ky1 - t.ky0;
+    const uint32_t first_tap = t.ky0 * c->k_w + t.kx0, skip = c->k_w - n;  // taps left out per row
 #ifdef AIOT_DSP
     const uint32_t zp2 = zp_pair(zp);
 #endif
-    for (uint32_t ky = t.ky0; ky < t.ky1; ++ky) {
-        const int8_t *xr = x + (origin + (ptrdiff_t)(ky * row_step + t.kx0 * col_step));
-        uint32_t tap = ky * c->k_w + t.kx0;
-        const int16_t *w16 = (const int16_t *)filter + (size_t)ch * taps + 4u * tap;
-        const int8_t *w8 = (const int8_t *)filter + (size_t)tap * c->out_c + ch;
-        for (uint32_t kx = t.kx0; kx < t.kx1; ++kx, xr += col_step) {
+    const int16_t *wg = (const int16_t *)filter + 4u * first_tap;  // wide: group 0 at the first tap
+    const uint32_t group_taps = 4u * c->k_h * c->k_w;
+    for (uint32_t ch = 0; ch < full; ch += 4, wg += group_taps) {
+        int32_t a0 = bias[ch], a1 = bias[ch + 1], a2 = bias[ch + 2], a3 = bias[ch + 3];
+        const int8_t *xrow = x + ch;
+        const int16_t *w16 = wg;
+        const int8_t *w8 = (const int8_t *)filter + (size_t)first_tap * c->out_c + ch;
+        for (uint32_t r = 0; r < rows && n != 0; ++r, xrow += row_step) {
+            const int8_t *xr = xrow;
 #ifdef AIOT_DSP
-            const uint32_t xw = aiot_load32(xr);
-            uint32_t x02 = __sxtb16(xw), x13 = (uint32_t)aiot_sxtb16_ror8(xw);
-            if (zp != 0) {
-                x02 = (uint32_t)__ssub16(x02, zp2);
-                x13 = (uint32_t)__ssub16(x13, zp2);
-            }
-            uint32_t w02, w13;
+            uint32_t left = n, xw, x02, w02, w13;
             if (wide) {
-                w02 = aiot_load32((const int8_t *)w16);
-                w13 = aiot_load32((const int8_t *)(w16 + 2));
-                w16 += 4;
+                // Per tap: LDR of four input channels, LDRD of the weight pairs, two
+                // SXTB16, four SMLAxx, loop: 10 instructions for 4 MACs. Assembly because
+                // GCC keeps a separate tap counter and recomputes addresses (14).
+#define AIOT_DW_WIDE(SUB)                                                                                   \
+    __asm__ volatile("1:\n\t"                                                                             \
+                     "ldr    %[xw], [%[xr]]\n\t"                                                          \
+                     "ldrd   %[w02], %[w13], [%[w]], #8\n\t"                                              \
+                     "add    %[xr], %[xr], %[cs]\n\t"                                                     \
+                     "sxtb16 %[x02], %[xw]\n\t"                                                           \
+                     "sxtb16 %[xw], %[xw], ror #8\n\t" SUB                                                \
+                     "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"                                            \
+                     "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"                                            \
+                     "smlabb %[a1], %[xw], %[w13], %[a1]\n\t"                                             \
+                     "smlatt %[a3], %[xw], %[w13], %[a3]\n\t"                                             \
+                     "subs   %[n], %[n], #1\n\t"                                                          \
+                     "bne    1b\n\t"                                                                      \
+                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xr] "+r"(xr),          \
+                       [w] "+r"(w16), [n] "+r"(left), [xw] "=&r"(xw), [x02] "=&r"(x02), [w02] "=&r"(w02), \
+                       [w13] "=&r"(w13)                                                                   \
+                     : [cs] "r"(col_step), [zp] "r"(zp2)                                                  \
+                     : "cc", "memory")
+                if (zp != 0) {
+                    AIOT_DW_WIDE("ssub16 %[x02], %[x02], %[zp]\n\tssub16 %[xw], %[xw], %[zp]\n\t");
+                } else {
+                    AIOT_DW_WIDE("");
+                }
+#undef AIOT_DW_WIDE
+                w16 += 4u * skip;
             } else {
-                const uint32_t ww = aiot_load32(w8);
-                w02 = __sxtb16(ww);
-                w13 = (uint32_t)aiot_sxtb16_ror8(ww);
-                w8 += c->out_c;
+                const uint32_t ws = c->out_c;
+                for (; left != 0; --left, xr += col_step, w8 += ws) {
+                    xw = aiot_load32(xr);
+                    x02 = __sxtb16(xw);
+                    xw = (uint32_t)aiot_sxtb16_ror8(xw);
+                    if (zp != 0) {
+                        x02 = (uint32_t)__ssub16(x02, zp2);
+                        xw = (uint32_t)__ssub16(xw, zp2);
+                    }
+                    const uint32_t ww = aiot_load32(w8);
+                    w02 = __sxtb16(ww);
+                    w13 = (uint32_t)aiot_sxtb16_ror8(ww);
+                    a0 = __smlabb(x02, w02, a0);
+                    a2 = __smlatt(x02, w02, a2);
+                    a1 = __smlabb(xw, w13, a1);
+                    a3 = __smlatt(xw, w13, a3);
+                }
+                w8 += (size_t)skip * ws;
             }
-            a0 = __smlabb(x02, w02, a0);
-            a2 = __smlatt(x02, w02, a2);
-            a1 = __smlabb(x13, w13, a1);
-            a3 = __smlatt(x13, w13, a3);
 #else
-            const int32_t x0 = xr[0] - zp, x1 = xr[1] - zp, x2 = xr[2] - zp, x3 = xr[3] - zp;
-            if (wide) {
-                a0 += w16[0] * x0;
-                a2 += w16[1] * x2;
-                a1 += w16[2] * x1;
-                a3 += w16[3] * x3;
-                w16 += 4;
-            } else {
-                a0 += w8[0] * x0;
-                a1 += w8[1] * x1;
-                a2 += w8[2] * x2;
-                a3 += w8[3] * x3;
-                w8 += c->out_c;
+            for (uint32_t kx = 0; kx < n; ++kx, xr += col_step) {
+                const int32_t x0 = xr[0] - zp, x1 = xr[1] - zp, x2 = xr[2] - zp, x3 = xr[3] - zp;
+                if (wide) {
+                    a0 += w16[0] * x0;
+                    a2 += w16[1] * x2;
+                    a1 += w16[2] * x1;
+                    a3 += w16[3] * x3;
+                    w16 += 4;
+                } else {
+                    a0 += w8[0] * x0;
+                    a1 += w8[1] * x1;
+                    a2 += w8[2] * x2;
+                    a3 += w8[3] * x3;
+                    w8 += c->out_c;
+                }
             }
+            w16 += 4u * skip;
+            w8 += (size_t)skip * c->out_c;
 #endif
         }
+        if (c->rq.fast != NULL) {
+            aiot_fp_requant4_fast(c->rq.fast + ch, r4, a0, a1, a2, a3, y + ch);
+        } else {
+            aiot_fp_requant4(&c->rq, ch, a0, a1, a2, a3, y + ch);
+        }
     }
-    acc[0] = a0;
-    acc[1] = a1;
-    acc[2] = a2;
-    acc[3] = a3;
 }
 
 // One channel of one output pixel, the padding read as the zero point against the
@@ -428,19 +530,17 @@ static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const a
             const int inside = t.ky0 == 0 && t.ky1 == c.k_h && t.kx0 == 0 && t.kx1 == c.k_w;
             const ptrdiff_t origin = ((ptrdiff_t)iy0 * c.in_w + ix0) * c.in_c;
             uint32_t oc = 0;
-            if (inside || c.border_bias != NULL) {
-                for (; oc < full; oc += 4) {
-                    int32_t acc[4];
-                    if (inside) {
-                        acc[0] = bias[oc], acc[1] = bias[oc + 1], acc[2] = bias[oc + 2], acc[3] = bias[oc + 3];
-                        dw_group4(&c, input + oc, origin, filter, wide, oc, all, 0, acc);
-                    } else {
-                        const int32_t *b0 = c.border_bias;
-                        acc[0] = b0[oc], acc[1] = b0[oc + 1], acc[2] = b0[oc + 2], acc[3] = b0[oc + 3];
-                        dw_group4(&c, input + oc, origin, filter, wide, oc, t, c.input_zero_point, acc);
-                    }
-                    store4(&c, &r4, oc, acc, y);
+            if (inside) {
+                dw_pixel_groups(&c, &r4, input + origin, filter, wide, full, all, bias, 0, y);
+                oc = full;
+            } else if (c.border_bias != NULL) {
+                if (t.ky0 < t.ky1 && t.kx0 < t.kx1) {
+                    const ptrdiff_t first = origin + ((ptrdiff_t)t.ky0 * c.dil_h * c.in_w + (ptrdiff_t)t.kx0 * c.dil_w) * c.in_c;
+                    dw_pixel_groups(&c, &r4, input + first, filter, wide, full, t, c.border_bias, c.input_zero_point, y);
+                } else {  // no tap inside: the unfolded bias alone
+                    dw_pixel_groups(&c, &r4, input, filter, wide, full, t, c.border_bias, c.input_zero_point, y);
                 }
+                oc = full;
             }
             for (; oc < c.out_c; ++oc) {
                 y[oc] = dw_channel_general(&c, input, filter, wide, bias, iy0, ix0, oc);
