@@ -504,6 +504,48 @@ static int8_t dw_channel_general(const aiot_conv_params_t *c, const int8_t *inpu
     return aiot_fp_requant(&c->rq, oc, acc);
 }
 
+#ifdef AIOT_DSP
+//! Most taps (k_h * k_w) a depthwise window may have for the table-driven inside path.
+#define AIOT_DW_MAX_TAPS 64u
+
+// The groups of four channels of a pixel whose window lies inside the image, wide
+// filters: one assembly loop over all taps, their input offsets read from `offs` (the
+// same for every inside pixel), so no per-row bookkeeping: 11 instructions per tap.
+static void dw_pixel_inside_table(const aiot_conv_params_t *c, const aiot_rq4_t *r4, const int8_t *x,
+                                  const int16_t *filter, uint32_t full, const int32_t *offs, uint32_t taps,
+                                  const int32_t *bias, int8_t *y)
+{
+    const int16_t *w = filter;
+    for (uint32_t ch = 0; ch < full; ch += 4) {
+        int32_t a0 = bias[ch], a1 = bias[ch + 1], a2 = bias[ch + 2], a3 = bias[ch + 3];
+        const int32_t *tab = offs;
+        const int8_t *xc = x + ch;
+        uint32_t left = taps, xw, x02, w02, w13;
+        __asm__ volatile("1:\n\t"
+                         "ldr    %[xw], [%[tab]], #4\n\t"
+                         "ldrd   %[w02], %[w13], [%[w]], #8\n\t"
+                         "ldr    %[xw], [%[x], %[xw]]\n\t"
+                         "sxtb16 %[x02], %[xw]\n\t"
+                         "sxtb16 %[xw], %[xw], ror #8\n\t"
+                         "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"
+                         "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"
+                         "smlabb %[a1], %[xw], %[w13], %[a1]\n\t"
+                         "smlatt %[a3], %[xw], %[w13], %[a3]\n\t"
+                         "subs   %[n], %[n], #1\n\t"
+                         "bne    1b\n\t"
+                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [tab] "+r"(tab), [w] "+r"(w),
+                           [n] "+r"(left), [xw] "=&r"(xw), [x02] "=&r"(x02), [w02] "=&r"(w02), [w13] "=&r"(w13)
+                         : [x] "r"(xc)
+                         : "cc", "memory");
+        if (c->rq.fast != NULL) {
+            aiot_fp_requant4_fast(c->rq.fast + ch, r4, a0, a1, a2, a3, y + ch);
+        } else {
+            aiot_fp_requant4(&c->rq, ch, a0, a1, a2, a3, y + ch);
+        }
+    }
+}
+#endif
+
 static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const aiot_conv_params_t *p,
                                                                          const int8_t *input, const void *filter,
                                                                          int wide, const int32_t *bias,
@@ -521,6 +563,18 @@ static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const a
     // Groups of four channels need depth multiplier 1 (input channel = output channel).
     const uint32_t full = c.depth_multiplier == 1 ? c.out_c & ~3u : 0;
     const taps_t all = {0, c.k_h, 0, c.k_w};
+#ifdef AIOT_DSP
+    int32_t offs[AIOT_DW_MAX_TAPS];
+    const uint32_t taps = (uint32_t)c.k_h * c.k_w;
+    const int use_table = wide && taps <= AIOT_DW_MAX_TAPS;
+    if (use_table) {
+        for (uint32_t ky = 0, t = 0; ky < c.k_h; ++ky) {
+            for (uint32_t kx = 0; kx < c.k_w; ++kx, ++t) {
+                offs[t] = (int32_t)(((size_t)ky * c.dil_h * c.in_w + (size_t)kx * c.dil_w) * c.in_c);
+            }
+        }
+    }
+#endif
     int8_t *y = output;
     for (int32_t oy = 0; oy < c.out_h; ++oy) {
         const int32_t iy0 = oy * c.stride_h - c.pad_top;
@@ -531,7 +585,14 @@ static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const a
             const ptrdiff_t origin = ((ptrdiff_t)iy0 * c.in_w + ix0) * c.in_c;
             uint32_t oc = 0;
             if (inside) {
-                dw_pixel_groups(&c, &r4, input + origin, filter, wide, full, all, bias, 0, y);
+#ifdef AIOT_DSP
+                if (use_table) {
+                    dw_pixel_inside_table(&c, &r4, input + origin, (const int16_t *)filter, full, offs, taps, bias, y);
+                } else
+#endif
+                {
+                    dw_pixel_groups(&c, &r4, input + origin, filter, wide, full, all, bias, 0, y);
+                }
                 oc = full;
             } else if (c.border_bias != NULL) {
                 if (t.ky0 < t.ky1 && t.kx0 < t.kx1) {
