@@ -383,7 +383,7 @@ static inline int32_t dw_weight(const aiot_conv_params_t *c, const void *filter,
 // `t`: per channel, bias + sum of w * (x - zp) (zp = 0 for a window inside the image,
 // whose bias has the zero point folded in; the unfolded bias with the real zero point
 // for one that crosses the border). `x` is the input at the first tap inside.
-static inline __attribute__((always_inline)) void dw_pixel_groups(const aiot_conv_params_t *c, const aiot_rq4_t *r4,
+static __attribute__((noinline)) void dw_pixel_groups(const aiot_conv_params_t *c, const aiot_rq4_t *r4,
                                                                   const int8_t *x, const void *filter, int wide,
                                                                   uint32_t full, taps_t t, const int32_t *bias,
                                                                   int32_t zp, int8_t *y)
@@ -507,19 +507,23 @@ static int8_t dw_channel_general(const aiot_conv_params_t *c, const int8_t *inpu
 #ifdef AIOT_DSP
 //! Most taps (k_h * k_w) a depthwise window may have for the table-driven inside path.
 #define AIOT_DW_MAX_TAPS 64u
+//! Most channels for which border pixels take the table path (a stack row of zero points).
+#define AIOT_DW_ZP_ROW 512u
 
-// The groups of four channels of a pixel whose window lies inside the image, wide
-// filters: one assembly loop over all taps, their input offsets read from `offs` (the
-// same for every inside pixel), so no per-row bookkeeping: 11 instructions per tap.
-static void dw_pixel_inside_table(const aiot_conv_params_t *c, const aiot_rq4_t *r4, const int8_t *x,
-                                  const int16_t *filter, uint32_t full, const int32_t *offs, uint32_t taps,
-                                  const int32_t *bias, int8_t *y)
+// The groups of four channels of one pixel, wide filters: one assembly loop over all
+// taps, each tap's channel-0 address base + tab[t]: for an inside pixel base is its
+// window and tab the per-layer tap offsets; for a border pixel base is 0 and tab holds
+// addresses, a tap in the padding pointing at a row of zero points (what the folded
+// bias expects). No per-row bookkeeping: 11 instructions per tap, border or not.
+static __attribute__((noinline)) void dw_pixel_table(const aiot_conv_params_t *c, const aiot_rq4_t *r4, uint32_t base,
+                                                     const uint32_t *tab_all, const int16_t *filter, uint32_t full,
+                                                     uint32_t taps, const int32_t *bias, int8_t *y)
 {
     const int16_t *w = filter;
     for (uint32_t ch = 0; ch < full; ch += 4) {
         int32_t a0 = bias[ch], a1 = bias[ch + 1], a2 = bias[ch + 2], a3 = bias[ch + 3];
-        const int32_t *tab = offs;
-        const int8_t *xc = x + ch;
+        const uint32_t *tab = tab_all;
+        const uint32_t xc = base + ch;
         uint32_t left = taps, xw, x02, w02, w13;
         __asm__ volatile("1:\n\t"
                          "ldr    %[xw], [%[tab]], #4\n\t"
@@ -564,13 +568,15 @@ static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const a
     const uint32_t full = c.depth_multiplier == 1 ? c.out_c & ~3u : 0;
     const taps_t all = {0, c.k_h, 0, c.k_w};
 #ifdef AIOT_DSP
-    int32_t offs[AIOT_DW_MAX_TAPS];
+    uint32_t tab[AIOT_DW_MAX_TAPS], offs[AIOT_DW_MAX_TAPS];
+    uint32_t zrow_words[AIOT_DW_ZP_ROW / 4u];  // in_c zero points: what a padding tap reads
     const uint32_t taps = (uint32_t)c.k_h * c.k_w;
-    const int use_table = wide && taps <= AIOT_DW_MAX_TAPS;
+    const int use_table = wide && taps <= AIOT_DW_MAX_TAPS && c.in_c <= AIOT_DW_ZP_ROW;
     if (use_table) {
-        for (uint32_t ky = 0, t = 0; ky < c.k_h; ++ky) {
-            for (uint32_t kx = 0; kx < c.k_w; ++kx, ++t) {
-                offs[t] = (int32_t)(((size_t)ky * c.dil_h * c.in_w + (size_t)kx * c.dil_w) * c.in_c);
+        memset(zrow_words, (int8_t)c.input_zero_point, (size_t)c.in_c);
+        for (uint32_t ky = 0, k = 0; ky < c.k_h; ++ky) {
+            for (uint32_t kx = 0; kx < c.k_w; ++kx, ++k) {
+                offs[k] = (uint32_t)(((size_t)ky * c.dil_h * c.in_w + (size_t)kx * c.dil_w) * c.in_c);
             }
         }
     }
@@ -584,12 +590,28 @@ static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const a
             const int inside = t.ky0 == 0 && t.ky1 == c.k_h && t.kx0 == 0 && t.kx1 == c.k_w;
             const ptrdiff_t origin = ((ptrdiff_t)iy0 * c.in_w + ix0) * c.in_c;
             uint32_t oc = 0;
-            if (inside) {
 #ifdef AIOT_DSP
-                if (use_table) {
-                    dw_pixel_inside_table(&c, &r4, input + origin, (const int16_t *)filter, full, offs, taps, bias, y);
-                } else
+            if (use_table && full != 0 && inside) {
+                dw_pixel_table(&c, &r4, (uint32_t)(uintptr_t)(input + origin), offs, (const int16_t *)filter, full,
+                               taps, bias, y);
+                oc = full;
+            } else if (use_table && full != 0) {
+                for (uint32_t ky = 0, k = 0; ky < c.k_h; ++ky) {
+                    const int32_t iy = iy0 + (int32_t)(ky * c.dil_h);
+                    for (uint32_t kx = 0; kx < c.k_w; ++kx, ++k) {
+                        const int32_t ix = ix0 + (int32_t)(kx * c.dil_w);
+                        const int in = iy >= 0 && iy < c.in_h && ix >= 0 && ix < c.in_w;
+                        tab[k] = in ? (uint32_t)(uintptr_t)(input + ((size_t)iy * c.in_w + (size_t)ix) * c.in_c)
+                                    : (uint32_t)(uintptr_t)zrow_words;
+                    }
+                }
+                dw_pixel_table(&c, &r4, 0, tab, (const int16_t *)filter, full, taps, bias, y);
+                oc = full;
+            }
 #endif
+            if (oc != 0) {
+                // done by the table path
+            } else if (inside) {
                 {
                     dw_pixel_groups(&c, &r4, input + origin, filter, wide, full, all, bias, 0, y);
                 }
