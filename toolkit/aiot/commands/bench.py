@@ -52,7 +52,9 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
     b = get_board(board)
     if optimize == "auto":
         optimize = "speed" if b.has_dsp else "size"
-    results, skipped = [], []
+    from aiot.target.bench import comparison_table, tflm_reference
+
+    results, skipped, table_rows = [], [], []
     for m in models or BUILTIN:
         p = Path(m)
         if p.suffix == ".tflite" or p.exists():
@@ -65,6 +67,7 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
             tflite, name = load_recipes().build_model(m, paths.cache_dir() / "recipes"), m
         else:
             raise ToolkitError(f"unknown model '{m}'", hint=f"a built-in ({', '.join(BUILTIN)}) or a .tflite path")
+        ref = tflm_reference(Path(tflite))
         try:
             with step(f"bench {name} on {b.name} (--optimize {optimize})"):
                 r = bench_model(b, Path(tflite), name.replace("-", "_"), paths.build_dir() / "bench" / b.name / name,
@@ -73,7 +76,14 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
             click.echo(f"{name:<10} does not fit: {e.message}")
             skipped.append({"model": name, "fits": False, "region": e.region, "overflow_bytes": e.overflow,
                             "error": e.message})
+            table_rows.append((name, ref, None, "does not fit"))
             continue
+        except ToolkitError as e:  # one model we cannot compile or run is a result too: go on
+            click.echo(f"{name:<10} not run: {e.message}" + (f" (to fix: {e.hint})" if e.hint else ""))
+            skipped.append({"model": name, "fits": None, "error": e.message, "hint": e.hint})
+            table_rows.append((name, ref, None, e.message.splitlines()[0][:120]))
+            continue
+        table_rows.append((name, ref, r, ""))
         r.model = name
         results.append(r)
         click.echo(f"{name:<10} flash {r.flash_bytes:>7,} B (engine {r.engine_code_bytes:,}, weights {r.weights_bytes:,})"
@@ -84,6 +94,10 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
                    f"  bit-exact: {'yes' if r.bit_exact else 'NO'}")
         for layer in r.layers:
             click.echo(f"    layer {layer.index:>2} {layer.name:<28} {layer.instructions:>10,.0f} instr")
+    if any(ref is not None for _, ref, _, _ in table_rows) or len(table_rows) > 1:
+        click.echo(f"\ninstructions per inference on {b.name} (QEMU -icount shift=0, --optimize {optimize}, {opt}); "
+                   "TFLM columns: models/tflm_reference.json")
+        click.echo(comparison_table(table_rows))
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"board": b.name, "core": b.core, "opt": opt, "optimize": optimize,

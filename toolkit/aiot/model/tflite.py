@@ -535,12 +535,19 @@ def check_supported(g: Graph) -> None:
         if any(d <= 0 for d in t.shape):
             raise ToolkitError(f"{src}: the model {role} '{t.name}' has a dynamic shape {list(t.shape)}",
                                hint="give the Keras Input a fixed shape (batch 1)")
+    unsupported = [op for op in g.operators if op.op not in SUPPORTED_OPS]
+    if unsupported:  # all of them at once, each with its node, type and shapes
+        from aiot.codegen import describe_unsupported, unsupported_hint
+
+        names = list(dict.fromkeys(op.op for op in unsupported))
+        image = len(g.input.shape) == 4 and g.input.shape[1] > 1 and g.input.shape[2] > 1
+        advice = [_INSTEAD[n] for n in names if n in _INSTEAD and not (image and n == "TRANSPOSE")]
+        raise ToolkitError(
+            f"{src}: {len(unsupported)} node(s) use ops the aiot int8 engine does not support:\n  "
+            + "\n  ".join(f"node {op.index}: {describe_unsupported(g, op)}" for op in unsupported),
+            hint="; ".join([*advice, unsupported_hint(g, names)]),
+        )
     for op in g.operators:
-        if op.op not in SUPPORTED_OPS:
-            raise ToolkitError(
-                f"{src}: node {op.index} uses {op.op}, which the aiot int8 engine does not support",
-                hint=_INSTEAD.get(op.op, "supported ops: " + ", ".join(sorted(SUPPORTED_OPS))),
-            )
         need = _MIN_INPUTS.get(op.op, 1)
         if len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]) or len(op.outputs) != 1 or op.outputs[0] < 0:
             raise ToolkitError(

@@ -156,3 +156,36 @@ def bench_model(board: Board, tflite: Path, name: str, out_dir: Path, runs: int 
         optimize=optimize or DEFAULT_OPTIMIZE,
         layers=layers,
     )
+
+
+def tflm_reference(tflite: Path) -> dict | None:
+    """TFLM's instruction counts (reference kernels and CMSIS-NN) for this exact file, from
+    models/tflm_reference.json (measured outside this repository, keyed by sha256), or None."""
+    import hashlib
+    import json
+
+    from aiot.paths import MODELS
+
+    table = MODELS / "tflm_reference.json"
+    if not table.is_file():
+        return None
+    digest = hashlib.sha256(Path(tflite).read_bytes()).hexdigest()
+    return json.loads(table.read_text())["models"].get(digest)
+
+
+def comparison_table(rows: list[tuple[str, dict | None, "BenchResult | None", str]]) -> str:
+    """Markdown table: per model its MACs, TFLM reference and CMSIS-NN instructions (when
+    known), ours and ours / CMSIS-NN; a model we could not build or run says why."""
+    out = ["| model | MACs | TFLM reference | TFLM + CMSIS-NN | aiot | aiot / CMSIS-NN | bit-exact |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name, ref, r, problem in rows:
+        fmt = lambda v: f"{v:,.0f}" if v is not None else "-"  # noqa: E731
+        tref = fmt(ref["reference"]) if ref else "-"
+        tcm = fmt(ref["cmsis_nn"]) if ref else "-"
+        if r is None:
+            out.append(f"| {name} | - | {tref} | {tcm} | not run: {problem} | - | - |")
+            continue
+        ratio = f"{r.instructions_per_inference / ref['cmsis_nn']:.2f}" if ref else "-"
+        out.append(f"| {name} | {r.macs:,} | {tref} | {tcm} | {r.instructions_per_inference:,.0f} | {ratio} | "
+                   f"{'yes' if r.bit_exact else 'NO'} |")
+    return "\n".join(out)
