@@ -228,6 +228,72 @@ static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_c
     const aiot_requant_t rq = c.rq;
     const uint32_t seg = c.seg_len;
     const uint32_t full = c.out_c & ~3u;
+#ifdef AIOT_DSP
+    if (wide && (seg & 3u) == 0) {
+        // Accumulators in registers from the bias on, one assembly loop per kernel row
+        // (13 instructions per 4 columns x 4 channels, two blocks per iteration): the
+        // generic helper keeps them in an array that the asm's memory clobber spills.
+        const int16_t *w = (const int16_t *)filter;
+        const uint32_t blocks = seg >> 2;
+        uint32_t oc = 0;
+        for (; oc < full; oc += 4) {
+            int32_t a0 = bias[oc], a1 = bias[oc + 1], a2 = bias[oc + 2], a3 = bias[oc + 3];
+            const int8_t *xr = x0;
+            for (uint32_t ky = 0; ky < c.k_h; ++ky, xr += row_step) {
+                const int8_t *x = xr;
+                uint32_t xw, x02;
+#define AIOT_WIDE_BLOCK4                                  \
+    "ldr    %[xw], [%[x]], #4\n\t"                        \
+    "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"                \
+    "sxtb16 %[x02], %[xw]\n\t"                            \
+    "sxtb16 %[xw], %[xw], ror #8\n\t"                     \
+    "smlad  %[a0], r8, %[x02], %[a0]\n\t"                 \
+    "smlad  %[a0], r9, %[xw], %[a0]\n\t"                  \
+    "smlad  %[a1], r10, %[x02], %[a1]\n\t"                \
+    "smlad  %[a1], r11, %[xw], %[a1]\n\t"                 \
+    "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"                \
+    "smlad  %[a2], r8, %[x02], %[a2]\n\t"                 \
+    "smlad  %[a2], r9, %[xw], %[a2]\n\t"                  \
+    "smlad  %[a3], r10, %[x02], %[a3]\n\t"                \
+    "smlad  %[a3], r11, %[xw], %[a3]\n\t"
+                if (blocks & 1u) {
+                    __asm__ volatile(AIOT_WIDE_BLOCK4
+                                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
+                                       [w] "+r"(w), [xw] "=&r"(xw), [x02] "=&r"(x02)
+                                     :
+                                     : "r8", "r9", "r10", "r11", "memory");
+                }
+                if (blocks >= 2u) {
+                    const int8_t *const x_end = x + 4u * (blocks & ~1u);
+                    __asm__ volatile("1:\n\t" AIOT_WIDE_BLOCK4 AIOT_WIDE_BLOCK4
+                                     "cmp    %[x], %[xe]\n\t"
+                                     "bne    1b\n\t"
+                                     : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
+                                       [w] "+r"(w), [xw] "=&r"(xw), [x02] "=&r"(x02)
+                                     : [xe] "r"(x_end)
+                                     : "r8", "r9", "r10", "r11", "cc", "memory");
+                }
+#undef AIOT_WIDE_BLOCK4
+            }
+            if (rq.fast != NULL) {
+                aiot_fp_requant4_fast(rq.fast + oc, r4, a0, a1, a2, a3, y + oc);
+            } else {
+                aiot_fp_requant4(&rq, oc, a0, a1, a2, a3, y + oc);
+            }
+        }
+        if (oc < c.out_c) {  // the zero-padded last group: computed, only real channels stored
+            int32_t acc[4] = {0, 0, 0, 0};
+            const int8_t *xr = x0;
+            for (uint32_t ky = 0; ky < c.k_h; ++ky, xr += row_step) {
+                w = aiot_dot4_wide(w, xr, seg, acc);
+            }
+            for (uint32_t j = 0; oc + j < c.out_c; ++j) {
+                y[oc + j] = aiot_requant_s8(&rq, oc + j, acc[j] + bias[oc + j]);
+            }
+        }
+        return;
+    }
+#endif
     if (wide) {
         const int16_t *w = (const int16_t *)filter;
         for (uint32_t oc = 0; oc < c.out_c; oc += 4) {
