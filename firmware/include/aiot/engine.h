@@ -45,6 +45,10 @@ typedef struct {
 //! Requantize one accumulator of output channel `channel`: MBQM, add zero point, clamp.
 int8_t aiot_requant_s8(const aiot_requant_t *rq, uint32_t channel, int32_t acc);
 
+//! The same for channels channel..channel+3 into y[0..3].
+void aiot_requant4_s8(const aiot_requant_t *rq, uint32_t channel, int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                      int8_t *y);
+
 //! TFLM's MultiplyByQuantizedMultiplier (double rounding: SRDHM then rounding shift).
 int32_t aiot_mul_by_quant_mult(int32_t x, int32_t multiplier, int32_t shift);
 int32_t aiot_srdhm(int32_t a, int32_t b);
