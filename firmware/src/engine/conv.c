@@ -572,7 +572,7 @@ static int8_t dw_channel_general(const aiot_conv_params_t *c, const int8_t *inpu
 
 #ifdef AIOT_DSP
 //! Most taps (k_h * k_w) a depthwise window may have for the table-driven inside path.
-#define AIOT_DW_MAX_TAPS 64u
+#define AIOT_DW_MAX_TAPS 49u
 //! Most channels for which border pixels take the table path (a stack row of zero points).
 #define AIOT_DW_ZP_ROW 512u
 
@@ -581,37 +581,91 @@ static int8_t dw_channel_general(const aiot_conv_params_t *c, const int8_t *inpu
 // window and tab the per-layer tap offsets; for a border pixel base is 0 and tab holds
 // addresses, a tap in the padding pointing at a row of zero points (what the folded
 // bias expects). No per-row bookkeeping: 11 instructions per tap, border or not.
-static __attribute__((noinline)) void dw_pixel_table(const aiot_conv_params_t *c, const aiot_rq4_t *r4, uint32_t base,
-                                                     const uint32_t *tab_all, const int16_t *filter, uint32_t full,
-                                                     uint32_t taps, const int32_t *bias, int8_t *y)
+static inline __attribute__((always_inline)) void dw_pixel_table_any(const aiot_conv_params_t *c,
+                                                                     const aiot_rq4_t *r4, uint32_t base,
+                                                                     const uint32_t *tab_all, const void *filter,
+                                                                     int wide, uint32_t full, uint32_t taps,
+                                                                     const int32_t *bias, int8_t *y)
 {
-    const int16_t *w = filter;
+    const int16_t *w = (const int16_t *)filter;
     for (uint32_t ch = 0; ch < full; ch += 4) {
         int32_t a0 = bias[ch], a1 = bias[ch + 1], a2 = bias[ch + 2], a3 = bias[ch + 3];
         const uint32_t *tab = tab_all;
         const uint32_t xc = base + ch;
         uint32_t left = taps, xw, x02, w02, w13;
-        __asm__ volatile("1:\n\t"
-                         "ldr    %[xw], [%[tab]], #4\n\t"
-                         "ldrd   %[w02], %[w13], [%[w]], #8\n\t"
-                         "ldr    %[xw], [%[x], %[xw]]\n\t"
-                         "sxtb16 %[x02], %[xw]\n\t"
-                         "sxtb16 %[xw], %[xw], ror #8\n\t"
-                         "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"
-                         "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"
-                         "smlabb %[a1], %[xw], %[w13], %[a1]\n\t"
-                         "smlatt %[a3], %[xw], %[w13], %[a3]\n\t"
-                         "subs   %[n], %[n], #1\n\t"
-                         "bne    1b\n\t"
-                         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [tab] "+r"(tab), [w] "+r"(w),
-                           [n] "+r"(left), [xw] "=&r"(xw), [x02] "=&r"(x02), [w02] "=&r"(w02), [w13] "=&r"(w13)
-                         : [x] "r"(xc)
-                         : "cc", "memory");
+        if (wide) {
+            __asm__ volatile("1:\n\t"
+                             "ldr    %[xw], [%[tab]], #8\n\t"
+                             "ldrd   %[w02], %[w13], [%[w]], #8\n\t"
+                             "ldr    %[xw], [%[x], %[xw]]\n\t"
+                             "sxtb16 %[x02], %[xw]\n\t"
+                             "sxtb16 %[xw], %[xw], ror #8\n\t"
+                             "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"
+                             "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"
+                             "smlabb %[a1], %[xw], %[w13], %[a1]\n\t"
+                             "smlatt %[a3], %[xw], %[w13], %[a3]\n\t"
+                             "subs   %[n], %[n], #1\n\t"
+                             "bne    1b\n\t"
+                             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [tab] "+r"(tab),
+                               [w] "+r"(w), [n] "+r"(left), [xw] "=&r"(xw), [x02] "=&r"(x02), [w02] "=&r"(w02),
+                               [w13] "=&r"(w13)
+                             : [x] "r"(xc)
+                             : "cc", "memory");
+        } else {
+            // int8 filter [tap][out_c]: the pair's second word is the tap's weight offset;
+            // two more SXTB16 widen the four weights (13 instructions per tap).
+            const uint32_t wc = (uint32_t)(uintptr_t)filter + ch;
+            __asm__ volatile("1:\n\t"
+                             "ldrd   %[xw], %[w13], [%[tab]], #8\n\t"
+                             "ldr    %[xw], [%[x], %[xw]]\n\t"
+                             "ldr    %[w13], [%[wc], %[w13]]\n\t"
+                             "sxtb16 %[x02], %[xw]\n\t"
+                             "sxtb16 %[xw], %[xw], ror #8\n\t"
+                             "sxtb16 %[w02], %[w13]\n\t"
+                             "sxtb16 %[w13], %[w13], ror #8\n\t"
+                             "smlabb %[a0], %[x02], %[w02], %[a0]\n\t"
+                             "smlatt %[a2], %[x02], %[w02], %[a2]\n\t"
+                             "smlabb %[a1], %[xw], %[w13], %[a1]\n\t"
+                             "smlatt %[a3], %[xw], %[w13], %[a3]\n\t"
+                             "subs   %[n], %[n], #1\n\t"
+                             "bne    1b\n\t"
+                             : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [tab] "+r"(tab),
+                               [n] "+r"(left), [xw] "=&r"(xw), [x02] "=&r"(x02), [w02] "=&r"(w02), [w13] "=&r"(w13)
+                             : [x] "r"(xc), [wc] "r"(wc)
+                             : "cc", "memory");
+        }
         if (c->rq.fast != NULL) {
             aiot_fp_requant4_fast(c->rq.fast + ch, r4, a0, a1, a2, a3, y + ch);
         } else {
             aiot_fp_requant4(&c->rq, ch, a0, a1, a2, a3, y + ch);
         }
+    }
+}
+
+// One out-of-line copy per layout, so each assembly loop gets the registers to itself.
+static __attribute__((noinline)) void dw_pixel_table_wide(const aiot_conv_params_t *c, const aiot_rq4_t *r4,
+                                                          uint32_t base, const uint32_t *tab, const void *filter,
+                                                          uint32_t full, uint32_t taps, const int32_t *bias, int8_t *y)
+{
+    dw_pixel_table_any(c, r4, base, tab, filter, 1, full, taps, bias, y);
+}
+
+static __attribute__((noinline)) void dw_pixel_table_s8(const aiot_conv_params_t *c, const aiot_rq4_t *r4,
+                                                        uint32_t base, const uint32_t *tab, const void *filter,
+                                                        uint32_t full, uint32_t taps, const int32_t *bias, int8_t *y)
+{
+    dw_pixel_table_any(c, r4, base, tab, filter, 0, full, taps, bias, y);
+}
+
+static inline __attribute__((always_inline)) void dw_pixel_table(const aiot_conv_params_t *c, const aiot_rq4_t *r4,
+                                                                 uint32_t base, const uint32_t *tab,
+                                                                 const void *filter, int wide, uint32_t full,
+                                                                 uint32_t taps, const int32_t *bias, int8_t *y)
+{
+    if (wide) {
+        dw_pixel_table_wide(c, r4, base, tab, filter, full, taps, bias, y);
+    } else {
+        dw_pixel_table_s8(c, r4, base, tab, filter, full, taps, bias, y);
     }
 }
 #endif
@@ -634,15 +688,19 @@ static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const a
     const uint32_t full = c.depth_multiplier == 1 ? c.out_c & ~3u : 0;
     const taps_t all = {0, c.k_h, 0, c.k_w};
 #ifdef AIOT_DSP
-    uint32_t tab[AIOT_DW_MAX_TAPS], offs[AIOT_DW_MAX_TAPS];
+    // Per tap: (input address or offset, int8 weight offset t * out_c); the wide loop
+    // reads the first of each pair (its weights follow tap by tap).
+    uint32_t tab[2u * AIOT_DW_MAX_TAPS], offs[2u * AIOT_DW_MAX_TAPS];
     uint32_t zrow_words[AIOT_DW_ZP_ROW / 4u];  // in_c zero points: what a padding tap reads
     const uint32_t taps = (uint32_t)c.k_h * c.k_w;
-    const int use_table = wide && taps <= AIOT_DW_MAX_TAPS && c.in_c <= AIOT_DW_ZP_ROW;
+    const int use_table = taps <= AIOT_DW_MAX_TAPS && c.in_c <= AIOT_DW_ZP_ROW;
     if (use_table) {
         memset(zrow_words, (int8_t)c.input_zero_point, (size_t)c.in_c);
         for (uint32_t ky = 0, k = 0; ky < c.k_h; ++ky) {
             for (uint32_t kx = 0; kx < c.k_w; ++kx, ++k) {
-                offs[k] = (uint32_t)(((size_t)ky * c.dil_h * c.in_w + (size_t)kx * c.dil_w) * c.in_c);
+                offs[2u * k] = (uint32_t)(((size_t)ky * c.dil_h * c.in_w + (size_t)kx * c.dil_w) * c.in_c);
+                offs[2u * k + 1u] = k * c.out_c;
+                tab[2u * k + 1u] = k * c.out_c;
             }
         }
     }
@@ -658,8 +716,7 @@ static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const a
             uint32_t oc = 0;
 #ifdef AIOT_DSP
             if (use_table && full != 0 && inside) {
-                dw_pixel_table(&c, &r4, (uint32_t)(uintptr_t)(input + origin), offs, (const int16_t *)filter, full,
-                               taps, bias, y);
+                dw_pixel_table(&c, &r4, (uint32_t)(uintptr_t)(input + origin), offs, filter, wide, full, taps, bias, y);
                 oc = full;
             } else if (use_table && full != 0) {
                 for (uint32_t ky = 0, k = 0; ky < c.k_h; ++ky) {
@@ -667,11 +724,11 @@ static inline __attribute__((always_inline)) aiot_status_t depthwise_any(const a
                     for (uint32_t kx = 0; kx < c.k_w; ++kx, ++k) {
                         const int32_t ix = ix0 + (int32_t)(kx * c.dil_w);
                         const int in = iy >= 0 && iy < c.in_h && ix >= 0 && ix < c.in_w;
-                        tab[k] = in ? (uint32_t)(uintptr_t)(input + ((size_t)iy * c.in_w + (size_t)ix) * c.in_c)
+                        tab[2u * k] = in ? (uint32_t)(uintptr_t)(input + ((size_t)iy * c.in_w + (size_t)ix) * c.in_c)
                                     : (uint32_t)(uintptr_t)zrow_words;
                     }
                 }
-                dw_pixel_table(&c, &r4, 0, tab, (const int16_t *)filter, full, taps, bias, y);
+                dw_pixel_table(&c, &r4, 0, tab, filter, wide, full, taps, bias, y);
                 oc = full;
             }
 #endif
