@@ -166,16 +166,12 @@ OPTIMIZE = ("speed", "size")
 DEFAULT_OPTIMIZE = "speed"
 
 
-def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model",
-             optimize: str = DEFAULT_OPTIMIZE) -> CodegenResult:
-    """Write ``out_dir/model.c`` and ``out_dir/model.h`` for ``model`` and describe them."""
-    if optimize not in OPTIMIZE:
-        raise ToolkitError(f"unknown optimize mode '{optimize}'", hint="one of: " + ", ".join(OPTIMIZE))
-    data = tflite.read_bytes(model)
-    g = tflite.load(data if isinstance(model, (bytes, bytearray)) else Path(model))
-    crc = zlib.crc32(data) & 0xFFFFFFFF
-    plan, alias_ops = _plan(g)
+def _emit_all(g: tflite.Graph, plan: MemoryPlan, alias_ops: list[int], optimize: str,
+              compact: bool) -> tuple[Ctx, list[Layer]]:
+    """One Layer per op (alias ops excepted); every node that cannot be compiled is
+    collected and reported in one ToolkitError."""
     ctx = Ctx(g, optimize)
+    ctx.compact_requant = compact
     for t, off in plan.offset_of.items():
         ctx.ptr[t] = f"(arena + {off})"
     layers: list[Layer] = []
@@ -210,6 +206,24 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
             + "\n  ".join(problems),
             hint="; ".join(dict.fromkeys(hints)) or None,
         )
+    return ctx, layers
+
+
+def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model",
+             optimize: str = DEFAULT_OPTIMIZE) -> CodegenResult:
+    """Write ``out_dir/model.c`` and ``out_dir/model.h`` for ``model`` and describe them."""
+    if optimize not in OPTIMIZE:
+        raise ToolkitError(f"unknown optimize mode '{optimize}'", hint="one of: " + ", ".join(OPTIMIZE))
+    data = tflite.read_bytes(model)
+    g = tflite.load(data if isinstance(model, (bytes, bytearray)) else Path(model))
+    crc = zlib.crc32(data) & 0xFFFFFFFF
+    plan, alias_ops = _plan(g)
+    ctx, layers = _emit_all(g, plan, alias_ops, optimize, compact=False)
+    weights_bytes = sum(l.weights_bytes for l in layers) + ctx.const_bytes
+    if optimize == "size" and weights_bytes > len(data):
+        # size mode promises weight flash no larger than the .tflite: the per-channel copies
+        # of per-tensor requantization tables are what can push it over
+        ctx, layers = _emit_all(g, plan, alias_ops, optimize, compact=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x, y = g.input, g.output

@@ -43,6 +43,9 @@ class Ctx:
     def __init__(self, graph: Graph, optimize: str = "speed"):
         self.g = graph
         self.optimize = optimize  # "speed": wide int16 weights; "size": packed int8
+        # size mode, when the weights would outgrow the .tflite: per-tensor requantization
+        # as one generic entry instead of one fast entry per channel
+        self.compact_requant = False
         self.ptr: dict[int, str] = {}  # tensor index -> C pointer expression (filled by generator)
         self.const_decls: list[str] = []
         self.const_bytes = 0
@@ -154,12 +157,17 @@ FAST_REQUANT_LIMIT = 2**30
 
 
 def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int,
-                  acc_bound: int | None = None, channels: int = 1) -> tuple[list[str], str, int]:
+                  acc_bound: int | None = None, channels: int = 1,
+                  compact: bool = False) -> tuple[list[str], str, int]:
     """Requantization tables, the aiot_requant_t initializer and the tables' bytes.
     ``acc_bound`` bounds |accumulator| over every channel and every int8 input; when it
     is below 2**30 and every shift is a right shift, the proven fast form (aiot_rq_ch_t,
     one entry per channel, a per-tensor entry repeated, so the kernels index it without a
-    stride) replaces the generic multiplier/shift tables."""
+    stride) replaces the generic multiplier/shift tables. ``compact`` (size mode) keeps a
+    per-tensor layer at one generic entry instead of repeating it per channel, so the
+    weight flash stays within the .tflite's."""
+    if compact and len(mults) == 1 and channels > 1:
+        acc_bound = None
     if acc_bound is not None and acc_bound < FAST_REQUANT_LIMIT and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
         if len(mults) == 1:
             mults, shifts = mults * channels, shifts * channels
@@ -230,7 +238,7 @@ def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
     wq = w.data.astype(np.int64)
     bias = _i32(_bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, n_out) - in_zp * wq.sum(axis=1), g, op)
     decls, rq, rq_bytes = _requant_decl(name, mults, shifts, out_zp, lo, hi, _acc_bound(bias, np.abs(wq).sum(axis=1)),
-                                        n_out)
+                                        n_out, compact=ctx.compact_requant)
     if ctx.optimize == "speed":
         packed, ctype, fn = pack_weights_wide(w.data, 1, n_in), "int16_t", "aiot_fully_connected_s8_wide"
     else:
@@ -298,7 +306,8 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
     seg = k_w * in_c if depthwise else -(-k_w * in_c // 4) * 4
     decls, rq, rq_bytes = _requant_decl(
         name, mults, shifts, out_zp, lo, hi,
-        _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))), out_c)
+        _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))), out_c,
+        compact=ctx.compact_requant)
     wide = ctx.optimize == "speed" and (not depthwise or dm == 1)
     if depthwise and wide:
         packed, ctype = pack_depthwise_wide(w.data), "int16_t"
