@@ -168,16 +168,29 @@ def depthwise_large_kernels(L):
                 L.DepthwiseConv2D(9, padding="same"), L.GlobalAveragePooling2D(), L.Dense(2))
 
 
+def minimum_maximum(L):
+    import keras
+
+    keras.utils.set_random_seed(8)
+    x = keras.Input((1, 12, 4))
+    a = L.Conv2D(4, (1, 3), padding="same")(x)
+    b = L.Conv2D(4, (1, 1))(x)
+    g = L.Dense(4)(L.GlobalAveragePooling2D(keepdims=True)(x))  # (1, 1, 4): broadcast
+    h = L.Maximum()([a, b])
+    h = L.Minimum()([h, g])
+    return keras.Model(x, L.Dense(3)(L.Flatten()(h)))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
-            odd_shapes, first_layer_one_channel, depthwise_large_kernels]
+            odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax]
 CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
-                  conv_dilated, odd_shapes]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  conv_dilated, odd_shapes, minimum_maximum]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 

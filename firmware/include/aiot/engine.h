@@ -199,6 +199,11 @@ typedef struct {
 } aiot_mul_params_t;
 aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
 
+//! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
+//! share one quantization (the converter's rule), as TFLM assumes.
+aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,
+                              int8_t *output);
+
 //! MEAN over the middle axis of a tensor viewed as [outer][reduce][inner], TFLM's
 //! integer QuantizedMeanOrSum: the generator folds 1/reduce into multiplier/shift.
 typedef struct {

@@ -159,3 +159,24 @@ aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const i
     }
     return AIOT_OK;
 }
+
+static inline int8_t min_max_one(int8_t a, int8_t b, uint8_t is_max)
+{
+    return (a > b) == (is_max != 0) ? a : b;
+}
+
+aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,
+                              int8_t *output)
+{
+    if (shape == NULL || in1 == NULL || in2 == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    if (!shape->broadcast) {
+        for (uint32_t i = 0; i < shape->size; ++i) {
+            output[i] = min_max_one(in1[i], in2[i], is_max);
+        }
+    } else {
+        AIOT_BCAST_LOOP(shape, output[o_] = min_max_one(in1[a_], in2[b_], is_max););
+    }
+    return AIOT_OK;
+}

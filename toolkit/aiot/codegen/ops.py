@@ -584,6 +584,26 @@ def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def _min_max(ctx: Ctx, op: Operator, name: str, is_max: bool) -> Layer:
+    # TFLM compares the raw int8 values: the converter gives both inputs the output's
+    # quantization (otherwise the comparison would mean nothing), so insist on it.
+    g = ctx.g
+    a, b, out = _binary_operands(ctx, op)
+    _same_qparams(g, op, a, out)
+    _same_qparams(g, op, b, out)
+    decls = [f"static const aiot_bcast_t {name}_p = {_bcast(g, op, a, b, out)};"]
+    call = f"aiot_min_max_s8(&{name}_p, {1 if is_max else 0}, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_maximum(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _min_max(ctx, op, name, is_max=True)
+
+
+def emit_minimum(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _min_max(ctx, op, name, is_max=False)
+
+
 def _frexp_multiplier(real: float) -> tuple[int, int]:
     """TFLM's inline frexp + round (no 2**31 correction; the C++ cast wraps it)."""
     import math
@@ -659,6 +679,8 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "ADD": emit_add,
     "SUB": emit_sub,
     "MUL": emit_mul,
+    "MAXIMUM": emit_maximum,
+    "MINIMUM": emit_minimum,
     "LOGISTIC": emit_logistic,
     "TANH": emit_tanh,
     "SOFTMAX": emit_softmax,
