@@ -181,16 +181,30 @@ def minimum_maximum(L):
     return keras.Model(x, L.Dense(3)(L.Flatten()(h)))
 
 
+def transpose_padv2(L):
+    import keras
+
+    keras.utils.set_random_seed(9)
+    x = keras.Input((4, 6, 3))
+    h = L.Conv2D(5, 1, activation="relu")(x)
+    h = L.Permute((2, 1, 3))(h)  # TRANSPOSE of H and W
+    h = keras.ops.pad(h, [[0, 0], [1, 0], [0, 2], [0, 0]], constant_values=0.75)  # PADV2
+    h = L.Conv2D(4, (2, 2))(h)
+    h = L.Permute((3, 1, 2))(h)  # channels first
+    return keras.Model(x, L.Dense(3)(L.Flatten()(h)))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
-            odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum]
+            odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
+            transpose_padv2]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax]
 CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
-                  conv_dilated, odd_shapes, minimum_maximum]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 

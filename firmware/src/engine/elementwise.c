@@ -180,3 +180,12 @@ aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const i
     }
     return AIOT_OK;
 }
+
+aiot_status_t aiot_transpose_s8(const aiot_bcast_t *walk, const int8_t *input, int8_t *output)
+{
+    if (walk == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    AIOT_BCAST_LOOP(walk, output[o_] = input[a_]; (void)b_;);
+    return AIOT_OK;
+}

@@ -488,10 +488,48 @@ def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
     after = [0] * (4 - rank) + [int(p) for p in pads[:, 1]]
     if out.size != int(np.prod([b + d + a for b, d, a in zip(before, dims, after)], dtype=np.int64)):
         raise _fail(g, op, f"output shape {list(out.shape)} does not match the padding", "re-export the model")
-    out_zp = _qp(out)[1]
+    pad_value = _qp(out)[1]
+    if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        # TFLM pads with the given constant, which must share the input's quantization
+        cv = g.tensor(op.inputs[2])
+        if cv is None or not cv.is_const or cv.dtype != "int8" or cv.size != 1:
+            raise _fail(g, op, "constant_values must be one constant int8 value", "re-export the model")
+        if cv.quantized and _qp(cv) != _qp(x):
+            raise _fail(g, op, "constant_values is quantized differently from the input",
+                        "TFLite Micro requires the same scale and zero point; re-export the model")
+        pad_value = int(np.asarray(cv.data).ravel()[0])
     decls = [f"static const aiot_pad_params_t {name}_p = {{ {{ {', '.join(map(str, dims))} }}, "
-             f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {out_zp} }};"]
+             f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {pad_value} }};"]
     call = f"aiot_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # A walk over the output whose input offset uses the input's strides in the permuted
+    # order: the broadcast walk with one operand does exactly that.
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    perm_t = g.tensor(op.inputs[1])
+    if perm_t is None or not perm_t.is_const:
+        raise _fail(g, op, "the permutation must be a constant tensor", "re-export the model")
+    perm = [int(v) for v in np.asarray(perm_t.data).ravel()]
+    rank = len(x.shape)
+    if rank > 5 or sorted(perm) != list(range(rank)):
+        raise _fail(g, op, f"permutation {perm} of a rank-{rank} tensor", "transpose at most 5-D tensors")
+    if list(out.shape) != [x.shape[k] for k in perm] or x.dtype != "int8":
+        raise _fail(g, op, f"output {out.dtype}{list(out.shape)} is not {list(x.shape)} permuted by {perm}",
+                    "re-export the model")
+    _same_qparams(g, op, x, out)
+    in_strides, acc = [0] * rank, 1
+    for k in range(rank - 1, -1, -1):
+        in_strides[k] = acc
+        acc *= x.shape[k]
+    pad = 5 - rank
+    od = [1] * pad + list(out.shape)
+    st = [0] * pad + [in_strides[k] for k in perm]
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    decls = [f"static const aiot_bcast_t {name}_p = {{ {j(od)}, {j(st)}, {j([0] * 5)}, 1, {out.size} }};"]
+    call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -675,6 +713,8 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "RELU6": emit_relu6,
     "MEAN": emit_mean,
     "PAD": emit_pad,
+    "PADV2": emit_pad,
+    "TRANSPOSE": emit_transpose,
     "CONCATENATION": emit_concat,
     "ADD": emit_add,
     "SUB": emit_sub,
