@@ -194,17 +194,29 @@ def transpose_padv2(L):
     return keras.Model(x, L.Dense(3)(L.Flatten()(h)))
 
 
+def strided_slices(L):
+    import keras
+
+    keras.utils.set_random_seed(10)
+    x = keras.Input((7, 9, 4))
+    h = L.Conv2D(6, 1, activation="relu")(x)
+    a = h[:, 1:6, ::2, :]  # STRIDED_SLICE: a window, every other column
+    b = h[:, ::3, 2:7, 1:5]  # a stride in H, a channel range
+    y = L.Concatenate()([L.Flatten()(a), L.Flatten()(b)])
+    return keras.Model(x, L.Dense(3)(y))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
-            transpose_padv2]
+            transpose_padv2, strided_slices]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax]
 CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
-                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 
@@ -303,7 +315,9 @@ def test_parity_generic_requantization(recipes, builder, per_channel, optimize, 
 # assembly loops) only run on a DSP core. The odd shapes there, both weight layouts.
 # (first_layer_one_channel's size build adds no path the others do not cover.)
 QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channel, "speed"),
-            (depthwise_large_kernels, "speed"), (depthwise_large_kernels, "size")]
+            (depthwise_large_kernels, "speed"), (depthwise_large_kernels, "size"),
+            # the newer ops, one sample each on the device build
+            (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed")]
 
 
 @requires_arm

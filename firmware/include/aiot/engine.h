@@ -204,8 +204,9 @@ aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const i
 aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,
                               int8_t *output);
 
-//! TRANSPOSE: `walk` has the output's dims and, as in1_strides, the input's strides in
-//! the permuted order (in2_strides unused).
+//! TRANSPOSE and STRIDED_SLICE: `walk` has the output's dims and, as in1_strides, the
+//! input steps along each (TRANSPOSE: the input's strides in the permuted order; a slice:
+//! stride times the input's stride, from `input` already at the first element).
 aiot_status_t aiot_transpose_s8(const aiot_bcast_t *walk, const int8_t *input, int8_t *output);
 
 //! MEAN over the middle axis of a tensor viewed as [outer][reduce][inner], TFLM's

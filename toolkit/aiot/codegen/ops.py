@@ -533,6 +533,52 @@ def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TF's slice semantics (masks, clamping) are applied here, at generation time, to an
+    # array of input offsets; the result must be an affine walk (it is, for positive
+    # strides), which the kernel then runs: no index arithmetic on the device.
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    consts = [g.tensor(i) for i in op.inputs[1:4]]
+    if len(consts) != 3 or any(t is None or not t.is_const for t in consts):
+        raise _fail(g, op, "begin, end and strides must be constant tensors", "re-export the model")
+    begin, end, strides = ([int(v) for v in np.asarray(t.data).ravel()] for t in consts)
+    o = op.options
+    if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0) or o.get("offset", 0):
+        raise _fail(g, op, "ellipsis, new-axis or offset slicing", "slice with explicit begin/end per axis")
+    rank = len(x.shape)
+    if not (len(begin) == len(end) == len(strides) == rank) or any(v <= 0 for v in strides):
+        raise _fail(g, op, f"begin {begin} / end {end} / strides {strides} for a rank-{rank} tensor",
+                    "slice every axis, with positive strides")
+    index = []
+    for k in range(rank):
+        if (o.get("shrink_axis_mask", 0) >> k) & 1:
+            index.append(begin[k])
+            continue
+        b = None if (o.get("begin_mask", 0) >> k) & 1 else begin[k]
+        e = None if (o.get("end_mask", 0) >> k) & 1 else end[k]
+        index.append(slice(b, e, strides[k]))
+    offsets = np.arange(x.size, dtype=np.int64).reshape(x.shape)[tuple(index)]
+    offsets = offsets.reshape(offsets.shape if offsets.ndim else (1,))
+    if offsets.size != out.size or offsets.size == 0 or offsets.ndim > 5:
+        raise _fail(g, op, f"the slice has {offsets.size} values but output '{out.name}' has {out.size}",
+                    "re-export the model")
+    _same_qparams(g, op, x, out)
+    dims = list(offsets.shape)
+    steps = [int(np.diff(offsets, axis=k).flat[0]) if dims[k] > 1 else 0 for k in range(len(dims))]
+    base = int(offsets.flat[0])
+    grid = base + sum(np.arange(d).reshape([-1 if a == k else 1 for a in range(len(dims))]) * st
+                      for k, (d, st) in enumerate(zip(dims, steps)))
+    if not np.array_equal(grid, offsets) or min(steps, default=0) < 0:
+        raise _fail(g, op, "the slice is not a regular walk of the input", "re-export the model")
+    pad = 5 - len(dims)
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    decls = [f"static const aiot_bcast_t {name}_p = {{ {j([1] * pad + dims)}, {j([0] * pad + steps)}, "
+             f"{j([0] * 5)}, 1, {out.size} }};"]
+    call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)} + {base}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
 def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
     g = ctx.g
     out = ctx.t(op.outputs[0])
@@ -715,6 +761,7 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "PAD": emit_pad,
     "PADV2": emit_pad,
     "TRANSPOSE": emit_transpose,
+    "STRIDED_SLICE": emit_strided_slice,
     "CONCATENATION": emit_concat,
     "ADD": emit_add,
     "SUB": emit_sub,

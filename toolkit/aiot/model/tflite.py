@@ -81,7 +81,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
 SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
-    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE""".split()
+    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
@@ -444,7 +444,7 @@ _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH"
 
 _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "ADD": 2, "SUB": 2,
                "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
-               "TRANSPOSE": 2}
+               "TRANSPOSE": 2, "STRIDED_SLICE": 4}
 
 # Inputs that only carry a shape: with static shapes the output tensor already says it all.
 _SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
