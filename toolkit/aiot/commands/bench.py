@@ -25,8 +25,15 @@ BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
               help="Code generator mode: speed = dense/conv weights pre-widened to int16 (about 2x weight "
                    "flash, fastest on DSP cores); size = packed int8 weights; auto = speed on cores with the "
                    "DSP extension (M4/M7/M33), size on the others (M0/M3, where speed buys nothing).")
+@click.option("--energy", is_flag=True,
+              help="Also give time and energy per inference at --board's clock from its [power] figures "
+                   "(instructions counted on the emulated board with the same core).")
+@click.option("--period", default="1s", show_default=True,
+              help="With --energy: one inference every PERIOD (e.g. 1s, 250ms, 10min) for the average current.")
+@click.option("--battery-mah", type=float, default=None, help="With --energy: battery capacity for the life estimate.")
 def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: int, opt: str,
-            optimize: str = "auto") -> None:
+            optimize: str = "auto", energy: bool = False, period: str = "1s",
+            battery_mah: float | None = None) -> None:
     """Build each model into a bench firmware, run it in QEMU with -icount shift=0 and
     report flash (total, engine code, weights), RAM (total, arena), instructions per
     inference and per MAC, per-layer instructions, and whether every output byte matched
@@ -38,6 +45,7 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
       aiot bench --board mps2-an385 --model ad-small --json out/bench.json
       aiot bench --model build/pkg/model.tflite
       aiot bench --optimize size                   # packed int8 weights (half the weight flash)
+      aiot bench --board nrf52840-dk --energy --period 1s --battery-mah 1000
     """
     from aiot import paths
     from aiot.target.bench import bench_model
@@ -49,7 +57,17 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
         raise ToolkitError(f"--runs {runs} is too few for a stable average", hint="use --runs 10 or more")
     from aiot.target.firmware import DoesNotFit
 
-    b = get_board(board)
+    target = get_board(board)
+    b = target
+    period_s = None
+    if energy:
+        from aiot.target.bench import board_power, measuring_board
+
+        period_s = _seconds(period)
+        board_power(target)  # refuse before any build when the board has no power figures
+        b = measuring_board(target)
+    elif not target.emulated:
+        b = target  # bench_model explains that it measures in QEMU
     if optimize == "auto":
         optimize = "speed" if b.has_dsp else "size"
     from aiot.target.bench import comparison_table, tflm_reference
@@ -94,6 +112,13 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
                    f"  bit-exact: {'yes' if r.bit_exact else 'NO'}")
         for layer in r.layers:
             click.echo(f"    layer {layer.index:>2} {layer.name:<28} {layer.instructions:>10,.0f} instr")
+        if energy:
+            from aiot.target.bench import energy_figures
+
+            figs = energy_figures(target, r.instructions_per_inference, period_s, battery_mah)
+            click.echo(f"  instructions counted on {b.name} ({b.core}); clock and power figures of {target.name}")
+            for line in figs.lines():
+                click.echo("  " + line)
     if any(ref is not None for _, ref, _, _ in table_rows) or len(table_rows) > 1:
         click.echo(f"\ninstructions per inference on {b.name} (QEMU -icount shift=0, --optimize {optimize}, {opt}); "
                    "TFLM columns: models/tflm_reference.json")
@@ -106,3 +131,24 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
         click.echo(f"wrote {json_out}")
     if not all(r.bit_exact for r in results):
         raise ToolkitError("some model's outputs differ from tflite-micro (bit_exact: false above)", exit_code=1)
+
+
+def _seconds(text: str) -> float:
+    """'1s', '250ms', '10min', '2h' or a plain number of seconds."""
+    from aiot.errors import ToolkitError
+
+    units = {"ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    for unit in sorted(units, key=len, reverse=True):
+        if t.endswith(unit):
+            t, scale = t[: -len(unit)], units[unit]
+            break
+    else:
+        scale = 1.0
+    try:
+        value = float(t) * scale
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ToolkitError(f"--period {text!r} is not a duration", hint="e.g. --period 1s, 250ms, 10min or 2h")
+    return value
