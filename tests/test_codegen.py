@@ -329,3 +329,18 @@ def test_every_unsupported_op_is_listed_at_once_with_advice_for_an_image_model(t
     assert msg.count("LEAKY_RELU") == 2 and "HARD_SWISH" in msg and "3 node(s)" in msg
     assert "int8[1, 6, 6, 4]" in msg  # the first LEAKY_RELU's shapes
     assert "(1, time, channels)" not in e.value.hint and "image model" in e.value.hint
+
+
+def test_custom_ops_are_refused_by_name_saying_what_they_are():
+    from aiot.codegen import describe_unsupported, unsupported_hint
+    from aiot.model import tflite
+    from aiot.model.tflite import Operator
+
+    g = tflite.load(FIX / "good_dense.tflite")
+    ethos = Operator(index=0, op="CUSTOM:ethos-u", inputs=(g.inputs[0],), outputs=(g.outputs[0],))
+    text = describe_unsupported(g, ethos)
+    assert "custom op 'ethos-u'" in text and "Ethos-U" in text and "before Vela" in text
+    assert "int8[" in text  # the node's input and output types and shapes
+    other = Operator(index=3, op="CUSTOM:MyOp", inputs=(g.inputs[0],), outputs=(g.outputs[0],))
+    assert "custom op 'MyOp'" in describe_unsupported(g, other)
+    assert "without custom ops" in unsupported_hint(g, ["CUSTOM:ethos-u"])
