@@ -224,10 +224,12 @@ static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_c
                                                                     size_t row_step, const void *filter, int wide,
                                                                     const int32_t *bias, int8_t *y)
 {
-    const aiot_conv_params_t c = *cp;
-    const aiot_requant_t rq = c.rq;
-    const uint32_t seg = c.seg_len;
-    const uint32_t full = c.out_c & ~3u;
+    // Scalars, not a copy of the parameters: called per pixel, and the asm's memory
+    // clobber would make the compiler materialise a copied struct every time.
+    const uint32_t k_h = cp->k_h, out_c = cp->out_c, seg = cp->seg_len;
+    const aiot_requant_t *rqp = &cp->rq;
+    const aiot_rq_ch_t *const fast = cp->rq.fast;
+    const uint32_t full = out_c & ~3u;
 #ifdef AIOT_DSP
     if (wide && (seg & 3u) == 0) {
         // Accumulators in registers from the bias on, one assembly loop per kernel row
@@ -239,7 +241,7 @@ static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_c
         for (; oc < full; oc += 4) {
             int32_t a0 = bias[oc], a1 = bias[oc + 1], a2 = bias[oc + 2], a3 = bias[oc + 3];
             const int8_t *xr = x0;
-            for (uint32_t ky = 0; ky < c.k_h; ++ky, xr += row_step) {
+            for (uint32_t ky = 0; ky < k_h; ++ky, xr += row_step) {
                 const int8_t *x = xr;
                 uint32_t xw, x02;
 #define AIOT_WIDE_BLOCK4                                  \
@@ -275,20 +277,20 @@ static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_c
                 }
 #undef AIOT_WIDE_BLOCK4
             }
-            if (rq.fast != NULL) {
-                aiot_fp_requant4_fast(rq.fast + oc, r4, a0, a1, a2, a3, y + oc);
+            if (fast != NULL) {
+                aiot_fp_requant4_fast(fast + oc, r4, a0, a1, a2, a3, y + oc);
             } else {
-                aiot_fp_requant4(&rq, oc, a0, a1, a2, a3, y + oc);
+                aiot_fp_requant4(rqp, oc, a0, a1, a2, a3, y + oc);
             }
         }
-        if (oc < c.out_c) {  // the zero-padded last group: computed, only real channels stored
+        if (oc < out_c) {  // the zero-padded last group: computed, only real channels stored
             int32_t acc[4] = {0, 0, 0, 0};
             const int8_t *xr = x0;
-            for (uint32_t ky = 0; ky < c.k_h; ++ky, xr += row_step) {
+            for (uint32_t ky = 0; ky < k_h; ++ky, xr += row_step) {
                 w = aiot_dot4_wide(w, xr, seg, acc);
             }
-            for (uint32_t j = 0; oc + j < c.out_c; ++j) {
-                y[oc + j] = aiot_requant_s8(&rq, oc + j, acc[j] + bias[oc + j]);
+            for (uint32_t j = 0; oc + j < out_c; ++j) {
+                y[oc + j] = aiot_requant_s8(rqp, oc + j, acc[j] + bias[oc + j]);
             }
         }
         return;
@@ -296,21 +298,21 @@ static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_c
 #endif
     if (wide) {
         const int16_t *w = (const int16_t *)filter;
-        for (uint32_t oc = 0; oc < c.out_c; oc += 4) {
+        for (uint32_t oc = 0; oc < out_c; oc += 4) {
             int32_t acc[4] = {0, 0, 0, 0};
             const int8_t *xr = x0;
-            for (uint32_t ky = 0; ky < c.k_h; ++ky, xr += row_step) {
+            for (uint32_t ky = 0; ky < k_h; ++ky, xr += row_step) {
                 w = aiot_dot4_wide(w, xr, seg, acc);
             }
-            if (oc + 4 <= c.out_c && rq.fast != NULL) {
-                aiot_fp_requant4_fast(rq.fast + oc, r4, acc[0] + bias[oc], acc[1] + bias[oc + 1],
+            if (oc + 4 <= out_c && fast != NULL) {
+                aiot_fp_requant4_fast(fast + oc, r4, acc[0] + bias[oc], acc[1] + bias[oc + 1],
                                       acc[2] + bias[oc + 2], acc[3] + bias[oc + 3], y + oc);
-            } else if (oc + 4 <= c.out_c) {
-                aiot_fp_requant4(&rq, oc, acc[0] + bias[oc], acc[1] + bias[oc + 1], acc[2] + bias[oc + 2],
+            } else if (oc + 4 <= out_c) {
+                aiot_fp_requant4(rqp, oc, acc[0] + bias[oc], acc[1] + bias[oc + 1], acc[2] + bias[oc + 2],
                                  acc[3] + bias[oc + 3], y + oc);
             } else {  // zero-padded rows of the last group: computed, never stored
-                for (uint32_t j = 0; oc + j < c.out_c; ++j) {
-                    y[oc + j] = aiot_requant_s8(&rq, oc + j, acc[j] + bias[oc + j]);
+                for (uint32_t j = 0; oc + j < out_c; ++j) {
+                    y[oc + j] = aiot_requant_s8(rqp, oc + j, acc[j] + bias[oc + j]);
                 }
             }
         }
@@ -320,22 +322,22 @@ static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_c
     for (uint32_t oc = 0; oc < full; oc += 4) {
         int32_t acc[4] = {bias[oc], bias[oc + 1], bias[oc + 2], bias[oc + 3]};
         const int8_t *xr = x0;
-        for (uint32_t ky = 0; ky < c.k_h; ++ky, w += 4u * seg, xr += row_step) {
+        for (uint32_t ky = 0; ky < k_h; ++ky, w += 4u * seg, xr += row_step) {
             aiot_dot4_s8(w, xr, seg, acc);
         }
-        if (rq.fast != NULL) {
-            aiot_fp_requant4_fast(rq.fast + oc, r4, acc[0], acc[1], acc[2], acc[3], y + oc);
+        if (fast != NULL) {
+            aiot_fp_requant4_fast(fast + oc, r4, acc[0], acc[1], acc[2], acc[3], y + oc);
         } else {
-            aiot_fp_requant4(&rq, oc, acc[0], acc[1], acc[2], acc[3], y + oc);
+            aiot_fp_requant4(rqp, oc, acc[0], acc[1], acc[2], acc[3], y + oc);
         }
     }
-    for (uint32_t oc = full; oc < c.out_c; ++oc) {
+    for (uint32_t oc = full; oc < out_c; ++oc) {
         int32_t acc = bias[oc];
         const int8_t *xr = x0;
-        for (uint32_t ky = 0; ky < c.k_h; ++ky, w += seg, xr += row_step) {
+        for (uint32_t ky = 0; ky < k_h; ++ky, w += seg, xr += row_step) {
             acc += aiot_dot1_s8(w, xr, seg);
         }
-        y[oc] = aiot_requant_s8(&rq, oc, acc);
+        y[oc] = aiot_requant_s8(rqp, oc, acc);
     }
 }
 
