@@ -212,8 +212,9 @@ static int zero_score(void *ctx, const float *features, size_t n, float *reconst
 //! Returns 0 for a live update, 1 for a fresh installation, -1 (and *why) if refused;
 //! a refused configuration leaves the running monitor untouched.
 static int monitor_configure(const aiot_monitor_config_t *cfg, int fresh, const char **why) {
-    if (aiot_monitor_check_config(cfg) != AIOT_MONITOR_OK) {
-        *why = "invalid monitor configuration (aiot_monitor_check_config)";
+    const char *problem = aiot_monitor_config_problem(cfg);
+    if (problem) {
+        *why = problem;  // names the setting: "invalid" alone would not say which
         return -1;
     }
 #ifndef AIOT_NO_MODEL
@@ -258,13 +259,15 @@ static void handle_push(const aiot_frame_t *f) {
     }
     uint32_t count = (uint32_t)f->payload[0] | ((uint32_t)f->payload[1] << 8);
     uint8_t channels = f->payload[2];
-    uint32_t stride = 5u + 4u * channels;
+    uint32_t mask_bytes = (channels + 7u) / 8u;  // valid mask: one bit per channel, 1..8 bytes
+    uint32_t stride = 4u + mask_bytes + 4u * channels;
     if (channels != monitor.cfg.num_channels) {
         send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "channel count differs from the monitor configuration");
         return;
     }
     if (f->length != 4u + count * stride) {
-        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "length != 4 + count x (5 + 4 x channels)");
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type,
+                   "length != 4 + count x (4 + ceil(channels / 8) + 4 x channels)");
         return;
     }
     uint32_t consumed = 0;
@@ -275,8 +278,8 @@ static void handle_push(const aiot_frame_t *f) {
         aiot_sample_t s;
         memset(&s, 0, sizeof s);
         memcpy(&s.timestamp_ms, p, 4);  // little-endian on every supported core
-        s.valid_mask = p[4];
-        memcpy(s.value, p + 5, 4u * channels);
+        for (uint32_t b = 0; b < mask_bytes; b++) s.valid_mask |= (uint64_t)p[4 + b] << (8u * b);
+        memcpy(s.value, p + 4 + mask_bytes, 4u * channels);
         int r = aiot_monitor_push(&monitor, &s, &push_out[n_out], AIOT_APP_PUSH_OUTPUTS - (size_t)n_out);
         if (r < 0) break;  // EINVAL cannot happen with a checked config; never loop on it
         n_out += r;
@@ -331,6 +334,10 @@ static void handle_stats(const aiot_frame_t *f) {
                        (uint8_t)sizeof(aiot_monitor_channel_info_t)};
     uint8_t counters[4 * 8 + 8];
     uint8_t channels = monitor_ready ? monitor.cfg.num_channels : 0;
+    // Channel details as far as they fit one frame (23 of them in 1 KiB); head[1] says how many.
+    const size_t room = (AIOT_FRAME_MAX_PAYLOAD - sizeof head - sizeof st - sizeof counters) /
+                        sizeof(aiot_monitor_channel_info_t);
+    if (channels > room) channels = (uint8_t)room;
     memset(&st, 0, sizeof st);
     if (monitor_ready) aiot_monitor_stats(&monitor, &st);
     head[1] = channels;

@@ -191,7 +191,7 @@ def _need_int8_weights(g: Graph, op: Operator, w: Tensor | None) -> Tensor:
     if w is None or not w.is_const:
         raise _fail(g, op, "weights are not a constant tensor", "the engine compiles models with constant weights only")
     if w.dtype != "int8" or w.scale is None:
-        raise _fail(g, op, f"weights are {w.dtype}, expected int8", "quantize the whole model to int8 (aiot quantize)")
+        raise _fail(g, op, f"weights are {w.dtype}, expected int8", "quantize the whole model to int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG)")
     if w.zero_point is not None and np.any(w.zero_point != 0):
         raise _fail(g, op, "weights have a non-zero zero point", "int8 weights must be symmetric (TFLite default)")
     return w
@@ -203,7 +203,7 @@ def _bias(g: Graph, op: Operator, idx: int, n: int) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     if not b.is_const or b.dtype != "int32" or b.size != n:
         raise _fail(g, op, f"bias must be a constant int32 vector of {n} values (got {b.dtype} {list(b.shape)})",
-                    "re-export with full-integer quantization (aiot quantize)")
+                    "re-export with full-integer quantization (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG)")
     return b.data.astype(np.int64).ravel()
 
 

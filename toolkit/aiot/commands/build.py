@@ -6,15 +6,15 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import OutPath
+from aiot.commands import Command, OutPath, wrote
 
 
-@click.command("build")
+@click.command("build", cls=Command)
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Board name (see `aiot boards`).")
 @click.option("--package", "-p", "package", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Model package folder; its generated C (PKG/c, made by `aiot codegen`) is linked in.")
 @click.option("--model-c", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with a generated model.c/model.h instead.")
-@click.option("--out", "-o", type=OutPath(), help="Output folder [default: build/fw/<board>].")
+@click.option("--out", "-o", type=OutPath(), help="Output folder [default: build/fw/BOARD under the current folder].")
 @click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O0", "-O1", "-O2", "-O3", "-Os"]),
               help="Optimization level.")
 @click.option("--profile", is_flag=True, help="Record per-layer tick counts (AIOT_PROFILE).")
@@ -39,3 +39,4 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
     res = build(b, out, model_dir, opt=opt, defines=["AIOT_PROFILE"] if profile else [])
     click.echo(f"built {res.elf} for {b.name} ({b.core})")
     click.echo(res.size.table())
+    wrote(res.elf)

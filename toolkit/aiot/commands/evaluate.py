@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import FloatRange, OutPath
+from aiot.commands import Command, FloatRange, OutPath, wrote
 
 
-@click.command("evaluate")
+@click.command("evaluate", cls=Command)
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="One CSV or a folder of them (one file = one installation).")
 @click.option("--format", "fmt", type=click.Choice(["skab", "nab", "generic"]), default="generic", show_default=True,
@@ -34,7 +34,7 @@ from aiot.commands import FloatRange, OutPath
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N files (quick look).")
 @click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
               help="Run at another operating point: an alert-settings JSON picked on the validation harness "
-                   "(aiot tune NORMAL.csv --far-budget PCT --save DIR). Default: the validated "
+                   "(aiot tune --data NORMAL.csv --far-budget PCT --out DIR). Default: the validated "
                    "picks (FAR budget 10 %).")
 @click.option("--per-file", "per_file", is_flag=True,
               help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "
@@ -88,4 +88,5 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
         + (f"normal rows alerting: {phases}\n" if phases else "")
         + f"report: {out / 'report.html'}"
     )
+    wrote(out, "report.json, report.html")
 
