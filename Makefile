@@ -55,7 +55,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[ml,test,boards,fleet]'
+	$(VENV)/bin/python -m pip install -q -e '.[ml,test,boards,lifecycle,fleet]'
 	@touch $@
 
 clean:

@@ -185,8 +185,13 @@ def build(
     stack_bytes: int | None = None,
     jobs: int = 2,
     app: str = "device",
+    extra_sources: Sequence[Path] = (),
+    extra_includes: Sequence[Path] = (),
 ) -> BuildResult:
-    """Compile and link the firmware for ``board`` into ``out_dir/firmware.elf``."""
+    """Compile and link the firmware for ``board`` into ``out_dir/firmware.elf``.
+
+    ``extra_sources``/``extra_includes``: optional modules (e.g. the model-update service
+    and its crypto, aiot.lifecycle.firmware) compiled with the same flags."""
     gcc = require("arm-none-eabi-gcc")
     if stack_bytes is None:
         stack_bytes = board.stack_bytes  # the board file's stack_bytes (default 4 KiB)
@@ -197,10 +202,11 @@ def build(
     _replace_atomically(ld, board.linker_script(stack_bytes=stack_bytes))
 
     defs = build_defines(board, model_dir, defines)
-    incs = include_dirs(model_dir)
+    incs = [*include_dirs(model_dir), *extra_includes]
     cflags = [*board.cpu_flags(), opt, *COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items()),
               *(f"-I{i}" for i in incs)]
     srcs, engine_srcs = _sources(model_dir, board, app)
+    srcs = [*srcs, *extra_sources]
 
     def compile_one(src: Path) -> Path:
         tag = hashlib.sha1(str(src).encode()).hexdigest()[:8]
