@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aiot.model import tflite
+from aiot.model.tflite import CUSTOM_OPS, describe_unsupported, unsupported_hint  # noqa: F401 (public here too)
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE
 from aiot.codegen.ops import ALIAS_OPS, EMITTERS, INPLACE_OPS, Ctx, Layer
@@ -113,52 +114,6 @@ def _plan(g: tflite.Graph) -> tuple[MemoryPlan, list[int]]:
     op_io = [(reads(op), [o for o in op.outputs if o in arena]) for op in g.operators]
     plan = plan_memory(len(g.operators), op_io, arena, list(g.inputs), list(g.outputs), aliases)
     return plan, alias_ops
-
-
-#: Custom ops seen in real models: what they are, for the refusal message.
-CUSTOM_OPS = {
-    "ethos-u": "an Arm Ethos-U NPU command stream (the model was compiled by Vela for an NPU; "
-               "give the .tflite from before Vela)",
-    "TFLite_Detection_PostProcess": "the SSD detection post-processing custom op",
-    "AudioSpectrogram": "an audio front end (spectrogram) custom op",
-    "Mfcc": "an audio front end (MFCC) custom op",
-    "AudioMicrofrontend": "TFLM's audio microfrontend custom op",
-}
-
-
-def _shape_text(g: tflite.Graph, idx: int) -> str:
-    t = g.tensor(idx) if idx >= 0 else None
-    return "-" if t is None else f"{t.dtype}{list(t.shape)}"
-
-
-def describe_unsupported(g: tflite.Graph, op: tflite.Operator) -> str:
-    """'<OP> (what it is), inputs int8[1, 2] ..., outputs ...' for one node we cannot compile."""
-    name = op.op
-    if name.startswith("CUSTOM:"):
-        code = name.split(":", 1)[1]
-        what = CUSTOM_OPS.get(code, "a custom op (code outside the TFLite op set; no engine can run it "
-                                    "without its implementation)")
-        name = f"custom op '{code}': {what}"
-    else:
-        name = f"{name} is not supported by the engine yet"
-    ins = ", ".join(_shape_text(g, i) for i in op.inputs)
-    outs = ", ".join(_shape_text(g, i) for i in op.outputs)
-    return f"{name}; inputs {ins}; outputs {outs}"
-
-
-def unsupported_hint(g: tflite.Graph, unsupported: list[str]) -> str:
-    """What to do about unsupported ops, in terms of the model at hand."""
-    supported = ", ".join(sorted(EMITTERS) + sorted(ALIAS_OPS))
-    if any(o.startswith("CUSTOM:") for o in unsupported):
-        return ("export the model without custom ops (for Ethos-U: the .tflite before Vela; for audio front "
-                "ends: compute the features on the device side and feed the model their output); "
-                f"supported ops: {supported}")
-    shape = g.input.shape
-    if len(shape) == 4 and shape[1] > 1 and shape[2] > 1:  # an image: no (1, time, channels) advice
-        return (f"replace {', '.join(unsupported)} in this image model ({list(shape)} NHWC input) with "
-                f"supported layers and re-export it (aiot quantize); supported ops: {supported}")
-    return (f"replace {', '.join(unsupported)} with supported layers and re-export (aiot quantize); "
-            f"supported ops: {supported}")
 
 
 #: ``optimize`` choices of generate(): "speed" stores FULLY_CONNECTED and CONV_2D weights
