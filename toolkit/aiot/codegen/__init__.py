@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from aiot.model import tflite
-from aiot.model.tflite import CUSTOM_OPS, describe_unsupported, unsupported_hint  # noqa: F401 (public here too)
+from aiot.model.tflite import describe_unsupported, unsupported_hint
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE
 from aiot.codegen.ops import ALIAS_OPS, EMITTERS, INPLACE_OPS, Ctx, Layer
