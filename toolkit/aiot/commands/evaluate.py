@@ -71,8 +71,17 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
         alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files,
     )
-    t = summary["test_rows"]
     phases = phases_text(summary.get("false_alarms_by_phase", {}))
+    click.echo(summary_text(summary, phases))
+    click.echo(f"report: {out / 'report.html'}")
+
+
+def summary_text(summary: dict, phases: str = "") -> str:
+    """The lines printed after a run: episode counts (incidents, alerts) and row rates (F1,
+    FAR, MAR), each named as what it counts so that they never seem to disagree."""
+    from aiot.evaluate.incidents import DEFAULT_TOLERANCE_ROWS
+
+    t = summary["test_rows"]
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.2f} %"
@@ -80,12 +89,13 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     def num(v: float | None, fmt: str) -> str:
         return "n/a" if v is None else format(v, fmt)
 
-    click.echo(
+    alerts, false = summary["alerts"], summary["false_alerts"]
+    return (
         f"files {summary['files']}, incidents detected {summary['incidents_detected']}/{summary['incidents']}, "
-        f"false alerts {summary['false_alerts']}\n"
-        f"F1 {num(t['f1'], '.3f')}  FAR {pct(t['far'])}  MAR {pct(t['mar'])}  "
-        f"NAB {num(summary['nab_standard'], '.1f')}  (all test rows, pooled)\n"
-        + (f"normal rows alerting: {phases}\n" if phases else "")
-        + f"report: {out / 'report.html'}"
+        f"alerts {alerts}: {alerts - false} true, {false} false (true = started within {DEFAULT_TOLERANCE_ROWS} "
+        "rows before an incident's onset or inside it)\n"
+        f"F1 {num(t['f1'], '.3f')}  FAR {pct(t['far'])} ({t['fp']:,} of {t['fp'] + t['tn']:,} normal rows alerting)  "
+        f"MAR {pct(t['mar'])}  NAB {num(summary['nab_standard'], '.1f')}  (all test rows, pooled)"
+        + (f"\nnormal rows alerting: {phases}" if phases else "")
     )
 

@@ -206,6 +206,7 @@ def evaluate(
             "pooled over files (TP/FP/TN/FN summed). Same settings for every file; no test row is used to fit "
             "or tune anything."
         ),
+        "incident_matching": incident_matching(),
         "host": platform.platform(),
         # trained models (and so the figures) depend on these: the same settings with another
         # TensorFlow / Keras can train a different model
@@ -225,6 +226,16 @@ def evaluate(
         sys.stderr.write(f"warning: {len(ds.skipped)} file(s) skipped, not in the results: "
                          f"{', '.join(name for name, _ in ds.skipped)} (why: report.json's skipped_files)\n")
     return summary
+
+
+def incident_matching() -> dict:
+    """How alerts were matched to labelled incidents (:mod:`.incidents`), for report.json."""
+    from aiot.evaluate.incidents import DEFAULT_TOLERANCE_ROWS
+
+    return {"tolerance_rows": DEFAULT_TOLERANCE_ROWS,
+            "rule": "an incident is detected only by an alert that starts inside [onset - tolerance_rows, "
+                    "last labelled row]; any other alert (one already on before that, or starting after "
+                    "the incident) is a false alert"}
 
 
 def environment() -> dict:
