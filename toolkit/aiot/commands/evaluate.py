@@ -12,8 +12,10 @@ from aiot.commands import FloatRange, OutPath
 @click.command("evaluate")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="One CSV or a folder of them (one file = one installation).")
-@click.option("--format", "fmt", type=click.Choice(["skab", "nab", "generic"]), default="generic", show_default=True,
-              help="skab: SKAB's ';' files; nab: NAB's data folder + --labels; generic: timestamp, sensors, optional label.")
+@click.option("--format", "fmt", type=click.Choice(["skab", "nab", "tep", "generic"]), default="generic",
+              show_default=True,
+              help="skab: SKAB's ';' files; nab: NAB's data folder + --labels; tep: the Tennessee Eastman folder "
+                   "(normal.csv + test/dNN.csv); generic: timestamp, sensors, optional label.")
 @click.option("--labels", "labels", type=click.Path(path_type=Path), default=None,
               help="NAB-style windows JSON {\"folder/file.csv\": [[start, end], ...]} (nab: required).")
 @click.option("--train-rows", type=click.IntRange(min=1), default=None,
@@ -45,9 +47,21 @@ from aiot.commands import FloatRange, OutPath
                    "commissioned (too short, odd sample period) instead of stopping; each is named with why, on "
                    "the terminal and in report.json (aggregate.skipped_files). With --limit N, the bad ones "
                    "among the first N files. Default: the first stops the run.")
+@click.option("--strict-time", "strict_time", is_flag=True,
+              help="Refuse a file whose clock steps back or repeats a timestamp. Default: a step back is read as a "
+                   "time reset (as the device does: counted, warned about, the stream restarts there).")
+@click.option("--time-format", "time_format", default=None, metavar="FORMAT",
+              help="How the time column is written when it is not ISO-8601 or seconds: a strptime format "
+                   "('%d/%m/%Y %H:%M:%S'; no offset = UTC) or unix_s / unix_ms / unix_us / unix_ns.")
+@click.option("--label-column", "label_column", default="auto", show_default=True, metavar="NAME",
+              help="generic: the column that marks faults (0/1, or words: normal/ok = 0, fault/alarm/broken = 1); "
+                   "'none' for unlabelled data; auto = 'label' or 'anomaly' when present.")
+@click.option("--label-map", "label_map", default=None, metavar="VALUE=0|1,...",
+              help="generic: what the label column's values mean, e.g. NORMAL=0,BROKEN=1,RECOVERING=1.")
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
-            alert_settings: Path | None, per_file: bool, skip_bad_files: bool) -> None:
+            alert_settings: Path | None, per_file: bool, skip_bad_files: bool, strict_time: bool,
+            time_format: str | None, label_column: str, label_map: str | None) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -62,17 +76,27 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
       aiot evaluate --data ../shared/data/skab --format skab --target reference \\
           --alert-settings build/picks/reference-w32-far20.json --out build/skab-far20
       aiot evaluate --data ../shared/data/skab --format skab --target host --per-file --out build/skab-own
+      aiot evaluate --data ../shared/data/tep --format tep --out build/tep
+      aiot evaluate --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1,RECOVERING=1 \\
+          --time-format '%d/%m/%Y %H:%M' --train-fraction 0.2 --out build/pump
     """
+    from aiot.data import parse_label_map
     from aiot.evaluate.report import phases_text
     from aiot.evaluate.run import evaluate
 
+    csv_options = {"strict_time": strict_time, "time_format": time_format,
+                   "label_column": None if label_column.lower() == "none" else label_column,
+                   "label_map": parse_label_map(label_map)}
     summary = evaluate(
         data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
-        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files,
+        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files, csv_options=csv_options,
     )
     phases = phases_text(summary.get("false_alarms_by_phase", {}))
     click.echo(summary_text(summary, phases))
+    tep = summary.get("tep")
+    if tep:
+        click.echo(tep_text(tep))
     click.echo(f"report: {out / 'report.html'}")
 
 
@@ -99,3 +123,13 @@ def summary_text(summary: dict, phases: str = "") -> str:
         + (f"\nnormal rows alerting: {phases}" if phases else "")
     )
 
+
+
+def tep_text(tep: dict) -> str:
+    """The Tennessee Eastman figures (:func:`aiot.data.tep.benchmark`) in one line."""
+    def rate(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    far = "n/a" if tep["false_alarm_rate"] is None else f"{100 * tep['false_alarm_rate']:.2f} %"
+    return (f"TEP: mean detection rate {rate(tep['detection_rate'])} over {tep['faults']} faults "
+            f"({rate(tep['detection_rate_without_3_9_15'])} without faults 3, 9, 15), false alarms {far} of normal rows")

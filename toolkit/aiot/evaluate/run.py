@@ -44,6 +44,7 @@ def evaluate(
     alert_settings: Path | None = None,
     per_file: bool = False,
     skip_bad_files: bool = False,
+    csv_options: dict | None = None,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
 
@@ -86,7 +87,7 @@ def evaluate(
         raise ToolkitError(f"{fleet}: no such file" if not Path(fleet).exists() else f"{fleet}: not a file",
                            hint="check the --fleet path (a CSV of normal operation with the data's sensor columns)")
     with step(f"reading {data} ({fmt})"):
-        ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files)
+        ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files, csv_options=csv_options)
     if limit is not None and ds.skipped:
         # the first N files of the folder, as without --skip-bad-files: the bad ones among them
         # are left out (and named); a file after them was never in this run, bad or not
@@ -101,7 +102,8 @@ def evaluate(
     if per_file:
         ds.fleet, ds.fleet_source = None, None
     if fleet is not None:
-        ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None)
+        ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None,
+                            **{k: v for k, v in (csv_options or {}).items() if k in ("strict_time", "time_format")})
         ds.fleet_source = Path(fleet)
     own = ds.fleet is None  # one model per file: asked for, or no fleet recording to train one on
     if picked is not None:
@@ -190,6 +192,11 @@ def evaluate(
         raise readers.none_left(Path(data), ds.skipped, limit if limit is not None and ds.skipped else None)
     ds.recordings = [r.recording for r in results]
     summary = pipeline.aggregate(results)
+    if fmt == "tep":  # the benchmark's own figures, beside the pooled row metrics
+        from aiot.data.tep import benchmark
+
+        summary["tep"] = benchmark([(r.recording.name, r.confusion.tp, r.confusion.fn, r.confusion.fp,
+                                     r.confusion.tn) for r in results])
     if skip_bad_files:  # the run's scope: which files the figures leave out, and why
         summary["skipped_files"] = [{"file": name, "reason": why} for name, why in ds.skipped]
 
