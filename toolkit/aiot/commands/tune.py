@@ -1,4 +1,5 @@
-"""`aiot tune`: choose alert settings for a false-alarm budget on normal data only."""
+"""`aiot tune`: choose alert settings for a false-alarm budget: by cross-validation on labelled
+recordings (--labels DATA), or on normal data only (the validation harness)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,18 @@ from aiot.commands import FloatRange, OutPath
 
 
 @click.command("tune")
-@click.argument("normal", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("normal", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.option("--labels", "labelled", type=click.Path(exists=True, path_type=Path), default=None, metavar="DATA",
+              help="Labelled recordings (a SKAB or TEP folder, or generic labelled CSVs with --format): choose by "
+                   "cross-validation on them instead of the harness; no file is scored with settings chosen on it.")
+@click.option("--format", "fmt", type=click.Choice(["skab", "tep", "generic"]), default="skab", show_default=True,
+              help="With --labels: how DATA is laid out (as aiot evaluate --format).")
+@click.option("--folds", "folds", type=click.Choice(["folder", "file"]), default="folder", show_default=True,
+              help="With --labels: leave one folder out (SKAB: valve1, valve2, other) or one file out.")
+@click.option("--tracking", is_flag=True,
+              help="Reference target: the rule with level tracking (its alerts feed back into the model input).")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes scoring the device grid.")
 @click.option("--target", type=click.Choice(["device", "reference"]), default="device", show_default=True,
               help="device: the monitor's knobs, for `aiot evaluate --target host` and `qemu:BOARD`; "
                    "reference: the alert rule of `--target reference`.")
@@ -37,11 +49,18 @@ from aiot.commands import FloatRange, OutPath
 @click.option("--level-only", "level_only", is_flag=True,
               help="Device target: only the settings that score a level shift (the monitor's level_windows), "
                    "to pick within that score when the harness prefers the other.")
-def command(normal: Path, target: str, per_file: bool, budgets: tuple[float, ...], save: Path | None, window: int,
-            recovery: bool, warmup: Path | None, seeds: int, level_only: bool) -> None:
-    """Choose alert settings for a false-alarm budget, without a labelled fault.
+def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, tracking: bool, jobs: int, target: str,
+            per_file: bool, budgets: tuple[float, ...], save: Path | None, window: int, recovery: bool,
+            warmup: Path | None, seeds: int, level_only: bool) -> None:
+    """Choose alert settings for a false-alarm budget.
 
-    NORMAL is a recording of normal operation (timestamp + sensor columns). Its first half
+    With --labels DATA (labelled recordings; trust them over the harness): every setting of
+    the grid runs on every file, the files are split into folds (--folds), and each fold is
+    scored with the setting that was best (F1 within the FAR budget) on the other folds.
+    It prints every fold and the held-out figure (each file once, scored blind), and with
+    --save writes DIR/crossval.json and the settings chosen on all files.
+
+    Without labels, NORMAL is a recording of normal operation (timestamp + sensor columns). Its first half
     trains the validation fleet model; its second half is cut into pseudo-installations
     shaped like a SKAB file (400 commissioning rows, then normal, faulty and normal rows),
     each given one synthetic fault (a step, a ramp or more noise on 1..3 sensors). Every
@@ -50,6 +69,8 @@ def command(normal: Path, target: str, per_file: bool, budgets: tuple[float, ...
 
     \b
     Examples:
+      aiot tune --labels ../shared/data/skab --format skab --level-only --save build/cv-skab
+      aiot tune --labels ../shared/data/tep --format tep --folds file --target reference --window 32 --save build/cv-tep
       aiot tune ../shared/data/skab/anomaly-free/anomaly-free.csv --far-budget 10 --far-budget 30 --save build/picks
       aiot tune normal.csv --target reference --window 32 --save build/picks
       aiot tune normal.csv --per-file --far-budget 20 --save build/picks
@@ -61,11 +82,33 @@ def command(normal: Path, target: str, per_file: bool, budgets: tuple[float, ...
     """
     if level_only and target != "device":
         raise click.UsageError("--level-only picks among the monitor's settings: it goes with --target device")
+    if tracking and target != "reference":
+        raise click.UsageError("--tracking is a reference rule: it goes with --target reference")
+    if per_file and tracking:
+        raise click.UsageError("--per-file goes with the reference rule's grid or --target device, not --tracking")
     from aiot.evaluate.pipeline import quiet_worker
+
+    if labelled is not None:
+        if normal is not None:
+            raise click.UsageError("give NORMAL.csv (the harness) or --labels DATA (cross-validation), not both")
+        if per_file or tracking or recovery is False or warmup is not None or len(budgets) > 1:
+            raise click.UsageError("--labels cross-validates the fleet model's grid at one --far-budget: "
+                                   "--per-file, --tracking, --no-recovery, --warmup and a second --far-budget "
+                                   "belong to the harness (NORMAL.csv)")
+        from aiot.evaluate import crossval
+
+        quiet_worker()
+        crossval.run(labelled, fmt, target, window, (budgets or (10.0,))[0] / 100.0, folds, save, jobs=jobs,
+                     level_only=level_only)
+        return
+    if normal is None:
+        raise click.UsageError("give the normal-operation CSV the pseudo-installations are cut from (NORMAL), "
+                               "or labelled recordings with --labels DATA")
     from aiot.evaluate.tuning import tune
 
     quiet_worker()  # no TensorFlow start-up chatter between the progress lines
-    rc = tune(str(normal), "monitor" if target == "device" else "reference", window,
+    kind = "monitor" if target == "device" else ("tracking" if tracking else "reference")
+    rc = tune(str(normal), kind, window,
               tuple(p / 100.0 for p in budgets) or (0.10,), per_file=per_file, recovery=recovery,
               warmup=None if warmup is None else str(warmup), seeds=seeds,
               save=None if save is None else str(save), level_only=level_only)
