@@ -62,3 +62,16 @@ def test_benchmark_by_hand():
     assert got["detection_rate_without_3_9_15"] == pytest.approx((1.0 + 0.75) / 2)
     assert got["false_alarm_rate"] == pytest.approx(2 / 18)  # 1 + 0 + 1 of 10 + 2 + 6 normal rows
     assert got["detection_rate_by_fault"] == {"IDV(1)": 1.0, "IDV(3)": 0.25, "IDV(5)": 0.75}
+
+
+def test_time_resets_reach_the_recordings_notes(tmp_path):
+    # the loader's findings go to report.json's per-file "notes" (Recording.meta)
+    root = _tep(tmp_path, faults=(0, 1))
+    p = root / "test" / "d01.csv"
+    lines = p.read_text().splitlines()
+    lines[5] = lines[2].split(",", 1)[0] + "," + lines[5].split(",", 1)[1]  # row 4 stamped as row 1: a step back
+    p.write_text("\n".join(lines) + "\n")
+    ds = readers.read("tep", root)
+    rec = next(r for r in ds.recordings if r.name == "test/d01.csv")
+    assert rec.meta == {"time_resets": 1, "first_time_reset_line": 6}
+    assert next(r for r in ds.recordings if r.name == "test/d00.csv").meta == {}

@@ -47,6 +47,8 @@ class Dataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+#: Loader findings (:func:`aiot.data.load_csv`'s ``meta``) copied into each file's report notes.
+FILE_NOTES = ("time_resets", "first_time_reset_line", "duplicate_timestamps", "status_columns_left_out")
 #: The hint's addition on a file a folder run could leave out.
 SKIP_HINT = "aiot evaluate --skip-bad-files evaluates the other files and lists this one as skipped"
 
@@ -71,7 +73,10 @@ def _load_each(files: list[Path], root: Path, load, skipped: list[tuple[str, str
     recs = []
     for f in files:
         try:
-            recs.append(Recording(_rel(f, root), _readable(load, f)))
+            series = _readable(load, f)
+            # what the loader met in the file's clock and columns goes into the report's notes
+            notes = {k: v for k, v in series.meta.items() if v and k in FILE_NOTES}
+            recs.append(Recording(_rel(f, root), series, meta=notes))
         except ToolkitError as e:
             if skipped is None:
                 raise with_skip_hint(e, len(files)) from None
