@@ -64,3 +64,53 @@ def test_tune_labels_on_a_folder_without_a_normal_recording_says_what_it_needs(t
     (tmp_path / "x.csv").write_text("timestamp,a,label\n0,1,0\n1,2,1\n")
     r = CliRunner().invoke(main, ["tune", "--labels", str(tmp_path), "--format", "generic"])
     assert r.exit_code == 2 and "no normal recording" in r.output and "Traceback" not in r.output
+
+
+def test_one_window_only_for_the_harness(tmp_path):
+    normal = tmp_path / "normal.csv"
+    normal.write_text("timestamp,a\n0,1\n1,2\n")
+    r = CliRunner().invoke(main, ["tune", str(normal), "--window", "8", "--window", "16"])
+    assert r.exit_code == 2 and "several go with --labels" in r.output
+
+
+@pytest.mark.slow
+def test_tune_labels_end_to_end_on_a_small_tep_shaped_folder(tmp_path, monkeypatch):
+    """Every file is scored once, held out, at a window chosen inside the folds; the saved
+    settings load for aiot evaluate at that window."""
+    import json
+
+    import numpy as np
+
+    from aiot.evaluate import alert_settings
+
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    root = tmp_path / "tep"
+
+    def write(path, labels, shift):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        v = rng.normal(size=(labels.size, 3)) + shift * labels[:, None]
+        rows = [f"{1000 + 180 * i},{a:.4f},{b:.4f},{c:.4f},{y}" for i, ((a, b, c), y) in enumerate(zip(v, labels))]
+        path.write_text("timestamp,x1,x2,x3,label\n" + "\n".join(rows) + "\n")
+
+    write(root / "normal.csv", np.zeros(400, int), 0.0)
+    for k, shift in ((0, 0.0), (1, 6.0), (2, 3.0)):
+        y = np.zeros(300, int)
+        if k:
+            y[160:] = 1
+        write(root / "test" / f"d{k:02d}.csv", y, shift)
+    r = CliRunner().invoke(main, ["tune", "--labels", str(root), "--format", "tep", "--folds", "file",
+                                  "--target", "reference", "--window", "4", "--window", "8", "--far-budget", "5",
+                                  "--save", str(tmp_path / "cv")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "cv" / "crossval.json").read_text())
+    assert [f["fold"] for f in doc["folds"]] == ["test/d00.csv", "test/d01.csv", "test/d02.csv"]
+    held = doc["held_out"]
+    # every scored row once: 3 files x (300 - 100 commissioning rows)
+    assert held["tp"] + held["fp"] + held["tn"] + held["fn"] == 3 * 200
+    assert sum(f["held_out"]["tp"] for f in doc["folds"]) == held["tp"]
+    assert all(f["setting"]["window"] in (4, 8) for f in doc["folds"])
+    [path] = [p for p in (tmp_path / "cv").iterdir() if p.name.startswith("reference-w")]
+    s = alert_settings.load(path)
+    assert s.window == doc["settings"]["window"] and s.picked_by["validation"]["kind"] == "cross-validated, held out"
+    assert "held out, every file once" in r.output and "TEP held out" in r.output

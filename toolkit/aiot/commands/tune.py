@@ -36,7 +36,8 @@ from aiot.commands import FloatRange, OutPath
 @click.option("--save", "save", type=OutPath(), default=None,
               help="Write each pick as DIR/<target>[-per-file]-w<window>-far<PCT>.json for "
                    "`aiot evaluate --alert-settings FILE`.")
-@click.option("--window", type=click.IntRange(2, 256), default=8, show_default=True, help="Samples per window.")
+@click.option("--window", "windows", type=click.IntRange(2, 256), multiple=True, default=(8,), show_default=True,
+              help="Samples per window. With --labels, repeat to let the cross-validation choose the window too.")
 @click.option("--recovery/--no-recovery", default=True, show_default=True,
               help="Injected faults fade out over 30..120 rows after their label ends (a machine settling), "
                    "as real ones do, instead of vanishing at once.")
@@ -50,7 +51,7 @@ from aiot.commands import FloatRange, OutPath
               help="Device target: only the settings that score a level shift (the monitor's level_windows), "
                    "to pick within that score when the harness prefers the other.")
 def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, tracking: bool, jobs: int, target: str,
-            per_file: bool, budgets: tuple[float, ...], save: Path | None, window: int, recovery: bool,
+            per_file: bool, budgets: tuple[float, ...], save: Path | None, windows: tuple[int, ...], recovery: bool,
             warmup: Path | None, seeds: int, level_only: bool) -> None:
     """Choose alert settings for a false-alarm budget.
 
@@ -70,7 +71,8 @@ def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, tr
     \b
     Examples:
       aiot tune --labels ../shared/data/skab --format skab --level-only --save build/cv-skab
-      aiot tune --labels ../shared/data/tep --format tep --folds file --target reference --window 32 --save build/cv-tep
+      aiot tune --labels ../shared/data/tep --format tep --folds file --target reference --window 4 --window 8 \\
+          --window 32 --far-budget 5 --save build/cv-tep
       aiot tune ../shared/data/skab/anomaly-free/anomaly-free.csv --far-budget 10 --far-budget 30 --save build/picks
       aiot tune normal.csv --target reference --window 32 --save build/picks
       aiot tune normal.csv --per-file --far-budget 20 --save build/picks
@@ -98,9 +100,12 @@ def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, tr
         from aiot.evaluate import crossval
 
         quiet_worker()
-        crossval.run(labelled, fmt, target, window, (budgets or (10.0,))[0] / 100.0, folds, save, jobs=jobs,
+        crossval.run(labelled, fmt, target, windows, (budgets or (10.0,))[0] / 100.0, folds, save, jobs=jobs,
                      level_only=level_only)
         return
+    if len(windows) > 1:
+        raise click.UsageError("one --window for the harness (NORMAL.csv); several go with --labels DATA")
+    window = windows[0]
     if normal is None:
         raise click.UsageError("give the normal-operation CSV the pseudo-installations are cut from (NORMAL), "
                                "or labelled recordings with --labels DATA")

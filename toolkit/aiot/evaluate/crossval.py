@@ -144,17 +144,19 @@ def print_report(doc: dict, out=None) -> None:
           f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}: chosen on these rows, not a result)", file=out)
 
 
-def run(data: Path, fmt: str, target: str, window: int, budget: float, folds_by: str, save: Path | None,
-        jobs: int = 2, level_only: bool = False, csv_options: dict | None = None) -> dict:
+def run(data: Path, fmt: str, target: str, windows: int | tuple[int, ...], budget: float, folds_by: str,
+        save: Path | None, jobs: int = 2, level_only: bool = False, csv_options: dict | None = None) -> dict:
     """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
-    reference rule) on every labelled file of ``data``, cross-validate, print and return
-    the report; with ``save``, write SAVE/crossval.json and the settings file for
+    reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
+    one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
+    and return the report; with ``save``, write SAVE/crossval.json and the settings file for
     `aiot evaluate --alert-settings`."""
     from aiot.data import readers, sha256_file
     from aiot.evaluate import tuning
-    from aiot.evaluate.pipeline import PROTOCOL, Settings
+    from aiot.evaluate.pipeline import Settings
     from aiot.progress import step
 
+    windows = (windows,) if isinstance(windows, int) else tuple(windows)
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), csv_options=csv_options)
     if ds.fleet is None:
@@ -163,34 +165,37 @@ def run(data: Path, fmt: str, target: str, window: int, budget: float, folds_by:
     if not any(r.labels.any() for r in ds.recordings):
         raise ToolkitError(f"{data}: no labelled fault in any file: nothing to choose settings on",
                            hint="give labelled recordings, or tune on normal data: aiot tune NORMAL.csv")
-    settings = Settings(format=fmt, window=window, jobs=jobs)
-    commission = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
     folds = folds_of([r.name for r in ds.recordings], folds_by)
-    if target == "device":
-        from aiot.evaluate.monitor_device import device_fleet_model
+    scored: list[tuple[tuple[int, object], dict[str, Confusion]]] = []
+    for window in windows:
+        settings = Settings(format=fmt, window=window, jobs=jobs)
+        commission = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
+        if target == "device":
+            from aiot.evaluate.monitor_device import device_fleet_model
 
-        grid = tuning.monitor_grid(level_only=level_only)
-        src = sha256_file(ds.fleet_source)
-        models = {f: device_fleet_model(ds.fleet, src, window, settings.epochs, settings.seed, commission,
-                                        noise_floor=f) for f in sorted({tuning.floor_of(k) for k in grid})}
-        scored = tuning.score_monitor_files(ds, models, window, grid, jobs=jobs, commission=commission)
+            grid = tuning.monitor_grid(level_only=level_only)
+            src = sha256_file(ds.fleet_source)
+            models = {f: device_fleet_model(ds.fleet, src, window, settings.epochs, settings.seed, commission,
+                                            noise_floor=f) for f in sorted({tuning.floor_of(k) for k in grid})}
+            part = tuning.score_monitor_files(ds, models, window, grid, jobs=jobs, commission=commission)
+        else:
+            from aiot.evaluate.pipeline import fleet_package
 
-        def describe(k):
-            return k
-    else:
-        from aiot.evaluate.pipeline import fleet_package
+            grid = tuning.grid()
+            package = fleet_package(ds.fleet, ds.fleet_source, settings)
+            with step(f"{len(grid)} reference rules at window {window} on {len(ds.recordings)} file(s)"):
+                part = tuning.score_rules_files(ds, package, grid, commission)
+        scored += [((window, k), per) for k, per in part]
 
-        grid = tuning.grid()
-        package = fleet_package(ds.fleet, ds.fleet_source, settings)
-        with step(f"{len(grid)} reference rules on {len(ds.recordings)} file(s)"):
-            scored = tuning.score_rules_files(ds, package, grid, commission)
+    def describe(setting) -> dict:
+        window, k = setting
+        return {"window": window, **(k if target == "device" else k.to_json())}
 
-        def describe(r):
-            return r.to_json()
     cv = cross_validate(scored, folds, budget)
-    context = {"tool": "aiot tune --labels", "data": str(data), "format": fmt, "target": target, "window": window,
-               "model": "fleet", "fleet": str(ds.fleet_source), "commissioning_rows": commission,
-               "far_budget": budget, "folds_by": folds_by, "grid_size": len(grid),
+    context = {"tool": "aiot tune --labels", "data": str(data), "format": fmt, "target": target,
+               "windows": list(windows), "model": "fleet", "fleet": str(ds.fleet_source),
+               "commissioning_rows": commission, "far_budget": budget, "folds_by": folds_by,
+               "grid_size": len(scored),
                "grid": "level-shift score only (level_windows > 0)" if level_only else "full"}
     doc = report(cv, [k for k, _ in scored], describe, context, tep=fmt == "tep")
     print_report(doc)
@@ -200,9 +205,9 @@ def run(data: Path, fmt: str, target: str, window: int, budget: float, folds_by:
         save = Path(save)
         save.mkdir(parents=True, exist_ok=True)
         (save / "crossval.json").write_text(json.dumps(doc, indent=2) + "\n")
-        picked_by = {**context, "far_budget": budget, "validation": {**doc["held_out"], "kind": "cross-validated, held out"},
+        picked_by = {**context, "validation": {**doc["held_out"], "kind": "cross-validated, held out"},
                      "report": str(save / "crossval.json")}
-        final = scored[cv.final][0]
+        window, final = scored[cv.final][0]
         kind = "reference" if target == "reference" else "device"
         s = (AlertSettings(kind, window, rule=final, picked_by=picked_by) if kind == "reference"
              else AlertSettings(kind, window, knobs=final, picked_by=picked_by))
