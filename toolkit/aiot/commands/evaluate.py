@@ -9,6 +9,38 @@ import click
 from aiot.commands import FloatRange, OutPath
 
 
+def reading_options(fn):
+    """--strict-time, --time-format, --label-column and --label-map (docs/evaluation.md, "Reading
+    CSV files"); the command gets them as the four keyword arguments, :func:`csv_options` makes
+    them load_csv's."""
+    for option in reversed(_READING_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def csv_options(strict_time: bool, time_format: str | None, label_column: str, label_map: str | None) -> dict:
+    from aiot.data import parse_label_map
+
+    return {"strict_time": strict_time, "time_format": time_format,
+            "label_column": None if label_column.lower() == "none" else label_column,
+            "label_map": parse_label_map(label_map)}
+
+
+_READING_OPTIONS = [
+    click.option("--strict-time", "strict_time", is_flag=True,
+                 help="Refuse a file whose clock steps back or repeats a timestamp. Default: a step back is read "
+                      "as a time reset (as the device does: counted, warned about, the stream restarts there)."),
+    click.option("--time-format", "time_format", default=None, metavar="FORMAT",
+                 help="How the time column is written when it is not ISO-8601 or seconds: a strptime format "
+                      "('%d/%m/%Y %H:%M:%S'; no offset = UTC) or unix_s / unix_ms / unix_us / unix_ns."),
+    click.option("--label-column", "label_column", default="auto", show_default=True, metavar="NAME",
+                 help="generic: the column that marks faults (0/1, or words: normal/ok = 0, fault/alarm/broken = "
+                      "1); 'none' for unlabelled data; auto = 'label' or 'anomaly' when present."),
+    click.option("--label-map", "label_map", default=None, metavar="VALUE=0|1,...",
+                 help="generic: what the label column's values mean, e.g. NORMAL=0,BROKEN=1,RECOVERING=1."),
+]
+
+
 @click.command("evaluate")
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="One CSV or a folder of them (one file = one installation).")
@@ -47,17 +79,7 @@ from aiot.commands import FloatRange, OutPath
                    "commissioned (too short, odd sample period) instead of stopping; each is named with why, on "
                    "the terminal and in report.json (aggregate.skipped_files). With --limit N, the bad ones "
                    "among the first N files. Default: the first stops the run.")
-@click.option("--strict-time", "strict_time", is_flag=True,
-              help="Refuse a file whose clock steps back or repeats a timestamp. Default: a step back is read as a "
-                   "time reset (as the device does: counted, warned about, the stream restarts there).")
-@click.option("--time-format", "time_format", default=None, metavar="FORMAT",
-              help="How the time column is written when it is not ISO-8601 or seconds: a strptime format "
-                   "('%d/%m/%Y %H:%M:%S'; no offset = UTC) or unix_s / unix_ms / unix_us / unix_ns.")
-@click.option("--label-column", "label_column", default="auto", show_default=True, metavar="NAME",
-              help="generic: the column that marks faults (0/1, or words: normal/ok = 0, fault/alarm/broken = 1); "
-                   "'none' for unlabelled data; auto = 'label' or 'anomaly' when present.")
-@click.option("--label-map", "label_map", default=None, metavar="VALUE=0|1,...",
-              help="generic: what the label column's values mean, e.g. NORMAL=0,BROKEN=1,RECOVERING=1.")
+@reading_options
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
             alert_settings: Path | None, per_file: bool, skip_bad_files: bool, strict_time: bool,
@@ -80,17 +102,14 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
       aiot evaluate --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1,RECOVERING=1 \\
           --time-format '%d/%m/%Y %H:%M' --train-fraction 0.2 --out build/pump
     """
-    from aiot.data import parse_label_map
     from aiot.evaluate.report import phases_text
     from aiot.evaluate.run import evaluate
 
-    csv_options = {"strict_time": strict_time, "time_format": time_format,
-                   "label_column": None if label_column.lower() == "none" else label_column,
-                   "label_map": parse_label_map(label_map)}
     summary = evaluate(
         data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
-        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files, csv_options=csv_options,
+        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files,
+        csv_options=csv_options(strict_time, time_format, label_column, label_map),
     )
     phases = phases_text(summary.get("false_alarms_by_phase", {}))
     click.echo(summary_text(summary, phases))

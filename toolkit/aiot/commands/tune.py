@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from aiot.commands import FloatRange, OutPath
+from aiot.commands.evaluate import csv_options, reading_options
 
 
 @click.command("tune")
@@ -19,6 +20,7 @@ from aiot.commands import FloatRange, OutPath
               help="With --labels: how DATA is laid out (as aiot evaluate --format).")
 @click.option("--folds", "folds", type=click.Choice(["folder", "file"]), default="folder", show_default=True,
               help="With --labels: leave one folder out (SKAB: valve1, valve2, other) or one file out.")
+@reading_options
 @click.option("--tracking", is_flag=True,
               help="Reference target: the rule with level tracking (its alerts feed back into the model input).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
@@ -50,7 +52,8 @@ from aiot.commands import FloatRange, OutPath
 @click.option("--level-only", "level_only", is_flag=True,
               help="Device target: only the settings that score a level shift (the monitor's level_windows), "
                    "to pick within that score when the harness prefers the other.")
-def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, tracking: bool, jobs: int, target: str,
+def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, strict_time: bool, time_format: str | None,
+            label_column: str, label_map: str | None, tracking: bool, jobs: int, target: str,
             per_file: bool, budgets: tuple[float, ...], save: Path | None, windows: tuple[int, ...], recovery: bool,
             warmup: Path | None, seeds: int, level_only: bool) -> None:
     """Choose alert settings for a false-alarm budget.
@@ -101,7 +104,8 @@ def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, tr
 
         quiet_worker()
         crossval.run(labelled, fmt, target, windows, (budgets or (10.0,))[0] / 100.0, folds, save, jobs=jobs,
-                     level_only=level_only)
+                     level_only=level_only,
+                     csv_options=csv_options(strict_time, time_format, label_column, label_map))
         return
     if len(windows) > 1:
         raise click.UsageError("one --window for the harness (NORMAL.csv); several go with --labels DATA")
