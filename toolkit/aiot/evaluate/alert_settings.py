@@ -1,5 +1,6 @@
-"""Alert settings as a file: what `python -m aiot.evaluate.tuning --save DIR` picks on
-the validation harness, and what `aiot evaluate --alert-settings FILE` runs with.
+"""Alert settings as a file: what `aiot tune --save DIR` picks (by cross-validation on
+labelled recordings, or on the validation harness), and what `aiot evaluate --alert-settings
+FILE` runs with.
 
 One file holds one operating point for one kind of target:
 
