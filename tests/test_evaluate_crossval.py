@@ -114,3 +114,31 @@ def test_tune_labels_end_to_end_on_a_small_tep_shaped_folder(tmp_path, monkeypat
     s = alert_settings.load(path)
     assert s.window == doc["settings"]["window"] and s.picked_by["validation"]["kind"] == "cross-validated, held out"
     assert "held out, every file once" in r.output and "TEP held out" in r.output
+
+
+def test_two_data_sets_are_one_cross_validation_with_their_folds_side_by_side(monkeypatch, capsys):
+    # SKAB-like a/1, a/2, b/1 (SCORED above) by folder, and a TEP-like folder by file, the same
+    # two settings: folds skab:a, skab:b, tep:test/d00.csv, tep:test/d01.csv
+    from aiot.evaluate import crossval
+
+    tep = [("A", {"test/d00.csv": C(fp=50, tn=50), "test/d01.csv": C(tp=90, fn=10, fp=5, tn=5)}),
+           ("B", {"test/d00.csv": C(fp=1, tn=99), "test/d01.csv": C(tp=60, fn=40, fp=0, tn=10)})]
+    parts = {"skab": SCORED, "tep": tep}
+
+    def fake_score(data, fmt, target, windows, jobs, level_only, csv_options):
+        part = parts[fmt]
+        return [((8, {"s": k}), per) for k, per in part], sorted(part[0][1]), 100
+
+    monkeypatch.setattr(crossval, "_score", fake_score)
+    doc = crossval.run(["S", "T"], ["skab", "tep"], "device", (8,), 0.10, ["folder", "file"], None)
+    assert [f["fold"] for f in doc["folds"]] == ["skab:a", "skab:b", "tep:test/d00.csv", "tep:test/d01.csv"]
+    # fold tep:test/d00.csv, chosen on the rest: A's FAR (61 + 5) / (270 + 10) = 23.6 %, B's (6 + 0) / 280 -> B
+    d00 = doc["folds"][2]
+    assert d00["setting"] == {"window": 8, "s": "B"}
+    assert d00["held_out"]["fp"] == 1 and d00["held_out"]["tn"] == 99
+    by = doc["held_out_by_data"]
+    # with the TEP files among the rows choices are made on, A's false alarms there (55 of 110 normal
+    # rows) rule it out for both SKAB folds too: B everywhere, SKAB TP 6 + 6 + 6
+    assert set(by) == {"skab", "tep"} and by["skab"]["tp"] == 18
+    assert doc["tep_held_out"]["faults"] == 1  # only the TEP files enter TEP's figures
+    assert "tep: F1" in capsys.readouterr().out

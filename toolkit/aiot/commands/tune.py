@@ -13,13 +13,16 @@ from aiot.commands.evaluate import csv_options, reading_options
 
 @click.command("tune")
 @click.argument("normal", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
-@click.option("--labels", "labelled", type=click.Path(exists=True, path_type=Path), default=None, metavar="DATA",
+@click.option("--labels", "labelled", type=click.Path(exists=True, path_type=Path), multiple=True, metavar="DATA",
               help="Labelled recordings (a SKAB or TEP folder, or generic labelled CSVs with --format): choose by "
-                   "cross-validation on them instead of the harness; no file is scored with settings chosen on it.")
-@click.option("--format", "fmt", type=click.Choice(["skab", "tep", "generic"]), default="skab", show_default=True,
-              help="With --labels: how DATA is laid out (as aiot evaluate --format).")
-@click.option("--folds", "folds", type=click.Choice(["folder", "file"]), default="folder", show_default=True,
-              help="With --labels: leave one folder out (SKAB: valve1, valve2, other) or one file out.")
+                   "cross-validation on them instead of the harness; no file is scored with settings chosen on it. "
+                   "Repeat (with one --format each) to choose across several data sets at once.")
+@click.option("--format", "fmts", type=click.Choice(["skab", "tep", "generic"]), multiple=True,
+              help="With --labels: how each DATA is laid out (as aiot evaluate --format), in the same order "
+                   "[default: skab].")
+@click.option("--folds", "folds", type=click.Choice(["folder", "file"]), multiple=True,
+              help="With --labels: leave one folder out (SKAB: valve1, valve2, other) or one file out (TEP), one per "
+                   "--labels or one for all [default: folder].")
 @reading_options
 @click.option("--tracking", is_flag=True,
               help="Reference target: the rule with level tracking (its alerts feed back into the model input).")
@@ -52,7 +55,7 @@ from aiot.commands.evaluate import csv_options, reading_options
 @click.option("--level-only", "level_only", is_flag=True,
               help="Device target: only the settings that score a level shift (the monitor's level_windows), "
                    "to pick within that score when the harness prefers the other.")
-def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, strict_time: bool, time_format: str | None,
+def command(normal: Path | None, labelled: tuple[Path, ...], fmts: tuple[str, ...], folds: tuple[str, ...], strict_time: bool, time_format: str | None,
             label_column: str, label_map: str | None, tracking: bool, jobs: int, target: str,
             per_file: bool, budgets: tuple[float, ...], save: Path | None, windows: tuple[int, ...], recovery: bool,
             warmup: Path | None, seeds: int, level_only: bool) -> None:
@@ -76,6 +79,8 @@ def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, st
       aiot tune --labels ../shared/data/skab --format skab --level-only --save build/cv-skab
       aiot tune --labels ../shared/data/tep --format tep --folds file --target reference --window 4 --window 8 \\
           --window 32 --far-budget 5 --save build/cv-tep
+      aiot tune --labels ../shared/data/skab --format skab --folds folder --labels ../shared/data/tep --format tep \\
+          --folds file --target reference --window 16 --window 32 --save build/cv-both
       aiot tune ../shared/data/skab/anomaly-free/anomaly-free.csv --far-budget 10 --far-budget 30 --save build/picks
       aiot tune normal.csv --target reference --window 32 --save build/picks
       aiot tune normal.csv --per-file --far-budget 20 --save build/picks
@@ -93,7 +98,7 @@ def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, st
         raise click.UsageError("--per-file goes with the reference rule's grid or --target device, not --tracking")
     from aiot.evaluate.pipeline import quiet_worker
 
-    if labelled is not None:
+    if labelled:
         if normal is not None:
             raise click.UsageError("give NORMAL.csv (the harness) or --labels DATA (cross-validation), not both")
         if per_file or tracking or recovery is False or warmup is not None or len(budgets) > 1:
@@ -103,7 +108,10 @@ def command(normal: Path | None, labelled: Path | None, fmt: str, folds: str, st
         from aiot.evaluate import crossval
 
         quiet_worker()
-        crossval.run(labelled, fmt, target, windows, (budgets or (10.0,))[0] / 100.0, folds, save, jobs=jobs,
+        fmts = fmts or ("skab",) * len(labelled)
+        folds = folds * len(labelled) if len(folds) == 1 else (folds or ("folder",) * len(labelled))
+        crossval.run(list(labelled), list(fmts), target, windows, (budgets or (10.0,))[0] / 100.0, list(folds), save,
+                     jobs=jobs,
                      level_only=level_only,
                      csv_options=csv_options(strict_time, time_format, label_column, label_map))
         return

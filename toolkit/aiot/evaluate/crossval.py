@@ -96,7 +96,8 @@ def _rates(c: Confusion) -> dict:
     return {"f1": c.f1, "far": c.far, "mar": c.mar, "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}
 
 
-def report(cv: CrossValidation, settings: list, describe, context: dict, tep: bool = False) -> dict:
+def report(cv: CrossValidation, settings: list, describe, context: dict, tep: bool | set[str] = False,
+           datasets: dict[str, set[str]] | None = None) -> dict:
     """The cross-validation as a JSON document: every fold, the held-out figure, the final pick."""
     doc = {
         **context,
@@ -109,10 +110,14 @@ def report(cv: CrossValidation, settings: list, describe, context: dict, tep: bo
         "settings_on_all_files_in_sample": {**_rates(cv.final_in_sample), "within_far_budget": cv.final_within_budget,
                                             "note": "chosen and scored on the same rows: not a result"},
     }
+    held = cv.held_out_by_file()
+    if datasets and len(datasets) > 1:  # one data set's files pooled alone, each scored blind as above
+        doc["held_out_by_data"] = {d: _rates(sum((held[n] for n in names), Confusion())) for d, names in datasets.items()}
     if tep:
         from aiot.data.tep import benchmark
 
-        doc["tep_held_out"] = benchmark([(n, c.tp, c.fn, c.fp, c.tn) for n, c in cv.held_out_by_file().items()])
+        doc["tep_held_out"] = benchmark([(n, c.tp, c.fn, c.fp, c.tn) for n, c in held.items()
+                                         if tep is True or n in tep])
     return doc
 
 
@@ -134,6 +139,8 @@ def print_report(doc: dict, out=None) -> None:
               f"  settings {json.dumps(f['setting'])}", file=out)
     h = doc["held_out"]
     print(f"held out, every file once: F1 {_f1(h['f1'])}  FAR {_pct(h['far'])}  MAR {_pct(h['mar'])}", file=out)
+    for d, r in doc.get("held_out_by_data", {}).items():
+        print(f"  {d}: F1 {_f1(r['f1'])}  FAR {_pct(r['far'])}  MAR {_pct(r['mar'])}", file=out)
     if "tep_held_out" in doc:
         t = doc["tep_held_out"]
         print(f"TEP held out: mean detection rate {_f1(t['detection_rate'])} over {t['faults']} faults "
@@ -144,19 +151,15 @@ def print_report(doc: dict, out=None) -> None:
           f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}: chosen on these rows, not a result)", file=out)
 
 
-def run(data: Path, fmt: str, target: str, windows: int | tuple[int, ...], budget: float, folds_by: str,
-        save: Path | None, jobs: int = 2, level_only: bool = False, csv_options: dict | None = None) -> dict:
-    """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
-    reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
-    one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
-    and return the report; with ``save``, write SAVE/crossval.json and the settings file for
-    `aiot evaluate --alert-settings`."""
+def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: int, level_only: bool,
+           csv_options: dict | None) -> tuple[list, list[str], int]:
+    """Every (window, setting) of ``target``'s grid on every labelled file of ``data``:
+    [((window, setting), {file: confusion})] in grid order, the file names, the commissioning rows."""
     from aiot.data import readers, sha256_file
     from aiot.evaluate import tuning
     from aiot.evaluate.pipeline import Settings
     from aiot.progress import step
 
-    windows = (windows,) if isinstance(windows, int) else tuple(windows)
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), csv_options=csv_options)
     if ds.fleet is None:
@@ -165,8 +168,8 @@ def run(data: Path, fmt: str, target: str, windows: int | tuple[int, ...], budge
     if not any(r.labels.any() for r in ds.recordings):
         raise ToolkitError(f"{data}: no labelled fault in any file: nothing to choose settings on",
                            hint="give labelled recordings, or tune on normal data: aiot tune NORMAL.csv")
-    folds = folds_of([r.name for r in ds.recordings], folds_by)
-    scored: list[tuple[tuple[int, object], dict[str, Confusion]]] = []
+    scored: list = []
+    commission = 0
     for window in windows:
         settings = Settings(format=fmt, window=window, jobs=jobs)
         commission = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
@@ -186,18 +189,58 @@ def run(data: Path, fmt: str, target: str, windows: int | tuple[int, ...], budge
             with step(f"{len(grid)} reference rules at window {window} on {len(ds.recordings)} file(s)"):
                 part = tuning.score_rules_files(ds, package, grid, commission)
         scored += [((window, k), per) for k, per in part]
+    return scored, [r.name for r in ds.recordings], commission
+
+
+def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int | tuple[int, ...], budget: float,
+        folds_by: str | list[str], save: Path | None, jobs: int = 2, level_only: bool = False,
+        csv_options: dict | None = None) -> dict:
+    """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
+    reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
+    one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
+    and return the report; with ``save``, write SAVE/crossval.json and the settings file for
+    `aiot evaluate --alert-settings`.
+
+    Several data sets (``data``, ``fmt`` and ``folds_by`` lists, paired in order) are one
+    cross-validation: their files named ``FORMAT:file``, their folds side by side, and each
+    setting chosen on the pooled rows of every other fold, whichever data set it is from."""
+    windows = (windows,) if isinstance(windows, int) else tuple(windows)
+    data = [data] if isinstance(data, (str, Path)) else list(data)
+    fmts = [fmt] * len(data) if isinstance(fmt, str) else list(fmt)
+    fold_kinds = [folds_by] * len(data) if isinstance(folds_by, str) else list(folds_by)
+    if not len(data) == len(fmts) == len(fold_kinds):
+        raise ToolkitError(f"{len(data)} --labels, {len(fmts)} --format, {len(fold_kinds)} --folds",
+                           hint="give one --format (and one --folds, or none) per --labels, in the same order")
+    joint = len(data) > 1
+    scored: list = []
+    folds: dict[str, str] = {}
+    datasets: dict[str, set[str]] = {}
+    commission = {}
+    for d, f, by in zip(data, fmts, fold_kinds):
+        part, names, rows = _score(d, f, target, windows, jobs, level_only, csv_options)
+        tag = f"{f}:" if joint else ""
+        if tag[:-1] in datasets:
+            raise ToolkitError(f"--format {f} given twice", hint="one data set per format")
+        datasets[tag[:-1] or f] = {tag + n for n in names}
+        commission[f] = rows
+        folds.update({tag + n: tag + g for n, g in folds_of(names, by).items()})
+        part = [(k, {tag + n: c for n, c in per.items()}) for k, per in part]
+        scored = part if not scored else [(k, {**a, **b}) for (k, a), (_, b) in zip(scored, part)]
+
+    target_kind = target
 
     def describe(setting) -> dict:
         window, k = setting
-        return {"window": window, **(k if target == "device" else k.to_json())}
+        return {"window": window, **(k if target_kind == "device" else k.to_json())}
 
     cv = cross_validate(scored, folds, budget)
-    context = {"tool": "aiot tune --labels", "data": str(data), "format": fmt, "target": target,
-               "windows": list(windows), "model": "fleet", "fleet": str(ds.fleet_source),
-               "commissioning_rows": commission, "far_budget": budget, "folds_by": folds_by,
-               "grid_size": len(scored),
+    context = {"tool": "aiot tune --labels", "data": [str(d) for d in data] if joint else str(data[0]),
+               "format": fmts if joint else fmts[0], "target": target, "windows": list(windows), "model": "fleet",
+               "commissioning_rows": commission, "far_budget": budget,
+               "folds_by": fold_kinds if joint else fold_kinds[0], "grid_size": len(scored),
                "grid": "level-shift score only (level_windows > 0)" if level_only else "full"}
-    doc = report(cv, [k for k, _ in scored], describe, context, tep=fmt == "tep")
+    tep = datasets.get("tep", set()) if joint else (fmts[0] == "tep")
+    doc = report(cv, [k for k, _ in scored], describe, context, tep=tep, datasets=datasets)
     print_report(doc)
     if save is not None:
         from aiot.evaluate.alert_settings import AlertSettings, save as save_settings
