@@ -326,7 +326,7 @@ def load_csv(
             i for i, h in enumerate(header) if i not in skip and h.strip().lower() not in ANNOTATION_COLUMNS
         ]
         for i in list(ch_idx):
-            note = _status_column(header[i], [r[i] for _, r in rows if i < len(r)], decimal_comma)
+            note = _status_column(header[i], (r[i] for _, r in rows if i < len(r)), decimal_comma)
             if note:
                 ch_idx.remove(i)
                 status_notes.append(note)
@@ -426,18 +426,18 @@ def load_csv(
     )
 
 
-def _status_column(name: str, cells: list[str], decimal_comma: bool) -> str | None:
+def _status_column(name: str, cells, decimal_comma: bool) -> str | None:
     """Why column ``name`` is a machine status and not a sensor (None when it is a sensor):
     under a status-like name (:data:`STATUS_WORDS`), every filled cell is text (NORMAL /
     BROKEN ...) or 0 and 1. A mostly numeric column with a stray word is a sensor with a bad
     cell, and a text column under another name (notes) stops the read: both reported as such."""
+    if not {p for p in re.split(r"[^a-z]+", name.lower()) if p} & STATUS_WORDS:
+        return None  # other text columns stop the read at their first cell, with the way out in the hint
     distinct = {c.strip() for c in cells} - {""}
     distinct = {c for c in distinct if c.lower() not in MISSING_TOKENS}
     if not distinct:
         return None
     numbers = {c for c in distinct if _parse_value(c, decimal_comma) is not None}
-    if not {p for p in re.split(r"[^a-z]+", name.lower()) if p} & STATUS_WORDS:
-        return None  # other text columns stop the read at their first cell, with the way out in the hint
     tip = (f"if it marks faults, pass --label-column {name} (its values are read as labels: 0/1, normal/fault "
            "and the like, or map them with --label-map VALUE=0,VALUE=1)")
     if not numbers:
