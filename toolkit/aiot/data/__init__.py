@@ -698,8 +698,8 @@ def _parse_label(path: Path, line_no: int, column: str, cell: str, decimal_comma
     if word is not None:
         return word
     v = _parse_value(cell, decimal_comma)
-    if v is None or math.isnan(v) or v not in (0.0, 1.0) or label_map_given:
-        known = "the values --label-map names" if label_map_given else "0 or 1 (or normal/fault, ok/alarm and the like)"
+    if v is None or math.isnan(v) or v not in (0.0, 1.0):
+        known = "0, 1 or a value --label-map names" if label_map_given else "0 or 1 (or normal/fault, ok/alarm and the like)"
         raise ToolkitError(
             f"{path}:{line_no}: column '{column}': label '{cell.strip()}' is not {known}",
             hint=f"labels are 0 (normal) or 1 (fault) on every row; map other values with --label-map "
