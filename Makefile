@@ -8,20 +8,23 @@ APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP    := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core): the host and QEMU suites run in parallel; each worker
+# builds into its own folder (aiot.testing.worker_build_dir), the caches are shared.
+PYTEST_JOBS ?= auto
 
-.PHONY: demo test setup deps venv hil bench clean help
+.PHONY: demo test setup deps chromium venv hil bench clean help
 
 help:
 	@echo "make demo   - install what is missing, then run the end-to-end demo (aiot demo)"
-	@echo "make test   - install what is missing, then run the host and QEMU test suites"
+	@echo "make test   - install what is missing (and chromium, which renders the report pages), then run the host and QEMU test suites (PYTEST_JOBS=auto workers)"
 	@echo "make setup  - only install (apt packages + $(VENV))"
 	@echo "make clean  - remove build outputs (keeps $(VENV))"
 
 demo: setup
 	$(VENV)/bin/aiot demo
 
-test: setup
-	$(VENV)/bin/python -m pytest tests hil_tests $(PYTEST_ARGS)
+test: setup chromium
+	$(VENV)/bin/python -m pytest -n $(PYTEST_JOBS) tests hil_tests $(PYTEST_ARGS)
 
 setup: deps venv
 
@@ -36,13 +39,24 @@ deps:
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
 	fi
 
+# tests/test_reports_render.py renders the report pages in headless Chromium; apt is only
+# touched when it is missing (a demo does not need it).
+chromium:
+	@if command -v chromium >/dev/null; then \
+	    echo "chromium: present"; \
+	else \
+	    echo "chromium: installing chromium"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; \
+	fi
+
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[ml,test,boards]'
+	$(VENV)/bin/python -m pip install -q -e '.[ml,test,boards,lifecycle]'
 	@touch $@
 
 clean:
-	rm -rf build out .pytest_cache
+	rm -rf build out dist .pytest_cache toolkit/*.egg-info

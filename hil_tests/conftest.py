@@ -178,3 +178,12 @@ def require_model(device, hil_model):
         pytest.skip(f"firmware model hash {info.model_hash:08x} != {hil_model.tflite} ({hil_model.crc:08x}); "
                     "pass the matching --model")
     return info
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_build_dir():
+    """Parallel workers build into folders of their own (aiot.testing.worker_build_dir)."""
+    from aiot.testing import worker_build_dir
+
+    with worker_build_dir():
+        yield

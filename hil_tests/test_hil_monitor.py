@@ -65,18 +65,21 @@ def test_config_roundtrip_and_live_update(monitor_device):
 
 @pytest.mark.parametrize("bad,why", [
     (dict(window=4), "x window"),              # 3 x 4 != the model's 24 features
-    (dict(persist_k=6, persist_n=5), "invalid"),
+    (dict(persist_k=6, persist_n=5), "persist_k more than persist_n"),  # the device names the setting
+    (dict(alert_margin=float("inf")), "alert_margin out of range"),  # would switch the monitor off
+    (dict(sample_period_ms=2**31), "sample_period_ms out of range"),
 ])
 def test_config_refused_keeps_the_running_one(monitor_device, bad, why):
     dev = monitor_device
     cfg = config()
     for k, v in bad.items():
         setattr(cfg, k, v)
+    raw = M.pack_config(cfg, dev._config_capacity())  # the firmware's own struct size
     with pytest.raises(DeviceError) as e:
-        dev.request(P.Msg.CONFIG_SET, bytes(cfg))
+        dev.request(P.Msg.CONFIG_SET, raw)
     assert e.value.code == P.ErrorCode.BAD_PAYLOAD and why in e.value.detail
     with pytest.raises(DeviceError) as e:
-        dev.request(P.Msg.CONFIG_SET, bytes(cfg)[:-1])
+        dev.request(P.Msg.CONFIG_SET, raw[:-1])
     assert e.value.code == P.ErrorCode.BAD_PAYLOAD
     assert bytes(dev.config) == bytes(config())
 
@@ -187,3 +190,73 @@ def test_monitor_requests_need_a_configuration(fresh_device):
     assert fresh_device.stats()["configured"] is False
 
 
+
+
+# ----------------------------------------------------------------- 64 channels (issue 19)
+WIDE = 64
+
+
+@pytest.fixture(scope="module")
+def wide_device(pytestconfig):
+    """mps2-an386 in QEMU running firmware built for 64 channels, without a model (the
+    monitor's baseline score): what a 52-variable process plant needs."""
+    import shutil
+
+    from aiot import paths
+    from aiot.device.hil import open_device
+    from aiot.target.boards import get_board
+    from aiot.target.firmware import build
+
+    if pytestconfig.getoption("--transport") != "qemu":
+        pytest.skip("builds its own 64-channel firmware: QEMU only")
+    if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
+        pytest.skip("qemu-system-arm and arm-none-eabi-gcc needed (make setup)")
+    board = get_board("mps2-an386")
+    elf = build(board, paths.build_dir() / "hil" / "mps2-an386-64ch", None,
+                defines=[f"AIOT_MONITOR_MAX_CHANNELS={WIDE}"]).elf
+    with open_device(board=board, elf=elf, transport="qemu") as dev:
+        yield dev
+
+
+def zero_model(window):
+    return np.zeros_like(window)
+
+
+def test_sixty_four_channels_commission_and_stream_like_the_host(wide_device):
+    """64 sensors through the framed protocol: 16 + 4 x 64 = 268-byte samples (3 per PUSH
+    frame), the 860-byte configuration, and the same outputs and events as the host build
+    of the same C. The fault is on channels 48..55 (worst 52), named by the device."""
+    dev = wide_device
+    cfg = M.default_config(WIDE, WINDOW, PERIOD, commission_samples=80, calibration_windows=16, clip=30.0)
+    assert dev.configure(cfg, fresh=True) is True
+    assert bytes(dev.config) == bytes(cfg)
+    rng = np.random.default_rng(5)
+    n = 80 + 16 * WINDOW + 40 * WINDOW
+    ts = np.arange(n, dtype=np.int64) * PERIOD
+    v = (rng.normal(0, 1, (n, WIDE)) + np.arange(WIDE)).astype(np.float32)
+    fault = 80 + 16 * WINDOW + 10 * WINDOW
+    v[fault:, 48:56] += 10.0
+    v[fault:, 52] += 10.0
+    v[30:35, 40] = np.nan  # missing values on a high channel: the mask's upper bytes
+    v[50, 63] = 1e20       # garbage among the commissioning samples of the last channel
+    out = dev.push(ts, v)
+    events = dev.events()
+
+    host = M.Monitor(cfg, zero_model)
+    want = host.run(ts, v)
+    want_events = host.events()
+    assert len(out) == len(want)
+    for field in ("t_start_ms", "t_end_ms", "state", "severity", "flags", "top_channels"):
+        assert np.array_equal(out[field], want[field]), field
+    for field in ("score", "p_value", "confidence", "quality"):
+        np.testing.assert_allclose(out[field], want[field], rtol=1e-5, atol=1e-6, err_msg=field)
+    assert [(e.type, e.seq, e.channel, e.value) for e in events] == \
+           [(e.type, e.seq, e.channel, e.value) for e in want_events]
+    types = [e.type for e in events]
+    assert types[:2] == ["COMMISSIONED", "COMMISSION_REJECTED"] and events[1].channel == 63
+    raised = [e for e in events if e.type == "ALERT_RAISED"]
+    assert raised and raised[0].channel == 52 and raised[0].timestamp_ms >= fault * PERIOD
+    stats = dev.stats()
+    assert stats["monitor"]["phase"] == "ARMED"
+    assert 0 < len(stats["channels"]) < WIDE  # as many channel records as fit one frame
+    assert stats["channels"][0]["rejected"] == 0

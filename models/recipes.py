@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,7 +56,7 @@ def cached_tflite(key: Any, build: Callable[[], bytes], out_dir: Path | None = N
     if not path.exists():
         d.mkdir(parents=True, exist_ok=True)
         data = build()
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # private: parallel runs may convert it too
         tmp.write_bytes(data)
         tmp.replace(path)
     return path

@@ -36,3 +36,12 @@ def silent_device(monkeypatch):
 
     monkeypatch.setattr(pipeline, "make_device", Silent)
     return built
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_build_dir():
+    """Parallel workers build into folders of their own (aiot.testing.worker_build_dir)."""
+    from aiot.testing import worker_build_dir
+
+    with worker_build_dir():
+        yield

@@ -284,3 +284,52 @@ def test_protocol_app_answers_info_on_every_board(name: str, tmp_path: Path) -> 
         assert info.board == name
         assert info.cpu_hz == board.cpu_hz
         assert dev.exit(0) == 0
+
+
+# --- hostile board files (issue 22): a shared board file is data, never code ---------------------
+
+_HOSTILE = [
+    # (line of good.toml, its replacement, what the error names)
+    ('description = "test fixture"', 'description = "pump\\nexecute_process(COMMAND touch /tmp/pwned)"',
+     ["description", "control character"]),
+    ('description = "test fixture"', 'description = "x\\r\\n[env:evil]"', ["description", "control character"]),
+    ('description = "test fixture"', 'description = "' + "x" * 300 + '"', ["description", "at most 200"]),
+    ('emulated = false', 'emulated = false\n[flash]\nplatformio_board = "nucleo_f446re\\nextra_scripts = pre:evil.py"',
+     ["flash.platformio_board", "control character"]),
+    ('emulated = false', 'emulated = false\n[flash]\nplatformio_platform = "ststm32 ; build_flags = -DX"',
+     ["flash.platformio_platform", "letters, digits"]),
+    ('emulated = false', 'emulated = false\n[flash]\npyocd_target = "stm32 --script=evil.py"',
+     ["flash.pyocd_target", "letters, digits"]),
+    ('emulated = false', 'emulated = false\n[flash]\nmsd_label = "../../../etc"', ["flash.msd_label"]),
+    ('emulated = false', 'emulated = false\n[defines]\n"X\\n#include </etc/passwd>" = 1', ["defines", "control character"]),
+    ('emulated = false', 'emulated = false\n[defines]\n"X Y" = 1', ["defines", "C identifier"]),
+    ('emulated = false', 'emulated = false\n[defines]\nAIOT_X = "1\\n#include </etc/passwd>"',
+     ["defines.AIOT_X", "control character"]),
+    ('emulated = false', 'emulated = false\n[defines]\nAIOT_X = [1, 2]', ["defines.AIOT_X", "a string, integer"]),
+    ('emulated = false', 'emulated = false\n[power]\nsource = "DS\\u001b[2J"', ["power.source", "control character"]),
+    ('cpu_hz = 25_000_000', 'cpu_hz = 25_000_000_000_000', ["cpu_hz", "<="]),
+    ('baud = 115200', 'baud = 1_000_000_000', ["uart.baud", "<="]),
+    ('baud = 115200', 'baud = 115200\nusb_ids = ["0483:374B; rm -rf /"]', ["uart.usb_ids", "VID:PID"]),
+]
+
+
+@pytest.mark.parametrize("old, new, needles", _HOSTILE)
+def test_a_hostile_board_file_is_refused_naming_the_key(tmp_path: Path, old: str, new: str, needles: list[str]) -> None:
+    src = _variant(tmp_path, old, new)
+    with pytest.raises(ToolkitError) as e:
+        load_board_file(src)
+    for needle in needles:
+        assert needle in e.value.message, e.value.message
+    assert str(src) in e.value.message and e.value.hint
+    assert "\n" not in e.value.message and "\x1b" not in e.value.message  # the hostile text is not echoed raw
+
+
+def test_a_qemu_machine_name_cannot_carry_options(tmp_path: Path) -> None:
+    src = _variant(tmp_path, "emulated = false", 'emulated = true\n[qemu]\nmachine = "mps2-an386 -device evil"\n'
+                                                 "systick_hz = 25000000")
+    with pytest.raises(ToolkitError, match="qemu.machine"):
+        load_board_file(src)
+
+
+def test_every_shipped_board_passes_the_schema() -> None:
+    assert len(list_boards()) == len(list(paths.BOARDS.glob("*.toml")))

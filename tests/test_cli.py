@@ -55,6 +55,10 @@ OUT_OPTIONS = [
     (["scenarios", "evaluate", "--out"], "dir"),
     (["validate", "--out"], "dir"),
     (["tune", "normal.csv", "--save"], "dir"),
+    (["tune", "--out"], "dir"),
+    (["boards", "--json"], "file"),
+    (["quantize", "--package", "pkg", "--json"], "file"),
+    (["scenarios", "evaluate", "--json"], "file"),
     (["synth", "--out"], "file"),
     (["bench", "--json"], "file"),
 ]

@@ -145,7 +145,7 @@ def test_a_zero_fleet_noise_floor_is_no_floor_and_stays_valid(tmp_path):
 def test_a_missing_file_says_how_to_make_one(tmp_path):
     with pytest.raises(ToolkitError, match="no such alert-settings file") as e:
         aset.load(tmp_path / "nope.json")
-    assert "--save" in e.value.hint
+    assert "aiot tune --data NORMAL.csv --out DIR" in e.value.hint
 
 
 def test_float_fields_take_whole_numbers():

@@ -322,8 +322,12 @@ def test_svg_points_stay_inside_the_plot_even_for_zero_scores(scripted):
     r = res[0]
     r.outputs.score[:2] = [0.0, np.nan]  # the rest are row numbers >= 6
     svg = report._svg(r)
-    ys = [float(p.split(",")[1]) for pts in re.findall(r'points="([^"]+)"', svg) for p in pts.split()]
-    assert ys and all(0.0 <= y <= 140.0 for y in ys)
+    # the score trace: a line through the rows ("M x y L x y ..."; a long file: one vertical
+    # stroke per pixel column, "M x y1 V y2")
+    [d] = re.findall(r'<path class="score" d="([^"]+)"', svg)
+    ys = [float(v) for v in re.findall(r"[ML][\d.]+ ([\d.]+)", d) + re.findall(r"V([\d.]+)", d)]
+    top, bottom = report._CAPTION, report._CAPTION + report._SCORE_H
+    assert ys and all(top <= y <= bottom for y in ys)
 
 
 def test_monitor_config_noise_floors_set_the_commissioned_noise():

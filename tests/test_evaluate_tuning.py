@@ -129,7 +129,7 @@ def test_cli_without_normal_data_stops_with_a_usage_error():
     from aiot.cli import main
 
     r = CliRunner().invoke(main, ["tune", "--recovery"])
-    assert r.exit_code == 2 and "normal-operation CSV" in r.output and "--labels DATA" in r.output
+    assert r.exit_code == 2 and "recording of normal operation" in r.output and "--labels DATA" in r.output
 
 
 def test_warmup_slopes_are_least_squares_slopes_of_commissioning_rows_only():

@@ -296,3 +296,30 @@ def test_codegen_format_tflm(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["codegen", "--model", str(FIX / "wrong_identifier.tflite"), "--out",
                                   str(tmp_path / "w"), "--format", "tflm"])
     assert r.exit_code == 2 and "expected b'TFL3'" in r.output
+
+
+def test_board_text_cannot_escape_its_place_in_generated_build_files(tmp_path: Path) -> None:
+    """Defence in depth behind the board-file schema (tests/test_boards.py): a Board built in
+    code with a hostile description still yields build files where it is only a comment."""
+    import dataclasses
+
+    hostile = 'pump")\nexecute_process(COMMAND touch pwned)\n[env:evil]\nbuild_flags = -DPWNED\r\n# '
+    b = dataclasses.replace(get_board("nucleo-f446re"), description=hostile)
+    cm = export_project(b, "cmake", tmp_path / "cm")
+    pio = export_project(b, "platformio", tmp_path / "pio")
+    for text in ((cm / "CMakeLists.txt").read_text(), (pio / "platformio.ini").read_text()):
+        assert "pwned" in text  # still shown, as text
+        for line in text.splitlines():
+            assert not line.startswith(("execute_process", "[env:evil]", "build_flags = -DPWNED")), line
+    assert "PWNED" not in (pio / "platformio.ini").read_text().split("[env:")[1].split("build_flags")[0]
+
+
+def test_a_platformio_id_that_is_not_an_id_is_refused_at_export(tmp_path: Path) -> None:
+    import dataclasses
+
+    b = get_board("nucleo-f446re")
+    evil = dataclasses.replace(b, extra={**b.extra, "flash": {**b.extra["flash"],
+                                                               "platformio_board": "x\nextra_scripts = evil.py"}})
+    with pytest.raises(ToolkitError, match="platformio_board"):
+        export_project(evil, "platformio", tmp_path / "pio")
+    assert not (tmp_path / "pio").exists()

@@ -55,6 +55,22 @@ def test_fuzz_frame_parser_and_app(tmp_path, capsys):
     inputs, responses, errors = map(int, m.groups())
     assert inputs >= 1000  # the budget bought real work
     assert responses > errors > 0  # handlers answered both successfully and with errors
+    coverage = request_coverage(proc.stdout)
+    # every request type reached its handler and was answered (the seeds configure the
+    # monitor: before, CONFIG_SET never passed check_config, so PUSH, EVENTS and
+    # RESET_BASELINE only ever answered "monitor not configured")
+    for req in ("INFO", "PUSH", "EVENTS", "STATS", "CONFIG_GET", "CONFIG_SET", "RESET_BASELINE", "EXIT"):
+        assert coverage[req]["ok"] > 0, (req, coverage)
+    assert coverage["INFER"]["err"] > 0  # built without a model: INFER's handler answers NO_MODEL
+    deep = re.search(r"monitor: (\d+) window outputs, (\d+) events returned", proc.stdout)
+    assert deep and int(deep.group(1)) > 0 and int(deep.group(2)) > 0, proc.stdout  # the monitor itself ran
+
+
+def request_coverage(stdout: str) -> dict[str, dict[str, int]]:
+    """``{"PUSH": {"ok": answered, "err": error frames}, ...}`` from the harness's coverage line."""
+    line = next((ln for ln in stdout.splitlines() if ln.startswith("coverage:")), "")
+    return {name: {"ok": int(ok), "err": int(err)}
+            for name, ok, err in re.findall(r"(\w+) ok (\d+) err (\d+)", line)}
 
 
 def test_fuzz_harness_catches_a_planted_bug(tmp_path):
@@ -76,3 +92,22 @@ def test_fuzz_harness_catches_a_planted_bug(tmp_path):
     assert proc.returncode == 0, proc.stderr
     run = subprocess.run([str(exe), "2000000", "7", "20"], capture_output=True, text=True, timeout=120)
     assert run.returncode != 0 and ("overflow" in run.stderr or "runtime error" in run.stderr), run.stderr[-2000:]
+
+
+if __name__ == "__main__":  # the long run, a benchmark: python tests/test_fuzz_frames.py [SECONDS] [SEED]
+    import sys
+    import tempfile
+    import time
+
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 600.0
+    seed = sys.argv[2] if len(sys.argv) > 2 else "12345"
+    with tempfile.TemporaryDirectory() as tmp:
+        exe = _build(Path(tmp))
+        t0 = time.monotonic()
+        env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "print_stacktrace=1"}
+        proc = subprocess.run([str(exe), str(2**63), seed, str(seconds)], capture_output=True, text=True, env=env)
+        print(proc.stdout.strip())
+        print(f"seed {seed}, budget {seconds:g} s, wall {time.monotonic() - t0:.1f} s, exit {proc.returncode}")
+        if proc.returncode:
+            print(proc.stderr[-3000:])
+        sys.exit(proc.returncode)

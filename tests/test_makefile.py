@@ -79,7 +79,7 @@ def test_venv_is_made_once_and_remade_when_the_dependencies_change(tmp_path):
                               capture_output=True, text=True, timeout=60).stdout
 
     first = plan()
-    assert f"-m venv {venv}" in first and "pip install -q -e '.[ml,test,boards]'" in first
+    assert f"-m venv {venv}" in first and "pip install -q -e '.[ml,test,boards,lifecycle]'" in first
     (venv / "bin").mkdir(parents=True)
     (venv / ".installed").touch()  # as the first run leaves it
     assert "pip install" not in plan()  # idempotent: a second run installs nothing

@@ -75,7 +75,7 @@ def test_build_time_monitor_configuration():
     app = HostApp("AIOT_APP_CHANNELS=2", "AIOT_APP_WINDOW=4", "AIOT_APP_PERIOD_MS=100")
     f = app.request(P.Msg.CONFIG_GET)
     assert f.payload[0] == 1
-    cfg = M.Config.from_buffer_copy(f.payload, 4)
+    cfg = M.unpack_config(f.payload[4:])  # the app is built for 8 channels
     assert (cfg.num_channels, cfg.window, cfg.sample_period_ms) == (2, 4, 100)
     assert bytes(cfg) == bytes(M.default_config(2, 4, 100))  # the monitor's defaults otherwise
     # PUSH works without a CONFIG_SET: 8 samples at 100 ms -> 2 windows.
@@ -99,7 +99,7 @@ def test_boot_configuration_from_the_header_aiot_commission_writes(tmp_path):
     app = HostApp("AIOT_APP_BOOT_CONFIG", include_dirs=(tmp_path,))
     f = app.request(P.Msg.CONFIG_GET)
     assert f.payload[0] == 1
-    got = M.Config.from_buffer_copy(f.payload, 4)
+    got = M.unpack_config(f.payload[4:])  # the app is built for 8 channels
     assert bytes(got) == bytes(cfg) and bytes(got) != bytes(M.default_config(3, 4, 250))
     recs = b"".join(struct.pack("<IB3f", 250 * i, 0b111, 1.0, 2.0, 3.0) for i in range(8))
     f = app.request(P.Msg.PUSH, struct.pack("<HBB", 8, 3, 0) + recs)
@@ -134,7 +134,7 @@ def test_link_counters_count_each_kind_of_broken_frame():
 def _invalid_config() -> bytes:
     cfg = M.default_config(2, 4, 100)
     cfg.persist_k = cfg.persist_n + 1
-    return bytes(cfg)
+    return M.pack_config(cfg, 8)  # the app is built for 8 channels
 
 
 @pytest.mark.parametrize("payload,why", [

@@ -64,10 +64,16 @@ def main() -> None:
       aiot codegen --package build/pkg
       aiot build --board mps2-an386 --package build/pkg
       aiot run --board mps2-an386 --package build/pkg
+    Your own Keras autoencoder, calibrated on your data:
+      aiot quantize --keras model.keras --data pump.csv --out build/mine
     Recorded installations (did it flag each fault, and stay quiet otherwise?):
       aiot evaluate --data recordings/ --format generic --out build/eval
-      aiot tune normal.csv --far-budget 20 --save build/picks
+      aiot tune --data normal.csv --far-budget 20 --out build/picks
       aiot commission --data pump7.csv --board nucleo-f446re --out build/pump7
+
+    Every verb writes under the current folder (./build by default) or its --out, and
+    takes -v (say more) and -q (results and errors only); --json PATH (- for stdout)
+    where there is a machine-readable result.
     """
 
 

@@ -47,8 +47,9 @@ def render_boot_config(cfg) -> str:
         if name == "reserved":
             continue
         v = getattr(cfg, name)
-        if hasattr(kind, "_length_"):  # per-channel arrays: every slot, unused ones as they are (0)
-            lines.append(f"    .{name} = {{{', '.join(literal(kind._type_, x) for x in v)}}},")
+        if hasattr(kind, "_length_"):  # per-channel arrays: the used slots (the rest is 0), so that
+            # a firmware built for fewer channels than the host's Config holds takes it too
+            lines.append(f"    .{name} = {{{', '.join(literal(kind._type_, x) for x in v[: cfg.num_channels])}}},")
         else:
             lines.append(f"    .{name} = {literal(kind, v)},")
     body = "\n".join(lines)
@@ -88,10 +89,8 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     from aiot import monitor as M
     from aiot.target.boards import get_board
     from aiot.data import AUTO, load_csv, sha256_file
-    from aiot.evaluate.device import VALIDATED_WINDOW
-    from aiot.evaluate.monitor_device import FLOOR_KNOB, config_knobs, device_file_model, installation_config, \
-        installation_period_ms, monitor_knobs, validated_knobs
-    from aiot.evaluate.run import environment
+    from aiot.installation import FLOOR_KNOB, VALIDATED_WINDOW, config_knobs, device_file_model, environment, \
+        installation_config, installation_period_ms, monitor_knobs, validated_knobs
     from aiot.target.firmware import build
     from aiot.progress import step
 
@@ -102,10 +101,10 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     source = "validated per-installation defaults (EVAL_KNOBS_PER_FILE)"
     knobs = validated_knobs(per_file=True)
     if alert_settings is not None:
-        from aiot.evaluate import alert_settings as aset
+        from aiot import alert_settings as aset
 
         picked = aset.load(alert_settings)
-        tuned = ("aiot tune NORMAL.csv --per-file --save DIR writes device settings "
+        tuned = ("aiot tune --data NORMAL.csv --per-file --out DIR writes device settings "
                  "for one model per installation (device-per-file-w8-far10.json)")
         if not picked.fits("host"):
             raise ToolkitError(f"{alert_settings}: settings for the {picked.target} target; commissioning builds "

@@ -39,7 +39,7 @@ def run_demo(board_name: str = "mps2-an386", out: Path | None = None, seed: int 
              epochs: int = 30, echo=print) -> DemoResult:
     from aiot.codegen import generate
     from aiot.data import format_time
-    from aiot.evaluate.metrics import runs
+    from aiot.data.runs import runs
     from aiot.model.features import dequantize
     from aiot.target.firmware import build
     from aiot.device.hil import open_device

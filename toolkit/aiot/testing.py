@@ -4,6 +4,8 @@ cleanly when the cross toolchain or QEMU is absent, and where shared data lives.
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 
@@ -23,3 +25,25 @@ def have_qemu() -> bool:
 
 requires_arm = pytest.mark.skipif(not have_arm_toolchain(), reason="arm-none-eabi-gcc not installed (make setup)")
 requires_qemu = pytest.mark.skipif(not have_qemu(), reason="qemu-system-arm not installed (make setup)")
+
+
+@contextmanager
+def worker_build_dir() -> Iterator[None]:
+    """Under pytest-xdist (`make test` runs on every core), each worker writes its build
+    outputs (firmware built for a board, generated C) to a folder of its own,
+    BUILD/pytest-gwN, so that two workers never build into the same folder at once. The
+    derived caches stay shared (they are written to a private name and renamed into place):
+    AIOT_CACHE_DIR is pinned to the cache the run would have used. Without xdist: nothing
+    changes."""
+    import os
+
+    from aiot import paths
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker or paths.build_dir().name == f"pytest-{worker}":  # not parallel, or already set (the other conftest)
+        yield
+        return
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AIOT_CACHE_DIR", str(paths.cache_dir()))
+        mp.setenv("AIOT_BUILD_DIR", str(paths.build_dir() / f"pytest-{worker}"))
+        yield

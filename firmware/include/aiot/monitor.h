@@ -6,17 +6,19 @@
 //!
 //! Life of an installation (see docs/monitor.md):
 //!   1. COMMISSIONING: the first `commission_samples` valid samples of every channel give
-//!      its noise profile (baseline = mean, noise = standard deviation). State RECALIBRATING.
+//!      its noise profile (baseline = mean, noise = standard deviation), spikes and garbage
+//!      rejected and counted. State RECALIBRATING.
 //!   2. CALIBRATION: the next `calibration_windows` windows are scored; their scores are the
 //!      conformal calibration set, their per-channel errors the channel references.
 //!   3. ARMED: every window gives NORMAL / DRIFT / RECALIBRATING / ANOMALY / NO_DATA.
 //!
 //! Wire format: every struct below is plain, fixed-size and has no pointers, so a serial
 //! protocol can send it as little-endian bytes in field order (sizes are checked by the
-//! static asserts in monitor.c: sample 8 + 4*MAX_CHANNELS, output 32, event 16 bytes).
+//! static asserts in monitor.c: sample 16 + 4*MAX_CHANNELS, output 32, event 16 bytes).
 #ifndef AIOT_MONITOR_H
 #define AIOT_MONITOR_H
 
+#include <float.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,9 +27,11 @@ extern "C" {
 #endif
 
 //! Compile-time capacity. Override with -D to shrink RAM on small parts: with
-//! 4 channels x 16 samples x 48 calibration scores the monitor takes 2.2 KB (aiot_monitor_sizeof()).
+//! 4 channels x 16 samples x 48 calibration scores the monitor takes 2.5 KB (aiot_monitor_sizeof()).
+//! Each channel of capacity costs 4 x MAX_WINDOW x 4 bytes of window buffers plus about
+//! 200 bytes of state and settings (docs/monitor.md, "RAM").
 #ifndef AIOT_MONITOR_MAX_CHANNELS
-#define AIOT_MONITOR_MAX_CHANNELS 8 //!< at most 8: valid masks are one byte per sample
+#define AIOT_MONITOR_MAX_CHANNELS 8 //!< 1..64 (a 52-sensor plant needs a build with 64)
 #endif
 #ifndef AIOT_MONITOR_MAX_WINDOW
 #define AIOT_MONITOR_MAX_WINDOW 32
@@ -49,6 +53,15 @@ extern "C" {
 #define AIOT_MONITOR_MAX_OUTPUTS 2
 #define AIOT_MONITOR_NO_CHANNEL 0xFFu
 
+//! One bit per channel: the narrowest type the capacity needs (RAM per window slot).
+#if AIOT_MONITOR_MAX_CHANNELS <= 8
+typedef uint8_t aiot_monitor_mask_t;
+#elif AIOT_MONITOR_MAX_CHANNELS <= 32
+typedef uint32_t aiot_monitor_mask_t;
+#else
+typedef uint64_t aiot_monitor_mask_t;
+#endif
+
 typedef enum {
     AIOT_MONITOR_OK = 0,
     AIOT_MONITOR_EINVAL = -1,   //!< bad argument or configuration
@@ -63,7 +76,8 @@ typedef enum {
     AIOT_STATE_DRIFT = 3,         //!< a channel's baseline is being tracked (slow drift)
     AIOT_STATE_RECALIBRATING = 4, //!< a channel is re-learning its level (step), or learning
     AIOT_STATE_RECOVERING = 5,    //!< an alert ended while the score is on its way back down
-                                  //!< (recover_ratio): still off normal, no alert
+                                  //!< (recover_ratio) and its sensors are back in their
+                                  //!< commissioned band: still off normal, no alert
 } aiot_monitor_state_t;
 
 typedef enum {
@@ -89,84 +103,115 @@ typedef enum {
     AIOT_EVENT_RECAL_STARTED = 7,    //!< value = step size (noise units)
     AIOT_EVENT_RECAL_DONE = 8,       //!< value = total level shift applied (noise units)
     AIOT_EVENT_RECAL_REJECTED = 9,   //!< step too large, reshaped or unstable: kept as a fault
-    AIOT_EVENT_BASELINE_LIMIT = 10,  //!< drift reached max_baseline_shift: sensor needs service
+    AIOT_EVENT_BASELINE_LIMIT = 10,  //!< no longer emitted (CALIBRATION_ALERT replaced it)
     AIOT_EVENT_DATA_LOST = 11,       //!< NO_DATA began; value = quality
     AIOT_EVENT_DATA_RESTORED = 12,
     AIOT_EVENT_BASELINE_RESET = 13,  //!< aiot_monitor_reset_baseline() was called
     AIOT_EVENT_RECOVERING = 14,      //!< the alert ended into RECOVERING; value = score. The
                                      //!< incident closes with ALERT_CLEARED once the score is
                                      //!< under clear_margin, or reopens with ALERT_RAISED
+    AIOT_EVENT_COMMISSION_REJECTED = 15, //!< channel's commissioning rejected samples (spikes,
+                                         //!< outliers, non-finite); value = how many
+    AIOT_EVENT_CHANNEL_STUCK = 16,   //!< every accepted commissioning sample of the channel was
+                                     //!< the same value: a stuck sensor; value = that value.
+                                     //!< Its noise is the floor: any movement will show
+    AIOT_EVENT_CALIBRATION_ALERT = 17, //!< the drift compensation of a channel passed its
+                                       //!< calibration_tolerance (or max_baseline_shift);
+                                       //!< value = absorbed offset (raw units). The channel is
+                                       //!< scored against its commissioned baseline again and
+                                       //!< no longer adapted until reset_baseline: service it
+    AIOT_EVENT_DRIFT_PERSISTENT = 18,  //!< a channel has been in DRIFT for drift_alarm_hours;
+                                       //!< value = hours (once per DRIFT episode)
 } aiot_monitor_event_type_t;
 
-//! Knobs. aiot_monitor_default_config() fills sensible values; units are stated per field.
-//! "noise units" = the channel's commissioning standard deviation.
+//! Every monitor setting, declared once: the config struct, the defaults
+//! (aiot_monitor_default_config), the range checks (aiot_monitor_check_config) and the
+//! Python side (aiot.monitor reads this table from this header) all come from it.
+//!   X(name, C type, default, min, max, bounds, "meaning")
+//! bounds: AIOT_RANGE_CLOSED [min, max], AIOT_RANGE_LO_OPEN (min, max], AIOT_RANGE_HI_OPEN
+//! [min, max). Float bounds are finite, so inf and NaN are refused everywhere. The order is
+//! the struct's (its wire layout): keep the u8/u16/u32 fields before the floats.
+//! num_channels, window and sample_period_ms take their defaults from
+//! aiot_monitor_default_config()'s arguments (the 0 below is never used).
+//! Rules between settings (persist_k <= persist_n, ...) are in aiot_monitor_check_config.
+#define AIOT_MONITOR_SETTINGS(X)                                                                              \
+    X(num_channels, uint8_t, 0, 1, AIOT_MONITOR_MAX_CHANNELS, AIOT_RANGE_CLOSED, "sensors per sample")      \
+    X(window, uint8_t, 0, 2, AIOT_MONITOR_MAX_WINDOW, AIOT_RANGE_CLOSED, "samples per window")               \
+    X(persist_k, uint8_t, 3, 1, 16, AIOT_RANGE_CLOSED, "raise an alert when k of the last n windows vote")   \
+    X(persist_n, uint8_t, 5, 1, 16, AIOT_RANGE_CLOSED, "vote history length; also the clear period (windows)") \
+    X(sample_period_ms, uint32_t, 0, 1, 86400000, AIOT_RANGE_CLOSED,                                          \
+      "nominal sampling period (ms, at most a day); larger timestamp steps are gaps")                         \
+    X(commission_samples, uint32_t, 360, 2, 0xFFFFFFFF, AIOT_RANGE_CLOSED,                                   \
+      "valid samples per channel for its noise profile")                                                      \
+    X(calibration_windows, uint16_t, 48, 4, AIOT_MONITOR_MAX_CALIBRATION, AIOT_RANGE_CLOSED,                 \
+      "scored windows in the conformal calibration set")                                                      \
+    X(recal_windows, uint8_t, 12, 1, 255, AIOT_RANGE_CLOSED, "a remount step must settle within this many windows") \
+    X(drift_hold, uint8_t, 24, 0, 255, AIOT_RANGE_CLOSED, "windows a channel stays in DRIFT after its detector fired") \
+    X(isolation, uint8_t, 1, 0, 255, AIOT_RANGE_CLOSED,                                                       \
+      "nonzero: one extra model call per channel to tell which sensor moved (1 + channels calls per window)")  \
+    X(score_average, uint8_t, 0, 0, AIOT_MONITOR_MAX_AVERAGE, AIOT_RANGE_CLOSED,                              \
+      "N > 1: the score is the mean of the last N window scores (0 or 1: each window alone)")                \
+    X(level_windows, uint8_t, 0, 0, AIOT_MONITOR_MAX_LEVEL, AIOT_RANGE_CLOSED,                                \
+      "N > 0: the score is the worst channel's N-window mean shift over its commissioned spread")            \
+    X(reserved, uint8_t, 0, 0, 0, AIOT_RANGE_CLOSED, "padding, always 0")                                     \
+    X(min_quality, float, 0.5f, 0.0f, 1.0f, AIOT_RANGE_LO_OPEN,                                               \
+      "NO_DATA when the worst channel has a smaller valid fraction of the window")                           \
+    X(clip, float, 8.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "features clipped to +-clip noise units")            \
+    X(alert_margin, float, 3.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                              \
+      "a window votes when its score > alert_margin x the largest calibration score")                       \
+    X(clear_margin, float, 1.5f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                              \
+      "an alert clears after persist_n windows all below clear_margin x the largest calibration score")       \
+    X(severity_major, float, 3.0f, 1.0f, FLT_MAX, AIOT_RANGE_CLOSED, "severity 2 at this multiple of the threshold") \
+    X(severity_critical, float, 10.0f, 1.0f, FLT_MAX, AIOT_RANGE_CLOSED, "severity 3 at this multiple of the threshold") \
+    X(cusum_slack, float, 1.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "drift CUSUM k (calibration deviation spreads)") \
+    X(cusum_threshold, float, 8.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "drift CUSUM h (same units)")              \
+    X(step_threshold, float, 0.5f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                            \
+      "smallest jump of a channel's deviation that is a step (noise units, and >= 4 calibration spreads)")    \
+    X(max_recal_step, float, 3.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "largest step accepted as a remount (noise units)") \
+    X(drift_gain, float, 0.2f, 0.0f, 1.0f, AIOT_RANGE_CLOSED, "fraction of the residual bias corrected per window in DRIFT") \
+    X(max_drift_rate, float, 0.25f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "drift compensation rate limit (noise units per hour)") \
+    X(max_baseline_shift, float, 6.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                         \
+      "total drift compensation allowed (noise units); beyond it: CALIBRATION_ALERT")                         \
+    X(gate_ratio, float, 4.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                                \
+      "adaptation of a channel is blocked when the others or its own residual shape exceed this x reference") \
+    X(stability_halflife, float, 20.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                       \
+      "windows for a baseline change to halve its confidence penalty")                                       \
+    X(recover_ratio, float, 0.0f, 0.0f, 1.0f, AIOT_RANGE_HI_OPEN,                                             \
+      "0 off; in (0,1): an alert whose score fell below recover_ratio x its peak (sensors back in band) is RECOVERING") \
+    X(drift_alarm_hours, float, 12.0f, 0.0f, 8760.0f, AIOT_RANGE_LO_OPEN,                                     \
+      "a channel in DRIFT longer than this raises DRIFT_PERSISTENT (hours)")                                  \
+    X(commission_reject, float, 8.0f, 2.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                          \
+      "commissioning sample rejected beyond this many robust spreads from its window's median")
+
+//! Per-sensor settings, one value per channel (arrays of AIOT_MONITOR_MAX_CHANNELS after the
+//! settings above; slots past num_channels are 0). Same columns as AIOT_MONITOR_SETTINGS.
+#define AIOT_MONITOR_CHANNEL_SETTINGS(X)                                                                      \
+    X(noise_floor, float, 0.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "noise is at least this (raw units)")        \
+    X(noise_floor_rel, float, 1e-3f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "noise is at least this x |commissioned level|") \
+    X(calibration_tolerance, float, 0.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                    \
+      "largest total drift compensation (raw units); 0: the commissioned span (max - min of accepted samples)")
+
+#define AIOT_RANGE_CLOSED 0
+#define AIOT_RANGE_LO_OPEN 1
+#define AIOT_RANGE_HI_OPEN 2
+
+#define AIOT_MONITOR_FIELD_(name, type, def, lo, hi, bounds, doc) type name;
+#define AIOT_MONITOR_CHANNEL_FIELD_(name, type, def, lo, hi, bounds, doc) type name[AIOT_MONITOR_MAX_CHANNELS];
+
+//! The settings (see the table above for each field's meaning, default and range). Plain
+//! and fixed-size: it travels as bytes (CONFIG_SET / CONFIG_GET), its size depends on
+//! AIOT_MONITOR_MAX_CHANNELS (the per-channel arrays at its end).
 typedef struct {
-    uint8_t num_channels;         //!< 1..AIOT_MONITOR_MAX_CHANNELS
-    uint8_t window;               //!< samples per window, 2..AIOT_MONITOR_MAX_WINDOW
-    uint8_t persist_k;            //!< raise an alert when k of the last n windows vote
-    uint8_t persist_n;            //!< 1..16, and the clear hysteresis length
-    uint32_t sample_period_ms;    //!< nominal sampling period; larger timestamp steps are gaps
-    uint32_t commission_samples;  //!< valid samples per channel for the noise profile
-    uint16_t calibration_windows; //!< scored windows for the calibration set (<= MAX_CALIBRATION)
-    uint8_t recal_windows;        //!< a step must settle within this many windows
-    uint8_t drift_hold;           //!< windows a channel stays in DRIFT after its detector fired
-    uint8_t isolation;            //!< 1: one extra model call per channel to tell which sensor
-                                  //!< moved (each window costs 1 + channels calls); 0: off
-    //! 0 or 1: each window's score stands alone. N > 1: the score that votes, calibrates and
-    //! is reported is the mean of the last N scored windows' (fewer right after
-    //! commissioning): noise averages out over N windows while a fault that persists stays,
-    //! at the cost of up to N - 1 windows of delay (an EWMA chart's trade). <= MAX_AVERAGE.
-    uint8_t score_average;
-    //! 0: the score is the model's reconstruction error (an energy: each window's squared
-    //! deviations). N in 1..MAX_LEVEL: the score is a level shift instead: per channel, the
-    //! mean of its raw samples over the last N windows, minus its baseline, in units of the
-    //! spread those N-window means showed while commissioning (measured, so a slow sensor's
-    //! wander and a white one's sqrt(N) averaging are both what they are; floored like the
-    //! noise); the worst channel's |z| scores. A shift of a fraction of a sample's noise that
-    //! lasts minutes stands out of an average where an energy test keeps the noise. The
-    //! model still runs every window for isolation, drift and remount handling. Changing it
-    //! needs a new commissioning (the spreads are per N).
-    uint8_t level_windows;
-    uint8_t reserved;
-    float min_quality;            //!< NO_DATA when the worst channel has fewer valid samples (0..1)
-    float clip;                   //!< features clipped to +-clip noise units
-    float alert_margin;           //!< vote when score > alert_margin x largest calibration score
-    float clear_margin;           //!< alert clears after n windows all below this margin (hysteresis)
-    float severity_major;         //!< severity 2 at this multiple of the alert threshold
-    float severity_critical;      //!< severity 3 at this multiple of the alert threshold
-    float cusum_slack;            //!< drift CUSUM k, in units of the calibration deviation spread
-    float cusum_threshold;        //!< drift CUSUM h, same units
-    float step_threshold;         //!< smallest jump of a channel's deviation that is a step
-                                  //!< (noise units; also at least 4 x its calibration spread)
-    float max_recal_step;         //!< largest step accepted as a remount (noise units)
-    float drift_gain;             //!< fraction of the residual bias corrected per window in DRIFT
-    float max_drift_rate;         //!< baseline tracking limit, noise units per hour
-    float max_baseline_shift;     //!< total drift correction allowed (noise units)
-    float gate_ratio;             //!< adaptation of a channel is blocked when the other channels
-                                  //!< (reconstructed without it) or its own residual shape exceed
-                                  //!< gate_ratio x their calibration reference
-    float stability_halflife;     //!< windows for a baseline change to halve its confidence penalty
-    //! 0: off. In (0, 1): an alert whose last persist_n windows all scored below
-    //! recover_ratio x its peak (and not all below clear_margin) ends into RECOVERING: the
-    //! deviation is on its way back, as when a machine settles after an intervention, and
-    //! its slow tail is not a new incident. RECOVERING raises again on persist_k of
-    //! persist_n windows above that level (and the alert threshold), and ends as a normal
-    //! clear once persist_n windows are all below clear_margin.
-    float recover_ratio;
-    //! Per-channel noise floors, applied when commissioning ends: a channel's noise is at
-    //! least max(noise_floor[c], noise_floor_rel[c] x |commissioned level|). A quiet sensor
-    //! commissioned over a few calm minutes must not turn its normal long-term wander into
-    //! many "noise units"; the fleet's spread of each sensor is the usual source of these
-    //! floors. Defaults: 0 and 1e-3 (only guards a stuck or perfectly quiet sensor).
-    float noise_floor[AIOT_MONITOR_MAX_CHANNELS];      //!< raw units, >= 0
-    float noise_floor_rel[AIOT_MONITOR_MAX_CHANNELS];  //!< fraction of |level|, >= 0
+    AIOT_MONITOR_SETTINGS(AIOT_MONITOR_FIELD_)
+    AIOT_MONITOR_CHANNEL_SETTINGS(AIOT_MONITOR_CHANNEL_FIELD_)
 } aiot_monitor_config_t;
 
 //! One timestamped sample. Bit c of valid_mask says value[c] is present; NaN/inf values
 //! are treated as missing whatever the mask says.
 typedef struct {
     uint32_t timestamp_ms;        //!< wraps after 49 days; only differences are used
-    uint32_t valid_mask;
+    uint32_t reserved;
+    uint64_t valid_mask;
     float value[AIOT_MONITOR_MAX_CHANNELS];
 } aiot_sample_t;
 
@@ -190,7 +235,8 @@ typedef struct {
     uint16_t seq;                 //!< increments per event; a jump tells the host it missed some
     uint8_t type;                 //!< aiot_monitor_event_type_t
     uint8_t channel;              //!< main channel or NO_CHANNEL
-    uint8_t channel_mask;         //!< contributing channels (alerts)
+    uint8_t channel_mask;         //!< contributing channels among 0..7 (alerts); `channel`
+                                  //!< names the main one whatever its number
     uint8_t severity;
     uint8_t state;                //!< monitor state after the event
     uint8_t reserved;
@@ -206,9 +252,24 @@ typedef struct {
     float baseline;       //!< current level (raw units)
     float baseline0;      //!< commissioned level
     float noise;          //!< commissioning standard deviation (raw units)
-    float acc_mean, acc_m2;  //!< Welford accumulators (commissioning)
+    //! Commissioning and calibration never overlap: their accumulators share the bytes
+    //! (commission() zeroes them when it ends).
+    union {
+        struct {
+            double acc_mean, acc_m2; //!< Welford accumulators of the accepted commissioning samples
+        };
+        struct {
+            float sum_err, sum_dev, sum_dev2, sum_shape; //!< calibration sums
+        };
+    };
+    float acc_min, acc_max;  //!< range of the accepted commissioning samples (the commissioned span)
+    float last, pending;     //!< commissioning: last accepted sample; a far one awaiting its successor
     uint32_t acc_n;
-    float sum_err, sum_dev, sum_dev2, sum_shape, sum_rest, sum_lev; //!< calibration sums
+    uint32_t drift_windows;  //!< scored windows in the current DRIFT episode
+    float tolerance;      //!< largest total drift compensation (raw units), set at commissioning
+    uint16_t rejected;    //!< commissioning samples rejected (saturates)
+    uint8_t health;       //!< AIOT_CH_* flags (commissioning outcome, calibration alert)
+    float sum_rest, sum_lev; //!< calibration sums
     float leverage;       //!< fraction of a level offset on this channel the model reproduces
     float err_ref;        //!< mean calibration error (noise units squared)
     float dev_sd;         //!< spread of the isolated deviation during calibration
@@ -260,7 +321,12 @@ typedef struct {
     float recover_level;        //!< recovering: score (x threshold) that reopens the alert
     uint8_t recovering;         //!< 1: RECOVERING (never together with alert)
     uint8_t ev_head, ev_count;
-    uint8_t valid[AIOT_MONITOR_MAX_WINDOW];
+    uint16_t band_out;          //!< bit history: an implicated channel was out of its band
+    aiot_monitor_mask_t alert_mask; //!< channels implicated in the latched alert
+    float escalate_score;       //!< alert: score at the last severity change
+    float escalate_dist;        //!< alert: implicated channels' distance out of band then
+    float recover_min;          //!< recovering: lowest score since it began
+    aiot_monitor_mask_t valid[AIOT_MONITOR_MAX_WINDOW];
     float win[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS];
     float recon[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS];
     float probe[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS];       //!< isolation input
@@ -281,6 +347,9 @@ void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channel
 
 //! Check a configuration. Returns AIOT_MONITOR_OK or AIOT_MONITOR_EINVAL.
 int aiot_monitor_check_config(const aiot_monitor_config_t *cfg);
+
+//! Why a configuration is refused (names the setting), or NULL when it is valid.
+const char *aiot_monitor_config_problem(const aiot_monitor_config_t *cfg);
 
 //! Start a fresh installation (commissioning). `score` must stay valid for the monitor's life.
 int aiot_monitor_init(aiot_monitor_t *m, const aiot_monitor_config_t *cfg, aiot_score_fn score, void *ctx);
@@ -311,6 +380,8 @@ void aiot_monitor_reset_baseline(aiot_monitor_t *m);
 
 //! sizeof(aiot_monitor_t) for bindings that treat it as opaque bytes.
 size_t aiot_monitor_sizeof(void);
+//! sizeof(aiot_monitor_config_t): bindings check their copy of the settings table with it.
+size_t aiot_monitor_config_sizeof(void);
 
 //! What a host may want to see of one channel (diagnostics, CONFIG get).
 typedef struct {
@@ -324,8 +395,14 @@ typedef struct {
     float deviation_sd;   //!< calibration spread of the deviation (noise units)
     float leverage;       //!< fraction of a level offset the model reproduces (0..0.9)
     uint8_t mode;         //!< 0 ok, 1 drift, 2 recalibrating
-    uint8_t reserved[3];
+    uint8_t health;       //!< AIOT_CH_* flags
+    uint16_t rejected;    //!< commissioning samples rejected (spikes, outliers, non-finite)
 } aiot_monitor_channel_info_t;
+
+//! Channel health flags (aiot_monitor_channel_info_t.health).
+#define AIOT_CH_STUCK 0x01u       //!< commissioning samples all equal: a stuck sensor
+#define AIOT_CH_CAL_ALERT 0x02u   //!< drift compensation passed its tolerance: needs service
+#define AIOT_CH_NOT_COMMISSIONED 0x04u //!< no usable commissioning sample: the channel is not scored
 
 typedef struct {
     uint8_t phase;             //!< aiot_monitor_phase_t

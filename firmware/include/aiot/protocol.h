@@ -49,6 +49,12 @@ typedef enum {
     AIOT_MSG_CONFIG_SET = 0x07,
     AIOT_MSG_RESET_BASELINE = 0x08,
     AIOT_MSG_EXIT = 0x0F,
+    // Model updates (firmware built with -DAIOT_APP_UPDATE; docs/lifecycle.md).
+    AIOT_MSG_UPDATE_BEGIN = 0x20,
+    AIOT_MSG_UPDATE_CHUNK = 0x21,
+    AIOT_MSG_UPDATE_FINISH = 0x22,
+    AIOT_MSG_UPDATE_STATUS = 0x23,
+    AIOT_MSG_REBOOT = 0x24,
     AIOT_MSG_ERROR = 0x7F,
     AIOT_MSG_RESPONSE = 0x80,
 } aiot_msg_type_t;

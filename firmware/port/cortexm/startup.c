@@ -24,7 +24,15 @@ void Default_Handler(void);
 void HardFault_Handler(void);
 void SysTick_Handler(void);
 
+typedef void (*vector_t)(void);
+extern const vector_t aiot_vectors[];
+
 void Reset_Handler(void) {
+#if defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || defined(__ARM_ARCH_8M_MAIN__)
+    // Interrupts go to this image's table even when a bootloader (MCUboot) started it
+    // from a slot: the table is not at address 0 then (aiot build --signed).
+    SCB_VTOR = (uint32_t)(uintptr_t)aiot_vectors;
+#endif
 #if defined(__ARM_FP)
     // The FPU must be on before any float instruction, or the core faults (and QEMU hangs).
     SCB_CPACR |= (0xFu << 20);
@@ -45,7 +53,6 @@ void HardFault_Handler(void) {
 
 void SysTick_Handler(void) { systick_wraps++; }
 
-typedef void (*vector_t)(void);
 //! 16 system exceptions, then external interrupts 0..AIOT_MAX_IRQ-1 (toolkit/ports.py MAX_IRQ).
 //! Only the console's receive interrupt is ever enabled; the other entries stay 0.
 #define AIOT_MAX_IRQ 64

@@ -6,8 +6,8 @@
 #include <math.h>
 #include <string.h>
 
-#if AIOT_MONITOR_MAX_CHANNELS > 8 || AIOT_MONITOR_MAX_CHANNELS < 1
-#error "AIOT_MONITOR_MAX_CHANNELS must be 1..8 (valid masks are one byte per sample)"
+#if AIOT_MONITOR_MAX_CHANNELS > 64 || AIOT_MONITOR_MAX_CHANNELS < 1
+#error "AIOT_MONITOR_MAX_CHANNELS must be 1..64 (valid masks are 64 bits per sample)"
 #endif
 #if AIOT_MONITOR_MAX_WINDOW > 255 || AIOT_MONITOR_EVENT_CAPACITY > 255
 #error "window and event capacity must fit in a byte"
@@ -16,78 +16,73 @@
 // Wire sizes promised in monitor.h.
 typedef char aiot_static_output_size[(sizeof(aiot_monitor_output_t) == 32) ? 1 : -1];
 typedef char aiot_static_event_size[(sizeof(aiot_monitor_event_t) == 16) ? 1 : -1];
-typedef char aiot_static_sample_size[(sizeof(aiot_sample_t) == 8 + 4 * AIOT_MONITOR_MAX_CHANNELS) ? 1 : -1];
+typedef char aiot_static_sample_size[(sizeof(aiot_sample_t) == 16 + 4 * AIOT_MONITOR_MAX_CHANNELS) ? 1 : -1];
+
+#define BIT(c) ((aiot_monitor_mask_t)1 << (c))
+#define EVMASK(c) ((uint8_t)((c) < 8 ? 1u << (c) : 0u)) // event masks name channels 0..7
 
 enum { CH_OK = 0, CH_DRIFT = 1, CH_RECAL = 2 };
-enum { CHF_RECAL_BLOCKED = 0x01, CHF_LIMIT_REPORTED = 0x02 };
+enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 };
 
 #define MS_PER_HOUR 3600000.0f
 #define TINY 1e-6f
+#define BAND_NOISE 3.0f  // a commissioned band is at least +-3 noise units wide
 
 void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channels, uint8_t window,
                                  uint32_t sample_period_ms) {
+    int c;
     memset(cfg, 0, sizeof(*cfg));
+#define DEFAULT_(name, type, def, lo, hi, bounds, doc) cfg->name = (type)(def);
+#define CHANNEL_DEFAULT_(name, type, def, lo, hi, bounds, doc) \
+    for (c = 0; c < num_channels && c < AIOT_MONITOR_MAX_CHANNELS; c++) cfg->name[c] = (type)(def);
+    AIOT_MONITOR_SETTINGS(DEFAULT_)
+    AIOT_MONITOR_CHANNEL_SETTINGS(CHANNEL_DEFAULT_)
+#undef DEFAULT_
+#undef CHANNEL_DEFAULT_
     cfg->num_channels = num_channels;
     cfg->window = window;
-    cfg->persist_k = 3;
-    cfg->persist_n = 5;
     cfg->sample_period_ms = sample_period_ms;
-    cfg->commission_samples = 360;
-    cfg->calibration_windows = 48;
-    cfg->recal_windows = 12;
-    cfg->drift_hold = 24;
-    cfg->isolation = 1;
-    cfg->min_quality = 0.5f;
-    cfg->clip = 8.0f;
-    cfg->alert_margin = 3.0f;
-    cfg->clear_margin = 1.5f;
-    cfg->severity_major = 3.0f;
-    cfg->severity_critical = 10.0f;
-    cfg->cusum_slack = 1.0f;
-    cfg->cusum_threshold = 8.0f;
-    cfg->step_threshold = 0.5f;
-    cfg->max_recal_step = 3.0f;
-    cfg->drift_gain = 0.2f;
-    cfg->max_drift_rate = 0.25f;
-    cfg->max_baseline_shift = 6.0f;
-    cfg->gate_ratio = 4.0f;
-    cfg->stability_halflife = 20.0f;
-    for (int c = 0; c < AIOT_MONITOR_MAX_CHANNELS; c++) cfg->noise_floor_rel[c] = 1e-3f;
+}
+
+//! Is x inside [lo, hi] / (lo, hi] / [lo, hi)? NaN is never inside. Taken as double so
+//! that every field type compares exactly.
+static int in_range(double x, double lo, double hi, int bounds) {
+    if (!(bounds == AIOT_RANGE_LO_OPEN ? x > lo : x >= lo)) return 0;
+    return bounds == AIOT_RANGE_HI_OPEN ? x < hi : x <= hi;
+}
+
+const char *aiot_monitor_config_problem(const aiot_monitor_config_t *c) {
+    int ch;
+    if (!c) return "invalid monitor configuration: none given";
+#define CHECK_(name, type, def, lo, hi, bounds, doc) \
+    if (!in_range((double)c->name, (double)(lo), (double)(hi), bounds)) return "invalid monitor configuration: " #name " out of range (monitor.h)";
+    AIOT_MONITOR_SETTINGS(CHECK_)
+#undef CHECK_
+    for (ch = 0; ch < c->num_channels; ch++) {
+#define CHANNEL_CHECK_(name, type, def, lo, hi, bounds, doc) \
+    if (!in_range((double)c->name[ch], (double)(lo), (double)(hi), bounds)) return "invalid monitor configuration: " #name " out of range (monitor.h)";
+        AIOT_MONITOR_CHANNEL_SETTINGS(CHANNEL_CHECK_)
+#undef CHANNEL_CHECK_
+    }
+    if (c->persist_k > c->persist_n) return "invalid monitor configuration: persist_k more than persist_n";
+    if (c->clear_margin > c->alert_margin) return "invalid monitor configuration: clear_margin more than alert_margin";
+    if (c->severity_critical < c->severity_major) return "invalid monitor configuration: severity_critical less than severity_major";
+    if (c->max_recal_step < c->step_threshold) return "invalid monitor configuration: max_recal_step less than step_threshold";
+    // A window must be much shorter than the 2^31 ms a uint32 clock can tell apart.
+    if ((uint64_t)c->window * c->sample_period_ms > 0x40000000u)
+        return "invalid monitor configuration: sample_period_ms x window over 2^30 ms (12.4 days)";
+    // the spread of N-window means needs two of them while commissioning
+    if (c->level_windows && c->commission_samples < (uint32_t)(c->level_windows + 1u) * c->window)
+        return "invalid monitor configuration: level_windows needs (level_windows + 1) x window commission_samples";
+    return NULL;
 }
 
 int aiot_monitor_check_config(const aiot_monitor_config_t *c) {
-    if (!c) return AIOT_MONITOR_EINVAL;
-    if (c->num_channels < 1 || c->num_channels > AIOT_MONITOR_MAX_CHANNELS) return AIOT_MONITOR_EINVAL;
-    if (c->window < 2 || c->window > AIOT_MONITOR_MAX_WINDOW) return AIOT_MONITOR_EINVAL;
-    if (c->persist_n < 1 || c->persist_n > 16 || c->persist_k < 1 || c->persist_k > c->persist_n)
-        return AIOT_MONITOR_EINVAL;
-    if (c->sample_period_ms < 1 || c->commission_samples < 2) return AIOT_MONITOR_EINVAL;
-    if (c->calibration_windows < 4 || c->calibration_windows > AIOT_MONITOR_MAX_CALIBRATION)
-        return AIOT_MONITOR_EINVAL;
-    if (c->recal_windows < 1 || c->score_average > AIOT_MONITOR_MAX_AVERAGE) return AIOT_MONITOR_EINVAL;
-    if (c->level_windows > AIOT_MONITOR_MAX_LEVEL) return AIOT_MONITOR_EINVAL;
-    // the spread of N-window means needs two of them while commissioning
-    if (c->level_windows && c->commission_samples < (uint32_t)(c->level_windows + 1u) * c->window)
-        return AIOT_MONITOR_EINVAL;
-    // NaN fails every comparison below, so it is rejected too.
-    if (!(c->min_quality > 0.0f && c->min_quality <= 1.0f)) return AIOT_MONITOR_EINVAL;
-    if (!(c->clip > 0.0f) || !(c->alert_margin > 0.0f) || !(c->clear_margin > 0.0f)) return AIOT_MONITOR_EINVAL;
-    if (!(c->clear_margin <= c->alert_margin)) return AIOT_MONITOR_EINVAL;
-    if (!(c->severity_major >= 1.0f) || !(c->severity_critical >= c->severity_major)) return AIOT_MONITOR_EINVAL;
-    if (!(c->cusum_slack >= 0.0f) || !(c->cusum_threshold > 0.0f)) return AIOT_MONITOR_EINVAL;
-    if (!(c->step_threshold > 0.0f) || !(c->max_recal_step >= c->step_threshold)) return AIOT_MONITOR_EINVAL;
-    if (!(c->drift_gain >= 0.0f && c->drift_gain <= 1.0f)) return AIOT_MONITOR_EINVAL;
-    if (!(c->max_drift_rate >= 0.0f) || !(c->max_baseline_shift >= 0.0f)) return AIOT_MONITOR_EINVAL;
-    if (!(c->gate_ratio > 0.0f) || !(c->stability_halflife > 0.0f)) return AIOT_MONITOR_EINVAL;
-    if (!(c->recover_ratio >= 0.0f && c->recover_ratio < 1.0f)) return AIOT_MONITOR_EINVAL;
-    for (int ch = 0; ch < c->num_channels; ch++)  // finite and non-negative (NaN fails too)
-        if (!(c->noise_floor[ch] >= 0.0f && c->noise_floor[ch] <= FLT_MAX) ||
-            !(c->noise_floor_rel[ch] >= 0.0f && c->noise_floor_rel[ch] <= FLT_MAX))
-            return AIOT_MONITOR_EINVAL;
-    return AIOT_MONITOR_OK;
+    return aiot_monitor_config_problem(c) ? AIOT_MONITOR_EINVAL : AIOT_MONITOR_OK;
 }
 
 size_t aiot_monitor_sizeof(void) { return sizeof(aiot_monitor_t); }
+size_t aiot_monitor_config_sizeof(void) { return sizeof(aiot_monitor_config_t); }
 
 int aiot_monitor_channel_info(const aiot_monitor_t *m, uint8_t channel, aiot_monitor_channel_info_t *info) {
     const aiot_monitor_channel_t *ch;
@@ -104,6 +99,8 @@ int aiot_monitor_channel_info(const aiot_monitor_t *m, uint8_t channel, aiot_mon
     info->deviation_sd = ch->dev_sd;
     info->leverage = ch->leverage;
     info->mode = ch->mode;
+    info->health = ch->health;
+    info->rejected = ch->rejected;
     return AIOT_MONITOR_OK;
 }
 
@@ -129,6 +126,8 @@ static void reset_learning(aiot_monitor_t *m) {
     m->alert_severity = 0;
     m->recovering = 0;
     m->vote_high = m->vote_low = m->vote_rec = 0;
+    m->band_out = 0;
+    m->alert_mask = 0;
     m->fill = 0;
     m->avg_count = m->avg_pos = 0;
     m->lvl_count = m->lvl_pos = 0;
@@ -169,6 +168,12 @@ int aiot_monitor_update_config(aiot_monitor_t *m, const aiot_monitor_config_t *c
         cfg->calibration_windows != o->calibration_windows || cfg->level_windows != o->level_windows)
         return AIOT_MONITOR_EINVAL;
     m->cfg = *cfg;
+    if (m->phase != AIOT_PHASE_COMMISSIONING) {  // a new tolerance applies at once
+        int c;
+        for (c = 0; c < cfg->num_channels; c++)
+            m->ch[c].tolerance = cfg->calibration_tolerance[c] > 0.0f ? cfg->calibration_tolerance[c]
+                                                                       : m->ch[c].acc_max - m->ch[c].acc_min;
+    }
     return AIOT_MONITOR_OK;
 }
 
@@ -264,15 +269,15 @@ static void level_push(aiot_monitor_t *m) {
     if (n == 0) return;
     slot = &m->lvl_ring[m->lvl_pos * AIOT_MONITOR_MAX_CHANNELS];
     for (c = 0; c < C; c++) {
-        float sum = 0.0f;
+        double sum = 0.0;  // 32 samples near FLT_MAX must not sum to inf (then "no data")
         int nv = 0;
         for (t = 0; t < W; t++) {
             if ((m->valid[t] >> c) & 1u) {
-                sum += m->win[t * C + c];
+                sum += (double)m->win[t * C + c];
                 nv++;
             }
         }
-        slot[c] = nv ? sum / (float)nv : NAN;
+        slot[c] = nv ? (float)(sum / nv) : NAN;
     }
     m->lvl_pos = (uint8_t)((m->lvl_pos + 1) % n);
     if (m->lvl_count < n) m->lvl_count++;
@@ -281,30 +286,31 @@ static void level_push(aiot_monitor_t *m) {
 //! Channel c's mean over the last level_windows windows (fewer until the ring is full),
 //! windows without a valid sample of c left out; NaN when none has one.
 static float level_mean(const aiot_monitor_t *m, int c) {
-    float sum = 0.0f;
+    double sum = 0.0;  // means near FLT_MAX must not sum to inf (which reads as "no data")
     int i, nv = 0;
     for (i = 0; i < m->lvl_count; i++) {
         const float v = m->lvl_ring[i * AIOT_MONITOR_MAX_CHANNELS + c];
-        if (isfinite(v)) {
-            sum += v;
+        if (!isnan(v)) {
+            sum += (double)v;
             nv++;
         }
     }
-    return nv ? sum / (float)nv : NAN;
+    return nv ? (float)(sum / nv) : NAN;
 }
 
 //! The level-shift score: the largest |N-window mean - baseline| / spread over the channels
 //! (a recalibrating channel and one without data left out); each channel's |z| in z[].
 static float level_score(const aiot_monitor_t *m, float *z) {
     float s = 0.0f;
-    int c;
+    int c, bad = 0;
     for (c = 0; c < m->cfg.num_channels; c++) {
         const float mean = level_mean(m, c);
-        z[c] = (m->ch[c].mode == CH_RECAL || !isfinite(mean)) ? 0.0f
-                                                               : fabsf(mean - m->ch[c].baseline) / m->ch[c].lvl_sd;
-        if (z[c] > s) s = z[c];
+        // No data (NaN) leaves the channel out; a level beyond float (inf) is never "0".
+        z[c] = (m->ch[c].mode == CH_RECAL || isnan(mean)) ? 0.0f : fabsf(mean - m->ch[c].baseline) / m->ch[c].lvl_sd;
+        if (!isfinite(z[c])) bad = 1;  // NaN or inf: the window becomes a score error
+        else if (z[c] > s) s = z[c];
     }
-    return s;
+    return bad ? INFINITY : s;
 }
 
 // ---------------------------------------------------------------- windows
@@ -326,13 +332,89 @@ static void window_quality(const aiot_monitor_t *m, window_quality_t *q) {
     }
 }
 
-static void commission(aiot_monitor_t *m, uint32_t ts) {
+//! Welford update in double: one 1e20 garbage sample must not overflow the accumulators
+//! (in float its square is inf). Commissioning only: the cost is a few hundred samples.
+static void welford_d(double *mean, double *m2, uint32_t n, double x) {
+    double d = x - *mean;
+    *mean += d / (double)n;
+    *m2 += d * (x - *mean);
+}
+
+static void sort_floats(float *v, int n) {
+    int i, j;
+    for (i = 1; i < n; i++) {
+        float x = v[i];
+        for (j = i; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
+}
+
+static float median_sorted(const float *v, int n) { return 0.5f * (v[(n - 1) / 2] + v[n / 2]); }
+
+//! The channel's noise floor (raw units) for a level: max(noise_floor, noise_floor_rel x |level|).
+static float noise_floor_of(const aiot_monitor_t *m, int c, float level) {
+    float f = m->cfg.noise_floor_rel[c] * fabsf(level);
+    return fmaxf(f, m->cfg.noise_floor[c]);
+}
+
+//! One commissioning window of channel c, robustly. A sample is a spike (rejected and
+//! counted) when it is further than commission_reject robust spreads from the window's
+//! median *and* from both its neighbours in time: a level that changes (a sample-and-hold
+//! analyzer, a switching sensor) is confirmed by the next sample and kept; a spike or
+//! garbage value is not. The last sample of a window, if it is far, waits for the next
+//! window's first sample to decide (ch->pending). The spread is the largest of: the window's
+//! deviations from its median with its top quarter left out, as a standard deviation (the
+//! 75th percentile of |N(0,1)| is 1.15; steadier than the MAD on 8 samples), the spread
+//! accepted so far, and the noise floor. More than a quarter of the window far from its
+//! median is the signal's own shape: then nothing is rejected.
+static void commission_channel(aiot_monitor_t *m, int c) {
     const int C = m->cfg.num_channels, W = m->cfg.window;
-    int c, t, done = 1;
+    aiot_monitor_channel_t *ch = &m->ch[c];
+    float seq[AIOT_MONITOR_MAX_WINDOW + 1], v[AIOT_MONITOR_MAX_WINDOW + 1], med, spread, lim;
+    int t, i, n = 0, out = 0;
+    if (ch->flags & CHF_PENDING) seq[n++] = ch->pending;  // last sample of the previous window
+    ch->flags &= (uint8_t)~CHF_PENDING;
+    for (t = 0; t < W; t++)
+        if ((m->valid[t] >> c) & 1u) seq[n++] = m->win[t * C + c];
+    if (n == 0) return;
+    memcpy(v, seq, (size_t)n * sizeof(float));
+    sort_floats(v, n);
+    med = median_sorted(v, n);
+    for (i = 0; i < n; i++) v[i] = fabsf(seq[i] - med);
+    sort_floats(v, n);
+    spread = v[n - 1 - n / 4] / 1.15f;
+    if (ch->acc_n > 1) spread = fmaxf(spread, (float)sqrt(ch->acc_m2 / (double)(ch->acc_n - 1)));
+    spread = fmaxf(spread, noise_floor_of(m, c, med));
+    lim = m->cfg.commission_reject * spread;
+    for (i = 0; i < n; i++) out += !(fabsf(seq[i] - med) <= lim);  // an inf spread rejects nothing
+    if (out > n / 4) out = 0;
+    for (i = 0; i < n; i++) {
+        const float x = seq[i];
+        if (out && !(fabsf(x - med) <= lim)) {
+            const int left = i > 0 ? fabsf(x - seq[i - 1]) <= lim : (ch->acc_n > 0 && fabsf(x - ch->last) <= lim);
+            if (!left && i == n - 1) {  // decided by the next sample
+                ch->pending = x;
+                ch->flags |= CHF_PENDING;
+                continue;
+            }
+            if (!left && !(i < n - 1 && fabsf(x - seq[i + 1]) <= lim)) {
+                if (ch->rejected < 0xFFFFu) ch->rejected++;
+                continue;
+            }
+        }
+        welford_d(&ch->acc_mean, &ch->acc_m2, ++ch->acc_n, (double)x);
+        if (ch->acc_n == 1 || x < ch->acc_min) ch->acc_min = x;
+        if (ch->acc_n == 1 || x > ch->acc_max) ch->acc_max = x;
+        ch->last = x;
+    }
+}
+
+static void commission(aiot_monitor_t *m, uint32_t ts) {
+    const int C = m->cfg.num_channels;
+    int c, done = 1;
     for (c = 0; c < C; c++) {
         aiot_monitor_channel_t *ch = &m->ch[c];
-        for (t = 0; t < W; t++)
-            if ((m->valid[t] >> c) & 1u) welford(&ch->acc_mean, &ch->acc_m2, ++ch->acc_n, m->win[t * C + c]);
+        commission_channel(m, c);
         if (ch->acc_n < m->cfg.commission_samples) done = 0;
         if (m->cfg.level_windows && m->lvl_count == m->cfg.level_windows) {
             const float mean = level_mean(m, c);
@@ -342,21 +424,38 @@ static void commission(aiot_monitor_t *m, uint32_t ts) {
     if (!done) return;
     for (c = 0; c < C; c++) {
         aiot_monitor_channel_t *ch = &m->ch[c];
-        float sd = sqrtf(ch->acc_m2 / (float)(ch->acc_n - 1));
+        const float level = (float)ch->acc_mean;
+        if (ch->flags & CHF_PENDING) {  // a far last sample no later one confirmed
+            ch->flags &= (uint8_t)~CHF_PENDING;
+            if (ch->rejected < 0xFFFFu) ch->rejected++;
+        }
+        float sd = (float)sqrt(ch->acc_m2 / (double)(ch->acc_n - 1));
         // The configured floors; TINY keeps a stuck sensor from dividing by zero.
-        float floor_ = m->cfg.noise_floor_rel[c] * fabsf(ch->acc_mean);
-        if (m->cfg.noise_floor[c] > floor_) floor_ = m->cfg.noise_floor[c];
-        floor_ += TINY;
-        ch->baseline = ch->baseline0 = ch->acc_mean;
+        float floor_ = noise_floor_of(m, c, level) + TINY;
+        ch->baseline = ch->baseline0 = level;
         ch->noise = sd > floor_ ? sd : floor_;
         // The level's spread is floored as the noise is: never known better than the floor.
         sd = ch->lvl_n > 1 ? sqrtf(ch->lvl_m2 / (float)(ch->lvl_n - 1)) : 0.0f;
         ch->lvl_sd = sd > floor_ ? sd : floor_;
-        ch->acc_mean = ch->acc_m2 = 0.0f;
+        if (!isfinite(ch->baseline) || !isfinite(ch->noise) || !isfinite(ch->lvl_sd)) {
+            // Samples too large for float maths: say so, never score it silently as 0.
+            ch->health |= AIOT_CH_NOT_COMMISSIONED;
+            ch->baseline = ch->baseline0 = 0.0f;
+            ch->noise = ch->lvl_sd = 1.0f;
+        }
+        ch->tolerance = m->cfg.calibration_tolerance[c] > 0.0f ? m->cfg.calibration_tolerance[c]
+                                                                : ch->acc_max - ch->acc_min;
+        if (!(ch->acc_max > ch->acc_min)) ch->health |= AIOT_CH_STUCK;
+        ch->acc_mean = ch->acc_m2 = 0.0;
         ch->acc_n = 0;
     }
     m->phase = AIOT_PHASE_CALIBRATING;
     emit(m, ts, AIOT_EVENT_COMMISSIONED, AIOT_MONITOR_NO_CHANNEL, 0, 0.0f);
+    for (c = 0; c < C; c++) {
+        const aiot_monitor_channel_t *ch = &m->ch[c];
+        if (ch->rejected) emit(m, ts, AIOT_EVENT_COMMISSION_REJECTED, (uint8_t)c, EVMASK(c), (float)ch->rejected);
+        if (ch->health & AIOT_CH_STUCK) emit(m, ts, AIOT_EVENT_CHANNEL_STUCK, (uint8_t)c, EVMASK(c), ch->baseline0);
+    }
 }
 
 //! Normalize the raw window in place; missing samples take the mean of the channel's
@@ -525,6 +624,29 @@ static void shift_baseline(aiot_monitor_channel_t *ch, float delta_noise_units) 
     ch->recent_shift += fabsf(delta_noise_units);
 }
 
+//! The compensation of channel c has absorbed more than its calibration tolerance (or
+//! max_baseline_shift): a sensor out of calibration, or a fault slow enough to look like
+//! drift. Either way it is no longer the monitor's to absorb: back to the commissioned
+//! baseline (so the whole offset is scored), no more adaptation until reset_baseline, and
+//! an event naming the sensor.
+static void calibration_alert(aiot_monitor_t *m, int c, uint32_t ts, float offset) {
+    aiot_monitor_channel_t *ch = &m->ch[c];
+    ch->recent_shift += fabsf(ch->baseline - ch->baseline0) / ch->noise;
+    ch->baseline = ch->baseline0;
+    ch->mode = CH_OK;
+    ch->hold = 0;
+    ch->cusum_pos = ch->cusum_neg = 0.0f;
+    ch->drift_windows = 0;
+    ch->health |= AIOT_CH_CAL_ALERT;
+    emit(m, ts, AIOT_EVENT_CALIBRATION_ALERT, (uint8_t)c, EVMASK(c), offset);
+}
+
+//! Would a baseline at `baseline` have absorbed more than channel c may absorb?
+static int beyond_tolerance(const aiot_monitor_t *m, const aiot_monitor_channel_t *ch, float baseline) {
+    const float offset = baseline - ch->baseline0;
+    return fabsf(offset) > ch->tolerance || fabsf(offset) / ch->noise > m->cfg.max_baseline_shift;
+}
+
 //! Drift and step handling for one channel after a scored window.
 //! `suspect` is the channel whose removal leaves the rest of the machine most normal: only
 //! that one may take a step as a remount (a fault on one sensor can otherwise be "explained"
@@ -547,6 +669,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     ch->dev_older = ch->dev_before;
     ch->dev_before = ch->dev_prev;
     ch->dev_prev = dev;
+    if (ch->health & AIOT_CH_CAL_ALERT) return;  // scored against its commissioned baseline
 
     if (ch->mode == CH_RECAL) {
         float total = (ch->baseline - ch->recal_from) / ch->noise + dev;
@@ -558,7 +681,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             ch->flags |= CHF_RECAL_BLOCKED;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
             m->since_recal = 0;
-            emit(m, ts, AIOT_EVENT_RECAL_REJECTED, (uint8_t)c, (uint8_t)(1u << c), total);
+            emit(m, ts, AIOT_EVENT_RECAL_REJECTED, (uint8_t)c, EVMASK(c), total);
             return;
         }
         shift_baseline(ch, dev);
@@ -567,8 +690,9 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             ch->mode = CH_OK;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
             m->since_recal = 0;
-            emit(m, ts, AIOT_EVENT_RECAL_DONE, (uint8_t)c, (uint8_t)(1u << c),
+            emit(m, ts, AIOT_EVENT_RECAL_DONE, (uint8_t)c, EVMASK(c),
                  (ch->baseline - ch->recal_from) / ch->noise);
+            if (beyond_tolerance(m, ch, ch->baseline)) calibration_alert(m, c, ts, ch->baseline - ch->baseline0);
         }
         return;
     }
@@ -592,7 +716,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             ch->hold = 0;
             ch->settled = 0;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
-            emit(m, ts, AIOT_EVENT_RECAL_STARTED, (uint8_t)c, (uint8_t)(1u << c), dev);
+            emit(m, ts, AIOT_EVENT_RECAL_STARTED, (uint8_t)c, EVMASK(c), dev);
             shift_baseline(ch, dev);
             return;
         }
@@ -606,7 +730,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     if (ch->cusum_pos > k->cusum_threshold || ch->cusum_neg > k->cusum_threshold) {
         ch->cusum_pos = ch->cusum_neg = 0.0f;
         if (fabsf(dev) < jump) {
-            if (ch->mode != CH_DRIFT) emit(m, ts, AIOT_EVENT_DRIFT_DETECTED, (uint8_t)c, (uint8_t)(1u << c), dev);
+            if (ch->mode != CH_DRIFT) emit(m, ts, AIOT_EVENT_DRIFT_DETECTED, (uint8_t)c, EVMASK(c), dev);
             ch->mode = CH_DRIFT;
             ch->hold = k->drift_hold;
         }
@@ -617,23 +741,32 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     if (ch->mode == CH_DRIFT) {
         if (gate && !(ch->flags & CHF_RECAL_BLOCKED)) {
             float max_step = k->max_drift_rate * (float)k->window * (float)k->sample_period_ms / MS_PER_HOUR;
-            float delta = clampf(k->drift_gain * dev, -max_step, max_step);
-            float offset = (ch->baseline - ch->baseline0) / ch->noise + delta;
-            if (fabsf(offset) > k->max_baseline_shift) {
-                delta -= offset - clampf(offset, -k->max_baseline_shift, k->max_baseline_shift);
-                if (!(ch->flags & CHF_LIMIT_REPORTED)) {
-                    ch->flags |= CHF_LIMIT_REPORTED;
-                    emit(m, ts, AIOT_EVENT_BASELINE_LIMIT, (uint8_t)c, (uint8_t)(1u << c), offset);
-                }
+            const float delta = clampf(k->drift_gain * dev, -max_step, max_step);
+            const float next = ch->baseline + delta * ch->noise;
+            if (beyond_tolerance(m, ch, next)) {
+                calibration_alert(m, c, ts, next - ch->baseline0);
+                return;
             }
             shift_baseline(ch, delta);
+        }
+        // No silent state lasts: a channel tracked for drift_alarm_hours is reported.
+        ch->drift_windows++;
+        if (!(ch->flags & CHF_DRIFT_REPORTED) &&
+            (float)ch->drift_windows * (float)k->window * (float)k->sample_period_ms >= k->drift_alarm_hours * MS_PER_HOUR) {
+            ch->flags |= CHF_DRIFT_REPORTED;
+            emit(m, ts, AIOT_EVENT_DRIFT_PERSISTENT, (uint8_t)c, EVMASK(c),
+                 (float)ch->drift_windows * (float)k->window * (float)k->sample_period_ms / MS_PER_HOUR);
         }
         if (ch->hold > 0) ch->hold--;
         if (ch->hold == 0) ch->mode = CH_OK;
     }
+    if (ch->mode != CH_DRIFT) {
+        ch->drift_windows = 0;
+        ch->flags &= (uint8_t)~CHF_DRIFT_REPORTED;
+    }
 }
 
-static void top3(const float *err, const aiot_monitor_t *m, uint8_t *top, uint8_t *mask) {
+static void top3(const float *err, const aiot_monitor_t *m, uint8_t *top, aiot_monitor_mask_t *mask) {
     const int C = m->cfg.num_channels;
     int i, c;
     *mask = 0;
@@ -644,7 +777,7 @@ static void top3(const float *err, const aiot_monitor_t *m, uint8_t *top, uint8_
             if (best < 0 || err[c] > err[best]) best = c;
         }
         top[i] = best < 0 ? AIOT_MONITOR_NO_CHANNEL : (uint8_t)best;
-        if (best >= 0) *mask |= (uint8_t)(1u << best);
+        if (best >= 0) *mask |= BIT(best);
     }
 }
 
@@ -665,15 +798,64 @@ static void set_state(aiot_monitor_t *m, uint32_t ts, uint8_t state, float quali
     m->last_state = state;
 }
 
+//! Each channel's mean of the raw window's valid samples (NaN: none). Before normalize().
+static void window_means(const aiot_monitor_t *m, float *mean) {
+    const int C = m->cfg.num_channels, W = m->cfg.window;
+    int c, t;
+    for (c = 0; c < C; c++) {
+        double sum = 0.0;
+        int nv = 0;
+        for (t = 0; t < W; t++) {
+            if ((m->valid[t] >> c) & 1u) {
+                sum += (double)m->win[t * C + c];
+                nv++;
+            }
+        }
+        mean[c] = nv ? (float)(sum / nv) : NAN;
+    }
+}
+
+//! How far (noise units) the farthest channel of `mask` sits outside its commissioned band:
+//! the span of its accepted commissioning samples, carried along by its baseline. 0 when
+//! all are inside; a channel without data in this window is not known to be back (+inf).
+static float band_distance(const aiot_monitor_t *m, aiot_monitor_mask_t mask, const float *mean) {
+    float worst = 0.0f;
+    int c;
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        const aiot_monitor_channel_t *ch = &m->ch[c];
+        float d;
+        if (!((mask >> c) & 1u)) continue;
+        if (!isfinite(mean[c])) return INFINITY;
+        // At least 3 noise units either side: with the configured noise floors the noise
+        // can be wider than what the commissioning minutes showed.
+        d = fmaxf(mean[c] - (ch->baseline + fmaxf(ch->acc_max - ch->baseline0, BAND_NOISE * ch->noise)),
+                  (ch->baseline - fmaxf(ch->baseline0 - ch->acc_min, BAND_NOISE * ch->noise)) - mean[c]);
+        worst = fmaxf(worst, d / ch->noise);
+    }
+    return worst;
+}
+
+//! A window that cannot be scored (model failure, non-finite statistics): NO_DATA, never NORMAL.
+static void score_error(aiot_monitor_t *m, aiot_monitor_output_t *o) {
+    m->score_errors++;
+    o->state = AIOT_STATE_NO_DATA;
+    o->score = 0.0f;
+    o->p_value = 1.0f;
+    o->confidence = 0.0f;
+    o->flags = (uint8_t)(AIOT_OUT_SCORE_ERROR | (m->alert ? AIOT_OUT_ALERT : 0) |
+                         (m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0));
+    set_state(m, o->t_start_ms, o->state, 0.0f);
+}
+
 static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t_end) {
     const aiot_monitor_config_t *k = &m->cfg;
     const int C = k->num_channels;
     window_quality_t q;
     window_stats_t w;
-    float s = 0.0f, cal_top, threshold, p, stability, shift_sum = 0.0f, decay;
-    float contrib[AIOT_MONITOR_MAX_CHANNELS], level_z[AIOT_MONITOR_MAX_CHANNELS];
+    float s = 0.0f, cal_top, threshold, p, stability, shift_sum = 0.0f, decay, dist = 0.0f;
+    float contrib[AIOT_MONITOR_MAX_CHANNELS], level_z[AIOT_MONITOR_MAX_CHANNELS], mean[AIOT_MONITOR_MAX_CHANNELS];
     int c, r;
-    uint8_t mask;
+    aiot_monitor_mask_t mask;
     uint16_t keep;
 
     memset(o, 0, sizeof(*o));
@@ -702,17 +884,20 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         return;
     }
     level_push(m);
+    window_means(m, mean);
     normalize(m);
     if (m->score(m->score_ctx, m->win, (size_t)(k->window * C), m->recon) != 0 || window_stats(m, &w) != 0 ||
         !stats_finite(m, &w)) {
-        m->score_errors++;
-        o->state = AIOT_STATE_NO_DATA;
-        o->flags = (uint8_t)(AIOT_OUT_SCORE_ERROR | (m->alert ? AIOT_OUT_ALERT : 0));
-        set_state(m, o->t_start_ms, o->state, 0.0f);
+        score_error(m, o);
         return;
     }
     if (m->phase == AIOT_PHASE_CALIBRATING) {
-        calibrate(m, t_end, &w, k->level_windows ? level_score(m, level_z) : 0.0f);
+        const float level = k->level_windows ? level_score(m, level_z) : 0.0f;
+        if (!isfinite(level)) {  // never into the calibration set: it would disarm the threshold
+            score_error(m, o);
+            return;
+        }
+        calibrate(m, t_end, &w, level);
         o->state = AIOT_STATE_RECALIBRATING;
         o->flags = AIOT_OUT_LEARNING;
         set_state(m, o->t_start_ms, o->state, q.quality);
@@ -740,9 +925,17 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         s /= (float)C;
     }
     if (k->level_windows) s = level_score(m, level_z);  // a recalibrating channel is left out there
+    if (!isfinite(s)) {  // before the average: one bad window must not poison the next N
+        score_error(m, o);
+        return;
+    }
     s = averaged(m, s);
     threshold = fmaxf(k->alert_margin * cal_top, TINY);
     o->score = s / threshold;
+    if (!isfinite(o->score)) {
+        score_error(m, o);
+        return;
+    }
     p = p_value(m, s);
     o->p_value = p;
     keep = (uint16_t)((1u << k->persist_n) - 1u);
@@ -752,6 +945,11 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
 
     for (c = 0; c < C; c++) contrib[c] = c == r ? 0.0f : k->level_windows ? level_z[c] : w.err[c] / m->ch[c].err_ref;
     top3(contrib, m, o->top_channels, &mask);
+    if (m->alert || m->recovering) {
+        // The machine is back only when every sensor the alert implicated is back in band.
+        dist = band_distance(m, m->alert_mask, mean);
+        m->band_out = (uint16_t)(((m->band_out << 1) | (dist > 0.0f)) & keep);
+    }
     if (m->alert) {
         // still near the peak: above recover_ratio x peak and the clear level (always when off)
         m->alert_peak = fmaxf(m->alert_peak, o->score);
@@ -760,31 +958,51 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
                                    o->score >= fmaxf(k->clear_margin / k->alert_margin,
                                                      k->recover_ratio * m->alert_peak))) & keep);
     } else if (m->recovering) {
-        m->vote_rec = (uint16_t)(((m->vote_rec << 1) | (o->score >= fmaxf(1.0f, m->recover_level))) & keep);
+        // Back over the alert (or the recover) level, or rising again: twice its lowest
+        // since recovering began and over the clear level.
+        const int rising = o->score >= 2.0f * m->recover_min && o->score >= k->clear_margin / k->alert_margin;
+        m->recover_min = fminf(m->recover_min, o->score);
+        m->vote_rec = (uint16_t)(((m->vote_rec << 1) | (o->score >= fmaxf(1.0f, m->recover_level) || rising)) & keep);
     }
-    if (!m->alert && popcount16(m->recovering ? m->vote_rec : m->vote_high) >= k->persist_k) {
+    if (!m->alert && (popcount16(m->recovering ? m->vote_rec : m->vote_high) >= k->persist_k ||
+                      (m->recovering && popcount16(m->band_out) >= k->persist_k))) {
         m->alert = 1;
         m->recovering = 0;
         m->alert_peak = o->score;
         m->vote_rec = keep;
+        m->alert_mask |= mask;  // reopened: still the sensors of the first raise too
+        m->band_out = 0;
         m->alert_severity = severity_of(k, o->score);
+        m->escalate_score = o->score;
+        m->escalate_dist = band_distance(m, m->alert_mask, mean);
+        if (!isfinite(m->escalate_dist)) m->escalate_dist = 0.0f;
         m->last_state = AIOT_STATE_ANOMALY;
-        emit(m, t_end, AIOT_EVENT_ALERT_RAISED, o->top_channels[0], mask, o->score);
-    } else if ((m->alert || m->recovering) && m->vote_low == 0) {
+        emit(m, t_end, AIOT_EVENT_ALERT_RAISED, o->top_channels[0], (uint8_t)mask, o->score);
+    } else if ((m->alert || m->recovering) && m->vote_low == 0 && m->band_out == 0) {
         m->alert = 0;
         m->recovering = 0;
         m->alert_severity = 0;
+        m->alert_mask = 0;
         emit(m, t_end, AIOT_EVENT_ALERT_CLEARED, AIOT_MONITOR_NO_CHANNEL, 0, o->score);
-    } else if (m->alert && m->vote_rec == 0) {
+    } else if (m->alert && m->vote_rec == 0 && m->band_out == 0) {
         m->alert = 0;
         m->recovering = 1;
         m->recover_level = k->recover_ratio * m->alert_peak;
+        m->recover_min = o->score;
         m->alert_severity = 0;
         m->last_state = AIOT_STATE_RECOVERING;
-        emit(m, t_end, AIOT_EVENT_RECOVERING, o->top_channels[0], mask, o->score);
-    } else if (m->alert && severity_of(k, o->score) > m->alert_severity) {
-        m->alert_severity = severity_of(k, o->score);
-        emit(m, t_end, AIOT_EVENT_SEVERITY_CHANGED, o->top_channels[0], mask, o->score);
+        emit(m, t_end, AIOT_EVENT_RECOVERING, o->top_channels[0], (uint8_t)mask, o->score);
+    } else if (m->alert && m->alert_severity < 3 &&
+               (severity_of(k, o->score) > m->alert_severity || o->score >= 2.0f * m->escalate_score ||
+                (isfinite(dist) && dist >= 2.0f * fmaxf(m->escalate_dist, 1.0f)))) {
+        // Worse than at the last severity: past the next severity threshold, or the score or
+        // the implicated sensors' distance out of band doubled. A growing fault escalates.
+        uint8_t sev = severity_of(k, o->score);
+        m->alert_severity = sev > m->alert_severity ? sev : (uint8_t)(m->alert_severity + 1u);
+        m->escalate_score = fmaxf(m->escalate_score, o->score);
+        m->escalate_dist = isfinite(dist) ? fmaxf(m->escalate_dist, dist) : m->escalate_dist;
+        m->alert_mask |= mask;
+        emit(m, t_end, AIOT_EVENT_SEVERITY_CHANGED, o->top_channels[0], (uint8_t)mask, o->score);
     }
 
     // Confidence: calibrated p-value, discounted by missing data and recent baseline moves.
@@ -814,6 +1032,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         }
     }
     o->confidence *= q.quality * stability;
+    if (!isfinite(o->confidence)) o->confidence = 0.0f;  // never NaN on the wire
     set_state(m, o->t_start_ms, o->state, q.quality);
 }
 
@@ -831,17 +1050,21 @@ static void gap_output(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t0,
 }
 
 //! Append one sample slot; returns 1 when it completed a window (written to *o).
-static int append(aiot_monitor_t *m, uint32_t ts, uint32_t mask, const float *values, aiot_monitor_output_t *o) {
+static int append(aiot_monitor_t *m, uint32_t ts, uint64_t mask, const float *values, aiot_monitor_output_t *o) {
     const int C = m->cfg.num_channels;
-    uint8_t valid = 0;
+    aiot_monitor_mask_t valid = 0;
     int c;
     if (m->fill == 0) m->win_start = ts;
     for (c = 0; c < C; c++) {
         float v = values ? values[c] : 0.0f;
-        if (values && ((mask >> c) & 1u) && isfinite(v)) {
-            valid |= (uint8_t)(1u << c);
+        if (values && ((mask >> c) & 1u) && isfinite(v) && !(m->ch[c].health & AIOT_CH_NOT_COMMISSIONED)) {
+            valid |= BIT(c);
             m->win[m->fill * C + c] = v;
         } else {
+            // a value sent as present but NaN/inf: garbage, counted while commissioning
+            if (values && ((mask >> c) & 1u) && !isfinite(v) && m->phase == AIOT_PHASE_COMMISSIONING &&
+                m->ch[c].rejected < 0xFFFFu)
+                m->ch[c].rejected++;
             m->win[m->fill * C + c] = 0.0f;
         }
     }

@@ -5,6 +5,8 @@ static arena laid out at generation time, one kernel call per layer, no interpre
 
 from __future__ import annotations
 
+import os
+
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,8 +169,12 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
     source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, x.size, y.size,
                             (in_s, in_zp, out_s, out_zp))
     h_path, c_path = out_dir / "model.h", out_dir / "model.c"
-    h_path.write_text(header)
-    c_path.write_text(source)
+    # private names, then renamed: a kill never leaves half a file (the build checks that
+    # model.c and model.h name the same model, in case it falls between the two renames)
+    for path, text in ((c_path, source), (h_path, header)):
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
     return CodegenResult(
         files=[c_path, h_path], name=name, hash=crc, arena_bytes=plan.arena_bytes, weights_bytes=weights_bytes,
         layers=[l.op for l in layers], layer_info=info, macs=sum(l.macs for l in layers),

@@ -173,7 +173,7 @@ def _need_int8_weights(g: Graph, op: Operator, w: Tensor | None) -> Tensor:
     if w is None or not w.is_const:
         raise _fail(g, op, "weights are not a constant tensor", "the engine compiles models with constant weights only")
     if w.dtype != "int8" or w.scale is None:
-        raise _fail(g, op, f"weights are {w.dtype}, expected int8", "quantize the whole model to int8 (aiot quantize)")
+        raise _fail(g, op, f"weights are {w.dtype}, expected int8", "quantize the whole model to int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG)")
     if w.zero_point is not None and np.any(w.zero_point != 0):
         raise _fail(g, op, "weights have a non-zero zero point", "int8 weights must be symmetric (TFLite default)")
     return w
@@ -185,7 +185,7 @@ def _bias(g: Graph, op: Operator, idx: int, n: int) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     if not b.is_const or b.dtype != "int32" or b.size != n:
         raise _fail(g, op, f"bias must be a constant int32 vector of {n} values (got {b.dtype} {list(b.shape)})",
-                    "re-export with full-integer quantization (aiot quantize)")
+                    "re-export with full-integer quantization (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG)")
     return b.data.astype(np.int64).ravel()
 
 
@@ -195,7 +195,27 @@ def _i32(values: np.ndarray, g: Graph, op: Operator) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
+@dataclass
+class FcLayer:
+    """Everything one FULLY_CONNECTED layer needs, as data: the C emitter prints it, the
+    model-package plan (aiot.lifecycle.plan) serializes it, so both run the same numbers."""
+
+    batches: int
+    n_in: int
+    n_out: int
+    mults: list[int]
+    shifts: list[int]
+    out_zp: int
+    lo: int
+    hi: int
+    bias: np.ndarray          # int64 values that fit int32, input zero point folded in
+    acc_bound: int            # largest |accumulator| (decides the fast requantization form)
+    weights: np.ndarray       # int8 [n_out, n_in]
+    x: Tensor
+    out: Tensor
+
+
+def fully_connected_layer(ctx: Ctx, op: Operator) -> FcLayer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
@@ -219,18 +239,24 @@ def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
     lo, hi = activation_range(op.options.get("activation", "NONE"), out_s, out_zp)
     wq = w.data.astype(np.int64)
     bias = _i32(_bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, n_out) - in_zp * wq.sum(axis=1), g, op)
-    decls, rq, rq_bytes = _requant_decl(name, mults, shifts, out_zp, lo, hi, _acc_bound(bias, np.abs(wq).sum(axis=1)),
-                                        n_out)
+    return FcLayer(batches, n_in, n_out, list(mults), list(shifts), out_zp, lo, hi, bias,
+                   _acc_bound(bias, np.abs(wq).sum(axis=1)), w.data, x, out)
+
+
+def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
+    fc = fully_connected_layer(ctx, op)
+    batches, n_in, n_out = fc.batches, fc.n_in, fc.n_out
+    decls, rq, rq_bytes = _requant_decl(name, fc.mults, fc.shifts, fc.out_zp, fc.lo, fc.hi, fc.acc_bound, n_out)
     if ctx.optimize == "speed":
-        packed, ctype, fn = pack_weights_wide(w.data, 1, n_in), "int16_t", "aiot_fully_connected_s8_wide"
+        packed, ctype, fn = pack_weights_wide(fc.weights, 1, n_in), "int16_t", "aiot_fully_connected_s8_wide"
     else:
-        packed, ctype, fn = pack_weights(w.data, 1, n_in), "int8_t", "aiot_fully_connected_s8"
+        packed, ctype, fn = pack_weights(fc.weights, 1, n_in), "int8_t", "aiot_fully_connected_s8"
     decls += [
         _c_array(ctype, f"{name}_w", packed),
-        _c_array("int32_t", f"{name}_b", bias),
+        _c_array("int32_t", f"{name}_b", fc.bias),
         f"static const aiot_fc_params_t {name}_p = {{ {batches}, {n_in}, {n_out}, {rq} }};",
     ]
-    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
+    call = f"{fn}(&{name}_p, {ctx.p(fc.x.index)}, {name}_w, {name}_b, {ctx.p(fc.out.index)})"
     return Layer(op.op, op.index, call, decls, macs=batches * n_in * n_out,
                  weights_bytes=packed.nbytes + 4 * n_out + rq_bytes)
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import functools
 from pathlib import Path
 
 import click
 
-from aiot.commands import OutPath
+from aiot.commands import Command, json_option, write_json, wrote
 
 BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
 
 
-@click.command("bench")
+@click.command("bench", cls=Command)
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Emulated board (see `aiot boards`).")
 @click.option("--model", "-m", "models", multiple=True,
               help=f"Built-in model ({', '.join(BUILTIN)}) or a path to an int8 .tflite; repeatable "
                    "[default: all built-in models].")
-@click.option("--json", "json_out", type=OutPath("file"), help="Write results to this JSON file.")
+@json_option("the results")
 @click.option("--runs", default=16, show_default=True, help="Inferences averaged per model (>= 10).")
 @click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O2", "-O3", "-Os"]),
               help="gcc optimization level of the bench firmware (engine and generated model).")
@@ -27,7 +27,8 @@ BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
                    "DSP extension (M4/M7/M33), size on the others (M0/M3, where speed buys nothing).")
 def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: int, opt: str,
             optimize: str = "auto") -> None:
-    """Build each model into a bench firmware, run it in QEMU with -icount shift=0 and
+    """Build each model into a bench firmware (under build/bench/BOARD/MODEL of the current
+    folder), run it in QEMU with -icount shift=0 and
     report flash (total, engine code, weights), RAM (total, arena), instructions per
     inference and per MAC, per-layer instructions, and whether every output byte matched
     tflite-micro on the same inputs.
@@ -36,6 +37,7 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
     Examples:
       aiot bench                                   # all built-in models on mps2-an386
       aiot bench --board mps2-an385 --model ad-small --json out/bench.json
+      aiot bench --json - > bench.json                # the table on stderr, the JSON on stdout
       aiot bench --model build/pkg/model.tflite
       aiot bench --optimize size                   # packed int8 weights (half the weight flash)
     """
@@ -50,6 +52,7 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
     from aiot.target.firmware import DoesNotFit
 
     b = get_board(board)
+    say = functools.partial(click.echo, err=json_out == "-")  # stdout carries the JSON then
     if optimize == "auto":
         optimize = "speed" if b.has_dsp else "size"
     results, skipped = [], []
@@ -70,25 +73,23 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
                 r = bench_model(b, Path(tflite), name.replace("-", "_"), paths.build_dir() / "bench" / b.name / name,
                                 runs=runs, opt=opt, optimize=optimize)
         except DoesNotFit as e:  # a model larger than the board is a result, not a crash
-            click.echo(f"{name:<10} does not fit: {e.message}")
+            say(f"{name:<10} does not fit: {e.message}")
             skipped.append({"model": name, "fits": False, "region": e.region, "overflow_bytes": e.overflow,
                             "error": e.message})
             continue
         r.model = name
         results.append(r)
-        click.echo(f"{name:<10} flash {r.flash_bytes:>7,} B (engine {r.engine_code_bytes:,}, weights {r.weights_bytes:,})"
+        say(f"{name:<10} flash {r.flash_bytes:>7,} B (engine {r.engine_code_bytes:,}, weights {r.weights_bytes:,})"
                    f"  RAM {r.ram_bytes:>6,} B (arena {r.arena_bytes:,}"
                    + (f"; TFLM {r.tflm_arena_bytes:,} + {r.tflm_arena_total_bytes - r.tflm_arena_bytes:,} run-time"
                       if r.tflm_arena_bytes is not None else "") + ")"
                    f"  {r.instructions_per_inference:>10,.0f} instr/inf  {r.instructions_per_mac:.3f} instr/MAC"
                    f"  bit-exact: {'yes' if r.bit_exact else 'NO'}")
         for layer in r.layers:
-            click.echo(f"    layer {layer.index:>2} {layer.name:<28} {layer.instructions:>10,.0f} instr")
-    if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"board": b.name, "core": b.core, "opt": opt, "optimize": optimize,
-                                        "results": [r.to_json() for r in results], "does_not_fit": skipped},
-                                       indent=2))
-        click.echo(f"wrote {json_out}")
+            say(f"    layer {layer.index:>2} {layer.name:<28} {layer.instructions:>10,.0f} instr")
+    if results:
+        wrote(paths.build_dir() / "bench" / b.name, "a firmware per model", err=json_out == "-")
+    write_json(json_out, {"board": b.name, "core": b.core, "opt": opt, "optimize": optimize,
+                          "results": [r.to_json() for r in results], "does_not_fit": skipped})
     if not all(r.bit_exact for r in results):
         raise ToolkitError("some model's outputs differ from tflite-micro (bit_exact: false above)", exit_code=1)

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
+from aiot.commands import Command, json_option, write_json
 
-@click.command("boards")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def command(as_json: bool) -> None:
+
+@click.command("boards", cls=Command)
+@json_option("the board list")
+def command(json_out: str | None) -> None:
     """List supported boards (one data file each under boards/).
 
     \b
     Example:
       aiot boards
+      aiot boards --json -            # machine-readable, on stdout
     """
     from aiot.target.boards import DEFAULT_BOARD, list_boards
 
     boards = list_boards()
-    if as_json:
-        click.echo(json.dumps([
+    if json_out is not None:
+        write_json(json_out, [
             {"name": b.name, "core": b.core, "fpu": b.fpu, "family": b.family, "emulated": b.emulated,
              "flash": b.flash.length, "ram": b.ram.length, "cpu_hz": b.cpu_hz, "description": b.description}
-            for b in boards], indent=2))
+            for b in boards])
         return
     click.echo(f"{'board':<18} {'core':<14} {'fpu':<12} {'flash':>7} {'ram':>7}  {'runs in':<8} description")
     for b in boards:

@@ -6,26 +6,36 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import OutPath
+from aiot.commands import Command, OutPath, wrote
 
 
-@click.command("build")
+@click.command("build", cls=Command)
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Board name (see `aiot boards`).")
 @click.option("--package", "-p", "package", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Model package folder; its generated C (PKG/c, made by `aiot codegen`) is linked in.")
 @click.option("--model-c", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with a generated model.c/model.h instead.")
-@click.option("--out", "-o", type=OutPath(), help="Output folder [default: build/fw/<board>].")
+@click.option("--out", "-o", type=OutPath(), help="Output folder [default: build/fw/BOARD under the current folder].")
 @click.option("--opt", default="-O2", show_default=True, type=click.Choice(["-O0", "-O1", "-O2", "-O3", "-Os"]),
               help="Optimization level.")
 @click.option("--profile", is_flag=True, help="Record per-layer tick counts (AIOT_PROFILE).")
-def command(board: str, package: Path | None, model_c: Path | None, out: Path | None, opt: str, profile: bool) -> None:
+@click.option("--update-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Take signed model updates (aiot update) verified with this release key (PEM; only its public "
+                   "half is built in). Needs the board file's [update] layout.")
+@click.option("--signed", "sign_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Link into the board's MCUboot primary slot and write firmware.signed.bin signed with this key.")
+@click.option("--version", "image_version", default="0.1.0", show_default=True, help="--signed: image version.")
+def command(board: str, package: Path | None, model_c: Path | None, out: Path | None, opt: str, profile: bool,
+            update_key: Path | None, sign_key: Path | None, image_version: str) -> None:
     """Build firmware for BOARD with arm-none-eabi-gcc and print its flash/RAM split.
 
     \b
     Examples:
       aiot build --board mps2-an386 --package build/pkg
       aiot build --board microbit                # no model: protocol + monitor only
+      aiot build --board mps2-an386 --package build/pkg --update-key keys/release.pem
+      aiot build --board nucleo-f446re --package build/pkg --signed keys/boot.pem
     """
+    import json
     from aiot import paths
     from aiot.target.boards import get_board
     from aiot.errors import ToolkitError
@@ -36,6 +46,28 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
         raise ToolkitError("give either --package or --model-c, not both")
     model_dir = model_c or (package / "c" if package else None)
     out = out or paths.build_dir() / "fw" / b.name
-    res = build(b, out, model_dir, opt=opt, defines=["AIOT_PROFILE"] if profile else [])
+    defines = ["AIOT_PROFILE"] if profile else []
+    board_file = b
+    if sign_key:
+        from aiot.lifecycle.signed_image import slot_board
+
+        b = slot_board(b)  # linked where MCUboot jumps: primary slot + image header
+    if update_key:
+        from aiot.lifecycle import package as P
+        from aiot.lifecycle.firmware import build_update_firmware
+
+        res = build_update_firmware(b, out, model_dir, public_key=P.public_key(update_key), defines=defines, opt=opt)
+        doc = json.loads((out / "build.json").read_text())
+        doc["model_abi"] = P.MODEL_ABI  # what aiot models promote --firmware checks
+        (out / "build.json").write_text(json.dumps(doc, indent=2))
+    else:
+        res = build(b, out, model_dir, opt=opt, defines=defines)
     click.echo(f"built {res.elf} for {b.name} ({b.core})")
     click.echo(res.size.table())
+    wrote(res.elf)
+    if sign_key:
+        from aiot.lifecycle.signed_image import sign_firmware
+
+        signed = sign_firmware(board_file, res.bin, sign_key, version=image_version, out=out / "firmware.signed.bin")
+        click.echo(f"signed MCUboot image (linked at 0x{b.flash.origin:08x})")
+        wrote(signed)

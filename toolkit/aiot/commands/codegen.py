@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from aiot.errors import ToolkitError
-from aiot.commands import OutPath
+from aiot.commands import Command, OutPath
 
 
 def _package_name(package: Path) -> str:
@@ -34,9 +34,11 @@ def _c_stem(name: str) -> str:
     return stem if stem and not stem[0].isdigit() else f"model_{stem}".rstrip("_")
 
 
-@click.command("codegen")
+@click.command("codegen", cls=Command)
 @click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="int8 .tflite to compile.")
-@click.option("--out", "out_dir", type=OutPath(), help="Directory for model.c and model.h.")
+@click.option("--out", "out_dir", type=OutPath(),
+              help="Folder for model.c and model.h [default: PKG/c with --package (PKG/tflm with --format tflm); "
+                   "needed with --model].")
 @click.option(
     "--package", "package", type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Model package directory: reads DIR/model.tflite, writes DIR/c/.",

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import OutPath
+from aiot.commands import Command, OutPath, wrote
 
 
-@click.command("commission")
+@click.command("commission", cls=Command)
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="The installation's commissioning recording: a CSV of normal running (timestamp, one column "
                    "per sensor), the rows its model and baseline are learnt from.")
@@ -21,8 +21,8 @@ from aiot.commands import OutPath
 @click.option("--window", type=click.IntRange(2, 32), default=None,
               help="Samples per window [default: the settings file's, else 8, the validated one].")
 @click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
-              help="Device alert settings picked for one model per installation (aiot tune NORMAL.csv "
-                   "--per-file --save DIR) [default: the validated 10 % pick].")
+              help="Device alert settings picked for one model per installation (aiot tune --data NORMAL.csv "
+                   "--per-file --out DIR) [default: the validated 10 % pick].")
 @click.option("--timestamp-column", default=None,
               help="The time column [default: the one named timestamp, datetime, time or date].")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
@@ -58,6 +58,7 @@ def command(data: Path, board: str, out: Path, rows: int | None, window: int | N
         f"{cfg['persist_k']} of {cfg['persist_n']} windows, recover_ratio {cfg['recover_ratio']:g}; "
         f"commissions on its first {cfg['commission_samples']} samples + {cfg['calibration_windows']} windows"
     )
+    wrote(out, "firmware.elf, firmware.bin, c/, commission.json")
     if doc["emulated"]:
         click.echo(f"next      {doc['board']} is emulated: aiot.device.hil.open_device(board, elf) boots the image in "
                    "QEMU and PUSHes samples to it (as hil_tests do)")

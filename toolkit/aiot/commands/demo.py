@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import OutPath, SEED
+from aiot.commands import Command, OutPath, SEED
 
 
-@click.command("demo")
-@click.option("--board", "-b", default="mps2-an386", show_default=True, help="Emulated board to run on.")
-@click.option("--out", "-o", type=OutPath(), help="Working folder [default: build/demo].")
+@click.command("demo", cls=Command)
+@click.option("--board", "-b", default="mps2-an386", show_default=True, help="Emulated board to run on (see `aiot boards`).")
+@click.option("--out", "-o", type=OutPath(), help="Working folder [default: build/demo under the current folder].")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for data and training.")
 @click.option("--hours", default=4.0, show_default=True, help="Hours of synthetic 1 Hz data.")
 @click.option("--epochs", default=30, show_default=True, help="Training epochs.")

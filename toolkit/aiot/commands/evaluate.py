@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import FloatRange, OutPath
+from aiot.commands import Command, FloatRange, OutPath, wrote
 
 
 def reading_options(fn):
@@ -41,7 +41,7 @@ _READING_OPTIONS = [
 ]
 
 
-@click.command("evaluate")
+@click.command("evaluate", cls=Command)
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="One CSV or a folder of them (one file = one installation).")
 @click.option("--format", "fmt", type=click.Choice(["skab", "nab", "tep", "generic"]), default="generic",
@@ -68,7 +68,7 @@ _READING_OPTIONS = [
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N files (quick look).")
 @click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
               help="Run at another operating point: an alert-settings JSON picked on the validation harness "
-                   "(aiot tune NORMAL.csv --far-budget PCT --save DIR). Default: the validated "
+                   "(aiot tune --data NORMAL.csv --far-budget PCT --out DIR). Default: the validated "
                    "picks (FAR budget 10 %).")
 @click.option("--per-file", "per_file", is_flag=True,
               help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "
@@ -117,6 +117,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     if tep:
         click.echo(tep_text(tep))
     click.echo(f"report: {out / 'report.html'}")
+    wrote(out, "report.json, report.html")
 
 
 def summary_text(summary: dict, phases: str = "") -> str:

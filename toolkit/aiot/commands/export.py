@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import OutPath
+from aiot.commands import Command, OutPath, wrote
 
 
-@click.command("export")
+@click.command("export", cls=Command)
 @click.option("--board", "-b", help="Board name (see `aiot boards`); needed for cmake and platformio.")
 @click.option("--format", "fmt", type=click.Choice(["cmake", "platformio", "tflm"]), required=True,
               help="cmake: CMakeLists.txt + toolchain file; platformio: platformio.ini; "
@@ -47,4 +47,5 @@ def command(board: str | None, fmt: str, out: Path, package: Path | None, model:
     b = get_board(board)
     export_project(b, fmt, out, project_model_dir(fmt, package, model))
     build = "cmake -B build && cmake --build build" if fmt == "cmake" else "pio run && pio run -t upload"
+    wrote(out)
     click.echo(f"exported {b.name} ({fmt}) to {out}\n  build it: cd {out} && {build}")

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from aiot.commands import Command
 
-@click.command("flash")
+
+@click.command("flash", cls=Command)
 @click.option("--board", "-b", required=True, help="Board name (see `aiot boards`; real hardware only).")
 @click.option("--elf", type=click.Path(path_type=Path),
               help="Firmware to flash [default: build/fw/<board>/firmware.elf from `aiot build`].")

@@ -10,7 +10,7 @@ from typing import Callable
 import click
 
 from aiot.errors import ToolkitError
-from aiot.commands import SECONDS
+from aiot.commands import Command, SECONDS
 
 
 class _Recorder:
@@ -92,7 +92,7 @@ def _uart_table(src: Path) -> dict:
 
 
 def run_monitor(transport, *, duration: float | None, interval: float, raw: bool,
-                echo: Callable[[str], None], timeout: float = 2.0) -> int:
+                echo: Callable[[str], None], timeout: float = 2.0, journal: Path | None = None) -> int:
     """Drive one monitoring session; returns the number of events shown."""
     from aiot.device.hil import Device, DeviceTimeout
 
@@ -133,7 +133,7 @@ def run_monitor(transport, *, duration: float | None, interval: float, raw: bool
                 echo("-- this firmware has no monitor: no events to show")
                 return 0
             try:
-                shown = _poll(dev, expired, interval, duration, start, echo)
+                shown = _poll(dev, expired, interval, duration, start, echo, journal)
             finally:  # at the end, Ctrl-C or a lost device: a link that needed help says so
                 link = dev.link_report()
                 if link:
@@ -143,8 +143,12 @@ def run_monitor(transport, *, duration: float | None, interval: float, raw: bool
     return _raw(transport, rec, expired, echo)
 
 
-def _poll(dev, expired, interval: float, duration: float | None, start: float, echo) -> int:
-    """Poll the monitor's state and events until ``expired()``; returns the events shown."""
+def _poll(dev, expired, interval: float, duration: float | None, start: float, echo,
+          journal: Path | None = None) -> int:
+    """Poll the monitor's state and events until ``expired()``; returns the events shown.
+    Each event is shown as it arrives, before the request that lets the device delete it
+    (and written to ``journal`` before that, when given): Ctrl-C or a lost link part-way
+    through a drain leaves the events not shown on the device."""
     shown = 0
     last_state = None
     while not expired():
@@ -156,7 +160,7 @@ def _poll(dev, expired, interval: float, duration: float | None, start: float, e
             echo(f"-- monitor: {state}")
             last_state = state
         if mon:  # EVENTS is refused until the monitor is configured
-            for ev in dev.events():
+            for ev in dev.iter_events(journal=journal):
                 echo(format_event(ev))
                 shown += 1
         time.sleep(min(interval, max(0.0, (duration or interval) - (time.monotonic() - start))))
@@ -187,16 +191,18 @@ def _raw(transport, rec: _Recorder, expired, echo) -> int:
     return 0
 
 
-@click.command("monitor")
+@click.command("monitor", cls=Command)
 @click.option("--port", "-P", help="Serial port or pyserial URL (/dev/ttyACM0, COM3, socket://host:port) "
                                    "[default: the board's debugger port, found by USB id].")
-@click.option("--board", "-b", help="Board name: picks its port and baud rate.")
+@click.option("--board", "-b", help="Board name (see `aiot boards`): picks its port and baud rate.")
 @click.option("--baud", type=click.IntRange(min=1), help="Baud rate [default: the board's, else 115200].")
 @click.option("--interval", type=SECONDS, default=1.0, show_default=True, help="Seconds between event polls.")
 @click.option("--duration", type=SECONDS, help="Stop after this many seconds [default: until Ctrl-C].")
 @click.option("--raw", is_flag=True, help="Only show the raw output; send nothing to the device.")
+@click.option("--journal", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append every event to this JSON-lines file (synced) before the device may delete it.")
 def command(port: str | None, board: str | None, baud: int | None, interval: float, duration: float | None,
-            raw: bool) -> None:
+            raw: bool, journal: Path | None = None) -> None:
     """Show a device's output and its decoded monitor events, live.
 
     \b
@@ -204,6 +210,7 @@ def command(port: str | None, board: str | None, baud: int | None, interval: flo
       aiot monitor --board nucleo-f446re            # finds /dev/ttyACM* by USB id
       aiot monitor --port /dev/ttyACM0 --duration 60
       aiot monitor --port socket://127.0.0.1:4444   # a QEMU UART
+      aiot monitor --board nucleo-f446re --journal events.jsonl   # nothing lost, even on a kill
     """
     from aiot.target.boards import get_board
     from aiot.device.hil import DEFAULT_BAUD, SerialTransport
@@ -214,7 +221,7 @@ def command(port: str | None, board: str | None, baud: int | None, interval: flo
     t = SerialTransport(url, baud)
     click.echo(f"-- monitoring {url} at {baud} baud (Ctrl-C to stop) --")
     try:
-        run_monitor(t, duration=duration, interval=interval, raw=raw, echo=click.echo)
+        run_monitor(t, duration=duration, interval=interval, raw=raw, echo=click.echo, journal=journal)
     except KeyboardInterrupt:
         pass
     finally:

@@ -1,34 +1,84 @@
-"""`aiot quantize`: full-int8 model for a package, checked against the float model."""
+"""`aiot quantize`: full-int8 model for a package (or for the user's own Keras model,
+calibrated on their data), checked against the float model."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from aiot.commands import Command, OutPath, json_option, write_json, wrote
 
-@click.command("quantize")
-@click.option("--package", "package", type=click.Path(path_type=Path), required=True,
-              help="Package folder from `aiot train`.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def command(package: Path, as_json: bool) -> None:
+
+@click.command("quantize", cls=Command)
+@click.option("--package", "package", type=click.Path(file_okay=False, path_type=Path),
+              help="Package folder from `aiot train` (model.tflite is written into it).")
+@click.option("--keras", "keras_model", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Your own Keras autoencoder (.keras/.h5) instead: calibrated on --data, packaged into --out.")
+@click.option("--data", "data", type=click.Path(path_type=Path),
+              help="With --keras: CSV of your sensors (the first --train-rows rows are normal running).")
+@click.option("--out", "out", type=OutPath(),
+              help="With --keras: the package folder to write [default: none written without --keras; needed with it].")
+@click.option("--channels", default=None,
+              help="With --keras: comma-separated sensor columns, in the model's order [default: all but "
+                   "time/labels].")
+@click.option("--train-rows", type=click.IntRange(min=1), default=None,
+              help="With --keras: rows of normal running that calibrate it [default: first half].")
+@click.option("--quantile", type=click.FloatRange(0.5, 1.0, max_open=True), default=0.995, show_default=True,
+              help="With --keras: alarm threshold = this quantile of the held-out normal windows' scores.")
+@click.option("--timestamp-column", default="auto", show_default=True, help="With --keras: time column, or 'none'.")
+@click.option("--label-column", default="auto", show_default=True, help="With --keras: label column, or 'none'.")
+@json_option("the float vs int8 report")
+def command(package: Path | None, keras_model: Path | None, data: Path | None, out: Path | None,
+            channels: str | None, train_rows: int | None, quantile: float, timestamp_column: str,
+            label_column: str, json_out: str | None) -> None:
     """Quantize to int8 (TFLite) and compare float vs int8 anomaly scores (tflite-micro).
 
     Writes PKG/model.tflite (int8 in and out, int8 kernels only), fills the manifest's
     quantization parameters and the int8 test vectors, and prints how well the int8
     scores and decisions agree with the float model on the held-out windows.
 
+    With --keras, the model is yours: an autoencoder over one flat window of W x C
+    features (time-major, each sensor standardised on the normal rows, clipped to +-8).
+    Its package is made in --out from --data (normalization, int8 calibration windows,
+    threshold, test windows), then quantized the same way.
+
     \b
-    Example:
+    Examples:
       aiot quantize --package build/pkg
-      aiot quantize --package build/pkg --json > agreement.json
+      aiot quantize --package build/pkg --json agreement.json
+      aiot quantize --keras my_autoencoder.keras --data pump.csv --out build/mine
     """
     from aiot.model.quantize import quantize
 
-    report = quantize(package, progress=not as_json)
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
+    if keras_model is not None:
+        if package is not None:
+            raise click.UsageError("--keras makes a new package in --out: give --keras or --package, not both")
+        if data is None or out is None:
+            raise click.UsageError("--keras needs --data (the CSV it is calibrated on) and --out (the package folder)")
+        from aiot.data import load_csv, parse_channels
+        from aiot.model.keras_package import package_keras
+        from aiot.progress import step
+
+        def none(v: str) -> str | None:
+            return None if v.lower() == "none" else v
+
+        with step(f"loading {data}"):
+            series = load_csv(data, channels=parse_channels(channels), label_column=none(label_column),
+                              timestamp_column=none(timestamp_column))
+        with step(f"packaging {keras_model.name} with {data.name}: normalization, threshold, calibration windows"):
+            package_keras(keras_model, series, out, train_rows=train_rows, quantile=quantile, data_path=data)
+        package = out
+    elif package is None:
+        raise click.UsageError("give the model: --package PKG (from aiot train), or --keras MODEL.keras with "
+                               "--data DATA.csv --out PKG")
+    elif any(v is not None for v in (data, out, channels, train_rows)):
+        raise click.UsageError("--data, --out, --channels and --train-rows go with --keras; a --package already "
+                               "has its data")
+
+    report = quantize(package, progress=json_out != "-")
+    write_json(json_out, report.to_json())
+    if json_out != "-":
         click.echo(report.summary())
+        wrote(Path(package) / "model.tflite")
         click.echo(f"next: aiot codegen --package {package}")

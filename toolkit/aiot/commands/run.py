@@ -6,12 +6,15 @@ from pathlib import Path
 
 import click
 
+from aiot.commands import Command, wrote
 
-@click.command("run")
+
+@click.command("run", cls=Command)
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Board name (see `aiot boards`).")
-@click.option("--package", "-p", "package", type=click.Path(path_type=Path), required=True,
+@click.option("--package", "-p", "package", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Model package (needs model.tflite, vectors.npz and generated C in PKG/c).")
-@click.option("--elf", type=click.Path(path_type=Path), help="Prebuilt firmware; built from the package if omitted.")
+@click.option("--elf", type=click.Path(path_type=Path),
+              help="Prebuilt firmware [default: built from the package into build/fw/BOARD of the current folder].")
 @click.option("-n", "count", type=click.IntRange(min=0), default=0, help="Check only the first N test vectors (0 = all).")
 @click.option("--transport", type=click.Choice(["qemu", "serial"]), default="qemu", show_default=True,
               help="qemu boots the ELF in QEMU; serial talks to a flashed board.")
@@ -42,6 +45,7 @@ def command(board: str, package: Path, elf: Path | None, count: int, transport: 
     pkg = load_package(package)
     if elf is None and transport == "qemu":
         elf = build(b, paths.build_dir() / "fw" / b.name, pkg.path / "c").elf
+        wrote(elf)
     x = pkg.vectors()["x_int8"]
     if count:
         x = x[:count]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from aiot.commands import SEED, FloatRange, OutPath
+from aiot.commands import SEED, Command, FloatRange, OutPath, json_option, renamed, write_json, wrote
 
 
 @click.group("scenarios")
@@ -22,7 +21,7 @@ def command() -> None:
     """
 
 
-@command.command("generate")
+@command.command("generate", cls=Command)
 @click.option("--out", "out_dir", type=OutPath(), required=True,
               help="Directory for <name>.csv and <name>.labels.json files.")
 @click.option("--seed", type=SEED, default=None, help="First seed (default: the evaluation suite's).")
@@ -45,29 +44,30 @@ def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
         for s in streams:
             sc.write_csv(s, out_dir)
             bar.update()
-    click.echo(f"wrote {len(streams)} scenarios to {out_dir} "
-               f"(columns: timestamp_ms, {', '.join(sc.CHANNELS)}, incident, nuisance)")
+    wrote(out_dir, f"{len(streams)} scenarios; columns: timestamp_ms, {', '.join(sc.CHANNELS)}, incident, nuisance")
 
 
-@command.command("evaluate")
+@command.command("evaluate", cls=Command)
 @click.option("--count", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="How many scenarios of the suite to run.")
 @click.option("--seed", type=SEED, default=None, help="First seed (default: the fixed suite).")
 @click.option("--out", "out_dir", type=OutPath(), default=None,
-              help="Also write scenario_report.json here.")
-@click.option("--model", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
+              help="Also write scenario_report.json to this folder [default: none written; the report is printed].")
+@click.option("--precision", "model", type=click.Choice(["int8", "float"]), default="int8", show_default=True,
               help="int8: the fleet model as the device runs it (generated C engine); float: the same "
               "model in float from Python (no TensorFlow needed).")
+@renamed("--model", "--precision", "model", type=click.Choice(["int8", "float"]))
 @click.option("--qemu", "qemu", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Also run the first N scenarios in QEMU and compare the states with the host build.")
-@click.option("--board", default="mps2-an386", show_default=True, help="Board emulated for --qemu.")
+@click.option("--board", "-b", default="mps2-an386", show_default=True,
+              help="Board emulated for --qemu (see `aiot boards`).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Evaluate the scenario CSVs in this folder (from `generate`, maybe edited) instead of the suite.")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report instead of the table.")
+@json_option("the report (- prints it instead of the table)")
 @click.option("--strict", is_flag=True, help="Exit 1 unless every fault is detected, no false alert is "
               "raised and every gap longer than a window is reported as NO_DATA.")
 def evaluate(count: int, seed: int | None, out_dir: Path | None, model: str, qemu: int, board: str,
-             data_dir: Path | None, as_json: bool, strict: bool) -> None:
+             data_dir: Path | None, json_out: str | None, strict: bool) -> None:
     """Run the seeded suite through the host build of the device monitor, side by side
     with a static-threshold detector; optionally check QEMU gives the same states.
 
@@ -75,7 +75,7 @@ def evaluate(count: int, seed: int | None, out_dir: Path | None, model: str, qem
     Examples:
       aiot scenarios evaluate --count 20 --strict          # the acceptance run
       aiot scenarios evaluate --qemu 1                     # + firmware in QEMU, same states
-      aiot scenarios evaluate --data build/scenarios --model float
+      aiot scenarios evaluate --data build/scenarios --precision float --json -
     """
     from aiot.evaluate import scenarios as ev
     from aiot.data import scenarios as sc
@@ -87,9 +87,10 @@ def evaluate(count: int, seed: int | None, out_dir: Path | None, model: str, qem
         report = ev.run_suite(count, sc.SUITE_SEED if seed is None else seed, progress=bar.update,
                               model=model, qemu=min(qemu, n), board=board, scenarios=streams)
     if out_dir is not None:
-        path = ev.write_report(report, out_dir)
-        click.echo(f"report written to {path}", err=True)
-    click.echo(json.dumps(report, indent=1) if as_json else ev.format_report(report))
+        wrote(ev.write_report(report, out_dir))
+    write_json(json_out, report)
+    if json_out != "-":
+        click.echo(ev.format_report(report))
     failures = ev.acceptance_failures(report)
     if qemu and not report["qemu"]["all_identical"]:
         failures.append(f"{report['qemu']['device']} states differ from the host build")

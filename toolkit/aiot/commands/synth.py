@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import OutPath, SEED
+from aiot.commands import Command, OutPath, SEED
 
 
-@click.command("synth")
+@click.command("synth", cls=Command)
 @click.option("--out", "out", type=OutPath("file"), required=True, help="CSV file to write.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed (same seed, same data).")
 @click.option("--hours", type=float, default=4.0, show_default=True, help="Length at 1 Hz; first half is normal.")

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import OutPath, SEED
+from aiot.commands import Command, OutPath, SEED, wrote
 
 
 #: widest layer --hidden accepts: 1024 x 1024 int8 weights are already 1 MB of flash
 MAX_UNITS = 1024
 
 
-@click.command("train")
+@click.command("train", cls=Command)
 @click.option("--data", "data", type=click.Path(path_type=Path), required=True,
               help="CSV with timestamp, sensors[, label].")
 @click.option("--out", "out", type=OutPath(), required=True,
@@ -39,7 +39,7 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
     Windows of W samples x C channels, each channel normalized with statistics from the
     training rows; rows labelled as faults and windows with missing samples are left out
     of training (and counted). Writes a model package: manifest.json, model.keras and
-    vectors.npz (held-out test windows). Next step: aiot quantize.
+    vectors.npz (held-out test windows). Next step: aiot quantize --package OUT.
 
     \b
     Example:
@@ -74,4 +74,5 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
         result = train(series, out, window=window, epochs=epochs, seed=seed, train_rows=train_rows,
                        quantile=quantile, hidden=sizes, name=name or data.stem)
     click.echo(result.summary())
+    wrote(out, "manifest.json, model.keras, vectors.npz")
     click.echo(f"next: aiot quantize --package {out}")

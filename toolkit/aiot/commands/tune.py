@@ -1,5 +1,5 @@
 """`aiot tune`: choose alert settings for a false-alarm budget: by cross-validation on labelled
-recordings (--labels DATA), or on normal data only (the validation harness)."""
+recordings (--labels DATA), or on normal data only (the validation harness, --data)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from pathlib import Path
 
 import click
 
-from aiot.commands import FloatRange, OutPath
+from aiot.commands import Command, FloatRange, HiddenArgument, OutPath, deprecated, renamed
 from aiot.commands.evaluate import csv_options, reading_options
 
 
-@click.command("tune")
-@click.argument("normal", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.command("tune", cls=Command)
+@click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A recording of normal operation (CSV: timestamp + sensor columns).")
+@click.argument("normal", cls=HiddenArgument, required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--labels", "labelled", type=click.Path(exists=True, path_type=Path), multiple=True, metavar="DATA",
               help="Labelled recordings (a SKAB or TEP folder, or generic labelled CSVs with --format): choose by "
                    "cross-validation on them instead of the harness; no file is scored with settings chosen on it. "
@@ -38,9 +40,10 @@ from aiot.commands.evaluate import csv_options, reading_options
               multiple=True, metavar="PCT",
               help="Pick the best F1 whose validation FAR is at most PCT % (default 10). Repeat for "
                    "several operating points.")
-@click.option("--save", "save", type=OutPath(), default=None,
+@click.option("--out", "save", type=OutPath(), default=None,
               help="Write each pick as DIR/<target>[-per-file]-w<window>-far<PCT>.json for "
-                   "`aiot evaluate --alert-settings FILE`.")
+                   "`aiot evaluate --alert-settings FILE` [default: none written; the picks are printed].")
+@renamed("--save", "--out", "save", type=OutPath())
 @click.option("--window", "windows", type=click.IntRange(2, 256), multiple=True, default=(8,), show_default=True,
               help="Samples per window. With --labels, repeat to let the cross-validation choose the window too.")
 @click.option("--recovery/--no-recovery", default=True, show_default=True,
@@ -55,19 +58,20 @@ from aiot.commands.evaluate import csv_options, reading_options
 @click.option("--level-only", "level_only", is_flag=True,
               help="Device target: only the settings that score a level shift (the monitor's level_windows), "
                    "to pick within that score when the harness prefers the other.")
-def command(normal: Path | None, labelled: tuple[Path, ...], fmts: tuple[str, ...], folds: tuple[str, ...], strict_time: bool, time_format: str | None,
-            label_column: str, label_map: str | None, tracking: bool, jobs: int, target: str,
-            per_file: bool, budgets: tuple[float, ...], save: Path | None, windows: tuple[int, ...], recovery: bool,
-            warmup: Path | None, seeds: int, level_only: bool) -> None:
+def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], fmts: tuple[str, ...],
+            folds: tuple[str, ...], strict_time: bool, time_format: str | None, label_column: str,
+            label_map: str | None, tracking: bool, jobs: int, target: str, per_file: bool, budgets: tuple[float, ...],
+            save: Path | None, windows: tuple[int, ...], recovery: bool, warmup: Path | None, seeds: int,
+            level_only: bool) -> None:
     """Choose alert settings for a false-alarm budget.
 
     With --labels DATA (labelled recordings; trust them over the harness): every setting of
     the grid runs on every file, the files are split into folds (--folds), and each fold is
     scored with the setting that was best (F1 within the FAR budget) on the other folds.
     It prints every fold and the held-out figure (each file once, scored blind), and with
-    --save writes DIR/crossval.json and the settings chosen on all files.
+    --out writes DIR/crossval.json and the settings chosen on all files.
 
-    Without labels, NORMAL is a recording of normal operation (timestamp + sensor columns). Its first half
+    Without labels, --data is a recording of normal operation (timestamp + sensor columns). Its first half
     trains the validation fleet model; its second half is cut into pseudo-installations
     shaped like a SKAB file (400 commissioning rows, then normal, faulty and normal rows),
     each given one synthetic fault (a step, a ramp or more noise on 1..3 sensors). Every
@@ -76,20 +80,25 @@ def command(normal: Path | None, labelled: tuple[Path, ...], fmts: tuple[str, ..
 
     \b
     Examples:
-      aiot tune --labels ../shared/data/skab --format skab --level-only --save build/cv-skab
+      aiot tune --labels ../shared/data/skab --format skab --out build/cv-skab
       aiot tune --labels ../shared/data/tep --format tep --folds file --target reference --window 4 --window 8 \\
-          --window 32 --far-budget 5 --save build/cv-tep
+          --window 16 --window 32 --far-budget 5 --out build/cv-tep
       aiot tune --labels ../shared/data/skab --format skab --folds folder --labels ../shared/data/tep --format tep \\
-          --folds file --target reference --window 16 --window 32 --save build/cv-both
-      aiot tune ../shared/data/skab/anomaly-free/anomaly-free.csv --far-budget 10 --far-budget 30 --save build/picks
-      aiot tune normal.csv --target reference --window 32 --save build/picks
-      aiot tune normal.csv --per-file --far-budget 20 --save build/picks
-      aiot tune normal.csv --level-only --far-budget 15 --save build/picks-level
+          --folds file --target reference --window 16 --window 32 --out build/cv-both
+      aiot tune --data ../shared/data/skab/anomaly-free/anomaly-free.csv --far-budget 10 --far-budget 30 --out build/picks
+      aiot tune --data normal.csv --target reference --window 32 --out build/picks
+      aiot tune --data normal.csv --per-file --far-budget 20 --out build/picks
+      aiot tune --data normal.csv --level-only --far-budget 15 --out build/picks-level
       aiot evaluate --data ../shared/data/skab --format skab --alert-settings build/picks/device-w8-far30.json --out build/skab-far30
 
     The device grid trains one model per noise-floor setting and takes minutes; with
     --per-file it trains one per pseudo-installation (about 25 min for SKAB's recording, on 2 cores).
     """
+    if normal is not None:  # the positional spelling before --data
+        if data is not None:
+            raise click.UsageError("NORMAL is the old spelling of --data: give only --data")
+        deprecated(click.get_current_context(), "NORMAL (a positional file)", "--data NORMAL")
+        data = normal
     if level_only and target != "device":
         raise click.UsageError("--level-only picks among the monitor's settings: it goes with --target device")
     if tracking and target != "reference":
@@ -99,28 +108,28 @@ def command(normal: Path | None, labelled: tuple[Path, ...], fmts: tuple[str, ..
     from aiot.evaluate.pipeline import quiet_worker
 
     if labelled:
-        if normal is not None:
-            raise click.UsageError("give NORMAL.csv (the harness) or --labels DATA (cross-validation), not both")
+        if data is not None:
+            raise click.UsageError("give --data NORMAL.csv (the harness) or --labels DATA (cross-validation), not both")
         if per_file or tracking or recovery is False or warmup is not None or len(budgets) > 1:
             raise click.UsageError("--labels cross-validates the fleet model's grid at one --far-budget: "
                                    "--per-file, --tracking, --no-recovery, --warmup and a second --far-budget "
-                                   "belong to the harness (NORMAL.csv)")
+                                   "belong to the harness (--data NORMAL.csv)")
         from aiot.evaluate import crossval
 
         quiet_worker()
         fmts = fmts or ("skab",) * len(labelled)
         folds = folds * len(labelled) if len(folds) == 1 else (folds or ("folder",) * len(labelled))
         crossval.run(list(labelled), list(fmts), target, windows, (budgets or (10.0,))[0] / 100.0, list(folds), save,
-                     jobs=jobs,
-                     level_only=level_only,
+                     jobs=jobs, level_only=level_only,
                      csv_options=csv_options(strict_time, time_format, label_column, label_map))
         return
+    if data is None:
+        raise click.UsageError("give the recording of normal operation: --data NORMAL.csv (the validation harness), "
+                               "or labelled recordings: --labels DATA (cross-validation)")
+    normal = data
     if len(windows) > 1:
-        raise click.UsageError("one --window for the harness (NORMAL.csv); several go with --labels DATA")
+        raise click.UsageError("one --window for the harness (--data NORMAL.csv); several go with --labels DATA")
     window = windows[0]
-    if normal is None:
-        raise click.UsageError("give the normal-operation CSV the pseudo-installations are cut from (NORMAL), "
-                               "or labelled recordings with --labels DATA")
     from aiot.evaluate.tuning import tune
 
     quiet_worker()  # no TensorFlow start-up chatter between the progress lines

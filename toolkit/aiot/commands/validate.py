@@ -18,7 +18,7 @@ import click
 import numpy as np
 
 from aiot.errors import ToolkitError
-from aiot.commands import OutPath, SECONDS, SEED
+from aiot.commands import SECONDS, SEED, Command, OutPath, deprecated, wrote
 
 
 @dataclass
@@ -42,11 +42,11 @@ def load_model_input(path: Path) -> ModelInput:
         return ModelInput(pkg.name, tfl, np.asarray(x, np.int8).reshape(len(x), -1), p)
     if not p.exists():
         raise ToolkitError(f"{p}: no such file or folder",
-                           hint="pass a model package folder (aiot train + aiot quantize) or a .tflite file")
+                           hint="pass a model package folder with --package (made by `aiot train` and `aiot quantize --package PKG`) or a .tflite file with --model")
     tfl_path = p if p.suffix == ".tflite" else p / "model.tflite"
     if not tfl_path.is_file():
         raise ToolkitError(f"{p}: neither a model package (manifest.json) nor a folder with model.tflite",
-                           hint="pass the folder written by `aiot train` + `aiot quantize`")
+                           hint="pass the folder written by `aiot train` + `aiot quantize --package PKG`")
     vec = tfl_path.parent / "vectors.npz"
     x = np.zeros((0, 0), np.int8)
     if vec.is_file():
@@ -69,7 +69,7 @@ def make_inputs(stored: np.ndarray, n: int, features: int, seed: int = 0) -> tup
     """The first n stored vectors, topped up with seeded uniform int8 vectors; (inputs, stored used)."""
     if stored.size and stored.shape[1] != features:
         raise ToolkitError(f"stored test vectors have {stored.shape[1]} values, the model takes {features}",
-                           hint="vectors.npz does not belong to this model; re-run `aiot quantize`")
+                           hint="vectors.npz does not belong to this model; re-run `aiot quantize --package PKG`")
     used = min(n, len(stored))
     extra = np.random.default_rng(seed).integers(-128, 128, (n - used, features), dtype=np.int16).astype(np.int8)
     return np.concatenate([stored[:used].astype(np.int8), extra]) if used else extra, used
@@ -134,33 +134,48 @@ def timing(ticks: np.ndarray, board, info) -> dict:
 
 
 # --- HTML --------------------------------------------------------------------------------
+# A chart only where it says something: a bit-exact run has no error to plot, and a cost
+# that does not vary is one number, so both are said in words instead.
 
-def _bars(values: list[float], labels: list[str], title: str, w: int = 640, h: int = 180) -> str:
+def _bars(values: list[float], labels: list[str], title: str, w: int = 640, h: int = 160) -> str:
+    """Vertical bars with a value axis: the count over each bar, its label under it."""
     vmax = max(values) if values and max(values) > 0 else 1.0
     n = max(len(values), 1)
-    bw = (w - 40) / n
-    parts = [f'<svg width="{w}" height="{h + 40}" xmlns="http://www.w3.org/2000/svg" font-size="10">',
-             f'<text x="4" y="12">{html.escape(title)} (max {vmax:g})</text>']
+    left = 50
+    bw = min((w - left - 10) / n, 48.0)  # a few bars stay bars, not blocks
+    parts = [f'<svg class="chart" width="{w}" height="{h + 44}" xmlns="http://www.w3.org/2000/svg" '
+             f'font-family="sans-serif" font-size="10">',
+             f'<text x="{left}" y="12">{html.escape(title)}</text>',
+             f'<line x1="{left}" x2="{w - 10}" y1="{h + 20}" y2="{h + 20}" stroke="#495057"/>',
+             f'<text x="{left - 4}" y="{26}" text-anchor="end">{vmax:,.0f}</text>',
+             f'<text x="{left - 4}" y="{h + 23}" text-anchor="end">0</text>']
     for i, (v, lab) in enumerate(zip(values, labels)):
         bh = (h - 20) * v / vmax
-        x = 30 + i * bw
-        parts.append(f'<rect x="{x:.1f}" y="{20 + h - 20 - bh:.1f}" width="{max(bw - 1, 1):.1f}" height="{bh:.1f}" '
-                     f'fill="#3b7dd8"><title>{html.escape(lab)}: {v:g}</title></rect>')
+        x = left + i * bw
+        parts.append(f'<rect x="{x + 1:.1f}" y="{h + 20 - bh:.1f}" width="{max(bw - 2, 1):.1f}" height="{bh:.1f}" '
+                     f'fill="#3b7dd8"><title>{html.escape(lab)}: {v:,.0f}</title></rect>')
         if n <= 32:
-            parts.append(f'<text x="{x:.1f}" y="{h + 14}">{html.escape(lab)}</text>')
+            parts.append(f'<text x="{x + bw / 2:.1f}" y="{h + 34}" text-anchor="middle">{html.escape(lab)}</text>')
+            parts.append(f'<text x="{x + bw / 2:.1f}" y="{h + 16 - bh:.1f}" text-anchor="middle">{v:,.0f}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
-def _line(values: np.ndarray, title: str, w: int = 640, h: int = 160) -> str:
+def _line(values: np.ndarray, title: str, unit: str, w: int = 640, h: int = 140) -> str:
+    """A value per inference, in order, with its min and max on the axis."""
     if not len(values):
         return ""
     lo, hi = float(values.min()), float(values.max())
     span = hi - lo or 1.0
-    pts = " ".join(f"{30 + i * (w - 40) / max(len(values) - 1, 1):.1f},{20 + (h - 30) * (1 - (v - lo) / span):.1f}"
-                   for i, v in enumerate(values))
-    return (f'<svg width="{w}" height="{h}" xmlns="http://www.w3.org/2000/svg" font-size="10">'
-            f'<text x="4" y="12">{html.escape(title)} (min {lo:,.0f}, max {hi:,.0f})</text>'
+    left = 80
+    pts = " ".join(f"{left + i * (w - left - 10) / max(len(values) - 1, 1):.1f},"
+                   f"{20 + (h - 30) * (1 - (v - lo) / span):.1f}" for i, v in enumerate(values))
+    return (f'<svg class="chart" width="{w}" height="{h + 16}" xmlns="http://www.w3.org/2000/svg" '
+            f'font-family="sans-serif" font-size="10"><text x="{left}" y="12">{html.escape(title)}</text>'
+            f'<text x="{left - 4}" y="23" text-anchor="end">{hi:,.0f}</text>'
+            f'<text x="{left - 4}" y="{h - 7}" text-anchor="end">{lo:,.0f}</text>'
+            f'<text x="{left}" y="{h + 12}">inference 1</text>'
+            f'<text x="{w - 10}" y="{h + 12}" text-anchor="end">{len(values):,} ({html.escape(unit)})</text>'
             f'<polyline fill="none" stroke="#d8573b" points="{pts}"/></svg>')
 
 
@@ -176,56 +191,168 @@ def _link_row(link: dict | None) -> list[tuple[str, str]]:
                                   f'stray frames {link["stray_frames"]}')]
 
 
-def write_html(path: Path, report: dict, ticks: np.ndarray) -> None:
-    m, t = report["metrics"], report["timing"]
-    hist = m["error_histogram_q"]
+def firmware_memory(elf: Path | None, board) -> dict | None:
+    """The image's flash/RAM split (build.json beside the ELF, written by every build) and the
+    board's flash and RAM; None when the run had no ELF (a board flashed beforehand)."""
+    if elf is None or not (Path(elf).parent / "build.json").is_file():
+        return None
+    size = json.loads((Path(elf).parent / "build.json").read_text()).get("size")
+    if not size:
+        return None
+    return {**size, "board_flash": board.flash.length, "board_ram": board.ram.length}
+
+
+def _table(rows: list[tuple[str, str]], cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f"<table{c}>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _memory_section(fw: dict | None) -> str:
+    if not fw:
+        return ("<h2>Flash and RAM</h2><p>Not measured: this run had no firmware image to read (a board flashed "
+                "beforehand). <code>aiot build --board BOARD --package PKG</code> prints the split; "
+                "<code>aiot validate</code> reads it when given that image with <code>--elf</code>.</p>")
+    def pct(n: int, of: int) -> str:
+        return f" ({100 * n / of:.1f} % of the board's {of // 1024:,} KB)" if of else ""
+    flash = [("engine code (kernels, generated invoke)", f'{fw["engine_code"]:,} B'),
+             ("model weights and constants", f'{fw["weights"]:,} B'),
+             ("rest (start-up, port, protocol, monitor, libc)", f'{fw["app_code"]:,} B'),
+             ("<b>flash total</b>", f'<b>{fw["flash_total"]:,} B</b>{pct(fw["flash_total"], fw.get("board_flash", 0))}')]
+    ram = [("tensor arena", f'{fw["arena"]:,} B'), ("stack", f'{fw["stack"]:,} B'),
+           ("rest (data, bss: protocol buffers, monitor state)", f'{fw["app_ram"]:,} B'),
+           ("<b>RAM total</b>", f'<b>{fw["ram_total"]:,} B</b>{pct(fw["ram_total"], fw.get("board_ram", 0))}')]
+    rows = lambda items: "".join(f"<tr><td>{k}</td><td class='n'>{v}</td></tr>" for k, v in items)  # noqa: E731
+    return (f"<h2>Flash and RAM</h2><p class='note'>The firmware image this run streamed through "
+            f"(arm-none-eabi-size and nm on its ELF; the stack is the board file's reservation).</p>"
+            f"<table class='mem'><tr><th colspan=2>flash</th></tr>{rows(flash)}"
+            f"<tr><th colspan=2>RAM</th></tr>{rows(ram)}</table>")
+
+
+def _parity_section(report: dict, device: np.ndarray | None, reference: np.ndarray | None) -> str:
+    m = report["metrics"]
     per = m["per_output"]
+    outputs = len(per)
+    total = m["vectors"] * outputs
+    same = round(total * m["exact_bytes_pct"] / 100)
+    rows = [("vectors compared", f'{m["vectors"]:,} x {outputs:,} outputs = {total:,} int8 outputs'),
+            ("byte-identical outputs", f'{same:,} of {total:,} ({m["exact_bytes_pct"]:.3f} %)'),
+            ("vectors identical in every output", f'{m["vectors"] - m["mismatched_vectors"]:,} '
+                                                   f'({m["exact_match_pct"]:.2f} %)'),
+            ("max |error|", f'{m["max_abs_error_q"]} LSB ({m["max_abs_error"]:.6g} dequantized)'),
+            ("MAE / RMSE / l2r (dequantized)", f'{m["mae"]:.6g} / {m["rmse"]:.6g} / {m["l2r"]:.6g}')]
+    head = ("<h2>Parity with tflite-micro</h2><p class='note'>Each vector's int8 outputs from the device against "
+            "tflite-micro's reference kernels on the same input (the project's golden reference).</p>")
+    if m["mismatched_vectors"] == 0:
+        return (head + _table(rows, "parity") + f"<p class='verdict ok'>All {total:,} outputs byte-identical to "
+                "tflite-micro: no error to chart.</p>")
+    hist = m["error_histogram_q"]
+    differ = sorted((p for p in per if p["mismatches"]), key=lambda p: (-p["mismatches"], p["index"]))
+    out_rows = "".join(f"<tr><td>{p['index']}</td><td class='n'>{p['mismatches']:,}</td>"
+                       f"<td class='n'>{p['max_abs_error_q']}</td><td class='n'>{p['mean_abs_error_q']:.3f}</td></tr>"
+                       for p in differ[:16])
+    more = f"<p class='note'>... and {len(differ) - 16} more outputs differ (report.json).</p>" if len(differ) > 16 else ""
+    first = ""
+    if device is not None and reference is not None:
+        vec, out = np.nonzero(device != reference)  # row-major: the first vectors first
+        first = "".join(f"<tr><td class='n'>{i}</td><td class='n'>{j}</td><td class='n'>{int(device[i, j])}</td>"
+                        f"<td class='n'>{int(reference[i, j])}</td>"
+                        f"<td class='n'>{int(device[i, j]) - int(reference[i, j]):+d}</td></tr>"
+                        for i, j in zip(vec[:12], out[:12]))
+        first = ("<h3>The first outputs that differ</h3><table class='list'><tr><th>vector</th><th>output</th>"
+                 f"<th>device</th><th>tflite-micro</th><th>difference (LSB)</th></tr>{first}</table>"
+                 + (f"<p class='note'>... {len(vec) - 12:,} more (outputs.npz holds them all).</p>"
+                    if len(vec) > 12 else ""))
+    return (head + _table(rows, "parity")
+            + f"<p class='verdict bad'>{m['mismatched_vectors']:,} of {m['vectors']:,} vectors differ "
+              f"(first: vector {m['first_mismatch']}).</p>"
+            + _bars([float(v) for k, v in hist.items() if int(k)], [f"{int(k):+d}" for k in hist if int(k)],
+                    "outputs per non-zero error (device - tflite-micro, int8 steps)")
+            + f"<p class='note'>Not drawn: the {hist.get('0', 0):,} outputs with no error.</p>"
+            + "<h3>Outputs that differ</h3><table class='list'><tr><th>output</th><th>vectors differing</th>"
+              f"<th>max |error| (LSB)</th><th>mean |error| (LSB)</th></tr>{out_rows}</table>{more}{first}")
+
+
+def _cost_section(t: dict, ticks: np.ndarray) -> str:
+    instr = "instructions_mean" in t
+    unit = "instructions" if instr else "cycles"
+    mean = t.get("instructions_mean", t["cycles_mean"])
+    lo, hi = (t["instructions_min"], t["instructions_max"]) if instr else (
+        t["ticks_min"] * t["cpu_hz"] / t["tick_hz"], t["ticks_max"] * t["cpu_hz"] / t["tick_hz"])
+    spread = (hi - lo) / mean if mean else 0.0
+    rows = [(f"{unit} per inference", f"{mean:,.0f} (min {lo:,.0f}, max {hi:,.0f})"),
+            ("time per inference", f'{t["ms_mean"]:.3f} ms at {t["cpu_hz"] / 1e6:g} MHz'
+                                   + (" (one instruction per cycle assumed)" if instr else "")),
+            ("throughput on the board", f'{t["inferences_per_s"]:,.1f} inferences/s')]
+    if spread > 0.05 and len(ticks) > 1:  # a few % is the link's interrupts, not the model: no chart for that
+        scale = mean / t["ticks_mean"] if t["ticks_mean"] else 1.0  # ticks -> instructions / cycles: linear
+        chart = _line(ticks.astype(float) * scale, f"{unit} per inference, in order", unit)
+    else:
+        chart = (f"<p>Every inference took {lo:,.0f} to {hi:,.0f} {unit}: a spread of {100 * spread:.1f} % of "
+                 "the mean, so no chart.</p>")
+    return (f"<h2>Cost per inference</h2>{_table(rows)}{chart}<p class='note'>Measured: "
+            f"{html.escape(t['measure'])}.</p>")
+
+
+def write_html(path: Path, report: dict, ticks: np.ndarray, device: np.ndarray | None = None,
+               reference: np.ndarray | None = None) -> None:
+    """The validation page: verdict, parity table (and, only when outputs differ, the error
+    charts and the first differing vectors), flash/RAM split, cost per inference."""
+    m, t = report["metrics"], report["timing"]
     ok = m["mismatched_vectors"] == 0
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in [("board", report["board"]), ("model", report["model"]),
-                                ("model hash", report["model_hash"]), ("transport", report["transport"]),
-                                ("vectors", f'{m["vectors"]} ({report["inputs"]["stored"]} stored, '
-                                            f'{report["inputs"]["random"]} random)'),
-                                ("exact match", f'{m["exact_match_pct"]:.2f} %'),
-                                ("max |error|", f'{m["max_abs_error_q"]} LSB ({m["max_abs_error"]:.6g})'),
-                                ("MAE / RMSE / l2r", f'{m["mae"]:.6g} / {m["rmse"]:.6g} / {m["l2r"]:.6g}'),
-                                ("per inference", f'{t.get("instructions_mean", t["cycles_mean"]):,.0f} '
-                                                  f'{"instructions" if "instructions_mean" in t else "cycles"}, '
-                                                  f'{t["ms_mean"]:.3f} ms at {t["cpu_hz"] / 1e6:g} MHz'),
-                                ("throughput", f'{t["inferences_per_s"]:,.1f} inferences/s on the board; '
-                                               f'{report["host"]["inferences_per_s"]:,.1f}/s through the link'),
-                                *_link_row(report.get("link"))])
+    rows = [("board", html.escape(report["board"])), ("model", html.escape(report["model"])),
+            ("model hash (CRC-32 of the .tflite)", html.escape(report["model_hash"])),
+            ("transport", html.escape(report["transport"])),
+            ("vectors", f'{m["vectors"]:,} ({report["inputs"]["stored"]:,} stored test vectors, '
+                        f'{report["inputs"]["random"]:,} seeded random)'),
+            ("through the link", f'{report["host"]["inferences_per_s"]:,.1f} inferences/s'),
+            *((k, html.escape(v)) for k, v in _link_row(report.get("link")))]
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>aiot validate {html.escape(report["model"])}</title>
-<style>body{{font-family:sans-serif;max-width:760px;margin:2em auto}}td{{padding:2px 10px}}</style></head><body>
-<h1>Validation on {html.escape(report["board"])}: <span style="color:{'#1a7f37' if ok else '#c62828'}">
+<style>body{{font-family:sans-serif;max-width:760px;margin:2em auto;color:#212529}}
+table{{border-collapse:collapse;margin:.5em 0}}td,th{{padding:2px 10px;border:1px solid #dee2e6;text-align:left}}
+td.n{{text-align:right}}.note{{color:#495057;font-size:90%}}.verdict{{font-weight:bold}}
+.ok{{color:#1a7f37}}.bad{{color:#c62828}}</style></head><body>
+<h1>Validation on {html.escape(report["board"])}: <span class="{'ok' if ok else 'bad'}">
 {'bit-exact' if ok else f'{m["mismatched_vectors"]} vectors differ'}</span></h1>
-<table>{rows}</table>
-<h2>Error distribution (device − tflite-micro, int8 steps)</h2>
-{_bars([float(v) for v in hist.values()], list(hist.keys()), "vectors x outputs per error value")}
-<h2>Max |error| per output (int8 steps)</h2>
-{_bars([float(p["max_abs_error_q"]) for p in per], [str(p["index"]) for p in per], "per output index")}
-<h2>Cost per inference</h2>
-{_line(ticks.astype(float), "ticks per inference, in order")}
-<p>{html.escape(t["measure"])}</p></body></html>"""
+{_table(rows)}
+{_parity_section(report, device, reference)}
+{_memory_section(report.get("firmware"))}
+{_cost_section(t, ticks)}
+</body></html>"""
     path.write_text(doc)
 
 
 # --- command -------------------------------------------------------------------------------
 
-@click.command("validate")
+class _TfliteOrOldPackage(click.Path):
+    """--model: a .tflite file. A folder was this option's meaning before --package: it is
+    still taken as the package, with a deprecation line, for one release."""
+
+    def __init__(self):
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value, param, ctx):
+        if Path(value).is_dir():
+            deprecated(ctx, "--model PKG_FOLDER", "--package PKG_FOLDER (--model takes a .tflite file)")
+            return Path(value)
+        return super().convert(value, param, ctx)
+
+
+@click.command("validate", cls=Command)
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Board name (see `aiot boards`).")
-@click.option("--model", "-m", "model", type=click.Path(path_type=Path), required=True,
-              help="Model package (or a folder with model.tflite [+ vectors.npz], or a .tflite).")
+@click.option("--package", "-p", "package", type=click.Path(file_okay=False, path_type=Path),
+              help="Model package folder (aiot train + aiot quantize), or any folder with model.tflite "
+                   "[+ vectors.npz].")
+@click.option("--model", "-m", "model", type=_TfliteOrOldPackage(), help="An int8 .tflite file (instead of --package).")
 @click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Vectors to stream: the stored test vectors first, then seeded random int8 ones.")
 @click.option("--transport", type=click.Choice(["qemu", "serial"]), default="qemu", show_default=True)
 @click.option("--port", help="Serial port or pyserial URL for --transport serial.")
 @click.option("--baud", type=int, help="Baud rate for --transport serial [default: the board's].")
 @click.option("--elf", type=click.Path(path_type=Path), help="Prebuilt firmware for QEMU (default: build it).")
-@click.option("--out", type=OutPath(), help="Report folder [default: build/validate/BOARD-MODEL].")
+@click.option("--out", type=OutPath(), help="Report folder [default: build/validate/BOARD-MODEL under the current folder].")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random input vectors.")
 @click.option("--timeout", type=SECONDS, default=5.0, show_default=True, help="Seconds to wait for each answer.")
-def command(board: str, model: Path, count: int, transport: str, port: str | None, baud: int | None,
+def command(board: str, package: Path | None, model: Path | None, count: int, transport: str, port: str | None, baud: int | None,
             elf: Path | None, out: Path | None, seed: int, timeout: float) -> None:
     """Validate a model on the target against tflite-micro, vector by vector.
 
@@ -236,8 +363,9 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
 
     \b
     Examples:
-      aiot validate --board mps2-an386 --model build/demo/pkg -n 200
-      aiot validate --board nucleo-f446re --model build/pkg --transport serial --port /dev/ttyACM0
+      aiot validate --board mps2-an386 --package build/demo/pkg -n 200
+      aiot validate --board mps2-an386 --model build/demo/pkg/model.tflite
+      aiot validate --board nucleo-f446re --package build/pkg --transport serial --port /dev/ttyACM0
     """
     import sys
 
@@ -247,8 +375,10 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
     from aiot.progress import Bar, step
     from aiot.model.reference import TflmReference
 
+    if (package is None) == (model is None):
+        raise click.UsageError("give the model to validate: --package PKG or --model FILE.tflite (one of them)")
     b = get_board(board)
-    mi = load_model_input(model)
+    mi = load_model_input(package if package is not None else model)
     if transport == "qemu":
         b.qemu_args()  # real hardware stops here, before anything is built or written
     crc = zlib.crc32(mi.tflite) & 0xFFFFFFFF
@@ -291,9 +421,10 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
         "host": {"seconds": wall, "inferences_per_s": len(xs) / wall if wall > 0 else None},
         "link": dev.counters.to_json(),
     }
+    report["firmware"] = firmware_memory(elf, b)
     (out / "report.json").write_text(json.dumps(report, indent=2))
     np.savez(out / "outputs.npz", inputs=xs, device=dev_out, reference=ref_out, ticks=ticks_a)
-    write_html(out / "report.html", report, ticks_a)
+    write_html(out / "report.html", report, ticks_a, dev_out, ref_out)
 
     t = report["timing"]
     cost = (f'{t["instructions_mean"]:,.0f} instructions' if "instructions_mean" in t else f'{t["cycles_mean"]:,.0f} cycles')
@@ -309,6 +440,7 @@ def command(board: str, model: Path, count: int, transport: str, port: str | Non
     if link:
         click.secho(f"  link             {link[0]}\n                   {link[1]}", fg="yellow")
     click.echo(f"  report           {out / 'report.json'}, {out / 'report.html'}")
+    wrote(out, "report.json, report.html, outputs.npz")
     if metrics["mismatched_vectors"]:
         click.secho(f"MISMATCH: {metrics['mismatched_vectors']} vectors differ from tflite-micro "
                     f"(first: vector {metrics['first_mismatch']})", fg="red", err=True)

@@ -34,6 +34,10 @@ LABEL_CANDIDATES = ("label", "anomaly")
 #: Annotation columns that are never used as sensor channels unless asked for by name.
 ANNOTATION_COLUMNS = frozenset({"label", "anomaly", "changepoint", "fault", "incident"})
 AUTO = "auto"
+#: Inputs are refused above these sizes before they are read (a sensor CSV of years at 1 Hz
+#: is tens of MB): a mistaken path to a disk image or a log must not fill the memory first.
+MAX_CSV_BYTES = 256 << 20
+MAX_LINE_BYTES = 1 << 20
 #: Consecutive rows further apart than this many sample periods have lost rows between
 #: them (a gap). Up to 2 periods is a clock slip, not a gap: a logger whose true period
 #: is a little over 1 s and whose timestamps are whole seconds skips a second now and
@@ -228,6 +232,38 @@ def parse_channels(text: str | None) -> list[str] | None:
     return names
 
 
+def check_input_file(path: Path, expected: str = "a CSV file", max_bytes: int | None = MAX_CSV_BYTES) -> int:
+    """Refuse, before opening it, what reading ``path`` would hang on or choke on: a FIFO,
+    device or socket (open() blocks on a FIFO for ever), a symbolic link loop, a folder, or
+    a file larger than ``max_bytes``. Returns the file's size."""
+    import errno
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ToolkitError(f"{path}: a symbolic link loop (the link points, through other links, back to "
+                               "itself)", hint=f"point the link at the real file (ls -l {path})") from None
+        if e.errno == errno.ENOENT:
+            dangling = os.path.islink(path)
+            raise ToolkitError(f"{path}: {'a symbolic link to a missing file' if dangling else 'no such file'}",
+                               hint="check the --data path") from None
+        raise ToolkitError(f"{path}: cannot be read ({e.strerror})", hint="check the path and its permissions") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ToolkitError(f"{path}: is a directory, expected {expected}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a file")
+        raise ToolkitError(f"{path}: {kind}, not a regular file; expected {expected}",
+                           hint="save the data to a file first, then pass that file")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise ToolkitError(f"{path}: {st.st_size:,} bytes, more than the {max_bytes:,} this step reads",
+                           hint="is it the right file? Split a long recording into files of a few days each")
+    return st.st_size
+
+
 def load_csv(
     path: Path | str,
     channels: Sequence[str] | None = None,
@@ -255,10 +291,7 @@ def load_csv(
     - Empty cells and nan/NA/null are missing samples (NaN, mask False), never errors.
     """
     path = Path(path)
-    if not path.exists():
-        raise ToolkitError(f"{path}: no such file", hint="check the --data path")
-    if path.is_dir():
-        raise ToolkitError(f"{path}: is a directory, expected a CSV file")
+    check_input_file(path, "a CSV file", MAX_CSV_BYTES)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as e:
@@ -266,6 +299,11 @@ def load_csv(
             f"{path}: not a UTF-8 text file (byte {e.start})", hint="export the data as UTF-8 CSV"
         ) from e
     lines = text.splitlines()
+    long = next((i for i, ln in enumerate(lines) if len(ln) > MAX_LINE_BYTES), None)
+    if long is not None:
+        raise ToolkitError(f"{path}: line {long + 1} is {len(lines[long]):,} characters long, more than the "
+                           f"{MAX_LINE_BYTES:,} a CSV line may have", hint="is this a CSV with one row per sample "
+                                                                           "and a line break after each?")
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is None:
         raise ToolkitError(f"{path}: file is empty", hint="expected a header row and one row per sample")

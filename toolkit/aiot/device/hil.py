@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import dataclasses
 import struct
 import time
 import zlib
@@ -274,6 +275,7 @@ class Device:
         self._config = None
         self.events_pending = 0
         self.events_dropped = 0
+        self._undelivered: list = []  # events received by a drain that then failed: the next one returns them
         self._last_raw = b""
         self._inbox: collections.deque = collections.deque()  # frames read, not yet consumed
         # A lone delimiter ends whatever partial frame the device's parser holds (line noise,
@@ -520,17 +522,28 @@ class Device:
         ring emptied), False for a live update of the knobs."""
         from aiot import monitor as M
 
-        data = bytes(config)
-        if len(data) != ctypes.sizeof(M.Config):
-            raise ToolkitError(f"configure() needs a aiot.monitor.Config, got {len(data)} bytes")
+        if not isinstance(config, ctypes.Structure) or len(bytes(config)) != ctypes.sizeof(type(config)) \
+                or not hasattr(config, "num_channels"):
+            raise ToolkitError(f"configure() needs a aiot.monitor.Config, got {type(config).__name__}")
+        # Packed for the firmware's channel capacity (its config struct's size, from CONFIG_GET).
+        data = M.pack_config(config, self._config_capacity())
         # Retrying is safe without `fresh` (the same config twice is the same state); a fresh
         # installation repeated after a lost answer would only restart commissioning again.
         f = self.request(P.Msg.CONFIG_SET, data + (b"\x01" if fresh else b""), retry=not fresh)
         reinit = f.payload[:1] == b"\x01"
         if reinit:
             self._ack_seq = None  # event seqs restart with the new installation
-        self._config = M.Config.from_buffer_copy(data)
+        self._config = M.unpack_config(data)
         return reinit
+
+    def _config_capacity(self) -> int:
+        """AIOT_MONITOR_MAX_CHANNELS of the firmware (from its config struct's size)."""
+        from aiot import monitor as M
+
+        if getattr(self, "_capacity", None) is None:
+            f = self.request(P.Msg.CONFIG_GET, retry=True)
+            self._capacity = M.config_capacity(len(f.payload) - 4)
+        return self._capacity
 
     @property
     def config(self):
@@ -538,9 +551,11 @@ class Device:
         from aiot import monitor as M
 
         f = self.request(P.Msg.CONFIG_GET, retry=True)
-        if len(f.payload) != 4 + ctypes.sizeof(M.Config):
-            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)")
-        return M.Config.from_buffer_copy(f.payload, 4) if f.payload[0] else None
+        try:
+            cfg = M.unpack_config(f.payload[4:])  # any channel capacity, as the host Config
+        except ToolkitError:
+            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)") from None
+        return cfg if f.payload[0] else None
 
     def push(self, timestamps_ms, values, valid=None) -> np.ndarray:
         """Stream samples through the device's monitor; returns its window outputs
@@ -557,9 +572,10 @@ class Device:
         if ts.shape != (n,):
             raise ToolkitError(f"{ts.size} timestamps for {n} samples")
         present = np.isfinite(vals) if valid is None else (np.asarray(valid, bool) & np.isfinite(vals))
-        rec = np.zeros(n, dtype=np.dtype([("t", "<u4"), ("mask", "u1"), ("v", "<f4", (ch,))]))
+        mask_bytes = (ch + 7) // 8  # the valid mask: one bit per channel, little-endian
+        rec = np.zeros(n, dtype=np.dtype([("t", "<u4"), ("mask", "u1", (mask_bytes,)), ("v", "<f4", (ch,))]))
         rec["t"] = (ts & 0xFFFFFFFF).astype(np.uint32)
-        rec["mask"] = (present.astype(np.uint32) << np.arange(ch, dtype=np.uint32)).sum(axis=1).astype(np.uint8)
+        rec["mask"] = np.packbits(present, axis=1, bitorder="little")
         rec["v"] = np.where(present, vals, 0.0)
         per_frame = max(1, (self.max_payload - 4) // rec.dtype.itemsize)
         outs: list[np.ndarray] = []
@@ -582,14 +598,40 @@ class Device:
             i += consumed
         return np.concatenate(outs) if outs else np.zeros(0, dtype=M.OUTPUT_DTYPE)
 
-    def events(self) -> list:
+    def events(self, journal: Path | str | None = None) -> list:
         """Drain the device's event ring buffer (oldest first) as aiot.monitor.Event.
 
         Safe to retry: the device keeps each batch until the next request acknowledges it by
-        the last event seq received, so a lost answer is sent again, never lost."""
+        the last event seq received, so a lost answer is sent again, never lost. Events
+        received before a request fails (timeout, lost link, Ctrl-C) are kept and returned
+        first by the next call: the device has deleted some of them already. ``journal``: a
+        JSON-lines file each batch is appended to (and synced) before it is acknowledged, so
+        not even a killed process loses an event (see :class:`EventJournal`)."""
+        out, self._undelivered = self._undelivered, []
+        try:
+            for batch in self._event_batches(journal):
+                out += batch
+        except BaseException:
+            self._undelivered = out
+            raise
+        return out
+
+    def iter_events(self, journal: Path | str | None = None) -> Iterator:
+        """The events of :meth:`events`, one at a time as they arrive: a batch is
+        acknowledged only when the caller asks for the event after it, so a caller that stops
+        (or dies) part-way leaves the unseen events on the device."""
+        pending, self._undelivered = self._undelivered, []
+        while pending:
+            yield pending.pop(0)
+        for batch in self._event_batches(journal):
+            yield from batch
+
+    def _event_batches(self, journal: Path | str | None = None) -> Iterator[list]:
+        """One list of events per EVENTS answer; the batch's acknowledgement rides on the
+        next request, sent only when the consumer asks for the next batch."""
         from aiot import monitor as M
 
-        out: list = []
+        jr = EventJournal(journal) if journal is not None else None
         for _batch in range(self.MAX_EVENT_BATCHES):  # the rest waits for the next call
             ack = struct.pack("<BH", 1, self._ack_seq) if self._ack_seq is not None else b"\x00\x00\x00"
             f = self.request(P.Msg.EVENTS, ack, retry=True)
@@ -601,16 +643,19 @@ class Device:
                 raise ToolkitError(f"{self.name} sent an EVENTS response with {count} events in {len(body)} bytes")
             self.events_dropped = dropped
             if count == 0:
-                return out
+                return
             recs = np.frombuffer(body, dtype=M.EVENT_DTYPE)
             if self._ack_seq is not None and int(recs[-1]["seq"]) == self._ack_seq:
                 raise ToolkitError(
                     f"{self.name} sent events up to seq {self._ack_seq} again although they were acknowledged: "
                     "it does not drop acknowledged events (docs/protocol.md, EVENTS)",
                     hint="flash firmware built by this toolkit (aiot build), or check that nothing else talks to the port")
-            out += [_event(r) for r in recs]
+            batch = [_event(r) for r in recs]
+            if jr is not None:
+                batch = jr.append(batch)  # on disk before the device may delete them
+            yield batch
+            # only now, with the batch in the caller's hands: the next request acknowledges it
             self._ack_seq = int(recs[-1]["seq"])
-        return out
 
     def stats(self) -> dict:
         """Link counters (frames received, broken frames by kind) and the monitor's state."""
@@ -708,6 +753,77 @@ def _event(r):
         state=M.STATES[int(r["state"])] if int(r["state"]) < len(M.STATES) else str(int(r["state"])),
         value=float(r["value"]),
     )
+
+
+class EventJournal:
+    """An append-only JSON-lines file of monitor events (one object per line, the fields of
+    aiot.monitor.Event), each batch written and fsynced before the device is told it may
+    delete it.
+
+    A process killed after writing a batch but before acknowledging it gets that batch again
+    from the device (it holds it until acknowledged), possibly with more events behind it.
+    So the first batch a journal is handed is compared with the journal's end: the events of
+    its start that are the journal's last lines (same seq, timestamp and type) are not
+    written twice. (A fresh installation whose first events repeat the journal's last ones
+    exactly, timestamps included, would be taken for that repeat: use one journal per
+    installation.)"""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise ToolkitError(f"{self.path}: the event journal must be a regular file",
+                               hint="give a file path, e.g. --journal events.jsonl")
+        self._first = True
+
+    @staticmethod
+    def _key(ev) -> tuple:
+        d = ev if isinstance(ev, dict) else dataclasses.asdict(ev)
+        return int(d["seq"]), int(d["timestamp_ms"]), str(d["type"])
+
+    def _tail(self, n: int) -> list[tuple]:
+        """Keys of the journal's last ``n`` complete events."""
+        if not self.path.is_file():
+            return []
+        import json
+
+        keys = []
+        with self.path.open("rb") as f:
+            f.seek(max(0, self.path.stat().st_size - 256 * n))
+            for line in f.read().splitlines()[-n:]:
+                try:
+                    keys.append(self._key(json.loads(line)))
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut by a kill mid-write: that event comes again and is written whole
+        return keys
+
+    def append(self, batch: list) -> list:
+        """Write ``batch`` (less, for the first batch, what repeats the journal's end);
+        returns the events written."""
+        import json
+        import os
+
+        new = list(batch)
+        if self._first:
+            self._first = False
+            tail = self._tail(len(batch))
+            keys = [self._key(ev) for ev in batch]
+            repeat = next((k for k in range(min(len(keys), len(tail)), 0, -1) if keys[:k] == tail[-k:]), 0)
+            new = new[repeat:]
+        if not new:
+            return []
+        lines = "".join(json.dumps({**dataclasses.asdict(ev), "channels": list(ev.channels)}) + "\n" for ev in new)
+        with self.path.open("a", encoding="utf-8") as f:
+            if f.tell() and not self._ends_with_newline():
+                f.write("\n")  # end a line a kill cut short, so the new ones parse
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+        return new
+
+    def _ends_with_newline(self) -> bool:
+        with self.path.open("rb") as f:
+            f.seek(-1, 2)
+            return f.read(1) == b"\n"
 
 
 def make_transport(kind: str = "qemu", *, board=None, elf: Path | str | None = None, port: str | None = None,

@@ -15,87 +15,16 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
-from aiot.data import GAP_FACTOR, Series
+from aiot.alert_settings import AlertRule
+from aiot.data import Series
 from aiot.errors import ToolkitError
-
-#: Row states written to predictions.csv (the device targets add the monitor's own:
-#: no_data, drift, recalibrating).
-STATES = ("commissioning", "warmup", "gap", "normal", "anomaly", "recovering")
-
-
-@dataclass
-class Outputs:
-    """Per-row device answers for the streamed (non-commissioning) rows."""
-
-    state: list[str]
-    score: np.ndarray  #: (N,) float, NaN where no window could be scored
-    confidence: np.ndarray  #: (N,) float in 0..1
-    alert: np.ndarray  #: (N,) int8 0/1
-    channel_scores: np.ndarray | None = None  #: (N, C) per-sensor share of the score
-
-
-class Device(Protocol):
-    target: str
-
-    def commission(self, head: Series) -> dict:
-        """Fit the installation's baseline on normal rows; return what was fitted (for report.json)."""
-
-    def stream(self, series: Series, start: int) -> Outputs:
-        """Push rows ``start..`` of ``series`` one at a time (earlier rows may fill the window)."""
-
-
-@dataclass
-class AlertRule:
-    """When a stream of window scores becomes an alert (same for every file).
-
-    An alert starts after ``raise_after`` consecutive windows above the threshold and
-    ends after ``clear_after`` consecutive windows below it: one noisy window is not an
-    incident, and one quiet window does not end one.
-
-    With ``recover_ratio`` r > 0 an alert also ends, into *recovering*, once ``clear_after``
-    consecutive windows sit below r x its peak score: the deviation is on its way back (a
-    machine settling after the intervention), which is the end of the incident even while
-    the signals are still off normal. Recovering raises again only on ``raise_after``
-    windows above r x that peak (the fault came back or grew) and returns to normal after
-    ``clear_after`` windows below the threshold.
-    """
-
-    # Defaults = the pick of aiot.evaluate.tuning (anomaly-free data + injected faults,
-    # no SKAB experiment row involved); see docs/evaluation.md.
-    threshold_quantile: float = 0.99  #: of the commissioning windows' scores
-    threshold_margin: float = 1.5  #: threshold = margin * quantile
-    raise_after: int = 3
-    clear_after: int = 5
-    confidence_span: int = 8  #: confidence = share of the last N windows above threshold
-    smooth: int = 10  #: score = mean of the last `smooth` window scores (noise averages out, a fault stays)
-    noise_floor: float = 1.0  #: per-sensor scale >= noise_floor x the fleet's (long-term) spread (fleet_floors)
-    #: a window may span timestamp steps up to this many periods (clock slips); longer steps are
-    #: gaps. The data's own gap rule by default, as training windows and Series.gap_count use
-    max_slip: float = GAP_FACTOR
-    #: "mean": mean squared error over the window (all sensors pooled); "max_channel": the
-    #: worst sensor's error relative to its own commissioning error (a one-sensor fault is
-    #: not diluted by the healthy ones)
-    score: str = "mean"
-    #: > 0: each sensor's level follows healthy data with this time constant (samples), frozen
-    #: while the alert is on or the window is above threshold; 0: levels fixed at commissioning
-    track_tau: int = 0
-    #: > 0: the installation's levels and noise are fitted on this first fraction of the
-    #: commissioning rows and the threshold on the windows of the rest (held out: they carry
-    #: the drift of the first minutes after the levels were taken); 0: both on all rows
-    calib_split: float = 0.0
-    #: > 0: an alert whose score fell below this fraction of its peak is *recovering* (no
-    #: alert; raises again only above the same level); 0: off
-    recover_ratio: float = 0.0
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
+# where they live now; imported here by the name the evaluation has always used
+from aiot.evaluate.outputs import STATES, Device, Outputs  # noqa: F401
+from aiot.installation import VALIDATED_WINDOW, MONITOR_REL_FLOOR, fleet_floors, floored_noise  # noqa: F401
 
 NORMAL, ALERT, RECOVERING = 0, 1, 2
 
@@ -155,8 +84,6 @@ VALIDATED_RULES = {
     # warm-up, 15.06 % on SKAB, run 18); before the recovering state margin 3, floor 0.25.
     32: AlertRule(threshold_margin=1.5, smooth=5, noise_floor=1.0, recover_ratio=0.8),
 }
-#: Window length per target with the best validated F1 (monitor: window 32 validated F1 0.081).
-VALIDATED_WINDOW = {"reference": 32, "device": 8}
 
 
 #: The same with one model per installation (``--per-file``): the 10 % pick of `tuning
@@ -195,39 +122,6 @@ def apply_rule(scores: np.ndarray, threshold: float, rule: AlertRule) -> tuple[n
     """(alert 0/1, confidence) per row from scores (recovering rows are not alerts)."""
     state, conf = rule_states(scores, threshold, rule)
     return (state == ALERT).astype(np.int8), conf
-
-
-#: The monitor's default relative noise floor (monitor.c aiot_monitor_default_config).
-MONITOR_REL_FLOOR = 1e-3
-
-
-def fleet_floors(fleet_mean: np.ndarray, fleet_std: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sensor noise floors (absolute, relative) that make each sensor's noise at least
-    ``floor x`` the spread it shows over the whole fleet recording (what it legitimately
-    wanders), carried over to an installation at another operating point:
-
-    - a sensor whose fleet level stands clear of zero (|mean| > spread) gets a *relative*
-      floor, ``floor x spread / |mean|`` of the installation's own commissioned level: the
-      fleet's coefficient of variation, so a pump running at a quarter of the fleet's flow
-      gets a quarter of its flow floor instead of a floor that hides its faults;
-    - a sensor that sits near zero (a pressure offset, a centred signal) keeps the absolute
-      ``floor x spread``: a level near zero says nothing about its scale.
-
-    At the fleet's own operating point both give ``floor x spread``. These go into the
-    monitor's ``noise_floor`` / ``noise_floor_rel`` (aiot_monitor_config_t).
-    """
-    mean, std = np.abs(np.asarray(fleet_mean, np.float64)), np.asarray(fleet_std, np.float64)
-    if floor <= 0:
-        return np.zeros_like(std), np.full_like(std, MONITOR_REL_FLOOR)  # the monitor's defaults
-    rel_ok = mean > std
-    absolute = np.where(rel_ok, 0.0, floor * std)
-    relative = np.where(rel_ok, floor * std / np.where(rel_ok, mean, 1.0), 0.0)
-    return absolute, np.maximum(relative, MONITOR_REL_FLOOR)
-
-
-def floored_noise(sd: np.ndarray, level: np.ndarray, absolute: np.ndarray, relative: np.ndarray) -> np.ndarray:
-    """The commissioned noise after the floors, as monitor.c ``commission()`` computes it."""
-    return np.maximum(sd, np.maximum(absolute, relative * np.abs(level)))
 
 
 class ReferenceDevice:

@@ -13,21 +13,12 @@ from typing import Sequence
 
 import numpy as np
 
+from aiot.data.runs import runs  # noqa: F401  (metrics.runs, as the evaluation calls it)
+
 #: NAB's standard application profile (cost matrix).
 NAB_STANDARD = {"tp": 1.0, "fp": 0.11, "fn": 1.0}
 #: NAB's probationary period: the first 15 % of a file, capped at 15 % of 5000 rows.
 NAB_PROBATION_FRACTION = 0.15
-
-
-def runs(mask: np.ndarray | Sequence[int]) -> list[tuple[int, int]]:
-    """Contiguous runs of true values as ``(first_row, last_row)`` pairs (inclusive)."""
-    m = np.asarray(mask).astype(bool).astype(np.int8)
-    if m.size == 0:
-        return []
-    edges = np.diff(np.concatenate(([0], m, [0])))
-    starts = np.nonzero(edges == 1)[0]
-    stops = np.nonzero(edges == -1)[0] - 1
-    return [(int(a), int(b)) for a, b in zip(starts, stops)]
 
 
 @dataclass

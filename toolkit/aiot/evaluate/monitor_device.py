@@ -1,344 +1,26 @@
 """The device targets: the firmware's monitor (firmware/src/monitor) with the generated
 int8 engine as its score function, on the host (aiot.monitor, same C) or in QEMU
-(aiot.device.hil over the serial protocol). Also the fleet model they need.
+(aiot.device.hil over the serial protocol).
 
-The monitor feeds its model windows in *noise units* of each installation
-((x - commissioned baseline) / commissioned noise, clipped), so the fleet model is trained
-on normal data normalized exactly that way, segment by segment, and the training
-normalization aiot.model.train adds on top is folded into the first and last layers before
-int8 conversion: the int8 model takes noise units in and gives noise units out.
+The models they run (fleet or per installation, in the monitor's noise units), the monitor
+knobs and the firmware image are the product's, in aiot.installation; they are imported
+here under the names the evaluation has always used.
 """
 
 from __future__ import annotations
 
-import hashlib
-import inspect
-import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from aiot.data import Series
 from aiot.errors import ToolkitError
-from aiot.paths import cache_dir
-from aiot.evaluate.device import Outputs, fleet_floors, floored_noise
-
-#: Bump when the device-model recipe below changes (invalidates cached models).
-RECIPE = "device-fleet-3"  # 3: relative per-sensor floors (fleet_floors)
-#: Monitor knobs the evaluation runs with (everything else: the C defaults): chosen by
-#: cross-validation on SKAB's labelled files (`aiot tune --labels SKAB --format skab`, leave one
-#: folder out: held out F1 0.762 / FAR 9.44 %), the pick on all its files; docs/evaluation.md.
-EVAL_KNOBS = {"alert_margin": 2.0, "clear_margin": 2.0, "persist_k": 3, "persist_n": 5, "fleet_noise_floor": 0.25,
-              "recover_ratio": 0.8, "score_average": 8, "level_windows": 1}
-#: The same for one model per installation (``--per-file``): the 10 % pick of `tuning --monitor
-#: --per-file --recovery --warmup ... --window 8` (validation F1 0.481, FAR 9.47 %; window 8
-#: by validation: 16 gave 0.207, 32 nothing under 17.55 %). Made on the harness before SKAB
-#: was run with it (runs 39-40, docs/evaluation.md). ``fleet_noise_floor`` is against the
-#: installation's own commissioning spread here (:func:`device_file_model`).
-EVAL_KNOBS_PER_FILE = {"alert_margin": 2.5, "clear_margin": 2.5, "persist_k": 3, "persist_n": 5,
-                       "fleet_noise_floor": 0.25, "recover_ratio": 0.9}
-
-
-def validated_knobs(per_file: bool = False) -> dict:
-    """The monitor knobs the device targets run with when no alert-settings file is given."""
-    return dict(EVAL_KNOBS_PER_FILE if per_file else EVAL_KNOBS)
-
-
-#: Evaluation knob: each sensor's noise is at least this many times the fleet's long-term
-#: spread of that sensor, scaled to the installation's level (0: the monitor's own floor
-#: only). Becomes the monitor's noise_floor / noise_floor_rel fields: :func:`fleet_floors`.
-FLOOR_KNOB = "fleet_noise_floor"
-#: Pseudo-installation length when cutting the normal data into device-normalized segments.
-SEGMENT_ROWS = 1150
-
-
-def monitor_knobs(window: int, commissioning_rows: int) -> dict:
-    """Commissioning budget split for the monitor: half the rows learn the noise profile,
-    the rest (up to the monitor's capacity) are calibration windows."""
-    from aiot import monitor as M
-
-    commission = max(2, commissioning_rows // 2)
-    cal = min(M.MAX_CALIBRATION, (commissioning_rows - commission) // window)
-    if cal < 4:
-        raise ToolkitError(
-            f"{commissioning_rows} commissioning rows leave {cal} calibration windows of {window} samples (need 4)",
-            hint="commission on more rows (--train-rows) or use a smaller --window",
-        )
-    return {"commission_samples": commission, "calibration_windows": cal}
-
-
-def min_commissioning_rows(window: int) -> int:
-    """The fewest commissioning rows :func:`monitor_knobs` accepts at ``window``."""
-    rows = 2
-    while (rows - max(2, rows // 2)) // window < 4:
-        rows += 1
-    return rows
-
-
-def fleet_spread(fleet: Series) -> tuple[np.ndarray, np.ndarray]:
-    """Each sensor's long-term mean and spread over the whole fleet recording."""
-    v = np.where(fleet.valid, fleet.values, np.nan)
-    return np.nanmean(v, axis=0), np.nanstd(v, axis=0)
-
-
-def _device_normalized(fleet: Series, commission: int, floors: tuple[np.ndarray, np.ndarray],
-                       segment_rows: int = SEGMENT_ROWS) -> Series:
-    """``fleet`` cut into segments of ``segment_rows`` (pseudo-installations), each in its
-    own noise units as the monitor would see it, baseline and noise from its first
-    ``commission`` rows; a long time gap between segments keeps training windows from
-    straddling two. One installation's own rows are one segment (``segment_rows`` = its
-    rows): every row in, in its own order, so labels and rows stay one for one.
-    ``floors``: the per-sensor (absolute, relative) noise floors of :func:`fleet_floors`."""
-    if fleet.rows <= commission:
-        raise ToolkitError(
-            f"{fleet.source or 'the fleet recording'}: {fleet.rows} normal rows; the monitor learns each sensor's "
-            f"noise from the first {commission} commissioning rows, so no fleet training segment fits",
-            hint="commission on fewer rows (--train-rows/--train-fraction), or train on a longer --fleet recording",
-        )
-    vals, ts = [], []
-    t0 = 0.0
-    for a in range(0, fleet.rows - commission, segment_rows):
-        seg = fleet.slice(a, min(a + segment_rows, fleet.rows))
-        head = np.where(seg.valid[:commission], seg.values[:commission], np.nan)
-        mean = np.nanmean(head, axis=0)
-        sd = np.nanstd(head, axis=0, ddof=1)
-        sd = floored_noise(sd, mean, *floors) + 1e-12
-        vals.append(np.clip((seg.values - mean) / sd, -8.0, 8.0))
-        ts.append(seg.timestamps - seg.timestamps[0] + t0)
-        t0 = ts[-1][-1] + 1000.0
-    v = np.concatenate(vals)
-    return Series(timestamps=np.concatenate(ts), values=v, valid=~np.isnan(v), labels=None,
-                  channels=list(fleet.channels), source=fleet.source, meta={"generator": "device-normalized"})
-
-
-def _fold_normalization(model, mean: np.ndarray, std: np.ndarray):
-    """A copy of ``model`` that takes and returns raw features instead of (x - mean) / std."""
-    from aiot.quiet import import_keras
-
-    keras = import_keras()
-
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    dense = [l for l in clone.layers if isinstance(l, keras.layers.Dense)]
-    first, last = dense[0], dense[-1]
-    w, b = first.get_weights()
-    first.set_weights([w / std[:, None], b - (mean / std) @ w])
-    w, b = last.get_weights()
-    last.set_weights([w * std[None, :], b * std + mean])
-    return clone
-
-
-def _model_dir(key: list, prefix: str) -> Path:
-    """The cache folder of a device model: ``key`` plus the recipe and the code that trains it."""
-    from aiot.evaluate.pipeline import hash_training_code
-
-    h = hashlib.sha256(json.dumps(key).encode())
-    h.update(RECIPE.encode())
-    for fn in (_device_normalized, _build_device_model):  # how the training rows are made and trained
-        h.update(inspect.getsource(fn).encode())
-    hash_training_code(h)
-    return cache_dir() / "models" / f"{prefix}-{h.hexdigest()[:16]}"
-
-
-def _build_device_model(z: Series, out: Path, window: int, epochs: int, seed: int, hidden: tuple[int, ...],
-                        train_rows: int, name: str, meta: dict) -> Path:
-    """Train on ``z`` (already in the monitor's noise units), fold the training normalization
-    into the first and last layers, convert to int8 and generate its C: OUT/model.tflite,
-    OUT/c/model.c, OUT/meta.json (``meta`` + what was folded). ``out`` only ever holds a
-    complete model (built in a private folder, then renamed)."""
-    import os
-
-    from aiot.codegen import generate
-    from aiot.model.package import load_package
-    from aiot.model.quantize import convert_int8
-    from aiot.model.train import train
-
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    train(z, tmp / "pkg", window=window, epochs=epochs, seed=seed, train_rows=train_rows,
-          hidden=hidden, name=name, progress=False)
-    from aiot.quiet import import_keras
-
-    keras = import_keras()
-
-    pkg = load_package(tmp / "pkg")
-    norm = pkg.normalization
-    mean = np.tile(norm.mean.astype(np.float64), window)
-    std = np.tile(norm.std.astype(np.float64), window)
-    model = keras.models.load_model(pkg.file("keras"), compile=False)
-    folded = _fold_normalization(model, mean, std)
-    rep = pkg.vectors()["x_representative"].astype(np.float64) * std + mean
-    tfl = convert_int8(folded, rep.astype(np.float32))
-    (tmp / "model.tflite").write_bytes(tfl)
-    generate(tfl, tmp / "c", name=name)
-    (tmp / "meta.json").write_text(json.dumps({**meta, "window": window, "epochs": epochs,
-                                               "training_normalization_folded": norm.to_json()}, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    try:
-        tmp.rename(out)
-    except OSError:  # another process finished the same model first: theirs is as good
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (out / "c" / "model.c").is_file():
-            raise
-    return out
-
-
-def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int, seed: int,
-                       commissioning_rows: int, hidden: tuple[int, ...] = (16, 8), noise_floor: float = 0.0) -> Path:
-    """Train (cached) the fleet model for the monitor: DIR/model.tflite + DIR/c/model.c.
-    ``noise_floor`` > 0: trained in the noise units the monitor sees with that per-sensor floor."""
-    knobs = monitor_knobs(window, commissioning_rows)
-    key = [source_sha, list(fleet.channels), window, epochs, seed, knobs, list(hidden)] + (
-        [noise_floor] if noise_floor > 0 else [])
-    out = _model_dir(key, "device")
-    if (out / "c" / "model.c").is_file():
-        return out
-    from aiot.progress import step
-
-    with step(f"device fleet model ({fleet.rows} normal rows in noise units), cached as {out.name}"):
-        f_mean, f_std = fleet_spread(fleet)
-        z = _device_normalized(fleet, knobs["commission_samples"], fleet_floors(f_mean, f_std, noise_floor))
-        return _build_device_model(z, out, window, epochs, seed, hidden, int(0.9 * z.rows), "fleet_device",
-                                   {"kind": "fleet", "knobs": knobs, "noise_floor": noise_floor,
-                                    "fleet_mean": f_mean.tolist(), "fleet_std": f_std.tolist()})
-
-
-def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden: tuple[int, ...] = (16, 8),
-                      noise_floor: float = 0.0, name: str = "installation") -> Path:
-    """One installation's own model for the monitor, trained (cached) on its commissioning
-    rows ``head`` alone, in the noise units the monitor will commission on those same rows
-    (baseline and noise from the first half). No fleet recording: the per-sensor floors of
-    ``noise_floor`` are taken against the installation's own spread over ``head`` (what
-    ``fleet_mean`` / ``fleet_std`` stand for in its meta.json). Rows labelled as a fault
-    (when a commissioning log says so) are kept out of the training windows, as the
-    reference target keeps them out of its baseline; the monitor still sees them."""
-    knobs = monitor_knobs(window, head.rows)
-    dead = [c for c, ok in zip(head.channels, head.valid[: knobs["commission_samples"]].any(axis=0)) if not ok]
-    if dead:
-        raise ToolkitError(
-            f"sensor(s) {', '.join(dead)} sent no valid sample in the first {knobs['commission_samples']} "
-            f"commissioning rows (the rows the monitor learns each sensor's baseline and noise from)",
-            hint="fix or reconnect the sensor and commission again, or leave its column out of the data",
-        )
-    key = [head.digest(), list(head.channels), window, epochs, seed, knobs, list(hidden), noise_floor]
-    out = _model_dir(key, "device-file")
-    if (out / "c" / "model.c").is_file():
-        return out
-    own_mean, own_std = fleet_spread(head)
-    # one segment: all the commissioning rows train, in the units the monitor takes from their first half
-    z = _device_normalized(head, knobs["commission_samples"], fleet_floors(own_mean, own_std, noise_floor),
-                           segment_rows=head.rows)
-    z.labels = head.labels
-    return _build_device_model(z, out, window, epochs, seed, hidden, z.rows, "installation_device",
-                               {"kind": "per-file", "installation": name, "knobs": knobs, "noise_floor": noise_floor,
-                                "fleet_mean": own_mean.tolist(), "fleet_std": own_std.tolist(),
-                                "spread_from": "the installation's own commissioning rows"})
-
-
-def firmware_sources_sha() -> str:
-    """Hash of every firmware source and header: host and QEMU results only compare when equal."""
-    from aiot.paths import FIRMWARE
-
-    h = hashlib.sha256()
-    for p in sorted(FIRMWARE.rglob("*")):
-        if p.is_file() and p.suffix in (".c", ".h", ".S", ".s", ".ld"):
-            h.update(p.relative_to(FIRMWARE).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def firmware_elf(model_dir: Path, board_name: str, build: bool = False, quiet: bool = False) -> Path:
-    """The device firmware (monitor + protocol + this model) for ``board_name``, built once
-    per state of everything that goes into the image: the firmware sources (a changed
-    monitor.c means a new build), the model's generated C and the board file. The folder is
-    ``BOARD-SOURCES-INPUTS``: SOURCES is :func:`firmware_sources_sha`."""
-    from aiot.paths import BOARDS
-
-    h = hashlib.sha256()
-    for f in [*sorted((Path(model_dir) / "c").glob("*")), BOARDS / f"{board_name}.toml"]:
-        if f.is_file():
-            h.update(f.name.encode() + f.read_bytes())
-    out = Path(model_dir) / "fw" / f"{board_name}-{firmware_sources_sha()}-{h.hexdigest()[:8]}"
-    elf = out / "firmware.elf"
-    if elf.is_file():
-        return elf
-    if not build:
-        raise ToolkitError(f"{elf}: firmware not built", hint="the evaluation builds it before streaming")
-    from contextlib import nullcontext
-
-    from aiot.target.boards import get_board
-    from aiot.target.firmware import build as build_fw
-    from aiot.progress import step
-
-    # quiet: one image per installation, the run's progress bar tells the story
-    with nullcontext() if quiet else step(f"firmware for {board_name} with the fleet model"):
-        build_fw(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device")
-    return elf
-
-
-def firmware_size(elf: Path | str) -> dict | None:
-    """The flash/RAM split recorded next to a built image (its build.json), if any."""
-    build_json = Path(elf).parent / "build.json"
-    return json.loads(build_json.read_text()).get("size") if build_json.is_file() else None
-
-
-def config_knobs(model_dir: Path, knobs: dict | None) -> dict:
-    """``knobs`` as monitor config fields: the evaluation's ``fleet_noise_floor`` becomes the
-    per-sensor ``noise_floor`` / ``noise_floor_rel`` lists of the spread the model in
-    ``model_dir`` was trained against (its meta.json), which must be the same floor."""
-    out = dict(knobs or {})
-    floor = float(out.pop(FLOOR_KNOB, 0.0))
-    if floor > 0:
-        meta = json.loads((Path(model_dir) / "meta.json").read_text())
-        if float(meta.get("noise_floor", 0.0)) != floor:
-            raise ToolkitError(f"{model_dir}: model trained with noise floor {meta.get('noise_floor', 0.0)}, "
-                               f"run asks for {floor}", hint="train the device model with the same floor")
-        absolute, relative = fleet_floors(np.array(meta["fleet_mean"]), np.array(meta["fleet_std"]), floor)
-        out.update(noise_floor=absolute.tolist(), noise_floor_rel=relative.tolist())
-    return out
-
-
-#: How far (relative) a recording's sample period may be from a whole number of milliseconds,
-#: the unit of the monitor's sample_period_ms (a uint32). Within it, each timestamp step rounds
-#: to the right number of periods; beyond it (0.1 ms read as 1 ms, 1.5 ms as 2 ms) the monitor
-#: would reject samples as early or count gaps that are not there.
-PERIOD_TOLERANCE = 0.01
-MAX_PERIOD_MS = 0xFFFFFFFF
-
-
-def installation_period_ms(head: Series, where) -> int:
-    """The sample period of ``head`` (an installation's commissioning rows) in the whole
-    milliseconds the monitor works in. A period that is not one (within PERIOD_TOLERANCE), or
-    beyond a uint32 of them, is an error that names ``where`` (the file) and the period."""
-    period_s = head.sample_period_s
-    ms = period_s * 1000.0
-    whole = round(ms) if np.isfinite(ms) else 0
-    if not 1 <= whole <= MAX_PERIOD_MS:
-        raise ToolkitError(
-            f"{where}: sample period {period_s:g} s ({ms:g} ms) is outside the monitor's range of 1 to "
-            f"{MAX_PERIOD_MS} whole milliseconds",
-            hint="the monitor works in whole milliseconds: resample the recording (or check its timestamp column "
-                 "and units)",
-        )
-    if abs(ms - whole) > PERIOD_TOLERANCE * whole:
-        raise ToolkitError(
-            f"{where}: sample period {period_s:g} s ({ms:g} ms) is not a whole number of milliseconds",
-            hint="the monitor works in whole milliseconds: resample the recording to a whole-millisecond period "
-                 "(or check its timestamp column and units)",
-        )
-    return int(whole)
-
-
-def installation_config(head: Series, window: int, knobs: dict):
-    """The monitor configuration (``aiot.monitor.Config``) of an installation commissioned
-    on ``head``: its sensors and sample period (:func:`installation_period_ms`), the
-    commissioning split of :func:`monitor_knobs`, and ``knobs`` (config fields,
-    :func:`config_knobs`) on top."""
-    from aiot import monitor as M
-
-    period_ms = installation_period_ms(head, head.source or "recording")
-    return M.default_config(len(head.channels), window, period_ms, **monitor_knobs(window, head.rows), **knobs)
+from aiot.evaluate.outputs import Outputs
+from aiot.installation import (  # noqa: F401  (the evaluation's names for the product's pieces)
+    EVAL_KNOBS, EVAL_KNOBS_PER_FILE, FLOOR_KNOB, MAX_PERIOD_MS, PERIOD_TOLERANCE, RECIPE, SEGMENT_ROWS,
+    _device_normalized, config_knobs, device_file_model, device_fleet_model, firmware_elf, firmware_sources_sha,
+    firmware_size, fleet_floors, fleet_spread, floored_noise, installation_config, installation_period_ms,
+    min_commissioning_rows, monitor_knobs, validated_knobs)
 
 
 def _rows_from_windows(ts_ms: np.ndarray, outs: np.ndarray, channels: int) -> Outputs:
@@ -428,7 +110,18 @@ class MonitorDevice:
         ts = self._ms(head, slice(0, head.rows))
         vals = self._values(head, slice(0, head.rows))
         self._pending = self.dev.push(ts, vals)  # commissioning + calibration happen on the device
-        return {"monitor_config": self.config.as_dict(), "commissioning_outputs": int(len(self._pending))}
+        return {"monitor_config": self.config.as_dict(), "commissioning_outputs": int(len(self._pending)),
+                "commissioning": self._commissioning()}
+
+    def _commissioning(self) -> list[dict]:
+        """Per channel: samples the device rejected while commissioning, stuck or not (report.json)."""
+        from aiot import monitor as M
+
+        mon = getattr(self.dev, "monitor", None)  # the host build
+        if mon is not None:
+            return mon.commissioning()
+        return [M.channel_health(M.ChannelInfo(**{k: v for k, v in ch.items()}))  # a board: its STATS records
+                for ch in self.dev.stats().get("channels", [])]
 
     def stream(self, series: Series, start: int) -> Outputs:
         ts = self._ms(series, slice(start, series.rows))

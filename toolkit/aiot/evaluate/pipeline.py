@@ -20,6 +20,7 @@ from aiot.errors import ToolkitError
 from aiot.paths import cache_dir
 from aiot.evaluate import incidents as inc
 from aiot.evaluate.device import AlertRule, Outputs, make_device
+from aiot.installation import TRAINING_MODULES, hash_training_code  # noqa: F401  (the model caches' key)
 from aiot.evaluate.metrics import (PHASES, Confusion, NabFile, PhaseCounts, confusion, nab_file_score, nab_normalized,
                       nab_probation_rows, normal_phases, runs)
 from aiot.data.readers import Dataset, Recording, skip_reason
@@ -87,25 +88,6 @@ class FileResult:
 # -- model --------------------------------------------------------------------------
 
 
-#: Every module whose code shapes a trained model: the training recipe, the windows and their
-#: gap rule (features.py, data.py), the int8 conversion, the generated C and the .tflite
-#: parser it reads (tests/test_evaluate_installation_models.py checks that every toolkit
-#: module they import is listed here or known not to shape a model). Model caches are
-#: keyed by their content, so a change in any of them retrains (data.py was missing until
-#: 3 Dec: a model cached before its gap rule changed could outlive the change).
-TRAINING_MODULES = ("model/train.py", "model/quantize.py", "model/features.py", "data/__init__.py",
-                    "model/tflite.py", "codegen/__init__.py", "codegen/ops.py", "codegen/plan.py",
-                    "codegen/quant.py")
-
-
-def hash_training_code(h) -> None:
-    """Feed the source of every module in TRAINING_MODULES into the hash ``h``: a change in
-    the recipe invalidates the model caches."""
-    for mod in TRAINING_MODULES:
-        # a listed module that is missing is a bug here, never an empty hash (a stale cache)
-        h.update((Path(__file__).resolve().parent.parent / mod).read_bytes())
-
-
 def _model_key(series: Series, settings: Settings, rows: int) -> str:
     h = hashlib.sha256(series.digest(rows).encode())
     h.update(json.dumps([series.channels, settings.window, list(settings.hidden), settings.epochs, settings.seed]).encode())
@@ -126,7 +108,12 @@ def _train_package(series: Series, rows: int, settings: Settings, out: Path, nam
           train_rows=rows, hidden=settings.hidden, name=name, progress=False)
     quantize(tmp, progress=False)
     shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:  # another process (a pytest worker, a parallel evaluation) finished it first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "model.tflite").is_file():
+            raise
     return out
 
 

@@ -14,7 +14,8 @@ from aiot.data import load_csv, sha256_file
 from aiot.errors import ToolkitError
 from aiot.evaluate import pipeline, report
 from aiot.data import readers
-from aiot.evaluate.device import VALIDATED_WINDOW, AlertRule, rule_for
+from aiot.evaluate.device import AlertRule, rule_for
+from aiot.installation import VALIDATED_WINDOW, environment  # noqa: F401  (report.json's)
 
 
 def resolve_target(target: str) -> str:
@@ -26,7 +27,16 @@ def resolve_target(target: str) -> str:
     return "reference"
 
 
-def evaluate(
+def evaluate(data: Path, fmt: str, out: Path, *args, **kwargs) -> dict:
+    """:func:`_evaluate` holding ``out`` (aiot.outputs): a second run into it is refused, and
+    its files appear together at the end or, if the run fails or is killed, not at all."""
+    from aiot.outputs import OutputRun
+
+    with OutputRun(out, f"aiot evaluate of {data}") as run:
+        return _evaluate(data, fmt, out, *args, run=run, **kwargs)
+
+
+def _evaluate(
     data: Path,
     fmt: str,
     out: Path,
@@ -44,6 +54,7 @@ def evaluate(
     alert_settings: Path | None = None,
     per_file: bool = False,
     skip_bad_files: bool = False,
+    run=None,
     csv_options: dict | None = None,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
@@ -69,7 +80,7 @@ def evaluate(
         raise ToolkitError("--per-file and --fleet both given", hint="one model per file, or one fleet model: pick one")
     picked = None
     if alert_settings is not None:
-        from aiot.evaluate import alert_settings as aset
+        from aiot import alert_settings as aset
 
         picked = aset.load(alert_settings)
         if not picked.fits(target):
@@ -223,10 +234,12 @@ def evaluate(
     if picked is not None:
         context["alert_settings"] = {"file": str(alert_settings), "sha256": sha256_file(Path(alert_settings)),
                                      "picked_by": picked.picked_by}
+    context["run_id"] = run.id  # every file of the folder is this run's (OUT/.aiot-run.json)
     with step(f"writing {out}"):
-        report.write_predictions(out / "predictions.csv", results)
-        report.write_json(out / "report.json", results, summary, settings.to_json(), context)
-        report.write_html(out / "report.html", results, summary, settings.to_json(), context)
+        report.write_predictions(run.path("predictions.csv"), results)
+        report.write_json(run.path("report.json"), results, summary, settings.to_json(), context)
+        report.write_html(run.path("report.html"), results, summary, settings.to_json(), context)
+        run.commit()
     for line in summary["labels_not_scored"]:  # right above the summary the command prints
         sys.stderr.write(f"warning: {line}\n")
     if ds.skipped:
@@ -243,19 +256,6 @@ def incident_matching() -> dict:
             "rule": "an incident is detected only by an alert that starts inside [onset - tolerance_rows, "
                     "last labelled row]; any other alert (one already on before that, or starting after "
                     "the incident) is a false alert"}
-
-
-def environment() -> dict:
-    """Python and the versions of the packages a trained model depends on."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in ("numpy", "tensorflow-cpu", "tensorflow", "keras", "tflite-micro"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
 
 
 def _check_knobs(knobs: dict, window: int, source: Path) -> None:

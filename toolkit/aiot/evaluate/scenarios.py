@@ -9,6 +9,7 @@ each scenario only commissions its own noise profiles and calibration."""
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 from aiot import monitor as mon
 from aiot.data import scenarios as sc
 from aiot.errors import ToolkitError
+from aiot.installation import hash_training_code
 from aiot.paths import cache_dir
 
 GRACE_MS = 30 * 60 * 1000  # an alert may outlive its incident by the clear hysteresis
@@ -56,7 +58,11 @@ def fleet_pca(config: mon.Config, streams: int = 8, components: int = 2) -> mon.
     windows = [mon.extract_windows(config, s.timestamps_ms, s.values) for s in sc.normal_streams(streams)]
     scorer = mon.PcaScorer.fit(np.concatenate(windows), k=components)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, mean=scorer.mean, components=scorer.components)
+    # parallel runs (pytest -n, several evaluations) may fit the same model: each writes its
+    # own file and renames it into place, so a reader never sees half of one
+    tmp = cache.with_name(f"{cache.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, mean=scorer.mean, components=scorer.components)
+    os.replace(tmp, cache)
     return scorer
 
 
@@ -66,8 +72,7 @@ def fleet_int8(config: mon.Config, streams: int = 8, components: int = 2) -> Pat
     Returns DIR with DIR/model.tflite and DIR/c/model.c (cached)."""
     pca = fleet_pca(config, streams, components)
     key = hashlib.sha256(pca.mean.tobytes() + pca.components.tobytes())
-    for mod in ("quantize.py", "codegen/__init__.py"):
-        key.update((Path(__file__).resolve().parent / mod).read_bytes())
+    hash_training_code(key)  # the int8 conversion and the code generator shape it
     out = cache_dir() / "scenarios" / f"fleet-int8-{key.hexdigest()[:12]}"
     if (out / "c" / "model.c").is_file():
         return out
@@ -90,15 +95,20 @@ def fleet_int8(config: mon.Config, streams: int = 8, components: int = 2) -> Pat
         rep = np.concatenate([mon.extract_windows(config, s.timestamps_ms, s.values).reshape(-1, n)
                               for s in sc.normal_streams(2, seed=9_000)])
         tfl = convert_int8(model, rep.astype(np.float32))
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.mkdir(parents=True, exist_ok=True)
+        import shutil
+
+        tmp = out.with_name(out.name + f".tmp{os.getpid()}")  # private: parallel runs may build it too
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
         (tmp / "model.tflite").write_bytes(tfl)
         generate(tfl, tmp / "c", name="scenario_fleet")
-        if out.exists():
-            import shutil
-
-            shutil.rmtree(out)
-        tmp.rename(out)
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process finished the same model first: theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (out / "c" / "model.c").is_file():
+                raise
     return out
 
 

@@ -62,13 +62,23 @@ class Package:
     def file(self, key: str) -> Path:
         """Path of a model file named in the manifest (``keras`` or ``tflite``); must exist."""
         name = self.manifest["model"].get(key)
+        redo = f"re-run `aiot {'quantize' if key == 'tflite' else 'train'}` for this package"
+        if name is not None and not isinstance(name, str):
+            raise ToolkitError(f"{self.path / MANIFEST}: model.{key} must be a file name in the package, not "
+                               f"{name!r}", hint=redo + " (the manifest is written by the toolkit, not by hand)")
         if not name:
             hint = "run `aiot quantize --package %s` first" % self.path if key == "tflite" else None
             raise ToolkitError(f"{self.path}: the package has no {key} model yet", hint=hint)
         p = self.path / name
+        # a package is self-contained: a manifest (shared, downloaded) never makes us read
+        # another file of the machine, through .., an absolute path or a symbolic link
+        root = self.path.resolve()
+        if not p.resolve().is_relative_to(root):
+            raise ToolkitError(f"{self.path / MANIFEST}: model.{key} = {name!r} is outside the package",
+                               hint=redo + f"; the file must be inside {self.path}")
         if not p.is_file():
             raise ToolkitError(
-                f"{p}: missing, but {MANIFEST} refers to it", hint="re-run `aiot train` (and `aiot quantize`)"
+                f"{p}: missing, but {MANIFEST} refers to it", hint="re-run `aiot train --data DATA.csv --out PKG` (and `aiot quantize --package PKG`)"
             )
         return p
 

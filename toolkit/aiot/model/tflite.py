@@ -6,6 +6,8 @@ explains, with the node index, what to change when it cannot."""
 
 from __future__ import annotations
 
+import functools
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,7 +112,8 @@ _INSTEAD = {
                          "convert with a fixed batch of 1 (keras.Input(shape, batch_size=1)) to keep them CONV_2D",
 }
 
-_NOT_TFLITE_HINT = "is this a .tflite file? export one with `aiot quantize` (or TFLiteConverter)"
+_NOT_TFLITE_HINT = ("is this a .tflite file? `aiot quantize --package PKG` writes PKG/model.tflite, and "
+                    "`aiot quantize --keras MODEL.keras --data DATA.csv --out PKG` one for your own Keras model")
 
 
 @dataclass
@@ -129,7 +132,7 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return math.prod(int(d) for d in self.shape)  # Python ints: 2^31 x 2^31 does not wrap
 
     @property
     def is_const(self) -> bool:
@@ -383,6 +386,10 @@ def _parse(data: bytes, source: str) -> Graph:
         for x in ins + outs:
             if x >= len(tensors) or x < -1:
                 raise _Malformed(f"node {i} refers to tensor {x}, the subgraph has {len(tensors)}")
+        # -1 marks an omitted optional input; an output is never optional, and every later
+        # stage indexes op.outputs[0] (a negative index would silently pick the last tensor)
+        if not outs or any(x < 0 for x in outs):
+            raise _Malformed(f"node {i} has no output tensor (outputs {list(outs)})")
         ops.append(Operator(i, name, ins, outs, _read_options(o, o.scalar(3, "B", 0)), ver))
     inputs = tuple(int(x) for x in sg.vector(1, "i"))
     outputs = tuple(int(x) for x in sg.vector(2, "i"))
@@ -467,7 +474,7 @@ def fold_shape_computations(g: Graph) -> list[Operator]:
             x, out = g.tensors[op.inputs[0]], g.tensors[op.outputs[0]]
             if out.size != x.size:
                 out.shape = x.shape
-        if op.op == "FULLY_CONNECTED" and len(op.inputs) > 1:
+        if op.op == "FULLY_CONNECTED" and len(op.inputs) > 1 and min(op.inputs[:2]) >= 0:
             # the converter leaves placeholder output shapes behind dynamic reshapes
             x, w, out = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]], g.tensors[op.outputs[0]]
             if len(w.shape) == 2 and w.shape[1] > 0 and x.size % w.shape[1] == 0:
@@ -475,7 +482,7 @@ def fold_shape_computations(g: Graph) -> list[Operator]:
                 want = (*x.shape[:-1], w.shape[0]) if op.options.get("keep_num_dims") else (rows, w.shape[0])
                 if out.size != rows * w.shape[0]:
                     out.shape = tuple(want)
-        if op.op == "RESHAPE" and len(op.inputs) > 1 and op.inputs[1] >= 0:
+        if op.op == "RESHAPE" and len(op.inputs) > 1 and min(op.inputs[:2]) >= 0:
             shape_t = g.tensors[op.inputs[1]]
             if shape_t.data is not None and shape_t.dtype == "int32":
                 new = [int(d) for d in np.asarray(shape_t.data).ravel()]
@@ -524,17 +531,18 @@ def check_supported(g: Graph) -> None:
     if problem:
         raise ToolkitError(
             f"{src}: not a full-int8 model (float or dynamic-range quantized): {problem}",
-            hint="quantize it first: aiot quantize (full int8 with a representative dataset)",
+            hint="quantize it first, from the model it came from: aiot quantize --keras MODEL.keras --data DATA.csv --out PKG (full int8, calibrated on your data)",
         )
     for role, t in (("input", g.input), ("output", g.output)):
         if t.dtype != "int8":
             raise ToolkitError(
                 f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output",
-                hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize does)",
+                hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does)",
             )
         if any(d <= 0 for d in t.shape):
             raise ToolkitError(f"{src}: the model {role} '{t.name}' has a dynamic shape {list(t.shape)}",
                                hint="give the Keras Input a fixed shape (batch 1)")
+    _check_sizes(g)
     for op in g.operators:
         if op.op not in SUPPORTED_OPS:
             raise ToolkitError(
@@ -579,7 +587,7 @@ def check_supported(g: Graph) -> None:
             if not t.is_const and t.dtype == "int8" and not t.quantized:
                 raise ToolkitError(
                     f"{src}: node {op.index} ({op.op}) tensor '{t.name}' is int8 without quantization parameters",
-                    hint="re-export with full-integer quantization (aiot quantize)",
+                    hint="re-export with full-integer quantization (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG)",
                 )
             if not t.is_const and any(d <= 0 for d in t.shape):
                 raise ToolkitError(
@@ -588,15 +596,65 @@ def check_supported(g: Graph) -> None:
                 )
 
 
+#: A .tflite is read whole: larger than any board's flash by far, and than any model it can hold.
+MAX_TFLITE_BYTES = 64 << 20
+
+#: Bytes per element of the tensor types a model's sizes are checked in (others: 8, the widest).
+_ITEM_BYTES = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "float16": 2, "int32": 4, "float32": 4}
+
+
+@functools.lru_cache(maxsize=1)
+def _largest_board_memory() -> tuple[int, int]:
+    """(RAM, flash) bytes of the largest board under boards/: a tensor larger than that cannot
+    run anywhere, so it is refused before code generation plans an arena for it. Only the
+    memory lengths are read here (aiot.target.boards validates board files; a model does not
+    depend on it); a file that does not parse is skipped, MPS2's 4 MB / 4 MB is the floor."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    from aiot.paths import BOARDS
+
+    ram = flash = 4 << 20
+    for src in sorted(BOARDS.glob("*.toml")):
+        try:
+            mem = tomllib.loads(src.read_text(encoding="utf-8"))["memory"]
+            ram = max(ram, int(mem["ram"]["length"]))
+            flash = max(flash, int(mem["flash"]["length"]))
+        except (OSError, ValueError, KeyError, TypeError, tomllib.TOMLDecodeError):
+            continue
+    return ram, flash
+
+
+def _check_sizes(g: Graph) -> None:
+    """Refuse shapes that cannot fit any board: negative dimensions, and tensors larger than
+    the largest board's RAM (activations) or flash (constants)."""
+    ram, flash = _largest_board_memory()
+    for t in g.tensors:
+        if any(d < -1 for d in t.shape):
+            raise ToolkitError(f"{g.source}: tensor '{t.name}' has an impossible shape {list(t.shape)}",
+                               hint="the file is corrupt or was not produced by the TFLite converter; re-export it")
+        if any(d < 0 for d in t.shape):
+            continue  # dynamic: refused with its own message below
+        nbytes = t.size * _ITEM_BYTES.get(t.dtype, 8)
+        limit, where = (flash, "flash") if t.is_const else (ram, "RAM")
+        if nbytes > limit:
+            raise ToolkitError(
+                f"{g.source}: tensor '{t.name}' of shape {list(t.shape)} needs {nbytes:,} bytes, larger than the "
+                f"{where} of any board ({limit:,} bytes)",
+                hint="the model is far too large for a microcontroller (or the file is corrupt): use fewer "
+                     "channels or a shorter window, and check `aiot boards` for the memory of each board")
+
+
 def load(model: Path | str | bytes, *, check: bool = True) -> Graph:
     """Read a .tflite file (or its bytes); with ``check`` also verify the engine supports it."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         data, src = bytes(model), "<model bytes>"
     else:
         path = Path(model)
-        if not path.is_file():
-            raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite written by aiot quantize")
-        data, src = path.read_bytes(), str(path)
+        data, src = read_bytes(path), str(path)
     g = parse(data, src)
     if check:
         fold_shape_computations(g)
@@ -608,8 +666,12 @@ def read_bytes(model: Path | str | bytes) -> bytes:
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model)
     path = Path(model)
-    if not path.is_file():
-        raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite written by aiot quantize")
+    if not path.exists() and not path.is_symlink():
+        raise ToolkitError(f"model file not found: {path}", hint="pass the .tflite `aiot quantize --package PKG` wrote (PKG/model.tflite)")
+    from aiot.data import check_input_file
+
+    # a FIFO would block for ever, a disk image would be read whole before the identifier check
+    check_input_file(path, "a .tflite model file", MAX_TFLITE_BYTES)
     return path.read_bytes()
 
 

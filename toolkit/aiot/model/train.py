@@ -300,10 +300,21 @@ def _normalization(head: Series) -> Normalization:
     return norm
 
 
+#: channels x window: with the default hidden sizes the input and output layers hold
+#: 2 x 16 x 8192 weights, 1 MB as int16 (codegen --optimize speed): a 2 MB-flash board
+MAX_MODEL_INPUTS = 8192
+
+
 def _check_args(series: Series, window: int, epochs: int, train_rows: int | None, hidden: Sequence[int],
                 quantile: float, batch_size: int) -> None:
     if not 1 <= window <= 256:
         raise ToolkitError(f"--window must be between 1 and 256 samples, got {window}")
+    inputs = len(series.channels) * window
+    if inputs > MAX_MODEL_INPUTS:  # refused here, not by the compiler after training and codegen
+        raise ToolkitError(
+            f"{len(series.channels):,} channels x window {window} = {inputs:,} model inputs, more than the "
+            f"{MAX_MODEL_INPUTS:,} a model for a microcontroller may take (its first layer alone would not fit "
+            "the flash)", hint="pick the sensors that matter with --channels a,b,c, or a shorter --window")
     if epochs < 1:
         raise ToolkitError(f"--epochs must be at least 1, got {epochs}")
     if batch_size < 1:

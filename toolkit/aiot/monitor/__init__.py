@@ -10,6 +10,7 @@ the host and driven through ctypes, plus the scorers and a simulated device to t
 from __future__ import annotations
 
 import ctypes
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -20,9 +21,14 @@ import numpy as np
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE
 
-MAX_CHANNELS = 8
+#: The host build's capacity: the widest a device can be built (a 52-sensor plant fits).
+#: A firmware built for fewer channels takes the same settings packed for its capacity
+#: (:func:`pack_config`).
+MAX_CHANNELS = 64
 MAX_WINDOW = 32
 MAX_CALIBRATION = 64
+MAX_AVERAGE = 16  #: AIOT_MONITOR_MAX_AVERAGE (monitor.h)
+MAX_LEVEL = 8  #: AIOT_MONITOR_MAX_LEVEL (monitor.h)
 EVENT_CAPACITY = 16
 MAX_OUTPUTS_PER_PUSH = 2
 NO_CHANNEL = 0xFF
@@ -51,7 +57,13 @@ EVENT_TYPES = {
     12: "DATA_RESTORED",
     13: "BASELINE_RESET",
     14: "RECOVERING",
+    15: "COMMISSION_REJECTED",
+    16: "CHANNEL_STUCK",
+    17: "CALIBRATION_ALERT",
+    18: "DRIFT_PERSISTENT",
 }
+#: aiot_monitor_channel_info_t.health flags
+CH_STUCK, CH_CAL_ALERT, CH_NOT_COMMISSIONED = 0x01, 0x02, 0x04
 OUT_LEARNING, OUT_GAP, OUT_SCORE_ERROR, OUT_ALERT, OUT_VOTE = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
@@ -64,42 +76,78 @@ def engine_adapter_source() -> Path:
     return FIRMWARE / "src" / "monitor" / "engine_adapter.c"
 
 
-class Config(ctypes.Structure):
-    """aiot_monitor_config_t; field order and types mirror monitor.h exactly."""
+# ----------------------------------------------------------------- the settings table
+#: The one declaration of every setting is the X-macro table in monitor.h
+#: (AIOT_MONITOR_SETTINGS, AIOT_MONITOR_CHANNEL_SETTINGS); Python reads it from there.
+HEADER = FIRMWARE / "include" / "aiot" / "monitor.h"
+_C_TYPES = {"uint8_t": ctypes.c_uint8, "uint16_t": ctypes.c_uint16, "uint32_t": ctypes.c_uint32,
+            "float": ctypes.c_float}
+FLT_MAX = float(np.finfo(np.float32).max)
+RANGE_CLOSED, RANGE_LO_OPEN, RANGE_HI_OPEN = 0, 1, 2
 
-    _fields_ = [
-        ("num_channels", ctypes.c_uint8),
-        ("window", ctypes.c_uint8),
-        ("persist_k", ctypes.c_uint8),
-        ("persist_n", ctypes.c_uint8),
-        ("sample_period_ms", ctypes.c_uint32),
-        ("commission_samples", ctypes.c_uint32),
-        ("calibration_windows", ctypes.c_uint16),
-        ("recal_windows", ctypes.c_uint8),
-        ("drift_hold", ctypes.c_uint8),
-        ("isolation", ctypes.c_uint8),
-        ("score_average", ctypes.c_uint8),
-        ("level_windows", ctypes.c_uint8),
-        ("reserved", ctypes.c_uint8),
-        ("min_quality", ctypes.c_float),
-        ("clip", ctypes.c_float),
-        ("alert_margin", ctypes.c_float),
-        ("clear_margin", ctypes.c_float),
-        ("severity_major", ctypes.c_float),
-        ("severity_critical", ctypes.c_float),
-        ("cusum_slack", ctypes.c_float),
-        ("cusum_threshold", ctypes.c_float),
-        ("step_threshold", ctypes.c_float),
-        ("max_recal_step", ctypes.c_float),
-        ("drift_gain", ctypes.c_float),
-        ("max_drift_rate", ctypes.c_float),
-        ("max_baseline_shift", ctypes.c_float),
-        ("gate_ratio", ctypes.c_float),
-        ("stability_halflife", ctypes.c_float),
-        ("recover_ratio", ctypes.c_float),
-        ("noise_floor", ctypes.c_float * MAX_CHANNELS),
-        ("noise_floor_rel", ctypes.c_float * MAX_CHANNELS),
-    ]
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of monitor.h's settings table."""
+
+    name: str
+    ctype: type
+    default: float | int
+    low: float | int
+    high: float | int
+    bounds: int  #: RANGE_CLOSED, RANGE_LO_OPEN or RANGE_HI_OPEN
+    meaning: str
+    per_channel: bool
+
+
+def _c_value(text: str) -> float | int:
+    """A literal or macro of the table as a number (what the host build sees)."""
+    text = text.strip()
+    names = {"AIOT_MONITOR_MAX_CHANNELS": MAX_CHANNELS, "AIOT_MONITOR_MAX_WINDOW": MAX_WINDOW,
+             "AIOT_MONITOR_MAX_CALIBRATION": MAX_CALIBRATION, "AIOT_MONITOR_MAX_AVERAGE": MAX_AVERAGE,
+             "AIOT_MONITOR_MAX_LEVEL": MAX_LEVEL, "FLT_MAX": FLT_MAX}
+    if text in names:
+        return names[text]
+    if text.lower().startswith("0x"):
+        return int(text.rstrip("uU"), 16)
+    if re.fullmatch(r"[0-9]+[uU]?", text):
+        return int(text.rstrip("uU"))
+    return float(np.float32(float(text.rstrip("fF"))))
+
+
+def _table(header_text: str, macro: str, per_channel: bool) -> list[Setting]:
+    m = re.search(rf"#define {macro}\(X\)((?:.*\\\n)*.*\n)", header_text)
+    if not m:
+        raise ToolkitError(f"{HEADER}: no {macro}(X) table", hint="the firmware/ folder and the toolkit differ; reinstall")
+    body = m.group(1).replace("\\\n", " ")
+    row = re.compile(r'X\((\w+),\s*(\w+),\s*([^,]+),\s*([^,]+),\s*([^,]+),\s*AIOT_(RANGE_\w+),\s*"((?:[^"\\]|\\.)*)"\)')
+    bounds = {"RANGE_CLOSED": RANGE_CLOSED, "RANGE_LO_OPEN": RANGE_LO_OPEN, "RANGE_HI_OPEN": RANGE_HI_OPEN}
+    return [Setting(name, _C_TYPES[ctype], _c_value(d), _c_value(lo), _c_value(hi), bounds[b], doc, per_channel)
+            for name, ctype, d, lo, hi, b, doc in row.findall(body)]
+
+
+@lru_cache(maxsize=1)
+def settings() -> tuple[Setting, ...]:
+    """Every monitor setting in struct order, scalars then per-channel arrays (monitor.h)."""
+    text = HEADER.read_text()
+    return (*_table(text, "AIOT_MONITOR_SETTINGS", False), *_table(text, "AIOT_MONITOR_CHANNEL_SETTINGS", True))
+
+
+def config_type(capacity: int = MAX_CHANNELS) -> type[ctypes.Structure]:
+    """aiot_monitor_config_t of a build with AIOT_MONITOR_MAX_CHANNELS = ``capacity``."""
+    return _config_type(int(capacity))
+
+
+@lru_cache(maxsize=None)
+def _config_type(capacity: int) -> type[ctypes.Structure]:
+    fields = [(s.name, s.ctype * capacity if s.per_channel else s.ctype) for s in settings()]
+    return type(f"Config{capacity}", (_ConfigBase,), {"_fields_": fields, "capacity": capacity})
+
+
+class _ConfigBase(ctypes.Structure):
+    """aiot_monitor_config_t: the fields are monitor.h's settings table, in its order."""
+
+    capacity: int
 
     def as_dict(self) -> dict[str, float | int | list[float]]:
         """Every field but the padding; per-channel arrays as lists of the used channels."""
@@ -110,6 +158,50 @@ class Config(ctypes.Structure):
             v = getattr(self, name)
             out[name] = [float(x) for x in v[: self.num_channels]] if hasattr(kind, "_length_") else v
         return out
+
+
+#: The host build's config struct (capacity MAX_CHANNELS).
+Config = config_type(MAX_CHANNELS)
+_SCALAR_BYTES = sum(ctypes.sizeof(s.ctype) for s in settings() if not s.per_channel)
+_PER_CHANNEL_BYTES = sum(ctypes.sizeof(s.ctype) for s in settings() if s.per_channel)
+
+
+def pack_config(cfg, capacity: int) -> bytes:
+    """``cfg`` as the bytes a firmware built for ``capacity`` channels takes (CONFIG_SET)."""
+    if cfg.num_channels > capacity:
+        raise ToolkitError(f"{cfg.num_channels} channels configured; this firmware was built for at most {capacity}",
+                           hint="rebuild it with AIOT_MONITOR_MAX_CHANNELS = \"64\" in the board file's [defines] "
+                                "table (docs/monitor.md, 'Up to 64 sensors')")
+    out = config_type(capacity)()
+    for name, kind in type(cfg)._fields_:
+        v = getattr(cfg, name)
+        if hasattr(kind, "_length_"):
+            getattr(out, name)[: cfg.num_channels] = list(v[: cfg.num_channels])
+        else:
+            setattr(out, name, v)
+    return bytes(out)
+
+
+def config_capacity(size: int) -> int:
+    """The channel capacity of a firmware from the size of its aiot_monitor_config_t."""
+    n, rest = divmod(size - _SCALAR_BYTES, _PER_CHANNEL_BYTES)
+    if rest or not 1 <= n <= 64:
+        raise ToolkitError(f"a monitor configuration of {size} bytes matches no build of this monitor.h",
+                           hint="rebuild the firmware with this toolkit (aiot build)")
+    return n
+
+
+def unpack_config(data: bytes):
+    """A device's config bytes (any capacity) as the host :data:`Config`."""
+    src = config_type(config_capacity(len(data))).from_buffer_copy(data)
+    out = Config()
+    for name, kind in type(src)._fields_:
+        v = getattr(src, name)
+        if hasattr(kind, "_length_"):
+            getattr(out, name)[: src.capacity] = list(v)
+        else:
+            setattr(out, name, v)
+    return out
 
 
 class ChannelInfo(ctypes.Structure):
@@ -124,7 +216,8 @@ class ChannelInfo(ctypes.Structure):
         ("deviation_sd", ctypes.c_float),
         ("leverage", ctypes.c_float),
         ("mode", ctypes.c_uint8),
-        ("reserved", ctypes.c_uint8 * 3),
+        ("health", ctypes.c_uint8),  # CH_* flags
+        ("rejected", ctypes.c_uint16),  # commissioning samples rejected
     ]
 
 
@@ -141,8 +234,17 @@ class Stats(ctypes.Structure):
     ]
 
 
+def channel_health(info: ChannelInfo) -> dict:
+    """The commissioning outcome and calibration state of one channel (ChannelInfo)."""
+    return {"rejected_samples": int(info.rejected), "stuck": bool(info.health & CH_STUCK),
+            "not_commissioned": bool(info.health & CH_NOT_COMMISSIONED),
+            "calibration_alert": bool(info.health & CH_CAL_ALERT),
+            "baseline": float(info.baseline0), "noise": float(info.noise)}
+
+
 # numpy views of the wire structs (little-endian, packed exactly like the C layout).
-SAMPLE_DTYPE = np.dtype([("timestamp_ms", "<u4"), ("valid_mask", "<u4"), ("value", "<f4", (MAX_CHANNELS,))])
+SAMPLE_DTYPE = np.dtype([("timestamp_ms", "<u4"), ("reserved", "<u4"), ("valid_mask", "<u8"),
+                         ("value", "<f4", (MAX_CHANNELS,))])
 OUTPUT_DTYPE = np.dtype(
     [
         ("t_start_ms", "<u4"),
@@ -196,8 +298,11 @@ class Event:
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     vp, sz = ctypes.c_void_p, ctypes.c_size_t
     lib.aiot_monitor_sizeof.restype = sz
+    lib.aiot_monitor_config_sizeof.restype = sz
     lib.aiot_monitor_default_config.argtypes = [ctypes.POINTER(Config), ctypes.c_uint8, ctypes.c_uint8, ctypes.c_uint32]
     lib.aiot_monitor_check_config.argtypes = [ctypes.POINTER(Config)]
+    lib.aiot_monitor_config_problem.argtypes = [ctypes.POINTER(Config)]
+    lib.aiot_monitor_config_problem.restype = ctypes.c_char_p
     lib.aiot_monitor_init.argtypes = [vp, ctypes.POINTER(Config), vp, vp]
     lib.aiot_monitor_update_config.argtypes = [vp, ctypes.POINTER(Config)]
     lib.aiot_monitor_push.argtypes = [vp, vp, vp, sz]
@@ -228,43 +333,15 @@ def library(extra_sources: Sequence[Path | str] = (), include_dirs: Iterable[Pat
     return _load(str(path))
 
 
-#: aiot_monitor_check_config (monitor.c) field by field: the range each knob must be in.
-#: (low, high, low_open, high_open); None = no bound. Per-channel fields: every value.
-#: Integer fields are also bounded by their C type (checked before packing: ctypes would
-#: wrap -1 into 255 silently). Cross-field rules are in :data:`KNOB_ORDER_RULES`.
-MAX_AVERAGE = 16  #: AIOT_MONITOR_MAX_AVERAGE (monitor.h)
-MAX_LEVEL = 8  #: AIOT_MONITOR_MAX_LEVEL (monitor.h)
+#: Each knob's allowed range, from monitor.h's settings table (the very bounds
+#: aiot_monitor_check_config applies): (low, high, low_open, high_open); high None = any
+#: finite value. Integer fields are also bounded by their C type (checked before packing:
+#: ctypes would wrap -1 into 255 silently). Cross-field rules are in :data:`KNOB_ORDER_RULES`.
+_TYPE_MAX = {ctypes.c_uint8: 0xFF, ctypes.c_uint16: 0xFFFF, ctypes.c_uint32: 0xFFFFFFFF, ctypes.c_float: FLT_MAX}
 KNOB_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
-    "num_channels": (1, MAX_CHANNELS, False, False),
-    "window": (2, MAX_WINDOW, False, False),
-    "persist_k": (1, 16, False, False),
-    "persist_n": (1, 16, False, False),
-    "sample_period_ms": (1, None, False, False),
-    "commission_samples": (2, None, False, False),
-    "calibration_windows": (4, MAX_CALIBRATION, False, False),
-    "recal_windows": (1, None, False, False),
-    "drift_hold": (0, None, False, False),
-    "isolation": (0, None, False, False),
-    "score_average": (0, MAX_AVERAGE, False, False),
-    "level_windows": (0, MAX_LEVEL, False, False),
-    "min_quality": (0.0, 1.0, True, False),
-    "clip": (0.0, None, True, False),
-    "alert_margin": (0.0, None, True, False),
-    "clear_margin": (0.0, None, True, False),
-    "severity_major": (1.0, None, False, False),
-    "severity_critical": (1.0, None, False, False),
-    "cusum_slack": (0.0, None, False, False),
-    "cusum_threshold": (0.0, None, True, False),
-    "step_threshold": (0.0, None, True, False),
-    "max_recal_step": (0.0, None, True, False),
-    "drift_gain": (0.0, 1.0, False, False),
-    "max_drift_rate": (0.0, None, False, False),
-    "max_baseline_shift": (0.0, None, False, False),
-    "gate_ratio": (0.0, None, True, False),
-    "stability_halflife": (0.0, None, True, False),
-    "recover_ratio": (0.0, 1.0, False, True),
-    "noise_floor": (0.0, None, False, False),  # and finite
-    "noise_floor_rel": (0.0, None, False, False),  # and finite
+    s.name: (s.low, None if s.high >= _TYPE_MAX[s.ctype] else s.high, s.bounds == RANGE_LO_OPEN,
+             s.bounds == RANGE_HI_OPEN)
+    for s in settings() if s.name != "reserved"
 }
 #: (smaller, larger): the knob ``smaller`` must not exceed ``larger`` (monitor.c).
 KNOB_ORDER_RULES = (("persist_k", "persist_n"), ("clear_margin", "alert_margin"),
@@ -302,8 +379,9 @@ def check_knob(key: str, value) -> float | int | list[float]:
             if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
                 raise ToolkitError(f"monitor knob {key!r} is {value!r}, expected a number (or one per channel)")
             f = float(np.float32(v))
-            if not (np.isfinite(f) and f >= lo):
-                raise ToolkitError(f"monitor knob {key!r} is {value!r}; each value must be finite and >= {lo:g}")
+            if not (np.isfinite(f) and f >= lo and (hi is None or f <= hi)):
+                raise ToolkitError(f"monitor knob {key!r} is {value!r}; each value must be finite and "
+                                   + (f">= {lo:g}" if hi is None else f"in {_range_text(lo, hi, lo_open, hi_open)}"))
             out.append(f)
         return out if np.ndim(value) else out[0]
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -319,11 +397,12 @@ def check_knob(key: str, value) -> float | int | list[float]:
                                f"{_range_text(lo, hi, lo_open, hi_open, top)}")
         return v
     f = float(np.float32(value))  # what the C compares
-    ok = not np.isnan(f) and (f > lo if lo_open else f >= lo)
+    ok = bool(np.isfinite(f)) and (f > lo if lo_open else f >= lo)  # inf would switch the monitor off
     if ok and hi is not None:
         ok = f < hi if hi_open else f <= hi
     if not ok:
-        raise ToolkitError(f"monitor knob {key!r} is {value!r}; allowed: {_range_text(lo, hi, lo_open, hi_open)}")
+        raise ToolkitError(f"monitor knob {key!r} is {value!r}; allowed: {_range_text(lo, hi, lo_open, hi_open)}"
+                           + (" (finite)" if hi is None else ""))
     return f
 
 
@@ -333,11 +412,13 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
     before it is packed, so an error names the knob, the value and the allowed range."""
     if not 1 <= channels <= MAX_CHANNELS:
         raise ToolkitError(f"{channels} channels requested; the monitor handles 1..{MAX_CHANNELS}",
-                           hint="merge or drop sensors, or rebuild with a larger AIOT_MONITOR_MAX_CHANNELS")
+                           hint="merge or drop sensors")
     if not 2 <= window <= MAX_WINDOW:
         raise ToolkitError(f"window of {window} samples requested; the monitor handles 2..{MAX_WINDOW}")
-    if sample_period_ms < 1:
-        raise ToolkitError(f"sample period {sample_period_ms} ms is not positive")
+    period_hi = KNOB_RANGES["sample_period_ms"][1]
+    if not 1 <= sample_period_ms <= period_hi:
+        raise ToolkitError(f"sample period {sample_period_ms} ms is outside 1..{period_hi} ms",
+                           hint="give the sensors' sampling period in milliseconds")
     cfg = Config()
     library().aiot_monitor_default_config(ctypes.byref(cfg), channels, window, int(sample_period_ms))
     fields = dict(Config._fields_)
@@ -372,10 +453,17 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
             f"{(cfg.level_windows + 1) * window} commissioning samples ({cfg.level_windows + 1} windows of {window}: "
             f"the spread of {cfg.level_windows}-window means needs two of them); commission_samples is "
             f"{cfg.commission_samples}", hint="commission on more samples, or lower level_windows")
-    if library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0:
-        raise ToolkitError(f"invalid monitor configuration: {cfg.as_dict()}",
-                           hint="see the knob ranges in firmware/include/aiot/monitor.h")
+    problem = config_problem(cfg)
+    if problem:
+        raise ToolkitError(f"{problem} (monitor refused: {cfg.as_dict()})",
+                           hint="see the settings table in firmware/include/aiot/monitor.h")
     return cfg
+
+
+def config_problem(cfg) -> str | None:
+    """What the device would say of ``cfg`` (aiot_monitor_config_problem), or None if valid."""
+    r = library().aiot_monitor_config_problem(ctypes.byref(cfg))
+    return r.decode() if r else None
 
 
 class Monitor:
@@ -424,10 +512,12 @@ class Monitor:
         ts = np.asarray(timestamps_ms)
         if ts.shape != (values.shape[0],):
             raise ToolkitError(f"{ts.shape[0] if ts.ndim else 0} timestamps for {values.shape[0]} samples")
-        present = np.isfinite(values) if valid is None else (np.asarray(valid, bool) & np.isfinite(values))
+        # NaN = missing; +-inf is sent as present, as a broken sensor would: the monitor treats
+        # it as missing too, and counts it when it falls among the commissioning samples.
+        present = ~np.isnan(values) if valid is None else (np.asarray(valid, bool) & ~np.isnan(values))
         rec = np.zeros(values.shape[0], dtype=SAMPLE_DTYPE)
         rec["timestamp_ms"] = (ts.astype(np.int64) & 0xFFFFFFFF).astype(np.uint32)
-        rec["valid_mask"] = (present.astype(np.uint32) << np.arange(C, dtype=np.uint32)).sum(axis=1)
+        rec["valid_mask"] = (present.astype(np.uint64) << np.arange(C, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
         rec["value"][:, :C] = np.where(present, values, 0.0)
         return rec
 
@@ -516,10 +606,24 @@ class Monitor:
             raise ToolkitError(f"channel {c} out of range 0..{self.config.num_channels - 1}")
         return info
 
+    def commissioning(self) -> list[dict]:
+        """Per channel, what commissioning made of it (for report.json): the samples it
+        rejected (spikes, outliers, non-finite), whether it looked stuck, whether it could
+        not be commissioned, and whether its drift compensation hit its tolerance since."""
+        return [channel_health(self.channel(c)) for c in range(self.config.num_channels)]
+
     def update_config(self, **knobs: float | int) -> None:
         cfg = Config.from_buffer_copy(self.config)
+        fields = dict(Config._fields_)
         for k, v in knobs.items():
-            setattr(cfg, k, v)
+            v = check_knob(k, v)
+            if hasattr(fields.get(k), "_length_"):  # per-channel: one value, or one per channel
+                vals = [v] * cfg.num_channels if np.ndim(v) == 0 else list(v)
+                if len(vals) != cfg.num_channels:
+                    raise ToolkitError(f"monitor knob {k!r} has {len(vals)} values for {cfg.num_channels} channels")
+                getattr(cfg, k)[: cfg.num_channels] = vals
+            else:
+                setattr(cfg, k, v)
         if self.lib.aiot_monitor_update_config(self._state, ctypes.byref(cfg)) != 0:
             raise ToolkitError(f"monitor refused the new knobs {knobs}",
                                hint="structural knobs (channels, window, period, learning lengths) need a new Monitor")

@@ -125,6 +125,21 @@ class Board:
 
 # A board name is a file name under boards/ and a C string in the firmware: plain names only.
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+# Board files are shared like code but must stay data: every string they hold can end up in
+# a generated CMakeLists.txt, platformio.ini, C header or a tool's command line. The schema
+# below allows exactly what a board needs (ids are ids, text is one line of text) and the
+# export quotes on top of it (toolkit/aiot/target/export.py).
+_TOOL_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")      # PlatformIO board/platform, pyOCD target/pack, QEMU machine
+_MSD_LABEL = re.compile(r"^[A-Za-z0-9_ -]{1,32}$")   # a USB drive's volume label: no path separators
+_USB_ID = re.compile(r"^[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}$")
+_C_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ID_KEYS = ("pyocd_target", "pyocd_pack", "platformio_board", "platformio_platform")
+DESCRIPTION_MAX = 200
+TEXT_MAX = 1000
+_CPU_HZ_MAX = 2_000_000_000
+_BAUD_MAX = 20_000_000
 _MISSING = object()
 
 
@@ -181,6 +196,59 @@ def _region(table: dict[str, Any], key: str, src: Path) -> Region:
     return Region(origin, length)
 
 
+def _check_text(value: Any, src: Path, key: str) -> None:
+    """Every string of a board file, in any table: one line, no terminal or control codes."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            shown = k if re.match(r"^[A-Za-z0-9_-]+$", k) else repr(k)  # a key is shown, never obeyed
+            _check_text(k, src, f"{key} key {shown}" if key else f"key {shown}")
+            _check_text(v, src, f"{key}.{shown}" if key else shown)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_text(v, src, f"{key}[{i}]")
+    elif isinstance(value, str):
+        m = _CONTROL.search(value)
+        if m:
+            raise ToolkitError(f"board file {src}: {key} contains a control character ({m.group()!r} at position "
+                               f"{m.start()}); board file strings are single lines of text",
+                               hint="remove line breaks and escape codes from the value (see boards/README.md)")
+        if len(value) > TEXT_MAX:
+            raise _bad(src, key, f"at most {TEXT_MAX} characters", value[:40] + "...")
+
+
+def _check_schema(raw: dict[str, Any], src: Path) -> None:
+    """The keys whose values reach build files or command lines: their characters and types."""
+    _check_text(raw, src, "")
+    desc = raw.get("description", "")
+    if isinstance(desc, str) and len(desc) > DESCRIPTION_MAX:
+        raise _bad(src, "description", f"one line of at most {DESCRIPTION_MAX} characters", desc[:40] + "...")
+    flash = raw.get("flash", {})
+    if isinstance(flash, dict):
+        for key in _ID_KEYS:
+            if key in flash and not (isinstance(flash[key], str) and _TOOL_ID.match(flash[key])):
+                raise _bad(src, f"flash.{key}", "an id of letters, digits, '.', '_' and '-' (at most 64)", flash[key])
+        if "msd_label" in flash and not (isinstance(flash["msd_label"], str) and _MSD_LABEL.match(flash["msd_label"])):
+            raise _bad(src, "flash.msd_label", "a drive label of letters, digits, spaces, '_' and '-' (at most 32)",
+                       flash["msd_label"])
+    qemu = raw.get("qemu", {})
+    if isinstance(qemu, dict) and "machine" in qemu and not (isinstance(qemu["machine"], str)
+                                                             and _TOOL_ID.match(qemu["machine"])):
+        raise _bad(src, "qemu.machine", "a QEMU machine name (letters, digits, '.', '_' and '-')", qemu["machine"])
+    uart = raw.get("uart", {})
+    if isinstance(uart, dict) and "usb_ids" in uart:
+        ids = uart["usb_ids"]
+        if not isinstance(ids, list) or not all(isinstance(u, str) and _USB_ID.match(u) for u in ids):
+            raise _bad(src, "uart.usb_ids", 'a list of USB VID:PID ids like "0483:374B"', ids)
+    defines = raw.get("defines", {})
+    if isinstance(defines, dict):
+        for k, v in defines.items():
+            if not _C_IDENT.match(k):
+                raise _bad(src, "defines", f"a table keyed by C identifiers (letters, digits, _), key {k!r} is not one",
+                           k)
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                raise _bad(src, f"defines.{k}", "a string, integer or number", v)
+
+
 def load_board_file(src: Path) -> Board:
     try:
         raw = tomllib.loads(src.read_text(encoding="utf-8"))
@@ -189,6 +257,7 @@ def load_board_file(src: Path) -> Board:
     except UnicodeDecodeError as e:
         raise ToolkitError(f"board file {src} is not UTF-8 text (byte {e.start}: {e.reason})",
                            hint="TOML files are UTF-8; save the board file as UTF-8") from None
+    _check_schema(raw, src)
     name = _field(raw, "name", src, kind="str", default=src.stem)
     if not _PLAIN_NAME.match(name):
         raise _bad(src, "name", "a plain name (letters, digits, - and _)", name)
@@ -218,9 +287,10 @@ def load_board_file(src: Path) -> Board:
                 raise ToolkitError(f"board file {src}: missing key 'qemu.{key}' (emulated = true)",
                                    hint="emulated boards name their QEMU machine and its measured SysTick clock")
     qemu_machine = _field(qemu, "machine", src, "qemu.", kind="str") if "machine" in qemu else None
-    systick_hz = _field(qemu, "systick_hz", src, "qemu.", minimum=1) if "systick_hz" in qemu else None
-    cpu_hz = _field(raw, "cpu_hz", src, minimum=1)
-    baud = _field(uart, "baud", src, "uart.", default=115200, minimum=1)
+    systick_hz = _field(qemu, "systick_hz", src, "qemu.", minimum=1, maximum=_CPU_HZ_MAX) \
+        if "systick_hz" in qemu else None
+    cpu_hz = _field(raw, "cpu_hz", src, minimum=1, maximum=_CPU_HZ_MAX)
+    baud = _field(uart, "baud", src, "uart.", default=115200, minimum=1, maximum=_BAUD_MAX)
     uart_base = _field(uart, "base", src, "uart.", minimum=0, maximum=_ADDR_END - 1)
     flash = _region(mem, "flash", src)
     ram = _region(mem, "ram", src)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -84,9 +86,64 @@ def _sources(model_dir: Path | None, board: Board, app: str = "device") -> tuple
         if not model_c.is_file():
             raise ToolkitError(f"no generated model in {model_dir} (model.c missing)",
                                hint="generate it first: aiot codegen --package <pkg>")
+        check_generated_model(model_dir)
         engine = {*sorted((fw / "src" / "engine").glob("*.c")), model_c}
         srcs += sorted(engine)
     return srcs, engine
+
+
+_HASH_IN_H = re.compile(r"#define AIOT_MODEL_HASH 0x([0-9a-fA-F]{8})u")
+_HASH_IN_C = re.compile(r"tflite crc32 0x([0-9a-fA-F]{8})")
+
+
+def check_generated_model(model_dir: Path) -> int:
+    """The CRC-32 of the .tflite the C in ``model_dir`` was generated from, after checking
+    that model.c and model.h come from the same model and, in a package (``PKG/c``), from
+    the package's current model.tflite: a re-quantized package whose C was not generated
+    again would otherwise build firmware running the old model."""
+    h_text = (model_dir / "model.h").read_text(errors="replace") if (model_dir / "model.h").is_file() else ""
+    with (model_dir / "model.c").open(errors="replace") as f:
+        c_head = f.read(4096)
+    mh, mc = _HASH_IN_H.search(h_text), _HASH_IN_C.search(c_head)
+    pkg = model_dir.parent if model_dir.name == "c" else None
+    regen = f"aiot codegen --package {pkg}" if pkg is not None and (pkg / "model.tflite").is_file() \
+        else f"aiot codegen --model MODEL.tflite --out {model_dir}"
+    if not mh or not mc:
+        raise ToolkitError(f"{model_dir}: model.h / model.c do not name the model they were generated from "
+                           "(not written by aiot codegen, or cut short)", hint=f"generate them again: {regen}")
+    if mh.group(1).lower() != mc.group(1).lower():
+        raise ToolkitError(f"{model_dir}: model.c and model.h were generated from different models "
+                           f"(crc32 0x{mc.group(1)} and 0x{mh.group(1)}): an interrupted aiot codegen?",
+                           hint=f"generate them again: {regen}")
+    crc = int(mh.group(1), 16)
+    if pkg is not None and (pkg / "model.tflite").is_file():
+        now = zlib.crc32((pkg / "model.tflite").read_bytes()) & 0xFFFFFFFF
+        if now != crc:
+            raise ToolkitError(
+                f"{model_dir}: the C was generated from another model (crc32 0x{crc:08x}) than {pkg / 'model.tflite'} "
+                f"(0x{now:08x}): the package was re-quantized after aiot codegen",
+                hint=f"generate its C again: {regen}")
+    return crc
+
+
+def image_complete(elf: Path) -> bool:
+    """True for an image a build finished: an ELF whose build record (build.json, written
+    last) names it. A file left by an interrupted build is not one."""
+    elf = Path(elf)
+    record = elf.parent / "build.json"
+    try:
+        with elf.open("rb") as f:
+            if f.read(4) != b"\x7fELF":
+                return False
+        return Path(json.loads(record.read_text()).get("elf")).name == elf.name
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def sources(board: Board, model_dir: Path | None = None, app: str = "device") -> list[Path]:
@@ -128,8 +185,13 @@ def build(
     stack_bytes: int | None = None,
     jobs: int = 2,
     app: str = "device",
+    extra_sources: Sequence[Path] = (),
+    extra_includes: Sequence[Path] = (),
 ) -> BuildResult:
-    """Compile and link the firmware for ``board`` into ``out_dir/firmware.elf``."""
+    """Compile and link the firmware for ``board`` into ``out_dir/firmware.elf``.
+
+    ``extra_sources``/``extra_includes``: optional modules (e.g. the model-update service
+    and its crypto, aiot.lifecycle.firmware) compiled with the same flags."""
     gcc = require("arm-none-eabi-gcc")
     if stack_bytes is None:
         stack_bytes = board.stack_bytes  # the board file's stack_bytes (default 4 KiB)
@@ -137,36 +199,53 @@ def build(
     obj_dir = out_dir / "obj"
     obj_dir.mkdir(exist_ok=True)
     ld = out_dir / "link.ld"
-    ld.write_text(board.linker_script(stack_bytes=stack_bytes))
+    _replace_atomically(ld, board.linker_script(stack_bytes=stack_bytes))
 
     defs = build_defines(board, model_dir, defines)
-    incs = include_dirs(model_dir)
+    incs = [*include_dirs(model_dir), *extra_includes]
     cflags = [*board.cpu_flags(), opt, *COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items()),
               *(f"-I{i}" for i in incs)]
     srcs, engine_srcs = _sources(model_dir, board, app)
+    srcs = [*srcs, *extra_sources]
 
     def compile_one(src: Path) -> Path:
         tag = hashlib.sha1(str(src).encode()).hexdigest()[:8]
         obj = obj_dir / f"{src.stem}-{tag}.o"
-        _run([gcc, *cflags, "-c", str(src), "-o", str(obj)], f"compiling {src.relative_to(paths.ROOT) if src.is_relative_to(paths.ROOT) else src}")
+        tmp = obj_dir / f".{obj.name}.{os.getpid()}.tmp"  # renamed when complete (see the link below)
+        try:
+            _run([gcc, *cflags, "-c", str(src), "-o", str(tmp)],
+                 f"compiling {src.relative_to(paths.ROOT) if src.is_relative_to(paths.ROOT) else src}")
+            os.replace(tmp, obj)
+        finally:
+            tmp.unlink(missing_ok=True)
         return obj
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         objs = list(pool.map(compile_one, srcs))
 
-    elf = out_dir / "firmware.elf"
+    # Everything is made under a private name and renamed into place, the image last and
+    # its record (build.json) after it: a build killed at any point leaves the previous
+    # image or none, never a 0-byte or half-linked firmware.elf a later run would take.
+    elf, binf, record = out_dir / "firmware.elf", out_dir / "firmware.bin", out_dir / "build.json"
+    record.unlink(missing_ok=True)  # from here the folder holds no complete build until the end
+    tmp_elf = out_dir / f".firmware.elf.{os.getpid()}.tmp"
+    tmp_bin = out_dir / f".firmware.bin.{os.getpid()}.tmp"
     try:
-        _run([gcc, *board.cpu_flags(), opt, *LINK_FLAGS, f"-T{ld}", f"-Wl,-Map={out_dir / 'firmware.map'}", "-o",
-              str(elf), *map(str, objs), "-lm"], f"linking {elf.name} for {board.name}")
-    except ToolkitError as e:
-        raise _does_not_fit(e, board) or e from None
-    binf = out_dir / "firmware.bin"
-    _run([require("arm-none-eabi-objcopy"), "-O", "binary", str(elf), str(binf)], "objcopy")
-
-    engine_objs = {o for s, o in zip(srcs, objs) if s in engine_srcs}
-    size = _size_report(elf, objs, engine_objs, stack_bytes)
+        try:
+            _run([gcc, *board.cpu_flags(), opt, *LINK_FLAGS, f"-T{ld}", f"-Wl,-Map={out_dir / 'firmware.map'}",
+                  "-o", str(tmp_elf), *map(str, objs), "-lm"], f"linking {elf.name} for {board.name}")
+        except ToolkitError as e:
+            raise _does_not_fit(e, board) or e from None
+        _run([require("arm-none-eabi-objcopy"), "-O", "binary", str(tmp_elf), str(tmp_bin)], "objcopy")
+        engine_objs = {o for s, o in zip(srcs, objs) if s in engine_srcs}
+        size = _size_report(tmp_elf, objs, engine_objs, stack_bytes)
+        os.replace(tmp_bin, binf)
+        os.replace(tmp_elf, elf)
+    finally:
+        tmp_elf.unlink(missing_ok=True)
+        tmp_bin.unlink(missing_ok=True)
     result = BuildResult(board=board.name, elf=elf, bin=binf, size=size, defines=defs)
-    (out_dir / "build.json").write_text(json.dumps(result.to_json(), indent=2))
+    _replace_atomically(record, json.dumps(result.to_json(), indent=2))
     return result
 
 

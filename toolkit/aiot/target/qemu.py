@@ -19,6 +19,37 @@ from aiot.errors import ToolkitError
 from aiot.target.toolchain import require
 
 
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: ask the kernel to SIGKILL it when the process that started
+    it dies (PR_SET_PDEATHSIG), so a killed `aiot run` or evaluation never leaves QEMU running,
+    re-parented to init. Exits at once if that parent is already gone."""
+    import ctypes
+    import os
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the process group below still helps Ctrl-C
+        return
+    if os.getppid() != parent:  # the parent died between fork and prctl
+        os._exit(1)
+
+
+def spawn_child(cmd: list[str], **kwargs) -> subprocess.Popen:
+    """``subprocess.Popen(cmd)`` for a helper process that must not outlive this one (QEMU).
+
+    Linux: PR_SET_PDEATHSIG ties it to the thread that starts it, so start it from a thread
+    that lives as long as the child is needed (the main thread, or a pool's worker)."""
+    import os
+    import sys
+
+    if sys.platform.startswith("linux"):
+        parent = os.getpid()
+        kwargs.setdefault("preexec_fn", lambda: _die_with_parent(parent))
+    return subprocess.Popen(cmd, **kwargs)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -68,8 +99,8 @@ class Qemu:
         for _attempt in range(5):
             if self.serial == "tcp":
                 self.port = free_port()
-            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.PIPE)
+            self.proc = spawn_child(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
             if self.serial != "tcp" or self._wait_listening():
                 return self
             # Lost the race for the port (or QEMU failed): read why and retry.

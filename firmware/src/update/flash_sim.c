@@ -1,0 +1,84 @@
+//! Simulated NOR flash for the host build: a RAM image with NOR rules (erase sets 0xFF,
+//! program only clears bits), an operation counter and a power cut at a chosen operation.
+//! The cut leaves that operation half done (the first half of a program, or a sector
+//! whose erase was interrupted, with its second half still holding old bytes) and fails
+//! every later one, as a device whose supply dropped. Tests then "reboot" on the same image.
+#include <string.h>
+
+#include "aiot/update.h"
+
+typedef struct {
+    uint8_t *mem;
+    uint32_t size;
+    uint32_t ops;      //!< erase + program calls so far
+    int32_t cut_at;    //!< operation index that loses power, -1 = never
+    uint8_t dead;      //!< power is off: every operation fails
+    uint32_t erases, programs, program_bytes;
+} aiot_flash_sim_t;
+
+static int sim_op(aiot_flash_sim_t *s) {
+    if (s->dead) return -1;
+    if (s->cut_at >= 0 && (int32_t)s->ops == s->cut_at) {
+        s->ops++;
+        s->dead = 1;
+        return 1;  // this operation is cut half way
+    }
+    s->ops++;
+    return 0;
+}
+
+static int sim_erase(const aiot_flash_t *f, uint32_t addr) {
+    aiot_flash_sim_t *s = (aiot_flash_sim_t *)f->ctx;
+    if (addr % f->sector_size != 0 || addr + f->sector_size > s->size) return -2;
+    int cut = sim_op(s);
+    if (cut < 0) return -1;
+    s->erases++;
+    memset(s->mem + addr, 0xFF, cut ? f->sector_size / 2 : f->sector_size);
+    return cut ? -1 : 0;
+}
+
+static int sim_program(const aiot_flash_t *f, uint32_t addr, const void *data, uint32_t len) {
+    aiot_flash_sim_t *s = (aiot_flash_sim_t *)f->ctx;
+    uint32_t align = f->program_align ? f->program_align : 1u;
+    if (addr % align != 0 || len % align != 0 || addr + len > s->size) return -2;
+    int cut = sim_op(s);
+    if (cut < 0) return -1;
+    s->programs++;
+    uint32_t n = cut ? len / 2 : len;
+    const uint8_t *d = (const uint8_t *)data;
+    for (uint32_t i = 0; i < n; i++) s->mem[addr + i] &= d[i];  // NOR: bits only go 1 -> 0
+    s->program_bytes += n;
+    return cut ? -1 : 0;
+}
+
+static const uint8_t *sim_map(const aiot_flash_t *f, uint32_t addr) {
+    return ((aiot_flash_sim_t *)f->ctx)->mem + addr;
+}
+
+//! Set up f over the caller's memory (size bytes, erased to 0xFF here).
+void aiot_flash_sim_init(aiot_flash_t *f, aiot_flash_sim_t *s, uint8_t *mem, uint32_t size, uint32_t sector_size,
+                         uint32_t program_align) {
+    memset(s, 0, sizeof *s);
+    s->mem = mem;
+    s->size = size;
+    s->cut_at = -1;
+    memset(mem, 0xFF, size);
+    f->sector_size = sector_size;
+    f->program_align = program_align;
+    f->erase = sim_erase;
+    f->program = sim_program;
+    f->map = sim_map;
+    f->ctx = s;
+}
+
+//! Cut power at operation `at` (counted from now); -1 = never. Power comes back on.
+void aiot_flash_sim_cut(aiot_flash_sim_t *s, int32_t at) {
+    s->ops = 0;
+    s->dead = 0;
+    s->cut_at = at;
+}
+
+uint32_t aiot_flash_sim_ops(const aiot_flash_sim_t *s) { return s->ops; }
+uint32_t aiot_flash_sim_size(void) { return (uint32_t)sizeof(aiot_flash_sim_t); }
+uint32_t aiot_update_sizeof(void) { return (uint32_t)sizeof(aiot_update_t); }
+uint32_t aiot_flash_sizeof(void) { return (uint32_t)sizeof(aiot_flash_t); }

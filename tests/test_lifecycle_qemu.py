@@ -1,0 +1,266 @@
+"""Model updates end to end on the emulated mps2-an386: the firmware's UPDATE_* requests,
+the trial after a reboot (golden vectors replayed on the device), refusals the host
+reports, resumed transfers, and power cuts (QEMU killed) with the update region kept in
+a host file as flash would keep it."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("imgtool")
+pytestmark = [pytest.mark.qemu, pytest.mark.slow,  # the module builds its firmware (~15 s)
+              pytest.mark.skipif(not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")),
+                                 reason="needs qemu-system-arm and arm-none-eabi-gcc")]
+
+from aiot.device.hil import open_device  # noqa: E402
+from aiot.lifecycle import package as P  # noqa: E402
+from aiot.lifecycle.client import NO_SLOT, UpdateClient, UpdateRefused, image_digest  # noqa: E402
+from aiot.paths import ROOT  # noqa: E402
+from aiot.target.boards import get_board  # noqa: E402
+
+AE24 = ROOT / "hil_tests" / "fixtures" / "ae24"
+SCHEMA = P.schema_id(["a", "b", "c"], 8)
+TRIAL_RUNS = 3
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    """Release key, a firmware built with it (ae24 model compiled in), and packages."""
+    from aiot.codegen import generate
+    from aiot.lifecycle.firmware import build_update_firmware
+    from aiot.model.reference import TflmReference
+
+    d = tmp_path_factory.mktemp("upd")
+    key = P.generate_key(d / "release.pem")
+    tfl = (AE24 / "model.tflite").read_bytes()
+    generate(AE24 / "model.tflite", d / "model-c", name="ae24")
+    board = get_board("mps2-an386")
+    flash = d / "flash.bin"
+    fw = build_update_firmware(board, d / "fw", d / "model-c", public_key=P.public_key(key), trial_runs=TRIAL_RUNS,
+                               flash_file=flash)
+    x = np.load(AE24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
+    y = TflmReference(tfl).run(x)  # the golden reference, never the code under test
+
+    def release(version, golden_y=y, key_file=key, **kw):
+        args = dict(tflite=tfl, golden=list(zip(x, golden_y)), schema=SCHEMA, model_version=int(version.split(".")[1]))
+        args.update(kw)
+        return P.sign(P.build_container({"name": "ae24"}, **args), key_file, version=version, out=d / f"{version}.bin")
+
+    return {"dir": d, "board": board, "elf": fw.elf, "flash": flash, "release": release, "x": x, "key": key}
+
+
+@pytest.fixture
+def erased(kit):
+    kit["flash"].unlink(missing_ok=True)  # a device fresh from the factory: built-in model only
+    return kit
+
+
+def _session(kit):
+    return open_device(board=kit["board"], elf=kit["elf"])
+
+
+def _confirm(dev, up, x):
+    """Reboot into the trial and run the model until the trial is confirmed."""
+    up.reboot()
+    st = up.status()
+    assert st.trial and st.trial_boots == 1 and st.self_test == 0, st
+    for _ in range(TRIAL_RUNS):
+        dev.infer(x[0])
+    return up.status()
+
+
+def test_update_runs_a_trial_and_confirms(erased):
+    kit = erased
+    image = kit["release"]("1.1.0")
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        assert up.status().running == NO_SLOT
+        st = up.send(image)
+        assert st.trial and st.trial_boots == 0  # verified; waits for the next boot
+        st = _confirm(dev, up, kit["x"])
+        assert not st.trial and st.running == 0 and st.running_digest() == image_digest(image)[:8]
+    with _session(kit) as dev:  # power cycle: the confirmed release stays
+        st = UpdateClient(dev).status()
+        assert st.running == 0 and not st.trial and st.last_reason == 0
+
+
+def test_golden_mismatch_reverts_by_itself(erased):
+    kit = erased
+    wrong = kit["release"]("1.2.0", golden_y=np.zeros((4, 24), np.int8) + 5)  # not what the model computes
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        up.send(wrong)
+        up.reboot()
+        st = up.status()
+        assert st.running == NO_SLOT and not st.trial
+        assert st.self_test == 17 and st.last_reason == 17 and st.reverted_slot == 0  # GOLDEN_MISMATCH
+
+
+@pytest.mark.parametrize("case", ["other key", "bit flip", "truncated", "other ABI", "other schema"])
+def test_refused_packages_are_reported_and_change_nothing(erased, case):
+    kit = erased
+    good = kit["release"]("1.1.0")
+    if case == "other key":
+        image = kit["release"]("1.3.0", key_file=P.generate_key(kit["dir"] / f"other-{id(case)}.pem"))
+        want = "WRONG_KEY"
+    elif case == "bit flip":
+        image = bytearray(good)
+        image[P.IMAGE_HEADER_SIZE + 200] ^= 1
+        image, want = bytes(image), "BAD_HASH"
+    elif case == "truncated":
+        image, want = good[:-40], "TRUNCATED"
+    elif case == "other ABI":
+        image, want = kit["release"]("1.4.0", abi=P.MODEL_ABI + 1), "WRONG_ABI"
+    else:
+        image, want = kit["release"]("1.5.0", schema=P.schema_id(["a", "b"], 12)), "WRONG_SCHEMA"
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        if case == "other schema":  # the installation's schema comes from the release it runs
+            up.send(good)
+            _confirm(dev, up, kit["x"])
+        before = up.status()
+        with pytest.raises(UpdateRefused) as e:
+            up.send(image)
+        assert e.value.name == want and want in str(e.value) and e.value.hint
+        after = up.status()
+        assert after.running == before.running and not after.trial
+
+
+def test_transfer_resumes_from_the_device_offset(erased):
+    kit = erased
+    image = kit["release"]("1.1.0")
+
+    class LinkDropped(Exception):
+        pass
+
+    def drop_at_half(done, total):
+        if done >= total // 2:
+            raise LinkDropped
+
+    with _session(kit) as dev:
+        with pytest.raises(LinkDropped):
+            UpdateClient(dev).send(image, progress=drop_at_half)
+        again = UpdateClient(dev)  # a new host session: knows nothing of the first
+        st = again.send(image)
+        assert again.resumed_from is not None and again.resumed_from >= len(image) // 2
+        assert st.trial and st.slot_bytes[0] == len(image)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cut", ["mid-transfer", "after finish", "during trial", "after confirm"])
+def test_power_cut_leaves_old_or_new(erased, cut):
+    """QEMU killed at a point of the update (old = 1.1.0 confirmed, new = 1.6.0)."""
+    kit = erased
+    old, new = kit["release"]("1.1.0"), kit["release"]("1.6.0")
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        up.send(old)
+        _confirm(dev, up, kit["x"])
+
+        def kill_half(done, total):
+            if done >= total // 2:
+                dev.transport.qemu.proc.kill()
+                raise ConnectionError("power cut")
+
+        if cut == "mid-transfer":
+            with pytest.raises(Exception):
+                up.send(new, progress=kill_half)
+        else:
+            up.send(new)
+            if cut != "after finish":
+                up.reboot()
+                assert up.status().trial_boots == 1  # the trial boot happened before the cut
+                if cut == "after confirm":
+                    for _ in range(TRIAL_RUNS):
+                        dev.infer(kit["x"][0])
+            dev.transport.qemu.proc.kill()
+    digests = {image_digest(old)[:8]: "old", image_digest(new)[:8]: "new"}
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        st = up.status()
+        if st.trial:  # the cut came before the trial's first boot: it runs now
+            assert st.trial_boots == 1
+            for _ in range(TRIAL_RUNS):
+                dev.infer(kit["x"][0])
+            st = up.status()
+        got = digests.get(st.running_digest())
+        want = {"mid-transfer": "old", "after finish": "new", "during trial": "old", "after confirm": "new"}[cut]
+        assert got == want, st
+        if cut == "during trial":
+            assert st.last_reason == 18  # TRIAL_RESET: the reset is why it reverted
+        assert dev.infer(kit["x"][0]).output.shape == (24,)
+
+
+def test_release_monitor_configuration_takes_effect(erased):
+    """A release carries the installation's monitor settings: after the update they are
+    the device's configuration; settings the monitor refuses fail the trial."""
+    from aiot import monitor as M
+
+    kit = erased
+    capacity = 8  # the firmware's AIOT_MONITOR_MAX_CHANNELS (monitor.h default): CONFIG_SET's layout
+    cfg = M.default_config(3, 8, 1000, alert_margin=2.5)
+    image = kit["release"]("1.7.0", monitor_config=M.pack_config(cfg, capacity))
+    bad = M.default_config(3, 8, 1000)
+    bad.window = 9  # 3 x 9 != the model's 24 inputs: the device refuses it
+    refused = kit["release"]("1.8.0", monitor_config=M.pack_config(bad, capacity))
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        up.send(image)
+        _confirm(dev, up, kit["x"])
+        got = dev.config
+        assert got is not None and bytes(got) == bytes(cfg)
+        up.send(refused)
+        up.reboot()
+        st = up.status()
+        assert not st.trial and st.running == 0 and st.last_reason == 19  # SELF_TEST: reverted to 1.7.0
+        assert bytes(dev.config) == bytes(cfg)
+
+
+def _other_network(tfl: bytes) -> bytes:
+    """ae24 with different weights: the first dense layer's int8 weights negated in the file
+    (a valid .tflite computing something else)."""
+    from aiot.model import tflite
+
+    g = tflite.load(tfl)
+    w = g.tensors[g.operators[0].inputs[1]].data.astype(np.int8).tobytes()
+    at = tfl.find(w)
+    assert at > 0 and tfl.find(w, at + 1) < 0
+    neg = (-np.frombuffer(w, np.int8).astype(np.int16)).clip(-127, 127).astype(np.int8).tobytes()
+    return tfl[:at] + neg + tfl[at + len(w):]
+
+
+def test_package_runs_its_own_network_from_data(erased):
+    """A package carrying its model as data (PLAN): the trial replays the golden vectors on
+    the package's own network, walked from flash, bit for bit; a different network than
+    the compiled-in one passes there (and would fail on the compiled-in model)."""
+    from aiot.lifecycle.plan import build_plan
+    from aiot.model.reference import TflmReference
+
+    kit = erased
+    tfl = (AE24 / "model.tflite").read_bytes()
+    other = _other_network(tfl)
+    x = kit["x"]
+    y_other = TflmReference(other).run(x).reshape(len(x), -1)
+    assert not np.array_equal(y_other, TflmReference(tfl).run(x).reshape(len(x), -1))
+    same = kit["release"]("1.9.0", plan=build_plan(tfl))
+    changed = kit["release"]("1.10.0", tflite=other, golden_y=y_other, plan=build_plan(other))
+    changed_no_plan = kit["release"]("1.11.0", tflite=other, golden_y=y_other)
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        up.send(same)
+        st = _confirm(dev, up, x)
+        assert st.golden_path == 2 and st.running == 0 and not st.trial
+        up.send(changed)
+        up.reboot()
+        st = up.status()
+        assert st.trial and st.self_test == 0 and st.golden_path == 2  # its own network reproduced them
+        for _ in range(TRIAL_RUNS):
+            dev.infer(x[0])
+        assert up.status().running == 1
+        up.send(changed_no_plan)  # the same network without its plan: only the compiled-in model can run it
+        up.reboot()
+        st = up.status()
+        assert st.running == 1 and st.last_reason == 17 and st.golden_path == 1

@@ -1,0 +1,59 @@
+"""`aiot build --signed`: firmware linked into the board's MCUboot primary slot (after the
+image header) and signed with imgtool; `imgtool verify` accepts it and rejects a tampered
+copy. `--update-key` builds the model-update service in and records the model ABI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("imgtool")
+pytestmark = [pytest.mark.slow,  # each test builds a firmware (~10 s)
+              pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None, reason="arm-none-eabi-gcc not installed")]
+
+from aiot.cli import main  # noqa: E402
+from aiot.lifecycle import package as P  # noqa: E402
+from aiot.target.boards import get_board  # noqa: E402
+
+
+@pytest.mark.parametrize("board", ["nucleo-f446re", "mps2-an386"])
+def test_signed_image_is_linked_in_the_slot_and_verifies(board, tmp_path):
+    key = P.generate_key(tmp_path / "boot.pem")
+    out = tmp_path / "fw"
+    r = CliRunner().invoke(main, ["build", "--board", board, "--out", str(out), "--signed", str(key),
+                                  "--version", "1.2.3"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    lay = get_board(board).extra["mcuboot"]
+    nm = subprocess.run(["arm-none-eabi-nm", str(out / "firmware.elf")], capture_output=True, text=True, check=True).stdout
+    vectors = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" aiot_vectors"))
+    assert vectors == lay["slot0"] + lay["header_size"]  # where MCUboot jumps
+    signed = out / "firmware.signed.bin"
+    ok, text = P.imgtool_verify(signed, key)
+    assert ok and "1.2.3" in text, text
+    assert signed.read_bytes()[lay["header_size"]:].startswith((out / "firmware.bin").read_bytes())
+    tampered = tmp_path / "tampered.bin"
+    data = bytearray(signed.read_bytes())
+    data[lay["header_size"] + 64] ^= 1
+    tampered.write_bytes(bytes(data))
+    assert not P.imgtool_verify(tampered, key)[0]
+    other = P.generate_key(tmp_path / "other.pem")
+    assert not P.imgtool_verify(signed, other)[0]
+
+
+def test_update_build_records_the_model_abi(tmp_path):
+    key = P.generate_key(tmp_path / "release.pem")
+    out = tmp_path / "fw"
+    r = CliRunner().invoke(main, ["build", "--board", "nrf52840-dk", "--out", str(out), "--update-key", str(key)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "build.json").read_text())["model_abi"] == P.MODEL_ABI
+
+
+def test_board_without_layout_is_refused_with_a_hint(tmp_path):
+    key = P.generate_key(tmp_path / "k.pem")
+    r = CliRunner().invoke(main, ["build", "--board", "microbit", "--out", str(tmp_path / "fw"), "--signed", str(key)])
+    assert r.exit_code == 2 and "no [mcuboot] table" in r.output and "hint" in r.output

@@ -1,0 +1,384 @@
+"""Issue 19: the monitor on real machines. Hand-made streams through the host build of the
+device C (the "baseline model" reconstructs every feature as 0, so a channel's deviation is
+its mean normalized value and each expected answer follows from the input by hand):
+adaptation never silences a growing fault, an alert ends only when the machine is back,
+commissioning survives garbage, nothing is ever NaN, settings that switch the monitor off
+are refused, 64 channels work, and every setting is declared once."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+
+import numpy as np
+import pytest
+
+from aiot import monitor as mon
+from aiot.errors import ToolkitError
+from aiot.paths import FIRMWARE, ROOT
+
+PERIOD = 1000
+W = 8
+COMMISSION, CALIBRATION = 160, 32
+
+
+def zero_model(window: np.ndarray) -> np.ndarray:
+    return np.zeros_like(window)
+
+
+def config(channels: int = 2, **knobs) -> mon.Config:
+    base = dict(commission_samples=COMMISSION, calibration_windows=CALIBRATION, max_drift_rate=5.0)
+    base.update(knobs)
+    return mon.default_config(channels, W, PERIOD, **base)
+
+
+def noise(n: int, channels: int, seed: int = 1) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(0.0, 1.0, (n, channels)).astype(np.float32)
+    x[:, 0] += 50.0
+    return x
+
+
+def learned(n_windows: int) -> int:
+    return COMMISSION + CALIBRATION * W + n_windows * W
+
+
+def run(cfg, x, scorer=zero_model):
+    m = mon.Monitor(cfg, scorer)
+    out = m.run(np.arange(len(x)) * PERIOD, x)
+    return m, out, m.events()
+
+
+def armed(out):
+    return out[(out["flags"] & mon.OUT_LEARNING) == 0]
+
+
+def states(out):
+    return [mon.STATES[s] for s in out["state"]]
+
+
+def of_type(events, *types):
+    return [e for e in events if e.type in types]
+
+
+# ----------------------------------------------------------------- 1. bounded adaptation
+def test_a_ramp_that_outgrows_the_calibration_tolerance_raises_a_calibration_alert_then_an_alert():
+    """A fault that develops slowly enough to look like drift: 5 noise units over 200
+    windows, under max_baseline_shift (6), so the old monitor absorbed all of it. With a
+    tolerance of 2 raw units the compensation stops there, the sensor is named, and the
+    channel is scored against its commissioned baseline again: the fault alerts."""
+    a, n = learned(10), learned(320)
+    x = noise(n, 2)
+    x[a:, 0] += np.minimum(np.arange(n - a) / (200.0 * W), 1.0).astype(np.float32) * 5.0
+    m, out, ev = run(config(calibration_tolerance=[2.0, 2.0], max_drift_rate=50.0), x)  # tracked closely
+    cal = of_type(ev, "CALIBRATION_ALERT")
+    assert len(cal) == 1 and cal[0].channel == 0
+    assert 2.0 < cal[0].value < 2.5  # the offset absorbed when it passed the tolerance (raw units)
+    info = m.channel(0)
+    assert info.baseline == info.baseline0  # scored against the commissioned baseline again
+    assert m.commissioning()[0]["calibration_alert"] and not m.commissioning()[1]["calibration_alert"]
+    raised = of_type(ev, "ALERT_RAISED")
+    assert raised and raised[0].timestamp_ms >= cal[0].timestamp_ms and raised[0].channel == 0
+    assert states(armed(out))[-1] == "ANOMALY"  # and it stays raised: the fault is still there
+
+
+def test_a_live_tolerance_update_applies_at_once():
+    a, n = learned(10), learned(320)
+    x = noise(n, 2)
+    x[a:, 0] += np.minimum(np.arange(n - a) / (200.0 * W), 1.0).astype(np.float32) * 5.0
+    m = mon.Monitor(config(max_drift_rate=50.0, calibration_tolerance=[100.0, 100.0]), zero_model)
+    m.run(np.arange(a) * PERIOD, x[:a])
+    m.update_config(calibration_tolerance=[2.0, 2.0])
+    m.run(np.arange(a, n) * PERIOD, x[a:])
+    cal = of_type(m.events(), "CALIBRATION_ALERT")
+    assert len(cal) == 1 and cal[0].channel == 0 and 2.0 < cal[0].value < 2.5
+
+
+def test_the_default_calibration_tolerance_is_the_commissioned_span():
+    a, n = learned(10), learned(420)
+    x = noise(n, 2)
+    span = float(x[:COMMISSION, 0].max() - x[:COMMISSION, 0].min())
+    x[a:, 0] += np.minimum(np.arange(n - a) / (300.0 * W), 1.0).astype(np.float32) * 1.5 * span
+    _, _, ev = run(config(max_baseline_shift=100.0, max_drift_rate=50.0), x)
+    cal = of_type(ev, "CALIBRATION_ALERT")
+    assert len(cal) == 1 and cal[0].channel == 0
+    max_step = 50.0 * W * PERIOD / 3.6e6  # max_drift_rate x one window, noise units ~ raw units here
+    assert span < abs(cal[0].value) <= span + max_step + 0.1
+
+
+def test_a_channel_in_drift_longer_than_drift_alarm_hours_is_reported():
+    """DRIFT is a silent state: past drift_alarm_hours the device says which sensor."""
+    a, n = learned(10), learned(200)
+    x = noise(n, 2)
+    x[a:, 0] += (np.arange(n - a) / (40.0 * W)).astype(np.float32) * 0.5  # slow, steady creep
+    hours = 40 * W * PERIOD / 3.6e6  # 40 windows
+    _, out, ev = run(config(drift_alarm_hours=hours, calibration_tolerance=[100.0, 100.0]), x)
+    drift = of_type(ev, "DRIFT_DETECTED")
+    persistent = of_type(ev, "DRIFT_PERSISTENT")
+    assert drift and persistent and persistent[0].channel == 0
+    assert persistent[0].value >= hours * 0.999
+    assert persistent[0].timestamp_ms - drift[0].timestamp_ms >= 39 * W * PERIOD
+
+
+# ----------------------------------------------------------------- 2. an alert ends when the machine is back
+def _spike_then_rising(recover_ratio: float):
+    """A 30-sigma burst on channel 0 for 6 windows, then a fault that starts at 4 sigma and
+    keeps rising to 16 sigma: well under half the burst's score for a long time."""
+    a, n = learned(10), learned(220)
+    x = noise(n, 2)
+    b = a + 6 * W
+    x[a:b, 0] += 30.0
+    x[b:, 0] += (4.0 + 12.0 * np.arange(n - b) / (n - b)).astype(np.float32)
+    return run(config(recover_ratio=recover_ratio), x)
+
+
+@pytest.mark.parametrize("recover_ratio", [0.0, 0.5])
+def test_a_rising_score_never_clears_and_escalates(recover_ratio):
+    _, out, ev = _spike_then_rising(recover_ratio)
+    s = states(armed(out))
+    first = s.index("ANOMALY")
+    assert set(s[first:]) == {"ANOMALY"}, "the alert ended while the sensor kept moving away"
+    assert not of_type(ev, "RECOVERING", "ALERT_CLEARED")
+
+
+def test_a_fault_that_keeps_growing_escalates_its_severity():
+    """Raised near the threshold; the sensor keeps moving away from its band: each doubling
+    of its distance out of band (or of the score) is one severity up, to critical."""
+    a, n = learned(10), learned(140)
+    x = noise(n, 2)
+    x[a:, 0] += (np.arange(n - a) / (100.0 * W)).astype(np.float32) * 15.0
+    _, out, ev = run(config(clip=50.0), x)
+    raised = of_type(ev, "ALERT_RAISED")
+    up = of_type(ev, "SEVERITY_CHANGED")
+    assert len(raised) == 1 and raised[0].severity == 1
+    assert len(up) == 2 and [e.severity for e in up] == [2, 3] and all(e.channel == 0 for e in up)
+    assert raised[0].timestamp_ms < up[0].timestamp_ms < up[1].timestamp_ms
+    assert not of_type(ev, "RECOVERING", "ALERT_CLEARED") and armed(out)["severity"][-1] == 3
+
+
+def test_an_alert_does_not_clear_while_an_implicated_sensor_is_outside_its_band():
+    """The score falls under the clear level (clear_margin raised), yet the sensor that
+    raised the alert sits 5 noise units off: the machine is not back."""
+    a, n = learned(10), learned(120)
+    x = noise(n, 2)
+    x[a : a + 8 * W, 0] += 12.0
+    x[a + 8 * W :, 0] += 5.0
+    _, out, ev = run(config(alert_margin=3.0, clear_margin=3.0, recover_ratio=0.3), x)
+    assert of_type(ev, "ALERT_RAISED") and not of_type(ev, "ALERT_CLEARED", "RECOVERING")
+    s = states(armed(out))
+    assert set(s[s.index("ANOMALY"):]) == {"ANOMALY"}
+
+
+# ----------------------------------------------------------------- 3. robust commissioning
+@pytest.mark.parametrize("garbage", [1e20, 1000.0, -1e30])
+def test_a_garbage_commissioning_sample_is_rejected_reported_and_the_channel_still_alerts(garbage):
+    a, n = learned(20), learned(60)
+    x = noise(n, 2)
+    x[50, 1] = garbage
+    x[a:, 1] += 8.0  # a real step, 8 noise units
+    m, out, ev = run(config(), x)
+    rej = of_type(ev, "COMMISSION_REJECTED")
+    assert [(e.channel, e.value) for e in rej] == [(1, 1.0)]
+    report = m.commissioning()
+    assert report[1]["rejected_samples"] == 1 and report[0]["rejected_samples"] == 0
+    # one sample short after 20 windows: commissioning ends with the 21st (167 accepted)
+    clean = np.delete(x[: COMMISSION + W, 1], 50)
+    assert m.channel(1).noise == pytest.approx(clean.std(ddof=1), rel=1e-3)
+    assert m.channel(1).baseline0 == pytest.approx(clean.mean(), abs=1e-3)
+    raised = of_type(ev, "ALERT_RAISED")
+    assert raised and raised[0].channel == 1 and raised[0].timestamp_ms >= a * PERIOD
+    assert not of_type(ev, "DRIFT_DETECTED")  # the step is a fault, not drift
+
+
+def test_a_sample_and_hold_sensor_keeps_its_level_changes_and_a_spike_at_a_window_edge_is_rejected():
+    """An analyzer holds each reading for 5 samples: a change inside a window is confirmed by
+    the next sample (kept); a spike on the last sample of a window waits for the next
+    window's first sample, which does not confirm it (rejected)."""
+    x = noise(learned(5), 3)
+    held = np.repeat(np.random.default_rng(7).normal(0.02, 0.005, len(x) // 5 + 1), 5)[: len(x)]
+    x[:, 2] = held.astype(np.float32)
+    x[8 * 3 + 7, 1] = 500.0  # last sample of the 4th window
+    m, _, ev = run(config(3), x)
+    report = m.commissioning()
+    assert report[2]["rejected_samples"] == 0
+    assert report[1]["rejected_samples"] == 1
+    assert [(e.channel, e.value) for e in of_type(ev, "COMMISSION_REJECTED")] == [(1, 1.0)]
+
+
+def test_non_finite_commissioning_values_are_counted_as_rejected():
+    x = noise(learned(5), 2)
+    x[[10, 20, 30], 0] = np.inf
+    m, _, ev = run(config(), x)
+    assert m.commissioning()[0]["rejected_samples"] == 3
+    assert [(e.channel, e.value) for e in of_type(ev, "COMMISSION_REJECTED")] == [(0, 3.0)]
+
+
+def test_a_stuck_sensor_is_reported_and_not_blind():
+    a, n = learned(10), learned(40)
+    x = noise(n, 2)
+    x[:, 1] = 7.25
+    x[a:, 1] += 0.5  # the stuck sensor moves
+    m, out, ev = run(config(), x)
+    stuck = of_type(ev, "CHANNEL_STUCK")
+    assert [(e.channel, e.value) for e in stuck] == [(1, 7.25)] and m.commissioning()[1]["stuck"]
+    raised = of_type(ev, "ALERT_RAISED")
+    assert raised and raised[0].channel == 1
+
+
+def test_a_switching_sensor_is_not_mistaken_for_spikes():
+    """More than a quarter of a window away from its median is the signal's own shape."""
+    x = noise(learned(5), 2)
+    x[:, 1] = np.where(np.arange(len(x)) % 2 == 0, 0.0, 10.0)
+    m, _, ev = run(config(), x)
+    assert m.commissioning()[1]["rejected_samples"] == 0 and not of_type(ev, "COMMISSION_REJECTED")
+    assert m.channel(1).noise == pytest.approx(5.0, rel=0.02)
+
+
+# ----------------------------------------------------------------- never NaN, never NORMAL on garbage
+def test_level_windows_never_report_a_huge_or_non_finite_level_as_normal():
+    """Samples near FLT_MAX: their window sum overflowed float to inf, the mean was taken
+    as "no data" and the level score of the channel as 0: NORMAL."""
+    a, n = learned(10), learned(30)
+    x = noise(n, 2)
+    x[a : a + 6 * W, 0] = 3.0e38
+    _, out, _ = run(config(level_windows=2), x)
+    arm = armed(out)
+    hit = (arm["t_end_ms"] >= a * PERIOD) & (arm["t_start_ms"] < (a + 6 * W) * PERIOD)
+    assert hit.sum() >= 5
+    assert "NORMAL" not in states(arm[hit]) and "DRIFT" not in states(arm[hit])
+    assert np.all(np.isfinite(out["score"])) and np.all(np.isfinite(out["confidence"]))
+    assert np.all(np.isfinite(out["p_value"]))
+
+
+# ----------------------------------------------------------------- settings that switch the monitor off
+@pytest.mark.parametrize("knob, value", [
+    ("alert_margin", float("inf")), ("clear_margin", float("inf")), ("clip", float("inf")),
+    ("cusum_threshold", float("inf")), ("severity_critical", float("inf")), ("max_baseline_shift", float("inf")),
+    ("drift_alarm_hours", float("inf")), ("noise_floor", float("inf")), ("calibration_tolerance", float("inf")),
+])
+def test_a_setting_that_would_switch_the_monitor_off_is_refused_by_host_and_device(knob, value):
+    with pytest.raises(ToolkitError, match=knob):
+        mon.default_config(2, W, PERIOD, **{knob: value})
+    cfg = mon.default_config(2, W, PERIOD)
+    field = getattr(cfg, knob)
+    if isinstance(field, ctypes.Array):
+        field[0] = value
+    else:
+        setattr(cfg, knob, value)
+    assert mon.library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0
+    assert knob in mon.config_problem(cfg)
+
+
+@pytest.mark.parametrize("period", [2**31, 86_400_001, 0xFFFFFFFF])
+def test_a_sample_period_the_clock_cannot_hold_is_refused(period):
+    with pytest.raises(ToolkitError, match="sample period"):
+        mon.default_config(2, W, period)
+    cfg = mon.default_config(2, W, PERIOD)
+    cfg.sample_period_ms = period
+    assert "sample_period_ms" in mon.config_problem(cfg)
+    cfg.sample_period_ms, cfg.window = 86_400_000, 32  # each fine, together a 32-day window
+    assert "sample_period_ms" in mon.config_problem(cfg)
+
+
+# ----------------------------------------------------------------- 4. 64 channels
+def test_sixty_four_channels_commission_stream_and_name_the_sensor():
+    a, n = learned(10), learned(40)
+    x = np.random.default_rng(3).normal(0.0, 1.0, (n, 64)).astype(np.float32) + np.arange(64, dtype=np.float32)
+    x[a:, 48:56] += 10.0  # a fault on a group of sensors, worst on 52 (the score is the
+    x[a:, 52] += 10.0     # channels' mean error: one sensor alone is diluted 64 times)
+    x[100:140, 9] = np.nan  # a sensor missing for 5 windows: its commissioning ends 40 samples later
+    m, out, ev = run(config(64, clip=30.0), x)
+    assert m.stats()["phase"] == "ARMED"
+    raised = of_type(ev, "ALERT_RAISED")
+    assert raised and raised[0].channel == 52
+    alerted = armed(out)[armed(out)["state"] == mon.ANOMALY]
+    assert np.all(alerted["top_channels"][:, 0] == 52)
+    assert m.channel(63).baseline0 == pytest.approx(63.0, abs=0.3)
+
+
+def test_a_config_packs_for_a_firmware_built_for_fewer_channels():
+    cfg = mon.default_config(3, W, PERIOD, noise_floor=[0.1, 0.2, 0.3])
+    small = mon.pack_config(cfg, 8)
+    assert len(small) == ctypes.sizeof(mon.config_type(8))
+    assert mon.config_capacity(len(small)) == 8
+    assert bytes(mon.unpack_config(small)) == bytes(cfg)
+    with pytest.raises(ToolkitError, match="built for at most 2"):
+        mon.pack_config(cfg, 2)
+
+
+# ----------------------------------------------------------------- 5. settings declared once
+def test_the_python_config_is_the_c_settings_table():
+    """Field order, types and size of the Python struct are the C struct's; every default
+    Python reports is what aiot_monitor_default_config writes."""
+    lib = mon.library()
+    assert ctypes.sizeof(mon.Config) == lib.aiot_monitor_config_sizeof()
+    c_defaults = mon.Config()
+    lib.aiot_monitor_default_config(ctypes.byref(c_defaults), 3, W, PERIOD)
+    for s in mon.settings():
+        v = getattr(c_defaults, s.name)
+        if s.name in ("num_channels", "window", "sample_period_ms"):
+            continue
+        if s.per_channel:
+            assert list(v[:3]) == pytest.approx([s.default] * 3) and not any(v[3:]), s.name
+        else:
+            assert v == pytest.approx(s.default), s.name
+
+
+def test_the_settings_table_is_the_only_declaration_in_the_header():
+    """No field of aiot_monitor_config_t is written by hand next to the table, and every
+    setting has a meaning and is described in docs/monitor.md."""
+    header = (FIRMWARE / "include" / "aiot" / "monitor.h").read_text()
+    struct = re.search(r"typedef struct \{(.*?)\} aiot_monitor_config_t;", header, re.S).group(1)
+    assert re.sub(r"//.*", "", struct).split() == ["AIOT_MONITOR_SETTINGS(AIOT_MONITOR_FIELD_)",
+                                                   "AIOT_MONITOR_CHANNEL_SETTINGS(AIOT_MONITOR_CHANNEL_FIELD_)"]
+    docs = (ROOT / "docs" / "monitor.md").read_text()
+    for s in mon.settings():
+        if s.name == "reserved":
+            continue
+        assert len(s.meaning) > 10, s.name
+        assert f"`{s.name}`" in docs, f"{s.name} is not described in docs/monitor.md"
+
+
+def test_every_knob_range_is_the_c_check_at_its_bounds():
+    """KNOB_RANGES comes from the table; the C applies the same bounds (probed at each)."""
+    for s in mon.settings():
+        if s.name in ("reserved", "num_channels", "window", "sample_period_ms"):
+            continue
+        lo, hi, lo_open, hi_open = mon.KNOB_RANGES[s.name]
+        assert lo == s.low and lo_open == (s.bounds == mon.RANGE_LO_OPEN)
+        for value, ok in ((lo, not lo_open), (hi, not hi_open)):
+            if value is None:
+                continue
+            cfg = mon.default_config(2, W, PERIOD, level_windows=0)
+            if s.per_channel:
+                getattr(cfg, s.name)[0] = value
+            else:
+                setattr(cfg, s.name, value)
+            for small, large in mon.KNOB_ORDER_RULES:  # keep the partner out of the way
+                if s.name == small:
+                    setattr(cfg, large, max(getattr(cfg, large), value))
+                if s.name == large:
+                    setattr(cfg, small, min(getattr(cfg, small), value))
+            assert (mon.config_problem(cfg) is None) == ok, (s.name, value, mon.config_problem(cfg))
+
+
+def test_the_commissioning_report_reaches_the_evaluation_report_from_host_and_board():
+    """MonitorDevice.commission()'s dict goes into report.json: per channel, the samples
+    rejected and the health flags, from the host build or from a board's STATS records."""
+    from aiot.evaluate.monitor_device import MonitorDevice
+
+    x = noise(learned(2), 2)
+    x[50, 1] = 1e20
+    host = mon.SimulatedDevice(config(), zero_model)
+    host.push(np.arange(len(x)) * PERIOD, x)
+    d = MonitorDevice.__new__(MonitorDevice)
+    d.dev = host
+    from_host = d._commissioning()
+    assert [c["rejected_samples"] for c in from_host] == [0, 1]
+
+    class Board:  # what hil.Device.stats() answers: ChannelInfo fields by name
+        def stats(self):
+            return {"channels": [{k: getattr(host.monitor.channel(c), k) for k, _ in mon.ChannelInfo._fields_}
+                                 for c in range(2)]}
+
+    d.dev = Board()
+    assert d._commissioning() == from_host

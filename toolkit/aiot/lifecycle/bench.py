@@ -1,0 +1,61 @@
+"""Benchmark of the model as data on the emulated board: instructions per inference of
+the package's plan walked by firmware/src/update/plan.c against the compiled-in model, on
+the same golden vectors, measured by the device during a trial (QEMU -icount shift=0:
+one instruction per ns, so instructions = ticks x 1e9 / tick_hz).
+
+    python -m aiot.lifecycle.bench [MODEL.tflite VECTORS.npz]     # default: the HIL ae24 model
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def plan_vs_compiled(tflite: Path, vectors: Path, board_name: str = "mps2-an386", n: int = 16) -> dict:
+    from aiot.codegen import generate
+    from aiot.device.hil import open_device
+    from aiot.lifecycle import package as P
+    from aiot.lifecycle.client import UpdateClient
+    from aiot.lifecycle.firmware import build_update_firmware
+    from aiot.lifecycle.plan import build_plan
+    from aiot.model.reference import TflmReference
+    from aiot.target.boards import get_board
+
+    tfl = Path(tflite).read_bytes()
+    x = np.load(vectors)["x_int8"]
+    x = x.reshape(len(x), -1)[:n]
+    y = TflmReference(tfl).run(x).reshape(len(x), -1)
+    board = get_board(board_name)
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        key = P.generate_key(d / "k.pem")
+        generate(tfl, d / "c", name="bench")
+        fw = build_update_firmware(board, d / "fw", d / "c", public_key=P.public_key(key), flash_file=d / "flash.bin")
+        img = P.sign(P.build_container({}, tflite=tfl, golden=list(zip(x, y)), plan=build_plan(tfl), schema=1,
+                                       model_version=1), key, version="1.0.0", out=d / "rel.bin")
+        with open_device(board=board, elf=fw.elf) as dev:
+            up = UpdateClient(dev)
+            up.send(img)
+            up.reboot()
+            st = up.status()
+            hz = dev.info().tick_hz
+    if st.golden_path != 2 or not st.timed_runs or not st.compiled_ticks:
+        raise RuntimeError(f"the trial did not time both paths: {st}")
+    per = lambda t: t / st.timed_runs * 1e9 / hz  # noqa: E731
+    return {"inferences": st.timed_runs, "plan_instructions": per(st.plan_ticks),
+            "compiled_instructions": per(st.compiled_ticks), "ratio": st.plan_ticks / st.compiled_ticks,
+            "plan_bytes": len(build_plan(tfl))}
+
+
+if __name__ == "__main__":
+    from aiot.paths import ROOT
+
+    args = sys.argv[1:] or [str(ROOT / "hil_tests/fixtures/ae24/model.tflite"), str(ROOT / "hil_tests/fixtures/ae24/vectors.npz")]
+    r = plan_vs_compiled(Path(args[0]), Path(args[1]))
+    print(f"{args[0]}: plan {r['plan_instructions']:.0f} vs compiled {r['compiled_instructions']:.0f} instructions per "
+          f"inference over {r['inferences']} inferences (x{r['ratio']:.4f}, {100 * (r['ratio'] - 1):+.2f} %); "
+          f"plan {r['plan_bytes']:,} bytes")

@@ -1,0 +1,152 @@
+"""Local release registry: one folder (no server) holding every signed release, its
+lineage (data hash, settings, parent release), the model ABI it needs, its evaluation
+report, the gate's verdict, and which device runs which release.
+
+    reg = Registry(Path("build/registry"))
+    rel = reg.add(signed_image, meta={...}, parent="pump-ae-1.2.0", report=..., gate=...)
+    reg.promote(rel.id, device="pump-room-3", firmware_abi=1)
+    reg.rollback("pump-room-3")
+
+The index is registry.json, rewritten atomically (write to a temporary file, rename)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiot.errors import ToolkitError
+from aiot.lifecycle import package as P
+from aiot.lifecycle.client import image_digest
+
+
+@dataclass
+class Release:
+    id: str
+    entry: dict
+
+
+class Registry:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.index = self.root / "registry.json"
+
+    def _load(self) -> dict:
+        if not self.index.is_file():
+            return {"releases": {}, "devices": {}}
+        try:
+            return json.loads(self.index.read_text())
+        except json.JSONDecodeError as e:
+            raise ToolkitError(f"{self.index} is not valid JSON ({e})",
+                               hint="restore it from a backup; the release files next to it are intact") from e
+
+    def _save(self, doc: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.index.with_name(f".registry.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.index)
+
+    def add(self, image: bytes, *, name: str, version: str, parent: str | None = None, report: dict | None = None,
+            gate: dict | None = None) -> Release:
+        body = image[P.IMAGE_HEADER_SIZE:]
+        c = P.read_container(body)
+        rid = f"{name}-{version}"
+        doc = self._load()
+        if rid in doc["releases"]:
+            raise ToolkitError(f"release {rid} is already in the registry {self.root}",
+                               hint="give the new release another --version")
+        if parent is not None and parent not in doc["releases"]:
+            raise ToolkitError(f"parent release {parent} is not in the registry {self.root}",
+                               hint="aiot models list shows the releases it holds")
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"{rid}.bin"
+        path.write_bytes(image)
+        meta = c["meta"]
+        entry = {
+            "file": path.name, "name": name, "version": version, "digest": image_digest(image).hex(),
+            "abi": c["abi"], "schema_id": c["schema_id"], "model_version": c["model_version"],
+            "data_hash": meta.get("data_hash"), "settings": meta.get("settings"), "parent": parent,
+            "created": meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "report": report, "gate": gate,
+        }
+        doc["releases"][rid] = entry
+        self._save(doc)
+        return Release(rid, entry)
+
+    def releases(self) -> dict[str, dict]:
+        return self._load()["releases"]
+
+    def devices(self) -> dict[str, dict]:
+        return self._load()["devices"]
+
+    def get(self, rid: str) -> dict:
+        rel = self.releases().get(rid)
+        if rel is None:
+            raise ToolkitError(f"no release {rid} in the registry {self.root}", hint="aiot models list")
+        return rel
+
+    def image(self, rid: str) -> bytes:
+        return (self.root / self.get(rid)["file"]).read_bytes()
+
+    def promote(self, rid: str, *, device: str, firmware_abi: int | None = None) -> dict:
+        """Record that ``device`` should run ``rid``; refuses a release its firmware cannot run."""
+        doc = self._load()
+        rel = doc["releases"].get(rid)
+        if rel is None:
+            raise ToolkitError(f"no release {rid} in the registry {self.root}", hint="aiot models list")
+        dev = doc["devices"].setdefault(device, {"release": None, "history": [], "firmware_abi": None})
+        if firmware_abi is not None:
+            dev["firmware_abi"] = int(firmware_abi)
+        if dev["firmware_abi"] is None:
+            raise ToolkitError(f"the registry does not know which model ABI device {device}'s firmware runs",
+                               hint="pass --firmware-abi N (aiot update --port P --board B prints the device's status)")
+        if rel["abi"] != dev["firmware_abi"]:
+            raise ToolkitError(
+                f"release {rid} needs model ABI {rel['abi']}, device {device}'s firmware runs ABI {dev['firmware_abi']}",
+                hint="update the device's firmware first, or promote a release built for its ABI")
+        if dev["release"]:
+            dev["history"].append(dev["release"])
+        dev["release"] = rid
+        self._save(doc)
+        return dev
+
+    def rollback(self, device: str) -> dict:
+        doc = self._load()
+        dev = doc["devices"].get(device)
+        if not dev or not dev["history"]:
+            raise ToolkitError(f"device {device} has no earlier release to roll back to",
+                               hint="aiot models list shows what each device ran")
+        dev["release"] = dev["history"].pop()
+        self._save(doc)
+        return dev
+
+
+# ---------------------------------------------------------------------------------------
+# Release gate: the candidate against the current release on the installation's history
+
+
+def _incidents(report: dict) -> dict[tuple, bool]:
+    return {(f["file"], i["start_row"], i["end_row"]): bool(i["detected"]) for f in report["files"] for i in f["incidents"]}
+
+
+def _false_alarms(report: dict) -> int:
+    return sum(1 for f in report["files"] for a in f["alerts"] if not a["true"])
+
+
+def gate(candidate: dict, current: dict) -> dict:
+    """Compare two `aiot evaluate` report.json documents made on the same recorded history.
+    Returns {"passed", "missed" (incidents current caught and candidate misses), "false_alarms"}."""
+    cand_inc, cur_inc = _incidents(candidate), _incidents(current)
+    if set(cand_inc) != set(cur_inc):
+        raise ToolkitError("the two evaluation reports cover different incidents: they were not made on the same history",
+                           hint="run aiot evaluate for both releases on the same installation data")
+    missed = sorted(k for k, caught in cur_inc.items() if caught and not cand_inc[k])
+    fa = {"candidate": _false_alarms(candidate), "current": _false_alarms(current)}
+    return {
+        "passed": not missed and fa["candidate"] <= fa["current"],
+        "missed": [{"file": f, "start_row": s, "end_row": e} for f, s, e in missed],
+        "false_alarms": fa,
+        "caught": {"candidate": sum(cand_inc.values()), "current": sum(cur_inc.values()), "incidents": len(cur_inc)},
+    }
