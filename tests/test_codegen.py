@@ -300,3 +300,47 @@ def test_codegen_of_a_package_copes_with_any_name_its_manifest_gives(tmp_path, m
     r = CliRunner().invoke(main, ["codegen", "--package", ".", "--out", str(tmp_path / "c3")])
     assert r.exit_code == 0, r.output
     assert HostModel(tmp_path / "c3").info.name == b"pump"
+
+
+def test_every_unsupported_op_is_listed_at_once_with_advice_for_an_image_model(tmp_path):
+    # An image model with two LEAKY_RELUs and a HARD_SWISH: one error names all three nodes
+    # with their types and shapes, and gives no "(1, time, channels)" advice to an image.
+    pytest.importorskip("tensorflow")
+    import importlib.util
+
+    import keras
+    import numpy as np
+
+    from aiot.paths import MODELS
+
+    spec = importlib.util.spec_from_file_location("aiot_model_recipes", MODELS / "recipes.py")
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3), L.LeakyReLU(0.1), L.Activation("hard_silu"),
+                              L.Conv2D(4, 3), L.LeakyReLU(0.2), L.Flatten(), L.Dense(2)])
+    data = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype(np.float32)
+    path = tmp_path / "image.tflite"
+    path.write_bytes(recipes.convert_int8(model, data, per_channel=True, batch1=True))
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(path, tmp_path / "out")
+    msg = e.value.message
+    assert msg.count("LEAKY_RELU") == 2 and "HARD_SWISH" in msg and "3 node(s)" in msg
+    assert "int8[1, 6, 6, 4]" in msg  # the first LEAKY_RELU's shapes
+    assert "(1, time, channels)" not in e.value.hint and "image model" in e.value.hint
+
+
+def test_custom_ops_are_refused_by_name_saying_what_they_are():
+    from aiot.codegen import describe_unsupported, unsupported_hint
+    from aiot.model import tflite
+    from aiot.model.tflite import Operator
+
+    g = tflite.load(FIX / "good_dense.tflite")
+    ethos = Operator(index=0, op="CUSTOM:ethos-u", inputs=(g.inputs[0],), outputs=(g.outputs[0],))
+    text = describe_unsupported(g, ethos)
+    assert "custom op 'ethos-u'" in text and "Ethos-U" in text and "before Vela" in text
+    assert "int8[" in text  # the node's input and output types and shapes
+    other = Operator(index=3, op="CUSTOM:MyOp", inputs=(g.inputs[0],), outputs=(g.outputs[0],))
+    assert "custom op 'MyOp'" in describe_unsupported(g, other)
+    assert "without custom ops" in unsupported_hint(g, ["CUSTOM:ethos-u"])

@@ -12,6 +12,7 @@ import pytest
 from aiot import codegen
 from aiot.codegen.host import HostModel
 from aiot.paths import MODELS
+from aiot.testing import requires_arm, requires_qemu
 
 N_INPUTS = 64
 
@@ -145,15 +146,77 @@ def softmax_rows(L):
     return _seq((4, 9), L.Dense(7), L.Dense(5, activation="tanh"), L.Dense(8), L.Softmax(axis=-1))
 
 
+def odd_shapes(L):
+    # Shapes none of the benchmark models have: odd sizes, asymmetric SAME padding, a
+    # dilated depthwise, a 5x5 stride-2 depthwise, channel counts that leave tails after
+    # groups of four, a 2x3 kernel on 6 channels (rows not a multiple of 4 bytes).
+    return _seq((11, 9, 5), L.Conv2D(6, 3, strides=2, padding="same", activation="relu"),
+                L.DepthwiseConv2D(3, dilation_rate=2, padding="same"),
+                L.DepthwiseConv2D(5, strides=2, padding="same", activation="relu6"),
+                L.Conv2D(7, (2, 3), padding="same"), L.Conv2D(5, 1), L.GlobalAveragePooling2D(), L.Dense(3))
+
+
+def first_layer_one_channel(L):
+    # A keyword-spotting style first layer: one input channel, a tall kernel, stride 2.
+    return _seq((20, 8, 1), L.Conv2D(8, (5, 4), strides=2, padding="same", activation="relu"),
+                L.DepthwiseConv2D(3, padding="same", activation="relu"), L.Conv2D(8, 1), L.Flatten(), L.Dense(3))
+
+
+def depthwise_large_kernels(L):
+    # 49 taps (7x7, the table path's limit) and 20 channels; then 9x9 (81 taps, beyond it).
+    return _seq((6, 7, 20), L.DepthwiseConv2D(7, padding="same", activation="relu"),
+                L.DepthwiseConv2D(9, padding="same"), L.GlobalAveragePooling2D(), L.Dense(2))
+
+
+def minimum_maximum(L):
+    import keras
+
+    keras.utils.set_random_seed(8)
+    x = keras.Input((1, 12, 4))
+    a = L.Conv2D(4, (1, 3), padding="same")(x)
+    b = L.Conv2D(4, (1, 1))(x)
+    g = L.Dense(4)(L.GlobalAveragePooling2D(keepdims=True)(x))  # (1, 1, 4): broadcast
+    h = L.Maximum()([a, b])
+    h = L.Minimum()([h, g])
+    return keras.Model(x, L.Dense(3)(L.Flatten()(h)))
+
+
+def transpose_padv2(L):
+    import keras
+
+    keras.utils.set_random_seed(9)
+    x = keras.Input((4, 6, 3))
+    h = L.Conv2D(5, 1, activation="relu")(x)
+    h = L.Permute((2, 1, 3))(h)  # TRANSPOSE of H and W
+    h = keras.ops.pad(h, [[0, 0], [1, 0], [0, 2], [0, 0]], constant_values=0.75)  # PADV2
+    h = L.Conv2D(4, (2, 2))(h)
+    h = L.Permute((3, 1, 2))(h)  # channels first
+    return keras.Model(x, L.Dense(3)(L.Flatten()(h)))
+
+
+def strided_slices(L):
+    import keras
+
+    keras.utils.set_random_seed(10)
+    x = keras.Input((7, 9, 4))
+    h = L.Conv2D(6, 1, activation="relu")(x)
+    a = h[:, 1:6, ::2, :]  # STRIDED_SLICE: a window, every other column
+    b = h[:, ::3, 2:7, 1:5]  # a stride in H, a channel range
+    y = L.Concatenate()([L.Flatten()(a), L.Flatten()(b)])
+    return keras.Model(x, L.Dense(3)(y))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
-            depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze]
+            depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
+            odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
+            transpose_padv2, strided_slices]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax]
 CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
-                  conv_dilated]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 
@@ -219,7 +282,8 @@ def test_dynamic_batch_shape_arithmetic_is_folded(recipes, builder, tmp_path):
 
 # The cases above run the default speed mode (int16 weights). The packed int8 kernels of
 # the size mode, on the families with FULLY_CONNECTED and CONV_2D (border pixels included).
-SIZE_MODE = [(conv2d_same_stride, True), (dense_acts, True), (conv1d_valid, False)]
+SIZE_MODE = [(conv2d_same_stride, True), (dense_acts, True), (conv1d_valid, False), (odd_shapes, True),
+             (depthwise_large_kernels, True)]
 
 
 @pytest.mark.parametrize("builder, per_channel", SIZE_MODE,
@@ -245,3 +309,26 @@ def test_parity_generic_requantization(recipes, builder, per_channel, optimize, 
     path = _tflite(recipes, builder, per_channel, builder in DYNAMIC_SHAPES)
     _compare(path, path, tmp_path, seed=300 + BUILDERS.index(builder), optimize=optimize)
     assert "aiot_rq_ch_t" not in (tmp_path / "model.c").read_text()
+
+
+# The host build runs the portable C; the SIMD kernels (tap tables, stack patches, the
+# assembly loops) only run on a DSP core. The odd shapes there, both weight layouts.
+# (first_layer_one_channel's size build adds no path the others do not cover.)
+QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channel, "speed"),
+            (depthwise_large_kernels, "speed"), (depthwise_large_kernels, "size"),
+            # the newer ops, one sample each on the device build
+            (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed")]
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+@pytest.mark.parametrize("builder, optimize", QEMU_ODD, ids=[f"{b.__name__}-{o}" for b, o in QEMU_ODD])
+def test_odd_shapes_bit_exact_on_a_dsp_core(recipes, builder, optimize, tmp_path):
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = _tflite(recipes, builder, True, builder in DYNAMIC_SHAPES)
+    r = bench_model(get_board("mps2-an386"), path, builder.__name__, tmp_path, runs=4, optimize=optimize,
+                    profile=False)
+    assert r.bit_exact, f"{builder.__name__} ({optimize}) differs from tflite-micro on the M4"

@@ -45,6 +45,10 @@ typedef struct {
 //! Requantize one accumulator of output channel `channel`: MBQM, add zero point, clamp.
 int8_t aiot_requant_s8(const aiot_requant_t *rq, uint32_t channel, int32_t acc);
 
+//! The same for channels channel..channel+3 into y[0..3].
+void aiot_requant4_s8(const aiot_requant_t *rq, uint32_t channel, int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                      int8_t *y);
+
 //! TFLM's MultiplyByQuantizedMultiplier (double rounding: SRDHM then rounding shift).
 int32_t aiot_mul_by_quant_mult(int32_t x, int32_t multiplier, int32_t shift);
 int32_t aiot_srdhm(int32_t a, int32_t b);
@@ -98,6 +102,11 @@ typedef struct {
                                 //!< to 4 with zero weights (lets border-free pixels read whole words)
     int32_t input_zero_point;   //!< value a tap in the padding reads
     aiot_requant_t rq;
+    //! The bias before the zero-point fold (out_c entries), or NULL. With it, a pixel
+    //! whose window crosses the border sums w * (x - zero point) over its taps inside
+    //! the image only (TFLM's own arithmetic), at SIMD speed; without it, it reads the
+    //! padding as the zero point one tap at a time.
+    const int32_t *border_bias;
 } aiot_conv_params_t;
 
 //! NHWC conv, batch 1. filter is [out_c][k_h][k_w][in_c], packed per channel group with one
@@ -114,6 +123,12 @@ aiot_status_t aiot_conv2d_s8_wide(const aiot_conv_params_t *p, const int8_t *inp
 //! out_c = in_c * depth_multiplier; bias folded the same way as aiot_conv2d_s8.
 aiot_status_t aiot_depthwise_conv2d_s8(const aiot_conv_params_t *p, const int8_t *input, const int8_t *filter,
                                        const int32_t *bias, int8_t *output);
+//! Same with wide int16 filters (`--optimize speed`, depth_multiplier 1 only): per group of
+//! four channels c..c+3 (out_c rounded down to 4) and per tap (ky, kx) in order, the pairs
+//! (w[c], w[c+2]) and (w[c+1], w[c+3]): the halves SMLABB/SMLATT take against SXTB16 of
+//! the input word; then the out_c % 4 tail channels, per tap, channel by channel.
+aiot_status_t aiot_depthwise_conv2d_s8_wide(const aiot_conv_params_t *p, const int8_t *input,
+                                            const int16_t *filter, const int32_t *bias, int8_t *output);
 
 typedef struct {
     uint16_t in_h, in_w, channels;
@@ -183,6 +198,16 @@ typedef struct {
     int32_t act_min, act_max;
 } aiot_mul_params_t;
 aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
+
+//! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
+//! share one quantization (the converter's rule), as TFLM assumes.
+aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,
+                              int8_t *output);
+
+//! TRANSPOSE and STRIDED_SLICE: `walk` has the output's dims and, as in1_strides, the
+//! input steps along each (TRANSPOSE: the input's strides in the permuted order; a slice:
+//! stride times the input's stride, from `input` already at the first element).
+aiot_status_t aiot_transpose_s8(const aiot_bcast_t *walk, const int8_t *input, int8_t *output);
 
 //! MEAN over the middle axis of a tensor viewed as [outer][reduce][inner], TFLM's
 //! integer QuantizedMeanOrSum: the generator folds 1/reduce into multiplier/shift.

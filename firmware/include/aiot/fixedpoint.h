@@ -152,10 +152,9 @@ static inline __attribute__((always_inline)) void aiot_fp_requant4_fast(const ai
 static inline void aiot_fp_requant4(const aiot_requant_t *rq, uint32_t o, int32_t a0, int32_t a1, int32_t a2,
                                     int32_t a3, int8_t *y)
 {
-    y[0] = aiot_requant_s8(rq, o, a0);
-    y[1] = aiot_requant_s8(rq, o + 1u, a1);
-    y[2] = aiot_requant_s8(rq, o + 2u, a2);
-    y[3] = aiot_requant_s8(rq, o + 3u, a3);
+    // One call for the four (kept out of line: inlined, its registers slow the kernels'
+    // fast-form paths down).
+    aiot_requant4_s8(rq, o, a0, a1, a2, a3, y);
 }
 
 #endif

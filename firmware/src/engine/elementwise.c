@@ -100,12 +100,35 @@ static int8_t add_one(const aiot_add_params_t *p, int8_t a, int8_t b)
     return (int8_t)clamp_i32(out, p->act_min, p->act_max);
 }
 
+// MultiplyByQuantizedMultiplier for |x| < 2^30, multiplier >= 0 and shift <= 0 (the
+// caller checks): SRDHM is then SMMULR(2x, m) exactly, and the rounding right shift by
+// r >= 1 is ((h - [h < 0]) >> (r - 1) + 1) >> 1 (see aiot_fp_requant_fast).
+static inline int32_t mbqm_small(int32_t x, int32_t multiplier, int32_t right)
+{
+    const int32_t h = aiot_fp_smmulr((int32_t)((uint32_t)x << 1), multiplier);
+    return right == 0 ? h : (((h + (h >> 31)) >> (right - 1)) + 1) >> 1;
+}
+
 aiot_status_t aiot_add_s8(const aiot_add_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output)
 {
     if (p == NULL || in1 == NULL || in2 == NULL || output == NULL) {
         return AIOT_ERR_NULL;
     }
-    if (!p->shape.broadcast) {
+    // |(x + offset) << left_shift| <= 255 << 20 < 2^28, the rescaled inputs are no larger
+    // and their sum stays below 2^29: the small form is exact whenever every shift is a
+    // right shift (the converter's usual case); the general one serves the rest.
+    const int small = p->left_shift <= 20 && p->input1_shift <= 0 && p->input2_shift <= 0 && p->output_shift <= 0 &&
+                      p->input1_multiplier >= 0 && p->input2_multiplier >= 0 && p->output_multiplier >= 0;
+    if (!p->shape.broadcast && small) {
+        const aiot_add_params_t q = *p;  // local: the int8 stores could alias the params
+        const int32_t r1 = -q.input1_shift, r2 = -q.input2_shift, ro = -q.output_shift;
+        for (uint32_t i = 0; i < q.shape.size; ++i) {
+            const int32_t sx = mbqm_small(((int32_t)in1[i] + q.input1_offset) * (1 << q.left_shift), q.input1_multiplier, r1);
+            const int32_t sy = mbqm_small(((int32_t)in2[i] + q.input2_offset) * (1 << q.left_shift), q.input2_multiplier, r2);
+            const int32_t out = mbqm_small(q.subtract ? sx - sy : sx + sy, q.output_multiplier, ro) + q.output_offset;
+            output[i] = (int8_t)clamp_i32(out, q.act_min, q.act_max);
+        }
+    } else if (!p->shape.broadcast) {
         for (uint32_t i = 0; i < p->shape.size; ++i) {
             output[i] = add_one(p, in1[i], in2[i]);
         }
@@ -134,5 +157,35 @@ aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const i
     } else {
         AIOT_BCAST_LOOP(&p->shape, output[o_] = mul_one(p, in1[a_], in2[b_]););
     }
+    return AIOT_OK;
+}
+
+static inline int8_t min_max_one(int8_t a, int8_t b, uint8_t is_max)
+{
+    return (a > b) == (is_max != 0) ? a : b;
+}
+
+aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,
+                              int8_t *output)
+{
+    if (shape == NULL || in1 == NULL || in2 == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    if (!shape->broadcast) {
+        for (uint32_t i = 0; i < shape->size; ++i) {
+            output[i] = min_max_one(in1[i], in2[i], is_max);
+        }
+    } else {
+        AIOT_BCAST_LOOP(shape, output[o_] = min_max_one(in1[a_], in2[b_], is_max););
+    }
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_transpose_s8(const aiot_bcast_t *walk, const int8_t *input, int8_t *output)
+{
+    if (walk == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    AIOT_BCAST_LOOP(walk, output[o_] = input[a_]; (void)b_;);
     return AIOT_OK;
 }

@@ -21,3 +21,12 @@ int8_t aiot_requant_s8(const aiot_requant_t *rq, uint32_t channel, int32_t acc)
 {
     return aiot_fp_requant(rq, channel, acc);
 }
+
+void aiot_requant4_s8(const aiot_requant_t *rq, uint32_t channel, int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                      int8_t *y)
+{
+    y[0] = aiot_fp_requant(rq, channel, a0);
+    y[1] = aiot_fp_requant(rq, channel + 1u, a1);
+    y[2] = aiot_fp_requant(rq, channel + 2u, a2);
+    y[3] = aiot_fp_requant(rq, channel + 3u, a3);
+}

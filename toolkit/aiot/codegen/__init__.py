@@ -115,11 +115,100 @@ def _plan(g: tflite.Graph) -> tuple[MemoryPlan, list[int]]:
     return plan, alias_ops
 
 
+#: Custom ops seen in real models: what they are, for the refusal message.
+CUSTOM_OPS = {
+    "ethos-u": "an Arm Ethos-U NPU command stream (the model was compiled by Vela for an NPU; "
+               "give the .tflite from before Vela)",
+    "TFLite_Detection_PostProcess": "the SSD detection post-processing custom op",
+    "AudioSpectrogram": "an audio front end (spectrogram) custom op",
+    "Mfcc": "an audio front end (MFCC) custom op",
+    "AudioMicrofrontend": "TFLM's audio microfrontend custom op",
+}
+
+
+def _shape_text(g: tflite.Graph, idx: int) -> str:
+    t = g.tensor(idx) if idx >= 0 else None
+    return "-" if t is None else f"{t.dtype}{list(t.shape)}"
+
+
+def describe_unsupported(g: tflite.Graph, op: tflite.Operator) -> str:
+    """'<OP> (what it is), inputs int8[1, 2] ..., outputs ...' for one node we cannot compile."""
+    name = op.op
+    if name.startswith("CUSTOM:"):
+        code = name.split(":", 1)[1]
+        what = CUSTOM_OPS.get(code, "a custom op (code outside the TFLite op set; no engine can run it "
+                                    "without its implementation)")
+        name = f"custom op '{code}': {what}"
+    else:
+        name = f"{name} is not supported by the engine yet"
+    ins = ", ".join(_shape_text(g, i) for i in op.inputs)
+    outs = ", ".join(_shape_text(g, i) for i in op.outputs)
+    return f"{name}; inputs {ins}; outputs {outs}"
+
+
+def unsupported_hint(g: tflite.Graph, unsupported: list[str]) -> str:
+    """What to do about unsupported ops, in terms of the model at hand."""
+    supported = ", ".join(sorted(EMITTERS) + sorted(ALIAS_OPS))
+    if any(o.startswith("CUSTOM:") for o in unsupported):
+        return ("export the model without custom ops (for Ethos-U: the .tflite before Vela; for audio front "
+                "ends: compute the features on the device side and feed the model their output); "
+                f"supported ops: {supported}")
+    shape = g.input.shape
+    if len(shape) == 4 and shape[1] > 1 and shape[2] > 1:  # an image: no (1, time, channels) advice
+        return (f"replace {', '.join(unsupported)} in this image model ({list(shape)} NHWC input) with "
+                f"supported layers and re-export it (aiot quantize); supported ops: {supported}")
+    return (f"replace {', '.join(unsupported)} with supported layers and re-export (aiot quantize); "
+            f"supported ops: {supported}")
+
+
 #: ``optimize`` choices of generate(): "speed" stores FULLY_CONNECTED and CONV_2D weights
 #: pre-widened to int16 in the SMLAD operand order (twice the weight flash, no unpacking
 #: in the inner loop); "size" keeps them packed int8 (unpacked with SXTB16 at run time).
 OPTIMIZE = ("speed", "size")
 DEFAULT_OPTIMIZE = "speed"
+
+
+def _emit_all(g: tflite.Graph, plan: MemoryPlan, alias_ops: list[int], optimize: str,
+              compact: bool) -> tuple[Ctx, list[Layer]]:
+    """One Layer per op (alias ops excepted); every node that cannot be compiled is
+    collected and reported in one ToolkitError."""
+    ctx = Ctx(g, optimize)
+    ctx.compact_requant = compact
+    for t, off in plan.offset_of.items():
+        ctx.ptr[t] = f"(arena + {off})"
+    layers: list[Layer] = []
+    problems: list[str] = []  # every node we cannot compile, reported together
+    hints: list[str] = []
+    for i, op in enumerate(g.operators):
+        if i in alias_ops:
+            continue
+        if op.op in ALIAS_OPS:  # alias of a constant: materialise a copy as a constant
+            problems.append(f"node {op.index} ({op.op}) reshapes a constant tensor")
+            hints.append("constant-fold the model (TFLiteConverter does this by default)")
+            continue
+        emit = EMITTERS.get(op.op)
+        if emit is None:
+            problems.append(f"node {op.index}: {describe_unsupported(g, op)}")
+            continue
+        try:
+            layers.append(emit(ctx, op, f"l{len(layers)}"))
+        except ToolkitError as e:
+            problems.append(e.message.replace(f"{g.source}: ", "", 1))
+            if e.hint:
+                hints.append(e.hint)
+        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
+            problems.append(f"node {op.index} ({op.op}) is malformed ({type(e).__name__}: {e})")
+            hints.append("the file is corrupt or was not produced by the TFLite converter; re-export it")
+    if problems:
+        unsupported = sorted({op.op for op in g.operators if op.op not in EMITTERS and op.op not in ALIAS_OPS})
+        if unsupported:
+            hints.append(unsupported_hint(g, unsupported))
+        raise ToolkitError(
+            f"{g.source}: {len(problems)} node(s) cannot be compiled for the aiot int8 engine:\n  "
+            + "\n  ".join(problems),
+            hint="; ".join(dict.fromkeys(hints)) or None,
+        )
+    return ctx, layers
 
 
 def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model",
@@ -131,29 +220,12 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
     g = tflite.load(data if isinstance(model, (bytes, bytearray)) else Path(model))
     crc = zlib.crc32(data) & 0xFFFFFFFF
     plan, alias_ops = _plan(g)
-    ctx = Ctx(g, optimize)
-    for t, off in plan.offset_of.items():
-        ctx.ptr[t] = f"(arena + {off})"
-    layers: list[Layer] = []
-    for i, op in enumerate(g.operators):
-        if i in alias_ops:
-            continue
-        if op.op in ALIAS_OPS:  # alias of a constant: materialise a copy as a constant
-            raise ToolkitError(f"{g.source}: node {op.index} ({op.op}) reshapes a constant tensor",
-                               hint="constant-fold the model (TFLiteConverter does this by default)")
-        emit = EMITTERS.get(op.op)
-        if emit is None:
-            raise ToolkitError(
-                f"{g.source}: node {op.index} uses {op.op}, which the aiot int8 engine does not support yet",
-                hint="supported ops: " + ", ".join(sorted(EMITTERS) + sorted(ALIAS_OPS)),
-            )
-        try:
-            layers.append(emit(ctx, op, f"l{len(layers)}"))
-        except (KeyError, IndexError, ValueError, TypeError, ZeroDivisionError, OverflowError) as e:
-            raise ToolkitError(
-                f"{g.source}: node {op.index} ({op.op}) is malformed ({type(e).__name__}: {e})",
-                hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
-            ) from e
+    ctx, layers = _emit_all(g, plan, alias_ops, optimize, compact=False)
+    weights_bytes = sum(l.weights_bytes for l in layers) + ctx.const_bytes
+    if optimize == "size" and weights_bytes > len(data):
+        # size mode promises weight flash no larger than the .tflite: the per-channel copies
+        # of per-tensor requantization tables are what can push it over
+        ctx, layers = _emit_all(g, plan, alias_ops, optimize, compact=True)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x, y = g.input, g.output

@@ -43,6 +43,9 @@ class Ctx:
     def __init__(self, graph: Graph, optimize: str = "speed"):
         self.g = graph
         self.optimize = optimize  # "speed": wide int16 weights; "size": packed int8
+        # size mode, when the weights would outgrow the .tflite: per-tensor requantization
+        # as one generic entry instead of one fast entry per channel
+        self.compact_requant = False
         self.ptr: dict[int, str] = {}  # tensor index -> C pointer expression (filled by generator)
         self.const_decls: list[str] = []
         self.const_bytes = 0
@@ -116,6 +119,16 @@ def pack_weights_wide(w: np.ndarray, segments: int, seg_len: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int16)
 
 
+def pack_depthwise_wide(w: np.ndarray) -> np.ndarray:
+    """[1][k_h][k_w][c] int8 depthwise weights as int16 for aiot_depthwise_conv2d_s8_wide
+    (see engine.h): per group of four channels and per tap, (w[c], w[c+2], w[c+1],
+    w[c+3]); then the c % 4 tail channels per tap."""
+    w = np.asarray(w, dtype=np.int8).reshape(-1, w.shape[-1]).astype(np.int16)  # [taps][c]
+    full = w.shape[1] - w.shape[1] % 4
+    groups = w[:, :full].reshape(w.shape[0], full // 4, 4)[:, :, [0, 2, 1, 3]].transpose(1, 0, 2).ravel()
+    return np.concatenate([groups, w[:, full:].ravel()])
+
+
 def _pad_cols(w: np.ndarray, seg: int) -> np.ndarray:
     """[oc][kh][kw][ic] -> [oc][kh][seg] with zero weights after the k_w*in_c real columns."""
     oc, kh = w.shape[0], w.shape[1]
@@ -144,12 +157,17 @@ FAST_REQUANT_LIMIT = 2**30
 
 
 def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int,
-                  acc_bound: int | None = None, channels: int = 1) -> tuple[list[str], str, int]:
+                  acc_bound: int | None = None, channels: int = 1,
+                  compact: bool = False) -> tuple[list[str], str, int]:
     """Requantization tables, the aiot_requant_t initializer and the tables' bytes.
     ``acc_bound`` bounds |accumulator| over every channel and every int8 input; when it
     is below 2**30 and every shift is a right shift, the proven fast form (aiot_rq_ch_t,
     one entry per channel, a per-tensor entry repeated, so the kernels index it without a
-    stride) replaces the generic multiplier/shift tables."""
+    stride) replaces the generic multiplier/shift tables. ``compact`` (size mode) keeps a
+    per-tensor layer at one generic entry instead of repeating it per channel, so the
+    weight flash stays within the .tflite's."""
+    if compact and len(mults) == 1 and channels > 1:
+        acc_bound = None
     if acc_bound is not None and acc_bound < FAST_REQUANT_LIMIT and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
         if len(mults) == 1:
             mults, shifts = mults * channels, shifts * channels
@@ -246,7 +264,8 @@ def fully_connected_layer(ctx: Ctx, op: Operator) -> FcLayer:
 def emit_fully_connected(ctx: Ctx, op: Operator, name: str) -> Layer:
     fc = fully_connected_layer(ctx, op)
     batches, n_in, n_out = fc.batches, fc.n_in, fc.n_out
-    decls, rq, rq_bytes = _requant_decl(name, fc.mults, fc.shifts, fc.out_zp, fc.lo, fc.hi, fc.acc_bound, n_out)
+    decls, rq, rq_bytes = _requant_decl(name, fc.mults, fc.shifts, fc.out_zp, fc.lo, fc.hi, fc.acc_bound, n_out,
+                                        compact=ctx.compact_requant)
     if ctx.optimize == "speed":
         packed, ctype, fn = pack_weights_wide(fc.weights, 1, n_in), "int16_t", "aiot_fully_connected_s8_wide"
     else:
@@ -298,11 +317,11 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
         raise _fail(g, op, "per-channel scales do not match the output channels", "re-export the model")
     mults, shifts = conv_multipliers(in_s, w.scale if w.per_channel else w.scale[:1], out_s)
     lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
-    bias = _bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c)
+    raw_bias = _i32(_bias(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c), g, op)
     wq = w.data.astype(np.int64)
     # Padding taps read the zero point, so the zero-point term is the same for every pixel.
     per_oc = wq.sum(axis=(1, 2, 3)) if not depthwise else wq.sum(axis=(0, 1, 2))
-    bias = _i32(bias - in_zp * per_oc, g, op)
+    bias = _i32(raw_bias - in_zp * per_oc, g, op)
     dm = o.get("depth_multiplier", 1) if depthwise else 1
     if depthwise:
         if w.shape[0] != 1 or w.shape[3] != out_c or out_c != in_c * max(dm, 1):
@@ -314,24 +333,34 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
     seg = k_w * in_c if depthwise else -(-k_w * in_c // 4) * 4
     decls, rq, rq_bytes = _requant_decl(
         name, mults, shifts, out_zp, lo, hi,
-        _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))), out_c)
-    wide = not depthwise and ctx.optimize == "speed"
-    if depthwise:
+        _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))), out_c,
+        compact=ctx.compact_requant)
+    wide = ctx.optimize == "speed" and (not depthwise or dm == 1)
+    if depthwise and wide:
+        packed, ctype = pack_depthwise_wide(w.data), "int16_t"
+    elif depthwise:
         packed, ctype = np.asarray(w.data, dtype=np.int8), "int8_t"
     elif wide:
         packed, ctype = pack_weights_wide(_pad_cols(w.data, seg), k_h, seg), "int16_t"
     else:
         packed, ctype = pack_weights(_pad_cols(w.data, seg), k_h, seg), "int8_t"
+    # Windows that cross the border sum w * (x - zero point) over their inside taps,
+    # from the bias as the file has it (only needed when some window does).
+    crosses = pad_t > 0 or pad_l > 0 or (out_h - 1) * sh + (k_h - 1) * dh >= in_h or \
+        (out_w - 1) * sw + (k_w - 1) * dw >= in_w or (not depthwise and seg != k_w * in_c)
+    border = f"{name}_b0" if crosses else "NULL"
     decls += [
         _c_array(ctype, f"{name}_w", packed),
         _c_array("int32_t", f"{name}_b", bias),
+        *([_c_array("int32_t", f"{name}_b0", raw_bias)] if crosses else []),
         f"static const aiot_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
-        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {seg}, {in_zp}, {rq} }};",
+        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {seg}, {in_zp}, {rq}, {border} }};",
     ]
-    fn = "aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8_wide" if wide else "aiot_conv2d_s8"
+    fn = ("aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8") + ("_wide" if wide else "")
     call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
     macs = out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
-    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=packed.nbytes + 4 * out_c + rq_bytes)
+    weights_bytes = packed.nbytes + 4 * out_c * (2 if crosses else 1) + rq_bytes
+    return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=weights_bytes)
 
 
 def emit_conv2d(ctx: Ctx, op: Operator, name: str) -> Layer:
@@ -486,10 +515,94 @@ def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
     after = [0] * (4 - rank) + [int(p) for p in pads[:, 1]]
     if out.size != int(np.prod([b + d + a for b, d, a in zip(before, dims, after)], dtype=np.int64)):
         raise _fail(g, op, f"output shape {list(out.shape)} does not match the padding", "re-export the model")
-    out_zp = _qp(out)[1]
+    pad_value = _qp(out)[1]
+    if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        # TFLM pads with the given constant, which must share the input's quantization
+        cv = g.tensor(op.inputs[2])
+        if cv is None or not cv.is_const or cv.dtype != "int8" or cv.size != 1:
+            raise _fail(g, op, "constant_values must be one constant int8 value", "re-export the model")
+        if cv.quantized and _qp(cv) != _qp(x):
+            raise _fail(g, op, "constant_values is quantized differently from the input",
+                        "TFLite Micro requires the same scale and zero point; re-export the model")
+        pad_value = int(np.asarray(cv.data).ravel()[0])
     decls = [f"static const aiot_pad_params_t {name}_p = {{ {{ {', '.join(map(str, dims))} }}, "
-             f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {out_zp} }};"]
+             f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {pad_value} }};"]
     call = f"aiot_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # A walk over the output whose input offset uses the input's strides in the permuted
+    # order: the broadcast walk with one operand does exactly that.
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    perm_t = g.tensor(op.inputs[1])
+    if perm_t is None or not perm_t.is_const:
+        raise _fail(g, op, "the permutation must be a constant tensor", "re-export the model")
+    perm = [int(v) for v in np.asarray(perm_t.data).ravel()]
+    rank = len(x.shape)
+    if rank > 5 or sorted(perm) != list(range(rank)):
+        raise _fail(g, op, f"permutation {perm} of a rank-{rank} tensor", "transpose at most 5-D tensors")
+    if list(out.shape) != [x.shape[k] for k in perm] or x.dtype != "int8":
+        raise _fail(g, op, f"output {out.dtype}{list(out.shape)} is not {list(x.shape)} permuted by {perm}",
+                    "re-export the model")
+    _same_qparams(g, op, x, out)
+    in_strides, acc = [0] * rank, 1
+    for k in range(rank - 1, -1, -1):
+        in_strides[k] = acc
+        acc *= x.shape[k]
+    pad = 5 - rank
+    od = [1] * pad + list(out.shape)
+    st = [0] * pad + [in_strides[k] for k in perm]
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    decls = [f"static const aiot_bcast_t {name}_p = {{ {j(od)}, {j(st)}, {j([0] * 5)}, 1, {out.size} }};"]
+    call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TF's slice semantics (masks, clamping) are applied here, at generation time, to an
+    # array of input offsets; the result must be an affine walk (it is, for positive
+    # strides), which the kernel then runs: no index arithmetic on the device.
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    consts = [g.tensor(i) for i in op.inputs[1:4]]
+    if len(consts) != 3 or any(t is None or not t.is_const for t in consts):
+        raise _fail(g, op, "begin, end and strides must be constant tensors", "re-export the model")
+    begin, end, strides = ([int(v) for v in np.asarray(t.data).ravel()] for t in consts)
+    o = op.options
+    if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0) or o.get("offset", 0):
+        raise _fail(g, op, "ellipsis, new-axis or offset slicing", "slice with explicit begin/end per axis")
+    rank = len(x.shape)
+    if not (len(begin) == len(end) == len(strides) == rank) or any(v <= 0 for v in strides):
+        raise _fail(g, op, f"begin {begin} / end {end} / strides {strides} for a rank-{rank} tensor",
+                    "slice every axis, with positive strides")
+    index = []
+    for k in range(rank):
+        if (o.get("shrink_axis_mask", 0) >> k) & 1:
+            index.append(begin[k])
+            continue
+        b = None if (o.get("begin_mask", 0) >> k) & 1 else begin[k]
+        e = None if (o.get("end_mask", 0) >> k) & 1 else end[k]
+        index.append(slice(b, e, strides[k]))
+    offsets = np.arange(x.size, dtype=np.int64).reshape(x.shape)[tuple(index)]
+    offsets = offsets.reshape(offsets.shape if offsets.ndim else (1,))
+    if offsets.size != out.size or offsets.size == 0 or offsets.ndim > 5:
+        raise _fail(g, op, f"the slice has {offsets.size} values but output '{out.name}' has {out.size}",
+                    "re-export the model")
+    _same_qparams(g, op, x, out)
+    dims = list(offsets.shape)
+    steps = [int(np.diff(offsets, axis=k).flat[0]) if dims[k] > 1 else 0 for k in range(len(dims))]
+    base = int(offsets.flat[0])
+    grid = base + sum(np.arange(d).reshape([-1 if a == k else 1 for a in range(len(dims))]) * st
+                      for k, (d, st) in enumerate(zip(dims, steps)))
+    if not np.array_equal(grid, offsets) or min(steps, default=0) < 0:
+        raise _fail(g, op, "the slice is not a regular walk of the input", "re-export the model")
+    pad = 5 - len(dims)
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    decls = [f"static const aiot_bcast_t {name}_p = {{ {j([1] * pad + dims)}, {j([0] * pad + steps)}, "
+             f"{j([0] * 5)}, 1, {out.size} }};"]
+    call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)} + {base}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -582,6 +695,26 @@ def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def _min_max(ctx: Ctx, op: Operator, name: str, is_max: bool) -> Layer:
+    # TFLM compares the raw int8 values: the converter gives both inputs the output's
+    # quantization (otherwise the comparison would mean nothing), so insist on it.
+    g = ctx.g
+    a, b, out = _binary_operands(ctx, op)
+    _same_qparams(g, op, a, out)
+    _same_qparams(g, op, b, out)
+    decls = [f"static const aiot_bcast_t {name}_p = {_bcast(g, op, a, b, out)};"]
+    call = f"aiot_min_max_s8(&{name}_p, {1 if is_max else 0}, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_maximum(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _min_max(ctx, op, name, is_max=True)
+
+
+def emit_minimum(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _min_max(ctx, op, name, is_max=False)
+
+
 def _frexp_multiplier(real: float) -> tuple[int, int]:
     """TFLM's inline frexp + round (no 2**31 correction; the C++ cast wraps it)."""
     import math
@@ -653,10 +786,15 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "RELU6": emit_relu6,
     "MEAN": emit_mean,
     "PAD": emit_pad,
+    "PADV2": emit_pad,
+    "TRANSPOSE": emit_transpose,
+    "STRIDED_SLICE": emit_strided_slice,
     "CONCATENATION": emit_concat,
     "ADD": emit_add,
     "SUB": emit_sub,
     "MUL": emit_mul,
+    "MAXIMUM": emit_maximum,
+    "MINIMUM": emit_minimum,
     "LOGISTIC": emit_logistic,
     "TANH": emit_tanh,
     "SOFTMAX": emit_softmax,

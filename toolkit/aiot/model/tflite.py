@@ -83,7 +83,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
 SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
-    DEQUANTIZE""".split()
+    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
@@ -450,7 +450,8 @@ def _fold_value(g: Graph, op: Operator) -> np.ndarray | None:
 _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"})
 
 _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "ADD": 2, "SUB": 2,
-               "MUL": 2, "PAD": 2}
+               "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
+               "TRANSPOSE": 2, "STRIDED_SLICE": 4}
 
 # Inputs that only carry a shape: with static shapes the output tensor already says it all.
 _SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
@@ -543,12 +544,19 @@ def check_supported(g: Graph) -> None:
             raise ToolkitError(f"{src}: the model {role} '{t.name}' has a dynamic shape {list(t.shape)}",
                                hint="give the Keras Input a fixed shape (batch 1)")
     _check_sizes(g)
+    unsupported = [op for op in g.operators if op.op not in SUPPORTED_OPS]
+    if unsupported:  # all of them at once, each with its node, type and shapes
+        from aiot.codegen import describe_unsupported, unsupported_hint
+
+        names = list(dict.fromkeys(op.op for op in unsupported))
+        image = len(g.input.shape) == 4 and g.input.shape[1] > 1 and g.input.shape[2] > 1
+        advice = [_INSTEAD[n] for n in names if n in _INSTEAD and not (image and n == "TRANSPOSE")]
+        raise ToolkitError(
+            f"{src}: {len(unsupported)} node(s) use ops the aiot int8 engine does not support:\n  "
+            + "\n  ".join(f"node {op.index}: {describe_unsupported(g, op)}" for op in unsupported),
+            hint="; ".join([*advice, unsupported_hint(g, names)]),
+        )
     for op in g.operators:
-        if op.op not in SUPPORTED_OPS:
-            raise ToolkitError(
-                f"{src}: node {op.index} uses {op.op}, which the aiot int8 engine does not support",
-                hint=_INSTEAD.get(op.op, "supported ops: " + ", ".join(sorted(SUPPORTED_OPS))),
-            )
         need = _MIN_INPUTS.get(op.op, 1)
         if len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]) or len(op.outputs) != 1 or op.outputs[0] < 0:
             raise ToolkitError(

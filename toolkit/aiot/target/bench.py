@@ -156,3 +156,118 @@ def bench_model(board: Board, tflite: Path, name: str, out_dir: Path, runs: int 
         optimize=optimize or DEFAULT_OPTIMIZE,
         layers=layers,
     )
+
+
+def tflm_reference(tflite: Path) -> dict | None:
+    """TFLM's instruction counts (reference kernels and CMSIS-NN) for this exact file, from
+    models/tflm_reference.json (measured outside this repository, keyed by sha256), or None."""
+    import hashlib
+    import json
+
+    from aiot.paths import MODELS
+
+    table = MODELS / "tflm_reference.json"
+    if not table.is_file():
+        return None
+    digest = hashlib.sha256(Path(tflite).read_bytes()).hexdigest()
+    return json.loads(table.read_text())["models"].get(digest)
+
+
+def comparison_table(rows: list[tuple[str, dict | None, "BenchResult | None", str]]) -> str:
+    """Markdown table: per model its MACs, TFLM reference and CMSIS-NN instructions (when
+    known), ours and ours / CMSIS-NN; a model we could not build or run says why."""
+    out = ["| model | MACs | TFLM reference | TFLM + CMSIS-NN | aiot | aiot / CMSIS-NN | bit-exact |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name, ref, r, problem in rows:
+        fmt = lambda v: f"{v:,.0f}" if v is not None else "-"  # noqa: E731
+        tref = fmt(ref["reference"]) if ref else "-"
+        tcm = fmt(ref["cmsis_nn"]) if ref else "-"
+        if r is None:
+            out.append(f"| {name} | - | {tref} | {tcm} | not run: {problem} | - | - |")
+            continue
+        ratio = f"{r.instructions_per_inference / ref['cmsis_nn']:.2f}" if ref else "-"
+        macs = ref["macs"] if ref else r.macs  # the reference's count: conv/dense MACs only
+        out.append(f"| {name} | {macs:,} | {tref} | {tcm} | {r.instructions_per_inference:,.0f} | {ratio} | "
+                   f"{'yes' if r.bit_exact else 'NO'} |")
+    return "\n".join(out)
+
+
+@dataclass
+class EnergyFigures:
+    """Time and energy of one inference at a board's clock, and battery life at a duty cycle."""
+    board: str
+    cpu_hz: int
+    instructions: float
+    seconds: float
+    vdd: float
+    active_ma: float
+    sleep_ua: float
+    sleep_mode: str
+    verified: bool
+    source: str
+    energy_uj: float
+    period_s: float
+    average_ua: float
+    battery_mah: float | None
+    battery_hours: float | None
+
+    def lines(self) -> list[str]:
+        flag = "verified" if self.verified else "NOT verified"
+        ms = self.seconds * 1e3
+        out = [f"{self.board}: {self.instructions:,.0f} instructions at {self.cpu_hz / 1e6:g} MHz = {ms:.3f} ms per "
+               "inference (assumes one instruction per cycle: no flash wait states, no stalls)",
+               f"  energy per inference {self.energy_uj:.2f} uJ ({self.vdd:g} V x {self.active_ma:g} mA active; "
+               f"power figures {flag}: {self.source})",
+               f"  one inference every {self.period_s:g} s, {self.sleep_mode} between ({self.sleep_ua:g} uA): "
+               f"average {self.average_ua:.2f} uA ({flag})"]
+        if self.battery_hours is not None:
+            out.append(f"  a {self.battery_mah:g} mAh battery lasts {self.battery_hours:,.0f} h "
+                       f"= {self.battery_hours / 24 / 365:.2f} years (ideal capacity, no self-discharge; {flag})")
+        return out
+
+
+def board_power(board: Board) -> dict:
+    """The [power] table of the board's TOML file, or a ToolkitError saying it is missing."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib
+
+    raw = tomllib.loads(Path(board.source).read_text(encoding="utf-8")).get("power")
+    need = ("vdd", "active_ma", "sleep_ua")
+    if not isinstance(raw, dict) or any(not isinstance(raw.get(k), (int, float)) for k in need):
+        raise ToolkitError(f"{board.source} has no [power] table with vdd, active_ma and sleep_ua",
+                           hint="pick a board with power figures (nrf52840-dk, nucleo-f446re, nucleo-f767zi) "
+                                "or add a [power] table (see docs/boards.md)")
+    return raw
+
+
+def energy_figures(board: Board, instructions: float, period_s: float,
+                   battery_mah: float | None = None) -> EnergyFigures:
+    """Instructions taken as cycles at board.cpu_hz; energy = vdd * active current * time;
+    average current over a period = (active * t + sleep * (period - t)) / period."""
+    power = board_power(board)
+    seconds = instructions / board.cpu_hz
+    if period_s <= seconds:
+        raise ToolkitError(f"--period {period_s:g} s is shorter than one inference ({seconds * 1e3:.3f} ms)",
+                           hint=f"use --period {max(seconds * 2, 0.001):.3g}s or longer")
+    vdd, active_ma, sleep_ua = float(power["vdd"]), float(power["active_ma"]), float(power["sleep_ua"])
+    energy_uj = vdd * active_ma * 1e-3 * seconds * 1e6
+    average_ua = (active_ma * 1e3 * seconds + sleep_ua * (period_s - seconds)) / period_s
+    hours = battery_mah * 1e3 / average_ua if battery_mah else None
+    return EnergyFigures(board.name, board.cpu_hz, instructions, seconds, vdd, active_ma, sleep_ua,
+                         str(power.get("sleep_mode", "sleep")), bool(power.get("verified", False)),
+                         str(power.get("source", "board file")), energy_uj, period_s, average_ua, battery_mah, hours)
+
+
+def measuring_board(board: Board) -> Board:
+    """The board itself when QEMU runs it, else the emulated board with the same core."""
+    from aiot.target.boards import list_boards
+
+    if board.emulated and board.systick_hz:
+        return board
+    same = [b for b in list_boards() if b.emulated and b.systick_hz and b.core == board.core]
+    if not same:
+        raise ToolkitError(f"no emulated board has {board.name}'s core ({board.core}) to count its instructions",
+                           hint="`aiot boards` lists the QEMU boards and their cores")
+    return sorted(same, key=lambda b: b.name)[0]
