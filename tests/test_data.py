@@ -72,8 +72,8 @@ def test_infinite_value_is_an_error_not_a_sample():
 
 
 @pytest.mark.parametrize("name,line", [("non_monotonic.csv", 4), ("duplicate_time.csv", 3)])
-def test_time_must_increase(name, line):
-    e = _error(CSV / name)
+def test_time_must_increase_with_strict_time(name, line):
+    e = _error(CSV / name, strict_time=True)
     assert f"{name}:{line}" in e.message and "does not increase" in e.message
     assert "sort" in e.hint
 
@@ -534,3 +534,108 @@ def test_a_series_digest_changes_with_each_part_of_its_content_and_only_with_it(
     # the first rows only: a change after them does not count
     assert series(values=(3, 1)).digest(3) == series().digest(3) != base
     assert series().head(3).digest() == series().digest(3)
+
+
+# -- real recordings as they come (issue 19): clocks that step back, duplicates, formats ------
+
+
+def _write(tmp_path: Path, text: str, name: str = "rec.csv") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def _minutes(stamps: list[str], values=None) -> str:
+    rows = [f"2026-03-29T{t}:00Z,{1.0 + 0.1 * i if values is None else values[i]}" for i, t in enumerate(stamps)]
+    return "timestamp,temp\n" + "\n".join(rows) + "\n"
+
+
+def test_a_clock_stepping_back_is_a_time_reset_counted_and_warned_not_a_refused_file(tmp_path, capsys):
+    # an NTP correction: 01:00..01:05, then the clock is set back to 01:02 and goes on
+    stamps = ["01:00", "01:01", "01:02", "01:03", "01:04", "01:05", "01:02", "01:03", "01:04"]
+    s = load_csv(_write(tmp_path, _minutes(stamps)))
+    assert s.rows == 9  # every row kept, in file order: nothing lost
+    assert s.meta["time_resets"] == 1 and s.meta["duplicate_timestamps"] == 0
+    assert s.meta["first_time_reset_line"] == 8  # header line 1, the 7th data row
+    assert s.sample_period_s == 60.0
+    err = capsys.readouterr().err
+    assert "rec.csv:8" in err and "steps back" in err and "--strict-time" in err
+    # windows never span the reset: the gap clock restarts there (as on the device)
+    norm = Normalization(np.zeros(1), np.ones(1))
+    w = make_windows(s, norm, 3)
+    # windows end at rows 2..8; those holding rows 5 and 6 together (ending at 6, 7) are incomplete
+    assert w.complete.tolist() == [True, True, True, True, False, False, True]
+
+
+def test_duplicate_timestamps_are_counted_and_do_not_zero_the_sample_period(tmp_path, capsys):
+    stamps = ["02:00", "02:00", "02:01", "02:01", "02:02", "02:02", "02:03"]
+    s = load_csv(_write(tmp_path, _minutes(stamps)))
+    assert s.rows == 7 and s.meta["duplicate_timestamps"] == 3 and s.meta["time_resets"] == 0
+    assert s.sample_period_s == 60.0  # the spacing of the steps that move, not the median 0
+    assert "3 duplicated timestamp" in capsys.readouterr().err
+
+
+def test_a_repeated_hour_is_a_time_reset(tmp_path):
+    # local time written without an offset, the night the clocks go back: 02:00..02:59 twice
+    text = "timestamp,temp\n" + "".join(f"2026-10-25 0{h}:{m:02d}:00,{20 + m / 100}\n"
+                                        for h in (1, 2, 2, 3) for m in (0, 30))
+    s = load_csv(_write(tmp_path, text))
+    assert s.rows == 8 and s.meta["time_resets"] == 1
+
+
+def test_strict_time_refuses_a_clock_that_steps_back(tmp_path):
+    p = _write(tmp_path, _minutes(["01:00", "01:02", "01:01"]))
+    e = _error(p, strict_time=True)
+    assert "rec.csv:4" in e.message and "does not increase" in e.message
+
+
+def test_irregular_sampling_is_read_with_gaps_counted(tmp_path):
+    s = load_csv(_write(tmp_path, _minutes(["01:00", "01:01", "01:02", "01:03", "01:09", "01:10", "01:11"])))
+    assert s.rows == 7 and s.gap_count() == 1 and s.meta["time_resets"] == 0
+
+
+@pytest.mark.parametrize("fmt,cells,expect", [
+    ("%d/%m/%Y %H:%M:%S", ["31/01/2024 12:00:00", "31/01/2024 12:00:05"], [1706702400.0, 1706702405.0]),
+    ("%d.%m.%Y %H:%M", ["31.01.2024 12:00", "31.01.2024 12:01"], [1706702400.0, 1706702460.0]),
+    ("unix_ms", ["1706702400000", "1706702400500"], [1706702400.0, 1706702400.5]),
+    ("unix_s", ["1706702400", "1706702401"], [1706702400.0, 1706702401.0]),
+])
+def test_time_format(tmp_path, fmt, cells, expect):
+    p = _write(tmp_path, "time,temp\n" + "".join(f"{c},1.0\n" for c in cells))
+    s = load_csv(p, time_format=fmt)
+    assert s.timestamps.tolist() == expect
+
+
+def test_a_cell_that_does_not_fit_the_time_format_names_line_and_format(tmp_path):
+    p = _write(tmp_path, "time,temp\n31/01/2024 12:00:00,1\n2024-01-31 12:00:05,2\n")
+    e = _error(p, time_format="%d/%m/%Y %H:%M:%S")
+    assert "rec.csv:3" in e.message and "%d/%m/%Y %H:%M:%S" in e.message and "--time-format" in e.hint
+
+
+def test_a_text_status_column_is_never_a_sensor_and_is_warned_about(tmp_path, capsys):
+    p = _write(tmp_path, "timestamp,temp,machine_status\n1,20.0,NORMAL\n2,20.1,NORMAL\n3,25.0,BROKEN\n")
+    s = load_csv(p, label_column=None)
+    assert s.channels == ["temp"] and s.labels is None
+    err = capsys.readouterr().err
+    assert "machine_status" in err and "--label-column machine_status" in err
+
+
+def test_a_zero_one_status_column_is_never_a_sensor(tmp_path, capsys):
+    p = _write(tmp_path, "timestamp,temp,fault_status\n1,20.0,0\n2,20.1,0\n3,25.0,1\n")
+    s = load_csv(p)
+    assert s.channels == ["temp"]
+    assert "fault_status" in capsys.readouterr().err
+
+
+def test_a_text_status_column_as_labels_with_the_usual_words(tmp_path):
+    p = _write(tmp_path, "timestamp,temp,status\n1,20.0,normal\n2,20.1,OK\n3,25.0,fault\n4,25.0,Alarm\n")
+    s = load_csv(p, label_column="status")
+    assert s.labels.tolist() == [0, 0, 1, 1] and s.channels == ["temp"]
+
+
+def test_a_label_value_map(tmp_path):
+    p = _write(tmp_path, "timestamp,temp,machine_status\n1,20,NORMAL\n2,21,BROKEN\n3,22,RECOVERING\n")
+    e = _error(p, label_column="machine_status")
+    assert "'RECOVERING'" in e.message and "--label-map" in e.hint
+    s = load_csv(p, label_column="machine_status", label_map={"normal": 0, "broken": 1, "recovering": 1})
+    assert s.labels.tolist() == [0, 1, 1]

@@ -13,7 +13,6 @@ from aiot.errors import ToolkitError
 from aiot.evaluate import alert_settings as aset
 from aiot.evaluate.device import AlertRule
 from aiot.evaluate.metrics import Confusion
-from aiot.evaluate.tuning import main as tuning_main
 from aiot.evaluate.tuning import pick, save_picks
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
@@ -213,13 +212,19 @@ def test_evaluate_runs_with_the_files_rule_and_records_where_it_came_from(tmp_pa
     assert "picked at a validation FAR budget of 30 %" in html and "validation F1 0.500" in html
 
 
-def test_tuning_cli_checks_budgets_and_save_combinations(capsys):
-    with pytest.raises(SystemExit):
-        tuning_main(["--far-budget", "0", "normal.csv"])
-    assert "between 0 and 100" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        tuning_main(["--fit", "skab", "--save", "d"])
-    assert "nothing to pick" in capsys.readouterr().err
+def test_tuning_cli_checks_budgets_and_label_combinations(tmp_path):
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    normal = tmp_path / "normal.csv"
+    normal.write_text("timestamp,a\n0,1\n1,2\n")
+    r = CliRunner().invoke(main, ["tune", "--far-budget", "0", str(normal)])
+    assert r.exit_code == 2 and "--far-budget" in r.output
+    r = CliRunner().invoke(main, ["tune", str(normal), "--labels", str(tmp_path)])
+    assert r.exit_code == 2 and "not both" in r.output
+    r = CliRunner().invoke(main, ["tune", "--labels", str(tmp_path), "--far-budget", "5", "--far-budget", "10"])
+    assert r.exit_code == 2 and "one --far-budget" in r.output
 
 
 def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissioning_rows(tmp_path, monkeypatch,
@@ -263,9 +268,15 @@ def test_tuning_end_to_end_saves_one_loadable_pick_per_budget(tmp_path, monkeypa
     normal = tmp_path / "normal.csv"
     rows = [f"{t},{10 + rng.normal():.4f},{5 + 0.5 * rng.normal():.4f},{rng.normal():.4f}" for t in range(2600)]
     normal.write_text("timestamp,a,b,c\n" + "\n".join(rows) + "\n")
-    assert tuning_main(["--seeds", "1", "--window", "8", "--far-budget", "2", "--far-budget", "30",
-                        "--save", str(tmp_path / "picks"), str(normal)]) == 0
-    out = capsys.readouterr().out
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    r = CliRunner().invoke(main, ["tune", "--target", "reference", "--no-recovery", "--seeds", "1", "--window", "8",
+                                  "--far-budget", "2", "--far-budget", "30", "--save", str(tmp_path / "picks"),
+                                  str(normal)])
+    assert r.exit_code == 0, r.output
+    out = r.output
     assert "pick at FAR <= 2 %, alert rows:" in out and "pick at FAR <= 30 %, alert rows:" in out
     rules = [r.to_json() for r in grid()]
     for pct in (2, 30):

@@ -180,13 +180,15 @@ def test_cli_per_file_on_the_host_target_is_accepted_and_still_checks_the_pick_k
     assert not (tmp_path / "o").exists()
 
 
-def test_tuning_per_file_goes_with_the_reference_grid_or_the_monitor_only(capsys):
-    from aiot.evaluate.tuning import main as tuning_main
+def test_tuning_per_file_goes_with_the_reference_grid_or_the_monitor_only(tmp_path):
+    from click.testing import CliRunner
 
-    for other in (["--tracking"], ["--fit", "skab"]):
-        with pytest.raises(SystemExit):
-            tuning_main(["--per-file", *other, "normal.csv"])
-        assert "--per-file goes with the reference rule's grid or --monitor" in capsys.readouterr().err
+    from aiot.cli import main
+
+    normal = tmp_path / "normal.csv"
+    normal.write_text("timestamp,a\n0,1\n1,2\n")
+    r = CliRunner().invoke(main, ["tune", str(normal), "--per-file", "--target", "reference", "--tracking"])
+    assert r.exit_code == 2 and "--per-file goes with the reference rule's grid or --target device" in r.output
 
 
 def test_an_installation_too_short_for_its_own_model_names_the_file_and_what_to_do(tmp_path, monkeypatch):

@@ -176,3 +176,60 @@ def test_alerts_without_labels_are_all_false():
     got = inc.alerts(None, [1, 1, 0, 1])
     assert [(a.start, a.end, a.true) for a in got] == [(0, 1, False), (3, 3, False)]
     assert math.isclose(len(got), 2)
+
+
+# -- an incident is detected only by an alert that STARTS near it (issue 19) -----------------
+# rows:   0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15
+LABELS = [0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_an_alert_that_started_long_before_the_onset_detects_nothing_and_is_false():
+    # one latched alert rows 1..9: it covers the incident 6..9 but started 5 rows before its
+    # onset; with a tolerance of 2 rows only starts in [4, 9] count -> missed, and a false alert
+    alerts = [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    (i,) = inc.incidents(LABELS, alerts, tolerance_rows=2)
+    assert (i.detected, i.first_alert, i.delay_rows) == (False, None, None)
+    (a,) = inc.alerts(LABELS, alerts, tolerance_rows=2)
+    assert (a.start, a.end, a.true, a.incidents) == (1, 9, False, [])
+
+
+def test_an_alert_starting_within_the_tolerance_before_the_onset_detects_it_with_a_negative_delay():
+    # alert starts row 4 = onset 6 - 2: inside [6 - 2, 9] -> detected, delay -2 rows (-20 s)
+    alerts = [0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    ts = np.arange(16) * 10.0
+    (i,) = inc.incidents(LABELS, alerts, ts, tolerance_rows=2)
+    assert (i.detected, i.first_alert, i.delay_rows, i.delay_s) == (True, 4, -2, -20.0)
+    (a,) = inc.alerts(LABELS, alerts, tolerance_rows=2)
+    assert (a.true, a.incidents) == (True, [0])
+    # one row earlier (row 3) is outside the tolerance: missed and false
+    early = [0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert not inc.incidents(LABELS, early, tolerance_rows=2)[0].detected
+    assert not inc.alerts(LABELS, early, tolerance_rows=2)[0].true
+
+
+def test_an_alert_starting_after_the_incident_ended_is_false_and_a_late_start_inside_detects():
+    # alert 1 starts row 8 (inside 6..9): detects with delay 2; alert 2 starts row 12 (after end 9): false
+    alerts = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 1, 1, 0, 0]
+    (i,) = inc.incidents(LABELS, alerts, tolerance_rows=0)
+    assert (i.detected, i.first_alert, i.delay_rows) == (True, 8, 2)
+    assert [(a.start, a.true) for a in inc.alerts(LABELS, alerts, tolerance_rows=0)] == [(8, True), (12, False)]
+
+
+def test_the_default_tolerance_is_small_and_recorded():
+    assert 0 <= inc.DEFAULT_TOLERANCE_ROWS <= 10
+    # the 58 h case: an alert on since row 0, an incident labelled far later, on the default tolerance
+    labels = np.zeros(1000, int)
+    labels[900:950] = 1
+    alerts = np.ones(1000, int)
+    assert not inc.incidents(labels, alerts)[0].detected
+    assert [a.true for a in inc.alerts(labels, alerts)] == [False]
+
+
+def test_one_alert_detects_one_incident_even_when_the_next_onset_is_within_the_tolerance():
+    # incidents 2..3 and 6..7; alert starts row 3 (inside the first). Tolerance 5 would reach
+    # back to row 1 from onset 6, but not past the first incident's end (3): window 4..7
+    labels = [0, 0, 1, 1, 0, 0, 1, 1, 0, 0]
+    alerts = [0, 0, 0, 1, 1, 1, 1, 1, 0, 0]
+    got = inc.incidents(labels, alerts, tolerance_rows=5)
+    assert [(i.detected, i.first_alert) for i in got] == [(True, 3), (False, None)]
+    assert [(a.true, a.incidents) for a in inc.alerts(labels, alerts, tolerance_rows=5)] == [(True, [0])]

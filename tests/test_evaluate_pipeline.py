@@ -771,3 +771,25 @@ def test_reference_per_file_needs_the_rows_its_own_model_trains_on(tmp_path, mon
     assert "a.csv: 58 commissioning rows are too few" in e.value.message and "at least 59 at window 8" in e.value.message
     summary = evaluate(out=tmp_path / "o59", train_rows=59, **common)  # the minimum trains
     assert summary["files"] == 2
+
+
+def test_an_alert_latched_before_an_incident_neither_detects_it_nor_counts_as_true(scripted):
+    # issue 19: 0.csv alerts on every test row 4..11, its incident is rows 8..10. The alert
+    # started 4 rows before the onset, beyond the default tolerance (2 rows): the incident is
+    # missed, the alert is false, and the summary's counts say so next to FAR
+    from aiot.evaluate import incidents as inc
+
+    assert inc.DEFAULT_TOLERANCE_ROWS == 2
+    scripted.plan = {"0.csv": list(range(4, 12)), "10.csv": [], "2.csv": []}
+    _, _, res = _run()
+    r0 = next(r for r in res if r.recording.name == "valve1/0.csv")
+    assert [i.detected for i in r0.incidents] == [False]
+    assert [(a.start, a.end, a.true) for a in r0.alerts] == [(4, 11, False)]
+    agg = pipeline.aggregate(res)
+    assert (agg["incidents_detected"], agg["alerts"], agg["false_alerts"]) == (0, 1, 1)
+    assert agg["test_rows"]["fp"] == 5  # rows 4..7 and 11
+    from aiot.commands.evaluate import summary_text
+
+    text = summary_text(agg)  # 24 test rows, 5 labelled (0.csv 8..10, 10.csv 6..7): 19 normal
+    assert "incidents detected 0/2, alerts 1: 0 true, 1 false" in text
+    assert "FAR 26.32 % (5 of 19 normal rows alerting)" in text

@@ -151,3 +151,23 @@ def test_experiment_files_may_list_the_fleets_sensors_in_another_order(tmp_path)
     fleet.write_text("\n".join(";".join([r[0], r[2], r[1]]) for r in rows) + "\n")
     ds = readers.read("skab", root)
     assert ds.fleet.channels == ["s1", "s2"] and ds.recordings[0].series.channels == ["s1", "s2"]
+
+
+def test_evaluate_reading_options_reach_the_loader(tmp_path):
+    # issue 19: --strict-time refuses a clock that steps back; a bad --label-map and a label
+    # column given to a format that names its own are usage errors, before any training
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    p = tmp_path / "site.csv"
+    p.write_text("timestamp,a,status\n" + "".join(f"{t},{t % 3},normal\n" for t in (0, 1, 2, 3, 1, 2)))
+    run = lambda *a: CliRunner().invoke(main, ["evaluate", "--data", str(p), "--out", str(tmp_path / "o"), *a])  # noqa: E731
+    r = run("--strict-time", "--label-column", "status")
+    assert r.exit_code == 2 and "site.csv:6" in r.output and "does not increase" in r.output
+    r = run("--label-column", "status", "--label-map", "normal=2")
+    assert r.exit_code == 2 and "'normal=2' is not VALUE=0 or VALUE=1" in r.output
+    r = CliRunner().invoke(main, ["evaluate", "--data", str(tmp_path), "--format", "skab", "--label-column", "status",
+                                  "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--label-column / --label-map go with --format generic" in r.output
+    assert not (tmp_path / "o").exists()

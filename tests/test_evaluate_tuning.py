@@ -103,26 +103,33 @@ def test_level_only_keeps_the_level_shift_settings_of_the_grid():
         assert level == [k for k in full if k.get("level_windows")] and len(level) * 3 == len(full) * 2
 
 
-def test_cli_level_only_needs_the_monitor_grid(capsys):
-    import pytest
+def test_the_argparse_entry_point_is_gone_everything_is_aiot_tune():
+    # issue 19: one command line (click); python -m aiot.evaluate.tuning no longer runs anything
+    import aiot.evaluate.tuning as tuning
 
-    from aiot.evaluate.tuning import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["--level-only", "normal.csv"])
-    assert e.value.code == 2
-    assert "--level-only goes with --monitor" in capsys.readouterr().err
+    assert not hasattr(tuning, "main") and not hasattr(tuning, "_main")
+    src = open(tuning.__file__).read()
+    assert "argparse" not in src and "__main__" not in src
 
 
-def test_cli_without_normal_data_stops_with_a_usage_error(capsys):
-    import pytest
+def test_cli_level_only_needs_the_monitor_grid(tmp_path):
+    from click.testing import CliRunner
 
-    from aiot.evaluate.tuning import main
+    from aiot.cli import main
 
-    with pytest.raises(SystemExit) as e:
-        main(["--recovery"])
-    assert e.value.code == 2
-    assert "normal-operation CSV" in capsys.readouterr().err
+    normal = tmp_path / "normal.csv"
+    normal.write_text("timestamp,a\n0,1\n1,2\n")
+    r = CliRunner().invoke(main, ["tune", str(normal), "--target", "reference", "--level-only"])
+    assert r.exit_code == 2 and "it goes with --target device" in r.output
+
+
+def test_cli_without_normal_data_stops_with_a_usage_error():
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    r = CliRunner().invoke(main, ["tune", "--recovery"])
+    assert r.exit_code == 2 and "recording of normal operation" in r.output and "--labels DATA" in r.output
 
 
 def test_warmup_slopes_are_least_squares_slopes_of_commissioning_rows_only():
@@ -187,16 +194,17 @@ def test_warmup_change_is_in_floored_noise_units():
     assert abs(got[1] - abs(v[-100:, 1].mean() - v[:100, 1].mean()) / 0.1) < 1e-9
 
 
-def test_cli_bad_paths_are_one_line_errors(tmp_path, capsys):
-    from aiot.evaluate.tuning import main
+def test_cli_bad_paths_are_one_line_errors(tmp_path):
+    from click.testing import CliRunner
 
-    assert main(["--recovery", str(tmp_path / "none.csv")]) == 2
-    assert "no such file" in capsys.readouterr().err
+    from aiot.cli import main
+
+    r = CliRunner().invoke(main, ["tune", "--recovery", str(tmp_path / "none.csv")])
+    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
     normal = tmp_path / "normal.csv"
-    normal.write_text("timestamp,a,b\n" + "".join(f"{t},{t % 7},{t % 5}\n" for t in range(2400)))  # long enough for the harness
-    assert main(["--recovery", "--warmup", str(tmp_path / "no-skab"), str(normal)]) == 2
-    err = capsys.readouterr().err
-    assert "no-skab" in err and "no such file or folder" in err and "Traceback" not in err
+    normal.write_text("timestamp,a,b\n" + "".join(f"{t},{t % 7},{t % 5}\n" for t in range(2400)))
+    r = CliRunner().invoke(main, ["tune", "--recovery", "--warmup", str(tmp_path / "no-skab"), str(normal)])
+    assert r.exit_code == 2 and "no-skab" in r.output and "does not exist" in r.output and "Traceback" not in r.output
 
 
 def test_monitor_grid_scores_the_same_on_one_or_two_processes(tmp_path, monkeypatch):

@@ -1,6 +1,6 @@
 """Alert settings: the rule that turns a stream of scores into alerts (:class:`AlertRule`,
-the reference target's) and the monitor knobs, as a file: what `python -m aiot.evaluate.tuning --save DIR` picks on
-the validation harness, and what `aiot evaluate --alert-settings FILE` runs with.
+the reference target's) and the monitor knobs, as a file: what `aiot tune --out DIR` picks (by cross-validation on
+labelled recordings, or on the validation harness), and what `aiot evaluate --alert-settings FILE` runs with.
 
 One file holds one operating point for one kind of target:
 

@@ -85,16 +85,12 @@ def floored_noise(sd: np.ndarray, level: np.ndarray, absolute: np.ndarray, relat
 
 #: Bump when the device-model recipe below changes (invalidates cached models).
 RECIPE = "device-fleet-3"  # 3: relative per-sensor floors (fleet_floors)
-#: Monitor knobs the evaluation runs with (everything else: the C defaults). The pick of
-#: `python -m aiot.evaluate.tuning --monitor` (anomaly-free data + injected faults, no
-#: test row of any benchmark); see docs/evaluation.md.
-#: Validation (window 8, `--recovery --warmup` harness, 4 fault draws = 60 pieces, relative
-#: floors): F1 0.576, FAR 8.93 %, MAR 56.35 %. Without warm-up the pick was alert_margin 1.0
-#: (0.593 / 8.88 %; 13.9 % FAR with warm-up, 15.01 % on SKAB, runs 19-20); without the
-#: recovering state the best was 0.418 / 9.30 %. Before (15 pieces, no recovering):
-#: alert_margin 2.5 / floor 0.25, 0.378 / 9.92 %; the first harness picked 1.25 / 0.5.
-EVAL_KNOBS = {"alert_margin": 1.25, "clear_margin": 1.25, "persist_k": 3, "persist_n": 5, "fleet_noise_floor": 0.5,
-              "recover_ratio": 0.7}
+#: Monitor knobs the evaluation runs with (everything else: the C defaults): chosen by
+#: cross-validation on SKAB's labelled files (`aiot tune --labels SKAB --format skab`, leave one
+#: folder out: held out F1 0.633 / FAR 8.33 % with this monitor), the pick on all its files;
+#: docs/evaluation.md.
+EVAL_KNOBS = {"alert_margin": 2.5, "clear_margin": 2.5, "persist_k": 3, "persist_n": 5, "fleet_noise_floor": 1.0,
+              "level_windows": 1}
 #: The same for one model per installation (``--per-file``): the 10 % pick of `tuning --monitor
 #: --per-file --recovery --warmup ... --window 8` (validation F1 0.481, FAR 9.47 %; window 8
 #: by validation: 16 gave 0.207, 32 nothing under 17.55 %). Made on the harness before SKAB

@@ -9,11 +9,45 @@ import click
 from aiot.commands import Command, FloatRange, OutPath, wrote
 
 
+def reading_options(fn):
+    """--strict-time, --time-format, --label-column and --label-map (docs/evaluation.md, "Reading
+    CSV files"); the command gets them as the four keyword arguments, :func:`csv_options` makes
+    them load_csv's."""
+    for option in reversed(_READING_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def csv_options(strict_time: bool, time_format: str | None, label_column: str, label_map: str | None) -> dict:
+    from aiot.data import parse_label_map
+
+    return {"strict_time": strict_time, "time_format": time_format,
+            "label_column": None if label_column.lower() == "none" else label_column,
+            "label_map": parse_label_map(label_map)}
+
+
+_READING_OPTIONS = [
+    click.option("--strict-time", "strict_time", is_flag=True,
+                 help="Refuse a file whose clock steps back or repeats a timestamp. Default: a step back is read "
+                      "as a time reset (as the device does: counted, warned about, the stream restarts there)."),
+    click.option("--time-format", "time_format", default=None, metavar="FORMAT",
+                 help="How the time column is written when it is not ISO-8601 or seconds: a strptime format "
+                      "('%d/%m/%Y %H:%M:%S'; no offset = UTC) or unix_s / unix_ms / unix_us / unix_ns."),
+    click.option("--label-column", "label_column", default="auto", show_default=True, metavar="NAME",
+                 help="generic: the column that marks faults (0/1, or words: normal/ok = 0, fault/alarm/broken = "
+                      "1); 'none' for unlabelled data; auto = 'label' or 'anomaly' when present."),
+    click.option("--label-map", "label_map", default=None, metavar="VALUE=0|1,...",
+                 help="generic: what the label column's values mean, e.g. NORMAL=0,BROKEN=1,RECOVERING=1."),
+]
+
+
 @click.command("evaluate", cls=Command)
 @click.option("--data", "data", required=True, type=click.Path(path_type=Path),
               help="One CSV or a folder of them (one file = one installation).")
-@click.option("--format", "fmt", type=click.Choice(["skab", "nab", "generic"]), default="generic", show_default=True,
-              help="skab: SKAB's ';' files; nab: NAB's data folder + --labels; generic: timestamp, sensors, optional label.")
+@click.option("--format", "fmt", type=click.Choice(["skab", "nab", "tep", "generic"]), default="generic",
+              show_default=True,
+              help="skab: SKAB's ';' files; nab: NAB's data folder + --labels; tep: the Tennessee Eastman folder "
+                   "(normal.csv + test/dNN.csv); generic: timestamp, sensors, optional label.")
 @click.option("--labels", "labels", type=click.Path(path_type=Path), default=None,
               help="NAB-style windows JSON {\"folder/file.csv\": [[start, end], ...]} (nab: required).")
 @click.option("--train-rows", type=click.IntRange(min=1), default=None,
@@ -48,9 +82,11 @@ from aiot.commands import Command, FloatRange, OutPath, wrote
 @click.option("--scheduler", default=None,
               help="Run one task per file on a Dask cluster: tcp://HOST:8786, or local (a LocalCluster of --jobs "
                    "workers). A file whose task fails is reported and the others finish. Needs the fleet extra.")
+@reading_options
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
-            alert_settings: Path | None, per_file: bool, skip_bad_files: bool, scheduler: str | None) -> None:
+            alert_settings: Path | None, per_file: bool, skip_bad_files: bool, scheduler: str | None, strict_time: bool,
+            time_format: str | None, label_column: str, label_map: str | None) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -65,6 +101,9 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
       aiot evaluate --data ../shared/data/skab --format skab --target reference \\
           --alert-settings build/picks/reference-w32-far20.json --out build/skab-far20
       aiot evaluate --data ../shared/data/skab --format skab --target host --per-file --out build/skab-own
+      aiot evaluate --data ../shared/data/tep --format tep --out build/tep
+      aiot evaluate --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1,RECOVERING=1 \\
+          --time-format '%d/%m/%Y %H:%M' --train-fraction 0.2 --out build/pump
     """
     from aiot.evaluate.report import phases_text
     from aiot.evaluate.run import evaluate
@@ -73,9 +112,23 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
         data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
         alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files, scheduler=scheduler,
+        csv_options=csv_options(strict_time, time_format, label_column, label_map),
     )
-    t = summary["test_rows"]
     phases = phases_text(summary.get("false_alarms_by_phase", {}))
+    click.echo(summary_text(summary, phases))
+    tep = summary.get("tep")
+    if tep:
+        click.echo(tep_text(tep))
+    click.echo(f"report: {out / 'report.html'}")
+    wrote(out, "report.json, report.html")
+
+
+def summary_text(summary: dict, phases: str = "") -> str:
+    """The lines printed after a run: episode counts (incidents, alerts) and row rates (F1,
+    FAR, MAR), each named as what it counts so that they never seem to disagree."""
+    from aiot.evaluate.incidents import DEFAULT_TOLERANCE_ROWS
+
+    t = summary["test_rows"]
 
     def pct(v: float | None) -> str:
         return "n/a" if v is None else f"{100 * v:.2f} %"
@@ -83,13 +136,23 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     def num(v: float | None, fmt: str) -> str:
         return "n/a" if v is None else format(v, fmt)
 
-    click.echo(
+    alerts, false = summary["alerts"], summary["false_alerts"]
+    return (
         f"files {summary['files']}, incidents detected {summary['incidents_detected']}/{summary['incidents']}, "
-        f"false alerts {summary['false_alerts']}\n"
-        f"F1 {num(t['f1'], '.3f')}  FAR {pct(t['far'])}  MAR {pct(t['mar'])}  "
-        f"NAB {num(summary['nab_standard'], '.1f')}  (all test rows, pooled)\n"
-        + (f"normal rows alerting: {phases}\n" if phases else "")
-        + f"report: {out / 'report.html'}"
+        f"alerts {alerts}: {alerts - false} true, {false} false (true = started within {DEFAULT_TOLERANCE_ROWS} "
+        "rows before an incident's onset or inside it)\n"
+        f"F1 {num(t['f1'], '.3f')}  FAR {pct(t['far'])} ({t['fp']:,} of {t['fp'] + t['tn']:,} normal rows alerting)  "
+        f"MAR {pct(t['mar'])}  NAB {num(summary['nab_standard'], '.1f')}  (all test rows, pooled)"
+        + (f"\nnormal rows alerting: {phases}" if phases else "")
     )
-    wrote(out, "report.json, report.html")
 
+
+
+def tep_text(tep: dict) -> str:
+    """The Tennessee Eastman figures (:func:`aiot.data.tep.benchmark`) in one line."""
+    def rate(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    far = "n/a" if tep["false_alarm_rate"] is None else f"{100 * tep['false_alarm_rate']:.2f} %"
+    return (f"TEP: mean detection rate {rate(tep['detection_rate'])} over {tep['faults']} faults "
+            f"({rate(tep['detection_rate_without_3_9_15'])} without faults 3, 9, 15), false alarms {far} of normal rows")

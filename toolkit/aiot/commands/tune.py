@@ -1,4 +1,5 @@
-"""`aiot tune`: choose alert settings for a false-alarm budget on normal data only."""
+"""`aiot tune`: choose alert settings for a false-alarm budget: by cross-validation on labelled
+recordings (--labels DATA), or on normal data only (the validation harness, --data)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,28 @@ from pathlib import Path
 import click
 
 from aiot.commands import Command, FloatRange, HiddenArgument, OutPath, deprecated, renamed
+from aiot.commands.evaluate import csv_options, reading_options
 
 
 @click.command("tune", cls=Command)
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A recording of normal operation (CSV: timestamp + sensor columns).")
 @click.argument("normal", cls=HiddenArgument, required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--labels", "labelled", type=click.Path(exists=True, path_type=Path), multiple=True, metavar="DATA",
+              help="Labelled recordings (a SKAB or TEP folder, or generic labelled CSVs with --format): choose by "
+                   "cross-validation on them instead of the harness; no file is scored with settings chosen on it. "
+                   "Repeat (with one --format each) to choose across several data sets at once.")
+@click.option("--format", "fmts", type=click.Choice(["skab", "tep", "generic"]), multiple=True,
+              help="With --labels: how each DATA is laid out (as aiot evaluate --format), in the same order "
+                   "[default: skab].")
+@click.option("--folds", "folds", type=click.Choice(["folder", "file"]), multiple=True,
+              help="With --labels: leave one folder out (SKAB: valve1, valve2, other) or one file out (TEP), one per "
+                   "--labels or one for all [default: folder].")
+@reading_options
+@click.option("--tracking", is_flag=True,
+              help="Reference target: the rule with level tracking (its alerts feed back into the model input).")
+@click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Processes scoring the device grid.")
 @click.option("--target", type=click.Choice(["device", "reference"]), default="device", show_default=True,
               help="device: the monitor's knobs, for `aiot evaluate --target host` and `qemu:BOARD`; "
                    "reference: the alert rule of `--target reference`.")
@@ -27,7 +44,8 @@ from aiot.commands import Command, FloatRange, HiddenArgument, OutPath, deprecat
               help="Write each pick as DIR/<target>[-per-file]-w<window>-far<PCT>.json for "
                    "`aiot evaluate --alert-settings FILE` [default: none written; the picks are printed].")
 @renamed("--save", "--out", "save", type=OutPath())
-@click.option("--window", type=click.IntRange(2, 256), default=8, show_default=True, help="Samples per window.")
+@click.option("--window", "windows", type=click.IntRange(2, 256), multiple=True, default=(8,), show_default=True,
+              help="Samples per window. With --labels, repeat to let the cross-validation choose the window too.")
 @click.option("--recovery/--no-recovery", default=True, show_default=True,
               help="Injected faults fade out over 30..120 rows after their label ends (a machine settling), "
                    "as real ones do, instead of vanishing at once.")
@@ -40,11 +58,20 @@ from aiot.commands import Command, FloatRange, HiddenArgument, OutPath, deprecat
 @click.option("--level-only", "level_only", is_flag=True,
               help="Device target: only the settings that score a level shift (the monitor's level_windows), "
                    "to pick within that score when the harness prefers the other.")
-def command(data: Path | None, normal: Path | None, target: str, per_file: bool, budgets: tuple[float, ...], save: Path | None, window: int,
-            recovery: bool, warmup: Path | None, seeds: int, level_only: bool) -> None:
-    """Choose alert settings for a false-alarm budget, without a labelled fault.
+def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], fmts: tuple[str, ...],
+            folds: tuple[str, ...], strict_time: bool, time_format: str | None, label_column: str,
+            label_map: str | None, tracking: bool, jobs: int, target: str, per_file: bool, budgets: tuple[float, ...],
+            save: Path | None, windows: tuple[int, ...], recovery: bool, warmup: Path | None, seeds: int,
+            level_only: bool) -> None:
+    """Choose alert settings for a false-alarm budget.
 
-    --data is a recording of normal operation (timestamp + sensor columns). Its first half
+    With --labels DATA (labelled recordings; trust them over the harness): every setting of
+    the grid runs on every file, the files are split into folds (--folds), and each fold is
+    scored with the setting that was best (F1 within the FAR budget) on the other folds.
+    It prints every fold and the held-out figure (each file once, scored blind), and with
+    --out writes DIR/crossval.json and the settings chosen on all files.
+
+    Without labels, --data is a recording of normal operation (timestamp + sensor columns). Its first half
     trains the validation fleet model; its second half is cut into pseudo-installations
     shaped like a SKAB file (400 commissioning rows, then normal, faulty and normal rows),
     each given one synthetic fault (a step, a ramp or more noise on 1..3 sensors). Every
@@ -53,6 +80,11 @@ def command(data: Path | None, normal: Path | None, target: str, per_file: bool,
 
     \b
     Examples:
+      aiot tune --labels ../shared/data/skab --format skab --out build/cv-skab
+      aiot tune --labels ../shared/data/tep --format tep --folds file --target reference --window 4 --window 8 \\
+          --window 16 --window 32 --far-budget 5 --out build/cv-tep
+      aiot tune --labels ../shared/data/skab --format skab --folds folder --labels ../shared/data/tep --format tep \\
+          --folds file --target reference --window 16 --window 32 --out build/cv-both
       aiot tune --data ../shared/data/skab/anomaly-free/anomaly-free.csv --far-budget 10 --far-budget 30 --out build/picks
       aiot tune --data normal.csv --target reference --window 32 --out build/picks
       aiot tune --data normal.csv --per-file --far-budget 20 --out build/picks
@@ -67,16 +99,42 @@ def command(data: Path | None, normal: Path | None, target: str, per_file: bool,
             raise click.UsageError("NORMAL is the old spelling of --data: give only --data")
         deprecated(click.get_current_context(), "NORMAL (a positional file)", "--data NORMAL")
         data = normal
-    if data is None:
-        raise click.UsageError("give the recording of normal operation: --data NORMAL.csv")
-    normal = data
     if level_only and target != "device":
         raise click.UsageError("--level-only picks among the monitor's settings: it goes with --target device")
+    if tracking and target != "reference":
+        raise click.UsageError("--tracking is a reference rule: it goes with --target reference")
+    if per_file and tracking:
+        raise click.UsageError("--per-file goes with the reference rule's grid or --target device, not --tracking")
     from aiot.evaluate.pipeline import quiet_worker
+
+    if labelled:
+        if data is not None:
+            raise click.UsageError("give --data NORMAL.csv (the harness) or --labels DATA (cross-validation), not both")
+        if per_file or tracking or recovery is False or warmup is not None or len(budgets) > 1:
+            raise click.UsageError("--labels cross-validates the fleet model's grid at one --far-budget: "
+                                   "--per-file, --tracking, --no-recovery, --warmup and a second --far-budget "
+                                   "belong to the harness (--data NORMAL.csv)")
+        from aiot.evaluate import crossval
+
+        quiet_worker()
+        fmts = fmts or ("skab",) * len(labelled)
+        folds = folds * len(labelled) if len(folds) == 1 else (folds or ("folder",) * len(labelled))
+        crossval.run(list(labelled), list(fmts), target, windows, (budgets or (10.0,))[0] / 100.0, list(folds), save,
+                     jobs=jobs, level_only=level_only,
+                     csv_options=csv_options(strict_time, time_format, label_column, label_map))
+        return
+    if data is None:
+        raise click.UsageError("give the recording of normal operation: --data NORMAL.csv (the validation harness), "
+                               "or labelled recordings: --labels DATA (cross-validation)")
+    normal = data
+    if len(windows) > 1:
+        raise click.UsageError("one --window for the harness (--data NORMAL.csv); several go with --labels DATA")
+    window = windows[0]
     from aiot.evaluate.tuning import tune
 
     quiet_worker()  # no TensorFlow start-up chatter between the progress lines
-    rc = tune(str(normal), "monitor" if target == "device" else "reference", window,
+    kind = "monitor" if target == "device" else ("tracking" if tracking else "reference")
+    rc = tune(str(normal), kind, window,
               tuple(p / 100.0 for p in budgets) or (0.10,), per_file=per_file, recovery=recovery,
               warmup=None if warmup is None else str(warmup), seeds=seeds,
               save=None if save is None else str(save), level_only=level_only)

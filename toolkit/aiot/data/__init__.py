@@ -1,8 +1,12 @@
 """Load multi-sensor time series from CSV into one small, honest structure.
 
 Missing samples stay missing (NaN + mask): "no data" is not "no event". Anything a user
-can fix (bad header, stray text in a numeric column, time going backwards) raises a
-ToolkitError that names the file, the line and the column.
+can fix (bad header, stray text in a numeric column) raises a ToolkitError that names the
+file, the line and the column. Real recordings as they come are read, not refused: a clock
+that steps back (a repeated hour, an NTP correction) is a time reset, as the device sees it
+(counted, warned about, the gap clock restarts there); duplicated timestamps are counted.
+``strict_time`` refuses both. A status column (text, or 0/1 under a status-like name) is
+never read as a sensor: it is the label column when named so, else left out with a warning.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -45,6 +50,18 @@ GAP_FACTOR = 2.5
 #: 1e20 no unit since 1970 fits either.
 EPOCH_UNITS = ((1e17, "nanoseconds", 1e9), (1e14, "microseconds", 1e6), (1e11, "milliseconds", 1e3))
 EPOCH_NO_UNIT = 1e20
+#: ``time_format`` names for numbers since 1970 in another unit than seconds (divisor to s).
+UNIX_FORMATS = {"unix_s": 1.0, "unix_ms": 1e3, "unix_us": 1e6, "unix_ns": 1e9}
+#: Words read as labels in a text status column (case-insensitive); others need ``label_map``.
+LABEL_WORDS = {
+    **dict.fromkeys(("0", "normal", "ok", "good", "healthy", "false", "no", "off"), 0),
+    **dict.fromkeys(("1", "fault", "faulty", "anomaly", "abnormal", "alarm", "broken", "failure", "failed",
+                     "error", "true", "yes", "on"), 1),
+}
+#: Name parts that mark a column as a machine status, not a measurement (a 0/1 column so
+#: named is left out of the sensors).
+STATUS_WORDS = frozenset({"status", "state", "alarm", "fault", "failure", "anomaly", "label", "class", "target",
+                          "broken", "incident", "event", "condition", "health", "mode"})
 
 
 @dataclass
@@ -70,10 +87,25 @@ class Series:
 
     @property
     def sample_period_s(self) -> float:
-        """Median spacing of the timestamps (1.0 for fewer than two rows)."""
+        """Median spacing of the timestamps that move forward (1.0 for fewer than two rows):
+        duplicated timestamps and clock resets are not the sample period."""
         if self.rows < 2:
             return 1.0
-        return float(np.median(np.diff(self.timestamps)))
+        step = np.diff(self.timestamps)
+        step = step[step > 0]
+        return float(np.median(step)) if step.size else 1.0
+
+    def breaks(self) -> np.ndarray:
+        """(N-1,) bool: the step from row i to i+1 breaks the stream, a gap (lost rows) or a
+        clock that stepped back (a time reset). No window spans a break."""
+        if self.rows < 2:
+            return np.zeros(0, bool)
+        step = np.diff(self.timestamps)
+        return (step > GAP_FACTOR * self.sample_period_s) | (step < 0)
+
+    def time_reset_count(self) -> int:
+        """Steps where the clock went back (a repeated hour, an NTP correction)."""
+        return int((np.diff(self.timestamps) < 0).sum()) if self.rows > 1 else 0
 
     def digest(self, rows: int | None = None) -> str:
         """SHA-256 of the first ``rows`` rows (all by default): timestamps, values, validity
@@ -238,16 +270,22 @@ def load_csv(
     label_column: str | None = AUTO,
     timestamp_column: str | None = AUTO,
     min_rows: int = 1,
+    strict_time: bool = False,
+    time_format: str | None = None,
+    label_map: dict[str, int] | None = None,
 ) -> Series:
     """Read a CSV with a header row into a :class:`Series`.
 
     - Separator ``,``, ``;`` or tab is detected from the header; with ``;`` a decimal
       comma inside cells is accepted.
     - ``timestamp_column``: "auto" tries timestamp/datetime/time/date; ``None`` uses the
-      row number as seconds. Values are ISO-8601 (naive = UTC) or numeric seconds and
-      must strictly increase.
+      row number as seconds. Values are ISO-8601 (naive = UTC) or numeric seconds, or as
+      ``time_format`` says (a strptime format like ``%d/%m/%Y %H:%M:%S``, naive = UTC, or
+      unix_s / unix_ms / unix_us / unix_ns). A step back is a time reset and a repeated time
+      a duplicate: both counted in ``meta`` and warned about; ``strict_time`` refuses them.
     - ``label_column``: "auto" uses a "label" or "anomaly" column when present (else the
-      series is unlabelled); a name must exist; ``None`` ignores labels. Labels are 0/1.
+      series is unlabelled); a name must exist; ``None`` ignores labels. Labels are 0/1, or
+      words (:data:`LABEL_WORDS`, or ``label_map`` {value: 0 or 1}, case-insensitive).
     - ``channels``: sensor columns to read, in this order; default is every other column
       except annotations (label, anomaly, changepoint, ...).
     - Empty cells and nan/NA/null are missing samples (NaN, mask False), never errors.
@@ -319,11 +357,17 @@ def load_csv(
                 hint="pass the right label column name, or none for unlabelled data",
             )
 
+    status_notes: list[str] = []
     if channels is None:
         skip = {ts_idx, lab_idx}
         ch_idx = [
             i for i, h in enumerate(header) if i not in skip and h.strip().lower() not in ANNOTATION_COLUMNS
         ]
+        for i in list(ch_idx):
+            note = _status_column(header[i], (r[i] for _, r in rows if i < len(r)), decimal_comma)
+            if note:
+                ch_idx.remove(i)
+                status_notes.append(note)
         if not ch_idx:
             raise ToolkitError(f"{path}: no sensor columns besides time and label; columns are: {', '.join(header)}")
     else:
@@ -356,22 +400,53 @@ def load_csv(
             hint="use a longer recording (or a smaller --window)",
         )
 
-    fast = _parse_vectorized(rows, len(header), ts_idx, ch_idx, lab_idx, decimal_comma)
+    if time_format is not None and ts_idx is None:
+        raise ToolkitError(f"{path}: --time-format given but no timestamp column is read",
+                           hint="name the time column with --timestamp-column, or drop --time-format")
+    parse_ts = _time_parser(time_format)
+    words = _label_words(label_map)
+    fast = _parse_vectorized(rows, len(header), ts_idx, ch_idx, lab_idx, decimal_comma, parse_ts, words)
     if fast is not None:
         ts, values, labels, any_iso = fast
     else:
         ts, values, labels, any_iso = _parse_rows(path, rows, header, delimiter, ts_idx, ch_idx, lab_idx,
-                                                  decimal_comma, auto_channels=channels is None)
+                                                  decimal_comma, auto_channels=channels is None,
+                                                  parse_ts=parse_ts, time_format=time_format, words=words,
+                                                  label_map_given=label_map is not None)
+    if time_format is not None:
+        any_iso = True  # dates, whatever their spelling: written back as ISO-8601
 
+    meta: dict = {}
     if ts_idx is not None and len(rows) > 1:
-        bad = np.nonzero(np.diff(ts) <= 0)[0]
-        if bad.size:
-            i = int(bad[0])
+        step = np.diff(ts)
+        back, same = np.nonzero(step < 0)[0], np.nonzero(step == 0)[0]
+        if strict_time and (back.size or same.size):
+            i = int(min(np.concatenate((back, same))))
             raise ToolkitError(
                 f"{path}:{rows[i + 1][0]}: time does not increase "
                 f"('{rows[i + 1][1][ts_idx].strip()}' after '{rows[i][1][ts_idx].strip()}' on line {rows[i][0]})",
-                hint="sort the rows by time and remove duplicated samples",
+                hint="sort the rows by time and remove duplicated samples, or drop --strict-time to read a clock "
+                     "that steps back as a time reset (as the device does)",
             )
+        meta.update(time_resets=int(back.size), duplicate_timestamps=int(same.size))
+        if back.size:
+            i = int(back[0])
+            meta["first_time_reset_line"] = rows[i + 1][0]
+            sys.stderr.write(
+                f"warning: {path}:{rows[i + 1][0]}: time steps back ('{rows[i + 1][1][ts_idx].strip()}' after "
+                f"'{rows[i][1][ts_idx].strip()}'), {back.size} time(s) in the file: each is read as a time reset, as "
+                "the device sees it (the stream restarts there; no window spans it). --strict-time refuses such "
+                "a file\n")
+        if same.size:
+            i = int(same[0])
+            sys.stderr.write(
+                f"warning: {path}:{rows[i + 1][0]}: {same.size} duplicated timestamp(s) (first "
+                f"'{rows[i + 1][1][ts_idx].strip()}'): the rows are kept; the device drops a sample whose time "
+                "does not move (counted as rejected). --strict-time refuses such a file\n")
+    for note in status_notes:
+        sys.stderr.write(f"warning: {path}: {note}\n")
+    if status_notes:
+        meta["status_columns_left_out"] = status_notes
 
     if ts_idx is not None and not any_iso:
         note = epoch_unit_warning(path, header[ts_idx], ts)
@@ -385,7 +460,80 @@ def load_csv(
         channels=names,
         source=path,
         iso_time=any_iso,
+        meta=meta,
     )
+
+
+def _status_column(name: str, cells, decimal_comma: bool) -> str | None:
+    """Why column ``name`` is a machine status and not a sensor (None when it is a sensor):
+    under a status-like name (:data:`STATUS_WORDS`), every filled cell is text (NORMAL /
+    BROKEN ...) or 0 and 1. A mostly numeric column with a stray word is a sensor with a bad
+    cell, and a text column under another name (notes) stops the read: both reported as such."""
+    if not {p for p in re.split(r"[^a-z]+", name.lower()) if p} & STATUS_WORDS:
+        return None  # other text columns stop the read at their first cell, with the way out in the hint
+    distinct = {c.strip() for c in cells} - {""}
+    distinct = {c for c in distinct if c.lower() not in MISSING_TOKENS}
+    if not distinct:
+        return None
+    numbers = {c for c in distinct if _parse_value(c, decimal_comma) is not None}
+    tip = (f"if it marks faults, pass --label-column {name} (its values are read as labels: 0/1, normal/fault "
+           "and the like, or map them with --label-map VALUE=0,VALUE=1)")
+    if not numbers:
+        shown = ", ".join(sorted(distinct)[:4]) + (", ..." if len(distinct) > 4 else "")
+        return f"column '{name}' holds text ({shown}), a status, not a measurement: left out of the sensors; {tip}"
+    if numbers == distinct and {_parse_value(c, decimal_comma) for c in numbers} <= {0.0, 1.0}:
+        return f"column '{name}' holds only 0 and 1 under a status name: left out of the sensors; {tip}"
+    return None
+
+
+def _time_parser(time_format: str | None):
+    """cell -> seconds for ``time_format`` (None: ISO-8601 or numeric seconds, :func:`parse_time`)."""
+    if time_format is None:
+        return None
+    if time_format in UNIX_FORMATS:
+        per_s = UNIX_FORMATS[time_format]
+
+        def unix(cell: str) -> float:
+            v = float(cell)
+            if not math.isfinite(v):
+                raise ValueError("timestamp is not finite")
+            return v / per_s
+
+        return unix
+
+    def dated(cell: str) -> float:
+        dt = datetime.strptime(cell.strip(), time_format)
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+
+    return dated
+
+
+def _label_words(label_map: dict[str, int] | None) -> dict[str, int]:
+    if label_map is None:
+        return LABEL_WORDS
+    bad = {k: v for k, v in label_map.items() if v not in (0, 1)}
+    if bad:
+        raise ToolkitError(f"--label-map: {', '.join(f'{k}={v}' for k, v in bad.items())}: a label is 0 or 1",
+                           hint="map each value to 0 (normal) or 1 (fault), e.g. --label-map NORMAL=0,BROKEN=1")
+    return {str(k).strip().lower(): int(v) for k, v in label_map.items()}
+
+
+def parse_label_map(text: str | None) -> dict[str, int] | None:
+    """``--label-map NORMAL=0,BROKEN=1,RECOVERING=1`` -> {value: label}; None when not given."""
+    if text is None:
+        return None
+    out: dict[str, int] = {}
+    for part in (p for p in text.split(",") if p.strip()):
+        key, eq, val = part.rpartition("=")
+        if not eq or not key.strip() or val.strip() not in ("0", "1"):
+            raise ToolkitError(f"--label-map: '{part.strip()}' is not VALUE=0 or VALUE=1",
+                               hint="e.g. --label-map NORMAL=0,BROKEN=1,RECOVERING=1")
+        out[key.strip()] = int(val.strip())
+    if not out:
+        raise ToolkitError("--label-map is empty", hint="e.g. --label-map NORMAL=0,BROKEN=1")
+    return out
 
 
 def epoch_unit_warning(path: Path, column: str, ts: np.ndarray) -> str | None:
@@ -452,7 +600,8 @@ def _iso_seconds(cell: str) -> float:
 
 
 def _parse_vectorized(rows: list[tuple[int, list[str]]], width: int, ts_idx: int | None, ch_idx: list[int],
-                      lab_idx: int | None, decimal_comma: bool) -> _Parsed | None:
+                      lab_idx: int | None, decimal_comma: bool, parse_ts=None,
+                      words: dict[str, int] = LABEL_WORDS) -> _Parsed | None:
     """Fast path for well-formed files (one pass per column, no per-cell bookkeeping).
     Returns None whenever anything is unusual; :func:`_parse_rows` then finds and reports it."""
     if not rows or any(len(r) != width for _, r in rows):
@@ -468,11 +617,20 @@ def _parse_vectorized(rows: list[tuple[int, list[str]]], width: int, ts_idx: int
     labels = None
     if lab_idx is not None:
         lv = _floats(cols[lab_idx], decimal_comma, missing_ok=False)
-        if lv is None or not np.isin(lv, (0.0, 1.0)).all():
-            return None
-        labels = lv.astype(np.int8)
+        if lv is not None and np.isin(lv, (0.0, 1.0)).all():
+            labels = lv.astype(np.int8)
+        else:  # words (normal / fault ...): each distinct value looked up once
+            table = {c: words.get(c.strip().lower()) for c in set(cols[lab_idx])}
+            if any(v is None for v in table.values()):
+                return None
+            labels = np.fromiter((table[c] for c in cols[lab_idx]), np.int8, n)
     if ts_idx is None:
         return np.arange(n, dtype=np.float64), values, labels, False
+    if parse_ts is not None:
+        try:
+            return np.fromiter(map(parse_ts, cols[ts_idx]), np.float64, n), values, labels, True
+        except (ValueError, OverflowError, OSError):
+            return None
     ts = _floats(cols[ts_idx], False, missing_ok=False)
     if ts is not None:
         return ts, values, labels, False
@@ -485,7 +643,8 @@ def _parse_vectorized(rows: list[tuple[int, list[str]]], width: int, ts_idx: int
 
 def _parse_rows(path: Path, rows: list[tuple[int, list[str]]], header: list[str], delimiter: str,
                 ts_idx: int | None, ch_idx: list[int], lab_idx: int | None, decimal_comma: bool,
-                auto_channels: bool) -> _Parsed:
+                auto_channels: bool, parse_ts=None, time_format: str | None = None,
+                words: dict[str, int] = LABEL_WORDS, label_map_given: bool = False) -> _Parsed:
     """Row by row; the first bad cell stops with its line and column."""
     n, c = len(rows), len(ch_idx)
     ts = np.empty(n, dtype=np.float64)
@@ -508,11 +667,19 @@ def _parse_rows(path: Path, rows: list[tuple[int, list[str]]], header: list[str]
                     hint="every row needs a timestamp; leave sensor cells empty for missing samples instead",
                 )
             try:
-                ts[r] = parse_time(cell)
-            except ValueError:
+                ts[r] = parse_time(cell) if parse_ts is None else parse_ts(cell)
+            except (ValueError, OverflowError, OSError):
+                if parse_ts is not None:
+                    raise ToolkitError(
+                        f"{path}:{line_no}: column '{header[ts_idx]}': '{cell}' does not fit the time format "
+                        f"'{time_format}'",
+                        hint="fix the cell, or give the --time-format the file uses (a strptime format such as "
+                             "'%d/%m/%Y %H:%M:%S', or unix_s / unix_ms / unix_us / unix_ns)",
+                    ) from None
                 raise ToolkitError(
                     f"{path}:{line_no}: column '{header[ts_idx]}': '{cell}' is not a timestamp",
-                    hint="use ISO-8601 (2024-01-31T12:00:00Z) or numeric seconds",
+                    hint="use ISO-8601 (2024-01-31T12:00:00Z) or numeric seconds, or say how the file writes "
+                         "time with --time-format (e.g. '%d/%m/%Y %H:%M:%S', unix_ms)",
                 ) from None
             any_iso = any_iso or not _is_number(cell)
         for j, k in enumerate(ch_idx):
@@ -521,13 +688,14 @@ def _parse_rows(path: Path, rows: list[tuple[int, list[str]]], header: list[str]
                 hint = "sensor cells must be numbers; leave a cell empty (or write NaN) for a missing sample"
                 if auto_channels:
                     hint += ("; if this is not a sensor column, drop it from the file (aiot train can also pick "
-                             "the sensor columns with --channels)")
+                             "the sensor columns with --channels); if it marks faults, name it with --label-column")
                 raise ToolkitError(
                     f"{path}:{line_no}: column '{header[k]}': '{row[k].strip()}' is not a number", hint=hint
                 )
             values[r, j] = v
         if labels is not None:
-            labels[r] = _parse_label(path, line_no, header[lab_idx], row[lab_idx], decimal_comma)  # type: ignore[index]
+            labels[r] = _parse_label(path, line_no, header[lab_idx], row[lab_idx], decimal_comma,  # type: ignore[index]
+                                     words, label_map_given)
     return ts, values, labels, any_iso
 
 
@@ -562,12 +730,19 @@ def _check_header(path: Path, header: list[str], raw: str) -> None:
         seen.add(key)
 
 
-def _parse_label(path: Path, line_no: int, column: str, cell: str, decimal_comma: bool) -> int:
+def _parse_label(path: Path, line_no: int, column: str, cell: str, decimal_comma: bool,
+                 words: dict[str, int] = LABEL_WORDS, label_map_given: bool = False) -> int:
+    word = words.get(cell.strip().lower())
+    if word is not None:
+        return word
     v = _parse_value(cell, decimal_comma)
     if v is None or math.isnan(v) or v not in (0.0, 1.0):
+        known = "0, 1 or a value --label-map names" if label_map_given else "0 or 1 (or normal/fault, ok/alarm and the like)"
         raise ToolkitError(
-            f"{path}:{line_no}: column '{column}': label '{cell.strip()}' is not 0 or 1",
-            hint="labels are 0 (normal) or 1 (fault) on every row; drop the label column for unlabelled data",
+            f"{path}:{line_no}: column '{column}': label '{cell.strip()}' is not {known}",
+            hint=f"labels are 0 (normal) or 1 (fault) on every row; map other values with --label-map "
+                 f"VALUE=0,VALUE=1 (e.g. --label-map {cell.strip() or 'VALUE'}=1); drop the label column for "
+                 "unlabelled data",
         )
     return int(v)
 

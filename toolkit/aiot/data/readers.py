@@ -17,7 +17,7 @@ import numpy as np
 from aiot.data import Series, format_time, load_csv, parse_time
 from aiot.errors import ToolkitError
 
-FORMATS = ("skab", "nab", "generic")
+FORMATS = ("skab", "nab", "tep", "generic")
 #: SKAB's folder of normal-operation data: the fleet training set, never a test file.
 SKAB_FLEET_DIR = "anomaly-free"
 
@@ -47,6 +47,8 @@ class Dataset:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
+#: Loader findings (:func:`aiot.data.load_csv`'s ``meta``) copied into each file's report notes.
+FILE_NOTES = ("time_resets", "first_time_reset_line", "duplicate_timestamps", "status_columns_left_out")
 #: The hint's addition on a file a folder run could leave out.
 SKIP_HINT = "aiot evaluate --skip-bad-files evaluates the other files and lists this one as skipped"
 
@@ -71,7 +73,10 @@ def _load_each(files: list[Path], root: Path, load, skipped: list[tuple[str, str
     recs = []
     for f in files:
         try:
-            recs.append(Recording(_rel(f, root), _readable(load, f)))
+            series = _readable(load, f)
+            # what the loader met in the file's clock and columns goes into the report's notes
+            notes = {k: v for k, v in series.meta.items() if v and k in FILE_NOTES}
+            recs.append(Recording(_rel(f, root), series, meta=notes))
         except ToolkitError as e:
             if skipped is None:
                 raise with_skip_hint(e, len(files)) from None
@@ -193,7 +198,7 @@ def _check_same_channels(recs: list[Recording], ref_name: str | None = None, ref
     return kept
 
 
-def read_skab(root: Path, skip_bad: bool = False) -> Dataset:
+def read_skab(root: Path, skip_bad: bool = False, csv_options: dict | None = None) -> Dataset:
     """SKAB: ';'-separated files with datetime, 8 sensors, ``anomaly`` and ``changepoint``.
 
     The ``anomaly-free`` folder, when present, is the fleet training set, not a test file
@@ -208,12 +213,13 @@ def read_skab(root: Path, skip_bad: bool = False) -> Dataset:
         raise ToolkitError(f"{root}: only anomaly-free data, no experiment file to evaluate on",
                            hint="point --data at SKAB's data folder (valve1/, valve2/, other/)")
     skipped: list[tuple[str, str]] | None = [] if skip_bad else None
-    recs = _load_each(tests, root, lambda f: load_csv(f, label_column="anomaly"), skipped)
+    opts = _time_options(csv_options)
+    recs = _load_each(tests, root, lambda f: load_csv(f, label_column="anomaly", **opts), skipped)
     fleet = None
     if fleet_file is not None:
         # every experiment file against the fleet recording's sensors, before anything is trained;
         # read once, then put in the files' column order
-        everything = _readable(lambda f: load_csv(f, label_column=None), fleet_file)
+        everything = _readable(lambda f: load_csv(f, label_column=None, **opts), fleet_file)
         recs = _check_same_channels(recs, _rel(fleet_file, root), everything.channels, skipped)
         if not recs:
             raise none_left(root, skipped)
@@ -226,7 +232,7 @@ def read_skab(root: Path, skip_bad: bool = False) -> Dataset:
 
 
 def read_generic(root: Path, labels_file: Path | None = None, label_column: str | None = "auto",
-                 skip_bad: bool = False) -> Dataset:
+                 skip_bad: bool = False, csv_options: dict | None = None) -> Dataset:
     """One CSV or a folder of them: a timestamp column, sensor columns, an optional label column.
 
     With ``labels_file`` (NAB's combined_windows.json form), incidents come from its time
@@ -235,14 +241,17 @@ def read_generic(root: Path, labels_file: Path | None = None, label_column: str 
     root = Path(root)
     files = _csv_files(root, "a CSV file or a folder of CSV files")
     skipped: list[tuple[str, str]] | None = [] if skip_bad else None
-    recs = _load_each(files, root, lambda f: load_csv(f, label_column=None if labels_file else label_column), skipped)
+    opts = dict(csv_options or {})
+    label_column = opts.pop("label_column", label_column)
+    recs = _load_each(files, root, lambda f: load_csv(f, label_column=None if labels_file else label_column, **opts),
+                      skipped)
     recs = _check_same_channels(recs, skipped=skipped)
     if labels_file is not None:
         _apply_windows(recs, labels_file, left_out={name for name, _ in skipped or []})
     return Dataset(recs, skipped=skipped or [])
 
 
-def read_nab(root: Path, labels_file: Path | None, skip_bad: bool = False) -> Dataset:
+def read_nab(root: Path, labels_file: Path | None, skip_bad: bool = False, csv_options: dict | None = None) -> Dataset:
     """NAB: ``timestamp,value`` files under ``data/<folder>/``; windows from combined_windows.json."""
     root = Path(root)
     if labels_file is None:
@@ -254,24 +263,46 @@ def read_nab(root: Path, labels_file: Path | None, skip_bad: bool = False) -> Da
         root = root / "data"  # accept NAB's repository root as well as its data folder
     files = _csv_files(root, "NAB's data folder (data/<folder>/<file>.csv)")
     skipped: list[tuple[str, str]] | None = [] if skip_bad else None
-    recs = _load_each(files, root, lambda f: load_csv(f, label_column=None, timestamp_column="timestamp"), skipped)
+    opts = _time_options(csv_options)
+    recs = _load_each(files, root, lambda f: load_csv(f, label_column=None, timestamp_column="timestamp", **opts),
+                      skipped)
     _apply_windows(recs, labels_file, every_file=True, left_out={name for name, _ in skipped or []})
     return Dataset(recs, skipped=skipped or [])
 
 
-def read(fmt: str, root: Path, labels_file: Path | None = None, skip_bad: bool = False) -> Dataset:
+def _time_options(csv_options: dict | None) -> dict:
+    """The reading options a fixed format still takes from the user (its label column is its own)."""
+    opts = dict(csv_options or {})
+    if opts.get("label_column", "auto") != "auto" or opts.get("label_map") is not None:
+        raise ToolkitError("--label-column / --label-map go with --format generic (this format names its labels)",
+                           hint="drop them, or read the files with --format generic")
+    opts.pop("label_column", None)
+    opts.pop("label_map", None)
+    return opts
+
+
+def read(fmt: str, root: Path, labels_file: Path | None = None, skip_bad: bool = False,
+         csv_options: dict | None = None) -> Dataset:
     """``skip_bad``: a file that cannot be read, or whose sensor columns differ from the
     others', is left out and listed in ``Dataset.skipped`` (with why) instead of stopping the
-    run."""
+    run. ``csv_options``: :func:`aiot.data.load_csv` keywords from the command line
+    (strict_time, time_format; generic also label_column, label_map)."""
     if fmt == "skab":
         if labels_file is not None:
             raise ToolkitError("--labels is not used with --format skab (labels are SKAB's 'anomaly' column)",
                                hint="drop --labels")
-        return read_skab(root, skip_bad)
+        return read_skab(root, skip_bad, csv_options)
     if fmt == "nab":
-        return read_nab(root, labels_file, skip_bad)
+        return read_nab(root, labels_file, skip_bad, csv_options)
+    if fmt == "tep":
+        from aiot.data.tep import read_tep
+
+        if labels_file is not None:
+            raise ToolkitError("--labels is not used with --format tep (labels are the files' 'label' column)",
+                               hint="drop --labels")
+        return read_tep(root, skip_bad, csv_options)
     if fmt == "generic":
-        return read_generic(root, labels_file, skip_bad=skip_bad)
+        return read_generic(root, labels_file, skip_bad=skip_bad, csv_options=csv_options)
     raise ToolkitError(f"unknown --format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
 
 

@@ -258,7 +258,8 @@ def _complete(series: Series, end_rows: np.ndarray, window: int, max_slip: float
     first = end_rows - window + 1
     bad_row = np.concatenate(([0], np.cumsum(~series.valid.all(axis=1))))
     rows_ok = (bad_row[end_rows + 1] - bad_row[first]) == 0
-    big_step = np.concatenate(([0], np.cumsum(np.diff(series.timestamps) > max_slip * series.sample_period_s + 1e-9)))
+    step = np.diff(series.timestamps)  # a step back is a time reset: it breaks a window like a gap
+    big_step = np.concatenate(([0], np.cumsum((step > max_slip * series.sample_period_s + 1e-9) | (step < 0))))
     # big_step[i] counts the big steps among rows 0..i; steps inside = those arriving at rows first+1..end
     steps_ok = (big_step[end_rows] - big_step[first]) == 0
     return rows_ok & steps_ok

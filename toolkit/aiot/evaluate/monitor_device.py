@@ -126,9 +126,18 @@ class MonitorDevice:
     def stream(self, series: Series, start: int) -> Outputs:
         ts = self._ms(series, slice(start, series.rows))
         vals = self._values(series, slice(start, series.rows))
+        # a clock that steps back restarts the device's stream: outputs are matched to rows by
+        # time within each run of rising time only (device time is 32-bit, hence the modulo)
+        cuts = [0, *(np.flatnonzero(np.diff(ts) < 0) + 1).tolist(), ts.size]
+        parts = []
         try:
-            outs = self.dev.push(ts, vals)
+            for a, b in zip(cuts[:-1], cuts[1:]):
+                outs = self.dev.push(ts[a:b], vals[a:b])
+                if a == 0 and self._pending is not None:
+                    outs = np.concatenate([self._pending, outs])
+                parts.append(_rows_from_windows(ts[a:b] % 2**32, outs, self.channels))
         finally:
             self.close()
-        allouts = np.concatenate([self._pending, outs]) if self._pending is not None else outs
-        return _rows_from_windows(ts, allouts, self.channels)
+        return parts[0] if len(parts) == 1 else Outputs(
+            [x for p in parts for x in p.state], *(np.concatenate([getattr(p, f) for p in parts])
+                                                  for f in ("score", "confidence", "alert", "channel_scores")))

@@ -27,7 +27,8 @@ from aiot.data.readers import Dataset, Recording, skip_reason
 
 #: Each format's own commissioning protocol: SKAB trains on the first 400 rows, NAB's
 #: probationary period is the first 15 %.
-PROTOCOL = {"skab": {"train_rows": 400}, "nab": {"train_fraction": 0.15}, "generic": {"train_fraction": 0.15}}
+PROTOCOL = {"skab": {"train_rows": 400}, "nab": {"train_fraction": 0.15}, "generic": {"train_fraction": 0.15},
+            "tep": {"train_rows": 100}}  # TEP: rows 0..99 of each file (data/tep.py)
 
 
 @dataclass

@@ -56,6 +56,7 @@ def _evaluate(
     skip_bad_files: bool = False,
     scheduler: str | None = None,
     run=None,
+    csv_options: dict | None = None,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
 
@@ -103,7 +104,7 @@ def _evaluate(
         raise ToolkitError(f"{fleet}: no such file" if not Path(fleet).exists() else f"{fleet}: not a file",
                            hint="check the --fleet path (a CSV of normal operation with the data's sensor columns)")
     with step(f"reading {data} ({fmt})"):
-        ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files)
+        ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files, csv_options=csv_options)
     if limit is not None and ds.skipped:
         # the first N files of the folder, as without --skip-bad-files: the bad ones among them
         # are left out (and named); a file after them was never in this run, bad or not
@@ -118,7 +119,8 @@ def _evaluate(
     if per_file:
         ds.fleet, ds.fleet_source = None, None
     if fleet is not None:
-        ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None)
+        ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None,
+                            **{k: v for k, v in (csv_options or {}).items() if k in ("strict_time", "time_format")})
         ds.fleet_source = Path(fleet)
     own = ds.fleet is None  # one model per file: asked for, or no fleet recording to train one on
     if picked is not None:
@@ -214,6 +216,11 @@ def _evaluate(
         raise readers.none_left(Path(data), ds.skipped, limit if limit is not None and ds.skipped else None)
     ds.recordings = [r.recording for r in results]
     summary = pipeline.aggregate(results)
+    if fmt == "tep":  # the benchmark's own figures, beside the pooled row metrics
+        from aiot.data.tep import benchmark
+
+        summary["tep"] = benchmark([(r.recording.name, r.confusion.tp, r.confusion.fn, r.confusion.fp,
+                                     r.confusion.tn) for r in results])
     if skip_bad_files:  # the run's scope: which files the figures leave out, and why
         summary["skipped_files"] = [{"file": name, "reason": why} for name, why in ds.skipped]
 
@@ -230,6 +237,7 @@ def _evaluate(
             "pooled over files (TP/FP/TN/FN summed). Same settings for every file; no test row is used to fit "
             "or tune anything."
         ),
+        "incident_matching": incident_matching(),
         "host": platform.platform(),
         # trained models (and so the figures) depend on these: the same settings with another
         # TensorFlow / Keras can train a different model
@@ -251,6 +259,16 @@ def _evaluate(
         sys.stderr.write(f"warning: {len(ds.skipped)} file(s) skipped, not in the results: "
                          f"{', '.join(name for name, _ in ds.skipped)} (why: report.json's skipped_files)\n")
     return summary
+
+
+def incident_matching() -> dict:
+    """How alerts were matched to labelled incidents (:mod:`.incidents`), for report.json."""
+    from aiot.evaluate.incidents import DEFAULT_TOLERANCE_ROWS
+
+    return {"tolerance_rows": DEFAULT_TOLERANCE_ROWS,
+            "rule": "an incident is detected only by an alert that starts inside [onset - tolerance_rows, "
+                    "last labelled row]; any other alert (one already on before that, or starting after "
+                    "the incident) is a false alert"}
 
 
 def _check_knobs(knobs: dict, window: int, source: Path) -> None:

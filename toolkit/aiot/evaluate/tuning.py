@@ -10,26 +10,18 @@ Protocol (written once, before any SKAB experiment file was scored with the resu
 - every candidate setting is scored by the same pooled F1/FAR/MAR; the pick is the best F1
   with FAR <= 10 % (the SKAB target's FAR), ties to the simpler rule.
 
-Run: python -m aiot.evaluate.tuning [--monitor | --tracking | --fit SKAB_DIR] [--per-file] [--recovery] [--warmup SKAB_DIR] [--seeds N] [--window W]
-         [--far-budget PCT ...] [--save DIR] ../shared/data/skab/anomaly-free/anomaly-free.csv
-(--monitor: the monitor's knobs for --target host/qemu; --tracking: the reference rule with
-level tracking; --per-file: one model per pseudo-installation trained on its commissioning
-rows (with the reference rule, or with --monitor the monitor's knobs); none: the reference
-rule with fixed levels and the fleet model.
---recovery: faults fade out over 30..120 rows after their label ends instead of vanishing;
---seeds: the faults are drawn this many times per piece, default 4; --warmup: the pieces also
-drift as SKAB's files do while commissioned, slopes from their first 400 rows only;
---far-budget: pick at this validation FAR instead of 10 %, repeatable (one pick per budget);
---save: write each pick as an alert-settings file for `aiot evaluate --alert-settings FILE`.)
-After the pick it prints where the pick's alert rows fall (phase_rates): before the fault,
-in it, after it.
+Run through `aiot tune NORMAL.csv` (commands/tune.py: --target device | reference,
+--tracking, --per-file, --recovery, --warmup SKAB_DIR, --seeds, --window, --far-budget,
+--save). After the pick it prints where the pick's alert rows fall (phase_rates): before the
+fault, in it, after it. Labelled recordings are better judges than this harness (it has
+mis-ranked settings against SKAB): `aiot tune --labels DATA` cross-validates on them
+(:mod:`.crossval`).
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -214,8 +206,15 @@ def grid() -> list[AlertRule]:
 
 
 def score_rules(dataset: Dataset, package: Path | list[Path], rules: list[AlertRule]) -> list[tuple[AlertRule, Confusion]]:
-    """Pooled confusion of every rule. The model only depends on the noise floor, so raw
-    scores are computed once per floor and smoothed / thresholded exactly as the device does.
+    """Pooled confusion of every rule (:func:`score_rules_files`, summed over the recordings)."""
+    return [(rule, sum(per.values(), Confusion())) for rule, per in score_rules_files(dataset, package, rules)]
+
+
+def score_rules_files(dataset: Dataset, package: Path | list[Path], rules: list[AlertRule],
+                      commission: int = SHAPE[0]) -> list[tuple[AlertRule, dict[str, Confusion]]]:
+    """Each rule's confusion per recording name, commissioned on the first ``commission``
+    rows and scored on the rest. The model only depends on the noise floor, so raw scores
+    are computed once per floor and smoothed / thresholded exactly as the device does.
     ``package``: one fleet model, or one model per recording (trained on its commissioning rows)."""
     from aiot.evaluate.device import ReferenceDevice, _smooth, apply_rule
 
@@ -226,21 +225,21 @@ def score_rules(dataset: Dataset, package: Path | list[Path], rules: list[AlertR
         base = AlertRule(noise_floor=key[0], score=key[1], calib_split=key[2], smooth=1)
         for rec, pkg in zip(dataset.recordings, packages):
             d = ReferenceDevice(pkg, base)
-            d.commission(rec.series.head(SHAPE[0]))
-            out = d.stream(rec.series, SHAPE[0])  # smooth=1: raw window scores
-            per_file.append((d.combine(d.cal_total, d.cal_ch), out.score, rec.labels[SHAPE[0]:]))
+            d.commission(rec.series.head(commission))
+            out = d.stream(rec.series, commission)  # smooth=1: raw window scores
+            per_file.append((rec.name, d.combine(d.cal_total, d.cal_ch), out.score, rec.labels[commission:]))
         raw[key] = per_file
     rows = []
     for rule in rules:
-        total = Confusion()
-        for cal, score, labels in raw[(rule.noise_floor, rule.score, rule.calib_split)]:
+        per: dict[str, Confusion] = {}
+        for name, cal, score, labels in raw[(rule.noise_floor, rule.score, rule.calib_split)]:
             thr = float(np.quantile(_smooth(cal, rule.smooth), rule.threshold_quantile) * rule.threshold_margin)
             sm = np.full(score.shape, np.nan)
             ok = np.isfinite(score)
             sm[ok] = _smooth(score[ok], rule.smooth)
             alert, _ = apply_rule(sm, thr, rule)
-            total = total + confusion(labels, alert)
-        rows.append((rule, total))
+            per[name] = confusion(labels, alert)
+        rows.append((rule, per))
     return rows
 
 
@@ -305,9 +304,10 @@ def score_monitor(dataset: Dataset, models: dict[float, Path | list[Path]], wind
 
 
 def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]], window: int, grid: list[dict],
-                        label: str = "monitor settings", jobs: int = 2) -> list[tuple[dict, dict[str, Confusion]]]:
-    """Each setting of ``grid`` on every recording: commissioned on its first SHAPE[0] rows
-    (SKAB's protocol), scored on the rest; the confusion per recording name. Settings are
+                        label: str = "monitor settings", jobs: int = 2,
+                        commission: int = SHAPE[0]) -> list[tuple[dict, dict[str, Confusion]]]:
+    """Each setting of ``grid`` on every recording: commissioned on its first ``commission``
+    rows (SKAB's protocol: 400), scored on the rest; the confusion per recording name. Settings are
     scored in chunks on ``jobs`` processes (the recordings sent once to each); the result
     is in grid order whatever the number of jobs."""
     from aiot.progress import Bar
@@ -319,11 +319,11 @@ def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]]
     with Bar(len(grid), label) as bar:
         try:
             for part in spawn_map(_score_chunk, chunks, jobs if len(chunks) > 1 else 1,
-                                  initializer=_scoring_context, initargs=(dataset, models, window)):
+                                  initializer=_scoring_context, initargs=(dataset, models, window, commission)):
                 rows.extend(part)
                 bar.update(len(part))
         finally:
-            _scoring_context(Dataset([]), {}, 0)  # the recordings are not kept past the call
+            _scoring_context(Dataset([]), {}, 0, 0)  # the recordings are not kept past the call
     return rows
 
 
@@ -332,24 +332,24 @@ _CHUNK = 8
 _SCORING: tuple = ()
 
 
-def _scoring_context(dataset: Dataset, models: dict, window: int) -> None:
+def _scoring_context(dataset: Dataset, models: dict, window: int, commission: int = SHAPE[0]) -> None:
     """What every chunk of settings is scored on; set once per process."""
     global _SCORING
-    _SCORING = (dataset, models, window)
+    _SCORING = (dataset, models, window, commission)
 
 
 def _score_chunk(grid: list[dict]) -> list[tuple[dict, dict[str, Confusion]]]:
     from aiot.evaluate.monitor_device import MonitorDevice
 
-    dataset, models, window = _SCORING
+    dataset, models, window, commission = _SCORING
     rows = []
     for knobs in grid:
         per = {}
         for i, rec in enumerate(dataset.recordings):
             d = MonitorDevice(_model_of(models[floor_of(knobs)], i), window, "host", knobs)
-            d.commission(rec.series.head(SHAPE[0]))
-            out = d.stream(rec.series, SHAPE[0])
-            per[rec.name] = confusion(rec.labels[SHAPE[0]:], out.alert)
+            d.commission(rec.series.head(commission))
+            out = d.stream(rec.series, commission)
+            per[rec.name] = confusion(rec.labels[commission:], out.alert)
         rows.append((knobs, per))
     return rows
 
@@ -457,7 +457,7 @@ def _harness_doc(path: str, recovery: bool, seeds: int, warmup: str | None, piec
     with the other kind of model."""
     from aiot.data import sha256_file
 
-    return {"tool": "python -m aiot.evaluate.tuning", "model": model,
+    return {"tool": "aiot tune", "model": model,
             "normal_data": str(path), "normal_sha256": sha256_file(path),
             "harness": {"recovery": recovery, "warmup": warmup is not None, "seeds": seeds, "pieces": pieces,
                         "shape": list(SHAPE)}}
@@ -544,43 +544,6 @@ def score_sequential(dataset: Dataset, package: Path, rules: list[AlertRule]) ->
     return rows
 
 
-def commissioning_fit(skab_root: str, window: int) -> int:
-    """How well the reference fleet model reconstructs each installation's *commissioning*
-    rows (the rows SKAB's protocol trains on; no test row is read into the score), grouped
-    by folder, next to the validation pieces cut from the fleet recording: the median
-    calibration window score and each sensor's mean error, in the installation's noise units."""
-    from aiot.model.package import load_package
-    from aiot.evaluate.device import ReferenceDevice, rule_for
-    from aiot.evaluate.pipeline import Settings, fleet_package
-    from aiot.data.readers import read_skab
-
-    ds = read_skab(Path(skab_root))
-    if ds.fleet is None:
-        raise SystemExit(f"{skab_root}: no anomaly-free/ folder (the fleet recording)")
-    rule = rule_for(window)
-    package = fleet_package(ds.fleet, ds.fleet_source, Settings(format="skab", window=window))
-    half = ds.fleet.rows // 2
-    groups: dict[str, list] = {}
-    pieces = [(rec.name.split("/")[0], rec) for rec in ds.recordings]
-    pieces += [("validation pieces", rec) for rec in pseudo_installations(ds.fleet.slice(half, ds.fleet.rows))]
-    fleet = load_package(package).normalization
-    for group, rec in pieces:
-        head = rec.series.head(SHAPE[0])
-        d = ReferenceDevice(package, rule)
-        d.commission(head)
-        groups.setdefault(group, []).append((float(np.median(d.cal_total)), d.cal_ch.mean(axis=0),
-                                             warmup_change(head, fleet.mean, fleet.std)))
-    print("per-sensor order:", ", ".join(ds.fleet.channels))
-    for group, rows in groups.items():
-        per = np.median(np.array([r[1] for r in rows]), axis=0)
-        warm = np.median(np.array([r[2] for r in rows]), axis=0)
-        print(f"{group:18s} {len(rows):2d} files  median window score {np.median([r[0] for r in rows]):.3f}  "
-              f"per sensor {np.array2string(per, precision=2)}")
-        print(f"{'':18s} warm-up while commissioned, |last 100 - first 100 rows| in noise units "
-              f"{np.array2string(warm, precision=2)}")
-    return 0
-
-
 def warmup_change(head: Series, fleet_mean: np.ndarray, fleet_std: np.ndarray, floor: float = 0.5) -> np.ndarray:
     """|mean of the last 100 commissioning rows - mean of the first 100| per sensor, in the
     installation's noise units floored at ``floor`` x the fleet spread (as the device floors
@@ -592,75 +555,6 @@ def warmup_change(head: Series, fleet_mean: np.ndarray, fleet_std: np.ndarray, f
     noise = floored_noise(np.nanstd(v, axis=0), level, *fleet_floors(fleet_mean, fleet_std, floor))
     k = min(100, head.rows // 2)
     return np.abs(np.nanmean(v[-k:], axis=0) - np.nanmean(v[:k], axis=0)) / np.maximum(noise, 1e-12)
-
-
-def main(argv: list[str]) -> int:
-    """The command line; a bad path or file is a one-line error (exit 2), not a traceback."""
-    from aiot.errors import ToolkitError
-
-    try:
-        return _main(argv)
-    except ToolkitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def _main(argv: list[str]) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m aiot.evaluate.tuning",
-                                 description="Pick the evaluation settings on pseudo-installations cut from normal data.")
-    what = ap.add_mutually_exclusive_group()
-    what.add_argument("--monitor", action="store_true", help="the monitor's knobs (--target host / qemu)")
-    what.add_argument("--tracking", action="store_true", help="the reference rule with level tracking")
-    ap.add_argument("--per-file", action="store_true",
-                    help="one model per pseudo-installation on its commissioning rows (the reference rule, "
-                         "or with --monitor the monitor's knobs), for `aiot evaluate --per-file`")
-    what.add_argument("--fit", metavar="SKAB_DIR",
-                      help="no grid: how well the fleet model fits each SKAB file's commissioning rows "
-                           "(no test row) against the validation pieces")
-    ap.add_argument("--recovery", action="store_true", help="faults fade out over 30..120 rows after their label")
-    ap.add_argument("--warmup", metavar="SKAB_DIR",
-                    help="pieces also drift as SKAB's experiment files do while commissioned (slopes "
-                         "from their first 400 rows only, no test row)")
-    ap.add_argument("--seeds", type=int, default=SEEDS, metavar="N",
-                    help=f"fault draws per piece (default {SEEDS}: {SEEDS} x 15 pseudo-installations)")
-    ap.add_argument("--window", type=int, default=None,
-                    help="samples per window (default 8; with --fit, the reference target's validated window)")
-    ap.add_argument("--level-only", action="store_true",
-                    help="with --monitor: only the settings that score a level shift (level_windows > 0), "
-                         "to see where the harness puts that score (its picks are reported, not defaults)")
-    ap.add_argument("--far-budget", type=float, action="append", metavar="PCT",
-                    help="pick the best F1 with validation FAR <= PCT %% (default 10, the SKAB target's FAR); "
-                         "repeat for several operating points")
-    ap.add_argument("--save", metavar="DIR",
-                    help="write each pick as DIR/<target>[-per-file]-w<window>-far<PCT>.json for "
-                         "`aiot evaluate --alert-settings FILE`")
-    ap.add_argument("normal", nargs="?",
-                    help="normal-operation CSV, e.g. ../shared/data/skab/anomaly-free/anomaly-free.csv "
-                         "(not with --fit, which reads the fleet recording from SKAB_DIR)")
-    args = ap.parse_args(argv)
-    if args.seeds < 1:
-        ap.error("--seeds must be at least 1")
-    if not args.fit and not args.normal:
-        ap.error("give the normal-operation CSV the pseudo-installations are cut from")
-    pcts = args.far_budget or [10.0]
-    if any(not 0.0 < p < 100.0 for p in pcts):
-        ap.error("--far-budget is a percentage between 0 and 100 (exclusive)")
-    if args.per_file and (args.tracking or args.fit):
-        ap.error("--per-file goes with the reference rule's grid or --monitor, not --tracking / --fit")
-    if args.level_only and not args.monitor:
-        ap.error("--level-only goes with --monitor (the level-shift score is the monitor's)")
-    if args.fit and (args.save or args.far_budget):
-        ap.error("--fit scores no grid, so there is nothing to pick (--far-budget) or save (--save)")
-    budgets = tuple(p / 100.0 for p in pcts)
-    if args.fit:
-        from aiot.evaluate.device import VALIDATED_WINDOW
-
-        return commissioning_fit(args.fit, args.window or VALIDATED_WINDOW["reference"])
-    kind = "monitor" if args.monitor else ("tracking" if args.tracking else "reference")
-    return tune(args.normal, kind, args.window or 8, budgets, per_file=args.per_file, recovery=args.recovery,
-                warmup=args.warmup, seeds=args.seeds, save=args.save, level_only=args.level_only)
 
 
 def tune(normal_csv: str, kind: str, window: int, budgets: tuple[float, ...], per_file: bool = False,
@@ -695,6 +589,3 @@ def tune(normal_csv: str, kind: str, window: int, budgets: tuple[float, ...], pe
     for budget, rule, _ in within_budget(picks):
         _print_phases(ds, lambda rec, r=rule: ReferenceDevice(pkgs[rec.name], r), _label(budget, budgets))
     return 0
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

@@ -128,7 +128,7 @@ def make_windows(series: Series, norm: Normalization, window: int) -> Windows:
     complete = _window_count(~series.valid.all(axis=1), window) == 0
     if n > 1 and window > 1:
         # a window spans the window-1 steps that start at its first row
-        gap = np.diff(series.timestamps) > GAP_FACTOR * series.sample_period_s  # (Series.gap_count)
+        gap = series.breaks()  # lost rows, or a clock that stepped back (a time reset)
         complete &= _window_count(gap, window - 1) == 0
     end_rows = np.arange(window - 1, n, dtype=np.int64)
     labels = any_fault = None

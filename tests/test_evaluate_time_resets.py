@@ -1,0 +1,47 @@
+"""A recording whose clock steps back (issue 19) streamed through the device as a device
+would see it: the monitor restarts its stream at the reset and every later row still gets
+the device's answer (it used to map them all to "warmup": outputs were matched by time)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aiot.data import Series
+
+
+def _series(rows: int, reset_at: int, back_s: float, seed: int = 0) -> Series:
+    rng = np.random.default_rng(seed)
+    t = 1.7e9 + np.arange(rows, dtype=np.float64)
+    t[reset_at:] -= back_s
+    v = np.stack([10 + 0.1 * rng.normal(size=rows), 5 + 0.2 * rng.normal(size=rows)], axis=1)
+    return Series(timestamps=t, values=v, valid=np.ones_like(v, bool), labels=None, channels=["a", "b"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("back_s", [3600.0, 100.0])  # the hour repeated; an NTP correction
+def test_rows_after_a_time_reset_get_the_devices_answer(tmp_path, monkeypatch, back_s):
+    from aiot.evaluate.monitor_device import EVAL_KNOBS_PER_FILE, MonitorDevice, device_file_model
+
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "cache"))
+    s = _series(1200, reset_at=700, back_s=back_s)
+    model = device_file_model(s.head(400), window=8, epochs=1, seed=0,
+                              noise_floor=EVAL_KNOBS_PER_FILE["fleet_noise_floor"])
+    dev = MonitorDevice(model, 8, "host", EVAL_KNOBS_PER_FILE)
+    dev.commission(s.head(400))
+    out = dev.stream(s, 400)
+    states = np.array(out.state)
+    after = states[700 - 400 + 16 :]  # two windows past the reset: the restarted stream answers again
+    assert "warmup" not in set(after) and np.isfinite(out.score[700 - 400 + 16 :]).all()
+    before = states[16:300]
+    assert "warmup" not in set(before)
+
+
+def test_the_reference_target_never_scores_a_window_across_a_time_reset():
+    # rows 0..9, the clock steps back between rows 5 and 6; windows of 3 ending at rows 2..9:
+    # those holding rows 5 and 6 together end at rows 6 and 7 (hand-counted)
+    from aiot.evaluate.device import _complete
+
+    s = _series(10, reset_at=6, back_s=4.0)
+    got = _complete(s, np.arange(2, 10), 3, max_slip=2.5)
+    assert got.tolist() == [True, True, True, True, False, False, True, True]

@@ -1,0 +1,259 @@
+"""Choose alert settings on labelled recordings by cross-validation, so that no file is ever
+scored with settings chosen on it (`aiot tune --labels DATA`).
+
+Protocol: every setting of the grid is run once on every file (the fleet model trained on the
+format's normal recording only, each file commissioned on its first rows, scored on the
+rest), giving one confusion per (setting, file). The files are split into folds (by folder:
+SKAB's valve1 / valve2 / other; or one file per fold). For each fold, the setting with the
+best pooled F1 within the FAR budget on the OTHER folds' test rows is picked and scored on
+this fold's test rows. The held-out figure pools these scores: each file counted once, by
+settings that never saw it. The settings written out are the same choice made on all files
+(what a user ships); their figure on all files is in-sample and labelled so.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiot.errors import ToolkitError
+from aiot.evaluate.metrics import Confusion
+
+FOLD_KINDS = ("folder", "file")
+
+
+def folds_of(names: list[str], by: str) -> dict[str, str]:
+    """Each file's fold: its first folder (``by="folder"``) or itself (``"file"``)."""
+    if by == "file":
+        return {n: n for n in names}
+    if by == "folder":
+        return {n: n.split("/", 1)[0] if "/" in n else "." for n in names}
+    raise ToolkitError(f"unknown --folds '{by}'", hint=f"use one of: {', '.join(FOLD_KINDS)}")
+
+
+def _pooled(per_file: dict[str, Confusion], names: set[str]) -> Confusion:
+    return sum((c for n, c in per_file.items() if n in names), Confusion())
+
+
+def choose(scored: list[tuple[object, dict[str, Confusion]]], names: set[str], budget: float) -> tuple[int, Confusion, bool]:
+    """The index of the setting with the best pooled F1 over ``names`` among those whose
+    pooled FAR there is within ``budget`` (ties: the earlier, simpler setting of the grid),
+    its pooled confusion, and whether it is within the budget (else: best F1 overall)."""
+    pooled = [_pooled(per, names) for _, per in scored]
+    ok = [i for i, c in enumerate(pooled) if c.far is not None and c.far <= budget]
+    pool = ok or list(range(len(pooled)))
+    best = max(pool, key=lambda i: (pooled[i].f1 or 0.0, -i))
+    return best, pooled[best], bool(ok)
+
+
+@dataclass
+class Fold:
+    name: str
+    files: list[str]
+    setting: int  #: index into the grid, chosen on the other folds
+    train: Confusion  #: the setting on the other folds' test rows (what it was chosen on)
+    test: Confusion  #: the setting on this fold's test rows (never seen when choosing)
+    within_budget: bool
+    test_by_file: dict[str, Confusion] = field(default_factory=dict)
+
+
+@dataclass
+class CrossValidation:
+    folds: list[Fold]
+    held_out: Confusion  #: the folds' test confusions pooled: every file once, scored blind
+    final: int  #: the setting chosen on all files (the one to ship)
+    final_in_sample: Confusion
+    final_within_budget: bool
+
+    def held_out_by_file(self) -> dict[str, Confusion]:
+        return {n: c for f in self.folds for n, c in f.test_by_file.items()}
+
+
+def cross_validate(scored: list[tuple[object, dict[str, Confusion]]], folds: dict[str, str],
+                   budget: float) -> CrossValidation:
+    """Leave one fold out over ``scored`` ([(setting, {file: confusion})], every setting on
+    every file of ``folds``). Needs at least two folds."""
+    names = set(folds)
+    groups = sorted(set(folds.values()))
+    if len(groups) < 2:
+        raise ToolkitError(f"one fold only ({groups[0] if groups else 'no file'}): nothing to hold out",
+                           hint="cross-validate by file (--folds file), or give data in more than one folder")
+    out, held = [], Confusion()
+    for g in groups:
+        test = {n for n in names if folds[n] == g}
+        i, train, ok = choose(scored, names - test, budget)
+        per = {n: c for n, c in scored[i][1].items() if n in test}
+        t = sum(per.values(), Confusion())
+        held = held + t
+        out.append(Fold(g, sorted(test), i, train, t, ok, per))
+    final, c, ok = choose(scored, names, budget)
+    return CrossValidation(out, held, final, c, ok)
+
+
+def _rates(c: Confusion) -> dict:
+    return {"f1": c.f1, "far": c.far, "mar": c.mar, "tp": c.tp, "fp": c.fp, "tn": c.tn, "fn": c.fn}
+
+
+def report(cv: CrossValidation, settings: list, describe, context: dict, tep: bool | set[str] = False,
+           datasets: dict[str, set[str]] | None = None) -> dict:
+    """The cross-validation as a JSON document: every fold, the held-out figure, the final pick."""
+    doc = {
+        **context,
+        "protocol": __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
+        "folds": [{"fold": f.name, "files": f.files, "setting": describe(settings[f.setting]),
+                   "chosen_on_other_folds": _rates(f.train), "held_out": _rates(f.test),
+                   "within_far_budget": f.within_budget} for f in cv.folds],
+        "held_out": _rates(cv.held_out),
+        "settings": describe(settings[cv.final]),
+        "settings_on_all_files_in_sample": {**_rates(cv.final_in_sample), "within_far_budget": cv.final_within_budget,
+                                            "note": "chosen and scored on the same rows: not a result"},
+    }
+    held = cv.held_out_by_file()
+    if datasets and len(datasets) > 1:  # one data set's files pooled alone, each scored blind as above
+        doc["held_out_by_data"] = {d: _rates(sum((held[n] for n in names), Confusion())) for d, names in datasets.items()}
+    if tep:
+        from aiot.data.tep import benchmark
+
+        doc["tep_held_out"] = benchmark([(n, c.tp, c.fn, c.fp, c.tn) for n, c in held.items()
+                                         if tep is True or n in tep])
+    return doc
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def _f1(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def print_report(doc: dict, out=None) -> None:
+    out = out or sys.stdout
+    for f in doc["folds"]:
+        tr, te = f["chosen_on_other_folds"], f["held_out"]
+        note = "" if f["within_far_budget"] else "  (no setting within the FAR budget on the other folds)"
+        print(f"fold {f['fold']} ({len(f['files'])} file(s)): chosen on the others F1 {_f1(tr['f1'])} FAR "
+              f"{_pct(tr['far'])}; held out F1 {_f1(te['f1'])} FAR {_pct(te['far'])} MAR {_pct(te['mar'])}{note}\n"
+              f"  settings {json.dumps(f['setting'])}", file=out)
+    h = doc["held_out"]
+    print(f"held out, every file once: F1 {_f1(h['f1'])}  FAR {_pct(h['far'])}  MAR {_pct(h['mar'])}", file=out)
+    for d, r in doc.get("held_out_by_data", {}).items():
+        print(f"  {d}: F1 {_f1(r['f1'])}  FAR {_pct(r['far'])}  MAR {_pct(r['mar'])}", file=out)
+    if "tep_held_out" in doc:
+        t = doc["tep_held_out"]
+        print(f"TEP held out: mean detection rate {_f1(t['detection_rate'])} over {t['faults']} faults "
+              f"({_f1(t['detection_rate_without_3_9_15'])} without 3, 9, 15), false alarms "
+              f"{_pct(t['false_alarm_rate'])} of normal rows", file=out)
+    s = doc["settings_on_all_files_in_sample"]
+    print(f"settings chosen on all files: {json.dumps(doc['settings'])}\n"
+          f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}: chosen on these rows, not a result)", file=out)
+
+
+def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: int, level_only: bool,
+           csv_options: dict | None) -> tuple[list, list[str], int]:
+    """Every (window, setting) of ``target``'s grid on every labelled file of ``data``:
+    [((window, setting), {file: confusion})] in grid order, the file names, the commissioning rows."""
+    from aiot.data import readers, sha256_file
+    from aiot.evaluate import tuning
+    from aiot.evaluate.pipeline import Settings
+    from aiot.progress import step
+
+    with step(f"reading {data} ({fmt})"):
+        ds = readers.read(fmt, Path(data), csv_options=csv_options)
+    if ds.fleet is None:
+        raise ToolkitError(f"{data}: no normal recording to train the fleet model on",
+                           hint="cross-validation runs on SKAB (anomaly-free/) or TEP (normal.csv) folders")
+    if not any(r.labels.any() for r in ds.recordings):
+        raise ToolkitError(f"{data}: no labelled fault in any file: nothing to choose settings on",
+                           hint="give labelled recordings, or tune on normal data: aiot tune NORMAL.csv")
+    scored: list = []
+    commission = 0
+    for window in windows:
+        settings = Settings(format=fmt, window=window, jobs=jobs)
+        commission = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
+        if target == "device":
+            from aiot.evaluate.monitor_device import device_fleet_model
+
+            grid = tuning.monitor_grid(level_only=level_only)
+            src = sha256_file(ds.fleet_source)
+            models = {f: device_fleet_model(ds.fleet, src, window, settings.epochs, settings.seed, commission,
+                                            noise_floor=f) for f in sorted({tuning.floor_of(k) for k in grid})}
+            part = tuning.score_monitor_files(ds, models, window, grid, jobs=jobs, commission=commission)
+        else:
+            from aiot.evaluate.pipeline import fleet_package
+
+            grid = tuning.grid()
+            package = fleet_package(ds.fleet, ds.fleet_source, settings)
+            with step(f"{len(grid)} reference rules at window {window} on {len(ds.recordings)} file(s)"):
+                part = tuning.score_rules_files(ds, package, grid, commission)
+        scored += [((window, k), per) for k, per in part]
+    return scored, [r.name for r in ds.recordings], commission
+
+
+def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int | tuple[int, ...], budget: float,
+        folds_by: str | list[str], save: Path | None, jobs: int = 2, level_only: bool = False,
+        csv_options: dict | None = None) -> dict:
+    """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
+    reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
+    one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
+    and return the report; with ``save``, write SAVE/crossval.json and the settings file for
+    `aiot evaluate --alert-settings`.
+
+    Several data sets (``data``, ``fmt`` and ``folds_by`` lists, paired in order) are one
+    cross-validation: their files named ``FORMAT:file``, their folds side by side, and each
+    setting chosen on the pooled rows of every other fold, whichever data set it is from."""
+    windows = (windows,) if isinstance(windows, int) else tuple(windows)
+    data = [data] if isinstance(data, (str, Path)) else list(data)
+    fmts = [fmt] * len(data) if isinstance(fmt, str) else list(fmt)
+    fold_kinds = [folds_by] * len(data) if isinstance(folds_by, str) else list(folds_by)
+    if not len(data) == len(fmts) == len(fold_kinds):
+        raise ToolkitError(f"{len(data)} --labels, {len(fmts)} --format, {len(fold_kinds)} --folds",
+                           hint="give one --format (and one --folds, or none) per --labels, in the same order")
+    joint = len(data) > 1
+    scored: list = []
+    folds: dict[str, str] = {}
+    datasets: dict[str, set[str]] = {}
+    commission = {}
+    for d, f, by in zip(data, fmts, fold_kinds):
+        part, names, rows = _score(d, f, target, windows, jobs, level_only, csv_options)
+        tag = f"{f}:" if joint else ""
+        if tag[:-1] in datasets:
+            raise ToolkitError(f"--format {f} given twice", hint="one data set per format")
+        datasets[tag[:-1] or f] = {tag + n for n in names}
+        commission[f] = rows
+        folds.update({tag + n: tag + g for n, g in folds_of(names, by).items()})
+        part = [(k, {tag + n: c for n, c in per.items()}) for k, per in part]
+        scored = part if not scored else [(k, {**a, **b}) for (k, a), (_, b) in zip(scored, part)]
+
+    target_kind = target
+
+    def describe(setting) -> dict:
+        window, k = setting
+        return {"window": window, **(k if target_kind == "device" else k.to_json())}
+
+    cv = cross_validate(scored, folds, budget)
+    context = {"tool": "aiot tune --labels", "data": [str(d) for d in data] if joint else str(data[0]),
+               "format": fmts if joint else fmts[0], "target": target, "windows": list(windows), "model": "fleet",
+               "commissioning_rows": commission, "far_budget": budget,
+               "folds_by": fold_kinds if joint else fold_kinds[0], "grid_size": len(scored),
+               "grid": "level-shift score only (level_windows > 0)" if level_only else "full"}
+    tep = datasets.get("tep", set()) if joint else (fmts[0] == "tep")
+    doc = report(cv, [k for k, _ in scored], describe, context, tep=tep, datasets=datasets)
+    print_report(doc)
+    if save is not None:
+        from aiot.evaluate.alert_settings import AlertSettings, save as save_settings
+
+        save = Path(save)
+        save.mkdir(parents=True, exist_ok=True)
+        (save / "crossval.json").write_text(json.dumps(doc, indent=2) + "\n")
+        picked_by = {**context, "validation": {**doc["held_out"], "kind": "cross-validated, held out"},
+                     "report": str(save / "crossval.json")}
+        window, final = scored[cv.final][0]
+        kind = "reference" if target == "reference" else "device"
+        s = (AlertSettings(kind, window, rule=final, picked_by=picked_by) if kind == "reference"
+             else AlertSettings(kind, window, knobs=final, picked_by=picked_by))
+        path = save_settings(save / f"{kind}-w{window}-cv-far{100 * budget:g}.json", s)
+        print(f"saved {save / 'crossval.json'} and {path}")
+    return doc
