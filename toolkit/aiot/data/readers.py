@@ -295,8 +295,6 @@ def read(fmt: str, root: Path, labels_file: Path | None = None, skip_bad: bool =
     if fmt == "nab":
         return read_nab(root, labels_file, skip_bad, csv_options)
     if fmt == "tep":
-        from aiot.data.tep import read_tep
-
         if labels_file is not None:
             raise ToolkitError("--labels is not used with --format tep (labels are the files' 'label' column)",
                                hint="drop --labels")
@@ -380,3 +378,34 @@ def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = 
             labels[lo : hi + 1] = 1
         r.windows = rows
         r.series.labels = labels
+
+
+def read_tep(root: Path, skip_bad: bool = False, csv_options: dict | None = None):
+    """The TEP folder as a Dataset: test/dNN.csv (label column ``label``) as recordings in
+    fault order, normal.csv as the fleet recording (its labels ignored)."""
+    from aiot.data import load_csv
+    from aiot.data.tep import fault_number
+
+    root = Path(root)
+    if root.is_file() or not root.exists():
+        raise ToolkitError(f"{root}: not a folder" if root.exists() else f"{root}: no such folder",
+                           hint="point --data at the TEP folder that holds normal.csv and test/dNN.csv")
+    fleet_file, test_dir = root / "normal.csv", root / "test"
+    files = sorted((f for f in test_dir.glob("*.csv") if fault_number(f.name) is not None),
+                   key=lambda f: fault_number(f.name)) if test_dir.is_dir() else []
+    if not fleet_file.is_file() or not files:
+        missing = "normal.csv" if not fleet_file.is_file() else "test/d00.csv .. test/d21.csv"
+        raise ToolkitError(f"{root}: no {missing}",
+                           hint="point --data at the TEP folder that holds normal.csv and test/dNN.csv")
+    opts = _time_options(csv_options)
+    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
+    recs = _load_each(files, root, lambda f: load_csv(f, label_column="label", **opts), skipped)
+    fleet = _readable(lambda f: load_csv(f, label_column=None, **opts), fleet_file)
+    recs = _check_same_channels(recs, "normal.csv", fleet.channels, skipped)
+    if not recs:
+        raise none_left(root, skipped or [])
+    lower = [c.lower() for c in fleet.channels]
+    order = [lower.index(c.lower()) for c in recs[0].series.channels]  # the fleet in the files' column order
+    fleet = replace(fleet, values=fleet.values[:, order], valid=fleet.valid[:, order],
+                    channels=[fleet.channels[i] for i in order])
+    return Dataset(recs, fleet, fleet_file, skipped or [])

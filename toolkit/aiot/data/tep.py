@@ -1,5 +1,5 @@
-"""Read the Tennessee Eastman Process benchmark folder (``normal.csv`` + ``test/dNN.csv``)
-and score it the way the process-monitoring literature does: per-fault detection rates.
+"""The Tennessee Eastman Process benchmark folder (``normal.csv`` + ``test/dNN.csv``; read by
+:func:`aiot.data.readers.read_tep`), scored the way the process-monitoring literature does: per-fault detection rates.
 
 Folder layout and protocol are those of the data's SOURCE.md: 52 variables every 3 min;
 ``normal.csv`` (500 normal rows) is the fleet's training recording; in ``test/d01..d21``
@@ -10,12 +10,9 @@ test file is commissioned on its rows 0..99 (``TRAIN_ROWS``) and scored on 100..
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-
-from aiot.errors import ToolkitError
 
 #: Rows of every test file the device commissions on (all normal: the fault starts at 160).
 TRAIN_ROWS = 100
@@ -28,39 +25,6 @@ def fault_number(name: str) -> int | None:
     """``test/d05.csv`` -> 5 (``d00`` -> 0); None for a file not named dNN.csv."""
     m = _FILE.match(Path(name).name)
     return int(m.group(1)) if m else None
-
-
-def read_tep(root: Path, skip_bad: bool = False, csv_options: dict | None = None):
-    """The TEP folder as a Dataset: test/dNN.csv (label column ``label``) as recordings in
-    fault order, normal.csv as the fleet recording (its labels ignored)."""
-    from aiot.data import load_csv
-    from aiot.data.readers import Dataset, _check_same_channels, _load_each, _readable, _time_options
-
-    root = Path(root)
-    if root.is_file() or not root.exists():
-        raise ToolkitError(f"{root}: not a folder" if root.exists() else f"{root}: no such folder",
-                           hint="point --data at the TEP folder that holds normal.csv and test/dNN.csv")
-    fleet_file, test_dir = root / "normal.csv", root / "test"
-    files = sorted((f for f in test_dir.glob("*.csv") if fault_number(f.name) is not None),
-                   key=lambda f: fault_number(f.name)) if test_dir.is_dir() else []
-    if not fleet_file.is_file() or not files:
-        missing = "normal.csv" if not fleet_file.is_file() else "test/d00.csv .. test/d21.csv"
-        raise ToolkitError(f"{root}: no {missing}",
-                           hint="point --data at the TEP folder that holds normal.csv and test/dNN.csv")
-    opts = _time_options(csv_options)
-    skipped: list[tuple[str, str]] | None = [] if skip_bad else None
-    recs = _load_each(files, root, lambda f: load_csv(f, label_column="label", **opts), skipped)
-    fleet = _readable(lambda f: load_csv(f, label_column=None, **opts), fleet_file)
-    recs = _check_same_channels(recs, "normal.csv", fleet.channels, skipped)
-    if not recs:
-        from aiot.data.readers import none_left
-
-        raise none_left(root, skipped or [])
-    lower = [c.lower() for c in fleet.channels]
-    order = [lower.index(c.lower()) for c in recs[0].series.channels]  # the fleet in the files' column order
-    fleet = replace(fleet, values=fleet.values[:, order], valid=fleet.valid[:, order],
-                    channels=[fleet.channels[i] for i in order])
-    return Dataset(recs, fleet, fleet_file, skipped or [])
 
 
 def benchmark(per_file: list[tuple[str, int, int, int, int]]) -> dict:
