@@ -71,7 +71,7 @@ static inline __attribute__((always_inline)) const int16_t *aiot_dot4_wide(const
                          : [xe] "r"(x_end)
                          : "r8", "r9", "r10", "r11", "cc", "memory");
     }
-#undef AIOT_WIDE_BLOCK
+// AIOT_WIDE_BLOCK stays defined: conv.c's 4-channel inner loop runs the same block.
 #else
     for (uint32_t b = 0; b < blocks; ++b) {
         const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];

@@ -244,22 +244,8 @@ static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_c
             for (uint32_t ky = 0; ky < k_h; ++ky, xr += row_step) {
                 const int8_t *x = xr;
                 uint32_t xw, x02;
-#define AIOT_WIDE_BLOCK4                                  \
-    "ldr    %[xw], [%[x]], #4\n\t"                        \
-    "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"                \
-    "sxtb16 %[x02], %[xw]\n\t"                            \
-    "sxtb16 %[xw], %[xw], ror #8\n\t"                     \
-    "smlad  %[a0], r8, %[x02], %[a0]\n\t"                 \
-    "smlad  %[a0], r9, %[xw], %[a0]\n\t"                  \
-    "smlad  %[a1], r10, %[x02], %[a1]\n\t"                \
-    "smlad  %[a1], r11, %[xw], %[a1]\n\t"                 \
-    "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"                \
-    "smlad  %[a2], r8, %[x02], %[a2]\n\t"                 \
-    "smlad  %[a2], r9, %[xw], %[a2]\n\t"                  \
-    "smlad  %[a3], r10, %[x02], %[a3]\n\t"                \
-    "smlad  %[a3], r11, %[xw], %[a3]\n\t"
                 if (blocks & 1u) {
-                    __asm__ volatile(AIOT_WIDE_BLOCK4
+                    __asm__ volatile(AIOT_WIDE_BLOCK
                                      : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
                                        [w] "+r"(w), [xw] "=&r"(xw), [x02] "=&r"(x02)
                                      :
@@ -267,7 +253,7 @@ static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_c
                 }
                 if (blocks >= 2u) {
                     const int8_t *const x_end = x + 4u * (blocks & ~1u);
-                    __asm__ volatile("1:\n\t" AIOT_WIDE_BLOCK4 AIOT_WIDE_BLOCK4
+                    __asm__ volatile("1:\n\t" AIOT_WIDE_BLOCK AIOT_WIDE_BLOCK
                                      "cmp    %[x], %[xe]\n\t"
                                      "bne    1b\n\t"
                                      : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x),
@@ -275,7 +261,6 @@ static inline __attribute__((always_inline)) void conv_pixel_inside(const aiot_c
                                      : [xe] "r"(x_end)
                                      : "r8", "r9", "r10", "r11", "cc", "memory");
                 }
-#undef AIOT_WIDE_BLOCK4
             }
             if (fast != NULL) {
                 aiot_fp_requant4_fast(fast + oc, r4, a0, a1, a2, a3, y + oc);
