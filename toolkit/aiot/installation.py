@@ -18,14 +18,13 @@ import hashlib
 import inspect
 import json
 import platform
-import shutil
 from pathlib import Path
 
 import numpy as np
 
 from aiot.data import Series
 from aiot.errors import ToolkitError
-from aiot.paths import cache_dir
+from aiot.paths import cache_dir, private_build_dir, publish_cache_dir
 
 #: Window length per target with the best validated F1 (monitor: window 32 validated F1 0.081).
 VALIDATED_WINDOW = {"reference": 32, "device": 8}
@@ -205,15 +204,12 @@ def _build_device_model(z: Series, out: Path, window: int, epochs: int, seed: in
     into the first and last layers, convert to int8 and generate its C: OUT/model.tflite,
     OUT/c/model.c, OUT/meta.json (``meta`` + what was folded). ``out`` only ever holds a
     complete model (built in a private folder, then renamed)."""
-    import os
-
     from aiot.codegen import generate
     from aiot.model.package import load_package
     from aiot.model.quantize import convert_int8
     from aiot.model.train import train
 
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = private_build_dir(out)
     train(z, tmp / "pkg", window=window, epochs=epochs, seed=seed, train_rows=train_rows,
           hidden=hidden, name=name, progress=False)
     from aiot.quiet import import_keras
@@ -232,14 +228,7 @@ def _build_device_model(z: Series, out: Path, window: int, epochs: int, seed: in
     generate(tfl, tmp / "c", name=name)
     (tmp / "meta.json").write_text(json.dumps({**meta, "window": window, "epochs": epochs,
                                                "training_normalization_folded": norm.to_json()}, indent=2))
-    shutil.rmtree(out, ignore_errors=True)
-    try:
-        tmp.rename(out)
-    except OSError:  # another process finished the same model first: theirs is as good
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (out / "c" / "model.c").is_file():
-            raise
-    return out
+    return publish_cache_dir(tmp, out, "c/model.c")
 
 
 def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int, seed: int,

@@ -40,3 +40,30 @@ def cache_dir() -> Path:
         return Path(os.environ["AIOT_BUILD_DIR"]) / "cache"
     xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(xdg) / "aiot"
+
+
+def private_build_dir(out: Path) -> Path:
+    """A fresh folder beside the cache entry ``out`` that only this process writes into;
+    :func:`publish_cache_dir` then makes it ``out``."""
+    import shutil
+
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    return tmp
+
+
+def publish_cache_dir(tmp: Path, out: Path, complete: str) -> Path:
+    """Make the entry built in ``tmp`` the cache entry ``out`` in one rename, so that ``out``
+    only ever holds a complete entry. When another process (a pytest worker, a parallel
+    evaluation) published the same entry first, theirs is as good: ``tmp`` is dropped, and
+    the file ``complete`` (relative to ``out``) must then exist there."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        tmp.rename(out)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / complete).is_file():
+            raise
+    return out

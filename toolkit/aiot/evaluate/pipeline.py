@@ -7,7 +7,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -17,7 +16,7 @@ import numpy as np
 
 from aiot.data import Series
 from aiot.errors import ToolkitError
-from aiot.paths import cache_dir
+from aiot.paths import cache_dir, private_build_dir, publish_cache_dir
 from aiot.evaluate import incidents as inc
 from aiot.evaluate.device import AlertRule, Outputs, make_device
 from aiot.installation import TRAINING_MODULES, hash_training_code  # noqa: F401  (the model caches' key)
@@ -102,19 +101,11 @@ def _train_package(series: Series, rows: int, settings: Settings, out: Path, nam
     from aiot.model.quantize import quantize
     from aiot.model.train import train
 
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = private_build_dir(out)
     train(series, tmp, window=settings.window, epochs=settings.epochs, seed=settings.seed,
           train_rows=rows, hidden=settings.hidden, name=name, progress=False)
     quantize(tmp, progress=False)
-    shutil.rmtree(out, ignore_errors=True)
-    try:
-        tmp.rename(out)
-    except OSError:  # another process (a pytest worker, a parallel evaluation) finished it first
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (out / "model.tflite").is_file():
-            raise
-    return out
+    return publish_cache_dir(tmp, out, "model.tflite")
 
 
 def fleet_package(fleet: Series, source: Path | None, settings: Settings, cache: Path | None = None) -> Path:

@@ -21,7 +21,7 @@ from aiot import monitor as mon
 from aiot.data import scenarios as sc
 from aiot.errors import ToolkitError
 from aiot.installation import hash_training_code
-from aiot.paths import cache_dir
+from aiot.paths import cache_dir, private_build_dir, publish_cache_dir
 
 GRACE_MS = 30 * 60 * 1000  # an alert may outlive its incident by the clear hysteresis
 REMOUNT_INFLUENCE_MS = 2 * sc.HOUR_MS
@@ -95,20 +95,12 @@ def fleet_int8(config: mon.Config, streams: int = 8, components: int = 2) -> Pat
         rep = np.concatenate([mon.extract_windows(config, s.timestamps_ms, s.values).reshape(-1, n)
                               for s in sc.normal_streams(2, seed=9_000)])
         tfl = convert_int8(model, rep.astype(np.float32))
-        import shutil
 
-        tmp = out.with_name(out.name + f".tmp{os.getpid()}")  # private: parallel runs may build it too
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = private_build_dir(out)  # private: parallel runs may build it too
         tmp.mkdir(parents=True)
         (tmp / "model.tflite").write_bytes(tfl)
         generate(tfl, tmp / "c", name="scenario_fleet")
-        shutil.rmtree(out, ignore_errors=True)
-        try:
-            tmp.rename(out)
-        except OSError:  # another process finished the same model first: theirs is as good
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (out / "c" / "model.c").is_file():
-                raise
+        publish_cache_dir(tmp, out, "c/model.c")
     return out
 
 
