@@ -333,3 +333,27 @@ def test_release_network_serves_infer_info_and_reverts(erased, model_b):
         assert UpdateClient(dev).status().serving_plan
         np.testing.assert_array_equal(outputs(dev), y_b)
         assert dev.info().model_name == "pump-ae-b"
+        # The monitor scores with B too: the same stream gives what the host build of the
+        # monitor with B's generated C gives (and not what it gives with A's).
+        from aiot import codegen
+        from aiot import monitor as M
+
+        def host(tfl, name):
+            c = kit["dir"] / f"{name}-c"
+            codegen.generate(tfl, c, name=name)
+            lib = M.library(extra_sources=[*codegen.engine_sources(), c / "model.c", M.engine_adapter_source()],
+                            include_dirs=[c], name=f"lifecycle_monitor_{name}")
+            return M.Monitor(cfg, lib.aiot_monitor_engine_score, lib).run(ts, v)
+
+        cfg = M.default_config(3, 8, 1000, commission_samples=80, calibration_windows=24)
+        rng = np.random.default_rng(3)
+        ts = np.arange(600, dtype=np.int64) * 1000
+        v = (rng.normal(0, 1, (600, 3)) * [0.5, 2.0, 1.0] + [50, -20, 3]).astype(np.float32)
+        v[450:, 0] += 4.0
+        assert dev.configure(cfg, fresh=True) is True
+        out = dev.push(ts, v)
+    want_b, want_a = host(model_b, "model_b"), host(tfl_a, "model_a")
+    assert len(out) == len(want_b) > 0
+    np.testing.assert_allclose(out["score"], want_b["score"], rtol=1e-5, atol=1e-6)
+    assert np.array_equal(out["state"], want_b["state"])
+    assert not np.allclose(out["score"], want_a["score"], rtol=1e-5, atol=1e-6)
