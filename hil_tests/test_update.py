@@ -53,12 +53,12 @@ def update_kit(board, transport_kind, hil_model, model_c, pytestconfig, tmp_path
     x = hil_model.x_int8[:4]
     y = TflmReference(tfl).run(x)
 
-    def release(version, key_file=key):
+    def release(version, key_file=key, **kw):
         body = P.build_container({"name": hil_model.name}, tflite=tfl, golden=list(zip(x, y)), schema=0,
-                                 model_version=1)
+                                 model_version=1, **kw)
         return P.sign(body, key_file, version=version, out=d / f"{version}.bin")
 
-    return {"dir": d, "elf": elf, "release": release, "x": x}
+    return {"dir": d, "elf": elf, "release": release, "x": x, "y": y, "tflite": tfl}
 
 
 def _open(board, kit, pytestconfig):
@@ -104,3 +104,31 @@ def test_package_from_another_key_is_refused(board, update_kit, pytestconfig):
             up.send(update_kit["release"]("9.9.0", key_file=other))
         assert e.value.name == "WRONG_KEY"
         assert up.status().running == before.running
+
+
+def test_release_with_its_plan_serves(board, update_kit, pytestconfig):
+    """The suite's model shipped as data (its plan): once confirmed, the plan serves INFER,
+    tflite-micro's outputs byte for byte, and INFO names the release's .tflite."""
+    import zlib
+
+    import numpy as np
+
+    from aiot.errors import ToolkitError
+    from aiot.lifecycle.plan import build_plan
+
+    try:
+        plan = build_plan(update_kit["tflite"])
+    except ToolkitError as e:
+        pytest.skip(f"the suite's model cannot ship as data: {e}")
+    image = update_kit["release"]("1.2.0", plan=plan)
+    with _open(board, update_kit, pytestconfig) as dev:
+        up = _client(dev)
+        up.send(image)
+        up.reboot()
+        while up.status().trial:
+            dev.infer(update_kit["x"][0])
+        st = up.status()
+        assert st.running_digest() == image_digest(image)[:8] and st.serving_plan, st.describe()
+        for x, y in zip(update_kit["x"], update_kit["y"]):
+            np.testing.assert_array_equal(dev.infer(x).output.reshape(-1), np.asarray(y).reshape(-1))
+        assert dev.info().model_hash == zlib.crc32(update_kit["tflite"])

@@ -264,3 +264,96 @@ def test_package_runs_its_own_network_from_data(erased):
         up.reboot()
         st = up.status()
         assert st.running == 1 and st.last_reason == 17 and st.golden_path == 1
+
+
+@pytest.fixture(scope="module")
+def model_b(tmp_path_factory):
+    """Another small dense autoencoder over the same 24 inputs (24 -> 16 -> 8 -> 4 -> 8 ->
+    24, random weights): a network the firmware was not built with."""
+    tf = pytest.importorskip("tensorflow")
+    from aiot.model.quantize import convert_int8
+
+    tf.keras.utils.set_random_seed(7)
+    model = tf.keras.Sequential([tf.keras.Input((24,)), *[tf.keras.layers.Dense(n, activation="relu") for n in (16, 8, 4, 8)],
+                                 tf.keras.layers.Dense(24)])
+    rep = np.random.default_rng(7).normal(0, 1, (200, 24)).astype(np.float32)
+    return convert_int8(model, rep, batch1=False, clip_rows=False)
+
+
+def test_release_network_serves_infer_info_and_reverts(erased, model_b):
+    """Device running the compiled-in ae24 (A) takes a release of another network (B) as
+    data: during its trial and once confirmed, INFER answers tflite-micro's outputs for B
+    byte for byte and INFO names B; a trial that is reset reverts to A's outputs and INFO."""
+    import zlib
+
+    from aiot.lifecycle.plan import build_plan
+    from aiot.model.reference import TflmReference
+
+    kit = erased
+    tfl_a = (AE24 / "model.tflite").read_bytes()
+    x = np.load(AE24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:12]
+    y_a = TflmReference(tfl_a).run(x).reshape(len(x), -1)
+    y_b = TflmReference(model_b).run(x).reshape(len(x), -1)
+    assert not np.array_equal(y_a, y_b)
+    release_b = P.sign(P.build_container({"name": "pump-ae-b"}, tflite=model_b, golden=list(zip(x[:4], y_b[:4])),
+                                         schema=SCHEMA, model_version=1, plan=build_plan(model_b)),
+                       kit["key"], version="2.1.0", out=kit["dir"] / "b-2.1.0.bin")
+
+    def outputs(dev):
+        return np.stack([dev.infer(row).output.reshape(-1) for row in x])
+
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        info_a = dev.info()
+        assert info_a.model_name == "ae24" and info_a.model_hash == zlib.crc32(tfl_a)
+        np.testing.assert_array_equal(outputs(dev), y_a)
+        # B on trial, then a reset before it is confirmed: reverts to A.
+        up.send(release_b)
+        up.reboot()
+        st = up.status()
+        assert st.trial and st.serving_plan, st
+        assert dev.info().model_name == "pump-ae-b"
+        up.reboot()
+        st = up.status()
+        assert st.running == NO_SLOT and st.last_reason == 18 and not st.serving_plan  # TRIAL_RESET
+        np.testing.assert_array_equal(outputs(dev), y_a)
+        info = dev.info()
+        assert (info.model_name, info.model_hash, info.num_layers) == ("ae24", info_a.model_hash, info_a.num_layers)
+        # B again, confirmed: B serves.
+        up.send(release_b)
+        st = _confirm(dev, up, x)
+        assert not st.trial and st.running == 0 and st.serving_plan, st
+        np.testing.assert_array_equal(outputs(dev), y_b)
+        info = dev.info()
+        assert info.model_name == "pump-ae-b" and info.model_hash == zlib.crc32(model_b)
+        assert (info.input_bytes, info.output_bytes, info.num_layers) == (24, 24, 5)
+        ref = TflmReference(model_b).input_details["quantization_parameters"]
+        assert info.input_scale == np.float32(ref["scales"][0]) and info.input_zero_point == int(ref["zero_points"][0])
+    with _session(kit) as dev:  # power cycle: the confirmed release still serves
+        assert UpdateClient(dev).status().serving_plan
+        np.testing.assert_array_equal(outputs(dev), y_b)
+        assert dev.info().model_name == "pump-ae-b"
+        # The monitor scores with B too: the same stream gives what the host build of the
+        # monitor with B's generated C gives (and not what it gives with A's).
+        from aiot import codegen
+        from aiot import monitor as M
+
+        def host(tfl, name):
+            c = kit["dir"] / f"{name}-c"
+            codegen.generate(tfl, c, name=name)
+            lib = M.library(extra_sources=[*codegen.engine_sources(), c / "model.c", M.engine_adapter_source()],
+                            include_dirs=[c], name=f"lifecycle_monitor_{name}")
+            return M.Monitor(cfg, lib.aiot_monitor_engine_score, lib).run(ts, v)
+
+        cfg = M.default_config(3, 8, 1000, commission_samples=80, calibration_windows=24)
+        rng = np.random.default_rng(3)
+        ts = np.arange(600, dtype=np.int64) * 1000
+        v = (rng.normal(0, 1, (600, 3)) * [0.5, 2.0, 1.0] + [50, -20, 3]).astype(np.float32)
+        v[450:, 0] += 4.0
+        assert dev.configure(cfg, fresh=True) is True
+        out = dev.push(ts, v)
+    want_b, want_a = host(model_b, "model_b"), host(tfl_a, "model_a")
+    assert len(out) == len(want_b) > 0
+    np.testing.assert_allclose(out["score"], want_b["score"], rtol=1e-5, atol=1e-6)
+    assert np.array_equal(out["state"], want_b["state"])
+    assert not np.allclose(out["score"], want_a["score"], rtol=1e-5, atol=1e-6)

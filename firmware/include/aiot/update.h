@@ -237,6 +237,22 @@ const void *aiot_update_service_monitor_config(size_t *len);
 //! The model ran once in service (ok = 1) or failed (ok = 0): counts toward the trial.
 void aiot_update_service_model_ran(int ok);
 
+#include "aiot/model.h"
+//! The model the device serves (INFER, INFO, the monitor's score): the running release's
+//! own network when its package carries a plan (the model as data), else the model
+//! compiled into the firmware. Same calls as model.h, through pointers chosen at boot and
+//! after each trial decision. A release without a plan, or none, serves the compiled-in
+//! model with its own info and functions (info == &aiot_model_info).
+typedef struct {
+    const aiot_model_info_t *info;
+    int8_t *(*input)(void);
+    const int8_t *(*output)(void);
+    int (*invoke)(void);
+} aiot_served_model_t;
+//! The model that serves now (never NULL in a firmware with a compiled-in model; NULL
+//! without one unless a release's plan serves).
+const aiot_served_model_t *aiot_served_model(void);
+
 #ifdef __cplusplus
 }
 #endif

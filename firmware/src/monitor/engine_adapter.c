@@ -2,6 +2,18 @@
 //! the app passes aiot_monitor_engine_score to aiot_monitor_init and nothing else changes.
 #include "aiot/model.h"
 #include "aiot/monitor.h"
+#ifdef AIOT_APP_UPDATE
+#include "aiot/update.h"  // a running release's own network may serve instead (docs/lifecycle.md)
+#define MODEL_INFO (*aiot_served_model()->info)
+#define MODEL_INPUT (aiot_served_model()->input)
+#define MODEL_OUTPUT (aiot_served_model()->output)
+#define MODEL_INVOKE (aiot_served_model()->invoke)
+#else
+#define MODEL_INFO aiot_model_info
+#define MODEL_INPUT aiot_model_input
+#define MODEL_OUTPUT aiot_model_output
+#define MODEL_INVOKE aiot_model_invoke
+#endif
 
 #include <math.h>
 
@@ -13,7 +25,7 @@ static int8_t quantize(float x, float scale, int32_t zero_point) {
 }
 
 int aiot_monitor_engine_score(void *ctx, const float *features, size_t n, float *reconstruction) {
-    const aiot_model_info_t *info = &aiot_model_info;
+    const aiot_model_info_t *info = &MODEL_INFO;
     int8_t *in;
     const int8_t *out;
     size_t i;
@@ -21,11 +33,11 @@ int aiot_monitor_engine_score(void *ctx, const float *features, size_t n, float 
     (void)ctx;
     if (!features || !reconstruction || n != info->input_bytes || n != info->output_bytes || !(info->input_scale > 0.0f))
         return AIOT_MONITOR_EINVAL;
-    in = aiot_model_input();
+    in = MODEL_INPUT();
     for (i = 0; i < n; i++) in[i] = quantize(features[i], info->input_scale, info->input_zero_point);
-    rc = aiot_model_invoke();
+    rc = MODEL_INVOKE();
     if (rc != 0) return rc;
-    out = aiot_model_output();
+    out = MODEL_OUTPUT();
     for (i = 0; i < n; i++) reconstruction[i] = info->output_scale * (float)((int32_t)out[i] - info->output_zero_point);
     return 0;
 }

@@ -9,9 +9,6 @@
 
 #include "aiot/port.h"
 #include "aiot/update.h"
-#ifndef AIOT_NO_MODEL
-#include "aiot/model.h"
-#endif
 
 #ifndef AIOT_UPDATE_PUBLIC_KEY
 #error "define AIOT_UPDATE_PUBLIC_KEY (the release key's 32 bytes) to build the update service"
@@ -159,6 +156,83 @@ static void set_expected_schema(void) {
     }
 }
 
+// --- the model that serves ----------------------------------------------------------------
+
+static aiot_model_info_t plan_info;  // INFO's view of the running release's network
+static char plan_name[48];
+static uint8_t serving_plan;         // 1: the running release's plan serves, 0: the compiled-in model
+
+static int8_t *plan_input(void) { return plan_arena + plan.input_offset; }
+static const int8_t *plan_output(void) { return plan_arena + plan.output_offset; }
+static int plan_invoke(void) { return aiot_plan_invoke(&plan, plan_arena); }
+static const aiot_served_model_t from_plan = {&plan_info, plan_input, plan_output, plan_invoke};
+#ifndef AIOT_NO_MODEL
+static const aiot_served_model_t compiled = {&aiot_model_info, aiot_model_input, aiot_model_output, aiot_model_invoke};
+#endif
+
+const aiot_served_model_t *aiot_served_model(void) {
+    if (serving_plan) return &from_plan;
+#ifdef AIOT_NO_MODEL
+    return NULL;
+#else
+    return &compiled;
+#endif
+}
+
+//! The "name" string of the release's metadata JSON (json.dumps output), or "" if absent.
+//! An escaped character is kept as the character after the backslash: INFO shows it only.
+static void meta_name(const uint8_t *json, uint32_t len, char *out, size_t cap) {
+    static const char key[] = "\"name\"";
+    out[0] = '\0';
+    for (uint32_t i = 0; i + sizeof key - 1 <= len; i++) {
+        if (memcmp(json + i, key, sizeof key - 1) != 0) continue;
+        uint32_t j = i + (uint32_t)sizeof key - 1;
+        while (j < len && (json[j] == ' ' || json[j] == ':')) j++;
+        if (j >= len || json[j] != '"') return;
+        size_t n = 0;
+        for (j++; j < len && json[j] != '"' && n + 1 < cap; j++) {
+            if (json[j] == '\\' && j + 1 < len) j++;
+            out[n++] = (char)json[j];
+        }
+        out[n] = '\0';
+        return;
+    }
+}
+
+static float rdf32(const uint8_t *p) {
+    uint32_t v = rd32(p);
+    float f;
+    memcpy(&f, &v, sizeof f);
+    return f;
+}
+
+//! Serve the running release's plan when it has one that loads into the arena, else the
+//! compiled-in model. Called at boot and whenever a trial decision changes what runs.
+static void serve_running_release(void) {
+    serving_plan = 0;
+    uint8_t slot = ready ? aiot_update_running(&upd) : AIOT_NO_SLOT;
+    if (slot == AIOT_NO_SLOT || !running_info_valid || running_info.section_offset[AIOT_PKG_PLAN] == 0) return;
+    const uint8_t *img = slot_image(slot);
+    const uint8_t *p = img + running_info.section_offset[AIOT_PKG_PLAN];
+    if (aiot_plan_load(p, running_info.section_length[AIOT_PKG_PLAN], sizeof plan_arena, &plan) != AIOT_UPD_OK) return;
+    memset(&plan_info, 0, sizeof plan_info);
+    meta_name(img + running_info.section_offset[AIOT_PKG_META], running_info.section_length[AIOT_PKG_META], plan_name,
+              sizeof plan_name);
+    plan_info.name = plan_name;
+    // The same identity as a compiled-in model's: CRC-32 (zlib) of the .tflite it came from.
+    plan_info.hash = aiot_crc32_update(0, img + running_info.section_offset[AIOT_PKG_TFLITE],
+                                       running_info.section_length[AIOT_PKG_TFLITE]);
+    plan_info.input_bytes = plan.input_bytes;
+    plan_info.output_bytes = plan.output_bytes;
+    plan_info.arena_bytes = plan.arena_bytes;
+    plan_info.input_scale = rdf32(p + 28);  // header quantization (aiot.lifecycle.plan.HEADER)
+    plan_info.input_zero_point = (int32_t)rd32(p + 32);
+    plan_info.output_scale = rdf32(p + 36);
+    plan_info.output_zero_point = (int32_t)rd32(p + 40);
+    plan_info.num_layers = plan.num_layers;
+    serving_plan = 1;
+}
+
 void aiot_update_service_init(void) {
     const aiot_flash_t *f = aiot_port_update_flash();
     memset(&upd, 0, sizeof upd);
@@ -182,6 +256,7 @@ void aiot_update_service_init(void) {
         (void)aiot_update_trial_report(&upd, self_test);
     }
     set_expected_schema();
+    serve_running_release();
 }
 
 const void *aiot_update_service_monitor_config(size_t *len) {
@@ -195,7 +270,10 @@ const void *aiot_update_service_monitor_config(size_t *len) {
 void aiot_update_service_model_ran(int ok) {
     if (!ready || upd.rec.state != AIOT_REC_TRIAL) return;
     (void)aiot_update_trial_report(&upd, ok ? AIOT_UPD_OK : AIOT_UPD_SELF_TEST);
-    if (upd.rec.state != AIOT_REC_TRIAL) set_expected_schema();
+    if (upd.rec.state != AIOT_REC_TRIAL) {
+        set_expected_schema();
+        serve_running_release();  // a revert brings back the previous release's (or the built-in) model
+    }
 }
 
 static void reply(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_fn write, const uint8_t *p, size_t n) {
@@ -237,6 +315,7 @@ static void reply_status(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_
     s[72] = self_test;
     s[73] = upd.rx_slot;
     s[74] = golden_path;
+    s[75] = serving_plan;
     put_u32(s + 76, plan_ticks);
     put_u32(s + 80, compiled_ticks);
     put_u32(s + 84, timed_runs);

@@ -89,6 +89,7 @@ class UpdateStatus:
     plan_ticks: int = 0       # ticks for the timed golden runs through the plan
     compiled_ticks: int = 0   # ... through the compiled-in model (same vectors)
     timed_runs: int = 0
+    serving_plan: bool = False  # the running release's own network (its plan) serves INFER/INFO/monitor
 
     @classmethod
     def parse(cls, p: bytes) -> "UpdateStatus":
@@ -97,7 +98,7 @@ class UpdateStatus:
         (ready, running, state, boots, last, reverted, rx_active, boot_result) = p[:8]
         seq, total, nxt, abi, schema, b0, b1 = struct.unpack_from("<7I", p, 8)
         runs, needed, slot_size = struct.unpack_from("<3I", p, 60)
-        extra = (p[74], *struct.unpack_from("<III", p, 76)) if len(p) >= 88 else ()
+        extra = (p[74], *struct.unpack_from("<III", p, 76), bool(p[75])) if len(p) >= 88 else ()
         return cls(bool(ready), running, state == 1, boots, last, reverted, bool(rx_active), boot_result, seq, total,
                    nxt, abi, schema, (b0, b1), (p[36:44], p[44:52]), p[52:60], runs, needed, slot_size, p[72], p[73],
                    *extra)
@@ -174,6 +175,8 @@ class UpdateClient:
         return self.status()
 
     def reboot(self) -> None:
-        """Restart the device (the candidate then runs on trial)."""
+        """Restart the device (the candidate then runs on trial) and read its INFO again:
+        a release carrying its own network serves another model after the reboot."""
         self.dev.request(REBOOT)
         time.sleep(0.05)
+        self.dev.info(refresh=True)
