@@ -182,6 +182,19 @@ def test_a_clock_one_hour_back_is_an_event_and_the_stream_goes_on_with_normal_ou
     assert len(out) - k == (n - cut) // W  # every window after the step is there
 
 
+def test_a_stream_with_a_step_back_gives_the_same_answers_pushed_whole_or_per_run_of_rising_time():
+    # what aiot.evaluate.monitor_device.stream() relies on when it pushes each run on its own
+    n = learned(40)
+    x = noise(n, 2, seed=3)
+    cut = learned(20) + 5
+    ts = _hour_back(n, cut)
+    whole = mon.Monitor(config(), zero_model)
+    a = whole.run(ts, x)
+    split = mon.Monitor(config(), zero_model)
+    b = np.concatenate([split.run(ts[:cut], x[:cut]), split.run(ts[cut:], x[cut:])])
+    assert a.tobytes() == b.tobytes() and whole.events() == split.events()
+
+
 def test_a_fault_after_the_clock_steps_back_is_still_detected():
     n = learned(60)
     x = noise(n, 2, seed=13)
