@@ -843,19 +843,3 @@ def test_a_2_channel_device_sends_events_in_the_8_channel_wire_format():
         raw.append(ev[0].copy())
     raised = next(r for r in raw if mon.EVENT_TYPES[int(r["type"])] == "ALERT_RAISED")
     assert int(raised["channel_ext"]) == 0 and int(raised["channel_mask"]) == 0b11
-
-
-# ----------------------------------------------------------------- per-sensor settings
-def test_the_drift_rate_of_one_sensor_bounds_its_compensation_alone():
-    n = learned(300)
-    x = noise(n, 2, seed=5)
-    a = learned(20)
-    ramp = np.clip(np.arange(n) - a, 0, None) * (3.0 / (300 * W))
-    x[:, 0] += ramp
-    x[:, 1] += ramp  # the same slow drift on both sensors
-    slow = 0.2  # noise units per hour for sensor 1; sensor 0 keeps max_drift_rate (5 per hour)
-    m, _, _ = run(config(max_drift_rate=5.0, drift_rate=[0.0, slow]), x)
-    hours = 300 * W * PERIOD / 3.6e6
-    c0, c1 = m.channel(0), m.channel(1)
-    assert abs(c1.baseline - c1.baseline0) / c1.noise <= slow * hours + 1e-3
-    assert abs(c0.baseline - c0.baseline0) / c0.noise > 2 * slow * hours  # not bounded by sensor 1's rate

@@ -194,9 +194,7 @@ typedef enum {
     X(noise_floor, float, 0.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "noise is at least this (raw units)")        \
     X(noise_floor_rel, float, 1e-3f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "noise is at least this x |commissioned level|") \
     X(calibration_tolerance, float, 0.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                    \
-      "largest total drift compensation (raw units); 0: the commissioned span (max - min of accepted samples)") \
-    X(drift_rate, float, 0.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                               \
-      "drift compensation rate limit of this sensor (noise units per hour); 0: max_drift_rate")
+      "largest total drift compensation (raw units); 0: the commissioned span (max - min of accepted samples)")
 
 #define AIOT_RANGE_CLOSED 0
 #define AIOT_RANGE_LO_OPEN 1
