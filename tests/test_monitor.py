@@ -107,19 +107,22 @@ def test_timestamp_gap_is_reported_as_one_no_data_output_covering_it():
     assert m.stats()["rejected_samples"] == 0
 
 
-def test_duplicate_and_backwards_timestamps_are_rejected_and_counted():
-    cfg = config()
-    m = mon.Monitor(cfg, zero_model)
+def test_a_duplicate_timestamp_is_rejected_and_counted_and_an_earlier_one_is_a_time_reset():
+    m = mon.Monitor(config(), zero_model)
     m.push(10_000, [1.0, 2.0])
     assert len(m.push(10_000, [1.0, 2.0])) == 0
-    assert len(m.push(9_000, [1.0, 2.0])) == 0
-    assert m.stats()["rejected_samples"] == 2
+    assert m.stats()["rejected_samples"] == 1
+    assert len(m.push(9_000, [1.0, 2.0])) == 0  # one second back: taken, the clock was reset
+    st = m.stats()
+    assert st["rejected_samples"] == 1 and st["time_resets"] == 1
+    (ev,) = [e for e in m.events() if e.type == "TIME_RESET"]
+    assert ev.timestamp_ms == 9_000 and ev.value == pytest.approx(1.0) and ev.channel is None
 
 
 @pytest.mark.parametrize("jump", ["forward 30 days", "clock restarted at 0"])
-def test_a_clock_that_moves_restarts_the_stream_with_one_gap_instead_of_rejecting_every_later_sample(jump):
-    # uint32 milliseconds cannot tell 30 days ahead from 19.7 days back; either way the
-    # monitor used to reject every later sample (they all looked "backwards"): frozen for good
+def test_a_clock_that_moves_restarts_the_stream_at_the_new_time_without_a_gap(jump):
+    # uint32 milliseconds cannot tell 30 days ahead from 19.7 days back: both are a time reset;
+    # the monitor used to reject every later sample (they all looked "backwards"): frozen for good
     n = learned(40)
     x = noise(n, 2)
     cut = learned(20) + 3  # mid-window
@@ -129,26 +132,81 @@ def test_a_clock_that_moves_restarts_the_stream_with_one_gap_instead_of_rejectin
     else:
         ts[cut:] = (np.arange(n - cut) + 5) * PERIOD
     m, out, events = run(config(), x, ts)
-    is_gap = (out["flags"] & mon.OUT_GAP) != 0
-    gap = out[is_gap]
-    assert len(gap) == 1 and mon.STATES[gap[0]["state"]] == "NO_DATA"
-    assert int(gap[0]["t_start_ms"]) == int(gap[0]["t_end_ms"]) == int(ts[cut]) % 2**32
-    after = out[int(np.flatnonzero(is_gap)[0]) + 1 :]
+    assert not (out["flags"] & mon.OUT_GAP).any() and "NO_DATA" not in states(out)
+    after = out[out["t_start_ms"] == int(ts[cut]) % 2**32]
+    assert len(after) == 1
+    after = out[int(np.flatnonzero(out["t_start_ms"] == int(ts[cut]) % 2**32)[0]) :]
     # every later sample was taken: whole windows from the new time on, the last ending at the last sample
-    assert len(after) == (n - cut) // W and int(after[-1]["t_end_ms"]) == int(ts[cut + (n - cut) // W * W - 1])
+    assert len(after) == (n - cut) // W and int(after[-1]["t_end_ms"]) == int(ts[cut + (n - cut) // W * W - 1]) % 2**32
     assert set(states(after)) == {"NORMAL"}
-    assert m.stats()["rejected_samples"] == 0
-    assert any(e.type == "DATA_LOST" for e in events) and any(e.type == "DATA_RESTORED" for e in events)
+    assert m.stats()["rejected_samples"] == 0 and m.stats()["time_resets"] == 1
+    resets = [e for e in events if e.type == "TIME_RESET"]
+    back_ms = (int(ts[cut - 1]) - int(ts[cut])) % 2**32
+    assert len(resets) == 1 and resets[0].value == pytest.approx(back_ms / 1000.0)
+    assert "DATA_LOST" not in [e.type for e in events]
 
 
-def test_a_late_sample_within_a_window_is_rejected_and_further_back_restarts_the_stream():
+def test_a_step_back_of_less_than_a_window_is_a_time_reset_never_a_dropped_sample():
     m = mon.Monitor(config(), zero_model)
     m.push(100_000, [1.0, 2.0])
-    assert len(m.push(100_000 - W * PERIOD, [1.0, 2.0])) == 0  # back by one window's span: late, ignored
-    assert m.stats()["rejected_samples"] == 1
-    out = m.push(100_000 - W * PERIOD - 1, [1.0, 2.0])  # one millisecond further back: a new clock
-    assert len(out) == 1 and out[0]["flags"] & mon.OUT_GAP
-    assert m.stats()["rejected_samples"] == 1
+    t = 100_000 - 3 * PERIOD  # back by 3 periods: once ignored as "late"
+    outs = [m.push(t + i * PERIOD, [1.0, 2.0]) for i in range(W)]
+    assert [len(o) for o in outs] == [0] * (W - 1) + [1]  # the sample after the step starts a window
+    assert int(outs[-1][0]["t_start_ms"]) == t and int(outs[-1][0]["t_end_ms"]) == t + (W - 1) * PERIOD
+    assert m.stats()["rejected_samples"] == 0 and m.stats()["time_resets"] == 1
+
+
+def _hour_back(n: int, cut: int) -> np.ndarray:
+    """Timestamps of n samples whose clock steps back one hour at sample `cut` (a repeated hour)."""
+    ts = np.arange(n, dtype=np.int64) * PERIOD + 7_200_000
+    ts[cut:] -= 3_600_000
+    return ts
+
+
+def test_a_clock_one_hour_back_is_an_event_and_the_stream_goes_on_with_normal_outputs():
+    n = learned(60)
+    x = noise(n, 2, seed=3)
+    cut = learned(20) + 5  # mid-window
+    ts = _hour_back(n, cut)
+    m, out, ev = run(config(), x, ts)
+    resets = [e for e in ev if e.type == "TIME_RESET"]
+    assert len(resets) == 1
+    assert resets[0].timestamp_ms == int(ts[cut]) and resets[0].value == pytest.approx(3600.0 - PERIOD / 1000)  # from the last sample before it
+    assert m.stats()["time_resets"] == 1 and m.stats()["rejected_samples"] == 0
+    arm = armed(out)
+    assert set(states(arm)) == {"NORMAL"} and not (out["flags"] & mon.OUT_GAP).any()
+    # No window spans the step: each lies wholly before it or wholly after it (in the new time).
+    (k,) = np.flatnonzero(out["t_start_ms"] == ts[cut])  # the first window after it starts at the step
+    assert (out["t_start_ms"][:k] >= ts[0]).all() and (out["t_end_ms"][:k] <= ts[cut - 1]).all()
+    assert (out["t_start_ms"][k:] >= ts[cut]).all() and (out["t_end_ms"][k:] <= ts[-1]).all()
+    assert len(out) - k == (n - cut) // W  # every window after the step is there
+
+
+def test_a_stream_with_a_step_back_gives_the_same_answers_pushed_whole_or_per_run_of_rising_time():
+    # what aiot.evaluate.monitor_device.stream() relies on when it pushes each run on its own
+    n = learned(40)
+    x = noise(n, 2, seed=3)
+    cut = learned(20) + 5
+    ts = _hour_back(n, cut)
+    whole = mon.Monitor(config(), zero_model)
+    a = whole.run(ts, x)
+    split = mon.Monitor(config(), zero_model)
+    b = np.concatenate([split.run(ts[:cut], x[:cut]), split.run(ts[cut:], x[cut:])])
+    assert a.tobytes() == b.tobytes() and whole.events() == split.events()
+
+
+def test_a_fault_after_the_clock_steps_back_is_still_detected():
+    n = learned(60)
+    x = noise(n, 2, seed=13)
+    cut = learned(20) + 5
+    f = learned(35)
+    x[f:, :] += 6.0  # both channels jump: a machine fault, 15 windows after the step
+    m, out, ev = run(config(persist_k=3, persist_n=5), x, _hour_back(n, cut))
+    types = [e.type for e in ev]
+    assert types.index("TIME_RESET") < types.index("ALERT_RAISED")
+    raised = next(e for e in ev if e.type == "ALERT_RAISED")
+    assert raised.timestamp_ms >= _hour_back(n, cut)[f]
+    assert states(out)[-1] == "ANOMALY"
 
 
 def test_sensor_flagged_invalid_counts_as_missing():
@@ -745,3 +803,43 @@ def test_the_python_knob_ranges_are_the_c_checks_ranges():
             assert _c_accepts(key, inside), f"{key} = {inside}: inside KNOB_RANGES, but the C refuses it"
             mon.default_config(3, 8, 1000, **{key: inside})
     assert checked >= 30
+
+
+# ----------------------------------------------------------------- devices of more than 8 sensors
+def test_events_of_a_20_channel_stream_name_channels_beyond_7():
+    n = learned(40)
+    x = noise(n, 20, seed=17)
+    x[:160, 13] = 4.0  # a stuck sensor while commissioning: its event names channel 13
+    f = learned(20)
+    x[f:, 9] += 12.0  # a fault on three sensors, two of them past channel 7
+    x[f:, 15] += 10.0
+    x[f:, 2] += 8.0
+    m, out, ev = run(config(20, persist_k=3, persist_n=5), x)
+    stuck = [e for e in ev if e.type == "CHANNEL_STUCK"]
+    assert [(e.channel, e.channels) for e in stuck] == [(13, (13,))]
+    raised = next(e for e in ev if e.type == "ALERT_RAISED")
+    assert raised.channel in (9, 15) and raised.channels == (2, 9, 15)
+
+
+def test_event_channels_decodes_both_forms_of_the_record():
+    rec = np.zeros(1, dtype=mon.EVENT_DTYPE)[0]
+    rec["channel"], rec["channel_mask"], rec["channel_ext"] = 2, 0b1000_0101, 0  # 8 channels or fewer: a bitmask
+    assert mon.event_channels(rec) == (0, 2, 7)
+    rec["channel"], rec["channel_mask"], rec["channel_ext"] = 40, 3, 0x80 | 63  # by number
+    assert mon.event_channels(rec) == (3, 40, 63)
+    rec["channel"], rec["channel_mask"], rec["channel_ext"] = 12, 0x7F, 0x80 | 0x7F  # one channel
+    assert mon.event_channels(rec) == (12,)
+
+
+def test_a_2_channel_device_sends_events_in_the_8_channel_wire_format():
+    n = learned(40)
+    x = noise(n, 2, seed=13)
+    x[learned(20):, :] += 6.0
+    m = mon.Monitor(config(persist_k=3, persist_n=5), zero_model)
+    m.run(np.arange(n) * PERIOD, x)
+    ev = np.zeros(1, dtype=mon.EVENT_DTYPE)
+    raw = []
+    while m.lib.aiot_monitor_pop_event(m._state, ev.ctypes.data):
+        raw.append(ev[0].copy())
+    raised = next(r for r in raw if mon.EVENT_TYPES[int(r["type"])] == "ALERT_RAISED")
+    assert int(raised["channel_ext"]) == 0 and int(raised["channel_mask"]) == 0b11

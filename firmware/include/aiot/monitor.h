@@ -122,6 +122,11 @@ typedef enum {
                                        //!< no longer adapted until reset_baseline: service it
     AIOT_EVENT_DRIFT_PERSISTENT = 18,  //!< a channel has been in DRIFT for drift_alarm_hours;
                                        //!< value = hours (once per DRIFT episode)
+    AIOT_EVENT_TIME_RESET = 19,        //!< a sample's timestamp was earlier than the last accepted
+                                       //!< one (NTP correction, repeated hour, restarted clock):
+                                       //!< value = how far back it stepped (s). The stream goes
+                                       //!< on from the new time; the window in progress is
+                                       //!< dropped (its samples were before the step)
 } aiot_monitor_event_type_t;
 
 //! Every monitor setting, declared once: the config struct, the defaults
@@ -235,11 +240,15 @@ typedef struct {
     uint16_t seq;                 //!< increments per event; a jump tells the host it missed some
     uint8_t type;                 //!< aiot_monitor_event_type_t
     uint8_t channel;              //!< main channel or NO_CHANNEL
-    uint8_t channel_mask;         //!< contributing channels among 0..7 (alerts); `channel`
-                                  //!< names the main one whatever its number
+    //! The contributing channels (alerts: the top 3; per-channel events: `channel`). When
+    //! channel_ext is 0 (always, on a device of <= 8 channels) channel_mask has bit c set for
+    //! channel c of 0..7. When one of them is 8 or more, channel_ext has bit 7 set and the set
+    //! is `channel` plus channel_mask and channel_ext & 0x7F, each a channel number or 0x7F
+    //! (none). aiot.monitor.event_channels() decodes both.
+    uint8_t channel_mask;
     uint8_t severity;
     uint8_t state;                //!< monitor state after the event
-    uint8_t reserved;
+    uint8_t channel_ext;
     float value;                  //!< meaning per event type
 } aiot_monitor_event_t;
 
@@ -252,6 +261,8 @@ typedef struct {
     float baseline;       //!< current level (raw units)
     float baseline0;      //!< commissioned level
     float noise;          //!< commissioning standard deviation (raw units)
+    float tolerance;      //!< largest total drift compensation (raw units), set at commissioning
+                          //!< (here: it fills the 8-byte alignment of the union below)
     //! Commissioning and calibration never overlap: their accumulators share the bytes
     //! (commission() zeroes them when it ends).
     union {
@@ -266,7 +277,6 @@ typedef struct {
     float last, pending;     //!< commissioning: last accepted sample; a far one awaiting its successor
     uint32_t acc_n;
     uint32_t drift_windows;  //!< scored windows in the current DRIFT episode
-    float tolerance;      //!< largest total drift compensation (raw units), set at commissioning
     uint16_t rejected;    //!< commissioning samples rejected (saturates)
     uint8_t health;       //!< AIOT_CH_* flags (commissioning outcome, calibration alert)
     float sum_rest, sum_lev; //!< calibration sums
@@ -314,9 +324,10 @@ typedef struct {
     uint32_t last_ts;
     uint32_t win_start;
     uint32_t windows;           //!< windows completed
-    uint32_t rejected_samples;  //!< duplicates, too early or late samples (aiot_monitor_push)
+    uint32_t rejected_samples;  //!< duplicates and too early samples (aiot_monitor_push)
     uint32_t score_errors;
     uint32_t events_dropped;
+    uint32_t time_resets;       //!< samples earlier than the last accepted one (clock stepped back)
     float alert_peak;           //!< highest score (x threshold) of the latched alert
     float recover_level;        //!< recovering: score (x threshold) that reopens the alert
     uint8_t recovering;         //!< 1: RECOVERING (never together with alert)
@@ -359,12 +370,13 @@ int aiot_monitor_init(aiot_monitor_t *m, const aiot_monitor_config_t *cfg, aiot_
 int aiot_monitor_update_config(aiot_monitor_t *m, const aiot_monitor_config_t *cfg);
 
 //! Push one sample. Writes up to AIOT_MONITOR_MAX_OUTPUTS outputs (max_out must be at least
-//! that) and returns how many, or a negative status. Duplicate timestamps, samples closer
-//! than half a period, and late samples (back by at most one window's span) are counted in
-//! rejected_samples and ignored. A clock that moved (back by more than a window, or forward
-//! by 2^31 ms = 24.8 days or more, which uint32 milliseconds cannot tell apart) restarts the
-//! stream at the new time: the window in progress is dropped and one gap output (NO_DATA)
-//! stands for the unknown span; the monitor never stops taking samples.
+//! that) and returns how many, or a negative status. Duplicate timestamps and samples closer
+//! than half a period are counted in rejected_samples and ignored. A sample earlier than the
+//! last accepted one is a time reset (an NTP correction, a repeated hour, a restarted
+//! clock; also a jump forward by 2^31 ms = 24.8 days or more, which uint32 milliseconds
+//! cannot tell from one back): counted in time_resets, reported by AIOT_EVENT_TIME_RESET,
+//! and the stream goes on from the new time with this sample. The window in progress is
+//! dropped (no window spans the step) and no gap is reported (the step is not missing data).
 int aiot_monitor_push(aiot_monitor_t *m, const aiot_sample_t *sample, aiot_monitor_output_t *out, size_t max_out);
 
 //! Push samples until they are all consumed or `out` could overflow. Sets *consumed and
@@ -410,9 +422,10 @@ typedef struct {
     uint8_t alert;             //!< 1 while an alert is latched
     uint8_t events_pending;
     uint32_t windows;          //!< windows completed
-    uint32_t rejected_samples; //!< duplicate or backwards timestamps
+    uint32_t rejected_samples; //!< duplicate or too early timestamps
     uint32_t score_errors;
     uint32_t events_dropped;   //!< overwritten before the host drained them
+    uint32_t time_resets;      //!< clock steps back (AIOT_EVENT_TIME_RESET)
 } aiot_monitor_stats_t;
 
 //! Returns AIOT_MONITOR_EINVAL for a channel out of range.

@@ -19,7 +19,6 @@ typedef char aiot_static_event_size[(sizeof(aiot_monitor_event_t) == 16) ? 1 : -
 typedef char aiot_static_sample_size[(sizeof(aiot_sample_t) == 16 + 4 * AIOT_MONITOR_MAX_CHANNELS) ? 1 : -1];
 
 #define BIT(c) ((aiot_monitor_mask_t)1 << (c))
-#define EVMASK(c) ((uint8_t)((c) < 8 ? 1u << (c) : 0u)) // event masks name channels 0..7
 
 enum { CH_OK = 0, CH_DRIFT = 1, CH_RECAL = 2 };
 enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 };
@@ -115,6 +114,7 @@ void aiot_monitor_stats(const aiot_monitor_t *m, aiot_monitor_stats_t *st) {
     st->rejected_samples = m->rejected_samples;
     st->score_errors = m->score_errors;
     st->events_dropped = m->events_dropped;
+    st->time_resets = m->time_resets;
 }
 
 static void reset_learning(aiot_monitor_t *m) {
@@ -179,7 +179,25 @@ int aiot_monitor_update_config(aiot_monitor_t *m, const aiot_monitor_config_t *c
 
 // ---------------------------------------------------------------- events
 
-static void emit(aiot_monitor_t *m, uint32_t ts, uint8_t type, uint8_t channel, uint8_t mask, float value) {
+//! The event's channel fields for `channel` and the set `mask` (at most `channel` and two
+//! others: the top 3 of a window): a bitmask while they are all below 8 (the only form a
+//! device of <= 8 channels sends), else the two others by number (monitor.h).
+static void event_channels(aiot_monitor_event_t *e, uint8_t channel, aiot_monitor_mask_t mask) {
+    uint8_t other[2] = {0x7Fu, 0x7Fu};
+    int c, n = 0;
+    if ((mask >> 8) == 0 && (channel < 8u || channel == AIOT_MONITOR_NO_CHANNEL)) {
+        e->channel_mask = (uint8_t)mask;
+        e->channel_ext = 0;
+        return;
+    }
+    for (c = 0; c < AIOT_MONITOR_MAX_CHANNELS && n < 2; c++)
+        if (((mask >> c) & 1u) && c != channel) other[n++] = (uint8_t)c;
+    e->channel_mask = other[0];
+    e->channel_ext = (uint8_t)(0x80u | other[1]);
+}
+
+static void emit(aiot_monitor_t *m, uint32_t ts, uint8_t type, uint8_t channel, aiot_monitor_mask_t mask,
+                 float value) {
     aiot_monitor_event_t *e;
     if (m->ev_count == AIOT_MONITOR_EVENT_CAPACITY) {
         // Keep the newest: overwrite the oldest and count what the host never saw.
@@ -193,10 +211,9 @@ static void emit(aiot_monitor_t *m, uint32_t ts, uint8_t type, uint8_t channel, 
     e->seq = m->event_seq++;
     e->type = type;
     e->channel = channel;
-    e->channel_mask = mask;
+    event_channels(e, channel, mask);
     e->severity = m->alert ? m->alert_severity : 0;
     e->state = m->last_state;
-    e->reserved = 0;
     e->value = value;
 }
 
@@ -453,8 +470,8 @@ static void commission(aiot_monitor_t *m, uint32_t ts) {
     emit(m, ts, AIOT_EVENT_COMMISSIONED, AIOT_MONITOR_NO_CHANNEL, 0, 0.0f);
     for (c = 0; c < C; c++) {
         const aiot_monitor_channel_t *ch = &m->ch[c];
-        if (ch->rejected) emit(m, ts, AIOT_EVENT_COMMISSION_REJECTED, (uint8_t)c, EVMASK(c), (float)ch->rejected);
-        if (ch->health & AIOT_CH_STUCK) emit(m, ts, AIOT_EVENT_CHANNEL_STUCK, (uint8_t)c, EVMASK(c), ch->baseline0);
+        if (ch->rejected) emit(m, ts, AIOT_EVENT_COMMISSION_REJECTED, (uint8_t)c, BIT(c), (float)ch->rejected);
+        if (ch->health & AIOT_CH_STUCK) emit(m, ts, AIOT_EVENT_CHANNEL_STUCK, (uint8_t)c, BIT(c), ch->baseline0);
     }
 }
 
@@ -638,7 +655,7 @@ static void calibration_alert(aiot_monitor_t *m, int c, uint32_t ts, float offse
     ch->cusum_pos = ch->cusum_neg = 0.0f;
     ch->drift_windows = 0;
     ch->health |= AIOT_CH_CAL_ALERT;
-    emit(m, ts, AIOT_EVENT_CALIBRATION_ALERT, (uint8_t)c, EVMASK(c), offset);
+    emit(m, ts, AIOT_EVENT_CALIBRATION_ALERT, (uint8_t)c, BIT(c), offset);
 }
 
 //! Would a baseline at `baseline` have absorbed more than channel c may absorb?
@@ -681,7 +698,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             ch->flags |= CHF_RECAL_BLOCKED;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
             m->since_recal = 0;
-            emit(m, ts, AIOT_EVENT_RECAL_REJECTED, (uint8_t)c, EVMASK(c), total);
+            emit(m, ts, AIOT_EVENT_RECAL_REJECTED, (uint8_t)c, BIT(c), total);
             return;
         }
         shift_baseline(ch, dev);
@@ -690,7 +707,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             ch->mode = CH_OK;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
             m->since_recal = 0;
-            emit(m, ts, AIOT_EVENT_RECAL_DONE, (uint8_t)c, EVMASK(c),
+            emit(m, ts, AIOT_EVENT_RECAL_DONE, (uint8_t)c, BIT(c),
                  (ch->baseline - ch->recal_from) / ch->noise);
             if (beyond_tolerance(m, ch, ch->baseline)) calibration_alert(m, c, ts, ch->baseline - ch->baseline0);
         }
@@ -716,7 +733,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             ch->hold = 0;
             ch->settled = 0;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
-            emit(m, ts, AIOT_EVENT_RECAL_STARTED, (uint8_t)c, EVMASK(c), dev);
+            emit(m, ts, AIOT_EVENT_RECAL_STARTED, (uint8_t)c, BIT(c), dev);
             shift_baseline(ch, dev);
             return;
         }
@@ -730,7 +747,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     if (ch->cusum_pos > k->cusum_threshold || ch->cusum_neg > k->cusum_threshold) {
         ch->cusum_pos = ch->cusum_neg = 0.0f;
         if (fabsf(dev) < jump) {
-            if (ch->mode != CH_DRIFT) emit(m, ts, AIOT_EVENT_DRIFT_DETECTED, (uint8_t)c, EVMASK(c), dev);
+            if (ch->mode != CH_DRIFT) emit(m, ts, AIOT_EVENT_DRIFT_DETECTED, (uint8_t)c, BIT(c), dev);
             ch->mode = CH_DRIFT;
             ch->hold = k->drift_hold;
         }
@@ -754,7 +771,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
         if (!(ch->flags & CHF_DRIFT_REPORTED) &&
             (float)ch->drift_windows * (float)k->window * (float)k->sample_period_ms >= k->drift_alarm_hours * MS_PER_HOUR) {
             ch->flags |= CHF_DRIFT_REPORTED;
-            emit(m, ts, AIOT_EVENT_DRIFT_PERSISTENT, (uint8_t)c, EVMASK(c),
+            emit(m, ts, AIOT_EVENT_DRIFT_PERSISTENT, (uint8_t)c, BIT(c),
                  (float)ch->drift_windows * (float)k->window * (float)k->sample_period_ms / MS_PER_HOUR);
         }
         if (ch->hold > 0) ch->hold--;
@@ -977,7 +994,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->escalate_dist = band_distance(m, m->alert_mask, mean);
         if (!isfinite(m->escalate_dist)) m->escalate_dist = 0.0f;
         m->last_state = AIOT_STATE_ANOMALY;
-        emit(m, t_end, AIOT_EVENT_ALERT_RAISED, o->top_channels[0], (uint8_t)mask, o->score);
+        emit(m, t_end, AIOT_EVENT_ALERT_RAISED, o->top_channels[0], mask, o->score);
     } else if ((m->alert || m->recovering) && m->vote_low == 0 && m->band_out == 0) {
         m->alert = 0;
         m->recovering = 0;
@@ -991,7 +1008,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->recover_min = o->score;
         m->alert_severity = 0;
         m->last_state = AIOT_STATE_RECOVERING;
-        emit(m, t_end, AIOT_EVENT_RECOVERING, o->top_channels[0], (uint8_t)mask, o->score);
+        emit(m, t_end, AIOT_EVENT_RECOVERING, o->top_channels[0], mask, o->score);
     } else if (m->alert && m->alert_severity < 3 &&
                (severity_of(k, o->score) > m->alert_severity || o->score >= 2.0f * m->escalate_score ||
                 (isfinite(dist) && dist >= 2.0f * fmaxf(m->escalate_dist, 1.0f)))) {
@@ -1002,7 +1019,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->escalate_score = fmaxf(m->escalate_score, o->score);
         m->escalate_dist = isfinite(dist) ? fmaxf(m->escalate_dist, dist) : m->escalate_dist;
         m->alert_mask |= mask;
-        emit(m, t_end, AIOT_EVENT_SEVERITY_CHANGED, o->top_channels[0], (uint8_t)mask, o->score);
+        emit(m, t_end, AIOT_EVENT_SEVERITY_CHANGED, o->top_channels[0], mask, o->score);
     }
 
     // Confidence: calibrated p-value, discounted by missing data and recent baseline moves.
@@ -1082,15 +1099,17 @@ int aiot_monitor_push(aiot_monitor_t *m, const aiot_sample_t *s, aiot_monitor_ou
     if (m->has_last) {
         uint32_t dt = s->timestamp_ms - m->last_ts;
         uint32_t missing, fit, i;
-        if (dt > 0x80000000u && (uint64_t)(0u - dt) > (uint64_t)m->cfg.window * period) {
-            // The clock moved: back by more than a window (the sender restarted its clock) or
-            // forward by 2^31 ms (24.8 days) or more, which a uint32 of milliseconds cannot
-            // tell from backwards. Start again from the new time: the window in progress
-            // cannot be completed, and the unknown span is reported as one gap (NO_DATA).
+        if (dt >= 0x80000000u) {
+            // The clock stepped back (NTP, a repeated hour, a restarted clock; or forward by
+            // 2^31 ms or more, which a uint32 of milliseconds cannot tell from backwards).
+            // The sample is real data: go on from its time. The window in progress cannot be
+            // completed without spanning the step, and nothing is missing: no gap output.
+            m->time_resets++;
             m->fill = 0;
-            gap_output(m, &out[n++], s->timestamp_ms, s->timestamp_ms);
-        } else if (dt < period / 2u + 1u || dt > 0x80000000u) {
-            m->rejected_samples++; // a duplicate, too early, or a late sample (back by a window or less)
+            emit(m, s->timestamp_ms, AIOT_EVENT_TIME_RESET, AIOT_MONITOR_NO_CHANNEL, 0,
+                 (float)(0u - dt) / 1000.0f);
+        } else if (dt < period / 2u + 1u) {
+            m->rejected_samples++; // a duplicate or too early
             return 0;
         } else {
             missing = (dt + period / 2u) / period - 1u;

@@ -682,7 +682,7 @@ class Device:
                 "state": M.STATES[st.state] if st.state < len(M.STATES) else st.state,
                 "alert": st.alert, "events_pending": st.events_pending, "windows": st.windows,
                 "rejected_samples": st.rejected_samples, "score_errors": st.score_errors,
-                "events_dropped": st.events_dropped,
+                "events_dropped": st.events_dropped, "time_resets": st.time_resets,
             }
             out["channels"] = [
                 {k: getattr(ci, k) for k, _t in M.ChannelInfo._fields_ if k != "reserved"}
@@ -743,12 +743,11 @@ class Device:
 def _event(r):
     from aiot import monitor as M
 
-    mask = int(r["channel_mask"])
     return M.Event(
         timestamp_ms=int(r["timestamp_ms"]), seq=int(r["seq"]),
         type=M.EVENT_TYPES.get(int(r["type"]), f"UNKNOWN_{int(r['type'])}"),
         channel=None if r["channel"] == M.NO_CHANNEL else int(r["channel"]),
-        channels=tuple(c for c in range(M.MAX_CHANNELS) if mask >> c & 1),
+        channels=M.event_channels(r),
         severity=int(r["severity"]),
         state=M.STATES[int(r["state"])] if int(r["state"]) < len(M.STATES) else str(int(r["state"])),
         value=float(r["value"]),

@@ -126,8 +126,11 @@ class MonitorDevice:
     def stream(self, series: Series, start: int) -> Outputs:
         ts = self._ms(series, slice(start, series.rows))
         vals = self._values(series, slice(start, series.rows))
-        # a clock that steps back restarts the device's stream: outputs are matched to rows by
-        # time within each run of rising time only (device time is 32-bit, hence the modulo)
+        # a clock that steps back is a time reset on the device (TIME_RESET; it goes on from the
+        # new time). Outputs are matched to rows by time, which only works within a run of rising
+        # time (device time is 32-bit, hence the modulo): each run is pushed on its own so its
+        # outputs are known. Pushing the whole stream gives the same outputs, but a step back
+        # shorter than a window leaves no mark in their times to cut them apart again.
         cuts = [0, *(np.flatnonzero(np.diff(ts) < 0) + 1).tolist(), ts.size]
         parts = []
         try:

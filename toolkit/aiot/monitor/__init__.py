@@ -61,6 +61,7 @@ EVENT_TYPES = {
     16: "CHANNEL_STUCK",
     17: "CALIBRATION_ALERT",
     18: "DRIFT_PERSISTENT",
+    19: "TIME_RESET",
 }
 #: aiot_monitor_channel_info_t.health flags
 CH_STUCK, CH_CAL_ALERT, CH_NOT_COMMISSIONED = 0x01, 0x02, 0x04
@@ -231,6 +232,7 @@ class Stats(ctypes.Structure):
         ("rejected_samples", ctypes.c_uint32),
         ("score_errors", ctypes.c_uint32),
         ("events_dropped", ctypes.c_uint32),
+        ("time_resets", ctypes.c_uint32),
     ]
 
 
@@ -269,7 +271,7 @@ EVENT_DTYPE = np.dtype(
         ("channel_mask", "u1"),
         ("severity", "u1"),
         ("state", "u1"),
-        ("reserved", "u1"),
+        ("channel_ext", "u1"),
         ("value", "<f4"),
     ]
 )
@@ -293,6 +295,16 @@ class Event:
     severity: int
     state: str
     value: float
+
+
+def event_channels(rec) -> tuple[int, ...]:
+    """The channels an event record names (aiot_monitor_event_t in monitor.h): a bitmask of
+    channels 0..7 when channel_ext is 0, else `channel` plus up to two channel numbers."""
+    mask, ext = int(rec["channel_mask"]), int(rec["channel_ext"])
+    if not ext & 0x80:
+        return tuple(c for c in range(8) if mask >> c & 1)
+    named = {int(rec["channel"]), mask, ext & 0x7F} - {NO_CHANNEL, 0x7F}
+    return tuple(sorted(named))
 
 
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
@@ -571,14 +583,13 @@ class Monitor:
         ev = np.zeros(1, dtype=EVENT_DTYPE)
         while self.lib.aiot_monitor_pop_event(self._state, ev.ctypes.data):
             e = ev[0]
-            mask = int(e["channel_mask"])
             out.append(
                 Event(
                     timestamp_ms=int(e["timestamp_ms"]),
                     seq=int(e["seq"]),
                     type=EVENT_TYPES.get(int(e["type"]), f"UNKNOWN_{int(e['type'])}"),
                     channel=None if e["channel"] == NO_CHANNEL else int(e["channel"]),
-                    channels=tuple(c for c in range(MAX_CHANNELS) if mask >> c & 1),
+                    channels=event_channels(e),
                     severity=int(e["severity"]),
                     state=STATES[int(e["state"])] if int(e["state"]) < len(STATES) else str(int(e["state"])),
                     value=float(e["value"]),
@@ -598,6 +609,7 @@ class Monitor:
             "rejected_samples": st.rejected_samples,
             "score_errors": st.score_errors,
             "events_dropped": st.events_dropped,
+            "time_resets": st.time_resets,
         }
 
     def channel(self, c: int) -> ChannelInfo:
