@@ -206,17 +206,36 @@ def strided_slices(L):
     return keras.Model(x, L.Dense(3)(y))
 
 
+def leaky_relus(L):
+    # alpha below and above 1 (the negative side rescaled by more than the positive one)
+    return _seq((1, 14, 3), L.Conv2D(5, (1, 3), padding="same"), L.LeakyReLU(0.1), L.Conv2D(4, (1, 3)),
+                L.LeakyReLU(1.7), L.Flatten(), L.Dense(6), L.LeakyReLU(0.3), L.Dense(3))
+
+
+def mirror_pads(L):
+    import keras
+
+    keras.utils.set_random_seed(12)
+    x = keras.Input((5, 6, 3))
+    h = L.Conv2D(4, 1, activation="relu")(x)
+    a = keras.ops.pad(h, [[0, 0], [2, 1], [0, 3], [0, 0]], mode="reflect")  # MIRROR_PAD REFLECT
+    a = L.Conv2D(3, 3)(a)
+    b = keras.ops.pad(h, [[0, 0], [1, 2], [3, 0], [1, 1]], mode="symmetric")  # SYMMETRIC, channels too
+    b = L.Conv2D(3, 3)(b)
+    return keras.Model(x, L.Dense(3)(L.Concatenate()([L.Flatten()(a), L.Flatten()(b)])))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
-            transpose_padv2, strided_slices]
+            transpose_padv2, strided_slices, leaky_relus, mirror_pads]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax]
 CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
-                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices, mirror_pads]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 

@@ -227,6 +227,16 @@ typedef struct {
 } aiot_pad_params_t;
 aiot_status_t aiot_pad_s8(const aiot_pad_params_t *p, const int8_t *input, int8_t *output);
 
+//! MIRROR_PAD of a tensor viewed as 4-D: outside the input, each axis reads its mirror
+//! image (offset 1: REFLECT, the edge is not repeated; offset 0: SYMMETRIC, it is).
+typedef struct {
+    uint32_t in_dims[4];
+    uint32_t before[4];
+    uint32_t after[4];
+    uint8_t offset;
+} aiot_mirror_pad_params_t;
+aiot_status_t aiot_mirror_pad_s8(const aiot_mirror_pad_params_t *p, const int8_t *input, int8_t *output);
+
 //! CONCATENATION of same-scale int8 tensors viewed as [outer][axis_size_i * inner].
 aiot_status_t aiot_concat_s8(uint32_t outer, uint32_t num_inputs, const int8_t *const *inputs,
                              const uint32_t *copy_sizes, int8_t *output);
@@ -241,6 +251,16 @@ typedef struct {
 } aiot_sigmoid_params_t;
 aiot_status_t aiot_logistic_s8(const aiot_sigmoid_params_t *p, const int8_t *input, int8_t *output);
 aiot_status_t aiot_tanh_s8(const aiot_sigmoid_params_t *p, const int8_t *input, int8_t *output);
+
+//! LEAKY_RELU as TFLM's QuantizeLeakyRelu: x - input zero point, rescaled by the identity
+//! multiplier where >= 0 and by the alpha one where < 0, plus the output zero point.
+typedef struct {
+    uint32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t identity_multiplier, identity_shift;
+    int32_t alpha_multiplier, alpha_shift;
+} aiot_leaky_relu_params_t;
+aiot_status_t aiot_leaky_relu_s8(const aiot_leaky_relu_params_t *p, const int8_t *input, int8_t *output);
 
 //! SOFTMAX over the last axis with TFLM's fixed-point exp (output scale 1/256, zp -128).
 typedef struct {

@@ -1,4 +1,4 @@
-//! Per-element int8 kernels: requantize (QUANTIZE int8->int8, RELU, RELU6), clamp,
+//! Per-element int8 kernels: requantize (QUANTIZE int8->int8, RELU, RELU6), LEAKY_RELU, clamp,
 //! float boundary conversions, and broadcasting ADD/SUB/MUL as in TFLM's reference ops.
 #include "aiot/fixedpoint.h"
 
@@ -18,6 +18,20 @@ aiot_status_t aiot_requantize_s8(const aiot_requantize_params_t *p, const int8_t
     for (uint32_t i = 0; i < p->size; ++i) {
         const int32_t v = aiot_fp_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier, p->shift);
         output[i] = (int8_t)clamp_i32(v + p->output_zero_point, p->act_min, p->act_max);
+    }
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_leaky_relu_s8(const aiot_leaky_relu_params_t *p, const int8_t *input, int8_t *output)
+{
+    if (p == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    for (uint32_t i = 0; i < p->size; ++i) {
+        const int32_t x = (int32_t)input[i] - p->input_zero_point;
+        const int32_t v = x >= 0 ? aiot_fp_mbqm(x, p->identity_multiplier, p->identity_shift)
+                                 : aiot_fp_mbqm(x, p->alpha_multiplier, p->alpha_shift);
+        output[i] = (int8_t)clamp_i32(v + p->output_zero_point, -128, 127);
     }
     return AIOT_OK;
 }

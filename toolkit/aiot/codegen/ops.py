@@ -24,7 +24,7 @@ from aiot.codegen.quant import (
 #: Ops whose output is the input buffer re-labelled.
 ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 #: Element-wise unary ops that may write over their input.
-INPLACE_OPS = frozenset({"RELU", "RELU6", "QUANTIZE", "LOGISTIC", "TANH"})
+INPLACE_OPS = frozenset({"RELU", "RELU6", "QUANTIZE", "LOGISTIC", "TANH", "LEAKY_RELU"})
 
 
 @dataclass
@@ -455,6 +455,19 @@ def emit_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _requantize_layer(ctx, op, name, m, s, lo, INT8_MAX)
 
 
+def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TFLM's Prepare computes both ratios in float (scale * alpha / scale) before widening.
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
+    (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
+    alpha = np.float32(op.options.get("alpha", 0.0))
+    am, ash = quantize_multiplier(float(np.float32(np.float32(in_s) * alpha) / np.float32(out_s)))
+    im, ish = quantize_multiplier(float(np.float32(in_s) / np.float32(out_s)))
+    decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {out.size}, {in_zp}, {out_zp}, {im}, {ish}, {am}, {ash} }};"]
+    call = f"aiot_leaky_relu_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
 def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(ctx.g, op, x, out)
@@ -528,6 +541,34 @@ def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
     decls = [f"static const aiot_pad_params_t {name}_p = {{ {{ {', '.join(map(str, dims))} }}, "
              f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {pad_value} }};"]
     call = f"aiot_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_mirror_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    pads = g.tensor(op.inputs[1])
+    if pads is None or not pads.is_const:
+        raise _fail(g, op, "paddings must be a constant tensor", "re-export the model")
+    pads = np.asarray(pads.data).reshape(-1, 2).astype(np.int64)
+    rank = len(x.shape)
+    mode = int(op.options.get("mode", 0))
+    offset = {0: 1, 1: 0}.get(mode)  # REFLECT skips the edge element, SYMMETRIC repeats it
+    if offset is None:
+        raise _fail(g, op, f"unknown mirror mode {mode}", "use REFLECT or SYMMETRIC")
+    dims = [1] * (4 - rank) + list(x.shape)
+    before = [0] * (4 - rank) + [int(p) for p in pads[:, 0]] if len(pads) == rank else []
+    after = [0] * (4 - rank) + [int(p) for p in pads[:, 1]] if len(pads) == rank else []
+    if rank > 4 or len(pads) != rank or np.any(pads < 0) or any(
+            b + offset > d or a + offset > d for b, a, d in zip(before, after, dims)):
+        raise _fail(g, op, f"mirror padding {pads.tolist()} ({'REFLECT' if offset else 'SYMMETRIC'}) of "
+                    f"{list(x.shape)}", "pad at most 4-D tensors, by less than each axis's size")
+    _same_qparams(g, op, x, out)
+    if out.size != int(np.prod([b + d + a for b, d, a in zip(before, dims, after)], dtype=np.int64)):
+        raise _fail(g, op, f"output shape {list(out.shape)} does not match the padding", "re-export the model")
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    decls = [f"static const aiot_mirror_pad_params_t {name}_p = {{ {j(dims)}, {j(before)}, {j(after)}, {offset} }};"]
+    call = f"aiot_mirror_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -787,6 +828,8 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "MEAN": emit_mean,
     "PAD": emit_pad,
     "PADV2": emit_pad,
+    "MIRROR_PAD": emit_mirror_pad,
+    "LEAKY_RELU": emit_leaky_relu,
     "TRANSPOSE": emit_transpose,
     "STRIDED_SLICE": emit_strided_slice,
     "CONCATENATION": emit_concat,
