@@ -351,3 +351,81 @@ def test_odd_shapes_bit_exact_on_a_dsp_core(recipes, builder, optimize, tmp_path
     r = bench_model(get_board("mps2-an386"), path, builder.__name__, tmp_path, runs=4, optimize=optimize,
                     profile=False)
     assert r.bit_exact, f"{builder.__name__} ({optimize}) differs from tflite-micro on the M4"
+
+
+# Float interface: the converter's default when inference_input/output_type are left
+# float32 wraps the int8 graph in QUANTIZE (input) and DEQUANTIZE (output). The engine
+# keeps the int8 core and generates the two edges as C entry points; every output bit
+# must equal tflite-micro's on the float model.
+FLOAT_EDGES = [("float32", "float32"), ("float32", "int8"), ("int8", "float32")]
+
+
+def _float_interface_tflite(recipes, input_type: str, output_type: str):
+    def build() -> bytes:
+        import keras
+        import tensorflow as tf
+
+        recipes._tf()
+        model = _seq((12,), keras.layers.Dense(10, activation="relu"), keras.layers.Dense(8), keras.layers.Dense(5))
+        rep = _rep_data(model)
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))
+        conv.inference_input_type = getattr(tf, input_type)
+        conv.inference_output_type = getattr(tf, output_type)
+        return conv.convert()
+
+    return recipes.cached_tflite(["parity-float-edges", input_type, output_type], build)
+
+
+def _float_inputs(scale: float, zero_point: int, size: int) -> np.ndarray:
+    """Random floats over the input range and far beyond it, values a hair either side
+    of a rounding tie ((k + 1/2) * scale in float32), exact ties, and zeros."""
+    rng = np.random.default_rng(21)
+    xs = [rng.normal(size=(40, size)) * 3.0, rng.normal(size=(4, size)) * 1e4]
+    k = rng.integers(-140, 140, size=(12, size)) - zero_point
+    ties = ((k + 0.5) * np.float64(scale)).astype(np.float32)
+    xs += [ties, np.nextafter(ties[:3], np.float32(np.inf)), np.nextafter(ties[3:6], np.float32(-np.inf)),
+           np.zeros((1, size))]
+    return np.concatenate(xs).astype(np.float32)
+
+
+@pytest.mark.parametrize("input_type, output_type", FLOAT_EDGES, ids=[f"{i}-{o}" for i, o in FLOAT_EDGES])
+def test_float_interface_bit_exact(recipes, input_type, output_type, tmp_path):
+    from aiot.model import tflite
+    from tflite_micro.python.tflite_micro import runtime
+
+    path = _float_interface_tflite(recipes, input_type, output_type)
+    g = tflite.load(path)
+    assert (g.input.dtype, g.output.dtype) == (input_type, output_type)
+    res = codegen.generate(path, tmp_path)
+    assert (res.float_input, res.float_output) == (input_type == "float32", output_type == "float32")
+    assert "QUANTIZE" not in res.layers and "DEQUANTIZE" not in res.layers  # the core stays int8
+    host = HostModel(tmp_path)
+    interp = runtime.Interpreter.from_bytes(path.read_bytes())
+    if input_type == "float32":
+        xs = _float_inputs(res.input_scale, res.input_zero_point, res.input_bytes)
+    else:
+        xs = np.random.default_rng(22).integers(-128, 128, size=(N_INPUTS, res.input_bytes)).astype(np.int8)
+    for x in xs:
+        interp.set_input(x.reshape(1, -1), 0)
+        interp.invoke()
+        want = np.asarray(interp.get_output(0)).ravel()
+        got = host.invoke_float(x)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg=f"input {x[:4]}...")
+
+
+def test_float_input_nan_reads_as_zero_and_infinities_saturate(recipes, tmp_path):
+    # Outside what TFLM defines (its float -> int cast of NaN is undefined in C; on a
+    # Cortex-M it gives 0): a NaN reading quantizes to the zero point, like 0.0, and the
+    # infinities to the int8 extremes, like the largest finite values.
+    path = _float_interface_tflite(recipes, "float32", "float32")
+    codegen.generate(path, tmp_path)
+    host = HostModel(tmp_path)
+    x = np.linspace(-2, 2, 12, dtype=np.float32)
+    for bad, same in ((np.nan, 0.0), (np.inf, 3e38), (-np.inf, -3e38)):
+        a, b = x.copy(), x.copy()
+        a[3], b[3] = bad, same
+        np.testing.assert_array_equal(host.invoke_float(a), host.invoke_float(b))

@@ -64,6 +64,8 @@ aiot_status_t aiot_quantize_f32_s8(uint32_t size, float scale, int32_t zero_poin
             v = INT32_MAX - 256;
         } else if (q <= -2147483520.0f) {
             v = INT32_MIN + 256;
+        } else if (q != q) {
+            v = 0;  // NaN: the zero point (what the float -> int conversion of a Cortex-M gives)
         } else {
             v = (int32_t)q;
         }

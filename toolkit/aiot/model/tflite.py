@@ -516,6 +516,30 @@ def fold_shape_computations(g: Graph) -> list[Operator]:
     return dropped
 
 
+def float_input_quantize(g: Graph) -> Operator | None:
+    """The QUANTIZE that turns a float32 model input into the int8 graph's input (the
+    converter's float-interface models), or None: the input is not float or not only that."""
+    if g.input.dtype != "float32":
+        return None
+    readers = [op for op in g.operators if g.inputs[0] in op.inputs]
+    if len(readers) != 1 or readers[0].op != "QUANTIZE" or not readers[0].outputs:
+        return None
+    q = g.tensor(readers[0].outputs[0])
+    return readers[0] if q is not None and q.dtype == "int8" and q.quantized and g.inputs[0] not in g.outputs else None
+
+
+def float_output_dequantize(g: Graph) -> Operator | None:
+    """The DEQUANTIZE that turns the int8 graph's result into a float32 model output, or None."""
+    if g.output.dtype != "float32":
+        return None
+    writers = [op for op in g.operators if g.outputs[0] in op.outputs]
+    if len(writers) != 1 or writers[0].op != "DEQUANTIZE" or not writers[0].inputs:
+        return None
+    d = g.tensor(writers[0].inputs[0])
+    readers = [op for op in g.operators if g.outputs[0] in op.inputs]
+    return writers[0] if d is not None and d.dtype == "int8" and d.quantized and not readers else None
+
+
 def check_supported(g: Graph) -> None:
     """Raise ToolkitError unless the engine can compile ``g`` (int8, one subgraph, known ops)."""
     src = g.source
@@ -536,9 +560,11 @@ def check_supported(g: Graph) -> None:
             hint="quantize it first, from the model it came from: aiot quantize --keras MODEL.keras --data DATA.csv --out PKG (full int8, calibrated on your data)",
         )
     for role, t in (("input", g.input), ("output", g.output)):
-        if t.dtype != "int8":
+        if t.dtype != "int8" and not (role == "input" and float_input_quantize(g)) and not (
+                role == "output" and float_output_dequantize(g)):
             raise ToolkitError(
-                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output",
+                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output (or float32 "
+                f"ones read by one QUANTIZE / written by one DEQUANTIZE around the int8 graph)",
                 hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does)",
             )
         if any(d <= 0 for d in t.shape):
