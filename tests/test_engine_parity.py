@@ -336,7 +336,8 @@ def test_parity_generic_requantization(recipes, builder, per_channel, optimize, 
 QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channel, "speed"),
             (depthwise_large_kernels, "speed"), (depthwise_large_kernels, "size"),
             # the newer ops, one sample each on the device build
-            (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed")]
+            (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
+            (leaky_relus, "speed"), (mirror_pads, "speed")]
 
 
 @requires_arm
