@@ -225,17 +225,31 @@ def mirror_pads(L):
     return keras.Model(x, L.Dense(3)(L.Concatenate()([L.Flatten()(a), L.Flatten()(b)])))
 
 
+def strided_slices_backward(L):
+    import keras
+
+    keras.utils.set_random_seed(13)
+    x = keras.Input((7, 9, 4))
+    h = L.Conv2D(6, 1, activation="relu")(x)
+    a = h[:, ::-1, 1:8:3, :]  # rows reversed, a forward stride in W
+    b = h[:, 5:0:-2, ::-3, 4:0:-1]  # backward strides in H, W and the channels
+    c = h[:, 2, ::-1, 0]  # a shrunk axis, a reversed one
+    y = L.Concatenate()([L.Flatten()(a), L.Flatten()(b), L.Flatten()(c)])
+    return keras.Model(x, L.Dense(3)(y))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
-            transpose_padv2, strided_slices, leaky_relus, mirror_pads]
+            transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax]
 CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
-                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices, mirror_pads]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices, mirror_pads,
+                  strided_slices_backward]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 
@@ -337,7 +351,7 @@ QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channe
             (depthwise_large_kernels, "speed"), (depthwise_large_kernels, "size"),
             # the newer ops, one sample each on the device build
             (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
-            (leaky_relus, "speed"), (mirror_pads, "speed")]
+            (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed")]
 
 
 @requires_arm

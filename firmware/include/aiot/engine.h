@@ -209,6 +209,10 @@ aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const i
 //! stride times the input's stride, from `input` already at the first element).
 aiot_status_t aiot_transpose_s8(const aiot_bcast_t *walk, const int8_t *input, int8_t *output);
 
+//! STRIDED_SLICE with negative strides: `walk` as above with each step stored modulo 2^32
+//! (a negative step as its two's complement), `first` the input offset of the first element.
+aiot_status_t aiot_strided_slice_s8(const aiot_bcast_t *walk, uint32_t first, const int8_t *input, int8_t *output);
+
 //! MEAN over the middle axis of a tensor viewed as [outer][reduce][inner], TFLM's
 //! integer QuantizedMeanOrSum: the generator folds 1/reduce into multiplier/shift.
 typedef struct {

@@ -205,3 +205,14 @@ aiot_status_t aiot_transpose_s8(const aiot_bcast_t *walk, const int8_t *input, i
     AIOT_BCAST_LOOP(walk, output[o_] = input[a_]; (void)b_;);
     return AIOT_OK;
 }
+
+aiot_status_t aiot_strided_slice_s8(const aiot_bcast_t *walk, uint32_t first, const int8_t *input, int8_t *output)
+{
+    if (walk == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    // a_ wraps modulo 2^32 along the negative steps; first + a_ is the true offset, which
+    // lies inside the input, so the wrapped sum is exact
+    AIOT_BCAST_LOOP(walk, output[o_] = input[(uint32_t)(first + a_)]; (void)b_;);
+    return AIOT_OK;
+}

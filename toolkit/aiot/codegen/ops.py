@@ -603,8 +603,8 @@ def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
 
 def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     # TF's slice semantics (masks, clamping) are applied here, at generation time, to an
-    # array of input offsets; the result must be an affine walk (it is, for positive
-    # strides), which the kernel then runs: no index arithmetic on the device.
+    # array of input offsets; the result must be an affine walk (it is, for any strides),
+    # which the kernel then runs: no index arithmetic on the device.
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     consts = [g.tensor(i) for i in op.inputs[1:4]]
@@ -615,9 +615,9 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0) or o.get("offset", 0):
         raise _fail(g, op, "ellipsis, new-axis or offset slicing", "slice with explicit begin/end per axis")
     rank = len(x.shape)
-    if not (len(begin) == len(end) == len(strides) == rank) or any(v <= 0 for v in strides):
+    if not (len(begin) == len(end) == len(strides) == rank) or any(v == 0 for v in strides):
         raise _fail(g, op, f"begin {begin} / end {end} / strides {strides} for a rank-{rank} tensor",
-                    "slice every axis, with positive strides")
+                    "slice every axis, with non-zero strides")
     index = []
     for k in range(rank):
         if (o.get("shrink_axis_mask", 0) >> k) & 1:
@@ -637,13 +637,16 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     base = int(offsets.flat[0])
     grid = base + sum(np.arange(d).reshape([-1 if a == k else 1 for a in range(len(dims))]) * st
                       for k, (d, st) in enumerate(zip(dims, steps)))
-    if not np.array_equal(grid, offsets) or min(steps, default=0) < 0:
+    if not np.array_equal(grid, offsets):
         raise _fail(g, op, "the slice is not a regular walk of the input", "re-export the model")
     pad = 5 - len(dims)
-    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    j = lambda v: "{ " + ", ".join(f"{v_ % 2**32}u" if v_ < 0 else str(v_) for v_ in v) + " }"  # noqa: E731
     decls = [f"static const aiot_bcast_t {name}_p = {{ {j([1] * pad + dims)}, {j([0] * pad + steps)}, "
              f"{j([0] * 5)}, 1, {out.size} }};"]
-    call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)} + {base}, {ctx.p(out.index)})"
+    if min(steps) >= 0:
+        call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)} + {base}, {ctx.p(out.index)})"
+    else:  # a backward step: the walk starts from the input's beginning, steps modulo 2^32
+        call = f"aiot_strided_slice_s8(&{name}_p, {base}u, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
