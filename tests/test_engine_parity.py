@@ -238,18 +238,30 @@ def strided_slices_backward(L):
     return keras.Model(x, L.Dense(3)(y))
 
 
+def transpose_convs(L):
+    # An upsampling decoder: stride 2 SAME (3x3 and an even 4x4), stride (1, 3) VALID with
+    # no bias, channel counts that leave tails. Random biases: zero ones are dropped.
+    return _seq((3, 4, 5), L.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu",
+                                             bias_initializer="random_normal"),
+                L.Conv2DTranspose(3, 4, strides=2, padding="same", bias_initializer="random_normal"),
+                L.Conv2DTranspose(4, (2, 3), strides=(1, 3), padding="valid", use_bias=False),
+                L.GlobalAveragePooling2D(), L.Dense(3))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
-            transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward]
+            transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward,
+            transpose_convs]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
-PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax]
+PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax,
+              transpose_convs]
 CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
                   conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices, mirror_pads,
-                  strided_slices_backward]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  strided_slices_backward, transpose_convs]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 
@@ -351,7 +363,8 @@ QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channe
             (depthwise_large_kernels, "speed"), (depthwise_large_kernels, "size"),
             # the newer ops, one sample each on the device build
             (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
-            (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed")]
+            (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed"),
+            (transpose_convs, "speed")]
 
 
 @requires_arm

@@ -199,6 +199,20 @@ typedef struct {
 } aiot_mul_params_t;
 aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
 
+//! TRANSPOSE_CONV, NHWC batch 1, weights [out_c][k_h][k_w][in_c] as in the file; bias may
+//! be NULL. pad_h/pad_w as TFLM computes them from the output size.
+typedef struct {
+    uint16_t in_h, in_w, in_c;
+    uint16_t out_h, out_w, out_c;
+    uint16_t k_h, k_w;
+    uint16_t stride_h, stride_w;
+    uint16_t pad_h, pad_w;
+    int32_t input_offset;  //!< -input zero point
+    aiot_requant_t rq;
+} aiot_transpose_conv_params_t;
+aiot_status_t aiot_transpose_conv_s8(const aiot_transpose_conv_params_t *p, const int8_t *input,
+                                     const int8_t *weights, const int32_t *bias, int8_t *output);
+
 //! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
 //! share one quantization (the converter's rule), as TFLM assumes.
 aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,

@@ -371,6 +371,49 @@ def emit_depthwise(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _conv_like(ctx, op, name, depthwise=True)
 
 
+def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # Inputs: output shape, OHWI weights, input, optional bias. TFLM derives the padding
+    # from the output size as a convolution of it would (its offset unused).
+    g = ctx.g
+    x, out = ctx.t(op.inputs[2]), ctx.t(op.outputs[0])
+    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    in_h, in_w, in_c = _nhwc(g, op, x)
+    out_h, out_w, out_c = _nhwc(g, op, out)
+    o = op.options
+    if len(w.shape) != 4 or w.shape[0] != out_c or w.shape[3] != in_c:
+        raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels", "re-export the model")
+    k_h, k_w = w.shape[1], w.shape[2]
+    sh, sw = o.get("stride_h", 0), o.get("stride_w", 0)
+    if min(sh, sw) < 1:
+        raise _fail(g, op, f"strides {sh}x{sw} must be >= 1", "re-export the model")
+
+    def pad(size: int, k: int, stride: int) -> int:
+        n = (size + stride - 1) // stride if o["padding"] == "SAME" else (size - k + stride) // stride
+        return _padding(o["padding"], size, k, stride, 1, n)
+
+    pad_h, pad_w = pad(out_h, k_h, sh), pad(out_w, k_w, sw)
+    in_s, in_zp = _qp(x)
+    out_s, out_zp = _qp(out)
+    if w.per_channel and (len(w.scale) != out_c or w.quantized_dimension != 0):
+        raise _fail(g, op, "per-channel scales do not match the output channels", "re-export the model")
+    mults, shifts = conv_multipliers(in_s, w.scale if w.per_channel else w.scale[:1], out_s)
+    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
+    has_bias = len(op.inputs) > 3 and op.inputs[3] >= 0
+    bias = _i32(_bias(g, op, op.inputs[3] if has_bias else -1, out_c), g, op)
+    wq = np.abs(w.data.astype(np.int64)).sum(axis=(1, 2, 3))
+    # |x - zero point| <= 255 here (the zero point is not folded into the bias)
+    acc_bound = int(np.max(np.abs(bias) + 255 * wq)) if out_c else 0
+    decls, rq, rq_bytes = _requant_decl(name, mults, shifts, out_zp, lo, hi, acc_bound, out_c,
+                                        compact=ctx.compact_requant)
+    decls += [_c_array("int8_t", f"{name}_w", w.data), *([_c_array("int32_t", f"{name}_b", bias)] if has_bias else []),
+              f"static const aiot_transpose_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, "
+              f"{out_c}, {k_h}, {k_w}, {sh}, {sw}, {pad_h}, {pad_w}, {-in_zp}, {rq} }};"]
+    call = (f"aiot_transpose_conv_s8(&{name}_p, {ctx.p(x.index)}, {name}_w, {f'{name}_b' if has_bias else 'NULL'}, "
+            f"{ctx.p(out.index)})")
+    return Layer(op.op, op.index, call, decls, macs=in_h * in_w * in_c * out_c * k_h * k_w,
+                 weights_bytes=w.size + (4 * out_c if has_bias else 0) + rq_bytes)
+
+
 def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
     if _qp(a)[1] != _qp(b)[1] or np.float32(_qp(a)[0]) != np.float32(_qp(b)[0]):
         raise _fail(g, op, "input and output quantization differ", "TFLite Micro requires equal scales here; re-export the model")
@@ -822,6 +865,7 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "FULLY_CONNECTED": emit_fully_connected,
     "CONV_2D": emit_conv2d,
     "DEPTHWISE_CONV_2D": emit_depthwise,
+    "TRANSPOSE_CONV": emit_transpose_conv,
     "AVERAGE_POOL_2D": emit_avg_pool,
     "MAX_POOL_2D": emit_max_pool,
     "QUANTIZE": emit_quantize,

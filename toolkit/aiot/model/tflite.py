@@ -77,6 +77,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
     32: [("begin_mask", "i32", 0), ("end_mask", "i32", 0), ("ellipsis_mask", "i32", 0),
          ("new_axis_mask", "i32", 0), ("shrink_axis_mask", "i32", 0), ("offset", "u8", 0)],
     59: [("values_count", "i32", 0), ("axis", "i32", 0)],
+    49: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0), ("activation", "act", "NONE")],
     75: [("alpha", "f32", 0.0)],
     77: [("mode", "u8", 0)],  # MirrorPadMode: 0 REFLECT, 1 SYMMETRIC
 }
@@ -85,7 +86,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
 SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
-    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD""".split()
+    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
@@ -452,7 +453,8 @@ _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH"
 
 _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "ADD": 2, "SUB": 2,
                "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
-               "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2}
+               "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2,
+               "TRANSPOSE_CONV": 3}
 
 # Inputs that only carry a shape: with static shapes the output tensor already says it all.
 _SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
