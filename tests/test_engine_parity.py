@@ -473,3 +473,26 @@ def test_float_interface_bit_exact_on_a_dsp_core(recipes, tmp_path):
     header = (tmp_path / "c" / "model.h").read_text()
     assert "#define AIOT_MODEL_FLOAT_INPUT 1" in header and "#define AIOT_MODEL_FLOAT_OUTPUT 1" in header
     assert r.bit_exact, "the float edges differ from tflite-micro on the M4"
+
+
+def test_reflect_padding_as_wide_as_the_axis_is_refused(recipes, tmp_path):
+    # REFLECT can mirror at most size - 1 elements (TFLM would read outside the tensor):
+    # a file claiming more is refused by node, not compiled into an out-of-bounds walk.
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as s
+
+    from aiot.errors import ToolkitError
+
+    m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(_tflite(recipes, mirror_pads, True, True).read_bytes(), 0))
+    sg = m.subgraphs[0]
+    op = next(o for o in sg.operators if m.operatorCodes[o.opcodeIndex].builtinCode == s.BuiltinOperator.MIRROR_PAD
+              and o.builtinOptions.mode == s.MirrorPadMode.REFLECT)
+    buf = m.buffers[sg.tensors[op.inputs[1]].buffer]
+    pads = np.frombuffer(bytes(buf.data), dtype="<i4").reshape(-1, 2).copy()
+    pads[1, 0] = sg.tensors[op.inputs[0]].shape[1]  # H padded before by all of H
+    buf.data = np.frombuffer(pads.tobytes(), np.uint8)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(bytes(b.Output()), tmp_path)
+    assert "MIRROR_PAD" in e.value.message and "REFLECT" in e.value.message and "less than" in e.value.hint
