@@ -303,7 +303,7 @@ def test_codegen_of_a_package_copes_with_any_name_its_manifest_gives(tmp_path, m
 
 
 def test_every_unsupported_op_is_listed_at_once_with_advice_for_an_image_model(tmp_path):
-    # An image model with two LEAKY_RELUs and a HARD_SWISH: one error names all three nodes
+    # An image model with two GELUs and a HARD_SWISH: one error names all three nodes
     # with their types and shapes, and gives no "(1, time, channels)" advice to an image.
     pytest.importorskip("tensorflow")
     import importlib.util
@@ -318,16 +318,16 @@ def test_every_unsupported_op_is_listed_at_once_with_advice_for_an_image_model(t
     spec.loader.exec_module(recipes)
     keras.utils.set_random_seed(1)
     L = keras.layers
-    model = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3), L.LeakyReLU(0.1), L.Activation("hard_silu"),
-                              L.Conv2D(4, 3), L.LeakyReLU(0.2), L.Flatten(), L.Dense(2)])
+    model = keras.Sequential([keras.Input((8, 8, 3)), L.Conv2D(4, 3), L.Activation("gelu"), L.Activation("hard_silu"),
+                              L.Conv2D(4, 3), L.Activation("gelu"), L.Flatten(), L.Dense(2)])
     data = np.random.default_rng(0).normal(size=(16, 8, 8, 3)).astype(np.float32)
     path = tmp_path / "image.tflite"
     path.write_bytes(recipes.convert_int8(model, data, per_channel=True, batch1=True))
     with pytest.raises(ToolkitError) as e:
         codegen.generate(path, tmp_path / "out")
     msg = e.value.message
-    assert msg.count("LEAKY_RELU") == 2 and "HARD_SWISH" in msg and "3 node(s)" in msg
-    assert "int8[1, 6, 6, 4]" in msg  # the first LEAKY_RELU's shapes
+    assert msg.count("GELU") == 2 and "HARD_SWISH" in msg and "3 node(s)" in msg
+    assert "int8[1, 6, 6, 4]" in msg  # the first GELU's shapes
     assert "(1, time, channels)" not in e.value.hint and "image model" in e.value.hint
 
 

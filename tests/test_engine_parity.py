@@ -206,17 +206,62 @@ def strided_slices(L):
     return keras.Model(x, L.Dense(3)(y))
 
 
+def leaky_relus(L):
+    # alpha below and above 1 (the negative side rescaled by more than the positive one)
+    return _seq((1, 14, 3), L.Conv2D(5, (1, 3), padding="same"), L.LeakyReLU(0.1), L.Conv2D(4, (1, 3)),
+                L.LeakyReLU(1.7), L.Flatten(), L.Dense(6), L.LeakyReLU(0.3), L.Dense(3))
+
+
+def mirror_pads(L):
+    import keras
+
+    keras.utils.set_random_seed(12)
+    x = keras.Input((5, 6, 3))
+    h = L.Conv2D(4, 1, activation="relu")(x)
+    a = keras.ops.pad(h, [[0, 0], [2, 1], [0, 3], [0, 0]], mode="reflect")  # MIRROR_PAD REFLECT
+    a = L.Conv2D(3, 3)(a)
+    b = keras.ops.pad(h, [[0, 0], [1, 2], [3, 0], [1, 1]], mode="symmetric")  # SYMMETRIC, channels too
+    b = L.Conv2D(3, 3)(b)
+    return keras.Model(x, L.Dense(3)(L.Concatenate()([L.Flatten()(a), L.Flatten()(b)])))
+
+
+def strided_slices_backward(L):
+    import keras
+
+    keras.utils.set_random_seed(13)
+    x = keras.Input((7, 9, 4))
+    h = L.Conv2D(6, 1, activation="relu")(x)
+    a = h[:, ::-1, 1:8:3, :]  # rows reversed, a forward stride in W
+    b = h[:, 5:0:-2, ::-3, 4:0:-1]  # backward strides in H, W and the channels
+    c = h[:, 2, ::-1, 0]  # a shrunk axis, a reversed one
+    y = L.Concatenate()([L.Flatten()(a), L.Flatten()(b), L.Flatten()(c)])
+    return keras.Model(x, L.Dense(3)(y))
+
+
+def transpose_convs(L):
+    # An upsampling decoder: stride 2 SAME (3x3 and an even 4x4), stride (1, 3) VALID with
+    # no bias, channel counts that leave tails. Random biases: zero ones are dropped.
+    return _seq((3, 4, 5), L.Conv2DTranspose(6, 3, strides=2, padding="same", activation="relu",
+                                             bias_initializer="random_normal"),
+                L.Conv2DTranspose(3, 4, strides=2, padding="same", bias_initializer="random_normal"),
+                L.Conv2DTranspose(4, (2, 3), strides=(1, 3), padding="valid", use_bias=False),
+                L.GlobalAveragePooling2D(), L.Dense(3))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
-            transpose_padv2, strided_slices]
+            transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward,
+            transpose_convs]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
-PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax]
+PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax,
+              transpose_convs]
 CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # Keras emits run-time shape arithmetic (SHAPE, GATHER, REDUCE_PROD, PACK) around these
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
-                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices, mirror_pads,
+                  strided_slices_backward, transpose_convs]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 
@@ -317,7 +362,9 @@ def test_parity_generic_requantization(recipes, builder, per_channel, optimize, 
 QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channel, "speed"),
             (depthwise_large_kernels, "speed"), (depthwise_large_kernels, "size"),
             # the newer ops, one sample each on the device build
-            (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed")]
+            (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
+            (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed"),
+            (transpose_convs, "speed")]
 
 
 @requires_arm
@@ -332,3 +379,120 @@ def test_odd_shapes_bit_exact_on_a_dsp_core(recipes, builder, optimize, tmp_path
     r = bench_model(get_board("mps2-an386"), path, builder.__name__, tmp_path, runs=4, optimize=optimize,
                     profile=False)
     assert r.bit_exact, f"{builder.__name__} ({optimize}) differs from tflite-micro on the M4"
+
+
+# Float interface: the converter's default when inference_input/output_type are left
+# float32 wraps the int8 graph in QUANTIZE (input) and DEQUANTIZE (output). The engine
+# keeps the int8 core and generates the two edges as C entry points; every output bit
+# must equal tflite-micro's on the float model.
+FLOAT_EDGES = [("float32", "float32"), ("float32", "int8"), ("int8", "float32")]
+
+
+def _float_interface_tflite(recipes, input_type: str, output_type: str):
+    def build() -> bytes:
+        import keras
+        import tensorflow as tf
+
+        recipes._tf()
+        model = _seq((12,), keras.layers.Dense(10, activation="relu"), keras.layers.Dense(8), keras.layers.Dense(5))
+        rep = _rep_data(model)
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))
+        conv.inference_input_type = getattr(tf, input_type)
+        conv.inference_output_type = getattr(tf, output_type)
+        return conv.convert()
+
+    return recipes.cached_tflite(["parity-float-edges", input_type, output_type], build)
+
+
+def _float_inputs(scale: float, zero_point: int, size: int) -> np.ndarray:
+    """Random floats over the input range and far beyond it, values a hair either side
+    of a rounding tie ((k + 1/2) * scale in float32), exact ties, and zeros."""
+    rng = np.random.default_rng(21)
+    xs = [rng.normal(size=(40, size)) * 3.0, rng.normal(size=(4, size)) * 1e4]
+    k = rng.integers(-140, 140, size=(12, size)) - zero_point
+    ties = ((k + 0.5) * np.float64(scale)).astype(np.float32)
+    xs += [ties, np.nextafter(ties[:3], np.float32(np.inf)), np.nextafter(ties[3:6], np.float32(-np.inf)),
+           np.zeros((1, size))]
+    return np.concatenate(xs).astype(np.float32)
+
+
+@pytest.mark.parametrize("input_type, output_type", FLOAT_EDGES, ids=[f"{i}-{o}" for i, o in FLOAT_EDGES])
+def test_float_interface_bit_exact(recipes, input_type, output_type, tmp_path):
+    from aiot.model import tflite
+    from tflite_micro.python.tflite_micro import runtime
+
+    path = _float_interface_tflite(recipes, input_type, output_type)
+    g = tflite.load(path)
+    assert (g.input.dtype, g.output.dtype) == (input_type, output_type)
+    res = codegen.generate(path, tmp_path)
+    assert (res.float_input, res.float_output) == (input_type == "float32", output_type == "float32")
+    assert "QUANTIZE" not in res.layers and "DEQUANTIZE" not in res.layers  # the core stays int8
+    host = HostModel(tmp_path)
+    interp = runtime.Interpreter.from_bytes(path.read_bytes())
+    if input_type == "float32":
+        xs = _float_inputs(res.input_scale, res.input_zero_point, res.input_bytes)
+    else:
+        xs = np.random.default_rng(22).integers(-128, 128, size=(N_INPUTS, res.input_bytes)).astype(np.int8)
+    for x in xs:
+        interp.set_input(x.reshape(1, -1), 0)
+        interp.invoke()
+        want = np.asarray(interp.get_output(0)).ravel()
+        got = host.invoke_float(x)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg=f"input {x[:4]}...")
+
+
+def test_float_input_nan_reads_as_zero_and_infinities_saturate(recipes, tmp_path):
+    # Outside what TFLM defines (its float -> int cast of NaN is undefined in C; on a
+    # Cortex-M it gives 0): a NaN reading quantizes to the zero point, like 0.0, and the
+    # infinities to the int8 extremes, like the largest finite values.
+    path = _float_interface_tflite(recipes, "float32", "float32")
+    codegen.generate(path, tmp_path)
+    host = HostModel(tmp_path)
+    x = np.linspace(-2, 2, 12, dtype=np.float32)
+    for bad, same in ((np.nan, 0.0), (np.inf, 3e38), (-np.inf, -3e38)):
+        a, b = x.copy(), x.copy()
+        a[3], b[3] = bad, same
+        np.testing.assert_array_equal(host.invoke_float(a), host.invoke_float(b))
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_float_interface_bit_exact_on_a_dsp_core(recipes, tmp_path):
+    # The bench firmware drives a float-interface model through its float entry points
+    # (float inputs in, float32 output bytes out), compared with tflite-micro on the same floats.
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = _float_interface_tflite(recipes, "float32", "float32")
+    r = bench_model(get_board("mps2-an386"), path, "float_edges", tmp_path, runs=4, profile=False)
+    header = (tmp_path / "c" / "model.h").read_text()
+    assert "#define AIOT_MODEL_FLOAT_INPUT 1" in header and "#define AIOT_MODEL_FLOAT_OUTPUT 1" in header
+    assert r.bit_exact, "the float edges differ from tflite-micro on the M4"
+
+
+def test_reflect_padding_as_wide_as_the_axis_is_refused(recipes, tmp_path):
+    # REFLECT can mirror at most size - 1 elements (TFLM would read outside the tensor):
+    # a file claiming more is refused by node, not compiled into an out-of-bounds walk.
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as s
+
+    from aiot.errors import ToolkitError
+
+    m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(_tflite(recipes, mirror_pads, True, True).read_bytes(), 0))
+    sg = m.subgraphs[0]
+    op = next(o for o in sg.operators if m.operatorCodes[o.opcodeIndex].builtinCode == s.BuiltinOperator.MIRROR_PAD
+              and o.builtinOptions.mode == s.MirrorPadMode.REFLECT)
+    buf = m.buffers[sg.tensors[op.inputs[1]].buffer]
+    pads = np.frombuffer(bytes(buf.data), dtype="<i4").reshape(-1, 2).copy()
+    pads[1, 0] = sg.tensors[op.inputs[0]].shape[1]  # H padded before by all of H
+    buf.data = np.frombuffer(pads.tobytes(), np.uint8)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(bytes(b.Output()), tmp_path)
+    assert "MIRROR_PAD" in e.value.message and "REFLECT" in e.value.message and "less than" in e.value.hint

@@ -199,6 +199,20 @@ typedef struct {
 } aiot_mul_params_t;
 aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
 
+//! TRANSPOSE_CONV, NHWC batch 1, weights [out_c][k_h][k_w][in_c] as in the file; bias may
+//! be NULL. pad_h/pad_w as TFLM computes them from the output size.
+typedef struct {
+    uint16_t in_h, in_w, in_c;
+    uint16_t out_h, out_w, out_c;
+    uint16_t k_h, k_w;
+    uint16_t stride_h, stride_w;
+    uint16_t pad_h, pad_w;
+    int32_t input_offset;  //!< -input zero point
+    aiot_requant_t rq;
+} aiot_transpose_conv_params_t;
+aiot_status_t aiot_transpose_conv_s8(const aiot_transpose_conv_params_t *p, const int8_t *input,
+                                     const int8_t *weights, const int32_t *bias, int8_t *output);
+
 //! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
 //! share one quantization (the converter's rule), as TFLM assumes.
 aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,
@@ -208,6 +222,10 @@ aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const i
 //! input steps along each (TRANSPOSE: the input's strides in the permuted order; a slice:
 //! stride times the input's stride, from `input` already at the first element).
 aiot_status_t aiot_transpose_s8(const aiot_bcast_t *walk, const int8_t *input, int8_t *output);
+
+//! STRIDED_SLICE with negative strides: `walk` as above with each step stored modulo 2^32
+//! (a negative step as its two's complement), `first` the input offset of the first element.
+aiot_status_t aiot_strided_slice_s8(const aiot_bcast_t *walk, uint32_t first, const int8_t *input, int8_t *output);
 
 //! MEAN over the middle axis of a tensor viewed as [outer][reduce][inner], TFLM's
 //! integer QuantizedMeanOrSum: the generator folds 1/reduce into multiplier/shift.
@@ -227,6 +245,16 @@ typedef struct {
 } aiot_pad_params_t;
 aiot_status_t aiot_pad_s8(const aiot_pad_params_t *p, const int8_t *input, int8_t *output);
 
+//! MIRROR_PAD of a tensor viewed as 4-D: outside the input, each axis reads its mirror
+//! image (offset 1: REFLECT, the edge is not repeated; offset 0: SYMMETRIC, it is).
+typedef struct {
+    uint32_t in_dims[4];
+    uint32_t before[4];
+    uint32_t after[4];
+    uint8_t offset;
+} aiot_mirror_pad_params_t;
+aiot_status_t aiot_mirror_pad_s8(const aiot_mirror_pad_params_t *p, const int8_t *input, int8_t *output);
+
 //! CONCATENATION of same-scale int8 tensors viewed as [outer][axis_size_i * inner].
 aiot_status_t aiot_concat_s8(uint32_t outer, uint32_t num_inputs, const int8_t *const *inputs,
                              const uint32_t *copy_sizes, int8_t *output);
@@ -241,6 +269,16 @@ typedef struct {
 } aiot_sigmoid_params_t;
 aiot_status_t aiot_logistic_s8(const aiot_sigmoid_params_t *p, const int8_t *input, int8_t *output);
 aiot_status_t aiot_tanh_s8(const aiot_sigmoid_params_t *p, const int8_t *input, int8_t *output);
+
+//! LEAKY_RELU as TFLM's QuantizeLeakyRelu: x - input zero point, rescaled by the identity
+//! multiplier where >= 0 and by the alpha one where < 0, plus the output zero point.
+typedef struct {
+    uint32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t identity_multiplier, identity_shift;
+    int32_t alpha_multiplier, alpha_shift;
+} aiot_leaky_relu_params_t;
+aiot_status_t aiot_leaky_relu_s8(const aiot_leaky_relu_params_t *p, const int8_t *input, int8_t *output);
 
 //! SOFTMAX over the last axis with TFLM's fixed-point exp (output scale 1/256, zp -128).
 typedef struct {

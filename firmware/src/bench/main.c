@@ -8,6 +8,11 @@
 #include "aiot/model.h"
 #include "aiot/console.h"
 #include "aiot/port.h"
+#if defined(__has_include)
+#if __has_include("model.h")
+#include "model.h"  // the generated sizes; AIOT_MODEL_FLOAT_INPUT/OUTPUT for a float-interface model
+#endif
+#endif
 
 #ifndef AIOT_BENCH_RUNS
 #define AIOT_BENCH_RUNS 16
@@ -22,11 +27,24 @@ int main(void) {
     aiot_console_put_u64(AIOT_BENCH_RUNS);
     aiot_console_puts("\n");
     for (uint32_t run = 0; run < AIOT_BENCH_RUNS; run++) {
+#ifdef AIOT_MODEL_FLOAT_INPUT
+        // float inputs (top 16 bits / 4096, exact), quantized by the model's own entry point
+        static float in_f32[AIOT_MODEL_INPUT_BYTES];
+        for (uint32_t i = 0; i < AIOT_MODEL_INPUT_BYTES; i++) {
+            lcg = lcg * 1664525u + 1013904223u;
+            in_f32[i] = (float)(int16_t)(uint16_t)(lcg >> 16) * (1.0f / 4096.0f);
+        }
+        if (aiot_model_quantize_input(in_f32) != 0) {
+            aiot_console_puts("error quantize_input\n");
+            return 2;
+        }
+#else
         int8_t *in = aiot_model_input();
         for (uint32_t i = 0; i < aiot_model_info.input_bytes; i++) {
             lcg = lcg * 1664525u + 1013904223u;
             in[i] = (int8_t)(uint8_t)(lcg >> 24);
         }
+#endif
         uint64_t t0 = aiot_port_ticks();
         int status = aiot_model_invoke();
         uint64_t t1 = aiot_port_ticks();
@@ -41,7 +59,16 @@ int main(void) {
         aiot_console_puts(" ticks ");
         aiot_console_put_u64((uint32_t)(t1 - t0));
         aiot_console_puts(" out ");
+#ifdef AIOT_MODEL_FLOAT_OUTPUT
+        static float out_f32[AIOT_MODEL_OUTPUT_BYTES];
+        if (aiot_model_dequantize_output(out_f32) != 0) {
+            aiot_console_puts("\nerror dequantize_output\n");
+            return 2;
+        }
+        aiot_console_put_hex(out_f32, sizeof out_f32);  // the float32 bytes, little-endian
+#else
         aiot_console_put_hex(aiot_model_output(), aiot_model_info.output_bytes);
+#endif
         aiot_console_puts("\n");
 #ifdef AIOT_PROFILE
         for (uint32_t l = 0; l < aiot_model_info.num_layers; l++) {

@@ -1,4 +1,4 @@
-//! Per-element int8 kernels: requantize (QUANTIZE int8->int8, RELU, RELU6), clamp,
+//! Per-element int8 kernels: requantize (QUANTIZE int8->int8, RELU, RELU6), LEAKY_RELU, clamp,
 //! float boundary conversions, and broadcasting ADD/SUB/MUL as in TFLM's reference ops.
 #include "aiot/fixedpoint.h"
 
@@ -18,6 +18,20 @@ aiot_status_t aiot_requantize_s8(const aiot_requantize_params_t *p, const int8_t
     for (uint32_t i = 0; i < p->size; ++i) {
         const int32_t v = aiot_fp_mbqm((int32_t)input[i] - p->input_zero_point, p->multiplier, p->shift);
         output[i] = (int8_t)clamp_i32(v + p->output_zero_point, p->act_min, p->act_max);
+    }
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_leaky_relu_s8(const aiot_leaky_relu_params_t *p, const int8_t *input, int8_t *output)
+{
+    if (p == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    for (uint32_t i = 0; i < p->size; ++i) {
+        const int32_t x = (int32_t)input[i] - p->input_zero_point;
+        const int32_t v = x >= 0 ? aiot_fp_mbqm(x, p->identity_multiplier, p->identity_shift)
+                                 : aiot_fp_mbqm(x, p->alpha_multiplier, p->alpha_shift);
+        output[i] = (int8_t)clamp_i32(v + p->output_zero_point, -128, 127);
     }
     return AIOT_OK;
 }
@@ -50,6 +64,8 @@ aiot_status_t aiot_quantize_f32_s8(uint32_t size, float scale, int32_t zero_poin
             v = INT32_MAX - 256;
         } else if (q <= -2147483520.0f) {
             v = INT32_MIN + 256;
+        } else if (q != q) {
+            v = 0;  // NaN: the zero point (what the float -> int conversion of a Cortex-M gives)
         } else {
             v = (int32_t)q;
         }
@@ -187,5 +203,16 @@ aiot_status_t aiot_transpose_s8(const aiot_bcast_t *walk, const int8_t *input, i
         return AIOT_ERR_NULL;
     }
     AIOT_BCAST_LOOP(walk, output[o_] = input[a_]; (void)b_;);
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_strided_slice_s8(const aiot_bcast_t *walk, uint32_t first, const int8_t *input, int8_t *output)
+{
+    if (walk == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    // a_ wraps modulo 2^32 along the negative steps; first + a_ is the true offset, which
+    // lies inside the input, so the wrapped sum is exact
+    AIOT_BCAST_LOOP(walk, output[o_] = input[(uint32_t)(first + a_)]; (void)b_;);
     return AIOT_OK;
 }

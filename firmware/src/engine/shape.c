@@ -1,4 +1,4 @@
-//! Data-movement and reduction kernels: MEAN, PAD, CONCATENATION (no rescaling except
+//! Data-movement and reduction kernels: MEAN, PAD, MIRROR_PAD, CONCATENATION (no rescaling except
 //! MEAN's, which follows TFLM's integer QuantizedMeanOrSum).
 #include "aiot/fixedpoint.h"
 
@@ -57,6 +57,54 @@ aiot_status_t aiot_pad_s8(const aiot_pad_params_t *p, const int8_t *input, int8_
                     memset(y + p->before[3] + p->in_dims[3], p->pad_value, p->after[3]);
                 }
                 y += od[3];
+            }
+        }
+    }
+    return AIOT_OK;
+}
+
+// Input index along one axis of the output position `o` (mirror image outside the input).
+static uint32_t mirror_index(uint32_t o, uint32_t before, uint32_t size, uint32_t offset)
+{
+    if (o < before) {
+        return before - o - 1u + offset;
+    }
+    const uint32_t i = o - before;
+    if (i < size) {
+        return i;
+    }
+    return 2u * size - i - 1u - offset;
+}
+
+aiot_status_t aiot_mirror_pad_s8(const aiot_mirror_pad_params_t *p, const int8_t *input, int8_t *output)
+{
+    if (p == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    uint32_t od[4];
+    for (int k = 0; k < 4; ++k) {
+        // a mirror reaches at most size - offset elements beyond each edge
+        if (p->offset > 1u || p->before[k] + p->offset > p->in_dims[k] || p->after[k] + p->offset > p->in_dims[k]) {
+            return AIOT_ERR_PARAM;
+        }
+        od[k] = p->before[k] + p->in_dims[k] + p->after[k];
+    }
+    int8_t *y = output;
+    for (uint32_t a = 0; a < od[0]; ++a) {
+        const size_t ia = mirror_index(a, p->before[0], p->in_dims[0], p->offset);
+        for (uint32_t b = 0; b < od[1]; ++b) {
+            const size_t ib = ia * p->in_dims[1] + mirror_index(b, p->before[1], p->in_dims[1], p->offset);
+            for (uint32_t c = 0; c < od[2]; ++c) {
+                const size_t ic = ib * p->in_dims[2] + mirror_index(c, p->before[2], p->in_dims[2], p->offset);
+                const int8_t *row = input + ic * p->in_dims[3];
+                for (uint32_t d = 0; d < p->before[3]; ++d) {
+                    *y++ = row[mirror_index(d, p->before[3], p->in_dims[3], p->offset)];
+                }
+                memcpy(y, row, p->in_dims[3]);
+                y += p->in_dims[3];
+                for (uint32_t d = p->before[3] + p->in_dims[3]; d < od[3]; ++d) {
+                    *y++ = row[mirror_index(d, p->before[3], p->in_dims[3], p->offset)];
+                }
             }
         }
     }

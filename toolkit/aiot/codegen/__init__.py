@@ -5,8 +5,8 @@ static arena laid out at generation time, one kernel call per layer, no interpre
 
 from __future__ import annotations
 
+import dataclasses
 import os
-
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +51,10 @@ class CodegenResult:
     output_scale: float
     output_zero_point: int
     plan: MemoryPlan = field(repr=False, default=None)  # type: ignore[assignment]
+    #: the .tflite takes float32 input / gives float32 output around its int8 graph: the
+    #: generated code then also has aiot_model_quantize_input / aiot_model_dequantize_output
+    float_input: bool = False
+    float_output: bool = False
 
     @property
     def input_bytes(self) -> int:
@@ -68,6 +72,22 @@ def engine_sources() -> list[Path]:
 
 def _nbytes(t: tflite.Tensor) -> int:
     return t.size * _ITEMSIZE.get(t.dtype, 1)
+
+
+def _int8_core(g: tflite.Graph) -> tuple[tflite.Graph, tflite.Operator | None, tflite.Operator | None]:
+    """Split a float-interface model into its int8 graph and the boundary QUANTIZE /
+    DEQUANTIZE (None where the input or output already is int8). The int8 graph's input
+    and output are the model's as the device sees them; the boundary ops become the
+    generated float entry points."""
+    q, d = tflite.float_input_quantize(g), tflite.float_output_dequantize(g)
+    if q is None and d is None:
+        return g, None, None
+    edges = {op.index for op in (q, d) if op is not None}
+    core = dataclasses.replace(
+        g, operators=[op for op in g.operators if op.index not in edges],
+        inputs=(q.outputs[0],) if q is not None else g.inputs,
+        outputs=(d.inputs[0],) if d is not None else g.outputs)
+    return core, q, d
 
 
 def _plan(g: tflite.Graph) -> tuple[MemoryPlan, list[int]]:
@@ -172,7 +192,8 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
     if optimize not in OPTIMIZE:
         raise ToolkitError(f"unknown optimize mode '{optimize}'", hint="one of: " + ", ".join(OPTIMIZE))
     data = tflite.read_bytes(model)
-    g = tflite.load(data if isinstance(model, (bytes, bytearray)) else Path(model))
+    g_file = tflite.load(data if isinstance(model, (bytes, bytearray)) else Path(model))
+    g, quantize_in, dequantize_out = _int8_core(g_file)
     crc = zlib.crc32(data) & 0xFFFFFFFF
     plan, alias_ops = _plan(g)
     ctx, layers = _emit_all(g, plan, alias_ops, optimize, compact=False)
@@ -181,6 +202,7 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         # size mode promises weight flash no larger than the .tflite: the per-channel copies
         # of per-tensor requantization tables are what can push it over
         ctx, layers = _emit_all(g, plan, alias_ops, optimize, compact=True)
+    edges = _float_edges(g_file, ctx, quantize_in, dequantize_out)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     x, y = g.input, g.output
@@ -192,9 +214,9 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         LayerInfo(f"{l.op}#{l.node}", l.op, l.node, l.macs, g.tensors[by_node[l.node].outputs[0]].shape)
         for l in layers
     ]
-    header = _render_header(name, x.size, y.size, plan.arena_bytes, len(layers), crc)
+    header = _render_header(name, x.size, y.size, plan.arena_bytes, len(layers), crc, edges)
     source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, x.size, y.size,
-                            (in_s, in_zp, out_s, out_zp))
+                            (in_s, in_zp, out_s, out_zp), edges)
     h_path, c_path = out_dir / "model.h", out_dir / "model.c"
     # private names, then renamed: a kill never leaves half a file (the build checks that
     # model.c and model.h name the same model, in case it falls between the two renames)
@@ -207,10 +229,37 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         layers=[l.op for l in layers], layer_info=info, macs=sum(l.macs for l in layers),
         input_shape=tuple(x.shape), output_shape=tuple(y.shape),
         input_scale=in_s, input_zero_point=in_zp, output_scale=out_s, output_zero_point=out_zp, plan=plan,
+        float_input=quantize_in is not None, float_output=dequantize_out is not None,
     )
 
 
-def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layers: int, crc: int) -> str:
+#: The float entry points of a float-interface model: (C declaration, C body expression).
+_FLOAT_IN = "int aiot_model_quantize_input(const float *input)"
+_FLOAT_OUT = "int aiot_model_dequantize_output(float *output)"
+
+
+def _float_edges(g: tflite.Graph, ctx: Ctx, quantize_in, dequantize_out) -> list[tuple[str, str, str]]:
+    """(declaration, call, comment) of each float entry point: the boundary op's own
+    emitter, reading the caller's float buffer and the int8 core's arena tensor."""
+    from aiot.codegen.ops import emit_dequantize, emit_quantize
+
+    edges = []
+    if quantize_in is not None:
+        ctx.ptr[quantize_in.inputs[0]] = "input"
+        call = emit_quantize(ctx, quantize_in, "edge_in").call
+        edges.append((_FLOAT_IN, call, "float32 input -> the int8 input, as the model's QUANTIZE (TFLM AffineQuantize)"))
+    if dequantize_out is not None:
+        ctx.ptr[dequantize_out.outputs[0]] = "output"
+        call = emit_dequantize(ctx, dequantize_out, "edge_out").call
+        edges.append((_FLOAT_OUT, call, "the int8 output -> float32, as the model's DEQUANTIZE (TFLM Dequantize)"))
+    return edges
+
+
+def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layers: int, crc: int,
+                   edges: list[tuple[str, str, str]] = ()) -> str:
+    floats = "".join(
+        f"\n// {comment}; returns 0 or an aiot_status_t\n#define AIOT_MODEL_{'FLOAT_INPUT' if 'input' in decl else 'FLOAT_OUTPUT'} 1\n{decl};\n"
+        for decl, _, comment in edges)
     return f"""// Generated by `aiot codegen` for model '{_printable(name)}' (tflite crc32 0x{crc:08x}). Do not edit.
 // Sizes of the generated model; the functions are declared in aiot/model.h.
 #ifndef AIOT_GENERATED_MODEL_H
@@ -223,7 +272,7 @@ def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layer
 #define AIOT_MODEL_ARENA_BYTES {arena}u
 #define AIOT_MODEL_NUM_LAYERS {n_layers}u
 #define AIOT_MODEL_HASH 0x{crc:08x}u
-
+{floats}
 #endif
 """
 
@@ -241,7 +290,7 @@ def _c_str(s: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, out_size, q) -> str:
+def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, out_size, q, edges=()) -> str:
     from aiot.codegen.ops import _c_float
 
     in_s, in_zp, out_s, out_zp = q
@@ -300,4 +349,6 @@ def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, 
     for i, l in enumerate(layers):
         lines.append(f"    AIOT_LAYER({i}, {l.call});")
     lines += ["    return 0;", "}", ""]
+    for decl, call, comment in edges:
+        lines += [f"// {comment}", decl, "{", f"    return (int)({call});", "}", ""]
     return "\n".join(lines)

@@ -57,6 +57,29 @@ class HostModel:
             raise ToolkitError(f"aiot_model_invoke() returned {rc}", hint="this is an engine bug; please report it")
         return np.ctypeslib.as_array(self.lib.aiot_model_output(), shape=(self.info.output_bytes,)).copy()
 
+    def invoke_float(self, x: np.ndarray) -> np.ndarray:
+        """One inference of a float-interface model through its generated float entry
+        points: float32 in where the model takes it (else int8), and float32 out where it
+        gives it (else the int8 output)."""
+        n_in = self.info.input_bytes
+        if hasattr(self.lib, "aiot_model_quantize_input"):
+            xf = np.ascontiguousarray(np.asarray(x, dtype=np.float32).ravel())
+            if xf.size != n_in:
+                raise ToolkitError(f"input has {xf.size} values, the model takes {n_in}")
+            rc = self.lib.aiot_model_quantize_input(xf.ctypes.data_as(ctypes.c_void_p))
+            if rc != 0:
+                raise ToolkitError(f"aiot_model_quantize_input() returned {rc}", hint="this is an engine bug; please report it")
+            y = self.invoke(np.ctypeslib.as_array(self.lib.aiot_model_input(), shape=(n_in,)).copy())
+        else:
+            y = self.invoke(x)
+        if not hasattr(self.lib, "aiot_model_dequantize_output"):
+            return y
+        out = np.zeros(self.info.output_bytes, np.float32)
+        rc = self.lib.aiot_model_dequantize_output(out.ctypes.data_as(ctypes.c_void_p))
+        if rc != 0:
+            raise ToolkitError(f"aiot_model_dequantize_output() returned {rc}", hint="this is an engine bug; please report it")
+        return out
+
     def run(self, xs: np.ndarray) -> np.ndarray:
         xs = np.asarray(xs)
         return np.stack([self.invoke(x) for x in xs]) if len(xs) else np.zeros((0, self.info.output_bytes), np.int8)

@@ -24,7 +24,7 @@ from aiot.codegen.quant import (
 #: Ops whose output is the input buffer re-labelled.
 ALIAS_OPS = frozenset({"RESHAPE", "SQUEEZE", "EXPAND_DIMS"})
 #: Element-wise unary ops that may write over their input.
-INPLACE_OPS = frozenset({"RELU", "RELU6", "QUANTIZE", "LOGISTIC", "TANH"})
+INPLACE_OPS = frozenset({"RELU", "RELU6", "QUANTIZE", "LOGISTIC", "TANH", "LEAKY_RELU"})
 
 
 @dataclass
@@ -371,6 +371,49 @@ def emit_depthwise(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _conv_like(ctx, op, name, depthwise=True)
 
 
+def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # Inputs: output shape, OHWI weights, input, optional bias. TFLM derives the padding
+    # from the output size as a convolution of it would (its offset unused).
+    g = ctx.g
+    x, out = ctx.t(op.inputs[2]), ctx.t(op.outputs[0])
+    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    in_h, in_w, in_c = _nhwc(g, op, x)
+    out_h, out_w, out_c = _nhwc(g, op, out)
+    o = op.options
+    if len(w.shape) != 4 or w.shape[0] != out_c or w.shape[3] != in_c:
+        raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels", "re-export the model")
+    k_h, k_w = w.shape[1], w.shape[2]
+    sh, sw = o.get("stride_h", 0), o.get("stride_w", 0)
+    if min(sh, sw) < 1:
+        raise _fail(g, op, f"strides {sh}x{sw} must be >= 1", "re-export the model")
+
+    def pad(size: int, k: int, stride: int) -> int:
+        n = (size + stride - 1) // stride if o["padding"] == "SAME" else (size - k + stride) // stride
+        return _padding(o["padding"], size, k, stride, 1, n)
+
+    pad_h, pad_w = pad(out_h, k_h, sh), pad(out_w, k_w, sw)
+    in_s, in_zp = _qp(x)
+    out_s, out_zp = _qp(out)
+    if w.per_channel and (len(w.scale) != out_c or w.quantized_dimension != 0):
+        raise _fail(g, op, "per-channel scales do not match the output channels", "re-export the model")
+    mults, shifts = conv_multipliers(in_s, w.scale if w.per_channel else w.scale[:1], out_s)
+    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
+    has_bias = len(op.inputs) > 3 and op.inputs[3] >= 0
+    bias = _i32(_bias(g, op, op.inputs[3] if has_bias else -1, out_c), g, op)
+    wq = np.abs(w.data.astype(np.int64)).sum(axis=(1, 2, 3))
+    # |x - zero point| <= 255 here (the zero point is not folded into the bias)
+    acc_bound = int(np.max(np.abs(bias) + 255 * wq)) if out_c else 0
+    decls, rq, rq_bytes = _requant_decl(name, mults, shifts, out_zp, lo, hi, acc_bound, out_c,
+                                        compact=ctx.compact_requant)
+    decls += [_c_array("int8_t", f"{name}_w", w.data), *([_c_array("int32_t", f"{name}_b", bias)] if has_bias else []),
+              f"static const aiot_transpose_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, "
+              f"{out_c}, {k_h}, {k_w}, {sh}, {sw}, {pad_h}, {pad_w}, {-in_zp}, {rq} }};"]
+    call = (f"aiot_transpose_conv_s8(&{name}_p, {ctx.p(x.index)}, {name}_w, {f'{name}_b' if has_bias else 'NULL'}, "
+            f"{ctx.p(out.index)})")
+    return Layer(op.op, op.index, call, decls, macs=in_h * in_w * in_c * out_c * k_h * k_w,
+                 weights_bytes=w.size + (4 * out_c if has_bias else 0) + rq_bytes)
+
+
 def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
     if _qp(a)[1] != _qp(b)[1] or np.float32(_qp(a)[0]) != np.float32(_qp(b)[0]):
         raise _fail(g, op, "input and output quantization differ", "TFLite Micro requires equal scales here; re-export the model")
@@ -455,6 +498,19 @@ def emit_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _requantize_layer(ctx, op, name, m, s, lo, INT8_MAX)
 
 
+def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TFLM's Prepare computes both ratios in float (scale * alpha / scale) before widening.
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
+    (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
+    alpha = np.float32(op.options.get("alpha", 0.0))
+    am, ash = quantize_multiplier(float(np.float32(np.float32(in_s) * alpha) / np.float32(out_s)))
+    im, ish = quantize_multiplier(float(np.float32(in_s) / np.float32(out_s)))
+    decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {out.size}, {in_zp}, {out_zp}, {im}, {ish}, {am}, {ash} }};"]
+    call = f"aiot_leaky_relu_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
 def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(ctx.g, op, x, out)
@@ -531,6 +587,34 @@ def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def emit_mirror_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    pads = g.tensor(op.inputs[1])
+    if pads is None or not pads.is_const:
+        raise _fail(g, op, "paddings must be a constant tensor", "re-export the model")
+    pads = np.asarray(pads.data).reshape(-1, 2).astype(np.int64)
+    rank = len(x.shape)
+    mode = int(op.options.get("mode", 0))
+    offset = {0: 1, 1: 0}.get(mode)  # REFLECT skips the edge element, SYMMETRIC repeats it
+    if offset is None:
+        raise _fail(g, op, f"unknown mirror mode {mode}", "use REFLECT or SYMMETRIC")
+    dims = [1] * (4 - rank) + list(x.shape)
+    before = [0] * (4 - rank) + [int(p) for p in pads[:, 0]] if len(pads) == rank else []
+    after = [0] * (4 - rank) + [int(p) for p in pads[:, 1]] if len(pads) == rank else []
+    if rank > 4 or len(pads) != rank or np.any(pads < 0) or any(
+            b + offset > d or a + offset > d for b, a, d in zip(before, after, dims)):
+        raise _fail(g, op, f"mirror padding {pads.tolist()} ({'REFLECT' if offset else 'SYMMETRIC'}) of "
+                    f"{list(x.shape)}", "pad at most 4-D tensors, by less than each axis's size")
+    _same_qparams(g, op, x, out)
+    if out.size != int(np.prod([b + d + a for b, d, a in zip(before, dims, after)], dtype=np.int64)):
+        raise _fail(g, op, f"output shape {list(out.shape)} does not match the padding", "re-export the model")
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    decls = [f"static const aiot_mirror_pad_params_t {name}_p = {{ {j(dims)}, {j(before)}, {j(after)}, {offset} }};"]
+    call = f"aiot_mirror_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
 def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
     # A walk over the output whose input offset uses the input's strides in the permuted
     # order: the broadcast walk with one operand does exactly that.
@@ -562,8 +646,8 @@ def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
 
 def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     # TF's slice semantics (masks, clamping) are applied here, at generation time, to an
-    # array of input offsets; the result must be an affine walk (it is, for positive
-    # strides), which the kernel then runs: no index arithmetic on the device.
+    # array of input offsets; the result must be an affine walk (it is, for any strides),
+    # which the kernel then runs: no index arithmetic on the device.
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     consts = [g.tensor(i) for i in op.inputs[1:4]]
@@ -574,9 +658,9 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0) or o.get("offset", 0):
         raise _fail(g, op, "ellipsis, new-axis or offset slicing", "slice with explicit begin/end per axis")
     rank = len(x.shape)
-    if not (len(begin) == len(end) == len(strides) == rank) or any(v <= 0 for v in strides):
+    if not (len(begin) == len(end) == len(strides) == rank) or any(v == 0 for v in strides):
         raise _fail(g, op, f"begin {begin} / end {end} / strides {strides} for a rank-{rank} tensor",
-                    "slice every axis, with positive strides")
+                    "slice every axis, with non-zero strides")
     index = []
     for k in range(rank):
         if (o.get("shrink_axis_mask", 0) >> k) & 1:
@@ -596,13 +680,16 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     base = int(offsets.flat[0])
     grid = base + sum(np.arange(d).reshape([-1 if a == k else 1 for a in range(len(dims))]) * st
                       for k, (d, st) in enumerate(zip(dims, steps)))
-    if not np.array_equal(grid, offsets) or min(steps, default=0) < 0:
+    if not np.array_equal(grid, offsets):
         raise _fail(g, op, "the slice is not a regular walk of the input", "re-export the model")
     pad = 5 - len(dims)
-    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    j = lambda v: "{ " + ", ".join(f"{v_ % 2**32}u" if v_ < 0 else str(v_) for v_ in v) + " }"  # noqa: E731
     decls = [f"static const aiot_bcast_t {name}_p = {{ {j([1] * pad + dims)}, {j([0] * pad + steps)}, "
              f"{j([0] * 5)}, 1, {out.size} }};"]
-    call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)} + {base}, {ctx.p(out.index)})"
+    if min(steps) >= 0:
+        call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)} + {base}, {ctx.p(out.index)})"
+    else:  # a backward step: the walk starts from the input's beginning, steps modulo 2^32
+        call = f"aiot_strided_slice_s8(&{name}_p, {base}u, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -778,6 +865,7 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "FULLY_CONNECTED": emit_fully_connected,
     "CONV_2D": emit_conv2d,
     "DEPTHWISE_CONV_2D": emit_depthwise,
+    "TRANSPOSE_CONV": emit_transpose_conv,
     "AVERAGE_POOL_2D": emit_avg_pool,
     "MAX_POOL_2D": emit_max_pool,
     "QUANTIZE": emit_quantize,
@@ -787,6 +875,8 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "MEAN": emit_mean,
     "PAD": emit_pad,
     "PADV2": emit_pad,
+    "MIRROR_PAD": emit_mirror_pad,
+    "LEAKY_RELU": emit_leaky_relu,
     "TRANSPOSE": emit_transpose,
     "STRIDED_SLICE": emit_strided_slice,
     "CONCATENATION": emit_concat,

@@ -37,8 +37,9 @@ class TflmReference:
         self.output_shape = tuple(int(d) for d in self.output_details["shape"])
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
-        """One inference; ``x`` is int8 with the input tensor's shape (or flat)."""
-        x = np.asarray(x, dtype=np.int8).reshape(self.input_shape)
+        """One inference; ``x`` has the input tensor's type (int8; float32 for a
+        float-interface model) and its shape (or is flat)."""
+        x = np.asarray(x, dtype=self.input_details["dtype"]).reshape(self.input_shape)
         self._interp.set_input(x, 0)
         self._interp.invoke()
         return np.array(self._interp.get_output(0), copy=True)

@@ -77,18 +77,20 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
     32: [("begin_mask", "i32", 0), ("end_mask", "i32", 0), ("ellipsis_mask", "i32", 0),
          ("new_axis_mask", "i32", 0), ("shrink_axis_mask", "i32", 0), ("offset", "u8", 0)],
     59: [("values_count", "i32", 0), ("axis", "i32", 0)],
+    49: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0), ("activation", "act", "NONE")],
+    75: [("alpha", "f32", 0.0)],
+    77: [("mode", "u8", 0)],  # MirrorPadMode: 0 REFLECT, 1 SYMMETRIC
 }
 
 #: Ops the int8 engine implements (kernels in firmware/src/engine/).
 SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
-    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE""".split()
+    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
 _INSTEAD = {
-    "LEAKY_RELU": "use ReLU (layers.ReLU / activation='relu')",
     "HARD_SWISH": "use ReLU or ReLU6",
     "ELU": "use ReLU",
     "GELU": "use ReLU",
@@ -451,7 +453,8 @@ _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH"
 
 _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "ADD": 2, "SUB": 2,
                "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
-               "TRANSPOSE": 2, "STRIDED_SLICE": 4}
+               "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2,
+               "TRANSPOSE_CONV": 3}
 
 # Inputs that only carry a shape: with static shapes the output tensor already says it all.
 _SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
@@ -515,6 +518,30 @@ def fold_shape_computations(g: Graph) -> list[Operator]:
     return dropped
 
 
+def float_input_quantize(g: Graph) -> Operator | None:
+    """The QUANTIZE that turns a float32 model input into the int8 graph's input (the
+    converter's float-interface models), or None: the input is not float or not only that."""
+    if g.input.dtype != "float32":
+        return None
+    readers = [op for op in g.operators if g.inputs[0] in op.inputs]
+    if len(readers) != 1 or readers[0].op != "QUANTIZE" or not readers[0].outputs:
+        return None
+    q = g.tensor(readers[0].outputs[0])
+    return readers[0] if q is not None and q.dtype == "int8" and q.quantized and g.inputs[0] not in g.outputs else None
+
+
+def float_output_dequantize(g: Graph) -> Operator | None:
+    """The DEQUANTIZE that turns the int8 graph's result into a float32 model output, or None."""
+    if g.output.dtype != "float32":
+        return None
+    writers = [op for op in g.operators if g.outputs[0] in op.outputs]
+    if len(writers) != 1 or writers[0].op != "DEQUANTIZE" or not writers[0].inputs:
+        return None
+    d = g.tensor(writers[0].inputs[0])
+    readers = [op for op in g.operators if g.outputs[0] in op.inputs]
+    return writers[0] if d is not None and d.dtype == "int8" and d.quantized and not readers else None
+
+
 def check_supported(g: Graph) -> None:
     """Raise ToolkitError unless the engine can compile ``g`` (int8, one subgraph, known ops)."""
     src = g.source
@@ -535,9 +562,11 @@ def check_supported(g: Graph) -> None:
             hint="quantize it first, from the model it came from: aiot quantize --keras MODEL.keras --data DATA.csv --out PKG (full int8, calibrated on your data)",
         )
     for role, t in (("input", g.input), ("output", g.output)):
-        if t.dtype != "int8":
+        if t.dtype != "int8" and not (role == "input" and float_input_quantize(g)) and not (
+                role == "output" and float_output_dequantize(g)):
             raise ToolkitError(
-                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output",
+                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output (or float32 "
+                f"ones read by one QUANTIZE / written by one DEQUANTIZE around the int8 graph)",
                 hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does)",
             )
         if any(d <= 0 for d in t.shape):

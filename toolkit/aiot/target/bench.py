@@ -48,6 +48,18 @@ def bench_inputs(n_inputs: int, input_bytes: int, seed: int = BENCH_SEED) -> np.
     return out
 
 
+def bench_float_inputs(n_inputs: int, size: int, seed: int = BENCH_SEED) -> np.ndarray:
+    """The float32 inputs the bench firmware gives a float-input model: the same LCG, its
+    top 16 bits as a signed integer / 4096 (exact in float32, -8 to 8)."""
+    out = np.empty((n_inputs, size), dtype=np.float32)
+    state = seed
+    for r in range(n_inputs):
+        for i in range(size):
+            state = (state * 1664525 + 1013904223) & 0xFFFFFFFF
+            out[r, i] = np.float32((((state >> 16) ^ 0x8000) - 0x8000) / 4096.0)
+    return out
+
+
 @dataclass
 class LayerFigure:
     index: int
@@ -135,8 +147,9 @@ def bench_model(board: Board, tflite: Path, name: str, out_dir: Path, runs: int 
         _, pouts, layer_ticks = parse_bench_output(ptext)
 
     ref = TflmReference(tflite)
-    xs = bench_inputs(runs, int(np.prod(ref.input_shape)))
-    want = [ref.invoke(x).reshape(-1) for x in xs]
+    # a float-interface model's runs go through its float entry points (output bytes: float32)
+    xs = (bench_float_inputs if cg.float_input else bench_inputs)(runs, int(np.prod(ref.input_shape)))
+    want = [ref.invoke(x).reshape(-1).view(np.int8) for x in xs]
     exact = len(outs) == runs and all(np.array_equal(o, w) for o, w in zip(outs, want)) and \
         all(np.array_equal(o, w) for o, w in zip(pouts, want))
 
