@@ -231,3 +231,16 @@ def test_the_journal_writes_a_repeated_batch_once_and_new_events_always(tmp_path
         except ValueError:
             rows.append("cut")
     assert rows == [0, 1, 2, 3, "cut", 4, 5, 0]
+
+
+def test_event_batches_is_public_and_hands_over_each_batch_before_its_ack(ring_device):
+    """The gateway drains a Device batch by batch through the public ``event_batches``; the
+    private name stays as an alias for code written against it."""
+    dev_side = ring_device(6)
+    with Device(SerialTransport(dev_side.url), timeout=0.5) as dev:
+        assert Device._event_batches is Device.event_batches
+        it = dev.event_batches()
+        assert [e.seq for e in next(it)] == [0, 1, 2, 3]
+        assert dev_side.requests == [b"\x00\x00\x00"]  # not acknowledged while the caller holds it
+        assert [[e.seq for e in b] for b in it] == [[4, 5]]
+    assert dev_side.remaining() == []

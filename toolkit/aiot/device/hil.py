@@ -609,7 +609,7 @@ class Device:
         not even a killed process loses an event (see :class:`EventJournal`)."""
         out, self._undelivered = self._undelivered, []
         try:
-            for batch in self._event_batches(journal):
+            for batch in self.event_batches(journal):
                 out += batch
         except BaseException:
             self._undelivered = out
@@ -623,12 +623,15 @@ class Device:
         pending, self._undelivered = self._undelivered, []
         while pending:
             yield pending.pop(0)
-        for batch in self._event_batches(journal):
+        for batch in self.event_batches(journal):
             yield from batch
 
-    def _event_batches(self, journal: Path | str | None = None) -> Iterator[list]:
+    def event_batches(self, journal: Path | str | None = None) -> Iterator[list]:
         """One list of events per EVENTS answer; the batch's acknowledgement rides on the
-        next request, sent only when the consumer asks for the next batch."""
+        next request, sent only when the consumer asks for the next batch, so a consumer
+        that stores each batch before asking for the next (the fleet gateway) loses none.
+        ``journal`` as in :meth:`events`. Events :meth:`events` kept from a failed call are
+        not in these batches."""
         from aiot import monitor as M
 
         jr = EventJournal(journal) if journal is not None else None
@@ -656,6 +659,8 @@ class Device:
             yield batch
             # only now, with the batch in the caller's hands: the next request acknowledges it
             self._ack_seq = int(recs[-1]["seq"])
+
+    _event_batches = event_batches  # the name it had before it was public
 
     def stats(self) -> dict:
         """Link counters (frames received, broken frames by kind) and the monitor's state."""
