@@ -1,0 +1,198 @@
+"""Issue 22: every verb with --out writes its folder as aiot evaluate does (aiot.outputs): a run
+killed part-way leaves the previous run's files whole, a second run into a folder in use is
+refused naming the first, and the folder's files share one run id. The expensive step of a
+verb (training, calibration) is replaced by a stand-in that writes the same files; the writing
+itself is the verb's own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from aiot import outputs
+from aiot.cli import main
+
+FIX = Path(__file__).parent / "fixtures"
+MODEL = FIX / "tflite" / "good_dense.tflite"
+
+
+def _contents(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and not p.name.startswith(".aiot")}
+
+
+def _die_while_writing(monkeypatch, part: str) -> None:
+    """The process dies while it writes the file whose name contains ``part``: half of it is
+    on disk, then KeyboardInterrupt (what Ctrl-C or a kill leaves)."""
+    real_text, real_bytes = Path.write_text, Path.write_bytes
+
+    def write_text(self, data, *a, **k):
+        if part in self.name:
+            real_text(self, data[: len(data) // 2], *a, **k)
+            raise KeyboardInterrupt
+        return real_text(self, data, *a, **k)
+
+    def write_bytes(self, data):
+        if part in self.name:
+            real_bytes(self, data[: len(data) // 2])
+            raise KeyboardInterrupt
+        return real_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+
+
+def _csv(path: Path, rows: int = 64) -> Path:
+    t = np.arange(rows)
+    lines = ["timestamp,a,b"] + [f"{i},{np.sin(i / 5):.4f},{np.cos(i / 7):.4f}" for i in t]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """aiot train's and aiot quantize --keras's expensive steps: the files they write, from
+    their arguments, no TensorFlow."""
+    from aiot.model import keras_package, quantize, train
+
+    class Result:
+        def summary(self):
+            return "trained (stand-in)"
+
+    def fake_train(series, out, *, epochs, **kw):
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.keras").write_bytes(b"keras %d" % epochs)
+        (out / "vectors.npz").write_bytes(b"vectors %d" % epochs)
+        (out / "manifest.json").write_text(json.dumps({"epochs": epochs}))
+        return Result()
+
+    def fake_package(keras_model, series, out, *, quantile, **kw):
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.keras").write_bytes(keras_model.read_bytes())
+        (out / "manifest.json").write_text(json.dumps({"quantile": quantile}))
+
+    class Report:
+        def to_json(self):
+            return {}
+
+        def summary(self):
+            return "quantized (stand-in)"
+
+    def fake_quantize(package, progress=True):
+        q = json.loads((Path(package) / "manifest.json").read_text())["quantile"]
+        (Path(package) / "model.tflite").write_bytes(b"tflite %r" % q)
+        return Report()
+
+    monkeypatch.setattr(train, "train", fake_train)
+    monkeypatch.setattr(keras_package, "package_keras", fake_package)
+    monkeypatch.setattr(quantize, "quantize", fake_quantize)
+
+
+def _verbs(tmp_path: Path) -> dict:
+    """Per verb: (arguments of a first run, of a second run that writes other contents, the
+    file the kill falls in)."""
+    data = _csv(tmp_path / "pump.csv")
+    keras = tmp_path / "mine.keras"
+    keras.write_bytes(b"a keras model")
+    return {
+        "train": (["train", "--data", str(data), "--epochs", "1"],
+                  ["train", "--data", str(data), "--epochs", "2"], "manifest.json"),
+        "quantize --keras": (["quantize", "--keras", str(keras), "--data", str(data), "--quantile", "0.99"],
+                             ["quantize", "--keras", str(keras), "--data", str(data), "--quantile", "0.9"],
+                             "model.tflite"),
+        "codegen": (["codegen", "--model", str(MODEL), "--name", "first"],
+                    ["codegen", "--model", str(MODEL), "--name", "second"], "model.h"),
+        "codegen --format tflm": (["codegen", "--format", "tflm", "--model", str(MODEL), "--name", "m"],
+                                  ["codegen", "--format", "tflm", "--model", str(FIX / "tflite" / "two_inputs.tflite"),
+                                   "--name", "m"], "m_data.cc"),
+        "export": (["export", "--board", "mps2-an386", "--format", "cmake"],
+                   ["export", "--board", "mps2-an385", "--format", "cmake"], "link.ld"),
+        "scenarios generate": (["scenarios", "generate", "--count", "2", "--hours", "12"],
+                               ["scenarios", "generate", "--count", "2", "--hours", "12", "--seed", "7"],
+                               "labels.json"),
+    }
+
+
+VERBS = ["train", "quantize --keras", "codegen", "codegen --format tflm", "export", "scenarios generate"]
+
+
+def _run(args: list[str], out: Path):
+    return CliRunner().invoke(main, [*args, "--out", str(out)])
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_a_run_killed_while_writing_leaves_the_previous_outputs_whole(tmp_path, monkeypatch, fake_training, verb):
+    first, second, dies_in = _verbs(tmp_path)[verb]
+    out = tmp_path / "out"
+    res = _run(first, out)
+    assert res.exit_code == 0, res.output
+    before = _contents(out)
+    assert before and any(dies_in in n for n in before)
+    _die_while_writing(monkeypatch, dies_in)
+    res = _run(second, out)
+    assert res.exit_code != 0
+    monkeypatch.undo()
+    assert _contents(out) == before
+    assert not list(out.glob(outputs.STAGING_PREFIX + "*"))
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_a_killed_first_run_leaves_nothing(tmp_path, monkeypatch, fake_training, verb):
+    first, _, dies_in = _verbs(tmp_path)[verb]
+    out = tmp_path / "out"
+    _die_while_writing(monkeypatch, dies_in)
+    res = _run(first, out)
+    assert res.exit_code != 0
+    monkeypatch.undo()
+    assert not out.exists() or _contents(out) == {}
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(tmp_path, fake_training, verb):
+    first, second, _ = _verbs(tmp_path)[verb]
+    out = tmp_path / "out"
+    assert _run(first, out).exit_code == 0
+    before = _contents(out)
+    with outputs.OutputRun(out, "the first run"):
+        res = _run(second, out)
+    assert res.exit_code != 0
+    assert "is being written by another run" in res.output and "the first run" in res.output
+    assert _contents(out) == before
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_the_folder_files_share_one_run_id(tmp_path, fake_training, verb):
+    first, second, _ = _verbs(tmp_path)[verb]
+    out = tmp_path / "out"
+    assert _run(first, out).exit_code == 0
+    res = _run(second, out)
+    assert res.exit_code == 0, res.output
+    rec = outputs.verify(out)
+    assert sorted(rec["files"]) == sorted(_contents(out))
+    assert str(outputs.STAGING_PREFIX) not in res.output  # says where the files are, not where they were staged
+
+
+def test_scenarios_evaluate_adds_its_report_beside_the_generated_suite(tmp_path, monkeypatch):
+    """The documented pair (generate, then evaluate --out into the same folder): the report
+    is added, the scenarios stay, and the folder's record holds both."""
+    from aiot.evaluate import scenarios as ev
+
+    monkeypatch.setattr(ev, "run_suite", lambda *a, **k: {"stand-in": True})
+    monkeypatch.setattr(ev, "format_report", lambda report: "report (stand-in)")
+    monkeypatch.setattr(ev, "acceptance_failures", lambda report: [])
+    out = tmp_path / "out"
+    gen = _verbs(tmp_path)["scenarios generate"][0]
+    assert _run(gen, out).exit_code == 0
+    suite = _contents(out)
+    res = _run(["scenarios", "evaluate", "--count", "1"], out)
+    assert res.exit_code == 0, res.output
+    after = _contents(out)
+    assert {n: after[n] for n in suite} == suite
+    assert json.loads(after["scenario_report.json"]) == {"stand-in": True}
+    assert sorted(outputs.verify(out)["files"]) == sorted(after)
