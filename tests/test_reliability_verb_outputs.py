@@ -85,8 +85,14 @@ def fake_training(monkeypatch):
             return "quantized (stand-in)"
 
     def fake_quantize(package, progress=True):
-        q = json.loads((Path(package) / "manifest.json").read_text())["quantile"]
+        manifest = json.loads((Path(package) / "manifest.json").read_text())
+        q = manifest.get("quantile", manifest.get("epochs"))
+        if q is None:
+            from aiot.errors import ToolkitError
+
+            raise ToolkitError(f"{Path(package) / 'manifest.json'}: no quantile", hint="re-run `aiot train`")
         (Path(package) / "model.tflite").write_bytes(b"tflite %r" % q)
+        (Path(package) / "manifest.json").write_text(json.dumps({**manifest, "quantized": True}))
         return Report()
 
     monkeypatch.setattr(train, "train", fake_train)
@@ -106,6 +112,7 @@ def _verbs(tmp_path: Path) -> dict:
         "quantize --keras": (["quantize", "--keras", str(keras), "--data", str(data), "--quantile", "0.99"],
                              ["quantize", "--keras", str(keras), "--data", str(data), "--quantile", "0.9"],
                              "model.tflite"),
+        "quantize --package": (["quantize", "--package"], ["quantize", "--package"], "model.tflite"),
         "codegen": (["codegen", "--model", str(MODEL), "--name", "first"],
                     ["codegen", "--model", str(MODEL), "--name", "second"], "model.h"),
         "codegen --format tflm": (["codegen", "--format", "tflm", "--model", str(MODEL), "--name", "m"],
@@ -119,10 +126,22 @@ def _verbs(tmp_path: Path) -> dict:
     }
 
 
-VERBS = ["train", "quantize --keras", "codegen", "codegen --format tflm", "export", "scenarios generate"]
+VERBS = ["train", "quantize --keras", "quantize --package", "codegen", "codegen --format tflm", "export", "scenarios generate"]
+
+
+def _prepare(args: list[str], out: Path) -> None:
+    """What a verb's folder holds before its first run: for quantize --package, what aiot
+    train wrote (the package folder is quantize's output too); for the others nothing."""
+    if args[-1] == "--package" and not (out / "manifest.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.keras").write_bytes(b"keras")
+        (out / "manifest.json").write_text(json.dumps({"epochs": 3}))
 
 
 def _run(args: list[str], out: Path):
+    _prepare(args, out)
+    if args[-1] == "--package":
+        return CliRunner().invoke(main, [*args, str(out)])
     return CliRunner().invoke(main, [*args, "--out", str(out)])
 
 
@@ -146,11 +165,13 @@ def test_a_run_killed_while_writing_leaves_the_previous_outputs_whole(tmp_path, 
 def test_a_killed_first_run_leaves_nothing(tmp_path, monkeypatch, fake_training, verb):
     first, _, dies_in = _verbs(tmp_path)[verb]
     out = tmp_path / "out"
+    _prepare(first, out)
+    before = _contents(out) if out.exists() else {}
     _die_while_writing(monkeypatch, dies_in)
     res = _run(first, out)
     assert res.exit_code != 0
     monkeypatch.undo()
-    assert not out.exists() or _contents(out) == {}
+    assert (_contents(out) if out.exists() else {}) == before
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -196,3 +217,95 @@ def test_scenarios_evaluate_adds_its_report_beside_the_generated_suite(tmp_path,
     assert {n: after[n] for n in suite} == suite
     assert json.loads(after["scenario_report.json"]) == {"stand-in": True}
     assert sorted(outputs.verify(out)["files"]) == sorted(after)
+
+
+def test_an_error_names_the_output_folder_not_its_staging_folder(tmp_path, fake_training):
+    out = tmp_path / "pkg"
+    out.mkdir()
+    (out / "manifest.json").write_text("{}")
+    res = CliRunner().invoke(main, ["quantize", "--package", str(out)])
+    assert res.exit_code != 0
+    assert f"{out / 'manifest.json'}: no quantile" in res.output and outputs.STAGING_PREFIX not in res.output
+    assert json.loads((out / "manifest.json").read_text()) == {}
+
+
+def test_aiot_build_stages_its_image_and_records_where_it_is(tmp_path, monkeypatch):
+    """A real build (arm-none-eabi-gcc): a second build killed while it writes build.json
+    leaves the first whole; a build into a folder in use is refused; build.json names the
+    image in the folder, where the run record finds it."""
+    out = tmp_path / "fw"
+    first = ["build", "--board", "mps2-an386"]
+    res = _run(first, out)
+    assert res.exit_code == 0, res.output
+    before = _contents(out)
+    _die_while_writing(monkeypatch, "build.json")
+    assert _run([*first, "--opt", "-O0"], out).exit_code != 0
+    monkeypatch.undo()
+    assert _contents(out) == before
+    with outputs.OutputRun(out, "the first run"):
+        res = _run(first, out)
+    assert res.exit_code != 0 and "the first run" in res.output
+    assert _contents(out) == before
+    rec = outputs.verify(out)
+    doc = json.loads((out / "build.json").read_text())
+    assert doc["elf"] == str(out / "firmware.elf") and doc["bin"] == str(out / "firmware.bin")
+    assert "firmware.elf" in rec["files"] and "build.json" in rec["files"]
+    assert outputs.STAGING_PREFIX not in (out / "build.json").read_text()
+
+
+@pytest.fixture
+def fake_installation_model(tmp_path, monkeypatch):
+    """aiot commission's training and firmware build replaced by stand-ins that write what they
+    write (a model folder; firmware.elf, firmware.bin and build.json naming them)."""
+    from aiot import installation
+    from aiot.target import firmware
+
+    def model(head, window, epochs, seed, noise_floor=0.0, name="installation", **kw):
+        d = tmp_path / "models" / f"{name}-{epochs}"
+        (d / "c").mkdir(parents=True, exist_ok=True)
+        (d / "c" / "model.c").write_text(f"/* model {epochs} */\n")
+        (d / "model.tflite").write_bytes(b"tflite %d" % epochs)
+        c = len(head.channels)
+        (d / "meta.json").write_text(json.dumps({"noise_floor": noise_floor, "fleet_mean": [0.0] * c,
+                                                 "fleet_std": [1.0] * c}))
+        return d
+
+    class Size:
+        def __init__(self):
+            self.flash_total, self.ram_total = 1000, 100
+
+    def build(board, out_dir, model_dir=None, **kw):
+        out_dir = Path(out_dir)
+        elf, binf = out_dir / "firmware.elf", out_dir / "firmware.bin"
+        elf.write_bytes((model_dir / "model.c").read_bytes())
+        binf.write_bytes(b"bin")
+        (out_dir / "build.json").write_text(json.dumps({"elf": str(elf), "bin": str(binf)}))
+        return firmware.BuildResult(board=board.name, elf=elf, bin=binf, size=Size())
+
+    monkeypatch.setattr(installation, "device_file_model", model)
+    monkeypatch.setattr(firmware, "build", build)
+
+
+def test_aiot_commission_writes_its_installation_whole_or_not_at_all(tmp_path, monkeypatch, fake_installation_model):
+    data = _csv(tmp_path / "pump7.csv", rows=200)
+    out = tmp_path / "pump7"
+    first = ["commission", "--data", str(data), "--rows", "120", "--window", "8", "--board", "mps2-an386",
+             "--epochs", "1"]
+    res = _run(first, out)
+    assert res.exit_code == 0, res.output
+    before = _contents(out)
+    assert {"commission.json", "firmware.elf", "build.json", "c/model.c"} <= set(before)
+    second = [*first[:-1], "2"]
+    with pytest.MonkeyPatch.context() as mp:
+        _die_while_writing(mp, "commission.json")
+        assert _run(second, out).exit_code != 0
+    assert _contents(out) == before
+    with outputs.OutputRun(out, "the first run"):
+        res = _run(second, out)
+    assert res.exit_code != 0 and "the first run" in res.output
+    assert _contents(out) == before
+    assert _run(second, out).exit_code == 0
+    doc = json.loads((out / "commission.json").read_text())
+    assert doc["elf"] == str(out / "firmware.elf")
+    assert (out / "firmware.elf").read_text() == "/* model 2 */\n"
+    assert sorted(outputs.verify(out)["files"]) == sorted(_contents(out))

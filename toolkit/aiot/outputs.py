@@ -166,6 +166,12 @@ class OutputRun:
         except ValueError:
             return p  # not one of the run's files
 
+    def relocate(self, name: str) -> None:
+        """Rewrite the staged text file ``name`` (a path under :attr:`folder`) so that the paths
+        it records name the files where they will be after the commit."""
+        p = self.staging / name
+        p.write_text(p.read_text(encoding="utf-8").replace(str(self.staging), str(self.out)), encoding="utf-8")
+
     def commit(self) -> dict:
         """Move every staged file into the folder as one step; returns the run record."""
         if self._lock_file is None:
@@ -193,7 +199,11 @@ class OutputRun:
 def output_folder(out: Path | str, what: str = "aiot", adds: bool = False):
     """An :class:`OutputRun` committed when the with-block ends without an exception."""
     with OutputRun(out, what, adds=adds) as run:
-        yield run
+        try:
+            yield run
+        except ToolkitError as e:  # the files it names are the folder's, not their staging copies
+            e.message = e.message.replace(str(run.staging), str(run.out))
+            raise
         run.commit()
 
 

@@ -85,7 +85,19 @@ def command(package: Path | None, keras_model: Path | None, data: Path | None, o
         raise click.UsageError("--data, --out, --channels and --train-rows go with --keras; a --package already "
                                "has its data")
 
-    _report(quantize(package, progress=json_out != "-"), package, json_out)
+    import shutil
+
+    from aiot.outputs import output_folder
+
+    # quantized from a copy of the package's files, which replace the package's when done: a
+    # killed run leaves the package as aiot train wrote it (its c/ and other subfolders stay)
+    with output_folder(package, "aiot quantize", adds=True) as run:
+        for f in sorted(package.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                shutil.copy2(f, run.folder / f.name)
+        report = quantize(run.folder, progress=json_out != "-")
+    report.package = package
+    _report(report, package, json_out)
 
 
 def _report(report, package: Path, json_out: str | None) -> None:
