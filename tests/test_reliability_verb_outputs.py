@@ -309,3 +309,32 @@ def test_aiot_commission_writes_its_installation_whole_or_not_at_all(tmp_path, m
     assert doc["elf"] == str(out / "firmware.elf")
     assert (out / "firmware.elf").read_text() == "/* model 2 */\n"
     assert sorted(outputs.verify(out)["files"]) == sorted(_contents(out))
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+def test_aiot_validate_writes_its_report_whole_or_not_at_all(tmp_path):
+    """Real runs on QEMU: a validation killed while it writes report.html leaves the previous
+    report whole; one into a folder in use is refused; the firmware it built is recorded where
+    it is."""
+    import shutil
+
+    if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
+    model = Path(__file__).resolve().parent.parent / "hil_tests" / "fixtures" / "ae24"
+    out = tmp_path / "v"
+    first = ["validate", "--board", "mps2-an386", "--model", str(model), "-n", "3"]
+    res = _run(first, out)
+    assert res.exit_code == 0, res.output
+    before = _contents(out)
+    assert {"report.json", "report.html", "outputs.npz", "fw/firmware.elf"} <= set(before)
+    with pytest.MonkeyPatch.context() as mp:
+        _die_while_writing(mp, "report.html")
+        assert _run([*first[:-1], "4"], out).exit_code != 0
+    assert _contents(out) == before
+    with outputs.OutputRun(out, "the first run"):
+        res = _run(first, out)
+    assert res.exit_code != 0 and "the first run" in res.output
+    assert _contents(out) == before
+    assert json.loads((out / "fw" / "build.json").read_text())["elf"] == str(out / "fw" / "firmware.elf")
+    assert sorted(outputs.verify(out)["files"]) == sorted(before)
