@@ -338,3 +338,34 @@ def test_aiot_validate_writes_its_report_whole_or_not_at_all(tmp_path):
     assert _contents(out) == before
     assert json.loads((out / "fw" / "build.json").read_text())["elf"] == str(out / "fw" / "firmware.elf")
     assert sorted(outputs.verify(out)["files"]) == sorted(before)
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+def test_aiot_bench_writes_each_model_folder_and_its_json_whole(tmp_path, monkeypatch):
+    """A real bench of a small model on QEMU: its firmware folder (build/bench/BOARD/MODEL) and
+    --json are written whole or not at all; a bench into a folder in use is refused."""
+    import shutil
+
+    if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.chdir(tmp_path)
+    report = tmp_path / "bench.json"
+    args = ["bench", "--board", "mps2-an386", "--model", str(MODEL), "--runs", "10", "--json", str(report)]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    folder = next((tmp_path / "build" / "bench").glob("*/good_dense"))
+    before, json_before = _contents(folder), report.read_bytes()
+    assert "c/model.c" in before and outputs.verify(folder)
+    with pytest.MonkeyPatch.context() as mp:
+        _die_while_writing(mp, "model.h")  # the second run dies generating the model's C
+        assert CliRunner().invoke(main, args).exit_code != 0
+    assert _contents(folder) == before
+    with pytest.MonkeyPatch.context() as mp:
+        _die_while_writing(mp, "bench.json")  # or while writing the report
+        assert CliRunner().invoke(main, [*args[:-2], "--json", str(report)]).exit_code != 0
+    assert report.read_bytes() == json_before and [p.name for p in tmp_path.glob(".bench.json*")] == []
+    with outputs.OutputRun(folder, "the first run"):
+        res = CliRunner().invoke(main, args)
+    assert res.exit_code != 0 and "the first run" in res.output

@@ -47,6 +47,10 @@ COMMIT_RECORD = ".aiot-commit.json"
 STAGING_PREFIX = ".aiot-staging-"
 
 
+class FolderInUse(ToolkitError):
+    """Another run holds the output folder (never a result of the run itself: stop)."""
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -113,7 +117,7 @@ class OutputRun:
                 f.seek(0)
                 holder = f.read().strip() or "another process"
                 f.close()
-                raise ToolkitError(f"{self.out} is being written by another run ({holder})",
+                raise FolderInUse(f"{self.out} is being written by another run ({holder})",
                                    hint="wait for that run to finish, or give this one another --out folder") from None
             try:  # the lock file a run that wrote nothing removes on its way out is not the lock any more
                 if os.stat(self.out / LOCK).st_ino == os.fstat(f.fileno()).st_ino:
