@@ -38,7 +38,10 @@ class RingDevice:
     serving one connection after another on the same port with the same ring. ``on_request(n)``
     is called with the count of EVENTS requests so far and may return "silent" (no answer)."""
 
+    UP_BEFORE_S = 600.0  # how long it has been running when the test starts
+
     def __init__(self, n_events: int, on_request=None):
+        self.booted = time.monotonic() - self.UP_BEFORE_S
         self.ring = list(range(n_events))
         self.held: list[int] = []
         self.requests: list[bytes] = []
@@ -51,6 +54,26 @@ class RingDevice:
         self.url = f"socket://127.0.0.1:{self.srv.getsockname()[1]}"
         self.stop = threading.Event()
         threading.Thread(target=self._serve, daemon=True).start()
+
+    def reboot(self, n_events: int) -> None:
+        """Start again: uptime from 0, a fresh ring (seq from 0 again)."""
+        with self.lock:
+            self.booted = time.monotonic()
+            self.ring, self.held = list(range(n_events)), []
+
+    def _identity(self, f) -> bytes | None:
+        """INFO and STATS answers (the device's identity and uptime, for a journal)."""
+        from test_protocol_client import INFO
+
+        if f.type == P.Msg.INFO:
+            return P.encode_frame(f.type | P.RESPONSE, f.seq, P.pack_info(INFO))
+        if f.type == P.Msg.STATS:
+            import ctypes
+
+            ticks = int((time.monotonic() - self.booted) * INFO.tick_hz)
+            body = bytes([0, 0, ctypes.sizeof(M.Stats), ctypes.sizeof(M.ChannelInfo)]) + bytes(ctypes.sizeof(M.Stats))
+            return P.encode_frame(f.type | P.RESPONSE, f.seq, body + struct.pack("<8IQ", *[0] * 8, ticks))
+        return None
 
     def remaining(self) -> list[int]:
         return self.held + self.ring
@@ -78,6 +101,12 @@ class RingDevice:
                 if not data:
                     return
                 for f in dec.feed(data):
+                    if isinstance(f, P.Frame) and (answer := self._identity(f)) is not None:
+                        try:
+                            conn.sendall(answer)
+                        except OSError:
+                            return
+                        continue
                     if not isinstance(f, P.Frame) or f.type != P.Msg.EVENTS:
                         continue
                     with self.lock:
@@ -231,3 +260,63 @@ def test_the_journal_writes_a_repeated_batch_once_and_new_events_always(tmp_path
         except ValueError:
             rows.append("cut")
     assert rows == [0, 1, 2, 3, "cut", 4, 5, 0]
+
+
+def test_event_batches_is_public_and_hands_over_each_batch_before_its_ack(ring_device):
+    """The gateway drains a Device batch by batch through the public ``event_batches``; the
+    private name stays as an alias for code written against it."""
+    dev_side = ring_device(6)
+    with Device(SerialTransport(dev_side.url), timeout=0.5) as dev:
+        assert Device._event_batches is Device.event_batches
+        it = dev.event_batches()
+        assert [e.seq for e in next(it)] == [0, 1, 2, 3]
+        assert dev_side.requests == [b"\x00\x00\x00"]  # not acknowledged while the caller holds it
+        assert [[e.seq for e in b] for b in it] == [[4, 5]]
+    assert dev_side.remaining() == []
+
+
+def _ev(seq, t):
+    return M.Event(timestamp_ms=t, seq=seq, type="ALERT_RAISED", channel=0, channels=(0,), severity=1,
+                   state="ANOMALY", value=1.0)
+
+
+PUMP7 = {"board": "nucleo-f446re", "model": "pump7 0badf00d", "firmware": "0.1.0"}
+
+
+@pytest.mark.parametrize("later, repeat_dropped", [
+    ({**PUMP7, "boot": 1000.0, "uptime_s": 600.0}, True),     # the same boot: the unacknowledged batch again
+    ({**PUMP7, "boot": 1000.8, "uptime_s": 600.0}, True),     # the same boot, read through a slow link
+    ({**PUMP7, "boot": 1590.0, "uptime_s": 10.0}, False),     # the device rebooted: its own new events
+    ({**PUMP7, "model": "pump8 12345678", "boot": 1000.0, "uptime_s": 600.0}, False),  # another model
+    ({**PUMP7, "board": "nucleo-f767zi", "boot": 1000.0, "uptime_s": 600.0}, False),   # another board
+])
+def test_the_journal_drops_a_repeat_only_from_the_same_boot_of_the_same_device(tmp_path, later, repeat_dropped):
+    """Issue 22: a fresh installation (another device, or the same one after a reboot) whose
+    first events equal the journal's last lines exactly used to be taken for the repeat of an
+    unacknowledged batch, and lost. The journal now keys each line by the device's identity
+    (INFO's board, model and firmware) and boot (the host's clock minus STATS' uptime)."""
+    from aiot.device.hil import EventJournal
+
+    path = tmp_path / "j.jsonl"
+    EventJournal(path, device={**PUMP7, "boot": 1000.0, "uptime_s": 60.0}).append([_ev(0, 10), _ev(1, 20)])
+    written = EventJournal(path, device=later).append([_ev(0, 10), _ev(1, 20), _ev(2, 30)])
+    assert [e.seq for e in written] == ([2] if repeat_dropped else [0, 1, 2])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [d["seq"] for d in lines] == ([0, 1, 2] if repeat_dropped else [0, 1, 0, 1, 2])
+    assert lines[-1]["device"]["board"] == later["board"] and lines[-1]["device"]["model"] == later["model"]
+
+
+def test_a_device_drain_keys_its_journal_by_the_device_and_its_boot(ring_device, tmp_path):
+    """Through Device: the journal's lines name the board, model and boot INFO and STATS gave;
+    after a reboot (uptime back near 0) the same first events are written again, not dropped."""
+    journal = tmp_path / "events.jsonl"
+    dev_side = ring_device(2)
+    with Device(SerialTransport(dev_side.url), timeout=0.5) as dev:
+        dev.events(journal=journal)
+    dev_side.reboot(2)  # a fresh start: the same first events (seq 0, 1, same timestamps)
+    with Device(SerialTransport(dev_side.url), timeout=0.5) as dev:
+        dev.events(journal=journal)
+    lines = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [d["seq"] for d in lines] == [0, 1, 0, 1]
+    assert {d["device"]["board"] for d in lines} == {"fake-board"}
+    assert lines[0]["device"]["boot"] < lines[2]["device"]["boot"]

@@ -88,10 +88,9 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     returns (and writes as OUT/commission.json) what was made and from what."""
     from aiot import monitor as M
     from aiot.target.boards import get_board
-    from aiot.data import AUTO, load_csv, sha256_file
-    from aiot.installation import FLOOR_KNOB, VALIDATED_WINDOW, config_knobs, device_file_model, environment, \
+    from aiot.data import AUTO, load_csv
+    from aiot.installation import FLOOR_KNOB, VALIDATED_WINDOW, config_knobs, device_file_model, \
         installation_config, installation_period_ms, monitor_knobs, validated_knobs
-    from aiot.target.firmware import build
     from aiot.progress import step
 
     board = get_board(board_name)  # an unknown board fails before any training
@@ -131,35 +130,54 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
                            hint="leave some columns out of the recording")
     faults = _labelled_faults(data, head, split["commission_samples"])
     kept_out = f"; {faults} rows labelled as faults kept out of training" if faults else ""
-    with step(f"model of {Path(data).name} on its {rows} commissioning rows ({len(head.channels)} sensors, "
-              f"window {window}{kept_out})"):
-        try:
-            model = device_file_model(head, window, epochs, 0, noise_floor=float(knobs.get(FLOOR_KNOB, 0.0)),
-                                      name=Path(data).stem)
-        except ToolkitError as e:
-            if not faults:
-                raise
-            raise ToolkitError(f"{data}: {e.message} ({faults} of the {rows} commissioning rows are labelled as "
-                               "faults and kept out of training)", hint=e.hint) from None
-    cfg = installation_config(head, window, config_knobs(model, knobs))
-    out.mkdir(parents=True, exist_ok=True)
-    c_dir = out / "c"
-    shutil.rmtree(c_dir, ignore_errors=True)
+    from aiot.outputs import output_folder
+
+    # one commissioning at a time into a folder, held from before the training (a second run
+    # is refused at once, not minutes later); the model's C, the firmware and commission.json
+    # appear together or the previous commissioning stays: an image always matches the
+    # commission.json beside it
+    with output_folder(out, "aiot commission") as run:
+        with step(f"model of {Path(data).name} on its {rows} commissioning rows ({len(head.channels)} sensors, "
+                  f"window {window}{kept_out})"):
+            try:
+                model = device_file_model(head, window, epochs, 0, noise_floor=float(knobs.get(FLOOR_KNOB, 0.0)),
+                                          name=Path(data).stem)
+            except ToolkitError as e:
+                if not faults:
+                    raise
+                raise ToolkitError(f"{data}: {e.message} ({faults} of the {rows} commissioning rows are labelled "
+                                   "as faults and kept out of training)", hint=e.hint) from None
+        cfg = installation_config(head, window, config_knobs(model, knobs))
+        return _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs)
+
+
+def _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs) -> dict:
+    """The installation's files into ``run``'s staging folder; commission.json names them
+    where they will be once committed."""
+    from aiot.data import sha256_file
+    from aiot.installation import environment
+    from aiot.progress import step
+    from aiot.target.firmware import build
+
+    stage = run.folder
+    c_dir = stage / "c"
     shutil.copytree(model / "c", c_dir)
     (c_dir / HEADER).write_text(render_boot_config(cfg))
     with step(f"firmware for {board.name} with the installation's model and configuration"):
-        res = build(board, out, model_dir=c_dir, app="device", defines=["AIOT_APP_BOOT_CONFIG"])
+        res = build(board, stage, model_dir=c_dir, app="device", defines=["AIOT_APP_BOOT_CONFIG"])
+    run.relocate("build.json")
     tfl = model / "model.tflite"
     doc = {
         "data": str(data), "data_sha256": sha256_file(Path(data)), "commissioning_rows": rows,
         "labelled_fault_rows": faults,
         "channels": list(head.channels), "sample_period_s": head.sample_period_s, "window": window,
-        "board": board.name, "emulated": board.emulated, "elf": str(res.elf), "bin": str(res.bin),
+        "board": board.name, "emulated": board.emulated, "elf": str(run.final(res.elf)),
+        "bin": str(run.final(res.bin)),
         "size": res.size.__dict__,
         "model": {"dir": str(model), "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size},
         "alert_settings": {"source": source, "knobs": knobs},
         "monitor_config": cfg.as_dict(),
         "environment": environment(),
     }
-    (out / "commission.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (stage / "commission.json").write_text(json.dumps(doc, indent=2) + "\n")
     return doc

@@ -5,6 +5,14 @@
         write_json(run.path("report.json"), ...)               # may record run.id
         run.commit()                                           # all files appear together
 
+A verb whose writer makes a tree of files (generated C, an exported project, a firmware
+build) hands it the staging folder instead, and says where the files will be once committed:
+
+    with output_folder(out, "aiot codegen") as run:         # commits when the block ends
+        res = generate(model, run.folder)
+        for f in res.files:
+            click.echo(f"wrote {run.final(f)}")
+
 A second run into the same folder while one is under way is refused (an advisory ``flock``
 on ``OUT/.aiot.lock``, released by the kernel when the process dies, so a killed run never
 leaves the folder locked). Files are written under ``OUT/.aiot-staging-<id>/`` and moved
@@ -14,7 +22,10 @@ completed by the next run that opens the folder, or by :func:`verify`. Once comm
 ``OUT/.aiot-run.json`` names the run id every file of the folder shares, with their hashes;
 a file of an earlier run that this run did not write again is removed, so the folder never
 mixes two runs. A run that fails or is killed before its commit leaves the previous run's
-files as they were."""
+files as they were. A run that adds a file to a folder written by another verb (``adds=True``:
+aiot scenarios evaluate's report beside the suite aiot scenarios generate wrote) keeps the
+earlier run's files instead, and its record lists them with their hashes and, under ``kept``,
+the run each came from."""
 
 from __future__ import annotations
 
@@ -34,6 +45,10 @@ LOCK = ".aiot.lock"
 RUN_RECORD = ".aiot-run.json"
 COMMIT_RECORD = ".aiot-commit.json"
 STAGING_PREFIX = ".aiot-staging-"
+
+
+class FolderInUse(ToolkitError):
+    """Another run holds the output folder (never a result of the run itself: stop)."""
 
 
 def _sha256(path: Path) -> str:
@@ -66,9 +81,10 @@ def _sync_dir(path: Path) -> None:
 class OutputRun:
     """One run's hold on an output folder; see the module docstring."""
 
-    def __init__(self, out: Path | str, what: str = "aiot"):
+    def __init__(self, out: Path | str, what: str = "aiot", adds: bool = False):
         self.out = Path(out)
         self.what = what
+        self.adds = adds
         self.id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
         self.staging = self.out / f"{STAGING_PREFIX}{self.id}"
         self.committed = False
@@ -101,7 +117,7 @@ class OutputRun:
                 f.seek(0)
                 holder = f.read().strip() or "another process"
                 f.close()
-                raise ToolkitError(f"{self.out} is being written by another run ({holder})",
+                raise FolderInUse(f"{self.out} is being written by another run ({holder})",
                                    hint="wait for that run to finish, or give this one another --out folder") from None
             try:  # the lock file a run that wrote nothing removes on its way out is not the lock any more
                 if os.stat(self.out / LOCK).st_ino == os.fstat(f.fileno()).st_ino:
@@ -141,14 +157,40 @@ class OutputRun:
             raise ValueError(f"output file names are plain names, not {name!r}")
         return self.staging / name
 
+    @property
+    def folder(self) -> Path:
+        """The staging folder, for a writer that makes files and subfolders of its own."""
+        return self.staging
+
+    def final(self, staged: Path | str) -> Path:
+        """Where a file written under :attr:`folder` is once the run is committed."""
+        p = Path(staged)
+        try:
+            return self.out / p.relative_to(self.staging)
+        except ValueError:
+            return p  # not one of the run's files
+
+    def relocate(self, name: str) -> None:
+        """Rewrite the staged text file ``name`` (a path under :attr:`folder`) so that the paths
+        it records name the files where they will be after the commit."""
+        p = self.staging / name
+        p.write_text(p.read_text(encoding="utf-8").replace(str(self.staging), str(self.out)), encoding="utf-8")
+
     def commit(self) -> dict:
         """Move every staged file into the folder as one step; returns the run record."""
         if self._lock_file is None:
             raise RuntimeError("OutputRun.commit() outside its with-block")
-        files = {p.name: _sha256(p) for p in sorted(self.staging.iterdir()) if p.is_file()}
+        staged = sorted(p for p in self.staging.rglob("*") if p.is_file() and not p.is_symlink())
+        files = {p.relative_to(self.staging).as_posix(): _sha256(p) for p in staged}
         record = {"run_id": self.id, "by": self.what, "files": files,
                   "committed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        for p in self.staging.iterdir():  # the data itself on disk before the record says it is there
+        previous = _read_record(self.out) if self.adds else None
+        if previous is not None:  # the earlier run's files stay, recorded as whose they are
+            earlier = previous.get("kept", {})
+            kept = {n: sha for n, sha in previous["files"].items() if n not in files and (self.out / n).is_file()}
+            record["files"] = {**kept, **files}
+            record["kept"] = {n: earlier.get(n, previous.get("run_id")) for n in kept}
+        for p in staged:  # the data itself on disk before the record says it is there
             with p.open("rb") as f:
                 os.fsync(f.fileno())
         _write_synced(self.out / COMMIT_RECORD, json.dumps({**record, "staging": self.staging.name}, indent=2))
@@ -157,23 +199,50 @@ class OutputRun:
         return record
 
 
+@contextlib.contextmanager
+def output_folder(out: Path | str, what: str = "aiot", adds: bool = False):
+    """An :class:`OutputRun` committed when the with-block ends without an exception."""
+    with OutputRun(out, what, adds=adds) as run:
+        try:
+            yield run
+        except ToolkitError as e:  # the files it names are the folder's, not their staging copies
+            e.message = e.message.replace(str(run.staging), str(run.out))
+            raise
+        run.commit()
+
+
 def _finish_commit(out: Path) -> None:
     """Roll the commit recorded in ``OUT/.aiot-commit.json`` forward: move what is still in its
     staging folder, drop files of earlier runs, write the run record, remove the marker."""
     marker = out / COMMIT_RECORD
     rec = json.loads(marker.read_text())
     staging = out / rec.pop("staging")
+    if not all(_inside(name) for name in rec["files"]):
+        raise ValueError(f"{COMMIT_RECORD} names a file outside the folder")
     for name in rec["files"]:
         if (staging / name).exists():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
             os.replace(staging / name, out / name)
     previous = _read_record(out)
     for name in (previous or {}).get("files", {}):
-        if name not in rec["files"]:
+        if name not in rec["files"] and _inside(name):
             (out / name).unlink(missing_ok=True)  # an earlier run's file this run did not write
+            for parent in (out / name).parents:  # and the subfolders that held only such files
+                if parent == out or not parent.is_relative_to(out):
+                    break
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
     _write_synced(out / RUN_RECORD, json.dumps(rec, indent=2) + "\n")
     _sync_dir(out)
     marker.unlink()
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _inside(name: str) -> bool:
+    """Whether a file name from a record stays inside the folder (the records are plain JSON
+    anyone can edit: a name never leads a run to move or remove a file elsewhere)."""
+    p = Path(name)
+    return not p.is_absolute() and ".." not in p.parts and bool(p.parts)
 
 
 def _read_record(out: Path) -> dict | None:

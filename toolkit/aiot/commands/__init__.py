@@ -219,9 +219,15 @@ def write_json(json_out: Path | str | None, doc) -> None:
     if str(json_out) == "-":
         click.echo(text, nl=False)
         return
-    Path(json_out).parent.mkdir(parents=True, exist_ok=True)
-    Path(json_out).write_text(text)
-    wrote(Path(json_out))
+    path = Path(json_out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # renamed when whole: a kill leaves the old file
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    wrote(path)
 
 
 def wrote(path: Path, what: str = "", err: bool = False) -> None:

@@ -50,6 +50,7 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
       aiot bench --board nrf52840-dk --energy --period 1s --battery-mah 1000
     """
     from aiot import paths
+    from aiot.outputs import FolderInUse, output_folder
     from aiot.target.bench import bench_model
     from aiot.target.boards import get_board
     from aiot.errors import ToolkitError
@@ -88,15 +89,23 @@ def command(board: str, models: tuple[str, ...], json_out: Path | None, runs: in
             raise ToolkitError(f"unknown model '{m}'", hint=f"a built-in ({', '.join(BUILTIN)}) or a .tflite path")
         ref = tflm_reference(Path(tflite))
         try:
-            with step(f"bench {name} on {b.name} (--optimize {optimize})"):
-                r = bench_model(b, Path(tflite), name.replace("-", "_"), paths.build_dir() / "bench" / b.name / name,
-                                runs=runs, opt=opt, optimize=optimize)
+            # each model's C and firmware appear together when its bench is done; one bench at a
+            # time writes them (a second one would rebuild the images the first is running)
+            with output_folder(paths.build_dir() / "bench" / b.name / name, "aiot bench") as run, \
+                    step(f"bench {name} on {b.name} (--optimize {optimize})"):
+                r = bench_model(b, Path(tflite), name.replace("-", "_"), run.folder, runs=runs, opt=opt,
+                                optimize=optimize)
+                for record in ("fw/build.json", "fw-profile/build.json"):
+                    if (run.folder / record).is_file():
+                        run.relocate(record)  # they name the images where they will be
         except DoesNotFit as e:  # a model larger than the board is a result, not a crash
             say(f"{name:<10} does not fit: {e.message}")
             skipped.append({"model": name, "fits": False, "region": e.region, "overflow_bytes": e.overflow,
                             "error": e.message})
             table_rows.append((name, ref, None, "does not fit"))
             continue
+        except FolderInUse:  # not this model's result: another bench is writing its folder
+            raise
         except ToolkitError as e:  # one model we cannot compile or run is a result too: go on
             say(f"{name:<10} not run: {e.message}" + (f" (to fix: {e.hint})" if e.hint else ""))
             skipped.append({"model": name, "fits": None, "error": e.message, "hint": e.hint})

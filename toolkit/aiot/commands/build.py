@@ -52,22 +52,35 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
         from aiot.lifecycle.signed_image import slot_board
 
         b = slot_board(b)  # linked where MCUboot jumps: primary slot + image header
-    if update_key:
-        from aiot.lifecycle import package as P
-        from aiot.lifecycle.firmware import build_update_firmware
+    from dataclasses import replace
 
-        res = build_update_firmware(b, out, model_dir, public_key=P.public_key(update_key), defines=defines, opt=opt)
-        doc = json.loads((out / "build.json").read_text())
-        doc["model_abi"] = P.MODEL_ABI  # what aiot models promote --firmware checks
-        (out / "build.json").write_text(json.dumps(doc, indent=2))
-    else:
-        res = build(b, out, model_dir, opt=opt, defines=defines)
+    from aiot.outputs import output_folder
+
+    # built in staging and moved into place whole (image, its record, the signed image): a
+    # killed build leaves the previous one, and one build at a time writes the folder
+    with output_folder(out, "aiot build") as run:
+        stage = run.folder
+        if update_key:
+            from aiot.lifecycle import package as P
+            from aiot.lifecycle.firmware import build_update_firmware
+
+            res = build_update_firmware(b, stage, model_dir, public_key=P.public_key(update_key), defines=defines,
+                                        opt=opt)
+            doc = json.loads((stage / "build.json").read_text())
+            doc["model_abi"] = P.MODEL_ABI  # what aiot models promote --firmware checks
+            (stage / "build.json").write_text(json.dumps(doc, indent=2))
+        else:
+            res = build(b, stage, model_dir, opt=opt, defines=defines)
+        if sign_key:
+            from aiot.lifecycle.signed_image import sign_firmware
+
+            signed = sign_firmware(board_file, res.bin, sign_key, version=image_version,
+                                   out=stage / "firmware.signed.bin")
+        run.relocate("build.json")  # it names the image where it will be
+    res = replace(res, elf=run.final(res.elf), bin=run.final(res.bin))
     click.echo(f"built {res.elf} for {b.name} ({b.core})")
     click.echo(res.size.table())
     wrote(res.elf)
     if sign_key:
-        from aiot.lifecycle.signed_image import sign_firmware
-
-        signed = sign_firmware(board_file, res.bin, sign_key, version=image_version, out=out / "firmware.signed.bin")
         click.echo(f"signed MCUboot image (linked at 0x{b.flash.origin:08x})")
-        wrote(signed)
+        wrote(run.final(signed))

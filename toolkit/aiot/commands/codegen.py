@@ -65,6 +65,7 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
       aiot codegen --package build/pkg --optimize size   # half the weight flash, slower
     """
     from aiot import codegen
+    from aiot.outputs import output_folder
 
     if package is not None:
         if model_path is not None:
@@ -87,10 +88,15 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
         if not model_path.is_file():
             raise ToolkitError(f"model not found: {model_path}")
         stem = re.sub(r"\W", "_", name) if given else _c_stem(name)
-        for f in export_tflm(model_path.read_bytes(), out_dir, stem, source=model_path.name):
-            click.echo(f"wrote {f}")
+        with output_folder(out_dir, "aiot codegen --format tflm") as run:
+            files = export_tflm(model_path.read_bytes(), run.folder, stem, source=model_path.name)
+        for f in files:
+            click.echo(f"wrote {run.final(f)}")
         return
-    res = codegen.generate(model_path, out_dir, name=name, optimize=optimize)
+    # model.c and model.h appear together when both are written (a build never sees one
+    # model's .c beside another's .h), and one codegen at a time writes the folder
+    with output_folder(out_dir, "aiot codegen") as run:
+        res = codegen.generate(model_path, run.folder, name=name, optimize=optimize)
     click.echo(f"{'layer':<28}{'output':<20}{'MACs':>10}")
     for li in res.layer_info:
         click.echo(f"{li.name:<28}{str(list(li.output_shape)):<20}{li.macs:>10}")
@@ -104,4 +110,4 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
         u = tflm_arena_usage(model_path)
         click.echo(f"TFLM arena for the same model: {u['total']} bytes ({u['head']} tensors + {u['tail']} run-time data)")
     for f in res.files:
-        click.echo(f"wrote {f}")
+        click.echo(f"wrote {run.final(f)}")

@@ -31,7 +31,8 @@ def command(board: str | None, fmt: str, out: Path, package: Path | None, model:
     """
     from aiot.target.boards import get_board
     from aiot.errors import ToolkitError
-    from aiot.target.export import export_project, export_tflm, project_model_dir
+    from aiot.outputs import output_folder
+    from aiot.target.export import check_export_folder, export_project, export_tflm, project_model_dir
 
     if fmt == "tflm":
         if bool(model) == bool(package):
@@ -39,13 +40,18 @@ def command(board: str | None, fmt: str, out: Path, package: Path | None, model:
         src = model or package / "model.tflite"
         if not src.is_file():
             raise ToolkitError(f"model not found: {src}", hint="run aiot quantize --package <pkg> first")
-        h, cc = export_tflm(src.read_bytes(), out, name, source=src.name)
-        click.echo(f"wrote {h} and {cc}")
+        with output_folder(out, "aiot export --format tflm") as run:
+            h, cc = export_tflm(src.read_bytes(), run.folder, name, source=src.name)
+        click.echo(f"wrote {run.final(h)} and {run.final(cc)}")
         return
     if not board:
         raise ToolkitError(f"--format {fmt} needs --board", hint="see `aiot boards`")
     b = get_board(board)
-    export_project(b, fmt, out, project_model_dir(fmt, package, model))
+    model_dir = project_model_dir(fmt, package, model)
+    check_export_folder(out)  # the folder itself: the project is written into staging
+    # the project appears whole (sources, board header, linker script, build files) or not at all
+    with output_folder(out, f"aiot export --format {fmt}") as run:
+        export_project(b, fmt, run.folder, model_dir)
     build = "cmake -B build && cmake --build build" if fmt == "cmake" else "pio run && pio run -t upload"
     wrote(out)
     click.echo(f"exported {b.name} ({fmt}) to {out}\n  build it: cd {out} && {build}")

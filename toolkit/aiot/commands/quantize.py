@@ -66,9 +66,18 @@ def command(package: Path | None, keras_model: Path | None, data: Path | None, o
         with step(f"loading {data}"):
             series = load_csv(data, channels=parse_channels(channels), label_column=none(label_column),
                               timestamp_column=none(timestamp_column))
-        with step(f"packaging {keras_model.name} with {data.name}: normalization, threshold, calibration windows"):
-            package_keras(keras_model, series, out, train_rows=train_rows, quantile=quantile, data_path=data)
-        package = out
+        from aiot.outputs import output_folder
+
+        # the new package is made and quantized in staging, and appears whole when both are done
+        with output_folder(out, "aiot quantize --keras") as run:
+            with step(f"packaging {keras_model.name} with {data.name}: normalization, threshold, "
+                      "calibration windows"):
+                package_keras(keras_model, series, run.folder, train_rows=train_rows, quantile=quantile,
+                              data_path=data)
+            report = quantize(run.folder, progress=json_out != "-")
+        report.package = out  # where the package is now, not where it was made
+        _report(report, out, json_out)
+        return
     elif package is None:
         raise click.UsageError("give the model: --package PKG (from aiot train), or --keras MODEL.keras with "
                                "--data DATA.csv --out PKG")
@@ -76,7 +85,22 @@ def command(package: Path | None, keras_model: Path | None, data: Path | None, o
         raise click.UsageError("--data, --out, --channels and --train-rows go with --keras; a --package already "
                                "has its data")
 
-    report = quantize(package, progress=json_out != "-")
+    import shutil
+
+    from aiot.outputs import output_folder
+
+    # quantized from a copy of the package's files, which replace the package's when done: a
+    # killed run leaves the package as aiot train wrote it (its c/ and other subfolders stay)
+    with output_folder(package, "aiot quantize", adds=True) as run:
+        for f in sorted(package.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                shutil.copy2(f, run.folder / f.name)
+        report = quantize(run.folder, progress=json_out != "-")
+    report.package = package
+    _report(report, package, json_out)
+
+
+def _report(report, package: Path, json_out: str | None) -> None:
     write_json(json_out, report.to_json())
     if json_out != "-":
         click.echo(report.summary())

@@ -39,10 +39,13 @@ def generate(out_dir: Path, seed: int | None, count: int, hours: float) -> None:
     from aiot.data import scenarios as sc
     from aiot.progress import Bar
 
+    from aiot.outputs import output_folder
+
     streams = sc.suite(count, sc.SUITE_SEED if seed is None else seed, hours=hours)
-    with Bar(len(streams), "scenarios") as bar:
+    # the suite appears whole: an evaluation never reads a half-written one
+    with output_folder(out_dir, "aiot scenarios generate") as run, Bar(len(streams), "scenarios") as bar:
         for s in streams:
-            sc.write_csv(s, out_dir)
+            sc.write_csv(s, run.folder)
             bar.update()
     wrote(out_dir, f"{len(streams)} scenarios; columns: timestamp_ms, {', '.join(sc.CHANNELS)}, incident, nuisance")
 
@@ -87,7 +90,12 @@ def evaluate(count: int, seed: int | None, out_dir: Path | None, model: str, qem
         report = ev.run_suite(count, sc.SUITE_SEED if seed is None else seed, progress=bar.update,
                               model=model, qemu=min(qemu, n), board=board, scenarios=streams)
     if out_dir is not None:
-        wrote(ev.write_report(report, out_dir))
+        from aiot.outputs import output_folder
+
+        # added beside what is there (the suite `generate` wrote into the same folder stays)
+        with output_folder(out_dir, "aiot scenarios evaluate", adds=True) as run:
+            ev.write_report(report, run.folder)
+        wrote(out_dir / "scenario_report.json")
     write_json(json_out, report)
     if json_out != "-":
         click.echo(ev.format_report(report))

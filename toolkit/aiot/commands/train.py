@@ -70,8 +70,11 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
         f"{series.gap_count()} time gap(s), {series.slip_count()} clock slip(s), "
         f"{'labelled' if series.labels is not None else 'unlabelled'}"
     )
-    with step(f"training ({epochs} epochs)"):
-        result = train(series, out, window=window, epochs=epochs, seed=seed, train_rows=train_rows,
+    from aiot.outputs import output_folder
+
+    # the package appears whole when training is done; a killed run leaves the previous one
+    with output_folder(out, "aiot train") as run, step(f"training ({epochs} epochs)"):
+        result = train(series, run.folder, window=window, epochs=epochs, seed=seed, train_rows=train_rows,
                        quantile=quantile, hidden=sizes, name=name or data.stem)
     click.echo(result.summary())
     wrote(out, "manifest.json, model.keras, vectors.npz")

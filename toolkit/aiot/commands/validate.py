@@ -386,45 +386,52 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
     features = int(np.prod(ref.input_shape))
     xs, stored = make_inputs(mi.x_int8, count, features, seed)
     out = Path(out or paths.build_dir() / "validate" / f"{b.name}-{mi.name}")
-    out.mkdir(parents=True, exist_ok=True)
+    from aiot.outputs import output_folder
 
-    if transport == "qemu" and elf is None:
-        from aiot.codegen import generate
-        from aiot.target.firmware import build
+    # the firmware, the report and the outputs it is made from appear together when the
+    # run is done; a run that fails or is killed leaves the previous report whole
+    with output_folder(out, "aiot validate") as run:
+        stage = run.folder
 
-        with step(f"building firmware for {b.name} with {mi.name}"):
-            generate(mi.tflite, out / "c", name=mi.name)
-            elf = build(b, out / "fw", out / "c").elf
+        if transport == "qemu" and elf is None:
+            from aiot.codegen import generate
+            from aiot.target.firmware import build
 
-    with open_device(board=b, elf=elf, transport=transport, port=port, baud=baud, timeout=timeout) as dev:
-        info = dev.require_model(mi.tflite, str(mi.source))
-        outs, ticks = [], []
-        t0 = time.monotonic()
-        with Bar(len(xs), "validating") as bar:
-            for start in range(0, len(xs), 64):
-                # One request at a time: pipelined, the next requests' bytes arrive during an
-                # inference and the receive interrupt's instructions count in its ticks.
-                for r in dev.infer_many(xs[start : start + 64], depth=1):
-                    outs.append(r.output)
-                    ticks.append(r.ticks)
-                bar.update(min(64, len(xs) - start))
-        wall = time.monotonic() - t0
-    refs = [ref.invoke(x).reshape(-1) for x in xs]
-    dev_out, ref_out = np.stack(outs), np.stack(refs)
-    ticks_a = np.asarray(ticks)
-    metrics = compare(dev_out, ref_out, info.output_scale, info.output_zero_point)
-    report = {
-        "board": b.name, "model": mi.name, "model_hash": f"{crc:08x}", "transport": transport,
-        "device": info.to_json(),
-        "inputs": {"stored": stored, "random": len(xs) - stored, "seed": seed, "features": features},
-        "metrics": metrics, "timing": timing(ticks_a, b, info),
-        "host": {"seconds": wall, "inferences_per_s": len(xs) / wall if wall > 0 else None},
-        "link": dev.counters.to_json(),
-    }
-    report["firmware"] = firmware_memory(elf, b)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    np.savez(out / "outputs.npz", inputs=xs, device=dev_out, reference=ref_out, ticks=ticks_a)
-    write_html(out / "report.html", report, ticks_a, dev_out, ref_out)
+            with step(f"building firmware for {b.name} with {mi.name}"):
+                generate(mi.tflite, stage / "c", name=mi.name)
+                elf = build(b, stage / "fw", stage / "c").elf
+
+        with open_device(board=b, elf=elf, transport=transport, port=port, baud=baud, timeout=timeout) as dev:
+            info = dev.require_model(mi.tflite, str(mi.source))
+            outs, ticks = [], []
+            t0 = time.monotonic()
+            with Bar(len(xs), "validating") as bar:
+                for start in range(0, len(xs), 64):
+                    # One request at a time: pipelined, the next requests' bytes arrive during an
+                    # inference and the receive interrupt's instructions count in its ticks.
+                    for r in dev.infer_many(xs[start : start + 64], depth=1):
+                        outs.append(r.output)
+                        ticks.append(r.ticks)
+                    bar.update(min(64, len(xs) - start))
+            wall = time.monotonic() - t0
+        refs = [ref.invoke(x).reshape(-1) for x in xs]
+        dev_out, ref_out = np.stack(outs), np.stack(refs)
+        ticks_a = np.asarray(ticks)
+        metrics = compare(dev_out, ref_out, info.output_scale, info.output_zero_point)
+        report = {
+            "board": b.name, "model": mi.name, "model_hash": f"{crc:08x}", "transport": transport,
+            "device": info.to_json(),
+            "inputs": {"stored": stored, "random": len(xs) - stored, "seed": seed, "features": features},
+            "metrics": metrics, "timing": timing(ticks_a, b, info),
+            "host": {"seconds": wall, "inferences_per_s": len(xs) / wall if wall > 0 else None},
+            "link": dev.counters.to_json(),
+        }
+        report["firmware"] = firmware_memory(elf, b)
+        (stage / "report.json").write_text(json.dumps(report, indent=2))
+        np.savez(stage / "outputs.npz", inputs=xs, device=dev_out, reference=ref_out, ticks=ticks_a)
+        write_html(stage / "report.html", report, ticks_a, dev_out, ref_out)
+        if (stage / "fw" / "build.json").is_file():
+            run.relocate("fw/build.json")  # it names the image where it will be
 
     t = report["timing"]
     cost = (f'{t["instructions_mean"]:,.0f} instructions' if "instructions_mean" in t else f'{t["cycles_mean"]:,.0f} cycles')

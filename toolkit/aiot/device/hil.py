@@ -609,7 +609,7 @@ class Device:
         not even a killed process loses an event (see :class:`EventJournal`)."""
         out, self._undelivered = self._undelivered, []
         try:
-            for batch in self._event_batches(journal):
+            for batch in self.event_batches(journal):
                 out += batch
         except BaseException:
             self._undelivered = out
@@ -623,15 +623,18 @@ class Device:
         pending, self._undelivered = self._undelivered, []
         while pending:
             yield pending.pop(0)
-        for batch in self._event_batches(journal):
+        for batch in self.event_batches(journal):
             yield from batch
 
-    def _event_batches(self, journal: Path | str | None = None) -> Iterator[list]:
+    def event_batches(self, journal: Path | str | None = None) -> Iterator[list]:
         """One list of events per EVENTS answer; the batch's acknowledgement rides on the
-        next request, sent only when the consumer asks for the next batch."""
+        next request, sent only when the consumer asks for the next batch, so a consumer
+        that stores each batch before asking for the next (the fleet gateway) loses none.
+        ``journal`` as in :meth:`events`. Events :meth:`events` kept from a failed call are
+        not in these batches."""
         from aiot import monitor as M
 
-        jr = EventJournal(journal) if journal is not None else None
+        jr = EventJournal(journal, device=self.identity()) if journal is not None else None
         for _batch in range(self.MAX_EVENT_BATCHES):  # the rest waits for the next call
             ack = struct.pack("<BH", 1, self._ack_seq) if self._ack_seq is not None else b"\x00\x00\x00"
             f = self.request(P.Msg.EVENTS, ack, retry=True)
@@ -656,6 +659,18 @@ class Device:
             yield batch
             # only now, with the batch in the caller's hands: the next request acknowledges it
             self._ack_seq = int(recs[-1]["seq"])
+
+    _event_batches = event_batches  # the name it had before it was public
+
+    def identity(self) -> dict:
+        """Which device this is and which boot of it: INFO's board, model (name and hash) and
+        firmware version; the boot instant by the host's clock (now less the uptime STATS
+        reports), and that uptime. An event journal keys its lines by it."""
+        info = self.info()
+        uptime = self.stats()["link"]["uptime_ticks"] / info.tick_hz if info.tick_hz else 0.0
+        return {"board": info.board, "model": f"{info.model_name} {info.model_hash:08x}",
+                "firmware": info.firmware_version, "boot": round(time.time() - uptime, 3),
+                "uptime_s": round(uptime, 3)}
 
     def stats(self) -> dict:
         """Link counters (frames received, broken frames by kind) and the monitor's state."""
@@ -763,16 +778,38 @@ class EventJournal:
     from the device (it holds it until acknowledged), possibly with more events behind it.
     So the first batch a journal is handed is compared with the journal's end: the events of
     its start that are the journal's last lines (same seq, timestamp and type) are not
-    written twice. (A fresh installation whose first events repeat the journal's last ones
-    exactly, timestamps included, would be taken for that repeat: use one journal per
-    installation.)"""
+    written twice. ``device`` (:meth:`Device.identity`) keys that comparison: each line
+    records the device's board, model, firmware and boot instant, and only the trailing
+    lines of the same boot of the same device count, so a fresh installation or a rebooted
+    device whose first events equal the journal's last lines is written, not dropped. Two
+    boot instants are one boot when they differ by at most ``BOOT_SLACK_S`` plus
+    ``BOOT_DRIFT`` of the uptime (link latency, a device clock off from the host's); a device
+    whose clock is further off gets a repeated batch written twice, never lost. Without
+    ``device``, the events alone are compared."""
 
-    def __init__(self, path: Path | str):
+    BOOT_SLACK_S = 2.0
+    BOOT_DRIFT = 0.01
+
+    def __init__(self, path: Path | str, device: dict | None = None):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_file():
             raise ToolkitError(f"{self.path}: the event journal must be a regular file",
                                hint="give a file path, e.g. --journal events.jsonl")
         self._first = True
+        self.device = device
+        self._stamp = None if device is None else {k: device.get(k) for k in ("board", "model", "firmware", "boot")}
+
+    def _same_boot(self, rec) -> bool:
+        """Whether a line's ``device`` record is this journal's device, in this boot."""
+        if self.device is None:
+            return True
+        if not isinstance(rec, dict) or any(rec.get(k) != self.device.get(k) for k in ("board", "model", "firmware")):
+            return False
+        try:
+            slack = self.BOOT_SLACK_S + self.BOOT_DRIFT * float(self.device.get("uptime_s") or 0.0)
+            return abs(float(rec["boot"]) - float(self.device["boot"])) <= slack
+        except (KeyError, TypeError, ValueError):
+            return False
 
     @staticmethod
     def _key(ev) -> tuple:
@@ -787,12 +824,17 @@ class EventJournal:
 
         keys = []
         with self.path.open("rb") as f:
-            f.seek(max(0, self.path.stat().st_size - 256 * n))
+            f.seek(max(0, self.path.stat().st_size - 512 * n))
             for line in f.read().splitlines()[-n:]:
                 try:
-                    keys.append(self._key(json.loads(line)))
+                    d = json.loads(line)
+                    key = self._key(d)
                 except (ValueError, KeyError, TypeError):
                     continue  # a line cut by a kill mid-write: that event comes again and is written whole
+                if self._same_boot(d.get("device")):
+                    keys.append(key)
+                else:
+                    keys = []  # only the lines after the last one of another device or boot count
         return keys
 
     def append(self, batch: list) -> list:
@@ -810,7 +852,9 @@ class EventJournal:
             new = new[repeat:]
         if not new:
             return []
-        lines = "".join(json.dumps({**dataclasses.asdict(ev), "channels": list(ev.channels)}) + "\n" for ev in new)
+        stamp = {} if self._stamp is None else {"device": self._stamp}
+        lines = "".join(json.dumps({**dataclasses.asdict(ev), "channels": list(ev.channels), **stamp}) + "\n"
+                        for ev in new)
         with self.path.open("a", encoding="utf-8") as f:
             if f.tell() and not self._ends_with_newline():
                 f.write("\n")  # end a line a kill cut short, so the new ones parse

@@ -137,7 +137,7 @@ def drain_events(source, on_batch: Callable[[list], None]) -> int:
     the request that acknowledges it only when asked for the next batch, so each batch is
     journaled first; if ``on_batch`` raises, the batch stays on the device. A source without
     batches (the host-built SimulatedDevice, in this process) hands its events over in one go."""
-    batches = getattr(source, "event_batches", None) or getattr(source, "_event_batches", None)
+    batches = getattr(source, "event_batches", None)
     if batches is None:
         batch = list(source.events())
         if batch:

@@ -126,6 +126,14 @@ def project_model_dir(fmt: str, package: Path | None = None, model: Path | None 
     return model_dir
 
 
+def check_export_folder(out_dir: Path) -> None:
+    """Refuse to write a project over a folder that holds something else."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / BOARD_HEADER).exists() \
+            and not (out_dir / "include" / BOARD_HEADER).exists():
+        raise ToolkitError(f"{out_dir} exists and is not an aiot export", hint="choose an empty or new --out folder")
+
+
 def export_project(board: Board, fmt: str, out_dir: Path, model_dir: Path | None = None, *, app: str = "device",
                    opt: str = "-O2", defines: tuple[str, ...] = ()) -> Path:
     """Write a standalone ``fmt`` project for ``board`` into ``out_dir``; returns ``out_dir``."""
@@ -134,9 +142,7 @@ def export_project(board: Board, fmt: str, out_dir: Path, model_dir: Path | None
     if fmt not in FORMATS:
         raise ToolkitError(f"unknown export format '{fmt}'", hint=f"one of: {', '.join(FORMATS)} (or tflm for the model only)")
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / BOARD_HEADER).exists() \
-            and not (out_dir / "include" / BOARD_HEADER).exists():
-        raise ToolkitError(f"{out_dir} exists and is not an aiot export", hint="choose an empty or new --out folder")
+    check_export_folder(out_dir)
     if fmt == "platformio":
         pio_board, platform = _pio_ids(board)  # fail before writing anything
 
