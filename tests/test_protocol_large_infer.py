@@ -233,3 +233,22 @@ def test_host_reports_a_device_that_keeps_refusing_chunks(wide_c, wide_vectors):
         dev.infer(wide_vectors[0])
     assert "leaves a gap" in e.value.message and "3 attempts" in e.value.message
     assert "reset" in e.value.hint
+
+
+def test_a_lost_run_costs_the_whole_sequence_again(wide_c, wide_vectors, wide_ref):
+    """The run consumed the input, so after a lost INFER the chunks are sent again."""
+    app = HostApp(model_c=wide_c)
+    lost = []
+
+    def lose_first_run(i, data):
+        frames = [f for f in P.StreamDecoder().feed(data) if isinstance(f, P.Frame)]
+        if frames and frames[0].type == P.Msg.INFER and not lost:
+            lost.append(i)
+            return b""  # never reaches the device
+        return data
+
+    t = HostTransport(app, lose_first_run)
+    dev = Device(t, timeout=0.3)
+    assert dev.infer(wide_vectors[4]).output.tobytes() == wide_ref.invoke(wide_vectors[4]).reshape(-1).tobytes()
+    assert lost and dev.counters.retries == 1
+    assert _kinds(t.sent_frames()).count(P.Msg.INFER_INPUT) == 2 * 2  # 2 chunks, twice

@@ -538,16 +538,20 @@ class Device:
         for attempt in range(1 + self.retries):
             if attempt:
                 self.counters.retries += 1
+            running = False
             try:
-                self._send_input(data, timeout)
+                self._send_input(data, timeout)  # a chunk that timed out was retried already
+                running = True
                 return self.request(P.Msg.INFER, b"", timeout=timeout)
             except DeviceTimeout:
-                if attempt == self.retries:
+                if not running or attempt == self.retries:
                     raise
             except DeviceError as e:
-                if e.code != P.ErrorCode.BAD_PAYLOAD or attempt == self.retries:
-                    raise DeviceError(e.message + f"; the input was sent in INFER_INPUT chunks ({attempt + 1} "
-                                      "attempts)", e.code, e.request, e.detail,
+                if e.code != P.ErrorCode.BAD_PAYLOAD:
+                    raise
+                if attempt == self.retries:
+                    raise DeviceError(e.message + "; the input was sent in INFER_INPUT chunks "
+                                      f"({_plural(attempt + 1, 'attempt')})", e.code, e.request, e.detail,
                                       hint=e.hint or "was the device reset, or does another program use the port?"
                                       ) from None
         raise AssertionError("unreachable")
