@@ -42,7 +42,7 @@ def _session(board, c, limit=None):
 
 
 @pytest.mark.parametrize("limit", [None, 300])
-def test_wide_model_is_bit_exact_within_the_frame_limit_info_announced(board, wide, limit):
+def test_wide_model_is_bit_exact_within_the_frame_limit_the_device_announced(board, wide, limit):
     c, xs, ref = wide
     with _session(board, c, limit) as dev:
         info = dev.info()
