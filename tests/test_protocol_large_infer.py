@@ -252,3 +252,13 @@ def test_a_lost_run_costs_the_whole_sequence_again(wide_c, wide_vectors, wide_re
     assert dev.infer(wide_vectors[4]).output.tobytes() == wide_ref.invoke(wide_vectors[4]).reshape(-1).tobytes()
     assert lost and dev.counters.retries == 1
     assert _kinds(t.sent_frames()).count(P.Msg.INFER_INPUT) == 2 * 2  # 2 chunks, twice
+
+
+def test_check_parity_of_aiot_run_takes_the_chunked_path(wide_c, wide_vectors):
+    """`aiot run` and `aiot demo` compare through check_parity: same client, same split."""
+    from aiot.device.parity import check_parity
+    from aiot.target.boards import get_board
+
+    dev = Device(HostTransport(HostApp(model_c=wide_c)), timeout=1.0)
+    rep = check_parity(dev, get_board("mps2-an386"), (WIDE / "model.tflite").read_bytes(), wide_vectors)
+    assert rep.ok and rep.windows == len(wide_vectors) and rep.outputs.shape == (len(wide_vectors), 2000)
