@@ -21,12 +21,21 @@ PORT = paths.ROOT / "tests" / "fixtures" / "frames" / "host_port.c"
 
 
 class HostApp:
-    def __init__(self, *defines: str, include_dirs: tuple = ()):
+    """The device app compiled for the host; ``model_c``: generated model C to build in
+    (default: without a model)."""
+
+    def __init__(self, *defines: str, include_dirs: tuple = (), model_c=None):
+        from aiot.codegen import engine_sources
+
         fw = paths.FIRMWARE
         srcs = [PORT, *sorted((fw / "src" / "protocol").glob("*.c")), fw / "src" / "app" / "app.c",
                 fw / "src" / "monitor" / "monitor.c"]
+        model = ["AIOT_NO_MODEL=1"]
+        if model_c is not None:
+            srcs += [model_c / "model.c", fw / "src" / "monitor" / "engine_adapter.c", *engine_sources()]
+            include_dirs, model = (*include_dirs, model_c), []
         so = hostbuild.compile_shared(srcs, name="aiot_app_host", include_dirs=[fw / "src", *include_dirs],
-                                      defines=["AIOT_NO_MODEL=1", 'AIOT_BOARD_NAME="host"', "AIOT_CPU_HZ=1000000u",
+                                      defines=[*model, 'AIOT_BOARD_NAME="host"', "AIOT_CPU_HZ=1000000u",
                                                *defines])
         # A private copy: dlopen() of the same path shares one instance (and its statics).
         self._dir = tempfile.TemporaryDirectory()

@@ -515,3 +515,13 @@ def test_an_answer_right_after_a_line_of_text_needs_no_retry(fake):
     assert dev.info() == INFO
     assert dev.counters.retries == 0 and time.monotonic() - t0 < 0.9
     assert dev.counters.broken_frames == 1  # the text itself is no frame, and is counted as such
+
+
+def test_a_model_larger_than_a_frame_on_firmware_without_chunked_infer_is_refused_clearly(fake):
+    old = P.DeviceInfo(1, 0, 3, 0xDEADBEEF, 2000, 2000, 64, 0.5, -1, 0.25, 3, 25_000_000, 25_000_000, 1024, 2,
+                       "0.1.0", "fake-board", "wide")
+    fd, dev = fake(lambda f: reply(f, P.pack_info(old)) if f.type == P.Msg.INFO else None)
+    with pytest.raises(ToolkitError, match="cannot split them") as e:
+        dev.infer(np.zeros(2000, np.int8))
+    assert "AIOT_FRAME_MAX_PAYLOAD" in e.value.hint and "aiot build" in e.value.hint
+    assert [f.type for f in fd.received if isinstance(f, P.Frame)] == [P.Msg.INFO]  # nothing else was sent

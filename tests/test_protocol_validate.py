@@ -136,3 +136,21 @@ def test_validate_names_a_truncated_model_and_a_missing_path(tmp_path):
         load_model_input(cut)
     with pytest.raises(ToolkitError, match=r"nope: no such file or folder"):
         load_model_input(tmp_path / "nope")
+
+
+@pytest.mark.qemu
+def test_cli_validates_a_model_whose_input_and_output_exceed_one_frame(tmp_path):
+    """2,000 int8 in and out, 1 KiB frames: INFER_INPUT / INFER_OUTPUT carry them, and every
+    output is byte-identical to tflite-micro's."""
+    if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
+    wide = AE24.parent / "wide2000" / "model.tflite"
+    r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(wide), "-n", "8",
+                                  "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["device"]["input_bytes"] == 2000 > rep["device"]["max_payload"] == 1024
+    assert rep["inputs"] == {"stored": 6, "random": 2, "seed": 0, "features": 2000}
+    assert rep["metrics"]["exact_match_pct"] == 100.0 and rep["link"]["clean"]
+    out = np.load(tmp_path / "outputs.npz")
+    assert out["device"].shape == (8, 2000) and np.array_equal(out["device"], out["reference"])

@@ -48,6 +48,8 @@ typedef enum {
     AIOT_MSG_CONFIG_GET = 0x06,
     AIOT_MSG_CONFIG_SET = 0x07,
     AIOT_MSG_RESET_BASELINE = 0x08,
+    AIOT_MSG_INFER_INPUT = 0x09,   //!< one chunk of an input larger than a frame: offset u32 | bytes
+    AIOT_MSG_INFER_OUTPUT = 0x0A,  //!< read part of the last INFER's output: offset u32 | length u16
     AIOT_MSG_EXIT = 0x0F,
     // Model updates (firmware built with -DAIOT_APP_UPDATE; docs/lifecycle.md).
     AIOT_MSG_UPDATE_BEGIN = 0x20,

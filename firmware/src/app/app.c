@@ -137,6 +137,7 @@ static void handle_info(const aiot_frame_t *f) {
 #ifdef AIOT_UART_RX_IRQ
     flags |= 0x4u;  // interrupt-driven receive: the core sleeps between requests
 #endif
+    flags |= 0x8u;  // INFER_INPUT / INFER_OUTPUT: inputs and outputs larger than a frame
     memset(fixed, 0, sizeof fixed);
     fixed[0] = AIOT_PROTO_VERSION_MAJOR;
     fixed[1] = AIOT_PROTO_VERSION_MINOR;
@@ -167,6 +168,26 @@ static void handle_info(const aiot_frame_t *f) {
     aiot_frame_tx_end(&tx);
 }
 
+#ifndef AIOT_NO_MODEL
+// INFER of inputs and outputs larger than one frame (docs/protocol.md): INFER_INPUT chunks
+// fill the model's input tensor in order, an INFER without payload runs it, and the part of
+// the output its answer cannot carry is read with INFER_OUTPUT. The tensors are the only
+// buffers: nothing larger than a frame is held anywhere else.
+static uint32_t input_held;   //!< bytes 0..input_held-1 of the input tensor came by INFER_INPUT
+static uint8_t output_ready;  //!< the output tensor holds the last INFER's answer
+
+//! Forget a half-sent input and the last output: the engine is about to use its arena for
+//! something else (a PUSH scores a window with it; tensors may share arena memory).
+static void infer_forget(void) {
+    input_held = 0;
+    output_ready = 0;
+}
+
+static uint32_t get_u32(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+#endif
+
 static void handle_infer(const aiot_frame_t *f) {
 #ifdef AIOT_NO_MODEL
     send_error(f->seq, AIOT_PERR_NO_MODEL, f->type, "firmware built without a model");
@@ -174,17 +195,27 @@ static void handle_infer(const aiot_frame_t *f) {
     uint8_t head[5];
     uint64_t t0, t1;
     int rc;
+    size_t out_n;
     const aiot_model_info_t *mi = &MODEL_INFO;
     int (*invoke)(void) = MODEL_INVOKE;  // chosen before the clock starts: the timing is the model's
-    if (f->length != mi->input_bytes) {
-        char num[12], msg[64] = "expected input_bytes = ";
+    if (f->length == 0 && input_held == mi->input_bytes) {
+        // The input was sent in INFER_INPUT chunks and is in the tensor already.
+    } else if (f->length != mi->input_bytes) {
+        char num[12], msg[96] = "expected input_bytes = ";
         strcat(msg, fmt_u32(num + sizeof num, mi->input_bytes));
         strcat(msg, ", got ");
         strcat(msg, fmt_u32(num + sizeof num, f->length));
+        if (f->length == 0) {  // a run of a chunked input that is not complete
+            strcat(msg, " (INFER_INPUT sent ");
+            strcat(msg, fmt_u32(num + sizeof num, input_held));
+            strcat(msg, ")");
+        }
         send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, msg);
         return;
+    } else {
+        memcpy(MODEL_INPUT(), f->payload, f->length);
     }
-    memcpy(MODEL_INPUT(), f->payload, f->length);
+    infer_forget();  // the engine may reuse the input's memory: every run needs a fresh input
     t0 = aiot_port_ticks();
     rc = invoke();
     t1 = aiot_port_ticks();
@@ -197,11 +228,86 @@ static void handle_infer(const aiot_frame_t *f) {
         send_error(f->seq, AIOT_PERR_MODEL_ERROR, f->type, msg);
         return;
     }
+    output_ready = 1;
     head[0] = 0;
     put_u32(head + 1, (uint32_t)(t1 - t0));
-    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + mi->output_bytes);
+    // As much of the output as one frame carries; INFER_OUTPUT reads the rest.
+    out_n = mi->output_bytes;
+    if (out_n > AIOT_FRAME_MAX_PAYLOAD - sizeof head) out_n = AIOT_FRAME_MAX_PAYLOAD - sizeof head;
+    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + out_n);
     aiot_frame_tx_append(&tx, head, sizeof head);
-    aiot_frame_tx_append(&tx, MODEL_OUTPUT(), mi->output_bytes);
+    aiot_frame_tx_append(&tx, MODEL_OUTPUT(), out_n);
+    aiot_frame_tx_end(&tx);
+#endif
+}
+
+//! INFER_INPUT: `offset u32 | bytes`. A chunk may start anywhere up to what is held (0
+//! starts again; the last chunk again is a retry), never beyond: a gap is refused.
+static void handle_infer_input(const aiot_frame_t *f) {
+#ifdef AIOT_NO_MODEL
+    send_error(f->seq, AIOT_PERR_NO_MODEL, f->type, "firmware built without a model");
+#else
+    char num[12], msg[120];
+    uint32_t offset, n;
+    uint8_t held[4];
+    if (f->length < 4) {
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "INFER_INPUT takes offset u32 + input bytes");
+        return;
+    }
+    offset = get_u32(f->payload);
+    n = f->length - 4u;
+    if (offset > input_held) {
+        strcpy(msg, "chunk at offset ");
+        strcat(msg, fmt_u32(num + sizeof num, offset));
+        strcat(msg, " leaves a gap: the device holds ");
+        strcat(msg, fmt_u32(num + sizeof num, input_held));
+        strcat(msg, " input bytes; send from there or from 0");
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, msg);
+        return;
+    }
+    if (n > MODEL_INFO.input_bytes - offset) {
+        strcpy(msg, "chunk runs past the input: input_bytes = ");
+        strcat(msg, fmt_u32(num + sizeof num, MODEL_INFO.input_bytes));
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, msg);
+        return;
+    }
+    output_ready = 0;  // the input may share arena memory with the last output
+    memcpy(MODEL_INPUT() + offset, f->payload + 4, n);
+    input_held = offset + n;
+    put_u32(held, input_held);
+    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof held);
+    aiot_frame_tx_append(&tx, held, sizeof held);
+    aiot_frame_tx_end(&tx);
+#endif
+}
+
+//! INFER_OUTPUT: `offset u32 | length u16` -> `offset u32 | bytes` of the last INFER's
+//! output (as many as exist and fit a frame). Idempotent: a lost answer is asked again.
+static void handle_infer_output(const aiot_frame_t *f) {
+#ifdef AIOT_NO_MODEL
+    send_error(f->seq, AIOT_PERR_NO_MODEL, f->type, "firmware built without a model");
+#else
+    uint32_t offset, n;
+    if (f->length != 6) {
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "INFER_OUTPUT takes offset u32, length u16");
+        return;
+    }
+    if (!output_ready) {
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type,
+                   "no output to read: run INFER first (INFER_INPUT and PUSH discard the last output)");
+        return;
+    }
+    offset = get_u32(f->payload);
+    n = (uint32_t)f->payload[4] | ((uint32_t)f->payload[5] << 8);
+    if (offset > MODEL_INFO.output_bytes) {
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "offset past the end of the output");
+        return;
+    }
+    if (n > MODEL_INFO.output_bytes - offset) n = MODEL_INFO.output_bytes - offset;
+    if (n > AIOT_FRAME_MAX_PAYLOAD - 4u) n = AIOT_FRAME_MAX_PAYLOAD - 4u;
+    begin(f->type | AIOT_MSG_RESPONSE, f->seq, 4u + n);
+    aiot_frame_tx_append(&tx, f->payload, 4);
+    aiot_frame_tx_append(&tx, (const int8_t *)MODEL_OUTPUT() + offset, n);
     aiot_frame_tx_end(&tx);
 #endif
 }
@@ -277,6 +383,9 @@ static int require_monitor(const aiot_frame_t *f) {
 
 static void handle_push(const aiot_frame_t *f) {
     if (!require_monitor(f)) return;
+#ifndef AIOT_NO_MODEL
+    infer_forget();  // the monitor scores windows with the engine: its arena changes
+#endif
     if (f->length < 4) {
         send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "PUSH needs count u16, channels u8, reserved u8");
         return;
@@ -434,6 +543,12 @@ static void dispatch(const aiot_frame_t *f) {
         case AIOT_MSG_INFER:
             handle_infer(f);
             break;
+        case AIOT_MSG_INFER_INPUT:
+            handle_infer_input(f);
+            break;
+        case AIOT_MSG_INFER_OUTPUT:
+            handle_infer_output(f);
+            break;
         case AIOT_MSG_PUSH:
             handle_push(f);
             break;
@@ -480,6 +595,9 @@ static int apply_release_config(void) {
 
 void aiot_app_init(void) {
     aiot_frame_rx_init(&rx);
+#ifndef AIOT_NO_MODEL
+    infer_forget();
+#endif
 #ifdef AIOT_APP_UPDATE
     aiot_update_service_init();  // before serving: a trial's golden vectors run first
 #endif

@@ -39,6 +39,10 @@ class DeviceTimeout(ToolkitError):
     """No (valid) answer within the deadline, after all retries."""
 
 
+#: Error codes that say a request arrived damaged (never acted on): retried like a lost answer.
+LINK_ERRORS = frozenset({P.ErrorCode.BAD_CRC, P.ErrorCode.BAD_ENCODING, P.ErrorCode.BAD_LENGTH})
+
+
 class DeviceError(ToolkitError):
     """The device answered with an ERROR frame."""
 
@@ -261,11 +265,14 @@ class Device:
     MAX_EVENT_BATCHES = 64
 
     def __init__(self, transport: Transport, *, timeout: float = DEFAULT_TIMEOUT, retries: int = 2,
-                 max_payload: int = P.DEFAULT_MAX_PAYLOAD):
+                 max_payload: int | None = None):
         self.transport = transport
         self.timeout = float(timeout)
         self.retries = int(retries)
-        self.max_payload = max_payload
+        # The largest payload this host sends: the device's limit once INFO said it (at most
+        # ``max_payload`` when given), the protocol's default until then.
+        self._max_payload_cap = max_payload
+        self.max_payload = max_payload or P.DEFAULT_MAX_PAYLOAD
         self.counters = _Stats()
         self.stray: list[P.Frame | P.BrokenFrame] = []  # frames that answered nothing we asked
         self._decoder = P.StreamDecoder()
@@ -335,7 +342,14 @@ class Device:
             # The leading 0x00 ends any partial frame the device holds (a request whose
             # delimiter was lost on the line), so this one is never merged with it.
             self.transport.write(b"\x00" + P.encode_frame(type_, seq, payload))
-            f = self._await(type_, seq, time.monotonic() + timeout)
+            try:
+                f = self._await(type_, seq, time.monotonic() + timeout)
+            except DeviceError as e:
+                # The device saw our request arrive corrupted and did nothing with it: an
+                # idempotent request is simply sent again, like after a lost answer.
+                if retry and attempt + 1 < attempts and e.code in LINK_ERRORS:
+                    continue
+                raise
             if f is not None:
                 return f
         # Garbage = broken frames completed + bytes still waiting for a delimiter (text output).
@@ -464,7 +478,9 @@ class Device:
                 f"{self.name} speaks protocol {info.proto_major}.{info.proto_minor}, this toolkit {P.PROTO_MAJOR}.{P.PROTO_MINOR}",
                 hint="rebuild and flash the firmware with this toolkit (aiot build)",
             )
-        self.max_payload = min(self.max_payload, info.max_payload) if info.max_payload else self.max_payload
+        if info.max_payload:  # the device's limit: never send more (and use all of it)
+            cap = self._max_payload_cap
+            self.max_payload = min(cap, info.max_payload) if cap else info.max_payload
         self._info = info
         return info
 
@@ -483,11 +499,85 @@ class Device:
                                hint=f"is the firmware built from this model package? (device model: {info.model_name!r})")
         return data
 
-    def _infer_result(self, f: P.Frame, info: P.DeviceInfo) -> InferResult:
+    def _one_frame(self, info: P.DeviceInfo) -> bool:
+        """Input and output of one inference each fit one frame (the plain INFER of
+        protocol 1.0, which every firmware speaks), with the limits INFO announced."""
+        # Firmware without INFER_OUTPUT sends any output in one (oversized) frame, as it always did.
+        return info.input_bytes <= self.max_payload and (
+            5 + info.output_bytes <= (info.max_payload or 65535) or not info.chunked_infer)
+
+    def _require_chunked(self, info: P.DeviceInfo) -> None:
+        if not info.chunked_infer:
+            raise ToolkitError(
+                f"the model on {self.name} takes {info.input_bytes} B and gives {info.output_bytes} B, more than one "
+                f"frame of {self.max_payload} B, and this firmware cannot split them (no INFER_INPUT/INFER_OUTPUT: "
+                "INFO flags bit 3)",
+                hint="rebuild and flash the firmware with this toolkit (aiot build), or build it with a larger "
+                     "-DAIOT_FRAME_MAX_PAYLOAD")
+
+    def _send_input(self, data: bytes, timeout: float | None) -> None:
+        """INFER_INPUT chunks of ``data`` in order, each at most max_payload on the wire.
+        Each chunk is retried alone: a repeated chunk rewrites the same bytes."""
+        step = self.max_payload - 4
+        if step < 1:
+            raise ToolkitError(f"{self.name} allows payloads of {self.max_payload} B: too small for INFER_INPUT",
+                               hint="rebuild the firmware with a larger -DAIOT_FRAME_MAX_PAYLOAD")
+        for off in range(0, len(data), step):
+            part = data[off : off + step]
+            f = self.request(P.Msg.INFER_INPUT, P.pack_infer_input(off, part), timeout=timeout, retry=True)
+            held = struct.unpack("<I", f.payload)[0] if len(f.payload) == 4 else None
+            if held != off + len(part):
+                raise ToolkitError(f"{self.name} sent an inconsistent INFER_INPUT answer (holds {held} bytes after "
+                                   f"a chunk of {len(part)} at offset {off})")
+
+    def _infer_chunked(self, data: bytes, info: P.DeviceInfo, timeout: float | None) -> P.Frame:
+        """The input in INFER_INPUT chunks, then an INFER without payload runs it. The run
+        consumes the input (the engine may reuse its memory), so a lost answer, or a device
+        that lost what it held (a reset between chunks), costs the whole sequence again."""
+        self._require_chunked(info)
+        for attempt in range(1 + self.retries):
+            if attempt:
+                self.counters.retries += 1
+            running = False
+            try:
+                self._send_input(data, timeout)  # a chunk that timed out was retried already
+                running = True
+                return self.request(P.Msg.INFER, b"", timeout=timeout)
+            except DeviceTimeout:
+                if not running or attempt == self.retries:
+                    raise
+            except DeviceError as e:
+                if e.code != P.ErrorCode.BAD_PAYLOAD:
+                    raise
+                if attempt == self.retries:
+                    raise DeviceError(e.message + "; the input was sent in INFER_INPUT chunks "
+                                      f"({_plural(attempt + 1, 'attempt')})", e.code, e.request, e.detail,
+                                      hint=e.hint or "was the device reset, or does another program use the port?"
+                                      ) from None
+        raise AssertionError("unreachable")
+
+    def _read_output(self, first: bytes, info: P.DeviceInfo, timeout: float | None) -> bytes:
+        """The whole output, given the part the INFER answer carried: INFER_OUTPUT reads
+        the rest (idempotent, so retried)."""
+        out = bytearray(first)
+        while len(out) < info.output_bytes:
+            want = min(info.output_bytes - len(out), self.max_payload - 4)
+            f = self.request(P.Msg.INFER_OUTPUT, P.pack_infer_output(len(out), want), timeout=timeout, retry=True)
+            off = struct.unpack_from("<I", f.payload)[0] if len(f.payload) >= 4 else None
+            if off != len(out) or len(f.payload) == 4:
+                raise ToolkitError(f"{self.name} sent an inconsistent INFER_OUTPUT answer ({len(f.payload)} bytes "
+                                   f"at offset {off}, asked for {want} at {len(out)})")
+            out += f.payload[4 : 4 + want]
+        return bytes(out)
+
+    def _infer_result(self, f: P.Frame, info: P.DeviceInfo, timeout: float | None = None) -> InferResult:
         try:
-            status, ticks, out = P.unpack_infer(f.payload, info.output_bytes)
+            status, ticks, out = P.unpack_infer(f.payload, info.output_bytes,
+                                                info.max_payload if info.chunked_infer else None)
         except ValueError as e:
             raise ToolkitError(f"{self.name} sent a malformed INFER response: {e}") from None
+        if status == 0 and len(out) < info.output_bytes:
+            out = self._read_output(out, info, timeout)
         if status != 0:  # this toolkit's firmware answers a failed inference with an ERROR frame instead
             raise ToolkitError(f"{self.name} answered INFER with status {status}: the inference failed, its output "
                                "is not a result", hint="flash firmware built by this toolkit (aiot build), which "
@@ -511,6 +601,8 @@ class Device:
         """One inference on the device. ``x``: int8 values, any shape with input_bytes elements."""
         info = self.info()
         data = self._infer_input(x, info)
+        if not self._one_frame(info):
+            return self._infer_result(self._infer_chunked(data, info, timeout), info, timeout)
         # A stateless model gives the same answer twice, so a lost answer can be asked again.
         return self._infer_result(self.request(P.Msg.INFER, data, timeout=timeout, retry=True), info)
 
@@ -718,6 +810,8 @@ class Device:
         xs = np.asarray(xs)
         payloads = [self._infer_input(x, info, "infer_many()") for x in xs.reshape(len(xs), -1)]
         depth = max(1, int(depth or getattr(self.transport, "pipeline_depth", 1)))
+        if not self._one_frame(info):  # several requests per inference: one inference at a time
+            return [self.infer(x, timeout=timeout) for x in xs.reshape(len(xs), -1)]
         if depth == 1:
             return [self._infer_result(self.request(P.Msg.INFER, d, timeout=timeout, retry=True), info)
                     for d in payloads]

@@ -29,6 +29,8 @@ class Msg(IntEnum):
     CONFIG_GET = 0x06
     CONFIG_SET = 0x07
     RESET_BASELINE = 0x08
+    INFER_INPUT = 0x09   # one chunk of an input larger than a frame: offset u32 | bytes
+    INFER_OUTPUT = 0x0A  # part of the last INFER's output: offset u32 | length u16
     EXIT = 0x0F
     ERROR = 0x7F
 
@@ -276,6 +278,7 @@ class DeviceInfo:
     FLAG_MODEL = 0x1
     FLAG_MONITOR = 0x2
     FLAG_SLEEPS = 0x4  #: receive is interrupt driven; the core sleeps (WFI) between requests
+    FLAG_CHUNKED_INFER = 0x8  #: INFER_INPUT / INFER_OUTPUT: inputs and outputs larger than a frame
 
     @property
     def has_model(self) -> bool:
@@ -288,6 +291,10 @@ class DeviceInfo:
     @property
     def sleeps_when_idle(self) -> bool:
         return bool(self.flags & self.FLAG_SLEEPS)
+
+    @property
+    def chunked_infer(self) -> bool:
+        return bool(self.flags & self.FLAG_CHUNKED_INFER)
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -337,13 +344,28 @@ def pack_info(info: DeviceInfo) -> bytes:
 _INFER_HEAD = struct.Struct("<bI")
 
 
-def unpack_infer(payload: bytes, output_bytes: int) -> tuple[int, int, bytes]:
-    """(status, elapsed ticks, output bytes) from an INFER response."""
-    if len(payload) != _INFER_HEAD.size + output_bytes:
-        raise ValueError(f"INFER response is {len(payload)} bytes, expected {_INFER_HEAD.size + output_bytes}"
-                         f" (status, ticks and {output_bytes} output bytes)")
+def unpack_infer(payload: bytes, output_bytes: int, max_payload: int | None = None) -> tuple[int, int, bytes]:
+    """(status, elapsed ticks, output bytes) from an INFER response. With ``max_payload``
+    (the device's, from INFO) an output that does not fit one frame comes back cut at the
+    frame's end: the bytes returned are then its first part (INFER_OUTPUT reads the rest)."""
+    want = _INFER_HEAD.size + output_bytes
+    if max_payload is not None and want > max_payload:
+        want = max_payload
+    if len(payload) != want:
+        raise ValueError(f"INFER response is {len(payload)} bytes, expected {want}"
+                         f" (status, ticks and {want - _INFER_HEAD.size} of {output_bytes} output bytes)")
     status, ticks = _INFER_HEAD.unpack_from(payload)
     return status, ticks, payload[_INFER_HEAD.size :]
+
+
+def pack_infer_input(offset: int, chunk: bytes) -> bytes:
+    """An INFER_INPUT payload: ``chunk`` goes to the input tensor at ``offset``."""
+    return struct.pack("<I", offset) + bytes(chunk)
+
+
+def pack_infer_output(offset: int, length: int) -> bytes:
+    """An INFER_OUTPUT payload: read up to ``length`` output bytes from ``offset``."""
+    return struct.pack("<IH", offset, length)
 
 
 #: Longest ERROR detail the protocol allows (docs/protocol.md); a longer one is cut here.
