@@ -87,8 +87,10 @@ def command(package: Path | None, keras_model: Path | None, data: Path | None, o
 
     import shutil
 
+    from aiot.model.package import require_package_folder
     from aiot.outputs import output_folder
 
+    require_package_folder(package)  # refused before output_folder would lock (and make) it
     # quantized from a copy of the package's files, which replace the package's when done: a
     # killed run leaves the package as aiot train wrote it (its c/ and other subfolders stay)
     with output_folder(package, "aiot quantize", adds=True) as run:

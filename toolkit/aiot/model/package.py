@@ -132,13 +132,20 @@ def _field_errors(m: dict) -> list[str]:
     return bad
 
 
-def load_package(pkg_dir: Path | str) -> Package:
-    """Open a package folder, checking the manifest's format and fields."""
+def require_package_folder(pkg_dir: Path | str) -> Path:
+    """``pkg_dir`` if it is an existing folder, else the error that says what it is instead
+    (checked before a verb locks, or would make, the folder)."""
     d = Path(pkg_dir)
     if not d.exists():
         raise ToolkitError(f"{d}: no such package folder", hint="create one with `aiot train --out DIR`")
     if not d.is_dir():
         raise ToolkitError(f"{d}: not a folder; a package is a folder with {MANIFEST}")
+    return d
+
+
+def load_package(pkg_dir: Path | str) -> Package:
+    """Open a package folder, checking the manifest's format and fields."""
+    d = require_package_folder(pkg_dir)
     mp = d / MANIFEST
     if not mp.is_file():
         raise ToolkitError(f"{d}: no {MANIFEST}, not a model package", hint="create one with `aiot train --out DIR`")
