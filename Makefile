@@ -8,7 +8,9 @@ APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm mosquitto
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP    := $(VENV)/.installed
 PYTEST_ARGS ?=
-# pytest-xdist workers (one per core): the host and QEMU suites run in parallel; each worker
+# pytest-xdist workers (one per core): the host and QEMU suites run in parallel, an idle worker
+# taking tests queued for a busy one (worksteal: the slow QEMU and packaging tests no longer
+# leave one worker finishing alone); each worker
 # builds into its own folder (aiot.testing.worker_build_dir), the caches are shared.
 PYTEST_JOBS ?= auto
 
@@ -24,7 +26,7 @@ demo: setup
 	$(VENV)/bin/aiot demo
 
 test: setup chromium
-	$(VENV)/bin/python -m pytest -n $(PYTEST_JOBS) tests hil_tests $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_JOBS) --dist worksteal tests hil_tests $(PYTEST_ARGS)
 
 setup: deps venv
 
