@@ -146,7 +146,7 @@ def test_make_test_runs_both_suites_on_every_core(tmp_path):
     res = subprocess.run(["make", "-n", "test", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
                          text=True)
     assert res.returncode == 0, res.stderr
-    assert f"{tmp_path / 'venv'}/bin/python -m pytest -n auto tests hil_tests" in res.stdout
+    assert f"{tmp_path / 'venv'}/bin/python -m pytest -n auto --dist worksteal tests hil_tests" in res.stdout
     assert "pytest-xdist" in " ".join(_pyproject()["project"]["optional-dependencies"]["test"])
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
