@@ -1,19 +1,7 @@
 //! Score callback for the monitor backed by the generated int8 engine (aiot/model.h):
 //! the app passes aiot_monitor_engine_score to aiot_monitor_init and nothing else changes.
-#include "aiot/model.h"
 #include "aiot/monitor.h"
-#ifdef AIOT_APP_UPDATE
-#include "aiot/update.h"  // a running release's own network may serve instead (docs/lifecycle.md)
-#define MODEL_INFO (*aiot_served_model()->info)
-#define MODEL_INPUT (aiot_served_model()->input)
-#define MODEL_OUTPUT (aiot_served_model()->output)
-#define MODEL_INVOKE (aiot_served_model()->invoke)
-#else
-#define MODEL_INFO aiot_model_info
-#define MODEL_INPUT aiot_model_input
-#define MODEL_OUTPUT aiot_model_output
-#define MODEL_INVOKE aiot_model_invoke
-#endif
+#include "aiot/served_model.h"  // a running release's own network may serve instead (docs/lifecycle.md)
 
 #include <math.h>
 
