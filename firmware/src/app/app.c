@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "aiot/le.h"
 #include "aiot/monitor.h"
 #include "aiot/port.h"
 #include "aiot/protocol.h"
@@ -65,18 +66,10 @@ static void uart_sink(void *ctx, const uint8_t *data, size_t len) {
     aiot_port_uart_write(data, len);
 }
 
-static void put_u16(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put_u32(uint8_t *p, uint32_t v) {
-    put_u16(p, v);
-    put_u16(p + 2, v >> 16);
-}
 static inline void put_f32(uint8_t *p, float f) {
     uint32_t v;
     memcpy(&v, &f, sizeof v);
-    put_u32(p, v);
+    aiot_le_wr32(p, v);
 }
 
 static void begin(uint8_t type, uint8_t seq, size_t len) {
@@ -133,20 +126,20 @@ static void handle_info(const aiot_frame_t *f) {
     const aiot_model_info_t *mi = &MODEL_INFO;
     flags |= 0x1u;
     model_name = mi->name;
-    put_u32(fixed + 4, mi->hash);
-    put_u32(fixed + 8, mi->input_bytes);
-    put_u32(fixed + 12, mi->output_bytes);
-    put_u32(fixed + 16, mi->arena_bytes);
+    aiot_le_wr32(fixed + 4, mi->hash);
+    aiot_le_wr32(fixed + 8, mi->input_bytes);
+    aiot_le_wr32(fixed + 12, mi->output_bytes);
+    aiot_le_wr32(fixed + 16, mi->arena_bytes);
     put_f32(fixed + 20, mi->input_scale);
-    put_u32(fixed + 24, (uint32_t)mi->input_zero_point);
+    aiot_le_wr32(fixed + 24, (uint32_t)mi->input_zero_point);
     put_f32(fixed + 28, mi->output_scale);
-    put_u32(fixed + 32, (uint32_t)mi->output_zero_point);
-    put_u16(fixed + 46, mi->num_layers);
+    aiot_le_wr32(fixed + 32, (uint32_t)mi->output_zero_point);
+    aiot_le_wr16(fixed + 46, mi->num_layers);
 #endif
-    put_u16(fixed + 2, flags);
-    put_u32(fixed + 36, aiot_port_tick_hz());
-    put_u32(fixed + 40, AIOT_CPU_HZ);
-    put_u16(fixed + 44, AIOT_FRAME_MAX_PAYLOAD);
+    aiot_le_wr16(fixed + 2, flags);
+    aiot_le_wr32(fixed + 36, aiot_port_tick_hz());
+    aiot_le_wr32(fixed + 40, AIOT_CPU_HZ);
+    aiot_le_wr16(fixed + 44, AIOT_FRAME_MAX_PAYLOAD);
     begin(f->type | AIOT_MSG_RESPONSE, f->seq,
           sizeof fixed + str_field(AIOT_FIRMWARE_VERSION) + str_field(AIOT_BOARD_NAME) + str_field(model_name));
     aiot_frame_tx_append(&tx, fixed, sizeof fixed);
@@ -171,9 +164,6 @@ static void infer_forget(void) {
     output_ready = 0;
 }
 
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 #endif
 
 static void handle_infer(const aiot_frame_t *f) {
@@ -218,7 +208,7 @@ static void handle_infer(const aiot_frame_t *f) {
     }
     output_ready = 1;
     head[0] = 0;
-    put_u32(head + 1, (uint32_t)(t1 - t0));
+    aiot_le_wr32(head + 1, (uint32_t)(t1 - t0));
     // As much of the output as one frame carries; INFER_OUTPUT reads the rest.
     out_n = mi->output_bytes;
     if (out_n > AIOT_FRAME_MAX_PAYLOAD - sizeof head) out_n = AIOT_FRAME_MAX_PAYLOAD - sizeof head;
@@ -242,7 +232,7 @@ static void handle_infer_input(const aiot_frame_t *f) {
         send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "INFER_INPUT takes offset u32 + input bytes");
         return;
     }
-    offset = get_u32(f->payload);
+    offset = aiot_le_rd32(f->payload);
     n = f->length - 4u;
     if (offset > input_held) {
         strcpy(msg, "chunk at offset ");
@@ -262,7 +252,7 @@ static void handle_infer_input(const aiot_frame_t *f) {
     output_ready = 0;  // the input may share arena memory with the last output
     memcpy(MODEL_INPUT() + offset, f->payload + 4, n);
     input_held = offset + n;
-    put_u32(held, input_held);
+    aiot_le_wr32(held, input_held);
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof held);
     aiot_frame_tx_append(&tx, held, sizeof held);
     aiot_frame_tx_end(&tx);
@@ -285,7 +275,7 @@ static void handle_infer_output(const aiot_frame_t *f) {
                    "no output to read: run INFER first (INFER_INPUT and PUSH discard the last output)");
         return;
     }
-    offset = get_u32(f->payload);
+    offset = aiot_le_rd32(f->payload);
     n = (uint32_t)f->payload[4] | ((uint32_t)f->payload[5] << 8);
     if (offset > MODEL_INFO.output_bytes) {
         send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "offset past the end of the output");
@@ -410,7 +400,7 @@ static void handle_push(const aiot_frame_t *f) {
     aiot_monitor_stats_t st;
     aiot_monitor_stats(&monitor, &st);
     uint8_t head[4];
-    put_u16(head, consumed);
+    aiot_le_wr16(head, consumed);
     head[2] = (uint8_t)n_out;
     head[3] = (uint8_t)(st.events_pending + held_count);
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + (size_t)n_out * sizeof push_out[0]);
@@ -441,8 +431,8 @@ static void handle_events(const aiot_frame_t *f) {
     uint8_t head[8];
     head[0] = held_count;
     head[1] = st.events_pending;
-    put_u16(head + 2, 0);
-    put_u32(head + 4, st.events_dropped);
+    aiot_le_wr16(head + 2, 0);
+    aiot_le_wr32(head + 4, st.events_dropped);
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + (size_t)held_count * sizeof held[0]);
     aiot_frame_tx_append(&tx, head, sizeof head);
     aiot_frame_tx_append(&tx, held, (size_t)held_count * sizeof held[0]);
@@ -462,17 +452,17 @@ static void handle_stats(const aiot_frame_t *f) {
     memset(&st, 0, sizeof st);
     if (monitor_ready) aiot_monitor_stats(&monitor, &st);
     head[1] = channels;
-    put_u32(counters, link.frames_ok);
-    put_u32(counters + 4, link.errors[AIOT_PERR_BAD_CRC]);
-    put_u32(counters + 8, link.errors[AIOT_PERR_BAD_LENGTH]);
-    put_u32(counters + 12, link.errors[AIOT_PERR_BAD_ENCODING]);
-    put_u32(counters + 16, link.errors[AIOT_PERR_TOO_LARGE]);
-    put_u32(counters + 20, link.errors[AIOT_PERR_UNKNOWN_TYPE]);
-    put_u32(counters + 24, link.errors[AIOT_PERR_BAD_PAYLOAD]);
-    put_u32(counters + 28, link.errors[AIOT_PERR_MODEL_ERROR] + link.errors[AIOT_PERR_MONITOR_ERROR]);
+    aiot_le_wr32(counters, link.frames_ok);
+    aiot_le_wr32(counters + 4, link.errors[AIOT_PERR_BAD_CRC]);
+    aiot_le_wr32(counters + 8, link.errors[AIOT_PERR_BAD_LENGTH]);
+    aiot_le_wr32(counters + 12, link.errors[AIOT_PERR_BAD_ENCODING]);
+    aiot_le_wr32(counters + 16, link.errors[AIOT_PERR_TOO_LARGE]);
+    aiot_le_wr32(counters + 20, link.errors[AIOT_PERR_UNKNOWN_TYPE]);
+    aiot_le_wr32(counters + 24, link.errors[AIOT_PERR_BAD_PAYLOAD]);
+    aiot_le_wr32(counters + 28, link.errors[AIOT_PERR_MODEL_ERROR] + link.errors[AIOT_PERR_MONITOR_ERROR]);
     uint64_t now = aiot_port_ticks();
-    put_u32(counters + 32, (uint32_t)now);
-    put_u32(counters + 36, (uint32_t)(now >> 32));
+    aiot_le_wr32(counters + 32, (uint32_t)now);
+    aiot_le_wr32(counters + 36, (uint32_t)(now >> 32));
     begin(f->type | AIOT_MSG_RESPONSE, f->seq,
           sizeof head + sizeof st + sizeof counters + (size_t)channels * sizeof(aiot_monitor_channel_info_t));
     aiot_frame_tx_append(&tx, head, sizeof head);

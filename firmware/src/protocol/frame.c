@@ -1,12 +1,9 @@
 //! Frame receiver (streaming COBS decode + validation) and transmitter (streaming encode).
 #include <string.h>
 
+#include "aiot/le.h"
 #include "aiot/protocol.h"
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 void aiot_frame_rx_init(aiot_frame_rx_t *rx) {
     rx->len = 0;
@@ -41,12 +38,12 @@ static aiot_rx_result_t rx_finish(aiot_frame_rx_t *rx, aiot_frame_t *out) {
         out->error = AIOT_PERR_BAD_ENCODING;
     } else if (n < AIOT_FRAME_OVERHEAD) {
         out->error = AIOT_PERR_BAD_LENGTH;
-    } else if (aiot_crc32_update(0, rx->buf, n - AIOT_FRAME_CRC) != rd32(rx->buf + n - AIOT_FRAME_CRC)) {
+    } else if (aiot_crc32_update(0, rx->buf, n - AIOT_FRAME_CRC) != aiot_le_rd32(rx->buf + n - AIOT_FRAME_CRC)) {
         out->error = AIOT_PERR_BAD_CRC;
-    } else if (rd16(rx->buf + 2) != n - AIOT_FRAME_OVERHEAD) {
+    } else if (aiot_le_rd16(rx->buf + 2) != n - AIOT_FRAME_OVERHEAD) {
         out->error = AIOT_PERR_BAD_LENGTH;
     } else {
-        out->length = rd16(rx->buf + 2);
+        out->length = aiot_le_rd16(rx->buf + 2);
         return AIOT_RX_FRAME;
     }
     return AIOT_RX_ERROR;

@@ -3,13 +3,10 @@
 //! Every check names a reason; nothing is trusted before the signature verifies.
 #include <string.h>
 
+#include "aiot/le.h"
 #include "aiot/protocol.h"
 #include "aiot/update.h"
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 const char *aiot_update_reason_text(int reason) {
     switch (reason) {
@@ -45,17 +42,17 @@ static const uint8_t ED25519_SPKI_PREFIX[12] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x
 
 static int check_container(const uint8_t *body, uint32_t body_len, uint32_t body_off, const aiot_pkg_expect_t *expect,
                            aiot_pkg_info_t *info) {
-    if (body_len < AIOT_PKG_HEADER || rd32(body) != AIOT_PKG_MAGIC || rd16(body + 4) != 1u) return AIOT_UPD_NOT_PACKAGE;
-    uint16_t count = rd16(body + 6);
+    if (body_len < AIOT_PKG_HEADER || aiot_le_rd32(body) != AIOT_PKG_MAGIC || aiot_le_rd16(body + 4) != 1u) return AIOT_UPD_NOT_PACKAGE;
+    uint16_t count = aiot_le_rd16(body + 6);
     if (count > AIOT_PKG_MAX_SECTIONS || AIOT_PKG_HEADER + (uint32_t)count * AIOT_PKG_SECTION > body_len)
         return AIOT_UPD_NOT_PACKAGE;
-    info->abi = rd32(body + 8);
-    info->schema_id = rd32(body + 12);
-    info->model_version = rd32(body + 16);
+    info->abi = aiot_le_rd32(body + 8);
+    info->schema_id = aiot_le_rd32(body + 12);
+    info->model_version = aiot_le_rd32(body + 16);
     for (uint16_t i = 0; i < count; i++) {
         const uint8_t *s = body + AIOT_PKG_HEADER + (uint32_t)i * AIOT_PKG_SECTION;
-        uint16_t kind = rd16(s);
-        uint32_t off = rd32(s + 4), len = rd32(s + 8), crc = rd32(s + 12);
+        uint16_t kind = aiot_le_rd16(s);
+        uint32_t off = aiot_le_rd32(s + 4), len = aiot_le_rd32(s + 8), crc = aiot_le_rd32(s + 12);
         if (kind == 0 || kind > AIOT_PKG_MAX_SECTIONS || off > body_len || len > body_len - off) return AIOT_UPD_NOT_PACKAGE;
         if (aiot_crc32_update(0, body + off, len) != crc) return AIOT_UPD_NOT_PACKAGE;
         info->section_offset[kind] = body_off + off;
@@ -71,26 +68,26 @@ int aiot_pkg_verify(const uint8_t *img, uint32_t len, const aiot_pkg_expect_t *e
     aiot_pkg_info_t *info = out ? out : &scratch;
     memset(info, 0, sizeof *info);
     if (len < 32) return AIOT_UPD_TRUNCATED;
-    if (rd32(img) != AIOT_IMG_MAGIC) return AIOT_UPD_NOT_IMAGE;
-    uint32_t hdr_size = rd16(img + 8), prot_size = rd16(img + 10), img_size = rd32(img + 12);
+    if (aiot_le_rd32(img) != AIOT_IMG_MAGIC) return AIOT_UPD_NOT_IMAGE;
+    uint32_t hdr_size = aiot_le_rd16(img + 8), prot_size = aiot_le_rd16(img + 10), img_size = aiot_le_rd32(img + 12);
     memcpy(info->version, img + 20, 8);
     if (hdr_size < 32 || hdr_size > len || img_size > len - hdr_size) return AIOT_UPD_TRUNCATED;
     uint32_t off = hdr_size + img_size;
     if (prot_size != 0) {
         if (prot_size < 4 || prot_size > len - off) return AIOT_UPD_TRUNCATED;
-        if (rd16(img + off) != AIOT_IMG_TLV_PROT_INFO_MAGIC || rd16(img + off + 2) != prot_size) return AIOT_UPD_BAD_TLV;
+        if (aiot_le_rd16(img + off) != AIOT_IMG_TLV_PROT_INFO_MAGIC || aiot_le_rd16(img + off + 2) != prot_size) return AIOT_UPD_BAD_TLV;
         off += prot_size;
     }
     uint32_t hashed = off;
     if (len - off < 4) return AIOT_UPD_TRUNCATED;
-    if (rd16(img + off) != AIOT_IMG_TLV_INFO_MAGIC) return AIOT_UPD_BAD_TLV;
-    uint32_t tlv_end = off + rd16(img + off + 2);
+    if (aiot_le_rd16(img + off) != AIOT_IMG_TLV_INFO_MAGIC) return AIOT_UPD_BAD_TLV;
+    uint32_t tlv_end = off + aiot_le_rd16(img + off + 2);
     if (tlv_end > len) return AIOT_UPD_TRUNCATED;
     info->image_bytes = tlv_end;
     const uint8_t *hash = NULL, *keyhash = NULL, *pubkey = NULL, *sig = NULL;
     for (off += 4; off < tlv_end;) {
         if (tlv_end - off < 4) return AIOT_UPD_BAD_TLV;
-        uint16_t type = rd16(img + off), tlen = rd16(img + off + 2);
+        uint16_t type = aiot_le_rd16(img + off), tlen = aiot_le_rd16(img + off + 2);
         off += 4;
         if (tlen > tlv_end - off) return AIOT_UPD_BAD_TLV;
         const uint8_t *v = img + off;

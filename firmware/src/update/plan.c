@@ -4,26 +4,23 @@
 //! layer more than the generated straight-line code.
 #include <string.h>
 
+#include "aiot/le.h"
 #include "aiot/engine.h"
 #include "aiot/update.h"
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 static int within(uint32_t off, uint32_t bytes, uint32_t len) { return off <= len && bytes <= len - off; }
 
 int aiot_plan_load(const uint8_t *plan, uint32_t len, uint32_t arena_cap, aiot_plan_t *out) {
     memset(out, 0, sizeof *out);
     if (((uintptr_t)plan & 3u) != 0) return AIOT_UPD_NOT_PACKAGE;  // arrays are read in place
-    if (len < AIOT_PLAN_HEADER || rd32(plan) != AIOT_PLAN_MAGIC || rd16(plan + 4) != 1u) return AIOT_UPD_NOT_PACKAGE;
-    uint32_t n = rd16(plan + 6);
-    out->arena_bytes = rd32(plan + 8);
-    out->input_offset = rd32(plan + 12);
-    out->output_offset = rd32(plan + 16);
-    out->input_bytes = rd32(plan + 20);
-    out->output_bytes = rd32(plan + 24);
+    if (len < AIOT_PLAN_HEADER || aiot_le_rd32(plan) != AIOT_PLAN_MAGIC || aiot_le_rd16(plan + 4) != 1u) return AIOT_UPD_NOT_PACKAGE;
+    uint32_t n = aiot_le_rd16(plan + 6);
+    out->arena_bytes = aiot_le_rd32(plan + 8);
+    out->input_offset = aiot_le_rd32(plan + 12);
+    out->output_offset = aiot_le_rd32(plan + 16);
+    out->input_bytes = aiot_le_rd32(plan + 20);
+    out->output_bytes = aiot_le_rd32(plan + 24);
     if (n == 0 || n > AIOT_PLAN_MAX_LAYERS || !within(AIOT_PLAN_HEADER, n * AIOT_PLAN_LAYER, len)) return AIOT_UPD_NOT_PACKAGE;
     if (out->arena_bytes > arena_cap) return AIOT_UPD_TOO_LARGE;
     if (!within(out->input_offset, out->input_bytes, out->arena_bytes) ||
@@ -32,16 +29,16 @@ int aiot_plan_load(const uint8_t *plan, uint32_t len, uint32_t arena_cap, aiot_p
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *r = plan + AIOT_PLAN_HEADER + i * AIOT_PLAN_LAYER;
         aiot_plan_layer_t *l = &out->layer[i];
-        uint32_t fast = rd16(r + 2), batches = rd16(r + 4), n_in = rd16(r + 6), n_out = rd16(r + 8);
-        uint32_t w = rd32(r + 20), b = rd32(r + 24), rq = rd32(r + 28), sh = rd32(r + 32);
-        if (rd16(r) != 1u || batches == 0 || n_in == 0 || n_out == 0) return AIOT_UPD_NOT_PACKAGE;
+        uint32_t fast = aiot_le_rd16(r + 2), batches = aiot_le_rd16(r + 4), n_in = aiot_le_rd16(r + 6), n_out = aiot_le_rd16(r + 8);
+        uint32_t w = aiot_le_rd32(r + 20), b = aiot_le_rd32(r + 24), rq = aiot_le_rd32(r + 28), sh = aiot_le_rd32(r + 32);
+        if (aiot_le_rd16(r) != 1u || batches == 0 || n_in == 0 || n_out == 0) return AIOT_UPD_NOT_PACKAGE;
         uint32_t rows = (n_out + 3u) & ~3u;  // pack_weights_wide pads the rows to a multiple of 4
-        uint32_t rq_entries = rd16(r + 10) || fast ? n_out : 1u;
+        uint32_t rq_entries = aiot_le_rd16(r + 10) || fast ? n_out : 1u;
         if (((w | b | rq | sh) & 3u) != 0 || !within(w, rows * n_in * 2u, len) || !within(b, n_out * 4u, len) ||
             !within(rq, rq_entries * (fast ? 8u : 4u), len) || (!fast && !within(sh, rq_entries * 4u, len)))
             return AIOT_UPD_NOT_PACKAGE;
-        l->in_offset = rd32(r + 12);
-        l->out_offset = rd32(r + 16);
+        l->in_offset = aiot_le_rd32(r + 12);
+        l->out_offset = aiot_le_rd32(r + 16);
         if (!within(l->in_offset, batches * n_in, out->arena_bytes) ||
             !within(l->out_offset, batches * n_out, out->arena_bytes))
             return AIOT_UPD_NOT_PACKAGE;
@@ -50,10 +47,10 @@ int aiot_plan_load(const uint8_t *plan, uint32_t len, uint32_t arena_cap, aiot_p
         l->p.batches = (uint16_t)batches;
         l->p.in_features = (uint16_t)n_in;
         l->p.out_features = (uint16_t)n_out;
-        l->p.rq.output_offset = (int32_t)rd32(r + 36);
-        l->p.rq.act_min = (int32_t)rd32(r + 40);
-        l->p.rq.act_max = (int32_t)rd32(r + 44);
-        l->p.rq.per_channel = (uint8_t)(fast ? 1u : rd16(r + 10));
+        l->p.rq.output_offset = (int32_t)aiot_le_rd32(r + 36);
+        l->p.rq.act_min = (int32_t)aiot_le_rd32(r + 40);
+        l->p.rq.act_max = (int32_t)aiot_le_rd32(r + 44);
+        l->p.rq.per_channel = (uint8_t)(fast ? 1u : aiot_le_rd16(r + 10));
         if (fast) {
             l->p.rq.fast = (const aiot_rq_ch_t *)(const void *)(plan + rq);
         } else {

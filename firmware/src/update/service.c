@@ -7,6 +7,7 @@
 //! and optionally AIOT_UPDATE_TRIAL_RUNS (default 16) and AIOT_UPDATE_SCHEMA_ID.
 #include <string.h>
 
+#include "aiot/le.h"
 #include "aiot/port.h"
 #include "aiot/update.h"
 
@@ -41,17 +42,6 @@ static uint8_t boot_result;    // what aiot_update_boot() said
 static uint8_t self_test;      // golden-vector result of this boot's trial (0 ok)
 static uint8_t rx_digest[8];   // first digest bytes of the package being received (resume identity)
 
-static void put_u16(uint8_t *p, uint32_t v) {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-static void put_u32(uint8_t *p, uint32_t v) {
-    put_u16(p, v);
-    put_u16(p + 2, v >> 16);
-}
-static uint32_t rd32(const uint8_t *p) {
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
 
 static const uint8_t *slot_image(uint8_t slot) { return upd.flash->map(upd.flash, upd.layout.slot_addr[slot]); }
 
@@ -200,7 +190,7 @@ static void meta_name(const uint8_t *json, uint32_t len, char *out, size_t cap) 
 }
 
 static float rdf32(const uint8_t *p) {
-    uint32_t v = rd32(p);
+    uint32_t v = aiot_le_rd32(p);
     float f;
     memcpy(&f, &v, sizeof f);
     return f;
@@ -226,9 +216,9 @@ static void serve_running_release(void) {
     plan_info.output_bytes = plan.output_bytes;
     plan_info.arena_bytes = plan.arena_bytes;
     plan_info.input_scale = rdf32(p + 28);  // header quantization (aiot.lifecycle.plan.HEADER)
-    plan_info.input_zero_point = (int32_t)rd32(p + 32);
+    plan_info.input_zero_point = (int32_t)aiot_le_rd32(p + 32);
     plan_info.output_scale = rdf32(p + 36);
-    plan_info.output_zero_point = (int32_t)rd32(p + 40);
+    plan_info.output_zero_point = (int32_t)aiot_le_rd32(p + 40);
     plan_info.num_layers = plan.num_layers;
     serving_plan = 1;
 }
@@ -284,7 +274,7 @@ static void reply(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_fn writ
 
 static void reply_result(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_fn write, int reason, uint32_t next) {
     uint8_t r[8] = {(uint8_t)reason, upd.rx_slot, 0, 0};
-    put_u32(r + 4, next);
+    aiot_le_wr32(r + 4, next);
     reply(f, tx, write, r, sizeof r);
 }
 
@@ -299,26 +289,26 @@ static void reply_status(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_
     s[5] = upd.rec.reverted_slot;
     s[6] = upd.rx_active;
     s[7] = boot_result;
-    put_u32(s + 8, upd.rec.seq);
-    put_u32(s + 12, upd.rx_total);
-    put_u32(s + 16, upd.rx_next);
-    put_u32(s + 20, AIOT_MODEL_ABI);
-    put_u32(s + 24, upd.expect.schema_id);
-    put_u32(s + 28, upd.rec.slot_bytes[0]);
-    put_u32(s + 32, upd.rec.slot_bytes[1]);
+    aiot_le_wr32(s + 8, upd.rec.seq);
+    aiot_le_wr32(s + 12, upd.rx_total);
+    aiot_le_wr32(s + 16, upd.rx_next);
+    aiot_le_wr32(s + 20, AIOT_MODEL_ABI);
+    aiot_le_wr32(s + 24, upd.expect.schema_id);
+    aiot_le_wr32(s + 28, upd.rec.slot_bytes[0]);
+    aiot_le_wr32(s + 32, upd.rec.slot_bytes[1]);
     memcpy(s + 36, upd.rec.slot_digest[0], 8);
     memcpy(s + 44, upd.rec.slot_digest[1], 8);
     memcpy(s + 52, rx_digest, 8);
-    put_u32(s + 60, upd.trial_runs);
-    put_u32(s + 64, upd.trial_runs_needed);
-    put_u32(s + 68, AIOT_UPDATE_SLOT_SIZE);
+    aiot_le_wr32(s + 60, upd.trial_runs);
+    aiot_le_wr32(s + 64, upd.trial_runs_needed);
+    aiot_le_wr32(s + 68, AIOT_UPDATE_SLOT_SIZE);
     s[72] = self_test;
     s[73] = upd.rx_slot;
     s[74] = golden_path;
     s[75] = serving_plan;
-    put_u32(s + 76, plan_ticks);
-    put_u32(s + 80, compiled_ticks);
-    put_u32(s + 84, timed_runs);
+    aiot_le_wr32(s + 76, plan_ticks);
+    aiot_le_wr32(s + 80, compiled_ticks);
+    aiot_le_wr32(s + 84, timed_runs);
     reply(f, tx, write, s, sizeof s);
 }
 
@@ -351,14 +341,14 @@ int aiot_update_service_handle(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_
             reply_result(f, tx, write, AIOT_UPD_NOT_STARTED, 0);
             return 1;
         }
-        int r = aiot_update_begin(&upd, rd32(f->payload));
+        int r = aiot_update_begin(&upd, aiot_le_rd32(f->payload));
         memcpy(rx_digest, f->payload + 4, 8);
         if (r != AIOT_UPD_OK) memset(rx_digest, 0, sizeof rx_digest);
         reply_result(f, tx, write, r, upd.rx_next);
     } else if (f->type == AIOT_MSG_UPDATE_CHUNK) {
         uint32_t next = upd.rx_next;
         int r = f->length < 4 ? AIOT_UPD_BAD_OFFSET
-                              : aiot_update_write(&upd, rd32(f->payload), f->payload + 4, f->length - 4u, &next);
+                              : aiot_update_write(&upd, aiot_le_rd32(f->payload), f->payload + 4, f->length - 4u, &next);
         reply_result(f, tx, write, r, next);
     } else {
         int r = aiot_update_finish(&upd);
