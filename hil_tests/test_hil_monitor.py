@@ -54,6 +54,16 @@ def monitor_device(device, require_model):
     return device
 
 
+
+def _assert_same_outputs(out, want) -> None:
+    """The device's window outputs equal the host build's: exact where integral, within
+    float rounding where computed in float."""
+    assert len(out) == len(want)
+    for field in ("t_start_ms", "t_end_ms", "state", "severity", "flags", "top_channels"):
+        assert np.array_equal(out[field], want[field]), field
+    for field in ("score", "p_value", "confidence", "quality"):
+        np.testing.assert_allclose(out[field], want[field], rtol=1e-5, atol=1e-6, err_msg=field)
+
 def test_config_roundtrip_and_live_update(monitor_device):
     dev = monitor_device
     assert bytes(dev.config) == bytes(config())
@@ -103,11 +113,7 @@ def test_streaming_with_gaps_and_drift_matches_host_monitor(monitor_device, host
     host = M.Monitor(config(), host_monitor_lib.aiot_monitor_engine_score, host_monitor_lib)
     want = host.run(ts, v)
     want_events = host.events()
-    assert len(out) == len(want)
-    for field in ("t_start_ms", "t_end_ms", "state", "severity", "flags", "top_channels"):
-        assert np.array_equal(out[field], want[field]), field
-    for field in ("score", "p_value", "confidence", "quality"):
-        np.testing.assert_allclose(out[field], want[field], rtol=1e-5, atol=1e-6, err_msg=field)
+    _assert_same_outputs(out, want)
     assert [(e.type, e.seq, e.timestamp_ms, e.channel) for e in events] == \
            [(e.type, e.seq, e.timestamp_ms, e.channel) for e in want_events]
 
@@ -245,11 +251,7 @@ def test_sixty_four_channels_commission_and_stream_like_the_host(wide_device):
     host = M.Monitor(cfg, zero_model)
     want = host.run(ts, v)
     want_events = host.events()
-    assert len(out) == len(want)
-    for field in ("t_start_ms", "t_end_ms", "state", "severity", "flags", "top_channels"):
-        assert np.array_equal(out[field], want[field]), field
-    for field in ("score", "p_value", "confidence", "quality"):
-        np.testing.assert_allclose(out[field], want[field], rtol=1e-5, atol=1e-6, err_msg=field)
+    _assert_same_outputs(out, want)
     assert [(e.type, e.seq, e.channel, e.value) for e in events] == \
            [(e.type, e.seq, e.channel, e.value) for e in want_events]
     types = [e.type for e in events]
