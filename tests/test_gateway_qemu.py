@@ -36,8 +36,11 @@ def test_qemu_device_alert_reaches_the_broker_and_a_qemu_restart_is_a_new_boot(t
     gw.start()
     try:
         deadline = time.monotonic() + 60
+        # the state message (kind "state") carries the event's name too and is sent just before
+        # the alert message itself: wait for the alert message
         while time.monotonic() < deadline and not any(
-                p.get("event") == "ALERT_RAISED" for p in consumer.events_after_dedup("pump1")):
+                p.get("kind") == "alert" and p.get("event") == "ALERT_RAISED"
+                for p in consumer.events_after_dedup("pump1")):
             time.sleep(0.1)
         first = consumer.events_after_dedup("pump1")
         while not bridge.replay_done and time.monotonic() < deadline:
