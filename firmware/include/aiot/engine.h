@@ -289,6 +289,57 @@ typedef struct {
 } aiot_softmax_params_t;
 aiot_status_t aiot_softmax_s8(const aiot_softmax_params_t *p, const int8_t *input, int8_t *output);
 
+//! ---- The 16x8 mode: int16 activations (zero point 0), int8 weights -----------------
+//! TFLM's reference arithmetic for int16 tensors: no zero points (the converter makes
+//! int16 activations symmetric), results clamped to the int16 activation range.
+
+//! Requantization of a 16x8 matmul-like layer. acc64 = 1 (an int64 bias, the converter's
+//! default): an int64 accumulator and TFLM's 64-bit MultiplyByQuantizedMultiplier (the
+//! multiplier rounded to 16 bits, one rounding shift); acc64 = 0 (an int32 bias or none,
+//! CONV_2D only): an int32 accumulator (wrapping as TFLM's does) and the int32 form.
+typedef struct {
+    const int32_t *multiplier;  //!< Q31 significands, one per channel (per_channel) or one
+    const int32_t *shift;
+    int32_t act_min, act_max;   //!< int16 activation clamp
+    uint8_t per_channel;
+    uint8_t acc64;
+} aiot_requant16_t;
+
+//! TFLM's MultiplyByQuantizedMultiplier for an int64 accumulator.
+int32_t aiot_mul_by_quant_mult64(int64_t x, int32_t multiplier, int32_t shift);
+
+//! CONV_2D (depthwise = 0) and DEPTHWISE_CONV_2D (depthwise = 1) with int16 input and
+//! output, NHWC batch 1, filters as in the file (conv [out_c][k_h][k_w][in_c], depthwise
+//! [1][k_h][k_w][out_c]); padding taps are skipped. FULLY_CONNECTED is the 1x1 case with
+//! in_h = batches, in_w = 1. bias has out_c entries (int32 ones widened) or is NULL.
+typedef struct {
+    uint16_t in_h, in_w, in_c;
+    uint16_t out_h, out_w, out_c;
+    uint16_t k_h, k_w;
+    uint16_t stride_h, stride_w;
+    uint16_t dil_h, dil_w;
+    int16_t pad_top, pad_left;
+    uint16_t depth_multiplier;  //!< depthwise only
+    uint8_t depthwise;
+    aiot_requant16_t rq;
+} aiot_conv16_params_t;
+aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p, const int16_t *input, const int8_t *filter,
+                              const int64_t *bias, int16_t *output);
+
+//! ADD/SUB and MUL of int16 tensors: the int8 parameter structs, TFLM's left shift of 15
+//! for ADD, int16 clamps.
+aiot_status_t aiot_add_s16(const aiot_add_params_t *p, const int16_t *in1, const int16_t *in2, int16_t *output);
+aiot_status_t aiot_mul_s16(const aiot_mul_params_t *p, const int16_t *in1, const int16_t *in2, int16_t *output);
+
+//! Pooling of int16 tensors (the int8 parameters, int16 clamps).
+aiot_status_t aiot_avg_pool_s16(const aiot_pool_params_t *p, const int16_t *input, int16_t *output);
+aiot_status_t aiot_max_pool_s16(const aiot_pool_params_t *p, const int16_t *input, int16_t *output);
+
+//! QUANTIZE between int16 and int8/int16 tensors (TFLM Requantize): in16 / out16 say
+//! whether input / output elements are int16 (else int8); the clamp is the output type's.
+aiot_status_t aiot_requantize_x16(const aiot_requantize_params_t *p, uint8_t in16, const void *input, uint8_t out16,
+                                  void *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -13,8 +13,8 @@ extern "C" {
 typedef struct {
     const char *name;          //!< model name from the package manifest
     uint32_t hash;             //!< CRC-32 of the .tflite the code was generated from
-    uint32_t input_bytes;      //!< int8 elements of the (single) input tensor
-    uint32_t output_bytes;     //!< int8 elements of the (single) output tensor
+    uint32_t input_bytes;      //!< bytes of the (single) input tensor: int8 elements, or 2 per int16 (16x8 mode, little-endian)
+    uint32_t output_bytes;     //!< bytes of the (single) output tensor, the same way
     uint32_t arena_bytes;      //!< static arena size from the memory plan
     float input_scale;
     int32_t input_zero_point;
@@ -25,7 +25,8 @@ typedef struct {
 
 extern const aiot_model_info_t aiot_model_info;
 
-//! Input tensor inside the arena; write input_bytes int8 values before invoking.
+//! Input tensor inside the arena; write input_bytes bytes before invoking (a 16x8 model's
+//! int16 input is read through this pointer as int16_t, 2-byte aligned).
 int8_t *aiot_model_input(void);
 //! Output tensor inside the arena; valid after a successful invoke.
 const int8_t *aiot_model_output(void);

@@ -105,15 +105,21 @@ aiot_status_t aiot_dequantize_s8_f32(uint32_t size, float scale, int32_t zero_po
                         }                                                                                          \
     } while (0)
 
-static int8_t add_one(const aiot_add_params_t *p, int8_t a, int8_t b)
+// TFLM's general ADD/SUB of one pair (int8 and int16 alike; the clamp is the caller's range).
+static inline int32_t add_value(const aiot_add_params_t *p, int32_t a, int32_t b)
 {
-    const int32_t x = ((int32_t)a + p->input1_offset) * (1 << p->left_shift);
-    const int32_t y = ((int32_t)b + p->input2_offset) * (1 << p->left_shift);
+    const int32_t x = (a + p->input1_offset) * (1 << p->left_shift);
+    const int32_t y = (b + p->input2_offset) * (1 << p->left_shift);
     const int32_t sx = aiot_fp_mbqm(x, p->input1_multiplier, p->input1_shift);
     const int32_t sy = aiot_fp_mbqm(y, p->input2_multiplier, p->input2_shift);
     const int32_t raw = p->subtract ? sx - sy : sx + sy;
     const int32_t out = aiot_fp_mbqm(raw, p->output_multiplier, p->output_shift) + p->output_offset;
-    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
+    return clamp_i32(out, p->act_min, p->act_max);
+}
+
+static int8_t add_one(const aiot_add_params_t *p, int8_t a, int8_t b)
+{
+    return (int8_t)add_value(p, a, b);
 }
 
 // MultiplyByQuantizedMultiplier for |x| < 2^30, multiplier >= 0 and shift <= 0 (the
@@ -154,11 +160,16 @@ aiot_status_t aiot_add_s8(const aiot_add_params_t *p, const int8_t *in1, const i
     return AIOT_OK;
 }
 
+static inline int32_t mul_value(const aiot_mul_params_t *p, int32_t a, int32_t b)
+{
+    const int32_t prod = (a + p->input1_offset) * (b + p->input2_offset);
+    const int32_t out = aiot_fp_mbqm(prod, p->output_multiplier, p->output_shift) + p->output_offset;
+    return clamp_i32(out, p->act_min, p->act_max);
+}
+
 static int8_t mul_one(const aiot_mul_params_t *p, int8_t a, int8_t b)
 {
-    const int32_t prod = ((int32_t)a + p->input1_offset) * ((int32_t)b + p->input2_offset);
-    const int32_t out = aiot_fp_mbqm(prod, p->output_multiplier, p->output_shift) + p->output_offset;
-    return (int8_t)clamp_i32(out, p->act_min, p->act_max);
+    return (int8_t)mul_value(p, a, b);
 }
 
 aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output)
@@ -214,5 +225,44 @@ aiot_status_t aiot_strided_slice_s8(const aiot_bcast_t *walk, uint32_t first, co
     // a_ wraps modulo 2^32 along the negative steps; first + a_ is the true offset, which
     // lies inside the input, so the wrapped sum is exact
     AIOT_BCAST_LOOP(walk, output[o_] = input[(uint32_t)(first + a_)]; (void)b_;);
+    return AIOT_OK;
+}
+
+// ---- int16 (the 16x8 mode) ----------------------------------------------------------
+
+aiot_status_t aiot_add_s16(const aiot_add_params_t *p, const int16_t *in1, const int16_t *in2, int16_t *output)
+{
+    if (p == NULL || in1 == NULL || in2 == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    AIOT_BCAST_LOOP(&p->shape, output[o_] = (int16_t)add_value(p, in1[a_], in2[b_]););
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_mul_s16(const aiot_mul_params_t *p, const int16_t *in1, const int16_t *in2, int16_t *output)
+{
+    if (p == NULL || in1 == NULL || in2 == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    AIOT_BCAST_LOOP(&p->shape, output[o_] = (int16_t)mul_value(p, in1[a_], in2[b_]););
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_requantize_x16(const aiot_requantize_params_t *p, uint8_t in16, const void *input, uint8_t out16,
+                                  void *output)
+{
+    if (p == NULL || input == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    for (uint32_t i = 0; i < p->size; ++i) {
+        const int32_t x = in16 ? ((const int16_t *)input)[i] : ((const int8_t *)input)[i];
+        const int32_t v = clamp_i32(aiot_fp_mbqm(x - p->input_zero_point, p->multiplier, p->shift) + p->output_zero_point,
+                                    p->act_min, p->act_max);
+        if (out16) {
+            ((int16_t *)output)[i] = (int16_t)v;
+        } else {
+            ((int8_t *)output)[i] = (int8_t)v;
+        }
+    }
     return AIOT_OK;
 }

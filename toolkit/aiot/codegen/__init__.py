@@ -18,6 +18,7 @@ from aiot.model.tflite import describe_unsupported, unsupported_hint
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE
 from aiot.codegen.ops import ALIAS_OPS, EMITTERS, INPLACE_OPS, Ctx, Layer
+from aiot.codegen.ops16 import EMITTERS16, is_16x8
 from aiot.codegen.plan import MemoryPlan, plan_memory
 
 __all__ = ["CodegenResult", "generate", "engine_sources", "OPTIMIZE", "DEFAULT_OPTIMIZE"]
@@ -55,14 +56,17 @@ class CodegenResult:
     #: generated code then also has aiot_model_quantize_input / aiot_model_dequantize_output
     float_input: bool = False
     float_output: bool = False
+    #: the device-side input/output element types: "int8", or "int16" for a 16x8 model
+    input_dtype: str = "int8"
+    output_dtype: str = "int8"
 
     @property
     def input_bytes(self) -> int:
-        return int(np.prod(self.input_shape))
+        return int(np.prod(self.input_shape)) * _ITEMSIZE[self.input_dtype]
 
     @property
     def output_bytes(self) -> int:
-        return int(np.prod(self.output_shape))
+        return int(np.prod(self.output_shape)) * _ITEMSIZE[self.output_dtype]
 
 
 def engine_sources() -> list[Path]:
@@ -161,7 +165,7 @@ def _emit_all(g: tflite.Graph, plan: MemoryPlan, alias_ops: list[int], optimize:
             problems.append(f"node {op.index} ({op.op}) reshapes a constant tensor")
             hints.append("constant-fold the model (TFLiteConverter does this by default)")
             continue
-        emit = EMITTERS.get(op.op)
+        emit = (EMITTERS16 if is_16x8(g, op) else EMITTERS).get(op.op)
         if emit is None:
             problems.append(f"node {op.index}: {describe_unsupported(g, op)}")
             continue
@@ -214,8 +218,9 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         LayerInfo(f"{l.op}#{l.node}", l.op, l.node, l.macs, g.tensors[by_node[l.node].outputs[0]].shape)
         for l in layers
     ]
-    header = _render_header(name, x.size, y.size, plan.arena_bytes, len(layers), crc, edges)
-    source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, x.size, y.size,
+    # sizes in bytes: an int16 (16x8) input or output is two bytes per element, little-endian
+    header = _render_header(name, _nbytes(x), _nbytes(y), plan.arena_bytes, len(layers), crc, edges)
+    source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, _nbytes(x), _nbytes(y),
                             (in_s, in_zp, out_s, out_zp), edges)
     h_path, c_path = out_dir / "model.h", out_dir / "model.c"
     # private names, then renamed: a kill never leaves half a file (the build checks that
@@ -230,6 +235,7 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         input_shape=tuple(x.shape), output_shape=tuple(y.shape),
         input_scale=in_s, input_zero_point=in_zp, output_scale=out_s, output_zero_point=out_zp, plan=plan,
         float_input=quantize_in is not None, float_output=dequantize_out is not None,
+        input_dtype=x.dtype, output_dtype=y.dtype,
     )
 
 

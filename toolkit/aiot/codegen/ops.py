@@ -57,12 +57,12 @@ class Ctx:
         """Pointer to a tensor: into the arena, or a constant array emitted on first use."""
         if idx not in self.ptr:
             t = self.g.tensors[idx]
-            if not t.is_const or t.dtype != "int8":
+            if not t.is_const or t.dtype not in ("int8", "int16"):
                 raise ToolkitError(f"{self.g.source}: tensor {idx} '{t.name}' ({t.dtype}) has no storage",
                                    hint="this model layout is not supported; please report it")
             name = f"const_t{idx}"
-            self.const_decls.append(_c_array("int8_t", name, t.data))
-            self.const_bytes += t.size
+            self.const_decls.append(_c_array(f"{t.dtype}_t", name, t.data))
+            self.const_bytes += t.size * (2 if t.dtype == "int16" else 1)
             self.ptr[idx] = name
         return self.ptr[idx]
 
@@ -430,23 +430,23 @@ def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
     if min(k_h, k_w, sh, sw) < 1 or out_c != c:
         raise _fail(g, op, "invalid pool window or stride", "re-export the model")
     out_s, out_zp = _qp(out)
-    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
+    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp, out.dtype)
     pad_t = _padding(o["padding"], in_h, k_h, sh, 1, out_h)
     pad_l = _padding(o["padding"], in_w, k_w, sw, 1, out_w)
     decls = [
         f"static const aiot_pool_params_t {name}_p = {{ {in_h}, {in_w}, {c}, {out_h}, {out_w}, {k_h}, {k_w}, "
         f"{sh}, {sw}, {pad_t}, {pad_l}, {lo}, {hi} }};"
     ]
-    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    call = f"{fn}{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out_h * out_w * c * k_h * k_w)
 
 
 def emit_avg_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
-    return _pool(ctx, op, name, "aiot_avg_pool_s8")
+    return _pool(ctx, op, name, "aiot_avg_pool")
 
 
 def emit_max_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
-    return _pool(ctx, op, name, "aiot_max_pool_s8")
+    return _pool(ctx, op, name, "aiot_max_pool")
 
 
 def _requantize_layer(ctx: Ctx, op: Operator, name: str, mult: int, shift: int, lo: int, hi: int) -> Layer:
@@ -463,6 +463,17 @@ def _requantize_layer(ctx: Ctx, op: Operator, name: str, mult: int, shift: int, 
 def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    if "int16" in (x.dtype, out.dtype) and {x.dtype, out.dtype} <= {"int8", "int16"}:
+        # the 16x8 mode: TFLM's Requantize between int16 and int8/int16, clamped to the output type
+        _same_size(g, op, x, out)
+        (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
+        m, s = quantize_multiplier(float(in_s) / float(out_s))
+        lo, hi = activation_range("NONE", out_s, out_zp, out.dtype)
+        decls = [f"static const aiot_requantize_params_t {name}_p = {{ {out.size}, {in_zp}, {m}, {s}, {out_zp}, "
+                 f"{lo}, {hi} }};"]
+        call = (f"aiot_requantize_x16(&{name}_p, {int(x.dtype == 'int16')}, {ctx.p(x.index)}, "
+                f"{int(out.dtype == 'int16')}, {ctx.p(out.index)})")
+        return Layer(op.op, op.index, call, decls, macs=out.size)
     if out.dtype != "int8":
         raise _fail(g, op, f"output is {out.dtype}", "only int8 outputs are supported")
     out_s, out_zp = _qp(out)
@@ -709,7 +720,8 @@ def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
         raise _fail(g, op, f"inputs {[list(t.shape) for t in ins]} do not concatenate to {list(out.shape)}",
                     "re-export the model")
     ptrs = ", ".join(ctx.p(t.index) for t in ins)
-    decls = [f"static const uint32_t {name}_sizes[{len(ins)}] = {{ {', '.join(map(str, sizes))} }};"]
+    item = 2 if out.dtype == "int16" else 1  # the kernel copies bytes
+    decls = [f"static const uint32_t {name}_sizes[{len(ins)}] = {{ {', '.join(str(item * n) for n in sizes)} }};"]
     call = (f"aiot_concat_s8({outer}, {len(ins)}, (const int8_t *const[]){{ {ptrs} }}, {name}_sizes, "
             f"{ctx.p(out.index)})")
     return Layer(op.op, op.index, call, decls, macs=out.size)
@@ -740,25 +752,37 @@ def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
 
 def _binary_operands(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
     a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    want = "int16" if out.dtype == "int16" else "int8"
     for t in (a, b):
-        if t.dtype != "int8" or not t.quantized:
-            raise _fail(ctx.g, op, f"operand '{t.name}' is {t.dtype}", "both operands must be int8")
+        if t.dtype != want or not t.quantized:
+            raise _fail(ctx.g, op, f"operand '{t.name}' is {t.dtype}, the output {out.dtype}",
+                        f"both operands must be {want}, like the output")
     return a, b, out
+
+
+def _sfx(t: Tensor) -> str:
+    """The kernel suffix for a tensor's element type: _s16 in the 16x8 mode, else _s8."""
+    return "_s16" if t.dtype == "int16" else "_s8"
+
+
+def _cast(ctx: Ctx, t: Tensor) -> str:
+    """A tensor's pointer as its element type (the arena is int8_t; int16 tensors are read as such)."""
+    return f"(int16_t *){ctx.p(t.index)}" if t.dtype == "int16" else ctx.p(t.index)
 
 
 def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
     g = ctx.g
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
-    left_shift = 20
+    left_shift = 15 if out.dtype == "int16" else 20  # TFLM's, per output type
     twice_max = 2.0 * float(max(np.float32(sa), np.float32(sb)))
     m1, s1 = quantize_multiplier(float(sa) / twice_max)
     m2, s2 = quantize_multiplier(float(sb) / twice_max)
     mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
-    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
+    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo, out.dtype)
     decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, {left_shift}, "
              f"{m1}, {s1}, {m2}, {s2}, {mo}, {so_}, {zo}, {lo}, {hi}, {1 if subtract else 0} }};"]
-    call = f"aiot_add_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    call = f"aiot_add{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -775,10 +799,10 @@ def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
     m, s = quantize_multiplier(float(sa) * float(sb) / float(so))
-    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
+    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo, out.dtype)
     decls = [f"static const aiot_mul_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, "
              f"{m}, {s}, {zo}, {lo}, {hi} }};"]
-    call = f"aiot_mul_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    call = f"aiot_mul{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 

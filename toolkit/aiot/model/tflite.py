@@ -89,6 +89,12 @@ SUPPORTED_OPS = frozenset(
     DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV""".split()
 )
 
+#: Ops the engine also runs in TFLite's 16x8 mode (int16 activations, int8 weights).
+SUPPORTED_OPS_16 = frozenset(
+    """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D ADD MUL AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE
+    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS""".split()
+)
+
 # What to use instead, for the unsupported ops people meet most often in Keras models.
 _INSTEAD = {
     "HARD_SWISH": "use ReLU or ReLU6",
@@ -562,10 +568,10 @@ def check_supported(g: Graph) -> None:
             hint="quantize it first, from the model it came from: aiot quantize --keras MODEL.keras --data DATA.csv --out PKG (full int8, calibrated on your data)",
         )
     for role, t in (("input", g.input), ("output", g.output)):
-        if t.dtype != "int8" and not (role == "input" and float_input_quantize(g)) and not (
+        if t.dtype not in ("int8", "int16") and not (role == "input" and float_input_quantize(g)) and not (
                 role == "output" and float_output_dequantize(g)):
             raise ToolkitError(
-                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output (or float32 "
+                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 (or, 16x8, int16) input and output (or float32 "
                 f"ones read by one QUANTIZE / written by one DEQUANTIZE around the int8 graph)",
                 hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does)",
             )
@@ -583,6 +589,7 @@ def check_supported(g: Graph) -> None:
             + "\n  ".join(f"node {op.index}: {describe_unsupported(g, op)}" for op in unsupported),
             hint="; ".join([*advice, unsupported_hint(g, names)]),
         )
+    _check_16x8(g)
     for op in g.operators:
         need = _MIN_INPUTS.get(op.op, 1)
         if len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]) or len(op.outputs) != 1 or op.outputs[0] < 0:
@@ -604,10 +611,12 @@ def check_supported(g: Graph) -> None:
             t = g.tensor(ti)
             if t is None:
                 continue
-            if t.dtype == "int16" or (t.dtype not in ("int8", "int32", "int64", "float32") and not t.is_const):
+            if t.dtype not in ("int8", "int16", "int32", "int64", "float32") and not t.is_const:
                 raise ToolkitError(
-                    f"{src}: node {op.index} ({op.op}) has {t.dtype} tensor '{t.name}'; the engine runs int8 activations",
-                    hint="quantize with TFLITE_BUILTINS_INT8 (not the 16x8 mode)",
+                    f"{src}: node {op.index} ({op.op}) has {t.dtype} tensor '{t.name}'; the engine runs int8 "
+                    "activations (and int16 ones in the 16x8 mode)",
+                    hint="quantize with TFLITE_BUILTINS_INT8 (or the 16x8 mode, "
+                         "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)",
                 )
             if t.quantized and (not np.all(np.isfinite(t.scale)) or np.any(t.scale <= 0)):
                 raise ToolkitError(
@@ -629,6 +638,33 @@ def check_supported(g: Graph) -> None:
                     f"{src}: node {op.index} ({op.op}) tensor '{t.name}' has a dynamic shape {list(t.shape)}",
                     hint="give every Keras layer a fixed shape (batch 1)",
                 )
+
+
+def _check_16x8(g: Graph) -> None:
+    """Every node with an int16 activation must be one the engine runs in the 16x8 mode;
+    the others are listed all at once, each with its node number, types and shapes."""
+    def activations(op: Operator) -> set[str]:
+        ts = (g.tensor(i) for i in (*op.inputs, *op.outputs))
+        return {t.dtype for t in ts if t is not None and not t.is_const and t.dtype in ("int8", "int16")}
+
+    bad = []
+    for op in g.operators:
+        types = activations(op)
+        if "int16" not in types:
+            continue
+        if op.op not in SUPPORTED_OPS_16:
+            bad.append((op, "has no 16x8 kernel in the engine yet"))
+        elif types != {"int16"} and op.op != "QUANTIZE":  # only QUANTIZE converts int8 <-> int16
+            bad.append((op, "mixes int8 and int16 activations (not TFLite's 16x8 mode)"))
+    if not bad:
+        return
+    raise ToolkitError(
+        f"{g.source}: {len(bad)} node(s) have int16 activations (TFLite's 16x8 mode) the aiot engine cannot run:\n  "
+        + "\n  ".join(f"node {op.index}: {op.op} {why}; inputs "
+                       f"{', '.join(_shape_text(g, i) for i in op.inputs)}; outputs "
+                       f"{', '.join(_shape_text(g, i) for i in op.outputs)}" for op, why in bad),
+        hint=f"the 16x8 mode runs {', '.join(sorted(SUPPORTED_OPS_16))}; quantize the model to full int8 "
+             "(TFLITE_BUILTINS_INT8, as aiot quantize does) to run the other ops")
 
 
 #: A .tflite is read whole: larger than any board's flash by far, and than any model it can hold.

@@ -1,0 +1,83 @@
+//! The 16x8 matmul-like layers (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED as a 1x1
+//! convolution): int16 activations, int8 weights, TFLM's reference arithmetic. Portable C
+//! on every core; the int8 kernels are untouched.
+#include "aiot/fixedpoint.h"
+
+#include <stddef.h>
+
+int32_t aiot_mul_by_quant_mult64(int64_t x, int32_t multiplier, int32_t shift)
+{
+    // TFLM's int64 MultiplyByQuantizedMultiplier: the Q31 multiplier rounded to a Q15 one,
+    // then a single rounding right shift by 15 - shift (shift is -31..7, so 8..46 bits).
+    const int64_t reduced = multiplier < 0x7FFF0000 ? ((int64_t)multiplier + (1 << 15)) >> 16 : 0x7FFF;
+    const int32_t total = 15 - shift;
+    return (int32_t)((x * reduced + ((int64_t)1 << (total - 1))) >> total);
+}
+
+static int16_t requant16(const aiot_requant16_t *rq, uint32_t channel, int64_t acc)
+{
+    const uint32_t c = rq->per_channel ? channel : 0;
+    int32_t v;
+    if (rq->acc64) {
+        v = aiot_mul_by_quant_mult64(acc, rq->multiplier[c], rq->shift[c]);
+    } else {
+        // an int32 accumulator wraps modulo 2^32 exactly as this truncation does
+        v = aiot_fp_mbqm((int32_t)(uint32_t)(uint64_t)acc, rq->multiplier[c], rq->shift[c]);
+    }
+    v = v < rq->act_min ? rq->act_min : v;
+    v = v > rq->act_max ? rq->act_max : v;
+    return (int16_t)v;
+}
+
+aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p, const int16_t *input, const int8_t *filter,
+                              const int64_t *bias, int16_t *output)
+{
+    if (p == NULL || input == NULL || filter == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c;
+    const uint32_t dm = p->depth_multiplier ? p->depth_multiplier : 1u;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t y0 = oy * p->stride_h - p->pad_top;
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t x0 = ox * p->stride_w - p->pad_left;
+            int16_t *y = output + ((size_t)oy * p->out_w + ox) * (size_t)out_c;
+            for (int32_t oc = 0; oc < out_c; ++oc) {
+                int64_t acc = 0;
+                for (int32_t ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = y0 + ky * p->dil_h;
+                    if (iy < 0 || iy >= in_h) {
+                        continue;  // padding taps are skipped, as in TFLM
+                    }
+                    for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t ix = x0 + kx * p->dil_w;
+                        if (ix < 0 || ix >= in_w) {
+                            continue;
+                        }
+                        const int16_t *x = input + ((size_t)iy * in_w + ix) * (size_t)in_c;
+                        if (p->depthwise) {
+                            const int8_t w = filter[((size_t)ky * p->k_w + kx) * (size_t)out_c + oc];
+                            acc += (int64_t)w * x[(uint32_t)oc / dm];
+                        } else {
+                            const int8_t *w = filter + (((size_t)oc * p->k_h + ky) * p->k_w + kx) * (size_t)in_c;
+                            int32_t part = 0;  // |w * x| < 2^22: an int32 partial sum of up to 256 taps
+                            for (int32_t ic = 0; ic < in_c; ++ic) {
+                                part += (int32_t)w[ic] * x[ic];
+                                if ((ic & 255) == 255) {
+                                    acc += part;
+                                    part = 0;
+                                }
+                            }
+                            acc += part;
+                        }
+                    }
+                }
+                if (bias != NULL) {
+                    acc += bias[oc];
+                }
+                y[oc] = requant16(&p->rq, (uint32_t)oc, acc);
+            }
+        }
+    }
+    return AIOT_OK;
+}

@@ -1,0 +1,169 @@
+"""The 16x8 mode (TFLite's int16 activations with int8 weights): small models converted
+with EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, every output value
+compared with tflite-micro's (host build; one sample on the M4 in QEMU), and the ops the
+engine does not run in this mode refused all at once, node by node."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from aiot import codegen
+from aiot.codegen.host import HostModel
+from aiot.errors import ToolkitError
+from aiot.testing import requires_arm, requires_qemu
+
+N_INPUTS = 48
+
+
+def _input(shape):
+    import keras
+
+    return keras.Input(shape, batch_size=1)  # static shapes: no run-time shape arithmetic
+
+
+def convs_pools_add_mul(L):
+    # CONV_2D (SAME, fused RELU), a depthwise with depth multiplier 2 and a stride, a 1x1
+    # conv, ADD and MUL of int16 tensors, both poolings, FULLY_CONNECTED, CONCATENATION
+    # (with the QUANTIZE the converter puts before it) and RESHAPE.
+    import keras
+
+    keras.utils.set_random_seed(31)
+    x = _input((6, 7, 3))
+    h = L.Conv2D(5, 3, padding="same", activation="relu", bias_initializer="random_normal")(x)
+    h = L.DepthwiseConv2D(3, padding="same", depth_multiplier=2, bias_initializer="random_normal")(h)
+    a = L.Conv2D(10, 1, bias_initializer="random_normal")(h)
+    s = L.Add()([a, h])
+    m = L.Multiply()([s, h])
+    p = L.AveragePooling2D(2, padding="same")(m)
+    q = L.MaxPooling2D(2, strides=1, padding="same")(p)
+    f = L.Flatten()(q)
+    d = L.Dense(8, bias_initializer="random_normal", activation="relu")(f)
+    e = L.Dense(6, bias_initializer="random_normal")(f)
+    return keras.Model(x, L.Dense(4)(L.Concatenate()([d, e])))
+
+
+def odd_convs(L):
+    # A strided 5x5 depthwise (VALID), a dilated conv, a 2x3 kernel with channel counts
+    # that are not multiples of four, RELU6, a stride-2 conv without bias.
+    import keras
+
+    keras.utils.set_random_seed(32)
+    x = _input((11, 9, 5))
+    h = L.Conv2D(6, 3, strides=2, padding="same", activation="relu6", bias_initializer="random_normal")(x)
+    h = L.DepthwiseConv2D(3, dilation_rate=2, padding="same", bias_initializer="random_normal")(h)
+    h = L.Conv2D(7, (2, 3), padding="same", bias_initializer="random_normal")(h)
+    h = L.Conv2D(3, 3, strides=2, use_bias=False)(h)
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Flatten()(h)))
+
+
+def convs_only(L):
+    # CONV_2D alone: with int32 biases (the converter's option) TFLM accumulates it in
+    # int32; its DEPTHWISE_CONV_2D and FULLY_CONNECTED read every 16x8 bias as int64.
+    import keras
+
+    keras.utils.set_random_seed(35)
+    x = _input((7, 6, 4))
+    h = L.Conv2D(6, 3, padding="same", activation="relu", bias_initializer="random_normal")(x)
+    h = L.Conv2D(5, (2, 3), strides=2, bias_initializer="random_normal")(h)
+    return keras.Model(x, L.Conv2D(3, 1, use_bias=False)(h))
+
+
+def dense_stack(L):
+    import keras
+
+    keras.utils.set_random_seed(33)
+    x = _input((24,))
+    h = L.Dense(16, activation="relu", bias_initializer="random_normal")(x)
+    h = L.Dense(12, bias_initializer="random_normal")(h)
+    return keras.Model(x, L.Dense(24, bias_initializer="random_normal")(h))
+
+
+def with_nonlinear_ops(L):
+    # LOGISTIC, TANH and SOFTMAX: int16 kernels the engine does not have yet.
+    import keras
+
+    keras.utils.set_random_seed(34)
+    x = _input((10,))
+    a = L.Activation("sigmoid")(L.Dense(8)(x))
+    b = L.Activation("tanh")(L.Dense(8)(x))
+    return keras.Model(x, L.Dense(4, activation="softmax")(L.Concatenate()([a, b])))
+
+
+# (builder, per-channel weights, int32 biases instead of the converter's int64 ones)
+CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
+         (convs_only, True, False), (convs_only, True, True), (dense_stack, True, False), (dense_stack, False, False)]
+
+
+@pytest.fixture(scope="module")
+def recipes():
+    pytest.importorskip("tensorflow")
+    from aiot.target.bench import load_recipes
+
+    return load_recipes()
+
+
+def _tflite(recipes, builder, per_channel: bool = True, bias32: bool = False):
+    def build() -> bytes:
+        import keras
+
+        model = builder(keras.layers)
+        shape = tuple(model.inputs[0].shape[1:])
+        rep = np.random.default_rng(11).normal(size=(48, *shape)).astype(np.float32) * 1.5
+        return recipes.convert_16x8(model, rep, per_channel=per_channel, bias32=bias32)
+
+    return recipes.cached_tflite(["parity-16x8", inspect.getsource(builder), per_channel, bias32], build)
+
+
+@pytest.mark.parametrize("builder, per_channel, bias32", CASES,
+                         ids=[f"{b.__name__}-{'pc' if pc else 'pt'}{'-bias32' if b32 else ''}" for b, pc, b32 in CASES])
+def test_16x8_bit_exact_with_tflite_micro(recipes, builder, per_channel, bias32, tmp_path):
+    from aiot.model import tflite
+    from aiot.model.reference import TflmReference
+
+    path = _tflite(recipes, builder, per_channel, bias32)
+    g = tflite.load(path)
+    assert (g.input.dtype, g.output.dtype) == ("int16", "int16")
+    biases = {g.tensors[op.inputs[2]].dtype for op in g.operators
+              if op.op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(op.inputs) > 2 and op.inputs[2] >= 0}
+    assert biases == ({"int32"} if bias32 else {"int64"})  # the converter made what the case says
+    res = codegen.generate(path, tmp_path)
+    assert res.input_bytes == 2 * g.input.size and res.input_dtype == "int16"
+    host, ref = HostModel(tmp_path), TflmReference(path)
+    rng = np.random.default_rng(CASES.index((builder, per_channel, bias32)))
+    xs = rng.integers(-32768, 32768, size=(N_INPUTS, g.input.size)).astype(np.int16)
+    xs[0], xs[1] = -32768, 32767
+    xs[2] = rng.integers(-300, 300, size=g.input.size)  # small values: the requantization's low bits
+    outs = set()
+    for x in xs:
+        got = host.invoke(x.view(np.int8)).view("<i2")
+        want = ref.invoke(x).ravel()
+        np.testing.assert_array_equal(got, want, err_msg=str(res.layers))
+        outs.add(got.tobytes())
+    assert len(outs) > N_INPUTS // 2  # the outputs vary with the input: not a saturated constant
+
+
+def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
+    path = _tflite(recipes, with_nonlinear_ops)
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(path, "unused")
+    msg = e.value.message
+    assert "3 node(s)" in msg and "16x8" in msg
+    for op in ("LOGISTIC", "TANH", "SOFTMAX"):
+        assert f"{op} has no 16x8 kernel" in msg
+    assert msg.count("node ") >= 3 and "int16[1, 8]" in msg
+    assert "FULLY_CONNECTED" in e.value.hint and "TFLITE_BUILTINS_INT8" in e.value.hint
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_16x8_bit_exact_on_a_dsp_core(recipes, tmp_path):
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = _tflite(recipes, convs_pools_add_mul)
+    r = bench_model(get_board("mps2-an386"), path, "s16", tmp_path, runs=4, profile=False)
+    assert r.bit_exact, "the 16x8 model differs from tflite-micro on the M4"
