@@ -313,13 +313,7 @@ int32_t aiot_mul_by_quant_mult64(int64_t x, int32_t multiplier, int32_t shift);
 //! [1][k_h][k_w][out_c]); padding taps are skipped. FULLY_CONNECTED is the 1x1 case with
 //! in_h = batches, in_w = 1. bias has out_c entries (int32 ones widened) or is NULL.
 typedef struct {
-    uint16_t in_h, in_w, in_c;
-    uint16_t out_h, out_w, out_c;
-    uint16_t k_h, k_w;
-    uint16_t stride_h, stride_w;
-    uint16_t dil_h, dil_w;
-    int16_t pad_top, pad_left;
-    uint16_t depth_multiplier;  //!< depthwise only
+    aiot_conv_params_t geom;  //!< the shape fields (in_h .. depth_multiplier); the int8 ones unused
     uint8_t depthwise;
     aiot_requant16_t rq;
 } aiot_conv16_params_t;

@@ -29,12 +29,13 @@ static int16_t requant16(const aiot_requant16_t *rq, uint32_t channel, int64_t a
     return (int16_t)v;
 }
 
-aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p, const int16_t *input, const int8_t *filter,
+aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *input, const int8_t *filter,
                               const int64_t *bias, int16_t *output)
 {
-    if (p == NULL || input == NULL || filter == NULL || output == NULL) {
+    if (p16 == NULL || input == NULL || filter == NULL || output == NULL) {
         return AIOT_ERR_NULL;
     }
+    const aiot_conv_params_t *p = &p16->geom;
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c;
     const uint32_t dm = p->depth_multiplier ? p->depth_multiplier : 1u;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
@@ -55,7 +56,7 @@ aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p, const int16_t *inpu
                             continue;
                         }
                         const int16_t *x = input + ((size_t)iy * in_w + ix) * (size_t)in_c;
-                        if (p->depthwise) {
+                        if (p16->depthwise) {
                             const int8_t w = filter[((size_t)ky * p->k_w + kx) * (size_t)out_c + oc];
                             acc += (int64_t)w * x[(uint32_t)oc / dm];
                         } else {
@@ -75,7 +76,7 @@ aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p, const int16_t *inpu
                 if (bias != NULL) {
                     acc += bias[oc];
                 }
-                y[oc] = requant16(&p->rq, (uint32_t)oc, acc);
+                y[oc] = requant16(&p16->rq, (uint32_t)oc, acc);
             }
         }
     }

@@ -295,10 +295,9 @@ def _nhwc(g: Graph, op: Operator, t: Tensor) -> tuple[int, int, int]:
     return t.shape[1], t.shape[2], t.shape[3]
 
 
-def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
-    g = ctx.g
-    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+def conv_geometry(g: Graph, op: Operator, x: Tensor, out: Tensor, w: Tensor) -> tuple[int, ...]:
+    """(in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, stride_h, stride_w, dilation_h,
+    dilation_w, pad_top, pad_left) of a CONV_2D or DEPTHWISE_CONV_2D, checked."""
     in_h, in_w, in_c = _nhwc(g, op, x)
     out_h, out_w, out_c = _nhwc(g, op, out)
     o = op.options
@@ -310,6 +309,15 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
         raise _fail(g, op, f"strides {sh}x{sw} / dilations {dh}x{dw} must be >= 1", "re-export the model")
     pad_t = _padding(o["padding"], in_h, k_h, sh, dh, out_h)
     pad_l = _padding(o["padding"], in_w, k_w, sw, dw, out_w)
+    return in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l
+
+
+def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    o = op.options
+    in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l = conv_geometry(g, op, x, out, w)
     in_s, in_zp = _qp(x)
     out_s, out_zp = _qp(out)
     qdim = 3 if depthwise else 0

@@ -21,9 +21,8 @@ from aiot.codegen.ops import (
     _c_array,
     _fail,
     _need_int8_weights,
-    _nhwc,
-    _padding,
     _qp,
+    conv_geometry,
     emit_add,
     emit_avg_pool,
     emit_concat,
@@ -77,16 +76,7 @@ def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
         pad_t = pad_l = dm = 0
         qdim = 0
     else:
-        in_h, in_w, in_c = _nhwc(g, op, x)
-        out_h, out_w, out_c = _nhwc(g, op, out)
-        if len(w.shape) != 4:
-            raise _fail(g, op, f"filter shape {list(w.shape)} is not 4-D", "re-export the model")
-        k_h, k_w = w.shape[1], w.shape[2]
-        sh, sw, dh, dw = o["stride_h"], o["stride_w"], o.get("dilation_h", 1), o.get("dilation_w", 1)
-        if min(sh, sw, dh, dw) < 1:
-            raise _fail(g, op, f"strides {sh}x{sw} / dilations {dh}x{dw} must be >= 1", "re-export the model")
-        pad_t = _padding(o["padding"], in_h, k_h, sh, dh, out_h)
-        pad_l = _padding(o["padding"], in_w, k_w, sw, dw, out_w)
+        in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l = conv_geometry(g, op, x, out, w)
         if kind == "dw":
             if w.shape[0] != 1 or w.shape[3] != out_c or out_c % max(in_c, 1):
                 raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels",
@@ -110,8 +100,8 @@ def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
         _c_array("int32_t", f"{name}_shift", np.array(shifts)),
         _c_array("int8_t", f"{name}_w", w.data),
         *([_c_array("int64_t", f"{name}_b", bias)] if bias is not None else []),
-        f"static const aiot_conv16_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
-        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {int(kind == 'dw')}, "
+        f"static const aiot_conv16_params_t {name}_p = {{ {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
+        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, 0, 0, {{ NULL, NULL, 0, 0, 0, 0, NULL }}, NULL }}, {int(kind == 'dw')}, "
         f"{{ {name}_mult, {name}_shift, {lo}, {hi}, {int(len(mults) > 1)}, {int(acc64)} }} }};",
     ]
     call = (f"aiot_conv2d_s16(&{name}_p, (const int16_t *){ctx.p(x.index)}, {name}_w, "
