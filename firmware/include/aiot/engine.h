@@ -334,6 +334,29 @@ aiot_status_t aiot_max_pool_s16(const aiot_pool_params_t *p, const int16_t *inpu
 aiot_status_t aiot_requantize_x16(const aiot_requantize_params_t *p, uint8_t in16, const void *input, uint8_t out16,
                                   void *output);
 
+//! LOGISTIC and TANH of int16 tensors (zero point 0, output scale 2^-15), TFLM's table
+//! interpolation: the input times multiplier, rounding right shift by left_shift (the
+//! generator computes both as TFLM's Prepare does; multiplier 0 marks a power-of-two scale).
+typedef struct {
+    uint32_t size;
+    int32_t multiplier;
+    int32_t left_shift;
+} aiot_lut16_params_t;
+aiot_status_t aiot_logistic_s16(const aiot_lut16_params_t *p, const int16_t *input, int16_t *output);
+aiot_status_t aiot_tanh_s16(const aiot_lut16_params_t *p, const int16_t *input, int16_t *output);
+
+//! SOFTMAX of int16 tensors over the last axis (output scale 2^-15, zero point 0): the
+//! difference to the row's maximum rescaled so [-65535, 0] spans [-10, 0], exp and the
+//! reciprocal of the sum from TFLM's two 513-entry tables (filled by the generator).
+typedef struct {
+    uint32_t outer, depth;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    const int16_t *exp_lut;    //!< exp over [-10, 0], Q0.15 in [-1, 1]
+    const int16_t *recip_lut;  //!< 1 / (1 + x) over [0, 1]
+} aiot_softmax16_params_t;
+aiot_status_t aiot_softmax_s16(const aiot_softmax16_params_t *p, const int16_t *input, int16_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,9 +19,11 @@ from aiot.codegen.ops import (
     Ctx,
     Layer,
     _c_array,
+    _cast,
     _fail,
     _need_int8_weights,
     _qp,
+    _same_size,
     conv_geometry,
     emit_add,
     emit_avg_pool,
@@ -30,7 +32,7 @@ from aiot.codegen.ops import (
     emit_mul,
     emit_quantize,
 )
-from aiot.codegen.quant import activation_range, conv_multipliers
+from aiot.codegen.quant import activation_range, conv_multipliers, quantize_multiplier, round_half_away
 from aiot.model.tflite import Graph, Operator, Tensor
 
 
@@ -123,6 +125,124 @@ def emit_fully_connected_16(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _emit16(ctx, op, name, "fc")
 
 
+def _checked_log2(x: float) -> tuple[bool, int]:
+    """TFLM's CheckedLog2 in float32: (whether x is a power of two within 1e-3 in log2, the rounded log2)."""
+    lg = np.float32(np.log(np.float32(x))) * np.float32(np.float32(1.0) / np.float32(np.log(np.float32(2.0))))
+    r = round_half_away(float(lg))
+    return bool(abs(np.float32(lg) - np.float32(r)) < np.float32(1e-3)), r
+
+
+def _lut16(ctx: Ctx, op: Operator, name: str, fn: str, tanh: bool) -> Layer:
+    # TFLM's int16 LOGISTIC/TANH Prepare: symmetric tensors, output scale 2^-15; the input
+    # rescaled to 1/(3 * 4096) per unit by a 15-bit multiplier and a right shift (or, for a
+    # power-of-two input scale, by 3 alone).
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(g, op, x, out)
+    _zero_points(g, op, x, out)
+    out_pot, out_log2 = _checked_log2(_qp(out)[0])
+    if not out_pot or out_log2 != -15:
+        raise _fail(g, op, f"output scale {_qp(out)[0]} is not 2^-15", "re-export with the converter's 16x8 mode")
+    in_s = float(np.float32(_qp(x)[0]))
+    pot, log2 = _checked_log2(in_s)
+    shift = (15 - 3) + log2
+    if pot and (shift == 0 or (tanh and shift == 1)):
+        mult = 0
+    else:
+        m, shift = in_s * 4096.0 * 3.0, 0
+        while m <= 32767.0 / 2.0 and shift <= 30:
+            shift += 1
+            m *= 2.0
+        mult = int(m)
+        if mult > 32767:
+            raise _fail(g, op, f"input scale {in_s} is too large for TFLite's int16 table",
+                        "re-export with the converter's 16x8 mode")
+    decls = [f"static const aiot_lut16_params_t {name}_p = {{ {x.size}, {mult}, {shift} }};"]
+    call = f"{fn}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
+    return Layer(op.op, op.index, call, decls, macs=x.size)
+
+
+def emit_logistic_16(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _lut16(ctx, op, name, "aiot_logistic_s16", tanh=False)
+
+
+def emit_tanh_16(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _lut16(ctx, op, name, "aiot_tanh_s16", tanh=True)
+
+
+def _expf():
+    """The C library's expf (what tflite-micro's std::exp(float) calls on this machine), or
+    None: its tables must be the reference's to the last bit."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("m")
+    if not name:
+        return None
+    f = ctypes.CDLL(name).expf
+    f.restype, f.argtypes = ctypes.c_float, [ctypes.c_float]
+    return lambda v: np.float32(f(float(v)))
+
+
+def lut513(in_scale: float, in_zp: int, out_scale: float, out_zp: int, fn) -> np.ndarray:
+    """TFLM's LUTPopulate<int16_t> in float32, step by step: 512 samples of fn over the
+    input range, each biased by half the error of linear interpolation at the midpoint,
+    and the end point."""
+    f = np.float32
+    rnd = lambda v: f(round_half_away(float(v)))  # noqa: E731  (TfLiteRound)
+    in_scale, out_scale = f(in_scale), f(out_scale)
+    in_min, in_max = in_scale * f(-32768 - in_zp), in_scale * f(32767 - in_zp)
+    out_min, out_max = out_scale * f(-32768 - out_zp), out_scale * f(32767 - out_zp)
+    step = (in_max - in_min) / f(512)
+    half = step / f(2)
+    inv = f(65536) / (out_max - out_min)
+    lut = np.zeros(513, np.int16)
+    for i in range(512):
+        val = fn(in_min + f(i) * step)
+        mid = fn(in_min + f(i) * step + half)
+        nxt = fn(in_min + f(i + 1) * step)
+        sample = rnd(val * inv)
+        interp = rnd((nxt * inv + rnd(val * inv)) / f(2))
+        bias = rnd((interp - rnd(mid * inv)) / f(2))
+        lut[i] = int(min(max(sample - bias, f(-32768)), f(32767)))
+    lut[512] = int(min(max(rnd(fn(in_max) * inv), f(-32768)), f(32767)))
+    return lut
+
+
+def _softmax_tables(ctx: Ctx, g: Graph, op: Operator) -> tuple[str, str]:
+    """The two tables every int16 SOFTMAX shares (TFLM's Prepare fills them the same way for
+    any tensor), declared once per model."""
+    if not getattr(ctx, "softmax16_tables", False):
+        expf = _expf()
+        if expf is None:
+            raise _fail(g, op, "no C library expf to build TFLM's exp table with",
+                        "generate the code on a machine with a C math library (Linux, macOS)")
+        f, rng = np.float32, 65535
+        exp_lut = lut513(f(10.0) / f(rng), 32767, f(2.0) / f(rng), 0, expf)
+        recip_lut = lut513(f(1.0) / f(rng), -32768, f(2.0) / f(rng), 0, lambda v: f(1.0) / (f(1.0) + v))
+        ctx.const_decls += [_c_array("int16_t", "softmax16_exp", exp_lut), _c_array("int16_t", "softmax16_recip", recip_lut)]
+        ctx.const_bytes += 2 * 2 * 513
+        ctx.softmax16_tables = True
+    return "softmax16_exp", "softmax16_recip"
+
+
+def emit_softmax_16(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(g, op, x, out)
+    _zero_points(g, op, out)
+    if abs(float(np.float32(_qp(out)[0])) - 1.0 / 32768) > 0.001 / 32768:
+        raise _fail(g, op, f"output scale {_qp(out)[0]} is not 2^-15", "re-export with the converter's 16x8 mode")
+    beta = float(np.float32(op.options.get("beta", 1.0)))
+    mult, shift = quantize_multiplier(float(np.float32(_qp(x)[0])) * beta / (10.0 / 65535.0))
+    exp_lut, recip_lut = _softmax_tables(ctx, g, op)
+    depth = x.shape[-1] if x.shape else 1
+    decls = [f"static const aiot_softmax16_params_t {name}_p = {{ {x.size // depth}, {depth}, {mult}, {shift}, "
+             f"{exp_lut}, {recip_lut} }};"]
+    call = f"aiot_softmax_s16(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
+    return Layer(op.op, op.index, call, decls, macs=x.size)
+
+
 #: The ops the engine runs with int16 activations (16x8 mode); RESHAPE, SQUEEZE and
 #: EXPAND_DIMS alias their input in any type.
 EMITTERS16 = {
@@ -135,6 +255,9 @@ EMITTERS16 = {
     "MAX_POOL_2D": emit_max_pool,
     "QUANTIZE": emit_quantize,
     "CONCATENATION": emit_concat,
+    "LOGISTIC": emit_logistic_16,
+    "TANH": emit_tanh_16,
+    "SOFTMAX": emit_softmax_16,
 }
 
 

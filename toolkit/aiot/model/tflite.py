@@ -92,7 +92,7 @@ SUPPORTED_OPS = frozenset(
 #: Ops the engine also runs in TFLite's 16x8 mode (int16 activations, int8 weights).
 SUPPORTED_OPS_16 = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D ADD MUL AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE
-    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS""".split()
+    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
