@@ -107,21 +107,31 @@ def sigmoid_tanh_of_input(L):
     return keras.Model(x, L.Concatenate()([L.Activation("sigmoid")(x), L.Activation("tanh")(x)]))
 
 
+def sub_relu(L):
+    # SUB of int16 tensors, a RELU on its own (after a CONCATENATION it cannot fuse into).
+    import keras
+
+    keras.utils.set_random_seed(37)
+    x = _input((1, 12, 4))
+    h = L.Conv2D(4, (1, 3), padding="same", bias_initializer="random_normal")(x)
+    c = L.ReLU()(L.Concatenate()([L.Subtract()([h, x]), h]))
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Flatten()(c)))
+
+
 def with_unsupported_ops(L):
-    # SUB and MEAN have no 16x8 kernel in the engine yet.
+    # LEAKY_RELU and MEAN have no 16x8 kernel in the engine yet.
     import keras
 
     keras.utils.set_random_seed(36)
     x = _input((1, 12, 4))
-    h = L.Conv2D(4, (1, 3), padding="same")(x)
-    d = L.Subtract()([h, x])
-    return keras.Model(x, L.Dense(3)(L.GlobalAveragePooling2D()(d)))
+    h = L.LeakyReLU(0.2)(L.Conv2D(4, (1, 3), padding="same")(x))
+    return keras.Model(x, L.Dense(3)(L.GlobalAveragePooling2D()(h)))
 
 
 # (builder, per-channel weights, int32 biases instead of the converter's int64 ones)
 CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
          (convs_only, True, False), (convs_only, True, True), (dense_stack, True, False), (dense_stack, False, False),
-         (with_nonlinear_ops, True, False), (softmax_rows, True, False)]
+         (with_nonlinear_ops, True, False), (softmax_rows, True, False), (sub_relu, True, False)]
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +201,9 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
         codegen.generate(path, "unused")
     msg = e.value.message
     assert "2 node(s)" in msg and "16x8" in msg
-    for op in ("SUB", "MEAN"):
+    for op in ("LEAKY_RELU", "MEAN"):
         assert f"{op} has no 16x8 kernel" in msg
-    assert "node 1: SUB" in msg and "int16[1, 1, 12, 4]" in msg
+    assert "node 1: LEAKY_RELU" in msg and "int16[1, 1, 12, 4]" in msg
     assert "FULLY_CONNECTED" in e.value.hint and "TFLITE_BUILTINS_INT8" in e.value.hint
 
 

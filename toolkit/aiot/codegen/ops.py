@@ -464,7 +464,11 @@ def _requantize_layer(ctx: Ctx, op: Operator, name: str, mult: int, shift: int, 
     decls = [
         f"static const aiot_requantize_params_t {name}_p = {{ {out.size}, {in_zp}, {mult}, {shift}, {out_zp}, {lo}, {hi} }};"
     ]
-    call = f"aiot_requantize_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    if "int16" in (x.dtype, out.dtype):  # the 16x8 mode: int16 in, out or both
+        call = (f"aiot_requantize_x16(&{name}_p, {int(x.dtype == 'int16')}, {ctx.p(x.index)}, "
+                f"{int(out.dtype == 'int16')}, {ctx.p(out.index)})")
+    else:
+        call = f"aiot_requantize_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -473,15 +477,8 @@ def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     if "int16" in (x.dtype, out.dtype) and {x.dtype, out.dtype} <= {"int8", "int16"}:
         # the 16x8 mode: TFLM's Requantize between int16 and int8/int16, clamped to the output type
-        _same_size(g, op, x, out)
-        (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
-        m, s = quantize_multiplier(float(in_s) / float(out_s))
-        lo, hi = activation_range("NONE", out_s, out_zp, out.dtype)
-        decls = [f"static const aiot_requantize_params_t {name}_p = {{ {out.size}, {in_zp}, {m}, {s}, {out_zp}, "
-                 f"{lo}, {hi} }};"]
-        call = (f"aiot_requantize_x16(&{name}_p, {int(x.dtype == 'int16')}, {ctx.p(x.index)}, "
-                f"{int(out.dtype == 'int16')}, {ctx.p(out.index)})")
-        return Layer(op.op, op.index, call, decls, macs=out.size)
+        m, s = quantize_multiplier(float(_qp(x)[0]) / float(_qp(out)[0]))
+        return _requantize_layer(ctx, op, name, m, s, *activation_range("NONE", *_qp(out), out.dtype))
     if out.dtype != "int8":
         raise _fail(g, op, f"output is {out.dtype}", "only int8 outputs are supported")
     out_s, out_zp = _qp(out)
@@ -513,8 +510,8 @@ def emit_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     in_s, _ = _qp(x)
     out_s, out_zp = _qp(out)
     m, s = quantize_multiplier(float(in_s) / float(out_s))
-    lo = max(INT8_MIN, out_zp + round_half_away(float(np.float32(0.0) / np.float32(out_s))))
-    return _requantize_layer(ctx, op, name, m, s, lo, INT8_MAX)
+    lo, hi = activation_range("RELU", out_s, out_zp, out.dtype)  # int8, or int16 in the 16x8 mode
+    return _requantize_layer(ctx, op, name, m, s, lo, hi)
 
 
 def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:

@@ -31,6 +31,8 @@ from aiot.codegen.ops import (
     emit_max_pool,
     emit_mul,
     emit_quantize,
+    emit_relu,
+    emit_sub,
 )
 from aiot.codegen.quant import activation_range, conv_multipliers, quantize_multiplier, round_half_away
 from aiot.model.tflite import Graph, Operator, Tensor
@@ -250,7 +252,9 @@ EMITTERS16 = {
     "CONV_2D": emit_conv2d_16,
     "DEPTHWISE_CONV_2D": emit_depthwise_16,
     "ADD": emit_add,
+    "SUB": emit_sub,
     "MUL": emit_mul,
+    "RELU": emit_relu,
     "AVERAGE_POOL_2D": emit_avg_pool,
     "MAX_POOL_2D": emit_max_pool,
     "QUANTIZE": emit_quantize,
