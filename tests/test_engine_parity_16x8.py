@@ -142,16 +142,17 @@ def recipes():
     return load_recipes()
 
 
-def _tflite(recipes, builder, per_channel: bool = True, bias32: bool = False):
+def _tflite(recipes, builder, per_channel: bool = True, bias32: bool = False, float_io: bool = False):
     def build() -> bytes:
         import keras
 
         model = builder(keras.layers)
         shape = tuple(model.inputs[0].shape[1:])
         rep = np.random.default_rng(11).normal(size=(48, *shape)).astype(np.float32) * 1.5
-        return recipes.convert_16x8(model, rep, per_channel=per_channel, bias32=bias32)
+        return recipes.convert_16x8(model, rep, per_channel=per_channel, bias32=bias32, float_io=float_io)
 
-    return recipes.cached_tflite(["parity-16x8", inspect.getsource(builder), per_channel, bias32], build)
+    key = ["parity-16x8", inspect.getsource(builder), per_channel, bias32] + (["float-io"] if float_io else [])
+    return recipes.cached_tflite(key, build)
 
 
 @pytest.mark.parametrize("builder, per_channel, bias32", CASES,
@@ -195,6 +196,36 @@ def test_16x8_logistic_and_tanh_bit_exact_on_every_int16_value(recipes, tmp_path
         np.testing.assert_array_equal(host.invoke(x.view(np.int8)).view("<i2"), ref.invoke(x).ravel())
 
 
+def test_16x8_float_interface_bit_exact(recipes, tmp_path):
+    # The converter's default float32 input/output around the int16 graph: QUANTIZE
+    # float32 -> int16 and DEQUANTIZE int16 -> float32 become the generated float entry
+    # points; every output bit equals tflite-micro's, rounding ties included.
+    from aiot.model import tflite
+    from tflite_micro.python.tflite_micro import runtime
+
+    path = _tflite(recipes, dense_stack, float_io=True)
+    g = tflite.load(path)
+    assert (g.input.dtype, g.output.dtype) == ("float32", "float32")
+    res = codegen.generate(path, tmp_path)
+    assert (res.float_input, res.float_output, res.input_dtype) == (True, True, "int16")
+    assert "QUANTIZE" not in res.layers and "DEQUANTIZE" not in res.layers
+    host = HostModel(tmp_path)
+    interp = runtime.Interpreter.from_bytes(path.read_bytes())
+    rng = np.random.default_rng(23)
+    n = g.input.size
+    k = rng.integers(-33000, 33000, size=(8, n))
+    ties = ((k + 0.5) * np.float64(res.input_scale)).astype(np.float32)
+    xs = np.concatenate([rng.normal(size=(24, n)) * 3.0, rng.normal(size=(4, n)) * 1e4, ties,
+                         np.nextafter(ties[:4], np.float32(np.inf)), np.zeros((1, n))]).astype(np.float32)
+    for x in xs:
+        interp.set_input(x.reshape(1, -1), 0)
+        interp.invoke()
+        want = np.asarray(interp.get_output(0)).ravel()
+        got = host.invoke_float(x)
+        assert got.dtype == want.dtype == np.float32
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=f"input {x[:4]}...")
+
+
 def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
     path = _tflite(recipes, with_unsupported_ops)
     with pytest.raises(ToolkitError) as e:
@@ -210,11 +241,12 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
 @requires_arm
 @requires_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("builder", [convs_pools_add_mul, with_nonlinear_ops], ids=lambda b: b.__name__)
-def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, tmp_path):
+@pytest.mark.parametrize("builder, float_io", [(convs_pools_add_mul, False), (with_nonlinear_ops, False),
+                                               (dense_stack, True)], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, tmp_path):
     from aiot.target.bench import bench_model
     from aiot.target.boards import get_board
 
-    path = _tflite(recipes, builder)
+    path = _tflite(recipes, builder, float_io=float_io)
     r = bench_model(get_board("mps2-an386"), path, "s16", tmp_path, runs=4, profile=False)
     assert r.bit_exact, f"{builder.__name__} (16x8) differs from tflite-micro on the M4"

@@ -164,6 +164,11 @@ aiot_status_t aiot_quantize_f32_s8(uint32_t size, float scale, int32_t zero_poin
                                    int8_t *output);
 aiot_status_t aiot_dequantize_s8_f32(uint32_t size, float scale, int32_t zero_point, const int8_t *input,
                                      float *output);
+//! The same at the boundary of a 16x8 model (float32 <-> int16).
+aiot_status_t aiot_quantize_f32_s16(uint32_t size, float scale, int32_t zero_point, const float *input,
+                                    int16_t *output);
+aiot_status_t aiot_dequantize_s16_f32(uint32_t size, float scale, int32_t zero_point, const int16_t *input,
+                                      float *output);
 
 //! Broadcast shape for the binary ops: 5-D, input strides are 0 along broadcast axes.
 #define AIOT_MAX_DIMS 5

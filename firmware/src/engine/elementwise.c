@@ -47,44 +47,55 @@ aiot_status_t aiot_clamp_s8(uint32_t size, int32_t lo, int32_t hi, const int8_t 
     return AIOT_OK;
 }
 
-aiot_status_t aiot_quantize_f32_s8(uint32_t size, float scale, int32_t zero_point, const float *input,
-                                   int8_t *output)
+// TFLM's AffineQuantize of one value before the clamp: round(x / scale) in float (half
+// away from zero) plus the zero point.
+static inline int32_t quantize_f32(float x, float scale, int32_t zero_point)
 {
-    if (input == NULL || output == NULL) {
-        return AIOT_ERR_NULL;
+    const float q = roundf(x / scale);  // TfLiteRound is round-half-away-from-zero, like roundf
+    int32_t v;
+    if (q >= 2147483520.0f) {
+        v = INT32_MAX - 65536;
+    } else if (q <= -2147483520.0f) {
+        v = INT32_MIN + 65536;
+    } else if (q != q) {
+        v = 0;  // NaN: the zero point (what the float -> int conversion of a Cortex-M gives)
+    } else {
+        v = (int32_t)q;
     }
-    if (!(scale > 0.0f)) {
-        return AIOT_ERR_PARAM;
-    }
-    for (uint32_t i = 0; i < size; ++i) {
-        // TfLiteRound is round-half-away-from-zero, like roundf.
-        const float q = roundf(input[i] / scale);
-        int32_t v;
-        if (q >= 2147483520.0f) {
-            v = INT32_MAX - 256;
-        } else if (q <= -2147483520.0f) {
-            v = INT32_MIN + 256;
-        } else if (q != q) {
-            v = 0;  // NaN: the zero point (what the float -> int conversion of a Cortex-M gives)
-        } else {
-            v = (int32_t)q;
-        }
-        output[i] = (int8_t)clamp_i32(v + zero_point, -128, 127);
-    }
-    return AIOT_OK;
+    return v + zero_point;
 }
 
-aiot_status_t aiot_dequantize_s8_f32(uint32_t size, float scale, int32_t zero_point, const int8_t *input,
-                                     float *output)
-{
-    if (input == NULL || output == NULL) {
-        return AIOT_ERR_NULL;
+// The float boundary kernels of an int8 model and (16x8) of an int16 one.
+#define AIOT_BOUNDARY_KERNELS(T, SUFFIX, LO, HI)                                                                 \
+    aiot_status_t aiot_quantize_f32_##SUFFIX(uint32_t size, float scale, int32_t zero_point, const float *input,  \
+                                             T *output)                                                           \
+    {                                                                                                             \
+        if (input == NULL || output == NULL) {                                                                    \
+            return AIOT_ERR_NULL;                                                                                 \
+        }                                                                                                         \
+        if (!(scale > 0.0f)) {                                                                                    \
+            return AIOT_ERR_PARAM;                                                                                \
+        }                                                                                                         \
+        for (uint32_t i = 0; i < size; ++i) {                                                                     \
+            output[i] = (T)clamp_i32(quantize_f32(input[i], scale, zero_point), LO, HI);                          \
+        }                                                                                                         \
+        return AIOT_OK;                                                                                           \
+    }                                                                                                             \
+                                                                                                                  \
+    aiot_status_t aiot_dequantize_##SUFFIX##_f32(uint32_t size, float scale, int32_t zero_point, const T *input,  \
+                                                 float *output)                                                   \
+    {                                                                                                             \
+        if (input == NULL || output == NULL) {                                                                    \
+            return AIOT_ERR_NULL;                                                                                 \
+        }                                                                                                         \
+        for (uint32_t i = 0; i < size; ++i) {                                                                     \
+            output[i] = scale * (float)((int32_t)input[i] - zero_point);                                          \
+        }                                                                                                         \
+        return AIOT_OK;                                                                                           \
     }
-    for (uint32_t i = 0; i < size; ++i) {
-        output[i] = scale * (float)((int32_t)input[i] - zero_point);
-    }
-    return AIOT_OK;
-}
+
+AIOT_BOUNDARY_KERNELS(int8_t, s8, -128, 127)
+AIOT_BOUNDARY_KERNELS(int16_t, s16, -32768, 32767)
 
 // Walks the 5-D output index space and yields each input's flat offset.
 #define AIOT_BCAST_LOOP(bc, BODY)                                                                                  \

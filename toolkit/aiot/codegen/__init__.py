@@ -219,7 +219,7 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         for l in layers
     ]
     # sizes in bytes: an int16 (16x8) input or output is two bytes per element, little-endian
-    header = _render_header(name, _nbytes(x), _nbytes(y), plan.arena_bytes, len(layers), crc, edges)
+    header = _render_header(name, _nbytes(x), _nbytes(y), plan.arena_bytes, len(layers), crc, edges, (x.size, y.size))
     source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, _nbytes(x), _nbytes(y),
                             (in_s, in_zp, out_s, out_zp), edges)
     h_path, c_path = out_dir / "model.h", out_dir / "model.c"
@@ -262,7 +262,7 @@ def _float_edges(g: tflite.Graph, ctx: Ctx, quantize_in, dequantize_out) -> list
 
 
 def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layers: int, crc: int,
-                   edges: list[tuple[str, str, str]] = ()) -> str:
+                   edges: list[tuple[str, str, str]] = (), elements: tuple[int, int] = (0, 0)) -> str:
     floats = "".join(
         f"\n// {comment}; returns 0 or an aiot_status_t\n#define AIOT_MODEL_{'FLOAT_INPUT' if 'input' in decl else 'FLOAT_OUTPUT'} 1\n{decl};\n"
         for decl, _, comment in edges)
@@ -275,6 +275,9 @@ def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layer
 
 #define AIOT_MODEL_INPUT_BYTES {in_bytes}u
 #define AIOT_MODEL_OUTPUT_BYTES {out_bytes}u
+// elements (int8, or int16 in the 16x8 mode; the float entry points take this many floats)
+#define AIOT_MODEL_INPUT_ELEMENTS {elements[0]}u
+#define AIOT_MODEL_OUTPUT_ELEMENTS {elements[1]}u
 #define AIOT_MODEL_ARENA_BYTES {arena}u
 #define AIOT_MODEL_NUM_LAYERS {n_layers}u
 #define AIOT_MODEL_HASH 0x{crc:08x}u

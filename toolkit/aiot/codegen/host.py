@@ -4,6 +4,7 @@ library and call it through ctypes (same C as the firmware, so same bytes out)."
 from __future__ import annotations
 
 import ctypes
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -42,9 +43,14 @@ class HostModel:
             [src, *engine_sources(), *extra_sources], name="aiotmodel", include_dirs=[c_dir], defines=defines
         )
         self.lib = hostbuild.load(so)
+        # elements of the input and output (a 16x8 model's are int16: two bytes each)
+        header = (c_dir / "model.h").read_text() if (c_dir / "model.h").is_file() else ""
+        counts = {k: int(v) for k, v in re.findall(r"#define AIOT_MODEL_(INPUT|OUTPUT)_ELEMENTS (\d+)u", header)}
         self.lib.aiot_model_input.restype = ctypes.POINTER(ctypes.c_int8)
         self.lib.aiot_model_output.restype = ctypes.POINTER(ctypes.c_int8)
         self.info = _Info.in_dll(self.lib, "aiot_model_info")
+        self.input_elements = counts.get("INPUT", self.info.input_bytes)
+        self.output_elements = counts.get("OUTPUT", self.info.output_bytes)
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """One inference on a flat (or shaped) int8 input; returns the flat int8 output."""
@@ -61,7 +67,7 @@ class HostModel:
         """One inference of a float-interface model through its generated float entry
         points: float32 in where the model takes it (else int8), and float32 out where it
         gives it (else the int8 output)."""
-        n_in = self.info.input_bytes
+        n_in = self.input_elements
         if hasattr(self.lib, "aiot_model_quantize_input"):
             xf = np.ascontiguousarray(np.asarray(x, dtype=np.float32).ravel())
             if xf.size != n_in:
@@ -69,12 +75,12 @@ class HostModel:
             rc = self.lib.aiot_model_quantize_input(xf.ctypes.data_as(ctypes.c_void_p))
             if rc != 0:
                 raise ToolkitError(f"aiot_model_quantize_input() returned {rc}", hint="this is an engine bug; please report it")
-            y = self.invoke(np.ctypeslib.as_array(self.lib.aiot_model_input(), shape=(n_in,)).copy())
+            y = self.invoke(np.ctypeslib.as_array(self.lib.aiot_model_input(), shape=(self.info.input_bytes,)).copy())
         else:
             y = self.invoke(x)
         if not hasattr(self.lib, "aiot_model_dequantize_output"):
             return y
-        out = np.zeros(self.info.output_bytes, np.float32)
+        out = np.zeros(self.output_elements, np.float32)
         rc = self.lib.aiot_model_dequantize_output(out.ctypes.data_as(ctypes.c_void_p))
         if rc != 0:
             raise ToolkitError(f"aiot_model_dequantize_output() returned {rc}", hint="this is an engine bug; please report it")

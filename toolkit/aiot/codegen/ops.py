@@ -479,13 +479,14 @@ def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
         # the 16x8 mode: TFLM's Requantize between int16 and int8/int16, clamped to the output type
         m, s = quantize_multiplier(float(_qp(x)[0]) / float(_qp(out)[0]))
         return _requantize_layer(ctx, op, name, m, s, *activation_range("NONE", *_qp(out), out.dtype))
-    if out.dtype != "int8":
-        raise _fail(g, op, f"output is {out.dtype}", "only int8 outputs are supported")
+    if out.dtype not in ("int8", "int16"):
+        raise _fail(g, op, f"output is {out.dtype}", "only int8 (or, 16x8, int16) outputs are supported")
     out_s, out_zp = _qp(out)
     _same_size(g, op, x, out)
-    if x.dtype == "float32":
+    if x.dtype == "float32":  # the float input of an int8 (or, 16x8, int16) model
         decls: list[str] = []
-        call = f"aiot_quantize_f32_s8({out.size}, {_c_float(out_s)}, {out_zp}, (const float *){ctx.p(x.index)}, {ctx.p(out.index)})"
+        call = (f"aiot_quantize_f32{_sfx(out)}({out.size}, {_c_float(out_s)}, {out_zp}, (const float *){ctx.p(x.index)}, "
+                f"{_cast(ctx, out)})")
         return Layer(op.op, op.index, call, decls, macs=out.size)
     if x.dtype != "int8":
         raise _fail(g, op, f"input is {x.dtype}", "only int8 -> int8 requantization is supported")
@@ -497,11 +498,12 @@ def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
 def emit_dequantize(ctx: Ctx, op: Operator, name: str) -> Layer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    if x.dtype != "int8" or out.dtype != "float32":
-        raise _fail(g, op, f"{x.dtype} -> {out.dtype}", "only int8 -> float32 is supported")
+    if x.dtype not in ("int8", "int16") or out.dtype != "float32":
+        raise _fail(g, op, f"{x.dtype} -> {out.dtype}", "only int8 (or, 16x8, int16) -> float32 is supported")
     _same_size(g, op, x, out)
     s, zp = _qp(x)
-    call = f"aiot_dequantize_s8_f32({x.size}, {_c_float(s)}, {zp}, {ctx.p(x.index)}, (float *){ctx.p(out.index)})"
+    call = (f"aiot_dequantize{_sfx(x)}_f32({x.size}, {_c_float(s)}, {zp}, {_cast(ctx, x)}, "
+            f"(float *){ctx.p(out.index)})")
     return Layer(op.op, op.index, call, [], macs=x.size)
 
 

@@ -92,7 +92,7 @@ SUPPORTED_OPS = frozenset(
 #: Ops the engine also runs in TFLite's 16x8 mode (int16 activations, int8 weights).
 SUPPORTED_OPS_16 = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D ADD SUB MUL RELU AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE
-    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX""".split()
+    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX DEQUANTIZE""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
@@ -533,7 +533,8 @@ def float_input_quantize(g: Graph) -> Operator | None:
     if len(readers) != 1 or readers[0].op != "QUANTIZE" or not readers[0].outputs:
         return None
     q = g.tensor(readers[0].outputs[0])
-    return readers[0] if q is not None and q.dtype == "int8" and q.quantized and g.inputs[0] not in g.outputs else None
+    return readers[0] if q is not None and q.dtype in ("int8", "int16") and q.quantized and g.inputs[0] not in g.outputs \
+        else None
 
 
 def float_output_dequantize(g: Graph) -> Operator | None:
@@ -545,7 +546,7 @@ def float_output_dequantize(g: Graph) -> Operator | None:
         return None
     d = g.tensor(writers[0].inputs[0])
     readers = [op for op in g.operators if g.outputs[0] in op.inputs]
-    return writers[0] if d is not None and d.dtype == "int8" and d.quantized and not readers else None
+    return writers[0] if d is not None and d.dtype in ("int8", "int16") and d.quantized and not readers else None
 
 
 def check_supported(g: Graph) -> None:
