@@ -250,3 +250,17 @@ def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, tmp_path):
     path = _tflite(recipes, builder, float_io=float_io)
     r = bench_model(get_board("mps2-an386"), path, "s16", tmp_path, runs=4, profile=False)
     assert r.bit_exact, f"{builder.__name__} (16x8) differs from tflite-micro on the M4"
+
+
+def test_validate_refuses_a_16x8_model_before_building_and_names_bench(recipes, tmp_path):
+    # aiot validate streams int8 vectors: a 16x8 model is refused up front (nothing built),
+    # with the command that does check it against tflite-micro.
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    path = _tflite(recipes, dense_stack)
+    res = CliRunner().invoke(main, ["validate", "--model", str(path), "--out", str(tmp_path / "v")])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "16x8" in res.output and f"aiot bench --model {path}" in res.output
+    assert not (tmp_path / "v").exists()

@@ -665,7 +665,8 @@ def _check_16x8(g: Graph) -> None:
                        f"{', '.join(_shape_text(g, i) for i in op.inputs)}; outputs "
                        f"{', '.join(_shape_text(g, i) for i in op.outputs)}" for op, why in bad),
         hint=f"the 16x8 mode runs {', '.join(sorted(SUPPORTED_OPS_16))}; quantize the model to full int8 "
-             "(TFLITE_BUILTINS_INT8, as aiot quantize does) to run the other ops")
+             "(TFLITE_BUILTINS_INT8, as aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does) "
+             "to run the other ops")
 
 
 #: A .tflite is read whole: larger than any board's flash by far, and than any model it can hold.
