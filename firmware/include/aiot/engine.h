@@ -362,6 +362,13 @@ typedef struct {
 } aiot_softmax16_params_t;
 aiot_status_t aiot_softmax_s16(const aiot_softmax16_params_t *p, const int16_t *input, int16_t *output);
 
+//! LEAKY_RELU, RELU6 (a clamp) and MAXIMUM/MINIMUM of int16 tensors: the int8 parameters,
+//! int16 clamps.
+aiot_status_t aiot_leaky_relu_s16(const aiot_leaky_relu_params_t *p, const int16_t *input, int16_t *output);
+aiot_status_t aiot_clamp_s16(uint32_t size, int32_t lo, int32_t hi, const int16_t *input, int16_t *output);
+aiot_status_t aiot_min_max_s16(const aiot_bcast_t *shape, uint8_t is_max, const int16_t *in1, const int16_t *in2,
+                               int16_t *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -22,30 +22,35 @@ aiot_status_t aiot_requantize_s8(const aiot_requantize_params_t *p, const int8_t
     return AIOT_OK;
 }
 
-aiot_status_t aiot_leaky_relu_s8(const aiot_leaky_relu_params_t *p, const int8_t *input, int8_t *output)
-{
-    if (p == NULL || input == NULL || output == NULL) {
-        return AIOT_ERR_NULL;
+// LEAKY_RELU and the plain clamp (RELU6) for int8 and (16x8) int16 tensors: one body each.
+#define AIOT_ACTIVATION_KERNELS(T, SUFFIX, LO, HI)                                                               \
+    aiot_status_t aiot_leaky_relu_##SUFFIX(const aiot_leaky_relu_params_t *p, const T *input, T *output)         \
+    {                                                                                                             \
+        if (p == NULL || input == NULL || output == NULL) {                                                       \
+            return AIOT_ERR_NULL;                                                                                 \
+        }                                                                                                         \
+        for (uint32_t i = 0; i < p->size; ++i) {                                                                  \
+            const int32_t x = (int32_t)input[i] - p->input_zero_point;                                            \
+            const int32_t v = x >= 0 ? aiot_fp_mbqm(x, p->identity_multiplier, p->identity_shift)                \
+                                     : aiot_fp_mbqm(x, p->alpha_multiplier, p->alpha_shift);                      \
+            output[i] = (T)clamp_i32(v + p->output_zero_point, LO, HI);                                           \
+        }                                                                                                         \
+        return AIOT_OK;                                                                                           \
+    }                                                                                                             \
+                                                                                                                  \
+    aiot_status_t aiot_clamp_##SUFFIX(uint32_t size, int32_t lo, int32_t hi, const T *input, T *output)          \
+    {                                                                                                             \
+        if (input == NULL || output == NULL) {                                                                    \
+            return AIOT_ERR_NULL;                                                                                 \
+        }                                                                                                         \
+        for (uint32_t i = 0; i < size; ++i) {                                                                     \
+            output[i] = (T)clamp_i32(input[i], lo, hi);                                                           \
+        }                                                                                                         \
+        return AIOT_OK;                                                                                           \
     }
-    for (uint32_t i = 0; i < p->size; ++i) {
-        const int32_t x = (int32_t)input[i] - p->input_zero_point;
-        const int32_t v = x >= 0 ? aiot_fp_mbqm(x, p->identity_multiplier, p->identity_shift)
-                                 : aiot_fp_mbqm(x, p->alpha_multiplier, p->alpha_shift);
-        output[i] = (int8_t)clamp_i32(v + p->output_zero_point, -128, 127);
-    }
-    return AIOT_OK;
-}
 
-aiot_status_t aiot_clamp_s8(uint32_t size, int32_t lo, int32_t hi, const int8_t *input, int8_t *output)
-{
-    if (input == NULL || output == NULL) {
-        return AIOT_ERR_NULL;
-    }
-    for (uint32_t i = 0; i < size; ++i) {
-        output[i] = (int8_t)clamp_i32(input[i], lo, hi);
-    }
-    return AIOT_OK;
-}
+AIOT_ACTIVATION_KERNELS(int8_t, s8, -128, 127)
+AIOT_ACTIVATION_KERNELS(int16_t, s16, -32768, 32767)
 
 // TFLM's AffineQuantize of one value before the clamp: round(x / scale) in float (half
 // away from zero) plus the zero point.
@@ -198,26 +203,31 @@ aiot_status_t aiot_mul_s8(const aiot_mul_params_t *p, const int8_t *in1, const i
     return AIOT_OK;
 }
 
-static inline int8_t min_max_one(int8_t a, int8_t b, uint8_t is_max)
+static inline int32_t min_max_one(int32_t a, int32_t b, uint8_t is_max)
 {
     return (a > b) == (is_max != 0) ? a : b;
 }
 
-aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,
-                              int8_t *output)
-{
-    if (shape == NULL || in1 == NULL || in2 == NULL || output == NULL) {
-        return AIOT_ERR_NULL;
+// MAXIMUM/MINIMUM of raw int8 and (16x8) int16 values.
+#define AIOT_MIN_MAX_KERNEL(T, SUFFIX)                                                                           \
+    aiot_status_t aiot_min_max_##SUFFIX(const aiot_bcast_t *shape, uint8_t is_max, const T *in1, const T *in2,   \
+                                        T *output)                                                                \
+    {                                                                                                             \
+        if (shape == NULL || in1 == NULL || in2 == NULL || output == NULL) {                                      \
+            return AIOT_ERR_NULL;                                                                                 \
+        }                                                                                                         \
+        if (!shape->broadcast) {                                                                                  \
+            for (uint32_t i = 0; i < shape->size; ++i) {                                                          \
+                output[i] = (T)min_max_one(in1[i], in2[i], is_max);                                               \
+            }                                                                                                     \
+        } else {                                                                                                  \
+            AIOT_BCAST_LOOP(shape, output[o_] = (T)min_max_one(in1[a_], in2[b_], is_max););                       \
+        }                                                                                                         \
+        return AIOT_OK;                                                                                           \
     }
-    if (!shape->broadcast) {
-        for (uint32_t i = 0; i < shape->size; ++i) {
-            output[i] = min_max_one(in1[i], in2[i], is_max);
-        }
-    } else {
-        AIOT_BCAST_LOOP(shape, output[o_] = min_max_one(in1[a_], in2[b_], is_max););
-    }
-    return AIOT_OK;
-}
+
+AIOT_MIN_MAX_KERNEL(int8_t, s8)
+AIOT_MIN_MAX_KERNEL(int16_t, s16)
 
 aiot_status_t aiot_transpose_s8(const aiot_bcast_t *walk, const int8_t *input, int8_t *output)
 {

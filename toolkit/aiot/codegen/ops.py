@@ -525,7 +525,7 @@ def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     am, ash = quantize_multiplier(float(np.float32(np.float32(in_s) * alpha) / np.float32(out_s)))
     im, ish = quantize_multiplier(float(np.float32(in_s) / np.float32(out_s)))
     decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {out.size}, {in_zp}, {out_zp}, {im}, {ish}, {am}, {ash} }};"]
-    call = f"aiot_leaky_relu_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    call = f"aiot_leaky_relu{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -534,8 +534,9 @@ def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
     _same_size(ctx.g, op, x, out)
     in_s, in_zp = _qp(x)
     six = round_half_away(float(np.float32(6.0) / np.float32(in_s))) + in_zp
-    six = max(INT8_MIN, min(INT8_MAX, six))
-    call = f"aiot_clamp_s8({out.size}, {in_zp}, {six}, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    lo, hi = activation_range("NONE", in_s, in_zp, out.dtype)  # the type's range: int8, or int16 (16x8)
+    six = max(lo, min(hi, six))
+    call = f"aiot_clamp{_sfx(out)}({out.size}, {in_zp}, {six}, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, [], macs=out.size)
 
 
@@ -821,7 +822,8 @@ def _min_max(ctx: Ctx, op: Operator, name: str, is_max: bool) -> Layer:
     _same_qparams(g, op, a, out)
     _same_qparams(g, op, b, out)
     decls = [f"static const aiot_bcast_t {name}_p = {_bcast(g, op, a, b, out)};"]
-    call = f"aiot_min_max_s8(&{name}_p, {1 if is_max else 0}, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    call = (f"aiot_min_max{_sfx(out)}(&{name}_p, {1 if is_max else 0}, {_cast(ctx, a)}, {_cast(ctx, b)}, "
+            f"{_cast(ctx, out)})")
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 

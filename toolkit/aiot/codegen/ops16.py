@@ -31,7 +31,11 @@ from aiot.codegen.ops import (
     emit_max_pool,
     emit_mul,
     emit_quantize,
+    emit_leaky_relu,
+    emit_maximum,
+    emit_minimum,
     emit_relu,
+    emit_relu6,
     emit_sub,
 )
 from aiot.codegen.quant import activation_range, conv_multipliers, quantize_multiplier, round_half_away
@@ -255,6 +259,10 @@ EMITTERS16 = {
     "SUB": emit_sub,
     "MUL": emit_mul,
     "RELU": emit_relu,
+    "RELU6": emit_relu6,
+    "LEAKY_RELU": emit_leaky_relu,
+    "MAXIMUM": emit_maximum,
+    "MINIMUM": emit_minimum,
     "AVERAGE_POOL_2D": emit_avg_pool,
     "MAX_POOL_2D": emit_max_pool,
     "QUANTIZE": emit_quantize,
