@@ -132,21 +132,32 @@ def activations_min_max(L):
     return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Flatten()(L.Concatenate()([c, n]))))
 
 
+def means(L):
+    # MEAN over (H, W) and over W alone, straight to the output (through the QUANTIZE and
+    # CONCATENATION the converter adds).
+    import keras
+
+    keras.utils.set_random_seed(39)
+    x = _input((5, 12, 4))
+    h = L.Conv2D(6, 1, bias_initializer="random_normal")(x)
+    return keras.Model(x, L.Concatenate()([L.GlobalAveragePooling2D()(h), L.Flatten()(keras.ops.mean(h, axis=2))]))
+
+
 def with_unsupported_ops(L):
-    # PAD and MEAN have no 16x8 kernel in the engine yet.
+    # PAD and TRANSPOSE have no 16x8 kernel in the engine yet.
     import keras
 
     keras.utils.set_random_seed(36)
     x = _input((1, 12, 4))
     h = L.ZeroPadding2D(((0, 0), (1, 2)))(L.Conv2D(4, (1, 3), padding="same")(x))
-    return keras.Model(x, L.Dense(3)(L.GlobalAveragePooling2D()(h)))
+    return keras.Model(x, L.Dense(3)(L.Flatten()(L.Permute((3, 2, 1))(h))))
 
 
 # (builder, per-channel weights, int32 biases instead of the converter's int64 ones)
 CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
          (convs_only, True, False), (convs_only, True, True), (dense_stack, True, False), (dense_stack, False, False),
          (with_nonlinear_ops, True, False), (softmax_rows, True, False), (sub_relu, True, False),
-         (activations_min_max, True, False)]
+         (activations_min_max, True, False), (means, True, False)]
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +258,7 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
         codegen.generate(path, "unused")
     msg = e.value.message
     assert "2 node(s)" in msg and "16x8" in msg
-    for op in ("PAD", "MEAN"):
+    for op in ("PAD", "TRANSPOSE"):
         assert f"{op} has no 16x8 kernel" in msg
     assert "node 1: PAD" in msg and "int16[1, 1, 12, 4]" in msg
     assert "FULLY_CONNECTED" in e.value.hint and "TFLITE_BUILTINS_INT8" in e.value.hint

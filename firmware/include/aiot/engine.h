@@ -366,6 +366,7 @@ aiot_status_t aiot_softmax_s16(const aiot_softmax16_params_t *p, const int16_t *
 //! int16 clamps.
 aiot_status_t aiot_leaky_relu_s16(const aiot_leaky_relu_params_t *p, const int16_t *input, int16_t *output);
 aiot_status_t aiot_clamp_s16(uint32_t size, int32_t lo, int32_t hi, const int16_t *input, int16_t *output);
+aiot_status_t aiot_mean_s16(const aiot_mean_params_t *p, const int16_t *input, int16_t *output);
 aiot_status_t aiot_min_max_s16(const aiot_bcast_t *shape, uint8_t is_max, const int16_t *in1, const int16_t *in2,
                                int16_t *output);
 

@@ -570,7 +570,7 @@ def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
     mult = int((mult << k) // reduce) if k >= 0 else int((mult >> -k) // reduce)
     shift -= k
     decls = [f"static const aiot_mean_params_t {name}_p = {{ {outer}, {reduce}, {inner}, {in_zp}, {out_zp}, {mult}, {shift} }};"]
-    call = f"aiot_mean_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    call = f"aiot_mean{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=x.size)
 
 
