@@ -143,21 +143,34 @@ def means(L):
     return keras.Model(x, L.Concatenate()([L.GlobalAveragePooling2D()(h), L.Flatten()(keras.ops.mean(h, axis=2))]))
 
 
+def shape_ops(L):
+    # PAD, TRANSPOSE and STRIDED_SLICE (forward and backward) of int16 tensors: byte walks
+    # two bytes per element.
+    import keras
+
+    keras.utils.set_random_seed(40)
+    x = _input((4, 6, 3))
+    h = L.Conv2D(5, 1, bias_initializer="random_normal")(x)
+    t = L.Permute((2, 1, 3))(L.ZeroPadding2D(((1, 0), (0, 2)))(h))
+    a, b = t[:, 1:6, ::2, :], t[:, ::-1, 1:4, ::-2]
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Concatenate()([L.Flatten()(a), L.Flatten()(b)])))
+
+
 def with_unsupported_ops(L):
-    # PAD and TRANSPOSE have no 16x8 kernel in the engine yet.
+    # MIRROR_PAD and TRANSPOSE_CONV have no 16x8 kernel in the engine yet.
     import keras
 
     keras.utils.set_random_seed(36)
     x = _input((1, 12, 4))
-    h = L.ZeroPadding2D(((0, 0), (1, 2)))(L.Conv2D(4, (1, 3), padding="same")(x))
-    return keras.Model(x, L.Dense(3)(L.Flatten()(L.Permute((3, 2, 1))(h))))
+    h = keras.ops.pad(L.Conv2D(4, (1, 3), padding="same")(x), [[0, 0], [0, 0], [1, 2], [0, 0]], mode="reflect")
+    return keras.Model(x, L.Dense(3)(L.Flatten()(L.Conv2DTranspose(2, (1, 3), strides=(1, 2))(h))))
 
 
 # (builder, per-channel weights, int32 biases instead of the converter's int64 ones)
 CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
          (convs_only, True, False), (convs_only, True, True), (dense_stack, True, False), (dense_stack, False, False),
          (with_nonlinear_ops, True, False), (softmax_rows, True, False), (sub_relu, True, False),
-         (activations_min_max, True, False), (means, True, False)]
+         (activations_min_max, True, False), (means, True, False), (shape_ops, True, False)]
 
 
 @pytest.fixture(scope="module")
@@ -258,9 +271,9 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
         codegen.generate(path, "unused")
     msg = e.value.message
     assert "2 node(s)" in msg and "16x8" in msg
-    for op in ("PAD", "TRANSPOSE"):
+    for op in ("MIRROR_PAD", "TRANSPOSE_CONV"):
         assert f"{op} has no 16x8 kernel" in msg
-    assert "node 1: PAD" in msg and "int16[1, 1, 12, 4]" in msg
+    assert "node 1: MIRROR_PAD" in msg and "int16[1, 1, 12, 4]" in msg
     assert "FULLY_CONNECTED" in e.value.hint and "TFLITE_BUILTINS_INT8" in e.value.hint
 
 
@@ -268,7 +281,8 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
 @requires_qemu
 @pytest.mark.qemu
 @pytest.mark.parametrize("builder, float_io", [(convs_pools_add_mul, False), (with_nonlinear_ops, False),
-                                               (dense_stack, True)], ids=lambda v: getattr(v, "__name__", str(v)))
+                                               (shape_ops, False), (dense_stack, True)],
+                         ids=lambda v: getattr(v, "__name__", str(v)))
 def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, tmp_path):
     from aiot.target.bench import bench_model
     from aiot.target.boards import get_board

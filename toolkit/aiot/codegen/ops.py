@@ -594,12 +594,16 @@ def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
     if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
         # TFLM pads with the given constant, which must share the input's quantization
         cv = g.tensor(op.inputs[2])
-        if cv is None or not cv.is_const or cv.dtype != "int8" or cv.size != 1:
-            raise _fail(g, op, "constant_values must be one constant int8 value", "re-export the model")
+        if cv is None or not cv.is_const or cv.dtype != x.dtype or cv.size != 1:
+            raise _fail(g, op, f"constant_values must be one constant {x.dtype} value", "re-export the model")
         if cv.quantized and _qp(cv) != _qp(x):
             raise _fail(g, op, "constant_values is quantized differently from the input",
                         "TFLite Micro requires the same scale and zero point; re-export the model")
         pad_value = int(np.asarray(cv.data).ravel()[0])
+    if x.dtype == "int16":  # the 16x8 mode: bytes, the last axis twice as long; 0 pads as two zero bytes
+        if pad_value != 0:
+            raise _fail(g, op, f"an int16 pad value of {pad_value}", "pad int16 tensors with their zero point 0")
+        dims[3], before[3], after[3] = 2 * dims[3], 2 * before[3], 2 * after[3]
     decls = [f"static const aiot_pad_params_t {name}_p = {{ {{ {', '.join(map(str, dims))} }}, "
              f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {pad_value} }};"]
     call = f"aiot_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
@@ -644,21 +648,26 @@ def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
         raise _fail(g, op, "the permutation must be a constant tensor", "re-export the model")
     perm = [int(v) for v in np.asarray(perm_t.data).ravel()]
     rank = len(x.shape)
-    if rank > 5 or sorted(perm) != list(range(rank)):
-        raise _fail(g, op, f"permutation {perm} of a rank-{rank} tensor", "transpose at most 5-D tensors")
-    if list(out.shape) != [x.shape[k] for k in perm] or x.dtype != "int8":
+    # an int16 tensor (16x8 mode) moves as its bytes: one more, innermost axis of 2 that stays last
+    wide = x.dtype == "int16"
+    if rank > 5 - wide or sorted(perm) != list(range(rank)):
+        raise _fail(g, op, f"permutation {perm} of a rank-{rank} {x.dtype} tensor",
+                    f"transpose at most {5 - wide}-D {x.dtype} tensors")
+    if list(out.shape) != [x.shape[k] for k in perm] or x.dtype not in ("int8", "int16") or out.dtype != x.dtype:
         raise _fail(g, op, f"output {out.dtype}{list(out.shape)} is not {list(x.shape)} permuted by {perm}",
                     "re-export the model")
     _same_qparams(g, op, x, out)
-    in_strides, acc = [0] * rank, 1
-    for k in range(rank - 1, -1, -1):
+    in_shape, out_shape = list(x.shape) + [2] * wide, list(out.shape) + [2] * wide
+    perm = perm + [rank] * wide
+    in_strides, acc = [0] * len(in_shape), 1
+    for k in range(len(in_shape) - 1, -1, -1):
         in_strides[k] = acc
-        acc *= x.shape[k]
-    pad = 5 - rank
-    od = [1] * pad + list(out.shape)
+        acc *= in_shape[k]
+    pad = 5 - len(in_shape)
+    od = [1] * pad + out_shape
     st = [0] * pad + [in_strides[k] for k in perm]
     j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
-    decls = [f"static const aiot_bcast_t {name}_p = {{ {j(od)}, {j(st)}, {j([0] * 5)}, 1, {out.size} }};"]
+    decls = [f"static const aiot_bcast_t {name}_p = {{ {j(od)}, {j(st)}, {j([0] * 5)}, 1, {out.size * (1 + wide)} }};"]
     call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
@@ -693,6 +702,10 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     if offsets.size != out.size or offsets.size == 0 or offsets.ndim > 5:
         raise _fail(g, op, f"the slice has {offsets.size} values but output '{out.name}' has {out.size}",
                     "re-export the model")
+    if x.dtype == "int16":  # the 16x8 mode: the walk moves bytes, two per element
+        offsets = offsets[..., None] * 2 + np.arange(2)
+        if offsets.ndim > 5:
+            raise _fail(g, op, f"a {offsets.ndim - 1}-D slice of an int16 tensor", "slice at most 4-D int16 tensors")
     _same_qparams(g, op, x, out)
     dims = list(offsets.shape)
     steps = [int(np.diff(offsets, axis=k).flat[0]) if dims[k] > 1 else 0 for k in range(len(dims))]
@@ -704,7 +717,7 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     pad = 5 - len(dims)
     j = lambda v: "{ " + ", ".join(f"{v_ % 2**32}u" if v_ < 0 else str(v_) for v_ in v) + " }"  # noqa: E731
     decls = [f"static const aiot_bcast_t {name}_p = {{ {j([1] * pad + dims)}, {j([0] * pad + steps)}, "
-             f"{j([0] * 5)}, 1, {out.size} }};"]
+             f"{j([0] * 5)}, 1, {offsets.size} }};"]
     if min(steps) >= 0:
         call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)} + {base}, {ctx.p(out.index)})"
     else:  # a backward step: the walk starts from the input's beginning, steps modulo 2^32
