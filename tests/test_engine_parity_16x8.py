@@ -223,6 +223,21 @@ def test_16x8_bit_exact_with_tflite_micro(recipes, builder, per_channel, bias32,
     assert len(outs) > N_INPUTS // 2  # the outputs vary with the input: not a saturated constant
 
 
+@pytest.mark.parametrize("builder", [convs_pools_add_mul, odd_convs], ids=lambda b: b.__name__)
+def test_16x8_size_mode_bit_exact(recipes, builder, tmp_path):
+    # The cases above run the default speed mode (CONV_2D/FULLY_CONNECTED weights widened
+    # to int16); --optimize size keeps the file's int8 weights, another inner loop.
+    from aiot.model.reference import TflmReference
+
+    path = _tflite(recipes, builder)
+    codegen.generate(path, tmp_path, optimize="size")
+    assert "static const int8_t l0_w" in (tmp_path / "model.c").read_text()
+    host, ref = HostModel(tmp_path), TflmReference(path)
+    xs = np.random.default_rng(7).integers(-32768, 32768, size=(16, int(np.prod(ref.input_shape)))).astype(np.int16)
+    for x in xs:
+        np.testing.assert_array_equal(host.invoke(x.view(np.int8)).view("<i2"), ref.invoke(x).ravel())
+
+
 def test_16x8_logistic_and_tanh_bit_exact_on_every_int16_value(recipes, tmp_path):
     from aiot.model.reference import TflmReference
 
@@ -280,15 +295,16 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
 @requires_arm
 @requires_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("builder, float_io", [(convs_pools_add_mul, False), (with_nonlinear_ops, False),
-                                               (shape_ops, False), (dense_stack, True)],
-                         ids=lambda v: getattr(v, "__name__", str(v)))
-def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, tmp_path):
+@pytest.mark.parametrize("builder, float_io, optimize", [
+    (convs_pools_add_mul, False, "speed"), (convs_pools_add_mul, False, "size"), (with_nonlinear_ops, False, "speed"),
+    (shape_ops, False, "speed"), (dense_stack, True, "speed")], ids=lambda v: getattr(v, "__name__", str(v)))
+def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, optimize, tmp_path):
+    # speed: the SMLALD loop over int16-widened weights; size: the int8-weight loop
     from aiot.target.bench import bench_model
     from aiot.target.boards import get_board
 
     path = _tflite(recipes, builder, float_io=float_io)
-    r = bench_model(get_board("mps2-an386"), path, "s16", tmp_path, runs=4, profile=False)
+    r = bench_model(get_board("mps2-an386"), path, "s16", tmp_path, runs=4, optimize=optimize, profile=False)
     assert r.bit_exact, f"{builder.__name__} (16x8) differs from tflite-micro on the M4"
 
 

@@ -4,6 +4,7 @@
 #include "aiot/fixedpoint.h"
 
 #include <stddef.h>
+#include <string.h>
 
 int32_t aiot_mul_by_quant_mult64(int64_t x, int32_t multiplier, int32_t shift)
 {
@@ -29,7 +30,29 @@ static int16_t requant16(const aiot_requant16_t *rq, uint32_t channel, int64_t a
     return (int16_t)v;
 }
 
-aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *input, const int8_t *filter,
+// One kernel row's dot product against weights pre-widened to int16 (speed mode). DSP
+// cores: SMLALD, two int16 x int16 products added into a 64-bit accumulator per
+// instruction, exact (|w x| < 2^22); the int32 accumulator of an int32-bias CONV_2D is
+// this sum modulo 2^32 (the caller truncates).
+static inline int64_t dot_wide(const int16_t *x, const int16_t *w, int32_t n)
+{
+    int64_t acc = 0;
+    int32_t i = 0;
+#ifdef AIOT_DSP
+    for (; i + 2 <= n; i += 2) {
+        int32_t xx, ww;
+        memcpy(&xx, x + i, 4);  // unaligned word loads (v7E-M, v8-M Main allow them)
+        memcpy(&ww, w + i, 4);
+        acc = __smlald(xx, ww, acc);
+    }
+#endif
+    for (; i < n; ++i) {
+        acc += (int32_t)w[i] * x[i];
+    }
+    return acc;
+}
+
+aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *input, const void *filter,
                               const int64_t *bias, int16_t *output)
 {
     if (p16 == NULL || input == NULL || filter == NULL || output == NULL) {
@@ -56,11 +79,14 @@ aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *in
                             continue;
                         }
                         const int16_t *x = input + ((size_t)iy * in_w + ix) * (size_t)in_c;
+                        const size_t tap = ((size_t)oc * p->k_h + ky) * p->k_w + kx;
                         if (p16->depthwise) {
-                            const int8_t w = filter[((size_t)ky * p->k_w + kx) * (size_t)out_c + oc];
+                            const int8_t w = ((const int8_t *)filter)[((size_t)ky * p->k_w + kx) * (size_t)out_c + oc];
                             acc += (int64_t)w * x[(uint32_t)oc / dm];
+                        } else if (p16->wide) {
+                            acc += dot_wide(x, (const int16_t *)filter + tap * (size_t)in_c, in_c);
                         } else {
-                            const int8_t *w = filter + (((size_t)oc * p->k_h + ky) * p->k_w + kx) * (size_t)in_c;
+                            const int8_t *w = (const int8_t *)filter + tap * (size_t)in_c;
                             int32_t part = 0;  // |w * x| < 2^22: an int32 partial sum of up to 256 taps
                             for (int32_t ic = 0; ic < in_c; ++ic) {
                                 part += (int32_t)w[ic] * x[ic];

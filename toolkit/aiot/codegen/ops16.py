@@ -107,20 +107,24 @@ def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
         raise _fail(g, op, "a requantization scale of 2^8 or more", "the layer's scales are out of TFLite's range")
     lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp, "int16")
     bias, acc64 = _bias64(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, allow32=kind == "conv")
+    # speed mode: CONV_2D/FULLY_CONNECTED weights widened to int16 (DSP cores multiply two
+    # int16 pairs per instruction); size mode and DEPTHWISE_CONV_2D keep the file's int8
+    wide = ctx.optimize == "speed" and kind != "dw"
+    weights = np.asarray(w.data).astype(np.int16 if wide else np.int8)
     decls = [
         _c_array("int32_t", f"{name}_mult", np.array(mults)),
         _c_array("int32_t", f"{name}_shift", np.array(shifts)),
-        _c_array("int8_t", f"{name}_w", w.data),
+        _c_array("int16_t" if wide else "int8_t", f"{name}_w", weights),
         *([_c_array("int64_t", f"{name}_b", bias)] if bias is not None else []),
         f"static const aiot_conv16_params_t {name}_p = {{ {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
         f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, 0, 0, {{ NULL, NULL, 0, 0, 0, 0, NULL }}, NULL }}, {int(kind == 'dw')}, "
-        f"{{ {name}_mult, {name}_shift, {lo}, {hi}, {int(len(mults) > 1)}, {int(acc64)} }} }};",
+        f"{{ {name}_mult, {name}_shift, {lo}, {hi}, {int(len(mults) > 1)}, {int(acc64)} }}, {int(wide)} }};",
     ]
     call = (f"aiot_conv2d_s16(&{name}_p, (const int16_t *){ctx.p(x.index)}, {name}_w, "
             f"{f'{name}_b' if bias is not None else 'NULL'}, (int16_t *){ctx.p(out.index)})")
     macs = out_h * out_w * out_c * k_h * k_w * (1 if kind == "dw" else in_c)
     return Layer(op.op, op.index, call, decls, macs=macs,
-                 weights_bytes=w.size + (8 * out_c if bias is not None else 0) + 8 * len(mults))
+                 weights_bytes=weights.nbytes + (8 * out_c if bias is not None else 0) + 8 * len(mults))
 
 
 def emit_conv2d_16(ctx: Ctx, op: Operator, name: str) -> Layer:
