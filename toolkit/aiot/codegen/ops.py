@@ -236,6 +236,10 @@ class FcLayer:
 def fully_connected_layer(ctx: Ctx, op: Operator) -> FcLayer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    if x.dtype != "int8" or out.dtype != "int8":  # a 16x8 layer has its own emitter (ops16)
+        raise _fail(g, op, f"{x.dtype} input, {out.dtype} output: not an int8 layer",
+                    "compile a 16x8 model into the firmware (aiot codegen --model FILE.tflite --out DIR); "
+                    "the model-as-data plan runs int8 layers only")
     w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
     if len(w.shape) != 2:
         raise _fail(g, op, f"weights have shape {list(w.shape)}, expected [out, in]", "use a Dense layer")
