@@ -41,7 +41,7 @@ def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("verb", ["train", "commission", "quantize", "evaluate", "tune"])
+@pytest.mark.parametrize("verb", ["train", "commission", "quantize", "evaluate", "tune", "gateway"])
 def test_every_verb_that_reads_a_sensor_csv_takes_the_reading_options(verb):
     from aiot.cli import main as cli
 
@@ -104,3 +104,17 @@ def test_commission_refuses_the_repeated_hour_with_strict_time_before_any_work(s
              *READING)
     assert r.exit_code != 0 and f"site.csv:{STEP_BACK_AT + 2}" in r.output and "does not increase" in r.output
     assert not (tmp_path / "fw").exists()
+
+
+def test_gateway_replays_the_file_as_it_comes(site_csv):
+    """`aiot gateway --replay FILE` PUSHes the recording: the sensors only (the status column
+    is labels), the repeated hour as a step back the device reads as a time reset."""
+    from aiot.commands._options import csv_options
+    from aiot.fleet.gateway import replay_chunks
+
+    chunks = list(replay_chunks(site_csv, csv_options=csv_options(False, "%d/%m/%Y %H:%M", "machine_status",
+                                                                  "NORMAL=0,BROKEN=1")))
+    ts = np.concatenate([t for t, _ in chunks])
+    values = np.concatenate([v for _, v in chunks])
+    assert values.shape == (ROWS, 2) and ts[1] == 300_000
+    assert ts[STEP_BACK_AT] == ts[STEP_BACK_AT - 1] - 11 * 300_000  # one hour back, then on
