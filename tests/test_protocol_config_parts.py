@@ -174,3 +174,15 @@ def test_the_last_part_sent_again_applies_the_same_configuration(wide_app_factor
     _send(app, cfg, [0, 600, 1112], fresh=True)
     again = app.request(P.Msg.CONFIG_PART, _part(600, cfg, last=True) + cfg[600:])
     assert again.payload == struct.pack("<HBB", 1112, 1, 0) and _configured(app) == cfg
+
+
+def test_parts_fit_the_frame_limit_the_device_announced():
+    """Firmware built for 300-byte frames: the client asks INFO first and cuts the
+    configuration into parts of at most 290 bytes of it."""
+    t = HostTransport(HostApp(f"AIOT_MONITOR_MAX_CHANNELS={WIDE}", "AIOT_FRAME_MAX_PAYLOAD=300u"))
+    dev = Device(t, timeout=1.0)
+    cfg = wide_config()
+    assert dev.configure(cfg, fresh=True) is True and bytes(dev.config) == bytes(cfg)
+    sent = t.sent_frames()
+    assert max(len(f.payload) for f in sent) <= 300
+    assert [f.type for f in sent].count(P.Msg.CONFIG_PART) == math.ceil(1112 / 290)

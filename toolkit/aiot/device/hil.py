@@ -630,6 +630,7 @@ class Device:
             f = self.request(P.Msg.CONFIG_SET, data + (b"\x01" if fresh else b""), retry=not fresh)
             reinit = f.payload[:1] == b"\x01"
         else:
+            self.info()  # the device's frame limit, which the parts must respect
             reinit = self._configure_in_parts(data, fresh, part_bytes or self.max_payload - P.CONFIG_PART_HEAD.size)
         if reinit:
             self._ack_seq = None  # event seqs restart with the new installation
