@@ -7,38 +7,8 @@ from pathlib import Path
 import click
 
 from aiot.commands import Command, FloatRange, OutPath, wrote
-
-
-def reading_options(fn):
-    """--strict-time, --time-format, --label-column and --label-map (docs/evaluation.md, "Reading
-    CSV files"); the command gets them as the four keyword arguments, :func:`csv_options` makes
-    them load_csv's."""
-    for option in reversed(_READING_OPTIONS):
-        fn = option(fn)
-    return fn
-
-
-def csv_options(strict_time: bool, time_format: str | None, label_column: str, label_map: str | None) -> dict:
-    from aiot.data import parse_label_map
-
-    return {"strict_time": strict_time, "time_format": time_format,
-            "label_column": None if label_column.lower() == "none" else label_column,
-            "label_map": parse_label_map(label_map)}
-
-
-_READING_OPTIONS = [
-    click.option("--strict-time", "strict_time", is_flag=True,
-                 help="Refuse a file whose clock steps back or repeats a timestamp. Default: a step back is read "
-                      "as a time reset (as the device does: counted, warned about, the stream restarts there)."),
-    click.option("--time-format", "time_format", default=None, metavar="FORMAT",
-                 help="How the time column is written when it is not ISO-8601 or seconds: a strptime format "
-                      "('%d/%m/%Y %H:%M:%S'; no offset = UTC) or unix_s / unix_ms / unix_us / unix_ns."),
-    click.option("--label-column", "label_column", default="auto", show_default=True, metavar="NAME",
-                 help="generic: the column that marks faults (0/1, or words: normal/ok = 0, fault/alarm/broken = "
-                      "1); 'none' for unlabelled data; auto = 'label' or 'anomaly' when present."),
-    click.option("--label-map", "label_map", default=None, metavar="VALUE=0|1,...",
-                 help="generic: what the label column's values mean, e.g. NORMAL=0,BROKEN=1,RECOVERING=1."),
-]
+from aiot.commands._options import (  # noqa: F401  (tune imported them from here)
+    csv_options, drift_rate_knobs, drift_rate_option, reading_options)
 
 
 @click.command("evaluate", cls=Command)
@@ -83,10 +53,12 @@ _READING_OPTIONS = [
               help="Run one task per file on a Dask cluster: tcp://HOST:8786, or local (a LocalCluster of --jobs "
                    "workers). A file whose task fails is reported and the others finish. Needs the fleet extra.")
 @reading_options
+@drift_rate_option
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
             alert_settings: Path | None, per_file: bool, skip_bad_files: bool, scheduler: str | None, strict_time: bool,
-            time_format: str | None, label_column: str, label_map: str | None) -> None:
+            time_format: str | None, label_column: str, label_map: str | None,
+            drift_rates: tuple[str, ...] = ()) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -104,6 +76,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
       aiot evaluate --data ../shared/data/tep --format tep --out build/tep
       aiot evaluate --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1,RECOVERING=1 \\
           --time-format '%d/%m/%Y %H:%M' --train-fraction 0.2 --out build/pump
+      aiot evaluate --data site/ --drift-rate bearing_temp=0.05 --drift-rate '*=0.25' --out build/site
     """
     from aiot.evaluate.report import phases_text
     from aiot.evaluate.run import evaluate
@@ -113,6 +86,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
         alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files, scheduler=scheduler,
         csv_options=csv_options(strict_time, time_format, label_column, label_map),
+        knob_overrides=drift_rate_knobs(drift_rates),
     )
     phases = phases_text(summary.get("false_alarms_by_phase", {}))
     click.echo(summary_text(summary, phases))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 PROTO_MAJOR = 1
-PROTO_MINOR = 0
+PROTO_MINOR = 1  # 1.1: CONFIG_PART, CONFIG_GET by offset
 HEADER = 4
 CRC = 4
 OVERHEAD = HEADER + CRC
@@ -31,11 +31,31 @@ class Msg(IntEnum):
     RESET_BASELINE = 0x08
     INFER_INPUT = 0x09   # one chunk of an input larger than a frame: offset u32 | bytes
     INFER_OUTPUT = 0x0A  # part of the last INFER's output: offset u32 | length u16
+    CONFIG_PART = 0x0B   # one part of a monitor configuration larger than a frame (1.1)
     EXIT = 0x0F
     ERROR = 0x7F
 
 
 RESPONSE = 0x80
+
+
+#: CONFIG_PART: ``offset u16 | total u16 | crc32 u32 | flags u8 | 0 u8 | bytes`` (docs/protocol.md)
+CONFIG_PART_HEAD = struct.Struct("<HHIBB")
+CONFIG_PART_FRESH, CONFIG_PART_LAST = 0x01, 0x02
+
+
+def config_parts(data: bytes, part_bytes: int, fresh: bool = False) -> list[bytes]:
+    """The CONFIG_PART payloads that carry configuration ``data`` in order, each with at
+    most ``part_bytes`` of it; the last is flagged (and carries ``fresh``)."""
+    if part_bytes < 1:
+        raise ValueError("a configuration part needs room for at least one byte")
+    crc = zlib.crc32(data)
+    out = []
+    for offset in range(0, len(data), part_bytes):
+        last = offset + part_bytes >= len(data)
+        flags = (CONFIG_PART_LAST | (CONFIG_PART_FRESH if fresh else 0)) if last else 0
+        out.append(CONFIG_PART_HEAD.pack(offset, len(data), crc, flags, 0) + data[offset : offset + part_bytes])
+    return out
 
 
 class ErrorCode(IntEnum):

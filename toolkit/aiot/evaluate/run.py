@@ -57,6 +57,7 @@ def _evaluate(
     scheduler: str | None = None,
     run=None,
     csv_options: dict | None = None,
+    knob_overrides: dict | None = None,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
 
@@ -100,6 +101,11 @@ def _evaluate(
             _check_knobs(knobs, window, alert_settings)
     if window is None:
         window = VALIDATED_WINDOW["reference" if target == "reference" else "device"]
+    if knob_overrides:
+        if target == "reference":
+            raise ToolkitError("--drift-rate bounds the device monitor's drift compensation; --target reference "
+                               "has no monitor", hint="run it with --target host or --target qemu:BOARD")
+        _check_knobs(knob_overrides, window, Path("--drift-rate"))
     if fleet is not None and not Path(fleet).is_file():
         raise ToolkitError(f"{fleet}: no such file" if not Path(fleet).exists() else f"{fleet}: not a file",
                            hint="check the --fleet path (a CSV of normal operation with the data's sensor columns)")
@@ -134,6 +140,7 @@ def _evaluate(
         from aiot.evaluate.monitor_device import validated_knobs
 
         settings.knobs = dict(validated_knobs(per_file=own) if knobs is None else knobs)
+        settings.knobs.update(knob_overrides or {})  # --drift-rate on top of the settings
 
     # before any model is trained
     if skip_bad_files:
@@ -274,11 +281,14 @@ def incident_matching() -> dict:
 def _check_knobs(knobs: dict, window: int, source: Path) -> None:
     """Monitor knobs from ``source`` out of range fail here, before any model is trained,
     naming the file (per-sensor lists are checked when the device is set up for the data)."""
-    from aiot.monitor import default_config
+    from aiot.monitor import check_knob, default_config
     from aiot.evaluate.monitor_device import FLOOR_KNOB
 
-    scalar = {k: v for k, v in knobs.items() if k != FLOOR_KNOB and not isinstance(v, list)}
+    scalar = {k: v for k, v in knobs.items() if k != FLOOR_KNOB and not isinstance(v, (list, dict))}
     try:
+        for k, v in knobs.items():
+            if isinstance(v, dict):  # by sensor name: the values now, the names with the data
+                check_knob(k, v)
         default_config(1, window, 1000, **scalar)
     except ToolkitError as e:
         raise ToolkitError(f"{source}: {e.message}", hint=e.hint) from None
