@@ -68,6 +68,7 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
                                         opt=opt)
             doc = json.loads((stage / "build.json").read_text())
             doc["model_abi"] = P.MODEL_ABI  # what aiot models promote --firmware checks
+            doc["plan_arena"] = P.PLAN_ARENA  # the largest release plan it loads (aiot release --firmware)
             (stage / "build.json").write_text(json.dumps(doc, indent=2))
         else:
             res = build(b, stage, model_dir, opt=opt, defines=defines)
