@@ -71,9 +71,9 @@ _READING_OPTIONS = [
                    "(aiot tune --data NORMAL.csv --far-budget PCT --out DIR). Default: the validated "
                    "picks (FAR budget 10 %).")
 @click.option("--package", "package", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
-              help="Evaluate this model instead of training one: a package made by aiot train + aiot quantize, on "
-                   "--target reference. It runs as the fleet model does, at its own window; the recordings must "
-                   "have its sensors, in its order.")
+              help="Evaluate this model instead of training one, on --target reference: a package made by "
+                   "aiot train + aiot quantize. It runs as the fleet model does, at its own window; the recordings "
+                   "must have its sensors, in its order.")
 @click.option("--per-file", "per_file", is_flag=True,
               help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "
                    "the fleet model. On host / qemu:BOARD: one noise-unit model (and on QEMU one firmware "
