@@ -181,6 +181,9 @@ class Registry:
             raise ToolkitError(
                 f"release {rid} needs model ABI {rel['abi']}, device {device}'s firmware runs ABI {dev['firmware_abi']}",
                 hint="update the device's firmware first, or promote a release built for its ABI")
+        if dev["release"] == rid:  # recorded again (aiot update run twice): no new history entry
+            self._save(doc)
+            return dev
         if dev["release"]:
             dev["history"].append(dev["release"])
         dev["release"] = rid
