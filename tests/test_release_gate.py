@@ -80,6 +80,10 @@ def test_the_gate_evaluates_both_releases_on_the_history(release, tmp_path):
     first = run("1.0.0")
     assert first.exit_code == 0, first.output
     assert "not gated (no current release" in first.output and "caught 1/1 incidents, 0 false alarm" in first.output
+    # leaving the current release out does not skip the gate
+    unnamed = run("1.1.0")
+    assert unnamed.exit_code == 2 and "none was named as the current one" in unnamed.output, unnamed.output
+    assert "--device" in unnamed.output and "pump-ae-1.1.0" not in Registry(reg).releases()
     assert cli("models", "promote", "--release", "pump-ae-1.0.0", "--device", "pump-7", "--firmware-abi", "1").exit_code == 0
 
     # settings that mute the incident: refused, naming it; nothing signed or recorded

@@ -172,6 +172,12 @@ def command(package, history, current, device, alert_settings, train_rows, versi
     rid = f"{name}-{version}"
     if rid in reg.releases():
         raise ToolkitError(f"release {rid} is already in the registry {reg.root}", hint="give the new release another --version")
+    earlier = sorted(r for r, e in reg.releases().items() if e["name"] == name)
+    if not current and earlier and not accept_regression:  # the gate is not skipped by leaving it out
+        raise ToolkitError(f"{rid}: the registry holds earlier {name} releases ({', '.join(earlier)}) but none was "
+                           "named as the current one, so the gate would not run",
+                           hint="name the release it replaces: --current ID, or --device DEVICE (the release that "
+                                "device runs); or sign it ungated with --accept-regression \"why\"")
 
     # the model as data, checked against the firmware's plan arena before anything is evaluated
     from aiot.lifecycle.plan import build_plan, plan_arena
@@ -245,7 +251,7 @@ def command(package, history, current, device, alert_settings, train_rows, versi
             raise ToolkitError(_refusal(rid, current, verdict, where),
                                hint="fix the model or its settings, or sign anyway with --accept-regression \"reason\" "
                                     "(recorded in the registry)")
-    if current and not verdict.get("passed", False):
+    if accept_regression and not verdict.get("passed", False):
         verdict["accepted_regression"] = accept_regression
 
     x = x_all.reshape(len(x_all), -1)[:golden]
