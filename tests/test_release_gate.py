@@ -165,3 +165,11 @@ def test_evaluate_a_given_package(history, tmp_path):
     assert r.exit_code == 2 and "takes windows of 8" in r.output
     r = evaluate("--out", str(tmp_path / "o"), "--target", "host")
     assert r.exit_code == 2 and "reference target" in r.output
+
+
+def test_a_firmware_record_that_is_not_one_is_refused(release, tmp_path):
+    run, _, reg = release
+    bad = tmp_path / "build.json"
+    bad.write_text("[1, 2")
+    r = run("3.0.0", "--firmware", str(bad))
+    assert r.exit_code == 2 and "not a build.json" in r.output and not Registry(reg).releases()

@@ -192,7 +192,12 @@ def command(package, history, current, device, alert_settings, train_rows, versi
     if plan:
         limit, source = P.PLAN_ARENA, "the update firmware's default"
         if firmware_json is not None:
-            built = json.loads(Path(firmware_json).read_text())
+            try:
+                built = json.loads(Path(firmware_json).read_text())
+                built.get("plan_arena")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
+                raise ToolkitError(f"--firmware {firmware_json}: not a build.json ({e})",
+                                   hint="give the build.json that aiot build --update-key wrote") from None
             if built.get("plan_arena") is not None:
                 limit, source = int(built["plan_arena"]), str(firmware_json)
         need = plan_arena(plan)
