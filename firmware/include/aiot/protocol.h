@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define AIOT_PROTO_VERSION_MAJOR 1u
-#define AIOT_PROTO_VERSION_MINOR 1u
+#define AIOT_PROTO_VERSION_MINOR 1u  // 1.1: CONFIG_PART, CONFIG_GET by offset, INFO ends with the device id
 
 #ifndef AIOT_FRAME_MAX_PAYLOAD
 //! Largest payload either side may send. Sized for one int8 input tensor of up to 1 KiB;

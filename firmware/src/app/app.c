@@ -111,7 +111,32 @@ static inline char *fmt_u32(char *end, uint32_t v) {
     return end;
 }
 
+//! The device's id, INFO's fourth string (protocol 1.1): the chip's unique id register where
+//! the board file names one ([device_id]: AIOT_DEVICE_UID_ADDR, AIOT_DEVICE_UID_BYTES, read
+//! as 32-bit words, each byte in address order), as "uid:" and lowercase hex; else the value
+//! written at build time (AIOT_DEVICE_ID, a string); else empty (no stable id).
+static const char *device_id(void) {
+#if defined(AIOT_DEVICE_UID_ADDR) && defined(AIOT_DEVICE_UID_BYTES)
+    static const char hex[] = "0123456789abcdef";
+    static char text[4 + 2 * (AIOT_DEVICE_UID_BYTES) + 1];
+    const volatile uint32_t *reg = (const volatile uint32_t *)(uintptr_t)(AIOT_DEVICE_UID_ADDR);
+    memcpy(text, "uid:", 4);
+    for (uint32_t i = 0; i < (AIOT_DEVICE_UID_BYTES); i++) {
+        uint8_t b = (uint8_t)(reg[i / 4u] >> (8u * (i % 4u)));
+        text[4 + 2 * i] = hex[b >> 4];
+        text[5 + 2 * i] = hex[b & 15u];
+    }
+    text[4 + 2 * (AIOT_DEVICE_UID_BYTES)] = '\0';
+    return text;
+#elif defined(AIOT_DEVICE_ID)
+    return AIOT_DEVICE_ID;
+#else
+    return "";
+#endif
+}
+
 static void handle_info(const aiot_frame_t *f) {
+    const char *id = device_id();
     uint8_t fixed[48];
     const char *model_name = "";
     uint16_t flags = 0x2u;  // the monitor is always linked into the device app
@@ -141,11 +166,13 @@ static void handle_info(const aiot_frame_t *f) {
     aiot_le_wr32(fixed + 40, AIOT_CPU_HZ);
     aiot_le_wr16(fixed + 44, AIOT_FRAME_MAX_PAYLOAD);
     begin(f->type | AIOT_MSG_RESPONSE, f->seq,
-          sizeof fixed + str_field(AIOT_FIRMWARE_VERSION) + str_field(AIOT_BOARD_NAME) + str_field(model_name));
+          sizeof fixed + str_field(AIOT_FIRMWARE_VERSION) + str_field(AIOT_BOARD_NAME) + str_field(model_name) +
+              str_field(id));
     aiot_frame_tx_append(&tx, fixed, sizeof fixed);
     append_str(AIOT_FIRMWARE_VERSION);
     append_str(AIOT_BOARD_NAME);
     append_str(model_name);
+    append_str(id);
     aiot_frame_tx_end(&tx);
 }
 

@@ -28,7 +28,7 @@ from aiot.commands._options import (  # noqa: F401  (tune imported them from her
               help="Normal-operation CSV for the fleet model (skab: anomaly-free/anomaly-free.csv by default).")
 @click.option("--target", default="auto", show_default=True,
               help="host (monitor C built for the host), qemu:BOARD, or reference (int8 via tflite-micro); "
-                   "auto = host when available, else reference.")
+                   "auto = host when available, else reference (with --package: reference).")
 @click.option("--out", "out", required=True, type=OutPath(), help="Output folder.")
 @click.option("--window", type=click.IntRange(2, 256), default=None,
               help="Window length in samples (default: the validated one per target: reference 32, host/qemu 8).")
@@ -40,6 +40,10 @@ from aiot.commands._options import (  # noqa: F401  (tune imported them from her
               help="Run at another operating point: an alert-settings JSON picked on the validation harness "
                    "(aiot tune --data NORMAL.csv --far-budget PCT --out DIR). Default: the validated "
                    "picks (FAR budget 10 %).")
+@click.option("--package", "package", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Evaluate this model instead of training one, on --target reference: a package made by "
+                   "aiot train + aiot quantize. It runs as the fleet model does, at its own window; the recordings "
+                   "must have its sensors, in its order.")
 @click.option("--per-file", "per_file", is_flag=True,
               help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "
                    "the fleet model. On host / qemu:BOARD: one noise-unit model (and on QEMU one firmware "
@@ -56,9 +60,9 @@ from aiot.commands._options import (  # noqa: F401  (tune imported them from her
 @drift_rate_option
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
-            alert_settings: Path | None, per_file: bool, skip_bad_files: bool, scheduler: str | None, strict_time: bool,
-            time_format: str | None, label_column: str, label_map: str | None,
-            drift_rates: tuple[str, ...] = ()) -> None:
+            alert_settings: Path | None, package: Path | None, per_file: bool, skip_bad_files: bool,
+            scheduler: str | None, strict_time: bool, time_format: str | None, label_column: str,
+            label_map: str | None, drift_rates: tuple[str, ...] = ()) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -73,6 +77,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
       aiot evaluate --data ../shared/data/skab --format skab --target reference \\
           --alert-settings build/picks/reference-w32-far20.json --out build/skab-far20
       aiot evaluate --data ../shared/data/skab --format skab --target host --per-file --out build/skab-own
+      aiot evaluate --data pump7-history.csv --package build/pkg --target reference --out build/pkg-on-pump7
       aiot evaluate --data ../shared/data/tep --format tep --out build/tep
       aiot evaluate --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1,RECOVERING=1 \\
           --time-format '%d/%m/%Y %H:%M' --train-fraction 0.2 --out build/pump
@@ -84,7 +89,8 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     summary = evaluate(
         data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
-        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files, scheduler=scheduler,
+        alert_settings=alert_settings, package=package, per_file=per_file, skip_bad_files=skip_bad_files,
+        scheduler=scheduler,
         csv_options=csv_options(strict_time, time_format, label_column, label_map),
         knob_overrides=drift_rate_knobs(drift_rates),
     )

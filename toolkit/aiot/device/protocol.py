@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 PROTO_MAJOR = 1
-PROTO_MINOR = 1  # 1.1: CONFIG_PART, CONFIG_GET by offset
+PROTO_MINOR = 1  # 1.1: CONFIG_PART, CONFIG_GET by offset; INFO ends with the device id
 HEADER = 4
 CRC = 4
 OVERHEAD = HEADER + CRC
@@ -294,6 +294,9 @@ class DeviceInfo:
     firmware_version: str
     board: str
     model_name: str
+    #: the device's id (protocol 1.1): "uid:<hex>" from the chip's unique id register, or the
+    #: value its firmware was built with; "" when it has none (or speaks protocol 1.0)
+    device_id: str = ""
 
     FLAG_MODEL = 0x1
     FLAG_MONITOR = 0x2
@@ -347,7 +350,9 @@ def unpack_info(payload: bytes) -> DeviceInfo:
     fw, off = _take_str(payload, off, "the firmware version")
     board, off = _take_str(payload, off, "the board name")
     model, off = _take_str(payload, off, "the model name")
-    return DeviceInfo(*fixed, firmware_version=fw, board=board, model_name=model)
+    # protocol 1.1 appends the device id; a 1.0 device's trailing bytes (none) are not one
+    device_id = _take_str(payload, off, "the device id")[0] if fixed[1] >= 1 or fixed[0] > 1 else ""
+    return DeviceInfo(*fixed, firmware_version=fw, board=board, model_name=model, device_id=device_id)
 
 
 def pack_info(info: DeviceInfo) -> bytes:
@@ -358,6 +363,7 @@ def pack_info(info: DeviceInfo) -> bytes:
                          info.output_scale, info.output_zero_point, info.tick_hz, info.cpu_hz, info.max_payload,
                          info.num_layers)
         + pack_str(info.firmware_version) + pack_str(info.board) + pack_str(info.model_name)
+        + (pack_str(info.device_id) if (info.proto_major, info.proto_minor) >= (1, 1) else b"")
     )
 
 

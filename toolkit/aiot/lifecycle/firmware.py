@@ -58,7 +58,11 @@ def update_defines(board: Board, public_key: bytes, *, trial_runs: int | None = 
 
 def build_update_firmware(board: Board, out_dir: Path, model_dir: Path | None, *, public_key: bytes,
                           trial_runs: int | None = None, flash_file: Path | None = None,
-                          defines: Iterable[str] = (), opt: str = "-O2") -> firmware.BuildResult:
+                          defines: Iterable[str] = (), opt: str = "-O2",
+                          device_id: str | None = None) -> firmware.BuildResult:
+    """``device_id``: the id INFO reports on a board whose chip has no unique id register
+    (:func:`aiot.target.firmware.device_id_defines`)."""
+    defines = [*firmware.device_id_defines(board, device_id), *defines]
     crypto = crypto_sources()
     return firmware.build(
         board, out_dir, model_dir, opt=opt,
