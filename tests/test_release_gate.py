@@ -60,6 +60,7 @@ def _settings(path, margin):
 @pytest.fixture
 def release(tmp_path, history, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the gate's two evaluations go to ./build/release/ID
+    monkeypatch.delenv("AIOT_BUILD_DIR", raising=False)  # (under xdist each worker sets one; here: ./build)
     csv, pkg = history
     runner = CliRunner()
     reg, key = tmp_path / "registry", tmp_path / "release.pem"
