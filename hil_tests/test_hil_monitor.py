@@ -114,8 +114,9 @@ def test_streaming_with_gaps_and_drift_matches_host_monitor(monitor_device, host
     want = host.run(ts, v)
     want_events = host.events()
     _assert_same_outputs(out, want)
-    assert [(e.type, e.seq, e.timestamp_ms, e.channel) for e in events] == \
-           [(e.type, e.seq, e.timestamp_ms, e.channel) for e in want_events]
+    assert [(e.type, e.seq, e.timestamp_ms, e.channel, e.confidence) for e in events] == \
+           [(e.type, e.seq, e.timestamp_ms, e.channel, e.confidence) for e in want_events]
+    assert any(e.confidence is not None for e in events if e.type == "ALERT_RAISED")
 
     # What the input was designed to show, independent of either implementation:
     gap_end = GAP_START * PERIOD + GAP_MS
@@ -143,8 +144,9 @@ def test_streaming_with_gaps_and_drift_matches_host_monitor(monitor_device, host
 def _events_raw(dev, ack=None):
     payload = struct.pack("<BH", 1, ack) if ack is not None else b"\x00\x00\x00"
     f = dev.request(P.Msg.EVENTS, payload)
-    count, pending, _r, dropped = struct.unpack_from("<BBHI", f.payload)
-    return np.frombuffer(f.payload[8:], dtype=M.EVENT_DTYPE), pending, dropped
+    count, pending, size, dropped = struct.unpack_from("<BBHI", f.payload)
+    assert size == M.WIRE_EVENT_DTYPE.itemsize  # each record: the event, then its confidence
+    return np.frombuffer(f.payload[8:], dtype=M.WIRE_EVENT_DTYPE), pending, dropped
 
 
 def test_event_buffering_is_retry_safe_and_lossless(monitor_device):

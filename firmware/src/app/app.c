@@ -53,7 +53,10 @@ static aiot_monitor_t monitor;
 static uint8_t monitor_ready;  // a configuration was accepted (boot default or CONFIG_SET)
 static aiot_monitor_output_t push_out[AIOT_APP_PUSH_OUTPUTS];
 static aiot_monitor_event_t held[AIOT_APP_EVENT_BATCH];  // sent, not yet acknowledged
+static float held_confidence[AIOT_APP_EVENT_BATCH];      // each one's window confidence (-1: none)
 static uint8_t held_count;
+//! One EVENTS record: the aiot_monitor_event_t, then its confidence (f32).
+#define EVENT_RECORD (sizeof(aiot_monitor_event_t) + 4u)
 
 //! Link counters for STATS: what arrived broken is counted, never acted on.
 static struct {
@@ -448,21 +451,31 @@ static void handle_events(const aiot_frame_t *f) {
         uint16_t ack = (uint16_t)(f->payload[1] | (f->payload[2] << 8));
         uint8_t keep = 0;
         for (uint8_t i = 0; i < held_count; i++) {
-            if ((uint16_t)(ack - held[i].seq) >= 0x8000u) held[keep++] = held[i];
+            if ((uint16_t)(ack - held[i].seq) >= 0x8000u) {
+                held_confidence[keep] = held_confidence[i];
+                held[keep++] = held[i];
+            }
         }
         held_count = keep;
     }
-    while (held_count < AIOT_APP_EVENT_BATCH && aiot_monitor_pop_event(&monitor, &held[held_count])) held_count++;
+    while (held_count < AIOT_APP_EVENT_BATCH &&
+           aiot_monitor_pop_event_confidence(&monitor, &held[held_count], &held_confidence[held_count]))
+        held_count++;
     aiot_monitor_stats_t st;
     aiot_monitor_stats(&monitor, &st);
     uint8_t head[8];
     head[0] = held_count;
     head[1] = st.events_pending;
-    aiot_le_wr16(head + 2, 0);
+    aiot_le_wr16(head + 2, (uint16_t)EVENT_RECORD);  // the record's size (0 before it carried the confidence)
     aiot_le_wr32(head + 4, st.events_dropped);
-    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + (size_t)held_count * sizeof held[0]);
+    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + (size_t)held_count * EVENT_RECORD);
     aiot_frame_tx_append(&tx, head, sizeof head);
-    aiot_frame_tx_append(&tx, held, (size_t)held_count * sizeof held[0]);
+    for (uint8_t i = 0; i < held_count; i++) {
+        uint8_t conf[4];
+        put_f32(conf, held_confidence[i]);
+        aiot_frame_tx_append(&tx, &held[i], sizeof held[i]);
+        aiot_frame_tx_append(&tx, conf, sizeof conf);
+    }
     aiot_frame_tx_end(&tx);
 }
 

@@ -29,8 +29,9 @@ from aiot.commands._options import csv_options, reading_options
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
               help="Training passes of each model (part of its cache key).")
 @click.option("--fleet", "fleet", is_flag=True,
-              help="--data is a folder: one image per CSV (installation) into OUT/<name>/, listed in OUT/index.json; "
-                   "a failed installation is listed with why and the others finish.")
+              help="--data is a folder: one image per CSV (installation) into OUT/<name>/, each registered in the "
+                   "registry OUT (OUT/registry.json: aiot models list --registry OUT); a failed installation is "
+                   "listed with why and the others finish.")
 @click.option("--scheduler", default=None,
               help="With --fleet: one task per installation on a Dask cluster (tcp://HOST:8786, or local).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,

@@ -36,9 +36,10 @@ def command() -> None:
 @command.command("list", cls=Command)
 @_REG
 def list_(registry) -> None:
-    """Every release and every device."""
+    """Every release, every device, every commissioned installation's image."""
     reg = _reg(registry)
     rels = reg.releases()
+    images = reg.images()
     if not rels:
         click.echo(f"no releases in {reg.root} (make one with aiot release)")
     for rid, r in sorted(rels.items()):
@@ -50,6 +51,10 @@ def list_(registry) -> None:
         named = f" ({', '.join(d['labels'])})" if d.get("labels") else ""
         click.echo(f"device {dev}{named}: runs {d['release']} (firmware ABI {d['firmware_abi']}); "
                    f"before: {', '.join(d['history']) or '-'}")
+    for name, im in sorted(images.items()):  # aiot commission --fleet
+        click.echo(f"image {name}: {im['board']}, model {im['model_sha256'][:12]}, {len(im['channels'])} sensors x "
+                   f"window {im['window']}, {im['flash_bytes']:,} B flash / {im['ram_bytes']:,} B RAM  "
+                   f"{reg.root / im['elf']}")
 
 
 @command.command("show", cls=Command)

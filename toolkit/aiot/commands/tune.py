@@ -124,9 +124,10 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
         quiet_worker()
         fmts = fmts or ("skab",) * len(labelled)
         folds = folds * len(labelled) if len(folds) == 1 else (folds or ("folder",) * len(labelled))
-        crossval.run(list(labelled), list(fmts), target, windows, (budgets or (10.0,))[0] / 100.0, list(folds), save,
-                     jobs=jobs, level_only=level_only,
-                     csv_options=csv_options(strict_time, time_format, label_column, label_map), fixed_knobs=fixed)
+        with _holding(save, f"aiot tune --labels {' '.join(map(str, labelled))}"):
+            crossval.run(list(labelled), list(fmts), target, windows, (budgets or (10.0,))[0] / 100.0, list(folds),
+                         save, jobs=jobs, level_only=level_only,
+                         csv_options=csv_options(strict_time, time_format, label_column, label_map), fixed_knobs=fixed)
         return
     if data is None:
         raise click.UsageError("give the recording of normal operation: --data NORMAL.csv (the validation harness), "
@@ -139,9 +140,20 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
 
     quiet_worker()  # no TensorFlow start-up chatter between the progress lines
     kind = "monitor" if target == "device" else ("tracking" if tracking else "reference")
-    rc = tune(str(normal), kind, window,
-              tuple(p / 100.0 for p in budgets) or (0.10,), per_file=per_file, recovery=recovery,
-              warmup=None if warmup is None else str(warmup), seeds=seeds,
-              save=None if save is None else str(save), level_only=level_only, fixed_knobs=fixed)
+    with _holding(save, f"aiot tune --data {normal}"):
+        rc = tune(str(normal), kind, window,
+                  tuple(p / 100.0 for p in budgets) or (0.10,), per_file=per_file, recovery=recovery,
+                  warmup=None if warmup is None else str(warmup), seeds=seeds,
+                  save=None if save is None else str(save), level_only=level_only, fixed_knobs=fixed)
     if rc:
         raise SystemExit(rc)
+
+
+def _holding(out: Path | None, what: str):
+    """The --out folder's lock (aiot.outputs) for the whole run, taken before any training: a
+    second run into it is refused naming this one. The picks are written straight into it."""
+    from contextlib import nullcontext
+
+    from aiot.outputs import OutputRun
+
+    return nullcontext() if out is None else OutputRun(out, what)

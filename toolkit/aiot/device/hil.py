@@ -780,20 +780,27 @@ class Device:
             f = self.request(P.Msg.EVENTS, ack, retry=True)
             if len(f.payload) < 8:
                 raise ToolkitError(f"{self.name} sent a malformed EVENTS response ({len(f.payload)} bytes)")
-            count, _pending, _res, dropped = struct.unpack_from("<BBHI", f.payload)
+            count, _pending, size, dropped = struct.unpack_from("<BBHI", f.payload)
+            # the record's size; 0 from firmware whose records did not carry the confidence yet
+            dtype = {0: M.EVENT_DTYPE, M.WIRE_EVENT_DTYPE.itemsize: M.WIRE_EVENT_DTYPE}.get(size)
+            if dtype is None:
+                raise ToolkitError(f"{self.name} sends {size}-byte event records; this host reads "
+                                   f"{M.WIRE_EVENT_DTYPE.itemsize}-byte ones (and 16-byte ones, size field 0)",
+                                   hint="use the aiot that built the firmware, or build and flash it again with "
+                                        "this one (aiot build)")
             body = f.payload[8:]
-            if len(body) != count * M.EVENT_DTYPE.itemsize:
+            if len(body) != count * dtype.itemsize:
                 raise ToolkitError(f"{self.name} sent an EVENTS response with {count} events in {len(body)} bytes")
             self.events_dropped = dropped
             if count == 0:
                 return
-            recs = np.frombuffer(body, dtype=M.EVENT_DTYPE)
+            recs = np.frombuffer(body, dtype=dtype)
             if self._ack_seq is not None and int(recs[-1]["seq"]) == self._ack_seq:
                 raise ToolkitError(
                     f"{self.name} sent events up to seq {self._ack_seq} again although they were acknowledged: "
                     "it does not drop acknowledged events (docs/protocol.md, EVENTS)",
                     hint="flash firmware built by this toolkit (aiot build), or check that nothing else talks to the port")
-            batch = [_event(r) for r in recs]
+            batch = [M.Event.from_record(r) for r in recs]
             if jr is not None:
                 batch = jr.append(batch)  # on disk before the device may delete them
             yield batch
@@ -895,20 +902,6 @@ class Device:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _event(r):
-    from aiot import monitor as M
-
-    return M.Event(
-        timestamp_ms=int(r["timestamp_ms"]), seq=int(r["seq"]),
-        type=M.EVENT_TYPES.get(int(r["type"]), f"UNKNOWN_{int(r['type'])}"),
-        channel=None if r["channel"] == M.NO_CHANNEL else int(r["channel"]),
-        channels=M.event_channels(r),
-        severity=int(r["severity"]),
-        state=M.STATES[int(r["state"])] if int(r["state"]) < len(M.STATES) else str(int(r["state"])),
-        value=float(r["value"]),
-    )
 
 
 class EventJournal:

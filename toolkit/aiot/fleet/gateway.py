@@ -377,8 +377,11 @@ class DeviceBridge:
         """Journal one batch of device events (fsync'd) -- called before the device's ack."""
         items = []
         for ev in batch:
-            # the window output the event came with (only known when this gateway PUSHes the samples)
-            confidence = self._confidence.get(ev.timestamp_ms) if EVENT_KINDS.get(ev.type) == "alert" else None
+            # the device's own (the confidence of the window that emitted the event); from firmware
+            # whose events do not carry it, the window output's when this gateway PUSHes the samples
+            confidence = getattr(ev, "confidence", None)
+            if confidence is None and EVENT_KINDS.get(ev.type) == "alert":
+                confidence = self._confidence.get(ev.timestamp_ms)
             items += event_messages(ev, self.sensors, self._state, confidence, self._boot)
             self._state = ev.state
         self.journaled += len(self.journal.append(self.device, items))

@@ -1,12 +1,14 @@
 """Local release registry: one folder (no server) holding every signed release, its
 lineage (data hash, settings, parent release), the model ABI it needs, its evaluation
-reports, the gate's verdict, and which device runs which release.
+reports, the gate's verdict, and which device runs which release; and the firmware image
+each commissioned installation runs (`aiot commission --fleet`: its model compiled in).
 
     reg = Registry(Path("build/registry"))
     rel = reg.add(signed_image, name=..., version=..., parent="pump-ae-1.2.0", report=..., gate=...,
                   model_dir=PKG, alert_settings={...}, evaluations={"candidate": DIR, "current": DIR})
     reg.promote(rel.id, device="uid:0123456789abcdef", firmware_abi=1, label="pump-room-3")
     reg.rollback("pump-room-3")          # a device by its id or its label
+    reg.add_image("pump7", {"board": ..., "elf": "pump7/firmware.elf", ...})
 
 Layout: registry.json (the index, rewritten atomically: written to a temporary file,
 renamed), ID.bin (the signed release) and ID/ (ID/model: the package the release was made
@@ -45,12 +47,14 @@ class Registry:
 
     def _load(self) -> dict:
         if not self.index.is_file():
-            return {"releases": {}, "devices": {}}
+            return {"releases": {}, "devices": {}, "images": {}}
         try:
-            return json.loads(self.index.read_text())
+            doc = json.loads(self.index.read_text())
         except json.JSONDecodeError as e:
             raise ToolkitError(f"{self.index} is not valid JSON ({e})",
                                hint="restore it from a backup; the release files next to it are intact") from e
+        doc.setdefault("images", {})  # a registry written before it held commissioned images
+        return doc
 
     def _save(self, doc: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -106,6 +110,21 @@ class Registry:
         doc["releases"][rid] = entry
         self._save(doc)
         return Release(rid, entry)
+
+    def add_image(self, installation: str, entry: dict) -> dict:
+        """Record the firmware image commissioned for ``installation`` (paths relative to the
+        registry folder, hashes, model, board); a new commissioning replaces the entry, the
+        model it replaces is kept under ``previous_models``."""
+        doc = self._load()
+        old = doc["images"].get(installation)
+        history = [] if old is None else [*old.get("previous_models", []), old.get("model_sha256")]
+        doc["images"][installation] = {**entry, "installation": installation, "previous_models": history,
+                                       "registered": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self._save(doc)
+        return doc["images"][installation]
+
+    def images(self) -> dict[str, dict]:
+        return self._load()["images"]
 
     def releases(self) -> dict[str, dict]:
         return self._load()["releases"]

@@ -275,7 +275,10 @@ EVENT_DTYPE = np.dtype(
         ("value", "<f4"),
     ]
 )
-assert OUTPUT_DTYPE.itemsize == 32 and EVENT_DTYPE.itemsize == 16
+#: One record of an EVENTS answer (docs/protocol.md): the event, then the confidence of the
+#: window that emitted it (-1: none). Firmware built before it sends EVENT_DTYPE records.
+WIRE_EVENT_DTYPE = np.dtype(EVENT_DTYPE.descr + [("confidence", "<f4")])
+assert OUTPUT_DTYPE.itemsize == 32 and EVENT_DTYPE.itemsize == 16 and WIRE_EVENT_DTYPE.itemsize == 20
 
 SCORE_FN = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float)
@@ -295,6 +298,25 @@ class Event:
     severity: int
     state: str
     value: float
+    #: the confidence of the window whose scoring emitted it; None when no scored window did
+    #: (or the device's firmware predates the field)
+    confidence: float | None = None
+
+    @classmethod
+    def from_record(cls, r, confidence: float = -1.0) -> "Event":
+        """The event of one EVENT_DTYPE record with ``confidence`` (negative: none), or of one
+        WIRE_EVENT_DTYPE record, which carries it."""
+        conf = float(r["confidence"]) if "confidence" in (r.dtype.names or ()) else float(confidence)
+        return cls(
+            timestamp_ms=int(r["timestamp_ms"]), seq=int(r["seq"]),
+            type=EVENT_TYPES.get(int(r["type"]), f"UNKNOWN_{int(r['type'])}"),
+            channel=None if r["channel"] == NO_CHANNEL else int(r["channel"]),
+            channels=event_channels(r),
+            severity=int(r["severity"]),
+            state=STATES[int(r["state"])] if int(r["state"]) < len(STATES) else str(int(r["state"])),
+            value=float(r["value"]),
+            confidence=conf if conf >= 0.0 else None,
+        )
 
 
 def event_channels(rec) -> tuple[int, ...]:
@@ -320,6 +342,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.aiot_monitor_push.argtypes = [vp, vp, vp, sz]
     lib.aiot_monitor_push_batch.argtypes = [vp, vp, sz, vp, sz, ctypes.POINTER(sz)]
     lib.aiot_monitor_pop_event.argtypes = [vp, vp]
+    lib.aiot_monitor_pop_event_confidence.argtypes = [vp, vp, ctypes.POINTER(ctypes.c_float)]
     lib.aiot_monitor_reset_baseline.argtypes = [vp]
     lib.aiot_monitor_reset_baseline.restype = None
     lib.aiot_monitor_channel_info.argtypes = [vp, ctypes.c_uint8, ctypes.POINTER(ChannelInfo)]
@@ -608,20 +631,9 @@ class Monitor:
         """Drain the ring buffer (oldest first)."""
         out: list[Event] = []
         ev = np.zeros(1, dtype=EVENT_DTYPE)
-        while self.lib.aiot_monitor_pop_event(self._state, ev.ctypes.data):
-            e = ev[0]
-            out.append(
-                Event(
-                    timestamp_ms=int(e["timestamp_ms"]),
-                    seq=int(e["seq"]),
-                    type=EVENT_TYPES.get(int(e["type"]), f"UNKNOWN_{int(e['type'])}"),
-                    channel=None if e["channel"] == NO_CHANNEL else int(e["channel"]),
-                    channels=event_channels(e),
-                    severity=int(e["severity"]),
-                    state=STATES[int(e["state"])] if int(e["state"]) < len(STATES) else str(int(e["state"])),
-                    value=float(e["value"]),
-                )
-            )
+        conf = ctypes.c_float()
+        while self.lib.aiot_monitor_pop_event_confidence(self._state, ev.ctypes.data, ctypes.byref(conf)):
+            out.append(Event.from_record(ev[0], conf.value))
         return out
 
     def stats(self) -> dict[str, int | str]:
