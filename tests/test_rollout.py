@@ -12,6 +12,8 @@ import time
 import numpy as np
 import pytest
 
+from aiot.errors import ToolkitError
+
 pytest.importorskip("paho.mqtt", reason="the fleet extra is not installed: pip install -e '.[fleet]'")
 pytest.importorskip("imgtool")
 
@@ -201,6 +203,66 @@ def test_gateway_applies_update_commands_and_reports_each_outcome(kit, broker, t
         assert _status(boards["u2"]).running == 0xFF  # refused: still the built-in model
     finally:
         gw.stop(drain=2)
+        rec.close()
+        for b in boards.values():
+            b.close()
+
+
+def test_a_link_dropped_mid_transfer_resumes_and_a_restarted_gateway_carries_on(kit, broker, tmp_path):
+    """The link of w1 drops after a few chunks: the bridge reopens it and the transfer resumes
+    at the device's offset (one UPDATE_BEGIN in all). w2 had been sent its package and
+    rebooted when its gateway died (its command journaled at the 'trial' step): the next
+    gateway only asks the device's status and reports the outcome, sending nothing again."""
+    from aiot.device import protocol as P
+    from aiot.device.hil import Device
+    from aiot.device.host import HostTransport
+    from aiot.fleet.commands import update_command
+    from aiot.fleet.journal import Journal
+    from aiot.lifecycle.client import UPDATE_BEGIN, UPDATE_CHUNK, UpdateClient
+
+    boards = {n: kit["fw"].power_on(n) for n in ("w1", "w2")}
+    sent: dict[str, list[int]] = {"w1": [], "w2": []}
+    drops = {"left": 1}
+
+    class Counted(HostTransport):  # records each request's type; w1's link drops once, at its 4th chunk
+        def write(self, data: bytes) -> None:
+            types = [f.type for f in P.StreamDecoder().feed(bytes(data)) if isinstance(f, P.Frame)]
+            if self.board.name == "w1" and UPDATE_CHUNK in types and sent["w1"].count(UPDATE_CHUNK) == 3 \
+                    and drops["left"]:
+                drops["left"] -= 1
+                raise ToolkitError("w1: link dropped (test)")
+            sent[self.board.name] += types
+            super().write(data)
+
+    def opener(board):
+        def open_source():
+            dev = Device(Counted(board), timeout=1.0, retries=0)
+            dev.info()
+            return dev
+        return open_source
+
+    # w2: the package sent and the device rebooted into its trial by a gateway that then died
+    up = UpdateClient(Device(boards["w2"].transport()))
+    up.send(kit["good"])
+    up.reboot()
+    j = Journal(tmp_path / "gww.db")
+    body = update_command("w2-cmd", kit["good"], release="ae24-1.1.0")
+    assert j.add_command("w2", "w2-cmd", body)
+    j.set_command_state("w2-cmd", "trial")
+    j.close()
+
+    rec = Recorder(broker)
+    gw = _gateway(tmp_path, broker, "gww", [(n, opener(b)) for n, b in boards.items()]).start()
+    try:
+        _publish_command(broker, "w1", update_command("w1-cmd", kit["good"], release="ae24-1.1.0"))
+        got = rec.wait(lambda o: {("w1", "trial passed"), ("w2", "trial passed")} <= {(d, w) for d, w, _r in o})
+        assert {("w1", "trial passed", None), ("w2", "trial passed", None)} <= set(got), got
+        assert [w for d, w, _r in got if d == "w1"] == ["accepted", "trial passed"]
+        assert drops["left"] == 0 and gw.bridges[0].link_drops >= 1
+        assert sent["w1"].count(UPDATE_BEGIN) == 1  # resumed, not begun again
+        assert UPDATE_BEGIN not in sent["w2"] and UPDATE_CHUNK not in sent["w2"]
+    finally:
+        gw.stop(drain=1)
         rec.close()
         for b in boards.values():
             b.close()
