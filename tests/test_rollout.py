@@ -268,6 +268,51 @@ def test_a_link_dropped_mid_transfer_resumes_and_a_restarted_gateway_carries_on(
             b.close()
 
 
+def test_events_the_device_holds_before_the_reboot_are_journaled_not_lost(kit, broker, tmp_path):
+    """An event raised during the transfer (the monitor commissions while the package is
+    being written) is still in the device's RAM when the gateway reboots it into the trial:
+    the gateway drains the device's events first, so the event reaches the broker."""
+    from aiot.device import protocol as P
+    from aiot.device.hil import Device
+    from aiot.device.host import HostTransport
+    from aiot.fleet.commands import update_command
+    from aiot.lifecycle.client import UPDATE_FINISH
+
+    board = kit["fw"].power_on("e1")
+    rng = np.random.default_rng(0)
+
+    class CommissionDuringTransfer(HostTransport):
+        def write(self, data: bytes) -> None:
+            if any(isinstance(f, P.Frame) and f.type == UPDATE_FINISH for f in P.StreamDecoder().feed(bytes(data))):
+                side = Device(HostTransport(self.board))  # the pump's own samples: enough to commission
+                side.push(np.arange(400) * 1000, 1 + 0.1 * rng.standard_normal((400, 3)))
+            super().write(data)
+
+    def open_source():
+        dev = Device(CommissionDuringTransfer(board), timeout=1.0, retries=0)
+        dev.info()
+        return dev
+
+    seen: list[dict] = []
+    rec = Recorder(broker)
+    rec.client.subscribe(f"aiot/{SITE}/e1/calibration", 1)
+    rec.client.on_message = lambda _c, _u, m: seen.append(json.loads(m.payload)) if "calibration" in m.topic \
+        else rec._on_message(_c, _u, m)
+    gw = _gateway(tmp_path, broker, "gwe", [("e1", open_source)]).start()
+    try:
+        _publish_command(broker, "e1", update_command("e1-cmd", kit["good"], release="ae24-1.1.0"))
+        rec.wait(lambda o: ("e1", "trial passed") in {(d, w) for d, w, _r in o})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not seen:
+            time.sleep(0.05)
+        assert board.boots == 2  # it was rebooted into the trial
+        assert [(p["event"], p["boot"]) for p in seen] == [("COMMISSIONED", 0)], seen
+    finally:
+        gw.stop(drain=1)
+        rec.close()
+        board.close()
+
+
 # --- the rollout ----------------------------------------------------------------------------------
 
 
