@@ -313,6 +313,41 @@ def test_events_the_device_holds_before_the_reboot_are_journaled_not_lost(kit, b
         board.close()
 
 
+def test_an_interrupted_rollout_resumes_with_the_outcomes_published_meanwhile(kit, broker, tmp_path):
+    """The rollout stops right after sending to its canary (Ctrl-C); the canary's outcome is
+    published while nothing listens. --resume (Rollout.load + run) gets it from its
+    persistent session, goes on to the rest, and ends done."""
+    from aiot.fleet.gateway import parse_broker
+    from aiot.fleet.rollout import Rollout
+
+    boards = {n: kit["fw"].power_on(n) for n in ("r1", "r2", "r3")}
+    rec = Recorder(broker)
+    gw = _gateway(tmp_path, broker, "gwr", [(n, b.opener()) for n, b in boards.items()]).start()
+    url = parse_broker(broker.url)
+    try:
+        r = Rollout.start(tmp_path / "r.json", site=SITE, release="ae24-1.1.0", image=kit["good"],
+                          devices=list(boards), canary="1", trial_timeout=30)
+
+        def interrupted(*_a, **_k):
+            raise KeyboardInterrupt
+
+        r._wait = interrupted  # stops as Ctrl-C would, right after the canary was sent
+        with pytest.raises(KeyboardInterrupt):
+            r.run(url, canary_timeout=30, timeout=30)
+        rec.wait(lambda o: ("r1", "trial passed") in {(d, w) for d, w, _r in o})
+        again = Rollout.load(tmp_path / "r.json")
+        assert again.state["phase"] == "canary" and list(again.state["sent"]) == ["r1"]
+        assert again.state["outcomes"] == {}  # nothing listened when it was published
+        summary = again.run(url, canary_timeout=30, timeout=30)
+        assert summary["phase"] == "done" and summary["passed"] == ["r1", "r2", "r3"], summary
+        assert [d for d, w, _r in rec.outcomes(again.state["id"]) if w == "accepted"].count("r1") == 1  # sent once
+    finally:
+        gw.stop(drain=1)
+        rec.close()
+        for b in boards.values():
+            b.close()
+
+
 # --- the rollout ----------------------------------------------------------------------------------
 
 

@@ -256,21 +256,24 @@ class Rollout:
             if m.get("final") and device not in self.state["outcomes"]:
                 self.state["outcomes"][device] = {"outcome": m["outcome"], "reason": m.get("reason"),
                                                   "time": m.get("gateway_time"), "message": m.get("id")}
-                self._clear_command(device)
+                self._clear_command(_c, device)  # the callback's client: self._client may not be set yet
                 if FINAL.get(m["outcome"]) and self.registry is not None:
                     self._record(device)
             self.save()
         self._changed.set()
 
     def _record(self, device: str) -> None:
-        rel = self.registry.get(self.state["release"])
-        # the device checked the package's model ABI against its firmware before running it
-        self.registry.promote(self.state["release"], device=device, firmware_abi=rel["abi"])
+        try:
+            rel = self.registry.get(self.state["release"])
+            # the device checked the package's model ABI against its firmware before running it
+            self.registry.promote(self.state["release"], device=device, firmware_abi=rel["abi"])
+        except ToolkitError as e:  # in MQTT's thread: kept in the state, never raised there
+            self.state.setdefault("registry_errors", {})[device] = e.message
 
-    def _clear_command(self, device: str) -> None:
+    def _clear_command(self, client, device: str) -> None:
         from aiot.fleet.topics import topic
 
-        self._client.publish(topic(self.state["site"], device, "cmd"), b"", qos=1, retain=True)
+        client.publish(topic(self.state["site"], device, "cmd"), b"", qos=1, retain=True)
 
     def _send(self, devices: list[str], progress: Callable[[str], None]) -> None:
         from aiot.fleet.topics import topic
