@@ -495,6 +495,12 @@ def test_aiot_rollout_verb_end_to_end_and_status(kit, broker, tmp_path, monkeypa
         assert (summary["phase"], summary["passed"], summary["canary"]) == ("done", ["v1", "v2", "v3"], ["v1"])
         res = CliRunner().invoke(main, ["rollout", "--status", "--state", "r.json"])
         assert res.exit_code == 0 and "done" in res.output and "3 passed, 0 failed" in res.output, res.output
+        boards["v3"].link_up = False  # offline: the rollout stops waiting for it, exit 3
+        res = CliRunner().invoke(main, [*args, "--release", str(kit["dir"] / "ae24-1.1.0.bin"), "--state",
+                                        "r2.json", "--json", "sum2.json", "--timeout", "2"])
+        summary = json.loads((tmp_path / "sum2.json").read_text())
+        assert res.exit_code == 3 and (summary["phase"], summary["waiting"]) == ("rest", ["v3"]), res.output
+        assert "waiting for: v3" in res.output
     finally:
         gw.stop(drain=1)
         for b in boards.values():

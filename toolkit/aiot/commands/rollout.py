@@ -60,7 +60,8 @@ def command(release: str | None, group: str | None, canary: str, mqtt_url: str |
     The gateways must run with --updates. Each device gets an update command on
     aiot/SITE/DEVICE/cmd; its gateway sends the package, reboots the device into the trial
     and reports the device's verdict on aiot/SITE/DEVICE/update. Exit status: 0 every
-    device passed, 1 halted or a device failed, 2 devices still waiting (offline).
+    device passed, 1 halted or a device failed, 3 devices still waiting (offline); 2 is an
+    error before or during the rollout, as for every verb.
 
     \b
     Examples:
@@ -117,7 +118,7 @@ def command(release: str | None, group: str | None, canary: str, mqtt_url: str |
     if summary["phase"] == "halted" or summary["failed"]:
         raise SystemExit(1)
     if summary["waiting"]:
-        raise SystemExit(2)
+        raise SystemExit(3)
 
 
 def _print(s: dict, say) -> None:
