@@ -125,6 +125,15 @@ def _status(board):
     return UpdateClient(Device(board.transport())).status()
 
 
+def _shut(gw, rec, boards) -> None:
+    """Stop a test's gateway and recorder, power its host devices off."""
+    gw.stop(drain=1)
+    if rec is not None:
+        rec.close()
+    for b in boards:
+        b.close()
+
+
 def _gateway(tmp_path, broker, name, boards, **kw):
     from aiot.fleet.gateway import Gateway
 
@@ -202,10 +211,7 @@ def test_gateway_applies_update_commands_and_reports_each_outcome(kit, broker, t
         assert _status(boards["u3"]).running_digest() == image_digest(kit["good"])[:8]
         assert _status(boards["u2"]).running == 0xFF  # refused: still the built-in model
     finally:
-        gw.stop(drain=2)
-        rec.close()
-        for b in boards.values():
-            b.close()
+        _shut(gw, rec, boards.values())
 
 
 def test_a_link_dropped_mid_transfer_resumes_and_a_restarted_gateway_carries_on(kit, broker, tmp_path):
@@ -234,13 +240,6 @@ def test_a_link_dropped_mid_transfer_resumes_and_a_restarted_gateway_carries_on(
             sent[self.board.name] += types
             super().write(data)
 
-    def opener(board):
-        def open_source():
-            dev = Device(Counted(board), timeout=1.0, retries=0)
-            dev.info()
-            return dev
-        return open_source
-
     # w2: the package sent and the device rebooted into its trial by a gateway that then died
     up = UpdateClient(Device(boards["w2"].transport()))
     up.send(kit["good"])
@@ -252,7 +251,7 @@ def test_a_link_dropped_mid_transfer_resumes_and_a_restarted_gateway_carries_on(
     j.close()
 
     rec = Recorder(broker)
-    gw = _gateway(tmp_path, broker, "gww", [(n, opener(b)) for n, b in boards.items()]).start()
+    gw = _gateway(tmp_path, broker, "gww", [(n, b.opener(Counted)) for n, b in boards.items()]).start()
     try:
         _publish_command(broker, "w1", update_command("w1-cmd", kit["good"], release="ae24-1.1.0"))
         got = rec.wait(lambda o: {("w1", "trial passed"), ("w2", "trial passed")} <= {(d, w) for d, w, _r in o})
@@ -262,10 +261,7 @@ def test_a_link_dropped_mid_transfer_resumes_and_a_restarted_gateway_carries_on(
         assert sent["w1"].count(UPDATE_BEGIN) == 1  # resumed, not begun again
         assert UPDATE_BEGIN not in sent["w2"] and UPDATE_CHUNK not in sent["w2"]
     finally:
-        gw.stop(drain=1)
-        rec.close()
-        for b in boards.values():
-            b.close()
+        _shut(gw, rec, boards.values())
 
 
 def test_events_the_device_holds_before_the_reboot_are_journaled_not_lost(kit, broker, tmp_path):
@@ -288,17 +284,12 @@ def test_events_the_device_holds_before_the_reboot_are_journaled_not_lost(kit, b
                 side.push(np.arange(400) * 1000, 1 + 0.1 * rng.standard_normal((400, 3)))
             super().write(data)
 
-    def open_source():
-        dev = Device(CommissionDuringTransfer(board), timeout=1.0, retries=0)
-        dev.info()
-        return dev
-
     seen: list[dict] = []
     rec = Recorder(broker)
     rec.client.subscribe(f"aiot/{SITE}/e1/calibration", 1)
     rec.client.on_message = lambda _c, _u, m: seen.append(json.loads(m.payload)) if "calibration" in m.topic \
         else rec._on_message(_c, _u, m)
-    gw = _gateway(tmp_path, broker, "gwe", [("e1", open_source)]).start()
+    gw = _gateway(tmp_path, broker, "gwe", [("e1", board.opener(CommissionDuringTransfer))]).start()
     try:
         _publish_command(broker, "e1", update_command("e1-cmd", kit["good"], release="ae24-1.1.0"))
         rec.wait(lambda o: ("e1", "trial passed") in {(d, w) for d, w, _r in o})
@@ -308,9 +299,7 @@ def test_events_the_device_holds_before_the_reboot_are_journaled_not_lost(kit, b
         assert board.boots == 2  # it was rebooted into the trial
         assert [(p["event"], p["boot"]) for p in seen] == [("COMMISSIONED", 0)], seen
     finally:
-        gw.stop(drain=1)
-        rec.close()
-        board.close()
+        _shut(gw, rec, [board])
 
 
 def test_an_interrupted_rollout_resumes_with_the_outcomes_published_meanwhile(kit, broker, tmp_path):
@@ -342,10 +331,7 @@ def test_an_interrupted_rollout_resumes_with_the_outcomes_published_meanwhile(ki
         assert summary["phase"] == "done" and summary["passed"] == ["r1", "r2", "r3"], summary
         assert [d for d, w, _r in rec.outcomes(again.state["id"]) if w == "accepted"].count("r1") == 1  # sent once
     finally:
-        gw.stop(drain=1)
-        rec.close()
-        for b in boards.values():
-            b.close()
+        _shut(gw, rec, boards.values())
 
 
 # --- the rollout ----------------------------------------------------------------------------------
@@ -502,6 +488,4 @@ def test_aiot_rollout_verb_end_to_end_and_status(kit, broker, tmp_path, monkeypa
         assert res.exit_code == 3 and (summary["phase"], summary["waiting"]) == ("rest", ["v3"]), res.output
         assert "waiting for: v3" in res.output
     finally:
-        gw.stop(drain=1)
-        for b in boards.values():
-            b.close()
+        _shut(gw, None, boards.values())

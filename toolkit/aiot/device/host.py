@@ -133,12 +133,14 @@ class HostBoard:
             raise ToolkitError(f"host:{self.name}: the link is down", hint="open the device again once its link is back")
         return HostTransport(self)
 
-    def opener(self):
-        """A gateway's ``open_source`` for this device: a client after the INFO handshake."""
+    def opener(self, transport: type | None = None):
+        """A gateway's ``open_source`` for this device: a client after the INFO handshake
+        (over ``transport``, a :class:`HostTransport` subclass, to watch or break the link)."""
         def open_source():
             from aiot.device.hil import Device
 
-            dev = Device(self.transport(), timeout=1.0, retries=0)
+            link = self.transport() if transport is None else transport(self)
+            dev = Device(link, timeout=1.0, retries=0)
             dev.info()
             return dev
         return open_source
