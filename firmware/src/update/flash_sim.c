@@ -55,20 +55,26 @@ static const uint8_t *sim_map(const aiot_flash_t *f, uint32_t addr) {
     return ((aiot_flash_sim_t *)f->ctx)->mem + addr;
 }
 
-//! Set up f over the caller's memory (size bytes, erased to 0xFF here).
-void aiot_flash_sim_init(aiot_flash_t *f, aiot_flash_sim_t *s, uint8_t *mem, uint32_t size, uint32_t sector_size,
-                         uint32_t program_align) {
+//! Set up f over the caller's memory as it is (a flash that kept its contents over a reset).
+void aiot_flash_sim_attach(aiot_flash_t *f, aiot_flash_sim_t *s, uint8_t *mem, uint32_t size, uint32_t sector_size,
+                           uint32_t program_align) {
     memset(s, 0, sizeof *s);
     s->mem = mem;
     s->size = size;
     s->cut_at = -1;
-    memset(mem, 0xFF, size);
     f->sector_size = sector_size;
     f->program_align = program_align;
     f->erase = sim_erase;
     f->program = sim_program;
     f->map = sim_map;
     f->ctx = s;
+}
+
+//! Set up f over the caller's memory (size bytes, erased to 0xFF here).
+void aiot_flash_sim_init(aiot_flash_t *f, aiot_flash_sim_t *s, uint8_t *mem, uint32_t size, uint32_t sector_size,
+                         uint32_t program_align) {
+    aiot_flash_sim_attach(f, s, mem, size, sector_size, program_align);
+    memset(mem, 0xFF, size);
 }
 
 //! Cut power at operation `at` (counted from now); -1 = never. Power comes back on.

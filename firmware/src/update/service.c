@@ -319,12 +319,7 @@ int aiot_update_service_handle(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_
         return 1;
     case AIOT_MSG_REBOOT:
         reply(f, tx, write, NULL, 0);
-        // SCB->AIRCR = VECTKEY | SYSRESETREQ (ARMv6-M/v7-M ARM B3.2.6): a system reset.
-        __asm volatile("dsb" ::: "memory");
-        *(volatile uint32_t *)0xE000ED0Cu = 0x05FA0004u;
-        __asm volatile("dsb" ::: "memory");
-        for (;;) {
-        }
+        aiot_port_reset();  // the answer is on the wire (a blocking write) before the reset
     case AIOT_MSG_UPDATE_BEGIN:
     case AIOT_MSG_UPDATE_CHUNK:
     case AIOT_MSG_UPDATE_FINISH:

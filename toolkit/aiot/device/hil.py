@@ -162,12 +162,12 @@ class SerialTransport:
 class QemuTransport:
     """Boot ``elf`` on an emulated ``board`` and connect to its UART over TCP."""
 
-    def __init__(self, board, elf: Path | str):
+    def __init__(self, board, elf: Path | str, cwd: Path | None = None):
         from aiot.target.boards import Board, get_board
         from aiot.target.qemu import Qemu
 
         self.board: Board = board if isinstance(board, Board) else get_board(board)
-        self.qemu = Qemu(self.board, Path(elf), serial="tcp").start()
+        self.qemu = Qemu(self.board, Path(elf), serial="tcp", cwd=cwd).start()
         try:
             self._link = SerialTransport(self.qemu.url, self.board.baud)
         except BaseException:
@@ -1005,11 +1005,12 @@ class EventJournal:
 
 
 def make_transport(kind: str = "qemu", *, board=None, elf: Path | str | None = None, port: str | None = None,
-                   baud: int | None = None) -> Transport:
+                   baud: int | None = None, cwd: Path | None = None) -> Transport:
+    """``cwd``: QEMU's working folder (where an emulated board keeps its update region file)."""
     if kind == "qemu":
         if board is None or elf is None:
             raise ToolkitError("the qemu transport needs a board and a firmware ELF")
-        return QemuTransport(board, elf)
+        return QemuTransport(board, elf, cwd=cwd)
     if kind == "serial":
         if not port:
             raise ToolkitError("the serial transport needs a port", hint="pass --port /dev/ttyACM0 (or socket://host:port)")
