@@ -48,7 +48,11 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
     out = out or paths.build_dir() / "fw" / b.name
     defines = ["AIOT_PROFILE"] if profile else []
     board_file = b
-    if sign_key:
+    if update_key:
+        from aiot.lifecycle.firmware import update_board
+
+        b = update_board(b, signed=bool(sign_key))  # code kept out of the update areas (and in the slot)
+    elif sign_key:
         from aiot.lifecycle.signed_image import slot_board
 
         b = slot_board(b)  # linked where MCUboot jumps: primary slot + image header
@@ -64,8 +68,8 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
             from aiot.lifecycle import package as P
             from aiot.lifecycle.firmware import build_update_firmware
 
-            res = build_update_firmware(b, stage, model_dir, public_key=P.public_key(update_key), defines=defines,
-                                        opt=opt)
+            res = build_update_firmware(board_file, stage, model_dir, public_key=P.public_key(update_key),
+                                        defines=defines, opt=opt, signed=bool(sign_key))
             doc = json.loads((stage / "build.json").read_text())
             doc["model_abi"] = P.MODEL_ABI  # what aiot models promote --firmware checks
             (stage / "build.json").write_text(json.dumps(doc, indent=2))
