@@ -41,13 +41,14 @@ PARTS = ("update", "crypto", "driver")
 
 
 def compile_objects(board: Board, out_dir: Path, opt: str = "-O2", only: tuple[str, ...] = PARTS,
-                    extra_flags: tuple[str, ...] = ()) -> dict[str, list[Path]]:
-    """Cross-compile each part warning-free (-Werror) into out_dir; return objects by part."""
+                    extra_flags: tuple[str, ...] = (), defines: tuple[str, ...] = ()) -> dict[str, list[Path]]:
+    """Cross-compile each part warning-free (-Werror) into out_dir; return objects by part.
+    ``defines`` (NAME or NAME=VALUE) go on top of the board's, e.g. the update layout's."""
     gcc = require("arm-none-eabi-gcc")
     crypto = crypto_sources()
     parts = {"update": update_sources()[:3], "crypto": list(crypto.sources), "driver": driver_sources(board)}
     parts = {k: v for k, v in parts.items() if k in only}
-    defs = {**firmware.build_defines(board), **{d: "1" for d in crypto.defines}}
+    defs = {**firmware.build_defines(board, None, defines), **{d: "1" for d in crypto.defines}}
     incs = [*firmware.include_dirs(), *crypto.include_dirs, FIRMWARE / "port" / board.family]
     out_dir.mkdir(parents=True, exist_ok=True)
     objs: dict[str, list[Path]] = {}
