@@ -4,8 +4,6 @@ loader refuses a layout that cannot work with what is wrong, where, and what to 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from aiot import paths
@@ -13,16 +11,12 @@ from aiot.errors import ToolkitError
 from aiot.lifecycle.firmware import layout_defines, region_sectors, update_board
 from aiot.target.boards import get_board, load_board_file
 from aiot.target.layout import update_areas
+from aiot.testing import board_variant
 
 DRIVER_BOARDS = ["nucleo-f446re", "nucleo-f767zi", "nucleo-g071rb", "nrf52840-dk"]
 
 
-def _variant(tmp_path: Path, board: str, old: str, new: str) -> Path:
-    text = (paths.BOARDS / f"{board}.toml").read_text()
-    assert old in text, f"{old!r} not in {board}.toml"
-    p = tmp_path / f"{board}.toml"
-    p.write_text(text.replace(old, new, 1))
-    return p
+_variant = board_variant
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
