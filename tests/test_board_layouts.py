@@ -140,3 +140,19 @@ def test_signed_image_with_updates_is_refused_where_the_areas_meet_mcuboots():
 def test_the_shipped_board_files_all_load():
     for p in sorted(paths.BOARDS.glob("*.toml")):
         load_board_file(p)
+
+
+def test_aiot_boards_json_shows_the_layouts(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    r = CliRunner().invoke(main, ["boards", "--json", str(tmp_path / "b.json")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    by_name = {b["name"]: b for b in json.loads((tmp_path / "b.json").read_text())}
+    f446 = by_name["nucleo-f446re"]
+    assert f446["update"]["records"] == [0x08004000, 0x08008000] and f446["update"]["slot_size"] == 0x20000
+    assert f446["mcuboot"]["scratch"] == 0x08060000 and f446["mcuboot"]["image_room"] == 0x20000 - 0x200 - 0x1000
+    assert by_name["microbit"]["update"] is None and by_name["microbit"]["mcuboot"] is None
