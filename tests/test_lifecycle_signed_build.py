@@ -81,7 +81,34 @@ def test_update_build_records_the_model_abi(tmp_path):
     r = CliRunner().invoke(main, ["build", "--board", "nrf52840-dk", "--out", str(out), "--update-key", str(key)],
                            catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    assert json.loads((out / "build.json").read_text())["model_abi"] == P.MODEL_ABI
+    built = json.loads((out / "build.json").read_text())
+    assert built["model_abi"] == P.MODEL_ABI and built["plan_arena"] == P.PLAN_ARENA
+    assert built["device_id"].startswith("uid:")  # INFO reports the nRF52840's FICR DEVICEID
+
+
+def test_plan_arena_is_the_firmware_default():
+    """aiot release checks plans against P.PLAN_ARENA: the update service's own default."""
+    import re
+
+    from aiot.paths import FIRMWARE
+
+    src = (FIRMWARE / "src" / "update" / "service.c").read_text()
+    assert int(re.search(r"#define AIOT_UPDATE_PLAN_ARENA (\d+)u", src).group(1)) == P.PLAN_ARENA
+
+
+def test_update_build_without_a_uid_register_gets_its_own_id(tmp_path):
+    """mps2-an386 has no unique id register: each update image gets a random id, written
+    into the image (INFO reports it) and recorded in build.json."""
+    import re
+
+    key = P.generate_key(tmp_path / "release.pem")
+    out = tmp_path / "fw"
+    r = CliRunner().invoke(main, ["build", "--board", "mps2-an386", "--out", str(out), "--update-key", str(key)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    device_id = json.loads((out / "build.json").read_text())["device_id"]
+    assert re.fullmatch(r"build-[0-9a-f]{16}", device_id)
+    assert device_id.encode() in (out / "firmware.bin").read_bytes()
 
 
 def test_board_without_layout_is_refused_with_a_hint(tmp_path):

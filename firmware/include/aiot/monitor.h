@@ -174,7 +174,6 @@ typedef enum {
       "smallest jump of a channel's deviation that is a step (noise units, and >= 4 calibration spreads)")    \
     X(max_recal_step, float, 3.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "largest step accepted as a remount (noise units)") \
     X(drift_gain, float, 0.2f, 0.0f, 1.0f, AIOT_RANGE_CLOSED, "fraction of the residual bias corrected per window in DRIFT") \
-    X(max_drift_rate, float, 0.25f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "drift compensation rate limit (noise units per hour)") \
     X(max_baseline_shift, float, 6.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                         \
       "total drift compensation allowed (noise units); beyond it: CALIBRATION_ALERT")                         \
     X(gate_ratio, float, 4.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                                \
@@ -194,7 +193,9 @@ typedef enum {
     X(noise_floor, float, 0.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "noise is at least this (raw units)")        \
     X(noise_floor_rel, float, 1e-3f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "noise is at least this x |commissioned level|") \
     X(calibration_tolerance, float, 0.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                    \
-      "largest total drift compensation (raw units); 0: the commissioned span (max - min of accepted samples)")
+      "largest total drift compensation (raw units); 0: the commissioned span (max - min of accepted samples)") \
+    X(max_drift_rate, float, 0.25f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                          \
+      "drift compensation rate limit of this sensor (its noise units per hour); 0: no drift tracking")
 
 #define AIOT_RANGE_CLOSED 0
 #define AIOT_RANGE_LO_OPEN 1

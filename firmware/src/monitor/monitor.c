@@ -757,7 +757,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
 
     if (ch->mode == CH_DRIFT) {
         if (gate && !(ch->flags & CHF_RECAL_BLOCKED)) {
-            float max_step = k->max_drift_rate * (float)k->window * (float)k->sample_period_ms / MS_PER_HOUR;
+            float max_step = k->max_drift_rate[c] * (float)k->window * (float)k->sample_period_ms / MS_PER_HOUR;
             const float delta = clampf(k->drift_gain * dev, -max_step, max_step);
             const float next = ch->baseline + delta * ch->noise;
             if (beyond_tolerance(m, ch, next)) {

@@ -608,10 +608,15 @@ class Device:
 
     # -- the monitor (PUSH, EVENTS, STATS, CONFIG, RESET_BASELINE) --
 
-    def configure(self, config, fresh: bool = False) -> bool:
+    def configure(self, config, fresh: bool = False, part_bytes: int | None = None) -> bool:
         """Send a monitor configuration (aiot.monitor.Config). Returns True when the device
         started a fresh installation (new structure, or ``fresh``: commissioning again, event
-        ring emptied), False for a live update of the knobs."""
+        ring emptied), False for a live update of the knobs.
+
+        A configuration that fits one frame goes in one CONFIG_SET; a larger one (64 channels:
+        1,112 bytes) in CONFIG_PART frames of at most ``part_bytes`` of it (default: as many as
+        a frame holds), which the device applies only once the last has arrived and the whole
+        checks out (docs/protocol.md). ``part_bytes`` forces the parts (tests)."""
         from aiot import monitor as M
 
         if not isinstance(config, ctypes.Structure) or len(bytes(config)) != ctypes.sizeof(type(config)) \
@@ -619,22 +624,65 @@ class Device:
             raise ToolkitError(f"configure() needs a aiot.monitor.Config, got {type(config).__name__}")
         # Packed for the firmware's channel capacity (its config struct's size, from CONFIG_GET).
         data = M.pack_config(config, self._config_capacity())
-        # Retrying is safe without `fresh` (the same config twice is the same state); a fresh
-        # installation repeated after a lost answer would only restart commissioning again.
-        f = self.request(P.Msg.CONFIG_SET, data + (b"\x01" if fresh else b""), retry=not fresh)
-        reinit = f.payload[:1] == b"\x01"
+        if part_bytes is None and len(data) + 1 <= self.max_payload:
+            # Retrying is safe without `fresh` (the same config twice is the same state); a fresh
+            # installation repeated after a lost answer would only restart commissioning again.
+            f = self.request(P.Msg.CONFIG_SET, data + (b"\x01" if fresh else b""), retry=not fresh)
+            reinit = f.payload[:1] == b"\x01"
+        else:
+            self.info()  # the device's frame limit, which the parts must respect
+            reinit = self._configure_in_parts(data, fresh, part_bytes or self.max_payload - P.CONFIG_PART_HEAD.size)
         if reinit:
             self._ack_seq = None  # event seqs restart with the new installation
         self._config = M.unpack_config(data)
         return reinit
+
+    def _configure_in_parts(self, data: bytes, fresh: bool, part_bytes: int) -> bool:
+        parts = P.config_parts(data, part_bytes, fresh)
+        f = None
+        for i, part in enumerate(parts):
+            # A part sent again rewrites the same bytes; the last one applies the whole, which
+            # is safe to repeat unless it starts a fresh installation (as CONFIG_SET).
+            try:
+                f = self.request(P.Msg.CONFIG_PART, part, retry=not (fresh and i == len(parts) - 1))
+            except DeviceError as e:
+                if e.code == P.ErrorCode.UNKNOWN_TYPE:
+                    raise ToolkitError(
+                        f"{self.name} cannot take a monitor configuration of {len(data)} bytes: it does not fit one "
+                        f"frame of {self.max_payload} B and this firmware has no CONFIG_PART (protocol 1.0)",
+                        hint="rebuild the firmware with this toolkit (aiot build), or with a larger "
+                             "-DAIOT_FRAME_MAX_PAYLOAD") from None
+                raise
+        if len(f.payload) < 4 or f.payload[2] != 1:
+            raise ToolkitError(f"{self.name} did not apply the configuration sent in {len(parts)} parts "
+                               f"(answer {f.payload.hex()})", hint="rebuild the firmware with this toolkit (aiot build)")
+        return f.payload[3] == 1
+
+    def _config_get(self, offset: int | None = None, length: int = 0) -> tuple[bool, int, bytes]:
+        """One CONFIG_GET: (configured, the whole configuration's size, these bytes of it)."""
+        payload = b"" if offset is None else struct.pack("<HH", offset, length)
+        f = self.request(P.Msg.CONFIG_GET, payload, retry=True)
+        if len(f.payload) < 4:
+            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)")
+        total = int.from_bytes(f.payload[2:4], "little") or len(f.payload) - 4  # 0: protocol 1.0, all of it
+        return bool(f.payload[0]), total, f.payload[4:]
+
+    def _config_bytes(self) -> tuple[bool, bytes]:
+        """The device's whole configuration, read in as many CONFIG_GETs as it takes."""
+        configured, total, data = self._config_get()
+        while len(data) < total:
+            _, _, more = self._config_get(len(data), total - len(data))
+            if not more:
+                raise ToolkitError(f"{self.name} sent no configuration bytes from offset {len(data)} of {total}")
+            data += more
+        return configured, data[:total]
 
     def _config_capacity(self) -> int:
         """AIOT_MONITOR_MAX_CHANNELS of the firmware (from its config struct's size)."""
         from aiot import monitor as M
 
         if getattr(self, "_capacity", None) is None:
-            f = self.request(P.Msg.CONFIG_GET, retry=True)
-            self._capacity = M.config_capacity(len(f.payload) - 4)
+            self._capacity = M.config_capacity(self._config_get()[1])
         return self._capacity
 
     @property
@@ -642,12 +690,12 @@ class Device:
         """The device's monitor configuration (aiot.monitor.Config), or None if unconfigured."""
         from aiot import monitor as M
 
-        f = self.request(P.Msg.CONFIG_GET, retry=True)
+        configured, data = self._config_bytes()
         try:
-            cfg = M.unpack_config(f.payload[4:])  # any channel capacity, as the host Config
+            cfg = M.unpack_config(data)  # any channel capacity, as the host Config
         except ToolkitError:
-            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)") from None
-        return cfg if f.payload[0] else None
+            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(data)} bytes)") from None
+        return cfg if configured else None
 
     def push(self, timestamps_ms, values, valid=None) -> np.ndarray:
         """Stream samples through the device's monitor; returns its window outputs

@@ -181,13 +181,15 @@ def device_opener(kind: str, where: str, elf: Path | None = None, baud: int | No
     return open_source
 
 
-def replay_chunks(path: Path, chunk: int = 32) -> Iterator[tuple]:
-    """A recording's samples as (timestamps ms from its start, values) chunks to PUSH."""
+def replay_chunks(path: Path, chunk: int = 32, csv_options: dict | None = None) -> Iterator[tuple]:
+    """A recording's samples as (timestamps ms from its start, values) chunks to PUSH.
+    ``csv_options``: how to read it (:func:`aiot.data.load_csv` keywords; a label column is
+    never sent as a sensor). Default: as before, labels ignored."""
     import numpy as np
 
     from aiot.data import load_csv
 
-    s = load_csv(path, label_column=None)
+    s = load_csv(path, **{"label_column": None, **(csv_options or {})})
     ts = np.round((s.timestamps - s.timestamps[0]) * 1000.0).astype(np.int64)
     vals = np.where(s.valid, s.values, np.nan)
     for i in range(0, s.rows, chunk):

@@ -102,8 +102,12 @@ def update_defines(board: Board, public_key: bytes, *, trial_runs: int | None = 
 
 def build_update_firmware(board: Board, out_dir: Path, model_dir: Path | None, *, public_key: bytes,
                           trial_runs: int | None = None, flash_file: Path | None = None,
-                          defines: Iterable[str] = (), opt: str = "-O2", signed: bool = False) -> firmware.BuildResult:
-    """``board`` as its file describes it; the image is linked for ``update_board(board, signed=signed)``."""
+                          defines: Iterable[str] = (), opt: str = "-O2", signed: bool = False,
+                          device_id: str | None = None) -> firmware.BuildResult:
+    """``board`` as its file describes it; the image is linked for ``update_board(board, signed=signed)``.
+    ``device_id``: the id INFO reports on a board whose chip has no unique id register
+    (:func:`aiot.target.firmware.device_id_defines`)."""
+    defines = [*firmware.device_id_defines(board, device_id), *defines]
     crypto = crypto_sources()
     return firmware.build(
         update_board(board, signed=signed), out_dir, model_dir, opt=opt,

@@ -382,6 +382,11 @@ def check_knob(key: str, value) -> float | int | list[float]:
                            hint="known knobs: " + ", ".join(k for k in fields if k != "reserved"))
     kind = fields[key]
     lo, hi, lo_open, hi_open = KNOB_RANGES[key]
+    if hasattr(kind, "_length_") and isinstance(value, dict):  # per-channel, by sensor name
+        if not value or not all(isinstance(name, str) and name for name in value):
+            raise ToolkitError(f"monitor knob {key!r} is {value!r}, expected {{sensor column: number, ...}} "
+                               "('*': every other sensor)")
+        return dict(zip(value, check_knob(key, list(value.values()))))
     if hasattr(kind, "_length_"):  # per-channel
         vals = [value] if np.ndim(value) == 0 else list(value)
         if not vals:
@@ -418,6 +423,25 @@ def check_knob(key: str, value) -> float | int | list[float]:
     return f
 
 
+def by_sensor(knobs: dict, sensors: Sequence[str]) -> dict:
+    """``knobs`` with every per-sensor setting given by sensor name (``{"pressure": 2.0,
+    "*": 0.5}``: ``*`` is every sensor not named, else the setting's default) as one value
+    per sensor of ``sensors``, in their order. A name that is not a sensor is an error."""
+    out = dict(knobs)
+    table = {s.name: s for s in settings()}
+    for key, value in knobs.items():
+        if not isinstance(value, dict) or key not in table or not table[key].per_channel:
+            continue
+        unknown = sorted(set(value) - set(sensors) - {"*"})
+        if unknown:
+            raise ToolkitError(f"monitor knob {key!r} names {', '.join(map(repr, unknown))}, not a sensor of this "
+                               f"recording (its sensors: {', '.join(sensors)})",
+                               hint="name sensor columns as the CSV header spells them, or '*' for every other one")
+        rest = value.get("*", table[key].default)
+        out[key] = [value.get(name, rest) for name in sensors]
+    return out
+
+
 def default_config(channels: int, window: int, sample_period_ms: int, **knobs: float | int) -> Config:
     """The C defaults (aiot_monitor_default_config) with ``knobs`` overridden. Every knob is
     checked on its own (:func:`check_knob`) and against the knobs it is ordered with
@@ -443,6 +467,9 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
                                hint=e.hint or "see the knob ranges in firmware/include/aiot/monitor.h") from None
     for key, value in checked.items():
         kind = fields[key]
+        if isinstance(value, dict):
+            raise ToolkitError(f"monitor knob {key!r} is given by sensor name ({value!r}); here the sensors "
+                               f"have no names", hint="give one value, or one per channel")
         if hasattr(kind, "_length_"):  # per-channel: one value for every channel, or one per channel
             vals = [value] * channels if np.ndim(value) == 0 else list(value)
             if len(vals) != channels:

@@ -103,9 +103,26 @@ class Board:
             "AIOT_RAM_END": f"0x{self.ram.origin + self.ram.length:08X}u",
             **self.family_defines,
         }
+        uid = self.device_uid
+        if uid is not None:  # INFO reports the chip's unique id (firmware/src/app/app.c device_id)
+            d["AIOT_DEVICE_UID_ADDR"] = f"0x{uid[0]:08X}u"
+            d["AIOT_DEVICE_UID_BYTES"] = f"{uid[1]}u"
         for key, value in self.extra.get("defines", {}).items():
             d[key] = str(value)
         return d
+
+    @property
+    def device_uid(self) -> tuple[int, int] | None:
+        """(address, bytes) of the chip's unique id register, from the board file's
+        [device_id] table; None when the chip has none (the id is then written at build time)."""
+        t = self.extra.get("device_id")
+        if t is None:
+            return None
+        addr, n = (t.get("address"), t.get("bytes")) if isinstance(t, dict) else (None, None)
+        if not isinstance(addr, int) or not isinstance(n, int) or not 4 <= n <= 16 or n % 4:
+            raise ToolkitError(f"{self.source}: [device_id] needs address (an integer) and bytes (4, 8, 12 or 16), "
+                               f"got {t!r}", hint="see boards/nucleo-f446re.toml for an example")
+        return addr, n
 
     def linker_script(self, stack_bytes: int | None = None) -> str:
         """The board's linker script, from firmware/port/cortexm/link.ld.in."""

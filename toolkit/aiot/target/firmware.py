@@ -159,6 +159,24 @@ def build_defines(board: Board, model_dir: Path | None = None, defines: Iterable
     return defs
 
 
+_DEVICE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def device_id_defines(board: Board, device_id: str | None) -> list[str]:
+    """The define that writes ``device_id`` into the image, which INFO then reports as the
+    device's id: for boards whose chip has no unique id register (the board file's
+    [device_id] table names the register of those that have one)."""
+    if device_id is None:
+        return []
+    if board.device_uid is not None:
+        raise ToolkitError(f"board {board.name} reports its chip's unique id as the device id; a build-time id "
+                           "would not be used", hint="leave --device-id out for this board")
+    if not _DEVICE_ID.fullmatch(device_id):
+        raise ToolkitError(f"device id {device_id!r}: 1 to 64 letters, digits or . _ : -",
+                           hint="e.g. --device-id pump-room-3-dev1")
+    return [f'AIOT_DEVICE_ID="{device_id}"']
+
+
 def include_dirs(model_dir: Path | None = None) -> list[Path]:
     return [paths.FIRMWARE / "include", paths.FIRMWARE / "src"] + ([model_dir] if model_dir else [])
 
