@@ -103,7 +103,7 @@ REFUSED = [
     ("nucleo-f446re", "boot_size = 0x10000", "boot_size = 0x30000",
      ["mcuboot.boot_size", "before the first slot"]),
     ("nucleo-f446re", "align = 4", "align = 3", ["mcuboot.align", "1, 2, 4, 8, 16, 32"]),
-    ("nucleo-g071rb", "slot_size = 0xB000", "slot_size = 0x1800", ["mcuboot.slot_size", "leaves", "more sectors"]),
+    ("nucleo-g071rb", "slot_size = 0xB800", "slot_size = 0x1800", ["mcuboot.slot_size", "leaves", "more sectors"]),
     ("nucleo-f767zi", "slot1 = 0x08080000", "slot1 = 0x08020000",
      ["mcuboot.slot1", "ends inside a sector"]),
     ("nrf52840-dk", 'swap = "move"', 'swap = "scratch"', ["mcuboot.scratch", "missing"]),
