@@ -109,7 +109,7 @@ class HostBoard:
             if self.flash is not None:
                 lib.host_attach_flash.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
                 if lib.host_attach_flash(ctypes.addressof(self.flash), self.flash_size, self.firmware.sector_size, 8):
-                    raise ToolkitError("the host port's flash simulator state is too small",
+                    raise ToolkitError("the host port cannot hold this flash region (simulator state or more than 256 sectors)",
                                        hint="enlarge flash_sim in firmware/port/host/port.c")
             self.lib = lib
             code = lib.host_boot()

@@ -254,7 +254,7 @@ def build(
                   "-o", str(tmp_elf), *map(str, objs), "-lm"], f"linking {elf.name} for {board.name}")
         except ToolkitError as e:
             raise _does_not_fit(e, board) or e from None
-        _run([require("arm-none-eabi-objcopy"), "-O", "binary", str(tmp_elf), str(tmp_bin)], "objcopy")
+        _run([require("arm-none-eabi-objcopy"), "-O", "binary", "--gap-fill", "0xff", str(tmp_elf), str(tmp_bin)], "objcopy")
         engine_objs = {o for s, o in zip(srcs, objs) if s in engine_srcs}
         size = _size_report(tmp_elf, objs, engine_objs, stack_bytes)
         os.replace(tmp_bin, binf)
