@@ -64,7 +64,10 @@ class HostFirmware:
             srcs += [*(s for s in update_sources() if s not in srcs), fw / "src" / "update" / "service.c", fw / "src" / "update" / "plan.c",
                      fw / "src" / "update" / "flash_sim.c", *crypto.sources]
             incs += list(crypto.include_dirs)
+            # two record sectors, then two slots (the region host_attach_flash gets, in equal sectors)
+            areas = (0, sector_size, 2 * sector_size, 2 * sector_size + slot_size)
             defs += ["AIOT_APP_UPDATE", f"AIOT_UPDATE_SECTOR={sector_size}u", f"AIOT_UPDATE_SLOT_SIZE={slot_size}u",
+                     "AIOT_UPDATE_AREAS=" + ",".join(f"{a}u" for a in areas),
                      "AIOT_UPDATE_PUBLIC_KEY=" + ",".join(f"0x{b:02x}" for b in public_key), *crypto.defines]
             if trial_runs is not None:
                 defs.append(f"AIOT_UPDATE_TRIAL_RUNS={int(trial_runs)}u")
