@@ -475,6 +475,91 @@ def test_float_interface_bit_exact_on_a_dsp_core(recipes, tmp_path):
     assert r.bit_exact, "the float edges differ from tflite-micro on the M4"
 
 
+def _slice_output(L):
+    # The model's output is the STRIDED_SLICE itself, so a test can rewrite its masks and
+    # output shape without touching the layers after it.
+    import keras
+
+    keras.utils.set_random_seed(14)
+    x = keras.Input((4, 6, 8))
+    h = L.Conv2D(8, 1)(x)
+    return keras.Model(x, h[:, 1:3, :, 2:6])
+
+
+def _patched_slice(data: bytes, begin, end, strides, out_shape, **options) -> bytes:
+    """``data`` with its STRIDED_SLICE's begin/end/strides, options (schema names:
+    beginMask, ellipsisMask, ...) and output shape replaced."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as s
+
+    m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(data, 0))
+    sg = m.subgraphs[0]
+    op = next(o for o in sg.operators
+              if m.operatorCodes[o.opcodeIndex].builtinCode == s.BuiltinOperator.STRIDED_SLICE)
+    for k, v in zip(op.inputs[1:4], (begin, end, strides)):
+        sg.tensors[k].shape = np.array([len(v)], np.int32)
+        m.buffers[sg.tensors[k].buffer].data = np.frombuffer(np.asarray(v, "<i4").tobytes(), np.uint8)
+    for k, v in {"beginMask": 0, "endMask": 0, "ellipsisMask": 0, "newAxisMask": 0, "shrinkAxisMask": 0,
+                 **options}.items():
+        assert hasattr(op.builtinOptions, k), k
+        setattr(op.builtinOptions, k, v)
+    out = sg.tensors[op.outputs[0]]
+    out.shape, out.shapeSignature = np.array(out_shape, np.int32), None
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+# (begin, end, strides, output shape as tflite-micro computes it, options). tflite-micro
+# reads one begin/end/stride per input axis and takes ellipsis_mask and new_axis_mask as 0
+# (BuildStridedSliceParams); the converter never writes them (it rewrites new axes into
+# RESHAPE), so these files are written by hand.
+SLICE_MASKS = {
+    "ellipsis-full-axis": ([0, 1, 0, 2], [0, 3, 0, 6], [1, 1, 1, 1], [1, 2, 6, 4],
+                           dict(beginMask=5, endMask=5, ellipsisMask=4)),
+    "ellipsis-on-a-sliced-axis": ([0, 1, 1, 2], [1, 3, 5, 6], [1, 1, 2, 1], [1, 2, 2, 4], dict(ellipsisMask=4)),
+    "new-axis": ([0, 0, 0, 0], [1, 4, 6, 8], [1, 2, 3, 1], [1, 2, 2, 8], dict(newAxisMask=1)),
+    "shrink-begin-mask": ([0, 3, -2, 0], [1, 4, 6, 8], [1, 1, 1, 3], [1, 2, 3],
+                          dict(beginMask=2, shrinkAxisMask=2)),
+    "shrink-negative-begin": ([0, -1, 5, 5], [1, 0, 0, 0], [1, 1, -2, 1], [1, 3],
+                              dict(shrinkAxisMask=10, ellipsisMask=2)),
+    "shrink-every-axis": ([0, 2, 5, 7], [1, 3, 6, 8], [1, 1, 1, 1], [], dict(shrinkAxisMask=15)),
+}
+
+
+@pytest.mark.parametrize("case", SLICE_MASKS)
+def test_strided_slice_masks_bit_exact(recipes, case, tmp_path):
+    data = _tflite(recipes, _slice_output, True, True).read_bytes()
+    begin, end, strides, shape, options = SLICE_MASKS[case]
+    model = _patched_slice(data, begin, end, strides, shape, **options)
+    res = _compare(model, model, tmp_path, seed=400 + list(SLICE_MASKS).index(case))
+    assert "STRIDED_SLICE" in res.layers and res.output_bytes == int(np.prod(shape))
+
+
+# Slices tflite-micro refuses (its output-shape check) or runs without writing the output.
+SLICE_REFUSED = {
+    # TensorFlow's meaning of the new axis ([1, 1, ...]) is not what tflite-micro computes
+    "new-axis-in-the-output": ([0, 1, 0, 2], [0, 3, 0, 6], [1, 1, 1, 1], [1, 1, 2, 6, 4],
+                               dict(beginMask=5, endMask=5, newAxisMask=1), "new-axis masks taken as 0"),
+    # a shrunk axis walked backwards: tflite-micro's loop never runs
+    "shrink-backward": ([0, 2, 0, 0], [1, 3, 6, 8], [1, -1, 1, 1], [1, 6, 8], dict(shrinkAxisMask=2),
+                        "walks no element"),
+    # the ellipsis form with fewer entries than axes: tflite-micro reads past the vectors
+    "short-vectors": ([0, 2], [0, 4], [1, 1], [1, 4, 6, 2], dict(ellipsisMask=1), "for a rank-4 tensor"),
+}
+
+
+@pytest.mark.parametrize("case", SLICE_REFUSED)
+def test_strided_slice_tflite_micro_cannot_run_is_refused_by_node(recipes, case, tmp_path):
+    from aiot.errors import ToolkitError
+
+    data = _tflite(recipes, _slice_output, True, True).read_bytes()
+    begin, end, strides, shape, options, why = SLICE_REFUSED[case]
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(_patched_slice(data, begin, end, strides, shape, **options), tmp_path)
+    assert "node 1 (STRIDED_SLICE)" in e.value.message and why in e.value.message + (e.value.hint or "")
+
+
 def test_reflect_padding_as_wide_as_the_axis_is_refused(recipes, tmp_path):
     # REFLECT can mirror at most size - 1 elements (TFLM would read outside the tensor):
     # a file claiming more is refused by node, not compiled into an out-of-bounds walk.

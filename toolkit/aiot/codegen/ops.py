@@ -644,10 +644,31 @@ def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def _tflm_slice_axis(size: int, begin: int, end: int, stride: int, begin_mask: bool, end_mask: bool,
+                     shrink: bool) -> range:
+    """The input indices tflite-micro's StridedSlice walks on one axis (its StartForAxis /
+    EndForAxis and loop condition): negative indices count from the end, then clamp, then
+    the masks; a shrunk axis is [start, start + 1), which a backward stride walks empty."""
+    start = begin + size if begin < 0 else begin
+    start = min(max(start, 0), size) if stride > 0 else min(max(start, -1), size - 1)
+    if begin_mask:
+        start = 0 if stride > 0 else size - 1
+    if shrink:
+        return range(start, start if start >= size else start + 1, stride)
+    stop = end + size if end < 0 else end
+    stop = min(max(stop, 0), size) if stride > 0 else min(max(stop, -1), size - 1)
+    if end_mask:
+        stop = size if stride > 0 else -1
+    return range(start, stop, stride)
+
+
 def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
-    # TF's slice semantics (masks, clamping) are applied here, at generation time, to an
+    # tflite-micro's slice (masks, clamping) is applied here, at generation time, to an
     # array of input offsets; the result must be an affine walk (it is, for any strides),
-    # which the kernel then runs: no index arithmetic on the device.
+    # which the kernel then runs: no index arithmetic on the device. Like tflite-micro
+    # (BuildStridedSliceParams) it reads one begin/end/stride per input axis and takes
+    # ellipsis_mask, new_axis_mask and offset as 0; its output-shape check decides what
+    # it accepts, and so what is compiled.
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     consts = [g.tensor(i) for i in op.inputs[1:4]]
@@ -655,22 +676,27 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
         raise _fail(g, op, "begin, end and strides must be constant tensors", "re-export the model")
     begin, end, strides = ([int(v) for v in np.asarray(t.data).ravel()] for t in consts)
     o = op.options
-    if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0) or o.get("offset", 0):
-        raise _fail(g, op, "ellipsis, new-axis or offset slicing", "slice with explicit begin/end per axis")
     rank = len(x.shape)
-    if not (len(begin) == len(end) == len(strides) == rank) or any(v == 0 for v in strides):
+    if rank > 4 or min(len(begin), len(end), len(strides)) < rank or any(v == 0 for v in strides[:rank]):
         raise _fail(g, op, f"begin {begin} / end {end} / strides {strides} for a rank-{rank} tensor",
-                    "slice every axis, with non-zero strides")
-    index = []
-    for k in range(rank):
-        if (o.get("shrink_axis_mask", 0) >> k) & 1:
-            index.append(begin[k])
-            continue
-        b = None if (o.get("begin_mask", 0) >> k) & 1 else begin[k]
-        e = None if (o.get("end_mask", 0) >> k) & 1 else end[k]
-        index.append(slice(b, e, strides[k]))
-    offsets = np.arange(x.size, dtype=np.int64).reshape(x.shape)[tuple(index)]
-    offsets = offsets.reshape(offsets.shape if offsets.ndim else (1,))
+                    "tflite-micro slices tensors of at most 4 dimensions and reads one non-zero stride and one "
+                    "begin and end per axis: re-export the model (the TFLite converter writes them so)")
+    shrink = [bool((o.get("shrink_axis_mask", 0) >> k) & 1) for k in range(rank)]
+    walks = [_tflm_slice_axis(int(x.shape[k]), begin[k], end[k], strides[k], bool((o.get("begin_mask", 0) >> k) & 1),
+                              bool((o.get("end_mask", 0) >> k) & 1), shrink[k]) for k in range(rank)]
+    kept = [len(w) for w, s in zip(walks, shrink) if not s]
+    if any(len(w) == 0 for w in walks) or kept != [int(d) for d in out.shape]:
+        what = ("walks no element on some axis (tflite-micro would leave the output unwritten: a shrunk axis with "
+                "a backward stride, or a begin past the end)" if any(len(w) == 0 for w in walks) else
+                f"gives shape {kept} as tflite-micro reads it (ellipsis and new-axis masks taken as 0), but output "
+                f"'{out.name}' has {list(out.shape)}")
+        raise _fail(g, op, f"the slice begin {begin[:rank]} / end {end[:rank]} / strides {strides[:rank]} of "
+                    f"{list(x.shape)} {what}", "tflite-micro refuses or mis-runs this slice too; re-export the model "
+                    "with TFLiteConverter, which writes slices with one explicit begin/end per axis")
+    in_strides = np.cumprod([1, *[int(d) for d in x.shape[::-1]]])[:rank][::-1]
+    offsets = sum(np.asarray(w, dtype=np.int64).reshape([-1 if a == k else 1 for a in range(rank)]) * int(st)
+                  for k, (w, st) in enumerate(zip(walks, in_strides)))
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(kept if kept else (1,))
     if offsets.size != out.size or offsets.size == 0 or offsets.ndim > 5:
         raise _fail(g, op, f"the slice has {offsets.size} values but output '{out.name}' has {out.size}",
                     "re-export the model")
