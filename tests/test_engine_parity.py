@@ -288,15 +288,23 @@ def _tflite(recipes, builder, per_channel: bool, batch1: bool):
 
 
 def _compare(model_path, ref_path, tmp_path, seed: int, **gen) -> list[str]:
+    """Every output bit of the host build against tflite-micro's: int8 vectors (the
+    extremes included), or for a float-input model float ones (_float_inputs: ties, a hair
+    either side, far out of range); a float output compared as float32 bits."""
     from aiot.model.reference import TflmReference
 
     res = codegen.generate(model_path, tmp_path, **gen)
     host, ref = HostModel(tmp_path), TflmReference(ref_path)
-    rng = np.random.default_rng(seed)
-    xs = rng.integers(-128, 128, size=(N_INPUTS, res.input_bytes), dtype=np.int8)
-    xs[0], xs[1] = -128, 127
+    if res.float_input:
+        xs = _float_inputs(res.input_scale, res.input_zero_point, res.input_bytes)
+    else:
+        xs = np.random.default_rng(seed).integers(-128, 128, size=(N_INPUTS, res.input_bytes), dtype=np.int8)
+        xs[0], xs[1] = -128, 127
     for x in xs:
-        np.testing.assert_array_equal(host.invoke(x), ref.invoke(x).ravel(), err_msg=str(res.layers))
+        got = host.invoke_float(x) if res.float_input or res.float_output else host.invoke(x)
+        want = ref.invoke(x).ravel()
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg=f"{res.layers}, input {x[:4]}...")
     return res
 
 
@@ -388,13 +396,17 @@ def test_odd_shapes_bit_exact_on_a_dsp_core(recipes, builder, optimize, tmp_path
 FLOAT_EDGES = [("float32", "float32"), ("float32", "int8"), ("int8", "float32")]
 
 
-def _float_interface_tflite(recipes, input_type: str, output_type: str):
+def _dense_for_float_edges(L):
+    return _seq((12,), L.Dense(10, activation="relu"), L.Dense(8), L.Dense(5))
+
+
+def _float_interface_tflite(recipes, input_type: str, output_type: str, builder=_dense_for_float_edges):
     def build() -> bytes:
         import keras
         import tensorflow as tf
 
         recipes._tf()
-        model = _seq((12,), keras.layers.Dense(10, activation="relu"), keras.layers.Dense(8), keras.layers.Dense(5))
+        model = builder(keras.layers)
         rep = _rep_data(model)
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -404,7 +416,8 @@ def _float_interface_tflite(recipes, input_type: str, output_type: str):
         conv.inference_output_type = getattr(tf, output_type)
         return conv.convert()
 
-    return recipes.cached_tflite(["parity-float-edges", input_type, output_type], build)
+    key = ["parity-float-edges", input_type, output_type]
+    return recipes.cached_tflite(key if builder is _dense_for_float_edges else key + [inspect.getsource(builder)], build)
 
 
 def _float_inputs(scale: float, zero_point: int, size: int) -> np.ndarray:
@@ -422,27 +435,25 @@ def _float_inputs(scale: float, zero_point: int, size: int) -> np.ndarray:
 @pytest.mark.parametrize("input_type, output_type", FLOAT_EDGES, ids=[f"{i}-{o}" for i, o in FLOAT_EDGES])
 def test_float_interface_bit_exact(recipes, input_type, output_type, tmp_path):
     from aiot.model import tflite
-    from tflite_micro.python.tflite_micro import runtime
 
     path = _float_interface_tflite(recipes, input_type, output_type)
     g = tflite.load(path)
     assert (g.input.dtype, g.output.dtype) == (input_type, output_type)
-    res = codegen.generate(path, tmp_path)
+    res = _compare(path, path, tmp_path, seed=22)
     assert (res.float_input, res.float_output) == (input_type == "float32", output_type == "float32")
     assert "QUANTIZE" not in res.layers and "DEQUANTIZE" not in res.layers  # the core stays int8
-    host = HostModel(tmp_path)
-    interp = runtime.Interpreter.from_bytes(path.read_bytes())
-    if input_type == "float32":
-        xs = _float_inputs(res.input_scale, res.input_zero_point, res.input_bytes)
-    else:
-        xs = np.random.default_rng(22).integers(-128, 128, size=(N_INPUTS, res.input_bytes)).astype(np.int8)
-    for x in xs:
-        interp.set_input(x.reshape(1, -1), 0)
-        interp.invoke()
-        want = np.asarray(interp.get_output(0)).ravel()
-        got = host.invoke_float(x)
-        assert got.dtype == want.dtype
-        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg=f"input {x[:4]}...")
+
+
+# The parity families with the converter's default float interface: convolutions,
+# depthwise, pooling between a float input and a float output.
+FLOAT_FAMILIES = [conv2d_same_stride, depthwise_2d, pools]
+
+
+@pytest.mark.parametrize("builder", FLOAT_FAMILIES, ids=[b.__name__ for b in FLOAT_FAMILIES])
+def test_parity_float_interface_families(recipes, builder, tmp_path):
+    path = _float_interface_tflite(recipes, "float32", "float32", builder)
+    res = _compare(path, path, tmp_path, seed=600 + BUILDERS.index(builder))
+    assert res.float_input and res.float_output and res.layers[0] in ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 def test_float_input_nan_reads_as_zero_and_infinities_saturate(recipes, tmp_path):
@@ -473,6 +484,74 @@ def test_float_interface_bit_exact_on_a_dsp_core(recipes, tmp_path):
     header = (tmp_path / "c" / "model.h").read_text()
     assert "#define AIOT_MODEL_FLOAT_INPUT 1" in header and "#define AIOT_MODEL_FLOAT_OUTPUT 1" in header
     assert r.bit_exact, "the float edges differ from tflite-micro on the M4"
+
+
+# Several inputs and outputs: a sensor window and a feature vector in; a class score and
+# an embedding out, the embedding also read by a later layer (an output that must stay
+# alive past its readers). The converter orders inputs and outputs its own way; the engine,
+# the host build, the bench firmware and tflite-micro all take them in the .tflite's order.
+def _two_in_two_out_tflite(recipes):
+    def build() -> bytes:
+        import keras
+        import tensorflow as tf
+
+        recipes._tf()
+        L = keras.layers
+        keras.utils.set_random_seed(15)
+        a = keras.Input((1, 12, 3), batch_size=1, name="window")
+        b = keras.Input((6,), batch_size=1, name="features")
+        h = L.Conv2D(4, (1, 3), padding="same", activation="relu")(a)
+        g = L.Reshape((1, 1, 4))(L.Dense(4)(b))
+        emb = L.Dense(5, name="embedding")(L.Flatten()(L.Multiply()([h, g])))
+        score = L.Dense(3, name="score")(L.Concatenate()([emb, b]))
+        model = keras.Model([a, b], [score, emb])
+        rng = np.random.default_rng(11)
+        rep = [rng.normal(size=(48, 1, 1, 12, 3)).astype(np.float32), rng.normal(size=(48, 1, 6)).astype(np.float32)]
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.representative_dataset = lambda: ({"window": rep[0][i], "features": rep[1][i]} for i in range(48))
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+        return conv.convert()
+
+    return recipes.cached_tflite(["parity-two-in-two-out"], build)
+
+
+def test_two_inputs_two_outputs_bit_exact(recipes, tmp_path):
+    from aiot.model import tflite
+
+    path = _two_in_two_out_tflite(recipes)
+    g = tflite.load(path)
+    assert (len(g.inputs), len(g.outputs)) == (2, 2)
+    res = _compare(path, path, tmp_path, seed=500)
+    sizes_in = [int(np.prod(g.tensors[i].shape)) for i in g.inputs]
+    sizes_out = [int(np.prod(g.tensors[i].shape)) for i in g.outputs]
+    assert sorted(sizes_in) == [6, 36] and sorted(sizes_out) == [3, 5]
+    assert [int(np.prod(s)) for s in res.input_shapes] == sizes_in and res.input_bytes == 42
+    header = (tmp_path / "model.h").read_text()
+    assert "#define AIOT_MODEL_NUM_INPUTS 2u" in header and "#define AIOT_MODEL_NUM_OUTPUTS 2u" in header
+    host = HostModel(tmp_path)
+    assert host.input_sizes == sizes_in and host.output_sizes == sizes_out
+    # each input really is read: changing one input alone changes what comes out
+    x = np.random.default_rng(501).integers(-128, 128, size=42, dtype=np.int8)
+    for lo, hi in ((0, sizes_in[0]), (sizes_in[0], 42)):
+        y = x.copy()
+        y[lo:hi] = -y[lo:hi] - 1
+        assert not np.array_equal(host.invoke(x), host.invoke(y))
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_two_inputs_two_outputs_bit_exact_on_a_dsp_core(recipes, tmp_path):
+    # The bench firmware fills every input (one LCG stream, in the .tflite's order) and
+    # prints every output; compared with tflite-micro fed the same inputs.
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = _two_in_two_out_tflite(recipes)
+    r = bench_model(get_board("mps2-an386"), path, "two_in_two_out", tmp_path, runs=4, profile=False)
+    assert r.bit_exact, "the two-input, two-output model differs from tflite-micro on the M4"
 
 
 def _slice_output(L):
@@ -558,6 +637,39 @@ def test_strided_slice_tflite_micro_cannot_run_is_refused_by_node(recipes, case,
     with pytest.raises(ToolkitError) as e:
         codegen.generate(_patched_slice(data, begin, end, strides, shape, **options), tmp_path)
     assert "node 1 (STRIDED_SLICE)" in e.value.message and why in e.value.message + (e.value.hint or "")
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_validate_streams_float_vectors_and_compares_float_outputs_bit_for_bit(recipes, tmp_path):
+    # aiot validate on a float-interface model: float vectors in (quantized by the model's
+    # own entry point), the int8 graph on the device, its output made float by the model's
+    # entry point, every float32 output compared bit for bit with tflite-micro's.
+    import json
+
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+    from aiot.device.parity import check_parity
+    from aiot.errors import ToolkitError
+    from aiot.target.boards import get_board
+
+    path = _float_interface_tflite(recipes, "float32", "float32")
+    r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(path), "-n", "40",
+                                  "--out", str(tmp_path / "v")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert rep["inputs"]["float32"] and rep["metrics"]["float32"] and rep["metrics"]["exact_match_pct"] == 100.0
+    out = np.load(tmp_path / "v" / "outputs.npz")
+    assert out["inputs"].dtype == np.float32 and out["device"].dtype == out["reference"].dtype == np.float32
+    assert out["device"].shape == (40, 5) and np.array_equal(out["device"].view(np.uint32),
+                                                             out["reference"].view(np.uint32))
+    assert len(np.unique(out["device"])) > 20  # the outputs vary: not a constant compared with itself
+    assert "All 200 outputs byte-identical" in (tmp_path / "v" / "report.html").read_text()
+    with pytest.raises(ToolkitError, match="float32") as e:  # aiot run: a package's int8 vectors
+        check_parity(None, get_board("mps2-an386"), path.read_bytes(), np.zeros((1, 12), np.int8))
+    assert "aiot validate --model" in e.value.hint
 
 
 def test_reflect_padding_as_wide_as_the_axis_is_refused(recipes, tmp_path):

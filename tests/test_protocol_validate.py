@@ -124,6 +124,20 @@ def test_cli_end_to_end_on_qemu(tmp_path):
     assert "exact match      100.00 %" in r.output
 
 
+def test_cli_refuses_several_inputs_before_building_or_connecting(tmp_path):
+    from aiot.device.parity import check_parity
+    from aiot.target.boards import get_board
+
+    two = Path(__file__).resolve().parent / "fixtures" / "tflite" / "two_inputs.tflite"
+    r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(two), "-n", "3",
+                                  "--transport", "serial", "--port", "loop://", "--out", str(tmp_path / "v")])
+    assert r.exit_code == 2, r.output
+    assert "two_inputs.tflite: the model has 2 inputs and 1 output;" in r.output and "aiot bench --model" in r.output
+    assert not (tmp_path / "v").exists()
+    with pytest.raises(ToolkitError, match="2 inputs and 1 output"):  # aiot run, aiot demo: before any INFER
+        check_parity(None, get_board("mps2-an386"), two.read_bytes(), np.zeros((1, 16), np.int8))
+
+
 def test_validate_names_a_truncated_model_and_a_missing_path(tmp_path):
     from aiot.commands.validate import load_model_input
     from aiot.errors import ToolkitError

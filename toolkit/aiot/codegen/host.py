@@ -45,40 +45,72 @@ class HostModel:
         self.lib.aiot_model_input.restype = ctypes.POINTER(ctypes.c_int8)
         self.lib.aiot_model_output.restype = ctypes.POINTER(ctypes.c_int8)
         self.info = _Info.in_dll(self.lib, "aiot_model_info")
+        self.lib.aiot_model_input_n.restype = ctypes.POINTER(ctypes.c_int8)
+        self.lib.aiot_model_input_n.argtypes = [ctypes.c_uint32]
+        self.lib.aiot_model_output_n.restype = ctypes.POINTER(ctypes.c_int8)
+        self.lib.aiot_model_output_n.argtypes = [ctypes.c_uint32]
+        n_in = ctypes.c_uint32.in_dll(self.lib, "aiot_model_num_inputs").value
+        n_out = ctypes.c_uint32.in_dll(self.lib, "aiot_model_num_outputs").value
+        #: elements of each input / output tensor, in the .tflite's order
+        self.input_sizes = list((ctypes.c_uint32 * n_in).in_dll(self.lib, "aiot_model_input_sizes"))
+        self.output_sizes = list((ctypes.c_uint32 * n_out).in_dll(self.lib, "aiot_model_output_sizes"))
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
-        """One inference on a flat (or shaped) int8 input; returns the flat int8 output."""
+        """One inference on a flat (or shaped) int8 input; returns the flat int8 output. A
+        model with several inputs / outputs takes and gives them one after the other, in
+        the .tflite's order."""
         x = np.ascontiguousarray(np.asarray(x, dtype=np.int8).ravel())
         if x.size != self.info.input_bytes:
             raise ToolkitError(f"input has {x.size} values, the model takes {self.info.input_bytes}")
-        ctypes.memmove(self.lib.aiot_model_input(), x.ctypes.data, x.size)
+        at = 0
+        for i, n in enumerate(self.input_sizes):
+            ctypes.memmove(self.lib.aiot_model_input_n(i), x.ctypes.data + at, n)
+            at += n
         rc = self.lib.aiot_model_invoke()
         if rc != 0:
             raise ToolkitError(f"aiot_model_invoke() returned {rc}", hint="this is an engine bug; please report it")
-        return np.ctypeslib.as_array(self.lib.aiot_model_output(), shape=(self.info.output_bytes,)).copy()
+        return np.concatenate([np.ctypeslib.as_array(self.lib.aiot_model_output_n(i), shape=(n,)).copy()
+                               for i, n in enumerate(self.output_sizes)])
+
+    @property
+    def float_input(self) -> bool:
+        return hasattr(self.lib, "aiot_model_quantize_input")
+
+    @property
+    def float_output(self) -> bool:
+        return hasattr(self.lib, "aiot_model_dequantize_output")
+
+    def quantize_input(self, x: np.ndarray) -> np.ndarray:
+        """float32 -> the model's int8 input, by its generated aiot_model_quantize_input."""
+        n_in = self.info.input_bytes
+        xf = np.ascontiguousarray(np.asarray(x, dtype=np.float32).ravel())
+        if xf.size != n_in:
+            raise ToolkitError(f"input has {xf.size} values, the model takes {n_in}")
+        rc = self.lib.aiot_model_quantize_input(xf.ctypes.data_as(ctypes.c_void_p))
+        if rc != 0:
+            raise ToolkitError(f"aiot_model_quantize_input() returned {rc}", hint="this is an engine bug; please report it")
+        return np.ctypeslib.as_array(self.lib.aiot_model_input(), shape=(n_in,)).copy()
+
+    def dequantize_output(self, y: np.ndarray) -> np.ndarray:
+        """The model's int8 output (``y``, e.g. what a device answered) -> float32, by its
+        generated aiot_model_dequantize_output."""
+        n_out = self.info.output_bytes
+        y = np.ascontiguousarray(np.asarray(y, dtype=np.int8).ravel())
+        if y.size != n_out:
+            raise ToolkitError(f"output has {y.size} values, the model gives {n_out}")
+        ctypes.memmove(self.lib.aiot_model_output(), y.ctypes.data, n_out)  # the output tensor, in the arena
+        out = np.zeros(n_out, np.float32)
+        rc = self.lib.aiot_model_dequantize_output(out.ctypes.data_as(ctypes.c_void_p))
+        if rc != 0:
+            raise ToolkitError(f"aiot_model_dequantize_output() returned {rc}", hint="this is an engine bug; please report it")
+        return out
 
     def invoke_float(self, x: np.ndarray) -> np.ndarray:
         """One inference of a float-interface model through its generated float entry
         points: float32 in where the model takes it (else int8), and float32 out where it
         gives it (else the int8 output)."""
-        n_in = self.info.input_bytes
-        if hasattr(self.lib, "aiot_model_quantize_input"):
-            xf = np.ascontiguousarray(np.asarray(x, dtype=np.float32).ravel())
-            if xf.size != n_in:
-                raise ToolkitError(f"input has {xf.size} values, the model takes {n_in}")
-            rc = self.lib.aiot_model_quantize_input(xf.ctypes.data_as(ctypes.c_void_p))
-            if rc != 0:
-                raise ToolkitError(f"aiot_model_quantize_input() returned {rc}", hint="this is an engine bug; please report it")
-            y = self.invoke(np.ctypeslib.as_array(self.lib.aiot_model_input(), shape=(n_in,)).copy())
-        else:
-            y = self.invoke(x)
-        if not hasattr(self.lib, "aiot_model_dequantize_output"):
-            return y
-        out = np.zeros(self.info.output_bytes, np.float32)
-        rc = self.lib.aiot_model_dequantize_output(out.ctypes.data_as(ctypes.c_void_p))
-        if rc != 0:
-            raise ToolkitError(f"aiot_model_dequantize_output() returned {rc}", hint="this is an engine bug; please report it")
-        return out
+        y = self.invoke(self.quantize_input(x) if self.float_input else x)
+        return self.dequantize_output(y) if self.float_output else y
 
     def run(self, xs: np.ndarray) -> np.ndarray:
         xs = np.asarray(xs)

@@ -521,7 +521,7 @@ def fold_shape_computations(g: Graph) -> list[Operator]:
 def float_input_quantize(g: Graph) -> Operator | None:
     """The QUANTIZE that turns a float32 model input into the int8 graph's input (the
     converter's float-interface models), or None: the input is not float or not only that."""
-    if g.input.dtype != "float32":
+    if len(g.inputs) != 1 or g.input.dtype != "float32":
         return None
     readers = [op for op in g.operators if g.inputs[0] in op.inputs]
     if len(readers) != 1 or readers[0].op != "QUANTIZE" or not readers[0].outputs:
@@ -532,7 +532,7 @@ def float_input_quantize(g: Graph) -> Operator | None:
 
 def float_output_dequantize(g: Graph) -> Operator | None:
     """The DEQUANTIZE that turns the int8 graph's result into a float32 model output, or None."""
-    if g.output.dtype != "float32":
+    if len(g.outputs) != 1 or g.output.dtype != "float32":
         return None
     writers = [op for op in g.operators if g.outputs[0] in op.outputs]
     if len(writers) != 1 or writers[0].op != "DEQUANTIZE" or not writers[0].inputs:
@@ -540,6 +540,20 @@ def float_output_dequantize(g: Graph) -> Operator | None:
     d = g.tensor(writers[0].inputs[0])
     readers = [op for op in g.operators if g.outputs[0] in op.inputs]
     return writers[0] if d is not None and d.dtype == "int8" and d.quantized and not readers else None
+
+
+def require_one_input_output(n_inputs: int, n_outputs: int, what: str) -> None:
+    """The device firmware (INFER, the monitor) serves a model with one input and one
+    output tensor: refuse another, saying what runs it instead."""
+    if n_inputs == 1 and n_outputs == 1:
+        return
+    raise ToolkitError(
+        f"{what}: the model has {n_inputs} input{'s' * (n_inputs != 1)} and {n_outputs} "
+        f"output{'s' * (n_outputs != 1)}; the device firmware (INFER, the "
+        "monitor) serves a model with one input and one output",
+        hint="run it on QEMU against tflite-micro with `aiot bench --model MODEL.tflite` (every input filled, "
+             "every output compared), or call the generated aiot_model_input_n() / aiot_model_output_n() from "
+             "your own firmware (docs/engine.md)")
 
 
 def check_supported(g: Graph) -> None:
@@ -550,23 +564,24 @@ def check_supported(g: Graph) -> None:
             f"{src}: the model has {g.num_subgraphs} subgraphs; aiot compiles single-subgraph models",
             hint="remove control flow (tf.cond / while loops) from the model before converting it",
         )
-    if len(g.inputs) != 1 or len(g.outputs) != 1:
-        raise ToolkitError(
-            f"{src}: the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; aiot needs exactly one of each",
-            hint="concatenate the sensor channels into one input tensor and return one output tensor",
-        )
+    if not g.inputs or not g.outputs:
+        raise ToolkitError(f"{src}: the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs",
+                           hint="the file is corrupt or was not produced by the TFLite converter; re-export it")
     problem = _float_problem(g)
     if problem:
         raise ToolkitError(
             f"{src}: not a full-int8 model (float or dynamic-range quantized): {problem}",
             hint="quantize it first, from the model it came from: aiot quantize --keras MODEL.keras --data DATA.csv --out PKG (full int8, calibrated on your data)",
         )
-    for role, t in (("input", g.input), ("output", g.output)):
+    several = len(g.inputs) > 1 or len(g.outputs) > 1
+    for role, t in [("input", g.tensors[i]) for i in g.inputs] + [("output", g.tensors[i]) for i in g.outputs]:
         if t.dtype != "int8" and not (role == "input" and float_input_quantize(g)) and not (
                 role == "output" and float_output_dequantize(g)):
             raise ToolkitError(
-                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output (or float32 "
-                f"ones read by one QUANTIZE / written by one DEQUANTIZE around the int8 graph)",
+                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 inputs and outputs (or a float32 "
+                f"input read by one QUANTIZE / output written by one DEQUANTIZE around the int8 graph, when it is "
+                f"the model's only input / output)"
+                + (f"; this model has {len(g.inputs)} inputs and {len(g.outputs)} outputs" if several else ""),
                 hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does)",
             )
         if any(d <= 0 for d in t.shape):
