@@ -554,6 +554,106 @@ def test_two_inputs_two_outputs_bit_exact_on_a_dsp_core(recipes, tmp_path):
     assert r.bit_exact, "the two-input, two-output model differs from tflite-micro on the M4"
 
 
+def _svdf_tflite(wide: bool, second_bias: bool = True) -> bytes:
+    """Two stacked SVDF layers (rank 2, then rank 1), int8
+    input and output, int8 or (wide) int16 state and time weights, random weights. The
+    TFLite converter makes no SVDF from Keras layers (TFLM's SVDF models come from the old
+    TF1 converter), so the file is written with TensorFlow's flatbuffer schema."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as s
+
+    rng = np.random.default_rng(16 + wide)
+    model, sg = s.ModelT(), s.SubGraphT()
+    model.version, model.buffers, model.subgraphs, sg.tensors, sg.operators = 3, [s.BufferT()], [sg], [], []
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.SVDF
+    code.version = 1
+    model.operatorCodes = [code]
+
+    def tensor(shape, dtype, scale, zp, data=None, variable=False) -> int:
+        t = s.TensorT()
+        t.shape, t.type, t.name, t.isVariable = np.array(shape, np.int32), dtype, f"t{len(sg.tensors)}", variable
+        t.quantization = s.QuantizationParametersT()
+        t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
+        t.buffer = 0
+        if data is not None:
+            b = s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            t.buffer = len(model.buffers)
+            model.buffers.append(b)
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
+    st_type, st_dtype = (T16, "<i2") if wide else (T8, "i1")
+    st_s, wt_s, wt_max, st_zp = (5e-4, 2e-4, 3000, 0) if wide else (0.02, 0.01, 127, 4)
+
+    def svdf(x: int, n_in: int, in_s: float, filters: int, rank: int, memory: int, out_s: float, out_zp: int,
+             with_bias: bool) -> int:
+        units = filters // rank
+        wf = tensor([filters, n_in], T8, 0.0005, 0, rng.integers(-127, 128, (filters, n_in)).astype("i1"))
+        wt = tensor([filters, memory], st_type, wt_s, 0,
+                    rng.integers(-wt_max, wt_max + 1, (filters, memory)).astype(st_dtype))
+        b = tensor([units], T32, float(np.float32(st_s) * np.float32(wt_s)), 0,
+                   rng.integers(-500, 500, units).astype("<i4")) if with_bias else -1
+        state = tensor([1, memory * filters], st_type, st_s, st_zp, variable=True)
+        out = tensor([1, units], T8, out_s, out_zp)
+        op = s.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [x, wf, wt, b, state], [out]
+        op.builtinOptionsType = s.BuiltinOptions.SVDFOptions
+        op.builtinOptions = s.SVDFOptionsT()
+        op.builtinOptions.rank = rank
+        sg.operators.append(op)
+        return out
+
+    x = tensor([1, 10], T8, 0.05, -3)
+    h = svdf(x, 10, 0.05, 8, 2, 6, 0.03, -2, True)
+    y = svdf(h, 4, 0.03, 3, 1, 5, 0.002 if wide else 0.02, 1, second_bias)
+    sg.inputs, sg.outputs = [x], [y]
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["int8-state", "int16-state"])
+def test_svdf_bit_exact(recipes, wide, tmp_path):
+    # 64 inferences in a row on one interpreter and one host build: the state carries over
+    model = _svdf_tflite(wide)
+    res = _compare(model, model, tmp_path, seed=700 + wide)
+    assert res.layers == ["SVDF", "SVDF"]
+    host = HostModel(tmp_path)  # the same library again: aiot_model_reset put the state back
+    x = np.random.default_rng(702).integers(-128, 128, 10).astype(np.int8)
+    runs = [host.invoke(x) for _ in range(5)]
+    assert len({y.tobytes() for y in runs}) > 1  # the same input, other outputs: the memory counts
+    host.lib.aiot_model_reset()
+    assert np.array_equal(runs[0], host.invoke(x))
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+@pytest.mark.parametrize("wide", [False, True], ids=["int8-state", "int16-state"])
+def test_svdf_bit_exact_on_a_dsp_core(wide, tmp_path):
+    # the bench firmware's runs follow one another from the reset state, as tflite-micro's do
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = tmp_path / "svdf.tflite"
+    path.write_bytes(_svdf_tflite(wide))
+    r = bench_model(get_board("mps2-an386"), path, "svdf", tmp_path / "b", runs=8, profile=False)
+    assert r.bit_exact, "SVDF differs from tflite-micro on the M4"
+
+
+def test_svdf_without_bias_is_refused_by_node(tmp_path):
+    # tflite-micro's int8 SVDF reads the bias's scale in Prepare (it crashes without one):
+    # with no reference to be bit-exact with, the engine refuses it
+    from aiot.errors import ToolkitError
+
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(_svdf_tflite(False, second_bias=False), tmp_path)
+    assert "node 1 (SVDF)" in e.value.message and "bias" in e.value.message
+
+
 def _slice_output(L):
     # The model's output is the STRIDED_SLICE itself, so a test can rewrite its masks and
     # output shape without touching the layers after it.

@@ -38,6 +38,9 @@ int8_t *aiot_model_input_n(uint32_t i);
 extern const uint32_t aiot_model_num_outputs;
 extern const uint32_t aiot_model_output_sizes[];
 const int8_t *aiot_model_output_n(uint32_t i);
+//! Put every state back where it starts (an SVDF's memory), as tflite-micro's Reset does;
+//! a model without state has nothing to do. The state also starts so at power-up.
+void aiot_model_reset(void);
 //! Run every layer once. Returns 0 on success, a negative aiot status otherwise.
 int aiot_model_invoke(void);
 

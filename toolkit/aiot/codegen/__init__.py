@@ -102,7 +102,7 @@ def _plan(g: tflite.Graph) -> tuple[MemoryPlan, list[int]]:
     for op in g.operators:
         for ti in op.inputs + op.outputs:
             t = g.tensor(ti)
-            if t is not None and not t.is_const:
+            if t is not None and not t.is_const and not t.is_variable:  # a variable keeps its own storage
                 arena[ti] = _nbytes(t)
     for ti in g.inputs + g.outputs:
         arena[ti] = _nbytes(g.tensors[ti])
@@ -377,6 +377,8 @@ def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, 
     for i, l in enumerate(layers):
         lines.append(f"    AIOT_LAYER({i}, {l.call});")
     lines += ["    return 0;", "}", ""]
+    resets = [r for l in layers for r in l.reset]
+    lines += ["void aiot_model_reset(void)", "{", *(f"    {r}" for r in resets), "}", ""]
     for decl, call, comment in edges:
         lines += [f"// {comment}", decl, "{", f"    return (int)({call});", "}", ""]
     return "\n".join(lines)

@@ -45,6 +45,7 @@ class HostModel:
         self.lib.aiot_model_input.restype = ctypes.POINTER(ctypes.c_int8)
         self.lib.aiot_model_output.restype = ctypes.POINTER(ctypes.c_int8)
         self.info = _Info.in_dll(self.lib, "aiot_model_info")
+        self.lib.aiot_model_reset()  # a state (SVDF) from an earlier load of the same library starts over
         self.lib.aiot_model_input_n.restype = ctypes.POINTER(ctypes.c_int8)
         self.lib.aiot_model_input_n.argtypes = [ctypes.c_uint32]
         self.lib.aiot_model_output_n.restype = ctypes.POINTER(ctypes.c_int8)

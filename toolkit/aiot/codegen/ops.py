@@ -35,6 +35,9 @@ class Layer:
     decls: list[str] = field(default_factory=list)
     macs: int = 0
     weights_bytes: int = 0
+    #: C statements of aiot_model_reset(): a stateful op (SVDF) puts its state back as
+    #: tflite-micro's ResetVariableTensors does
+    reset: list[str] = field(default_factory=list)
 
 
 class Ctx:
@@ -412,6 +415,62 @@ def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
             f"{ctx.p(out.index)})")
     return Layer(op.op, op.index, call, decls, macs=in_h * in_w * in_c * out_c * k_h * k_w,
                  weights_bytes=w.size + (4 * out_c if has_bias else 0) + rq_bytes)
+
+
+def emit_svdf(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TFLM's PrepareSvdf: the two effective scales are computed in float (scale products),
+    # then widened; the bias scale must be the state scale x the time weights' scale.
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    wf = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    wt = g.tensor(op.inputs[2])
+    state = g.tensor(op.inputs[4]) if len(op.inputs) > 4 else None
+    if state is None or not state.is_variable or state.dtype not in ("int8", "int16") or not state.quantized:
+        raise _fail(g, op, "the activation state (input 4) must be a quantized int8 or int16 variable tensor",
+                    "re-export the model")
+    wide = state.dtype == "int16"
+    if wt is None or not wt.is_const or wt.dtype != state.dtype or not wt.quantized:
+        raise _fail(g, op, f"time weights must be constant {state.dtype}, like the state", "re-export the model")
+    rank = int(op.options.get("rank", 0))
+    if len(x.shape) != 2 or len(wf.shape) != 2 or len(wt.shape) != 2 or rank < 1:
+        raise _fail(g, op, f"input {list(x.shape)}, feature weights {list(wf.shape)}, time weights "
+                    f"{list(wt.shape)}, rank {rank}", "SVDF takes [batch, input] and 2-D weights; re-export the model")
+    batches, n_in = x.shape
+    filters, memory = wt.shape
+    units = filters // rank if filters % rank == 0 else -1
+    if wf.shape != (filters, n_in) or units < 1 or tuple(out.shape) != (batches, units) or \
+            tuple(state.shape) != (batches, memory * filters):
+        raise _fail(g, op, f"shapes do not fit: input {list(x.shape)}, feature weights {list(wf.shape)}, time "
+                    f"weights {list(wt.shape)}, rank {rank}, state {list(state.shape)}, output {list(out.shape)}",
+                    "re-export the model")
+    f32 = np.float32
+    (in_s, in_zp), (st_s, st_zp), (out_s, out_zp) = _qp(x), _qp(state), _qp(out)
+    wf_s, wt_s = f32(wf.scale[0]), f32(wt.scale[0])
+    m1, s1 = quantize_multiplier(float(f32(f32(in_s) * wf_s) / f32(st_s)))
+    m2, s2 = quantize_multiplier(float(f32(f32(st_s) * wt_s) / f32(out_s)))
+    if len(op.inputs) < 4 or op.inputs[3] < 0:
+        raise _fail(g, op, "an int8 SVDF without a bias", "tflite-micro's int8 SVDF reads the bias's scale (it "
+                    "crashes without one), so there is no reference to be bit-exact with: give the layer a bias")
+    bias = _bias(g, op, op.inputs[3], units)
+    if abs(float(f32(g.tensor(op.inputs[3]).qparams()[0])) - float(f32(f32(st_s) * wt_s))) >= 1e-5:
+        raise _fail(g, op, "the bias scale is not the state scale x the time weights' scale",
+                    "tflite-micro refuses it too; re-export the model")
+    ctype = "int16_t" if wide else "int8_t"
+    init = 0 if wide else st_zp  # ResetVariableTensors: int8 to the zero point, others to 0
+    n_state = batches * memory * filters
+    decls = [
+        _c_array("int8_t", f"{name}_wf", wf.data),
+        _c_array(ctype, f"{name}_wt", wt.data),
+        _c_array("int32_t", f"{name}_b", bias),
+        # starts as after a reset (TFLM resets variables when it allocates them)
+        f"static {ctype} {name}_state[{n_state}] = {{ [0 ... {n_state - 1}] = {init} }};",
+        f"static const aiot_svdf_params_t {name}_p = {{ {batches}, {n_in}, {filters}, {rank}, {memory}, "
+        f"{int(wide)}, {in_zp}, {st_zp}, {out_zp}, {m1}, {s1}, {m2}, {s2} }};",
+    ]
+    reset = [f"for (uint32_t i = 0; i < {n_state}u; i++) {name}_state[i] = {init};"]
+    call = f"aiot_svdf_s8(&{name}_p, {ctx.p(x.index)}, {name}_wf, {name}_wt, {name}_b, {name}_state, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=batches * filters * (n_in + memory),
+                 weights_bytes=wf.size + wt.size * (2 if wide else 1) + 4 * units, reset=reset)
 
 
 def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
@@ -914,4 +973,5 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "LOGISTIC": emit_logistic,
     "TANH": emit_tanh,
     "SOFTMAX": emit_softmax,
+    "SVDF": emit_svdf,
 }

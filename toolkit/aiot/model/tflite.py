@@ -63,6 +63,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
         ("dilation_h", "i32", 1)],
     5: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0),
         ("filter_w", "i32", 0), ("filter_h", "i32", 0), ("activation", "act", "NONE")],
+    6: [("rank", "i32", 0), ("activation", "act", "NONE"), ("asymmetric_quantize_inputs", "u8", 0)],
     8: [("activation", "act", "NONE"), ("weights_format", "u8", 0), ("keep_num_dims", "u8", 0),
         ("asymmetric_quantize_inputs", "u8", 0)],
     9: [("beta", "f32", 0.0)],
@@ -86,7 +87,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
 SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
-    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV""".split()
+    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
@@ -454,7 +455,10 @@ _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH"
 _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "ADD": 2, "SUB": 2,
                "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
                "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2,
-               "TRANSPOSE_CONV": 3}
+               "TRANSPOSE_CONV": 3, "SVDF": 3}
+
+#: Inputs an op keeps in int16 without being the 16x8 mode: SVDF's time weights and state.
+_INT16_INPUTS = {"SVDF": (2, 4)}
 
 # Inputs that only carry a shape: with static shapes the output tensor already says it all.
 _SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
@@ -615,11 +619,13 @@ def check_supported(g: Graph) -> None:
         if op.options.get("padding", "SAME") not in ("SAME", "VALID"):
             raise ToolkitError(f"{src}: node {op.index} ({op.op}) has an unknown padding type",
                                hint="the file is corrupt; re-export it")
-        for ti in op.inputs + op.outputs:
+        for k, ti in enumerate(op.inputs + op.outputs):
             t = g.tensor(ti)
             if t is None:
                 continue
-            if t.dtype == "int16" or (t.dtype not in ("int8", "int32", "int64", "float32") and not t.is_const):
+            int16_ok = t.dtype == "int16" and k in _INT16_INPUTS.get(op.op, ())
+            if not int16_ok and (t.dtype == "int16" or (t.dtype not in ("int8", "int32", "int64", "float32")
+                                                        and not t.is_const)):
                 raise ToolkitError(
                     f"{src}: node {op.index} ({op.op}) has {t.dtype} tensor '{t.name}'; the engine runs int8 activations",
                     hint="quantize with TFLITE_BUILTINS_INT8 (not the 16x8 mode)",
