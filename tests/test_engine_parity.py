@@ -715,6 +715,22 @@ def test_strided_slice_masks_bit_exact(recipes, case, tmp_path):
     assert "STRIDED_SLICE" in res.layers and res.output_bytes == int(np.prod(shape))
 
 
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_strided_slice_masks_bit_exact_on_a_dsp_core(recipes, tmp_path):
+    # one mask file on the M4: an ignored ellipsis, two shrunk axes, a backward stride
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    begin, end, strides, shape, options = SLICE_MASKS["shrink-negative-begin"]
+    path = tmp_path / "slice.tflite"
+    path.write_bytes(_patched_slice(_tflite(recipes, _slice_output, True, True).read_bytes(), begin, end, strides,
+                                    shape, **options))
+    r = bench_model(get_board("mps2-an386"), path, "slice_masks", tmp_path / "b", runs=4, profile=False)
+    assert r.bit_exact, "the STRIDED_SLICE mask file differs from tflite-micro on the M4"
+
+
 # Slices tflite-micro refuses (its output-shape check) or runs without writing the output.
 SLICE_REFUSED = {
     # TensorFlow's meaning of the new axis ([1, 1, ...]) is not what tflite-micro computes
