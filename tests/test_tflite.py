@@ -245,3 +245,13 @@ if __name__ == "__main__":  # the long .tflite fuzz, a benchmark: python tests/t
     print(f"tflite fuzz: {n} mutations (seed {seed}) in {time.monotonic() - t0:.0f} s: {refused} refused, "
           f"{n - refused - sum(crashes.values())} compiled, {sum(crashes.values())} crashed {dict(crashes)}")
     sys.exit(1 if crashes else 0)
+
+
+def test_codegen_lists_several_inputs_in_their_order(tmp_path):
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    r = CliRunner().invoke(main, ["codegen", "--model", str(FIX / "two_inputs.tflite"), "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert "inputs:  [1, 8], [1, 8]\noutputs: [1, 4]\n" in r.output
