@@ -444,9 +444,9 @@ def test_float_interface_bit_exact(recipes, input_type, output_type, tmp_path):
     assert "QUANTIZE" not in res.layers and "DEQUANTIZE" not in res.layers  # the core stays int8
 
 
-# The parity families with the converter's default float interface: convolutions,
-# depthwise, pooling between a float input and a float output.
-FLOAT_FAMILIES = [conv2d_same_stride, depthwise_2d, pools]
+# Parity families with the converter's default float interface: convolutions and
+# depthwise (with average pooling) between a float input and a float output.
+FLOAT_FAMILIES = [conv2d_same_stride, depthwise_2d]
 
 
 @pytest.mark.parametrize("builder", FLOAT_FAMILIES, ids=[b.__name__ for b in FLOAT_FAMILIES])
@@ -632,14 +632,14 @@ def test_svdf_bit_exact(recipes, wide, tmp_path):
 @requires_arm
 @requires_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("wide", [False, True], ids=["int8-state", "int16-state"])
-def test_svdf_bit_exact_on_a_dsp_core(wide, tmp_path):
-    # the bench firmware's runs follow one another from the reset state, as tflite-micro's do
+def test_svdf_bit_exact_on_a_dsp_core(tmp_path):
+    # the bench firmware's runs follow one another from the reset state, as tflite-micro's
+    # do; the int8 state (the int16 one runs the same C; the host build checks both)
     from aiot.target.bench import bench_model
     from aiot.target.boards import get_board
 
     path = tmp_path / "svdf.tflite"
-    path.write_bytes(_svdf_tflite(wide))
+    path.write_bytes(_svdf_tflite(False))
     r = bench_model(get_board("mps2-an386"), path, "svdf", tmp_path / "b", runs=8, profile=False)
     assert r.bit_exact, "SVDF differs from tflite-micro on the M4"
 
@@ -694,12 +694,12 @@ def _patched_slice(data: bytes, begin, end, strides, out_shape, **options) -> by
 # (BuildStridedSliceParams); the converter never writes them (it rewrites new axes into
 # RESHAPE), so these files are written by hand.
 SLICE_MASKS = {
-    "ellipsis-full-axis": ([0, 1, 0, 2], [0, 3, 0, 6], [1, 1, 1, 1], [1, 2, 6, 4],
-                           dict(beginMask=5, endMask=5, ellipsisMask=4)),
+    # an ellipsis over an axis with its own begin/end/stride: tflite-micro slices it anyway
     "ellipsis-on-a-sliced-axis": ([0, 1, 1, 2], [1, 3, 5, 6], [1, 1, 2, 1], [1, 2, 2, 4], dict(ellipsisMask=4)),
-    "new-axis": ([0, 0, 0, 0], [1, 4, 6, 8], [1, 2, 3, 1], [1, 2, 2, 8], dict(newAxisMask=1)),
-    "shrink-begin-mask": ([0, 3, -2, 0], [1, 4, 6, 8], [1, 1, 1, 3], [1, 2, 3],
-                          dict(beginMask=2, shrinkAxisMask=2)),
+    # a new-axis bit (ignored), a shrunk axis whose begin mask starts it at 0, a negative begin
+    "new-axis-shrink-begin-mask": ([0, 3, -2, 0], [1, 4, 6, 8], [1, 1, 1, 3], [1, 2, 3],
+                                   dict(beginMask=2, shrinkAxisMask=2, newAxisMask=1)),
+    # two shrunk axes (one from a negative begin), a backward stride, an ignored ellipsis
     "shrink-negative-begin": ([0, -1, 5, 5], [1, 0, 0, 0], [1, 1, -2, 1], [1, 3],
                               dict(shrinkAxisMask=10, ellipsisMask=2)),
     "shrink-every-axis": ([0, 2, 5, 7], [1, 3, 6, 8], [1, 1, 1, 1], [], dict(shrinkAxisMask=15)),
@@ -713,22 +713,6 @@ def test_strided_slice_masks_bit_exact(recipes, case, tmp_path):
     model = _patched_slice(data, begin, end, strides, shape, **options)
     res = _compare(model, model, tmp_path, seed=400 + list(SLICE_MASKS).index(case))
     assert "STRIDED_SLICE" in res.layers and res.output_bytes == int(np.prod(shape))
-
-
-@requires_arm
-@requires_qemu
-@pytest.mark.qemu
-def test_strided_slice_masks_bit_exact_on_a_dsp_core(recipes, tmp_path):
-    # one mask file on the M4: an ignored ellipsis, two shrunk axes, a backward stride
-    from aiot.target.bench import bench_model
-    from aiot.target.boards import get_board
-
-    begin, end, strides, shape, options = SLICE_MASKS["shrink-negative-begin"]
-    path = tmp_path / "slice.tflite"
-    path.write_bytes(_patched_slice(_tflite(recipes, _slice_output, True, True).read_bytes(), begin, end, strides,
-                                    shape, **options))
-    r = bench_model(get_board("mps2-an386"), path, "slice_masks", tmp_path / "b", runs=4, profile=False)
-    assert r.bit_exact, "the STRIDED_SLICE mask file differs from tflite-micro on the M4"
 
 
 # Slices tflite-micro refuses (its output-shape check) or runs without writing the output.
