@@ -114,8 +114,9 @@ def test_streaming_with_gaps_and_drift_matches_host_monitor(monitor_device, host
     want = host.run(ts, v)
     want_events = host.events()
     _assert_same_outputs(out, want)
-    assert [(e.type, e.seq, e.timestamp_ms, e.channel) for e in events] == \
-           [(e.type, e.seq, e.timestamp_ms, e.channel) for e in want_events]
+    assert [(e.type, e.seq, e.timestamp_ms, e.channel, e.confidence) for e in events] == \
+           [(e.type, e.seq, e.timestamp_ms, e.channel, e.confidence) for e in want_events]
+    assert any(e.confidence is not None for e in events if e.type == "ALERT_RAISED")
 
     # What the input was designed to show, independent of either implementation:
     gap_end = GAP_START * PERIOD + GAP_MS
@@ -143,8 +144,9 @@ def test_streaming_with_gaps_and_drift_matches_host_monitor(monitor_device, host
 def _events_raw(dev, ack=None):
     payload = struct.pack("<BH", 1, ack) if ack is not None else b"\x00\x00\x00"
     f = dev.request(P.Msg.EVENTS, payload)
-    count, pending, _r, dropped = struct.unpack_from("<BBHI", f.payload)
-    return np.frombuffer(f.payload[8:], dtype=M.EVENT_DTYPE), pending, dropped
+    count, pending, size, dropped = struct.unpack_from("<BBHI", f.payload)
+    assert size == M.WIRE_EVENT_DTYPE.itemsize  # each record: the event, then its confidence
+    return np.frombuffer(f.payload[8:], dtype=M.WIRE_EVENT_DTYPE), pending, dropped
 
 
 def test_event_buffering_is_retry_safe_and_lossless(monitor_device):
@@ -230,12 +232,14 @@ def zero_model(window):
 
 def test_sixty_four_channels_commission_and_stream_like_the_host(wide_device):
     """64 sensors through the framed protocol: 16 + 4 x 64 = 268-byte samples (3 per PUSH
-    frame), the 860-byte configuration, and the same outputs and events as the host build
-    of the same C. The fault is on channels 48..55 (worst 52), named by the device."""
+    frame), the 1,112-byte configuration with a drift rate bound per sensor (two CONFIG_PART
+    frames, read back by offset), and the same outputs and events as the host build of the
+    same C. The fault is on channels 48..55 (worst 52), named by the device."""
     dev = wide_device
-    cfg = M.default_config(WIDE, WINDOW, PERIOD, commission_samples=80, calibration_windows=16, clip=30.0)
+    cfg = M.default_config(WIDE, WINDOW, PERIOD, commission_samples=80, calibration_windows=16, clip=30.0,
+                           max_drift_rate=[0.25 + c for c in range(WIDE)])
     assert dev.configure(cfg, fresh=True) is True
-    assert bytes(dev.config) == bytes(cfg)
+    assert bytes(dev.config) == bytes(cfg) and dev.config.max_drift_rate[63] == 63.25
     rng = np.random.default_rng(5)
     n = 80 + 16 * WINDOW + 40 * WINDOW
     ts = np.arange(n, dtype=np.int64) * PERIOD
@@ -262,3 +266,33 @@ def test_sixty_four_channels_commission_and_stream_like_the_host(wide_device):
     assert stats["monitor"]["phase"] == "ARMED"
     assert 0 < len(stats["channels"]) < WIDE  # as many channel records as fit one frame
     assert stats["channels"][0]["rejected"] == 0
+
+
+def test_a_truncated_or_out_of_order_configuration_is_refused_and_the_old_one_stays(wide_device):
+    """CONFIG_PART (docs/protocol.md): the device applies a set only when the part flagged
+    last completes it; otherwise it says why and keeps running the configuration it had."""
+    import zlib
+
+    dev = wide_device
+    old = M.default_config(WIDE, WINDOW, PERIOD, commission_samples=80, calibration_windows=16)
+    assert dev.configure(old, fresh=True) is True
+    new = bytes(M.default_config(WIDE, WINDOW, PERIOD, commission_samples=80, calibration_windows=16,
+                                 max_drift_rate=[5.0] * WIDE))
+    crc, total = zlib.crc32(new), len(new)
+
+    def part(offset: int, end: int, last: bool) -> bytes:
+        return P.CONFIG_PART_HEAD.pack(offset, total, crc, P.CONFIG_PART_LAST if last else 0, 0) + new[offset:end]
+
+    first = dev.request(P.Msg.CONFIG_PART, part(0, 500, False)).payload
+    assert first == struct.pack("<HBB", 500, 0, 0)  # held, not applied
+    with pytest.raises(DeviceError) as e:  # truncated: the last part ends short of the whole
+        dev.request(P.Msg.CONFIG_PART, part(500, 1000, True))
+    assert e.value.code == P.ErrorCode.BAD_PAYLOAD and f"ends at 1000 of {total}" in e.value.detail
+    assert bytes(dev.config) == bytes(old)
+    dev.request(P.Msg.CONFIG_PART, part(0, 400, False))
+    with pytest.raises(DeviceError) as e:  # out of order: the third part before the second
+        dev.request(P.Msg.CONFIG_PART, part(800, total, True))
+    assert "out of order" in e.value.detail and "the running configuration stays" in e.value.detail
+    assert bytes(dev.config) == bytes(old)
+    assert dev.configure(M.unpack_config(new)) is False  # the whole set, in order: a live update
+    assert bytes(dev.config) == new

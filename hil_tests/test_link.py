@@ -27,6 +27,14 @@ def test_info(device, board, require_model, hil_model):
     assert info.max_payload >= info.input_bytes
     # the build follows the board file: uart.rx_irq -> interrupt-driven receive, WFI when idle
     assert info.sleeps_when_idle == ("AIOT_UART_RX_IRQ" in board.defines())
+    # protocol 1.1: the chip's unique id where the board file names its register; the suite's
+    # firmware for the others is built without an id
+    if board.device_uid is not None:
+        import re
+
+        assert re.fullmatch(f"uid:[0-9a-f]{{{2 * board.device_uid[1]}}}", info.device_id), info.device_id
+    else:
+        assert info.device_id == ""
     print(f"\n{board.name}: {info}")
 
 

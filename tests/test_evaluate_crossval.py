@@ -125,7 +125,7 @@ def test_two_data_sets_are_one_cross_validation_with_their_folds_side_by_side(mo
            ("B", {"test/d00.csv": C(fp=1, tn=99), "test/d01.csv": C(tp=60, fn=40, fp=0, tn=10)})]
     parts = {"skab": SCORED, "tep": tep}
 
-    def fake_score(data, fmt, target, windows, jobs, level_only, csv_options):
+    def fake_score(data, fmt, target, windows, jobs, level_only, csv_options, fixed_knobs=None):
         part = parts[fmt]
         return [((8, {"s": k}), per) for k, per in part], sorted(part[0][1]), 100
 

@@ -268,6 +268,15 @@ def test_monitor_session_shows_info_state_and_events(monkeypatch: pytest.MonkeyP
     assert ev == ["[    12.345 s] #7     ALERT_RAISED     ch 2         severity 3  state ANOMALY  value 4.25"]
 
 
+def test_an_event_line_shows_the_devices_confidence_when_it_has_one():
+    from aiot.commands.monitor import format_event
+    from aiot.monitor import Event
+
+    sure = Event(12345, 7, "ALERT_RAISED", 2, (2,), 3, "ANOMALY", 4.25, confidence=0.968)
+    assert format_event(sure).endswith("state ANOMALY  value 4.25  confidence 0.968")
+    assert "confidence" not in format_event(Event(0, 0, "COMMISSIONED", None, (), 0, "NORMAL", 0.0))
+
+
 @pytest.mark.qemu
 def test_monitor_on_qemu_device_and_raw_fallback(tmp_path: Path) -> None:
     """Against real firmware over QEMU's UART socket: the protocol app is identified, and a

@@ -349,6 +349,40 @@ def test_bridge_journals_a_batch_before_the_device_sees_its_ack(tmp_path):
     assert [e.seq for e in seen] == list(range(10))
 
 
+def test_an_alert_from_a_device_sampling_its_own_sensors_carries_the_devices_confidence(tmp_path):
+    """No replay: the gateway never sees the device's window outputs, only its events; the
+    alert carries the confidence of the window that raised it (monitor.h:
+    aiot_monitor_event_t.confidence), the other messages none."""
+    import numpy as np
+
+    from aiot import monitor as M
+    from aiot.fleet.gateway import DeviceBridge, drain_events
+    from aiot.fleet.journal import Journal
+
+    learn = 160 + 32 * 8  # commissioning and calibration samples
+    device = M.Monitor(M.default_config(2, 8, 1000, commission_samples=160, calibration_windows=32,
+                                        persist_k=3, persist_n=5), lambda w: np.zeros_like(w))
+    x = np.random.default_rng(13).normal(size=(learn + 70 * 8, 2)).astype(np.float32)
+    x[learn + 20 * 8 : learn + 40 * 8] += 6.0  # a fault, then the machine is back
+    outputs = device.run(np.arange(len(x)) * 1000, x)  # the device sampling its own sensors
+
+    class Publisher:
+        def wake(self) -> None:
+            pass
+
+    journal = Journal(tmp_path / "j.db")
+    bridge = DeviceBridge("pump7", lambda: device, journal, Publisher(), sensors=["a", "b"])
+    assert drain_events(device, bridge.journal_batch) > 0
+    sent = [m.payload for m in journal.unpublished("pump7")]
+    journal.close()
+    alerts = [p for p in sent if p["kind"] == "alert"]
+    assert {"ALERT_RAISED", "ALERT_CLEARED"} <= {p["event"] for p in alerts}
+    by_end = {int(o["t_end_ms"]): float(o["confidence"]) for o in outputs}
+    for p in alerts:
+        assert p["confidence"] is not None and abs(p["confidence"] - by_end[p["timestamp_ms"]]) <= 0.5 / 254 + 1e-6
+    assert all(p["confidence"] is None for p in sent if p["kind"] == "calibration")
+
+
 GATEWAY_SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})

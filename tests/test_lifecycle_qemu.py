@@ -24,6 +24,7 @@ from aiot.target.boards import get_board  # noqa: E402
 AE24 = ROOT / "hil_tests" / "fixtures" / "ae24"
 SCHEMA = P.schema_id(["a", "b", "c"], 8)
 TRIAL_RUNS = 3
+DEVICE_ID = "build-qemu-0042"  # written at build time: mps2-an386 has no unique id register
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def kit(tmp_path_factory):
     board = get_board("mps2-an386")
     flash = d / "flash.bin"
     fw = build_update_firmware(board, d / "fw", d / "model-c", public_key=P.public_key(key), trial_runs=TRIAL_RUNS,
-                               flash_file=flash)
+                               flash_file=flash, device_id=DEVICE_ID)
     x = np.load(AE24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
     y = TflmReference(tfl).run(x)  # the golden reference, never the code under test
 
@@ -357,3 +358,30 @@ def test_release_network_serves_infer_info_and_reverts(erased, model_b):
     np.testing.assert_allclose(out["score"], want_b["score"], rtol=1e-5, atol=1e-6)
     assert np.array_equal(out["state"], want_b["state"])
     assert not np.allclose(out["score"], want_a["score"], rtol=1e-5, atol=1e-6)
+
+
+def test_update_records_the_device_by_its_info_id(erased, tmp_path):
+    """The registry keys a device by the id its INFO answer reports (protocol 1.1; on this
+    board the id the firmware was built with), not by a name the user types; a --label is
+    kept as an alias, and `aiot models` finds the device by either."""
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+    from aiot.lifecycle.registry import Registry
+
+    with _session(erased) as dev:
+        info = dev.info()
+        assert (info.proto_minor, info.device_id) == (1, DEVICE_ID)
+    reg = Registry(tmp_path / "registry")
+    rel = reg.add(erased["release"]("1.20.0"), name="ae24", version="1.20.0")
+    runner = CliRunner()
+    r = runner.invoke(main, ["update", "--board", "mps2-an386", "--qemu", "--elf", str(erased["elf"]), "--release",
+                             str(reg.root / rel.entry["file"]), "--registry", str(reg.root), "--label", "pump-7"],
+                      catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert f"registry: device {DEVICE_ID} (pump-7) runs ae24-1.20.0 (on trial)" in r.output
+    dev_rec = reg.devices()[DEVICE_ID]
+    assert dev_rec["release"] == "ae24-1.20.0" and dev_rec["labels"] == ["pump-7"] and dev_rec["firmware_abi"] == P.MODEL_ABI
+    assert reg.device("pump-7")[0] == DEVICE_ID  # the label is an alias of the INFO id
+    listed = runner.invoke(main, ["models", "list", "--registry", str(reg.root)]).output
+    assert f"device {DEVICE_ID} (pump-7): runs ae24-1.20.0" in listed

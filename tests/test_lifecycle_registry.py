@@ -98,3 +98,21 @@ def test_release_gate_promote_rollback(cli):
     assert models("rollback", "--device", "pump-room-3").exit_code == 0
     assert Registry(reg).devices()["pump-room-3"]["release"] == "pump-ae-1.2.0"
     assert models("rollback", "--device", "pump-room-3").exit_code == 2  # nothing before 1.2.0
+
+
+def test_devices_are_keyed_by_info_id_with_labels_as_aliases(cli):
+    release, _, models, reg = cli
+    assert release("1.1.0").exit_code == 0 and release("1.2.0", "--accept-regression", "no history yet").exit_code == 0
+    uid = "uid:3a0021000b51363038383937"
+    r = models("promote", "--release", "pump-ae-1.1.0", "--device", uid, "--label", "pump-room-3", "--firmware-abi", "1")
+    assert r.exit_code == 0, r.output
+    assert models("promote", "--release", "pump-ae-1.2.0", "--device", "pump-room-3").exit_code == 0  # by its label
+    assert models("promote", "--release", "pump-ae-1.2.0", "--device", uid).exit_code == 0  # again: no new history
+    d = Registry(reg).devices()
+    assert list(d) == [uid] and d[uid]["release"] == "pump-ae-1.2.0" and d[uid]["history"] == ["pump-ae-1.1.0"]
+    assert f"device {uid} (pump-room-3): runs pump-ae-1.2.0" in models("list").output
+    other = models("promote", "--release", "pump-ae-1.1.0", "--device", "uid:00ff", "--label", "pump-room-3",
+                   "--firmware-abi", "1")
+    assert other.exit_code == 2 and f"label pump-room-3 already names device {uid}" in other.output
+    assert models("rollback", "--device", "pump-room-3").exit_code == 0
+    assert Registry(reg).devices()[uid]["release"] == "pump-ae-1.1.0"

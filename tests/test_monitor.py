@@ -843,3 +843,20 @@ def test_a_2_channel_device_sends_events_in_the_8_channel_wire_format():
         raw.append(ev[0].copy())
     raised = next(r for r in raw if mon.EVENT_TYPES[int(r["type"])] == "ALERT_RAISED")
     assert int(raised["channel_ext"]) == 0 and int(raised["channel_mask"]) == 0b11
+
+
+def test_an_alert_event_carries_the_confidence_of_the_window_that_raised_it():
+    """An event comes with the confidence of the window whose scoring emitted it (kept as a byte
+    per event: to within 1/508), so a host that only drains events (a device sampling its own
+    sensors) knows it; None for events no scored window emitted."""
+    n = learned(70)
+    x = noise(n, 2, seed=13)
+    x[learned(20) : learned(40), :] += 6.0  # a fault, then the machine is back
+    m, out, ev = run(config(persist_k=3, persist_n=5), x)
+    by_end = {int(o["t_end_ms"]): float(o["confidence"]) for o in out}
+    alerts = [e for e in ev if e.type in ("ALERT_RAISED", "SEVERITY_CHANGED", "RECOVERING", "ALERT_CLEARED")]
+    assert {"ALERT_RAISED", "ALERT_CLEARED"} <= {e.type for e in alerts}
+    for e in alerts:
+        assert e.confidence is not None and abs(e.confidence - by_end[e.timestamp_ms]) <= 0.5 / 254 + 1e-6
+    assert 0.0 < next(e for e in alerts if e.type == "ALERT_RAISED").confidence <= 1.0
+    assert [e.confidence for e in ev if e.type in ("COMMISSIONED", "CALIBRATED")] == [None, None]

@@ -105,6 +105,39 @@ def test_the_default_calibration_tolerance_is_the_commissioned_span():
     assert span < abs(cal[0].value) <= span + max_step + 0.1
 
 
+@pytest.mark.parametrize("ramped", [0, 1])
+def test_the_drift_rate_bound_is_per_sensor(ramped):
+    """The same ramp (5 noise units over 200 windows: 11 units per hour) on a sensor whose
+    rate bound is 0.5 units per hour outruns the compensation and alerts, naming it; on a
+    sensor allowed 50 per hour it is tracked and absorbed (DRIFT, no alert). Tolerances are
+    wide, so only the rate bound differs between the two sensors."""
+    a, n = learned(10), learned(320)
+    x = noise(n, 2)
+    x[a:, ramped] += np.minimum(np.arange(n - a) / (200.0 * W), 1.0).astype(np.float32) * 5.0
+    cfg = config(max_drift_rate=[0.5, 50.0], calibration_tolerance=[100.0, 100.0])
+    assert list(cfg.max_drift_rate[:3]) == [0.5, 50.0, 0.0]  # one per sensor, unused slots 0
+    m, out, ev = run(cfg, x)
+    assert of_type(ev, "DRIFT_DETECTED")[0].channel == ramped
+    assert not of_type(ev, "CALIBRATION_ALERT")
+    info = m.channel(ramped)
+    absorbed = (info.baseline - info.baseline0) / info.noise
+    if ramped == 0:
+        raised = of_type(ev, "ALERT_RAISED")
+        assert raised and raised[0].channel == 0
+        assert states(armed(out))[-1] == "ANOMALY"
+        hours = (n - a) * PERIOD / 3.6e6
+        assert absorbed <= 0.5 * hours + 1e-3  # never faster than its own bound
+    else:
+        assert not of_type(ev, "ALERT_RAISED") and "ANOMALY" not in states(armed(out))
+        assert absorbed == pytest.approx(5.0, abs=0.8)
+
+
+def test_every_sensor_gets_the_default_drift_rate():
+    cfg = mon.default_config(3, W, PERIOD)
+    assert list(cfg.max_drift_rate[:4]) == [0.25, 0.25, 0.25, 0.0]
+    assert list(mon.default_config(3, W, PERIOD, max_drift_rate=2.0).max_drift_rate[:3]) == [2.0] * 3
+
+
 def test_a_channel_in_drift_longer_than_drift_alarm_hours_is_reported():
     """DRIFT is a silent state: past drift_alarm_hours the device says which sensor."""
     a, n = learned(10), learned(200)

@@ -324,6 +324,20 @@ def test_unpack_info_hand_made():
     assert P.unpack_info(INFO_HAND + b"\x99\x98") == i  # a newer minor version's extra fields
 
 
+# Protocol 1.1: the same, then the device id (a fourth string), by hand again.
+INFO_HAND_1_1 = bytes([1, 1]) + INFO_HAND[2:] + bytes.fromhex("0c 75 69 64 3a 30 31 32 33 61 62 63 64")  # "uid:0123abcd"
+
+
+def test_unpack_info_device_id():
+    i = P.unpack_info(INFO_HAND_1_1)
+    assert (i.proto_minor, i.model_name, i.device_id) == (1, "m", "uid:0123abcd")
+    assert P.pack_info(i) == INFO_HAND_1_1
+    assert P.unpack_info(INFO_HAND_1_1 + b"\x99\x98") == i  # a later minor version's extra fields
+    assert P.unpack_info(INFO_HAND).device_id == ""  # a 1.0 device has none
+    with pytest.raises(ValueError, match="device id"):
+        P.unpack_info(INFO_HAND_1_1[:-3])
+
+
 @pytest.mark.parametrize("cut", [0, 10, 47, 48, 50, len(INFO_HAND) - 1])
 def test_unpack_info_truncated(cut):
     with pytest.raises(ValueError):

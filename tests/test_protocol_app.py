@@ -17,7 +17,7 @@ from aiot import paths
 from aiot import monitor as M
 from aiot.device import protocol as P
 
-PORT = paths.ROOT / "tests" / "fixtures" / "frames" / "host_port.c"
+PORT = paths.FIRMWARE / "port" / "host" / "port.c"
 
 
 class HostApp:

@@ -311,6 +311,37 @@ def test_events_ack_protocol_survives_a_lost_answer(fake):
     assert dev.events_dropped == 2
 
 
+def test_events_carry_the_devices_confidence_and_a_device_without_it_says_none(fake):
+    """The EVENTS header's u16 is the event record's size (20: with the confidence of the window
+    that emitted it); 0 is a device built before it (16-byte records, no confidence)."""
+    rec = np.zeros(2, M.WIRE_EVENT_DTYPE)
+    rec["seq"], rec["type"], rec["timestamp_ms"], rec["channel"] = [0, 1], 3, [8000, 9000], M.NO_CHANNEL
+    rec["confidence"] = [0.875, -1.0]
+    answers = {20: struct.pack("<BBHI", 2, 0, 20, 0) + rec.tobytes(),  # the confidence is the last field
+               0: struct.pack("<BBHI", 2, 0, 0, 0) + b"".join(r.tobytes()[:16] for r in rec)}
+    for size, answer in answers.items():
+        sent = []
+
+        def handler(f, answer=answer):
+            if f.type != P.Msg.EVENTS:
+                return None
+            sent.append(f.payload)
+            return reply(f, answer if len(sent) == 1 else struct.pack("<BBHI", 0, 0, size, 0))
+
+        _fd, dev = fake(handler)
+        events = dev.events()
+        assert [e.type for e in events] == ["ALERT_RAISED"] * 2 and [e.seq for e in events] == [0, 1]
+        assert [e.confidence for e in events] == ([0.875, None] if size else [None, None])
+
+    def other_size(f):  # a record this host does not know: said, not misread
+        return reply(f, struct.pack("<BBHI", 1, 0, 24, 0) + bytes(24)) if f.type == P.Msg.EVENTS else None
+
+    _fd, dev = fake(other_size)
+    with pytest.raises(ToolkitError, match="24-byte event records") as e:
+        dev.events()
+    assert "aiot build" in e.value.hint
+
+
 def test_a_device_that_ignores_the_events_acknowledgement_is_named_not_looped_on(fake):
     # it answers every EVENTS request with the same event, acknowledged or not: the client used
     # to loop for ever (aiot monitor ignored --duration)

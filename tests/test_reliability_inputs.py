@@ -208,6 +208,36 @@ def test_a_fifo_or_a_huge_file_as_a_model_is_refused_at_once(tmp_path):
     assert "1,073,741,824 bytes" in e.message and f"{tflite.MAX_TFLITE_BYTES:,}" in e.message
 
 
+def test_a_fifo_or_a_huge_file_as_a_labels_file_is_refused_at_once(tmp_path):
+    """--labels (NAB's combined_windows.json form) and a scenario's .labels.json are read like
+    every other input: a FIFO is named (it used to read as "not found"), a 1 GB file is refused
+    from its size instead of read whole."""
+    from aiot.data import readers, scenarios
+
+    fifo = tmp_path / "labels.json"
+    os.mkfifo(fifo)
+    try:
+        e = _refused_quickly(lambda: readers.load_windows(fifo))
+        assert "FIFO" in e.message and "not found" not in e.message
+    finally:
+        os.close(os.open(fifo, os.O_RDWR | os.O_NONBLOCK))
+    big = tmp_path / "big.json"
+    with big.open("wb") as f:
+        f.truncate(1 << 30)
+    t0 = time.monotonic()
+    e = _refused_quickly(lambda: readers.load_windows(big))
+    assert time.monotonic() - t0 < 2
+    assert "1,073,741,824 bytes" in e.message and f"{readers.MAX_LABELS_BYTES:,}" in e.message
+
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "s1.csv").write_text("timestamp_ms,a,incident\n0,1.0,\n1000,1.1,\n")
+    with (suite / "s1.labels.json").open("wb") as f:
+        f.truncate(1 << 30)
+    e = _refused_quickly(lambda: scenarios.read_csv(suite / "s1.csv"))
+    assert "1,073,741,824 bytes" in e.message
+
+
 _RUNS_QEMU = """
 import sys, time
 from aiot.device.hil import open_device

@@ -369,3 +369,106 @@ def test_aiot_bench_writes_each_model_folder_and_its_json_whole(tmp_path, monkey
     with outputs.OutputRun(folder, "the first run"):
         res = CliRunner().invoke(main, args)
     assert res.exit_code != 0 and "the first run" in res.output
+
+
+def test_aiot_run_builds_its_firmware_whole_and_one_run_at_a_time(tmp_path, monkeypatch):
+    """aiot run builds into build/fw/BOARD as aiot build does: refused while another run holds
+    the folder (before compiling anything), else staged and moved in whole, build.json naming
+    the image where it is."""
+    from types import SimpleNamespace
+
+    from aiot.device import hil
+    from aiot.errors import ToolkitError
+    from aiot.model import package
+    from aiot.target import firmware
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    vectors = {"x_int8": np.zeros((1, 4), np.int8)}
+    monkeypatch.setattr(package, "load_package", lambda p: SimpleNamespace(path=Path(p), vectors=lambda: vectors))
+    built = []
+
+    def build(board, out_dir, model_dir=None, **kw):
+        built.append(Path(out_dir))
+        elf, binf = Path(out_dir) / "firmware.elf", Path(out_dir) / "firmware.bin"
+        elf.write_bytes(b"elf")
+        binf.write_bytes(b"bin")
+        (Path(out_dir) / "build.json").write_text(json.dumps({"elf": str(elf), "bin": str(binf)}))
+        return SimpleNamespace(elf=elf, bin=binf)
+
+    def no_device(**kw):
+        raise ToolkitError(f"stand-in: no device (elf {kw['elf']})")
+
+    monkeypatch.setattr(firmware, "build", build)
+    monkeypatch.setattr(hil, "open_device", no_device)
+    out = tmp_path / "build" / "fw" / "mps2-an386"
+    args = ["run", "--board", "mps2-an386", "--package", str(tmp_path / "pkg")]
+    with outputs.OutputRun(out, "the first run"):
+        res = CliRunner().invoke(main, args)
+    assert res.exit_code != 0 and "is being written by another run" in res.output and "the first run" in res.output
+    assert built == []
+    res = CliRunner().invoke(main, args)
+    assert "stand-in: no device" in res.output and f"elf {out / 'firmware.elf'})" in res.output
+    assert built and built[0] != out  # staged, then moved in
+    assert (out / "firmware.elf").read_bytes() == b"elf"
+    assert json.loads((out / "build.json").read_text())["elf"] == str(out / "firmware.elf")
+    assert sorted(outputs.verify(out)["files"]) == sorted(_contents(out))
+
+
+def test_aiot_tune_out_is_refused_while_another_run_holds_the_folder(tmp_path, monkeypatch):
+    """aiot tune --out writes its picks under the folder's lock: a second run is refused at its
+    start, before any training, naming the first."""
+    from aiot.evaluate import tuning
+
+    data = _csv(tmp_path / "normal.csv", rows=400)
+    out = tmp_path / "picks"
+    called = []
+    monkeypatch.setattr(tuning, "tune", lambda *a, **k: called.append(a) or 0)
+    with outputs.OutputRun(out, "the first run"):
+        res = _run(["tune", "--data", str(data), "--target", "reference"], out)
+    assert res.exit_code != 0 and "is being written by another run" in res.output and "the first run" in res.output
+    assert called == []
+    res = _run(["tune", "--data", str(data), "--target", "reference"], out)
+    assert res.exit_code == 0, res.output
+    assert called and called[0][0] == str(data)
+
+
+def test_aiot_commission_fleet_registers_its_images_in_the_registry_and_holds_the_folder(tmp_path,
+                                                                                        fake_installation_model):
+    """--fleet commissions into a registry folder: each image is recorded in registry.json (the
+    lifecycle registry, what aiot models reads; the releases already there stay), a failed
+    installation is listed and the command exits 1; a second run while one holds the folder is
+    refused naming it and changes nothing."""
+    from aiot.data import sha256_file
+    from aiot.lifecycle.registry import Registry
+
+    site = tmp_path / "site"
+    site.mkdir()
+    _csv(site / "pump1.csv", rows=200)
+    (site / "pump2.csv").write_text("timestamp,a,b\n0,1,2\n1,1,2\n")  # two rows: nothing to learn from
+    out = tmp_path / "registry"
+    out.mkdir()
+    (out / "pump-ae-1.0.0.bin").write_bytes(b"a signed release")
+    (out / "registry.json").write_text(json.dumps({"releases": {"pump-ae-1.0.0": {
+        "file": "pump-ae-1.0.0.bin", "abi": 1, "parent": None, "gate": None}}, "devices": {}}))
+    args = ["commission", "--fleet", "--data", str(site), "--board", "mps2-an386", "--rows", "120", "--window", "8",
+            "--epochs", "1"]
+    res = _run(args, out)
+    assert res.exit_code == 1, res.output
+    assert "pump2" in res.output and "FAILED" in res.output
+    reg = Registry(out)
+    assert list(reg.releases()) == ["pump-ae-1.0.0"] and (out / "pump-ae-1.0.0.bin").is_file()
+    [(name, img)] = reg.images().items()
+    assert name == "pump1" and img["board"] == "mps2-an386" and img["elf"] == "pump1/firmware.elf"
+    assert img["elf_sha256"] == sha256_file(out / img["elf"]) and img["bin_sha256"] == sha256_file(out / img["bin"])
+    assert img["model_sha256"] == json.loads((out / img["commission"]).read_text())["model"]["sha256"]
+    assert img["data_sha256"] == sha256_file(site / "pump1.csv")
+    assert not (out / "index.json").exists()  # one registry format
+    listed = CliRunner().invoke(main, ["models", "list", "--registry", str(out)])
+    assert listed.exit_code == 0, listed.output
+    assert "pump-ae-1.0.0" in listed.output
+    assert "image pump1" in listed.output and img["model_sha256"][:12] in listed.output
+    before = _contents(out)
+    with outputs.OutputRun(out, "the first run"):
+        res = _run(args, out)
+    assert res.exit_code != 0 and "is being written by another run" in res.output and "the first run" in res.output
+    assert _contents(out) == before

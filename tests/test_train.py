@@ -265,3 +265,46 @@ def test_labels_that_are_not_one_per_row_are_refused_before_training(tmp_path):
     with pytest.raises(ToolkitError, match=f"{s.rows + 700} label\\(s\\) for {s.rows} row"):
         train(s, tmp_path / "pkg", window=W, epochs=1, progress=False)
     assert not (tmp_path / "pkg").exists()
+
+
+#: Trains one installation's device model (what `aiot evaluate --per-file` and `aiot commission`
+#: train) in a fresh process and prints the .tflite's SHA-256. With "busy", another thread of the
+#: process draws from Python's process-wide `random` right after training seeds it, as a Dask
+#: worker's comm thread does when it sends a result (it samples every payload it may compress with
+#: random.randint) while the worker's next task starts training.
+_TRAIN_IN_A_FRESH_PROCESS = """
+import hashlib, random, sys, threading
+from aiot.data import load_csv
+from aiot.installation import device_file_model
+
+if sys.argv[2] == "busy":
+    seed = random.seed
+
+    def seed_then_another_thread_draws(*a, **k):
+        seed(*a, **k)
+        t = threading.Thread(target=random.random)
+        t.start()
+        t.join()
+
+    random.seed = seed_then_another_thread_draws
+model = device_file_model(load_csv(sys.argv[1]).head(400), 8, 1, 0, name="pump")
+print(hashlib.sha256((model / "model.tflite").read_bytes()).hexdigest())
+"""
+
+
+def test_a_model_is_the_same_in_any_process_whatever_other_threads_draw_from_random(tiny_csv, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    procs = {}
+    for how in ("quiet", "busy"):
+        env = {**os.environ, "AIOT_CACHE_DIR": str(tmp_path / f"cache-{how}"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+        procs[how] = subprocess.Popen([sys.executable, "-c", _TRAIN_IN_A_FRESH_PROCESS, str(tiny_csv), how], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sha = {}
+    for how, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        sha[how] = out.split()[-1]
+    assert len(sha["quiet"]) == 64 and sha["busy"] == sha["quiet"]

@@ -83,7 +83,8 @@ def _labelled_faults(data: Path, head, commission_samples: int) -> int:
 
 
 def commission(data: Path, board_name: str, out: Path, rows: int | None = None, window: int | None = None,
-               alert_settings: Path | None = None, epochs: int = 30, timestamp_column: str | None = None) -> dict:
+               alert_settings: Path | None = None, epochs: int = 30, timestamp_column: str | None = None,
+               csv_options: dict | None = None) -> dict:
     """Train the installation's model on ``data[:rows]`` and build its firmware into ``out``;
     returns (and writes as OUT/commission.json) what was made and from what."""
     from aiot import monitor as M
@@ -112,7 +113,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         knobs, window, source = dict(picked.knobs), picked.window_for(alert_settings, window), str(alert_settings)
     window = window or VALIDATED_WINDOW["device"]
     # a label/anomaly column, if any, keeps labelled rows out of training
-    series = load_csv(data, timestamp_column=timestamp_column or AUTO)
+    series = load_csv(data, timestamp_column=timestamp_column or AUTO, **(csv_options or {}))
     rows = series.rows if rows is None else rows
     if not 1 <= rows <= series.rows:
         raise ToolkitError(f"{data}: --rows {rows}, but the recording has {series.rows} rows",

@@ -387,6 +387,7 @@ def installation_config(head: Series, window: int, knobs: dict):
     from aiot import monitor as M
 
     period_ms = installation_period_ms(head, head.source or "recording")
+    knobs = M.by_sensor(knobs, list(head.channels))  # {"sensor": value} settings, one per sensor
     return M.default_config(len(head.channels), window, period_ms, **monitor_knobs(window, head.rows), **knobs)
 
 

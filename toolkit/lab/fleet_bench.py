@@ -2,6 +2,7 @@
 
     PYTHONPATH=toolkit python -m lab.fleet_bench gateway [--events 10000] [--mqtt mqtt://HOST:PORT]
     PYTHONPATH=toolkit python -m lab.fleet_bench evaluate --data DIR [--format skab] [--workers 0,1,2] [--limit N]
+    PYTHONPATH=toolkit python -m lab.fleet_bench rollout [--devices 50] [--gateways 2] [--canary 5%]
 
 gateway: events per second through one gateway, end to end (a synthetic device hands its
 events over in batches of 8 as the firmware does, each batch fsync'd into the journal
@@ -10,7 +11,11 @@ size per 10,000 events. Starts mosquitto on a free loopback port unless --mqtt i
 
 evaluate: installations per minute of `aiot evaluate --per-file --scheduler local` with 1
 and 2 workers, and of the local path without Dask (workers 0, the baseline whose predictions
-the others are compared with); every model trained afresh: an empty model cache per run."""
+the others are compared with); every model trained afresh: an empty model cache per run.
+
+rollout: the wall time of `aiot rollout`'s work (Rollout.run) for a release of the ae24 test
+model (hil_tests/fixtures/ae24) to N host-built devices (aiot.device.host: the firmware's C,
+trial = the golden vectors, trial_runs=1) behind G gateways, canary first."""
 
 from __future__ import annotations
 
@@ -146,6 +151,66 @@ def bench_gateway(events: int, mqtt: str | None = None) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def bench_rollout(devices: int, gateways: int, canary: str, mqtt: str | None = None) -> dict:
+    import numpy as np
+
+    from aiot.codegen import generate
+    from aiot.device.host import HostFirmware
+    from aiot.fleet.gateway import Gateway, parse_broker
+    from aiot.fleet.rollout import Rollout
+    from aiot.lifecycle import package as P
+    from aiot.model.reference import TflmReference
+    from aiot.paths import ROOT
+
+    work = Path(tempfile.mkdtemp(prefix="aiot-rollout-bench-"))
+    broker, gws, boards = None, [], []
+    try:
+        if mqtt is None:
+            broker, mqtt = _mosquitto(work)
+        ae24 = ROOT / "hil_tests" / "fixtures" / "ae24"
+        generate(ae24 / "model.tflite", work / "model-c", name="ae24")
+        tfl = (ae24 / "model.tflite").read_bytes()
+        x = np.load(ae24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
+        key = P.generate_key(work / "release.pem")
+        image = P.sign(P.build_container({"name": "ae24"}, tflite=tfl, golden=list(zip(x, TflmReference(tfl).run(x))),
+                                         schema=P.schema_id(["a", "b", "c"], 8), model_version=1),
+                       key, version="1.1.0", out=work / "ae24-1.1.0.bin")
+        fw = HostFirmware(work / "model-c", public_key=P.public_key(key), trial_runs=1,
+                          defines=("AIOT_APP_CHANNELS=3", "AIOT_APP_WINDOW=8", "AIOT_APP_PERIOD_MS=1000"))
+        names = [f"pump-{i:04d}" for i in range(devices)]
+        boards = [fw.power_on(n) for n in names]
+        for g in range(gateways):
+            gw = Gateway(work / f"gw{g}.db", mqtt, site="bench", gateway_id=f"gw{g}", commands=True)
+            for n, b in list(zip(names, boards))[g::gateways]:
+                gw.add(n, b.opener(), stats_every=0, poll=0.1)
+            gws.append(gw.start())
+        time.sleep(2.0)  # every bridge and command session up
+        marks = []
+        r = Rollout.start(work / "rollout.json", site="bench", release="ae24-1.1.0", image=image, devices=names,
+                          canary=canary, trial_timeout=60)
+        t0 = time.monotonic()
+        summary = r.run(parse_broker(mqtt), canary_timeout=120, timeout=600,
+                        progress=lambda m: marks.append((time.monotonic() - t0, m)))
+        seconds = time.monotonic() - t0
+        canary_done = next((t for t, m in marks if m.startswith("every canary passed")), None)
+        return {"devices": devices, "gateways": gateways, "canary": len(summary["canary"]), "phase": summary["phase"],
+                "passed": len(summary["passed"]), "release_bytes": len(image), "seconds": round(seconds, 2),
+                "canary_seconds": None if canary_done is None else round(canary_done, 2),
+                "protocol": ("host-built devices (the firmware's C in-process, trial = golden vectors, trial_runs=1), "
+                             "one bridge thread per device, mosquitto on the same host; timed from the rollout's start "
+                             "to its last device's final outcome"),
+                "host": f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}"}
+    finally:
+        for gw in gws:
+            gw.stop()
+        for b in boards:
+            b.close()
+        if broker is not None:
+            broker.terminate()
+            broker.wait(5)
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def bench_evaluate(data: Path, fmt: str, workers: list[int], limit: int | None, epochs: int,
                    train_rows: int | None, keep: Path | None = None) -> list[dict]:
     """``workers`` 0 is the local path (one process, no Dask): the baseline the others'
@@ -183,6 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     g = sub.add_parser("gateway")
     g.add_argument("--events", type=int, default=10_000)
     g.add_argument("--mqtt", default=None)
+    r = sub.add_parser("rollout")
+    r.add_argument("--devices", type=int, default=50)
+    r.add_argument("--gateways", type=int, default=2)
+    r.add_argument("--canary", default="5%")
+    r.add_argument("--mqtt", default=None)
     e = sub.add_parser("evaluate")
     e.add_argument("--data", type=Path, required=True)
     e.add_argument("--format", default="skab")
@@ -195,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if a.what == "gateway":
             res = bench_gateway(a.events, a.mqtt)
+        elif a.what == "rollout":
+            res = bench_rollout(a.devices, a.gateways, a.canary, a.mqtt)
         else:
             res = {"data": str(a.data), "format": a.format, "epochs": a.epochs, "limit": a.limit,
                    "runs": bench_evaluate(a.data, a.format, [int(x) for x in a.workers.split(",")], a.limit,

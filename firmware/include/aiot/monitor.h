@@ -174,7 +174,6 @@ typedef enum {
       "smallest jump of a channel's deviation that is a step (noise units, and >= 4 calibration spreads)")    \
     X(max_recal_step, float, 3.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "largest step accepted as a remount (noise units)") \
     X(drift_gain, float, 0.2f, 0.0f, 1.0f, AIOT_RANGE_CLOSED, "fraction of the residual bias corrected per window in DRIFT") \
-    X(max_drift_rate, float, 0.25f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "drift compensation rate limit (noise units per hour)") \
     X(max_baseline_shift, float, 6.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                         \
       "total drift compensation allowed (noise units); beyond it: CALIBRATION_ALERT")                         \
     X(gate_ratio, float, 4.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                                \
@@ -194,7 +193,9 @@ typedef enum {
     X(noise_floor, float, 0.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "noise is at least this (raw units)")        \
     X(noise_floor_rel, float, 1e-3f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED, "noise is at least this x |commissioned level|") \
     X(calibration_tolerance, float, 0.0f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                    \
-      "largest total drift compensation (raw units); 0: the commissioned span (max - min of accepted samples)")
+      "largest total drift compensation (raw units); 0: the commissioned span (max - min of accepted samples)") \
+    X(max_drift_rate, float, 0.25f, 0.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                          \
+      "drift compensation rate limit of this sensor (its noise units per hour); 0: no drift tracking")
 
 #define AIOT_RANGE_CLOSED 0
 #define AIOT_RANGE_LO_OPEN 1
@@ -348,6 +349,9 @@ typedef struct {
     //! raw window means per channel (NaN: no valid sample), the level_windows ring
     float lvl_ring[AIOT_MONITOR_MAX_LEVEL * AIOT_MONITOR_MAX_CHANNELS];
     uint8_t lvl_count, lvl_pos;
+    //! per event slot: the confidence of the window that emitted it x 254, rounded; 255 none
+    //! (a byte, not a float in the event: the ring stays 16 bytes an event)
+    uint8_t ev_confidence[AIOT_MONITOR_EVENT_CAPACITY];
     aiot_monitor_channel_t ch[AIOT_MONITOR_MAX_CHANNELS];
     aiot_monitor_event_t events[AIOT_MONITOR_EVENT_CAPACITY];
 } aiot_monitor_t;
@@ -386,6 +390,12 @@ int aiot_monitor_push_batch(aiot_monitor_t *m, const aiot_sample_t *samples, siz
 
 //! Oldest pending event into *ev; returns 1, or 0 if the ring buffer is empty.
 int aiot_monitor_pop_event(aiot_monitor_t *m, aiot_monitor_event_t *ev);
+
+//! aiot_monitor_pop_event, and *confidence (when not NULL) = the confidence of the window whose
+//! scoring emitted the event (its aiot_monitor_output_t.confidence, to within 1/508: alerts,
+//! and drift events found while scoring), or -1 when no scored window emitted it
+//! (commissioning, a NO_DATA window or gap, a time reset, reset_baseline).
+int aiot_monitor_pop_event_confidence(aiot_monitor_t *m, aiot_monitor_event_t *ev, float *confidence);
 
 //! Forget the learned profiles and calibration and commission again (events are kept).
 void aiot_monitor_reset_baseline(aiot_monitor_t *m);

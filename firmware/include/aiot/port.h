@@ -1,7 +1,7 @@
 //! Porting boundary: the only functions that know the chip. A chip family implements
 //! them once in firmware/port/<family>/; boards pick a family and pass addresses and
 //! clocks as -D defines generated from boards/<board>.toml. The host build
-//! (firmware/port/host) implements them with stdio so the same app runs on a PC.
+//! (firmware/port/host) implements them over memory buffers so the same app runs in-process on a PC.
 #ifndef AIOT_PORT_H
 #define AIOT_PORT_H
 
@@ -36,6 +36,10 @@ uint32_t aiot_port_tick_hz(void);
 //! Stop the program with an exit code: semihosting SYS_EXIT under QEMU, a halt
 //! (or reset, per board) on hardware. Never returns.
 void aiot_port_exit(int code) __attribute__((noreturn));
+
+//! System reset: the device restarts from its reset vector (RAM lost, flash kept). Cortex-M:
+//! SCB AIRCR SYSRESETREQ; the host build (firmware/port/host) reloads the app. Never returns.
+void aiot_port_reset(void) __attribute__((noreturn));
 
 //! Short diagnostic text (semihosting stderr under QEMU; dropped on hardware).
 void aiot_port_log(const char *text);

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define AIOT_PROTO_VERSION_MAJOR 1u
-#define AIOT_PROTO_VERSION_MINOR 0u
+#define AIOT_PROTO_VERSION_MINOR 1u  // 1.1: CONFIG_PART, CONFIG_GET by offset, INFO ends with the device id
 
 #ifndef AIOT_FRAME_MAX_PAYLOAD
 //! Largest payload either side may send. Sized for one int8 input tensor of up to 1 KiB;
@@ -50,6 +50,8 @@ typedef enum {
     AIOT_MSG_RESET_BASELINE = 0x08,
     AIOT_MSG_INFER_INPUT = 0x09,   //!< one chunk of an input larger than a frame: offset u32 | bytes
     AIOT_MSG_INFER_OUTPUT = 0x0A,  //!< read part of the last INFER's output: offset u32 | length u16
+    AIOT_MSG_CONFIG_PART = 0x0B,   //!< one part of a monitor configuration larger than a frame
+                                   //!< (protocol 1.1): offset u16 | total u16 | crc32 u32 | flags u8 | 0 u8 | bytes
     AIOT_MSG_EXIT = 0x0F,
     // Model updates (firmware built with -DAIOT_APP_UPDATE; docs/lifecycle.md).
     AIOT_MSG_UPDATE_BEGIN = 0x20,

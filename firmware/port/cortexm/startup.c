@@ -116,6 +116,15 @@ void aiot_port_exit(int code) {
     }
 }
 
+void aiot_port_reset(void) {
+    // SCB->AIRCR = VECTKEY | SYSRESETREQ (ARMv6-M/v7-M ARM B3.2.6): a system reset.
+    __asm volatile("dsb" ::: "memory");
+    *(volatile uint32_t *)0xE000ED0Cu = 0x05FA0004u;
+    __asm volatile("dsb" ::: "memory");
+    for (;;) {
+    }
+}
+
 void aiot_port_log(const char *text) {
 #if AIOT_SEMIHOSTING
     semihost_call(0x04, (void *)text);  // SYS_WRITE0: goes to QEMU's stderr

@@ -53,7 +53,10 @@ static aiot_monitor_t monitor;
 static uint8_t monitor_ready;  // a configuration was accepted (boot default or CONFIG_SET)
 static aiot_monitor_output_t push_out[AIOT_APP_PUSH_OUTPUTS];
 static aiot_monitor_event_t held[AIOT_APP_EVENT_BATCH];  // sent, not yet acknowledged
+static float held_confidence[AIOT_APP_EVENT_BATCH];      // each one's window confidence (-1: none)
 static uint8_t held_count;
+//! One EVENTS record: the aiot_monitor_event_t, then its confidence (f32).
+#define EVENT_RECORD (sizeof(aiot_monitor_event_t) + 4u)
 
 //! Link counters for STATS: what arrived broken is counted, never acted on.
 static struct {
@@ -111,7 +114,32 @@ static inline char *fmt_u32(char *end, uint32_t v) {
     return end;
 }
 
+//! The device's id, INFO's fourth string (protocol 1.1): the chip's unique id register where
+//! the board file names one ([device_id]: AIOT_DEVICE_UID_ADDR, AIOT_DEVICE_UID_BYTES, read
+//! as 32-bit words, each byte in address order), as "uid:" and lowercase hex; else the value
+//! written at build time (AIOT_DEVICE_ID, a string); else empty (no stable id).
+static const char *device_id(void) {
+#if defined(AIOT_DEVICE_UID_ADDR) && defined(AIOT_DEVICE_UID_BYTES)
+    static const char hex[] = "0123456789abcdef";
+    static char text[4 + 2 * (AIOT_DEVICE_UID_BYTES) + 1];
+    const volatile uint32_t *reg = (const volatile uint32_t *)(uintptr_t)(AIOT_DEVICE_UID_ADDR);
+    memcpy(text, "uid:", 4);
+    for (uint32_t i = 0; i < (AIOT_DEVICE_UID_BYTES); i++) {
+        uint8_t b = (uint8_t)(reg[i / 4u] >> (8u * (i % 4u)));
+        text[4 + 2 * i] = hex[b >> 4];
+        text[5 + 2 * i] = hex[b & 15u];
+    }
+    text[4 + 2 * (AIOT_DEVICE_UID_BYTES)] = '\0';
+    return text;
+#elif defined(AIOT_DEVICE_ID)
+    return AIOT_DEVICE_ID;
+#else
+    return "";
+#endif
+}
+
 static void handle_info(const aiot_frame_t *f) {
+    const char *id = device_id();
     uint8_t fixed[48];
     const char *model_name = "";
     uint16_t flags = 0x2u;  // the monitor is always linked into the device app
@@ -141,11 +169,13 @@ static void handle_info(const aiot_frame_t *f) {
     aiot_le_wr32(fixed + 40, AIOT_CPU_HZ);
     aiot_le_wr16(fixed + 44, AIOT_FRAME_MAX_PAYLOAD);
     begin(f->type | AIOT_MSG_RESPONSE, f->seq,
-          sizeof fixed + str_field(AIOT_FIRMWARE_VERSION) + str_field(AIOT_BOARD_NAME) + str_field(model_name));
+          sizeof fixed + str_field(AIOT_FIRMWARE_VERSION) + str_field(AIOT_BOARD_NAME) + str_field(model_name) +
+              str_field(id));
     aiot_frame_tx_append(&tx, fixed, sizeof fixed);
     append_str(AIOT_FIRMWARE_VERSION);
     append_str(AIOT_BOARD_NAME);
     append_str(model_name);
+    append_str(id);
     aiot_frame_tx_end(&tx);
 }
 
@@ -421,21 +451,31 @@ static void handle_events(const aiot_frame_t *f) {
         uint16_t ack = (uint16_t)(f->payload[1] | (f->payload[2] << 8));
         uint8_t keep = 0;
         for (uint8_t i = 0; i < held_count; i++) {
-            if ((uint16_t)(ack - held[i].seq) >= 0x8000u) held[keep++] = held[i];
+            if ((uint16_t)(ack - held[i].seq) >= 0x8000u) {
+                held_confidence[keep] = held_confidence[i];
+                held[keep++] = held[i];
+            }
         }
         held_count = keep;
     }
-    while (held_count < AIOT_APP_EVENT_BATCH && aiot_monitor_pop_event(&monitor, &held[held_count])) held_count++;
+    while (held_count < AIOT_APP_EVENT_BATCH &&
+           aiot_monitor_pop_event_confidence(&monitor, &held[held_count], &held_confidence[held_count]))
+        held_count++;
     aiot_monitor_stats_t st;
     aiot_monitor_stats(&monitor, &st);
     uint8_t head[8];
     head[0] = held_count;
     head[1] = st.events_pending;
-    aiot_le_wr16(head + 2, 0);
+    aiot_le_wr16(head + 2, (uint16_t)EVENT_RECORD);  // the record's size (0 before it carried the confidence)
     aiot_le_wr32(head + 4, st.events_dropped);
-    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + (size_t)held_count * sizeof held[0]);
+    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + (size_t)held_count * EVENT_RECORD);
     aiot_frame_tx_append(&tx, head, sizeof head);
-    aiot_frame_tx_append(&tx, held, (size_t)held_count * sizeof held[0]);
+    for (uint8_t i = 0; i < held_count; i++) {
+        uint8_t conf[4];
+        put_f32(conf, held_confidence[i]);
+        aiot_frame_tx_append(&tx, &held[i], sizeof held[i]);
+        aiot_frame_tx_append(&tx, conf, sizeof conf);
+    }
     aiot_frame_tx_end(&tx);
 }
 
@@ -476,11 +516,30 @@ static void handle_stats(const aiot_frame_t *f) {
     aiot_frame_tx_end(&tx);
 }
 
+//! CONFIG_GET [offset u16, length u16] -> `configured u8, 0 u8, total u16` + the config's
+//! bytes from offset, as many as asked, exist and fit one frame (all of them without a
+//! payload when they fit: a 64-channel configuration does not, its host reads the rest).
 static void handle_config_get(const aiot_frame_t *f) {
+    const uint32_t total = (uint32_t)sizeof monitor.cfg;
+    uint32_t offset = 0, n = total;
     uint8_t head[4] = {monitor_ready, 0, 0, 0};
-    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + sizeof monitor.cfg);
+    if (f->length == 4) {
+        offset = aiot_le_rd16(f->payload);
+        n = aiot_le_rd16(f->payload + 2);
+    } else if (f->length != 0) {
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "CONFIG_GET takes nothing, or offset u16, length u16");
+        return;
+    }
+    if (offset > total) {
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "offset past the end of the configuration");
+        return;
+    }
+    if (n > total - offset) n = total - offset;
+    if (n > AIOT_FRAME_MAX_PAYLOAD - sizeof head) n = AIOT_FRAME_MAX_PAYLOAD - sizeof head;
+    aiot_le_wr16(head + 2, (uint16_t)total);
+    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + n);
     aiot_frame_tx_append(&tx, head, sizeof head);
-    aiot_frame_tx_append(&tx, &monitor.cfg, sizeof monitor.cfg);  // zeros until configured
+    aiot_frame_tx_append(&tx, (const uint8_t *)&monitor.cfg + offset, n);  // zeros until configured
     aiot_frame_tx_end(&tx);
 }
 
@@ -503,6 +562,108 @@ static void handle_config_set(const aiot_frame_t *f) {
     uint8_t reinit = (uint8_t)r;
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, 1);
     aiot_frame_tx_append(&tx, &reinit, 1);
+    aiot_frame_tx_end(&tx);
+}
+
+// CONFIG_PART (docs/protocol.md, "Configurations larger than a frame"): the parts of one
+// configuration arrive in order into a staging copy; the running configuration changes only
+// when the part flagged last completes it, its CRC-32 matches and the monitor accepts the
+// whole. Every refusal says why and discards the parts held: the host sends the set again
+// from offset 0, and meanwhile the old configuration runs untouched.
+#define CONFIG_PART_HEAD 10u
+#define CONFIG_PART_FRESH 0x01u
+#define CONFIG_PART_LAST 0x02u
+static aiot_monitor_config_t staged;  //!< the configuration being assembled
+static uint32_t staged_held;          //!< bytes 0..staged_held-1 of it arrived
+static uint32_t staged_crc;           //!< the CRC-32 its first part announced
+
+//! Append text then the decimal v to msg (error details; msg has room for 200 bytes).
+static void add_num(char *msg, const char *text, uint32_t v) {
+    char num[12];
+    strcat(msg, text);
+    strcat(msg, fmt_u32(num + sizeof num, v));
+}
+
+static void refuse_part(const aiot_frame_t *f, char *msg) {
+    strcat(msg, "; nothing applied, the running configuration stays: send the set again from offset 0");
+    staged_held = 0;
+    send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, msg);
+}
+
+static void handle_config_part(const aiot_frame_t *f) {
+    const uint32_t total = (uint32_t)sizeof staged;
+    uint32_t offset, n, crc, said;
+    uint8_t flags, out[4] = {0, 0, 0, 0};
+    char msg[200] = "";
+    if (f->length <= CONFIG_PART_HEAD) {
+        strcpy(msg, "CONFIG_PART takes offset u16, total u16, crc32 u32, flags u8, 0 u8 and at least one byte");
+        refuse_part(f, msg);
+        return;
+    }
+    offset = aiot_le_rd16(f->payload);
+    said = aiot_le_rd16(f->payload + 2);
+    crc = aiot_le_rd32(f->payload + 4);
+    flags = f->payload[8];
+    n = f->length - CONFIG_PART_HEAD;
+    if (said != total) {
+        add_num(msg, "the parts announce a configuration of ", said);
+        add_num(msg, " bytes; this firmware's is ", total);
+        refuse_part(f, msg);
+        return;
+    }
+    if (offset > staged_held) {
+        add_num(msg, "out of order: a part at offset ", offset);
+        add_num(msg, " while the device holds ", staged_held);
+        add_num(msg, " of ", total);
+        strcat(msg, " bytes");
+        refuse_part(f, msg);
+        return;
+    }
+    if (offset > 0 && crc != staged_crc) {
+        add_num(msg, "the part at offset ", offset);
+        strcat(msg, " belongs to another configuration (its CRC-32 differs from the first part's)");
+        refuse_part(f, msg);
+        return;
+    }
+    if (n > total - offset) {
+        add_num(msg, "the part runs past the configuration: it ends at ", offset + n);
+        add_num(msg, " of ", total);
+        strcat(msg, " bytes");
+        refuse_part(f, msg);
+        return;
+    }
+    if (offset == 0) staged_crc = crc;  // a new set (or its first part again)
+    memcpy((uint8_t *)&staged + offset, f->payload + CONFIG_PART_HEAD, n);
+    staged_held = offset + n;
+    aiot_le_wr16(out, staged_held);
+    if (flags & CONFIG_PART_LAST) {
+        const char *why = "";
+        int r;
+        if (staged_held != total) {
+            add_num(msg, "truncated: the last part ends at ", staged_held);
+            add_num(msg, " of ", total);
+            strcat(msg, " bytes");
+            refuse_part(f, msg);
+            return;
+        }
+        if (aiot_crc32_update(0, (const uint8_t *)&staged, total) != staged_crc) {
+            strcpy(msg, "the assembled configuration's CRC-32 differs from the one its parts announced");
+            refuse_part(f, msg);
+            return;
+        }
+        r = monitor_configure(&staged, (flags & CONFIG_PART_FRESH) != 0, &why);
+        if (r < 0) {
+            strcpy(msg, why);
+            refuse_part(f, msg);
+            return;
+        }
+        // staged_held stays at total: the last part sent again (its answer was lost) applies
+        // the same configuration again, a live update that changes nothing.
+        out[2] = 1;
+        out[3] = (uint8_t)r;
+    }
+    begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof out);
+    aiot_frame_tx_append(&tx, out, sizeof out);
     aiot_frame_tx_end(&tx);
 }
 
@@ -541,6 +702,9 @@ static void dispatch(const aiot_frame_t *f) {
             break;
         case AIOT_MSG_CONFIG_SET:
             handle_config_set(f);
+            break;
+        case AIOT_MSG_CONFIG_PART:
+            handle_config_part(f);
             break;
         case AIOT_MSG_RESET_BASELINE:
             handle_reset_baseline(f);

@@ -196,6 +196,8 @@ static void event_channels(aiot_monitor_event_t *e, uint8_t channel, aiot_monito
     e->channel_ext = (uint8_t)(0x80u | other[1]);
 }
 
+#define NO_CONFIDENCE 255u  //!< ev_confidence of an event no scored window emitted
+
 static void emit(aiot_monitor_t *m, uint32_t ts, uint8_t type, uint8_t channel, aiot_monitor_mask_t mask,
                  float value) {
     aiot_monitor_event_t *e;
@@ -205,6 +207,7 @@ static void emit(aiot_monitor_t *m, uint32_t ts, uint8_t type, uint8_t channel, 
         m->ev_count--;
         m->events_dropped++;
     }
+    m->ev_confidence[(m->ev_head + m->ev_count) % AIOT_MONITOR_EVENT_CAPACITY] = NO_CONFIDENCE;
     e = &m->events[(m->ev_head + m->ev_count) % AIOT_MONITOR_EVENT_CAPACITY];
     m->ev_count++;
     e->timestamp_ms = ts;
@@ -217,12 +220,30 @@ static void emit(aiot_monitor_t *m, uint32_t ts, uint8_t type, uint8_t channel, 
     e->value = value;
 }
 
-int aiot_monitor_pop_event(aiot_monitor_t *m, aiot_monitor_event_t *ev) {
+//! The events emitted since seq `first` (those of the window being closed) take its confidence.
+static void window_events_confidence(aiot_monitor_t *m, uint16_t first, float confidence) {
+    const uint16_t emitted = (uint16_t)(m->event_seq - first);
+    const uint8_t code = (uint8_t)(fminf(fmaxf(confidence, 0.0f), 1.0f) * 254.0f + 0.5f);
+    uint8_t i;
+    for (i = 0; i < m->ev_count; i++) {
+        const uint8_t slot = (uint8_t)((m->ev_head + i) % AIOT_MONITOR_EVENT_CAPACITY);
+        if ((uint16_t)(m->events[slot].seq - first) < emitted) m->ev_confidence[slot] = code;
+    }
+}
+
+int aiot_monitor_pop_event_confidence(aiot_monitor_t *m, aiot_monitor_event_t *ev, float *confidence) {
+    uint8_t code;
     if (!m || !ev || m->ev_count == 0) return 0;
     *ev = m->events[m->ev_head];
+    code = m->ev_confidence[m->ev_head];
+    if (confidence) *confidence = code == NO_CONFIDENCE ? -1.0f : (float)code / 254.0f;
     m->ev_head = (uint8_t)((m->ev_head + 1) % AIOT_MONITOR_EVENT_CAPACITY);
     m->ev_count--;
     return 1;
+}
+
+int aiot_monitor_pop_event(aiot_monitor_t *m, aiot_monitor_event_t *ev) {
+    return aiot_monitor_pop_event_confidence(m, ev, NULL);
 }
 
 void aiot_monitor_reset_baseline(aiot_monitor_t *m) {
@@ -757,7 +778,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
 
     if (ch->mode == CH_DRIFT) {
         if (gate && !(ch->flags & CHF_RECAL_BLOCKED)) {
-            float max_step = k->max_drift_rate * (float)k->window * (float)k->sample_period_ms / MS_PER_HOUR;
+            float max_step = k->max_drift_rate[c] * (float)k->window * (float)k->sample_period_ms / MS_PER_HOUR;
             const float delta = clampf(k->drift_gain * dev, -max_step, max_step);
             const float next = ch->baseline + delta * ch->noise;
             if (beyond_tolerance(m, ch, next)) {
@@ -874,6 +895,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     int c, r;
     aiot_monitor_mask_t mask;
     uint16_t keep;
+    const uint16_t first_event = m->event_seq;  // the events this window emits carry its confidence
 
     memset(o, 0, sizeof(*o));
     o->t_start_ms = m->win_start;
@@ -1051,6 +1073,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     o->confidence *= q.quality * stability;
     if (!isfinite(o->confidence)) o->confidence = 0.0f;  // never NaN on the wire
     set_state(m, o->t_start_ms, o->state, q.quality);
+    window_events_confidence(m, first_event, o->confidence);
 }
 
 static void gap_output(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t0, uint32_t t1) {

@@ -14,8 +14,8 @@
 #ifndef AIOT_UPDATE_PUBLIC_KEY
 #error "define AIOT_UPDATE_PUBLIC_KEY (the release key's 32 bytes) to build the update service"
 #endif
-#ifndef AIOT_UPDATE_SECTOR
-#error "define AIOT_UPDATE_SECTOR and AIOT_UPDATE_SLOT_SIZE (the board file's [update] table)"
+#if !defined(AIOT_UPDATE_SECTOR) || !defined(AIOT_UPDATE_AREAS)
+#error "define AIOT_UPDATE_SECTOR, AIOT_UPDATE_SLOT_SIZE, AIOT_UPDATE_AREAS (the board file's [update] table)"
 #endif
 #ifndef AIOT_UPDATE_TRIAL_RUNS
 //! Successful runs before a trial is confirmed: the golden-vector check counts as one.
@@ -229,10 +229,11 @@ void aiot_update_service_init(void) {
     ready = f != NULL;
     if (!ready) return;
     upd.flash = f;
-    upd.layout.record_addr[0] = 0;
-    upd.layout.record_addr[1] = AIOT_UPDATE_SECTOR;
-    upd.layout.slot_addr[0] = 2u * AIOT_UPDATE_SECTOR;
-    upd.layout.slot_addr[1] = 2u * AIOT_UPDATE_SECTOR + AIOT_UPDATE_SLOT_SIZE;
+    static const uint32_t areas[4] = {AIOT_UPDATE_AREAS};  // record 0, record 1, slot 0, slot 1
+    upd.layout.record_addr[0] = areas[0];
+    upd.layout.record_addr[1] = areas[1];
+    upd.layout.slot_addr[0] = areas[2];
+    upd.layout.slot_addr[1] = areas[3];
     upd.layout.slot_size = AIOT_UPDATE_SLOT_SIZE;
     upd.expect.public_key = release_key;
     upd.expect.abi = AIOT_MODEL_ABI;
@@ -319,12 +320,7 @@ int aiot_update_service_handle(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_
         return 1;
     case AIOT_MSG_REBOOT:
         reply(f, tx, write, NULL, 0);
-        // SCB->AIRCR = VECTKEY | SYSRESETREQ (ARMv6-M/v7-M ARM B3.2.6): a system reset.
-        __asm volatile("dsb" ::: "memory");
-        *(volatile uint32_t *)0xE000ED0Cu = 0x05FA0004u;
-        __asm volatile("dsb" ::: "memory");
-        for (;;) {
-        }
+        aiot_port_reset();  // the answer is on the wire (a blocking write) before the reset
     case AIOT_MSG_UPDATE_BEGIN:
     case AIOT_MSG_UPDATE_CHUNK:
     case AIOT_MSG_UPDATE_FINISH:

@@ -60,13 +60,20 @@ class CodegenResult:
     input_dtype: str = "int8"
     output_dtype: str = "int8"
 
+    #: every input / output in the .tflite's order (input_shape / output_shape are the first)
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    output_shapes: tuple[tuple[int, ...], ...] = ()
+
     @property
     def input_bytes(self) -> int:
-        return int(np.prod(self.input_shape)) * _ITEMSIZE[self.input_dtype]
+        """Bytes of one inference's input: every input tensor, in order (an int16 one of a
+        16x8 model two bytes per element)."""
+        return sum(int(np.prod(s)) for s in self.input_shapes or (self.input_shape,)) * _ITEMSIZE[self.input_dtype]
 
     @property
     def output_bytes(self) -> int:
-        return int(np.prod(self.output_shape)) * _ITEMSIZE[self.output_dtype]
+        """Bytes of one inference's output: every output tensor, in order."""
+        return sum(int(np.prod(s)) for s in self.output_shapes or (self.output_shape,)) * _ITEMSIZE[self.output_dtype]
 
 
 def engine_sources() -> list[Path]:
@@ -100,7 +107,7 @@ def _plan(g: tflite.Graph) -> tuple[MemoryPlan, list[int]]:
     for op in g.operators:
         for ti in op.inputs + op.outputs:
             t = g.tensor(ti)
-            if t is not None and not t.is_const:
+            if t is not None and not t.is_const and not t.is_variable:  # a variable keeps its own storage
                 arena[ti] = _nbytes(t)
     for ti in g.inputs + g.outputs:
         arena[ti] = _nbytes(g.tensors[ti])
@@ -218,9 +225,12 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         LayerInfo(f"{l.op}#{l.node}", l.op, l.node, l.macs, g.tensors[by_node[l.node].outputs[0]].shape)
         for l in layers
     ]
+    ins, outs = [g.tensors[i] for i in g.inputs], [g.tensors[i] for i in g.outputs]
     # sizes in bytes: an int16 (16x8) input or output is two bytes per element, little-endian
-    header = _render_header(name, _nbytes(x), _nbytes(y), plan.arena_bytes, len(layers), crc, edges, (x.size, y.size))
-    source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, _nbytes(x), _nbytes(y),
+    in_total, out_total = sum(_nbytes(t) for t in ins), sum(_nbytes(t) for t in outs)
+    header = _render_header(name, in_total, out_total, plan.arena_bytes, len(layers), crc, edges,
+                            (len(ins), len(outs)), (sum(t.size for t in ins), sum(t.size for t in outs)))
+    source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, in_total, out_total,
                             (in_s, in_zp, out_s, out_zp), edges)
     h_path, c_path = out_dir / "model.h", out_dir / "model.c"
     # private names, then renamed: a kill never leaves half a file (the build checks that
@@ -235,6 +245,7 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         input_shape=tuple(x.shape), output_shape=tuple(y.shape),
         input_scale=in_s, input_zero_point=in_zp, output_scale=out_s, output_zero_point=out_zp, plan=plan,
         float_input=quantize_in is not None, float_output=dequantize_out is not None,
+        input_shapes=tuple(tuple(t.shape) for t in ins), output_shapes=tuple(tuple(t.shape) for t in outs),
         input_dtype=x.dtype, output_dtype=y.dtype,
     )
 
@@ -262,7 +273,8 @@ def _float_edges(g: tflite.Graph, ctx: Ctx, quantize_in, dequantize_out) -> list
 
 
 def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layers: int, crc: int,
-                   edges: list[tuple[str, str, str]] = (), elements: tuple[int, int] = (0, 0)) -> str:
+                   edges: list[tuple[str, str, str]] = (), io: tuple[int, int] = (1, 1),
+                   elements: tuple[int, int] = (0, 0)) -> str:
     floats = "".join(
         f"\n// {comment}; returns 0 or an aiot_status_t\n#define AIOT_MODEL_{'FLOAT_INPUT' if 'input' in decl else 'FLOAT_OUTPUT'} 1\n{decl};\n"
         for decl, _, comment in edges)
@@ -275,6 +287,8 @@ def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layer
 
 #define AIOT_MODEL_INPUT_BYTES {in_bytes}u
 #define AIOT_MODEL_OUTPUT_BYTES {out_bytes}u
+#define AIOT_MODEL_NUM_INPUTS {io[0]}u
+#define AIOT_MODEL_NUM_OUTPUTS {io[1]}u
 // elements (int8, or int16 in the 16x8 mode; the float entry points take this many floats)
 #define AIOT_MODEL_INPUT_ELEMENTS {elements[0]}u
 #define AIOT_MODEL_OUTPUT_ELEMENTS {elements[1]}u
@@ -297,6 +311,20 @@ def _c_str(s: str) -> str:
         c = chr(ch)
         out.append(c if 32 <= ch < 127 and c not in '"\\?' else f"\\{ch:03o}")
     return '"' + "".join(out) + '"'
+
+
+def _io_table(role: str, offsets: list[int], sizes: list[int]) -> list[str]:
+    """aiot_model_<role>_sizes[] and aiot_model_<role>_n(i): every input or output tensor
+    in the .tflite's order (NULL past the last)."""
+    n = len(offsets)
+    const = "" if role == "input" else "const "
+    return [
+        f"const uint32_t aiot_model_num_{role}s = {n}u;",
+        f"const uint32_t aiot_model_{role}_sizes[{n}] = {{ {', '.join(f'{s}u' for s in sizes)} }};",
+        f"static const uint32_t {role}_offsets[{n}] = {{ {', '.join(f'{o}u' for o in offsets)} }};",
+        f"{const}int8_t *aiot_model_{role}_n(uint32_t i) {{ return i < {n}u ? arena + {role}_offsets[i] : 0; }}",
+        "",
+    ]
 
 
 def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, out_size, q, edges=()) -> str:
@@ -331,6 +359,8 @@ def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, 
         f"int8_t *aiot_model_input(void) {{ return arena + {plan.offset_of[g.inputs[0]]}; }}",
         f"const int8_t *aiot_model_output(void) {{ return arena + {plan.offset_of[g.outputs[0]]}; }}",
         "",
+        *_io_table("input", [plan.offset_of[i] for i in g.inputs], [_nbytes(g.tensors[i]) for i in g.inputs]),
+        *_io_table("output", [plan.offset_of[i] for i in g.outputs], [_nbytes(g.tensors[i]) for i in g.outputs]),
         "#ifdef AIOT_PROFILE",
         f"uint32_t aiot_model_layer_ticks[{n}];",
         f"const char *const aiot_model_layer_names[{n}] = {{",
@@ -358,6 +388,8 @@ def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, 
     for i, l in enumerate(layers):
         lines.append(f"    AIOT_LAYER({i}, {l.call});")
     lines += ["    return 0;", "}", ""]
+    resets = [r for l in layers for r in l.reset]
+    lines += ["void aiot_model_reset(void)", "{", *(f"    {r}" for r in resets), "}", ""]
     for decl, call, comment in edges:
         lines += [f"// {comment}", decl, "{", f"    return (int)({call});", "}", ""]
     return "\n".join(lines)

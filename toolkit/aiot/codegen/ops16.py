@@ -43,7 +43,7 @@ from aiot.codegen.ops import (
     emit_transpose,
 )
 from aiot.codegen.quant import activation_range, conv_multipliers, quantize_multiplier, round_half_away
-from aiot.model.tflite import Graph, Operator, Tensor
+from aiot.model.tflite import Graph, Operator, Tensor, activation_types
 
 
 def _zero_points(g: Graph, op: Operator, *ts: Tensor) -> None:
@@ -287,6 +287,6 @@ EMITTERS16 = {
 
 
 def is_16x8(g: Graph, op: Operator) -> bool:
-    """Whether a node runs in the 16x8 mode: an int16 activation in or out."""
-    ts = [g.tensor(i) for i in (*op.inputs, *op.outputs)]
-    return any(t is not None and t.dtype == "int16" and not t.is_const for t in ts)
+    """Whether a node runs in the 16x8 mode: an int16 activation in or out (an int8 SVDF's
+    int16 state is not one)."""
+    return "int16" in activation_types(g, op)

@@ -24,8 +24,11 @@ from aiot.commands import Command, OutPath, wrote
 @click.option("--signed", "sign_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Link into the board's MCUboot primary slot and write firmware.signed.bin signed with this key.")
 @click.option("--version", "image_version", default="0.1.0", show_default=True, help="--signed: image version.")
+@click.option("--device-id", help="The id the device's INFO reports, written into the image, for boards whose chip has "
+                                  "no unique id register (the others report that register) [default with "
+                                  "--update-key: a random build-XXXXXXXXXXXXXXXX, recorded in build.json].")
 def command(board: str, package: Path | None, model_c: Path | None, out: Path | None, opt: str, profile: bool,
-            update_key: Path | None, sign_key: Path | None, image_version: str) -> None:
+            update_key: Path | None, sign_key: Path | None, image_version: str, device_id: str | None) -> None:
     """Build firmware for BOARD with arm-none-eabi-gcc and print its flash/RAM split.
 
     \b
@@ -47,8 +50,19 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
     model_dir = model_c or (package / "c" if package else None)
     out = out or paths.build_dir() / "fw" / b.name
     defines = ["AIOT_PROFILE"] if profile else []
+    if update_key and device_id is None and b.device_uid is None:
+        import secrets  # the registry tells devices apart by this id: one per image built
+
+        device_id = f"build-{secrets.token_hex(8)}"
+    from aiot.target.firmware import device_id_defines
+
+    defines += device_id_defines(b, device_id)
     board_file = b
-    if sign_key:
+    if update_key:
+        from aiot.lifecycle.firmware import update_board
+
+        b = update_board(b, signed=bool(sign_key))  # code kept out of the update areas (and in the slot)
+    elif sign_key:
         from aiot.lifecycle.signed_image import slot_board
 
         b = slot_board(b)  # linked where MCUboot jumps: primary slot + image header
@@ -64,10 +78,13 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
             from aiot.lifecycle import package as P
             from aiot.lifecycle.firmware import build_update_firmware
 
-            res = build_update_firmware(b, stage, model_dir, public_key=P.public_key(update_key), defines=defines,
-                                        opt=opt)
+            res = build_update_firmware(board_file, stage, model_dir, public_key=P.public_key(update_key),
+                                        defines=defines, opt=opt, signed=bool(sign_key))
             doc = json.loads((stage / "build.json").read_text())
             doc["model_abi"] = P.MODEL_ABI  # what aiot models promote --firmware checks
+            doc["plan_arena"] = P.PLAN_ARENA  # the largest release plan it loads (aiot release --firmware)
+            # what its INFO reports as the device id (aiot update records the device by it)
+            doc["device_id"] = device_id or "uid: the chip's unique id register"
             (stage / "build.json").write_text(json.dumps(doc, indent=2))
         else:
             res = build(b, stage, model_dir, opt=opt, defines=defines)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from aiot.commands import Command, OutPath, wrote
+from aiot.commands._options import csv_options, reading_options
 
 
 @click.command("commission", cls=Command)
@@ -28,15 +29,18 @@ from aiot.commands import Command, OutPath, wrote
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
               help="Training passes of each model (part of its cache key).")
 @click.option("--fleet", "fleet", is_flag=True,
-              help="--data is a folder: one image per CSV (installation) into OUT/<name>/, listed in OUT/index.json; "
-                   "a failed installation is listed with why and the others finish.")
+              help="--data is a folder: one image per CSV (installation) into OUT/<name>/, each registered in the "
+                   "registry OUT (OUT/registry.json: aiot models list --registry OUT); a failed installation is "
+                   "listed with why and the others finish.")
 @click.option("--scheduler", default=None,
               help="With --fleet: one task per installation on a Dask cluster (tcp://HOST:8786, or local).")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="With --fleet: installations in parallel (local processes, or local Dask workers).")
+@reading_options
 def command(data: Path, board: str, out: Path, rows: int | None, window: int | None, alert_settings: Path | None,
             timestamp_column: str | None, epochs: int, fleet: bool = False, scheduler: str | None = None,
-            jobs: int = 1) -> None:
+            jobs: int = 1, strict_time: bool = False, time_format: str | None = None, label_column: str = "auto",
+            label_map: str | None = None) -> None:
     """Train an installation's own model and build the firmware that monitors it.
 
     The model learns this installation alone, from its commissioning rows, in the
@@ -51,16 +55,20 @@ def command(data: Path, board: str, out: Path, rows: int | None, window: int | N
       aiot flash --board nucleo-f446re --elf build/pump7/firmware.elf
       aiot commission --data pump7.csv --rows 400 --board mps2-an386 --out build/pump7-qemu \\
           --alert-settings build/picks/device-per-file-w8-far30.json
+      aiot commission --data pump7.csv --time-format '%d/%m/%Y %H:%M' --label-column status --board mps2-an386 \
+          --out build/pump7-qemu
     """
+    reading = csv_options(strict_time, time_format, label_column, label_map)
     if fleet or scheduler:
         from aiot.fleet.commissioning import fleet_command
 
         return fleet_command(data, board, out, scheduler, jobs, rows=rows, window=window,
-                             alert_settings=alert_settings, epochs=epochs, timestamp_column=timestamp_column)
+                             alert_settings=alert_settings, epochs=epochs, timestamp_column=timestamp_column,
+                             csv_options=reading)
     from aiot.commission import commission
 
     doc = commission(data, board, out, rows=rows, window=window, alert_settings=alert_settings, epochs=epochs,
-                     timestamp_column=timestamp_column)
+                     timestamp_column=timestamp_column, csv_options=reading)
     size = doc["size"]
     cfg = doc["monitor_config"]
     click.echo(

@@ -7,38 +7,8 @@ from pathlib import Path
 import click
 
 from aiot.commands import Command, FloatRange, OutPath, wrote
-
-
-def reading_options(fn):
-    """--strict-time, --time-format, --label-column and --label-map (docs/evaluation.md, "Reading
-    CSV files"); the command gets them as the four keyword arguments, :func:`csv_options` makes
-    them load_csv's."""
-    for option in reversed(_READING_OPTIONS):
-        fn = option(fn)
-    return fn
-
-
-def csv_options(strict_time: bool, time_format: str | None, label_column: str, label_map: str | None) -> dict:
-    from aiot.data import parse_label_map
-
-    return {"strict_time": strict_time, "time_format": time_format,
-            "label_column": None if label_column.lower() == "none" else label_column,
-            "label_map": parse_label_map(label_map)}
-
-
-_READING_OPTIONS = [
-    click.option("--strict-time", "strict_time", is_flag=True,
-                 help="Refuse a file whose clock steps back or repeats a timestamp. Default: a step back is read "
-                      "as a time reset (as the device does: counted, warned about, the stream restarts there)."),
-    click.option("--time-format", "time_format", default=None, metavar="FORMAT",
-                 help="How the time column is written when it is not ISO-8601 or seconds: a strptime format "
-                      "('%d/%m/%Y %H:%M:%S'; no offset = UTC) or unix_s / unix_ms / unix_us / unix_ns."),
-    click.option("--label-column", "label_column", default="auto", show_default=True, metavar="NAME",
-                 help="generic: the column that marks faults (0/1, or words: normal/ok = 0, fault/alarm/broken = "
-                      "1); 'none' for unlabelled data; auto = 'label' or 'anomaly' when present."),
-    click.option("--label-map", "label_map", default=None, metavar="VALUE=0|1,...",
-                 help="generic: what the label column's values mean, e.g. NORMAL=0,BROKEN=1,RECOVERING=1."),
-]
+from aiot.commands._options import (  # noqa: F401  (tune imported them from here)
+    csv_options, drift_rate_knobs, drift_rate_option, reading_options)
 
 
 @click.command("evaluate", cls=Command)
@@ -58,7 +28,7 @@ _READING_OPTIONS = [
               help="Normal-operation CSV for the fleet model (skab: anomaly-free/anomaly-free.csv by default).")
 @click.option("--target", default="auto", show_default=True,
               help="host (monitor C built for the host), qemu:BOARD, or reference (int8 via tflite-micro); "
-                   "auto = host when available, else reference.")
+                   "auto = host when available, else reference (with --package: reference).")
 @click.option("--out", "out", required=True, type=OutPath(), help="Output folder.")
 @click.option("--window", type=click.IntRange(2, 256), default=None,
               help="Window length in samples (default: the validated one per target: reference 32, host/qemu 8).")
@@ -70,6 +40,10 @@ _READING_OPTIONS = [
               help="Run at another operating point: an alert-settings JSON picked on the validation harness "
                    "(aiot tune --data NORMAL.csv --far-budget PCT --out DIR). Default: the validated "
                    "picks (FAR budget 10 %).")
+@click.option("--package", "package", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Evaluate this model instead of training one, on --target reference: a package made by "
+                   "aiot train + aiot quantize. It runs as the fleet model does, at its own window; the recordings "
+                   "must have its sensors, in its order.")
 @click.option("--per-file", "per_file", is_flag=True,
               help="One model per file, trained on its commissioning rows (SKAB's own protocol), instead of "
                    "the fleet model. On host / qemu:BOARD: one noise-unit model (and on QEMU one firmware "
@@ -83,10 +57,12 @@ _READING_OPTIONS = [
               help="Run one task per file on a Dask cluster: tcp://HOST:8786, or local (a LocalCluster of --jobs "
                    "workers). A file whose task fails is reported and the others finish. Needs the fleet extra.")
 @reading_options
+@drift_rate_option
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
-            alert_settings: Path | None, per_file: bool, skip_bad_files: bool, scheduler: str | None, strict_time: bool,
-            time_format: str | None, label_column: str, label_map: str | None) -> None:
+            alert_settings: Path | None, package: Path | None, per_file: bool, skip_bad_files: bool,
+            scheduler: str | None, strict_time: bool, time_format: str | None, label_column: str,
+            label_map: str | None, drift_rates: tuple[str, ...] = ()) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -101,9 +77,11 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
       aiot evaluate --data ../shared/data/skab --format skab --target reference \\
           --alert-settings build/picks/reference-w32-far20.json --out build/skab-far20
       aiot evaluate --data ../shared/data/skab --format skab --target host --per-file --out build/skab-own
+      aiot evaluate --data pump7-history.csv --package build/pkg --target reference --out build/pkg-on-pump7
       aiot evaluate --data ../shared/data/tep --format tep --out build/tep
       aiot evaluate --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1,RECOVERING=1 \\
           --time-format '%d/%m/%Y %H:%M' --train-fraction 0.2 --out build/pump
+      aiot evaluate --data site/ --drift-rate bearing_temp=0.05 --drift-rate '*=0.25' --out build/site
     """
     from aiot.evaluate.report import phases_text
     from aiot.evaluate.run import evaluate
@@ -111,8 +89,10 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     summary = evaluate(
         data=data, fmt=fmt, labels=labels, train_rows=train_rows, train_fraction=train_fraction,
         fleet=fleet, target=target, out=out, window=window, epochs=epochs, jobs=jobs, limit=limit,
-        alert_settings=alert_settings, per_file=per_file, skip_bad_files=skip_bad_files, scheduler=scheduler,
+        alert_settings=alert_settings, package=package, per_file=per_file, skip_bad_files=skip_bad_files,
+        scheduler=scheduler,
         csv_options=csv_options(strict_time, time_format, label_column, label_map),
+        knob_overrides=drift_rate_knobs(drift_rates),
     )
     phases = phases_text(summary.get("false_alarms_by_phase", {}))
     click.echo(summary_text(summary, phases))

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from aiot.commands import Command, OutPath
+from aiot.commands._options import csv_options, reading_options
 from aiot.errors import ToolkitError
 
 
@@ -39,9 +40,14 @@ def _device_id(text: str) -> str:
               help="PUSH this recording into every device (a device with no sensors of its own: QEMU, a bench board).")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Stop after this many seconds [default: run until Ctrl-C].")
+@click.option("--updates", is_flag=True,
+              help="Take model updates from aiot/SITE/DEVICE/cmd (aiot rollout) and apply them between event drains; "
+                   "outcomes on aiot/SITE/DEVICE/update.")
+@reading_options
 def command(mqtt_url: str, ports: tuple[str, ...], qemus: tuple[str, ...], elfs: tuple[Path, ...],
             names: tuple[str, ...], site: str, journal: Path | None, baud: int | None, stats_every: float,
-            replay: Path | None, duration: float | None) -> None:
+            replay: Path | None, duration: float | None, updates: bool = False, strict_time: bool = False,
+            time_format: str | None = None, label_column: str = "auto", label_map: str | None = None) -> None:
     """Publish each device's events to MQTT; nothing is lost when the broker, the gateway or
     the device restarts.
 
@@ -80,17 +86,20 @@ def command(mqtt_url: str, ports: tuple[str, ...], qemus: tuple[str, ...], elfs:
         raise ToolkitError(f"two devices would share the id in {ids}", hint="give each one a --name")
 
     sensors = None
+    reading = csv_options(strict_time, time_format, label_column, label_map)  # how --replay is read
     if replay is not None:
         from aiot.data import load_csv
 
-        sensors = load_csv(replay, label_column=None).channels
+        sensors = load_csv(replay, **reading).channels
     from aiot.paths import build_dir
 
-    gw = Gateway(journal or build_dir() / "gateway" / "journal.db", mqtt_url, site=site)
+    gw = Gateway(journal or build_dir() / "gateway" / "journal.db", mqtt_url, site=site, commands=updates)
 
     for dev_id, (kind, where, elf) in zip(ids, devices):
-        gw.add(dev_id, device_opener(kind, where, elf, baud), sensors=sensors, stats_every=stats_every,
-               replay=replay_chunks(replay) if replay is not None else None)
+        # each emulated board keeps its update region (aiot-flash.bin) in a folder of its own
+        workdir = gw.journal.path.parent / "qemu" / dev_id if kind == "qemu" else None
+        gw.add(dev_id, device_opener(kind, where, elf, baud, workdir), sensors=sensors, stats_every=stats_every,
+               replay=replay_chunks(replay, csv_options=reading) if replay is not None else None)
     click.echo(f"gateway {gw.gateway_id}: {len(ids)} device(s) -> {mqtt_url} as aiot/{site}/<device>/<kind>; "
                f"journal {gw.journal.path}", err=True)
     gw.start()

@@ -49,7 +49,8 @@ def format_event(ev) -> str:
     where = f"ch {ev.channel}" if ev.channel is not None else (
         "ch " + ",".join(map(str, ev.channels)) if ev.channels else "all channels")
     return (f"[{ev.timestamp_ms / 1000:>10.3f} s] #{ev.seq:<5} {ev.type:<16} {where:<12} "
-            f"severity {ev.severity}  state {ev.state}  value {ev.value:.4g}")
+            f"severity {ev.severity}  state {ev.state}  value {ev.value:.4g}"
+            + (f"  confidence {ev.confidence:.3g}" if getattr(ev, "confidence", None) is not None else ""))
 
 
 def resolve_port(port: str | None, board_name: str | None, list_ports: Callable | None = None) -> str:

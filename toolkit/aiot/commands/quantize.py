@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from aiot.commands import Command, OutPath, json_option, write_json, wrote
+from aiot.commands._options import csv_options, reading_options
 
 
 @click.command("quantize", cls=Command)
@@ -27,11 +28,12 @@ from aiot.commands import Command, OutPath, json_option, write_json, wrote
 @click.option("--quantile", type=click.FloatRange(0.5, 1.0, max_open=True), default=0.995, show_default=True,
               help="With --keras: alarm threshold = this quantile of the held-out normal windows' scores.")
 @click.option("--timestamp-column", default="auto", show_default=True, help="With --keras: time column, or 'none'.")
-@click.option("--label-column", default="auto", show_default=True, help="With --keras: label column, or 'none'.")
+@reading_options
 @json_option("the float vs int8 report")
 def command(package: Path | None, keras_model: Path | None, data: Path | None, out: Path | None,
             channels: str | None, train_rows: int | None, quantile: float, timestamp_column: str,
-            label_column: str, json_out: str | None) -> None:
+            strict_time: bool, time_format: str | None, label_column: str, label_map: str | None,
+            json_out: str | None) -> None:
     """Quantize to int8 (TFLite) and compare float vs int8 anomaly scores (tflite-micro).
 
     Writes PKG/model.tflite (int8 in and out, int8 kernels only), fills the manifest's
@@ -64,8 +66,8 @@ def command(package: Path | None, keras_model: Path | None, data: Path | None, o
             return None if v.lower() == "none" else v
 
         with step(f"loading {data}"):
-            series = load_csv(data, channels=parse_channels(channels), label_column=none(label_column),
-                              timestamp_column=none(timestamp_column))
+            series = load_csv(data, channels=parse_channels(channels), timestamp_column=none(timestamp_column),
+                              **csv_options(strict_time, time_format, label_column, label_map))
         from aiot.outputs import output_folder
 
         # the new package is made and quantized in staging, and appears whole when both are done
@@ -81,8 +83,10 @@ def command(package: Path | None, keras_model: Path | None, data: Path | None, o
     elif package is None:
         raise click.UsageError("give the model: --package PKG (from aiot train), or --keras MODEL.keras with "
                                "--data DATA.csv --out PKG")
-    elif any(v is not None for v in (data, out, channels, train_rows)):
-        raise click.UsageError("--data, --out, --channels and --train-rows go with --keras; a --package already "
+    elif any(v is not None for v in (data, out, channels, train_rows, time_format, label_map)) or strict_time \
+            or label_column != "auto":
+        raise click.UsageError("--data, --out, --channels, --train-rows and the reading options (--strict-time, "
+                               "--time-format, --label-column, --label-map) go with --keras; a --package already "
                                "has its data")
 
     import shutil

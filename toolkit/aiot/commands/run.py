@@ -44,7 +44,13 @@ def command(board: str, package: Path, elf: Path | None, count: int, transport: 
         b.qemu_args()  # real hardware stops here, before its firmware folder is rebuilt
     pkg = load_package(package)
     if elf is None and transport == "qemu":
-        elf = build(b, paths.build_dir() / "fw" / b.name, pkg.path / "c").elf
+        from aiot.outputs import output_folder
+
+        # as aiot build: built in staging and moved into place whole, one run at a time
+        with output_folder(paths.build_dir() / "fw" / b.name, "aiot run") as run:
+            res = build(b, run.folder, pkg.path / "c")
+            run.relocate("build.json")  # it names the image where it will be
+        elf = run.final(res.elf)
         wrote(elf)
     x = pkg.vectors()["x_int8"]
     if count:

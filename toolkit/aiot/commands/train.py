@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from aiot.commands import Command, OutPath, SEED, wrote
+from aiot.commands._options import csv_options, reading_options
 
 
 #: widest layer --hidden accepts: 1024 x 1024 int8 weights are already 1 MB of flash
@@ -25,15 +26,16 @@ MAX_UNITS = 1024
               help="Seed of the weights' start and the shuffling: the same seed and data give the same model.")
 @click.option("--train-rows", type=int, default=None, help="Rows used for training [default: first half].")
 @click.option("--channels", default=None, help="Comma-separated sensor columns [default: all but time/labels].")
-@click.option("--label-column", default="auto", show_default=True, help="Label column, or 'none'.")
 @click.option("--timestamp-column", default="auto", show_default=True, help="Time column, or 'none' (row = 1 s).")
 @click.option("--quantile", type=float, default=0.995, show_default=True,
               help="Threshold quantile of calibration scores.")
 @click.option("--hidden", default="16,8", show_default=True, help="Encoder layer sizes; the decoder mirrors them.")
 @click.option("--name", default=None, help="Model name [default: data file name].")
+@reading_options
 def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_rows: int | None,
-            channels: str | None, label_column: str, timestamp_column: str, quantile: float, hidden: str,
-            name: str | None) -> None:
+            channels: str | None, timestamp_column: str, quantile: float, hidden: str,
+            name: str | None, strict_time: bool, time_format: str | None, label_column: str,
+            label_map: str | None) -> None:
     """Train a dense autoencoder on the normal rows of the training part of DATA.
 
     Windows of W samples x C channels, each channel normalized with statistics from the
@@ -45,6 +47,8 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
     Example:
       aiot train --data build/pump.csv --out build/pkg
       aiot train --data site.csv --out build/site --train-rows 20000 --window 16 --epochs 50
+      aiot train --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1 \
+          --time-format '%d/%m/%Y %H:%M' --out build/pump
     """
     from aiot.data import load_csv, parse_channels
     from aiot.progress import step
@@ -62,8 +66,8 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
         raise click.BadParameter(f"'{hidden}': each layer takes 1..{MAX_UNITS} units (a microcontroller model "
                                  "is tens of units wide; the default is 16,8)", param_hint="--hidden")
     with step(f"loading {data}"):
-        series = load_csv(data, channels=chans, label_column=none(label_column),
-                          timestamp_column=none(timestamp_column), min_rows=window)
+        series = load_csv(data, channels=chans, timestamp_column=none(timestamp_column), min_rows=window,
+                          **csv_options(strict_time, time_format, label_column, label_map))
     click.echo(
         f"data: {series.rows} rows x {len(series.channels)} channels ({', '.join(series.channels)}), "
         f"period {series.sample_period_s:g}s, {series.missing_count()} missing sample(s), "

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from aiot.commands import Command, FloatRange, HiddenArgument, OutPath, deprecated, renamed
-from aiot.commands.evaluate import csv_options, reading_options
+from aiot.commands._options import csv_options, drift_rate_knobs, drift_rate_option, reading_options
 
 
 @click.command("tune", cls=Command)
@@ -26,6 +26,7 @@ from aiot.commands.evaluate import csv_options, reading_options
               help="With --labels: leave one folder out (SKAB: valve1, valve2, other) or one file out (TEP), one per "
                    "--labels or one for all [default: folder].")
 @reading_options
+@drift_rate_option
 @click.option("--tracking", is_flag=True,
               help="Reference target: the rule with level tracking (its alerts feed back into the model input).")
 @click.option("--jobs", type=click.IntRange(min=1), default=2, show_default=True,
@@ -62,7 +63,7 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
             folds: tuple[str, ...], strict_time: bool, time_format: str | None, label_column: str,
             label_map: str | None, tracking: bool, jobs: int, target: str, per_file: bool, budgets: tuple[float, ...],
             save: Path | None, windows: tuple[int, ...], recovery: bool, warmup: Path | None, seeds: int,
-            level_only: bool) -> None:
+            level_only: bool, drift_rates: tuple[str, ...] = ()) -> None:
     """Choose alert settings for a false-alarm budget.
 
     With --labels DATA (labelled recordings; trust them over the harness): every setting of
@@ -89,6 +90,7 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
       aiot tune --data normal.csv --target reference --window 32 --out build/picks
       aiot tune --data normal.csv --per-file --far-budget 20 --out build/picks
       aiot tune --data normal.csv --level-only --far-budget 15 --out build/picks-level
+      aiot tune --labels site/ --format generic --folds file --drift-rate bearing_temp=0.05 --out build/cv-site
       aiot evaluate --data ../shared/data/skab --format skab --alert-settings build/picks/device-w8-far30.json --out build/skab-far30
 
     The device grid trains one model per noise-floor setting and takes minutes; with
@@ -105,6 +107,9 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
         raise click.UsageError("--tracking is a reference rule: it goes with --target reference")
     if per_file and tracking:
         raise click.UsageError("--per-file goes with the reference rule's grid or --target device, not --tracking")
+    fixed = drift_rate_knobs(drift_rates)  # every setting of the grid carries them, and so does the pick
+    if fixed and target != "device":
+        raise click.UsageError("--drift-rate bounds the monitor's drift compensation: it goes with --target device")
     from aiot.evaluate.pipeline import quiet_worker
 
     if labelled:
@@ -119,9 +124,10 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
         quiet_worker()
         fmts = fmts or ("skab",) * len(labelled)
         folds = folds * len(labelled) if len(folds) == 1 else (folds or ("folder",) * len(labelled))
-        crossval.run(list(labelled), list(fmts), target, windows, (budgets or (10.0,))[0] / 100.0, list(folds), save,
-                     jobs=jobs, level_only=level_only,
-                     csv_options=csv_options(strict_time, time_format, label_column, label_map))
+        with _holding(save, f"aiot tune --labels {' '.join(map(str, labelled))}"):
+            crossval.run(list(labelled), list(fmts), target, windows, (budgets or (10.0,))[0] / 100.0, list(folds),
+                         save, jobs=jobs, level_only=level_only,
+                         csv_options=csv_options(strict_time, time_format, label_column, label_map), fixed_knobs=fixed)
         return
     if data is None:
         raise click.UsageError("give the recording of normal operation: --data NORMAL.csv (the validation harness), "
@@ -134,9 +140,20 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
 
     quiet_worker()  # no TensorFlow start-up chatter between the progress lines
     kind = "monitor" if target == "device" else ("tracking" if tracking else "reference")
-    rc = tune(str(normal), kind, window,
-              tuple(p / 100.0 for p in budgets) or (0.10,), per_file=per_file, recovery=recovery,
-              warmup=None if warmup is None else str(warmup), seeds=seeds,
-              save=None if save is None else str(save), level_only=level_only)
+    with _holding(save, f"aiot tune --data {normal}"):
+        rc = tune(str(normal), kind, window,
+                  tuple(p / 100.0 for p in budgets) or (0.10,), per_file=per_file, recovery=recovery,
+                  warmup=None if warmup is None else str(warmup), seeds=seeds,
+                  save=None if save is None else str(save), level_only=level_only, fixed_knobs=fixed)
     if rc:
         raise SystemExit(rc)
+
+
+def _holding(out: Path | None, what: str):
+    """The --out folder's lock (aiot.outputs) for the whole run, taken before any training: a
+    second run into it is refused naming this one. The picks are written straight into it."""
+    from contextlib import nullcontext
+
+    from aiot.outputs import OutputRun
+
+    return nullcontext() if out is None else OutputRun(out, what)

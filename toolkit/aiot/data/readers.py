@@ -14,10 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from aiot.data import Series, format_time, load_csv, parse_time
+from aiot.data import Series, check_input_file, format_time, load_csv, parse_time
 from aiot.errors import ToolkitError
 
 FORMATS = ("skab", "nab", "tep", "generic")
+#: A labels file (NAB's combined_windows.json form) larger than this is refused before reading:
+#: NAB's own is 9 kB; a few hundred bytes per labelled window
+MAX_LABELS_BYTES = 64 << 20
 #: SKAB's folder of normal-operation data: the fleet training set, never a test file.
 SKAB_FLEET_DIR = "anomaly-free"
 
@@ -307,8 +310,10 @@ def read(fmt: str, root: Path, labels_file: Path | None = None, skip_bad: bool =
 def load_windows(labels_file: Path) -> dict[str, list[tuple[float, float]]]:
     """NAB's combined_windows.json -> {relative path: [(start_s, end_s), ...]}."""
     labels_file = Path(labels_file)
-    if not labels_file.is_file():
+    if not labels_file.exists() and not labels_file.is_symlink():
         raise ToolkitError(f"{labels_file}: labels file not found", hint="pass NAB's labels/combined_windows.json")
+    # a FIFO would block for ever, a huge file would be read whole before the JSON check
+    check_input_file(labels_file, "a labels JSON file (NAB's combined_windows.json form)", MAX_LABELS_BYTES)
     try:
         doc = json.loads(labels_file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

@@ -292,9 +292,12 @@ def write_csv(s: Scenario, out_dir: Path) -> Path:
 def read_csv(path: Path) -> Scenario:
     """Load a scenario CSV (and its labels file when present). Empty cells and NaN are
     missing samples; anything else that is not a number is an error naming row and column."""
+    from aiot.data import MAX_CSV_BYTES, check_input_file
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ToolkitError(f"{path}: no such file", hint="generate scenarios with: aiot scenarios generate --out DIR")
+    check_input_file(path, "a scenario CSV", MAX_CSV_BYTES)  # no FIFO, no file read whole before failing
     try:
         with path.open(newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
@@ -351,6 +354,10 @@ def read_csv(path: Path) -> Scenario:
     s = Scenario(path.stem, -1, np.array(ts, np.int64), np.array(vals, np.float32), channels=channels,
                  sample_period_ms=period)
     labels = path.with_suffix(".labels.json")
+    if labels.exists() or labels.is_symlink():
+        from aiot.data.readers import MAX_LABELS_BYTES
+
+        check_input_file(labels, "a scenario's labels JSON", MAX_LABELS_BYTES)
     if not labels.is_file() and first_marked is not None:
         # scored without its labels every alert would count as false and every fault as absent
         raise ToolkitError(f"{labels}: missing, but {path.name} marks an incident ({first_marked[1]!r} from row "

@@ -162,12 +162,12 @@ class SerialTransport:
 class QemuTransport:
     """Boot ``elf`` on an emulated ``board`` and connect to its UART over TCP."""
 
-    def __init__(self, board, elf: Path | str):
+    def __init__(self, board, elf: Path | str, cwd: Path | None = None):
         from aiot.target.boards import Board, get_board
         from aiot.target.qemu import Qemu
 
         self.board: Board = board if isinstance(board, Board) else get_board(board)
-        self.qemu = Qemu(self.board, Path(elf), serial="tcp").start()
+        self.qemu = Qemu(self.board, Path(elf), serial="tcp", cwd=cwd).start()
         try:
             self._link = SerialTransport(self.qemu.url, self.board.baud)
         except BaseException:
@@ -608,10 +608,15 @@ class Device:
 
     # -- the monitor (PUSH, EVENTS, STATS, CONFIG, RESET_BASELINE) --
 
-    def configure(self, config, fresh: bool = False) -> bool:
+    def configure(self, config, fresh: bool = False, part_bytes: int | None = None) -> bool:
         """Send a monitor configuration (aiot.monitor.Config). Returns True when the device
         started a fresh installation (new structure, or ``fresh``: commissioning again, event
-        ring emptied), False for a live update of the knobs."""
+        ring emptied), False for a live update of the knobs.
+
+        A configuration that fits one frame goes in one CONFIG_SET; a larger one (64 channels:
+        1,112 bytes) in CONFIG_PART frames of at most ``part_bytes`` of it (default: as many as
+        a frame holds), which the device applies only once the last has arrived and the whole
+        checks out (docs/protocol.md). ``part_bytes`` forces the parts (tests)."""
         from aiot import monitor as M
 
         if not isinstance(config, ctypes.Structure) or len(bytes(config)) != ctypes.sizeof(type(config)) \
@@ -619,22 +624,65 @@ class Device:
             raise ToolkitError(f"configure() needs a aiot.monitor.Config, got {type(config).__name__}")
         # Packed for the firmware's channel capacity (its config struct's size, from CONFIG_GET).
         data = M.pack_config(config, self._config_capacity())
-        # Retrying is safe without `fresh` (the same config twice is the same state); a fresh
-        # installation repeated after a lost answer would only restart commissioning again.
-        f = self.request(P.Msg.CONFIG_SET, data + (b"\x01" if fresh else b""), retry=not fresh)
-        reinit = f.payload[:1] == b"\x01"
+        if part_bytes is None and len(data) + 1 <= self.max_payload:
+            # Retrying is safe without `fresh` (the same config twice is the same state); a fresh
+            # installation repeated after a lost answer would only restart commissioning again.
+            f = self.request(P.Msg.CONFIG_SET, data + (b"\x01" if fresh else b""), retry=not fresh)
+            reinit = f.payload[:1] == b"\x01"
+        else:
+            self.info()  # the device's frame limit, which the parts must respect
+            reinit = self._configure_in_parts(data, fresh, part_bytes or self.max_payload - P.CONFIG_PART_HEAD.size)
         if reinit:
             self._ack_seq = None  # event seqs restart with the new installation
         self._config = M.unpack_config(data)
         return reinit
+
+    def _configure_in_parts(self, data: bytes, fresh: bool, part_bytes: int) -> bool:
+        parts = P.config_parts(data, part_bytes, fresh)
+        f = None
+        for i, part in enumerate(parts):
+            # A part sent again rewrites the same bytes; the last one applies the whole, which
+            # is safe to repeat unless it starts a fresh installation (as CONFIG_SET).
+            try:
+                f = self.request(P.Msg.CONFIG_PART, part, retry=not (fresh and i == len(parts) - 1))
+            except DeviceError as e:
+                if e.code == P.ErrorCode.UNKNOWN_TYPE:
+                    raise ToolkitError(
+                        f"{self.name} cannot take a monitor configuration of {len(data)} bytes: it does not fit one "
+                        f"frame of {self.max_payload} B and this firmware has no CONFIG_PART (protocol 1.0)",
+                        hint="rebuild the firmware with this toolkit (aiot build), or with a larger "
+                             "-DAIOT_FRAME_MAX_PAYLOAD") from None
+                raise
+        if len(f.payload) < 4 or f.payload[2] != 1:
+            raise ToolkitError(f"{self.name} did not apply the configuration sent in {len(parts)} parts "
+                               f"(answer {f.payload.hex()})", hint="rebuild the firmware with this toolkit (aiot build)")
+        return f.payload[3] == 1
+
+    def _config_get(self, offset: int | None = None, length: int = 0) -> tuple[bool, int, bytes]:
+        """One CONFIG_GET: (configured, the whole configuration's size, these bytes of it)."""
+        payload = b"" if offset is None else struct.pack("<HH", offset, length)
+        f = self.request(P.Msg.CONFIG_GET, payload, retry=True)
+        if len(f.payload) < 4:
+            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)")
+        total = int.from_bytes(f.payload[2:4], "little") or len(f.payload) - 4  # 0: protocol 1.0, all of it
+        return bool(f.payload[0]), total, f.payload[4:]
+
+    def _config_bytes(self) -> tuple[bool, bytes]:
+        """The device's whole configuration, read in as many CONFIG_GETs as it takes."""
+        configured, total, data = self._config_get()
+        while len(data) < total:
+            _, _, more = self._config_get(len(data), total - len(data))
+            if not more:
+                raise ToolkitError(f"{self.name} sent no configuration bytes from offset {len(data)} of {total}")
+            data += more
+        return configured, data[:total]
 
     def _config_capacity(self) -> int:
         """AIOT_MONITOR_MAX_CHANNELS of the firmware (from its config struct's size)."""
         from aiot import monitor as M
 
         if getattr(self, "_capacity", None) is None:
-            f = self.request(P.Msg.CONFIG_GET, retry=True)
-            self._capacity = M.config_capacity(len(f.payload) - 4)
+            self._capacity = M.config_capacity(self._config_get()[1])
         return self._capacity
 
     @property
@@ -642,12 +690,12 @@ class Device:
         """The device's monitor configuration (aiot.monitor.Config), or None if unconfigured."""
         from aiot import monitor as M
 
-        f = self.request(P.Msg.CONFIG_GET, retry=True)
+        configured, data = self._config_bytes()
         try:
-            cfg = M.unpack_config(f.payload[4:])  # any channel capacity, as the host Config
+            cfg = M.unpack_config(data)  # any channel capacity, as the host Config
         except ToolkitError:
-            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(f.payload)} bytes)") from None
-        return cfg if f.payload[0] else None
+            raise ToolkitError(f"{self.name} sent a malformed CONFIG_GET response ({len(data)} bytes)") from None
+        return cfg if configured else None
 
     def push(self, timestamps_ms, values, valid=None) -> np.ndarray:
         """Stream samples through the device's monitor; returns its window outputs
@@ -732,20 +780,27 @@ class Device:
             f = self.request(P.Msg.EVENTS, ack, retry=True)
             if len(f.payload) < 8:
                 raise ToolkitError(f"{self.name} sent a malformed EVENTS response ({len(f.payload)} bytes)")
-            count, _pending, _res, dropped = struct.unpack_from("<BBHI", f.payload)
+            count, _pending, size, dropped = struct.unpack_from("<BBHI", f.payload)
+            # the record's size; 0 from firmware whose records did not carry the confidence yet
+            dtype = {0: M.EVENT_DTYPE, M.WIRE_EVENT_DTYPE.itemsize: M.WIRE_EVENT_DTYPE}.get(size)
+            if dtype is None:
+                raise ToolkitError(f"{self.name} sends {size}-byte event records; this host reads "
+                                   f"{M.WIRE_EVENT_DTYPE.itemsize}-byte ones (and 16-byte ones, size field 0)",
+                                   hint="use the aiot that built the firmware, or build and flash it again with "
+                                        "this one (aiot build)")
             body = f.payload[8:]
-            if len(body) != count * M.EVENT_DTYPE.itemsize:
+            if len(body) != count * dtype.itemsize:
                 raise ToolkitError(f"{self.name} sent an EVENTS response with {count} events in {len(body)} bytes")
             self.events_dropped = dropped
             if count == 0:
                 return
-            recs = np.frombuffer(body, dtype=M.EVENT_DTYPE)
+            recs = np.frombuffer(body, dtype=dtype)
             if self._ack_seq is not None and int(recs[-1]["seq"]) == self._ack_seq:
                 raise ToolkitError(
                     f"{self.name} sent events up to seq {self._ack_seq} again although they were acknowledged: "
                     "it does not drop acknowledged events (docs/protocol.md, EVENTS)",
                     hint="flash firmware built by this toolkit (aiot build), or check that nothing else talks to the port")
-            batch = [_event(r) for r in recs]
+            batch = [M.Event.from_record(r) for r in recs]
             if jr is not None:
                 batch = jr.append(batch)  # on disk before the device may delete them
             yield batch
@@ -849,20 +904,6 @@ class Device:
         self.close()
 
 
-def _event(r):
-    from aiot import monitor as M
-
-    return M.Event(
-        timestamp_ms=int(r["timestamp_ms"]), seq=int(r["seq"]),
-        type=M.EVENT_TYPES.get(int(r["type"]), f"UNKNOWN_{int(r['type'])}"),
-        channel=None if r["channel"] == M.NO_CHANNEL else int(r["channel"]),
-        channels=M.event_channels(r),
-        severity=int(r["severity"]),
-        state=M.STATES[int(r["state"])] if int(r["state"]) < len(M.STATES) else str(int(r["state"])),
-        value=float(r["value"]),
-    )
-
-
 class EventJournal:
     """An append-only JSON-lines file of monitor events (one object per line, the fields of
     aiot.monitor.Event), each batch written and fsynced before the device is told it may
@@ -964,11 +1005,12 @@ class EventJournal:
 
 
 def make_transport(kind: str = "qemu", *, board=None, elf: Path | str | None = None, port: str | None = None,
-                   baud: int | None = None) -> Transport:
+                   baud: int | None = None, cwd: Path | None = None) -> Transport:
+    """``cwd``: QEMU's working folder (where an emulated board keeps its update region file)."""
     if kind == "qemu":
         if board is None or elf is None:
             raise ToolkitError("the qemu transport needs a board and a firmware ELF")
-        return QemuTransport(board, elf)
+        return QemuTransport(board, elf, cwd=cwd)
     if kind == "serial":
         if not port:
             raise ToolkitError("the serial transport needs a port", hint="pass --port /dev/ttyACM0 (or socket://host:port)")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 PROTO_MAJOR = 1
-PROTO_MINOR = 0
+PROTO_MINOR = 1  # 1.1: CONFIG_PART, CONFIG_GET by offset; INFO ends with the device id
 HEADER = 4
 CRC = 4
 OVERHEAD = HEADER + CRC
@@ -31,11 +31,31 @@ class Msg(IntEnum):
     RESET_BASELINE = 0x08
     INFER_INPUT = 0x09   # one chunk of an input larger than a frame: offset u32 | bytes
     INFER_OUTPUT = 0x0A  # part of the last INFER's output: offset u32 | length u16
+    CONFIG_PART = 0x0B   # one part of a monitor configuration larger than a frame (1.1)
     EXIT = 0x0F
     ERROR = 0x7F
 
 
 RESPONSE = 0x80
+
+
+#: CONFIG_PART: ``offset u16 | total u16 | crc32 u32 | flags u8 | 0 u8 | bytes`` (docs/protocol.md)
+CONFIG_PART_HEAD = struct.Struct("<HHIBB")
+CONFIG_PART_FRESH, CONFIG_PART_LAST = 0x01, 0x02
+
+
+def config_parts(data: bytes, part_bytes: int, fresh: bool = False) -> list[bytes]:
+    """The CONFIG_PART payloads that carry configuration ``data`` in order, each with at
+    most ``part_bytes`` of it; the last is flagged (and carries ``fresh``)."""
+    if part_bytes < 1:
+        raise ValueError("a configuration part needs room for at least one byte")
+    crc = zlib.crc32(data)
+    out = []
+    for offset in range(0, len(data), part_bytes):
+        last = offset + part_bytes >= len(data)
+        flags = (CONFIG_PART_LAST | (CONFIG_PART_FRESH if fresh else 0)) if last else 0
+        out.append(CONFIG_PART_HEAD.pack(offset, len(data), crc, flags, 0) + data[offset : offset + part_bytes])
+    return out
 
 
 class ErrorCode(IntEnum):
@@ -274,6 +294,9 @@ class DeviceInfo:
     firmware_version: str
     board: str
     model_name: str
+    #: the device's id (protocol 1.1): "uid:<hex>" from the chip's unique id register, or the
+    #: value its firmware was built with; "" when it has none (or speaks protocol 1.0)
+    device_id: str = ""
 
     FLAG_MODEL = 0x1
     FLAG_MONITOR = 0x2
@@ -327,7 +350,9 @@ def unpack_info(payload: bytes) -> DeviceInfo:
     fw, off = _take_str(payload, off, "the firmware version")
     board, off = _take_str(payload, off, "the board name")
     model, off = _take_str(payload, off, "the model name")
-    return DeviceInfo(*fixed, firmware_version=fw, board=board, model_name=model)
+    # protocol 1.1 appends the device id; a 1.0 device's trailing bytes (none) are not one
+    device_id = _take_str(payload, off, "the device id")[0] if fixed[1] >= 1 or fixed[0] > 1 else ""
+    return DeviceInfo(*fixed, firmware_version=fw, board=board, model_name=model, device_id=device_id)
 
 
 def pack_info(info: DeviceInfo) -> bytes:
@@ -338,6 +363,7 @@ def pack_info(info: DeviceInfo) -> bytes:
                          info.output_scale, info.output_zero_point, info.tick_hz, info.cpu_hz, info.max_payload,
                          info.num_layers)
         + pack_str(info.firmware_version) + pack_str(info.board) + pack_str(info.model_name)
+        + (pack_str(info.device_id) if (info.proto_major, info.proto_minor) >= (1, 1) else b"")
     )
 
 

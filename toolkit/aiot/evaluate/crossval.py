@@ -152,7 +152,7 @@ def print_report(doc: dict, out=None) -> None:
 
 
 def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: int, level_only: bool,
-           csv_options: dict | None) -> tuple[list, list[str], int]:
+           csv_options: dict | None, fixed_knobs: dict | None = None) -> tuple[list, list[str], int]:
     """Every (window, setting) of ``target``'s grid on every labelled file of ``data``:
     [((window, setting), {file: confusion})] in grid order, the file names, the commissioning rows."""
     from aiot.data import readers, sha256_file
@@ -176,7 +176,7 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
         if target == "device":
             from aiot.evaluate.monitor_device import device_fleet_model
 
-            grid = tuning.monitor_grid(level_only=level_only)
+            grid = tuning.monitor_grid(level_only=level_only, fixed=fixed_knobs)
             src = sha256_file(ds.fleet_source)
             models = {f: device_fleet_model(ds.fleet, src, window, settings.epochs, settings.seed, commission,
                                             noise_floor=f) for f in sorted({tuning.floor_of(k) for k in grid})}
@@ -194,7 +194,7 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
 
 def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int | tuple[int, ...], budget: float,
         folds_by: str | list[str], save: Path | None, jobs: int = 2, level_only: bool = False,
-        csv_options: dict | None = None) -> dict:
+        csv_options: dict | None = None, fixed_knobs: dict | None = None) -> dict:
     """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
     reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
     one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
@@ -217,7 +217,7 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
     datasets: dict[str, set[str]] = {}
     commission = {}
     for d, f, by in zip(data, fmts, fold_kinds):
-        part, names, rows = _score(d, f, target, windows, jobs, level_only, csv_options)
+        part, names, rows = _score(d, f, target, windows, jobs, level_only, csv_options, fixed_knobs)
         tag = f"{f}:" if joint else ""
         if tag[:-1] in datasets:
             raise ToolkitError(f"--format {f} given twice", hint="one data set per format")

@@ -57,6 +57,8 @@ def _evaluate(
     scheduler: str | None = None,
     run=None,
     csv_options: dict | None = None,
+    knob_overrides: dict | None = None,
+    package: Path | None = None,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
 
@@ -70,7 +72,10 @@ def _evaluate(
     why, on stderr and in report.json's ``skipped_files``) instead of stopping the run.
     ``scheduler``: one Dask task per file on that cluster (``local``: a LocalCluster of
     ``jobs`` workers; aiot.fleet.dask_runner), with ``skip_bad_files`` implied: a file that
-    is bad or whose task fails is reported in ``skipped_files`` and the others finish."""
+    is bad or whose task fails is reported in ``skipped_files`` and the others finish.
+    ``package``: evaluate this model instead of training one (``aiot evaluate --package``,
+    and ``aiot release``'s gate): an `aiot train` + `aiot quantize` package, on the reference
+    target only; it runs as the fleet model does (the fleet's alert rule), at its own window."""
     from aiot.progress import step
 
     t0 = time.monotonic()
@@ -81,9 +86,21 @@ def _evaluate(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
-    target = resolve_target(target)
+    target = resolve_target("reference" if package is not None and target == "auto" else target)
     if per_file and fleet is not None:
         raise ToolkitError("--per-file and --fleet both given", hint="one model per file, or one fleet model: pick one")
+    given = None
+    if package is not None:
+        if per_file or fleet is not None:
+            raise ToolkitError(f"--package and {'--per-file' if per_file else '--fleet'} both given",
+                               hint="evaluate the given model (--package), or train one (--per-file / --fleet): "
+                                    "pick one")
+        package = Path(package)
+        given = given_model(package, target)
+        if window is not None and window != given["window"]:
+            raise ToolkitError(f"--window {window}, but the model in {package} takes windows of {given['window']}",
+                               hint="leave --window out: a given model runs at its own window")
+        window = given["window"]
     picked = None
     if alert_settings is not None:
         from aiot import alert_settings as aset
@@ -100,6 +117,11 @@ def _evaluate(
             _check_knobs(knobs, window, alert_settings)
     if window is None:
         window = VALIDATED_WINDOW["reference" if target == "reference" else "device"]
+    if knob_overrides:
+        if target == "reference":
+            raise ToolkitError("--drift-rate bounds the device monitor's drift compensation; --target reference "
+                               "has no monitor", hint="run it with --target host or --target qemu:BOARD")
+        _check_knobs(knob_overrides, window, Path("--drift-rate"))
     if fleet is not None and not Path(fleet).is_file():
         raise ToolkitError(f"{fleet}: no such file" if not Path(fleet).exists() else f"{fleet}: not a file",
                            hint="check the --fleet path (a CSV of normal operation with the data's sensor columns)")
@@ -116,13 +138,22 @@ def _evaluate(
             raise readers.none_left(Path(data), ds.skipped, limit)
     elif limit is not None:
         ds.recordings = ds.recordings[:limit]
-    if per_file:
+    if per_file or given is not None:
         ds.fleet, ds.fleet_source = None, None
+    if given is not None:
+        for rec in ds.recordings:
+            if list(rec.series.channels) != given["channels"]:
+                raise ToolkitError(
+                    f"{rec.name}: sensors {', '.join(rec.series.channels)}, but the model in {package} takes "
+                    f"{', '.join(given['channels'])} (in that order)",
+                    hint="evaluate it on recordings of the sensors it was trained on (the columns of its "
+                         "training CSV, in the same order)")
     if fleet is not None:
         ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None,
                             **{k: v for k, v in (csv_options or {}).items() if k in ("strict_time", "time_format")})
         ds.fleet_source = Path(fleet)
-    own = ds.fleet is None  # one model per file: asked for, or no fleet recording to train one on
+    # one model per file: asked for, or no fleet recording to train one on (and no model given)
+    own = ds.fleet is None and given is None
     if picked is not None:
         picked.require_model(alert_settings, per_file=own)
     # no settings file: the validated picks for this target and this kind of model
@@ -134,6 +165,7 @@ def _evaluate(
         from aiot.evaluate.monitor_device import validated_knobs
 
         settings.knobs = dict(validated_knobs(per_file=own) if knobs is None else knobs)
+        settings.knobs.update(knob_overrides or {})  # --drift-rate on top of the settings
 
     # before any model is trained
     if skip_bad_files:
@@ -154,7 +186,9 @@ def _evaluate(
             raise readers.with_skip_hint(e, len(ds.recordings)) from None
     for name, why in ds.skipped:  # said now, before the long part, and again at the end
         sys.stderr.write(f"warning: skipped {name}: {why}\n")
-    if ds.fleet is not None and settings.target != "reference":
+    if given is not None:
+        model_ctx = given["context"]
+    elif ds.fleet is not None and settings.target != "reference":
         from aiot.evaluate.monitor_device import device_fleet_model
 
         src_sha = sha256_file(ds.fleet_source) if ds.fleet_source else "memory"
@@ -261,6 +295,21 @@ def _evaluate(
     return summary
 
 
+def given_model(package: Path, target: str) -> dict:
+    """What ``evaluate(package=...)`` runs: an `aiot train` + `aiot quantize` package, on the
+    reference target; its window, its sensors and what report.json says of it."""
+    if target != "reference":
+        raise ToolkitError(f"--package runs on the reference target (tflite-micro), not {target}",
+                           hint="aiot evaluate --target reference --package PKG --data DATA --out DIR")
+    from aiot.model.package import load_package
+
+    pkg = load_package(package)
+    if not pkg.quantized:
+        raise ToolkitError(f"{package}: the package has no int8 model yet", hint=f"aiot quantize --package {package}")
+    ctx = {**_model_context(package), "kind": "given (--package)"}
+    return {"window": pkg.window, "channels": pkg.channels, "context": ctx}
+
+
 def incident_matching() -> dict:
     """How alerts were matched to labelled incidents (:mod:`.incidents`), for report.json."""
     from aiot.evaluate.incidents import DEFAULT_TOLERANCE_ROWS
@@ -274,11 +323,14 @@ def incident_matching() -> dict:
 def _check_knobs(knobs: dict, window: int, source: Path) -> None:
     """Monitor knobs from ``source`` out of range fail here, before any model is trained,
     naming the file (per-sensor lists are checked when the device is set up for the data)."""
-    from aiot.monitor import default_config
+    from aiot.monitor import check_knob, default_config
     from aiot.evaluate.monitor_device import FLOOR_KNOB
 
-    scalar = {k: v for k, v in knobs.items() if k != FLOOR_KNOB and not isinstance(v, list)}
+    scalar = {k: v for k, v in knobs.items() if k != FLOOR_KNOB and not isinstance(v, (list, dict))}
     try:
+        for k, v in knobs.items():
+            if isinstance(v, dict):  # by sensor name: the values now, the names with the data
+                check_knob(k, v)
         default_config(1, window, 1000, **scalar)
     except ToolkitError as e:
         raise ToolkitError(f"{source}: {e.message}", hint=e.hint) from None

@@ -274,8 +274,9 @@ MONITOR_GRID_PER_FILE = {**MONITOR_GRID, "alert_margin": MONITOR_GRID["alert_mar
                          "recover_ratio": MONITOR_GRID["recover_ratio"] + (0.9,)}
 
 
-def monitor_grid(per_file: bool = False, level_only: bool = False) -> list[dict]:
-    """The device grid; ``level_only``: only its settings that score a level shift."""
+def monitor_grid(per_file: bool = False, level_only: bool = False, fixed: dict | None = None) -> list[dict]:
+    """The device grid; ``level_only``: only its settings that score a level shift; ``fixed``:
+    knobs every setting carries (``--drift-rate``: per-sensor drift rate bounds)."""
     from aiot.evaluate.monitor_device import FLOOR_KNOB
 
     out = []
@@ -292,7 +293,7 @@ def monitor_grid(per_file: bool = False, level_only: bool = False) -> list[dict]
             knobs["level_windows"] = level
         elif level_only:
             continue
-        out.append(knobs)
+        out.append({**knobs, **(fixed or {})})
     return out
 
 
@@ -416,7 +417,7 @@ def installation_models(dataset: Dataset, kind: str, window: int, floor: float =
 
 def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str | None = None,
                  budgets: tuple[float, ...] = (0.10,), save_dir: str | None = None, per_file: bool = False,
-                 level_only: bool = False) -> int:
+                 level_only: bool = False, fixed_knobs: dict | None = None) -> int:
     """``per_file``: each pseudo-installation gets its own device model, trained on its
     commissioning rows (``aiot evaluate --per-file`` on host / qemu); else the fleet model
     of the normal data's first half. ``level_only``: the grid's settings with the level-shift
@@ -426,7 +427,7 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
 
     normal = load_normal(path)
     half = normal.rows // 2
-    grid = monitor_grid(per_file, level_only)
+    grid = monitor_grid(per_file, level_only, fixed_knobs)
     ds = harness(normal.slice(half, normal.rows), seeds, recovery,
                  skab_warmup(warmup, normal.channels) if warmup else None)
     if per_file:
@@ -559,13 +560,14 @@ def warmup_change(head: Series, fleet_mean: np.ndarray, fleet_std: np.ndarray, f
 
 def tune(normal_csv: str, kind: str, window: int, budgets: tuple[float, ...], per_file: bool = False,
          recovery: bool = False, warmup: str | None = None, seeds: int = SEEDS, save: str | None = None,
-         level_only: bool = False) -> int:
+         level_only: bool = False, fixed_knobs: dict | None = None) -> int:
     """Score the grid of ``kind`` ("monitor": the knobs of --target host / qemu; "reference":
     the reference rule; "tracking": the reference rule with level tracking) on the harness
     cut from ``normal_csv``, print the best setting within each FAR budget and where its
     alerts fall, and with ``save`` write each pick for ``aiot evaluate --alert-settings``."""
     if kind == "monitor":
-        return main_monitor(normal_csv, window, recovery, seeds, warmup, budgets, save, per_file, level_only)
+        return main_monitor(normal_csv, window, recovery, seeds, warmup, budgets, save, per_file, level_only,
+                            fixed_knobs)
     from aiot.evaluate.pipeline import Settings, fleet_package
 
     normal = load_normal(normal_csv)

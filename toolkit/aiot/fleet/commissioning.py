@@ -1,15 +1,17 @@
 """`aiot commission --fleet`: a folder of commissioning recordings, one firmware image per
-installation, in a registry-ready layout:
+installation, registered in the lifecycle registry (aiot.lifecycle.registry, what
+`aiot models` reads):
 
-    OUT/index.json                     every installation: image and model hashes, size; failures
+    OUT/registry.json                  "images": per installation, its image and model hashes,
+                                       sensors, window, flash/RAM (paths relative to OUT)
     OUT/<installation>/firmware.elf    (and .bin, commission.json, c/) as `aiot commission` writes
 
 One task per installation (train its model, build its image) on local processes or on a
-Dask cluster (``scheduler``); a failed installation is listed with why, the rest finish."""
+Dask cluster (``scheduler``); a failed installation is reported with why, the rest finish.
+The run holds OUT's lock (aiot.outputs) throughout: a second run into it is refused."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -51,8 +53,11 @@ def _sha256(path: Path) -> str:
 
 def commission_fleet(folder: Path, board: str, out: Path, scheduler: str | None = None, jobs: int = 1,
                      **kw) -> dict:
-    """Commission every CSV in ``folder`` into OUT/<name>/; writes and returns OUT/index.json."""
+    """Commission every CSV in ``folder`` into OUT/<name>/ and register each image in the
+    registry OUT (as it completes); returns {"registry", "installations", "failed", ...}."""
     from aiot.fleet.dask_runner import dask_mapper, local_mapper
+    from aiot.lifecycle.registry import Registry
+    from aiot.outputs import OutputRun
     from aiot.progress import Bar
     from aiot.target.boards import get_board
 
@@ -63,29 +68,27 @@ def commission_fleet(folder: Path, board: str, out: Path, scheduler: str | None 
     tasks = [(p, board, out / name, kw) for p, name in zip(files, names)]
     mapper = dask_mapper(scheduler, workers=jobs, name_of=lambda t: str(t[0])) if scheduler is not None \
         else local_mapper(jobs)
-    outcomes = mapper(_commission_one, tasks)
     done, failed = [], []
-    with Bar(len(tasks), "installations") as bar:
-        for name, task, res in zip(names, tasks, outcomes):
-            bar.update()
-            if isinstance(res, tuple):
-                failed.append({"installation": name, "data": str(task[0]), "reason": res[1], "hint": res[2]})
-                continue
-            folder_out = out / name
-            elf, binf = Path(res["elf"]), Path(res["bin"])
-            done.append({
-                "installation": name, "data": str(task[0]), "data_sha256": res["data_sha256"],
-                "elf": os.path.relpath(elf, out), "elf_sha256": _sha256(elf),
-                "bin": os.path.relpath(binf, out), "bin_sha256": _sha256(binf),
-                "commission": os.path.relpath(folder_out / "commission.json", out),
-                "model_sha256": res["model"]["sha256"], "channels": res["channels"], "window": res["window"],
-                "flash_bytes": res["size"]["flash_total"], "ram_bytes": res["size"]["ram_total"],
-            })
-    index = {"board": board, "source": str(folder), "installations": done, "failed": failed,
-             "layout": "OUT/<installation>/firmware.elf|.bin|commission.json; paths here are relative to OUT"}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "index.json").write_text(json.dumps(index, indent=2) + "\n")
-    return index
+    with OutputRun(out, f"aiot commission --fleet of {folder}"):  # one fleet run at a time into the registry
+        registry = Registry(out)
+        outcomes = mapper(_commission_one, tasks)
+        with Bar(len(tasks), "installations") as bar:
+            for name, task, res in zip(names, tasks, outcomes):
+                bar.update()
+                if isinstance(res, tuple):
+                    failed.append({"installation": name, "data": str(task[0]), "reason": res[1], "hint": res[2]})
+                    continue
+                elf, binf = Path(res["elf"]), Path(res["bin"])
+                done.append(registry.add_image(name, {
+                    "board": board, "data": str(task[0]), "data_sha256": res["data_sha256"],
+                    "elf": os.path.relpath(elf, out), "elf_sha256": _sha256(elf),
+                    "bin": os.path.relpath(binf, out), "bin_sha256": _sha256(binf),
+                    "commission": os.path.relpath(out / name / "commission.json", out),
+                    "model_sha256": res["model"]["sha256"], "channels": res["channels"], "window": res["window"],
+                    "flash_bytes": res["size"]["flash_total"], "ram_bytes": res["size"]["ram_total"],
+                }))
+    return {"board": board, "source": str(folder), "registry": str(registry.index), "installations": done,
+            "failed": failed}
 
 
 def fleet_command(data: Path, board: str, out: Path, scheduler: str | None, jobs: int, **kw) -> None:
@@ -102,6 +105,7 @@ def fleet_command(data: Path, board: str, out: Path, scheduler: str | None, jobs
         click.secho(f"{f['installation']:<24} FAILED: {f['reason']}", fg="red", err=True)
         if f["hint"]:
             click.echo(f"{'':<24} hint: {f['hint']}", err=True)
-    click.echo(f"{len(index['installations'])} image(s), {len(index['failed'])} failed; index: {out / 'index.json'}")
+    click.echo(f"{len(index['installations'])} image(s) registered in {index['registry']}, {len(index['failed'])} "
+               f"failed; aiot models list --registry {out}")
     if index["failed"]:
         sys.exit(1)

@@ -15,25 +15,26 @@ Per device, two threads:
   message id (``<journal epoch>-<device>-<n>``) consumers de-duplicate on.
 
 Topics: ``aiot/<site>/<device-id>/<kind>``; kinds: status and info (retained), alert,
-state, drift, calibration, data, stats. Every payload is one JSON object (docs/fleet.md).
+state, drift, calibration, data, stats, update. Every payload is one JSON object (docs/fleet.md).
+With ``commands=True`` the gateway also takes model updates from ``.../cmd``
+(:mod:`aiot.fleet.commands`) and applies them between event drains.
 """
 
 from __future__ import annotations
 
 import collections
 import json
-import re
 import socket
 import threading
 import time
 from dataclasses import asdict, dataclass, is_dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 from aiot.errors import ToolkitError
 from aiot.fleet.journal import Journal
+from aiot.fleet.topics import now_iso, topic, topic_level  # noqa: F401 -- topic_level: part of this module's API
 
 #: Monitor event type -> message kind (the topic's last level).
 EVENT_KINDS = {
@@ -44,19 +45,6 @@ EVENT_KINDS = {
     "DATA_LOST": "data", "DATA_RESTORED": "data",
 }
 SEVERITIES = ("none", "minor", "major", "critical")  # monitor.h: aiot_monitor_output_t.severity
-TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_.:-]+$")
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def topic_level(name: str, what: str) -> str:
-    """``name`` checked as one MQTT topic level (no '/', '+', '#', spaces)."""
-    if not TOPIC_LEVEL.match(name or ""):
-        raise ToolkitError(f"{what} {name!r} cannot be an MQTT topic level",
-                           hint="use letters, digits and _ . : - only (e.g. --site plant-3 --name pump7)")
-    return name
 
 
 @dataclass(frozen=True)
@@ -94,10 +82,6 @@ def parse_broker(url: str) -> Broker:
     password = unquote(parts.password) if parts.password else os.environ.get("AIOT_MQTT_PASSWORD")
     return Broker(parts.hostname, port, tls, unquote(parts.username) if parts.username else None,
                   password if parts.username else None)
-
-
-def topic(site: str, device: str, kind: str) -> str:
-    return f"aiot/{site}/{device}/{kind}"
 
 
 # --- what the bridge turns into messages ----------------------------------------------------
@@ -163,14 +147,18 @@ def _jsonable(obj):
     return obj
 
 
-def device_opener(kind: str, where: str, elf: Path | None = None, baud: int | None = None) -> Callable[[], object]:
+def device_opener(kind: str, where: str, elf: Path | None = None, baud: int | None = None,
+                  workdir: Path | None = None) -> Callable[[], object]:
     """A function that opens (again, after a drop) a device: ``kind`` serial (``where`` is
-    the port) or qemu (``where`` is the board, booting ``elf``), after the INFO handshake."""
+    the port) or qemu (``where`` is the board, booting ``elf`` in ``workdir``, where the
+    emulated board keeps its update region: one folder per device), after the INFO handshake."""
     def open_source():
         from aiot.device.hil import Device, make_transport
 
+        if workdir is not None:
+            Path(workdir).mkdir(parents=True, exist_ok=True)
         t = make_transport(kind, board=where if kind == "qemu" else None, elf=elf,
-                           port=where if kind == "serial" else None, baud=baud)
+                           port=where if kind == "serial" else None, baud=baud, cwd=workdir)
         dev = Device(t)
         try:
             dev.info()  # a device that does not answer is retried by the bridge
@@ -181,13 +169,15 @@ def device_opener(kind: str, where: str, elf: Path | None = None, baud: int | No
     return open_source
 
 
-def replay_chunks(path: Path, chunk: int = 32) -> Iterator[tuple]:
-    """A recording's samples as (timestamps ms from its start, values) chunks to PUSH."""
+def replay_chunks(path: Path, chunk: int = 32, csv_options: dict | None = None) -> Iterator[tuple]:
+    """A recording's samples as (timestamps ms from its start, values) chunks to PUSH.
+    ``csv_options``: how to read it (:func:`aiot.data.load_csv` keywords; a label column is
+    never sent as a sensor). Default: as before, labels ignored."""
     import numpy as np
 
     from aiot.data import load_csv
 
-    s = load_csv(path, label_column=None)
+    s = load_csv(path, **{"label_column": None, **(csv_options or {})})
     ts = np.round((s.timestamps - s.timestamps[0]) * 1000.0).astype(np.int64)
     vals = np.where(s.valid, s.values, np.nan)
     for i in range(0, s.rows, chunk):
@@ -362,6 +352,8 @@ class DeviceBridge:
         self.replay_done = replay is None
         self._boot = 0
         self.source = None
+        self.commands = False  # run model-update commands (the Gateway's CommandListener feeds them)
+        self._wake = threading.Event()  # a command arrived: do not wait for the next poll
 
     def start(self) -> "DeviceBridge":
         self._thread.start()
@@ -369,14 +361,21 @@ class DeviceBridge:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout)
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def journal_batch(self, batch: list) -> None:
         """Journal one batch of device events (fsync'd) -- called before the device's ack."""
         items = []
         for ev in batch:
-            # the window output the event came with (only known when this gateway PUSHes the samples)
-            confidence = self._confidence.get(ev.timestamp_ms) if EVENT_KINDS.get(ev.type) == "alert" else None
+            # the device's own (the confidence of the window that emitted the event); from firmware
+            # whose events do not carry it, the window output's when this gateway PUSHes the samples
+            confidence = getattr(ev, "confidence", None)
+            if confidence is None and EVENT_KINDS.get(ev.type) == "alert":
+                confidence = self._confidence.get(ev.timestamp_ms)
             items += event_messages(ev, self.sensors, self._state, confidence, self._boot)
             self._state = ev.state
         self.journaled += len(self.journal.append(self.device, items))
@@ -449,26 +448,35 @@ class DeviceBridge:
                     self.journal.append(self.device, [("stats", {"stats": _jsonable(st), "boot": self._boot,
                                                                  "gateway_time": now_iso()}, None)])
                     self.publisher.wake()
+            if self.commands:  # between drains, with every event the device held journaled
+                from aiot.fleet.commands import run_commands
+
+                run_commands(self.journal, self.device, source, lambda: drain_events(source, self.journal_batch),
+                             self.publisher.wake)
             if self.replay_done or self.replay is None:
-                self._stop.wait(self.poll)
+                self._wake.wait(self.poll)
+                self._wake.clear()
 
 
 class Gateway:
     """Bridges for several devices, one journal, one broker."""
 
     def __init__(self, journal: Path | str, broker: str | Broker, site: str = "default",
-                 gateway_id: str | None = None, window: int = 64):
+                 gateway_id: str | None = None, window: int = 64, commands: bool = False):
         self.site = topic_level(site, "site")
         self.broker = parse_broker(broker) if isinstance(broker, str) else broker
         self.gateway_id = topic_level(gateway_id or socket.gethostname().split(".")[0] or "gateway", "gateway id")
         self.journal = Journal(journal)
         self.window = window
         self.bridges: list[DeviceBridge] = []
+        self.commands = commands  # take model updates from aiot/<site>/<device>/cmd (aiot.fleet.commands)
+        self.listener = None
 
     def add(self, device: str, open_source: Callable[[], object], **bridge_kw) -> DeviceBridge:
         topic_level(device, "device id")
         pub = Publisher(self.journal, device, self.site, self.broker, self.gateway_id, self.window)
         bridge = DeviceBridge(device, open_source, self.journal, pub, **bridge_kw)
+        bridge.commands = self.commands
         self.bridges.append(bridge)
         return bridge
 
@@ -476,11 +484,18 @@ class Gateway:
         for b in self.bridges:
             b.publisher.start()
             b.start()
+        if self.commands:
+            from aiot.fleet.commands import CommandListener
+
+            self.listener = CommandListener(self.journal, self.site, {b.device: b.wake for b in self.bridges},
+                                            self.broker, self.gateway_id).start()
         return self
 
     def stop(self, drain: float = 0.0) -> int:
         """Stop reading devices, then give the publishers up to ``drain`` seconds to empty
         the journal; returns how many messages are left (the next run sends them)."""
+        if self.listener is not None:
+            self.listener.stop()
         for b in self.bridges:
             b.stop()
         deadline = time.monotonic() + drain

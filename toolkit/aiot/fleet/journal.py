@@ -40,6 +40,14 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (device, n)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_origin ON messages (device, origin) WHERE origin IS NOT NULL;
+CREATE TABLE IF NOT EXISTS commands (          -- commands from the broker (aiot/<site>/<device>/cmd)
+    id TEXT PRIMARY KEY,                       -- the sender's command id: a command runs once
+    device TEXT NOT NULL,
+    received INTEGER NOT NULL,                 -- arrival order
+    body TEXT NOT NULL,                        -- the command (JSON)
+    state TEXT NOT NULL DEFAULT 'pending',     -- pending, then the step reached; 'done' at the end
+    since REAL                                 -- when the state was entered (time.time())
+);
 """
 
 #: Published messages kept per device after pruning: enough to recognise every event a
@@ -167,6 +175,45 @@ class Journal:
                 "DELETE FROM messages WHERE EXISTS (SELECT 1 FROM devices d WHERE d.device=messages.device "
                 "AND messages.n <= d.published_n AND messages.n <= d.last_n - ?)", (keep,))
             return cur.rowcount
+
+    # commands -------------------------------------------------------------------------------
+
+    def add_command(self, device: str, cid: str, body: dict) -> bool:
+        """Keep a command until it is done (durably, before the broker hears it arrived);
+        False if a command with this id was seen before (a re-delivery: it runs once)."""
+        import time
+
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if db.execute("SELECT 1 FROM commands WHERE id=?", (cid,)).fetchone():
+                    db.execute("COMMIT")
+                    return False
+                (k,) = db.execute("SELECT COALESCE(MAX(received), 0) + 1 FROM commands").fetchone()
+                db.execute("INSERT INTO commands (id, device, received, body, since) VALUES (?, ?, ?, ?, ?)",
+                           (cid, device, k, json.dumps(body), time.time()))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return True
+
+    def pending_commands(self, device: str) -> list[tuple[str, dict, str, float]]:
+        """``device``'s commands not done yet, oldest first: (id, body, state, since)."""
+        with self._lock:
+            rows = self._db.execute("SELECT id, body, state, since FROM commands WHERE device=? AND state != 'done' "
+                                    "ORDER BY received", (device,)).fetchall()
+        return [(cid, json.loads(body), state, since) for cid, body, state, since in rows]
+
+    def set_command_state(self, cid: str, state: str) -> None:
+        import time
+
+        with self._lock:
+            # a finished command no longer needs its release bytes
+            self._db.execute("UPDATE commands SET state=?, since=?, body=CASE WHEN ?='done' "
+                             "THEN json_remove(body, '$.image') ELSE body END WHERE id=?",
+                             (state, time.time(), state, cid))
 
     def close(self) -> None:
         with self._lock:

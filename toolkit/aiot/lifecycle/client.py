@@ -54,6 +54,10 @@ class UpdateRefused(ToolkitError):
         self.name = name
 
 
+class NoUpdates(ToolkitError):
+    """The device's firmware takes no model updates (no update service, or no update region)."""
+
+
 def image_digest(image: bytes) -> bytes:
     """SHA-256 over header + body + protected TLVs, as MCUboot and the device compute it."""
     if len(image) < 32 or struct.unpack_from("<I", image)[0] != 0x96F3B83D:
@@ -135,7 +139,7 @@ class UpdateClient:
         except DeviceError as e:
             if e.code != 3:  # UNKNOWN_TYPE: firmware built without the update service
                 raise
-            raise ToolkitError(f"{self.dev.name}: this firmware takes no model updates (it does not know UPDATE_STATUS)",
+            raise NoUpdates(f"{self.dev.name}: this firmware takes no model updates (it does not know UPDATE_STATUS)",
                                hint="build and flash firmware with update support: aiot build --board B --update-key "
                                     "KEY.pem, then aiot flash") from e
         return UpdateStatus.parse(f.payload)
@@ -148,7 +152,7 @@ class UpdateClient:
         digest8 = image_digest(image)[:8]
         st = self.status()
         if not st.ready:
-            raise ToolkitError(f"{self.dev.name}: this firmware has no update region",
+            raise NoUpdates(f"{self.dev.name}: this firmware has no update region",
                                hint="build it with update support: aiot build --update-key KEY.pem")
         where = self.dev.name
         if st.receiving and st.rx_total == len(image) and st.rx_digest == digest8:

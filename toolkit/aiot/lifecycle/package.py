@@ -26,6 +26,9 @@ import numpy as np
 from aiot.errors import ToolkitError
 
 MODEL_ABI = 1  # AIOT_MODEL_ABI in firmware/include/aiot/update.h
+#: Bytes of the arena a release's plan runs in on the update firmware (AIOT_UPDATE_PLAN_ARENA's
+#: default in firmware/src/update/service.c); aiot build --update-key records it in build.json.
+PLAN_ARENA = 2048
 META, TFLITE, MONITOR, GOLDEN, PLAN = 1, 2, 3, 4, 5
 MAGIC = 0x4B504941
 HEADER = struct.Struct("<IHHIIII")

@@ -25,6 +25,14 @@ LAYER = struct.Struct("<HHHHHHIIIIIIiii")
 OP_FC_WIDE = 1
 
 
+def plan_arena(plan: bytes) -> int:
+    """The arena bytes a plan needs (its header's arena field)."""
+    fields = HEADER.unpack_from(plan)
+    if fields[0] != MAGIC:
+        raise ToolkitError("not a model-as-data plan (no PLN1 magic)", hint="make it with aiot release")
+    return int(fields[3])
+
+
 def build_plan(model: bytes) -> bytes:
     from aiot.codegen import _plan
     from aiot.codegen.ops import FAST_REQUANT_LIMIT, Ctx, fully_connected_layer, pack_weights_wide

@@ -77,15 +77,28 @@ def reconstruction_errors(x: np.ndarray, recon: np.ndarray, channels: int) -> tu
 
 
 def build_model(inputs: int, hidden: Sequence[int] = (16, 8), seed: int = 0):
-    """The autoencoder: ``inputs`` -> hidden... -> mirrored hidden -> ``inputs``."""
+    """The autoencoder: ``inputs`` -> hidden... -> mirrored hidden -> ``inputs``.
+
+    Each layer's initializer gets its seed from ``seed`` alone. Left unseeded, Keras draws
+    it from Python's process-wide ``random``, which any other thread of the process may
+    draw from between ``set_random_seed`` and the layers (a Dask worker's comm thread does,
+    sampling each payload it sends): the same data then trained another model now and then.
+    The seeds are the ones Keras drew when nothing came between (``randint(1, 10**9)`` of a
+    generator seeded with ``seed``, in layer order), so models trained before are unchanged.
+    """
+    import random
+
     keras = import_keras()
 
     keras.utils.set_random_seed(seed)
+    draws = random.Random(seed)
     layers = [keras.Input(shape=(inputs,), name="window")]
-    sizes = list(hidden) + list(hidden[-2::-1])  # (16, 8) -> 16, 8, 16
+    sizes = [*hidden, *hidden[-2::-1], inputs]  # (16, 8) -> 16, 8, 16, then the reconstruction
     for i, n in enumerate(sizes):
-        layers.append(keras.layers.Dense(int(n), activation="relu", name=f"dense_{i}"))
-    layers.append(keras.layers.Dense(inputs, name="reconstruction"))
+        last = i == len(sizes) - 1
+        init = keras.initializers.GlorotUniform(seed=draws.randint(1, int(1e9)))
+        layers.append(keras.layers.Dense(int(n), activation=None if last else "relu",
+                                         name="reconstruction" if last else f"dense_{i}", kernel_initializer=init))
     return keras.Sequential(layers, name="autoencoder")
 
 

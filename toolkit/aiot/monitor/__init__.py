@@ -275,7 +275,10 @@ EVENT_DTYPE = np.dtype(
         ("value", "<f4"),
     ]
 )
-assert OUTPUT_DTYPE.itemsize == 32 and EVENT_DTYPE.itemsize == 16
+#: One record of an EVENTS answer (docs/protocol.md): the event, then the confidence of the
+#: window that emitted it (-1: none). Firmware built before it sends EVENT_DTYPE records.
+WIRE_EVENT_DTYPE = np.dtype(EVENT_DTYPE.descr + [("confidence", "<f4")])
+assert OUTPUT_DTYPE.itemsize == 32 and EVENT_DTYPE.itemsize == 16 and WIRE_EVENT_DTYPE.itemsize == 20
 
 SCORE_FN = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.POINTER(ctypes.c_float)
@@ -295,6 +298,25 @@ class Event:
     severity: int
     state: str
     value: float
+    #: the confidence of the window whose scoring emitted it; None when no scored window did
+    #: (or the device's firmware predates the field)
+    confidence: float | None = None
+
+    @classmethod
+    def from_record(cls, r, confidence: float = -1.0) -> "Event":
+        """The event of one EVENT_DTYPE record with ``confidence`` (negative: none), or of one
+        WIRE_EVENT_DTYPE record, which carries it."""
+        conf = float(r["confidence"]) if "confidence" in (r.dtype.names or ()) else float(confidence)
+        return cls(
+            timestamp_ms=int(r["timestamp_ms"]), seq=int(r["seq"]),
+            type=EVENT_TYPES.get(int(r["type"]), f"UNKNOWN_{int(r['type'])}"),
+            channel=None if r["channel"] == NO_CHANNEL else int(r["channel"]),
+            channels=event_channels(r),
+            severity=int(r["severity"]),
+            state=STATES[int(r["state"])] if int(r["state"]) < len(STATES) else str(int(r["state"])),
+            value=float(r["value"]),
+            confidence=conf if conf >= 0.0 else None,
+        )
 
 
 def event_channels(rec) -> tuple[int, ...]:
@@ -320,6 +342,7 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.aiot_monitor_push.argtypes = [vp, vp, vp, sz]
     lib.aiot_monitor_push_batch.argtypes = [vp, vp, sz, vp, sz, ctypes.POINTER(sz)]
     lib.aiot_monitor_pop_event.argtypes = [vp, vp]
+    lib.aiot_monitor_pop_event_confidence.argtypes = [vp, vp, ctypes.POINTER(ctypes.c_float)]
     lib.aiot_monitor_reset_baseline.argtypes = [vp]
     lib.aiot_monitor_reset_baseline.restype = None
     lib.aiot_monitor_channel_info.argtypes = [vp, ctypes.c_uint8, ctypes.POINTER(ChannelInfo)]
@@ -382,6 +405,11 @@ def check_knob(key: str, value) -> float | int | list[float]:
                            hint="known knobs: " + ", ".join(k for k in fields if k != "reserved"))
     kind = fields[key]
     lo, hi, lo_open, hi_open = KNOB_RANGES[key]
+    if hasattr(kind, "_length_") and isinstance(value, dict):  # per-channel, by sensor name
+        if not value or not all(isinstance(name, str) and name for name in value):
+            raise ToolkitError(f"monitor knob {key!r} is {value!r}, expected {{sensor column: number, ...}} "
+                               "('*': every other sensor)")
+        return dict(zip(value, check_knob(key, list(value.values()))))
     if hasattr(kind, "_length_"):  # per-channel
         vals = [value] if np.ndim(value) == 0 else list(value)
         if not vals:
@@ -418,6 +446,25 @@ def check_knob(key: str, value) -> float | int | list[float]:
     return f
 
 
+def by_sensor(knobs: dict, sensors: Sequence[str]) -> dict:
+    """``knobs`` with every per-sensor setting given by sensor name (``{"pressure": 2.0,
+    "*": 0.5}``: ``*`` is every sensor not named, else the setting's default) as one value
+    per sensor of ``sensors``, in their order. A name that is not a sensor is an error."""
+    out = dict(knobs)
+    table = {s.name: s for s in settings()}
+    for key, value in knobs.items():
+        if not isinstance(value, dict) or key not in table or not table[key].per_channel:
+            continue
+        unknown = sorted(set(value) - set(sensors) - {"*"})
+        if unknown:
+            raise ToolkitError(f"monitor knob {key!r} names {', '.join(map(repr, unknown))}, not a sensor of this "
+                               f"recording (its sensors: {', '.join(sensors)})",
+                               hint="name sensor columns as the CSV header spells them, or '*' for every other one")
+        rest = value.get("*", table[key].default)
+        out[key] = [value.get(name, rest) for name in sensors]
+    return out
+
+
 def default_config(channels: int, window: int, sample_period_ms: int, **knobs: float | int) -> Config:
     """The C defaults (aiot_monitor_default_config) with ``knobs`` overridden. Every knob is
     checked on its own (:func:`check_knob`) and against the knobs it is ordered with
@@ -443,6 +490,9 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
                                hint=e.hint or "see the knob ranges in firmware/include/aiot/monitor.h") from None
     for key, value in checked.items():
         kind = fields[key]
+        if isinstance(value, dict):
+            raise ToolkitError(f"monitor knob {key!r} is given by sensor name ({value!r}); here the sensors "
+                               f"have no names", hint="give one value, or one per channel")
         if hasattr(kind, "_length_"):  # per-channel: one value for every channel, or one per channel
             vals = [value] * channels if np.ndim(value) == 0 else list(value)
             if len(vals) != channels:
@@ -581,20 +631,9 @@ class Monitor:
         """Drain the ring buffer (oldest first)."""
         out: list[Event] = []
         ev = np.zeros(1, dtype=EVENT_DTYPE)
-        while self.lib.aiot_monitor_pop_event(self._state, ev.ctypes.data):
-            e = ev[0]
-            out.append(
-                Event(
-                    timestamp_ms=int(e["timestamp_ms"]),
-                    seq=int(e["seq"]),
-                    type=EVENT_TYPES.get(int(e["type"]), f"UNKNOWN_{int(e['type'])}"),
-                    channel=None if e["channel"] == NO_CHANNEL else int(e["channel"]),
-                    channels=event_channels(e),
-                    severity=int(e["severity"]),
-                    state=STATES[int(e["state"])] if int(e["state"]) < len(STATES) else str(int(e["state"])),
-                    value=float(e["value"]),
-                )
-            )
+        conf = ctypes.c_float()
+        while self.lib.aiot_monitor_pop_event_confidence(self._state, ev.ctypes.data, ctypes.byref(conf)):
+            out.append(Event.from_record(ev[0], conf.value))
         return out
 
     def stats(self) -> dict[str, int | str]:

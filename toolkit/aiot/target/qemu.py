@@ -66,7 +66,7 @@ class Qemu:
     """
 
     def __init__(self, board: Board, elf: Path, *, serial: str = "tcp", icount: bool = True,
-                 extra_args: list[str] | None = None):
+                 extra_args: list[str] | None = None, cwd: Path | None = None):
         check_elf(elf, board.name)
         self.board = board
         self.elf = Path(elf)
@@ -74,6 +74,7 @@ class Qemu:
         self.port: int | None = None
         self.icount = icount
         self.extra_args = extra_args or []
+        self.cwd = cwd  # QEMU's working folder: semihosted files (the update region) are there
         self.proc: subprocess.Popen | None = None
         self.returncode: int | None = None
 
@@ -100,7 +101,7 @@ class Qemu:
             if self.serial == "tcp":
                 self.port = free_port()
             self.proc = spawn_child(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE)
+                                    stderr=subprocess.PIPE, cwd=self.cwd)
             if self.serial != "tcp" or self._wait_listening():
                 return self
             # Lost the race for the port (or QEMU failed): read why and retry.

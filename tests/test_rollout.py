@@ -1,0 +1,491 @@
+"""Fleet rollout of model updates (issue 24, part 3): host-built devices (the firmware's own
+app, update service and trial, over a simulated flash, in this process) and QEMU boards
+behind gateways that take update commands from a real broker (mosquitto), and `aiot rollout`
+sending a release canary first."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from aiot.errors import ToolkitError
+
+pytest.importorskip("paho.mqtt", reason="the fleet extra is not installed: pip install -e '.[fleet]'")
+pytest.importorskip("imgtool")
+
+from aiot.testing import have_arm_toolchain, have_qemu  # noqa: E402
+from test_gateway import broker  # noqa: E402,F401  (the fixture)
+
+SITE = "plant-9"
+AE24_DIR = ("hil_tests", "fixtures", "ae24")
+#: A monitor configured at boot (3 sensors, window 8: the ae24 model's 24 inputs), as a device
+#: installed on a pump is: the gateway reads its events from the start.
+MONITOR = ("AIOT_APP_CHANNELS=3", "AIOT_APP_WINDOW=8", "AIOT_APP_PERIOD_MS=1000")
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    """A release key, the ae24 model's C, the host build of the firmware with both compiled
+    in (trial: the golden vectors), a good and a bad release, and a registry holding them."""
+    from aiot.codegen import generate
+    from aiot.device.host import HostFirmware
+    from aiot.lifecycle import package as P
+    from aiot.lifecycle.registry import Registry
+    from aiot.model.reference import TflmReference
+    from aiot.paths import ROOT
+
+    d = tmp_path_factory.mktemp("rollout")
+    ae24 = ROOT.joinpath(*AE24_DIR)
+    key = P.generate_key(d / "release.pem")
+    generate(ae24 / "model.tflite", d / "model-c", name="ae24")
+    tfl = (ae24 / "model.tflite").read_bytes()
+    x = np.load(ae24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
+    y = TflmReference(tfl).run(x)  # the golden outputs come from tflite-micro, never from the code under test
+    bad_y = y.copy()
+    bad_y[0, 0] = np.int8(bad_y[0, 0] ^ 0x40)  # a release whose golden vectors this model cannot reproduce
+
+    def release(version, golden_y):
+        body = P.build_container({"name": "ae24"}, tflite=tfl, golden=list(zip(x, golden_y)),
+                                 schema=P.schema_id(["a", "b", "c"], 8), model_version=int(version.split(".")[1]))
+        return P.sign(body, key, version=version, out=d / f"ae24-{version}.bin")
+
+    reg = Registry(d / "registry")
+    good, bad = release("1.1.0", y), release("1.2.0", bad_y)
+    reg.add(good, name="ae24", version="1.1.0")
+    reg.add(bad, name="ae24", version="1.2.0")
+    fw = HostFirmware(d / "model-c", public_key=P.public_key(key), trial_runs=1, defines=MONITOR)
+    return {"dir": d, "key": key, "good": good, "bad": bad, "fw": fw, "registry": reg, "model_c": d / "model-c"}
+
+
+class Recorder:
+    """Every update outcome on the site, in the order the broker delivered them."""
+
+    def __init__(self, broker):
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        ready = threading.Event()
+        self.client.on_connect = lambda c, *_a: c.subscribe(f"aiot/{SITE}/+/update", 1)
+        self.client.on_subscribe = lambda *_a: ready.set()
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", broker.port, keepalive=5)
+        self.client.loop_start()
+        assert ready.wait(5)
+
+    def _on_message(self, _c, _u, msg):
+        with self.lock:
+            self.messages.append((msg.topic.split("/")[2], json.loads(msg.payload)))
+
+    def outcomes(self, rollout: str | None = None) -> list[tuple[str, str, str]]:
+        """(device, outcome, message id) in arrival order, duplicates dropped."""
+        seen, out = set(), []
+        with self.lock:
+            for dev, p in self.messages:
+                if p["id"] not in seen and (rollout is None or p["rollout"] == rollout):
+                    seen.add(p["id"])
+                    out.append((dev, p["outcome"], p.get("reason")))
+        return out
+
+    def wait(self, pred, timeout: float = 20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred(self.outcomes()):
+                return self.outcomes()
+            time.sleep(0.05)
+        return self.outcomes()
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def _publish_command(broker, device: str, body: dict) -> None:
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    c.publish(f"aiot/{SITE}/{device}/cmd", b"" if body is None else json.dumps(body), qos=1,
+              retain=True).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+
+def _status(board):
+    """The device's own update status, over a second link (the gateway keeps its own)."""
+    from aiot.device.hil import Device
+    from aiot.lifecycle.client import UpdateClient
+
+    return UpdateClient(Device(board.transport())).status()
+
+
+def _shut(gw, rec, boards) -> None:
+    """Stop a test's gateway and recorder, power its host devices off."""
+    gw.stop(drain=1)
+    if rec is not None:
+        rec.close()
+    for b in boards:
+        b.close()
+
+
+def _gateway(tmp_path, broker, name, boards, **kw):
+    from aiot.fleet.gateway import Gateway
+
+    gw = Gateway(tmp_path / f"{name}.db", broker.url, site=SITE, gateway_id=name, commands=True)
+    for dev_id, opener in boards:
+        gw.add(dev_id, opener, stats_every=0, poll=0.1, reopen_after=0.2, uptime_every=1.0, **kw)
+    return gw
+
+
+# --- the host-built device -------------------------------------------------------------------
+
+
+def test_host_device_runs_the_update_service_of_the_firmware(kit):
+    """The host build is the firmware's own C: a release goes to the inactive slot, REBOOT
+    restarts the app with its RAM gone and its flash kept, the trial's golden vectors
+    confirm the good release and revert the bad one (GOLDEN_MISMATCH), by the device itself."""
+    from aiot.device.hil import Device
+    from aiot.lifecycle.client import NO_SLOT, UpdateClient, image_digest
+
+    board = kit["fw"].power_on("h1")
+    try:
+        dev = Device(board.transport())
+        up = UpdateClient(dev)
+        assert up.status().running == NO_SLOT and dev.info().model_name == "ae24"
+        st = up.send(kit["good"])
+        assert st.trial and st.trial_boots == 0
+        up.reboot()
+        assert board.boots == 2
+        st = up.status()
+        assert (st.running_digest(), st.trial, st.self_test) == (image_digest(kit["good"])[:8], False, 0)
+        up.send(kit["bad"])
+        up.reboot()
+        st = up.status()
+        assert st.running_digest() == image_digest(kit["good"])[:8]  # the bad one reverted at boot
+        assert (st.last_reason, st.self_test) == (17, 17)  # GOLDEN_MISMATCH
+        board.link_up = False
+        with pytest.raises(Exception, match="link is down"):
+            dev.info(refresh=True)
+    finally:
+        board.close()
+
+
+# --- the gateway's command path ----------------------------------------------------------------
+
+
+def test_gateway_applies_update_commands_and_reports_each_outcome(kit, broker, tmp_path):
+    """Commands through the broker: a good release passes its trial, damaged bytes are
+    refused by the gateway, a device whose link is down gets its update when the link
+    returns, a command sent while the gateway was down runs when it starts (retained
+    + persistent session), and cleared commands (empty retained messages) do not block the
+    session. Every outcome is an at-least-once `update` message."""
+    from aiot.fleet.commands import update_command
+    from aiot.lifecycle.client import image_digest
+
+    boards = {n: kit["fw"].power_on(n) for n in ("u1", "u2", "u3")}
+    rec = Recorder(broker)
+    boards["u3"].link_up = False
+    _publish_command(broker, "u1", update_command("c1", kit["good"], release="ae24-1.1.0"))  # before the gateway runs
+    damaged = update_command("c2", kit["good"], release="ae24-1.1.0")
+    damaged["sha256"] = "0" * 64
+    gw = _gateway(tmp_path, broker, "gwa", [(n, b.opener()) for n, b in boards.items()]).start()
+    try:
+        for _ in range(25):  # cleared commands (empty retained messages), more than the broker keeps in flight
+            _publish_command(broker, "u2", None)
+        _publish_command(broker, "u2", damaged)
+        _publish_command(broker, "u3", update_command("c3", kit["good"], release="ae24-1.1.0"))
+        got = rec.wait(lambda o: {("u1", "trial passed"), ("u2", "refused")} <= {(d, w) for d, w, _r in o})
+        assert ("u1", "accepted", None) in got and ("u1", "trial passed", None) in got, got
+        assert [r for d, w, r in got if d == "u2"] == ["the release bytes do not match the command's sha256 "
+                                                        "(damaged on the way)"]
+        assert not [o for o in got if o[0] == "u3"]  # its link is down: nothing happened yet
+        boards["u3"].link_up = True
+        got = rec.wait(lambda o: ("u3", "trial passed") in {(d, w) for d, w, _r in o})
+        assert ("u3", "trial passed", None) in got, got
+        assert _status(boards["u3"]).running_digest() == image_digest(kit["good"])[:8]
+        assert _status(boards["u2"]).running == 0xFF  # refused: still the built-in model
+    finally:
+        _shut(gw, rec, boards.values())
+
+
+def test_a_link_dropped_mid_transfer_resumes_and_a_restarted_gateway_carries_on(kit, broker, tmp_path):
+    """The link of w1 drops after a few chunks: the bridge reopens it and the transfer resumes
+    at the device's offset (one UPDATE_BEGIN in all). w2 had been sent its package and
+    rebooted when its gateway died (its command journaled at the 'trial' step): the next
+    gateway only asks the device's status and reports the outcome, sending nothing again."""
+    from aiot.device import protocol as P
+    from aiot.device.hil import Device
+    from aiot.device.host import HostTransport
+    from aiot.fleet.commands import update_command
+    from aiot.fleet.journal import Journal
+    from aiot.lifecycle.client import UPDATE_BEGIN, UPDATE_CHUNK, UpdateClient
+
+    boards = {n: kit["fw"].power_on(n) for n in ("w1", "w2")}
+    sent: dict[str, list[int]] = {"w1": [], "w2": []}
+    drops = {"left": 1}
+
+    class Counted(HostTransport):  # records each request's type; w1's link drops once, at its 4th chunk
+        def write(self, data: bytes) -> None:
+            types = [f.type for f in P.StreamDecoder().feed(bytes(data)) if isinstance(f, P.Frame)]
+            if self.board.name == "w1" and UPDATE_CHUNK in types and sent["w1"].count(UPDATE_CHUNK) == 3 \
+                    and drops["left"]:
+                drops["left"] -= 1
+                raise ToolkitError("w1: link dropped (test)")
+            sent[self.board.name] += types
+            super().write(data)
+
+    # w2: the package sent and the device rebooted into its trial by a gateway that then died
+    up = UpdateClient(Device(boards["w2"].transport()))
+    up.send(kit["good"])
+    up.reboot()
+    j = Journal(tmp_path / "gww.db")
+    body = update_command("w2-cmd", kit["good"], release="ae24-1.1.0")
+    assert j.add_command("w2", "w2-cmd", body)
+    j.set_command_state("w2-cmd", "trial")
+    j.close()
+
+    rec = Recorder(broker)
+    gw = _gateway(tmp_path, broker, "gww", [(n, b.opener(Counted)) for n, b in boards.items()]).start()
+    try:
+        _publish_command(broker, "w1", update_command("w1-cmd", kit["good"], release="ae24-1.1.0"))
+        got = rec.wait(lambda o: {("w1", "trial passed"), ("w2", "trial passed")} <= {(d, w) for d, w, _r in o})
+        assert {("w1", "trial passed", None), ("w2", "trial passed", None)} <= set(got), got
+        assert [w for d, w, _r in got if d == "w1"] == ["accepted", "trial passed"]
+        assert drops["left"] == 0 and gw.bridges[0].link_drops >= 1
+        assert sent["w1"].count(UPDATE_BEGIN) == 1  # resumed, not begun again
+        assert UPDATE_BEGIN not in sent["w2"] and UPDATE_CHUNK not in sent["w2"]
+    finally:
+        _shut(gw, rec, boards.values())
+
+
+def test_events_the_device_holds_before_the_reboot_are_journaled_not_lost(kit, broker, tmp_path):
+    """An event raised during the transfer (the monitor commissions while the package is
+    being written) is still in the device's RAM when the gateway reboots it into the trial:
+    the gateway drains the device's events first, so the event reaches the broker."""
+    from aiot.device import protocol as P
+    from aiot.device.hil import Device
+    from aiot.device.host import HostTransport
+    from aiot.fleet.commands import update_command
+    from aiot.lifecycle.client import UPDATE_FINISH
+
+    board = kit["fw"].power_on("e1")
+    rng = np.random.default_rng(0)
+
+    class CommissionDuringTransfer(HostTransport):
+        def write(self, data: bytes) -> None:
+            if any(isinstance(f, P.Frame) and f.type == UPDATE_FINISH for f in P.StreamDecoder().feed(bytes(data))):
+                side = Device(HostTransport(self.board))  # the pump's own samples: enough to commission
+                side.push(np.arange(400) * 1000, 1 + 0.1 * rng.standard_normal((400, 3)))
+            super().write(data)
+
+    seen: list[dict] = []
+    rec = Recorder(broker)
+    rec.client.subscribe(f"aiot/{SITE}/e1/calibration", 1)
+    rec.client.on_message = lambda _c, _u, m: seen.append(json.loads(m.payload)) if "calibration" in m.topic \
+        else rec._on_message(_c, _u, m)
+    gw = _gateway(tmp_path, broker, "gwe", [("e1", board.opener(CommissionDuringTransfer))]).start()
+    try:
+        _publish_command(broker, "e1", update_command("e1-cmd", kit["good"], release="ae24-1.1.0"))
+        rec.wait(lambda o: ("e1", "trial passed") in {(d, w) for d, w, _r in o})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not seen:
+            time.sleep(0.05)
+        assert board.boots == 2  # it was rebooted into the trial
+        assert [(p["event"], p["boot"]) for p in seen] == [("COMMISSIONED", 0)], seen
+    finally:
+        _shut(gw, rec, [board])
+
+
+def test_an_interrupted_rollout_resumes_with_the_outcomes_published_meanwhile(kit, broker, tmp_path):
+    """The rollout stops right after sending to its canary (Ctrl-C); the canary's outcome is
+    published while nothing listens. --resume (Rollout.load + run) gets it from its
+    persistent session, goes on to the rest, and ends done."""
+    from aiot.fleet.gateway import parse_broker
+    from aiot.fleet.rollout import Rollout
+
+    boards = {n: kit["fw"].power_on(n) for n in ("r1", "r2", "r3")}
+    rec = Recorder(broker)
+    gw = _gateway(tmp_path, broker, "gwr", [(n, b.opener()) for n, b in boards.items()]).start()
+    url = parse_broker(broker.url)
+    try:
+        r = Rollout.start(tmp_path / "r.json", site=SITE, release="ae24-1.1.0", image=kit["good"],
+                          devices=list(boards), canary="1", trial_timeout=30)
+
+        def interrupted(*_a, **_k):
+            raise KeyboardInterrupt
+
+        r._wait = interrupted  # stops as Ctrl-C would, right after the canary was sent
+        with pytest.raises(KeyboardInterrupt):
+            r.run(url, canary_timeout=30, timeout=30)
+        rec.wait(lambda o: ("r1", "trial passed") in {(d, w) for d, w, _r in o})
+        again = Rollout.load(tmp_path / "r.json")
+        assert again.state["phase"] == "canary" and list(again.state["sent"]) == ["r1"]
+        assert again.state["outcomes"] == {}  # nothing listened when it was published
+        summary = again.run(url, canary_timeout=30, timeout=30)
+        assert summary["phase"] == "done" and summary["passed"] == ["r1", "r2", "r3"], summary
+        assert [d for d, w, _r in rec.outcomes(again.state["id"]) if w == "accepted"].count("r1") == 1  # sent once
+    finally:
+        _shut(gw, rec, boards.values())
+
+
+# --- the rollout ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def qemu_fw(kit):
+    if not (have_arm_toolchain() and have_qemu()):
+        pytest.skip("needs arm-none-eabi-gcc and QEMU")
+    from aiot.lifecycle import package as P
+    from aiot.lifecycle.firmware import build_update_firmware
+    from aiot.target.boards import get_board
+
+    board = get_board("mps2-an386")
+    # one image for the three boards; each boots in a folder of its own (its update region file)
+    return build_update_firmware(board, kit["dir"] / "fw-qemu", kit["model_c"], public_key=P.public_key(kit["key"]),
+                                 trial_runs=1, defines=MONITOR).elf
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+def test_rollout_canary_first_then_the_rest_and_a_failed_canary_halts(kit, qemu_fw, broker, tmp_path):
+    """50 host-built devices and 3 QEMU boards behind two gateways. A good release reaches all
+    53, the canary's trials passing before any other device is sent anything; one device
+    offline during the rollout gets it when it returns. Then a release that fails its
+    golden vectors reverts on the canary and halts the rollout: no other device is touched."""
+    from aiot.fleet.gateway import device_opener
+    from aiot.fleet.rollout import Rollout
+    from aiot.fleet.gateway import parse_broker
+    from aiot.lifecycle.client import image_digest
+
+    hosts = {f"pump-h{i:02d}": kit["fw"].power_on(f"pump-h{i:02d}") for i in range(1, 51)}
+    qemus = [f"pump-q{i}" for i in range(1, 4)]
+    opener = {n: b.opener() for n, b in hosts.items()}
+    opener.update({q: device_opener("qemu", "mps2-an386", qemu_fw, workdir=tmp_path / q) for q in qemus})
+    names = sorted(opener)
+    offline = "pump-h40"
+    hosts[offline].link_up = False
+    gw1 = _gateway(tmp_path, broker, "gw1", [(n, opener[n]) for n in names[0::2]])
+    gw2 = _gateway(tmp_path, broker, "gw2", [(n, opener[n]) for n in names[1::2]])
+    rec = Recorder(broker)
+    url = parse_broker(broker.url)
+    gw1.start(), gw2.start()
+    try:
+        r = Rollout.start(tmp_path / "good.json", site=SITE, release="ae24-1.1.0", image=kit["good"],
+                          devices=names, canary="5%", trial_timeout=30)
+        r.registry = kit["registry"]
+        assert r.state["canary"] == ["pump-h01", "pump-h02", "pump-h03"]  # ceil(5% of 53), sorted ids
+        done: dict = {}
+        t = threading.Thread(target=lambda: done.setdefault("summary", r.run(url, canary_timeout=60, timeout=90)))
+        t.start()
+        got = rec.wait(lambda o: len({d for d, w, _r in o if w == "trial passed"}) >= 52, timeout=90)
+        assert offline not in {d for d, _w, _r in got}
+        hosts[offline].link_up = True  # it comes back: its gateway delivers the pending command
+        t.join(60)
+        summary = done["summary"]
+        assert summary["phase"] == "done" and summary["passed"] == names, summary
+        assert not summary["failed"] and not summary["waiting"]
+
+        got = rec.outcomes(r.state["id"])
+        canary = set(r.state["canary"])
+        last_canary = max(i for i, (d, w, _r) in enumerate(got) if d in canary and w == "trial passed")
+        first_rest = min(i for i, (d, _w, _r) in enumerate(got) if d not in canary)
+        assert last_canary < first_rest, got[: first_rest + 1]
+        assert [d for d, w, _r in got if w == "trial passed"][-1] == offline  # the last, once it returned
+        assert {d for d, w, _r in got if w == "trial passed"} == set(names)
+        good = image_digest(kit["good"])[:8]
+        assert all(_status(b).running_digest() == good for b in hosts.values())
+        assert {d: v["release"] for d, v in kit["registry"].devices().items()} == {n: "ae24-1.1.0" for n in names}
+
+        # a bad release: the canary's device reverts it, the rollout halts
+        bad = Rollout.start(tmp_path / "bad.json", site=SITE, release="ae24-1.2.0", image=kit["bad"],
+                            devices=names, canary="5%", trial_timeout=30)
+        bad.registry = kit["registry"]
+        summary = bad.run(url, canary_timeout=60, timeout=60)
+        assert summary["phase"] == "halted" and summary["halted"]["device"] in canary, summary
+        assert "GOLDEN_MISMATCH" in summary["halted"]["reason"]
+        assert summary["not_sent"] == sorted(set(names) - canary)
+        time.sleep(1.0)  # anything the gateways would still send
+        touched = {d for d, _w, _r in rec.outcomes(bad.state["id"])}
+        assert touched and touched <= canary, touched
+        assert all(_status(b).running_digest() == good for b in hosts.values())  # reverted or never sent
+        assert {v["release"] for v in kit["registry"].devices().values()} == {"ae24-1.1.0"}
+        shown = Rollout.load(tmp_path / "bad.json").summary()
+        assert shown["phase"] == "halted" and shown["halted"] == summary["halted"]
+    finally:
+        gw1.stop(drain=2)
+        gw2.stop(drain=2)
+        rec.close()
+        for b in hosts.values():
+            b.close()
+
+
+# --- groups, the canary's size, the verb -----------------------------------------------------------
+
+
+def test_canary_size_is_a_share_rounded_up_or_a_count_and_at_least_one():
+    from aiot.errors import ToolkitError
+    from aiot.fleet.rollout import canary_count
+
+    assert [canary_count("5%", 53), canary_count("5%", 10), canary_count("0%", 10), canary_count("100%", 7)] == [3, 1, 1, 7]
+    assert [canary_count("3", 10), canary_count("30", 10), canary_count(0.2, 10)] == [3, 10, 2]
+    for bad in ("five", "150%", "-1"):
+        with pytest.raises(ToolkitError, match="--canary"):
+            canary_count(bad, 10)
+
+
+def test_groups_from_a_file_or_a_glob_over_the_known_devices(tmp_path):
+    from aiot.errors import ToolkitError
+    from aiot.fleet.rollout import resolve_group
+
+    f = tmp_path / "group.txt"
+    f.write_text("# line 1: a comment\npump-b\npump-a  # trailing comment\n\npump-b\n")
+    assert resolve_group(str(f), []) == ["pump-a", "pump-b"]
+    f.write_text("pump-a\npump b\n")
+    with pytest.raises(ToolkitError, match=r"group.txt:2: device id 'pump b' cannot be an MQTT topic level"):
+        resolve_group(str(f), [])
+    assert resolve_group("pump-*", ["pump-2", "fan-1", "pump-1"]) == ["pump-1", "pump-2"]
+    with pytest.raises(ToolkitError, match="no device of the site matches 'mill-\\*'") as e:
+        resolve_group("mill-*", ["pump-1"])
+    assert "--devices" in e.value.hint
+
+
+def test_aiot_rollout_verb_end_to_end_and_status(kit, broker, tmp_path, monkeypatch):
+    """`aiot rollout` on three host devices found by a glob over the site's retained status:
+    the summary as JSON, exit 0, the state shown by --status; an unknown release is refused
+    with a hint before anything is sent."""
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    boards = {n: kit["fw"].power_on(n) for n in ("v1", "v2", "v3")}
+    gw = _gateway(tmp_path, broker, "gwv", [(n, b.opener()) for n, b in boards.items()]).start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not all(b.publisher.connections for b in gw.bridges):
+            time.sleep(0.05)
+        args = ["rollout", "--devices", "v*", "--canary", "1", "--mqtt", broker.url, "--site", SITE,
+                "--registry", str(kit["dir"] / "registry")]
+        res = CliRunner().invoke(main, [*args, "--release", "ae24-9.9.9"])
+        assert res.exit_code != 0 and "neither a release file nor a release of the registry" in res.output
+        res = CliRunner().invoke(main, [*args, "--release", str(kit["dir"] / "ae24-1.1.0.bin"), "--state",
+                                        "r.json", "--json", "sum.json", "--canary-timeout", "30", "--timeout", "30"])
+        assert res.exit_code == 0, res.output
+        summary = json.loads((tmp_path / "sum.json").read_text())
+        assert (summary["phase"], summary["passed"], summary["canary"]) == ("done", ["v1", "v2", "v3"], ["v1"])
+        res = CliRunner().invoke(main, ["rollout", "--status", "--state", "r.json"])
+        assert res.exit_code == 0 and "done" in res.output and "3 passed, 0 failed" in res.output, res.output
+        boards["v3"].link_up = False  # offline: the rollout stops waiting for it, exit 3
+        res = CliRunner().invoke(main, [*args, "--release", str(kit["dir"] / "ae24-1.1.0.bin"), "--state",
+                                        "r2.json", "--json", "sum2.json", "--timeout", "2"])
+        summary = json.loads((tmp_path / "sum2.json").read_text())
+        assert res.exit_code == 3 and (summary["phase"], summary["waiting"]) == ("rest", ["v3"]), res.output
+        assert "waiting for: v3" in res.output
+    finally:
+        _shut(gw, None, boards.values())

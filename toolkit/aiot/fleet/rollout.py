@@ -1,0 +1,357 @@
+"""`aiot rollout`: a model release to a group of devices through their gateways, canary first.
+
+    r = Rollout.start(broker, site="plant-3", release="pump-ae-1.1.0", image=signed_bytes,
+                      devices=["pump01", ..., "pump53"], canary=0.05, state=Path("build/rollout/R.json"))
+    r.run(progress=print)        # canary, wait for every canary's trial, then the rest
+
+1. **Canary**: the first ``ceil(canary x N)`` devices in sorted order (at least one) get an
+   ``update`` command (:mod:`aiot.fleet.commands`) on ``aiot/<site>/<device>/cmd``, QoS 1,
+   retained (a gateway that is down or not yet subscribed gets it when it connects).
+2. The rollout waits for every canary's final outcome on ``aiot/<site>/<device>/update``.
+   Any ``reverted``, ``refused`` or ``trial timeout``, or no outcome within
+   ``canary_timeout``, **halts**: the rest is never sent, and the state names the device and why.
+3. **The rest** get the command; the rollout waits up to ``timeout`` for their outcomes. A
+   device whose link is down gets the update from its gateway when the link returns; one
+   that has not answered when the rollout stops waiting is listed as waiting (``--status``
+   shows it later, ``--resume`` waits again).
+
+The state (phase, who was sent what, every outcome) is a JSON file rewritten atomically
+on each change, so an interrupted rollout can be resumed or shown. The rollout's MQTT
+session is persistent, so outcomes published while it was not running are delivered when
+it resumes. A command is cleared (an empty retained message) once its device answered.
+With a registry, each device whose trial passed is recorded as running the release.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from aiot.errors import ToolkitError
+from aiot.fleet.commands import FINAL, update_command
+from aiot.fleet.topics import now_iso
+
+PHASES = ("canary", "rest", "done", "halted")
+
+
+def canary_count(spec: str | float | int, total: int) -> int:
+    """How many canaries: ``"5%"`` or a fraction (ceil of that share) or ``"3"`` (a count);
+    at least one, at most ``total``."""
+    text = str(spec).strip()
+    try:
+        if text.endswith("%"):
+            n = math.ceil(float(text[:-1]) / 100.0 * total)
+        elif isinstance(spec, float) or "." in text:
+            n = math.ceil(float(text) * total)
+        else:
+            n = int(text)
+    except ValueError:
+        raise ToolkitError(f"--canary {spec!r} is neither a share nor a count",
+                           hint="give a share (--canary 5%) or a number of devices (--canary 3)") from None
+    if n < 0 or (text.endswith("%") and not 0 <= float(text[:-1]) <= 100):
+        raise ToolkitError(f"--canary {spec!r} is out of range", hint="a share 0-100% or a count >= 1")
+    return max(1, min(total, n))
+
+
+def resolve_group(spec: str, known: list[str]) -> list[str]:
+    """A device group: a file of device ids (one per line, ``#`` comments), or a glob over
+    the ``known`` device ids of the site (``pump-*``). Sorted, without repeats."""
+    from aiot.fleet.topics import topic_level
+
+    p = Path(spec)
+    if p.is_file():
+        ids = []
+        for i, line in enumerate(p.read_text().splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if line:
+                try:
+                    ids.append(topic_level(line, "device id"))
+                except ToolkitError as e:
+                    raise ToolkitError(f"{p}:{i}: {e.message}", hint=e.hint) from None
+        if not ids:
+            raise ToolkitError(f"{p}: no device ids in the file", hint="one device id per line")
+        return sorted(set(ids))
+    ids = sorted(d for d in set(known) if fnmatch.fnmatchcase(d, spec))
+    if not ids:
+        raise ToolkitError(f"no device of the site matches {spec!r} (known: {len(known)} device(s)"
+                           + (f", e.g. {', '.join(sorted(known)[:3])}" if known else "") + ")",
+                           hint="give a file of device ids (--devices group.txt) or a glob such as --devices 'pump-*'; "
+                                "devices are known from their gateways' retained status messages")
+    return ids
+
+
+def known_devices(broker, site: str, wait: float = 1.0) -> list[str]:
+    """Device ids of ``site`` with a retained status (every gateway sets one per device)."""
+    import paho.mqtt.client as mqtt
+
+    from aiot.fleet.topics import topic
+
+    seen: set[str] = set()
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    _login(c, broker)
+    c.on_connect = lambda cl, *_a: cl.subscribe(topic(site, "+", "status"), 1)
+    c.on_message = lambda _c, _u, m: seen.add(m.topic.split("/")[2]) if m.payload else None
+    try:
+        c.connect(broker[0], broker[1], keepalive=10)
+    except OSError as e:
+        raise ToolkitError(f"cannot reach the broker {broker[0]}:{broker[1]}: {e}",
+                           hint="is it running? check --mqtt mqtt://HOST:PORT") from None
+    c.loop_start()
+    time.sleep(wait)
+    c.disconnect()
+    c.loop_stop()
+    return sorted(seen)
+
+
+def _login(client, broker) -> None:
+    if getattr(broker, "username", None):
+        client.username_pw_set(broker.username, broker.password)
+    if getattr(broker, "tls", False):
+        client.tls_set()
+
+
+@dataclass
+class Halt:
+    device: str | None
+    reason: str
+
+
+class Rollout:
+    """One rollout, its state in ``path`` (JSON)."""
+
+    def __init__(self, path: Path, state: dict):
+        self.path, self.state = Path(path), state
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._client = None
+        self.registry = None
+
+    # --- state ------------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, path: Path, *, site: str, release: str, image: bytes, devices: list[str], canary,
+              trial_timeout: float = 120.0) -> "Rollout":
+        if Path(path).exists():
+            raise ToolkitError(f"{path}: a rollout state is already there",
+                               hint=f"resume it (aiot rollout --resume --state {path}), show it (--status), "
+                                    "or give another --state")
+        from aiot.fleet.topics import topic_level
+
+        for d in devices:
+            topic_level(d, "device id")
+        devices = sorted(set(devices))
+        n = canary_count(canary, len(devices))
+        rid = f"{release}@{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.urandom(2).hex()}"
+        state = {"id": rid, "site": site, "release": release, "phase": "canary", "started": now_iso(), "updated": now_iso(),
+                 "canary": devices[:n], "rest": devices[n:], "trial_timeout": trial_timeout,
+                 "sent": {}, "outcomes": {}, "progress": {}, "halted": None, "image_path": None}
+        r = cls(path, state)
+        r.image = image
+        image_path = Path(path).with_suffix(".bin")
+        image_path.parent.mkdir(parents=True, exist_ok=True)
+        image_path.write_bytes(image)  # resume needs the bytes; the state file names them
+        state["image_path"] = image_path.name
+        r.save()
+        return r
+
+    @classmethod
+    def load(cls, path: Path) -> "Rollout":
+        try:
+            state = json.loads(Path(path).read_text())
+            r = cls(path, state)
+            r.image = (Path(path).parent / state["image_path"]).read_bytes()
+        except FileNotFoundError as e:
+            raise ToolkitError(f"{e.filename}: no such rollout state",
+                               hint="start one: aiot rollout --release REL --devices GROUP --mqtt URL") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ToolkitError(f"{path}: not an aiot rollout state ({e})", hint="point --state at the file "
+                               "aiot rollout wrote (build/rollout/*.json)") from None
+        return r
+
+    def save(self) -> None:
+        self.state["updated"] = now_iso()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, self.path)
+
+    @property
+    def devices(self) -> list[str]:
+        return self.state["canary"] + self.state["rest"]
+
+    def summary(self) -> dict:
+        s = self.state
+        out = s["outcomes"]
+        passed = sorted(d for d, o in out.items() if FINAL.get(o["outcome"]))
+        failed = {d: f"{o['outcome']}: {o['reason']}" if o.get("reason") else o["outcome"]
+                  for d, o in sorted(out.items()) if not FINAL.get(o["outcome"], True)}
+        waiting = sorted(d for d in s["sent"] if d not in out)
+        return {"id": s["id"], "release": s["release"], "site": s["site"], "phase": s["phase"],
+                "halted": s["halted"], "canary": s["canary"], "devices": len(self.devices),
+                "sent": len(s["sent"]), "passed": passed, "failed": failed, "waiting": waiting,
+                "not_sent": sorted(d for d in self.devices if d not in s["sent"]),
+                "started": s["started"], "updated": s["updated"]}
+
+    # --- MQTT -------------------------------------------------------------------------------
+
+    def connect(self, broker) -> None:
+        """A persistent session subscribed to the site's update outcomes."""
+        import hashlib
+
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        from aiot.fleet.topics import topic
+
+        cid = "aiot-rollout-" + hashlib.sha256(self.state["id"].encode()).hexdigest()[:16]
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
+        _login(c, broker)
+        c.reconnect_delay_set(0.1, 2.0)
+        subscribed = threading.Event()
+        c.on_connect = lambda cl, *_a: cl.subscribe(topic(self.state["site"], "+", "update"), 1)
+        c.on_subscribe = lambda *_a: subscribed.set()
+        c.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 7 * 86400
+        try:
+            c.connect(broker[0], broker[1], keepalive=10, clean_start=False, properties=props)
+        except OSError as e:
+            raise ToolkitError(f"cannot reach the broker {broker[0]}:{broker[1]}: {e}",
+                               hint="is it running? check --mqtt mqtt://HOST:PORT") from None
+        c.loop_start()
+        if not subscribed.wait(10.0):
+            c.loop_stop()
+            raise ToolkitError(f"the broker {broker[0]}:{broker[1]} did not take the subscription to update outcomes",
+                               hint="check the broker's access rules for aiot/SITE/+/update")
+        self._client = c
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._client = None
+
+    def _on_message(self, _c, _u, msg) -> None:
+        try:
+            m = json.loads(msg.payload)
+        except ValueError:
+            return
+        if not isinstance(m, dict) or m.get("rollout") != self.state["id"]:
+            return
+        device = msg.topic.split("/")[2]
+        if device not in self.state["canary"] and device not in self.state["rest"]:
+            return
+        with self._lock:
+            self.state["progress"].setdefault(device, [])
+            if m["outcome"] not in self.state["progress"][device]:
+                self.state["progress"][device].append(m["outcome"])
+            if m.get("final") and device not in self.state["outcomes"]:
+                self.state["outcomes"][device] = {"outcome": m["outcome"], "reason": m.get("reason"),
+                                                  "time": m.get("gateway_time"), "message": m.get("id")}
+                self._clear_command(_c, device)  # the callback's client: self._client may not be set yet
+                if FINAL.get(m["outcome"]) and self.registry is not None:
+                    self._record(device)
+            self.save()
+        self._changed.set()
+
+    def _record(self, device: str) -> None:
+        try:
+            rel = self.registry.get(self.state["release"])
+            # the device checked the package's model ABI against its firmware before running it
+            self.registry.promote(self.state["release"], device=device, firmware_abi=rel["abi"])
+        except ToolkitError as e:  # in MQTT's thread: kept in the state, never raised there
+            self.state.setdefault("registry_errors", {})[device] = e.message
+
+    def _clear_command(self, client, device: str) -> None:
+        from aiot.fleet.topics import topic
+
+        client.publish(topic(self.state["site"], device, "cmd"), b"", qos=1, retain=True)
+
+    def _send(self, devices: list[str], progress: Callable[[str], None]) -> None:
+        from aiot.fleet.topics import topic
+
+        s = self.state
+        for d in devices:
+            if d in s["sent"]:
+                continue
+            cmd = update_command(f"{s['id']}/{d}", self.image, release=s["release"], rollout=s["id"],
+                                 trial_timeout=s["trial_timeout"])
+            info = self._client.publish(topic(s["site"], d, "cmd"), json.dumps(cmd), qos=1, retain=True)
+            info.wait_for_publish(10.0)
+            if not info.is_published():
+                raise ToolkitError(f"the broker did not acknowledge the command for {d}",
+                                   hint="check the broker; then aiot rollout --resume --state " + str(self.path))
+            with self._lock:
+                s["sent"][d] = now_iso()
+                self.save()
+        progress(f"sent the update to {len(devices)} device(s): {', '.join(devices[:5])}"
+                 + (" ..." if len(devices) > 5 else ""))
+
+    def _wait(self, devices: list[str], timeout: float, halt_on_failure: bool,
+              progress: Callable[[str], None]) -> Halt | None:
+        deadline = time.monotonic() + timeout
+        reported: set[str] = set()
+        while True:
+            self._changed.clear()
+            with self._lock:
+                out = dict(self.state["outcomes"])
+            for d in devices:
+                if d in out and d not in reported:
+                    reported.add(d)
+                    o = out[d]
+                    progress(f"{d}: {o['outcome']}" + (f" ({o['reason']})" if o.get("reason") else "")
+                             + f"  [{len(reported)}/{len(devices)}]")
+                    if halt_on_failure and not FINAL.get(o["outcome"]):
+                        return Halt(d, f"{o['outcome']}" + (f": {o['reason']}" if o.get("reason") else ""))
+            if len(reported) == len(devices):
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                missing = [d for d in devices if d not in out]
+                return Halt(None, f"no outcome within {timeout:.0f} s from {len(missing)} device(s): "
+                                  f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
+            self._changed.wait(min(left, 1.0))
+
+    def run(self, broker, *, canary_timeout: float = 600.0, timeout: float = 3600.0,
+            progress: Callable[[str], None] = lambda _t: None) -> dict:
+        """Canary, then the rest; returns the summary. Resumes from the saved phase."""
+        s = self.state
+        if s["phase"] in ("done", "halted"):
+            return self.summary()
+        self.connect(broker)
+        try:
+            if s["phase"] == "canary":
+                progress(f"rollout {s['id']}: {s['release']} to {len(self.devices)} device(s) of site {s['site']}, "
+                         f"canary {len(s['canary'])}")
+                self._send(s["canary"], progress)
+                halt = self._wait(s["canary"], canary_timeout, True, progress)
+                if halt is not None:
+                    with self._lock:
+                        s["phase"], s["halted"] = "halted", {"device": halt.device, "reason": halt.reason}
+                        self.save()
+                    progress(f"HALTED: {halt.device + ': ' if halt.device else ''}{halt.reason}; "
+                             f"nothing sent to the other {len(s['rest'])} device(s)")
+                    return self.summary()
+                with self._lock:
+                    s["phase"] = "rest"
+                    self.save()
+                progress(f"every canary passed its trial; sending to the other {len(s['rest'])} device(s)")
+            self._send(s["rest"], progress)
+            missing = self._wait(s["rest"], timeout, False, progress)
+            with self._lock:
+                s["phase"] = "done" if missing is None else "rest"
+                self.save()
+            if missing is not None:
+                progress(f"still waiting: {missing.reason} (offline? their gateways deliver the update when they "
+                         f"return; aiot rollout --status --state {self.path} shows it)")
+            return self.summary()
+        finally:
+            self.close()
