@@ -334,3 +334,14 @@ def test_the_model_as_data_plan_refuses_a_16x8_model(recipes):
         build_plan(_tflite(recipes, dense_stack).read_bytes())
     assert "node 0" in e.value.message and "int16 input" in e.value.message
     assert "aiot codegen --model" in e.value.hint
+
+
+def test_codegen_says_a_model_is_16x8(recipes, tmp_path):
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    path = _tflite(recipes, dense_stack)
+    res = CliRunner().invoke(main, ["codegen", "--model", str(path), "--out", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    assert "16x8:    int16 activations; input 48 bytes, output 48 bytes" in res.output
