@@ -220,6 +220,40 @@ def test_release_monitor_configuration_takes_effect(erased):
         assert bytes(dev.config) == bytes(cfg)
 
 
+SKAB_FREE = ROOT.parent / "shared" / "data" / "skab" / "anomaly-free" / "anomaly-free.csv"
+
+
+def test_a_field_device_that_only_pushes_a_recording_confirms_its_trial(erased):
+    """No INFER: a release carrying its monitor configuration boots on trial, then the
+    device is only sent a recording (SKAB's anomaly-free pump, 3 sensors) through PUSH. The
+    commissioning windows run no model; the first scored window's runs (the window and one
+    probe per sensor) bring the trial to TRIAL_RUNS and the device confirms it by itself."""
+    from aiot import monitor as M
+
+    if not SKAB_FREE.exists():
+        pytest.skip(f"needs the SKAB recording at {SKAB_FREE}")
+    kit = erased
+    rows = np.loadtxt(SKAB_FREE, delimiter=";", skiprows=1, usecols=(1, 3, 4), max_rows=120, dtype=np.float32)
+    cfg = M.default_config(3, 8, 1000, commission_samples=64)
+    image = kit["release"]("1.12.0", monitor_config=M.pack_config(cfg, 8))
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        up.send(image)
+        up.reboot()
+        st = up.status()
+        assert st.trial and st.trial_runs == 1 and st.trial_runs_needed == TRIAL_RUNS, st  # the golden vectors
+        t = np.arange(len(rows), dtype=np.int64) * 1000
+        out = dev.push(t[:64], rows[:64])
+        assert len(out) == 8 and up.status().trial  # 8 commissioning windows: no model run
+        out = dev.push(t[64:72], rows[64:72])
+        assert len(out) == 1 and not out["flags"][0] & M.OUT_SCORE_ERROR, out
+        st = up.status()
+        assert not st.trial and st.running == 0 and st.last_reason == 0, st
+        assert st.running_digest() == image_digest(image)[:8]
+        out = dev.push(t[72:], rows[72:])  # confirmed: the monitor goes on as it was
+        assert len(out) == 6 and not (out["flags"] & M.OUT_SCORE_ERROR).any(), out
+
+
 def _other_network(tfl: bytes) -> bytes:
     """ae24 with different weights: the first dense layer's int8 weights negated in the file
     (a valid .tflite computing something else)."""
