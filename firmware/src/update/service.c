@@ -290,8 +290,8 @@ void aiot_update_service_model_ran(int ok) {
 //! The trial's time condition: AIOT_UPDATE_TRIAL_MS since this boot's trial began.
 static int trial_time_served(void) {
 #if AIOT_UPDATE_TRIAL_MS > 0
-    uint64_t ms = (aiot_port_ticks() - trial_t0) * 1000u / aiot_port_tick_hz();
-    return ms >= (uint64_t)AIOT_UPDATE_TRIAL_MS;
+    // ticks per ms: every port's clock runs at a multiple of 1 kHz (no 64-bit division)
+    return aiot_port_ticks() - trial_t0 >= (uint64_t)AIOT_UPDATE_TRIAL_MS * (aiot_port_tick_hz() / 1000u);
 #else
     return 1;
 #endif
