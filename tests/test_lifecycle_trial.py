@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ae24_kit import ae24_kit
 from aiot.monitor import OUT_LEARNING, OUT_SCORE_ERROR
 
 pytest.importorskip("imgtool")
 
-AE24 = ("hil_tests", "fixtures", "ae24")
 CHANNELS, WINDOW = 3, 8
 #: A monitor configured at boot with the default settings (monitor.h): 3 sensors, window 8
 #: (the ae24 model's 24 inputs), as a device installed on a pump is.
@@ -27,21 +27,14 @@ TRIAL_RUNS = 16  # the default AIOT_UPDATE_TRIAL_RUNS; the golden vectors count 
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
-    from aiot.codegen import generate
     from aiot.lifecycle import package as P
-    from aiot.model.reference import TflmReference
-    from aiot.paths import ROOT
 
     d = tmp_path_factory.mktemp("trial")
-    ae24 = ROOT.joinpath(*AE24)
-    key = P.generate_key(d / "release.pem")
-    generate(ae24 / "model.tflite", d / "model-c", name="ae24")
-    tfl = (ae24 / "model.tflite").read_bytes()
-    x = np.load(ae24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
-    y = TflmReference(tfl).run(x)  # golden outputs from tflite-micro, never from the code under test
-    body = P.build_container({"name": "ae24"}, tflite=tfl, golden=list(zip(x, y)),
+    ae = ae24_kit(d)
+    key, x, y = ae["key"], ae["x"], ae["y"]  # y: tflite-micro's outputs, never the code under test's
+    body = P.build_container({"name": "ae24"}, tflite=ae["tfl"], golden=list(zip(x, y)),
                              schema=P.schema_id(["a", "b", "c"], WINDOW), model_version=1)
-    return {"dir": d, "key": key, "model_c": d / "model-c", "golden": list(zip(x, y)),
+    return {"dir": d, "key": key, "model_c": ae["model_c"], "golden": list(zip(x, y)), "tfl": ae["tfl"],
             "release": P.sign(body, key, version="1.1.0", out=d / "ae24-1.1.0.bin")}
 
 
@@ -139,9 +132,7 @@ def test_a_window_the_monitor_cannot_score_fails_the_trial(fw, kit):
     from aiot.lifecycle import package as P
     from aiot.lifecycle.client import NO_SLOT
     from aiot.lifecycle.plan import build_plan
-    from aiot.paths import ROOT
-
-    tfl = ROOT.joinpath(*AE24, "model.tflite").read_bytes()
+    tfl = kit["tfl"]
     plan = bytearray(build_plan(tfl))
     struct.pack_into("<f", plan, 36, float("nan"))  # output_scale (aiot.lifecycle.plan.HEADER)
     body = P.build_container({"name": "ae24"}, tflite=tfl, golden=kit["golden"], plan=bytes(plan),

@@ -18,10 +18,10 @@ pytest.importorskip("paho.mqtt", reason="the fleet extra is not installed: pip i
 pytest.importorskip("imgtool")
 
 from aiot.testing import have_arm_toolchain, have_qemu  # noqa: E402
+from ae24_kit import ae24_kit  # noqa: E402
 from test_gateway import broker  # noqa: E402,F401  (the fixture)
 
 SITE = "plant-9"
-AE24_DIR = ("hil_tests", "fixtures", "ae24")
 #: A monitor configured at boot (3 sensors, window 8: the ae24 model's 24 inputs), as a device
 #: installed on a pump is: the gateway reads its events from the start.
 MONITOR = ("AIOT_APP_CHANNELS=3", "AIOT_APP_WINDOW=8", "AIOT_APP_PERIOD_MS=1000")
@@ -47,20 +47,13 @@ def kit(tmp_path_factory):
     """A release key, the ae24 model's C, the host build of the firmware with both compiled
     in (the default trial: golden vectors, then model runs), a good and a bad release, and a
     registry holding them."""
-    from aiot.codegen import generate
     from aiot.device.host import HostFirmware
     from aiot.lifecycle import package as P
     from aiot.lifecycle.registry import Registry
-    from aiot.model.reference import TflmReference
-    from aiot.paths import ROOT
 
     d = tmp_path_factory.mktemp("rollout")
-    ae24 = ROOT.joinpath(*AE24_DIR)
-    key = P.generate_key(d / "release.pem")
-    generate(ae24 / "model.tflite", d / "model-c", name="ae24")
-    tfl = (ae24 / "model.tflite").read_bytes()
-    x = np.load(ae24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
-    y = TflmReference(tfl).run(x)  # the golden outputs come from tflite-micro, never from the code under test
+    ae = ae24_kit(d)
+    key, tfl, x, y = ae["key"], ae["tfl"], ae["x"], ae["y"]  # y: tflite-micro's, never the code under test's
     bad_y = y.copy()
     bad_y[0, 0] = np.int8(bad_y[0, 0] ^ 0x40)  # a release whose golden vectors this model cannot reproduce
 
