@@ -182,6 +182,9 @@ int aiot_update_finish(aiot_update_t *u);
 //! Report one run of the trial model: ok (golden vectors and self-tests passed) or the
 //! reason it failed. A failure reverts at once; trial_runs_needed successes confirm.
 int aiot_update_trial_report(aiot_update_t *u, int reason);
+//! Confirm the trial now (the trial slot becomes the active one), whatever the run count:
+//! for a caller that keeps its own trial period (the device service's runs and time).
+int aiot_update_trial_confirm(aiot_update_t *u);
 
 //! CRC-32 used by the record (same as the protocol's).
 uint32_t aiot_update_record_crc(const aiot_update_record_t *r);
@@ -237,8 +240,17 @@ int aiot_update_service_handle(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_
 //! The monitor configuration section of the package that runs (NULL if none): the app
 //! applies it at boot; a configuration the monitor refuses fails the trial.
 const void *aiot_update_service_monitor_config(size_t *len);
-//! The model ran once in service (ok = 1) or failed (ok = 0): counts toward the trial.
+//! One run of the served model (ok = 1) or a self-test failure (ok = 0) during a trial.
+//! Every invoke of aiot_served_model() reports itself (INFER, the monitor's windows, any
+//! other path); the app reports a window the monitor could not score. Only tallied here:
+//! the trial is decided by aiot_update_service_settle(), between requests.
 void aiot_update_service_model_ran(int ok);
+//! Decide the trial from what was tallied: a failure reverts (SELF_TEST), enough runs
+//! (AIOT_UPDATE_TRIAL_RUNS) and, when AIOT_UPDATE_TRIAL_MS is set, that long since the
+//! trial's boot (the port's clock) confirm. Call where no model run is in progress (the app
+//! does after every request). Returns 1 when the model that serves changed (a revert):
+//! the caller sets up what depends on it (the monitor) again; else 0.
+int aiot_update_service_settle(void);
 
 #include "aiot/model.h"
 //! The model the device serves (INFER, INFO, the monitor's score): the running release's
