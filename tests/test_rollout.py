@@ -332,6 +332,45 @@ def test_events_the_device_holds_before_the_reboot_are_journaled_not_lost(kit, b
         _shut(gw, rec, [board])
 
 
+def test_a_reboot_the_gateway_commands_starts_a_new_boot_so_repeated_events_are_not_dropped(kit, broker, tmp_path):
+    """The device rebooted into its trial runs afresh: its events may repeat the numbers,
+    times and types of events from before the reboot (the same samples replayed from time 0
+    commission it again at the same sample). The gateway that rebooted it knows a new boot
+    began, so the trial's events are new messages (boot 1), not dropped as re-sends."""
+    from aiot.fleet.commands import update_command
+
+    board = kit["fw"].power_on("r1")
+
+    def same_samples_again(_i):
+        """The pump's samples from time 0; after the reboot, the same samples from time 0 again."""
+        replay = _pump(1)
+        while board.boots < 2:
+            yield next(replay)
+        yield from _pump(1)
+
+    seen: list[dict] = []
+    rec = Recorder(broker)
+    rec.client.subscribe(f"aiot/{SITE}/r1/calibration", 1)
+    rec.client.on_message = lambda _c, _u, m: seen.append(json.loads(m.payload)) if "calibration" in m.topic \
+        else rec._on_message(_c, _u, m)
+    gw = _gateway(tmp_path, broker, "gwr", [("r1", board.opener())], replay=same_samples_again).start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(p.get("event") == "COMMISSIONED" for p in seen):
+            time.sleep(0.05)
+        _publish_command(broker, "r1", update_command("r1-cmd", kit["good"], release="ae24-1.1.0"))
+        rec.wait(lambda o: ("r1", "trial passed") in {(d, w) for d, w, _r in o})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and sum(p.get("event") == "COMMISSIONED" for p in seen) < 2:
+            time.sleep(0.05)
+        assert board.boots == 2
+        commissioned = [(p["boot"], p["seq"], p["timestamp_ms"]) for p in seen if p.get("event") == "COMMISSIONED"]
+        assert len(commissioned) == 2 and commissioned[0][0] == 0 and commissioned[1][0] == 1, seen
+        assert commissioned[0][1:] == commissioned[1][1:]  # the same seq and time: told apart by the boot alone
+    finally:
+        _shut(gw, rec, [board])
+
+
 def test_an_interrupted_rollout_resumes_with_the_outcomes_published_meanwhile(kit, broker, tmp_path):
     """The rollout stops right after sending to its canary (Ctrl-C); the canary's outcome is
     published while nothing listens. --resume (Rollout.load + run) gets it from its
