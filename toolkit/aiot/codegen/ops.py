@@ -156,6 +156,21 @@ def _qp(t: Tensor) -> tuple[float, int]:
 FAST_REQUANT_LIMIT = 2**30
 
 
+def requant_form(mults: list[int], shifts: list[int], acc_bound: int | None, channels: int,
+                 compact: bool = False) -> tuple[bool, list[int], list[int]]:
+    """(fast, multipliers, shifts) of a layer's requantization tables: the proven fast form
+    (one aiot_rq_ch_t per channel, shifts as r - 1) when ``acc_bound`` allows it, the
+    multipliers repeated per channel; else the generic tables as given. The generated C
+    and the model-as-data plan (aiot.lifecycle.plan) both take it from here."""
+    if compact and len(mults) == 1 and channels > 1:
+        acc_bound = None
+    if acc_bound is not None and acc_bound < FAST_REQUANT_LIMIT and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
+        if len(mults) == 1:
+            mults, shifts = mults * channels, shifts * channels
+        return True, list(mults), list(shifts)
+    return False, list(mults), list(shifts)
+
+
 def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int,
                   acc_bound: int | None = None, channels: int = 1,
                   compact: bool = False) -> tuple[list[str], str, int]:
@@ -166,11 +181,8 @@ def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, l
     stride) replaces the generic multiplier/shift tables. ``compact`` (size mode) keeps a
     per-tensor layer at one generic entry instead of repeating it per channel, so the
     weight flash stays within the .tflite's."""
-    if compact and len(mults) == 1 and channels > 1:
-        acc_bound = None
-    if acc_bound is not None and acc_bound < FAST_REQUANT_LIMIT and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
-        if len(mults) == 1:
-            mults, shifts = mults * channels, shifts * channels
+    fast, mults, shifts = requant_form(mults, shifts, acc_bound, channels, compact)
+    if fast:
         rows = "\n".join(f"    {{ {m}, {-s - 1} }}," for m, s in zip(mults, shifts))
         decls = [f"static const aiot_rq_ch_t {name}_rq[{len(mults)}] = {{\n{rows}\n}};"]
         return decls, f"{{ NULL, NULL, {out_zp}, {lo}, {hi}, 1, {name}_rq }}", 8 * len(mults)
@@ -295,7 +307,46 @@ def _nhwc(g: Graph, op: Operator, t: Tensor) -> tuple[int, int, int]:
     return t.shape[1], t.shape[2], t.shape[3]
 
 
-def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
+@dataclass
+class ConvLayer:
+    """One CONV_2D or DEPTHWISE_CONV_2D layer as data (aiot_conv_params_t's fields, the
+    folded bias, the requantization): the C emitter prints it, the plan serializes it."""
+
+    depthwise: bool
+    dims: tuple[int, ...]     # in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, stride_h, stride_w,
+                              # dil_h, dil_w, pad_top, pad_left, depth_multiplier, seg_len
+    in_zp: int
+    mults: list[int]
+    shifts: list[int]
+    out_zp: int
+    lo: int
+    hi: int
+    bias: np.ndarray          # zero point folded in
+    raw_bias: np.ndarray      # as the file has it (border_bias)
+    acc_bound: int
+    crosses: bool             # some window crosses the border: border_bias is passed
+    weights: np.ndarray       # int8 as in the file
+    x: Tensor
+    out: Tensor
+
+    @property
+    def out_c(self) -> int:
+        return self.dims[5]
+
+    def wide(self, optimize: str) -> bool:
+        return optimize == "speed" and (not self.depthwise or self.dims[14] == 1)
+
+    def packed(self, optimize: str) -> np.ndarray:
+        """The filter in the kernel's layout (int16 when wide, else int8)."""
+        k_h, seg = self.dims[6], self.dims[15]
+        if self.depthwise:
+            return pack_depthwise_wide(self.weights) if self.wide(optimize) else np.asarray(self.weights, np.int8)
+        if self.wide(optimize):
+            return pack_weights_wide(_pad_cols(self.weights, seg), k_h, seg)
+        return pack_weights(_pad_cols(self.weights, seg), k_h, seg)
+
+
+def conv_layer(ctx: Ctx, op: Operator, depthwise: bool) -> ConvLayer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
@@ -331,35 +382,36 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
         raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels (grouped convs are not supported)",
                     "use a regular or depthwise convolution")
     seg = k_w * in_c if depthwise else -(-k_w * in_c // 4) * 4
-    decls, rq, rq_bytes = _requant_decl(
-        name, mults, shifts, out_zp, lo, hi,
-        _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))), out_c,
-        compact=ctx.compact_requant)
-    wide = ctx.optimize == "speed" and (not depthwise or dm == 1)
-    if depthwise and wide:
-        packed, ctype = pack_depthwise_wide(w.data), "int16_t"
-    elif depthwise:
-        packed, ctype = np.asarray(w.data, dtype=np.int8), "int8_t"
-    elif wide:
-        packed, ctype = pack_weights_wide(_pad_cols(w.data, seg), k_h, seg), "int16_t"
-    else:
-        packed, ctype = pack_weights(_pad_cols(w.data, seg), k_h, seg), "int8_t"
+    acc_bound = _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3)))
     # Windows that cross the border sum w * (x - zero point) over their inside taps,
     # from the bias as the file has it (only needed when some window does).
     crosses = pad_t > 0 or pad_l > 0 or (out_h - 1) * sh + (k_h - 1) * dh >= in_h or \
         (out_w - 1) * sw + (k_w - 1) * dw >= in_w or (not depthwise and seg != k_w * in_c)
-    border = f"{name}_b0" if crosses else "NULL"
+    dims = (in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l, dm, seg)
+    return ConvLayer(depthwise, tuple(int(v) for v in dims), in_zp, list(mults), list(shifts), out_zp, lo, hi,
+                     bias, raw_bias, acc_bound, bool(crosses), w.data, x, out)
+
+
+def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
+    cv = conv_layer(ctx, op, depthwise)
+    out_c = cv.out_c
+    decls, rq, rq_bytes = _requant_decl(name, cv.mults, cv.shifts, cv.out_zp, cv.lo, cv.hi, cv.acc_bound, out_c,
+                                        compact=ctx.compact_requant)
+    wide = cv.wide(ctx.optimize)
+    packed = cv.packed(ctx.optimize)
+    ctype = "int16_t" if wide else "int8_t"
+    border = f"{name}_b0" if cv.crosses else "NULL"
     decls += [
         _c_array(ctype, f"{name}_w", packed),
-        _c_array("int32_t", f"{name}_b", bias),
-        *([_c_array("int32_t", f"{name}_b0", raw_bias)] if crosses else []),
-        f"static const aiot_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
-        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {seg}, {in_zp}, {rq}, {border} }};",
+        _c_array("int32_t", f"{name}_b", cv.bias),
+        *([_c_array("int32_t", f"{name}_b0", cv.raw_bias)] if cv.crosses else []),
+        f"static const aiot_conv_params_t {name}_p = {{ {', '.join(map(str, cv.dims))}, {cv.in_zp}, {rq}, {border} }};",
     ]
     fn = ("aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8") + ("_wide" if wide else "")
-    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
+    call = f"{fn}(&{name}_p, {ctx.p(cv.x.index)}, {name}_w, {name}_b, {ctx.p(cv.out.index)})"
+    in_c, out_h, out_w, k_h, k_w = cv.dims[2], cv.dims[3], cv.dims[4], cv.dims[6], cv.dims[7]
     macs = out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
-    weights_bytes = packed.nbytes + 4 * out_c * (2 if crosses else 1) + rq_bytes
+    weights_bytes = packed.nbytes + 4 * out_c * (2 if cv.crosses else 1) + rq_bytes
     return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=weights_bytes)
 
 
@@ -419,7 +471,8 @@ def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
         raise _fail(g, op, "input and output quantization differ", "TFLite Micro requires equal scales here; re-export the model")
 
 
-def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
+def pool_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_pool_params_t's fields in order) of a pooling layer."""
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     in_h, in_w, c = _nhwc(g, op, x)
@@ -433,11 +486,14 @@ def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
     lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
     pad_t = _padding(o["padding"], in_h, k_h, sh, 1, out_h)
     pad_l = _padding(o["padding"], in_w, k_w, sw, 1, out_w)
-    decls = [
-        f"static const aiot_pool_params_t {name}_p = {{ {in_h}, {in_w}, {c}, {out_h}, {out_w}, {k_h}, {k_w}, "
-        f"{sh}, {sw}, {pad_t}, {pad_l}, {lo}, {hi} }};"
-    ]
+    return x, out, [int(v) for v in (in_h, in_w, c, out_h, out_w, k_h, k_w, sh, sw, pad_t, pad_l, lo, hi)]
+
+
+def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
+    x, out, f = pool_params(ctx, op)
+    decls = [f"static const aiot_pool_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    out_h, out_w, c, k_h, k_w = f[3], f[4], f[2], f[5], f[6]
     return Layer(op.op, op.index, call, decls, macs=out_h * out_w * c * k_h * k_w)
 
 
@@ -529,7 +585,8 @@ def _axis_list(g: Graph, op: Operator, idx: int, rank: int) -> list[int]:
     return axes
 
 
-def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
+def mean_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_mean_params_t's fields in order)."""
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     shape = list(x.shape)
@@ -550,7 +607,12 @@ def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
     k = min(reduce.bit_length() - 1, 32, 31 + shift)
     mult = int((mult << k) // reduce) if k >= 0 else int((mult >> -k) // reduce)
     shift -= k
-    decls = [f"static const aiot_mean_params_t {name}_p = {{ {outer}, {reduce}, {inner}, {in_zp}, {out_zp}, {mult}, {shift} }};"]
+    return x, out, [int(v) for v in (outer, reduce, inner, in_zp, out_zp, mult, shift)]
+
+
+def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, f = mean_params(ctx, op)
+    decls = [f"static const aiot_mean_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"aiot_mean_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=x.size)
 
@@ -715,7 +777,8 @@ def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
-def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
+def bcast_fields(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> list[int]:
+    """aiot_bcast_t's fields in order: out dims, in1 strides, in2 strides (5 each), broadcast, size."""
     rank = 5
     if max(len(a.shape), len(b.shape), len(out.shape)) > rank:
         raise _fail(g, op, "more than 5 dimensions", "reshape to at most 5-D")
@@ -734,8 +797,13 @@ def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
 
     sa, sb = strides(a), strides(b)
     bc = 0 if (list(a.shape) == list(out.shape) and list(b.shape) == list(out.shape)) else 1
+    return [int(v) for v in (*od, *sa, *sb, bc, out.size)]
+
+
+def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
+    f = bcast_fields(g, op, a, b, out)
     j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
-    return f"{{ {j(od)}, {j(sa)}, {j(sb)}, {bc}, {out.size} }}"
+    return f"{{ {j(f[0:5])}, {j(f[5:10])}, {j(f[10:15])}, {f[15]}, {f[16]} }}"
 
 
 def _binary_operands(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
@@ -746,8 +814,8 @@ def _binary_operands(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
     return a, b, out
 
 
-def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
-    g = ctx.g
+def add_params(ctx: Ctx, op: Operator, subtract: bool) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+    """(a, b, output, aiot_add_params_t's fields after its broadcast shape, in order)."""
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
     left_shift = 20
@@ -756,8 +824,14 @@ def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
     m2, s2 = quantize_multiplier(float(sb) / twice_max)
     mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
     lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
-    decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, {left_shift}, "
-             f"{m1}, {s1}, {m2}, {s2}, {mo}, {so_}, {zo}, {lo}, {hi}, {1 if subtract else 0} }};"]
+    f = [-za, -zb, left_shift, m1, s1, m2, s2, mo, so_, zo, lo, hi, 1 if subtract else 0]
+    return a, b, out, [int(v) for v in f]
+
+
+def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
+    g = ctx.g
+    a, b, out, f = add_params(ctx, op, subtract)
+    decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {', '.join(map(str, f))} }};"]
     call = f"aiot_add_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
@@ -842,7 +916,8 @@ def emit_tanh(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _sigmoid_like(ctx, op, name, "aiot_tanh_s8", 1.0 / 128, 0)
 
 
-def emit_softmax(ctx: Ctx, op: Operator, name: str) -> Layer:
+def softmax_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_softmax_params_t's fields in order)."""
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(g, op, x, out)
@@ -856,7 +931,12 @@ def emit_softmax(ctx: Ctx, op: Operator, name: str) -> Layer:
     mult, shift = quantize_multiplier(real)
     diff_min = -_input_radius(diff_bits, shift)
     depth = x.shape[-1] if x.shape else 1
-    decls = [f"static const aiot_softmax_params_t {name}_p = {{ {x.size // depth}, {depth}, {mult}, {shift}, {diff_min} }};"]
+    return x, out, [int(v) for v in (x.size // depth, depth, mult, shift, diff_min)]
+
+
+def emit_softmax(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, f = softmax_params(ctx, op)
+    decls = [f"static const aiot_softmax_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"aiot_softmax_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=x.size)
 
