@@ -52,6 +52,12 @@ def plan_arena(plan: bytes) -> int:
     return int(fields[3])
 
 
+def plan_layers(plan: bytes) -> int:
+    """The layer records a plan has (its header's layers field)."""
+    plan_arena(plan)
+    return int(HEADER.unpack_from(plan)[2])
+
+
 class _Blob:
     """An array placed after the records; its word holds its offset from the plan start."""
 
