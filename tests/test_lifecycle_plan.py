@@ -117,16 +117,19 @@ def _refused_or_in_bounds(walker, data: bytes, arena: int) -> int:
     return p.rc
 
 
-def test_damaged_version_2_plans_are_refused(walker, conv_model):
-    """Every record of a conv plan: truncation anywhere, each parameter word set to an
-    out-of-range value, and random byte damage are refused or stay inside the plan and the
-    arena (the host build runs with the C library's own bounds: a crash fails the test)."""
-    data = L.build_plan(conv_model.read_bytes())
+@pytest.mark.parametrize("which", ["conv", "elementwise"])
+def test_damaged_version_2_plans_are_refused(walker, conv_model, which):
+    """Every record of a plan (every v2 kind between the two models): truncation anywhere,
+    each parameter word set to an out-of-range value, and random byte damage are refused
+    or stay inside the plan and the arena (a crash fails the test)."""
+    model = conv_model if which == "conv" else _cached(_elementwise_keras)
+    data = L.build_plan(model.read_bytes())
     arena = L.plan_arena(data)
     assert Plan(walker, data, arena_cap=arena).rc == 0
     assert Plan(walker, data, arena_cap=arena - 4).rc == 11
     records = _records(data)
-    assert {k for _, k, _ in records} >= {L.KIND_CONV, L.KIND_DEPTHWISE, L.KIND_FC, L.KIND_ADD, L.KIND_SOFTMAX}
+    assert {k for _, k, _ in records} >= ({L.KIND_CONV, L.KIND_DEPTHWISE, L.KIND_FC, L.KIND_ADD, L.KIND_SOFTMAX}
+                                          if which == "conv" else {L.KIND_MUL, L.KIND_MIN_MAX, L.KIND_TANH})
     end = records[-1][0] + records[-1][2]
     for cut in range(0, end + 64, 3):  # every prefix of the records and a bit of the arrays
         assert Plan(walker, data[:cut], arena_cap=arena).rc == 8, f"plan cut at {cut} accepted"
@@ -146,7 +149,7 @@ def test_damaged_version_2_plans_are_refused(walker, conv_model):
         for w in range(1, 4):  # tensor offsets past the arena
             broken = bytearray(data)
             struct.pack_into("<I", broken, pos + 4 * w, arena)
-            if w != 2 or kind == L.KIND_ADD:
+            if w != 2 or kind in (L.KIND_ADD, L.KIND_MUL, L.KIND_MIN_MAX):
                 assert Plan(walker, bytes(broken), arena_cap=arena).rc == 8, f"kind {kind} offset word {w}"
     rng = np.random.default_rng(5)
     for _ in range(300):
@@ -172,13 +175,29 @@ def _conv_keras(L_):
     return keras.Model(x, y)
 
 
-def _with_mul(L_):
+def _elementwise_keras(L_):
+    """MUL, MAXIMUM/MINIMUM (with the converter's int8 QUANTIZE), LOGISTIC, TANH, RELU,
+    LEAKY_RELU, RELU6 between convs and a dense layer."""
+    import keras
+
+    keras.utils.set_random_seed(23)
+    x = keras.Input((1, 12, 4))
+    a = L_.Conv2D(4, (1, 3), padding="same")(x)
+    b = L_.Conv2D(4, (1, 1))(x)
+    m = L_.Multiply()([a, b])
+    h = L_.Minimum()([L_.Maximum()([a, b]), m])
+    r = L_.ReLU()(L_.Activation("sigmoid")(m))
+    u = L_.ReLU(6.0)(L_.LeakyReLU(0.2)(L_.Activation("tanh")(h)))
+    return keras.Model(x, L_.Dense(3)(L_.Flatten()(L_.Add()([r, u]))))
+
+
+def _with_concat(L_):
     import keras
 
     keras.utils.set_random_seed(22)
     x = keras.Input((1, 6, 2))
     a = L_.Conv2D(2, (1, 3), padding="same")(x)
-    return keras.Model(x, L_.Dense(2)(L_.Flatten()(L_.Multiply()([a, x]))))
+    return keras.Model(x, L_.Dense(2)(L_.Flatten()(L_.Concatenate()([a, x]))))
 
 
 def _cached(builder):
@@ -224,12 +243,27 @@ def test_conv_model_plan_is_bit_exact(walker, conv_model):
     np.testing.assert_array_equal(p.run(x), TflmReference(tfl).run(x).reshape(len(x), -1))
 
 
+def test_elementwise_model_plan_is_bit_exact(walker):
+    from aiot.model import tflite
+    from aiot.model.reference import TflmReference
+
+    tfl = _cached(_elementwise_keras).read_bytes()
+    ops = {op.op for op in tflite.load(tfl).operators}
+    assert ops >= {"MUL", "MAXIMUM", "MINIMUM", "LOGISTIC", "TANH", "LEAKY_RELU"}, ops
+    data = L.build_plan(tfl)
+    p = Plan(walker, data, arena_cap=L.plan_arena(data))
+    assert p.rc == 0
+    x = np.random.default_rng(4).integers(-128, 128, (24, p.head[6]), dtype=np.int8)
+    x[0], x[1] = -128, 127
+    np.testing.assert_array_equal(p.run(x), TflmReference(tfl).run(x).reshape(len(x), -1))
+
+
 def test_unsupported_ops_are_named():
-    """An op the plan does not run (MUL here) is refused by name, not serialized wrongly."""
+    """An op the plan does not run (CONCATENATION here) is refused by name, not serialized wrongly."""
     from aiot.errors import ToolkitError
 
-    with pytest.raises(ToolkitError, match=r"node \d+ is MUL"):
-        L.build_plan(_cached(_with_mul).read_bytes())
+    with pytest.raises(ToolkitError, match=r"node \d+ is CONCATENATION"):
+        L.build_plan(_cached(_with_concat).read_bytes())
 
 
 def test_mlperf_kws_plan_is_bit_exact(walker):

@@ -189,8 +189,9 @@ uint32_t aiot_update_record_crc(const aiot_update_record_t *r);
 // ---------------------------------------------------------------------------------------
 // The model as data (firmware/src/update/plan.c): a package's PLAN section walked with the
 // engine's kernels (aiot.lifecycle.plan; format in docs/lifecycle.md). Version 2 runs
-// FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, AVERAGE/MAX_POOL_2D, ADD/SUB, SOFTMAX and
-// MEAN layers (reshapes cost nothing); version 1 plans (FULLY_CONNECTED only) still load.
+// FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, AVERAGE/MAX_POOL_2D, ADD/SUB, MUL,
+// MINIMUM/MAXIMUM, SOFTMAX, MEAN, int8 QUANTIZE, RELU, RELU6, LOGISTIC, TANH and LEAKY_RELU
+// layers (reshapes cost nothing); version 1 plans (FULLY_CONNECTED only) still load.
 
 #include "aiot/engine.h"
 
@@ -212,6 +213,13 @@ enum {
     AIOT_PLAN_ADD = 6,
     AIOT_PLAN_SOFTMAX = 7,
     AIOT_PLAN_MEAN = 8,
+    AIOT_PLAN_MUL = 9,
+    AIOT_PLAN_REQUANTIZE = 10,  //!< int8 QUANTIZE, RELU
+    AIOT_PLAN_CLAMP = 11,       //!< RELU6
+    AIOT_PLAN_LOGISTIC = 12,
+    AIOT_PLAN_TANH = 13,
+    AIOT_PLAN_LEAKY_RELU = 14,
+    AIOT_PLAN_MIN_MAX = 15,
 };
 
 typedef struct {
@@ -227,6 +235,12 @@ typedef struct {
         aiot_add_params_t add;
         aiot_softmax_params_t softmax;
         aiot_mean_params_t mean;
+        aiot_mul_params_t mul;
+        aiot_requantize_params_t requantize;
+        aiot_sigmoid_params_t sigmoid;
+        aiot_leaky_relu_params_t leaky;
+        struct { aiot_bcast_t shape; uint8_t is_max; } min_max;
+        struct { uint32_t size; int32_t lo, hi; } clamp;
     } p;
 } aiot_plan_layer_t;
 

@@ -22,7 +22,7 @@ static uint32_t word(const uint8_t *w, uint32_t k) { return aiot_le_rd32(w + 4u 
 
 // Version 2 parameter words per kind (aiot.lifecycle.plan KIND_WORDS); 0: unknown kind.
 #define RQ_WORDS 7u
-static const uint8_t kind_words[] = {0, 5 + RQ_WORDS, 21 + RQ_WORDS, 21 + RQ_WORDS, 13, 13, 30, 5, 7};
+static const uint8_t kind_words[] = {0, 5 + RQ_WORDS, 21 + RQ_WORDS, 21 + RQ_WORDS, 13, 13, 30, 5, 7, 24, 7, 3, 5, 5, 7, 18};
 
 //! A requantization block (fast, per_channel, zero point, act min, act max, table, shifts).
 static int load_rq(const uint8_t *plan, uint32_t len, const uint8_t *w, uint32_t channels, aiot_requant_t *rq) {
@@ -133,20 +133,29 @@ static uint64_t extent(const aiot_bcast_t *s, const uint32_t *strides) {
     return last + 1u;
 }
 
-static int load_add(const uint8_t *w, aiot_plan_layer_t *l, uint32_t arena) {
-    aiot_add_params_t *a = &l->p.add;
+//! A broadcast shape (17 words) whose walks stay inside the arena for both inputs and the output.
+static int load_bcast(const uint8_t *w, const aiot_plan_layer_t *l, aiot_bcast_t *s, uint32_t arena) {
     uint64_t size = 1;
     for (uint32_t k = 0; k < AIOT_MAX_DIMS; k++) {
-        a->shape.out_dims[k] = word(w, k);
-        a->shape.in1_strides[k] = word(w, 5u + k);
-        a->shape.in2_strides[k] = word(w, 10u + k);
-        if (a->shape.out_dims[k] == 0u) return BAD;
-        size *= a->shape.out_dims[k];
+        s->out_dims[k] = word(w, k);
+        s->in1_strides[k] = word(w, 5u + k);
+        s->in2_strides[k] = word(w, 10u + k);
+        if (s->out_dims[k] == 0u) return BAD;
+        size *= s->out_dims[k];
         if (size > arena) return BAD;
     }
     if (word(w, 15) > 1u || word(w, 16) != size) return BAD;
-    a->shape.broadcast = (uint8_t)word(w, 15);
-    a->shape.size = (uint32_t)size;
+    s->broadcast = (uint8_t)word(w, 15);
+    s->size = (uint32_t)size;
+    if (!tensor(l->in_offset, extent(s, s->in1_strides), arena) || !tensor(l->in2_offset, extent(s, s->in2_strides), arena) ||
+        !tensor(l->out_offset, size, arena))
+        return BAD;
+    return AIOT_UPD_OK;
+}
+
+static int load_add(const uint8_t *w, aiot_plan_layer_t *l, uint32_t arena) {
+    aiot_add_params_t *a = &l->p.add;
+    if (load_bcast(w, l, &a->shape, arena) != AIOT_UPD_OK) return BAD;
     int32_t v[13];
     for (uint32_t k = 0; k < 13u; k++) v[k] = (int32_t)word(w, 17u + k);
     if (v[2] < 0 || v[2] > 20 || (uint32_t)v[12] > 1u) return BAD;  // left shift as TFLM's int8 (20) at most
@@ -154,10 +163,12 @@ static int load_add(const uint8_t *w, aiot_plan_layer_t *l, uint32_t arena) {
     a->input1_multiplier = v[3], a->input1_shift = v[4], a->input2_multiplier = v[5], a->input2_shift = v[6];
     a->output_multiplier = v[7], a->output_shift = v[8], a->output_offset = v[9];
     a->act_min = v[10], a->act_max = v[11], a->subtract = (uint8_t)v[12];
-    if (!tensor(l->in_offset, extent(&a->shape, a->shape.in1_strides), arena) ||
-        !tensor(l->in2_offset, extent(&a->shape, a->shape.in2_strides), arena) || !tensor(l->out_offset, size, arena))
-        return BAD;
     return AIOT_UPD_OK;
+}
+
+//! Element-wise layers of `size` values (in and out may be the same bytes).
+static int elementwise(const aiot_plan_layer_t *l, uint32_t size, uint32_t arena) {
+    return tensor(l->in_offset, size, arena) && tensor(l->out_offset, size, arena) ? AIOT_UPD_OK : BAD;
 }
 
 static int load_v2_layer(const uint8_t *plan, uint32_t len, const uint8_t *r, aiot_plan_layer_t *l, uint32_t arena) {
@@ -179,6 +190,42 @@ static int load_v2_layer(const uint8_t *plan, uint32_t len, const uint8_t *r, ai
         s->diff_min = (int32_t)word(w, 4);
         const uint64_t n = (uint64_t)s->outer * s->depth;
         return tensor(l->in_offset, n, arena) && tensor(l->out_offset, n, arena) ? AIOT_UPD_OK : BAD;
+    }
+    case AIOT_PLAN_MUL: {
+        aiot_mul_params_t *m = &l->p.mul;
+        if (load_bcast(w, l, &m->shape, arena) != AIOT_UPD_OK) return BAD;
+        m->input1_offset = (int32_t)word(w, 17), m->input2_offset = (int32_t)word(w, 18);
+        m->output_multiplier = (int32_t)word(w, 19), m->output_shift = (int32_t)word(w, 20);
+        m->output_offset = (int32_t)word(w, 21), m->act_min = (int32_t)word(w, 22), m->act_max = (int32_t)word(w, 23);
+        return AIOT_UPD_OK;
+    }
+    case AIOT_PLAN_MIN_MAX:
+        if (word(w, 17) > 1u) return BAD;
+        l->p.min_max.is_max = (uint8_t)word(w, 17);
+        return load_bcast(w, l, &l->p.min_max.shape, arena);
+    case AIOT_PLAN_REQUANTIZE: {
+        aiot_requantize_params_t *q = &l->p.requantize;
+        q->size = word(w, 0), q->input_zero_point = (int32_t)word(w, 1), q->multiplier = (int32_t)word(w, 2);
+        q->shift = (int32_t)word(w, 3), q->output_zero_point = (int32_t)word(w, 4);
+        q->act_min = (int32_t)word(w, 5), q->act_max = (int32_t)word(w, 6);
+        return elementwise(l, q->size, arena);
+    }
+    case AIOT_PLAN_CLAMP:
+        l->p.clamp.size = word(w, 0), l->p.clamp.lo = (int32_t)word(w, 1), l->p.clamp.hi = (int32_t)word(w, 2);
+        return elementwise(l, l->p.clamp.size, arena);
+    case AIOT_PLAN_LOGISTIC:
+    case AIOT_PLAN_TANH: {
+        aiot_sigmoid_params_t *g = &l->p.sigmoid;
+        g->size = word(w, 0), g->input_zero_point = (int32_t)word(w, 1), g->input_range_radius = (int32_t)word(w, 2);
+        g->input_multiplier = (int32_t)word(w, 3), g->input_left_shift = (int32_t)word(w, 4);
+        return elementwise(l, g->size, arena);
+    }
+    case AIOT_PLAN_LEAKY_RELU: {
+        aiot_leaky_relu_params_t *k = &l->p.leaky;
+        k->size = word(w, 0), k->input_zero_point = (int32_t)word(w, 1), k->output_zero_point = (int32_t)word(w, 2);
+        k->identity_multiplier = (int32_t)word(w, 3), k->identity_shift = (int32_t)word(w, 4);
+        k->alpha_multiplier = (int32_t)word(w, 5), k->alpha_shift = (int32_t)word(w, 6);
+        return elementwise(l, k->size, arena);
     }
     default: {  // AIOT_PLAN_MEAN
         aiot_mean_params_t *m = &l->p.mean;
@@ -289,6 +336,15 @@ int aiot_plan_invoke(const aiot_plan_t *p, int8_t *arena) {
         case AIOT_PLAN_ADD: rc = aiot_add_s8(&l->p.add, x, arena + l->in2_offset, y); break;
         case AIOT_PLAN_SOFTMAX: rc = aiot_softmax_s8(&l->p.softmax, x, y); break;
         case AIOT_PLAN_MEAN: rc = aiot_mean_s8(&l->p.mean, x, y); break;
+        case AIOT_PLAN_MUL: rc = aiot_mul_s8(&l->p.mul, x, arena + l->in2_offset, y); break;
+        case AIOT_PLAN_MIN_MAX:
+            rc = aiot_min_max_s8(&l->p.min_max.shape, l->p.min_max.is_max, x, arena + l->in2_offset, y);
+            break;
+        case AIOT_PLAN_REQUANTIZE: rc = aiot_requantize_s8(&l->p.requantize, x, y); break;
+        case AIOT_PLAN_CLAMP: rc = aiot_clamp_s8(l->p.clamp.size, l->p.clamp.lo, l->p.clamp.hi, x, y); break;
+        case AIOT_PLAN_LOGISTIC: rc = aiot_logistic_s8(&l->p.sigmoid, x, y); break;
+        case AIOT_PLAN_TANH: rc = aiot_tanh_s8(&l->p.sigmoid, x, y); break;
+        case AIOT_PLAN_LEAKY_RELU: rc = aiot_leaky_relu_s8(&l->p.leaky, x, y); break;
         default: return AIOT_ERR_PARAM;
         }
         if (rc != AIOT_OK) return (int)rc;

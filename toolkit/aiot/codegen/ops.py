@@ -505,13 +505,33 @@ def emit_max_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _pool(ctx, op, name, "aiot_max_pool_s8")
 
 
-def _requantize_layer(ctx: Ctx, op: Operator, name: str, mult: int, shift: int, lo: int, hi: int) -> Layer:
+def requantize_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_requantize_params_t's fields in order) of an int8 -> int8
+    QUANTIZE or a RELU."""
+    g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    _same_size(ctx.g, op, x, out)
+    if op.op == "RELU":
+        in_s, _ = _qp(x)
+        out_s, out_zp = _qp(out)
+        m, s = quantize_multiplier(float(in_s) / float(out_s))
+        lo, hi = max(INT8_MIN, out_zp + round_half_away(float(np.float32(0.0) / np.float32(out_s)))), INT8_MAX
+    else:
+        if out.dtype != "int8":
+            raise _fail(g, op, f"output is {out.dtype}", "only int8 outputs are supported")
+        _same_size(g, op, x, out)
+        if x.dtype != "int8":
+            raise _fail(g, op, f"input is {x.dtype}", "only int8 -> int8 requantization is supported")
+        in_s, _ = _qp(x)
+        m, s = quantize_multiplier(float(in_s) / float(_qp(out)[0]))
+        lo, hi = INT8_MIN, INT8_MAX
+    _same_size(g, op, x, out)
     in_zp, out_zp = _qp(x)[1], _qp(out)[1]
-    decls = [
-        f"static const aiot_requantize_params_t {name}_p = {{ {out.size}, {in_zp}, {mult}, {shift}, {out_zp}, {lo}, {hi} }};"
-    ]
+    return x, out, [int(v) for v in (out.size, in_zp, m, s, out_zp, lo, hi)]
+
+
+def _requantize_layer(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, f = requantize_params(ctx, op)
+    decls = [f"static const aiot_requantize_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"aiot_requantize_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
@@ -527,11 +547,7 @@ def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
         decls: list[str] = []
         call = f"aiot_quantize_f32_s8({out.size}, {_c_float(out_s)}, {out_zp}, (const float *){ctx.p(x.index)}, {ctx.p(out.index)})"
         return Layer(op.op, op.index, call, decls, macs=out.size)
-    if x.dtype != "int8":
-        raise _fail(g, op, f"input is {x.dtype}", "only int8 -> int8 requantization is supported")
-    in_s, _ = _qp(x)
-    m, s = quantize_multiplier(float(in_s) / float(out_s))
-    return _requantize_layer(ctx, op, name, m, s, INT8_MIN, INT8_MAX)
+    return _requantize_layer(ctx, op, name)
 
 
 def emit_dequantize(ctx: Ctx, op: Operator, name: str) -> Layer:
@@ -546,15 +562,11 @@ def emit_dequantize(ctx: Ctx, op: Operator, name: str) -> Layer:
 
 
 def emit_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
-    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    in_s, _ = _qp(x)
-    out_s, out_zp = _qp(out)
-    m, s = quantize_multiplier(float(in_s) / float(out_s))
-    lo = max(INT8_MIN, out_zp + round_half_away(float(np.float32(0.0) / np.float32(out_s))))
-    return _requantize_layer(ctx, op, name, m, s, lo, INT8_MAX)
+    return _requantize_layer(ctx, op, name)
 
 
-def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
+def leaky_relu_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_leaky_relu_params_t's fields in order)."""
     # TFLM's Prepare computes both ratios in float (scale * alpha / scale) before widening.
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(ctx.g, op, x, out)
@@ -562,18 +574,29 @@ def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     alpha = np.float32(op.options.get("alpha", 0.0))
     am, ash = quantize_multiplier(float(np.float32(np.float32(in_s) * alpha) / np.float32(out_s)))
     im, ish = quantize_multiplier(float(np.float32(in_s) / np.float32(out_s)))
-    decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {out.size}, {in_zp}, {out_zp}, {im}, {ish}, {am}, {ash} }};"]
+    return x, out, [int(v) for v in (out.size, in_zp, out_zp, im, ish, am, ash)]
+
+
+def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, f = leaky_relu_params(ctx, op)
+    decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"aiot_leaky_relu_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
-def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
+def relu6_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_clamp_s8's size, lo, hi)."""
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(ctx.g, op, x, out)
     in_s, in_zp = _qp(x)
     six = round_half_away(float(np.float32(6.0) / np.float32(in_s))) + in_zp
     six = max(INT8_MIN, min(INT8_MAX, six))
-    call = f"aiot_clamp_s8({out.size}, {in_zp}, {six}, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    return x, out, [int(out.size), int(in_zp), int(six)]
+
+
+def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, (size, lo, hi) = relu6_params(ctx, op)
+    call = f"aiot_clamp_s8({size}, {lo}, {hi}, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, [], macs=out.size)
 
 
@@ -844,25 +867,35 @@ def emit_sub(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _add_sub(ctx, op, name, subtract=True)
 
 
-def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
-    g = ctx.g
+def mul_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+    """(a, b, output, aiot_mul_params_t's fields after its broadcast shape, in order)."""
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
     m, s = quantize_multiplier(float(sa) * float(sb) / float(so))
     lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
-    decls = [f"static const aiot_mul_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, "
-             f"{m}, {s}, {zo}, {lo}, {hi} }};"]
+    return a, b, out, [int(v) for v in (-za, -zb, m, s, zo, lo, hi)]
+
+
+def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    a, b, out, f = mul_params(ctx, op)
+    decls = [f"static const aiot_mul_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {', '.join(map(str, f))} }};"]
     call = f"aiot_mul_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
-def _min_max(ctx: Ctx, op: Operator, name: str, is_max: bool) -> Layer:
+def min_max_operands(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
     # TFLM compares the raw int8 values: the converter gives both inputs the output's
     # quantization (otherwise the comparison would mean nothing), so insist on it.
-    g = ctx.g
     a, b, out = _binary_operands(ctx, op)
-    _same_qparams(g, op, a, out)
-    _same_qparams(g, op, b, out)
+    _same_qparams(ctx.g, op, a, out)
+    _same_qparams(ctx.g, op, b, out)
+    return a, b, out
+
+
+def _min_max(ctx: Ctx, op: Operator, name: str, is_max: bool) -> Layer:
+    g = ctx.g
+    a, b, out = min_max_operands(ctx, op)
     decls = [f"static const aiot_bcast_t {name}_p = {_bcast(g, op, a, b, out)};"]
     call = f"aiot_min_max_s8(&{name}_p, {1 if is_max else 0}, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
@@ -893,8 +926,14 @@ def _input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> i
     return int(math.floor(((1 << integer_bits) - 1) * float(1 << (total_bits - integer_bits)) / float(1 << left_shift)))
 
 
-def _sigmoid_like(ctx: Ctx, op: Operator, name: str, fn: str, out_scale: float, out_zp: int) -> Layer:
+#: the fixed output quantization TFLM requires of LOGISTIC and TANH
+SIGMOID_OUTPUT = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+
+
+def sigmoid_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_sigmoid_params_t's fields in order) of a LOGISTIC or TANH."""
     g = ctx.g
+    out_scale, out_zp = SIGMOID_OUTPUT[op.op]
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(g, op, x, out)
     (in_s, in_zp), (o_s, o_zp) = _qp(x), _qp(out)
@@ -903,17 +942,22 @@ def _sigmoid_like(ctx: Ctx, op: Operator, name: str, fn: str, out_scale: float, 
                     "re-export with the standard int8 converter")
     mult, shift = _frexp_multiplier(float(in_s) * float(1 << 27))
     radius = _input_radius(4, shift)
-    decls = [f"static const aiot_sigmoid_params_t {name}_p = {{ {x.size}, {in_zp}, {radius}, {mult}, {shift} }};"]
+    return x, out, [int(v) for v in (x.size, in_zp, radius, mult, shift)]
+
+
+def _sigmoid_like(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
+    x, out, f = sigmoid_params(ctx, op)
+    decls = [f"static const aiot_sigmoid_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=x.size)
 
 
 def emit_logistic(ctx: Ctx, op: Operator, name: str) -> Layer:
-    return _sigmoid_like(ctx, op, name, "aiot_logistic_s8", 1.0 / 256, -128)
+    return _sigmoid_like(ctx, op, name, "aiot_logistic_s8")
 
 
 def emit_tanh(ctx: Ctx, op: Operator, name: str) -> Layer:
-    return _sigmoid_like(ctx, op, name, "aiot_tanh_s8", 1.0 / 128, 0)
+    return _sigmoid_like(ctx, op, name, "aiot_tanh_s8")
 
 
 def softmax_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:

@@ -1,8 +1,10 @@
 """The model as data (the PLAN section of a model package): the layers the generated C
 would call, serialized so the firmware can walk them (firmware/src/update/plan.c) with
 the same kernels and the same numbers. The code generator's own preparation functions
-(aiot.codegen.ops: fully_connected_layer, conv_layer, pool_params, add_params,
-softmax_params, mean_params, requant_form) compute every parameter for both paths.
+(aiot.codegen.ops: fully_connected_layer, conv_layer, requant_form, pool_params,
+add_params, mul_params, min_max_operands, bcast_fields, softmax_params, mean_params,
+requantize_params, relu6_params, sigmoid_params, leaky_relu_params) compute every
+parameter for both paths.
 
 Layout (little-endian), docs/lifecycle.md "The plan format". Header ``magic "PLN1" u32,
 version u16, layers u16, arena u32, input offset u32, output offset u32, input bytes u32,
@@ -35,13 +37,17 @@ RECORD = struct.Struct("<HHIII")           # version 2 record head
 OP_FC_WIDE = 1
 
 #: version 2 layer kinds (firmware/include/aiot/update.h AIOT_PLAN_*) and their parameter words
-KIND_FC, KIND_CONV, KIND_DEPTHWISE, KIND_AVG_POOL, KIND_MAX_POOL, KIND_ADD, KIND_SOFTMAX, KIND_MEAN = range(1, 9)
+(KIND_FC, KIND_CONV, KIND_DEPTHWISE, KIND_AVG_POOL, KIND_MAX_POOL, KIND_ADD, KIND_SOFTMAX, KIND_MEAN, KIND_MUL,
+ KIND_REQUANTIZE, KIND_CLAMP, KIND_LOGISTIC, KIND_TANH, KIND_LEAKY_RELU, KIND_MIN_MAX) = range(1, 16)
 RQ_WORDS = 7  # fast, per_channel, output zero point, act min, act max, table, shift table
 KIND_WORDS = {KIND_FC: 5 + RQ_WORDS, KIND_CONV: 16 + 5 + RQ_WORDS, KIND_DEPTHWISE: 16 + 5 + RQ_WORDS,
-              KIND_AVG_POOL: 13, KIND_MAX_POOL: 13, KIND_ADD: 17 + 13, KIND_SOFTMAX: 5, KIND_MEAN: 7}
+              KIND_AVG_POOL: 13, KIND_MAX_POOL: 13, KIND_ADD: 17 + 13, KIND_SOFTMAX: 5, KIND_MEAN: 7,
+              KIND_MUL: 17 + 7, KIND_REQUANTIZE: 7, KIND_CLAMP: 3, KIND_LOGISTIC: 5, KIND_TANH: 5,
+              KIND_LEAKY_RELU: 7, KIND_MIN_MAX: 17 + 1}
 #: ops the plan runs (ALIAS_OPS cost nothing: the memory plan gives them their input's bytes)
 PLAN_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "ADD", "SUB",
-            "SOFTMAX", "MEAN")
+            "SOFTMAX", "MEAN", "MUL", "QUANTIZE", "RELU", "RELU6", "LOGISTIC", "TANH", "LEAKY_RELU", "MAXIMUM",
+            "MINIMUM")
 
 
 def plan_arena(plan: bytes) -> int:
@@ -78,13 +84,16 @@ def build_plan(model: bytes) -> bytes:
     with any other op is refused with its nodes named."""
     from aiot.codegen import _plan
     from aiot.codegen.ops import (ALIAS_OPS, Ctx, add_params, bcast_fields, conv_layer, fully_connected_layer,
-                                  mean_params, pack_weights_wide, pool_params, requant_form, softmax_params)
+                                  leaky_relu_params, mean_params, min_max_operands, mul_params, pack_weights_wide,
+                                  pool_params, relu6_params, requant_form, requantize_params, sigmoid_params,
+                                  softmax_params)
     from aiot.model import tflite
 
     g = tflite.load(bytes(model))
     plan, alias_ops = _plan(g)
-    other = [f"node {op.index} is {op.op}" for i, op in enumerate(g.operators)
-             if i not in alias_ops and op.op not in PLAN_OPS]
+    other = [f"node {op.index} is {op.op}" + (" from float32" if op.op == "QUANTIZE" else "")
+             for i, op in enumerate(g.operators) if i not in alias_ops and (
+                 op.op not in PLAN_OPS or (op.op == "QUANTIZE" and g.tensors[op.inputs[0]].dtype != "int8"))]
     if other:
         raise ToolkitError(f"{'; '.join(other)}: the model-as-data plan runs {', '.join(PLAN_OPS)} and reshapes only",
                            hint="ship this model compiled in (aiot codegen + aiot build); the package then carries no plan")
@@ -125,9 +134,23 @@ def build_plan(model: bytes) -> bytes:
         elif op.op == "SOFTMAX":
             x, out, f = softmax_params(ctx, op)
             records.append((KIND_SOFTMAX, at[x.index], 0, at[out.index], f))
-        else:  # MEAN
+        elif op.op == "MEAN":
             x, out, f = mean_params(ctx, op)
             records.append((KIND_MEAN, at[x.index], 0, at[out.index], f))
+        elif op.op == "MUL":
+            a, b, out, f = mul_params(ctx, op)
+            records.append((KIND_MUL, at[a.index], at[b.index], at[out.index], [*bcast_fields(g, op, a, b, out), *f]))
+        elif op.op in ("MAXIMUM", "MINIMUM"):
+            a, b, out = min_max_operands(ctx, op)
+            records.append((KIND_MIN_MAX, at[a.index], at[b.index], at[out.index],
+                            [*bcast_fields(g, op, a, b, out), int(op.op == "MAXIMUM")]))
+        else:
+            unary = {"QUANTIZE": (KIND_REQUANTIZE, requantize_params), "RELU": (KIND_REQUANTIZE, requantize_params),
+                     "RELU6": (KIND_CLAMP, relu6_params), "LOGISTIC": (KIND_LOGISTIC, sigmoid_params),
+                     "TANH": (KIND_TANH, sigmoid_params), "LEAKY_RELU": (KIND_LEAKY_RELU, leaky_relu_params)}
+            kind, params = unary[op.op]
+            x, out, f = params(ctx, op)
+            records.append((kind, at[x.index], 0, at[out.index], f))
     base = HEADER.size + sum(RECORD.size + 4 * len(r[4]) for r in records)
     blobs = bytearray()
     for *_, words in records:
