@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow  # builds a firmware per board and reboots it
 def update_kit(board, transport_kind, hil_model, model_c, pytestconfig, tmp_path_factory):
     d = tmp_path_factory.mktemp(f"update-{board.name}")
     if transport_kind == "qemu":
-        if "update" not in board.extra:
+        if board.update is None:
             pytest.skip(f"board {board.name} has no [update] layout in its board file")
         if board.name != "mps2-an386" and not os.environ.get("AIOT_HIL_UPDATE_ALL"):
             # each board needs its own firmware build (~20 s): the default board in CI

@@ -344,3 +344,17 @@ def test_custom_ops_are_refused_by_name_saying_what_they_are():
     other = Operator(index=3, op="CUSTOM:MyOp", inputs=(g.inputs[0],), outputs=(g.outputs[0],))
     assert "custom op 'MyOp'" in describe_unsupported(g, other)
     assert "without custom ops" in unsupported_hint(g, ["CUSTOM:ethos-u"])
+
+
+def test_host_build_of_c_from_an_older_codegen_says_generate_again(tmp_path):
+    # model.c from before several inputs and outputs (no aiot_model_input_n): named, not a crash
+    (tmp_path / "model.c").write_text(
+        '#include "aiot/model.h"\n'
+        "static int8_t arena[16];\n"
+        'const aiot_model_info_t aiot_model_info = {"old", 0, 8, 8, 16, 0.05f, -3, 0.1f, 2, 1};\n'
+        "int8_t *aiot_model_input(void) { return arena; }\n"
+        "const int8_t *aiot_model_output(void) { return arena + 8; }\n"
+        "int aiot_model_invoke(void) { return 0; }\n")
+    with pytest.raises(ToolkitError) as e:
+        HostModel(tmp_path)
+    assert "older aiot codegen" in e.value.message and "aiot codegen --model" in e.value.hint

@@ -288,15 +288,23 @@ def _tflite(recipes, builder, per_channel: bool, batch1: bool):
 
 
 def _compare(model_path, ref_path, tmp_path, seed: int, **gen) -> list[str]:
+    """Every output bit of the host build against tflite-micro's: int8 vectors (the
+    extremes included), or for a float-input model float ones (_float_inputs: ties, a hair
+    either side, far out of range); a float output compared as float32 bits."""
     from aiot.model.reference import TflmReference
 
     res = codegen.generate(model_path, tmp_path, **gen)
     host, ref = HostModel(tmp_path), TflmReference(ref_path)
-    rng = np.random.default_rng(seed)
-    xs = rng.integers(-128, 128, size=(N_INPUTS, res.input_bytes), dtype=np.int8)
-    xs[0], xs[1] = -128, 127
+    if res.float_input:
+        xs = _float_inputs(res.input_scale, res.input_zero_point, res.input_bytes)
+    else:
+        xs = np.random.default_rng(seed).integers(-128, 128, size=(N_INPUTS, res.input_bytes), dtype=np.int8)
+        xs[0], xs[1] = -128, 127
     for x in xs:
-        np.testing.assert_array_equal(host.invoke(x), ref.invoke(x).ravel(), err_msg=str(res.layers))
+        got = host.invoke_float(x) if res.float_input or res.float_output else host.invoke(x)
+        want = ref.invoke(x).ravel()
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg=f"{res.layers}, input {x[:4]}...")
     return res
 
 
@@ -388,13 +396,17 @@ def test_odd_shapes_bit_exact_on_a_dsp_core(recipes, builder, optimize, tmp_path
 FLOAT_EDGES = [("float32", "float32"), ("float32", "int8"), ("int8", "float32")]
 
 
-def _float_interface_tflite(recipes, input_type: str, output_type: str):
+def _dense_for_float_edges(L):
+    return _seq((12,), L.Dense(10, activation="relu"), L.Dense(8), L.Dense(5))
+
+
+def _float_interface_tflite(recipes, input_type: str, output_type: str, builder=_dense_for_float_edges):
     def build() -> bytes:
         import keras
         import tensorflow as tf
 
         recipes._tf()
-        model = _seq((12,), keras.layers.Dense(10, activation="relu"), keras.layers.Dense(8), keras.layers.Dense(5))
+        model = builder(keras.layers)
         rep = _rep_data(model)
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -404,7 +416,8 @@ def _float_interface_tflite(recipes, input_type: str, output_type: str):
         conv.inference_output_type = getattr(tf, output_type)
         return conv.convert()
 
-    return recipes.cached_tflite(["parity-float-edges", input_type, output_type], build)
+    key = ["parity-float-edges", input_type, output_type]
+    return recipes.cached_tflite(key if builder is _dense_for_float_edges else key + [inspect.getsource(builder)], build)
 
 
 def _float_inputs(scale: float, zero_point: int, size: int) -> np.ndarray:
@@ -422,27 +435,25 @@ def _float_inputs(scale: float, zero_point: int, size: int) -> np.ndarray:
 @pytest.mark.parametrize("input_type, output_type", FLOAT_EDGES, ids=[f"{i}-{o}" for i, o in FLOAT_EDGES])
 def test_float_interface_bit_exact(recipes, input_type, output_type, tmp_path):
     from aiot.model import tflite
-    from tflite_micro.python.tflite_micro import runtime
 
     path = _float_interface_tflite(recipes, input_type, output_type)
     g = tflite.load(path)
     assert (g.input.dtype, g.output.dtype) == (input_type, output_type)
-    res = codegen.generate(path, tmp_path)
+    res = _compare(path, path, tmp_path, seed=22)
     assert (res.float_input, res.float_output) == (input_type == "float32", output_type == "float32")
     assert "QUANTIZE" not in res.layers and "DEQUANTIZE" not in res.layers  # the core stays int8
-    host = HostModel(tmp_path)
-    interp = runtime.Interpreter.from_bytes(path.read_bytes())
-    if input_type == "float32":
-        xs = _float_inputs(res.input_scale, res.input_zero_point, res.input_bytes)
-    else:
-        xs = np.random.default_rng(22).integers(-128, 128, size=(N_INPUTS, res.input_bytes)).astype(np.int8)
-    for x in xs:
-        interp.set_input(x.reshape(1, -1), 0)
-        interp.invoke()
-        want = np.asarray(interp.get_output(0)).ravel()
-        got = host.invoke_float(x)
-        assert got.dtype == want.dtype
-        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg=f"input {x[:4]}...")
+
+
+# Parity families with the converter's default float interface: convolutions and
+# depthwise (with average pooling) between a float input and a float output.
+FLOAT_FAMILIES = [conv2d_same_stride, depthwise_2d]
+
+
+@pytest.mark.parametrize("builder", FLOAT_FAMILIES, ids=[b.__name__ for b in FLOAT_FAMILIES])
+def test_parity_float_interface_families(recipes, builder, tmp_path):
+    path = _float_interface_tflite(recipes, "float32", "float32", builder)
+    res = _compare(path, path, tmp_path, seed=600 + BUILDERS.index(builder))
+    assert res.float_input and res.float_output and res.layers[0] in ("CONV_2D", "DEPTHWISE_CONV_2D")
 
 
 def test_float_input_nan_reads_as_zero_and_infinities_saturate(recipes, tmp_path):
@@ -473,6 +484,292 @@ def test_float_interface_bit_exact_on_a_dsp_core(recipes, tmp_path):
     header = (tmp_path / "c" / "model.h").read_text()
     assert "#define AIOT_MODEL_FLOAT_INPUT 1" in header and "#define AIOT_MODEL_FLOAT_OUTPUT 1" in header
     assert r.bit_exact, "the float edges differ from tflite-micro on the M4"
+
+
+# Several inputs and outputs: a sensor window and a feature vector in; a class score and
+# an embedding out, the embedding also read by a later layer (an output that must stay
+# alive past its readers). The converter orders inputs and outputs its own way; the engine,
+# the host build, the bench firmware and tflite-micro all take them in the .tflite's order.
+def _two_in_two_out_tflite(recipes):
+    def build() -> bytes:
+        import keras
+        import tensorflow as tf
+
+        recipes._tf()
+        L = keras.layers
+        keras.utils.set_random_seed(15)
+        a = keras.Input((1, 12, 3), batch_size=1, name="window")
+        b = keras.Input((6,), batch_size=1, name="features")
+        h = L.Conv2D(4, (1, 3), padding="same", activation="relu")(a)
+        g = L.Reshape((1, 1, 4))(L.Dense(4)(b))
+        emb = L.Dense(5, name="embedding")(L.Flatten()(L.Multiply()([h, g])))
+        score = L.Dense(3, name="score")(L.Concatenate()([emb, b]))
+        model = keras.Model([a, b], [score, emb])
+        rng = np.random.default_rng(11)
+        rep = [rng.normal(size=(48, 1, 1, 12, 3)).astype(np.float32), rng.normal(size=(48, 1, 6)).astype(np.float32)]
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.representative_dataset = lambda: ({"window": rep[0][i], "features": rep[1][i]} for i in range(48))
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+        return conv.convert()
+
+    return recipes.cached_tflite(["parity-two-in-two-out"], build)
+
+
+def test_two_inputs_two_outputs_bit_exact(recipes, tmp_path):
+    from aiot.model import tflite
+
+    path = _two_in_two_out_tflite(recipes)
+    g = tflite.load(path)
+    assert (len(g.inputs), len(g.outputs)) == (2, 2)
+    res = _compare(path, path, tmp_path, seed=500)
+    sizes_in = [int(np.prod(g.tensors[i].shape)) for i in g.inputs]
+    sizes_out = [int(np.prod(g.tensors[i].shape)) for i in g.outputs]
+    assert sorted(sizes_in) == [6, 36] and sorted(sizes_out) == [3, 5]
+    assert [int(np.prod(s)) for s in res.input_shapes] == sizes_in and res.input_bytes == 42
+    header = (tmp_path / "model.h").read_text()
+    assert "#define AIOT_MODEL_NUM_INPUTS 2u" in header and "#define AIOT_MODEL_NUM_OUTPUTS 2u" in header
+    host = HostModel(tmp_path)
+    assert host.input_sizes == sizes_in and host.output_sizes == sizes_out
+    # each input really is read: changing one input alone changes what comes out
+    x = np.random.default_rng(501).integers(-128, 128, size=42, dtype=np.int8)
+    for lo, hi in ((0, sizes_in[0]), (sizes_in[0], 42)):
+        y = x.copy()
+        y[lo:hi] = -y[lo:hi] - 1
+        assert not np.array_equal(host.invoke(x), host.invoke(y))
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_two_inputs_two_outputs_bit_exact_on_a_dsp_core(recipes, tmp_path):
+    # The bench firmware fills every input (one LCG stream, in the .tflite's order) and
+    # prints every output; compared with tflite-micro fed the same inputs.
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = _two_in_two_out_tflite(recipes)
+    r = bench_model(get_board("mps2-an386"), path, "two_in_two_out", tmp_path, runs=4, profile=False)
+    assert r.bit_exact, "the two-input, two-output model differs from tflite-micro on the M4"
+
+
+def _svdf_tflite(wide: bool, second_bias: bool = True) -> bytes:
+    """Two stacked SVDF layers (rank 2, then rank 1), int8
+    input and output, int8 or (wide) int16 state and time weights, random weights. The
+    TFLite converter makes no SVDF from Keras layers (TFLM's SVDF models come from the old
+    TF1 converter), so the file is written with TensorFlow's flatbuffer schema."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as s
+
+    rng = np.random.default_rng(16 + wide)
+    model, sg = s.ModelT(), s.SubGraphT()
+    model.version, model.buffers, model.subgraphs, sg.tensors, sg.operators = 3, [s.BufferT()], [sg], [], []
+    code = s.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.SVDF
+    code.version = 1
+    model.operatorCodes = [code]
+
+    def tensor(shape, dtype, scale, zp, data=None, variable=False) -> int:
+        t = s.TensorT()
+        t.shape, t.type, t.name, t.isVariable = np.array(shape, np.int32), dtype, f"t{len(sg.tensors)}", variable
+        t.quantization = s.QuantizationParametersT()
+        t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
+        t.buffer = 0
+        if data is not None:
+            b = s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            t.buffer = len(model.buffers)
+            model.buffers.append(b)
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
+    st_type, st_dtype = (T16, "<i2") if wide else (T8, "i1")
+    st_s, wt_s, wt_max, st_zp = (5e-4, 2e-4, 3000, 0) if wide else (0.02, 0.01, 127, 4)
+
+    def svdf(x: int, n_in: int, in_s: float, filters: int, rank: int, memory: int, out_s: float, out_zp: int,
+             with_bias: bool) -> int:
+        units = filters // rank
+        wf = tensor([filters, n_in], T8, 0.0005, 0, rng.integers(-127, 128, (filters, n_in)).astype("i1"))
+        wt = tensor([filters, memory], st_type, wt_s, 0,
+                    rng.integers(-wt_max, wt_max + 1, (filters, memory)).astype(st_dtype))
+        b = tensor([units], T32, float(np.float32(st_s) * np.float32(wt_s)), 0,
+                   rng.integers(-500, 500, units).astype("<i4")) if with_bias else -1
+        state = tensor([1, memory * filters], st_type, st_s, st_zp, variable=True)
+        out = tensor([1, units], T8, out_s, out_zp)
+        op = s.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [x, wf, wt, b, state], [out]
+        op.builtinOptionsType = s.BuiltinOptions.SVDFOptions
+        op.builtinOptions = s.SVDFOptionsT()
+        op.builtinOptions.rank = rank
+        sg.operators.append(op)
+        return out
+
+    x = tensor([1, 10], T8, 0.05, -3)
+    h = svdf(x, 10, 0.05, 8, 2, 6, 0.03, -2, True)
+    y = svdf(h, 4, 0.03, 3, 1, 5, 0.002 if wide else 0.02, 1, second_bias)
+    sg.inputs, sg.outputs = [x], [y]
+    b = flatbuffers.Builder(1024)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["int8-state", "int16-state"])
+def test_svdf_bit_exact(recipes, wide, tmp_path):
+    # 64 inferences in a row on one interpreter and one host build: the state carries over
+    model = _svdf_tflite(wide)
+    res = _compare(model, model, tmp_path, seed=700 + wide)
+    assert res.layers == ["SVDF", "SVDF"]
+    host = HostModel(tmp_path)  # the same library again: aiot_model_reset put the state back
+    x = np.random.default_rng(702).integers(-128, 128, 10).astype(np.int8)
+    runs = [host.invoke(x) for _ in range(5)]
+    assert len({y.tobytes() for y in runs}) > 1  # the same input, other outputs: the memory counts
+    host.lib.aiot_model_reset()
+    assert np.array_equal(runs[0], host.invoke(x))
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_svdf_bit_exact_on_a_dsp_core(tmp_path):
+    # the bench firmware's runs follow one another from the reset state, as tflite-micro's
+    # do; the int8 state (the int16 one runs the same C; the host build checks both)
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = tmp_path / "svdf.tflite"
+    path.write_bytes(_svdf_tflite(False))
+    r = bench_model(get_board("mps2-an386"), path, "svdf", tmp_path / "b", runs=8, profile=False)
+    assert r.bit_exact, "SVDF differs from tflite-micro on the M4"
+
+
+def test_svdf_without_bias_is_refused_by_node(tmp_path):
+    # tflite-micro's int8 SVDF reads the bias's scale in Prepare (it crashes without one):
+    # with no reference to be bit-exact with, the engine refuses it
+    from aiot.errors import ToolkitError
+
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(_svdf_tflite(False, second_bias=False), tmp_path)
+    assert "node 1 (SVDF)" in e.value.message and "bias" in e.value.message
+
+
+def _slice_output(L):
+    # The model's output is the STRIDED_SLICE itself, so a test can rewrite its masks and
+    # output shape without touching the layers after it.
+    import keras
+
+    keras.utils.set_random_seed(14)
+    x = keras.Input((4, 6, 8))
+    h = L.Conv2D(8, 1)(x)
+    return keras.Model(x, h[:, 1:3, :, 2:6])
+
+
+def _patched_slice(data: bytes, begin, end, strides, out_shape, **options) -> bytes:
+    """``data`` with its STRIDED_SLICE's begin/end/strides, options (schema names:
+    beginMask, ellipsisMask, ...) and output shape replaced."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as s
+
+    m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(data, 0))
+    sg = m.subgraphs[0]
+    op = next(o for o in sg.operators
+              if m.operatorCodes[o.opcodeIndex].builtinCode == s.BuiltinOperator.STRIDED_SLICE)
+    for k, v in zip(op.inputs[1:4], (begin, end, strides)):
+        sg.tensors[k].shape = np.array([len(v)], np.int32)
+        m.buffers[sg.tensors[k].buffer].data = np.frombuffer(np.asarray(v, "<i4").tobytes(), np.uint8)
+    for k, v in {"beginMask": 0, "endMask": 0, "ellipsisMask": 0, "newAxisMask": 0, "shrinkAxisMask": 0,
+                 **options}.items():
+        assert hasattr(op.builtinOptions, k), k
+        setattr(op.builtinOptions, k, v)
+    out = sg.tensors[op.outputs[0]]
+    out.shape, out.shapeSignature = np.array(out_shape, np.int32), None
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+# (begin, end, strides, output shape as tflite-micro computes it, options). tflite-micro
+# reads one begin/end/stride per input axis and takes ellipsis_mask and new_axis_mask as 0
+# (BuildStridedSliceParams); the converter never writes them (it rewrites new axes into
+# RESHAPE), so these files are written by hand.
+SLICE_MASKS = {
+    # an ellipsis over an axis with its own begin/end/stride: tflite-micro slices it anyway
+    "ellipsis-on-a-sliced-axis": ([0, 1, 1, 2], [1, 3, 5, 6], [1, 1, 2, 1], [1, 2, 2, 4], dict(ellipsisMask=4)),
+    # a new-axis bit (ignored), a shrunk axis whose begin mask starts it at 0, a negative begin
+    "new-axis-shrink-begin-mask": ([0, 3, -2, 0], [1, 4, 6, 8], [1, 1, 1, 3], [1, 2, 3],
+                                   dict(beginMask=2, shrinkAxisMask=2, newAxisMask=1)),
+    # two shrunk axes (one from a negative begin), a backward stride, an ignored ellipsis
+    "shrink-negative-begin": ([0, -1, 5, 5], [1, 0, 0, 0], [1, 1, -2, 1], [1, 3],
+                              dict(shrinkAxisMask=10, ellipsisMask=2)),
+    "shrink-every-axis": ([0, 2, 5, 7], [1, 3, 6, 8], [1, 1, 1, 1], [], dict(shrinkAxisMask=15)),
+}
+
+
+@pytest.mark.parametrize("case", SLICE_MASKS)
+def test_strided_slice_masks_bit_exact(recipes, case, tmp_path):
+    data = _tflite(recipes, _slice_output, True, True).read_bytes()
+    begin, end, strides, shape, options = SLICE_MASKS[case]
+    model = _patched_slice(data, begin, end, strides, shape, **options)
+    res = _compare(model, model, tmp_path, seed=400 + list(SLICE_MASKS).index(case))
+    assert "STRIDED_SLICE" in res.layers and res.output_bytes == int(np.prod(shape))
+
+
+# Slices tflite-micro refuses (its output-shape check) or runs without writing the output.
+SLICE_REFUSED = {
+    # TensorFlow's meaning of the new axis ([1, 1, ...]) is not what tflite-micro computes
+    "new-axis-in-the-output": ([0, 1, 0, 2], [0, 3, 0, 6], [1, 1, 1, 1], [1, 1, 2, 6, 4],
+                               dict(beginMask=5, endMask=5, newAxisMask=1), "new-axis masks taken as 0"),
+    # a shrunk axis walked backwards: tflite-micro's loop never runs
+    "shrink-backward": ([0, 2, 0, 0], [1, 3, 6, 8], [1, -1, 1, 1], [1, 6, 8], dict(shrinkAxisMask=2),
+                        "walks no element"),
+    # the ellipsis form with fewer entries than axes: tflite-micro reads past the vectors
+    "short-vectors": ([0, 2], [0, 4], [1, 1], [1, 4, 6, 2], dict(ellipsisMask=1), "for a rank-4 tensor"),
+}
+
+
+@pytest.mark.parametrize("case", SLICE_REFUSED)
+def test_strided_slice_tflite_micro_cannot_run_is_refused_by_node(recipes, case, tmp_path):
+    from aiot.errors import ToolkitError
+
+    data = _tflite(recipes, _slice_output, True, True).read_bytes()
+    begin, end, strides, shape, options, why = SLICE_REFUSED[case]
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(_patched_slice(data, begin, end, strides, shape, **options), tmp_path)
+    assert "node 1 (STRIDED_SLICE)" in e.value.message and why in e.value.message + (e.value.hint or "")
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_validate_streams_float_vectors_and_compares_float_outputs_bit_for_bit(recipes, tmp_path):
+    # aiot validate on a float-interface model: float vectors in (quantized by the model's
+    # own entry point), the int8 graph on the device, its output made float by the model's
+    # entry point, every float32 output compared bit for bit with tflite-micro's.
+    import json
+
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+    from aiot.device.parity import check_parity
+    from aiot.errors import ToolkitError
+    from aiot.target.boards import get_board
+
+    path = _float_interface_tflite(recipes, "float32", "float32")
+    r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(path), "-n", "40",
+                                  "--out", str(tmp_path / "v")])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert rep["inputs"]["float32"] and rep["metrics"]["float32"] and rep["metrics"]["exact_match_pct"] == 100.0
+    out = np.load(tmp_path / "v" / "outputs.npz")
+    assert out["inputs"].dtype == np.float32 and out["device"].dtype == out["reference"].dtype == np.float32
+    assert out["device"].shape == (40, 5) and np.array_equal(out["device"].view(np.uint32),
+                                                             out["reference"].view(np.uint32))
+    assert len(np.unique(out["device"])) > 20  # the outputs vary: not a constant compared with itself
+    assert "All 200 outputs byte-identical" in (tmp_path / "v" / "report.html").read_text()
+    with pytest.raises(ToolkitError, match="float32") as e:  # aiot run: a package's int8 vectors
+        check_parity(None, get_board("mps2-an386"), path.read_bytes(), np.zeros((1, 12), np.int8))
+    assert "aiot validate --model" in e.value.hint
 
 
 def test_reflect_padding_as_wide_as_the_axis_is_refused(recipes, tmp_path):

@@ -155,6 +155,7 @@ def test_an_image_too_big_for_the_board_is_a_clear_error(tmp_path, region):
     from aiot.target.firmware import DoesNotFit
 
     src = get_board("mps2-an386").source.read_text()
+    src = src[:src.index("[mcuboot]")]  # its slots lie beyond a 4 KB flash: the loader would refuse them first
     if region == "flash":  # the protocol app alone is larger than 4 KB of flash
         src = src.replace("flash = { origin = 0x00000000, length = 0x00400000 }",
                           "flash = { origin = 0x00000000, length = 0x00001000 }")

@@ -17,31 +17,62 @@ pytestmark = [pytest.mark.slow,  # each test builds a firmware (~10 s)
 
 from aiot.cli import main  # noqa: E402
 from aiot.lifecycle import package as P  # noqa: E402
-from aiot.target.boards import get_board  # noqa: E402
+from aiot.target.boards import get_board, list_boards  # noqa: E402
+from aiot.target.layout import TRAILER_ROOM, update_areas  # noqa: E402
+
+MCUBOOT_BOARDS = [b.name for b in list_boards() if b.mcuboot is not None]
 
 
-@pytest.mark.parametrize("board", ["nucleo-f446re", "mps2-an386"])
+def _vectors(elf) -> int:
+    nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    return next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" aiot_vectors"))
+
+
+def test_every_real_board_with_a_flash_driver_signs():
+    assert {"nucleo-f446re", "nucleo-f767zi", "nucleo-g071rb", "nrf52840-dk"} <= set(MCUBOOT_BOARDS)
+
+
+@pytest.mark.parametrize("board", MCUBOOT_BOARDS)
 def test_signed_image_is_linked_in_the_slot_and_verifies(board, tmp_path):
     key = P.generate_key(tmp_path / "boot.pem")
     out = tmp_path / "fw"
     r = CliRunner().invoke(main, ["build", "--board", board, "--out", str(out), "--signed", str(key),
                                   "--version", "1.2.3"], catch_exceptions=False)
     assert r.exit_code == 0, r.output
-    lay = get_board(board).extra["mcuboot"]
-    nm = subprocess.run(["arm-none-eabi-nm", str(out / "firmware.elf")], capture_output=True, text=True, check=True).stdout
-    vectors = next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" aiot_vectors"))
-    assert vectors == lay["slot0"] + lay["header_size"]  # where MCUboot jumps
+    lay = get_board(board).mcuboot
+    assert _vectors(out / "firmware.elf") == lay.slot0 + lay.header_size  # where MCUboot jumps
     signed = out / "firmware.signed.bin"
     ok, text = P.imgtool_verify(signed, key)
     assert ok and "1.2.3" in text, text
-    assert signed.read_bytes()[lay["header_size"]:].startswith((out / "firmware.bin").read_bytes())
+    assert signed.read_bytes()[lay.header_size:].startswith((out / "firmware.bin").read_bytes())
+    # the image leaves the slot's trailer (and, with swap-move, the sector MCUboot moves through)
+    assert lay.header_size + (out / "firmware.bin").stat().st_size <= lay.slot_size - TRAILER_ROOM - lay.move_sector
     tampered = tmp_path / "tampered.bin"
     data = bytearray(signed.read_bytes())
-    data[lay["header_size"] + 64] ^= 1
+    data[lay.header_size + 64] ^= 1
     tampered.write_bytes(bytes(data))
     assert not P.imgtool_verify(tampered, key)[0]
     other = P.generate_key(tmp_path / "other.pem")
     assert not P.imgtool_verify(signed, other)[0]
+
+
+def test_signed_firmware_that_takes_model_updates(tmp_path):
+    """nucleo-f767zi keeps its [update] areas outside MCUboot's partitions: one image is both
+    (signed, in slot0, verified by imgtool) and takes model updates; on the F446 the two
+    layouts share sectors and the build is refused before anything is compiled."""
+    key = P.generate_key(tmp_path / "k.pem")
+    out = tmp_path / "fw"
+    r = CliRunner().invoke(main, ["build", "--board", "nucleo-f767zi", "--out", str(out), "--signed", str(key),
+                                  "--update-key", str(key)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    b = get_board("nucleo-f767zi")
+    assert _vectors(out / "firmware.elf") == b.mcuboot.slot0 + b.mcuboot.header_size
+    assert P.imgtool_verify(out / "firmware.signed.bin", key)[0]
+    end = b.mcuboot.slot0 + b.mcuboot.header_size + (out / "firmware.bin").stat().st_size
+    assert all(end <= a for a, _ in update_areas(b.update, b.sectors).values() if a > b.mcuboot.slot0)
+    r = CliRunner().invoke(main, ["build", "--board", "nucleo-f446re", "--out", str(tmp_path / "f446"), "--signed",
+                                  str(key), "--update-key", str(key)])
+    assert r.exit_code == 2 and "lies in MCUboot's bootloader" in r.output and "--update-key KEY" in r.output
 
 
 def test_update_build_records_the_model_abi(tmp_path):

@@ -12,6 +12,8 @@ pytest.importorskip("imgtool")
 
 from aiot.lifecycle import device as D  # noqa: E402
 from aiot.lifecycle import package as P  # noqa: E402
+from aiot.lifecycle.firmware import region_sectors  # noqa: E402
+from aiot.target.boards import get_board  # noqa: E402
 
 SCHEMA = P.schema_id(["pressure", "flow", "temperature"], 8)
 SECTOR = 2048
@@ -37,6 +39,19 @@ def _device(pub) -> D.SimulatedDevice:
                              trial_runs_needed=TRIAL_RUNS)
 
 
+# The drivers' program unit (firmware/port/*/flash.c): STM32F4/F7 x32 words, G0 double words, nRF52 words.
+PROGRAM_UNIT = {"nucleo-f446re": 4, "nucleo-f767zi": 4, "nucleo-g071rb": 8, "nrf52840-dk": 4}
+
+
+def _board_device(pub, board: str) -> D.SimulatedDevice:
+    """The update logic over a board's own [update] layout: its areas and the sector table
+    its flash driver is built with (on the F446, 16 KB record sectors and 128 KB slot sectors)."""
+    b = get_board(board)
+    return D.SimulatedDevice(pub, slot_size=b.update.slot_size, sector_size=b.update.sector_size,
+                             program_align=PROGRAM_UNIT[board], areas=b.update.offsets(), sectors=region_sectors(b),
+                             schema_id=SCHEMA, trial_runs_needed=TRIAL_RUNS)
+
+
 def _install(dev, image, chunk=512):
     """Update, reboot into the trial, pass it: the release is confirmed."""
     assert dev.update(image, chunk) == 0
@@ -58,10 +73,11 @@ def _update_sequence(dev, image):
         dev.trial_report(0)
 
 
+@pytest.mark.parametrize("layout", ["2 KB sectors", "nucleo-f446re"])
 @pytest.mark.parametrize("phase", ["into empty slot", "over the older release"])
-def test_power_cut_at_every_flash_operation_leaves_old_or_new(releases, phase):
+def test_power_cut_at_every_flash_operation_leaves_old_or_new(releases, phase, layout):
     pub, (r1, r2, r3) = releases
-    dev = _device(pub)
+    dev = _device(pub) if layout == "2 KB sectors" else _board_device(pub, layout)
     dev.boot()
     _install(dev, r1)
     old, new = r1, r2
@@ -95,7 +111,7 @@ def test_power_cut_at_every_flash_operation_leaves_old_or_new(releases, phase):
             _install(dev, new)
             assert want[dev.running_digest()] == "new", f"cut at op {cut}: retry failed"
     assert outcomes["old"] + outcomes["new"] == total_ops
-    print(f"power-cut sweep ({phase}): {total_ops} cut points, {outcomes['old']} -> old, {outcomes['new']} -> new")
+    print(f"power-cut sweep ({layout}, {phase}): {total_ops} cut points, {outcomes['old']} -> old, {outcomes['new']} -> new")
     assert outcomes["old"] > 0 and outcomes["new"] > 0  # both sides of the commit point were cut
 
 
@@ -186,3 +202,40 @@ def test_refused_package_leaves_the_running_release(releases, tmp_path):
     flipped[3000] ^= 4
     assert dev.update(bytes(flipped)) == D.CODES["BAD_HASH"]
     assert dev.boot() == 0 and dev.running() == 0 and dev.running_digest() == _digest(r1, pub)
+
+
+@pytest.mark.parametrize("board", sorted(PROGRAM_UNIT))
+def test_an_update_installs_over_each_real_boards_layout(board, tmp_path):
+    """Transfer, trial, confirmation and a second update into the other slot, with the
+    board's own areas and sector table (G071's 6 KB slots take a 5 KB release)."""
+    key = P.generate_key(tmp_path / "k.pem")
+    pub = P.public_key(key)
+    rng = random.Random(7)
+    rel = [P.sign(P.build_container({"name": "pump-ae"}, tflite=bytes(rng.randrange(256) for _ in range(4_500)),
+                                    golden=[([1, 2, 3], [3, 2, 1])], schema=SCHEMA, model_version=v),
+                  key, version=f"1.{v}.0", out=tmp_path / f"r{v}.bin") for v in (1, 2)]
+    dev = _board_device(pub, board)
+    assert dev.boot() == 0
+    for image, slot in zip(rel, (0, 1)):
+        _install(dev, image)
+        assert dev.running() == slot and dev.running_digest() == _digest(image, pub)
+    big = bytes(get_board(board).update.slot_size + 1)
+    assert D.REASONS[dev.begin(len(big))] == "TOO_LARGE"
+
+
+def test_the_flash_refuses_anything_outside_the_update_areas(releases):
+    """On the F446 the region spans the firmware's own sectors 3-5 (between the records in
+    sectors 1-2 and the slots in 6-7): the sector table keeps every erase and program out of them."""
+    pub, _ = releases
+    dev = _board_device(pub, "nucleo-f446re")
+    rec1, slot0, slot1 = 0x4000, 0x3C000, 0x5C000  # offsets from 0x08004000
+    assert dev.erase(0x8000) == -2            # sector 3: firmware
+    assert dev.erase(slot0 + 0x1000) == -2    # inside sector 6, not its start
+    assert dev.program(rec1 + 0x3FFC, bytes(8)) == -2   # record sector 2 running into sector 3
+    assert dev.program(0x8000, bytes(4)) == -2
+    assert dev.program(rec1 + 2, bytes(4)) == -2        # misaligned for x32 programming
+    assert dev.program(slot1 - 4, bytes(8)) == 0        # slot 0's sector 6 into slot 1's sector 7: both listed
+    assert dev.program(slot0, bytes(16)) == 0
+    assert dev.erase(slot0) == 0              # the whole 128 KB sector, not 16 KB
+    assert bytes(dev.mem[slot0 : slot0 + 0x20000]) == b"\xff" * 0x20000
+    assert bytes(dev.mem[slot1 : slot1 + 4]) == bytes(4)  # the next sector is untouched

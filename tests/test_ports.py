@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from aiot.testing import requires_arm, requires_qemu
+from aiot.testing import board_variant, requires_arm, requires_qemu
 from aiot import paths
 from aiot.target.boards import get_board, list_boards, load_board_file
 from aiot.errors import ToolkitError
@@ -102,12 +102,7 @@ def test_pin_names() -> None:
             parse_stm32_pin(bad, src, "uart.tx")
 
 
-def _variant(tmp_path: Path, board: str, old: str, new: str) -> Path:
-    text = (paths.BOARDS / f"{board}.toml").read_text()
-    assert old in text, f"{old!r} not in {board}.toml"
-    p = tmp_path / f"{board}.toml"
-    p.write_text(text.replace(old, new, 1))
-    return p
+_variant = board_variant
 
 
 @pytest.mark.parametrize(

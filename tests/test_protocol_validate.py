@@ -124,6 +124,20 @@ def test_cli_end_to_end_on_qemu(tmp_path):
     assert "exact match      100.00 %" in r.output
 
 
+def test_cli_refuses_several_inputs_before_building_or_connecting(tmp_path):
+    from aiot.device.parity import check_parity
+    from aiot.target.boards import get_board
+
+    two = Path(__file__).resolve().parent / "fixtures" / "tflite" / "two_inputs.tflite"
+    r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(two), "-n", "3",
+                                  "--transport", "serial", "--port", "loop://", "--out", str(tmp_path / "v")])
+    assert r.exit_code == 2, r.output
+    assert "two_inputs.tflite: the model has 2 inputs and 1 output;" in r.output and "aiot bench --model" in r.output
+    assert not (tmp_path / "v").exists()
+    with pytest.raises(ToolkitError, match="2 inputs and 1 output"):  # aiot run, aiot demo: before any INFER
+        check_parity(None, get_board("mps2-an386"), two.read_bytes(), np.zeros((1, 16), np.int8))
+
+
 def test_validate_names_a_truncated_model_and_a_missing_path(tmp_path):
     from aiot.commands.validate import load_model_input
     from aiot.errors import ToolkitError
@@ -154,3 +168,26 @@ def test_cli_validates_a_model_whose_input_and_output_exceed_one_frame(tmp_path)
     assert rep["metrics"]["exact_match_pct"] == 100.0 and rep["link"]["clean"]
     out = np.load(tmp_path / "outputs.npz")
     assert out["device"].shape == (8, 2000) and np.array_equal(out["device"], out["reference"])
+
+
+def test_compare_float_counts_bits_and_steps_of_the_output_scale(tmp_path):
+    # float32 outputs (a float-interface model) match when their bits do: -0.0 is not 0.0
+    from aiot.commands.validate import compare_float, write_html
+    from test_reports_render import _validate_report
+
+    ref = np.array([[0.5, -1.25, 0.0], [2.0, 3.0, 0.0]], np.float32)
+    dev = ref.copy()
+    dev[1, 1] = 3.25  # two steps of 0.125
+    dev[0, 2] = -0.0
+    m = compare_float(dev, ref, 0.125)
+    assert m["mismatched_vectors"] == 2 and m["first_mismatch"] == 0 and m["float32"]
+    assert m["max_abs_error_q"] == 2 and m["max_abs_error"] == 0.25
+    assert m["error_histogram_q"] == {"0": 5, "2": 1}
+    assert [p["mismatches"] for p in m["per_output"]] == [0, 1, 1]
+    assert m["exact_bytes_pct"] == pytest.approx(100 * 4 / 6) and m["exact_match_pct"] == 0.0
+    report = {**_validate_report(dev, ref, np.full(2, 2_200)), "metrics": m, "device": {"output_scale": 0.125}}
+    report["inputs"]["stored"] = 0
+    write_html(tmp_path / "report.html", report, np.full(2, 2_200), dev, ref)
+    page = (tmp_path / "report.html").read_text()
+    assert "6 float32 outputs" in page and "2 vectors differ" in page
+    assert "<td class='n'>3.25</td><td class='n'>3</td><td class='n'>+2</td>" in page

@@ -87,10 +87,24 @@ def test_unsupported_op_names_op_node_and_alternative():
     assert "ReLU" in e.value.hint
 
 
-def test_two_inputs_rejected():
+def test_two_inputs_compile_with_each_input_exposed(tmp_path):
+    # Several inputs and outputs compile (bit-exactness: tests/test_engine_parity.py); the
+    # device firmware, which serves one of each, refuses them by name.
+    from aiot import codegen
+    from aiot.target.boards import get_board
+    from aiot.target.firmware import _sources
+
+    g = tflite.load(FIX / "two_inputs.tflite")
+    assert len(g.inputs) == 2
+    res = codegen.generate(FIX / "two_inputs.tflite", tmp_path)
+    assert [int(np.prod(s)) for s in res.input_shapes] == [8, 8] and res.input_bytes == 16
+    assert "#define AIOT_MODEL_NUM_INPUTS 2u" in (tmp_path / "model.h").read_text()
+    source = (tmp_path / "model.c").read_text()
+    assert "int8_t *aiot_model_input_n(uint32_t i)" in source and "aiot_model_input_sizes[2] = { 8u, 8u }" in source
     with pytest.raises(ToolkitError) as e:
-        tflite.load(FIX / "two_inputs.tflite")
-    assert "2 inputs" in e.value.message
+        _sources(tmp_path, get_board("mps2-an386"), "device")
+    assert "2 inputs and 1 output;" in e.value.message and "aiot bench --model" in e.value.hint
+    _sources(tmp_path, get_board("mps2-an386"), "bench")  # the bench firmware takes it
 
 
 def test_two_subgraphs_rejected():
@@ -231,3 +245,13 @@ if __name__ == "__main__":  # the long .tflite fuzz, a benchmark: python tests/t
     print(f"tflite fuzz: {n} mutations (seed {seed}) in {time.monotonic() - t0:.0f} s: {refused} refused, "
           f"{n - refused - sum(crashes.values())} compiled, {sum(crashes.values())} crashed {dict(crashes)}")
     sys.exit(1 if crashes else 0)
+
+
+def test_codegen_lists_several_inputs_in_their_order(tmp_path):
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    r = CliRunner().invoke(main, ["codegen", "--model", str(FIX / "two_inputs.tflite"), "--out", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert "inputs:  [1, 8], [1, 8]\noutputs: [1, 4]\n" in r.output

@@ -47,3 +47,17 @@ def worker_build_dir() -> Iterator[None]:
         mp.setenv("AIOT_CACHE_DIR", str(paths.cache_dir()))
         mp.setenv("AIOT_BUILD_DIR", str(paths.build_dir() / f"pytest-{worker}"))
         yield
+
+
+def board_variant(folder, board: str, old: str, new: str):
+    """A copy of ``boards/<board>.toml`` in ``folder`` with the first ``old`` replaced by
+    ``new``: a board file with one mistake, for tests of the board loader's refusals."""
+    from pathlib import Path
+
+    from aiot import paths
+
+    text = (paths.BOARDS / f"{board}.toml").read_text()
+    assert old in text, f"{old!r} not in {board}.toml"
+    p = Path(folder) / f"{board}.toml"
+    p.write_text(text.replace(old, new, 1))
+    return p

@@ -213,6 +213,21 @@ typedef struct {
 aiot_status_t aiot_transpose_conv_s8(const aiot_transpose_conv_params_t *p, const int8_t *input,
                                      const int8_t *weights, const int32_t *bias, int8_t *output);
 
+//! SVDF as TFLM's integer kernel (EvalIntegerSvdfReference): the state (batches x filters x
+//! memory, int8 or, with wide_state, int16 like the time weights) shifts left by one, each
+//! filter's feature dot product (input - input zero point) is rescaled (m1, s1) into its
+//! newest slot with the state zero point, clamped to the state type; each unit sums its
+//! rank filters' time dot products (state - state zero point), plus the bias (may be NULL),
+//! rescaled (m2, s2) to int8. No fused activation: TFLM's int8 kernel applies none.
+typedef struct {
+    uint16_t batches, input_size, filters, rank, memory;
+    uint8_t wide_state;
+    int32_t input_zero_point, state_zero_point, output_zero_point;
+    int32_t m1, s1, m2, s2;
+} aiot_svdf_params_t;
+aiot_status_t aiot_svdf_s8(const aiot_svdf_params_t *p, const int8_t *input, const int8_t *weights_feature,
+                           const void *weights_time, const int32_t *bias, void *state, int8_t *output);
+
 //! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
 //! share one quantization (the converter's rule), as TFLM assumes.
 aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,

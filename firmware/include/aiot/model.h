@@ -13,8 +13,8 @@ extern "C" {
 typedef struct {
     const char *name;          //!< model name from the package manifest
     uint32_t hash;             //!< CRC-32 of the .tflite the code was generated from
-    uint32_t input_bytes;      //!< int8 elements of the (single) input tensor
-    uint32_t output_bytes;     //!< int8 elements of the (single) output tensor
+    uint32_t input_bytes;      //!< int8 elements of the input tensor (of every input, in order, when several)
+    uint32_t output_bytes;     //!< int8 elements of the output tensor (of every output, in order, when several)
     uint32_t arena_bytes;      //!< static arena size from the memory plan
     float input_scale;
     int32_t input_zero_point;
@@ -29,6 +29,18 @@ extern const aiot_model_info_t aiot_model_info;
 int8_t *aiot_model_input(void);
 //! Output tensor inside the arena; valid after a successful invoke.
 const int8_t *aiot_model_output(void);
+//! Every input and output tensor, in the .tflite's order (the generated model.h defines
+//! AIOT_MODEL_NUM_INPUTS / AIOT_MODEL_NUM_OUTPUTS): tensor i of aiot_model_<role>_sizes[i]
+//! int8 elements, NULL past the last. Input 0 is aiot_model_input(), output 0 aiot_model_output().
+extern const uint32_t aiot_model_num_inputs;
+extern const uint32_t aiot_model_input_sizes[];
+int8_t *aiot_model_input_n(uint32_t i);
+extern const uint32_t aiot_model_num_outputs;
+extern const uint32_t aiot_model_output_sizes[];
+const int8_t *aiot_model_output_n(uint32_t i);
+//! Put every state back where it starts (an SVDF's memory), as tflite-micro's Reset does;
+//! a model without state has nothing to do. The state also starts so at power-up.
+void aiot_model_reset(void);
 //! Run every layer once. Returns 0 on success, a negative aiot status otherwise.
 int aiot_model_invoke(void);
 

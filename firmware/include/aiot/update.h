@@ -261,8 +261,11 @@ int aiot_plan_invoke(const aiot_plan_t *p, int8_t *arena);
 // UPDATE_* protocol requests, the boot-time trial self-test, the trial period.
 
 //! The board's update region (firmware/port/<family>/flash.c), NULL if it has none.
-//! Layout defines: AIOT_UPDATE_SECTOR (erase unit) and AIOT_UPDATE_SLOT_SIZE; the region
-//! is two record sectors followed by two slots.
+//! Layout defines (aiot.lifecycle.firmware.layout_defines, from the board file's [update]):
+//! AIOT_UPDATE_SECTOR (the slots' erase unit), AIOT_UPDATE_SLOT_SIZE, AIOT_UPDATE_AREAS
+//! (offsets of record 0, record 1, slot 0, slot 1 from the region's base),
+//! AIOT_UPDATE_SECTORS (the areas' sectors, aiot/flash_map.h) and, on real boards,
+//! AIOT_UPDATE_REGION_BASE (the region's address).
 const aiot_flash_t *aiot_port_update_flash(void);
 
 //! At boot, before serving requests: read the record, run a trial's golden vectors.

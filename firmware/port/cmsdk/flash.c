@@ -6,6 +6,7 @@
 //! working directory); it is created erased when missing.
 #include <string.h>
 
+#include "aiot/flash_map.h"
 #include "aiot/update.h"
 
 #if defined(AIOT_APP_UPDATE) && AIOT_SEMIHOSTING
@@ -15,6 +16,9 @@
 #define REGION_BYTES (2u * AIOT_UPDATE_SECTOR + 2u * AIOT_UPDATE_SLOT_SIZE)
 
 static uint8_t mirror[REGION_BYTES];
+// The region's sectors, as the board drivers take them (aiot/flash_map.h): the same checks.
+static const aiot_flash_sector_t sectors[] = {AIOT_UPDATE_SECTORS};
+static const aiot_flash_map_t map = {sectors, (uint32_t)(sizeof sectors / sizeof sectors[0])};
 static int handle = -1;
 static aiot_flash_t region;
 
@@ -35,14 +39,15 @@ static int file_put(uint32_t addr, uint32_t len) {
 }
 
 static int sh_erase(const aiot_flash_t *f, uint32_t addr) {
-    if (addr % f->sector_size != 0 || addr + f->sector_size > REGION_BYTES) return -2;
-    memset(mirror + addr, 0xFF, f->sector_size);
-    return file_put(addr, f->sector_size);
+    (void)f;
+    const aiot_flash_sector_t *sec = aiot_flash_sector_at(&map, addr);
+    if (sec == NULL || sec->offset + sec->size > REGION_BYTES) return -2;
+    memset(mirror + addr, 0xFF, sec->size);
+    return file_put(addr, sec->size);
 }
 
 static int sh_program(const aiot_flash_t *f, uint32_t addr, const void *data, uint32_t len) {
-    (void)f;
-    if (addr + len > REGION_BYTES || len > REGION_BYTES) return -2;
+    if (!aiot_flash_range_ok(&map, addr, len, f->program_align) || addr + len > REGION_BYTES) return -2;
     const uint8_t *d = (const uint8_t *)data;
     for (uint32_t i = 0; i < len; i++) mirror[addr + i] &= d[i];
     return file_put(addr, len);

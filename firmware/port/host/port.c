@@ -11,6 +11,7 @@
 #include "app/app.h"
 
 #ifdef AIOT_APP_UPDATE
+#include "aiot/flash_map.h"
 #include "aiot/update.h"
 #endif
 
@@ -44,19 +45,23 @@ void aiot_port_uart_write(const uint8_t *data, size_t len) {
 
 #ifdef AIOT_APP_UPDATE
 void aiot_flash_sim_attach(aiot_flash_t *f, void *s, uint8_t *mem, uint32_t size, uint32_t sector_size,
-                           uint32_t program_align);
+                           uint32_t program_align, const aiot_flash_sector_t *sectors, uint32_t count);
 uint32_t aiot_flash_sim_size(void);
 static aiot_flash_t flash;
 static uint64_t flash_sim[16];  // aiot_flash_sim_t (checked against aiot_flash_sim_size in host_attach_flash)
 static int has_flash;
+static aiot_flash_sector_t sectors[256];  // the region in equal sectors, numbered from 0
 
 const aiot_flash_t *aiot_port_update_flash(void) { return has_flash ? &flash : NULL; }
 
-//! The update region: size bytes at mem (two record sectors, then two slots), kept as it is.
-//! Returns 0, or -1 if the simulator's state does not fit here.
+//! The update region: size bytes at mem (two record sectors, then two slots, in sectors of
+//! sector_size), kept as it is. Returns 0, or -1 if the simulator's state or the sector table
+//! does not fit here.
 int host_attach_flash(uint8_t *mem, uint32_t size, uint32_t sector_size, uint32_t program_align) {
-    if (aiot_flash_sim_size() > sizeof flash_sim) return -1;
-    aiot_flash_sim_attach(&flash, flash_sim, mem, size, sector_size, program_align);
+    uint32_t count = sector_size ? size / sector_size : 0u;
+    if (aiot_flash_sim_size() > sizeof flash_sim || count == 0u || count > sizeof sectors / sizeof sectors[0]) return -1;
+    for (uint32_t i = 0; i < count; i++) sectors[i] = (aiot_flash_sector_t){i * sector_size, sector_size, i};
+    aiot_flash_sim_attach(&flash, flash_sim, mem, size, sector_size, program_align, sectors, count);
     has_flash = 1;
     return 0;
 }

@@ -1,9 +1,11 @@
 //! nRF52 NVMC behind aiot_flash_t, for the model-update slots (firmware/src/update):
 //! 4 KB page erase and 32-bit word writes (nRF52840 PS v1.7 §4.3: CONFIG.WEN = Een for
 //! ERASEPAGE, Wen for writes, wait for READY after each). Addresses are offsets into the
-//! update region, which must start on a page boundary.
+//! update region; which pages belong to it comes from the board file's layout as a table
+//! (aiot/flash_map.h): an erase must start a listed page, a program must stay in listed pages.
 #include <stdint.h>
 
+#include "aiot/flash_map.h"
 #include "aiot/update.h"
 
 #define NVMC_REG(off) (*(volatile uint32_t *)(uintptr_t)(0x4001E000u + (off)))
@@ -15,14 +17,20 @@
 #define NVMC_CONFIG_EEN 2u
 #define NRF52_PAGE 4096u
 
+typedef struct {
+    uint32_t base;
+    aiot_flash_map_t map;
+} aiot_nrf52_flash_region_t;
+
 static void wait_ready(void) {
     while ((NVMC_READY & 1u) == 0u) {
     }
 }
 
 static int nvmc_erase(const aiot_flash_t *f, uint32_t addr) {
-    if (addr % f->sector_size != 0) return -2;
-    uint32_t base = (uint32_t)(uintptr_t)f->ctx;
+    const aiot_nrf52_flash_region_t *r = (const aiot_nrf52_flash_region_t *)f->ctx;
+    if (aiot_flash_sector_at(&r->map, addr) == NULL) return -2;
+    uint32_t base = r->base;
     NVMC_CONFIG = NVMC_CONFIG_EEN;
     wait_ready();
     NVMC_ERASEPAGE = base + addr;
@@ -33,8 +41,9 @@ static int nvmc_erase(const aiot_flash_t *f, uint32_t addr) {
 }
 
 static int nvmc_program(const aiot_flash_t *f, uint32_t addr, const void *data, uint32_t len) {
-    if (addr % 4u != 0 || len % 4u != 0) return -2;
-    uint32_t base = (uint32_t)(uintptr_t)f->ctx;
+    const aiot_nrf52_flash_region_t *r = (const aiot_nrf52_flash_region_t *)f->ctx;
+    if (!aiot_flash_range_ok(&r->map, addr, len, 4u)) return -2;
+    uint32_t base = r->base;
     const uint8_t *src = (const uint8_t *)data;
     NVMC_CONFIG = NVMC_CONFIG_WEN;
     wait_ready();
@@ -54,24 +63,27 @@ static int nvmc_program(const aiot_flash_t *f, uint32_t addr, const void *data, 
 }
 
 static const uint8_t *nvmc_map(const aiot_flash_t *f, uint32_t addr) {
-    return (const uint8_t *)(uintptr_t)((uint32_t)(uintptr_t)f->ctx + addr);
+    return (const uint8_t *)(uintptr_t)(((const aiot_nrf52_flash_region_t *)f->ctx)->base + addr);
 }
 
-//! Fill *f for the update region starting at `base` (page aligned).
-void aiot_nrf52_flash_init(aiot_flash_t *f, uint32_t base) {
+//! Fill *f for the region described by *r (page aligned; kept by the caller for the life of f).
+void aiot_nrf52_flash_init(aiot_flash_t *f, const aiot_nrf52_flash_region_t *r) {
     f->sector_size = NRF52_PAGE;
     f->program_align = 4u;
     f->erase = nvmc_erase;
     f->program = nvmc_program;
     f->map = nvmc_map;
-    f->ctx = (void *)(uintptr_t)base;
+    f->ctx = (void *)(uintptr_t)r;
 }
 
 #ifdef AIOT_APP_UPDATE
-//! The board file's [update] region at AIOT_UPDATE_REGION_BASE (4 KB pages).
+//! The board file's [update] region at AIOT_UPDATE_REGION_BASE, its pages AIOT_UPDATE_SECTORS.
 const aiot_flash_t *aiot_port_update_flash(void) {
+    static const aiot_flash_sector_t pages[] = {AIOT_UPDATE_SECTORS};
+    static const aiot_nrf52_flash_region_t r = {AIOT_UPDATE_REGION_BASE,
+                                                {pages, (uint32_t)(sizeof pages / sizeof pages[0])}};
     static aiot_flash_t f;
-    aiot_nrf52_flash_init(&f, AIOT_UPDATE_REGION_BASE);
+    aiot_nrf52_flash_init(&f, &r);
     return &f;
 }
 #endif

@@ -1,12 +1,15 @@
 //! STM32 embedded flash behind aiot_flash_t, for the model-update slots (firmware/src/update).
 //! F4/F7: sector erase (FLASH_CR.SER + SNB) and 32-bit programming (PSIZE x32), RM0390 §3.6
 //! and RM0410 §3.3; G0: 2 KB page erase (PER + PNB) and 64-bit double-word programming,
-//! RM0444 §3.3.6-§3.3.8. The update region must consist of equal sectors (F4/F7: e.g. the
-//! 128 KB sectors 5-7 of an F446) or pages (G0); addresses are offsets into it.
+//! RM0444 §3.3.6-§3.3.8. Addresses are offsets from the update region's base; which sectors
+//! (pages) exist there and their numbers come from the board file's layout as a table
+//! (aiot/flash_map.h): an erase must start a listed sector, a program must stay inside
+//! listed sectors, so the firmware's own sectors between the areas are never touched.
 //! Code runs from the same flash bank: the CPU stalls on fetches while BSY is set, which is
 //! what the reference manuals describe for single-bank parts; nothing here runs from RAM.
 #include <stdint.h>
 
+#include "aiot/flash_map.h"
 #include "aiot/update.h"
 #include "stm32.h"
 
@@ -43,11 +46,10 @@
 #define FLASH_KEY1 0x45670123u
 #define FLASH_KEY2 0xCDEF89ABu
 
-//! Where the update region lives: its address, the number of its first sector (F4/F7) or
-//! page (G0), and the size of each.
+//! Where the update region lives: its address and the sectors (pages) of its areas.
 typedef struct {
     uint32_t base;
-    uint32_t first_sector;
+    aiot_flash_map_t map;
 } aiot_stm32_flash_region_t;
 
 static void unlock(void) {
@@ -67,8 +69,9 @@ static int wait_done(void) {
 
 static int stm32_erase(const aiot_flash_t *f, uint32_t addr) {
     const aiot_stm32_flash_region_t *r = (const aiot_stm32_flash_region_t *)f->ctx;
-    if (addr % f->sector_size != 0) return -2;
-    uint32_t n = r->first_sector + addr / f->sector_size;
+    const aiot_flash_sector_t *sec = aiot_flash_sector_at(&r->map, addr);
+    if (sec == NULL) return -2;
+    uint32_t n = sec->number;
     unlock();
     if (wait_done() != 0) return -1;
 #if defined(AIOT_STM32_G0)
@@ -89,7 +92,7 @@ static int stm32_erase(const aiot_flash_t *f, uint32_t addr) {
 
 static int stm32_program(const aiot_flash_t *f, uint32_t addr, const void *data, uint32_t len) {
     const aiot_stm32_flash_region_t *r = (const aiot_stm32_flash_region_t *)f->ctx;
-    if (addr % PROGRAM_UNIT != 0 || len % PROGRAM_UNIT != 0) return -2;
+    if (!aiot_flash_range_ok(&r->map, addr, len, PROGRAM_UNIT)) return -2;
     const uint8_t *src = (const uint8_t *)data;
     int rc = 0;
     unlock();
@@ -128,10 +131,12 @@ void aiot_stm32_flash_init(aiot_flash_t *f, const aiot_stm32_flash_region_t *r, 
 }
 
 #ifdef AIOT_APP_UPDATE
-//! The board file's [update] region: AIOT_UPDATE_REGION_BASE (address), AIOT_UPDATE_FIRST_SECTOR
-//! (its first sector or page number) and AIOT_UPDATE_SECTOR (the size of each).
+//! The board file's [update] region: AIOT_UPDATE_REGION_BASE (address), AIOT_UPDATE_SECTORS
+//! (its sectors: offset, size, number) and AIOT_UPDATE_SECTOR (the slots' erase unit).
 const aiot_flash_t *aiot_port_update_flash(void) {
-    static const aiot_stm32_flash_region_t r = {AIOT_UPDATE_REGION_BASE, AIOT_UPDATE_FIRST_SECTOR};
+    static const aiot_flash_sector_t sectors[] = {AIOT_UPDATE_SECTORS};
+    static const aiot_stm32_flash_region_t r = {AIOT_UPDATE_REGION_BASE,
+                                                {sectors, (uint32_t)(sizeof sectors / sizeof sectors[0])}};
     static aiot_flash_t f;
     aiot_stm32_flash_init(&f, &r, AIOT_UPDATE_SECTOR);
     return &f;

@@ -39,10 +39,13 @@ int main(void) {
             return 2;
         }
 #else
-        int8_t *in = aiot_model_input();
-        for (uint32_t i = 0; i < aiot_model_info.input_bytes; i++) {
-            lcg = lcg * 1664525u + 1013904223u;
-            in[i] = (int8_t)(uint8_t)(lcg >> 24);
+        // every input in the .tflite's order, one LCG stream across them
+        for (uint32_t k = 0; k < aiot_model_num_inputs; k++) {
+            int8_t *in = aiot_model_input_n(k);
+            for (uint32_t i = 0; i < aiot_model_input_sizes[k]; i++) {
+                lcg = lcg * 1664525u + 1013904223u;
+                in[i] = (int8_t)(uint8_t)(lcg >> 24);
+            }
         }
 #endif
         uint64_t t0 = aiot_port_ticks();
@@ -67,7 +70,9 @@ int main(void) {
         }
         aiot_console_put_hex(out_f32, sizeof out_f32);  // the float32 bytes, little-endian
 #else
-        aiot_console_put_hex(aiot_model_output(), aiot_model_info.output_bytes);
+        for (uint32_t k = 0; k < aiot_model_num_outputs; k++) {  // every output, in order, on one line
+            aiot_console_put_hex(aiot_model_output_n(k), aiot_model_output_sizes[k]);
+        }
 #endif
         aiot_console_puts("\n");
 #ifdef AIOT_PROFILE

@@ -3,8 +3,12 @@
 //! The cut leaves that operation half done (the first half of a program, or a sector
 //! whose erase was interrupted, with its second half still holding old bytes) and fails
 //! every later one, as a device whose supply dropped. Tests then "reboot" on the same image.
+//! Which erases and programs are allowed is decided by aiot/flash_map.h from a sector table,
+//! the same checks the board drivers and the QEMU boards' flash make (sectors may differ in
+//! size, as on an STM32F4: an erase clears the whole sector that begins at the address).
 #include <string.h>
 
+#include "aiot/flash_map.h"
 #include "aiot/update.h"
 
 typedef struct {
@@ -14,6 +18,7 @@ typedef struct {
     int32_t cut_at;    //!< operation index that loses power, -1 = never
     uint8_t dead;      //!< power is off: every operation fails
     uint32_t erases, programs, program_bytes;
+    aiot_flash_map_t map;
 } aiot_flash_sim_t;
 
 static int sim_op(aiot_flash_sim_t *s) {
@@ -29,18 +34,18 @@ static int sim_op(aiot_flash_sim_t *s) {
 
 static int sim_erase(const aiot_flash_t *f, uint32_t addr) {
     aiot_flash_sim_t *s = (aiot_flash_sim_t *)f->ctx;
-    if (addr % f->sector_size != 0 || addr + f->sector_size > s->size) return -2;
+    const aiot_flash_sector_t *sec = aiot_flash_sector_at(&s->map, addr);
+    if (sec == NULL || sec->offset + sec->size > s->size) return -2;
     int cut = sim_op(s);
     if (cut < 0) return -1;
     s->erases++;
-    memset(s->mem + addr, 0xFF, cut ? f->sector_size / 2 : f->sector_size);
+    memset(s->mem + addr, 0xFF, cut ? sec->size / 2 : sec->size);
     return cut ? -1 : 0;
 }
 
 static int sim_program(const aiot_flash_t *f, uint32_t addr, const void *data, uint32_t len) {
     aiot_flash_sim_t *s = (aiot_flash_sim_t *)f->ctx;
-    uint32_t align = f->program_align ? f->program_align : 1u;
-    if (addr % align != 0 || len % align != 0 || addr + len > s->size) return -2;
+    if (!aiot_flash_range_ok(&s->map, addr, len, f->program_align) || addr + len > s->size) return -2;
     int cut = sim_op(s);
     if (cut < 0) return -1;
     s->programs++;
@@ -55,12 +60,15 @@ static const uint8_t *sim_map(const aiot_flash_t *f, uint32_t addr) {
     return ((aiot_flash_sim_t *)f->ctx)->mem + addr;
 }
 
-//! Set up f over the caller's memory as it is (a flash that kept its contents over a reset).
+//! Set up f over the caller's memory as it is (a flash that kept its contents over a reset)
+//! and its sector table (count entries, kept by the caller); sector_size is the slots' erase unit.
 void aiot_flash_sim_attach(aiot_flash_t *f, aiot_flash_sim_t *s, uint8_t *mem, uint32_t size, uint32_t sector_size,
-                           uint32_t program_align) {
+                           uint32_t program_align, const aiot_flash_sector_t *sectors, uint32_t count) {
     memset(s, 0, sizeof *s);
     s->mem = mem;
     s->size = size;
+    s->map.sector = sectors;
+    s->map.count = count;
     s->cut_at = -1;
     f->sector_size = sector_size;
     f->program_align = program_align;
@@ -70,10 +78,10 @@ void aiot_flash_sim_attach(aiot_flash_t *f, aiot_flash_sim_t *s, uint8_t *mem, u
     f->ctx = s;
 }
 
-//! Set up f over the caller's memory (size bytes, erased to 0xFF here).
+//! The same over memory erased to 0xFF here (size bytes).
 void aiot_flash_sim_init(aiot_flash_t *f, aiot_flash_sim_t *s, uint8_t *mem, uint32_t size, uint32_t sector_size,
-                         uint32_t program_align) {
-    aiot_flash_sim_attach(f, s, mem, size, sector_size, program_align);
+                         uint32_t program_align, const aiot_flash_sector_t *sectors, uint32_t count) {
+    aiot_flash_sim_attach(f, s, mem, size, sector_size, program_align, sectors, count);
     memset(mem, 0xFF, size);
 }
 

@@ -14,8 +14,8 @@
 #ifndef AIOT_UPDATE_PUBLIC_KEY
 #error "define AIOT_UPDATE_PUBLIC_KEY (the release key's 32 bytes) to build the update service"
 #endif
-#ifndef AIOT_UPDATE_SECTOR
-#error "define AIOT_UPDATE_SECTOR and AIOT_UPDATE_SLOT_SIZE (the board file's [update] table)"
+#if !defined(AIOT_UPDATE_SECTOR) || !defined(AIOT_UPDATE_AREAS)
+#error "define AIOT_UPDATE_SECTOR, AIOT_UPDATE_SLOT_SIZE, AIOT_UPDATE_AREAS (the board file's [update] table)"
 #endif
 #ifndef AIOT_UPDATE_TRIAL_RUNS
 //! Successful runs before a trial is confirmed: the golden-vector check counts as one.
@@ -229,10 +229,11 @@ void aiot_update_service_init(void) {
     ready = f != NULL;
     if (!ready) return;
     upd.flash = f;
-    upd.layout.record_addr[0] = 0;
-    upd.layout.record_addr[1] = AIOT_UPDATE_SECTOR;
-    upd.layout.slot_addr[0] = 2u * AIOT_UPDATE_SECTOR;
-    upd.layout.slot_addr[1] = 2u * AIOT_UPDATE_SECTOR + AIOT_UPDATE_SLOT_SIZE;
+    static const uint32_t areas[4] = {AIOT_UPDATE_AREAS};  // record 0, record 1, slot 0, slot 1
+    upd.layout.record_addr[0] = areas[0];
+    upd.layout.record_addr[1] = areas[1];
+    upd.layout.slot_addr[0] = areas[2];
+    upd.layout.slot_addr[1] = areas[3];
     upd.layout.slot_size = AIOT_UPDATE_SLOT_SIZE;
     upd.expect.public_key = release_key;
     upd.expect.abi = AIOT_MODEL_ABI;

@@ -56,13 +56,19 @@ class CodegenResult:
     float_input: bool = False
     float_output: bool = False
 
+    #: every input / output in the .tflite's order (input_shape / output_shape are the first)
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    output_shapes: tuple[tuple[int, ...], ...] = ()
+
     @property
     def input_bytes(self) -> int:
-        return int(np.prod(self.input_shape))
+        """Bytes of one inference's input: every input tensor, in order."""
+        return sum(int(np.prod(s)) for s in self.input_shapes or (self.input_shape,))
 
     @property
     def output_bytes(self) -> int:
-        return int(np.prod(self.output_shape))
+        """Bytes of one inference's output: every output tensor, in order."""
+        return sum(int(np.prod(s)) for s in self.output_shapes or (self.output_shape,))
 
 
 def engine_sources() -> list[Path]:
@@ -96,7 +102,7 @@ def _plan(g: tflite.Graph) -> tuple[MemoryPlan, list[int]]:
     for op in g.operators:
         for ti in op.inputs + op.outputs:
             t = g.tensor(ti)
-            if t is not None and not t.is_const:
+            if t is not None and not t.is_const and not t.is_variable:  # a variable keeps its own storage
                 arena[ti] = _nbytes(t)
     for ti in g.inputs + g.outputs:
         arena[ti] = _nbytes(g.tensors[ti])
@@ -214,8 +220,11 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         LayerInfo(f"{l.op}#{l.node}", l.op, l.node, l.macs, g.tensors[by_node[l.node].outputs[0]].shape)
         for l in layers
     ]
-    header = _render_header(name, x.size, y.size, plan.arena_bytes, len(layers), crc, edges)
-    source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, x.size, y.size,
+    ins, outs = [g.tensors[i] for i in g.inputs], [g.tensors[i] for i in g.outputs]
+    in_total, out_total = sum(t.size for t in ins), sum(t.size for t in outs)
+    header = _render_header(name, in_total, out_total, plan.arena_bytes, len(layers), crc, edges,
+                            (len(ins), len(outs)))
+    source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, in_total, out_total,
                             (in_s, in_zp, out_s, out_zp), edges)
     h_path, c_path = out_dir / "model.h", out_dir / "model.c"
     # private names, then renamed: a kill never leaves half a file (the build checks that
@@ -230,6 +239,7 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         input_shape=tuple(x.shape), output_shape=tuple(y.shape),
         input_scale=in_s, input_zero_point=in_zp, output_scale=out_s, output_zero_point=out_zp, plan=plan,
         float_input=quantize_in is not None, float_output=dequantize_out is not None,
+        input_shapes=tuple(tuple(t.shape) for t in ins), output_shapes=tuple(tuple(t.shape) for t in outs),
     )
 
 
@@ -256,7 +266,7 @@ def _float_edges(g: tflite.Graph, ctx: Ctx, quantize_in, dequantize_out) -> list
 
 
 def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layers: int, crc: int,
-                   edges: list[tuple[str, str, str]] = ()) -> str:
+                   edges: list[tuple[str, str, str]] = (), io: tuple[int, int] = (1, 1)) -> str:
     floats = "".join(
         f"\n// {comment}; returns 0 or an aiot_status_t\n#define AIOT_MODEL_{'FLOAT_INPUT' if 'input' in decl else 'FLOAT_OUTPUT'} 1\n{decl};\n"
         for decl, _, comment in edges)
@@ -269,6 +279,8 @@ def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layer
 
 #define AIOT_MODEL_INPUT_BYTES {in_bytes}u
 #define AIOT_MODEL_OUTPUT_BYTES {out_bytes}u
+#define AIOT_MODEL_NUM_INPUTS {io[0]}u
+#define AIOT_MODEL_NUM_OUTPUTS {io[1]}u
 #define AIOT_MODEL_ARENA_BYTES {arena}u
 #define AIOT_MODEL_NUM_LAYERS {n_layers}u
 #define AIOT_MODEL_HASH 0x{crc:08x}u
@@ -288,6 +300,20 @@ def _c_str(s: str) -> str:
         c = chr(ch)
         out.append(c if 32 <= ch < 127 and c not in '"\\?' else f"\\{ch:03o}")
     return '"' + "".join(out) + '"'
+
+
+def _io_table(role: str, offsets: list[int], sizes: list[int]) -> list[str]:
+    """aiot_model_<role>_sizes[] and aiot_model_<role>_n(i): every input or output tensor
+    in the .tflite's order (NULL past the last)."""
+    n = len(offsets)
+    const = "" if role == "input" else "const "
+    return [
+        f"const uint32_t aiot_model_num_{role}s = {n}u;",
+        f"const uint32_t aiot_model_{role}_sizes[{n}] = {{ {', '.join(f'{s}u' for s in sizes)} }};",
+        f"static const uint32_t {role}_offsets[{n}] = {{ {', '.join(f'{o}u' for o in offsets)} }};",
+        f"{const}int8_t *aiot_model_{role}_n(uint32_t i) {{ return i < {n}u ? arena + {role}_offsets[i] : 0; }}",
+        "",
+    ]
 
 
 def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, out_size, q, edges=()) -> str:
@@ -322,6 +348,8 @@ def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, 
         f"int8_t *aiot_model_input(void) {{ return arena + {plan.offset_of[g.inputs[0]]}; }}",
         f"const int8_t *aiot_model_output(void) {{ return arena + {plan.offset_of[g.outputs[0]]}; }}",
         "",
+        *_io_table("input", [plan.offset_of[i] for i in g.inputs], [g.tensors[i].size for i in g.inputs]),
+        *_io_table("output", [plan.offset_of[i] for i in g.outputs], [g.tensors[i].size for i in g.outputs]),
         "#ifdef AIOT_PROFILE",
         f"uint32_t aiot_model_layer_ticks[{n}];",
         f"const char *const aiot_model_layer_names[{n}] = {{",
@@ -349,6 +377,8 @@ def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, 
     for i, l in enumerate(layers):
         lines.append(f"    AIOT_LAYER({i}, {l.call});")
     lines += ["    return 0;", "}", ""]
+    resets = [r for l in layers for r in l.reset]
+    lines += ["void aiot_model_reset(void)", "{", *(f"    {r}" for r in resets), "}", ""]
     for decl, call, comment in edges:
         lines += [f"// {comment}", decl, "{", f"    return (int)({call});", "}", ""]
     return "\n".join(lines)

@@ -35,6 +35,9 @@ class Layer:
     decls: list[str] = field(default_factory=list)
     macs: int = 0
     weights_bytes: int = 0
+    #: C statements of aiot_model_reset(): a stateful op (SVDF) puts its state back as
+    #: tflite-micro's ResetVariableTensors does
+    reset: list[str] = field(default_factory=list)
 
 
 class Ctx:
@@ -466,6 +469,62 @@ def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
                  weights_bytes=w.size + (4 * out_c if has_bias else 0) + rq_bytes)
 
 
+def emit_svdf(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TFLM's PrepareSvdf: the two effective scales are computed in float (scale products),
+    # then widened; the bias scale must be the state scale x the time weights' scale.
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    wf = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    wt = g.tensor(op.inputs[2])
+    state = g.tensor(op.inputs[4]) if len(op.inputs) > 4 else None
+    if state is None or not state.is_variable or state.dtype not in ("int8", "int16") or not state.quantized:
+        raise _fail(g, op, "the activation state (input 4) must be a quantized int8 or int16 variable tensor",
+                    "re-export the model")
+    wide = state.dtype == "int16"
+    if wt is None or not wt.is_const or wt.dtype != state.dtype or not wt.quantized:
+        raise _fail(g, op, f"time weights must be constant {state.dtype}, like the state", "re-export the model")
+    rank = int(op.options.get("rank", 0))
+    if len(x.shape) != 2 or len(wf.shape) != 2 or len(wt.shape) != 2 or rank < 1:
+        raise _fail(g, op, f"input {list(x.shape)}, feature weights {list(wf.shape)}, time weights "
+                    f"{list(wt.shape)}, rank {rank}", "SVDF takes [batch, input] and 2-D weights; re-export the model")
+    batches, n_in = x.shape
+    filters, memory = wt.shape
+    units = filters // rank if filters % rank == 0 else -1
+    if wf.shape != (filters, n_in) or units < 1 or tuple(out.shape) != (batches, units) or \
+            tuple(state.shape) != (batches, memory * filters):
+        raise _fail(g, op, f"shapes do not fit: input {list(x.shape)}, feature weights {list(wf.shape)}, time "
+                    f"weights {list(wt.shape)}, rank {rank}, state {list(state.shape)}, output {list(out.shape)}",
+                    "re-export the model")
+    f32 = np.float32
+    (in_s, in_zp), (st_s, st_zp), (out_s, out_zp) = _qp(x), _qp(state), _qp(out)
+    wf_s, wt_s = f32(wf.scale[0]), f32(wt.scale[0])
+    m1, s1 = quantize_multiplier(float(f32(f32(in_s) * wf_s) / f32(st_s)))
+    m2, s2 = quantize_multiplier(float(f32(f32(st_s) * wt_s) / f32(out_s)))
+    if len(op.inputs) < 4 or op.inputs[3] < 0:
+        raise _fail(g, op, "an int8 SVDF without a bias", "tflite-micro's int8 SVDF reads the bias's scale (it "
+                    "crashes without one), so there is no reference to be bit-exact with: give the layer a bias")
+    bias = _bias(g, op, op.inputs[3], units)
+    if abs(float(f32(g.tensor(op.inputs[3]).qparams()[0])) - float(f32(f32(st_s) * wt_s))) >= 1e-5:
+        raise _fail(g, op, "the bias scale is not the state scale x the time weights' scale",
+                    "tflite-micro refuses it too; re-export the model")
+    ctype = "int16_t" if wide else "int8_t"
+    init = 0 if wide else st_zp  # ResetVariableTensors: int8 to the zero point, others to 0
+    n_state = batches * memory * filters
+    decls = [
+        _c_array("int8_t", f"{name}_wf", wf.data),
+        _c_array(ctype, f"{name}_wt", wt.data),
+        _c_array("int32_t", f"{name}_b", bias),
+        # starts as after a reset (TFLM resets variables when it allocates them)
+        f"static {ctype} {name}_state[{n_state}] = {{ [0 ... {n_state - 1}] = {init} }};",
+        f"static const aiot_svdf_params_t {name}_p = {{ {batches}, {n_in}, {filters}, {rank}, {memory}, "
+        f"{int(wide)}, {in_zp}, {st_zp}, {out_zp}, {m1}, {s1}, {m2}, {s2} }};",
+    ]
+    reset = [f"for (uint32_t i = 0; i < {n_state}u; i++) {name}_state[i] = {init};"]
+    call = f"aiot_svdf_s8(&{name}_p, {ctx.p(x.index)}, {name}_wf, {name}_wt, {name}_b, {name}_state, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=batches * filters * (n_in + memory),
+                 weights_bytes=wf.size + wt.size * (2 if wide else 1) + 4 * units, reset=reset)
+
+
 def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
     if _qp(a)[1] != _qp(b)[1] or np.float32(_qp(a)[0]) != np.float32(_qp(b)[0]):
         raise _fail(g, op, "input and output quantization differ", "TFLite Micro requires equal scales here; re-export the model")
@@ -729,10 +788,31 @@ def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def _tflm_slice_axis(size: int, begin: int, end: int, stride: int, begin_mask: bool, end_mask: bool,
+                     shrink: bool) -> range:
+    """The input indices tflite-micro's StridedSlice walks on one axis (its StartForAxis /
+    EndForAxis and loop condition): negative indices count from the end, then clamp, then
+    the masks; a shrunk axis is [start, start + 1), which a backward stride walks empty."""
+    start = begin + size if begin < 0 else begin
+    start = min(max(start, 0), size) if stride > 0 else min(max(start, -1), size - 1)
+    if begin_mask:
+        start = 0 if stride > 0 else size - 1
+    if shrink:
+        return range(start, start if start >= size else start + 1, stride)
+    stop = end + size if end < 0 else end
+    stop = min(max(stop, 0), size) if stride > 0 else min(max(stop, -1), size - 1)
+    if end_mask:
+        stop = size if stride > 0 else -1
+    return range(start, stop, stride)
+
+
 def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
-    # TF's slice semantics (masks, clamping) are applied here, at generation time, to an
+    # tflite-micro's slice (masks, clamping) is applied here, at generation time, to an
     # array of input offsets; the result must be an affine walk (it is, for any strides),
-    # which the kernel then runs: no index arithmetic on the device.
+    # which the kernel then runs: no index arithmetic on the device. Like tflite-micro
+    # (BuildStridedSliceParams) it reads one begin/end/stride per input axis and takes
+    # ellipsis_mask, new_axis_mask and offset as 0; its output-shape check decides what
+    # it accepts, and so what is compiled.
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     consts = [g.tensor(i) for i in op.inputs[1:4]]
@@ -740,22 +820,27 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
         raise _fail(g, op, "begin, end and strides must be constant tensors", "re-export the model")
     begin, end, strides = ([int(v) for v in np.asarray(t.data).ravel()] for t in consts)
     o = op.options
-    if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0) or o.get("offset", 0):
-        raise _fail(g, op, "ellipsis, new-axis or offset slicing", "slice with explicit begin/end per axis")
     rank = len(x.shape)
-    if not (len(begin) == len(end) == len(strides) == rank) or any(v == 0 for v in strides):
+    if rank > 4 or min(len(begin), len(end), len(strides)) < rank or any(v == 0 for v in strides[:rank]):
         raise _fail(g, op, f"begin {begin} / end {end} / strides {strides} for a rank-{rank} tensor",
-                    "slice every axis, with non-zero strides")
-    index = []
-    for k in range(rank):
-        if (o.get("shrink_axis_mask", 0) >> k) & 1:
-            index.append(begin[k])
-            continue
-        b = None if (o.get("begin_mask", 0) >> k) & 1 else begin[k]
-        e = None if (o.get("end_mask", 0) >> k) & 1 else end[k]
-        index.append(slice(b, e, strides[k]))
-    offsets = np.arange(x.size, dtype=np.int64).reshape(x.shape)[tuple(index)]
-    offsets = offsets.reshape(offsets.shape if offsets.ndim else (1,))
+                    "tflite-micro slices tensors of at most 4 dimensions and reads one non-zero stride and one "
+                    "begin and end per axis: re-export the model (the TFLite converter writes them so)")
+    shrink = [bool((o.get("shrink_axis_mask", 0) >> k) & 1) for k in range(rank)]
+    walks = [_tflm_slice_axis(int(x.shape[k]), begin[k], end[k], strides[k], bool((o.get("begin_mask", 0) >> k) & 1),
+                              bool((o.get("end_mask", 0) >> k) & 1), shrink[k]) for k in range(rank)]
+    kept = [len(w) for w, s in zip(walks, shrink) if not s]
+    if any(len(w) == 0 for w in walks) or kept != [int(d) for d in out.shape]:
+        what = ("walks no element on some axis (tflite-micro would leave the output unwritten: a shrunk axis with "
+                "a backward stride, or a begin past the end)" if any(len(w) == 0 for w in walks) else
+                f"gives shape {kept} as tflite-micro reads it (ellipsis and new-axis masks taken as 0), but output "
+                f"'{out.name}' has {list(out.shape)}")
+        raise _fail(g, op, f"the slice begin {begin[:rank]} / end {end[:rank]} / strides {strides[:rank]} of "
+                    f"{list(x.shape)} {what}", "tflite-micro refuses or mis-runs this slice too; re-export the model "
+                    "with TFLiteConverter, which writes slices with one explicit begin/end per axis")
+    in_strides = np.cumprod([1, *[int(d) for d in x.shape[::-1]]])[:rank][::-1]
+    offsets = sum(np.asarray(w, dtype=np.int64).reshape([-1 if a == k else 1 for a in range(rank)]) * int(st)
+                  for k, (w, st) in enumerate(zip(walks, in_strides)))
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(kept if kept else (1,))
     if offsets.size != out.size or offsets.size == 0 or offsets.ndim > 5:
         raise _fail(g, op, f"the slice has {offsets.size} values but output '{out.name}' has {out.size}",
                     "re-export the model")
@@ -1012,4 +1097,5 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "LOGISTIC": emit_logistic,
     "TANH": emit_tanh,
     "SOFTMAX": emit_softmax,
+    "SVDF": emit_svdf,
 }

@@ -19,11 +19,16 @@ def command(json_out: str | None) -> None:
     """
     from aiot.target.boards import DEFAULT_BOARD, list_boards
 
+    from dataclasses import asdict
+
     boards = list_boards()
     if json_out is not None:
+        # the flash layouts as checked on load: model-update areas and MCUboot partitions (or null)
         write_json(json_out, [
             {"name": b.name, "core": b.core, "fpu": b.fpu, "family": b.family, "emulated": b.emulated,
-             "flash": b.flash.length, "ram": b.ram.length, "cpu_hz": b.cpu_hz, "description": b.description}
+             "flash": b.flash.length, "ram": b.ram.length, "cpu_hz": b.cpu_hz, "description": b.description,
+             "update": asdict(b.update) if b.update else None,
+             "mcuboot": {**asdict(b.mcuboot), "image_room": b.mcuboot.image_room} if b.mcuboot else None}
             for b in boards])
         return
     click.echo(f"{'board':<18} {'core':<14} {'fpu':<12} {'flash':>7} {'ram':>7}  {'runs in':<8} description")

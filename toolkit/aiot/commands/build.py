@@ -72,7 +72,11 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
 
     defines += device_id_defines(b, device_id)
     board_file = b
-    if sign_key:
+    if update_key:
+        from aiot.lifecycle.firmware import update_board
+
+        b = update_board(b, signed=bool(sign_key))  # code kept out of the update areas (and in the slot)
+    elif sign_key:
         from aiot.lifecycle.signed_image import slot_board
 
         b = slot_board(b)  # linked where MCUboot jumps: primary slot + image header
@@ -88,8 +92,8 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
             from aiot.lifecycle import package as P
             from aiot.lifecycle.firmware import build_update_firmware
 
-            res = build_update_firmware(b, stage, model_dir, public_key=P.public_key(update_key), defines=defines,
-                                        opt=opt)
+            res = build_update_firmware(board_file, stage, model_dir, public_key=P.public_key(update_key),
+                                        defines=defines, opt=opt, signed=bool(sign_key))
             doc = json.loads((stage / "build.json").read_text())
             doc["model_abi"] = P.MODEL_ABI  # what aiot models promote --firmware checks
             # the largest release plan it loads (aiot release --firmware)

@@ -104,6 +104,9 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
     click.echo(f"arena:   {res.arena_bytes} bytes")
     click.echo(f"weights: {res.weights_bytes} bytes")
     click.echo(f"MACs:    {res.macs}")
+    if len(res.input_shapes) > 1 or len(res.output_shapes) > 1:  # aiot_model_input_n / _output_n, in this order
+        click.echo(f"inputs:  {', '.join(str(list(s)) for s in res.input_shapes)}")
+        click.echo(f"outputs: {', '.join(str(list(s)) for s in res.output_shapes)}")
     if compare_tflm:
         from aiot.model.reference import tflm_arena_usage
 

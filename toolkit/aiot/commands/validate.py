@@ -75,6 +75,41 @@ def make_inputs(stored: np.ndarray, n: int, features: int, seed: int = 0) -> tup
     return np.concatenate([stored[:used].astype(np.int8), extra]) if used else extra, used
 
 
+def make_float_inputs(n: int, features: int, scale: float, zero_point: int, seed: int = 0) -> np.ndarray:
+    """n seeded float32 vectors for a float-input model: uniform over the range its int8
+    input represents, and a tenth beyond it on each side (saturation)."""
+    lo, hi = (-128 - zero_point) * scale, (127 - zero_point) * scale
+    pad = (hi - lo) / 10
+    return np.random.default_rng(seed).uniform(lo - pad, hi + pad, (n, features)).astype(np.float32)
+
+
+def compare_float(device: np.ndarray, reference: np.ndarray, scale: float) -> dict:
+    """compare() for (n, outputs) float32 outputs: an output matches when its bits do;
+    errors dequantized and in steps of the output's scale (the *_q fields)."""
+    d, r = np.asarray(device, np.float32), np.asarray(reference, np.float32)
+    same = d.view(np.uint32) == r.view(np.uint32)
+    diff = d.astype(np.float64) - r.astype(np.float64)
+    steps = np.rint(diff / scale).astype(np.int64)
+    out = compare(steps, np.zeros_like(steps), 1.0, 0)  # the step histogram and per-output counts
+    absf = np.abs(diff)
+    rows = same.all(axis=1)
+    ref_norm = float(np.sqrt((r.astype(np.float64) ** 2).sum()))
+    out.update({
+        "exact_match_pct": float(100.0 * rows.mean()) if len(d) else 0.0,
+        "exact_bytes_pct": float(100.0 * same.mean()) if d.size else 0.0,
+        "mismatched_vectors": int((~rows).sum()),
+        "first_mismatch": int(np.argmax(~rows)) if (~rows).any() else None,
+        "max_abs_error": float(absf.max()) if d.size else 0.0, "mae": float(absf.mean()) if d.size else 0.0,
+        "rmse": float(np.sqrt((diff ** 2).mean())) if d.size else 0.0,
+        "l2r": float(np.sqrt((diff ** 2).sum()) / ref_norm) if ref_norm > 0 else float(np.sqrt((diff ** 2).sum())),
+        "float32": True,
+    })
+    for j, p in enumerate(out["per_output"]):
+        p["mismatches"] = int((~same[:, j]).sum())
+        p["rmse"] = float(np.sqrt((diff[:, j] ** 2).mean()))
+    return out
+
+
 def compare(device: np.ndarray, reference: np.ndarray, scale: float, zero_point: int) -> dict:
     """Error metrics between (n, outputs) int8 arrays; *_q in int8 steps, the rest dequantized."""
     d = device.astype(np.int32)
@@ -234,13 +269,14 @@ def _parity_section(report: dict, device: np.ndarray | None, reference: np.ndarr
     outputs = len(per)
     total = m["vectors"] * outputs
     same = round(total * m["exact_bytes_pct"] / 100)
-    rows = [("vectors compared", f'{m["vectors"]:,} x {outputs:,} outputs = {total:,} int8 outputs'),
+    kind = "float32" if m.get("float32") else "int8"
+    rows = [("vectors compared", f'{m["vectors"]:,} x {outputs:,} outputs = {total:,} {kind} outputs'),
             ("byte-identical outputs", f'{same:,} of {total:,} ({m["exact_bytes_pct"]:.3f} %)'),
             ("vectors identical in every output", f'{m["vectors"] - m["mismatched_vectors"]:,} '
                                                    f'({m["exact_match_pct"]:.2f} %)'),
             ("max |error|", f'{m["max_abs_error_q"]} LSB ({m["max_abs_error"]:.6g} dequantized)'),
             ("MAE / RMSE / l2r (dequantized)", f'{m["mae"]:.6g} / {m["rmse"]:.6g} / {m["l2r"]:.6g}')]
-    head = ("<h2>Parity with tflite-micro</h2><p class='note'>Each vector's int8 outputs from the device against "
+    head = (f"<h2>Parity with tflite-micro</h2><p class='note'>Each vector's {kind} outputs from the device against "
             "tflite-micro's reference kernels on the same input (the project's golden reference).</p>")
     if m["mismatched_vectors"] == 0:
         return (head + _table(rows, "parity") + f"<p class='verdict ok'>All {total:,} outputs byte-identical to "
@@ -254,9 +290,11 @@ def _parity_section(report: dict, device: np.ndarray | None, reference: np.ndarr
     first = ""
     if device is not None and reference is not None:
         vec, out = np.nonzero(device != reference)  # row-major: the first vectors first
-        first = "".join(f"<tr><td class='n'>{i}</td><td class='n'>{j}</td><td class='n'>{int(device[i, j])}</td>"
-                        f"<td class='n'>{int(reference[i, j])}</td>"
-                        f"<td class='n'>{int(device[i, j]) - int(reference[i, j]):+d}</td></tr>"
+        v = (lambda a: f"{float(a):.9g}") if kind == "float32" else (lambda a: str(int(a)))  # noqa: E731
+        step = report["device"]["output_scale"] if kind == "float32" else 1
+        first = "".join(f"<tr><td class='n'>{i}</td><td class='n'>{j}</td><td class='n'>{v(device[i, j])}</td>"
+                        f"<td class='n'>{v(reference[i, j])}</td>"
+                        f"<td class='n'>{round((float(device[i, j]) - float(reference[i, j])) / step):+d}</td></tr>"
                         for i, j in zip(vec[:12], out[:12]))
         first = ("<h3>The first outputs that differ</h3><table class='list'><tr><th>vector</th><th>output</th>"
                  f"<th>device</th><th>tflite-micro</th><th>difference (LSB)</th></tr>{first}</table>"
@@ -379,12 +417,23 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
         raise click.UsageError("give the model to validate: --package PKG or --model FILE.tflite (one of them)")
     b = get_board(board)
     mi = load_model_input(package if package is not None else model)
+    from aiot.model.tflite import parse, require_one_input_output
+
+    g = parse(mi.tflite, str(mi.source))
+    require_one_input_output(len(g.inputs), len(g.outputs), str(model or mi.source))
     if transport == "qemu":
         b.qemu_args()  # real hardware stops here, before anything is built or written
     crc = zlib.crc32(mi.tflite) & 0xFFFFFFFF
     ref = TflmReference(mi.tflite)
     features = int(np.prod(ref.input_shape))
-    xs, stored = make_inputs(mi.x_int8, count, features, seed)
+    from aiot.model.tflite import float_input_quantize, float_output_dequantize
+
+    float_in, float_out = float_input_quantize(g) is not None, float_output_dequantize(g) is not None
+    if float_in:  # float vectors in: the device gets them quantized by the model's own entry point
+        in_s, in_zp = g.tensors[float_input_quantize(g).outputs[0]].qparams()
+        xs_ref, stored = make_float_inputs(count, features, in_s, in_zp, seed), 0
+    else:
+        xs_ref, stored = make_inputs(mi.x_int8, count, features, seed)
     out = Path(out or paths.build_dir() / "validate" / f"{b.name}-{mi.name}")
     from aiot.outputs import output_folder
 
@@ -393,13 +442,25 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
     with output_folder(out, "aiot validate") as run:
         stage = run.folder
 
+        from aiot.codegen import generate
+
         if transport == "qemu" and elf is None:
-            from aiot.codegen import generate
             from aiot.target.firmware import build
 
             with step(f"building firmware for {b.name} with {mi.name}"):
                 generate(mi.tflite, stage / "c", name=mi.name)
                 elf = build(b, stage / "fw", stage / "c").elf
+        edges = None
+        if float_in or float_out:
+            # the device speaks int8 (docs/engine.md); a float-interface model's edges are its
+            # generated aiot_model_quantize_input / aiot_model_dequantize_output, compiled for
+            # this machine (the same C the bench firmware checks on the M4)
+            from aiot.codegen.host import HostModel
+
+            if not (stage / "c" / "model.c").is_file():
+                generate(mi.tflite, stage / "c", name=mi.name)
+            edges = HostModel(stage / "c")
+        xs = np.stack([edges.quantize_input(x) for x in xs_ref]) if float_in else xs_ref
 
         with open_device(board=b, elf=elf, transport=transport, port=port, baud=baud, timeout=timeout) as dev:
             info = dev.require_model(mi.tflite, str(mi.source))
@@ -414,21 +475,29 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
                         ticks.append(r.ticks)
                     bar.update(min(64, len(xs) - start))
             wall = time.monotonic() - t0
-        refs = [ref.invoke(x).reshape(-1) for x in xs]
+        refs = [ref.invoke(x).reshape(-1) for x in xs_ref]
         dev_out, ref_out = np.stack(outs), np.stack(refs)
         ticks_a = np.asarray(ticks)
-        metrics = compare(dev_out, ref_out, info.output_scale, info.output_zero_point)
+        if float_out:  # float32 outputs, compared bit for bit with tflite-micro's
+            dev_out = np.stack([edges.dequantize_output(y) for y in dev_out])
+            metrics = compare_float(dev_out, ref_out, info.output_scale)
+        else:
+            metrics = compare(dev_out, ref_out, info.output_scale, info.output_zero_point)
         report = {
             "board": b.name, "model": mi.name, "model_hash": f"{crc:08x}", "transport": transport,
             "device": info.to_json(),
-            "inputs": {"stored": stored, "random": len(xs) - stored, "seed": seed, "features": features},
+            "inputs": {"stored": stored, "random": len(xs) - stored, "seed": seed, "features": features,
+                       **({"float32": True} if float_in else {})},
             "metrics": metrics, "timing": timing(ticks_a, b, info),
             "host": {"seconds": wall, "inferences_per_s": len(xs) / wall if wall > 0 else None},
             "link": dev.counters.to_json(),
         }
+        if edges is not None:
+            report["float_edges"] = ("the model's aiot_model_quantize_input / aiot_model_dequantize_output, "
+                                     "compiled for this machine; the int8 graph ran on the device")
         report["firmware"] = firmware_memory(elf, b)
         (stage / "report.json").write_text(json.dumps(report, indent=2))
-        np.savez(stage / "outputs.npz", inputs=xs, device=dev_out, reference=ref_out, ticks=ticks_a)
+        np.savez(stage / "outputs.npz", inputs=xs_ref, device=dev_out, reference=ref_out, ticks=ticks_a)
         write_html(stage / "report.html", report, ticks_a, dev_out, ref_out)
         if (stage / "fw" / "build.json").is_file():
             run.relocate("fw/build.json")  # it names the image where it will be
@@ -446,6 +515,8 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
     link = dev.link_report()  # said only when the link needed retries or dropped frames
     if link:
         click.secho(f"  link             {link[0]}\n                   {link[1]}", fg="yellow")
+    if "float_edges" in report:
+        click.echo(f"  float edges      {report['float_edges']}")
     click.echo(f"  report           {out / 'report.json'}, {out / 'report.html'}")
     wrote(out, "report.json, report.html, outputs.npz")
     if metrics["mismatched_vectors"]:

@@ -64,7 +64,10 @@ class HostFirmware:
             srcs += [*(s for s in update_sources() if s not in srcs), fw / "src" / "update" / "service.c", fw / "src" / "update" / "plan.c",
                      fw / "src" / "update" / "flash_sim.c", *crypto.sources]
             incs += list(crypto.include_dirs)
+            # two record sectors, then two slots (the region host_attach_flash gets, in equal sectors)
+            areas = (0, sector_size, 2 * sector_size, 2 * sector_size + slot_size)
             defs += ["AIOT_APP_UPDATE", f"AIOT_UPDATE_SECTOR={sector_size}u", f"AIOT_UPDATE_SLOT_SIZE={slot_size}u",
+                     "AIOT_UPDATE_AREAS=" + ",".join(f"{a}u" for a in areas),
                      "AIOT_UPDATE_PUBLIC_KEY=" + ",".join(f"0x{b:02x}" for b in public_key), *crypto.defines]
             if trial_runs is not None:
                 defs.append(f"AIOT_UPDATE_TRIAL_RUNS={int(trial_runs)}u")
@@ -109,7 +112,7 @@ class HostBoard:
             if self.flash is not None:
                 lib.host_attach_flash.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_uint32]
                 if lib.host_attach_flash(ctypes.addressof(self.flash), self.flash_size, self.firmware.sector_size, 8):
-                    raise ToolkitError("the host port's flash simulator state is too small",
+                    raise ToolkitError("the host port cannot hold this flash region (simulator state or more than 256 sectors)",
                                        hint="enlarge flash_sim in firmware/port/host/port.c")
             self.lib = lib
             code = lib.host_boot()

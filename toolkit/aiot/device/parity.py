@@ -75,6 +75,15 @@ def check_parity(device, board: Board, tflite: bytes, x_int8: np.ndarray, label:
     device runs this one, and its receive interrupt's instructions land inside the measured
     ticks (mps2-an386: windows read 73, 74, even 92 ticks instead of 71-72, and the mean
     came out 1 to 9 instructions high, by a different amount every run)."""
+    from aiot.errors import ToolkitError
+    from aiot.model.tflite import float_input_quantize, float_output_dequantize, parse, require_one_input_output
+
+    g = parse(tflite)
+    require_one_input_output(len(g.inputs), len(g.outputs), "the parity check")
+    if float_input_quantize(g) is not None or float_output_dequantize(g) is not None:
+        raise ToolkitError("the parity check streams int8 test vectors; this model takes or gives float32 around "
+                           "its int8 graph", hint="validate it with `aiot validate --model MODEL.tflite` (float "
+                           "vectors in, every float output compared bit for bit with tflite-micro's)")
     ref = TflmReference(tflite)
     outs, ticks = [], []
     mismatched_windows = mismatched_bytes = max_err = 0

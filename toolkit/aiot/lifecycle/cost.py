@@ -41,13 +41,14 @@ PARTS = ("update", "crypto", "driver")
 
 
 def compile_objects(board: Board, out_dir: Path, opt: str = "-O2", only: tuple[str, ...] = PARTS,
-                    extra_flags: tuple[str, ...] = ()) -> dict[str, list[Path]]:
-    """Cross-compile each part warning-free (-Werror) into out_dir; return objects by part."""
+                    extra_flags: tuple[str, ...] = (), defines: tuple[str, ...] = ()) -> dict[str, list[Path]]:
+    """Cross-compile each part warning-free (-Werror) into out_dir; return objects by part.
+    ``defines`` (NAME or NAME=VALUE) go on top of the board's, e.g. the update layout's."""
     gcc = require("arm-none-eabi-gcc")
     crypto = crypto_sources()
     parts = {"update": update_sources()[:3], "crypto": list(crypto.sources), "driver": driver_sources(board)}
     parts = {k: v for k, v in parts.items() if k in only}
-    defs = {**firmware.build_defines(board), **{d: "1" for d in crypto.defines}}
+    defs = {**firmware.build_defines(board, None, defines), **{d: "1" for d in crypto.defines}}
     incs = [*firmware.include_dirs(), *crypto.include_dirs, FIRMWARE / "port" / board.family]
     out_dir.mkdir(parents=True, exist_ok=True)
     objs: dict[str, list[Path]] = {}
@@ -121,13 +122,33 @@ def worst_stack(board: Board, out_dir: Path, root: str = "aiot_update_boot", opt
     return walk(root, frozenset({root}))
 
 
-if __name__ == "__main__":  # python -m aiot.lifecycle.cost BOARD...: the figures in docs/lifecycle.md
+def whole_firmware(board: Board, model_dir: Path | None, out_dir: Path) -> dict[str, firmware.SizeReport]:
+    """The device firmware built without and with the update machinery (``aiot build`` and
+    ``aiot build --update-key``, -O2, the same model), sized by arm-none-eabi-size: flash =
+    text + data, RAM = data + bss (the stack included)."""
+    from aiot.lifecycle.firmware import build_update_firmware
+
+    return {"without": firmware.build(board, out_dir / "without", model_dir).size,
+            "with": build_update_firmware(board, out_dir / "with", model_dir, public_key=bytes(32)).size}
+
+
+if __name__ == "__main__":  # python -m aiot.lifecycle.cost [--whole MODEL_C_DIR] BOARD...: docs/lifecycle.md
     import sys
     import tempfile
 
     from aiot.target.boards import get_board
 
-    for name in sys.argv[1:] or ["mps2-an386", "nucleo-f446re"]:
+    args = sys.argv[1:]
+    if args[:1] == ["--whole"]:
+        model = Path(args[1])
+        for name in args[2:] or ["nucleo-f446re"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                s = whole_firmware(get_board(name), model, Path(tmp))
+            w, u = s["without"], s["with"]
+            print(f"{name}: flash {w.flash_total:,} -> {u.flash_total:,} B (+{u.flash_total - w.flash_total:,}); "
+                  f"RAM {w.ram_total:,} -> {u.ram_total:,} B (+{u.ram_total - w.ram_total:,})")
+        sys.exit(0)
+    for name in args or ["mps2-an386", "nucleo-f446re"]:
         b = get_board(name)
         with tempfile.TemporaryDirectory() as tmp:
             c = measure(b, Path(tmp) / "size")

@@ -45,6 +45,16 @@ class PkgInfo(ctypes.Structure):
     ]
 
 
+_ERASE = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
+_PROGRAM = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32, ctypes.c_char_p, ctypes.c_uint32)
+
+
+class Flash(ctypes.Structure):
+    """aiot_flash_t (update.h)."""
+    _fields_ = [("sector_size", ctypes.c_uint32), ("program_align", ctypes.c_uint32), ("erase", _ERASE),
+                ("program", _PROGRAM), ("map", ctypes.c_void_p), ("ctx", ctypes.c_void_p)]
+
+
 class Record(ctypes.Structure):
     _fields_ = [
         ("magic", ctypes.c_uint32), ("seq", ctypes.c_uint32),
@@ -96,9 +106,10 @@ def library() -> ctypes.CDLL:
     lib.aiot_update_begin.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     lib.aiot_update_trial_report.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.aiot_flash_sim_init.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint32,
-                                        ctypes.c_uint32, ctypes.c_uint32]
+                                        ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p, ctypes.c_uint32]
     lib.aiot_flash_sim_cut.argtypes = [ctypes.c_void_p, ctypes.c_int32]
-    if lib.aiot_update_sizeof() != ctypes.sizeof(Update) or ctypes.sizeof(Record) != 48:
+    if lib.aiot_update_sizeof() != ctypes.sizeof(Update) or ctypes.sizeof(Record) != 48 \
+            or lib.aiot_flash_sizeof() != ctypes.sizeof(Flash):
         raise ToolkitError("aiot_update_t layout differs between update.h and aiot.lifecycle.device",
                            hint="update the ctypes mirror in toolkit/aiot/lifecycle/device.py")
     return lib
@@ -154,15 +165,26 @@ class SimulatedDevice:
 
     def __init__(self, public_key: bytes, *, slot_size: int = 64 * 1024, sector_size: int = 4096,
                  program_align: int = 8, abi: int = 1, schema_id: int = 0, trial_runs_needed: int = 3,
-                 max_trial_boots: int = 1):
+                 max_trial_boots: int = 1, areas: tuple[int, int, int, int] | None = None,
+                 sectors: list[tuple[int, int, int]] | None = None):
+        """Default: two record sectors then two slots, all in sectors of ``sector_size``. A
+        board's layout instead: ``areas`` (record 0, record 1, slot 0, slot 1 offsets) and
+        ``sectors`` (offset, size, number) as aiot.lifecycle.firmware.layout_defines gives them."""
         self.lib = library()
-        self.size = 2 * sector_size + 2 * slot_size
+        if areas is None:
+            areas = (0, sector_size, 2 * sector_size, 2 * sector_size + slot_size)
+        if sectors is None:
+            n = (2 * sector_size + 2 * slot_size) // sector_size
+            sectors = [(i * sector_size, sector_size, i) for i in range(n)]
+        self.size = max(o + n for o, n, _ in sectors)
         self.mem = (ctypes.c_uint8 * self.size)()
+        self._sectors = (ctypes.c_uint32 * (3 * len(sectors)))(*(v for s in sectors for v in s))
         self.flash = ctypes.create_string_buffer(self.lib.aiot_flash_sizeof())
         self.sim = ctypes.create_string_buffer(self.lib.aiot_flash_sim_size())
-        self.lib.aiot_flash_sim_init(self.flash, self.sim, self.mem, self.size, sector_size, program_align)
+        self.lib.aiot_flash_sim_init(self.flash, self.sim, self.mem, self.size, sector_size, program_align,
+                                     self._sectors, len(sectors))
         self._key = ctypes.create_string_buffer(bytes(public_key), 32)
-        self.layout = Layout((0, sector_size), (2 * sector_size, 2 * sector_size + slot_size), slot_size)
+        self.layout = Layout(areas[:2], areas[2:], slot_size)
         self.abi, self.schema_id = abi, schema_id
         self.trial_runs_needed, self.max_trial_boots = trial_runs_needed, max_trial_boots
         self.u = Update()
@@ -184,6 +206,17 @@ class SimulatedDevice:
         self.u.trial_runs_needed = self.trial_runs_needed
         self.u.max_trial_boots = self.max_trial_boots
         return self.lib.aiot_update_boot(ctypes.byref(self.u))
+
+    # the flash itself, as the update logic calls it ------------------------------------
+    def erase(self, offset: int) -> int:
+        """Erase the sector that begins at ``offset``: 0, or -2 when the sector table has none there."""
+        f = Flash.from_buffer(self.flash)
+        return f.erase(ctypes.addressof(f), offset)
+
+    def program(self, offset: int, data: bytes) -> int:
+        """Program ``data`` at ``offset``: 0, or -2 when it is misaligned or leaves the table's sectors."""
+        f = Flash.from_buffer(self.flash)
+        return f.program(ctypes.addressof(f), offset, bytes(data), len(data))
 
     # state ------------------------------------------------------------------------------
     def running(self) -> int:

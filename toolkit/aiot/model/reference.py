@@ -31,18 +31,41 @@ class TflmReference:
                 hint="the file may be corrupt (aiot codegen --model FILE checks it), or tflite-micro has no kernel "
                      "for one of its ops: aiot's engine folds some away at compile time (SHAPE, REDUCE_PROD of a "
                      "constant shape), tflite-micro cannot; its own message above names the op") from e
-        self.input_details = self._interp.get_input_details(0)
-        self.output_details = self._interp.get_output_details(0)
+        from aiot.model.tflite import parse
+
+        g = parse(data)
+        #: every input / output tensor's details, in the .tflite's order
+        self.inputs = [self._interp.get_input_details(i) for i in range(len(g.inputs))]
+        self.outputs = [self._interp.get_output_details(i) for i in range(len(g.outputs))]
+        self.input_details, self.output_details = self.inputs[0], self.outputs[0]
         self.input_shape = tuple(int(d) for d in self.input_details["shape"])
         self.output_shape = tuple(int(d) for d in self.output_details["shape"])
+        #: elements of each input / output
+        self.input_sizes = [int(np.prod(d["shape"])) for d in self.inputs]
+        self.output_sizes = [int(np.prod(d["shape"])) for d in self.outputs]
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """One inference; ``x`` has the input tensor's type (int8; float32 for a
-        float-interface model) and its shape (or is flat)."""
-        x = np.asarray(x, dtype=self.input_details["dtype"]).reshape(self.input_shape)
-        self._interp.set_input(x, 0)
+        float-interface model) and its shape (or is flat). A model with several inputs
+        takes them flat, one after the other in the .tflite's order, and gives its outputs
+        the same way (one flat array)."""
+        if len(self.inputs) == 1 and len(self.outputs) == 1:
+            x = np.asarray(x, dtype=self.input_details["dtype"]).reshape(self.input_shape)
+            self._interp.set_input(x, 0)
+            self._interp.invoke()
+            return np.array(self._interp.get_output(0), copy=True)
+        flat = np.asarray(x).ravel()
+        if flat.size != sum(self.input_sizes):
+            raise ToolkitError(f"input has {flat.size} values, the model's {len(self.inputs)} inputs take "
+                               f"{' + '.join(map(str, self.input_sizes))}")
+        at = 0
+        for i, d in enumerate(self.inputs):
+            n = self.input_sizes[i]
+            self._interp.set_input(flat[at : at + n].astype(d["dtype"]).reshape(d["shape"]), i)
+            at += n
         self._interp.invoke()
-        return np.array(self._interp.get_output(0), copy=True)
+        return np.concatenate([np.array(self._interp.get_output(i), copy=True).ravel()
+                               for i in range(len(self.outputs))])
 
     def run(self, xs: np.ndarray) -> np.ndarray:
         """Many inferences; ``xs`` has shape (N, ...) and the result (N, *output_shape)."""

@@ -63,6 +63,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
         ("dilation_h", "i32", 1)],
     5: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0),
         ("filter_w", "i32", 0), ("filter_h", "i32", 0), ("activation", "act", "NONE")],
+    6: [("rank", "i32", 0), ("activation", "act", "NONE"), ("asymmetric_quantize_inputs", "u8", 0)],
     8: [("activation", "act", "NONE"), ("weights_format", "u8", 0), ("keep_num_dims", "u8", 0),
         ("asymmetric_quantize_inputs", "u8", 0)],
     9: [("beta", "f32", 0.0)],
@@ -86,7 +87,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
 SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
-    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV""".split()
+    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
@@ -454,7 +455,10 @@ _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH"
 _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "ADD": 2, "SUB": 2,
                "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
                "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2,
-               "TRANSPOSE_CONV": 3}
+               "TRANSPOSE_CONV": 3, "SVDF": 3}
+
+#: Inputs an op keeps in int16 without being the 16x8 mode: SVDF's time weights and state.
+_INT16_INPUTS = {"SVDF": (2, 4)}
 
 # Inputs that only carry a shape: with static shapes the output tensor already says it all.
 _SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
@@ -521,7 +525,7 @@ def fold_shape_computations(g: Graph) -> list[Operator]:
 def float_input_quantize(g: Graph) -> Operator | None:
     """The QUANTIZE that turns a float32 model input into the int8 graph's input (the
     converter's float-interface models), or None: the input is not float or not only that."""
-    if g.input.dtype != "float32":
+    if len(g.inputs) != 1 or g.input.dtype != "float32":
         return None
     readers = [op for op in g.operators if g.inputs[0] in op.inputs]
     if len(readers) != 1 or readers[0].op != "QUANTIZE" or not readers[0].outputs:
@@ -532,7 +536,7 @@ def float_input_quantize(g: Graph) -> Operator | None:
 
 def float_output_dequantize(g: Graph) -> Operator | None:
     """The DEQUANTIZE that turns the int8 graph's result into a float32 model output, or None."""
-    if g.output.dtype != "float32":
+    if len(g.outputs) != 1 or g.output.dtype != "float32":
         return None
     writers = [op for op in g.operators if g.outputs[0] in op.outputs]
     if len(writers) != 1 or writers[0].op != "DEQUANTIZE" or not writers[0].inputs:
@@ -540,6 +544,20 @@ def float_output_dequantize(g: Graph) -> Operator | None:
     d = g.tensor(writers[0].inputs[0])
     readers = [op for op in g.operators if g.outputs[0] in op.inputs]
     return writers[0] if d is not None and d.dtype == "int8" and d.quantized and not readers else None
+
+
+def require_one_input_output(n_inputs: int, n_outputs: int, what: str) -> None:
+    """The device firmware (INFER, the monitor) serves a model with one input and one
+    output tensor: refuse another, saying what runs it instead."""
+    if n_inputs == 1 and n_outputs == 1:
+        return
+    raise ToolkitError(
+        f"{what}: the model has {n_inputs} input{'s' * (n_inputs != 1)} and {n_outputs} "
+        f"output{'s' * (n_outputs != 1)}; the device firmware (INFER, the "
+        "monitor) serves a model with one input and one output",
+        hint="run it on QEMU against tflite-micro with `aiot bench --model MODEL.tflite` (every input filled, "
+             "every output compared), or call the generated aiot_model_input_n() / aiot_model_output_n() from "
+             "your own firmware (docs/engine.md)")
 
 
 def check_supported(g: Graph) -> None:
@@ -550,23 +568,24 @@ def check_supported(g: Graph) -> None:
             f"{src}: the model has {g.num_subgraphs} subgraphs; aiot compiles single-subgraph models",
             hint="remove control flow (tf.cond / while loops) from the model before converting it",
         )
-    if len(g.inputs) != 1 or len(g.outputs) != 1:
-        raise ToolkitError(
-            f"{src}: the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs; aiot needs exactly one of each",
-            hint="concatenate the sensor channels into one input tensor and return one output tensor",
-        )
+    if not g.inputs or not g.outputs:
+        raise ToolkitError(f"{src}: the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs",
+                           hint="the file is corrupt or was not produced by the TFLite converter; re-export it")
     problem = _float_problem(g)
     if problem:
         raise ToolkitError(
             f"{src}: not a full-int8 model (float or dynamic-range quantized): {problem}",
             hint="quantize it first, from the model it came from: aiot quantize --keras MODEL.keras --data DATA.csv --out PKG (full int8, calibrated on your data)",
         )
-    for role, t in (("input", g.input), ("output", g.output)):
+    several = len(g.inputs) > 1 or len(g.outputs) > 1
+    for role, t in [("input", g.tensors[i]) for i in g.inputs] + [("output", g.tensors[i]) for i in g.outputs]:
         if t.dtype != "int8" and not (role == "input" and float_input_quantize(g)) and not (
                 role == "output" and float_output_dequantize(g)):
             raise ToolkitError(
-                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 input and output (or float32 "
-                f"ones read by one QUANTIZE / written by one DEQUANTIZE around the int8 graph)",
+                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 inputs and outputs (or a float32 "
+                f"input read by one QUANTIZE / output written by one DEQUANTIZE around the int8 graph, when it is "
+                f"the model's only input / output)"
+                + (f"; this model has {len(g.inputs)} inputs and {len(g.outputs)} outputs" if several else ""),
                 hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does)",
             )
         if any(d <= 0 for d in t.shape):
@@ -600,11 +619,13 @@ def check_supported(g: Graph) -> None:
         if op.options.get("padding", "SAME") not in ("SAME", "VALID"):
             raise ToolkitError(f"{src}: node {op.index} ({op.op}) has an unknown padding type",
                                hint="the file is corrupt; re-export it")
-        for ti in op.inputs + op.outputs:
+        for k, ti in enumerate(op.inputs + op.outputs):
             t = g.tensor(ti)
             if t is None:
                 continue
-            if t.dtype == "int16" or (t.dtype not in ("int8", "int32", "int64", "float32") and not t.is_const):
+            int16_ok = t.dtype == "int16" and k in _INT16_INPUTS.get(op.op, ())
+            if not int16_ok and (t.dtype == "int16" or (t.dtype not in ("int8", "int32", "int64", "float32")
+                                                        and not t.is_const)):
                 raise ToolkitError(
                     f"{src}: node {op.index} ({op.op}) has {t.dtype} tensor '{t.name}'; the engine runs int8 activations",
                     hint="quantize with TFLITE_BUILTINS_INT8 (not the 16x8 mode)",

@@ -148,7 +148,9 @@ def bench_model(board: Board, tflite: Path, name: str, out_dir: Path, runs: int 
 
     ref = TflmReference(tflite)
     # a float-interface model's runs go through its float entry points (output bytes: float32)
-    xs = (bench_float_inputs if cg.float_input else bench_inputs)(runs, int(np.prod(ref.input_shape)))
+    # several inputs: one LCG stream across them in the .tflite's order; the outputs, in
+    # order, on one line
+    xs = (bench_float_inputs if cg.float_input else bench_inputs)(runs, sum(ref.input_sizes))
     want = [ref.invoke(x).reshape(-1).view(np.int8) for x in xs]
     exact = len(outs) == runs and all(np.array_equal(o, w) for o, w in zip(outs, want)) and \
         all(np.array_equal(o, w) for o, w in zip(pouts, want))

@@ -20,6 +20,7 @@ else:  # pragma: no cover
 
 from aiot import paths
 from aiot.errors import ToolkitError
+from aiot.target import layout
 
 DEFAULT_BOARD = "mps2-an386"
 
@@ -62,6 +63,13 @@ class Board:
     # Derived and validated by toolkit/aiot/target/ports.py from the family tables ([stm32], [clock], pins).
     family_defines: dict[str, str] = field(default_factory=dict)
     stack_bytes: int = 4096
+    # Flash layout (aiot.target.layout): the part's erase sectors, [update] and [mcuboot].
+    sectors: tuple[layout.Sector, ...] = ()
+    update: layout.UpdateLayout | None = None
+    mcuboot: layout.McubootLayout | None = None
+    # Set on a board derived for a build that keeps out of reserved flash: the vector table's
+    # own region at the boot address, when the code region starts elsewhere.
+    vectors: Region | None = None
 
     @property
     def arch(self) -> str:
@@ -121,8 +129,12 @@ class Board:
         if stack_bytes is None:
             stack_bytes = self.stack_bytes
         template = (_FAMILIES_DIR / "cortexm" / "link.ld.in").read_text()
+        v = self.vectors
+        vectors_memory = f"  BOOT_FLASH (rx) : ORIGIN = 0x{v.origin:08X}, LENGTH = 0x{v.length:08X}" if v else ""
         return (
-            template.replace("@FLASH_ORIGIN@", f"0x{self.flash.origin:08X}")
+            template.replace("@VECTORS_MEMORY@", vectors_memory)
+            .replace("@VECTORS_REGION@", "BOOT_FLASH" if v else "FLASH")
+            .replace("@FLASH_ORIGIN@", f"0x{self.flash.origin:08X}")
             .replace("@FLASH_LENGTH@", f"0x{self.flash.length:08X}")
             .replace("@RAM_ORIGIN@", f"0x{self.ram.origin:08X}")
             .replace("@RAM_LENGTH@", f"0x{self.ram.length:08X}")
@@ -323,6 +335,14 @@ def load_board_file(src: Path) -> Board:
 
     fam_defs = ports.family_defines(family, raw, cpu_hz, baud, core, src)
     stack = ports.stack_bytes(extra, ram.length, src)
+    secs = layout.sectors(mem, flash.origin, flash.length, src)
+    if not emulated and not secs and ("update" in raw or "mcuboot" in raw):
+        raise ToolkitError(f"board file {src}: memory.flash_sectors: missing: the [update] and [mcuboot] areas of a "
+                           "real board are checked against the part's erase sectors",
+                           hint="add the sector map of the part's reference manual to [memory], e.g. "
+                                "flash_sectors = [[64, 0x800]]; `aiot boards` then loads it")
+    upd = layout.update(raw, emulated, flash.origin, flash.length, secs, src)
+    mcb = layout.mcuboot(raw, flash.origin, flash.length, secs, src)
     return Board(
         name=name,
         description=description,
@@ -341,6 +361,9 @@ def load_board_file(src: Path) -> Board:
         extra=extra,
         family_defines=fam_defs,
         stack_bytes=stack,
+        sectors=secs,
+        update=upd,
+        mcuboot=mcb,
     )
 
 
