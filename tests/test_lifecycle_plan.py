@@ -266,6 +266,14 @@ def test_unsupported_ops_are_named():
         L.build_plan(_cached(_with_concat).read_bytes())
 
 
+def test_several_inputs_are_refused():
+    """The plan has one input and one output: a two-input model is refused for that."""
+    from aiot.errors import ToolkitError
+
+    with pytest.raises(ToolkitError, match="2 inputs and 1 outputs"):
+        L.build_plan((ROOT / "tests" / "fixtures" / "tflite" / "two_inputs.tflite").read_bytes())
+
+
 def test_mlperf_kws_plan_is_bit_exact(walker):
     """MLPerf Tiny keyword spotting (DS-CNN: conv, depthwise, average pool, dense, softmax) as data."""
     from pathlib import Path

@@ -90,6 +90,10 @@ def build_plan(model: bytes) -> bytes:
     from aiot.model import tflite
 
     g = tflite.load(bytes(model))
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        raise ToolkitError(f"the model has {len(g.inputs)} inputs and {len(g.outputs)} outputs: the model-as-data "
+                           "plan runs one input and one output",
+                           hint="ship this model compiled in (aiot codegen + aiot build); the package then carries no plan")
     plan, alias_ops = _plan(g)
     other = [f"node {op.index} is {op.op}" + (" from float32" if op.op == "QUANTIZE" else "")
              for i, op in enumerate(g.operators) if i not in alias_ops and (
