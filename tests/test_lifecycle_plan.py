@@ -266,6 +266,42 @@ def test_unsupported_ops_are_named():
         L.build_plan(_cached(_with_concat).read_bytes())
 
 
+def test_dense_only_walker_refuses_other_layers(walker, conv_model):
+    """A walker built with AIOT_PLAN_DENSE_ONLY (aiot build --plan-ops dense) runs dense
+    plans and refuses a conv plan (WRONG_ABI) instead of calling kernels it lacks."""
+    so = hostbuild.compile_shared([FIRMWARE / "src" / "update" / "plan.c", *engine_sources()], name="aiot_plan_dense",
+                                  defines=["AIOT_PLAN_DENSE_ONLY"])
+    dense = hostbuild.load(so)
+    dense.aiot_plan_load.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
+    dense.aiot_plan_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    fc = L.build_plan((AE24 / "model.tflite").read_bytes())
+    x = np.load(AE24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:8]
+    np.testing.assert_array_equal(Plan(dense, fc).run(x), Plan(walker, fc).run(x))
+    conv = L.build_plan(conv_model.read_bytes())
+    assert Plan(dense, conv, arena_cap=L.plan_arena(conv)).rc == 9
+
+
+def test_release_check_names_the_build_option_that_fits(conv_model):
+    from aiot.errors import ToolkitError
+
+    conv = L.build_plan(conv_model.read_bytes())
+    need, n = L.plan_arena(conv), L.plan_layers(conv)
+    L.check_fits(conv, "r", arena=need, layers=n, dense_only=False, where="b.json")
+    with pytest.raises(ToolkitError, match=f"needs a {need:,}-byte arena") as e:
+        L.check_fits(conv, "r", arena=need - 4, layers=n, dense_only=False, where="b.json")
+    assert f"--plan-arena {need}" in e.value.hint and "--no-plan" in e.value.hint
+    with pytest.raises(ToolkitError, match=f"at most {n - 1}") as e:
+        L.check_fits(conv, "r", arena=need, layers=n - 1, dense_only=False, where="b.json")
+    assert f"--plan-layers {n}" in e.value.hint
+    with pytest.raises(ToolkitError, match="dense plans only") as e:
+        L.check_fits(conv, "r", arena=need, layers=n, dense_only=True, where="b.json")
+    assert "--plan-ops all" in e.value.hint
+    fc = L.build_plan((AE24 / "model.tflite").read_bytes())
+    L.check_fits(fc, "r", arena=L.plan_arena(fc), layers=L.plan_layers(fc), dense_only=True, where="b.json")
+    v1 = (ROOT / "tests" / "fixtures" / "plan_v1_ae24.bin").read_bytes()
+    assert L.plan_kinds(v1) == {L.KIND_FC} and L.plan_kinds(conv) >= {L.KIND_CONV, L.KIND_FC}
+
+
 def test_several_inputs_are_refused():
     """The plan has one input and one output: a two-input model is refused for that."""
     from aiot.errors import ToolkitError

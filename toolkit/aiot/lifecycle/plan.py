@@ -64,6 +64,41 @@ def plan_layers(plan: bytes) -> int:
     return int(HEADER.unpack_from(plan)[2])
 
 
+def plan_kinds(plan: bytes) -> set[int]:
+    """The layer kinds a plan uses (version 1: FULLY_CONNECTED only)."""
+    plan_arena(plan)  # a plan at all
+    head = HEADER.unpack_from(plan)
+    if head[1] == 1:
+        return {KIND_FC}
+    kinds, pos = set(), HEADER.size
+    for _ in range(head[2]):
+        kind, size = struct.unpack_from("<HH", plan, pos)
+        kinds.add(kind)
+        pos += size
+    return kinds
+
+
+def check_fits(plan: bytes, name: str, *, arena: int, layers: int, dense_only: bool, where: str) -> None:
+    """Refuse release ``name``'s plan (ToolkitError naming the build option that fits) when
+    the firmware described by ``where`` (its arena bytes, layer slots, dense-only build)
+    would not load it."""
+    need, n = plan_arena(plan), plan_layers(plan)
+    fix = f"build the firmware with room for it (aiot build --update-key KEY --plan-arena {max(need, arena)}"
+    fix += f" --plan-layers {max(n, layers)}) and give its build.json (--firmware)"
+    no_plan = "ship it without its plan (--no-plan: the device then serves its compiled-in model)"
+    if need > arena:
+        raise ToolkitError(f"{name}: its plan needs a {need:,}-byte arena, the target firmware's plan arena is {arena:,} bytes "
+                           f"({where}): the device would not load it, and its trial would fail",
+                           hint=f"{fix}, release a smaller model (aiot train --hidden), or {no_plan}")
+    if n > layers:
+        raise ToolkitError(f"{name}: its plan has {n} layers, the target firmware's plan takes at most {layers} ({where}): "
+                           "the device would not load it, and its trial would fail", hint=f"{fix}, or {no_plan}")
+    if dense_only and plan_kinds(plan) != {KIND_FC}:
+        raise ToolkitError(f"{name}: its plan has layers other than FULLY_CONNECTED, the target firmware runs dense plans only "
+                           f"({where}, built with --plan-ops dense): the device would refuse it",
+                           hint=f"build the firmware with aiot build --update-key KEY --plan-ops all, or {no_plan}")
+
+
 class _Blob:
     """An array placed after the records; its word holds its offset from the plan start."""
 
