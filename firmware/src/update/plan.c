@@ -59,7 +59,8 @@ static int load_conv(const uint8_t *plan, uint32_t len, const uint8_t *w, aiot_p
         if (!is_u16(d[k])) return BAD;
     for (uint32_t k = 6; k < 12u; k++)  // windows, strides and dilations: 1..255 (no int32 overflow in the kernels)
         if (d[k] < 1u || d[k] > 255u) return BAD;
-    if (d[12] > (d[6] - 1u) * d[10] || d[13] > (d[7] - 1u) * d[11]) return BAD;  // SAME padding at most
+    if (d[12] > (d[6] - 1u) * d[10] || d[13] > (d[7] - 1u) * d[11] || d[12] > 0x7fffu || d[13] > 0x7fffu)
+        return BAD;  // SAME padding at most, and an int16
     const int depthwise = l->kind == AIOT_PLAN_DEPTHWISE;
     const uint32_t wide = word(w, 20), in_zp = word(w, 16);
     const uint64_t row = (uint64_t)d[7] * d[2];
