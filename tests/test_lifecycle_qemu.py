@@ -220,6 +220,75 @@ def test_release_monitor_configuration_takes_effect(erased):
         assert bytes(dev.config) == bytes(cfg)
 
 
+SKAB_FREE = ROOT.parent / "shared" / "data" / "skab" / "anomaly-free" / "anomaly-free.csv"
+
+
+def test_a_field_device_that_only_pushes_a_recording_confirms_its_trial(erased):
+    """No INFER: a release carrying its monitor configuration boots on trial, then the
+    device is only sent a recording (SKAB's anomaly-free pump, 3 sensors) through PUSH. The
+    commissioning windows run no model; the first scored window's runs (the window and one
+    probe per sensor) bring the trial to TRIAL_RUNS and the device confirms it by itself."""
+    from aiot import monitor as M
+
+    if not SKAB_FREE.exists():
+        pytest.skip(f"needs the SKAB recording at {SKAB_FREE}")
+    kit = erased
+    rows = np.loadtxt(SKAB_FREE, delimiter=";", skiprows=1, usecols=(1, 3, 4), max_rows=120, dtype=np.float32)
+    cfg = M.default_config(3, 8, 1000, commission_samples=64)
+    image = kit["release"]("1.12.0", monitor_config=M.pack_config(cfg, 8))
+    with _session(kit) as dev:
+        up = UpdateClient(dev)
+        up.send(image)
+        up.reboot()
+        st = up.status()
+        assert st.trial and st.trial_runs == 1 and st.trial_runs_needed == TRIAL_RUNS, st  # the golden vectors
+        t = np.arange(len(rows), dtype=np.int64) * 1000
+        out = dev.push(t[:64], rows[:64])
+        assert len(out) == 8 and up.status().trial  # 8 commissioning windows: no model run
+        out = dev.push(t[64:72], rows[64:72])
+        assert len(out) == 1 and not out["flags"][0] & M.OUT_SCORE_ERROR, out
+        st = up.status()
+        assert not st.trial and st.running == 0 and st.last_reason == 0, st
+        assert st.running_digest() == image_digest(image)[:8]
+        out = dev.push(t[72:], rows[72:])  # confirmed: the monitor goes on as it was
+        assert len(out) == 6 and not (out["flags"] & M.OUT_SCORE_ERROR).any(), out
+
+
+def test_a_trial_time_holds_confirmation_back_until_it_has_passed(kit):
+    """AIOT_UPDATE_TRIAL_MS=10000 (the emulated board's SysTick): the trial has its runs
+    within a second of the reboot (a recording PUSHed) but stays on trial; it confirms by
+    itself once 10 s of the device's clock have passed, checked after each request."""
+    import time
+
+    from aiot import monitor as M
+    from aiot.lifecycle.firmware import build_update_firmware
+
+    if not SKAB_FREE.exists():
+        pytest.skip(f"needs the SKAB recording at {SKAB_FREE}")
+    d = kit["dir"]
+    flash = d / "flash-ms.bin"
+    flash.unlink(missing_ok=True)
+    elf = build_update_firmware(kit["board"], d / "fw-ms", d / "model-c", public_key=P.public_key(kit["key"]),
+                                trial_runs=TRIAL_RUNS, flash_file=flash, device_id=DEVICE_ID,
+                                defines=["AIOT_UPDATE_TRIAL_MS=10000u"]).elf
+    rows = np.loadtxt(SKAB_FREE, delimiter=";", skiprows=1, usecols=(1, 3, 4), max_rows=72, dtype=np.float32)
+    image = kit["release"]("1.13.0", monitor_config=M.pack_config(M.default_config(3, 8, 1000, commission_samples=64), 8))
+    with open_device(board=kit["board"], elf=elf) as dev:
+        up = UpdateClient(dev)
+        up.send(image)
+        up.reboot()
+        booted = time.monotonic()
+        dev.push(np.arange(72) * 1000, rows)  # 8 commissioning windows, then one scored: 1 + 4 runs
+        st = up.status()
+        assert st.trial and st.trial_runs >= TRIAL_RUNS, st  # the runs are there, the time is not
+        while st.trial and time.monotonic() - booted < 60:
+            time.sleep(0.5)
+            st = up.status()  # the trial is decided after every request, this one included
+        waited = time.monotonic() - booted
+        assert not st.trial and st.last_reason == 0 and st.running_digest() == image_digest(image)[:8], st
+        assert waited >= 10 - 3, waited  # the device's 10 s began before the reboot's answer (< 3 s)
+
+
 def _other_network(tfl: bytes) -> bytes:
     """ae24 with different weights: the first dense layer's int8 weights negated in the file
     (a valid .tflite computing something else)."""

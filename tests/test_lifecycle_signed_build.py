@@ -96,6 +96,38 @@ def test_plan_arena_is_the_firmware_default():
     assert int(re.search(r"#define AIOT_UPDATE_PLAN_ARENA (\d+)u", src).group(1)) == P.PLAN_ARENA
 
 
+def test_plan_layers_is_the_firmware_default():
+    """aiot release checks plans against P.PLAN_LAYERS: the plan walker's own default."""
+    import re
+
+    from aiot.paths import FIRMWARE
+
+    src = (FIRMWARE / "include" / "aiot" / "update.h").read_text()
+    assert int(re.search(r"#define AIOT_PLAN_MAX_LAYERS (\d+)u", src).group(1)) == P.PLAN_LAYERS
+
+
+def test_update_build_sizes_the_plan_arena(tmp_path):
+    """aiot build --plan-arena/--plan-layers/--plan-ops: the arena in the image has that
+    size, a dense-only build links no conv kernel, and build.json records all three for
+    aiot release --firmware."""
+    key = P.generate_key(tmp_path / "release.pem")
+    out = tmp_path / "fw"
+    r = CliRunner().invoke(main, ["build", "--board", "nrf52840-dk", "--out", str(out), "--update-key", str(key),
+                                  "--plan-arena", "16001", "--plan-layers", "24", "--plan-ops", "dense"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    built = json.loads((out / "build.json").read_text())
+    assert built["plan_arena"] == 16004 and built["plan_layers"] == 24 and built["plan_ops"] == "dense"
+    syms = subprocess.run(["arm-none-eabi-nm", "-S", str(out / "firmware.elf")], capture_output=True, text=True,
+                          check=True).stdout
+    sizes = {line.split()[-1]: int(line.split()[1], 16) for line in syms.splitlines() if len(line.split()) == 4}
+    assert sizes["plan_arena"] == 16004
+    assert "aiot_fully_connected_s8_wide" in sizes and "aiot_conv2d_s8_wide" not in sizes  # dense: no conv kernels
+    refused = CliRunner().invoke(main, ["build", "--board", "nrf52840-dk", "--out", str(tmp_path / "x"),
+                                        "--plan-arena", "4096"])
+    assert refused.exit_code == 2 and "need --update-key" in refused.output
+
+
 def test_update_build_without_a_uid_register_gets_its_own_id(tmp_path):
     """mps2-an386 has no unique id register: each update image gets a random id, written
     into the image (INFO reports it) and recorded in build.json."""

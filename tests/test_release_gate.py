@@ -141,6 +141,21 @@ def test_the_plan_must_fit_the_firmware_arena(release, tmp_path):
     assert P.PLAN not in P.read_container(body)  # no plan section
 
 
+def test_the_plan_must_fit_the_firmware_layer_table(release, tmp_path):
+    """A firmware built with room for fewer layers than the plan has (aiot build
+    --plan-layers) does not get it: refused with the build option that fits."""
+    run, _, reg = release
+    few = tmp_path / "build.json"
+    few.write_text(json.dumps({"board": "mps2-an386", "model_abi": 1, "plan_arena": 4096, "plan_layers": 1}))
+    refused = run("2.0.0", "--firmware", str(few))
+    assert refused.exit_code == 2, refused.output
+    assert "takes at most 1" in refused.output and "--plan-layers" in refused.output
+    assert not Registry(reg).releases()
+    roomy = tmp_path / "roomy.json"
+    roomy.write_text(json.dumps({"board": "mps2-an386", "model_abi": 1, "plan_arena": 4096, "plan_layers": 16}))
+    assert run("2.0.0", "--firmware", str(roomy)).exit_code == 0
+
+
 def test_evaluate_a_given_package(history, tmp_path):
     """`aiot evaluate --package PKG` (what the gate runs): the package itself, at its window;
     recordings of other sensors, another kind of model or target are refused by name."""

@@ -18,33 +18,42 @@ pytest.importorskip("paho.mqtt", reason="the fleet extra is not installed: pip i
 pytest.importorskip("imgtool")
 
 from aiot.testing import have_arm_toolchain, have_qemu  # noqa: E402
+from ae24_kit import ae24_kit  # noqa: E402
 from test_gateway import broker  # noqa: E402,F401  (the fixture)
 
 SITE = "plant-9"
-AE24_DIR = ("hil_tests", "fixtures", "ae24")
 #: A monitor configured at boot (3 sensors, window 8: the ae24 model's 24 inputs), as a device
 #: installed on a pump is: the gateway reads its events from the start.
 MONITOR = ("AIOT_APP_CHANNELS=3", "AIOT_APP_WINDOW=8", "AIOT_APP_PERIOD_MS=1000")
+#: Samples that commission the monitor (monitor.h's default commission_samples: no model run),
+#: then windows enough for the default trial (AIOT_UPDATE_TRIAL_RUNS = 16, the golden vectors
+#: the first, 4 runs per scored window with 3 sensors: docs/lifecycle.md "Trial period").
+TRIAL_SAMPLES = 360 + 4 * 8
+
+
+def _pump(seed: int = 0, chunk: int = 40, pause: float = 0.05, start_s: int = 0):
+    """A pump's 3 sensors, endless and paced: what a gateway replays to its device (the bridge's
+    ``replay``). The device is sent nothing else; its trials confirm from the monitor's windows."""
+    rng = np.random.default_rng(seed)
+    t = start_s
+    while True:
+        yield np.arange(t, t + chunk) * 1000, (1 + 0.1 * rng.standard_normal((chunk, 3))).astype(np.float32)
+        t += chunk
+        time.sleep(pause)
 
 
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory):
     """A release key, the ae24 model's C, the host build of the firmware with both compiled
-    in (trial: the golden vectors), a good and a bad release, and a registry holding them."""
-    from aiot.codegen import generate
+    in (the default trial: golden vectors, then model runs), a good and a bad release, and a
+    registry holding them."""
     from aiot.device.host import HostFirmware
     from aiot.lifecycle import package as P
     from aiot.lifecycle.registry import Registry
-    from aiot.model.reference import TflmReference
-    from aiot.paths import ROOT
 
     d = tmp_path_factory.mktemp("rollout")
-    ae24 = ROOT.joinpath(*AE24_DIR)
-    key = P.generate_key(d / "release.pem")
-    generate(ae24 / "model.tflite", d / "model-c", name="ae24")
-    tfl = (ae24 / "model.tflite").read_bytes()
-    x = np.load(ae24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
-    y = TflmReference(tfl).run(x)  # the golden outputs come from tflite-micro, never from the code under test
+    ae = ae24_kit(d)
+    key, tfl, x, y = ae["key"], ae["tfl"], ae["x"], ae["y"]  # y: tflite-micro's, never the code under test's
     bad_y = y.copy()
     bad_y[0, 0] = np.int8(bad_y[0, 0] ^ 0x40)  # a release whose golden vectors this model cannot reproduce
 
@@ -57,7 +66,7 @@ def kit(tmp_path_factory):
     good, bad = release("1.1.0", y), release("1.2.0", bad_y)
     reg.add(good, name="ae24", version="1.1.0")
     reg.add(bad, name="ae24", version="1.2.0")
-    fw = HostFirmware(d / "model-c", public_key=P.public_key(key), trial_runs=1, defines=MONITOR)
+    fw = HostFirmware(d / "model-c", public_key=P.public_key(key), defines=MONITOR)
     return {"dir": d, "key": key, "good": good, "bad": bad, "fw": fw, "registry": reg, "model_c": d / "model-c"}
 
 
@@ -134,12 +143,15 @@ def _shut(gw, rec, boards) -> None:
         b.close()
 
 
-def _gateway(tmp_path, broker, name, boards, **kw):
+def _gateway(tmp_path, broker, name, boards, *, replay=True, **kw):
+    """``replay``: each device is streamed a pump's samples (:func:`_pump`), as in the field;
+    a callable: the replay of each device is ``replay(index)``; False: none."""
     from aiot.fleet.gateway import Gateway
 
     gw = Gateway(tmp_path / f"{name}.db", broker.url, site=SITE, gateway_id=name, commands=True)
-    for dev_id, opener in boards:
-        gw.add(dev_id, opener, stats_every=0, poll=0.1, reopen_after=0.2, uptime_every=1.0, **kw)
+    for i, (dev_id, opener) in enumerate(boards):
+        gw.add(dev_id, opener, stats_every=0, poll=0.1, reopen_after=0.2, uptime_every=1.0,
+               replay=(replay(i) if callable(replay) else _pump(i)) if replay else None, **kw)
     return gw
 
 
@@ -148,8 +160,9 @@ def _gateway(tmp_path, broker, name, boards, **kw):
 
 def test_host_device_runs_the_update_service_of_the_firmware(kit):
     """The host build is the firmware's own C: a release goes to the inactive slot, REBOOT
-    restarts the app with its RAM gone and its flash kept, the trial's golden vectors
-    confirm the good release and revert the bad one (GOLDEN_MISMATCH), by the device itself."""
+    restarts the app with its RAM gone and its flash kept, the good release passes its golden
+    vectors and is confirmed by the monitor's windows over the samples it is sent, the bad
+    one reverts at boot (GOLDEN_MISMATCH), by the device itself."""
     from aiot.device.hil import Device
     from aiot.lifecycle.client import NO_SLOT, UpdateClient, image_digest
 
@@ -163,7 +176,11 @@ def test_host_device_runs_the_update_service_of_the_firmware(kit):
         up.reboot()
         assert board.boots == 2
         st = up.status()
-        assert (st.running_digest(), st.trial, st.self_test) == (image_digest(kit["good"])[:8], False, 0)
+        assert (st.running_digest(), st.trial, st.self_test) == (image_digest(kit["good"])[:8], True, 0)
+        samples = next(_pump(chunk=TRIAL_SAMPLES, pause=0))
+        dev.push(*samples)
+        st = up.status()
+        assert (st.running_digest(), st.trial, st.last_reason) == (image_digest(kit["good"])[:8], False, 0), st
         up.send(kit["bad"])
         up.reboot()
         st = up.status()
@@ -289,15 +306,67 @@ def test_events_the_device_holds_before_the_reboot_are_journaled_not_lost(kit, b
     rec.client.subscribe(f"aiot/{SITE}/e1/calibration", 1)
     rec.client.on_message = lambda _c, _u, m: seen.append(json.loads(m.payload)) if "calibration" in m.topic \
         else rec._on_message(_c, _u, m)
-    gw = _gateway(tmp_path, broker, "gwe", [("e1", board.opener(CommissionDuringTransfer))]).start()
+    def after_the_reboot(_i):
+        """The pump's samples once the device runs its trial (nothing before), from 10^4 s on:
+        the trial's own events are told apart from the one held before the reboot by time."""
+        while board.boots < 2:
+            yield np.zeros(0, np.int64), np.zeros((0, 3), np.float32)
+            time.sleep(0.05)
+        yield from _pump(1, start_s=10_000)
+
+    gw = _gateway(tmp_path, broker, "gwe", [("e1", board.opener(CommissionDuringTransfer))],
+                  replay=after_the_reboot).start()
     try:
         _publish_command(broker, "e1", update_command("e1-cmd", kit["good"], release="ae24-1.1.0"))
         rec.wait(lambda o: ("e1", "trial passed") in {(d, w) for d, w, _r in o})
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not seen:
+        while time.monotonic() < deadline and len(seen) < 2:
             time.sleep(0.05)
         assert board.boots == 2  # it was rebooted into the trial
-        assert [(p["event"], p["boot"]) for p in seen] == [("COMMISSIONED", 0)], seen
+        # the event held before the reboot (its samples' time, boot 0), then the trial's own
+        # commissioning on the replayed samples
+        first, then = seen[0], seen[1]
+        assert (first["event"], first["boot"], first["timestamp_ms"] < 10_000_000) == ("COMMISSIONED", 0, True), seen
+        assert (then["event"], then["timestamp_ms"] >= 10_000_000) == ("COMMISSIONED", True), seen
+    finally:
+        _shut(gw, rec, [board])
+
+
+def test_a_reboot_the_gateway_commands_starts_a_new_boot_so_repeated_events_are_not_dropped(kit, broker, tmp_path):
+    """The device rebooted into its trial runs afresh: its events may repeat the numbers,
+    times and types of events from before the reboot (the same samples replayed from time 0
+    commission it again at the same sample). The gateway that rebooted it knows a new boot
+    began, so the trial's events are new messages (boot 1), not dropped as re-sends."""
+    from aiot.fleet.commands import update_command
+
+    board = kit["fw"].power_on("r1")
+
+    def same_samples_again(_i):
+        """The pump's samples from time 0; after the reboot, the same samples from time 0 again."""
+        replay = _pump(1)
+        while board.boots < 2:
+            yield next(replay)
+        yield from _pump(1)
+
+    seen: list[dict] = []
+    rec = Recorder(broker)
+    rec.client.subscribe(f"aiot/{SITE}/r1/calibration", 1)
+    rec.client.on_message = lambda _c, _u, m: seen.append(json.loads(m.payload)) if "calibration" in m.topic \
+        else rec._on_message(_c, _u, m)
+    gw = _gateway(tmp_path, broker, "gwr", [("r1", board.opener())], replay=same_samples_again).start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(p.get("event") == "COMMISSIONED" for p in seen):
+            time.sleep(0.05)
+        _publish_command(broker, "r1", update_command("r1-cmd", kit["good"], release="ae24-1.1.0"))
+        rec.wait(lambda o: ("r1", "trial passed") in {(d, w) for d, w, _r in o})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and sum(p.get("event") == "COMMISSIONED" for p in seen) < 2:
+            time.sleep(0.05)
+        assert board.boots == 2
+        commissioned = [(p["boot"], p["seq"], p["timestamp_ms"]) for p in seen if p.get("event") == "COMMISSIONED"]
+        assert len(commissioned) == 2 and commissioned[0][0] == 0 and commissioned[1][0] == 1, seen
+        assert commissioned[0][1:] == commissioned[1][1:]  # the same seq and time: told apart by the boot alone
     finally:
         _shut(gw, rec, [board])
 
@@ -348,7 +417,7 @@ def qemu_fw(kit):
     board = get_board("mps2-an386")
     # one image for the three boards; each boots in a folder of its own (its update region file)
     return build_update_firmware(board, kit["dir"] / "fw-qemu", kit["model_c"], public_key=P.public_key(kit["key"]),
-                                 trial_runs=1, defines=MONITOR).elf
+                                 defines=MONITOR).elf
 
 
 @pytest.mark.slow
@@ -370,8 +439,11 @@ def test_rollout_canary_first_then_the_rest_and_a_failed_canary_halts(kit, qemu_
     names = sorted(opener)
     offline = "pump-h40"
     hosts[offline].link_up = False
-    gw1 = _gateway(tmp_path, broker, "gw1", [(n, opener[n]) for n in names[0::2]])
-    gw2 = _gateway(tmp_path, broker, "gw2", [(n, opener[n]) for n in names[1::2]])
+    def pump(i):  # 53 devices on the test machine: larger batches, less often
+        return _pump(i, chunk=100, pause=0.2)
+
+    gw1 = _gateway(tmp_path, broker, "gw1", [(n, opener[n]) for n in names[0::2]], replay=pump)
+    gw2 = _gateway(tmp_path, broker, "gw2", [(n, opener[n]) for n in names[1::2]], replay=pump)
     rec = Recorder(broker)
     url = parse_broker(broker.url)
     gw1.start(), gw2.start()

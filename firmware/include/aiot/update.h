@@ -182,28 +182,69 @@ int aiot_update_finish(aiot_update_t *u);
 //! Report one run of the trial model: ok (golden vectors and self-tests passed) or the
 //! reason it failed. A failure reverts at once; trial_runs_needed successes confirm.
 int aiot_update_trial_report(aiot_update_t *u, int reason);
+//! Confirm the trial now (the trial slot becomes the active one), whatever the run count:
+//! for a caller that keeps its own trial period (the device service's runs and time).
+int aiot_update_trial_confirm(aiot_update_t *u);
 
 //! CRC-32 used by the record (same as the protocol's).
 uint32_t aiot_update_record_crc(const aiot_update_record_t *r);
 
 // ---------------------------------------------------------------------------------------
 // The model as data (firmware/src/update/plan.c): a package's PLAN section walked with the
-// engine's kernels. FULLY_CONNECTED layers only so far (aiot.lifecycle.plan).
+// engine's kernels (aiot.lifecycle.plan; format in docs/lifecycle.md). Version 2 runs
+// FULLY_CONNECTED, CONV_2D, DEPTHWISE_CONV_2D, AVERAGE/MAX_POOL_2D, ADD/SUB, MUL,
+// MINIMUM/MAXIMUM, SOFTMAX, MEAN, int8 QUANTIZE, RELU, RELU6, LOGISTIC, TANH and LEAKY_RELU
+// layers (reshapes cost nothing); version 1 plans (FULLY_CONNECTED only) still load.
 
 #include "aiot/engine.h"
 
 #ifndef AIOT_PLAN_MAX_LAYERS
-#define AIOT_PLAN_MAX_LAYERS 16u
+#define AIOT_PLAN_MAX_LAYERS 16u  //!< layers a plan may have (MLPerf Tiny vww needs 32)
 #endif
 #define AIOT_PLAN_MAGIC 0x314e4c50u  //!< "PLN1"
 #define AIOT_PLAN_HEADER 44u
-#define AIOT_PLAN_LAYER 48u
+#define AIOT_PLAN_LAYER 48u          //!< a version 1 record
+#define AIOT_PLAN_RECORD 16u         //!< a version 2 record's head (kind, bytes, in0, in1, out)
+
+//! Version 2 layer kinds (aiot.lifecycle.plan KIND_*).
+enum {
+    AIOT_PLAN_FC = 1,
+    AIOT_PLAN_CONV = 2,
+    AIOT_PLAN_DEPTHWISE = 3,
+    AIOT_PLAN_AVG_POOL = 4,
+    AIOT_PLAN_MAX_POOL = 5,
+    AIOT_PLAN_ADD = 6,
+    AIOT_PLAN_SOFTMAX = 7,
+    AIOT_PLAN_MEAN = 8,
+    AIOT_PLAN_MUL = 9,
+    AIOT_PLAN_REQUANTIZE = 10,  //!< int8 QUANTIZE, RELU
+    AIOT_PLAN_CLAMP = 11,       //!< RELU6
+    AIOT_PLAN_LOGISTIC = 12,
+    AIOT_PLAN_TANH = 13,
+    AIOT_PLAN_LEAKY_RELU = 14,
+    AIOT_PLAN_MIN_MAX = 15,
+};
 
 typedef struct {
-    aiot_fc_params_t p;        //!< requantization tables point into the plan
-    uint32_t in_offset, out_offset;  //!< arena offsets
-    const int16_t *weights;    //!< in the plan (pack_weights_wide layout)
+    uint8_t kind;              //!< AIOT_PLAN_*
+    uint8_t wide;              //!< conv/depthwise: int16 (wide) filter, else int8
+    uint32_t in_offset, in2_offset, out_offset;  //!< arena offsets
+    const void *weights;       //!< in the plan (the kernel's layout)
     const int32_t *bias;
+    union {                    //!< the kernel's parameters; tables point into the plan
+        aiot_fc_params_t fc;
+        aiot_conv_params_t conv;
+        aiot_pool_params_t pool;
+        aiot_add_params_t add;
+        aiot_softmax_params_t softmax;
+        aiot_mean_params_t mean;
+        aiot_mul_params_t mul;
+        aiot_requantize_params_t requantize;
+        aiot_sigmoid_params_t sigmoid;
+        aiot_leaky_relu_params_t leaky;
+        struct { aiot_bcast_t shape; uint8_t is_max; } min_max;
+        struct { uint32_t size; int32_t lo, hi; } clamp;
+    } p;
 } aiot_plan_layer_t;
 
 typedef struct {
@@ -237,8 +278,17 @@ int aiot_update_service_handle(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_
 //! The monitor configuration section of the package that runs (NULL if none): the app
 //! applies it at boot; a configuration the monitor refuses fails the trial.
 const void *aiot_update_service_monitor_config(size_t *len);
-//! The model ran once in service (ok = 1) or failed (ok = 0): counts toward the trial.
+//! One run of the served model (ok = 1) or a self-test failure (ok = 0) during a trial.
+//! Every invoke of aiot_served_model() reports itself (INFER, the monitor's windows, any
+//! other path); the app reports a window the monitor could not score. Only tallied here:
+//! the trial is decided by aiot_update_service_settle(), between requests.
 void aiot_update_service_model_ran(int ok);
+//! Decide the trial from what was tallied: a failure reverts (SELF_TEST), enough runs
+//! (AIOT_UPDATE_TRIAL_RUNS) and, when AIOT_UPDATE_TRIAL_MS is set, that long since the
+//! trial's boot (the port's clock) confirm. Call where no model run is in progress (the app
+//! does after every request). Returns 1 when the model that serves changed (a revert):
+//! the caller sets up what depends on it (the monitor) again; else 0.
+int aiot_update_service_settle(void);
 
 #include "aiot/model.h"
 //! The model the device serves (INFER, INFO, the monitor's score): the running release's

@@ -226,10 +226,7 @@ static void handle_infer(const aiot_frame_t *f) {
     infer_forget();  // the engine may reuse the input's memory: every run needs a fresh input
     t0 = aiot_port_ticks();
     rc = invoke();
-    t1 = aiot_port_ticks();
-#ifdef AIOT_APP_UPDATE
-    aiot_update_service_model_ran(rc == 0);
-#endif
+    t1 = aiot_port_ticks();  // a trial counts this run in the served model's invoke itself
     if (rc != 0) {
         char num[12], msg[48] = "aiot_model_invoke returned -";
         strcat(msg, fmt_u32(num + sizeof num, (uint32_t)(-rc)));
@@ -423,6 +420,12 @@ static void handle_push(const aiot_frame_t *f) {
         memcpy(s.value, p + 4 + mask_bytes, 4u * channels);
         int r = aiot_monitor_push(&monitor, &s, &push_out[n_out], AIOT_APP_PUSH_OUTPUTS - (size_t)n_out);
         if (r < 0) break;  // EINVAL cannot happen with a checked config; never loop on it
+#ifdef AIOT_APP_UPDATE
+        // A window the monitor could not score (the model failed, or its output made the
+        // window's statistics non-finite) is a failed self-check: it fails a trial.
+        for (int i = n_out; i < n_out + r; i++)
+            if (push_out[i].flags & AIOT_OUT_SCORE_ERROR) aiot_update_service_model_ran(0);
+#endif
         n_out += r;
         consumed++;
         p += stride;
@@ -735,14 +738,9 @@ static int apply_release_config(void) {
 }
 #endif
 
-void aiot_app_init(void) {
-    aiot_frame_rx_init(&rx);
-#ifndef AIOT_NO_MODEL
-    infer_forget();
-#endif
-#ifdef AIOT_APP_UPDATE
-    aiot_update_service_init();  // before serving: a trial's golden vectors run first
-#endif
+//! The monitor's configuration at boot, and again after a trial reverted at run time (the
+//! model that scores changed): the built-in one, then the running release's.
+static void setup_monitor(int again) {
 #if defined(AIOT_APP_BOOT_CONFIG)
     // Built for one installation: its configuration (alert settings, noise floors) at boot,
     // commissioning on the first samples it is sent; a CONFIG_SET still replaces it.
@@ -755,12 +753,36 @@ void aiot_app_init(void) {
     aiot_monitor_default_config(&cfg, AIOT_APP_CHANNELS, AIOT_APP_WINDOW, AIOT_APP_PERIOD_MS);
     (void)monitor_configure(&cfg, 1, &why);
 #endif
+#if !defined(AIOT_APP_BOOT_CONFIG) && !(defined(AIOT_APP_CHANNELS) && defined(AIOT_APP_WINDOW) && defined(AIOT_APP_PERIOD_MS))
+    if (again && monitor_ready) {  // configured by CONFIG_SET: the same settings, learnt again
+        static aiot_monitor_config_t cur;
+        const char *why;
+        cur = monitor.cfg;
+        (void)monitor_configure(&cur, 1, &why);
+    }
+#else
+    (void)again;
+#endif
 #ifdef AIOT_APP_UPDATE
     // The running release's monitor configuration (alert settings, floors) replaces the
     // built-in one. One the monitor refuses fails a trial, which reverts it: then the
     // configuration of the release it reverted to applies.
-    for (int attempt = 0; attempt < 2 && !apply_release_config(); attempt++) aiot_update_service_model_ran(0);
+    for (int attempt = 0; attempt < 2 && !apply_release_config(); attempt++) {
+        aiot_update_service_model_ran(0);
+        (void)aiot_update_service_settle();
+    }
 #endif
+}
+
+void aiot_app_init(void) {
+    aiot_frame_rx_init(&rx);
+#ifndef AIOT_NO_MODEL
+    infer_forget();
+#endif
+#ifdef AIOT_APP_UPDATE
+    aiot_update_service_init();  // before serving: a trial's golden vectors run first
+#endif
+    setup_monitor(0);
 }
 
 void aiot_app_feed(uint8_t byte) {
@@ -769,6 +791,15 @@ void aiot_app_feed(uint8_t byte) {
         case AIOT_RX_FRAME:
             link.frames_ok++;
             dispatch(&f);
+#ifdef AIOT_APP_UPDATE
+            // The trial is decided between requests, never inside a model run or a window.
+            if (aiot_update_service_settle()) {
+#ifndef AIOT_NO_MODEL
+                infer_forget();  // the tensors belonged to the model that was reverted
+#endif
+                setup_monitor(1);  // a fresh installation on the model that serves now
+            }
+#endif
             break;
         case AIOT_RX_ERROR:
             send_error(f.seq, f.error, f.type, NULL);

@@ -1,10 +1,12 @@
 //! The device side of model updates: UPDATE_BEGIN / CHUNK / FINISH / STATUS and REBOOT
 //! requests over the framed protocol, the trial's golden-vector self-test at boot and the
-//! trial period (successful model runs) before the candidate is confirmed.
+//! trial period (runs of the served model, whichever path ran them, and optionally a time)
+//! before the candidate is confirmed.
 //!
 //! Built with -DAIOT_APP_UPDATE, -DAIOT_UPDATE_PUBLIC_KEY=<32 comma-separated bytes> (the
 //! release key, from `aiot build --update-key`), the region layout defines of update.h,
-//! and optionally AIOT_UPDATE_TRIAL_RUNS (default 16) and AIOT_UPDATE_SCHEMA_ID.
+//! and optionally AIOT_UPDATE_TRIAL_RUNS (default 16), AIOT_UPDATE_TRIAL_MS (default 0:
+//! no time condition) and AIOT_UPDATE_SCHEMA_ID.
 #include <string.h>
 
 #include "aiot/le.h"
@@ -20,6 +22,11 @@
 #ifndef AIOT_UPDATE_TRIAL_RUNS
 //! Successful runs before a trial is confirmed: the golden-vector check counts as one.
 #define AIOT_UPDATE_TRIAL_RUNS 16u
+#endif
+#ifndef AIOT_UPDATE_TRIAL_MS
+//! Milliseconds (the port's clock, from the trial's boot) before a trial may be confirmed,
+//! on top of the runs; 0: the runs alone decide.
+#define AIOT_UPDATE_TRIAL_MS 0u
 #endif
 #ifndef AIOT_UPDATE_SCHEMA_ID
 #define AIOT_UPDATE_SCHEMA_ID 0u  //!< schema of the built-in model's installation; 0 = any
@@ -41,6 +48,9 @@ static uint8_t ready;          // the board has an update region
 static uint8_t boot_result;    // what aiot_update_boot() said
 static uint8_t self_test;      // golden-vector result of this boot's trial (0 ok)
 static uint8_t rx_digest[8];   // first digest bytes of the package being received (resume identity)
+static uint32_t tally_ok;      // trial runs that succeeded since the last settle
+static uint8_t tally_fail;     // the first failure since the last settle (a reason), 0 none
+static uint64_t trial_t0;      // aiot_port_ticks() when this boot's trial began
 
 
 static const uint8_t *slot_image(uint8_t slot) { return upd.flash->map(upd.flash, upd.layout.slot_addr[slot]); }
@@ -154,10 +164,16 @@ static uint8_t serving_plan;         // 1: the running release's plan serves, 0:
 
 static int8_t *plan_input(void) { return plan_arena + plan.input_offset; }
 static const int8_t *plan_output(void) { return plan_arena + plan.output_offset; }
-static int plan_invoke(void) { return aiot_plan_invoke(&plan, plan_arena); }
+//! Every run of the served model, whichever path asked for it, is a trial run.
+static int counted(int rc) {
+    aiot_update_service_model_ran(rc == 0);
+    return rc;
+}
+static int plan_invoke(void) { return counted(aiot_plan_invoke(&plan, plan_arena)); }
 static const aiot_served_model_t from_plan = {&plan_info, plan_input, plan_output, plan_invoke};
 #ifndef AIOT_NO_MODEL
-static const aiot_served_model_t compiled = {&aiot_model_info, aiot_model_input, aiot_model_output, aiot_model_invoke};
+static int compiled_invoke(void) { return counted(aiot_model_invoke()); }
+static const aiot_served_model_t compiled = {&aiot_model_info, aiot_model_input, aiot_model_output, compiled_invoke};
 #endif
 
 const aiot_served_model_t *aiot_served_model(void) {
@@ -242,12 +258,17 @@ void aiot_update_service_init(void) {
     upd.trial_runs_needed = AIOT_UPDATE_TRIAL_RUNS;
     boot_result = (uint8_t)aiot_update_boot(&upd);
     self_test = 0;
+    tally_ok = 0;
+    tally_fail = 0;
+    trial_t0 = aiot_port_ticks();
     if (upd.rec.state == AIOT_REC_TRIAL) {
         self_test = (uint8_t)golden_check(upd.rec.trial);
-        (void)aiot_update_trial_report(&upd, self_test);
+        if (self_test != AIOT_UPD_OK) (void)aiot_update_trial_report(&upd, self_test);
+        else tally_ok = 1;  // the golden vectors count as the first trial run
     }
     set_expected_schema();
     serve_running_release();
+    (void)aiot_update_service_settle();  // AIOT_UPDATE_TRIAL_RUNS=1 and no time: confirmed now
 }
 
 const void *aiot_update_service_monitor_config(size_t *len) {
@@ -260,11 +281,40 @@ const void *aiot_update_service_monitor_config(size_t *len) {
 
 void aiot_update_service_model_ran(int ok) {
     if (!ready || upd.rec.state != AIOT_REC_TRIAL) return;
-    (void)aiot_update_trial_report(&upd, ok ? AIOT_UPD_OK : AIOT_UPD_SELF_TEST);
-    if (upd.rec.state != AIOT_REC_TRIAL) {
-        set_expected_schema();
-        serve_running_release();  // a revert brings back the previous release's (or the built-in) model
+    if (!ok) {
+        if (!tally_fail) tally_fail = AIOT_UPD_SELF_TEST;
+    } else if (tally_ok < 0xFFFFFFFFu) {
+        tally_ok++;
     }
+}
+
+//! The trial's time condition: AIOT_UPDATE_TRIAL_MS since this boot's trial began.
+static int trial_time_served(void) {
+#if AIOT_UPDATE_TRIAL_MS > 0
+    // ticks per ms: every port's clock runs at a multiple of 1 kHz (no 64-bit division)
+    return aiot_port_ticks() - trial_t0 >= (uint64_t)AIOT_UPDATE_TRIAL_MS * (aiot_port_tick_hz() / 1000u);
+#else
+    return 1;
+#endif
+}
+
+int aiot_update_service_settle(void) {
+    uint32_t ok = tally_ok;
+    uint8_t fail = tally_fail;
+    tally_ok = 0;
+    tally_fail = 0;
+    if (!ready || upd.rec.state != AIOT_REC_TRIAL) return 0;
+    uint32_t room = 0xFFFFFFFFu - upd.trial_runs;
+    upd.trial_runs += ok < room ? ok : room;
+    if (fail) {
+        (void)aiot_update_trial_report(&upd, fail);
+    } else if (upd.trial_runs >= upd.trial_runs_needed && trial_time_served()) {
+        (void)aiot_update_trial_confirm(&upd);
+    }
+    if (upd.rec.state == AIOT_REC_TRIAL) return 0;
+    set_expected_schema();
+    serve_running_release();  // a revert brings back the previous release's (or the built-in) model
+    return fail != 0;         // a confirmation keeps the same package serving
 }
 
 static void reply(const aiot_frame_t *f, aiot_frame_tx_t *tx, aiot_write_fn write, const uint8_t *p, size_t n) {

@@ -184,6 +184,11 @@ int aiot_update_trial_report(aiot_update_t *u, int reason) {
     if (u->rec.state != AIOT_REC_TRIAL) return AIOT_UPD_NOT_STARTED;
     if (reason != AIOT_UPD_OK) return revert(u, reason);
     if (++u->trial_runs < u->trial_runs_needed) return AIOT_UPD_OK;
+    return aiot_update_trial_confirm(u);
+}
+
+int aiot_update_trial_confirm(aiot_update_t *u) {
+    if (u->rec.state != AIOT_REC_TRIAL) return AIOT_UPD_NOT_STARTED;
     aiot_update_record_t r = u->rec;
     r.active = r.trial;
     r.trial = AIOT_NO_SLOT;

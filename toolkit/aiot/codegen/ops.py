@@ -13,8 +13,6 @@ import numpy as np
 from aiot.errors import ToolkitError
 from aiot.model.tflite import Graph, Operator, Tensor
 from aiot.codegen.quant import (
-    INT8_MAX,
-    INT8_MIN,
     activation_range,
     conv_multipliers,
     quantize_multiplier,
@@ -159,6 +157,21 @@ def _qp(t: Tensor) -> tuple[float, int]:
 FAST_REQUANT_LIMIT = 2**30
 
 
+def requant_form(mults: list[int], shifts: list[int], acc_bound: int | None, channels: int,
+                 compact: bool = False) -> tuple[bool, list[int], list[int]]:
+    """(fast, multipliers, shifts) of a layer's requantization tables: the proven fast form
+    (one aiot_rq_ch_t per channel, shifts as r - 1) when ``acc_bound`` allows it, the
+    multipliers repeated per channel; else the generic tables as given. The generated C
+    and the model-as-data plan (aiot.lifecycle.plan) both take it from here."""
+    if compact and len(mults) == 1 and channels > 1:
+        acc_bound = None
+    if acc_bound is not None and acc_bound < FAST_REQUANT_LIMIT and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
+        if len(mults) == 1:
+            mults, shifts = mults * channels, shifts * channels
+        return True, list(mults), list(shifts)
+    return False, list(mults), list(shifts)
+
+
 def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, lo: int, hi: int,
                   acc_bound: int | None = None, channels: int = 1,
                   compact: bool = False) -> tuple[list[str], str, int]:
@@ -169,11 +182,8 @@ def _requant_decl(name: str, mults: list[int], shifts: list[int], out_zp: int, l
     stride) replaces the generic multiplier/shift tables. ``compact`` (size mode) keeps a
     per-tensor layer at one generic entry instead of repeating it per channel, so the
     weight flash stays within the .tflite's."""
-    if compact and len(mults) == 1 and channels > 1:
-        acc_bound = None
-    if acc_bound is not None and acc_bound < FAST_REQUANT_LIMIT and all(s <= -1 for s in shifts) and all(m >= 0 for m in mults):
-        if len(mults) == 1:
-            mults, shifts = mults * channels, shifts * channels
+    fast, mults, shifts = requant_form(mults, shifts, acc_bound, channels, compact)
+    if fast:
         rows = "\n".join(f"    {{ {m}, {-s - 1} }}," for m, s in zip(mults, shifts))
         decls = [f"static const aiot_rq_ch_t {name}_rq[{len(mults)}] = {{\n{rows}\n}};"]
         return decls, f"{{ NULL, NULL, {out_zp}, {lo}, {hi}, 1, {name}_rq }}", 8 * len(mults)
@@ -319,7 +329,46 @@ def conv_geometry(g: Graph, op: Operator, x: Tensor, out: Tensor, w: Tensor) -> 
     return in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l
 
 
-def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
+@dataclass
+class ConvLayer:
+    """One CONV_2D or DEPTHWISE_CONV_2D layer as data (aiot_conv_params_t's fields, the
+    folded bias, the requantization): the C emitter prints it, the plan serializes it."""
+
+    depthwise: bool
+    dims: tuple[int, ...]     # in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, stride_h, stride_w,
+                              # dil_h, dil_w, pad_top, pad_left, depth_multiplier, seg_len
+    in_zp: int
+    mults: list[int]
+    shifts: list[int]
+    out_zp: int
+    lo: int
+    hi: int
+    bias: np.ndarray          # zero point folded in
+    raw_bias: np.ndarray      # as the file has it (border_bias)
+    acc_bound: int
+    crosses: bool             # some window crosses the border: border_bias is passed
+    weights: np.ndarray       # int8 as in the file
+    x: Tensor
+    out: Tensor
+
+    @property
+    def out_c(self) -> int:
+        return self.dims[5]
+
+    def wide(self, optimize: str) -> bool:
+        return optimize == "speed" and (not self.depthwise or self.dims[14] == 1)
+
+    def packed(self, optimize: str) -> np.ndarray:
+        """The filter in the kernel's layout (int16 when wide, else int8)."""
+        k_h, seg = self.dims[6], self.dims[15]
+        if self.depthwise:
+            return pack_depthwise_wide(self.weights) if self.wide(optimize) else np.asarray(self.weights, np.int8)
+        if self.wide(optimize):
+            return pack_weights_wide(_pad_cols(self.weights, seg), k_h, seg)
+        return pack_weights(_pad_cols(self.weights, seg), k_h, seg)
+
+
+def conv_layer(ctx: Ctx, op: Operator, depthwise: bool) -> ConvLayer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
@@ -346,35 +395,36 @@ def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
         raise _fail(g, op, f"filter {list(w.shape)} does not match {in_c} -> {out_c} channels (grouped convs are not supported)",
                     "use a regular or depthwise convolution")
     seg = k_w * in_c if depthwise else -(-k_w * in_c // 4) * 4
-    decls, rq, rq_bytes = _requant_decl(
-        name, mults, shifts, out_zp, lo, hi,
-        _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3))), out_c,
-        compact=ctx.compact_requant)
-    wide = ctx.optimize == "speed" and (not depthwise or dm == 1)
-    if depthwise and wide:
-        packed, ctype = pack_depthwise_wide(w.data), "int16_t"
-    elif depthwise:
-        packed, ctype = np.asarray(w.data, dtype=np.int8), "int8_t"
-    elif wide:
-        packed, ctype = pack_weights_wide(_pad_cols(w.data, seg), k_h, seg), "int16_t"
-    else:
-        packed, ctype = pack_weights(_pad_cols(w.data, seg), k_h, seg), "int8_t"
+    acc_bound = _acc_bound(bias, np.abs(wq).sum(axis=(0, 1, 2) if depthwise else (1, 2, 3)))
     # Windows that cross the border sum w * (x - zero point) over their inside taps,
     # from the bias as the file has it (only needed when some window does).
     crosses = pad_t > 0 or pad_l > 0 or (out_h - 1) * sh + (k_h - 1) * dh >= in_h or \
         (out_w - 1) * sw + (k_w - 1) * dw >= in_w or (not depthwise and seg != k_w * in_c)
-    border = f"{name}_b0" if crosses else "NULL"
+    dims = (in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l, dm, seg)
+    return ConvLayer(depthwise, tuple(int(v) for v in dims), in_zp, list(mults), list(shifts), out_zp, lo, hi,
+                     bias, raw_bias, acc_bound, bool(crosses), w.data, x, out)
+
+
+def _conv_like(ctx: Ctx, op: Operator, name: str, depthwise: bool) -> Layer:
+    cv = conv_layer(ctx, op, depthwise)
+    out_c = cv.out_c
+    decls, rq, rq_bytes = _requant_decl(name, cv.mults, cv.shifts, cv.out_zp, cv.lo, cv.hi, cv.acc_bound, out_c,
+                                        compact=ctx.compact_requant)
+    wide = cv.wide(ctx.optimize)
+    packed = cv.packed(ctx.optimize)
+    ctype = "int16_t" if wide else "int8_t"
+    border = f"{name}_b0" if cv.crosses else "NULL"
     decls += [
         _c_array(ctype, f"{name}_w", packed),
-        _c_array("int32_t", f"{name}_b", bias),
-        *([_c_array("int32_t", f"{name}_b0", raw_bias)] if crosses else []),
-        f"static const aiot_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
-        f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, {seg}, {in_zp}, {rq}, {border} }};",
+        _c_array("int32_t", f"{name}_b", cv.bias),
+        *([_c_array("int32_t", f"{name}_b0", cv.raw_bias)] if cv.crosses else []),
+        f"static const aiot_conv_params_t {name}_p = {{ {', '.join(map(str, cv.dims))}, {cv.in_zp}, {rq}, {border} }};",
     ]
     fn = ("aiot_depthwise_conv2d_s8" if depthwise else "aiot_conv2d_s8") + ("_wide" if wide else "")
-    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {name}_w, {name}_b, {ctx.p(out.index)})"
+    call = f"{fn}(&{name}_p, {ctx.p(cv.x.index)}, {name}_w, {name}_b, {ctx.p(cv.out.index)})"
+    in_c, out_h, out_w, k_h, k_w = cv.dims[2], cv.dims[3], cv.dims[4], cv.dims[6], cv.dims[7]
     macs = out_h * out_w * out_c * k_h * k_w * (1 if depthwise else in_c)
-    weights_bytes = packed.nbytes + 4 * out_c * (2 if crosses else 1) + rq_bytes
+    weights_bytes = packed.nbytes + 4 * out_c * (2 if cv.crosses else 1) + rq_bytes
     return Layer(op.op, op.index, call, decls, macs=macs, weights_bytes=weights_bytes)
 
 
@@ -490,7 +540,8 @@ def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
         raise _fail(g, op, "input and output quantization differ", "TFLite Micro requires equal scales here; re-export the model")
 
 
-def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
+def pool_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_pool_params_t's fields in order) of a pooling layer."""
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     in_h, in_w, c = _nhwc(g, op, x)
@@ -504,11 +555,14 @@ def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
     lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp, out.dtype)
     pad_t = _padding(o["padding"], in_h, k_h, sh, 1, out_h)
     pad_l = _padding(o["padding"], in_w, k_w, sw, 1, out_w)
-    decls = [
-        f"static const aiot_pool_params_t {name}_p = {{ {in_h}, {in_w}, {c}, {out_h}, {out_w}, {k_h}, {k_w}, "
-        f"{sh}, {sw}, {pad_t}, {pad_l}, {lo}, {hi} }};"
-    ]
+    return x, out, [int(v) for v in (in_h, in_w, c, out_h, out_w, k_h, k_w, sh, sw, pad_t, pad_l, lo, hi)]
+
+
+def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
+    x, out, f = pool_params(ctx, op)
+    decls = [f"static const aiot_pool_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"{fn}{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
+    out_h, out_w, c, k_h, k_w = f[3], f[4], f[2], f[5], f[6]
     return Layer(op.op, op.index, call, decls, macs=out_h * out_w * c * k_h * k_w)
 
 
@@ -520,13 +574,34 @@ def emit_max_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _pool(ctx, op, name, "aiot_max_pool")
 
 
-def _requantize_layer(ctx: Ctx, op: Operator, name: str, mult: int, shift: int, lo: int, hi: int) -> Layer:
+def requantize_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_requantize_params_t's fields in order) of an int8 -> int8
+    QUANTIZE or a RELU (or their 16x8 forms: int16 on either side)."""
+    g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    _same_size(ctx.g, op, x, out)
+    if op.op == "RELU":
+        in_s, _ = _qp(x)
+        out_s, out_zp = _qp(out)
+        m, s = quantize_multiplier(float(in_s) / float(out_s))
+        lo, hi = activation_range("RELU", out_s, out_zp, out.dtype)  # int8, or int16 in the 16x8 mode
+    else:
+        # int8 -> int8, or (16x8 mode) TFLM's Requantize between int16 and int8/int16
+        if out.dtype not in ("int8", "int16"):
+            raise _fail(g, op, f"output is {out.dtype}", "only int8 (or, 16x8, int16) outputs are supported")
+        _same_size(g, op, x, out)
+        if x.dtype not in ("int8", "int16"):
+            raise _fail(g, op, f"input is {x.dtype}", "only int8 (or, 16x8, int16) requantization is supported")
+        in_s, _ = _qp(x)
+        m, s = quantize_multiplier(float(in_s) / float(_qp(out)[0]))
+        lo, hi = activation_range("NONE", *_qp(out), out.dtype)
+    _same_size(g, op, x, out)
     in_zp, out_zp = _qp(x)[1], _qp(out)[1]
-    decls = [
-        f"static const aiot_requantize_params_t {name}_p = {{ {out.size}, {in_zp}, {mult}, {shift}, {out_zp}, {lo}, {hi} }};"
-    ]
+    return x, out, [int(v) for v in (out.size, in_zp, m, s, out_zp, lo, hi)]
+
+
+def _requantize_layer(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, f = requantize_params(ctx, op)
+    decls = [f"static const aiot_requantize_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     if "int16" in (x.dtype, out.dtype):  # the 16x8 mode: int16 in, out or both
         call = (f"aiot_requantize_x16(&{name}_p, {int(x.dtype == 'int16')}, {ctx.p(x.index)}, "
                 f"{int(out.dtype == 'int16')}, {ctx.p(out.index)})")
@@ -538,10 +613,6 @@ def _requantize_layer(ctx: Ctx, op: Operator, name: str, mult: int, shift: int, 
 def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    if "int16" in (x.dtype, out.dtype) and {x.dtype, out.dtype} <= {"int8", "int16"}:
-        # the 16x8 mode: TFLM's Requantize between int16 and int8/int16, clamped to the output type
-        m, s = quantize_multiplier(float(_qp(x)[0]) / float(_qp(out)[0]))
-        return _requantize_layer(ctx, op, name, m, s, *activation_range("NONE", *_qp(out), out.dtype))
     if out.dtype not in ("int8", "int16"):
         raise _fail(g, op, f"output is {out.dtype}", "only int8 (or, 16x8, int16) outputs are supported")
     out_s, out_zp = _qp(out)
@@ -551,11 +622,7 @@ def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
         call = (f"aiot_quantize_f32{_sfx(out)}({out.size}, {_c_float(out_s)}, {out_zp}, (const float *){ctx.p(x.index)}, "
                 f"{_cast(ctx, out)})")
         return Layer(op.op, op.index, call, decls, macs=out.size)
-    if x.dtype != "int8":
-        raise _fail(g, op, f"input is {x.dtype}", "only int8 -> int8 requantization is supported")
-    in_s, _ = _qp(x)
-    m, s = quantize_multiplier(float(in_s) / float(out_s))
-    return _requantize_layer(ctx, op, name, m, s, INT8_MIN, INT8_MAX)
+    return _requantize_layer(ctx, op, name)
 
 
 def emit_dequantize(ctx: Ctx, op: Operator, name: str) -> Layer:
@@ -571,15 +638,11 @@ def emit_dequantize(ctx: Ctx, op: Operator, name: str) -> Layer:
 
 
 def emit_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
-    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    in_s, _ = _qp(x)
-    out_s, out_zp = _qp(out)
-    m, s = quantize_multiplier(float(in_s) / float(out_s))
-    lo, hi = activation_range("RELU", out_s, out_zp, out.dtype)  # int8, or int16 in the 16x8 mode
-    return _requantize_layer(ctx, op, name, m, s, lo, hi)
+    return _requantize_layer(ctx, op, name)
 
 
-def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
+def leaky_relu_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_leaky_relu_params_t's fields in order)."""
     # TFLM's Prepare computes both ratios in float (scale * alpha / scale) before widening.
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(ctx.g, op, x, out)
@@ -587,19 +650,30 @@ def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     alpha = np.float32(op.options.get("alpha", 0.0))
     am, ash = quantize_multiplier(float(np.float32(np.float32(in_s) * alpha) / np.float32(out_s)))
     im, ish = quantize_multiplier(float(np.float32(in_s) / np.float32(out_s)))
-    decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {out.size}, {in_zp}, {out_zp}, {im}, {ish}, {am}, {ash} }};"]
+    return x, out, [int(v) for v in (out.size, in_zp, out_zp, im, ish, am, ash)]
+
+
+def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, f = leaky_relu_params(ctx, op)
+    decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"aiot_leaky_relu{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
-def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
+def relu6_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_clamp_s8's size, lo, hi)."""
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(ctx.g, op, x, out)
     in_s, in_zp = _qp(x)
     six = round_half_away(float(np.float32(6.0) / np.float32(in_s))) + in_zp
     lo, hi = activation_range("NONE", in_s, in_zp, out.dtype)  # the type's range: int8, or int16 (16x8)
     six = max(lo, min(hi, six))
-    call = f"aiot_clamp{_sfx(out)}({out.size}, {in_zp}, {six}, {_cast(ctx, x)}, {_cast(ctx, out)})"
+    return x, out, [int(out.size), int(in_zp), int(six)]
+
+
+def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, (size, lo, hi) = relu6_params(ctx, op)
+    call = f"aiot_clamp{_sfx(out)}({size}, {lo}, {hi}, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, [], macs=out.size)
 
 
@@ -611,7 +685,8 @@ def _axis_list(g: Graph, op: Operator, idx: int, rank: int) -> list[int]:
     return axes
 
 
-def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
+def mean_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_mean_params_t's fields in order)."""
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     shape = list(x.shape)
@@ -632,7 +707,12 @@ def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
     k = min(reduce.bit_length() - 1, 32, 31 + shift)
     mult = int((mult << k) // reduce) if k >= 0 else int((mult >> -k) // reduce)
     shift -= k
-    decls = [f"static const aiot_mean_params_t {name}_p = {{ {outer}, {reduce}, {inner}, {in_zp}, {out_zp}, {mult}, {shift} }};"]
+    return x, out, [int(v) for v in (outer, reduce, inner, in_zp, out_zp, mult, shift)]
+
+
+def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, f = mean_params(ctx, op)
+    decls = [f"static const aiot_mean_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"aiot_mean{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=x.size)
 
@@ -837,7 +917,8 @@ def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
-def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
+def bcast_fields(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> list[int]:
+    """aiot_bcast_t's fields in order: out dims, in1 strides, in2 strides (5 each), broadcast, size."""
     rank = 5
     if max(len(a.shape), len(b.shape), len(out.shape)) > rank:
         raise _fail(g, op, "more than 5 dimensions", "reshape to at most 5-D")
@@ -856,8 +937,13 @@ def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
 
     sa, sb = strides(a), strides(b)
     bc = 0 if (list(a.shape) == list(out.shape) and list(b.shape) == list(out.shape)) else 1
+    return [int(v) for v in (*od, *sa, *sb, bc, out.size)]
+
+
+def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
+    f = bcast_fields(g, op, a, b, out)
     j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
-    return f"{{ {j(od)}, {j(sa)}, {j(sb)}, {bc}, {out.size} }}"
+    return f"{{ {j(f[0:5])}, {j(f[5:10])}, {j(f[10:15])}, {f[15]}, {f[16]} }}"
 
 
 def _binary_operands(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
@@ -880,8 +966,8 @@ def _cast(ctx: Ctx, t: Tensor) -> str:
     return f"(int16_t *){ctx.p(t.index)}" if t.dtype == "int16" else ctx.p(t.index)
 
 
-def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
-    g = ctx.g
+def add_params(ctx: Ctx, op: Operator, subtract: bool) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+    """(a, b, output, aiot_add_params_t's fields after its broadcast shape, in order)."""
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
     left_shift = 15 if out.dtype == "int16" else 20  # TFLM's, per output type
@@ -890,8 +976,14 @@ def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
     m2, s2 = quantize_multiplier(float(sb) / twice_max)
     mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
     lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo, out.dtype)
-    decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, {left_shift}, "
-             f"{m1}, {s1}, {m2}, {s2}, {mo}, {so_}, {zo}, {lo}, {hi}, {1 if subtract else 0} }};"]
+    f = [-za, -zb, left_shift, m1, s1, m2, s2, mo, so_, zo, lo, hi, 1 if subtract else 0]
+    return a, b, out, [int(v) for v in f]
+
+
+def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
+    g = ctx.g
+    a, b, out, f = add_params(ctx, op, subtract)
+    decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {', '.join(map(str, f))} }};"]
     call = f"aiot_add{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
@@ -904,25 +996,35 @@ def emit_sub(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _add_sub(ctx, op, name, subtract=True)
 
 
-def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
-    g = ctx.g
+def mul_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+    """(a, b, output, aiot_mul_params_t's fields after its broadcast shape, in order)."""
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
     m, s = quantize_multiplier(float(sa) * float(sb) / float(so))
     lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo, out.dtype)
-    decls = [f"static const aiot_mul_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {-za}, {-zb}, "
-             f"{m}, {s}, {zo}, {lo}, {hi} }};"]
+    return a, b, out, [int(v) for v in (-za, -zb, m, s, zo, lo, hi)]
+
+
+def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    a, b, out, f = mul_params(ctx, op)
+    decls = [f"static const aiot_mul_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {', '.join(map(str, f))} }};"]
     call = f"aiot_mul{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
-def _min_max(ctx: Ctx, op: Operator, name: str, is_max: bool) -> Layer:
+def min_max_operands(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
     # TFLM compares the raw int8 values: the converter gives both inputs the output's
     # quantization (otherwise the comparison would mean nothing), so insist on it.
-    g = ctx.g
     a, b, out = _binary_operands(ctx, op)
-    _same_qparams(g, op, a, out)
-    _same_qparams(g, op, b, out)
+    _same_qparams(ctx.g, op, a, out)
+    _same_qparams(ctx.g, op, b, out)
+    return a, b, out
+
+
+def _min_max(ctx: Ctx, op: Operator, name: str, is_max: bool) -> Layer:
+    g = ctx.g
+    a, b, out = min_max_operands(ctx, op)
     decls = [f"static const aiot_bcast_t {name}_p = {_bcast(g, op, a, b, out)};"]
     call = (f"aiot_min_max{_sfx(out)}(&{name}_p, {1 if is_max else 0}, {_cast(ctx, a)}, {_cast(ctx, b)}, "
             f"{_cast(ctx, out)})")
@@ -954,8 +1056,14 @@ def _input_radius(integer_bits: int, left_shift: int, total_bits: int = 31) -> i
     return int(math.floor(((1 << integer_bits) - 1) * float(1 << (total_bits - integer_bits)) / float(1 << left_shift)))
 
 
-def _sigmoid_like(ctx: Ctx, op: Operator, name: str, fn: str, out_scale: float, out_zp: int) -> Layer:
+#: the fixed output quantization TFLM requires of LOGISTIC and TANH
+SIGMOID_OUTPUT = {"LOGISTIC": (1.0 / 256, -128), "TANH": (1.0 / 128, 0)}
+
+
+def sigmoid_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_sigmoid_params_t's fields in order) of a LOGISTIC or TANH."""
     g = ctx.g
+    out_scale, out_zp = SIGMOID_OUTPUT[op.op]
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(g, op, x, out)
     (in_s, in_zp), (o_s, o_zp) = _qp(x), _qp(out)
@@ -964,20 +1072,26 @@ def _sigmoid_like(ctx: Ctx, op: Operator, name: str, fn: str, out_scale: float, 
                     "re-export with the standard int8 converter")
     mult, shift = _frexp_multiplier(float(in_s) * float(1 << 27))
     radius = _input_radius(4, shift)
-    decls = [f"static const aiot_sigmoid_params_t {name}_p = {{ {x.size}, {in_zp}, {radius}, {mult}, {shift} }};"]
+    return x, out, [int(v) for v in (x.size, in_zp, radius, mult, shift)]
+
+
+def _sigmoid_like(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
+    x, out, f = sigmoid_params(ctx, op)
+    decls = [f"static const aiot_sigmoid_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=x.size)
 
 
 def emit_logistic(ctx: Ctx, op: Operator, name: str) -> Layer:
-    return _sigmoid_like(ctx, op, name, "aiot_logistic_s8", 1.0 / 256, -128)
+    return _sigmoid_like(ctx, op, name, "aiot_logistic_s8")
 
 
 def emit_tanh(ctx: Ctx, op: Operator, name: str) -> Layer:
-    return _sigmoid_like(ctx, op, name, "aiot_tanh_s8", 1.0 / 128, 0)
+    return _sigmoid_like(ctx, op, name, "aiot_tanh_s8")
 
 
-def emit_softmax(ctx: Ctx, op: Operator, name: str) -> Layer:
+def softmax_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
+    """(input, output, aiot_softmax_params_t's fields in order)."""
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     _same_size(g, op, x, out)
@@ -991,7 +1105,12 @@ def emit_softmax(ctx: Ctx, op: Operator, name: str) -> Layer:
     mult, shift = quantize_multiplier(real)
     diff_min = -_input_radius(diff_bits, shift)
     depth = x.shape[-1] if x.shape else 1
-    decls = [f"static const aiot_softmax_params_t {name}_p = {{ {x.size // depth}, {depth}, {mult}, {shift}, {diff_min} }};"]
+    return x, out, [int(v) for v in (x.size // depth, depth, mult, shift, diff_min)]
+
+
+def emit_softmax(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, f = softmax_params(ctx, op)
+    decls = [f"static const aiot_softmax_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
     call = f"aiot_softmax_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=x.size)
 

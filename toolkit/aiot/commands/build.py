@@ -21,6 +21,14 @@ from aiot.commands import Command, OutPath, wrote
 @click.option("--update-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Take signed model updates (aiot update) verified with this release key (PEM; only its public "
                    "half is built in). Needs the board file's [update] layout.")
+@click.option("--plan-arena", type=click.IntRange(min=64), metavar="BYTES",
+              help="--update-key: RAM the release's model-as-data plan runs in (AIOT_UPDATE_PLAN_ARENA) "
+                   "[default: 2048]; a plan's need is its arena_bytes (`aiot release` refuses a larger one).")
+@click.option("--plan-layers", type=click.IntRange(min=1, max=255), metavar="N",
+              help="--update-key: most layers a release's plan may have (AIOT_PLAN_MAX_LAYERS) [default: 16].")
+@click.option("--plan-ops", type=click.Choice(["all", "dense"]),
+              help="--update-key: the layers a release's plan may have [default: all]; dense: FULLY_CONNECTED only "
+                   "(AIOT_PLAN_DENSE_ONLY), about 18 KB less flash (the other kernels are not linked).")
 @click.option("--signed", "sign_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Link into the board's MCUboot primary slot and write firmware.signed.bin signed with this key.")
 @click.option("--version", "image_version", default="0.1.0", show_default=True, help="--signed: image version.")
@@ -28,7 +36,9 @@ from aiot.commands import Command, OutPath, wrote
                                   "no unique id register (the others report that register) [default with "
                                   "--update-key: a random build-XXXXXXXXXXXXXXXX, recorded in build.json].")
 def command(board: str, package: Path | None, model_c: Path | None, out: Path | None, opt: str, profile: bool,
-            update_key: Path | None, sign_key: Path | None, image_version: str, device_id: str | None) -> None:
+            update_key: Path | None, plan_arena: int | None, plan_layers: int | None, plan_ops: str | None,
+            sign_key: Path | None,
+            image_version: str, device_id: str | None) -> None:
     """Build firmware for BOARD with arm-none-eabi-gcc and print its flash/RAM split.
 
     \b
@@ -37,6 +47,7 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
       aiot build --board microbit                # no model: protocol + monitor only
       aiot build --board mps2-an386 --package build/pkg --update-key keys/release.pem
       aiot build --board nucleo-f446re --package build/pkg --signed keys/boot.pem
+      aiot build --board mps2-an386 --package build/pkg --update-key keys/release.pem --plan-arena 16384
     """
     import json
     from aiot import paths
@@ -50,6 +61,16 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
     model_dir = model_c or (package / "c" if package else None)
     out = out or paths.build_dir() / "fw" / b.name
     defines = ["AIOT_PROFILE"] if profile else []
+    if (plan_arena or plan_layers or plan_ops) and not update_key:
+        raise ToolkitError("--plan-arena, --plan-layers and --plan-ops size the model-update service: they need "
+                           "--update-key",
+                           hint="aiot build --board BOARD --package PKG --update-key KEY.pem --plan-arena BYTES")
+    if plan_arena:
+        defines.append(f"AIOT_UPDATE_PLAN_ARENA={(plan_arena + 3) // 4 * 4}u")
+    if plan_layers:
+        defines.append(f"AIOT_PLAN_MAX_LAYERS={plan_layers}u")
+    if plan_ops == "dense":
+        defines.append("AIOT_PLAN_DENSE_ONLY")
     if update_key and device_id is None and b.device_uid is None:
         import secrets  # the registry tells devices apart by this id: one per image built
 
@@ -82,7 +103,10 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
                                         defines=defines, opt=opt, signed=bool(sign_key))
             doc = json.loads((stage / "build.json").read_text())
             doc["model_abi"] = P.MODEL_ABI  # what aiot models promote --firmware checks
-            doc["plan_arena"] = P.PLAN_ARENA  # the largest release plan it loads (aiot release --firmware)
+            # the largest release plan it loads (aiot release --firmware)
+            doc["plan_arena"] = (plan_arena + 3) // 4 * 4 if plan_arena else P.PLAN_ARENA
+            doc["plan_layers"] = plan_layers or P.PLAN_LAYERS
+            doc["plan_ops"] = plan_ops or "all"
             # what its INFO reports as the device id (aiot update records the device by it)
             doc["device_id"] = device_id or "uid: the chip's unique id register"
             (stage / "build.json").write_text(json.dumps(doc, indent=2))

@@ -180,7 +180,7 @@ def command(package, history, current, device, alert_settings, train_rows, versi
                                 "device runs); or sign it ungated with --accept-regression \"why\"")
 
     # the model as data, checked against the firmware's plan arena before anything is evaluated
-    from aiot.lifecycle.plan import build_plan, plan_arena
+    from aiot.lifecycle.plan import build_plan, check_fits
 
     plan = b""
     if not no_plan:
@@ -190,7 +190,7 @@ def command(package, history, current, device, alert_settings, train_rows, versi
             click.echo(f"note: no model-as-data plan in this release ({e.message}); the device checks its golden "
                        "vectors on its compiled-in model", err=True)
     if plan:
-        limit, source = P.PLAN_ARENA, "the update firmware's default"
+        built: dict = {}
         if firmware_json is not None:
             try:
                 built = json.loads(Path(firmware_json).read_text())
@@ -198,15 +198,9 @@ def command(package, history, current, device, alert_settings, train_rows, versi
             except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as e:
                 raise ToolkitError(f"--firmware {firmware_json}: not a build.json ({e})",
                                    hint="give the build.json that aiot build --update-key wrote") from None
-            if built.get("plan_arena") is not None:
-                limit, source = int(built["plan_arena"]), str(firmware_json)
-        need = plan_arena(plan)
-        if need > limit:
-            raise ToolkitError(
-                f"{rid}: its plan needs a {need:,}-byte arena, the target firmware's plan arena is {limit:,} bytes "
-                f"({source}): the device would not load it, and its trial would fail",
-                hint="release a smaller model (fewer or narrower layers: aiot train --hidden), or ship it without "
-                     "its plan (--no-plan: the device then serves its compiled-in model)")
+        check_fits(plan, rid, arena=int(built.get("plan_arena") or P.PLAN_ARENA),
+                   layers=int(built.get("plan_layers") or P.PLAN_LAYERS), dense_only=built.get("plan_ops") == "dense",
+                   where=str(firmware_json) if built.get("plan_arena") is not None else "the update firmware's default")
 
     verdict: dict = {"checked": False}
     cand = _load_report(report, "--report") if report else None

@@ -4,7 +4,7 @@ same transport interface as QEMU and serial ports. A host device is a full
 :class:`aiot.device.hil.Device`: INFO, PUSH, EVENTS, STATS, and UPDATE_* / REBOOT with the
 trial run by the device's own C. Many of them fit in one process (a fleet in a test).
 
-    fw = HostFirmware(model_dir, public_key=pub, trial_runs=1)
+    fw = HostFirmware(model_dir, public_key=pub)
     board = fw.power_on()                     # one device: its own RAM and flash
     with Device(board.transport()) as dev:
         UpdateClient(dev).send(image)

@@ -71,10 +71,12 @@ def outcome(journal: Journal, device: str, cid: str, body: dict, what: str, reas
     journal.append(device, [("update", payload, f"cmd:{cid}:{what}")])
 
 
-def run_commands(journal: Journal, device: str, source, drain: Callable[[], None], wake: Callable[[], None]) -> None:
+def run_commands(journal: Journal, device: str, source, drain: Callable[[], None], wake: Callable[[], None],
+                 rebooted: Callable[[], None] = lambda: None) -> None:
     """Advance ``device``'s pending commands on its open link ``source``; returns while a
     trial is still running (called again on the next round). A link error propagates
-    (the bridge reopens the link, and the step is resumed)."""
+    (the bridge reopens the link, and the step is resumed). ``rebooted`` is called right
+    after this reboots the device, before anything of its new boot is read."""
     from aiot.lifecycle.client import NoUpdates, UpdateClient, UpdateRefused, image_digest, reason_name
 
     for cid, body, state, since in journal.pending_commands(device):
@@ -110,6 +112,7 @@ def run_commands(journal: Journal, device: str, source, drain: Callable[[], None
             journal.set_command_state(cid, "trial")
             state, since = "trial", time.time()
             up.reboot()
+            rebooted()
         st = up.status()
         new = image_digest(image)[:8]
         detail = {"running_slot": st.running, "trial_runs": st.trial_runs, "trial_runs_needed": st.trial_runs_needed}

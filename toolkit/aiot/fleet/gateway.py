@@ -419,6 +419,10 @@ class DeviceBridge:
         if uptime is not None:
             self._boot = self.journal.boot(self.device, int(uptime))
 
+    def _rebooted(self) -> None:
+        """This gateway rebooted the device (into a trial): its events from now on are a new boot's."""
+        self._boot = self.journal.restarted(self.device)
+
     def _serve(self, source) -> None:
         info = getattr(source, "info", None)
         if info is not None:
@@ -452,7 +456,7 @@ class DeviceBridge:
                 from aiot.fleet.commands import run_commands
 
                 run_commands(self.journal, self.device, source, lambda: drain_events(source, self.journal_batch),
-                             self.publisher.wake)
+                             self.publisher.wake, rebooted=self._rebooted)
             if self.replay_done or self.replay is None:
                 self._wake.wait(self.poll)
                 self._wake.clear()

@@ -152,6 +152,17 @@ class Journal:
             db.execute("UPDATE devices SET boot=?, uptime=? WHERE device=?", (boot, int(uptime), device))
             return boot
 
+    def restarted(self, device: str) -> int:
+        """``device`` was restarted by this gateway (a commanded reboot): a new boot begins
+        now, whatever its uptime says (a clock that does not go back, as the host build's,
+        or a reading taken too late to see it go down). Returns the new boot number."""
+        with self._lock:
+            db = self._db
+            db.execute("INSERT OR IGNORE INTO devices (device) VALUES (?)", (device,))
+            (boot,) = db.execute("SELECT boot FROM devices WHERE device=?", (device,)).fetchone()
+            db.execute("UPDATE devices SET boot=?, uptime=0 WHERE device=?", (boot + 1, device))
+            return boot + 1
+
     def mark_published(self, device: str, upto: int) -> None:
         """Every message of ``device`` up to number ``upto`` reached the broker."""
         with self._lock:

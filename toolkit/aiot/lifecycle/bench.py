@@ -16,7 +16,11 @@ from pathlib import Path
 import numpy as np
 
 
-def plan_vs_compiled(tflite: Path, vectors: Path, board_name: str = "mps2-an386", n: int = 16) -> dict:
+def plan_vs_compiled(tflite: Path, vectors: Path, board_name: str = "mps2-an386", n: int = 16,
+                     defines: tuple[str, ...] = (), slot_size: int | None = None) -> dict:
+    """``defines``: extra firmware defines (e.g. ``AIOT_UPDATE_PLAN_ARENA=16000u`` for a
+    conv model); ``slot_size``: a larger emulated update slot than the board file's, for a
+    package that does not fit it (the emulated region is a host file)."""
     from aiot.codegen import generate
     from aiot.device.hil import open_device
     from aiot.lifecycle import package as P
@@ -31,11 +35,16 @@ def plan_vs_compiled(tflite: Path, vectors: Path, board_name: str = "mps2-an386"
     x = x.reshape(len(x), -1)[:n]
     y = TflmReference(tfl).run(x).reshape(len(x), -1)
     board = get_board(board_name)
+    if slot_size is not None:
+        import dataclasses
+
+        board = dataclasses.replace(board, update=dataclasses.replace(board.update, slot_size=slot_size))
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         key = P.generate_key(d / "k.pem")
         generate(tfl, d / "c", name="bench")
-        fw = build_update_firmware(board, d / "fw", d / "c", public_key=P.public_key(key), flash_file=d / "flash.bin")
+        fw = build_update_firmware(board, d / "fw", d / "c", public_key=P.public_key(key), flash_file=d / "flash.bin",
+                                   defines=defines)
         img = P.sign(P.build_container({}, tflite=tfl, golden=list(zip(x, y)), plan=build_plan(tfl), schema=1,
                                        model_version=1), key, version="1.0.0", out=d / "rel.bin")
         with open_device(board=board, elf=fw.elf) as dev:

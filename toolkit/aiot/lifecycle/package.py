@@ -29,6 +29,9 @@ MODEL_ABI = 1  # AIOT_MODEL_ABI in firmware/include/aiot/update.h
 #: Bytes of the arena a release's plan runs in on the update firmware (AIOT_UPDATE_PLAN_ARENA's
 #: default in firmware/src/update/service.c); aiot build --update-key records it in build.json.
 PLAN_ARENA = 2048
+#: Most layers a release's plan may have on the update firmware (AIOT_PLAN_MAX_LAYERS's default;
+#: `aiot build --plan-layers` changes it).
+PLAN_LAYERS = 16
 META, TFLITE, MONITOR, GOLDEN, PLAN = 1, 2, 3, 4, 5
 MAGIC = 0x4B504941
 HEADER = struct.Struct("<IHHIIII")
