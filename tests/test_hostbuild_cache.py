@@ -53,7 +53,7 @@ def test_a_second_model_compiles_only_its_own_file(tmp_path, cache, compiled):
     so_b = hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])
     assert compiled == ["model.c", "quant.c", "model.c"] and _value(so_b) == 2
     # the engine file's object is kept once; the models' (they read their folder's model.h) are not kept
-    assert [p.name for p in (cache / "host" / "obj").rglob("*.o")] == ["quant.o"]
+    assert [p.name for p in (cache / "obj").rglob("*.o")] == ["quant.o"]
 
 
 def test_a_source_reading_a_header_of_the_callers_folder_is_compiled_for_each_folder(tmp_path, cache, compiled):
@@ -89,10 +89,26 @@ def test_a_failing_source_is_reported_and_leaves_no_entry(tmp_path, cache):
     with pytest.raises(ToolkitError) as e:
         hostbuild.compile_shared([bad], name="bad")
     assert "host build of bad failed" in e.value.message and "nope" in e.value.message
-    assert not list((cache / "host" / "obj").rglob("*.o"))
+    assert not list((cache / "obj").rglob("*.o"))
 
 
 def test_make_dependency_rules_are_read_with_continuations_and_spaces(tmp_path):
     rule = tmp_path / "x.d"
     rule.write_text("/o/x.o: /s/x.c /inc/a.h \\\n /my\\ dir/b.h\n")
     assert hostbuild._make_deps(rule) == [Path("/s/x.c"), Path("/inc/a.h"), Path("/my dir/b.h")]
+
+
+def test_an_object_whose_dependencies_are_unknown_is_not_kept(tmp_path, cache, monkeypatch):
+    # a compiler (or a stand-in for one) that writes no -MF list: what it read is unknown
+    real = hostbuild._gcc
+
+    def gcc(args, name):
+        real(args, name)
+        if "-MF" in args:
+            Path(args[args.index("-MF") + 1]).unlink()
+
+    monkeypatch.setattr(hostbuild, "_gcc", gcc)
+    so = hostbuild.compile_shared([_model(tmp_path / "a", 3) / "model.c", ENGINE_FILE], name="m",
+                                  include_dirs=[tmp_path / "a"])
+    assert _value(so) == 3
+    assert not list((cache / "obj").rglob("*.o"))

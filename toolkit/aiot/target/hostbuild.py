@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE, cache_dir
@@ -69,7 +69,8 @@ def compile_shared(
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     private: list[Path] = []  # objects of this build alone (they read a header of a caller's folder)
     try:
-        objs = [_object(s, flags, incs, name, private) for s in srcs]
+        cc = host_compiler()
+        objs = [cached_object(cc, s, flags, incs, lambda args: _gcc(args, name), private) for s in srcs]
         _gcc([*flags, "-shared", "-o", str(tmp), *map(str, objs), "-lm"], name)
         os.replace(tmp, out)
     finally:
@@ -92,24 +93,28 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _object(src: Path, flags: Sequence[str], incs: Sequence[Path], name: str, private: list[Path]) -> Path:
-    """``src`` compiled to an object file, cached in cache_dir()/host/obj.
+def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path],
+                  run: Callable[[list[str]], object], private: list[Path]) -> Path:
+    """``src`` compiled by ``cc`` to an object file, cached in cache_dir()/obj/CC (host builds
+    and the firmware's, aiot.target.firmware). ``run(args)`` runs the compiler with ``args``
+    and raises ToolkitError saying what failed.
 
-    Keyed by the source's path and bytes, the flags, and the names of the headers in each
+    Keyed by the compiler, the source's path and bytes, the flags, and the names of the headers in each
     include folder in search order (a header that would shadow another is a new key; a
     caller's folder counts by what it holds, not where it is). An entry is used only while
     every header the compiler read (its -MD list) has the bytes it had then. A source that
-    read a header from a caller's folder (a generated model.h) is not kept: the same source
-    with another model's folder must not find it; its folder goes in ``private``."""
+    read a header from a caller's folder (a generated model.h), or whose compiler wrote no
+    dependency list, is not kept: the same source with another model's folder must not find
+    it; its folder goes in ``private``."""
     callers = [Path(i) for i in incs if not _in(Path(i), FIRMWARE)]
     h = hashlib.sha256()
-    for part in (str(src), _digest(src), " ".join(flags)):
+    for part in (cc, str(src), _digest(src), " ".join(flags)):
         h.update(part.encode() + b"\0")
     for inc in incs:
         h.update(b"caller\0" if Path(inc) in callers else str(inc).encode() + b"\0")
         for header in sorted(Path(inc).rglob("*.h")):
             h.update(header.relative_to(inc).as_posix().encode() + b"\0")
-    key = cache_dir() / "host" / "obj" / f"{src.stem}-{h.hexdigest()[:20]}"
+    key = cache_dir() / "obj" / Path(cc).name / f"{src.stem}-{h.hexdigest()[:20]}"
     for entry in sorted(key.glob("v-*")) if key.is_dir() else ():  # one per set of header bytes seen
         try:
             read = json.loads((entry / "deps.json").read_text())
@@ -121,13 +126,15 @@ def _object(src: Path, flags: Sequence[str], incs: Sequence[Path], name: str, pr
     work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=key))
     obj = work / f"{src.stem}.o"
     try:
-        _gcc([*flags, *(f"-I{i}" for i in incs), "-c", str(src), "-o", str(obj), "-MD", "-MF", str(work / "deps.d")],
-             name)
+        run([*flags, *(f"-I{i}" for i in incs), "-c", str(src), "-o", str(obj), "-MD", "-MF", str(work / "deps.d")])
     except ToolkitError:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    headers = _make_deps(work / "deps.d")[1:]  # the first is the source itself
-    if any(_in(f, c) for f in headers for c in callers):
+    try:
+        headers = _make_deps(work / "deps.d")[1:]  # the first is the source itself
+    except (OSError, IndexError):
+        headers = None  # the compiler wrote no dependency list: what it read is unknown
+    if headers is None or any(_in(f, c) for f in headers for c in callers):
         private.append(work)
         return obj
     read = {str(f): _digest(f) for f in headers}
