@@ -112,3 +112,12 @@ def test_an_object_whose_dependencies_are_unknown_is_not_kept(tmp_path, cache, m
                                   include_dirs=[tmp_path / "a"])
     assert _value(so) == 3
     assert not list((cache / "obj").rglob("*.o"))
+
+
+def test_without_a_writable_cache_the_build_still_works(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(blocked / "cache"))  # cannot be made
+    so = hostbuild.compile_shared([_model(tmp_path / "a", 4) / "model.c", ENGINE_FILE], name="m",
+                                  include_dirs=[tmp_path / "a"], out_dir=tmp_path / "out")
+    assert _value(so) == 4

@@ -122,8 +122,12 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
                 return entry / f"{src.stem}.o"
         except (OSError, ValueError):
             continue  # a header gone, or an entry still being written: not this one
-    key.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=key))
+    try:
+        key.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=key))
+    except OSError:  # no writable cache (a read-only home): build without keeping the object
+        work = Path(tempfile.mkdtemp(prefix="aiot-obj-"))
+        key = None
     obj = work / f"{src.stem}.o"
     try:
         run([*flags, *(f"-I{i}" for i in incs), "-c", str(src), "-o", str(obj), "-MD", "-MF", str(work / "deps.d")])
@@ -134,7 +138,7 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
         headers = _make_deps(work / "deps.d")[1:]  # the first is the source itself
     except (OSError, IndexError):
         headers = None  # the compiler wrote no dependency list: what it read is unknown
-    if headers is None or any(_in(f, c) for f in headers for c in callers):
+    if key is None or headers is None or any(_in(f, c) for f in headers for c in callers):
         private.append(work)
         return obj
     read = {str(f): _digest(f) for f in headers}
