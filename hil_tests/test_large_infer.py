@@ -31,14 +31,20 @@ def wide(board, pytestconfig):
     return c, x.reshape(len(x), -1), TflmReference((WIDE / "model.tflite").read_bytes())
 
 
+# (board, frame limit) -> the wide firmware: built once per run, however many tests boot it
+_BUILT: dict[tuple[str, int | None], Path] = {}
+
+
 def _session(board, c, limit=None):
     from aiot import paths
     from aiot.device.hil import open_device
     from aiot.target.firmware import build
 
-    defines = [f"AIOT_FRAME_MAX_PAYLOAD={limit}u"] if limit else []
-    elf = build(board, paths.build_dir() / "hil" / f"{board.name}-wide{limit or ''}", c, defines=defines).elf
-    return open_device(board=board, elf=elf, transport="qemu", timeout=3.0)
+    if (board.name, limit) not in _BUILT:
+        defines = [f"AIOT_FRAME_MAX_PAYLOAD={limit}u"] if limit else []
+        _BUILT[board.name, limit] = build(board, paths.build_dir() / "hil" / f"{board.name}-wide{limit or ''}", c,
+                                          defines=defines).elf
+    return open_device(board=board, elf=_BUILT[board.name, limit], transport="qemu", timeout=3.0)
 
 
 @pytest.mark.parametrize("limit", [None, 300])

@@ -172,3 +172,25 @@ def test_an_image_too_big_for_the_board_is_a_clear_error(tmp_path, region):
     assert f"bytes more {what} than the board's" in e.value.message
     assert e.value.overflow > 0
     assert "aiot boards" in e.value.hint
+
+
+def test_a_second_build_reuses_the_objects_and_links_the_same_image(ad_small, tmp_path, monkeypatch):
+    # the objects come from the cache (aiot.target.hostbuild.cached_object); the files that read
+    # the model's folder are compiled for each build, and a build without a model shares the rest
+    from aiot.target import firmware
+
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "cache"))
+    compiled: list[str] = []
+    real = firmware._run
+    monkeypatch.setattr(firmware, "_run", lambda cmd, what: (compiled.append(what), real(cmd, what))[1])
+    board = get_board("mps2-an386")
+    _, _, out = ad_small
+    one = build(board, tmp_path / "one", out / "c")
+    first = [w for w in compiled if w.startswith("compiling")]
+    compiled.clear()
+    two = build(board, tmp_path / "two", out / "c")
+    again = [w for w in compiled if w.startswith("compiling")]
+    assert "compiling firmware/src/engine/conv.c" in first and len(first) > 10
+    assert "compiling firmware/src/engine/conv.c" not in again and 0 < len(again) < len(first) / 2
+    assert all("model.c" in w or "/app/" in w or "/bench/" in w for w in again), again
+    assert one.bin.read_bytes() == two.bin.read_bytes() and one.size == two.size

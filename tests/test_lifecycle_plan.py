@@ -21,7 +21,8 @@ AE24 = ROOT / "hil_tests" / "fixtures" / "ae24"
 
 @pytest.fixture(scope="module")
 def walker():
-    so = hostbuild.compile_shared([FIRMWARE / "src" / "update" / "plan.c", *engine_sources()], name="aiot_plan")
+    so = hostbuild.compile_shared([FIRMWARE / "src" / "update" / "plan.c", *engine_sources()], name="aiot_plan",
+                                  defines=["AIOT_PLAN_ALL_OPS"])
     lib = hostbuild.load(so)
     lib.aiot_plan_load.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
     lib.aiot_plan_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
@@ -267,10 +268,9 @@ def test_unsupported_ops_are_named():
 
 
 def test_dense_only_walker_refuses_other_layers(walker, conv_model):
-    """A walker built with AIOT_PLAN_DENSE_ONLY (aiot build --plan-ops dense) runs dense
-    plans and refuses a conv plan (WRONG_ABI) instead of calling kernels it lacks."""
-    so = hostbuild.compile_shared([FIRMWARE / "src" / "update" / "plan.c", *engine_sources()], name="aiot_plan_dense",
-                                  defines=["AIOT_PLAN_DENSE_ONLY"])
+    """A walker built without AIOT_PLAN_ALL_OPS (the default, aiot build --plan-ops dense) runs
+    dense plans and refuses a conv plan (WRONG_ABI) instead of calling kernels it lacks."""
+    so = hostbuild.compile_shared([FIRMWARE / "src" / "update" / "plan.c", *engine_sources()], name="aiot_plan_dense")
     dense = hostbuild.load(so)
     dense.aiot_plan_load.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_uint32, ctypes.c_void_p]
     dense.aiot_plan_invoke.argtypes = [ctypes.c_void_p, ctypes.c_void_p]

@@ -177,8 +177,8 @@ static int load_v2_layer(const uint8_t *plan, uint32_t len, const uint8_t *r, ai
     l->in_offset = aiot_le_rd32(r + 4);
     l->in2_offset = aiot_le_rd32(r + 8);
     l->out_offset = aiot_le_rd32(r + 12);
-#ifdef AIOT_PLAN_DENSE_ONLY
-    // built without the other kernels (aiot build --plan-ops dense): a layer this firmware cannot run
+#ifndef AIOT_PLAN_ALL_OPS
+    // built without the other kernels (the default, aiot build --plan-ops dense): a layer this firmware cannot run
     if (l->kind != AIOT_PLAN_FC) return AIOT_UPD_WRONG_ABI;
 #endif
     switch (l->kind) {
@@ -328,7 +328,7 @@ int aiot_plan_invoke(const aiot_plan_t *p, int8_t *arena) {
         aiot_status_t rc;
         switch (l->kind) {
         case AIOT_PLAN_FC: rc = aiot_fully_connected_s8_wide(&l->p.fc, x, l->weights, l->bias, y); break;
-#ifndef AIOT_PLAN_DENSE_ONLY  // the loader refuses every other kind: their kernels are not linked
+#ifdef AIOT_PLAN_ALL_OPS  // else the loader refuses every other kind: their kernels are not linked
         case AIOT_PLAN_CONV:
             rc = l->wide ? aiot_conv2d_s8_wide(&l->p.conv, x, l->weights, l->bias, y)
                          : aiot_conv2d_s8(&l->p.conv, x, l->weights, l->bias, y);

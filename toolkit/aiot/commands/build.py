@@ -27,8 +27,9 @@ from aiot.commands import Command, OutPath, wrote
 @click.option("--plan-layers", type=click.IntRange(min=1, max=255), metavar="N",
               help="--update-key: most layers a release's plan may have (AIOT_PLAN_MAX_LAYERS) [default: 16].")
 @click.option("--plan-ops", type=click.Choice(["all", "dense"]),
-              help="--update-key: the layers a release's plan may have [default: all]; dense: FULLY_CONNECTED only "
-                   "(AIOT_PLAN_DENSE_ONLY), about 18 KB less flash (the other kernels are not linked).")
+              help="--update-key: the layers a release's plan may have [default: dense: FULLY_CONNECTED only, the "
+                   "autoencoders aiot trains]; all (AIOT_PLAN_ALL_OPS): conv models too, about 18 KB more flash "
+                   "(every kernel a plan may call is linked).")
 @click.option("--signed", "sign_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Link into the board's MCUboot primary slot and write firmware.signed.bin signed with this key.")
 @click.option("--version", "image_version", default="0.1.0", show_default=True, help="--signed: image version.")
@@ -69,8 +70,6 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
         defines.append(f"AIOT_UPDATE_PLAN_ARENA={(plan_arena + 3) // 4 * 4}u")
     if plan_layers:
         defines.append(f"AIOT_PLAN_MAX_LAYERS={plan_layers}u")
-    if plan_ops == "dense":
-        defines.append("AIOT_PLAN_DENSE_ONLY")
     if update_key and device_id is None and b.device_uid is None:
         import secrets  # the registry tells devices apart by this id: one per image built
 
@@ -100,13 +99,13 @@ def command(board: str, package: Path | None, model_c: Path | None, out: Path | 
             from aiot.lifecycle.firmware import build_update_firmware
 
             res = build_update_firmware(board_file, stage, model_dir, public_key=P.public_key(update_key),
-                                        defines=defines, opt=opt, signed=bool(sign_key))
+                                        defines=defines, opt=opt, signed=bool(sign_key), plan_ops=plan_ops or "dense")
             doc = json.loads((stage / "build.json").read_text())
             doc["model_abi"] = P.MODEL_ABI  # what aiot models promote --firmware checks
             # the largest release plan it loads (aiot release --firmware)
             doc["plan_arena"] = (plan_arena + 3) // 4 * 4 if plan_arena else P.PLAN_ARENA
             doc["plan_layers"] = plan_layers or P.PLAN_LAYERS
-            doc["plan_ops"] = plan_ops or "all"
+            doc["plan_ops"] = plan_ops or "dense"
             # what its INFO reports as the device id (aiot update records the device by it)
             doc["device_id"] = device_id or "uid: the chip's unique id register"
             (stage / "build.json").write_text(json.dumps(doc, indent=2))

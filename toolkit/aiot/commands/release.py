@@ -199,7 +199,7 @@ def command(package, history, current, device, alert_settings, train_rows, versi
                 raise ToolkitError(f"--firmware {firmware_json}: not a build.json ({e})",
                                    hint="give the build.json that aiot build --update-key wrote") from None
         check_fits(plan, rid, arena=int(built.get("plan_arena") or P.PLAN_ARENA),
-                   layers=int(built.get("plan_layers") or P.PLAN_LAYERS), dense_only=built.get("plan_ops") == "dense",
+                   layers=int(built.get("plan_layers") or P.PLAN_LAYERS), dense_only=built.get("plan_ops", "dense") == "dense",
                    where=str(firmware_json) if built.get("plan_arena") is not None else "the update firmware's default")
 
     verdict: dict = {"checked": False}

@@ -103,11 +103,16 @@ def update_defines(board: Board, public_key: bytes, *, trial_runs: int | None = 
 def build_update_firmware(board: Board, out_dir: Path, model_dir: Path | None, *, public_key: bytes,
                           trial_runs: int | None = None, flash_file: Path | None = None,
                           defines: Iterable[str] = (), opt: str = "-O2", signed: bool = False,
-                          device_id: str | None = None) -> firmware.BuildResult:
+                          device_id: str | None = None, plan_ops: str = "dense") -> firmware.BuildResult:
     """``board`` as its file describes it; the image is linked for ``update_board(board, signed=signed)``.
+    ``plan_ops``: "dense" (default) walks FULLY_CONNECTED plans only and links no other kernel;
+    "all" (AIOT_PLAN_ALL_OPS) runs conv plans too, about 18 KB more flash.
     ``device_id``: the id INFO reports on a board whose chip has no unique id register
     (:func:`aiot.target.firmware.device_id_defines`)."""
-    defines = [*firmware.device_id_defines(board, device_id), *defines]
+    if plan_ops not in ("dense", "all"):
+        raise ToolkitError(f"plan ops {plan_ops!r}: not dense or all", hint="aiot build --update-key KEY --plan-ops all")
+    defines = [*firmware.device_id_defines(board, device_id), *(["AIOT_PLAN_ALL_OPS"] if plan_ops == "all" else []),
+               *defines]
     crypto = crypto_sources()
     return firmware.build(
         update_board(board, signed=signed), out_dir, model_dir, opt=opt,

@@ -8,10 +8,10 @@ arena or the rest."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from aiot import paths
+from aiot.target import hostbuild
 from aiot.target.boards import Board
 from aiot.errors import ToolkitError
 from aiot.target.toolchain import require
@@ -229,32 +230,31 @@ def build(
     if stack_bytes is None:
         stack_bytes = board.stack_bytes  # the board file's stack_bytes (default 4 KiB)
     out_dir.mkdir(parents=True, exist_ok=True)
-    obj_dir = out_dir / "obj"
-    obj_dir.mkdir(exist_ok=True)
     ld = out_dir / "link.ld"
     _replace_atomically(ld, board.linker_script(stack_bytes=stack_bytes))
 
     defs = build_defines(board, model_dir, defines)
     incs = [*include_dirs(model_dir), *extra_includes]
-    cflags = [*board.cpu_flags(), opt, *COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items()),
-              *(f"-I{i}" for i in incs)]
+    cflags = [*board.cpu_flags(), opt, *COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items())]
     srcs, engine_srcs = _sources(model_dir, board, app)
     srcs = [*srcs, *extra_sources]
 
-    def compile_one(src: Path) -> Path:
-        tag = hashlib.sha1(str(src).encode()).hexdigest()[:8]
-        obj = obj_dir / f"{src.stem}-{tag}.o"
-        tmp = obj_dir / f".{obj.name}.{os.getpid()}.tmp"  # renamed when complete (see the link below)
-        try:
-            _run([gcc, *cflags, "-c", str(src), "-o", str(tmp)],
-                 f"compiling {src.relative_to(paths.ROOT) if src.is_relative_to(paths.ROOT) else src}")
-            os.replace(tmp, obj)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return obj
+    # Each object comes from the cache when this board's flags compiled the same file
+    # against the same headers before (the engine, the ports, the protocol: most of a
+    # build); a file that reads the model's folder (model.h) is compiled for this build
+    # only, into a folder removed after the link.
+    private: list[Path] = []
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        objs = list(pool.map(compile_one, srcs))
+    def compile_one(src: Path) -> Path:
+        what = f"compiling {src.relative_to(paths.ROOT) if src.is_relative_to(paths.ROOT) else src}"
+        return hostbuild.cached_object(gcc, src, cflags, incs, lambda args: _run([gcc, *args], what), private)
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            objs = list(pool.map(compile_one, srcs))
+    except BaseException:
+        _remove(private)
+        raise
 
     # Everything is made under a private name and renamed into place, the image last and
     # its record (build.json) after it: a build killed at any point leaves the previous
@@ -277,9 +277,15 @@ def build(
     finally:
         tmp_elf.unlink(missing_ok=True)
         tmp_bin.unlink(missing_ok=True)
+        _remove(private)
     result = BuildResult(board=board.name, elf=elf, bin=binf, size=size, defines=defs)
     _replace_atomically(record, json.dumps(result.to_json(), indent=2))
     return result
+
+
+def _remove(folders: list[Path]) -> None:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _size(n: int) -> str:

@@ -2,17 +2,23 @@
 
 The device logic is written once in C; this is how Python runs the very same code for
 simulation, feature extraction and fast parity checks. Builds are cached by a hash of
-the sources and flags, so repeated loads cost nothing."""
+the sources and flags, so repeated loads cost nothing; and each source's object is cached
+too (keyed by the source, the flags and the headers the compiler read), so a library that
+differs from a cached one in one file (a new model.c) compiles only that file, not the
+engine and monitor sources again."""
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE, cache_dir
@@ -61,15 +67,99 @@ def compile_shared(
     # Link to a private name, then rename: another process (pytest workers, the evaluate
     # pool) may be loading the same cached library and must never see it half-written.
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    cmd = [host_compiler(), *flags, *(f"-I{i}" for i in incs), "-shared", "-o", str(tmp), *map(str, srcs), "-lm"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    private: list[Path] = []  # objects of this build alone (they read a header of a caller's folder)
+    try:
+        cc = host_compiler()
+        objs = [cached_object(cc, s, flags, incs, lambda args: _gcc(args, name), private) for s in srcs]
+        _gcc([*flags, "-shared", "-o", str(tmp), *map(str, objs), "-lm"], name)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        for folder in private:
+            shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def _gcc(args: Sequence[str], name: str) -> None:
+    proc = subprocess.run([host_compiler(), *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise ToolkitError(
             f"host build of {name} failed:\n{proc.stderr.strip()}",
             hint="this is a bug in generated or firmware C; please report it with the output above",
         )
-    os.replace(tmp, out)
-    return out
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path],
+                  run: Callable[[list[str]], object], private: list[Path]) -> Path:
+    """``src`` compiled by ``cc`` to an object file, cached in cache_dir()/obj/CC (host builds
+    and the firmware's, aiot.target.firmware). ``run(args)`` runs the compiler with ``args``
+    and raises ToolkitError saying what failed.
+
+    Keyed by the compiler, the source's path and bytes, the flags, and the names of the headers in each
+    include folder in search order (a header that would shadow another is a new key; a
+    caller's folder counts by what it holds, not where it is). An entry is used only while
+    every header the compiler read (its -MD list) has the bytes it had then. A source that
+    read a header from a caller's folder (a generated model.h), or whose compiler wrote no
+    dependency list, is not kept: the same source with another model's folder must not find
+    it; its folder goes in ``private``."""
+    callers = [Path(i) for i in incs if not _in(Path(i), FIRMWARE)]
+    h = hashlib.sha256()
+    for part in (cc, str(src), _digest(src), " ".join(flags)):
+        h.update(part.encode() + b"\0")
+    for inc in incs:
+        h.update(b"caller\0" if Path(inc) in callers else str(inc).encode() + b"\0")
+        for header in sorted(Path(inc).rglob("*.h")):
+            h.update(header.relative_to(inc).as_posix().encode() + b"\0")
+    key = cache_dir() / "obj" / Path(cc).name / f"{src.stem}-{h.hexdigest()[:20]}"
+    for entry in sorted(key.glob("v-*")) if key.is_dir() else ():  # one per set of header bytes seen
+        try:
+            read = json.loads((entry / "deps.json").read_text())
+            if all(_digest(Path(f)) == d for f, d in read.items()):
+                return entry / f"{src.stem}.o"
+        except (OSError, ValueError):
+            continue  # a header gone, or an entry still being written: not this one
+    try:
+        key.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=key))
+    except OSError:  # no writable cache (a read-only home): build without keeping the object
+        work = Path(tempfile.mkdtemp(prefix="aiot-obj-"))
+        key = None
+    obj = work / f"{src.stem}.o"
+    try:
+        run([*flags, *(f"-I{i}" for i in incs), "-c", str(src), "-o", str(obj), "-MD", "-MF", str(work / "deps.d")])
+    except ToolkitError:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
+        headers = _make_deps(work / "deps.d")[1:]  # the first is the source itself
+    except (OSError, IndexError):
+        headers = None  # the compiler wrote no dependency list: what it read is unknown
+    if key is None or headers is None or any(_in(f, c) for f in headers for c in callers):
+        private.append(work)
+        return obj
+    read = {str(f): _digest(f) for f in headers}
+    (work / "deps.json").write_text(json.dumps(read))
+    entry = key / ("v-" + hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16])
+    try:
+        work.rename(entry)  # the entry appears whole; another process may have made the same one first
+    except OSError:
+        private.append(work)
+        return obj
+    return entry / obj.name
+
+
+def _in(path: Path, folder: Path) -> bool:
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
+def _make_deps(path: Path) -> list[Path]:
+    """The files of a gcc -MD rule ("x.o: x.c a.h \\\n b.h", a space in a name as "\\ "), in order."""
+    rule = path.read_text().replace("\\\n", " ").split(": ", 1)[1]
+    return [Path(f.replace("\\ ", " ")) for f in re.split(r"(?<!\\)\s+", rule.strip())]
 
 
 def load(path: Path) -> ctypes.CDLL:

@@ -1,0 +1,123 @@
+"""Host builds reuse each source's object (aiot.target.hostbuild): a library that differs
+from a built one only in its model compiles only that file, and a reused object is never
+one compiled against other headers than the build would read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aiot.paths import FIRMWARE
+from aiot.target import hostbuild
+
+ENGINE_FILE = FIRMWARE / "src" / "engine" / "quant.c"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def compiled(monkeypatch) -> list[str]:
+    """The sources gcc compiles (-c), in order."""
+    seen: list[str] = []
+    real = hostbuild._gcc
+
+    def gcc(args, name):
+        if "-c" in args:
+            seen.append(Path(args[args.index("-c") + 1]).name)
+        return real(args, name)
+
+    monkeypatch.setattr(hostbuild, "_gcc", gcc)
+    return seen
+
+
+def _value(so: Path) -> int:
+    return hostbuild.load(so).value()
+
+
+def _model(folder: Path, value: int) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "model.h").write_text(f"#define VALUE {value}\n")
+    (folder / "model.c").write_text('#include "model.h"\nint value(void);\nint value(void) { return VALUE; }\n')
+    return folder
+
+
+def test_a_second_model_compiles_only_its_own_file(tmp_path, cache, compiled):
+    a, b = _model(tmp_path / "a", 1), _model(tmp_path / "b", 2)
+    so_a = hostbuild.compile_shared([a / "model.c", ENGINE_FILE], name="m", include_dirs=[a])
+    assert compiled == ["model.c", "quant.c"] and _value(so_a) == 1
+    so_b = hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])
+    assert compiled == ["model.c", "quant.c", "model.c"] and _value(so_b) == 2
+    # the engine file's object is kept once; the models' (they read their folder's model.h) are not kept
+    assert [p.name for p in (cache / "obj").rglob("*.o")] == ["quant.o"]
+
+
+def test_a_source_reading_a_header_of_the_callers_folder_is_compiled_for_each_folder(tmp_path, cache, compiled):
+    # one source, a model.h found on the include path: another folder is another object
+    src = tmp_path / "src" / "use.c"
+    src.parent.mkdir()
+    src.write_text('#include "model.h"\nint value(void);\nint value(void) { return VALUE; }\n')
+    a, b = _model(tmp_path / "a", 1), _model(tmp_path / "b", 2)
+    assert _value(hostbuild.compile_shared([src], name="u", include_dirs=[a])) == 1
+    assert _value(hostbuild.compile_shared([src], name="u", include_dirs=[b])) == 2
+    assert compiled == ["use.c", "use.c"]
+
+
+def test_an_object_is_compiled_again_when_a_header_it_read_changed(tmp_path, cache, compiled):
+    src = tmp_path / "s" / "x.c"
+    src.parent.mkdir()
+    src.write_text('#include "x.h"\nint value(void);\nint value(void) { return VALUE; }\n')
+    (src.parent / "x.h").write_text("#define VALUE 1\n")
+    assert _value(hostbuild.compile_shared([src], name="one")) == 1
+    assert _value(hostbuild.compile_shared([src], name="two")) == 1 and compiled == ["x.c"]  # reused
+    (src.parent / "x.h").write_text("#define VALUE 7\n")
+    assert _value(hostbuild.compile_shared([src], name="three")) == 7 and compiled == ["x.c", "x.c"]
+    # and back: the first object is still there, for the first header
+    (src.parent / "x.h").write_text("#define VALUE 1\n")
+    assert _value(hostbuild.compile_shared([src], name="four")) == 1 and compiled == ["x.c", "x.c"]
+
+
+def test_a_failing_source_is_reported_and_leaves_no_entry(tmp_path, cache):
+    from aiot.errors import ToolkitError
+
+    bad = tmp_path / "bad.c"
+    bad.write_text("int broken(void) { return nope; }\n")
+    with pytest.raises(ToolkitError) as e:
+        hostbuild.compile_shared([bad], name="bad")
+    assert "host build of bad failed" in e.value.message and "nope" in e.value.message
+    assert not list((cache / "obj").rglob("*.o"))
+
+
+def test_make_dependency_rules_are_read_with_continuations_and_spaces(tmp_path):
+    rule = tmp_path / "x.d"
+    rule.write_text("/o/x.o: /s/x.c /inc/a.h \\\n /my\\ dir/b.h\n")
+    assert hostbuild._make_deps(rule) == [Path("/s/x.c"), Path("/inc/a.h"), Path("/my dir/b.h")]
+
+
+def test_an_object_whose_dependencies_are_unknown_is_not_kept(tmp_path, cache, monkeypatch):
+    # a compiler (or a stand-in for one) that writes no -MF list: what it read is unknown
+    real = hostbuild._gcc
+
+    def gcc(args, name):
+        real(args, name)
+        if "-MF" in args:
+            Path(args[args.index("-MF") + 1]).unlink()
+
+    monkeypatch.setattr(hostbuild, "_gcc", gcc)
+    so = hostbuild.compile_shared([_model(tmp_path / "a", 3) / "model.c", ENGINE_FILE], name="m",
+                                  include_dirs=[tmp_path / "a"])
+    assert _value(so) == 3
+    assert not list((cache / "obj").rglob("*.o"))
+
+
+def test_without_a_writable_cache_the_build_still_works(tmp_path, monkeypatch):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(blocked / "cache"))  # cannot be made
+    so = hostbuild.compile_shared([_model(tmp_path / "a", 4) / "model.c", ENGINE_FILE], name="m",
+                                  include_dirs=[tmp_path / "a"], out_dir=tmp_path / "out")
+    assert _value(so) == 4
