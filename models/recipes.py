@@ -48,6 +48,31 @@ def convert_int8(model: Any, representative: np.ndarray, *, per_channel: bool = 
     return _convert(model, representative, per_channel=per_channel, batch1=batch1, clip_rows=False)
 
 
+def convert_16x8(model: Any, representative: np.ndarray, *, per_channel: bool = True, bias32: bool = False,
+                 float_io: bool = False) -> bytes:
+    """TFLite's 16x8 mode (int16 activations and input/output, int8 weights, int64 biases,
+    or int32 ones with ``bias32``; float32 input/output around the int16 graph with
+    ``float_io``, the converter's default) of a recipe model; build the model with a
+    batch-1 Input for static shapes."""
+    tf = _tf()
+    rep = np.asarray(representative, dtype=np.float32)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in range(len(rep)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if not float_io:
+        conv.inference_input_type = tf.int16
+        conv.inference_output_type = tf.int16
+    if not per_channel:
+        conv._experimental_disable_per_channel = True
+    if bias32:
+        conv._experimental_full_integer_quantization_bias_type = tf.int32
+    from aiot.quiet import captured_output
+
+    with captured_output():
+        return conv.convert()
+
+
 def cached_tflite(key: Any, build: Callable[[], bytes], out_dir: Path | None = None) -> Path:
     """Return build()'s .tflite from the cache, converting only on a miss."""
     h = hashlib.sha256(json.dumps([RECIPE_VERSION, key], sort_keys=True, default=str).encode()).hexdigest()[:16]

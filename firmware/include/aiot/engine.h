@@ -164,6 +164,11 @@ aiot_status_t aiot_quantize_f32_s8(uint32_t size, float scale, int32_t zero_poin
                                    int8_t *output);
 aiot_status_t aiot_dequantize_s8_f32(uint32_t size, float scale, int32_t zero_point, const int8_t *input,
                                      float *output);
+//! The same at the boundary of a 16x8 model (float32 <-> int16).
+aiot_status_t aiot_quantize_f32_s16(uint32_t size, float scale, int32_t zero_point, const float *input,
+                                    int16_t *output);
+aiot_status_t aiot_dequantize_s16_f32(uint32_t size, float scale, int32_t zero_point, const int16_t *input,
+                                      float *output);
 
 //! Broadcast shape for the binary ops: 5-D, input strides are 0 along broadcast axes.
 #define AIOT_MAX_DIMS 5
@@ -303,6 +308,85 @@ typedef struct {
     int32_t diff_min;
 } aiot_softmax_params_t;
 aiot_status_t aiot_softmax_s8(const aiot_softmax_params_t *p, const int8_t *input, int8_t *output);
+
+//! ---- The 16x8 mode: int16 activations (zero point 0), int8 weights -----------------
+//! TFLM's reference arithmetic for int16 tensors: no zero points (the converter makes
+//! int16 activations symmetric), results clamped to the int16 activation range.
+
+//! Requantization of a 16x8 matmul-like layer. acc64 = 1 (an int64 bias, the converter's
+//! default): an int64 accumulator and TFLM's 64-bit MultiplyByQuantizedMultiplier (the
+//! multiplier rounded to 16 bits, one rounding shift); acc64 = 0 (an int32 bias or none,
+//! CONV_2D only): an int32 accumulator (wrapping as TFLM's does) and the int32 form.
+typedef struct {
+    const int32_t *multiplier;  //!< Q31 significands, one per channel (per_channel) or one
+    const int32_t *shift;
+    int32_t act_min, act_max;   //!< int16 activation clamp
+    uint8_t per_channel;
+    uint8_t acc64;
+} aiot_requant16_t;
+
+//! TFLM's MultiplyByQuantizedMultiplier for an int64 accumulator.
+int32_t aiot_mul_by_quant_mult64(int64_t x, int32_t multiplier, int32_t shift);
+
+//! CONV_2D (depthwise = 0) and DEPTHWISE_CONV_2D (depthwise = 1) with int16 input and
+//! output, NHWC batch 1, filters as in the file (conv [out_c][k_h][k_w][in_c], depthwise
+//! [1][k_h][k_w][out_c]); padding taps are skipped. FULLY_CONNECTED is the 1x1 case with
+//! in_h = batches, in_w = 1. bias has out_c entries (int32 ones widened) or is NULL.
+//! `filter` is int8 as in the file, or (wide = 1, `--optimize speed`, not depthwise) the
+//! same weights widened to int16, which DSP cores multiply two at a time.
+typedef struct {
+    aiot_conv_params_t geom;  //!< the shape fields (in_h .. depth_multiplier); the int8 ones unused
+    uint8_t depthwise;
+    aiot_requant16_t rq;
+    uint8_t wide;
+} aiot_conv16_params_t;
+aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p, const int16_t *input, const void *filter,
+                              const int64_t *bias, int16_t *output);
+
+//! ADD/SUB and MUL of int16 tensors: the int8 parameter structs, TFLM's left shift of 15
+//! for ADD, int16 clamps.
+aiot_status_t aiot_add_s16(const aiot_add_params_t *p, const int16_t *in1, const int16_t *in2, int16_t *output);
+aiot_status_t aiot_mul_s16(const aiot_mul_params_t *p, const int16_t *in1, const int16_t *in2, int16_t *output);
+
+//! Pooling of int16 tensors (the int8 parameters, int16 clamps).
+aiot_status_t aiot_avg_pool_s16(const aiot_pool_params_t *p, const int16_t *input, int16_t *output);
+aiot_status_t aiot_max_pool_s16(const aiot_pool_params_t *p, const int16_t *input, int16_t *output);
+
+//! QUANTIZE between int16 and int8/int16 tensors (TFLM Requantize): in16 / out16 say
+//! whether input / output elements are int16 (else int8); the clamp is the output type's.
+aiot_status_t aiot_requantize_x16(const aiot_requantize_params_t *p, uint8_t in16, const void *input, uint8_t out16,
+                                  void *output);
+
+//! LOGISTIC and TANH of int16 tensors (zero point 0, output scale 2^-15), TFLM's table
+//! interpolation: the input times multiplier, rounding right shift by left_shift (the
+//! generator computes both as TFLM's Prepare does; multiplier 0 marks a power-of-two scale).
+typedef struct {
+    uint32_t size;
+    int32_t multiplier;
+    int32_t left_shift;
+} aiot_lut16_params_t;
+aiot_status_t aiot_logistic_s16(const aiot_lut16_params_t *p, const int16_t *input, int16_t *output);
+aiot_status_t aiot_tanh_s16(const aiot_lut16_params_t *p, const int16_t *input, int16_t *output);
+
+//! SOFTMAX of int16 tensors over the last axis (output scale 2^-15, zero point 0): the
+//! difference to the row's maximum rescaled so [-65535, 0] spans [-10, 0], exp and the
+//! reciprocal of the sum from TFLM's two 513-entry tables (filled by the generator).
+typedef struct {
+    uint32_t outer, depth;
+    int32_t input_multiplier;
+    int32_t input_left_shift;
+    const int16_t *exp_lut;    //!< exp over [-10, 0], Q0.15 in [-1, 1]
+    const int16_t *recip_lut;  //!< 1 / (1 + x) over [0, 1]
+} aiot_softmax16_params_t;
+aiot_status_t aiot_softmax_s16(const aiot_softmax16_params_t *p, const int16_t *input, int16_t *output);
+
+//! LEAKY_RELU, RELU6 (a clamp) and MAXIMUM/MINIMUM of int16 tensors: the int8 parameters,
+//! int16 clamps.
+aiot_status_t aiot_leaky_relu_s16(const aiot_leaky_relu_params_t *p, const int16_t *input, int16_t *output);
+aiot_status_t aiot_clamp_s16(uint32_t size, int32_t lo, int32_t hi, const int16_t *input, int16_t *output);
+aiot_status_t aiot_mean_s16(const aiot_mean_params_t *p, const int16_t *input, int16_t *output);
+aiot_status_t aiot_min_max_s16(const aiot_bcast_t *shape, uint8_t is_max, const int16_t *in1, const int16_t *in2,
+                               int16_t *output);
 
 #ifdef __cplusplus
 }

@@ -29,8 +29,8 @@ int main(void) {
     for (uint32_t run = 0; run < AIOT_BENCH_RUNS; run++) {
 #ifdef AIOT_MODEL_FLOAT_INPUT
         // float inputs (top 16 bits / 4096, exact), quantized by the model's own entry point
-        static float in_f32[AIOT_MODEL_INPUT_BYTES];
-        for (uint32_t i = 0; i < AIOT_MODEL_INPUT_BYTES; i++) {
+        static float in_f32[AIOT_MODEL_INPUT_ELEMENTS];
+        for (uint32_t i = 0; i < AIOT_MODEL_INPUT_ELEMENTS; i++) {
             lcg = lcg * 1664525u + 1013904223u;
             in_f32[i] = (float)(int16_t)(uint16_t)(lcg >> 16) * (1.0f / 4096.0f);
         }
@@ -63,7 +63,7 @@ int main(void) {
         aiot_console_put_u64((uint32_t)(t1 - t0));
         aiot_console_puts(" out ");
 #ifdef AIOT_MODEL_FLOAT_OUTPUT
-        static float out_f32[AIOT_MODEL_OUTPUT_BYTES];
+        static float out_f32[AIOT_MODEL_OUTPUT_ELEMENTS];
         if (aiot_model_dequantize_output(out_f32) != 0) {
             aiot_console_puts("\nerror dequantize_output\n");
             return 2;

@@ -1,4 +1,4 @@
-//! AVERAGE_POOL_2D and MAX_POOL_2D int8, NHWC, batch 1. Padding taps are excluded from
+//! AVERAGE_POOL_2D and MAX_POOL_2D int8 (and int16, the 16x8 mode), NHWC, batch 1. Padding taps are excluded from
 //! both the window and the average's divisor, as in TFLM.
 #include "aiot/fixedpoint.h"
 
@@ -20,61 +20,53 @@ static window_t window(const aiot_pool_params_t *p, int32_t oy, int32_t ox)
     return w;
 }
 
-static int bad(const aiot_pool_params_t *p, const int8_t *input, const int8_t *output)
+static int bad(const aiot_pool_params_t *p, const void *input, const void *output)
 {
     return p == NULL || input == NULL || output == NULL;
 }
 
-aiot_status_t aiot_avg_pool_s8(const aiot_pool_params_t *p, const int8_t *input, int8_t *output)
+// Round half away from zero, like TFLM; an empty window (all padding) averages to 0.
+static inline int32_t average(int32_t acc, int32_t count)
 {
-    if (bad(p, input, output)) {
-        return AIOT_ERR_NULL;
+    if (count <= 0) {
+        return 0;
     }
-    for (int32_t oy = 0; oy < p->out_h; ++oy) {
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const window_t w = window(p, oy, ox);
-            const int32_t count = (w.y1 - w.y0) * (w.x1 - w.x0);
-            for (uint32_t c = 0; c < p->channels; ++c) {
-                int32_t acc = 0;
-                for (int32_t y = w.y0; y < w.y1; ++y) {
-                    for (int32_t x = w.x0; x < w.x1; ++x) {
-                        acc += input[((size_t)y * p->in_w + x) * p->channels + c];
-                    }
-                }
-                int32_t avg = 0;
-                if (count > 0) {  // round half away from zero, like TFLM
-                    avg = acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
-                }
-                avg = avg < p->act_min ? p->act_min : avg;
-                avg = avg > p->act_max ? p->act_max : avg;
-                output[((size_t)oy * p->out_w + ox) * p->channels + c] = (int8_t)avg;
-            }
-        }
-    }
-    return AIOT_OK;
+    return acc > 0 ? (acc + count / 2) / count : (acc - count / 2) / count;
 }
 
-aiot_status_t aiot_max_pool_s8(const aiot_pool_params_t *p, const int8_t *input, int8_t *output)
-{
-    if (bad(p, input, output)) {
-        return AIOT_ERR_NULL;
+// One body per pooling and element type (int8, and int16 for the 16x8 mode): TFLM's
+// arithmetic is the same, only the reduction and the tensors' type differ. Per output
+// element: acc = INIT, STEP for every input value v of the window, then RESULT clamped.
+#define AIOT_POOL_KERNEL(NAME, T, INIT, STEP, RESULT)                                                            \
+    aiot_status_t NAME(const aiot_pool_params_t *p, const T *input, T *output)                                   \
+    {                                                                                                             \
+        if (bad(p, input, output)) {                                                                              \
+            return AIOT_ERR_NULL;                                                                                 \
+        }                                                                                                         \
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {                                                               \
+            for (int32_t ox = 0; ox < p->out_w; ++ox) {                                                           \
+                const window_t w = window(p, oy, ox);                                                             \
+                const int32_t count = (w.y1 - w.y0) * (w.x1 - w.x0);                                              \
+                (void)count;                                                                                      \
+                for (uint32_t c = 0; c < p->channels; ++c) {                                                      \
+                    int32_t acc = INIT;                                                                           \
+                    for (int32_t y = w.y0; y < w.y1; ++y) {                                                       \
+                        for (int32_t x = w.x0; x < w.x1; ++x) {                                                   \
+                            const int32_t v = input[((size_t)y * p->in_w + x) * p->channels + c];                 \
+                            STEP;                                                                                 \
+                        }                                                                                         \
+                    }                                                                                             \
+                    int32_t r = RESULT;                                                                           \
+                    r = r < p->act_min ? p->act_min : r;                                                          \
+                    r = r > p->act_max ? p->act_max : r;                                                          \
+                    output[((size_t)oy * p->out_w + ox) * p->channels + c] = (T)r;                                \
+                }                                                                                                 \
+            }                                                                                                     \
+        }                                                                                                         \
+        return AIOT_OK;                                                                                           \
     }
-    for (int32_t oy = 0; oy < p->out_h; ++oy) {
-        for (int32_t ox = 0; ox < p->out_w; ++ox) {
-            const window_t w = window(p, oy, ox);
-            for (uint32_t c = 0; c < p->channels; ++c) {
-                int32_t m = -128;
-                for (int32_t y = w.y0; y < w.y1; ++y) {
-                    for (int32_t x = w.x0; x < w.x1; ++x) {
-                        const int32_t v = input[((size_t)y * p->in_w + x) * p->channels + c];
-                        m = v > m ? v : m;
-                    }
-                }
-                m = m < p->act_min ? p->act_min : m;
-                m = m > p->act_max ? p->act_max : m;
-                output[((size_t)oy * p->out_w + ox) * p->channels + c] = (int8_t)m;
-            }
-        }
-    }
-    return AIOT_OK;
-}
+
+AIOT_POOL_KERNEL(aiot_avg_pool_s8, int8_t, 0, acc += v, average(acc, count))
+AIOT_POOL_KERNEL(aiot_max_pool_s8, int8_t, INT32_MIN, acc = v > acc ? v : acc, acc)
+AIOT_POOL_KERNEL(aiot_avg_pool_s16, int16_t, 0, acc += v, average(acc, count))
+AIOT_POOL_KERNEL(aiot_max_pool_s16, int16_t, INT32_MIN, acc = v > acc ? v : acc, acc)

@@ -5,29 +5,34 @@
 #include <stddef.h>
 #include <string.h>
 
-aiot_status_t aiot_mean_s8(const aiot_mean_params_t *p, const int8_t *input, int8_t *output)
-{
-    if (p == NULL || input == NULL || output == NULL) {
-        return AIOT_ERR_NULL;
+// MEAN of int8 and (16x8) int16 tensors: TFLM's integer QuantizedMeanOrSum, one body.
+#define AIOT_MEAN_KERNEL(T, SUFFIX, LO, HI)                                                                      \
+    aiot_status_t aiot_mean_##SUFFIX(const aiot_mean_params_t *p, const T *input, T *output)                     \
+    {                                                                                                             \
+        if (p == NULL || input == NULL || output == NULL) {                                                       \
+            return AIOT_ERR_NULL;                                                                                 \
+        }                                                                                                         \
+        if (p->reduce == 0) {                                                                                     \
+            return AIOT_ERR_PARAM;                                                                                \
+        }                                                                                                         \
+        const int32_t zp_term = p->input_zero_point * (int32_t)p->reduce;                                         \
+        for (uint32_t o = 0; o < p->outer; ++o) {                                                                 \
+            const T *base = input + (size_t)o * p->reduce * p->inner;                                             \
+            for (uint32_t i = 0; i < p->inner; ++i) {                                                             \
+                int32_t sum = 0;                                                                                  \
+                for (uint32_t r = 0; r < p->reduce; ++r) {                                                        \
+                    sum += base[(size_t)r * p->inner + i];                                                        \
+                }                                                                                                 \
+                int32_t v = aiot_fp_mbqm(sum - zp_term, p->multiplier, p->shift) + p->output_zero_point;           \
+                v = v < (LO) ? (LO) : (v > (HI) ? (HI) : v);                                                      \
+                output[(size_t)o * p->inner + i] = (T)v;                                                          \
+            }                                                                                                     \
+        }                                                                                                         \
+        return AIOT_OK;                                                                                           \
     }
-    if (p->reduce == 0) {
-        return AIOT_ERR_PARAM;
-    }
-    const int32_t zp_term = p->input_zero_point * (int32_t)p->reduce;
-    for (uint32_t o = 0; o < p->outer; ++o) {
-        const int8_t *base = input + (size_t)o * p->reduce * p->inner;
-        for (uint32_t i = 0; i < p->inner; ++i) {
-            int32_t sum = 0;
-            for (uint32_t r = 0; r < p->reduce; ++r) {
-                sum += base[(size_t)r * p->inner + i];
-            }
-            int32_t v = aiot_fp_mbqm(sum - zp_term, p->multiplier, p->shift) + p->output_zero_point;
-            v = v < -128 ? -128 : (v > 127 ? 127 : v);
-            output[(size_t)o * p->inner + i] = (int8_t)v;
-        }
-    }
-    return AIOT_OK;
-}
+
+AIOT_MEAN_KERNEL(int8_t, s8, -128, 127)
+AIOT_MEAN_KERNEL(int16_t, s16, -32768, 32767)
 
 aiot_status_t aiot_pad_s8(const aiot_pad_params_t *p, const int8_t *input, int8_t *output)
 {

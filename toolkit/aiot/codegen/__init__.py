@@ -18,6 +18,7 @@ from aiot.model.tflite import describe_unsupported, unsupported_hint
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE
 from aiot.codegen.ops import ALIAS_OPS, EMITTERS, INPLACE_OPS, Ctx, Layer
+from aiot.codegen.ops16 import EMITTERS16, is_16x8
 from aiot.codegen.plan import MemoryPlan, plan_memory
 
 __all__ = ["CodegenResult", "generate", "engine_sources", "OPTIMIZE", "DEFAULT_OPTIMIZE"]
@@ -55,6 +56,9 @@ class CodegenResult:
     #: generated code then also has aiot_model_quantize_input / aiot_model_dequantize_output
     float_input: bool = False
     float_output: bool = False
+    #: the device-side input/output element types: "int8", or "int16" for a 16x8 model
+    input_dtype: str = "int8"
+    output_dtype: str = "int8"
 
     #: every input / output in the .tflite's order (input_shape / output_shape are the first)
     input_shapes: tuple[tuple[int, ...], ...] = ()
@@ -62,13 +66,14 @@ class CodegenResult:
 
     @property
     def input_bytes(self) -> int:
-        """Bytes of one inference's input: every input tensor, in order."""
-        return sum(int(np.prod(s)) for s in self.input_shapes or (self.input_shape,))
+        """Bytes of one inference's input: every input tensor, in order (an int16 one of a
+        16x8 model two bytes per element)."""
+        return sum(int(np.prod(s)) for s in self.input_shapes or (self.input_shape,)) * _ITEMSIZE[self.input_dtype]
 
     @property
     def output_bytes(self) -> int:
         """Bytes of one inference's output: every output tensor, in order."""
-        return sum(int(np.prod(s)) for s in self.output_shapes or (self.output_shape,))
+        return sum(int(np.prod(s)) for s in self.output_shapes or (self.output_shape,)) * _ITEMSIZE[self.output_dtype]
 
 
 def engine_sources() -> list[Path]:
@@ -167,7 +172,7 @@ def _emit_all(g: tflite.Graph, plan: MemoryPlan, alias_ops: list[int], optimize:
             problems.append(f"node {op.index} ({op.op}) reshapes a constant tensor")
             hints.append("constant-fold the model (TFLiteConverter does this by default)")
             continue
-        emit = EMITTERS.get(op.op)
+        emit = (EMITTERS16 if is_16x8(g, op) else EMITTERS).get(op.op)
         if emit is None:
             problems.append(f"node {op.index}: {describe_unsupported(g, op)}")
             continue
@@ -221,9 +226,10 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         for l in layers
     ]
     ins, outs = [g.tensors[i] for i in g.inputs], [g.tensors[i] for i in g.outputs]
-    in_total, out_total = sum(t.size for t in ins), sum(t.size for t in outs)
+    # sizes in bytes: an int16 (16x8) input or output is two bytes per element, little-endian
+    in_total, out_total = sum(_nbytes(t) for t in ins), sum(_nbytes(t) for t in outs)
     header = _render_header(name, in_total, out_total, plan.arena_bytes, len(layers), crc, edges,
-                            (len(ins), len(outs)))
+                            (len(ins), len(outs)), (sum(t.size for t in ins), sum(t.size for t in outs)))
     source = _render_source(g, name, crc, plan, ctx, layers, ctx.const_decls, info, in_total, out_total,
                             (in_s, in_zp, out_s, out_zp), edges)
     h_path, c_path = out_dir / "model.h", out_dir / "model.c"
@@ -240,6 +246,7 @@ def generate(model: Path | str | bytes, out_dir: Path | str, name: str = "model"
         input_scale=in_s, input_zero_point=in_zp, output_scale=out_s, output_zero_point=out_zp, plan=plan,
         float_input=quantize_in is not None, float_output=dequantize_out is not None,
         input_shapes=tuple(tuple(t.shape) for t in ins), output_shapes=tuple(tuple(t.shape) for t in outs),
+        input_dtype=x.dtype, output_dtype=y.dtype,
     )
 
 
@@ -266,7 +273,8 @@ def _float_edges(g: tflite.Graph, ctx: Ctx, quantize_in, dequantize_out) -> list
 
 
 def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layers: int, crc: int,
-                   edges: list[tuple[str, str, str]] = (), io: tuple[int, int] = (1, 1)) -> str:
+                   edges: list[tuple[str, str, str]] = (), io: tuple[int, int] = (1, 1),
+                   elements: tuple[int, int] = (0, 0)) -> str:
     floats = "".join(
         f"\n// {comment}; returns 0 or an aiot_status_t\n#define AIOT_MODEL_{'FLOAT_INPUT' if 'input' in decl else 'FLOAT_OUTPUT'} 1\n{decl};\n"
         for decl, _, comment in edges)
@@ -281,6 +289,9 @@ def _render_header(name: str, in_bytes: int, out_bytes: int, arena: int, n_layer
 #define AIOT_MODEL_OUTPUT_BYTES {out_bytes}u
 #define AIOT_MODEL_NUM_INPUTS {io[0]}u
 #define AIOT_MODEL_NUM_OUTPUTS {io[1]}u
+// elements (int8, or int16 in the 16x8 mode; the float entry points take this many floats)
+#define AIOT_MODEL_INPUT_ELEMENTS {elements[0]}u
+#define AIOT_MODEL_OUTPUT_ELEMENTS {elements[1]}u
 #define AIOT_MODEL_ARENA_BYTES {arena}u
 #define AIOT_MODEL_NUM_LAYERS {n_layers}u
 #define AIOT_MODEL_HASH 0x{crc:08x}u
@@ -348,8 +359,8 @@ def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, 
         f"int8_t *aiot_model_input(void) {{ return arena + {plan.offset_of[g.inputs[0]]}; }}",
         f"const int8_t *aiot_model_output(void) {{ return arena + {plan.offset_of[g.outputs[0]]}; }}",
         "",
-        *_io_table("input", [plan.offset_of[i] for i in g.inputs], [g.tensors[i].size for i in g.inputs]),
-        *_io_table("output", [plan.offset_of[i] for i in g.outputs], [g.tensors[i].size for i in g.outputs]),
+        *_io_table("input", [plan.offset_of[i] for i in g.inputs], [_nbytes(g.tensors[i]) for i in g.inputs]),
+        *_io_table("output", [plan.offset_of[i] for i in g.outputs], [_nbytes(g.tensors[i]) for i in g.outputs]),
         "#ifdef AIOT_PROFILE",
         f"uint32_t aiot_model_layer_ticks[{n}];",
         f"const char *const aiot_model_layer_names[{n}] = {{",

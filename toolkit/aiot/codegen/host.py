@@ -4,6 +4,7 @@ library and call it through ctypes (same C as the firmware, so same bytes out)."
 from __future__ import annotations
 
 import ctypes
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -42,6 +43,9 @@ class HostModel:
             [src, *engine_sources(), *extra_sources], name="aiotmodel", include_dirs=[c_dir], defines=defines
         )
         self.lib = hostbuild.load(so)
+        # elements of the input and output (a 16x8 model's are int16: two bytes each)
+        header = (c_dir / "model.h").read_text() if (c_dir / "model.h").is_file() else ""
+        counts = {k: int(v) for k, v in re.findall(r"#define AIOT_MODEL_(INPUT|OUTPUT)_ELEMENTS (\d+)u", header)}
         self.lib.aiot_model_input.restype = ctypes.POINTER(ctypes.c_int8)
         self.lib.aiot_model_output.restype = ctypes.POINTER(ctypes.c_int8)
         self.info = _Info.in_dll(self.lib, "aiot_model_info")
@@ -55,9 +59,12 @@ class HostModel:
         self.lib.aiot_model_output_n.argtypes = [ctypes.c_uint32]
         n_in = ctypes.c_uint32.in_dll(self.lib, "aiot_model_num_inputs").value
         n_out = ctypes.c_uint32.in_dll(self.lib, "aiot_model_num_outputs").value
-        #: elements of each input / output tensor, in the .tflite's order
+        #: bytes of each input / output tensor, in the .tflite's order (int8: its elements)
         self.input_sizes = list((ctypes.c_uint32 * n_in).in_dll(self.lib, "aiot_model_input_sizes"))
         self.output_sizes = list((ctypes.c_uint32 * n_out).in_dll(self.lib, "aiot_model_output_sizes"))
+        # elements of the whole input and output (a 16x8 model's are int16: two bytes each)
+        self.input_elements = counts.get("INPUT", self.info.input_bytes)
+        self.output_elements = counts.get("OUTPUT", self.info.output_bytes)
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
         """One inference on a flat (or shaped) int8 input; returns the flat int8 output. A
@@ -85,15 +92,16 @@ class HostModel:
         return hasattr(self.lib, "aiot_model_dequantize_output")
 
     def quantize_input(self, x: np.ndarray) -> np.ndarray:
-        """float32 -> the model's int8 input, by its generated aiot_model_quantize_input."""
-        n_in = self.info.input_bytes
+        """float32 -> the model's int8 (16x8: int16) input bytes, by its generated
+        aiot_model_quantize_input."""
+        n_in = self.input_elements
         xf = np.ascontiguousarray(np.asarray(x, dtype=np.float32).ravel())
         if xf.size != n_in:
             raise ToolkitError(f"input has {xf.size} values, the model takes {n_in}")
         rc = self.lib.aiot_model_quantize_input(xf.ctypes.data_as(ctypes.c_void_p))
         if rc != 0:
             raise ToolkitError(f"aiot_model_quantize_input() returned {rc}", hint="this is an engine bug; please report it")
-        return np.ctypeslib.as_array(self.lib.aiot_model_input(), shape=(n_in,)).copy()
+        return np.ctypeslib.as_array(self.lib.aiot_model_input(), shape=(self.info.input_bytes,)).copy()
 
     def dequantize_output(self, y: np.ndarray) -> np.ndarray:
         """The model's int8 output (``y``, e.g. what a device answered) -> float32, by its
@@ -103,7 +111,7 @@ class HostModel:
         if y.size != n_out:
             raise ToolkitError(f"output has {y.size} values, the model gives {n_out}")
         ctypes.memmove(self.lib.aiot_model_output(), y.ctypes.data, n_out)  # the output tensor, in the arena
-        out = np.zeros(n_out, np.float32)
+        out = np.zeros(self.output_elements, np.float32)
         rc = self.lib.aiot_model_dequantize_output(out.ctypes.data_as(ctypes.c_void_p))
         if rc != 0:
             raise ToolkitError(f"aiot_model_dequantize_output() returned {rc}", hint="this is an engine bug; please report it")

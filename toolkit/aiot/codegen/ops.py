@@ -13,8 +13,6 @@ import numpy as np
 from aiot.errors import ToolkitError
 from aiot.model.tflite import Graph, Operator, Tensor
 from aiot.codegen.quant import (
-    INT8_MAX,
-    INT8_MIN,
     activation_range,
     conv_multipliers,
     quantize_multiplier,
@@ -60,12 +58,12 @@ class Ctx:
         """Pointer to a tensor: into the arena, or a constant array emitted on first use."""
         if idx not in self.ptr:
             t = self.g.tensors[idx]
-            if not t.is_const or t.dtype != "int8":
+            if not t.is_const or t.dtype not in ("int8", "int16"):
                 raise ToolkitError(f"{self.g.source}: tensor {idx} '{t.name}' ({t.dtype}) has no storage",
                                    hint="this model layout is not supported; please report it")
             name = f"const_t{idx}"
-            self.const_decls.append(_c_array("int8_t", name, t.data))
-            self.const_bytes += t.size
+            self.const_decls.append(_c_array(f"{t.dtype}_t", name, t.data))
+            self.const_bytes += t.size * (2 if t.dtype == "int16" else 1)
             self.ptr[idx] = name
         return self.ptr[idx]
 
@@ -251,6 +249,10 @@ class FcLayer:
 def fully_connected_layer(ctx: Ctx, op: Operator) -> FcLayer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    if x.dtype != "int8" or out.dtype != "int8":  # a 16x8 layer has its own emitter (ops16)
+        raise _fail(g, op, f"{x.dtype} input, {out.dtype} output: not an int8 layer",
+                    "compile a 16x8 model into the firmware (aiot codegen --model FILE.tflite --out DIR); "
+                    "the model-as-data plan runs int8 layers only")
     w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
     if len(w.shape) != 2:
         raise _fail(g, op, f"weights have shape {list(w.shape)}, expected [out, in]", "use a Dense layer")
@@ -310,6 +312,23 @@ def _nhwc(g: Graph, op: Operator, t: Tensor) -> tuple[int, int, int]:
     return t.shape[1], t.shape[2], t.shape[3]
 
 
+def conv_geometry(g: Graph, op: Operator, x: Tensor, out: Tensor, w: Tensor) -> tuple[int, ...]:
+    """(in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, stride_h, stride_w, dilation_h,
+    dilation_w, pad_top, pad_left) of a CONV_2D or DEPTHWISE_CONV_2D, checked."""
+    in_h, in_w, in_c = _nhwc(g, op, x)
+    out_h, out_w, out_c = _nhwc(g, op, out)
+    o = op.options
+    if len(w.shape) != 4:
+        raise _fail(g, op, f"filter shape {list(w.shape)} is not 4-D", "re-export the model")
+    k_h, k_w = w.shape[1], w.shape[2]
+    sh, sw, dh, dw = o["stride_h"], o["stride_w"], o.get("dilation_h", 1), o.get("dilation_w", 1)
+    if min(sh, sw, dh, dw) < 1:
+        raise _fail(g, op, f"strides {sh}x{sw} / dilations {dh}x{dw} must be >= 1", "re-export the model")
+    pad_t = _padding(o["padding"], in_h, k_h, sh, dh, out_h)
+    pad_l = _padding(o["padding"], in_w, k_w, sw, dw, out_w)
+    return in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l
+
+
 @dataclass
 class ConvLayer:
     """One CONV_2D or DEPTHWISE_CONV_2D layer as data (aiot_conv_params_t's fields, the
@@ -353,17 +372,8 @@ def conv_layer(ctx: Ctx, op: Operator, depthwise: bool) -> ConvLayer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
-    in_h, in_w, in_c = _nhwc(g, op, x)
-    out_h, out_w, out_c = _nhwc(g, op, out)
     o = op.options
-    if len(w.shape) != 4:
-        raise _fail(g, op, f"filter shape {list(w.shape)} is not 4-D", "re-export the model")
-    k_h, k_w = w.shape[1], w.shape[2]
-    sh, sw, dh, dw = o["stride_h"], o["stride_w"], o.get("dilation_h", 1), o.get("dilation_w", 1)
-    if min(sh, sw, dh, dw) < 1:
-        raise _fail(g, op, f"strides {sh}x{sw} / dilations {dh}x{dw} must be >= 1", "re-export the model")
-    pad_t = _padding(o["padding"], in_h, k_h, sh, dh, out_h)
-    pad_l = _padding(o["padding"], in_w, k_w, sw, dw, out_w)
+    in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, dh, dw, pad_t, pad_l = conv_geometry(g, op, x, out, w)
     in_s, in_zp = _qp(x)
     out_s, out_zp = _qp(out)
     qdim = 3 if depthwise else 0
@@ -542,7 +552,7 @@ def pool_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
     if min(k_h, k_w, sh, sw) < 1 or out_c != c:
         raise _fail(g, op, "invalid pool window or stride", "re-export the model")
     out_s, out_zp = _qp(out)
-    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
+    lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp, out.dtype)
     pad_t = _padding(o["padding"], in_h, k_h, sh, 1, out_h)
     pad_l = _padding(o["padding"], in_w, k_w, sw, 1, out_w)
     return x, out, [int(v) for v in (in_h, in_w, c, out_h, out_w, k_h, k_w, sh, sw, pad_t, pad_l, lo, hi)]
@@ -551,38 +561,39 @@ def pool_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
 def _pool(ctx: Ctx, op: Operator, name: str, fn: str) -> Layer:
     x, out, f = pool_params(ctx, op)
     decls = [f"static const aiot_pool_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
-    call = f"{fn}(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    call = f"{fn}{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
     out_h, out_w, c, k_h, k_w = f[3], f[4], f[2], f[5], f[6]
     return Layer(op.op, op.index, call, decls, macs=out_h * out_w * c * k_h * k_w)
 
 
 def emit_avg_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
-    return _pool(ctx, op, name, "aiot_avg_pool_s8")
+    return _pool(ctx, op, name, "aiot_avg_pool")
 
 
 def emit_max_pool(ctx: Ctx, op: Operator, name: str) -> Layer:
-    return _pool(ctx, op, name, "aiot_max_pool_s8")
+    return _pool(ctx, op, name, "aiot_max_pool")
 
 
 def requantize_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
     """(input, output, aiot_requantize_params_t's fields in order) of an int8 -> int8
-    QUANTIZE or a RELU."""
+    QUANTIZE or a RELU (or their 16x8 forms: int16 on either side)."""
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
     if op.op == "RELU":
         in_s, _ = _qp(x)
         out_s, out_zp = _qp(out)
         m, s = quantize_multiplier(float(in_s) / float(out_s))
-        lo, hi = max(INT8_MIN, out_zp + round_half_away(float(np.float32(0.0) / np.float32(out_s)))), INT8_MAX
+        lo, hi = activation_range("RELU", out_s, out_zp, out.dtype)  # int8, or int16 in the 16x8 mode
     else:
-        if out.dtype != "int8":
-            raise _fail(g, op, f"output is {out.dtype}", "only int8 outputs are supported")
+        # int8 -> int8, or (16x8 mode) TFLM's Requantize between int16 and int8/int16
+        if out.dtype not in ("int8", "int16"):
+            raise _fail(g, op, f"output is {out.dtype}", "only int8 (or, 16x8, int16) outputs are supported")
         _same_size(g, op, x, out)
-        if x.dtype != "int8":
-            raise _fail(g, op, f"input is {x.dtype}", "only int8 -> int8 requantization is supported")
+        if x.dtype not in ("int8", "int16"):
+            raise _fail(g, op, f"input is {x.dtype}", "only int8 (or, 16x8, int16) requantization is supported")
         in_s, _ = _qp(x)
         m, s = quantize_multiplier(float(in_s) / float(_qp(out)[0]))
-        lo, hi = INT8_MIN, INT8_MAX
+        lo, hi = activation_range("NONE", *_qp(out), out.dtype)
     _same_size(g, op, x, out)
     in_zp, out_zp = _qp(x)[1], _qp(out)[1]
     return x, out, [int(v) for v in (out.size, in_zp, m, s, out_zp, lo, hi)]
@@ -591,20 +602,25 @@ def requantize_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]
 def _requantize_layer(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out, f = requantize_params(ctx, op)
     decls = [f"static const aiot_requantize_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
-    call = f"aiot_requantize_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    if "int16" in (x.dtype, out.dtype):  # the 16x8 mode: int16 in, out or both
+        call = (f"aiot_requantize_x16(&{name}_p, {int(x.dtype == 'int16')}, {ctx.p(x.index)}, "
+                f"{int(out.dtype == 'int16')}, {ctx.p(out.index)})")
+    else:
+        call = f"aiot_requantize_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
 def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    if out.dtype != "int8":
-        raise _fail(g, op, f"output is {out.dtype}", "only int8 outputs are supported")
+    if out.dtype not in ("int8", "int16"):
+        raise _fail(g, op, f"output is {out.dtype}", "only int8 (or, 16x8, int16) outputs are supported")
     out_s, out_zp = _qp(out)
     _same_size(g, op, x, out)
-    if x.dtype == "float32":
+    if x.dtype == "float32":  # the float input of an int8 (or, 16x8, int16) model
         decls: list[str] = []
-        call = f"aiot_quantize_f32_s8({out.size}, {_c_float(out_s)}, {out_zp}, (const float *){ctx.p(x.index)}, {ctx.p(out.index)})"
+        call = (f"aiot_quantize_f32{_sfx(out)}({out.size}, {_c_float(out_s)}, {out_zp}, (const float *){ctx.p(x.index)}, "
+                f"{_cast(ctx, out)})")
         return Layer(op.op, op.index, call, decls, macs=out.size)
     return _requantize_layer(ctx, op, name)
 
@@ -612,11 +628,12 @@ def emit_quantize(ctx: Ctx, op: Operator, name: str) -> Layer:
 def emit_dequantize(ctx: Ctx, op: Operator, name: str) -> Layer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    if x.dtype != "int8" or out.dtype != "float32":
-        raise _fail(g, op, f"{x.dtype} -> {out.dtype}", "only int8 -> float32 is supported")
+    if x.dtype not in ("int8", "int16") or out.dtype != "float32":
+        raise _fail(g, op, f"{x.dtype} -> {out.dtype}", "only int8 (or, 16x8, int16) -> float32 is supported")
     _same_size(g, op, x, out)
     s, zp = _qp(x)
-    call = f"aiot_dequantize_s8_f32({x.size}, {_c_float(s)}, {zp}, {ctx.p(x.index)}, (float *){ctx.p(out.index)})"
+    call = (f"aiot_dequantize{_sfx(x)}_f32({x.size}, {_c_float(s)}, {zp}, {_cast(ctx, x)}, "
+            f"(float *){ctx.p(out.index)})")
     return Layer(op.op, op.index, call, [], macs=x.size)
 
 
@@ -639,7 +656,7 @@ def leaky_relu_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]
 def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out, f = leaky_relu_params(ctx, op)
     decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
-    call = f"aiot_leaky_relu_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    call = f"aiot_leaky_relu{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -649,13 +666,14 @@ def relu6_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
     _same_size(ctx.g, op, x, out)
     in_s, in_zp = _qp(x)
     six = round_half_away(float(np.float32(6.0) / np.float32(in_s))) + in_zp
-    six = max(INT8_MIN, min(INT8_MAX, six))
+    lo, hi = activation_range("NONE", in_s, in_zp, out.dtype)  # the type's range: int8, or int16 (16x8)
+    six = max(lo, min(hi, six))
     return x, out, [int(out.size), int(in_zp), int(six)]
 
 
 def emit_relu6(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out, (size, lo, hi) = relu6_params(ctx, op)
-    call = f"aiot_clamp_s8({size}, {lo}, {hi}, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    call = f"aiot_clamp{_sfx(out)}({size}, {lo}, {hi}, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, [], macs=out.size)
 
 
@@ -695,7 +713,7 @@ def mean_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
 def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out, f = mean_params(ctx, op)
     decls = [f"static const aiot_mean_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
-    call = f"aiot_mean_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    call = f"aiot_mean{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=x.size)
 
 
@@ -719,12 +737,16 @@ def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
     if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
         # TFLM pads with the given constant, which must share the input's quantization
         cv = g.tensor(op.inputs[2])
-        if cv is None or not cv.is_const or cv.dtype != "int8" or cv.size != 1:
-            raise _fail(g, op, "constant_values must be one constant int8 value", "re-export the model")
+        if cv is None or not cv.is_const or cv.dtype != x.dtype or cv.size != 1:
+            raise _fail(g, op, f"constant_values must be one constant {x.dtype} value", "re-export the model")
         if cv.quantized and _qp(cv) != _qp(x):
             raise _fail(g, op, "constant_values is quantized differently from the input",
                         "TFLite Micro requires the same scale and zero point; re-export the model")
         pad_value = int(np.asarray(cv.data).ravel()[0])
+    if x.dtype == "int16":  # the 16x8 mode: bytes, the last axis twice as long; 0 pads as two zero bytes
+        if pad_value != 0:
+            raise _fail(g, op, f"an int16 pad value of {pad_value}", "pad int16 tensors with their zero point 0")
+        dims[3], before[3], after[3] = 2 * dims[3], 2 * before[3], 2 * after[3]
     decls = [f"static const aiot_pad_params_t {name}_p = {{ {{ {', '.join(map(str, dims))} }}, "
              f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {pad_value} }};"]
     call = f"aiot_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
@@ -769,21 +791,26 @@ def emit_transpose(ctx: Ctx, op: Operator, name: str) -> Layer:
         raise _fail(g, op, "the permutation must be a constant tensor", "re-export the model")
     perm = [int(v) for v in np.asarray(perm_t.data).ravel()]
     rank = len(x.shape)
-    if rank > 5 or sorted(perm) != list(range(rank)):
-        raise _fail(g, op, f"permutation {perm} of a rank-{rank} tensor", "transpose at most 5-D tensors")
-    if list(out.shape) != [x.shape[k] for k in perm] or x.dtype != "int8":
+    # an int16 tensor (16x8 mode) moves as its bytes: one more, innermost axis of 2 that stays last
+    wide = x.dtype == "int16"
+    if rank > 5 - wide or sorted(perm) != list(range(rank)):
+        raise _fail(g, op, f"permutation {perm} of a rank-{rank} {x.dtype} tensor",
+                    f"transpose at most {5 - wide}-D {x.dtype} tensors")
+    if list(out.shape) != [x.shape[k] for k in perm] or x.dtype not in ("int8", "int16") or out.dtype != x.dtype:
         raise _fail(g, op, f"output {out.dtype}{list(out.shape)} is not {list(x.shape)} permuted by {perm}",
                     "re-export the model")
     _same_qparams(g, op, x, out)
-    in_strides, acc = [0] * rank, 1
-    for k in range(rank - 1, -1, -1):
+    in_shape, out_shape = list(x.shape) + [2] * wide, list(out.shape) + [2] * wide
+    perm = perm + [rank] * wide
+    in_strides, acc = [0] * len(in_shape), 1
+    for k in range(len(in_shape) - 1, -1, -1):
         in_strides[k] = acc
-        acc *= x.shape[k]
-    pad = 5 - rank
-    od = [1] * pad + list(out.shape)
+        acc *= in_shape[k]
+    pad = 5 - len(in_shape)
+    od = [1] * pad + out_shape
     st = [0] * pad + [in_strides[k] for k in perm]
     j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
-    decls = [f"static const aiot_bcast_t {name}_p = {{ {j(od)}, {j(st)}, {j([0] * 5)}, 1, {out.size} }};"]
+    decls = [f"static const aiot_bcast_t {name}_p = {{ {j(od)}, {j(st)}, {j([0] * 5)}, 1, {out.size * (1 + wide)} }};"]
     call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
@@ -844,6 +871,10 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     if offsets.size != out.size or offsets.size == 0 or offsets.ndim > 5:
         raise _fail(g, op, f"the slice has {offsets.size} values but output '{out.name}' has {out.size}",
                     "re-export the model")
+    if x.dtype == "int16":  # the 16x8 mode: the walk moves bytes, two per element
+        offsets = offsets[..., None] * 2 + np.arange(2)
+        if offsets.ndim > 5:
+            raise _fail(g, op, f"a {offsets.ndim - 1}-D slice of an int16 tensor", "slice at most 4-D int16 tensors")
     _same_qparams(g, op, x, out)
     dims = list(offsets.shape)
     steps = [int(np.diff(offsets, axis=k).flat[0]) if dims[k] > 1 else 0 for k in range(len(dims))]
@@ -855,7 +886,7 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     pad = 5 - len(dims)
     j = lambda v: "{ " + ", ".join(f"{v_ % 2**32}u" if v_ < 0 else str(v_) for v_ in v) + " }"  # noqa: E731
     decls = [f"static const aiot_bcast_t {name}_p = {{ {j([1] * pad + dims)}, {j([0] * pad + steps)}, "
-             f"{j([0] * 5)}, 1, {out.size} }};"]
+             f"{j([0] * 5)}, 1, {offsets.size} }};"]
     if min(steps) >= 0:
         call = f"aiot_transpose_s8(&{name}_p, {ctx.p(x.index)} + {base}, {ctx.p(out.index)})"
     else:  # a backward step: the walk starts from the input's beginning, steps modulo 2^32
@@ -879,7 +910,8 @@ def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
         raise _fail(g, op, f"inputs {[list(t.shape) for t in ins]} do not concatenate to {list(out.shape)}",
                     "re-export the model")
     ptrs = ", ".join(ctx.p(t.index) for t in ins)
-    decls = [f"static const uint32_t {name}_sizes[{len(ins)}] = {{ {', '.join(map(str, sizes))} }};"]
+    item = 2 if out.dtype == "int16" else 1  # the kernel copies bytes
+    decls = [f"static const uint32_t {name}_sizes[{len(ins)}] = {{ {', '.join(str(item * n) for n in sizes)} }};"]
     call = (f"aiot_concat_s8({outer}, {len(ins)}, (const int8_t *const[]){{ {ptrs} }}, {name}_sizes, "
             f"{ctx.p(out.index)})")
     return Layer(op.op, op.index, call, decls, macs=out.size)
@@ -916,22 +948,34 @@ def _bcast(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> str:
 
 def _binary_operands(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor]:
     a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    want = "int16" if out.dtype == "int16" else "int8"
     for t in (a, b):
-        if t.dtype != "int8" or not t.quantized:
-            raise _fail(ctx.g, op, f"operand '{t.name}' is {t.dtype}", "both operands must be int8")
+        if t.dtype != want or not t.quantized:
+            raise _fail(ctx.g, op, f"operand '{t.name}' is {t.dtype}, the output {out.dtype}",
+                        f"both operands must be {want}, like the output")
     return a, b, out
+
+
+def _sfx(t: Tensor) -> str:
+    """The kernel suffix for a tensor's element type: _s16 in the 16x8 mode, else _s8."""
+    return "_s16" if t.dtype == "int16" else "_s8"
+
+
+def _cast(ctx: Ctx, t: Tensor) -> str:
+    """A tensor's pointer as its element type (the arena is int8_t; int16 tensors are read as such)."""
+    return f"(int16_t *){ctx.p(t.index)}" if t.dtype == "int16" else ctx.p(t.index)
 
 
 def add_params(ctx: Ctx, op: Operator, subtract: bool) -> tuple[Tensor, Tensor, Tensor, list[int]]:
     """(a, b, output, aiot_add_params_t's fields after its broadcast shape, in order)."""
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
-    left_shift = 20
+    left_shift = 15 if out.dtype == "int16" else 20  # TFLM's, per output type
     twice_max = 2.0 * float(max(np.float32(sa), np.float32(sb)))
     m1, s1 = quantize_multiplier(float(sa) / twice_max)
     m2, s2 = quantize_multiplier(float(sb) / twice_max)
     mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
-    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
+    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo, out.dtype)
     f = [-za, -zb, left_shift, m1, s1, m2, s2, mo, so_, zo, lo, hi, 1 if subtract else 0]
     return a, b, out, [int(v) for v in f]
 
@@ -940,7 +984,7 @@ def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
     g = ctx.g
     a, b, out, f = add_params(ctx, op, subtract)
     decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {', '.join(map(str, f))} }};"]
-    call = f"aiot_add_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    call = f"aiot_add{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -957,7 +1001,7 @@ def mul_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor, list[int
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
     m, s = quantize_multiplier(float(sa) * float(sb) / float(so))
-    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo)
+    lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo, out.dtype)
     return a, b, out, [int(v) for v in (-za, -zb, m, s, zo, lo, hi)]
 
 
@@ -965,7 +1009,7 @@ def emit_mul(ctx: Ctx, op: Operator, name: str) -> Layer:
     g = ctx.g
     a, b, out, f = mul_params(ctx, op)
     decls = [f"static const aiot_mul_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {', '.join(map(str, f))} }};"]
-    call = f"aiot_mul_s8(&{name}_p, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    call = f"aiot_mul{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
@@ -982,7 +1026,8 @@ def _min_max(ctx: Ctx, op: Operator, name: str, is_max: bool) -> Layer:
     g = ctx.g
     a, b, out = min_max_operands(ctx, op)
     decls = [f"static const aiot_bcast_t {name}_p = {_bcast(g, op, a, b, out)};"]
-    call = f"aiot_min_max_s8(&{name}_p, {1 if is_max else 0}, {ctx.p(a.index)}, {ctx.p(b.index)}, {ctx.p(out.index)})"
+    call = (f"aiot_min_max{_sfx(out)}(&{name}_p, {1 if is_max else 0}, {_cast(ctx, a)}, {_cast(ctx, b)}, "
+            f"{_cast(ctx, out)})")
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 

@@ -46,9 +46,12 @@ def quantize_value(value: float, scale: float, zero_point: int) -> int:
     return int(zero_point) + round_half_away(q)
 
 
-def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
-    """TFLM CalculateActivationRangeQuantized for int8 outputs."""
-    lo, hi = INT8_MIN, INT8_MAX
+INT16_MIN, INT16_MAX = -32768, 32767
+
+
+def activation_range(activation: str, scale: float, zero_point: int, dtype: str = "int8") -> tuple[int, int]:
+    """TFLM CalculateActivationRangeQuantized for int8 (or, with dtype "int16", int16) outputs."""
+    lo, hi = (INT16_MIN, INT16_MAX) if dtype == "int16" else (INT8_MIN, INT8_MAX)
     if activation == "RELU":
         return max(lo, quantize_value(0.0, scale, zero_point)), hi
     if activation == "RELU6":

@@ -35,7 +35,7 @@ def _c_stem(name: str) -> str:
 
 
 @click.command("codegen", cls=Command)
-@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="int8 .tflite to compile.")
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="int8 (or 16x8: int16 activations) .tflite to compile.")
 @click.option("--out", "out_dir", type=OutPath(),
               help="Folder for model.c and model.h [default: PKG/c with --package (PKG/tflm with --format tflm); "
                    "needed with --model].")
@@ -56,7 +56,7 @@ def _c_stem(name: str) -> str:
                    "int8 (unpacked at run time).")
 def command(model_path: Path | None, out_dir: Path | None, package: Path | None, name: str | None,
             compare_tflm: bool, fmt: str = "aiot", optimize: str = "speed") -> None:
-    """Generate interpreter-free C for an int8 .tflite model.
+    """Generate interpreter-free C for an int8 (or 16x8) .tflite model.
 
     \b
     Examples:
@@ -104,6 +104,9 @@ def command(model_path: Path | None, out_dir: Path | None, package: Path | None,
     click.echo(f"arena:   {res.arena_bytes} bytes")
     click.echo(f"weights: {res.weights_bytes} bytes")
     click.echo(f"MACs:    {res.macs}")
+    if "int16" in (res.input_dtype, res.output_dtype):  # TFLite's 16x8 mode
+        click.echo(f"16x8:    int16 activations; input {res.input_bytes} bytes, output {res.output_bytes} bytes "
+                   "(two per element, little-endian)")
     if len(res.input_shapes) > 1 or len(res.output_shapes) > 1:  # aiot_model_input_n / _output_n, in this order
         click.echo(f"inputs:  {', '.join(str(list(s)) for s in res.input_shapes)}")
         click.echo(f"outputs: {', '.join(str(list(s)) for s in res.output_shapes)}")

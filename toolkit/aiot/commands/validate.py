@@ -375,6 +375,17 @@ class _TfliteOrOldPackage(click.Path):
         return super().convert(value, param, ctx)
 
 
+def _is_16x8(tflite_bytes: bytes) -> bool:
+    """Whether the device-side input or output is int16 (TFLite's 16x8 mode, float edges aside)."""
+    from aiot.model import tflite
+
+    g = tflite.load(tflite_bytes, check=False)
+    q, d = tflite.float_input_quantize(g), tflite.float_output_dequantize(g)
+    core_in = g.tensors[q.outputs[0]] if q is not None else g.input
+    core_out = g.tensors[d.inputs[0]] if d is not None else g.output
+    return "int16" in (core_in.dtype, core_out.dtype)
+
+
 @click.command("validate", cls=Command)
 @click.option("--board", "-b", default="mps2-an386", show_default=True, help="Board name (see `aiot boards`).")
 @click.option("--package", "-p", "package", type=click.Path(file_okay=False, path_type=Path),
@@ -425,6 +436,12 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
         b.qemu_args()  # real hardware stops here, before anything is built or written
     crc = zlib.crc32(mi.tflite) & 0xFFFFFFFF
     ref = TflmReference(mi.tflite)
+    if _is_16x8(mi.tflite):
+        file = model if model is not None and Path(model).suffix == ".tflite" else mi.source / "model.tflite"
+        raise ToolkitError(
+            f"{file}: a 16x8 model (int16 activations at its input/output); aiot validate streams int8 vectors",
+            hint=f"aiot bench --model {file} --board {b.name} runs it in QEMU and checks every output "
+                 "against tflite-micro")
     features = int(np.prod(ref.input_shape))
     from aiot.model.tflite import float_input_quantize, float_output_dequantize
 

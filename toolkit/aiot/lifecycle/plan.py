@@ -130,9 +130,11 @@ def build_plan(model: bytes) -> bytes:
                            "plan runs one input and one output",
                            hint="ship this model compiled in (aiot codegen + aiot build); the package then carries no plan")
     plan, alias_ops = _plan(g)
-    other = [f"node {op.index} is {op.op}" + (" from float32" if op.op == "QUANTIZE" else "")
+    other = [f"node {op.index} is {op.op}" + (" with int16 activations (16x8)" if "int16" in tflite.activation_types(g, op)
+                                               else " from float32" if op.op == "QUANTIZE" else "")
              for i, op in enumerate(g.operators) if i not in alias_ops and (
-                 op.op not in PLAN_OPS or (op.op == "QUANTIZE" and g.tensors[op.inputs[0]].dtype != "int8"))]
+                 op.op not in PLAN_OPS or (op.op == "QUANTIZE" and g.tensors[op.inputs[0]].dtype != "int8")
+                 or "int16" in tflite.activation_types(g, op))]
     if other:
         raise ToolkitError(f"{'; '.join(other)}: the model-as-data plan runs {', '.join(PLAN_OPS)} and reshapes only",
                            hint="ship this model compiled in (aiot codegen + aiot build); the package then carries no plan")

@@ -90,6 +90,13 @@ SUPPORTED_OPS = frozenset(
     DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF""".split()
 )
 
+#: Ops the engine also runs in TFLite's 16x8 mode (int16 activations, int8 weights).
+SUPPORTED_OPS_16 = frozenset(
+    """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D ADD SUB MUL RELU RELU6 LEAKY_RELU MAXIMUM MINIMUM MEAN
+    PAD PADV2 TRANSPOSE STRIDED_SLICE AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE
+    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX DEQUANTIZE""".split()
+)
+
 # What to use instead, for the unsupported ops people meet most often in Keras models.
 _INSTEAD = {
     "HARD_SWISH": "use ReLU or ReLU6",
@@ -531,7 +538,8 @@ def float_input_quantize(g: Graph) -> Operator | None:
     if len(readers) != 1 or readers[0].op != "QUANTIZE" or not readers[0].outputs:
         return None
     q = g.tensor(readers[0].outputs[0])
-    return readers[0] if q is not None and q.dtype == "int8" and q.quantized and g.inputs[0] not in g.outputs else None
+    return readers[0] if q is not None and q.dtype in ("int8", "int16") and q.quantized and g.inputs[0] not in g.outputs \
+        else None
 
 
 def float_output_dequantize(g: Graph) -> Operator | None:
@@ -543,7 +551,7 @@ def float_output_dequantize(g: Graph) -> Operator | None:
         return None
     d = g.tensor(writers[0].inputs[0])
     readers = [op for op in g.operators if g.outputs[0] in op.inputs]
-    return writers[0] if d is not None and d.dtype == "int8" and d.quantized and not readers else None
+    return writers[0] if d is not None and d.dtype in ("int8", "int16") and d.quantized and not readers else None
 
 
 def require_one_input_output(n_inputs: int, n_outputs: int, what: str) -> None:
@@ -579,12 +587,12 @@ def check_supported(g: Graph) -> None:
         )
     several = len(g.inputs) > 1 or len(g.outputs) > 1
     for role, t in [("input", g.tensors[i]) for i in g.inputs] + [("output", g.tensors[i]) for i in g.outputs]:
-        if t.dtype != "int8" and not (role == "input" and float_input_quantize(g)) and not (
+        if t.dtype not in ("int8", "int16") and not (role == "input" and float_input_quantize(g)) and not (
                 role == "output" and float_output_dequantize(g)):
             raise ToolkitError(
-                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 inputs and outputs (or a float32 "
-                f"input read by one QUANTIZE / output written by one DEQUANTIZE around the int8 graph, when it is "
-                f"the model's only input / output)"
+                f"{src}: the model {role} '{t.name}' is {t.dtype}; aiot needs int8 (or, 16x8, int16) inputs and "
+                f"outputs (or a float32 input read by one QUANTIZE / output written by one DEQUANTIZE around the "
+                f"integer graph, when it is the model's only input / output)"
                 + (f"; this model has {len(g.inputs)} inputs and {len(g.outputs)} outputs" if several else ""),
                 hint="quantize it with inference_input_type=tf.int8 and inference_output_type=tf.int8 (aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does)",
             )
@@ -602,6 +610,7 @@ def check_supported(g: Graph) -> None:
             + "\n  ".join(f"node {op.index}: {describe_unsupported(g, op)}" for op in unsupported),
             hint="; ".join([*advice, unsupported_hint(g, names)]),
         )
+    _check_16x8(g)
     for op in g.operators:
         need = _MIN_INPUTS.get(op.op, 1)
         if len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]) or len(op.outputs) != 1 or op.outputs[0] < 0:
@@ -623,12 +632,13 @@ def check_supported(g: Graph) -> None:
             t = g.tensor(ti)
             if t is None:
                 continue
-            int16_ok = t.dtype == "int16" and k in _INT16_INPUTS.get(op.op, ())
-            if not int16_ok and (t.dtype == "int16" or (t.dtype not in ("int8", "int32", "int64", "float32")
-                                                        and not t.is_const)):
+            # int16: an int8 SVDF's state, or a 16x8 activation (_check_16x8 checked which ops)
+            if t.dtype not in ("int8", "int16", "int32", "int64", "float32") and not t.is_const:
                 raise ToolkitError(
-                    f"{src}: node {op.index} ({op.op}) has {t.dtype} tensor '{t.name}'; the engine runs int8 activations",
-                    hint="quantize with TFLITE_BUILTINS_INT8 (not the 16x8 mode)",
+                    f"{src}: node {op.index} ({op.op}) has {t.dtype} tensor '{t.name}'; the engine runs int8 "
+                    "activations (and int16 ones in the 16x8 mode)",
+                    hint="quantize with TFLITE_BUILTINS_INT8 (or the 16x8 mode, "
+                         "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8)",
                 )
             if t.quantized and (not np.all(np.isfinite(t.scale)) or np.any(t.scale <= 0)):
                 raise ToolkitError(
@@ -650,6 +660,38 @@ def check_supported(g: Graph) -> None:
                     f"{src}: node {op.index} ({op.op}) tensor '{t.name}' has a dynamic shape {list(t.shape)}",
                     hint="give every Keras layer a fixed shape (batch 1)",
                 )
+
+
+def activation_types(g: Graph, op: Operator) -> set[str]:
+    """The integer types of a node's activations ("int8", "int16"): an int8 op's own int16
+    inputs (SVDF's state and time weights) are not activations."""
+    own = _INT16_INPUTS.get(op.op, ())
+    ts = (g.tensor(i) for k, i in enumerate((*op.inputs, *op.outputs)) if k not in own)
+    return {t.dtype for t in ts if t is not None and not t.is_const and t.dtype in ("int8", "int16")}
+
+
+def _check_16x8(g: Graph) -> None:
+    """Every node with an int16 activation must be one the engine runs in the 16x8 mode;
+    the others are listed all at once, each with its node number, types and shapes."""
+    bad = []
+    for op in g.operators:
+        types = activation_types(g, op)
+        if "int16" not in types:
+            continue
+        if op.op not in SUPPORTED_OPS_16:
+            bad.append((op, "has no 16x8 kernel in the engine yet"))
+        elif types != {"int16"} and op.op != "QUANTIZE":  # only QUANTIZE converts int8 <-> int16
+            bad.append((op, "mixes int8 and int16 activations (not TFLite's 16x8 mode)"))
+    if not bad:
+        return
+    raise ToolkitError(
+        f"{g.source}: {len(bad)} node(s) have int16 activations (TFLite's 16x8 mode) the aiot engine cannot run:\n  "
+        + "\n  ".join(f"node {op.index}: {op.op} {why}; inputs "
+                       f"{', '.join(_shape_text(g, i) for i in op.inputs)}; outputs "
+                       f"{', '.join(_shape_text(g, i) for i in op.outputs)}" for op, why in bad),
+        hint=f"the 16x8 mode runs {', '.join(sorted(SUPPORTED_OPS_16))}; quantize the model to full int8 "
+             "(TFLITE_BUILTINS_INT8, as aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does) "
+             "to run the other ops")
 
 
 #: A .tflite is read whole: larger than any board's flash by far, and than any model it can hold.

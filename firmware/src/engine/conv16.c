@@ -1,0 +1,110 @@
+//! The 16x8 matmul-like layers (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED as a 1x1
+//! convolution): int16 activations, int8 weights, TFLM's reference arithmetic. Portable C
+//! on every core; the int8 kernels are untouched.
+#include "aiot/fixedpoint.h"
+
+#include <stddef.h>
+#include <string.h>
+
+int32_t aiot_mul_by_quant_mult64(int64_t x, int32_t multiplier, int32_t shift)
+{
+    // TFLM's int64 MultiplyByQuantizedMultiplier: the Q31 multiplier rounded to a Q15 one,
+    // then a single rounding right shift by 15 - shift (shift is -31..7, so 8..46 bits).
+    const int64_t reduced = multiplier < 0x7FFF0000 ? ((int64_t)multiplier + (1 << 15)) >> 16 : 0x7FFF;
+    const int32_t total = 15 - shift;
+    return (int32_t)((x * reduced + ((int64_t)1 << (total - 1))) >> total);
+}
+
+static int16_t requant16(const aiot_requant16_t *rq, uint32_t channel, int64_t acc)
+{
+    const uint32_t c = rq->per_channel ? channel : 0;
+    int32_t v;
+    if (rq->acc64) {
+        v = aiot_mul_by_quant_mult64(acc, rq->multiplier[c], rq->shift[c]);
+    } else {
+        // an int32 accumulator wraps modulo 2^32 exactly as this truncation does
+        v = aiot_fp_mbqm((int32_t)(uint32_t)(uint64_t)acc, rq->multiplier[c], rq->shift[c]);
+    }
+    v = v < rq->act_min ? rq->act_min : v;
+    v = v > rq->act_max ? rq->act_max : v;
+    return (int16_t)v;
+}
+
+// One kernel row's dot product against weights pre-widened to int16 (speed mode). DSP
+// cores: SMLALD, two int16 x int16 products added into a 64-bit accumulator per
+// instruction, exact (|w x| < 2^22); the int32 accumulator of an int32-bias CONV_2D is
+// this sum modulo 2^32 (the caller truncates).
+static inline int64_t dot_wide(const int16_t *x, const int16_t *w, int32_t n)
+{
+    int64_t acc = 0;
+    int32_t i = 0;
+#ifdef AIOT_DSP
+    for (; i + 2 <= n; i += 2) {
+        int32_t xx, ww;
+        memcpy(&xx, x + i, 4);  // unaligned word loads (v7E-M, v8-M Main allow them)
+        memcpy(&ww, w + i, 4);
+        acc = __smlald(xx, ww, acc);
+    }
+#endif
+    for (; i < n; ++i) {
+        acc += (int32_t)w[i] * x[i];
+    }
+    return acc;
+}
+
+aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *input, const void *filter,
+                              const int64_t *bias, int16_t *output)
+{
+    if (p16 == NULL || input == NULL || filter == NULL || output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    const aiot_conv_params_t *p = &p16->geom;
+    const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c;
+    const uint32_t dm = p->depth_multiplier ? p->depth_multiplier : 1u;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int32_t y0 = oy * p->stride_h - p->pad_top;
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const int32_t x0 = ox * p->stride_w - p->pad_left;
+            int16_t *y = output + ((size_t)oy * p->out_w + ox) * (size_t)out_c;
+            for (int32_t oc = 0; oc < out_c; ++oc) {
+                int64_t acc = 0;
+                for (int32_t ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = y0 + ky * p->dil_h;
+                    if (iy < 0 || iy >= in_h) {
+                        continue;  // padding taps are skipped, as in TFLM
+                    }
+                    for (int32_t kx = 0; kx < p->k_w; ++kx) {
+                        const int32_t ix = x0 + kx * p->dil_w;
+                        if (ix < 0 || ix >= in_w) {
+                            continue;
+                        }
+                        const int16_t *x = input + ((size_t)iy * in_w + ix) * (size_t)in_c;
+                        const size_t tap = ((size_t)oc * p->k_h + ky) * p->k_w + kx;
+                        if (p16->depthwise) {
+                            const int8_t w = ((const int8_t *)filter)[((size_t)ky * p->k_w + kx) * (size_t)out_c + oc];
+                            acc += (int64_t)w * x[(uint32_t)oc / dm];
+                        } else if (p16->wide) {
+                            acc += dot_wide(x, (const int16_t *)filter + tap * (size_t)in_c, in_c);
+                        } else {
+                            const int8_t *w = (const int8_t *)filter + tap * (size_t)in_c;
+                            int32_t part = 0;  // |w * x| < 2^22: an int32 partial sum of up to 256 taps
+                            for (int32_t ic = 0; ic < in_c; ++ic) {
+                                part += (int32_t)w[ic] * x[ic];
+                                if ((ic & 255) == 255) {
+                                    acc += part;
+                                    part = 0;
+                                }
+                            }
+                            acc += part;
+                        }
+                    }
+                }
+                if (bias != NULL) {
+                    acc += bias[oc];
+                }
+                y[oc] = requant16(&p16->rq, (uint32_t)oc, acc);
+            }
+        }
+    }
+    return AIOT_OK;
+}
