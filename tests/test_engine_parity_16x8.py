@@ -243,7 +243,7 @@ def test_16x8_logistic_and_tanh_bit_exact_on_every_int16_value(recipes, tmp_path
 
     path = _tflite(recipes, sigmoid_tanh_of_input)
     res = codegen.generate(path, tmp_path)
-    assert res.layers[:2] == ["LOGISTIC", "TANH"]
+    assert sorted(res.layers[:2]) == ["LOGISTIC", "TANH"]  # two branches of the input: the converter orders them
     host, ref = HostModel(tmp_path), TflmReference(path)
     every = np.arange(-32768, 32768).astype(np.int16).reshape(64, 1024)
     for x in every:

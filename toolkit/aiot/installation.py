@@ -37,8 +37,8 @@ VALIDATED_WINDOW = {"reference": 32, "device": 8}
 #: keyed by their content, so a change in any of them retrains (data.py was missing until
 #: 3 Dec: a model cached before its gap rule changed could outlive the change).
 TRAINING_MODULES = ("model/train.py", "model/quantize.py", "model/features.py", "data/__init__.py",
-                    "model/tflite.py", "codegen/__init__.py", "codegen/ops.py", "codegen/plan.py",
-                    "codegen/quant.py")
+                    "model/tflite.py", "codegen/__init__.py", "codegen/ops.py", "codegen/ops16.py",
+                    "codegen/plan.py", "codegen/quant.py")
 
 
 def hash_training_code(h) -> None:
