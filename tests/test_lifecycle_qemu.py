@@ -215,11 +215,20 @@ def test_a_cut_flash_operation_is_left_half_done_and_the_device_stops(sweep):
     the package's bytes; an erase: 0xFF, the second half keeps what it held) to the flash
     file, then QEMU exits with the cut's code; nothing after it is written."""
     kit = sweep.kit
-    program = next(o for o in sweep.ops if o.kind == "program" and o.area == "slot 1" and o.length == 512)
-    erase = next(o for o in sweep.ops if o.kind == "erase" and o.area == "record 1")
-    image_at = program.offset - sweep.areas[3]  # the package is written from the slot's start
+    slot = sweep.areas[3]  # the package is written from the slot's start
+
+    def chunk(o):
+        return kit.new[o.offset - slot:o.offset - slot + o.length]
+
+    # a program whose both halves differ from erased flash (the header's padding is 0xFF)
+    program = next(o for o in sweep.ops if o.kind == "program" and o.area == "slot 1"
+                   and b"\xff" * (o.length // 2) not in (chunk(o)[:o.length // 2], chunk(o)[o.length // 2:]))
+    erase = next(o for o in sweep.ops if o.kind == "erase" and o.area == "slot 1")
     for op in (program, erase):
-        kit.flash.write_bytes(sweep.base)
+        base = bytearray(sweep.base)
+        if op is erase:  # the sector held something (a stale release would): all bits programmed
+            base[op.offset:op.offset + op.length] = bytes(op.length)
+        kit.flash.write_bytes(base)
         write_cut(kit.cut, op.index)
         with sweep._open() as dev:
             with pytest.raises(Exception):
@@ -229,12 +238,10 @@ def test_a_cut_flash_operation_is_left_half_done_and_the_device_stops(sweep):
         assert int.from_bytes(kit.cut.read_bytes()[4:8], "little") == op.index + 1  # counted up to the cut, not beyond
         got = flash[op.offset:op.offset + op.length]
         if op is program:
-            assert got[:half] == sweep.kit.new[image_at:image_at + half]
-            assert got[half:] == b"\xff" * half
+            assert got[:half] == chunk(op)[:half] and got[half:] == b"\xff" * half
         else:
-            before = sweep.base[op.offset:op.offset + op.length]
-            assert before[:half] != b"\xff" * half  # the record sector held the old record
-            assert got[:half] == b"\xff" * half and got[half:] == before[half:]
+            assert got[:half] == b"\xff" * half and got[half:] == bytes(half)
+        assert flash[op.offset + op.length:] == bytes(base[op.offset + op.length:])  # nothing written after it
     kit.cut.unlink()
 
 
