@@ -199,15 +199,25 @@ def test_power_cut_leaves_old_or_new(erased, cut):
         assert dev.infer(kit["x"][0]).output.shape == (24,)
 
 
-@pytest.fixture(scope="module")
-def sweep(kit):
-    """The cut sweep over this module's firmware: 1.1.0 confirmed, then the update to 1.6.0
-    counted once (its flash operations, traced by the firmware into the cut file)."""
-    sw = UpdateSweep(SweepKit(kit["board"], kit["elf"], kit["flash"], kit["cut"], kit["release"]("1.1.0"),
-                              kit["release"]("1.6.0"), kit["x"], kit["y"], TRIAL_RUNS))
+def _sweep(kit, old, new, older=None):
+    """The cut sweep over this module's firmware: ``old`` confirmed (after ``older``), then
+    the update to ``new`` counted once (its flash operations, traced into the cut file)."""
+    sw = UpdateSweep(SweepKit(kit["board"], kit["elf"], kit["flash"], kit["cut"], kit["release"](old),
+                              kit["release"](new), kit["x"], kit["y"], TRIAL_RUNS,
+                              older=kit["release"](older) if older else None))
     sw.ops = sw.prepare()
     kit["cut"].unlink()  # the other tests run without counting
     return sw
+
+
+@pytest.fixture(scope="module")
+def sweep(kit):
+    return _sweep(kit, "1.1.0", "1.6.0")  # the new release goes into the empty slot 1
+
+
+@pytest.fixture(scope="module")
+def sweep_reuse(kit):
+    return _sweep(kit, "1.6.0", "1.14.0", older="1.1.0")  # into slot 0, over 1.1.0
 
 
 def test_a_cut_flash_operation_is_left_half_done_and_the_device_stops(sweep):
@@ -245,18 +255,22 @@ def test_a_cut_flash_operation_is_left_half_done_and_the_device_stops(sweep):
     kit.cut.unlink()
 
 
-def test_power_cut_at_flash_operations_leaves_old_or_new(sweep):
+@pytest.mark.parametrize("scenario", ["sweep", "sweep_reuse"])
+def test_power_cut_at_flash_operations_leaves_old_or_new(request, scenario):
     """The update cut at flash operations (the first erase and program of each area in each
-    phase; every operation with AIOT_QEMU_SWEEP=1), then a boot with no cut: the device runs
-    exactly 1.1.0 or 1.6.0 and INFER answers tflite-micro's output. A cut before the trial's
+    phase; every operation with AIOT_QEMU_SWEEP=1), into an empty slot or over an older
+    release, then a boot with no cut: the device runs exactly the old or the new release
+    (never the older one, never none) and INFER answers tflite-micro's output. A cut before the trial's
     first boot record is written leaves the old release; during that write, the trial runs
     again (new); during the confirmation's write, the reset reverts (old, TRIAL_RESET)."""
     from aiot.lifecycle.sweep import covering_points
 
+    sweep = request.getfixturevalue(scenario)
     ops = sweep.ops
     points = range(len(ops)) if os.environ.get("AIOT_QEMU_SWEEP") == "1" else covering_points(ops)
     covered = {(ops[k].kind, ops[k].area) for k in points}
-    assert covered >= {(k, a) for k in ("erase", "program") for a in ("slot 1", "record 0", "record 1")}, covered
+    slot = "slot 1" if scenario == "sweep" else "slot 0"
+    assert covered >= {(k, a) for k in ("erase", "program") for a in (slot, "record 0", "record 1")}, covered
     want = {"transfer": "old", "reboot into trial": "new", "trial runs": "old"}
     for k in points:
         r = sweep.cut(ops[k])

@@ -83,13 +83,14 @@ class CutResult:
 @dataclass
 class SweepResult:
     board: str
+    scenario: str  # into an empty slot | over an older release
     ops: list[FlashOp]
     results: list[CutResult] = field(default_factory=list)
     seconds: float = 0.0
 
     def summary(self) -> dict:
         ended = [r.ended for r in self.results]
-        return {"board": self.board, "flash_ops": len(self.ops), "cut_points": len(self.results),
+        return {"board": self.board, "scenario": self.scenario, "flash_ops": len(self.ops), "cut_points": len(self.results),
                 "old": ended.count("old"), "new": ended.count("new"),
                 "recovered": sum(r.recovered for r in self.results),
                 "all_recovered": all(r.recovered for r in self.results), "seconds": round(self.seconds, 1)}
@@ -97,7 +98,7 @@ class SweepResult:
     def line(self) -> str:
         s = self.summary()
         verdict = "all recovered" if s["all_recovered"] else f"{s['cut_points'] - s['recovered']} NOT recovered"
-        return (f"{s['board']}: {s['cut_points']} cut points of {s['flash_ops']} flash operations: "
+        return (f"{s['board']}, {s['scenario']}: {s['cut_points']} cut points of {s['flash_ops']} flash operations: "
                 f"{s['old']} old, {s['new']} new, {verdict} ({s['seconds']:.0f} s)")
 
     def to_json(self) -> dict:
@@ -120,6 +121,7 @@ class SweepKit:
     x: np.ndarray
     y: np.ndarray
     trial_runs: int
+    older: bytes | None = None  # confirmed before ``old``: the update then reuses its slot
 
 
 class UpdateSweep:
@@ -135,51 +137,49 @@ class UpdateSweep:
 
         return open_device(board=self.kit.board, elf=self.kit.elf)
 
-    def _update(self, dev, marks: list[int] | None = None) -> object:
-        """The update: transfer and finish, reboot into the trial, its runs until confirmed."""
+    def _update(self, dev, image: bytes | None = None, marks: list[int] | None = None) -> object:
+        """An update (default: to the new release): transfer and finish, reboot into the
+        trial, its runs until confirmed. ``marks``: the operation count after each phase."""
         from aiot.lifecycle.client import UpdateClient
 
         up = UpdateClient(dev)
-        up.send(self.kit.new)
+        up.send(self.kit.new if image is None else image)
         mark = (lambda: marks.append(struct.unpack_from("<I", self.kit.cut.read_bytes(), 4)[0])) if marks is not None \
             else (lambda: None)
         mark()
         up.reboot()
         st = up.status()
         if not (st.trial and st.trial_boots == 1):
-            raise ToolkitError(f"{self.kit.board.name}: the new release is not on trial after the reboot ({st.describe()})",
+            raise ToolkitError(f"{self.kit.board.name}: the release is not on trial after the reboot ({st.describe()})",
                                hint="run tests/test_lifecycle_qemu.py to check updates without cuts")
         mark()
         for _ in range(self.kit.trial_runs):
             dev.infer(self.kit.x[0])
         return up.status()
 
-    def prepare(self) -> list[FlashOp]:
-        """Old release confirmed on an erased device (kept as the starting flash), then the
-        update once with no cut: its flash operations, each with its phase."""
-        from aiot.lifecycle.client import UpdateClient, image_digest
+    def _check_confirmed(self, st, image: bytes, what: str) -> None:
+        from aiot.lifecycle.client import image_digest
 
+        if st.trial or st.running_digest() != image_digest(image)[:8]:
+            raise ToolkitError(f"{self.kit.board.name}: the {what} release did not confirm without a cut ({st.describe()})",
+                               hint="run tests/test_lifecycle_qemu.py to check updates without cuts")
+
+    def prepare(self) -> list[FlashOp]:
+        """On an erased device the older release (if the kit has one: the new release then
+        goes into its slot) and the old one, confirmed: the starting flash, kept. Then the
+        update once with no cut: its flash operations, each with its phase."""
         kit = self.kit
         kit.flash.unlink(missing_ok=True)
         kit.cut.unlink(missing_ok=True)  # no cut file: no cut, no counting
         with self._open() as dev:
-            up = UpdateClient(dev)
-            up.send(kit.old)
-            up.reboot()
-            for _ in range(kit.trial_runs):
-                dev.infer(kit.x[0])
-            st = up.status()
-            if st.trial or st.running_digest() != image_digest(kit.old)[:8]:
-                raise ToolkitError(f"the old release did not confirm ({st.describe()})",
-                                   hint="run tests/test_lifecycle_qemu.py to check updates without cuts")
+            for image, what in ((kit.older, "older"), (kit.old, "old")):
+                if image is not None:
+                    self._check_confirmed(self._update(dev, image), image, what)
         self.base = kit.flash.read_bytes()
         write_cut(kit.cut, None)
         marks: list[int] = []
         with self._open() as dev:
-            st = self._update(dev, marks)
-        if st.trial or st.running_digest() != image_digest(kit.new)[:8]:
-            raise ToolkitError(f"the new release did not confirm without a cut ({st.describe()})",
-                               hint="run tests/test_lifecycle_qemu.py to check updates without cuts")
+            self._check_confirmed(self._update(dev, marks=marks), kit.new, "new")
         ops = read_ops(kit.cut, self.areas)
         phase = lambda k: "transfer" if k < marks[0] else "reboot into trial" if k < marks[1] else "trial runs"  # noqa: E731
         return [dataclasses.replace(o, phase=phase(o.index)) for o in ops]
@@ -239,7 +239,7 @@ class UpdateSweep:
         """Cut at every operation (``points`` None), at the listed ones, or "cover" (:func:`covering_points`)."""
         t0 = time.monotonic()
         ops = self.prepare()
-        res = SweepResult(self.kit.board.name, ops)
+        res = SweepResult(self.kit.board.name, "over an older release" if self.kit.older else "into an empty slot", ops)
         if points == "cover":
             points = covering_points(ops)
         for k in (range(len(ops)) if points is None else points):
@@ -265,8 +265,9 @@ def covering_points(ops: Sequence[FlashOp]) -> list[int]:
 
 
 def build_kit(board, out: Path, *, model: Path | None = None, trial_runs: int = 3) -> SweepKit:
-    """Key, firmware with the cut (``model`` compiled in; default the hil ae24 model) and two
-    releases of that model (1.1.0 old, 1.2.0 new) with golden vectors from tflite-micro."""
+    """Key, firmware with the cut (``model`` compiled in; default the hil ae24 model) and
+    releases of that model (1.2.0 old, 1.3.0 new, 1.1.0 older: set ``older`` to sweep over
+    it) with golden vectors from tflite-micro."""
     from aiot.codegen import generate
     from aiot.lifecycle import package as P
     from aiot.lifecycle.firmware import build_update_firmware
@@ -297,7 +298,7 @@ def build_kit(board, out: Path, *, model: Path | None = None, trial_runs: int = 
                                  model_version=int(version.split(".")[1]))
         return P.sign(body, key, version=version, out=out / f"{version}.bin")
 
-    return SweepKit(board, fw.elf, flash, cut, release("1.1.0"), release("1.2.0"), x, y, trial_runs)
+    return SweepKit(board, fw.elf, flash, cut, release("1.2.0"), release("1.3.0"), x, y, trial_runs, release("1.1.0"))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -311,12 +312,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                   help=".tflite compiled in and released twice (default: the hil ae24 model)")
     @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("build/sweep"), show_default=True)
     @click.option("--points", default=None, help="cut points to run, e.g. 0,5,9 or 'cover' (default: every operation)")
+    @click.option("--scenario", type=click.Choice(["empty", "reuse", "both"]), default="both", show_default=True,
+                  help="the new release goes into an empty slot, or over an older release's slot")
     @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None)
     @click.option("-v", "--verbose", is_flag=True, help="one line per cut point")
-    def cli(board, model, out, points, json_path, verbose):
+    def cli(board, model, out, points, scenario, json_path, verbose):
         b = get_board(board)
         chosen = points if points in (None, "cover") else [int(p) for p in points.split(",")]
-        sw = UpdateSweep(build_kit(b, out, model=model))
+        kit = build_kit(b, out, model=model)
 
         def show(r: CutResult) -> None:
             if verbose:
@@ -325,12 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                            f"{r.ended or 'NEITHER'}" + (" (trial ran again)" if r.trial_resumed else "")
                            + (f" ERROR {r.error}" if r.error else ""))
 
-        res = sw.run(chosen, progress=show)
+        runs = []
+        for older in {"empty": [None], "reuse": [kit.older], "both": [None, kit.older]}[scenario]:
+            runs.append(UpdateSweep(dataclasses.replace(kit, older=older)).run(chosen, progress=show))
+            click.echo(runs[-1].line())
         if json_path:
             json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(res.to_json(), indent=1))
-        click.echo(res.line())
-        return 0 if res.summary()["all_recovered"] else 1
+            json_path.write_text(json.dumps({"scenarios": [r.to_json() for r in runs]}, indent=1))
+        return 0 if all(r.summary()["all_recovered"] for r in runs) else 1
 
     try:
         return cli.main(args=list(argv) if argv is not None else None, standalone_mode=False) or 0
