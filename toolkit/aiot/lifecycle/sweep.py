@@ -242,6 +242,10 @@ class UpdateSweep:
         res = SweepResult(self.kit.board.name, "over an older release" if self.kit.older else "into an empty slot", ops)
         if points == "cover":
             points = covering_points(ops)
+        bad = [k for k in (points or ()) if not 0 <= k < len(ops)]
+        if bad:
+            raise ToolkitError(f"cut points {bad}: the update has {len(ops)} flash operations (0..{len(ops) - 1})",
+                               hint="python -m aiot.lifecycle.sweep --points cover")
         for k in (range(len(ops)) if points is None else points):
             r = self.cut(ops[k])
             res.results.append(r)
@@ -318,7 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     @click.option("-v", "--verbose", is_flag=True, help="one line per cut point")
     def cli(board, model, out, points, scenario, json_path, verbose):
         b = get_board(board)
-        chosen = points if points in (None, "cover") else [int(p) for p in points.split(",")]
+        try:
+            chosen = points if points in (None, "cover") else [int(p) for p in points.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"{points!r}: not 'cover' nor numbers like 0,5,9", param_hint="--points") from None
         kit = build_kit(b, out, model=model)
 
         def show(r: CutResult) -> None:
