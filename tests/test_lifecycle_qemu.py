@@ -539,3 +539,16 @@ def test_update_records_the_device_by_its_info_id(erased, tmp_path):
     assert reg.device("pump-7")[0] == DEVICE_ID  # the label is an alias of the INFO id
     listed = runner.invoke(main, ["models", "list", "--registry", str(reg.root)]).output
     assert f"device {DEVICE_ID} (pump-7): runs ae24-1.20.0" in listed
+
+
+def test_sweep_command_refuses_a_real_board_and_bad_points(tmp_path, capsys):
+    """The sweep's command: a real board (its flash is no host file) and a --points list
+    that is not numbers are refused with what to do, before anything is built."""
+    from aiot.lifecycle.sweep import main
+
+    assert main(["--board", "nucleo-f446re", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "emulated boards only" in err and "--board mps2-an386" in err
+    assert main(["--points", "1,x", "--out", str(tmp_path)]) == 2
+    assert "--points" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

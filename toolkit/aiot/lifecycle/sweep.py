@@ -278,6 +278,11 @@ def build_kit(board, out: Path, *, model: Path | None = None, trial_runs: int = 
     from aiot.model.reference import TflmReference
     from aiot.paths import ROOT
 
+    from aiot.lifecycle.firmware import update_layout
+
+    if update_layout(board).records is not None:  # absolute addresses: a real part's flash, no host file to cut
+        raise ToolkitError(f"board {board.name}: the power-cut sweep runs on emulated boards only (its update region "
+                           "is a host file there)", hint="python -m aiot.lifecycle.sweep --board mps2-an386")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model = Path(model) if model else ROOT / "hil_tests" / "fixtures" / "ae24" / "model.tflite"
