@@ -5,6 +5,7 @@ a host file as flash would keep it."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -18,6 +19,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.slow,  # the module builds its firmw
 from aiot.device.hil import open_device  # noqa: E402
 from aiot.lifecycle import package as P  # noqa: E402
 from aiot.lifecycle.client import NO_SLOT, UpdateClient, UpdateRefused, image_digest  # noqa: E402
+from aiot.lifecycle.sweep import CUT_EXIT, SweepKit, UpdateSweep, cut_define, write_cut  # noqa: E402
 from aiot.paths import ROOT  # noqa: E402
 from aiot.target.boards import get_board  # noqa: E402
 
@@ -40,8 +42,9 @@ def kit(tmp_path_factory):
     generate(AE24 / "model.tflite", d / "model-c", name="ae24")
     board = get_board("mps2-an386")
     flash = d / "flash.bin"
+    # With the opt-in power cut (aiot.lifecycle.sweep): no cut file, no cut; the same image for every test.
     fw = build_update_firmware(board, d / "fw", d / "model-c", public_key=P.public_key(key), trial_runs=TRIAL_RUNS,
-                               flash_file=flash, device_id=DEVICE_ID)
+                               flash_file=flash, device_id=DEVICE_ID, defines=[cut_define(d / "cut.bin")])
     x = np.load(AE24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
     y = TflmReference(tfl).run(x)  # the golden reference, never the code under test
 
@@ -50,7 +53,8 @@ def kit(tmp_path_factory):
         args.update(kw)
         return P.sign(P.build_container({"name": "ae24"}, **args), key_file, version=version, out=d / f"{version}.bin")
 
-    return {"dir": d, "board": board, "elf": fw.elf, "flash": flash, "release": release, "x": x, "key": key}
+    return {"dir": d, "board": board, "elf": fw.elf, "flash": flash, "release": release, "x": x, "y": y, "key": key,
+            "cut": d / "cut.bin"}
 
 
 @pytest.fixture
@@ -193,6 +197,87 @@ def test_power_cut_leaves_old_or_new(erased, cut):
         if cut == "during trial":
             assert st.last_reason == 18  # TRIAL_RESET: the reset is why it reverted
         assert dev.infer(kit["x"][0]).output.shape == (24,)
+
+
+def _sweep(kit, old, new, older=None):
+    """The cut sweep over this module's firmware: ``old`` confirmed (after ``older``), then
+    the update to ``new`` counted once (its flash operations, traced into the cut file)."""
+    sw = UpdateSweep(SweepKit(kit["board"], kit["elf"], kit["flash"], kit["cut"], kit["release"](old),
+                              kit["release"](new), kit["x"], kit["y"], TRIAL_RUNS,
+                              older=kit["release"](older) if older else None))
+    sw.ops = sw.prepare()
+    kit["cut"].unlink()  # the other tests run without counting
+    return sw
+
+
+@pytest.fixture(scope="module")
+def sweep(kit):
+    return _sweep(kit, "1.1.0", "1.6.0")  # the new release goes into the empty slot 1
+
+
+@pytest.fixture(scope="module")
+def sweep_reuse(kit):
+    return _sweep(kit, "1.6.0", "1.14.0", older="1.1.0")  # into slot 0, over 1.1.0
+
+
+def test_a_cut_flash_operation_is_left_half_done_and_the_device_stops(sweep):
+    """AIOT_FLASH_CUT_FILE: the armed operation writes the first half of its bytes (a program:
+    the package's bytes; an erase: 0xFF, the second half keeps what it held) to the flash
+    file, then QEMU exits with the cut's code; nothing after it is written."""
+    kit = sweep.kit
+    slot = sweep.areas[3]  # the package is written from the slot's start
+
+    def chunk(o):
+        return kit.new[o.offset - slot:o.offset - slot + o.length]
+
+    # a program whose both halves differ from erased flash (the header's padding is 0xFF)
+    program = next(o for o in sweep.ops if o.kind == "program" and o.area == "slot 1"
+                   and b"\xff" * (o.length // 2) not in (chunk(o)[:o.length // 2], chunk(o)[o.length // 2:]))
+    erase = next(o for o in sweep.ops if o.kind == "erase" and o.area == "slot 1")
+    for op in (program, erase):
+        base = bytearray(sweep.base)
+        if op is erase:  # the sector held something (a stale release would): all bits programmed
+            base[op.offset:op.offset + op.length] = bytes(op.length)
+        kit.flash.write_bytes(base)
+        write_cut(kit.cut, op.index)
+        with sweep._open() as dev:
+            with pytest.raises(Exception):
+                sweep._update(dev)
+            assert dev.transport.wait_exit(10.0)[0] == CUT_EXIT
+        flash, half = kit.flash.read_bytes(), op.length // 2
+        assert int.from_bytes(kit.cut.read_bytes()[4:8], "little") == op.index + 1  # counted up to the cut, not beyond
+        got = flash[op.offset:op.offset + op.length]
+        if op is program:
+            assert got[:half] == chunk(op)[:half] and got[half:] == b"\xff" * half
+        else:
+            assert got[:half] == b"\xff" * half and got[half:] == bytes(half)
+        assert flash[op.offset + op.length:] == bytes(base[op.offset + op.length:])  # nothing written after it
+    kit.cut.unlink()
+
+
+@pytest.mark.parametrize("scenario", ["sweep", "sweep_reuse"])
+def test_power_cut_at_flash_operations_leaves_old_or_new(request, scenario):
+    """The update cut at flash operations (the first erase and program of each area in each
+    phase; every operation with AIOT_QEMU_SWEEP=1), into an empty slot or over an older
+    release, then a boot with no cut: the device runs exactly the old or the new release
+    (never the older one, never none) and INFER answers tflite-micro's output. A cut before the trial's
+    first boot record is written leaves the old release; during that write, the trial runs
+    again (new); during the confirmation's write, the reset reverts (old, TRIAL_RESET)."""
+    from aiot.lifecycle.sweep import covering_points
+
+    sweep = request.getfixturevalue(scenario)
+    ops = sweep.ops
+    points = range(len(ops)) if os.environ.get("AIOT_QEMU_SWEEP") == "1" else covering_points(ops)
+    covered = {(ops[k].kind, ops[k].area) for k in points}
+    slot = "slot 1" if scenario == "sweep" else "slot 0"
+    assert covered >= {(k, a) for k in ("erase", "program") for a in (slot, "record 0", "record 1")}, covered
+    want = {"transfer": "old", "reboot into trial": "new", "trial runs": "old"}
+    for k in points:
+        r = sweep.cut(ops[k])
+        assert r.recovered and r.ended == want[r.op.phase], r
+        assert r.trial_resumed == (r.op.phase == "reboot into trial"), r
+        if r.op.phase == "trial runs":
+            assert r.last_reason == 18, r  # TRIAL_RESET
 
 
 def test_release_monitor_configuration_takes_effect(erased):
@@ -454,3 +539,16 @@ def test_update_records_the_device_by_its_info_id(erased, tmp_path):
     assert reg.device("pump-7")[0] == DEVICE_ID  # the label is an alias of the INFO id
     listed = runner.invoke(main, ["models", "list", "--registry", str(reg.root)]).output
     assert f"device {DEVICE_ID} (pump-7): runs ae24-1.20.0" in listed
+
+
+def test_sweep_command_refuses_a_real_board_and_bad_points(tmp_path, capsys):
+    """The sweep's command: a real board (its flash is no host file) and a --points list
+    that is not numbers are refused with what to do, before anything is built."""
+    from aiot.lifecycle.sweep import main
+
+    assert main(["--board", "nucleo-f446re", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "emulated boards only" in err and "--board mps2-an386" in err
+    assert main(["--points", "1,x", "--out", str(tmp_path)]) == 2
+    assert "--points" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -51,4 +51,10 @@ static inline int aiot_flash_range_ok(const aiot_flash_map_t *m, uint32_t offset
     return 0;
 }
 
+//! What an erase or a program interrupted by a power cut leaves done: the first half of its
+//! bytes (an erase: the sector's first half is 0xFF, the second half still holds old bytes;
+//! a program: its first len/2 bytes are written). The host simulation (update/flash_sim.c)
+//! and the QEMU boards' opt-in cut (port/cmsdk/flash.c, AIOT_FLASH_CUT_FILE) both apply it.
+static inline uint32_t aiot_flash_cut_done(uint32_t len) { return len / 2u; }
+
 #endif

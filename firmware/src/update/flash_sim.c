@@ -39,7 +39,7 @@ static int sim_erase(const aiot_flash_t *f, uint32_t addr) {
     int cut = sim_op(s);
     if (cut < 0) return -1;
     s->erases++;
-    memset(s->mem + addr, 0xFF, cut ? sec->size / 2 : sec->size);
+    memset(s->mem + addr, 0xFF, cut ? aiot_flash_cut_done(sec->size) : sec->size);
     return cut ? -1 : 0;
 }
 
@@ -49,7 +49,7 @@ static int sim_program(const aiot_flash_t *f, uint32_t addr, const void *data, u
     int cut = sim_op(s);
     if (cut < 0) return -1;
     s->programs++;
-    uint32_t n = cut ? len / 2 : len;
+    uint32_t n = cut ? aiot_flash_cut_done(len) : len;
     const uint8_t *d = (const uint8_t *)data;
     for (uint32_t i = 0; i < n; i++) s->mem[addr + i] &= d[i];  // NOR: bits only go 1 -> 0
     s->program_bytes += n;
