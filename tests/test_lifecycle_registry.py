@@ -116,3 +116,18 @@ def test_devices_are_keyed_by_info_id_with_labels_as_aliases(cli):
     assert other.exit_code == 2 and f"label pump-room-3 already names device {uid}" in other.output
     assert models("rollback", "--device", "pump-room-3").exit_code == 0
     assert Registry(reg).devices()[uid]["release"] == "pump-ae-1.1.0"
+
+
+def test_update_takes_the_release_as_package_too(tmp_path):
+    """`aiot update --board B --port P --package REL` (the spelling of the lifecycle's
+    description) is `--release REL`: the same file check, not an unknown option."""
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    missing = tmp_path / "rel.bin"
+    (tmp_path / "fw.elf").write_bytes(b"")  # the image is only looked at once the release was found
+    for spelling in ("--release", "--package"):
+        r = CliRunner().invoke(main, ["update", "--board", "mps2-an386", "--qemu", "--elf", str(tmp_path / "fw.elf"),
+                                      spelling, str(missing)])
+        assert r.exit_code == 2 and f"--release {missing}: no such file" in r.output, (spelling, r.output)

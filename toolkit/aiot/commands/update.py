@@ -18,14 +18,17 @@ from aiot.commands import Command
 @click.option("--elf", type=click.Path(path_type=Path), help="--qemu: firmware built with update support.")
 @click.option("--release", "package", type=click.Path(dir_okay=False, path_type=Path),
               help="Signed release file (from `aiot release`); omit it to print the device's update status only.")
+@click.option("--package", "package_alias", hidden=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The same as --release (a release is the model package as one signed file).")
 @click.option("--chunk", default=512, show_default=True, help="Bytes per UPDATE_CHUNK request (multiple of 8).")
 @click.option("--no-reboot", is_flag=True, help="Leave the verified package waiting; its trial starts at the next boot.")
 @click.option("--timeout", default=2.0, show_default=True, help="Seconds to wait for each answer.")
 @click.option("--label", help="A name for the device (the installation's, e.g. pump-room-3), kept in the registry as an "
                               "alias of the id its INFO reports.")
 @click.option("--registry", type=click.Path(path_type=Path), help="Registry folder [default: build/registry].")
-def command(board: str, port: str | None, qemu: bool, elf: Path | None, package: Path | None, chunk: int,
-            no_reboot: bool, timeout: float, label: str | None, registry: Path | None) -> None:
+def command(board: str, port: str | None, qemu: bool, elf: Path | None, package: Path | None,
+            package_alias: Path | None, chunk: int, no_reboot: bool, timeout: float, label: str | None,
+            registry: Path | None) -> None:
     """Update the model of a device in the field with a signed --release.
 
     \b
@@ -50,8 +53,12 @@ def command(board: str, port: str | None, qemu: bool, elf: Path | None, package:
                            hint="aiot update --board mps2-an386 --qemu --elf FIRMWARE.elf --release REL.bin")
     if qemu and (elf is None or not elf.is_file()):
         raise ToolkitError(f"--qemu needs --elf with a firmware built with update support (got {elf})",
-                           hint="build one: python -c 'from aiot.lifecycle.firmware import build_update_firmware' "
-                                "(see docs/lifecycle.md)")
+                           hint="build one: aiot build --board mps2-an386 --package PKG --update-key KEY.pem "
+                                "(its firmware.elf; docs/lifecycle.md)")
+    if package is not None and package_alias is not None:
+        raise ToolkitError("--release and --package both given: they name the same file",
+                           hint="aiot update --board B --port P --release REL.bin")
+    package = package or package_alias
     image = None
     if package is not None:
         if not package.is_file():
