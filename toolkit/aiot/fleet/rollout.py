@@ -10,10 +10,18 @@
 2. The rollout waits for every canary's final outcome on ``aiot/<site>/<device>/update``.
    Any ``reverted``, ``refused`` or ``trial timeout``, or no outcome within
    ``canary_timeout``, **halts**: the rest is never sent, and the state names the device and why.
-3. **The rest** get the command; the rollout waits up to ``timeout`` for their outcomes. A
-   device whose link is down gets the update from its gateway when the link returns; one
-   that has not answered when the rollout stops waiting is listed as waiting (``--status``
-   shows it later, ``--resume`` waits again).
+3. **The rest**, in waves (``wave``: ``"double"``, each wave twice the one before, the
+   first twice the canary; or a share of the group, ``"25%"``; or a count). Each wave waits
+   up to ``timeout`` for its outcomes; a failure, or a device not answering (unless it is
+   the last wave), **halts** before the next wave. In the last wave a device whose link is
+   down is listed as waiting (its gateway delivers the update when the link returns;
+   ``--status`` shows it later, ``--resume`` waits again).
+4. **A halt withdraws** the commands of devices sent to that have not ended: the retained
+   command is cleared with an MQTT user property ``withdraw: <command id>``; a gateway that
+   journaled it but has not started it drops it and reports ``withdrawn``, so a device that
+   returns later does not install a halted release. An update already started (being sent,
+   or on trial) runs to its end: its device decides its trial by itself, and a partly
+   sent package would be left half-written for nothing; its outcome is reported.
 
 The state (phase, who was sent what, every outcome) is a JSON file rewritten atomically
 on each change, so an interrupted rollout can be resumed or shown. The rollout's MQTT
@@ -40,9 +48,11 @@ from aiot.fleet.commands import FINAL, update_command
 from aiot.fleet.topics import now_iso
 
 PHASES = ("canary", "rest", "done", "halted")
+#: Seconds a rollout halted by a timeout waits for its gateways to report the withdrawals.
+WITHDRAW_WAIT = 10.0
 
 
-def canary_count(spec: str | float | int, total: int) -> int:
+def canary_count(spec: str | float | int, total: int, option: str = "--canary") -> int:
     """How many canaries: ``"5%"`` or a fraction (ceil of that share) or ``"3"`` (a count);
     at least one, at most ``total``."""
     text = str(spec).strip()
@@ -54,11 +64,27 @@ def canary_count(spec: str | float | int, total: int) -> int:
         else:
             n = int(text)
     except ValueError:
-        raise ToolkitError(f"--canary {spec!r} is neither a share nor a count",
-                           hint="give a share (--canary 5%) or a number of devices (--canary 3)") from None
+        raise ToolkitError(f"{option} {spec!r} is neither a share nor a count",
+                           hint=f"give a share ({option} 5%) or a number of devices ({option} 3)"
+                                + (" or 'double'" if option == "--wave" else "")) from None
     if n < 0 or (text.endswith("%") and not 0 <= float(text[:-1]) <= 100):
-        raise ToolkitError(f"--canary {spec!r} is out of range", hint="a share 0-100% or a count >= 1")
+        raise ToolkitError(f"{option} {spec!r} is out of range", hint="a share 0-100% or a count >= 1")
     return max(1, min(total, n))
+
+
+def waves(spec: str | float | int, canary: int, rest: list[str]) -> list[list[str]]:
+    """The devices after the canary, in waves: ``"double"`` (each wave twice the one before,
+    the first twice the canary), a share of the whole group (``"25%"``) or a count (``"10"``)."""
+    total = canary + len(rest)
+    out, i, size = [], 0, canary
+    while i < len(rest):
+        if str(spec).strip().lower() == "double":
+            size *= 2
+        else:
+            size = canary_count(spec, total, "--wave")
+        out.append(rest[i:i + size])
+        i += size
+    return out
 
 
 def resolve_group(spec: str, known: list[str]) -> list[str]:
@@ -138,7 +164,7 @@ class Rollout:
 
     @classmethod
     def start(cls, path: Path, *, site: str, release: str, image: bytes, devices: list[str], canary,
-              trial_timeout: float = 120.0) -> "Rollout":
+              wave="double", trial_timeout: float = 120.0) -> "Rollout":
         if Path(path).exists():
             raise ToolkitError(f"{path}: a rollout state is already there",
                                hint=f"resume it (aiot rollout --resume --state {path}), show it (--status), "
@@ -151,7 +177,8 @@ class Rollout:
         n = canary_count(canary, len(devices))
         rid = f"{release}@{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.urandom(2).hex()}"
         state = {"id": rid, "site": site, "release": release, "phase": "canary", "started": now_iso(), "updated": now_iso(),
-                 "canary": devices[:n], "rest": devices[n:], "trial_timeout": trial_timeout,
+                 "canary": devices[:n], "rest": devices[n:], "waves": waves(wave, n, devices[n:]), "wave": 0,
+                 "trial_timeout": trial_timeout,
                  "sent": {}, "outcomes": {}, "progress": {}, "halted": None, "image_path": None}
         r = cls(path, state)
         r.image = image
@@ -191,13 +218,17 @@ class Rollout:
         out = s["outcomes"]
         passed = sorted(d for d, o in out.items() if FINAL.get(o["outcome"]))
         failed = {d: f"{o['outcome']}: {o['reason']}" if o.get("reason") else o["outcome"]
-                  for d, o in sorted(out.items()) if not FINAL.get(o["outcome"], True)}
+                  for d, o in sorted(out.items()) if not FINAL.get(o["outcome"], True) and o["outcome"] != "withdrawn"}
         waiting = sorted(d for d in s["sent"] if d not in out)
-        return {"id": s["id"], "release": s["release"], "site": s["site"], "phase": s["phase"],
+        return {"waves": [len(w) for w in self._waves()], "wave": s.get("wave", 0),
+                "withdrawn": sorted(d for d, o in out.items() if o["outcome"] == "withdrawn"), "id": s["id"], "release": s["release"], "site": s["site"], "phase": s["phase"],
                 "halted": s["halted"], "canary": s["canary"], "devices": len(self.devices),
                 "sent": len(s["sent"]), "passed": passed, "failed": failed, "waiting": waiting,
                 "not_sent": sorted(d for d in self.devices if d not in s["sent"]),
                 "started": s["started"], "updated": s["updated"]}
+
+    def _waves(self) -> list[list[str]]:
+        return self.state.get("waves", [self.state["rest"]] if self.state["rest"] else [])
 
     # --- MQTT -------------------------------------------------------------------------------
 
@@ -320,9 +351,48 @@ class Rollout:
                                   f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
             self._changed.wait(min(left, 1.0))
 
+    def _withdraw(self, progress: Callable[[str], None]) -> None:
+        """A halted rollout takes back the commands of devices that have not ended: the
+        retained command is cleared, and the clear names the command, so a gateway that
+        journaled it but has not started it (the device's link is down) drops it and
+        reports ``withdrawn``. A command already started (sending, on trial) runs to its end."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        from aiot.fleet.topics import topic
+
+        s = self.state
+        with self._lock:
+            open_ = [d for d in s["sent"] if d not in s["outcomes"]]
+        for d in open_:
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = [("withdraw", f"{s['id']}/{d}")]
+            info = self._client.publish(topic(s["site"], d, "cmd"), b"", qos=1, retain=True, properties=props)
+            info.wait_for_publish(10.0)
+        if open_:
+            progress(f"withdrew the command of {len(open_)} device(s) not ended: {', '.join(open_[:5])}"
+                     + (" ..." if len(open_) > 5 else "") + " (those not started never install it)")
+
+    def _halt(self, halt: Halt, wave: list[str], timeout: float, progress: Callable[[str], None]) -> dict:
+        s = self.state
+        with self._lock:
+            s["phase"], s["halted"] = "halted", {"device": halt.device, "reason": halt.reason}
+            self.save()
+        not_sent = [d for d in self.devices if d not in s["sent"]]
+        progress(f"HALTED: {halt.device + ': ' if halt.device else ''}{halt.reason}; "
+                 f"nothing sent to the other {len(not_sent)} device(s)")
+        self._withdraw(progress)
+        open_ = [d for d in wave if d not in s["outcomes"]]
+        if open_:  # those already sent to are reported as they end (withdrawn, or their trial's verdict);
+            # after a timeout only the withdrawals are awaited (a gateway that is up reports them at once)
+            self._wait(open_, timeout if halt.device else min(timeout, WITHDRAW_WAIT), False, progress)
+        return self.summary()
+
     def run(self, broker, *, canary_timeout: float = 600.0, timeout: float = 3600.0,
             progress: Callable[[str], None] = lambda _t: None) -> dict:
-        """Canary, then the rest; returns the summary. Resumes from the saved phase."""
+        """Canary, then the other devices wave by wave; returns the summary. A failure, or a
+        wave (or the canary) not answered in its timeout, halts before the next wave.
+        Resumes from the saved phase and wave."""
         s = self.state
         if s["phase"] in ("done", "halted"):
             return self.summary()
@@ -330,28 +400,34 @@ class Rollout:
         try:
             if s["phase"] == "canary":
                 progress(f"rollout {s['id']}: {s['release']} to {len(self.devices)} device(s) of site {s['site']}, "
-                         f"canary {len(s['canary'])}")
+                         f"canary {len(s['canary'])}, then waves of {', '.join(str(len(w)) for w in self._waves())}")
                 self._send(s["canary"], progress)
                 halt = self._wait(s["canary"], canary_timeout, True, progress)
                 if halt is not None:
-                    with self._lock:
-                        s["phase"], s["halted"] = "halted", {"device": halt.device, "reason": halt.reason}
-                        self.save()
-                    progress(f"HALTED: {halt.device + ': ' if halt.device else ''}{halt.reason}; "
-                             f"nothing sent to the other {len(s['rest'])} device(s)")
-                    return self.summary()
+                    return self._halt(halt, s["canary"], canary_timeout, progress)
                 with self._lock:
                     s["phase"] = "rest"
                     self.save()
-                progress(f"every canary passed its trial; sending to the other {len(s['rest'])} device(s)")
-            self._send(s["rest"], progress)
-            missing = self._wait(s["rest"], timeout, False, progress)
+                progress(f"every canary passed its trial; sending to the other {len(s['rest'])} device(s) "
+                         f"in {len(self._waves())} wave(s)")
+            waves_ = self._waves()
+            for k in range(s.get("wave", 0), len(waves_)):
+                with self._lock:
+                    s["wave"] = k
+                    self.save()
+                wave, last = waves_[k], k == len(waves_) - 1
+                progress(f"wave {k + 1}/{len(waves_)}: {len(wave)} device(s)")
+                self._send(wave, progress)
+                halt = self._wait(wave, timeout, True, progress)
+                if halt is not None and (halt.device is not None or not last):
+                    return self._halt(halt, wave, timeout, progress)
+                if halt is not None:  # the last wave, no failure: devices offline get it when they return
+                    progress(f"still waiting: {halt.reason} (offline? their gateways deliver the update when they "
+                             f"return; aiot rollout --status --state {self.path} shows it)")
+                    return self.summary()
             with self._lock:
-                s["phase"] = "done" if missing is None else "rest"
+                s["phase"] = "done"
                 self.save()
-            if missing is not None:
-                progress(f"still waiting: {missing.reason} (offline? their gateways deliver the update when they "
-                         f"return; aiot rollout --status --state {self.path} shows it)")
             return self.summary()
         finally:
             self.close()
