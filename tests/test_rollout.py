@@ -636,3 +636,32 @@ def test_a_halted_rollout_withdraws_the_command_of_a_device_offline_which_never_
         assert Rollout.load(tmp_path / "h.json").summary()["withdrawn"] == ["hw3"]
     finally:
         _shut(gw, rec, boards.values())
+
+
+def test_a_canary_that_reverts_halts_and_withdraws_the_other_canarys_command(kit, broker, tmp_path):
+    """A release with wrong golden vectors, canary of 2: hc1 reverts it, hc2 is offline. The
+    rollout halts on hc1 at once (no waiting out the timeout), hc2's command is withdrawn and
+    hc2, back online, never installs it; hc3 is never sent anything."""
+    from aiot.fleet.gateway import parse_broker
+    from aiot.fleet.rollout import Rollout
+
+    names = ["hc1", "hc2", "hc3"]
+    boards = {n: kit["fw"].power_on(n) for n in names}
+    boards["hc2"].link_up = False
+    rec = Recorder(broker)
+    gw = _gateway(tmp_path, broker, "gwhc", [(n, b.opener()) for n, b in boards.items()]).start()
+    try:
+        r = Rollout.start(tmp_path / "c.json", site=SITE, release="ae24-1.2.0", image=kit["bad"],
+                          devices=names, canary="2", trial_timeout=30)
+        t0 = time.monotonic()
+        summary = r.run(parse_broker(broker.url), canary_timeout=60, timeout=60)
+        assert time.monotonic() - t0 < 30, "the halt waited out the canary timeout"
+        assert summary["phase"] == "halted" and summary["halted"]["device"] == "hc1", summary
+        assert "GOLDEN_MISMATCH" in summary["halted"]["reason"] and summary["not_sent"] == ["hc3"], summary
+        boards["hc2"].link_up = True
+        time.sleep(2.0)  # a few rounds of its bridge on the open link
+        assert [w for d, w, _r in rec.outcomes(r.state["id"]) if d == "hc2"] == ["withdrawn"]
+        assert _status(boards["hc2"]).running == 0xFF  # still the built-in model
+        assert summary["withdrawn"] == ["hc2"] and summary["failed"].keys() == {"hc1"}, summary
+    finally:
+        _shut(gw, rec, boards.values())
