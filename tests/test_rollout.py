@@ -606,6 +606,14 @@ def test_the_rest_goes_in_waves_each_waiting_for_the_outcomes_of_the_one_before(
         _shut(gw, rec, boards.values())
 
 
+def _fleet(kit, broker, tmp_path, gateway: str, names: list[str], offline: str):
+    """Host devices ``names`` behind one gateway, ``offline``'s link down; with a recorder."""
+    boards = {n: kit["fw"].power_on(n) for n in names}
+    boards[offline].link_up = False
+    rec = Recorder(broker)
+    return boards, rec, _gateway(tmp_path, broker, gateway, [(n, b.opener()) for n, b in boards.items()]).start()
+
+
 def test_a_halted_rollout_withdraws_the_command_of_a_device_offline_which_never_installs_it(kit, broker, tmp_path):
     """Waves of 2 after a canary of 1; hw3 of the first wave is offline, so the wave has no
     outcome from it within the timeout: the rollout halts, the last wave is never sent, and
@@ -616,10 +624,7 @@ def test_a_halted_rollout_withdraws_the_command_of_a_device_offline_which_never_
     from aiot.lifecycle.client import image_digest
 
     names = [f"hw{i}" for i in range(1, 6)]
-    boards = {n: kit["fw"].power_on(n) for n in names}
-    boards["hw3"].link_up = False
-    rec = Recorder(broker)
-    gw = _gateway(tmp_path, broker, "gwhw", [(n, b.opener()) for n, b in boards.items()]).start()
+    boards, rec, gw = _fleet(kit, broker, tmp_path, "gwhw", names, offline="hw3")
     try:
         r = Rollout.start(tmp_path / "h.json", site=SITE, release="ae24-1.1.0", image=kit["good"],
                           devices=names, canary="1", wave="2", trial_timeout=30)
@@ -646,10 +651,7 @@ def test_a_canary_that_reverts_halts_and_withdraws_the_other_canarys_command(kit
     from aiot.fleet.rollout import Rollout
 
     names = ["hc1", "hc2", "hc3"]
-    boards = {n: kit["fw"].power_on(n) for n in names}
-    boards["hc2"].link_up = False
-    rec = Recorder(broker)
-    gw = _gateway(tmp_path, broker, "gwhc", [(n, b.opener()) for n, b in boards.items()]).start()
+    boards, rec, gw = _fleet(kit, broker, tmp_path, "gwhc", names, offline="hc2")
     try:
         r = Rollout.start(tmp_path / "c.json", site=SITE, release="ae24-1.2.0", image=kit["bad"],
                           devices=names, canary="2", trial_timeout=30)
