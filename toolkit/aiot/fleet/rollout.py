@@ -12,10 +12,11 @@
    ``canary_timeout``, **halts**: the rest is never sent, and the state names the device and why.
 3. **The rest**, in waves (``wave``: ``"double"``, each wave twice the one before, the
    first twice the canary; or a share of the group, ``"25%"``; or a count). Each wave waits
-   up to ``timeout`` for its outcomes; a failure, or a device not answering (unless it is
-   the last wave), **halts** before the next wave. In the last wave a device whose link is
-   down is listed as waiting (its gateway delivers the update when the link returns;
-   ``--status`` shows it later, ``--resume`` waits again).
+   up to ``timeout`` for its outcomes; a failure, or an online device not answering (unless
+   it is the last wave), **halts** before the next wave. A device that is *offline* (its
+   gateway reports its link down, or the gateway itself offline, and it has not started the
+   update) is not waited for: it is listed as waiting, and its gateway delivers the update
+   when it returns (``--status`` shows it later).
 4. **A halt withdraws** the commands of devices sent to that have not ended: the retained
    command is cleared with an MQTT user property ``withdraw: <command id>``; a gateway that
    journaled it but has not started it drops it and reports ``withdrawn``, so a device that
@@ -157,6 +158,7 @@ class Rollout:
         self.path, self.state = Path(path), state
         self._lock = threading.Lock()
         self._changed = threading.Event()
+        self._reach: dict[str, dict] = {}  # device -> its gateway's retained link / status words
         self._client = None
         self.registry = None
 
@@ -247,7 +249,9 @@ class Rollout:
         _login(c, broker)
         c.reconnect_delay_set(0.1, 2.0)
         subscribed = threading.Event()
-        c.on_connect = lambda cl, *_a: cl.subscribe(topic(self.state["site"], "+", "update"), 1)
+        # outcomes, and (retained) each device's link and its gateway's status: who is offline
+        c.on_connect = lambda cl, *_a: cl.subscribe([(topic(self.state["site"], "+", kind), 1)
+                                                     for kind in ("update", "link", "status")])
         c.on_subscribe = lambda *_a: subscribed.set()
         c.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
@@ -275,9 +279,16 @@ class Rollout:
             m = json.loads(msg.payload)
         except ValueError:
             return
-        if not isinstance(m, dict) or m.get("rollout") != self.state["id"]:
+        if not isinstance(m, dict):
             return
-        device = msg.topic.split("/")[2]
+        device, kind = msg.topic.split("/")[2], msg.topic.rsplit("/", 1)[-1]
+        if kind in ("link", "status"):  # retained: the last word of the device's gateway
+            with self._lock:
+                self._reach.setdefault(device, {})[kind] = m.get(kind)
+            self._changed.set()
+            return
+        if m.get("rollout") != self.state["id"]:
+            return
         if device not in self.state["canary"] and device not in self.state["rest"]:
             return
         with self._lock:
@@ -326,8 +337,18 @@ class Rollout:
         progress(f"sent the update to {len(devices)} device(s): {', '.join(devices[:5])}"
                  + (" ..." if len(devices) > 5 else ""))
 
+    def offline(self, device: str) -> bool:
+        """``device`` has not started this rollout's update and its gateway says it cannot
+        reach it (link down) or is itself offline (its last will)."""
+        with self._lock:
+            reach = self._reach.get(device, {})
+            started = bool(self.state["progress"].get(device))
+        return not started and (reach.get("link") == "down" or reach.get("status") == "offline")
+
     def _wait(self, devices: list[str], timeout: float, halt_on_failure: bool,
-              progress: Callable[[str], None]) -> Halt | None:
+              progress: Callable[[str], None], offline_ok: bool = False) -> Halt | None:
+        """Until every device of ``devices`` has its final outcome (with ``offline_ok``: every
+        one that is not offline), a failure (with ``halt_on_failure``) or ``timeout``."""
         deadline = time.monotonic() + timeout
         reported: set[str] = set()
         while True:
@@ -342,11 +363,15 @@ class Rollout:
                              + f"  [{len(reported)}/{len(devices)}]")
                     if halt_on_failure and not FINAL.get(o["outcome"]):
                         return Halt(d, f"{o['outcome']}" + (f": {o['reason']}" if o.get("reason") else ""))
-            if len(reported) == len(devices):
+            away = [d for d in devices if d not in out and offline_ok and self.offline(d)]
+            if len(reported) + len(away) == len(devices):
+                if away:
+                    progress(f"offline, not waited for (their gateways deliver the update when they return): "
+                             f"{', '.join(away[:5])}" + (" ..." if len(away) > 5 else ""))
                 return None
             left = deadline - time.monotonic()
             if left <= 0:
-                missing = [d for d in devices if d not in out]
+                missing = [d for d in devices if d not in out and d not in away]
                 return Halt(None, f"no outcome within {timeout:.0f} s from {len(missing)} device(s): "
                                   f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
             self._changed.wait(min(left, 1.0))
@@ -418,7 +443,10 @@ class Rollout:
                 wave, last = waves_[k], k == len(waves_) - 1
                 progress(f"wave {k + 1}/{len(waves_)}: {len(wave)} device(s)")
                 self._send(wave, progress)
-                halt = self._wait(wave, timeout, True, progress)
+                # an offline device does not hold a wave up; the last wave waits for everyone sent to
+                # (an offline device may return meanwhile), up to the timeout
+                late = [d for d in s["sent"] if d not in s["outcomes"] and d not in wave] if last else []
+                halt = self._wait(wave + sorted(late), timeout, True, progress, offline_ok=not last)
                 if halt is not None and (halt.device is not None or not last):
                     return self._halt(halt, wave, timeout, progress)
                 if halt is not None:  # the last wave, no failure: devices offline get it when they return
@@ -426,8 +454,13 @@ class Rollout:
                              f"return; aiot rollout --status --state {self.path} shows it)")
                     return self.summary()
             with self._lock:
-                s["phase"] = "done"
+                waiting = [d for d in s["sent"] if d not in s["outcomes"]]
+                if not waiting:
+                    s["phase"] = "done"
                 self.save()
+            if waiting:
+                progress(f"still waiting: {', '.join(sorted(waiting)[:5])}" + (" ..." if len(waiting) > 5 else "")
+                         + f" (offline; aiot rollout --status --state {self.path} shows them later)")
             return self.summary()
         finally:
             self.close()
