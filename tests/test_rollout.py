@@ -425,7 +425,7 @@ def qemu_fw(kit):
 def test_rollout_canary_first_then_the_rest_and_a_failed_canary_halts(kit, qemu_fw, broker, tmp_path):
     """50 host-built devices and 3 QEMU boards behind two gateways. A good release reaches all
     53, the canary's trials passing before any other device is sent anything; one device
-    offline during the rollout gets it when it returns. Then a release that fails its
+    offline during the rollout (in a wave before the last) is not waited for and gets it when it returns. Then a release that fails its
     golden vectors reverts on the canary and halts the rollout: no other device is touched."""
     from aiot.fleet.gateway import device_opener
     from aiot.fleet.rollout import Rollout
@@ -437,7 +437,7 @@ def test_rollout_canary_first_then_the_rest_and_a_failed_canary_halts(kit, qemu_
     opener = {n: b.opener() for n, b in hosts.items()}
     opener.update({q: device_opener("qemu", "mps2-an386", qemu_fw, workdir=tmp_path / q) for q in qemus})
     names = sorted(opener)
-    offline = "pump-h40"
+    offline = "pump-h40"  # in the third wave (3 canaries, then waves of 6, 12, 24, 8): not waited for
     hosts[offline].link_up = False
     def pump(i):  # 53 devices on the test machine: larger batches, less often
         return _pump(i, chunk=100, pause=0.2)
@@ -452,6 +452,7 @@ def test_rollout_canary_first_then_the_rest_and_a_failed_canary_halts(kit, qemu_
                           devices=names, canary="5%", trial_timeout=30)
         r.registry = kit["registry"]
         assert r.state["canary"] == ["pump-h01", "pump-h02", "pump-h03"]  # ceil(5% of 53), sorted ids
+        assert [len(w) for w in r.state["waves"]] == [6, 12, 24, 8] and offline in r.state["waves"][2]
         done: dict = {}
         t = threading.Thread(target=lambda: done.setdefault("summary", r.run(url, canary_timeout=60, timeout=90)))
         t.start()
@@ -561,3 +562,139 @@ def test_aiot_rollout_verb_end_to_end_and_status(kit, broker, tmp_path, monkeypa
         assert "waiting for: v3" in res.output
     finally:
         _shut(gw, None, boards.values())
+
+
+# --- waves, and a halted rollout's commands withdrawn ----------------------------------------------
+
+
+def test_waves_after_the_canary_double_or_a_share_or_a_count():
+    from aiot.fleet.rollout import waves
+
+    rest = [f"d{i:02d}" for i in range(2, 54)]  # 53 devices, canary 1 ... 3
+    assert [len(w) for w in waves("double", 3, rest[2:])] == [6, 12, 24, 8]
+    assert [len(w) for w in waves("double", 1, rest)] == [2, 4, 8, 16, 22]
+    assert [len(w) for w in waves("25%", 1, rest)] == [14, 14, 14, 10]  # ceil(25% of 53)
+    assert [len(w) for w in waves("20", 1, rest)] == [20, 20, 12]
+    assert sum(waves("double", 1, rest), []) == rest and waves("double", 3, []) == []
+    with pytest.raises(ToolkitError, match="--wave 'half'"):
+        waves("half", 1, rest)
+
+
+def test_the_rest_goes_in_waves_each_waiting_for_the_outcomes_of_the_one_before(kit, broker, tmp_path):
+    """7 devices, canary 1, doubling waves: 2, then 4. No device of a wave hears anything
+    before every device of the wave before has its final outcome."""
+    from aiot.fleet.gateway import parse_broker
+    from aiot.fleet.rollout import Rollout
+
+    names = [f"wv{i}" for i in range(1, 8)]
+    boards = {n: kit["fw"].power_on(n) for n in names}
+    rec = Recorder(broker)
+    gw = _gateway(tmp_path, broker, "gwwv", [(n, b.opener()) for n, b in boards.items()]).start()
+    try:
+        r = Rollout.start(tmp_path / "w.json", site=SITE, release="ae24-1.1.0", image=kit["good"],
+                          devices=names, canary="1", trial_timeout=30)
+        assert r.state["waves"] == [["wv2", "wv3"], ["wv4", "wv5", "wv6", "wv7"]]
+        summary = r.run(parse_broker(broker.url), canary_timeout=30, timeout=30)
+        assert summary["phase"] == "done" and summary["passed"] == names, summary
+        got = rec.outcomes(r.state["id"])
+        for before, after in ((["wv1"], ["wv2", "wv3"]), (["wv2", "wv3"], ["wv4", "wv5", "wv6", "wv7"])):
+            last_end = max(i for i, (d, w, _r) in enumerate(got) if d in before and w == "trial passed")
+            first_heard = min(i for i, (d, _w, _r) in enumerate(got) if d in after)
+            assert last_end < first_heard, got
+    finally:
+        _shut(gw, rec, boards.values())
+
+
+def _fleet(kit, broker, tmp_path, gateway: str, names: list[str], offline: str):
+    """Host devices ``names`` behind one gateway, ``offline``'s link down; with a recorder."""
+    boards = {n: kit["fw"].power_on(n) for n in names}
+    boards[offline].link_up = False
+    rec = Recorder(broker)
+    return boards, rec, _gateway(tmp_path, broker, gateway, [(n, b.opener()) for n, b in boards.items()]).start()
+
+
+def test_an_offline_device_does_not_hold_its_wave_up_and_gets_the_release_when_it_returns(kit, broker, tmp_path):
+    """Waves of 2 after a canary of 1; ho3 of the first wave is offline (its gateway reports
+    its link down): the rollout does not wait for it, sends the next wave, and ho3 installs
+    the release when its link returns, before the last wave's wait ends."""
+    from aiot.fleet.gateway import parse_broker
+    from aiot.fleet.rollout import Rollout
+
+    names = [f"ho{i}" for i in range(1, 6)]
+    boards, rec, gw = _fleet(kit, broker, tmp_path, "gwho", names, offline="ho3")
+    try:
+        r = Rollout.start(tmp_path / "o.json", site=SITE, release="ae24-1.1.0", image=kit["good"],
+                          devices=names, canary="1", wave="2", trial_timeout=30)
+        done: dict = {}
+        t = threading.Thread(target=lambda: done.setdefault(
+            "summary", r.run(parse_broker(broker.url), canary_timeout=30, timeout=30)))
+        t.start()
+        got = rec.wait(lambda o: {"ho4", "ho5"} <= {d for d, w, _r in o if w == "trial passed"}, timeout=30)
+        assert "ho3" not in {d for d, _w, _r in got}, got  # the next wave went on without it
+        boards["ho3"].link_up = True
+        t.join(40)
+        summary = done["summary"]
+        assert summary["phase"] == "done" and summary["passed"] == names, summary
+        assert [d for d, w, _r in rec.outcomes(r.state["id"]) if w == "trial passed"][-1] == "ho3"
+    finally:
+        _shut(gw, rec, boards.values())
+
+
+def test_a_halted_rollout_withdraws_the_command_of_a_device_offline_which_never_installs_it(kit, broker, tmp_path):
+    """Waves of 2 after a canary of 1. In the first wave hw2 refuses the release (its firmware
+    serves another sensor schema) and hw3 is offline: the rollout halts on hw2, the last wave
+    is never sent, and hw3's command (journaled by its gateway, not started) is withdrawn.
+    When hw3's link returns it does not install the halted release."""
+    from aiot.device.host import HostFirmware
+    from aiot.fleet.gateway import parse_broker
+    from aiot.fleet.rollout import Rollout
+    from aiot.lifecycle import package as P
+
+    names = [f"hw{i}" for i in range(1, 6)]
+    other = HostFirmware(kit["model_c"], public_key=P.public_key(kit["key"]), defines=MONITOR, schema_id=7)
+    boards = {n: (other if n == "hw2" else kit["fw"]).power_on(n) for n in names}
+    boards["hw3"].link_up = False
+    rec = Recorder(broker)
+    gw = _gateway(tmp_path, broker, "gwhw", [(n, b.opener()) for n, b in boards.items()]).start()
+    try:
+        r = Rollout.start(tmp_path / "h.json", site=SITE, release="ae24-1.1.0", image=kit["good"],
+                          devices=names, canary="1", wave="2", trial_timeout=30)
+        summary = r.run(parse_broker(broker.url), canary_timeout=30, timeout=30)
+        assert summary["phase"] == "halted" and summary["halted"]["device"] == "hw2", summary
+        assert "refused" in summary["halted"]["reason"], summary
+        assert summary["passed"] == ["hw1"] and summary["not_sent"] == ["hw4", "hw5"], summary
+        boards["hw3"].link_up = True  # it returns: its gateway has nothing left to run
+        time.sleep(2.0)  # a few rounds of its bridge on the open link
+        assert [w for d, w, _r in rec.outcomes(r.state["id"]) if d == "hw3"] == ["withdrawn"]
+        assert _status(boards["hw3"]).running == 0xFF  # still the built-in model
+        assert summary["withdrawn"] == ["hw3"] and list(summary["failed"]) == ["hw2"] and not summary["waiting"]
+        assert not {d for d, _w, _r in rec.outcomes(r.state["id"])} & {"hw4", "hw5"}
+        assert Rollout.load(tmp_path / "h.json").summary()["withdrawn"] == ["hw3"]
+    finally:
+        _shut(gw, rec, boards.values())
+
+
+def test_a_canary_that_reverts_halts_and_withdraws_the_other_canarys_command(kit, broker, tmp_path):
+    """A release with wrong golden vectors, canary of 2: hc1 reverts it, hc2 is offline. The
+    rollout halts on hc1 at once (no waiting out the timeout), hc2's command is withdrawn and
+    hc2, back online, never installs it; hc3 is never sent anything."""
+    from aiot.fleet.gateway import parse_broker
+    from aiot.fleet.rollout import Rollout
+
+    names = ["hc1", "hc2", "hc3"]
+    boards, rec, gw = _fleet(kit, broker, tmp_path, "gwhc", names, offline="hc2")
+    try:
+        r = Rollout.start(tmp_path / "c.json", site=SITE, release="ae24-1.2.0", image=kit["bad"],
+                          devices=names, canary="2", trial_timeout=30)
+        t0 = time.monotonic()
+        summary = r.run(parse_broker(broker.url), canary_timeout=60, timeout=60)
+        assert time.monotonic() - t0 < 30, "the halt waited out the canary timeout"
+        assert summary["phase"] == "halted" and summary["halted"]["device"] == "hc1", summary
+        assert "GOLDEN_MISMATCH" in summary["halted"]["reason"] and summary["not_sent"] == ["hc3"], summary
+        boards["hc2"].link_up = True
+        time.sleep(2.0)  # a few rounds of its bridge on the open link
+        assert [w for d, w, _r in rec.outcomes(r.state["id"]) if d == "hc2"] == ["withdrawn"]
+        assert _status(boards["hc2"]).running == 0xFF  # still the built-in model
+        assert summary["withdrawn"] == ["hc2"] and summary["failed"].keys() == {"hc1"}, summary
+    finally:
+        _shut(gw, rec, boards.values())

@@ -35,6 +35,10 @@ def _release_bytes(release: str, registry: Path) -> tuple[str, bytes]:
                                          "device ids ('pump-*'; known from their gateways' retained status).")
 @click.option("--canary", default="5%", show_default=True,
               help="The canary group, first in sorted id order: a share (5%) or a count (3); at least one device.")
+@click.option("--wave", default="double", show_default=True,
+              help="After the canary, the other devices in waves: 'double' (each wave twice the one before, the "
+                   "first twice the canary), a share of the group (25%) or a count (10). A failure, or a wave not "
+                   "answered within --timeout, halts before the next wave.")
 @click.option("--mqtt", "mqtt_url", help="The broker the gateways use: mqtt://HOST[:PORT] or mqtts://[USER@]HOST[:PORT].")
 @click.option("--site", default="default", show_default=True, help="The site: topics aiot/SITE/DEVICE/...")
 @click.option("--registry", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -47,15 +51,17 @@ def _release_bytes(release: str, registry: Path) -> tuple[str, bytes]:
 @click.option("--canary-timeout", type=click.FloatRange(min=1), default=600.0, show_default=True,
               help="Seconds to wait for every canary's outcome; then the rollout halts.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=3600.0, show_default=True,
-              help="Seconds to wait for the other devices' outcomes (those offline get it when they return).")
+              help="Seconds to wait for each wave's outcomes; then the rollout halts (in the last wave it stops "
+                   "waiting: those offline get the update when they return).")
 @click.option("--status", "show", is_flag=True, help="Show the rollout in --state and stop.")
 @click.option("--resume", is_flag=True, help="Continue the rollout in --state (after an interruption).")
 @json_option("the rollout's summary")
-def command(release: str | None, group: str | None, canary: str, mqtt_url: str | None, site: str,
+def command(release: str | None, group: str | None, canary: str, wave: str, mqtt_url: str | None, site: str,
             registry: Path | None, state: Path | None, trial_timeout: float, canary_timeout: float, timeout: float,
             show: bool, resume: bool, json_out) -> None:
     """Push a model release through the gateways to a canary group, wait for their trials
-    to pass, then to the rest; a failed trial on a canary halts the rollout.
+    to pass, then to the rest in waves; a failed trial halts the rollout before the next
+    wave, and the commands of devices that have not started are withdrawn.
 
     The gateways must run with --updates. Each device gets an update command on
     aiot/SITE/DEVICE/cmd; its gateway sends the package, reboots the device into the trial
@@ -105,7 +111,7 @@ def command(release: str | None, group: str | None, canary: str, mqtt_url: str |
         devices = resolve_group(group, known)
         state = state or build_dir() / "rollout" / f"{rid}.json"
         r = Rollout.start(state, site=site, release=rid, image=image, devices=devices, canary=canary,
-                          trial_timeout=trial_timeout)
+                          wave=wave, trial_timeout=trial_timeout)
     from aiot.lifecycle.registry import Registry
 
     reg = Registry(registry)
@@ -126,7 +132,8 @@ def _print(s: dict, say) -> None:
         + (f" ({s['halted']['device'] + ': ' if s['halted'].get('device') else ''}{s['halted']['reason']})"
            if s["halted"] else ""))
     say(f"  {len(s['passed'])} passed, {len(s['failed'])} failed, {len(s['waiting'])} waiting, "
-        f"{len(s['not_sent'])} not sent, of {s['devices']} (canary: {', '.join(s['canary'])})")
+        f"{len(s['withdrawn'])} withdrawn, {len(s['not_sent'])} not sent, of {s['devices']} "
+        f"(canary: {', '.join(s['canary'])}; then waves of {', '.join(map(str, s['waves'])) or 'none'})")
     for d, why in s["failed"].items():
         say(f"  {d}: {why}")
     if s["waiting"]:

@@ -33,7 +33,7 @@ from typing import Callable
 from aiot.fleet.journal import Journal
 
 #: Outcomes that end a command, and whether the device runs the release afterwards.
-FINAL = {"trial passed": True, "reverted": False, "refused": False, "trial timeout": False}
+FINAL = {"trial passed": True, "reverted": False, "refused": False, "trial timeout": False, "withdrawn": False}
 DEFAULT_TRIAL_TIMEOUT = 120.0
 
 
@@ -89,8 +89,9 @@ def run_commands(journal: Journal, device: str, source, drain: Callable[[], None
                 journal.set_command_state(cid, "done")
                 wake()
                 continue
+            if not journal.claim_command(cid):  # withdrawn meanwhile (a halted rollout)
+                continue
             outcome(journal, device, cid, body, "accepted")
-            journal.set_command_state(cid, "sending")
             wake()
             state, since = "sending", time.time()
         image = base64.b64decode(body["image"])
@@ -185,6 +186,17 @@ class CommandListener:
         parts = msg.topic.split("/")
         device = parts[2] if len(parts) == 4 else None
         if device not in self.devices or not msg.payload:  # an empty retained message clears a command
+            withdraw = dict(getattr(msg.properties, "UserProperty", None) or []).get("withdraw")
+            if device in self.devices and withdraw:  # ... and names one to take back if it has not started
+                try:
+                    got = self.journal.withdraw_command(withdraw)
+                    if got is not None:
+                        outcome(self.journal, got[0], withdraw, got[1], "withdrawn",
+                                "the rollout halted before this device started the update")
+                        self.devices[device]()
+                except Exception as e:  # noqa: BLE001 -- not acknowledged: delivered again on the next session
+                    self.last_error = f"{msg.topic}: cannot withdraw the command {withdraw}: {e}"
+                    return
             _c.ack(msg.mid, msg.qos)  # every message is acknowledged: unacknowledged ones block the session
             return
         try:

@@ -217,6 +217,26 @@ class Journal:
                                     "ORDER BY received", (device,)).fetchall()
         return [(cid, json.loads(body), state, since) for cid, body, state, since in rows]
 
+    def claim_command(self, cid: str) -> bool:
+        """Move a pending command to 'sending'; False if it is no longer pending (withdrawn)."""
+        import time
+
+        with self._lock:
+            cur = self._db.execute("UPDATE commands SET state='sending', since=? WHERE id=? AND state='pending'",
+                                   (time.time(), cid))
+            return cur.rowcount == 1
+
+    def withdraw_command(self, cid: str) -> tuple[str, dict] | None:
+        """End a command that has not started (still pending): (device, body), or None if it
+        is unknown here or already started (a started update runs to its end)."""
+        with self._lock:
+            row = self._db.execute("SELECT device, body FROM commands WHERE id=? AND state='pending'",
+                                   (cid,)).fetchone()
+            if row is None:
+                return None
+            self._db.execute("UPDATE commands SET state='done', body=json_remove(body, '$.image') WHERE id=?", (cid,))
+        return row[0], json.loads(row[1])
+
     def set_command_state(self, cid: str, state: str) -> None:
         import time
 

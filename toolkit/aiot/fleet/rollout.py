@@ -10,10 +10,19 @@
 2. The rollout waits for every canary's final outcome on ``aiot/<site>/<device>/update``.
    Any ``reverted``, ``refused`` or ``trial timeout``, or no outcome within
    ``canary_timeout``, **halts**: the rest is never sent, and the state names the device and why.
-3. **The rest** get the command; the rollout waits up to ``timeout`` for their outcomes. A
-   device whose link is down gets the update from its gateway when the link returns; one
-   that has not answered when the rollout stops waiting is listed as waiting (``--status``
-   shows it later, ``--resume`` waits again).
+3. **The rest**, in waves (``wave``: ``"double"``, each wave twice the one before, the
+   first twice the canary; or a share of the group, ``"25%"``; or a count). Each wave waits
+   up to ``timeout`` for its outcomes; a failure, or an online device not answering (unless
+   it is the last wave), **halts** before the next wave. A device that is *offline* (its
+   gateway reports its link down, or the gateway itself offline, and it has not started the
+   update) is not waited for: it is listed as waiting, and its gateway delivers the update
+   when it returns (``--status`` shows it later).
+4. **A halt withdraws** the commands of devices sent to that have not ended: the retained
+   command is cleared with an MQTT user property ``withdraw: <command id>``; a gateway that
+   journaled it but has not started it drops it and reports ``withdrawn``, so a device that
+   returns later does not install a halted release. An update already started (being sent,
+   or on trial) runs to its end: its device decides its trial by itself, and a partly
+   sent package would be left half-written for nothing; its outcome is reported.
 
 The state (phase, who was sent what, every outcome) is a JSON file rewritten atomically
 on each change, so an interrupted rollout can be resumed or shown. The rollout's MQTT
@@ -40,9 +49,11 @@ from aiot.fleet.commands import FINAL, update_command
 from aiot.fleet.topics import now_iso
 
 PHASES = ("canary", "rest", "done", "halted")
+#: Seconds a rollout halted by a timeout waits for its gateways to report the withdrawals.
+WITHDRAW_WAIT = 10.0
 
 
-def canary_count(spec: str | float | int, total: int) -> int:
+def canary_count(spec: str | float | int, total: int, option: str = "--canary") -> int:
     """How many canaries: ``"5%"`` or a fraction (ceil of that share) or ``"3"`` (a count);
     at least one, at most ``total``."""
     text = str(spec).strip()
@@ -54,11 +65,27 @@ def canary_count(spec: str | float | int, total: int) -> int:
         else:
             n = int(text)
     except ValueError:
-        raise ToolkitError(f"--canary {spec!r} is neither a share nor a count",
-                           hint="give a share (--canary 5%) or a number of devices (--canary 3)") from None
+        raise ToolkitError(f"{option} {spec!r} is neither a share nor a count",
+                           hint=f"give a share ({option} 5%) or a number of devices ({option} 3)"
+                                + (" or 'double'" if option == "--wave" else "")) from None
     if n < 0 or (text.endswith("%") and not 0 <= float(text[:-1]) <= 100):
-        raise ToolkitError(f"--canary {spec!r} is out of range", hint="a share 0-100% or a count >= 1")
+        raise ToolkitError(f"{option} {spec!r} is out of range", hint="a share 0-100% or a count >= 1")
     return max(1, min(total, n))
+
+
+def waves(spec: str | float | int, canary: int, rest: list[str]) -> list[list[str]]:
+    """The devices after the canary, in waves: ``"double"`` (each wave twice the one before,
+    the first twice the canary), a share of the whole group (``"25%"``) or a count (``"10"``)."""
+    total = canary + len(rest)
+    out, i, size = [], 0, canary
+    while i < len(rest):
+        if str(spec).strip().lower() == "double":
+            size *= 2
+        else:
+            size = canary_count(spec, total, "--wave")
+        out.append(rest[i:i + size])
+        i += size
+    return out
 
 
 def resolve_group(spec: str, known: list[str]) -> list[str]:
@@ -131,6 +158,7 @@ class Rollout:
         self.path, self.state = Path(path), state
         self._lock = threading.Lock()
         self._changed = threading.Event()
+        self._reach: dict[str, dict] = {}  # device -> its gateway's retained link / status words
         self._client = None
         self.registry = None
 
@@ -138,7 +166,7 @@ class Rollout:
 
     @classmethod
     def start(cls, path: Path, *, site: str, release: str, image: bytes, devices: list[str], canary,
-              trial_timeout: float = 120.0) -> "Rollout":
+              wave="double", trial_timeout: float = 120.0) -> "Rollout":
         if Path(path).exists():
             raise ToolkitError(f"{path}: a rollout state is already there",
                                hint=f"resume it (aiot rollout --resume --state {path}), show it (--status), "
@@ -151,7 +179,8 @@ class Rollout:
         n = canary_count(canary, len(devices))
         rid = f"{release}@{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{os.urandom(2).hex()}"
         state = {"id": rid, "site": site, "release": release, "phase": "canary", "started": now_iso(), "updated": now_iso(),
-                 "canary": devices[:n], "rest": devices[n:], "trial_timeout": trial_timeout,
+                 "canary": devices[:n], "rest": devices[n:], "waves": waves(wave, n, devices[n:]), "wave": 0,
+                 "trial_timeout": trial_timeout,
                  "sent": {}, "outcomes": {}, "progress": {}, "halted": None, "image_path": None}
         r = cls(path, state)
         r.image = image
@@ -191,13 +220,17 @@ class Rollout:
         out = s["outcomes"]
         passed = sorted(d for d, o in out.items() if FINAL.get(o["outcome"]))
         failed = {d: f"{o['outcome']}: {o['reason']}" if o.get("reason") else o["outcome"]
-                  for d, o in sorted(out.items()) if not FINAL.get(o["outcome"], True)}
+                  for d, o in sorted(out.items()) if not FINAL.get(o["outcome"], True) and o["outcome"] != "withdrawn"}
         waiting = sorted(d for d in s["sent"] if d not in out)
-        return {"id": s["id"], "release": s["release"], "site": s["site"], "phase": s["phase"],
+        return {"waves": [len(w) for w in self._waves()], "wave": s.get("wave", 0),
+                "withdrawn": sorted(d for d, o in out.items() if o["outcome"] == "withdrawn"), "id": s["id"], "release": s["release"], "site": s["site"], "phase": s["phase"],
                 "halted": s["halted"], "canary": s["canary"], "devices": len(self.devices),
                 "sent": len(s["sent"]), "passed": passed, "failed": failed, "waiting": waiting,
                 "not_sent": sorted(d for d in self.devices if d not in s["sent"]),
                 "started": s["started"], "updated": s["updated"]}
+
+    def _waves(self) -> list[list[str]]:
+        return self.state.get("waves", [self.state["rest"]] if self.state["rest"] else [])
 
     # --- MQTT -------------------------------------------------------------------------------
 
@@ -216,7 +249,9 @@ class Rollout:
         _login(c, broker)
         c.reconnect_delay_set(0.1, 2.0)
         subscribed = threading.Event()
-        c.on_connect = lambda cl, *_a: cl.subscribe(topic(self.state["site"], "+", "update"), 1)
+        # outcomes, and (retained) each device's link and its gateway's status: who is offline
+        c.on_connect = lambda cl, *_a: cl.subscribe([(topic(self.state["site"], "+", kind), 1)
+                                                     for kind in ("update", "link", "status")])
         c.on_subscribe = lambda *_a: subscribed.set()
         c.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
@@ -244,9 +279,16 @@ class Rollout:
             m = json.loads(msg.payload)
         except ValueError:
             return
-        if not isinstance(m, dict) or m.get("rollout") != self.state["id"]:
+        if not isinstance(m, dict):
             return
-        device = msg.topic.split("/")[2]
+        device, kind = msg.topic.split("/")[2], msg.topic.rsplit("/", 1)[-1]
+        if kind in ("link", "status"):  # retained: the last word of the device's gateway
+            with self._lock:
+                self._reach.setdefault(device, {})[kind] = m.get(kind)
+            self._changed.set()
+            return
+        if m.get("rollout") != self.state["id"]:
+            return
         if device not in self.state["canary"] and device not in self.state["rest"]:
             return
         with self._lock:
@@ -295,8 +337,18 @@ class Rollout:
         progress(f"sent the update to {len(devices)} device(s): {', '.join(devices[:5])}"
                  + (" ..." if len(devices) > 5 else ""))
 
+    def offline(self, device: str) -> bool:
+        """``device`` has not started this rollout's update and its gateway says it cannot
+        reach it (link down) or is itself offline (its last will)."""
+        with self._lock:
+            reach = self._reach.get(device, {})
+            started = bool(self.state["progress"].get(device))
+        return not started and (reach.get("link") == "down" or reach.get("status") == "offline")
+
     def _wait(self, devices: list[str], timeout: float, halt_on_failure: bool,
-              progress: Callable[[str], None]) -> Halt | None:
+              progress: Callable[[str], None], offline_ok: bool = False) -> Halt | None:
+        """Until every device of ``devices`` has its final outcome (with ``offline_ok``: every
+        one that is not offline), a failure (with ``halt_on_failure``) or ``timeout``."""
         deadline = time.monotonic() + timeout
         reported: set[str] = set()
         while True:
@@ -311,18 +363,61 @@ class Rollout:
                              + f"  [{len(reported)}/{len(devices)}]")
                     if halt_on_failure and not FINAL.get(o["outcome"]):
                         return Halt(d, f"{o['outcome']}" + (f": {o['reason']}" if o.get("reason") else ""))
-            if len(reported) == len(devices):
+            away = [d for d in devices if d not in out and offline_ok and self.offline(d)]
+            if len(reported) + len(away) == len(devices):
+                if away:
+                    progress(f"offline, not waited for (their gateways deliver the update when they return): "
+                             f"{', '.join(away[:5])}" + (" ..." if len(away) > 5 else ""))
                 return None
             left = deadline - time.monotonic()
             if left <= 0:
-                missing = [d for d in devices if d not in out]
+                missing = [d for d in devices if d not in out and d not in away]
                 return Halt(None, f"no outcome within {timeout:.0f} s from {len(missing)} device(s): "
                                   f"{', '.join(missing[:5])}" + (" ..." if len(missing) > 5 else ""))
             self._changed.wait(min(left, 1.0))
 
+    def _withdraw(self, progress: Callable[[str], None]) -> None:
+        """A halted rollout takes back the commands of devices that have not ended: the
+        retained command is cleared, and the clear names the command, so a gateway that
+        journaled it but has not started it (the device's link is down) drops it and
+        reports ``withdrawn``. A command already started (sending, on trial) runs to its end."""
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        from aiot.fleet.topics import topic
+
+        s = self.state
+        with self._lock:
+            open_ = [d for d in s["sent"] if d not in s["outcomes"]]
+        for d in open_:
+            props = Properties(PacketTypes.PUBLISH)
+            props.UserProperty = [("withdraw", f"{s['id']}/{d}")]
+            info = self._client.publish(topic(s["site"], d, "cmd"), b"", qos=1, retain=True, properties=props)
+            info.wait_for_publish(10.0)
+        if open_:
+            progress(f"withdrew the command of {len(open_)} device(s) not ended: {', '.join(open_[:5])}"
+                     + (" ..." if len(open_) > 5 else "") + " (those not started never install it)")
+
+    def _halt(self, halt: Halt, wave: list[str], timeout: float, progress: Callable[[str], None]) -> dict:
+        s = self.state
+        with self._lock:
+            s["phase"], s["halted"] = "halted", {"device": halt.device, "reason": halt.reason}
+            self.save()
+        not_sent = [d for d in self.devices if d not in s["sent"]]
+        progress(f"HALTED: {halt.device + ': ' if halt.device else ''}{halt.reason}; "
+                 f"nothing sent to the other {len(not_sent)} device(s)")
+        self._withdraw(progress)
+        open_ = [d for d in wave if d not in s["outcomes"]]
+        if open_:  # those already sent to are reported as they end (withdrawn, or their trial's verdict);
+            # after a timeout only the withdrawals are awaited (a gateway that is up reports them at once)
+            self._wait(open_, timeout if halt.device else min(timeout, WITHDRAW_WAIT), False, progress)
+        return self.summary()
+
     def run(self, broker, *, canary_timeout: float = 600.0, timeout: float = 3600.0,
             progress: Callable[[str], None] = lambda _t: None) -> dict:
-        """Canary, then the rest; returns the summary. Resumes from the saved phase."""
+        """Canary, then the other devices wave by wave; returns the summary. A failure, or a
+        wave (or the canary) not answered in its timeout, halts before the next wave.
+        Resumes from the saved phase and wave."""
         s = self.state
         if s["phase"] in ("done", "halted"):
             return self.summary()
@@ -330,28 +425,42 @@ class Rollout:
         try:
             if s["phase"] == "canary":
                 progress(f"rollout {s['id']}: {s['release']} to {len(self.devices)} device(s) of site {s['site']}, "
-                         f"canary {len(s['canary'])}")
+                         f"canary {len(s['canary'])}, then waves of {', '.join(str(len(w)) for w in self._waves())}")
                 self._send(s["canary"], progress)
                 halt = self._wait(s["canary"], canary_timeout, True, progress)
                 if halt is not None:
-                    with self._lock:
-                        s["phase"], s["halted"] = "halted", {"device": halt.device, "reason": halt.reason}
-                        self.save()
-                    progress(f"HALTED: {halt.device + ': ' if halt.device else ''}{halt.reason}; "
-                             f"nothing sent to the other {len(s['rest'])} device(s)")
-                    return self.summary()
+                    return self._halt(halt, s["canary"], canary_timeout, progress)
                 with self._lock:
                     s["phase"] = "rest"
                     self.save()
-                progress(f"every canary passed its trial; sending to the other {len(s['rest'])} device(s)")
-            self._send(s["rest"], progress)
-            missing = self._wait(s["rest"], timeout, False, progress)
+                progress(f"every canary passed its trial; sending to the other {len(s['rest'])} device(s) "
+                         f"in {len(self._waves())} wave(s)")
+            waves_ = self._waves()
+            for k in range(s.get("wave", 0), len(waves_)):
+                with self._lock:
+                    s["wave"] = k
+                    self.save()
+                wave, last = waves_[k], k == len(waves_) - 1
+                progress(f"wave {k + 1}/{len(waves_)}: {len(wave)} device(s)")
+                self._send(wave, progress)
+                # an offline device does not hold a wave up; the last wave waits for everyone sent to
+                # (an offline device may return meanwhile), up to the timeout
+                late = [d for d in s["sent"] if d not in s["outcomes"] and d not in wave] if last else []
+                halt = self._wait(wave + sorted(late), timeout, True, progress, offline_ok=not last)
+                if halt is not None and (halt.device is not None or not last):
+                    return self._halt(halt, wave, timeout, progress)
+                if halt is not None:  # the last wave, no failure: devices offline get it when they return
+                    progress(f"still waiting: {halt.reason} (offline? their gateways deliver the update when they "
+                             f"return; aiot rollout --status --state {self.path} shows it)")
+                    return self.summary()
             with self._lock:
-                s["phase"] = "done" if missing is None else "rest"
+                waiting = [d for d in s["sent"] if d not in s["outcomes"]]
+                if not waiting:
+                    s["phase"] = "done"
                 self.save()
-            if missing is not None:
-                progress(f"still waiting: {missing.reason} (offline? their gateways deliver the update when they "
-                         f"return; aiot rollout --status --state {self.path} shows it)")
+            if waiting:
+                progress(f"still waiting: {', '.join(sorted(waiting)[:5])}" + (" ..." if len(waiting) > 5 else "")
+                         + f" (offline; aiot rollout --status --state {self.path} shows them later)")
             return self.summary()
         finally:
             self.close()
