@@ -717,22 +717,34 @@ def emit_mean(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=x.size)
 
 
-def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
-    g = ctx.g
-    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+def _paddings(g, op: Operator, x) -> tuple[np.ndarray, int, list[int], list[int], list[int]]:
+    """PAD/PADV2/MIRROR_PAD's constant paddings: ``(pads, rank, dims, before, after)``, the
+    last three as 4-D lists (before/after empty when the paddings do not match the rank)."""
     pads = g.tensor(op.inputs[1])
     if pads is None or not pads.is_const:
         raise _fail(g, op, "paddings must be a constant tensor", "re-export the model")
     pads = np.asarray(pads.data).reshape(-1, 2).astype(np.int64)
     rank = len(x.shape)
+    dims = [1] * (4 - rank) + list(x.shape)
+    if len(pads) != rank:
+        return pads, rank, dims, [], []
+    return (pads, rank, dims, [0] * (4 - rank) + [int(p) for p in pads[:, 0]],
+            [0] * (4 - rank) + [int(p) for p in pads[:, 1]])
+
+
+def _check_padded_size(g, op: Operator, out, dims: list[int], before: list[int], after: list[int]) -> None:
+    if out.size != int(np.prod([b + d + a for b, d, a in zip(before, dims, after)], dtype=np.int64)):
+        raise _fail(g, op, f"output shape {list(out.shape)} does not match the padding", "re-export the model")
+
+
+def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
+    g = ctx.g
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    pads, rank, dims, before, after = _paddings(g, op, x)
     if rank > 4 or len(pads) != rank or np.any(pads < 0):
         raise _fail(g, op, f"padding {pads.tolist()} of a rank-{rank} tensor", "pad at most 4-D tensors by >= 0")
     _same_qparams(g, op, x, out)
-    dims = [1] * (4 - rank) + list(x.shape)
-    before = [0] * (4 - rank) + [int(p) for p in pads[:, 0]]
-    after = [0] * (4 - rank) + [int(p) for p in pads[:, 1]]
-    if out.size != int(np.prod([b + d + a for b, d, a in zip(before, dims, after)], dtype=np.int64)):
-        raise _fail(g, op, f"output shape {list(out.shape)} does not match the padding", "re-export the model")
+    _check_padded_size(g, op, out, dims, before, after)
     pad_value = _qp(out)[1]
     if op.op == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
         # TFLM pads with the given constant, which must share the input's quantization
@@ -756,25 +768,17 @@ def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
 def emit_mirror_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
     g = ctx.g
     x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    pads = g.tensor(op.inputs[1])
-    if pads is None or not pads.is_const:
-        raise _fail(g, op, "paddings must be a constant tensor", "re-export the model")
-    pads = np.asarray(pads.data).reshape(-1, 2).astype(np.int64)
-    rank = len(x.shape)
+    pads, rank, dims, before, after = _paddings(g, op, x)
     mode = int(op.options.get("mode", 0))
     offset = {0: 1, 1: 0}.get(mode)  # REFLECT skips the edge element, SYMMETRIC repeats it
     if offset is None:
         raise _fail(g, op, f"unknown mirror mode {mode}", "use REFLECT or SYMMETRIC")
-    dims = [1] * (4 - rank) + list(x.shape)
-    before = [0] * (4 - rank) + [int(p) for p in pads[:, 0]] if len(pads) == rank else []
-    after = [0] * (4 - rank) + [int(p) for p in pads[:, 1]] if len(pads) == rank else []
     if rank > 4 or len(pads) != rank or np.any(pads < 0) or any(
             b + offset > d or a + offset > d for b, a, d in zip(before, after, dims)):
         raise _fail(g, op, f"mirror padding {pads.tolist()} ({'REFLECT' if offset else 'SYMMETRIC'}) of "
                     f"{list(x.shape)}", "pad at most 4-D tensors, by less than each axis's size")
     _same_qparams(g, op, x, out)
-    if out.size != int(np.prod([b + d + a for b, d, a in zip(before, dims, after)], dtype=np.int64)):
-        raise _fail(g, op, f"output shape {list(out.shape)} does not match the padding", "re-export the model")
+    _check_padded_size(g, op, out, dims, before, after)
     j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
     decls = [f"static const aiot_mirror_pad_params_t {name}_p = {{ {j(dims)}, {j(before)}, {j(after)}, {offset} }};"]
     call = f"aiot_mirror_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
