@@ -318,7 +318,10 @@ aiot_status_t aiot_softmax_s8(const aiot_softmax_params_t *p, const int8_t *inpu
 //! multiplier rounded to 16 bits, one rounding shift); acc64 = 0 (an int32 bias or none,
 //! CONV_2D only): an int32 accumulator (wrapping as TFLM's does) and the int32 form.
 typedef struct {
-    const int32_t *multiplier;  //!< Q31 significands, one per channel (per_channel) or one
+    //! acc64 = 0: Q31 significands and TFLM's shifts, one per channel (per_channel) or one.
+    //! acc64 = 1: what TFLM's 64-bit form derives from them on every call, hoisted to
+    //! generation time: the Q15 multiplier and the total right shift (15 - shift).
+    const int32_t *multiplier;
     const int32_t *shift;
     int32_t act_min, act_max;   //!< int16 activation clamp
     uint8_t per_channel;

@@ -43,6 +43,22 @@ static inline int32_t aiot_fp_mbqm(int32_t x, int32_t multiplier, int32_t shift)
     return aiot_fp_rdivpot(aiot_fp_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
 }
 
+// (int32_t)((x * m + 2^(total - 1)) >> total) in 64 bits, the tail of TFLM's int64
+// MultiplyByQuantizedMultiplier (m its Q15 multiplier, 0..0x7FFF; total = 15 - shift, 8..46). A
+// shift below 32 takes the low word from two 32-bit halves (UMULL, MLA, ADDS/ADC, two
+// shifts and an ORR) instead of a 64-bit variable shift; the int32 truncation is TFLM's.
+static inline int32_t aiot_rshift64_round(int64_t x, int32_t m, int32_t total)
+{
+    if (total < 32 && m >= 0) {
+        const uint64_t lo = (uint64_t)(uint32_t)x * (uint32_t)m;
+        const uint32_t hi = (uint32_t)(lo >> 32) + (uint32_t)(int32_t)(x >> 32) * (uint32_t)m;
+        const uint32_t r = (uint32_t)lo + (1u << (total - 1));
+        const uint32_t h = hi + (r < (uint32_t)lo);
+        return (int32_t)((r >> total) | (h << (32 - total)));
+    }
+    return (int32_t)((x * m + ((int64_t)1 << (total - 1))) >> total);
+}
+
 // (a * b + 2^31) >> 32: one SMMULR with the DSP extension.
 static inline int32_t aiot_fp_smmulr(int32_t a, int32_t b)
 {

@@ -10,17 +10,17 @@ int32_t aiot_mul_by_quant_mult64(int64_t x, int32_t multiplier, int32_t shift)
 {
     // TFLM's int64 MultiplyByQuantizedMultiplier: the Q31 multiplier rounded to a Q15 one,
     // then a single rounding right shift by 15 - shift (shift is -31..7, so 8..46 bits).
-    const int64_t reduced = multiplier < 0x7FFF0000 ? ((int64_t)multiplier + (1 << 15)) >> 16 : 0x7FFF;
-    const int32_t total = 15 - shift;
-    return (int32_t)((x * reduced + ((int64_t)1 << (total - 1))) >> total);
+    const int32_t reduced = multiplier < 0x7FFF0000 ? (multiplier + (1 << 15)) >> 16 : 0x7FFF;
+    return aiot_rshift64_round(x, reduced, 15 - shift);
 }
 
-static int16_t requant16(const aiot_requant16_t *rq, uint32_t channel, int64_t acc)
+static inline int16_t requant16(const aiot_requant16_t *rq, uint32_t channel, int64_t acc)
 {
     const uint32_t c = rq->per_channel ? channel : 0;
     int32_t v;
     if (rq->acc64) {
-        v = aiot_mul_by_quant_mult64(acc, rq->multiplier[c], rq->shift[c]);
+        // the generator stored TFLM's Q15 multiplier and the total right shift
+        v = aiot_rshift64_round(acc, rq->multiplier[c], rq->shift[c]);
     } else {
         // an int32 accumulator wraps modulo 2^32 exactly as this truncation does
         v = aiot_fp_mbqm((int32_t)(uint32_t)(uint64_t)acc, rq->multiplier[c], rq->shift[c]);
@@ -52,6 +52,65 @@ static inline int64_t dot_wide(const int16_t *x, const int16_t *w, int32_t n)
     return acc;
 }
 
+// Two output channels' dot products over one contiguous window row, added to a0/a1: the
+// input pairs are loaded once for both channels (per four values two input words, four
+// weight words, four SMLALD into the 64-bit sums, exact as TFLM's).
+static inline __attribute__((always_inline)) void dot2_wide(const int16_t *x, const int16_t *w0, const int16_t *w1,
+                                                            int32_t n, int64_t *a0, int64_t *a1)
+{
+    int64_t s0 = *a0, s1 = *a1;
+    int32_t i = 0;
+#ifdef AIOT_DSP
+    for (; i + 4 <= n; i += 4) {
+        int32_t xa, xb, wa, wb, va, vb;
+        memcpy(&xa, x + i, 4);  // unaligned word loads (v7E-M, v8-M Main allow them)
+        memcpy(&xb, x + i + 2, 4);
+        memcpy(&wa, w0 + i, 4);
+        memcpy(&wb, w0 + i + 2, 4);
+        memcpy(&va, w1 + i, 4);
+        memcpy(&vb, w1 + i + 2, 4);
+        s0 = __smlald(xa, wa, s0);
+        s1 = __smlald(xa, va, s1);
+        s0 = __smlald(xb, wb, s0);
+        s1 = __smlald(xb, vb, s1);
+    }
+#endif
+    for (; i < n; ++i) {
+        s0 += (int32_t)w0[i] * x[i];
+        s1 += (int32_t)w1[i] * x[i];
+    }
+    *a0 = s0;
+    *a1 = s1;
+}
+
+// Every output channel of one pixel whose window lies inside the input (speed mode):
+// each kernel row is `row` = k_w * in_c contiguous values in the input (rows `step`
+// apart) and in the weights; two channels per pass, the bias first, TFLM's requantization
+// from the generator's hoisted multipliers. Not inlined: a small function of its own
+// keeps the accumulators and pointers in registers.
+static __attribute__((noinline)) void pixel_wide(const aiot_conv16_params_t *p16, const int16_t *x, size_t step,
+                                                 const int16_t *w, const int64_t *bias, int16_t *y)
+{
+    const int32_t k_h = p16->geom.k_h, out_c = p16->geom.out_c;
+    const int32_t row = p16->geom.k_w * p16->geom.in_c, taps = k_h * row;
+    int32_t oc = 0;
+    for (; oc + 2 <= out_c; oc += 2, w += 2 * taps) {
+        int64_t a0 = bias != NULL ? bias[oc] : 0, a1 = bias != NULL ? bias[oc + 1] : 0;
+        for (int32_t ky = 0; ky < k_h; ++ky) {
+            dot2_wide(x + ky * step, w + ky * row, w + taps + ky * row, row, &a0, &a1);
+        }
+        y[oc] = requant16(&p16->rq, (uint32_t)oc, a0);
+        y[oc + 1] = requant16(&p16->rq, (uint32_t)oc + 1, a1);
+    }
+    if (oc < out_c) {
+        int64_t a0 = bias != NULL ? bias[oc] : 0;
+        for (int32_t ky = 0; ky < k_h; ++ky) {
+            a0 += dot_wide(x + ky * step, w + ky * row, row);
+        }
+        y[oc] = requant16(&p16->rq, (uint32_t)oc, a0);
+    }
+}
+
 aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *input, const void *filter,
                               const int64_t *bias, int16_t *output)
 {
@@ -66,6 +125,12 @@ aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *in
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
             const int32_t x0 = ox * p->stride_w - p->pad_left;
             int16_t *y = output + ((size_t)oy * p->out_w + ox) * (size_t)out_c;
+            if (p16->wide && p->dil_w == 1 && y0 >= 0 && y0 + (p->k_h - 1) * p->dil_h < in_h && x0 >= 0 &&
+                x0 + p->k_w <= in_w) {
+                pixel_wide(p16, input + ((size_t)y0 * in_w + x0) * (size_t)in_c, (size_t)p->dil_h * in_w * (size_t)in_c,
+                           (const int16_t *)filter, bias, y);
+                continue;
+            }
             for (int32_t oc = 0; oc < out_c; ++oc) {
                 int64_t acc = 0;
                 for (int32_t ky = 0; ky < p->k_h; ++ky) {

@@ -107,6 +107,8 @@ def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
         raise _fail(g, op, "a requantization scale of 2^8 or more", "the layer's scales are out of TFLite's range")
     lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp, "int16")
     bias, acc64 = _bias64(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, allow32=kind == "conv")
+    if acc64:
+        mults, shifts = reduced_multipliers(mults, shifts)
     # speed mode: CONV_2D/FULLY_CONNECTED weights widened to int16 (DSP cores multiply two
     # int16 pairs per instruction); size mode and DEPTHWISE_CONV_2D keep the file's int8
     wide = ctx.optimize == "speed" and kind != "dw"
@@ -125,6 +127,14 @@ def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
     macs = out_h * out_w * out_c * k_h * k_w * (1 if kind == "dw" else in_c)
     return Layer(op.op, op.index, call, decls, macs=macs,
                  weights_bytes=weights.nbytes + (8 * out_c if bias is not None else 0) + 8 * len(mults))
+
+
+def reduced_multipliers(mults: list[int], shifts: list[int]) -> tuple[list[int], list[int]]:
+    """What TFLM's int64 MultiplyByQuantizedMultiplier computes from each (Q31 multiplier,
+    shift) on every call, done once here: the Q15 multiplier and the total right shift
+    (15 - shift), the form aiot_requant16_t holds for an int64 accumulator."""
+    reduced = [(m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF for m in mults]
+    return reduced, [15 - s for s in shifts]
 
 
 def emit_conv2d_16(ctx: Ctx, op: Operator, name: str) -> Layer:
