@@ -53,29 +53,37 @@ static inline int64_t dot_wide(const int16_t *x, const int16_t *w, int32_t n)
 }
 
 // Two output channels' dot products over one contiguous window row, added to a0/a1: the
-// input pairs are loaded once for both channels (per four values two input words, four
-// weight words, four SMLALD into the 64-bit sums, exact as TFLM's).
+// input pairs are loaded once for both channels. DSP cores: per two values one input
+// word, two weight words and two SMLALD into the 64-bit sums (exact, as TFLM's), in
+// assembly: GCC's own loop shuffles the accumulator pairs between registers.
 static inline __attribute__((always_inline)) void dot2_wide(const int16_t *x, const int16_t *w0, const int16_t *w1,
                                                             int32_t n, int64_t *a0, int64_t *a1)
 {
     int64_t s0 = *a0, s1 = *a1;
-    int32_t i = 0;
 #ifdef AIOT_DSP
-    for (; i + 4 <= n; i += 4) {
-        int32_t xa, xb, wa, wb, va, vb;
-        memcpy(&xa, x + i, 4);  // unaligned word loads (v7E-M, v8-M Main allow them)
-        memcpy(&xb, x + i + 2, 4);
-        memcpy(&wa, w0 + i, 4);
-        memcpy(&wb, w0 + i + 2, 4);
-        memcpy(&va, w1 + i, 4);
-        memcpy(&vb, w1 + i + 2, 4);
-        s0 = __smlald(xa, wa, s0);
-        s1 = __smlald(xa, va, s1);
-        s0 = __smlald(xb, wb, s0);
-        s1 = __smlald(xb, vb, s1);
+    if (n >= 2) {
+        const int16_t *const x_end = x + (n & ~1);
+        uint32_t l0 = (uint32_t)s0, h0 = (uint32_t)((uint64_t)s0 >> 32);
+        uint32_t l1 = (uint32_t)s1, h1 = (uint32_t)((uint64_t)s1 >> 32);
+        uint32_t xa, wa, wb;
+        __asm__ volatile("1:\n\t"
+                         "ldr    %[xa], [%[x]], #4\n\t"  // unaligned word loads (v7E-M, v8-M Main)
+                         "ldr    %[wa], [%[w0]], #4\n\t"
+                         "ldr    %[wb], [%[w1]], #4\n\t"
+                         "smlald %[l0], %[h0], %[xa], %[wa]\n\t"
+                         "smlald %[l1], %[h1], %[xa], %[wb]\n\t"
+                         "cmp    %[x], %[xe]\n\t"
+                         "bne    1b\n\t"
+                         : [l0] "+r"(l0), [h0] "+r"(h0), [l1] "+r"(l1), [h1] "+r"(h1), [x] "+r"(x), [w0] "+r"(w0),
+                           [w1] "+r"(w1), [xa] "=&r"(xa), [wa] "=&r"(wa), [wb] "=&r"(wb)
+                         : [xe] "r"(x_end)
+                         : "cc", "memory");
+        s0 = (int64_t)(((uint64_t)h0 << 32) | l0);
+        s1 = (int64_t)(((uint64_t)h1 << 32) | l1);
+        n &= 1;
     }
 #endif
-    for (; i < n; ++i) {
+    for (int32_t i = 0; i < n; ++i) {
         s0 += (int32_t)w0[i] * x[i];
         s1 += (int32_t)w1[i] * x[i];
     }
