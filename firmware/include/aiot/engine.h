@@ -346,6 +346,16 @@ typedef struct {
 aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p, const int16_t *input, const void *filter,
                               const int64_t *bias, int16_t *output);
 
+//! TRANSPOSE_CONV with int16 input and output (16x8): the int8 geometry (its input_offset
+//! and rq unused), bias int64 (out_c entries) or NULL, rq with acc64 = 1 (TFLM sums in
+//! 64 bits and requantizes with its 64-bit form for every 16x8 TRANSPOSE_CONV).
+typedef struct {
+    aiot_transpose_conv_params_t geom;
+    aiot_requant16_t rq;
+} aiot_transpose_conv16_params_t;
+aiot_status_t aiot_transpose_conv_s16(const aiot_transpose_conv16_params_t *p, const int16_t *input,
+                                      const int8_t *weights, const int64_t *bias, int16_t *output);
+
 //! ADD/SUB and MUL of int16 tensors: the int8 parameter structs, TFLM's left shift of 15
 //! for ADD, int16 clamps.
 aiot_status_t aiot_add_s16(const aiot_add_params_t *p, const int16_t *in1, const int16_t *in2, int16_t *output);

@@ -436,12 +436,9 @@ def emit_depthwise(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _conv_like(ctx, op, name, depthwise=True)
 
 
-def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
-    # Inputs: output shape, OHWI weights, input, optional bias. TFLM derives the padding
-    # from the output size as a convolution of it would (its offset unused).
-    g = ctx.g
-    x, out = ctx.t(op.inputs[2]), ctx.t(op.outputs[0])
-    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+def transpose_conv_geometry(g: Graph, op: Operator, x: Tensor, out: Tensor, w: Tensor) -> list[int]:
+    """TRANSPOSE_CONV's shape fields as aiot_transpose_conv_params_t has them (in_h .. pad_w),
+    checked; the weights' per-channel scales checked against the output channels."""
     in_h, in_w, in_c = _nhwc(g, op, x)
     out_h, out_w, out_c = _nhwc(g, op, out)
     o = op.options
@@ -456,11 +453,21 @@ def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
         n = (size + stride - 1) // stride if o["padding"] == "SAME" else (size - k + stride) // stride
         return _padding(o["padding"], size, k, stride, 1, n)
 
-    pad_h, pad_w = pad(out_h, k_h, sh), pad(out_w, k_w, sw)
-    in_s, in_zp = _qp(x)
-    out_s, out_zp = _qp(out)
     if w.per_channel and (len(w.scale) != out_c or w.quantized_dimension != 0):
         raise _fail(g, op, "per-channel scales do not match the output channels", "re-export the model")
+    return [in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, pad(out_h, k_h, sh), pad(out_w, k_w, sw)]
+
+
+def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # Inputs: output shape, OHWI weights, input, optional bias. TFLM derives the padding
+    # from the output size as a convolution of it would (its offset unused).
+    g = ctx.g
+    x, out = ctx.t(op.inputs[2]), ctx.t(op.outputs[0])
+    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    in_h, in_w, in_c, out_h, out_w, out_c, k_h, k_w, sh, sw, pad_h, pad_w = transpose_conv_geometry(g, op, x, out, w)
+    o = op.options
+    in_s, in_zp = _qp(x)
+    out_s, out_zp = _qp(out)
     mults, shifts = conv_multipliers(in_s, w.scale if w.per_channel else w.scale[:1], out_s)
     lo, hi = activation_range(o.get("activation", "NONE"), out_s, out_zp)
     has_bias = len(op.inputs) > 3 and op.inputs[3] >= 0

@@ -41,6 +41,7 @@ from aiot.codegen.ops import (
     emit_strided_slice,
     emit_sub,
     emit_transpose,
+    transpose_conv_geometry,
 )
 from aiot.codegen.quant import activation_range, conv_multipliers, quantize_multiplier, round_half_away
 from aiot.model.tflite import Graph, Operator, Tensor, activation_types
@@ -135,6 +136,38 @@ def reduced_multipliers(mults: list[int], shifts: list[int]) -> tuple[list[int],
     (15 - shift), the form aiot_requant16_t holds for an int64 accumulator."""
     reduced = [(m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF for m in mults]
     return reduced, [15 - s for s in shifts]
+
+
+def emit_transpose_conv_16(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TFLM's 16x8 TRANSPOSE_CONV: products summed in an int64 scratch, the int64 bias, its
+    # 64-bit requantization; the gather is the int8 kernel's (transpose_conv.c).
+    g = ctx.g
+    x, out = ctx.t(op.inputs[2]), ctx.t(op.outputs[0])
+    if x.dtype != "int16" or out.dtype != "int16":
+        raise _fail(g, op, f"{x.dtype} input, {out.dtype} output", "the 16x8 mode needs int16 input and output")
+    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
+    _zero_points(g, op, x, out)
+    geom = transpose_conv_geometry(g, op, x, out, w)
+    in_h, in_w, in_c, out_c, k_h, k_w = geom[0], geom[1], geom[2], geom[5], geom[6], geom[7]
+    mults, shifts = conv_multipliers(_qp(x)[0], w.scale if w.per_channel else w.scale[:1], _qp(out)[0])
+    if any(s >= 8 for s in shifts):
+        raise _fail(g, op, "a requantization scale of 2^8 or more", "the layer's scales are out of TFLite's range")
+    mults, shifts = reduced_multipliers(mults, shifts)
+    lo, hi = activation_range(op.options.get("activation", "NONE"), _qp(out)[0], 0, "int16")
+    bias, _ = _bias64(g, op, op.inputs[3] if len(op.inputs) > 3 else -1, out_c, allow32=False)
+    decls = [
+        _c_array("int32_t", f"{name}_mult", np.array(mults)),
+        _c_array("int32_t", f"{name}_shift", np.array(shifts)),
+        _c_array("int8_t", f"{name}_w", np.asarray(w.data)),
+        *([_c_array("int64_t", f"{name}_b", bias)] if bias is not None else []),
+        f"static const aiot_transpose_conv16_params_t {name}_p = {{ {{ {', '.join(map(str, geom))}, 0, "
+        "{ NULL, NULL, 0, 0, 0, 0, NULL } }, "
+        f"{{ {name}_mult, {name}_shift, {lo}, {hi}, {int(len(mults) > 1)}, 1 }} }};",
+    ]
+    call = (f"aiot_transpose_conv_s16(&{name}_p, {_cast(ctx, x)}, {name}_w, "
+            f"{f'{name}_b' if bias is not None else 'NULL'}, {_cast(ctx, out)})")
+    return Layer(op.op, op.index, call, decls, macs=in_h * in_w * in_c * out_c * k_h * k_w,
+                 weights_bytes=w.size + (8 * out_c if bias is not None else 0) + 8 * len(mults))
 
 
 def emit_conv2d_16(ctx: Ctx, op: Operator, name: str) -> Layer:
@@ -273,6 +306,7 @@ EMITTERS16 = {
     "FULLY_CONNECTED": emit_fully_connected_16,
     "CONV_2D": emit_conv2d_16,
     "DEPTHWISE_CONV_2D": emit_depthwise_16,
+    "TRANSPOSE_CONV": emit_transpose_conv_16,
     "ADD": emit_add,
     "SUB": emit_sub,
     "MUL": emit_mul,

@@ -90,10 +90,17 @@ SUPPORTED_OPS = frozenset(
     DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF""".split()
 )
 
+#: Ops the engine runs in int8 that tflite-micro itself cannot run with int16 activations
+#: (its kernel stops at Eval), so there is no reference to be bit-exact with.
+NO_TFLM_16X8 = {
+    "MIRROR_PAD": "tflite-micro has no int16 MIRROR_PAD kernel (it runs float32 and int8 only), so a 16x8 "
+                  "MIRROR_PAD has no reference to match",
+}
+
 #: Ops the engine also runs in TFLite's 16x8 mode (int16 activations, int8 weights).
 SUPPORTED_OPS_16 = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D ADD SUB MUL RELU RELU6 LEAKY_RELU MAXIMUM MINIMUM MEAN
-    PAD PADV2 TRANSPOSE STRIDED_SLICE AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE
+    PAD PADV2 TRANSPOSE STRIDED_SLICE AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE TRANSPOSE_CONV
     CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX DEQUANTIZE""".split()
 )
 
@@ -605,10 +612,16 @@ def check_supported(g: Graph) -> None:
         names = list(dict.fromkeys(op.op for op in unsupported))
         image = len(g.input.shape) == 4 and g.input.shape[1] > 1 and g.input.shape[2] > 1
         advice = [_INSTEAD[n] for n in names if n in _INSTEAD and not (image and n == "TRANSPOSE")]
+        lines = {op.index: describe_unsupported(g, op) for op in unsupported}
+        bad16 = [(op, why) for op, why in _problems_16x8(g) if op.index not in lines]
+        lines.update({op.index: _describe_16x8(g, op, why) for op, why in bad16})  # and the 16x8 ones
+        head = f"{len(unsupported)} node(s) use ops the aiot int8 engine does not support"
+        if bad16:
+            head = (f"{len(lines)} node(s) cannot be compiled: {len(unsupported)} use ops the aiot engine does not "
+                    f"support, {len(bad16)} have int16 activations (TFLite's 16x8 mode) the engine cannot run")
         raise ToolkitError(
-            f"{src}: {len(unsupported)} node(s) use ops the aiot int8 engine does not support:\n  "
-            + "\n  ".join(f"node {op.index}: {describe_unsupported(g, op)}" for op in unsupported),
-            hint="; ".join([*advice, unsupported_hint(g, names)]),
+            f"{src}: {head}:\n  " + "\n  ".join(f"node {i}: {lines[i]}" for i in sorted(lines)),
+            hint="; ".join([*advice, unsupported_hint(g, names), *([_HINT_16X8] if bad16 else [])]),
         )
     _check_16x8(g)
     for op in g.operators:
@@ -670,28 +683,42 @@ def activation_types(g: Graph, op: Operator) -> set[str]:
     return {t.dtype for t in ts if t is not None and not t.is_const and t.dtype in ("int8", "int16")}
 
 
-def _check_16x8(g: Graph) -> None:
-    """Every node with an int16 activation must be one the engine runs in the 16x8 mode;
-    the others are listed all at once, each with its node number, types and shapes."""
+def _problems_16x8(g: Graph) -> list[tuple[Operator, str]]:
+    """The nodes with int16 activations the engine cannot run, each with why."""
     bad = []
     for op in g.operators:
         types = activation_types(g, op)
         if "int16" not in types:
             continue
-        if op.op not in SUPPORTED_OPS_16:
-            bad.append((op, "has no 16x8 kernel in the engine yet"))
+        if op.op in NO_TFLM_16X8:
+            bad.append((op, f": {NO_TFLM_16X8[op.op]}"))
+        elif op.op not in SUPPORTED_OPS_16:
+            bad.append((op, " has no 16x8 kernel in the engine yet"))
         elif types != {"int16"} and op.op != "QUANTIZE":  # only QUANTIZE converts int8 <-> int16
-            bad.append((op, "mixes int8 and int16 activations (not TFLite's 16x8 mode)"))
+            bad.append((op, " mixes int8 and int16 activations (not TFLite's 16x8 mode)"))
+    return bad
+
+
+_HINT_16X8 = (f"the 16x8 mode runs {', '.join(sorted(SUPPORTED_OPS_16))}; quantize the model to full int8 "
+              "(TFLITE_BUILTINS_INT8, as aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does) "
+              "to run the other ops")
+
+
+def _describe_16x8(g: Graph, op: Operator, why: str) -> str:
+    return (f"{op.op}{why}; inputs {', '.join(_shape_text(g, i) for i in op.inputs)}; "
+            f"outputs {', '.join(_shape_text(g, i) for i in op.outputs)}")
+
+
+def _check_16x8(g: Graph) -> None:
+    """Every node with an int16 activation must be one the engine runs in the 16x8 mode;
+    the others are listed all at once, each with its node number, types and shapes."""
+    bad = _problems_16x8(g)
     if not bad:
         return
     raise ToolkitError(
         f"{g.source}: {len(bad)} node(s) have int16 activations (TFLite's 16x8 mode) the aiot engine cannot run:\n  "
-        + "\n  ".join(f"node {op.index}: {op.op} {why}; inputs "
-                       f"{', '.join(_shape_text(g, i) for i in op.inputs)}; outputs "
-                       f"{', '.join(_shape_text(g, i) for i in op.outputs)}" for op, why in bad),
-        hint=f"the 16x8 mode runs {', '.join(sorted(SUPPORTED_OPS_16))}; quantize the model to full int8 "
-             "(TFLITE_BUILTINS_INT8, as aiot quantize --keras MODEL.keras --data DATA.csv --out PKG does) "
-             "to run the other ops")
+        + "\n  ".join(f"node {op.index}: {_describe_16x8(g, op, why)}" for op, why in bad),
+        hint=_HINT_16X8)
 
 
 #: A .tflite is read whole: larger than any board's flash by far, and than any model it can hold.
