@@ -168,6 +168,38 @@ def transpose_convs(L):
     return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Flatten()(h)))
 
 
+def padv2_output(L):
+    # PADV2 with a constant (0.75): the converter leaves a 16x8 model's constant_values
+    # float32, which tflite-micro refuses; _int16_pad_value makes it the int16 tflite-micro
+    # reads (quantized as the input, as it requires).
+    import keras
+
+    keras.utils.set_random_seed(42)
+    x = _input((3, 5, 2))
+    h = L.Conv2D(3, 1, bias_initializer="random_normal")(x)
+    return keras.Model(x, keras.ops.pad(h, [[0, 0], [1, 1], [2, 0], [0, 1]], constant_values=0.75))
+
+
+def _int16_pad_value(data: bytes) -> tuple[bytes, int]:
+    """``data`` with its PADV2's constant_values an int16 tensor of the input's quantization
+    (the float value quantized), and that int16 value."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as s
+
+    m = s.ModelT.InitFromObj(s.Model.GetRootAsModel(data, 0))
+    sg = m.subgraphs[0]
+    op = next(o for o in sg.operators if m.operatorCodes[o.opcodeIndex].builtinCode == s.BuiltinOperator.PADV2)
+    x, cv = sg.tensors[op.inputs[0]], sg.tensors[op.inputs[2]]
+    assert cv.type == s.TensorType.FLOAT32  # what the converter writes (else this test is moot)
+    f = np.frombuffer(bytes(m.buffers[cv.buffer].data), "<f4")[0]
+    q = int(np.clip(np.round(f / x.quantization.scale[0]), -32768, 32767))
+    cv.type, cv.quantization = s.TensorType.INT16, x.quantization
+    m.buffers[cv.buffer].data = np.frombuffer(np.array([q], "<i2").tobytes(), np.uint8)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output()), q
+
+
 def with_unsupported_ops(L):
     # MIRROR_PAD in int16: tflite-micro has no kernel for it (its MIRROR_PAD runs float32
     # and int8), so there is nothing to be bit-exact with; SQUARED_DIFFERENCE, which
@@ -253,6 +285,24 @@ def test_16x8_size_mode_bit_exact(recipes, builder, tmp_path):
         np.testing.assert_array_equal(host.invoke(x.view(np.int8)).view("<i2"), ref.invoke(x).ravel())
 
 
+def test_16x8_padv2_with_a_constant_bit_exact(recipes, tmp_path):
+    # PADV2's constant in an int16 tensor: every padded element is that int16 value
+    from aiot.model.reference import TflmReference
+
+    data, q = _int16_pad_value(_tflite(recipes, padv2_output).read_bytes())
+    assert q not in (0, -1) and (q & 0xFF) != (q >> 8) & 0xFF  # two different bytes: no byte fill can do it
+    path = tmp_path / "padv2.tflite"
+    path.write_bytes(data)
+    res = codegen.generate(path, tmp_path / "c")
+    assert res.layers[-1] == "PADV2"
+    host, ref = HostModel(tmp_path / "c"), TflmReference(path)
+    xs = np.random.default_rng(5).integers(-32768, 32768, size=(16, int(np.prod(ref.input_shape)))).astype(np.int16)
+    for x in xs:
+        got = host.invoke(x.view(np.int8)).view("<i2")
+        np.testing.assert_array_equal(got, ref.invoke(x).ravel())
+    assert np.count_nonzero(got == q) >= got.size - 3 * 5 * 3  # the padding (all but the 3x5x3 inside) is q
+
+
 def test_16x8_logistic_and_tanh_bit_exact_on_every_int16_value(recipes, tmp_path):
     from aiot.model.reference import TflmReference
 
@@ -324,6 +374,19 @@ def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, optimize, boar
     path = _tflite(recipes, builder, float_io=float_io)
     r = bench_model(get_board(board), path, "s16", tmp_path, runs=4, optimize=optimize, profile=False)
     assert r.bit_exact, f"{builder.__name__} (16x8, {optimize}) differs from tflite-micro on {board}"
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_16x8_padv2_with_a_constant_on_a_dsp_core(recipes, tmp_path):
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = tmp_path / "padv2.tflite"
+    path.write_bytes(_int16_pad_value(_tflite(recipes, padv2_output).read_bytes())[0])
+    r = bench_model(get_board("mps2-an386"), path, "padv2", tmp_path / "b", runs=4, profile=False)
+    assert r.bit_exact, "PADV2 (16x8, an int16 constant) differs from tflite-micro on the M4"
 
 
 def test_validate_refuses_a_16x8_model_before_building_and_names_bench(recipes, tmp_path):

@@ -256,14 +256,16 @@ typedef struct {
 } aiot_mean_params_t;
 aiot_status_t aiot_mean_s8(const aiot_mean_params_t *p, const int8_t *input, int8_t *output);
 
-//! PAD of a tensor viewed as 4-D [d0][d1][d2][d3]; pad_value is the output zero point.
+//! PAD of a tensor viewed as 4-D [d0][d1][d2][d3]; pad_value is the output zero point or
+//! PADV2's constant (int8, or for aiot_pad_s16 the 16x8 mode's int16 value).
 typedef struct {
     uint32_t in_dims[4];
     uint32_t before[4];
     uint32_t after[4];
-    int8_t pad_value;
+    int16_t pad_value;
 } aiot_pad_params_t;
 aiot_status_t aiot_pad_s8(const aiot_pad_params_t *p, const int8_t *input, int8_t *output);
+aiot_status_t aiot_pad_s16(const aiot_pad_params_t *p, const int16_t *input, int16_t *output);
 
 //! MIRROR_PAD of a tensor viewed as 4-D: outside the input, each axis reads its mirror
 //! image (offset 1: REFLECT, the edge is not repeated; offset 0: SYMMETRIC, it is).

@@ -34,39 +34,57 @@
 AIOT_MEAN_KERNEL(int8_t, s8, -128, 127)
 AIOT_MEAN_KERNEL(int16_t, s16, -32768, 32767)
 
-aiot_status_t aiot_pad_s8(const aiot_pad_params_t *p, const int8_t *input, int8_t *output)
+static inline void fill_s8(int8_t *y, int16_t v, uint32_t n)
 {
-    if (p == NULL || input == NULL || output == NULL) {
-        return AIOT_ERR_NULL;
-    }
-    uint32_t od[4];
-    for (int k = 0; k < 4; ++k) {
-        od[k] = p->before[k] + p->in_dims[k] + p->after[k];
-    }
-    int8_t *y = output;
-    for (uint32_t a = 0; a < od[0]; ++a) {
-        for (uint32_t b = 0; b < od[1]; ++b) {
-            for (uint32_t c = 0; c < od[2]; ++c) {
-                const int inside = a >= p->before[0] && a < p->before[0] + p->in_dims[0] && b >= p->before[1] &&
-                                   b < p->before[1] + p->in_dims[1] && c >= p->before[2] &&
-                                   c < p->before[2] + p->in_dims[2];
-                if (!inside) {
-                    memset(y, p->pad_value, od[3]);
-                } else {
-                    const size_t row = (((size_t)(a - p->before[0]) * p->in_dims[1] + (b - p->before[1])) *
-                                            p->in_dims[2] +
-                                        (c - p->before[2])) *
-                                       p->in_dims[3];
-                    memset(y, p->pad_value, p->before[3]);
-                    memcpy(y + p->before[3], input + row, p->in_dims[3]);
-                    memset(y + p->before[3] + p->in_dims[3], p->pad_value, p->after[3]);
-                }
-                y += od[3];
-            }
-        }
-    }
-    return AIOT_OK;
+    memset(y, (int8_t)v, n);
 }
+
+static inline void fill_s16(int16_t *y, int16_t v, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; ++i) {
+        y[i] = v;
+    }
+}
+
+// PAD of int8 and (16x8, a pad value other than 0) int16 tensors, one body: rows of the
+// innermost axis, each the pad value or before / the input row / after.
+#define AIOT_PAD_KERNEL(T, SUFFIX)                                                                               \
+    aiot_status_t aiot_pad_##SUFFIX(const aiot_pad_params_t *p, const T *input, T *output)                       \
+    {                                                                                                             \
+        if (p == NULL || input == NULL || output == NULL) {                                                       \
+            return AIOT_ERR_NULL;                                                                                 \
+        }                                                                                                         \
+        uint32_t od[4];                                                                                           \
+        for (int k = 0; k < 4; ++k) {                                                                             \
+            od[k] = p->before[k] + p->in_dims[k] + p->after[k];                                                   \
+        }                                                                                                         \
+        T *y = output;                                                                                            \
+        for (uint32_t a = 0; a < od[0]; ++a) {                                                                    \
+            for (uint32_t b = 0; b < od[1]; ++b) {                                                                \
+                for (uint32_t c = 0; c < od[2]; ++c) {                                                            \
+                    const int inside = a >= p->before[0] && a < p->before[0] + p->in_dims[0] &&                   \
+                                       b >= p->before[1] && b < p->before[1] + p->in_dims[1] &&                   \
+                                       c >= p->before[2] && c < p->before[2] + p->in_dims[2];                     \
+                    if (!inside) {                                                                                \
+                        fill_##SUFFIX(y, p->pad_value, od[3]);                                                    \
+                    } else {                                                                                      \
+                        const size_t row = (((size_t)(a - p->before[0]) * p->in_dims[1] + (b - p->before[1])) *   \
+                                                p->in_dims[2] +                                                   \
+                                            (c - p->before[2])) *                                                 \
+                                           p->in_dims[3];                                                         \
+                        fill_##SUFFIX(y, p->pad_value, p->before[3]);                                             \
+                        memcpy(y + p->before[3], input + row, p->in_dims[3] * sizeof(T));                         \
+                        fill_##SUFFIX(y + p->before[3] + p->in_dims[3], p->pad_value, p->after[3]);               \
+                    }                                                                                             \
+                    y += od[3];                                                                                   \
+                }                                                                                                 \
+            }                                                                                                     \
+        }                                                                                                         \
+        return AIOT_OK;                                                                                           \
+    }
+
+AIOT_PAD_KERNEL(int8_t, s8)
+AIOT_PAD_KERNEL(int16_t, s16)
 
 // Input index along one axis of the output position `o` (mirror image outside the input).
 static uint32_t mirror_index(uint32_t o, uint32_t before, uint32_t size, uint32_t offset)

@@ -762,13 +762,15 @@ def emit_pad(ctx: Ctx, op: Operator, name: str) -> Layer:
             raise _fail(g, op, "constant_values is quantized differently from the input",
                         "TFLite Micro requires the same scale and zero point; re-export the model")
         pad_value = int(np.asarray(cv.data).ravel()[0])
-    if x.dtype == "int16":  # the 16x8 mode: bytes, the last axis twice as long; 0 pads as two zero bytes
-        if pad_value != 0:
-            raise _fail(g, op, f"an int16 pad value of {pad_value}", "pad int16 tensors with their zero point 0")
+    fn = "aiot_pad_s8"
+    if x.dtype == "int16" and pad_value == 0:  # 16x8: bytes, the last axis twice as long; 0 is two zero bytes
         dims[3], before[3], after[3] = 2 * dims[3], 2 * before[3], 2 * after[3]
+    elif x.dtype == "int16":  # PADV2's int16 constant: element by element
+        fn = "aiot_pad_s16"
     decls = [f"static const aiot_pad_params_t {name}_p = {{ {{ {', '.join(map(str, dims))} }}, "
              f"{{ {', '.join(map(str, before))} }}, {{ {', '.join(map(str, after))} }}, {pad_value} }};"]
-    call = f"aiot_pad_s8(&{name}_p, {ctx.p(x.index)}, {ctx.p(out.index)})"
+    args = f"{_cast(ctx, x)}, {_cast(ctx, out)}" if fn == "aiot_pad_s16" else f"{ctx.p(x.index)}, {ctx.p(out.index)}"
+    call = f"{fn}(&{name}_p, {args})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
