@@ -6,6 +6,7 @@ engine does not run in this mode refused all at once, node by node."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -156,6 +157,20 @@ def shape_ops(L):
     return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Concatenate()([L.Flatten()(a), L.Flatten()(b)])))
 
 
+def wide_windows(L):
+    # Speed-mode paths by size: a 3x3 conv over 64 channels (its border windows, 576
+    # values, larger than the kernel's stack patch, take the per-tap path; inside pixels
+    # rows of 192 values), and a 2,048-input FULLY_CONNECTED whose sums can leave int32
+    # (accumulated in 64 bits, 128 pairs at a time).
+    import keras
+
+    keras.utils.set_random_seed(43)
+    x = _input((4, 8, 64))
+    a = L.Flatten()(L.Conv2D(4, 3, padding="same", bias_initializer="random_normal")(x))
+    b = L.Dense(5, bias_initializer="random_normal")(L.Flatten()(x))
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Concatenate()([a, b])))
+
+
 def transpose_convs(L):
     # TRANSPOSE_CONV: stride 2 SAME with an int64 bias, stride (1, 3) VALID without bias
     # and with a fused RELU, channel counts that are not multiples of four.
@@ -217,7 +232,7 @@ CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
          (convs_only, True, False), (convs_only, True, True), (dense_stack, True, False), (dense_stack, False, False),
          (with_nonlinear_ops, True, False), (softmax_rows, True, False), (sub_relu, True, False),
          (activations_min_max, True, False), (means, True, False), (shape_ops, True, False),
-         (transpose_convs, True, False), (transpose_convs, False, False)]
+         (transpose_convs, True, False), (transpose_convs, False, False), (wide_windows, True, False)]
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +283,9 @@ def test_16x8_bit_exact_with_tflite_micro(recipes, builder, per_channel, bias32,
         np.testing.assert_array_equal(got, want, err_msg=str(res.layers))
         outs.add(got.tobytes())
     assert len(outs) > N_INPUTS // 2  # the outputs vary with the input: not a saturated constant
+    if builder is wide_windows:  # its FULLY_CONNECTED takes the 64-bit path, the others the 32-bit one
+        fits = re.findall(r"\{ l\d+_mult, l\d+_shift, -?\d+, \d+, [01], 1, ([01]) \}", (tmp_path / "model.c").read_text())
+        assert sorted(fits) == ["0", "1", "1"]
 
 
 @pytest.mark.parametrize("builder", [convs_pools_add_mul, odd_convs], ids=lambda b: b.__name__)
@@ -362,7 +380,7 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
 @pytest.mark.parametrize("builder, float_io, optimize, board", [
     (convs_pools_add_mul, False, "speed", "mps2-an386"), (convs_pools_add_mul, False, "size", "mps2-an386"),
     (with_nonlinear_ops, False, "speed", "mps2-an386"), (shape_ops, False, "speed", "mps2-an386"),
-    (transpose_convs, False, "speed", "mps2-an386"),
+    (transpose_convs, False, "speed", "mps2-an386"), (wide_windows, False, "speed", "mps2-an386"),
     (dense_stack, True, "speed", "mps2-an386"), (convs_pools_add_mul, False, "speed", "mps2-an385")],
     ids=lambda v: getattr(v, "__name__", str(v)))
 def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, optimize, board, tmp_path):

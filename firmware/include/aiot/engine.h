@@ -328,6 +328,10 @@ typedef struct {
     int32_t act_min, act_max;   //!< int16 activation clamp
     uint8_t per_channel;
     uint8_t acc64;
+    //! 1: every accumulator fits in int32 (the generator bounds |bias| + 32768 x sum |w|
+    //! below 2^31 per channel) or is TFLM's wrapping int32 one (acc64 = 0), so the speed
+    //! mode's CONV_2D/FULLY_CONNECTED accumulate in 32 bits
+    uint8_t fits32;
 } aiot_requant16_t;
 
 //! TFLM's MultiplyByQuantizedMultiplier for an int64 accumulator.

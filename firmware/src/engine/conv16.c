@@ -30,93 +30,162 @@ static inline int16_t requant16(const aiot_requant16_t *rq, uint32_t channel, in
     return (int16_t)v;
 }
 
-// One kernel row's dot product against weights pre-widened to int16 (speed mode). DSP
-// cores: SMLALD, two int16 x int16 products added into a 64-bit accumulator per
-// instruction, exact (|w x| < 2^22); the int32 accumulator of an int32-bias CONV_2D is
-// this sum modulo 2^32 (the caller truncates).
-static inline int64_t dot_wide(const int16_t *x, const int16_t *w, int32_t n)
+// requant16 of an accumulator that is an int32 (fits32): TFLM's 64-bit form as one
+// SMULL and the rounding shift on its halves (total < 32), or the int32 form.
+static inline int16_t requant16_32(const aiot_requant16_t *rq, uint32_t channel, int32_t acc)
 {
-    int64_t acc = 0;
-    int32_t i = 0;
-#ifdef AIOT_DSP
-    for (; i + 2 <= n; i += 2) {
-        int32_t xx, ww;
-        memcpy(&xx, x + i, 4);  // unaligned word loads (v7E-M, v8-M Main allow them)
-        memcpy(&ww, w + i, 4);
-        acc = __smlald(xx, ww, acc);
+    const uint32_t c = rq->per_channel ? channel : 0;
+    const int32_t m = rq->multiplier[c], total = rq->shift[c];
+    int32_t v;
+    if (!rq->acc64) {
+        v = aiot_fp_mbqm(acc, m, total);
+    } else if (total < 32) {
+        const int64_t prod = (int64_t)acc * m;
+        const uint32_t lo = (uint32_t)prod, r = lo + (1u << (total - 1));
+        const uint32_t h = (uint32_t)((uint64_t)prod >> 32) + (r < lo);
+        v = (int32_t)((r >> total) | (h << (32 - total)));
+    } else {
+        v = aiot_rshift64_round(acc, m, total);
     }
-#endif
-    for (; i < n; ++i) {
-        acc += (int32_t)w[i] * x[i];
-    }
-    return acc;
+    v = v < rq->act_min ? rq->act_min : v;
+    v = v > rq->act_max ? rq->act_max : v;
+    return (int16_t)v;
 }
 
-// Two output channels' dot products over one contiguous window row, added to a0/a1: the
-// input pairs are loaded once for both channels. DSP cores: per two values one input
-// word, two weight words and two SMLALD into the 64-bit sums (exact, as TFLM's), in
-// assembly: GCC's own loop shuffles the accumulator pairs between registers.
-static inline __attribute__((always_inline)) void dot2_wide(const int16_t *x, const int16_t *w0, const int16_t *w1,
-                                                            int32_t n, int64_t *a0, int64_t *a1)
+// Speed mode (wide = 1): the weights widened to int16 and packed per group of four
+// output channels (zero channels complete the last group), per kernel row, per pair of
+// row values: [group][ky][pair][channel][2], a row of odd length ending in a pair whose
+// second weight is 0. One input word (two int16 values) then meets four weight words.
+#define AIOT_W16_PAIRS(row) (((row) + 1) >> 1)
+
+// The int16 index of weight (oc, ky, k) (k = kx * in_c + ic along the kernel row).
+static inline size_t w16_index(uint32_t oc, uint32_t ky, uint32_t k, uint32_t k_h, uint32_t row)
 {
-    int64_t s0 = *a0, s1 = *a1;
+    return ((((size_t)(oc >> 2) * k_h + ky) * AIOT_W16_PAIRS(row) + (k >> 1)) * 4u + (oc & 3u)) * 2u + (k & 1u);
+}
+
+// s[j] += the dot product of channel j's packed row with the `pairs` input pairs at x;
+// returns the weights past them. DSP cores: per pair one LDR of two input values, one
+// LDM of four weight words, four SMLAD (6 instructions for 8 MACs). The sums wrap modulo
+// 2^32; callers keep pairs <= 128 where they must not (|w x| <= 2^22, 2^23 per SMLAD).
+static inline __attribute__((always_inline)) const int16_t *dot4_pairs(const int16_t *x, const int16_t *w,
+                                                                       uint32_t pairs, int32_t s[4])
+{
+    int32_t s0 = s[0], s1 = s[1], s2 = s[2], s3 = s[3];
 #ifdef AIOT_DSP
-    if (n >= 2) {
-        const int16_t *const x_end = x + (n & ~1);
-        uint32_t l0 = (uint32_t)s0, h0 = (uint32_t)((uint64_t)s0 >> 32);
-        uint32_t l1 = (uint32_t)s1, h1 = (uint32_t)((uint64_t)s1 >> 32);
-        uint32_t xa, wa, wb;
+    if (pairs != 0u) {
+        const int16_t *const x_end = x + 2u * pairs;
+        uint32_t xw;
         __asm__ volatile("1:\n\t"
-                         "ldr    %[xa], [%[x]], #4\n\t"  // unaligned word loads (v7E-M, v8-M Main)
-                         "ldr    %[wa], [%[w0]], #4\n\t"
-                         "ldr    %[wb], [%[w1]], #4\n\t"
-                         "smlald %[l0], %[h0], %[xa], %[wa]\n\t"
-                         "smlald %[l1], %[h1], %[xa], %[wb]\n\t"
+                         "ldr    %[xw], [%[x]], #4\n\t"  // unaligned word load (v7E-M, v8-M Main)
+                         "ldmia  %[w]!, {r8, r9, r10, r11}\n\t"
+                         "smlad  %[s0], %[xw], r8, %[s0]\n\t"
+                         "smlad  %[s1], %[xw], r9, %[s1]\n\t"
+                         "smlad  %[s2], %[xw], r10, %[s2]\n\t"
+                         "smlad  %[s3], %[xw], r11, %[s3]\n\t"
                          "cmp    %[x], %[xe]\n\t"
                          "bne    1b\n\t"
-                         : [l0] "+r"(l0), [h0] "+r"(h0), [l1] "+r"(l1), [h1] "+r"(h1), [x] "+r"(x), [w0] "+r"(w0),
-                           [w1] "+r"(w1), [xa] "=&r"(xa), [wa] "=&r"(wa), [wb] "=&r"(wb)
+                         : [s0] "+r"(s0), [s1] "+r"(s1), [s2] "+r"(s2), [s3] "+r"(s3), [x] "+r"(x), [w] "+r"(w),
+                           [xw] "=&r"(xw)
                          : [xe] "r"(x_end)
-                         : "cc", "memory");
-        s0 = (int64_t)(((uint64_t)h0 << 32) | l0);
-        s1 = (int64_t)(((uint64_t)h1 << 32) | l1);
-        n &= 1;
+                         : "r8", "r9", "r10", "r11", "cc", "memory");
+    }
+#else
+    // modulo 2^32 as SMLAD (a wrapping int32 accumulator is TFLM's too)
+    for (uint32_t i = 0; i < pairs; ++i, x += 2, w += 8) {
+        s0 = (int32_t)((uint32_t)s0 + (uint32_t)(w[0] * x[0] + w[1] * x[1]));
+        s1 = (int32_t)((uint32_t)s1 + (uint32_t)(w[2] * x[0] + w[3] * x[1]));
+        s2 = (int32_t)((uint32_t)s2 + (uint32_t)(w[4] * x[0] + w[5] * x[1]));
+        s3 = (int32_t)((uint32_t)s3 + (uint32_t)(w[6] * x[0] + w[7] * x[1]));
     }
 #endif
-    for (int32_t i = 0; i < n; ++i) {
-        s0 += (int32_t)w0[i] * x[i];
-        s1 += (int32_t)w1[i] * x[i];
-    }
-    *a0 = s0;
-    *a1 = s1;
+    s[0] = s0;
+    s[1] = s1;
+    s[2] = s2;
+    s[3] = s3;
+    return w;
 }
 
-// Every output channel of one pixel whose window lies inside the input (speed mode):
-// each kernel row is `row` = k_w * in_c contiguous values in the input (rows `step`
-// apart) and in the weights; two channels per pass, the bias first, TFLM's requantization
-// from the generator's hoisted multipliers. Not inlined: a small function of its own
-// keeps the accumulators and pointers in registers.
+// Every output channel of one pixel whose window rows are `row` = k_w * in_c contiguous
+// values, `step` apart (the input itself, or a zero-padded copy of a border window):
+// four channels per pass from the bias on, int32 partial sums of at most 128 pairs
+// moved into the 64-bit sums TFLM keeps, then TFLM's requantization from the generator's
+// hoisted multipliers. Not inlined: a function of its own keeps its values in registers.
 static __attribute__((noinline)) void pixel_wide(const aiot_conv16_params_t *p16, const int16_t *x, size_t step,
                                                  const int16_t *w, const int64_t *bias, int16_t *y)
 {
-    const int32_t k_h = p16->geom.k_h, out_c = p16->geom.out_c;
-    const int32_t row = p16->geom.k_w * p16->geom.in_c, taps = k_h * row;
-    int32_t oc = 0;
-    for (; oc + 2 <= out_c; oc += 2, w += 2 * taps) {
-        int64_t a0 = bias != NULL ? bias[oc] : 0, a1 = bias != NULL ? bias[oc + 1] : 0;
-        for (int32_t ky = 0; ky < k_h; ++ky) {
-            dot2_wide(x + ky * step, w + ky * row, w + taps + ky * row, row, &a0, &a1);
+    const uint32_t k_h = p16->geom.k_h, out_c = p16->geom.out_c;
+    const uint32_t row = (uint32_t)p16->geom.k_w * p16->geom.in_c, full = row >> 1;
+    if (p16->rq.fits32) {
+        // every sum fits in int32 (the generator's bound), or wraps there as TFLM's int32
+        // accumulator does: the SMLAD sums are the accumulators, requantized as they are
+        for (uint32_t oc = 0; oc < out_c; oc += 4) {
+            int32_t s[4];
+            for (uint32_t j = 0; j < 4; ++j) {
+                s[j] = bias != NULL && oc + j < out_c ? (int32_t)bias[oc + j] : 0;
+            }
+            for (uint32_t ky = 0; ky < k_h; ++ky) {
+                const int16_t *xr = x + ky * step;
+                w = dot4_pairs(xr, w, full, s);
+                if (row & 1u) {
+                    const int32_t v = xr[row - 1];
+                    for (uint32_t j = 0; j < 4; ++j) {
+                        s[j] = (int32_t)((uint32_t)s[j] + (uint32_t)((int32_t)w[2 * j] * v));
+                    }
+                    w += 8;
+                }
+            }
+            for (uint32_t j = 0; j < 4 && oc + j < out_c; ++j) {
+                y[oc + j] = requant16_32(&p16->rq, oc + j, s[j]);
+            }
         }
-        y[oc] = requant16(&p16->rq, (uint32_t)oc, a0);
-        y[oc + 1] = requant16(&p16->rq, (uint32_t)oc + 1, a1);
+        return;
     }
-    if (oc < out_c) {
-        int64_t a0 = bias != NULL ? bias[oc] : 0;
-        for (int32_t ky = 0; ky < k_h; ++ky) {
-            a0 += dot_wide(x + ky * step, w + ky * row, row);
+    for (uint32_t oc = 0; oc < out_c; oc += 4) {
+        int64_t acc[4];
+        for (uint32_t j = 0; j < 4; ++j) {
+            acc[j] = bias != NULL && oc + j < out_c ? bias[oc + j] : 0;
         }
-        y[oc] = requant16(&p16->rq, (uint32_t)oc, a0);
+        for (uint32_t ky = 0; ky < k_h; ++ky) {
+            const int16_t *xr = x + ky * step;
+            for (uint32_t done = 0; done < full;) {
+                const uint32_t n = full - done > 128u ? 128u : full - done;
+                int32_t s[4] = {0, 0, 0, 0};
+                w = dot4_pairs(xr + 2u * done, w, n, s);
+                for (uint32_t j = 0; j < 4; ++j) {
+                    acc[j] += s[j];
+                }
+                done += n;
+            }
+            if (row & 1u) {  // the last value, against the first weight of its pair
+                const int32_t v = xr[row - 1];
+                for (uint32_t j = 0; j < 4; ++j) {
+                    acc[j] += (int32_t)w[2 * j] * v;
+                }
+                w += 8;
+            }
+        }
+        for (uint32_t j = 0; j < 4 && oc + j < out_c; ++j) {
+            y[oc + j] = requant16(&p16->rq, oc + j, acc[j]);
+        }
     }
+}
+
+//! Values of a border window copied to the stack (zeros in the padding, which add
+//! nothing: int16 activations have zero point 0) for pixel_wide; larger windows take the
+//! per-tap path.
+#define AIOT_CONV16_PATCH 512
+
+// One tap of a border window too large for the patch, against the packed weights.
+static __attribute__((noinline)) int64_t tap_wide(const aiot_conv_params_t *p, const int16_t *w, const int16_t *x,
+                                                  uint32_t oc, uint32_t ky, uint32_t kx)
+{
+    const uint32_t row = (uint32_t)p->k_w * p->in_c;
+    int64_t acc = 0;
+    for (uint32_t ic = 0; ic < p->in_c; ++ic) {
+        acc += (int32_t)w[w16_index(oc, ky, kx * p->in_c + ic, p->k_h, row)] * x[ic];
+    }
+    return acc;
 }
 
 aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *input, const void *filter,
@@ -139,6 +208,23 @@ aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *in
                            (const int16_t *)filter, bias, y);
                 continue;
             }
+            if (p16->wide && (uint32_t)p->k_h * p->k_w * (uint32_t)in_c <= AIOT_CONV16_PATCH) {
+                int16_t patch[AIOT_CONV16_PATCH];
+                int16_t *q = patch;
+                for (int32_t ky = 0; ky < p->k_h; ++ky) {
+                    const int32_t iy = y0 + ky * p->dil_h;
+                    for (int32_t kx = 0; kx < p->k_w; ++kx, q += in_c) {
+                        const int32_t ix = x0 + kx * p->dil_w;
+                        if (iy < 0 || iy >= in_h || ix < 0 || ix >= in_w) {
+                            memset(q, 0, (size_t)in_c * sizeof(int16_t));
+                        } else {
+                            memcpy(q, input + ((size_t)iy * in_w + ix) * (size_t)in_c, (size_t)in_c * sizeof(int16_t));
+                        }
+                    }
+                }
+                pixel_wide(p16, patch, (size_t)p->k_w * (size_t)in_c, (const int16_t *)filter, bias, y);
+                continue;
+            }
             for (int32_t oc = 0; oc < out_c; ++oc) {
                 int64_t acc = 0;
                 for (int32_t ky = 0; ky < p->k_h; ++ky) {
@@ -157,7 +243,7 @@ aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *in
                             const int8_t w = ((const int8_t *)filter)[((size_t)ky * p->k_w + kx) * (size_t)out_c + oc];
                             acc += (int64_t)w * x[(uint32_t)oc / dm];
                         } else if (p16->wide) {
-                            acc += dot_wide(x, (const int16_t *)filter + tap * (size_t)in_c, in_c);
+                            acc += tap_wide(p, (const int16_t *)filter, x, (uint32_t)oc, (uint32_t)ky, (uint32_t)kx);
                         } else {
                             const int8_t *w = (const int8_t *)filter + tap * (size_t)in_c;
                             int32_t part = 0;  // |w * x| < 2^22: an int32 partial sum of up to 256 taps

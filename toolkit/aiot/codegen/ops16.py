@@ -110,10 +110,17 @@ def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
     bias, acc64 = _bias64(g, op, op.inputs[2] if len(op.inputs) > 2 else -1, out_c, allow32=kind == "conv")
     if acc64:
         mults, shifts = reduced_multipliers(mults, shifts)
-    # speed mode: CONV_2D/FULLY_CONNECTED weights widened to int16 (DSP cores multiply two
-    # int16 pairs per instruction); size mode and DEPTHWISE_CONV_2D keep the file's int8
+    # the speed mode sums in int32 when no sum can leave it (|x| <= 32768), or when TFLM's
+    # own accumulator is a wrapping int32 (an int32 bias or none)
+    w_abs = np.abs(np.asarray(w.data, np.int64)).reshape(-1, out_c) if kind == "dw" else \
+        np.abs(np.asarray(w.data, np.int64)).reshape(out_c, -1).T
+    bound = (np.abs(bias) if bias is not None else 0) + 32768 * w_abs.sum(axis=0)
+    fits32 = not acc64 or int(np.max(bound, initial=0)) < 2**31
+    # speed mode: CONV_2D/FULLY_CONNECTED weights widened to int16 and packed four channels
+    # at a time (DSP cores multiply an input pair by each channel's weight pair with one
+    # SMLAD); size mode and DEPTHWISE_CONV_2D keep the file's int8
     wide = ctx.optimize == "speed" and kind != "dw"
-    weights = np.asarray(w.data).astype(np.int16 if wide else np.int8)
+    weights = pack16(np.asarray(w.data), out_c, k_h) if wide else np.asarray(w.data).astype(np.int8)
     decls = [
         _c_array("int32_t", f"{name}_mult", np.array(mults)),
         _c_array("int32_t", f"{name}_shift", np.array(shifts)),
@@ -121,13 +128,25 @@ def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
         *([_c_array("int64_t", f"{name}_b", bias)] if bias is not None else []),
         f"static const aiot_conv16_params_t {name}_p = {{ {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, {out_c}, "
         f"{k_h}, {k_w}, {sh}, {sw}, {dh}, {dw}, {pad_t}, {pad_l}, {dm}, 0, 0, {{ NULL, NULL, 0, 0, 0, 0, NULL }}, NULL }}, {int(kind == 'dw')}, "
-        f"{{ {name}_mult, {name}_shift, {lo}, {hi}, {int(len(mults) > 1)}, {int(acc64)} }}, {int(wide)} }};",
+        f"{{ {name}_mult, {name}_shift, {lo}, {hi}, {int(len(mults) > 1)}, {int(acc64)}, {int(fits32)} }}, "
+        f"{int(wide)} }};",
     ]
     call = (f"aiot_conv2d_s16(&{name}_p, (const int16_t *){ctx.p(x.index)}, {name}_w, "
             f"{f'{name}_b' if bias is not None else 'NULL'}, (int16_t *){ctx.p(out.index)})")
     macs = out_h * out_w * out_c * k_h * k_w * (1 if kind == "dw" else in_c)
     return Layer(op.op, op.index, call, decls, macs=macs,
                  weights_bytes=weights.nbytes + (8 * out_c if bias is not None else 0) + 8 * len(mults))
+
+
+def pack16(w: np.ndarray, out_c: int, k_h: int) -> np.ndarray:
+    """Speed-mode CONV_2D/FULLY_CONNECTED weights ([out_c][k_h][k_w][in_c] int8) as conv16.c
+    reads them: int16, [channel group of 4][k_h][pair of row values][channel][2], zero
+    channels completing the last group and a zero weight the last pair of an odd row."""
+    rows = np.asarray(w, np.int16).reshape(out_c, k_h, -1)
+    groups, row = -(-out_c // 4), rows.shape[2]
+    padded = np.zeros((4 * groups, k_h, row + row % 2), np.int16)
+    padded[:out_c, :, :row] = rows
+    return padded.reshape(groups, 4, k_h, -1, 2).transpose(0, 2, 3, 1, 4).ravel()
 
 
 def reduced_multipliers(mults: list[int], shifts: list[int]) -> tuple[list[int], list[int]]:
@@ -162,7 +181,7 @@ def emit_transpose_conv_16(ctx: Ctx, op: Operator, name: str) -> Layer:
         *([_c_array("int64_t", f"{name}_b", bias)] if bias is not None else []),
         f"static const aiot_transpose_conv16_params_t {name}_p = {{ {{ {', '.join(map(str, geom))}, 0, "
         "{ NULL, NULL, 0, 0, 0, 0, NULL } }, "
-        f"{{ {name}_mult, {name}_shift, {lo}, {hi}, {int(len(mults) > 1)}, 1 }} }};",
+        f"{{ {name}_mult, {name}_shift, {lo}, {hi}, {int(len(mults) > 1)}, 1, 0 }} }};",
     ]
     call = (f"aiot_transpose_conv_s16(&{name}_p, {_cast(ctx, x)}, {name}_w, "
             f"{f'{name}_b' if bias is not None else 'NULL'}, {_cast(ctx, out)})")
