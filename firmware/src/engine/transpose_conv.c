@@ -8,6 +8,17 @@
 
 #include <stddef.h>
 
+// The input row (column) whose tap f lands on output row o, as o = i * stride - pad + f,
+// or -1 when none does.
+static inline int32_t tc_source(int32_t o, uint32_t pad, int32_t f, uint32_t stride, uint32_t n)
+{
+    const int32_t t = o + (int32_t)pad - f;
+    if (t < 0 || t % (int32_t)stride != 0 || t / (int32_t)stride >= (int32_t)n) {
+        return -1;
+    }
+    return t / (int32_t)stride;
+}
+
 // The gather over geometry `g` (an aiot_transpose_conv_params_t *), activations of type T:
 // for each output value in order, `ACC acc` sums (x + OFFSET) * w over its taps, adds the
 // bias, and OUT(acc, oc) is stored.
@@ -19,20 +30,15 @@
                 for (uint32_t oc = 0; oc < (g)->out_c; ++oc) {                                                  \
                     ACC acc = 0;                                                                                \
                     for (int32_t fy = 0; fy < (int32_t)(g)->k_h; ++fy) {                                        \
-                        /* output row oy = iy * stride_h - pad_h + fy */                                        \
-                        const int32_t ty = oy + (int32_t)(g)->pad_h - fy;                                       \
-                        if (ty < 0 || ty % (int32_t)(g)->stride_h != 0 ||                                       \
-                            ty / (int32_t)(g)->stride_h >= (int32_t)(g)->in_h) {                                \
+                        const int32_t iy = tc_source(oy, (g)->pad_h, fy, (g)->stride_h, (g)->in_h);             \
+                        if (iy < 0) {                                                                           \
                             continue;                                                                           \
                         }                                                                                       \
-                        const int32_t iy = ty / (int32_t)(g)->stride_h;                                         \
                         for (int32_t fx = 0; fx < (int32_t)(g)->k_w; ++fx) {                                    \
-                            const int32_t tx = ox + (int32_t)(g)->pad_w - fx;                                   \
-                            if (tx < 0 || tx % (int32_t)(g)->stride_w != 0 ||                                   \
-                                tx / (int32_t)(g)->stride_w >= (int32_t)(g)->in_w) {                            \
+                            const int32_t ix = tc_source(ox, (g)->pad_w, fx, (g)->stride_w, (g)->in_w);         \
+                            if (ix < 0) {                                                                       \
                                 continue;                                                                       \
                             }                                                                                   \
-                            const int32_t ix = tx / (int32_t)(g)->stride_w;                                     \
                             const T *x = (input) + ((size_t)iy * (g)->in_w + (size_t)ix) * (g)->in_c;          \
                             const int8_t *w =                                                                   \
                                 (weights) + (((size_t)oc * (g)->k_h + (size_t)fy) * (g)->k_w + (size_t)fx) *    \

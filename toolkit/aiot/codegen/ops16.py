@@ -69,13 +69,19 @@ def _bias64(g: Graph, op: Operator, idx: int, n: int, allow32: bool) -> tuple[np
     return np.asarray(b.data, dtype=np.int64).ravel(), b.dtype == "int64"
 
 
-def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
+def _operands16(ctx: Ctx, op: Operator, x_input: int) -> tuple[Graph, Tensor, Tensor, Tensor]:
+    """(graph, int16 input, int16 output, int8 weights) of a 16x8 matmul-like layer, checked."""
     g = ctx.g
-    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    x, out = ctx.t(op.inputs[x_input]), ctx.t(op.outputs[0])
     if x.dtype != "int16" or out.dtype != "int16":
         raise _fail(g, op, f"{x.dtype} input, {out.dtype} output", "the 16x8 mode needs int16 input and output")
     w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
     _zero_points(g, op, x, out)
+    return g, x, out, w
+
+
+def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
+    g, x, out, w = _operands16(ctx, op, 0)
     o = op.options
     if kind == "fc":
         if len(w.shape) != 2:
@@ -160,12 +166,7 @@ def reduced_multipliers(mults: list[int], shifts: list[int]) -> tuple[list[int],
 def emit_transpose_conv_16(ctx: Ctx, op: Operator, name: str) -> Layer:
     # TFLM's 16x8 TRANSPOSE_CONV: products summed in an int64 scratch, the int64 bias, its
     # 64-bit requantization; the gather is the int8 kernel's (transpose_conv.c).
-    g = ctx.g
-    x, out = ctx.t(op.inputs[2]), ctx.t(op.outputs[0])
-    if x.dtype != "int16" or out.dtype != "int16":
-        raise _fail(g, op, f"{x.dtype} input, {out.dtype} output", "the 16x8 mode needs int16 input and output")
-    w = _need_int8_weights(g, op, g.tensor(op.inputs[1]))
-    _zero_points(g, op, x, out)
+    g, x, out, w = _operands16(ctx, op, 2)
     geom = transpose_conv_geometry(g, op, x, out, w)
     in_h, in_w, in_c, out_c, k_h, k_w = geom[0], geom[1], geom[2], geom[5], geom[6], geom[7]
     mults, shifts = conv_multipliers(_qp(x)[0], w.scale if w.per_channel else w.scale[:1], _qp(out)[0])
