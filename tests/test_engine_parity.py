@@ -125,6 +125,17 @@ def mean_time_axis(L):
     return keras.Model(x, L.Dense(3)(m))
 
 
+def sums(L):
+    # SUM over the time axis and over (time, channels) of a sensor window: the MEAN kernel
+    # without tflite-micro's division by the count
+    import keras
+
+    keras.utils.set_random_seed(15)
+    x = keras.Input((10, 6))
+    h = L.Dense(5, activation="relu")(x)
+    return keras.Model(x, L.Dense(3)(L.Concatenate()([keras.ops.sum(h, axis=1), keras.ops.sum(h, axis=(1, 2), keepdims=True)[:, 0]])))
+
+
 def reshape_squeeze(L):
     return _seq((24,), L.Reshape((1, 8, 3)), L.Conv2D(4, (1, 3), activation="relu"), L.Reshape((24,)), L.Dense(6),
                 L.Reshape((2, 3)), L.Dense(2))
@@ -252,7 +263,7 @@ BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
             transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward,
-            transpose_convs]
+            transpose_convs, sums]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax,
               transpose_convs]
@@ -261,7 +272,7 @@ CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
                   conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices, mirror_pads,
-                  strided_slices_backward, transpose_convs]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  strided_slices_backward, transpose_convs, sums]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 

@@ -144,6 +144,17 @@ def means(L):
     return keras.Model(x, L.Concatenate()([L.GlobalAveragePooling2D()(h), L.Flatten()(keras.ops.mean(h, axis=2))]))
 
 
+def sums(L):
+    # SUM over (H, W) and over W alone (tflite-micro's QuantizedMeanOrSum without the
+    # division), into CONCATENATION.
+    import keras
+
+    keras.utils.set_random_seed(44)
+    x = _input((5, 6, 4))
+    h = L.Conv2D(6, 1, bias_initializer="random_normal")(x)
+    return keras.Model(x, L.Concatenate()([keras.ops.sum(h, axis=(1, 2)), L.Flatten()(keras.ops.sum(h, axis=2))]))
+
+
 def shape_ops(L):
     # PAD, TRANSPOSE and STRIDED_SLICE (forward and backward) of int16 tensors: byte walks
     # two bytes per element.
@@ -231,7 +242,7 @@ def with_unsupported_ops(L):
 CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
          (convs_only, True, False), (convs_only, True, True), (dense_stack, True, False), (dense_stack, False, False),
          (with_nonlinear_ops, True, False), (softmax_rows, True, False), (sub_relu, True, False),
-         (activations_min_max, True, False), (means, True, False), (shape_ops, True, False),
+         (activations_min_max, True, False), (means, True, False), (sums, True, False), (shape_ops, True, False),
          (transpose_convs, True, False), (transpose_convs, False, False), (wide_windows, True, False)]
 
 

@@ -699,21 +699,23 @@ def mean_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]]:
     shape = list(x.shape)
     axes = _axis_list(g, op, op.inputs[1], len(shape))
     if not axes or axes != list(range(axes[0], axes[-1] + 1)):
-        raise _fail(g, op, f"MEAN over axes {axes} of {shape} (only one contiguous block of axes is supported)",
-                    "average over adjacent axes, e.g. GlobalAveragePooling over (H, W)")
+        raise _fail(g, op, f"{op.op} over axes {axes} of {shape} (only one contiguous block of axes is supported)",
+                    "reduce over adjacent axes, e.g. GlobalAveragePooling over (H, W)")
     outer = int(np.prod(shape[: axes[0]], dtype=np.int64))
     reduce = int(np.prod(shape[axes[0] : axes[-1] + 1], dtype=np.int64))
     inner = int(np.prod(shape[axes[-1] + 1 :], dtype=np.int64))
     if outer * inner != out.size or reduce <= 0:
-        raise _fail(g, op, f"output shape {list(out.shape)} does not match MEAN over {axes} of {shape}",
+        raise _fail(g, op, f"output shape {list(out.shape)} does not match {op.op} over {axes} of {shape}",
                     "re-export the model")
     in_s, in_zp = _qp(x)
     out_s, out_zp = _qp(out)
     mult, shift = quantize_multiplier(float(in_s) / float(out_s))
-    # TFLM folds 1/reduce into the multiplier with an integer division (QuantizedMeanOrSum).
-    k = min(reduce.bit_length() - 1, 32, 31 + shift)
-    mult = int((mult << k) // reduce) if k >= 0 else int((mult >> -k) // reduce)
-    shift -= k
+    if op.op == "MEAN":
+        # TFLM folds 1/reduce into the multiplier with an integer division (QuantizedMeanOrSum);
+        # SUM rescales the sum as it is
+        k = min(reduce.bit_length() - 1, 32, 31 + shift)
+        mult = int((mult << k) // reduce) if k >= 0 else int((mult >> -k) // reduce)
+        shift -= k
     return x, out, [int(v) for v in (outer, reduce, inner, in_zp, out_zp, mult, shift)]
 
 
@@ -1140,6 +1142,7 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "RELU": emit_relu,
     "RELU6": emit_relu6,
     "MEAN": emit_mean,
+    "SUM": emit_mean,
     "PAD": emit_pad,
     "PADV2": emit_pad,
     "MIRROR_PAD": emit_mirror_pad,

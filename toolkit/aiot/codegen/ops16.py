@@ -336,6 +336,7 @@ EMITTERS16 = {
     "MAXIMUM": emit_maximum,
     "MINIMUM": emit_minimum,
     "MEAN": emit_mean,
+    "SUM": emit_mean,
     "PAD": emit_pad,
     "PADV2": emit_pad,
     "TRANSPOSE": emit_transpose,

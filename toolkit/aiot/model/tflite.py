@@ -87,7 +87,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
 SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
-    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF""".split()
+    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF SUM""".split()
 )
 
 #: Ops the engine runs in int8 that tflite-micro itself cannot run with int16 activations
@@ -100,7 +100,7 @@ NO_TFLM_16X8 = {
 #: Ops the engine also runs in TFLite's 16x8 mode (int16 activations, int8 weights).
 SUPPORTED_OPS_16 = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D ADD SUB MUL RELU RELU6 LEAKY_RELU MAXIMUM MINIMUM MEAN
-    PAD PADV2 TRANSPOSE STRIDED_SLICE AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE TRANSPOSE_CONV
+    PAD PADV2 TRANSPOSE STRIDED_SLICE AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE TRANSPOSE_CONV SUM
     CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX DEQUANTIZE""".split()
 )
 
@@ -114,7 +114,6 @@ _INSTEAD = {
     "TRANSPOSE": "avoid Permute/transpose layers: lay the data out as (1, time, channels) NHWC",
     "STRIDED_SLICE": "slice the data before the model (feature extraction), not inside it",
     "SLICE": "slice the data before the model (feature extraction), not inside it",
-    "SUM": "use GlobalAveragePooling (MEAN) instead of a sum",
     "REDUCE_MAX": "use GlobalMaxPooling2D with an explicit pool size (MAX_POOL_2D)",
     "UNIDIRECTIONAL_SEQUENCE_LSTM": "use 1-D convolutions (Conv2D 1xK) instead of recurrent layers",
     "UNIDIRECTIONAL_SEQUENCE_RNN": "use 1-D convolutions (Conv2D 1xK) instead of recurrent layers",
@@ -466,7 +465,7 @@ def _fold_value(g: Graph, op: Operator) -> np.ndarray | None:
 
 _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "SOFTMAX", "QUANTIZE", "DEQUANTIZE"})
 
-_MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "ADD": 2, "SUB": 2,
+_MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "SUM": 2, "ADD": 2, "SUB": 2,
                "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
                "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2,
                "TRANSPOSE_CONV": 3, "SVDF": 3}
