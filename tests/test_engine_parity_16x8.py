@@ -392,11 +392,13 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
     (convs_pools_add_mul, False, "speed", "mps2-an386"), (convs_pools_add_mul, False, "size", "mps2-an386"),
     (with_nonlinear_ops, False, "speed", "mps2-an386"), (shape_ops, False, "speed", "mps2-an386"),
     (transpose_convs, False, "speed", "mps2-an386"), (wide_windows, False, "speed", "mps2-an386"),
+    (convs_pools_add_mul, False, "speed", "mps2-an500"), (dense_stack, False, "speed", "mps2-an505"),
     (dense_stack, True, "speed", "mps2-an386"), (convs_pools_add_mul, False, "speed", "mps2-an385")],
     ids=lambda v: getattr(v, "__name__", str(v)))
 def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, optimize, board, tmp_path):
-    # M4 speed: the SMLALD loop over int16-widened weights; size: the int8-weight loop; the
-    # M3 (no DSP extension) runs the portable C the host build checks, compiled for the core
+    # M4 speed: the SMLAD kernel over packed int16 weights (M7 and M33 too); size: the
+    # int8-weight loop; the M3 (no DSP extension) runs the portable C the host build
+    # checks, compiled for the core
     from aiot.target.bench import bench_model
     from aiot.target.boards import get_board
 

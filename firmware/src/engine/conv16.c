@@ -172,9 +172,9 @@ static __attribute__((noinline)) void pixel_wide(const aiot_conv16_params_t *p16
 }
 
 //! Values of a border window copied to the stack (zeros in the padding, which add
-//! nothing: int16 activations have zero point 0) for pixel_wide; larger windows take the
-//! per-tap path.
-#define AIOT_CONV16_PATCH 512
+//! nothing: int16 activations have zero point 0) for pixel_wide: 768 B, the int8 conv's
+//! patch size; larger windows take the per-tap path.
+#define AIOT_CONV16_PATCH 384
 
 // One tap of a border window too large for the patch, against the packed weights.
 static __attribute__((noinline)) int64_t tap_wide(const aiot_conv_params_t *p, const int16_t *w, const int16_t *x,
