@@ -30,28 +30,6 @@ static inline int16_t requant16(const aiot_requant16_t *rq, uint32_t channel, in
     return (int16_t)v;
 }
 
-// requant16 of an accumulator that is an int32 (fits32): TFLM's 64-bit form as one
-// SMULL and the rounding shift on its halves (total < 32), or the int32 form.
-static inline int16_t requant16_32(const aiot_requant16_t *rq, uint32_t channel, int32_t acc)
-{
-    const uint32_t c = rq->per_channel ? channel : 0;
-    const int32_t m = rq->multiplier[c], total = rq->shift[c];
-    int32_t v;
-    if (!rq->acc64) {
-        v = aiot_fp_mbqm(acc, m, total);
-    } else if (total < 32) {
-        const int64_t prod = (int64_t)acc * m;
-        const uint32_t lo = (uint32_t)prod, r = lo + (1u << (total - 1));
-        const uint32_t h = (uint32_t)((uint64_t)prod >> 32) + (r < lo);
-        v = (int32_t)((r >> total) | (h << (32 - total)));
-    } else {
-        v = aiot_rshift64_round(acc, m, total);
-    }
-    v = v < rq->act_min ? rq->act_min : v;
-    v = v > rq->act_max ? rq->act_max : v;
-    return (int16_t)v;
-}
-
 // Speed mode (wide = 1): the weights widened to int16 and packed per group of four
 // output channels (zero channels complete the last group), per kernel row, per pair of
 // row values: [group][ky][pair][channel][2], a row of odd length ending in a pair whose
@@ -106,6 +84,61 @@ static inline __attribute__((always_inline)) const int16_t *dot4_pairs(const int
     return w;
 }
 
+// TFLM's requantization of four int32 sums s (fits32) into y[0..n): the multipliers
+// and shifts of channels oc.. (or the one per-tensor pair), the int16 clamp.
+static inline void requant4_32(const aiot_requant16_t *rq, uint32_t oc, const int32_t s[4], uint32_t n, int16_t *y)
+{
+    const uint32_t c0 = rq->per_channel ? oc : 0u, dc = rq->per_channel ? 1u : 0u;
+    const int32_t *mp = rq->multiplier + c0, *tp = rq->shift + c0;
+    const int32_t lo = rq->act_min, hi = rq->act_max;
+    for (uint32_t j = 0; j < n; ++j, mp += dc, tp += dc) {
+        const int32_t m = *mp, total = *tp;
+        int32_t v;
+        if (rq->acc64 && total < 32) {
+            const int64_t prod = (int64_t)s[j] * m;
+            const uint32_t low = (uint32_t)prod, r = low + (1u << (total - 1));
+            const uint32_t h = (uint32_t)((uint64_t)prod >> 32) + (r < low);
+            v = (int32_t)((r >> total) | (h << (32 - total)));
+        } else if (rq->acc64) {
+            v = aiot_rshift64_round(s[j], m, total);
+        } else {
+            v = aiot_fp_mbqm(s[j], m, total);
+        }
+        v = v < lo ? lo : v;
+        y[j] = (int16_t)(v > hi ? hi : v);
+    }
+}
+
+// pixel_wide when every sum is an int32 (fits32): the SMLAD sums are the accumulators,
+// from the bias on (or wrapping there as TFLM's int32 accumulator does).
+static __attribute__((noinline)) void pixel_wide32(const aiot_conv16_params_t *p16, const int16_t *x, size_t step,
+                                                   const int16_t *w, const int64_t *bias, int16_t *y)
+{
+    const uint32_t k_h = p16->geom.k_h, out_c = p16->geom.out_c;
+    const uint32_t row = (uint32_t)p16->geom.k_w * p16->geom.in_c, full = row >> 1;
+    for (uint32_t oc = 0; oc < out_c; oc += 4) {
+        const uint32_t n = out_c - oc < 4u ? out_c - oc : 4u;
+        int32_t s[4] = {0, 0, 0, 0};
+        if (bias != NULL) {
+            for (uint32_t j = 0; j < n; ++j) {
+                s[j] = (int32_t)bias[oc + j];
+            }
+        }
+        for (uint32_t ky = 0; ky < k_h; ++ky) {
+            const int16_t *xr = x + ky * step;
+            w = dot4_pairs(xr, w, full, s);
+            if (row & 1u) {
+                const int32_t v = xr[row - 1];
+                for (uint32_t j = 0; j < 4; ++j) {
+                    s[j] = (int32_t)((uint32_t)s[j] + (uint32_t)((int32_t)w[2 * j] * v));
+                }
+                w += 8;
+            }
+        }
+        requant4_32(&p16->rq, oc, s, n, y + oc);
+    }
+}
+
 // Every output channel of one pixel whose window rows are `row` = k_w * in_c contiguous
 // values, `step` apart (the input itself, or a zero-padded copy of a border window):
 // four channels per pass from the bias on, int32 partial sums of at most 128 pairs
@@ -117,28 +150,7 @@ static __attribute__((noinline)) void pixel_wide(const aiot_conv16_params_t *p16
     const uint32_t k_h = p16->geom.k_h, out_c = p16->geom.out_c;
     const uint32_t row = (uint32_t)p16->geom.k_w * p16->geom.in_c, full = row >> 1;
     if (p16->rq.fits32) {
-        // every sum fits in int32 (the generator's bound), or wraps there as TFLM's int32
-        // accumulator does: the SMLAD sums are the accumulators, requantized as they are
-        for (uint32_t oc = 0; oc < out_c; oc += 4) {
-            int32_t s[4];
-            for (uint32_t j = 0; j < 4; ++j) {
-                s[j] = bias != NULL && oc + j < out_c ? (int32_t)bias[oc + j] : 0;
-            }
-            for (uint32_t ky = 0; ky < k_h; ++ky) {
-                const int16_t *xr = x + ky * step;
-                w = dot4_pairs(xr, w, full, s);
-                if (row & 1u) {
-                    const int32_t v = xr[row - 1];
-                    for (uint32_t j = 0; j < 4; ++j) {
-                        s[j] = (int32_t)((uint32_t)s[j] + (uint32_t)((int32_t)w[2 * j] * v));
-                    }
-                    w += 8;
-                }
-            }
-            for (uint32_t j = 0; j < 4 && oc + j < out_c; ++j) {
-                y[oc + j] = requant16_32(&p16->rq, oc + j, s[j]);
-            }
-        }
+        pixel_wide32(p16, x, step, w, bias, y);
         return;
     }
     for (uint32_t oc = 0; oc < out_c; oc += 4) {
