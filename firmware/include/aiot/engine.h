@@ -341,8 +341,9 @@ int32_t aiot_mul_by_quant_mult64(int64_t x, int32_t multiplier, int32_t shift);
 //! output, NHWC batch 1, filters as in the file (conv [out_c][k_h][k_w][in_c], depthwise
 //! [1][k_h][k_w][out_c]); padding taps are skipped. FULLY_CONNECTED is the 1x1 case with
 //! in_h = batches, in_w = 1. bias has out_c entries (int32 ones widened) or is NULL.
-//! `filter` is int8 as in the file, or (wide = 1, `--optimize speed`, not depthwise) the
-//! same weights widened to int16, which DSP cores multiply two at a time.
+//! `filter` is int8 as in the file, or (wide = 1, `--optimize speed`) widened to int16:
+//! conv packed four channels at a time (conv16.c), depthwise (depth multiplier 1 and
+//! fits32 only) in the file's order; DSP cores multiply them two at a time.
 typedef struct {
     aiot_conv_params_t geom;  //!< the shape fields (in_h .. depth_multiplier); the int8 ones unused
     uint8_t depthwise;

@@ -124,9 +124,14 @@ def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
     fits32 = not acc64 or int(np.max(bound, initial=0)) < 2**31
     # speed mode: CONV_2D/FULLY_CONNECTED weights widened to int16 and packed four channels
     # at a time (DSP cores multiply an input pair by each channel's weight pair with one
-    # SMLAD); size mode and DEPTHWISE_CONV_2D keep the file's int8
-    wide = ctx.optimize == "speed" and kind != "dw"
-    weights = pack16(np.asarray(w.data), out_c, k_h) if wide else np.asarray(w.data).astype(np.int8)
+    # SMLAD); DEPTHWISE_CONV_2D (depth multiplier 1, int32 sums) widened in the file's
+    # [tap][channel] order (two channels per word, SMLABB/SMLATT); the size mode and other
+    # depthwise layers keep the file's int8
+    wide = ctx.optimize == "speed" and (kind != "dw" or (dm == 1 and fits32))
+    if not wide:
+        weights = np.asarray(w.data).astype(np.int8)
+    else:
+        weights = np.asarray(w.data).astype(np.int16).ravel() if kind == "dw" else pack16(np.asarray(w.data), out_c, k_h)
     decls = [
         _c_array("int32_t", f"{name}_mult", np.array(mults)),
         _c_array("int32_t", f"{name}_shift", np.array(shifts)),
