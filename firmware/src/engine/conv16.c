@@ -200,18 +200,21 @@ static __attribute__((noinline)) int64_t tap_wide(const aiot_conv_params_t *p, c
     return acc;
 }
 
-// DEPTHWISE_CONV_2D, depth multiplier 1, speed mode (wide, fits32): weights int16 in the
-// file's [tap][channel] order; per output pixel four channels per pass, each tap inside
-// the input adding its products to int32 sums (taps in the padding are skipped, as in
-// TFLM; their input would be the zero point 0 anyway). DSP cores: per tap two input words
-// and two weight words (two channels each), SMLABB and SMLATT (8 instructions for 4 MACs
-// where the portable loop takes about 9 per MAC).
-static __attribute__((noinline)) void depthwise_wide(const aiot_conv16_params_t *p16, const int16_t *input,
-                                                     const int16_t *w, const int64_t *bias, int16_t *output)
+// DEPTHWISE_CONV_2D, speed mode (wide, fits32): weights int16 in the file's
+// [tap][channel] order; per output pixel four channels per pass, each tap inside the input
+// adding its products to int32 sums (taps in the padding are skipped, as in TFLM; their
+// input would be the zero point 0 anyway). DSP cores, depth multiplier 1: per tap two
+// input words and two weight words (two channels each), SMLABB and SMLATT (8 instructions
+// for 4 MACs where the portable loop takes about 9 per MAC); multiplier 2: one input word
+// for the four channels, SMLABB/SMLABT/SMLATB/SMLATT; other multipliers and channel tails
+// one product at a time.
+static inline __attribute__((always_inline)) void depthwise_wide(const aiot_conv16_params_t *p16,
+                                                                 const int16_t *input, const int16_t *w,
+                                                                 const int64_t *bias, int16_t *output, uint32_t dm)
 {
     const aiot_conv_params_t *p = &p16->geom;
     const int32_t in_h = p->in_h, in_w = p->in_w;
-    const uint32_t c_n = p->out_c;
+    const uint32_t c_n = p->out_c, in_c = p->in_c;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
         const int32_t y0 = oy * p->stride_h - p->pad_top;
         for (int32_t ox = 0; ox < p->out_w; ++ox) {
@@ -233,13 +236,13 @@ static __attribute__((noinline)) void depthwise_wide(const aiot_conv16_params_t 
                         if (ix < 0 || ix >= in_w) {
                             continue;
                         }
-                        const int16_t *x = input + ((size_t)iy * in_w + ix) * c_n + c;
+                        const int16_t *x = input + ((size_t)iy * in_w + ix) * in_c;
                         const int16_t *wt = w + ((size_t)ky * p->k_w + kx) * c_n + c;
 #ifdef AIOT_DSP
-                        if (n == 4u) {
+                        if (n == 4u && dm == 1u) {
                             uint32_t xa, xb, wa, wb;
-                            memcpy(&xa, x, 4);  // unaligned word loads (v7E-M, v8-M Main allow them)
-                            memcpy(&xb, x + 2, 4);
+                            memcpy(&xa, x + c, 4);  // unaligned word loads (v7E-M, v8-M Main allow them)
+                            memcpy(&xb, x + c + 2, 4);
                             memcpy(&wa, wt, 4);
                             memcpy(&wb, wt + 2, 4);
                             s[0] = __smlabb(xa, wa, s[0]);
@@ -248,9 +251,20 @@ static __attribute__((noinline)) void depthwise_wide(const aiot_conv16_params_t 
                             s[3] = __smlatt(xb, wb, s[3]);
                             continue;
                         }
+                        if (n == 4u && dm == 2u) {  // channels 4i..4i+3 read inputs 2i, 2i, 2i+1, 2i+1
+                            uint32_t xa, wa, wb;
+                            memcpy(&xa, x + c / 2u, 4);
+                            memcpy(&wa, wt, 4);
+                            memcpy(&wb, wt + 2, 4);
+                            s[0] = __smlabb(xa, wa, s[0]);
+                            s[1] = __smlabt(xa, wa, s[1]);
+                            s[2] = __smlatb(xa, wb, s[2]);
+                            s[3] = __smlatt(xa, wb, s[3]);
+                            continue;
+                        }
 #endif
                         for (uint32_t j = 0; j < n; ++j) {
-                            s[j] += (int32_t)wt[j] * x[j];
+                            s[j] += (int32_t)wt[j] * x[(c + j) / dm];
                         }
                     }
                 }
@@ -258,6 +272,19 @@ static __attribute__((noinline)) void depthwise_wide(const aiot_conv16_params_t 
             }
         }
     }
+}
+
+// depthwise_wide compiled for a depth multiplier of 1 (no division per product) and for any.
+static __attribute__((noinline)) void depthwise_wide_dm1(const aiot_conv16_params_t *p16, const int16_t *input,
+                                                         const int16_t *w, const int64_t *bias, int16_t *output)
+{
+    depthwise_wide(p16, input, w, bias, output, 1u);
+}
+
+static __attribute__((noinline)) void depthwise_wide_dm(const aiot_conv16_params_t *p16, const int16_t *input,
+                                                        const int16_t *w, const int64_t *bias, int16_t *output)
+{
+    depthwise_wide(p16, input, w, bias, output, p16->geom.depth_multiplier);
 }
 
 aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *input, const void *filter,
@@ -269,8 +296,8 @@ aiot_status_t aiot_conv2d_s16(const aiot_conv16_params_t *p16, const int16_t *in
     const aiot_conv_params_t *p = &p16->geom;
     const int32_t in_h = p->in_h, in_w = p->in_w, in_c = p->in_c, out_c = p->out_c;
     const uint32_t dm = p->depth_multiplier ? p->depth_multiplier : 1u;
-    if (p16->depthwise && p16->wide) {  // the generator's choice: depth multiplier 1, int32 sums
-        depthwise_wide(p16, input, (const int16_t *)filter, bias, output);
+    if (p16->depthwise && p16->wide) {  // the generator's choice: sums that fit in int32
+        (dm == 1u ? depthwise_wide_dm1 : depthwise_wide_dm)(p16, input, (const int16_t *)filter, bias, output);
         return AIOT_OK;
     }
     for (int32_t oy = 0; oy < p->out_h; ++oy) {

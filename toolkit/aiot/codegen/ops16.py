@@ -124,10 +124,10 @@ def _emit16(ctx: Ctx, op: Operator, name: str, kind: str) -> Layer:
     fits32 = not acc64 or int(np.max(bound, initial=0)) < 2**31
     # speed mode: CONV_2D/FULLY_CONNECTED weights widened to int16 and packed four channels
     # at a time (DSP cores multiply an input pair by each channel's weight pair with one
-    # SMLAD); DEPTHWISE_CONV_2D (depth multiplier 1, int32 sums) widened in the file's
-    # [tap][channel] order (two channels per word, SMLABB/SMLATT); the size mode and other
-    # depthwise layers keep the file's int8
-    wide = ctx.optimize == "speed" and (kind != "dw" or (dm == 1 and fits32))
+    # SMLAD); DEPTHWISE_CONV_2D (int32 sums) widened in the file's [tap][channel] order
+    # (two channels per word, SMLABB/SMLATT); the size mode and other depthwise layers
+    # keep the file's int8
+    wide = ctx.optimize == "speed" and (kind != "dw" or fits32)
     if not wide:
         weights = np.asarray(w.data).astype(np.int8)
     else:
