@@ -182,6 +182,18 @@ def wide_windows(L):
     return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Concatenate()([a, b])))
 
 
+def depthwise_multiplier_3(L):
+    # DEPTHWISE_CONV_2D with a depth multiplier of 3 (the speed mode's one-product-at-a-time
+    # path) feeding one with multiplier 1 over 9 channels (two groups of four and a tail).
+    import keras
+
+    keras.utils.set_random_seed(45)
+    x = _input((5, 6, 3))
+    h = L.DepthwiseConv2D(3, depth_multiplier=3, padding="same", bias_initializer="random_normal")(x)
+    h = L.DepthwiseConv2D(3, strides=2, bias_initializer="random_normal")(h)
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Flatten()(h)))
+
+
 def transpose_convs(L):
     # TRANSPOSE_CONV: stride 2 SAME with an int64 bias, stride (1, 3) VALID without bias
     # and with a fused RELU, channel counts that are not multiples of four.
@@ -243,7 +255,8 @@ CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
          (convs_only, True, False), (convs_only, True, True), (dense_stack, True, False), (dense_stack, False, False),
          (with_nonlinear_ops, True, False), (softmax_rows, True, False), (sub_relu, True, False),
          (activations_min_max, True, False), (means, True, False), (sums, True, False), (shape_ops, True, False),
-         (transpose_convs, True, False), (transpose_convs, False, False), (wide_windows, True, False)]
+         (transpose_convs, True, False), (transpose_convs, False, False), (wide_windows, True, False),
+         (depthwise_multiplier_3, True, False)]
 
 
 @pytest.fixture(scope="module")
