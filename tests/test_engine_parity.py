@@ -654,6 +654,203 @@ def test_svdf_without_bias_is_refused_by_node(tmp_path):
     assert "node 1 (SVDF)" in e.value.message and "bias" in e.value.message
 
 
+def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool = True, time_major: bool = False,
+                 batches: int = 1, cell_clip: float = 0.0, cell_power: int | None = None,
+                 variants: tuple[str, ...] = ()) -> tuple[bytes, object, np.ndarray]:
+    """A Keras LSTM's float weights as an int8 UNIDIRECTIONAL_SEQUENCE_LSTM (int16 cell
+    state), quantized from a representative dataset (a float forward pass gives the
+    input, hidden and cell ranges), plus a STRIDED_SLICE of the last step when not
+    ``sequences`` (what the converter emits for return_sequences=False); ``cell_power``
+    sets the cell state's scale to 2^cell_power instead of the calibrated one. Returns (file,
+    keras model, representative data). Written with TensorFlow's flatbuffer schema: the
+    converter of this environment (TF 2.21, Keras 3) lowers keras.layers.LSTM to a WHILE
+    loop and its int8 calibrator crashes on it (tensorflow/tensorflow#101050), so it makes
+    no fused LSTM. ``variants`` ("peephole", "projection", "layer_norm", "cifg") add what
+    tflite-micro's kernel refuses."""
+    import flatbuffers
+    import keras
+    from tensorflow.lite.python import schema_py_generated as s
+
+    recipes._tf()
+    keras.utils.set_random_seed(units * 7 + n_in + steps)
+    model = keras.Sequential([keras.Input((steps, n_in)), keras.layers.LSTM(units, return_sequences=True)])
+    kernel, recurrent, bias = (np.asarray(w, np.float64) for w in model.layers[0].get_weights())
+    rep = np.random.default_rng(23).normal(size=(48, batches, steps, n_in)) * 1.5
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    h_all, c_all = [], []
+    for seq in rep:  # Keras gate order i, f, c, o; the state carries over from one sequence to the next
+        h, c = np.zeros((batches, units)), np.zeros((batches, units))
+        for t in range(steps):
+            z = seq[:, t] @ kernel + h @ recurrent + bias
+            i, f, g, o = sig(z[:, :units]), sig(z[:, units:2 * units]), np.tanh(z[:, 2 * units:3 * units]), \
+                sig(z[:, 3 * units:])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+            h_all.append(h), c_all.append(c)
+
+    def asym(lo: float, hi: float) -> tuple[float, int]:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        scale = float(np.float32((hi - lo) / 255))
+        return scale, int(np.clip(round(-128 - lo / scale), -128, 127))
+
+    in_s, in_zp = asym(rep.min(), rep.max())
+    h_s, h_zp = asym(np.min(h_all), np.max(h_all))
+    cell_s = 2.0 ** (np.ceil(np.log2(np.max(np.abs(c_all)))) - 15 if cell_power is None else cell_power)
+
+    rng = np.random.default_rng(units + steps)
+    mdl, sg = s.ModelT(), s.SubGraphT()
+    mdl.version, mdl.buffers, mdl.subgraphs, sg.tensors, sg.operators = 3, [s.BufferT()], [sg], [], []
+    codes = []
+    for builtin in (s.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, s.BuiltinOperator.STRIDED_SLICE):
+        code = s.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+        code.version = 1
+        codes.append(code)
+    mdl.operatorCodes = codes
+
+    def tensor(shape, dtype, scale=None, zp=0, data=None, variable=False) -> int:
+        t = s.TensorT()
+        t.shape, t.type, t.name, t.isVariable = np.array(shape, np.int32), dtype, f"t{len(sg.tensors)}", variable
+        if scale is not None:
+            t.quantization = s.QuantizationParametersT()
+            t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
+        t.buffer = 0
+        if data is not None:
+            b = s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            t.buffer = len(mdl.buffers)
+            mdl.buffers.append(b)
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
+
+    def weights(w: np.ndarray) -> int:  # [out][in], per-tensor symmetric
+        scale = float(np.float32(np.max(np.abs(w)) / 127))
+        return tensor(w.shape, T8, scale, 0, np.clip(np.round(w / scale), -127, 127).astype("i1"))
+
+    shape_in = [steps, batches, n_in] if time_major else [batches, steps, n_in]
+    shape_out = [steps, batches, units] if time_major else [batches, steps, units]
+    x = tensor(shape_in, T8, in_s, in_zp)
+    ins = [x] + [-1] * 23
+    for k in range(4):  # TFLite's order is Keras's: input, forget, cell, output
+        cols = slice(k * units, (k + 1) * units)
+        ins[1 + k] = weights(kernel[:, cols].T)
+        ins[5 + k] = weights(recurrent[:, cols].T)
+        b_s = float(np.float32(np.float32(in_s) * sg.tensors[ins[1 + k]].quantization.scale[0]))
+        ins[12 + k] = tensor([units], T32, b_s, 0, np.round(bias[cols] / b_s).astype("<i4"))
+    ins[18] = tensor([batches, units], T8, h_s, h_zp, variable=True)
+    ins[19] = tensor([batches, units], T16, cell_s, 0, variable=True)
+    if "peephole" in variants:
+        for i in (9, 10, 11):
+            ins[i] = tensor([units], T16, 1e-3, 0, rng.integers(-999, 999, units).astype("<i2"))
+    if "projection" in variants:
+        ins[16] = weights(rng.normal(size=(units, units)))
+    if "layer_norm" in variants:
+        for i in (20, 21, 22, 23):
+            ins[i] = tensor([units], T16, 1e-3, 0, rng.integers(-999, 999, units).astype("<i2"))
+    if "cifg" in variants:
+        ins[1] = ins[5] = -1
+    seq = tensor(shape_out, T8, h_s, h_zp)
+    op = s.OperatorT()
+    op.opcodeIndex, op.inputs, op.outputs = 0, ins, [seq]
+    op.builtinOptionsType = s.BuiltinOptions.UnidirectionalSequenceLSTMOptions
+    op.builtinOptions = s.UnidirectionalSequenceLSTMOptionsT()
+    op.builtinOptions.fusedActivationFunction = s.ActivationFunctionType.TANH
+    op.builtinOptions.cellClip, op.builtinOptions.timeMajor = cell_clip, time_major
+    sg.operators.append(op)
+    y = seq
+    if not sequences:  # the last step: [batches, units]
+        last = [steps - 1, 0, 0] if time_major else [0, steps - 1, 0]
+        end = [steps, batches, units] if time_major else [batches, steps, units]
+        consts = [tensor([3], T32, data=np.array(v, "<i4")) for v in (last, end, [1, 1, 1])]
+        y = tensor([batches, units], T8, h_s, h_zp)
+        sl = s.OperatorT()
+        sl.opcodeIndex, sl.inputs, sl.outputs = 1, [seq, *consts], [y]
+        sl.builtinOptionsType = s.BuiltinOptions.StridedSliceOptions
+        sl.builtinOptions = s.StridedSliceOptionsT()
+        sl.builtinOptions.shrinkAxisMask = 1 if time_major else 2
+        sg.operators.append(sl)
+    sg.inputs, sg.outputs = [x], [y]
+    b = flatbuffers.Builder(4096)
+    b.Finish(mdl.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output()), model, rep
+
+
+# (units, inputs, steps, return_sequences, time_major, batches, cell clip, cell scale power).
+# The calibrated cell scales are 2^-13 and 2^-14 (tanh of the cell: x 3 >> 1 or 2); 2^-11 takes
+# tflite-micro's other branch (3 << 1).
+LSTM_CASES = [(8, 3, 6, True, False, 1, 0.0, None), (5, 4, 7, False, False, 1, 0.0, None),
+              (12, 2, 5, True, True, 2, 0.0, -11), (6, 3, 4, False, True, 3, 0.0, None),
+              (7, 5, 6, True, False, 2, 0.5, None)]
+
+
+@pytest.mark.parametrize("case", LSTM_CASES, ids=[f"u{c[0]}-{'seq' if c[3] else 'last'}-{'tm' if c[4] else 'bm'}"
+                                                  f"-b{c[5]}{'-clip' if c[6] else ''}{'-c2^%d' % c[7] if c[7] else ''}"
+                                                  for c in LSTM_CASES])
+def test_lstm_bit_exact(recipes, case, tmp_path):
+    # 64 inferences in a row on one interpreter and one host build: both states carry over
+    units, n_in, steps, sequences, time_major, batches, clip, power = case
+    data, _, _ = _lstm_tflite(recipes, units, n_in, steps, sequences=sequences, time_major=time_major,
+                              batches=batches, cell_clip=clip, cell_power=power)
+    res = _compare(data, data, tmp_path, seed=800 + units)
+    assert res.layers == ["UNIDIRECTIONAL_SEQUENCE_LSTM"] + ([] if sequences else ["STRIDED_SLICE"])
+    host = HostModel(tmp_path)  # the same library again: aiot_model_reset put both states back
+    x = np.random.default_rng(801).integers(-128, 128, res.input_bytes).astype(np.int8)
+    runs = [host.invoke(x) for _ in range(4)]
+    assert len({y.tobytes() for y in runs}) > 1  # the same input, other outputs: the state counts
+    host.lib.aiot_model_reset()
+    assert np.array_equal(runs[0], host.invoke(x))
+
+
+def test_lstm_is_the_keras_lstm_quantized(recipes, tmp_path):
+    # the hand-written file is the Keras layer: its int8 outputs (tflite-micro's and ours)
+    # dequantized follow the float LSTM within a few output steps
+    data, model, rep = _lstm_tflite(recipes, 8, 3, 6)
+    res = codegen.generate(data, tmp_path)
+    host = HostModel(tmp_path)
+    xs = rep[:8, 0]
+    want = np.asarray(model(xs.astype(np.float32)))
+    for x, w in zip(xs, want):
+        host.lib.aiot_model_reset()
+        q = np.clip(np.round(x / res.input_scale) + res.input_zero_point, -128, 127).astype(np.int8)
+        got = (host.invoke(q).astype(np.float64) - res.output_zero_point) * res.output_scale
+        assert np.max(np.abs(got - w.ravel())) < 6 * res.output_scale
+
+
+@pytest.mark.parametrize("variants", [("peephole",), ("projection", "layer_norm"), ("cifg",)])
+def test_lstm_variants_are_refused_by_name_and_node(recipes, variants, tmp_path):
+    # tflite-micro's kernel refuses them (ValidateTensorStatus): nothing to be bit-exact with
+    from aiot.errors import ToolkitError
+
+    data, _, _ = _lstm_tflite(recipes, 4, 3, 3, variants=variants)
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(data, tmp_path)
+    msg = e.value.message
+    assert "node 0 (UNIDIRECTIONAL_SEQUENCE_LSTM)" in msg
+    names = {"peephole": "peephole", "projection": "projection", "layer_norm": "layer norm", "cifg": "CIFG"}
+    for v in variants:
+        assert names[v] in msg
+    assert "plain" in e.value.hint
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_lstm_bit_exact_on_a_dsp_core(recipes, tmp_path):
+    # the bench firmware's runs follow one another from the reset state, as tflite-micro's do
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = tmp_path / "lstm.tflite"
+    path.write_bytes(_lstm_tflite(recipes, 12, 2, 5, time_major=True, batches=2, cell_power=-11)[0])
+    r = bench_model(get_board("mps2-an386"), path, "lstm", tmp_path / "b", runs=6, profile=False)
+    assert r.bit_exact, "the LSTM differs from tflite-micro on the M4"
+
+
 def _slice_output(L):
     # The model's output is the STRIDED_SLICE itself, so a test can rewrite its masks and
     # output shape without touching the layers after it.
