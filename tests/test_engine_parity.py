@@ -554,36 +554,63 @@ def test_two_inputs_two_outputs_bit_exact_on_a_dsp_core(recipes, tmp_path):
     assert r.bit_exact, "the two-input, two-output model differs from tflite-micro on the M4"
 
 
+class _Flatbuffer:
+    """A one-subgraph .tflite written with TensorFlow's flatbuffer schema, for ops the
+    converter of this environment does not make (SVDF, the fused LSTM)."""
+
+    def __init__(self, *builtins: int):
+        from tensorflow.lite.python import schema_py_generated as s
+
+        self.s, self.model, self.sg = s, s.ModelT(), s.SubGraphT()
+        self.model.version, self.model.buffers, self.model.subgraphs = 3, [s.BufferT()], [self.sg]
+        self.sg.tensors, self.sg.operators, self.model.operatorCodes = [], [], []
+        for builtin in builtins:
+            code = s.OperatorCodeT()
+            code.builtinCode = code.deprecatedBuiltinCode = builtin
+            code.version = 1
+            self.model.operatorCodes.append(code)
+
+    def tensor(self, shape, dtype, scale=None, zp=0, data=None, variable=False) -> int:
+        s, sg = self.s, self.sg
+        t = s.TensorT()
+        t.shape, t.type, t.name, t.isVariable = np.array(shape, np.int32), dtype, f"t{len(sg.tensors)}", variable
+        if scale is not None:
+            t.quantization = s.QuantizationParametersT()
+            t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
+        t.buffer = 0
+        if data is not None:
+            b = s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            t.buffer = len(self.model.buffers)
+            self.model.buffers.append(b)
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    def op(self, code: int, inputs: list[int], outputs: list[int], options_type: int, options) -> None:
+        op = self.s.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = code, inputs, outputs
+        op.builtinOptionsType, op.builtinOptions = options_type, options
+        self.sg.operators.append(op)
+
+    def finish(self, inputs: list[int], outputs: list[int]) -> bytes:
+        import flatbuffers
+
+        self.sg.inputs, self.sg.outputs = inputs, outputs
+        b = flatbuffers.Builder(4096)
+        b.Finish(self.model.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
 def _svdf_tflite(wide: bool, second_bias: bool = True) -> bytes:
     """Two stacked SVDF layers (rank 2, then rank 1), int8
     input and output, int8 or (wide) int16 state and time weights, random weights. The
     TFLite converter makes no SVDF from Keras layers (TFLM's SVDF models come from the old
     TF1 converter), so the file is written with TensorFlow's flatbuffer schema."""
-    import flatbuffers
     from tensorflow.lite.python import schema_py_generated as s
 
     rng = np.random.default_rng(16 + wide)
-    model, sg = s.ModelT(), s.SubGraphT()
-    model.version, model.buffers, model.subgraphs, sg.tensors, sg.operators = 3, [s.BufferT()], [sg], [], []
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.SVDF
-    code.version = 1
-    model.operatorCodes = [code]
-
-    def tensor(shape, dtype, scale, zp, data=None, variable=False) -> int:
-        t = s.TensorT()
-        t.shape, t.type, t.name, t.isVariable = np.array(shape, np.int32), dtype, f"t{len(sg.tensors)}", variable
-        t.quantization = s.QuantizationParametersT()
-        t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
-        t.buffer = 0
-        if data is not None:
-            b = s.BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
-            t.buffer = len(model.buffers)
-            model.buffers.append(b)
-        sg.tensors.append(t)
-        return len(sg.tensors) - 1
-
+    fb = _Flatbuffer(s.BuiltinOperator.SVDF)
+    tensor = fb.tensor
     T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
     st_type, st_dtype = (T16, "<i2") if wide else (T8, "i1")
     st_s, wt_s, wt_max, st_zp = (5e-4, 2e-4, 3000, 0) if wide else (0.02, 0.01, 127, 4)
@@ -598,21 +625,15 @@ def _svdf_tflite(wide: bool, second_bias: bool = True) -> bytes:
                    rng.integers(-500, 500, units).astype("<i4")) if with_bias else -1
         state = tensor([1, memory * filters], st_type, st_s, st_zp, variable=True)
         out = tensor([1, units], T8, out_s, out_zp)
-        op = s.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = 0, [x, wf, wt, b, state], [out]
-        op.builtinOptionsType = s.BuiltinOptions.SVDFOptions
-        op.builtinOptions = s.SVDFOptionsT()
-        op.builtinOptions.rank = rank
-        sg.operators.append(op)
+        options = s.SVDFOptionsT()
+        options.rank = rank
+        fb.op(0, [x, wf, wt, b, state], [out], s.BuiltinOptions.SVDFOptions, options)
         return out
 
     x = tensor([1, 10], T8, 0.05, -3)
     h = svdf(x, 10, 0.05, 8, 2, 6, 0.03, -2, True)
     y = svdf(h, 4, 0.03, 3, 1, 5, 0.002 if wide else 0.02, 1, second_bias)
-    sg.inputs, sg.outputs = [x], [y]
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return fb.finish([x], [y])
 
 
 @pytest.mark.parametrize("wide", [False, True], ids=["int8-state", "int16-state"])
@@ -667,7 +688,6 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
     loop and its int8 calibrator crashes on it (tensorflow/tensorflow#101050), so it makes
     no fused LSTM. ``variants`` ("peephole", "projection", "layer_norm", "cifg") add what
     tflite-micro's kernel refuses."""
-    import flatbuffers
     import keras
     from tensorflow.lite.python import schema_py_generated as s
 
@@ -701,31 +721,8 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
     cell_s = 2.0 ** (np.ceil(np.log2(np.max(np.abs(c_all)))) - 15 if cell_power is None else cell_power)
 
     rng = np.random.default_rng(units + steps)
-    mdl, sg = s.ModelT(), s.SubGraphT()
-    mdl.version, mdl.buffers, mdl.subgraphs, sg.tensors, sg.operators = 3, [s.BufferT()], [sg], [], []
-    codes = []
-    for builtin in (s.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, s.BuiltinOperator.STRIDED_SLICE):
-        code = s.OperatorCodeT()
-        code.builtinCode = code.deprecatedBuiltinCode = builtin
-        code.version = 1
-        codes.append(code)
-    mdl.operatorCodes = codes
-
-    def tensor(shape, dtype, scale=None, zp=0, data=None, variable=False) -> int:
-        t = s.TensorT()
-        t.shape, t.type, t.name, t.isVariable = np.array(shape, np.int32), dtype, f"t{len(sg.tensors)}", variable
-        if scale is not None:
-            t.quantization = s.QuantizationParametersT()
-            t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
-        t.buffer = 0
-        if data is not None:
-            b = s.BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
-            t.buffer = len(mdl.buffers)
-            mdl.buffers.append(b)
-        sg.tensors.append(t)
-        return len(sg.tensors) - 1
-
+    fb = _Flatbuffer(s.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, s.BuiltinOperator.STRIDED_SLICE)
+    tensor, scale_of = fb.tensor, lambda i: fb.sg.tensors[i].quantization.scale[0]
     T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
 
     def weights(w: np.ndarray) -> int:  # [out][in], per-tensor symmetric
@@ -740,7 +737,7 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
         cols = slice(k * units, (k + 1) * units)
         ins[1 + k] = weights(kernel[:, cols].T)
         ins[5 + k] = weights(recurrent[:, cols].T)
-        b_s = float(np.float32(np.float32(in_s) * sg.tensors[ins[1 + k]].quantization.scale[0]))
+        b_s = float(np.float32(np.float32(in_s) * scale_of(ins[1 + k])))
         ins[12 + k] = tensor([units], T32, b_s, 0, np.round(bias[cols] / b_s).astype("<i4"))
     ins[18] = tensor([batches, units], T8, h_s, h_zp, variable=True)
     ins[19] = tensor([batches, units], T16, cell_s, 0, variable=True)
@@ -755,29 +752,20 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
     if "cifg" in variants:
         ins[1] = ins[5] = -1
     seq = tensor(shape_out, T8, h_s, h_zp)
-    op = s.OperatorT()
-    op.opcodeIndex, op.inputs, op.outputs = 0, ins, [seq]
-    op.builtinOptionsType = s.BuiltinOptions.UnidirectionalSequenceLSTMOptions
-    op.builtinOptions = s.UnidirectionalSequenceLSTMOptionsT()
-    op.builtinOptions.fusedActivationFunction = s.ActivationFunctionType.TANH
-    op.builtinOptions.cellClip, op.builtinOptions.timeMajor = cell_clip, time_major
-    sg.operators.append(op)
+    options = s.UnidirectionalSequenceLSTMOptionsT()
+    options.fusedActivationFunction = s.ActivationFunctionType.TANH
+    options.cellClip, options.timeMajor = cell_clip, time_major
+    fb.op(0, ins, [seq], s.BuiltinOptions.UnidirectionalSequenceLSTMOptions, options)
     y = seq
     if not sequences:  # the last step: [batches, units]
         last = [steps - 1, 0, 0] if time_major else [0, steps - 1, 0]
         end = [steps, batches, units] if time_major else [batches, steps, units]
         consts = [tensor([3], T32, data=np.array(v, "<i4")) for v in (last, end, [1, 1, 1])]
         y = tensor([batches, units], T8, h_s, h_zp)
-        sl = s.OperatorT()
-        sl.opcodeIndex, sl.inputs, sl.outputs = 1, [seq, *consts], [y]
-        sl.builtinOptionsType = s.BuiltinOptions.StridedSliceOptions
-        sl.builtinOptions = s.StridedSliceOptionsT()
-        sl.builtinOptions.shrinkAxisMask = 1 if time_major else 2
-        sg.operators.append(sl)
-    sg.inputs, sg.outputs = [x], [y]
-    b = flatbuffers.Builder(4096)
-    b.Finish(mdl.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output()), model, rep
+        options = s.StridedSliceOptionsT()
+        options.shrinkAxisMask = 1 if time_major else 2
+        fb.op(1, [seq, *consts], [y], s.BuiltinOptions.StridedSliceOptions, options)
+    return fb.finish([x], [y]), model, rep
 
 
 # (units, inputs, steps, return_sequences, time_major, batches, cell clip, cell scale power).
