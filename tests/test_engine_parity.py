@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -683,10 +684,11 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
     input, hidden and cell ranges), plus a STRIDED_SLICE of the last step when not
     ``sequences`` (what the converter emits for return_sequences=False); ``cell_power``
     sets the cell state's scale to 2^cell_power instead of the calibrated one. Returns (file,
-    keras model, representative data). Written with TensorFlow's flatbuffer schema: the
-    converter of this environment (TF 2.21, Keras 3) lowers keras.layers.LSTM to a WHILE
-    loop and its int8 calibrator crashes on it (tensorflow/tensorflow#101050), so it makes
-    no fused LSTM. ``variants`` ("peephole", "projection", "layer_norm", "cifg") add what
+    keras model, representative data). Written with TensorFlow's flatbuffer schema, so the
+    shapes, layouts and scales are the test's to choose: the converter makes no fused LSTM
+    from a Keras 3 layer (it lowers keras.layers.LSTM to a WHILE loop and its int8
+    calibrator crashes on it, tensorflow/tensorflow#101050); converter-made files from
+    tf_keras layers are the fixtures of test_lstm_converter_files_bit_exact. ``variants`` ("peephole", "projection", "layer_norm", "cifg") add what
     tflite-micro's kernel refuses."""
     import keras
     from tensorflow.lite.python import schema_py_generated as s
@@ -793,6 +795,17 @@ def test_lstm_bit_exact(recipes, case, tmp_path):
     host.lib.aiot_model_reset()
     assert np.array_equal(runs[0], host.invoke(x))
 
+
+
+@pytest.mark.parametrize("name", ["lstm_sequences", "lstm_last_step", "lstm_time_major"])
+def test_lstm_converter_files_bit_exact(name, tmp_path):
+    # Made by TensorFlow 2.21's converter from tf_keras LSTMs
+    # (tests/fixtures/tflite/make_lstm_fixtures.py): 8 units, every step; 5 units, the last
+    # step through a STRIDED_SLICE; 6 units time-major with 2 batches. The converter's own
+    # choices: a cell clip of 10, cell scale 2^-14, bias scale input x weight scale.
+    path = Path(__file__).parent / "fixtures" / "tflite" / f"{name}.tflite"
+    res = _compare(path, path, tmp_path, seed=len(name))
+    assert res.layers[0] == "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 def test_lstm_is_the_keras_lstm_quantized(recipes, tmp_path):
     # the hand-written file is the Keras layer: its int8 outputs (tflite-micro's and ours)
