@@ -841,15 +841,21 @@ def test_lstm_variants_are_refused_by_name_and_node(recipes, variants, tmp_path)
 @requires_arm
 @requires_qemu
 @pytest.mark.qemu
-def test_lstm_bit_exact_on_a_dsp_core(recipes, tmp_path):
-    # the bench firmware's runs follow one another from the reset state, as tflite-micro's do
+@pytest.mark.parametrize("source", ["written", "converter"])
+def test_lstm_bit_exact_on_a_dsp_core(recipes, source, tmp_path):
+    # the bench firmware's runs follow one another from the reset state, as tflite-micro's
+    # do: a written time-major file (2 batches, cell scale 2^-11) and the converter's
+    # last-step file (LSTM + STRIDED_SLICE)
     from aiot.target.bench import bench_model
     from aiot.target.boards import get_board
 
     path = tmp_path / "lstm.tflite"
-    path.write_bytes(_lstm_tflite(recipes, 12, 2, 5, time_major=True, batches=2, cell_power=-11)[0])
+    if source == "written":
+        path.write_bytes(_lstm_tflite(recipes, 12, 2, 5, time_major=True, batches=2, cell_power=-11)[0])
+    else:
+        path.write_bytes((Path(__file__).parent / "fixtures" / "tflite" / "lstm_last_step.tflite").read_bytes())
     r = bench_model(get_board("mps2-an386"), path, "lstm", tmp_path / "b", runs=6, profile=False)
-    assert r.bit_exact, "the LSTM differs from tflite-micro on the M4"
+    assert r.bit_exact, f"the {source} LSTM differs from tflite-micro on the M4"
 
 
 def _slice_output(L):
