@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,9 +174,11 @@ def test_a_new_host_talks_to_1_1_firmware(tmp_path_factory, monkeypatch, dense_1
     require_model() checks it runs (a 16x8 one's int16 bytes moved unchanged); a model with
     several inputs is refused before anything is sent, saying to rebuild."""
     from aiot import paths
+    from aiot.target import hostbuild
 
     fw = _old_firmware(tmp_path_factory)
     monkeypatch.setattr(paths, "FIRMWARE", fw)
+    monkeypatch.setattr(hostbuild, "FIRMWARE", fw)
     assert "MINOR 1u" in (fw / "include" / "aiot" / "protocol.h").read_text()
     c16 = _c(tmp_path_factory, dense_16x8, "d16")
     dev, t, _app = _device(c16)
@@ -193,7 +196,7 @@ def test_a_new_host_talks_to_1_1_firmware(tmp_path_factory, monkeypatch, dense_1
     assert "aiot build" in e.value.hint and [f.type for f in t2.sent_frames()] == [P.Msg.INFO]
 
 
-def test_an_old_host_talks_to_1_2_firmware(tmp_path_factory, two_in_two_out):
+def test_an_old_host_talks_to_1_2_firmware(tmp_path_factory, monkeypatch, two_in_two_out):
     """The 1.1 host's own code (protocol.py of the commit before 1.2) reads a 1.2 INFO (the
     table is trailing bytes to it) and runs INFER with the flat input it always sent."""
     base = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H", "-S", "PROTO_MINOR = 2",
@@ -206,6 +209,7 @@ def test_an_old_host_talks_to_1_2_firmware(tmp_path_factory, two_in_two_out):
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("old_protocol", path)
     old = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "old_protocol", old)  # its dataclasses look their module up
     spec.loader.exec_module(old)
     assert old.PROTO_MINOR == 1
     _dev, _t, app = _device(_c(tmp_path_factory, two_in_two_out, "two2"))
