@@ -227,38 +227,26 @@ static void infer_forget(void) {
     output_ready = 0;
 }
 
-//! Bytes [offset, offset + n) of the input, every input tensor one after the other in the
-//! .tflite's order, written from src into the tensors they belong to.
-static void input_write(uint32_t offset, const uint8_t *src, uint32_t n) {
-    const uint32_t count = aiot_served_count(0);
+//! Bytes [offset, offset + n) of the input (outputs = 0) or the output (outputs = 1), every
+//! tensor of it one after the other in the .tflite's order: an input's are written from src
+//! into the tensors they belong to, an output's appended to the frame being sent, straight
+//! from the tensors.
+static void io_span(int outputs, uint32_t offset, const uint8_t *src, uint32_t n) {
+    const uint32_t count = aiot_served_count(outputs);
     for (uint32_t i = 0; i < count && n; i++) {
-        const uint32_t size = aiot_served_size(0, i);
+        const uint32_t size = aiot_served_size(outputs, i);
         uint32_t k;
         if (offset >= size) {
             offset -= size;
             continue;
         }
         k = size - offset < n ? size - offset : n;
-        memcpy(aiot_served_input_n(i) + offset, src, k);
-        src += k;
-        n -= k;
-        offset = 0;
-    }
-}
-
-//! Append bytes [offset, offset + n) of the output (every output tensor one after the other)
-//! to the frame being sent, straight from the tensors.
-static void output_send(uint32_t offset, uint32_t n) {
-    const uint32_t count = aiot_served_count(1);
-    for (uint32_t i = 0; i < count && n; i++) {
-        const uint32_t size = aiot_served_size(1, i);
-        uint32_t k;
-        if (offset >= size) {
-            offset -= size;
-            continue;
+        if (outputs) {
+            aiot_frame_tx_append(&tx, aiot_served_output_n(i) + offset, k);
+        } else {
+            memcpy(aiot_served_input_n(i) + offset, src, k);
+            src += k;
         }
-        k = size - offset < n ? size - offset : n;
-        aiot_frame_tx_append(&tx, aiot_served_output_n(i) + offset, k);
         n -= k;
         offset = 0;
     }
@@ -291,7 +279,7 @@ static void handle_infer(const aiot_frame_t *f) {
         send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, msg);
         return;
     } else {
-        input_write(0, f->payload, f->length);
+        io_span(0, 0, f->payload, f->length);
     }
     infer_forget();  // the engine may reuse the input's memory: every run needs a fresh input
     t0 = aiot_port_ticks();
@@ -311,7 +299,7 @@ static void handle_infer(const aiot_frame_t *f) {
     if (out_n > AIOT_FRAME_MAX_PAYLOAD - sizeof head) out_n = AIOT_FRAME_MAX_PAYLOAD - sizeof head;
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + out_n);
     aiot_frame_tx_append(&tx, head, sizeof head);
-    output_send(0, (uint32_t)out_n);
+    io_span(1, 0, NULL, (uint32_t)out_n);
     aiot_frame_tx_end(&tx);
 #endif
 }
@@ -347,7 +335,7 @@ static void handle_infer_input(const aiot_frame_t *f) {
         return;
     }
     output_ready = 0;  // the input may share arena memory with the last output
-    input_write(offset, f->payload + 4, n);
+    io_span(0, offset, f->payload + 4, n);
     input_held = offset + n;
     aiot_le_wr32(held, input_held);
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof held);
@@ -382,7 +370,7 @@ static void handle_infer_output(const aiot_frame_t *f) {
     if (n > AIOT_FRAME_MAX_PAYLOAD - 4u) n = AIOT_FRAME_MAX_PAYLOAD - 4u;
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, 4u + n);
     aiot_frame_tx_append(&tx, f->payload, 4);
-    output_send(offset, n);
+    io_span(1, offset, NULL, n);
     aiot_frame_tx_end(&tx);
 #endif
 }
