@@ -149,6 +149,33 @@ def test_cli_validates_every_input_and_output_on_qemu(tmp_path):
     assert len(np.unique(out["device"], axis=0)) > 1  # the outputs follow the inputs
 
 
+def test_report_page_lists_the_inputs_and_outputs_of_a_model_with_several(tmp_path):
+    from aiot.commands.validate import write_html
+    from test_reports_render import _validate_report
+
+    ref = np.zeros((3, 8), np.int8)
+    dev = ref.copy()
+    dev[1, 6] = 1  # the second output differs in one vector
+    ticks = np.full(3, 2_000)
+    report = _validate_report(dev, ref, ticks)
+    report["inputs"]["stored"] = 0
+    report["tensors"] = {
+        "inputs": [{"name": "window", "shape": [1, 1, 12, 3], "type": "int8", "bytes": 36},
+                   {"name": "features", "shape": [1, 6], "type": "int8", "bytes": 6}],
+        "outputs": [{"name": "score", "shape": [1, 3], "type": "int8", "bytes": 3, "mismatched_vectors": 0},
+                    {"name": "embedding", "shape": [1, 5], "type": "int8", "bytes": 5, "mismatched_vectors": 1}]}
+    write_html(tmp_path / "report.html", report, ticks, dev, ref)
+    page = (tmp_path / "report.html").read_text()
+    table = page.split("<h2>Inputs and outputs</h2>")[1].split("<h2>")[0]
+    assert "<td>input 1</td><td>features</td><td>[1, 6]</td><td>int8</td><td class='n'>6</td>" in table
+    assert "<td>output 1</td><td>embedding</td><td>[1, 5]</td><td>int8</td><td class='n'>5</td><td class='n'>1</td>" \
+        in table
+    # one int8 input and one int8 output: nothing to list
+    report["tensors"] = {"inputs": report["tensors"]["inputs"][:1], "outputs": report["tensors"]["outputs"][:1]}
+    write_html(tmp_path / "one.html", report, ticks, dev, ref)
+    assert "Inputs and outputs" not in (tmp_path / "one.html").read_text()
+
+
 def test_validate_names_a_truncated_model_and_a_missing_path(tmp_path):
     from aiot.commands.validate import load_model_input
     from aiot.errors import ToolkitError

@@ -358,6 +358,26 @@ def _parity_section(report: dict, device: np.ndarray | None, reference: np.ndarr
               f"<th>max |error| (LSB)</th><th>mean |error| (LSB)</th></tr>{out_rows}</table>{more}{first}")
 
 
+def _tensors_section(tensors: dict | None) -> str:
+    """The inputs and outputs the device served, for a model with several or with int16
+    ones (one int8 input and output need no table), each output with the vectors that differ
+    in it."""
+    if not tensors:
+        return ""
+    ins, outs = tensors.get("inputs", []), tensors.get("outputs", [])
+    if len(ins) <= 1 and len(outs) <= 1 and all(t["type"] == "int8" for t in (*ins, *outs)):
+        return ""
+    rows = "".join(
+        f"<tr><td>{role} {k}</td><td>{html.escape(t['name'])}</td><td>{html.escape(str(t['shape']))}</td>"
+        f"<td>{html.escape(t['type'])}</td><td class='n'>{t['bytes']:,}</td>"
+        f"<td class='n'>{'' if role == 'input' else format(t['mismatched_vectors'], ',')}</td></tr>"
+        for role, items in (("input", ins), ("output", outs)) for k, t in enumerate(items))
+    return ("<h2>Inputs and outputs</h2><p class='note'>As the device served them (INFO, protocol 1.2), in the "
+            ".tflite's order: each vector is every input's values one after the other, each answer every "
+            "output's.</p><table class='list'><tr><th></th><th>tensor</th><th>shape</th><th>type</th>"
+            f"<th>bytes</th><th>vectors differing</th></tr>{rows}</table>")
+
+
 def _cost_section(t: dict, ticks: np.ndarray) -> str:
     instr = "instructions_mean" in t
     unit = "instructions" if instr else "cycles"
@@ -401,6 +421,7 @@ td.n{{text-align:right}}.note{{color:#495057;font-size:90%}}.verdict{{font-weigh
 {'bit-exact' if ok else f'{m["mismatched_vectors"]} vectors differ'}</span></h1>
 {_table(rows)}
 {_parity_section(report, device, reference)}
+{_tensors_section(report.get("tensors"))}
 {_memory_section(report.get("firmware"))}
 {_cost_section(t, ticks)}
 </body></html>"""
@@ -576,7 +597,7 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
         }
         if edges is not None:
             report["float_edges"] = ("the model's aiot_model_quantize_input / aiot_model_dequantize_output, "
-                                     "compiled for this machine; the int8 graph ran on the device")
+                                     "compiled for this machine; the integer graph ran on the device")
         report["firmware"] = firmware_memory(elf, b)
         (stage / "report.json").write_text(json.dumps(report, indent=2))
         np.savez(stage / "outputs.npz", inputs=xs_ref, device=dev_out, reference=ref_out, ticks=ticks_a)
