@@ -249,3 +249,24 @@ def test_check_parity_of_aiot_run_takes_several_inputs_and_outputs(tmp_path_fact
     xs = np.random.default_rng(12).integers(-128, 128, (5, 42), dtype=np.int16).astype(np.int8)
     rep = check_parity(dev, get_board("mps2-an386"), two_in_two_out, xs)
     assert rep.ok and rep.outputs.shape == (5, 8)
+
+
+def test_a_tensor_type_this_host_does_not_read_is_named_not_crashed_on():
+    """A 1.2 device listing a type this toolkit has no numpy type for (here TFLite's UINT8, 3):
+    INFER is refused with the type and what to do, before anything is sent."""
+    import dataclasses
+
+    from test_protocol_client import INFO, FakeDevice, reply
+
+    info = dataclasses.replace(INFO, proto_minor=2, inputs=(P.TensorSpec(3, 4),), outputs=(P.TensorSpec(9, 2),))
+    fd = FakeDevice(lambda f: reply(f, P.pack_info(info)) if f.type == P.Msg.INFO else None)
+    try:
+        from aiot.device.hil import SerialTransport
+
+        dev = Device(SerialTransport(fd.url), timeout=1.0)
+        assert dev.info().inputs == (P.TensorSpec(3, 4),)
+        with pytest.raises(ToolkitError, match="serves a tensor of type 3 .* reads int8, int16") as e:
+            dev.infer(np.zeros(4, np.int8))
+        assert "aiot build" in e.value.hint
+    finally:
+        fd.close()

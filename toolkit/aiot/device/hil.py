@@ -511,6 +511,12 @@ class Device:
         info = info or self.info()
         if self._model_tensors is not None and not info.lists_tensors:
             return self._model_tensors
+        for t in (*info.input_tensors, *info.output_tensors):
+            if t.type not in P.TENSOR_TYPES:
+                raise ToolkitError(f"{self.name} serves a tensor of type {t.type} (TFLite TensorType), which this "
+                                   f"toolkit does not read (it reads {', '.join(P.TENSOR_TYPES.values())})",
+                                   hint="use the toolkit the firmware was built with, or rebuild the firmware with "
+                                        "this one (aiot build)")
         return info.input_tensors, info.output_tensors
 
     def _infer_input(self, x, info: P.DeviceInfo, what: str = "infer()") -> bytes:
