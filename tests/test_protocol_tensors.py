@@ -157,10 +157,17 @@ def test_the_monitor_refuses_a_model_it_cannot_score_with(tmp_path_factory, two_
         dev.configure(M.default_config(6, 7, 1000))  # 42 = 6 x 7 values: the totals alone would pass
 
 
+def _first_commit(text: str, path: str) -> str:
+    """The oldest commit that changed how often ``text`` occurs in ``path`` ("" outside a checkout)."""
+    log = subprocess.run(["git", "-C", str(ROOT), "log", "--reverse", "--format=%H", "-S", text, "--", path],
+                         capture_output=True, text=True).stdout.split()
+    return log[0] if log else ""
+
+
 def _old_firmware(tmp_path_factory) -> Path:
     """The firmware tree of the last commit before protocol 1.2 (1.1)."""
-    base = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H", "-S", "AIOT_PROTO_VERSION_MINOR 2u",
-                           "--", "firmware/include/aiot/protocol.h"], capture_output=True, text=True).stdout.strip()
+    # the oldest commit that touched the 1.2 line is the one that made it (a later bump touches it again)
+    base = _first_commit("AIOT_PROTO_VERSION_MINOR 2u", "firmware/include/aiot/protocol.h")
     if not base:
         pytest.skip("no git history with the protocol 1.2 commit (not a checkout)")
     out = tmp_path_factory.mktemp("fw-1.1")
@@ -199,8 +206,7 @@ def test_a_new_host_talks_to_1_1_firmware(tmp_path_factory, monkeypatch, dense_1
 def test_an_old_host_talks_to_1_2_firmware(tmp_path_factory, monkeypatch, two_in_two_out):
     """The 1.1 host's own code (protocol.py of the commit before 1.2) reads a 1.2 INFO (the
     table is trailing bytes to it) and runs INFER with the flat input it always sent."""
-    base = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%H", "-S", "PROTO_MINOR = 2",
-                           "--", "toolkit/aiot/device/protocol.py"], capture_output=True, text=True).stdout.strip()
+    base = _first_commit("PROTO_MINOR = 2", "toolkit/aiot/device/protocol.py")
     if not base:
         pytest.skip("no git history with the protocol 1.2 commit (not a checkout)")
     src = subprocess.run(["git", "-C", str(ROOT), "show", f"{base}~1:toolkit/aiot/device/protocol.py"],
