@@ -158,10 +158,16 @@ def test_the_monitor_refuses_a_model_it_cannot_score_with(tmp_path_factory, two_
 
 
 def _first_commit(text: str, path: str) -> str:
-    """The oldest commit that changed how often ``text`` occurs in ``path`` ("" outside a checkout)."""
+    """The oldest commit that changed how often ``text`` occurs in ``path`` ("" outside a checkout,
+    or in a shallow one without its parent)."""
     log = subprocess.run(["git", "-C", str(ROOT), "log", "--reverse", "--format=%H", "-S", text, "--", path],
                          capture_output=True, text=True).stdout.split()
-    return log[0] if log else ""
+    if not log:
+        return ""
+    # a shallow clone may hold the commit without its parent, which the tests read
+    parent = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{log[0]}~1"],
+                            capture_output=True, text=True)
+    return log[0] if parent.returncode == 0 else ""
 
 
 def _old_firmware(tmp_path_factory) -> Path:
