@@ -189,9 +189,17 @@ def test_a_new_host_talks_to_1_1_firmware(tmp_path_factory, monkeypatch, dense_1
     from aiot import paths
     from aiot.target import hostbuild
 
+    import aiot.codegen  # noqa: F401  (loaded before patching, so its FIRMWARE is patched too)
+    import aiot.device.host  # noqa: F401
+
     fw = _old_firmware(tmp_path_factory)
+    # every module that took the firmware folder at import (the engine's source list too, so a
+    # C file added after 1.1 is not compiled against 1.1's headers)
+    for mod in [m for name, m in sys.modules.items() if name == "aiot" or name.startswith("aiot.")]:
+        if getattr(mod, "FIRMWARE", None) == paths.FIRMWARE and mod is not paths:
+            monkeypatch.setattr(mod, "FIRMWARE", fw)
     monkeypatch.setattr(paths, "FIRMWARE", fw)
-    monkeypatch.setattr(hostbuild, "FIRMWARE", fw)
+    assert hostbuild.FIRMWARE == fw
     assert "MINOR 1u" in (fw / "include" / "aiot" / "protocol.h").read_text()
     c16 = _c(tmp_path_factory, dense_16x8, "d16")
     dev, t, _app = _device(c16)
