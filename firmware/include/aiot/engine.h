@@ -233,6 +233,40 @@ typedef struct {
 aiot_status_t aiot_svdf_s8(const aiot_svdf_params_t *p, const int8_t *input, const int8_t *weights_feature,
                            const void *weights_time, const int32_t *bias, void *state, int8_t *output);
 
+//! UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations and weights (per tensor), int32 biases,
+//! int16 cell state: tflite-micro's integer kernel. Each gate: (input - input zero point) x
+//! its input weights + its bias, requantized to Q3.12 and clamped to int16, plus (hidden -
+//! hidden zero point) x its recurrent weights requantized the same way, added with int16
+//! saturation, then sigmoid (the cell gate: tanh; the only one tflite-micro runs) to Q0.15.
+//! cell = forget x cell (forget_*) + input x cell gate (input_*), each clamped to int16, the
+//! sum saturated, then clipped to +-cell_clip when clip is set; hidden = output gate x
+//! tanh(cell) (tanh_* rescale the cell to the table's input, as aiot_lut16_params_t),
+//! requantized (hidden_*) plus the hidden zero point, clamped to int8, and copied to the
+//! output at each step. input [batches][steps][n_input] ([steps][batches][n_input] with
+//! time_major), output likewise with n_cell; hidden (int8) and cell (int16) hold
+//! [batches][n_cell] across calls; scratch holds 4 x n_cell int16.
+enum { AIOT_LSTM_INPUT = 0, AIOT_LSTM_FORGET = 1, AIOT_LSTM_CELL = 2, AIOT_LSTM_OUTPUT = 3 };
+typedef struct {
+    const int8_t *input_weights;      //!< [n_cell][n_input]
+    const int8_t *recurrent_weights;  //!< [n_cell][n_cell]
+    const int32_t *bias;              //!< [n_cell]
+    int32_t input_multiplier, input_shift;
+    int32_t recurrent_multiplier, recurrent_shift;
+} aiot_lstm_gate_t;
+typedef struct {
+    uint16_t batches, steps, n_input, n_cell;
+    uint8_t time_major, clip;
+    int16_t cell_clip;
+    int32_t input_zero_point, hidden_zero_point;
+    aiot_lstm_gate_t gates[4];  //!< AIOT_LSTM_INPUT, _FORGET, _CELL, _OUTPUT
+    int32_t forget_multiplier, forget_shift;
+    int32_t input_multiplier, input_shift;
+    int32_t hidden_multiplier, hidden_shift;
+    int32_t tanh_multiplier, tanh_shift;
+} aiot_lstm_params_t;
+aiot_status_t aiot_lstm_s8(const aiot_lstm_params_t *p, const int8_t *input, int8_t *hidden, int16_t *cell,
+                           int16_t *scratch, int8_t *output);
+
 //! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
 //! share one quantization (the converter's rule), as TFLM assumes.
 aiot_status_t aiot_min_max_s8(const aiot_bcast_t *shape, uint8_t is_max, const int8_t *in1, const int8_t *in2,

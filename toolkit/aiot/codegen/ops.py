@@ -542,6 +542,100 @@ def emit_svdf(ctx: Ctx, op: Operator, name: str) -> Layer:
                  weights_bytes=wf.size + wt.size * (2 if wide else 1) + 4 * units, reset=reset)
 
 
+#: UNIDIRECTIONAL_SEQUENCE_LSTM's inputs (tflite's lstm_shared.h order): per gate (input,
+#: forget, cell, output) the input weights, the recurrent weights and the bias.
+_LSTM_GATES = (("input", 1, 5, 12), ("forget", 2, 6, 13), ("cell", 3, 7, 14), ("output", 4, 8, 15))
+#: The LSTM variants and the inputs that make them; tflite-micro's kernel runs none of them.
+_LSTM_VARIANTS = (("CIFG (coupled input and forget gates)", (1, 5)), ("peephole", (9, 10, 11)),
+                  ("projection", (16, 17)), ("layer norm", (20, 21, 22, 23)))
+
+
+def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # tflite-micro's integer LSTM (int8 activations, int16 cell state): every gate's two
+    # fully connected parts output Q3.12 (scale 2^-12), their multipliers computed as its FC
+    # Prepare does (double products); the gates are Q0.15, so the three products' multipliers
+    # are 2^-15 x 2^-15 (or x the cell scale) / the result's scale, in double.
+    g = ctx.g
+    o = op.options
+
+    def tensor(i: int) -> Tensor | None:
+        return g.tensor(op.inputs[i]) if i < len(op.inputs) and op.inputs[i] >= 0 else None
+
+    variants = [what for what, idx in _LSTM_VARIANTS
+                if any((tensor(i) is None) if what.startswith("CIFG") else (tensor(i) is not None) for i in idx)]
+    if len(op.inputs) != 24:
+        variants.append(f"{len(op.inputs)} inputs (tflite-micro's kernel takes 24)")
+    if o.get("diagonal_recurrent_tensors"):
+        variants.append("diagonal recurrent weights")
+    if variants:
+        raise _fail(g, op, "an LSTM with " + ", ".join(variants),
+                    "tflite-micro's LSTM kernel runs only the plain LSTM (no CIFG, peephole, projection or layer "
+                    "norm), so there is nothing to be bit-exact with: use a plain keras.layers.LSTM")
+    x, out, hidden, cell = tensor(0), ctx.t(op.outputs[0]), tensor(18), tensor(19)
+    if x is None or x.dtype != "int8" or len(x.shape) != 3:
+        raise _fail(g, op, f"the input must be a 3-D int8 tensor (got {x.dtype if x else None} "
+                    f"{list(x.shape) if x else []})", "quantize the whole model to int8 with int8 activations")
+    if hidden is None or not hidden.is_variable or hidden.dtype != "int8" or not hidden.quantized or \
+            cell is None or not cell.is_variable or cell.dtype != "int16" or not cell.quantized:
+        raise _fail(g, op, "the hidden state (input 18) must be an int8 and the cell state (input 19) an int16 "
+                    "quantized variable tensor", "convert with full-integer int8 quantization (the int8 x int8 -> "
+                    "int16 LSTM tflite-micro runs)")
+    time_major = bool(o.get("time_major"))
+    steps, batches = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
+    n_in = x.shape[2]
+    n_cell = hidden.size // batches if batches else 0
+    if n_cell < 1 or hidden.size != batches * n_cell or cell.size != hidden.size or \
+            tuple(out.shape) != (*x.shape[:2], n_cell) or out.dtype != "int8":
+        raise _fail(g, op, f"shapes do not fit: input {list(x.shape)}, hidden state {list(hidden.shape)}, cell state "
+                    f"{list(cell.shape)}, output {out.dtype} {list(out.shape)}", "re-export the model")
+    if o.get("activation", "NONE") != "TANH":
+        raise _fail(g, op, f"cell activation {o.get('activation')}",
+                    "tflite-micro's LSTM applies tanh or sigmoid only; use the default activation='tanh'")
+    cell_s = float(np.float32(cell.scale[0]))
+    power = int(np.round(np.log2(cell_s)))
+    if cell_s != 2.0 ** power:
+        raise _fail(g, op, f"the cell state scale {cell_s} is not a power of two",
+                    "the converter makes it one; re-export the model")
+    if float(o.get("cell_clip", 0.0)) < 0:
+        raise _fail(g, op, "a negative cell clip", "tflite-micro refuses it too; re-export the model")
+    (in_s, in_zp), (h_s, h_zp) = _qp(x), _qp(hidden)
+    q12, q15 = 2.0 ** -12, 2.0 ** -15
+    decls, gates, weights_bytes = [], [], 0
+    for gate, wi_i, wr_i, b_i in _LSTM_GATES:
+        wi, wr = (_need_int8_weights(g, op, tensor(i)) for i in (wi_i, wr_i))
+        if wi.shape != (n_cell, n_in) or wr.shape != (n_cell, n_cell) or wi.per_channel or wr.per_channel:
+            raise _fail(g, op, f"{gate} gate weights {list(wi.shape)} and {list(wr.shape)} (per-tensor "
+                        f"[{n_cell}, {n_in}] and [{n_cell}, {n_cell}] expected)", "re-export the model")
+        bias = _bias(g, op, op.inputs[b_i], n_cell)
+        (mi,), (si,) = conv_multipliers(in_s, wi.scale[:1], q12)
+        (mr,), (sr,) = conv_multipliers(h_s, wr.scale[:1], q12)
+        decls += [_c_array("int8_t", f"{name}_{gate}_wi", wi.data), _c_array("int8_t", f"{name}_{gate}_wr", wr.data),
+                  _c_array("int32_t", f"{name}_{gate}_b", bias)]
+        gates.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {name}_{gate}_b, {mi}, {si}, {mr}, {sr} }}")
+        weights_bytes += wi.size + wr.size + 4 * n_cell
+    mf, sf = quantize_multiplier(q15 * cell_s / cell_s)
+    mc, sc = quantize_multiplier(q15 * q15 / cell_s)
+    mh, sh = quantize_multiplier(q15 * q15 / float(np.float32(h_s)))
+    shift = 15 + power - 3  # the cell state to tanh's Q3.12 input: 3 << shift, or x 3 >> -shift
+    tanh_m, tanh_s = (0, shift) if shift >= 0 else (3, -shift)
+    clip = float(np.float32(o.get("cell_clip", 0.0)))
+    q_clip = int(min(max(clip / cell_s, -32768.0), 32767.0))  # truncated, as tflite-micro's cast
+    n_state = batches * n_cell
+    decls += [
+        # both states start as after a reset (tflite-micro resets variables when it allocates them)
+        f"static int8_t {name}_hidden[{n_state}] = {{ [0 ... {n_state - 1}] = {h_zp} }};",
+        f"static int16_t {name}_cell[{n_state}];",
+        f"static int16_t {name}_scratch[{4 * n_cell}];",
+        f"static const aiot_lstm_params_t {name}_p = {{ {batches}, {steps}, {n_in}, {n_cell}, {int(time_major)}, "
+        f"{int(clip > 0)}, {q_clip}, {in_zp}, {h_zp}, {{ {', '.join(gates)} }}, {mf}, {sf}, {mc}, {sc}, {mh}, {sh}, "
+        f"{tanh_m}, {tanh_s} }};",
+    ]
+    reset = [f"for (uint32_t i = 0; i < {n_state}u; i++) {{ {name}_hidden[i] = {h_zp}; {name}_cell[i] = 0; }}"]
+    call = f"aiot_lstm_s8(&{name}_p, {ctx.p(x.index)}, {name}_hidden, {name}_cell, {name}_scratch, {ctx.p(out.index)})"
+    return Layer(op.op, op.index, call, decls, macs=batches * steps * 4 * n_cell * (n_in + n_cell),
+                 weights_bytes=weights_bytes, reset=reset)
+
+
 def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
     if _qp(a)[1] != _qp(b)[1] or np.float32(_qp(a)[0]) != np.float32(_qp(b)[0]):
         raise _fail(g, op, "input and output quantization differ", "TFLite Micro requires equal scales here; re-export the model")
@@ -1159,4 +1253,5 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "TANH": emit_tanh,
     "SOFTMAX": emit_softmax,
     "SVDF": emit_svdf,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": emit_lstm,
 }
