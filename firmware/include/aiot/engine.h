@@ -217,6 +217,24 @@ typedef struct {
 } aiot_transpose_conv_params_t;
 aiot_status_t aiot_transpose_conv_s8(const aiot_transpose_conv_params_t *p, const int8_t *input,
                                      const int8_t *weights, const int32_t *bias, int8_t *output);
+//! The same by output phase over wide weights (speed mode). Sub-row s is the taps of one
+//! phase (py, px) and one fy = py + j * stride_h, from the last fx of the phase down to
+//! px: its weights, at weights + offset[s], are the [out_c][ni * in_c] matrix in
+//! aiot_dot4_wide's layout (groups of four output channels, the last zero-padded; ni =
+//! ceil((k_w - px) / stride_w)); phase py * stride_w + px owns sub-rows first[ph] up to
+//! first[ph + 1], j rising. row_bias[s][4 * ceil(out_c / 4)] = input_offset x the sub-row's
+//! weight sums; bias [out_c] (zeros when the layer has none). A phase may read at most
+//! AIOT_TCONV_MAX_ROWS sub-rows and AIOT_TCONV_PATCH input bytes per pixel (its stack copy
+//! at the edges), else AIOT_ERR_PARAM: the generator keeps the int8 kernel for those.
+#define AIOT_TCONV_MAX_ROWS 16u
+#define AIOT_TCONV_PATCH 768u
+typedef struct {
+    const uint16_t *first;   //!< [stride_h * stride_w + 1]
+    const uint32_t *offset;  //!< [sub-rows], in int16 weights
+} aiot_tconv_rows_t;
+aiot_status_t aiot_transpose_conv_s8_wide(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
+                                          const int8_t *input, const int16_t *weights, const int32_t *row_bias,
+                                          const int32_t *bias, int8_t *output);
 
 //! SVDF as TFLM's integer kernel (EvalIntegerSvdfReference): the state (batches x filters x
 //! memory, int8 or, with wide_state, int16 like the time weights) shifts left by one, each

@@ -436,6 +436,11 @@ def emit_depthwise(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _conv_like(ctx, op, name, depthwise=True)
 
 
+#: AIOT_TCONV_MAX_ROWS and AIOT_TCONV_PATCH (engine.h): the sub-rows one output pixel of
+#: the SIMD TRANSPOSE_CONV reads, and their input bytes (a stack copy at the edges)
+TCONV_MAX_ROWS, TCONV_PATCH = 16, 768
+
+
 def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
     # Inputs: output shape, OHWI weights, input, optional bias. TFLM derives the padding
     # from the output size as a convolution of it would (its offset unused).
@@ -470,12 +475,45 @@ def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
     acc_bound = int(np.max(np.abs(bias) + 255 * wq)) if out_c else 0
     decls, rq, rq_bytes = _requant_decl(name, mults, shifts, out_zp, lo, hi, acc_bound, out_c,
                                         compact=ctx.compact_requant)
+    params = (f"static const aiot_transpose_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, "
+              f"{out_c}, {k_h}, {k_w}, {sh}, {sw}, {pad_h}, {pad_w}, {-in_zp}, {rq} }};")
+    macs = in_h * in_w * in_c * out_c * k_h * k_w
+    n_rows = -(-k_h // sh)
+    if ctx.optimize == "speed" and n_rows <= TCONV_MAX_ROWS and n_rows * -(-k_w // sw) * in_c <= TCONV_PATCH:
+        # By output phase (see aiot_transpose_conv_s8_wide): per phase and fy one sub-row,
+        # its taps from the phase's last fx down, as a wide [out_c][ni * in_c] matrix, and
+        # the input zero point's term of that sub-row.
+        padded = -(-out_c // 4) * 4
+        first, offsets, parts, row_bias, size = [0], [], [], [], 0
+        for py in range(sh):
+            for px in range(sw):
+                fxs = list(range(px, k_w, sw))[::-1]
+                for fy in range(py, k_h, sh) if fxs else []:
+                    m = np.concatenate([w.data[:, fy, fx, :] for fx in fxs], axis=1)
+                    packed = pack_weights_wide(m, 1, m.shape[1])
+                    offsets.append(size)
+                    parts.append(packed)
+                    size += packed.size
+                    rb = np.zeros(padded, np.int64)
+                    rb[:out_c] = -in_zp * m.astype(np.int64).sum(axis=1)
+                    row_bias.append(rb)
+                first.append(len(offsets))
+        packed = np.concatenate(parts) if parts else np.zeros(1, np.int16)
+        row_bias = _i32(np.array(row_bias if row_bias else [np.zeros(padded, np.int64)]), g, op)
+        decls += [_c_array("int16_t", f"{name}_w", packed), _c_array("int32_t", f"{name}_rb", row_bias),
+                  _c_array("int32_t", f"{name}_b", bias), _c_array("uint16_t", f"{name}_rf", np.array(first)),
+                  _c_array("uint32_t", f"{name}_ro", np.array(offsets or [0])),
+                  f"static const aiot_tconv_rows_t {name}_r = {{ {name}_rf, {name}_ro }};", params]
+        call = (f"aiot_transpose_conv_s8_wide(&{name}_p, &{name}_r, {ctx.p(x.index)}, {name}_w, {name}_rb, "
+                f"{name}_b, {ctx.p(out.index)})")
+        return Layer(op.op, op.index, call, decls, macs=macs,
+                     weights_bytes=packed.nbytes + 4 * (row_bias.size + out_c + len(offsets)) + 2 * len(first)
+                     + rq_bytes)
     decls += [_c_array("int8_t", f"{name}_w", w.data), *([_c_array("int32_t", f"{name}_b", bias)] if has_bias else []),
-              f"static const aiot_transpose_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, "
-              f"{out_c}, {k_h}, {k_w}, {sh}, {sw}, {pad_h}, {pad_w}, {-in_zp}, {rq} }};"]
+              params]
     call = (f"aiot_transpose_conv_s8(&{name}_p, {ctx.p(x.index)}, {name}_w, {f'{name}_b' if has_bias else 'NULL'}, "
             f"{ctx.p(out.index)})")
-    return Layer(op.op, op.index, call, decls, macs=in_h * in_w * in_c * out_c * k_h * k_w,
+    return Layer(op.op, op.index, call, decls, macs=macs,
                  weights_bytes=w.size + (4 * out_c if has_bias else 0) + rq_bytes)
 
 
