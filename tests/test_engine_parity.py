@@ -832,6 +832,19 @@ def test_lstm_bit_exact(recipes, case, tmp_path):
 
 
 
+@pytest.mark.parametrize("optimize", ["speed", "size"])
+def test_lstm_gates_take_the_simd_dot_product_in_speed_mode(recipes, optimize, tmp_path):
+    # Speed mode: the gates' dot products over widened weights (aiot_dot4_wide, SMLAD on
+    # DSP cores) with the zero points folded into the biases; size mode: the int8 loops.
+    # 7 units leave a zero-padded group of four; 2 batches, time-major.
+    data, _, _ = _lstm_tflite(recipes, 7, 5, 4, time_major=True, batches=2)
+    res = _compare(data, data, tmp_path, seed=820, optimize=optimize)
+    c = (tmp_path / "model.c").read_text()
+    assert c.count("aiot_lstm_s8_wide(") == (1 if optimize == "speed" else 0)
+    assert c.count("aiot_lstm_s8(") == (0 if optimize == "speed" else 1)
+    assert res.layers[0] == "UNIDIRECTIONAL_SEQUENCE_LSTM"
+
+
 @pytest.mark.parametrize("name", ["lstm_sequences", "lstm_last_step", "lstm_time_major"])
 def test_lstm_converter_files_bit_exact(name, tmp_path):
     # Made by TensorFlow 2.21's converter from tf_keras LSTMs

@@ -284,6 +284,18 @@ typedef struct {
 } aiot_lstm_params_t;
 aiot_status_t aiot_lstm_s8(const aiot_lstm_params_t *p, const int8_t *input, int8_t *hidden, int16_t *cell,
                            int16_t *scratch, int8_t *output);
+//! The same with the gates' dot products over wide weights (speed mode), per gate (indexed
+//! like gates[]): each [n_cell][n_input] and [n_cell][n_cell] matrix in aiot_dot4_wide's
+//! layout (groups of four cells, the last zero-padded), and the biases with the zero points
+//! folded in, 4 * ceil(n_cell / 4) each: input_bias = bias - input zero point x the input
+//! weights' row sums, recurrent_bias = -hidden zero point x the recurrent weights' row sums.
+//! The int8 weights in p->gates are not read (may be NULL); the multipliers are.
+typedef struct {
+    const int16_t *input_weights, *recurrent_weights;
+    const int32_t *input_bias, *recurrent_bias;
+} aiot_lstm_wide_gate_t;
+aiot_status_t aiot_lstm_s8_wide(const aiot_lstm_params_t *p, const aiot_lstm_wide_gate_t *wide, const int8_t *input,
+                                int8_t *hidden, int16_t *cell, int16_t *scratch, int8_t *output);
 
 //! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
 //! share one quantization (the converter's rule), as TFLM assumes.

@@ -631,7 +631,7 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
         raise _fail(g, op, "a negative cell clip", "tflite-micro refuses it too; re-export the model")
     (in_s, in_zp), (h_s, h_zp) = _qp(x), _qp(hidden)
     q12, q15 = 2.0 ** -12, 2.0 ** -15
-    decls, gates, weights_bytes = [], [], 0
+    decls, gates, wide, weights_bytes = [], [], [], 0
     for gate, wi_i, wr_i, b_i in _LSTM_GATES:
         wi, wr = (_need_int8_weights(g, op, tensor(i)) for i in (wi_i, wr_i))
         if wi.shape != (n_cell, n_in) or wr.shape != (n_cell, n_cell) or wi.per_channel or wr.per_channel:
@@ -640,6 +640,22 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
         bias = _bias(g, op, op.inputs[b_i], n_cell)
         (mi,), (si,) = conv_multipliers(in_s, wi.scale[:1], q12)
         (mr,), (sr,) = conv_multipliers(h_s, wr.scale[:1], q12)
+        if ctx.optimize == "speed":
+            # wide weights for aiot_dot4_wide, the zero points folded into the biases as
+            # TFLM's Prepare folds them; the int8 weights are not stored
+            padded = -(-n_cell // 4) * 4
+            folded = np.zeros((2, padded), np.int64)
+            folded[0, :n_cell] = np.asarray(bias, np.int64) - in_zp * wi.data.astype(np.int64).sum(axis=1)
+            folded[1, :n_cell] = -h_zp * wr.data.astype(np.int64).sum(axis=1)
+            pi, pr = pack_weights_wide(wi.data, 1, n_in), pack_weights_wide(wr.data, 1, n_cell)
+            folded = _i32(folded, g, op)
+            decls += [_c_array("int16_t", f"{name}_{gate}_wi", pi), _c_array("int16_t", f"{name}_{gate}_wr", pr),
+                      _c_array("int32_t", f"{name}_{gate}_bi", folded[0]),
+                      _c_array("int32_t", f"{name}_{gate}_br", folded[1])]
+            gates.append(f"{{ NULL, NULL, NULL, {mi}, {si}, {mr}, {sr} }}")
+            wide.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {name}_{gate}_bi, {name}_{gate}_br }}")
+            weights_bytes += pi.nbytes + pr.nbytes + folded.size * 4
+            continue
         decls += [_c_array("int8_t", f"{name}_{gate}_wi", wi.data), _c_array("int8_t", f"{name}_{gate}_wr", wr.data),
                   _c_array("int32_t", f"{name}_{gate}_b", bias)]
         gates.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {name}_{gate}_b, {mi}, {si}, {mr}, {sr} }}")
@@ -662,7 +678,12 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
         f"{tanh_m}, {tanh_s} }};",
     ]
     reset = [f"for (uint32_t i = 0; i < {n_state}u; i++) {{ {name}_hidden[i] = {h_zp}; {name}_cell[i] = 0; }}"]
-    call = f"aiot_lstm_s8(&{name}_p, {ctx.p(x.index)}, {name}_hidden, {name}_cell, {name}_scratch, {ctx.p(out.index)})"
+    state = f"{ctx.p(x.index)}, {name}_hidden, {name}_cell, {name}_scratch, {ctx.p(out.index)}"
+    if wide:
+        decls.append(f"static const aiot_lstm_wide_gate_t {name}_wide[4] = {{ {', '.join(wide)} }};")
+        call = f"aiot_lstm_s8_wide(&{name}_p, {name}_wide, {state})"
+    else:
+        call = f"aiot_lstm_s8(&{name}_p, {state})"
     return Layer(op.op, op.index, call, decls, macs=batches * steps * 4 * n_cell * (n_in + n_cell),
                  weights_bytes=weights_bytes, reset=reset)
 
