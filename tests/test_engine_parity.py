@@ -396,19 +396,39 @@ QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channe
             # the newer ops, one sample each on the device build
             (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
             (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed"),
-            (transpose_convs, "speed"), (transpose_convs_wide, "speed"), (transpose_conv_1d, "speed")]
+            (transpose_convs, "speed"), (transpose_convs_wide, "speed"), (transpose_conv_1d, "speed"),
+            (transpose_convs_wide, "size")]
 
 
-@pytest.mark.parametrize("optimize", ["speed", "size"])
-def test_transpose_conv_takes_the_simd_kernel_in_speed_mode(recipes, optimize, tmp_path):
-    # Speed mode: widened per-tap weights for aiot_dot4_wide (SMLAD on DSP cores); size
-    # mode keeps the file's int8 weights and the portable gather.
-    path = _tflite(recipes, transpose_convs_wide, True, True)
-    res = _compare(path, path, tmp_path, seed=700 + (optimize == "size"), optimize=optimize)
-    assert res.layers.count("TRANSPOSE_CONV") == 3
+def transpose_conv_many_channels(L):
+    # 3x3 stride 1 over 96 channels: a pixel's three runs would read 864 input bytes, past
+    # the SIMD kernel's 768-byte stack copy, so the int8 gather runs it
+    return _seq((3, 3, 96), L.Conv2DTranspose(4, 3, strides=1, padding="same", bias_initializer="random_normal"),
+                L.Flatten(), L.Dense(2))
+
+
+def test_transpose_conv_past_the_patch_takes_the_int8_gather(recipes, tmp_path):
+    path = _tflite(recipes, transpose_conv_many_channels, True, True)
+    _compare(path, path, tmp_path, seed=710)
     c = (tmp_path / "model.c").read_text()
-    assert c.count("aiot_transpose_conv_s8_wide(") == (3 if optimize == "speed" else 0)
-    assert c.count("aiot_transpose_conv_s8(") == (0 if optimize == "speed" else 3)
+    assert c.count("aiot_transpose_conv_s8(") == 1 and "aiot_transpose_conv_s8_wide(" not in c
+
+
+TCONV_KERNELS = {"speed": "aiot_transpose_conv_s8_wide(", "size": "aiot_transpose_conv_s8_packed("}
+
+
+@pytest.mark.parametrize("builder", [transpose_convs_wide, transpose_conv_1d, transpose_convs])
+@pytest.mark.parametrize("optimize", ["speed", "size"])
+def test_transpose_conv_takes_the_simd_kernel(recipes, builder, optimize, tmp_path):
+    # By output phase in both modes: speed over widened weights (aiot_dot4_wide), size over
+    # packed int8 ones (aiot_dot4_s8, SXTB16 + SMLAD on DSP cores); never the int8 gather.
+    path = _tflite(recipes, builder, True, True)
+    res = _compare(path, path, tmp_path, seed=700 + (optimize == "size"), optimize=optimize)
+    n = res.layers.count("TRANSPOSE_CONV")
+    assert n >= 2
+    c = (tmp_path / "model.c").read_text()
+    assert c.count(TCONV_KERNELS[optimize]) == n
+    assert c.count("aiot_transpose_conv_s8(") == 0
 
 
 @requires_arm

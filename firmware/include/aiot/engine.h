@@ -235,6 +235,11 @@ typedef struct {
 aiot_status_t aiot_transpose_conv_s8_wide(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
                                           const int8_t *input, const int16_t *weights, const int32_t *row_bias,
                                           const int32_t *bias, int8_t *output);
+//! The same over packed int8 weights (size mode): each sub-row's matrix in aiot_dot4_s8's
+//! layout (pack_weights: blocks of four output channels, the out_c % 4 last rows plain).
+aiot_status_t aiot_transpose_conv_s8_packed(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
+                                            const int8_t *input, const int8_t *weights, const int32_t *row_bias,
+                                            const int32_t *bias, int8_t *output);
 
 //! SVDF as TFLM's integer kernel (EvalIntegerSvdfReference): the state (batches x filters x
 //! memory, int8 or, with wide_state, int16 like the time weights) shifts left by one, each

@@ -60,11 +60,14 @@ aiot_status_t aiot_transpose_conv_s8(const aiot_transpose_conv_params_t *p, cons
 // in aiot_dot4_wide's layout: a stride-1 convolution per phase, with SMLAD on DSP cores.
 // The input zero point is folded per sub-row (row_bias = input_offset x the sub-row's
 // weight sums), added when the sub-row's input row exists; a sub-row cut by the left or
-// right edge reads a stack copy with the zero point where it lies outside.
-aiot_status_t aiot_transpose_conv_s8_wide(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
-                                          const int8_t *input, const int16_t *weights, const int32_t *row_bias,
-                                          const int32_t *bias, int8_t *output)
+// right edge reads a stack copy with the zero point where it lies outside. The size
+// mode's entry point runs the same walk over packed int8 weights (aiot_dot4_s8).
+// (Forced inline into the two entry points, so each runs one dot product form.)
+static inline __attribute__((always_inline)) aiot_status_t
+phases(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows, const int8_t *input,
+       const int16_t *wide, const int8_t *packed, const int32_t *row_bias, const int32_t *bias, int8_t *output)
 {
+    const void *weights = wide != NULL ? (const void *)wide : (const void *)packed;
     if (p == NULL || rows == NULL || input == NULL || weights == NULL || row_bias == NULL || bias == NULL ||
         output == NULL) {
         return AIOT_ERR_NULL;
@@ -130,7 +133,15 @@ aiot_status_t aiot_transpose_conv_s8_wide(const aiot_transpose_conv_params_t *p,
                     acc[1] += rb[1];
                     acc[2] += rb[2];
                     acc[3] += rb[3];
-                    (void)aiot_dot4_wide(weights + rows->offset[s] + o * len, xs[i], len, acc);
+                    if (wide != NULL) {
+                        (void)aiot_dot4_wide(wide + rows->offset[s] + o * len, xs[i], len, acc);
+                    } else if (o < full) {
+                        aiot_dot4_s8(packed + rows->offset[s] + o * len, xs[i], len, acc);
+                    } else {  // the last rows stay plain in the packed layout
+                        for (uint32_t c = o; c < out_c; ++c) {
+                            acc[c - o] += aiot_dot1_s8(packed + rows->offset[s] + c * len, xs[i], len);
+                        }
+                    }
                 }
                 if (o < full) {
                     if (rq.fast != NULL) {
@@ -150,4 +161,24 @@ aiot_status_t aiot_transpose_conv_s8_wide(const aiot_transpose_conv_params_t *p,
         }
     }
     return AIOT_OK;
+}
+
+aiot_status_t aiot_transpose_conv_s8_wide(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
+                                          const int8_t *input, const int16_t *weights, const int32_t *row_bias,
+                                          const int32_t *bias, int8_t *output)
+{
+    if (weights == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    return phases(p, rows, input, weights, NULL, row_bias, bias, output);
+}
+
+aiot_status_t aiot_transpose_conv_s8_packed(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
+                                            const int8_t *input, const int8_t *weights, const int32_t *row_bias,
+                                            const int32_t *bias, int8_t *output)
+{
+    if (weights == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    return phases(p, rows, input, NULL, weights, row_bias, bias, output);
 }

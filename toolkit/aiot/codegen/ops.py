@@ -479,10 +479,12 @@ def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
               f"{out_c}, {k_h}, {k_w}, {sh}, {sw}, {pad_h}, {pad_w}, {-in_zp}, {rq} }};")
     macs = in_h * in_w * in_c * out_c * k_h * k_w
     n_rows = -(-k_h // sh)
-    if ctx.optimize == "speed" and n_rows <= TCONV_MAX_ROWS and n_rows * -(-k_w // sw) * in_c <= TCONV_PATCH:
+    if n_rows <= TCONV_MAX_ROWS and n_rows * -(-k_w // sw) * in_c <= TCONV_PATCH:
         # By output phase (see aiot_transpose_conv_s8_wide): per phase and fy one sub-row,
-        # its taps from the phase's last fx down, as a wide [out_c][ni * in_c] matrix, and
-        # the input zero point's term of that sub-row.
+        # its taps from the phase's last fx down, as an [out_c][ni * in_c] matrix (speed:
+        # wide; size: packed int8), and the input zero point's term of that sub-row.
+        wide = ctx.optimize == "speed"
+        pack = pack_weights_wide if wide else pack_weights
         padded = -(-out_c // 4) * 4
         first, offsets, parts, row_bias, size = [0], [], [], [], 0
         for py in range(sh):
@@ -490,7 +492,9 @@ def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
                 fxs = list(range(px, k_w, sw))[::-1]
                 for fy in range(py, k_h, sh) if fxs else []:
                     m = np.concatenate([w.data[:, fy, fx, :] for fx in fxs], axis=1)
-                    packed = pack_weights_wide(m, 1, m.shape[1])
+                    packed = pack(m, 1, m.shape[1])
+                    # aiot_dot4_s8 loads its blocks with LDM: every sub-row starts on a word
+                    packed = np.concatenate([packed, np.zeros(-packed.nbytes % 4 // packed.itemsize, packed.dtype)])
                     offsets.append(size)
                     parts.append(packed)
                     size += packed.size
@@ -498,13 +502,14 @@ def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
                     rb[:out_c] = -in_zp * m.astype(np.int64).sum(axis=1)
                     row_bias.append(rb)
                 first.append(len(offsets))
-        packed = np.concatenate(parts) if parts else np.zeros(1, np.int16)
+        ctype = "int16_t" if wide else "int8_t"
+        packed = np.concatenate(parts) if parts else np.zeros(1, np.int16 if wide else np.int8)
         row_bias = _i32(np.array(row_bias if row_bias else [np.zeros(padded, np.int64)]), g, op)
-        decls += [_c_array("int16_t", f"{name}_w", packed), _c_array("int32_t", f"{name}_rb", row_bias),
+        decls += [_c_array(ctype, f"{name}_w", packed), _c_array("int32_t", f"{name}_rb", row_bias),
                   _c_array("int32_t", f"{name}_b", bias), _c_array("uint16_t", f"{name}_rf", np.array(first)),
                   _c_array("uint32_t", f"{name}_ro", np.array(offsets or [0])),
                   f"static const aiot_tconv_rows_t {name}_r = {{ {name}_rf, {name}_ro }};", params]
-        call = (f"aiot_transpose_conv_s8_wide(&{name}_p, &{name}_r, {ctx.p(x.index)}, {name}_w, {name}_rb, "
+        call = (f"aiot_transpose_conv_s8_{'wide' if wide else 'packed'}(&{name}_p, &{name}_r, {ctx.p(x.index)}, {name}_w, {name}_rb, "
                 f"{name}_b, {ctx.p(out.index)})")
         return Layer(op.op, op.index, call, decls, macs=macs,
                      weights_bytes=packed.nbytes + 4 * (row_bias.size + out_c + len(offsets)) + 2 * len(first)
