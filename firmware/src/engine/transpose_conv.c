@@ -167,9 +167,6 @@ aiot_status_t aiot_transpose_conv_s8_wide(const aiot_transpose_conv_params_t *p,
                                           const int8_t *input, const int16_t *weights, const int32_t *row_bias,
                                           const int32_t *bias, int8_t *output)
 {
-    if (weights == NULL) {
-        return AIOT_ERR_NULL;
-    }
     return phases(p, rows, input, weights, NULL, row_bias, bias, output);
 }
 
@@ -177,8 +174,5 @@ aiot_status_t aiot_transpose_conv_s8_packed(const aiot_transpose_conv_params_t *
                                             const int8_t *input, const int8_t *weights, const int32_t *row_bias,
                                             const int32_t *bias, int8_t *output)
 {
-    if (weights == NULL) {
-        return AIOT_ERR_NULL;
-    }
     return phases(p, rows, input, NULL, weights, row_bias, bias, output);
 }
