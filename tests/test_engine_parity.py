@@ -260,11 +260,33 @@ def transpose_convs(L):
                 L.GlobalAveragePooling2D(), L.Dense(3))
 
 
+def transpose_convs_wide(L):
+    # A decoder's shapes for the SIMD path: 16 input channels (whole blocks of four), stride
+    # 1 SAME (every tap lands), output_padding (an output row no input of the last phase
+    # reaches), a VALID (3, 2) kernel with strides (2, 1); 7 and 5 channels leave tails.
+    return _seq((4, 4, 16), L.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu",
+                                              bias_initializer="random_normal"),
+                L.Conv2DTranspose(7, 3, strides=1, padding="same", bias_initializer="random_normal"),
+                L.Conv2DTranspose(5, (3, 2), strides=(2, 1), padding="valid", output_padding=(1, 0),
+                                  bias_initializer="random_normal"),
+                L.GlobalAveragePooling2D(), L.Dense(3))
+
+
+def transpose_conv_1d(L):
+    # A time-series decoder: Conv1DTranspose (the converter's EXPAND_DIMS + TRANSPOSE_CONV),
+    # stride 2 SAME, then a 2-tap kernel at stride 3 VALID (one output phase in three has no
+    # tap: the bias alone), 6 -> 9 -> 4 channels.
+    return _seq((12, 6), L.Conv1DTranspose(9, 5, strides=2, padding="same", activation="relu",
+                                           bias_initializer="random_normal"),
+                L.Conv1DTranspose(4, 2, strides=3, padding="valid", bias_initializer="random_normal"),
+                L.Flatten(), L.Dense(3))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
             transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward,
-            transpose_convs, sums]
+            transpose_convs, transpose_convs_wide, transpose_conv_1d, sums]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax,
               transpose_convs]
@@ -273,7 +295,8 @@ CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
                   conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices, mirror_pads,
-                  strided_slices_backward, transpose_convs, sums]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  strided_slices_backward, transpose_convs, transpose_convs_wide,
+                  transpose_conv_1d, sums]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 
@@ -384,7 +407,39 @@ QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channe
             # the newer ops, one sample each on the device build
             (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
             (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed"),
-            (transpose_convs, "speed")]
+            (transpose_convs, "speed"), (transpose_convs_wide, "speed"), (transpose_conv_1d, "speed"),
+            (transpose_convs_wide, "size")]
+
+
+def transpose_conv_many_channels(L):
+    # 3x3 stride 1 over 96 channels: a pixel's three runs would read 864 input bytes, past
+    # the SIMD kernel's 768-byte stack copy, so the int8 gather runs it
+    return _seq((3, 3, 96), L.Conv2DTranspose(4, 3, strides=1, padding="same", bias_initializer="random_normal"),
+                L.Flatten(), L.Dense(2))
+
+
+def test_transpose_conv_past_the_patch_takes_the_int8_gather(recipes, tmp_path):
+    path = _tflite(recipes, transpose_conv_many_channels, True, True)
+    _compare(path, path, tmp_path, seed=710)
+    c = (tmp_path / "model.c").read_text()
+    assert c.count("aiot_transpose_conv_s8(") == 1 and "aiot_transpose_conv_s8_wide(" not in c
+
+
+TCONV_KERNELS = {"speed": "aiot_transpose_conv_s8_wide(", "size": "aiot_transpose_conv_s8_packed("}
+
+
+@pytest.mark.parametrize("builder", [transpose_convs_wide, transpose_conv_1d, transpose_convs])
+@pytest.mark.parametrize("optimize", ["speed", "size"])
+def test_transpose_conv_takes_the_simd_kernel(recipes, builder, optimize, tmp_path):
+    # By output phase in both modes: speed over widened weights (aiot_dot4_wide), size over
+    # packed int8 ones (aiot_dot4_s8, SXTB16 + SMLAD on DSP cores); never the int8 gather.
+    path = _tflite(recipes, builder, True, True)
+    res = _compare(path, path, tmp_path, seed=700 + (optimize == "size"), optimize=optimize)
+    n = res.layers.count("TRANSPOSE_CONV")
+    assert n >= 2
+    c = (tmp_path / "model.c").read_text()
+    assert c.count(TCONV_KERNELS[optimize]) == n
+    assert c.count("aiot_transpose_conv_s8(") == 0
 
 
 @requires_arm
@@ -806,6 +861,19 @@ def test_lstm_bit_exact(recipes, case, tmp_path):
     host.lib.aiot_model_reset()
     assert np.array_equal(runs[0], host.invoke(x))
 
+
+
+@pytest.mark.parametrize("optimize", ["speed", "size"])
+def test_lstm_gates_take_the_simd_dot_product_in_speed_mode(recipes, optimize, tmp_path):
+    # Speed mode: the gates' dot products over widened weights (aiot_dot4_wide, SMLAD on
+    # DSP cores) with the zero points folded into the biases; size mode: the int8 loops.
+    # 7 units leave a zero-padded group of four; 2 batches, time-major.
+    data, _, _ = _lstm_tflite(recipes, 7, 5, 4, time_major=True, batches=2)
+    res = _compare(data, data, tmp_path, seed=820, optimize=optimize)
+    c = (tmp_path / "model.c").read_text()
+    assert c.count("aiot_lstm_s8_wide(") == (1 if optimize == "speed" else 0)
+    assert c.count("aiot_lstm_s8(") == (0 if optimize == "speed" else 1)
+    assert res.layers[0] == "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 
 @pytest.mark.parametrize("name", ["lstm_sequences", "lstm_last_step", "lstm_time_major"])

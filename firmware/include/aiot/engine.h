@@ -217,6 +217,29 @@ typedef struct {
 } aiot_transpose_conv_params_t;
 aiot_status_t aiot_transpose_conv_s8(const aiot_transpose_conv_params_t *p, const int8_t *input,
                                      const int8_t *weights, const int32_t *bias, int8_t *output);
+//! The same by output phase over wide weights (speed mode). Sub-row s is the taps of one
+//! phase (py, px) and one fy = py + j * stride_h, from the last fx of the phase down to
+//! px: its weights, at weights + offset[s], are the [out_c][ni * in_c] matrix in
+//! aiot_dot4_wide's layout (groups of four output channels, the last zero-padded; ni =
+//! ceil((k_w - px) / stride_w)); phase py * stride_w + px owns sub-rows first[ph] up to
+//! first[ph + 1], j rising. row_bias[s][4 * ceil(out_c / 4)] = input_offset x the sub-row's
+//! weight sums; bias [out_c] (zeros when the layer has none). A phase may read at most
+//! AIOT_TCONV_MAX_ROWS sub-rows and AIOT_TCONV_PATCH input bytes per pixel (its stack copy
+//! at the edges), else AIOT_ERR_PARAM: the generator keeps the int8 kernel for those.
+#define AIOT_TCONV_MAX_ROWS 16u
+#define AIOT_TCONV_PATCH 768u
+typedef struct {
+    const uint16_t *first;   //!< [stride_h * stride_w + 1]
+    const uint32_t *offset;  //!< [sub-rows], in int16 weights
+} aiot_tconv_rows_t;
+aiot_status_t aiot_transpose_conv_s8_wide(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
+                                          const int8_t *input, const int16_t *weights, const int32_t *row_bias,
+                                          const int32_t *bias, int8_t *output);
+//! The same over packed int8 weights (size mode): each sub-row's matrix in aiot_dot4_s8's
+//! layout (pack_weights: blocks of four output channels, the out_c % 4 last rows plain).
+aiot_status_t aiot_transpose_conv_s8_packed(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
+                                            const int8_t *input, const int8_t *weights, const int32_t *row_bias,
+                                            const int32_t *bias, int8_t *output);
 
 //! SVDF as TFLM's integer kernel (EvalIntegerSvdfReference): the state (batches x filters x
 //! memory, int8 or, with wide_state, int16 like the time weights) shifts left by one, each
@@ -266,6 +289,18 @@ typedef struct {
 } aiot_lstm_params_t;
 aiot_status_t aiot_lstm_s8(const aiot_lstm_params_t *p, const int8_t *input, int8_t *hidden, int16_t *cell,
                            int16_t *scratch, int8_t *output);
+//! The same with the gates' dot products over wide weights (speed mode), per gate (indexed
+//! like gates[]): each [n_cell][n_input] and [n_cell][n_cell] matrix in aiot_dot4_wide's
+//! layout (groups of four cells, the last zero-padded), and the biases with the zero points
+//! folded in, 4 * ceil(n_cell / 4) each: input_bias = bias - input zero point x the input
+//! weights' row sums, recurrent_bias = -hidden zero point x the recurrent weights' row sums.
+//! The int8 weights in p->gates are not read (may be NULL); the multipliers are.
+typedef struct {
+    const int16_t *input_weights, *recurrent_weights;
+    const int32_t *input_bias, *recurrent_bias;
+} aiot_lstm_wide_gate_t;
+aiot_status_t aiot_lstm_s8_wide(const aiot_lstm_params_t *p, const aiot_lstm_wide_gate_t *wide, const int8_t *input,
+                                int8_t *hidden, int16_t *cell, int16_t *scratch, int8_t *output);
 
 //! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
 //! share one quantization (the converter's rule), as TFLM assumes.

@@ -206,8 +206,8 @@ static __attribute__((noinline)) int64_t tap_wide(const aiot_conv_params_t *p, c
 // input would be the zero point 0 anyway). DSP cores, depth multiplier 1: per tap two
 // input words and two weight words (two channels each), SMLABB and SMLATT (8 instructions
 // for 4 MACs where the portable loop takes about 9 per MAC); multiplier 2: one input word
-// for the four channels, SMLABB/SMLABT/SMLATB/SMLATT; other multipliers and channel tails
-// one product at a time.
+// for the four channels, each half doubled (PKHBT/PKHTB), the same four products; other
+// multipliers and channel tails one product at a time.
 static inline __attribute__((always_inline)) void depthwise_wide(const aiot_conv16_params_t *p16,
                                                                  const int16_t *input, const int16_t *w,
                                                                  const int64_t *bias, int16_t *output, uint32_t dm)
@@ -239,27 +239,23 @@ static inline __attribute__((always_inline)) void depthwise_wide(const aiot_conv
                         const int16_t *x = input + ((size_t)iy * in_w + ix) * in_c;
                         const int16_t *wt = w + ((size_t)ky * p->k_w + kx) * c_n + c;
 #ifdef AIOT_DSP
-                        if (n == 4u && dm == 1u) {
+                        if (n == 4u && dm <= 2u) {
                             uint32_t xa, xb, wa, wb;
-                            memcpy(&xa, x + c, 4);  // unaligned word loads (v7E-M, v8-M Main allow them)
-                            memcpy(&xb, x + c + 2, 4);
+                            if (dm == 1u) {
+                                memcpy(&xa, x + c, 4);  // unaligned word loads (v7E-M, v8-M Main allow them)
+                                memcpy(&xb, x + c + 2, 4);
+                            } else {  // channels 4i..4i+3 read inputs 2i, 2i, 2i+1, 2i+1: each half doubled
+                                uint32_t xv;
+                                memcpy(&xv, x + c / 2u, 4);
+                                xa = (xv & 0xFFFFu) | (xv << 16);
+                                xb = (xv & 0xFFFF0000u) | (xv >> 16);
+                            }
                             memcpy(&wa, wt, 4);
                             memcpy(&wb, wt + 2, 4);
                             s[0] = __smlabb(xa, wa, s[0]);
                             s[1] = __smlatt(xa, wa, s[1]);
                             s[2] = __smlabb(xb, wb, s[2]);
                             s[3] = __smlatt(xb, wb, s[3]);
-                            continue;
-                        }
-                        if (n == 4u && dm == 2u) {  // channels 4i..4i+3 read inputs 2i, 2i, 2i+1, 2i+1
-                            uint32_t xa, wa, wb;
-                            memcpy(&xa, x + c / 2u, 4);
-                            memcpy(&wa, wt, 4);
-                            memcpy(&wb, wt + 2, 4);
-                            s[0] = __smlabb(xa, wa, s[0]);
-                            s[1] = __smlabt(xa, wa, s[1]);
-                            s[2] = __smlatb(xa, wb, s[2]);
-                            s[3] = __smlatt(xa, wb, s[3]);
                             continue;
                         }
 #endif

@@ -436,6 +436,11 @@ def emit_depthwise(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _conv_like(ctx, op, name, depthwise=True)
 
 
+#: AIOT_TCONV_MAX_ROWS and AIOT_TCONV_PATCH (engine.h): the sub-rows one output pixel of
+#: the SIMD TRANSPOSE_CONV reads, and their input bytes (a stack copy at the edges)
+TCONV_MAX_ROWS, TCONV_PATCH = 16, 768
+
+
 def transpose_conv_geometry(g: Graph, op: Operator, x: Tensor, out: Tensor, w: Tensor) -> list[int]:
     """TRANSPOSE_CONV's shape fields as aiot_transpose_conv_params_t has them (in_h .. pad_w),
     checked; the weights' per-channel scales checked against the output channels."""
@@ -477,12 +482,50 @@ def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
     acc_bound = int(np.max(np.abs(bias) + 255 * wq)) if out_c else 0
     decls, rq, rq_bytes = _requant_decl(name, mults, shifts, out_zp, lo, hi, acc_bound, out_c,
                                         compact=ctx.compact_requant)
+    params = (f"static const aiot_transpose_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, "
+              f"{out_c}, {k_h}, {k_w}, {sh}, {sw}, {pad_h}, {pad_w}, {-in_zp}, {rq} }};")
+    macs = in_h * in_w * in_c * out_c * k_h * k_w
+    n_rows = -(-k_h // sh)
+    if n_rows <= TCONV_MAX_ROWS and n_rows * -(-k_w // sw) * in_c <= TCONV_PATCH:
+        # By output phase (see aiot_transpose_conv_s8_wide): per phase and fy one sub-row,
+        # its taps from the phase's last fx down, as an [out_c][ni * in_c] matrix (speed:
+        # wide; size: packed int8), and the input zero point's term of that sub-row.
+        wide = ctx.optimize == "speed"
+        pack = pack_weights_wide if wide else pack_weights
+        padded = -(-out_c // 4) * 4
+        first, offsets, parts, row_bias, size = [0], [], [], [], 0
+        for py in range(sh):
+            for px in range(sw):
+                fxs = list(range(px, k_w, sw))[::-1]
+                for fy in range(py, k_h, sh) if fxs else []:
+                    m = np.concatenate([w.data[:, fy, fx, :] for fx in fxs], axis=1)
+                    packed = pack(m, 1, m.shape[1])
+                    # aiot_dot4_s8 loads its blocks with LDM: every sub-row starts on a word
+                    packed = np.concatenate([packed, np.zeros(-packed.nbytes % 4 // packed.itemsize, packed.dtype)])
+                    offsets.append(size)
+                    parts.append(packed)
+                    size += packed.size
+                    rb = np.zeros(padded, np.int64)
+                    rb[:out_c] = -in_zp * m.astype(np.int64).sum(axis=1)
+                    row_bias.append(rb)
+                first.append(len(offsets))
+        ctype = "int16_t" if wide else "int8_t"
+        packed = np.concatenate(parts) if parts else np.zeros(1, np.int16 if wide else np.int8)
+        row_bias = _i32(np.array(row_bias if row_bias else [np.zeros(padded, np.int64)]), g, op)
+        decls += [_c_array(ctype, f"{name}_w", packed), _c_array("int32_t", f"{name}_rb", row_bias),
+                  _c_array("int32_t", f"{name}_b", bias), _c_array("uint16_t", f"{name}_rf", np.array(first)),
+                  _c_array("uint32_t", f"{name}_ro", np.array(offsets or [0])),
+                  f"static const aiot_tconv_rows_t {name}_r = {{ {name}_rf, {name}_ro }};", params]
+        call = (f"aiot_transpose_conv_s8_{'wide' if wide else 'packed'}(&{name}_p, &{name}_r, {ctx.p(x.index)}, {name}_w, {name}_rb, "
+                f"{name}_b, {ctx.p(out.index)})")
+        return Layer(op.op, op.index, call, decls, macs=macs,
+                     weights_bytes=packed.nbytes + 4 * (row_bias.size + out_c + len(offsets)) + 2 * len(first)
+                     + rq_bytes)
     decls += [_c_array("int8_t", f"{name}_w", w.data), *([_c_array("int32_t", f"{name}_b", bias)] if has_bias else []),
-              f"static const aiot_transpose_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, "
-              f"{out_c}, {k_h}, {k_w}, {sh}, {sw}, {pad_h}, {pad_w}, {-in_zp}, {rq} }};"]
+              params]
     call = (f"aiot_transpose_conv_s8(&{name}_p, {ctx.p(x.index)}, {name}_w, {f'{name}_b' if has_bias else 'NULL'}, "
             f"{ctx.p(out.index)})")
-    return Layer(op.op, op.index, call, decls, macs=in_h * in_w * in_c * out_c * k_h * k_w,
+    return Layer(op.op, op.index, call, decls, macs=macs,
                  weights_bytes=w.size + (4 * out_c if has_bias else 0) + rq_bytes)
 
 
@@ -600,7 +643,7 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
         raise _fail(g, op, "a negative cell clip", "tflite-micro refuses it too; re-export the model")
     (in_s, in_zp), (h_s, h_zp) = _qp(x), _qp(hidden)
     q12, q15 = 2.0 ** -12, 2.0 ** -15
-    decls, gates, weights_bytes = [], [], 0
+    decls, gates, wide, weights_bytes = [], [], [], 0
     for gate, wi_i, wr_i, b_i in _LSTM_GATES:
         wi, wr = (_need_int8_weights(g, op, tensor(i)) for i in (wi_i, wr_i))
         if wi.shape != (n_cell, n_in) or wr.shape != (n_cell, n_cell) or wi.per_channel or wr.per_channel:
@@ -609,6 +652,22 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
         bias = _bias(g, op, op.inputs[b_i], n_cell)
         (mi,), (si,) = conv_multipliers(in_s, wi.scale[:1], q12)
         (mr,), (sr,) = conv_multipliers(h_s, wr.scale[:1], q12)
+        if ctx.optimize == "speed":
+            # wide weights for aiot_dot4_wide, the zero points folded into the biases as
+            # TFLM's Prepare folds them; the int8 weights are not stored
+            padded = -(-n_cell // 4) * 4
+            folded = np.zeros((2, padded), np.int64)
+            folded[0, :n_cell] = np.asarray(bias, np.int64) - in_zp * wi.data.astype(np.int64).sum(axis=1)
+            folded[1, :n_cell] = -h_zp * wr.data.astype(np.int64).sum(axis=1)
+            pi, pr = pack_weights_wide(wi.data, 1, n_in), pack_weights_wide(wr.data, 1, n_cell)
+            folded = _i32(folded, g, op)
+            decls += [_c_array("int16_t", f"{name}_{gate}_wi", pi), _c_array("int16_t", f"{name}_{gate}_wr", pr),
+                      _c_array("int32_t", f"{name}_{gate}_bi", folded[0]),
+                      _c_array("int32_t", f"{name}_{gate}_br", folded[1])]
+            gates.append(f"{{ NULL, NULL, NULL, {mi}, {si}, {mr}, {sr} }}")
+            wide.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {name}_{gate}_bi, {name}_{gate}_br }}")
+            weights_bytes += pi.nbytes + pr.nbytes + folded.size * 4
+            continue
         decls += [_c_array("int8_t", f"{name}_{gate}_wi", wi.data), _c_array("int8_t", f"{name}_{gate}_wr", wr.data),
                   _c_array("int32_t", f"{name}_{gate}_b", bias)]
         gates.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {name}_{gate}_b, {mi}, {si}, {mr}, {sr} }}")
@@ -631,7 +690,12 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
         f"{tanh_m}, {tanh_s} }};",
     ]
     reset = [f"for (uint32_t i = 0; i < {n_state}u; i++) {{ {name}_hidden[i] = {h_zp}; {name}_cell[i] = 0; }}"]
-    call = f"aiot_lstm_s8(&{name}_p, {ctx.p(x.index)}, {name}_hidden, {name}_cell, {name}_scratch, {ctx.p(out.index)})"
+    state = f"{ctx.p(x.index)}, {name}_hidden, {name}_cell, {name}_scratch, {ctx.p(out.index)}"
+    if wide:
+        decls.append(f"static const aiot_lstm_wide_gate_t {name}_wide[4] = {{ {', '.join(wide)} }};")
+        call = f"aiot_lstm_s8_wide(&{name}_p, {name}_wide, {state})"
+    else:
+        call = f"aiot_lstm_s8(&{name}_p, {state})"
     return Layer(op.op, op.index, call, decls, macs=batches * steps * 4 * n_cell * (n_in + n_cell),
                  weights_bytes=weights_bytes, reset=reset)
 
