@@ -163,8 +163,9 @@ class _ConfigBase(ctypes.Structure):
 
 #: The host build's config struct (capacity MAX_CHANNELS).
 Config = config_type(MAX_CHANNELS)
-_SCALAR_BYTES = sum(ctypes.sizeof(s.ctype) for s in settings() if not s.per_channel)
 _PER_CHANNEL_BYTES = sum(ctypes.sizeof(s.ctype) for s in settings() if s.per_channel)
+#: the settings before the per-channel arrays, with the padding the C puts before them
+_SCALAR_BYTES = ctypes.sizeof(config_type(1)) - _PER_CHANNEL_BYTES
 
 
 def pack_config(cfg, capacity: int) -> bytes:
