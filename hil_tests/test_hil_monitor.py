@@ -233,7 +233,7 @@ def zero_model(window):
 
 def test_sixty_four_channels_commission_and_stream_like_the_host(wide_device):
     """64 sensors through the framed protocol: 16 + 4 x 64 = 268-byte samples (3 per PUSH
-    frame), the 1,112-byte configuration with a drift rate bound per sensor (two CONFIG_PART
+    frame), the 1,116-byte configuration with a drift rate bound per sensor (two CONFIG_PART
     frames, read back by offset), and the same outputs and events as the host build of the
     same C. The fault is on channels 48..55 (worst 52), named by the device."""
     dev = wide_device
