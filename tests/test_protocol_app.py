@@ -172,6 +172,20 @@ def test_config_set_then_get_round_trips_the_spread_score():
     assert M.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:]).spread_score == 1
 
 
+def test_switching_the_spread_score_starts_a_fresh_installation():
+    """Its commissioned window spreads and calibration set belong to the score: a CONFIG_SET
+    that only switches it is a new installation (answer 1), never refused as a live update."""
+    app = HostApp()
+    cfg = M.default_config(2, 4, 100, level_windows=1)
+    assert app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8) + b"\x01").payload == b"\x01"
+    cfg.alert_margin = 4.0  # a live knob: updated in place
+    assert app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8)).payload == b"\x00"
+    cfg.spread_score = 1
+    f = app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8))
+    assert f.type == P.Msg.CONFIG_SET | P.RESPONSE and f.payload == b"\x01"
+    assert M.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:]).spread_score == 1
+
+
 def _invalid_config() -> bytes:
     cfg = M.default_config(2, 4, 100)
     cfg.persist_k = cfg.persist_n + 1

@@ -516,6 +516,10 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
             f"{(cfg.level_windows + 1) * window} commissioning samples ({cfg.level_windows + 1} windows of {window}: "
             f"the spread of {cfg.level_windows}-window means needs two of them); commission_samples is "
             f"{cfg.commission_samples}", hint="commission on more samples, or lower level_windows")
+    if cfg.spread_score and not cfg.level_windows:
+        raise ToolkitError("invalid monitor configuration: spread_score 1 needs level_windows > 0 (the spread z "
+                           "is taken beside each sensor's level z; the energy score has none)",
+                           hint="add level_windows 1 (the per-sensor level score), or leave spread_score 0")
     problem = config_problem(cfg)
     if problem:
         raise ToolkitError(f"{problem} (monitor refused: {cfg.as_dict()})",
