@@ -79,6 +79,7 @@ def test_config_roundtrip_and_live_update(monitor_device):
     (dict(alert_margin=float("inf")), "alert_margin out of range"),  # would switch the monitor off
     (dict(sample_period_ms=2**31), "sample_period_ms out of range"),
     (dict(clear_band=0), "clear_band out of range"),  # an older host's padding byte: refused, not a band
+    (dict(spread_score=1), "spread_score needs level_windows"),  # no per-sensor score to add it to
 ])
 def test_config_refused_keeps_the_running_one(monitor_device, bad, why):
     dev = monitor_device
@@ -233,7 +234,7 @@ def zero_model(window):
 
 def test_sixty_four_channels_commission_and_stream_like_the_host(wide_device):
     """64 sensors through the framed protocol: 16 + 4 x 64 = 268-byte samples (3 per PUSH
-    frame), the 1,112-byte configuration with a drift rate bound per sensor (two CONFIG_PART
+    frame), the 1,116-byte configuration with a drift rate bound per sensor (two CONFIG_PART
     frames, read back by offset), and the same outputs and events as the host build of the
     same C. The fault is on channels 48..55 (worst 52), named by the device."""
     dev = wide_device
@@ -267,6 +268,32 @@ def test_sixty_four_channels_commission_and_stream_like_the_host(wide_device):
     assert stats["monitor"]["phase"] == "ARMED"
     assert 0 < len(stats["channels"]) < WIDE  # as many channel records as fit one frame
     assert stats["channels"][0]["rejected"] == 0
+
+
+def test_the_spread_score_names_an_oscillating_sensor_like_the_host(wide_device):
+    """spread_score on 64 channels: sensor 37 starts oscillating +-6 noise units around its
+    level (its window means do not move); the device alerts on it with the same outputs and
+    events as the host build."""
+    dev = wide_device
+    cfg = M.default_config(WIDE, WINDOW, PERIOD, commission_samples=80, calibration_windows=16, clip=30.0,
+                           level_windows=1, spread_score=1)
+    assert dev.configure(cfg, fresh=True) is True
+    assert dev.config.spread_score == 1
+    rng = np.random.default_rng(7)
+    n = 80 + 16 * WINDOW + 30 * WINDOW
+    ts = np.arange(n, dtype=np.int64) * PERIOD
+    v = (rng.normal(0, 1, (n, WIDE)) + np.arange(WIDE)).astype(np.float32)
+    fault = 80 + 16 * WINDOW + 10 * WINDOW
+    v[fault:, 37] += np.where(np.arange(n - fault) % 2 == 0, 6.0, -6.0).astype(np.float32)
+    out = dev.push(ts, v)
+    events = dev.events()
+    host = M.Monitor(cfg, zero_model)
+    want = host.run(ts, v)
+    _assert_same_outputs(out, want)
+    assert [(e.type, e.seq, e.channel, e.value) for e in events] == \
+           [(e.type, e.seq, e.channel, e.value) for e in host.events()]
+    raised = [e for e in events if e.type == "ALERT_RAISED"]
+    assert raised and raised[0].channel == 37 and raised[0].timestamp_ms >= fault * PERIOD
 
 
 def test_a_truncated_or_out_of_order_configuration_is_refused_and_the_old_one_stays(wide_device):

@@ -435,7 +435,8 @@ def test_every_knob_range_is_the_c_check_at_its_bounds():
         for value, ok in ((lo, not lo_open), (hi, not hi_open)):
             if value is None:
                 continue
-            cfg = mon.default_config(2, W, PERIOD, level_windows=0)
+            # spread_score is a term of the per-sensor score: level_windows on for it
+            cfg = mon.default_config(2, W, PERIOD, level_windows=int(s.name == "spread_score"))
             if s.per_channel:
                 getattr(cfg, s.name)[0] = value
             else:
@@ -469,3 +470,69 @@ def test_the_commissioning_report_reaches_the_evaluation_report_from_host_and_bo
 
     d.dev = Board()
     assert d._commissioning() == from_host
+
+
+# ----------------------------------------------------------------- spread score (spread_score)
+def _oscillating(amplitude: float = 6.0):
+    """Channel 0 (noise sd 1 around 50) starts oscillating +-amplitude, one sample up, one
+    down, 10 windows after arming: every window's mean is exactly what it was, its spread
+    (standard deviation) about 6 times larger."""
+    a, n = learned(10), learned(40)
+    x = noise(n, 2)
+    x[a:, 0] += np.where(np.arange(n - a) % 2 == 0, amplitude, -amplitude).astype(np.float32)
+    return a, x
+
+
+def test_an_oscillation_with_the_same_mean_alerts_with_the_spread_score_only():
+    a, x = _oscillating()
+    _, out, ev = run(config(level_windows=1), x)
+    assert not of_type(ev, "ALERT_RAISED")  # the window means never moved: the level score is blind
+    _, out, ev = run(config(level_windows=1, spread_score=1), x)
+    raised = of_type(ev, "ALERT_RAISED")
+    assert raised and raised[0].channel == 0 and raised[0].timestamp_ms >= a * PERIOD
+    assert raised[0].timestamp_ms <= (a + 5 * W) * PERIOD  # 3 of 5 windows vote
+    arm = armed(out)
+    before = arm[arm["t_end_ms"] < a * PERIOD]
+    assert "ANOMALY" not in states(before)  # no false alert before it
+    assert np.all(arm[arm["state"] == mon.ANOMALY]["top_channels"][:, 0] == 0)
+
+
+@pytest.mark.parametrize("spread", [0, 1])
+def test_a_one_sensor_step_alerts_with_the_spread_score_on_or_off(spread):
+    a, n = learned(10), learned(40)
+    x = noise(n, 2)
+    x[a:, 1] += 6.0  # 6 noise units on one sensor; its window spread does not change after the step
+    _, out, ev = run(config(level_windows=1, spread_score=spread, max_drift_rate=0.0, max_recal_step=0.5), x)
+    raised = of_type(ev, "ALERT_RAISED")
+    assert raised and raised[0].channel == 1 and raised[0].timestamp_ms >= a * PERIOD
+    assert states(armed(out))[-1] == "ANOMALY"
+
+
+def test_the_spread_score_is_never_nan_or_inf_for_a_stuck_sensor_or_a_garbage_sample():
+    """A stuck sensor commissions window spreads of 0 (floored, never a division by zero);
+    a 1e20 sample while armed is a huge spread, not inf, and not NORMAL."""
+    a, n = learned(10), learned(30)
+    x = noise(n, 3)
+    x[:, 1] = 7.25                     # stuck the whole time
+    x[40, 2] = 1e20                    # garbage while commissioning: rejected
+    x[a + 3, 0] = 1e20                 # garbage while armed
+    m, out, ev = run(config(3, level_windows=1, spread_score=1), x)
+    assert m.commissioning()[1]["stuck"] and m.commissioning()[2]["rejected_samples"] == 1
+    for field in ("score", "confidence", "p_value"):
+        assert np.all(np.isfinite(out[field])), field
+    arm = armed(out)
+    hit = (arm["t_start_ms"] <= (a + 3) * PERIOD) & (arm["t_end_ms"] >= (a + 3) * PERIOD)
+    assert hit.sum() == 1 and arm[hit]["flags"][0] & mon.OUT_VOTE and arm[hit]["top_channels"][0, 0] == 0
+    assert 0.0 < arm[hit]["score"][0] < np.finfo(np.float32).max
+    quiet = arm[arm["t_end_ms"] < a * PERIOD]
+    assert "ANOMALY" not in states(quiet)  # the stuck sensor alone never alerts
+
+
+def test_the_spread_score_is_a_bounded_setting_of_the_per_sensor_score():
+    assert mon.default_config(2, W, PERIOD).spread_score == 0  # off: the behaviour before it
+    with pytest.raises(ToolkitError, match="spread_score"):
+        mon.default_config(2, W, PERIOD, spread_score=2)
+    cfg = mon.default_config(2, W, PERIOD, level_windows=0)
+    cfg.spread_score = 1  # the energy score has no per-sensor z to take the larger of
+    assert "spread_score needs level_windows" in mon.config_problem(cfg)
+    assert mon.library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0

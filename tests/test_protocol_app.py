@@ -156,6 +156,36 @@ def test_config_set_then_get_round_trips_the_clear_band():
     assert M.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:]).clear_band == 7
 
 
+def test_config_set_then_get_round_trips_the_spread_score():
+    """spread_score travels in CONFIG_SET and comes back; without a per-sensor score
+    (level_windows 0) the device itself refuses it, naming the rule."""
+    app = HostApp()
+    cfg = M.default_config(2, 4, 100, level_windows=1, spread_score=1)
+    f = app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8) + b"\x01")
+    assert f.type == P.Msg.CONFIG_SET | P.RESPONSE
+    got = M.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:])
+    assert got.spread_score == 1 and bytes(got) == bytes(cfg)
+    cfg.level_windows = 0
+    f = app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8))
+    code, req, detail = P.unpack_error(f.payload)
+    assert (code, req) == (P.ErrorCode.BAD_PAYLOAD, P.Msg.CONFIG_SET) and "spread_score needs level_windows" in detail
+    assert M.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:]).spread_score == 1
+
+
+def test_switching_the_spread_score_starts_a_fresh_installation():
+    """Its commissioned window spreads and calibration set belong to the score: a CONFIG_SET
+    that only switches it is a new installation (answer 1), never refused as a live update."""
+    app = HostApp()
+    cfg = M.default_config(2, 4, 100, level_windows=1)
+    assert app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8) + b"\x01").payload == b"\x01"
+    cfg.alert_margin = 4.0  # a live knob: updated in place
+    assert app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8)).payload == b"\x00"
+    cfg.spread_score = 1
+    f = app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8))
+    assert f.type == P.Msg.CONFIG_SET | P.RESPONSE and f.payload == b"\x01"
+    assert M.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:]).spread_score == 1
+
+
 def _invalid_config() -> bytes:
     cfg = M.default_config(2, 4, 100)
     cfg.persist_k = cfg.persist_n + 1

@@ -1,6 +1,6 @@
 """Monitor configurations larger than one frame (CONFIG_PART, CONFIG_GET by offset;
 docs/protocol.md): the device app built for the host with 64 channels of capacity, so its
-configuration (1,112 bytes with a drift rate per sensor) does not fit a 1 KiB frame. A set
+configuration (1,116 bytes with a drift rate per sensor) does not fit a 1 KiB frame. A set
 is applied only when its last part arrives and the whole checks out; a truncated, out of
 order, mixed or invalid set is refused with the reason and the old configuration runs on."""
 
@@ -38,7 +38,7 @@ def wide_config(**knobs) -> M.Config:
 
 def test_a_64_channel_configuration_does_not_fit_one_frame():
     size = ctypes.sizeof(M.config_type(WIDE))
-    assert size == 1112 and size + 1 > P.DEFAULT_MAX_PAYLOAD
+    assert size == 1116 and size + 1 > P.DEFAULT_MAX_PAYLOAD
 
 
 def test_per_sensor_rates_round_trip_in_parts_and_a_live_update_keeps_the_installation(wide_app_factory):
@@ -50,7 +50,7 @@ def test_per_sensor_rates_round_trip_in_parts_and_a_live_update_keeps_the_instal
     assert list(dev.config.max_drift_rate[:3]) == [0.25, 0.75, 1.25]
     sent = t.sent_frames()
     parts = [f for f in sent if f.type == P.Msg.CONFIG_PART]
-    assert len(parts) == math.ceil(1112 / (1024 - P.CONFIG_PART_HEAD.size)) == 2
+    assert len(parts) == math.ceil(1116 / (1024 - P.CONFIG_PART_HEAD.size)) == 2
     assert not [f for f in sent if f.type == P.Msg.CONFIG_SET]
     assert max(len(f.payload) for f in sent) <= 1024
     gets = [f for f in sent if f.type == P.Msg.CONFIG_GET]
@@ -92,7 +92,7 @@ def test_parts_can_be_forced_on_a_small_configuration():
 def _part(offset: int, data: bytes, *, total: int | None = None, crc: int | None = None, last: bool = False,
           fresh: bool = False) -> bytes:
     flags = (P.CONFIG_PART_LAST if last else 0) | (P.CONFIG_PART_FRESH if fresh else 0)
-    return P.CONFIG_PART_HEAD.pack(offset, 1112 if total is None else total,
+    return P.CONFIG_PART_HEAD.pack(offset, 1116 if total is None else total,
                                    zlib.crc32(data) if crc is None else crc, flags, 0)
 
 
@@ -127,25 +127,25 @@ def _send(app: HostApp, data: bytes, cuts: list[int], **kw) -> P.Frame:
 def test_a_partial_or_inconsistent_set_is_refused_and_the_old_configuration_stays(wide_app_factory, case):
     app = wide_app_factory()
     old = bytes(wide_config())
-    f = _send(app, old, [0, 600, 1112], fresh=True)
-    assert f.type == P.Msg.CONFIG_PART | P.RESPONSE and f.payload == struct.pack("<HBB", 1112, 1, 1)
+    f = _send(app, old, [0, 600, 1116], fresh=True)
+    assert f.type == P.Msg.CONFIG_PART | P.RESPONSE and f.payload == struct.pack("<HBB", 1116, 1, 1)
     assert _configured(app) == old
 
     new = bytes(_with_rates(wide_config(), [7.0] * WIDE))
     crc = zlib.crc32(new)
     if case == "truncated":  # the part flagged last ends before the configuration does
         assert app.request(P.Msg.CONFIG_PART, _part(0, new) + new[:500]).payload == struct.pack("<HBB", 500, 0, 0)
-        _refused(app, _part(500, new, last=True) + new[500:1000], "truncated: the last part ends at 1000 of 1112")
+        _refused(app, _part(500, new, last=True) + new[500:1000], "truncated: the last part ends at 1000 of 1116")
     elif case == "out_of_order":  # the third part before the second
         app.request(P.Msg.CONFIG_PART, _part(0, new) + new[:400])
         _refused(app, _part(800, new, last=True) + new[800:], "out of order: a part at offset 800 while the device "
-                                                               "holds 400 of 1112 bytes")
+                                                               "holds 400 of 1116 bytes")
     elif case == "mixed_sets":  # a part of another configuration after this one's first
         other = bytes(wide_config(alert_margin=5.0))
         app.request(P.Msg.CONFIG_PART, _part(0, new) + new[:600])
         _refused(app, _part(600, other, last=True) + other[600:], "belongs to another configuration")
     elif case == "wrong_total":  # a host built for another capacity
-        _refused(app, _part(0, new, total=216) + new[:216], "configuration of 216 bytes; this firmware's is 1112")
+        _refused(app, _part(0, new, total=220) + new[:220], "configuration of 220 bytes; this firmware's is 1116")
     elif case == "bad_crc":  # every part announces a CRC the assembled bytes do not have
         app.request(P.Msg.CONFIG_PART, _part(0, new, crc=crc ^ 1) + new[:600])
         _refused(app, _part(600, new, crc=crc ^ 1, last=True) + new[600:], "CRC-32 differs")
@@ -160,10 +160,10 @@ def test_a_partial_or_inconsistent_set_is_refused_and_the_old_configuration_stay
         _refused(app, _part(0, new), "at least one byte")
     assert _configured(app) == old  # nothing applied
     # A refusal discards what was held: the rest of the new set alone is refused too,
-    _refused(app, _part(600, new, last=True) + new[600:], "holds 0 of 1112")
+    _refused(app, _part(600, new, last=True) + new[600:], "holds 0 of 1116")
     # and the whole set sent again from offset 0 applies (a live update: same structure).
-    f = _send(app, new, [0, 600, 1112])
-    assert f.payload == struct.pack("<HBB", 1112, 1, 0)
+    f = _send(app, new, [0, 600, 1116])
+    assert f.payload == struct.pack("<HBB", 1116, 1, 0)
     assert _configured(app) == new
 
 
@@ -171,9 +171,9 @@ def test_the_last_part_sent_again_applies_the_same_configuration(wide_app_factor
     """Its answer was lost: the host sends it again (a retry) and gets the same answer."""
     app = wide_app_factory()
     cfg = bytes(wide_config())
-    _send(app, cfg, [0, 600, 1112], fresh=True)
+    _send(app, cfg, [0, 600, 1116], fresh=True)
     again = app.request(P.Msg.CONFIG_PART, _part(600, cfg, last=True) + cfg[600:])
-    assert again.payload == struct.pack("<HBB", 1112, 1, 0) and _configured(app) == cfg
+    assert again.payload == struct.pack("<HBB", 1116, 1, 0) and _configured(app) == cfg
 
 
 def test_parts_fit_the_frame_limit_the_device_announced():
@@ -185,4 +185,4 @@ def test_parts_fit_the_frame_limit_the_device_announced():
     assert dev.configure(cfg, fresh=True) is True and bytes(dev.config) == bytes(cfg)
     sent = t.sent_frames()
     assert max(len(f.payload) for f in sent) <= 300
-    assert [f.type for f in sent].count(P.Msg.CONFIG_PART) == math.ceil(1112 / 290)
+    assert [f.type for f in sent].count(P.Msg.CONFIG_PART) == math.ceil(1116 / 290)

@@ -46,6 +46,7 @@ COUNTERFACTUALS = {
     "no-drift": {"max_drift_rate": 0.0},  # no drift compensation (DRIFT never moves a baseline)
     "energy": {"level_windows": 0},  # the reconstruction-error score instead of the level shift
     "band6": {"clear_band": 6},  # a wider clearing band (issue 19's new setting)
+    "spread": {"spread_score": 1},  # each sensor also scores its window spread (oscillation, variance)
     "floor.25": {"fleet_noise_floor": 0.25},  # noise floored at 1/4 of the fleet's long-term spread, not 1x
 }
 REFERENCE_RULE = {"threshold_quantile": 0.99, "threshold_margin": 1.25, "raise_after": 3, "clear_after": 5,

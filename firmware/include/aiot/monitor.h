@@ -160,6 +160,8 @@ typedef enum {
       "N > 0: the score is the worst channel's N-window mean shift over its commissioned spread")            \
     X(clear_band, uint8_t, 3, 1, 10, AIOT_RANGE_CLOSED,                                                     \
       "an alert clears only with its sensors inside their commissioned span widened to >= +-clear_band noise units, none moving away") \
+    X(spread_score, uint8_t, 0, 0, 1, AIOT_RANGE_CLOSED,                                                     \
+      "1: each sensor also scores its window's spread (standard deviation) against its commissioned window spreads; the larger z counts (needs level_windows > 0)") \
     X(min_quality, float, 0.5f, 0.0f, 1.0f, AIOT_RANGE_LO_OPEN,                                               \
       "NO_DATA when the worst channel has a smaller valid fraction of the window")                           \
     X(clip, float, 8.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "features clipped to +-clip noise units")            \
@@ -279,9 +281,30 @@ typedef struct {
         uint8_t away[16];
     };
     float acc_min, acc_max;  //!< range of the accepted commissioning samples (the commissioned span)
-    float last, pending;     //!< commissioning: last accepted sample; a far one awaiting its successor
+    union {
+        //! commissioning: last accepted sample; a far one awaiting its successor
+        struct {
+            float last, pending;
+        };
+        //! afterwards (spread_score): the commissioned mean of the window spreads (standard
+        //! deviation of a window's samples, raw units) and their spread, floored like the noise
+        struct {
+            float spr_ref, spr_sd;
+        };
+    };
     uint32_t acc_n;
-    uint32_t drift_windows;  //!< scored windows in the current DRIFT episode
+    //! Commissioning: the Welford accumulators of the window spreads (spr_ref and spr_sd come
+    //! from them); armed: the drift CUSUM and the DRIFT episode's length. Same bytes.
+    union {
+        struct {
+            float spr_mean, spr_m2;
+            uint32_t spr_n;
+        };
+        struct {
+            float cusum_pos, cusum_neg;
+            uint32_t drift_windows;  //!< scored windows in the current DRIFT episode
+        };
+    };
     uint16_t rejected;    //!< commissioning samples rejected (saturates)
     uint8_t health;       //!< AIOT_CH_* flags (commissioning outcome, calibration alert)
     float sum_rest, sum_lev; //!< calibration sums
@@ -290,7 +313,6 @@ typedef struct {
     float dev_sd;         //!< spread of the isolated deviation during calibration
     float shape_ref;      //!< mean isolated residual variance during calibration
     float rest_ref;       //!< mean error of the other channels with this one unknown
-    float cusum_pos, cusum_neg;
     float recent_shift;   //!< decaying sum of |baseline changes| (noise units)
     float recal_from;     //!< baseline before the current recalibration
     float last_error;     //!< last window's error (noise units squared)
@@ -350,9 +372,9 @@ typedef struct {
     float probe_recon[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS]; //!< isolation output
     float cal[AIOT_MONITOR_MAX_CALIBRATION]; //!< sorted ascending
     float avg[AIOT_MONITOR_MAX_AVERAGE];     //!< last raw window scores (score_average ring)
-    uint8_t avg_count, avg_pos;
     //! raw window means per channel (NaN: no valid sample), the level_windows ring
     float lvl_ring[AIOT_MONITOR_MAX_LEVEL * AIOT_MONITOR_MAX_CHANNELS];
+    uint8_t avg_count, avg_pos;  //!< (next to the other bytes: no padding between them)
     uint8_t lvl_count, lvl_pos;
     //! per event slot: the confidence of the window that emitted it x 254, rounded; 255 none
     //! (a byte, not a float in the event: the ring stays 16 bytes an event)

@@ -421,16 +421,10 @@ static int monitor_configure(const aiot_monitor_config_t *cfg, int fresh, const 
         return -1;
     }
 #endif
-    const aiot_monitor_config_t *cur = &monitor.cfg;
-    if (monitor_ready && !fresh && cfg->num_channels == cur->num_channels && cfg->window == cur->window &&
-        cfg->sample_period_ms == cur->sample_period_ms && cfg->commission_samples == cur->commission_samples &&
-        cfg->calibration_windows == cur->calibration_windows && cfg->level_windows == cur->level_windows) {
-        if (aiot_monitor_update_config(&monitor, cfg) != AIOT_MONITOR_OK) {
-            *why = "the monitor refused the configuration update";
-            return -1;
-        }
-        return 0;
-    }
+    // A valid configuration the running monitor does not take live changes its structure
+    // (aiot_monitor_update_config decides which settings those are: channels, window,
+    // commissioning, level_windows, spread_score, ...).
+    if (monitor_ready && !fresh && aiot_monitor_update_config(&monitor, cfg) == AIOT_MONITOR_OK) return 0;
     // New structure: a fresh installation (commissioning again); drop held events too.
     if (aiot_monitor_init(&monitor, cfg, APP_SCORE, NULL) != AIOT_MONITOR_OK) {
         monitor_ready = 0;

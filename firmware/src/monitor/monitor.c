@@ -81,6 +81,9 @@ const char *aiot_monitor_config_problem(const aiot_monitor_config_t *c) {
     // the spread of N-window means needs two of them while commissioning
     if (c->level_windows && c->commission_samples < (uint32_t)(c->level_windows + 1u) * c->window)
         return "invalid monitor configuration: level_windows needs (level_windows + 1) x window commission_samples";
+    // the spread z is a term of the per-sensor score (level_windows > 0), not of the model's error
+    if (c->spread_score && !c->level_windows)
+        return "invalid monitor configuration: spread_score needs level_windows > 0 (the per-sensor score)";
     return NULL;
 }
 
@@ -174,7 +177,8 @@ int aiot_monitor_update_config(aiot_monitor_t *m, const aiot_monitor_config_t *c
     const aiot_monitor_config_t *o = &m->cfg;
     if (cfg->num_channels != o->num_channels || cfg->window != o->window ||
         cfg->sample_period_ms != o->sample_period_ms || cfg->commission_samples != o->commission_samples ||
-        cfg->calibration_windows != o->calibration_windows || cfg->level_windows != o->level_windows)
+        cfg->calibration_windows != o->calibration_windows || cfg->level_windows != o->level_windows ||
+        cfg->spread_score != o->spread_score)
         return AIOT_MONITOR_EINVAL;
     m->cfg = *cfg;
     if (m->phase != AIOT_PHASE_COMMISSIONING) {  // a new tolerance applies at once
@@ -345,15 +349,51 @@ static float level_mean(const aiot_monitor_t *m, int c) {
     return nv ? (float)(sum / nv) : NAN;
 }
 
-//! The level-shift score: the largest |N-window mean - baseline| / spread over the channels
-//! (a recalibrating channel and one without data left out); each channel's |z| in z[].
-static float level_score(const aiot_monitor_t *m, float *z) {
+//! The standard deviation of n values, in double (samples near FLT_MAX must not overflow);
+//! 0 for fewer than 2.
+static double spread_of(const float *x, int n) {
+    double mean = 0.0, ss = 0.0;
+    int i;
+    if (n < 2) return 0.0;
+    for (i = 0; i < n; i++) mean += (double)x[i];
+    mean /= n;
+    for (i = 0; i < n; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+    return sqrt(ss / (n - 1));
+}
+
+//! spread_score: each channel's spread z, (window spread - commissioned mean of the window
+//! spreads) / their commissioned spread, only upwards (a quieter window is not a fault here),
+//! NaN when fewer than 2 valid samples. On the raw window, before normalize(). Capped at
+//! FLT_MAX: a garbage sample is a huge spread, never inf.
+static void window_spreads(const aiot_monitor_t *m, float *z) {
+    const int C = m->cfg.num_channels, W = m->cfg.window;
+    float x[AIOT_MONITOR_MAX_WINDOW];
+    int c, t;
+    for (c = 0; c < C; c++) {
+        const aiot_monitor_channel_t *ch = &m->ch[c];
+        int nv = 0;
+        for (t = 0; t < W; t++)
+            if ((m->valid[t] >> c) & 1u) x[nv++] = m->win[t * C + c];
+        if (nv < 2) {
+            z[c] = NAN;
+        } else {
+            const double d = (spread_of(x, nv) - (double)ch->spr_ref) / (double)ch->spr_sd;
+            z[c] = d > 0.0 ? (float)fmin(d, (double)FLT_MAX) : 0.0f;
+        }
+    }
+}
+
+//! The per-sensor score: the largest |N-window mean - baseline| / spread over the channels
+//! (a recalibrating channel and one without data left out), with spread_score the larger of
+//! that and the channel's spread z (`spread`, NULL when off); each channel's z in z[].
+static float level_score(const aiot_monitor_t *m, const float *spread, float *z) {
     float s = 0.0f;
     int c, bad = 0;
     for (c = 0; c < m->cfg.num_channels; c++) {
         const float mean = level_mean(m, c);
         // No data (NaN) leaves the channel out; a level beyond float (inf) is never "0".
         z[c] = (m->ch[c].mode == CH_RECAL || isnan(mean)) ? 0.0f : fabsf(mean - m->ch[c].baseline) / m->ch[c].lvl_sd;
+        if (spread && m->ch[c].mode != CH_RECAL && spread[c] > z[c]) z[c] = spread[c];  // NaN: no spread
         if (!isfinite(z[c])) bad = 1;  // NaN or inf: the window becomes a score error
         else if (z[c] > s) s = z[c];
     }
@@ -418,7 +458,7 @@ static void commission_channel(aiot_monitor_t *m, int c) {
     const int C = m->cfg.num_channels, W = m->cfg.window;
     aiot_monitor_channel_t *ch = &m->ch[c];
     float seq[AIOT_MONITOR_MAX_WINDOW + 1], v[AIOT_MONITOR_MAX_WINDOW + 1], med, spread, lim;
-    int t, i, n = 0, out = 0;
+    int t, i, n = 0, out = 0, kept = 0;
     if (ch->flags & CHF_PENDING) seq[n++] = ch->pending;  // last sample of the previous window
     ch->flags &= (uint8_t)~CHF_PENDING;
     for (t = 0; t < W; t++)
@@ -453,6 +493,13 @@ static void commission_channel(aiot_monitor_t *m, int c) {
         if (ch->acc_n == 1 || x < ch->acc_min) ch->acc_min = x;
         if (ch->acc_n == 1 || x > ch->acc_max) ch->acc_max = x;
         ch->last = x;
+        v[kept++] = x;  // the accepted samples, for the window's spread (v is free again)
+    }
+    // The window's spread from its accepted samples (spikes left out), into the commissioned
+    // distribution of window spreads (spread_score).
+    if (kept >= 2) {
+        const float sd = (float)spread_of(v, kept);
+        if (isfinite(sd)) welford(&ch->spr_mean, &ch->spr_m2, ++ch->spr_n, sd);
     }
 }
 
@@ -484,11 +531,20 @@ static void commission(aiot_monitor_t *m, uint32_t ts) {
         // The level's spread is floored as the noise is: never known better than the floor.
         sd = ch->lvl_n > 1 ? sqrtf(ch->lvl_m2 / (float)(ch->lvl_n - 1)) : 0.0f;
         ch->lvl_sd = sd > floor_ ? sd : floor_;
-        if (!isfinite(ch->baseline) || !isfinite(ch->noise) || !isfinite(ch->lvl_sd)) {
+        // So is the spread of the window spreads. Their accumulators' bytes are the armed
+        // phase's drift CUSUM: zeroed once read.
+        sd = ch->spr_n > 1 ? sqrtf(ch->spr_m2 / (float)(ch->spr_n - 1)) : 0.0f;
+        ch->spr_ref = ch->spr_mean;
+        ch->spr_sd = sd > floor_ ? sd : floor_;
+        ch->spr_mean = ch->spr_m2 = 0.0f;
+        ch->spr_n = 0;
+        if (!isfinite(ch->baseline) || !isfinite(ch->noise) || !isfinite(ch->lvl_sd) || !isfinite(ch->spr_ref) ||
+            !isfinite(ch->spr_sd)) {
             // Samples too large for float maths: say so, never score it silently as 0.
             ch->health |= AIOT_CH_NOT_COMMISSIONED;
             ch->baseline = ch->baseline0 = 0.0f;
-            ch->noise = ch->lvl_sd = 1.0f;
+            ch->noise = ch->lvl_sd = ch->spr_sd = 1.0f;
+            ch->spr_ref = 0.0f;
         }
         ch->tolerance = m->cfg.calibration_tolerance[c] > 0.0f ? m->cfg.calibration_tolerance[c]
                                                                 : ch->acc_max - ch->acc_min;
@@ -940,6 +996,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     window_stats_t w;
     float s = 0.0f, cal_top, threshold, p, stability, shift_sum = 0.0f, decay, dist = 0.0f;
     float contrib[AIOT_MONITOR_MAX_CHANNELS], level_z[AIOT_MONITOR_MAX_CHANNELS], mean[AIOT_MONITOR_MAX_CHANNELS];
+    float spread[AIOT_MONITOR_MAX_CHANNELS];
     int c, r;
     aiot_monitor_mask_t mask;
     uint16_t keep;
@@ -972,6 +1029,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     }
     level_push(m);
     window_means(m, mean);
+    if (k->spread_score) window_spreads(m, spread);
     normalize(m);
     if (m->score(m->score_ctx, m->win, (size_t)(k->window * C), m->recon) != 0 || window_stats(m, &w) != 0 ||
         !stats_finite(m, &w)) {
@@ -979,7 +1037,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         return;
     }
     if (m->phase == AIOT_PHASE_CALIBRATING) {
-        const float level = k->level_windows ? level_score(m, level_z) : 0.0f;
+        const float level = k->level_windows ? level_score(m, k->spread_score ? spread : NULL, level_z) : 0.0f;
         if (!isfinite(level)) {  // never into the calibration set: it would disarm the threshold
             score_error(m, o);
             return;
@@ -1011,7 +1069,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         for (c = 0; c < C; c++) s += w.err[c];
         s /= (float)C;
     }
-    if (k->level_windows) s = level_score(m, level_z);  // a recalibrating channel is left out there
+    if (k->level_windows) s = level_score(m, k->spread_score ? spread : NULL, level_z);  // a recalibrating channel is left out there
     if (!isfinite(s)) {  // before the average: one bad window must not poison the next N
         score_error(m, o);
         return;

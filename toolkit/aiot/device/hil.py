@@ -707,7 +707,7 @@ class Device:
         ring emptied), False for a live update of the knobs.
 
         A configuration that fits one frame goes in one CONFIG_SET; a larger one (64 channels:
-        1,112 bytes) in CONFIG_PART frames of at most ``part_bytes`` of it (default: as many as
+        1,116 bytes) in CONFIG_PART frames of at most ``part_bytes`` of it (default: as many as
         a frame holds), which the device applies only once the last has arrived and the whole
         checks out (docs/protocol.md). ``part_bytes`` forces the parts (tests)."""
         from aiot import monitor as M

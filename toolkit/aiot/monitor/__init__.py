@@ -163,8 +163,9 @@ class _ConfigBase(ctypes.Structure):
 
 #: The host build's config struct (capacity MAX_CHANNELS).
 Config = config_type(MAX_CHANNELS)
-_SCALAR_BYTES = sum(ctypes.sizeof(s.ctype) for s in settings() if not s.per_channel)
 _PER_CHANNEL_BYTES = sum(ctypes.sizeof(s.ctype) for s in settings() if s.per_channel)
+#: the settings before the per-channel arrays, with the padding the C puts before them
+_SCALAR_BYTES = ctypes.sizeof(config_type(1)) - _PER_CHANNEL_BYTES
 
 
 def pack_config(cfg, capacity: int) -> bytes:
@@ -515,6 +516,10 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
             f"{(cfg.level_windows + 1) * window} commissioning samples ({cfg.level_windows + 1} windows of {window}: "
             f"the spread of {cfg.level_windows}-window means needs two of them); commission_samples is "
             f"{cfg.commission_samples}", hint="commission on more samples, or lower level_windows")
+    if cfg.spread_score and not cfg.level_windows:
+        raise ToolkitError("invalid monitor configuration: spread_score 1 needs level_windows > 0 (the spread z "
+                           "is taken beside each sensor's level z; the energy score has none)",
+                           hint="add level_windows 1 (the per-sensor level score), or leave spread_score 0")
     problem = config_problem(cfg)
     if problem:
         raise ToolkitError(f"{problem} (monitor refused: {cfg.as_dict()})",
