@@ -714,6 +714,12 @@ def test_engine_adapter_quantizes_and_dequantizes_like_the_model_info_says(tmp_p
         "int8_t *aiot_model_input(void) { return arena; }\n"
         "const int8_t *aiot_model_output(void) { return arena + 8; }\n"
         "int aiot_model_invoke(void) { for (int i = 0; i < 8; i++) arena[8 + i] = arena[i]; return 0; }\n"
+        # the rest of model.h: one input and one output of 8 bytes each
+        "const uint32_t aiot_model_num_inputs = 1, aiot_model_num_outputs = 1;\n"
+        "const uint32_t aiot_model_input_sizes[] = {8}, aiot_model_output_sizes[] = {8};\n"
+        "int8_t *aiot_model_input_n(uint32_t i) { return i ? 0 : arena; }\n"
+        "const int8_t *aiot_model_output_n(uint32_t i) { return i ? 0 : arena + 8; }\n"
+        "void aiot_model_reset(void) {}\n"
     )
     lib = mon.library([mon.engine_adapter_source(), fake], name="aiot_monitor_adapter_test")
     fn = lib.aiot_monitor_engine_score
