@@ -3,9 +3,9 @@
 The device logic is written once in C; this is how Python runs the very same code for
 simulation, feature extraction and fast parity checks. Builds are cached by a hash of
 the sources and flags, so repeated loads cost nothing; and each source's object is cached
-too (keyed by the source, the flags and the headers the compiler read), so a library that
-differs from a cached one in one file (a new model.c) compiles only that file, not the
-engine and monitor sources again."""
+too (keyed by the source, the flags, a -D define only where the text names it, and the
+headers the compiler read), so a library that differs from a cached one in one file (a new
+model.c) compiles only that file, not the engine and monitor sources again."""
 
 from __future__ import annotations
 
