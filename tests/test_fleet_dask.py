@@ -43,9 +43,15 @@ def test_a_local_cluster_of_two_workers_gives_the_local_predictions_byte_for_byt
 
     (site / "short.csv").write_text("timestamp,a,b,c,label\n0,1,2,3,0\n1,1,2,3,0\n")  # cannot be commissioned
 
+    from aiot import paths
+
+    objects = paths.cache_dir() / "obj"  # the suite's compiled C (not models): shared, as any build shares it
+    objects.mkdir(parents=True, exist_ok=True)
     outs = {}
     for how, scheduler in (("local", None), ("dask", "local")):
         # separate caches: each way trains its own models, none reuses the other's
+        (tmp_path / f"cache-{how}").mkdir()
+        (tmp_path / f"cache-{how}" / "obj").symlink_to(objects)
         monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / f"cache-{how}"))
         monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / f"build-{how}"))
         outs[how] = tmp_path / how
@@ -107,14 +113,13 @@ def test_an_unreachable_scheduler_is_a_clear_error():
 
 
 @pytest.mark.slow
-def test_commission_fleet_writes_one_image_per_installation_and_lists_the_failed_one(tmp_path, monkeypatch):
+def test_commission_fleet_writes_one_image_per_installation_and_lists_the_failed_one(tmp_path):
     from aiot.testing import have_arm_toolchain
 
     if not have_arm_toolchain():
         pytest.skip("arm-none-eabi-gcc is not installed (make setup)")
     from aiot.fleet.commissioning import commission_fleet
 
-    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "cache"))
     site = tmp_path / "site"
     site.mkdir()
     write_installation(site / "pump1.csv", 450, (440, 450), seed=1)

@@ -121,3 +121,53 @@ def test_without_a_writable_cache_the_build_still_works(tmp_path, monkeypatch):
     so = hostbuild.compile_shared([_model(tmp_path / "a", 4) / "model.c", ENGINE_FILE], name="m",
                                   include_dirs=[tmp_path / "a"], out_dir=tmp_path / "out")
     assert _value(so) == 4
+
+
+def _reader(tmp_path: Path, body: str) -> Path:
+    src = tmp_path / "r" / "reads.c"
+    src.parent.mkdir(exist_ok=True)
+    src.write_text(f"int value(void);\n{body}\n")
+    return src
+
+
+def test_a_define_no_file_reads_does_not_compile_an_object_again(tmp_path, cache, compiled):
+    # a build-specific value (a release key, a device id) compiles only the files that read it
+    src = _reader(tmp_path, "int value(void) { return VALUE_D; }")
+    assert _value(hostbuild.compile_shared([src, ENGINE_FILE], name="a", defines=["VALUE_D=1", "UNREAD_D=1"])) == 1
+    assert _value(hostbuild.compile_shared([src, ENGINE_FILE], name="b", defines=["VALUE_D=1", "UNREAD_D=2"])) == 1
+    assert _value(hostbuild.compile_shared([src, ENGINE_FILE], name="c", defines=["VALUE_D=1"])) == 1
+    assert compiled == ["reads.c", "quant.c"]
+    assert _value(hostbuild.compile_shared([src, ENGINE_FILE], name="d", defines=["VALUE_D=5", "UNREAD_D=2"])) == 5
+    assert compiled == ["reads.c", "quant.c", "reads.c"]  # the engine file reads neither
+
+
+def test_a_define_a_file_tests_or_reaches_through_another_counts(tmp_path, cache, compiled):
+    src = _reader(tmp_path, "#ifdef FLAG_D\nint value(void) { return 2; }\n#else\nint value(void) { return VIA_D; }\n#endif")
+    assert _value(hostbuild.compile_shared([src], name="a", defines=["VIA_D=OTHER_D", "OTHER_D=3"])) == 3
+    assert _value(hostbuild.compile_shared([src], name="b", defines=["VIA_D=OTHER_D", "OTHER_D=4"])) == 4  # through VIA_D
+    assert _value(hostbuild.compile_shared([src], name="c", defines=["VIA_D=OTHER_D", "OTHER_D=4", "FLAG_D"])) == 2
+    assert _value(hostbuild.compile_shared([src], name="d", defines=["VIA_D=OTHER_D", "OTHER_D=3"])) == 3
+    assert compiled == ["reads.c"] * 3  # the last is the first build's object
+
+
+def test_a_file_pasting_tokens_counts_every_define(tmp_path, cache, compiled):
+    # a name made by ## never appears whole in the text: every define then counts
+    src = _reader(tmp_path, "#define CAT(a, b) a##b\nint value(void) { return CAT(PASTED, _D); }")
+    assert _value(hostbuild.compile_shared([src], name="a", defines=["PASTED_D=6"])) == 6
+    assert _value(hostbuild.compile_shared([src], name="b", defines=["PASTED_D=8"])) == 8
+    assert compiled == ["reads.c", "reads.c"]
+
+
+def test_sources_reading_headers_unpacked_in_the_cache_are_kept(tmp_path, cache, compiled):
+    # third-party C unpacked under the cache (the update service's crypto): a fixed,
+    # versioned folder, so its objects are reused like the firmware's own
+    vendor = cache / "crypto" / "lib-1.0"
+    vendor.mkdir(parents=True)
+    (vendor / "lib.h").write_text("#define LIB_VALUE 9\n")
+    (vendor / "lib.c").write_text('#include "lib.h"\nint value(void);\nint value(void) { return LIB_VALUE; }\n')
+    assert _value(hostbuild.compile_shared([vendor / "lib.c"], name="a", include_dirs=[vendor])) == 9
+    assert _value(hostbuild.compile_shared([vendor / "lib.c"], name="b", include_dirs=[vendor])) == 9
+    assert compiled == ["lib.c"]
+    (vendor / "lib.h").write_text("#define LIB_VALUE 10\n")  # still checked by what was read
+    assert _value(hostbuild.compile_shared([vendor / "lib.c"], name="c", include_dirs=[vendor])) == 10
+    assert compiled == ["lib.c", "lib.c"]

@@ -53,14 +53,16 @@ def _fetch(name: str, version: str, sha256: str, files: tuple[str, ...]) -> Path
     dl.mkdir(parents=True, exist_ok=True)
     archive = dl / f"{name}-{version}.tar.gz"
     if not archive.is_file():
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+        # the sdist of this package only: the tools pip installs to read its metadata (Cython)
+        # come as wheels (":all:" had pip compile Cython from source, minutes of CPU)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name,
                f"{name}=={version}", "-d", str(dl), "-q"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0 or not archive.is_file():
             raise ToolkitError(
                 f"could not download the {name} {version} source distribution for the device crypto:\n"
                 f"{proc.stderr.strip()[-800:]}",
-                hint=f"check access to PyPI, or put {archive.name} into {dl} by hand (pip download {name}=={version} --no-binary :all:)",
+                hint=f"check access to PyPI, or put {archive.name} into {dl} by hand (pip download {name}=={version} --no-deps --no-binary {name})",
             )
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     if digest != sha256:

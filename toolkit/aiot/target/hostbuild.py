@@ -3,9 +3,9 @@
 The device logic is written once in C; this is how Python runs the very same code for
 simulation, feature extraction and fast parity checks. Builds are cached by a hash of
 the sources and flags, so repeated loads cost nothing; and each source's object is cached
-too (keyed by the source, the flags and the headers the compiler read), so a library that
-differs from a cached one in one file (a new model.c) compiles only that file, not the
-engine and monitor sources again."""
+too (keyed by the source, the flags, a -D define only where the text names it, and the
+headers the compiler read), so a library that differs from a cached one in one file (a new
+model.c) compiles only that file, not the engine and monitor sources again."""
 
 from __future__ import annotations
 
@@ -99,16 +99,23 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
     and the firmware's, aiot.target.firmware). ``run(args)`` runs the compiler with ``args``
     and raises ToolkitError saying what failed.
 
-    Keyed by the compiler, the source's path and bytes, the flags, and the names of the headers in each
+    Keyed by the compiler, the source's path and bytes, the flags but the -D defines, and the names of the headers in each
     include folder in search order (a header that would shadow another is a new key; a
-    caller's folder counts by what it holds, not where it is). An entry is used only while
-    every header the compiler read (its -MD list) has the bytes it had then. A source that
+    caller's folder counts by what it holds, not where it is; the firmware's folders and
+    folders unpacked in the cache, such as the update service's crypto, are not a
+    caller's). An entry is used only while
+    every header the compiler read (its -MD list) has the bytes it had then, and every define
+    that text names (directly or through another define's value; every define if a file of
+    ours pastes tokens with ##) has the value it had then: a build-specific define (a
+    release key, a device id, a flash file) compiles again only the files that read it. A source that
     read a header from a caller's folder (a generated model.h), or whose compiler wrote no
     dependency list, is not kept: the same source with another model's folder must not find
     it; its folder goes in ``private``."""
-    callers = [Path(i) for i in incs if not _in(Path(i), FIRMWARE)]
+    # a caller's folder: not the firmware's, nor one unpacked in the cache (versioned third-party C)
+    callers = [Path(i) for i in incs if not (_in(Path(i), FIRMWARE) or _in(Path(i), cache_dir()))]
+    defines = dict(_define(f) for f in flags if _define(f))
     h = hashlib.sha256()
-    for part in (cc, str(src), _digest(src), " ".join(flags)):
+    for part in (cc, str(src), _digest(src), " ".join(f for f in flags if not _define(f)), "defines read"):
         h.update(part.encode() + b"\0")
     for inc in incs:
         h.update(b"caller\0" if Path(inc) in callers else str(inc).encode() + b"\0")
@@ -118,7 +125,8 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
     for entry in sorted(key.glob("v-*")) if key.is_dir() else ():  # one per set of header bytes seen
         try:
             read = json.loads((entry / "deps.json").read_text())
-            if all(_digest(Path(f)) == d for f, d in read.items()):
+            if all(_digest(Path(f)) == d for f, d in read.items()) and \
+                    json.loads((entry / "defines.json").read_text()) == _defines_read(src, read, defines):
                 return entry / f"{src.stem}.o"
         except (OSError, ValueError):
             continue  # a header gone, or an entry still being written: not this one
@@ -142,14 +150,55 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
         private.append(work)
         return obj
     read = {str(f): _digest(f) for f in headers}
+    used = _defines_read(src, read, defines)
     (work / "deps.json").write_text(json.dumps(read))
-    entry = key / ("v-" + hashlib.sha256(json.dumps(read, sort_keys=True).encode()).hexdigest()[:16])
+    (work / "defines.json").write_text(json.dumps(used))
+    entry = key / ("v-" + hashlib.sha256(json.dumps([read, used], sort_keys=True).encode()).hexdigest()[:16])
     try:
         work.rename(entry)  # the entry appears whole; another process may have made the same one first
     except OSError:
         private.append(work)
         return obj
     return entry / obj.name
+
+
+def _define(flag: str) -> tuple[str, str] | None:
+    """(name, the flag) of a -DNAME or -DNAME=VALUE flag; None for any other flag."""
+    if flag.startswith("-D") and len(flag) > 2:
+        return flag[2:].split("=", 1)[0], flag
+    return None
+
+
+_IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+_TEXT: dict[tuple[str, str], tuple[frozenset[bytes], bool]] = {}  # (file, digest) -> (identifiers, pastes tokens)
+
+
+def _identifiers(path: Path, digest: str) -> tuple[frozenset[bytes], bool]:
+    got = _TEXT.get((str(path), digest))
+    if got is None:
+        text = Path(path).read_bytes()
+        got = _TEXT[str(path), digest] = (frozenset(_IDENT.findall(text)), b"##" in text)
+    return got
+
+
+def _defines_read(src: Path, read: dict[str, str], defines: dict[str, str]) -> dict[str, str]:
+    """The -D flags of ``defines`` whose names the source or a header it read (``read``:
+    path -> digest) names, or that a named define's value names, and so on; every one if the
+    source or a header of ours pastes tokens (##), which can make a name that is never
+    written whole. Only these can change what the compiler makes of the source."""
+    names: set[bytes] = set()
+    for f, d in [(src, _digest(src)), *read.items()]:
+        ids, pastes = _identifiers(Path(f), d)
+        if pastes and (Path(f) == src or _in(Path(f), FIRMWARE)):
+            return dict(sorted(defines.items()))
+        names |= ids & {n.encode() for n in defines}
+    todo = list(names)
+    while todo:  # a named define's value may name another define
+        for n in _IDENT.findall(defines[todo.pop().decode()].partition("=")[2].encode()):
+            if n.decode() in defines and n not in names:
+                names.add(n)
+                todo.append(n)
+    return {n: defines[n] for n in sorted(x.decode() for x in names)}
 
 
 def _in(path: Path, folder: Path) -> bool:
