@@ -282,11 +282,27 @@ def transpose_conv_1d(L):
                 L.Flatten(), L.Dense(3))
 
 
+def split_pack_unpack(L):
+    # SPLIT (channels in three), SPLIT_V (H as 1 + 3), PACK (two of the thirds on a new
+    # axis) and UNPACK (one third along its channels, both outputs used): byte copies.
+    import keras
+
+    keras.utils.set_random_seed(50)
+    x = keras.Input((4, 6, 6))
+    h = L.Conv2D(6, 1, activation="relu")(x)
+    a, b, c = keras.ops.split(h, 3, axis=-1)
+    d, e = keras.ops.split(h, [1], axis=1)
+    s = keras.ops.stack([a, c], axis=2)
+    u, v = keras.ops.unstack(b, axis=-1)
+    y = L.Concatenate()([L.Flatten()(s), L.Flatten()(d + 0.5 * L.Conv2D(6, 1)(e)[:, :1]), L.Flatten()(v - u)])
+    return keras.Model(x, L.Dense(3)(y))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
             transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward,
-            transpose_convs, transpose_convs_wide, transpose_conv_1d, sums]
+            transpose_convs, transpose_convs_wide, transpose_conv_1d, sums, split_pack_unpack]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax,
               transpose_convs]

@@ -346,9 +346,14 @@ typedef struct {
 } aiot_mirror_pad_params_t;
 aiot_status_t aiot_mirror_pad_s8(const aiot_mirror_pad_params_t *p, const int8_t *input, int8_t *output);
 
-//! CONCATENATION of same-scale int8 tensors viewed as [outer][axis_size_i * inner].
+//! CONCATENATION (and PACK) of same-scale tensors viewed as [outer][axis_size_i * inner] bytes.
 aiot_status_t aiot_concat_s8(uint32_t outer, uint32_t num_inputs, const int8_t *const *inputs,
                              const uint32_t *copy_sizes, int8_t *output);
+
+//! SPLIT, SPLIT_V and UNPACK: the inverse of aiot_concat_s8, the input viewed as
+//! [outer][sum of copy_sizes] bytes, output i receiving copy_sizes[i] bytes per outer step.
+aiot_status_t aiot_split_s8(uint32_t outer, uint32_t num_outputs, int8_t *const *outputs, const uint32_t *copy_sizes,
+                            const int8_t *input);
 
 //! LOGISTIC / TANH with TFLM's fixed-point arithmetic (gemmlowp tanh/logistic).
 typedef struct {

@@ -1067,27 +1067,70 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def _copy_sizes(g: Graph, op: Operator, whole: Tensor, pieces: list[Tensor], axis: int) -> tuple[int, list[int]]:
+    """(outer, bytes per outer step of each piece): ``whole`` viewed as [outer][...] is the
+    pieces one after another along ``axis`` (CONCATENATION and PACK build it, SPLIT, SPLIT_V
+    and UNPACK take it apart); no rescaling, so every piece has the whole's quantization."""
+    for t in pieces:
+        _same_qparams(g, op, t, whole)
+    outer = int(np.prod(whole.shape[:axis], dtype=np.int64))
+    sizes = [t.size // max(outer, 1) for t in pieces]
+    if outer <= 0 or sum(sizes) * outer != whole.size or any(t.size % outer for t in pieces):
+        raise _fail(g, op, f"{[list(t.shape) for t in pieces]} and {list(whole.shape)} do not match along axis "
+                           f"{axis}", "re-export the model")
+    item = 2 if whole.dtype == "int16" else 1  # the kernels copy bytes
+    return outer, [item * n for n in sizes]
+
+
+def _copy_layer(ctx: Ctx, op: Operator, name: str, fn: str, whole: Tensor, pieces: list[Tensor], axis: int) -> Layer:
+    outer, sizes = _copy_sizes(ctx.g, op, whole, pieces, axis)
+    ptrs = ", ".join(ctx.p(t.index) for t in pieces)
+    const = "const " if fn == "aiot_concat_s8" else ""
+    decls = [f"static const uint32_t {name}_sizes[{len(pieces)}] = {{ {', '.join(map(str, sizes))} }};"]
+    call = (f"{fn}({outer}, {len(pieces)}, ({const}int8_t *const[]){{ {ptrs} }}, {name}_sizes, "
+            f"{ctx.p(whole.index)})")
+    return Layer(op.op, op.index, call, decls, macs=whole.size)
+
+
 def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
-    g = ctx.g
     out = ctx.t(op.outputs[0])
-    ins = [ctx.t(i) for i in op.inputs]
-    rank = len(out.shape)
-    axis = op.options.get("axis", 0) % max(rank, 1)
+    axis = op.options.get("axis", 0) % max(len(out.shape), 1)
     if op.options.get("activation", "NONE") != "NONE":
-        raise _fail(g, op, "fused activation on CONCATENATION", "apply the activation before concatenating")
-    for t in ins:
-        _same_qparams(g, op, t, out)
-    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
-    sizes = [t.size // max(outer, 1) for t in ins]
-    if outer <= 0 or sum(sizes) * outer != out.size or any(t.size % outer for t in ins):
-        raise _fail(g, op, f"inputs {[list(t.shape) for t in ins]} do not concatenate to {list(out.shape)}",
-                    "re-export the model")
-    ptrs = ", ".join(ctx.p(t.index) for t in ins)
-    item = 2 if out.dtype == "int16" else 1  # the kernel copies bytes
-    decls = [f"static const uint32_t {name}_sizes[{len(ins)}] = {{ {', '.join(str(item * n) for n in sizes)} }};"]
-    call = (f"aiot_concat_s8({outer}, {len(ins)}, (const int8_t *const[]){{ {ptrs} }}, {name}_sizes, "
-            f"{ctx.p(out.index)})")
-    return Layer(op.op, op.index, call, decls, macs=out.size)
+        raise _fail(ctx.g, op, "fused activation on CONCATENATION", "apply the activation before concatenating")
+    return _copy_layer(ctx, op, name, "aiot_concat_s8", out, [ctx.t(i) for i in op.inputs], axis)
+
+
+def emit_pack(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # PACK stacks its inputs on a new axis of the output: a CONCATENATION along that axis
+    out = ctx.t(op.outputs[0])
+    axis = op.options.get("axis", 0) % max(len(out.shape), 1)
+    return _copy_layer(ctx, op, name, "aiot_concat_s8", out, [ctx.t(i) for i in op.inputs], axis)
+
+
+def _axis_input(ctx: Ctx, op: Operator, k: int, rank: int) -> int:
+    t = ctx.t(op.inputs[k])
+    if t.data is None or t.size != 1:
+        raise _fail(ctx.g, op, f"the axis '{t.name}' is not a constant scalar", "re-export the model with a fixed axis")
+    axis = int(np.asarray(t.data).ravel()[0])
+    if not -rank <= axis < rank:
+        raise _fail(ctx.g, op, f"axis {axis} is outside a {rank}-D input", "re-export the model")
+    return axis % rank
+
+
+def emit_split(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # SPLIT (axis, input), SPLIT_V (input, sizes, axis), UNPACK (input; axis an option):
+    # each output a run of the input along the axis, the CONCATENATION walk backwards
+    x_at, axis_at = {"SPLIT": (1, 0), "SPLIT_V": (0, 2), "UNPACK": (0, None)}[op.op]
+    x = ctx.t(op.inputs[x_at])
+    rank = max(len(x.shape), 1)
+    if axis_at is None:
+        axis = op.options.get("axis", 0)
+        if not -rank <= axis < rank:
+            raise _fail(ctx.g, op, f"axis {axis} is outside a {rank}-D input", "re-export the model")
+        axis %= rank
+    else:
+        axis = _axis_input(ctx, op, axis_at, rank)
+    return _copy_layer(ctx, op, name, "aiot_split_s8", x, [ctx.t(i) for i in op.outputs], axis)
 
 
 def bcast_fields(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> list[int]:
@@ -1308,6 +1351,10 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "TRANSPOSE": emit_transpose,
     "STRIDED_SLICE": emit_strided_slice,
     "CONCATENATION": emit_concat,
+    "PACK": emit_pack,
+    "SPLIT": emit_split,
+    "SPLIT_V": emit_split,
+    "UNPACK": emit_split,
     "ADD": emit_add,
     "SUB": emit_sub,
     "MUL": emit_mul,
