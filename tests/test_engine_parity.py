@@ -424,7 +424,7 @@ QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channe
             (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
             (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed"),
             (transpose_convs, "speed"), (transpose_convs_wide, "speed"), (transpose_conv_1d, "speed"),
-            (transpose_convs_wide, "size")]
+            (transpose_convs_wide, "size"), (split_pack_unpack, "speed")]
 
 
 def transpose_conv_many_channels(L):

@@ -239,6 +239,21 @@ def _int16_pad_value(data: bytes) -> tuple[bytes, int]:
     return bytes(b.Output()), q
 
 
+def split_pack_unpack(L):
+    # SPLIT, SPLIT_V, PACK and UNPACK of int16 tensors: the int8 byte copies, two bytes per element.
+    import keras
+
+    keras.utils.set_random_seed(51)
+    x = _input((4, 6, 6))
+    h = L.Conv2D(6, 1, bias_initializer="random_normal")(x)
+    a, b, c = keras.ops.split(h, 3, axis=-1)
+    d, e = keras.ops.split(h, [1], axis=1)
+    s = keras.ops.stack([a, c], axis=2)
+    u, v = keras.ops.unstack(b, axis=-1)
+    y = L.Concatenate()([L.Flatten()(s), L.Flatten()(d + 0.5 * L.Conv2D(6, 1)(e)[:, :1]), L.Flatten()(v - u)])
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(y))
+
+
 def with_unsupported_ops(L):
     # MIRROR_PAD in int16: tflite-micro has no kernel for it (its MIRROR_PAD runs float32
     # and int8), so there is nothing to be bit-exact with; SQUARED_DIFFERENCE, which
@@ -257,7 +272,7 @@ CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
          (with_nonlinear_ops, True, False), (softmax_rows, True, False), (sub_relu, True, False),
          (activations_min_max, True, False), (means, True, False), (sums, True, False), (shape_ops, True, False),
          (transpose_convs, True, False), (transpose_convs, False, False), (wide_windows, True, False),
-         (depthwise_multiplier_3, True, False)]
+         (depthwise_multiplier_3, True, False), (split_pack_unpack, True, False)]
 
 
 @pytest.fixture(scope="module")
@@ -407,7 +422,7 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
     (with_nonlinear_ops, False, "speed", "mps2-an386"), (shape_ops, False, "speed", "mps2-an386"),
     (transpose_convs, False, "speed", "mps2-an386"), (wide_windows, False, "speed", "mps2-an386"),
     (convs_pools_add_mul, False, "speed", "mps2-an500"), (dense_stack, False, "speed", "mps2-an505"),
-    (odd_convs, False, "speed", "mps2-an386"),
+    (odd_convs, False, "speed", "mps2-an386"), (split_pack_unpack, False, "speed", "mps2-an386"),
     (dense_stack, True, "speed", "mps2-an386"), (convs_pools_add_mul, False, "speed", "mps2-an385")],
     ids=lambda v: getattr(v, "__name__", str(v)))
 def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, optimize, board, tmp_path):
