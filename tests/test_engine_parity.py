@@ -298,11 +298,27 @@ def split_pack_unpack(L):
     return keras.Model(x, L.Dense(3)(y))
 
 
+def abs_squared_difference(L):
+    # ABS (its own output scale), SQUARED_DIFFERENCE of two activations and, broadcast, of
+    # an activation and its mean over time (a variance's numerator).
+    import keras
+
+    keras.utils.set_random_seed(52)
+    x = keras.Input((1, 12, 4))
+    h = L.Conv2D(4, (1, 3), padding="same")(x)
+    g = L.Conv2D(4, 1)(x)
+    a = keras.ops.abs(h)
+    d = keras.ops.square(h - g)
+    v = keras.ops.square(h - keras.ops.mean(h, axis=2, keepdims=True))
+    return keras.Model(x, L.Dense(3)(L.Concatenate()([L.Flatten()(a), L.Flatten()(d), L.Flatten()(v)])))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
             transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward,
-            transpose_convs, transpose_convs_wide, transpose_conv_1d, sums, split_pack_unpack]
+            transpose_convs, transpose_convs_wide, transpose_conv_1d, sums, split_pack_unpack,
+            abs_squared_difference]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax,
               transpose_convs]
@@ -424,7 +440,8 @@ QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channe
             (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
             (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed"),
             (transpose_convs, "speed"), (transpose_convs_wide, "speed"), (transpose_conv_1d, "speed"),
-            (transpose_convs_wide, "size"), (split_pack_unpack, "speed")]
+            (transpose_convs_wide, "size"), (split_pack_unpack, "speed"),
+            (abs_squared_difference, "speed")]
 
 
 def transpose_conv_many_channels(L):

@@ -189,10 +189,12 @@ typedef struct {
     int32_t output_multiplier, output_shift;
     int32_t output_offset;
     int32_t act_min, act_max;
-    uint8_t subtract;  //!< 1: SUB (in1 - in2), same rescaling as ADD
+    //! 0: ADD; 1: SUB (in1 - in2), same rescaling; 2: SQUARED_DIFFERENCE, (in1 - in2)^2
+    //! rescaled, TFLM's left shift 7 (int8) or 0 (int16), the output multiplier may exceed 1
+    uint8_t kind;
 } aiot_add_params_t;
 
-//! ADD and SUB with TFLM's shared-scale rescaling (inputs shifted left, then rescaled).
+//! ADD, SUB and SQUARED_DIFFERENCE with TFLM's shared-scale rescaling (inputs shifted left, then rescaled).
 aiot_status_t aiot_add_s8(const aiot_add_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
 
 typedef struct {

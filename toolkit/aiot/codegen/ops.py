@@ -818,6 +818,25 @@ def leaky_relu_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]
     return x, out, [int(v) for v in (out.size, in_zp, out_zp, im, ish, am, ash)]
 
 
+def emit_abs(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TFLM's ABS: |x - input zero point| rescaled by input scale / output scale (when the two
+    # differ; otherwise copied, which the multiplier of 1.0, 2^30 with a left shift of 1, does
+    # exactly), plus the output zero point. The LEAKY_RELU kernel with that multiplier on both
+    # sides, negated where x < 0: a negative multiplier makes the same product as |x|, so it
+    # rounds the same.
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
+    (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
+    if out.dtype == "int16" and (in_zp or out_zp):
+        raise _fail(ctx.g, op, f"int16 ABS with zero points {in_zp} -> {out_zp}",
+                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+    m, sh = quantize_multiplier(float(np.float32(in_s)) / float(np.float32(out_s)))
+    f = [int(v) for v in (out.size, in_zp, out_zp, m, sh, -m, sh)]
+    decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
+    call = f"aiot_leaky_relu{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
 def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out, f = leaky_relu_params(ctx, op)
     decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
@@ -1182,23 +1201,35 @@ def _cast(ctx: Ctx, t: Tensor) -> str:
     return f"(int16_t *){ctx.p(t.index)}" if t.dtype == "int16" else ctx.p(t.index)
 
 
-def add_params(ctx: Ctx, op: Operator, subtract: bool) -> tuple[Tensor, Tensor, Tensor, list[int]]:
-    """(a, b, output, aiot_add_params_t's fields after its broadcast shape, in order)."""
+def add_params(ctx: Ctx, op: Operator, subtract: bool,
+               squared: bool = False) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+    """(a, b, output, aiot_add_params_t's fields after its broadcast shape, in order) of an
+    ADD, a SUB or (``squared``) a SQUARED_DIFFERENCE: TFLM prepares all three alike, the
+    last with a smaller left shift and the square's output multiplier."""
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
-    left_shift = 15 if out.dtype == "int16" else 20  # TFLM's, per output type
+    wide = out.dtype == "int16"
+    if squared and wide and (za or zb or zo):
+        raise _fail(ctx.g, op, f"int16 SQUARED_DIFFERENCE with zero points {za}, {zb} -> {zo}",
+                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+    # TFLM's, per op and output type (SQUARED_DIFFERENCE: the square of 255 << 7 fits int32)
+    left_shift = (0 if wide else 7) if squared else (15 if wide else 20)
     twice_max = 2.0 * float(max(np.float32(sa), np.float32(sb)))
     m1, s1 = quantize_multiplier(float(sa) / twice_max)
     m2, s2 = quantize_multiplier(float(sb) / twice_max)
-    mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
+    if squared:
+        mo, so_ = quantize_multiplier(twice_max * twice_max / ((1 << 2 * left_shift) * float(so)))
+    else:
+        mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
     lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo, out.dtype)
-    f = [-za, -zb, left_shift, m1, s1, m2, s2, mo, so_, zo, lo, hi, 1 if subtract else 0]
+    kind = 2 if squared else int(subtract)
+    f = [-za, -zb, left_shift, m1, s1, m2, s2, mo, so_, zo, lo, hi, kind]
     return a, b, out, [int(v) for v in f]
 
 
-def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
+def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool, squared: bool = False) -> Layer:
     g = ctx.g
-    a, b, out, f = add_params(ctx, op, subtract)
+    a, b, out, f = add_params(ctx, op, subtract, squared)
     decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {', '.join(map(str, f))} }};"]
     call = f"aiot_add{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
@@ -1210,6 +1241,10 @@ def emit_add(ctx: Ctx, op: Operator, name: str) -> Layer:
 
 def emit_sub(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _add_sub(ctx, op, name, subtract=True)
+
+
+def emit_squared_difference(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _add_sub(ctx, op, name, subtract=True, squared=True)
 
 
 def mul_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor, list[int]]:
@@ -1357,6 +1392,8 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "UNPACK": emit_split,
     "ADD": emit_add,
     "SUB": emit_sub,
+    "SQUARED_DIFFERENCE": emit_squared_difference,
+    "ABS": emit_abs,
     "MUL": emit_mul,
     "MAXIMUM": emit_maximum,
     "MINIMUM": emit_minimum,

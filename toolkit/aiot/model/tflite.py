@@ -91,7 +91,7 @@ SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
     DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF SUM
-    UNIDIRECTIONAL_SEQUENCE_LSTM SPLIT SPLIT_V PACK UNPACK""".split()
+    UNIDIRECTIONAL_SEQUENCE_LSTM SPLIT SPLIT_V PACK UNPACK ABS SQUARED_DIFFERENCE""".split()
 )
 
 #: Ops the engine runs in int8 that tflite-micro itself cannot run with int16 activations
@@ -105,7 +105,8 @@ NO_TFLM_16X8 = {
 SUPPORTED_OPS_16 = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D ADD SUB MUL RELU RELU6 LEAKY_RELU MAXIMUM MINIMUM MEAN
     PAD PADV2 TRANSPOSE STRIDED_SLICE AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE TRANSPOSE_CONV SUM
-    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX DEQUANTIZE SPLIT SPLIT_V PACK UNPACK""".split()
+    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX DEQUANTIZE SPLIT SPLIT_V PACK UNPACK
+    ABS SQUARED_DIFFERENCE""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
@@ -120,7 +121,6 @@ _INSTEAD = {
     "SLICE": "slice the data before the model (feature extraction), not inside it",
     "REDUCE_MAX": "use GlobalMaxPooling2D with an explicit pool size (MAX_POOL_2D)",
     "UNIDIRECTIONAL_SEQUENCE_RNN": "use 1-D convolutions (Conv2D 1xK) instead of recurrent layers",
-    "SQUARED_DIFFERENCE": "compute reconstruction errors on the host side of the model, not in the graph",
     "DIV": "use MUL by a constant",
     "RESIZE_NEAREST_NEIGHBOR": "use Conv2D with stride or repeat the data before the model",
     "SPACE_TO_BATCH_ND": "dilated convolutions become SPACE_TO_BATCH_ND when the batch size is dynamic: "
@@ -469,7 +469,8 @@ _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH"
 _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "SUM": 2, "ADD": 2, "SUB": 2,
                "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
                "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2,
-               "TRANSPOSE_CONV": 3, "SVDF": 3, "SPLIT": 2, "SPLIT_V": 3}
+               "TRANSPOSE_CONV": 3, "SVDF": 3, "SPLIT": 2, "SPLIT_V": 3,
+               "SQUARED_DIFFERENCE": 2}
 
 #: Ops with one output per piece (every other op has exactly one output).
 MULTI_OUTPUT_OPS = frozenset({"SPLIT", "SPLIT_V", "UNPACK"})
