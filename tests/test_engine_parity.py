@@ -313,12 +313,24 @@ def abs_squared_difference(L):
     return keras.Model(x, L.Dense(3)(L.Concatenate()([L.Flatten()(a), L.Flatten()(d), L.Flatten()(v)])))
 
 
+def rsqrts(L):
+    # RSQRT of a non-negative activation (a ReLU plus one, its own scale): TFLM's
+    # Newton-Raphson inverse square root per value, then two rescalings.
+    import keras
+
+    keras.utils.set_random_seed(54)
+    x = keras.Input((1, 12, 4))
+    h = L.Conv2D(4, 1, activation="relu", bias_initializer="random_normal")(x)
+    r = keras.ops.rsqrt(h + 0.25)
+    return keras.Model(x, L.Dense(3)(L.Flatten()(L.Concatenate()([r, h]))))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
             transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward,
             transpose_convs, transpose_convs_wide, transpose_conv_1d, sums, split_pack_unpack,
-            abs_squared_difference]
+            abs_squared_difference, rsqrts]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax,
               transpose_convs]
@@ -441,7 +453,7 @@ QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channe
             (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed"),
             (transpose_convs, "speed"), (transpose_convs_wide, "speed"), (transpose_conv_1d, "speed"),
             (transpose_convs_wide, "size"), (split_pack_unpack, "speed"),
-            (abs_squared_difference, "speed")]
+            (abs_squared_difference, "speed"), (rsqrts, "speed")]
 
 
 def transpose_conv_many_channels(L):

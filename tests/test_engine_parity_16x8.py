@@ -269,6 +269,17 @@ def abs_squared_difference(L):
     return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(y))
 
 
+def rsqrts(L):
+    # RSQRT with int16 activations (zero points 0): the int8 arithmetic, int16 clamps.
+    import keras
+
+    keras.utils.set_random_seed(55)
+    x = _input((1, 12, 4))
+    h = L.Conv2D(4, 1, activation="relu", bias_initializer="random_normal")(x)
+    r = keras.ops.rsqrt(h + 0.25)
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Flatten()(L.Concatenate()([r, h]))))
+
+
 def with_unsupported_ops(L):
     # MIRROR_PAD in int16: tflite-micro has no kernel for it (its MIRROR_PAD runs float32
     # and int8), so there is nothing to be bit-exact with; BATCH_MATMUL of two activations,
@@ -288,7 +299,7 @@ CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
          (activations_min_max, True, False), (means, True, False), (sums, True, False), (shape_ops, True, False),
          (transpose_convs, True, False), (transpose_convs, False, False), (wide_windows, True, False),
          (depthwise_multiplier_3, True, False), (split_pack_unpack, True, False),
-         (abs_squared_difference, True, False)]
+         (abs_squared_difference, True, False), (rsqrts, True, False)]
 
 
 @pytest.fixture(scope="module")
@@ -439,7 +450,7 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
     (transpose_convs, False, "speed", "mps2-an386"), (wide_windows, False, "speed", "mps2-an386"),
     (convs_pools_add_mul, False, "speed", "mps2-an500"), (dense_stack, False, "speed", "mps2-an505"),
     (odd_convs, False, "speed", "mps2-an386"), (split_pack_unpack, False, "speed", "mps2-an386"),
-    (abs_squared_difference, False, "speed", "mps2-an386"),
+    (abs_squared_difference, False, "speed", "mps2-an386"), (rsqrts, False, "speed", "mps2-an386"),
     (dense_stack, True, "speed", "mps2-an386"), (convs_pools_add_mul, False, "speed", "mps2-an385")],
     ids=lambda v: getattr(v, "__name__", str(v)))
 def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, optimize, board, tmp_path):

@@ -16,6 +16,7 @@ typedef enum {
     AIOT_OK = 0,
     AIOT_ERR_NULL = -1,      //!< a required pointer was NULL
     AIOT_ERR_PARAM = -2,     //!< an inconsistent parameter (zero size, bad shift...)
+    AIOT_ERR_DOMAIN = -3,    //!< an input outside the op's domain (RSQRT below its zero point)
 } aiot_status_t;
 
 //! One channel's requantization in the fast form. The generator emits it only when it
@@ -377,6 +378,16 @@ typedef struct {
     int32_t alpha_multiplier, alpha_shift;
 } aiot_leaky_relu_params_t;
 aiot_status_t aiot_leaky_relu_s8(const aiot_leaky_relu_params_t *p, const int8_t *input, int8_t *output);
+
+//! RSQRT as TFLM's integer one (int8; int16 with zero points 0): per value the fixed-point
+//! inverse square root, then the multiplier of 1 / (sqrt(input scale) * output scale).
+typedef struct {
+    uint32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift;
+} aiot_rsqrt_params_t;
+aiot_status_t aiot_rsqrt_s8(const aiot_rsqrt_params_t *p, const int8_t *input, int8_t *output);
+aiot_status_t aiot_rsqrt_s16(const aiot_rsqrt_params_t *p, const int16_t *input, int16_t *output);
 
 //! SOFTMAX over the last axis with TFLM's fixed-point exp (output scale 1/256, zp -128).
 typedef struct {

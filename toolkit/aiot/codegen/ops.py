@@ -837,6 +837,23 @@ def emit_abs(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def emit_rsqrt(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
+    (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
+    if out.dtype == "int16" and (in_zp or out_zp):
+        raise _fail(ctx.g, op, f"int16 RSQRT with zero points {in_zp} -> {out_zp}",
+                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+    # TFLM's Prepare (its current source): the square root and the product in float32, the
+    # division in double (the parity models' multipliers agree with a double square root too)
+    den = np.float32(np.sqrt(np.float32(in_s)) * np.float32(out_s))
+    m, sh = quantize_multiplier(1.0 / float(den))
+    f = [int(v) for v in (out.size, in_zp, out_zp, m, sh)]
+    decls = [f"static const aiot_rsqrt_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
+    call = f"aiot_rsqrt{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
 def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out, f = leaky_relu_params(ctx, op)
     decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
@@ -1394,6 +1411,7 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "SUB": emit_sub,
     "SQUARED_DIFFERENCE": emit_squared_difference,
     "ABS": emit_abs,
+    "RSQRT": emit_rsqrt,
     "MUL": emit_mul,
     "MAXIMUM": emit_maximum,
     "MINIMUM": emit_minimum,
