@@ -389,6 +389,24 @@ typedef struct {
 aiot_status_t aiot_rsqrt_s8(const aiot_rsqrt_params_t *p, const int8_t *input, int8_t *output);
 aiot_status_t aiot_rsqrt_s16(const aiot_rsqrt_params_t *p, const int16_t *input, int16_t *output);
 
+//! BATCH_MATMUL (batch_matmul.c): out[b][i][j] = sum over k of (lhs[b](i, k) + lhs_offset) x
+//! (rhs[b](k, j) + rhs_offset), requantized; the output [batches...][rows][cols] row-major,
+//! the operands read through strides (adj_x / adj_y swap them; a broadcast batch stride is 0).
+typedef struct {
+    uint32_t batches[3];
+    uint32_t lhs_batch_strides[3], rhs_batch_strides[3];
+    uint32_t rows, cols, depth;
+    uint32_t lhs_row_stride, lhs_depth_stride;
+    uint32_t rhs_depth_stride, rhs_col_stride;
+    int32_t lhs_offset, rhs_offset;  //!< -zero points
+    int32_t multiplier, shift;
+    int32_t output_zero_point;
+} aiot_batch_matmul_params_t;
+aiot_status_t aiot_batch_matmul_s8(const aiot_batch_matmul_params_t *p, const int8_t *lhs, const int8_t *rhs,
+                                   int8_t *output);
+aiot_status_t aiot_batch_matmul_s16(const aiot_batch_matmul_params_t *p, const int16_t *lhs, const int16_t *rhs,
+                                    int16_t *output);
+
 //! SOFTMAX over the last axis with TFLM's fixed-point exp (output scale 1/256, zp -128).
 typedef struct {
     uint32_t outer, depth;

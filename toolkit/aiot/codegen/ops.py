@@ -854,6 +854,50 @@ def emit_rsqrt(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def emit_batch_matmul(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TFLM's BATCH_MATMUL: operands of 2 to 5 dimensions, the batch ones broadcast, adj_x /
+    # adj_y as strides; the multiplier lhs scale x rhs scale / output scale in double.
+    g = ctx.g
+    a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    for t in (a, b):
+        if t.dtype != out.dtype or not t.quantized or np.asarray(t.scale).size != 1:
+            raise _fail(g, op, f"operand '{t.name}' is {t.dtype}{'' if t.quantized else ' unquantized'} "
+                               f"(output {out.dtype}), or quantized per channel",
+                        "both operands per-tensor quantized like the output (the TFLite converter's form)")
+    if not 2 <= len(a.shape) <= 5 or not 2 <= len(b.shape) <= 5:
+        raise _fail(g, op, f"operands of rank {len(a.shape)} and {len(b.shape)}", "use 2- to 5-D operands")
+    (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
+    if out.dtype == "int16" and (za or zb or zo):
+        raise _fail(g, op, f"int16 BATCH_MATMUL with zero points {za}, {zb} -> {zo}",
+                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+    adj_x, adj_y = bool(op.options.get("adj_x", 0)), bool(op.options.get("adj_y", 0))
+    da, db = [1] * (5 - len(a.shape)) + list(a.shape), [1] * (5 - len(b.shape)) + list(b.shape)
+    rows, depth = (da[4], da[3]) if adj_x else (da[3], da[4])
+    depth_b, cols = (db[4], db[3]) if adj_y else (db[3], db[4])
+    batches = [max(x, y) for x, y in zip(da[:3], db[:3])]
+    if depth != depth_b or any(x != y and 1 not in (x, y) for x, y in zip(da[:3], db[:3])) \
+            or int(np.prod(batches)) * rows * cols != out.size:
+        raise _fail(g, op, f"{list(a.shape)} x {list(b.shape)} (adj_x {int(adj_x)}, adj_y {int(adj_y)}) does not "
+                           f"give {list(out.shape)}", "re-export the model")
+
+    def batch_strides(d: list[int]) -> list[int]:
+        st, acc = [0, 0, 0], d[3] * d[4]
+        for k in (2, 1, 0):
+            st[k] = 0 if d[k] == 1 else acc
+            acc *= d[k]
+        return st
+
+    m, sh = quantize_multiplier(float(sa) * float(sb) / float(so))
+    lhs_st = (1, rows) if adj_x else (depth, 1)  # (row, depth) strides in the stored lhs
+    rhs_st = (1, depth) if adj_y else (cols, 1)  # (depth, col) strides in the stored rhs
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    f = [rows, cols, depth, *lhs_st, *rhs_st, -za, -zb, m, sh, zo]
+    decls = [f"static const aiot_batch_matmul_params_t {name}_p = {{ {j(batches)}, {j(batch_strides(da))}, "
+             f"{j(batch_strides(db))}, {', '.join(str(int(v)) for v in f)} }};"]
+    call = f"aiot_batch_matmul{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size * depth)
+
+
 def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out, f = leaky_relu_params(ctx, op)
     decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
@@ -1412,6 +1456,7 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "SQUARED_DIFFERENCE": emit_squared_difference,
     "ABS": emit_abs,
     "RSQRT": emit_rsqrt,
+    "BATCH_MATMUL": emit_batch_matmul,
     "MUL": emit_mul,
     "MAXIMUM": emit_maximum,
     "MINIMUM": emit_minimum,

@@ -79,6 +79,7 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
          ("new_axis_mask", "i32", 0), ("shrink_axis_mask", "i32", 0), ("offset", "u8", 0)],
     59: [("values_count", "i32", 0), ("axis", "i32", 0)],
     64: [("num", "i32", 0), ("axis", "i32", 0)],
+    101: [("adj_x", "u8", 0), ("adj_y", "u8", 0), ("asymmetric_quantize_inputs", "u8", 0)],
     49: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0), ("activation", "act", "NONE")],
     75: [("alpha", "f32", 0.0)],
     77: [("mode", "u8", 0)],  # MirrorPadMode: 0 REFLECT, 1 SYMMETRIC
@@ -91,7 +92,7 @@ SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
     DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF SUM
-    UNIDIRECTIONAL_SEQUENCE_LSTM SPLIT SPLIT_V PACK UNPACK ABS SQUARED_DIFFERENCE RSQRT""".split()
+    UNIDIRECTIONAL_SEQUENCE_LSTM SPLIT SPLIT_V PACK UNPACK ABS SQUARED_DIFFERENCE RSQRT BATCH_MATMUL""".split()
 )
 
 #: Ops the engine runs in int8 that tflite-micro itself cannot run with int16 activations
@@ -106,7 +107,7 @@ SUPPORTED_OPS_16 = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D ADD SUB MUL RELU RELU6 LEAKY_RELU MAXIMUM MINIMUM MEAN
     PAD PADV2 TRANSPOSE STRIDED_SLICE AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE TRANSPOSE_CONV SUM
     CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX DEQUANTIZE SPLIT SPLIT_V PACK UNPACK
-    ABS SQUARED_DIFFERENCE RSQRT""".split()
+    ABS SQUARED_DIFFERENCE RSQRT BATCH_MATMUL""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
@@ -115,7 +116,6 @@ _INSTEAD = {
     "ELU": "use ReLU",
     "GELU": "use ReLU",
     "PRELU": "use ReLU",
-    "BATCH_MATMUL": "use a Dense layer (FULLY_CONNECTED) on a 2-D input",
     "TRANSPOSE": "avoid Permute/transpose layers: lay the data out as (1, time, channels) NHWC",
     "STRIDED_SLICE": "slice the data before the model (feature extraction), not inside it",
     "SLICE": "slice the data before the model (feature extraction), not inside it",
@@ -470,7 +470,7 @@ _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN
                "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
                "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2,
                "TRANSPOSE_CONV": 3, "SVDF": 3, "SPLIT": 2, "SPLIT_V": 3,
-               "SQUARED_DIFFERENCE": 2}
+               "SQUARED_DIFFERENCE": 2, "BATCH_MATMUL": 2}
 
 #: Ops with one output per piece (every other op has exactly one output).
 MULTI_OUTPUT_OPS = frozenset({"SPLIT", "SPLIT_V", "UNPACK"})
