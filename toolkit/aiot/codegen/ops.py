@@ -818,40 +818,46 @@ def leaky_relu_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]
     return x, out, [int(v) for v in (out.size, in_zp, out_zp, im, ish, am, ash)]
 
 
+def _zero_points_16(g: Graph, op: Operator, out: Tensor, *zps: int) -> None:
+    """tflite-micro's 16x8 ABS, RSQRT, SQUARED_DIFFERENCE and BATCH_MATMUL take zero points of 0 only."""
+    if out.dtype == "int16" and any(zps):
+        raise _fail(g, op, f"int16 {op.op} with zero points {', '.join(map(str, zps))}",
+                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+
+
+def _unary(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, float, int, float, int]:
+    """(input, output, input scale, zero point, output scale, zero point) of ABS or RSQRT."""
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
+    (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
+    _zero_points_16(ctx.g, op, out, in_zp, out_zp)
+    return x, out, in_s, in_zp, out_s, out_zp
+
+
+def _unary_layer(ctx: Ctx, op: Operator, name: str, kernel: str, x: Tensor, out: Tensor, f: list[int]) -> Layer:
+    decls = [f"static const aiot_{kernel}_params_t {name}_p = {{ {', '.join(str(int(v)) for v in f)} }};"]
+    call = f"aiot_{kernel}{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
 def emit_abs(ctx: Ctx, op: Operator, name: str) -> Layer:
     # TFLM's ABS: |x - input zero point| rescaled by input scale / output scale (when the two
     # differ; otherwise copied, which the multiplier of 1.0, 2^30 with a left shift of 1, does
     # exactly), plus the output zero point. The LEAKY_RELU kernel with that multiplier on both
     # sides, negated where x < 0: a negative multiplier makes the same product as |x|, so it
     # rounds the same.
-    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    _same_size(ctx.g, op, x, out)
-    (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
-    if out.dtype == "int16" and (in_zp or out_zp):
-        raise _fail(ctx.g, op, f"int16 ABS with zero points {in_zp} -> {out_zp}",
-                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+    x, out, in_s, in_zp, out_s, out_zp = _unary(ctx, op)
     m, sh = quantize_multiplier(float(np.float32(in_s)) / float(np.float32(out_s)))
-    f = [int(v) for v in (out.size, in_zp, out_zp, m, sh, -m, sh)]
-    decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
-    call = f"aiot_leaky_relu{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
-    return Layer(op.op, op.index, call, decls, macs=out.size)
+    return _unary_layer(ctx, op, name, "leaky_relu", x, out, [out.size, in_zp, out_zp, m, sh, -m, sh])
 
 
 def emit_rsqrt(ctx: Ctx, op: Operator, name: str) -> Layer:
-    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
-    _same_size(ctx.g, op, x, out)
-    (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
-    if out.dtype == "int16" and (in_zp or out_zp):
-        raise _fail(ctx.g, op, f"int16 RSQRT with zero points {in_zp} -> {out_zp}",
-                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+    x, out, in_s, in_zp, out_s, out_zp = _unary(ctx, op)
     # TFLM's Prepare (its current source): the square root and the product in float32, the
     # division in double (the parity models' multipliers agree with a double square root too)
     den = np.float32(np.sqrt(np.float32(in_s)) * np.float32(out_s))
     m, sh = quantize_multiplier(1.0 / float(den))
-    f = [int(v) for v in (out.size, in_zp, out_zp, m, sh)]
-    decls = [f"static const aiot_rsqrt_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
-    call = f"aiot_rsqrt{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
-    return Layer(op.op, op.index, call, decls, macs=out.size)
+    return _unary_layer(ctx, op, name, "rsqrt", x, out, [out.size, in_zp, out_zp, m, sh])
 
 
 def emit_batch_matmul(ctx: Ctx, op: Operator, name: str) -> Layer:
@@ -867,9 +873,7 @@ def emit_batch_matmul(ctx: Ctx, op: Operator, name: str) -> Layer:
     if not 2 <= len(a.shape) <= 5 or not 2 <= len(b.shape) <= 5:
         raise _fail(g, op, f"operands of rank {len(a.shape)} and {len(b.shape)}", "use 2- to 5-D operands")
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
-    if out.dtype == "int16" and (za or zb or zo):
-        raise _fail(g, op, f"int16 BATCH_MATMUL with zero points {za}, {zb} -> {zo}",
-                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+    _zero_points_16(g, op, out, za, zb, zo)
     adj_x, adj_y = bool(op.options.get("adj_x", 0)), bool(op.options.get("adj_y", 0))
     da, db = [1] * (5 - len(a.shape)) + list(a.shape), [1] * (5 - len(b.shape)) + list(b.shape)
     rows, depth = (da[4], da[3]) if adj_x else (da[3], da[4])
@@ -1270,9 +1274,8 @@ def add_params(ctx: Ctx, op: Operator, subtract: bool,
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
     wide = out.dtype == "int16"
-    if squared and wide and (za or zb or zo):
-        raise _fail(ctx.g, op, f"int16 SQUARED_DIFFERENCE with zero points {za}, {zb} -> {zo}",
-                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+    if squared:
+        _zero_points_16(ctx.g, op, out, za, zb, zo)
     # TFLM's, per op and output type (SQUARED_DIFFERENCE: the square of 255 << 7 fits int32)
     left_shift = (0 if wide else 7) if squared else (15 if wide else 20)
     twice_max = 2.0 * float(max(np.float32(sa), np.float32(sb)))
