@@ -195,3 +195,23 @@ def test_wide_packing_roundtrip_and_dot4(lib):
                 real = w[4 * g : 4 * g + 4, s * seg_len : (s + 1) * seg_len]
                 rows_w[: len(real)] = real
                 assert list(acc) == list(rows_w @ x.astype(np.int64) + np.array([1, -2, 3, -4]))
+
+
+class _RsqrtParams(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_uint32), ("input_zero_point", ctypes.c_int32), ("output_zero_point", ctypes.c_int32),
+                ("multiplier", ctypes.c_int32), ("shift", ctypes.c_int32)]
+
+
+def test_rsqrt_below_its_zero_point_fails_like_tflite_micro(lib):
+    # tflite-micro's RSQRT fails the Invoke on a value below the input zero point (no parity
+    # model reaches one: their RSQRT inputs are non-negative by construction); at the zero
+    # point it writes the type's maximum
+    p = _RsqrtParams(3, -100, -128, 1 << 30, 1)
+    out = np.zeros(3, np.int8)
+    ok = np.array([-100, -99, 27], np.int8)
+    assert lib.aiot_rsqrt_s8(ctypes.byref(p), ok.ctypes.data_as(ctypes.c_void_p), out.ctypes.data_as(ctypes.c_void_p)) == 0
+    assert out[0] == 127  # the zero point: the maximum
+    assert out[1] > out[2]  # 1/sqrt falls
+    bad = np.array([-100, -101, 0], np.int8)
+    assert lib.aiot_rsqrt_s8(ctypes.byref(p), bad.ctypes.data_as(ctypes.c_void_p),
+                             out.ctypes.data_as(ctypes.c_void_p)) == -3  # AIOT_ERR_DOMAIN

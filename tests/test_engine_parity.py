@@ -282,11 +282,72 @@ def transpose_conv_1d(L):
                 L.Flatten(), L.Dense(3))
 
 
+def split_pack_unpack(L):
+    # SPLIT (channels in three), SPLIT_V (H as 1 + 3), PACK (two of the thirds on a new
+    # axis) and UNPACK (one third along its channels, both outputs used): byte copies.
+    import keras
+
+    keras.utils.set_random_seed(50)
+    x = keras.Input((4, 6, 6))
+    h = L.Conv2D(6, 1, activation="relu")(x)
+    a, b, c = keras.ops.split(h, 3, axis=-1)
+    d, e = keras.ops.split(h, [1], axis=1)
+    s = keras.ops.stack([a, c], axis=2)
+    u, v = keras.ops.unstack(b, axis=-1)
+    y = L.Concatenate()([L.Flatten()(s), L.Flatten()(d + 0.5 * L.Conv2D(6, 1)(e)[:, :1]), L.Flatten()(v - u)])
+    return keras.Model(x, L.Dense(3)(y))
+
+
+def abs_squared_difference(L):
+    # ABS (its own output scale), SQUARED_DIFFERENCE of two activations and, broadcast, of
+    # an activation and its mean over time (a variance's numerator).
+    import keras
+
+    keras.utils.set_random_seed(52)
+    x = keras.Input((1, 12, 4))
+    h = L.Conv2D(4, (1, 3), padding="same")(x)
+    g = L.Conv2D(4, 1)(x)
+    a = keras.ops.abs(h)
+    d = keras.ops.square(h - g)
+    v = keras.ops.square(h - keras.ops.mean(h, axis=2, keepdims=True))
+    return keras.Model(x, L.Dense(3)(L.Concatenate()([L.Flatten()(a), L.Flatten()(d), L.Flatten()(v)])))
+
+
+def rsqrts(L):
+    # RSQRT of a non-negative activation (a ReLU plus one, its own scale): TFLM's
+    # Newton-Raphson inverse square root per value, then two rescalings.
+    import keras
+
+    keras.utils.set_random_seed(54)
+    x = keras.Input((1, 12, 4))
+    h = L.Conv2D(4, 1, activation="relu", bias_initializer="random_normal")(x)
+    r = keras.ops.rsqrt(h + 0.25)
+    return keras.Model(x, L.Dense(3)(L.Flatten()(L.Concatenate()([r, h]))))
+
+
+def batch_matmuls(L):
+    # BATCH_MATMUL of two activations: attention-like scores h g^T per row of H (a batch
+    # dimension, adj_y), then the scores times a third activation; and a constant [6, 8]
+    # matrix times each row's activation (a constant lhs, broadcast over the batch).
+    import keras
+
+    keras.utils.set_random_seed(56)
+    x = keras.Input((3, 8, 4))
+    h = L.Conv2D(5, 1, bias_initializer="random_normal")(x)
+    g = L.Conv2D(5, 1, activation="relu")(x)
+    v = L.Conv2D(3, 1)(x)
+    s = keras.ops.matmul(h, keras.ops.swapaxes(g, 2, 3))  # [3, 8, 8]
+    y = keras.ops.matmul(s, v)  # [3, 8, 3]
+    c = keras.ops.matmul(np.random.default_rng(5).normal(size=(6, 8)).astype(np.float32), v)  # [3, 6, 3]
+    return keras.Model(x, L.Dense(3)(L.Concatenate()([L.Flatten()(y), L.Flatten()(c)])))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
             transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward,
-            transpose_convs, transpose_convs_wide, transpose_conv_1d, sums]
+            transpose_convs, transpose_convs_wide, transpose_conv_1d, sums, split_pack_unpack,
+            abs_squared_difference, rsqrts, batch_matmuls]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax,
               transpose_convs]
@@ -296,7 +357,7 @@ CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
                   conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices, mirror_pads,
                   strided_slices_backward, transpose_convs, transpose_convs_wide,
-                  transpose_conv_1d, sums]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  transpose_conv_1d, sums, batch_matmuls]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 
@@ -408,7 +469,8 @@ QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channe
             (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
             (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed"),
             (transpose_convs, "speed"), (transpose_convs_wide, "speed"), (transpose_conv_1d, "speed"),
-            (transpose_convs_wide, "size")]
+            (transpose_convs_wide, "size"), (split_pack_unpack, "speed"),
+            (abs_squared_difference, "speed"), (rsqrts, "speed"), (batch_matmuls, "speed")]
 
 
 def transpose_conv_many_channels(L):

@@ -239,16 +239,71 @@ def _int16_pad_value(data: bytes) -> tuple[bytes, int]:
     return bytes(b.Output()), q
 
 
+def split_pack_unpack(L):
+    # SPLIT, SPLIT_V, PACK and UNPACK of int16 tensors: the int8 byte copies, two bytes per element.
+    import keras
+
+    keras.utils.set_random_seed(51)
+    x = _input((4, 6, 6))
+    h = L.Conv2D(6, 1, bias_initializer="random_normal")(x)
+    a, b, c = keras.ops.split(h, 3, axis=-1)
+    d, e = keras.ops.split(h, [1], axis=1)
+    s = keras.ops.stack([a, c], axis=2)
+    u, v = keras.ops.unstack(b, axis=-1)
+    y = L.Concatenate()([L.Flatten()(s), L.Flatten()(d + 0.5 * L.Conv2D(6, 1)(e)[:, :1]), L.Flatten()(v - u)])
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(y))
+
+
+def abs_squared_difference(L):
+    # ABS and SQUARED_DIFFERENCE (plain and broadcast) with int16 activations.
+    import keras
+
+    keras.utils.set_random_seed(53)
+    x = _input((1, 12, 4))
+    h = L.Conv2D(4, (1, 3), padding="same", bias_initializer="random_normal")(x)
+    g = L.Conv2D(4, 1)(x)
+    a = keras.ops.abs(h)
+    d = keras.ops.square(h - g)
+    v = keras.ops.square(h - keras.ops.mean(h, axis=2, keepdims=True))
+    y = L.Concatenate()([L.Flatten()(a), L.Flatten()(d), L.Flatten()(v)])
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(y))
+
+
+def rsqrts(L):
+    # RSQRT with int16 activations (zero points 0): the int8 arithmetic, int16 clamps.
+    import keras
+
+    keras.utils.set_random_seed(55)
+    x = _input((1, 12, 4))
+    h = L.Conv2D(4, 1, activation="relu", bias_initializer="random_normal")(x)
+    r = keras.ops.rsqrt(h + 0.25)
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Flatten()(L.Concatenate()([r, h]))))
+
+
+def batch_matmuls(L):
+    # BATCH_MATMUL of int16 activations (zero points 0): one with adj_y, one plain; the int64 sum
+    # and TFLM's 64-bit requantization.
+    import keras
+
+    keras.utils.set_random_seed(57)
+    x = _input((3, 8, 4))
+    h = L.Conv2D(5, 1, bias_initializer="random_normal")(x)
+    g = L.Conv2D(5, 1, activation="relu")(x)
+    v = L.Conv2D(3, 1)(x)
+    s = keras.ops.matmul(h, keras.ops.swapaxes(g, 2, 3))
+    y = keras.ops.matmul(s, v)
+    return keras.Model(x, L.Dense(3, bias_initializer="random_normal")(L.Flatten()(y)))
+
+
 def with_unsupported_ops(L):
     # MIRROR_PAD in int16: tflite-micro has no kernel for it (its MIRROR_PAD runs float32
-    # and int8), so there is nothing to be bit-exact with; SQUARED_DIFFERENCE, which
-    # tflite-micro runs in int16, is not in the engine at all.
+    # and int8), so there is nothing to be bit-exact with; REDUCE_MAX is not in the engine at all.
     import keras
 
     keras.utils.set_random_seed(36)
     x = _input((1, 12, 4))
     h = keras.ops.pad(L.Conv2D(4, (1, 3), padding="same")(x), [[0, 0], [0, 0], [1, 2], [0, 0]], mode="reflect")
-    return keras.Model(x, L.Dense(3)(L.Flatten()(keras.ops.square(h - L.Conv2D(4, 1)(h)))))
+    return keras.Model(x, L.Dense(3)(L.Flatten()(keras.ops.max(L.Conv2D(4, 1)(h), axis=2))))
 
 
 # (builder, per-channel weights, int32 biases instead of the converter's int64 ones)
@@ -257,7 +312,9 @@ CASES = [(convs_pools_add_mul, True, False), (odd_convs, True, False),
          (with_nonlinear_ops, True, False), (softmax_rows, True, False), (sub_relu, True, False),
          (activations_min_max, True, False), (means, True, False), (sums, True, False), (shape_ops, True, False),
          (transpose_convs, True, False), (transpose_convs, False, False), (wide_windows, True, False),
-         (depthwise_multiplier_3, True, False)]
+         (depthwise_multiplier_3, True, False), (split_pack_unpack, True, False),
+         (abs_squared_difference, True, False), (rsqrts, True, False),
+         (batch_matmuls, True, False)]
 
 
 @pytest.fixture(scope="module")
@@ -395,7 +452,7 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
     msg = e.value.message
     assert "2 node(s) cannot be compiled" in msg and "16x8" in msg  # both problems at once
     assert "node 1: MIRROR_PAD: tflite-micro has no int16 MIRROR_PAD kernel" in msg and "int16[1, 1, 12, 4]" in msg
-    assert "SQUARED_DIFFERENCE is not supported by the engine yet" in msg
+    assert "REDUCE_MAX is not supported by the engine yet" in msg
     assert "FULLY_CONNECTED" in e.value.hint and "TFLITE_BUILTINS_INT8" in e.value.hint
 
 
@@ -407,7 +464,9 @@ def test_16x8_ops_without_int16_kernels_are_listed_by_node(recipes):
     (with_nonlinear_ops, False, "speed", "mps2-an386"), (shape_ops, False, "speed", "mps2-an386"),
     (transpose_convs, False, "speed", "mps2-an386"), (wide_windows, False, "speed", "mps2-an386"),
     (convs_pools_add_mul, False, "speed", "mps2-an500"), (dense_stack, False, "speed", "mps2-an505"),
-    (odd_convs, False, "speed", "mps2-an386"),
+    (odd_convs, False, "speed", "mps2-an386"), (split_pack_unpack, False, "speed", "mps2-an386"),
+    (abs_squared_difference, False, "speed", "mps2-an386"), (rsqrts, False, "speed", "mps2-an386"),
+    (batch_matmuls, False, "speed", "mps2-an386"),
     (dense_stack, True, "speed", "mps2-an386"), (convs_pools_add_mul, False, "speed", "mps2-an385")],
     ids=lambda v: getattr(v, "__name__", str(v)))
 def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, optimize, board, tmp_path):

@@ -16,6 +16,7 @@ typedef enum {
     AIOT_OK = 0,
     AIOT_ERR_NULL = -1,      //!< a required pointer was NULL
     AIOT_ERR_PARAM = -2,     //!< an inconsistent parameter (zero size, bad shift...)
+    AIOT_ERR_DOMAIN = -3,    //!< an input outside the op's domain (RSQRT below its zero point)
 } aiot_status_t;
 
 //! One channel's requantization in the fast form. The generator emits it only when it
@@ -189,10 +190,12 @@ typedef struct {
     int32_t output_multiplier, output_shift;
     int32_t output_offset;
     int32_t act_min, act_max;
-    uint8_t subtract;  //!< 1: SUB (in1 - in2), same rescaling as ADD
+    //! 0: ADD; 1: SUB (in1 - in2), same rescaling; 2: SQUARED_DIFFERENCE, (in1 - in2)^2
+    //! rescaled, TFLM's left shift 7 (int8) or 0 (int16), the output multiplier may exceed 1
+    uint8_t kind;
 } aiot_add_params_t;
 
-//! ADD and SUB with TFLM's shared-scale rescaling (inputs shifted left, then rescaled).
+//! ADD, SUB and SQUARED_DIFFERENCE with TFLM's shared-scale rescaling (inputs shifted left, then rescaled).
 aiot_status_t aiot_add_s8(const aiot_add_params_t *p, const int8_t *in1, const int8_t *in2, int8_t *output);
 
 typedef struct {
@@ -346,9 +349,14 @@ typedef struct {
 } aiot_mirror_pad_params_t;
 aiot_status_t aiot_mirror_pad_s8(const aiot_mirror_pad_params_t *p, const int8_t *input, int8_t *output);
 
-//! CONCATENATION of same-scale int8 tensors viewed as [outer][axis_size_i * inner].
+//! CONCATENATION (and PACK) of same-scale tensors viewed as [outer][axis_size_i * inner] bytes.
 aiot_status_t aiot_concat_s8(uint32_t outer, uint32_t num_inputs, const int8_t *const *inputs,
                              const uint32_t *copy_sizes, int8_t *output);
+
+//! SPLIT, SPLIT_V and UNPACK: the inverse of aiot_concat_s8, the input viewed as
+//! [outer][sum of copy_sizes] bytes, output i receiving copy_sizes[i] bytes per outer step.
+aiot_status_t aiot_split_s8(uint32_t outer, uint32_t num_outputs, int8_t *const *outputs, const uint32_t *copy_sizes,
+                            const int8_t *input);
 
 //! LOGISTIC / TANH with TFLM's fixed-point arithmetic (gemmlowp tanh/logistic).
 typedef struct {
@@ -370,6 +378,34 @@ typedef struct {
     int32_t alpha_multiplier, alpha_shift;
 } aiot_leaky_relu_params_t;
 aiot_status_t aiot_leaky_relu_s8(const aiot_leaky_relu_params_t *p, const int8_t *input, int8_t *output);
+
+//! RSQRT as TFLM's integer one (int8; int16 with zero points 0): per value the fixed-point
+//! inverse square root, then the multiplier of 1 / (sqrt(input scale) * output scale).
+typedef struct {
+    uint32_t size;
+    int32_t input_zero_point, output_zero_point;
+    int32_t multiplier, shift;
+} aiot_rsqrt_params_t;
+aiot_status_t aiot_rsqrt_s8(const aiot_rsqrt_params_t *p, const int8_t *input, int8_t *output);
+aiot_status_t aiot_rsqrt_s16(const aiot_rsqrt_params_t *p, const int16_t *input, int16_t *output);
+
+//! BATCH_MATMUL (batch_matmul.c): out[b][i][j] = sum over k of (lhs[b](i, k) + lhs_offset) x
+//! (rhs[b](k, j) + rhs_offset), requantized; the output [batches...][rows][cols] row-major,
+//! the operands read through strides (adj_x / adj_y swap them; a broadcast batch stride is 0).
+typedef struct {
+    uint32_t batches[3];
+    uint32_t lhs_batch_strides[3], rhs_batch_strides[3];
+    uint32_t rows, cols, depth;
+    uint32_t lhs_row_stride, lhs_depth_stride;
+    uint32_t rhs_depth_stride, rhs_col_stride;
+    int32_t lhs_offset, rhs_offset;  //!< -zero points
+    int32_t multiplier, shift;
+    int32_t output_zero_point;
+} aiot_batch_matmul_params_t;
+aiot_status_t aiot_batch_matmul_s8(const aiot_batch_matmul_params_t *p, const int8_t *lhs, const int8_t *rhs,
+                                   int8_t *output);
+aiot_status_t aiot_batch_matmul_s16(const aiot_batch_matmul_params_t *p, const int16_t *lhs, const int16_t *rhs,
+                                    int16_t *output);
 
 //! SOFTMAX over the last axis with TFLM's fixed-point exp (output scale 1/256, zp -128).
 typedef struct {

@@ -121,14 +121,16 @@ AIOT_BOUNDARY_KERNELS(int16_t, s16, -32768, 32767)
                         }                                                                                          \
     } while (0)
 
-// TFLM's general ADD/SUB of one pair (int8 and int16 alike; the clamp is the caller's range).
+// TFLM's general ADD/SUB/SQUARED_DIFFERENCE of one pair (int8 and int16 alike; the clamp is
+// the caller's range). A squared difference stays below 2^30: |sx - sy| <= 2^15 (int16,
+// left shift 0) or 255 << 7 (int8).
 static inline int32_t add_value(const aiot_add_params_t *p, int32_t a, int32_t b)
 {
     const int32_t x = (a + p->input1_offset) * (1 << p->left_shift);
     const int32_t y = (b + p->input2_offset) * (1 << p->left_shift);
     const int32_t sx = aiot_fp_mbqm(x, p->input1_multiplier, p->input1_shift);
     const int32_t sy = aiot_fp_mbqm(y, p->input2_multiplier, p->input2_shift);
-    const int32_t raw = p->subtract ? sx - sy : sx + sy;
+    const int32_t raw = p->kind == 2 ? (sx - sy) * (sx - sy) : (p->kind ? sx - sy : sx + sy);
     const int32_t out = aiot_fp_mbqm(raw, p->output_multiplier, p->output_shift) + p->output_offset;
     return clamp_i32(out, p->act_min, p->act_max);
 }
@@ -155,7 +157,7 @@ aiot_status_t aiot_add_s8(const aiot_add_params_t *p, const int8_t *in1, const i
     // |(x + offset) << left_shift| <= 255 << 20 < 2^28, the rescaled inputs are no larger
     // and their sum stays below 2^29: the small form is exact whenever every shift is a
     // right shift (the converter's usual case); the general one serves the rest.
-    const int small = p->left_shift <= 20 && p->input1_shift <= 0 && p->input2_shift <= 0 && p->output_shift <= 0 &&
+    const int small = p->kind < 2 && p->left_shift <= 20 && p->input1_shift <= 0 && p->input2_shift <= 0 && p->output_shift <= 0 &&
                       p->input1_multiplier >= 0 && p->input2_multiplier >= 0 && p->output_multiplier >= 0;
     if (!p->shape.broadcast && small) {
         const aiot_add_params_t q = *p;  // local: the int8 stores could alias the params
@@ -163,7 +165,7 @@ aiot_status_t aiot_add_s8(const aiot_add_params_t *p, const int8_t *in1, const i
         for (uint32_t i = 0; i < q.shape.size; ++i) {
             const int32_t sx = mbqm_small(((int32_t)in1[i] + q.input1_offset) * (1 << q.left_shift), q.input1_multiplier, r1);
             const int32_t sy = mbqm_small(((int32_t)in2[i] + q.input2_offset) * (1 << q.left_shift), q.input2_multiplier, r2);
-            const int32_t out = mbqm_small(q.subtract ? sx - sy : sx + sy, q.output_multiplier, ro) + q.output_offset;
+            const int32_t out = mbqm_small(q.kind ? sx - sy : sx + sy, q.output_multiplier, ro) + q.output_offset;
             output[i] = (int8_t)clamp_i32(out, q.act_min, q.act_max);
         }
     } else if (!p->shape.broadcast) {

@@ -1,4 +1,4 @@
-//! LOGISTIC, TANH and SOFTMAX int8 with TFLM's fixed-point maths (gemmlowp semantics:
+//! LOGISTIC, TANH and SOFTMAX int8, RSQRT int8 and int16, with TFLM's fixed-point maths (gemmlowp semantics:
 //! exp on negative values by barrel shifter, Newton-Raphson reciprocal). No tables,
 //! no floats: every step is an int32 operation with the reference rounding.
 #include "aiot/fixedpoint.h"
@@ -215,3 +215,66 @@ aiot_status_t aiot_softmax_s8(const aiot_softmax_params_t *p, const int8_t *inpu
     }
     return AIOT_OK;
 }
+
+// 1/sqrt(value) for value >= 2 as TFLM's GetInvSqrtQuantizedMultiplierExp with its reverse
+// shift of -1: value scaled into [2^27, 2^29) by pairs of bits (Q3.28), five Newton-Raphson
+// steps x = 3/2 x - value/2 x^3 from x = 1, times sqrt(2)/2; returns the Q0.31 multiplier,
+// *shift the exponent MultiplyByQuantizedMultiplier takes.
+static int32_t inv_sqrt_multiplier(int32_t value, int32_t *shift)
+{
+    int32_t right = 11;
+    while (value >= (1 << 29)) {
+        value /= 4;
+        ++right;
+    }
+    const int pairs = (count_leading_zeros((uint32_t)value) - 1) / 2 - 1;
+    right -= pairs;
+    value = (int32_t)((uint32_t)value << (2 * pairs));
+    const int32_t half_input = aiot_fp_rdivpot(value >> 1, 1);  // Q3.28
+    const int32_t three_halves = (1 << 28) + (1 << 27);
+    int32_t x = 1 << 28;  // 1.0 in Q3.28
+    for (int i = 0; i < 5; ++i) {
+        const int32_t x3 = rescale(fx_mul(fx_mul(x, x), x), 9, 3);
+        x = rescale((int32_t)((uint32_t)fx_mul(three_halves, x) - (uint32_t)fx_mul(half_input, x3)), 6, 3);
+    }
+    x = fx_mul(x, 1518500250);  // sqrt(2)/2 in Q0.31
+    if (right < 0) {
+        x = (int32_t)((uint32_t)x << -right);
+        right = 0;
+    }
+    *shift = -right;
+    return x;
+}
+
+// RSQRT as TFLM's RsqrtEvalQuantized: value = x - input zero point (0: the type's maximum;
+// below 0: AIOT_ERR_DOMAIN, as tflite-micro fails the Invoke), 1/sqrt(value) as a 2^20-scaled
+// integer, rescaled by 1 / (sqrt(input scale) * output scale).
+#define AIOT_RSQRT_KERNEL(T, SUFFIX, LO, HI)                                                                     \
+    aiot_status_t aiot_rsqrt_##SUFFIX(const aiot_rsqrt_params_t *p, const T *input, T *output)                   \
+    {                                                                                                             \
+        if (p == NULL || input == NULL || output == NULL) {                                                       \
+            return AIOT_ERR_NULL;                                                                                 \
+        }                                                                                                         \
+        for (uint32_t i = 0; i < p->size; ++i) {                                                                  \
+            const int32_t value = (int32_t)input[i] - p->input_zero_point;                                        \
+            if (value < 0) {                                                                                      \
+                return AIOT_ERR_DOMAIN;                                                                           \
+            }                                                                                                     \
+            if (value == 0) {                                                                                     \
+                output[i] = (T)(HI);                                                                              \
+                continue;                                                                                         \
+            }                                                                                                     \
+            int32_t m = INT32_MAX, sh = 0;                                                                        \
+            if (value > 1) {                                                                                      \
+                m = inv_sqrt_multiplier(value, &sh);                                                              \
+            }                                                                                                     \
+            const int32_t scaled = aiot_fp_mbqm(1, m, sh + 20);                                                   \
+            int32_t v = aiot_fp_mbqm(scaled, p->multiplier, p->shift - 20) + p->output_zero_point;                \
+            v = v < (LO) ? (LO) : (v > (HI) ? (HI) : v);                                                          \
+            output[i] = (T)v;                                                                                     \
+        }                                                                                                         \
+        return AIOT_OK;                                                                                           \
+    }
+
+AIOT_RSQRT_KERNEL(int8_t, s8, -128, 127)
+AIOT_RSQRT_KERNEL(int16_t, s16, -32768, 32767)

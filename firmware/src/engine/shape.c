@@ -1,4 +1,5 @@
-//! Data-movement and reduction kernels: MEAN, PAD, MIRROR_PAD, CONCATENATION (no rescaling except
+//! Data-movement and reduction kernels: MEAN, PAD, MIRROR_PAD, CONCATENATION
+//! (and PACK), SPLIT (and SPLIT_V, UNPACK) (no rescaling except
 //! MEAN's, which follows TFLM's integer QuantizedMeanOrSum).
 #include "aiot/fixedpoint.h"
 
@@ -148,6 +149,25 @@ aiot_status_t aiot_concat_s8(uint32_t outer, uint32_t num_inputs, const int8_t *
             }
             memcpy(y, inputs[i] + (size_t)o * copy_sizes[i], copy_sizes[i]);
             y += copy_sizes[i];
+        }
+    }
+    return AIOT_OK;
+}
+
+aiot_status_t aiot_split_s8(uint32_t outer, uint32_t num_outputs, int8_t *const *outputs, const uint32_t *copy_sizes,
+                            const int8_t *input)
+{
+    if (outputs == NULL || copy_sizes == NULL || input == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    const int8_t *x = input;
+    for (uint32_t o = 0; o < outer; ++o) {
+        for (uint32_t i = 0; i < num_outputs; ++i) {
+            if (outputs[i] == NULL) {
+                return AIOT_ERR_NULL;
+            }
+            memcpy(outputs[i] + (size_t)o * copy_sizes[i], x, copy_sizes[i]);
+            x += copy_sizes[i];
         }
     }
     return AIOT_OK;

@@ -163,7 +163,7 @@ static int load_add(const uint8_t *w, aiot_plan_layer_t *l, uint32_t arena) {
     a->input1_offset = v[0], a->input2_offset = v[1], a->left_shift = v[2];
     a->input1_multiplier = v[3], a->input1_shift = v[4], a->input2_multiplier = v[5], a->input2_shift = v[6];
     a->output_multiplier = v[7], a->output_shift = v[8], a->output_offset = v[9];
-    a->act_min = v[10], a->act_max = v[11], a->subtract = (uint8_t)v[12];
+    a->act_min = v[10], a->act_max = v[11], a->kind = (uint8_t)v[12];
     return AIOT_UPD_OK;
 }
 

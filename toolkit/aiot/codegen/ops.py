@@ -818,6 +818,90 @@ def leaky_relu_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, list[int]
     return x, out, [int(v) for v in (out.size, in_zp, out_zp, im, ish, am, ash)]
 
 
+def _zero_points_16(g: Graph, op: Operator, out: Tensor, *zps: int) -> None:
+    """tflite-micro's 16x8 ABS, RSQRT, SQUARED_DIFFERENCE and BATCH_MATMUL take zero points of 0 only."""
+    if out.dtype == "int16" and any(zps):
+        raise _fail(g, op, f"int16 {op.op} with zero points {', '.join(map(str, zps))}",
+                    "tflite-micro requires zero points of 0 in the 16x8 mode; re-export with the 16x8 converter")
+
+
+def _unary(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, float, int, float, int]:
+    """(input, output, input scale, zero point, output scale, zero point) of ABS or RSQRT."""
+    x, out = ctx.t(op.inputs[0]), ctx.t(op.outputs[0])
+    _same_size(ctx.g, op, x, out)
+    (in_s, in_zp), (out_s, out_zp) = _qp(x), _qp(out)
+    _zero_points_16(ctx.g, op, out, in_zp, out_zp)
+    return x, out, in_s, in_zp, out_s, out_zp
+
+
+def _unary_layer(ctx: Ctx, op: Operator, name: str, kernel: str, x: Tensor, out: Tensor, f: list[int]) -> Layer:
+    decls = [f"static const aiot_{kernel}_params_t {name}_p = {{ {', '.join(str(int(v)) for v in f)} }};"]
+    call = f"aiot_{kernel}{_sfx(out)}(&{name}_p, {_cast(ctx, x)}, {_cast(ctx, out)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size)
+
+
+def emit_abs(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TFLM's ABS: |x - input zero point| rescaled by input scale / output scale (when the two
+    # differ; otherwise copied, which the multiplier of 1.0, 2^30 with a left shift of 1, does
+    # exactly), plus the output zero point. The LEAKY_RELU kernel with that multiplier on both
+    # sides, negated where x < 0: a negative multiplier makes the same product as |x|, so it
+    # rounds the same.
+    x, out, in_s, in_zp, out_s, out_zp = _unary(ctx, op)
+    m, sh = quantize_multiplier(float(np.float32(in_s)) / float(np.float32(out_s)))
+    return _unary_layer(ctx, op, name, "leaky_relu", x, out, [out.size, in_zp, out_zp, m, sh, -m, sh])
+
+
+def emit_rsqrt(ctx: Ctx, op: Operator, name: str) -> Layer:
+    x, out, in_s, in_zp, out_s, out_zp = _unary(ctx, op)
+    # TFLM's Prepare (its current source): the square root and the product in float32, the
+    # division in double (the parity models' multipliers agree with a double square root too)
+    den = np.float32(np.sqrt(np.float32(in_s)) * np.float32(out_s))
+    m, sh = quantize_multiplier(1.0 / float(den))
+    return _unary_layer(ctx, op, name, "rsqrt", x, out, [out.size, in_zp, out_zp, m, sh])
+
+
+def emit_batch_matmul(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # TFLM's BATCH_MATMUL: operands of 2 to 5 dimensions, the batch ones broadcast, adj_x /
+    # adj_y as strides; the multiplier lhs scale x rhs scale / output scale in double.
+    g = ctx.g
+    a, b, out = ctx.t(op.inputs[0]), ctx.t(op.inputs[1]), ctx.t(op.outputs[0])
+    for t in (a, b):
+        if t.dtype != out.dtype or not t.quantized or np.asarray(t.scale).size != 1:
+            raise _fail(g, op, f"operand '{t.name}' is {t.dtype}{'' if t.quantized else ' unquantized'} "
+                               f"(output {out.dtype}), or quantized per channel",
+                        "both operands per-tensor quantized like the output (the TFLite converter's form)")
+    if not 2 <= len(a.shape) <= 5 or not 2 <= len(b.shape) <= 5:
+        raise _fail(g, op, f"operands of rank {len(a.shape)} and {len(b.shape)}", "use 2- to 5-D operands")
+    (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
+    _zero_points_16(g, op, out, za, zb, zo)
+    adj_x, adj_y = bool(op.options.get("adj_x", 0)), bool(op.options.get("adj_y", 0))
+    da, db = [1] * (5 - len(a.shape)) + list(a.shape), [1] * (5 - len(b.shape)) + list(b.shape)
+    rows, depth = (da[4], da[3]) if adj_x else (da[3], da[4])
+    depth_b, cols = (db[4], db[3]) if adj_y else (db[3], db[4])
+    batches = [max(x, y) for x, y in zip(da[:3], db[:3])]
+    if depth != depth_b or any(x != y and 1 not in (x, y) for x, y in zip(da[:3], db[:3])) \
+            or int(np.prod(batches)) * rows * cols != out.size:
+        raise _fail(g, op, f"{list(a.shape)} x {list(b.shape)} (adj_x {int(adj_x)}, adj_y {int(adj_y)}) does not "
+                           f"give {list(out.shape)}", "re-export the model")
+
+    def batch_strides(d: list[int]) -> list[int]:
+        st, acc = [0, 0, 0], d[3] * d[4]
+        for k in (2, 1, 0):
+            st[k] = 0 if d[k] == 1 else acc
+            acc *= d[k]
+        return st
+
+    m, sh = quantize_multiplier(float(sa) * float(sb) / float(so))
+    lhs_st = (1, rows) if adj_x else (depth, 1)  # (row, depth) strides in the stored lhs
+    rhs_st = (1, depth) if adj_y else (cols, 1)  # (depth, col) strides in the stored rhs
+    j = lambda v: "{ " + ", ".join(map(str, v)) + " }"  # noqa: E731
+    f = [rows, cols, depth, *lhs_st, *rhs_st, -za, -zb, m, sh, zo]
+    decls = [f"static const aiot_batch_matmul_params_t {name}_p = {{ {j(batches)}, {j(batch_strides(da))}, "
+             f"{j(batch_strides(db))}, {', '.join(str(int(v)) for v in f)} }};"]
+    call = f"aiot_batch_matmul{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
+    return Layer(op.op, op.index, call, decls, macs=out.size * depth)
+
+
 def emit_leaky_relu(ctx: Ctx, op: Operator, name: str) -> Layer:
     x, out, f = leaky_relu_params(ctx, op)
     decls = [f"static const aiot_leaky_relu_params_t {name}_p = {{ {', '.join(map(str, f))} }};"]
@@ -1067,27 +1151,70 @@ def emit_strided_slice(ctx: Ctx, op: Operator, name: str) -> Layer:
     return Layer(op.op, op.index, call, decls, macs=out.size)
 
 
+def _copy_sizes(g: Graph, op: Operator, whole: Tensor, pieces: list[Tensor], axis: int) -> tuple[int, list[int]]:
+    """(outer, bytes per outer step of each piece): ``whole`` viewed as [outer][...] is the
+    pieces one after another along ``axis`` (CONCATENATION and PACK build it, SPLIT, SPLIT_V
+    and UNPACK take it apart); no rescaling, so every piece has the whole's quantization."""
+    for t in pieces:
+        _same_qparams(g, op, t, whole)
+    outer = int(np.prod(whole.shape[:axis], dtype=np.int64))
+    sizes = [t.size // max(outer, 1) for t in pieces]
+    if outer <= 0 or sum(sizes) * outer != whole.size or any(t.size % outer for t in pieces):
+        raise _fail(g, op, f"{[list(t.shape) for t in pieces]} and {list(whole.shape)} do not match along axis "
+                           f"{axis}", "re-export the model")
+    item = 2 if whole.dtype == "int16" else 1  # the kernels copy bytes
+    return outer, [item * n for n in sizes]
+
+
+def _copy_layer(ctx: Ctx, op: Operator, name: str, fn: str, whole: Tensor, pieces: list[Tensor], axis: int) -> Layer:
+    outer, sizes = _copy_sizes(ctx.g, op, whole, pieces, axis)
+    ptrs = ", ".join(ctx.p(t.index) for t in pieces)
+    const = "const " if fn == "aiot_concat_s8" else ""
+    decls = [f"static const uint32_t {name}_sizes[{len(pieces)}] = {{ {', '.join(map(str, sizes))} }};"]
+    call = (f"{fn}({outer}, {len(pieces)}, ({const}int8_t *const[]){{ {ptrs} }}, {name}_sizes, "
+            f"{ctx.p(whole.index)})")
+    return Layer(op.op, op.index, call, decls, macs=whole.size)
+
+
 def emit_concat(ctx: Ctx, op: Operator, name: str) -> Layer:
-    g = ctx.g
     out = ctx.t(op.outputs[0])
-    ins = [ctx.t(i) for i in op.inputs]
-    rank = len(out.shape)
-    axis = op.options.get("axis", 0) % max(rank, 1)
+    axis = op.options.get("axis", 0) % max(len(out.shape), 1)
     if op.options.get("activation", "NONE") != "NONE":
-        raise _fail(g, op, "fused activation on CONCATENATION", "apply the activation before concatenating")
-    for t in ins:
-        _same_qparams(g, op, t, out)
-    outer = int(np.prod(out.shape[:axis], dtype=np.int64))
-    sizes = [t.size // max(outer, 1) for t in ins]
-    if outer <= 0 or sum(sizes) * outer != out.size or any(t.size % outer for t in ins):
-        raise _fail(g, op, f"inputs {[list(t.shape) for t in ins]} do not concatenate to {list(out.shape)}",
-                    "re-export the model")
-    ptrs = ", ".join(ctx.p(t.index) for t in ins)
-    item = 2 if out.dtype == "int16" else 1  # the kernel copies bytes
-    decls = [f"static const uint32_t {name}_sizes[{len(ins)}] = {{ {', '.join(str(item * n) for n in sizes)} }};"]
-    call = (f"aiot_concat_s8({outer}, {len(ins)}, (const int8_t *const[]){{ {ptrs} }}, {name}_sizes, "
-            f"{ctx.p(out.index)})")
-    return Layer(op.op, op.index, call, decls, macs=out.size)
+        raise _fail(ctx.g, op, "fused activation on CONCATENATION", "apply the activation before concatenating")
+    return _copy_layer(ctx, op, name, "aiot_concat_s8", out, [ctx.t(i) for i in op.inputs], axis)
+
+
+def emit_pack(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # PACK stacks its inputs on a new axis of the output: a CONCATENATION along that axis
+    out = ctx.t(op.outputs[0])
+    axis = op.options.get("axis", 0) % max(len(out.shape), 1)
+    return _copy_layer(ctx, op, name, "aiot_concat_s8", out, [ctx.t(i) for i in op.inputs], axis)
+
+
+def _axis_input(ctx: Ctx, op: Operator, k: int, rank: int) -> int:
+    t = ctx.t(op.inputs[k])
+    if t.data is None or t.size != 1:
+        raise _fail(ctx.g, op, f"the axis '{t.name}' is not a constant scalar", "re-export the model with a fixed axis")
+    axis = int(np.asarray(t.data).ravel()[0])
+    if not -rank <= axis < rank:
+        raise _fail(ctx.g, op, f"axis {axis} is outside a {rank}-D input", "re-export the model")
+    return axis % rank
+
+
+def emit_split(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # SPLIT (axis, input), SPLIT_V (input, sizes, axis), UNPACK (input; axis an option):
+    # each output a run of the input along the axis, the CONCATENATION walk backwards
+    x_at, axis_at = {"SPLIT": (1, 0), "SPLIT_V": (0, 2), "UNPACK": (0, None)}[op.op]
+    x = ctx.t(op.inputs[x_at])
+    rank = max(len(x.shape), 1)
+    if axis_at is None:
+        axis = op.options.get("axis", 0)
+        if not -rank <= axis < rank:
+            raise _fail(ctx.g, op, f"axis {axis} is outside a {rank}-D input", "re-export the model")
+        axis %= rank
+    else:
+        axis = _axis_input(ctx, op, axis_at, rank)
+    return _copy_layer(ctx, op, name, "aiot_split_s8", x, [ctx.t(i) for i in op.outputs], axis)
 
 
 def bcast_fields(g: Graph, op: Operator, a: Tensor, b: Tensor, out: Tensor) -> list[int]:
@@ -1139,23 +1266,34 @@ def _cast(ctx: Ctx, t: Tensor) -> str:
     return f"(int16_t *){ctx.p(t.index)}" if t.dtype == "int16" else ctx.p(t.index)
 
 
-def add_params(ctx: Ctx, op: Operator, subtract: bool) -> tuple[Tensor, Tensor, Tensor, list[int]]:
-    """(a, b, output, aiot_add_params_t's fields after its broadcast shape, in order)."""
+def add_params(ctx: Ctx, op: Operator, subtract: bool,
+               squared: bool = False) -> tuple[Tensor, Tensor, Tensor, list[int]]:
+    """(a, b, output, aiot_add_params_t's fields after its broadcast shape, in order) of an
+    ADD, a SUB or (``squared``) a SQUARED_DIFFERENCE: TFLM prepares all three alike, the
+    last with a smaller left shift and the square's output multiplier."""
     a, b, out = _binary_operands(ctx, op)
     (sa, za), (sb, zb), (so, zo) = _qp(a), _qp(b), _qp(out)
-    left_shift = 15 if out.dtype == "int16" else 20  # TFLM's, per output type
+    wide = out.dtype == "int16"
+    if squared:
+        _zero_points_16(ctx.g, op, out, za, zb, zo)
+    # TFLM's, per op and output type (SQUARED_DIFFERENCE: the square of 255 << 7 fits int32)
+    left_shift = (0 if wide else 7) if squared else (15 if wide else 20)
     twice_max = 2.0 * float(max(np.float32(sa), np.float32(sb)))
     m1, s1 = quantize_multiplier(float(sa) / twice_max)
     m2, s2 = quantize_multiplier(float(sb) / twice_max)
-    mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
+    if squared:
+        mo, so_ = quantize_multiplier(twice_max * twice_max / ((1 << 2 * left_shift) * float(so)))
+    else:
+        mo, so_ = quantize_multiplier(twice_max / ((1 << left_shift) * float(so)))
     lo, hi = activation_range(op.options.get("activation", "NONE"), so, zo, out.dtype)
-    f = [-za, -zb, left_shift, m1, s1, m2, s2, mo, so_, zo, lo, hi, 1 if subtract else 0]
+    kind = 2 if squared else int(subtract)
+    f = [-za, -zb, left_shift, m1, s1, m2, s2, mo, so_, zo, lo, hi, kind]
     return a, b, out, [int(v) for v in f]
 
 
-def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool) -> Layer:
+def _add_sub(ctx: Ctx, op: Operator, name: str, subtract: bool, squared: bool = False) -> Layer:
     g = ctx.g
-    a, b, out, f = add_params(ctx, op, subtract)
+    a, b, out, f = add_params(ctx, op, subtract, squared)
     decls = [f"static const aiot_add_params_t {name}_p = {{ {_bcast(g, op, a, b, out)}, {', '.join(map(str, f))} }};"]
     call = f"aiot_add{_sfx(out)}(&{name}_p, {_cast(ctx, a)}, {_cast(ctx, b)}, {_cast(ctx, out)})"
     return Layer(op.op, op.index, call, decls, macs=out.size)
@@ -1167,6 +1305,10 @@ def emit_add(ctx: Ctx, op: Operator, name: str) -> Layer:
 
 def emit_sub(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _add_sub(ctx, op, name, subtract=True)
+
+
+def emit_squared_difference(ctx: Ctx, op: Operator, name: str) -> Layer:
+    return _add_sub(ctx, op, name, subtract=True, squared=True)
 
 
 def mul_params(ctx: Ctx, op: Operator) -> tuple[Tensor, Tensor, Tensor, list[int]]:
@@ -1308,8 +1450,16 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "TRANSPOSE": emit_transpose,
     "STRIDED_SLICE": emit_strided_slice,
     "CONCATENATION": emit_concat,
+    "PACK": emit_pack,
+    "SPLIT": emit_split,
+    "SPLIT_V": emit_split,
+    "UNPACK": emit_split,
     "ADD": emit_add,
     "SUB": emit_sub,
+    "SQUARED_DIFFERENCE": emit_squared_difference,
+    "ABS": emit_abs,
+    "RSQRT": emit_rsqrt,
+    "BATCH_MATMUL": emit_batch_matmul,
     "MUL": emit_mul,
     "MAXIMUM": emit_maximum,
     "MINIMUM": emit_minimum,

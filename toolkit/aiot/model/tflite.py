@@ -78,6 +78,8 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
     32: [("begin_mask", "i32", 0), ("end_mask", "i32", 0), ("ellipsis_mask", "i32", 0),
          ("new_axis_mask", "i32", 0), ("shrink_axis_mask", "i32", 0), ("offset", "u8", 0)],
     59: [("values_count", "i32", 0), ("axis", "i32", 0)],
+    64: [("num", "i32", 0), ("axis", "i32", 0)],
+    101: [("adj_x", "u8", 0), ("adj_y", "u8", 0), ("asymmetric_quantize_inputs", "u8", 0)],
     49: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0), ("activation", "act", "NONE")],
     75: [("alpha", "f32", 0.0)],
     77: [("mode", "u8", 0)],  # MirrorPadMode: 0 REFLECT, 1 SYMMETRIC
@@ -90,7 +92,7 @@ SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
     DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF SUM
-    UNIDIRECTIONAL_SEQUENCE_LSTM""".split()
+    UNIDIRECTIONAL_SEQUENCE_LSTM SPLIT SPLIT_V PACK UNPACK ABS SQUARED_DIFFERENCE RSQRT BATCH_MATMUL""".split()
 )
 
 #: Ops the engine runs in int8 that tflite-micro itself cannot run with int16 activations
@@ -104,7 +106,8 @@ NO_TFLM_16X8 = {
 SUPPORTED_OPS_16 = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D ADD SUB MUL RELU RELU6 LEAKY_RELU MAXIMUM MINIMUM MEAN
     PAD PADV2 TRANSPOSE STRIDED_SLICE AVERAGE_POOL_2D MAX_POOL_2D QUANTIZE TRANSPOSE_CONV SUM
-    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX DEQUANTIZE""".split()
+    CONCATENATION RESHAPE SQUEEZE EXPAND_DIMS LOGISTIC TANH SOFTMAX DEQUANTIZE SPLIT SPLIT_V PACK UNPACK
+    ABS SQUARED_DIFFERENCE RSQRT BATCH_MATMUL""".split()
 )
 
 # What to use instead, for the unsupported ops people meet most often in Keras models.
@@ -113,17 +116,13 @@ _INSTEAD = {
     "ELU": "use ReLU",
     "GELU": "use ReLU",
     "PRELU": "use ReLU",
-    "BATCH_MATMUL": "use a Dense layer (FULLY_CONNECTED) on a 2-D input",
     "TRANSPOSE": "avoid Permute/transpose layers: lay the data out as (1, time, channels) NHWC",
     "STRIDED_SLICE": "slice the data before the model (feature extraction), not inside it",
     "SLICE": "slice the data before the model (feature extraction), not inside it",
     "REDUCE_MAX": "use GlobalMaxPooling2D with an explicit pool size (MAX_POOL_2D)",
     "UNIDIRECTIONAL_SEQUENCE_RNN": "use 1-D convolutions (Conv2D 1xK) instead of recurrent layers",
-    "SQUARED_DIFFERENCE": "compute reconstruction errors on the host side of the model, not in the graph",
     "DIV": "use MUL by a constant",
     "RESIZE_NEAREST_NEIGHBOR": "use Conv2D with stride or repeat the data before the model",
-    "PACK": "use CONCATENATION (layers.Concatenate)",
-    "SPLIT": "split the input before the model",
     "SPACE_TO_BATCH_ND": "dilated convolutions become SPACE_TO_BATCH_ND when the batch size is dynamic: "
                          "convert with a fixed batch of 1 (keras.Input(shape, batch_size=1)) to keep them CONV_2D",
     "BATCH_TO_SPACE_ND": "dilated convolutions become BATCH_TO_SPACE_ND when the batch size is dynamic: "
@@ -470,7 +469,11 @@ _SAME_SHAPE_OPS = frozenset({"RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH"
 _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN": 2, "SUM": 2, "ADD": 2, "SUB": 2,
                "MUL": 2, "PAD": 2, "MINIMUM": 2, "MAXIMUM": 2, "PADV2": 2,
                "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2,
-               "TRANSPOSE_CONV": 3, "SVDF": 3}
+               "TRANSPOSE_CONV": 3, "SVDF": 3, "SPLIT": 2, "SPLIT_V": 3,
+               "SQUARED_DIFFERENCE": 2, "BATCH_MATMUL": 2}
+
+#: Ops with one output per piece (every other op has exactly one output).
+MULTI_OUTPUT_OPS = frozenset({"SPLIT", "SPLIT_V", "UNPACK"})
 
 #: Inputs an op keeps in int16 without being the 16x8 mode: SVDF's time weights and state,
 #: an int8 LSTM's cell state.
@@ -628,10 +631,12 @@ def check_supported(g: Graph) -> None:
     _check_16x8(g)
     for op in g.operators:
         need = _MIN_INPUTS.get(op.op, 1)
-        if len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]) or len(op.outputs) != 1 or op.outputs[0] < 0:
+        multi = op.op in MULTI_OUTPUT_OPS
+        if (len(op.inputs) < need or any(i < 0 for i in op.inputs[:need]) or not op.outputs
+                or (len(op.outputs) != 1 and not multi) or min(op.outputs) < 0):
             raise ToolkitError(
                 f"{src}: node {op.index} ({op.op}) has {len(op.inputs)} inputs and {len(op.outputs)} outputs "
-                f"(needs {need} inputs and 1 output)",
+                f"(needs {need} inputs and {'1 or more outputs' if multi else '1 output'})",
                 hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
             )
         act = op.options.get("activation", "NONE")
