@@ -8,6 +8,7 @@ values. Old hosts and 1.1 firmware (built from the commit before 1.2) still talk
 from __future__ import annotations
 
 import importlib.util
+import os
 import struct
 import subprocess
 import sys
@@ -177,9 +178,24 @@ def _old_firmware(tmp_path_factory) -> Path:
     if not base:
         pytest.skip("no git history with the protocol 1.2 commit (not a checkout)")
     out = tmp_path_factory.mktemp("fw-1.1")
-    tar = subprocess.run(["git", "-C", str(ROOT), "archive", f"{base}~1", "firmware"], capture_output=True, check=True)
+    # the firmware and the code generator of that commit: the model C a 1.1 device runs is its
+    # own generator's (today's would not compile against 1.1's engine headers)
+    tar = subprocess.run(["git", "-C", str(ROOT), "archive", f"{base}~1", "firmware", "toolkit/aiot"],
+                         capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(out)], input=tar.stdout, check=True)
     return out / "firmware"
+
+
+def _c_old(fw: Path, tmp_path_factory, tflite: bytes, name: str) -> Path:
+    """``tflite`` through the code generator of the old tree beside ``fw`` (a child process)."""
+    out = tmp_path_factory.mktemp(f"{name}-c-old")
+    (out / "in.tflite").write_bytes(tflite)
+    code = ("import sys; from pathlib import Path; from aiot.codegen import generate; "
+            "generate(Path(sys.argv[1]).read_bytes(), Path(sys.argv[2]), name=sys.argv[3])")
+    env = {**os.environ, "PYTHONPATH": str(fw.parent / "toolkit")}
+    subprocess.run([sys.executable, "-c", code, str(out / "in.tflite"), str(out), name], env=env, check=True,
+                   cwd=out, capture_output=True)
+    return out
 
 
 def test_a_new_host_talks_to_1_1_firmware(tmp_path_factory, monkeypatch, dense_16x8):
@@ -201,17 +217,17 @@ def test_a_new_host_talks_to_1_1_firmware(tmp_path_factory, monkeypatch, dense_1
     monkeypatch.setattr(paths, "FIRMWARE", fw)
     assert hostbuild.FIRMWARE == fw
     assert "MINOR 1u" in (fw / "include" / "aiot" / "protocol.h").read_text()
-    c16 = _c(tmp_path_factory, dense_16x8, "d16")
+    c16 = _c_old(fw, tmp_path_factory, dense_16x8, "d16")
     dev, t, _app = _device(c16)
     info = dev.require_model(dense_16x8, "dense_16x8")
     assert (info.proto_minor, info.inputs, info.lists_tensors) == (1, (), False)
     x = np.random.default_rng(10).integers(-32768, 32768, 24).astype(np.int16)
     assert np.array_equal(dev.infer(x).output, _ref(dense_16x8).invoke(x).reshape(-1))
-    ae, _t, _app = _device(_c(tmp_path_factory, (AE24 / "model.tflite").read_bytes(), "ae24"))
+    ae, _t, _app = _device(_c_old(fw, tmp_path_factory, (AE24 / "model.tflite").read_bytes(), "ae24"))
     x8 = np.load(AE24 / "vectors.npz")["x_int8"][0]
     assert ae.infer(x8).output.tobytes() == _ref((AE24 / "model.tflite").read_bytes()).invoke(x8).tobytes()
     # a 1.1 device running a two-input model (its own firmware) cannot take both: refused, nothing sent
-    two, t2, _app = _device(_c(tmp_path_factory, TWO_IN.read_bytes(), "two"))
+    two, t2, _app = _device(_c_old(fw, tmp_path_factory, TWO_IN.read_bytes(), "two"))
     with pytest.raises(ToolkitError, match=r"protocol 1\.1, which serves one input and one output; .* 2 inputs") as e:
         two.require_model(TWO_IN.read_bytes(), "two_inputs.tflite")
     assert "aiot build" in e.value.hint and [f.type for f in t2.sent_frames()] == [P.Msg.INFO]
