@@ -333,3 +333,41 @@ def test_a_qemu_machine_name_cannot_carry_options(tmp_path: Path) -> None:
 
 def test_every_shipped_board_passes_the_schema() -> None:
     assert len(list_boards()) == len(list(paths.BOARDS.glob("*.toml")))
+
+
+@pytest.mark.parametrize("value, needles", [('"-O0"', ["app_opt", "'-O0'", "-Os"]), ("3", ["app_opt", "3"]),
+                                            ('"-Os -fplugin=x.so"', ["app_opt", "-fplugin"])])
+def test_app_opt_takes_only_an_optimisation_level(tmp_path: Path, value: str, needles: list[str]) -> None:
+    src = _variant(tmp_path, "emulated = false", f"emulated = false\napp_opt = {value}")
+    with pytest.raises(ToolkitError) as ei:
+        load_board_file(src)
+    for needle in [str(src), *needles]:
+        assert needle in str(ei.value), str(ei.value)
+
+
+def test_app_opt_compiles_the_app_not_the_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flash-tight board's app_opt (the protocol, the monitor, the port) leaves the engine at
+    the build's own level: the inference keeps its speed."""
+    from aiot.target import firmware, hostbuild
+
+    b = get_board("nucleo-g071rb")
+    assert b.app_opt == "-Os"
+    assert get_board("mps2-an386").app_opt is None
+    from aiot.codegen import generate
+
+    model = tmp_path / "ae24"
+    generate((paths.ROOT / "hil_tests" / "fixtures" / "ae24" / "model.tflite").read_bytes(), model, name="ae24")
+    seen: dict[str, list[str]] = {}
+
+    def record(gcc, src, cflags, incs, run, private):
+        seen[Path(src).name] = list(cflags)
+        return tmp_path / "not-an-object.o"
+
+    monkeypatch.setattr(hostbuild, "cached_object", record)
+    srcs, engine = firmware._sources(model, b)
+    with pytest.raises(ToolkitError):  # the link of objects that do not exist
+        firmware.build(b, tmp_path / "fw", model, jobs=1)
+    assert engine and len(seen) == len(srcs)
+    for src in srcs:
+        want = "-O2" if src in engine else "-Os"
+        assert want in seen[src.name] and ({"-O2", "-Os"} - {want}).isdisjoint(seen[src.name]), src

@@ -63,6 +63,9 @@ class Board:
     # Derived and validated by toolkit/aiot/target/ports.py from the family tables ([stm32], [clock], pins).
     family_defines: dict[str, str] = field(default_factory=dict)
     stack_bytes: int = 4096
+    # The level the app, protocol, monitor and port code compile at (None: the build's own);
+    # a flash-tight part sets "-Os" (ports.app_opt). The engine keeps the build's level.
+    app_opt: str | None = None
     # Flash layout (aiot.target.layout): the part's erase sectors, [update] and [mcuboot].
     sectors: tuple[layout.Sector, ...] = ()
     update: layout.UpdateLayout | None = None
@@ -335,6 +338,7 @@ def load_board_file(src: Path) -> Board:
 
     fam_defs = ports.family_defines(family, raw, cpu_hz, baud, core, src)
     stack = ports.stack_bytes(extra, ram.length, src)
+    app_opt = ports.app_opt(extra, src)
     secs = layout.sectors(mem, flash.origin, flash.length, src)
     if not emulated and not secs and ("update" in raw or "mcuboot" in raw):
         raise ToolkitError(f"board file {src}: memory.flash_sectors: missing: the [update] and [mcuboot] areas of a "
@@ -361,6 +365,7 @@ def load_board_file(src: Path) -> Board:
         extra=extra,
         family_defines=fam_defs,
         stack_bytes=stack,
+        app_opt=app_opt,
         sectors=secs,
         update=upd,
         mcuboot=mcb,

@@ -230,9 +230,13 @@ def build(
     # only, into a folder removed after the link.
     private: list[Path] = []
 
+    # a flash-tight board compiles its app code for size; the engine keeps the build's level
+    app_cflags = cflags if board.app_opt is None else [board.app_opt if f == opt else f for f in cflags]
+
     def compile_one(src: Path) -> Path:
         what = f"compiling {src.relative_to(paths.ROOT) if src.is_relative_to(paths.ROOT) else src}"
-        return hostbuild.cached_object(gcc, src, cflags, incs, lambda args: _run([gcc, *args], what), private)
+        flags = cflags if src in engine_srcs else app_cflags
+        return hostbuild.cached_object(gcc, src, flags, incs, lambda args: _run([gcc, *args], what), private)
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

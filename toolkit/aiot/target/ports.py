@@ -65,6 +65,22 @@ def stack_bytes(extra: dict[str, Any], ram_length: int, src: Path) -> int:
     return n
 
 
+#: optimisation levels a board file may ask for its app code (app_opt)
+APP_OPT_LEVELS = ("-O1", "-O2", "-O3", "-Os")
+
+
+def app_opt(extra: dict[str, Any], src: Path) -> str | None:
+    """The board's ``app_opt``: the level the app, protocol, monitor and port code compile at
+    on a flash-tight part (None: the build's own level); the engine always keeps the build's."""
+    if "app_opt" not in extra:
+        return None
+    v = extra["app_opt"]
+    if not isinstance(v, str) or v not in APP_OPT_LEVELS:
+        raise _err(src, "app_opt", f"must be one of {', '.join(APP_OPT_LEVELS)}, got {v!r}",
+                   hint='app_opt = "-Os" builds the app code for size (the engine keeps -O2)')
+    return v
+
+
 # ---------------------------------------------------------------------------- STM32
 
 @dataclass(frozen=True)
