@@ -378,7 +378,7 @@ static void window_spreads(const aiot_monitor_t *m, float *z) {
             z[c] = NAN;
         } else {
             const double d = (spread_of(x, nv) - (double)ch->spr_ref) / (double)ch->spr_sd;
-            z[c] = d <= 0.0 ? 0.0f : d < (double)FLT_MAX ? (float)d : FLT_MAX;  // no libm call: M0 flash
+            z[c] = d > 0.0 ? (d < (double)FLT_MAX ? (float)d : FLT_MAX) : 0.0f;  // NaN: 0; no libm call (M0 flash)
         }
     }
 }
