@@ -385,19 +385,28 @@ def _tflite(recipes, builder, per_channel: bool, batch1: bool):
 
 def _compare(model_path, ref_path, tmp_path, seed: int, **gen) -> list[str]:
     """Every output bit of the host build against tflite-micro's: int8 vectors (the
-    extremes included), or for a float-input model float ones (_float_inputs: ties, a hair
+    extremes included; int16 ones for a 16x8 model), or for a float-input model float ones (_float_inputs: ties, a hair
     either side, far out of range); a float output compared as float32 bits."""
     from aiot.model.reference import TflmReference
 
     res = codegen.generate(model_path, tmp_path, **gen)
     host, ref = HostModel(tmp_path), TflmReference(ref_path)
+    int16 = res.input_dtype == "int16"  # the 16x8 mode: int16 vectors, their bytes to the host build
     if res.float_input:
         xs = _float_inputs(res.input_scale, res.input_zero_point, res.input_bytes)
+    elif int16:
+        rng = np.random.default_rng(seed)
+        xs = rng.integers(-32768, 32768, size=(N_INPUTS, res.input_bytes // 2)).astype(np.int16)
+        xs[0], xs[1] = -32768, 32767
+        xs[2:4] = rng.integers(-300, 300, size=(2, res.input_bytes // 2))  # small values: the low bits
     else:
         xs = np.random.default_rng(seed).integers(-128, 128, size=(N_INPUTS, res.input_bytes), dtype=np.int8)
         xs[0], xs[1] = -128, 127
     for x in xs:
-        got = host.invoke_float(x) if res.float_input or res.float_output else host.invoke(x)
+        if int16:
+            got = host.invoke(x.view(np.int8)).view("<i2")
+        else:
+            got = host.invoke_float(x) if res.float_input or res.float_output else host.invoke(x)
         want = ref.invoke(x).ravel()
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8), err_msg=f"{res.layers}, input {x[:4]}...")
@@ -741,6 +750,7 @@ def _svdf_tflite(wide: bool, second_bias: bool = True) -> bytes:
     fb = _Flatbuffer(s.BuiltinOperator.SVDF)
     tensor = fb.tensor
     T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
+    TA, TB, bias_dtype = (T16, s.TensorType.INT64, "<i8") if int16 else (T8, T32, "<i4")  # activations, biases
     st_type, st_dtype = (T16, "<i2") if wide else (T8, "i1")
     st_s, wt_s, wt_max, st_zp = (5e-4, 2e-4, 3000, 0) if wide else (0.02, 0.01, 127, 4)
 
@@ -806,7 +816,7 @@ def test_svdf_without_bias_is_refused_by_node(tmp_path):
 
 def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool = True, time_major: bool = False,
                  batches: int = 1, cell_clip: float = 0.0, cell_power: int | None = None,
-                 variants: tuple[str, ...] = ()) -> tuple[bytes, object, np.ndarray]:
+                 variants: tuple[str, ...] = (), int16: bool = False) -> tuple[bytes, object, np.ndarray]:
     """A Keras LSTM's float weights as an int8 UNIDIRECTIONAL_SEQUENCE_LSTM (int16 cell
     state), quantized from a representative dataset (a float forward pass gives the
     input, hidden and cell ranges), plus a STRIDED_SLICE of the last step when not
@@ -817,7 +827,9 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
     from a Keras 3 layer (it lowers keras.layers.LSTM to a WHILE loop and its int8
     calibrator crashes on it, tensorflow/tensorflow#101050); converter-made files from
     tf_keras layers are the fixtures of test_lstm_converter_files_bit_exact. ``variants`` ("peephole", "projection", "layer_norm", "cifg") add what
-    tflite-micro's kernel refuses."""
+    tflite-micro's kernel refuses. ``int16``: the 16x8 flavour (int16 input, hidden state and
+    output, symmetric with zero point 0, int64 biases; weights and cell state as in int8),
+    which the converter refuses for an LSTM but tflite-micro runs."""
     import keras
     from tensorflow.lite.python import schema_py_generated as s
 
@@ -846,14 +858,19 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
         scale = float(np.float32((hi - lo) / 255))
         return scale, int(np.clip(round(-128 - lo / scale), -128, 127))
 
-    in_s, in_zp = asym(rep.min(), rep.max())
-    h_s, h_zp = asym(np.min(h_all), np.max(h_all))
+    def sym(lo: float, hi: float) -> tuple[float, int]:
+        return float(np.float32(max(abs(lo), abs(hi)) / 32767)), 0
+
+    q = sym if int16 else asym
+    in_s, in_zp = q(rep.min(), rep.max())
+    h_s, h_zp = q(np.min(h_all), np.max(h_all))
     cell_s = 2.0 ** (np.ceil(np.log2(np.max(np.abs(c_all)))) - 15 if cell_power is None else cell_power)
 
     rng = np.random.default_rng(units + steps)
     fb = _Flatbuffer(s.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, s.BuiltinOperator.STRIDED_SLICE)
     tensor, scale_of = fb.tensor, lambda i: fb.sg.tensors[i].quantization.scale[0]
     T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
+    TA, TB, bias_dtype = (T16, s.TensorType.INT64, "<i8") if int16 else (T8, T32, "<i4")  # activations, biases
 
     def weights(w: np.ndarray) -> int:  # [out][in], per-tensor symmetric
         scale = float(np.float32(np.max(np.abs(w)) / 127))
@@ -861,15 +878,15 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
 
     shape_in = [steps, batches, n_in] if time_major else [batches, steps, n_in]
     shape_out = [steps, batches, units] if time_major else [batches, steps, units]
-    x = tensor(shape_in, T8, in_s, in_zp)
+    x = tensor(shape_in, TA, in_s, in_zp)
     ins = [x] + [-1] * 23
     for k in range(4):  # TFLite's order is Keras's: input, forget, cell, output
         cols = slice(k * units, (k + 1) * units)
         ins[1 + k] = weights(kernel[:, cols].T)
         ins[5 + k] = weights(recurrent[:, cols].T)
         b_s = float(np.float32(np.float32(in_s) * scale_of(ins[1 + k])))
-        ins[12 + k] = tensor([units], T32, b_s, 0, np.round(bias[cols] / b_s).astype("<i4"))
-    ins[18] = tensor([batches, units], T8, h_s, h_zp, variable=True)
+        ins[12 + k] = tensor([units], TB, b_s, 0, np.round(bias[cols] / b_s).astype(bias_dtype))
+    ins[18] = tensor([batches, units], TA, h_s, h_zp, variable=True)
     ins[19] = tensor([batches, units], T16, cell_s, 0, variable=True)
     if "peephole" in variants:
         for i in (9, 10, 11):
@@ -881,7 +898,7 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
             ins[i] = tensor([units], T16, 1e-3, 0, rng.integers(-999, 999, units).astype("<i2"))
     if "cifg" in variants:
         ins[1] = ins[5] = -1
-    seq = tensor(shape_out, T8, h_s, h_zp)
+    seq = tensor(shape_out, TA, h_s, h_zp)
     options = s.UnidirectionalSequenceLSTMOptionsT()
     options.fusedActivationFunction = s.ActivationFunctionType.TANH
     options.cellClip, options.timeMajor = cell_clip, time_major
@@ -891,7 +908,7 @@ def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool 
         last = [steps - 1, 0, 0] if time_major else [0, steps - 1, 0]
         end = [steps, batches, units] if time_major else [batches, steps, units]
         consts = [tensor([3], T32, data=np.array(v, "<i4")) for v in (last, end, [1, 1, 1])]
-        y = tensor([batches, units], T8, h_s, h_zp)
+        y = tensor([batches, units], TA, h_s, h_zp)
         options = s.StridedSliceOptionsT()
         options.shrinkAxisMask = 1 if time_major else 2
         fb.op(1, [seq, *consts], [y], s.BuiltinOptions.StridedSliceOptions, options)
@@ -923,6 +940,33 @@ def test_lstm_bit_exact(recipes, case, tmp_path):
     host.lib.aiot_model_reset()
     assert np.array_equal(runs[0], host.invoke(x))
 
+
+
+# The 16x8 flavour of LSTM_CASES' shapes: every step and the last, batch- and time-major,
+# several batches, the other tanh branch (2^-11) and a clip that engages (0.5)
+LSTM16_CASES = [(8, 3, 6, True, False, 1, 0.0, None), (5, 4, 7, False, False, 1, 0.0, None),
+                (12, 2, 5, True, True, 2, 0.0, -11), (7, 5, 6, True, False, 2, 0.5, None)]
+
+
+@pytest.mark.parametrize("optimize", ["size", "speed"])
+@pytest.mark.parametrize("case", LSTM16_CASES, ids=[f"u{c[0]}-{'seq' if c[3] else 'last'}-{'tm' if c[4] else 'bm'}"
+                                                    f"-b{c[5]}{'-clip' if c[6] else ''}" for c in LSTM16_CASES])
+def test_lstm_16x8_bit_exact(recipes, case, optimize, tmp_path):
+    # int16 input, hidden state and output, int64 biases (the int64 accumulator and 64-bit
+    # requantization of tflite-micro's 16x8 gates); 48 inferences in a row on one interpreter
+    # and one host build, then the states after aiot_model_reset()
+    units, n_in, steps, sequences, time_major, batches, clip, power = case
+    data, _, _ = _lstm_tflite(recipes, units, n_in, steps, sequences=sequences, time_major=time_major,
+                              batches=batches, cell_clip=clip, cell_power=power, int16=True)
+    res = _compare(data, data, tmp_path, seed=830 + units, optimize=optimize)
+    assert res.layers == ["UNIDIRECTIONAL_SEQUENCE_LSTM"] + ([] if sequences else ["STRIDED_SLICE"])
+    assert (tmp_path / "model.c").read_text().count("aiot_lstm_s16(") == 1
+    host = HostModel(tmp_path)
+    x = np.random.default_rng(831).integers(-128, 128, res.input_bytes).astype(np.int8)
+    runs = [host.invoke(x) for _ in range(4)]
+    assert len({y.tobytes() for y in runs}) > 1  # the same input, other outputs: the state counts
+    host.lib.aiot_model_reset()
+    assert np.array_equal(runs[0], host.invoke(x))
 
 
 @pytest.mark.parametrize("optimize", ["speed", "size"])
@@ -982,20 +1026,24 @@ def test_lstm_variants_are_refused_by_name_and_node(recipes, variants, tmp_path)
 @requires_arm
 @requires_qemu
 @pytest.mark.qemu
-@pytest.mark.parametrize("source", ["written", "converter"])
+@pytest.mark.parametrize("source", ["written", "converter", "written16x8"])
 def test_lstm_bit_exact_on_a_dsp_core(recipes, source, tmp_path):
     # the bench firmware's runs follow one another from the reset state, as tflite-micro's
-    # do: a written time-major file (2 batches, cell scale 2^-11) and the converter's
-    # last-step file (LSTM + STRIDED_SLICE)
+    # do: a written time-major file (2 batches, cell scale 2^-11), the converter's
+    # last-step file (LSTM + STRIDED_SLICE) and the written file's 16x8 flavour (16 runs: in
+    # 6, a 32-bit requantization of its recurrent part in place of the 64-bit one went unseen)
     from aiot.target.bench import bench_model
     from aiot.target.boards import get_board
 
     path = tmp_path / "lstm.tflite"
     if source == "written":
         path.write_bytes(_lstm_tflite(recipes, 12, 2, 5, time_major=True, batches=2, cell_power=-11)[0])
+    elif source == "written16x8":
+        path.write_bytes(_lstm_tflite(recipes, 12, 2, 5, time_major=True, batches=2, cell_power=-11, int16=True)[0])
     else:
         path.write_bytes((Path(__file__).parent / "fixtures" / "tflite" / "lstm_last_step.tflite").read_bytes())
-    r = bench_model(get_board("mps2-an386"), path, "lstm", tmp_path / "b", runs=6, profile=False)
+    r = bench_model(get_board("mps2-an386"), path, "lstm", tmp_path / "b", runs=16 if source == "written16x8" else 6,
+                    profile=False)
     assert r.bit_exact, f"the {source} LSTM differs from tflite-micro on the M4"
 
 

@@ -304,6 +304,14 @@ typedef struct {
 } aiot_lstm_wide_gate_t;
 aiot_status_t aiot_lstm_s8_wide(const aiot_lstm_params_t *p, const aiot_lstm_wide_gate_t *wide, const int8_t *input,
                                 int8_t *hidden, int16_t *cell, int16_t *scratch, int8_t *output);
+//! The 16x8 flavour (tflite-micro's LSTM with int16 activations, int8 weights, int64
+//! biases): input, hidden state and output int16 with zero point 0 (p's zero points are not
+//! read), bias[gate] (indexed like gates[], p->gates[].bias not read) int64. Each gate's two
+//! parts accumulate in int64 and requantize with aiot_mul_by_quant_mult64 (TFLM's
+//! FullyConnected for int16 x int8 with an int64 bias); the cell update is aiot_lstm_s8's;
+//! the hidden state is clamped to int16.
+aiot_status_t aiot_lstm_s16(const aiot_lstm_params_t *p, const int64_t *const bias[4], const int16_t *input,
+                            int16_t *hidden, int16_t *cell, int16_t *scratch, int16_t *output);
 
 //! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
 //! share one quantization (the converter's rule), as TFLM assumes.

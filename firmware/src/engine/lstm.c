@@ -5,6 +5,8 @@
 //! clamped to int16, the sum saturated, then clipped if the layer has a cell clip); the
 //! hidden state becomes output gate x tanh(cell), requantized to int8, and is copied to the
 //! output. Rows are independent, so a time-major layer's batch rows are run one by one.
+//! The 16x8 flavour (aiot_lstm_s16): int16 input and hidden state, int64 biases, the gates'
+//! fully connected parts in int64 with the 64-bit requantization; the cell arithmetic is shared.
 #include "aiot/simd.h"
 
 #include <stddef.h>
@@ -62,23 +64,40 @@ static void gate_preactivation_wide(const aiot_lstm_params_t *p, const aiot_lstm
     }
 }
 
-// One time step of one row: updates h (n_cell int8) and c (n_cell int16) in place.
-static void step(const aiot_lstm_params_t *p, const aiot_lstm_wide_gate_t *wide, const int8_t *x, int8_t *h,
-                 int16_t *c, int16_t *scratch)
+// The 16x8 flavour of gate_preactivation: int16 input and hidden state (zero points 0),
+// an int64 bias; both parts accumulate in int64 and requantize with TFLM's 64-bit
+// MultiplyByQuantizedMultiplier, as its FullyConnected does for int16 x int8 with int64 biases.
+static void gate_preactivation16(const aiot_lstm_params_t *p, const aiot_lstm_gate_t *g, const int64_t *bias,
+                                 const int16_t *x, const int16_t *h, int16_t *pre)
+{
+    const uint32_t n_in = p->n_input, n_cell = p->n_cell;
+    for (uint32_t j = 0; j < n_cell; j++) {
+        const int8_t *wi = g->input_weights + j * n_in;
+        int64_t acc = bias[j];
+        for (uint32_t k = 0; k < n_in; k++) {
+            acc += (int32_t)wi[k] * (int32_t)x[k];
+        }
+        const int32_t a =
+            clamp(aiot_mul_by_quant_mult64(acc, g->input_multiplier, g->input_shift), INT16_MIN, INT16_MAX);
+        const int8_t *wr = g->recurrent_weights + j * n_cell;
+        acc = 0;
+        for (uint32_t k = 0; k < n_cell; k++) {
+            acc += (int32_t)wr[k] * (int32_t)h[k];
+        }
+        const int32_t r =
+            clamp(aiot_mul_by_quant_mult64(acc, g->recurrent_multiplier, g->recurrent_shift), INT16_MIN, INT16_MAX);
+        pre[j] = (int16_t)clamp(a + r, INT16_MIN, INT16_MAX);
+    }
+}
+
+// The gates (pre-activations in scratch: forget, input, cell, output) to the new cell state c
+// and tanh(c) in the cell gate's place (scratch + 2 n_cell), which it returns; the output
+// gate stays at scratch + 3 n_cell. The same for both activation types.
+static const int16_t *update_cell(const aiot_lstm_params_t *p, int16_t *c, int16_t *scratch)
 {
     const uint32_t n = p->n_cell;
     int16_t *forget = scratch, *in = scratch + n, *cell = scratch + 2u * n, *out = scratch + 3u * n;
     const aiot_lut16_params_t unit = {n, 0, 0};  // Q3.12 in, Q0.15 out
-    static const uint8_t order[4] = {AIOT_LSTM_FORGET, AIOT_LSTM_INPUT, AIOT_LSTM_CELL, AIOT_LSTM_OUTPUT};
-    int16_t *const pre[4] = {forget, in, cell, out};
-    for (uint32_t k = 0; k < 4u; k++) {
-        const uint32_t gi = order[k];
-        if (wide != NULL) {
-            gate_preactivation_wide(p, &p->gates[gi], &wide[gi], x, h, pre[k]);
-        } else {
-            gate_preactivation(p, &p->gates[gi], x, h, pre[k]);
-        }
-    }
     (void)aiot_logistic_s16(&unit, forget, forget);
     (void)aiot_logistic_s16(&unit, in, in);
     (void)aiot_tanh_s16(&unit, cell, cell);
@@ -96,23 +115,71 @@ static void step(const aiot_lstm_params_t *p, const aiot_lstm_wide_gate_t *wide,
     }
     const aiot_lut16_params_t cell_tanh = {n, p->tanh_multiplier, p->tanh_shift};
     (void)aiot_tanh_s16(&cell_tanh, c, cell);  // the cell gate's buffer is free again
+    return cell;
+}
+
+// The gates' order in scratch (update_cell's) as indices of p->gates.
+static const uint8_t ORDER[4] = {AIOT_LSTM_FORGET, AIOT_LSTM_INPUT, AIOT_LSTM_CELL, AIOT_LSTM_OUTPUT};
+
+// One time step of one row: updates h (n_cell int8) and c (n_cell int16) in place; `ctx`
+// is the wide gates or NULL.
+static void step8(const aiot_lstm_params_t *p, const void *ctx, const void *xv, void *hv, int16_t *c,
+                  int16_t *scratch)
+{
+    const aiot_lstm_wide_gate_t *wide = ctx;
+    const int8_t *x = xv;
+    int8_t *h = hv;
+    const uint32_t n = p->n_cell;
+    for (uint32_t k = 0; k < 4u; k++) {
+        const uint32_t gi = ORDER[k];
+        if (wide != NULL) {
+            gate_preactivation_wide(p, &p->gates[gi], &wide[gi], x, h, scratch + k * n);
+        } else {
+            gate_preactivation(p, &p->gates[gi], x, h, scratch + k * n);
+        }
+    }
+    const int16_t *cell = update_cell(p, c, scratch), *out = scratch + 3u * n;
     for (uint32_t j = 0; j < n; j++) {
         const int32_t v = aiot_fp_mbqm((int32_t)out[j] * cell[j], p->hidden_multiplier, p->hidden_shift);
         h[j] = (int8_t)clamp(v + p->hidden_zero_point, INT8_MIN, INT8_MAX);
     }
 }
 
-static aiot_status_t run(const aiot_lstm_params_t *p, const aiot_lstm_wide_gate_t *wide, const int8_t *input,
-                         int8_t *hidden, int16_t *cell, int16_t *scratch, int8_t *output)
+// The same for int16 h (zero point 0); `ctx` is the four int64 biases.
+static void step16(const aiot_lstm_params_t *p, const void *ctx, const void *xv, void *hv, int16_t *c,
+                   int16_t *scratch)
+{
+    const int64_t *const *bias = ctx;
+    const int16_t *x = xv;
+    int16_t *h = hv;
+    const uint32_t n = p->n_cell;
+    for (uint32_t k = 0; k < 4u; k++) {
+        gate_preactivation16(p, &p->gates[ORDER[k]], bias[ORDER[k]], x, h, scratch + k * n);
+    }
+    const int16_t *cell = update_cell(p, c, scratch), *out = scratch + 3u * n;
+    for (uint32_t j = 0; j < n; j++) {
+        const int32_t v = aiot_fp_mbqm((int32_t)out[j] * cell[j], p->hidden_multiplier, p->hidden_shift);
+        h[j] = (int16_t)clamp(v, INT16_MIN, INT16_MAX);
+    }
+}
+
+typedef void (*step_fn)(const aiot_lstm_params_t *p, const void *ctx, const void *x, void *h, int16_t *c,
+                        int16_t *scratch);
+
+// Every row and step; `size` is the activations' bytes per value (1: int8, 2: int16).
+static aiot_status_t run(const aiot_lstm_params_t *p, step_fn step, const void *ctx, size_t size, const void *input,
+                         void *hidden, int16_t *cell, int16_t *scratch, void *output)
 {
     const uint32_t B = p->batches, T = p->steps, n_in = p->n_input, n = p->n_cell;
+    const uint8_t *in = input;
+    uint8_t *hid = hidden, *outp = output;
     for (uint32_t b = 0; b < B; b++) {
-        int8_t *h = hidden + b * n;
+        uint8_t *h = hid + (size_t)b * n * size;
         int16_t *c = cell + b * n;
         for (uint32_t t = 0; t < T; t++) {
             const uint32_t row = p->time_major ? t * B + b : b * T + t;
-            step(p, wide, input + row * n_in, h, c, scratch);
-            memcpy(output + row * n, h, n);
+            step(p, ctx, in + (size_t)row * n_in * size, h, c, scratch);
+            memcpy(outp + (size_t)row * n * size, h, (size_t)n * size);
         }
     }
     return AIOT_OK;
@@ -129,7 +196,7 @@ aiot_status_t aiot_lstm_s8(const aiot_lstm_params_t *p, const int8_t *input, int
             return AIOT_ERR_NULL;
         }
     }
-    return run(p, NULL, input, hidden, cell, scratch, output);
+    return run(p, step8, NULL, 1, input, hidden, cell, scratch, output);
 }
 
 aiot_status_t aiot_lstm_s8_wide(const aiot_lstm_params_t *p, const aiot_lstm_wide_gate_t *wide, const int8_t *input,
@@ -145,5 +212,20 @@ aiot_status_t aiot_lstm_s8_wide(const aiot_lstm_params_t *p, const aiot_lstm_wid
             return AIOT_ERR_NULL;
         }
     }
-    return run(p, wide, input, hidden, cell, scratch, output);
+    return run(p, step8, wide, 1, input, hidden, cell, scratch, output);
+}
+
+aiot_status_t aiot_lstm_s16(const aiot_lstm_params_t *p, const int64_t *const bias[4], const int16_t *input,
+                            int16_t *hidden, int16_t *cell, int16_t *scratch, int16_t *output)
+{
+    if (p == NULL || bias == NULL || input == NULL || hidden == NULL || cell == NULL || scratch == NULL ||
+        output == NULL) {
+        return AIOT_ERR_NULL;
+    }
+    for (uint32_t g = 0; g < 4u; g++) {
+        if (p->gates[g].input_weights == NULL || p->gates[g].recurrent_weights == NULL || bias[g] == NULL) {
+            return AIOT_ERR_NULL;
+        }
+    }
+    return run(p, step16, bias, 2, input, hidden, cell, scratch, output);
 }

@@ -220,6 +220,14 @@ def _bias(g: Graph, op: Operator, idx: int, n: int) -> np.ndarray:
     return b.data.astype(np.int64).ravel()
 
 
+def _bias_int64(g: Graph, op: Operator, b: Tensor | None, n: int) -> np.ndarray:
+    """A 16x8 LSTM gate's bias: tflite-micro reads it as int64."""
+    if b is None or not b.is_const or b.dtype != "int64" or b.size != n:
+        raise _fail(g, op, f"bias must be a constant int64 vector of {n} values (got {b.dtype if b else None})",
+                    "tflite-micro's 16x8 LSTM reads int64 biases; write them as int64")
+    return np.asarray(b.data, dtype=np.int64).ravel()
+
+
 def _i32(values: np.ndarray, g: Graph, op: Operator) -> np.ndarray:
     if np.any(values > 2**31 - 1) or np.any(values < -(2**31)):
         raise _fail(g, op, "folded bias overflows int32", "the layer's weights or input zero point are out of range")
@@ -615,12 +623,14 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
                     "tflite-micro's LSTM kernel runs only the plain LSTM (no CIFG, peephole, projection or layer "
                     "norm), so there is nothing to be bit-exact with: use a plain keras.layers.LSTM")
     x, out, hidden, cell = tensor(0), ctx.t(op.outputs[0]), tensor(18), tensor(19)
-    if x is None or x.dtype != "int8" or len(x.shape) != 3:
+    # the 16x8 flavour: int16 input, hidden state and output (zero point 0), int64 biases
+    act = "int16" if x is not None and x.dtype == "int16" else "int8"
+    if x is None or len(x.shape) != 3:
         raise _fail(g, op, f"the input must be a 3-D int8 tensor (got {x.dtype if x else None} "
                     f"{list(x.shape) if x else []})", "quantize the whole model to int8 with int8 activations")
-    if hidden is None or not hidden.is_variable or hidden.dtype != "int8" or not hidden.quantized or \
+    if hidden is None or not hidden.is_variable or hidden.dtype != act or not hidden.quantized or \
             cell is None or not cell.is_variable or cell.dtype != "int16" or not cell.quantized:
-        raise _fail(g, op, "the hidden state (input 18) must be an int8 and the cell state (input 19) an int16 "
+        raise _fail(g, op, f"the hidden state (input 18) must be an {act} and the cell state (input 19) an int16 "
                     "quantized variable tensor", "convert with full-integer int8 quantization (the int8 x int8 -> "
                     "int16 LSTM tflite-micro runs)")
     time_major = bool(o.get("time_major"))
@@ -628,7 +638,7 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
     n_in = x.shape[2]
     n_cell = hidden.size // batches if batches else 0
     if n_cell < 1 or hidden.size != batches * n_cell or cell.size != hidden.size or \
-            tuple(out.shape) != (*x.shape[:2], n_cell) or out.dtype != "int8":
+            tuple(out.shape) != (*x.shape[:2], n_cell) or out.dtype != act:
         raise _fail(g, op, f"shapes do not fit: input {list(x.shape)}, hidden state {list(hidden.shape)}, cell state "
                     f"{list(cell.shape)}, output {out.dtype} {list(out.shape)}", "re-export the model")
     if o.get("activation", "NONE") != "TANH":
@@ -642,6 +652,7 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
     if float(o.get("cell_clip", 0.0)) < 0:
         raise _fail(g, op, "a negative cell clip", "tflite-micro refuses it too; re-export the model")
     (in_s, in_zp), (h_s, h_zp) = _qp(x), _qp(hidden)
+    _zero_points_16(g, op, out, in_zp, h_zp, _qp(out)[1])
     q12, q15 = 2.0 ** -12, 2.0 ** -15
     decls, gates, wide, weights_bytes = [], [], [], 0
     for gate, wi_i, wr_i, b_i in _LSTM_GATES:
@@ -649,10 +660,10 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
         if wi.shape != (n_cell, n_in) or wr.shape != (n_cell, n_cell) or wi.per_channel or wr.per_channel:
             raise _fail(g, op, f"{gate} gate weights {list(wi.shape)} and {list(wr.shape)} (per-tensor "
                         f"[{n_cell}, {n_in}] and [{n_cell}, {n_cell}] expected)", "re-export the model")
-        bias = _bias(g, op, op.inputs[b_i], n_cell)
+        bias = _bias(g, op, op.inputs[b_i], n_cell) if act == "int8" else _bias_int64(g, op, tensor(b_i), n_cell)
         (mi,), (si,) = conv_multipliers(in_s, wi.scale[:1], q12)
         (mr,), (sr,) = conv_multipliers(h_s, wr.scale[:1], q12)
-        if ctx.optimize == "speed":
+        if ctx.optimize == "speed" and act == "int8":
             # wide weights for aiot_dot4_wide, the zero points folded into the biases as
             # TFLM's Prepare folds them; the int8 weights are not stored
             padded = -(-n_cell // 4) * 4
@@ -668,10 +679,11 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
             wide.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {name}_{gate}_bi, {name}_{gate}_br }}")
             weights_bytes += pi.nbytes + pr.nbytes + folded.size * 4
             continue
+        b_type, b_field = ("int32_t", f"{name}_{gate}_b") if act == "int8" else ("int64_t", "NULL")
         decls += [_c_array("int8_t", f"{name}_{gate}_wi", wi.data), _c_array("int8_t", f"{name}_{gate}_wr", wr.data),
-                  _c_array("int32_t", f"{name}_{gate}_b", bias)]
-        gates.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {name}_{gate}_b, {mi}, {si}, {mr}, {sr} }}")
-        weights_bytes += wi.size + wr.size + 4 * n_cell
+                  _c_array(b_type, f"{name}_{gate}_b", bias)]
+        gates.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {b_field}, {mi}, {si}, {mr}, {sr} }}")
+        weights_bytes += wi.size + wr.size + (4 if act == "int8" else 8) * n_cell
     mf, sf = quantize_multiplier(q15 * cell_s / cell_s)
     mc, sc = quantize_multiplier(q15 * q15 / cell_s)
     mh, sh = quantize_multiplier(q15 * q15 / float(np.float32(h_s)))
@@ -682,7 +694,8 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
     n_state = batches * n_cell
     decls += [
         # both states start as after a reset (tflite-micro resets variables when it allocates them)
-        f"static int8_t {name}_hidden[{n_state}] = {{ [0 ... {n_state - 1}] = {h_zp} }};",
+        f"static int8_t {name}_hidden[{n_state}] = {{ [0 ... {n_state - 1}] = {h_zp} }};" if act == "int8" else
+        f"static int16_t {name}_hidden[{n_state}];",
         f"static int16_t {name}_cell[{n_state}];",
         f"static int16_t {name}_scratch[{4 * n_cell}];",
         f"static const aiot_lstm_params_t {name}_p = {{ {batches}, {steps}, {n_in}, {n_cell}, {int(time_major)}, "
@@ -691,7 +704,12 @@ def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
     ]
     reset = [f"for (uint32_t i = 0; i < {n_state}u; i++) {{ {name}_hidden[i] = {h_zp}; {name}_cell[i] = 0; }}"]
     state = f"{ctx.p(x.index)}, {name}_hidden, {name}_cell, {name}_scratch, {ctx.p(out.index)}"
-    if wide:
+    if act == "int16":
+        biases = ", ".join(f"{name}_{gate}_b" for gate, *_ in _LSTM_GATES)
+        decls.append(f"static const int64_t *const {name}_bias[4] = {{ {biases} }};")
+        call = (f"aiot_lstm_s16(&{name}_p, {name}_bias, {_cast(ctx, x)}, {name}_hidden, {name}_cell, "
+                f"{name}_scratch, {_cast(ctx, out)})")
+    elif wide:
         decls.append(f"static const aiot_lstm_wide_gate_t {name}_wide[4] = {{ {', '.join(wide)} }};")
         call = f"aiot_lstm_s8_wide(&{name}_p, {name}_wide, {state})"
     else:

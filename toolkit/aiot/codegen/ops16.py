@@ -31,6 +31,7 @@ from aiot.codegen.ops import (
     emit_batch_matmul,
     emit_concat,
     emit_leaky_relu,
+    emit_lstm,
     emit_max_pool,
     emit_maximum,
     emit_mean,
@@ -367,6 +368,7 @@ EMITTERS16 = {
     "LOGISTIC": emit_logistic_16,
     "TANH": emit_tanh_16,
     "SOFTMAX": emit_softmax_16,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": emit_lstm,
 }
 
 
