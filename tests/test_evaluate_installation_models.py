@@ -131,6 +131,14 @@ def test_host_target_without_a_fleet_recording_trains_each_installation_its_own_
     data.mkdir()
     _write_installation(data / "p1.csv", 900, (600, 700), seed=1)
     _write_installation(data / "p2.csv", 900, (650, 800), seed=2)
+    # each file's model of its first 400 rows, trained here (TensorFlow is loaded in this
+    # process already): the run's two spawned workers must pick exactly these from the cache,
+    # so neither imports TensorFlow to train again (training inside a worker: test_fleet_dask.py)
+    floor = EVAL_KNOBS_PER_FILE[FLOOR_KNOB]  # the per-file knobs: its model is trained with that floor
+    own = {}
+    for name in ("p1.csv", "p2.csv"):
+        head = load_csv(data / name).head(400)
+        own[name] = str(device_file_model(head, 8, 20, 0, noise_floor=floor, name=head.source.stem))
     summary = evaluate(data=data, fmt="generic", out=tmp_path / "o", train_rows=400, target="host",
                        epochs=20, jobs=2)
     assert summary["incidents"] == 2 and summary["incidents_detected"] == 2
@@ -141,10 +149,8 @@ def test_host_target_without_a_fleet_recording_trains_each_installation_its_own_
         info = f["commissioning"]["model"]
         assert info["sha256"] and info["tflite_bytes"] > 1000
         models.append(info["package"])
-        # the model is the one of the file's first 400 rows: retraining on just them finds it in the cache
-        head = load_csv(data / f["file"].split("/")[-1]).head(400)
-        floor = EVAL_KNOBS_PER_FILE[FLOOR_KNOB]  # the per-file knobs: its model is trained with that floor
-        assert str(device_file_model(head, 8, 20, 0, noise_floor=floor, name=head.source.stem)) == info["package"]
+        # the model is the one of the file's first 400 rows (the cache key is their digest and the knobs)
+        assert own[f["file"].split("/")[-1]] == info["package"]
     assert models[0] != models[1]
     pred = list(csv_rows(tmp_path / "o" / "predictions.csv"))
     before = [r for r in pred if r["file"].endswith("p1.csv") and 400 <= int(float(r["timestamp"])) < 600]
