@@ -221,7 +221,8 @@ def print_report(doc: dict, out=None) -> None:
     for f in doc["folds"]:
         tr, te = f["chosen_on_other_folds"], f["held_out"]
         note = "" if f["within_far_budget"] else "  (no setting within the FAR budget on the other folds)"
-        chosen = (_by_data(f["chosen_on_other_folds_by_data"]) if len(f.get("chosen_on_other_folds_by_data", {})) > 1
+        by = f.get("chosen_on_other_folds_by_data", {})
+        chosen = (_by_data(by) if len(by) > 1 or any(r["metric"] != "f1" for r in by.values())
                   else f"F1 {_f1(tr['f1'])} FAR {_pct(tr['far'])}")
         t = f.get("tep_held_out")
         tep = (f"; TEP detection {_f1(t['detection_rate'])} over {t['faults']} fault(s), false alarms "
@@ -239,7 +240,8 @@ def print_report(doc: dict, out=None) -> None:
               f"({_f1(t['detection_rate_without_3_9_15'])} without 3, 9, 15), false alarms "
               f"{_pct(t['false_alarm_rate'])} of normal rows", file=out)
     s = doc["settings_on_all_files_in_sample"]
-    by = f"; {_by_data(s['by_data'])}" if len(s.get("by_data", {})) > 1 else ""
+    by = s.get("by_data", {})
+    by = f"; {_by_data(by)}" if len(by) > 1 or any(r["metric"] != "f1" for r in by.values()) else ""
     print(f"settings chosen on all files: {json.dumps(doc['settings'])}\n"
           f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}{by}: chosen on these rows, not a result)", file=out)
 
