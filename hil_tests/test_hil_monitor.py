@@ -78,6 +78,7 @@ def test_config_roundtrip_and_live_update(monitor_device):
     (dict(persist_k=6, persist_n=5), "persist_k more than persist_n"),  # the device names the setting
     (dict(alert_margin=float("inf")), "alert_margin out of range"),  # would switch the monitor off
     (dict(sample_period_ms=2**31), "sample_period_ms out of range"),
+    (dict(clear_band=0), "clear_band out of range"),  # an older host's padding byte: refused, not a band
 ])
 def test_config_refused_keeps_the_running_one(monitor_device, bad, why):
     dev = monitor_device

@@ -136,11 +136,38 @@ def conv1d() -> tuple[Any, np.ndarray]:
     return m, x
 
 
+def _conv_ae(shape: tuple[int, ...], encoder: Any, decoder: Any) -> tuple[Any, np.ndarray]:
+    keras = _keras()
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([keras.Input(shape), encoder(keras.layers), decoder(keras.layers)])
+    x = np.random.default_rng(0).normal(size=(256, *shape)).astype(np.float32)
+    _train(m, x, x, epochs=2)
+    return m, x
+
+
+def conv_ae() -> tuple[Any, np.ndarray]:
+    """Convolutional autoencoder (16,16,8) -> Conv2D 3x3 stride 2 SAME 16 ReLU -> (8,8,16)
+    -> Conv2DTranspose 3x3 stride 2 SAME 8 -> (16,16,8): both layers 73,728 MACs."""
+    return _conv_ae((16, 16, 8), lambda L: L.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
+                    lambda L: L.Conv2DTranspose(8, 3, strides=2, padding="same"))
+
+
+def conv1d_ae() -> tuple[Any, np.ndarray]:
+    """Time-series autoencoder (64 steps, 8 sensors) -> Conv1D 5 stride 2 SAME 16 ReLU ->
+    (32,16) -> Conv1DTranspose 5 stride 2 SAME 8 -> (64,8): both layers 20,480 MACs."""
+    return _conv_ae((64, 8), lambda L: L.Conv1D(16, 5, strides=2, padding="same", activation="relu"),
+                    lambda L: L.Conv1DTranspose(8, 5, strides=2, padding="same"))
+
+
 RECIPES: dict[str, Callable[[], tuple[Any, np.ndarray]]] = {
     "ad-small": ad_small,
     "ad-mlperf": ad_mlperf,
     "conv1d": conv1d,
+    "conv-ae": conv_ae,
+    "conv1d-ae": conv1d_ae,
 }
+
+BATCH1 = frozenset({"conv1d-ae"})
 
 
 def build_model(name: str, out_dir: Path | None = None) -> Path:
@@ -151,6 +178,9 @@ def build_model(name: str, out_dir: Path | None = None) -> Path:
 
     def build() -> bytes:
         model, x = fn()
-        return convert_int8(model, x[:100])
+        # a Keras Conv1D/Conv1DTranspose converts with run-time shape arithmetic unless
+        # the batch is fixed to 1 (BATCH1 recipes)
+        return convert_int8(model, x[:100], batch1=name in BATCH1)
 
-    return cached_tflite(["recipe", name, inspect.getsource(fn)], build, out_dir)
+    return cached_tflite(["recipe", name, inspect.getsource(fn)] + (["batch1"] if name in BATCH1 else []), build,
+                         out_dir)

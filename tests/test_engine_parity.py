@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,11 +249,33 @@ def transpose_convs(L):
                 L.GlobalAveragePooling2D(), L.Dense(3))
 
 
+def transpose_convs_wide(L):
+    # A decoder's shapes for the SIMD path: 16 input channels (whole blocks of four), stride
+    # 1 SAME (every tap lands), output_padding (an output row no input of the last phase
+    # reaches), a VALID (3, 2) kernel with strides (2, 1); 7 and 5 channels leave tails.
+    return _seq((4, 4, 16), L.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu",
+                                              bias_initializer="random_normal"),
+                L.Conv2DTranspose(7, 3, strides=1, padding="same", bias_initializer="random_normal"),
+                L.Conv2DTranspose(5, (3, 2), strides=(2, 1), padding="valid", output_padding=(1, 0),
+                                  bias_initializer="random_normal"),
+                L.GlobalAveragePooling2D(), L.Dense(3))
+
+
+def transpose_conv_1d(L):
+    # A time-series decoder: Conv1DTranspose (the converter's EXPAND_DIMS + TRANSPOSE_CONV),
+    # stride 2 SAME, then a 2-tap kernel at stride 3 VALID (one output phase in three has no
+    # tap: the bias alone), 6 -> 9 -> 4 channels.
+    return _seq((12, 6), L.Conv1DTranspose(9, 5, strides=2, padding="same", activation="relu",
+                                           bias_initializer="random_normal"),
+                L.Conv1DTranspose(4, 2, strides=3, padding="valid", bias_initializer="random_normal"),
+                L.Flatten(), L.Dense(3))
+
+
 BUILDERS = [sigmoid_tanh_softmax, softmax_rows, conv1d_valid, conv2d_same_stride, conv_dilated, depthwise,
             depthwise_2d, pools, pools_1d, zero_padding, dense_acts, residual_add_sub_mul, broadcast_mul_add, concat_channels, mean_time_axis, reshape_squeeze,
             odd_shapes, first_layer_one_channel, depthwise_large_kernels, minimum_maximum,
             transpose_padv2, strided_slices, leaky_relus, mirror_pads, strided_slices_backward,
-            transpose_convs]
+            transpose_convs, transpose_convs_wide, transpose_conv_1d]
 # Per-tensor weights only change the multiplier arrays: cover them on the weight-bearing families.
 PER_TENSOR = [conv1d_valid, conv2d_same_stride, depthwise, dense_acts, residual_add_sub_mul, sigmoid_tanh_softmax,
               transpose_convs]
@@ -261,7 +284,8 @@ CASES = [(b, True) for b in BUILDERS] + [(b, False) for b in PER_TENSOR]
 # reshapes with a dynamic batch; tflite-micro cannot allocate such graphs, the engine folds them.
 DYNAMIC_SHAPES = [broadcast_mul_add, mean_time_axis, reshape_squeeze, softmax_rows,
                   conv_dilated, odd_shapes, minimum_maximum, transpose_padv2, strided_slices, mirror_pads,
-                  strided_slices_backward, transpose_convs]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
+                  strided_slices_backward, transpose_convs, transpose_convs_wide,
+                  transpose_conv_1d]  # dilated convs turn into SPACE_TO_BATCH_ND with a dynamic batch
 # Converted twice these two get identical calibration, so the static graph is an oracle.
 FOLD_ORACLE = [broadcast_mul_add, mean_time_axis]
 
@@ -372,7 +396,39 @@ QEMU_ODD = [(odd_shapes, "speed"), (odd_shapes, "size"), (first_layer_one_channe
             # the newer ops, one sample each on the device build
             (minimum_maximum, "speed"), (transpose_padv2, "speed"), (strided_slices, "speed"),
             (leaky_relus, "speed"), (mirror_pads, "speed"), (strided_slices_backward, "speed"),
-            (transpose_convs, "speed")]
+            (transpose_convs, "speed"), (transpose_convs_wide, "speed"), (transpose_conv_1d, "speed"),
+            (transpose_convs_wide, "size")]
+
+
+def transpose_conv_many_channels(L):
+    # 3x3 stride 1 over 96 channels: a pixel's three runs would read 864 input bytes, past
+    # the SIMD kernel's 768-byte stack copy, so the int8 gather runs it
+    return _seq((3, 3, 96), L.Conv2DTranspose(4, 3, strides=1, padding="same", bias_initializer="random_normal"),
+                L.Flatten(), L.Dense(2))
+
+
+def test_transpose_conv_past_the_patch_takes_the_int8_gather(recipes, tmp_path):
+    path = _tflite(recipes, transpose_conv_many_channels, True, True)
+    _compare(path, path, tmp_path, seed=710)
+    c = (tmp_path / "model.c").read_text()
+    assert c.count("aiot_transpose_conv_s8(") == 1 and "aiot_transpose_conv_s8_wide(" not in c
+
+
+TCONV_KERNELS = {"speed": "aiot_transpose_conv_s8_wide(", "size": "aiot_transpose_conv_s8_packed("}
+
+
+@pytest.mark.parametrize("builder", [transpose_convs_wide, transpose_conv_1d, transpose_convs])
+@pytest.mark.parametrize("optimize", ["speed", "size"])
+def test_transpose_conv_takes_the_simd_kernel(recipes, builder, optimize, tmp_path):
+    # By output phase in both modes: speed over widened weights (aiot_dot4_wide), size over
+    # packed int8 ones (aiot_dot4_s8, SXTB16 + SMLAD on DSP cores); never the int8 gather.
+    path = _tflite(recipes, builder, True, True)
+    res = _compare(path, path, tmp_path, seed=700 + (optimize == "size"), optimize=optimize)
+    n = res.layers.count("TRANSPOSE_CONV")
+    assert n >= 2
+    c = (tmp_path / "model.c").read_text()
+    assert c.count(TCONV_KERNELS[optimize]) == n
+    assert c.count("aiot_transpose_conv_s8(") == 0
 
 
 @requires_arm
@@ -554,36 +610,63 @@ def test_two_inputs_two_outputs_bit_exact_on_a_dsp_core(recipes, tmp_path):
     assert r.bit_exact, "the two-input, two-output model differs from tflite-micro on the M4"
 
 
+class _Flatbuffer:
+    """A one-subgraph .tflite written with TensorFlow's flatbuffer schema, for ops the
+    converter of this environment does not make (SVDF, the fused LSTM)."""
+
+    def __init__(self, *builtins: int):
+        from tensorflow.lite.python import schema_py_generated as s
+
+        self.s, self.model, self.sg = s, s.ModelT(), s.SubGraphT()
+        self.model.version, self.model.buffers, self.model.subgraphs = 3, [s.BufferT()], [self.sg]
+        self.sg.tensors, self.sg.operators, self.model.operatorCodes = [], [], []
+        for builtin in builtins:
+            code = s.OperatorCodeT()
+            code.builtinCode = code.deprecatedBuiltinCode = builtin
+            code.version = 1
+            self.model.operatorCodes.append(code)
+
+    def tensor(self, shape, dtype, scale=None, zp=0, data=None, variable=False) -> int:
+        s, sg = self.s, self.sg
+        t = s.TensorT()
+        t.shape, t.type, t.name, t.isVariable = np.array(shape, np.int32), dtype, f"t{len(sg.tensors)}", variable
+        if scale is not None:
+            t.quantization = s.QuantizationParametersT()
+            t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
+        t.buffer = 0
+        if data is not None:
+            b = s.BufferT()
+            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
+            t.buffer = len(self.model.buffers)
+            self.model.buffers.append(b)
+        sg.tensors.append(t)
+        return len(sg.tensors) - 1
+
+    def op(self, code: int, inputs: list[int], outputs: list[int], options_type: int, options) -> None:
+        op = self.s.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = code, inputs, outputs
+        op.builtinOptionsType, op.builtinOptions = options_type, options
+        self.sg.operators.append(op)
+
+    def finish(self, inputs: list[int], outputs: list[int]) -> bytes:
+        import flatbuffers
+
+        self.sg.inputs, self.sg.outputs = inputs, outputs
+        b = flatbuffers.Builder(4096)
+        b.Finish(self.model.Pack(b), file_identifier=b"TFL3")
+        return bytes(b.Output())
+
+
 def _svdf_tflite(wide: bool, second_bias: bool = True) -> bytes:
     """Two stacked SVDF layers (rank 2, then rank 1), int8
     input and output, int8 or (wide) int16 state and time weights, random weights. The
     TFLite converter makes no SVDF from Keras layers (TFLM's SVDF models come from the old
     TF1 converter), so the file is written with TensorFlow's flatbuffer schema."""
-    import flatbuffers
     from tensorflow.lite.python import schema_py_generated as s
 
     rng = np.random.default_rng(16 + wide)
-    model, sg = s.ModelT(), s.SubGraphT()
-    model.version, model.buffers, model.subgraphs, sg.tensors, sg.operators = 3, [s.BufferT()], [sg], [], []
-    code = s.OperatorCodeT()
-    code.builtinCode = code.deprecatedBuiltinCode = s.BuiltinOperator.SVDF
-    code.version = 1
-    model.operatorCodes = [code]
-
-    def tensor(shape, dtype, scale, zp, data=None, variable=False) -> int:
-        t = s.TensorT()
-        t.shape, t.type, t.name, t.isVariable = np.array(shape, np.int32), dtype, f"t{len(sg.tensors)}", variable
-        t.quantization = s.QuantizationParametersT()
-        t.quantization.scale, t.quantization.zeroPoint = [scale], [zp]
-        t.buffer = 0
-        if data is not None:
-            b = s.BufferT()
-            b.data = np.frombuffer(np.ascontiguousarray(data).tobytes(), np.uint8)
-            t.buffer = len(model.buffers)
-            model.buffers.append(b)
-        sg.tensors.append(t)
-        return len(sg.tensors) - 1
-
+    fb = _Flatbuffer(s.BuiltinOperator.SVDF)
+    tensor = fb.tensor
     T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
     st_type, st_dtype = (T16, "<i2") if wide else (T8, "i1")
     st_s, wt_s, wt_max, st_zp = (5e-4, 2e-4, 3000, 0) if wide else (0.02, 0.01, 127, 4)
@@ -598,21 +681,15 @@ def _svdf_tflite(wide: bool, second_bias: bool = True) -> bytes:
                    rng.integers(-500, 500, units).astype("<i4")) if with_bias else -1
         state = tensor([1, memory * filters], st_type, st_s, st_zp, variable=True)
         out = tensor([1, units], T8, out_s, out_zp)
-        op = s.OperatorT()
-        op.opcodeIndex, op.inputs, op.outputs = 0, [x, wf, wt, b, state], [out]
-        op.builtinOptionsType = s.BuiltinOptions.SVDFOptions
-        op.builtinOptions = s.SVDFOptionsT()
-        op.builtinOptions.rank = rank
-        sg.operators.append(op)
+        options = s.SVDFOptionsT()
+        options.rank = rank
+        fb.op(0, [x, wf, wt, b, state], [out], s.BuiltinOptions.SVDFOptions, options)
         return out
 
     x = tensor([1, 10], T8, 0.05, -3)
     h = svdf(x, 10, 0.05, 8, 2, 6, 0.03, -2, True)
     y = svdf(h, 4, 0.03, 3, 1, 5, 0.002 if wide else 0.02, 1, second_bias)
-    sg.inputs, sg.outputs = [x], [y]
-    b = flatbuffers.Builder(1024)
-    b.Finish(model.Pack(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return fb.finish([x], [y])
 
 
 @pytest.mark.parametrize("wide", [False, True], ids=["int8-state", "int16-state"])
@@ -652,6 +729,201 @@ def test_svdf_without_bias_is_refused_by_node(tmp_path):
     with pytest.raises(ToolkitError) as e:
         codegen.generate(_svdf_tflite(False, second_bias=False), tmp_path)
     assert "node 1 (SVDF)" in e.value.message and "bias" in e.value.message
+
+
+def _lstm_tflite(recipes, units: int, n_in: int, steps: int, *, sequences: bool = True, time_major: bool = False,
+                 batches: int = 1, cell_clip: float = 0.0, cell_power: int | None = None,
+                 variants: tuple[str, ...] = ()) -> tuple[bytes, object, np.ndarray]:
+    """A Keras LSTM's float weights as an int8 UNIDIRECTIONAL_SEQUENCE_LSTM (int16 cell
+    state), quantized from a representative dataset (a float forward pass gives the
+    input, hidden and cell ranges), plus a STRIDED_SLICE of the last step when not
+    ``sequences`` (what the converter emits for return_sequences=False); ``cell_power``
+    sets the cell state's scale to 2^cell_power instead of the calibrated one. Returns (file,
+    keras model, representative data). Written with TensorFlow's flatbuffer schema, so the
+    shapes, layouts and scales are the test's to choose: the converter makes no fused LSTM
+    from a Keras 3 layer (it lowers keras.layers.LSTM to a WHILE loop and its int8
+    calibrator crashes on it, tensorflow/tensorflow#101050); converter-made files from
+    tf_keras layers are the fixtures of test_lstm_converter_files_bit_exact. ``variants`` ("peephole", "projection", "layer_norm", "cifg") add what
+    tflite-micro's kernel refuses."""
+    import keras
+    from tensorflow.lite.python import schema_py_generated as s
+
+    recipes._tf()
+    keras.utils.set_random_seed(units * 7 + n_in + steps)
+    model = keras.Sequential([keras.Input((steps, n_in)), keras.layers.LSTM(units, return_sequences=True)])
+    kernel, recurrent, bias = (np.asarray(w, np.float64) for w in model.layers[0].get_weights())
+    rep = np.random.default_rng(23).normal(size=(48, batches, steps, n_in)) * 1.5
+
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
+    h_all, c_all = [], []
+    for seq in rep:  # Keras gate order i, f, c, o; the state carries over from one sequence to the next
+        h, c = np.zeros((batches, units)), np.zeros((batches, units))
+        for t in range(steps):
+            z = seq[:, t] @ kernel + h @ recurrent + bias
+            i, f, g, o = sig(z[:, :units]), sig(z[:, units:2 * units]), np.tanh(z[:, 2 * units:3 * units]), \
+                sig(z[:, 3 * units:])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+            h_all.append(h), c_all.append(c)
+
+    def asym(lo: float, hi: float) -> tuple[float, int]:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
+        scale = float(np.float32((hi - lo) / 255))
+        return scale, int(np.clip(round(-128 - lo / scale), -128, 127))
+
+    in_s, in_zp = asym(rep.min(), rep.max())
+    h_s, h_zp = asym(np.min(h_all), np.max(h_all))
+    cell_s = 2.0 ** (np.ceil(np.log2(np.max(np.abs(c_all)))) - 15 if cell_power is None else cell_power)
+
+    rng = np.random.default_rng(units + steps)
+    fb = _Flatbuffer(s.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM, s.BuiltinOperator.STRIDED_SLICE)
+    tensor, scale_of = fb.tensor, lambda i: fb.sg.tensors[i].quantization.scale[0]
+    T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
+
+    def weights(w: np.ndarray) -> int:  # [out][in], per-tensor symmetric
+        scale = float(np.float32(np.max(np.abs(w)) / 127))
+        return tensor(w.shape, T8, scale, 0, np.clip(np.round(w / scale), -127, 127).astype("i1"))
+
+    shape_in = [steps, batches, n_in] if time_major else [batches, steps, n_in]
+    shape_out = [steps, batches, units] if time_major else [batches, steps, units]
+    x = tensor(shape_in, T8, in_s, in_zp)
+    ins = [x] + [-1] * 23
+    for k in range(4):  # TFLite's order is Keras's: input, forget, cell, output
+        cols = slice(k * units, (k + 1) * units)
+        ins[1 + k] = weights(kernel[:, cols].T)
+        ins[5 + k] = weights(recurrent[:, cols].T)
+        b_s = float(np.float32(np.float32(in_s) * scale_of(ins[1 + k])))
+        ins[12 + k] = tensor([units], T32, b_s, 0, np.round(bias[cols] / b_s).astype("<i4"))
+    ins[18] = tensor([batches, units], T8, h_s, h_zp, variable=True)
+    ins[19] = tensor([batches, units], T16, cell_s, 0, variable=True)
+    if "peephole" in variants:
+        for i in (9, 10, 11):
+            ins[i] = tensor([units], T16, 1e-3, 0, rng.integers(-999, 999, units).astype("<i2"))
+    if "projection" in variants:
+        ins[16] = weights(rng.normal(size=(units, units)))
+    if "layer_norm" in variants:
+        for i in (20, 21, 22, 23):
+            ins[i] = tensor([units], T16, 1e-3, 0, rng.integers(-999, 999, units).astype("<i2"))
+    if "cifg" in variants:
+        ins[1] = ins[5] = -1
+    seq = tensor(shape_out, T8, h_s, h_zp)
+    options = s.UnidirectionalSequenceLSTMOptionsT()
+    options.fusedActivationFunction = s.ActivationFunctionType.TANH
+    options.cellClip, options.timeMajor = cell_clip, time_major
+    fb.op(0, ins, [seq], s.BuiltinOptions.UnidirectionalSequenceLSTMOptions, options)
+    y = seq
+    if not sequences:  # the last step: [batches, units]
+        last = [steps - 1, 0, 0] if time_major else [0, steps - 1, 0]
+        end = [steps, batches, units] if time_major else [batches, steps, units]
+        consts = [tensor([3], T32, data=np.array(v, "<i4")) for v in (last, end, [1, 1, 1])]
+        y = tensor([batches, units], T8, h_s, h_zp)
+        options = s.StridedSliceOptionsT()
+        options.shrinkAxisMask = 1 if time_major else 2
+        fb.op(1, [seq, *consts], [y], s.BuiltinOptions.StridedSliceOptions, options)
+    return fb.finish([x], [y]), model, rep
+
+
+# (units, inputs, steps, return_sequences, time_major, batches, cell clip, cell scale power).
+# The calibrated cell scales are 2^-13 and 2^-14 (tanh of the cell: x 3 >> 1 or 2); 2^-11 takes
+# tflite-micro's other branch (3 << 1).
+LSTM_CASES = [(8, 3, 6, True, False, 1, 0.0, None), (5, 4, 7, False, False, 1, 0.0, None),
+              (12, 2, 5, True, True, 2, 0.0, -11), (6, 3, 4, False, True, 3, 0.0, None),
+              (7, 5, 6, True, False, 2, 0.5, None)]
+
+
+@pytest.mark.parametrize("case", LSTM_CASES, ids=[f"u{c[0]}-{'seq' if c[3] else 'last'}-{'tm' if c[4] else 'bm'}"
+                                                  f"-b{c[5]}{'-clip' if c[6] else ''}{'-c2^%d' % c[7] if c[7] else ''}"
+                                                  for c in LSTM_CASES])
+def test_lstm_bit_exact(recipes, case, tmp_path):
+    # 64 inferences in a row on one interpreter and one host build: both states carry over
+    units, n_in, steps, sequences, time_major, batches, clip, power = case
+    data, _, _ = _lstm_tflite(recipes, units, n_in, steps, sequences=sequences, time_major=time_major,
+                              batches=batches, cell_clip=clip, cell_power=power)
+    res = _compare(data, data, tmp_path, seed=800 + units)
+    assert res.layers == ["UNIDIRECTIONAL_SEQUENCE_LSTM"] + ([] if sequences else ["STRIDED_SLICE"])
+    host = HostModel(tmp_path)  # the same library again: aiot_model_reset put both states back
+    x = np.random.default_rng(801).integers(-128, 128, res.input_bytes).astype(np.int8)
+    runs = [host.invoke(x) for _ in range(4)]
+    assert len({y.tobytes() for y in runs}) > 1  # the same input, other outputs: the state counts
+    host.lib.aiot_model_reset()
+    assert np.array_equal(runs[0], host.invoke(x))
+
+
+
+@pytest.mark.parametrize("optimize", ["speed", "size"])
+def test_lstm_gates_take_the_simd_dot_product_in_speed_mode(recipes, optimize, tmp_path):
+    # Speed mode: the gates' dot products over widened weights (aiot_dot4_wide, SMLAD on
+    # DSP cores) with the zero points folded into the biases; size mode: the int8 loops.
+    # 7 units leave a zero-padded group of four; 2 batches, time-major.
+    data, _, _ = _lstm_tflite(recipes, 7, 5, 4, time_major=True, batches=2)
+    res = _compare(data, data, tmp_path, seed=820, optimize=optimize)
+    c = (tmp_path / "model.c").read_text()
+    assert c.count("aiot_lstm_s8_wide(") == (1 if optimize == "speed" else 0)
+    assert c.count("aiot_lstm_s8(") == (0 if optimize == "speed" else 1)
+    assert res.layers[0] == "UNIDIRECTIONAL_SEQUENCE_LSTM"
+
+
+@pytest.mark.parametrize("name", ["lstm_sequences", "lstm_last_step", "lstm_time_major"])
+def test_lstm_converter_files_bit_exact(name, tmp_path):
+    # Made by TensorFlow 2.21's converter from tf_keras LSTMs
+    # (tests/fixtures/tflite/make_lstm_fixtures.py): 8 units, every step; 5 units, the last
+    # step through a STRIDED_SLICE; 6 units time-major with 2 batches. The converter's own
+    # choices: a cell clip of 10, cell scale 2^-14, bias scale input x weight scale.
+    path = Path(__file__).parent / "fixtures" / "tflite" / f"{name}.tflite"
+    res = _compare(path, path, tmp_path, seed=len(name))
+    assert res.layers[0] == "UNIDIRECTIONAL_SEQUENCE_LSTM"
+
+def test_lstm_is_the_keras_lstm_quantized(recipes, tmp_path):
+    # the hand-written file is the Keras layer: its int8 outputs (tflite-micro's and ours)
+    # dequantized follow the float LSTM within a few output steps
+    data, model, rep = _lstm_tflite(recipes, 8, 3, 6)
+    res = codegen.generate(data, tmp_path)
+    host = HostModel(tmp_path)
+    xs = rep[:8, 0]
+    want = np.asarray(model(xs.astype(np.float32)))
+    for x, w in zip(xs, want):
+        host.lib.aiot_model_reset()
+        q = np.clip(np.round(x / res.input_scale) + res.input_zero_point, -128, 127).astype(np.int8)
+        got = (host.invoke(q).astype(np.float64) - res.output_zero_point) * res.output_scale
+        assert np.max(np.abs(got - w.ravel())) < 6 * res.output_scale
+
+
+@pytest.mark.parametrize("variants", [("peephole",), ("projection", "layer_norm"), ("cifg",)])
+def test_lstm_variants_are_refused_by_name_and_node(recipes, variants, tmp_path):
+    # tflite-micro's kernel refuses them (ValidateTensorStatus): nothing to be bit-exact with
+    from aiot.errors import ToolkitError
+
+    data, _, _ = _lstm_tflite(recipes, 4, 3, 3, variants=variants)
+    with pytest.raises(ToolkitError) as e:
+        codegen.generate(data, tmp_path)
+    msg = e.value.message
+    assert "node 0 (UNIDIRECTIONAL_SEQUENCE_LSTM)" in msg
+    names = {"peephole": "peephole", "projection": "projection", "layer_norm": "layer norm", "cifg": "CIFG"}
+    for v in variants:
+        assert names[v] in msg
+    assert "plain" in e.value.hint
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+@pytest.mark.parametrize("source", ["written", "converter"])
+def test_lstm_bit_exact_on_a_dsp_core(recipes, source, tmp_path):
+    # the bench firmware's runs follow one another from the reset state, as tflite-micro's
+    # do: a written time-major file (2 batches, cell scale 2^-11) and the converter's
+    # last-step file (LSTM + STRIDED_SLICE)
+    from aiot.target.bench import bench_model
+    from aiot.target.boards import get_board
+
+    path = tmp_path / "lstm.tflite"
+    if source == "written":
+        path.write_bytes(_lstm_tflite(recipes, 12, 2, 5, time_major=True, batches=2, cell_power=-11)[0])
+    else:
+        path.write_bytes((Path(__file__).parent / "fixtures" / "tflite" / "lstm_last_step.tflite").read_bytes())
+    r = bench_model(get_board("mps2-an386"), path, "lstm", tmp_path / "b", runs=6, profile=False)
+    assert r.bit_exact, f"the {source} LSTM differs from tflite-micro on the M4"
 
 
 def _slice_output(L):

@@ -6,6 +6,7 @@ engine does not run in this mode refused all at once, node by node."""
 from __future__ import annotations
 
 import inspect
+import json
 
 import numpy as np
 import pytest
@@ -311,18 +312,28 @@ def test_16x8_bit_exact_on_a_dsp_core(recipes, builder, float_io, optimize, boar
     assert r.bit_exact, f"{builder.__name__} (16x8, {optimize}) differs from tflite-micro on {board}"
 
 
-def test_validate_refuses_a_16x8_model_before_building_and_names_bench(recipes, tmp_path):
-    # aiot validate streams int8 vectors: a 16x8 model is refused up front (nothing built),
-    # with the command that does check it against tflite-micro.
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_validate_streams_int16_vectors_through_the_device(recipes, tmp_path):
+    # aiot validate on a 16x8 model: seeded int16 vectors over the whole range through the
+    # device firmware on the M4 (protocol 1.2: INFO says int16), every int16 output compared
+    # with tflite-micro's.
     from click.testing import CliRunner
 
     from aiot.cli import main
 
     path = _tflite(recipes, dense_stack)
-    res = CliRunner().invoke(main, ["validate", "--model", str(path), "--out", str(tmp_path / "v")])
-    assert res.exit_code != 0 and "Traceback" not in res.output
-    assert "16x8" in res.output and f"aiot bench --model {path}" in res.output
-    assert not (tmp_path / "v").exists()
+    res = CliRunner().invoke(main, ["validate", "--model", str(path), "-n", "24", "--out", str(tmp_path / "v")])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert rep["device"]["inputs"] == [{"type": 7, "bytes": 48}] and rep["device"]["outputs"] == [{"type": 7, "bytes": 48}]
+    assert rep["tensors"]["inputs"][0]["type"] == "int16" and rep["inputs"]["features"] == 24
+    assert rep["metrics"]["exact_match_pct"] == 100.0 and rep["metrics"]["vectors"] == 24
+    out = np.load(tmp_path / "v" / "outputs.npz")
+    assert out["inputs"].dtype == np.int16 and np.abs(out["inputs"]).max() > 127  # int16 values, not int8
+    assert out["device"].dtype == np.int16 and np.array_equal(out["device"], out["reference"])
+    assert "24 x 24 outputs = 576 int16 outputs" in (tmp_path / "v" / "report.html").read_text()
 
 
 def test_the_model_as_data_plan_refuses_a_16x8_model(recipes):

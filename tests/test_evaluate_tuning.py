@@ -80,7 +80,8 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     from aiot.evaluate.tuning import monitor_grid
 
     grid = monitor_grid()
-    assert len(grid) == 7 * 3 * 4 * 3 * 3  # margins x floors x recovering x score averaging x level
+    assert len(grid) == 7 * 3 * 4 * 3 * 3 * 2  # margins x floors x recovering x score averaging x level x band
+    assert {k["clear_band"] for k in grid} == {3, 6}  # always written: 3 stays 3 if the default moves
     assert {k.get("recover_ratio", 0.0) for k in grid} == {0.0, 0.6, 0.7, 0.8}
     assert {k.get("score_average", 1) for k in grid} == {1, 4, 8}
     assert {k.get("level_windows", 0) for k in grid} == {0, 1, 3}
@@ -93,6 +94,7 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
         assert abs(cfg.recover_ratio - knobs.get("recover_ratio", 0.0)) < 1e-7
         assert cfg.score_average == knobs.get("score_average", 0)
         assert cfg.level_windows == knobs.get("level_windows", 0)
+        assert cfg.clear_band == knobs["clear_band"]
 
 
 def test_level_only_keeps_the_level_shift_settings_of_the_grid():

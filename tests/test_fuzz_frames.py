@@ -22,18 +22,21 @@ HARNESS = Path(__file__).parent / "fixtures" / "frames" / "fuzz_harness.c"
 BUDGET_S = float(os.environ.get("AIOT_FUZZ_SECONDS", "5"))
 
 
-def _build(tmp: Path) -> Path:
+def _build(tmp: Path, model: bool = False) -> Path:
     gcc = shutil.which("gcc")
     if gcc is None:
         pytest.skip("no host gcc")
     fw = paths.FIRMWARE
     # Without a model (INFER answers NO_MODEL, the monitor scores z-scores): the engine has
     # its own parity tests, and a smaller sanitizer build leaves more of the budget to fuzzing.
+    # With ``model``: the harness's own two-input, two-output model (AIOT_FUZZ_MODEL), so INFER,
+    # INFER_INPUT and INFER_OUTPUT reach the tensors (protocol 1.2).
     srcs = [HARNESS, *sorted((fw / "src" / "protocol").glob("*.c")), fw / "src" / "app" / "app.c",
-            fw / "src" / "monitor" / "monitor.c"]
-    exe = tmp / "fuzz_frames"
+            fw / "src" / "monitor" / "monitor.c"] + ([fw / "src" / "monitor" / "engine_adapter.c"] if model else [])
+    exe = tmp / ("fuzz_model" if model else "fuzz_frames")
     cmd = [gcc, "-std=c99", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-           "-fno-omit-frame-pointer", "-Wall", "-Wextra", "-Werror", "-DAIOT_FUZZ_MAIN", "-DAIOT_NO_MODEL=1",
+           "-fno-omit-frame-pointer", "-Wall", "-Wextra", "-Werror", "-DAIOT_FUZZ_MAIN",
+           "-DAIOT_FUZZ_MODEL" if model else "-DAIOT_NO_MODEL=1",
            '-DAIOT_BOARD_NAME="host-fuzz"', "-DAIOT_CPU_HZ=25000000u",
            f"-I{fw / 'include'}", f"-I{fw / 'src'}", "-o", str(exe), *map(str, srcs), "-lm"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -64,6 +67,24 @@ def test_fuzz_frame_parser_and_app(tmp_path, capsys):
     assert coverage["INFER"]["err"] > 0  # built without a model: INFER's handler answers NO_MODEL
     deep = re.search(r"monitor: (\d+) window outputs, (\d+) events returned", proc.stdout)
     assert deep and int(deep.group(1)) > 0 and int(deep.group(2)) > 0, proc.stdout  # the monitor itself ran
+
+
+def test_fuzz_every_input_and_output_of_a_model(tmp_path, capsys):
+    """The app serving a model with two inputs and two outputs (int8 and int16): INFER and its
+    chunks scatter into and gather from the tensors under ASan + UBSan, for half the budget."""
+    exe = _build(tmp_path, model=True)
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0", "UBSAN_OPTIONS": "print_stacktrace=1"}
+    budget = max(1.0, BUDGET_S / 2)
+    proc = subprocess.run([str(exe), "100000000", "4242", str(budget)], capture_output=True, text=True,
+                          timeout=budget + 60, env=env)
+    with capsys.disabled():
+        print("\n" + proc.stdout.strip())
+    assert proc.returncode == 0, f"fuzzer failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    assert "runtime error" not in proc.stderr and "AddressSanitizer" not in proc.stderr, proc.stderr[-3000:]
+    coverage = request_coverage(proc.stdout)
+    for req in ("INFO", "INFER", "INFER_INPUT", "INFER_OUTPUT"):
+        assert coverage[req]["ok"] > 0 and coverage[req]["err"] > 0, (req, coverage)  # served and refused
+    assert coverage["CONFIG_SET"]["ok"] == 0 < coverage["CONFIG_SET"]["err"]  # the monitor cannot score with it
 
 
 def request_coverage(stdout: str) -> dict[str, dict[str, int]]:

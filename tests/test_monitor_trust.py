@@ -201,6 +201,60 @@ def test_an_alert_does_not_clear_while_an_implicated_sensor_is_outside_its_band(
     assert set(s[s.index("ANOMALY"):]) == {"ANOMALY"}
 
 
+def _spike_then(tail: np.ndarray, band: int, recover_ratio: float = 0.0, margin: float = 20.0):
+    """A 30-noise-unit spike on sensor 0 raises the alert (clip 50); then ``tail`` (noise
+    units) on the same sensor. With alert_margin = clear_margin = ``margin`` the score of the
+    tail is under the clear level: only the band rule holds the alert."""
+    a = learned(10)
+    b = a + 6 * W
+    x = noise(b + len(tail), 2)
+    x[a:b, 0] += 30.0
+    x[b:, 0] += tail.astype(np.float32)
+    return run(config(clip=50.0, alert_margin=margin, clear_margin=margin, clear_band=band,
+                      recover_ratio=recover_ratio), x)
+
+
+def test_a_wide_clear_band_lets_an_alert_clear_once_its_sensor_is_near():
+    """After the spike the sensor settles 5 noise units off: outside the default band
+    (+-3 noise units) the alert stays; with clear_band 8 it is near enough and clears."""
+    tail = np.full(110 * W, 5.0)
+    _, out, ev = _spike_then(tail, band=3)
+    assert of_type(ev, "ALERT_RAISED") and not of_type(ev, "ALERT_CLEARED", "RECOVERING")
+    assert states(armed(out))[-1] == "ANOMALY"
+    _, out, ev = _spike_then(tail, band=8)
+    raised, cleared = of_type(ev, "ALERT_RAISED"), of_type(ev, "ALERT_CLEARED")
+    assert len(raised) == 1 and len(cleared) == 1 and raised[0].timestamp_ms < cleared[0].timestamp_ms
+    s = states(armed(out))
+    assert s[-1] == "NORMAL" and "ANOMALY" not in s[s.index("ANOMALY") + s[s.index("ANOMALY"):].index("NORMAL"):]
+
+
+@pytest.mark.parametrize("band", [1, 3, 6, 10])
+@pytest.mark.parametrize("recover_ratio", [0.0, 0.5])
+def test_a_sensor_still_moving_away_never_clears_whatever_the_band(band, recover_ratio):
+    """After the spike the sensor comes back to 3.5 noise units, then moves away again by
+    half a noise unit a window, to 9.5: inside even the widest band (10), under the clear
+    level all along, and still the alert never ends while it moves."""
+    tail = 3.5 + 0.5 * np.arange(12 * W) / W
+    _, out, ev = _spike_then(tail, band=band, recover_ratio=recover_ratio, margin=40.0)
+    assert of_type(ev, "ALERT_RAISED") and not of_type(ev, "ALERT_CLEARED", "RECOVERING")
+    a = armed(out)
+    assert (a["score"][-12:] < 1.0).all()  # the score alone would have cleared it
+    s = states(a)
+    assert set(s[s.index("ANOMALY"):]) == {"ANOMALY"}
+
+
+def test_the_clear_band_is_bounded_so_it_never_switches_the_rule_off():
+    """1..10 noise units: 0 is what a configuration from before the setting holds in its
+    place (the padding byte), refused rather than read as another band."""
+    for bad in (0, 11, 255, 2.5, float("inf")):
+        with pytest.raises(ToolkitError, match="clear_band"):
+            mon.default_config(2, W, PERIOD, clear_band=bad)
+    assert mon.default_config(2, W, PERIOD).clear_band == 3
+    cfg = mon.default_config(2, W, PERIOD)
+    cfg.clear_band = 0
+    assert "clear_band" in mon.config_problem(cfg)
+
+
 # ----------------------------------------------------------------- 3. robust commissioning
 @pytest.mark.parametrize("garbage", [1e20, 1000.0, -1e30])
 def test_a_garbage_commissioning_sample_is_rejected_reported_and_the_channel_still_alerts(garbage):

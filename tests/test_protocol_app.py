@@ -140,6 +140,22 @@ def test_link_counters_count_each_kind_of_broken_frame():
     assert frames_ok == 2  # the unknown-type request and this STATS
 
 
+def test_config_set_then_get_round_trips_the_clear_band():
+    """A setting added to the table travels in CONFIG_SET and comes back in CONFIG_GET;
+    a band beyond its bound is refused by the device itself, naming it."""
+    app = HostApp()
+    cfg = M.default_config(2, 4, 100, clear_band=7)
+    f = app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8) + b"\x01")
+    assert f.type == P.Msg.CONFIG_SET | P.RESPONSE
+    got = M.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:])
+    assert got.clear_band == 7 and bytes(got) == bytes(cfg)
+    cfg.clear_band = 12  # past its bound: only the C can refuse it here
+    f = app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8))
+    code, req, detail = P.unpack_error(f.payload)
+    assert (code, req) == (P.ErrorCode.BAD_PAYLOAD, P.Msg.CONFIG_SET) and "clear_band" in detail
+    assert M.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:]).clear_band == 7
+
+
 def _invalid_config() -> bytes:
     cfg = M.default_config(2, 4, 100)
     cfg.persist_k = cfg.persist_n + 1

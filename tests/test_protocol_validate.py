@@ -124,18 +124,56 @@ def test_cli_end_to_end_on_qemu(tmp_path):
     assert "exact match      100.00 %" in r.output
 
 
-def test_cli_refuses_several_inputs_before_building_or_connecting(tmp_path):
-    from aiot.device.parity import check_parity
-    from aiot.target.boards import get_board
+@pytest.mark.qemu
+def test_cli_validates_every_input_and_output_on_qemu(tmp_path):
+    """A model with two inputs and two outputs (the parity suite's): every input streamed,
+    every output byte compared with tflite-micro, on mps2-an386 (protocol 1.2)."""
+    if not (shutil.which("qemu-system-arm") and shutil.which("arm-none-eabi-gcc")):
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc (make setup)")
+    pytest.importorskip("tensorflow")
+    from test_engine_parity import _recipes, _two_in_two_out_tflite
 
-    two = Path(__file__).resolve().parent / "fixtures" / "tflite" / "two_inputs.tflite"
-    r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(two), "-n", "3",
-                                  "--transport", "serial", "--port", "loop://", "--out", str(tmp_path / "v")])
-    assert r.exit_code == 2, r.output
-    assert "two_inputs.tflite: the model has 2 inputs and 1 output;" in r.output and "aiot bench --model" in r.output
-    assert not (tmp_path / "v").exists()
-    with pytest.raises(ToolkitError, match="2 inputs and 1 output"):  # aiot run, aiot demo: before any INFER
-        check_parity(None, get_board("mps2-an386"), two.read_bytes(), np.zeros((1, 16), np.int8))
+    two = _two_in_two_out_tflite(_recipes())
+    r = CliRunner().invoke(main, ["validate", "--board", "mps2-an386", "--model", str(two), "-n", "24",
+                                  "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["device"]["proto_minor"] == 2 and len(rep["device"]["inputs"]) == 2
+    assert [t["bytes"] for t in rep["tensors"]["inputs"]] == [t["bytes"] for t in rep["device"]["inputs"]]
+    assert sorted(t["bytes"] for t in rep["tensors"]["outputs"]) == [3, 5]
+    assert rep["inputs"]["features"] == 42 and rep["metrics"]["vectors"] == 24
+    assert rep["metrics"]["exact_match_pct"] == 100.0 and len(rep["metrics"]["per_output"]) == 8
+    assert all(t["mismatched_vectors"] == 0 for t in rep["tensors"]["outputs"])
+    out = np.load(tmp_path / "outputs.npz")
+    assert out["device"].shape == (24, 8) and np.array_equal(out["device"], out["reference"])
+    assert len(np.unique(out["device"], axis=0)) > 1  # the outputs follow the inputs
+
+
+def test_report_page_lists_the_inputs_and_outputs_of_a_model_with_several(tmp_path):
+    from aiot.commands.validate import write_html
+    from test_reports_render import _validate_report
+
+    ref = np.zeros((3, 8), np.int8)
+    dev = ref.copy()
+    dev[1, 6] = 1  # the second output differs in one vector
+    ticks = np.full(3, 2_000)
+    report = _validate_report(dev, ref, ticks)
+    report["inputs"]["stored"] = 0
+    report["tensors"] = {
+        "inputs": [{"name": "window", "shape": [1, 1, 12, 3], "type": "int8", "bytes": 36},
+                   {"name": "features", "shape": [1, 6], "type": "int8", "bytes": 6}],
+        "outputs": [{"name": "score", "shape": [1, 3], "type": "int8", "bytes": 3, "mismatched_vectors": 0},
+                    {"name": "embedding", "shape": [1, 5], "type": "int8", "bytes": 5, "mismatched_vectors": 1}]}
+    write_html(tmp_path / "report.html", report, ticks, dev, ref)
+    page = (tmp_path / "report.html").read_text()
+    table = page.split("<h2>Inputs and outputs</h2>")[1].split("<h2>")[0]
+    assert "<td>input 1</td><td>features</td><td>[1, 6]</td><td>int8</td><td class='n'>6</td>" in table
+    assert "<td>output 1</td><td>embedding</td><td>[1, 5]</td><td>int8</td><td class='n'>5</td><td class='n'>1</td>" \
+        in table
+    # one int8 input and one int8 output: nothing to list
+    report["tensors"] = {"inputs": report["tensors"]["inputs"][:1], "outputs": report["tensors"]["outputs"][:1]}
+    write_html(tmp_path / "one.html", report, ticks, dev, ref)
+    assert "Inputs and outputs" not in (tmp_path / "one.html").read_text()
 
 
 def test_validate_names_a_truncated_model_and_a_missing_path(tmp_path):

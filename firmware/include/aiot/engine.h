@@ -217,6 +217,29 @@ typedef struct {
 } aiot_transpose_conv_params_t;
 aiot_status_t aiot_transpose_conv_s8(const aiot_transpose_conv_params_t *p, const int8_t *input,
                                      const int8_t *weights, const int32_t *bias, int8_t *output);
+//! The same by output phase over wide weights (speed mode). Sub-row s is the taps of one
+//! phase (py, px) and one fy = py + j * stride_h, from the last fx of the phase down to
+//! px: its weights, at weights + offset[s], are the [out_c][ni * in_c] matrix in
+//! aiot_dot4_wide's layout (groups of four output channels, the last zero-padded; ni =
+//! ceil((k_w - px) / stride_w)); phase py * stride_w + px owns sub-rows first[ph] up to
+//! first[ph + 1], j rising. row_bias[s][4 * ceil(out_c / 4)] = input_offset x the sub-row's
+//! weight sums; bias [out_c] (zeros when the layer has none). A phase may read at most
+//! AIOT_TCONV_MAX_ROWS sub-rows and AIOT_TCONV_PATCH input bytes per pixel (its stack copy
+//! at the edges), else AIOT_ERR_PARAM: the generator keeps the int8 kernel for those.
+#define AIOT_TCONV_MAX_ROWS 16u
+#define AIOT_TCONV_PATCH 768u
+typedef struct {
+    const uint16_t *first;   //!< [stride_h * stride_w + 1]
+    const uint32_t *offset;  //!< [sub-rows], in int16 weights
+} aiot_tconv_rows_t;
+aiot_status_t aiot_transpose_conv_s8_wide(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
+                                          const int8_t *input, const int16_t *weights, const int32_t *row_bias,
+                                          const int32_t *bias, int8_t *output);
+//! The same over packed int8 weights (size mode): each sub-row's matrix in aiot_dot4_s8's
+//! layout (pack_weights: blocks of four output channels, the out_c % 4 last rows plain).
+aiot_status_t aiot_transpose_conv_s8_packed(const aiot_transpose_conv_params_t *p, const aiot_tconv_rows_t *rows,
+                                            const int8_t *input, const int8_t *weights, const int32_t *row_bias,
+                                            const int32_t *bias, int8_t *output);
 
 //! SVDF as TFLM's integer kernel (EvalIntegerSvdfReference): the state (batches x filters x
 //! memory, int8 or, with wide_state, int16 like the time weights) shifts left by one, each
@@ -232,6 +255,52 @@ typedef struct {
 } aiot_svdf_params_t;
 aiot_status_t aiot_svdf_s8(const aiot_svdf_params_t *p, const int8_t *input, const int8_t *weights_feature,
                            const void *weights_time, const int32_t *bias, void *state, int8_t *output);
+
+//! UNIDIRECTIONAL_SEQUENCE_LSTM, int8 activations and weights (per tensor), int32 biases,
+//! int16 cell state: tflite-micro's integer kernel. Each gate: (input - input zero point) x
+//! its input weights + its bias, requantized to Q3.12 and clamped to int16, plus (hidden -
+//! hidden zero point) x its recurrent weights requantized the same way, added with int16
+//! saturation, then sigmoid (the cell gate: tanh; the only one tflite-micro runs) to Q0.15.
+//! cell = forget x cell (forget_*) + input x cell gate (input_*), each clamped to int16, the
+//! sum saturated, then clipped to +-cell_clip when clip is set; hidden = output gate x
+//! tanh(cell) (tanh_* rescale the cell to the table's input, as aiot_lut16_params_t),
+//! requantized (hidden_*) plus the hidden zero point, clamped to int8, and copied to the
+//! output at each step. input [batches][steps][n_input] ([steps][batches][n_input] with
+//! time_major), output likewise with n_cell; hidden (int8) and cell (int16) hold
+//! [batches][n_cell] across calls; scratch holds 4 x n_cell int16.
+enum { AIOT_LSTM_INPUT = 0, AIOT_LSTM_FORGET = 1, AIOT_LSTM_CELL = 2, AIOT_LSTM_OUTPUT = 3 };
+typedef struct {
+    const int8_t *input_weights;      //!< [n_cell][n_input]
+    const int8_t *recurrent_weights;  //!< [n_cell][n_cell]
+    const int32_t *bias;              //!< [n_cell]
+    int32_t input_multiplier, input_shift;
+    int32_t recurrent_multiplier, recurrent_shift;
+} aiot_lstm_gate_t;
+typedef struct {
+    uint16_t batches, steps, n_input, n_cell;
+    uint8_t time_major, clip;
+    int16_t cell_clip;
+    int32_t input_zero_point, hidden_zero_point;
+    aiot_lstm_gate_t gates[4];  //!< AIOT_LSTM_INPUT, _FORGET, _CELL, _OUTPUT
+    int32_t forget_multiplier, forget_shift;
+    int32_t input_multiplier, input_shift;
+    int32_t hidden_multiplier, hidden_shift;
+    int32_t tanh_multiplier, tanh_shift;
+} aiot_lstm_params_t;
+aiot_status_t aiot_lstm_s8(const aiot_lstm_params_t *p, const int8_t *input, int8_t *hidden, int16_t *cell,
+                           int16_t *scratch, int8_t *output);
+//! The same with the gates' dot products over wide weights (speed mode), per gate (indexed
+//! like gates[]): each [n_cell][n_input] and [n_cell][n_cell] matrix in aiot_dot4_wide's
+//! layout (groups of four cells, the last zero-padded), and the biases with the zero points
+//! folded in, 4 * ceil(n_cell / 4) each: input_bias = bias - input zero point x the input
+//! weights' row sums, recurrent_bias = -hidden zero point x the recurrent weights' row sums.
+//! The int8 weights in p->gates are not read (may be NULL); the multipliers are.
+typedef struct {
+    const int16_t *input_weights, *recurrent_weights;
+    const int32_t *input_bias, *recurrent_bias;
+} aiot_lstm_wide_gate_t;
+aiot_status_t aiot_lstm_s8_wide(const aiot_lstm_params_t *p, const aiot_lstm_wide_gate_t *wide, const int8_t *input,
+                                int8_t *hidden, int16_t *cell, int16_t *scratch, int8_t *output);
 
 //! MAXIMUM (is_max = 1) and MINIMUM of raw int8 values, broadcasting; inputs and output
 //! share one quantization (the converter's rule), as TFLM assumes.

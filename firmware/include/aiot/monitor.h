@@ -158,7 +158,8 @@ typedef enum {
       "N > 1: the score is the mean of the last N window scores (0 or 1: each window alone)")                \
     X(level_windows, uint8_t, 0, 0, AIOT_MONITOR_MAX_LEVEL, AIOT_RANGE_CLOSED,                                \
       "N > 0: the score is the worst channel's N-window mean shift over its commissioned spread")            \
-    X(reserved, uint8_t, 0, 0, 0, AIOT_RANGE_CLOSED, "padding, always 0")                                     \
+    X(clear_band, uint8_t, 3, 1, 10, AIOT_RANGE_CLOSED,                                                     \
+      "an alert clears only with its sensors inside their commissioned span widened to >= +-clear_band noise units, none moving away") \
     X(min_quality, float, 0.5f, 0.0f, 1.0f, AIOT_RANGE_LO_OPEN,                                               \
       "NO_DATA when the worst channel has a smaller valid fraction of the window")                           \
     X(clip, float, 8.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "features clipped to +-clip noise units")            \
@@ -264,8 +265,8 @@ typedef struct {
     float noise;          //!< commissioning standard deviation (raw units)
     float tolerance;      //!< largest total drift compensation (raw units), set at commissioning
                           //!< (here: it fills the 8-byte alignment of the union below)
-    //! Commissioning and calibration never overlap: their accumulators share the bytes
-    //! (commission() zeroes them when it ends).
+    //! Commissioning, calibration and the armed phase never overlap: their state shares the
+    //! bytes (commission() zeroes them when it ends, calibrate() hands them to `away`).
     union {
         struct {
             double acc_mean, acc_m2; //!< Welford accumulators of the accepted commissioning samples
@@ -273,6 +274,9 @@ typedef struct {
         struct {
             float sum_err, sum_dev, sum_dev2, sum_shape; //!< calibration sums
         };
+        //! armed: the last 16 windows' |mean - baseline| in 1/8 noise units (255: no data),
+        //! the trend that tells a sensor still moving away (the clearing rule, clear_band)
+        uint8_t away[16];
     };
     float acc_min, acc_max;  //!< range of the accepted commissioning samples (the commissioned span)
     float last, pending;     //!< commissioning: last accepted sample; a far one awaiting its successor
@@ -322,6 +326,7 @@ typedef struct {
     uint16_t event_seq;
     uint16_t since_recal;       //!< scored windows since the last recalibration ended
     uint16_t vote_rec;          //!< alert: windows near its peak; recovering: above its level
+    uint8_t away_pos, away_count; //!< ring position and fill of the channels' `away` (armed)
     uint32_t last_ts;
     uint32_t win_start;
     uint32_t windows;           //!< windows completed

@@ -138,6 +138,38 @@ static const char *device_id(void) {
 #endif
 }
 
+//! INFO's tensor table (protocol 1.2): `num_inputs u8, num_outputs u8`, then per input and
+//! then per output `type u8 (TFLite TensorType: 9 int8, 7 int16), bytes u32`. Without a model
+//! it is two zero counts.
+static uint8_t table_count(int outputs) {
+#ifdef AIOT_NO_MODEL
+    (void)outputs;
+    return 0;
+#else
+    uint32_t n = aiot_served_count(outputs);
+    return (uint8_t)(n > 255u ? 255u : n);  // aiot codegen makes no model with more
+#endif
+}
+
+static size_t tensor_table_bytes(void) {
+    return 2u + 5u * ((size_t)table_count(0) + table_count(1));
+}
+
+static void append_tensor_table(void) {
+    const uint8_t counts[2] = {table_count(0), table_count(1)};
+    aiot_frame_tx_append(&tx, counts, sizeof counts);
+#ifndef AIOT_NO_MODEL
+    for (int role = 0; role < 2; role++) {
+        for (uint32_t i = 0; i < counts[role]; i++) {
+            uint8_t entry[5];
+            entry[0] = aiot_served_type(role, i);
+            aiot_le_wr32(entry + 1, aiot_served_size(role, i));
+            aiot_frame_tx_append(&tx, entry, sizeof entry);
+        }
+    }
+#endif
+}
+
 static void handle_info(const aiot_frame_t *f) {
     const char *id = device_id();
     uint8_t fixed[48];
@@ -170,12 +202,13 @@ static void handle_info(const aiot_frame_t *f) {
     aiot_le_wr16(fixed + 44, AIOT_FRAME_MAX_PAYLOAD);
     begin(f->type | AIOT_MSG_RESPONSE, f->seq,
           sizeof fixed + str_field(AIOT_FIRMWARE_VERSION) + str_field(AIOT_BOARD_NAME) + str_field(model_name) +
-              str_field(id));
+              str_field(id) + tensor_table_bytes());
     aiot_frame_tx_append(&tx, fixed, sizeof fixed);
     append_str(AIOT_FIRMWARE_VERSION);
     append_str(AIOT_BOARD_NAME);
     append_str(model_name);
     append_str(id);
+    append_tensor_table();
     aiot_frame_tx_end(&tx);
 }
 
@@ -192,6 +225,31 @@ static uint8_t output_ready;  //!< the output tensor holds the last INFER's answ
 static void infer_forget(void) {
     input_held = 0;
     output_ready = 0;
+}
+
+//! Bytes [offset, offset + n) of the input (outputs = 0) or the output (outputs = 1), every
+//! tensor of it one after the other in the .tflite's order: an input's are written from src
+//! into the tensors they belong to, an output's appended to the frame being sent, straight
+//! from the tensors.
+static void io_span(int outputs, uint32_t offset, const uint8_t *src, uint32_t n) {
+    const uint32_t count = aiot_served_count(outputs);
+    for (uint32_t i = 0; i < count && n; i++) {
+        const uint32_t size = aiot_served_size(outputs, i);
+        uint32_t k;
+        if (offset >= size) {
+            offset -= size;
+            continue;
+        }
+        k = size - offset < n ? size - offset : n;
+        if (outputs) {
+            aiot_frame_tx_append(&tx, aiot_served_output_n(i) + offset, k);
+        } else {
+            memcpy(aiot_served_input_n(i) + offset, src, k);
+            src += k;
+        }
+        n -= k;
+        offset = 0;
+    }
 }
 
 #endif
@@ -221,7 +279,7 @@ static void handle_infer(const aiot_frame_t *f) {
         send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, msg);
         return;
     } else {
-        memcpy(MODEL_INPUT(), f->payload, f->length);
+        io_span(0, 0, f->payload, f->length);
     }
     infer_forget();  // the engine may reuse the input's memory: every run needs a fresh input
     t0 = aiot_port_ticks();
@@ -241,7 +299,7 @@ static void handle_infer(const aiot_frame_t *f) {
     if (out_n > AIOT_FRAME_MAX_PAYLOAD - sizeof head) out_n = AIOT_FRAME_MAX_PAYLOAD - sizeof head;
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof head + out_n);
     aiot_frame_tx_append(&tx, head, sizeof head);
-    aiot_frame_tx_append(&tx, MODEL_OUTPUT(), out_n);
+    io_span(1, 0, NULL, (uint32_t)out_n);
     aiot_frame_tx_end(&tx);
 #endif
 }
@@ -277,7 +335,7 @@ static void handle_infer_input(const aiot_frame_t *f) {
         return;
     }
     output_ready = 0;  // the input may share arena memory with the last output
-    memcpy(MODEL_INPUT() + offset, f->payload + 4, n);
+    io_span(0, offset, f->payload + 4, n);
     input_held = offset + n;
     aiot_le_wr32(held, input_held);
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, sizeof held);
@@ -312,7 +370,7 @@ static void handle_infer_output(const aiot_frame_t *f) {
     if (n > AIOT_FRAME_MAX_PAYLOAD - 4u) n = AIOT_FRAME_MAX_PAYLOAD - 4u;
     begin(f->type | AIOT_MSG_RESPONSE, f->seq, 4u + n);
     aiot_frame_tx_append(&tx, f->payload, 4);
-    aiot_frame_tx_append(&tx, (const int8_t *)MODEL_OUTPUT() + offset, n);
+    io_span(1, offset, NULL, n);
     aiot_frame_tx_end(&tx);
 #endif
 }
@@ -353,6 +411,10 @@ static int monitor_configure(const aiot_monitor_config_t *cfg, int fresh, const 
         return -1;
     }
 #ifndef AIOT_NO_MODEL
+    if (!aiot_served_one_int8()) {
+        *why = "the monitor scores with a model of one int8 input and one int8 output; this model serves INFER only";
+        return -1;
+    }
     if ((uint32_t)cfg->num_channels * cfg->window != MODEL_INFO.input_bytes ||
         MODEL_INFO.input_bytes != MODEL_INFO.output_bytes) {
         *why = "num_channels x window must equal the model's input and output size";

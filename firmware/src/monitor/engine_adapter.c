@@ -19,7 +19,8 @@ int aiot_monitor_engine_score(void *ctx, const float *features, size_t n, float 
     size_t i;
     int rc;
     (void)ctx;
-    if (!features || !reconstruction || n != info->input_bytes || n != info->output_bytes || !(info->input_scale > 0.0f))
+    if (!features || !reconstruction || n != info->input_bytes || n != info->output_bytes || !(info->input_scale > 0.0f) ||
+        !aiot_served_one_int8())
         return AIOT_MONITOR_EINVAL;
     in = MODEL_INPUT();
     for (i = 0; i < n; i++) in[i] = quantize(features[i], info->input_scale, info->input_zero_point);

@@ -17,6 +17,9 @@
 typedef char aiot_static_output_size[(sizeof(aiot_monitor_output_t) == 32) ? 1 : -1];
 typedef char aiot_static_event_size[(sizeof(aiot_monitor_event_t) == 16) ? 1 : -1];
 typedef char aiot_static_sample_size[(sizeof(aiot_sample_t) == 16 + 4 * AIOT_MONITOR_MAX_CHANNELS) ? 1 : -1];
+// The moving-away ring holds the longest clear period (persist_n <= 16) in the bytes of the
+// commissioning / calibration accumulators, so it costs no RAM.
+typedef char aiot_static_away_ring[(sizeof(((aiot_monitor_channel_t *)0)->away) == 16) ? 1 : -1];
 
 #define BIT(c) ((aiot_monitor_mask_t)1 << (c))
 
@@ -25,7 +28,12 @@ enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 }
 
 #define MS_PER_HOUR 3600000.0f
 #define TINY 1e-6f
-#define BAND_NOISE 3.0f  // a commissioned band is at least +-3 noise units wide
+#define BAND_NOISE 3.0f  // "away": outside the commissioned band widened to +-3 noise units
+#define AWAY_STEP 1.0f   // moving away: farther by this over a clear period (noise units)
+#define AWAY_RING 16      // distances kept per channel: the longest clear period (persist_n)
+#define AWAY_UNIT 0.125f  // their resolution (noise units); 254 x 0.125 = 31.75 is far out of any band
+#define AWAY_TOP 31.75f
+#define AWAY_NONE 255u
 
 void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channels, uint8_t window,
                                  uint32_t sample_period_ms) {
@@ -131,6 +139,7 @@ static void reset_learning(aiot_monitor_t *m) {
     m->fill = 0;
     m->avg_count = m->avg_pos = 0;
     m->lvl_count = m->lvl_pos = 0;
+    m->away_count = m->away_pos = 0;
 }
 
 //! The window score that counts: s itself, or with score_average N > 1 the mean of the
@@ -629,6 +638,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
     }
     m->phase = AIOT_PHASE_ARMED;
     m->since_recal = 0xFFFFu;
+    m->away_count = m->away_pos = 0;  // the channels' `away` rings now own the calibration sums' bytes
     emit(m, ts, AIOT_EVENT_CALIBRATED, AIOT_MONITOR_NO_CHANNEL, 0, m->cal[m->cal_count - 1]);
 }
 
@@ -853,24 +863,62 @@ static void window_means(const aiot_monitor_t *m, float *mean) {
     }
 }
 
-//! How far (noise units) the farthest channel of `mask` sits outside its commissioned band:
-//! the span of its accepted commissioning samples, carried along by its baseline. 0 when
-//! all are inside; a channel without data in this window is not known to be back (+inf).
-static float band_distance(const aiot_monitor_t *m, aiot_monitor_mask_t mask, const float *mean) {
+//! How far (noise units) channel c's window mean sits outside its commissioned band: the
+//! span of its accepted commissioning samples, carried along by its baseline, widened to at
+//! least +-`band` noise units (with the configured noise floors the noise can be wider than
+//! what the commissioning minutes showed). 0 when inside; +inf without data in this window.
+static float channel_band_distance(const aiot_monitor_channel_t *ch, float mean, float band) {
+    if (!isfinite(mean)) return INFINITY;
+    return fmaxf(0.0f, fmaxf(mean - (ch->baseline + fmaxf(ch->acc_max - ch->baseline0, band * ch->noise)),
+                             (ch->baseline - fmaxf(ch->baseline0 - ch->acc_min, band * ch->noise)) - mean) /
+                           ch->noise);
+}
+
+//! The farthest channel of `mask` outside its band (channel_band_distance): 0 when all are
+//! inside; a channel without data in this window is not known to be back (+inf).
+static float band_distance(const aiot_monitor_t *m, aiot_monitor_mask_t mask, const float *mean, float band) {
     float worst = 0.0f;
     int c;
-    for (c = 0; c < m->cfg.num_channels; c++) {
-        const aiot_monitor_channel_t *ch = &m->ch[c];
-        float d;
-        if (!((mask >> c) & 1u)) continue;
-        if (!isfinite(mean[c])) return INFINITY;
-        // At least 3 noise units either side: with the configured noise floors the noise
-        // can be wider than what the commissioning minutes showed.
-        d = fmaxf(mean[c] - (ch->baseline + fmaxf(ch->acc_max - ch->baseline0, BAND_NOISE * ch->noise)),
-                  (ch->baseline - fmaxf(ch->baseline0 - ch->acc_min, BAND_NOISE * ch->noise)) - mean[c]);
-        worst = fmaxf(worst, d / ch->noise);
-    }
+    for (c = 0; c < m->cfg.num_channels; c++)
+        if ((mask >> c) & 1u) worst = fmaxf(worst, channel_band_distance(&m->ch[c], mean[c], band));
     return worst;
+}
+
+//! Into each channel's ring of recent distances from its baseline (AWAY_UNIT steps, 255: no
+//! data). Every armed window, so that the trend is known from the first window of an alert.
+static void away_push(aiot_monitor_t *m, const float *mean) {
+    int c;
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        const float d = fabsf(mean[c] - m->ch[c].baseline) / m->ch[c].noise;
+        m->ch[c].away[m->away_pos] = !isfinite(d) ? AWAY_NONE : (uint8_t)(fminf(d, AWAY_TOP) / AWAY_UNIT + 0.5f);
+    }
+    m->away_pos = (uint8_t)((m->away_pos + 1u) % AWAY_RING);
+    if (m->away_count < AWAY_RING) m->away_count++;
+}
+
+//! Is a channel of `mask` still moving away? The least-squares trend of its distance from
+//! its baseline over the last clear period (persist_n windows, at least 3) rises by
+//! AWAY_STEP noise units or more across the period, and it sits outside the +-BAND_NOISE
+//! band. Such a sensor is not back, whatever clear_band says.
+static int moving_away(const aiot_monitor_t *m, aiot_monitor_mask_t mask, const float *mean) {
+    const int n = m->cfg.persist_n < 3 ? 3 : m->cfg.persist_n;
+    int c, i;
+    if (m->away_count < n) return 0;
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        float sx = 0.0f, sy = 0.0f, sxx = 0.0f, sxy = 0.0f, k = 0.0f;
+        if (!((mask >> c) & 1u) || !(channel_band_distance(&m->ch[c], mean[c], BAND_NOISE) > 0.0f)) continue;
+        for (i = 0; i < n; i++) {  // i = 0 the oldest of the period
+            const uint8_t v = m->ch[c].away[(m->away_pos + AWAY_RING - n + i) % AWAY_RING];
+            if (v == AWAY_NONE) continue;
+            sx += (float)i;
+            sy += (float)v * AWAY_UNIT;
+            sxx += (float)i * (float)i;
+            sxy += (float)i * (float)v * AWAY_UNIT;
+            k += 1.0f;
+        }
+        if (k >= 3.0f && (k * sxy - sx * sy) / (k * sxx - sx * sx) * (float)(n - 1) >= AWAY_STEP) return 1;
+    }
+    return 0;
 }
 
 //! A window that cannot be scored (model failure, non-finite statistics): NO_DATA, never NORMAL.
@@ -984,10 +1032,15 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
 
     for (c = 0; c < C; c++) contrib[c] = c == r ? 0.0f : k->level_windows ? level_z[c] : w.err[c] / m->ch[c].err_ref;
     top3(contrib, m, o->top_channels, &mask);
+    away_push(m, mean);
     if (m->alert || m->recovering) {
         // The machine is back only when every sensor the alert implicated is back in band.
-        dist = band_distance(m, m->alert_mask, mean);
-        m->band_out = (uint16_t)(((m->band_out << 1) | (dist > 0.0f)) & keep);
+        // The escalation measures the distance out of the +-BAND_NOISE band; the clearing
+        // rule asks for the clear_band band, and that no implicated sensor still moves away.
+        const int away = moving_away(m, m->alert_mask, mean);
+        dist = band_distance(m, m->alert_mask, mean, BAND_NOISE);
+        m->band_out = (uint16_t)(((m->band_out << 1) |
+                                  (away || band_distance(m, m->alert_mask, mean, k->clear_band) > 0.0f)) & keep);
     }
     if (m->alert) {
         // still near the peak: above recover_ratio x peak and the clear level (always when off)
@@ -1013,7 +1066,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->band_out = 0;
         m->alert_severity = severity_of(k, o->score);
         m->escalate_score = o->score;
-        m->escalate_dist = band_distance(m, m->alert_mask, mean);
+        m->escalate_dist = band_distance(m, m->alert_mask, mean, BAND_NOISE);
         if (!isfinite(m->escalate_dist)) m->escalate_dist = 0.0f;
         m->last_state = AIOT_STATE_ANOMALY;
         emit(m, t_end, AIOT_EVENT_ALERT_RAISED, o->top_channels[0], mask, o->score);

@@ -327,6 +327,21 @@ def _io_table(role: str, offsets: list[int], sizes: list[int]) -> list[str]:
     ]
 
 
+#: TFLite's TensorType codes, as the device's INFO reports each input and output (protocol 1.2)
+TENSOR_TYPES = {"int8": 9, "int16": 7}
+
+
+def _io_types(g) -> list[str]:
+    """aiot_model_input_types[] / aiot_model_output_types[] (TFLite TensorType codes) for a
+    model with an int16 (16x8) input or output; an all-int8 model has none (the firmware reads
+    their absence as int8), so its generated C is what it was before the tables existed."""
+    roles = (("input", g.inputs), ("output", g.outputs))
+    if all(g.tensors[i].dtype == "int8" for _, ids in roles for i in ids):
+        return []
+    return [f"const uint8_t aiot_model_{role}_types[{len(ids)}] = "
+            f"{{ {', '.join(f'{TENSOR_TYPES[g.tensors[i].dtype]}u' for i in ids)} }};" for role, ids in roles] + [""]
+
+
 def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, out_size, q, edges=()) -> str:
     from aiot.codegen.ops import _c_float
 
@@ -361,6 +376,7 @@ def _render_source(g, name, crc, plan, ctx, layers, const_decls, info, in_size, 
         "",
         *_io_table("input", [plan.offset_of[i] for i in g.inputs], [_nbytes(g.tensors[i]) for i in g.inputs]),
         *_io_table("output", [plan.offset_of[i] for i in g.outputs], [_nbytes(g.tensors[i]) for i in g.outputs]),
+        *_io_types(g),
         "#ifdef AIOT_PROFILE",
         f"uint32_t aiot_model_layer_ticks[{n}];",
         f"const char *const aiot_model_layer_names[{n}] = {{",

@@ -436,6 +436,11 @@ def emit_depthwise(ctx: Ctx, op: Operator, name: str) -> Layer:
     return _conv_like(ctx, op, name, depthwise=True)
 
 
+#: AIOT_TCONV_MAX_ROWS and AIOT_TCONV_PATCH (engine.h): the sub-rows one output pixel of
+#: the SIMD TRANSPOSE_CONV reads, and their input bytes (a stack copy at the edges)
+TCONV_MAX_ROWS, TCONV_PATCH = 16, 768
+
+
 def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
     # Inputs: output shape, OHWI weights, input, optional bias. TFLM derives the padding
     # from the output size as a convolution of it would (its offset unused).
@@ -470,12 +475,50 @@ def emit_transpose_conv(ctx: Ctx, op: Operator, name: str) -> Layer:
     acc_bound = int(np.max(np.abs(bias) + 255 * wq)) if out_c else 0
     decls, rq, rq_bytes = _requant_decl(name, mults, shifts, out_zp, lo, hi, acc_bound, out_c,
                                         compact=ctx.compact_requant)
+    params = (f"static const aiot_transpose_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, "
+              f"{out_c}, {k_h}, {k_w}, {sh}, {sw}, {pad_h}, {pad_w}, {-in_zp}, {rq} }};")
+    macs = in_h * in_w * in_c * out_c * k_h * k_w
+    n_rows = -(-k_h // sh)
+    if n_rows <= TCONV_MAX_ROWS and n_rows * -(-k_w // sw) * in_c <= TCONV_PATCH:
+        # By output phase (see aiot_transpose_conv_s8_wide): per phase and fy one sub-row,
+        # its taps from the phase's last fx down, as an [out_c][ni * in_c] matrix (speed:
+        # wide; size: packed int8), and the input zero point's term of that sub-row.
+        wide = ctx.optimize == "speed"
+        pack = pack_weights_wide if wide else pack_weights
+        padded = -(-out_c // 4) * 4
+        first, offsets, parts, row_bias, size = [0], [], [], [], 0
+        for py in range(sh):
+            for px in range(sw):
+                fxs = list(range(px, k_w, sw))[::-1]
+                for fy in range(py, k_h, sh) if fxs else []:
+                    m = np.concatenate([w.data[:, fy, fx, :] for fx in fxs], axis=1)
+                    packed = pack(m, 1, m.shape[1])
+                    # aiot_dot4_s8 loads its blocks with LDM: every sub-row starts on a word
+                    packed = np.concatenate([packed, np.zeros(-packed.nbytes % 4 // packed.itemsize, packed.dtype)])
+                    offsets.append(size)
+                    parts.append(packed)
+                    size += packed.size
+                    rb = np.zeros(padded, np.int64)
+                    rb[:out_c] = -in_zp * m.astype(np.int64).sum(axis=1)
+                    row_bias.append(rb)
+                first.append(len(offsets))
+        ctype = "int16_t" if wide else "int8_t"
+        packed = np.concatenate(parts) if parts else np.zeros(1, np.int16 if wide else np.int8)
+        row_bias = _i32(np.array(row_bias if row_bias else [np.zeros(padded, np.int64)]), g, op)
+        decls += [_c_array(ctype, f"{name}_w", packed), _c_array("int32_t", f"{name}_rb", row_bias),
+                  _c_array("int32_t", f"{name}_b", bias), _c_array("uint16_t", f"{name}_rf", np.array(first)),
+                  _c_array("uint32_t", f"{name}_ro", np.array(offsets or [0])),
+                  f"static const aiot_tconv_rows_t {name}_r = {{ {name}_rf, {name}_ro }};", params]
+        call = (f"aiot_transpose_conv_s8_{'wide' if wide else 'packed'}(&{name}_p, &{name}_r, {ctx.p(x.index)}, {name}_w, {name}_rb, "
+                f"{name}_b, {ctx.p(out.index)})")
+        return Layer(op.op, op.index, call, decls, macs=macs,
+                     weights_bytes=packed.nbytes + 4 * (row_bias.size + out_c + len(offsets)) + 2 * len(first)
+                     + rq_bytes)
     decls += [_c_array("int8_t", f"{name}_w", w.data), *([_c_array("int32_t", f"{name}_b", bias)] if has_bias else []),
-              f"static const aiot_transpose_conv_params_t {name}_p = {{ {in_h}, {in_w}, {in_c}, {out_h}, {out_w}, "
-              f"{out_c}, {k_h}, {k_w}, {sh}, {sw}, {pad_h}, {pad_w}, {-in_zp}, {rq} }};"]
+              params]
     call = (f"aiot_transpose_conv_s8(&{name}_p, {ctx.p(x.index)}, {name}_w, {f'{name}_b' if has_bias else 'NULL'}, "
             f"{ctx.p(out.index)})")
-    return Layer(op.op, op.index, call, decls, macs=in_h * in_w * in_c * out_c * k_h * k_w,
+    return Layer(op.op, op.index, call, decls, macs=macs,
                  weights_bytes=w.size + (4 * out_c if has_bias else 0) + rq_bytes)
 
 
@@ -533,6 +576,121 @@ def emit_svdf(ctx: Ctx, op: Operator, name: str) -> Layer:
     call = f"aiot_svdf_s8(&{name}_p, {ctx.p(x.index)}, {name}_wf, {name}_wt, {name}_b, {name}_state, {ctx.p(out.index)})"
     return Layer(op.op, op.index, call, decls, macs=batches * filters * (n_in + memory),
                  weights_bytes=wf.size + wt.size * (2 if wide else 1) + 4 * units, reset=reset)
+
+
+#: UNIDIRECTIONAL_SEQUENCE_LSTM's inputs (tflite's lstm_shared.h order): per gate (input,
+#: forget, cell, output) the input weights, the recurrent weights and the bias.
+_LSTM_GATES = (("input", 1, 5, 12), ("forget", 2, 6, 13), ("cell", 3, 7, 14), ("output", 4, 8, 15))
+#: The LSTM variants and the inputs that make them; tflite-micro's kernel runs none of them.
+_LSTM_VARIANTS = (("CIFG (coupled input and forget gates)", (1, 5)), ("peephole", (9, 10, 11)),
+                  ("projection", (16, 17)), ("layer norm", (20, 21, 22, 23)))
+
+
+def emit_lstm(ctx: Ctx, op: Operator, name: str) -> Layer:
+    # tflite-micro's integer LSTM (int8 activations, int16 cell state): every gate's two
+    # fully connected parts output Q3.12 (scale 2^-12), their multipliers computed as its FC
+    # Prepare does (double products); the gates are Q0.15, so the three products' multipliers
+    # are 2^-15 x 2^-15 (or x the cell scale) / the result's scale, in double.
+    g = ctx.g
+    o = op.options
+
+    def tensor(i: int) -> Tensor | None:
+        return g.tensor(op.inputs[i]) if i < len(op.inputs) and op.inputs[i] >= 0 else None
+
+    variants = [what for what, idx in _LSTM_VARIANTS
+                if any((tensor(i) is None) if what.startswith("CIFG") else (tensor(i) is not None) for i in idx)]
+    if len(op.inputs) != 24:
+        variants.append(f"{len(op.inputs)} inputs (tflite-micro's kernel takes 24)")
+    if o.get("diagonal_recurrent_tensors"):
+        variants.append("diagonal recurrent weights")
+    if variants:
+        raise _fail(g, op, "an LSTM with " + ", ".join(variants),
+                    "tflite-micro's LSTM kernel runs only the plain LSTM (no CIFG, peephole, projection or layer "
+                    "norm), so there is nothing to be bit-exact with: use a plain keras.layers.LSTM")
+    x, out, hidden, cell = tensor(0), ctx.t(op.outputs[0]), tensor(18), tensor(19)
+    if x is None or x.dtype != "int8" or len(x.shape) != 3:
+        raise _fail(g, op, f"the input must be a 3-D int8 tensor (got {x.dtype if x else None} "
+                    f"{list(x.shape) if x else []})", "quantize the whole model to int8 with int8 activations")
+    if hidden is None or not hidden.is_variable or hidden.dtype != "int8" or not hidden.quantized or \
+            cell is None or not cell.is_variable or cell.dtype != "int16" or not cell.quantized:
+        raise _fail(g, op, "the hidden state (input 18) must be an int8 and the cell state (input 19) an int16 "
+                    "quantized variable tensor", "convert with full-integer int8 quantization (the int8 x int8 -> "
+                    "int16 LSTM tflite-micro runs)")
+    time_major = bool(o.get("time_major"))
+    steps, batches = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
+    n_in = x.shape[2]
+    n_cell = hidden.size // batches if batches else 0
+    if n_cell < 1 or hidden.size != batches * n_cell or cell.size != hidden.size or \
+            tuple(out.shape) != (*x.shape[:2], n_cell) or out.dtype != "int8":
+        raise _fail(g, op, f"shapes do not fit: input {list(x.shape)}, hidden state {list(hidden.shape)}, cell state "
+                    f"{list(cell.shape)}, output {out.dtype} {list(out.shape)}", "re-export the model")
+    if o.get("activation", "NONE") != "TANH":
+        raise _fail(g, op, f"cell activation {o.get('activation')}",
+                    "tflite-micro's LSTM applies tanh or sigmoid only; use the default activation='tanh'")
+    cell_s = float(np.float32(cell.scale[0]))
+    power = int(np.round(np.log2(cell_s)))
+    if cell_s != 2.0 ** power:
+        raise _fail(g, op, f"the cell state scale {cell_s} is not a power of two",
+                    "the converter makes it one; re-export the model")
+    if float(o.get("cell_clip", 0.0)) < 0:
+        raise _fail(g, op, "a negative cell clip", "tflite-micro refuses it too; re-export the model")
+    (in_s, in_zp), (h_s, h_zp) = _qp(x), _qp(hidden)
+    q12, q15 = 2.0 ** -12, 2.0 ** -15
+    decls, gates, wide, weights_bytes = [], [], [], 0
+    for gate, wi_i, wr_i, b_i in _LSTM_GATES:
+        wi, wr = (_need_int8_weights(g, op, tensor(i)) for i in (wi_i, wr_i))
+        if wi.shape != (n_cell, n_in) or wr.shape != (n_cell, n_cell) or wi.per_channel or wr.per_channel:
+            raise _fail(g, op, f"{gate} gate weights {list(wi.shape)} and {list(wr.shape)} (per-tensor "
+                        f"[{n_cell}, {n_in}] and [{n_cell}, {n_cell}] expected)", "re-export the model")
+        bias = _bias(g, op, op.inputs[b_i], n_cell)
+        (mi,), (si,) = conv_multipliers(in_s, wi.scale[:1], q12)
+        (mr,), (sr,) = conv_multipliers(h_s, wr.scale[:1], q12)
+        if ctx.optimize == "speed":
+            # wide weights for aiot_dot4_wide, the zero points folded into the biases as
+            # TFLM's Prepare folds them; the int8 weights are not stored
+            padded = -(-n_cell // 4) * 4
+            folded = np.zeros((2, padded), np.int64)
+            folded[0, :n_cell] = np.asarray(bias, np.int64) - in_zp * wi.data.astype(np.int64).sum(axis=1)
+            folded[1, :n_cell] = -h_zp * wr.data.astype(np.int64).sum(axis=1)
+            pi, pr = pack_weights_wide(wi.data, 1, n_in), pack_weights_wide(wr.data, 1, n_cell)
+            folded = _i32(folded, g, op)
+            decls += [_c_array("int16_t", f"{name}_{gate}_wi", pi), _c_array("int16_t", f"{name}_{gate}_wr", pr),
+                      _c_array("int32_t", f"{name}_{gate}_bi", folded[0]),
+                      _c_array("int32_t", f"{name}_{gate}_br", folded[1])]
+            gates.append(f"{{ NULL, NULL, NULL, {mi}, {si}, {mr}, {sr} }}")
+            wide.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {name}_{gate}_bi, {name}_{gate}_br }}")
+            weights_bytes += pi.nbytes + pr.nbytes + folded.size * 4
+            continue
+        decls += [_c_array("int8_t", f"{name}_{gate}_wi", wi.data), _c_array("int8_t", f"{name}_{gate}_wr", wr.data),
+                  _c_array("int32_t", f"{name}_{gate}_b", bias)]
+        gates.append(f"{{ {name}_{gate}_wi, {name}_{gate}_wr, {name}_{gate}_b, {mi}, {si}, {mr}, {sr} }}")
+        weights_bytes += wi.size + wr.size + 4 * n_cell
+    mf, sf = quantize_multiplier(q15 * cell_s / cell_s)
+    mc, sc = quantize_multiplier(q15 * q15 / cell_s)
+    mh, sh = quantize_multiplier(q15 * q15 / float(np.float32(h_s)))
+    shift = 15 + power - 3  # the cell state to tanh's Q3.12 input: 3 << shift, or x 3 >> -shift
+    tanh_m, tanh_s = (0, shift) if shift >= 0 else (3, -shift)
+    clip = float(np.float32(o.get("cell_clip", 0.0)))
+    q_clip = int(min(max(clip / cell_s, -32768.0), 32767.0))  # truncated, as tflite-micro's cast
+    n_state = batches * n_cell
+    decls += [
+        # both states start as after a reset (tflite-micro resets variables when it allocates them)
+        f"static int8_t {name}_hidden[{n_state}] = {{ [0 ... {n_state - 1}] = {h_zp} }};",
+        f"static int16_t {name}_cell[{n_state}];",
+        f"static int16_t {name}_scratch[{4 * n_cell}];",
+        f"static const aiot_lstm_params_t {name}_p = {{ {batches}, {steps}, {n_in}, {n_cell}, {int(time_major)}, "
+        f"{int(clip > 0)}, {q_clip}, {in_zp}, {h_zp}, {{ {', '.join(gates)} }}, {mf}, {sf}, {mc}, {sc}, {mh}, {sh}, "
+        f"{tanh_m}, {tanh_s} }};",
+    ]
+    reset = [f"for (uint32_t i = 0; i < {n_state}u; i++) {{ {name}_hidden[i] = {h_zp}; {name}_cell[i] = 0; }}"]
+    state = f"{ctx.p(x.index)}, {name}_hidden, {name}_cell, {name}_scratch, {ctx.p(out.index)}"
+    if wide:
+        decls.append(f"static const aiot_lstm_wide_gate_t {name}_wide[4] = {{ {', '.join(wide)} }};")
+        call = f"aiot_lstm_s8_wide(&{name}_p, {name}_wide, {state})"
+    else:
+        call = f"aiot_lstm_s8(&{name}_p, {state})"
+    return Layer(op.op, op.index, call, decls, macs=batches * steps * 4 * n_cell * (n_in + n_cell),
+                 weights_bytes=weights_bytes, reset=reset)
 
 
 def _same_qparams(g: Graph, op: Operator, a: Tensor, b: Tensor) -> None:
@@ -1147,4 +1305,5 @@ EMITTERS: dict[str, Callable[[Ctx, Operator, str], Layer]] = {
     "TANH": emit_tanh,
     "SOFTMAX": emit_softmax,
     "SVDF": emit_svdf,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": emit_lstm,
 }

@@ -9,7 +9,7 @@ import click
 
 from aiot.commands import Command, json_option, write_json, wrote
 
-BUILTIN = ("ad-mlperf", "ad-small", "conv1d")
+BUILTIN = ("ad-mlperf", "ad-small", "conv1d", "conv-ae", "conv1d-ae")
 
 
 @click.command("bench", cls=Command)

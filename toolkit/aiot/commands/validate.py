@@ -75,6 +75,53 @@ def make_inputs(stored: np.ndarray, n: int, features: int, seed: int = 0) -> tup
     return np.concatenate([stored[:used].astype(np.int8), extra]) if used else extra, used
 
 
+def make_tensor_inputs(stored: np.ndarray, n: int, inputs, seed: int = 0) -> tuple[np.ndarray, int]:
+    """make_inputs() for the tensors a device serves (aiot.device.protocol.TensorSpec, in
+    order): an all-int8 model gets exactly make_inputs()'s vectors; otherwise (int16 inputs,
+    the 16x8 mode) seeded values uniform over each input's type, one row per vector with every
+    input's values one after the other (int16; int32 when int8 and int16 inputs mix); the
+    stored int8 test vectors are not used then."""
+    features = sum(t.elements for t in inputs)
+    if all(t.dtype == np.int8 for t in inputs):
+        return make_inputs(stored, n, features, seed)
+    rng = np.random.default_rng(seed)
+    cols = [rng.integers(np.iinfo(t.dtype).min, np.iinfo(t.dtype).max + 1, (n, t.elements)) for t in inputs]
+    kind = inputs[0].dtype.name if len({t.dtype for t in inputs}) == 1 else "int32"
+    return np.concatenate(cols, axis=1).astype(kind), 0
+
+
+def _per_input(xs: np.ndarray, inputs) -> list:
+    """Rows of every input's values as the device client takes them: the rows themselves when
+    every input has one type, else one array per input in its own type."""
+    if len({t.dtype for t in inputs}) == 1:
+        return xs.astype(inputs[0].dtype.name)
+    out = []
+    for x in xs:
+        at, parts = 0, []
+        for t in inputs:
+            parts.append(x[at : at + t.elements].astype(t.dtype.name))
+            at += t.elements
+        out.append(parts)
+    return out
+
+
+def output_quantization(tflite_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero point) of every output value, in order (each output's own), for the
+    dequantized error metrics; a float-interface model's are its int8 core output's."""
+    from aiot.model import tflite
+
+    g = tflite.load(tflite_bytes, check=False)
+    d = tflite.float_output_dequantize(g)
+    ids = [d.inputs[0]] if d is not None else list(g.outputs)
+    scale, zp = [], []
+    for i in ids:
+        t = g.tensors[i]
+        s, z = t.qparams()
+        scale += [s] * t.size
+        zp += [z] * t.size
+    return np.asarray(scale, np.float64), np.asarray(zp, np.int64)
+
+
 def make_float_inputs(n: int, features: int, scale: float, zero_point: int, seed: int = 0) -> np.ndarray:
     """n seeded float32 vectors for a float-input model: uniform over the range its int8
     input represents, and a tenth beyond it on each side (saturation)."""
@@ -269,7 +316,8 @@ def _parity_section(report: dict, device: np.ndarray | None, reference: np.ndarr
     outputs = len(per)
     total = m["vectors"] * outputs
     same = round(total * m["exact_bytes_pct"] / 100)
-    kind = "float32" if m.get("float32") else "int8"
+    types = {t["type"] for t in report.get("tensors", {}).get("outputs", [])}
+    kind = "float32" if m.get("float32") else types.pop() if len(types) == 1 else "int8 and int16" if types else "int8"
     rows = [("vectors compared", f'{m["vectors"]:,} x {outputs:,} outputs = {total:,} {kind} outputs'),
             ("byte-identical outputs", f'{same:,} of {total:,} ({m["exact_bytes_pct"]:.3f} %)'),
             ("vectors identical in every output", f'{m["vectors"] - m["mismatched_vectors"]:,} '
@@ -308,6 +356,26 @@ def _parity_section(report: dict, device: np.ndarray | None, reference: np.ndarr
             + f"<p class='note'>Not drawn: the {hist.get('0', 0):,} outputs with no error.</p>"
             + "<h3>Outputs that differ</h3><table class='list'><tr><th>output</th><th>vectors differing</th>"
               f"<th>max |error| (LSB)</th><th>mean |error| (LSB)</th></tr>{out_rows}</table>{more}{first}")
+
+
+def _tensors_section(tensors: dict | None) -> str:
+    """The inputs and outputs the device served, for a model with several or with int16
+    ones (one int8 input and output need no table), each output with the vectors that differ
+    in it."""
+    if not tensors:
+        return ""
+    ins, outs = tensors.get("inputs", []), tensors.get("outputs", [])
+    if len(ins) <= 1 and len(outs) <= 1 and all(t["type"] == "int8" for t in (*ins, *outs)):
+        return ""
+    rows = "".join(
+        f"<tr><td>{role} {k}</td><td>{html.escape(t['name'])}</td><td>{html.escape(str(t['shape']))}</td>"
+        f"<td>{html.escape(t['type'])}</td><td class='n'>{t['bytes']:,}</td>"
+        f"<td class='n'>{'' if role == 'input' else format(t['mismatched_vectors'], ',')}</td></tr>"
+        for role, items in (("input", ins), ("output", outs)) for k, t in enumerate(items))
+    return ("<h2>Inputs and outputs</h2><p class='note'>As the device served them (INFO, protocol 1.2), in the "
+            ".tflite's order: each vector is every input's values one after the other, each answer every "
+            "output's.</p><table class='list'><tr><th></th><th>tensor</th><th>shape</th><th>type</th>"
+            f"<th>bytes</th><th>vectors differing</th></tr>{rows}</table>")
 
 
 def _cost_section(t: dict, ticks: np.ndarray) -> str:
@@ -353,6 +421,7 @@ td.n{{text-align:right}}.note{{color:#495057;font-size:90%}}.verdict{{font-weigh
 {'bit-exact' if ok else f'{m["mismatched_vectors"]} vectors differ'}</span></h1>
 {_table(rows)}
 {_parity_section(report, device, reference)}
+{_tensors_section(report.get("tensors"))}
 {_memory_section(report.get("firmware"))}
 {_cost_section(t, ticks)}
 </body></html>"""
@@ -375,15 +444,31 @@ class _TfliteOrOldPackage(click.Path):
         return super().convert(value, param, ctx)
 
 
-def _is_16x8(tflite_bytes: bytes) -> bool:
-    """Whether the device-side input or output is int16 (TFLite's 16x8 mode, float edges aside)."""
+def _tensors_report(tflite_bytes: bytes, ins, outs, dev_out: np.ndarray, ref_out: np.ndarray, float_out: bool) -> dict:
+    """Each input and output the device served (name, shape, type, bytes) and, per output, how
+    many vectors differ in it."""
     from aiot.model import tflite
 
     g = tflite.load(tflite_bytes, check=False)
-    q, d = tflite.float_input_quantize(g), tflite.float_output_dequantize(g)
-    core_in = g.tensors[q.outputs[0]] if q is not None else g.input
-    core_out = g.tensors[d.inputs[0]] if d is not None else g.output
-    return "int16" in (core_in.dtype, core_out.dtype)
+    d = tflite.float_output_dequantize(g)
+    q = tflite.float_input_quantize(g)
+    in_ids = [q.outputs[0]] if q is not None else list(g.inputs)
+    out_ids = [d.inputs[0]] if d is not None else list(g.outputs)
+
+    def entry(i, spec):
+        t = g.tensors[i]
+        return {"name": t.name, "shape": [int(v) for v in t.shape], "type": spec.dtype.name, "bytes": spec.bytes}
+
+    same = (dev_out.view(np.uint32) == ref_out.view(np.uint32)) if float_out else (dev_out == ref_out)
+    report_outs, at = [], 0
+    for i, spec in zip(out_ids, outs):
+        e = entry(i, spec)
+        if float_out:
+            e["type"] = "float32 (dequantized on the host)"
+        e["mismatched_vectors"] = int((~same[:, at : at + spec.elements].all(axis=1)).sum()) if len(same) else 0
+        report_outs.append(e)
+        at += spec.elements
+    return {"inputs": [entry(i, s) for i, s in zip(in_ids, ins)], "outputs": report_outs}
 
 
 @click.command("validate", cls=Command)
@@ -391,9 +476,11 @@ def _is_16x8(tflite_bytes: bytes) -> bool:
 @click.option("--package", "-p", "package", type=click.Path(file_okay=False, path_type=Path),
               help="Model package folder (aiot train + aiot quantize), or any folder with model.tflite "
                    "[+ vectors.npz].")
-@click.option("--model", "-m", "model", type=_TfliteOrOldPackage(), help="An int8 .tflite file (instead of --package).")
+@click.option("--model", "-m", "model", type=_TfliteOrOldPackage(),
+              help="An int8 (or 16x8) .tflite file, any number of inputs and outputs (instead of --package).")
 @click.option("-n", "count", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Vectors to stream: the stored test vectors first, then seeded random int8 ones.")
+              help="Vectors to stream: the stored test vectors first, then seeded random ones (int8; int16 "
+                   "for a 16x8 model's int16 inputs; every input of a model with several).")
 @click.option("--transport", type=click.Choice(["qemu", "serial"]), default="qemu", show_default=True)
 @click.option("--port", help="Serial port or pyserial URL for --transport serial.")
 @click.option("--baud", type=int, help="Baud rate for --transport serial [default: the board's].")
@@ -428,21 +515,17 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
         raise click.UsageError("give the model to validate: --package PKG or --model FILE.tflite (one of them)")
     b = get_board(board)
     mi = load_model_input(package if package is not None else model)
-    from aiot.model.tflite import parse, require_one_input_output
+    from aiot.model.tflite import parse
 
     g = parse(mi.tflite, str(mi.source))
-    require_one_input_output(len(g.inputs), len(g.outputs), str(model or mi.source))
     if transport == "qemu":
         b.qemu_args()  # real hardware stops here, before anything is built or written
     crc = zlib.crc32(mi.tflite) & 0xFFFFFFFF
     ref = TflmReference(mi.tflite)
-    if _is_16x8(mi.tflite):
-        file = model if model is not None and Path(model).suffix == ".tflite" else mi.source / "model.tflite"
-        raise ToolkitError(
-            f"{file}: a 16x8 model (int16 activations at its input/output); aiot validate streams int8 vectors",
-            hint=f"aiot bench --model {file} --board {b.name} runs it in QEMU and checks every output "
-                 "against tflite-micro")
-    features = int(np.prod(ref.input_shape))
+    from aiot.device.hil import model_tensors
+
+    in_specs, out_specs = model_tensors(mi.tflite)  # what the device serves: int8 (int16: 16x8), every one in order
+    features = sum(t.elements for t in in_specs)
     from aiot.model.tflite import float_input_quantize, float_output_dequantize
 
     float_in, float_out = float_input_quantize(g) is not None, float_output_dequantize(g) is not None
@@ -450,7 +533,7 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
         in_s, in_zp = g.tensors[float_input_quantize(g).outputs[0]].qparams()
         xs_ref, stored = make_float_inputs(count, features, in_s, in_zp, seed), 0
     else:
-        xs_ref, stored = make_inputs(mi.x_int8, count, features, seed)
+        xs_ref, stored = make_tensor_inputs(mi.x_int8, count, in_specs, seed)
     out = Path(out or paths.build_dir() / "validate" / f"{b.name}-{mi.name}")
     from aiot.outputs import output_folder
 
@@ -477,7 +560,8 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
             if not (stage / "c" / "model.c").is_file():
                 generate(mi.tflite, stage / "c", name=mi.name)
             edges = HostModel(stage / "c")
-        xs = np.stack([edges.quantize_input(x) for x in xs_ref]) if float_in else xs_ref
+        # the float edges give the int8 core's input bytes (int16 little-endian in the 16x8 mode)
+        xs = np.stack([edges.quantize_input(x).view(in_specs[0].dtype) for x in xs_ref]) if float_in else xs_ref
 
         with open_device(board=b, elf=elf, transport=transport, port=port, baud=baud, timeout=timeout) as dev:
             info = dev.require_model(mi.tflite, str(mi.source))
@@ -487,7 +571,7 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
                 for start in range(0, len(xs), 64):
                     # One request at a time: pipelined, the next requests' bytes arrive during an
                     # inference and the receive interrupt's instructions count in its ticks.
-                    for r in dev.infer_many(xs[start : start + 64], depth=1):
+                    for r in dev.infer_many(_per_input(xs[start : start + 64], in_specs), depth=1):
                         outs.append(r.output)
                         ticks.append(r.ticks)
                     bar.update(min(64, len(xs) - start))
@@ -496,22 +580,24 @@ def command(board: str, package: Path | None, model: Path | None, count: int, tr
         dev_out, ref_out = np.stack(outs), np.stack(refs)
         ticks_a = np.asarray(ticks)
         if float_out:  # float32 outputs, compared bit for bit with tflite-micro's
-            dev_out = np.stack([edges.dequantize_output(y) for y in dev_out])
+            dev_out = np.stack([edges.dequantize_output(y.astype(out_specs[0].dtype).view(np.int8)) for y in dev_out])
             metrics = compare_float(dev_out, ref_out, info.output_scale)
-        else:
-            metrics = compare(dev_out, ref_out, info.output_scale, info.output_zero_point)
+        else:  # each output value dequantized with its own output's scale and zero point
+            metrics = compare(dev_out, ref_out, *output_quantization(mi.tflite))
         report = {
             "board": b.name, "model": mi.name, "model_hash": f"{crc:08x}", "transport": transport,
             "device": info.to_json(),
             "inputs": {"stored": stored, "random": len(xs) - stored, "seed": seed, "features": features,
                        **({"float32": True} if float_in else {})},
+            # what the device served, in the .tflite's order (protocol 1.2's INFO table)
+            "tensors": _tensors_report(mi.tflite, in_specs, out_specs, dev_out, ref_out, float_out),
             "metrics": metrics, "timing": timing(ticks_a, b, info),
             "host": {"seconds": wall, "inferences_per_s": len(xs) / wall if wall > 0 else None},
             "link": dev.counters.to_json(),
         }
         if edges is not None:
             report["float_edges"] = ("the model's aiot_model_quantize_input / aiot_model_dequantize_output, "
-                                     "compiled for this machine; the int8 graph ran on the device")
+                                     "compiled for this machine; the integer graph ran on the device")
         report["firmware"] = firmware_memory(elf, b)
         (stage / "report.json").write_text(json.dumps(report, indent=2))
         np.savez(stage / "outputs.npz", inputs=xs_ref, device=dev_out, reference=ref_out, ticks=ticks_a)

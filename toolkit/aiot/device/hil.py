@@ -219,11 +219,29 @@ class QemuTransport:
 # --- client ------------------------------------------------------------------------------
 
 
+def model_tensors(tflite: bytes) -> tuple[tuple[P.TensorSpec, ...], tuple[P.TensorSpec, ...]]:
+    """(inputs, outputs) a device serves for ``tflite``: its int8 (or int16) graph's tensors in
+    the file's order; a float-interface model's float edges stay on the host (docs/engine.md)."""
+    from aiot.model import tflite as T
+
+    g = T.load(tflite, check=False)
+    q, d = T.float_input_quantize(g), T.float_output_dequantize(g)
+    ins = [q.outputs[0]] if q is not None else list(g.inputs)
+    outs = [d.inputs[0]] if d is not None else list(g.outputs)
+    spec = lambda i: P.TensorSpec.of(g.tensors[i].dtype, g.tensors[i].size)  # noqa: E731
+    return tuple(spec(i) for i in ins), tuple(spec(i) for i in outs)
+
+
 @dataclass(frozen=True)
 class InferResult:
-    output: np.ndarray  # int8, flat (output_bytes,)
+    #: every output's values one after the other, in the .tflite's order (as tflite-micro's
+    #: reference and the host build give them): int8 (output_bytes,) for an int8 model, int16
+    #: for a 16x8 one, int32 when the outputs mix the two
+    output: np.ndarray
     ticks: int          # device ticks across aiot_model_invoke() only
     status: int = 0
+    #: each output tensor's values, in its own type
+    outputs: tuple = ()
 
 
 @dataclass
@@ -278,6 +296,8 @@ class Device:
         self._decoder = P.StreamDecoder()
         self._seq = 0
         self._info: P.DeviceInfo | None = None
+        #: (inputs, outputs) of the model require_model() checked an older device (protocol < 1.2) runs
+        self._model_tensors: tuple | None = None
         self._ack_seq: int | None = None  # last event seq received (EVENTS acknowledgement)
         self._config = None
         self.events_pending = 0
@@ -484,20 +504,75 @@ class Device:
         self._info = info
         return info
 
-    def _infer_input(self, x: np.ndarray, info: P.DeviceInfo, what: str = "infer()") -> bytes:
-        """``x`` as an INFER payload, after checking it fits the model on the device."""
+    def tensors(self, info: P.DeviceInfo | None = None) -> tuple[tuple[P.TensorSpec, ...], tuple[P.TensorSpec, ...]]:
+        """(inputs, outputs) of the model on the device, in the .tflite's order: from its INFO
+        (protocol 1.2), or for an older device from the model :meth:`require_model` checked it
+        runs (its INFO says one input and one output of so many bytes, not their type)."""
+        info = info or self.info()
+        if self._model_tensors is not None and not info.lists_tensors:
+            return self._model_tensors
+        for t in (*info.input_tensors, *info.output_tensors):
+            if t.type not in P.TENSOR_TYPES:
+                raise ToolkitError(f"{self.name} serves a tensor of type {t.type} (TFLite TensorType), which this "
+                                   f"toolkit does not read (it reads {', '.join(P.TENSOR_TYPES.values())})",
+                                   hint="use the toolkit the firmware was built with, or rebuild the firmware with "
+                                        "this one (aiot build)")
+        return info.input_tensors, info.output_tensors
+
+    def _infer_input(self, x, info: P.DeviceInfo, what: str = "infer()") -> bytes:
+        """``x`` as an INFER payload (every input's bytes, one after the other), after checking
+        it fits the model on the device. ``x``: one array of every input's values in order
+        (all inputs of its type), or a list with one array per input."""
         if not info.has_model:
             raise ToolkitError(f"the firmware on {self.name} has no model (built without one)",
                                hint="build it with a model: aiot build --board B --package PKG")
-        arr = np.asarray(x)
-        if arr.dtype != np.int8:
-            raise ToolkitError(f"{what} needs int8 input, got {arr.dtype}",
-                               hint="quantize with the input scale/zero point first (vectors.npz holds x_int8)")
-        data = arr.tobytes()
-        if len(data) != info.input_bytes:
-            raise ToolkitError(f"input has {len(data)} int8 values, the model on {self.name} takes {info.input_bytes}",
-                               hint=f"is the firmware built from this model package? (device model: {info.model_name!r})")
-        return data
+        ins = self.tensors(info)[0]
+        model = f"is the firmware built from this model package? (device model: {info.model_name!r})"
+        if isinstance(x, (list, tuple)):
+            if len(x) != len(ins):
+                raise ToolkitError(f"{what} got {len(x)} input arrays, the model on {self.name} takes {len(ins)} "
+                                   "inputs", hint=model)
+            parts = [np.asarray(a) for a in x]
+        else:
+            arr = np.asarray(x)
+            types = {t.dtype for t in ins}
+            if len(types) > 1:
+                raise ToolkitError(f"{what}: the model on {self.name} takes inputs of several types "
+                                   f"({', '.join(t.dtype.name for t in ins)})", hint="pass one array per input")
+            want = types.pop() if types else np.dtype(np.int8)
+            if arr.dtype != want:
+                raise ToolkitError(f"{what} needs {want.name} input, got {arr.dtype}",
+                                   hint="quantize with the input scale/zero point first (vectors.npz holds x_int8)")
+            total = sum(t.elements for t in ins)
+            if arr.size != total:
+                raise ToolkitError(f"input has {arr.size} {want.name} values, the model on {self.name} takes {total}",
+                                   hint=model)
+            flat, parts, at = arr.ravel(), [], 0
+            for t in ins:
+                parts.append(flat[at : at + t.elements])
+                at += t.elements
+        data = []
+        for k, (a, t) in enumerate(zip(parts, ins)):
+            if a.dtype != t.dtype:
+                raise ToolkitError(f"{what}: input {k} is {a.dtype}, the model's input {k} is {t.dtype.name}",
+                                   hint="quantize with that input's scale/zero point first")
+            if a.size != t.elements:
+                raise ToolkitError(f"{what}: input {k} has {a.size} values, the model on {self.name} takes "
+                                   f"{t.elements}", hint=model)
+            data.append(np.ascontiguousarray(a, dtype=t.dtype).tobytes())
+        return b"".join(data)
+
+    def _outputs(self, out: bytes, info: P.DeviceInfo) -> tuple[np.ndarray, tuple]:
+        """(every output's values, flat; each output tensor's values) from the output bytes."""
+        outs, at = [], 0
+        for t in self.tensors(info)[1]:
+            outs.append(np.frombuffer(out[at : at + t.bytes], dtype=t.dtype).astype(t.dtype.name))
+            at += t.bytes
+        if not outs:
+            return np.frombuffer(out, dtype=np.int8).copy(), ()
+        types = {o.dtype for o in outs}
+        flat = np.concatenate(outs) if len(types) == 1 else np.concatenate([o.astype(np.int32) for o in outs])
+        return flat, tuple(outs)
 
     def _one_frame(self, info: P.DeviceInfo) -> bool:
         """Input and output of one inference each fit one frame (the plain INFER of
@@ -582,7 +657,8 @@ class Device:
             raise ToolkitError(f"{self.name} answered INFER with status {status}: the inference failed, its output "
                                "is not a result", hint="flash firmware built by this toolkit (aiot build), which "
                                                        "reports engine failures with their reason")
-        return InferResult(np.frombuffer(out, dtype=np.int8).copy(), ticks, status)
+        flat, each = self._outputs(out, info)
+        return InferResult(flat, ticks, status, each)
 
     def require_model(self, tflite: bytes, source: str) -> P.DeviceInfo:
         """The device's INFO, once it is known to run exactly ``tflite`` (the CRC-32 INFO
@@ -595,10 +671,27 @@ class Device:
             raise ToolkitError(
                 f"{self.name} runs model '{info.model_name}' (hash {info.model_hash:08x}), not {source} ({crc:08x})",
                 hint="flash the firmware built from this model (aiot build --package ...), or pass --elf")
+        try:
+            ins, outs = model_tensors(tflite)
+        except ToolkitError:  # bytes this host cannot read as a model: checked by their hash alone
+            return info
+        if info.lists_tensors:
+            if (info.inputs, info.outputs) != (ins, outs):  # the same file: only a broken firmware gets here
+                raise ToolkitError(f"{self.name} lists the inputs/outputs {info.inputs} / {info.outputs} for "
+                                   f"{source}, whose are {ins} / {outs}",
+                                   hint="rebuild the firmware with this toolkit (aiot build)")
+        elif len(ins) > 1 or len(outs) > 1:
+            raise ToolkitError(
+                f"{self.name} speaks protocol {info.proto_major}.{info.proto_minor}, which serves one input and one "
+                f"output; {source} has {len(ins)} inputs and {len(outs)} outputs",
+                hint="rebuild and flash the firmware with this toolkit (aiot build): protocol 1.2 serves them all")
+        else:
+            self._model_tensors = (ins, outs)  # the types an older INFO does not say
         return info
 
-    def infer(self, x: np.ndarray, timeout: float | None = None) -> InferResult:
-        """One inference on the device. ``x``: int8 values, any shape with input_bytes elements."""
+    def infer(self, x, timeout: float | None = None) -> InferResult:
+        """One inference on the device. ``x``: every input's values one after the other in the
+        .tflite's order (int8; int16 for a 16x8 model), any shape; or one array per input."""
         info = self.info()
         data = self._infer_input(x, info)
         if not self._one_frame(info):
@@ -856,17 +949,21 @@ class Device:
         # Not retried: a second reset after a lost answer would restart commissioning twice.
         self.request(P.Msg.RESET_BASELINE)
 
-    def infer_many(self, xs: np.ndarray, depth: int | None = None, timeout: float | None = None) -> list[InferResult]:
+    def infer_many(self, xs, depth: int | None = None, timeout: float | None = None) -> list[InferResult]:
         """Many inferences, pipelined ``depth`` requests deep (responses come back in order).
 
         Default depth: the transport's ``pipeline_depth`` — 16 on QEMU (its UART buffers
         everything), 1 on a real serial port (a polled UART cannot receive while it sends)."""
         info = self.info()
-        xs = np.asarray(xs)
-        payloads = [self._infer_input(x, info, "infer_many()") for x in xs.reshape(len(xs), -1)]
+        if isinstance(xs, (list, tuple)) and xs and isinstance(xs[0], (list, tuple)):
+            vectors = list(xs)  # one array per input, per inference (inputs of several types)
+        else:
+            xs = np.asarray(xs)
+            vectors = list(xs.reshape(len(xs), -1))
+        payloads = [self._infer_input(x, info, "infer_many()") for x in vectors]
         depth = max(1, int(depth or getattr(self.transport, "pipeline_depth", 1)))
         if not self._one_frame(info):  # several requests per inference: one inference at a time
-            return [self.infer(x, timeout=timeout) for x in xs.reshape(len(xs), -1)]
+            return [self.infer(x, timeout=timeout) for x in vectors]
         if depth == 1:
             return [self._infer_result(self.request(P.Msg.INFER, d, timeout=timeout, retry=True), info)
                     for d in payloads]

@@ -12,8 +12,11 @@ import zlib
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
+
 PROTO_MAJOR = 1
-PROTO_MINOR = 1  # 1.1: CONFIG_PART, CONFIG_GET by offset; INFO ends with the device id
+PROTO_MINOR = 2  # 1.1: CONFIG_PART, CONFIG_GET by offset; INFO ends with the device id
+#                  1.2: every input and output: INFO's tensor table, INFER carries them all
 HEADER = 4
 CRC = 4
 OVERHEAD = HEADER + CRC
@@ -273,6 +276,42 @@ class StreamDecoder:
 
 _INFO_FIXED = struct.Struct("<BBHIIIIfifiIIHH")
 
+#: TFLite's TensorType codes of the tensors a device serves (INFO's tensor table, protocol 1.2)
+TENSOR_TYPES = {9: "int8", 7: "int16"}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor of the model a device serves: its TFLite TensorType code
+    and its size in bytes (two per element of an int16 tensor, little-endian)."""
+
+    type: int
+    bytes: int
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The tensor's numpy type (little-endian); ValueError for a type this host does not know."""
+        if self.type not in TENSOR_TYPES:
+            raise ValueError(f"tensor type {self.type} (TFLite TensorType) is not one this host reads "
+                             f"({', '.join(f'{k} {v}' for k, v in TENSOR_TYPES.items())})")
+        return np.dtype(TENSOR_TYPES[self.type]).newbyteorder("<")
+
+    @property
+    def elements(self) -> int:
+        return self.bytes // self.dtype.itemsize
+
+    @classmethod
+    def of(cls, dtype, elements: int) -> "TensorSpec":
+        """The spec of a tensor of ``elements`` values of ``dtype`` ("int8" or "int16")."""
+        name = np.dtype(dtype).name
+        code = {v: k for k, v in TENSOR_TYPES.items()}.get(name)
+        if code is None:
+            raise ValueError(f"a device serves int8 and int16 tensors, not {name}")
+        return cls(code, int(elements) * np.dtype(name).itemsize)
+
+
+_TENSOR_ENTRY = struct.Struct("<BI")
+
 
 @dataclass(frozen=True)
 class DeviceInfo:
@@ -297,6 +336,10 @@ class DeviceInfo:
     #: the device's id (protocol 1.1): "uid:<hex>" from the chip's unique id register, or the
     #: value its firmware was built with; "" when it has none (or speaks protocol 1.0)
     device_id: str = ""
+    #: every input / output tensor of the model, in the .tflite's order (protocol 1.2); empty
+    #: from an older device, whose model has one of each (see input_tensors / output_tensors)
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
 
     FLAG_MODEL = 0x1
     FLAG_MONITOR = 0x2
@@ -318,6 +361,27 @@ class DeviceInfo:
     @property
     def chunked_infer(self) -> bool:
         return bool(self.flags & self.FLAG_CHUNKED_INFER)
+
+    @property
+    def lists_tensors(self) -> bool:
+        """INFO carried the tensor table (protocol 1.2 and later)."""
+        return (self.proto_major, self.proto_minor) >= (1, 2)
+
+    @property
+    def input_tensors(self) -> tuple[TensorSpec, ...]:
+        """The inputs INFER takes, one after the other: the table of a 1.2 device; from an
+        older one (which serves one input) a single tensor of ``input_bytes``, its type not
+        said (taken as int8: the bytes move unchanged either way)."""
+        if self.lists_tensors or not self.has_model:
+            return self.inputs
+        return (TensorSpec(9, self.input_bytes),)
+
+    @property
+    def output_tensors(self) -> tuple[TensorSpec, ...]:
+        """The outputs INFER answers, one after the other (as :attr:`input_tensors`)."""
+        if self.lists_tensors or not self.has_model:
+            return self.outputs
+        return (TensorSpec(9, self.output_bytes),)
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -351,8 +415,22 @@ def unpack_info(payload: bytes) -> DeviceInfo:
     board, off = _take_str(payload, off, "the board name")
     model, off = _take_str(payload, off, "the model name")
     # protocol 1.1 appends the device id; a 1.0 device's trailing bytes (none) are not one
-    device_id = _take_str(payload, off, "the device id")[0] if fixed[1] >= 1 or fixed[0] > 1 else ""
-    return DeviceInfo(*fixed, firmware_version=fw, board=board, model_name=model, device_id=device_id)
+    device_id, off = _take_str(payload, off, "the device id") if fixed[1] >= 1 or fixed[0] > 1 else ("", off)
+    tensors: list[tuple[TensorSpec, ...]] = [(), ()]
+    if (fixed[0], fixed[1]) >= (1, 2):  # 1.2: num_inputs u8, num_outputs u8, then (type u8, bytes u32) each
+        if off + 2 > len(payload):
+            raise ValueError("INFO payload ends before the tensor table")
+        counts = payload[off], payload[off + 1]
+        off += 2
+        for role, n in enumerate(counts):
+            if off + n * _TENSOR_ENTRY.size > len(payload):
+                raise ValueError(f"INFO payload truncated inside the tensor table ({counts[0]} inputs, "
+                                 f"{counts[1]} outputs)")
+            tensors[role] = tuple(TensorSpec(*_TENSOR_ENTRY.unpack_from(payload, off + k * _TENSOR_ENTRY.size))
+                                  for k in range(n))
+            off += n * _TENSOR_ENTRY.size
+    return DeviceInfo(*fixed, firmware_version=fw, board=board, model_name=model, device_id=device_id,
+                      inputs=tensors[0], outputs=tensors[1])
 
 
 def pack_info(info: DeviceInfo) -> bytes:
@@ -364,6 +442,9 @@ def pack_info(info: DeviceInfo) -> bytes:
                          info.num_layers)
         + pack_str(info.firmware_version) + pack_str(info.board) + pack_str(info.model_name)
         + (pack_str(info.device_id) if (info.proto_major, info.proto_minor) >= (1, 1) else b"")
+        + (bytes([len(info.inputs), len(info.outputs)])
+           + b"".join(_TENSOR_ENTRY.pack(t.type, t.bytes) for t in (*info.inputs, *info.outputs))
+           if info.lists_tensors else b"")
     )
 
 

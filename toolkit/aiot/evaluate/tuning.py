@@ -263,6 +263,8 @@ MONITOR_GRID = {
     # (monitor.h level_windows): 1 is what the harness favoured for a model-free prototype of
     # the score, 3 what SKAB's test rows favoured for it (docs/evaluation.md, runs 102-103)
     "level_windows": (0, 1, 3),
+    # an alert clears with its sensors within +-N noise units (monitor.h clear_band; 3: the C default)
+    "clear_band": (3, 6),
 }
 
 
@@ -280,7 +282,7 @@ def monitor_grid(per_file: bool = False, level_only: bool = False, fixed: dict |
     from aiot.evaluate.monitor_device import FLOOR_KNOB
 
     out = []
-    for margin, ratio, floor, (k, n), recover, average, level in itertools.product(
+    for margin, ratio, floor, (k, n), recover, average, level, band in itertools.product(
             *(MONITOR_GRID_PER_FILE if per_file else MONITOR_GRID).values()):
         knobs = {"alert_margin": margin, "clear_margin": ratio * margin, "persist_k": k, "persist_n": n}
         if floor > 0:
@@ -293,6 +295,7 @@ def monitor_grid(per_file: bool = False, level_only: bool = False, fixed: dict |
             knobs["level_windows"] = level
         elif level_only:
             continue
+        knobs["clear_band"] = band
         out.append({**knobs, **(fixed or {})})
     return out
 

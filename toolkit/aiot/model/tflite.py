@@ -81,13 +81,16 @@ _OPTIONS: dict[int, list[tuple[str, str, Any]]] = {
     49: [("padding", "pad", "SAME"), ("stride_w", "i32", 0), ("stride_h", "i32", 0), ("activation", "act", "NONE")],
     75: [("alpha", "f32", 0.0)],
     77: [("mode", "u8", 0)],  # MirrorPadMode: 0 REFLECT, 1 SYMMETRIC
+    71: [("activation", "act", "NONE"), ("cell_clip", "f32", 0.0), ("proj_clip", "f32", 0.0),
+         ("time_major", "u8", 0), ("asymmetric_quantize_inputs", "u8", 0), ("diagonal_recurrent_tensors", "u8", 0)],
 }
 
 #: Ops the int8 engine implements (kernels in firmware/src/engine/).
 SUPPORTED_OPS = frozenset(
     """FULLY_CONNECTED CONV_2D DEPTHWISE_CONV_2D AVERAGE_POOL_2D MAX_POOL_2D MEAN ADD SUB MUL
     RESHAPE SQUEEZE EXPAND_DIMS CONCATENATION PAD RELU RELU6 LOGISTIC TANH SOFTMAX QUANTIZE
-    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF""".split()
+    DEQUANTIZE MINIMUM MAXIMUM PADV2 TRANSPOSE STRIDED_SLICE LEAKY_RELU MIRROR_PAD TRANSPOSE_CONV SVDF
+    UNIDIRECTIONAL_SEQUENCE_LSTM""".split()
 )
 
 #: Ops the engine also runs in TFLite's 16x8 mode (int16 activations, int8 weights).
@@ -109,7 +112,6 @@ _INSTEAD = {
     "SLICE": "slice the data before the model (feature extraction), not inside it",
     "SUM": "use GlobalAveragePooling (MEAN) instead of a sum",
     "REDUCE_MAX": "use GlobalMaxPooling2D with an explicit pool size (MAX_POOL_2D)",
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "use 1-D convolutions (Conv2D 1xK) instead of recurrent layers",
     "UNIDIRECTIONAL_SEQUENCE_RNN": "use 1-D convolutions (Conv2D 1xK) instead of recurrent layers",
     "SQUARED_DIFFERENCE": "compute reconstruction errors on the host side of the model, not in the graph",
     "DIV": "use MUL by a constant",
@@ -464,8 +466,9 @@ _MIN_INPUTS = {"FULLY_CONNECTED": 2, "CONV_2D": 2, "DEPTHWISE_CONV_2D": 2, "MEAN
                "TRANSPOSE": 2, "STRIDED_SLICE": 4, "MIRROR_PAD": 2,
                "TRANSPOSE_CONV": 3, "SVDF": 3}
 
-#: Inputs an op keeps in int16 without being the 16x8 mode: SVDF's time weights and state.
-_INT16_INPUTS = {"SVDF": (2, 4)}
+#: Inputs an op keeps in int16 without being the 16x8 mode: SVDF's time weights and state,
+#: an int8 LSTM's cell state.
+_INT16_INPUTS = {"SVDF": (2, 4), "UNIDIRECTIONAL_SEQUENCE_LSTM": (19,)}
 
 # Inputs that only carry a shape: with static shapes the output tensor already says it all.
 _SHAPE_ONLY_INPUTS = {"RESHAPE": (1,), "EXPAND_DIMS": (1,)}
@@ -620,7 +623,8 @@ def check_supported(g: Graph) -> None:
                 hint="the file is corrupt or was not produced by the TFLite converter; re-export it",
             )
         act = op.options.get("activation", "NONE")
-        if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+        # an LSTM's activation is its cell's nonlinearity (its emitter takes TANH only)
+        if act not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1") and op.op != "UNIDIRECTIONAL_SEQUENCE_LSTM":
             raise ToolkitError(
                 f"{src}: node {op.index} ({op.op}) has fused activation {act}, which the engine does not support",
                 hint="use relu, relu6 or no activation on that layer (a separate tanh/sigmoid layer is fine)",

@@ -88,24 +88,9 @@ def _sources(model_dir: Path | None, board: Board, app: str = "device") -> tuple
             raise ToolkitError(f"no generated model in {model_dir} (model.c missing)",
                                hint="generate it first: aiot codegen --package <pkg>")
         check_generated_model(model_dir)
-        if app != "bench":
-            _require_one_io(model_dir)
         engine = {*sorted((fw / "src" / "engine").glob("*.c")), model_c}
         srcs += sorted(engine)
     return srcs, engine
-
-
-_IO_IN_H = re.compile(r"#define AIOT_MODEL_NUM_(INPUTS|OUTPUTS) (\d+)u")
-
-
-def _require_one_io(model_dir: Path) -> None:
-    """The device app runs one input and one output tensor (model.h written before
-    several were possible says neither: one each)."""
-    from aiot.model.tflite import require_one_input_output
-
-    text = (model_dir / "model.h").read_text(errors="replace")
-    counts = {k: int(v) for k, v in _IO_IN_H.findall(text)}
-    require_one_input_output(counts.get("INPUTS", 1), counts.get("OUTPUTS", 1), str(model_dir))
 
 
 _HASH_IN_H = re.compile(r"#define AIOT_MODEL_HASH 0x([0-9a-fA-F]{8})u")
