@@ -223,8 +223,9 @@ def test_tuning_cli_checks_budgets_and_label_combinations(tmp_path):
     assert r.exit_code == 2 and "--far-budget" in r.output
     r = CliRunner().invoke(main, ["tune", str(normal), "--labels", str(tmp_path)])
     assert r.exit_code == 2 and "not both" in r.output
+    # with --labels, one budget per data set (or one for all): two for one data set is refused
     r = CliRunner().invoke(main, ["tune", "--labels", str(tmp_path), "--far-budget", "5", "--far-budget", "10"])
-    assert r.exit_code == 2 and "one --far-budget" in r.output
+    assert r.exit_code == 2 and "2 --far-budget for 1 --labels" in r.output
 
 
 def test_per_file_ignores_the_fleet_recording_and_trains_on_each_files_commissioning_rows(tmp_path, monkeypatch,

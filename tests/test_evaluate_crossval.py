@@ -132,13 +132,14 @@ def test_two_data_sets_are_one_cross_validation_with_their_folds_side_by_side(mo
     monkeypatch.setattr(crossval, "_score", fake_score)
     doc = crossval.run(["S", "T"], ["skab", "tep"], "device", (8,), 0.10, ["folder", "file"], None)
     assert [f["fold"] for f in doc["folds"]] == ["skab:a", "skab:b", "tep:test/d00.csv", "tep:test/d01.csv"]
-    # fold tep:test/d00.csv, chosen on the rest: A's FAR (61 + 5) / (270 + 10) = 23.6 %, B's (6 + 0) / 280 -> B
+    # fold tep:test/d00.csv, chosen on the rest, each data set within its own budget (10 % for both here):
+    # A's SKAB FAR 61 / 270 = 22.6 % is over it; B's SKAB 6 / 270 and TEP 0 / 10 are within -> B
     d00 = doc["folds"][2]
     assert d00["setting"] == {"window": 8, "s": "B"}
     assert d00["held_out"]["fp"] == 1 and d00["held_out"]["tn"] == 99
     by = doc["held_out_by_data"]
-    # with the TEP files among the rows choices are made on, A's false alarms there (55 of 110 normal
-    # rows) rule it out for both SKAB folds too: B everywhere, SKAB TP 6 + 6 + 6
+    # with the TEP files among those choices are made on, A's false alarms there (55 of 110 normal rows,
+    # over TEP's budget) rule it out for both SKAB folds too: B everywhere, SKAB TP 6 + 6 + 6
     assert set(by) == {"skab", "tep"} and by["skab"]["tp"] == 18
     assert doc["tep_held_out"]["faults"] == 1  # only the TEP files enter TEP's figures
     assert "tep: F1" in capsys.readouterr().out

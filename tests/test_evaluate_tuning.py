@@ -213,14 +213,11 @@ def test_cli_bad_paths_are_one_line_errors(tmp_path):
     assert r.exit_code == 2 and "no-skab" in r.output and "does not exist" in r.output and "Traceback" not in r.output
 
 
-def test_monitor_grid_scores_the_same_on_one_or_two_processes(tmp_path, monkeypatch):
-    """Scoring settings in parallel chunks changes nothing: same confusions, in grid order,
-    as one device streamed by hand."""
+def _three_pieces_and_a_model(tmp_path, monkeypatch):
+    """Three SKAB-shaped pieces with injected faults and a small device model of 3 sensors."""
     from aiot.data import Series
-    from aiot.evaluate.metrics import confusion
-    from aiot.evaluate.monitor_device import MonitorDevice, device_file_model
     from aiot.data.readers import Dataset
-    from aiot.evaluate.tuning import score_monitor_files
+    from aiot.evaluate.monitor_device import device_file_model
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     rng = np.random.default_rng(3)
@@ -233,11 +230,25 @@ def test_monitor_grid_scores_the_same_on_one_or_two_processes(tmp_path, monkeypa
     model = device_file_model(normal.head(SHAPE[0]), window=8, epochs=1, seed=0)
     grid = [{"alert_margin": m, "clear_margin": m, "persist_k": 3, "persist_n": 5, **extra}
             for m in (1.0, 2.0, 4.0) for extra in ({}, {"score_average": 4}, {"recover_ratio": 0.7})]
+    return ds, model, grid
+
+
+def test_monitor_grid_scores_the_same_on_one_or_two_processes(tmp_path, monkeypatch):
+    """Scoring settings in parallel tasks changes nothing: same confusions, in grid order,
+    as one device streamed by hand; so does running the engine for every window instead of
+    through the score memo."""
+    from aiot.evaluate.metrics import confusion
+    from aiot.evaluate.monitor_device import MonitorDevice
+    from aiot.evaluate.tuning import score_monitor_files
+
+    ds, model, grid = _three_pieces_and_a_model(tmp_path, monkeypatch)
     serial = score_monitor_files(ds, {0.0: model}, 8, grid, jobs=1)
     parallel = score_monitor_files(ds, {0.0: model}, 8, grid, jobs=2)
+    plain = score_monitor_files(ds, {0.0: model}, 8, grid, jobs=1, memo=False)
     assert [k for k, _ in parallel] == grid
     assert [{n: c.as_dict() for n, c in per.items()} for _, per in serial] == \
-        [{n: c.as_dict() for n, c in per.items()} for _, per in parallel]
+        [{n: c.as_dict() for n, c in per.items()} for _, per in parallel] == \
+        [{n: c.as_dict() for n, c in per.items()} for _, per in plain]
     knobs, per = parallel[4]
     rec = ds.recordings[1]
     d = MonitorDevice(model, 8, "host", knobs)
@@ -245,3 +256,28 @@ def test_monitor_grid_scores_the_same_on_one_or_two_processes(tmp_path, monkeypa
     assert per[rec.name] == confusion(rec.labels[SHAPE[0]:], d.stream(rec.series, SHAPE[0]).alert)
     # the alerts differ between settings, so the comparison above is not between empty results
     assert len({sum(per.values(), type(per[rec.name])()).fp for _, per in parallel}) > 1
+
+
+def test_the_score_memo_changes_no_output_byte_and_serves_repeated_windows(tmp_path, monkeypatch):
+    """Every output of the monitor (score, confidence, state, alert, channels) through the
+    score memo equals the plain host build's, setting after setting on one recording, and
+    from the second setting on the memo answers windows without running the engine."""
+    from aiot.evaluate.monitor_device import MonitorDevice, ScoreMemo
+
+    ds, model, grid = _three_pieces_and_a_model(tmp_path, monkeypatch)
+    rec = ds.recordings[0]
+    with ScoreMemo(model) as memo:
+        for i, knobs in enumerate(grid):
+            outs = []
+            for m in (None, memo):
+                d = MonitorDevice(model, 8, "host", knobs, memo=m)
+                d.commission(rec.series.head(SHAPE[0]))
+                outs.append(d.stream(rec.series, SHAPE[0]))
+            a, b = outs
+            assert a.state == b.state and np.array_equal(a.alert, b.alert)
+            for f in ("score", "confidence", "channel_scores"):
+                assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), (i, f)
+            if i == 0:
+                first = memo.counts()
+        counts = memo.counts()
+    assert first["misses"] > 0 and counts["hits"] > first["hits"] and counts["misses"] < 2 * first["misses"]

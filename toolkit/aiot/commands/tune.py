@@ -11,6 +11,21 @@ from aiot.commands import Command, FloatRange, HiddenArgument, OutPath, deprecat
 from aiot.commands._options import csv_options, drift_rate_knobs, drift_rate_option, reading_options
 
 
+class _Folds(click.ParamType):
+    """--folds: folder, file, or a number of groups (2 or more)."""
+
+    name = "folds"
+
+    def convert(self, value, param, ctx):
+        v = str(value).strip().lower()
+        if v in ("folder", "file") or (v.isdigit() and int(v) >= 2):
+            return v
+        self.fail(f"'{value}' is not folder, file or a number of groups of 2 or more (e.g. --folds 3)", param, ctx)
+
+
+FOLDS = _Folds()
+
+
 @click.command("tune", cls=Command)
 @click.option("--data", "data", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A recording of normal operation (CSV: timestamp + sensor columns).")
@@ -22,9 +37,10 @@ from aiot.commands._options import csv_options, drift_rate_knobs, drift_rate_opt
 @click.option("--format", "fmts", type=click.Choice(["skab", "tep", "generic"]), multiple=True,
               help="With --labels: how each DATA is laid out (as aiot evaluate --format), in the same order "
                    "[default: skab].")
-@click.option("--folds", "folds", type=click.Choice(["folder", "file"]), multiple=True,
-              help="With --labels: leave one folder out (SKAB: valve1, valve2, other) or one file out (TEP), one per "
-                   "--labels or one for all [default: folder].")
+@click.option("--folds", "folds", type=FOLDS, multiple=True, metavar="folder|file|N",
+              help="With --labels: leave one folder out (SKAB: valve1, valve2, other), one file out, or one of N "
+                   "groups of files dealt in turn in name order (TEP: by fault number, k mod N); one per --labels "
+                   "or one for all [default: folder; TEP: 3].")
 @reading_options
 @drift_rate_option
 @click.option("--tracking", is_flag=True,
@@ -40,7 +56,8 @@ from aiot.commands._options import csv_options, drift_rate_knobs, drift_rate_opt
 @click.option("--far-budget", "budgets", type=FloatRange(0.0, 100.0, min_open=True, max_open=True),
               multiple=True, metavar="PCT",
               help="Pick the best F1 whose validation FAR is at most PCT % (default 10). Repeat for "
-                   "several operating points.")
+                   "several operating points. With --labels: each data set's own budget, one per --labels "
+                   "or one for all [default: 10; TEP: 5].")
 @click.option("--out", "save", type=OutPath(), default=None,
               help="Write each pick as DIR/<target>[-per-file]-w<window>-far<PCT>.json for "
                    "`aiot evaluate --alert-settings FILE` [default: none written; the picks are printed].")
@@ -68,9 +85,12 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
 
     With --labels DATA (labelled recordings; trust them over the harness): every setting of
     the grid runs on every file, the files are split into folds (--folds), and each fold is
-    scored with the setting that was best (F1 within the FAR budget) on the other folds.
-    It prints every fold and the held-out figure (each file once, scored blind), and with
-    --out writes DIR/crossval.json and the settings chosen on all files.
+    scored with the setting that was best on the other folds. Several --labels (each with
+    its --format) are one cross-validation: each data set keeps its own figure (pooled F1;
+    TEP: mean detection rate over its faults) and its own --far-budget, and the pick is the
+    best mean of the figures among the settings within every budget. It prints every fold
+    and the held-out figure (each file once, scored blind), and with --out writes
+    DIR/crossval.json and the settings chosen on all files.
 
     Without labels, --data is a recording of normal operation (timestamp + sensor columns). Its first half
     trains the validation fleet model; its second half is cut into pseudo-installations
@@ -84,8 +104,8 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
       aiot tune --labels ../shared/data/skab --format skab --out build/cv-skab
       aiot tune --labels ../shared/data/tep --format tep --folds file --target reference --window 4 --window 8 \\
           --window 16 --window 32 --far-budget 5 --out build/cv-tep
-      aiot tune --labels ../shared/data/skab --format skab --folds folder --labels ../shared/data/tep --format tep \\
-          --folds file --target reference --window 16 --window 32 --out build/cv-both
+      aiot tune --labels ../shared/data/skab --format skab --far-budget 10 --labels ../shared/data/tep --format tep \\
+          --far-budget 5 --out build/cv-both
       aiot tune --data ../shared/data/skab/anomaly-free/anomaly-free.csv --far-budget 10 --far-budget 30 --out build/picks
       aiot tune --data normal.csv --target reference --window 32 --out build/picks
       aiot tune --data normal.csv --per-file --far-budget 20 --out build/picks
@@ -115,17 +135,22 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
     if labelled:
         if data is not None:
             raise click.UsageError("give --data NORMAL.csv (the harness) or --labels DATA (cross-validation), not both")
-        if per_file or tracking or recovery is False or warmup is not None or len(budgets) > 1:
-            raise click.UsageError("--labels cross-validates the fleet model's grid at one --far-budget: "
-                                   "--per-file, --tracking, --no-recovery, --warmup and a second --far-budget "
-                                   "belong to the harness (--data NORMAL.csv)")
+        if per_file or tracking or recovery is False or warmup is not None:
+            raise click.UsageError("--labels cross-validates the fleet model's grid: --per-file, --tracking, "
+                                   "--no-recovery and --warmup belong to the harness (--data NORMAL.csv)")
+        for what, given in (("--folds", folds), ("--far-budget", budgets)):
+            if len(given) > 1 and len(given) != len(labelled):
+                raise click.UsageError(f"{len(given)} {what} for {len(labelled)} --labels: give one per --labels "
+                                       "(in the same order), one for all, or none")
         from aiot.evaluate import crossval
 
         quiet_worker()
         fmts = fmts or ("skab",) * len(labelled)
-        folds = folds * len(labelled) if len(folds) == 1 else (folds or ("folder",) * len(labelled))
+        folds = folds * len(labelled) if len(folds) == 1 else (folds or (None,) * len(labelled))
+        budgets = budgets * len(labelled) if len(budgets) == 1 else (budgets or (None,) * len(labelled))
         with _holding(save, f"aiot tune --labels {' '.join(map(str, labelled))}"):
-            crossval.run(list(labelled), list(fmts), target, windows, (budgets or (10.0,))[0] / 100.0, list(folds),
+            crossval.run(list(labelled), list(fmts), target, windows,
+                         [None if b is None else b / 100.0 for b in budgets], list(folds),
                          save, jobs=jobs, level_only=level_only,
                          csv_options=csv_options(strict_time, time_format, label_column, label_map), fixed_knobs=fixed)
         return

@@ -4,11 +4,17 @@ scored with settings chosen on it (`aiot tune --labels DATA`).
 Protocol: every setting of the grid is run once on every file (the fleet model trained on the
 format's normal recording only, each file commissioned on its first rows, scored on the
 rest), giving one confusion per (setting, file). The files are split into folds (by folder:
-SKAB's valve1 / valve2 / other; or one file per fold). For each fold, the setting with the
-best pooled F1 within the FAR budget on the OTHER folds' test rows is picked and scored on
-this fold's test rows. The held-out figure pools these scores: each file counted once, by
-settings that never saw it. The settings written out are the same choice made on all files
-(what a user ships); their figure on all files is in-sample and labelled so.
+SKAB's valve1 / valve2 / other; one file per fold; or N groups of files dealt in turn in the
+data set's order: TEP's by fault number, k mod N). For each fold, the setting is picked on
+the OTHER folds' test rows only and scored on this fold's test rows. Each data set is judged
+by its own figure and its own false-alarm budget: SKAB and generic data by pooled F1 with
+FAR = FP / (FP + TN) within the budget, TEP by the mean per-file detection rate over its
+faults with the false alarm rate of its normal rows within the budget. The pick is the
+setting whose data sets are all within their budgets (if none is: every setting, flagged)
+with the best mean of those figures, each data set weighing the same whatever its rows.
+The held-out figure pools these scores: each file counted once, by settings that never saw
+it. The settings written out are the same choice made on all files (what a user ships);
+their figure on all files is in-sample and labelled so.
 """
 
 from __future__ import annotations
@@ -21,16 +27,73 @@ from pathlib import Path
 from aiot.errors import ToolkitError
 from aiot.evaluate.metrics import Confusion
 
-FOLD_KINDS = ("folder", "file")
+FOLD_KINDS = ("folder", "file", "N (a number of groups, 2 or more)")
+#: Each format's folds when --folds is not given: SKAB's folders; TEP's 22 files in 3 groups by
+#: fault number (k mod 3: d00 d03 .. d21 / d01 d04 .. d19 / d02 d05 .. d20), fixed before any result
+DEFAULT_FOLDS = {"skab": "folder", "tep": "3", "generic": "folder"}
+#: Each format's false-alarm budget when --far-budget is not given (the issue's targets)
+DEFAULT_BUDGET = {"skab": 0.10, "tep": 0.05, "generic": 0.10}
+#: Each format's own figure: "detection" (TEP: mean per-file detection rate over the faults,
+#: aiot.data.tep.benchmark) or "f1" (pooled F1 over the rows: SKAB, generic)
+METRIC = {"tep": "detection"}
 
 
 def folds_of(names: list[str], by: str) -> dict[str, str]:
-    """Each file's fold: its first folder (``by="folder"``) or itself (``"file"``)."""
+    """Each file's fold: its first folder (``by="folder"``), itself (``"file"``), or for a
+    number N one of N groups, the files dealt in turn in the order given (``"3"``: files 1,
+    4, 7 .. in group1of3)."""
     if by == "file":
         return {n: n for n in names}
     if by == "folder":
         return {n: n.split("/", 1)[0] if "/" in n else "." for n in names}
+    if str(by).isdigit() and int(by) >= 2:
+        k = int(by)
+        return {n: f"group{i % k + 1}of{k}" for i, n in enumerate(names)}
     raise ToolkitError(f"unknown --folds '{by}'", hint=f"use one of: {', '.join(FOLD_KINDS)}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One labelled data set of a cross-validation: its files (as named in the folds), its
+    false-alarm budget and its figure (:data:`METRIC`)."""
+
+    name: str
+    files: frozenset
+    budget: float
+    metric: str = "f1"
+
+    def figure(self, per_file: dict[str, Confusion], names: set[str]) -> tuple[float | None, float | None]:
+        """(its figure, its false alarm rate) over its files among ``names``."""
+        mine = [n for n in sorted(self.files) if n in names]
+        if self.metric == "detection":
+            from aiot.data.tep import benchmark
+
+            b = benchmark([(n, per_file[n].tp, per_file[n].fn, per_file[n].fp, per_file[n].tn) for n in mine])
+            return b["detection_rate"], b["false_alarm_rate"]
+        c = _pooled(per_file, set(mine))
+        return c.f1, c.far
+
+    def describe(self, per_file: dict[str, Confusion], names: set[str]) -> dict:
+        m, far = self.figure(per_file, names)
+        return {"metric": "detection_rate" if self.metric == "detection" else "f1", "value": m, "far": far,
+                "far_budget": self.budget, "within_far_budget": far is None or far <= self.budget}
+
+
+def choose_sources(scored: list[tuple[object, dict[str, Confusion]]], names: set[str],
+                   sources: list[Source]) -> tuple[int, bool]:
+    """The index of the setting picked on ``names``: among those whose every data set (with
+    files among ``names``) keeps its false alarm rate within its budget, the best mean of the
+    data sets' figures (ties: the earlier, simpler setting); if none is within every budget,
+    the best mean among all, and False."""
+    present = [s for s in sources if s.files & names]
+    means, ok = [], []
+    for i, (_, per) in enumerate(scored):
+        figs = [(s, *s.figure(per, names)) for s in present]
+        means.append(sum((m or 0.0) for _, m, _ in figs) / max(len(figs), 1))
+        if all(far is None or far <= s.budget for s, _, far in figs):
+            ok.append(i)
+    pool = ok or list(range(len(scored)))
+    return max(pool, key=lambda i: (means[i], -i)), bool(ok)
 
 
 def _pooled(per_file: dict[str, Confusion], names: set[str]) -> Confusion:
@@ -40,12 +103,10 @@ def _pooled(per_file: dict[str, Confusion], names: set[str]) -> Confusion:
 def choose(scored: list[tuple[object, dict[str, Confusion]]], names: set[str], budget: float) -> tuple[int, Confusion, bool]:
     """The index of the setting with the best pooled F1 over ``names`` among those whose
     pooled FAR there is within ``budget`` (ties: the earlier, simpler setting of the grid),
-    its pooled confusion, and whether it is within the budget (else: best F1 overall)."""
-    pooled = [_pooled(per, names) for _, per in scored]
-    ok = [i for i, c in enumerate(pooled) if c.far is not None and c.far <= budget]
-    pool = ok or list(range(len(pooled)))
-    best = max(pool, key=lambda i: (pooled[i].f1 or 0.0, -i))
-    return best, pooled[best], bool(ok)
+    its pooled confusion, and whether it is within the budget (else: best F1 overall): the
+    pick of :func:`choose_sources` with all of ``names`` as one data set."""
+    i, ok = choose_sources(scored, names, [Source("all", frozenset(names), budget)])
+    return i, _pooled(scored[i][1], names), ok
 
 
 @dataclass
@@ -57,6 +118,8 @@ class Fold:
     test: Confusion  #: the setting on this fold's test rows (never seen when choosing)
     within_budget: bool
     test_by_file: dict[str, Confusion] = field(default_factory=dict)
+    train_by_data: dict[str, dict] = field(default_factory=dict)  #: each data set's figure it was chosen on
+    train_files: list[str] = field(default_factory=list)  #: the files whose rows the setting was chosen on
 
 
 @dataclass
@@ -66,15 +129,20 @@ class CrossValidation:
     final: int  #: the setting chosen on all files (the one to ship)
     final_in_sample: Confusion
     final_within_budget: bool
+    final_by_data: dict[str, dict] = field(default_factory=dict)
 
     def held_out_by_file(self) -> dict[str, Confusion]:
         return {n: c for f in self.folds for n, c in f.test_by_file.items()}
 
 
 def cross_validate(scored: list[tuple[object, dict[str, Confusion]]], folds: dict[str, str],
-                   budget: float) -> CrossValidation:
+                   budget: float | None = None, sources: list[Source] | None = None) -> CrossValidation:
     """Leave one fold out over ``scored`` ([(setting, {file: confusion})], every setting on
-    every file of ``folds``). Needs at least two folds."""
+    every file of ``folds``). Needs at least two folds. ``sources``: the data sets, each
+    judged by its own figure and budget (:func:`choose_sources`); else all files are one
+    data set judged by pooled F1 within ``budget``."""
+    if sources is None:
+        sources = [Source("all", frozenset(folds), budget)]
     names = set(folds)
     groups = sorted(set(folds.values()))
     if len(groups) < 2:
@@ -83,13 +151,16 @@ def cross_validate(scored: list[tuple[object, dict[str, Confusion]]], folds: dic
     out, held = [], Confusion()
     for g in groups:
         test = {n for n in names if folds[n] == g}
-        i, train, ok = choose(scored, names - test, budget)
+        train = names - test
+        i, ok = choose_sources(scored, train, sources)
         per = {n: c for n, c in scored[i][1].items() if n in test}
         t = sum(per.values(), Confusion())
         held = held + t
-        out.append(Fold(g, sorted(test), i, train, t, ok, per))
-    final, c, ok = choose(scored, names, budget)
-    return CrossValidation(out, held, final, c, ok)
+        out.append(Fold(g, sorted(test), i, _pooled(scored[i][1], train), t, ok, per,
+                        {s.name: s.describe(scored[i][1], train) for s in sources if s.files & train}, sorted(train)))
+    final, ok = choose_sources(scored, names, sources)
+    return CrossValidation(out, held, final, _pooled(scored[final][1], names), ok,
+                           {s.name: s.describe(scored[final][1], names) for s in sources})
 
 
 def _rates(c: Confusion) -> dict:
@@ -98,27 +169,37 @@ def _rates(c: Confusion) -> dict:
 
 def report(cv: CrossValidation, settings: list, describe, context: dict, tep: bool | set[str] = False,
            datasets: dict[str, set[str]] | None = None) -> dict:
-    """The cross-validation as a JSON document: every fold, the held-out figure, the final pick."""
+    """The cross-validation as a JSON document: every fold (its held-out files, the files its
+    setting was chosen on), the held-out figure, the final pick."""
     doc = {
         **context,
         "protocol": __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
-        "folds": [{"fold": f.name, "files": f.files, "setting": describe(settings[f.setting]),
-                   "chosen_on_other_folds": _rates(f.train), "held_out": _rates(f.test),
-                   "within_far_budget": f.within_budget} for f in cv.folds],
+        "folds": [{"fold": f.name, "files": f.files, "chosen_on": f.train_files,
+                   "setting": describe(settings[f.setting]),
+                   "chosen_on_other_folds": _rates(f.train), "chosen_on_other_folds_by_data": f.train_by_data,
+                   "held_out": _rates(f.test), "within_far_budget": f.within_budget,
+                   **({"tep_held_out": _tep(f.test_by_file, tep)} if _tep(f.test_by_file, tep) else {})}
+                  for f in cv.folds],
         "held_out": _rates(cv.held_out),
         "settings": describe(settings[cv.final]),
         "settings_on_all_files_in_sample": {**_rates(cv.final_in_sample), "within_far_budget": cv.final_within_budget,
+                                            "by_data": cv.final_by_data,
                                             "note": "chosen and scored on the same rows: not a result"},
     }
     held = cv.held_out_by_file()
     if datasets and len(datasets) > 1:  # one data set's files pooled alone, each scored blind as above
         doc["held_out_by_data"] = {d: _rates(sum((held[n] for n in names), Confusion())) for d, names in datasets.items()}
     if tep:
-        from aiot.data.tep import benchmark
-
-        doc["tep_held_out"] = benchmark([(n, c.tp, c.fn, c.fp, c.tn) for n, c in held.items()
-                                         if tep is True or n in tep])
+        doc["tep_held_out"] = _tep(held, tep)
     return doc
+
+
+def _tep(per_file: dict[str, Confusion], tep: bool | set[str]) -> dict | None:
+    """TEP's figures (aiot.data.tep.benchmark) of the TEP files among ``per_file``, or None."""
+    from aiot.data.tep import benchmark
+
+    rows = [(n, c.tp, c.fn, c.fp, c.tn) for n, c in per_file.items() if tep is True or (tep and n in tep)]
+    return benchmark(rows) if rows else None
 
 
 def _pct(v: float | None) -> str:
@@ -129,26 +210,40 @@ def _f1(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _by_data(figs: dict[str, dict]) -> str:
+    return "; ".join(f"{d} {'detection' if r['metric'] == 'detection_rate' else 'F1'} {_f1(r['value'])} "
+                     f"FAR {_pct(r['far'])}{'' if r['within_far_budget'] else ' (over its budget)'}"
+                     for d, r in figs.items())
+
+
 def print_report(doc: dict, out=None) -> None:
     out = out or sys.stdout
     for f in doc["folds"]:
         tr, te = f["chosen_on_other_folds"], f["held_out"]
         note = "" if f["within_far_budget"] else "  (no setting within the FAR budget on the other folds)"
-        print(f"fold {f['fold']} ({len(f['files'])} file(s)): chosen on the others F1 {_f1(tr['f1'])} FAR "
-              f"{_pct(tr['far'])}; held out F1 {_f1(te['f1'])} FAR {_pct(te['far'])} MAR {_pct(te['mar'])}{note}\n"
+        by = f.get("chosen_on_other_folds_by_data", {})
+        chosen = (_by_data(by) if len(by) > 1 or any(r["metric"] != "f1" for r in by.values())
+                  else f"F1 {_f1(tr['f1'])} FAR {_pct(tr['far'])}")
+        t = f.get("tep_held_out")
+        tep = (f"; TEP detection {_f1(t['detection_rate'])} over {t['faults']} fault(s), false alarms "
+               f"{_pct(t['false_alarm_rate'])}") if t else ""
+        print(f"fold {f['fold']} ({len(f['files'])} file(s)): chosen on the others {chosen}; held out F1 "
+              f"{_f1(te['f1'])} FAR {_pct(te['far'])} MAR {_pct(te['mar'])}{tep}{note}\n"
               f"  settings {json.dumps(f['setting'])}", file=out)
     h = doc["held_out"]
     print(f"held out, every file once: F1 {_f1(h['f1'])}  FAR {_pct(h['far'])}  MAR {_pct(h['mar'])}", file=out)
     for d, r in doc.get("held_out_by_data", {}).items():
         print(f"  {d}: F1 {_f1(r['f1'])}  FAR {_pct(r['far'])}  MAR {_pct(r['mar'])}", file=out)
-    if "tep_held_out" in doc:
+    if doc.get("tep_held_out"):
         t = doc["tep_held_out"]
         print(f"TEP held out: mean detection rate {_f1(t['detection_rate'])} over {t['faults']} faults "
               f"({_f1(t['detection_rate_without_3_9_15'])} without 3, 9, 15), false alarms "
               f"{_pct(t['false_alarm_rate'])} of normal rows", file=out)
     s = doc["settings_on_all_files_in_sample"]
+    by = s.get("by_data", {})
+    by = f"; {_by_data(by)}" if len(by) > 1 or any(r["metric"] != "f1" for r in by.values()) else ""
     print(f"settings chosen on all files: {json.dumps(doc['settings'])}\n"
-          f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}: chosen on these rows, not a result)", file=out)
+          f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}{by}: chosen on these rows, not a result)", file=out)
 
 
 def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: int, level_only: bool,
@@ -192,36 +287,45 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
     return scored, [r.name for r in ds.recordings], commission
 
 
-def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int | tuple[int, ...], budget: float,
-        folds_by: str | list[str], save: Path | None, jobs: int = 2, level_only: bool = False,
-        csv_options: dict | None = None, fixed_knobs: dict | None = None) -> dict:
+def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int | tuple[int, ...],
+        budget: float | list[float] | None, folds_by: str | list[str] | None, save: Path | None, jobs: int = 2,
+        level_only: bool = False, csv_options: dict | None = None, fixed_knobs: dict | None = None) -> dict:
     """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
     reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
     one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
     and return the report; with ``save``, write SAVE/crossval.json and the settings file for
     `aiot evaluate --alert-settings`.
 
-    Several data sets (``data``, ``fmt`` and ``folds_by`` lists, paired in order) are one
+    Several data sets (``data``, ``fmt``, ``folds_by`` and ``budget`` lists, paired in order;
+    None: each format's default, :data:`DEFAULT_FOLDS`, :data:`DEFAULT_BUDGET`) are one
     cross-validation: their files named ``FORMAT:file``, their folds side by side, and each
-    setting chosen on the pooled rows of every other fold, whichever data set it is from."""
+    fold's setting chosen on every other fold, each data set judged by its own figure within
+    its own budget (:func:`choose_sources`)."""
     windows = (windows,) if isinstance(windows, int) else tuple(windows)
     data = [data] if isinstance(data, (str, Path)) else list(data)
     fmts = [fmt] * len(data) if isinstance(fmt, str) else list(fmt)
-    fold_kinds = [folds_by] * len(data) if isinstance(folds_by, str) else list(folds_by)
-    if not len(data) == len(fmts) == len(fold_kinds):
-        raise ToolkitError(f"{len(data)} --labels, {len(fmts)} --format, {len(fold_kinds)} --folds",
-                           hint="give one --format (and one --folds, or none) per --labels, in the same order")
+    fold_kinds = [folds_by] * len(data) if folds_by is None or isinstance(folds_by, str) else list(folds_by)
+    fold_kinds = [DEFAULT_FOLDS.get(f, "folder") if k is None else k for f, k in zip(fmts, fold_kinds)]
+    budgets = [budget] * len(data) if budget is None or isinstance(budget, (int, float)) else list(budget)
+    budgets = [DEFAULT_BUDGET.get(f, 0.10) if b is None else float(b) for f, b in zip(fmts, budgets)]
+    if not len(data) == len(fmts) == len(fold_kinds) == len(budgets):
+        raise ToolkitError(f"{len(data)} --labels, {len(fmts)} --format, {len(fold_kinds)} --folds, "
+                           f"{len(budgets)} --far-budget",
+                           hint="give one --format (and one --folds and --far-budget, or one for all, or none) per "
+                                "--labels, in the same order")
     joint = len(data) > 1
     scored: list = []
     folds: dict[str, str] = {}
     datasets: dict[str, set[str]] = {}
     commission = {}
-    for d, f, by in zip(data, fmts, fold_kinds):
+    sources: list[Source] = []
+    for d, f, by, b in zip(data, fmts, fold_kinds, budgets):
         part, names, rows = _score(d, f, target, windows, jobs, level_only, csv_options, fixed_knobs)
         tag = f"{f}:" if joint else ""
         if tag[:-1] in datasets:
             raise ToolkitError(f"--format {f} given twice", hint="one data set per format")
         datasets[tag[:-1] or f] = {tag + n for n in names}
+        sources.append(Source(tag[:-1] or f, frozenset(tag + n for n in names), b, METRIC.get(f, "f1")))
         commission[f] = rows
         folds.update({tag + n: tag + g for n, g in folds_of(names, by).items()})
         part = [(k, {tag + n: c for n, c in per.items()}) for k, per in part]
@@ -233,10 +337,18 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
         window, k = setting
         return {"window": window, **(k if target_kind == "device" else k.to_json())}
 
-    cv = cross_validate(scored, folds, budget)
+    if save is not None:  # every setting on every file, before any choice: what the folds are chosen from
+        Path(save).mkdir(parents=True, exist_ok=True)
+        (Path(save) / "scores.json").write_text(json.dumps(
+            [{"setting": {"window": w, **(k if target == "device" else k.to_json())},
+              "files": {n: [c.tp, c.fp, c.tn, c.fn] for n, c in per.items()}} for (w, k), per in scored]) + "\n")
+    cv = cross_validate(scored, folds, sources=sources)
     context = {"tool": "aiot tune --labels", "data": [str(d) for d in data] if joint else str(data[0]),
                "format": fmts if joint else fmts[0], "target": target, "windows": list(windows), "model": "fleet",
-               "commissioning_rows": commission, "far_budget": budget,
+               "commissioning_rows": commission,
+               "far_budget": {s.name: s.budget for s in sources} if joint else budgets[0],
+               "figure": {s.name: "mean detection rate over the faults" if s.metric == "detection" else "pooled F1"
+                          for s in sources},
                "folds_by": fold_kinds if joint else fold_kinds[0], "grid_size": len(scored),
                "grid": "level-shift score only (level_windows > 0)" if level_only else "full"}
     tep = datasets.get("tep", set()) if joint else (fmts[0] == "tep")
@@ -254,6 +366,7 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
         kind = "reference" if target == "reference" else "device"
         s = (AlertSettings(kind, window, rule=final, picked_by=picked_by) if kind == "reference"
              else AlertSettings(kind, window, knobs=final, picked_by=picked_by))
-        path = save_settings(save / f"{kind}-w{window}-cv-far{100 * budget:g}.json", s)
+        far = "-".join(f"{100 * b:g}" for b in budgets)
+        path = save_settings(save / f"{kind}-w{window}-cv-far{far}.json", s)
         print(f"saved {save / 'crossval.json'} and {path}")
     return doc

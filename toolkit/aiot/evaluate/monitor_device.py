@@ -29,23 +29,81 @@ def _rows_from_windows(ts_ms: np.ndarray, outs: np.ndarray, channels: int) -> Ou
 
     n = ts_ms.size
     idx = np.searchsorted(outs["t_end_ms"].astype(np.int64), ts_ms, side="right") - 1 if len(outs) else np.full(n, -1)
-    state, score, conf = [], np.full(n, np.nan), np.zeros(n)
+    score, conf = np.full(n, np.nan), np.zeros(n)
     alert = np.zeros(n, np.int8)
     chs = np.zeros((n, channels))
-    for i, k in enumerate(idx):
-        if k < 0:
-            state.append("warmup")
-            continue
-        o = outs[k]
-        learning = bool(o["flags"] & M.OUT_LEARNING)
-        state.append("commissioning" if learning else M.STATES[int(o["state"])].lower())
-        score[i] = float(o["score"])
-        conf[i] = float(o["confidence"])
-        alert[i] = 1 if (o["flags"] & M.OUT_ALERT) else 0
-        top = int(o["top_channels"][0])
-        if top != M.NO_CHANNEL and top < channels:
-            chs[i, top] = 1.0
-    return Outputs(state, score, conf, alert, chs)
+    rows = np.flatnonzero(idx >= 0)
+    o = outs[idx[rows]]
+    # state names by code: the monitor's states, then "commissioning" (learning) and "warmup" (no output yet)
+    names = [s.lower() for s in M.STATES] + ["commissioning", "warmup"]
+    code = np.full(n, len(names) - 1)
+    code[rows] = np.where(o["flags"] & M.OUT_LEARNING, len(names) - 2, o["state"])
+    score[rows] = o["score"]
+    conf[rows] = o["confidence"]
+    alert[rows] = (o["flags"] & M.OUT_ALERT) != 0
+    top = o["top_channels"][:, 0].astype(np.int64)
+    named = (top != M.NO_CHANNEL) & (top < channels)
+    chs[rows[named], top[named]] = 1.0
+    return Outputs([names[k] for k in code.tolist()], score, conf, alert, chs)
+
+
+def _host_library(model_dir: Path, memo: bool = False):
+    """The host build of the monitor with ``model_dir``'s generated engine; ``memo``: its
+    engine served through the score memo (firmware/port/host/score_memo.c, its own library)."""
+    import ctypes
+
+    from aiot import monitor as M
+    from aiot.codegen import engine_sources
+    from aiot.paths import FIRMWARE
+    from aiot.target import hostbuild
+
+    c_dir = Path(model_dir) / "c"
+    sources = [c_dir / "model.c", *engine_sources(), M.engine_adapter_source()]
+    if not memo:
+        return M.library(sources, include_dirs=[c_dir], name="aiot_eval_monitor")
+    path = hostbuild.compile_shared([*M.monitor_sources(), *sources, FIRMWARE / "port" / "host" / "score_memo.c"],
+                                    name="aiot_eval_monitor_memo", include_dirs=[c_dir],
+                                    defines=(*M.DEFINES, "AIOT_APP_UPDATE"))
+    lib = M._load(str(path))
+    lib.aiot_score_memo_reset.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+    lib.aiot_score_memo_counts.argtypes = [ctypes.POINTER(ctypes.c_uint64)]
+    return lib
+
+
+class ScoreMemo:
+    """One model's engine with a memo of its outputs by their exact int8 inputs, for running
+    many alert settings over the same recording (:mod:`aiot.evaluate.tuning`). The monitor C
+    runs whole for every setting; an input the engine has already answered (every byte
+    equal) gets that answer back without running the engine again, so the outputs are those
+    of the plain build, byte for byte. One memo per model (its library's state); memory
+    2 x ``limit`` x the model's input bytes at most; :meth:`clear` empties it (between
+    recordings)."""
+
+    def __init__(self, model_dir: Path, capacity: int = 1 << 14, limit: int = 1 << 18):
+        self.model_dir = Path(model_dir).resolve()
+        self.lib = _host_library(model_dir, memo=True)
+        self.capacity, self.limit = capacity, limit
+        self.clear()
+
+    def clear(self) -> None:
+        if self.lib.aiot_score_memo_reset(self.capacity, self.limit) != 0:
+            raise MemoryError(f"score memo of {self.capacity} inputs")
+
+    def counts(self) -> dict:
+        import ctypes
+
+        out = (ctypes.c_uint64 * 3)()
+        self.lib.aiot_score_memo_counts(out)
+        return {"hits": int(out[0]), "misses": int(out[1]), "not_stored": int(out[2])}
+
+    def close(self) -> None:
+        self.lib.aiot_score_memo_reset(0, 0)
+
+    def __enter__(self) -> "ScoreMemo":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class MonitorDevice:
@@ -56,7 +114,13 @@ class MonitorDevice:
     """
 
     def __init__(self, model_dir: Path, window: int, backend: str = "host", knobs: dict | None = None,
-                 firmware: str | None = None):
+                 firmware: str | None = None, memo: ScoreMemo | None = None):
+        if memo is not None and backend != "host":
+            raise ToolkitError("a score memo runs on the host build only", hint="use backend host")
+        if memo is not None and memo.model_dir != Path(model_dir).resolve():
+            raise ToolkitError(f"the score memo holds {memo.model_dir}'s reconstructions, not {model_dir}'s",
+                               hint="one ScoreMemo per model")
+        self.memo = memo
         self.target = backend
         self.firmware = firmware
         self.model_dir = Path(model_dir)
@@ -74,11 +138,7 @@ class MonitorDevice:
         self.channels = len(head.channels)
         self.config = installation_config(head, self.window, self.knobs)
         if self.target == "host":
-            from aiot.codegen import engine_sources
-
-            c_dir = self.model_dir / "c"
-            lib = M.library([c_dir / "model.c", *engine_sources(), M.engine_adapter_source()],
-                            include_dirs=[c_dir], name="aiot_eval_monitor")
+            lib = _host_library(self.model_dir) if self.memo is None else self.memo.lib
             self.dev = M.SimulatedDevice(self.config, lib.aiot_monitor_engine_score, lib)
         elif self.target.startswith("qemu:"):
             from aiot.target.boards import get_board

@@ -316,53 +316,68 @@ def score_monitor(dataset: Dataset, models: dict[float, Path | list[Path]], wind
 
 def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]], window: int, grid: list[dict],
                         label: str = "monitor settings", jobs: int = 2,
-                        commission: int = SHAPE[0]) -> list[tuple[dict, dict[str, Confusion]]]:
+                        commission: int = SHAPE[0], memo: bool = True) -> list[tuple[dict, dict[str, Confusion]]]:
     """Each setting of ``grid`` on every recording: commissioned on its first ``commission``
-    rows (SKAB's protocol: 400), scored on the rest; the confusion per recording name. Settings are
-    scored in chunks on ``jobs`` processes (the recordings sent once to each); the result
-    is in grid order whatever the number of jobs."""
+    rows (SKAB's protocol: 400), scored on the rest; the confusion per recording name.
+
+    The work is split by (recording, model): one task runs every setting that uses that
+    model on that recording, the host build's engine behind a score memo
+    (:class:`.monitor_device.ScoreMemo`): the monitor C runs whole for every setting, and an
+    int8 input the engine has already answered on this recording is not run again (settings
+    that leave the model input alone, margins, persistence, clearing, then cost the monitor
+    only). ``memo`` False runs the engine every time (the same outputs, byte for byte). Tasks
+    run on ``jobs`` processes (the recordings sent once to each); the result is in grid
+    order whatever the number of jobs."""
     from aiot.progress import Bar
     from aiot.evaluate.pipeline import spawn_map
 
-    size = max(1, min(_CHUNK, -(-len(grid) // max(jobs, 1))))
-    chunks = [grid[i : i + size] for i in range(0, len(grid), size)]
-    rows: list[tuple[dict, dict[str, Confusion]]] = []
-    with Bar(len(grid), label) as bar:
+    by_floor: dict[float, list[int]] = {}
+    for j, knobs in enumerate(grid):
+        by_floor.setdefault(floor_of(knobs), []).append(j)
+    tasks = [(i, [(j, grid[j]) for j in idx]) for i in range(len(dataset.recordings)) for idx in by_floor.values()]
+    per: list[dict[str, Confusion]] = [{} for _ in grid]
+    with Bar(len(grid) * len(dataset.recordings), label) as bar:
         try:
-            for part in spawn_map(_score_chunk, chunks, jobs if len(chunks) > 1 else 1,
-                                  initializer=_scoring_context, initargs=(dataset, models, window, commission)):
-                rows.extend(part)
+            for i, part in spawn_map(_score_task, tasks, jobs if len(tasks) > 1 else 1, initializer=_scoring_context,
+                                     initargs=(dataset, models, window, commission, memo)):
+                name = dataset.recordings[i].name
+                for j, c in part:
+                    per[j][name] = c
                 bar.update(len(part))
         finally:
             _scoring_context(Dataset([]), {}, 0, 0)  # the recordings are not kept past the call
-    return rows
+    return [(knobs, {r.name: p[r.name] for r in dataset.recordings}) for knobs, p in zip(grid, per)]
 
 
-#: settings per task of :func:`score_monitor_files` (small enough for a smooth progress bar)
-_CHUNK = 8
 _SCORING: tuple = ()
 
 
-def _scoring_context(dataset: Dataset, models: dict, window: int, commission: int = SHAPE[0]) -> None:
-    """What every chunk of settings is scored on; set once per process."""
+def _scoring_context(dataset: Dataset, models: dict, window: int, commission: int = SHAPE[0],
+                     memo: bool = True) -> None:
+    """What every task is scored on; set once per process."""
     global _SCORING
-    _SCORING = (dataset, models, window, commission)
+    _SCORING = (dataset, models, window, commission, memo)
 
 
-def _score_chunk(grid: list[dict]) -> list[tuple[dict, dict[str, Confusion]]]:
-    from aiot.evaluate.monitor_device import MonitorDevice
+def _score_task(task: tuple[int, list[tuple[int, dict]]]) -> tuple[int, list[tuple[int, Confusion]]]:
+    """Recording ``i``, every (grid index, setting) of one model, through one score memo."""
+    from aiot.evaluate.monitor_device import MonitorDevice, ScoreMemo
 
-    dataset, models, window, commission = _SCORING
+    dataset, models, window, commission, use_memo = _SCORING
+    i, settings = task
+    rec = dataset.recordings[i]
+    model = _model_of(models[floor_of(settings[0][1])], i)
+    memo = ScoreMemo(model) if use_memo else None
     rows = []
-    for knobs in grid:
-        per = {}
-        for i, rec in enumerate(dataset.recordings):
-            d = MonitorDevice(_model_of(models[floor_of(knobs)], i), window, "host", knobs)
+    try:
+        for j, knobs in settings:
+            d = MonitorDevice(model, window, "host", knobs, memo=memo)
             d.commission(rec.series.head(commission))
-            out = d.stream(rec.series, commission)
-            per[rec.name] = confusion(rec.labels[commission:], out.alert)
-        rows.append((knobs, per))
-    return rows
+            rows.append((j, confusion(rec.labels[commission:], d.stream(rec.series, commission).alert)))
+    finally:
+        if memo is not None:
+            memo.close()
+    return i, rows
 
 
 def monitor_models(dataset: Dataset, window: int, grid: list[dict], fleet: Series | None = None,
