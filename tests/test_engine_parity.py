@@ -750,7 +750,6 @@ def _svdf_tflite(wide: bool, second_bias: bool = True) -> bytes:
     fb = _Flatbuffer(s.BuiltinOperator.SVDF)
     tensor = fb.tensor
     T8, T16, T32 = s.TensorType.INT8, s.TensorType.INT16, s.TensorType.INT32
-    TA, TB, bias_dtype = (T16, s.TensorType.INT64, "<i8") if int16 else (T8, T32, "<i4")  # activations, biases
     st_type, st_dtype = (T16, "<i2") if wide else (T8, "i1")
     st_s, wt_s, wt_max, st_zp = (5e-4, 2e-4, 3000, 0) if wide else (0.02, 0.01, 127, 4)
 
