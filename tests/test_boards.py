@@ -371,3 +371,20 @@ def test_app_opt_compiles_the_app_not_the_engine(tmp_path: Path, monkeypatch: py
     for src in srcs:
         want = "-O2" if src in engine else "-Os"
         assert want in seen[src.name] and ({"-O2", "-Os"} - {want}).isdisjoint(seen[src.name]), src
+
+
+@requires_arm
+@pytest.mark.parametrize("name", ["mps2-an386", "mps2-an505"])
+def test_firmware_bin_holds_only_what_is_flashed(name: str, boardcheck_builds: dict) -> None:
+    """firmware.bin is the flash image: an app without initialised data (an empty .data, whose
+    address is RAM's) must not make objcopy pad the image up to RAM (it was 512-640 MB)."""
+    board = get_board(name)
+    fw = boardcheck_builds[name].bin
+    assert 0 < fw.stat().st_size <= board.flash.length
+    # the same image when `aiot flash` makes it from the ELF alone
+    from aiot.target.flash import _image_next_to
+
+    elf = boardcheck_builds[name].elf
+    fw.unlink()
+    made = _image_next_to(elf, "binary", ".bin", board)
+    assert made == fw and 0 < made.stat().st_size <= board.flash.length

@@ -51,3 +51,20 @@ def check_elf(elf: Path | str, board: str) -> None:
     if size < need:
         raise ToolkitError(f"{p}: truncated ELF ({size} bytes; its headers reach byte {need})",
                            hint=f"copy it again, or rebuild it: {build}")
+
+
+def skip_empty_sections(elf: Path) -> list[str]:
+    """objcopy options leaving out ``elf``'s empty sections. An empty section keeps its RAM
+    address as its load address (ld places no bytes in flash for it), and ``-O binary`` would
+    pad the image from flash up to RAM (512 MB and more for an app without initialised data).
+    Nothing when arm-none-eabi-size is missing or cannot read the file (objcopy then says why)."""
+    import subprocess
+
+    from aiot.target.toolchain import require
+
+    try:
+        out = subprocess.run([require("arm-none-eabi-size"), "-A", str(elf)], capture_output=True, text=True).stdout
+    except (ToolkitError, OSError):
+        return []
+    rows = [line.split() for line in out.splitlines()]
+    return [f"--remove-section={r[0]}" for r in rows if len(r) == 3 and r[0].startswith(".") and r[1] == "0"]

@@ -22,6 +22,7 @@ from typing import Iterable, Sequence
 from aiot import paths
 from aiot.target import hostbuild
 from aiot.target.boards import Board
+from aiot.target.elf import skip_empty_sections
 from aiot.errors import ToolkitError
 from aiot.target.toolchain import require
 
@@ -258,7 +259,10 @@ def build(
                   "-o", str(tmp_elf), *map(str, objs), "-lm"], f"linking {elf.name} for {board.name}")
         except ToolkitError as e:
             raise _does_not_fit(e, board) or e from None
-        _run([require("arm-none-eabi-objcopy"), "-O", "binary", "--gap-fill", "0xff", str(tmp_elf), str(tmp_bin)], "objcopy")
+        # An empty section keeps its RAM address as its load address (ld places no bytes in
+        # flash for it); -O binary would pad the image from flash up to RAM (512 MB and more).
+        _run([require("arm-none-eabi-objcopy"), "-O", "binary", "--gap-fill", "0xff", *skip_empty_sections(tmp_elf),
+              str(tmp_elf), str(tmp_bin)], "objcopy")
         engine_objs = {o for s, o in zip(srcs, objs) if s in engine_srcs}
         size = _size_report(tmp_elf, objs, engine_objs, stack_bytes)
         os.replace(tmp_bin, binf)

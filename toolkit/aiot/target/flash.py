@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from aiot.target.boards import Board
-from aiot.target.elf import check_elf
+from aiot.target.elf import check_elf, skip_empty_sections
 from aiot.errors import ToolkitError
 from aiot.target.toolchain import require
 
@@ -194,7 +194,8 @@ def _image_next_to(elf: Path, fmt: str, suffix: str, board: Board | None = None)
         raise ToolkitError(f"{out.name} is missing next to {elf} and cannot be made from the ELF: {e.message}",
                            hint=f"{e.hint + '; or ' if e.hint else ''}{rebuild} (it writes the {suffix} next to the ELF)"
                            ) from None
-    proc = subprocess.run([objcopy, "-O", fmt, str(elf), str(out)], capture_output=True, text=True)
+    proc = subprocess.run([objcopy, "-O", fmt, *skip_empty_sections(elf), str(elf), str(out)], capture_output=True,
+                          text=True)
     if proc.returncode:
         out.unlink(missing_ok=True)  # objcopy may leave a partial image behind
         raise ToolkitError(f"objcopy could not make {out.name} from {elf}: {proc.stderr.strip() or 'failed'}",
