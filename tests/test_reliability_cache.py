@@ -142,3 +142,47 @@ def test_aiot_build_of_a_stale_package_names_the_command_that_fixes_it(tmp_path,
     assert r.exit_code != 0 and "generated from another model" in r.output
     assert f"aiot codegen --package {pkg}" in r.output
     assert not (tmp_path / "fw" / "firmware.elf").exists()
+
+
+@pytest.mark.parametrize("channels, capacity", [(8, None), (52, "52"), (64, "64")])
+def test_the_evaluation_firmware_holds_every_channel_of_its_model(tmp_path, monkeypatch, channels, capacity):
+    """`aiot evaluate --target qemu:BOARD` on a 52-sensor plant (TEP) built the firmware with the
+    monitor's default 8 channels and refused every file; the image is now built for the model's
+    channel count (the default capacity, and the same image, up to 8)."""
+    from aiot.evaluate import monitor_device
+
+    pkg = _package_with_c(tmp_path)
+    (pkg / "meta.json").write_text(json.dumps({"fleet_mean": [0.0] * channels, "fleet_std": [1.0] * channels}))
+    seen = {}
+
+    def good_build(board, out, model_dir=None, defines=(), **kw):
+        seen["defines"] = list(defines)
+        (out).mkdir(parents=True, exist_ok=True)
+        (out / "firmware.elf").write_bytes(b"\x7fELF" + bytes(60))
+        (out / "build.json").write_text(json.dumps({"elf": str(out / "firmware.elf")}))
+
+    monkeypatch.setattr(firmware, "build", good_build)
+    monitor_device.firmware_elf(pkg, "mps2-an386", build=True, quiet=True)
+    want = [f"AIOT_MONITOR_MAX_CHANNELS={capacity}"] if capacity else []
+    assert seen["defines"] == want
+
+
+def test_an_image_built_for_fewer_channels_is_not_reused(tmp_path, monkeypatch):
+    """The image's folder is keyed by the monitor capacity it was built with too: the 8-channel
+    image of an earlier run was reused for a 52-channel model (same generated C)."""
+    from aiot.evaluate import monitor_device
+
+    pkg = _package_with_c(tmp_path)
+    built = []
+
+    def good_build(board, out, model_dir=None, defines=(), **kw):
+        built.append(list(defines))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "firmware.elf").write_bytes(b"\x7fELF" + bytes(60))
+        (out / "build.json").write_text(json.dumps({"elf": str(out / "firmware.elf")}))
+
+    monkeypatch.setattr(firmware, "build", good_build)
+    for channels in (8, 52, 52):
+        (pkg / "meta.json").write_text(json.dumps({"fleet_mean": [0.0] * channels}))
+        monitor_device.firmware_elf(pkg, "mps2-an386", build=True, quiet=True)
+    assert built == [[], ["AIOT_MONITOR_MAX_CHANNELS=52"]]  # the third call reuses the second's image

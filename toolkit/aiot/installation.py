@@ -306,10 +306,17 @@ def firmware_elf(model_dir: Path, board_name: str, build: bool = False, quiet: b
     ``BOARD-SOURCES-INPUTS``: SOURCES is :func:`firmware_sources_sha`."""
     from aiot.paths import BOARDS
 
+    # The monitor's capacity is a build constant (default 8 channels): a model of more
+    # sensors (a 52-variable plant) gets an image built for all of them, keyed by it.
+    meta = Path(model_dir) / "meta.json"
+    channels = len(json.loads(meta.read_text()).get("fleet_mean") or []) if meta.is_file() else 0
+    defines = [f"AIOT_MONITOR_MAX_CHANNELS={channels}"] if channels > 8 else []
     h = hashlib.sha256()
     for f in [*sorted((Path(model_dir) / "c").glob("*")), BOARDS / f"{board_name}.toml"]:
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
+    for d in defines:  # none up to 8 channels: those images keep their folder
+        h.update(d.encode())
     out = Path(model_dir) / "fw" / f"{board_name}-{firmware_sources_sha()}-{h.hexdigest()[:8]}"
     elf = out / "firmware.elf"
     from aiot.target.firmware import image_complete
@@ -326,7 +333,7 @@ def firmware_elf(model_dir: Path, board_name: str, build: bool = False, quiet: b
 
     # quiet: one image per installation, the run's progress bar tells the story
     with nullcontext() if quiet else step(f"firmware for {board_name} with the fleet model"):
-        build_fw(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device")
+        build_fw(get_board(board_name), out, model_dir=Path(model_dir) / "c", app="device", defines=defines)
     return elf
 
 
