@@ -172,3 +172,18 @@ def test_whole_millisecond_sample_periods_are_the_monitors(tmp_path, period_s, m
 
     _with_period(tmp_path / "p.csv", period_s, rows=20)
     assert installation_period_ms(load_csv(tmp_path / "p.csv"), tmp_path / "p.csv") == ms
+
+
+@requires_arm
+def test_an_installation_of_more_than_eight_sensors_gets_an_image_that_holds_them(tmp_path, monkeypatch):
+    """12 sensors: the image was built for the monitor's default 8 channels and gcc refused the
+    installation's configuration ("excess elements in array initializer")."""
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    rng = np.random.default_rng(3)
+    v = 5 + 0.1 * rng.normal(size=(800, 12))
+    (tmp_path / "p.csv").write_text("timestamp," + ",".join(f"s{k}" for k in range(12)) + "\n" + "".join(
+        f"{i}," + ",".join(f"{x:.4f}" for x in row) + "\n" for i, row in enumerate(v)))
+    r = _cli("--data", tmp_path / "p.csv", "--board", "mps2-an386", "--out", tmp_path / "fw", "--epochs", 1)
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
+    assert doc["monitor_config"]["num_channels"] == 12 and (tmp_path / "fw" / "firmware.elf").is_file()

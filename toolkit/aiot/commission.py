@@ -155,6 +155,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
 def _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs) -> dict:
     """The installation's files into ``run``'s staging folder; commission.json names them
     where they will be once committed."""
+    from aiot import monitor as M
     from aiot.data import sha256_file
     from aiot.installation import environment
     from aiot.progress import step
@@ -165,7 +166,8 @@ def _write_installation(run, data, rows, faults, head, window, board, model, cfg
     shutil.copytree(model / "c", c_dir)
     (c_dir / HEADER).write_text(render_boot_config(cfg))
     with step(f"firmware for {board.name} with the installation's model and configuration"):
-        res = build(board, stage, model_dir=c_dir, app="device", defines=["AIOT_APP_BOOT_CONFIG"])
+        res = build(board, stage, model_dir=c_dir, app="device",
+                    defines=["AIOT_APP_BOOT_CONFIG", *M.capacity_defines(int(cfg.num_channels))])
     run.relocate("build.json")
     tfl = model / "model.tflite"
     doc = {

@@ -309,8 +309,10 @@ def firmware_elf(model_dir: Path, board_name: str, build: bool = False, quiet: b
     # The monitor's capacity is a build constant (default 8 channels): a model of more
     # sensors (a 52-variable plant) gets an image built for all of them, keyed by it.
     meta = Path(model_dir) / "meta.json"
+    from aiot.monitor import capacity_defines
+
     channels = len(json.loads(meta.read_text()).get("fleet_mean") or []) if meta.is_file() else 0
-    defines = [f"AIOT_MONITOR_MAX_CHANNELS={channels}"] if channels > 8 else []
+    defines = capacity_defines(channels)
     h = hashlib.sha256()
     for f in [*sorted((Path(model_dir) / "c").glob("*")), BOARDS / f"{board_name}.toml"]:
         if f.is_file():

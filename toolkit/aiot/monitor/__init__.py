@@ -25,6 +25,8 @@ from aiot.paths import FIRMWARE
 #: A firmware built for fewer channels takes the same settings packed for its capacity
 #: (:func:`pack_config`).
 MAX_CHANNELS = 64
+#: AIOT_MONITOR_MAX_CHANNELS of a device build that does not set it (monitor.h)
+DEVICE_CAPACITY = 8
 MAX_WINDOW = 32
 MAX_CALIBRATION = 64
 MAX_AVERAGE = 16  #: AIOT_MONITOR_MAX_AVERAGE (monitor.h)
@@ -32,6 +34,12 @@ MAX_LEVEL = 8  #: AIOT_MONITOR_MAX_LEVEL (monitor.h)
 EVENT_CAPACITY = 16
 MAX_OUTPUTS_PER_PUSH = 2
 NO_CHANNEL = 0xFF
+def capacity_defines(channels: int) -> list[str]:
+    """The -D a device image needs to hold ``channels`` sensors: none up to the default
+    capacity (those images stay as they were), else AIOT_MONITOR_MAX_CHANNELS = ``channels``."""
+    return [f"AIOT_MONITOR_MAX_CHANNELS={channels}"] if channels > DEVICE_CAPACITY else []
+
+
 DEFINES = (
     f"AIOT_MONITOR_MAX_CHANNELS={MAX_CHANNELS}",
     f"AIOT_MONITOR_MAX_WINDOW={MAX_WINDOW}",
