@@ -5,6 +5,7 @@
 PYTHON   ?= python3
 VENV     ?= .venv
 APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm mosquitto
+comma    := ,
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP    := $(VENV)/.installed
 PYTEST_ARGS ?=
@@ -25,39 +26,49 @@ help:
 demo: setup
 	$(VENV)/bin/aiot demo
 
-test: setup chromium
+# The apt packages and the venv install in parallel (two downloads at once), then the suites.
+test:
+	@$(MAKE) --no-print-directory -j2 deps venv WITH_CHROMIUM=1
 	$(VENV)/bin/python -m pytest -n $(PYTEST_JOBS) --dist worksteal tests hil_tests $(PYTEST_ARGS)
 
 setup: deps venv
 
-# apt is only touched when a tool is actually missing.
+# apt is only touched when a tool is actually missing, in one apt-get call for all of them.
+# WITH_CHROMIUM=1 (make test) adds chromium: tests/test_reports_render.py renders the report
+# pages in headless Chromium (a demo does not need it).
 deps:
-	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null \
-	    && [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] && [ -x /usr/sbin/mosquitto ]; then \
-	    echo "deps: arm-none-eabi-gcc, newlib, qemu-system-arm and mosquitto present"; \
+	@missing=""; \
+	command -v arm-none-eabi-gcc >/dev/null || missing="$$missing gcc-arm-none-eabi"; \
+	[ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || missing="$$missing libnewlib-arm-none-eabi"; \
+	command -v qemu-system-arm >/dev/null || missing="$$missing qemu-system-arm"; \
+	[ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	if [ "$(WITH_CHROMIUM)" = 1 ] && ! command -v chromium >/dev/null; then missing="$$missing chromium"; fi; \
+	if [ -z "$$missing" ]; then \
+	    echo "deps: arm-none-eabi-gcc, newlib, qemu-system-arm, mosquitto$(if $(filter 1,$(WITH_CHROMIUM)),$(comma) chromium) present"; \
 	else \
-	    echo "deps: installing $(APT_PKGS)"; \
+	    echo "deps: installing$$missing"; \
 	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-# tests/test_reports_render.py renders the report pages in headless Chromium; apt is only
-# touched when it is missing (a demo does not need it).
 chromium:
-	@if command -v chromium >/dev/null; then \
-	    echo "chromium: present"; \
-	else \
-	    echo "chromium: installing chromium"; \
-	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; \
-	fi
+	@$(MAKE) --no-print-directory deps WITH_CHROMIUM=1
 
 venv: $(STAMP)
 
+# uv installs the same requirements as pip in a third of the time (parallel downloads, one
+# resolver pass); pip does it when uv cannot be had.
+EXTRAS := .[ml,test,boards,lifecycle,fleet]
 $(STAMP): pyproject.toml
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[ml,test,boards,lifecycle,fleet]'
+	@if $(VENV)/bin/python -m pip install -q uv 2>/dev/null && \
+	    $(VENV)/bin/uv pip install -q --python $(VENV)/bin/python -e '$(EXTRAS)'; then \
+	    echo "venv: $(VENV) installed (uv)"; \
+	else \
+	    echo "venv: uv unavailable, installing with pip"; \
+	    $(VENV)/bin/python -m pip install -q --upgrade pip && \
+	    $(VENV)/bin/python -m pip install -q -e '$(EXTRAS)'; \
+	fi
 	@touch $@
 
 clean:
