@@ -164,3 +164,24 @@ def test_switching_the_residual_score_needs_a_fresh_installation():
 def test_the_residual_score_costs_no_configuration_or_state_bytes():
     """It takes a padding byte of the configuration and reuses commissioning-only state."""
     assert ctypes.sizeof(mon.config_type(8)) == 220 and ctypes.sizeof(mon.config_type(64)) == 1116
+
+
+def test_config_set_and_get_round_trip_the_residual_score_in_the_device_app():
+    """The device app built for the host (8 channels): residual_score travels in CONFIG_SET
+    and comes back in CONFIG_GET; switching it is a fresh installation (answer 1), never a
+    refused live update; without level_windows the device refuses it, naming the rule."""
+    from aiot.device import protocol as P
+    from test_protocol_app import HostApp
+
+    app = HostApp()
+    cfg = mon.default_config(2, 4, 100, level_windows=1)
+    assert app.request(P.Msg.CONFIG_SET, mon.pack_config(cfg, 8) + b"\x01").payload == b"\x01"
+    cfg.residual_score = 1
+    f = app.request(P.Msg.CONFIG_SET, mon.pack_config(cfg, 8))
+    assert f.type == P.Msg.CONFIG_SET | P.RESPONSE and f.payload == b"\x01"
+    got = mon.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:])
+    assert got.residual_score == 1 and bytes(got) == bytes(cfg)
+    cfg.level_windows = 0
+    code, req, detail = P.unpack_error(app.request(P.Msg.CONFIG_SET, mon.pack_config(cfg, 8)).payload)
+    assert (code, req) == (P.ErrorCode.BAD_PAYLOAD, P.Msg.CONFIG_SET) and "residual_score needs level_windows" in detail
+    assert mon.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:]).residual_score == 1
