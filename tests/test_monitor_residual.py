@@ -185,3 +185,23 @@ def test_config_set_and_get_round_trip_the_residual_score_in_the_device_app():
     code, req, detail = P.unpack_error(app.request(P.Msg.CONFIG_SET, mon.pack_config(cfg, 8)).payload)
     assert (code, req) == (P.ErrorCode.BAD_PAYLOAD, P.Msg.CONFIG_SET) and "residual_score needs level_windows" in detail
     assert mon.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:]).residual_score == 1
+
+
+def test_the_residual_spread_is_floored_like_the_noise():
+    """A calibration hour in which the sensors agree to 0.01 raw units measures a residual
+    spread far below what the installation calls noise (noise_floor 1 raw unit, as `aiot
+    evaluate` sets it from the fleet's long-term spread). Later each sensor wanders on its own
+    by half that floor: normal by the configured floor, so it must not alert, as the level z
+    (whose spread is floored the same way) does not."""
+    a, n = learned(5), learned(60)
+    rng = np.random.default_rng(11)
+    s = common(n)
+    x = np.stack([lvl + s + rng.normal(0.0, 0.01, n) for lvl in LEVELS], axis=1)
+    t = np.arange(n - a)
+    for c, phase in enumerate((0.0, 2.1, 4.2)):  # independent slow wander, 0.5 raw units
+        x[a:, c] += 0.5 * np.sin(2.0 * np.pi * t / 240.0 + phase)
+    x = x.astype(np.float32)
+    _, out, ev = run(config(noise_floor=1.0), x)
+    assert not raised(ev)  # the level z: within its floored spread
+    _, out, ev = run(config(noise_floor=1.0, residual_score=1), x)
+    assert not raised(ev), [mon.STATES[s] for s in armed(out)["state"]]

@@ -34,7 +34,8 @@ enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 }
 #define AWAY_UNIT 0.125f  // their resolution (noise units); 254 x 0.125 = 31.75 is far out of any band
 #define AWAY_TOP 31.75f
 #define AWAY_NONE 255u
-#define RESIDUAL_SD_FLOOR 0.05f  // residual spreads are at least this (noise units), as dev_sd
+#define RESIDUAL_SD_FLOOR 0.05f  // residual spreads are at least this (noise units), as dev_sd,
+                                 // and at least the channel's noise floor
 #define RESIDUAL_CAP 1e6f        // |residual| beyond this (noise units) counts as this: a model
                                  // answering 1e15 alerts, its running mean and spread stay finite
 
@@ -737,7 +738,10 @@ static void residual_reference(aiot_monitor_t *m) {
         const float sd = ch->res_n > 1 ? sqrtf(fmaxf(ch->res_m2, 0.0f) / (float)(ch->res_n - 1u)) : 0.0f;
         const uint32_t seen = ch->res_n;
         ch->res_ref = ch->res_mean;  // (the same bytes: kept as the reference)
-        ch->res_sd = fmaxf(sd, RESIDUAL_SD_FLOOR);
+        // Floored like the noise, the level and the spread: never more sensitive than the
+        // configured noise floor (in noise units; the short calibration cannot show the wander
+        // of a process that fleet floors describe), and never ~0 (RESIDUAL_SD_FLOOR).
+        ch->res_sd = fmaxf(sd, fmaxf(noise_floor_of(m, c, ch->baseline0) / ch->noise, RESIDUAL_SD_FLOOR));
         ch->res_pad_ = 0;
         if (seen) top = fmaxf(top, fmaxf(fabsf(ch->res_max - ch->res_ref), fabsf(ch->res_min - ch->res_ref)) / ch->res_sd);
         // the range's bytes are the armed phase's drift CUSUM: zeroed once read
