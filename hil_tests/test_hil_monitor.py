@@ -80,6 +80,7 @@ def test_config_roundtrip_and_live_update(monitor_device):
     (dict(sample_period_ms=2**31), "sample_period_ms out of range"),
     (dict(clear_band=0), "clear_band out of range"),  # an older host's padding byte: refused, not a band
     (dict(spread_score=1), "spread_score needs level_windows"),  # no per-sensor score to add it to
+    (dict(residual_score=1), "residual_score needs level_windows"),  # the same for the residual z
 ])
 def test_config_refused_keeps_the_running_one(monitor_device, bad, why):
     dev = monitor_device
@@ -141,6 +142,25 @@ def test_streaming_with_gaps_and_drift_matches_host_monitor(monitor_device, host
     assert stats["monitor"]["phase"] == "ARMED" and stats["monitor"]["events_dropped"] == 0
     print(f"\n{board.name}: {len(v)} samples -> {len(out)} outputs, {len(events)} events, "
           f"{dev.counters.requests} requests")
+
+
+def test_the_residual_score_streams_like_the_host_with_the_int8_model(monitor_device, host_monitor_lib):
+    """residual_score on the board's generated int8 model: each sensor also scores the model's
+    residual of it. Same outputs (states, top channels, scores) and events as the host build of
+    the same C and model; the spike on channel 1 (8 noise units) alerts."""
+    dev = monitor_device
+    cfg = config(level_windows=1, spread_score=1, residual_score=1)
+    assert dev.configure(cfg, fresh=True) is True and dev.config.residual_score == 1
+    ts, v = scenario()
+    out = dev.push(ts, v)
+    events = dev.events()
+    host = M.Monitor(cfg, host_monitor_lib.aiot_monitor_engine_score, host_monitor_lib)
+    want = host.run(ts, v)
+    _assert_same_outputs(out, want)
+    assert [(e.type, e.seq, e.timestamp_ms, e.channel, e.value) for e in events] == \
+           [(e.type, e.seq, e.timestamp_ms, e.channel, e.value) for e in host.events()]
+    anomalous = out[out["state"] == M.ANOMALY]
+    assert ((anomalous["t_end_ms"] >= 800 * PERIOD + GAP_MS) & (anomalous["t_start_ms"] < 830 * PERIOD + GAP_MS)).any()
 
 
 def _events_raw(dev, ack=None):

@@ -80,14 +80,16 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     from aiot.evaluate.tuning import monitor_grid
 
     grid = monitor_grid()
-    # margins x floors x recovering x score averaging x (energy, level 1 or 3 with spread off or on) x band
-    assert len(grid) == 5 * 2 * 4 * 3 * (1 + 2 * 2) * 2
+    # margins x floors x recovering x score averaging x (energy, level 1 with spread and residual off or on) x band
+    assert len(grid) == 4 * 2 * 4 * 3 * (1 + 2 * 2) * 2
     assert {k["clear_band"] for k in grid} == {3, 6}  # always written: 3 stays 3 if the default moves
     assert {k.get("recover_ratio", 0.0) for k in grid} == {0.0, 0.6, 0.7, 0.8}
     assert {k.get("score_average", 1) for k in grid} == {1, 4, 8}
-    assert {k.get("level_windows", 0) for k in grid} == {0, 1, 3}
+    assert {k.get("level_windows", 0) for k in grid} == {0, 1}
     assert {k.get("spread_score", 0) for k in grid} == {0, 1}
     assert all(k.get("level_windows", 0) > 0 for k in grid if k.get("spread_score"))
+    assert {k.get("residual_score", 0) for k in grid} == {0, 1}
+    assert all(k.get("level_windows", 0) > 0 for k in grid if k.get("residual_score"))
     assert "score_average" not in grid[0]  # averaging over 1 window is the plain score: not written
     assert "level_windows" not in grid[0]  # 0 is the energy score: not written
     for knobs in grid + [dict(grid[0], max_recal_step=0.5)]:
@@ -99,6 +101,7 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
         assert cfg.level_windows == knobs.get("level_windows", 0)
         assert cfg.clear_band == knobs["clear_band"]
         assert cfg.spread_score == knobs.get("spread_score", 0)
+        assert cfg.residual_score == knobs.get("residual_score", 0)
 
 
 def test_level_only_keeps_the_level_shift_settings_of_the_grid():

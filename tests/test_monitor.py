@@ -793,7 +793,8 @@ def test_the_python_knob_ranges_are_the_c_checks_ranges():
     checked = 0
     for key, (lo, hi, lo_open, hi_open) in mon.KNOB_RANGES.items():
         kind = dict(mon.Config._fields_)[key]
-        partners = {"level_windows": 1} if key == "spread_score" else {}  # a term of the per-sensor score
+        # terms of the per-sensor score
+        partners = {"level_windows": 1} if key in ("spread_score", "residual_score") else {}
         is_int = kind in (ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32)
         step = 1 if is_int else 1e-3
         for bound, is_open, side in ((lo, lo_open, -1), (hi, hi_open, +1)):

@@ -435,8 +435,8 @@ def test_every_knob_range_is_the_c_check_at_its_bounds():
         for value, ok in ((lo, not lo_open), (hi, not hi_open)):
             if value is None:
                 continue
-            # spread_score is a term of the per-sensor score: level_windows on for it
-            cfg = mon.default_config(2, W, PERIOD, level_windows=int(s.name == "spread_score"))
+            # spread_score and residual_score are terms of the per-sensor score: level_windows on for them
+            cfg = mon.default_config(2, W, PERIOD, level_windows=int(s.name in ("spread_score", "residual_score")))
             if s.per_channel:
                 getattr(cfg, s.name)[0] = value
             else:

@@ -158,7 +158,8 @@ def test_tune_across_two_data_sets_on_the_device(tmp_path, monkeypatch):
     monkeypatch.setattr(tuning, "MONITOR_GRID", {**tuning.MONITOR_GRID, "alert_margin": (0.75, 2.5),
                                                  "fleet_noise_floor": (1.0,), "recover_ratio": (0.0,),
                                                  "score_average": (1,), "level_windows": (0, 1),
-                                                 "clear_band": (3,), "spread_score": (0,)})
+                                                 "clear_band": (3,), "spread_score": (0,),
+                                                 "residual_score": (0,)})
     rng = np.random.default_rng(5)
     _skab_like(tmp_path / "skab", rng)
     _tep_like(tmp_path / "tep", rng)

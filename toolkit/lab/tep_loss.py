@@ -44,10 +44,14 @@ HARD = ("d03", "d09", "d15")
 #: One knob changed at a time against the shipped device settings (aiot.installation.EVAL_KNOBS).
 COUNTERFACTUALS = {
     "no-drift": {"max_drift_rate": 0.0},  # no drift compensation (DRIFT never moves a baseline)
-    "energy": {"level_windows": 0},  # the reconstruction-error score instead of the level shift
+    # the reconstruction-error score instead of the level shift (its spread term goes with it:
+    # the energy score has none, and the shipped spread_score 1 is refused without a level)
+    "energy": {"level_windows": 0, "spread_score": 0},
     "band6": {"clear_band": 6},  # a wider clearing band (issue 19's new setting)
     "spread": {"spread_score": 1},  # each sensor also scores its window spread (oscillation, variance)
     "floor.25": {"fleet_noise_floor": 0.25},  # noise floored at 1/4 of the fleet's long-term spread, not 1x
+    # each sensor also scores the model's residual of it: faults that break how sensors move together
+    "residual": {"residual_score": 1},
 }
 REFERENCE_RULE = {"threshold_quantile": 0.99, "threshold_margin": 1.25, "raise_after": 3, "clear_after": 5,
                   "smooth": 5, "noise_floor": 1.0}

@@ -162,6 +162,8 @@ typedef enum {
       "an alert clears only with its sensors inside their commissioned span widened to >= +-clear_band noise units, none moving away") \
     X(spread_score, uint8_t, 0, 0, 1, AIOT_RANGE_CLOSED,                                                     \
       "1: each sensor also scores its window's spread (standard deviation) against its commissioned window spreads; the larger z counts (needs level_windows > 0)") \
+    X(residual_score, uint8_t, 0, 0, 1, AIOT_RANGE_CLOSED,                                                   \
+      "1: each sensor also scores the model's residual of it (its mean over about level_windows windows) against the spread it showed while calibrating; the largest z counts (needs level_windows > 0)") \
     X(min_quality, float, 0.5f, 0.0f, 1.0f, AIOT_RANGE_LO_OPEN,                                               \
       "NO_DATA when the worst channel has a smaller valid fraction of the window")                           \
     X(clip, float, 8.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "features clipped to +-clip noise units")            \
@@ -292,7 +294,6 @@ typedef struct {
             float spr_ref, spr_sd;
         };
     };
-    uint32_t acc_n;
     //! Commissioning: the Welford accumulators of the window spreads (spr_ref and spr_sd come
     //! from them); armed: the drift CUSUM and the DRIFT episode's length. Same bytes.
     union {
@@ -303,6 +304,11 @@ typedef struct {
         struct {
             float cusum_pos, cusum_neg;
             uint32_t drift_windows;  //!< scored windows in the current DRIFT episode
+        };
+        //! calibration (residual_score): the range of the residual's running mean, which gives
+        //! the calibration's largest residual z once its reference is known
+        struct {
+            float res_min, res_max;
         };
     };
     uint16_t rejected;    //!< commissioning samples rejected (saturates)
@@ -322,8 +328,26 @@ typedef struct {
     float dev_before;     //!< deviation two scored windows ago
     float dev_older;      //!< deviation three scored windows ago
     float dev_oldest;     //!< deviation four scored windows ago
-    float lvl_mean, lvl_m2; //!< Welford accumulators of the N-window means (commissioning)
-    uint32_t lvl_n;
+    //! Commissioning only: the accepted sample count and the Welford accumulators of the
+    //! N-window means. Their bytes then hold the residual_score state: the running mean of the
+    //! channel's residual (noise units, both phases), its Welford accumulators while
+    //! calibrating, its reference (mean) and spread once armed.
+    union {
+        struct {
+            uint32_t acc_n;
+            float lvl_mean, lvl_m2;
+            uint32_t lvl_n;
+        };
+        struct {
+            float res_run;         //!< running mean of the residual (exponential, about level_windows windows)
+            float res_mean, res_m2; //!< calibration: Welford of res_run; armed: res_mean is the reference
+            uint32_t res_n;        //!< calibration: windows in them
+        };
+        struct {
+            float res_run_, res_ref, res_sd; //!< armed: reference and floored spread of res_run
+            uint32_t res_pad_;
+        };
+    };
     float lvl_sd;         //!< spread of the N-window means (raw units), level_windows > 0
     uint8_t mode;         //!< 0 ok, 1 drift, 2 recalibrating
     uint8_t hold;         //!< drift windows left / recal windows used

@@ -34,6 +34,10 @@ enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 }
 #define AWAY_UNIT 0.125f  // their resolution (noise units); 254 x 0.125 = 31.75 is far out of any band
 #define AWAY_TOP 31.75f
 #define AWAY_NONE 255u
+#define RESIDUAL_SD_FLOOR 0.05f  // residual spreads are at least this (noise units), as dev_sd,
+                                 // and at least the channel's noise floor
+#define RESIDUAL_CAP 1e6f        // |residual| beyond this (noise units) counts as this: a model
+                                 // answering 1e15 alerts, its running mean and spread stay finite
 
 void aiot_monitor_default_config(aiot_monitor_config_t *cfg, uint8_t num_channels, uint8_t window,
                                  uint32_t sample_period_ms) {
@@ -84,6 +88,8 @@ const char *aiot_monitor_config_problem(const aiot_monitor_config_t *c) {
     // the spread z is a term of the per-sensor score (level_windows > 0), not of the model's error
     if (c->spread_score && !c->level_windows)
         return "invalid monitor configuration: spread_score needs level_windows > 0 (the per-sensor score)";
+    if (c->residual_score && !c->level_windows)
+        return "invalid monitor configuration: residual_score needs level_windows > 0 (the per-sensor score)";
     return NULL;
 }
 
@@ -178,7 +184,7 @@ int aiot_monitor_update_config(aiot_monitor_t *m, const aiot_monitor_config_t *c
     if (cfg->num_channels != o->num_channels || cfg->window != o->window ||
         cfg->sample_period_ms != o->sample_period_ms || cfg->commission_samples != o->commission_samples ||
         cfg->calibration_windows != o->calibration_windows || cfg->level_windows != o->level_windows ||
-        cfg->spread_score != o->spread_score)
+        cfg->spread_score != o->spread_score || cfg->residual_score != o->residual_score)
         return AIOT_MONITOR_EINVAL;
     m->cfg = *cfg;
     if (m->phase != AIOT_PHASE_COMMISSIONING) {  // a new tolerance applies at once
@@ -385,8 +391,9 @@ static void window_spreads(const aiot_monitor_t *m, float *z) {
 
 //! The per-sensor score: the largest |N-window mean - baseline| / spread over the channels
 //! (a recalibrating channel and one without data left out), with spread_score the larger of
-//! that and the channel's spread z (`spread`, NULL when off); each channel's z in z[].
-static float level_score(const aiot_monitor_t *m, const float *spread, float *z) {
+//! that and the channel's spread z (`spread`, NULL when off), with residual_score the larger
+//! of those and its residual z (`resid`, NULL when off); each channel's z in z[].
+static float level_score(const aiot_monitor_t *m, const float *spread, const float *resid, float *z) {
     float s = 0.0f;
     int c, bad = 0;
     for (c = 0; c < m->cfg.num_channels; c++) {
@@ -394,6 +401,7 @@ static float level_score(const aiot_monitor_t *m, const float *spread, float *z)
         // No data (NaN) leaves the channel out; a level beyond float (inf) is never "0".
         z[c] = (m->ch[c].mode == CH_RECAL || isnan(mean)) ? 0.0f : fabsf(mean - m->ch[c].baseline) / m->ch[c].lvl_sd;
         if (spread && m->ch[c].mode != CH_RECAL && spread[c] > z[c]) z[c] = spread[c];  // NaN: no spread
+        if (resid && m->ch[c].mode != CH_RECAL && resid[c] > z[c]) z[c] = resid[c];     // NaN: no data
         if (!isfinite(z[c])) bad = 1;  // NaN or inf: the window becomes a score error
         else if (z[c] > s) s = z[c];
     }
@@ -550,7 +558,9 @@ static void commission(aiot_monitor_t *m, uint32_t ts) {
                                                                 : ch->acc_max - ch->acc_min;
         if (!(ch->acc_max > ch->acc_min)) ch->health |= AIOT_CH_STUCK;
         ch->acc_mean = ch->acc_m2 = 0.0;
-        ch->acc_n = 0;
+        // acc_n and the level accumulators share their bytes with the residual state
+        ch->acc_n = ch->lvl_n = 0;
+        ch->lvl_mean = ch->lvl_m2 = 0.0f;
     }
     m->phase = AIOT_PHASE_CALIBRATING;
     emit(m, ts, AIOT_EVENT_COMMISSIONED, AIOT_MONITOR_NO_CHANNEL, 0, 0.0f);
@@ -660,6 +670,87 @@ static int window_stats(aiot_monitor_t *m, window_stats_t *w) {
     return AIOT_MONITOR_OK;
 }
 
+// ---------------------------------------------------------------- residual (residual_score)
+
+//! Does channel c have a valid sample in the window?
+static int channel_has_data(const aiot_monitor_t *m, int c) {
+    int t;
+    for (t = 0; t < m->cfg.window; t++)
+        if ((m->valid[t] >> c) & 1u) return 1;
+    return 0;
+}
+
+//! Channel c's residual in this window: the mean of (normalized sample - reconstruction)
+//! over its valid samples (noise units), the same statistic while calibrating and armed
+//! (armed, w->dev is it divided by 1 - leverage), capped at +-RESIDUAL_CAP.
+static float window_residual(const aiot_monitor_t *m, int c, const window_stats_t *w) {
+    const float r = m->phase == AIOT_PHASE_ARMED ? w->dev[c] * (1.0f - m->ch[c].leverage) : w->dev[c];
+    return clampf(r, -RESIDUAL_CAP, RESIDUAL_CAP);
+}
+
+//! Into channel c's running residual mean: exponential, the newest window weighing
+//! 2 / (N + 1) for level_windows N, whose variance on independent windows is an N-window
+//! mean's (N = 1: the window's own residual). One float of state instead of a ring of N.
+static void residual_push(aiot_monitor_t *m, int c, const window_stats_t *w, int first) {
+    aiot_monitor_channel_t *ch = &m->ch[c];
+    const float r = window_residual(m, c, w);
+    ch->res_run = first ? r : ch->res_run + 2.0f / (float)(m->cfg.level_windows + 1u) * (r - ch->res_run);
+}
+
+//! Armed: each channel's residual z, |running residual mean - its calibration mean| / their
+//! calibration spread; NaN (left out, the running mean kept) when c has no valid sample.
+static void residual_scores(aiot_monitor_t *m, const window_stats_t *w, float *z) {
+    int c;
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        aiot_monitor_channel_t *ch = &m->ch[c];
+        if (!channel_has_data(m, c)) {
+            z[c] = NAN;
+            continue;
+        }
+        residual_push(m, c, w, 0);
+        z[c] = fabsf(ch->res_run - ch->res_ref) / ch->res_sd;  // both capped: finite
+    }
+}
+
+//! Calibration window: the running residual means into their Welford accumulators and range.
+static void residual_calibrate(aiot_monitor_t *m, const window_stats_t *w) {
+    int c;
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        aiot_monitor_channel_t *ch = &m->ch[c];
+        if (!channel_has_data(m, c)) continue;
+        residual_push(m, c, w, ch->res_n == 0);
+        welford(&ch->res_mean, &ch->res_m2, ++ch->res_n, ch->res_run);
+        if (ch->res_n == 1 || ch->res_run < ch->res_min) ch->res_min = ch->res_run;
+        if (ch->res_n == 1 || ch->res_run > ch->res_max) ch->res_max = ch->res_run;
+    }
+}
+
+//! End of calibration: each channel's residual reference and spread (floored at
+//! RESIDUAL_SD_FLOOR), and the largest residual z the calibration windows had (from each
+//! channel's range: exact, as the windows' per-sensor score is a max). That z becomes the top
+//! of the calibration set when it is larger, so the threshold is that of the combined score
+//! (the lower entries, which only shape the p-value, stay those of the level and spread).
+static void residual_reference(aiot_monitor_t *m) {
+    float top = 0.0f;
+    int c;
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        aiot_monitor_channel_t *ch = &m->ch[c];
+        const float sd = ch->res_n > 1 ? sqrtf(fmaxf(ch->res_m2, 0.0f) / (float)(ch->res_n - 1u)) : 0.0f;
+        const uint32_t seen = ch->res_n;
+        ch->res_ref = ch->res_mean;  // (the same bytes: kept as the reference)
+        // Floored like the noise, the level and the spread: never more sensitive than the
+        // configured noise floor (in noise units; the short calibration cannot show the wander
+        // of a process that fleet floors describe), and never ~0 (RESIDUAL_SD_FLOOR).
+        ch->res_sd = fmaxf(sd, fmaxf(noise_floor_of(m, c, ch->baseline0) / ch->noise, RESIDUAL_SD_FLOOR));
+        ch->res_pad_ = 0;
+        if (seen) top = fmaxf(top, fmaxf(fabsf(ch->res_max - ch->res_ref), fabsf(ch->res_min - ch->res_ref)) / ch->res_sd);
+        // the range's bytes are the armed phase's drift CUSUM: zeroed once read
+        ch->cusum_pos = ch->cusum_neg = 0.0f;
+        ch->drift_windows = 0;
+    }
+    if (isfinite(top) && top > m->cal[m->cal_count - 1]) m->cal[m->cal_count - 1] = top;
+}
+
 //! One calibration window; `level` is its level-shift score when level_windows is set.
 static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, float level) {
     const int C = m->cfg.num_channels;
@@ -675,6 +766,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
         ch->sum_lev += w->lev[c];
         s += w->err[c];
     }
+    if (m->cfg.residual_score) residual_calibrate(m, w);
     cal_insert(m, averaged(m, m->cfg.level_windows ? level : s / (float)C));
     if (m->cal_count < m->cfg.calibration_windows) return;
     n = (float)m->cal_count;
@@ -692,6 +784,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
         ch->shape_ref = fmaxf(ch->sum_shape / n, TINY);
         ch->rest_ref = fmaxf(ch->sum_rest / n, TINY);
     }
+    if (m->cfg.residual_score) residual_reference(m);
     m->phase = AIOT_PHASE_ARMED;
     m->since_recal = 0xFFFFu;
     m->away_count = m->away_pos = 0;  // the channels' `away` rings now own the calibration sums' bytes
@@ -996,7 +1089,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     window_stats_t w;
     float s = 0.0f, cal_top, threshold, p, stability, shift_sum = 0.0f, decay, dist = 0.0f;
     float contrib[AIOT_MONITOR_MAX_CHANNELS], level_z[AIOT_MONITOR_MAX_CHANNELS], mean[AIOT_MONITOR_MAX_CHANNELS];
-    float spread[AIOT_MONITOR_MAX_CHANNELS];
+    float spread[AIOT_MONITOR_MAX_CHANNELS], resid[AIOT_MONITOR_MAX_CHANNELS];
     int c, r;
     aiot_monitor_mask_t mask;
     uint16_t keep;
@@ -1037,7 +1130,9 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         return;
     }
     if (m->phase == AIOT_PHASE_CALIBRATING) {
-        const float level = k->level_windows ? level_score(m, k->spread_score ? spread : NULL, level_z) : 0.0f;
+        // residual_score: its reference is measured by these windows; calibrate() puts its
+        // largest z into the set once it is known
+        const float level = k->level_windows ? level_score(m, k->spread_score ? spread : NULL, NULL, level_z) : 0.0f;
         if (!isfinite(level)) {  // never into the calibration set: it would disarm the threshold
             score_error(m, o);
             return;
@@ -1069,7 +1164,9 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         for (c = 0; c < C; c++) s += w.err[c];
         s /= (float)C;
     }
-    if (k->level_windows) s = level_score(m, k->spread_score ? spread : NULL, level_z);  // a recalibrating channel is left out there
+    if (k->residual_score) residual_scores(m, &w, resid);
+    if (k->level_windows)  // a recalibrating channel is left out there
+        s = level_score(m, k->spread_score ? spread : NULL, k->residual_score ? resid : NULL, level_z);
     if (!isfinite(s)) {  // before the average: one bad window must not poison the next N
         score_error(m, o);
         return;
