@@ -227,6 +227,17 @@ def check_exactly_once(got: list[dict], total: int) -> None:
     assert ns == sorted(ns) and len(set(ns)) == len(ns)
 
 
+def until(pred, timeout: float = 10.0) -> bool:
+    """Wait for ``pred()`` (polled every 10 ms) at most ``timeout`` s; whether it came true.
+    The tests wait for what they need to have happened, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def make_gateway(tmp_path: Path, broker: Broker, hw: FakeHardware, device: str = "pump7"):
     from aiot.fleet.gateway import Gateway
 
@@ -283,11 +294,12 @@ def test_device_link_drop_resent_events_are_journaled_once(tmp_path, broker):
     bridge = gw.bridges[0]
     try:
         consumer.wait_events("pump7", 20, 10)
-        for _ in range(3):
+        for k in range(3):
             hw.broken = True
-            time.sleep(0.2)
+            until(lambda: bridge.link_drops > k)  # the bridge saw the link drop
             hw.broken = False
-            time.sleep(0.2)
+            asked = hw.uptime  # EVENTS requests answered so far
+            until(lambda: hw.uptime > asked)  # the link reopened: the device is asked again
         got = consumer.wait_events("pump7", 200, 20)
     finally:
         gw.stop(drain=2)
@@ -303,7 +315,7 @@ def test_a_rebooted_device_repeating_seqs_and_timestamps_is_not_taken_for_a_rese
     try:
         assert len(consumer.wait_events("pump7", 30, 10)) == 30
         hw.broken = True  # the board resets: the link drops, and it comes back with seq 0 again
-        time.sleep(0.2)
+        until(lambda: gw.bridges[0].link_drops >= 1)
         hw.reboot()
         hw.broken = False
         got = consumer.wait_events("pump7", 60, 10)
