@@ -134,6 +134,28 @@ def _status(board):
     return UpdateClient(Device(board.transport())).status()
 
 
+def _requests(board) -> list[int]:
+    """A counter of the requests ``board`` is sent from now on (by any link to it)."""
+    count = [0]
+    feed = board.feed
+
+    def counted(data):
+        count[0] += 1
+        return feed(data)
+
+    board.feed = counted
+    return count
+
+
+def _served(count: list[int], requests: int = 10, timeout: float = 10.0) -> None:
+    """Wait until ``requests`` more requests reached the device (a few rounds of its bridge:
+    each round runs the device's pending commands after the replay and the events)."""
+    deadline, want = time.monotonic() + timeout, count[0] + requests
+    while count[0] < want:
+        assert time.monotonic() < deadline, f"the gateway sent the device only {count[0] - want + requests} requests"
+        time.sleep(0.02)
+
+
 def _shut(gw, rec, boards) -> None:
     """Stop a test's gateway and recorder, power its host devices off."""
     gw.stop(drain=1)
@@ -663,8 +685,10 @@ def test_a_halted_rollout_withdraws_the_command_of_a_device_offline_which_never_
         assert summary["phase"] == "halted" and summary["halted"]["device"] == "hw2", summary
         assert "refused" in summary["halted"]["reason"], summary
         assert summary["passed"] == ["hw1"] and summary["not_sent"] == ["hw4", "hw5"], summary
+        asked = _requests(boards["hw3"])
         boards["hw3"].link_up = True  # it returns: its gateway has nothing left to run
-        time.sleep(2.0)  # a few rounds of its bridge on the open link
+        _served(asked)  # a few rounds of its bridge on the open link
+        assert gw.journal.pending_commands("hw3") == []  # nothing claimed, nothing sending
         assert [w for d, w, _r in rec.outcomes(r.state["id"]) if d == "hw3"] == ["withdrawn"]
         assert _status(boards["hw3"]).running == 0xFF  # still the built-in model
         assert summary["withdrawn"] == ["hw3"] and list(summary["failed"]) == ["hw2"] and not summary["waiting"]
@@ -691,8 +715,10 @@ def test_a_canary_that_reverts_halts_and_withdraws_the_other_canarys_command(kit
         assert time.monotonic() - t0 < 30, "the halt waited out the canary timeout"
         assert summary["phase"] == "halted" and summary["halted"]["device"] == "hc1", summary
         assert "GOLDEN_MISMATCH" in summary["halted"]["reason"] and summary["not_sent"] == ["hc3"], summary
+        asked = _requests(boards["hc2"])
         boards["hc2"].link_up = True
-        time.sleep(2.0)  # a few rounds of its bridge on the open link
+        _served(asked)  # a few rounds of its bridge on the open link
+        assert gw.journal.pending_commands("hc2") == []  # nothing claimed, nothing sending
         assert [w for d, w, _r in rec.outcomes(r.state["id"]) if d == "hc2"] == ["withdrawn"]
         assert _status(boards["hc2"]).running == 0xFF  # still the built-in model
         assert summary["withdrawn"] == ["hc2"] and summary["failed"].keys() == {"hc1"}, summary
