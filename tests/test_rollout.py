@@ -31,7 +31,7 @@ MONITOR = ("AIOT_APP_CHANNELS=3", "AIOT_APP_WINDOW=8", "AIOT_APP_PERIOD_MS=1000"
 TRIAL_SAMPLES = 360 + 4 * 8
 
 
-def _pump(seed: int = 0, chunk: int = 40, pause: float = 0.05, start_s: int = 0):
+def _pump(seed: int = 0, chunk: int = 100, pause: float = 0.05, start_s: int = 0):
     """A pump's 3 sensors, endless and paced: what a gateway replays to its device (the bridge's
     ``replay``). The device is sent nothing else; its trials confirm from the monitor's windows."""
     rng = np.random.default_rng(seed)
@@ -462,7 +462,7 @@ def test_rollout_canary_first_then_the_rest_and_a_failed_canary_halts(kit, qemu_
     offline = "pump-h40"  # in the third wave (3 canaries, then waves of 6, 12, 24, 8): not waited for
     hosts[offline].link_up = False
     def pump(i):  # 53 devices on the test machine: larger batches, less often
-        return _pump(i, chunk=100, pause=0.2)
+        return _pump(i, chunk=200, pause=0.2)
 
     gw1 = _gateway(tmp_path, broker, "gw1", [(n, opener[n]) for n in names[0::2]], replay=pump)
     gw2 = _gateway(tmp_path, broker, "gw2", [(n, opener[n]) for n in names[1::2]], replay=pump)
