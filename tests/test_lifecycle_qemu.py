@@ -6,6 +6,7 @@ a host file as flash would keep it."""
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 
 import numpy as np
@@ -48,10 +49,19 @@ def kit(tmp_path_factory):
     x = np.load(AE24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
     y = TflmReference(tfl).run(x)  # the golden reference, never the code under test
 
+    signed: dict[bytes, bytes] = {}
+
     def release(version, golden_y=y, key_file=key, **kw):
-        args = dict(tflite=tfl, golden=list(zip(x, golden_y)), schema=SCHEMA, model_version=int(version.split(".")[1]))
-        args.update(kw)
-        return P.sign(P.build_container({"name": "ae24"}, **args), key_file, version=version, out=d / f"{version}.bin")
+        """The release signed once per module: the tests ask for the same few releases again
+        and again, and each signature is an imgtool process (~0.5-0.9 s). Same inputs, same
+        bytes (Ed25519 signatures are deterministic)."""
+        made = pickle.dumps((version, np.asarray(golden_y), str(key_file), sorted(kw.items())))
+        if made not in signed:
+            args = dict(tflite=tfl, golden=list(zip(x, golden_y)), schema=SCHEMA, model_version=int(version.split(".")[1]))
+            args.update(kw)
+            signed[made] = P.sign(P.build_container({"name": "ae24"}, **args), key_file, version=version,
+                                  out=d / f"{version}.bin")
+        return signed[made]
 
     return {"dir": d, "board": board, "elf": fw.elf, "flash": flash, "release": release, "x": x, "y": y, "key": key,
             "cut": d / "cut.bin"}
