@@ -227,6 +227,17 @@ def check_exactly_once(got: list[dict], total: int) -> None:
     assert ns == sorted(ns) and len(set(ns)) == len(ns)
 
 
+def until(pred, timeout: float = 10.0) -> bool:
+    """Wait for ``pred()`` (polled every 10 ms) at most ``timeout`` s; whether it came true.
+    The tests wait for what they need to have happened, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def make_gateway(tmp_path: Path, broker: Broker, hw: FakeHardware, device: str = "pump7"):
     from aiot.fleet.gateway import Gateway
 
@@ -283,11 +294,12 @@ def test_device_link_drop_resent_events_are_journaled_once(tmp_path, broker):
     bridge = gw.bridges[0]
     try:
         consumer.wait_events("pump7", 20, 10)
-        for _ in range(3):
+        for k in range(3):
             hw.broken = True
-            time.sleep(0.2)
+            until(lambda: bridge.link_drops > k)  # the bridge saw the link drop
             hw.broken = False
-            time.sleep(0.2)
+            asked = hw.uptime  # EVENTS requests answered so far
+            until(lambda: hw.uptime > asked)  # the link reopened: the device is asked again
         got = consumer.wait_events("pump7", 200, 20)
     finally:
         gw.stop(drain=2)
@@ -303,7 +315,7 @@ def test_a_rebooted_device_repeating_seqs_and_timestamps_is_not_taken_for_a_rese
     try:
         assert len(consumer.wait_events("pump7", 30, 10)) == 30
         hw.broken = True  # the board resets: the link drops, and it comes back with seq 0 again
-        time.sleep(0.2)
+        until(lambda: gw.bridges[0].link_drops >= 1)
         hw.reboot()
         hw.broken = False
         got = consumer.wait_events("pump7", 60, 10)
@@ -483,3 +495,36 @@ def test_a_real_device_client_has_each_batch_journaled_before_the_request_that_a
     for batch, acks_then in seen:  # no batch acknowledged before the journal had it
         assert all(a is None or a < batch[0] for a in acks_then)
     assert acks[-1] == 9  # and after the journal, each one was
+
+
+def test_a_gateway_of_many_devices_stops_in_about_one_round_not_one_per_device(tmp_path, broker):
+    """Each bridge finishes the round it is in before it stops (here a replay that takes
+    0.4 s a chunk, as a paced pump does). The gateway tells every bridge to stop first and
+    then waits for them, so 12 devices stop in about one round; one after the other took
+    up to a round each (the 53-device rollout test spent 6 s in two gateways' stop)."""
+    from aiot.fleet.gateway import Gateway
+
+    class PacedSource(FakeLink):
+        def push(self, ts, values):
+            return []
+
+    def paced():
+        while True:
+            time.sleep(0.4)
+            yield [], []
+
+    hws = [FakeHardware(total=0) for _ in range(12)]
+    gw = Gateway(tmp_path / "journal.db", broker.url, site=SITE, gateway_id="gw1")
+    bridges = [gw.add(f"pump{i}", lambda hw=hw: PacedSource(hw), poll=0.01, stats_every=0, replay=paced())
+               for i, hw in enumerate(hws)]
+    gw.start()
+    try:
+        assert until(lambda: all(hw.uptime >= 2 for hw in hws)), "every bridge serves its device"
+        t0 = time.monotonic()
+        gw.stop(drain=0)
+        took = time.monotonic() - t0
+    finally:
+        for b in bridges:
+            b.stop(0)
+    assert not any(b._thread.is_alive() for b in bridges)
+    assert took < 1.5, f"12 bridges in rounds of 0.4 s took {took:.2f} s to stop"

@@ -83,3 +83,20 @@ def test_f446_update_layout_boots_and_serves_on_qemu_stm32f405(tmp_path):
     with open_device(board=board, elf=res.elf) as dev:
         st = UpdateClient(dev).status()
     assert st.ready and st.running == NO_SLOT and st.slot_size == f446.update.slot_size
+
+
+def test_the_cost_measure_compiles_each_file_once_and_reuses_it(tmp_path, monkeypatch):
+    """The update C, its crypto and the flash driver for the cost tables are compiled into
+    the object cache the firmware builds use (same compiler, flags and headers): asked again
+    (a second measure, or after a build for the board), nothing is compiled again."""
+    from aiot.target import firmware
+
+    b = get_board("nucleo-g071rb")
+    first = cost.compile_objects(b, tmp_path / "a", only=("update", "driver"))
+    ran: list[list[str]] = []
+    real = firmware._run
+    monkeypatch.setattr(firmware, "_run", lambda cmd, what: (ran.append(cmd), real(cmd, what))[1])
+    again = cost.compile_objects(b, tmp_path / "b", only=("update", "driver"))
+    assert ran == [], f"compiled again: {[c[-1] for c in ran]}"
+    assert {k: [o.read_bytes() for o in v] for k, v in again.items()} == \
+        {k: [o.read_bytes() for o in v] for k, v in first.items()}

@@ -188,3 +188,32 @@ print('clean')
     env = {**os.environ, "AIOT_UPDATE_SANITIZE": "1", "LD_PRELOAD": libasan, "ASAN_OPTIONS": "detect_leaks=0"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0 and "clean" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_imgtool_runs_in_this_process_and_its_refusals_still_say_why(tmp_path, monkeypatch):
+    """Key generation, signing and imgtool's verdict call imgtool's own command in this
+    process: a process of its own took most of a second each (Python and imgtool's imports),
+    for an operation of a few milliseconds. What imgtool says on a failure is still in the
+    error, and its verdict on a damaged image is still 'not valid'."""
+    import subprocess
+
+    from aiot.errors import ToolkitError
+
+    def no_process(*a, **k):
+        raise AssertionError(f"a process was started: {a[0] if a else k}")
+
+    monkeypatch.setattr(subprocess, "run", no_process)
+    monkeypatch.setattr(subprocess, "Popen", no_process)
+    key = P.generate_key(tmp_path / "k.pem")
+    image = P.sign(_body(), key, version="2.0.1", out=tmp_path / "s.bin")
+    ok, text = P.imgtool_verify(tmp_path / "s.bin", key)
+    assert ok and "2.0.1" in text, text
+    damaged = bytearray(image)
+    damaged[P.IMAGE_HEADER_SIZE + 20] ^= 1
+    (tmp_path / "d.bin").write_bytes(bytes(damaged))
+    ok, text = P.imgtool_verify(tmp_path / "d.bin", key)
+    assert not ok and "invalid hash" in text, text
+    (tmp_path / "not-a-key.pem").write_text("not a key\n")
+    with pytest.raises(ToolkitError, match="imgtool sign failed: .+") as e:
+        P.sign(_body(), tmp_path / "not-a-key.pem", version="2.0.2", out=tmp_path / "x.bin")
+    assert "imgtool sign --help" in e.value.hint

@@ -6,6 +6,7 @@ a host file as flash would keep it."""
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 
 import numpy as np
@@ -48,10 +49,19 @@ def kit(tmp_path_factory):
     x = np.load(AE24 / "vectors.npz")["x_int8"].reshape(-1, 24)[:4]
     y = TflmReference(tfl).run(x)  # the golden reference, never the code under test
 
+    signed: dict[bytes, bytes] = {}
+
     def release(version, golden_y=y, key_file=key, **kw):
-        args = dict(tflite=tfl, golden=list(zip(x, golden_y)), schema=SCHEMA, model_version=int(version.split(".")[1]))
-        args.update(kw)
-        return P.sign(P.build_container({"name": "ae24"}, **args), key_file, version=version, out=d / f"{version}.bin")
+        """The release signed once per module: the tests ask for the same few releases again
+        and again, and each signature is an imgtool process (~0.5-0.9 s). Same inputs, same
+        bytes (Ed25519 signatures are deterministic)."""
+        made = pickle.dumps((version, np.asarray(golden_y), str(key_file), sorted(kw.items())))
+        if made not in signed:
+            args = dict(tflite=tfl, golden=list(zip(x, golden_y)), schema=SCHEMA, model_version=int(version.split(".")[1]))
+            args.update(kw)
+            signed[made] = P.sign(P.build_container({"name": "ae24"}, **args), key_file, version=version,
+                                  out=d / f"{version}.bin")
+        return signed[made]
 
     return {"dir": d, "board": board, "elf": fw.elf, "flash": flash, "release": release, "x": x, "y": y, "key": key,
             "cut": d / "cut.bin"}
@@ -367,7 +377,7 @@ def test_a_trial_time_holds_confirmation_back_until_it_has_passed(kit):
         st = up.status()
         assert st.trial and st.trial_runs >= TRIAL_RUNS, st  # the runs are there, the time is not
         while st.trial and time.monotonic() - booted < 60:
-            time.sleep(0.5)
+            time.sleep(0.1)
             st = up.status()  # the trial is decided after every request, this one included
         waited = time.monotonic() - booted
         assert not st.trial and st.last_reason == 0 and st.running_digest() == image_digest(image)[:8], st
@@ -422,17 +432,11 @@ def test_package_runs_its_own_network_from_data(erased):
 
 
 @pytest.fixture(scope="module")
-def model_b(tmp_path_factory):
+def model_b():
     """Another small dense autoencoder over the same 24 inputs (24 -> 16 -> 8 -> 4 -> 8 ->
-    24, random weights): a network the firmware was not built with."""
-    tf = pytest.importorskip("tensorflow")
-    from aiot.model.quantize import convert_int8
-
-    tf.keras.utils.set_random_seed(7)
-    model = tf.keras.Sequential([tf.keras.Input((24,)), *[tf.keras.layers.Dense(n, activation="relu") for n in (16, 8, 4, 8)],
-                                 tf.keras.layers.Dense(24)])
-    rep = np.random.default_rng(7).normal(0, 1, (200, 24)).astype(np.float32)
-    return convert_int8(model, rep, batch1=False, clip_rows=False)
+    24, random weights): a network the firmware was not built with. Converted once and
+    committed (tests/fixtures/lifecycle/make_model_b.py): no TensorFlow in this module."""
+    return (ROOT / "tests" / "fixtures" / "lifecycle" / "model_b.tflite").read_bytes()
 
 
 def test_release_network_serves_infer_info_and_reverts(erased, model_b):

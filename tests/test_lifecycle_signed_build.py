@@ -23,6 +23,14 @@ from aiot.target.layout import TRAILER_ROOM, update_areas  # noqa: E402
 MCUBOOT_BOARDS = [b.name for b in list_boards() if b.mcuboot is not None]
 
 
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    """Two Ed25519 keys for the whole module (each imgtool keygen is a process of its own,
+    most of a second): ``boot`` signs and is trusted, ``other`` is any other key."""
+    d = tmp_path_factory.mktemp("keys")
+    return {"boot": P.generate_key(d / "boot.pem"), "other": P.generate_key(d / "other.pem")}
+
+
 def _vectors(elf) -> int:
     nm = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
     return next(int(line.split()[0], 16) for line in nm.splitlines() if line.endswith(" aiot_vectors"))
@@ -33,8 +41,8 @@ def test_every_real_board_with_a_flash_driver_signs():
 
 
 @pytest.mark.parametrize("board", MCUBOOT_BOARDS)
-def test_signed_image_is_linked_in_the_slot_and_verifies(board, tmp_path):
-    key = P.generate_key(tmp_path / "boot.pem")
+def test_signed_image_is_linked_in_the_slot_and_verifies(board, tmp_path, keys):
+    key = keys["boot"]
     out = tmp_path / "fw"
     r = CliRunner().invoke(main, ["build", "--board", board, "--out", str(out), "--signed", str(key),
                                   "--version", "1.2.3"], catch_exceptions=False)
@@ -52,15 +60,14 @@ def test_signed_image_is_linked_in_the_slot_and_verifies(board, tmp_path):
     data[lay.header_size + 64] ^= 1
     tampered.write_bytes(bytes(data))
     assert not P.imgtool_verify(tampered, key)[0]
-    other = P.generate_key(tmp_path / "other.pem")
-    assert not P.imgtool_verify(signed, other)[0]
+    assert not P.imgtool_verify(signed, keys["other"])[0]
 
 
-def test_signed_firmware_that_takes_model_updates(tmp_path):
+def test_signed_firmware_that_takes_model_updates(tmp_path, keys):
     """nucleo-f767zi keeps its [update] areas outside MCUboot's partitions: one image is both
     (signed, in slot0, verified by imgtool) and takes model updates; on the F446 the two
     layouts share sectors and the build is refused before anything is compiled."""
-    key = P.generate_key(tmp_path / "k.pem")
+    key = keys["boot"]
     out = tmp_path / "fw"
     r = CliRunner().invoke(main, ["build", "--board", "nucleo-f767zi", "--out", str(out), "--signed", str(key),
                                   "--update-key", str(key)], catch_exceptions=False)
@@ -75,8 +82,8 @@ def test_signed_firmware_that_takes_model_updates(tmp_path):
     assert r.exit_code == 2 and "lies in MCUboot's bootloader" in r.output and "--update-key KEY" in r.output
 
 
-def test_update_build_records_the_model_abi(tmp_path):
-    key = P.generate_key(tmp_path / "release.pem")
+def test_update_build_records_the_model_abi(tmp_path, keys):
+    key = keys["boot"]
     out = tmp_path / "fw"
     r = CliRunner().invoke(main, ["build", "--board", "nrf52840-dk", "--out", str(out), "--update-key", str(key)],
                            catch_exceptions=False)
@@ -106,11 +113,11 @@ def test_plan_layers_is_the_firmware_default():
     assert int(re.search(r"#define AIOT_PLAN_MAX_LAYERS (\d+)u", src).group(1)) == P.PLAN_LAYERS
 
 
-def test_update_build_sizes_the_plan_arena(tmp_path):
+def test_update_build_sizes_the_plan_arena(tmp_path, keys):
     """aiot build --plan-arena/--plan-layers/--plan-ops: the arena in the image has that
     size, a dense-only build links no conv kernel, and build.json records all three for
     aiot release --firmware."""
-    key = P.generate_key(tmp_path / "release.pem")
+    key = keys["boot"]
     out = tmp_path / "fw"
     r = CliRunner().invoke(main, ["build", "--board", "nrf52840-dk", "--out", str(out), "--update-key", str(key),
                                   "--plan-arena", "16001", "--plan-layers", "24", "--plan-ops", "dense"],
@@ -128,12 +135,12 @@ def test_update_build_sizes_the_plan_arena(tmp_path):
     assert refused.exit_code == 2 and "need --update-key" in refused.output
 
 
-def test_update_build_without_a_uid_register_gets_its_own_id(tmp_path):
+def test_update_build_without_a_uid_register_gets_its_own_id(tmp_path, keys):
     """mps2-an386 has no unique id register: each update image gets a random id, written
     into the image (INFO reports it) and recorded in build.json."""
     import re
 
-    key = P.generate_key(tmp_path / "release.pem")
+    key = keys["boot"]
     out = tmp_path / "fw"
     r = CliRunner().invoke(main, ["build", "--board", "mps2-an386", "--out", str(out), "--update-key", str(key)],
                            catch_exceptions=False)
@@ -143,7 +150,7 @@ def test_update_build_without_a_uid_register_gets_its_own_id(tmp_path):
     assert device_id.encode() in (out / "firmware.bin").read_bytes()
 
 
-def test_board_without_layout_is_refused_with_a_hint(tmp_path):
-    key = P.generate_key(tmp_path / "k.pem")
+def test_board_without_layout_is_refused_with_a_hint(tmp_path, keys):
+    key = keys["boot"]
     r = CliRunner().invoke(main, ["build", "--board", "microbit", "--out", str(tmp_path / "fw"), "--signed", str(key)])
     assert r.exit_code == 2 and "no [mcuboot] table" in r.output and "hint" in r.output

@@ -240,3 +240,35 @@ def test_aiot_monitor_says_when_no_answer_to_info_came_through_whole():
     assert lines[0].endswith("no answer to INFO; showing raw output --"), lines
     assert lines[1] == "-- link: 1 retry in 1 request (answer lost, corrupt or late); 2 corrupt frames (BAD_CRC x2)"
     assert "check the cable" in lines[2] and f"runs at {t.baud} baud" in lines[2]
+
+
+def test_a_qemu_session_closes_its_socket_at_once(monkeypatch):
+    """pyserial's socket:// close waits 0.3 s for a quick reconnect to the same server; QEMU
+    is stopped right after its session closes, so nothing reconnects: the QEMU transport
+    closes its socket without that wait (every QEMU session, of the suite and of aiot run,
+    paid it), and the device sees the link end."""
+    import serial.urlhandler.protocol_socket as pyserial_socket
+
+    waits: list[float] = []
+    monkeypatch.setattr(pyserial_socket.time, "sleep", waits.append)
+    stopped: list[bool] = []
+
+    class StoppedQemu:  # what QemuTransport.close stops after its link: here, only noted
+        proc = None
+
+        def stop(self):
+            stopped.append(True)
+
+    fd = FakeDevice(lambda f: reply(f, P.pack_info(INFO)))
+    t = hil.QemuTransport.__new__(hil.QemuTransport)  # its link and its QEMU, without booting one
+    t._link, t.qemu, t.exit_code = hil.SerialTransport(fd.url), StoppedQemu(), None
+    try:
+        t._link.write(P.encode_frame(P.Msg.INFO, 1, b""))
+        assert t._link.read(2.0)  # the link works
+        t.close()
+    finally:
+        fd.close()
+    assert waits == [], f"the QEMU link's close waited {waits} s"
+    assert stopped == [True] and not t._link._ser.is_open
+    fd.thread.join(2.0)
+    assert not fd.thread.is_alive()  # the device saw the connection end

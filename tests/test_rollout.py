@@ -31,7 +31,7 @@ MONITOR = ("AIOT_APP_CHANNELS=3", "AIOT_APP_WINDOW=8", "AIOT_APP_PERIOD_MS=1000"
 TRIAL_SAMPLES = 360 + 4 * 8
 
 
-def _pump(seed: int = 0, chunk: int = 40, pause: float = 0.05, start_s: int = 0):
+def _pump(seed: int = 0, chunk: int = 100, pause: float = 0.05, start_s: int = 0):
     """A pump's 3 sensors, endless and paced: what a gateway replays to its device (the bridge's
     ``replay``). The device is sent nothing else; its trials confirm from the monitor's windows."""
     rng = np.random.default_rng(seed)
@@ -132,6 +132,28 @@ def _status(board):
     from aiot.lifecycle.client import UpdateClient
 
     return UpdateClient(Device(board.transport())).status()
+
+
+def _requests(board) -> list[int]:
+    """A counter of the requests ``board`` is sent from now on (by any link to it)."""
+    count = [0]
+    feed = board.feed
+
+    def counted(data):
+        count[0] += 1
+        return feed(data)
+
+    board.feed = counted
+    return count
+
+
+def _served(count: list[int], requests: int = 10, timeout: float = 10.0) -> None:
+    """Wait until ``requests`` more requests reached the device (a few rounds of its bridge:
+    each round runs the device's pending commands after the replay and the events)."""
+    deadline, want = time.monotonic() + timeout, count[0] + requests
+    while count[0] < want:
+        assert time.monotonic() < deadline, f"the gateway sent the device only {count[0] - want + requests} requests"
+        time.sleep(0.02)
 
 
 def _shut(gw, rec, boards) -> None:
@@ -440,7 +462,7 @@ def test_rollout_canary_first_then_the_rest_and_a_failed_canary_halts(kit, qemu_
     offline = "pump-h40"  # in the third wave (3 canaries, then waves of 6, 12, 24, 8): not waited for
     hosts[offline].link_up = False
     def pump(i):  # 53 devices on the test machine: larger batches, less often
-        return _pump(i, chunk=100, pause=0.2)
+        return _pump(i, chunk=200, pause=0.2)
 
     gw1 = _gateway(tmp_path, broker, "gw1", [(n, opener[n]) for n in names[0::2]], replay=pump)
     gw2 = _gateway(tmp_path, broker, "gw2", [(n, opener[n]) for n in names[1::2]], replay=pump)
@@ -663,8 +685,10 @@ def test_a_halted_rollout_withdraws_the_command_of_a_device_offline_which_never_
         assert summary["phase"] == "halted" and summary["halted"]["device"] == "hw2", summary
         assert "refused" in summary["halted"]["reason"], summary
         assert summary["passed"] == ["hw1"] and summary["not_sent"] == ["hw4", "hw5"], summary
+        asked = _requests(boards["hw3"])
         boards["hw3"].link_up = True  # it returns: its gateway has nothing left to run
-        time.sleep(2.0)  # a few rounds of its bridge on the open link
+        _served(asked)  # a few rounds of its bridge on the open link
+        assert gw.journal.pending_commands("hw3") == []  # nothing claimed, nothing sending
         assert [w for d, w, _r in rec.outcomes(r.state["id"]) if d == "hw3"] == ["withdrawn"]
         assert _status(boards["hw3"]).running == 0xFF  # still the built-in model
         assert summary["withdrawn"] == ["hw3"] and list(summary["failed"]) == ["hw2"] and not summary["waiting"]
@@ -691,8 +715,10 @@ def test_a_canary_that_reverts_halts_and_withdraws_the_other_canarys_command(kit
         assert time.monotonic() - t0 < 30, "the halt waited out the canary timeout"
         assert summary["phase"] == "halted" and summary["halted"]["device"] == "hc1", summary
         assert "GOLDEN_MISMATCH" in summary["halted"]["reason"] and summary["not_sent"] == ["hc3"], summary
+        asked = _requests(boards["hc2"])
         boards["hc2"].link_up = True
-        time.sleep(2.0)  # a few rounds of its bridge on the open link
+        _served(asked)  # a few rounds of its bridge on the open link
+        assert gw.journal.pending_commands("hc2") == []  # nothing claimed, nothing sending
         assert [w for d, w, _r in rec.outcomes(r.state["id"]) if d == "hc2"] == ["withdrawn"]
         assert _status(boards["hc2"]).running == 0xFF  # still the built-in model
         assert summary["withdrawn"] == ["hc2"] and summary["failed"].keys() == {"hc1"}, summary

@@ -218,10 +218,12 @@ class Publisher:
         self.retained[kind] = payload
         self.wake()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, wait: bool = True) -> None:
+        """Stop publishing (``wait``: and wait for it, at most ``timeout`` s)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if wait:
+            self._thread.join(timeout)
 
     def _status(self, online: bool, reason: str) -> bytes:
         return json.dumps({"status": "online" if online else "offline", "device": self.device,
@@ -359,10 +361,12 @@ class DeviceBridge:
         self._thread.start()
         return self
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0, *, wait: bool = True) -> None:
+        """Stop after the current round (``wait``: and wait for it, at most ``timeout`` s)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout)
+        if wait:
+            self._thread.join(timeout)
 
     def wake(self) -> None:
         self._wake.set()
@@ -500,11 +504,17 @@ class Gateway:
         the journal; returns how many messages are left (the next run sends them)."""
         if self.listener is not None:
             self.listener.stop()
+        # every bridge (then every publisher) is told first and waited for after: each ends
+        # the round it is in, so N devices stop in about one round, not N of them
+        for b in self.bridges:
+            b.stop(wait=False)
         for b in self.bridges:
             b.stop()
         deadline = time.monotonic() + drain
         while drain and self.journal.backlog() and time.monotonic() < deadline:
             time.sleep(0.05)
+        for b in self.bridges:
+            b.publisher.stop(wait=False)
         for b in self.bridges:
             b.publisher.stop()
         left = self.journal.backlog()

@@ -5,13 +5,14 @@ data+bss = static RAM; stack use of a verification is not included)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from aiot.lifecycle.crypto_sources import crypto_sources, update_sources
 from aiot.paths import FIRMWARE
-from aiot.target import firmware
+from aiot.target import firmware, hostbuild
 from aiot.target.boards import Board
 from aiot.target.toolchain import require
 
@@ -49,17 +50,30 @@ def compile_objects(board: Board, out_dir: Path, opt: str = "-O2", only: tuple[s
     parts = {"update": update_sources()[:3], "crypto": list(crypto.sources), "driver": driver_sources(board)}
     parts = {k: v for k, v in parts.items() if k in only}
     defs = {**firmware.build_defines(board, None, defines), **{d: "1" for d in crypto.defines}}
-    incs = [*firmware.include_dirs(), *crypto.include_dirs, FIRMWARE / "port" / board.family]
+    # as a firmware build has them (the object cache keys on the folders); the driver also its port's
+    incs = [*firmware.include_dirs(), *crypto.include_dirs]
     out_dir.mkdir(parents=True, exist_ok=True)
+    flags = [*board.cpu_flags(), opt, *firmware.COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items())]
     objs: dict[str, list[Path]] = {}
+    private: list[Path] = []
     for part, srcs in parts.items():
         objs[part] = []
+        part_incs = [*incs, FIRMWARE / "port" / board.family] if part == "driver" else incs
         for src in srcs:
-            obj = out_dir / f"{part}-{src.stem}.o"
-            cmd = [gcc, *board.cpu_flags(), opt, *firmware.COMMON_CFLAGS, *(f"-D{k}={v}" for k, v in defs.items()),
-                   *(f"-I{i}" for i in incs), *extra_flags, "-c", str(src), "-o", str(obj)]
-            firmware._run(cmd, f"compiling {src.name} for {board.name}")
+            what = f"compiling {src.name} for {board.name}"
+            if not extra_flags:  # the object cache of the firmware builds: compiled once for these flags
+                objs[part].append(hostbuild.cached_object(gcc, src, flags, part_incs,
+                                                          lambda args, what=what: firmware._run([gcc, *args], what),
+                                                          private))
+                continue
+            obj = out_dir / f"{part}-{src.stem}.o"  # extra flags write files beside it (-fcallgraph-info)
+            firmware._run([gcc, *flags, *(f"-I{i}" for i in part_incs), *extra_flags, "-c", str(src), "-o", str(obj)], what)
             objs[part].append(obj)
+    for folder in private:  # an object the cache would not keep: moved to out_dir, its folder removed
+        for part, files in objs.items():
+            objs[part] = [Path(shutil.move(str(o), out_dir / f"{part}-{o.name}")) if o.parent == folder else o
+                          for o in files]
+        shutil.rmtree(folder, ignore_errors=True)
     return objs
 
 

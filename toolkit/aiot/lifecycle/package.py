@@ -12,11 +12,11 @@ per section, then the sections."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import shutil
 import struct
-import subprocess
-import sys
+import threading
 import zlib
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -111,24 +111,45 @@ def read_container(body: bytes) -> dict:
 # imgtool (MCUboot's signing tool, from PyPI)
 
 
-def _imgtool() -> list[str]:
+_IMGTOOL_LOCK = threading.Lock()  # its output is captured by redirecting this process's stdout
+
+
+def _imgtool(args: list[str]) -> tuple[int, str]:
+    """Run imgtool's own command line (its click command) in this process: (exit code, what
+    it printed). A process per call took most of a second (Python and imgtool's imports)
+    for an operation of milliseconds, and a release or a signed build makes several."""
     try:
-        import imgtool  # noqa: F401
+        import click
+        from imgtool.main import imgtool
     except ImportError as e:
         raise ToolkitError(
             "imgtool is not installed (MCUboot's image signing tool)",
             hint="pip install 'aiot-toolkit[lifecycle]' (or pip install imgtool)",
         ) from e
-    exe = shutil.which("imgtool", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "imgtool.main"]
+    out = io.StringIO()
+    with _IMGTOOL_LOCK, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            imgtool.main(args=[str(a) for a in args], prog_name="imgtool", standalone_mode=False)
+            code = 0
+        except SystemExit as e:  # imgtool's own refusals (verify) exit
+            code = e.code if isinstance(e.code, int) else 1
+        except click.ClickException as e:
+            e.show(out)
+            code = e.exit_code
+        except click.exceptions.Abort:
+            code = 1
+        except Exception as e:  # noqa: BLE001 -- imgtool raises what it meets (a key it cannot read)
+            print(f"{type(e).__name__}: {e}", file=out)
+            code = 1
+    return code, out.getvalue()
 
 
-def _run_imgtool(args: list[str], what: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*_imgtool(), *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ToolkitError(f"imgtool {what} failed: {(proc.stderr or proc.stdout).strip()[-600:]}",
+def _run_imgtool(args: list[str], what: str) -> str:
+    code, text = _imgtool(args)
+    if code != 0:
+        raise ToolkitError(f"imgtool {what} failed: {text.strip()[-600:]}",
                            hint="check the key file and the slot size (imgtool " + " ".join(args[:1]) + " --help)")
-    return proc
+    return text
 
 
 def generate_key(path: Path) -> Path:
@@ -165,5 +186,5 @@ def sign(body: bytes, key: Path, *, version: str, out: Path, slot_size: int = DE
 
 def imgtool_verify(image: Path, key: Path) -> tuple[bool, str]:
     """imgtool's own verdict on a signed image (tests use it as an independent check)."""
-    proc = subprocess.run([*_imgtool(), "verify", "-k", str(key), str(image)], capture_output=True, text=True)
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+    code, text = _imgtool(["verify", "-k", str(key), str(image)])
+    return code == 0, text.strip()
