@@ -19,6 +19,7 @@ import collections
 import contextlib
 import ctypes
 import dataclasses
+import socket
 import struct
 import time
 import zlib
@@ -155,6 +156,15 @@ class SerialTransport:
         return f"is the aiot firmware running and the link set to {self.baud} baud?"
 
     def close(self) -> None:
+        # pyserial's socket:// close sleeps 0.3 s after closing, for a quick reconnect we never
+        # make: close its socket ourselves (every QEMU session ends through here).
+        sock = getattr(self._ser, "_socket", None)
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+            self._ser._socket = None
+            self._ser.is_open = False
         with contextlib.suppress(Exception):
             self._ser.close()
 
