@@ -159,7 +159,7 @@ class SerialTransport:
         # pyserial's socket:// close sleeps 0.3 s after closing, for a quick reconnect we never
         # make: close its socket ourselves (every QEMU session ends through here).
         sock = getattr(self._ser, "_socket", None)
-        if isinstance(sock, socket.socket):
+        if type(self._ser).__module__.endswith(".protocol_socket") and isinstance(sock, socket.socket):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
