@@ -73,17 +73,62 @@ def convert_16x8(model: Any, representative: np.ndarray, *, per_channel: bool = 
         return conv.convert()
 
 
+#: A folder of conversions made before (the test suite's tests/fixtures/converted, set by
+#: tests/conftest.py), looked up before converting. Its entries sit under
+#: :func:`converter_fingerprint`, so a new TensorFlow, Keras or converter code finds none
+#: and converts as before. With AIOT_TFLITE_SEED_WRITE=1 every conversion is added to it.
+SEED_ENV = "AIOT_TFLITE_SEED_DIR"
+
+
+def converter_fingerprint() -> str:
+    """What the bytes of a conversion depend on besides its key: the TensorFlow and Keras
+    versions, this file and the toolkit's converter (read without importing TensorFlow)."""
+    from importlib import metadata
+
+    from aiot.model import quantize
+
+    versions = []
+    for dist in ("tensorflow", "tensorflow-cpu", "keras"):
+        try:
+            versions.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            pass
+    parts = [*versions, Path(__file__).read_text(), inspect.getsource(quantize.convert_int8)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
+def _seeded(key: Any, build: Callable[[], bytes]) -> Path | None:
+    """The seed folder's file for ``key``, named also by build()'s own code (a key alone
+    may not say everything a caller's build does)."""
+    seed = os.environ.get(SEED_ENV)
+    if not seed:
+        return None
+    try:
+        code = inspect.getsource(build)
+    except (OSError, TypeError):
+        return None  # no source to tell a changed build by: convert
+    h = hashlib.sha256(json.dumps([RECIPE_VERSION, key, code], sort_keys=True, default=str).encode()).hexdigest()
+    return Path(seed) / converter_fingerprint() / f"{h[:16]}.tflite"
+
+
 def cached_tflite(key: Any, build: Callable[[], bytes], out_dir: Path | None = None) -> Path:
-    """Return build()'s .tflite from the cache, converting only on a miss."""
+    """Return build()'s .tflite from the cache (or the seed folder, SEED_ENV), converting
+    only on a miss."""
     h = hashlib.sha256(json.dumps([RECIPE_VERSION, key], sort_keys=True, default=str).encode()).hexdigest()[:16]
     d = out_dir or cache_dir() / "recipes"
     path = d / f"{h}.tflite"
-    if not path.exists():
-        d.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return path
+    seeded, write_seed = _seeded(key, build), os.environ.get("AIOT_TFLITE_SEED_WRITE") == "1"
+    if seeded is not None and seeded.is_file() and not write_seed:
+        data = seeded.read_bytes()  # into the cache: the caller gets a file of its own run
+    else:
         data = build()
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")  # private: parallel runs may convert it too
+    for target in (path, seeded) if write_seed and seeded else (path,):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp")  # private: parallel runs may convert it too
         tmp.write_bytes(data)
-        tmp.replace(path)
+        tmp.replace(target)
     return path
 
 

@@ -4,6 +4,7 @@ warning-free Cortex-M builds, profiling hooks, memory plan, CLI."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import re
 import shutil
 import subprocess
@@ -41,7 +42,8 @@ def dense_models() -> dict[str, Path]:
 
     return {
         "per_channel": r.build_model("ad-small"),
-        "per_tensor": r.cached_tflite(["test_codegen", "ad-small", "per-tensor"], lambda: build(False)),
+        "per_tensor": r.cached_tflite(["test_codegen", "ad-small", "per-tensor", inspect.getsource(build)],
+                                      lambda: build(False)),
     }
 
 

@@ -367,6 +367,11 @@ def _rep_data(model) -> np.ndarray:
     return np.random.default_rng(11).normal(size=(48, *shape)).astype(np.float32) * 1.5
 
 
+# Part of every conversion's key: the committed conversions (tests/fixtures/converted) must
+# not outlive a change to how the models are made.
+_MAKERS = inspect.getsource(_seq) + inspect.getsource(_rep_data)
+
+
 @pytest.fixture(scope="module")
 def recipes():
     pytest.importorskip("tensorflow")
@@ -380,7 +385,41 @@ def _tflite(recipes, builder, per_channel: bool, batch1: bool):
         model = builder(keras.layers)
         return recipes.convert_int8(model, _rep_data(model), per_channel=per_channel, batch1=batch1)
 
-    return recipes.cached_tflite(["parity", inspect.getsource(builder), per_channel, batch1], build)
+    return recipes.cached_tflite(["parity", inspect.getsource(builder), per_channel, batch1, _MAKERS], build)
+
+
+def test_a_committed_conversion_is_what_the_converter_makes_now(recipes, tmp_path, monkeypatch):
+    """The suite takes the models it converts from tests/fixtures/converted when they were
+    made by this TensorFlow and this converter code (models/recipes.py, SEED_ENV): one of
+    them, converted again here, must come out byte for byte the same."""
+    import os
+
+    seeds = Path(os.environ[recipes.SEED_ENV]) / recipes.converter_fingerprint()
+    if not seeds.is_dir():
+        pytest.skip(f"no committed conversions for this TensorFlow and converter ({seeds.name}): the suite "
+                    "converts every model; refresh them as tests/fixtures/converted/README.md says")
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "seeded"))
+    committed = _tflite(recipes, dense_acts, False, False)
+    monkeypatch.delenv(recipes.SEED_ENV)
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "converted"))
+    converted = _tflite(recipes, dense_acts, False, False)
+    # The same model but for its weights and ranges: Keras draws a model's initial weights
+    # from a generator that set_random_seed does not reset, so they depend on what the
+    # process built before (already so for the conversions cached in one run).
+    assert _structure(committed) == _structure(converted), \
+        "the committed conversion differs from the converter's: refresh tests/fixtures/converted (its README)"
+
+
+def _structure(path: Path) -> tuple:
+    """What a .tflite says but its values: ops and their options, wiring, shapes, types, which
+    tensors are constants and how each is quantized (per tensor or per channel, along which axis)."""
+    from aiot.model import tflite
+
+    g = tflite.load(path, check=False)
+    return (g.inputs, g.outputs, g.num_subgraphs,
+            [(op.op, op.inputs, op.outputs, repr(sorted(op.options.items())), op.version) for op in g.operators],
+            [(t.shape, t.dtype, t.data is None, None if t.scale is None else len(t.scale), t.quantized_dimension,
+              t.is_variable) for t in g.tensors])
 
 
 def _compare(model_path, ref_path, tmp_path, seed: int, **gen) -> list[str]:
@@ -554,7 +593,7 @@ def _float_interface_tflite(recipes, input_type: str, output_type: str, builder=
         conv.inference_output_type = getattr(tf, output_type)
         return conv.convert()
 
-    key = ["parity-float-edges", input_type, output_type]
+    key = ["parity-float-edges", input_type, output_type, _MAKERS]
     return recipes.cached_tflite(key if builder is _dense_for_float_edges else key + [inspect.getsource(builder)], build)
 
 

@@ -334,7 +334,7 @@ def _tflite(recipes, builder, per_channel: bool = True, bias32: bool = False, fl
         rep = np.random.default_rng(11).normal(size=(48, *shape)).astype(np.float32) * 1.5
         return recipes.convert_16x8(model, rep, per_channel=per_channel, bias32=bias32, float_io=float_io)
 
-    key = ["parity-16x8", inspect.getsource(builder), per_channel, bias32] + (["float-io"] if float_io else [])
+    key = ["parity-16x8", inspect.getsource(builder), per_channel, bias32, inspect.getsource(_input)] + (["float-io"] if float_io else [])
     return recipes.cached_tflite(key, build)
 
 

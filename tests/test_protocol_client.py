@@ -556,3 +556,28 @@ def test_a_model_larger_than_a_frame_on_firmware_without_chunked_infer_is_refuse
         dev.infer(np.zeros(2000, np.int8))
     assert "AIOT_FRAME_MAX_PAYLOAD" in e.value.hint and "aiot build" in e.value.hint
     assert [f.type for f in fd.received if isinstance(f, P.Frame)] == [P.Msg.INFO]  # nothing else was sent
+
+
+def test_closing_a_socket_link_does_not_pause(monkeypatch):
+    """pyserial's socket:// close sleeps 0.3 s ("give the server some time" for a reconnect
+    we never make): every QEMU session and every `aiot run --port socket://...` paid it on
+    the way out. The link is closed at once, the socket shut down."""
+    import serial.urlhandler.protocol_socket as ps
+
+    slept = []
+    monkeypatch.setattr(ps, "time", type("Clock", (), {"sleep": staticmethod(slept.append),
+                                                       "time": staticmethod(time.time)}))
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    try:
+        t = SerialTransport(f"socket://127.0.0.1:{srv.getsockname()[1]}")
+        conn, _ = srv.accept()
+        t.close()
+        assert slept == []
+        conn.settimeout(2.0)
+        assert conn.recv(16) == b""  # the device side sees the link end
+        conn.close()
+        t.close()  # twice: nothing left to close, no error
+    finally:
+        srv.close()

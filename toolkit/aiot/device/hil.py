@@ -155,17 +155,19 @@ class SerialTransport:
     def diagnose(self) -> str:
         return f"is the aiot firmware running and the link set to {self.baud} baud?"
 
-    def close(self, *, linger: bool = True) -> None:
-        """``linger=False``: the far end goes away with the link (QEMU, stopped right after),
-        so the socket is closed at once; pyserial's own close of a socket:// port waits
-        0.3 s for a quick reconnect to the same server, right for a ser2net, never coming here."""
-        sock = None if linger else getattr(self._ser, "_socket", None)
-        if sock is not None:
+    def close(self, *, linger: bool = False) -> None:
+        """A socket:// link (QEMU, a test's fake device, a ser2net) is closed at once, its
+        socket shut down: pyserial's own close sleeps 0.3 s after it for a quick reconnect we
+        never make. ``linger=True`` keeps pyserial's close; rfc2217:// and real ports always
+        take it (rfc2217's also stops its reader thread)."""
+        sock = getattr(self._ser, "_socket", None)
+        if (not linger and type(self._ser).__module__.endswith(".protocol_socket")
+                and isinstance(sock, socket.socket)):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
-            self._ser._socket, self._ser.is_open = None, False
-            return
+            self._ser._socket = None
+            self._ser.is_open = False
         with contextlib.suppress(Exception):
             self._ser.close()
 
