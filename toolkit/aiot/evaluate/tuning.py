@@ -289,20 +289,14 @@ def monitor_grid(per_file: bool = False, level_only: bool = False, fixed: dict |
     out = []
     for margin, ratio, floor, (k, n), recover, average, level, band, spread in itertools.product(
             *(MONITOR_GRID_PER_FILE if per_file else MONITOR_GRID).values()):
+        if not level and (level_only or spread):  # the energy score has no per-sensor z for the spread
+            continue
         knobs = {"alert_margin": margin, "clear_margin": ratio * margin, "persist_k": k, "persist_n": n}
         if floor > 0:
             knobs[FLOOR_KNOB] = floor
-        if recover > 0:
-            knobs["recover_ratio"] = recover
-        if average > 1:
-            knobs["score_average"] = average
-        if level > 0:
-            knobs["level_windows"] = level
-        elif level_only or spread:  # the energy score has no per-sensor z for the spread
-            continue
-        knobs["clear_band"] = band
-        if spread:
-            knobs["spread_score"] = spread
+        # every axis written, off values too: a setting means the same whatever the header's defaults
+        knobs.update(recover_ratio=recover, score_average=average, level_windows=level, clear_band=band,
+                     spread_score=spread)
         out.append({**knobs, **(fixed or {})})
     return out
 
