@@ -127,7 +127,8 @@ def test_crossval_json_and_the_fold_table_say_what_was_gated_out_and_why(monkeyp
         assert f["gated_out"] == [{"setting": {"window": 8, **LOOSE[1]}, "scenario_suite": ["8 false alert(s)"]}]
     assert saved["settings"]["alert_margin"] == 2.5 and saved["settings_gated_out"][0]["scenario_suite"]
     out = capsys.readouterr().out
-    assert "gated out by the seeded scenarios: alert_margin 2.0, clear_margin 2.0: 8 false alert(s)" in out
+    assert ("gated out by the seeded scenarios (knobs that differ from the pick): alert_margin 2.0, "
+            "clear_margin 2.0: 8 false alert(s)") in out
     assert doc["scenario_gate"]["on"] is True
 
 

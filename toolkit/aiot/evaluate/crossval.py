@@ -276,9 +276,10 @@ def _by_data(figs: dict[str, dict]) -> str:
                      for d, r in figs.items())
 
 
-def _gate_lines(gated: list[dict], passed: bool, gate_on: bool) -> str:
+def _gate_lines(gated: list[dict], passed: bool, gate_on: bool, picked: dict | None = None) -> str:
     """The fold table's line on the settings the scenario gate kept from a pick: each
-    combination of the monitor knobs the suite ran with, once, with its verdict."""
+    combination of the monitor knobs the suite ran with, once, with its verdict; the knobs
+    it shares with the pick ``picked`` are left out (the line says what made it fail)."""
     from aiot.evaluate.scenarios import scenario_knobs
 
     if not gate_on:
@@ -286,12 +287,14 @@ def _gate_lines(gated: list[dict], passed: bool, gate_on: bool) -> str:
     seen: dict[str, str] = {}
     for g in gated:
         knobs = scenario_knobs({k: v for k, v in g["setting"].items() if k != "window"})[0]
-        seen.setdefault(", ".join(f"{k} {v}" for k, v in knobs.items()) or "the defaults",
+        shown = {k: v for k, v in knobs.items() if (picked or {}).get(k) != v} or knobs
+        seen.setdefault(", ".join(f"{k} {v}" for k, v in shown.items()) or "the defaults",
                         "; ".join(g["scenario_suite"]))
     items = [f"{k}: {v}" for k, v in seen.items()]
     more = f" ... and {len(items) - 4} more combination(s)" if len(items) > 4 else ""
     head = ("\n  NO SETTING passes the seeded scenarios: this is the ungated pick" if not passed else "")
-    body = (f"\n  gated out by the seeded scenarios: {' | '.join(items[:4])}{more}" if items else "")
+    body = (f"\n  gated out by the seeded scenarios (knobs that differ from the pick): {' | '.join(items[:4])}{more}"
+            if items else "")
     return head + body
 
 
@@ -310,7 +313,8 @@ def print_report(doc: dict, out=None) -> None:
         print(f"fold {f['fold']} ({len(f['files'])} file(s)): chosen on the others {chosen}; held out F1 "
               f"{_f1(te['f1'])} FAR {_pct(te['far'])} MAR {_pct(te['mar'])}{tep}{note}\n"
               f"  settings {json.dumps(f['setting'])}"
-              f"{_gate_lines(f.get('gated_out', []), f.get('passes_scenario_gate', True), gate_on)}", file=out)
+              f"{_gate_lines(f.get('gated_out', []), f.get('passes_scenario_gate', True), gate_on, f['setting'])}",
+              file=out)
     h = doc["held_out"]
     print(f"held out, every file once: F1 {_f1(h['f1'])}  FAR {_pct(h['far'])}  MAR {_pct(h['mar'])}", file=out)
     for d, r in doc.get("held_out_by_data", {}).items():
@@ -323,9 +327,10 @@ def print_report(doc: dict, out=None) -> None:
     s = doc["settings_on_all_files_in_sample"]
     by = s.get("by_data", {})
     by = f"; {_by_data(by)}" if len(by) > 1 or any(r["metric"] != "f1" for r in by.values()) else ""
+    gated = _gate_lines(doc.get("settings_gated_out", []), doc.get("passes_scenario_gate", True), gate_on,
+                        doc["settings"])
     print(f"settings chosen on all files: {json.dumps(doc['settings'])}\n"
-          f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}{by}: chosen on these rows, not a result)"
-          f"{_gate_lines(doc.get('settings_gated_out', []), doc.get('passes_scenario_gate', True), gate_on)}",
+          f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}{by}: chosen on these rows, not a result){gated}",
           file=out)
     g = doc.get("scenario_gate", {})
     print(f"scenario gate: {'on, ' + str(g.get('suite_runs')) + ' suite run(s)' if g.get('on') else 'off'}"
@@ -433,7 +438,7 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
             [{"setting": {"window": w, **(k if target == "device" else k.to_json())},
               "files": {n: [c.tp, c.fp, c.tn, c.fn] for n, c in per.items()}} for (w, k), per in scored]) + "\n")
     gate = None
-    gate_off_why = "turned off (--no-scenario-gate)"
+    gate_off_why = "--no-scenario-gate"
     if target != "device":
         gate_off_why = "the reference rule is not the monitor the scenarios run"
     elif scenario_gate is not False:

@@ -496,6 +496,10 @@ class ScenarioGate:
                 self._memo[key] = acceptance_failures(self._suite(applied))
             except ToolkitError as e:  # a setting the suite's monitor refuses cannot ship either
                 self._memo[key] = [f"refused on the suite's installation: {e.message}"]
+            from aiot.progress import note
+
+            # a fold may walk past dozens of settings: say what each suite run found
+            note(f"scenario gate, suite run {self.runs}: {key}: {'; '.join(self._memo[key]) or 'passes'}")
         return self._memo[key]
 
     def describe(self) -> dict:
