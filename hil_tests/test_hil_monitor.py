@@ -67,7 +67,7 @@ def _assert_same_outputs(out, want) -> None:
 def test_config_roundtrip_and_live_update(monitor_device):
     dev = monitor_device
     assert bytes(dev.config) == bytes(config())
-    tuned = config(alert_margin=2.5)
+    tuned = config(alert_margin=2.5, clear_margin=2.5)  # the clear level at most the alert level
     assert dev.configure(tuned) is False  # same structure: a live update, no re-commissioning
     assert bytes(dev.config) == bytes(tuned)
     assert dev.configure(config(calibration_windows=30)) is True  # structure changed
@@ -79,8 +79,8 @@ def test_config_roundtrip_and_live_update(monitor_device):
     (dict(alert_margin=float("inf")), "alert_margin out of range"),  # would switch the monitor off
     (dict(sample_period_ms=2**31), "sample_period_ms out of range"),
     (dict(clear_band=0), "clear_band out of range"),  # an older host's padding byte: refused, not a band
-    (dict(spread_score=1), "spread_score needs level_windows"),  # no per-sensor score to add it to
-    (dict(residual_score=1), "residual_score needs level_windows"),  # the same for the residual z
+    (dict(level_windows=0, spread_score=1), "spread_score needs level_windows"),  # no per-sensor score to add it to
+    (dict(level_windows=0, spread_score=0, residual_score=1), "residual_score needs level_windows"),  # the same
 ])
 def test_config_refused_keeps_the_running_one(monitor_device, bad, why):
     dev = monitor_device
@@ -258,8 +258,11 @@ def test_sixty_four_channels_commission_and_stream_like_the_host(wide_device):
     frames, read back by offset), and the same outputs and events as the host build of the
     same C. The fault is on channels 48..55 (worst 52), named by the device."""
     dev = wide_device
+    # the energy score of each window alone names the worst sensor (52, twice the shift); under the
+    # header's level score (level 3, 80 commissioning samples) the first alert named 49 (7 Dec)
     cfg = M.default_config(WIDE, WINDOW, PERIOD, commission_samples=80, calibration_windows=16, clip=30.0,
-                           max_drift_rate=[0.25 + c for c in range(WIDE)])
+                           max_drift_rate=[0.25 + c for c in range(WIDE)], level_windows=0, spread_score=0,
+                           score_average=0)
     assert dev.configure(cfg, fresh=True) is True
     assert bytes(dev.config) == bytes(cfg) and dev.config.max_drift_rate[63] == 63.25
     rng = np.random.default_rng(5)

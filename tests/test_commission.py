@@ -41,7 +41,7 @@ def _cli(*args):
 def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build_does(tmp_path, monkeypatch):
     from aiot.target.boards import get_board
     from aiot.data import load_csv
-    from aiot.evaluate.monitor_device import (EVAL_KNOBS_PER_FILE, MonitorDevice, _rows_from_windows,
+    from aiot.evaluate.monitor_device import (EVAL_KNOBS, MonitorDevice, _rows_from_windows,
                                                  config_knobs, installation_config)
     from aiot.device.hil import open_device
 
@@ -51,13 +51,13 @@ def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build
     assert r.exit_code == 0, r.output
     assert "3 sensors x window 8, trained on 400 rows" in r.output and "is emulated" in r.output
     doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
-    assert doc["alert_settings"]["knobs"] == EVAL_KNOBS_PER_FILE and doc["commissioning_rows"] == 400
+    assert doc["alert_settings"]["knobs"] == EVAL_KNOBS and doc["commissioning_rows"] == 400
     assert doc["environment"]["numpy"] == np.__version__ and "keras" in doc["environment"]
 
     series = load_csv(tmp_path / "pump7.csv")
     head = series.head(400)
     model = doc["model"]["dir"]
-    expected_cfg = installation_config(head, 8, config_knobs(model, EVAL_KNOBS_PER_FILE))
+    expected_cfg = installation_config(head, 8, config_knobs(model, EVAL_KNOBS))
     ts = np.round((series.timestamps - series.timestamps[0]) * 1000).astype(np.int64)
 
     with open_device(get_board("mps2-an386"), tmp_path / "fw" / "firmware.elf") as dev:
@@ -65,7 +65,7 @@ def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build
         outs = dev.push(ts, series.values)  # commissioning rows, then the rest
     on_device = _rows_from_windows(ts[400:], outs, 3)
 
-    host = MonitorDevice(model, 8, "host", EVAL_KNOBS_PER_FILE)
+    host = MonitorDevice(model, 8, "host", EVAL_KNOBS)
     host.commission(head)
     on_host = host.stream(series, 400)
     assert on_device.state == on_host.state

@@ -29,7 +29,7 @@ def _csv(tmp_path, rows: int = 200):
 
 def _settings(tmp_path, rates) -> aset.AlertSettings:
     p = tmp_path / "s.json"
-    p.write_text(json.dumps({**DEVICE, "knobs": {"alert_margin": 2.0, "max_drift_rate": rates}}))
+    p.write_text(json.dumps({**DEVICE, "knobs": {"alert_margin": 2.0, "clear_margin": 2.0, "max_drift_rate": rates}}))
     return aset.load(p)
 
 

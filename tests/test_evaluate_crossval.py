@@ -130,7 +130,8 @@ def test_two_data_sets_are_one_cross_validation_with_their_folds_side_by_side(mo
         return [((8, {"s": k}), per) for k, per in part], sorted(part[0][1]), 100
 
     monkeypatch.setattr(crossval, "_score", fake_score)
-    doc = crossval.run(["S", "T"], ["skab", "tep"], "device", (8,), 0.10, ["folder", "file"], None)
+    doc = crossval.run(["S", "T"], ["skab", "tep"], "device", (8,), 0.10, ["folder", "file"], None,
+                       scenario_gate=False)  # the stand-in settings are no monitor knobs (tests/test_tune_gate.py)
     assert [f["fold"] for f in doc["folds"]] == ["skab:a", "skab:b", "tep:test/d00.csv", "tep:test/d01.csv"]
     # fold tep:test/d00.csv, chosen on the rest, each data set within its own budget (10 % for both here):
     # A's SKAB FAR 61 / 270 = 22.6 % is over it; B's SKAB 6 / 270 and TEP 0 / 10 are within -> B

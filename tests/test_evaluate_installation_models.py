@@ -123,7 +123,7 @@ def test_host_target_without_a_fleet_recording_trains_each_installation_its_own_
     """Data without a normal-operation file runs on the device target (it used to be refused):
     each file gets a model of its own commissioning rows, recorded in report.json, and the
     monitor with that model flags the fault and stays quiet before it."""
-    from aiot.evaluate.monitor_device import EVAL_KNOBS_PER_FILE, FLOOR_KNOB, device_file_model
+    from aiot.evaluate.monitor_device import FLOOR_KNOB, device_file_model, validated_knobs
     from aiot.evaluate.run import evaluate
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
@@ -134,7 +134,7 @@ def test_host_target_without_a_fleet_recording_trains_each_installation_its_own_
     # each file's model of its first 400 rows, trained here (TensorFlow is loaded in this
     # process already): the run's two spawned workers must pick exactly these from the cache,
     # so neither imports TensorFlow to train again (training inside a worker: test_fleet_dask.py)
-    floor = EVAL_KNOBS_PER_FILE[FLOOR_KNOB]  # the per-file knobs: its model is trained with that floor
+    floor = validated_knobs(per_file=True)[FLOOR_KNOB]  # the per-file knobs: its model is trained with that floor
     own = {}
     for name in ("p1.csv", "p2.csv"):
         head = load_csv(data / name).head(400)
@@ -171,7 +171,7 @@ def test_cli_per_file_on_the_host_target_is_accepted_and_still_checks_the_pick_k
 
     pick = tmp_path / "device-w8-far10.json"
     pick.write_text(json.dumps({"aiot_alert_settings": 1, "target": "device", "window": 8,
-                                "knobs": {"alert_margin": 1.5}, "picked_by": {"model": "fleet"}}))
+                                "knobs": {"alert_margin": 1.5, "clear_margin": 1.5}, "picked_by": {"model": "fleet"}}))
     skab_mini = Path(__file__).parent / "fixtures" / "eval" / "skab_mini"
     r = CliRunner().invoke(main, ["evaluate", "--data", str(skab_mini), "--format", "skab", "--train-rows", "4",
                                   "--target", "host", "--per-file", "--alert-settings", str(pick),
@@ -254,14 +254,15 @@ def test_a_sensor_dead_while_commissioned_is_named_before_any_training(tmp_path,
     assert not (tmp_path / "build").exists() or not any((tmp_path / "build").rglob("model.tflite"))
 
 
-def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks(tmp_path, monkeypatch,
-                                                                                  silent_device):
-    """The fleet model runs the fleet picks, one model per installation the per-file picks
-    (both made on the validation harness); report.json says which."""
+def test_without_a_settings_file_each_kind_of_model_runs_the_shipped_defaults(tmp_path, monkeypatch,
+                                                                               silent_device):
+    """The fleet model and one model per installation run the one set of shipped defaults (the
+    header's, plus the evaluation's fleet noise floor: EVAL_KNOBS); the reference target keeps
+    its rule per kind of model; report.json says which."""
     from aiot.evaluate import monitor_device, pipeline
     from aiot.evaluate import run as run_mod
     from aiot.evaluate.device import rule_for
-    from aiot.evaluate.monitor_device import EVAL_KNOBS, EVAL_KNOBS_PER_FILE
+    from aiot.evaluate.monitor_device import EVAL_KNOBS
 
     fake = tmp_path / "model"
     fake.mkdir()
@@ -284,8 +285,7 @@ def test_without_a_settings_file_each_kind_of_model_runs_its_own_validated_picks
             rep = json.loads((out / "report.json").read_text())
             got[target, own] = rep["settings"]
             assert rep["environment"]["numpy"] == np.__version__  # what the trained models depend on
-    assert got["host", False]["knobs"] == EVAL_KNOBS and got["host", True]["knobs"] == EVAL_KNOBS_PER_FILE
-    assert EVAL_KNOBS != EVAL_KNOBS_PER_FILE
+    assert got["host", False]["knobs"] == EVAL_KNOBS and got["host", True]["knobs"] == EVAL_KNOBS
     assert got["reference", False]["rule"] == rule_for(32).to_json()
     assert got["reference", True]["rule"] == rule_for(32, per_file=True).to_json() != rule_for(32).to_json()
 

@@ -21,14 +21,14 @@ def _series(rows: int, reset_at: int, back_s: float, seed: int = 0) -> Series:
 @pytest.mark.slow
 @pytest.mark.parametrize("back_s", [3600.0, 100.0])  # the hour repeated; an NTP correction
 def test_rows_after_a_time_reset_get_the_devices_answer(back_s):
-    from aiot.evaluate.monitor_device import EVAL_KNOBS_PER_FILE, MonitorDevice, device_file_model
+    from aiot.evaluate.monitor_device import MonitorDevice, device_file_model, validated_knobs
 
     # the reset comes after the 400 commissioning rows: both cases train on the same rows, so
     # the second finds the first's model in the suite's cache
     s = _series(1200, reset_at=700, back_s=back_s)
     model = device_file_model(s.head(400), window=8, epochs=1, seed=0,
-                              noise_floor=EVAL_KNOBS_PER_FILE["fleet_noise_floor"])
-    dev = MonitorDevice(model, 8, "host", EVAL_KNOBS_PER_FILE)
+                              noise_floor=validated_knobs(per_file=True)["fleet_noise_floor"])
+    dev = MonitorDevice(model, 8, "host", validated_knobs(per_file=True))
     dev.commission(s.head(400))
     out = dev.stream(s, 400)
     states = np.array(out.state)

@@ -80,28 +80,30 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     from aiot.evaluate.tuning import monitor_grid
 
     grid = monitor_grid()
-    # margins x floors x recovering x score averaging x (energy, level 1 with spread and residual off or on) x band
-    assert len(grid) == 4 * 2 * 4 * 3 * (1 + 2 * 2) * 2
-    assert {k["clear_band"] for k in grid} == {3, 6}  # always written: 3 stays 3 if the default moves
-    assert {k.get("recover_ratio", 0.0) for k in grid} == {0.0, 0.6, 0.7, 0.8}
-    assert {k.get("score_average", 1) for k in grid} == {1, 4, 8}
-    assert {k.get("level_windows", 0) for k in grid} == {0, 1}
-    assert {k.get("spread_score", 0) for k in grid} == {0, 1}
-    assert all(k.get("level_windows", 0) > 0 for k in grid if k.get("spread_score"))
-    assert {k.get("residual_score", 0) for k in grid} == {0, 1}
-    assert all(k.get("level_windows", 0) > 0 for k in grid if k.get("residual_score"))
-    assert "score_average" not in grid[0]  # averaging over 1 window is the plain score: not written
-    assert "level_windows" not in grid[0]  # 0 is the energy score: not written
+    # margins x floors x recovering x score averaging x (energy, level 1 or 3 with spread and residual off or on) x band
+    assert len(grid) == 4 * 2 * 4 * 3 * (1 + 2 * 2 * 2) * 2
+    # every axis is always written, its off value too: a setting stays itself when a header default moves
+    # (the shipped defaults are the cross-validation's pick, docs/monitor.md)
+    assert {k["alert_margin"] for k in grid} == {2.0, 2.5, 3.0, 3.5}
+    assert {k["clear_band"] for k in grid} == {3, 6}
+    assert {k["recover_ratio"] for k in grid} == {0.0, 0.6, 0.7, 0.8}
+    assert {k["score_average"] for k in grid} == {1, 4, 8}
+    assert {k["level_windows"] for k in grid} == {0, 1, 3}
+    assert {k["spread_score"] for k in grid} == {0, 1}
+    assert all(k["level_windows"] > 0 for k in grid if k["spread_score"])
+    assert {k["residual_score"] for k in grid} == {0, 1}
+    assert all(k["level_windows"] > 0 for k in grid if k["residual_score"])
+    assert (grid[0]["score_average"], grid[0]["level_windows"], grid[0]["spread_score"], grid[0]["residual_score"]) == (1, 0, 0, 0)
     for knobs in grid + [dict(grid[0], max_recal_step=0.5)]:
         k = {key: v for key, v in knobs.items() if key != FLOOR_KNOB}  # evaluation-side, not a C field
         cfg = M.default_config(8, 8, 1000, **monitor_knobs(8, SHAPE[0]), **k)
         assert cfg.alert_margin == knobs["alert_margin"] and cfg.persist_k == knobs["persist_k"]
-        assert abs(cfg.recover_ratio - knobs.get("recover_ratio", 0.0)) < 1e-7
-        assert cfg.score_average == knobs.get("score_average", 0)
-        assert cfg.level_windows == knobs.get("level_windows", 0)
+        assert abs(cfg.recover_ratio - knobs["recover_ratio"]) < 1e-7
+        assert cfg.score_average == knobs["score_average"]
+        assert cfg.level_windows == knobs["level_windows"]
         assert cfg.clear_band == knobs["clear_band"]
-        assert cfg.spread_score == knobs.get("spread_score", 0)
-        assert cfg.residual_score == knobs.get("residual_score", 0)
+        assert cfg.spread_score == knobs["spread_score"]
+        assert cfg.residual_score == knobs["residual_score"]
 
 
 def test_level_only_keeps_the_level_shift_settings_of_the_grid():
@@ -109,7 +111,7 @@ def test_level_only_keeps_the_level_shift_settings_of_the_grid():
 
     for per_file in (False, True):
         full, level = monitor_grid(per_file), monitor_grid(per_file, level_only=True)
-        assert level == [k for k in full if k.get("level_windows")] and len(level) * 5 == len(full) * 4
+        assert level == [k for k in full if k["level_windows"]] and len(level) * 5 == len(full) * 4
 
 
 def test_the_argparse_entry_point_is_gone_everything_is_aiot_tune():

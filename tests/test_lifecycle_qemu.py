@@ -297,7 +297,7 @@ def test_release_monitor_configuration_takes_effect(erased):
 
     kit = erased
     capacity = 8  # the firmware's AIOT_MONITOR_MAX_CHANNELS (monitor.h default): CONFIG_SET's layout
-    cfg = M.default_config(3, 8, 1000, alert_margin=2.5)
+    cfg = M.default_config(3, 8, 1000, alert_margin=2.5, clear_margin=2.5)  # clear level at most the alert level
     image = kit["release"]("1.7.0", monitor_config=M.pack_config(cfg, capacity))
     bad = M.default_config(3, 8, 1000)
     bad.window = 9  # 3 x 9 != the model's 24 inputs: the device refuses it
@@ -504,7 +504,9 @@ def test_release_network_serves_infer_info_and_reverts(erased, model_b):
                             include_dirs=[c], name=f"lifecycle_monitor_{name}")
             return M.Monitor(cfg, lib.aiot_monitor_engine_score, lib).run(ts, v)
 
-        cfg = M.default_config(3, 8, 1000, commission_samples=80, calibration_windows=24)
+        # the energy score (the model's reconstruction error): the header's level score does not come from the model
+        cfg = M.default_config(3, 8, 1000, commission_samples=80, calibration_windows=24, level_windows=0,
+                               spread_score=0)
         rng = np.random.default_rng(3)
         ts = np.arange(600, dtype=np.int64) * 1000
         v = (rng.normal(0, 1, (600, 3)) * [0.5, 2.0, 1.0] + [50, -20, 3]).astype(np.float32)

@@ -25,9 +25,16 @@ COMMISSION, CALIBRATION = 160, 32
 def zero_model(window: np.ndarray) -> np.ndarray:
     return np.zeros_like(window)
 
+#: The hand-made streams here test one mechanism at a time: the energy score of each window
+#: alone, no RECOVERING, the +-3 noise-unit clearing band, clear_margin 1.5 (the header's
+#: defaults before the cross-validated set of 7 Dec, docs/monitor.md); a test of another
+#: mechanism sets its knob.
+ONE_MECHANISM = dict(level_windows=0, spread_score=0, score_average=0, recover_ratio=0.0, clear_band=3,
+                     clear_margin=1.5)
+
 
 def config(channels: int = 2, **knobs) -> mon.Config:
-    base = dict(commission_samples=COMMISSION, calibration_windows=CALIBRATION, max_drift_rate=5.0)
+    base = dict(commission_samples=COMMISSION, calibration_windows=CALIBRATION, max_drift_rate=5.0, **ONE_MECHANISM)
     base.update(knobs)
     return mon.default_config(channels, W, PERIOD, **base)
 
@@ -249,7 +256,7 @@ def test_the_clear_band_is_bounded_so_it_never_switches_the_rule_off():
     for bad in (0, 11, 255, 2.5, float("inf")):
         with pytest.raises(ToolkitError, match="clear_band"):
             mon.default_config(2, W, PERIOD, clear_band=bad)
-    assert mon.default_config(2, W, PERIOD).clear_band == 3
+    assert mon.default_config(2, W, PERIOD).clear_band == 6  # the shipped default (cross-validated, docs/monitor.md)
     cfg = mon.default_config(2, W, PERIOD)
     cfg.clear_band = 0
     assert "clear_band" in mon.config_problem(cfg)
@@ -435,8 +442,10 @@ def test_every_knob_range_is_the_c_check_at_its_bounds():
         for value, ok in ((lo, not lo_open), (hi, not hi_open)):
             if value is None:
                 continue
-            # spread_score and residual_score are terms of the per-sensor score: level_windows on for them
-            cfg = mon.default_config(2, W, PERIOD, level_windows=int(s.name in ("spread_score", "residual_score")))
+            # spread_score and residual_score are terms of the per-sensor score: level_windows on for them,
+            # off for the others (it needs commissioning rows, and both need it)
+            cfg = mon.default_config(2, W, PERIOD, level_windows=int(s.name in ("spread_score", "residual_score")),
+                                     spread_score=0, residual_score=0)
             if s.per_channel:
                 getattr(cfg, s.name)[0] = value
             else:
@@ -529,10 +538,10 @@ def test_the_spread_score_is_never_nan_or_inf_for_a_stuck_sensor_or_a_garbage_sa
 
 
 def test_the_spread_score_is_a_bounded_setting_of_the_per_sensor_score():
-    assert mon.default_config(2, W, PERIOD).spread_score == 0  # off: the behaviour before it
+    assert mon.default_config(2, W, PERIOD).spread_score == 1  # on: the shipped default (docs/monitor.md)
     with pytest.raises(ToolkitError, match="spread_score"):
         mon.default_config(2, W, PERIOD, spread_score=2)
-    cfg = mon.default_config(2, W, PERIOD, level_windows=0)
+    cfg = mon.default_config(2, W, PERIOD, level_windows=0, spread_score=0)
     cfg.spread_score = 1  # the energy score has no per-sensor z to take the larger of
     assert "spread_score needs level_windows" in mon.config_problem(cfg)
     assert mon.library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0

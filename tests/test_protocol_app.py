@@ -103,6 +103,7 @@ def test_boot_configuration_from_the_header_aiot_commission_writes(tmp_path):
 
     cfg = M.default_config(3, 4, 250, alert_margin=2.5, clear_margin=2.25, persist_k=2, persist_n=4,
                            recover_ratio=0.9, commission_samples=8, calibration_windows=4,
+                           level_windows=0, spread_score=0,  # 8 commissioning samples: too few for the level score
                            noise_floor=[0.1, 0.0, 1e-7], noise_floor_rel=[1e-3, 0.3333333, 0.0])
     (tmp_path / HEADER).write_text(render_boot_config(cfg))
     app = HostApp("AIOT_APP_BOOT_CONFIG", include_dirs=(tmp_path,))
@@ -176,7 +177,7 @@ def test_switching_the_spread_score_starts_a_fresh_installation():
     """Its commissioned window spreads and calibration set belong to the score: a CONFIG_SET
     that only switches it is a new installation (answer 1), never refused as a live update."""
     app = HostApp()
-    cfg = M.default_config(2, 4, 100, level_windows=1)
+    cfg = M.default_config(2, 4, 100, level_windows=1, spread_score=0)  # off, then switched on
     assert app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8) + b"\x01").payload == b"\x01"
     cfg.alert_margin = 4.0  # a live knob: updated in place
     assert app.request(P.Msg.CONFIG_SET, M.pack_config(cfg, 8)).payload == b"\x00"

@@ -98,7 +98,8 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
-    source = "validated per-installation defaults (EVAL_KNOBS_PER_FILE)"
+    # the shipped defaults, one set for every target (monitor.h + the fleet noise floor, installation.py)
+    source = "shipped defaults (monitor.h, EVAL_KNOBS)"
     knobs = validated_knobs(per_file=True)
     if alert_settings is not None:
         from aiot import alert_settings as aset

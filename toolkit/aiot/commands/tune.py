@@ -76,11 +76,15 @@ FOLDS = _Folds()
 @click.option("--level-only", "level_only", is_flag=True,
               help="Device target: only the settings that score a level shift (the monitor's level_windows), "
                    "to pick within that score when the harness prefers the other.")
+@click.option("--scenario-gate/--no-scenario-gate", "scenario_gate", default=True, show_default=True,
+              help="With --labels on the device: pick only settings under which the seeded scenario suite still "
+                   "passes (every fault, no false alert, every gap NO_DATA; `aiot scenarios evaluate --strict`), "
+                   "its verdict on the settings gated out in crossval.json.")
 def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], fmts: tuple[str, ...],
             folds: tuple[str, ...], strict_time: bool, time_format: str | None, label_column: str,
             label_map: str | None, tracking: bool, jobs: int, target: str, per_file: bool, budgets: tuple[float, ...],
             save: Path | None, windows: tuple[int, ...], recovery: bool, warmup: Path | None, seeds: int,
-            level_only: bool, drift_rates: tuple[str, ...] = ()) -> None:
+            level_only: bool, scenario_gate: bool = True, drift_rates: tuple[str, ...] = ()) -> None:
     """Choose alert settings for a false-alarm budget.
 
     With --labels DATA (labelled recordings; trust them over the harness): every setting of
@@ -90,7 +94,9 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
     TEP: mean detection rate over its faults) and its own --far-budget, and the pick is the
     best mean of the figures among the settings within every budget. It prints every fold
     and the held-out figure (each file once, scored blind), and with --out writes
-    DIR/crossval.json and the settings chosen on all files.
+    DIR/crossval.json and the settings chosen on all files. On the device, a fold may only
+    pick settings under which the seeded scenario suite still passes (--no-scenario-gate:
+    off); the ones it gated out, and why, are in the fold table and crossval.json.
 
     Without labels, --data is a recording of normal operation (timestamp + sensor columns). Its first half
     trains the validation fleet model; its second half is cut into pseudo-installations
@@ -132,6 +138,9 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
         raise click.UsageError("--drift-rate bounds the monitor's drift compensation: it goes with --target device")
     from aiot.evaluate.pipeline import quiet_worker
 
+    if not scenario_gate and not labelled:
+        raise click.UsageError("--no-scenario-gate turns off the scenario gate of the cross-validation: it goes with "
+                               "--labels DATA")
     if labelled:
         if data is not None:
             raise click.UsageError("give --data NORMAL.csv (the harness) or --labels DATA (cross-validation), not both")
@@ -152,7 +161,8 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
             crossval.run(list(labelled), list(fmts), target, windows,
                          [None if b is None else b / 100.0 for b in budgets], list(folds),
                          save, jobs=jobs, level_only=level_only,
-                         csv_options=csv_options(strict_time, time_format, label_column, label_map), fixed_knobs=fixed)
+                         csv_options=csv_options(strict_time, time_format, label_column, label_map), fixed_knobs=fixed,
+                         scenario_gate=scenario_gate)
         return
     if data is None:
         raise click.UsageError("give the recording of normal operation: --data NORMAL.csv (the validation harness), "

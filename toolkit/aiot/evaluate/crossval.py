@@ -15,6 +15,13 @@ with the best mean of those figures, each data set weighing the same whatever it
 The held-out figure pools these scores: each file counted once, by settings that never saw
 it. The settings written out are the same choice made on all files (what a user ships);
 their figure on all files is in-sample and labelled so.
+
+Scenario gate (device target, on unless --no-scenario-gate): a setting may be picked only if
+the seeded scenario suite still passes its acceptance with the setting's monitor knobs (15/15
+faults, 0 false alerts, 59/59 gaps as NO_DATA). Each choice walks its ranking from the best
+down and takes the first setting that passes; the ones above it are reported as gated out,
+with the suite's verdict. The suite is synthetic and never one of the scored rows, so the
+constraint is the same in every fold and on all files.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from aiot.errors import ToolkitError
 from aiot.evaluate.metrics import Confusion
@@ -85,15 +93,47 @@ def choose_sources(scored: list[tuple[object, dict[str, Confusion]]], names: set
     files among ``names``) keeps its false alarm rate within its budget, the best mean of the
     data sets' figures (ties: the earlier, simpler setting); if none is within every budget,
     the best mean among all, and False."""
+    c = choose_gated(scored, names, sources)
+    return c.index, c.within_budget
+
+
+#: A gate: a setting -> what keeps it from being picked (empty: it may be), e.g. the
+#: scenario suite's acceptance failures (aiot.evaluate.scenarios.ScenarioGate).
+Gate = Callable[[object], list]
+
+
+@dataclass
+class Choice:
+    index: int
+    within_budget: bool
+    gate_passed: bool = True  #: False: no setting passed the gate, ``index`` is the ungated pick
+    gated_out: list[tuple[int, list]] = field(default_factory=list)  #: ranked above the pick, and why
+
+
+def choose_gated(scored: list[tuple[object, dict[str, Confusion]]], names: set[str], sources: list[Source],
+                 gate: Gate | None = None) -> Choice:
+    """:func:`choose_sources` under ``gate``: the settings ranked as it ranks them (those
+    within every budget first, each group by the best mean of the figures, ties to the
+    earlier setting) and the first that passes ``gate`` picked; ``gate`` is called lazily,
+    from the best down, so only the settings above the pick and the pick itself are judged.
+    If none passes, the ungated pick, flagged (every setting is then judged)."""
     present = [s for s in sources if s.files & names]
-    means, ok = [], []
+    means, ok = [], set()
     for i, (_, per) in enumerate(scored):
         figs = [(s, *s.figure(per, names)) for s in present]
         means.append(sum((m or 0.0) for _, m, _ in figs) / max(len(figs), 1))
         if all(far is None or far <= s.budget for s, _, far in figs):
-            ok.append(i)
-    pool = ok or list(range(len(scored)))
-    return max(pool, key=lambda i: (means[i], -i)), bool(ok)
+            ok.add(i)
+    ranking = sorted(range(len(scored)), key=lambda i: (bool(ok) and i not in ok, -means[i], i))
+    if gate is None:
+        return Choice(ranking[0], bool(ok))
+    gated = []
+    for i in ranking:
+        why = list(gate(scored[i][0]))
+        if not why:
+            return Choice(i, i in ok, True, gated)
+        gated.append((i, why))
+    return Choice(ranking[0], bool(ok), False, gated)
 
 
 def _pooled(per_file: dict[str, Confusion], names: set[str]) -> Confusion:
@@ -120,6 +160,8 @@ class Fold:
     test_by_file: dict[str, Confusion] = field(default_factory=dict)
     train_by_data: dict[str, dict] = field(default_factory=dict)  #: each data set's figure it was chosen on
     train_files: list[str] = field(default_factory=list)  #: the files whose rows the setting was chosen on
+    gated_out: list[tuple[int, list]] = field(default_factory=list)  #: better on the other folds, failed the gate
+    gate_passed: bool = True
 
 
 @dataclass
@@ -130,17 +172,21 @@ class CrossValidation:
     final_in_sample: Confusion
     final_within_budget: bool
     final_by_data: dict[str, dict] = field(default_factory=dict)
+    final_gated_out: list[tuple[int, list]] = field(default_factory=list)
+    final_gate_passed: bool = True
 
     def held_out_by_file(self) -> dict[str, Confusion]:
         return {n: c for f in self.folds for n, c in f.test_by_file.items()}
 
 
 def cross_validate(scored: list[tuple[object, dict[str, Confusion]]], folds: dict[str, str],
-                   budget: float | None = None, sources: list[Source] | None = None) -> CrossValidation:
+                   budget: float | None = None, sources: list[Source] | None = None,
+                   gate: Gate | None = None) -> CrossValidation:
     """Leave one fold out over ``scored`` ([(setting, {file: confusion})], every setting on
     every file of ``folds``). Needs at least two folds. ``sources``: the data sets, each
     judged by its own figure and budget (:func:`choose_sources`); else all files are one
-    data set judged by pooled F1 within ``budget``."""
+    data set judged by pooled F1 within ``budget``. ``gate``: a constraint every choice
+    keeps (:func:`choose_gated`); it must not look at the scored rows."""
     if sources is None:
         sources = [Source("all", frozenset(folds), budget)]
     names = set(folds)
@@ -152,15 +198,18 @@ def cross_validate(scored: list[tuple[object, dict[str, Confusion]]], folds: dic
     for g in groups:
         test = {n for n in names if folds[n] == g}
         train = names - test
-        i, ok = choose_sources(scored, train, sources)
+        c = choose_gated(scored, train, sources, gate)
+        i = c.index
         per = {n: c for n, c in scored[i][1].items() if n in test}
         t = sum(per.values(), Confusion())
         held = held + t
-        out.append(Fold(g, sorted(test), i, _pooled(scored[i][1], train), t, ok, per,
-                        {s.name: s.describe(scored[i][1], train) for s in sources if s.files & train}, sorted(train)))
-    final, ok = choose_sources(scored, names, sources)
-    return CrossValidation(out, held, final, _pooled(scored[final][1], names), ok,
-                           {s.name: s.describe(scored[final][1], names) for s in sources})
+        out.append(Fold(g, sorted(test), i, _pooled(scored[i][1], train), t, c.within_budget, per,
+                        {s.name: s.describe(scored[i][1], train) for s in sources if s.files & train}, sorted(train),
+                        c.gated_out, c.gate_passed))
+    c = choose_gated(scored, names, sources, gate)
+    final = c.index
+    return CrossValidation(out, held, final, _pooled(scored[final][1], names), c.within_budget,
+                           {s.name: s.describe(scored[final][1], names) for s in sources}, c.gated_out, c.gate_passed)
 
 
 def _rates(c: Confusion) -> dict:
@@ -168,9 +217,16 @@ def _rates(c: Confusion) -> dict:
 
 
 def report(cv: CrossValidation, settings: list, describe, context: dict, tep: bool | set[str] = False,
-           datasets: dict[str, set[str]] | None = None) -> dict:
+           datasets: dict[str, set[str]] | None = None, gate: dict | None = None) -> dict:
     """The cross-validation as a JSON document: every fold (its held-out files, the files its
-    setting was chosen on), the held-out figure, the final pick."""
+    setting was chosen on, with ``gate`` (how the scenario gate was run, or None: off) the
+    settings it gated out and why), the held-out figure, the final pick."""
+    def gated(f_gated: list, passed: bool) -> dict:
+        if gate is None:
+            return {}
+        return {"gated_out": [{"setting": describe(settings[i]), "scenario_suite": why} for i, why in f_gated],
+                "passes_scenario_gate": passed}
+
     doc = {
         **context,
         "protocol": __doc__.split("\n\n", 1)[1].replace("\n", " ").strip(),
@@ -178,14 +234,18 @@ def report(cv: CrossValidation, settings: list, describe, context: dict, tep: bo
                    "setting": describe(settings[f.setting]),
                    "chosen_on_other_folds": _rates(f.train), "chosen_on_other_folds_by_data": f.train_by_data,
                    "held_out": _rates(f.test), "within_far_budget": f.within_budget,
+                   **gated(f.gated_out, f.gate_passed),
                    **({"tep_held_out": _tep(f.test_by_file, tep)} if _tep(f.test_by_file, tep) else {})}
                   for f in cv.folds],
         "held_out": _rates(cv.held_out),
         "settings": describe(settings[cv.final]),
+        **{("settings_" + k if k == "gated_out" else k): v for k, v in gated(cv.final_gated_out,
+                                                                              cv.final_gate_passed).items()},
         "settings_on_all_files_in_sample": {**_rates(cv.final_in_sample), "within_far_budget": cv.final_within_budget,
                                             "by_data": cv.final_by_data,
                                             "note": "chosen and scored on the same rows: not a result"},
     }
+    doc["scenario_gate"] = {"on": False} if gate is None else {"on": True, **gate}
     held = cv.held_out_by_file()
     if datasets and len(datasets) > 1:  # one data set's files pooled alone, each scored blind as above
         doc["held_out_by_data"] = {d: _rates(sum((held[n] for n in names), Confusion())) for d, names in datasets.items()}
@@ -216,8 +276,31 @@ def _by_data(figs: dict[str, dict]) -> str:
                      for d, r in figs.items())
 
 
+def _gate_lines(gated: list[dict], passed: bool, gate_on: bool, picked: dict | None = None) -> str:
+    """The fold table's line on the settings the scenario gate kept from a pick: each
+    combination of the monitor knobs the suite ran with, once, with its verdict; the knobs
+    it shares with the pick ``picked`` are left out (the line says what made it fail)."""
+    from aiot.evaluate.scenarios import scenario_knobs
+
+    if not gate_on:
+        return ""
+    seen: dict[str, str] = {}
+    for g in gated:
+        knobs = scenario_knobs({k: v for k, v in g["setting"].items() if k != "window"})[0]
+        shown = {k: v for k, v in knobs.items() if (picked or {}).get(k) != v} or knobs
+        seen.setdefault(", ".join(f"{k} {v}" for k, v in shown.items()) or "the defaults",
+                        "; ".join(g["scenario_suite"]))
+    items = [f"{k}: {v}" for k, v in seen.items()]
+    more = f" ... and {len(items) - 4} more combination(s)" if len(items) > 4 else ""
+    head = ("\n  NO SETTING passes the seeded scenarios: this is the ungated pick" if not passed else "")
+    body = (f"\n  gated out by the seeded scenarios (knobs that differ from the pick): {' | '.join(items[:4])}{more}"
+            if items else "")
+    return head + body
+
+
 def print_report(doc: dict, out=None) -> None:
     out = out or sys.stdout
+    gate_on = doc.get("scenario_gate", {}).get("on", False)
     for f in doc["folds"]:
         tr, te = f["chosen_on_other_folds"], f["held_out"]
         note = "" if f["within_far_budget"] else "  (no setting within the FAR budget on the other folds)"
@@ -229,7 +312,9 @@ def print_report(doc: dict, out=None) -> None:
                f"{_pct(t['false_alarm_rate'])}") if t else ""
         print(f"fold {f['fold']} ({len(f['files'])} file(s)): chosen on the others {chosen}; held out F1 "
               f"{_f1(te['f1'])} FAR {_pct(te['far'])} MAR {_pct(te['mar'])}{tep}{note}\n"
-              f"  settings {json.dumps(f['setting'])}", file=out)
+              f"  settings {json.dumps(f['setting'])}"
+              f"{_gate_lines(f.get('gated_out', []), f.get('passes_scenario_gate', True), gate_on, f['setting'])}",
+              file=out)
     h = doc["held_out"]
     print(f"held out, every file once: F1 {_f1(h['f1'])}  FAR {_pct(h['far'])}  MAR {_pct(h['mar'])}", file=out)
     for d, r in doc.get("held_out_by_data", {}).items():
@@ -242,8 +327,14 @@ def print_report(doc: dict, out=None) -> None:
     s = doc["settings_on_all_files_in_sample"]
     by = s.get("by_data", {})
     by = f"; {_by_data(by)}" if len(by) > 1 or any(r["metric"] != "f1" for r in by.values()) else ""
+    gated = _gate_lines(doc.get("settings_gated_out", []), doc.get("passes_scenario_gate", True), gate_on,
+                        doc["settings"])
     print(f"settings chosen on all files: {json.dumps(doc['settings'])}\n"
-          f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}{by}: chosen on these rows, not a result)", file=out)
+          f"  (in-sample F1 {_f1(s['f1'])} FAR {_pct(s['far'])}{by}: chosen on these rows, not a result){gated}",
+          file=out)
+    g = doc.get("scenario_gate", {})
+    print(f"scenario gate: {'on, ' + str(g.get('suite_runs')) + ' suite run(s)' if g.get('on') else 'off'}"
+          f"{'' if g.get('on') or not g.get('why') else ' (' + g['why'] + ')'}", file=out)
 
 
 def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: int, level_only: bool,
@@ -289,7 +380,8 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
 
 def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int | tuple[int, ...],
         budget: float | list[float] | None, folds_by: str | list[str] | None, save: Path | None, jobs: int = 2,
-        level_only: bool = False, csv_options: dict | None = None, fixed_knobs: dict | None = None) -> dict:
+        level_only: bool = False, csv_options: dict | None = None, fixed_knobs: dict | None = None,
+        scenario_gate=True) -> dict:
     """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
     reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
     one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
@@ -300,7 +392,10 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
     None: each format's default, :data:`DEFAULT_FOLDS`, :data:`DEFAULT_BUDGET`) are one
     cross-validation: their files named ``FORMAT:file``, their folds side by side, and each
     fold's setting chosen on every other fold, each data set judged by its own figure within
-    its own budget (:func:`choose_sources`)."""
+    its own budget (:func:`choose_sources`).
+
+    ``scenario_gate``: True (the device target: every pick passes the seeded scenario suite,
+    :class:`aiot.evaluate.scenarios.ScenarioGate`), False (off), or a ScenarioGate to use."""
     windows = (windows,) if isinstance(windows, int) else tuple(windows)
     data = [data] if isinstance(data, (str, Path)) else list(data)
     fmts = [fmt] * len(data) if isinstance(fmt, str) else list(fmt)
@@ -342,7 +437,15 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
         (Path(save) / "scores.json").write_text(json.dumps(
             [{"setting": {"window": w, **(k if target == "device" else k.to_json())},
               "files": {n: [c.tp, c.fp, c.tn, c.fn] for n, c in per.items()}} for (w, k), per in scored]) + "\n")
-    cv = cross_validate(scored, folds, sources=sources)
+    gate = None
+    gate_off_why = "--no-scenario-gate"
+    if target != "device":
+        gate_off_why = "the reference rule is not the monitor the scenarios run"
+    elif scenario_gate is not False:
+        from aiot.evaluate.scenarios import ScenarioGate
+
+        gate = ScenarioGate() if scenario_gate is True else scenario_gate
+    cv = cross_validate(scored, folds, sources=sources, gate=None if gate is None else lambda s: gate.failures(s[1]))
     context = {"tool": "aiot tune --labels", "data": [str(d) for d in data] if joint else str(data[0]),
                "format": fmts if joint else fmts[0], "target": target, "windows": list(windows), "model": "fleet",
                "commissioning_rows": commission,
@@ -352,7 +455,10 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
                "folds_by": fold_kinds if joint else fold_kinds[0], "grid_size": len(scored),
                "grid": "level-shift score only (level_windows > 0)" if level_only else "full"}
     tep = datasets.get("tep", set()) if joint else (fmts[0] == "tep")
-    doc = report(cv, [k for k, _ in scored], describe, context, tep=tep, datasets=datasets)
+    doc = report(cv, [k for k, _ in scored], describe, context, tep=tep, datasets=datasets,
+                 gate=None if gate is None else gate.describe())
+    if gate is None:
+        doc["scenario_gate"]["why"] = gate_off_why
     print_report(doc)
     if save is not None:
         from aiot.evaluate.alert_settings import AlertSettings, save as save_settings

@@ -334,17 +334,19 @@ def load_scenarios(data_dir: Path) -> list[sc.Scenario]:
 
 def run_suite(count: int = 20, seed: int = sc.SUITE_SEED, progress: Callable[[], None] | None = None,
               model: str = "float", qemu: int = 0, board: str = "mps2-an386",
-              scenarios: Sequence[sc.Scenario] | None = None) -> dict:
+              scenarios: Sequence[sc.Scenario] | None = None, knobs: dict | None = None) -> dict:
     """The acceptance run: fixed seeded suite through the host build of the device code
     with the fleet model, float ("float": the PCA autoencoder called from Python) or as the
     device runs it ("int8": generated engine + model, all in C). ``qemu`` > 0 also runs the
-    first ``qemu`` scenarios in QEMU on ``board`` and compares the states window by window."""
+    first ``qemu`` scenarios in QEMU on ``board`` and compares the states window by window.
+    ``knobs``: monitor settings over the header defaults (the cross-validation's scenario
+    gate, :class:`ScenarioGate`); the fleet model is fitted under the same configuration."""
     if model not in ("float", "int8"):
         raise ToolkitError(f"unknown model {model!r}", hint="use float or int8")
     if qemu and model != "int8":
         raise ToolkitError("the QEMU comparison needs the int8 model (the device runs the int8 engine)",
                            hint="add --model int8")
-    cfg = device_config()
+    cfg = device_config(**(knobs or {}))
     scenarios = list(scenarios) if scenarios is not None else sc.suite(count, seed)
     if model == "float":
         scorer = fleet_pca(cfg)
@@ -433,3 +435,77 @@ def acceptance_failures(report: dict, detector: str = "host") -> list[str]:
     if t["long_gaps_reported_no_data"] != t["long_gaps"]:
         bad.append(f"{t['long_gaps'] - t['long_gaps_reported_no_data']} long gap(s) not reported as NO_DATA")
     return bad
+
+
+# ----------------------------------------------------------------- the scenario gate of a tuning
+#: Settings that describe the suite's own installation (4 sensors, 10 s samples, 16-sample
+#: windows, one hour of commissioning): a tuned setting of another installation's shape
+#: (its window, its commissioning split) says nothing about them, so the suite keeps its own.
+SUITE_SHAPE = ("num_channels", "window", "sample_period_ms", "commission_samples", "calibration_windows")
+
+
+def scenario_knobs(knobs: dict) -> tuple[dict, dict]:
+    """``knobs`` split into (the monitor settings the seeded suite runs with, the rest).
+
+    They apply: every scalar setting of monitor.h's table except the installation's shape
+    (:data:`SUITE_SHAPE`), so alert_margin, clear_margin, persist_k/n, recover_ratio,
+    score_average, level_windows, clear_band, spread_score and any setting added to the
+    table later; a per-sensor setting given as one value for every sensor. They do not: the
+    evaluation's ``fleet_noise_floor`` (floors from the fleet recording of the data being
+    tuned on, not the suite's fleet), per-sensor values given by sensor name or per channel
+    (other sensors than the suite's), and anything that is not a monitor setting."""
+    scalar = {s.name for s in mon.settings() if not s.per_channel} - set(SUITE_SHAPE)
+    per_channel = {s.name for s in mon.settings() if s.per_channel}
+    applied, other = {}, {}
+    for k, v in knobs.items():
+        ok = k in scalar or (k in per_channel and np.ndim(v) == 0 and not isinstance(v, dict))
+        (applied if ok else other)[k] = v
+    return applied, other
+
+
+class ScenarioGate:
+    """Whether a tuned setting keeps the seeded suite's acceptance (every fault detected, no
+    false alert, every long gap NO_DATA: :func:`acceptance_failures`) when the suite runs
+    with the setting's monitor knobs (:func:`scenario_knobs`) over the header defaults.
+
+    A constraint from synthetic data only, never from the rows a tuning scores, so a
+    cross-validation may apply it inside every fold. ``failures(knobs)`` runs the suite once
+    per combination of applicable knobs (memoized: one run is a few seconds); ``suite``
+    (knobs -> report) replaces the int8 host-build run (tests)."""
+
+    def __init__(self, count: int = 20, seed: int = sc.SUITE_SEED, suite: Callable[[dict], dict] | None = None):
+        self.count, self.seed = count, seed
+        self._suite = suite or (lambda knobs: run_suite(count, seed, model="int8", knobs=knobs))
+        self._memo: dict[str, list[str]] = {}
+
+    @staticmethod
+    def key(knobs: dict) -> str:
+        return json.dumps(scenario_knobs(knobs)[0], sort_keys=True)
+
+    @property
+    def runs(self) -> int:
+        """Suite runs so far (one per distinct combination of applicable knobs)."""
+        return len(self._memo)
+
+    def failures(self, knobs: dict) -> list[str]:
+        """What keeps ``knobs`` from the suite's acceptance, e.g. ["8 false alert(s)"]; empty: passes."""
+        key = self.key(knobs)
+        if key not in self._memo:
+            applied = json.loads(key)
+            try:
+                self._memo[key] = acceptance_failures(self._suite(applied))
+            except ToolkitError as e:  # a setting the suite's monitor refuses cannot ship either
+                self._memo[key] = [f"refused on the suite's installation: {e.message}"]
+            from aiot.progress import note
+
+            # a fold may walk past dozens of settings: say what each suite run found
+            note(f"scenario gate, suite run {self.runs}: {key}: {'; '.join(self._memo[key]) or 'passes'}")
+        return self._memo[key]
+
+    def describe(self) -> dict:
+        return {"suite": f"{self.count} seeded scenarios (seed {self.seed}), int8 fleet model, host build of the "
+                         "monitor", "accepts": "every fault detected, 0 false alerts, every gap longer than a window "
+                                               "reported NO_DATA",
+                "applies": "every monitor.h setting except the installation's shape (" + ", ".join(SUITE_SHAPE)
+                           + ") and per-sensor values given by sensor name; not fleet_noise_floor",
+                "suite_runs": self.runs}
