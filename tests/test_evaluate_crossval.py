@@ -83,7 +83,9 @@ def test_tune_labels_end_to_end_on_a_small_tep_shaped_folder(tmp_path, monkeypat
 
     from aiot.evaluate import alert_settings
 
-    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "cache"))
+    from aiot.testing import fresh_model_cache
+
+    fresh_model_cache(monkeypatch, tmp_path / "cache")  # models trained here; the compiled C shared
     rng = np.random.default_rng(0)
     root = tmp_path / "tep"
 

@@ -76,34 +76,27 @@ def test_an_installation_model_learns_its_own_commissioning_rows_in_noise_units(
 
 
 @pytest.mark.slow
-def test_labelled_commissioning_rows_stay_out_of_the_training_windows(tmp_path, monkeypatch):
-    from aiot.evaluate.monitor_device import device_file_model
-
-    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
-    labels = np.zeros(400, np.int8)
-    labels[100:150] = 1
-    model = device_file_model(_series(400, labels=labels), window=8, epochs=2, seed=0)
-    training = json.loads((model / "pkg" / "manifest.json").read_text())["training"]
-    # every window touching rows 100..149 (50 + 7 of them) is skipped
-    assert training["skipped_fault_windows"] == 57
-
-
-@pytest.mark.slow
-def test_commissioning_longer_than_a_fleet_segment_trains_on_every_row(tmp_path, monkeypatch):
-    """An installation's own rows are one segment, whatever their number: 1,500 rows used to
-    be cut at the fleet's 1,150-row pseudo-installation length (the rest never trained, and
-    labels no longer lined up with the rows)."""
+def test_labelled_commissioning_rows_stay_out_of_the_training_windows_and_every_row_trains(tmp_path, monkeypatch):
+    """Labelled rows are left out of training wherever they lie, and an installation's own
+    rows are one segment, whatever their number: 1,500 rows used to be cut at the fleet's
+    1,150-row pseudo-installation length (the rest never trained, and labels no longer lined
+    up with the rows). One model serves both facts: a labelled block inside the first 1,150
+    rows and one past them."""
     from aiot.evaluate.monitor_device import device_file_model
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     labels = np.zeros(1500, np.int8)
+    labels[100:150] = 1
     labels[1300:1350] = 1  # past the first 1,150 rows
     model = device_file_model(_series(1500, labels=labels), window=8, epochs=1, seed=0)
-    training = json.loads((model / "pkg" / "manifest.json").read_text())["training"]
+    manifest = json.loads((model / "pkg" / "manifest.json").read_text())
+    training = manifest["training"]
     assert training["rows"] == 1500
-    assert training["skipped_fault_windows"] == 57  # the 50 rows and the 7 windows reaching into them
+    # every window touching rows 100..149 (50 + 7 of them) is skipped, and so is every one
+    # touching rows 1300..1349
+    assert training["skipped_fault_windows"] == 57 + 57
     # every window ending in the training rows is accounted for: fitted, calibration or skipped
-    calibration = json.loads((model / "pkg" / "manifest.json").read_text())["score"]["calibration_windows"]
+    calibration = manifest["score"]["calibration_windows"]
     counted = training["fit_windows"] + training["skipped_fault_windows"] + training["skipped_incomplete_windows"]
     assert counted + calibration == 1500 - 8 + 1
 

@@ -194,3 +194,33 @@ def test_a_second_build_reuses_the_objects_and_links_the_same_image(ad_small, tm
     assert "compiling firmware/src/engine/conv.c" not in again and 0 < len(again) < len(first) / 2
     assert all("model.c" in w or "/app/" in w or "/bench/" in w for w in again), again
     assert one.bin.read_bytes() == two.bin.read_bytes() and one.size == two.size
+
+
+def test_a_build_for_another_model_in_the_cache_compiles_only_the_files_that_read_it(ad_small, tmp_path,
+                                                                                      monkeypatch):
+    # The models evaluate, commission and tune train live in the cache (cache_dir()/models): a
+    # folder of generated C is a caller's wherever it lies, so the engine, ports and monitor
+    # compiled for one model serve the next. Include folders in the cache counted as unpacked
+    # third-party C, keyed by their path: every file was compiled again for each model.
+    import shutil
+
+    from aiot import paths
+    from aiot.target import firmware
+
+    compiled: list[str] = []
+    real = firmware._run
+    monkeypatch.setattr(firmware, "_run", lambda cmd, what: (compiled.append(what), real(cmd, what))[1])
+    tflite, _, _ = ad_small
+    board = get_board("mps2-an386")
+    models = paths.cache_dir() / "models" / f"test-{tmp_path.name}"  # as a trained model's folder
+    try:
+        for name in ("one", "two"):
+            generate(tflite, models / name / "c", name="ad_small")
+        one = build(board, tmp_path / "one", models / "one" / "c")
+        compiled.clear()
+        two = build(board, tmp_path / "two", models / "two" / "c")
+    finally:
+        shutil.rmtree(models, ignore_errors=True)
+    again = [w for w in compiled if w.startswith("compiling")]
+    assert again and all("model.c" in w or "/app/" in w or "/bench/" in w for w in again), again
+    assert one.bin.read_bytes() == two.bin.read_bytes()

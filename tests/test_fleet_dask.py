@@ -43,16 +43,13 @@ def test_a_local_cluster_of_two_workers_gives_the_local_predictions_byte_for_byt
 
     (site / "short.csv").write_text("timestamp,a,b,c,label\n0,1,2,3,0\n1,1,2,3,0\n")  # cannot be commissioned
 
-    from aiot import paths
+    from aiot.testing import fresh_model_cache
 
-    objects = paths.cache_dir() / "obj"  # the suite's compiled C (not models): shared, as any build shares it
-    objects.mkdir(parents=True, exist_ok=True)
     outs = {}
     for how, scheduler in (("local", None), ("dask", "local")):
-        # separate caches: each way trains its own models, none reuses the other's
-        (tmp_path / f"cache-{how}").mkdir()
-        (tmp_path / f"cache-{how}" / "obj").symlink_to(objects)
-        monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / f"cache-{how}"))
+        # separate caches: each way trains its own models, none reuses the other's (the
+        # suite's compiled C is shared, as any build shares it)
+        fresh_model_cache(monkeypatch, tmp_path / f"cache-{how}")
         monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / f"build-{how}"))
         outs[how] = tmp_path / how
         # locally a bad file stops the run unless asked; on a cluster it is always reported and left out

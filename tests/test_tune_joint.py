@@ -154,7 +154,9 @@ def test_tune_across_two_data_sets_on_the_device(tmp_path, monkeypatch):
     them held out there; each data set's budget is its own; every file is scored once."""
     from aiot.evaluate import tuning
 
-    monkeypatch.setenv("AIOT_CACHE_DIR", str(tmp_path / "cache"))
+    from aiot.testing import fresh_model_cache
+
+    fresh_model_cache(monkeypatch, tmp_path / "cache")  # models trained here; the compiled C shared
     monkeypatch.setattr(tuning, "MONITOR_GRID", {**tuning.MONITOR_GRID, "alert_margin": (0.75, 2.5),
                                                  "fleet_noise_floor": (1.0,), "recover_ratio": (0.0,),
                                                  "score_average": (1,), "level_windows": (0, 1),

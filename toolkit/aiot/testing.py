@@ -49,6 +49,25 @@ def worker_build_dir() -> Iterator[None]:
         yield
 
 
+def fresh_model_cache(monkeypatch, folder) -> Path:
+    """Point AIOT_CACHE_DIR at ``folder``, a cache of the test's own (every model is trained
+    afresh, none is reused from the suite's cache), sharing the suite's compiled C objects
+    (obj/): they are keyed by source, flags and compiler, so sharing them changes no result;
+    an empty obj/ would recompile every engine and monitor source (some 40 gcc runs) per test."""
+    from pathlib import Path
+
+    from aiot import paths
+
+    folder = Path(folder)
+    objects = paths.cache_dir() / "obj"
+    objects.mkdir(parents=True, exist_ok=True)
+    objects = objects.resolve()  # the suite's own, when called again under a cache made here
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "obj").symlink_to(objects, target_is_directory=True)
+    monkeypatch.setenv("AIOT_CACHE_DIR", str(folder))
+    return folder
+
+
 def board_variant(folder, board: str, old: str, new: str):
     """A copy of ``boards/<board>.toml`` in ``folder`` with the first ``old`` replaced by
     ``new``: a board file with one mistake, for tests of the board loader's refusals."""

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE, cache_dir
+from aiot.target.hostbuild import UNPACKED_C
 
 # name, version, sha256 of the sdist, files taken from its folder
 SDISTS = {
@@ -46,10 +47,10 @@ class CryptoSources:
 
 
 def _fetch(name: str, version: str, sha256: str, files: tuple[str, ...]) -> Path:
-    root = cache_dir() / "crypto" / f"{name}-{version}"
+    root = cache_dir() / UNPACKED_C / f"{name}-{version}"
     if all((root / Path(f).name).is_file() for f in files):
         return root
-    dl = cache_dir() / "crypto" / "sdist"
+    dl = cache_dir() / UNPACKED_C / "sdist"
     dl.mkdir(parents=True, exist_ok=True)
     archive = dl / f"{name}-{version}.tar.gz"
     if not archive.is_file():

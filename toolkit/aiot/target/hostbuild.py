@@ -23,6 +23,11 @@ from typing import Callable, Iterable, Sequence
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE, cache_dir
 
+#: The cache's folder of third-party C unpacked at a fixed version (aiot.lifecycle.crypto_sources):
+#: its include folders are not a caller's. Generated C elsewhere in the cache (a trained
+#: model's c/) is, as it is anywhere else.
+UNPACKED_C = "crypto"
+
 HOST_CFLAGS = ["-std=c99", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", "-fvisibility=default"]
 
 
@@ -102,8 +107,8 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
     Keyed by the compiler, the source's path and bytes, the flags but the -D defines, and the names of the headers in each
     include folder in search order (a header that would shadow another is a new key; a
     caller's folder counts by what it holds, not where it is; the firmware's folders and
-    folders unpacked in the cache, such as the update service's crypto, are not a
-    caller's). An entry is used only while
+    folders of third-party C unpacked in the cache (UNPACKED_C: the update service's crypto)
+    are not a caller's; a model's generated C in the cache is). An entry is used only while
     every header the compiler read (its -MD list) has the bytes it had then, and every define
     that text names (directly or through another define's value; every define if a file of
     ours pastes tokens with ##) has the value it had then: a build-specific define (a
@@ -112,7 +117,7 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
     dependency list, is not kept: the same source with another model's folder must not find
     it; its folder goes in ``private``."""
     # a caller's folder: not the firmware's, nor one unpacked in the cache (versioned third-party C)
-    callers = [Path(i) for i in incs if not (_in(Path(i), FIRMWARE) or _in(Path(i), cache_dir()))]
+    callers = [Path(i) for i in incs if not (_in(Path(i), FIRMWARE) or _in(Path(i), cache_dir() / UNPACKED_C))]
     defines = dict(_define(f) for f in flags if _define(f))
     h = hashlib.sha256()
     for part in (cc, str(src), _digest(src), " ".join(f for f in flags if not _define(f)), "defines read"):
