@@ -5,7 +5,6 @@
 PYTHON   ?= python3
 VENV     ?= .venv
 APT_PKGS := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm mosquitto
-comma    := ,
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP    := $(VENV)/.installed
 PYTEST_ARGS ?=
@@ -15,7 +14,7 @@ PYTEST_ARGS ?=
 # builds into its own folder (aiot.testing.worker_build_dir), the caches are shared.
 PYTEST_JOBS ?= auto
 
-.PHONY: demo test setup deps chromium venv hil bench clean help
+.PHONY: demo test setup apt deps chromium venv hil bench clean help
 
 help:
 	@echo "make demo   - install what is missing, then run the end-to-end demo (aiot demo)"
@@ -26,33 +25,37 @@ help:
 demo: setup
 	$(VENV)/bin/aiot demo
 
-# The apt packages and the venv install in parallel (two downloads at once), then the suites.
+# The apt packages (deps, then chromium: one apt at a time) and the venv install in parallel.
 test:
-	@$(MAKE) --no-print-directory -j2 deps venv WITH_CHROMIUM=1
+	@$(MAKE) --no-print-directory -j2 apt venv
 	$(VENV)/bin/python -m pytest -n $(PYTEST_JOBS) --dist worksteal tests hil_tests $(PYTEST_ARGS)
 
 setup: deps venv
 
-# apt is only touched when a tool is actually missing, in one apt-get call for all of them.
-# WITH_CHROMIUM=1 (make test) adds chromium: tests/test_reports_render.py renders the report
-# pages in headless Chromium (a demo does not need it).
+# apt is only touched when a tool is actually missing.
 deps:
-	@missing=""; \
-	command -v arm-none-eabi-gcc >/dev/null || missing="$$missing gcc-arm-none-eabi"; \
-	[ -f /usr/lib/arm-none-eabi/newlib/libc.a ] || missing="$$missing libnewlib-arm-none-eabi"; \
-	command -v qemu-system-arm >/dev/null || missing="$$missing qemu-system-arm"; \
-	[ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
-	if [ "$(WITH_CHROMIUM)" = 1 ] && ! command -v chromium >/dev/null; then missing="$$missing chromium"; fi; \
-	if [ -z "$$missing" ]; then \
-	    echo "deps: arm-none-eabi-gcc, newlib, qemu-system-arm, mosquitto$(if $(filter 1,$(WITH_CHROMIUM)),$(comma) chromium) present"; \
+	@if command -v arm-none-eabi-gcc >/dev/null && command -v qemu-system-arm >/dev/null \
+	    && [ -f /usr/lib/arm-none-eabi/newlib/libc.a ] && [ -x /usr/sbin/mosquitto ]; then \
+	    echo "deps: arm-none-eabi-gcc, newlib, qemu-system-arm and mosquitto present"; \
 	else \
-	    echo "deps: installing$$missing"; \
+	    echo "deps: installing $(APT_PKGS)"; \
 	    $(SUDO) apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PKGS); \
 	fi
 
+# tests/test_reports_render.py renders the report pages in headless Chromium; apt is only
+# touched when it is missing (a demo does not need it).
 chromium:
-	@$(MAKE) --no-print-directory deps WITH_CHROMIUM=1
+	@if command -v chromium >/dev/null; then \
+	    echo "chromium: present"; \
+	else \
+	    echo "chromium: installing chromium"; \
+	    $(SUDO) apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; \
+	fi
+
+apt:
+	@$(MAKE) --no-print-directory deps && $(MAKE) --no-print-directory chromium
 
 venv: $(STAMP)
 
