@@ -80,7 +80,7 @@ def test_config_roundtrip_and_live_update(monitor_device):
     (dict(sample_period_ms=2**31), "sample_period_ms out of range"),
     (dict(clear_band=0), "clear_band out of range"),  # an older host's padding byte: refused, not a band
     (dict(level_windows=0, spread_score=1), "spread_score needs level_windows"),  # no per-sensor score to add it to
-    (dict(level_windows=0, spread_score=0, residual_score=1), "residual_score needs level_windows"),  # the same
+    (dict(level_windows=0, spread_score=0, residual_score=0, residual_score=1), "residual_score needs level_windows"),  # the same
 ])
 def test_config_refused_keeps_the_running_one(monitor_device, bad, why):
     dev = monitor_device

@@ -111,7 +111,7 @@ def test_level_only_keeps_the_level_shift_settings_of_the_grid():
 
     for per_file in (False, True):
         full, level = monitor_grid(per_file), monitor_grid(per_file, level_only=True)
-        assert level == [k for k in full if k["level_windows"]] and len(level) * 5 == len(full) * 4
+        assert level == [k for k in full if k["level_windows"]] and len(level) * 9 == len(full) * 8
 
 
 def test_the_argparse_entry_point_is_gone_everything_is_aiot_tune():

@@ -506,7 +506,7 @@ def test_release_network_serves_infer_info_and_reverts(erased, model_b):
 
         # the energy score (the model's reconstruction error): the header's level score does not come from the model
         cfg = M.default_config(3, 8, 1000, commission_samples=80, calibration_windows=24, level_windows=0,
-                               spread_score=0)
+                               spread_score=0, residual_score=0)
         rng = np.random.default_rng(3)
         ts = np.arange(600, dtype=np.int64) * 1000
         v = (rng.normal(0, 1, (600, 3)) * [0.5, 2.0, 1.0] + [50, -20, 3]).astype(np.float32)

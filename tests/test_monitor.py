@@ -27,7 +27,7 @@ def zero_model(window: np.ndarray) -> np.ndarray:
 #: alone, no RECOVERING, the +-3 noise-unit clearing band, clear_margin 1.5 (the header's
 #: defaults before the cross-validated set of 7 Dec, docs/monitor.md); a test of another
 #: mechanism sets its knob.
-ONE_MECHANISM = dict(level_windows=0, spread_score=0, score_average=0, recover_ratio=0.0, clear_band=3,
+ONE_MECHANISM = dict(level_windows=0, spread_score=0, residual_score=0, score_average=0, recover_ratio=0.0, clear_band=3,
                      clear_margin=1.5)
 
 

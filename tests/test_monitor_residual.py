@@ -44,8 +44,10 @@ def from_the_others(window: np.ndarray) -> np.ndarray:
 
 
 def config(**knobs) -> mon.Config:
+    # the mechanism alone: the other terms and smoothing of the shipped defaults off
     base = dict(commission_samples=COMMISSION, calibration_windows=CALIBRATION, level_windows=1,
-                max_drift_rate=0.0, max_recal_step=0.5)
+                max_drift_rate=0.0, max_recal_step=0.5, spread_score=0, residual_score=0, score_average=0, recover_ratio=0.0,
+                clear_band=3, clear_margin=1.5)
     base.update(knobs)
     return mon.default_config(3, W, PERIOD, **base)
 
@@ -142,12 +144,12 @@ def test_the_residual_score_is_never_nan_or_inf():
 
 
 def test_the_residual_score_is_a_bounded_setting_of_the_per_sensor_score():
-    assert mon.default_config(3, W, PERIOD).residual_score == 0  # off: the behaviour before it
+    assert mon.default_config(3, W, PERIOD).residual_score == 1  # on: the gated joint CV's pick (test_tune_defaults)
     with pytest.raises(ToolkitError, match="residual_score"):
         mon.default_config(3, W, PERIOD, level_windows=1, residual_score=2)
     with pytest.raises(ToolkitError, match="residual_score 1 needs level_windows"):
-        mon.default_config(3, W, PERIOD, residual_score=1)
-    cfg = mon.default_config(3, W, PERIOD)
+        mon.default_config(3, W, PERIOD, level_windows=0, spread_score=0, residual_score=1)
+    cfg = mon.default_config(3, W, PERIOD, level_windows=0, spread_score=0, residual_score=0)
     cfg.residual_score = 1  # the energy score has no per-sensor z to take the larger of
     assert "residual_score needs level_windows" in mon.config_problem(cfg)
     assert mon.library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0
@@ -174,14 +176,14 @@ def test_config_set_and_get_round_trip_the_residual_score_in_the_device_app():
     from test_protocol_app import HostApp
 
     app = HostApp()
-    cfg = mon.default_config(2, 4, 100, level_windows=1)
+    cfg = mon.default_config(2, 4, 100, level_windows=1, residual_score=0)  # off, then switched on
     assert app.request(P.Msg.CONFIG_SET, mon.pack_config(cfg, 8) + b"\x01").payload == b"\x01"
     cfg.residual_score = 1
     f = app.request(P.Msg.CONFIG_SET, mon.pack_config(cfg, 8))
     assert f.type == P.Msg.CONFIG_SET | P.RESPONSE and f.payload == b"\x01"
     got = mon.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:])
     assert got.residual_score == 1 and bytes(got) == bytes(cfg)
-    cfg.level_windows = 0
+    cfg.level_windows, cfg.spread_score = 0, 0  # (spread_score would be refused first)
     code, req, detail = P.unpack_error(app.request(P.Msg.CONFIG_SET, mon.pack_config(cfg, 8)).payload)
     assert (code, req) == (P.ErrorCode.BAD_PAYLOAD, P.Msg.CONFIG_SET) and "residual_score needs level_windows" in detail
     assert mon.unpack_config(app.request(P.Msg.CONFIG_GET).payload[4:]).residual_score == 1

@@ -29,7 +29,7 @@ def zero_model(window: np.ndarray) -> np.ndarray:
 #: alone, no RECOVERING, the +-3 noise-unit clearing band, clear_margin 1.5 (the header's
 #: defaults before the cross-validated set of 7 Dec, docs/monitor.md); a test of another
 #: mechanism sets its knob.
-ONE_MECHANISM = dict(level_windows=0, spread_score=0, score_average=0, recover_ratio=0.0, clear_band=3,
+ONE_MECHANISM = dict(level_windows=0, spread_score=0, residual_score=0, score_average=0, recover_ratio=0.0, clear_band=3,
                      clear_margin=1.5)
 
 
@@ -541,7 +541,7 @@ def test_the_spread_score_is_a_bounded_setting_of_the_per_sensor_score():
     assert mon.default_config(2, W, PERIOD).spread_score == 1  # on: the shipped default (docs/monitor.md)
     with pytest.raises(ToolkitError, match="spread_score"):
         mon.default_config(2, W, PERIOD, spread_score=2)
-    cfg = mon.default_config(2, W, PERIOD, level_windows=0, spread_score=0)
+    cfg = mon.default_config(2, W, PERIOD, level_windows=0, spread_score=0, residual_score=0)
     cfg.spread_score = 1  # the energy score has no per-sensor z to take the larger of
     assert "spread_score needs level_windows" in mon.config_problem(cfg)
     assert mon.library().aiot_monitor_check_config(ctypes.byref(cfg)) != 0

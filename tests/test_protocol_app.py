@@ -103,7 +103,7 @@ def test_boot_configuration_from_the_header_aiot_commission_writes(tmp_path):
 
     cfg = M.default_config(3, 4, 250, alert_margin=2.5, clear_margin=2.25, persist_k=2, persist_n=4,
                            recover_ratio=0.9, commission_samples=8, calibration_windows=4,
-                           level_windows=0, spread_score=0,  # 8 commissioning samples: too few for the level score
+                           level_windows=0, spread_score=0, residual_score=0,  # 8 commissioning samples: too few for the level score
                            noise_floor=[0.1, 0.0, 1e-7], noise_floor_rel=[1e-3, 0.3333333, 0.0])
     (tmp_path / HEADER).write_text(render_boot_config(cfg))
     app = HostApp("AIOT_APP_BOOT_CONFIG", include_dirs=(tmp_path,))

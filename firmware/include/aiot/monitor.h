@@ -156,13 +156,13 @@ typedef enum {
       "nonzero: one extra model call per channel to tell which sensor moved (1 + channels calls per window)")  \
     X(score_average, uint8_t, 8, 0, AIOT_MONITOR_MAX_AVERAGE, AIOT_RANGE_CLOSED,                              \
       "N > 1: the score is the mean of the last N window scores (0 or 1: each window alone)")                \
-    X(level_windows, uint8_t, 3, 0, AIOT_MONITOR_MAX_LEVEL, AIOT_RANGE_CLOSED,                                \
+    X(level_windows, uint8_t, 1, 0, AIOT_MONITOR_MAX_LEVEL, AIOT_RANGE_CLOSED,                                \
       "N > 0: the score is the worst channel's N-window mean shift over its commissioned spread")            \
     X(clear_band, uint8_t, 6, 1, 10, AIOT_RANGE_CLOSED,                                                     \
       "an alert clears only with its sensors inside their commissioned span widened to >= +-clear_band noise units, none moving away") \
     X(spread_score, uint8_t, 1, 0, 1, AIOT_RANGE_CLOSED,                                                     \
       "1: each sensor also scores its window's spread (standard deviation) against its commissioned window spreads; the larger z counts (needs level_windows > 0)") \
-    X(residual_score, uint8_t, 0, 0, 1, AIOT_RANGE_CLOSED,                                                   \
+    X(residual_score, uint8_t, 1, 0, 1, AIOT_RANGE_CLOSED,                                                   \
       "1: each sensor also scores the model's residual of it (its mean over about level_windows windows) against the spread it showed while calibrating; the largest z counts (needs level_windows > 0)") \
     X(min_quality, float, 0.5f, 0.0f, 1.0f, AIOT_RANGE_LO_OPEN,                                               \
       "NO_DATA when the worst channel has a smaller valid fraction of the window")                           \
@@ -185,7 +185,7 @@ typedef enum {
       "adaptation of a channel is blocked when the others or its own residual shape exceed this x reference") \
     X(stability_halflife, float, 20.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                       \
       "windows for a baseline change to halve its confidence penalty")                                       \
-    X(recover_ratio, float, 0.7f, 0.0f, 1.0f, AIOT_RANGE_HI_OPEN,                                             \
+    X(recover_ratio, float, 0.6f, 0.0f, 1.0f, AIOT_RANGE_HI_OPEN,                                             \
       "0 off; in (0,1): an alert whose score fell below recover_ratio x its peak (sensors back in band) is RECOVERING") \
     X(drift_alarm_hours, float, 12.0f, 0.0f, 8760.0f, AIOT_RANGE_LO_OPEN,                                     \
       "a channel in DRIFT longer than this raises DRIFT_PERSISTENT (hours)")                                  \

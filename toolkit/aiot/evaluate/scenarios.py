@@ -471,12 +471,21 @@ class ScenarioGate:
     A constraint from synthetic data only, never from the rows a tuning scores, so a
     cross-validation may apply it inside every fold. ``failures(knobs)`` runs the suite once
     per combination of applicable knobs (memoized: one run is a few seconds); ``suite``
-    (knobs -> report) replaces the int8 host-build run (tests)."""
+    (knobs -> report, or -> the failures) replaces the int8 and float host-build runs (tests)."""
 
-    def __init__(self, count: int = 20, seed: int = sc.SUITE_SEED, suite: Callable[[dict], dict] | None = None):
+    def __init__(self, count: int = 20, seed: int = sc.SUITE_SEED,
+                 suite: Callable[[dict], dict | list[str]] | None = None):
         self.count, self.seed = count, seed
-        self._suite = suite or (lambda knobs: run_suite(count, seed, model="int8", knobs=knobs))
+        self._suite = suite or self._both_models
         self._memo: dict[str, list[str]] = {}
+
+    def _both_models(self, knobs: dict) -> list[str]:
+        """The suite's acceptance with the int8 model the device runs and with the float model
+        (both are acceptance runs: tests/test_scenarios.py); the residual term makes the score
+        depend on the model, so a setting must pass with each."""
+        out = acceptance_failures(run_suite(self.count, self.seed, model="int8", knobs=knobs))
+        return out + [f"float model: {f}" for f in acceptance_failures(run_suite(self.count, self.seed, model="float",
+                                                                                 knobs=knobs))]
 
     @staticmethod
     def key(knobs: dict) -> str:
@@ -493,7 +502,8 @@ class ScenarioGate:
         if key not in self._memo:
             applied = json.loads(key)
             try:
-                self._memo[key] = acceptance_failures(self._suite(applied))
+                got = self._suite(applied)
+                self._memo[key] = got if isinstance(got, list) else acceptance_failures(got)
             except ToolkitError as e:  # a setting the suite's monitor refuses cannot ship either
                 self._memo[key] = [f"refused on the suite's installation: {e.message}"]
             from aiot.progress import note
@@ -503,8 +513,8 @@ class ScenarioGate:
         return self._memo[key]
 
     def describe(self) -> dict:
-        return {"suite": f"{self.count} seeded scenarios (seed {self.seed}), int8 fleet model, host build of the "
-                         "monitor", "accepts": "every fault detected, 0 false alerts, every gap longer than a window "
+        return {"suite": f"{self.count} seeded scenarios (seed {self.seed}), int8 and float fleet models, host build "
+                         "of the monitor", "accepts": "every fault detected, 0 false alerts, every gap longer than a window "
                                                "reported NO_DATA",
                 "applies": "every monitor.h setting except the installation's shape (" + ", ".join(SUITE_SHAPE)
                            + ") and per-sensor values given by sensor name; not fleet_noise_floor",
