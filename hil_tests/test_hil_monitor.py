@@ -80,7 +80,7 @@ def test_config_roundtrip_and_live_update(monitor_device):
     (dict(sample_period_ms=2**31), "sample_period_ms out of range"),
     (dict(clear_band=0), "clear_band out of range"),  # an older host's padding byte: refused, not a band
     (dict(level_windows=0, spread_score=1), "spread_score needs level_windows"),  # no per-sensor score to add it to
-    (dict(level_windows=0, spread_score=0, residual_score=0, residual_score=1), "residual_score needs level_windows"),  # the same
+    (dict(level_windows=0, spread_score=0, residual_score=1), "residual_score needs level_windows"),  # the same
 ])
 def test_config_refused_keeps_the_running_one(monitor_device, bad, why):
     dev = monitor_device
@@ -261,7 +261,7 @@ def test_sixty_four_channels_commission_and_stream_like_the_host(wide_device):
     # the energy score of each window alone names the worst sensor (52, twice the shift); under the
     # header's level score (level 3, 80 commissioning samples) the first alert named 49 (7 Dec)
     cfg = M.default_config(WIDE, WINDOW, PERIOD, commission_samples=80, calibration_windows=16, clip=30.0,
-                           max_drift_rate=[0.25 + c for c in range(WIDE)], level_windows=0, spread_score=0,
+                           max_drift_rate=[0.25 + c for c in range(WIDE)], level_windows=0, spread_score=0, residual_score=0,
                            score_average=0)
     assert dev.configure(cfg, fresh=True) is True
     assert bytes(dev.config) == bytes(cfg) and dev.config.max_drift_rate[63] == 63.25
