@@ -9,7 +9,7 @@ SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 STAMP    := $(VENV)/.installed
 PYTEST_ARGS ?=
 # pytest-xdist workers, one more than the cores: a worker waiting on QEMU, a socket or a
-# subprocess leaves its core to the extra one (369 -> 313 s on 2 cores, 7 Dec). The host and
+# subprocess leaves its core to the extra one (a fresh clone on 2 cores, 7 Dec: pytest 356 s with 2, 343 s with 3). The host and
 # QEMU suites run in parallel, an idle worker taking tests queued for a busy one (worksteal);
 # each worker builds into its own folder (aiot.testing.worker_build_dir), the caches are shared.
 PYTEST_JOBS ?= $(shell echo $$(( $$(nproc) + 1 )))
