@@ -61,7 +61,8 @@ venv: $(STAMP)
 
 # uv installs the same requirements as pip in a third of the time (parallel downloads, one
 # resolver pass); pip does it when uv cannot be had. --compile-bytecode as pip does: without
-# it every pytest worker compiled TensorFlow's modules on its first import (+160 CPU-s).
+# it every pytest worker compiled TensorFlow's modules on its first import (fresh clone, 3 workers:
+# 754 CPU-s against 677).
 EXTRAS := .[ml,test,boards,lifecycle,fleet]
 $(STAMP): pyproject.toml
 	@[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
