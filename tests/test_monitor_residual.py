@@ -13,6 +13,7 @@ import pytest
 
 from aiot import monitor as mon
 from aiot.errors import ToolkitError
+from test_monitor_trust import armed, run as run_monitor  # the same stream runner and armed rows
 
 PERIOD = 1000
 W = 8
@@ -53,13 +54,7 @@ def config(**knobs) -> mon.Config:
 
 
 def run(cfg, x, scorer=from_the_others):
-    m = mon.Monitor(cfg, scorer)
-    out = m.run(np.arange(len(x)) * PERIOD, x)
-    return m, out, m.events()
-
-
-def armed(out):
-    return out[(out["flags"] & mon.OUT_LEARNING) == 0]
+    return run_monitor(cfg, x, scorer)
 
 
 def raised(events):
