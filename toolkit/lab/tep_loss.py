@@ -41,12 +41,13 @@ import numpy as np
 
 ONSET, SCORED_FROM, ROWS = 160, 100, 960
 HARD = ("d03", "d09", "d15")
-#: One knob changed at a time against the shipped device settings (aiot.installation.EVAL_KNOBS).
+#: One knob changed at a time against the shipped device settings (monitor.h's defaults plus
+#: aiot.installation.EVAL_KNOBS).
 COUNTERFACTUALS = {
     "no-drift": {"max_drift_rate": 0.0},  # no drift compensation (DRIFT never moves a baseline)
-    # the reconstruction-error score instead of the level shift (its spread term goes with it:
-    # the energy score has none, and the shipped spread_score 1 is refused without a level)
-    "energy": {"level_windows": 0, "spread_score": 0},
+    # the reconstruction-error score instead of the level shift (its spread and residual terms go
+    # with it: the energy score has none, and the shipped 1s are refused without a level)
+    "energy": {"level_windows": 0, "spread_score": 0, "residual_score": 0},
     "band6": {"clear_band": 6},  # a wider clearing band (issue 19's new setting)
     "spread": {"spread_score": 1},  # each sensor also scores its window spread (oscillation, variance)
     "floor.25": {"fleet_noise_floor": 0.25},  # noise floored at 1/4 of the fleet's long-term spread, not 1x
