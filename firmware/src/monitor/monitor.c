@@ -672,14 +672,6 @@ static int window_stats(aiot_monitor_t *m, window_stats_t *w) {
 
 // ---------------------------------------------------------------- residual (residual_score)
 
-//! Does channel c have a valid sample in the window?
-static int channel_has_data(const aiot_monitor_t *m, int c) {
-    int t;
-    for (t = 0; t < m->cfg.window; t++)
-        if ((m->valid[t] >> c) & 1u) return 1;
-    return 0;
-}
-
 //! Channel c's residual in this window: the mean of (normalized sample - reconstruction)
 //! over its valid samples (noise units), the same statistic while calibrating and armed
 //! (armed, w->dev is it divided by 1 - leverage), capped at +-RESIDUAL_CAP.
@@ -698,12 +690,13 @@ static void residual_push(aiot_monitor_t *m, int c, const window_stats_t *w, int
 }
 
 //! Armed: each channel's residual z, |running residual mean - its calibration mean| / their
-//! calibration spread; NaN (left out, the running mean kept) when c has no valid sample.
-static void residual_scores(aiot_monitor_t *m, const window_stats_t *w, float *z) {
+//! calibration spread; NaN (left out, the running mean kept) when c has no valid sample
+//! (`ch_quality`: each channel's valid fraction of the window, window_quality()).
+static void residual_scores(aiot_monitor_t *m, const window_stats_t *w, const float *ch_quality, float *z) {
     int c;
     for (c = 0; c < m->cfg.num_channels; c++) {
         aiot_monitor_channel_t *ch = &m->ch[c];
-        if (!channel_has_data(m, c)) {
+        if (!(ch_quality[c] > 0.0f)) {
             z[c] = NAN;
             continue;
         }
@@ -713,11 +706,11 @@ static void residual_scores(aiot_monitor_t *m, const window_stats_t *w, float *z
 }
 
 //! Calibration window: the running residual means into their Welford accumulators and range.
-static void residual_calibrate(aiot_monitor_t *m, const window_stats_t *w) {
+static void residual_calibrate(aiot_monitor_t *m, const window_stats_t *w, const float *ch_quality) {
     int c;
     for (c = 0; c < m->cfg.num_channels; c++) {
         aiot_monitor_channel_t *ch = &m->ch[c];
-        if (!channel_has_data(m, c)) continue;
+        if (!(ch_quality[c] > 0.0f)) continue;
         residual_push(m, c, w, ch->res_n == 0);
         welford(&ch->res_mean, &ch->res_m2, ++ch->res_n, ch->res_run);
         if (ch->res_n == 1 || ch->res_run < ch->res_min) ch->res_min = ch->res_run;
@@ -751,8 +744,9 @@ static void residual_reference(aiot_monitor_t *m) {
     if (isfinite(top) && top > m->cal[m->cal_count - 1]) m->cal[m->cal_count - 1] = top;
 }
 
-//! One calibration window; `level` is its level-shift score when level_windows is set.
-static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, float level) {
+//! One calibration window; `level` is its level-shift score when level_windows is set;
+//! `ch_quality` each channel's valid fraction of the window (window_quality()).
+static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, float level, const float *ch_quality) {
     const int C = m->cfg.num_channels;
     float s = 0.0f, n;
     int c;
@@ -766,7 +760,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
         ch->sum_lev += w->lev[c];
         s += w->err[c];
     }
-    if (m->cfg.residual_score) residual_calibrate(m, w);
+    if (m->cfg.residual_score) residual_calibrate(m, w, ch_quality);
     cal_insert(m, averaged(m, m->cfg.level_windows ? level : s / (float)C));
     if (m->cal_count < m->cfg.calibration_windows) return;
     n = (float)m->cal_count;
@@ -1137,7 +1131,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
             score_error(m, o);
             return;
         }
-        calibrate(m, t_end, &w, level);
+        calibrate(m, t_end, &w, level, q.ch_quality);
         o->state = AIOT_STATE_RECALIBRATING;
         o->flags = AIOT_OUT_LEARNING;
         set_state(m, o->t_start_ms, o->state, q.quality);
@@ -1164,7 +1158,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         for (c = 0; c < C; c++) s += w.err[c];
         s /= (float)C;
     }
-    if (k->residual_score) residual_scores(m, &w, resid);
+    if (k->residual_score) residual_scores(m, &w, q.ch_quality, resid);
     if (k->level_windows)  // a recalibrating channel is left out there
         s = level_score(m, k->spread_score ? spread : NULL, k->residual_score ? resid : NULL, level_z);
     if (!isfinite(s)) {  // before the average: one bad window must not poison the next N
