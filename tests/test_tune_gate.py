@@ -35,13 +35,14 @@ SOURCES = [Source("all", frozenset(FOLDS), 0.10)]
 
 
 def _suite_by_margin(verdicts: dict[float, dict], calls: list):
-    """A stand-in for the seeded suite: its report's totals depend on alert_margin only."""
+    """A stand-in for the seeded suite: its report's totals depend on alert_margin only; the
+    gate gets the report's acceptance failures, as from the real suite."""
 
     def suite(knobs):
         calls.append(dict(knobs))
         t = {"faults": 15, "faults_detected": 15, "false_alerts": 0, "long_gaps": 59,
              "long_gaps_reported_no_data": 59, **verdicts.get(knobs.get("alert_margin"), {})}
-        return {"detectors": {"host": {"total": t}}}
+        return ev.acceptance_failures({"detectors": {"host": {"total": t}}})
 
     return suite
 
@@ -72,7 +73,7 @@ def test_gate_runs_the_suite_once_per_combination_of_applicable_knobs():
 
 
 def test_gate_names_a_setting_the_suites_monitor_refuses():
-    gate = ev.ScenarioGate(suite=lambda knobs: ev.run_suite(2, knobs=knobs))  # refused before any scenario runs
+    gate = ev.ScenarioGate(suite=lambda knobs: ev.acceptance_failures(ev.run_suite(2, knobs=knobs)))  # refused before any scenario runs
     [why] = gate.failures({"persist_k": 9, "persist_n": 5})
     assert why.startswith("refused on the suite's installation") and "persist_k" in why
 

@@ -471,10 +471,9 @@ class ScenarioGate:
     A constraint from synthetic data only, never from the rows a tuning scores, so a
     cross-validation may apply it inside every fold. ``failures(knobs)`` runs the suite once
     per combination of applicable knobs (memoized: one run is a few seconds); ``suite``
-    (knobs -> report, or -> the failures) replaces the int8 and float host-build runs (tests)."""
+    (knobs -> acceptance failures) replaces the int8 and float host-build runs (tests)."""
 
-    def __init__(self, count: int = 20, seed: int = sc.SUITE_SEED,
-                 suite: Callable[[dict], dict | list[str]] | None = None):
+    def __init__(self, count: int = 20, seed: int = sc.SUITE_SEED, suite: Callable[[dict], list[str]] | None = None):
         self.count, self.seed = count, seed
         self._suite = suite or self._both_models
         self._memo: dict[str, list[str]] = {}
@@ -502,8 +501,7 @@ class ScenarioGate:
         if key not in self._memo:
             applied = json.loads(key)
             try:
-                got = self._suite(applied)
-                self._memo[key] = got if isinstance(got, list) else acceptance_failures(got)
+                self._memo[key] = list(self._suite(applied))
             except ToolkitError as e:  # a setting the suite's monitor refuses cannot ship either
                 self._memo[key] = [f"refused on the suite's installation: {e.message}"]
             from aiot.progress import note
