@@ -295,13 +295,11 @@ def monitor_grid(per_file: bool = False, level_only: bool = False, fixed: dict |
     out = []
     for margin, ratio, floor, (k, n), recover, average, level, band, spread, residual in itertools.product(
             *(MONITOR_GRID_PER_FILE if per_file else MONITOR_GRID).values()):
-        if not level and (level_only or spread):  # the energy score has no per-sensor z for the spread
+        if not level and (level_only or spread or residual):  # the energy score has no per-sensor z for them
             continue
         knobs = {"alert_margin": margin, "clear_margin": ratio * margin, "persist_k": k, "persist_n": n}
         if floor > 0:
             knobs[FLOOR_KNOB] = floor
-        if not level and residual:  # the residual is one of the per-sensor z's: it needs a level score
-            continue
         # every axis written, off values too: a setting means the same whatever the header's defaults
         knobs.update(recover_ratio=recover, score_average=average, level_windows=level, clear_band=band,
                      spread_score=spread, residual_score=residual)
