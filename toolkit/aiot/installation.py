@@ -128,8 +128,9 @@ def monitor_knobs(window: int, commissioning_rows: int) -> dict:
     cal = min(M.MAX_CALIBRATION, (commissioning_rows - commission) // window)
     if cal < 4:
         raise ToolkitError(
-            f"{commissioning_rows} commissioning rows leave {cal} calibration windows of {window} samples (need 4)",
-            hint="commission on more rows (--train-rows) or use a smaller --window",
+            f"{commissioning_rows} commissioning rows leave {max(cal, 0)} calibration windows of {window} samples "
+            f"(the monitor needs 4: at least {min_commissioning_rows(window)} commissioning rows at this window)",
+            hint="commission on more rows (--train-rows), record longer, or use a smaller --window",
         )
     return {"commission_samples": commission, "calibration_windows": cal}
 
