@@ -27,8 +27,8 @@ def test_rows_after_a_time_reset_get_the_devices_answer(back_s):
     # the second finds the first's model in the suite's cache
     s = _series(1200, reset_at=700, back_s=back_s)
     model = device_file_model(s.head(400), window=8, epochs=1, seed=0,
-                              noise_floor=validated_knobs(per_file=True)["fleet_noise_floor"])
-    dev = MonitorDevice(model, 8, "host", validated_knobs(per_file=True))
+                              noise_floor=validated_knobs()["fleet_noise_floor"])
+    dev = MonitorDevice(model, 8, "host", validated_knobs())
     dev.commission(s.head(400))
     out = dev.stream(s, 400)
     states = np.array(out.state)

@@ -100,7 +100,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
     # the shipped defaults, one set for every target (monitor.h + the fleet noise floor, installation.py)
     source = "shipped defaults (monitor.h, EVAL_KNOBS)"
-    knobs = validated_knobs(per_file=True)
+    knobs = validated_knobs()
     if alert_settings is not None:
         from aiot import alert_settings as aset
 

@@ -99,10 +99,10 @@ RECIPE = "device-fleet-3"  # 3: relative per-sensor floors (fleet_floors)
 EVAL_KNOBS = {"fleet_noise_floor": 1.0}
 
 
-def validated_knobs(per_file: bool = False) -> dict:
+def validated_knobs() -> dict:
     """The knobs the device targets add to the header defaults when no alert-settings file is
-    given: the same for a fleet model and for one model per installation (``per_file``;
-    `aiot commission`, `aiot evaluate --per-file`). The cross-validation ran the fleet model;
+    given: the same for a fleet model and for one model per installation (`aiot commission`,
+    `aiot evaluate --per-file`). The cross-validation ran the fleet model;
     the shipped score is each sensor's window mean, spread and model residual against its own
     commissioning, so a per-installation model scores the same way, its residual from its own
     model (not cross-validated with such models). There ``fleet_noise_floor`` is against the installation's own
