@@ -163,6 +163,28 @@ def test_the_residual_score_streams_like_the_host_with_the_int8_model(monitor_de
     assert ((anomalous["t_end_ms"] >= 800 * PERIOD + GAP_MS) & (anomalous["t_start_ms"] < 830 * PERIOD + GAP_MS)).any()
 
 
+def test_a_lost_sensor_leaves_the_others_monitored_like_the_host(monitor_device, host_monitor_lib):
+    """Channel 2 goes silent for good at sample 300; after channel_lost_minutes (1 here) it is
+    lost (CHANNEL_LOST) and the others are scored without it: the spike on channel 1 at 800
+    alerts. Same outputs and events as the host build of the same C and model."""
+    dev = monitor_device
+    cfg = config(channel_lost_minutes=1)
+    assert dev.configure(cfg, fresh=True) is True and dev.config.channel_lost_minutes == 1
+    ts, v = scenario()
+    v[300:, 2] = np.nan
+    out = dev.push(ts, v)
+    events = dev.events()
+    host = M.Monitor(cfg, host_monitor_lib.aiot_monitor_engine_score, host_monitor_lib)
+    want = host.run(ts, v)
+    _assert_same_outputs(out, want)
+    assert [(e.type, e.seq, e.timestamp_ms, e.channel, e.value) for e in events] == \
+           [(e.type, e.seq, e.timestamp_ms, e.channel, e.value) for e in host.events()]
+    assert [e.channel for e in events if e.type == "CHANNEL_LOST"] == [2]
+    anomalous = out[out["state"] == M.ANOMALY]
+    assert ((anomalous["t_end_ms"] >= 800 * PERIOD + GAP_MS) & (anomalous["t_start_ms"] < 830 * PERIOD + GAP_MS)).any()
+    assert (out["flags"][out["t_start_ms"] > 400 * PERIOD + GAP_MS] & M.OUT_PARTIAL).all()
+
+
 def _events_raw(dev, ack=None):
     payload = struct.pack("<BH", 1, ack) if ack is not None else b"\x00\x00\x00"
     f = dev.request(P.Msg.EVENTS, payload)
