@@ -222,7 +222,9 @@ class FakeLink:
 
 def check_exactly_once(got: list[dict], total: int) -> None:
     """Every event 0..total-1 once, in order, numbered 1, 2, ... without a gap."""
-    assert [p["seq"] for p in got] == list(range(total))
+    seqs = [p["seq"] for p in got]
+    missing = sorted(set(range(total)) - set(seqs))
+    assert seqs == list(range(total)), f"missing {len(missing)}: {missing[:5]}...{missing[-5:]}"
     ns = [p["n"] for p in got]
     assert ns == sorted(ns) and len(set(ns)) == len(ns)
 
@@ -284,6 +286,29 @@ def test_broker_outage_loses_nothing(tmp_path, broker):
         gw.stop(drain=2)
         consumer.close()
     assert during > 60, "the outage should have lasted while events were made"
+    check_exactly_once(got, 600)
+
+
+def test_a_broker_outage_of_tens_of_ms_while_events_flow_fast_loses_nothing(tmp_path, broker):
+    """The broker stopped and started again within about 50 ms while the device makes events
+    three times faster than above, stopped while messages are still waiting for their PUBACK:
+    the gateway's connection drops, it reconnects at once, and every event still arrives
+    exactly once after de-duplication, in order (events 37-95 were reported lost)."""
+    consumer = Consumer(broker)
+    hw = FakeHardware(total=600, per_poll=6)
+    gw = make_gateway(tmp_path, broker, hw).start()
+    publisher = gw.bridges[0].publisher
+    try:
+        consumer.wait_events("pump7", 30, 10)
+        assert until(lambda: gw.journal.backlog("pump7") > 0), "messages waiting for a PUBACK when the broker stops"
+        broker.stop()
+        time.sleep(0.05)
+        broker.start()
+        got = consumer.wait_events("pump7", 600, 30)
+    finally:
+        gw.stop(drain=2)
+        consumer.close()
+    assert publisher.connections >= 2, "the outage should have cut the gateway's connection"
     check_exactly_once(got, 600)
 
 
