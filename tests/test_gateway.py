@@ -349,17 +349,11 @@ def test_a_message_the_broker_refuses_is_kept_and_sent_again_not_forgotten(tmp_p
     hw = FakeHardware(total=40)
     gw = make_gateway(tmp_path, b, hw).start()
     publisher = gw.bridges[0].publisher
-    alerts = {"ALERT_RAISED", "SEVERITY_CHANGED", "ALERT_CLEARED"}
-    others = [s for s in range(40) if TYPES[s % len(TYPES)][0] not in alerts]
-
-    def other_events() -> list[int]:
-        return [p["seq"] for p in consumer.events_after_dedup("pump7") if "seq" in p and p["kind"] != "state"]
-
     try:
-        # every message the ACL lets through gets through; the alerts do not, yet
-        assert until(lambda: sorted(other_events()) == others), other_events()
-        said_why = until(lambda: "Not authorized" in (publisher.last_error or ""), 3)
+        said_why = until(lambda: "Not authorized" in (publisher.last_error or ""), 10)
         why = publisher.last_error
+        time.sleep(0.3)  # a refusal the gateway took for delivery would be marked published by now
+        backlog = gw.journal.backlog("pump7")
         assert not any(p["kind"] == "alert" for p in consumer.journaled("pump7"))
         acl.write_text("topic readwrite #\n")
         b.reload()
@@ -373,6 +367,8 @@ def test_a_message_the_broker_refuses_is_kept_and_sent_again_not_forgotten(tmp_p
     every = sorted(p["n"] for p in consumer.events_after_dedup("pump7"))  # state messages too
     assert every == list(range(1, every[-1] + 1)), "a journaled message is missing"
     assert said_why, f"the gateway should say the broker refused a message: {why}"
+    assert backlog > 0, "refused messages are not published: they stay in the journal's backlog"
+    assert publisher.refusals >= 1
 
 
 def test_device_link_drop_resent_events_are_journaled_once(tmp_path, broker):
