@@ -78,3 +78,4 @@ def test_known_devices_where_the_broker_refuses_the_end_marker_waits_and_still_f
         b.stop()
     assert got == sorted(devices)
     assert 0.5 <= took < 4.0, f"took {took:.2f} s"
+
