@@ -208,6 +208,7 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name=f"publish-{device}", daemon=True)
         self.last_error: str | None = None
         self.refusals = 0  # PUBACKs that refused a journal message (each one is sent again)
+        self.last_refusal: str | None = None
         self.prune_every = 30.0  # seconds between prunes of published messages
         self._next_prune = time.monotonic() + self.prune_every
 
@@ -319,8 +320,9 @@ class Publisher:
                 if reason.is_failure:  # the broker did not take it: it is not published
                     m = entry[1]
                     self.refusals += 1
-                    self.last_error = (f"the broker refused message {m.n} ({topic(self.site, self.device, m.kind)}): "
-                                       f"{reason}; it stays in the journal and is sent again")
+                    self.last_error = self.last_refusal = (
+                        f"the broker refused message {m.n} ({topic(self.site, self.device, m.kind)}): "
+                        f"{reason}; it stays in the journal and is sent again")
                     if not held:
                         retry_wait = min(retry_wait * 2, self.backoff_max)
                         retry_at = time.monotonic() + retry_wait
