@@ -299,9 +299,10 @@ class Publisher:
         """Send until the connection drops: retained status and info, then the journal."""
         sent_retained: dict[str, dict] = {}
         client.publish(topic(self.site, self.device, "status"), self._status(True, "connected"), qos=1, retain=True)
-        inflight: collections.deque = collections.deque()  # [mid, Message] in send order
-        by_mid: dict[int, list] = {}  # the same entries by their current mid
-        acked: set[int] = set()
+        # [mid, Message, accepted] in send order; by_mid: the ones awaiting a PUBACK, by their
+        # current mid (a refused message goes again under a new one)
+        inflight: collections.deque = collections.deque()
+        by_mid: dict[int, list] = {}
         refused: list[list] = []  # entries the broker refused, to send again at retry_at
         held: set[int] = set()  # numbers refused and not accepted since: nothing new goes out meanwhile
         retry_wait, retry_at = 0.1, 0.0
@@ -329,15 +330,13 @@ class Publisher:
                     refused.append(entry)
                     held.add(m.n)
                 else:
-                    acked.add(mid)
+                    entry[2] = True
                     held.discard(entry[1].n)
             if not held:
                 retry_wait = 0.1
             done = None
-            while inflight and inflight[0][0] in acked:
-                mid, m = inflight.popleft()
-                acked.discard(mid)
-                done = m.n
+            while inflight and inflight[0][2]:
+                done = inflight.popleft()[1].n
             if done is not None:
                 self.journal.mark_published(self.device, done)
                 if time.monotonic() >= self._next_prune:  # the journal keeps only what may still matter
@@ -358,7 +357,7 @@ class Publisher:
                     info = client.publish(topic(self.site, self.device, m.kind), json.dumps(m.payload), qos=1)
                     if info.rc != 0:  # the connection went away under us: start over from the journal
                         return
-                    entry = [info.mid, m]
+                    entry = [info.mid, m, False]
                     inflight.append(entry)
                     by_mid[info.mid] = entry
                     cursor = m.n
