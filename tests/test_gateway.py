@@ -47,18 +47,17 @@ class Broker:
     Started as root, mosquitto drops to the user ``mosquitto`` unless told otherwise, which
     cannot write into pytest's tmp_path (mode 700): it then saved nothing on stop, silently,
     and came back with no sessions and no queued messages -- the consumer lost whatever the
-    gateway had delivered around a short outage. So it runs as whoever runs the tests (the
-    ``user`` option only matters to a root process), and :meth:`stop` checks it did save."""
+    gateway had delivered around a short outage. So as root it stays root (the ``user``
+    option only matters to a root process), and :meth:`stop` checks it did save."""
 
     def __init__(self, workdir: Path, extra_conf: str = ""):
-        import getpass
-
         self.port = free_port()
         self.dir = workdir
         self.conf = workdir / "mosquitto.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
                              f"persistence_location {workdir}/\nlog_dest file {workdir}/mosquitto.log\n"
-                             f"user {getpass.getuser()}\n{extra_conf}")
+                             + ("user root\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else "")
+                             + extra_conf)
         self.proc: subprocess.Popen | None = None
 
     @property
