@@ -19,7 +19,7 @@ from aiot.evaluate.outputs import Outputs
 from aiot.installation import (  # noqa: F401  (the evaluation's names for the product's pieces)
     EVAL_KNOBS, FLOOR_KNOB, MAX_PERIOD_MS, PERIOD_TOLERANCE, RECIPE, SEGMENT_ROWS,
     _device_normalized, config_knobs, device_file_model, device_fleet_model, firmware_elf, firmware_sources_sha,
-    firmware_size, fleet_floors, fleet_spread, floored_noise, installation_config, installation_period_ms,
+    firmware_size, fleet_floors, fleet_spread, floored_noise, installation_config, installation_period_ms, normal_only,
     min_commissioning_rows, monitor_knobs, validated_knobs)
 
 
@@ -182,9 +182,10 @@ class MonitorDevice:
         return np.where(series.valid[rows], series.values[rows], np.nan)
 
     def commission(self, head: Series) -> dict:
+        """Push the commissioning rows; labelled ones as missing samples (:func:`normal_only`)."""
         self._open(head)
         ts = self._ms(head, slice(0, head.rows))
-        vals = self._values(head, slice(0, head.rows))
+        vals = self._values(normal_only(head), slice(0, head.rows))
         self._pending = self.dev.push(ts, vals)  # commissioning + calibration happen on the device
         return {"monitor_config": self.config.as_dict(), "commissioning_outputs": int(len(self._pending)),
                 "commissioning": self._commissioning()}

@@ -404,7 +404,8 @@ def not_scored(results: list[FileResult]) -> list[str]:
                    + (f"; {whole} incident(s) lie wholly there and are not counted at all" if whole else "")
                    + ": " + files([(n, f"{k} of its first {s} rows" + (f", {w} whole incident(s)" if w else ""))
                                    for n, k, w, s in rows])
-                   + " (commissioning rows are learnt from, never scored; commission on fewer rows to score them)")
+                   + " (commissioning rows are never scored, and labelled ones are not learnt from either: the "
+                     "installation commissions on its normal rows; commission on fewer rows to score them)")
     wins = [(r.recording.name, r.commissioning.get("windows_not_scored", 0)) for r in results]
     wins = [(n, f"{k} window(s)") for n, k in wins if k]
     if wins:
