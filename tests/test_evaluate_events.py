@@ -202,3 +202,23 @@ def test_events_the_ring_dropped_are_counted_and_said(host_run, monkeypatch, cap
     assert "event ring overflowed, 4 event(s) lost in flaky.csv" in events.summary_line(agg)
     page = (root / "dropped" / "report.html").read_text()
     assert "4 events the device emitted were lost" in page
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_the_firmware_in_qemu_reports_the_same_events_as_the_host_build(host_run, tmp_path, monkeypatch):
+    """The same monitor C on mps2-an386 in QEMU, drained over the serial protocol, reports
+    the same events at the same rows as the host build (a lost sensor, its coming and going)."""
+    import shutil
+
+    if not shutil.which("qemu-system-arm") or not shutil.which("arm-none-eabi-gcc"):
+        pytest.skip("needs qemu-system-arm and arm-none-eabi-gcc")
+    root, host = host_run
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("flaky.csv", "lost.csv"):
+        (data / name).write_text((root / "data" / name).read_text())
+    qemu = run_evaluate(data, root / "fleet.csv", tmp_path / "qemu", target="qemu:mps2-an386")
+    for name in ("flaky.csv", "lost.csv"):
+        assert qemu[name]["events"] == host[name]["events"] and len(host[name]["events"]) >= 5
+        assert qemu[name]["events_dropped"] == 0
