@@ -24,9 +24,11 @@ from aiot.installation import (  # noqa: F401  (the evaluation's names for the p
 
 
 #: Rows pushed between two drains of the device's event ring, in windows: the ring
-#: (AIOT_MONITOR_EVENT_CAPACITY, 16) overwrites its oldest event when full, and a window's
-#: scoring emits a few events at most (one per sensor at worst), so draining after every
-#: window keeps all of them; what a ring still drops is counted (events_dropped) and reported.
+#: (AIOT_MONITOR_EVENT_CAPACITY, 16) overwrites its oldest event when full. A window emits
+#: a few events (per-sensor ones at most one per sensor), so draining after every window
+#: keeps them all on a device of a few sensors; one of many sensors can still fill the ring
+#: in one window (52 sensors lost at once), which the device counts (events_dropped) and
+#: the report says.
 DRAIN_WINDOWS = 1
 
 
@@ -187,6 +189,8 @@ class MonitorDevice:
         device's events every DRAIN_WINDOWS windows of rows: into :attr:`events`, each at the
         row it came with. A board says in each PUSH answer whether events wait (no EVENTS
         request when none do); the host build is drained every time (a function call)."""
+        from aiot import monitor as M
+
         step = max(1, DRAIN_WINDOWS * self.window)
         outs = []
         for a in range(0, ts.size, step):
@@ -194,8 +198,6 @@ class MonitorDevice:
             outs.append(self.dev.push(ts[a:b], vals[a:b]))
             if getattr(self.dev, "events_pending", 1):
                 self.events.extend(self._place(ev, ts[a:b], first_row + a) for ev in self.dev.events())
-        from aiot import monitor as M
-
         return np.concatenate(outs) if outs else np.zeros(0, dtype=M.OUTPUT_DTYPE)
 
     def _place(self, ev, ts: np.ndarray, first_row: int) -> DeviceEvent:

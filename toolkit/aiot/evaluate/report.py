@@ -1,6 +1,7 @@
 """Write what an evaluation found: predictions.csv (one row per sample), report.json
-(settings, per-file incidents and alerts, pooled metrics) and report.html (a self-contained
-page a person reads: hand-written SVG per file on a dated time axis, no plotting dependency)."""
+(settings, per-file incidents, alerts and the device's events, pooled metrics) and
+report.html (a self-contained page a person reads: hand-written SVG per file on a dated time
+axis, no plotting dependency, and what the device reported)."""
 
 from __future__ import annotations
 
