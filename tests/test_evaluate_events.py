@@ -24,6 +24,7 @@ SILENT_FROM = 600  # lost.csv: bearing_temp sends nothing from this row to the e
 RESET_AT, BACK_S = 700, 1800.0  # reset.csv: the clock steps back 30 minutes at this row
 SPIKES = (50, 90, 130)  # commission.csv: pump_pressure spikes among its commissioning samples
 STUCK = 12.5  # commission.csv: motor_current reads exactly this through its commissioning rows
+RAMP_ROWS, RAMP_PER_H = 3000, 0.1  # ramp.csv: bearing_temp climbs 0.1 an hour from the end of commissioning
 FLAKY = [(450 + 100 * k, 450 + 100 * k + 80) for k in range(5)]  # flaky.csv: bearing_temp silent 80 min, back 20
 
 
@@ -40,6 +41,12 @@ def _write(path: Path, t: np.ndarray, v: np.ndarray) -> None:
 
 def _times(rows: int = ROWS) -> np.ndarray:
     return T0 + PERIOD_S * np.arange(rows)
+
+
+def ramp_values() -> np.ndarray:
+    v = _normal(RAMP_ROWS, 6)
+    v[:, 1] += RAMP_PER_H * (np.arange(RAMP_ROWS) - COMMISSION).clip(0) * PERIOD_S / 3600.0
+    return v
 
 
 def make_data(root: Path) -> tuple[Path, Path]:
@@ -61,6 +68,8 @@ def make_data(root: Path) -> tuple[Path, Path]:
     v[list(SPIKES), 0] += 100.0
     v[:COMMISSION, 2] = STUCK
     _write(data / "commission.csv", _times(), v)
+
+    _write(data / "ramp.csv", _times(RAMP_ROWS), ramp_values())
 
     v = _normal(ROWS, 5)
     for a, b in FLAKY:
@@ -90,7 +99,7 @@ def _of(f: dict, kind: str) -> list[dict]:
 
 
 def _iso_of_row(row: int, t: np.ndarray | None = None) -> str:
-    return format_time((_times() if t is None else t)[row])
+    return format_time(T0 + PERIOD_S * row if t is None else t[row])
 
 
 @pytest.mark.slow
@@ -121,6 +130,30 @@ def test_a_sensor_that_comes_and_goes_is_lost_and_back_once_per_spell(host_run):
 
 
 @pytest.mark.slow
+def test_a_slow_ramp_past_the_commissioned_span_is_a_calibration_alert_naming_the_sensor(host_run):
+    """A ramp slow enough to be tracked as drift (0.1 an hour: 0.2 of bearing_temp's spread)
+    is compensated until the compensation passes the sensor's commissioned span (the default
+    tolerance: max - min of its commissioning samples, the first half of the commissioning
+    rows); then CALIBRATION_ALERT names it, and it is scored against its commissioned
+    baseline again: it alerts. On the way, 12 hours in DRIFT gives DRIFT_PERSISTENT."""
+    _, files = host_run
+    f = files["ramp.csv"]
+    span = float(np.ptp(np.round(ramp_values()[: COMMISSION // 2, 1], 4)))  # as written to the CSV
+    [cal] = _of(f, "CALIBRATION_ALERT")
+    assert cal["sensor"] == "bearing_temp" and cal["unit"] == "sensor units"
+    assert span < cal["value"] <= span + 0.1  # what it had absorbed when it passed the span
+    assert cal["row"] >= COMMISSION + span / RAMP_PER_H * 60  # not before the ramp has climbed that far
+    assert cal["time"] == _iso_of_row(cal["row"])
+    [persistent] = _of(f, "DRIFT_PERSISTENT")
+    assert persistent["sensor"] == "bearing_temp" and persistent["unit"] == "hours"
+    assert 12.0 <= persistent["value"] < 12.0 + 8 / 60  # drift_alarm_hours, counted in 8-minute windows
+    [drift, *_] = _of(f, "DRIFT_DETECTED")
+    assert drift["sensor"] == "bearing_temp" and persistent["row"] - drift["row"] in range(12 * 60 - 8, 12 * 60 + 9)
+    raised = _of(f, "ALERT_RAISED")
+    assert raised and raised[0]["row"] > cal["row"] and raised[0]["sensor"] == "bearing_temp"
+
+
+@pytest.mark.slow
 def test_a_clock_stepping_back_is_one_time_reset_at_its_row(host_run):
     _, files = host_run
     [reset] = _of(files["reset.csv"], "TIME_RESET")
@@ -142,7 +175,7 @@ def test_commissioning_events_name_the_spiking_and_the_stuck_sensor(host_run):
     for e in (rejected, stuck):  # known when commissioning ends: inside the commissioning rows
         assert max(SPIKES) < e["row"] < COMMISSION and e["time"] == _iso_of_row(e["row"])
     # the other files had nothing to reject and nothing stuck
-    for name in ("lost.csv", "reset.csv", "flaky.csv"):
+    for name in ("lost.csv", "reset.csv", "flaky.csv", "ramp.csv"):
         assert not _of(files[name], "COMMISSION_REJECTED") and not _of(files[name], "CHANNEL_STUCK")
 
 
@@ -157,7 +190,7 @@ def test_every_event_from_commissioning_on_is_there_none_dropped_and_counted(hos
         assert f["event_counts"] == dict(collections.Counter(e["type"] for e in ev))
         for e in ev:  # each at a row of the file, at that row's time (the device's stamps are sample times)
             assert set(e) >= {"time", "row", "type", "sensor", "sensors", "value", "unit", "severity"}
-            assert 0 <= e["row"] < ROWS
+            assert 0 <= e["row"] < (RAMP_ROWS if f["file"] == "ramp.csv" else ROWS)
             if f["file"] != "reset.csv":
                 assert e["time"] == _iso_of_row(e["row"])
 
@@ -174,10 +207,10 @@ def test_the_printed_summary_names_the_first_service_events_and_counts_the_rest(
                                     "--epochs", "2", "--jobs", "1", "--out", str(root / "cli")])
     assert res.exit_code == 0, res.output
     [line] = [x for x in res.output.splitlines() if x.startswith("device events:")]
-    # files in name order: commission.csv's two, then flaky.csv's first spell; 2 + 5 x 2 + 1 + 1 in all
+    # files in name order: commission.csv's two, then flaky.csv's first spell; 2 + 5 x 2 + 1 + 2 + 1 in all
     assert line.startswith("device events: pump_pressure commissioning samples rejected (commission.csv, "
                            f"{_iso_of_row(207)}), motor_current stuck (commission.csv, ")
-    assert "bearing_temp lost (flaky.csv, " in line and line.endswith("; and 11 more in report.json")
+    assert "bearing_temp lost (flaky.csv, " in line and line.endswith("; and 13 more in report.json")
 
 
 @pytest.mark.slow
