@@ -149,8 +149,7 @@ class MonitorDevice:
         self.config = installation_config(head, self.window, self.knobs)
         if self.target == "host":
             lib = _host_library(self.model_dir) if self.memo is None else self.memo.lib
-            # drained where a board is (:meth:`_push`), not after its own batches: the same events either way
-            self.dev = M.SimulatedDevice(self.config, lib.aiot_monitor_engine_score, lib, batch=1 << 30)
+            self.dev = M.SimulatedDevice(self.config, lib.aiot_monitor_engine_score, lib)
         elif self.target.startswith("qemu:"):
             from aiot.target.boards import get_board
             from aiot.device.hil import open_device
@@ -186,19 +185,31 @@ class MonitorDevice:
 
     def _push(self, ts: np.ndarray, vals: np.ndarray, first_row: int) -> np.ndarray:
         """Push rows (file rows ``first_row``..) and return the window outputs, draining the
-        device's events every DRAIN_WINDOWS windows of rows: into :attr:`events`, each at the
-        row it came with. A board says in each PUSH answer whether events wait (no EVENTS
-        request when none do); the host build is drained every time (a function call)."""
+        device's events every DRAIN_WINDOWS windows of rows (the host build and a board at the
+        same rows, so both drop the same events if any): into :attr:`events`, each at the row
+        it came with. A board says in each PUSH answer whether events wait (no EVENTS request
+        when none do); the host build is drained every time (a function call)."""
         from aiot import monitor as M
 
         step = max(1, DRAIN_WINDOWS * self.window)
         outs = []
+        mon = getattr(self.dev, "monitor", None)  # the host build: its samples packed once, pushed a step at a time
+        rec = mon.samples(ts, vals) if mon is not None else None
         for a in range(0, ts.size, step):
             b = min(a + step, ts.size)
-            outs.append(self.dev.push(ts[a:b], vals[a:b]))
-            if getattr(self.dev, "events_pending", 1):
-                self.events.extend(self._place(ev, ts[a:b], first_row + a) for ev in self.dev.events())
-        return np.concatenate(outs) if outs else np.zeros(0, dtype=M.OUTPUT_DTYPE)
+            if mon is not None:
+                outs.append(mon.push_records(rec[a:b]))
+                drained = mon.events()
+            else:
+                outs.append(self.dev.push(ts[a:b], vals[a:b]))
+                drained = self.dev.events() if self.dev.events_pending else []
+            self.events.extend(self._place(ev, ts[a:b], first_row + a) for ev in drained)
+        # filled in place: concatenating a structured dtype checks its fields once per part
+        whole, k = np.empty(sum(len(o) for o in outs), dtype=M.OUTPUT_DTYPE), 0
+        for o in outs:
+            whole[k : k + len(o)] = o
+            k += len(o)
+        return whole
 
     def _place(self, ev, ts: np.ndarray, first_row: int) -> DeviceEvent:
         """``ev`` (emitted while rows ``first_row``.. with times ``ts`` were pushed) at its row
