@@ -255,3 +255,21 @@ def test_the_firmware_in_qemu_reports_the_same_events_as_the_host_build(host_run
     for name in ("flaky.csv", "lost.csv"):
         assert qemu[name]["events"] == host[name]["events"] and len(host[name]["events"]) >= 5
         assert qemu[name]["events_dropped"] == 0
+
+
+def test_the_printed_line_names_three_service_events_then_counts_and_says_nothing_without_them():
+    from aiot.evaluate.events import summary_line
+
+    def ev(sensor, kind, file, time):
+        return {"sensor": sensor, "type": kind, "file": file, "time": time}
+
+    service = [ev("s1", "CHANNEL_LOST", "a.csv", "T1"), ev(None, "TIME_RESET", "a.csv", "T2"),
+               ev("s2", "CALIBRATION_ALERT", "b.csv", "T3"), ev("s2", "DRIFT_PERSISTENT", "b.csv", "T4"),
+               ev("s1", "CHANNEL_BACK", "a.csv", "T5")]
+    assert summary_line({"service": service, "dropped": {}}) == (
+        "device events: s1 lost (a.csv, T1), clock stepped back (a.csv, T2), s2 calibration alert (b.csv, T3); "
+        "and 2 more in report.json")
+    assert summary_line({"service": service[:1], "dropped": {}}) == "device events: s1 lost (a.csv, T1)"
+    assert summary_line({"service": [], "dropped": {}}) == "" and summary_line(None) == ""
+    dropped = summary_line({"service": [], "dropped": {"c.csv": 7}})
+    assert dropped.startswith("device events: no service event; WARNING") and "7 event(s) lost in c.csv" in dropped

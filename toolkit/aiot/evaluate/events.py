@@ -13,7 +13,7 @@ from aiot.evaluate.outputs import DeviceEvent
 #: docs/monitor.md define it; None: the value means nothing (written as null).
 UNITS = {
     "COMMISSIONED": None,
-    "CALIBRATED": "window error",  # the largest calibration score, before the alert margin
+    "CALIBRATED": "window score",  # the largest calibration score: the alert threshold is alert_margin x it
     "ALERT_RAISED": "x alert threshold",
     "ALERT_CLEARED": "x alert threshold",
     "SEVERITY_CHANGED": "x alert threshold",
