@@ -17,6 +17,7 @@ import numpy as np
 from aiot.data import Series
 from aiot.errors import ToolkitError
 from aiot.paths import cache_dir, private_build_dir, publish_cache_dir
+from aiot.evaluate import events as device_events
 from aiot.evaluate import incidents as inc
 from aiot.evaluate.device import AlertRule, Outputs, make_device
 from aiot.installation import TRAINING_MODULES, hash_training_code  # noqa: F401  (the model caches' key)
@@ -455,6 +456,7 @@ def aggregate(results: list[FileResult]) -> dict:
         "phases_note": "test rows labelled normal, by where they fall in their file: before its first "
                        "labelled fault, between faults, after its last one (a fault's fading tail counts "
                        "here), or in a file without faults; alerting = false-alarm rows (FAR's numerator)",
+        "device_events": device_events.pooled(results),
     }
 
 
