@@ -98,10 +98,13 @@ def test_when_every_sensor_is_silent_there_is_nothing_to_score():
     n = learned(80)
     x = noise(n, 2)
     x[learned(10) :, :] = np.nan  # samples still arrive, every value missing
-    _, out, _ = run(config(channel_lost_minutes=1), x)
+    _, out, ev = run(config(channel_lost_minutes=1), x)
     arm = armed(out)
     silent = arm["t_start_ms"] >= learned(10) * PERIOD
     assert silent.sum() > 30 and set(np.array(states(arm))[silent]) == {"NO_DATA"}
+    # an outage of every sensor is DATA_LOST, not each sensor lost (52 of them would flood the
+    # 16-event ring): a sensor is lost when the others still send
+    assert "DATA_LOST" in [e.type for e in ev] and not _events(ev, "CHANNEL_LOST")
 
 
 def test_the_lost_time_is_a_setting_with_a_range_and_0_turns_it_off():

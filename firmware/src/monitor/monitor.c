@@ -430,14 +430,18 @@ static void window_quality(const aiot_monitor_t *m, window_quality_t *q) {
 #define CH_LEFT_OUT (AIOT_CH_LOST | AIOT_CH_NOT_COMMISSIONED)
 
 //! Armed: a channel whose window has too little of its data (valid fraction under
-//! min_quality) for channel_lost_minutes in a row is lost: CHANNEL_LOST naming it. A short
-//! dropout leaves the whole window NO_DATA (nothing can be said); a sensor gone for longer
-//! (a broken cable, a dead sensor) must not blind the device to the others. With its first
-//! window of data again it is back (CHANNEL_BACK) and scored.
+//! min_quality) for channel_lost_minutes in a row, while other channels send, is lost:
+//! CHANNEL_LOST naming it. A short dropout leaves the whole window NO_DATA (nothing can be
+//! said); a sensor gone for longer (a broken cable, a dead sensor) must not blind the device
+//! to the others. Every channel silent at once is an outage (DATA_LOST), not lost sensors:
+//! those windows do not count. With its first window of data again it is back
+//! (CHANNEL_BACK) and scored.
 static void track_silent(aiot_monitor_t *m, const window_quality_t *q, uint32_t ts) {
     const aiot_monitor_config_t *k = &m->cfg;
     const float window_minutes = (float)k->window * (float)k->sample_period_ms / 60000.0f;
-    int c;
+    int c, sending = 0;
+    for (c = 0; c < k->num_channels; c++) sending |= q->ch_quality[c] >= k->min_quality;
+    if (!sending) return;
     for (c = 0; c < k->num_channels; c++) {
         aiot_monitor_channel_t *ch = &m->ch[c];
         if (q->ch_quality[c] >= k->min_quality) {

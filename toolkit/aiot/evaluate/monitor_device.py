@@ -192,16 +192,18 @@ class MonitorDevice:
         return np.where(series.valid[rows], series.values[rows], np.nan)
 
     def commission(self, head: Series) -> dict:
-        """Push the commissioning rows; labelled ones as missing samples (:func:`normal_only`)."""
+        """Push the commissioning rows but the labelled ones: the installation commissions on its
+        normal running (:func:`normal_only`); to the device they are a stretch without samples."""
         self._open(head)
         ts = self._ms(head, slice(0, head.rows))
-        vals = self._values(normal_only(head), slice(0, head.rows))
-        self._pending = self._push(ts, vals, 0)  # commissioning + calibration happen on the device
+        vals = self._values(head, slice(0, head.rows))
+        keep = np.ones(head.rows, bool) if head.labels is None else np.asarray(head.labels) == 0
+        self._pending = self._push(ts[keep], vals[keep], np.flatnonzero(keep))  # commissioning + calibration on the device
         return {"monitor_config": self.config.as_dict(), "commissioning_outputs": int(len(self._pending)),
                 "commissioning": self._commissioning()}
 
-    def _push(self, ts: np.ndarray, vals: np.ndarray, first_row: int) -> np.ndarray:
-        """Push rows (file rows ``first_row``..) and return the window outputs, draining the
+    def _push(self, ts: np.ndarray, vals: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Push rows (``rows``: their numbers in the file) and return the window outputs, draining the
         device's events every DRAIN_WINDOWS windows of rows (the host build and a board at the
         same rows, so both drop the same events if any): into :attr:`events`, each at the row
         it came with. A board says in each PUSH answer whether events wait (no EVENTS request
@@ -220,7 +222,7 @@ class MonitorDevice:
             else:
                 outs.append(self.dev.push(ts[a:b], vals[a:b]))
                 drained = self.dev.events() if self.dev.events_pending else []
-            self.events.extend(self._place(ev, ts[a:b], first_row + a) for ev in drained)
+            self.events.extend(self._place(ev, ts[a:b], rows[a:b]) for ev in drained)
         # filled in place: concatenating a structured dtype checks its fields once per part
         whole, k = np.empty(sum(len(o) for o in outs), dtype=M.OUTPUT_DTYPE), 0
         for o in outs:
@@ -228,14 +230,14 @@ class MonitorDevice:
             k += len(o)
         return whole
 
-    def _place(self, ev, ts: np.ndarray, first_row: int) -> DeviceEvent:
-        """``ev`` (emitted while rows ``first_row``.. with times ``ts`` were pushed) at its row
+    def _place(self, ev, ts: np.ndarray, rows: np.ndarray) -> DeviceEvent:
+        """``ev`` (emitted while the file's ``rows`` with times ``ts`` were pushed) at its row
         and its time in the recording's clock: device time is 32-bit milliseconds since the
         file's first row, unwrapped to the rows' own (they can be before it after a time reset)."""
         ms = int(ev.timestamp_ms)
         ms += round((int(ts[-1]) - ms) / 2**32) * 2**32
         i = int(np.clip(np.searchsorted(ts, ms, side="right") - 1, 0, ts.size - 1))
-        return DeviceEvent(row=first_row + i, time=self._t0 + ms / 1000.0, type=ev.type, channel=ev.channel,
+        return DeviceEvent(row=int(rows[i]), time=self._t0 + ms / 1000.0, type=ev.type, channel=ev.channel,
                            channels=tuple(ev.channels), value=float(ev.value), severity=int(ev.severity),
                            state=ev.state, seq=int(ev.seq))
 
@@ -268,7 +270,7 @@ class MonitorDevice:
         parts = []
         try:
             for a, b in zip(cuts[:-1], cuts[1:]):
-                outs = self._push(ts[a:b], vals[a:b], start + a)
+                outs = self._push(ts[a:b], vals[a:b], np.arange(start + a, start + b))
                 since = None
                 if a == 0 and self._pending is not None:  # the commissioning's outputs, from its first row
                     outs, since = np.concatenate([self._pending, outs]), 0
