@@ -163,6 +163,24 @@ def test_the_residual_score_streams_like_the_host_with_the_int8_model(monitor_de
     assert ((anomalous["t_end_ms"] >= 800 * PERIOD + GAP_MS) & (anomalous["t_start_ms"] < 830 * PERIOD + GAP_MS)).any()
 
 
+def test_window_outputs_are_the_host_builds_bit_for_bit(monitor_device, host_monitor_lib):
+    """Issue 19: host and device answer byte for byte the same. Every field of every window
+    record, the floats too: the p-value's exponential tail beyond the calibration scores (the
+    spike and the step on channel 0 go past them) and the confidence's stability discount
+    (the drift moves a baseline) must not hang on the C library's expf, which differs by an
+    ULP between glibc and newlib (SKAB, 7 Dec: p_value and confidence in 32 of 34 files)."""
+    dev = monitor_device
+    ts, v = scenario()
+    out = dev.push(ts, v)
+    host = M.Monitor(config(), host_monitor_lib.aiot_monitor_engine_score, host_monitor_lib)
+    want = host.run(ts, v)
+    assert (want["p_value"] < 1.0 / (24 + 1)).any()  # some windows beyond every calibration score
+    assert len(out) == len(want)
+    differ = np.flatnonzero([a.tobytes() != b.tobytes() for a, b in zip(out, want)])
+    assert differ.size == 0, (f"{differ.size} of {len(out)} windows differ, first {differ[0]}: "
+                              f"device {out[differ[0]]}, host {want[differ[0]]}")
+
+
 def _events_raw(dev, ack=None):
     payload = struct.pack("<BH", 1, ack) if ack is not None else b"\x00\x00\x00"
     f = dev.request(P.Msg.EVENTS, payload)
