@@ -144,6 +144,19 @@ def test_streaming_with_gaps_and_drift_matches_host_monitor(monitor_device, host
           f"{dev.counters.requests} requests")
 
 
+def _streams_like_the_host(dev, host_lib, cfg, ts, v):
+    """Push (ts, v) into the device configured with ``cfg`` and into a host build of the same
+    C and model: the same outputs and the same events. Returns the device's outputs and events."""
+    out = dev.push(ts, v)
+    events = dev.events()
+    host = M.Monitor(cfg, host_lib.aiot_monitor_engine_score, host_lib)
+    want = host.run(ts, v)
+    _assert_same_outputs(out, want)
+    assert [(e.type, e.seq, e.timestamp_ms, e.channel, e.value) for e in events] == \
+           [(e.type, e.seq, e.timestamp_ms, e.channel, e.value) for e in host.events()]
+    return out, events
+
+
 def test_the_residual_score_streams_like_the_host_with_the_int8_model(monitor_device, host_monitor_lib):
     """residual_score on the board's generated int8 model: each sensor also scores the model's
     residual of it. Same outputs (states, top channels, scores) and events as the host build of
@@ -152,13 +165,7 @@ def test_the_residual_score_streams_like_the_host_with_the_int8_model(monitor_de
     cfg = config(level_windows=1, spread_score=1, residual_score=1)
     assert dev.configure(cfg, fresh=True) is True and dev.config.residual_score == 1
     ts, v = scenario()
-    out = dev.push(ts, v)
-    events = dev.events()
-    host = M.Monitor(cfg, host_monitor_lib.aiot_monitor_engine_score, host_monitor_lib)
-    want = host.run(ts, v)
-    _assert_same_outputs(out, want)
-    assert [(e.type, e.seq, e.timestamp_ms, e.channel, e.value) for e in events] == \
-           [(e.type, e.seq, e.timestamp_ms, e.channel, e.value) for e in host.events()]
+    out, _ = _streams_like_the_host(dev, host_monitor_lib, cfg, ts, v)
     anomalous = out[out["state"] == M.ANOMALY]
     assert ((anomalous["t_end_ms"] >= 800 * PERIOD + GAP_MS) & (anomalous["t_start_ms"] < 830 * PERIOD + GAP_MS)).any()
 
@@ -179,6 +186,22 @@ def test_window_outputs_are_the_host_builds_bit_for_bit(monitor_device, host_mon
     differ = np.flatnonzero([a.tobytes() != b.tobytes() for a, b in zip(out, want)])
     assert differ.size == 0, (f"{differ.size} of {len(out)} windows differ, first {differ[0]}: "
                               f"device {out[differ[0]]}, host {want[differ[0]]}")
+
+
+def test_a_lost_sensor_leaves_the_others_monitored_like_the_host(monitor_device, host_monitor_lib):
+    """Channel 2 goes silent for good at sample 300; after channel_lost_minutes (1 here) it is
+    lost (CHANNEL_LOST) and the others are scored without it: the spike on channel 1 at 800
+    alerts. Same outputs and events as the host build of the same C and model."""
+    dev = monitor_device
+    cfg = config(channel_lost_minutes=1)
+    assert dev.configure(cfg, fresh=True) is True and dev.config.channel_lost_minutes == 1
+    ts, v = scenario()
+    v[300:, 2] = np.nan
+    out, events = _streams_like_the_host(dev, host_monitor_lib, cfg, ts, v)
+    assert [e.channel for e in events if e.type == "CHANNEL_LOST"] == [2]
+    anomalous = out[out["state"] == M.ANOMALY]
+    assert ((anomalous["t_end_ms"] >= 800 * PERIOD + GAP_MS) & (anomalous["t_start_ms"] < 830 * PERIOD + GAP_MS)).any()
+    assert (out["flags"][out["t_start_ms"] > 400 * PERIOD + GAP_MS] & M.OUT_PARTIAL).all()
 
 
 def _events_raw(dev, ack=None):

@@ -639,3 +639,34 @@ def test_a_label_value_map(tmp_path):
     assert "'RECOVERING'" in e.message and "--label-map" in e.hint
     s = load_csv(p, label_column="machine_status", label_map={"normal": 0, "broken": 1, "recovering": 1})
     assert s.labels.tolist() == [0, 1, 1]
+
+
+def test_a_pandas_row_index_is_never_a_sensor_and_is_warned_about(tmp_path, capsys):
+    # pandas' to_csv writes its row index first, under an empty name (or 'Unnamed: 0' once re-exported):
+    # Kaggle's pump sensor recording comes that way. Counting rows is not a measurement.
+    rows = "".join(f"{i},2024-01-31T12:00:{i:02d}Z,{20 + i % 3}.5,1.{i}\n" for i in range(5))
+    for name in ("", "Unnamed: 0"):
+        p = _write(tmp_path, f"{name},timestamp,temp,flow\n" + rows)
+        s = load_csv(p)
+        assert s.channels == ["temp", "flow"] and s.values[:, 0].tolist() == [20.5, 21.5, 22.5, 20.5, 21.5]
+        err = capsys.readouterr().err
+        assert "row index" in err and "left out of the sensors" in err
+    # the same column, if it does not count rows, is no index: an empty name still stops the read
+    p = _write(tmp_path, ",timestamp,temp\n3,2024-01-31T12:00:00Z,1\n7,2024-01-31T12:00:01Z,2\n")
+    e = _error(p)
+    assert "empty column name" in e.message
+
+
+def test_a_column_without_a_single_value_is_never_a_sensor_and_is_warned_about(tmp_path, capsys):
+    # Kaggle's pump sensor recording has a sensor column that is empty in every row: nothing to learn from,
+    # nothing to monitor; the other sensors run. A column with one value is a sensor (mostly missing).
+    p = _write(tmp_path, "timestamp,temp,sensor_15,flow\n0,20.0,,1\n1,20.1,nan,1.1\n2,20.2,,1.2\n")
+    s = load_csv(p)
+    assert s.channels == ["temp", "flow"]
+    err = capsys.readouterr().err
+    assert "sensor_15" in err and "no value in any row" in err
+    p = _write(tmp_path, "timestamp,temp,sensor_15\n0,20.0,\n1,20.1,3.5\n")
+    assert load_csv(p).channels == ["temp", "sensor_15"]
+    # asked for by name (a model's sensors), it is read as it is: the caller says what is missing
+    p = _write(tmp_path, "timestamp,temp,sensor_15\n0,20.0,\n1,20.1,\n")
+    assert load_csv(p, channels=["temp", "sensor_15"]).channels == ["temp", "sensor_15"]

@@ -60,10 +60,14 @@ def test_one_fold_is_refused_with_the_way_out():
     assert "--folds file" in e.value.hint
 
 
-def test_tune_labels_on_a_folder_without_a_normal_recording_says_what_it_needs(tmp_path):
+def test_tune_labels_without_a_normal_recording_says_it_trains_one_model_per_file_and_what_is_too_short(tmp_path):
+    # no normal recording: one model per file on its own commissioning rows (tests/test_tune_incident_folds.py);
+    # a 2-row file has too few of them, and the error says how many it takes
     (tmp_path / "x.csv").write_text("timestamp,a,label\n0,1,0\n1,2,1\n")
     r = CliRunner().invoke(main, ["tune", "--labels", str(tmp_path), "--format", "generic"])
-    assert r.exit_code == 2 and "no normal recording" in r.output and "Traceback" not in r.output
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert "no normal recording" in r.output and "one model per file" in r.output
+    assert "at least 63 commissioning rows" in r.output
 
 
 def test_one_window_only_for_the_harness(tmp_path):
@@ -127,9 +131,10 @@ def test_two_data_sets_are_one_cross_validation_with_their_folds_side_by_side(mo
            ("B", {"test/d00.csv": C(fp=1, tn=99), "test/d01.csv": C(tp=60, fn=40, fp=0, tn=10)})]
     parts = {"skab": SCORED, "tep": tep}
 
-    def fake_score(data, fmt, target, windows, jobs, level_only, csv_options, fixed_knobs=None):
+    def fake_score(data, fmt, target, windows, jobs, level_only, csv_options, fixed_knobs=None, folds_by="folder",
+                   per_file=False):
         part = parts[fmt]
-        return [((8, {"s": k}), per) for k, per in part], sorted(part[0][1]), 100
+        return [((8, {"s": k}), per) for k, per in part], sorted(part[0][1]), 100, "fleet"
 
     monkeypatch.setattr(crossval, "_score", fake_score)
     doc = crossval.run(["S", "T"], ["skab", "tep"], "device", (8,), 0.10, ["folder", "file"], None,

@@ -127,7 +127,7 @@ def test_host_target_without_a_fleet_recording_trains_each_installation_its_own_
     # each file's model of its first 400 rows, trained here (TensorFlow is loaded in this
     # process already): the run's two spawned workers must pick exactly these from the cache,
     # so neither imports TensorFlow to train again (training inside a worker: test_fleet_dask.py)
-    floor = validated_knobs(per_file=True)[FLOOR_KNOB]  # the per-file knobs: its model is trained with that floor
+    floor = validated_knobs()[FLOOR_KNOB]  # the per-file knobs: its model is trained with that floor
     own = {}
     for name in ("p1.csv", "p2.csv"):
         head = load_csv(data / name).head(400)

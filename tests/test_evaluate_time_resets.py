@@ -27,8 +27,8 @@ def test_rows_after_a_time_reset_get_the_devices_answer(back_s):
     # the second finds the first's model in the suite's cache
     s = _series(1200, reset_at=700, back_s=back_s)
     model = device_file_model(s.head(400), window=8, epochs=1, seed=0,
-                              noise_floor=validated_knobs(per_file=True)["fleet_noise_floor"])
-    dev = MonitorDevice(model, 8, "host", validated_knobs(per_file=True))
+                              noise_floor=validated_knobs()["fleet_noise_floor"])
+    dev = MonitorDevice(model, 8, "host", validated_knobs())
     dev.commission(s.head(400))
     out = dev.stream(s, 400)
     states = np.array(out.state)
@@ -46,3 +46,34 @@ def test_the_reference_target_never_scores_a_window_across_a_time_reset():
     s = _series(10, reset_at=6, back_s=4.0)
     got = _complete(s, np.arange(2, 10), 3, max_slip=2.5)
     assert got.tolist() == [True, True, True, True, False, False, True, True]
+
+
+@pytest.mark.slow
+def test_rows_past_the_devices_32_bit_clock_wrap_get_the_devices_answer():
+    # The device counts time in 32-bit milliseconds: it wraps after 49.7 days (2**32 ms), which
+    # a recording of months (a pump logged every minute for 5 months) passes. The monitor's
+    # arithmetic is modulo 2**32, so the device goes on; the evaluation must still match each
+    # row to the window output the device had given by then. Hourly-like steps of 10 minutes,
+    # 60 days; a 12-unit step on sensor b from day 55 on, after the wrap.
+    from aiot.evaluate.monitor_device import MonitorDevice, device_file_model, validated_knobs
+
+    rows, period_s = 60 * 144, 600.0
+    rng = np.random.default_rng(5)
+    t = 1.7e9 + period_s * np.arange(rows, dtype=np.float64)
+    v = np.stack([10 + 0.1 * rng.normal(size=rows), 5 + 0.2 * rng.normal(size=rows)], axis=1)
+    fault = 55 * 144
+    v[fault:, 1] += 12 * 0.2
+    s = Series(timestamps=t, values=v, valid=np.ones_like(v, bool), labels=None, channels=["a", "b"])
+    model = device_file_model(s.head(400), window=8, epochs=1, seed=0,
+                              noise_floor=validated_knobs()["fleet_noise_floor"])
+    dev = MonitorDevice(model, 8, "host", validated_knobs())
+    dev.commission(s.head(400))
+    out = dev.stream(s, 400)
+    states = np.array(out.state)
+    wrap = int(np.ceil(2**32 / 1000 / period_s))  # first row at or past the wrap (row 0 is device time 0)
+    assert wrap < fault
+    # past the wrap the device is armed: never "commissioning" or "warmup" again
+    assert not {"commissioning", "warmup"} & set(states[wrap - 400:])
+    # the step after the wrap alerts, within a day
+    alert = np.asarray(out.alert)[fault - 400:]
+    assert alert.any() and np.flatnonzero(alert)[0] < 144

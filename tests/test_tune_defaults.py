@@ -28,8 +28,8 @@ def test_the_evaluation_adds_no_monitor_setting_to_the_header_defaults():
 
     c_settings = {s.name for s in mon.settings()}
     assert EVAL_KNOBS == {"fleet_noise_floor": 1.0}  # the pick's evaluation-side knob
-    for per_file in (False, True):  # one set for the fleet model and for a model per installation
-        assert validated_knobs(per_file) == EVAL_KNOBS and not set(validated_knobs(per_file)) & c_settings
+    # one set for the fleet model and for a model per installation
+    assert validated_knobs() == EVAL_KNOBS and not set(validated_knobs()) & c_settings
 
 
 def test_the_seeded_suites_config_is_the_header_defaults():

@@ -100,13 +100,14 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
     # the shipped defaults, one set for every target (monitor.h + the fleet noise floor, installation.py)
     source = "shipped defaults (monitor.h, EVAL_KNOBS)"
-    knobs = validated_knobs(per_file=True)
+    knobs = validated_knobs()
     if alert_settings is not None:
         from aiot import alert_settings as aset
 
         picked = aset.load(alert_settings)
-        tuned = ("aiot tune --data NORMAL.csv --per-file --out DIR writes device settings "
-                 "for one model per installation (device-per-file-w8-far10.json)")
+        tuned = ("aiot tune --labels HISTORY.csv --folds incident --out DIR (your labelled history) or aiot tune "
+                 "--data NORMAL.csv --per-file --out DIR writes device settings for one model per installation "
+                 "(DIR/device-per-file-w8-...json)")
         if not picked.fits("host"):
             raise ToolkitError(f"{alert_settings}: settings for the {picked.target} target; commissioning builds "
                                "the device firmware", hint=tuned)

@@ -99,10 +99,10 @@ RECIPE = "device-fleet-3"  # 3: relative per-sensor floors (fleet_floors)
 EVAL_KNOBS = {"fleet_noise_floor": 1.0}
 
 
-def validated_knobs(per_file: bool = False) -> dict:
+def validated_knobs() -> dict:
     """The knobs the device targets add to the header defaults when no alert-settings file is
-    given: the same for a fleet model and for one model per installation (``per_file``;
-    `aiot commission`, `aiot evaluate --per-file`). The cross-validation ran the fleet model;
+    given: the same for a fleet model and for one model per installation (`aiot commission`,
+    `aiot evaluate --per-file`). The cross-validation ran the fleet model;
     the shipped score is each sensor's window mean, spread and model residual against its own
     commissioning, so a per-installation model scores the same way, its residual from its own
     model (not cross-validated with such models). There ``fleet_noise_floor`` is against the installation's own
@@ -128,8 +128,9 @@ def monitor_knobs(window: int, commissioning_rows: int) -> dict:
     cal = min(M.MAX_CALIBRATION, (commissioning_rows - commission) // window)
     if cal < 4:
         raise ToolkitError(
-            f"{commissioning_rows} commissioning rows leave {cal} calibration windows of {window} samples (need 4)",
-            hint="commission on more rows (--train-rows) or use a smaller --window",
+            f"{commissioning_rows} commissioning rows leave {max(cal, 0)} calibration windows of {window} samples "
+            f"(the monitor needs 4: at least {min_commissioning_rows(window)} commissioning rows at this window)",
+            hint="commission on more rows (--train-rows), record longer, or use a smaller --window",
         )
     return {"commission_samples": commission, "calibration_windows": cal}
 

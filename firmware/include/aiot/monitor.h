@@ -92,6 +92,7 @@ typedef enum {
 #define AIOT_OUT_SCORE_ERROR 0x04u //!< the score callback failed for this window
 #define AIOT_OUT_ALERT 0x08u       //!< an alert is latched (also set while NO_DATA hides it)
 #define AIOT_OUT_VOTE 0x10u        //!< this window alone was over the alert threshold
+#define AIOT_OUT_PARTIAL 0x20u     //!< scored without a lost or uncommissioned channel
 
 typedef enum {
     AIOT_EVENT_COMMISSIONED = 1,  //!< noise profiles learned
@@ -127,6 +128,11 @@ typedef enum {
                                        //!< value = how far back it stepped (s). The stream goes
                                        //!< on from the new time; the window in progress is
                                        //!< dropped (its samples were before the step)
+    AIOT_EVENT_CHANNEL_LOST = 20,      //!< a channel sent no usable data for channel_lost_minutes:
+                                       //!< value = minutes. The other channels are scored
+                                       //!< without it (outputs flagged AIOT_OUT_PARTIAL)
+    AIOT_EVENT_CHANNEL_BACK = 21,      //!< a lost channel sends again (value = minutes it was
+                                       //!< silent): it is scored again from this window on
 } aiot_monitor_event_type_t;
 
 //! Every monitor setting, declared once: the config struct, the defaults
@@ -164,6 +170,8 @@ typedef enum {
       "1: each sensor also scores its window's spread (standard deviation) against its commissioned window spreads; the larger z counts (needs level_windows > 0)") \
     X(residual_score, uint8_t, 1, 0, 1, AIOT_RANGE_CLOSED,                                                   \
       "1: each sensor also scores the model's residual of it (its mean over about level_windows windows) against the spread it showed while calibrating; the largest z counts (needs level_windows > 0)") \
+    X(channel_lost_minutes, uint16_t, 60, 0, 65535, AIOT_RANGE_CLOSED,                                      \
+      "a sensor without data this long (minutes) is lost: CHANNEL_LOST, and the others are scored without it; 0: never (the device stays NO_DATA while any sensor is silent)") \
     X(min_quality, float, 0.5f, 0.0f, 1.0f, AIOT_RANGE_LO_OPEN,                                               \
       "NO_DATA when the worst channel has a smaller valid fraction of the window")                           \
     X(clip, float, 8.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "features clipped to +-clip noise units")            \
@@ -345,7 +353,7 @@ typedef struct {
         };
         struct {
             float res_run_, res_ref, res_sd; //!< armed: reference and floored spread of res_run
-            uint32_t res_pad_;
+            uint32_t silent_windows;  //!< armed: consecutive windows without enough of its data
         };
     };
     float lvl_sd;         //!< spread of the N-window means (raw units), level_windows > 0
@@ -476,6 +484,7 @@ typedef struct {
 #define AIOT_CH_STUCK 0x01u       //!< commissioning samples all equal: a stuck sensor
 #define AIOT_CH_CAL_ALERT 0x02u   //!< drift compensation passed its tolerance: needs service
 #define AIOT_CH_NOT_COMMISSIONED 0x04u //!< no usable commissioning sample: the channel is not scored
+#define AIOT_CH_LOST 0x08u        //!< no data for channel_lost_minutes: left out until it sends again
 
 typedef struct {
     uint8_t phase;             //!< aiot_monitor_phase_t

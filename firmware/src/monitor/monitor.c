@@ -474,6 +474,62 @@ static void window_quality(const aiot_monitor_t *m, window_quality_t *q) {
     }
 }
 
+#define CH_LEFT_OUT (AIOT_CH_LOST | AIOT_CH_NOT_COMMISSIONED)
+
+//! Armed: a channel whose window has too little of its data (valid fraction under
+//! min_quality) for channel_lost_minutes in a row is lost: CHANNEL_LOST naming it. A short
+//! dropout leaves the whole window NO_DATA (nothing can be said); a sensor gone for longer
+//! (a broken cable, a dead sensor) must not blind the device to the others. With its first
+//! window of data again it is back (CHANNEL_BACK) and scored.
+static void track_silent(aiot_monitor_t *m, const window_quality_t *q, uint32_t ts) {
+    const aiot_monitor_config_t *k = &m->cfg;
+    const float window_minutes = (float)k->window * (float)k->sample_period_ms / 60000.0f;
+    int c;
+    for (c = 0; c < k->num_channels; c++) {
+        aiot_monitor_channel_t *ch = &m->ch[c];
+        if (q->ch_quality[c] >= k->min_quality) {
+            if (ch->health & AIOT_CH_LOST) {
+                ch->health &= (uint8_t)~AIOT_CH_LOST;
+                emit(m, ts, AIOT_EVENT_CHANNEL_BACK, (uint8_t)c, BIT(c), (float)ch->silent_windows * window_minutes);
+            }
+            ch->silent_windows = 0;
+            continue;
+        }
+        if (ch->silent_windows < 0xFFFFFFFFu) ch->silent_windows++;
+        if (!(ch->health & AIOT_CH_LOST) && k->channel_lost_minutes &&
+            (float)ch->silent_windows * window_minutes >= (float)k->channel_lost_minutes) {
+            ch->health |= AIOT_CH_LOST;
+            if (ch->mode == CH_RECAL) {  // a remount it can no longer finish: its level back
+                ch->baseline = ch->recal_from;
+                ch->mode = CH_OK;
+            }
+            emit(m, ts, AIOT_EVENT_CHANNEL_LOST, (uint8_t)c, BIT(c), (float)ch->silent_windows * window_minutes);
+        }
+    }
+}
+
+//! Lost and uncommissioned channels are left out of the window: their samples are dropped
+//! (every later step sees a channel without data: out of the score, never "back in band")
+//! and the window's quality is that of the others. Returns 1 when one was left out; with
+//! every channel left out the quality is 0 (NO_DATA).
+static int leave_out(aiot_monitor_t *m, window_quality_t *q) {
+    const int C = m->cfg.num_channels, W = m->cfg.window;
+    int c, t, out = 0, kept = 0;
+    q->quality = 1.0f;
+    for (c = 0; c < C; c++) {
+        if (m->ch[c].health & CH_LEFT_OUT) {
+            for (t = 0; t < W; t++) m->valid[t] &= ~BIT(c);
+            q->ch_quality[c] = 0.0f;
+            out = 1;
+            continue;
+        }
+        kept++;
+        if (q->ch_quality[c] < q->quality) q->quality = q->ch_quality[c];
+    }
+    if (!kept) q->quality = 0.0f;
+    return out;
+}
+
 //! Welford update in double: one 1e20 garbage sample must not overflow the accumulators
 //! (in float its square is inf). Commissioning only: the cost is a few hundred samples.
 static void welford_d(double *mean, double *m2, uint32_t n, double x) {
@@ -782,7 +838,6 @@ static void residual_reference(aiot_monitor_t *m) {
         // configured noise floor (in noise units; the short calibration cannot show the wander
         // of a process that fleet floors describe), and never ~0 (RESIDUAL_SD_FLOOR).
         ch->res_sd = fmaxf(sd, fmaxf(noise_floor_of(m, c, ch->baseline0) / ch->noise, RESIDUAL_SD_FLOOR));
-        ch->res_pad_ = 0;
         if (seen) top = fmaxf(top, fmaxf(fabsf(ch->res_max - ch->res_ref), fabsf(ch->res_min - ch->res_ref)) / ch->res_sd);
         // the range's bytes are the armed phase's drift CUSUM: zeroed once read
         ch->cusum_pos = ch->cusum_neg = 0.0f;
@@ -826,6 +881,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
         ch->rest_ref = fmaxf(ch->sum_rest / n, TINY);
     }
     if (m->cfg.residual_score) residual_reference(m);
+    for (c = 0; c < C; c++) m->ch[c].silent_windows = 0;  // the union's armed bytes (residual_reference read them)
     m->phase = AIOT_PHASE_ARMED;
     m->since_recal = 0xFFFFu;
     m->away_count = m->away_pos = 0;  // the channels' `away` rings now own the calibration sums' bytes
@@ -1134,6 +1190,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     int c, r;
     aiot_monitor_mask_t mask;
     uint16_t keep;
+    uint8_t partial;
     const uint16_t first_event = m->event_seq;  // the events this window emits carry its confidence
 
     memset(o, 0, sizeof(*o));
@@ -1142,6 +1199,8 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     o->p_value = 1.0f;
     for (c = 0; c < 3; c++) o->top_channels[c] = AIOT_MONITOR_NO_CHANNEL;
     window_quality(m, &q);
+    if (m->phase == AIOT_PHASE_ARMED) track_silent(m, &q, t_end);
+    partial = leave_out(m, &q) ? AIOT_OUT_PARTIAL : 0;
     o->quality = q.quality;
     m->windows++;
     m->fill = 0;
@@ -1157,7 +1216,8 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     if (q.quality < k->min_quality) {
         // Nothing is scored: the alert history neither gains nor loses a vote.
         o->state = AIOT_STATE_NO_DATA;
-        o->flags = (uint8_t)((m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0) | (m->alert ? AIOT_OUT_ALERT : 0));
+        o->flags = (uint8_t)((m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0) | (m->alert ? AIOT_OUT_ALERT : 0) |
+                             partial);
         set_state(m, o->t_start_ms, o->state, q.quality);
         return;
     }
@@ -1180,7 +1240,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         }
         calibrate(m, t_end, &w, level, q.ch_quality);
         o->state = AIOT_STATE_RECALIBRATING;
-        o->flags = AIOT_OUT_LEARNING;
+        o->flags = (uint8_t)(AIOT_OUT_LEARNING | partial);
         set_state(m, o->t_start_ms, o->state, q.quality);
         return;
     }
@@ -1191,7 +1251,8 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     r = 0;
     for (c = 1; c < C; c++)
         if (w.rest[c] / m->ch[c].rest_ref < w.rest[r] / m->ch[r].rest_ref) r = c;
-    for (c = 0; c < C; c++) adapt_channel(m, c, r, t_end, &w);
+    for (c = 0; c < C; c++)
+        if (!(m->ch[c].health & CH_LEFT_OUT)) adapt_channel(m, c, r, t_end, &w);
 
     cal_top = m->cal[m->cal_count - 1];
     r = recalibrating_channel(m);
@@ -1225,6 +1286,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     m->vote_high = (uint16_t)(((m->vote_high << 1) | (o->score >= 1.0f)) & keep);
     m->vote_low = (uint16_t)(((m->vote_low << 1) | (s >= k->clear_margin * cal_top)) & keep);
     if (o->score >= 1.0f) o->flags |= AIOT_OUT_VOTE;
+    o->flags |= partial;
 
     for (c = 0; c < C; c++) contrib[c] = c == r ? 0.0f : k->level_windows ? level_z[c] : w.err[c] / m->ch[c].err_ref;
     top3(contrib, m, o->top_channels, &mask);

@@ -22,8 +22,10 @@ from aiot.commands._options import csv_options, reading_options
 @click.option("--window", type=click.IntRange(2, 32), default=None,
               help="Samples per window [default: the settings file's, else 8, the validated one].")
 @click.option("--alert-settings", "alert_settings", type=click.Path(path_type=Path), default=None,
-              help="Device alert settings picked for one model per installation (aiot tune --data NORMAL.csv "
-                   "--per-file --out DIR) [default: the validated 10 % pick].")
+              help="Device alert settings picked for one model per installation: cross-validated on this "
+                   "installation's labelled history (aiot tune --labels HISTORY.csv --folds incident --out DIR), "
+                   "or on the harness (aiot tune --data NORMAL.csv --per-file --out DIR) [default: the shipped "
+                   "defaults].")
 @click.option("--timestamp-column", default=None,
               help="The time column [default: the one named timestamp, datetime, time or date].")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,

@@ -113,7 +113,9 @@ def command(mqtt_url: str, ports: tuple[str, ...], qemus: tuple[str, ...], elfs:
         pub = b.publisher
         state = "connected" if pub.connected.is_set() else f"not connected ({pub.last_error})"
         click.echo(f"{b.device}: {b.journaled} event messages journaled this run, {b.link_drops} link drop(s)"
-                   + (f" (last: {b.last_error})" if b.last_error else "") + f"; broker {state}")
+                   + (f" (last: {b.last_error})" if b.last_error else "") + f"; broker {state}"
+                   + (f"; {pub.refusals} refusal(s) by the broker, held and retried (last: {pub.last_refusal})"
+                      if pub.refusals else ""))
     backlog = gw.stop(drain=3.0)
     click.echo(f"journal: {backlog} message(s) not yet published (sent by the next run)" if backlog
                else "journal: everything published")

@@ -12,15 +12,16 @@ from aiot.commands._options import csv_options, drift_rate_knobs, drift_rate_opt
 
 
 class _Folds(click.ParamType):
-    """--folds: folder, file, or a number of groups (2 or more)."""
+    """--folds: folder, file, incident, or a number of groups (2 or more)."""
 
     name = "folds"
 
     def convert(self, value, param, ctx):
         v = str(value).strip().lower()
-        if v in ("folder", "file") or (v.isdigit() and int(v) >= 2):
+        if v in ("folder", "file", "incident") or (v.isdigit() and int(v) >= 2):
             return v
-        self.fail(f"'{value}' is not folder, file or a number of groups of 2 or more (e.g. --folds 3)", param, ctx)
+        self.fail(f"'{value}' is not folder, file, incident or a number of groups of 2 or more (e.g. --folds 3)",
+                  param, ctx)
 
 
 FOLDS = _Folds()
@@ -37,10 +38,11 @@ FOLDS = _Folds()
 @click.option("--format", "fmts", type=click.Choice(["skab", "tep", "generic"]), multiple=True,
               help="With --labels: how each DATA is laid out (as aiot evaluate --format), in the same order "
                    "[default: skab].")
-@click.option("--folds", "folds", type=FOLDS, multiple=True, metavar="folder|file|N",
-              help="With --labels: leave one folder out (SKAB: valve1, valve2, other), one file out, or one of N "
-                   "groups of files dealt in turn in name order (TEP: by fault number, k mod N); one per --labels "
-                   "or one for all [default: folder; TEP: 3].")
+@click.option("--folds", "folds", type=FOLDS, multiple=True, metavar="folder|file|incident|N",
+              help="With --labels: leave one folder out (SKAB: valve1, valve2, other), one file out, one incident "
+                   "out (each file cut halfway between its labelled incidents: one long history is enough), or one "
+                   "of N groups of files dealt in turn in name order (TEP: by fault number, k mod N); one per "
+                   "--labels or one for all [default: folder; TEP: 3].")
 @reading_options
 @drift_rate_option
 @click.option("--tracking", is_flag=True,
@@ -51,8 +53,9 @@ FOLDS = _Folds()
               help="device: the monitor's knobs, for `aiot evaluate --target host` and `qemu:BOARD`; "
                    "reference: the alert rule of `--target reference`.")
 @click.option("--per-file", "per_file", is_flag=True,
-              help="One model per pseudo-installation, trained on its own commissioning rows "
-                   "(the picks `aiot evaluate --per-file` needs).")
+              help="One model per (pseudo-)installation, trained on its own commissioning rows, as `aiot "
+                   "commission` makes it (the picks `aiot evaluate --per-file` needs). With --labels: so even "
+                   "when a normal recording is there; labelled data without one always does.")
 @click.option("--far-budget", "budgets", type=FloatRange(0.0, 100.0, min_open=True, max_open=True),
               multiple=True, metavar="PCT",
               help="Pick the best F1 whose validation FAR is at most PCT % (default 10). Repeat for "
@@ -117,6 +120,7 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
       aiot tune --data normal.csv --per-file --far-budget 20 --out build/picks
       aiot tune --data normal.csv --level-only --far-budget 15 --out build/picks-level
       aiot tune --labels site/ --format generic --folds file --drift-rate bearing_temp=0.05 --out build/cv-site
+      aiot tune --labels pump7-history.csv --format generic --folds incident --out build/cv-pump7
       aiot evaluate --data ../shared/data/skab --format skab --alert-settings build/picks/device-w8-far30.json --out build/skab-far30
 
     The device grid trains one model per noise-floor setting and takes minutes; with
@@ -144,9 +148,9 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
     if labelled:
         if data is not None:
             raise click.UsageError("give --data NORMAL.csv (the harness) or --labels DATA (cross-validation), not both")
-        if per_file or tracking or recovery is False or warmup is not None:
-            raise click.UsageError("--labels cross-validates the fleet model's grid: --per-file, --tracking, "
-                                   "--no-recovery and --warmup belong to the harness (--data NORMAL.csv)")
+        if tracking or recovery is False or warmup is not None:
+            raise click.UsageError("--tracking, --no-recovery and --warmup belong to the harness (--data NORMAL.csv), "
+                                   "not to --labels")
         for what, given in (("--folds", folds), ("--far-budget", budgets)):
             if len(given) > 1 and len(given) != len(labelled):
                 raise click.UsageError(f"{len(given)} {what} for {len(labelled)} --labels: give one per --labels "
@@ -162,7 +166,7 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
                          [None if b is None else b / 100.0 for b in budgets], list(folds),
                          save, jobs=jobs, level_only=level_only,
                          csv_options=csv_options(strict_time, time_format, label_column, label_map), fixed_knobs=fixed,
-                         scenario_gate=scenario_gate)
+                         scenario_gate=scenario_gate, per_file=per_file)
         return
     if data is None:
         raise click.UsageError("give the recording of normal operation: --data NORMAL.csv (the validation harness), "

@@ -324,6 +324,13 @@ def load_csv(
     except csv.Error as e:  # e.g. a field beyond the csv module's size limit
         raise ToolkitError(f"{path}:{reader.line_num}: unreadable CSV ({e})", hint="check quoting on that line") from e
     assert header is not None
+    index_note = None
+    if _is_row_index(header, rows):  # pandas' to_csv wrote its row index: not a measurement
+        index_note = (f"column 1 ('{header[0]}') counts the rows ({rows[0][1][0].strip()}, "
+                      f"{rows[1][1][0].strip() if len(rows) > 1 else '...'}, ...): a row index (pandas writes "
+                      "one), left out of the sensors")
+        header = header[1:]
+        rows = [(n, r[1:]) for n, r in rows]
     _check_header(path, header, lines[first])
 
     # -- which column is what
@@ -365,6 +372,9 @@ def load_csv(
         ]
         for i in list(ch_idx):
             note = _status_column(header[i], (r[i] for _, r in rows if i < len(r)), decimal_comma)
+            if not note and rows and all(i >= len(r) or r[i].strip().lower() in MISSING_TOKENS for _, r in rows):
+                note = (f"column '{header[i]}' has no value in any row: nothing to learn or monitor, left out of the "
+                        "sensors")
             if note:
                 ch_idx.remove(i)
                 status_notes.append(note)
@@ -443,6 +453,9 @@ def load_csv(
                 f"warning: {path}:{rows[i + 1][0]}: {same.size} duplicated timestamp(s) (first "
                 f"'{rows[i + 1][1][ts_idx].strip()}'): the rows are kept; the device drops a sample whose time "
                 "does not move (counted as rejected). --strict-time refuses such a file\n")
+    if index_note:
+        sys.stderr.write(f"warning: {path}: {index_note}\n")
+        meta["row_index_left_out"] = index_note
     for note in status_notes:
         sys.stderr.write(f"warning: {path}: {note}\n")
     if status_notes:
@@ -705,6 +718,18 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _is_row_index(header: list[str], rows: list[tuple[int, list[str]]]) -> bool:
+    """The first column is a row index as pandas writes one: no name (or 'Unnamed: 0' after a
+    round trip through pandas) and integers that count up by one from the first row."""
+    if not header or not (header[0] == "" or re.fullmatch(r"unnamed: ?\d+", header[0].lower())) or not rows:
+        return False
+    try:
+        start = int(rows[0][1][0])
+        return all(len(r) > 0 and int(r[0]) == start + k for k, (_, r) in enumerate(rows))
+    except ValueError:
+        return False
 
 
 def _check_header(path: Path, header: list[str], raw: str) -> None:

@@ -51,7 +51,8 @@ class Dataset:
 
 
 #: Loader findings (:func:`aiot.data.load_csv`'s ``meta``) copied into each file's report notes.
-FILE_NOTES = ("time_resets", "first_time_reset_line", "duplicate_timestamps", "status_columns_left_out")
+FILE_NOTES = ("time_resets", "first_time_reset_line", "duplicate_timestamps", "status_columns_left_out",
+              "row_index_left_out")
 #: The hint's addition on a file a folder run could leave out.
 SKIP_HINT = "aiot evaluate --skip-bad-files evaluates the other files and lists this one as skipped"
 

@@ -35,7 +35,7 @@ from typing import Callable
 from aiot.errors import ToolkitError
 from aiot.evaluate.metrics import Confusion
 
-FOLD_KINDS = ("folder", "file", "N (a number of groups, 2 or more)")
+FOLD_KINDS = ("folder", "file", "incident", "N (a number of groups, 2 or more)")
 #: Each format's folds when --folds is not given: SKAB's folders; TEP's 22 files in 3 groups by
 #: fault number (k mod 3: d00 d03 .. d21 / d01 d04 .. d19 / d02 d05 .. d20), fixed before any result
 DEFAULT_FOLDS = {"skab": "folder", "tep": "3", "generic": "folder"}
@@ -47,10 +47,11 @@ METRIC = {"tep": "detection"}
 
 
 def folds_of(names: list[str], by: str) -> dict[str, str]:
-    """Each file's fold: its first folder (``by="folder"``), itself (``"file"``), or for a
-    number N one of N groups, the files dealt in turn in the order given (``"3"``: files 1,
-    4, 7 .. in group1of3)."""
-    if by == "file":
+    """Each file's fold: its first folder (``by="folder"``), itself (``"file"``; with
+    ``"incident"`` the names are the parts of the files, :func:`.metrics.incident_cuts`, each
+    its own fold), or for a number N one of N groups, the files dealt in turn in the order
+    given (``"3"``: files 1, 4, 7 .. in group1of3)."""
+    if by in ("file", "incident"):
         return {n: n for n in names}
     if by == "folder":
         return {n: n.split("/", 1)[0] if "/" in n else "." for n in names}
@@ -193,7 +194,8 @@ def cross_validate(scored: list[tuple[object, dict[str, Confusion]]], folds: dic
     groups = sorted(set(folds.values()))
     if len(groups) < 2:
         raise ToolkitError(f"one fold only ({groups[0] if groups else 'no file'}): nothing to hold out",
-                           hint="cross-validate by file (--folds file), or give data in more than one folder")
+                           hint="cross-validate by file (--folds file) or, one file with several labelled "
+                                "incidents, by incident (--folds incident); or give data in more than one folder")
     out, held = [], Confusion()
     for g in groups:
         test = {n for n in names if folds[n] == g}
@@ -338,50 +340,62 @@ def print_report(doc: dict, out=None) -> None:
 
 
 def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: int, level_only: bool,
-           csv_options: dict | None, fixed_knobs: dict | None = None) -> tuple[list, list[str], int]:
+           csv_options: dict | None, fixed_knobs: dict | None = None, folds_by: str = "folder",
+           per_file: bool = False) -> tuple[list, list[str], int, str]:
     """Every (window, setting) of ``target``'s grid on every labelled file of ``data``:
-    [((window, setting), {file: confusion})] in grid order, the file names, the commissioning rows."""
+    [((window, setting), {file: confusion})] in grid order, the file names (with ``folds_by``
+    "incident": the files' parts, one labelled incident each), the commissioning rows, and
+    the model: "fleet" (trained on the data set's normal recording), or "per-file" (one per
+    file on its own commissioning rows, as `aiot commission` makes it: ``per_file``, or data
+    without a normal recording)."""
     from aiot.data import readers, sha256_file
     from aiot.evaluate import tuning
+    from aiot.evaluate.metrics import incident_cuts, part_names
     from aiot.evaluate.pipeline import Settings
     from aiot.progress import step
 
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), csv_options=csv_options)
-    if ds.fleet is None:
-        raise ToolkitError(f"{data}: no normal recording to train the fleet model on",
-                           hint="cross-validation runs on SKAB (anomaly-free/) or TEP (normal.csv) folders")
     if not any(r.labels.any() for r in ds.recordings):
         raise ToolkitError(f"{data}: no labelled fault in any file: nothing to choose settings on",
                            hint="give labelled recordings, or tune on normal data: aiot tune NORMAL.csv")
+    own = per_file or ds.fleet is None
+    if own and not per_file:
+        print(f"{data}: no normal recording beside the files: one model per file, trained on its own "
+              "commissioning rows (as `aiot commission` makes it)", file=sys.stderr)
     scored: list = []
     commission = 0
+    names: list[str] = []
     for window in windows:
         settings = Settings(format=fmt, window=window, jobs=jobs)
         commission = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
+        cuts = ({r.name: incident_cuts(r.labels[commission:]) for r in ds.recordings} if folds_by == "incident"
+                else {})
+        names = [n for r in ds.recordings for n in part_names(r.name, len(cuts.get(r.name, ())) + 1)]
         if target == "device":
-            from aiot.evaluate.monitor_device import device_fleet_model
-
-            grid = tuning.monitor_grid(level_only=level_only, fixed=fixed_knobs)
-            src = sha256_file(ds.fleet_source)
-            models = {f: device_fleet_model(ds.fleet, src, window, settings.epochs, settings.seed, commission,
-                                            noise_floor=f) for f in sorted({tuning.floor_of(k) for k in grid})}
-            part = tuning.score_monitor_files(ds, models, window, grid, jobs=jobs, commission=commission)
+            grid = tuning.monitor_grid(per_file=own, level_only=level_only, fixed=fixed_knobs)
+            if own:
+                models = tuning.monitor_models(ds, window, grid, commission=commission, jobs=jobs)
+            else:
+                models = tuning.monitor_models(ds, window, grid, ds.fleet, sha256_file(ds.fleet_source),
+                                               commission=commission)
+            part = tuning.score_monitor_files(ds, models, window, grid, jobs=jobs, commission=commission, cuts=cuts)
         else:
             from aiot.evaluate.pipeline import fleet_package
 
             grid = tuning.grid()
-            package = fleet_package(ds.fleet, ds.fleet_source, settings)
+            package = (tuning.installation_models(ds, "reference", window, jobs=jobs, commission=commission) if own
+                       else fleet_package(ds.fleet, ds.fleet_source, settings))
             with step(f"{len(grid)} reference rules at window {window} on {len(ds.recordings)} file(s)"):
-                part = tuning.score_rules_files(ds, package, grid, commission)
+                part = tuning.score_rules_files(ds, package, grid, commission, cuts=cuts)
         scored += [((window, k), per) for k, per in part]
-    return scored, [r.name for r in ds.recordings], commission
+    return scored, names, commission, "per-file" if own else "fleet"
 
 
 def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int | tuple[int, ...],
         budget: float | list[float] | None, folds_by: str | list[str] | None, save: Path | None, jobs: int = 2,
         level_only: bool = False, csv_options: dict | None = None, fixed_knobs: dict | None = None,
-        scenario_gate=True) -> dict:
+        scenario_gate=True, per_file: bool = False) -> dict:
     """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
     reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
     one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
@@ -395,7 +409,12 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
     its own budget (:func:`choose_sources`).
 
     ``scenario_gate``: True (the device target: every pick passes the seeded scenario suite,
-    :class:`aiot.evaluate.scenarios.ScenarioGate`), False (off), or a ScenarioGate to use."""
+    :class:`aiot.evaluate.scenarios.ScenarioGate`), False (off), or a ScenarioGate to use.
+    ``per_file``: one model per file on its own commissioning rows (what `aiot commission`
+    ships) even where a normal recording would train a fleet model; data without one always
+    does. ``folds_by`` "incident": each file's scored rows cut into parts of one labelled
+    incident each (:func:`.metrics.incident_cuts`), every part its own fold: one long
+    labelled history is enough."""
     windows = (windows,) if isinstance(windows, int) else tuple(windows)
     data = [data] if isinstance(data, (str, Path)) else list(data)
     fmts = [fmt] * len(data) if isinstance(fmt, str) else list(fmt)
@@ -413,9 +432,12 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
     folds: dict[str, str] = {}
     datasets: dict[str, set[str]] = {}
     commission = {}
+    models: set[str] = set()
     sources: list[Source] = []
     for d, f, by, b in zip(data, fmts, fold_kinds, budgets):
-        part, names, rows = _score(d, f, target, windows, jobs, level_only, csv_options, fixed_knobs)
+        part, names, rows, model = _score(d, f, target, windows, jobs, level_only, csv_options, fixed_knobs,
+                                          by, per_file)
+        models.add(model)
         tag = f"{f}:" if joint else ""
         if tag[:-1] in datasets:
             raise ToolkitError(f"--format {f} given twice", hint="one data set per format")
@@ -447,7 +469,8 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
         gate = ScenarioGate() if scenario_gate is True else scenario_gate
     cv = cross_validate(scored, folds, sources=sources, gate=None if gate is None else lambda s: gate.failures(s[1]))
     context = {"tool": "aiot tune --labels", "data": [str(d) for d in data] if joint else str(data[0]),
-               "format": fmts if joint else fmts[0], "target": target, "windows": list(windows), "model": "fleet",
+               "format": fmts if joint else fmts[0], "target": target, "windows": list(windows),
+               "model": "per-file" if models == {"per-file"} else "fleet" if models == {"fleet"} else "mixed",
                "commissioning_rows": commission,
                "far_budget": {s.name: s.budget for s in sources} if joint else budgets[0],
                "figure": {s.name: "mean detection rate over the faults" if s.metric == "detection" else "pooled F1"
@@ -473,6 +496,7 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
         s = (AlertSettings(kind, window, rule=final, picked_by=picked_by) if kind == "reference"
              else AlertSettings(kind, window, knobs=final, picked_by=picked_by))
         far = "-".join(f"{100 * b:g}" for b in budgets)
-        path = save_settings(save / f"{kind}-w{window}-cv-far{far}.json", s)
+        own = "-per-file" if context["model"] == "per-file" else ""
+        path = save_settings(save / f"{kind}{own}-w{window}-cv-far{far}.json", s)
         print(f"saved {save / 'crossval.json'} and {path}")
     return doc

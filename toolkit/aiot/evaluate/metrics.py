@@ -66,6 +66,28 @@ def confusion(labels: np.ndarray | Sequence[int], alerts: np.ndarray | Sequence[
     )
 
 
+def incident_cuts(labels: np.ndarray | Sequence[int]) -> list[int]:
+    """Where one recording's scored rows are cut into parts that hold one labelled incident
+    each (``aiot tune --labels --folds incident``): halfway between an incident's last row
+    and the next one's onset. No cut with fewer than two incidents."""
+    r = runs(np.asarray(labels).astype(bool))
+    return [(end + 1 + onset) // 2 for (_, end), (onset, _) in zip(r, r[1:])]
+
+
+def part_names(name: str, parts: int) -> list[str]:
+    """The names of a recording's parts: the recording's own name when it is whole."""
+    return [name] if parts == 1 else [f"{name}#incident{k}of{parts}" for k in range(1, parts + 1)]
+
+
+def confusions_by_part(name: str, labels: np.ndarray, alerts: np.ndarray,
+                       cuts: Sequence[int] = ()) -> dict[str, Confusion]:
+    """One recording's confusion per part (:func:`incident_cuts`); whole when ``cuts`` is empty.
+    The device ran the whole recording: only the counting is cut, so the parts add up to it."""
+    edges = [0, *cuts, len(labels)]
+    names = part_names(name, len(edges) - 1)
+    return {n: confusion(labels[a:b], alerts[a:b]) for n, a, b in zip(names, edges, edges[1:])}
+
+
 #: Where a normal row sits relative to the file's labelled faults (:func:`normal_phases`).
 PHASES = ("before_fault", "between_faults", "after_fault", "no_fault_in_file")
 

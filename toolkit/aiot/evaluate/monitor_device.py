@@ -23,12 +23,28 @@ from aiot.installation import (  # noqa: F401  (the evaluation's names for the p
     min_commissioning_rows, monitor_knobs, validated_knobs)
 
 
-def _rows_from_windows(ts_ms: np.ndarray, outs: np.ndarray, channels: int) -> Outputs:
-    """Each row carries the newest window output the device had emitted by that row's time."""
+def _unwrap_ms(t_u32: np.ndarray, near_ms: int) -> np.ndarray:
+    """Device times (32-bit milliseconds, wrapping every 49.7 days), in the order the device
+    gave them within a run of rising time, as times on the recording's clock: each wrap adds
+    2**32, and the first lands in the 2**32 period nearest ``near_ms`` (the run's start)."""
+    t = t_u32.astype(np.int64)
+    if not t.size:
+        return t
+    wraps = np.concatenate([[0], np.cumsum(np.diff(t) < 0)])
+    first = int(round((near_ms - int(t[0])) / 2**32))
+    return t + (first + wraps) * 2**32
+
+
+def _rows_from_windows(ts_ms: np.ndarray, outs: np.ndarray, channels: int, since_ms: int | None = None) -> Outputs:
+    """Each row carries the newest window output the device had emitted by that row's time.
+    ``ts_ms``: the rows' times on the recording's clock (ms, one run of rising time); the
+    outputs' device times are unwrapped onto it (:func:`_unwrap_ms`), from ``since_ms``, the
+    time of the first sample behind them (default: the first row's)."""
     from aiot import monitor as M
 
     n = ts_ms.size
-    idx = np.searchsorted(outs["t_end_ms"].astype(np.int64), ts_ms, side="right") - 1 if len(outs) else np.full(n, -1)
+    t_end = _unwrap_ms(outs["t_end_ms"], since_ms if since_ms is not None else int(ts_ms[0]) if n else 0)
+    idx = np.searchsorted(t_end, ts_ms, side="right") - 1 if len(outs) else np.full(n, -1)
     score, conf = np.full(n, np.nan), np.zeros(n)
     alert = np.zeros(n, np.int8)
     chs = np.zeros((n, channels))
@@ -188,7 +204,7 @@ class MonitorDevice:
         vals = self._values(series, slice(start, series.rows))
         # a clock that steps back is a time reset on the device (TIME_RESET; it goes on from the
         # new time). Outputs are matched to rows by time, which only works within a run of rising
-        # time (device time is 32-bit, hence the modulo): each run is pushed on its own so its
+        # time (device time is 32-bit and wraps: _unwrap_ms): each run is pushed on its own so its
         # outputs are known. Pushing the whole stream gives the same outputs, but a step back
         # shorter than a window leaves no mark in their times to cut them apart again.
         cuts = [0, *(np.flatnonzero(np.diff(ts) < 0) + 1).tolist(), ts.size]
@@ -196,9 +212,10 @@ class MonitorDevice:
         try:
             for a, b in zip(cuts[:-1], cuts[1:]):
                 outs = self.dev.push(ts[a:b], vals[a:b])
-                if a == 0 and self._pending is not None:
-                    outs = np.concatenate([self._pending, outs])
-                parts.append(_rows_from_windows(ts[a:b] % 2**32, outs, self.channels))
+                since = None
+                if a == 0 and self._pending is not None:  # the commissioning's outputs, from its first row
+                    outs, since = np.concatenate([self._pending, outs]), 0
+                parts.append(_rows_from_windows(ts[a:b], outs, self.channels, since))
         finally:
             self.close()
         return parts[0] if len(parts) == 1 else Outputs(

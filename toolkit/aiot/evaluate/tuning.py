@@ -28,7 +28,7 @@ import numpy as np
 
 from aiot.data import Series, load_csv
 from aiot.evaluate.device import AlertRule, fleet_floors
-from aiot.evaluate.metrics import Confusion, confusion
+from aiot.evaluate.metrics import Confusion, confusion, confusions_by_part, part_names
 from aiot.data.readers import Dataset, Recording
 
 SHAPE = (400, 170, 400, 180)  #: commissioning, normal, fault, normal rows
@@ -211,8 +211,10 @@ def score_rules(dataset: Dataset, package: Path | list[Path], rules: list[AlertR
 
 
 def score_rules_files(dataset: Dataset, package: Path | list[Path], rules: list[AlertRule],
-                      commission: int = SHAPE[0]) -> list[tuple[AlertRule, dict[str, Confusion]]]:
-    """Each rule's confusion per recording name, commissioned on the first ``commission``
+                      commission: int = SHAPE[0], cuts: dict[str, list[int]] | None = None
+                      ) -> list[tuple[AlertRule, dict[str, Confusion]]]:
+    """Each rule's confusion per recording name (per part of a recording cut at ``cuts``,
+    :func:`.metrics.confusions_by_part`), commissioned on the first ``commission``
     rows and scored on the rest. The model only depends on the noise floor, so raw scores
     are computed once per floor and smoothed / thresholded exactly as the device does.
     ``package``: one fleet model, or one model per recording (trained on its commissioning rows)."""
@@ -238,7 +240,7 @@ def score_rules_files(dataset: Dataset, package: Path | list[Path], rules: list[
             ok = np.isfinite(score)
             sm[ok] = _smooth(score[ok], rule.smooth)
             alert, _ = apply_rule(sm, thr, rule)
-            per[name] = confusion(labels, alert)
+            per.update(confusions_by_part(name, labels, alert, (cuts or {}).get(name, ())))
         rows.append((rule, per))
     return rows
 
@@ -315,10 +317,12 @@ def score_monitor(dataset: Dataset, models: dict[float, Path | list[Path]], wind
 
 
 def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]], window: int, grid: list[dict],
-                        label: str = "monitor settings", jobs: int = 2,
-                        commission: int = SHAPE[0], memo: bool = True) -> list[tuple[dict, dict[str, Confusion]]]:
+                        label: str = "monitor settings", jobs: int = 2, commission: int = SHAPE[0],
+                        memo: bool = True, cuts: dict[str, list[int]] | None = None
+                        ) -> list[tuple[dict, dict[str, Confusion]]]:
     """Each setting of ``grid`` on every recording: commissioned on its first ``commission``
-    rows (SKAB's protocol: 400), scored on the rest; the confusion per recording name.
+    rows (SKAB's protocol: 400), scored on the rest; the confusion per recording name, or per
+    part of a recording cut at ``cuts`` (name -> scored rows, :func:`.metrics.incident_cuts`).
 
     The work is split by (recording, model): one task runs every setting that uses that
     model on that recording, the host build's engine behind a score memo
@@ -339,31 +343,31 @@ def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]]
     with Bar(len(grid) * len(dataset.recordings), label) as bar:
         try:
             for i, part in spawn_map(_score_task, tasks, jobs if len(tasks) > 1 else 1, initializer=_scoring_context,
-                                     initargs=(dataset, models, window, commission, memo)):
-                name = dataset.recordings[i].name
+                                     initargs=(dataset, models, window, commission, memo, cuts or {})):
                 for j, c in part:
-                    per[j][name] = c
+                    per[j].update(c)
                 bar.update(len(part))
         finally:
             _scoring_context(Dataset([]), {}, 0, 0)  # the recordings are not kept past the call
-    return [(knobs, {r.name: p[r.name] for r in dataset.recordings}) for knobs, p in zip(grid, per)]
+    names = [n for r in dataset.recordings for n in part_names(r.name, len((cuts or {}).get(r.name, ())) + 1)]
+    return [(knobs, {n: p[n] for n in names}) for knobs, p in zip(grid, per)]
 
 
 _SCORING: tuple = ()
 
 
 def _scoring_context(dataset: Dataset, models: dict, window: int, commission: int = SHAPE[0],
-                     memo: bool = True) -> None:
+                     memo: bool = True, cuts: dict[str, list[int]] | None = None) -> None:
     """What every task is scored on; set once per process."""
     global _SCORING
-    _SCORING = (dataset, models, window, commission, memo)
+    _SCORING = (dataset, models, window, commission, memo, cuts or {})
 
 
-def _score_task(task: tuple[int, list[tuple[int, dict]]]) -> tuple[int, list[tuple[int, Confusion]]]:
+def _score_task(task: tuple[int, list[tuple[int, dict]]]) -> tuple[int, list[tuple[int, dict[str, Confusion]]]]:
     """Recording ``i``, every (grid index, setting) of one model, through one score memo."""
     from aiot.evaluate.monitor_device import MonitorDevice, ScoreMemo
 
-    dataset, models, window, commission, use_memo = _SCORING
+    dataset, models, window, commission, use_memo, cuts = _SCORING
     i, settings = task
     rec = dataset.recordings[i]
     model = _model_of(models[floor_of(settings[0][1])], i)
@@ -373,7 +377,8 @@ def _score_task(task: tuple[int, list[tuple[int, dict]]]) -> tuple[int, list[tup
         for j, knobs in settings:
             d = MonitorDevice(model, window, "host", knobs, memo=memo)
             d.commission(rec.series.head(commission))
-            rows.append((j, confusion(rec.labels[commission:], d.stream(rec.series, commission).alert)))
+            rows.append((j, confusions_by_part(rec.name, rec.labels[commission:],
+                                               d.stream(rec.series, commission).alert, cuts.get(rec.name, ()))))
     finally:
         if memo is not None:
             memo.close()
@@ -381,16 +386,16 @@ def _score_task(task: tuple[int, list[tuple[int, dict]]]) -> tuple[int, list[tup
 
 
 def monitor_models(dataset: Dataset, window: int, grid: list[dict], fleet: Series | None = None,
-                   fleet_key: str = "") -> dict[float, Path | list[Path]]:
+                   fleet_key: str = "", commission: int = SHAPE[0], jobs: int = 2) -> dict[float, Path | list[Path]]:
     """The device model per noise floor the settings of ``grid`` are scored with: one per
-    recording of ``dataset``, trained on its commissioning rows (``fleet`` None), or one
+    recording of ``dataset``, trained on its first ``commission`` rows (``fleet`` None), or one
     fleet model of ``fleet`` (cached under ``fleet_key``, the fleet data's identity)."""
     from aiot.evaluate.monitor_device import device_fleet_model
 
     floors = sorted({floor_of(k) for k in grid})
     if fleet is None:
-        return {f: installation_models(dataset, "device", window, f) for f in floors}
-    return {f: device_fleet_model(fleet, fleet_key, window, 30, 0, SHAPE[0], noise_floor=f) for f in floors}
+        return {f: installation_models(dataset, "device", window, f, jobs, commission) for f in floors}
+    return {f: device_fleet_model(fleet, fleet_key, window, 30, 0, commission, noise_floor=f) for f in floors}
 
 
 def _by_name(dataset: Dataset, model: Path | list[Path]) -> dict[str, Path]:
@@ -413,24 +418,26 @@ def _train_one(args: tuple) -> Path:
     from aiot.evaluate.pipeline import quiet_worker
 
     quiet_worker()
-    kind, rec, window, floor = args
+    kind, rec, window, floor, commission = args
     if kind == "device":
         from aiot.evaluate.monitor_device import device_file_model
 
-        return device_file_model(rec.series.head(SHAPE[0]), window, 30, 0, noise_floor=floor, name=Path(rec.name).stem)
+        return device_file_model(rec.series.head(commission), window, 30, 0, noise_floor=floor,
+                                 name=Path(rec.name).stem)
     from aiot.evaluate.pipeline import Settings, file_package
 
-    return file_package(rec, SHAPE[0], Settings(format="skab", window=window))
+    return file_package(rec, commission, Settings(format="skab", window=window))
 
 
-def installation_models(dataset: Dataset, kind: str, window: int, floor: float = 0.0, jobs: int = 2) -> list[Path]:
-    """One model per pseudo-installation on its own commissioning rows, trained on ``jobs``
+def installation_models(dataset: Dataset, kind: str, window: int, floor: float = 0.0, jobs: int = 2,
+                        commission: int = SHAPE[0]) -> list[Path]:
+    """One model per (pseudo-)installation on its own first ``commission`` rows, trained on ``jobs``
     processes (cached: a re-run trains nothing): ``kind`` "reference" (the reference
     target's package) or "device" (the monitor's noise-unit model with noise ``floor``)."""
     from aiot.progress import Bar
     from aiot.evaluate.pipeline import spawn_map
 
-    tasks = [(kind, rec, window, floor) for rec in dataset.recordings]
+    tasks = [(kind, rec, window, floor, commission) for rec in dataset.recordings]
     label = f"{kind} models" + (f" (floor {floor:g})" if kind == "device" else "")
     out = []
     with Bar(len(tasks), label) as bar:

@@ -9,10 +9,13 @@ Per device, two threads:
   events the device sends again are recognised (seq, timestamp, type) and dropped.
 * the *publisher* owns one MQTT connection whose last will sets the device's retained
   status to offline, and sends the journal in order, QoS 1, a bounded number in flight.
-  A message counts as published on its PUBACK; after a lost connection everything not
-  yet PUBACKed is sent again from the journal (a fresh session each time, so nothing is
-  also re-sent by the client library behind our back): at-least-once, in order, with a
-  message id (``<journal epoch>-<device>-<n>``) consumers de-duplicate on.
+  A message counts as published on a PUBACK that accepts it; after a lost connection
+  everything not yet PUBACKed is sent again from the journal (a fresh session each time, so
+  nothing is also re-sent by the client library behind our back): at-least-once, in order,
+  with a message id (``<journal epoch>-<device>-<n>``) consumers de-duplicate on. A PUBACK
+  that refuses a message (MQTT 5 reason code 0x80 or more: not authorized, quota
+  exceeded...) does not count: the publisher holds the device's queue there and sends the
+  refused message again, every 0.2 s doubling to ``backoff_max``, until it is accepted.
 
 Topics: ``aiot/<site>/<device-id>/<kind>``; kinds: status and info (retained), alert,
 state, drift, calibration, data, stats, update. Every payload is one JSON object (docs/fleet.md).
@@ -204,6 +207,8 @@ class Publisher:
         self._acks: collections.deque = collections.deque()
         self._thread = threading.Thread(target=self._run, name=f"publish-{device}", daemon=True)
         self.last_error: str | None = None
+        self.refusals = 0  # PUBACKs that refused a journal message (each one is sent again)
+        self.last_refusal: str | None = None
         self.prune_every = 30.0  # seconds between prunes of published messages
         self._next_prune = time.monotonic() + self.prune_every
 
@@ -255,8 +260,8 @@ class Publisher:
             self.last_error = f"disconnected: {reason_code}"
             self._wake.set()
 
-        def on_publish(_c, _u, mid, _reason_code, _props):
-            self._acks.append(mid)  # only recorded here: the publishing thread does the rest
+        def on_publish(_c, _u, mid, reason_code, _props):
+            self._acks.append((mid, reason_code))  # only recorded here: the publishing thread does the rest
             self._wake.set()
 
         c.on_connect, c.on_disconnect, c.on_publish = on_connect, on_disconnect, on_publish
@@ -294,8 +299,13 @@ class Publisher:
         """Send until the connection drops: retained status and info, then the journal."""
         sent_retained: dict[str, dict] = {}
         client.publish(topic(self.site, self.device, "status"), self._status(True, "connected"), qos=1, retain=True)
-        inflight: collections.deque = collections.deque()  # (mid, n) in send order
-        acked: set[int] = set()
+        # [mid, Message, accepted] in send order; by_mid: the ones awaiting a PUBACK, by their
+        # current mid (a refused message goes again under a new one)
+        inflight: collections.deque = collections.deque()
+        by_mid: dict[int, list] = {}
+        refused: list[list] = []  # entries the broker refused, to send again at retry_at
+        held: set[int] = set()  # numbers refused and not accepted since: nothing new goes out meanwhile
+        retry_wait, retry_at = 0.1, 0.0
         cursor = None  # the last message number handed to the client
         while self.connected.is_set() and not self._stop.is_set():
             self._wake.clear()  # before looking: a wake-up from now on is not lost
@@ -303,29 +313,55 @@ class Publisher:
                 if sent_retained.get(kind) is not payload:
                     client.publish(topic(self.site, self.device, kind), json.dumps(payload), qos=1, retain=True)
                     sent_retained[kind] = payload
-            waiting = {mid for mid, _n in inflight}
-            while self._acks:  # drained after the publishes that made them: every journal mid is in `waiting`
-                mid = self._acks.popleft()
-                if mid in waiting:  # not a retained message's: its mid may come again after 65535 more
-                    acked.add(mid)
+            while self._acks:  # drained after the publishes that made them: every journal mid is in by_mid
+                mid, reason = self._acks.popleft()
+                entry = by_mid.pop(mid, None)
+                if entry is None:  # a retained message's: its mid may come again after 65535 more
+                    continue
+                if reason.is_failure:  # the broker did not take it: it is not published
+                    m = entry[1]
+                    self.refusals += 1
+                    self.last_error = self.last_refusal = (
+                        f"the broker refused message {m.n} ({topic(self.site, self.device, m.kind)}): "
+                        f"{reason}; it stays in the journal and is sent again")
+                    if not held:
+                        retry_wait = min(retry_wait * 2, self.backoff_max)
+                        retry_at = time.monotonic() + retry_wait
+                    refused.append(entry)
+                    held.add(m.n)
+                else:
+                    entry[2] = True
+                    held.discard(entry[1].n)
+            if not held:
+                retry_wait = 0.1
             done = None
-            while inflight and inflight[0][0] in acked:
-                mid, done = inflight.popleft()
-                acked.discard(mid)
+            while inflight and inflight[0][2]:
+                done = inflight.popleft()[1].n
             if done is not None:
                 self.journal.mark_published(self.device, done)
                 if time.monotonic() >= self._next_prune:  # the journal keeps only what may still matter
                     self.journal.prune()
                     self._next_prune = time.monotonic() + self.prune_every
+            if refused and time.monotonic() >= retry_at:  # in their order, in their place in `inflight`
+                for entry in sorted(refused, key=lambda e: e[1].n):
+                    m = entry[1]
+                    info = client.publish(topic(self.site, self.device, m.kind), json.dumps(m.payload), qos=1)
+                    if info.rc != 0:
+                        return
+                    entry[0] = info.mid
+                    by_mid[info.mid] = entry
+                refused.clear()
             room = self.window - len(inflight)
-            if room > 0:
+            if room > 0 and not held:
                 for m in self.journal.unpublished(self.device, after=cursor, limit=room):
                     info = client.publish(topic(self.site, self.device, m.kind), json.dumps(m.payload), qos=1)
                     if info.rc != 0:  # the connection went away under us: start over from the journal
                         return
-                    inflight.append((info.mid, m.n))
+                    entry = [info.mid, m, False]
+                    inflight.append(entry)
+                    by_mid[info.mid] = entry
                     cursor = m.n
-            self._wake.wait(0.5)
+            self._wake.wait(min(0.5, max(0.0, retry_at - time.monotonic())) if refused else 0.5)
 
 
 # --- bridge ---------------------------------------------------------------------------------------

@@ -115,26 +115,82 @@ def resolve_group(spec: str, known: list[str]) -> list[str]:
     return ids
 
 
-def known_devices(broker, site: str, wait: float = 1.0) -> list[str]:
-    """Device ids of ``site`` with a retained status (every gateway sets one per device)."""
+def known_devices(broker, site: str, timeout: float = 10.0, settle: float = 1.0) -> list[str]:
+    """Device ids of ``site`` with a retained status (every gateway sets one per device).
+
+    Ends as soon as the broker has handed every retained status over. MQTT marks no end of
+    them, so the same SUBSCRIBE also takes a topic of this client's own (a marker), and once
+    it is acknowledged the client publishes one message there: a broker queues a new
+    subscription's retained messages before it reads the client's next packet and delivers
+    a client's messages in order (mosquitto does), so the marker comes back after the last
+    status. If the broker refuses the marker (an ACL: a failed SUBACK or PUBACK for it), it
+    waits ``settle`` s after the SUBACK instead (the fixed wait this replaced); ``timeout``
+    bounds it all, should the marker never come back."""
+    import secrets
+
     import paho.mqtt.client as mqtt
 
     from aiot.fleet.topics import topic
 
+    statuses = topic(site, "+", "status")
+    marker = f"aiot-rollout/{secrets.token_hex(6)}/end-of-retained"
     seen: set[str] = set()
+    changed = threading.Event()
+    got: dict[str, object] = {}  # suback (when), end (the marker came back), no_marker, error
+
+    def on_connect(cl, _u, _flags, reason_code, _props):
+        if reason_code.is_failure:
+            got["error"] = f"the broker refused the connection: {reason_code}"
+        else:
+            cl.subscribe([(statuses, 1), (marker, 1)])
+        changed.set()
+
+    def on_subscribe(cl, _u, _mid, reason_codes, _props):
+        got["suback"] = time.monotonic()
+        if reason_codes[0].is_failure:
+            got["error"] = f"the broker refused the subscription to {statuses}: {reason_codes[0]}"
+        elif len(reason_codes) < 2 or reason_codes[1].is_failure:
+            got["no_marker"] = True
+        else:
+            cl.publish(marker, b"end", qos=1)
+        changed.set()
+
+    def on_publish(_c, _u, _mid, reason_code, _props):
+        if reason_code.is_failure:
+            got["no_marker"] = True
+            changed.set()
+
+    def on_message(_c, _u, m):
+        if m.topic == marker:
+            got["end"] = True
+            changed.set()
+        elif m.payload:  # an empty retained message clears a status: no device there any more
+            seen.add(m.topic.split("/")[2])
+
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     _login(c, broker)
-    c.on_connect = lambda cl, *_a: cl.subscribe(topic(site, "+", "status"), 1)
-    c.on_message = lambda _c, _u, m: seen.add(m.topic.split("/")[2]) if m.payload else None
+    c.on_connect, c.on_subscribe, c.on_publish, c.on_message = on_connect, on_subscribe, on_publish, on_message
     try:
         c.connect(broker[0], broker[1], keepalive=10)
     except OSError as e:
         raise ToolkitError(f"cannot reach the broker {broker[0]}:{broker[1]}: {e}",
                            hint="is it running? check --mqtt mqtt://HOST:PORT") from None
     c.loop_start()
-    time.sleep(wait)
-    c.disconnect()
-    c.loop_stop()
+    deadline = time.monotonic() + timeout
+    try:
+        while not got.get("end") and "error" not in got:
+            now = time.monotonic()
+            if now >= deadline or (got.get("no_marker") and now >= got["suback"] + settle):
+                break
+            changed.wait(min(deadline, got["suback"] + settle if got.get("no_marker") else deadline) - now)
+            changed.clear()
+    finally:
+        c.disconnect()
+        c.loop_stop()
+    if "error" in got:
+        raise ToolkitError(f"cannot list the devices of site {site}: {got['error']}",
+                           hint="let this MQTT user read aiot/SITE/+/status, or give a file of device ids "
+                                "(--devices group.txt)")
     return sorted(seen)
 
 
