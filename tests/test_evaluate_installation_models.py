@@ -336,3 +336,19 @@ def test_the_fleet_model_cache_tells_recordings_with_other_sensors_apart(tmp_pat
     m2 = device_fleet_model(two, "same-source", window=8, epochs=1, seed=0, commissioning_rows=400)
     assert m2 != m3
     assert json.loads((m2 / "pkg" / "manifest.json").read_text())["channels"] == ["a", "b"]
+
+
+@pytest.mark.parametrize("name", ["device_fleet_model", "device_file_model", "normal_only", "fleet_spread",
+                                  "fleet_floors"])
+def test_the_model_cache_key_changes_with_the_code_that_chooses_and_scales_the_training_rows(monkeypatch, name):
+    # a cached model made by older code is stale: which rows train it and in what units are part
+    # of what it is (a change to device_file_model's rows once served models from before it)
+    from aiot import installation
+
+    before = installation._model_dir(["k"], "device-file")
+
+    def other(*a, **k):  # another body under the same name
+        return None
+
+    monkeypatch.setattr(installation, name, other)
+    assert installation._model_dir(["k"], "device-file") != before

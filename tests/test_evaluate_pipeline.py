@@ -305,6 +305,9 @@ def test_skab_file_host_and_qemu_agree_row_by_row(tmp_path, monkeypatch, per_fil
     host = (tmp_path / "host" / "predictions.csv").read_text()
     assert host.count("\n") > 700
     assert (tmp_path / "qemu" / "predictions.csv").read_text() == host
+    # and the same events, drained over the serial protocol, at the same rows
+    events = [json.loads((tmp_path / t / "report.json").read_text())["files"][0]["events"] for t in ("host", "qemu")]
+    assert events[0] == events[1] and events[0][0]["type"] == "COMMISSIONED"
     # both reports name the same firmware sources (QEMU's read back from the build it used)
     shas = [json.loads((tmp_path / t / "report.json").read_text())["model"]["firmware_sources_sha256"]
             for t in ("host", "qemu")]

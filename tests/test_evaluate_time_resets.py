@@ -77,3 +77,6 @@ def test_rows_past_the_devices_32_bit_clock_wrap_get_the_devices_answer():
     # the step after the wrap alerts, within a day
     alert = np.asarray(out.alert)[fault - 400:]
     assert alert.any() and np.flatnonzero(alert)[0] < 144
+    # its event is placed past the wrap too: at its row, on the recording's clock
+    raised = [e for e in out.events if e.type == "ALERT_RAISED" and e.row >= fault]
+    assert raised and raised[0].row - fault < 144 and raised[0].time == t[raised[0].row]

@@ -229,6 +229,58 @@ def test_evaluate_figure_pixels(evaluate_page):
         assert longest_vertical_run(mask(fig, C[kind], tol=6)) >= report._LANE_H, kind
 
 
+LOST = (80_000, 100_000)  # temperature silent: CHANNEL_LOST at the first row, CHANNEL_BACK at the second
+CAL_ALERT = 140_000  # flow's drift compensation passes its tolerance
+
+
+@pytest.fixture(scope="module")
+def events_page(tmp_path_factory):
+    """The hand-made run with the events its device reported (rows known by construction)."""
+    from aiot.evaluate.outputs import DeviceEvent
+
+    tmp = tmp_path_factory.mktemp("events")
+    r = hand_made_result()
+
+    def ev(seq, row, kind, channel, value):
+        return DeviceEvent(row=row, time=T0 + row, type=kind, channel=channel,
+                           channels=() if channel is None else (channel,), value=value, severity=0, state="NORMAL",
+                           seq=seq)
+
+    r.outputs.events = [ev(0, 10_000, "COMMISSIONED", None, 0.0), ev(1, LOST[0], "CHANNEL_LOST", 1, 60.0),
+                        ev(2, LOST[1], "CHANNEL_BACK", 1, 333.0), ev(3, ALERT_TRUE[0], "ALERT_RAISED", 0, 3.0),
+                        ev(4, CAL_ALERT, "CALIBRATION_ALERT", 0, 0.42)]
+    summary = pipeline.aggregate([r])
+    settings = pipeline.Settings(format="generic", target="host").to_json()
+    page = report.write_html(tmp / "report.html", [r], summary, settings, {"data": "pump7.csv"})
+    dom, img = rendered(page, tmp)
+    return page, dom, img
+
+
+@needs_chromium
+def test_evaluate_page_lists_what_the_device_reported_with_time_and_sensor(events_page):
+    _, dom, _ = events_page
+    table = re.search(r"<h4>What the device reported</h4>.*?<table[^>]*>(.*?)</table>", dom, re.S).group(1)
+    rows = [re.findall(r"<td>(.*?)</td>", x) for x in re.findall(r"<tr>(.*?)</tr>", table)[1:]]
+    # rows 80,000 / 100,000 / 140,000 one second apart from 2020-09-13 12:26:40 UTC
+    assert [x[:4] for x in rows] == [["2020-09-14 10:40:00", "CHANNEL_LOST", "temperature", "60 minutes"],
+                                     ["2020-09-14 16:13:20", "CHANNEL_BACK", "temperature", "333 minutes"],
+                                     ["2020-09-15 03:20:00", "CALIBRATION_ALERT", "flow", "0.42 sensor units"]]
+    assert "ALERT_RAISED x1" in dom and "COMMISSIONED x1" in dom  # counted, not listed: no service to do
+
+
+@needs_chromium
+def test_evaluate_figure_shows_when_a_sensor_was_lost(events_page):
+    _, dom, img = events_page
+    [(x, y, w, h)] = boxes(dom, "file-plot")
+    fig = img[y : y + h, x : x + w]
+    lost = mask(fig, report.COLOURS["sensor_lost"], tol=6)
+    assert longest_vertical_run(lost) >= report._LANE_H
+    cols = np.nonzero(lost.sum(axis=0) >= report._LANE_H)[0]
+    left, right = (report._LEFT + np.array(LOST) / (ROWS - 1) * report.PLOT_COLUMNS)
+    assert abs(cols.min() - left) <= 2 and abs(cols.max() + 1 - right) <= 2
+    assert "sensor lost" in dom and "temperature lost from 2020-09-14 10:40:00 to 2020-09-14 16:13:20" in dom
+
+
 # -- validate ---------------------------------------------------------------------------
 
 

@@ -200,7 +200,9 @@ def _model_dir(key: list, prefix: str) -> Path:
     """The cache folder of a device model: ``key`` plus the recipe and the code that trains it."""
     h = hashlib.sha256(json.dumps(key).encode())
     h.update(RECIPE.encode())
-    for fn in (_device_normalized, _build_device_model):  # how the training rows are made and trained
+    # how the training rows are chosen, normalized, floored and trained: a change retrains
+    for fn in (device_fleet_model, device_file_model, normal_only, fleet_spread, fleet_floors, _device_normalized,
+               _build_device_model):
         h.update(inspect.getsource(fn).encode())
     hash_training_code(h)
     return cache_dir() / "models" / f"{prefix}-{h.hexdigest()[:16]}"
@@ -259,6 +261,18 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
                                     "fleet_mean": f_mean.tolist(), "fleet_std": f_std.tolist()})
 
 
+def normal_only(head: Series) -> Series:
+    """``head`` with its labelled rows marked missing: an installation learns its noise and
+    baseline from normal running, and a failure recorded while it was commissioned is
+    neither (the device is shown those rows as missing samples, its model's noise units
+    leave them out). Unlabelled: ``head`` itself."""
+    if head.labels is None or not np.any(head.labels):
+        return head
+    out = head.slice(0, head.rows)
+    out.valid = out.valid & (np.asarray(out.labels) == 0)[:, None]
+    return out
+
+
 def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden: tuple[int, ...] = (16, 8),
                       noise_floor: float = 0.0, name: str = "installation") -> Path:
     """One installation's own model for the monitor, trained (cached) on its commissioning
@@ -267,9 +281,11 @@ def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden:
     ``noise_floor`` are taken against the installation's own spread over ``head`` (what
     ``fleet_mean`` / ``fleet_std`` stand for in its meta.json). Rows labelled as a fault
     (when a commissioning log says so) are kept out of the training windows, as the
-    reference target keeps them out of its baseline; the monitor still sees them."""
+    reference target keeps them out of its baseline, and out of the noise units and floors
+    (:func:`normal_only`: the device commissions on them as missing samples)."""
     knobs = monitor_knobs(window, head.rows)
-    dead = [c for c, ok in zip(head.channels, head.valid[: knobs["commission_samples"]].any(axis=0)) if not ok]
+    normal = normal_only(head)
+    dead = [c for c, ok in zip(head.channels, normal.valid[: knobs["commission_samples"]].any(axis=0)) if not ok]
     if dead:
         raise ToolkitError(
             f"sensor(s) {', '.join(dead)} sent no valid sample in the first {knobs['commission_samples']} "
@@ -280,9 +296,9 @@ def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden:
     out = _model_dir(key, "device-file")
     if (out / "c" / "model.c").is_file():
         return out
-    own_mean, own_std = fleet_spread(head)
+    own_mean, own_std = fleet_spread(normal)
     # one segment: all the commissioning rows train, in the units the monitor takes from their first half
-    z = _device_normalized(head, knobs["commission_samples"], fleet_floors(own_mean, own_std, noise_floor),
+    z = _device_normalized(normal, knobs["commission_samples"], fleet_floors(own_mean, own_std, noise_floor),
                            segment_rows=head.rows)
     z.labels = head.labels
     return _build_device_model(z, out, window, epochs, seed, hidden, z.rows, "installation_device",

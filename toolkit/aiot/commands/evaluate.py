@@ -83,6 +83,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
           --time-format '%d/%m/%Y %H:%M' --train-fraction 0.2 --out build/pump
       aiot evaluate --data site/ --drift-rate bearing_temp=0.05 --drift-rate '*=0.25' --out build/site
     """
+    from aiot.evaluate.events import summary_line
     from aiot.evaluate.report import phases_text
     from aiot.evaluate.run import evaluate
 
@@ -99,6 +100,8 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     tep = summary.get("tep")
     if tep:
         click.echo(tep_text(tep))
+    if summary_line(summary.get("device_events")):  # a sensor to service, a clock to fix: said, not buried
+        click.echo(summary_line(summary["device_events"]))
     click.echo(f"report: {out / 'report.html'}")
     wrote(out, "report.json, report.html")
 

@@ -15,12 +15,21 @@ import numpy as np
 
 from aiot.data import Series
 from aiot.errors import ToolkitError
-from aiot.evaluate.outputs import Outputs
+from aiot.evaluate.outputs import DeviceEvent, Outputs
 from aiot.installation import (  # noqa: F401  (the evaluation's names for the product's pieces)
     EVAL_KNOBS, FLOOR_KNOB, MAX_PERIOD_MS, PERIOD_TOLERANCE, RECIPE, SEGMENT_ROWS,
     _device_normalized, config_knobs, device_file_model, device_fleet_model, firmware_elf, firmware_sources_sha,
-    firmware_size, fleet_floors, fleet_spread, floored_noise, installation_config, installation_period_ms,
+    firmware_size, fleet_floors, fleet_spread, floored_noise, installation_config, installation_period_ms, normal_only,
     min_commissioning_rows, monitor_knobs, validated_knobs)
+
+
+#: Rows pushed between two drains of the device's event ring, in windows: the ring
+#: (AIOT_MONITOR_EVENT_CAPACITY, 16) overwrites its oldest event when full. A window emits
+#: a few events (per-sensor ones at most one per sensor), so draining after every window
+#: keeps them all on a device of a few sensors; one of many sensors can still fill the ring
+#: in one window (52 sensors lost at once), which the device counts (events_dropped) and
+#: the report says.
+DRAIN_WINDOWS = 1
 
 
 def _unwrap_ms(t_u32: np.ndarray, near_ms: int) -> np.ndarray:
@@ -147,6 +156,7 @@ class MonitorDevice:
         self.channels = 0
         self._t0 = None
         self._pending = None
+        self.events: list[DeviceEvent] = []  #: every event drained so far, placed in the recording
 
     def _open(self, head: Series) -> None:
         from aiot import monitor as M
@@ -182,12 +192,59 @@ class MonitorDevice:
         return np.where(series.valid[rows], series.values[rows], np.nan)
 
     def commission(self, head: Series) -> dict:
+        """Push the commissioning rows; labelled ones as missing samples (:func:`normal_only`)."""
         self._open(head)
         ts = self._ms(head, slice(0, head.rows))
-        vals = self._values(head, slice(0, head.rows))
-        self._pending = self.dev.push(ts, vals)  # commissioning + calibration happen on the device
+        vals = self._values(normal_only(head), slice(0, head.rows))
+        self._pending = self._push(ts, vals, 0)  # commissioning + calibration happen on the device
         return {"monitor_config": self.config.as_dict(), "commissioning_outputs": int(len(self._pending)),
                 "commissioning": self._commissioning()}
+
+    def _push(self, ts: np.ndarray, vals: np.ndarray, first_row: int) -> np.ndarray:
+        """Push rows (file rows ``first_row``..) and return the window outputs, draining the
+        device's events every DRAIN_WINDOWS windows of rows (the host build and a board at the
+        same rows, so both drop the same events if any): into :attr:`events`, each at the row
+        it came with. A board says in each PUSH answer whether events wait (no EVENTS request
+        when none do); the host build is drained every time (a function call)."""
+        from aiot import monitor as M
+
+        step = max(1, DRAIN_WINDOWS * self.window)
+        outs = []
+        mon = getattr(self.dev, "monitor", None)  # the host build: its samples packed once, pushed a step at a time
+        rec = mon.samples(ts, vals) if mon is not None else None
+        for a in range(0, ts.size, step):
+            b = min(a + step, ts.size)
+            if mon is not None:
+                outs.append(mon.push_records(rec[a:b]))
+                drained = mon.events()
+            else:
+                outs.append(self.dev.push(ts[a:b], vals[a:b]))
+                drained = self.dev.events() if self.dev.events_pending else []
+            self.events.extend(self._place(ev, ts[a:b], first_row + a) for ev in drained)
+        # filled in place: concatenating a structured dtype checks its fields once per part
+        whole, k = np.empty(sum(len(o) for o in outs), dtype=M.OUTPUT_DTYPE), 0
+        for o in outs:
+            whole[k : k + len(o)] = o
+            k += len(o)
+        return whole
+
+    def _place(self, ev, ts: np.ndarray, first_row: int) -> DeviceEvent:
+        """``ev`` (emitted while rows ``first_row``.. with times ``ts`` were pushed) at its row
+        and its time in the recording's clock: device time is 32-bit milliseconds since the
+        file's first row, unwrapped to the rows' own (they can be before it after a time reset)."""
+        ms = int(ev.timestamp_ms)
+        ms += round((int(ts[-1]) - ms) / 2**32) * 2**32
+        i = int(np.clip(np.searchsorted(ts, ms, side="right") - 1, 0, ts.size - 1))
+        return DeviceEvent(row=first_row + i, time=self._t0 + ms / 1000.0, type=ev.type, channel=ev.channel,
+                           channels=tuple(ev.channels), value=float(ev.value), severity=int(ev.severity),
+                           state=ev.state, seq=int(ev.seq))
+
+    def _events_dropped(self) -> int:
+        """Events the device's ring overwrote before they were drained (its stats)."""
+        mon = getattr(self.dev, "monitor", None)  # the host build
+        if mon is not None:
+            return int(mon.stats()["events_dropped"])
+        return int(self.dev.stats().get("monitor", {}).get("events_dropped", 0))
 
     def _commissioning(self) -> list[dict]:
         """Per channel: samples the device rejected while commissioning, stuck or not (report.json)."""
@@ -211,13 +268,16 @@ class MonitorDevice:
         parts = []
         try:
             for a, b in zip(cuts[:-1], cuts[1:]):
-                outs = self.dev.push(ts[a:b], vals[a:b])
+                outs = self._push(ts[a:b], vals[a:b], start + a)
                 since = None
                 if a == 0 and self._pending is not None:  # the commissioning's outputs, from its first row
                     outs, since = np.concatenate([self._pending, outs]), 0
                 parts.append(_rows_from_windows(ts[a:b], outs, self.channels, since))
+            dropped = self._events_dropped()
         finally:
             self.close()
-        return parts[0] if len(parts) == 1 else Outputs(
+        out = parts[0] if len(parts) == 1 else Outputs(
             [x for p in parts for x in p.state], *(np.concatenate([getattr(p, f) for p in parts])
                                                   for f in ("score", "confidence", "alert", "channel_scores")))
+        out.events, out.events_dropped = self.events, dropped
+        return out

@@ -16,6 +16,22 @@ from aiot.data import Series
 STATES = ("commissioning", "warmup", "gap", "normal", "anomaly", "recovering")
 
 
+@dataclass(frozen=True)
+class DeviceEvent:
+    """One event the device's monitor emitted (aiot.monitor.Event: monitor.h's
+    aiot_monitor_event_t), placed in the recording it was streamed from."""
+
+    row: int  #: the file row whose sample the device emitted it at (the last row pushed at or before its time)
+    time: float  #: its time in the recording's clock (s): the device's milliseconds since the file's first row, back in the file's time
+    type: str  #: aiot.monitor.EVENT_TYPES name
+    channel: int | None  #: its main channel (per-sensor events: that sensor), None when it names none
+    channels: tuple[int, ...]  #: every channel it names (alerts: the window's top contributors)
+    value: float  #: meaning and unit per type (monitor.h; aiot.evaluate.events.UNITS)
+    severity: int
+    state: str  #: the monitor's state after it
+    seq: int  #: the device's event counter (a jump: events the ring dropped)
+
+
 @dataclass
 class Outputs:
     """Per-row device answers for the streamed (non-commissioning) rows."""
@@ -25,6 +41,11 @@ class Outputs:
     confidence: np.ndarray  #: (N,) float in 0..1
     alert: np.ndarray  #: (N,) int8 0/1
     channel_scores: np.ndarray | None = None  #: (N, C) per-sensor share of the score
+    #: every event the device's monitor emitted from the start of commissioning, oldest first;
+    #: None on a target without the monitor (the reference target has no events)
+    events: list[DeviceEvent] | None = None
+    #: events the device's ring overwrote before they were drained (its events_dropped)
+    events_dropped: int = 0
 
 
 class Device(Protocol):

@@ -17,6 +17,7 @@ import numpy as np
 from aiot.data import Series
 from aiot.errors import ToolkitError
 from aiot.paths import cache_dir, private_build_dir, publish_cache_dir
+from aiot.evaluate import events as device_events
 from aiot.evaluate import incidents as inc
 from aiot.evaluate.device import AlertRule, Outputs, make_device
 from aiot.installation import TRAINING_MODULES, hash_training_code  # noqa: F401  (the model caches' key)
@@ -404,7 +405,8 @@ def not_scored(results: list[FileResult]) -> list[str]:
                    + (f"; {whole} incident(s) lie wholly there and are not counted at all" if whole else "")
                    + ": " + files([(n, f"{k} of its first {s} rows" + (f", {w} whole incident(s)" if w else ""))
                                    for n, k, w, s in rows])
-                   + " (commissioning rows are learnt from, never scored; commission on fewer rows to score them)")
+                   + " (commissioning rows are never scored, and labelled ones are not learnt from either: the "
+                     "installation commissions on its normal rows; commission on fewer rows to score them)")
     wins = [(r.recording.name, r.commissioning.get("windows_not_scored", 0)) for r in results]
     wins = [(n, f"{k} window(s)") for n, k in wins if k]
     if wins:
@@ -454,6 +456,7 @@ def aggregate(results: list[FileResult]) -> dict:
         "phases_note": "test rows labelled normal, by where they fall in their file: before its first "
                        "labelled fault, between faults, after its last one (a fault's fading tail counts "
                        "here), or in a file without faults; alerting = false-alarm rows (FAR's numerator)",
+        "device_events": device_events.pooled(results),
     }
 
 

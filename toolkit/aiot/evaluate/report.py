@@ -1,6 +1,7 @@
 """Write what an evaluation found: predictions.csv (one row per sample), report.json
-(settings, per-file incidents and alerts, pooled metrics) and report.html (a self-contained
-page a person reads: hand-written SVG per file on a dated time axis, no plotting dependency)."""
+(settings, per-file incidents, alerts and the device's events, pooled metrics) and
+report.html (a self-contained page a person reads: hand-written SVG per file on a dated time
+axis, no plotting dependency, and what the device reported)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from aiot.data import GAP_FACTOR, format_time
+from aiot.evaluate import events as device_events
 from aiot.evaluate.metrics import Confusion
 from aiot.evaluate.pipeline import FileResult
 
@@ -80,6 +82,8 @@ def file_json(r: FileResult) -> dict:
             }
             for a in r.alerts
         ],
+        # what the device's monitor emitted from the start of commissioning (evaluate/events.py)
+        **device_events.file_events(s, r.outputs),
         "notes": r.recording.meta,
     }
 
@@ -117,6 +121,7 @@ COLOURS = {
     "score": "#1c3d7a", "trace": "#1c7ed6", "threshold": "#e8590c", "commissioning": "#ececec",
     "incident_detected": "#d3f9d8", "incident_missed": "#ffe3e3", "alert_true": "#2f9e44",
     "alert_false": "#e03131", "label": "#868e96", "frame": "#adb5bd", "grid": "#f1f3f5",
+    "sensor_lost": "#0b7285",
 }
 
 #: State lane colours; when a pixel column holds several states the first listed wins
@@ -444,6 +449,18 @@ def _svg(r: FileResult, rule: dict | None = None) -> str:
                                shown[c].upper(), cls=f"state-{shown[c]}"))
         c = e + 1
     y += _LANE_H + 3
+    spells = lost_spells(r)
+    if spells:  # a sensor the device left out (CHANNEL_LOST until CHANNEL_BACK or the end)
+        parts.append(_text(_LEFT - 4, y + 11, "sensor lost", "end"))
+        for name, since, until in spells:
+            x0, x1 = X(since), X(until) if until is not None else _LEFT + PLOT_COLUMNS
+            tip = (f"{name} lost from {_when_t(s, since)} "
+                   + (f"to {_when_t(s, until)} (CHANNEL_BACK)" if until is not None else "to the end of the recording")
+                   + ": the device monitored the other sensors without it")
+            parts.append(_rect(x0, x1, y, _LANE_H, COLOURS["sensor_lost"], tip, cls="sensor-lost"))
+            if x1 - x0 >= 7 * len(name):
+                parts.append(_text(x0 + 3, y + 11, name, size=9, fill="#fff"))
+        y += _LANE_H + 3
     parts.append(_text(_LEFT - 4, y + 11, "labelled fault", "end"))
     for i in r.incidents:
         parts.append(_rect(xr(i.start), xend(i.end), y + 2, _LANE_H - 4, COLOURS["label"],
@@ -482,6 +499,52 @@ def _when(series, row: int) -> str:
     """A row's time for a person: 2020-03-09 10:00:09 (UTC), or the file's own number."""
     v = _t(series, row)
     return v.replace("T", " ").rstrip("Z") if isinstance(v, str) else f"{v:g}"
+
+
+def _when_t(series, seconds: float) -> str:
+    """A time in the recording's clock for a person, as :func:`_when` writes a row's."""
+    v = device_events.when(series, seconds)
+    return v.replace("T", " ").rstrip("Z") if isinstance(v, str) else f"{v:g}"
+
+
+def lost_spells(r: FileResult) -> list[tuple[str, float, float | None]]:
+    """(sensor, lost at, back at or None) for each CHANNEL_LOST the device reported, its
+    CHANNEL_BACK the next one for the same sensor."""
+    out, open_ = [], {}
+    for e in r.outputs.events or []:
+        if e.type == "CHANNEL_LOST":
+            open_[e.channel] = len(out)
+            out.append([device_events.sensor_name(r.recording.series, e.channel), e.time, None])
+        elif e.type == "CHANNEL_BACK" and e.channel in open_:
+            out[open_.pop(e.channel)][2] = e.time
+    return [tuple(x) for x in out]
+
+
+def events_section(r: FileResult) -> str:
+    """"What the device reported": the service events (:data:`.events.SERVICE`) with time and
+    sensor, a warning when its event ring dropped some, and the count of every event type."""
+    out, s = r.outputs, r.recording.series
+    if out.events is None:
+        return ""
+    warn = (f"<p><b>Warning:</b> {out.events_dropped:,} events the device emitted were lost (its event ring "
+            "overflowed before they were read); the events below lack them.</p>" if out.events_dropped else "")
+    service = [e for e in out.events if e.type in device_events.SERVICE]
+    rows = []
+    for e in service[:_MAX_LISTED]:
+        unit = device_events.UNITS.get(e.type)
+        value = f"{e.value:.4g} {unit}" if unit else ""
+        rows.append(f"<tr><td>{html.escape(_when_t(s, e.time))}</td><td>{e.type}</td>"
+                    f"<td>{html.escape(device_events.sensor_name(s, e.channel) or '-')}</td>"
+                    f"<td>{html.escape(value)}</td><td>{html.escape(device_events.SERVICE[e.type])}</td></tr>")
+    table = ("<table class='list device-events'><tr><th>time</th><th>event</th><th>sensor</th><th>value</th>"
+             "<th>what it means</th></tr>" + "".join(rows) + "</table>"
+             + (f"<p class='note'>... and {len(service) - _MAX_LISTED:,} more (report.json lists them all).</p>"
+                if len(service) > _MAX_LISTED else "")) if rows else \
+        "<p>No service event: no sensor lost, stuck, spiking while commissioning, long in drift or past its " \
+        "calibration tolerance; no clock step.</p>"
+    counts = ", ".join(f"{k} x{n}" for k, n in device_events.file_events(s, out)["event_counts"].items())
+    return (f"<h4>What the device reported</h4>{warn}{table}<p class='note'>All its events, from commissioning on: "
+            f"{html.escape(counts) or 'none'} (each with its time, row, sensor and value in report.json).</p>")
 
 
 def _duration(seconds: float) -> str:
@@ -583,6 +646,14 @@ def _skipped(files: list[dict]) -> str:
     return f"<p><b>Warning:</b> {len(files)} file(s) skipped, not in these results:</p><ul>{items}</ul>"
 
 
+def _dropped(files: dict) -> str:
+    """Files whose device's event ring overflowed: their event lists lack what it dropped."""
+    if not files:
+        return ""
+    return (f"<p><b>Warning:</b> the device's event ring overflowed: {sum(files.values()):,} events the device "
+            "emitted were lost, in " + html.escape(", ".join(f"{k} ({n})" for k, n in files.items())) + ".</p>")
+
+
 def _f1(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
@@ -612,6 +683,9 @@ def _legend(results: list[FileResult]) -> str:
     seen = {str(x).lower() for r in results for x in r.outputs.state} | ({"commissioning"} if results else set())
     states = [k for k in STATE_COLOURS if k in seen] + sorted(seen - set(STATE_COLOURS))
     sw = lambda colour: f'<span class="sw" style="background:{colour}"></span>'  # noqa: E731
+    lost = (f'<li>{sw(COLOURS["sensor_lost"])}sensor lost lane (when the device lost one): from its '
+            "CHANNEL_LOST to its CHANNEL_BACK or the end, named; the device monitored the other sensors "
+            "without it</li>" if any(lost_spells(r) for r in results) else "")
     items = "".join(f"<li>{sw(STATE_COLOURS.get(k, _OTHER_STATE))}{html.escape(k.upper())}: "
                     f"{html.escape(STATE_WORDS.get(k, 'a state of the device'))}</li>" for k in states)
     return f"""<h2>How to read the plots</h2>
@@ -624,7 +698,7 @@ alerted inside it, red when it was missed</li>
 the device alerts when enough windows in a row score above it</li>
 <li>{sw(COLOURS["trace"])}raw sensor values of the sensors the alerts name, in the file's own units</li>
 <li>state lane, the device's state row by row:<ul>{items}</ul></li>
-<li>{sw(COLOURS["label"])}labelled fault lane: the label column's 1-runs</li>
+{lost}<li>{sw(COLOURS["label"])}labelled fault lane: the label column's 1-runs</li>
 <li>{sw(COLOURS["alert_true"])}/{sw(COLOURS["alert_false"])}alerts: green overlaps a labelled fault (true),
 red does not (false); A1, A2... are listed under the figure with why each ended</li>
 </ul>
@@ -661,7 +735,7 @@ def _file_section(r: FileResult, rule: dict | None, anchor: str) -> str:
     return (f"<section class='file' id='{anchor}'><h3>{html.escape(r.recording.name)}</h3>{_own_model(r.commissioning)}"
             f"<p class='note'>{s.rows:,} rows, {_when(s, 0)} to {_when(s, s.rows - 1)}; commissioned on the first "
             f"{r.start:,}; TP {m.tp:,}, FP {m.fp:,}, TN {m.tn:,}, FN {m.fn:,}. Sensors drawn: {html.escape(note)}.</p>"
-            f"{_svg(r, rule)}{inc_table}{al_table}</section>")
+            f"{_svg(r, rule)}{inc_table}{al_table}{events_section(r)}</section>")
 
 
 _STYLE = """body{font-family:sans-serif;margin:2em auto;max-width:960px;color:#212529;line-height:1.35}
@@ -694,6 +768,7 @@ incidents detected {summary['incidents_detected']}/{summary['incidents']}, false
 {_phases_line(summary.get("false_alarms_by_phase", {}))}
 {_not_scored(summary.get("labels_not_scored", []))}
 {_skipped(summary.get("skipped_files", []))}
+{_dropped((summary.get("device_events") or {}).get("dropped", {}))}
 <p class="note">Protocol: {html.escape(str(context.get("protocol", "each file commissioned on its first rows, then streamed row by row; metrics over the streamed rows, pooled over files.")))}</p>
 <table class="confusion"><tr><th>file</th><th>incidents detected</th><th>false alerts</th><th>TP</th><th>FP</th>
 <th>TN</th><th>FN</th><th>F1</th><th>FAR</th><th>MAR</th></tr>

@@ -272,6 +272,12 @@ def _evaluate(
             "or tune anything."
         ),
         "incident_matching": incident_matching(),
+        "device_events": None if settings.target == "reference" else (
+            "per file, every event the device's monitor emitted from the start of commissioning, oldest first: "
+            "its ring (16 events) is drained after every window of rows pushed (host build and board alike); "
+            "time = the event's device time in the file's clock, row = the file row pushed at that time, "
+            "sensor = the channel's column name, value in unit (monitor.h); events_dropped = events the ring "
+            "overwrote before a drain (the list lacks them)"),
         "host": platform.platform(),
         # trained models (and so the figures) depend on these: the same settings with another
         # TensorFlow / Keras can train a different model

@@ -611,7 +611,8 @@ class Monitor:
         rec = np.ascontiguousarray(rec, dtype=SAMPLE_DTYPE)
         chunk = 4096
         outs: list[np.ndarray] = []
-        buf = np.zeros(chunk * MAX_OUTPUTS_PER_PUSH, dtype=OUTPUT_DTYPE)
+        # sized to the push: aiot.evaluate pushes a window at a time (it drains events in between)
+        buf = np.zeros(min(chunk, len(rec)) * MAX_OUTPUTS_PER_PUSH, dtype=OUTPUT_DTYPE)
         i = 0
         while i < len(rec):
             part = rec[i : i + chunk]
