@@ -138,7 +138,7 @@ def test_cli_validates_every_input_and_output_on_qemu(tmp_path):
                                   "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "report.json").read_text())
-    assert rep["device"]["proto_minor"] == 2 and len(rep["device"]["inputs"]) == 2
+    assert rep["device"]["proto_minor"] == 3 and len(rep["device"]["inputs"]) == 2
     assert [t["bytes"] for t in rep["tensors"]["inputs"]] == [t["bytes"] for t in rep["device"]["inputs"]]
     assert sorted(t["bytes"] for t in rep["tensors"]["outputs"]) == [3, 5]
     assert rep["inputs"]["features"] == 42 and rep["metrics"]["vectors"] == 24

@@ -20,8 +20,9 @@ extern "C" {
 #endif
 
 #define AIOT_PROTO_VERSION_MAJOR 1u
-#define AIOT_PROTO_VERSION_MINOR 2u  // 1.1: CONFIG_PART, CONFIG_GET by offset, INFO ends with the device id;
-                                     // 1.2: every input and output (INFO's tensor table, INFER carries them all)
+#define AIOT_PROTO_VERSION_MINOR 3u  // 1.1: CONFIG_PART, CONFIG_GET by offset, INFO ends with the device id;
+                                     // 1.2: every input and output (INFO's tensor table, INFER carries them all);
+                                     // 1.3: STATS [first channel u8], for installations wider than one answer
 
 #ifndef AIOT_FRAME_MAX_PAYLOAD
 //! Largest payload either side may send. Sized for one int8 input tensor of up to 1 KiB;

@@ -538,15 +538,23 @@ static void handle_events(const aiot_frame_t *f) {
     aiot_frame_tx_end(&tx);
 }
 
+//! STATS [first u8]: the channel records from channel `first` (default 0), as many as fit
+//! one frame (23 in 1 KiB); head[1] says how many. A wide installation's host asks again
+//! from where the answer stopped (protocol 1.3).
 static void handle_stats(const aiot_frame_t *f) {
     aiot_monitor_stats_t st;
     uint8_t head[4] = {monitor_ready, 0, (uint8_t)sizeof(aiot_monitor_stats_t),
                        (uint8_t)sizeof(aiot_monitor_channel_info_t)};
     uint8_t counters[4 * 8 + 8];
+    const uint8_t first = f->length == 1 ? f->payload[0] : 0;
     uint8_t channels = monitor_ready ? monitor.cfg.num_channels : 0;
-    // Channel details as far as they fit one frame (23 of them in 1 KiB); head[1] says how many.
     const size_t room = (AIOT_FRAME_MAX_PAYLOAD - sizeof head - sizeof st - sizeof counters) /
                         sizeof(aiot_monitor_channel_info_t);
+    if (f->length > 1) {
+        send_error(f->seq, AIOT_PERR_BAD_PAYLOAD, f->type, "STATS takes no payload or the first channel (u8)");
+        return;
+    }
+    channels = first < channels ? (uint8_t)(channels - first) : 0;
     if (channels > room) channels = (uint8_t)room;
     memset(&st, 0, sizeof st);
     if (monitor_ready) aiot_monitor_stats(&monitor, &st);
@@ -569,7 +577,7 @@ static void handle_stats(const aiot_frame_t *f) {
     aiot_frame_tx_append(&tx, counters, sizeof counters);
     for (uint8_t c = 0; c < channels; c++) {
         aiot_monitor_channel_info_t ci;
-        aiot_monitor_channel_info(&monitor, c, &ci);
+        aiot_monitor_channel_info(&monitor, (uint8_t)(first + c), &ci);
         aiot_frame_tx_append(&tx, &ci, sizeof ci);
     }
     aiot_frame_tx_end(&tx);

@@ -292,6 +292,53 @@ static int popcount16(uint16_t v) {
     return n;
 }
 
+//! 2^k as a float, for k in -126..127: its exponent bits (exact).
+static float pow2i(int k) {
+    const uint32_t bits = (uint32_t)(k + 127) << 23;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+//! e^x from single-precision +, -, * only, so that every build of the monitor (host glibc,
+//! newlib on Cortex-M, soft float) gives the same bits: the C library's expf differs by an
+//! ULP between them (issue 19: p_value and confidence in 32 of SKAB's 34 files). No fused
+//! multiply-add: the builds are ISO C (-std=c99, where GCC does not contract), and one
+//! operation per statement keeps clang's default contraction out too.
+//! x = k ln2 + r with |r| <= ln2/2 (ln2 in two parts, k ln2_hi exact), e^r by its Taylor
+//! series to r^7, times 2^k (in two steps below 2^-126). Within 1 ULP of glibc's expf.
+static float exp_portable(float x) {
+    const float ln2_hi = 0.693145751953125f, ln2_lo = 1.42860682030941723e-6f;
+    float r, y, t;
+    int k;
+    if (x != x) return x;
+    if (x > 88.7228f) return INFINITY;
+    if (x < -103.98f) return 0.0f;
+    t = x * 1.44269504f;
+    k = (int)(t < 0.0f ? t - 0.5f : t + 0.5f);  // nearest, half away from zero
+    t = (float)k * ln2_hi;
+    r = x - t;
+    t = (float)k * ln2_lo;
+    r = r - t;
+    y = r * (1.0f / 5040.0f);
+    y = y + 1.0f / 720.0f;
+    y = y * r;
+    y = y + 1.0f / 120.0f;
+    y = y * r;
+    y = y + 1.0f / 24.0f;
+    y = y * r;
+    y = y + 1.0f / 6.0f;
+    y = y * r;
+    y = y + 0.5f;
+    y = y * r;
+    y = y + 1.0f;
+    y = y * r;
+    y = y + 1.0f;
+    if (k > 127) return y * pow2i(k - 1) * 2.0f;
+    if (k < -126) return y * pow2i(k + 64) * pow2i(-64);
+    return y * pow2i(k);
+}
+
 //! Conformal p-value of score s against the sorted calibration set, with an exponential
 //! tail beyond the largest calibration score so that confidence keeps growing with s.
 static float p_value(const aiot_monitor_t *m, float s) {
@@ -302,7 +349,7 @@ static float p_value(const aiot_monitor_t *m, float s) {
     top = m->cal[n - 1];
     tail = top - m->cal[n / 2];
     if (tail < TINY) tail = TINY;
-    return expf(-(s - top) / tail) / (float)(n + 1);
+    return exp_portable(-(s - top) / tail) / (float)(n + 1);
 }
 
 static void cal_insert(aiot_monitor_t *m, float s) {
@@ -1313,7 +1360,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     }
 
     // Confidence: calibrated p-value, discounted by missing data and recent baseline moves.
-    decay = expf(-0.69314718f / k->stability_halflife);
+    decay = exp_portable(-0.69314718f / k->stability_halflife);
     for (c = 0; c < C; c++) {
         shift_sum += m->ch[c].recent_shift;
         m->ch[c].recent_shift *= decay;

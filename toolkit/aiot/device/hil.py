@@ -925,11 +925,11 @@ class Device:
                 "firmware": info.firmware_version, "boot": round(time.time() - uptime, 3),
                 "uptime_s": round(uptime, 3)}
 
-    def stats(self) -> dict:
-        """Link counters (frames received, broken frames by kind) and the monitor's state."""
+    def _stats_answer(self, first: int) -> bytes:
+        """One STATS answer, its channel records from ``first`` (checked: sizes, length)."""
         from aiot import monitor as M
 
-        f = self.request(P.Msg.STATS, retry=True)
+        f = self.request(P.Msg.STATS, bytes([first]) if first else b"", retry=True)
         p = f.payload
         if len(p) >= 4 and (p[2], p[3]) != (ctypes.sizeof(M.Stats), ctypes.sizeof(M.ChannelInfo)):
             raise ToolkitError(
@@ -939,6 +939,25 @@ class Device:
         base = 4 + ctypes.sizeof(M.Stats) + 40
         if len(p) < base or len(p) != base + p[1] * ctypes.sizeof(M.ChannelInfo):
             raise ToolkitError(f"{self.name} sent a malformed STATS response ({len(p)} bytes)")
+        return p
+
+    def stats(self) -> dict:
+        """Link counters (frames received, broken frames by kind) and the monitor's state,
+        with every channel's record: an answer holds as many as fit one frame (23 in 1 KiB),
+        the rest are asked for from where it stopped (a protocol 1.2 device: the first only)."""
+        from aiot import monitor as M
+
+        p = self._stats_answer(0)
+        base, size = 4 + ctypes.sizeof(M.Stats) + 40, ctypes.sizeof(M.ChannelInfo)
+        records, last = p[base:], p
+        if p[0] and p[1] and self.info().pages_stats:
+            full = self.info().max_payload or P.DEFAULT_MAX_PAYLOAD
+            # an answer with room for one more record was the last; channel numbers are a u8
+            while len(last) + size > full and len(records) // size < 255:
+                last = self._stats_answer(len(records) // size)
+                if not last[1]:
+                    break
+                records += last[base:]
         st = M.Stats.from_buffer_copy(p, 4)
         link = struct.unpack_from("<8IQ", p, 4 + ctypes.sizeof(M.Stats))
         keys = ("frames_ok", "bad_crc", "bad_length", "bad_encoding", "too_large", "unknown_type", "bad_payload",
@@ -954,7 +973,7 @@ class Device:
             }
             out["channels"] = [
                 {k: getattr(ci, k) for k, _t in M.ChannelInfo._fields_ if k != "reserved"}
-                for ci in (M.ChannelInfo.from_buffer_copy(p, base + c * ctypes.sizeof(M.ChannelInfo)) for c in range(p[1]))
+                for ci in (M.ChannelInfo.from_buffer_copy(records, c * size) for c in range(len(records) // size))
             ]
         return out
 

@@ -15,8 +15,9 @@ from enum import IntEnum
 import numpy as np
 
 PROTO_MAJOR = 1
-PROTO_MINOR = 2  # 1.1: CONFIG_PART, CONFIG_GET by offset; INFO ends with the device id
+PROTO_MINOR = 3  # 1.1: CONFIG_PART, CONFIG_GET by offset; INFO ends with the device id
 #                  1.2: every input and output: INFO's tensor table, INFER carries them all
+#                  1.3: STATS [first channel u8]: the channel records past the first answer
 HEADER = 4
 CRC = 4
 OVERHEAD = HEADER + CRC
@@ -366,6 +367,11 @@ class DeviceInfo:
     def lists_tensors(self) -> bool:
         """INFO carried the tensor table (protocol 1.2 and later)."""
         return (self.proto_major, self.proto_minor) >= (1, 2)
+
+    @property
+    def pages_stats(self) -> bool:
+        """STATS takes the first channel record wanted (protocol 1.3 and later)."""
+        return (self.proto_major, self.proto_minor) >= (1, 3)
 
     @property
     def input_tensors(self) -> tuple[TensorSpec, ...]:
