@@ -52,8 +52,53 @@ def test_a_second_model_compiles_only_its_own_file(tmp_path, cache, compiled):
     assert compiled == ["model.c", "quant.c"] and _value(so_a) == 1
     so_b = hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])
     assert compiled == ["model.c", "quant.c", "model.c"] and _value(so_b) == 2
-    # the engine file's object is kept once; the models' (they read their folder's model.h) are not kept
-    assert [p.name for p in (cache / "obj").rglob("*.o")] == ["quant.o"]
+    # the engine file's object is kept once; each model's is kept for the bytes of its folder
+    assert sorted(p.name for p in (cache / "obj").rglob("*.o")) == ["model.o", "model.o", "quant.o"]
+
+
+def test_a_model_folder_with_the_same_bytes_elsewhere_compiles_nothing_and_a_changed_byte_compiles(
+        tmp_path, cache, compiled):
+    # generated C is keyed by what its folder holds, not where the folder is: the same model
+    # generated for another build (a pytest worker's folder, a frame-limit variant) reuses the
+    # object; one byte changed in the header or the source compiles again
+    a, b = _model(tmp_path / "a", 1), _model(tmp_path / "b", 1)
+    assert _value(hostbuild.compile_shared([a / "model.c", ENGINE_FILE], name="m", include_dirs=[a])) == 1
+    assert _value(hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])) == 1
+    assert compiled == ["model.c", "quant.c"]
+    (b / "model.h").write_text("#define VALUE 3\n")  # one byte of the header
+    assert _value(hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])) == 3
+    assert compiled == ["model.c", "quant.c", "model.c"]
+    (b / "model.c").write_text((b / "model.c").read_text().replace("VALUE;", "VALUE+1;"))  # ... of the source
+    assert _value(hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])) == 4
+    assert compiled == ["model.c", "quant.c", "model.c", "model.c"]
+    # the first folder's object is still the one for its bytes
+    assert _value(hostbuild.compile_shared([a / "model.c", ENGINE_FILE], name="m2", include_dirs=[a])) == 1
+    assert len(compiled) == 4
+
+
+def test_a_compile_killed_half_way_leaves_nothing_a_later_build_uses(tmp_path, cache, compiled, monkeypatch):
+    # a process killed while the compiler wrote the object (here: half an object, then the
+    # process stops as SIGKILL would stop it) leaves only its private folder, never an entry
+    a = _model(tmp_path / "a", 5)
+    real = hostbuild._gcc
+
+    def killed(args, name):
+        if "-c" in args:
+            obj = Path(args[args.index("-o") + 1])
+            obj.write_bytes(b"\x7fELF" + b"\0" * 12)  # a truncated object
+            raise SystemExit("killed")
+        return real(args, name)
+
+    monkeypatch.setattr(hostbuild, "_gcc", killed)
+    with pytest.raises(SystemExit):
+        hostbuild.compile_shared([a / "model.c"], name="m", include_dirs=[a])
+    monkeypatch.setattr(hostbuild, "_gcc", real)
+    assert not list((cache / "obj").glob("*/*/v-*"))  # no entry, only the dead process's .tmp- folder
+    compiled.clear()
+    seen: list[str] = []
+    monkeypatch.setattr(hostbuild, "_gcc", lambda args, name: (seen.append(" ".join(args)), real(args, name))[1])
+    assert _value(hostbuild.compile_shared([a / "model.c"], name="m", include_dirs=[a])) == 5
+    assert sum(" -c " in f" {c} " for c in seen) == 1  # compiled afresh, not taken from the dead folder
 
 
 def test_a_source_reading_a_header_of_the_callers_folder_is_compiled_for_each_folder(tmp_path, cache, compiled):

@@ -5,7 +5,9 @@ simulation, feature extraction and fast parity checks. Builds are cached by a ha
 the sources and flags, so repeated loads cost nothing; and each source's object is cached
 too (keyed by the source, the flags, a -D define only where the text names it, and the
 headers the compiler read), so a library that differs from a cached one in one file (a new
-model.c) compiles only that file, not the engine and monitor sources again."""
+model.c) compiles only that file, not the engine and monitor sources again; and generated C
+(a model's folder) is keyed by the bytes its folder holds, not where the folder is, so the
+same model generated again elsewhere compiles nothing."""
 
 from __future__ import annotations
 
@@ -104,23 +106,30 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
     and the firmware's, aiot.target.firmware). ``run(args)`` runs the compiler with ``args``
     and raises ToolkitError saying what failed.
 
-    Keyed by the compiler, the source's path and bytes, the flags but the -D defines, and the names of the headers in each
-    include folder in search order (a header that would shadow another is a new key; a
-    caller's folder counts by what it holds, not where it is; the firmware's folders and
-    folders of third-party C unpacked in the cache (UNPACKED_C: the update service's crypto)
-    are not a caller's; a model's generated C in the cache is). An entry is used only while
-    every header the compiler read (its -MD list) has the bytes it had then, and every define
-    that text names (directly or through another define's value; every define if a file of
-    ours pastes tokens with ##) has the value it had then: a build-specific define (a
-    release key, a device id, a flash file) compiles again only the files that read it. A source that
-    read a header from a caller's folder (a generated model.h), or whose compiler wrote no
-    dependency list, is not kept: the same source with another model's folder must not find
-    it; its folder goes in ``private``."""
+    Keyed by the compiler, the source's bytes and its path, the flags but the -D defines, and
+    the names of the headers in each include folder in search order (a header that would
+    shadow another is a new key). A caller's folder (any include folder but the firmware's and
+    those of third-party C unpacked in the cache, UNPACKED_C: a model's generated C, wherever
+    it lies) counts by what it holds, not where it is: a source inside one is named by its
+    place in it, and a header read from one by its place in the folder of this build. An
+    entry is used only while every header the compiler read (its -MD list) has the bytes it
+    had then, and every define that text names (directly or through another define's value;
+    every define if a file of ours pastes tokens with ##) has the value it had then: a
+    build-specific define (a release key, a device id, a flash file) compiles again only the
+    files that read it, and the same generated model in another folder (a pytest worker's, a
+    frame-limit variant's) compiles nothing. The object's debug information names the folder
+    it was first compiled in. A source whose compiler wrote no dependency list is not kept
+    (what it read is unknown); its folder goes in ``private``, as does the object's when no
+    cache folder can be written.
+
+    An entry is published by renaming its finished folder into place: a compile killed half
+    way leaves a ``.tmp-`` folder no lookup reads."""
     # a caller's folder: not the firmware's, nor one unpacked in the cache (versioned third-party C)
     callers = [Path(i) for i in incs if not (_in(Path(i), FIRMWARE) or _in(Path(i), cache_dir() / UNPACKED_C))]
     defines = dict(_define(f) for f in flags if _define(f))
     h = hashlib.sha256()
-    for part in (cc, str(src), _digest(src), " ".join(f for f in flags if not _define(f)), "defines read"):
+    for part in (cc, _portable(src, callers), _digest(src), " ".join(f for f in flags if not _define(f)),
+                 "defines read"):
         h.update(part.encode() + b"\0")
     for inc in incs:
         h.update(b"caller\0" if Path(inc) in callers else str(inc).encode() + b"\0")
@@ -129,8 +138,8 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
     key = cache_dir() / "obj" / Path(cc).name / f"{src.stem}-{h.hexdigest()[:20]}"
     for entry in sorted(key.glob("v-*")) if key.is_dir() else ():  # one per set of header bytes seen
         try:
-            read = json.loads((entry / "deps.json").read_text())
-            if all(_digest(Path(f)) == d for f, d in read.items()) and \
+            read = {_located(f, callers): d for f, d in json.loads((entry / "deps.json").read_text()).items()}
+            if all(_digest(f) == d for f, d in read.items()) and \
                     json.loads((entry / "defines.json").read_text()) == _defines_read(src, read, defines):
                 return entry / f"{src.stem}.o"
         except (OSError, ValueError):
@@ -151,20 +160,43 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
         headers = _make_deps(work / "deps.d")[1:]  # the first is the source itself
     except (OSError, IndexError):
         headers = None  # the compiler wrote no dependency list: what it read is unknown
-    if key is None or headers is None or any(_in(f, c) for f in headers for c in callers):
+    if key is None or headers is None:
         private.append(work)
         return obj
-    read = {str(f): _digest(f) for f in headers}
+    read = {Path(f): _digest(Path(f)) for f in headers}
     used = _defines_read(src, read, defines)
-    (work / "deps.json").write_text(json.dumps(read))
+    stored = {_portable(f, callers): d for f, d in read.items()}
+    (work / "deps.json").write_text(json.dumps(stored))
     (work / "defines.json").write_text(json.dumps(used))
-    entry = key / ("v-" + hashlib.sha256(json.dumps([read, used], sort_keys=True).encode()).hexdigest()[:16])
+    entry = key / ("v-" + hashlib.sha256(json.dumps([stored, used], sort_keys=True).encode()).hexdigest()[:16])
     try:
         work.rename(entry)  # the entry appears whole; another process may have made the same one first
     except OSError:
         private.append(work)
         return obj
     return entry / obj.name
+
+
+_CALLER = "<caller {}>/"  # a header's or a source's place in a caller's folder (never a real path)
+
+
+def _portable(path: Path, callers: Sequence[Path]) -> str:
+    """``path`` as the cache records it: its place in the first caller's folder holding it
+    ("<caller 0>/model.h"), else the path itself."""
+    for i, folder in enumerate(callers):
+        if _in(path, folder):
+            return _CALLER.format(i) + Path(path).resolve().relative_to(Path(folder).resolve()).as_posix()
+    return str(path)
+
+
+def _located(name: str, callers: Sequence[Path]) -> Path:
+    """The file a recorded name stands for in this build (the inverse of _portable)."""
+    for i, folder in enumerate(callers):
+        if name.startswith(_CALLER.format(i)):
+            return Path(folder) / name[len(_CALLER.format(i)):]
+    if name.startswith("<caller "):
+        raise ValueError(f"{name}: no such caller's folder in this build")
+    return Path(name)
 
 
 def _define(flag: str) -> tuple[str, str] | None:
@@ -186,7 +218,7 @@ def _identifiers(path: Path, digest: str) -> tuple[frozenset[bytes], bool]:
     return got
 
 
-def _defines_read(src: Path, read: dict[str, str], defines: dict[str, str]) -> dict[str, str]:
+def _defines_read(src: Path, read: dict[Path, str], defines: dict[str, str]) -> dict[str, str]:
     """The -D flags of ``defines`` whose names the source or a header it read (``read``:
     path -> digest) names, or that a named define's value names, and so on; every one if the
     source or a header of ours pastes tokens (##), which can make a name that is never
