@@ -203,6 +203,21 @@ def test_a_file_pasting_tokens_counts_every_define(tmp_path, cache, compiled):
     assert compiled == ["reads.c", "reads.c"]
 
 
+def test_a_file_pasting_tokens_compiles_again_only_for_a_define_its_tokens_can_form(tmp_path, cache, compiled):
+    # a pasted name is a run of tokens of the text (here PASTED + _D, or VIA + _D through a
+    # define's value): a define no run of them spells (a build's key, a device id, a frame
+    # limit) cannot change what the compiler makes of the file
+    src = _reader(tmp_path, "#define CAT(a, b) a##b\n#define XCAT(a, b) CAT(a, b)\n"
+                            "int value(void) { return CAT(PASTED, _D) + XCAT(PREFIX_D, _D); }")
+    assert _value(hostbuild.compile_shared([src], name="a", defines=["PASTED_D=6", "PREFIX_D=VIA", "VIA_D=1",
+                                                                      "UNRELATED_D=1"])) == 7
+    assert _value(hostbuild.compile_shared([src], name="b", defines=["PASTED_D=6", "PREFIX_D=VIA", "VIA_D=1",
+                                                                      "UNRELATED_D=2", "PASTE=3"])) == 7
+    assert compiled == ["reads.c"]  # UNRELATED_D and PASTE: no run of the file's tokens spells them
+    assert _value(hostbuild.compile_shared([src], name="c", defines=["PASTED_D=6", "PREFIX_D=VIA", "VIA_D=2"])) == 8
+    assert compiled == ["reads.c", "reads.c"]  # VIA_D: formed from PREFIX_D's value
+
+
 def test_sources_reading_headers_unpacked_in_the_cache_are_kept(tmp_path, cache, compiled):
     # third-party C unpacked under the cache (the update service's crypto): a fixed,
     # versioned folder, so its objects are reused like the firmware's own

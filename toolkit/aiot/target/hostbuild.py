@@ -207,35 +207,53 @@ def _define(flag: str) -> tuple[str, str] | None:
 
 
 _IDENT = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
-_TEXT: dict[tuple[str, str], tuple[frozenset[bytes], bool]] = {}  # (file, digest) -> (identifiers, pastes tokens)
+_TOKEN = re.compile(rb"[A-Za-z0-9_]+")  # an identifier or a number: what ## can join into a name
+_TEXT: dict[tuple[str, str], tuple[frozenset[bytes], bool]] = {}  # (file, digest) -> (tokens, pastes tokens)
 
 
 def _identifiers(path: Path, digest: str) -> tuple[frozenset[bytes], bool]:
+    """The identifier and number tokens of a file's text, and whether it pastes tokens (##)."""
     got = _TEXT.get((str(path), digest))
     if got is None:
         text = Path(path).read_bytes()
-        got = _TEXT[str(path), digest] = (frozenset(_IDENT.findall(text)), b"##" in text)
+        got = _TEXT[str(path), digest] = (frozenset(_TOKEN.findall(text)), b"##" in text)
     return got
 
 
 def _defines_read(src: Path, read: dict[Path, str], defines: dict[str, str]) -> dict[str, str]:
     """The -D flags of ``defines`` whose names the source or a header it read (``read``:
-    path -> digest) names, or that a named define's value names, and so on; every one if the
-    source or a header of ours pastes tokens (##), which can make a name that is never
-    written whole. Only these can change what the compiler makes of the source."""
-    names: set[bytes] = set()
+    path -> digest) names, or that a named define's value names, and so on. When the source
+    or a header of ours pastes tokens (##), a name never written whole can be made: a define
+    then counts too when its name is a run of two or more tokens of that text or of a
+    counted define's value (a pasted name is one; a build's key, device id or frame limit,
+    whose names no run spells, cannot change what the compiler makes of the file). Only
+    these can change what the compiler makes of the source."""
+    tokens: set[bytes] = set()
+    pastes = False
     for f, d in [(src, _digest(src)), *read.items()]:
-        ids, pastes = _identifiers(Path(f), d)
-        if pastes and (Path(f) == src or _in(Path(f), FIRMWARE)):
-            return dict(sorted(defines.items()))
-        names |= ids & {n.encode() for n in defines}
-    todo = list(names)
-    while todo:  # a named define's value may name another define
-        for n in _IDENT.findall(defines[todo.pop().decode()].partition("=")[2].encode()):
-            if n.decode() in defines and n not in names:
-                names.add(n)
-                todo.append(n)
-    return {n: defines[n] for n in sorted(x.decode() for x in names)}
+        toks, pasting = _identifiers(Path(f), d)
+        tokens |= toks
+        pastes = pastes or (pasting and (Path(f) == src or _in(Path(f), FIRMWARE)))
+    names = {n for n in defines if n.encode() in tokens}
+    while True:
+        values = set()  # a counted define's value is pasted or names further defines
+        for n in names:
+            values |= set(_TOKEN.findall(defines[n].partition("=")[2].encode()))
+        pool = tokens | values if pastes else set()
+        more = {n for n in defines if n not in names and (n.encode() in values or
+                                                          (pastes and _run_of(n.encode(), pool)))}
+        if not more:
+            return {n: defines[n] for n in sorted(names)}
+        names |= more
+
+
+def _run_of(name: bytes, tokens: set[bytes]) -> bool:
+    """True when ``name`` is two or more of ``tokens`` written one after the other."""
+    ends = {0}  # the lengths of ``name``'s prefixes made of tokens
+    for i in range(len(name)):
+        if i in ends:
+            ends |= {j for j in range(i + 1, len(name) + 1) if name[i:j] in tokens and (i, j) != (0, len(name))}
+    return len(name) in ends
 
 
 def _in(path: Path, folder: Path) -> bool:
