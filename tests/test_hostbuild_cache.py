@@ -4,6 +4,7 @@ one compiled against other headers than the build would read."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,61 @@ def test_a_failing_source_is_reported_and_leaves_no_entry(tmp_path, cache):
         hostbuild.compile_shared([bad], name="bad")
     assert "host build of bad failed" in e.value.message and "nope" in e.value.message
     assert not list((cache / "obj").rglob("*.o"))
+
+
+def test_processes_asking_for_the_same_object_at_once_compile_it_once(tmp_path, cache):
+    # pytest workers (or an evaluation's pool) starting together need the same objects: the
+    # one compiling a key holds it, the others wait and take its entry instead of compiling too
+    import threading
+    import time
+
+    a = _model(tmp_path / "a", 6)
+    ran: list[str] = []
+
+    def slow_gcc(args):
+        ran.append(args[args.index("-c") + 1])
+        time.sleep(0.5)  # long enough for the other to arrive meanwhile
+        hostbuild._gcc(args, "m")
+
+    objs: list[Path] = []
+
+    def build() -> None:
+        objs.append(hostbuild.cached_object(hostbuild.host_compiler(), a / "model.c", hostbuild.HOST_CFLAGS,
+                                            [FIRMWARE / "include", a], slow_gcc, []))
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ran) == 1 and len(objs) == 3 and len(set(objs)) == 1 and objs[0].is_file()
+
+
+def test_a_killed_compiling_process_does_not_hold_the_others_up(tmp_path, cache):
+    # the key's lock goes with the process holding it: a compile killed half way frees it
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    a = _model(tmp_path / "a", 7)
+    args = (hostbuild.host_compiler(), a / "model.c", hostbuild.HOST_CFLAGS, [FIRMWARE / "include", a])
+    first = hostbuild.cached_object(*args, lambda c: hostbuild._gcc(c, "m"), [])
+    key = first.parent.parent
+    shutil.rmtree(first.parent)  # the entry gone: the next call compiles again, under the lock
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"f = open({str(key / '.lock')!r}, 'a')\n"
+                               "fcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        holder.send_signal(signal.SIGKILL)
+        again = hostbuild.cached_object(*args, lambda c: hostbuild._gcc(c, "m"), [])
+        assert again.is_file() and time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_make_dependency_rules_are_read_with_continuations_and_spaces(tmp_path):

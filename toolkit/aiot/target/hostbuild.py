@@ -19,8 +19,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from aiot.errors import ToolkitError
 from aiot.paths import FIRMWARE, cache_dir
@@ -114,16 +116,17 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
     place in it, and a header read from one by its place in the folder of this build. An
     entry is used only while every header the compiler read (its -MD list) has the bytes it
     had then, and every define that text names (directly or through another define's value;
-    every define if a file of ours pastes tokens with ##) has the value it had then: a
-    build-specific define (a release key, a device id, a flash file) compiles again only the
-    files that read it, and the same generated model in another folder (a pytest worker's, a
-    frame-limit variant's) compiles nothing. The object's debug information names the folder
-    it was first compiled in. A source whose compiler wrote no dependency list is not kept
-    (what it read is unknown); its folder goes in ``private``, as does the object's when no
-    cache folder can be written.
+    in a file of ours that pastes tokens with ##, also one a run of its tokens spells: see
+    _defines_read) has the value it had then: a build-specific define (a release key, a
+    device id, a flash file) compiles again only the files that read it, and the same
+    generated model in another folder (a pytest worker's, a frame-limit variant's) compiles
+    nothing. The object's debug information names the folder it was first compiled in. A
+    source whose compiler wrote no dependency list is not kept (what it read is unknown); its
+    folder goes in ``private``, as does the object's when no cache folder can be written.
 
-    An entry is published by renaming its finished folder into place: a compile killed half
-    way leaves a ``.tmp-`` folder no lookup reads."""
+    One process compiles a key at a time (_compiling); an entry is published by renaming its
+    finished folder into place: a compile killed half way leaves a ``.tmp-`` folder no lookup
+    reads, and frees the key."""
     # a caller's folder: not the firmware's, nor one unpacked in the cache (versioned third-party C)
     callers = [Path(i) for i in incs if not (_in(Path(i), FIRMWARE) or _in(Path(i), cache_dir() / UNPACKED_C))]
     defines = dict(_define(f) for f in flags if _define(f))
@@ -136,6 +139,17 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
         for header in sorted(Path(inc).rglob("*.h")):
             h.update(header.relative_to(inc).as_posix().encode() + b"\0")
     key = cache_dir() / "obj" / Path(cc).name / f"{src.stem}-{h.hexdigest()[:20]}"
+    found = _entry(key, src, callers, defines)
+    if found is not None:
+        return found
+    with _compiling(key):  # one process compiles a key; one arriving meanwhile waits, then finds its entry
+        found = _entry(key, src, callers, defines)
+        return found if found is not None else _compile(cc, src, flags, incs, run, private, key, callers, defines)
+
+
+def _entry(key: Path, src: Path, callers: list[Path], defines: dict[str, str]) -> Path | None:
+    """The object of an entry under ``key`` whose headers still have the bytes they had and
+    whose defines read have the values they had, or None."""
     for entry in sorted(key.glob("v-*")) if key.is_dir() else ():  # one per set of header bytes seen
         try:
             read = {_located(f, callers): d for f, d in json.loads((entry / "deps.json").read_text()).items()}
@@ -144,6 +158,39 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
                 return entry / f"{src.stem}.o"
         except (OSError, ValueError):
             continue  # a header gone, or an entry still being written: not this one
+    return None
+
+
+@contextmanager
+def _compiling(key: Path, wait: float = 600.0) -> Iterator[None]:
+    """Hold ``key``'s lock (an advisory flock on key/.lock) while compiling it: pytest workers
+    or an evaluation's pool that need the same object at once compile it once. The kernel
+    frees the lock with its holder (a killed compile holds nobody up); a holder slower than
+    ``wait`` seconds is not waited for (the object is compiled again, as without the lock)."""
+    try:
+        import fcntl
+
+        key.mkdir(parents=True, exist_ok=True)
+        lock = open(key / ".lock", "a")
+    except (ImportError, OSError):  # no flock (not POSIX) or no writable cache: compile unlocked
+        yield
+        return
+    with lock:  # closing the file releases the lock
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+        yield
+
+
+def _compile(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path], run: Callable[[list[str]], object],
+             private: list[Path], key: Path | None, callers: list[Path], defines: dict[str, str]) -> Path:
+    """Compile ``src`` in a private folder under ``key`` and publish it as an entry (see cached_object)."""
     try:
         key.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".tmp-", dir=key))
