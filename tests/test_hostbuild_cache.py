@@ -4,6 +4,7 @@ one compiled against other headers than the build would read."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -52,8 +53,53 @@ def test_a_second_model_compiles_only_its_own_file(tmp_path, cache, compiled):
     assert compiled == ["model.c", "quant.c"] and _value(so_a) == 1
     so_b = hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])
     assert compiled == ["model.c", "quant.c", "model.c"] and _value(so_b) == 2
-    # the engine file's object is kept once; the models' (they read their folder's model.h) are not kept
-    assert [p.name for p in (cache / "obj").rglob("*.o")] == ["quant.o"]
+    # the engine file's object is kept once; each model's is kept for the bytes of its folder
+    assert sorted(p.name for p in (cache / "obj").rglob("*.o")) == ["model.o", "model.o", "quant.o"]
+
+
+def test_a_model_folder_with_the_same_bytes_elsewhere_compiles_nothing_and_a_changed_byte_compiles(
+        tmp_path, cache, compiled):
+    # generated C is keyed by what its folder holds, not where the folder is: the same model
+    # generated for another build (a pytest worker's folder, a frame-limit variant) reuses the
+    # object; one byte changed in the header or the source compiles again
+    a, b = _model(tmp_path / "a", 1), _model(tmp_path / "b", 1)
+    assert _value(hostbuild.compile_shared([a / "model.c", ENGINE_FILE], name="m", include_dirs=[a])) == 1
+    assert _value(hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])) == 1
+    assert compiled == ["model.c", "quant.c"]
+    (b / "model.h").write_text("#define VALUE 3\n")  # one byte of the header
+    assert _value(hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])) == 3
+    assert compiled == ["model.c", "quant.c", "model.c"]
+    (b / "model.c").write_text((b / "model.c").read_text().replace("VALUE;", "VALUE+1;"))  # ... of the source
+    assert _value(hostbuild.compile_shared([b / "model.c", ENGINE_FILE], name="m", include_dirs=[b])) == 4
+    assert compiled == ["model.c", "quant.c", "model.c", "model.c"]
+    # the first folder's object is still the one for its bytes
+    assert _value(hostbuild.compile_shared([a / "model.c", ENGINE_FILE], name="m2", include_dirs=[a])) == 1
+    assert len(compiled) == 4
+
+
+def test_a_compile_killed_half_way_leaves_nothing_a_later_build_uses(tmp_path, cache, compiled, monkeypatch):
+    # a process killed while the compiler wrote the object (here: half an object, then the
+    # process stops as SIGKILL would stop it) leaves only its private folder, never an entry
+    a = _model(tmp_path / "a", 5)
+    real = hostbuild._gcc
+
+    def killed(args, name):
+        if "-c" in args:
+            obj = Path(args[args.index("-o") + 1])
+            obj.write_bytes(b"\x7fELF" + b"\0" * 12)  # a truncated object
+            raise SystemExit("killed")
+        return real(args, name)
+
+    monkeypatch.setattr(hostbuild, "_gcc", killed)
+    with pytest.raises(SystemExit):
+        hostbuild.compile_shared([a / "model.c"], name="m", include_dirs=[a])
+    monkeypatch.setattr(hostbuild, "_gcc", real)
+    assert not list((cache / "obj").glob("*/*/v-*"))  # no entry, only the dead process's .tmp- folder
+    compiled.clear()
+    seen: list[str] = []
+    monkeypatch.setattr(hostbuild, "_gcc", lambda args, name: (seen.append(" ".join(args)), real(args, name))[1])
+    assert _value(hostbuild.compile_shared([a / "model.c"], name="m", include_dirs=[a])) == 5
+    assert sum(" -c " in f" {c} " for c in seen) == 1  # compiled afresh, not taken from the dead folder
 
 
 def test_a_source_reading_a_header_of_the_callers_folder_is_compiled_for_each_folder(tmp_path, cache, compiled):
@@ -90,6 +136,61 @@ def test_a_failing_source_is_reported_and_leaves_no_entry(tmp_path, cache):
         hostbuild.compile_shared([bad], name="bad")
     assert "host build of bad failed" in e.value.message and "nope" in e.value.message
     assert not list((cache / "obj").rglob("*.o"))
+
+
+def test_processes_asking_for_the_same_object_at_once_compile_it_once(tmp_path, cache):
+    # pytest workers (or an evaluation's pool) starting together need the same objects: the
+    # one compiling a key holds it, the others wait and take its entry instead of compiling too
+    import threading
+    import time
+
+    a = _model(tmp_path / "a", 6)
+    ran: list[str] = []
+
+    def slow_gcc(args):
+        ran.append(args[args.index("-c") + 1])
+        time.sleep(0.5)  # long enough for the other to arrive meanwhile
+        hostbuild._gcc(args, "m")
+
+    objs: list[Path] = []
+
+    def build() -> None:
+        objs.append(hostbuild.cached_object(hostbuild.host_compiler(), a / "model.c", hostbuild.HOST_CFLAGS,
+                                            [FIRMWARE / "include", a], slow_gcc, []))
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(ran) == 1 and len(objs) == 3 and len(set(objs)) == 1 and objs[0].is_file()
+
+
+def test_a_killed_compiling_process_does_not_hold_the_others_up(tmp_path, cache):
+    # the key's lock goes with the process holding it: a compile killed half way frees it
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    a = _model(tmp_path / "a", 7)
+    args = (hostbuild.host_compiler(), a / "model.c", hostbuild.HOST_CFLAGS, [FIRMWARE / "include", a])
+    first = hostbuild.cached_object(*args, lambda c: hostbuild._gcc(c, "m"), [])
+    key = first.parent.parent
+    shutil.rmtree(first.parent)  # the entry gone: the next call compiles again, under the lock
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"f = open({str(key / '.lock')!r}, 'a')\n"
+                               "fcntl.flock(f, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(60)\n"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        holder.send_signal(signal.SIGKILL)
+        again = hostbuild.cached_object(*args, lambda c: hostbuild._gcc(c, "m"), [])
+        assert again.is_file() and time.monotonic() - started < 10
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_make_dependency_rules_are_read_with_continuations_and_spaces(tmp_path):
@@ -156,6 +257,21 @@ def test_a_file_pasting_tokens_counts_every_define(tmp_path, cache, compiled):
     assert _value(hostbuild.compile_shared([src], name="a", defines=["PASTED_D=6"])) == 6
     assert _value(hostbuild.compile_shared([src], name="b", defines=["PASTED_D=8"])) == 8
     assert compiled == ["reads.c", "reads.c"]
+
+
+def test_a_file_pasting_tokens_compiles_again_only_for_a_define_its_tokens_can_form(tmp_path, cache, compiled):
+    # a pasted name is a run of tokens of the text (here PASTED + _D, or VIA + _D through a
+    # define's value): a define no run of them spells (a build's key, a device id, a frame
+    # limit) cannot change what the compiler makes of the file
+    src = _reader(tmp_path, "#define CAT(a, b) a##b\n#define XCAT(a, b) CAT(a, b)\n"
+                            "int value(void) { return CAT(PASTED, _D) + XCAT(PREFIX_D, _D); }")
+    assert _value(hostbuild.compile_shared([src], name="a", defines=["PASTED_D=6", "PREFIX_D=VIA", "VIA_D=1",
+                                                                      "UNRELATED_D=1"])) == 7
+    assert _value(hostbuild.compile_shared([src], name="b", defines=["PASTED_D=6", "PREFIX_D=VIA", "VIA_D=1",
+                                                                      "UNRELATED_D=2", "PASTE=3"])) == 7
+    assert compiled == ["reads.c"]  # UNRELATED_D and PASTE: no run of the file's tokens spells them
+    assert _value(hostbuild.compile_shared([src], name="c", defines=["PASTED_D=6", "PREFIX_D=VIA", "VIA_D=2"])) == 8
+    assert compiled == ["reads.c", "reads.c"]  # VIA_D: formed from PREFIX_D's value
 
 
 def test_sources_reading_headers_unpacked_in_the_cache_are_kept(tmp_path, cache, compiled):

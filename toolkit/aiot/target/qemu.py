@@ -118,8 +118,9 @@ class Qemu:
                 return False
             try:
                 # Probe with a raw connect? That would be taken as the guest's client.
-                # Instead check the listening socket table for our port.
-                if _is_listening(self.port):
+                # Instead check the listening socket table for our port, held by our QEMU:
+                # another process may have taken the port first (QEMU then exits).
+                if _is_listening(self.port, self.proc.pid if self.proc is not None else None):
                     return True
             except OSError:
                 pass
@@ -161,20 +162,34 @@ class Qemu:
         self.stop()
 
 
-def _is_listening(port: int | None) -> bool:
-    """True if some socket listens on 127.0.0.1:port (reads /proc/net/tcp, no connect)."""
+def _is_listening(port: int | None, pid: int | None = None) -> bool:
+    """True if a socket listens on 127.0.0.1:port (reads /proc/net/tcp, no connect) and,
+    given ``pid``, that process holds it (its /proc/PID/fd names the socket's inode)."""
     if port is None:
         return False
     want = f"0100007F:{port:04X}"
     try:
         with open("/proc/net/tcp") as f:
-            for line in f.readlines()[1:]:
-                cols = line.split()
-                if cols[1] == want and cols[3] == "0A":  # 0A = LISTEN
-                    return True
+            inodes = {cols[9] for cols in (line.split() for line in f.readlines()[1:])
+                      if cols[1] == want and cols[3] == "0A"}  # 0A = LISTEN
     except FileNotFoundError:  # not Linux: fall back to a short sleep
         time.sleep(0.5)
         return True
+    if not inodes or pid is None:
+        return bool(inodes)
+    import os
+
+    held = {f"socket:[{i}]" for i in inodes}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:  # gone already
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in held:
+                return True
+        except OSError:
+            continue
     return False
 
 
