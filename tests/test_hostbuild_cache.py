@@ -287,3 +287,25 @@ def test_sources_reading_headers_unpacked_in_the_cache_are_kept(tmp_path, cache,
     (vendor / "lib.h").write_text("#define LIB_VALUE 10\n")  # still checked by what was read
     assert _value(hostbuild.compile_shared([vendor / "lib.c"], name="c", include_dirs=[vendor])) == 10
     assert compiled == ["lib.c", "lib.c"]
+
+
+def test_an_upgraded_compiler_at_the_same_path_compiles_again(tmp_path, cache, compiled, monkeypatch):
+    # an apt upgrade replaces gcc in place: objects of the old one must not be served to the new one
+    real = shutil.which("gcc")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    version = tmp_path / "version"
+    version.write_text("gcc (fake) 12.2.0\n")
+    fake = bindir / "gcc"
+    fake.write_text(f'#!/bin/sh\nif [ "$1" = "--version" ]; then cat "{version}"; exit 0; fi\nexec "{real}" "$@"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{__import__('os').environ['PATH']}")
+    hostbuild.compiler_identity.cache_clear()
+    a = _model(tmp_path / "a", 1)
+    hostbuild.compile_shared([a / "model.c"], name="m", include_dirs=[a])
+    hostbuild.compile_shared([a / "model.c"], name="m2", include_dirs=[a])
+    assert compiled == ["model.c"]
+    version.write_text("gcc (fake) 12.3.0\n")
+    hostbuild.compiler_identity.cache_clear()  # a new process would ask it afresh
+    hostbuild.compile_shared([a / "model.c"], name="m3", include_dirs=[a])
+    assert compiled == ["model.c", "model.c"]

@@ -12,6 +12,7 @@ same model generated again elsewhere compiles nothing."""
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -102,13 +103,23 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@functools.lru_cache(maxsize=None)
+def compiler_identity(cc: str) -> str:
+    """What ``cc --version`` says (once per process): an upgrade in place (apt) is another
+    compiler, whose objects are not the old one's."""
+    try:
+        return subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
 def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path],
                   run: Callable[[list[str]], object], private: list[Path]) -> Path:
     """``src`` compiled by ``cc`` to an object file, cached in cache_dir()/obj/CC (host builds
     and the firmware's, aiot.target.firmware). ``run(args)`` runs the compiler with ``args``
     and raises ToolkitError saying what failed.
 
-    Keyed by the compiler, the source's bytes and its path, the flags but the -D defines, and
+    Keyed by the compiler (its path and its --version), the source's bytes and its path, the flags but the -D defines, and
     the names of the headers in each include folder in search order (a header that would
     shadow another is a new key). A caller's folder (any include folder but the firmware's and
     those of third-party C unpacked in the cache, UNPACKED_C: a model's generated C, wherever
@@ -131,8 +142,8 @@ def cached_object(cc: str, src: Path, flags: Sequence[str], incs: Sequence[Path]
     callers = [Path(i) for i in incs if not (_in(Path(i), FIRMWARE) or _in(Path(i), cache_dir() / UNPACKED_C))]
     defines = dict(_define(f) for f in flags if _define(f))
     h = hashlib.sha256()
-    for part in (cc, _portable(src, callers), _digest(src), " ".join(f for f in flags if not _define(f)),
-                 "defines read"):
+    for part in (cc, compiler_identity(cc), _portable(src, callers), _digest(src),
+                 " ".join(f for f in flags if not _define(f)), "defines read"):
         h.update(part.encode() + b"\0")
     for inc in incs:
         h.update(b"caller\0" if Path(inc) in callers else str(inc).encode() + b"\0")
