@@ -18,19 +18,24 @@ def _series(rows: int, reset_at: int, back_s: float, seed: int = 0) -> Series:
     return Series(timestamps=t, values=v, valid=np.ones_like(v, bool), labels=None, channels=["a", "b"])
 
 
+def _through_the_device(s: Series, commission: int = 400):
+    """``s`` through the host build with its own model on its first ``commission`` rows (the
+    shipped knobs): (device, its outputs for the rows after commissioning)."""
+    from aiot.evaluate.monitor_device import MonitorDevice, device_file_model, validated_knobs
+
+    model = device_file_model(s.head(commission), window=8, epochs=1, seed=0,
+                              noise_floor=validated_knobs()["fleet_noise_floor"])
+    dev = MonitorDevice(model, 8, "host", validated_knobs())
+    dev.commission(s.head(commission))
+    return dev, dev.stream(s, commission)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("back_s", [3600.0, 100.0])  # the hour repeated; an NTP correction
 def test_rows_after_a_time_reset_get_the_devices_answer(back_s):
-    from aiot.evaluate.monitor_device import MonitorDevice, device_file_model, validated_knobs
-
     # the reset comes after the 400 commissioning rows: both cases train on the same rows, so
     # the second finds the first's model in the suite's cache
-    s = _series(1200, reset_at=700, back_s=back_s)
-    model = device_file_model(s.head(400), window=8, epochs=1, seed=0,
-                              noise_floor=validated_knobs()["fleet_noise_floor"])
-    dev = MonitorDevice(model, 8, "host", validated_knobs())
-    dev.commission(s.head(400))
-    out = dev.stream(s, 400)
+    _, out = _through_the_device(_series(1200, reset_at=700, back_s=back_s))
     states = np.array(out.state)
     after = states[700 - 400 + 16 :]  # two windows past the reset: the restarted stream answers again
     assert "warmup" not in set(after) and np.isfinite(out.score[700 - 400 + 16 :]).all()
@@ -55,8 +60,6 @@ def test_rows_past_the_devices_32_bit_clock_wrap_get_the_devices_answer():
     # arithmetic is modulo 2**32, so the device goes on; the evaluation must still match each
     # row to the window output the device had given by then. Hourly-like steps of 10 minutes,
     # 60 days; a 12-unit step on sensor b from day 55 on, after the wrap.
-    from aiot.evaluate.monitor_device import MonitorDevice, device_file_model, validated_knobs
-
     rows, period_s = 60 * 144, 600.0
     rng = np.random.default_rng(5)
     t = 1.7e9 + period_s * np.arange(rows, dtype=np.float64)
@@ -64,11 +67,7 @@ def test_rows_past_the_devices_32_bit_clock_wrap_get_the_devices_answer():
     fault = 55 * 144
     v[fault:, 1] += 12 * 0.2
     s = Series(timestamps=t, values=v, valid=np.ones_like(v, bool), labels=None, channels=["a", "b"])
-    model = device_file_model(s.head(400), window=8, epochs=1, seed=0,
-                              noise_floor=validated_knobs()["fleet_noise_floor"])
-    dev = MonitorDevice(model, 8, "host", validated_knobs())
-    dev.commission(s.head(400))
-    out = dev.stream(s, 400)
+    dev, out = _through_the_device(s)
     states = np.array(out.state)
     wrap = int(np.ceil(2**32 / 1000 / period_s))  # first row at or past the wrap (row 0 is device time 0)
     assert wrap < fault

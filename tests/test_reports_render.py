@@ -134,15 +134,18 @@ def hand_made_result() -> pipeline.FileResult:
     )
 
 
-@pytest.fixture(scope="module")
-def evaluate_page(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("evaluate")
-    r = hand_made_result()
+def _evaluate_page(tmp, r):
+    """``r``'s evaluate report written into ``tmp`` and rendered: (page, DOM, screenshot)."""
     summary = pipeline.aggregate([r])
     settings = pipeline.Settings(format="generic", target="host").to_json()
     page = report.write_html(tmp / "report.html", [r], summary, settings, {"data": "pump7.csv"})
     dom, img = rendered(page, tmp)
     return page, dom, img
+
+
+@pytest.fixture(scope="module")
+def evaluate_page(tmp_path_factory):
+    return _evaluate_page(tmp_path_factory.mktemp("evaluate"), hand_made_result())
 
 
 @needs_chromium
@@ -249,11 +252,7 @@ def events_page(tmp_path_factory):
     r.outputs.events = [ev(0, 10_000, "COMMISSIONED", None, 0.0), ev(1, LOST[0], "CHANNEL_LOST", 1, 60.0),
                         ev(2, LOST[1], "CHANNEL_BACK", 1, 333.0), ev(3, ALERT_TRUE[0], "ALERT_RAISED", 0, 3.0),
                         ev(4, CAL_ALERT, "CALIBRATION_ALERT", 0, 0.42)]
-    summary = pipeline.aggregate([r])
-    settings = pipeline.Settings(format="generic", target="host").to_json()
-    page = report.write_html(tmp / "report.html", [r], summary, settings, {"data": "pump7.csv"})
-    dom, img = rendered(page, tmp)
-    return page, dom, img
+    return _evaluate_page(tmp, r)
 
 
 @needs_chromium
