@@ -303,8 +303,8 @@ static float pow2i(int k) {
 //! e^x from single-precision +, -, * only, so that every build of the monitor (host glibc,
 //! newlib on Cortex-M, soft float) gives the same bits: the C library's expf differs by an
 //! ULP between them (issue 19: p_value and confidence in 32 of SKAB's 34 files). No fused
-//! multiply-add: the builds are ISO C (-std=c99, where GCC does not contract), and one
-//! operation per statement keeps clang's default contraction out too.
+//! multiply-add: every build says -ffp-contract=off (aiot.target.firmware.COMMON_CFLAGS,
+//! hostbuild.HOST_CFLAGS), and one operation per statement keeps it out elsewhere too.
 //! x = k ln2 + r with |r| <= ln2/2 (ln2 in two parts, k ln2_hi exact), e^r by its Taylor
 //! series to r^7, times 2^k (in two steps below 2^-126). Within 1 ULP of glibc's expf.
 static float exp_portable(float x) {

@@ -26,8 +26,10 @@ from aiot.target.elf import skip_empty_sections
 from aiot.errors import ToolkitError
 from aiot.target.toolchain import require
 
+# -ffp-contract=off: no fused multiply-add, whatever -std another build system puts later (a
+# PlatformIO export): the host (x86-64) and every Cortex-M build then round alike
 COMMON_CFLAGS = [
-    "-std=c99", "-ffunction-sections", "-fdata-sections", "-fno-common",
+    "-std=c99", "-ffp-contract=off", "-ffunction-sections", "-fdata-sections", "-fno-common",
     "-Wall", "-Wextra", "-Werror", "-g",
 ]
 # Firmware modules each app links; engine/ is added when a model is present.

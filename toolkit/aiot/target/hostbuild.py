@@ -33,7 +33,7 @@ from aiot.paths import FIRMWARE, cache_dir
 #: model's c/) is, as it is anywhere else.
 UNPACKED_C = "crypto"
 
-HOST_CFLAGS = ["-std=c99", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", "-fvisibility=default"]
+HOST_CFLAGS = ["-std=c99", "-ffp-contract=off", "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", "-fvisibility=default"]
 
 
 def host_compiler() -> str:
