@@ -262,6 +262,29 @@ def test_slow_ramp_on_one_channel_is_drift_and_the_baseline_follows_without_aler
     assert abs(m.channel(1).baseline - m.channel(1).baseline0) < 0.3
 
 
+def test_wander_within_the_sensors_noise_floor_is_not_drift():
+    # The floor (fleet_noise_floor: the spread the sensor shows over the whole fleet) says how far
+    # it legitimately wanders; a short calibration (here its windows' means spread 0.35 noise
+    # units) does not. A slow wander of 0.8 of that floor is the process, not a sensor drifting:
+    # the drift detector's spread is floored like every other per-sensor spread (level, window
+    # spread, residual), so no DRIFT. A real drift of 3 floors still is.
+    n = learned(300)
+    x = noise(n, 2, seed=7)
+    a = learned(0)
+    t = np.arange(n - a)
+    wander = 0.8 * np.sin(2 * np.pi * t / (60 * W))
+    floor = dict(noise_floor=[1.0, 1.0])  # raw units = the commissioned noise here
+    y = x.copy()
+    y[a:, 0] += wander
+    _, out, ev = run(config(**floor), y)
+    assert not [e for e in ev if e.type == "DRIFT_DETECTED"]
+    assert "DRIFT" not in states(armed(out))
+    z = x.copy()
+    z[a:, 0] += np.clip(t / (40 * W), 0, 3.0)  # 3 noise units over 120 windows, then held
+    _, out, ev = run(config(max_drift_rate=10.0, **floor), z)
+    assert [e.channel for e in ev if e.type == "DRIFT_DETECTED"][:1] == [0]
+
+
 def test_drift_tracking_is_rate_limited():
     n = learned(300)
     x = noise(n, 2, seed=5)

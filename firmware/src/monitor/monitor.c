@@ -879,8 +879,11 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
         ch->leverage = clampf(ch->sum_lev / n, 0.0f, 0.9f);
         sd = sqrtf(fmaxf(var, 0.0f)) / (1.0f - ch->leverage);
         ch->err_ref = fmaxf(ch->sum_err / n, TINY);
-        // A model that reconstructs too well must not make the CUSUM hair-triggered.
-        ch->dev_sd = fmaxf(sd, 0.05f);
+        // A model that reconstructs too well must not make the CUSUM hair-triggered, nor may a
+        // short calibration: floored like every per-sensor spread (level, window spread,
+        // residual) by the configured noise floor in noise units, so wander the floor calls
+        // normal is not drift.
+        ch->dev_sd = fmaxf(sd, fmaxf(noise_floor_of(m, c, ch->baseline0) / ch->noise, 0.05f));
         ch->shape_ref = fmaxf(ch->sum_shape / n, TINY);
         ch->rest_ref = fmaxf(ch->sum_rest / n, TINY);
     }
