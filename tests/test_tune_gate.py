@@ -113,11 +113,14 @@ def test_gate_outranks_the_budget_and_none_passing_is_flagged_not_hidden():
     assert cv.final == 0 and not cv.final_gate_passed
 
 
-def test_crossval_json_and_the_fold_table_say_what_was_gated_out_and_why(monkeypatch, tmp_path, capsys):
-    def fake_score(data, fmt, target, windows, jobs, level_only, csv_options, fixed_knobs=None):
-        return [(k, per) for k, per in SCORED], sorted(FOLDS), 100
+def _scored(data, fmt, target, windows, jobs, level_only, csv_options, fixed_knobs=None, folds_by="folder",
+            per_file=False):
+    """crossval._score's stand-in: the hand-made SCORED, the fleet model."""
+    return [(k, per) for k, per in SCORED], sorted(FOLDS), 100, "fleet"
 
-    monkeypatch.setattr(crossval, "_score", fake_score)
+
+def test_crossval_json_and_the_fold_table_say_what_was_gated_out_and_why(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(crossval, "_score", _scored)
     calls = []
     gate = ev.ScenarioGate(suite=_suite_by_margin({2.0: {"false_alerts": 8}}, calls))
     doc = crossval.run(["S"], ["skab"], "device", (8,), 0.10, ["folder"], tmp_path / "cv", scenario_gate=gate)
@@ -134,10 +137,7 @@ def test_crossval_json_and_the_fold_table_say_what_was_gated_out_and_why(monkeyp
 
 
 def test_no_scenario_gate_turns_it_off_and_says_so(monkeypatch, tmp_path):
-    def fake_score(data, fmt, target, windows, jobs, level_only, csv_options, fixed_knobs=None):
-        return [(k, per) for k, per in SCORED], sorted(FOLDS), 100
-
-    monkeypatch.setattr(crossval, "_score", fake_score)
+    monkeypatch.setattr(crossval, "_score", _scored)
     doc = crossval.run(["S"], ["skab"], "device", (8,), 0.10, ["folder"], None, scenario_gate=False)
     assert doc["scenario_gate"]["on"] is False and doc["settings"]["alert_margin"] == 2.0
     assert all("gated_out" not in f for f in doc["folds"])
