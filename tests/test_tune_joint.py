@@ -167,7 +167,7 @@ def test_tune_across_two_data_sets_on_the_device(tmp_path, monkeypatch):
     _tep_like(tmp_path / "tep", rng)
     r = CliRunner().invoke(main, ["tune", "--labels", str(tmp_path / "skab"), "--format", "skab",
                                   "--labels", str(tmp_path / "tep"), "--format", "tep", "--far-budget", "10",
-                                  "--far-budget", "5", "--jobs", "1", "--out", str(tmp_path / "cv")])
+                                  "--far-budget", "5", "--jobs", "1", "--no-scenario-gate", "--out", str(tmp_path / "cv")])
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "cv" / "crossval.json").read_text())
     assert doc["far_budget"] == {"skab": 0.10, "tep": 0.05} and doc["grid_size"] == 4
