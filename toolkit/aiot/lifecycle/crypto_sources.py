@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,15 @@ class CryptoSources:
     defines: tuple[str, ...] = CRYPTO_DEFINES
 
 
+def _check(archive: Path, sha256: str, name: str, version: str) -> None:
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    if digest != sha256:
+        raise ToolkitError(
+            f"{archive} has SHA-256 {digest}, expected {sha256}",
+            hint=f"delete it and run the command again to download {name}=={version} afresh",
+        )
+
+
 def _fetch(name: str, version: str, sha256: str, files: tuple[str, ...]) -> Path:
     root = cache_dir() / UNPACKED_C / f"{name}-{version}"
     if all((root / Path(f).name).is_file() for f in files):
@@ -54,24 +65,28 @@ def _fetch(name: str, version: str, sha256: str, files: tuple[str, ...]) -> Path
     dl.mkdir(parents=True, exist_ok=True)
     archive = dl / f"{name}-{version}.tar.gz"
     if not archive.is_file():
-        # the sdist of this package only: the tools pip installs to read its metadata (Cython)
-        # come as wheels (":all:" had pip compile Cython from source, minutes of CPU)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name,
-               f"{name}=={version}", "-d", str(dl), "-q"]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not archive.is_file():
-            raise ToolkitError(
-                f"could not download the {name} {version} source distribution for the device crypto:\n"
-                f"{proc.stderr.strip()[-800:]}",
-                hint=f"check access to PyPI, or put {archive.name} into {dl} by hand (pip download {name}=={version} --no-deps --no-binary {name})",
-            )
-    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    if digest != sha256:
-        raise ToolkitError(
-            f"{archive} has SHA-256 {digest}, expected {sha256}",
-            hint=f"delete it and run the command again to download {name}=={version} afresh",
-        )
-    tmp = root.with_name(f".{root.name}.{os.getpid()}")
+        # into a folder of this call's own, checked there, then renamed into place: a process
+        # arriving meanwhile (pytest workers on an empty cache) never reads a half-written archive
+        private = Path(tempfile.mkdtemp(prefix=".download-", dir=dl))
+        try:
+            got = private / archive.name
+            # the sdist of this package only: the tools pip installs to read its metadata (Cython)
+            # come as wheels (":all:" had pip compile Cython from source, minutes of CPU)
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", name,
+                   f"{name}=={version}", "-d", str(private), "-q"]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0 or not got.is_file():
+                raise ToolkitError(
+                    f"could not download the {name} {version} source distribution for the device crypto:\n"
+                    f"{proc.stderr.strip()[-800:]}",
+                    hint=f"check access to PyPI, or put {archive.name} into {dl} by hand (pip download {name}=={version} --no-deps --no-binary {name})",
+                )
+            _check(got, sha256, name, version)
+            os.replace(got, archive)
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+    _check(archive, sha256, name, version)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     tmp.mkdir(parents=True, exist_ok=True)
     prefix = f"{name}-{version}/"
     with tarfile.open(archive) as tar:
