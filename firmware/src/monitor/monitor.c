@@ -462,15 +462,15 @@ typedef struct {
     float ch_quality[AIOT_MONITOR_MAX_CHANNELS];
 } window_quality_t;
 
+//! Each channel's valid fraction of the window; the window's quality (the worst channel's,
+//! among those not left out) is leave_out()'s, once track_silent() has said which are lost.
 static void window_quality(const aiot_monitor_t *m, window_quality_t *q) {
     const int C = m->cfg.num_channels, W = m->cfg.window;
     int c, t;
-    q->quality = 1.0f;
     for (c = 0; c < C; c++) {
         int nv = 0;
         for (t = 0; t < W; t++) nv += (m->valid[t] >> c) & 1u;
         q->ch_quality[c] = (float)nv / (float)W;
-        if (q->ch_quality[c] < q->quality) q->quality = q->ch_quality[c];
     }
 }
 
