@@ -234,8 +234,7 @@ class MonitorDevice:
         """``ev`` (emitted while the file's ``rows`` with times ``ts`` were pushed) at its row
         and its time in the recording's clock: device time is 32-bit milliseconds since the
         file's first row, unwrapped to the rows' own (they can be before it after a time reset)."""
-        ms = int(ev.timestamp_ms)
-        ms += round((int(ts[-1]) - ms) / 2**32) * 2**32
+        ms = int(_unwrap_ms(np.array([ev.timestamp_ms], np.uint32), int(ts[-1]))[0])
         i = int(np.clip(np.searchsorted(ts, ms, side="right") - 1, 0, ts.size - 1))
         return DeviceEvent(row=int(rows[i]), time=self._t0 + ms / 1000.0, type=ev.type, channel=ev.channel,
                            channels=tuple(ev.channels), value=float(ev.value), severity=int(ev.severity),
