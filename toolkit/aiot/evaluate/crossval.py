@@ -350,7 +350,7 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
     without a normal recording)."""
     from aiot.data import readers, sha256_file
     from aiot.evaluate import tuning
-    from aiot.evaluate.metrics import incident_cuts, part_names
+    from aiot.evaluate.metrics import incident_cuts
     from aiot.evaluate.pipeline import Settings
     from aiot.progress import step
 
@@ -365,13 +365,11 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
               "commissioning rows (as `aiot commission` makes it)", file=sys.stderr)
     scored: list = []
     commission = 0
-    names: list[str] = []
     for window in windows:
         settings = Settings(format=fmt, window=window, jobs=jobs)
         commission = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
         cuts = ({r.name: incident_cuts(r.labels[commission:]) for r in ds.recordings} if folds_by == "incident"
                 else {})
-        names = [n for r in ds.recordings for n in part_names(r.name, len(cuts.get(r.name, ())) + 1)]
         if target == "device":
             grid = tuning.monitor_grid(per_file=own, level_only=level_only, fixed=fixed_knobs)
             if own:
@@ -389,6 +387,7 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
             with step(f"{len(grid)} reference rules at window {window} on {len(ds.recordings)} file(s)"):
                 part = tuning.score_rules_files(ds, package, grid, commission, cuts=cuts)
         scored += [((window, k), per) for k, per in part]
+        names = list(part[0][1])  # the files, or with incident folds their parts, in order
     return scored, names, commission, "per-file" if own else "fleet"
 
 
