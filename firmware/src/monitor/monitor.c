@@ -149,6 +149,8 @@ static void reset_learning(aiot_monitor_t *m) {
     m->avg_count = m->avg_pos = 0;
     m->lvl_count = m->lvl_pos = 0;
     m->away_count = m->away_pos = 0;
+    m->en_ref = m->en_m2 = m->en_max = m->en_gain = 0.0f;
+    m->en_n = 0;
 }
 
 //! The window score that counts: s itself, or with score_average N > 1 the mean of the
@@ -850,6 +852,61 @@ static void residual_reference(aiot_monitor_t *m) {
     if (isfinite(top) && top > m->cal[m->cal_count - 1]) m->cal[m->cal_count - 1] = top;
 }
 
+// ---------------------------------------------------------------- pooled energy (residual_score 2)
+
+//! The window's residual energy, pooled: the mean squared residual (noise units squared;
+//! features are clipped, so it is finite) of the channels with data and not recalibrating,
+//! the largest quarter of them left out: one sensor off (a remount, a drift, a fault of its
+//! own) is the per-sensor scores' to judge; this is a change in how the many move together
+//! (a process whose variability grows everywhere a little). Each window alone: score_average
+//! smooths it as it smooths the rest. Returns 0 when no channel has data.
+static int window_energy(const aiot_monitor_t *m, const window_stats_t *w, const float *ch_quality, float *e) {
+    float v[AIOT_MONITOR_MAX_CHANNELS], sum = 0.0f;
+    int c, i, n = 0;
+    for (c = 0; c < m->cfg.num_channels; c++)
+        if (ch_quality[c] > 0.0f && m->ch[c].mode != CH_RECAL) v[n++] = w->err[c];
+    if (!n) return 0;
+    sort_floats(v, n);
+    for (i = 0; i < n - n / 4; i++) sum += v[i];
+    *e = sum / (float)(n - n / 4);
+    return 1;
+}
+
+//! Armed: the energy z, (window energy - its calibration mean) / their spread, upwards only
+//! (a quieter machine is not a fault here), on the per-sensor score's scale (en_gain); 0
+//! without data.
+static float energy_score(const aiot_monitor_t *m, const window_stats_t *w, const float *ch_quality) {
+    float e, z;
+    if (!window_energy(m, w, ch_quality, &e)) return 0.0f;
+    z = (e - m->en_ref) * m->en_gain;
+    return z > 0.0f ? z : 0.0f;
+}
+
+//! Calibration window: its energy into the Welford accumulators and the maximum.
+static void energy_calibrate(aiot_monitor_t *m, const window_stats_t *w, const float *ch_quality) {
+    float e;
+    if (!window_energy(m, w, ch_quality, &e)) return;
+    welford(&m->en_ref, &m->en_m2, ++m->en_n, e);
+    if (m->en_n == 1 || e > m->en_max) m->en_max = e;
+}
+
+//! End of calibration: the energy's spread, floored at what a mean of channels x window
+//! independent squared unit residuals would spread (sqrt(2 / (C W)) of its mean: a short
+//! calibration cannot make it more sensitive than chance) and at RESIDUAL_SD_FLOOR; its
+//! z is then put on the per-sensor score's scale: x the calibration set's top / the largest
+//! energy z the calibration windows had (at least 1), so each meets the threshold at
+//! alert_margin x its own calibration maximum and neither raises the other's threshold.
+static void energy_reference(aiot_monitor_t *m) {
+    const float dof = (float)m->cfg.num_channels * (float)m->cfg.window;
+    const float sd_ = m->en_n > 1 ? sqrtf(fmaxf(m->en_m2, 0.0f) / (float)(m->en_n - 1u)) : 0.0f;
+    const float sd = fmaxf(sd_, fmaxf(m->en_ref * sqrtf(2.0f / dof), RESIDUAL_SD_FLOOR));
+    float top = m->en_n ? (m->en_max - m->en_ref) / sd : 1.0f;
+    if (!(top >= 1.0f)) top = 1.0f;  // NaN too
+    m->en_gain = m->cal[m->cal_count - 1] / (sd * top);
+    if (!isfinite(m->en_gain)) m->en_gain = 0.0f;
+    m->en_m2 = m->en_max = 0.0f;  // their bytes are recover_min and escalate_dist once armed
+}
+
 //! One calibration window; `level` is its level-shift score when level_windows is set;
 //! `ch_quality` each channel's valid fraction of the window (window_quality()).
 static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, float level, const float *ch_quality) {
@@ -867,6 +924,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
         s += w->err[c];
     }
     if (m->cfg.residual_score) residual_calibrate(m, w, ch_quality);
+    if (m->cfg.residual_score == 2) energy_calibrate(m, w, ch_quality);
     cal_insert(m, averaged(m, m->cfg.level_windows ? level : s / (float)C));
     if (m->cal_count < m->cfg.calibration_windows) return;
     n = (float)m->cal_count;
@@ -888,6 +946,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
         ch->rest_ref = fmaxf(ch->sum_rest / n, TINY);
     }
     if (m->cfg.residual_score) residual_reference(m);
+    if (m->cfg.residual_score == 2) energy_reference(m);
     for (c = 0; c < C; c++) m->ch[c].silent_windows = 0;  // the union's armed bytes (residual_reference read them)
     m->phase = AIOT_PHASE_ARMED;
     m->since_recal = 0xFFFFu;
@@ -1276,6 +1335,8 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     if (k->residual_score) residual_scores(m, &w, q.ch_quality, resid);
     if (k->level_windows)  // a recalibrating channel is left out there
         s = level_score(m, k->spread_score ? spread : NULL, k->residual_score ? resid : NULL, level_z);
+    if (k->level_windows && k->residual_score == 2)  // inf stays inf
+        s = fmaxf(s, energy_score(m, &w, q.ch_quality));
     if (!isfinite(s)) {  // before the average: one bad window must not poison the next N
         score_error(m, o);
         return;
@@ -1308,18 +1369,19 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
                                   (away || band_distance(m, m->alert_mask, mean, k->clear_band) > 0.0f)) & keep);
     }
     if (m->alert) {
-        // still near the peak: above recover_ratio x peak and the clear level (always when off)
+        // Not on its way back yet: still over the alert threshold, or above recover_ratio x
+        // its peak (always when off). A score over the threshold is never "back", however far
+        // below its peak (issue 19: an alert ends only when the machine is back).
         m->alert_peak = fmaxf(m->alert_peak, o->score);
-        m->vote_rec = (uint16_t)(((m->vote_rec << 1) |
-                                  (k->recover_ratio <= 0.0f ||
-                                   o->score >= fmaxf(k->clear_margin / k->alert_margin,
-                                                     k->recover_ratio * m->alert_peak))) & keep);
+        m->vote_rec = (uint16_t)(((m->vote_rec << 1) | (k->recover_ratio <= 0.0f || o->score >= 1.0f ||
+                                                        o->score >= k->recover_ratio * m->alert_peak)) & keep);
     } else if (m->recovering) {
         // Back over the alert (or the recover) level, or rising again: twice its lowest
         // since recovering began and over the clear level.
         const int rising = o->score >= 2.0f * m->recover_min && o->score >= k->clear_margin / k->alert_margin;
         m->recover_min = fminf(m->recover_min, o->score);
-        m->vote_rec = (uint16_t)(((m->vote_rec << 1) | (o->score >= fmaxf(1.0f, m->recover_level) || rising)) & keep);
+        m->vote_rec = (uint16_t)(((m->vote_rec << 1) |
+                                  (o->score >= fmaxf(1.0f, k->recover_ratio * m->alert_peak) || rising)) & keep);
     }
     if (!m->alert && (popcount16(m->recovering ? m->vote_rec : m->vote_high) >= k->persist_k ||
                       (m->recovering && popcount16(m->band_out) >= k->persist_k))) {
@@ -1344,7 +1406,6 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     } else if (m->alert && m->vote_rec == 0 && m->band_out == 0) {
         m->alert = 0;
         m->recovering = 1;
-        m->recover_level = k->recover_ratio * m->alert_peak;
         m->recover_min = o->score;
         m->alert_severity = 0;
         m->last_state = AIOT_STATE_RECOVERING;
