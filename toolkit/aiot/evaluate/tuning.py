@@ -258,12 +258,16 @@ def score_rules_files(dataset: Dataset, package: Path | list[Path], rules: list[
 #: stays for the ungated comparison, 3.5 is there in case the residual term costs the suite.
 MONITOR_GRID = {
     "alert_margin": (2.0, 2.5, 3.0, 3.5),
-    "clear_ratio": (1.0,),  # clear_margin = ratio x alert_margin (1.0: no hysteresis band)
+    # clear_margin = ratio x alert_margin (1.0: no hysteresis band). Below 1, an alert whose score
+    # fell under the alert threshold (and under recover_ratio x its peak, sensors in band) is
+    # RECOVERING until it is under the clear level too; at 1.0 it clears there, recover_ratio
+    # changes nothing and only 0.0 is run
+    "clear_ratio": (1.0, 0.75),
     # evaluation-side per-sensor noise floor, x the fleet's long-term spread (0: off; monitor_device.FLOOR_KNOB)
     "fleet_noise_floor": (0.25, 1.0),
     "persist": ((3, 5),),
     # 0 = off; else an alert that fell below this fraction of its peak is RECOVERING
-    "recover_ratio": (0.0, 0.6, 0.7, 0.8),
+    "recover_ratio": (0.0, 0.7),
     # windows in the trailing mean of the score (1 = each window alone; monitor.h score_average)
     "score_average": (1, 4, 8),
     # 0 = the model's reconstruction error scores; N = the level-shift score over N windows
@@ -276,8 +280,9 @@ MONITOR_GRID = {
     # (monitor.h spread_score; oscillation / variance faults); only with level_windows > 0
     "spread_score": (0, 1),
     # 1: a sensor's score is also the model's residual of it against its calibration residuals
-    # (monitor.h residual_score; faults that break how sensors move together); level_windows > 0 only
-    "residual_score": (0, 1),
+    # (monitor.h residual_score; faults that break how sensors move together); level_windows > 0 only;
+    # 2: also the residual energy pooled over the sensors (a change every sensor shows a little)
+    "residual_score": (0, 1, 2),
 }
 
 
@@ -298,6 +303,8 @@ def monitor_grid(per_file: bool = False, level_only: bool = False, fixed: dict |
     for margin, ratio, floor, (k, n), recover, average, level, band, spread, residual in itertools.product(
             *(MONITOR_GRID_PER_FILE if per_file else MONITOR_GRID).values()):
         if not level and (level_only or spread or residual):  # the energy score has no per-sensor z for them
+            continue
+        if ratio == 1.0 and recover:  # clears where it would recover: the same setting as recover_ratio 0
             continue
         knobs = {"alert_margin": margin, "clear_margin": ratio * margin, "persist_k": k, "persist_n": n}
         if floor > 0:
