@@ -36,20 +36,19 @@ UNITS = {
 }
 
 #: The events that tell a user something about the installation itself (a sensor to look
-#: at, a clock to fix), in words for a person: listed in report.html and printed.
+#: at, a clock to fix): per type, a few words for the printed line ("bearing_temp lost") and a
+#: sentence for report.html's table.
 SERVICE = {
-    "CALIBRATION_ALERT": "calibration alert: its drift compensation passed its tolerance, service it",
-    "DRIFT_PERSISTENT": "in drift for drift_alarm_hours",
-    "CHANNEL_LOST": "lost: no data for channel_lost_minutes, the others are monitored without it",
-    "CHANNEL_BACK": "back: it sends again and is scored again",
-    "CHANNEL_STUCK": "stuck: the same value throughout its commissioning",
-    "COMMISSION_REJECTED": "samples rejected while commissioning (spikes, outliers, non-finite)",
-    "TIME_RESET": "the clock stepped back",
+    "CALIBRATION_ALERT": ("calibration alert",
+                          "calibration alert: its drift compensation passed its tolerance, service it"),
+    "DRIFT_PERSISTENT": ("drift persistent", "in drift for drift_alarm_hours"),
+    "CHANNEL_LOST": ("lost", "lost: no data for channel_lost_minutes, the others are monitored without it"),
+    "CHANNEL_BACK": ("back", "back: it sends again and is scored again"),
+    "CHANNEL_STUCK": ("stuck", "stuck: the same value throughout its commissioning"),
+    "COMMISSION_REJECTED": ("commissioning samples rejected",
+                            "samples rejected while commissioning (spikes, outliers, non-finite)"),
+    "TIME_RESET": ("clock stepped back", "the clock stepped back"),
 }
-#: Few words per service event for the printed line ("bearing_temp lost").
-SHORT = {"CALIBRATION_ALERT": "calibration alert", "DRIFT_PERSISTENT": "drift persistent", "CHANNEL_LOST": "lost",
-         "CHANNEL_BACK": "back", "CHANNEL_STUCK": "stuck", "COMMISSION_REJECTED": "commissioning samples rejected",
-         "TIME_RESET": "clock stepped back"}
 PRINTED = 3  #: service events named in the printed line; the rest are counted
 
 
@@ -116,7 +115,7 @@ def summary_line(device_events: dict | None) -> str:
     said = []
     for e in service[:PRINTED]:
         who = f"{e['sensor']} " if e.get("sensor") else ""
-        said.append(f"{who}{SHORT.get(e['type'], e['type'])} ({e['file']}, {e['time']})")
+        said.append(f"{who}{SERVICE[e['type']][0] if e['type'] in SERVICE else e['type']} ({e['file']}, {e['time']})")
     line = "device events: " + (", ".join(said) if said else "no service event")
     if len(service) > PRINTED:
         line += f"; and {len(service) - PRINTED} more in report.json"

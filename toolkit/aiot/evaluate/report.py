@@ -535,7 +535,7 @@ def events_section(r: FileResult) -> str:
         value = f"{e.value:.4g} {unit}" if unit else ""
         rows.append(f"<tr><td>{html.escape(_when_t(s, e.time))}</td><td>{e.type}</td>"
                     f"<td>{html.escape(device_events.sensor_name(s, e.channel) or '-')}</td>"
-                    f"<td>{html.escape(value)}</td><td>{html.escape(device_events.SERVICE[e.type])}</td></tr>")
+                    f"<td>{html.escape(value)}</td><td>{html.escape(device_events.SERVICE[e.type][1])}</td></tr>")
     table = ("<table class='list device-events'><tr><th>time</th><th>event</th><th>sensor</th><th>value</th>"
              "<th>what it means</th></tr>" + "".join(rows) + "</table>"
              + (f"<p class='note'>... and {len(service) - _MAX_LISTED:,} more (report.json lists them all).</p>"
