@@ -384,6 +384,18 @@ def test_three_votes_in_five_windows_raise_then_clear_after_five_quiet_windows()
     assert set(raised.channels) >= {0, 1}
 
 
+def test_an_events_state_is_the_state_after_the_window_that_emitted_it():
+    # ALERT_CLEARED said ANOMALY (the window before it), DATA_RESTORED the state before too.
+    _, out, ev = _spikes([20, 21, 23])
+    arm = armed(out)
+    by_end = {int(t): mon.STATES[s] for t, s in zip(out["t_end_ms"], out["state"])}
+    for e in ev:
+        if e.type in ("ALERT_RAISED", "ALERT_CLEARED", "COMMISSIONED", "CALIBRATED"):
+            assert e.state == by_end[e.timestamp_ms], e
+    cleared = next(e for e in ev if e.type == "ALERT_CLEARED")
+    assert cleared.state in ("NORMAL", "DRIFT") and "ANOMALY" in states(arm)
+
+
 def _fault_with_tail(second_fault: bool = False, **knobs):
     """An 8-sigma step on both channels for 12 windows, then an exponential return (time
     constant 20 windows): the machine settling after the intervention. ``second_fault``:

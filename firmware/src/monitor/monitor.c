@@ -1147,7 +1147,12 @@ static uint8_t severity_of(const aiot_monitor_config_t *k, float score) {
     return score >= 1.0f ? 1 : 0;
 }
 
-static void set_state(aiot_monitor_t *m, uint32_t ts, uint8_t state, float quality) {
+//! The window's state; the events emitted since seq `first` (the window's) carry it: an
+//! event's state is the monitor's state after the window that emitted it (COMMISSIONED:
+//! calibrating, ALERT_CLEARED: normal), never the previous window's.
+static void set_state(aiot_monitor_t *m, uint32_t ts, uint8_t state, float quality, uint16_t first) {
+    uint16_t emitted;
+    uint8_t i;
     if (state == AIOT_STATE_NO_DATA && m->last_state != AIOT_STATE_NO_DATA) {
         m->last_state = state;
         emit(m, ts, AIOT_EVENT_DATA_LOST, AIOT_MONITOR_NO_CHANNEL, 0, quality);
@@ -1156,6 +1161,11 @@ static void set_state(aiot_monitor_t *m, uint32_t ts, uint8_t state, float quali
         emit(m, ts, AIOT_EVENT_DATA_RESTORED, AIOT_MONITOR_NO_CHANNEL, 0, quality);
     }
     m->last_state = state;
+    emitted = (uint16_t)(m->event_seq - first);
+    for (i = 0; i < m->ev_count; i++) {
+        aiot_monitor_event_t *e = &m->events[(m->ev_head + i) % AIOT_MONITOR_EVENT_CAPACITY];
+        if ((uint16_t)(e->seq - first) < emitted) e->state = state;
+    }
 }
 
 //! Each channel's mean of the raw window's valid samples (NaN: none). Before normalize().
@@ -1234,7 +1244,7 @@ static int moving_away(const aiot_monitor_t *m, aiot_monitor_mask_t mask, const 
 }
 
 //! A window that cannot be scored (model failure, non-finite statistics): NO_DATA, never NORMAL.
-static void score_error(aiot_monitor_t *m, aiot_monitor_output_t *o) {
+static void score_error(aiot_monitor_t *m, aiot_monitor_output_t *o, uint16_t first) {
     m->score_errors++;
     o->state = AIOT_STATE_NO_DATA;
     o->score = 0.0f;
@@ -1242,7 +1252,7 @@ static void score_error(aiot_monitor_t *m, aiot_monitor_output_t *o) {
     o->confidence = 0.0f;
     o->flags = (uint8_t)(AIOT_OUT_SCORE_ERROR | (m->alert ? AIOT_OUT_ALERT : 0) |
                          (m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0));
-    set_state(m, o->t_start_ms, o->state, 0.0f);
+    set_state(m, o->t_start_ms, o->state, 0.0f, first);
 }
 
 static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t_end) {
@@ -1276,7 +1286,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         commission(m, t_end);
         o->flags = AIOT_OUT_LEARNING;
         o->state = q.quality < k->min_quality ? AIOT_STATE_NO_DATA : AIOT_STATE_RECALIBRATING;
-        set_state(m, o->t_start_ms, o->state, q.quality);
+        set_state(m, o->t_start_ms, o->state, q.quality, first_event);
         return;
     }
     if (q.quality < k->min_quality) {
@@ -1284,7 +1294,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         o->state = AIOT_STATE_NO_DATA;
         o->flags = (uint8_t)((m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0) | (m->alert ? AIOT_OUT_ALERT : 0) |
                              partial);
-        set_state(m, o->t_start_ms, o->state, q.quality);
+        set_state(m, o->t_start_ms, o->state, q.quality, first_event);
         return;
     }
     level_push(m);
@@ -1293,7 +1303,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     normalize(m);
     if (m->score(m->score_ctx, m->win, (size_t)(k->window * C), m->recon) != 0 || window_stats(m, &w) != 0 ||
         !stats_finite(m, &w)) {
-        score_error(m, o);
+        score_error(m, o, first_event);
         return;
     }
     if (m->phase == AIOT_PHASE_CALIBRATING) {
@@ -1301,13 +1311,13 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         // largest z into the set once it is known
         const float level = k->level_windows ? level_score(m, k->spread_score ? spread : NULL, NULL, level_z) : 0.0f;
         if (!isfinite(level)) {  // never into the calibration set: it would disarm the threshold
-            score_error(m, o);
+            score_error(m, o, first_event);
             return;
         }
         calibrate(m, t_end, &w, level, q.ch_quality);
         o->state = AIOT_STATE_RECALIBRATING;
         o->flags = (uint8_t)(AIOT_OUT_LEARNING | partial);
-        set_state(m, o->t_start_ms, o->state, q.quality);
+        set_state(m, o->t_start_ms, o->state, q.quality, first_event);
         return;
     }
 
@@ -1338,14 +1348,14 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     if (k->level_windows && k->residual_score == 2)  // inf stays inf
         s = fmaxf(s, energy_score(m, &w, q.ch_quality));
     if (!isfinite(s)) {  // before the average: one bad window must not poison the next N
-        score_error(m, o);
+        score_error(m, o, first_event);
         return;
     }
     s = averaged(m, s);
     threshold = fmaxf(k->alert_margin * cal_top, TINY);
     o->score = s / threshold;
     if (!isfinite(o->score)) {
-        score_error(m, o);
+        score_error(m, o, first_event);
         return;
     }
     p = p_value(m, s);
@@ -1451,11 +1461,12 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     }
     o->confidence *= q.quality * stability;
     if (!isfinite(o->confidence)) o->confidence = 0.0f;  // never NaN on the wire
-    set_state(m, o->t_start_ms, o->state, q.quality);
+    set_state(m, o->t_start_ms, o->state, q.quality, first_event);
     window_events_confidence(m, first_event, o->confidence);
 }
 
 static void gap_output(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t0, uint32_t t1) {
+    const uint16_t first = m->event_seq;
     int c;
     memset(o, 0, sizeof(*o));
     o->t_start_ms = t0;
@@ -1465,7 +1476,7 @@ static void gap_output(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t0,
                          (m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0));
     o->p_value = 1.0f;
     for (c = 0; c < 3; c++) o->top_channels[c] = AIOT_MONITOR_NO_CHANNEL;
-    set_state(m, t0, AIOT_STATE_NO_DATA, 0.0f);
+    set_state(m, t0, AIOT_STATE_NO_DATA, 0.0f, first);
 }
 
 //! Append one sample slot; returns 1 when it completed a window (written to *o).
