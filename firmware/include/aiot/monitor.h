@@ -194,7 +194,7 @@ typedef enum {
     X(stability_halflife, float, 20.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                       \
       "windows for a baseline change to halve its confidence penalty")                                       \
     X(recover_ratio, float, 0.6f, 0.0f, 1.0f, AIOT_RANGE_HI_OPEN,                                             \
-      "0 off; in (0,1): an alert whose score fell below recover_ratio x its peak (sensors back in band) is RECOVERING") \
+      "0 off; in (0,1): an alert whose score fell under its threshold and under recover_ratio x its peak (sensors back in band) is RECOVERING until under clear_margin") \
     X(drift_alarm_hours, float, 12.0f, 0.0f, 8760.0f, AIOT_RANGE_LO_OPEN,                                     \
       "a channel in DRIFT longer than this raises DRIFT_PERSISTENT (hours)")                                  \
     X(commission_reject, float, 8.0f, 2.0f, FLT_MAX, AIOT_RANGE_CLOSED,                                          \
