@@ -663,6 +663,16 @@ def test_one_sensor_off_does_not_move_the_pooled_energy(offset):
     assert (moved_pooled - moved_sensor).max() <= (quiet_pooled - quiet_sensor).max() + 0.02
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_fewer_than_four_sensors_have_no_pooled_term(channels):
+    # Nothing would be left out of the pool: one sensor's own scores (with their floors) say it
+    # all, so residual_score 2 is 1 there, byte for byte, even with every sensor noisier.
+    x = _every_sensor_noisier(1.5, channels)
+    _, one, _ = run(config(channels, residual_score=1, **POOLED), x)
+    _, two, _ = run(config(channels, residual_score=2, **POOLED), x)
+    assert one.tobytes() == two.tobytes()
+
+
 def test_residual_score_2_needs_the_level_score():
     with pytest.raises(ToolkitError, match="residual_score 2 needs level_windows"):
         mon.Monitor(config(2, residual_score=2, level_windows=0), zero_model)

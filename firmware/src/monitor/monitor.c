@@ -36,6 +36,7 @@ enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 }
 #define AWAY_NONE 255u
 #define RESIDUAL_SD_FLOOR 0.05f  // residual spreads are at least this (noise units), as dev_sd,
                                  // and at least the channel's noise floor
+#define POOLED_MIN 4             // residual_score 2 pools at least this many channels (its largest quarter left out)
 #define RESIDUAL_CAP 1e6f        // |residual| beyond this (noise units) counts as this: a model
                                  // answering 1e15 alerts, its running mean and spread stay finite
 
@@ -859,13 +860,14 @@ static void residual_reference(aiot_monitor_t *m) {
 //! the largest quarter of them left out: one sensor off (a remount, a drift, a fault of its
 //! own) is the per-sensor scores' to judge; this is a change in how the many move together
 //! (a process whose variability grows everywhere a little). Each window alone: score_average
-//! smooths it as it smooths the rest. Returns 0 when no channel has data.
+//! smooths it as it smooths the rest. Returns 0 with fewer than POOLED_MIN such channels:
+//! nothing would be left out, and one sensor's own scores (with their floors) say it all.
 static int window_energy(const aiot_monitor_t *m, const window_stats_t *w, const float *ch_quality, float *e) {
     float v[AIOT_MONITOR_MAX_CHANNELS], sum = 0.0f;
     int c, i, n = 0;
     for (c = 0; c < m->cfg.num_channels; c++)
         if (ch_quality[c] > 0.0f && m->ch[c].mode != CH_RECAL) v[n++] = w->err[c];
-    if (!n) return 0;
+    if (n < POOLED_MIN) return 0;
     sort_floats(v, n);
     for (i = 0; i < n - n / 4; i++) sum += v[i];
     *e = sum / (float)(n - n / 4);
