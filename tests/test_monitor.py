@@ -663,6 +663,24 @@ def test_one_sensor_off_does_not_move_the_pooled_energy(offset):
     assert (moved_pooled - moved_sensor).max() <= (quiet_pooled - quiet_sensor).max() + 0.02
 
 
+def test_every_sensor_wandering_within_its_noise_floor_does_not_move_the_pooled_energy():
+    # Each sensor may wander by its noise floor (aiot evaluate sets it from the fleet's spread),
+    # as its own z's are floored; the pooled term's spread is floored by those floors too (for a
+    # mean of 16 independent wanders). 16 sensors each wandering 1.3 noise units, each on its
+    # own slow swing: no alert with floors of 1.3 noise units, an alert without them (no
+    # sensor's own score alerts either way).
+    n, a = learned(160), learned(10)
+    x = noise(n, 16, seed=3)
+    t = np.arange(n - a)
+    for c in range(16):
+        x[a:, c] += 1.3 * np.sin(2 * np.pi * t / (24 * W) + c)
+    knobs = {**POOLED, **FIXED, "residual_score": 2, "alert_margin": 2.0, "clear_margin": 2.0}
+    _, floored, _ = run(config(16, noise_floor=[1.3] * 16, **knobs), x)
+    _, bare, _ = run(config(16, **knobs), x)
+    assert "ANOMALY" in states(armed(bare))
+    assert "ANOMALY" not in states(armed(floored))
+
+
 @pytest.mark.parametrize("channels", [1, 3])
 def test_fewer_than_four_sensors_have_no_pooled_term(channels):
     # Nothing would be left out of the pool: one sensor's own scores (with their floors) say it

@@ -894,14 +894,24 @@ static void energy_calibrate(aiot_monitor_t *m, const window_stats_t *w, const f
 
 //! End of calibration: the energy's spread, floored at what a mean of channels x window
 //! independent squared unit residuals would spread (sqrt(2 / (C W)) of its mean: a short
-//! calibration cannot make it more sensitive than chance) and at RESIDUAL_SD_FLOOR; its
+//! calibration cannot make it more sensitive than chance), at what the sensors' own floors
+//! allow (each may wander by its noise floor, in noise units, as its residual z is floored:
+//! the mean of those floors squared, x sqrt(2 / C) for a mean of C independent wanders) and
+//! at RESIDUAL_SD_FLOOR; its
 //! z is then put on the per-sensor score's scale: x the calibration set's top / the largest
 //! energy z the calibration windows had (at least 1), so each meets the threshold at
 //! alert_margin x its own calibration maximum and neither raises the other's threshold.
 static void energy_reference(aiot_monitor_t *m) {
-    const float dof = (float)m->cfg.num_channels * (float)m->cfg.window;
+    const int C = m->cfg.num_channels;
+    const float dof = (float)C * (float)m->cfg.window;
     const float sd_ = m->en_n > 1 ? sqrtf(fmaxf(m->en_m2, 0.0f) / (float)(m->en_n - 1u)) : 0.0f;
-    const float sd = fmaxf(sd_, fmaxf(m->en_ref * sqrtf(2.0f / dof), RESIDUAL_SD_FLOOR));
+    float sd = fmaxf(sd_, fmaxf(m->en_ref * sqrtf(2.0f / dof), RESIDUAL_SD_FLOOR)), wander = 0.0f;
+    int c;
+    for (c = 0; c < C; c++) {
+        const float f = noise_floor_of(m, c, m->ch[c].baseline0) / m->ch[c].noise;
+        wander += f * f;
+    }
+    sd = fmaxf(sd, wander / (float)C * sqrtf(2.0f / (float)C));
     float top = m->en_n ? (m->en_max - m->en_ref) / sd : 1.0f;
     if (!(top >= 1.0f)) top = 1.0f;  // NaN too
     m->en_gain = m->cal[m->cal_count - 1] / (sd * top);
