@@ -157,7 +157,7 @@ def test_tune_across_two_data_sets_on_the_device(tmp_path, monkeypatch):
     from aiot.testing import fresh_model_cache
 
     fresh_model_cache(monkeypatch, tmp_path / "cache")  # models trained here; the compiled C shared
-    monkeypatch.setattr(tuning, "MONITOR_GRID", {**tuning.MONITOR_GRID, "alert_margin": (0.75, 2.5),
+    monkeypatch.setattr(tuning, "MONITOR_GRID", {**tuning.MONITOR_GRID, "alert_margin": (0.75, 2.5), "clear_ratio": (1.0,),
                                                  "fleet_noise_floor": (1.0,), "recover_ratio": (0.0,),
                                                  "score_average": (1,), "level_windows": (0, 1),
                                                  "clear_band": (3,), "spread_score": (0,),
