@@ -897,22 +897,21 @@ static void energy_calibrate(aiot_monitor_t *m, const window_stats_t *w, const f
 //! calibration cannot make it more sensitive than chance), at what the sensors' own floors
 //! allow (each may wander by its noise floor, in noise units, as its residual z is floored:
 //! the mean of those floors squared, x sqrt(2 / C) for a mean of C independent wanders) and
-//! at RESIDUAL_SD_FLOOR; its
-//! z is then put on the per-sensor score's scale: x the calibration set's top / the largest
-//! energy z the calibration windows had (at least 1), so each meets the threshold at
-//! alert_margin x its own calibration maximum and neither raises the other's threshold.
+//! at RESIDUAL_SD_FLOOR. Its z is then put on the per-sensor score's scale: x the calibration
+//! set's top / the largest energy z the calibration windows had (at least 1), so each meets
+//! the threshold at alert_margin x its own calibration maximum and neither raises the other's.
 static void energy_reference(aiot_monitor_t *m) {
     const int C = m->cfg.num_channels;
     const float dof = (float)C * (float)m->cfg.window;
-    const float sd_ = m->en_n > 1 ? sqrtf(fmaxf(m->en_m2, 0.0f) / (float)(m->en_n - 1u)) : 0.0f;
-    float sd = fmaxf(sd_, fmaxf(m->en_ref * sqrtf(2.0f / dof), RESIDUAL_SD_FLOOR)), wander = 0.0f;
+    const float measured = m->en_n > 1 ? sqrtf(fmaxf(m->en_m2, 0.0f) / (float)(m->en_n - 1u)) : 0.0f;
+    float sd = fmaxf(measured, fmaxf(m->en_ref * sqrtf(2.0f / dof), RESIDUAL_SD_FLOOR)), wander = 0.0f, top;
     int c;
     for (c = 0; c < C; c++) {
         const float f = noise_floor_of(m, c, m->ch[c].baseline0) / m->ch[c].noise;
         wander += f * f;
     }
     sd = fmaxf(sd, wander / (float)C * sqrtf(2.0f / (float)C));
-    float top = m->en_n ? (m->en_max - m->en_ref) / sd : 1.0f;
+    top = m->en_n ? (m->en_max - m->en_ref) / sd : 1.0f;
     if (!(top >= 1.0f)) top = 1.0f;  // NaN too
     m->en_gain = m->cal[m->cal_count - 1] / (sd * top);
     if (!isfinite(m->en_gain)) m->en_gain = 0.0f;
