@@ -385,7 +385,7 @@ def test_three_votes_in_five_windows_raise_then_clear_after_five_quiet_windows()
 
 
 def test_an_events_state_is_the_state_after_the_window_that_emitted_it():
-    # ALERT_CLEARED said ANOMALY (the window before it), DATA_RESTORED the state before too.
+    # ALERT_CLEARED said ANOMALY: the state of the window before the one that emitted it.
     _, out, ev = _spikes([20, 21, 23])
     arm = armed(out)
     by_end = {int(t): mon.STATES[s] for t, s in zip(out["t_end_ms"], out["state"])}
