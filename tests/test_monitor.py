@@ -691,6 +691,33 @@ def test_fewer_than_four_sensors_have_no_pooled_term(channels):
     assert one.tobytes() == two.tobytes()
 
 
+@pytest.mark.parametrize("wild", [1e15, 1e20])
+def test_the_pooled_energy_is_never_nan_or_inf(wild):
+    # A stuck sensor, a 1e20 sample while armed (clipped features: a large energy, not inf) and a
+    # model gone wild (1e15: huge but finite errors; 1e20: their squares overflow float) give
+    # finite scores, and the windows after the model went wild are never NORMAL.
+    n, a = learned(40), learned(10)
+    x = noise(n, 16, seed=3)
+    x[:, 5] = 7.25
+    x[a + 3, 1] = 1e20
+    m, out, _ = run(config(16, residual_score=2, **POOLED), x)
+    assert m.commissioning()[5]["stuck"]
+    for field in ("score", "confidence", "p_value"):
+        assert np.all(np.isfinite(out[field])), field
+    calls = {"n": 0}
+
+    def goes_wild(window):
+        calls["n"] += 1
+        # 1 + 16 model calls a scored window (isolation): wild from the 18th armed window on
+        return window + wild if calls["n"] > (1 + 16) * (32 + 17) else np.zeros_like(window)
+
+    _, out, _ = run(config(16, residual_score=2, **POOLED), noise(n, 16, seed=3), scorer=goes_wild)
+    for field in ("score", "confidence", "p_value"):
+        assert np.all(np.isfinite(out[field])), field
+    late = armed(out)[-5:]
+    assert not np.any(late["state"] == mon.STATES.index("NORMAL"))
+
+
 def test_residual_score_2_needs_the_level_score():
     with pytest.raises(ToolkitError, match="residual_score 2 needs level_windows"):
         mon.Monitor(config(2, residual_score=2, level_windows=0), zero_model)
