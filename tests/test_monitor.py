@@ -396,6 +396,25 @@ def test_an_events_state_is_the_state_after_the_window_that_emitted_it():
     assert cleared.state in ("NORMAL", "DRIFT") and "ANOMALY" in states(arm)
 
 
+def test_an_alert_raised_in_the_first_window_after_a_dropout_still_says_the_data_is_back():
+    # Two windows vote, one window without data (votes kept), the next votes a third time and
+    # raises the alert: DATA_LOST must be followed by DATA_RESTORED. The raise used to set the
+    # state first, so the window's return from NO_DATA went unsaid.
+    n = learned(60)
+    x = noise(n, 2, seed=13)
+    a = learned(0)
+    for w in (20, 21, 23):
+        x[a + w * W : a + (w + 1) * W, :] += 6.0
+    x[a + 22 * W : a + 23 * W, :] = np.nan
+    _, out, ev = run(config(persist_k=3, persist_n=5), x)
+    s = states(armed(out))
+    assert s[22] == "NO_DATA" and s[23] == "ANOMALY" and s.index("ANOMALY") == 23  # the precondition
+    types = [e.type for e in ev if e.type in ("DATA_LOST", "DATA_RESTORED", "ALERT_RAISED")]
+    # the last two come from the same window (the raise is decided before its state is set)
+    assert types[0] == "DATA_LOST" and sorted(types[1:]) == ["ALERT_RAISED", "DATA_RESTORED"]
+    assert all(e.state == "ANOMALY" for e in ev if e.type in ("DATA_RESTORED", "ALERT_RAISED"))
+
+
 def _fault_with_tail(second_fault: bool = False, **knobs):
     """An 8-sigma step on both channels for 12 windows, then an exponential return (time
     constant 20 windows): the machine settling after the intervention. ``second_fault``:

@@ -1416,7 +1416,6 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->escalate_score = o->score;
         m->escalate_dist = band_distance(m, m->alert_mask, mean, BAND_NOISE);
         if (!isfinite(m->escalate_dist)) m->escalate_dist = 0.0f;
-        m->last_state = AIOT_STATE_ANOMALY;
         emit(m, t_end, AIOT_EVENT_ALERT_RAISED, o->top_channels[0], mask, o->score);
     } else if ((m->alert || m->recovering) && m->vote_low == 0 && m->band_out == 0) {
         m->alert = 0;
@@ -1429,7 +1428,6 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->recovering = 1;
         m->recover_min = o->score;
         m->alert_severity = 0;
-        m->last_state = AIOT_STATE_RECOVERING;
         emit(m, t_end, AIOT_EVENT_RECOVERING, o->top_channels[0], mask, o->score);
     } else if (m->alert && m->alert_severity < 3 &&
                (severity_of(k, o->score) > m->alert_severity || o->score >= 2.0f * m->escalate_score ||
