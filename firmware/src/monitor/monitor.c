@@ -242,17 +242,6 @@ static void emit(aiot_monitor_t *m, uint32_t ts, uint8_t type, uint8_t channel, 
     e->value = value;
 }
 
-//! The events emitted since seq `first` (those of the window being closed) take its confidence.
-static void window_events_confidence(aiot_monitor_t *m, uint16_t first, float confidence) {
-    const uint16_t emitted = (uint16_t)(m->event_seq - first);
-    const uint8_t code = (uint8_t)(fminf(fmaxf(confidence, 0.0f), 1.0f) * 254.0f + 0.5f);
-    uint8_t i;
-    for (i = 0; i < m->ev_count; i++) {
-        const uint8_t slot = (uint8_t)((m->ev_head + i) % AIOT_MONITOR_EVENT_CAPACITY);
-        if ((uint16_t)(m->events[slot].seq - first) < emitted) m->ev_confidence[slot] = code;
-    }
-}
-
 int aiot_monitor_pop_event_confidence(aiot_monitor_t *m, aiot_monitor_event_t *ev, float *confidence) {
     uint8_t code;
     if (!m || !ev || m->ev_count == 0) return 0;
@@ -1158,10 +1147,14 @@ static uint8_t severity_of(const aiot_monitor_config_t *k, float score) {
     return score >= 1.0f ? 1 : 0;
 }
 
-//! The window's state; the events emitted since seq `first` (the window's) carry it: an
-//! event's state is the monitor's state after the window that emitted it (COMMISSIONED:
-//! calibrating, ALERT_CLEARED: normal), never the previous window's.
-static void set_state(aiot_monitor_t *m, uint32_t ts, uint8_t state, float quality, uint16_t first) {
+//! The window's state. The events emitted since seq `first` (the window's) carry it and the
+//! window's confidence (negative: none, a window that scored nothing): an event's state is the
+//! monitor's state after the window that emitted it (COMMISSIONED: calibrating,
+//! ALERT_CLEARED: normal), never the previous window's.
+static void set_state(aiot_monitor_t *m, uint32_t ts, uint8_t state, float quality, uint16_t first,
+                      float confidence) {
+    const uint8_t code =
+        confidence < 0.0f ? NO_CONFIDENCE : (uint8_t)(fminf(confidence, 1.0f) * 254.0f + 0.5f);
     uint16_t emitted;
     uint8_t i;
     if (state == AIOT_STATE_NO_DATA && m->last_state != AIOT_STATE_NO_DATA) {
@@ -1174,8 +1167,11 @@ static void set_state(aiot_monitor_t *m, uint32_t ts, uint8_t state, float quali
     m->last_state = state;
     emitted = (uint16_t)(m->event_seq - first);
     for (i = 0; i < m->ev_count; i++) {
-        aiot_monitor_event_t *e = &m->events[(m->ev_head + i) % AIOT_MONITOR_EVENT_CAPACITY];
-        if ((uint16_t)(e->seq - first) < emitted) e->state = state;
+        const uint8_t slot = (uint8_t)((m->ev_head + i) % AIOT_MONITOR_EVENT_CAPACITY);
+        if ((uint16_t)(m->events[slot].seq - first) < emitted) {
+            m->events[slot].state = state;
+            m->ev_confidence[slot] = code;
+        }
     }
 }
 
@@ -1263,7 +1259,7 @@ static void score_error(aiot_monitor_t *m, aiot_monitor_output_t *o, uint16_t fi
     o->confidence = 0.0f;
     o->flags = (uint8_t)(AIOT_OUT_SCORE_ERROR | (m->alert ? AIOT_OUT_ALERT : 0) |
                          (m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0));
-    set_state(m, o->t_start_ms, o->state, 0.0f, first);
+    set_state(m, o->t_start_ms, o->state, 0.0f, first, -1.0f);
 }
 
 static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t_end) {
@@ -1278,7 +1274,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     aiot_monitor_mask_t mask;
     uint16_t keep;
     uint8_t partial;
-    const uint16_t first_event = m->event_seq;  // the events this window emits carry its confidence
+    const uint16_t first_event = m->event_seq;  // the events this window emits carry its state and confidence
 
     memset(o, 0, sizeof(*o));
     o->t_start_ms = m->win_start;
@@ -1297,7 +1293,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         commission(m, t_end);
         o->flags = AIOT_OUT_LEARNING;
         o->state = q.quality < k->min_quality ? AIOT_STATE_NO_DATA : AIOT_STATE_RECALIBRATING;
-        set_state(m, o->t_start_ms, o->state, q.quality, first_event);
+        set_state(m, o->t_start_ms, o->state, q.quality, first_event, -1.0f);
         return;
     }
     if (q.quality < k->min_quality) {
@@ -1305,7 +1301,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         o->state = AIOT_STATE_NO_DATA;
         o->flags = (uint8_t)((m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0) | (m->alert ? AIOT_OUT_ALERT : 0) |
                              partial);
-        set_state(m, o->t_start_ms, o->state, q.quality, first_event);
+        set_state(m, o->t_start_ms, o->state, q.quality, first_event, -1.0f);
         return;
     }
     level_push(m);
@@ -1328,7 +1324,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         calibrate(m, t_end, &w, level, q.ch_quality);
         o->state = AIOT_STATE_RECALIBRATING;
         o->flags = (uint8_t)(AIOT_OUT_LEARNING | partial);
-        set_state(m, o->t_start_ms, o->state, q.quality, first_event);
+        set_state(m, o->t_start_ms, o->state, q.quality, first_event, -1.0f);
         return;
     }
 
@@ -1470,8 +1466,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     }
     o->confidence *= q.quality * stability;
     if (!isfinite(o->confidence)) o->confidence = 0.0f;  // never NaN on the wire
-    set_state(m, o->t_start_ms, o->state, q.quality, first_event);
-    window_events_confidence(m, first_event, o->confidence);
+    set_state(m, o->t_start_ms, o->state, q.quality, first_event, o->confidence);
 }
 
 static void gap_output(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t0, uint32_t t1) {
@@ -1485,7 +1480,7 @@ static void gap_output(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t0,
                          (m->phase != AIOT_PHASE_ARMED ? AIOT_OUT_LEARNING : 0));
     o->p_value = 1.0f;
     for (c = 0; c < 3; c++) o->top_channels[c] = AIOT_MONITOR_NO_CHANNEL;
-    set_state(m, t0, AIOT_STATE_NO_DATA, 0.0f, first);
+    set_state(m, t0, AIOT_STATE_NO_DATA, 0.0f, first, -1.0f);
 }
 
 //! Append one sample slot; returns 1 when it completed a window (written to *o).
