@@ -100,8 +100,9 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
     tep = summary.get("tep")
     if tep:
         click.echo(tep_text(tep))
-    if summary_line(summary.get("device_events")):  # a sensor to service, a clock to fix: said, not buried
-        click.echo(summary_line(summary["device_events"]))
+    said = summary_line(summary.get("device_events"))
+    if said:  # a sensor to service, a clock to fix: said, not buried
+        click.echo(said)
     click.echo(f"report: {out / 'report.html'}")
     wrote(out, "report.json, report.html")
 

@@ -72,13 +72,17 @@ def event_json(series, ev: DeviceEvent) -> dict:
             "severity": ev.severity, "state": ev.state, "seq": ev.seq}
 
 
+def event_counts(events: list[DeviceEvent]) -> dict[str, int]:
+    """How many events of each type, in the order each type first came."""
+    return dict(collections.Counter(e.type for e in events))
+
+
 def file_events(series, outputs) -> dict:
     """report.json's per-file ``events``, ``event_counts`` and ``events_dropped`` (null on a
     target without the device's monitor)."""
     if outputs.events is None:
         return {"events": None, "event_counts": None, "events_dropped": None}
-    return {"events": [event_json(series, e) for e in outputs.events],
-            "event_counts": dict(collections.Counter(e.type for e in outputs.events)),
+    return {"events": [event_json(series, e) for e in outputs.events], "event_counts": event_counts(outputs.events),
             "events_dropped": outputs.events_dropped}
 
 

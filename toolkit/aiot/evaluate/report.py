@@ -542,7 +542,7 @@ def events_section(r: FileResult) -> str:
                 if len(service) > _MAX_LISTED else "")) if rows else \
         "<p>No service event: no sensor lost, stuck, spiking while commissioning, long in drift or past its " \
         "calibration tolerance; no clock step.</p>"
-    counts = ", ".join(f"{k} x{n}" for k, n in device_events.file_events(s, out)["event_counts"].items())
+    counts = ", ".join(f"{k} x{n}" for k, n in device_events.event_counts(out.events).items())
     return (f"<h4>What the device reported</h4>{warn}{table}<p class='note'>All its events, from commissioning on: "
             f"{html.escape(counts) or 'none'} (each with its time, row, sensor and value in report.json).</p>")
 
