@@ -925,6 +925,14 @@ class Device:
                 "firmware": info.firmware_version, "boot": round(time.time() - uptime, 3),
                 "uptime_s": round(uptime, 3)}
 
+    @staticmethod
+    def _stats_records_at() -> int:
+        """Where a STATS answer's channel records begin: its 4-byte head, the monitor's stats,
+        then the link counters (8 u32 and the u64 uptime ticks)."""
+        from aiot import monitor as M
+
+        return 4 + ctypes.sizeof(M.Stats) + 40
+
     def _stats_answer(self, first: int) -> bytes:
         """One STATS answer, its channel records from ``first`` (checked: sizes, length)."""
         from aiot import monitor as M
@@ -936,7 +944,7 @@ class Device:
                 f"{self.name} has a different monitor.h: stats/channel structs of {p[2]}/{p[3]} bytes, "
                 f"the toolkit expects {ctypes.sizeof(M.Stats)}/{ctypes.sizeof(M.ChannelInfo)}",
                 hint="rebuild the firmware with this toolkit")
-        base = 4 + ctypes.sizeof(M.Stats) + 40
+        base = self._stats_records_at()
         if len(p) < base or len(p) != base + p[1] * ctypes.sizeof(M.ChannelInfo):
             raise ToolkitError(f"{self.name} sent a malformed STATS response ({len(p)} bytes)")
         return p
@@ -948,7 +956,7 @@ class Device:
         from aiot import monitor as M
 
         p = self._stats_answer(0)
-        base, size = 4 + ctypes.sizeof(M.Stats) + 40, ctypes.sizeof(M.ChannelInfo)
+        base, size = self._stats_records_at(), ctypes.sizeof(M.ChannelInfo)
         records, last = p[base:], p
         if p[0] and p[1] and self.info().pages_stats:
             full = self.info().max_payload or P.DEFAULT_MAX_PAYLOAD

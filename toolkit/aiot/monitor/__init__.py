@@ -531,8 +531,8 @@ def default_config(channels: int, window: int, sample_period_ms: int, **knobs: f
                            "is taken beside each sensor's level z; the energy score has none)",
                            hint="add level_windows 1 (the per-sensor level score), or leave spread_score 0")
     if cfg.residual_score and not cfg.level_windows:
-        raise ToolkitError(f"invalid monitor configuration: residual_score {cfg.residual_score} needs level_windows > 0 (the residual z "
-                           "is taken beside each sensor's level z; the energy score has none)",
+        raise ToolkitError(f"invalid monitor configuration: residual_score {cfg.residual_score} needs level_windows > 0 "
+                           "(the residual z is taken beside each sensor's level z; the energy score has none)",
                            hint="add level_windows 1 (the per-sensor level score), or leave residual_score 0")
     problem = config_problem(cfg)
     if problem:
