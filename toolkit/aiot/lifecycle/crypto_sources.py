@@ -85,9 +85,9 @@ def _fetch(name: str, version: str, sha256: str, files: tuple[str, ...]) -> Path
             os.replace(got, archive)
         finally:
             shutil.rmtree(private, ignore_errors=True)
-    _check(archive, sha256, name, version)
+    else:  # one already there (an earlier run's, or put there by hand): checked before use
+        _check(archive, sha256, name, version)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-    tmp.mkdir(parents=True, exist_ok=True)
     prefix = f"{name}-{version}/"
     with tarfile.open(archive) as tar:
         for f in files:
