@@ -26,12 +26,11 @@ def window_records(model: Path, window: int, target: str, knobs: dict, firmware:
 
     dev = MonitorDevice(model, window, target, knobs, firmware)
     dev.commission(series.head(start))
-    ts = np.round((series.timestamps - series.timestamps[0]) * 1000.0).astype(np.int64)
+    ts = dev._ms(series, slice(0, series.rows))  # the times and values MonitorDevice streams
     if (np.diff(ts) < 0).any():
         raise SystemExit(f"{name}: its clock steps back; this check pushes one run of rising time")
-    vals = np.where(series.valid, series.values, np.nan)
     try:
-        rest = dev.dev.push(ts[start:], vals[start:])
+        rest = dev.dev.push(ts[start:], dev._values(series, slice(start, series.rows)))
     finally:
         dev.close()
     return np.concatenate([dev._pending, rest])  # the commissioning rows' outputs, then the rest's
