@@ -36,6 +36,12 @@ def evaluate(data: Path, fmt: str, out: Path, *args, **kwargs) -> dict:
         return _evaluate(data, fmt, out, *args, run=run, **kwargs)
 
 
+def _event_capacity() -> int:
+    from aiot.monitor import EVENT_CAPACITY  # AIOT_MONITOR_EVENT_CAPACITY of the builds aiot makes
+
+    return EVENT_CAPACITY
+
+
 def _evaluate(
     data: Path,
     fmt: str,
@@ -274,7 +280,8 @@ def _evaluate(
         "incident_matching": incident_matching(),
         "device_events": None if settings.target == "reference" else (
             "per file, every event the device's monitor emitted from the start of commissioning, oldest first: "
-            "its ring (16 events) is drained after every window of rows pushed (host build and board alike); "
+            f"its ring ({_event_capacity()} events) is drained after every window of rows pushed (host build and "
+            "board alike); "
             "time = the event's device time in the file's clock, row = the file row pushed at that time, "
             "sensor = the channel's column name, value in unit (monitor.h); events_dropped = events the ring "
             "overwrote before a drain (the list lacks them)"),
