@@ -133,6 +133,11 @@ typedef enum {
                                        //!< without it (outputs flagged AIOT_OUT_PARTIAL)
     AIOT_EVENT_CHANNEL_BACK = 21,      //!< a lost channel sends again (value = minutes it was
                                        //!< silent): it is scored again from this window on
+    AIOT_EVENT_RECAL_GAIN = 22,        //!< the channel's last remount changed its gain, not its
+                                       //!< level: its residual grew with its own level as that
+                                       //!< gain predicts. value = the gain; the channel's
+                                       //!< commissioned profile (level, noise, band, spreads)
+                                       //!< is re-expressed at it, RECAL_DONE's offset taken back
 } aiot_monitor_event_type_t;
 
 //! Every monitor setting, declared once: the config struct, the defaults
@@ -321,14 +326,27 @@ typedef struct {
     };
     uint16_t rejected;    //!< commissioning samples rejected (saturates)
     uint8_t health;       //!< AIOT_CH_* flags (commissioning outcome, calibration alert)
-    float sum_rest, sum_lev; //!< calibration sums
+    union {
+        struct {
+            float sum_rest, sum_lev; //!< calibration sums
+        };
+        //! armed, after a remount (gain_test()): the channel's raw level at RECAL_DONE and the
+        //! evidence for a gain so far (1/64 of the residual's variance, saturating): how much
+        //! better a gain explains the residuals than the offset, and what it leaves unexplained
+        struct {
+            float gain_x0;
+            int16_t gain_better;
+            uint16_t gain_miss;
+        };
+    };
     float leverage;       //!< fraction of a level offset on this channel the model reproduces
     float err_ref;        //!< mean calibration error (noise units squared)
     float dev_sd;         //!< spread of the isolated deviation during calibration
     float shape_ref;      //!< mean isolated residual variance during calibration
     float rest_ref;       //!< mean error of the other channels with this one unknown
     float recent_shift;   //!< decaying sum of |baseline changes| (noise units)
-    float recal_from;     //!< baseline before the current recalibration
+    float recal_from;     //!< baseline before the current recalibration; after RECAL_DONE, while
+                          //!< gain_test() watches, the level the sensor would read without the remount
     float last_error;     //!< last window's error (noise units squared)
     float last_dev;       //!< last window's isolated deviation (noise units)
     float last_rest;      //!< last window's error of the others with this one unknown
@@ -359,8 +377,8 @@ typedef struct {
     float lvl_sd;         //!< spread of the N-window means (raw units), level_windows > 0
     uint8_t mode;         //!< 0 ok, 1 drift, 2 recalibrating
     uint8_t hold;         //!< drift windows left / recal windows used
-    uint8_t settled;      //!< consecutive settled windows during recalibration
-    uint8_t flags;        //!< internal: recal blocked, baseline limit reported
+    uint8_t settled;      //!< consecutive settled windows during recalibration; then the windows gain_test() watched
+    uint8_t flags;        //!< internal: recal blocked, drift reported, gain watch
 } aiot_monitor_channel_t;
 
 //! All state. Treat as opaque; size it with sizeof or aiot_monitor_sizeof().

@@ -24,7 +24,7 @@ typedef char aiot_static_away_ring[(sizeof(((aiot_monitor_channel_t *)0)->away) 
 #define BIT(c) ((aiot_monitor_mask_t)1 << (c))
 
 enum { CH_OK = 0, CH_DRIFT = 1, CH_RECAL = 2 };
-enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 };
+enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08, CHF_GAIN_TEST = 0x10 };
 
 #define MS_PER_HOUR 3600000.0f
 #define TINY 1e-6f
@@ -37,6 +37,8 @@ enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08 }
 #define RESIDUAL_SD_FLOOR 0.05f  // residual spreads are at least this (noise units), as dev_sd,
                                  // and at least the channel's noise floor
 #define POOLED_MIN 4             // residual_score 2 pools at least this many channels (its largest quarter left out)
+#define GAIN_EVIDENCE 16.0f      // a remount is a gain once that explains the residual this much better (chi^2, 1 dof)
+#define GAIN_MISS 4.0f           // ... and leaves at most this much unexplained per window (x the residual's variance)
 #define RESIDUAL_CAP 1e6f        // |residual| beyond this (noise units) counts as this: a model
                                  // answering 1e15 alerts, its running mean and spread stay finite
 
@@ -997,6 +999,7 @@ static void calibration_alert(aiot_monitor_t *m, int c, uint32_t ts, float offse
     ch->hold = 0;
     ch->cusum_pos = ch->cusum_neg = 0.0f;
     ch->drift_windows = 0;
+    ch->flags &= (uint8_t)~CHF_GAIN_TEST;
     ch->health |= AIOT_CH_CAL_ALERT;
     emit(m, ts, AIOT_EVENT_CALIBRATION_ALERT, (uint8_t)c, BIT(c), offset);
 }
@@ -1007,11 +1010,78 @@ static int beyond_tolerance(const aiot_monitor_t *m, const aiot_monitor_channel_
     return fabsf(offset) > ch->tolerance || fabsf(offset) / ch->noise > m->cfg.max_baseline_shift;
 }
 
+//! A remount says how far a sensor's level moved at that moment, not whether its gain or
+//! its zero moved (an accelerometer's coupling scales it; a probe moved on a housing
+//! offsets it). RECAL_DONE corrects an offset; this starts the watch that tells a gain:
+//! the offset seen at raw level x0 is a gain of x0 / (x0 - offset), and under the offset
+//! correction such a gain leaves a residual of offset / x0 times how far the sensor's own
+//! level has moved since. Only for a ratio (both levels on one side of zero, within 2x).
+//! recal_from becomes the level the sensor would read without the remount (x0 - offset).
+static void gain_test_start(aiot_monitor_t *m, int c, float x0) {
+    aiot_monitor_channel_t *ch = &m->ch[c];
+    const float off = ch->baseline - ch->recal_from, before = x0 - off;
+    (void)m;
+    ch->flags &= (uint8_t)~CHF_GAIN_TEST;
+    if (!(isfinite(x0) && x0 * before > 0.0f && fabsf(off) <= 0.5f * fabsf(before))) return;
+    ch->flags |= CHF_GAIN_TEST;
+    ch->recal_from = before;
+    ch->gain_x0 = x0;
+    ch->gain_better = 0;
+    ch->gain_miss = 0;
+    ch->settled = 0;
+}
+
+//! Into a saturating evidence counter, in 1/64 of the residual's variance.
+static int32_t evidence_add(int32_t sum, float add, int32_t lo, int32_t hi) {
+    const float x = clampf(add * 64.0f, -65536.0f, 65536.0f);
+    sum += (int32_t)(x < 0.0f ? x - 0.5f : x + 0.5f);
+    return sum < lo ? lo : (sum > hi ? hi : sum);
+}
+
+//! One window of the watch on channel c (raw window mean `mean`), while the rest of the
+//! machine is normal without it. The gain replaces the offset once it explains the
+//! residuals GAIN_EVIDENCE better (the drop of their sum of squares, in the residual's
+//! calibration variance) and leaves at most GAIN_MISS a window unexplained: a fault that
+//! moves the sensor faster than the gain predicts is not one. Undecided after
+//! 4 x recal_windows windows (the quiet time after a remount), the offset stays. The
+//! switch re-expresses the channel's commissioned profile at the new gain (every raw-unit
+//! quantity x gain, the remount's offset taken back), so its samples read as before the
+//! remount; RECAL_GAIN.
+static void gain_test(aiot_monitor_t *m, int c, uint32_t ts, float mean, const window_stats_t *w) {
+    aiot_monitor_channel_t *ch = &m->ch[c];
+    const float x0 = ch->gain_x0, b = (x0 - ch->recal_from) / x0, var = ch->dev_sd * ch->dev_sd;
+    const unsigned horizon = 4u * m->cfg.recal_windows < 255u ? 4u * m->cfg.recal_windows : 255u;
+    float moved, miss, g;
+    if (!isfinite(mean) || !(w->rest[c] <= m->cfg.gate_ratio * ch->rest_ref)) return;
+    moved = (mean - x0) / ch->noise;
+    miss = (w->dev[c] - b * moved) * (w->dev[c] - b * moved) / var;
+    ch->gain_better = (int16_t)evidence_add(ch->gain_better, w->dev[c] * w->dev[c] / var - miss, -32768, 32767);
+    ch->gain_miss = (uint16_t)evidence_add(ch->gain_miss, miss, 0, 65535);
+    ch->settled++;
+    if (ch->gain_better >= (int32_t)(64.0f * GAIN_EVIDENCE) &&
+        ch->gain_miss <= (int32_t)(64.0f * GAIN_MISS) * ch->settled) {
+        g = x0 / ch->recal_from;
+        ch->baseline = g * (ch->baseline - (x0 - ch->recal_from));
+        ch->baseline0 *= g;
+        ch->noise *= g;
+        ch->tolerance *= g;
+        ch->acc_min *= g;
+        ch->acc_max *= g;
+        ch->lvl_sd *= g;
+        ch->spr_ref *= g;
+        ch->spr_sd *= g;
+        ch->flags &= (uint8_t)~CHF_GAIN_TEST;
+        emit(m, ts, AIOT_EVENT_RECAL_GAIN, (uint8_t)c, BIT(c), g);
+    } else if (ch->settled >= horizon) {
+        ch->flags &= (uint8_t)~CHF_GAIN_TEST;
+    }
+}
+
 //! Drift and step handling for one channel after a scored window.
 //! `suspect` is the channel whose removal leaves the rest of the machine most normal: only
 //! that one may take a step as a remount (a fault on one sensor can otherwise be "explained"
 //! as the opposite offset on a correlated one).
-static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, const window_stats_t *w) {
+static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, const window_stats_t *w, float mean) {
     const aiot_monitor_config_t *k = &m->cfg;
     aiot_monitor_channel_t *ch = &m->ch[c];
     const float dev = w->dev[c];
@@ -1030,6 +1100,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     ch->dev_before = ch->dev_prev;
     ch->dev_prev = dev;
     if (ch->health & AIOT_CH_CAL_ALERT) return;  // scored against its commissioned baseline
+    if ((ch->flags & CHF_GAIN_TEST) && ch->mode != CH_RECAL) gain_test(m, c, ts, mean, w);
 
     if (ch->mode == CH_RECAL) {
         float total = (ch->baseline - ch->recal_from) / ch->noise + dev;
@@ -1052,6 +1123,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             m->since_recal = 0;
             emit(m, ts, AIOT_EVENT_RECAL_DONE, (uint8_t)c, BIT(c),
                  (ch->baseline - ch->recal_from) / ch->noise);
+            gain_test_start(m, c, mean);
             if (beyond_tolerance(m, ch, ch->baseline)) calibration_alert(m, c, ts, ch->baseline - ch->baseline0);
         }
         return;
@@ -1073,6 +1145,7 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
             !(ch->flags & CHF_RECAL_BLOCKED)) {
             ch->mode = CH_RECAL;
             ch->recal_from = ch->baseline;
+            ch->flags &= (uint8_t)~CHF_GAIN_TEST;  // a new remount: the watch starts again at its end
             ch->hold = 0;
             ch->settled = 0;
             ch->cusum_pos = ch->cusum_neg = 0.0f;
@@ -1335,7 +1408,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     for (c = 1; c < C; c++)
         if (w.rest[c] / m->ch[c].rest_ref < w.rest[r] / m->ch[r].rest_ref) r = c;
     for (c = 0; c < C; c++)
-        if (!(m->ch[c].health & CH_LEFT_OUT)) adapt_channel(m, c, r, t_end, &w);
+        if (!(m->ch[c].health & CH_LEFT_OUT)) adapt_channel(m, c, r, t_end, &w, mean[c]);
 
     cal_top = m->cal[m->cal_count - 1];
     r = recalibrating_channel(m);

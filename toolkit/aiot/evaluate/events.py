@@ -22,6 +22,7 @@ UNITS = {
     "RECAL_STARTED": "noise units",
     "RECAL_DONE": "noise units",
     "RECAL_REJECTED": "noise units",
+    "RECAL_GAIN": "gain (x)",
     "BASELINE_LIMIT": None,
     "DATA_LOST": "valid fraction",
     "DATA_RESTORED": "valid fraction",
