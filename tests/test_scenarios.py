@@ -215,6 +215,33 @@ def test_qemu_gives_the_same_states_as_the_host_build(board):
     assert {mon.ANOMALY, mon.NO_DATA, mon.RECALIBRATING} <= set(host["state"].tolist())
 
 
+@pytest.mark.qemu
+@pytest.mark.slow
+def test_qemu_corrects_a_gain_remount_like_the_host_build():
+    """The suite's first scenario remounts the vibration sensor with a x1.20 gain: the host
+    build tells it from an offset (RECAL_GAIN) and the firmware in QEMU gives the same window
+    outputs, the scores too."""
+    pytest.importorskip("tensorflow")
+    from aiot.testing import have_arm_toolchain, have_qemu
+
+    if not (have_arm_toolchain() and have_qemu()):
+        pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")
+    cfg = ev.device_config()
+    model_dir = ev.fleet_int8(cfg)
+    lib = ev.int8_library(model_dir)
+    s = sc.suite(1)[0]
+    assert [n.detail for n in s.nuisances if n.kind == "remount"] == ["gain x1.20"]
+    host = mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib)
+    host.push(s.timestamps_ms, s.values)
+    gains = [e for e in host.events() if e.type == "RECAL_GAIN"]
+    assert len(gains) == 1 and gains[0].channel == 0 and gains[0].value == pytest.approx(1.2, abs=0.03)
+    res = ev.qemu_parity([s], ev.QemuDevice(model_dir, cfg, "mps2-an386"),
+                         lambda: mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib))
+    row = res["scenarios"][0]
+    assert row["windows_qemu"] == row["windows_host"] > 500
+    assert row["identical"] and row["max_score_diff"] == 0.0
+
+
 def test_cli_evaluates_scenario_csvs_from_a_folder(tmp_path):
     runner = CliRunner()
     assert runner.invoke(main, ["scenarios", "generate", "--out", str(tmp_path), "--count", "2", "--hours", "12"]).exit_code == 0
