@@ -804,7 +804,7 @@ def test_bad_knobs_are_refused_with_a_toolkit_error():
     ({"alert_margin": float("nan")}, ["'alert_margin' is nan", "> 0"]),
     ({"recover_ratio": 5}, ["'recover_ratio' is 5", "0 .. 1 (exclusive)"]),
     ({"recover_ratio": -1}, ["'recover_ratio' is -1", "0 .. 1 (exclusive)"]),
-    ({"clear_margin": 4}, ["clear_margin 4", "alert_margin 3.5 (the default)", "at most alert_margin"]),
+    ({"clear_margin": 4}, ["clear_margin 4", "alert_margin 2.5 (the default)", "at most alert_margin"]),
     ({"clear_margin": 2.0, "alert_margin": 1.5}, ["clear_margin 2.0", "alert_margin 1.5"]),
     # negative or too large for a uint8 field: refused, not wrapped (-1 used to become 255)
     ({"persist_n": -1}, ["'persist_n' is -1", "1 .. 16"]),
@@ -1019,7 +1019,7 @@ def test_events_of_a_20_channel_stream_name_channels_beyond_7():
     x[f:, 15] += 10.0
     x[f:, 2] += 8.0
     # margin 3: this energy score (features clipped at +-8 noise units) reaches 1.0 x its
-    # threshold there, 0.86 at the header's 3.5; the test is about the names in the events
+    # threshold there, 0.86 at margin 3.5; the test is about the names in the events
     m, out, ev = run(config(20, persist_k=3, persist_n=5, alert_margin=3.0), x)
     stuck = [e for e in ev if e.type == "CHANNEL_STUCK"]
     assert [(e.channel, e.channels) for e in stuck] == [(13, (13,))]

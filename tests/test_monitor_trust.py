@@ -256,7 +256,7 @@ def test_the_clear_band_is_bounded_so_it_never_switches_the_rule_off():
     for bad in (0, 11, 255, 2.5, float("inf")):
         with pytest.raises(ToolkitError, match="clear_band"):
             mon.default_config(2, W, PERIOD, clear_band=bad)
-    assert mon.default_config(2, W, PERIOD).clear_band == 3  # the shipped default (cross-validated, docs/monitor.md)
+    assert mon.default_config(2, W, PERIOD).clear_band == 6  # the shipped default (cross-validated, docs/monitor.md)
     cfg = mon.default_config(2, W, PERIOD)
     cfg.clear_band = 0
     assert "clear_band" in mon.config_problem(cfg)

@@ -180,7 +180,7 @@ def _rule(path: Path, raw) -> AlertRule:
 def _knobs(path: Path, raw) -> dict:
     """The device knobs of a settings file, each checked against its range (the monitor's,
     :func:`aiot.monitor.check_knob`; ``fleet_noise_floor`` >= 0). An empty object is an
-    error: the monitor would run on the bare C defaults (alert_margin 3.5 and no per-sensor
+    error: the monitor would run on the bare C defaults (alert_margin 2.5 and no per-sensor
     noise floor), a point no tuning picked and far from the validated one, while the file
     looks like it holds a pick."""
     import math
@@ -191,7 +191,7 @@ def _knobs(path: Path, raw) -> dict:
     if not isinstance(raw, dict):
         raise _bad(path, "target 'device' needs a 'knobs' object (monitor config fields)")
     if not raw:
-        raise _bad(path, "'knobs' is empty: the monitor would run on the C defaults alone (alert_margin 3.5, no "
+        raise _bad(path, "'knobs' is empty: the monitor would run on the C defaults alone (alert_margin 2.5, no "
                          "fleet_noise_floor), which no tuning picked",
                    hint="leave --alert-settings out to run with the validated knobs, or give the knobs to run with "
                         "(as `aiot tune --data NORMAL.csv --out DIR` writes them)")

@@ -165,11 +165,11 @@ typedef enum {
     X(drift_hold, uint8_t, 24, 0, 255, AIOT_RANGE_CLOSED, "windows a channel stays in DRIFT after its detector fired") \
     X(isolation, uint8_t, 1, 0, 255, AIOT_RANGE_CLOSED,                                                       \
       "nonzero: one extra model call per channel to tell which sensor moved (1 + channels calls per window)")  \
-    X(score_average, uint8_t, 4, 0, AIOT_MONITOR_MAX_AVERAGE, AIOT_RANGE_CLOSED,                              \
+    X(score_average, uint8_t, 1, 0, AIOT_MONITOR_MAX_AVERAGE, AIOT_RANGE_CLOSED,                              \
       "N > 1: the score is the mean of the last N window scores (0 or 1: each window alone)")                \
     X(level_windows, uint8_t, 1, 0, AIOT_MONITOR_MAX_LEVEL, AIOT_RANGE_CLOSED,                                \
       "N > 0: the score is the worst channel's N-window mean shift over its commissioned spread")            \
-    X(clear_band, uint8_t, 3, 1, 10, AIOT_RANGE_CLOSED,                                                     \
+    X(clear_band, uint8_t, 6, 1, 10, AIOT_RANGE_CLOSED,                                                     \
       "an alert clears only with its sensors inside their commissioned span widened to >= +-clear_band noise units, none moving away") \
     X(spread_score, uint8_t, 1, 0, 1, AIOT_RANGE_CLOSED,                                                     \
       "1: each sensor also scores its window's spread (standard deviation) against its commissioned window spreads; the larger z counts (needs level_windows > 0)") \
@@ -180,9 +180,9 @@ typedef enum {
     X(min_quality, float, 0.5f, 0.0f, 1.0f, AIOT_RANGE_LO_OPEN,                                               \
       "NO_DATA when the worst channel has a smaller valid fraction of the window")                           \
     X(clip, float, 8.0f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN, "features clipped to +-clip noise units")            \
-    X(alert_margin, float, 3.5f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                              \
+    X(alert_margin, float, 2.5f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                              \
       "a window votes when its score > alert_margin x the largest calibration score")                       \
-    X(clear_margin, float, 2.625f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                              \
+    X(clear_margin, float, 1.875f, 0.0f, FLT_MAX, AIOT_RANGE_LO_OPEN,                                              \
       "an alert clears after persist_n windows all below clear_margin x the largest calibration score")       \
     X(severity_major, float, 3.0f, 1.0f, FLT_MAX, AIOT_RANGE_CLOSED, "severity 2 at this multiple of the threshold") \
     X(severity_critical, float, 10.0f, 1.0f, FLT_MAX, AIOT_RANGE_CLOSED, "severity 3 at this multiple of the threshold") \
