@@ -1199,6 +1199,22 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
     }
 }
 
+//! The channels past their calibration tolerance: a CALIBRATION_ALERT, and this window's
+//! mean (raw, `mean`) still further than the tolerance from the commissioned level. A sensor
+//! that far off needs a technician either way (issue 19, principle 1): it holds the alert,
+//! whatever the score, until it is back within its tolerance. No data: not known, not past.
+static aiot_monitor_mask_t past_tolerance(const aiot_monitor_t *m, const float *mean) {
+    aiot_monitor_mask_t past = 0;
+    int c;
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        const aiot_monitor_channel_t *ch = &m->ch[c];
+        if ((ch->health & AIOT_CH_CAL_ALERT) && !(ch->health & CH_LEFT_OUT) && isfinite(mean[c]) &&
+            fabsf(mean[c] - ch->baseline0) > ch->tolerance)
+            past |= BIT(c);
+    }
+    return past;
+}
+
 static void top3(const float *err, const aiot_monitor_t *m, uint8_t *top, aiot_monitor_mask_t *mask) {
     const int C = m->cfg.num_channels;
     int i, c;
@@ -1344,7 +1360,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     float contrib[AIOT_MONITOR_MAX_CHANNELS], level_z[AIOT_MONITOR_MAX_CHANNELS], mean[AIOT_MONITOR_MAX_CHANNELS];
     float spread[AIOT_MONITOR_MAX_CHANNELS], resid[AIOT_MONITOR_MAX_CHANNELS];
     int c, r;
-    aiot_monitor_mask_t mask;
+    aiot_monitor_mask_t mask, past;
     uint16_t keep;
     uint8_t partial;
     const uint16_t first_event = m->event_seq;  // the events this window emits carry its state and confidence
@@ -1438,15 +1454,21 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         score_error(m, o, first_event);
         return;
     }
+    past = past_tolerance(m, mean);
+    if (past && o->score < 1.0f) o->score = 1.0f;  // at least the threshold: it votes and never clears
     p = p_value(m, s);
     o->p_value = p;
     keep = (uint16_t)((1u << k->persist_n) - 1u);
     m->vote_high = (uint16_t)(((m->vote_high << 1) | (o->score >= 1.0f)) & keep);
-    m->vote_low = (uint16_t)(((m->vote_low << 1) | (s >= k->clear_margin * cal_top)) & keep);
+    m->vote_low = (uint16_t)(((m->vote_low << 1) | (s >= k->clear_margin * cal_top || past)) & keep);
     if (o->score >= 1.0f) o->flags |= AIOT_OUT_VOTE;
     o->flags |= partial;
 
-    for (c = 0; c < C; c++) contrib[c] = c == r ? 0.0f : k->level_windows ? level_z[c] : w.err[c] / m->ch[c].err_ref;
+    for (c = 0; c < C; c++)  // a sensor past its tolerance is named first
+        contrib[c] = (past >> c) & 1u ? FLT_MAX
+                     : c == r         ? 0.0f
+                     : k->level_windows ? level_z[c]
+                                        : w.err[c] / m->ch[c].err_ref;
     top3(contrib, m, o->top_channels, &mask);
     away_push(m, mean);
     if (m->alert || m->recovering) {
