@@ -193,10 +193,9 @@ def test_fixed_suite_acceptance_with_the_int8_engine_the_device_runs():
     assert host["long_gaps_reported_no_data"] == host["long_gaps"] > 20
 
 
-@pytest.mark.qemu
-@pytest.mark.slow
-@pytest.mark.parametrize("board", ["mps2-an386", "microbit"])  # Cortex-M4F, and M0 with soft float
-def test_qemu_gives_the_same_states_as_the_host_build(board):
+def _int8_host_and_qemu(board: str):
+    """The suite's configuration, its int8 fleet model, the host build's library, and a maker
+    of a fresh host device (what qemu_parity compares the board with)."""
     pytest.importorskip("tensorflow")
     from aiot.testing import have_arm_toolchain, have_qemu
 
@@ -205,13 +204,20 @@ def test_qemu_gives_the_same_states_as_the_host_build(board):
     cfg = ev.device_config()
     model_dir = ev.fleet_int8(cfg)
     lib = ev.int8_library(model_dir)
+    return cfg, lib, ev.QemuDevice(model_dir, cfg, board), lambda: mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib)
+
+
+@pytest.mark.qemu
+@pytest.mark.slow
+@pytest.mark.parametrize("board", ["mps2-an386", "microbit"])  # Cortex-M4F, and M0 with soft float
+def test_qemu_gives_the_same_states_as_the_host_build(board):
+    cfg, lib, qemu, make_host = _int8_host_and_qemu(board)
     # A short stream with a remount, a drift, gaps and a fault: every state shows up.
     s = sc.generate(20_243, fault="imbalance", drift=True, remount=True, gaps=3, hours=12)
-    res = ev.qemu_parity([s], ev.QemuDevice(model_dir, cfg, board), lambda: mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib))
-    row = res["scenarios"][0]
+    row = ev.qemu_parity([s], qemu, make_host)["scenarios"][0]
     assert row["windows_qemu"] == row["windows_host"] > 200
     assert row["identical"] and row["max_score_diff"] == 0.0
-    host = mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib).push(s.timestamps_ms, s.values)
+    host = make_host().push(s.timestamps_ms, s.values)
     assert {mon.ANOMALY, mon.NO_DATA, mon.RECALIBRATING} <= set(host["state"].tolist())
 
 
@@ -221,23 +227,14 @@ def test_qemu_corrects_a_gain_remount_like_the_host_build():
     """The suite's first scenario remounts the vibration sensor with a x1.20 gain: the host
     build tells it from an offset (RECAL_GAIN) and the firmware in QEMU gives the same window
     outputs, the scores too."""
-    pytest.importorskip("tensorflow")
-    from aiot.testing import have_arm_toolchain, have_qemu
-
-    if not (have_arm_toolchain() and have_qemu()):
-        pytest.skip("needs arm-none-eabi-gcc and qemu-system-arm")
-    cfg = ev.device_config()
-    model_dir = ev.fleet_int8(cfg)
-    lib = ev.int8_library(model_dir)
+    _, _, qemu, make_host = _int8_host_and_qemu("mps2-an386")
     s = sc.suite(1)[0]
     assert [n.detail for n in s.nuisances if n.kind == "remount"] == ["gain x1.20"]
-    host = mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib)
+    host = make_host()
     host.push(s.timestamps_ms, s.values)
     gains = [e for e in host.events() if e.type == "RECAL_GAIN"]
     assert len(gains) == 1 and gains[0].channel == 0 and gains[0].value == pytest.approx(1.2, abs=0.03)
-    res = ev.qemu_parity([s], ev.QemuDevice(model_dir, cfg, "mps2-an386"),
-                         lambda: mon.SimulatedDevice(cfg, lib.aiot_monitor_engine_score, lib))
-    row = res["scenarios"][0]
+    row = ev.qemu_parity([s], qemu, make_host)["scenarios"][0]
     assert row["windows_qemu"] == row["windows_host"] > 500
     assert row["identical"] and row["max_score_diff"] == 0.0
 
