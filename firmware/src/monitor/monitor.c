@@ -1020,7 +1020,6 @@ static int beyond_tolerance(const aiot_monitor_t *m, const aiot_monitor_channel_
 static void gain_test_start(aiot_monitor_t *m, int c, float x0) {
     aiot_monitor_channel_t *ch = &m->ch[c];
     const float off = ch->baseline - ch->recal_from, before = x0 - off;
-    (void)m;
     ch->flags &= (uint8_t)~CHF_GAIN_TEST;
     if (!(isfinite(x0) && x0 * before > 0.0f && fabsf(off) <= 0.5f * fabsf(before))) return;
     ch->flags |= CHF_GAIN_TEST;
@@ -1043,7 +1042,7 @@ static int32_t evidence_add(int32_t sum, float add, int32_t lo, int32_t hi) {
 //! residuals GAIN_EVIDENCE better (the drop of their sum of squares, in the residual's
 //! calibration variance) and leaves at most GAIN_MISS a window unexplained: a fault that
 //! moves the sensor faster than the gain predicts is not one. Undecided after
-//! 4 x recal_windows windows (the quiet time after a remount), the offset stays. The
+//! 4 x recal_windows such windows (the quiet time after a remount), the offset stays. The
 //! switch re-expresses the channel's commissioned profile at the new gain (every raw-unit
 //! quantity x gain, the remount's offset taken back), so its samples read as before the
 //! remount; RECAL_GAIN.
