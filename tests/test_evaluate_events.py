@@ -273,3 +273,20 @@ def test_the_printed_line_names_three_service_events_then_counts_and_says_nothin
     assert summary_line({"service": [], "dropped": {}}) == "" and summary_line(None) == ""
     dropped = summary_line({"service": [], "dropped": {"c.csv": 7}})
     assert dropped.startswith("device events: no service event; WARNING") and "7 event(s) lost in c.csv" in dropped
+
+
+def test_a_gain_remount_is_a_service_event_with_its_gain():
+    """RECAL_GAIN (a remount changed the sensor's gain: an accelerometer's coupling, a loose
+    mount) is listed with the service events, its value a gain."""
+    from types import SimpleNamespace
+
+    from aiot.evaluate.events import service_events
+    from aiot.evaluate.outputs import DeviceEvent
+
+    series = SimpleNamespace(channels=["vibration", "bearing_temp"], iso_time=True)
+    gain = DeviceEvent(row=2100, time=T0 + 21590.0, type="RECAL_GAIN", channel=0, channels=(0,), value=1.1856,
+                       severity=0, state="DRIFT", seq=5)
+    done = DeviceEvent(row=1900, time=T0 + 19350.0, type="RECAL_DONE", channel=0, channels=(0,), value=1.12,
+                       severity=0, state="DRIFT", seq=4)
+    [e] = service_events(series, SimpleNamespace(events=[done, gain]))
+    assert (e["type"], e["sensor"], e["value"], e["unit"]) == ("RECAL_GAIN", "vibration", 1.1856, "gain (x)")

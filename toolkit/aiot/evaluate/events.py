@@ -49,6 +49,8 @@ SERVICE = {
     "COMMISSION_REJECTED": ("commissioning samples rejected",
                             "samples rejected while commissioning (spikes, outliers, non-finite)"),
     "TIME_RESET": ("clock stepped back", "the clock stepped back"),
+    "RECAL_GAIN": ("remounted with another gain",
+                   "remounted with another gain (value): its readings are rescaled; check the mounting"),
 }
 PRINTED = 3  #: service events named in the printed line; the rest are counted
 
