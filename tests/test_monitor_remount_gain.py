@@ -57,12 +57,17 @@ def of(events, kind):
     return [e for e in events if e.type == kind]
 
 
-def remounted(gain: float = 1.0, offset: float = 0.0, at_window: int = 12, n_windows: int = 140):
-    """Sensor 0 remounted `at_window` windows after arming, at the load's peak (its level the
-    farthest from the level it will pass through later)."""
-    n = learned(n_windows)
+def remount_row(at_window: int = 12) -> int:
+    """The first load peak at least `at_window` windows after arming (the sensor's level there
+    is the farthest from the levels it passes through later)."""
     a = learned(at_window)
-    a += (CYCLE // 4 - a) % CYCLE  # the load's peak
+    return a + (CYCLE // 4 - a) % CYCLE
+
+
+def remounted(gain: float = 1.0, offset: float = 0.0, n_windows: int = 140):
+    """Sensor 0 remounted at :func:`remount_row`: its readings x gain + offset from there on."""
+    n = learned(n_windows)
+    a = remount_row()
     x = sensors(n)
     x[a:, 0] = x[a:, 0] * gain + offset
     return a, x
@@ -93,11 +98,12 @@ def test_a_gain_remount_becomes_a_gain_correction_and_the_load_swing_after_it_is
 def test_an_offset_remount_stays_an_offset():
     # the same level step at the remount as a x1.2 gain, but an offset: the load swing after
     # it leaves no residual, so nothing argues for a gain
-    a, x = remounted(offset=0.2 * LEVELS[0] * load(a_ := learned(12) + (CYCLE // 4 - learned(12)) % CYCLE)[-1])
+    step = 0.2 * LEVELS[0] * load(remount_row() + 1)[-1]
+    _, x = remounted(offset=step)
     m, out, ev = run(x)
     assert of(ev, "RECAL_DONE") and not of(ev, "RECAL_GAIN") and not of(ev, "ALERT_RAISED")
     c0 = m.channel(0)
-    assert (c0.baseline - c0.baseline0) == pytest.approx(0.2 * LEVELS[0] * load(a_ + 1)[-1], rel=0.15)
+    assert (c0.baseline - c0.baseline0) == pytest.approx(step, rel=0.15)
 
 
 @pytest.mark.parametrize("after", [3, 10, 30])
