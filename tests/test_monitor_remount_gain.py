@@ -120,3 +120,17 @@ def test_a_fault_after_a_gain_remount_still_alerts_and_is_never_taken_for_a_gain
     up = of(ev, "ALERT_RAISED")
     assert up and f * PERIOD <= up[0].timestamp_ms <= (f + 10 * W) * PERIOD and 0 in up[0].channels
     assert mon.STATES[armed(out)["state"][-1]] == "ANOMALY"
+
+
+@pytest.mark.parametrize("garbage", [1e38, -3e38, np.finfo(np.float32).max])
+def test_garbage_while_the_watch_runs_is_never_a_gain_and_every_output_stays_finite(garbage):
+    # a gain remount, then one window of sensor 0 answering garbage while the watch runs:
+    # the watch must not take it for evidence (no gain from it, no overflow into its counters)
+    a, x = remounted(gain=1.2)
+    g = a + 6 * W
+    x[g:g + W, 0] = garbage
+    _, out, ev = run(x)
+    for field in ("score", "confidence", "p_value"):
+        assert np.all(np.isfinite(out[field])), field
+    assert [e.value for e in of(ev, "RECAL_GAIN")] in ([], [pytest.approx(1.2, rel=0.05)])
+    assert of(ev, "ALERT_RAISED") and of(ev, "ALERT_RAISED")[0].timestamp_ms >= g * PERIOD  # the garbage alerts

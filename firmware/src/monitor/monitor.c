@@ -1021,7 +1021,7 @@ static void gain_test_start(aiot_monitor_t *m, int c, float x0) {
     aiot_monitor_channel_t *ch = &m->ch[c];
     const float off = ch->baseline - ch->recal_from, before = x0 - off;
     ch->flags &= (uint8_t)~CHF_GAIN_TEST;
-    if (!(isfinite(x0) && x0 * before > 0.0f && fabsf(off) <= 0.5f * fabsf(before))) return;
+    if (!(isfinite(x0) && x0 * before > 0.0f && off != 0.0f && fabsf(off) <= 0.5f * fabsf(before))) return;
     ch->flags |= CHF_GAIN_TEST;
     ch->recal_from = before;
     ch->gain_x0 = x0;
@@ -1030,9 +1030,11 @@ static void gain_test_start(aiot_monitor_t *m, int c, float x0) {
     ch->settled = 0;
 }
 
-//! Into a saturating evidence counter, in 1/64 of the residual's variance.
+//! Into a saturating evidence counter, in 1/64 of the residual's variance (NaN: nothing,
+//! never a float-to-int conversion of NaN).
 static int32_t evidence_add(int32_t sum, float add, int32_t lo, int32_t hi) {
     const float x = clampf(add * 64.0f, -65536.0f, 65536.0f);
+    if (isnan(x)) return sum;
     sum += (int32_t)(x < 0.0f ? x - 0.5f : x + 0.5f);
     return sum < lo ? lo : (sum > hi ? hi : sum);
 }
