@@ -288,6 +288,21 @@ def test_events_arrive_in_order_with_kinds_and_retained_status(tmp_path, broker)
     assert consumer.status("pump7")[0] == "online" and consumer.status("pump7")[-1] == "offline"
 
 
+def test_every_monitor_event_goes_to_a_documented_kind():
+    """A consumer subscribes to the kinds docs/fleet.md lists: every event the monitor emits
+    (monitor.h's types, issue 19's calibration alert, lost sensor, time reset and gain remount
+    among them) reaches one of them, none only the generic `event` fallback."""
+    from aiot import monitor as mon
+    from aiot.fleet.gateway import EVENT_KINDS
+
+    documented = {"alert", "drift", "calibration", "data"}
+    missing = {t for t in mon.EVENT_TYPES.values() if EVENT_KINDS.get(t) not in documented}
+    assert not missing, f"events without a documented kind: {sorted(missing)}"
+    assert EVENT_KINDS["CALIBRATION_ALERT"] == EVENT_KINDS["RECAL_GAIN"] == "drift"
+    assert EVENT_KINDS["CHANNEL_LOST"] == EVENT_KINDS["TIME_RESET"] == "data"
+    assert EVENT_KINDS["CHANNEL_STUCK"] == "calibration"
+
+
 def test_broker_outage_loses_nothing(tmp_path, broker):
     consumer = Consumer(broker)
     hw = FakeHardware(total=600, per_poll=2)

@@ -43,9 +43,11 @@ from aiot.fleet.topics import now_iso, topic, topic_level  # noqa: F401 -- topic
 EVENT_KINDS = {
     "ALERT_RAISED": "alert", "ALERT_CLEARED": "alert", "SEVERITY_CHANGED": "alert", "RECOVERING": "alert",
     "DRIFT_DETECTED": "drift", "RECAL_STARTED": "drift", "RECAL_DONE": "drift", "RECAL_REJECTED": "drift",
-    "BASELINE_LIMIT": "drift",
+    "BASELINE_LIMIT": "drift", "RECAL_GAIN": "drift", "CALIBRATION_ALERT": "drift", "DRIFT_PERSISTENT": "drift",
     "COMMISSIONED": "calibration", "CALIBRATED": "calibration", "BASELINE_RESET": "calibration",
-    "DATA_LOST": "data", "DATA_RESTORED": "data",
+    "COMMISSION_REJECTED": "calibration", "CHANNEL_STUCK": "calibration",
+    "DATA_LOST": "data", "DATA_RESTORED": "data", "CHANNEL_LOST": "data", "CHANNEL_BACK": "data",
+    "TIME_RESET": "data",
 }
 SEVERITIES = ("none", "minor", "major", "critical")  # monitor.h: aiot_monitor_output_t.severity
 
