@@ -1050,7 +1050,7 @@ static int32_t evidence_add(int32_t sum, float add, int32_t lo, int32_t hi) {
 //! remount; RECAL_GAIN.
 static void gain_test(aiot_monitor_t *m, int c, uint32_t ts, float mean, const window_stats_t *w) {
     aiot_monitor_channel_t *ch = &m->ch[c];
-    const float x0 = ch->gain_x0, b = (x0 - ch->recal_from) / x0, var = ch->dev_sd * ch->dev_sd;
+    const float x0 = ch->gain_x0, off = x0 - ch->recal_from, b = off / x0, var = ch->dev_sd * ch->dev_sd;
     const unsigned horizon = 4u * m->cfg.recal_windows < 255u ? 4u * m->cfg.recal_windows : 255u;
     float moved, miss, g;
     if (!isfinite(mean) || !(w->rest[c] <= m->cfg.gate_ratio * ch->rest_ref)) return;
@@ -1062,7 +1062,7 @@ static void gain_test(aiot_monitor_t *m, int c, uint32_t ts, float mean, const w
     if (ch->gain_better >= (int32_t)(64.0f * GAIN_EVIDENCE) &&
         ch->gain_miss <= (int32_t)(64.0f * GAIN_MISS) * ch->settled) {
         g = x0 / ch->recal_from;
-        ch->baseline = g * (ch->baseline - (x0 - ch->recal_from));
+        ch->baseline = g * (ch->baseline - off);
         ch->baseline0 *= g;
         ch->noise *= g;
         ch->tolerance *= g;
