@@ -115,6 +115,30 @@ def test_a_sensor_past_its_calibration_tolerance_holds_the_alert_until_it_is_bac
     assert states(arm)[-1] != "ANOMALY"
 
 
+def test_a_sensor_past_max_baseline_shift_holds_the_alert_as_one_past_its_tolerance_does():
+    """The calibration alert comes when the absorbed offset passes the tolerance *or*
+    max_baseline_shift (noise units). Held the same way: with a wide tolerance (100 raw units)
+    and max_baseline_shift 2, a ramp that stops at 2.6 noise units raises CALIBRATION_ALERT at
+    2 and must hold the alert while the sensor stays that far off, then clear once back."""
+    a, n = learned(10), learned(330)
+    x = noise(n, 2)
+    up, hold = 150 * W, 100 * W
+    ramp = np.minimum(np.arange(n - a) / float(up), 1.0) * 2.6
+    ramp[up + hold:] = 0.0  # repaired
+    x[a:, 0] += ramp.astype(np.float32)
+    m, out, ev = run(config(calibration_tolerance=[100.0, 100.0], max_baseline_shift=2.0, max_drift_rate=50.0), x)
+    cal = of_type(ev, "CALIBRATION_ALERT")
+    assert len(cal) == 1 and cal[0].channel == 0
+    raised = of_type(ev, "ALERT_RAISED")
+    assert raised and cal[0].timestamp_ms <= raised[0].timestamp_ms <= cal[0].timestamp_ms + 40 * W * PERIOD
+    arm = armed(out)
+    past = (arm["t_start_ms"] >= raised[0].timestamp_ms) & (arm["t_end_ms"] < (a + up + hold) * PERIOD)
+    assert past.sum() > 50 and np.all(arm["flags"][past] & mon.OUT_ALERT)
+    cleared = of_type(ev, "ALERT_CLEARED")
+    assert cleared and cleared[-1].timestamp_ms >= (a + up + hold) * PERIOD
+    assert states(arm)[-1] != "ANOMALY"
+
+
 def test_a_live_tolerance_update_applies_at_once():
     a, n = learned(10), learned(320)
     x = noise(n, 2)

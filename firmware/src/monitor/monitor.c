@@ -1004,9 +1004,10 @@ static void calibration_alert(aiot_monitor_t *m, int c, uint32_t ts, float offse
     emit(m, ts, AIOT_EVENT_CALIBRATION_ALERT, (uint8_t)c, BIT(c), offset);
 }
 
-//! Would a baseline at `baseline` have absorbed more than channel c may absorb?
-static int beyond_tolerance(const aiot_monitor_t *m, const aiot_monitor_channel_t *ch, float baseline) {
-    const float offset = baseline - ch->baseline0;
+//! Is `level` (a baseline the compensation would move to, or a window's mean) further from
+//! the commissioned level than channel c may absorb?
+static int beyond_tolerance(const aiot_monitor_t *m, const aiot_monitor_channel_t *ch, float level) {
+    const float offset = level - ch->baseline0;
     return fabsf(offset) > ch->tolerance || fabsf(offset) / ch->noise > m->cfg.max_baseline_shift;
 }
 
@@ -1201,16 +1202,17 @@ static void adapt_channel(aiot_monitor_t *m, int c, int suspect, uint32_t ts, co
 }
 
 //! The channels past their calibration tolerance: a CALIBRATION_ALERT, and this window's
-//! mean (raw, `mean`) still further than the tolerance from the commissioned level. A sensor
-//! that far off needs a technician either way (issue 19, principle 1): it holds the alert,
-//! whatever the score, until it is back within its tolerance. No data: not known, not past.
+//! mean (raw, `mean`) still further from the commissioned level than the compensation may
+//! absorb (beyond_tolerance(): the tolerance or max_baseline_shift, what raised the alert). A
+//! sensor that far off needs a technician either way (issue 19, principle 1): it holds the
+//! alert, whatever the score, until it is back within them. No data: not known, not past.
 static aiot_monitor_mask_t past_tolerance(const aiot_monitor_t *m, const float *mean) {
     aiot_monitor_mask_t past = 0;
     int c;
     for (c = 0; c < m->cfg.num_channels; c++) {
         const aiot_monitor_channel_t *ch = &m->ch[c];
         if ((ch->health & AIOT_CH_CAL_ALERT) && !(ch->health & CH_LEFT_OUT) && isfinite(mean[c]) &&
-            fabsf(mean[c] - ch->baseline0) > ch->tolerance)
+            beyond_tolerance(m, ch, mean[c]))
             past |= BIT(c);
     }
     return past;
