@@ -275,18 +275,24 @@ def test_the_printed_line_names_three_service_events_then_counts_and_says_nothin
     assert dropped.startswith("device events: no service event; WARNING") and "7 event(s) lost in c.csv" in dropped
 
 
-def test_a_gain_remount_is_a_service_event_with_its_gain():
-    """RECAL_GAIN (a remount changed the sensor's gain: an accelerometer's coupling, a loose
-    mount) is listed with the service events, its value a gain."""
+@pytest.mark.parametrize("kind, state, value, unit", [
+    # a remount changed the sensor's gain (an accelerometer's coupling, a loose mount): a gain
+    ("RECAL_GAIN", "DRIFT", 1.1856, "gain (x)"),
+    # the score is back, this sensor is not: how far from its baseline
+    ("ALERT_HELD", "ANOMALY", 5.2245, "noise units"),
+])
+def test_what_the_sensor_needs_is_a_service_event_with_its_unit(kind, state, value, unit):
+    """RECAL_GAIN and ALERT_HELD are listed with the service events (an ordinary RECAL_DONE is
+    not), each with its value's unit."""
     from types import SimpleNamespace
 
     from aiot.evaluate.events import service_events
     from aiot.evaluate.outputs import DeviceEvent
 
     series = SimpleNamespace(channels=["vibration", "bearing_temp"], iso_time=True)
-    gain = DeviceEvent(row=2100, time=T0 + 21590.0, type="RECAL_GAIN", channel=0, channels=(0,), value=1.1856,
-                       severity=0, state="DRIFT", seq=5)
+    ev = DeviceEvent(row=2100, time=T0 + 21590.0, type=kind, channel=0, channels=(0,), value=value,
+                     severity=0, state=state, seq=5)
     done = DeviceEvent(row=1900, time=T0 + 19350.0, type="RECAL_DONE", channel=0, channels=(0,), value=1.12,
                        severity=0, state="DRIFT", seq=4)
-    [e] = service_events(series, SimpleNamespace(events=[done, gain]))
-    assert (e["type"], e["sensor"], e["value"], e["unit"]) == ("RECAL_GAIN", "vibration", 1.1856, "gain (x)")
+    [e] = service_events(series, SimpleNamespace(events=[done, ev]))
+    assert (e["type"], e["sensor"], e["value"], e["unit"]) == (kind, "vibration", value, unit)

@@ -281,6 +281,44 @@ def test_a_sensor_still_moving_away_never_clears_whatever_the_band(band, recover
     assert set(s[s.index("ANOMALY"):]) == {"ANOMALY"}
 
 
+def test_an_alert_held_only_by_its_sensor_says_which_sensor_once():
+    """The score has been under the clear level for the clear period, but the sensor that
+    raised the alert settled 5 noise units off (a remount or repair during the fault, or a
+    machine not back): the alert stays (above) and the device says why, once: ALERT_HELD
+    names the sensor with its distance from its baseline (noise units)."""
+    n_tail = 110 * W
+    _, out, ev = _spike_then(np.full(n_tail, 5.0), band=3)
+    held = of_type(ev, "ALERT_HELD")
+    assert len(held) == 1 and held[0].channel == 0 and 4.5 < held[0].value < 5.5
+    raised = of_type(ev, "ALERT_RAISED")
+    # at the earliest, the last sample of the 5th window (persist_n) under the clear level after
+    # the spike (6 windows)
+    spike_end = learned(10) + 6 * W
+    assert raised[0].timestamp_ms < (spike_end + 5 * W - 1) * PERIOD <= held[0].timestamp_ms
+    assert not of_type(ev, "ALERT_CLEARED", "RECOVERING") and states(armed(out))[-1] == "ANOMALY"
+
+
+def test_a_sensor_still_moving_away_is_named_when_it_holds_the_alert():
+    """Inside even the widest band but moving away (the test above): held, and said."""
+    tail = 3.5 + 0.5 * np.arange(12 * W) / W
+    _, _, ev = _spike_then(tail, band=10, margin=40.0)
+    held = of_type(ev, "ALERT_HELD")
+    assert len(held) == 1 and held[0].channel == 0 and held[0].value > 3.0
+
+
+def test_an_alert_that_clears_or_is_held_by_its_score_is_never_said_to_be_held():
+    """A sensor near enough (clear_band 8) clears: nothing held. A sensor back at its level
+    clears: nothing held. A score still over the clear level holds the alert by itself."""
+    for tail, band in ((np.full(110 * W, 5.0), 8), (np.zeros(40 * W), 3)):
+        _, _, ev = _spike_then(tail, band=band)
+        assert of_type(ev, "ALERT_CLEARED") and not of_type(ev, "ALERT_HELD")
+    a, n = learned(10), learned(80)
+    x = noise(n, 2)
+    x[a:, 0] += 12.0  # the fault goes on: its own score holds the alert
+    _, out, ev = run(config(alert_margin=3.0, clear_margin=3.0), x)
+    assert of_type(ev, "ALERT_RAISED") and not of_type(ev, "ALERT_HELD", "ALERT_CLEARED")
+
+
 def test_the_clear_band_is_bounded_so_it_never_switches_the_rule_off():
     """1..10 noise units: 0 is what a configuration from before the setting holds in its
     place (the padding byte), refused rather than read as another band."""

@@ -138,6 +138,13 @@ typedef enum {
                                        //!< gain predicts. value = the gain; the channel's
                                        //!< commissioned profile (level, noise, band, spreads)
                                        //!< is re-expressed at it, RECAL_DONE's offset taken back
+    AIOT_EVENT_ALERT_HELD = 23,        //!< the alert's score has been under the clear level for
+                                       //!< the clear period, yet the alert stays: a sensor it
+                                       //!< implicated is still outside its band or moving away.
+                                       //!< channel = the implicated one furthest from its
+                                       //!< baseline, value = that distance (noise
+                                       //!< units; 0: no data). Once an alert. A sensor remounted or
+                                       //!< repaired during the fault: reset_baseline
 } aiot_monitor_event_type_t;
 
 //! Every monitor setting, declared once: the config struct, the defaults
@@ -417,6 +424,7 @@ typedef struct {
     uint8_t ev_head, ev_count;
     uint8_t en_n;               //!< calibration (residual_score 2): windows in the energy's accumulators
     uint16_t band_out;          //!< bit history: an implicated channel was out of its band
+    uint8_t held;               //!< 1: this alert's ALERT_HELD was emitted
     aiot_monitor_mask_t alert_mask; //!< channels implicated in the latched alert
     float escalate_score;       //!< alert: score at the last severity change
     union {

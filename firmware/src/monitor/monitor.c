@@ -147,6 +147,7 @@ static void reset_learning(aiot_monitor_t *m) {
     m->recovering = 0;
     m->vote_high = m->vote_low = m->vote_rec = 0;
     m->band_out = 0;
+    m->held = 0;
     m->alert_mask = 0;
     m->fill = 0;
     m->avg_count = m->avg_pos = 0;
@@ -1305,6 +1306,23 @@ static float band_distance(const aiot_monitor_t *m, aiot_monitor_mask_t mask, co
     return worst;
 }
 
+//! The alert is held by its sensors alone (its score under the clear level for the clear
+//! period; issue 19, principle 2): say which, once an alert. ALERT_HELD names the implicated
+//! channel furthest from its baseline, value = that distance (noise units; 0: no data).
+static void report_held(aiot_monitor_t *m, uint32_t ts, const float *mean) {
+    float off = -1.0f;
+    int c, best = 0;
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        const float o = isfinite(mean[c]) ? fminf(fabsf(mean[c] - m->ch[c].baseline) / m->ch[c].noise, FLT_MAX) : 0.0f;
+        if (((m->alert_mask >> c) & 1u) && o > off) {
+            best = c;
+            off = o;
+        }
+    }
+    m->held = 1;
+    emit(m, ts, AIOT_EVENT_ALERT_HELD, (uint8_t)best, BIT(best), off);
+}
+
 //! Into each channel's ring of recent distances from its baseline (AWAY_UNIT steps, 255: no
 //! data). Every armed window, so that the trend is known from the first window of an alert.
 static void away_push(aiot_monitor_t *m, const float *mean) {
@@ -1506,6 +1524,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->vote_rec = keep;
         m->alert_mask |= mask;  // reopened: still the sensors of the first raise too
         m->band_out = 0;
+        m->held = 0;
         m->alert_severity = severity_of(k, o->score);
         m->escalate_score = o->score;
         m->escalate_dist = band_distance(m, m->alert_mask, mean, BAND_NOISE);
@@ -1516,6 +1535,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->recovering = 0;
         m->alert_severity = 0;
         m->alert_mask = 0;
+        m->held = 0;
         emit(m, t_end, AIOT_EVENT_ALERT_CLEARED, AIOT_MONITOR_NO_CHANNEL, 0, o->score);
     } else if (m->alert && m->vote_rec == 0 && m->band_out == 0) {
         m->alert = 0;
@@ -1535,6 +1555,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
         m->alert_mask |= mask;
         emit(m, t_end, AIOT_EVENT_SEVERITY_CHANGED, o->top_channels[0], mask, o->score);
     }
+    if ((m->alert || m->recovering) && !m->held && m->vote_low == 0 && m->band_out != 0) report_held(m, t_end, mean);
 
     // Confidence: calibrated p-value, discounted by missing data and recent baseline moves.
     decay = exp_portable(-0.69314718f / k->stability_halflife);

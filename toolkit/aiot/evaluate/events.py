@@ -18,6 +18,7 @@ UNITS = {
     "ALERT_CLEARED": "x alert threshold",
     "SEVERITY_CHANGED": "x alert threshold",
     "RECOVERING": "x alert threshold",
+    "ALERT_HELD": "noise units",
     "DRIFT_DETECTED": "noise units",
     "RECAL_STARTED": "noise units",
     "RECAL_DONE": "noise units",
@@ -51,6 +52,9 @@ SERVICE = {
     "TIME_RESET": ("clock stepped back", "the clock stepped back"),
     "RECAL_GAIN": ("remounted with another gain",
                    "remounted with another gain (value): its readings are rescaled; check the mounting"),
+    "ALERT_HELD": ("holds the alert",
+                   "holds the alert: the score is back, this sensor is not (value: how far off); "
+                   "remounted or repaired during the fault: reset its baseline"),
 }
 PRINTED = 3  #: service events named in the printed line; the rest are counted
 

@@ -42,6 +42,7 @@ from aiot.fleet.topics import now_iso, topic, topic_level  # noqa: F401 -- topic
 #: Monitor event type -> message kind (the topic's last level).
 EVENT_KINDS = {
     "ALERT_RAISED": "alert", "ALERT_CLEARED": "alert", "SEVERITY_CHANGED": "alert", "RECOVERING": "alert",
+    "ALERT_HELD": "alert",
     "DRIFT_DETECTED": "drift", "RECAL_STARTED": "drift", "RECAL_DONE": "drift", "RECAL_REJECTED": "drift",
     "BASELINE_LIMIT": "drift", "RECAL_GAIN": "drift", "CALIBRATION_ALERT": "drift", "DRIFT_PERSISTENT": "drift",
     "COMMISSIONED": "calibration", "CALIBRATED": "calibration", "BASELINE_RESET": "calibration",

@@ -73,6 +73,7 @@ EVENT_TYPES = {
     20: "CHANNEL_LOST",
     21: "CHANNEL_BACK",
     22: "RECAL_GAIN",
+    23: "ALERT_HELD",
 }
 #: aiot_monitor_channel_info_t.health flags
 CH_STUCK, CH_CAL_ALERT, CH_NOT_COMMISSIONED, CH_LOST = 0x01, 0x02, 0x04, 0x08
