@@ -659,11 +659,32 @@ def test_the_pooled_residual_energy_sees_every_sensor_a_little_noisier_where_no_
     assert "ANOMALY" not in states(armed(pooled))[:10]
 
 
+def test_a_few_sensors_noisier_move_the_energy_pooled_without_only_the_largest():
+    # residual_score 3 leaves only the largest sensor out of the pool (monitor.h): 3 of 16
+    # sensors 2.5x noisier (a control loop that starts to oscillate) raise it, while the pool
+    # without the largest quarter (2) leaves all three out and no sensor's own level or
+    # residual z votes (spread_score off: the pooled term alone).
+    n, a = learned(120), learned(10)
+    x = noise(n, 16, seed=3)
+    x[a:, 0] -= 50.0
+    x[a:, :3] *= 2.5
+    x[a:, 0] += 50.0
+    knobs = dict(POOLED, spread_score=0)
+    for residual in (1, 2):
+        _, out, _ = run(config(16, residual_score=residual, **knobs), x)
+        assert "ANOMALY" not in states(armed(out)), residual
+    _, out, ev = run(config(16, residual_score=3, **knobs), x)
+    s = states(armed(out))
+    assert "ANOMALY" not in s[:10] and "ANOMALY" in s[10:20]
+    assert "ALERT_RAISED" in [e.type for e in ev]
+
+
+@pytest.mark.parametrize("pooled_score", [2, 3])
 @pytest.mark.parametrize("offset", [3.0, 5.0])
-def test_one_sensor_off_does_not_move_the_pooled_energy(offset):
+def test_one_sensor_off_does_not_move_the_pooled_energy(offset, pooled_score):
     # One sensor off (a remount, a drift, a fault of its own) is the per-sensor scores' to judge:
-    # the pooled term leaves the largest quarter of the sensors out, so it adds nothing here.
-    # (No step or drift handling: the offset stays in the scores.)
+    # the pooled term leaves the largest sensors out (a quarter; with 3, the largest one), so it
+    # adds nothing here. (No step or drift handling: the offset stays in the scores.)
     n, a = learned(120), learned(10)
 
     def scores(off: float) -> tuple[np.ndarray, np.ndarray]:
@@ -671,7 +692,7 @@ def test_one_sensor_off_does_not_move_the_pooled_energy(offset):
         x[a:, 3] += off
         knobs = {**POOLED, **FIXED}
         _, per_sensor, _ = run(config(16, residual_score=1, **knobs), x)
-        _, pooled, _ = run(config(16, residual_score=2, **knobs), x)
+        _, pooled, _ = run(config(16, residual_score=pooled_score, **knobs), x)
         np.testing.assert_array_equal(armed(pooled)["state"], armed(per_sensor)["state"])  # no new alert
         return armed(per_sensor)["score"], armed(pooled)["score"]
 
@@ -700,13 +721,14 @@ def test_every_sensor_wandering_within_its_noise_floor_does_not_move_the_pooled_
     assert "ANOMALY" not in states(armed(floored))
 
 
+@pytest.mark.parametrize("pooled_score", [2, 3])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_fewer_than_four_sensors_have_no_pooled_term(channels):
-    # Nothing would be left out of the pool: one sensor's own scores (with their floors) say it
-    # all, so residual_score 2 is 1 there, byte for byte, even with every sensor noisier.
+def test_fewer_than_four_sensors_have_no_pooled_term(channels, pooled_score):
+    # One sensor's own scores (with their floors) say it all, so residual_score 2 and 3 are 1
+    # there, byte for byte, even with every sensor noisier.
     x = _every_sensor_noisier(1.5, channels)
     _, one, _ = run(config(channels, residual_score=1, **POOLED), x)
-    _, two, _ = run(config(channels, residual_score=2, **POOLED), x)
+    _, two, _ = run(config(channels, residual_score=pooled_score, **POOLED), x)
     assert one.tobytes() == two.tobytes()
 
 

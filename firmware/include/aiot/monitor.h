@@ -180,8 +180,8 @@ typedef enum {
       "an alert clears only with its sensors inside their commissioned span widened to >= +-clear_band noise units, none moving away") \
     X(spread_score, uint8_t, 1, 0, 1, AIOT_RANGE_CLOSED,                                                     \
       "1: each sensor also scores its window's spread (standard deviation) against its commissioned window spreads; the larger z counts (needs level_windows > 0)") \
-    X(residual_score, uint8_t, 2, 0, 2, AIOT_RANGE_CLOSED,                                                   \
-      "1: each sensor also scores the model's residual of it (its mean over about level_windows windows) against the spread it showed while calibrating; the largest z counts (needs level_windows > 0); 2: also the residual energy pooled over every sensor (a change in how they move together that no one sensor shows)") \
+    X(residual_score, uint8_t, 2, 0, 3, AIOT_RANGE_CLOSED,                                                   \
+      "1: each sensor also scores the model's residual of it (its mean over about level_windows windows) against the spread it showed while calibrating; the largest z counts (needs level_windows > 0); 2: also the residual energy pooled over the sensors, their largest quarter left out (a change in how they move together that no one sensor shows); 3: the same with only the largest one left out (a change a few sensors show)") \
     X(channel_lost_minutes, uint16_t, 60, 0, 65535, AIOT_RANGE_CLOSED,                                      \
       "a sensor without data this long (minutes) is lost: CHANNEL_LOST, and the others are scored without it; 0: never (the device stays NO_DATA while any sensor is silent)") \
     X(min_quality, float, 0.5f, 0.0f, 1.0f, AIOT_RANGE_LO_OPEN,                                               \
@@ -391,7 +391,7 @@ typedef struct {
 //! All state. Treat as opaque; size it with sizeof or aiot_monitor_sizeof().
 typedef struct {
     aiot_monitor_config_t cfg;
-    //! residual_score 2: the pooled energy's calibration mean, then its reference (here: in
+    //! residual_score 2, 3: the pooled energy's calibration mean, then its reference (here: in
     //! what would be padding before the pointers on a 64-bit host)
     float en_ref;
     aiot_score_fn score;
@@ -417,23 +417,23 @@ typedef struct {
     uint32_t events_dropped;
     uint32_t time_resets;       //!< samples earlier than the last accepted one (clock stepped back)
     float alert_peak;           //!< highest score (x threshold) of the latched alert (kept while recovering)
-    //! residual_score 2, armed: the pooled energy's z on the per-sensor score's scale per unit
+    //! residual_score 2, 3, armed: the pooled energy's z on the per-sensor score's scale per unit
     //! of energy over its reference (energy_reference())
     float en_gain;
     uint8_t recovering;         //!< 1: RECOVERING (never together with alert)
     uint8_t ev_head, ev_count;
-    uint8_t en_n;               //!< calibration (residual_score 2): windows in the energy's accumulators
+    uint8_t en_n;               //!< calibration (residual_score 2, 3): windows in the energy's accumulators
     uint16_t band_out;          //!< bit history: an implicated channel was out of its band
     uint8_t held;               //!< 1: this alert's ALERT_HELD was emitted
     aiot_monitor_mask_t alert_mask; //!< channels implicated in the latched alert
     float escalate_score;       //!< alert: score at the last severity change
     union {
         float escalate_dist;    //!< alert: implicated channels' distance out of band then
-        float en_max;           //!< calibration (residual_score 2): the largest window energy
+        float en_max;           //!< calibration (residual_score 2, 3): the largest window energy
     };
     union {
         float recover_min;      //!< recovering: lowest score since it began
-        float en_m2;            //!< calibration (residual_score 2): the energy's sum of squares
+        float en_m2;            //!< calibration (residual_score 2, 3): the energy's sum of squares
     };
     aiot_monitor_mask_t valid[AIOT_MONITOR_MAX_WINDOW];
     float win[AIOT_MONITOR_MAX_WINDOW * AIOT_MONITOR_MAX_CHANNELS];

@@ -36,7 +36,7 @@ enum { CHF_RECAL_BLOCKED = 0x01, CHF_DRIFT_REPORTED = 0x04, CHF_PENDING = 0x08, 
 #define AWAY_NONE 255u
 #define RESIDUAL_SD_FLOOR 0.05f  // residual spreads are at least this (noise units), as dev_sd,
                                  // and at least the channel's noise floor
-#define POOLED_MIN 4             // residual_score 2 pools at least this many channels (its largest quarter left out)
+#define POOLED_MIN 4             // residual_score 2, 3 pool at least this many channels (the largest left out)
 #define GAIN_EVIDENCE 16.0f      // a remount is a gain once that explains the residual this much better (chi^2, 1 dof)
 #define GAIN_MISS 4.0f           // ... and leaves at most this much unexplained per window (x the residual's variance)
 #define RESIDUAL_CAP 1e6f        // |residual| beyond this (noise units) counts as this: a model
@@ -845,15 +845,17 @@ static void residual_reference(aiot_monitor_t *m) {
     if (isfinite(top) && top > m->cal[m->cal_count - 1]) m->cal[m->cal_count - 1] = top;
 }
 
-// ---------------------------------------------------------------- pooled energy (residual_score 2)
+// ---------------------------------------------------------------- pooled energy (residual_score 2, 3)
 
 //! The window's residual energy, pooled: the mean squared residual (noise units squared;
 //! features are clipped, so it is finite) of the channels with data and not recalibrating,
-//! the largest quarter of them left out: one sensor off (a remount, a drift, a fault of its
-//! own) is the per-sensor scores' to judge; this is a change in how the many move together
-//! (a process whose variability grows everywhere a little). Each window alone: score_average
-//! smooths it as it smooths the rest. Returns 0 with fewer than POOLED_MIN such channels:
-//! nothing would be left out, and one sensor's own scores (with their floors) say it all.
+//! the largest of them left out: one sensor off (a remount, a drift, a fault of its own) is
+//! the per-sensor scores' to judge; this is a change in how several move together.
+//! residual_score 2 leaves the largest quarter out (a process whose variability grows
+//! everywhere a little), 3 only the largest one (a change a few sensors show: a loop that
+//! starts to oscillate). Each window alone: score_average smooths it as it smooths the rest.
+//! Returns 0 with fewer than POOLED_MIN such channels: one sensor's own scores (with their
+//! floors) say it all.
 static int window_energy(const aiot_monitor_t *m, const window_stats_t *w, const float *ch_quality, float *e) {
     float v[AIOT_MONITOR_MAX_CHANNELS], sum = 0.0f;
     int c, i, n = 0;
@@ -861,8 +863,9 @@ static int window_energy(const aiot_monitor_t *m, const window_stats_t *w, const
         if (ch_quality[c] > 0.0f && m->ch[c].mode != CH_RECAL) v[n++] = w->err[c];
     if (n < POOLED_MIN) return 0;
     sort_floats(v, n);
-    for (i = 0; i < n - n / 4; i++) sum += v[i];
-    *e = sum / (float)(n - n / 4);
+    n -= m->cfg.residual_score == 3 ? 1 : n / 4;
+    for (i = 0; i < n; i++) sum += v[i];
+    *e = sum / (float)n;
     return 1;
 }
 
@@ -927,7 +930,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
         s += w->err[c];
     }
     if (m->cfg.residual_score) residual_calibrate(m, w, ch_quality);
-    if (m->cfg.residual_score == 2) energy_calibrate(m, w, ch_quality);
+    if (m->cfg.residual_score >= 2) energy_calibrate(m, w, ch_quality);
     cal_insert(m, averaged(m, m->cfg.level_windows ? level : s / (float)C));
     if (m->cal_count < m->cfg.calibration_windows) return;
     n = (float)m->cal_count;
@@ -949,7 +952,7 @@ static void calibrate(aiot_monitor_t *m, uint32_t ts, const window_stats_t *w, f
         ch->rest_ref = fmaxf(ch->sum_rest / n, TINY);
     }
     if (m->cfg.residual_score) residual_reference(m);
-    if (m->cfg.residual_score == 2) energy_reference(m);
+    if (m->cfg.residual_score >= 2) energy_reference(m);
     for (c = 0; c < C; c++) m->ch[c].silent_windows = 0;  // the union's armed bytes (residual_reference read them)
     m->phase = AIOT_PHASE_ARMED;
     m->since_recal = 0xFFFFu;
@@ -1462,7 +1465,7 @@ static void close_window(aiot_monitor_t *m, aiot_monitor_output_t *o, uint32_t t
     if (k->residual_score) residual_scores(m, &w, q.ch_quality, resid);
     if (k->level_windows)  // a recalibrating channel is left out there
         s = level_score(m, k->spread_score ? spread : NULL, k->residual_score ? resid : NULL, level_z);
-    if (k->level_windows && k->residual_score == 2)  // inf stays inf
+    if (k->level_windows && k->residual_score >= 2)  // inf stays inf
         s = fmaxf(s, energy_score(m, &w, q.ch_quality));
     if (!isfinite(s)) {  // before the average: one bad window must not poison the next N
         score_error(m, o, first_event);

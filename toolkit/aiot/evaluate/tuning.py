@@ -281,8 +281,9 @@ MONITOR_GRID = {
     "spread_score": (0, 1),
     # 1: a sensor's score is also the model's residual of it against its calibration residuals
     # (monitor.h residual_score; faults that break how sensors move together); level_windows > 0 only;
-    # 2: also the residual energy pooled over the sensors (a change every sensor shows a little)
-    "residual_score": (0, 1, 2),
+    # 2: also the residual energy pooled over the sensors, their largest quarter left out (a change
+    # every sensor shows a little); 3: only the largest one left out (a change a few sensors show)
+    "residual_score": (0, 1, 2, 3),
 }
 
 
