@@ -501,6 +501,34 @@ def test_the_settings_table_is_the_only_declaration_in_the_header():
         assert f"`{s.name}`" in docs, f"{s.name} is not described in docs/monitor.md"
 
 
+def _setting_row(s) -> str:
+    """The row docs/monitor.md's settings table gives setting ``s`` of the header's table."""
+    kind = {"c_ubyte": "u8", "c_ushort": "u16", "c_uint": "u32", "c_float": "f32"}[s.ctype.__name__]
+
+    def num(v) -> str:
+        if kind != "f32":
+            return str(int(v))
+        return "FLT_MAX" if v == np.finfo(np.float32).max else f"{float(np.float32(v)):.6g}"
+
+    default = "argument" if s.name in ("num_channels", "window", "sample_period_ms") else num(s.default)
+    left = "(" if s.bounds == mon.RANGE_LO_OPEN else "["
+    right = ")" if s.bounds == mon.RANGE_HI_OPEN else "]"
+    name = f"`{s.name}`" + ("[c]" if s.per_channel else "")
+    return f"| {name} | {kind} | {default} | {left}{num(s.low)}, {num(s.high)}{right} | {s.meaning} |"
+
+
+def test_the_settings_table_of_the_manual_is_the_header_s():
+    """Every setting's row in docs/monitor.md (type, default, range, meaning) is what the
+    header declares: a manual that shows last month's defaults misleads whoever tunes by it."""
+    docs = (ROOT / "docs" / "monitor.md").read_text().splitlines()
+    rows = {line.split("|")[1].strip(): line for line in docs if re.match(r"\| `\w+`(\[c\])? \| (u8|u16|u32|f32) \|", line)}
+    for s in mon.settings():
+        if s.name == "reserved":
+            continue
+        want = _setting_row(s)
+        assert rows.get(want.split("|")[1].strip()) == want
+
+
 def test_every_knob_range_is_the_c_check_at_its_bounds():
     """KNOB_RANGES comes from the table; the C applies the same bounds (probed at each)."""
     for s in mon.settings():
