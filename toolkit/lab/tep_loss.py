@@ -52,7 +52,7 @@ COUNTERFACTUALS = {
     "spread": {"spread_score": 1},  # each sensor also scores its window spread (oscillation, variance)
     "floor.25": {"fleet_noise_floor": 0.25},  # noise floored at 1/4 of the fleet's long-term spread, not 1x
     # each sensor also scores the model's residual of it: faults that break how sensors move together
-    "residual": {"residual_score": 1},
+    "residual": {"residual_score": 1},  # the per-sensor residual only: no pooled energy
 }
 REFERENCE_RULE = {"threshold_quantile": 0.99, "threshold_margin": 1.25, "raise_after": 3, "clear_after": 5,
                   "smooth": 5, "noise_floor": 1.0}
