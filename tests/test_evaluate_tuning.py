@@ -81,8 +81,8 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
 
     grid = monitor_grid()
     # margins x floors x (clear = alert, or clear 0.75 x alert with recovering off or 0.7) x score averaging x
-    # (energy, level 1 or 3 with spread off or on and residual 0, 1 or 2) x band
-    assert len(grid) == 4 * 2 * (1 + 2) * 3 * (1 + 2 * 2 * 3) * 2
+    # (energy, level 1 or 3 with spread off or on and residual 0, 1, 2 or 3) x band
+    assert len(grid) == 4 * 2 * (1 + 2) * 3 * (1 + 2 * 2 * 4) * 2
     # every axis is always written, its off value too: a setting stays itself when a header default moves
     # (the shipped defaults are the cross-validation's pick, docs/monitor.md)
     assert {k["alert_margin"] for k in grid} == {2.0, 2.5, 3.0, 3.5}
@@ -95,7 +95,7 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     assert {k["level_windows"] for k in grid} == {0, 1, 3}
     assert {k["spread_score"] for k in grid} == {0, 1}
     assert all(k["level_windows"] > 0 for k in grid if k["spread_score"])
-    assert {k["residual_score"] for k in grid} == {0, 1, 2}
+    assert {k["residual_score"] for k in grid} == {0, 1, 2, 3}
     assert all(k["level_windows"] > 0 for k in grid if k["residual_score"])
     assert (grid[0]["score_average"], grid[0]["level_windows"], grid[0]["spread_score"], grid[0]["residual_score"]) == (1, 0, 0, 0)
     for knobs in grid + [dict(grid[0], max_recal_step=0.5)]:
@@ -115,7 +115,7 @@ def test_level_only_keeps_the_level_shift_settings_of_the_grid():
 
     for per_file in (False, True):
         full, level = monitor_grid(per_file), monitor_grid(per_file, level_only=True)
-        assert level == [k for k in full if k["level_windows"]] and len(level) * 13 == len(full) * 12
+        assert level == [k for k in full if k["level_windows"]] and len(level) * 17 == len(full) * 16
 
 
 def test_the_argparse_entry_point_is_gone_everything_is_aiot_tune():
