@@ -48,10 +48,10 @@ COUNTERFACTUALS = {
     # the reconstruction-error score instead of the level shift (its spread and residual terms go
     # with it: the energy score has none, and the shipped 1s are refused without a level)
     "energy": {"level_windows": 0, "spread_score": 0, "residual_score": 0},
-    "band6": {"clear_band": 6},  # a wider clearing band (issue 19's new setting)
-    "spread": {"spread_score": 1},  # each sensor also scores its window spread (oscillation, variance)
+    "band3": {"clear_band": 3},  # the narrower clearing band (the default before 7 Dec)
+    "no-spread": {"spread_score": 0},  # without each sensor's window-spread z (oscillation, variance)
     "floor.25": {"fleet_noise_floor": 0.25},  # noise floored at 1/4 of the fleet's long-term spread, not 1x
-    # each sensor also scores the model's residual of it: faults that break how sensors move together
+    "pool.quarter": {"residual_score": 2},  # the pooled energy without its largest quarter, not only the largest one
     "residual": {"residual_score": 1},  # the per-sensor residual only: no pooled energy
 }
 REFERENCE_RULE = {"threshold_quantile": 0.99, "threshold_margin": 1.25, "raise_after": 3, "clear_after": 5,
