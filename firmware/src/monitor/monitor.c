@@ -1309,6 +1309,11 @@ static float band_distance(const aiot_monitor_t *m, aiot_monitor_mask_t mask, co
     return worst;
 }
 
+//! How far (noise units) a window mean `mean` of the channel sits from its baseline.
+static float baseline_distance(const aiot_monitor_channel_t *ch, float mean) {
+    return fabsf(mean - ch->baseline) / ch->noise;
+}
+
 //! The alert is held by its sensors alone (its score under the clear level for the clear
 //! period; issue 19, principle 2): say which, once an alert. ALERT_HELD names the implicated
 //! channel furthest from its baseline, value = that distance (noise units; 0: no data).
@@ -1316,8 +1321,10 @@ static void report_held(aiot_monitor_t *m, uint32_t ts, const float *mean) {
     float off = -1.0f;
     int c, best = 0;
     for (c = 0; c < m->cfg.num_channels; c++) {
-        const float o = isfinite(mean[c]) ? fminf(fabsf(mean[c] - m->ch[c].baseline) / m->ch[c].noise, FLT_MAX) : 0.0f;
-        if (((m->alert_mask >> c) & 1u) && o > off) {
+        float o;
+        if (!((m->alert_mask >> c) & 1u)) continue;
+        o = isfinite(mean[c]) ? fminf(baseline_distance(&m->ch[c], mean[c]), FLT_MAX) : 0.0f;
+        if (o > off) {
             best = c;
             off = o;
         }
@@ -1331,7 +1338,7 @@ static void report_held(aiot_monitor_t *m, uint32_t ts, const float *mean) {
 static void away_push(aiot_monitor_t *m, const float *mean) {
     int c;
     for (c = 0; c < m->cfg.num_channels; c++) {
-        const float d = fabsf(mean[c] - m->ch[c].baseline) / m->ch[c].noise;
+        const float d = baseline_distance(&m->ch[c], mean[c]);
         m->ch[c].away[m->away_pos] = !isfinite(d) ? AWAY_NONE : (uint8_t)(fminf(d, AWAY_TOP) / AWAY_UNIT + 0.5f);
     }
     m->away_pos = (uint8_t)((m->away_pos + 1u) % AWAY_RING);
