@@ -171,3 +171,45 @@ def test_evaluate_reading_options_reach_the_loader(tmp_path):
                                   "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--label-column / --label-map go with --format generic" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def _repeated_hour(tmp_path, windows: list[list[str]]):
+    """A NAB folder with one file, one sample a minute from 00:00 to 03:59 (rows 0..239),
+    whose clock then steps back an hour (a repeated hour) and runs 03:00 .. 05:59 (rows
+    240..419), labelled with ``windows``."""
+    import datetime as dt
+    import json
+
+    t0 = dt.datetime(2014, 4, 10)
+    times = [t0 + dt.timedelta(minutes=i) for i in range(240)] + \
+            [t0 + dt.timedelta(hours=3, minutes=i) for i in range(180)]
+    d = tmp_path / "data" / "realKnown"
+    d.mkdir(parents=True)
+    (d / "a.csv").write_text("timestamp,value\n" + "".join(f"{t:%Y-%m-%d %H:%M:%S},{i % 7}\n"
+                                                           for i, t in enumerate(times)))
+    (tmp_path / "labels.json").write_text(json.dumps({"realKnown/a.csv": windows}))
+    return readers.read("nab", tmp_path, tmp_path / "labels.json").recordings[0]
+
+
+@pytest.mark.parametrize("window, rows", [
+    (["2014-04-10 04:30:00", "2014-04-10 04:40:00"], (330, 340)),  # after the step: its only pass
+    (["2014-04-10 00:10:00", "2014-04-10 00:20:00"], (10, 20)),    # before it, never repeated
+    # open when the clock first reaches its start, closed when the clock first passes its end:
+    # a step back inside it keeps it open (one incident, the repeated hour included)
+    (["2014-04-10 03:50:00", "2014-04-10 04:10:00"], (230, 310)),
+])
+def test_label_windows_are_matched_in_file_order_when_the_clock_steps_back(tmp_path, window, rows):
+    r = _repeated_hour(tmp_path, [window])
+    assert r.windows == [rows]
+    assert np.flatnonzero(r.labels).tolist() == list(range(rows[0], rows[1] + 1))
+    assert "windows_ambiguous" not in r.meta
+
+
+def test_a_label_window_inside_a_repeated_hour_takes_its_first_pass_and_says_so(tmp_path, capsys):
+    r = _repeated_hour(tmp_path, [["2014-04-10 03:30:00", "2014-04-10 03:45:00"]])
+    err = capsys.readouterr().err
+    assert "'realKnown/a.csv' window 2014-04-10T03:30:00Z .. 2014-04-10T03:45:00Z" in err
+    assert "rows 210..225" in err
+    assert r.windows == [(210, 225)]  # the second pass (rows 270..285) has the same times
+    assert int(r.labels.sum()) == 16
+    assert r.meta["windows_ambiguous"] == [["2014-04-10T03:30:00Z", "2014-04-10T03:45:00Z"]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -347,6 +348,21 @@ def load_windows(labels_file: Path) -> dict[str, list[tuple[float, float]]]:
     return out
 
 
+def _window_rows(ts: np.ndarray, a: float, b: float, after: int = 0) -> tuple[int, int]:
+    """The rows of the time window [a, b] as a person reads the file from row ``after`` on:
+    it opens at the first row whose time reaches ``a`` and closes before the first later row
+    whose time passes ``b``. On a clock that only moves forward these are the rows with times
+    in [a, b]; a clock that steps back inside the window keeps it open (one incident), and a
+    repeated stretch elsewhere does not reopen it. ``hi < lo``: no row inside (between two
+    samples, or past the file's end)."""
+    opened = np.flatnonzero(ts[after:] >= a)
+    if not opened.size:
+        return len(ts), len(ts) - 1
+    lo = after + int(opened[0])
+    closed = np.flatnonzero(ts[lo:] > b)
+    return lo, (lo + int(closed[0]) - 1 if closed.size else len(ts) - 1)
+
+
 def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = False,
                    left_out: set[str] = frozenset()) -> None:
     """Turn time windows into row windows and row labels; keys must match the files (or
@@ -371,17 +387,26 @@ def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = 
         ts = r.series.timestamps
         labels = np.zeros(r.series.rows, dtype=np.int8)
         rows: list[tuple[int, int]] = []
+        after = 0  # windows are read in file order, each after the previous one
         for a, b in windows[r.name]:
-            lo = int(np.searchsorted(ts, a, side="left"))
-            hi = int(np.searchsorted(ts, b, side="right")) - 1
-            if hi < lo and (b < ts[0] or a > ts[-1]):  # before or after the whole recording
+            if b < ts.min() or a > ts.max():  # before or after the whole recording
                 r.meta.setdefault("windows_outside_data", []).append([format_time(a), format_time(b)])
                 continue
+            lo, hi = _window_rows(ts, a, b, after)
             if hi < lo:  # the window falls between samples: nothing to detect, but say so
                 r.meta.setdefault("windows_without_rows", []).append([a, b])
                 continue
+            inside = (ts >= a) & (ts <= b)
+            if inside[:lo].any() or inside[hi + 1:].any():  # a clock that stepped back repeats its times
+                r.meta.setdefault("windows_ambiguous", []).append([format_time(a), format_time(b)])
+                sys.stderr.write(
+                    f"warning: {labels_file}: '{r.name}' window {format_time(a)} .. {format_time(b)}: the file's "
+                    f"clock passes these times more than once (it steps back); labelled: rows {lo}..{hi}, from "
+                    "the first time the clock reaches the start to the first time it passes the end, in file "
+                    "order. Label by row (a label column) if the incident is elsewhere\n")
             rows.append((lo, hi))
             labels[lo : hi + 1] = 1
+            after = hi + 1
         r.windows = rows
         r.series.labels = labels
 
