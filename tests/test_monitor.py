@@ -679,6 +679,47 @@ def test_a_few_sensors_noisier_move_the_energy_pooled_without_only_the_largest()
     assert "ALERT_RAISED" in [e.type for e in ev]
 
 
+def _common_swing(offset: float, seed: int, channels: int = 16, moved: int = 5) -> np.ndarray:
+    """16 sensors on one slow common swing (2 noise units, 10 windows a period), each with its
+    own unit noise; from 10 armed windows on, ``moved`` of them sit ``offset`` above where the
+    swing puts them: a relation between sensors broken, each still well inside its own level
+    and spread."""
+    n, a = learned(120), learned(10)
+    rng = np.random.default_rng(seed)
+    swing = 2.0 * np.sin(2.0 * np.pi * np.arange(n) / (10 * W))
+    x = (rng.normal(0.0, 1.0, (n, channels)) + swing[:, None]).astype(np.float32)
+    x[:, 0] += 50.0
+    x[a:, 1 : 1 + moved] += offset
+    return x
+
+
+def common_factor(window: np.ndarray) -> np.ndarray:
+    """A linear model of the window mean with one component: every sample of every sensor
+    reconstructed as the mean over the sensors of their window means (what a PCA of these
+    sensors' window means keeps: the common swing)."""
+    return np.full_like(window, window.mean(axis=0).mean())
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_sensors_that_leave_the_common_swing_move_the_pooled_window_mean_residual(seed):
+    # residual_score 4 pools each sensor's window-mean residual squared (the largest left out):
+    # with a model of the window means, the relations the model holds. 5 of 16 sensors 1.5
+    # units off the common swing: neither their own z's (1) nor the pooled per-sample error
+    # (3, where each sample's own noise hides it) alert; the pooled window-mean residual does,
+    # and not before the change.
+    x = _common_swing(1.5, seed)
+    knobs = {**POOLED, **FIXED}
+    for residual in (1, 3):
+        _, out, _ = run(config(16, residual_score=residual, **knobs), x, scorer=common_factor)
+        assert "ANOMALY" not in states(armed(out)), residual
+    _, out, ev = run(config(16, residual_score=4, **knobs), x, scorer=common_factor)
+    s = states(armed(out))
+    assert "ANOMALY" not in s[:10] and "ANOMALY" in s[10:20]
+    assert "ALERT_RAISED" in [e.type for e in ev]
+    _, quiet, _ = run(config(16, residual_score=4, **knobs), _common_swing(0.0, seed), scorer=common_factor)
+    assert "ANOMALY" not in states(armed(quiet))
+
+
 @pytest.mark.parametrize("pooled_score", [2, 3])
 @pytest.mark.parametrize("offset", [3.0, 5.0])
 def test_one_sensor_off_does_not_move_the_pooled_energy(offset, pooled_score):
@@ -721,7 +762,7 @@ def test_every_sensor_wandering_within_its_noise_floor_does_not_move_the_pooled_
     assert "ANOMALY" not in states(armed(floored))
 
 
-@pytest.mark.parametrize("pooled_score", [2, 3])
+@pytest.mark.parametrize("pooled_score", [2, 3, 4])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_fewer_than_four_sensors_have_no_pooled_term(channels, pooled_score):
     # One sensor's own scores (with their floors) say it all, so residual_score 2 and 3 are 1
@@ -732,8 +773,9 @@ def test_fewer_than_four_sensors_have_no_pooled_term(channels, pooled_score):
     assert one.tobytes() == two.tobytes()
 
 
+@pytest.mark.parametrize("pooled_score", [2, 4])
 @pytest.mark.parametrize("wild", [1e15, 1e20])
-def test_the_pooled_energy_is_never_nan_or_inf(wild):
+def test_the_pooled_energy_is_never_nan_or_inf(wild, pooled_score):
     # A stuck sensor, a 1e20 sample while armed (clipped features: a large energy, not inf) and a
     # model gone wild (1e15: huge but finite errors; 1e20: their squares overflow float) give
     # finite scores, and the windows after the model went wild are never NORMAL.
@@ -741,7 +783,7 @@ def test_the_pooled_energy_is_never_nan_or_inf(wild):
     x = noise(n, 16, seed=3)
     x[:, 5] = 7.25
     x[a + 3, 1] = 1e20
-    m, out, _ = run(config(16, residual_score=2, **POOLED), x)
+    m, out, _ = run(config(16, residual_score=pooled_score, **POOLED), x)
     assert m.commissioning()[5]["stuck"]
     for field in ("score", "confidence", "p_value"):
         assert np.all(np.isfinite(out[field])), field
@@ -752,7 +794,7 @@ def test_the_pooled_energy_is_never_nan_or_inf(wild):
         # 1 + 16 model calls a scored window (isolation): wild from the 18th armed window on
         return window + wild if calls["n"] > (1 + 16) * (32 + 17) else np.zeros_like(window)
 
-    _, out, _ = run(config(16, residual_score=2, **POOLED), noise(n, 16, seed=3), scorer=goes_wild)
+    _, out, _ = run(config(16, residual_score=pooled_score, **POOLED), noise(n, 16, seed=3), scorer=goes_wild)
     for field in ("score", "confidence", "p_value"):
         assert np.all(np.isfinite(out[field])), field
     late = armed(out)[-5:]

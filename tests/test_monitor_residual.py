@@ -141,7 +141,7 @@ def test_the_residual_score_is_never_nan_or_inf():
 def test_the_residual_score_is_a_bounded_setting_of_the_per_sensor_score():
     assert mon.default_config(3, W, PERIOD).residual_score == 3  # with the pooled energy: the gated joint CV's pick (test_tune_defaults)
     with pytest.raises(ToolkitError, match="residual_score"):
-        mon.default_config(3, W, PERIOD, level_windows=1, residual_score=4)
+        mon.default_config(3, W, PERIOD, level_windows=1, residual_score=5)
     with pytest.raises(ToolkitError, match="residual_score 1 needs level_windows"):
         mon.default_config(3, W, PERIOD, level_windows=0, spread_score=0, residual_score=1)
     cfg = mon.default_config(3, W, PERIOD, level_windows=0, spread_score=0, residual_score=0)

@@ -180,8 +180,8 @@ typedef enum {
       "an alert clears only with its sensors inside their commissioned span widened to >= +-clear_band noise units, none moving away") \
     X(spread_score, uint8_t, 1, 0, 1, AIOT_RANGE_CLOSED,                                                     \
       "1: each sensor also scores its window's spread (standard deviation) against its commissioned window spreads; the larger z counts (needs level_windows > 0)") \
-    X(residual_score, uint8_t, 3, 0, 3, AIOT_RANGE_CLOSED,                                                   \
-      "1: each sensor also scores the model's residual of it (its mean over about level_windows windows) against the spread it showed while calibrating; the largest z counts (needs level_windows > 0); 2: also the residual energy pooled over the sensors, their largest quarter left out (a change in how they move together that no one sensor shows); 3: the same with only the largest one left out (a change a few sensors show)") \
+    X(residual_score, uint8_t, 3, 0, 4, AIOT_RANGE_CLOSED,                                                   \
+      "1: each sensor also scores the model's residual of it (its mean over about level_windows windows) against the spread it showed while calibrating; the largest z counts (needs level_windows > 0); 2: also the residual energy pooled over the sensors, their largest quarter left out (a change in how they move together that no one sensor shows); 3: the same with only the largest one left out (a change a few sensors show); 4: the pool (largest left out) of each sensor's window-mean residual squared instead of its per-sample error (relations a model of the window means keeps: aiot's fleet_pca_variance)") \
     X(channel_lost_minutes, uint16_t, 60, 0, 65535, AIOT_RANGE_CLOSED,                                      \
       "a sensor without data this long (minutes) is lost: CHANNEL_LOST, and the others are scored without it; 0: never (the device stays NO_DATA while any sensor is silent)") \
     X(min_quality, float, 0.5f, 0.0f, 1.0f, AIOT_RANGE_LO_OPEN,                                               \

@@ -853,17 +853,27 @@ static void residual_reference(aiot_monitor_t *m) {
 //! the per-sensor scores' to judge; this is a change in how several move together.
 //! residual_score 2 leaves the largest quarter out (a process whose variability grows
 //! everywhere a little), 3 only the largest one (a change a few sensors show: a loop that
-//! starts to oscillate). Each window alone: score_average smooths it as it smooths the rest.
+//! starts to oscillate), 4 pools each channel's window-mean residual squared instead of its
+//! per-sample error, the largest left out: with a model of the window means (a linear one:
+//! the relations a plant's sensors keep, its balances and control loops), a broken relation
+//! no sample's own noise hides. Each window alone: score_average smooths it as it smooths the rest.
 //! Returns 0 with fewer than POOLED_MIN such channels: one sensor's own scores (with their
 //! floors) say it all.
 static int window_energy(const aiot_monitor_t *m, const window_stats_t *w, const float *ch_quality, float *e) {
     float v[AIOT_MONITOR_MAX_CHANNELS], sum = 0.0f;
     int c, i, n = 0;
-    for (c = 0; c < m->cfg.num_channels; c++)
-        if (ch_quality[c] > 0.0f && m->ch[c].mode != CH_RECAL) v[n++] = w->err[c];
+    for (c = 0; c < m->cfg.num_channels; c++) {
+        if (!(ch_quality[c] > 0.0f) || m->ch[c].mode == CH_RECAL) continue;
+        if (m->cfg.residual_score == 4) {
+            const float r = window_residual(m, c, w);
+            v[n++] = r * r;
+        } else {
+            v[n++] = w->err[c];
+        }
+    }
     if (n < POOLED_MIN) return 0;
     sort_floats(v, n);
-    n -= m->cfg.residual_score == 3 ? 1 : n / 4;
+    n -= m->cfg.residual_score >= 3 ? 1 : n / 4;
     for (i = 0; i < n; i++) sum += v[i];
     *e = sum / (float)n;
     return 1;
@@ -892,20 +902,28 @@ static void energy_calibrate(aiot_monitor_t *m, const window_stats_t *w, const f
 //! calibration cannot make it more sensitive than chance), at what the sensors' own floors
 //! allow (each may wander by its noise floor, in noise units, as its residual z is floored:
 //! the mean of those floors squared, x sqrt(2 / C) for a mean of C independent wanders) and
-//! at RESIDUAL_SD_FLOOR. Its z is then put on the per-sensor score's scale: x the calibration
+//! at RESIDUAL_SD_FLOOR. residual_score 4 (window-mean residuals): at sqrt(2 / C) of its mean
+//! only, as C independent squared terms would spread (never 0: TINY). Its z is then put on the per-sensor score's scale: x the calibration
 //! set's top / the largest energy z the calibration windows had (at least 1), so each meets
 //! the threshold at alert_margin x its own calibration maximum and neither raises the other's.
 static void energy_reference(aiot_monitor_t *m) {
     const int C = m->cfg.num_channels;
     const float dof = (float)C * (float)m->cfg.window;
     const float measured = m->en_n > 1 ? sqrtf(fmaxf(m->en_m2, 0.0f) / (float)(m->en_n - 1u)) : 0.0f;
-    float sd = fmaxf(measured, fmaxf(m->en_ref * sqrtf(2.0f / dof), RESIDUAL_SD_FLOOR)), wander = 0.0f, top;
+    float sd, wander = 0.0f, top;
     int c;
-    for (c = 0; c < C; c++) {
-        const float f = noise_floor_of(m, c, m->ch[c].baseline0) / m->ch[c].noise;
-        wander += f * f;
+    if (m->cfg.residual_score == 4) {
+        // window means: C terms, not C x W; the sensors' wander along what the model of the
+        // means keeps does not reach its residual, so no floor from the noise floors
+        sd = fmaxf(measured, fmaxf(m->en_ref * sqrtf(2.0f / (float)C), TINY));
+    } else {
+        sd = fmaxf(measured, fmaxf(m->en_ref * sqrtf(2.0f / dof), RESIDUAL_SD_FLOOR));
+        for (c = 0; c < C; c++) {
+            const float f = noise_floor_of(m, c, m->ch[c].baseline0) / m->ch[c].noise;
+            wander += f * f;
+        }
+        sd = fmaxf(sd, wander / (float)C * sqrtf(2.0f / (float)C));
     }
-    sd = fmaxf(sd, wander / (float)C * sqrtf(2.0f / (float)C));
     top = m->en_n ? (m->en_max - m->en_ref) / sd : 1.0f;
     if (!(top >= 1.0f)) top = 1.0f;  // NaN too
     m->en_gain = m->cal[m->cal_count - 1] / (sd * top);
