@@ -339,7 +339,7 @@ def test_the_fleet_model_cache_tells_recordings_with_other_sensors_apart(tmp_pat
 
 
 @pytest.mark.parametrize("name", ["device_fleet_model", "device_file_model", "normal_only", "fleet_spread",
-                                  "fleet_floors"])
+                                  "fleet_floors", "_build_device_pca_model"])
 def test_the_model_cache_key_changes_with_the_code_that_chooses_and_scales_the_training_rows(monkeypatch, name):
     # a cached model made by older code is stale: which rows train it and in what units are part
     # of what it is (a change to device_file_model's rows once served models from before it)

@@ -76,13 +76,14 @@ def test_phase_rates_refuse_a_piece_without_fault():
 def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     """The grid's knobs (and the remount-off value that was tried) pass the C check_config."""
     from aiot import monitor as M
-    from aiot.evaluate.monitor_device import FLOOR_KNOB, monitor_knobs
+    from aiot.evaluate.monitor_device import FLOOR_KNOB, PCA_KNOB, monitor_knobs
     from aiot.evaluate.tuning import monitor_grid
 
     grid = monitor_grid()
     # margins x floors x (clear = alert, or clear 0.75 x alert with recovering off or 0.7) x score averaging x
-    # (energy, level 1 or 3 with spread off or on and residual 0, 1, 2 or 3) x band
-    assert len(grid) == 4 * 2 * (1 + 2) * 3 * (1 + 2 * 2 * 4) * 2
+    # (energy, level 1 or 3 with spread off or on and residual 0, 1, 2 or 3 with the autoencoder, or
+    # residual 4 with the linear model of the window means at 99 % or 99.7 % of their variance) x band
+    assert len(grid) == 4 * 2 * (1 + 2) * 3 * (1 + 2 * 2 * (4 + 2)) * 2
     # every axis is always written, its off value too: a setting stays itself when a header default moves
     # (the shipped defaults are the cross-validation's pick, docs/monitor.md)
     assert {k["alert_margin"] for k in grid} == {2.0, 2.5, 3.0, 3.5}
@@ -95,11 +96,15 @@ def test_every_monitor_grid_setting_is_a_valid_monitor_config():
     assert {k["level_windows"] for k in grid} == {0, 1, 3}
     assert {k["spread_score"] for k in grid} == {0, 1}
     assert all(k["level_windows"] > 0 for k in grid if k["spread_score"])
-    assert {k["residual_score"] for k in grid} == {0, 1, 2, 3}
+    assert {k["residual_score"] for k in grid} == {0, 1, 2, 3, 4}
     assert all(k["level_windows"] > 0 for k in grid if k["residual_score"])
+    # the pooled window-mean residual runs with the model of the window means, and only it
+    assert all((k["residual_score"] == 4) == (PCA_KNOB in k) for k in grid)
+    assert {k[PCA_KNOB] for k in grid if PCA_KNOB in k} == {0.99, 0.997}
+    assert all(PCA_KNOB not in k and k["residual_score"] < 4 for k in monitor_grid(per_file=True))
     assert (grid[0]["score_average"], grid[0]["level_windows"], grid[0]["spread_score"], grid[0]["residual_score"]) == (1, 0, 0, 0)
     for knobs in grid + [dict(grid[0], max_recal_step=0.5)]:
-        k = {key: v for key, v in knobs.items() if key != FLOOR_KNOB}  # evaluation-side, not a C field
+        k = {key: v for key, v in knobs.items() if key not in (FLOOR_KNOB, PCA_KNOB)}  # evaluation-side, not C fields
         cfg = M.default_config(8, 8, 1000, **monitor_knobs(8, SHAPE[0]), **k)
         assert cfg.alert_margin == knobs["alert_margin"] and cfg.persist_k == knobs["persist_k"]
         assert abs(cfg.recover_ratio - knobs["recover_ratio"]) < 1e-7
@@ -115,7 +120,9 @@ def test_level_only_keeps_the_level_shift_settings_of_the_grid():
 
     for per_file in (False, True):
         full, level = monitor_grid(per_file), monitor_grid(per_file, level_only=True)
-        assert level == [k for k in full if k["level_windows"]] and len(level) * 17 == len(full) * 16
+        assert level == [k for k in full if k["level_windows"]]
+        # the energy score alone is one of 25 combinations of the fleet grid, of 17 of the per-file one
+        assert len(level) * (17 if per_file else 25) == len(full) * (16 if per_file else 24)
 
 
 def test_the_argparse_entry_point_is_gone_everything_is_aiot_tune():
@@ -251,9 +258,9 @@ def test_monitor_grid_scores_the_same_on_one_or_two_processes(tmp_path, monkeypa
     from aiot.evaluate.tuning import score_monitor_files
 
     ds, model, grid = _three_pieces_and_a_model(tmp_path, monkeypatch)
-    serial = score_monitor_files(ds, {0.0: model}, 8, grid, jobs=1)
-    parallel = score_monitor_files(ds, {0.0: model}, 8, grid, jobs=2)
-    plain = score_monitor_files(ds, {0.0: model}, 8, grid, jobs=1, memo=False)
+    serial = score_monitor_files(ds, {(0.0, 0.0): model}, 8, grid, jobs=1)
+    parallel = score_monitor_files(ds, {(0.0, 0.0): model}, 8, grid, jobs=2)
+    plain = score_monitor_files(ds, {(0.0, 0.0): model}, 8, grid, jobs=1, memo=False)
     assert [k for k, _ in parallel] == grid
     assert [{n: c.as_dict() for n, c in per.items()} for _, per in serial] == \
         [{n: c.as_dict() for n, c in per.items()} for _, per in parallel] == \

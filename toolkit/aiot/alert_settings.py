@@ -179,14 +179,14 @@ def _rule(path: Path, raw) -> AlertRule:
 
 def _knobs(path: Path, raw) -> dict:
     """The device knobs of a settings file, each checked against its range (the monitor's,
-    :func:`aiot.monitor.check_knob`; ``fleet_noise_floor`` >= 0). An empty object is an
+    :func:`aiot.monitor.check_knob`; ``fleet_noise_floor`` >= 0; ``fleet_pca_variance`` in [0, 1)). An empty object is an
     error: the monitor would run on the bare C defaults (alert_margin 2.5 and no per-sensor
     noise floor), a point no tuning picked and far from the validated one, while the file
     looks like it holds a pick."""
     import math
 
     from aiot.monitor import KNOB_ORDER_RULES, Config, check_knob
-    from aiot.installation import FLOOR_KNOB
+    from aiot.installation import FLOOR_KNOB, PCA_KNOB
 
     if not isinstance(raw, dict):
         raise _bad(path, "target 'device' needs a 'knobs' object (monitor config fields)")
@@ -195,7 +195,7 @@ def _knobs(path: Path, raw) -> dict:
                          "fleet_noise_floor), which no tuning picked",
                    hint="leave --alert-settings out to run with the validated knobs, or give the knobs to run with "
                         "(as `aiot tune --data NORMAL.csv --out DIR` writes them)")
-    known = [name for name, _ in Config._fields_ if name != "reserved"] + [FLOOR_KNOB]
+    known = [name for name, _ in Config._fields_ if name != "reserved"] + [FLOOR_KNOB, PCA_KNOB]
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise _bad(path, f"unknown monitor knob(s) {', '.join(unknown)}", hint="known knobs: " + ", ".join(known))
@@ -205,6 +205,11 @@ def _knobs(path: Path, raw) -> dict:
                     or value < 0:
                 raise _bad(path, f"monitor knob {name!r} is {value!r}, expected one number >= 0 (0: no floor; "
                                  f"k: each sensor's noise at least k x the fleet's spread of it)")
+            continue
+        if name == PCA_KNOB:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                raise _bad(path, f"monitor knob {name!r} is {value!r}, expected one number in [0, 1) (0: the fleet "
+                                 f"autoencoder; v: the linear model of the window means keeping v of their variance)")
             continue
         try:
             check_knob(name, value)

@@ -91,7 +91,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     from aiot.target.boards import get_board
     from aiot.data import AUTO, load_csv
     from aiot.installation import FLOOR_KNOB, VALIDATED_WINDOW, config_knobs, device_file_model, \
-        installation_config, installation_period_ms, monitor_knobs, validated_knobs
+        fleet_model_only, installation_config, installation_period_ms, monitor_knobs, validated_knobs
     from aiot.progress import step
 
     board = get_board(board_name)  # an unknown board fails before any training
@@ -113,6 +113,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
                                "the device firmware", hint=tuned)
         picked.require_model(alert_settings, per_file=True, hint=tuned)
         knobs, window, source = dict(picked.knobs), picked.window_for(alert_settings, window), str(alert_settings)
+        fleet_model_only(knobs, f"{alert_settings}: aiot commission")
     window = window or VALIDATED_WINDOW["device"]
     # a label/anomaly column, if any, keeps labelled rows out of training
     series = load_csv(data, timestamp_column=timestamp_column or AUTO, **(csv_options or {}))

@@ -82,6 +82,23 @@ def floored_noise(sd: np.ndarray, level: np.ndarray, absolute: np.ndarray, relat
     return np.maximum(sd, np.maximum(absolute, relative * np.abs(level)))
 
 
+#: Evaluation knob: 0 (default) the fleet autoencoder; 0 < v < 1 the linear model of the
+#: window means that keeps the components explaining v of their variance
+#: (:func:`_build_device_pca_model`; with monitor.h residual_score 4). Not a C setting: it
+#: chooses the model, as fleet_noise_floor chooses its inputs.
+PCA_KNOB = "fleet_pca_variance"
+def fleet_model_only(knobs: dict, what: str) -> None:
+    """``fleet_pca_variance`` chooses the fleet model; one model per installation (``what``) is
+    the autoencoder of its own commissioning rows: refused, never silently ignored."""
+    if float(knobs.get(PCA_KNOB, 0.0)) > 0:
+        raise ToolkitError(f"fleet_pca_variance {knobs[PCA_KNOB]} chooses the fleet model (a linear model of the "
+                           f"fleet's window means); {what} trains one autoencoder per installation",
+                           hint="leave fleet_pca_variance out of the settings, or evaluate with the fleet model")
+
+
+#: The linear model leaves at least this many directions of the window means to its residual
+#: (monitor.c POOLED_MIN: the pooled term needs four sensors' worth).
+PCA_LEFT_OUT = 4
 #: Bump when the device-model recipe below changes (invalidates cached models).
 RECIPE = "device-fleet-3"  # 3: relative per-sensor floors (fleet_floors)
 #: What the evaluation adds to the monitor's header defaults. The shipped settings are one set,
@@ -203,10 +220,53 @@ def _model_dir(key: list, prefix: str) -> Path:
     h.update(RECIPE.encode())
     # how the training rows are chosen, normalized, floored and trained: a change retrains
     for fn in (device_fleet_model, device_file_model, normal_only, fleet_spread, fleet_floors, _device_normalized,
-               _build_device_model):
+               _build_device_model, _build_device_pca_model):
         h.update(inspect.getsource(fn).encode())
     hash_training_code(h)
     return cache_dir() / "models" / f"{prefix}-{h.hexdigest()[:16]}"
+
+
+def _build_device_pca_model(z: Series, out: Path, window: int, variance: float, name: str, meta: dict) -> Path:
+    """The linear model of the window means (``fleet_pca_variance``): the principal components
+    of the fleet's window means (in the monitor's noise units, every complete window) that
+    explain ``variance`` of their variance, at most all but PCA_LEFT_OUT (the pooled residual,
+    monitor.h residual_score 4, needs that many directions to pool), at least one. As two Dense
+    layers on the flattened window, no activation: the first projects the window mean onto
+    the components, the second puts the mean's reconstruction at every sample; int8 like the
+    autoencoder, the same generated C. Its residual is each sensor's departure from the
+    relations the fleet's sensors keep (a plant's balances and control loops): what
+    residual_score 4 pools. No training run: the components are computed."""
+    from aiot.codegen import generate
+    from aiot.model.features import Normalization, make_windows
+    from aiot.model.quantize import convert_int8
+    from aiot.quiet import import_keras
+
+    keras = import_keras()
+    C = len(z.channels)
+    w = make_windows(z, Normalization(np.zeros(C), np.ones(C)), window)
+    x = np.asarray(w.x[w.complete], np.float64)
+    means = x.reshape(len(x), window, C).mean(1)
+    m = means.mean(0)
+    _, sv, vt = np.linalg.svd(means - m, full_matrices=False)
+    frac = np.cumsum(sv ** 2) / np.sum(sv ** 2)
+    k = int(max(1, min(np.searchsorted(frac, variance) + 1, C - PCA_LEFT_OUT)))
+    v = vt[:k].T  # (C, k)
+    enc = np.tile(v / window, (window, 1))  # (W*C, k): the window mean, projected
+    dec = np.tile(v.T, (1, window))         # (k, W*C): the mean's reconstruction, at every sample
+    model = keras.Sequential([keras.Input(shape=(window * C,), name="window"),
+                              keras.layers.Dense(k, activation=None, name="dense_0"),
+                              keras.layers.Dense(window * C, activation=None, name="reconstruction")])
+    model.layers[0].set_weights([enc.astype(np.float32), (-(m @ v)).astype(np.float32)])
+    model.layers[1].set_weights([dec.astype(np.float32), np.tile(m, window).astype(np.float32)])
+    tmp = private_build_dir(out)
+    tmp.mkdir(parents=True, exist_ok=True)
+    rep = x[np.linspace(0, len(x) - 1, min(len(x), 500)).round().astype(int)].astype(np.float32)
+    tfl = convert_int8(model, rep)
+    (tmp / "model.tflite").write_bytes(tfl)
+    generate(tfl, tmp / "c", name=name)
+    (tmp / "meta.json").write_text(json.dumps({**meta, "window": window, "epochs": 0, "pca_components": k,
+                                               "pca_variance": variance}, indent=2))
+    return publish_cache_dir(tmp, out, "c/model.c")
 
 
 def _build_device_model(z: Series, out: Path, window: int, epochs: int, seed: int, hidden: tuple[int, ...],
@@ -243,12 +303,15 @@ def _build_device_model(z: Series, out: Path, window: int, epochs: int, seed: in
 
 
 def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int, seed: int,
-                       commissioning_rows: int, hidden: tuple[int, ...] = (16, 8), noise_floor: float = 0.0) -> Path:
+                       commissioning_rows: int, hidden: tuple[int, ...] = (16, 8), noise_floor: float = 0.0,
+                       pca_variance: float = 0.0) -> Path:
     """Train (cached) the fleet model for the monitor: DIR/model.tflite + DIR/c/model.c.
-    ``noise_floor`` > 0: trained in the noise units the monitor sees with that per-sensor floor."""
+    ``noise_floor`` > 0: trained in the noise units the monitor sees with that per-sensor floor.
+    ``pca_variance`` > 0: instead of the autoencoder, the linear model of the window means
+    (:func:`_build_device_pca_model`, the ``fleet_pca_variance`` knob)."""
     knobs = monitor_knobs(window, commissioning_rows)
     key = [source_sha, list(fleet.channels), window, epochs, seed, knobs, list(hidden)] + (
-        [noise_floor] if noise_floor > 0 else [])
+        [noise_floor] if noise_floor > 0 else []) + ([f"pca {pca_variance}"] if pca_variance > 0 else [])
     out = _model_dir(key, "device")
     if (out / "c" / "model.c").is_file():
         return out
@@ -257,6 +320,10 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
     with step(f"device fleet model ({fleet.rows} normal rows in noise units), cached as {out.name}"):
         f_mean, f_std = fleet_spread(fleet)
         z = _device_normalized(fleet, knobs["commission_samples"], fleet_floors(f_mean, f_std, noise_floor))
+        meta = {"kind": "fleet", "knobs": knobs, "noise_floor": noise_floor,
+                "fleet_mean": f_mean.tolist(), "fleet_std": f_std.tolist()}
+        if pca_variance > 0:
+            return _build_device_pca_model(z, out, window, pca_variance, "fleet_device", meta)
         return _build_device_model(z, out, window, epochs, seed, hidden, int(0.9 * z.rows), "fleet_device",
                                    {"kind": "fleet", "knobs": knobs, "noise_floor": noise_floor,
                                     "fleet_mean": f_mean.tolist(), "fleet_std": f_std.tolist()})
@@ -372,6 +439,11 @@ def config_knobs(model_dir: Path, knobs: dict | None) -> dict:
     ``model_dir`` was trained against (its meta.json), which must be the same floor."""
     out = dict(knobs or {})
     floor = float(out.pop(FLOOR_KNOB, 0.0))
+    pca = float(out.pop(PCA_KNOB, 0.0))
+    meta = json.loads((Path(model_dir) / "meta.json").read_text()) if (Path(model_dir) / "meta.json").is_file() else {}
+    if pca != float(meta.get("pca_variance", 0.0)):
+        raise ToolkitError(f"{model_dir}: model built with fleet_pca_variance {meta.get('pca_variance', 0.0)}, "
+                           f"run asks for {pca}", hint="build the device model with the same fleet_pca_variance")
     if floor > 0:
         meta = json.loads((Path(model_dir) / "meta.json").read_text())
         if float(meta.get("noise_floor", 0.0)) != floor:

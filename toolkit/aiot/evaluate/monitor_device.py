@@ -17,7 +17,7 @@ from aiot.data import Series
 from aiot.errors import ToolkitError
 from aiot.evaluate.outputs import DeviceEvent, Outputs
 from aiot.installation import (  # noqa: F401  (the evaluation's names for the product's pieces)
-    EVAL_KNOBS, FLOOR_KNOB, MAX_PERIOD_MS, PERIOD_TOLERANCE, RECIPE, SEGMENT_ROWS,
+    EVAL_KNOBS, FLOOR_KNOB, PCA_KNOB, MAX_PERIOD_MS, PERIOD_TOLERANCE, RECIPE, SEGMENT_ROWS,
     _device_normalized, config_knobs, device_file_model, device_fleet_model, firmware_elf, firmware_sources_sha,
     firmware_size, fleet_floors, fleet_spread, floored_noise, installation_config, installation_period_ms, normal_only,
     min_commissioning_rows, monitor_knobs, validated_knobs)

@@ -199,10 +199,11 @@ def _evaluate(
 
         src_sha = sha256_file(ds.fleet_source) if ds.fleet_source else "memory"
         rows = settings.commissioning_rows(min(r.series.rows for r in ds.recordings))
-        from aiot.evaluate.monitor_device import FLOOR_KNOB
+        from aiot.evaluate.monitor_device import FLOOR_KNOB, PCA_KNOB
 
         package = device_fleet_model(ds.fleet, src_sha, window, epochs, settings.seed, rows, settings.hidden,
-                                     noise_floor=float(settings.knobs.get(FLOOR_KNOB, 0.0)))
+                                     noise_floor=float(settings.knobs.get(FLOOR_KNOB, 0.0)),
+                                     pca_variance=float(settings.knobs.get(PCA_KNOB, 0.0)))
         tfl = package / "model.tflite"
         model_ctx = {"kind": "fleet (noise-unit inputs, for the monitor)", "package": str(package),
                      "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,
@@ -337,9 +338,9 @@ def _check_knobs(knobs: dict, window: int, source: Path) -> None:
     """Monitor knobs from ``source`` out of range fail here, before any model is trained,
     naming the file (per-sensor lists are checked when the device is set up for the data)."""
     from aiot.monitor import check_knob, default_config
-    from aiot.evaluate.monitor_device import FLOOR_KNOB
+    from aiot.evaluate.monitor_device import FLOOR_KNOB, PCA_KNOB
 
-    scalar = {k: v for k, v in knobs.items() if k != FLOOR_KNOB and not isinstance(v, (list, dict))}
+    scalar = {k: v for k, v in knobs.items() if k not in (FLOOR_KNOB, PCA_KNOB) and not isinstance(v, (list, dict))}
     try:
         for k, v in knobs.items():
             if isinstance(v, dict):  # by sensor name: the values now, the names with the data

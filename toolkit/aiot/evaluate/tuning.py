@@ -283,7 +283,11 @@ MONITOR_GRID = {
     # (monitor.h residual_score; faults that break how sensors move together); level_windows > 0 only;
     # 2: also the residual energy pooled over the sensors, their largest quarter left out (a change
     # every sensor shows a little); 3: only the largest one left out (a change a few sensors show)
-    "residual_score": (0, 1, 2, 3),
+    "residual_score": (0, 1, 2, 3, 4),
+    # 0: the fleet autoencoder; v: the linear model of the window means keeping v of their variance
+    # (installation.PCA_KNOB), only with residual_score 4 (the pooled window-mean residual), which
+    # only runs with it
+    "fleet_pca_variance": (0.0, 0.99, 0.997),
 }
 
 
@@ -292,24 +296,30 @@ MONITOR_GRID = {
 #: model does, so its thresholds sit lower against the same later drift and need wider
 #: margins (at window 8 no setting of the fleet grid stayed under 10 % validation FAR).
 MONITOR_GRID_PER_FILE = {**MONITOR_GRID, "alert_margin": MONITOR_GRID["alert_margin"] + (4.0, 5.0, 6.0),
-                         "recover_ratio": MONITOR_GRID["recover_ratio"] + (0.9,)}
+                         "recover_ratio": MONITOR_GRID["recover_ratio"] + (0.9,),
+                         # the linear model of the window means is a fleet model only
+                         "residual_score": (0, 1, 2, 3), "fleet_pca_variance": (0.0,)}
 
 
 def monitor_grid(per_file: bool = False, level_only: bool = False, fixed: dict | None = None) -> list[dict]:
     """The device grid; ``level_only``: only its settings that score a level shift; ``fixed``:
     knobs every setting carries (``--drift-rate``: per-sensor drift rate bounds)."""
-    from aiot.evaluate.monitor_device import FLOOR_KNOB
+    from aiot.evaluate.monitor_device import FLOOR_KNOB, PCA_KNOB
 
     out = []
-    for margin, ratio, floor, (k, n), recover, average, level, band, spread, residual in itertools.product(
+    for margin, ratio, floor, (k, n), recover, average, level, band, spread, residual, pca in itertools.product(
             *(MONITOR_GRID_PER_FILE if per_file else MONITOR_GRID).values()):
         if not level and (level_only or spread or residual):  # the energy score has no per-sensor z for them
+            continue
+        if (residual == 4) != (pca > 0):  # the pooled window-mean residual and the model of the means go together
             continue
         if ratio == 1.0 and recover:  # clears where it would recover: the same setting as recover_ratio 0
             continue
         knobs = {"alert_margin": margin, "clear_margin": ratio * margin, "persist_k": k, "persist_n": n}
         if floor > 0:
             knobs[FLOOR_KNOB] = floor
+        if pca > 0:
+            knobs[PCA_KNOB] = pca
         # every axis written, off values too: a setting means the same whatever the header's defaults
         knobs.update(recover_ratio=recover, score_average=average, level_windows=level, clear_band=band,
                      spread_score=spread, residual_score=residual)
@@ -343,9 +353,9 @@ def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]]
     from aiot.progress import Bar
     from aiot.evaluate.pipeline import spawn_map
 
-    by_floor: dict[float, list[int]] = {}
+    by_floor: dict[tuple[float, float], list[int]] = {}
     for j, knobs in enumerate(grid):
-        by_floor.setdefault(floor_of(knobs), []).append(j)
+        by_floor.setdefault(model_key(knobs), []).append(j)
     tasks = [(i, [(j, grid[j]) for j in idx]) for i in range(len(dataset.recordings)) for idx in by_floor.values()]
     per: list[dict[str, Confusion]] = [{} for _ in grid]
     with Bar(len(grid) * len(dataset.recordings), label) as bar:
@@ -378,7 +388,7 @@ def _score_task(task: tuple[int, list[tuple[int, dict]]]) -> tuple[int, list[tup
     dataset, models, window, commission, use_memo, cuts = _SCORING
     i, settings = task
     rec = dataset.recordings[i]
-    model = _model_of(models[floor_of(settings[0][1])], i)
+    model = _model_of(models[model_key(settings[0][1])], i)
     memo = ScoreMemo(model) if use_memo else None
     rows = []
     try:
@@ -400,10 +410,16 @@ def monitor_models(dataset: Dataset, window: int, grid: list[dict], fleet: Serie
     fleet model of ``fleet`` (cached under ``fleet_key``, the fleet data's identity)."""
     from aiot.evaluate.monitor_device import device_fleet_model
 
-    floors = sorted({floor_of(k) for k in grid})
+    keys = sorted({model_key(k) for k in grid})
     if fleet is None:
-        return {f: installation_models(dataset, "device", window, f, jobs, commission) for f in floors}
-    return {f: device_fleet_model(fleet, fleet_key, window, 30, 0, commission, noise_floor=f) for f in floors}
+        if any(pca for _, pca in keys):
+            from aiot.errors import ToolkitError
+
+            raise ToolkitError("fleet_pca_variance chooses a fleet model: one model per recording is an autoencoder",
+                               hint="leave fleet_pca_variance out of a per-file tuning")
+        return {(f, pca): installation_models(dataset, "device", window, f, jobs, commission) for f, pca in keys}
+    return {(f, pca): device_fleet_model(fleet, fleet_key, window, 30, 0, commission, noise_floor=f, pca_variance=pca)
+            for f, pca in keys}
 
 
 def _by_name(dataset: Dataset, model: Path | list[Path]) -> dict[str, Path]:
@@ -412,10 +428,18 @@ def _by_name(dataset: Dataset, model: Path | list[Path]) -> dict[str, Path]:
 
 
 def floor_of(knobs: dict) -> float:
-    """The noise floor a setting's model was trained with (the key of the models dict)."""
+    """The noise floor a setting's model was trained with."""
     from aiot.evaluate.monitor_device import FLOOR_KNOB
 
     return float(knobs.get(FLOOR_KNOB, 0.0))
+
+
+def model_key(knobs: dict) -> tuple[float, float]:
+    """Which device model a setting is scored with (the key of the models dict): its noise
+    floor (the model's inputs) and its fleet_pca_variance (0: the autoencoder)."""
+    from aiot.evaluate.monitor_device import PCA_KNOB
+
+    return floor_of(knobs), float(knobs.get(PCA_KNOB, 0.0))
 
 
 def _model_of(model: Path | list[Path], i: int) -> Path:
@@ -483,7 +507,7 @@ def main_monitor(path: str, window: int, recovery: bool, seeds: int, warmup: str
         save_picks(save_dir, "device", window, picks, doc)
     by_name = {f: _by_name(ds, m) for f, m in models.items()}
     for budget, knobs, _ in within_budget(picks):
-        _print_phases(ds, lambda rec, k=knobs: MonitorDevice(by_name[floor_of(k)][rec.name], window, "host", k),
+        _print_phases(ds, lambda rec, k=knobs: MonitorDevice(by_name[model_key(k)][rec.name], window, "host", k),
                       _label(budget, budgets))
     return 0
 

@@ -1,0 +1,111 @@
+"""The linear fleet model of the window means (``fleet_pca_variance``, installation.py): what
+it keeps of the fleet's recording, what its residual shows, and where it is refused. Its
+pooled residual (monitor.h residual_score 4) is tested on the C monitor in test_monitor.py."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from aiot.data import Series
+from aiot.errors import ToolkitError
+
+W = 8
+
+
+def _plant(rows: int, seed: int = 0) -> Series:
+    """12 sensors driven by 3 slow process variables (each sensor its own mix of them) plus a
+    little noise of its own: 9 relations hold among them in normal running."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows, dtype=np.float64)
+    drivers = np.stack([np.sin(t / 23.0), np.cos(t / 41.0), np.sin(t / 67.0 + 1.0)], axis=1)
+    mix = rng.normal(0.0, 1.0, (3, 12))
+    v = 20.0 + 3.0 * drivers @ mix + 0.05 * rng.normal(size=(rows, 12))
+    return Series(timestamps=t, values=v, valid=np.ones_like(v, bool), labels=None,
+                  channels=[f"s{i}" for i in range(12)])
+
+
+def _window_mean_residual(model_dir, x: np.ndarray) -> np.ndarray:
+    """Each sensor's window-mean residual (noise units) of noise-unit windows ``x`` (N, W*C)
+    through the int8 model, with tflite-micro (the golden reference)."""
+    from aiot.model.reference import TflmReference
+
+    ref = TflmReference((model_dir / "model.tflite").read_bytes())
+    ind, outd = ref.input_details, ref.output_details
+    s_in, z_in = ind["quantization_parameters"]["scales"][0], ind["quantization_parameters"]["zero_points"][0]
+    s_out, z_out = outd["quantization_parameters"]["scales"][0], outd["quantization_parameters"]["zero_points"][0]
+    q = np.clip(np.round(x / s_in) + z_in, -128, 127).astype(np.int8)
+    y = (ref.run(q).reshape(len(x), -1).astype(np.float64) - z_out) * s_out
+    return (x - y).reshape(len(x), W, -1).mean(axis=1)
+
+
+@pytest.mark.slow
+def test_the_linear_model_keeps_the_fleets_relations_and_its_residual_shows_a_broken_one(tmp_path, monkeypatch):
+    from aiot.installation import device_fleet_model, monitor_knobs
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    fleet = _plant(1100)  # one segment (installation.SEGMENT_ROWS): one set of noise units
+    model = device_fleet_model(fleet, "plant", window=W, epochs=1, seed=0, commissioning_rows=400, pca_variance=0.99)
+    meta = json.loads((model / "meta.json").read_text())
+    assert meta["pca_components"] == 3 and meta["pca_variance"] == 0.99  # the three process variables
+    assert (model / "c" / "model.c").is_file()
+    # later normal running of the same plant, in the noise units its commissioning rows gave
+    head = monitor_knobs(W, 400)["commission_samples"]
+    base, sd = fleet.values[:head].mean(axis=0), fleet.values[:head].std(axis=0, ddof=1)
+    z = (_plant(2400, seed=0).values[1600:] - base) / sd
+    windows = np.stack([z[i : i + W].ravel() for i in range(0, len(z) - W, W)])
+    normal = _window_mean_residual(model, windows)
+    broken = windows.copy()
+    broken.reshape(len(broken), W, 12)[:, :, 5] += 0.5  # sensor 5 half a noise unit off its relations
+    off = _window_mean_residual(model, broken)
+    # normal running: the relations hold, each window mean within a tenth of a noise unit
+    assert np.abs(normal).mean() < 0.1
+    # sensor 5 off: its residual moves by the part of the offset its relations do not explain
+    # (1 - its leverage; a linear model spreads the rest over the sensors it relates it to,
+    # which is why the monitor isolates by removal), and the residual energy grows
+    change = np.abs((off - normal).mean(axis=0))
+    assert change[5] > 0.1
+    assert (off ** 2).mean() > 2.0 * (normal ** 2).mean()
+
+
+@pytest.mark.slow
+def test_the_linear_model_leaves_at_least_four_directions_to_its_residual(tmp_path, monkeypatch):
+    # The pooled residual needs four sensors' worth; on 6 sensors at most 2 components are kept
+    from aiot.installation import PCA_LEFT_OUT, device_fleet_model
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    six = _plant(1600)
+    six = Series(timestamps=six.timestamps, values=six.values[:, :6].copy(), valid=six.valid[:, :6].copy(),
+                 labels=None, channels=six.channels[:6])
+    model = device_fleet_model(six, "six", window=W, epochs=1, seed=0, commissioning_rows=400, pca_variance=0.999)
+    assert json.loads((model / "meta.json").read_text())["pca_components"] == 6 - PCA_LEFT_OUT
+
+
+def test_one_model_per_installation_refuses_the_linear_fleet_model():
+    from aiot.installation import fleet_model_only
+
+    fleet_model_only({"fleet_pca_variance": 0.0}, "aiot commission")  # the autoencoder: fine
+    with pytest.raises(ToolkitError, match="fleet_pca_variance 0.99 chooses the fleet model.*aiot commission"):
+        fleet_model_only({"fleet_pca_variance": 0.99}, "aiot commission")
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, "0.99", True])
+def test_an_alert_settings_file_refuses_a_fleet_pca_variance_out_of_range(tmp_path, value):
+    from aiot import alert_settings
+
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"aiot_alert_settings": 1, "target": "device", "window": 8,
+                             "knobs": {"alert_margin": 3.0, "fleet_pca_variance": value}, "picked_by": {}}))
+    with pytest.raises(ToolkitError, match="fleet_pca_variance.*in \\[0, 1\\)"):
+        alert_settings.load(f)
+
+
+def test_a_model_built_without_the_linear_model_is_not_run_as_one(tmp_path):
+    from aiot.installation import config_knobs
+
+    (tmp_path / "meta.json").write_text(json.dumps({"noise_floor": 0.0}))
+    assert config_knobs(tmp_path, {"alert_margin": 3.0}) == {"alert_margin": 3.0}
+    with pytest.raises(ToolkitError, match="fleet_pca_variance 0.0, run asks for 0.99"):
+        config_knobs(tmp_path, {"fleet_pca_variance": 0.99})
