@@ -109,7 +109,8 @@ RECIPE = "device-fleet-3"  # 3: relative per-sensor floors (fleet_floors)
 #: `aiot tune --labels SKAB --format skab --far-budget 10 --labels TEP --format tep --far-budget 5
 #: --target device` with the scenario gate (MONITOR_GRID, 2,448 settings; every pick keeps the
 #: seeded suite at 15/15 faults, 0 false alerts, 59/59 gaps with the int8 and the float model),
-#: chosen on all 56 files (7 Dec, seventh run: residual_score 3 in the grid):
+#: chosen on all 56 files (7 Dec, seventh run: residual_score 3 in the grid; the eighth run's 3,600
+#: settings, with residual_score 4 and the linear fleet model, picked the same):
 #: margins 2.5 / clear 1.875, 3 of 5, recover_ratio 0, score_average 1, level_windows 1,
 #: clear_band 6, spread_score 1, residual_score 3 (the energy pooled without the largest
 #: sensor), fleet_noise_floor 1.0. Held out: SKAB F1 0.608 / FAR 9.37 %, TEP detection 0.675
