@@ -30,15 +30,9 @@ def _plant(rows: int, seed: int = 0) -> Series:
 def _window_mean_residual(model_dir, x: np.ndarray) -> np.ndarray:
     """Each sensor's window-mean residual (noise units) of noise-unit windows ``x`` (N, W*C)
     through the int8 model, with tflite-micro (the golden reference)."""
-    from aiot.model.reference import TflmReference
+    from test_evaluate_installation_models import reconstruction
 
-    ref = TflmReference((model_dir / "model.tflite").read_bytes())
-    ind, outd = ref.input_details, ref.output_details
-    s_in, z_in = ind["quantization_parameters"]["scales"][0], ind["quantization_parameters"]["zero_points"][0]
-    s_out, z_out = outd["quantization_parameters"]["scales"][0], outd["quantization_parameters"]["zero_points"][0]
-    q = np.clip(np.round(x / s_in) + z_in, -128, 127).astype(np.int8)
-    y = (ref.run(q).reshape(len(x), -1).astype(np.float64) - z_out) * s_out
-    return (x - y).reshape(len(x), W, -1).mean(axis=1)
+    return (x - reconstruction(model_dir, x)).reshape(len(x), W, -1).mean(axis=1)
 
 
 @pytest.mark.slow
