@@ -103,3 +103,26 @@ def test_a_model_built_without_the_linear_model_is_not_run_as_one(tmp_path):
     assert config_knobs(tmp_path, {"alert_margin": 3.0}) == {"alert_margin": 3.0}
     with pytest.raises(ToolkitError, match="fleet_pca_variance 0.0, run asks for 0.99"):
         config_knobs(tmp_path, {"fleet_pca_variance": 0.99})
+
+
+def test_evaluate_per_file_with_the_linear_fleet_model_stops_with_the_reason(tmp_path):
+    # A pick that aiot tune made with the fleet model says so (picked_by.model) and is refused
+    # with --per-file as any fleet pick is; one that claims per-file models but carries the
+    # knob is refused for the knob, before any model is trained.
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from aiot.cli import main
+
+    data = Path(__file__).parent / "fixtures" / "eval" / "skab_mini"
+    for model, said in (("fleet", "picked with the fleet model"),
+                        ("per-file", "fleet_pca_variance 0.99 chooses the fleet model")):
+        f = tmp_path / f"{model}.json"
+        f.write_text(json.dumps({"aiot_alert_settings": 1, "target": "device", "window": 2,
+                                 "knobs": {"alert_margin": 3.0, "fleet_pca_variance": 0.99},
+                                 "picked_by": {"model": model}}))
+        r = CliRunner().invoke(main, ["evaluate", "--data", str(data), "--format", "skab", "--per-file", "--target",
+                                      "host", "--train-rows", "4", "--window", "2", "--alert-settings", str(f),
+                                      "--jobs", "1", "--out", str(tmp_path / model)])
+        assert r.exit_code != 0 and said in " ".join(r.output.split()), r.output

@@ -172,6 +172,10 @@ def _evaluate(
 
         settings.knobs = dict(validated_knobs() if knobs is None else knobs)
         settings.knobs.update(knob_overrides or {})  # --drift-rate on top of the settings
+        if own:
+            from aiot.installation import fleet_model_only
+
+            fleet_model_only(settings.knobs, "one model per file (--per-file, or data without a fleet recording)")
 
     # before any model is trained
     if skip_bad_files:
