@@ -87,6 +87,11 @@ def floored_noise(sd: np.ndarray, level: np.ndarray, absolute: np.ndarray, relat
 #: (:func:`_build_device_pca_model`; with monitor.h residual_score 4). Not a C setting: it
 #: chooses the model, as fleet_noise_floor chooses its inputs.
 PCA_KNOB = "fleet_pca_variance"
+#: The linear model leaves at least this many directions of the window means to its residual
+#: (monitor.c POOLED_MIN: the pooled term needs four sensors' worth).
+PCA_LEFT_OUT = 4
+
+
 def fleet_model_only(knobs: dict, what: str) -> None:
     """``fleet_pca_variance`` chooses the fleet model; one model per installation (``what``) is
     the autoencoder of its own commissioning rows: refused, never silently ignored."""
@@ -96,9 +101,6 @@ def fleet_model_only(knobs: dict, what: str) -> None:
                            hint="leave fleet_pca_variance out of the settings, or evaluate with the fleet model")
 
 
-#: The linear model leaves at least this many directions of the window means to its residual
-#: (monitor.c POOLED_MIN: the pooled term needs four sensors' worth).
-PCA_LEFT_OUT = 4
 #: Bump when the device-model recipe below changes (invalidates cached models).
 RECIPE = "device-fleet-3"  # 3: relative per-sensor floors (fleet_floors)
 #: What the evaluation adds to the monitor's header defaults. The shipped settings are one set,
@@ -325,9 +327,7 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
                 "fleet_mean": f_mean.tolist(), "fleet_std": f_std.tolist()}
         if pca_variance > 0:
             return _build_device_pca_model(z, out, window, pca_variance, "fleet_device", meta)
-        return _build_device_model(z, out, window, epochs, seed, hidden, int(0.9 * z.rows), "fleet_device",
-                                   {"kind": "fleet", "knobs": knobs, "noise_floor": noise_floor,
-                                    "fleet_mean": f_mean.tolist(), "fleet_std": f_std.tolist()})
+        return _build_device_model(z, out, window, epochs, seed, hidden, int(0.9 * z.rows), "fleet_device", meta)
 
 
 def normal_only(head: Series) -> Series:
@@ -441,12 +441,13 @@ def config_knobs(model_dir: Path, knobs: dict | None) -> dict:
     out = dict(knobs or {})
     floor = float(out.pop(FLOOR_KNOB, 0.0))
     pca = float(out.pop(PCA_KNOB, 0.0))
-    meta = json.loads((Path(model_dir) / "meta.json").read_text()) if (Path(model_dir) / "meta.json").is_file() else {}
+    meta_file = Path(model_dir) / "meta.json"
+    # read once; a floor needs it (its absence is an error), the model kind only when it is there
+    meta = json.loads(meta_file.read_text()) if floor > 0 or meta_file.is_file() else {}
     if pca != float(meta.get("pca_variance", 0.0)):
         raise ToolkitError(f"{model_dir}: model built with fleet_pca_variance {meta.get('pca_variance', 0.0)}, "
                            f"run asks for {pca}", hint="build the device model with the same fleet_pca_variance")
     if floor > 0:
-        meta = json.loads((Path(model_dir) / "meta.json").read_text())
         if float(meta.get("noise_floor", 0.0)) != floor:
             raise ToolkitError(f"{model_dir}: model trained with noise floor {meta.get('noise_floor', 0.0)}, "
                                f"run asks for {floor}", hint="train the device model with the same floor")

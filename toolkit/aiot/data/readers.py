@@ -388,8 +388,9 @@ def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = 
         labels = np.zeros(r.series.rows, dtype=np.int8)
         rows: list[tuple[int, int]] = []
         after = 0  # windows are read in file order, each after the previous one
+        first, last = ts.min(), ts.max()  # not ts[0], ts[-1]: the clock may step back
         for a, b in windows[r.name]:
-            if b < ts.min() or a > ts.max():  # before or after the whole recording
+            if b < first or a > last:  # before or after the whole recording
                 r.meta.setdefault("windows_outside_data", []).append([format_time(a), format_time(b)])
                 continue
             lo, hi = _window_rows(ts, a, b, after)

@@ -143,9 +143,7 @@ def installation_model(rec: Recording, start: int, settings: Settings) -> tuple[
         if settings.target == "reference":
             return file_package(rec, start, settings), None
         from aiot.evaluate.monitor_device import FLOOR_KNOB, device_file_model, firmware_elf
-        from aiot.installation import fleet_model_only
 
-        fleet_model_only(settings.knobs, "one model per file (--per-file, or data without a fleet recording)")
         model = device_file_model(rec.series.head(start), settings.window, settings.epochs, settings.seed,
                                   settings.hidden, noise_floor=float(settings.knobs.get(FLOOR_KNOB, 0.0)),
                                   name=Path(rec.name).stem)

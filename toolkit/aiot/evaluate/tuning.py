@@ -353,10 +353,10 @@ def score_monitor_files(dataset: Dataset, models: dict[float, Path | list[Path]]
     from aiot.progress import Bar
     from aiot.evaluate.pipeline import spawn_map
 
-    by_floor: dict[tuple[float, float], list[int]] = {}
+    by_model: dict[tuple[float, float], list[int]] = {}
     for j, knobs in enumerate(grid):
-        by_floor.setdefault(model_key(knobs), []).append(j)
-    tasks = [(i, [(j, grid[j]) for j in idx]) for i in range(len(dataset.recordings)) for idx in by_floor.values()]
+        by_model.setdefault(model_key(knobs), []).append(j)
+    tasks = [(i, [(j, grid[j]) for j in idx]) for i in range(len(dataset.recordings)) for idx in by_model.values()]
     per: list[dict[str, Confusion]] = [{} for _ in grid]
     with Bar(len(grid) * len(dataset.recordings), label) as bar:
         try:
@@ -409,14 +409,12 @@ def monitor_models(dataset: Dataset, window: int, grid: list[dict], fleet: Serie
     recording of ``dataset``, trained on its first ``commission`` rows (``fleet`` None), or one
     fleet model of ``fleet`` (cached under ``fleet_key``, the fleet data's identity)."""
     from aiot.evaluate.monitor_device import device_fleet_model
+    from aiot.installation import fleet_model_only
 
     keys = sorted({model_key(k) for k in grid})
     if fleet is None:
-        if any(pca for _, pca in keys):
-            from aiot.errors import ToolkitError
-
-            raise ToolkitError("fleet_pca_variance chooses a fleet model: one model per recording is an autoencoder",
-                               hint="leave fleet_pca_variance out of a per-file tuning")
+        for knobs in grid:
+            fleet_model_only(knobs, "a per-file tuning (one model per recording)")
         return {(f, pca): installation_models(dataset, "device", window, f, jobs, commission) for f, pca in keys}
     return {(f, pca): device_fleet_model(fleet, fleet_key, window, 30, 0, commission, noise_floor=f, pca_variance=pca)
             for f, pca in keys}
