@@ -76,7 +76,7 @@ def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build
     assert not alert[: 600 - 400].any() and alert[600 - 400 : 700 - 400 + 40].any()
 
 
-def test_settings_picked_for_the_fleet_model_are_refused_before_any_training(tmp_path, monkeypatch):
+def test_settings_picked_for_the_fleet_model_are_refused_without_the_fleets_recording(tmp_path, monkeypatch):
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
     _installation(tmp_path / "p.csv")
     fleet_pick = tmp_path / "device-w8-far10.json"
@@ -85,6 +85,7 @@ def test_settings_picked_for_the_fleet_model_are_refused_before_any_training(tmp
     r = _cli("--data", tmp_path / "p.csv", "--board", "mps2-an386", "--out", tmp_path / "o",
              "--alert-settings", fleet_pick)
     assert r.exit_code == 2 and "picked with the fleet model" in r.output and "--per-file" in r.output
+    assert "--fleet-data" in r.output  # how to run it: with the fleet's normal recording
     assert not (tmp_path / "build").exists() and not (tmp_path / "o").exists()
 
 
@@ -187,3 +188,142 @@ def test_an_installation_of_more_than_eight_sensors_gets_an_image_that_holds_the
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
     assert doc["monitor_config"]["num_channels"] == 12 and (tmp_path / "fw" / "firmware.elf").is_file()
+
+
+# ---- the fleet model: what `aiot evaluate` cross-validated, on a board in one verb ----------
+
+def _plant_csv(path, rows: int, start: int = 0, broken_from: int | None = None) -> None:
+    """12 sensors of one plant (test_fleet_linear_model._plant: 3 process variables), rows
+    ``start``.. of its running, 1 s apart; ``broken_from``: sensor s5 3 units off its
+    relations from that row on (about one commissioned noise unit)."""
+    from test_fleet_linear_model import _plant
+
+    v = _plant(start + rows, seed=0).values[start:].copy()
+    if broken_from is not None:
+        v[broken_from:, 5] += 3.0
+    path.write_text("timestamp," + ",".join(f"s{k}" for k in range(12)) + "\n" + "".join(
+        f"{i}," + ",".join(f"{x:.5f}" for x in row) + "\n" for i, row in enumerate(v)))
+
+
+def _pick(path, knobs: dict, model: str = "fleet"):
+    path.write_text(json.dumps({"aiot_alert_settings": 1, "target": "device", "window": 8, "knobs": knobs,
+                                "picked_by": {"model": model}}))
+    return path
+
+
+PCA_PICK = {"fleet_noise_floor": 1.0, "fleet_pca_variance": 0.99, "residual_score": 4}
+
+
+def _evaluations_model(normal, head, knobs: dict, epochs: int = 30):
+    """The fleet model `aiot evaluate --fleet NORMAL --target host|qemu:BOARD` builds for files
+    commissioned on ``head`` (evaluate/run.py's call, seed 0)."""
+    from aiot.data import load_csv, sha256_file
+    from aiot.installation import device_fleet_model
+
+    fleet = load_csv(normal, channels=list(head.channels), label_column=None)
+    return device_fleet_model(fleet, sha256_file(normal), 8, epochs, 0, head.rows,
+                              noise_floor=float(knobs.get("fleet_noise_floor", 0.0)),
+                              pca_variance=float(knobs.get("fleet_pca_variance", 0.0)))
+
+
+@pytest.mark.slow
+@pytest.mark.qemu
+@requires_arm
+@requires_qemu
+def test_a_fleet_pick_boots_with_the_fleet_model_and_monitors_as_the_evaluation_does(tmp_path, monkeypatch):
+    """`--fleet-data` + a pick of the linear fleet model (fleet_pca_variance, residual_score
+    4): the image runs the model and configuration `aiot evaluate` scores, byte for byte."""
+    from aiot.target.boards import get_board
+    from aiot.data import load_csv
+    from aiot.evaluate.monitor_device import MonitorDevice, _rows_from_windows
+    from aiot.device.hil import open_device
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _plant_csv(tmp_path / "normal.csv", 1100)
+    _plant_csv(tmp_path / "unit4.csv", 1200, start=1100, broken_from=800)
+    pick = _pick(tmp_path / "device-w8-cv-far5.json", PCA_PICK)
+    r = _cli("--data", tmp_path / "unit4.csv", "--rows", 400, "--fleet-data", tmp_path / "normal.csv",
+             "--alert-settings", pick, "--board", "mps2-an386", "--out", tmp_path / "fw")
+    assert r.exit_code == 0, r.output
+    assert "the fleet model of normal.csv" in r.output and "12 sensors x window 8" in r.output
+    doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
+    series = load_csv(tmp_path / "unit4.csv")
+    head = series.head(400)
+    model = _evaluations_model(tmp_path / "normal.csv", head, PCA_PICK)
+    assert doc["model"]["dir"] == str(model) and doc["model"]["kind"] == "fleet"
+    assert doc["model"]["trained_on"] == str(tmp_path / "normal.csv")
+    assert json.loads((model / "meta.json").read_text())["pca_components"] == 3
+    assert doc["alert_settings"]["knobs"] == PCA_PICK and doc["monitor_config"]["residual_score"] == 4
+
+    host = MonitorDevice(model, 8, "host", PCA_PICK)  # what the evaluation streams a file through
+    host.commission(head)
+    on_host = host.stream(series, 400)
+    ts = np.round((series.timestamps - series.timestamps[0]) * 1000).astype(np.int64)
+    with open_device(get_board("mps2-an386"), tmp_path / "fw" / "firmware.elf") as dev:
+        assert bytes(dev.config) == bytes(host.config)  # configured at boot, nothing sent
+        outs = dev.push(ts, series.values)
+    on_device = _rows_from_windows(ts[400:], outs, 12)
+    assert on_device.state == on_host.state
+    assert np.array_equal(on_device.alert, on_host.alert)
+    assert np.array_equal(on_device.score, on_host.score, equal_nan=True)
+    # quiet while the plant keeps its relations, alerting once s5 leaves them
+    alert = on_device.alert
+    assert not alert[: 800 - 400].any() and alert[800 - 400 :].any()
+
+
+@pytest.mark.slow
+@requires_arm
+def test_the_shipped_defaults_with_the_fleets_recording_build_the_evaluations_fleet_model(tmp_path, monkeypatch):
+    """No settings file: the shipped defaults, cross-validated with the fleet autoencoder, get
+    that autoencoder; with --fleet, every installation of a folder gets the same model."""
+    from aiot.data import load_csv
+    from aiot.evaluate.monitor_device import EVAL_KNOBS, config_knobs, installation_config
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _plant_csv(tmp_path / "normal.csv", 1100)
+    (tmp_path / "site").mkdir()
+    _plant_csv(tmp_path / "site" / "unit1.csv", 500, start=1100)
+    _plant_csv(tmp_path / "site" / "unit2.csv", 500, start=1700)
+    r = _cli("--data", tmp_path / "site" / "unit1.csv", "--fleet-data", tmp_path / "normal.csv", "--epochs", 1,
+             "--board", "mps2-an386", "--out", tmp_path / "fw")
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
+    head = load_csv(tmp_path / "site" / "unit1.csv").head(500)
+    model = _evaluations_model(tmp_path / "normal.csv", head, EVAL_KNOBS, epochs=1)
+    assert doc["model"]["dir"] == str(model) and doc["alert_settings"]["knobs"] == EVAL_KNOBS
+    assert doc["monitor_config"] == installation_config(head, 8, config_knobs(model, EVAL_KNOBS)).as_dict()
+    assert "kept out of training" not in r.output  # the installation's rows train nothing
+
+    r = _cli("--data", tmp_path / "site", "--fleet", "--fleet-data", tmp_path / "normal.csv", "--epochs", 1,
+             "--board", "mps2-an386", "--out", tmp_path / "registry")
+    assert r.exit_code == 0, r.output
+    images = json.loads((tmp_path / "registry" / "registry.json").read_text())["images"]
+    assert sorted(images) == ["unit1", "unit2"]
+    assert {i["model_sha256"] for i in images.values()} == {doc["model"]["sha256"]}
+
+
+@pytest.mark.parametrize("case", ["sensor-missing", "per-file-pick", "not-a-file", "too-short"])
+def test_a_fleet_recording_that_cannot_serve_the_installation_is_refused_before_any_training(
+        tmp_path, monkeypatch, case):
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _plant_csv(tmp_path / "unit.csv", 500)
+    _plant_csv(tmp_path / "normal.csv", 1100)
+    args = ["--fleet-data", tmp_path / "normal.csv"]
+    if case == "sensor-missing":
+        lines = (tmp_path / "normal.csv").read_text().splitlines()
+        (tmp_path / "normal.csv").write_text("\n".join(",".join(l.split(",")[:-1]) for l in lines) + "\n")
+        expected = ["normal.csv", "s11"]
+    elif case == "per-file-pick":
+        args += ["--alert-settings", _pick(tmp_path / "pf.json", {"alert_margin": 2.0}, model="per-file")]
+        expected = ["picked with one model per file", "--fleet-data"]
+    elif case == "not-a-file":
+        args = ["--fleet-data", tmp_path]
+        expected = [str(tmp_path), "not a file"]
+    else:  # the model learns noise units from the first half of the 500 commissioning rows, as the device
+        _plant_csv(tmp_path / "normal.csv", 250)
+        expected = ["normal.csv: 250 normal rows", "first 250 commissioning rows", "--rows"]
+    r = _cli("--data", tmp_path / "unit.csv", "--board", "mps2-an386", "--out", tmp_path / "o", *args)
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    assert all(e in r.output for e in expected) and "--train-rows" not in r.output, r.output
+    assert not (tmp_path / "o").exists()
+    assert not any((tmp_path / "build").rglob("model.tflite")) if (tmp_path / "build").exists() else True

@@ -10,6 +10,12 @@ needed to configure it. A CONFIG_SET over the serial protocol still replaces the
 
     aiot commission --data pump7-first-hour.csv --board nucleo-f446re --out build/pump7
     aiot flash --board nucleo-f446re --elf build/pump7/firmware.elf
+
+With ``fleet_data`` (a recording of the fleet's normal running), the image runs the fleet
+model instead, built from that recording exactly as `aiot evaluate --fleet` builds it for
+the settings (the autoencoder, or the linear model of ``fleet_pca_variance``): the model the
+shipped defaults and a fleet pick of `aiot tune` were cross-validated with. The
+installation's rows then give its sensors, sample period and commissioning split only.
 """
 
 from __future__ import annotations
@@ -84,14 +90,16 @@ def _labelled_faults(data: Path, head, commission_samples: int) -> int:
 
 def commission(data: Path, board_name: str, out: Path, rows: int | None = None, window: int | None = None,
                alert_settings: Path | None = None, epochs: int = 30, timestamp_column: str | None = None,
-               csv_options: dict | None = None) -> dict:
-    """Train the installation's model on ``data[:rows]`` and build its firmware into ``out``;
-    returns (and writes as OUT/commission.json) what was made and from what."""
+               csv_options: dict | None = None, fleet_data: Path | None = None) -> dict:
+    """Train the installation's model on ``data[:rows]`` (with ``fleet_data``: build the fleet
+    model of that normal recording) and build its firmware into ``out``; returns (and writes
+    as OUT/commission.json) what was made and from what."""
     from aiot import monitor as M
     from aiot.target.boards import get_board
-    from aiot.data import AUTO, load_csv
-    from aiot.installation import FLOOR_KNOB, VALIDATED_WINDOW, config_knobs, device_file_model, \
-        fleet_model_only, installation_config, installation_period_ms, monitor_knobs, validated_knobs
+    from aiot.data import AUTO, clock_options, load_csv, sha256_file
+    from aiot.installation import FLOOR_KNOB, PCA_KNOB, VALIDATED_WINDOW, config_knobs, device_file_model, \
+        device_fleet_model, fleet_model_only, installation_config, installation_period_ms, monitor_knobs, \
+        validated_knobs
     from aiot.progress import step
 
     board = get_board(board_name)  # an unknown board fails before any training
@@ -105,15 +113,21 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         from aiot import alert_settings as aset
 
         picked = aset.load(alert_settings)
-        tuned = ("aiot tune --labels HISTORY.csv --folds incident --out DIR (your labelled history) or aiot tune "
-                 "--data NORMAL.csv --per-file --out DIR writes device settings for one model per installation "
-                 "(DIR/device-per-file-w8-...json)")
+        if fleet_data is None:
+            tuned = ("aiot tune --labels HISTORY.csv --folds incident --out DIR (your labelled history) or aiot tune "
+                     "--data NORMAL.csv --per-file --out DIR writes device settings for one model per installation "
+                     "(DIR/device-per-file-w8-...json); settings picked with the fleet model run with the fleet's "
+                     "normal recording: --fleet-data NORMAL.csv")
+        else:
+            tuned = ("--fleet-data runs the fleet model: give settings picked with it (aiot tune --labels ... without "
+                     "--per-file), or leave --fleet-data out for one model of the installation's own rows")
         if not picked.fits("host"):
             raise ToolkitError(f"{alert_settings}: settings for the {picked.target} target; commissioning builds "
                                "the device firmware", hint=tuned)
-        picked.require_model(alert_settings, per_file=True, hint=tuned)
+        picked.require_model(alert_settings, per_file=fleet_data is None, hint=tuned)
         knobs, window, source = dict(picked.knobs), picked.window_for(alert_settings, window), str(alert_settings)
-        fleet_model_only(knobs, f"{alert_settings}: aiot commission")
+        if fleet_data is None:
+            fleet_model_only(knobs, f"{alert_settings}: aiot commission")
     window = window or VALIDATED_WINDOW["device"]
     # a label/anomaly column, if any, keeps labelled rows out of training
     series = load_csv(data, timestamp_column=timestamp_column or AUTO, **(csv_options or {}))
@@ -133,7 +147,14 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         raise ToolkitError(f"{data}: {len(head.channels)} sensors; the monitor handles up to {M.MAX_CHANNELS}",
                            hint="leave some columns out of the recording")
     faults = _labelled_faults(data, head, split["commission_samples"])
-    kept_out = f"; {faults} rows labelled as faults kept out of training" if faults else ""
+    kept_out = f"; {faults} rows labelled as faults kept out of training" if faults and fleet_data is None else ""
+    fleet = None if fleet_data is None else _fleet_recording(fleet_data, head, clock_options(csv_options))
+    if fleet is not None and fleet.rows <= split["commission_samples"]:
+        raise ToolkitError(
+            f"{fleet_data}: {fleet.rows} normal rows; the device learns each sensor's noise from its first "
+            f"{split['commission_samples']} commissioning rows, and the fleet model learns in those units from "
+            "longer stretches of the fleet's recording",
+            hint=f"commission on fewer rows (--rows, now {rows}), or give a longer --fleet-data recording")
     from aiot.outputs import output_folder
 
     # one commissioning at a time into a folder, held from before the training (a second run
@@ -141,6 +162,14 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     # appear together or the previous commissioning stays: an image always matches the
     # commission.json beside it
     with output_folder(out, "aiot commission") as run:
+        if fleet is not None:  # built (and said so) once, then cached: evaluate's model for these rows
+            fleet_sha = sha256_file(Path(fleet_data))
+            model = device_fleet_model(fleet, fleet_sha, window, epochs, 0, rows,
+                                       noise_floor=float(knobs.get(FLOOR_KNOB, 0.0)),
+                                       pca_variance=float(knobs.get(PCA_KNOB, 0.0)))
+            cfg = installation_config(head, window, config_knobs(model, knobs))
+            return _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs,
+                                       (fleet_data, fleet_sha))
         with step(f"model of {Path(data).name} on its {rows} commissioning rows ({len(head.channels)} sensors, "
                   f"window {window}{kept_out})"):
             try:
@@ -155,9 +184,28 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         return _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs)
 
 
-def _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs) -> dict:
+def _fleet_recording(fleet_data: Path, head, options: dict):
+    """The fleet's normal recording, its columns in the installation's order (each of the
+    installation's sensors must be there; its labels, if any, are not read)."""
+    from aiot.data import load_csv
+
+    if not Path(fleet_data).is_file():
+        raise ToolkitError(f"{fleet_data}: no such file" if not Path(fleet_data).exists() else f"{fleet_data}: "
+                           "not a file", hint="--fleet-data is a CSV of the fleet's normal running with the "
+                                              "installation's sensor columns (what `aiot evaluate --fleet` takes)")
+    try:
+        return load_csv(fleet_data, channels=list(head.channels), label_column=None, **options)
+    except ToolkitError as e:
+        message = e.message if e.message.startswith(str(fleet_data)) else f"{fleet_data}: {e.message}"
+        raise ToolkitError(message, hint=e.hint or "the fleet recording needs every sensor column of the "
+                                                   "installation's") from None
+
+
+def _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs,
+                        fleet: tuple[Path, str] | None = None) -> dict:
     """The installation's files into ``run``'s staging folder; commission.json names them
-    where they will be once committed."""
+    where they will be once committed. ``fleet``: the fleet recording the model was built
+    from, and its sha256 (None: the installation's own model)."""
     from aiot import monitor as M
     from aiot.data import sha256_file
     from aiot.installation import environment
@@ -180,7 +228,9 @@ def _write_installation(run, data, rows, faults, head, window, board, model, cfg
         "board": board.name, "emulated": board.emulated, "elf": str(run.final(res.elf)),
         "bin": str(run.final(res.bin)),
         "size": res.size.__dict__,
-        "model": {"dir": str(model), "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size},
+        "model": {"dir": str(model), "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,
+                  **({"kind": "per-file", "trained_on": str(data)} if fleet is None else
+                     {"kind": "fleet", "trained_on": str(fleet[0]), "trained_on_sha256": fleet[1]})},
         "alert_settings": {"source": source, "knobs": knobs},
         "monitor_config": cfg.as_dict(),
         "environment": environment(),

@@ -26,6 +26,12 @@ from aiot.commands._options import csv_options, reading_options
                    "installation's labelled history (aiot tune --labels HISTORY.csv --folds incident --out DIR), "
                    "or on the harness (aiot tune --data NORMAL.csv --per-file --out DIR) [default: the shipped "
                    "defaults].")
+@click.option("--fleet-data", "fleet_data", type=click.Path(path_type=Path), default=None, metavar="NORMAL.csv",
+              help="Run the fleet model instead of one of the installation's own: built from this recording of the "
+                   "fleet's normal running (the installation's sensor columns) as `aiot evaluate --fleet` builds it "
+                   "(the model the shipped defaults and fleet picks of `aiot tune` were cross-validated with; "
+                   "fleet_pca_variance in the settings: the linear model of the window means). --data then gives "
+                   "the sensors, sample period and commissioning rows.")
 @click.option("--timestamp-column", default=None,
               help="The time column [default: the one named timestamp, datetime, time or date].")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True,
@@ -40,7 +46,7 @@ from aiot.commands._options import csv_options, reading_options
               help="With --fleet: installations in parallel (local processes, or local Dask workers).")
 @reading_options
 def command(data: Path, board: str, out: Path, rows: int | None, window: int | None, alert_settings: Path | None,
-            timestamp_column: str | None, epochs: int, fleet: bool = False, scheduler: str | None = None,
+            timestamp_column: str | None, epochs: int, fleet_data: Path | None = None, fleet: bool = False, scheduler: str | None = None,
             jobs: int = 1, strict_time: bool = False, time_format: str | None = None, label_column: str = "auto",
             label_map: str | None = None) -> None:
     """Train an installation's own model and build the firmware that monitors it.
@@ -51,12 +57,18 @@ def command(data: Path, board: str, out: Path, rows: int | None, window: int | N
     configuration (sensors, sample period, alert settings, per-sensor noise floors): it
     boots commissioning on the first samples it is sent, no host set-up needed.
 
+    With --fleet-data NORMAL.csv the image runs the fleet model built from the fleet's
+    normal recording instead, the one `aiot evaluate --fleet` scores (the shipped
+    defaults and fleet picks of `aiot tune` were cross-validated with it).
+
     \b
     Examples:
       aiot commission --data pump7-first-hour.csv --board nucleo-f446re --out build/pump7
       aiot flash --board nucleo-f446re --elf build/pump7/firmware.elf
       aiot commission --data pump7.csv --rows 400 --board mps2-an386 --out build/pump7-qemu \\
           --alert-settings build/picks/device-per-file-w8-far30.json
+      aiot commission --data unit4-first-5h.csv --fleet-data plant-normal.csv \\
+          --alert-settings build/cv/device-w8-cv-far5.json --board nucleo-f767zi --out build/unit4
       aiot commission --data pump7.csv --time-format '%d/%m/%Y %H:%M' --label-column status --board mps2-an386 \
           --out build/pump7-qemu
     """
@@ -66,16 +78,19 @@ def command(data: Path, board: str, out: Path, rows: int | None, window: int | N
 
         return fleet_command(data, board, out, scheduler, jobs, rows=rows, window=window,
                              alert_settings=alert_settings, epochs=epochs, timestamp_column=timestamp_column,
-                             csv_options=reading)
+                             csv_options=reading, fleet_data=fleet_data)
     from aiot.commission import commission
 
     doc = commission(data, board, out, rows=rows, window=window, alert_settings=alert_settings, epochs=epochs,
-                     timestamp_column=timestamp_column, csv_options=reading)
+                     timestamp_column=timestamp_column, csv_options=reading, fleet_data=fleet_data)
     size = doc["size"]
     cfg = doc["monitor_config"]
+    trained = (f"trained on {doc['commissioning_rows']} rows" if doc["model"]["kind"] == "per-file" else
+               f"the fleet model of {Path(doc['model']['trained_on']).name}; commissions on its first "
+               f"{doc['commissioning_rows']} rows")
     click.echo(
         f"model     {doc['model']['tflite_bytes']:,}-byte int8 .tflite ({doc['model']['sha256'][:12]}), "
-        f"{len(doc['channels'])} sensors x window {doc['window']}, trained on {doc['commissioning_rows']} rows\n"
+        f"{len(doc['channels'])} sensors x window {doc['window']}, {trained}\n"
         f"firmware  {doc['elf']}  {size['flash_total']:,} B flash / {size['ram_total']:,} B RAM ({doc['board']})\n"
         f"settings  {doc['alert_settings']['source']}: alert_margin {cfg['alert_margin']:g}, "
         f"{cfg['persist_k']} of {cfg['persist_n']} windows, recover_ratio {cfg['recover_ratio']:g}; "

@@ -264,6 +264,13 @@ def check_input_file(path: Path, expected: str = "a CSV file", max_bytes: int | 
     return st.st_size
 
 
+def clock_options(csv_options: dict | None) -> dict:
+    """Of the reading options (--strict-time, --time-format, --label-column, --label-map), those
+    that apply to a recording of normal running read beside the data (a fleet recording: its
+    labels are never read)."""
+    return {k: v for k, v in (csv_options or {}).items() if k in ("strict_time", "time_format")}
+
+
 def load_csv(
     path: Path | str,
     channels: Sequence[str] | None = None,

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from aiot import __version__
-from aiot.data import load_csv, sha256_file
+from aiot.data import clock_options, load_csv, sha256_file
 from aiot.errors import ToolkitError
 from aiot.evaluate import pipeline, report
 from aiot.data import readers
@@ -156,7 +156,7 @@ def _evaluate(
                          "training CSV, in the same order)")
     if fleet is not None:
         ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None,
-                            **{k: v for k, v in (csv_options or {}).items() if k in ("strict_time", "time_format")})
+                            **clock_options(csv_options))
         ds.fleet_source = Path(fleet)
     # one model per file: asked for, or no fleet recording to train one on (and no model given)
     own = ds.fleet is None and given is None
