@@ -327,3 +327,25 @@ def test_a_fleet_recording_that_cannot_serve_the_installation_is_refused_before_
     assert all(e in r.output for e in expected) and "--train-rows" not in r.output, r.output
     assert not (tmp_path / "o").exists()
     assert not any((tmp_path / "build").rglob("model.tflite")) if (tmp_path / "build").exists() else True
+
+
+@pytest.mark.slow
+@requires_arm
+def test_a_pick_chosen_with_another_fleet_recording_is_built_with_a_warning_that_says_so(tmp_path, monkeypatch):
+    from aiot.data import sha256_file
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _plant_csv(tmp_path / "normal.csv", 1100)
+    _plant_csv(tmp_path / "normal-2025.csv", 1100, start=5000)
+    _plant_csv(tmp_path / "unit.csv", 500, start=1100)
+    pick = json.loads(_pick(tmp_path / "p.json", PCA_PICK).read_text())
+    pick["picked_by"]["fleet_recording"] = {"path": "site/normal.csv", "sha256": sha256_file(tmp_path / "normal.csv")}
+    (tmp_path / "p.json").write_text(json.dumps(pick))
+    base = ["--data", tmp_path / "unit.csv", "--alert-settings", tmp_path / "p.json", "--board", "mps2-an386"]
+    r = _cli(*base, "--fleet-data", tmp_path / "normal-2025.csv", "--out", tmp_path / "a")
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.output and "chosen with the fleet model of site/normal.csv" in r.output
+    doc = json.loads((tmp_path / "a" / "commission.json").read_text())
+    assert doc["alert_settings"]["chosen_with_fleet_recording"] == pick["picked_by"]["fleet_recording"]
+    r = _cli(*base, "--fleet-data", tmp_path / "normal.csv", "--out", tmp_path / "b")
+    assert r.exit_code == 0 and "warning:" not in r.output, r.output

@@ -114,9 +114,9 @@ def test_gate_outranks_the_budget_and_none_passing_is_flagged_not_hidden():
 
 
 def _scored(data, fmt, target, windows, jobs, level_only, csv_options, fixed_knobs=None, folds_by="folder",
-            per_file=False):
-    """crossval._score's stand-in: the hand-made SCORED, the fleet model."""
-    return [(k, per) for k, per in SCORED], sorted(FOLDS), 100, "fleet"
+            per_file=False, fleet=None):
+    """crossval._score's stand-in: the hand-made SCORED, the fleet model (its recording not said)."""
+    return [(k, per) for k, per in SCORED], sorted(FOLDS), 100, "fleet", None
 
 
 def test_crossval_json_and_the_fold_table_say_what_was_gated_out_and_why(monkeypatch, tmp_path, capsys):

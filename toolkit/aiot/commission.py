@@ -96,7 +96,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     as OUT/commission.json) what was made and from what."""
     from aiot import monitor as M
     from aiot.target.boards import get_board
-    from aiot.data import AUTO, clock_options, load_csv, sha256_file
+    from aiot.data import AUTO, load_csv, sha256_file
     from aiot.installation import FLOOR_KNOB, PCA_KNOB, VALIDATED_WINDOW, config_knobs, device_file_model, \
         device_fleet_model, fleet_model_only, installation_config, installation_period_ms, monitor_knobs, \
         validated_knobs
@@ -109,6 +109,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     # the shipped defaults, one set for every target (monitor.h + the fleet noise floor, installation.py)
     source = "shipped defaults (monitor.h, EVAL_KNOBS)"
     knobs = validated_knobs()
+    chosen_with = None  # the fleet recording(s) a fleet pick was cross-validated with, when it says
     if alert_settings is not None:
         from aiot import alert_settings as aset
 
@@ -128,6 +129,8 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         knobs, window, source = dict(picked.knobs), picked.window_for(alert_settings, window), str(alert_settings)
         if fleet_data is None:
             fleet_model_only(knobs, f"{alert_settings}: aiot commission")
+        else:
+            chosen_with = picked.picked_by.get("fleet_recording")
     window = window or VALIDATED_WINDOW["device"]
     # a label/anomaly column, if any, keeps labelled rows out of training
     series = load_csv(data, timestamp_column=timestamp_column or AUTO, **(csv_options or {}))
@@ -148,7 +151,14 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
                            hint="leave some columns out of the recording")
     faults = _labelled_faults(data, head, split["commission_samples"])
     kept_out = f"; {faults} rows labelled as faults kept out of training" if faults and fleet_data is None else ""
-    fleet = None if fleet_data is None else _fleet_recording(fleet_data, head, clock_options(csv_options))
+    if fleet_data is not None:
+        from aiot.data.readers import fleet_recording
+
+        fleet = fleet_recording(fleet_data, head.channels, csv_options, "--fleet-data")
+        fleet_sha = sha256_file(Path(fleet_data))
+        _warn_other_fleet(alert_settings, chosen_with, fleet_data, fleet_sha)
+    else:
+        fleet = None
     if fleet is not None and fleet.rows <= split["commission_samples"]:
         raise ToolkitError(
             f"{fleet_data}: {fleet.rows} normal rows; the device learns each sensor's noise from its first "
@@ -163,13 +173,12 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     # commission.json beside it
     with output_folder(out, "aiot commission") as run:
         if fleet is not None:  # built (and said so) once, then cached: evaluate's model for these rows
-            fleet_sha = sha256_file(Path(fleet_data))
             model = device_fleet_model(fleet, fleet_sha, window, epochs, 0, rows,
                                        noise_floor=float(knobs.get(FLOOR_KNOB, 0.0)),
                                        pca_variance=float(knobs.get(PCA_KNOB, 0.0)))
             cfg = installation_config(head, window, config_knobs(model, knobs))
             return _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs,
-                                       (fleet_data, fleet_sha))
+                                       (fleet_data, fleet_sha), chosen_with)
         with step(f"model of {Path(data).name} on its {rows} commissioning rows ({len(head.channels)} sensors, "
                   f"window {window}{kept_out})"):
             try:
@@ -184,28 +193,30 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         return _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs)
 
 
-def _fleet_recording(fleet_data: Path, head, options: dict):
-    """The fleet's normal recording, its columns in the installation's order (each of the
-    installation's sensors must be there; its labels, if any, are not read)."""
-    from aiot.data import load_csv
+def _warn_other_fleet(alert_settings: Path | None, chosen_with: dict | None, fleet_data: Path, sha: str) -> None:
+    """A fleet pick records the normal recording(s) its fleet model was built from (aiot tune:
+    {"path", "sha256"}, or one per data set of a joint run); built with another, the model is
+    not the one the pick was cross-validated with: said, not refused (a newer recording of
+    the same fleet is a fair reason)."""
+    if not chosen_with:
+        return
+    recs = [chosen_with] if "sha256" in chosen_with else list(chosen_with.values())
+    if any(r.get("sha256") == sha for r in recs):
+        return
+    import sys
 
-    if not Path(fleet_data).is_file():
-        raise ToolkitError(f"{fleet_data}: no such file" if not Path(fleet_data).exists() else f"{fleet_data}: "
-                           "not a file", hint="--fleet-data is a CSV of the fleet's normal running with the "
-                                              "installation's sensor columns (what `aiot evaluate --fleet` takes)")
-    try:
-        return load_csv(fleet_data, channels=list(head.channels), label_column=None, **options)
-    except ToolkitError as e:
-        message = e.message if e.message.startswith(str(fleet_data)) else f"{fleet_data}: {e.message}"
-        raise ToolkitError(message, hint=e.hint or "the fleet recording needs every sensor column of the "
-                                                   "installation's") from None
+    names = " / ".join(str(r.get("path")) for r in recs)
+    sys.stderr.write(f"warning: {alert_settings} was chosen with the fleet model of {names}; --fleet-data "
+                     f"{fleet_data} is another recording, so this model is not the one those settings were "
+                     f"cross-validated with (aiot tune --labels ... --fleet {fleet_data} picks for it)\n")
 
 
 def _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs,
-                        fleet: tuple[Path, str] | None = None) -> dict:
+                        fleet: tuple[Path, str] | None = None, chosen_with: dict | None = None) -> dict:
     """The installation's files into ``run``'s staging folder; commission.json names them
     where they will be once committed. ``fleet``: the fleet recording the model was built
-    from, and its sha256 (None: the installation's own model)."""
+    from, and its sha256 (None: the installation's own model); ``chosen_with``: the one(s) the
+    settings were picked with, as they say."""
     from aiot import monitor as M
     from aiot.data import sha256_file
     from aiot.installation import environment
@@ -231,7 +242,8 @@ def _write_installation(run, data, rows, faults, head, window, board, model, cfg
         "model": {"dir": str(model), "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,
                   **({"kind": "per-file", "trained_on": str(data)} if fleet is None else
                      {"kind": "fleet", "trained_on": str(fleet[0]), "trained_on_sha256": fleet[1]})},
-        "alert_settings": {"source": source, "knobs": knobs},
+        "alert_settings": {"source": source, "knobs": knobs,
+                           **({"chosen_with_fleet_recording": chosen_with} if chosen_with else {})},
         "monitor_config": cfg.as_dict(),
         "environment": environment(),
     }

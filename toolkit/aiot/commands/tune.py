@@ -43,6 +43,12 @@ FOLDS = _Folds()
                    "out (each file cut halfway between its labelled incidents: one long history is enough), or one "
                    "of N groups of files dealt in turn in name order (TEP: by fault number, k mod N); one per "
                    "--labels or one for all [default: folder; TEP: 3].")
+@click.option("--fleet", "fleets", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              metavar="NORMAL.csv",
+              help="With --labels: the fleet's normal recording (the files' sensor columns); the fleet model is "
+                   "built from it, as `aiot evaluate --fleet` builds it, and the picks are for that model "
+                   "(`aiot commission --fleet-data`). One per --labels, in the same order [default: the data set's "
+                   "own (SKAB anomaly-free, TEP normal.csv); generic data without it: one model per file].")
 @reading_options
 @drift_rate_option
 @click.option("--tracking", is_flag=True,
@@ -84,7 +90,7 @@ FOLDS = _Folds()
                    "passes (every fault, no false alert, every gap NO_DATA; `aiot scenarios evaluate --strict`), "
                    "its verdict on the settings gated out in crossval.json.")
 def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], fmts: tuple[str, ...],
-            folds: tuple[str, ...], strict_time: bool, time_format: str | None, label_column: str,
+            folds: tuple[str, ...], fleets: tuple[Path, ...], strict_time: bool, time_format: str | None, label_column: str,
             label_map: str | None, tracking: bool, jobs: int, target: str, per_file: bool, budgets: tuple[float, ...],
             save: Path | None, windows: tuple[int, ...], recovery: bool, warmup: Path | None, seeds: int,
             level_only: bool, scenario_gate: bool = True, drift_rates: tuple[str, ...] = ()) -> None:
@@ -121,6 +127,7 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
       aiot tune --data normal.csv --level-only --far-budget 15 --out build/picks-level
       aiot tune --labels site/ --format generic --folds file --drift-rate bearing_temp=0.05 --out build/cv-site
       aiot tune --labels pump7-history.csv --format generic --folds incident --out build/cv-pump7
+      aiot tune --labels site/ --format generic --folds file --fleet fleet-normal.csv --out build/cv-site
       aiot evaluate --data ../shared/data/skab --format skab --alert-settings build/picks/device-w8-far30.json --out build/skab-far30
 
     The device grid trains one model per noise-floor setting and takes minutes; with
@@ -142,6 +149,9 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
         raise click.UsageError("--drift-rate bounds the monitor's drift compensation: it goes with --target device")
     from aiot.evaluate.pipeline import quiet_worker
 
+    if fleets and not labelled:
+        raise click.UsageError("--fleet goes with --labels DATA (the fleet model of the cross-validation); the "
+                               "harness (--data NORMAL.csv) trains its fleet model on that recording's first half")
     if not scenario_gate and not labelled:
         raise click.UsageError("--no-scenario-gate turns off the scenario gate of the cross-validation: it goes with "
                                "--labels DATA")
@@ -155,6 +165,12 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
             if len(given) > 1 and len(given) != len(labelled):
                 raise click.UsageError(f"{len(given)} {what} for {len(labelled)} --labels: give one per --labels "
                                        "(in the same order), one for all, or none")
+        if fleets and len(fleets) != len(labelled):
+            raise click.UsageError(f"{len(fleets)} --fleet for {len(labelled)} --labels: give one per --labels, in "
+                                   "the same order (each data set's own sensors), or none")
+        if fleets and per_file:
+            raise click.UsageError("--fleet and --per-file both given: one fleet model built from the recording, or "
+                                   "one model per file: pick one")
         from aiot.evaluate import crossval
 
         quiet_worker()
@@ -166,7 +182,7 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
                          [None if b is None else b / 100.0 for b in budgets], list(folds),
                          save, jobs=jobs, level_only=level_only,
                          csv_options=csv_options(strict_time, time_format, label_column, label_map), fixed_knobs=fixed,
-                         scenario_gate=scenario_gate, per_file=per_file)
+                         scenario_gate=scenario_gate, per_file=per_file, fleets=list(fleets) or None)
         return
     if data is None:
         raise click.UsageError("give the recording of normal operation: --data NORMAL.csv (the validation harness), "

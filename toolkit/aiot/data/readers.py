@@ -105,6 +105,24 @@ def _readable(load, f: Path):
                            hint="check the file's permissions, and the disk or share it is on") from None
 
 
+def fleet_recording(path: Path, channels: list[str], csv_options: dict | None = None, option: str = "--fleet"):
+    """A recording of the fleet's normal running given beside the data (``option``: how the
+    user gave it): its columns ``channels`` (each must be there) in that order, its labels
+    never read, the clock options (--strict-time, --time-format) of ``csv_options``."""
+    from aiot.data import clock_options
+
+    path = Path(path)
+    if not path.is_file():
+        raise ToolkitError(f"{path}: no such file" if not path.exists() else f"{path}: not a file",
+                           hint=f"{option} is a CSV of the fleet's normal running with the data's sensor columns")
+    try:
+        return load_csv(path, channels=list(channels), label_column=None, **clock_options(csv_options))
+    except ToolkitError as e:
+        raise ToolkitError(e.message if e.message.startswith(str(path)) else f"{path}: {e.message}",
+                           hint=e.hint or f"{option}: the fleet's recording needs every sensor column of the "
+                                          "data's") from None
+
+
 def none_left(root: Path, skipped: list[tuple[str, str]], limit: int | None = None) -> ToolkitError:
     """The error when ``--skip-bad-files`` left nothing to evaluate: how many, and the first
     file's reason (without the option, the run stops at each in turn, naming it); ``limit``:

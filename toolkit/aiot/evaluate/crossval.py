@@ -341,13 +341,15 @@ def print_report(doc: dict, out=None) -> None:
 
 def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: int, level_only: bool,
            csv_options: dict | None, fixed_knobs: dict | None = None, folds_by: str = "folder",
-           per_file: bool = False) -> tuple[list, list[str], int, str]:
+           per_file: bool = False, fleet: Path | None = None) -> tuple[list, list[str], int, str, dict | None]:
     """Every (window, setting) of ``target``'s grid on every labelled file of ``data``:
     [((window, setting), {file: confusion})] in grid order, the file names (with ``folds_by``
     "incident": the files' parts, one labelled incident each), the commissioning rows, and
     the model: "fleet" (trained on the data set's normal recording), or "per-file" (one per
     file on its own commissioning rows, as `aiot commission` makes it: ``per_file``, or data
-    without a normal recording)."""
+    without a normal recording), and the normal recording the fleet model was built from
+    ({"path", "sha256"}; None for per-file models). ``fleet``: that recording, instead of
+    the data set's own (as `aiot evaluate --fleet`)."""
     from aiot.data import readers, sha256_file
     from aiot.evaluate import tuning
     from aiot.evaluate.metrics import incident_cuts
@@ -356,6 +358,9 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
 
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), csv_options=csv_options)
+        if fleet is not None:
+            ds.fleet, ds.fleet_source = readers.fleet_recording(fleet, ds.recordings[0].series.channels,
+                                                                csv_options), Path(fleet)
     if not any(r.labels.any() for r in ds.recordings):
         raise ToolkitError(f"{data}: no labelled fault in any file: nothing to choose settings on",
                            hint="give labelled recordings, or tune on normal data: aiot tune NORMAL.csv")
@@ -388,13 +393,14 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
                 part = tuning.score_rules_files(ds, package, grid, commission, cuts=cuts)
         scored += [((window, k), per) for k, per in part]
         names = list(part[0][1])  # the files, or with incident folds their parts, in order
-    return scored, names, commission, "per-file" if own else "fleet"
+    recording = None if own else {"path": str(ds.fleet_source), "sha256": sha256_file(ds.fleet_source)}
+    return scored, names, commission, "per-file" if own else "fleet", recording
 
 
 def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int | tuple[int, ...],
         budget: float | list[float] | None, folds_by: str | list[str] | None, save: Path | None, jobs: int = 2,
         level_only: bool = False, csv_options: dict | None = None, fixed_knobs: dict | None = None,
-        scenario_gate=True, per_file: bool = False) -> dict:
+        scenario_gate=True, per_file: bool = False, fleets: list[Path | None] | None = None) -> dict:
     """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
     reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
     one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
@@ -413,7 +419,8 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
     ships) even where a normal recording would train a fleet model; data without one always
     does. ``folds_by`` "incident": each file's scored rows cut into parts of one labelled
     incident each (:func:`.metrics.incident_cuts`), every part its own fold: one long
-    labelled history is enough."""
+    labelled history is enough. ``fleets``: each data set's normal recording for the fleet
+    model (None: the data set's own, if it has one), recorded in the report and the picks."""
     windows = (windows,) if isinstance(windows, int) else tuple(windows)
     data = [data] if isinstance(data, (str, Path)) else list(data)
     fmts = [fmt] * len(data) if isinstance(fmt, str) else list(fmt)
@@ -433,10 +440,13 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
     commission = {}
     models: set[str] = set()
     sources: list[Source] = []
-    for d, f, by, b in zip(data, fmts, fold_kinds, budgets):
-        part, names, rows, model = _score(d, f, target, windows, jobs, level_only, csv_options, fixed_knobs,
-                                          by, per_file)
+    recordings: dict[str, dict] = {}
+    for d, f, by, b, fleet in zip(data, fmts, fold_kinds, budgets, fleets or [None] * len(data)):
+        part, names, rows, model, recording = _score(d, f, target, windows, jobs, level_only, csv_options,
+                                                     fixed_knobs, by, per_file, fleet)
         models.add(model)
+        if recording is not None:
+            recordings[f] = recording
         tag = f"{f}:" if joint else ""
         if tag[:-1] in datasets:
             raise ToolkitError(f"--format {f} given twice", hint="one data set per format")
@@ -470,6 +480,7 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
     context = {"tool": "aiot tune --labels", "data": [str(d) for d in data] if joint else str(data[0]),
                "format": fmts if joint else fmts[0], "target": target, "windows": list(windows),
                "model": "per-file" if models == {"per-file"} else "fleet" if models == {"fleet"} else "mixed",
+               **({"fleet_recording": recordings if joint else recordings[fmts[0]]} if recordings else {}),
                "commissioning_rows": commission,
                "far_budget": {s.name: s.budget for s in sources} if joint else budgets[0],
                "figure": {s.name: "mean detection rate over the faults" if s.metric == "detection" else "pooled F1"

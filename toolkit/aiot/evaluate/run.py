@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from aiot import __version__
-from aiot.data import clock_options, load_csv, sha256_file
+from aiot.data import sha256_file
 from aiot.errors import ToolkitError
 from aiot.evaluate import pipeline, report
 from aiot.data import readers
@@ -155,8 +155,7 @@ def _evaluate(
                     hint="evaluate it on recordings of the sensors it was trained on (the columns of its "
                          "training CSV, in the same order)")
     if fleet is not None:
-        ds.fleet = load_csv(fleet, channels=ds.recordings[0].series.channels, label_column=None,
-                            **clock_options(csv_options))
+        ds.fleet = readers.fleet_recording(fleet, ds.recordings[0].series.channels, csv_options)
         ds.fleet_source = Path(fleet)
     # one model per file: asked for, or no fleet recording to train one on (and no model given)
     own = ds.fleet is None and given is None
