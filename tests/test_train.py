@@ -232,9 +232,12 @@ def _pump_with(cells):
 
 
 def test_a_value_too_large_to_normalize_is_named_before_training(tmp_path):
+    """A far value its neighbour confirms (two rows in a row: a level, not a spike) is kept, so
+    a sensor whose level is beyond float32 is refused, named; an isolated one is left out
+    (next test)."""
     import warnings
 
-    s = _pump_with({(700, 2): 1e308, (900, 0): -3e200})
+    s = _pump_with({(700, 2): 1e308, (701, 2): 1e308, (900, 0): -3e200, (901, 0): -3e200})
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no numpy overflow chatter on the way
         with pytest.raises(ToolkitError) as e:
@@ -245,6 +248,22 @@ def test_a_value_too_large_to_normalize_is_named_before_training(tmp_path):
     assert "vib_rms_2" not in m and "temperature" not in m
     assert "diverged" not in m and e.value.hint
     assert not (tmp_path / "pkg").exists()  # refused before training
+
+
+def test_an_isolated_value_too_large_to_normalize_is_left_out_of_training_and_said(tmp_path, capsys):
+    import warnings
+
+    s = _pump_with({(700, 2): 1e308, (900, 0): -3e200})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        r = train(s, tmp_path / "pkg", window=W, epochs=1, train_rows=TRAIN_ROWS, progress=False)
+    err = capsys.readouterr().err
+    assert "motor_current: 1 isolated sample" in err and "row 701 (1e+308)" in err
+    assert "vib_rms_1: 1 isolated sample" in err and "row 901 (-3e+200)" in err
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert manifest["training"]["rejected_spikes"] == {"vib_rms_1": [900], "motor_current": [700]}
+    assert np.isfinite(r.final_loss) and all(np.isfinite(manifest["normalization"]["std"]))
+    assert max(manifest["normalization"]["std"]) < 1e3  # the sensors' own spreads, not the garbage's
 
 
 def test_a_value_too_large_for_float32_after_the_training_rows_is_clipped_quietly(tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from aiot.data import Series
+from aiot.data.spikes import reject_spikes, without_spikes
 from aiot.errors import ToolkitError
 from aiot.paths import cache_dir, private_build_dir, publish_cache_dir
 
@@ -36,7 +37,7 @@ VALIDATED_WINDOW = {"reference": 32, "device": 8}
 #: module they import is listed here or known not to shape a model). Model caches are
 #: keyed by their content, so a change in any of them retrains (data.py was missing until
 #: 3 Dec: a model cached before its gap rule changed could outlive the change).
-TRAINING_MODULES = ("model/train.py", "model/quantize.py", "model/features.py", "data/__init__.py",
+TRAINING_MODULES = ("model/train.py", "model/quantize.py", "model/features.py", "data/__init__.py", "data/spikes.py",
                     "model/tflite.py", "codegen/__init__.py", "codegen/ops.py", "codegen/ops16.py",
                     "codegen/plan.py", "codegen/quant.py")
 
@@ -222,8 +223,8 @@ def _model_dir(key: list, prefix: str) -> Path:
     h = hashlib.sha256(json.dumps(key).encode())
     h.update(RECIPE.encode())
     # how the training rows are chosen, normalized, floored and trained: a change retrains
-    for fn in (device_fleet_model, device_file_model, normal_only, fleet_spread, fleet_floors, _device_normalized,
-               _build_device_model, _build_device_pca_model):
+    for fn in (device_fleet_model, device_file_model, normal_only, reject_spikes, fleet_spread, fleet_floors,
+               _device_normalized, _build_device_model, _build_device_pca_model):
         h.update(inspect.getsource(fn).encode())
     hash_training_code(h)
     return cache_dir() / "models" / f"{prefix}-{h.hexdigest()[:16]}"
@@ -285,7 +286,7 @@ def _build_device_model(z: Series, out: Path, window: int, epochs: int, seed: in
 
     tmp = private_build_dir(out)
     train(z, tmp / "pkg", window=window, epochs=epochs, seed=seed, train_rows=train_rows,
-          hidden=hidden, name=name, progress=False)
+          hidden=hidden, name=name, progress=False, reject_garbage=False)  # z: cleaned and clipped
     from aiot.quiet import import_keras
 
     keras = import_keras()
@@ -311,7 +312,9 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
     """Train (cached) the fleet model for the monitor: DIR/model.tflite + DIR/c/model.c.
     ``noise_floor`` > 0: trained in the noise units the monitor sees with that per-sensor floor.
     ``pca_variance`` > 0: instead of the autoencoder, the linear model of the window means
-    (:func:`_build_device_pca_model`, the ``fleet_pca_variance`` knob)."""
+    (:func:`_build_device_pca_model`, the ``fleet_pca_variance`` knob). Isolated garbage samples
+    of the recording are left out, and said (:func:`without_spikes`)."""
+    fleet = without_spikes(fleet, fleet.source or "the fleet recording")
     knobs = monitor_knobs(window, commissioning_rows)
     key = [source_sha, list(fleet.channels), window, epochs, seed, knobs, list(hidden)] + (
         [noise_floor] if noise_floor > 0 else []) + ([f"pca {pca_variance}"] if pca_variance > 0 else [])
@@ -353,7 +356,7 @@ def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden:
     reference target keeps them out of its baseline, and out of the noise units and floors
     (:func:`normal_only`: the device commissions on them as missing samples)."""
     knobs = monitor_knobs(window, head.rows)
-    normal = normal_only(head)
+    normal = without_spikes(normal_only(head), head.source or name)
     dead = [c for c, ok in zip(head.channels, normal.valid[: knobs["commission_samples"]].any(axis=0)) if not ok]
     if dead:
         raise ToolkitError(

@@ -144,9 +144,13 @@ def train(
     batch_size: int = 64,
     name: str | None = None,
     progress: bool = True,
+    reject_garbage: bool = True,
 ) -> TrainResult:
     """Train on the normal rows of ``data[:train_rows]`` (default: first half) and write
-    the package to ``out_dir`` (model.keras, vectors.npz, manifest.json)."""
+    the package to ``out_dir`` (model.keras, vectors.npz, manifest.json). ``reject_garbage``:
+    an isolated garbage sample of the training rows (:func:`aiot.data.spikes.reject_spikes`)
+    is left out of the normalization and the training windows, and said; off for data the
+    caller has cleaned and clipped already."""
     t0 = time.monotonic()
     if isinstance(data, (str, Path)):
         series = load_csv(data, min_rows=window)
@@ -166,6 +170,16 @@ def train(
     head = series.head(train_rows)
     if head.labels is not None:
         head.valid &= (head.labels == 0)[:, None]
+    spikes: dict[str, list[int]] = {}
+    if reject_garbage:  # a 1e20 in the training rows would make its sensor's spread 1e18: blind, silently
+        from aiot.data.spikes import reject_spikes, say_spikes
+
+        head, spikes = reject_spikes(head)
+        if spikes:
+            say_spikes(series, spikes, data_ref, "the training normalization and windows")
+            series = series.slice(0, series.rows)
+            for ch, rows in spikes.items():
+                series.valid[rows, series.channels.index(ch)] = False
     norm = _normalization(head)
     with np.errstate(over="ignore"):  # a value beyond float32 after the training rows: +-inf, clipped
         windows = make_windows(series, norm, window)
@@ -265,6 +279,7 @@ def train(
             "fit_windows": len(fit),
             "skipped_incomplete_windows": skipped_incomplete,
             "skipped_fault_windows": skipped_fault,
+            "rejected_spikes": spikes,
             "final_loss": final_loss,
             "data": data_ref,
             "data_sha256": data_sha,
