@@ -100,3 +100,36 @@ def test_the_users_keras_autoencoder_becomes_a_full_int8_package(tmp_path):
     res = CliRunner().invoke(main, ["quantize", "--keras", str(tmp_path / "odd.keras"), "--data", str(csv),
                                     "--out", str(tmp_path / "p3")])
     assert res.exit_code != 0 and f"takes {c * w + 1} features" in res.output and "--channels" in res.output
+
+
+@pytest.mark.slow
+def test_a_garbage_sample_in_the_calibration_rows_does_not_blind_the_package(tmp_path):
+    """`aiot quantize --keras --data`: the package's normalization comes from the data's first
+    rows; an isolated 1e20 there made its sensor's spread 1e18 (every later value of it,
+    a fault's too, normalized to ~0). Left out, and said, as `aiot train` does."""
+    from aiot.data.synth import write_csv
+
+    csv = tmp_path / "pump.csv"
+    write_csv(csv, seed=3, hours=2.0)
+    lines = csv.read_text().splitlines()
+    header = lines[0].split(",")
+    col = next(i for i, h in enumerate(header) if h not in ("timestamp", "label"))
+    row = lines[101].split(",")
+    row[col] = "1e20"
+    lines[101] = ",".join(row)
+    spiked = tmp_path / "pump-spiked.csv"
+    spiked.write_text("\n".join(lines) + "\n")
+    from aiot.data import load_csv
+
+    c = len(load_csv(csv).channels)
+    _autoencoder(tmp_path / "mine.keras", c * 4).save(tmp_path / "mine.keras")
+    stds = []
+    for data, out in ((csv, "clean"), (spiked, "spiked")):
+        res = CliRunner().invoke(main, ["quantize", "--keras", str(tmp_path / "mine.keras"), "--data", str(data),
+                                        "--out", str(tmp_path / out)])
+        assert res.exit_code == 0, res.output
+        manifest = json.loads((tmp_path / out / "manifest.json").read_text())
+        stds.append(manifest["normalization"]["std"][col - 1])
+    assert "warning:" in res.output and f"{header[col]}: 1 isolated sample" in res.output and "row 101" in res.output
+    assert manifest["training"]["rejected_spikes"] == {header[col]: [100]}
+    assert stds[1] == pytest.approx(stds[0], rel=0.05)

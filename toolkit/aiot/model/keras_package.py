@@ -22,7 +22,7 @@ from aiot.data import Series, sha256_file
 from aiot.errors import ToolkitError
 from aiot.model.features import GAP_FACTOR, make_windows
 from aiot.model.package import FORMAT, MANIFEST, VECTORS, write_manifest
-from aiot.model.train import (MIN_FIT_WINDOWS, REPRESENTATIVE_MAX, _even_subsample, _normalization,
+from aiot.model.train import (MIN_FIT_WINDOWS, REPRESENTATIVE_MAX, _even_subsample, _normalization, training_rows,
                               reconstruction_errors, split_windows)
 from aiot.quiet import import_keras
 
@@ -82,9 +82,7 @@ def package_keras(model_path: Path, series: Series, out: Path, train_rows: int |
     if not window <= train_rows <= series.rows:
         raise ToolkitError(f"--train-rows {train_rows}: the data has {series.rows} rows and the window is {window}",
                            hint=f"give between {window} and {series.rows} training rows")
-    head = series.head(train_rows)
-    if head.labels is not None:  # a fault must not shift the baseline
-        head.valid &= (head.labels == 0)[:, None]
+    series, head, spikes = training_rows(series, train_rows, data_path or series.source or model_path.name)
     norm = _normalization(head)
     with np.errstate(over="ignore"):
         windows = make_windows(series, norm, window)
@@ -133,6 +131,7 @@ def package_keras(model_path: Path, series: Series, out: Path, train_rows: int |
                   "source": str(model_path), "source_sha256": sha256_file(model_path)},
         "score": {"kind": "mse", "threshold": threshold, "quantile": quantile, "calibration_windows": len(cal)},
         "training": {"by": "the user (aiot quantize --keras): aiot calibrated it", "rows": train_rows,
+                     "rejected_spikes": spikes,
                      "fit_windows": len(fit), "skipped_incomplete_windows": skipped_incomplete,
                      "skipped_fault_windows": skipped_fault,
                      "data": str(source) if source else None,

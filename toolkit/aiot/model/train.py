@@ -167,19 +167,7 @@ def train(
         train_rows = series.rows // 2
 
     # Statistics from normal training samples only: a fault must not shift the baseline.
-    head = series.head(train_rows)
-    if head.labels is not None:
-        head.valid &= (head.labels == 0)[:, None]
-    spikes: dict[str, list[int]] = {}
-    if reject_garbage:  # a 1e20 in the training rows would make its sensor's spread 1e18: blind, silently
-        from aiot.data.spikes import reject_spikes, say_spikes
-
-        head, spikes = reject_spikes(head)
-        if spikes:
-            say_spikes(series, spikes, data_ref, "the training normalization and windows")
-            series = series.slice(0, series.rows)
-            for ch, rows in spikes.items():
-                series.valid[rows, series.channels.index(ch)] = False
+    series, head, spikes = training_rows(series, train_rows, data_ref, reject_garbage)
     norm = _normalization(head)
     with np.errstate(over="ignore"):  # a value beyond float32 after the training rows: +-inf, clipped
         windows = make_windows(series, norm, window)
@@ -305,6 +293,29 @@ def train(
         test_normal_windows=int(clean.sum()),
         test_normal_flagged=int((flagged & clean).sum()),
     )
+
+
+def training_rows(series: Series, train_rows: int, where, reject_garbage: bool = True
+                  ) -> tuple[Series, Series, dict[str, list[int]]]:
+    """(series, head, rejected): ``head`` the first ``train_rows`` of ``series`` with the rows
+    labelled as faults masked (a fault must not shift the baseline); with ``reject_garbage``,
+    isolated garbage samples there (:func:`aiot.data.spikes.reject_spikes`: a 1e20 would make
+    its sensor's spread 1e18, blind, silently) masked in ``head`` and in the returned copy of
+    ``series`` (out of the training windows too), and said, naming ``where``."""
+    head = series.head(train_rows)
+    if head.labels is not None:
+        head.valid &= (head.labels == 0)[:, None]
+    if not reject_garbage:
+        return series, head, {}
+    from aiot.data.spikes import reject_spikes, say_spikes
+
+    head, spikes = reject_spikes(head)
+    if spikes:
+        say_spikes(series, spikes, where, "the training normalization and windows")
+        series = series.slice(0, series.rows)
+        for ch, rows in spikes.items():
+            series.valid[rows, series.channels.index(ch)] = False
+    return series, head, spikes
 
 
 def _normalization(head: Series) -> Normalization:
