@@ -45,3 +45,15 @@ def test_a_failed_rename_without_a_complete_entry_is_an_error(tmp_path, monkeypa
     monkeypatch.setattr(Path, "rename", fails)
     with pytest.raises(OSError):
         publish_cache_dir(tmp, out, "c/model.c")
+
+
+def test_a_complete_entry_another_process_published_before_us_is_not_removed(tmp_path):
+    """Two processes built the same entry (installations of one fleet commissioned in parallel
+    against one fleet model): the later one dropped the earlier one's complete entry before
+    renaming its own, under the feet of the process reading it (copying its C)."""
+    out = _entry(tmp_path / "fleet-1", "theirs")
+    reading = (out / "c" / "model.c").open()  # the other process is reading it
+    publish_cache_dir(_entry(private_build_dir(out), "mine"), out, "c/model.c")
+    assert reading.read() == "theirs" and (out / "c" / "model.c").read_text() == "theirs"
+    reading.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["fleet-1"]  # ours dropped

@@ -294,12 +294,17 @@ def test_the_shipped_defaults_with_the_fleets_recording_build_the_evaluations_fl
     assert doc["monitor_config"] == installation_config(head, 8, config_knobs(model, EVAL_KNOBS)).as_dict()
     assert "kept out of training" not in r.output  # the installation's rows train nothing
 
-    r = _cli("--data", tmp_path / "site", "--fleet", "--fleet-data", tmp_path / "normal.csv", "--epochs", 1,
-             "--board", "mps2-an386", "--out", tmp_path / "registry")
+    # two at once: both find no model cached for their 500 rows (--epochs 1 here is another key), both build
+    # it; the later never removes the entry the earlier published while it is being copied
+    r = _cli("--data", tmp_path / "site", "--fleet", "--fleet-data", tmp_path / "normal.csv", "--epochs", 2,
+             "--jobs", 2, "--board", "mps2-an386", "--out", tmp_path / "registry")
     assert r.exit_code == 0, r.output
     images = json.loads((tmp_path / "registry" / "registry.json").read_text())["images"]
     assert sorted(images) == ["unit1", "unit2"]
-    assert {i["model_sha256"] for i in images.values()} == {doc["model"]["sha256"]}
+    from aiot.data import sha256_file
+
+    shared = _evaluations_model(tmp_path / "normal.csv", head, EVAL_KNOBS, epochs=2)  # cached by the run: its own
+    assert {i["model_sha256"] for i in images.values()} == {sha256_file(shared / "model.tflite")}
 
 
 @pytest.mark.parametrize("case", ["sensor-missing", "per-file-pick", "not-a-file", "too-short"])

@@ -56,9 +56,13 @@ def publish_cache_dir(tmp: Path, out: Path, complete: str) -> Path:
     """Make the entry built in ``tmp`` the cache entry ``out`` in one rename, so that ``out``
     only ever holds a complete entry. When another process (a pytest worker, a parallel
     evaluation) published the same entry first, theirs is as good: ``tmp`` is dropped, and
-    the file ``complete`` (relative to ``out``) must then exist there."""
+    the file ``complete`` (relative to ``out``) must then exist there. A complete ``out`` is
+    never removed (another process may be reading it): only what a killed build left."""
     import shutil
 
+    if (out / complete).is_file():
+        shutil.rmtree(tmp, ignore_errors=True)
+        return out
     shutil.rmtree(out, ignore_errors=True)
     try:
         tmp.rename(out)
