@@ -307,7 +307,7 @@ def test_the_shipped_defaults_with_the_fleets_recording_build_the_evaluations_fl
     assert {i["model_sha256"] for i in images.values()} == {sha256_file(shared / "model.tflite")}
 
 
-@pytest.mark.parametrize("case", ["sensor-missing", "per-file-pick", "not-a-file", "too-short"])
+@pytest.mark.parametrize("case", ["sensor-missing", "sensor-empty", "per-file-pick", "not-a-file", "too-short"])
 def test_a_fleet_recording_that_cannot_serve_the_installation_is_refused_before_any_training(
         tmp_path, monkeypatch, case):
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
@@ -318,6 +318,11 @@ def test_a_fleet_recording_that_cannot_serve_the_installation_is_refused_before_
         lines = (tmp_path / "normal.csv").read_text().splitlines()
         (tmp_path / "normal.csv").write_text("\n".join(",".join(l.split(",")[:-1]) for l in lines) + "\n")
         expected = ["normal.csv", "s11"]
+    elif case == "sensor-empty":  # the column is there, never a value in it
+        lines = (tmp_path / "normal.csv").read_text().splitlines()
+        (tmp_path / "normal.csv").write_text("\n".join([lines[0]] + [",".join(l.split(",")[:-1]) + ","
+                                                                      for l in lines[1:]]) + "\n")
+        expected = ["normal.csv", "s11", "no value"]
     elif case == "per-file-pick":
         args += ["--alert-settings", _pick(tmp_path / "pf.json", {"alert_margin": 2.0}, model="per-file")]
         expected = ["picked with one model per file", "--fleet-data"]
@@ -330,6 +335,7 @@ def test_a_fleet_recording_that_cannot_serve_the_installation_is_refused_before_
     r = _cli("--data", tmp_path / "unit.csv", "--board", "mps2-an386", "--out", tmp_path / "o", *args)
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     assert all(e in r.output for e in expected) and "--train-rows" not in r.output, r.output
+    assert "--channels" not in r.output and "RuntimeWarning" not in r.output  # options commission does not have
     assert not (tmp_path / "o").exists()
     assert not any((tmp_path / "build").rglob("model.tflite")) if (tmp_path / "build").exists() else True
 

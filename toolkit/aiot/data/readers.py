@@ -116,11 +116,19 @@ def fleet_recording(path: Path, channels: list[str], csv_options: dict | None = 
         raise ToolkitError(f"{path}: no such file" if not path.exists() else f"{path}: not a file",
                            hint=f"{option} is a CSV of the fleet's normal running with the data's sensor columns")
     try:
-        return load_csv(path, channels=list(channels), label_column=None, **clock_options(csv_options))
+        fleet = load_csv(path, channels=list(channels), label_column=None, **clock_options(csv_options))
     except ToolkitError as e:
         raise ToolkitError(e.message if e.message.startswith(str(path)) else f"{path}: {e.message}",
                            hint=e.hint or f"{option}: the fleet's recording needs every sensor column of the "
                                           "data's") from None
+    # a column there but empty (read by name, it is kept): the model would learn nothing of the
+    # sensor, and its noise floors would be NaN
+    empty = [c for c, any_value in zip(fleet.channels, fleet.valid.any(axis=0)) if not any_value]
+    if empty:
+        raise ToolkitError(f"{path}: sensor(s) {', '.join(empty)}: no value in any row of the fleet's recording",
+                           hint=f"{option} must record every sensor of the data: fix the recording, or leave those "
+                                "sensors' columns out of the data too")
+    return fleet
 
 
 def none_left(root: Path, skipped: list[tuple[str, str]], limit: int | None = None) -> ToolkitError:
