@@ -82,8 +82,11 @@ def test_a_garbage_sample_does_not_blind_the_sensor_it_is_on(tmp_path, monkeypat
             args += ["--fleet-data", str(tmp_path / f"normal-{name}.csv")]
         r = CliRunner().invoke(main, args)
         assert r.exit_code == 0, r.output
-        cfg = json.loads((tmp_path / name / "commission.json").read_text())["monitor_config"]
+        doc = json.loads((tmp_path / name / "commission.json").read_text())
+        cfg = doc["monitor_config"]
         floors[name] = cfg["noise_floor"][3], cfg["noise_floor_rel"][3]
+        # what the host left out is in the record, beside the model it shaped
+        assert doc["model"]["rejected_spikes"] == ({"d": [300]} if name == "spiked" else {})
         if name == "spiked":
             source = "unit-spiked.csv" if where == "commissioning-rows" else "normal-spiked.csv"
             assert "warning:" in r.output and source in r.output and "d: 1 isolated sample" in r.output, r.output

@@ -240,6 +240,8 @@ def _write_installation(run, data, rows, faults, head, window, board, model, cfg
         "bin": str(run.final(res.bin)),
         "size": res.size.__dict__,
         "model": {"dir": str(model), "sha256": sha256_file(tfl), "tflite_bytes": tfl.stat().st_size,
+                  # isolated garbage samples left out of the floors and the model's training (aiot.data.spikes)
+                  "rejected_spikes": json.loads((Path(model) / "meta.json").read_text()).get("rejected_spikes", {}),
                   **({"kind": "per-file", "trained_on": str(data)} if fleet is None else
                      {"kind": "fleet", "trained_on": str(fleet[0]), "trained_on_sha256": fleet[1]})},
         "alert_settings": {"source": source, "knobs": knobs,

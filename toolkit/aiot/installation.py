@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from aiot.data import Series
-from aiot.data.spikes import reject_spikes, without_spikes
+from aiot.data.spikes import reject_spikes, say_spikes
 from aiot.errors import ToolkitError
 from aiot.paths import cache_dir, private_build_dir, publish_cache_dir
 
@@ -313,8 +313,10 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
     ``noise_floor`` > 0: trained in the noise units the monitor sees with that per-sensor floor.
     ``pca_variance`` > 0: instead of the autoencoder, the linear model of the window means
     (:func:`_build_device_pca_model`, the ``fleet_pca_variance`` knob). Isolated garbage samples
-    of the recording are left out, and said (:func:`without_spikes`)."""
-    fleet = without_spikes(fleet, fleet.source or "the fleet recording")
+    of the recording are left out, said, and recorded in meta.json (``rejected_spikes``)."""
+    raw = fleet
+    fleet, rejected = reject_spikes(raw)
+    say_spikes(raw, rejected, raw.source or "the fleet recording")
     knobs = monitor_knobs(window, commissioning_rows)
     key = [source_sha, list(fleet.channels), window, epochs, seed, knobs, list(hidden)] + (
         [noise_floor] if noise_floor > 0 else []) + ([f"pca {pca_variance}"] if pca_variance > 0 else [])
@@ -326,7 +328,7 @@ def device_fleet_model(fleet: Series, source_sha: str, window: int, epochs: int,
     with step(f"device fleet model ({fleet.rows} normal rows in noise units), cached as {out.name}"):
         f_mean, f_std = fleet_spread(fleet)
         z = _device_normalized(fleet, knobs["commission_samples"], fleet_floors(f_mean, f_std, noise_floor))
-        meta = {"kind": "fleet", "knobs": knobs, "noise_floor": noise_floor,
+        meta = {"kind": "fleet", "knobs": knobs, "noise_floor": noise_floor, "rejected_spikes": rejected,
                 "fleet_mean": f_mean.tolist(), "fleet_std": f_std.tolist()}
         if pca_variance > 0:
             return _build_device_pca_model(z, out, window, pca_variance, "fleet_device", meta)
@@ -354,9 +356,11 @@ def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden:
     ``fleet_mean`` / ``fleet_std`` stand for in its meta.json). Rows labelled as a fault
     (when a commissioning log says so) are kept out of the training windows, as the
     reference target keeps them out of its baseline, and out of the noise units and floors
-    (:func:`normal_only`: the device commissions on them as missing samples)."""
+    (:func:`normal_only`: the device commissions on them as missing samples); so are isolated
+    garbage samples (:func:`aiot.data.spikes.reject_spikes`), said and recorded in meta.json."""
     knobs = monitor_knobs(window, head.rows)
-    normal = without_spikes(normal_only(head), head.source or name)
+    normal, rejected = reject_spikes(normal_only(head))
+    say_spikes(head, rejected, head.source or name)
     dead = [c for c, ok in zip(head.channels, normal.valid[: knobs["commission_samples"]].any(axis=0)) if not ok]
     if dead:
         raise ToolkitError(
@@ -375,6 +379,7 @@ def device_file_model(head: Series, window: int, epochs: int, seed: int, hidden:
     z.labels = head.labels
     return _build_device_model(z, out, window, epochs, seed, hidden, z.rows, "installation_device",
                                {"kind": "per-file", "installation": name, "knobs": knobs, "noise_floor": noise_floor,
+                                "rejected_spikes": rejected,
                                 "fleet_mean": own_mean.tolist(), "fleet_std": own_std.tolist(),
                                 "spread_from": "the installation's own commissioning rows"})
 

@@ -65,10 +65,3 @@ def say_spikes(series: Series, rejected: dict[str, list[int]], where, what: str 
         more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
         sys.stderr.write(f"warning: {where}: {name}: {len(rows)} isolated sample(s) far beyond the sensor's range "
                          f"({first}{more}) left out of {what}\n")
-
-
-def without_spikes(series: Series, where, what: str = FLOORS) -> Series:
-    """:func:`reject_spikes`, said (:func:`say_spikes`)."""
-    clean, rejected = reject_spikes(series)
-    say_spikes(series, rejected, where, what)
-    return clean
