@@ -29,8 +29,8 @@ def reject_spikes(series: Series) -> tuple[Series, dict[str, list[int]]]:
     deviation, at least 1e-3 of its median's size; a sample further than SPIKE_SPREADS of them
     from the median and from both its neighbours is rejected. A far value its neighbour
     confirms is a level and is kept, as the device keeps it (monitor.c commission_channel
-    rejects spikes the same way when it commissions). What real sensors do stays: on SKAB's
-    and TEP's normal recordings and commissioning rows nothing is rejected."""
+    rejects spikes too when it commissions, judged window by window). What real sensors do
+    stays: on SKAB's and TEP's normal recordings and commissioning rows nothing is rejected."""
     valid = series.valid.copy()
     rejected: dict[str, list[int]] = {}
     for c, name in enumerate(series.channels):
