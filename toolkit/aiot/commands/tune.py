@@ -93,7 +93,8 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
             folds: tuple[str, ...], fleets: tuple[Path, ...], strict_time: bool, time_format: str | None,
             label_column: str, label_map: str | None, tracking: bool, jobs: int, target: str, per_file: bool,
             budgets: tuple[float, ...], save: Path | None, windows: tuple[int, ...], recovery: bool,
-            warmup: Path | None, seeds: int, level_only: bool, scenario_gate: bool = True, drift_rates: tuple[str, ...] = ()) -> None:
+            warmup: Path | None, seeds: int, level_only: bool, scenario_gate: bool = True,
+            drift_rates: tuple[str, ...] = ()) -> None:
     """Choose alert settings for a false-alarm budget.
 
     With --labels DATA (labelled recordings; trust them over the harness): every setting of
