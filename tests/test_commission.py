@@ -360,3 +360,24 @@ def test_a_pick_chosen_with_another_fleet_recording_is_built_with_a_warning_that
     assert doc["alert_settings"]["chosen_with_fleet_recording"] == pick["picked_by"]["fleet_recording"]
     r = _cli(*base, "--fleet-data", tmp_path / "normal.csv", "--out", tmp_path / "b")
     assert r.exit_code == 0 and "warning:" not in r.output, r.output
+
+
+@pytest.mark.slow
+@requires_arm
+def test_commissioning_on_another_number_of_rows_than_the_pick_was_chosen_with_is_said(tmp_path, monkeypatch):
+    """A pick's thresholds were cross-validated on installations commissioned on N rows; the
+    monitor learns its calibration maximum from however many it is given: said, not refused."""
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    _plant_csv(tmp_path / "normal.csv", 1100)
+    _plant_csv(tmp_path / "unit.csv", 800, start=1100)
+    pick = json.loads(_pick(tmp_path / "p.json", PCA_PICK).read_text())
+    pick["picked_by"]["commissioning_rows"] = {"generic": 165}
+    (tmp_path / "p.json").write_text(json.dumps(pick))
+    base = ["--data", tmp_path / "unit.csv", "--fleet-data", tmp_path / "normal.csv", "--alert-settings",
+            tmp_path / "p.json", "--board", "mps2-an386"]
+    r = _cli(*base, "--out", tmp_path / "a")  # the whole recording: 800 rows
+    assert r.exit_code == 0, r.output
+    assert "warning:" in r.output and "commissioned on 165 rows" in r.output and "800" in r.output
+    assert "--rows 165" in r.output
+    r = _cli(*base, "--rows", 165, "--out", tmp_path / "b")
+    assert r.exit_code == 0 and "warning:" not in r.output, r.output

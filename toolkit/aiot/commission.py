@@ -110,6 +110,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     source = "shipped defaults (monitor.h, EVAL_KNOBS)"
     knobs = validated_knobs()
     chosen_with = None  # the fleet recording(s) a fleet pick was cross-validated with, when it says
+    chosen_rows = None  # the commissioning rows of the installations it was chosen on, when it says
     if alert_settings is not None:
         from aiot import alert_settings as aset
 
@@ -127,6 +128,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
                                "the device firmware", hint=tuned)
         picked.require_model(alert_settings, per_file=fleet_data is None, hint=tuned)
         knobs, window, source = dict(picked.knobs), picked.window_for(alert_settings, window), str(alert_settings)
+        chosen_rows = picked.picked_by.get("commissioning_rows")
         if fleet_data is None:
             fleet_model_only(knobs, f"{alert_settings}: aiot commission")
         else:
@@ -139,6 +141,7 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         raise ToolkitError(f"{data}: --rows {rows}, but the recording has {series.rows} rows",
                            hint="commission on at most the rows recorded")
     head = series.head(rows)
+    _warn_other_rows(alert_settings, chosen_rows, rows)
     installation_period_ms(head, data)  # before any training
     try:
         split = monitor_knobs(window, rows)
@@ -191,6 +194,22 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
                                    "as faults and kept out of training)", hint=e.hint) from None
         cfg = installation_config(head, window, config_knobs(model, knobs))
         return _write_installation(run, data, rows, faults, head, window, board, model, cfg, source, knobs)
+
+
+def _warn_other_rows(alert_settings: Path | None, chosen_rows, rows: int) -> None:
+    """A pick's thresholds were chosen on installations commissioned on so many rows (aiot tune:
+    {format: rows}); the monitor learns its baseline and calibration maximum from however many
+    it is given, so another number is not what was cross-validated: said, not refused."""
+    chosen = chosen_rows if isinstance(chosen_rows, dict) else {"": chosen_rows} if chosen_rows else {}
+    counts = {int(n) for n in chosen.values() if isinstance(n, (int, float))}
+    if not counts or rows in counts:
+        return
+    import sys
+
+    said = " / ".join(f"{n} rows" + (f" ({f})" if f else "") for f, n in chosen.items())
+    sys.stderr.write(f"warning: {alert_settings} was chosen on installations commissioned on {said}; this one "
+                     f"commissions on {rows}: give --rows {min(counts)} for what was cross-validated (the monitor "
+                     "learns its baseline and thresholds from the rows it commissions on)\n")
 
 
 def _warn_other_fleet(alert_settings: Path | None, chosen_with: dict | None, fleet_data: Path, sha: str) -> None:
