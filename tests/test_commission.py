@@ -50,6 +50,9 @@ def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build
     r = _cli("--data", tmp_path / "pump7.csv", "--rows", 400, "--board", "mps2-an386", "--out", tmp_path / "fw")
     assert r.exit_code == 0, r.output
     assert "3 sensors x window 8, trained on 400 rows" in r.output and "is emulated" in r.output
+    # the shipped defaults were cross-validated with the fleet model, not this one: said, with the way to it
+    assert "chosen with the fleet model, not with one model of an installation's own rows" in r.output
+    assert "--fleet-data" in r.output
     doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
     assert doc["alert_settings"]["knobs"] == EVAL_KNOBS and doc["commissioning_rows"] == 400
     assert doc["environment"]["numpy"] == np.__version__ and "keras" in doc["environment"]
@@ -293,6 +296,7 @@ def test_the_shipped_defaults_with_the_fleets_recording_build_the_evaluations_fl
     assert doc["model"]["dir"] == str(model) and doc["alert_settings"]["knobs"] == EVAL_KNOBS
     assert doc["monitor_config"] == installation_config(head, 8, config_knobs(model, EVAL_KNOBS)).as_dict()
     assert "kept out of training" not in r.output  # the installation's rows train nothing
+    assert "chosen with the fleet model, not" not in r.output
 
     # two at once: both find no model cached for their 500 rows (--epochs 1 here is another key), both build
     # it; the later never removes the entry the earlier published while it is being copied
