@@ -47,8 +47,8 @@ from aiot.commands._options import csv_options, reading_options
 @reading_options
 def command(data: Path, board: str, out: Path, rows: int | None, window: int | None, alert_settings: Path | None,
             timestamp_column: str | None, epochs: int, fleet_data: Path | None = None, fleet: bool = False,
-            scheduler: str | None = None, jobs: int = 1, strict_time: bool = False, time_format: str | None = None, label_column: str = "auto",
-            label_map: str | None = None) -> None:
+            scheduler: str | None = None, jobs: int = 1, strict_time: bool = False, time_format: str | None = None,
+            label_column: str = "auto", label_map: str | None = None) -> None:
     """Train an installation's own model and build the firmware that monitors it.
 
     The model learns this installation alone, from its commissioning rows, in the
