@@ -116,3 +116,22 @@ def test_a_garbage_sample_in_the_training_rows_does_not_blind_the_trained_model(
             assert "row 101 (1e+20)" in r.output and "training" in r.output
             assert manifest["training"]["rejected_spikes"] == {"d": [100]}
     assert stds["spiked"] == pytest.approx(stds["clean"], rel=0.05)
+
+
+def test_a_fleet_recordings_garbage_is_said_once_however_many_models_are_built_from_it(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """`aiot tune` builds one fleet model per noise floor and model kind of its grid from the same
+    recording: the warning came once per model."""
+    from aiot.data.readers import Dataset
+    from aiot.evaluate import tuning
+    from aiot.testing import fresh_model_cache
+
+    fresh_model_cache(monkeypatch, tmp_path / "cache")
+    v = _noise(1100, seed=5)
+    v[300, 3] = 1e20
+    fleet = _series(v)
+    fleet.source = tmp_path / "normal.csv"
+    grid = [{"fleet_noise_floor": f, "fleet_pca_variance": 0.99} for f in (0.25, 1.0)]
+    models = tuning.monitor_models(Dataset([], fleet, fleet.source, []), 8, grid, fleet, "normal", commission=400)
+    assert len(set(models.values())) == 2
+    assert capsys.readouterr().err.count("s3: 1 isolated sample") == 1

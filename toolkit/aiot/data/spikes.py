@@ -56,10 +56,19 @@ def reject_spikes(series: Series) -> tuple[Series, dict[str, list[int]]]:
     return out, rejected
 
 
+#: The warnings said in this run: one recording's garbage is said once, however many models
+#: are built from it (aiot tune builds one per noise floor and model kind of its grid).
+_SAID: set[tuple] = set()
+
+
 def say_spikes(series: Series, rejected: dict[str, list[int]], where, what: str = FLOORS) -> None:
     """One warning line per sensor with rejected samples: where, how many, the first few,
-    and ``what`` they were left out of."""
+    and ``what`` they were left out of; once per run."""
     for name, rows in rejected.items():
+        said = (str(where), name, tuple(rows), what)
+        if said in _SAID:
+            continue
+        _SAID.add(said)
         c = series.channels.index(name)
         first = ", ".join(f"row {i + 1} ({series.values[i, c]:g})" for i in rows[:3])
         more = f" and {len(rows) - 3} more" if len(rows) > 3 else ""
