@@ -153,21 +153,20 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
         raise ToolkitError(f"{data}: {len(head.channels)} sensors; the monitor handles up to {M.MAX_CHANNELS}",
                            hint="leave some columns out of the recording")
     faults = _labelled_faults(data, head, split["commission_samples"])
-    kept_out = f"; {faults} rows labelled as faults kept out of training" if faults and fleet_data is None else ""
+    kept_out = f"; {faults} rows labelled as faults kept out of training" if faults else ""
+    fleet = None
     if fleet_data is not None:
         from aiot.data.readers import fleet_recording
 
         fleet = fleet_recording(fleet_data, head.channels, csv_options, "--fleet-data")
         fleet_sha = sha256_file(Path(fleet_data))
         _warn_other_fleet(alert_settings, chosen_with, fleet_data, fleet_sha)
-    else:
-        fleet = None
-    if fleet is not None and fleet.rows <= split["commission_samples"]:
-        raise ToolkitError(
-            f"{fleet_data}: {fleet.rows} normal rows; the device learns each sensor's noise from its first "
-            f"{split['commission_samples']} commissioning rows, and the fleet model learns in those units from "
-            "longer stretches of the fleet's recording",
-            hint=f"commission on fewer rows (--rows, now {rows}), or give a longer --fleet-data recording")
+        if fleet.rows <= split["commission_samples"]:
+            raise ToolkitError(
+                f"{fleet_data}: {fleet.rows} normal rows; the device learns each sensor's noise from its first "
+                f"{split['commission_samples']} commissioning rows, and the fleet model learns in those units from "
+                "longer stretches of the fleet's recording",
+                hint=f"commission on fewer rows (--rows, now {rows}), or give a longer --fleet-data recording")
     from aiot.outputs import output_folder
 
     # one commissioning at a time into a folder, held from before the training (a second run

@@ -105,16 +105,23 @@ def _readable(load, f: Path):
                            hint="check the file's permissions, and the disk or share it is on") from None
 
 
+def check_fleet_file(path: Path, option: str = "--fleet") -> Path:
+    """``path`` if it is a file, else an error naming it and ``option`` (how the user gave it);
+    callable before the data is read."""
+    path = Path(path)
+    if not path.is_file():
+        raise ToolkitError(f"{path}: no such file" if not path.exists() else f"{path}: not a file",
+                           hint=f"check the {option} path (a CSV of normal operation with the data's sensor columns)")
+    return path
+
+
 def fleet_recording(path: Path, channels: list[str], csv_options: dict | None = None, option: str = "--fleet"):
     """A recording of the fleet's normal running given beside the data (``option``: how the
     user gave it): its columns ``channels`` (each must be there) in that order, its labels
     never read, the clock options (--strict-time, --time-format) of ``csv_options``."""
     from aiot.data import clock_options
 
-    path = Path(path)
-    if not path.is_file():
-        raise ToolkitError(f"{path}: no such file" if not path.exists() else f"{path}: not a file",
-                           hint=f"{option} is a CSV of the fleet's normal running with the data's sensor columns")
+    path = check_fleet_file(path, option)
     try:
         fleet = load_csv(path, channels=list(channels), label_column=None, **clock_options(csv_options))
     except ToolkitError as e:

@@ -365,6 +365,7 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
         raise ToolkitError(f"{data}: no labelled fault in any file: nothing to choose settings on",
                            hint="give labelled recordings, or tune on normal data: aiot tune NORMAL.csv")
     own = per_file or ds.fleet is None
+    fleet_sha = None if own else sha256_file(ds.fleet_source)  # once: the models' cache key and the report's record
     if own and not per_file:
         print(f"{data}: no normal recording beside the files: one model per file, trained on its own "
               "commissioning rows (as `aiot commission` makes it)", file=sys.stderr)
@@ -380,8 +381,7 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
             if own:
                 models = tuning.monitor_models(ds, window, grid, commission=commission, jobs=jobs)
             else:
-                models = tuning.monitor_models(ds, window, grid, ds.fleet, sha256_file(ds.fleet_source),
-                                               commission=commission)
+                models = tuning.monitor_models(ds, window, grid, ds.fleet, fleet_sha, commission=commission)
             part = tuning.score_monitor_files(ds, models, window, grid, jobs=jobs, commission=commission, cuts=cuts)
         else:
             from aiot.evaluate.pipeline import fleet_package
@@ -393,7 +393,7 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
                 part = tuning.score_rules_files(ds, package, grid, commission, cuts=cuts)
         scored += [((window, k), per) for k, per in part]
         names = list(part[0][1])  # the files, or with incident folds their parts, in order
-    recording = None if own else {"path": str(ds.fleet_source), "sha256": sha256_file(ds.fleet_source)}
+    recording = None if own else {"path": str(ds.fleet_source), "sha256": fleet_sha}
     return scored, names, commission, "per-file" if own else "fleet", recording
 
 

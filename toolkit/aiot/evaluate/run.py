@@ -128,9 +128,8 @@ def _evaluate(
             raise ToolkitError("--drift-rate bounds the device monitor's drift compensation; --target reference "
                                "has no monitor", hint="run it with --target host or --target qemu:BOARD")
         _check_knobs(knob_overrides, window, Path("--drift-rate"))
-    if fleet is not None and not Path(fleet).is_file():
-        raise ToolkitError(f"{fleet}: no such file" if not Path(fleet).exists() else f"{fleet}: not a file",
-                           hint="check the --fleet path (a CSV of normal operation with the data's sensor columns)")
+    if fleet is not None:
+        readers.check_fleet_file(fleet)  # before the data is read
     with step(f"reading {data} ({fmt})"):
         ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files, csv_options=csv_options)
     if limit is not None and ds.skipped:

@@ -425,19 +425,12 @@ def _by_name(dataset: Dataset, model: Path | list[Path]) -> dict[str, Path]:
     return {rec.name: _model_of(model, i) for i, rec in enumerate(dataset.recordings)}
 
 
-def floor_of(knobs: dict) -> float:
-    """The noise floor a setting's model was trained with."""
-    from aiot.evaluate.monitor_device import FLOOR_KNOB
-
-    return float(knobs.get(FLOOR_KNOB, 0.0))
-
-
 def model_key(knobs: dict) -> tuple[float, float]:
     """Which device model a setting is scored with (the key of the models dict): its noise
     floor (the model's inputs) and its fleet_pca_variance (0: the autoencoder)."""
-    from aiot.evaluate.monitor_device import PCA_KNOB
+    from aiot.evaluate.monitor_device import FLOOR_KNOB, PCA_KNOB
 
-    return floor_of(knobs), float(knobs.get(PCA_KNOB, 0.0))
+    return float(knobs.get(FLOOR_KNOB, 0.0)), float(knobs.get(PCA_KNOB, 0.0))
 
 
 def _model_of(model: Path | list[Path], i: int) -> Path:
