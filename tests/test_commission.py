@@ -196,16 +196,11 @@ def test_an_installation_of_more_than_eight_sensors_gets_an_image_that_holds_the
 # ---- the fleet model: what `aiot evaluate` cross-validated, on a board in one verb ----------
 
 def _plant_csv(path, rows: int, start: int = 0, broken_from: int | None = None) -> None:
-    """12 sensors of one plant (test_fleet_linear_model._plant: 3 process variables), rows
-    ``start``.. of its running, 1 s apart; ``broken_from``: sensor s5 3 units off its
-    relations from that row on (about one commissioned noise unit)."""
-    from test_fleet_linear_model import _plant
+    """Rows ``start``.. of the 12-sensor plant of test_fleet_linear_model (3 process variables);
+    ``broken_from``: sensor s5 off its relations from that row on."""
+    from test_fleet_linear_model import plant_csv
 
-    v = _plant(start + rows, seed=0).values[start:].copy()
-    if broken_from is not None:
-        v[broken_from:, 5] += 3.0
-    path.write_text("timestamp," + ",".join(f"s{k}" for k in range(12)) + "\n" + "".join(
-        f"{i}," + ",".join(f"{x:.5f}" for x in row) + "\n" for i, row in enumerate(v)))
+    plant_csv(path, rows, start, None if broken_from is None else (broken_from, None))
 
 
 def _pick(path, knobs: dict, model: str = "fleet"):

@@ -27,6 +27,23 @@ def _plant(rows: int, seed: int = 0) -> Series:
                   channels=[f"s{i}" for i in range(12)])
 
 
+def plant_csv(path, rows: int, start: int = 0, broken: tuple[int, int | None] | None = None,
+              labelled: bool = False) -> None:
+    """Rows ``start``.. of the plant (:func:`_plant`) as a CSV, 1 s apart; ``broken``: sensor s5
+    3 units (about one commissioned noise unit) off its relations over those rows (to the end
+    with None); ``labelled``: a label column, 1 there."""
+    v = _plant(start + rows, seed=0).values[start:].copy()
+    y = np.zeros(rows, int)
+    if broken is not None:
+        v[broken[0] : broken[1], 5] += 3.0
+        y[broken[0] : broken[1]] = 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "timestamp," + ",".join(f"s{k}" for k in range(12)) + (",label" if labelled else "")
+    path.write_text(header + "\n" + "".join(f"{i}," + ",".join(f"{x:.5f}" for x in row)
+                                             + (f",{lab}" if labelled else "") + "\n"
+                                             for i, (row, lab) in enumerate(zip(v, y))))
+
+
 def _window_mean_residual(model_dir, x: np.ndarray) -> np.ndarray:
     """Each sensor's window-mean residual (noise units) of noise-unit windows ``x`` (N, W*C)
     through the int8 model, with tflite-micro (the golden reference)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -16,27 +15,17 @@ from aiot.testing import requires_arm
 
 
 def _unit(path, start: int, rows: int = 1100, broken: tuple[int, int] | None = (700, 850)) -> None:
-    """Rows ``start``.. of the 12-sensor plant of test_fleet_linear_model (3 process
-    variables), 1 s apart, labelled; ``broken``: sensor s5 3 units (about one commissioned
-    noise unit) off its relations over those rows, labelled 1 there."""
-    from test_fleet_linear_model import _plant
+    """Rows ``start``.. of the 12-sensor plant of test_fleet_linear_model, labelled; ``broken``:
+    sensor s5 off its relations over those rows, labelled 1 there."""
+    from test_fleet_linear_model import plant_csv
 
-    v = _plant(start + rows, seed=0).values[start:].copy()
-    y = np.zeros(rows, int)
-    if broken is not None:
-        v[broken[0] : broken[1], 5] += 3.0
-        y[broken[0] : broken[1]] = 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("timestamp," + ",".join(f"s{k}" for k in range(12)) + ",label\n" + "".join(
-        f"{i}," + ",".join(f"{x:.5f}" for x in row) + f",{lab}\n" for i, (row, lab) in enumerate(zip(v, y))))
+    plant_csv(path, rows, start, broken, labelled=True)
 
 
 def _normal(path, rows: int = 1100) -> None:
-    from test_fleet_linear_model import _plant
+    from test_fleet_linear_model import plant_csv
 
-    v = _plant(rows, seed=0).values
-    path.write_text("timestamp," + ",".join(f"s{k}" for k in range(12)) + "\n" + "".join(
-        f"{i}," + ",".join(f"{x:.5f}" for x in row) + "\n" for i, row in enumerate(v)))
+    plant_csv(path, rows)
 
 
 @pytest.mark.slow
