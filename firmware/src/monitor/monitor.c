@@ -903,8 +903,9 @@ static void energy_calibrate(aiot_monitor_t *m, const window_stats_t *w, const f
 //! allow (each may wander by its noise floor, in noise units, as its residual z is floored:
 //! the mean of those floors squared, x sqrt(2 / C) for a mean of C independent wanders) and
 //! at RESIDUAL_SD_FLOOR. residual_score 4 (window-mean residuals): at sqrt(2 / C) of its mean
-//! only, as C independent squared terms would spread (never 0: TINY). Its z is then put on the per-sensor score's scale: x the calibration
-//! set's top / the largest energy z the calibration windows had (at least 1), so each meets
+//! only, as C independent squared terms would spread (never 0: TINY). Its z is then put on
+//! the per-sensor score's scale: x the calibration set's top / the largest energy z the
+//! calibration windows had (at least 1), so each meets
 //! the threshold at alert_margin x its own calibration maximum and neither raises the other's.
 static void energy_reference(aiot_monitor_t *m) {
     const int C = m->cfg.num_channels;
