@@ -41,8 +41,8 @@ def _cli(*args):
 def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build_does(tmp_path, monkeypatch):
     from aiot.target.boards import get_board
     from aiot.data import load_csv
-    from aiot.evaluate.monitor_device import (EVAL_KNOBS, MonitorDevice, _rows_from_windows,
-                                                 config_knobs, installation_config)
+    from aiot.installation import PER_FILE_KNOBS
+    from aiot.evaluate.monitor_device import MonitorDevice, _rows_from_windows, config_knobs, installation_config
     from aiot.device.hil import open_device
 
     monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
@@ -50,17 +50,16 @@ def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build
     r = _cli("--data", tmp_path / "pump7.csv", "--rows", 400, "--board", "mps2-an386", "--out", tmp_path / "fw")
     assert r.exit_code == 0, r.output
     assert "3 sensors x window 8, trained on 400 rows" in r.output and "is emulated" in r.output
-    # the shipped defaults were cross-validated with the fleet model, not this one: said, with the way to it
-    assert "chosen with the fleet model, not with one model of an installation's own rows" in r.output
-    assert "--fleet-data" in r.output
+    # the defaults cross-validated with one model per installation, and the way to the better fleet model: said
+    assert "runs the defaults cross-validated with such models" in r.output and "--fleet-data" in r.output
     doc = json.loads((tmp_path / "fw" / "commission.json").read_text())
-    assert doc["alert_settings"]["knobs"] == EVAL_KNOBS and doc["commissioning_rows"] == 400
+    assert doc["alert_settings"]["knobs"] == PER_FILE_KNOBS and doc["commissioning_rows"] == 400
     assert doc["environment"]["numpy"] == np.__version__ and "keras" in doc["environment"]
 
     series = load_csv(tmp_path / "pump7.csv")
     head = series.head(400)
     model = doc["model"]["dir"]
-    expected_cfg = installation_config(head, 8, config_knobs(model, EVAL_KNOBS))
+    expected_cfg = installation_config(head, 8, config_knobs(model, PER_FILE_KNOBS))
     ts = np.round((series.timestamps - series.timestamps[0]) * 1000).astype(np.int64)
 
     with open_device(get_board("mps2-an386"), tmp_path / "fw" / "firmware.elf") as dev:
@@ -68,7 +67,7 @@ def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build
         outs = dev.push(ts, series.values)  # commissioning rows, then the rest
     on_device = _rows_from_windows(ts[400:], outs, 3)
 
-    host = MonitorDevice(model, 8, "host", EVAL_KNOBS)
+    host = MonitorDevice(model, 8, "host", PER_FILE_KNOBS)
     host.commission(head)
     on_host = host.stream(series, 400)
     assert on_device.state == on_host.state

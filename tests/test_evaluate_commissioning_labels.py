@@ -31,8 +31,8 @@ def test_a_labelled_fault_in_the_commissioning_rows_is_not_learnt_and_the_later_
 
     s = _recording()
     head = s.head(1000)
-    model = device_file_model(head, window=8, epochs=1, seed=0, noise_floor=validated_knobs()["fleet_noise_floor"])
-    dev = MonitorDevice(model, 8, "host", validated_knobs())
+    model = device_file_model(head, window=8, epochs=1, seed=0, noise_floor=validated_knobs(per_file=True)["fleet_noise_floor"])
+    dev = MonitorDevice(model, 8, "host", validated_knobs(per_file=True))
     report = dev.commission(head)
     # the device learnt sensor b's normal spread (0.2), not the excursion's
     assert report["commissioning"][1]["noise"] == pytest.approx(0.2, rel=0.25)

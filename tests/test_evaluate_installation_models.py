@@ -254,13 +254,14 @@ def test_a_sensor_dead_while_commissioned_is_named_before_any_training(tmp_path,
 
 def test_without_a_settings_file_each_kind_of_model_runs_the_shipped_defaults(tmp_path, monkeypatch,
                                                                                silent_device):
-    """The fleet model and one model per installation run the one set of shipped defaults (the
-    header's, plus the evaluation's fleet noise floor: EVAL_KNOBS); the reference target keeps
-    its rule per kind of model; report.json says which."""
+    """The fleet model runs the header's defaults plus the evaluation's fleet noise floor
+    (EVAL_KNOBS), one model per installation the defaults cross-validated with such models
+    (PER_FILE_KNOBS); the reference target keeps its rule per kind of model; report.json says
+    which."""
     from aiot.evaluate import monitor_device, pipeline
     from aiot.evaluate import run as run_mod
     from aiot.evaluate.device import rule_for
-    from aiot.evaluate.monitor_device import EVAL_KNOBS
+    from aiot.installation import EVAL_KNOBS, PER_FILE_KNOBS
 
     fake = tmp_path / "model"
     fake.mkdir()
@@ -283,7 +284,7 @@ def test_without_a_settings_file_each_kind_of_model_runs_the_shipped_defaults(tm
             rep = json.loads((out / "report.json").read_text())
             got[target, own] = rep["settings"]
             assert rep["environment"]["numpy"] == np.__version__  # what the trained models depend on
-    assert got["host", False]["knobs"] == EVAL_KNOBS and got["host", True]["knobs"] == EVAL_KNOBS
+    assert got["host", False]["knobs"] == EVAL_KNOBS and got["host", True]["knobs"] == PER_FILE_KNOBS
     assert got["reference", False]["rule"] == rule_for(32).to_json()
     assert got["reference", True]["rule"] == rule_for(32, per_file=True).to_json() != rule_for(32).to_json()
 

@@ -24,8 +24,8 @@ def _through_the_device(s: Series, commission: int = 400):
     from aiot.evaluate.monitor_device import MonitorDevice, device_file_model, validated_knobs
 
     model = device_file_model(s.head(commission), window=8, epochs=1, seed=0,
-                              noise_floor=validated_knobs()["fleet_noise_floor"])
-    dev = MonitorDevice(model, 8, "host", validated_knobs())
+                              noise_floor=validated_knobs(per_file=True)["fleet_noise_floor"])
+    dev = MonitorDevice(model, 8, "host", validated_knobs(per_file=True))
     dev.commission(s.head(commission))
     return dev, dev.stream(s, commission)
 

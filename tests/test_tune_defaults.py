@@ -30,7 +30,7 @@ def test_the_evaluation_adds_no_monitor_setting_to_the_header_defaults():
 
     c_settings = {s.name for s in mon.settings()}
     assert EVAL_KNOBS == {"fleet_noise_floor": 1.0}  # the pick's evaluation-side knob
-    # one set for the fleet model and for a model per installation
+    # the fleet model's (one model per installation has its own: tests/test_per_file_defaults.py)
     assert validated_knobs() == EVAL_KNOBS and not set(validated_knobs()) & c_settings
 
 

@@ -106,9 +106,11 @@ def commission(data: Path, board_name: str, out: Path, rows: int | None = None, 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ToolkitError(f"{out}: exists and is not a folder", hint="choose another --out")
-    # the shipped defaults, one set for every target (monitor.h + the fleet noise floor, installation.py)
-    source = "shipped defaults (monitor.h, EVAL_KNOBS)"
-    knobs = validated_knobs()
+    # the shipped defaults of the model it gets (installation.py): the fleet model's (monitor.h + the
+    # fleet noise floor), or those cross-validated with one model per installation
+    source = ("shipped defaults (monitor.h, EVAL_KNOBS)" if fleet_data is not None else
+              "shipped defaults for one model per installation (monitor.h + PER_FILE_KNOBS)")
+    knobs = validated_knobs(per_file=fleet_data is None)
     chosen_with = None  # the fleet recording(s) a fleet pick was cross-validated with, when it says
     chosen_rows = None  # the commissioning rows of the installations it was chosen on, when it says
     if alert_settings is not None:

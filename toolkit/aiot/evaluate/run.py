@@ -168,7 +168,7 @@ def _evaluate(
     if settings.target != "reference":
         from aiot.evaluate.monitor_device import validated_knobs
 
-        settings.knobs = dict(validated_knobs() if knobs is None else knobs)
+        settings.knobs = dict(validated_knobs(per_file=own) if knobs is None else knobs)
         settings.knobs.update(knob_overrides or {})  # --drift-rate on top of the settings
         if own:
             from aiot.installation import fleet_model_only
