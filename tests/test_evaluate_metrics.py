@@ -233,3 +233,53 @@ def test_one_alert_detects_one_incident_even_when_the_next_onset_is_within_the_t
     got = inc.incidents(labels, alerts, tolerance_rows=5)
     assert [(i.detected, i.first_alert) for i in got] == [(True, 3), (False, None)]
     assert [(a.true, a.incidents) for a in inc.alerts(labels, alerts, tolerance_rows=5)] == [(True, [0])]
+
+
+# -- an early warning: an alert up to a lead time before a labelled onset ---------------------
+# Labels often mark the failure itself (a BROKEN row, the end of a run to failure): an alert
+# raised hours before, while the fault develops, is the catch a user wants, not a false alarm.
+TS10 = np.arange(16) * 10.0  # LABELS' rows 10 s apart: onset 6 at t = 60 s
+
+
+def test_with_a_lead_an_alert_starting_that_long_before_the_onset_detects_it():
+    # lead 30 s: starts at t >= 30 (row 3) detect; tolerance 2 rows alone would stop at row 4
+    at3 = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    (i,) = inc.incidents(LABELS, at3, TS10, tolerance_rows=2, lead_s=30.0)
+    assert (i.detected, i.first_alert, i.delay_rows, i.delay_s) == (True, 3, -3, -30.0)
+    (a,) = inc.alerts(LABELS, at3, tolerance_rows=2, timestamps=TS10, lead_s=30.0)
+    assert (a.true, a.incidents) == (True, [0])
+    # row 2 (t = 20 s, 40 s before the onset) is beyond the lead: missed, and a false alert
+    at2 = [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]
+    assert not inc.incidents(LABELS, at2, TS10, tolerance_rows=2, lead_s=30.0)[0].detected
+    assert [a.true for a in inc.alerts(LABELS, at2, tolerance_rows=2, timestamps=TS10, lead_s=30.0)] == [False]
+    # without a lead, the same alert at row 3 is false (the default: labels are the onset)
+    assert not inc.incidents(LABELS, at3, TS10, tolerance_rows=2)[0].detected
+
+
+def test_the_lead_rows_are_the_normal_rows_within_the_lead_before_each_onset():
+    assert inc.lead_rows(LABELS, TS10, 30.0).nonzero()[0].tolist() == [3, 4, 5]
+    assert not inc.lead_rows(LABELS, TS10, 0.0).any()
+    # never back into the previous incident (2..3): a lead of 100 s from onset 6 stops at row 4
+    two = [0, 0, 1, 1, 0, 0, 1, 1, 0, 0]
+    assert inc.lead_rows(two, np.arange(10) * 10.0, 100.0).nonzero()[0].tolist() == [0, 1, 4, 5]
+    (_, second) = inc.incidents(two, [0, 0, 0, 0, 1, 1, 1, 0, 0, 0], np.arange(10) * 10.0, lead_s=100.0)
+    assert (second.detected, second.first_alert) == (True, 4)
+    # a clock that stepped back is a time reset: the lead does not reach across it
+    ts = np.array([0, 10, 20, 30, 5, 15, 25, 35, 45, 55], float)  # reset after row 3; onset row 8 at t = 45
+    lab = [0, 0, 0, 0, 0, 0, 0, 0, 1, 1]
+    assert inc.lead_rows(lab, ts, 1000.0).nonzero()[0].tolist() == [4, 5, 6, 7]
+
+
+def test_lead_rows_are_neither_normal_nor_fault_in_the_row_metrics():
+    from aiot.evaluate.metrics import confusion, normal_phases
+
+    labels = np.array(LABELS)
+    alerts = np.array([0, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0])
+    lead = inc.lead_rows(labels, TS10, 30.0)  # rows 3, 4, 5
+    c = confusion(labels, alerts, ignore=lead)
+    # rows 4, 5 alert in the lead: not false alarms; row 1 and row 11 are; rows 3..5 not counted as normal
+    assert (c.tp, c.fp, c.tn, c.fn) == (2, 2, 7, 2)
+    phases = normal_phases(labels, alerts, ignore=lead)
+    assert sum(p.alerting for p in phases.values()) == c.fp
+    assert sum(p.rows for p in phases.values()) == c.fp + c.tn
+    assert confusion(labels, alerts) == confusion(labels, alerts, ignore=np.zeros(16, bool))

@@ -805,3 +805,58 @@ def test_an_alert_latched_before_an_incident_neither_detects_it_nor_counts_as_tr
     text = summary_text(agg)  # 24 test rows, 5 labelled (0.csv 8..10, 10.csv 6..7): 19 normal
     assert "incidents detected 0/2, alerts 1: 0 true, 1 false" in text
     assert "FAR 26.32 % (5 of 19 normal rows alerting)" in text
+
+
+def test_an_early_warning_lead_counts_an_alert_raised_before_the_labelled_onset(scripted):
+    # the same latched alert (0.csv rows 4..11, incident 8..10, rows 1 s apart), with a lead of
+    # 4 s: it started 4 s before the onset, a warning, so it detects the incident and is true;
+    # rows 4..7 (the lead) are neither normal nor fault: FAR counts only row 11 of 19 - 4 rows
+    from aiot.commands.evaluate import summary_text
+
+    scripted.plan = {"0.csv": list(range(4, 12)), "10.csv": [], "2.csv": []}
+    ds = readers.read("skab", FIX / "skab_mini")
+    st = pipeline.Settings(format="skab", train_rows=4, jobs=1, window=2, early_warning_s=4.0)
+    res = pipeline.run(ds, st, package=Path("unused"))
+    r0 = next(r for r in res if r.recording.name == "valve1/0.csv")
+    assert [(i.detected, i.delay_rows) for i in r0.incidents] == [(True, -4)]
+    assert [(a.start, a.end, a.true) for a in r0.alerts] == [(4, 11, True)]
+    agg = pipeline.aggregate(res)
+    assert (agg["incidents_detected"], agg["alerts"], agg["false_alerts"]) == (1, 1, 0)
+    # lead rows among the test rows: 0.csv 4..7 (all alerting); 10.csv's onset 6: rows 4, 5
+    assert agg["early_warning_rows"] == {"rows": 6, "alerting": 4, "share": 4 / 6}
+    assert agg["test_rows"]["fp"] == 1 and agg["test_rows"]["tn"] == 12
+    text = summary_text(agg)
+    assert "incidents detected 1/2, alerts 1: 1 true, 0 false" in text
+    assert "up to 4 s before an incident's onset" in text
+    assert "FAR 7.69 % (1 of 13 normal rows alerting)" in text
+    assert "6 rows within the lead before an onset (4 alerting) are neither" in text
+    # and without a lead the figures are those of the default rule (the test above)
+    st0 = pipeline.Settings(format="skab", train_rows=4, jobs=1, window=2)
+    agg0 = pipeline.aggregate(pipeline.run(ds, st0, package=Path("unused")))
+    assert (agg0["false_alerts"], agg0["test_rows"]["fp"], agg0["early_warning_rows"]["rows"]) == (1, 5, 0)
+
+
+def test_the_cli_takes_an_early_warning_duration_and_writes_it_into_the_report(scripted, tmp_path, monkeypatch):
+    from aiot.cli import main
+    from aiot.evaluate import run as run_mod
+
+    monkeypatch.setattr(pipeline, "fleet_package", lambda *a, **k: tmp_path / "no-model")
+    monkeypatch.setattr(run_mod, "_model_context", lambda package: {"package": str(package)})
+    scripted.plan = {"0.csv": list(range(4, 12)), "10.csv": [], "2.csv": []}
+    args = ["evaluate", "--data", str(FIX / "skab_mini"), "--format", "skab", "--train-rows", "4", "--target",
+            "reference", "--window", "2", "--jobs", "1"]
+    for bad in ("soon", "-3h", "12 parsecs", "nan"):
+        r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "bad"), "--early-warning", bad])
+        assert r.exit_code == 2 and "--early-warning" in r.output and "12h" in r.output, (bad, r.output)
+        assert "Traceback" not in r.output
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o"), "--early-warning", "0.5min"])
+    assert r.exit_code == 0, r.output
+    assert "1 true, 0 false" in r.output and "up to 30 s before an incident's onset" in r.output
+    doc = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert doc["settings"]["early_warning_s"] == 30.0 and doc["incident_matching"]["early_warning_s"] == 30.0
+    assert doc["aggregate"]["early_warning_rows"]["rows"] > 0
+    page = (tmp_path / "o" / "report.html").read_text()
+    assert "detected 4 s before its onset" in page
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o0")])  # the default: labels mark the onset
+    assert r.exit_code == 0 and "0 true, 1 false" in r.output and "early warning" not in r.output
+    assert json.loads((tmp_path / "o0" / "report.json").read_text())["incident_matching"]["early_warning_s"] == 0.0

@@ -1,5 +1,6 @@
 """Options several verbs share, declared once: how a sensor CSV is read (--strict-time,
---time-format, --label-column, --label-map) and the per-sensor drift-rate bound (--drift-rate)."""
+--time-format, --label-column, --label-map), the per-sensor drift-rate bound (--drift-rate)
+and a duration (--early-warning 12h)."""
 
 from __future__ import annotations
 
@@ -66,3 +67,28 @@ def drift_rate_knobs(values: tuple[str, ...]) -> dict:
             raise click.BadParameter(f"{name!r} given twice", param_hint="--drift-rate")
         rates[name] = value
     return {"max_drift_rate": rates} if rates else {}
+
+
+_UNITS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class Duration(click.ParamType):
+    """A duration: a number with a unit (90s, 30min, 12h, 2d) or plain seconds; in seconds."""
+
+    name = "DURATION"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+        else:
+            text = str(value).strip().lower()
+            number = text.rstrip("abcdefghijklmnopqrstuvwxyz").strip()
+            unit = text[len(number):].strip() if number != text else "s"
+            try:
+                seconds = float(number) * _UNITS[unit]
+            except (ValueError, KeyError):
+                seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            self.fail(f"{value!r}: expected a duration >= 0: a number with s, min, h or d (90s, 30min, 12h, 2d), "
+                      "or plain seconds", param, ctx)
+        return seconds

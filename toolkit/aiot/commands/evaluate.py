@@ -8,7 +8,7 @@ import click
 
 from aiot.commands import Command, FloatRange, OutPath, wrote
 from aiot.commands._options import (  # noqa: F401  (tune imported them from here)
-    csv_options, drift_rate_knobs, drift_rate_option, reading_options)
+    Duration, csv_options, drift_rate_knobs, drift_rate_option, reading_options)
 
 
 @click.command("evaluate", cls=Command)
@@ -56,13 +56,19 @@ from aiot.commands._options import (  # noqa: F401  (tune imported them from her
 @click.option("--scheduler", default=None,
               help="Run one task per file on a Dask cluster: tcp://HOST:8786, or local (a LocalCluster of --jobs "
                    "workers). A file whose task fails is reported and the others finish. Needs the fleet extra.")
+@click.option("--early-warning", "early_warning", type=Duration(), default=0.0, metavar="DURATION",
+              help="Labels that mark the failure itself (a BROKEN row, the end of a run to failure): an alert that "
+                   "starts up to DURATION before a labelled onset detects it, as an early warning, instead of "
+                   "counting as a false alert; the rows of that lead are neither normal nor fault in F1, FAR and "
+                   "MAR (counted apart in report.json: aggregate.early_warning_rows). 90s, 30min, 12h, 2d. "
+                   "Default 0: labels mark the onset (only the 2-row tolerance).")
 @reading_options
 @drift_rate_option
 def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, train_fraction: float | None,
             fleet: Path | None, target: str, out: Path, window: int | None, epochs: int, jobs: int, limit: int | None,
             alert_settings: Path | None, package: Path | None, per_file: bool, skip_bad_files: bool,
             scheduler: str | None, strict_time: bool, time_format: str | None, label_column: str,
-            label_map: str | None, drift_rates: tuple[str, ...] = ()) -> None:
+            label_map: str | None, early_warning: float = 0.0, drift_rates: tuple[str, ...] = ()) -> None:
     """Did it flag each labelled incident, and did it keep quiet otherwise?
 
     Each file is one installation: commissioned on its first rows, then streamed through
@@ -82,6 +88,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
       aiot evaluate --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1,RECOVERING=1 \\
           --time-format '%d/%m/%Y %H:%M' --train-fraction 0.2 --out build/pump
       aiot evaluate --data site/ --drift-rate bearing_temp=0.05 --drift-rate '*=0.25' --out build/site
+      aiot evaluate --data runs-to-failure/ --early-warning 24h --out build/rtf
     """
     from aiot.evaluate.events import summary_line
     from aiot.evaluate.report import phases_text
@@ -93,7 +100,7 @@ def command(data: Path, fmt: str, labels: Path | None, train_rows: int | None, t
         alert_settings=alert_settings, package=package, per_file=per_file, skip_bad_files=skip_bad_files,
         scheduler=scheduler,
         csv_options=csv_options(strict_time, time_format, label_column, label_map),
-        knob_overrides=drift_rate_knobs(drift_rates),
+        knob_overrides=drift_rate_knobs(drift_rates), early_warning_s=early_warning,
     )
     phases = phases_text(summary.get("false_alarms_by_phase", {}))
     click.echo(summary_text(summary, phases))
@@ -111,6 +118,7 @@ def summary_text(summary: dict, phases: str = "") -> str:
     """The lines printed after a run: episode counts (incidents, alerts) and row rates (F1,
     FAR, MAR), each named as what it counts so that they never seem to disagree."""
     from aiot.evaluate.incidents import DEFAULT_TOLERANCE_ROWS
+    from aiot.evaluate.report import duration as _duration
 
     t = summary["test_rows"]
 
@@ -121,13 +129,18 @@ def summary_text(summary: dict, phases: str = "") -> str:
         return "n/a" if v is None else format(v, fmt)
 
     alerts, false = summary["alerts"], summary["false_alerts"]
+    lead_s = summary.get("early_warning_s") or 0.0
+    lead = summary.get("early_warning_rows") or {}
+    within = (f"within {DEFAULT_TOLERANCE_ROWS} rows or up to {_duration(lead_s)} before an incident's onset "
+              "(an early warning)" if lead_s else f"within {DEFAULT_TOLERANCE_ROWS} rows before an incident's onset")
     return (
         f"files {summary['files']}, incidents detected {summary['incidents_detected']}/{summary['incidents']}, "
-        f"alerts {alerts}: {alerts - false} true, {false} false (true = started within {DEFAULT_TOLERANCE_ROWS} "
-        "rows before an incident's onset or inside it)\n"
+        f"alerts {alerts}: {alerts - false} true, {false} false (true = started {within} or inside it)\n"
         f"F1 {num(t['f1'], '.3f')}  FAR {pct(t['far'])} ({t['fp']:,} of {t['fp'] + t['tn']:,} normal rows alerting)  "
         f"MAR {pct(t['mar'])}  NAB {num(summary['nab_standard'], '.1f')}  (all test rows, pooled)"
         + (f"\nnormal rows alerting: {phases}" if phases else "")
+        + (f"\nearly warning: {lead.get('rows', 0):,} rows within the lead before an onset ({lead.get('alerting', 0):,} "
+           "alerting) are neither normal nor fault: not in F1, FAR or MAR" if lead_s else "")
     )
 
 

@@ -7,7 +7,14 @@ An alert that was already on before that (latched since an earlier disturbance, 
 hours before on another sensor) detects nothing and is a false alert, however long it
 overlaps the fault; so is one that starts after the fault's last labelled row. The small
 tolerance forgives labels placed a few rows late; it never reaches back into the previous
-incident."""
+incident.
+
+An early-warning lead (``lead_s``, ``aiot evaluate --early-warning``; 0 by default) widens the
+window to ``[min(onset - tolerance_rows, first row within lead_s before the onset), end]``:
+for labels that mark the failure itself (a BROKEN row, the end of a run to failure), where an
+alert raised while the fault develops is the catch, not a false alarm. The rows of that lead
+(:func:`lead_rows`) are then neither normal nor fault in the row metrics. The lead, too, never
+reaches back into the previous incident, nor across a clock that stepped back."""
 
 from __future__ import annotations
 
@@ -41,20 +48,48 @@ class Alert:
 
     start: int
     end: int
-    true: bool  #: starts inside [onset - tolerance, end] of a labelled incident
+    true: bool  #: starts inside [onset - tolerance (or the lead), end] of a labelled incident
     incidents: list[int] = field(default_factory=list)  #: indexes into the file's incidents
     sensors: list[str] = field(default_factory=list)  #: channels that drove it, strongest first
 
 
-def _windows(incidents: list[tuple[int, int]], tolerance_rows: int) -> list[tuple[int, int]]:
-    """Each incident's detection window ``[onset - tolerance, end]``, its early edge kept
-    after the previous incident's end: windows never overlap, so one alert detects at most
-    one incident (an alert raised inside one fault does not also detect the next)."""
+def _lead_start(onset: int, floor: int, timestamps: np.ndarray | None, lead_s: float) -> int:
+    """The first row of the lead before ``onset``: rows back to ``floor`` whose time is at
+    most ``lead_s`` before the onset's, stopping at a clock that stepped back."""
+    if timestamps is None or lead_s <= 0:
+        return onset
+    t0, row = timestamps[onset], onset
+    while row - 1 >= floor and timestamps[row - 1] <= timestamps[row] and t0 - timestamps[row - 1] <= lead_s:
+        row -= 1
+    return row
+
+
+def _windows(incidents: list[tuple[int, int]], tolerance_rows: int, timestamps: np.ndarray | None = None,
+             lead_s: float = 0.0) -> list[tuple[int, int]]:
+    """Each incident's detection window ``[onset - tolerance (or the lead's first row, the
+    earlier), end]``, its early edge kept after the previous incident's end: windows never
+    overlap, so one alert detects at most one incident (an alert raised inside one fault does
+    not also detect the next)."""
     out, prev_end = [], -1
     for onset, end in incidents:
-        out.append((max(onset - tolerance_rows, prev_end + 1), end))
+        early = min(onset - tolerance_rows, _lead_start(onset, prev_end + 1, timestamps, lead_s))
+        out.append((max(early, prev_end + 1), end))
         prev_end = end
     return out
+
+
+def lead_rows(labels: np.ndarray | Sequence[int], timestamps: np.ndarray | None, lead_s: float) -> np.ndarray:
+    """The normal rows within ``lead_s`` seconds before a labelled onset (after the previous
+    incident, on this side of a clock step back): with an early-warning lead they are neither
+    normal nor fault in the row metrics (an alert there is a warning, silence is no miss)."""
+    y = np.asarray(labels).astype(bool)
+    ts = None if timestamps is None else np.asarray(timestamps, float)
+    mask = np.zeros(y.shape, bool)
+    prev_end = -1
+    for onset, end in runs(y):
+        mask[_lead_start(onset, prev_end + 1, ts, lead_s):onset] = True
+        prev_end = end
+    return mask
 
 
 def incidents(
@@ -62,14 +97,17 @@ def incidents(
     alerts: np.ndarray | Sequence[int],
     timestamps: np.ndarray | None = None,
     tolerance_rows: int = DEFAULT_TOLERANCE_ROWS,
+    lead_s: float = 0.0,
 ) -> list[Incident]:
     """Each contiguous run of label 1; detected when an alert starts inside
-    ``[onset - tolerance_rows, end]`` (see the module's matching rule)."""
+    ``[onset - tolerance_rows, end]``, or within ``lead_s`` before the onset (see the
+    module's matching rule)."""
     y = np.asarray(labels).astype(bool)
     starts = [s for s, _ in runs(np.asarray(alerts).astype(bool))]
     out: list[Incident] = []
     labelled = runs(y)
-    for (start, end), (lo, hi) in zip(labelled, _windows(labelled, tolerance_rows)):
+    ts = None if timestamps is None else np.asarray(timestamps, float)
+    for (start, end), (lo, hi) in zip(labelled, _windows(labelled, tolerance_rows, ts, lead_s)):
         hits = [a for a in starts if lo <= a <= hi]
         if hits:
             first = hits[0]
@@ -86,9 +124,12 @@ def alerts(
     channel_scores: np.ndarray | None = None,
     channels: Sequence[str] = (),
     tolerance_rows: int = DEFAULT_TOLERANCE_ROWS,
+    timestamps: np.ndarray | None = None,
+    lead_s: float = 0.0,
 ) -> list[Alert]:
     """Each contiguous run of alert 1; true when it starts inside ``[onset - tolerance_rows,
-    end]`` of a labelled incident (the incidents it detects), else false.
+    end]`` (or within ``lead_s`` before the onset) of a labelled incident (the incidents it
+    detects), else false.
 
     ``channel_scores`` (N, C), when the device reports per-sensor contributions, names the
     sensors behind each alert: those whose mean contribution over the alert is at least
@@ -96,7 +137,7 @@ def alerts(
     """
     a = np.asarray(alerts).astype(bool)
     y = np.zeros_like(a) if labels is None else np.asarray(labels).astype(bool)
-    windows = _windows(runs(y), tolerance_rows)
+    windows = _windows(runs(y), tolerance_rows, None if timestamps is None else np.asarray(timestamps, float), lead_s)
     out: list[Alert] = []
     for start, end in runs(a):
         hit = [k for k, (lo, hi) in enumerate(windows) if lo <= start <= hi]

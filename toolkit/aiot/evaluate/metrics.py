@@ -55,12 +55,17 @@ class Confusion:
         return {**asdict(self), "f1": self.f1, "far": self.far, "mar": self.mar}
 
 
-def confusion(labels: np.ndarray | Sequence[int], alerts: np.ndarray | Sequence[int]) -> Confusion:
-    """Count rows: label 1 is an anomaly, alert 1 is the device saying so."""
+def confusion(labels: np.ndarray | Sequence[int], alerts: np.ndarray | Sequence[int],
+              ignore: np.ndarray | None = None) -> Confusion:
+    """Count rows: label 1 is an anomaly, alert 1 is the device saying so. Rows where
+    ``ignore`` is true (an early-warning lead: incidents.lead_rows) are not counted."""
     y = np.asarray(labels).astype(bool)
     p = np.asarray(alerts).astype(bool)
     if y.shape != p.shape:
         raise ValueError(f"labels and alerts differ in length ({y.shape[0]} vs {p.shape[0]})")
+    if ignore is not None:
+        keep = ~np.asarray(ignore, bool)
+        y, p = y[keep], p[keep]
     return Confusion(
         tp=int((y & p).sum()), fp=int((~y & p).sum()), tn=int((~y & ~p).sum()), fn=int((y & ~p).sum())
     )
@@ -111,13 +116,13 @@ class PhaseCounts:
 
 
 def normal_phases(labels: np.ndarray | Sequence[int], alerts: np.ndarray | Sequence[int],
-                  start: int = 0) -> dict[str, PhaseCounts]:
+                  start: int = 0, ignore: np.ndarray | None = None) -> dict[str, PhaseCounts]:
     """Split the false alarms (alerting normal rows) by where the row sits: before the file's
     first labelled fault (drift, warm-up), between two faults, after the last one (the
     machine settling: a fault's fading tail, which row labels call normal), or in a file
     with no labelled fault at all. Phases follow the whole file's labels; only rows from
-    ``start`` on (the test rows) are counted. The phases' ``alerting`` rows sum to the FP
-    count of :func:`confusion` over the counted rows, their ``rows`` to FP + TN."""
+    ``start`` on (the test rows), and not ``ignore``d, are counted. The phases' ``alerting``
+    rows sum to the FP count of :func:`confusion` over the counted rows, their ``rows`` to FP + TN."""
     y = np.asarray(labels).astype(bool)
     p = np.asarray(alerts).astype(bool)
     if y.shape != p.shape:
@@ -131,6 +136,8 @@ def normal_phases(labels: np.ndarray | Sequence[int], alerts: np.ndarray | Seque
         phase[idx > faults[-1]] = 2
     normal = ~y
     normal[:start] = False
+    if ignore is not None:
+        normal &= ~np.asarray(ignore, bool)
     return {name: PhaseCounts(int((normal & (phase == k)).sum()), int((normal & p & (phase == k)).sum()))
             for k, name in enumerate(PHASES)}
 

@@ -47,6 +47,9 @@ class Settings:
     rule: AlertRule = field(default_factory=AlertRule)  #: the reference target's alert rule
     knobs: dict = field(default_factory=dict)  #: monitor config overrides (host / qemu targets)
     firmware: str | None = None  #: qemu targets: the ELF built once for the whole run
+    #: an alert up to this many seconds before a labelled onset detects it (an early warning);
+    #: those rows are neither normal nor fault in the row metrics (incidents.lead_rows)
+    early_warning_s: float = 0.0
 
     def commissioning_rows(self, rows: int) -> int:
         if self.train_rows is not None:
@@ -76,6 +79,9 @@ class FileResult:
     alerts: list[inc.Alert]
     #: test rows' false alarms by where they fall (before / between / after the faults)
     phases: dict[str, PhaseCounts] = field(default_factory=dict)
+    #: test rows within the early-warning lead before an onset, and how many alerted
+    early_warning: PhaseCounts = field(default_factory=PhaseCounts)
+    early_warning_s: float = 0.0  #: the lead they were counted with (Settings.early_warning_s)
 
     @property
     def alert_column(self) -> np.ndarray:
@@ -299,17 +305,22 @@ def _run_file(rec: Recording, package: Path | None, settings: Settings) -> FileR
         onsets = np.diff(np.concatenate(([0], full_alert))) == 1
         nab = nab_file_score(onsets, windows, probation_rows=probation)
         nab_rows = nab_file_score(full_alert, windows, probation_rows=probation)
-    test_alerts = inc.alerts(labels[start:], out.alert, out.channel_scores, s.channels)
+    lead_s = settings.early_warning_s
+    test_alerts = inc.alerts(labels[start:], out.alert, out.channel_scores, s.channels,
+                             timestamps=s.timestamps[start:], lead_s=lead_s)
     for a in test_alerts:  # back to whole-file row numbers
         a.start += start
         a.end += start
-    test_incidents = [i for i in inc.incidents(labels, full_alert, s.timestamps) if i.end >= start]
+    test_incidents = [i for i in inc.incidents(labels, full_alert, s.timestamps, lead_s=lead_s) if i.end >= start]
+    lead = inc.lead_rows(labels, s.timestamps, lead_s)
     return FileResult(
         recording=rec, start=start, outputs=out, commissioning=info,
-        confusion=confusion(labels[start:], out.alert),
-        confusion_all_rows=confusion(labels, full_alert),
+        confusion=confusion(labels[start:], out.alert, ignore=lead[start:]),
+        confusion_all_rows=confusion(labels, full_alert, ignore=lead),
         nab=nab, nab_rows=nab_rows, incidents=test_incidents, alerts=test_alerts,
-        phases=normal_phases(labels, full_alert, start),
+        phases=normal_phases(labels, full_alert, start, ignore=lead),
+        early_warning=PhaseCounts(int(lead[start:].sum()), int((lead[start:] & (out.alert > 0)).sum())),
+        early_warning_s=lead_s,
     )
 
 
@@ -452,6 +463,8 @@ def aggregate(results: list[FileResult]) -> dict:
         "files": len(results),
         "files_without_false_alert": sum(all(a.true for a in r.alerts) for r in results),
         "false_alarms_by_phase": pooled_phases(results),
+        "early_warning_rows": sum((r.early_warning for r in results), PhaseCounts()).as_dict(),
+        "early_warning_s": max((r.early_warning_s for r in results), default=0.0),
         "labels_not_scored": not_scored(results),
         "phases_note": "test rows labelled normal, by where they fall in their file: before its first "
                        "labelled fault, between faults, after its last one (a fault's fading tail counts "

@@ -547,7 +547,8 @@ def events_section(r: FileResult) -> str:
             f"{html.escape(counts) or 'none'} (each with its time, row, sensor and value in report.json).</p>")
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A duration in words: 90 s, 12.5 min, 36.0 h (its size; the sign is the caller's)."""
     s = abs(float(seconds))
     if s < 120:
         return f"{s:g} s"
@@ -715,15 +716,16 @@ def _file_section(r: FileResult, rule: dict | None, anchor: str) -> str:
     names, note = sensors_to_draw(r)
     inc = []
     for i in r.incidents:
-        verdict = (f"detected after {_duration(i.delay_s)}" if i.detected and i.delay_s is not None
+        verdict = (f"detected {duration(i.delay_s)} before its onset" if i.detected and i.delay_s is not None
+                   and i.delay_s < 0 else f"detected after {duration(i.delay_s)}" if i.detected and i.delay_s is not None
                    else "detected" if i.detected else "<b>MISSED</b>")
         inc.append(f"<tr><td>{_when(s, i.start)}</td><td>{_when(s, i.end)}</td>"
-                   f"<td>{_duration(s.timestamps[i.end] - s.timestamps[i.start])}</td><td>{verdict}</td></tr>")
+                   f"<td>{duration(s.timestamps[i.end] - s.timestamps[i.start])}</td><td>{verdict}</td></tr>")
     al = []
     for k, a in enumerate(r.alerts[:_MAX_LISTED], 1):
         kind = "true" if a.true else "<b>false</b>"
         al.append(f"<tr><td>A{k}</td><td>{_when(s, a.start)}</td><td>{_when(s, a.end)}</td>"
-                  f"<td>{_duration(s.timestamps[a.end] - s.timestamps[a.start])}</td><td>{kind}</td>"
+                  f"<td>{duration(s.timestamps[a.end] - s.timestamps[a.start])}</td><td>{kind}</td>"
                   f"<td>{html.escape(', '.join(a.sensors) or '-')}</td><td>{html.escape(alert_end(r, a, rule))}</td></tr>")
     inc_table = ("<table class='list'><tr><th>labelled fault from</th><th>to</th><th>lasting</th><th>verdict</th></tr>"
                  + "".join(inc) + "</table>") if inc else "<p>No labelled fault in the streamed rows.</p>"

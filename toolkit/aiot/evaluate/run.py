@@ -65,6 +65,7 @@ def _evaluate(
     csv_options: dict | None = None,
     knob_overrides: dict | None = None,
     package: Path | None = None,
+    early_warning_s: float = 0.0,
 ) -> dict:
     """Run the evaluation and write OUT/predictions.csv, report.json, report.html; return the aggregate.
 
@@ -164,6 +165,7 @@ def _evaluate(
     settings = pipeline.Settings(
         format=fmt, target=target, train_rows=train_rows, train_fraction=train_fraction,
         window=window, epochs=epochs, jobs=jobs, rule=rule or rule_for(window, per_file=own),
+        early_warning_s=float(early_warning_s),
     )
     if settings.target != "reference":
         from aiot.evaluate.monitor_device import validated_knobs
@@ -280,7 +282,7 @@ def _evaluate(
             "pooled over files (TP/FP/TN/FN summed). Same settings for every file; no test row is used to fit "
             "or tune anything."
         ),
-        "incident_matching": incident_matching(),
+        "incident_matching": incident_matching(settings.early_warning_s),
         "device_events": None if settings.target == "reference" else (
             "per file, every event the device's monitor emitted from the start of commissioning, oldest first: "
             f"its ring ({_event_capacity()} events) is drained after every window of rows pushed (host build and "
@@ -326,14 +328,21 @@ def given_model(package: Path, target: str) -> dict:
     return {"window": pkg.window, "channels": pkg.channels, "context": ctx}
 
 
-def incident_matching() -> dict:
+def incident_matching(early_warning_s: float = 0.0) -> dict:
     """How alerts were matched to labelled incidents (:mod:`.incidents`), for report.json."""
     from aiot.evaluate.incidents import DEFAULT_TOLERANCE_ROWS
 
-    return {"tolerance_rows": DEFAULT_TOLERANCE_ROWS,
-            "rule": "an incident is detected only by an alert that starts inside [onset - tolerance_rows, "
-                    "last labelled row]; any other alert (one already on before that, or starting after "
-                    "the incident) is a false alert"}
+    doc = {"tolerance_rows": DEFAULT_TOLERANCE_ROWS, "early_warning_s": early_warning_s,
+           "rule": "an incident is detected only by an alert that starts inside [onset - tolerance_rows, "
+                   "last labelled row]; any other alert (one already on before that, or starting after "
+                   "the incident) is a false alert"}
+    if early_warning_s:
+        doc["rule"] = ("an incident is detected only by an alert that starts inside [the earlier of onset - "
+                       "tolerance_rows and the first row at most early_warning_s before the onset, last labelled "
+                       "row] (never before the previous incident's end, nor across a clock step back); any other "
+                       "alert is a false alert. The normal rows of that lead are neither normal nor fault in F1, "
+                       "FAR and MAR (aggregate.early_warning_rows)")
+    return doc
 
 
 def _check_knobs(knobs: dict, window: int, source: Path) -> None:
