@@ -132,7 +132,7 @@ def test_two_data_sets_are_one_cross_validation_with_their_folds_side_by_side(mo
     parts = {"skab": SCORED, "tep": tep}
 
     def fake_score(data, fmt, target, windows, jobs, level_only, csv_options, fixed_knobs=None, folds_by="folder",
-                   per_file=False, fleet=None):
+                   per_file=False, fleet=None, early_warning_s=0.0):
         part = parts[fmt]
         return [((8, {"s": k}), per) for k, per in part], sorted(part[0][1]), 100, "fleet", None
 

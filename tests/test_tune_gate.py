@@ -114,7 +114,7 @@ def test_gate_outranks_the_budget_and_none_passing_is_flagged_not_hidden():
 
 
 def _scored(data, fmt, target, windows, jobs, level_only, csv_options, fixed_knobs=None, folds_by="folder",
-            per_file=False, fleet=None):
+            per_file=False, fleet=None, early_warning_s=0.0):
     """crossval._score's stand-in: the hand-made SCORED, the fleet model (its recording not said)."""
     return [(k, per) for k, per in SCORED], sorted(FOLDS), 100, "fleet", None
 

@@ -95,3 +95,34 @@ def test_one_labelled_history_is_cross_validated_incident_by_incident_with_its_o
     s = load(path)
     s.require_model(path, per_file=True)
     assert s.knobs["alert_margin"] == 3.0
+    # labels that mark the failure itself: with a 20 s lead the 20 rows (1 s apart) before each onset are
+    # neither normal nor fault in every fold's figures, so the held-out counts lack 3 x 20 rows
+    r = CliRunner().invoke(main, ["tune", "--labels", str(hist), "--format", "generic", "--folds", "incident",
+                                  "--far-budget", "40", "--no-scenario-gate", "--jobs", "1", "--early-warning", "20s",
+                                  "--out", str(tmp_path / "cv-lead")])
+    assert r.exit_code == 0, r.output
+    lead = json.loads((tmp_path / "cv-lead" / "crossval.json").read_text())
+    assert lead["early_warning_s"] == 20.0 and doc["early_warning_s"] == 0.0
+    h = lead["held_out"]
+    assert h["tp"] + h["fp"] + h["tn"] + h["fn"] == 900 - 135 - 3 * 20
+    assert (h["tp"], h["fn"]) == (held["tp"], held["fn"])  # the faulty rows are the same
+
+
+def test_lead_rows_are_not_counted_in_any_part():
+    # a lead of rows 0..1 and 6..7 (before the onsets 2 and 8): left out of parts 1 and 2
+    lead = np.zeros(15, bool)
+    lead[[0, 1, 6, 7]] = True
+    parts = confusions_by_part("pump.csv", LABELS, ALERTS, incident_cuts(LABELS), lead)
+    # rows 2-5: labels 1 1 0 0, alerts 0 1 1 0 -> tp 1, fn 1, fp 1, tn 1
+    assert parts["pump.csv#incident1of3"] == Confusion(tp=1, fp=1, tn=1, fn=1)
+    # rows 8-9: labels 1 0, alerts 1 1 -> tp 1, fp 1 (row 7's alert is a warning, not counted)
+    assert parts["pump.csv#incident2of3"] == Confusion(tp=1, fp=1, tn=0, fn=0)
+    assert parts["pump.csv#incident3of3"] == Confusion(tp=0, fp=0, tn=3, fn=2)
+
+
+def test_early_warning_is_for_labelled_data_and_a_duration(tmp_path):
+    (tmp_path / "n.csv").write_text("timestamp,a\n0,1\n")
+    r = CliRunner().invoke(main, ["tune", "--data", str(tmp_path / "n.csv"), "--early-warning", "1h"])
+    assert r.exit_code == 2 and "--early-warning" in r.output and "--labels" in r.output
+    r = CliRunner().invoke(main, ["tune", "--labels", str(tmp_path), "--early-warning", "a while"])
+    assert r.exit_code == 2 and "12h" in r.output

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from aiot.commands import Command, FloatRange, HiddenArgument, OutPath, deprecated, renamed
-from aiot.commands._options import csv_options, drift_rate_knobs, drift_rate_option, reading_options
+from aiot.commands._options import Duration, csv_options, drift_rate_knobs, drift_rate_option, reading_options
 
 
 class _Folds(click.ParamType):
@@ -49,6 +49,11 @@ FOLDS = _Folds()
                    "built from it, as `aiot evaluate --fleet` builds it, and the picks are for that model "
                    "(`aiot commission --fleet-data`). One per --labels, in the same order [default: the data set's "
                    "own (SKAB anomaly-free, TEP normal.csv); generic data without it: one model per file].")
+@click.option("--early-warning", "early_warning", type=Duration(), default=0.0, metavar="DURATION",
+              help="With --labels that mark the failure itself (a BROKEN row, the end of a run to failure): the rows "
+                   "up to DURATION before each labelled onset are neither normal nor fault, so a setting that warns "
+                   "early is not charged false alarms for it (as aiot evaluate --early-warning). 90s, 30min, 12h, "
+                   "2d. Default 0.")
 @reading_options
 @drift_rate_option
 @click.option("--tracking", is_flag=True,
@@ -94,7 +99,7 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
             label_column: str, label_map: str | None, tracking: bool, jobs: int, target: str, per_file: bool,
             budgets: tuple[float, ...], save: Path | None, windows: tuple[int, ...], recovery: bool,
             warmup: Path | None, seeds: int, level_only: bool, scenario_gate: bool = True,
-            drift_rates: tuple[str, ...] = ()) -> None:
+            early_warning: float = 0.0, drift_rates: tuple[str, ...] = ()) -> None:
     """Choose alert settings for a false-alarm budget.
 
     With --labels DATA (labelled recordings; trust them over the harness): every setting of
@@ -129,6 +134,7 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
       aiot tune --labels site/ --format generic --folds file --drift-rate bearing_temp=0.05 --out build/cv-site
       aiot tune --labels pump7-history.csv --format generic --folds incident --out build/cv-pump7
       aiot tune --labels site/ --format generic --folds file --fleet fleet-normal.csv --out build/cv-site
+      aiot tune --labels runs-to-failure/ --format generic --folds file --early-warning 24h --out build/cv-rtf
       aiot evaluate --data ../shared/data/skab --format skab --alert-settings build/picks/device-w8-far30.json --out build/skab-far30
 
     The device grid trains one model per noise-floor setting and takes minutes; with
@@ -153,6 +159,9 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
     if fleets and not labelled:
         raise click.UsageError("--fleet goes with --labels DATA (the fleet model of the cross-validation); the "
                                "harness (--data NORMAL.csv) trains its fleet model on that recording's first half")
+    if early_warning and not labelled:
+        raise click.UsageError("--early-warning says how the labels of --labels DATA are counted; the harness "
+                               "(--data NORMAL.csv) makes its own faults, whose onsets are exact")
     if not scenario_gate and not labelled:
         raise click.UsageError("--no-scenario-gate turns off the scenario gate of the cross-validation: it goes with "
                                "--labels DATA")
@@ -183,7 +192,8 @@ def command(data: Path | None, normal: Path | None, labelled: tuple[Path, ...], 
                          [None if b is None else b / 100.0 for b in budgets], list(folds),
                          save, jobs=jobs, level_only=level_only,
                          csv_options=csv_options(strict_time, time_format, label_column, label_map), fixed_knobs=fixed,
-                         scenario_gate=scenario_gate, per_file=per_file, fleets=list(fleets) or None)
+                         scenario_gate=scenario_gate, per_file=per_file, fleets=list(fleets) or None,
+                         early_warning_s=early_warning)
         return
     if data is None:
         raise click.UsageError("give the recording of normal operation: --data NORMAL.csv (the validation harness), "

@@ -34,6 +34,9 @@ class Recording:
     series: Series
     windows: list[tuple[int, int]] | None = None  #: NAB windows as row pairs (inclusive)
     meta: dict = field(default_factory=dict)
+    #: rows neither normal nor fault when scored (an early-warning lead before each labelled
+    #: onset: evaluate.incidents.lead_rows); None: every row counts as labelled
+    lead: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:

@@ -341,7 +341,8 @@ def print_report(doc: dict, out=None) -> None:
 
 def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: int, level_only: bool,
            csv_options: dict | None, fixed_knobs: dict | None = None, folds_by: str = "folder",
-           per_file: bool = False, fleet: Path | None = None) -> tuple[list, list[str], int, str, dict | None]:
+           per_file: bool = False, fleet: Path | None = None,
+           early_warning_s: float = 0.0) -> tuple[list, list[str], int, str, dict | None]:
     """Every (window, setting) of ``target``'s grid on every labelled file of ``data``:
     [((window, setting), {file: confusion})] in grid order, the file names (with ``folds_by``
     "incident": the files' parts, one labelled incident each), the commissioning rows, and
@@ -349,7 +350,8 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
     file on its own commissioning rows, as `aiot commission` makes it: ``per_file``, or data
     without a normal recording), and the normal recording the fleet model was built from
     ({"path", "sha256"}; None for per-file models). ``fleet``: that recording, instead of
-    the data set's own (as `aiot evaluate --fleet`)."""
+    the data set's own (as `aiot evaluate --fleet`). ``early_warning_s``: the rows that long
+    before each labelled onset are neither normal nor fault (as `aiot evaluate --early-warning`)."""
     from aiot.data import readers, sha256_file
     from aiot.evaluate import tuning
     from aiot.evaluate.metrics import incident_cuts
@@ -364,6 +366,11 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
     if not any(r.labels.any() for r in ds.recordings):
         raise ToolkitError(f"{data}: no labelled fault in any file: nothing to choose settings on",
                            hint="give labelled recordings, or tune on normal data: aiot tune NORMAL.csv")
+    if early_warning_s:
+        from aiot.evaluate.incidents import lead_rows
+
+        for r in ds.recordings:
+            r.lead = lead_rows(r.labels, r.series.timestamps, early_warning_s)
     own = per_file or ds.fleet is None
     fleet_sha = None if own else sha256_file(ds.fleet_source)  # once: the models' cache key and the report's record
     if own and not per_file:
@@ -400,7 +407,8 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
 def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int | tuple[int, ...],
         budget: float | list[float] | None, folds_by: str | list[str] | None, save: Path | None, jobs: int = 2,
         level_only: bool = False, csv_options: dict | None = None, fixed_knobs: dict | None = None,
-        scenario_gate=True, per_file: bool = False, fleets: list[Path | None] | None = None) -> dict:
+        scenario_gate=True, per_file: bool = False, fleets: list[Path | None] | None = None,
+        early_warning_s: float = 0.0) -> dict:
     """Score the grid of ``target`` ("device": the monitor's knobs; "reference": the
     reference rule) at each of ``windows`` on every labelled file of ``data`` (the window is
     one more axis of the grid, chosen inside each fold like the rest), cross-validate, print
@@ -420,7 +428,9 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
     does. ``folds_by`` "incident": each file's scored rows cut into parts of one labelled
     incident each (:func:`.metrics.incident_cuts`), every part its own fold: one long
     labelled history is enough. ``fleets``: each data set's normal recording for the fleet
-    model (None: the data set's own, if it has one), recorded in the report and the picks."""
+    model (None: the data set's own, if it has one), recorded in the report and the picks.
+    ``early_warning_s``: labels that mark the failure itself; the rows that long before each
+    onset are neither normal nor fault in every figure (`aiot evaluate --early-warning`)."""
     windows = (windows,) if isinstance(windows, int) else tuple(windows)
     data = [data] if isinstance(data, (str, Path)) else list(data)
     fmts = [fmt] * len(data) if isinstance(fmt, str) else list(fmt)
@@ -443,7 +453,7 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
     recordings: dict[str, dict] = {}
     for d, f, by, b, fleet in zip(data, fmts, fold_kinds, budgets, fleets or [None] * len(data)):
         part, names, rows, model, recording = _score(d, f, target, windows, jobs, level_only, csv_options,
-                                                     fixed_knobs, by, per_file, fleet)
+                                                     fixed_knobs, by, per_file, fleet, early_warning_s)
         models.add(model)
         if recording is not None:
             recordings[f] = recording
@@ -486,7 +496,8 @@ def run(data: Path | list[Path], fmt: str | list[str], target: str, windows: int
                "figure": {s.name: "mean detection rate over the faults" if s.metric == "detection" else "pooled F1"
                           for s in sources},
                "folds_by": fold_kinds if joint else fold_kinds[0], "grid_size": len(scored),
-               "grid": "level-shift score only (level_windows > 0)" if level_only else "full"}
+               "grid": "level-shift score only (level_windows > 0)" if level_only else "full",
+               "early_warning_s": early_warning_s}
     tep = datasets.get("tep", set()) if joint else (fmts[0] == "tep")
     doc = report(cv, [k for k, _ in scored], describe, context, tep=tep, datasets=datasets,
                  gate=None if gate is None else gate.describe())

@@ -85,12 +85,14 @@ def part_names(name: str, parts: int) -> list[str]:
 
 
 def confusions_by_part(name: str, labels: np.ndarray, alerts: np.ndarray,
-                       cuts: Sequence[int] = ()) -> dict[str, Confusion]:
+                       cuts: Sequence[int] = (), ignore: np.ndarray | None = None) -> dict[str, Confusion]:
     """One recording's confusion per part (:func:`incident_cuts`); whole when ``cuts`` is empty.
-    The device ran the whole recording: only the counting is cut, so the parts add up to it."""
+    The device ran the whole recording: only the counting is cut, so the parts add up to it.
+    Rows where ``ignore`` is true (an early-warning lead) are not counted."""
     edges = [0, *cuts, len(labels)]
     names = part_names(name, len(edges) - 1)
-    return {n: confusion(labels[a:b], alerts[a:b]) for n, a, b in zip(names, edges, edges[1:])}
+    return {n: confusion(labels[a:b], alerts[a:b], None if ignore is None else ignore[a:b])
+            for n, a, b in zip(names, edges, edges[1:])}
 
 
 #: Where a normal row sits relative to the file's labelled faults (:func:`normal_phases`).

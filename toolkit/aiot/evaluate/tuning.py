@@ -229,18 +229,19 @@ def score_rules_files(dataset: Dataset, package: Path | list[Path], rules: list[
             d = ReferenceDevice(pkg, base)
             d.commission(rec.series.head(commission))
             out = d.stream(rec.series, commission)  # smooth=1: raw window scores
-            per_file.append((rec.name, d.combine(d.cal_total, d.cal_ch), out.score, rec.labels[commission:]))
+            per_file.append((rec.name, d.combine(d.cal_total, d.cal_ch), out.score, rec.labels[commission:],
+                             None if rec.lead is None else rec.lead[commission:]))
         raw[key] = per_file
     rows = []
     for rule in rules:
         per: dict[str, Confusion] = {}
-        for name, cal, score, labels in raw[(rule.noise_floor, rule.score, rule.calib_split)]:
+        for name, cal, score, labels, lead in raw[(rule.noise_floor, rule.score, rule.calib_split)]:
             thr = float(np.quantile(_smooth(cal, rule.smooth), rule.threshold_quantile) * rule.threshold_margin)
             sm = np.full(score.shape, np.nan)
             ok = np.isfinite(score)
             sm[ok] = _smooth(score[ok], rule.smooth)
             alert, _ = apply_rule(sm, thr, rule)
-            per.update(confusions_by_part(name, labels, alert, (cuts or {}).get(name, ())))
+            per.update(confusions_by_part(name, labels, alert, (cuts or {}).get(name, ()), lead))
         rows.append((rule, per))
     return rows
 
@@ -396,7 +397,8 @@ def _score_task(task: tuple[int, list[tuple[int, dict]]]) -> tuple[int, list[tup
             d = MonitorDevice(model, window, "host", knobs, memo=memo)
             d.commission(rec.series.head(commission))
             rows.append((j, confusions_by_part(rec.name, rec.labels[commission:],
-                                               d.stream(rec.series, commission).alert, cuts.get(rec.name, ()))))
+                                               d.stream(rec.series, commission).alert, cuts.get(rec.name, ()),
+                                               None if rec.lead is None else rec.lead[commission:])))
     finally:
         if memo is not None:
             memo.close()
