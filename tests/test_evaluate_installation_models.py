@@ -358,3 +358,33 @@ def test_the_model_cache_key_changes_with_the_code_that_chooses_and_scales_the_t
 
     monkeypatch.setattr(installation, name, other)
     assert installation._model_dir(["k"], "device-file") != before
+
+
+@pytest.mark.slow
+def test_installations_with_other_sensors_each_run_their_own_model(tmp_path, monkeypatch):
+    """Without a fleet recording every file is its own installation with its own model, so a
+    folder of run-to-failure recordings from different machines (a test rig's 8 channels, the
+    next one's 4) is evaluated file by file; it used to stop on "sensor columns differ"."""
+    from aiot.cli import main
+    from click.testing import CliRunner
+
+    monkeypatch.setenv("AIOT_BUILD_DIR", str(tmp_path / "build"))
+    data = tmp_path / "rigs"
+    data.mkdir()
+    _write_installation(data / "p1.csv", 900, (600, 700), seed=1)
+    _write_installation(data / "p2.csv", 900, (650, 800), seed=2)
+    lines = (data / "p2.csv").read_text().splitlines()  # p2: sensors b and c only, renamed
+    (data / "p2.csv").write_text("\n".join(["timestamp,flow,temp,label"] + [
+        ",".join(r.split(",")[0:1] + r.split(",")[2:]) for r in lines[1:]]) + "\n")
+    args = ["evaluate", "--data", str(data), "--train-rows", "400", "--target", "host", "--epochs", "5",
+            "--jobs", "1"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "incidents detected 2/2" in r.output
+    rep = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [f["channels"] for f in rep["files"]] == [["a", "b", "c"], ["flow", "temp"]]
+    # one model for all (a fleet recording) still needs the same sensors in every file
+    fleet = tmp_path / "normal.csv"
+    fleet.write_text((data / "p1.csv").read_text())
+    r = CliRunner().invoke(main, [*args, "--fleet", str(fleet), "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 2 and "sensor columns differ" in r.output and "p2.csv" in r.output

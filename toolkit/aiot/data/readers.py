@@ -273,11 +273,12 @@ def read_skab(root: Path, skip_bad: bool = False, csv_options: dict | None = Non
 
 
 def read_generic(root: Path, labels_file: Path | None = None, label_column: str | None = "auto",
-                 skip_bad: bool = False, csv_options: dict | None = None) -> Dataset:
+                 skip_bad: bool = False, csv_options: dict | None = None, same_sensors: bool = True) -> Dataset:
     """One CSV or a folder of them: a timestamp column, sensor columns, an optional label column.
 
     With ``labels_file`` (NAB's combined_windows.json form), incidents come from its time
-    windows instead of a label column.
+    windows instead of a label column. ``same_sensors`` False: the files may have different
+    sensor columns (each installation runs its own model: no fleet recording, no given model).
     """
     root = Path(root)
     files = _csv_files(root, "a CSV file or a folder of CSV files")
@@ -286,7 +287,8 @@ def read_generic(root: Path, labels_file: Path | None = None, label_column: str 
     label_column = opts.pop("label_column", label_column)
     recs = _load_each(files, root, lambda f: load_csv(f, label_column=None if labels_file else label_column, **opts),
                       skipped)
-    recs = _check_same_channels(recs, skipped=skipped)
+    if same_sensors:
+        recs = _check_same_channels(recs, skipped=skipped)
     if labels_file is not None:
         _apply_windows(recs, labels_file, left_out={name for name, _ in skipped or []})
     return Dataset(recs, skipped=skipped or [])
@@ -323,11 +325,12 @@ def _time_options(csv_options: dict | None) -> dict:
 
 
 def read(fmt: str, root: Path, labels_file: Path | None = None, skip_bad: bool = False,
-         csv_options: dict | None = None) -> Dataset:
+         csv_options: dict | None = None, same_sensors: bool = True) -> Dataset:
     """``skip_bad``: a file that cannot be read, or whose sensor columns differ from the
     others', is left out and listed in ``Dataset.skipped`` (with why) instead of stopping the
     run. ``csv_options``: :func:`aiot.data.load_csv` keywords from the command line
-    (strict_time, time_format; generic also label_column, label_map)."""
+    (strict_time, time_format; generic also label_column, label_map). ``same_sensors``
+    False (generic files, each with its own model): the files' sensors may differ."""
     if fmt == "skab":
         if labels_file is not None:
             raise ToolkitError("--labels is not used with --format skab (labels are SKAB's 'anomaly' column)",
@@ -341,7 +344,7 @@ def read(fmt: str, root: Path, labels_file: Path | None = None, skip_bad: bool =
                                hint="drop --labels")
         return read_tep(root, skip_bad, csv_options)
     if fmt == "generic":
-        return read_generic(root, labels_file, skip_bad=skip_bad, csv_options=csv_options)
+        return read_generic(root, labels_file, skip_bad=skip_bad, csv_options=csv_options, same_sensors=same_sensors)
     raise ToolkitError(f"unknown --format '{fmt}'", hint=f"use one of: {', '.join(FORMATS)}")
 
 

@@ -132,7 +132,10 @@ def _evaluate(
     if fleet is not None:
         readers.check_fleet_file(fleet)  # before the data is read
     with step(f"reading {data} ({fmt})"):
-        ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files, csv_options=csv_options)
+        # generic files without a fleet recording or a given model: one model per file, so
+        # each installation may have its own sensors
+        ds = readers.read(fmt, Path(data), labels, skip_bad=skip_bad_files, csv_options=csv_options,
+                          same_sensors=fleet is not None or package is not None)
     if limit is not None and ds.skipped:
         # the first N files of the folder, as without --skip-bad-files: the bad ones among them
         # are left out (and named); a file after them was never in this run, bad or not
