@@ -670,3 +670,26 @@ def test_a_column_without_a_single_value_is_never_a_sensor_and_is_warned_about(t
     # asked for by name (a model's sensors), it is read as it is: the caller says what is missing
     p = _write(tmp_path, "timestamp,temp,sensor_15\n0,20.0,\n1,20.1,\n")
     assert load_csv(p, channels=["temp", "sensor_15"]).channels == ["temp", "sensor_15"]
+
+
+def test_fields_separated_by_spaces_are_read_like_commas(tmp_path):
+    # Fortran / MATLAB exports (a turbofan's cycles, a test rig's logs): runs of blanks between
+    # fields, blanks at the ends of lines; it used to read as one column named "cycle  s1   s2"
+    p = tmp_path / "rig.csv"
+    p.write_text("time  s1   s2   label \n 1  0.5  10.25  0 \n2 0.75 10.5 0\n3\t1.0   10.75 1   \n")
+    s = load_csv(p)
+    assert s.channels == ["s1", "s2"] and s.labels.tolist() == [0, 0, 1]
+    assert s.values.tolist() == [[0.5, 10.25], [0.75, 10.5], [1.0, 10.75]]
+    assert s.timestamps.tolist() == [1.0, 2.0, 3.0]
+    # a date with a blank inside is two fields there: the row is refused with the line and why
+    q = tmp_path / "dated.csv"
+    q.write_text("timestamp s1\n2018-04-01 00:00:00 1.0\n")
+    e = _error(q)
+    assert "dated.csv:2" in e.message and "separated by blanks" in (e.hint or "")
+
+
+def test_a_file_without_a_header_line_is_named_whatever_separates_its_fields(tmp_path):
+    p = tmp_path / "noheader.csv"
+    p.write_text("1 1 0.0003 -0.0000 100.0 518.99\n1 2 0.0007 0.0003 100.0 518.72\n")
+    e = _error(p)
+    assert "no header row" in e.message

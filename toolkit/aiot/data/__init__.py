@@ -159,12 +159,19 @@ def sha256_file(path: Path | str) -> str:
     return h.hexdigest()
 
 
+#: The delimiter :func:`_sniff_delimiter` names for fields separated by runs of blanks.
+BLANKS = " "
+
+
 def _sniff_delimiter(header_line: str) -> str:
     # SKAB and European spreadsheets use ';' (often with ',' as decimal mark inside
-    # cells), so the separator with more hits in the header wins.
+    # cells), so the separator with more hits in the header wins. None of them but several
+    # words: a Fortran / MATLAB export, fields separated by runs of blanks.
     counts = {d: header_line.count(d) for d in (";", ",", "\t")}
     best = max(counts, key=lambda d: counts[d])
-    return best if counts[best] else ","
+    if counts[best]:
+        return best
+    return BLANKS if len(header_line.split()) > 1 else ","
 
 
 def parse_time(text: str) -> float:
@@ -316,8 +323,10 @@ def load_csv(
         raise ToolkitError(f"{path}: file is empty", hint="expected a header row and one row per sample")
     delimiter = _sniff_delimiter(lines[first])
     decimal_comma = delimiter == ";"
+    if delimiter == BLANKS:  # any run of blanks (spaces, tabs) is one separator; none at the ends
+        lines = [",".join(ln.split()) for ln in lines]
 
-    reader = csv.reader(lines, delimiter=delimiter)
+    reader = csv.reader(lines, delimiter="," if delimiter == BLANKS else delimiter)
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
     try:
@@ -675,7 +684,9 @@ def _parse_rows(path: Path, rows: list[tuple[int, list[str]]], header: list[str]
         if len(row) != len(header):
             raise ToolkitError(
                 f"{path}:{line_no}: {len(row)} field(s), the header has {len(header)}",
-                hint=f"each row needs one value per column, separated by '{delimiter}'",
+                hint="each row needs one value per column, separated by blanks (a date with a blank inside is two "
+                     "fields there: write it 2018-04-01T00:00:00, or separate the fields with commas)"
+                if delimiter == BLANKS else f"each row needs one value per column, separated by '{delimiter}'",
             )
         if ts_idx is None:
             ts[r] = float(r)
