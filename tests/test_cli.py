@@ -22,6 +22,26 @@ def test_every_verb_has_help_with_an_example():
         assert "Example" in res.output, f"`aiot {verb} --help` shows no example"
 
 
+def test_every_example_line_of_every_help_reads_as_typed():
+    # a single backslash before a line break in a docstring joins the two lines, leaving a run
+    # of blanks inside the command: `... --board mps2-an386           --out build/pump7-qemu`
+    import re
+
+    from aiot.commands import Command
+
+    runner = CliRunner()
+    groups = [[]] + [[v] for v in _verbs()]
+    for g in [[v] for v in _verbs()]:
+        cmd = main.get_command(None, g[0])
+        if not isinstance(cmd, Command) and hasattr(cmd, "list_commands"):
+            groups += [[g[0], sub] for sub in cmd.list_commands(None)]
+    for args in groups:
+        res = runner.invoke(main, [*args, "--help"])
+        examples = [ln for ln in res.output.splitlines() if ln.strip().startswith("aiot ")]
+        joined = [ln for ln in examples if re.search(r"\S {4,}--", ln.strip())]
+        assert not joined, (args, joined)
+
+
 def test_unknown_board_lists_known_boards_without_traceback():
     res = CliRunner().invoke(main, ["build", "--board", "mps2-an999"])
     assert res.exit_code == 2

@@ -69,7 +69,7 @@ def command(data: Path, board: str, out: Path, rows: int | None, window: int | N
           --alert-settings build/picks/device-per-file-w8-far30.json
       aiot commission --data unit4-first-5h.csv --fleet-data plant-normal.csv \\
           --alert-settings build/cv/device-w8-cv-far5.json --board nucleo-f767zi --out build/unit4
-      aiot commission --data pump7.csv --time-format '%d/%m/%Y %H:%M' --label-column status --board mps2-an386 \
+      aiot commission --data pump7.csv --time-format '%d/%m/%Y %H:%M' --label-column status --board mps2-an386 \\
           --out build/pump7-qemu
     """
     reading = csv_options(strict_time, time_format, label_column, label_map)

@@ -47,7 +47,7 @@ def command(data: Path, out: Path, window: int, epochs: int, seed: int, train_ro
     Example:
       aiot train --data build/pump.csv --out build/pkg
       aiot train --data site.csv --out build/site --train-rows 20000 --window 16 --epochs 50
-      aiot train --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1 \
+      aiot train --data pump.csv --label-column machine_status --label-map NORMAL=0,BROKEN=1 \\
           --time-format '%d/%m/%Y %H:%M' --out build/pump
     """
     from aiot.data import load_csv, parse_channels
