@@ -458,6 +458,25 @@ def test_sixty_four_channels_commission_stream_and_name_the_sensor():
     assert m.channel(63).baseline0 == pytest.approx(63.0, abs=0.3)
 
 
+@pytest.mark.parametrize("channels", [9, 51, 63])
+def test_a_device_image_for_an_odd_number_of_sensors_compiles(channels):
+    """A 52-column pump log with one empty column is 51 sensors: its image's sample struct
+    was 16 + 4 x 51 bytes plus padding, and monitor.c's wire-size check refused to compile."""
+    import shutil
+    import subprocess
+
+    gcc = shutil.which("arm-none-eabi-gcc") or shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("no C compiler")
+    defines = [f"-D{d}" for d in mon.capacity_defines(channels)]
+    res = subprocess.run([gcc, "-fsyntax-only", "-std=c99", "-Wall", "-Werror", *defines,
+                          f"-I{FIRMWARE / 'include'}", f"-I{FIRMWARE / 'src'}", str(FIRMWARE / "src/monitor/monitor.c")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    capacity = int(defines[0].split("=")[1])
+    assert channels <= capacity <= channels + 1  # the image holds them, a spare slot at most
+
+
 def test_a_config_packs_for_a_firmware_built_for_fewer_channels():
     cfg = mon.default_config(3, W, PERIOD, noise_floor=[0.1, 0.2, 0.3])
     small = mon.pack_config(cfg, 8)

@@ -36,8 +36,11 @@ MAX_OUTPUTS_PER_PUSH = 2
 NO_CHANNEL = 0xFF
 def capacity_defines(channels: int) -> list[str]:
     """The -D a device image needs to hold ``channels`` sensors: none up to the default
-    capacity (those images stay as they were), else AIOT_MONITOR_MAX_CHANNELS = ``channels``."""
-    return [f"AIOT_MONITOR_MAX_CHANNELS={channels}"] if channels > DEVICE_CAPACITY else []
+    capacity (those images stay as they were), else AIOT_MONITOR_MAX_CHANNELS = ``channels``
+    rounded up to even: a sample (monitor.h aiot_sample_t, 16 + 4 x capacity bytes on the
+    wire) has a 64-bit mask, so an odd capacity would pad it and monitor.c refuses that. The
+    spare slot is never used (num_channels says how many are)."""
+    return [f"AIOT_MONITOR_MAX_CHANNELS={channels + channels % 2}"] if channels > DEVICE_CAPACITY else []
 
 
 DEFINES = (
