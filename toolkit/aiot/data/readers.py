@@ -52,6 +52,8 @@ class Dataset:
     fleet_source: Path | None = None
     #: files left out with ``skip_bad`` (name, why), in the order met; never silently
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: entries of the --labels windows file that name no file of the data (warned about)
+    labels_without_data: list[str] = field(default_factory=list)
 
 
 #: Loader findings (:func:`aiot.data.load_csv`'s ``meta``) copied into each file's report notes.
@@ -289,9 +291,10 @@ def read_generic(root: Path, labels_file: Path | None = None, label_column: str 
                       skipped)
     if same_sensors:
         recs = _check_same_channels(recs, skipped=skipped)
+    unmatched = []
     if labels_file is not None:
-        _apply_windows(recs, labels_file, left_out={name for name, _ in skipped or []})
-    return Dataset(recs, skipped=skipped or [])
+        unmatched = _apply_windows(recs, labels_file, left_out={name for name, _ in skipped or []})
+    return Dataset(recs, skipped=skipped or [], labels_without_data=unmatched)
 
 
 def read_nab(root: Path, labels_file: Path | None, skip_bad: bool = False, csv_options: dict | None = None) -> Dataset:
@@ -309,8 +312,8 @@ def read_nab(root: Path, labels_file: Path | None, skip_bad: bool = False, csv_o
     opts = _time_options(csv_options)
     recs = _load_each(files, root, lambda f: load_csv(f, label_column=None, timestamp_column="timestamp", **opts),
                       skipped)
-    _apply_windows(recs, labels_file, every_file=True, left_out={name for name, _ in skipped or []})
-    return Dataset(recs, skipped=skipped or [])
+    unmatched = _apply_windows(recs, labels_file, every_file=True, left_out={name for name, _ in skipped or []})
+    return Dataset(recs, skipped=skipped or [], labels_without_data=unmatched)
 
 
 def _time_options(csv_options: dict | None) -> dict:
@@ -402,19 +405,43 @@ def _window_rows(ts: np.ndarray, a: float, b: float, after: int = 0) -> tuple[in
     return lo, (lo + int(closed[0]) - 1 if closed.size else len(ts) - 1)
 
 
+def _key_of(name: str, windows: dict, labels_file: Path) -> str | None:
+    """The labels entry of data file ``name``: its own path, else the one entry whose path
+    ends with it (--data a folder below the labels' root: NAB/data/realKnownCause with keys
+    'realKnownCause/x.csv'). Two such entries are ambiguous: an error naming both."""
+    if name in windows:
+        return name
+    below = [k for k in windows if k.endswith("/" + name)]
+    if len(below) > 1:
+        raise ToolkitError(f"{labels_file}: data file '{name}' could be entry {below[0]!r} or {below[1]!r}",
+                           hint="point --data at the folder the entries' paths start from")
+    return below[0] if below else None
+
+
 def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = False,
-                   left_out: set[str] = frozenset()) -> None:
-    """Turn time windows into row windows and row labels; keys must match the files (or
-    name a file ``left_out`` of the run)."""
+                   left_out: set[str] = frozenset()) -> list[str]:
+    """Turn time windows into row windows and row labels. Each file takes its entry
+    (:func:`_key_of`); entries of files not in the data (a labels file of a whole benchmark,
+    a few of its files kept) are warned about and returned; none matching any file is an
+    error (the wrong folder)."""
     windows = load_windows(labels_file)
-    names = {r.name for r in recs}
-    unknown = sorted(k for k in windows if k not in names and k not in left_out)
-    if unknown:
+    keys = {r.name: _key_of(r.name, windows, labels_file) for r in recs}
+    used = set(keys.values()) | {_key_of(n, windows, labels_file) for n in left_out}
+    unknown = sorted(k for k in windows if k not in used)
+    if unknown and not any(keys.values()):
+        names = sorted(keys)
         raise ToolkitError(
-            f"{labels_file}: {len(unknown)} entry(ies) match no data file, e.g. '{unknown[0]}' "
-            f"(data files look like '{sorted(names)[0]}')",
-            hint="keys must be paths relative to the --data folder; check you passed the matching data folder",
+            f"{labels_file}: no entry names a file of the data: {len(unknown)} entry(ies) match no data file, e.g. "
+            + ", ".join(f"'{k}'" for k in unknown[:3]) + (f" (data files look like '{names[0]}')" if names else ""),
+            hint="keys must be paths relative to the --data folder (or one of its parents); check you passed the "
+                 "matching data folder",
         )
+    if unknown:
+        sys.stderr.write(
+            f"warning: {labels_file}: {len(unknown)} entry(ies) name no file of {len(recs)} in the data, so their "
+            f"windows are not scored: {', '.join(unknown[:3])}{' ...' if len(unknown) > 3 else ''} "
+            "(report.json: aggregate.label_entries_without_data)\n")
+    windows = {r.name: windows[keys[r.name]] for r in recs if keys[r.name] is not None}
     for r in recs:
         if r.name not in windows:
             if every_file:
@@ -449,6 +476,7 @@ def _apply_windows(recs: list[Recording], labels_file: Path, every_file: bool = 
             after = hi + 1
         r.windows = rows
         r.series.labels = labels
+    return unknown
 
 
 def read_tep(root: Path, skip_bad: bool = False, csv_options: dict | None = None):

@@ -271,6 +271,8 @@ def _evaluate(
                                      r.confusion.tn) for r in results])
     if skip_bad_files:  # the run's scope: which files the figures leave out, and why
         summary["skipped_files"] = [{"file": name, "reason": why} for name, why in ds.skipped]
+    if ds.labels_without_data:
+        summary["label_entries_without_data"] = ds.labels_without_data
 
     out.mkdir(parents=True, exist_ok=True)
     context = {
