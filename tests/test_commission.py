@@ -50,6 +50,7 @@ def test_the_image_boots_with_its_installation_and_monitors_it_as_the_host_build
     r = _cli("--data", tmp_path / "pump7.csv", "--rows", 400, "--board", "mps2-an386", "--out", tmp_path / "fw")
     assert r.exit_code == 0, r.output
     assert "3 sensors x window 8, trained on 400 rows" in r.output and "is emulated" in r.output
+    assert f"aiot gateway --qemu mps2-an386 --elf {tmp_path / 'fw' / 'firmware.elf'} --replay" in r.output
     # the defaults cross-validated with one model per installation, and the way to the better fleet model: said
     assert "runs the defaults cross-validated with such models" in r.output and "--fleet-data" in r.output
     doc = json.loads((tmp_path / "fw" / "commission.json").read_text())

@@ -32,3 +32,24 @@ def test_a_port_another_process_listens_on_first_is_not_taken_for_qemus(tmp_path
         with qemu.Qemu(board, elf) as q:
             assert q.port != taken.getsockname()[1]
             assert q.proc.poll() is None and qemu._is_listening(q.port, q.proc.pid)
+
+
+@requires_arm
+@requires_qemu
+@pytest.mark.qemu
+def test_a_firmware_path_relative_to_where_the_user_is_boots_whatever_qemus_folder(tmp_path, monkeypatch):
+    # `aiot gateway --qemu mps2-an386 --elf cm/firmware.elf` runs QEMU in its own folder (the
+    # update region's): the relative path must not be read from there ("Could not load kernel")
+    from aiot.device.hil import Device, make_transport
+    from aiot.target.firmware import build
+
+    board = get_board("mps2-an386")
+    (tmp_path / "user").mkdir()
+    (tmp_path / "qemu-folder").mkdir()
+    build(board, tmp_path / "user" / "cm")
+    monkeypatch.chdir(tmp_path / "user")
+    t = make_transport("qemu", board=board, elf="cm/firmware.elf", cwd=tmp_path / "qemu-folder")
+    try:
+        assert Device(t, timeout=10.0).info()  # the firmware answers: QEMU found it
+    finally:
+        t.close()

@@ -103,8 +103,9 @@ def command(data: Path, board: str, out: Path, rows: int | None, window: int | N
                    "(a recording of the fleet's normal running) builds it")
     wrote(out, "firmware.elf, firmware.bin, c/, commission.json")
     if doc["emulated"]:
-        click.echo(f"next      {doc['board']} is emulated: aiot.device.hil.open_device(board, elf) boots the image in "
-                   "QEMU and PUSHes samples to it (as hil_tests do)")
+        click.echo(f"next      {doc['board']} is emulated: aiot gateway --qemu {doc['board']} --elf {doc['elf']} "
+                   f"--replay {data} --mqtt mqtt://127.0.0.1:1883 boots the image in QEMU, PUSHes the recording to it "
+                   "and publishes its events (from Python: aiot.device.hil.open_device)")
     else:
         click.echo(f"next      aiot flash --board {doc['board']} --elf {doc['elf']}   "
                    f"(then: aiot monitor --board {doc['board']})")

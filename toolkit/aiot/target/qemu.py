@@ -69,7 +69,7 @@ class Qemu:
                  extra_args: list[str] | None = None, cwd: Path | None = None):
         check_elf(elf, board.name)
         self.board = board
-        self.elf = Path(elf)
+        self.elf = Path(elf).resolve()  # QEMU runs in ``cwd``: a path relative to here would not be found there
         self.serial = serial
         self.port: int | None = None
         self.icount = icount
