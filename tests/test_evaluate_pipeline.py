@@ -857,6 +857,7 @@ def test_the_cli_takes_an_early_warning_duration_and_writes_it_into_the_report(s
     assert doc["aggregate"]["early_warning_rows"]["rows"] > 0
     page = (tmp_path / "o" / "report.html").read_text()
     assert "detected 4 s before its onset" in page
+    assert "an alert that starts up to 30 s before a labelled onset detects it" in page
     r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o0")])  # the default: labels mark the onset
     assert r.exit_code == 0 and "0 true, 1 false" in r.output and "early warning" not in r.output
     assert json.loads((tmp_path / "o0" / "report.json").read_text())["incident_matching"]["early_warning_s"] == 0.0

@@ -547,6 +547,17 @@ def events_section(r: FileResult) -> str:
             f"{html.escape(counts) or 'none'} (each with its time, row, sensor and value in report.json).</p>")
 
 
+def _early_warning(summary: dict) -> str:
+    """The early-warning lead the figures were counted with (--early-warning), when one was."""
+    lead_s = summary.get("early_warning_s") or 0.0
+    if not lead_s:
+        return ""
+    w = summary.get("early_warning_rows") or {}
+    return (f"<p><b>Early warning:</b> an alert that starts up to {duration(lead_s)} before a labelled onset "
+            f"detects it (--early-warning); the {w.get('rows', 0):,} normal rows within that lead "
+            f"({w.get('alerting', 0):,} of them alerting) are neither normal nor fault: not in F1, FAR or MAR.</p>")
+
+
 def duration(seconds: float) -> str:
     """A duration in words: 90 s, 12.5 min, 36.0 h (its size; the sign is the caller's)."""
     s = abs(float(seconds))
@@ -768,6 +779,7 @@ Pooled over all test rows: <b>F1 {'' if t['f1'] is None else f"{t['f1']:.3f}"}</
 NAB (standard) {'n/a' if nab is None else f"{nab:.1f}"};
 incidents detected {summary['incidents_detected']}/{summary['incidents']}, false alerts {summary['false_alerts']}.</p>
 {_phases_line(summary.get("false_alarms_by_phase", {}))}
+{_early_warning(summary)}
 {_not_scored(summary.get("labels_not_scored", []))}
 {_skipped(summary.get("skipped_files", []))}
 {_dropped((summary.get("device_events") or {}).get("dropped", {}))}
