@@ -156,6 +156,11 @@ def test_commissioning_longer_than_file_is_a_user_error(scripted):
 def test_protocol_defaults():
     assert pipeline.Settings(format="skab").commissioning_rows(1147) == 400
     assert pipeline.Settings(format="nab").commissioning_rows(1000) == 150
+    # NAB's probation is 15 % of the file capped at 15 % of 5000 rows: a machine-temperature
+    # file of 22,695 rows commissions on 750, so a failure on its eighth day is scored, as in NAB
+    assert pipeline.Settings(format="nab").commissioning_rows(22695) == 750
+    assert pipeline.Settings(format="nab", train_fraction=0.15).commissioning_rows(22695) == 3404
+    assert pipeline.Settings(format="generic").commissioning_rows(22695) == 3404
     assert pipeline.Settings(format="nab", train_rows=7).commissioning_rows(1000) == 7
 
 

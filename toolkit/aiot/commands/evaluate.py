@@ -23,7 +23,8 @@ from aiot.commands._options import (  # noqa: F401  (tune imported them from her
 @click.option("--train-rows", type=click.IntRange(min=1), default=None,
               help="Commission each file on its first N rows (SKAB's protocol: 400).")
 @click.option("--train-fraction", type=FloatRange(0.0, 1.0, min_open=True, max_open=True), default=None,
-              help="Commission on the first fraction of each file (NAB's protocol: 0.15).")
+              help="Commission on the first fraction of each file [default: generic 0.15; nab: NAB's "
+                   "probation, 0.15 of the file but at most 750 rows].")
 @click.option("--fleet", "fleet", type=click.Path(path_type=Path), default=None,
               help="Normal-operation CSV for the fleet model (skab: anomaly-free/anomaly-free.csv by default).")
 @click.option("--target", default="auto", show_default=True,

@@ -25,9 +25,10 @@ from aiot.evaluate.metrics import (PHASES, Confusion, NabFile, PhaseCounts, conf
                       nab_probation_rows, normal_phases, runs)
 from aiot.data.readers import Dataset, Recording, skip_reason
 
-#: Each format's own commissioning protocol: SKAB trains on the first 400 rows, NAB's
-#: probationary period is the first 15 %.
-PROTOCOL = {"skab": {"train_rows": 400}, "nab": {"train_fraction": 0.15}, "generic": {"train_fraction": 0.15},
+#: Each format's own commissioning protocol: SKAB trains on the first 400 rows, NAB on its
+#: probationary period (the first 15 %, at most 750 rows: metrics.nab_probation_rows), so
+#: every window NAB scores is scored; generic files on their first 15 %.
+PROTOCOL = {"skab": {"train_rows": 400}, "nab": {"probation": True}, "generic": {"train_fraction": 0.15},
             "tep": {"train_rows": 100}}  # TEP: rows 0..99 of each file (data/tep.py)
 
 
@@ -54,6 +55,8 @@ class Settings:
     def commissioning_rows(self, rows: int) -> int:
         if self.train_rows is not None:
             return int(self.train_rows)
+        if self.train_fraction is None and PROTOCOL[self.format].get("probation"):
+            return nab_probation_rows(rows)
         frac = self.train_fraction if self.train_fraction is not None else PROTOCOL[self.format].get("train_fraction")
         if frac is None:
             return int(PROTOCOL[self.format]["train_rows"])
