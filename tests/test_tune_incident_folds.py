@@ -126,3 +126,31 @@ def test_early_warning_is_for_labelled_data_and_a_duration(tmp_path):
     assert r.exit_code == 2 and "--early-warning" in r.output and "--labels" in r.output
     r = CliRunner().invoke(main, ["tune", "--labels", str(tmp_path), "--early-warning", "a while"])
     assert r.exit_code == 2 and "12h" in r.output
+
+
+@pytest.mark.slow
+def test_installations_with_their_own_sensors_are_cross_validated_file_by_file(tmp_path, monkeypatch):
+    """As aiot evaluate: without a fleet recording each file has its own model, so a folder of
+    installations with different sensors is one cross-validation (it stopped on 'sensor
+    columns differ')."""
+    from aiot.evaluate import tuning
+    from aiot.testing import fresh_model_cache
+
+    fresh_model_cache(monkeypatch, tmp_path / "cache")
+    grid = {**tuning.MONITOR_GRID_PER_FILE, "alert_margin": (3.0, 50.0), "fleet_noise_floor": (1.0,),
+            "recover_ratio": (0.0,), "score_average": (1,), "level_windows": (1,), "clear_band": (6,),
+            "spread_score": (0,), "residual_score": (0,)}
+    monkeypatch.setattr(tuning, "MONITOR_GRID_PER_FILE", grid)
+    site = tmp_path / "site"
+    site.mkdir()
+    _history(site / "pump7.csv", np.random.default_rng(3))
+    _history(site / "pump8.csv", np.random.default_rng(4))
+    lines = (site / "pump8.csv").read_text().splitlines()  # pump8 has no current sensor
+    (site / "pump8.csv").write_text("\n".join(",".join(r.split(",")[:3] + r.split(",")[4:]) for r in lines) + "\n")
+    r = CliRunner().invoke(main, ["tune", "--labels", str(site), "--format", "generic", "--folds", "file",
+                                  "--far-budget", "40", "--no-scenario-gate", "--jobs", "1", "--out", str(tmp_path / "cv")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "cv" / "crossval.json").read_text())
+    assert [f["fold"] for f in doc["folds"]] == ["pump7.csv", "pump8.csv"] and doc["model"] == "per-file"
+    held = doc["held_out"]
+    assert held["tp"] + held["fp"] + held["tn"] + held["fn"] == 2 * (900 - 135)

@@ -359,7 +359,9 @@ def _score(data: Path, fmt: str, target: str, windows: tuple[int, ...], jobs: in
     from aiot.progress import step
 
     with step(f"reading {data} ({fmt})"):
-        ds = readers.read(fmt, Path(data), csv_options=csv_options)
+        # generic files without a fleet recording: one model per file, each with its own sensors
+        ds = readers.read(fmt, Path(data), csv_options=csv_options,
+                          same_sensors=fleet is not None)
         if fleet is not None:
             ds.fleet, ds.fleet_source = readers.fleet_recording(fleet, ds.recordings[0].series.channels,
                                                                 csv_options), Path(fleet)
