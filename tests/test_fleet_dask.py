@@ -5,6 +5,7 @@ reported while the others finish."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +70,12 @@ def test_a_local_cluster_of_two_workers_gives_the_local_predictions_byte_for_byt
 def test_a_failing_task_is_reported_by_name_and_the_others_finish():
     from aiot.fleet.dask_runner import dask_mapper
 
+    before = dict(os.environ)
     mapper = dask_mapper("local", workers=2, name_of=str)
     got = list(mapper(int, ["1", "pump-x", "3"]))
+    # and the caller's process is left as it was: Dask's nanny sets OMP_NUM_THREADS=1,
+    # PYTHONHASHSEED, ... in os.environ (a TensorFlow trained after it would run on one thread)
+    assert dict(os.environ) == before
     assert got[0] == 1 and got[2] == 3
     assert got[1][0] == "error" and got[1][1].startswith("pump-x: its task failed: ValueError")
     assert got[1][4] is True  # skippable: pipeline.run reports it with the skipped files

@@ -39,6 +39,10 @@ def client_for(scheduler: str, workers: int | None = None, connect_timeout: floa
     from distributed import Client, LocalCluster
 
     if scheduler == "local":
+        # The caller's environment is given back as it was: the workers' PYTHONPATH below, and
+        # what Dask's nanny puts in os.environ for its workers (OMP_NUM_THREADS=1,
+        # PYTHONHASHSEED, ...), which would hold for everything this process runs afterwards.
+        saved = dict(os.environ)
         # workers are new processes: they must import aiot from where this one did
         import aiot
 
@@ -46,14 +50,18 @@ def client_for(scheduler: str, workers: int | None = None, connect_timeout: floa
         path = os.environ.get("PYTHONPATH", "")
         if root not in path.split(os.pathsep):
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
-        cluster = LocalCluster(n_workers=workers or max(1, min(4, os.cpu_count() or 1)), threads_per_worker=1,
-                               processes=True, dashboard_address=":0",
-                               silence_logs=logging.WARNING)  # any free port, no INFO lines
         try:
-            with Client(cluster) as client:
-                yield client
+            cluster = LocalCluster(n_workers=workers or max(1, min(4, os.cpu_count() or 1)), threads_per_worker=1,
+                                   processes=True, dashboard_address=":0",
+                                   silence_logs=logging.WARNING)  # any free port, no INFO lines
+            try:
+                with Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
         finally:
-            cluster.close()
+            os.environ.clear()
+            os.environ.update(saved)
         return
     if "://" not in scheduler:
         raise ToolkitError(f"--scheduler {scheduler}: not a scheduler address",
