@@ -145,7 +145,10 @@ def test_make_test_runs_both_suites_on_every_core(tmp_path):
     """`make test` (and CI, .ci/run) runs the host and QEMU suites under pytest-xdist, one
     worker more than the cores (a worker waiting on QEMU, a socket or a subprocess leaves its
     core to the extra one: a fresh clone on 2 cores, 7 Dec: 356 s with 2 workers, 343 s with 3)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "PYTEST_JOBS")}
+    # as a shell runs it: no make flags of ours, nor the OMP_NUM_THREADS=1 a Dask cluster of an
+    # earlier test in this worker leaves in os.environ (nproc obeys it)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "PYTEST_JOBS", "OMP_NUM_THREADS", "OMP_THREAD_LIMIT")}
     res = subprocess.run(["make", "-n", "test", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
                          text=True, env=env)
     assert res.returncode == 0, res.stderr
