@@ -866,3 +866,33 @@ def test_the_cli_takes_an_early_warning_duration_and_writes_it_into_the_report(s
     r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "o0")])  # the default: labels mark the onset
     assert r.exit_code == 0 and "0 true, 1 false" in r.output and "early warning" not in r.output
     assert json.loads((tmp_path / "o0" / "report.json").read_text())["incident_matching"]["early_warning_s"] == 0.0
+
+
+def test_recordings_that_end_on_a_fault_say_whether_the_alert_is_still_on(scripted, tmp_path):
+    # a run to failure: 10.csv labelled from row 9 to its end (row 11). Is the device still
+    # alerting on its last row? Said per file, pooled and on the summary line.
+    import shutil
+
+    from aiot.commands.evaluate import summary_text
+
+    root = tmp_path / "skab"
+    shutil.copytree(FIX / "skab_mini", root)
+    f = root / "valve1" / "10.csv"
+    lines = f.read_text().splitlines()
+    f.write_text("\n".join(lines[:10] + [ln.replace(";0.0;0.0", ";1.0;0.0") for ln in lines[10:]]) + "\n")
+    ds = readers.read("skab", root)
+    st = pipeline.Settings(format="skab", train_rows=4, jobs=1, window=2)
+    scripted.plan = {"0.csv": [9, 10], "10.csv": [9, 10, 11], "2.csv": []}
+    agg = pipeline.aggregate(pipeline.run(ds, st, package=Path("unused")))
+    assert agg["ending_on_a_fault"] == {"files": 1, "alerting_at_the_end": 1}
+    assert "1 recording(s) end on a labelled fault: the alert is still on at the end of 1" in summary_text(agg)
+    scripted.plan = {"0.csv": [9, 10], "10.csv": [9, 10], "2.csv": []}  # the alert ended a row early
+    agg = pipeline.aggregate(pipeline.run(ds, st, package=Path("unused")))
+    assert agg["ending_on_a_fault"] == {"files": 1, "alerting_at_the_end": 0}
+    assert "the alert is still on at the end of 0 (not: valve1/10.csv)" in summary_text(agg)
+    page = report.write_html(tmp_path / "r.html", pipeline.run(ds, st, package=Path("unused")), agg,
+                             st.to_json(), {"data": str(root)}).read_text()
+    assert "Recordings ending on a labelled fault:</b> 1; the alert is still on at the end of 0" in page
+    # no file ends on a fault: nothing said
+    agg = pipeline.aggregate(pipeline.run(readers.read("skab", FIX / "skab_mini"), st, package=Path("unused")))
+    assert agg["ending_on_a_fault"]["files"] == 0 and "end on a labelled fault" not in summary_text(agg)

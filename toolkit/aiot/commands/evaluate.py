@@ -142,7 +142,19 @@ def summary_text(summary: dict, phases: str = "") -> str:
         + (f"\nnormal rows alerting: {phases}" if phases else "")
         + (f"\nearly warning: {lead.get('rows', 0):,} rows within the lead before an onset ({lead.get('alerting', 0):,} "
            "alerting) are neither normal nor fault: not in F1, FAR or MAR" if lead_s else "")
+        + _ending_text(summary)
     )
+
+
+def _ending_text(summary: dict) -> str:
+    """Runs to failure: is the alert still on where a recording ends inside a labelled fault?"""
+    end = summary.get("ending_on_a_fault") or {}
+    if not end.get("files"):
+        return ""
+    silent = summary.get("ending_on_a_fault_silent") or []
+    return (f"\n{end['files']} recording(s) end on a labelled fault: the alert is still on at the end of "
+            f"{end['alerting_at_the_end']}" + (f" (not: {', '.join(silent[:5])}{' ...' if len(silent) > 5 else ''})"
+                                               if silent else ""))
 
 
 

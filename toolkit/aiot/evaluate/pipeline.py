@@ -447,6 +447,10 @@ def aggregate(results: list[FileResult]) -> dict:
     delays = [i.delay_s for i in incs if i.delay_s is not None]
     nabs = [r.nab for r in results if r.nab is not None]
     nab_rows = [r.nab_rows for r in results if r.nab_rows is not None]
+    # runs to failure: does the device still alert on the last row of a recording that ends
+    # inside a labelled fault (the failure not repaired when the recording stops)?
+    ending = [r for r in results if r.recording.labels[-1:].any()]
+    silent = [r.recording.name for r in ending if not r.outputs.alert[-1:].any()]
     return {
         "test_rows": total.as_dict(),
         "skab_notebook_convention": {
@@ -467,6 +471,8 @@ def aggregate(results: list[FileResult]) -> dict:
         "files_without_false_alert": sum(all(a.true for a in r.alerts) for r in results),
         "false_alarms_by_phase": pooled_phases(results),
         "early_warning_rows": sum((r.early_warning for r in results), PhaseCounts()).as_dict(),
+        "ending_on_a_fault": {"files": len(ending), "alerting_at_the_end": len(ending) - len(silent)},
+        "ending_on_a_fault_silent": silent,
         "early_warning_s": max((r.early_warning_s for r in results), default=0.0),
         "labels_not_scored": not_scored(results),
         "phases_note": "test rows labelled normal, by where they fall in their file: before its first "

@@ -547,6 +547,16 @@ def events_section(r: FileResult) -> str:
             f"{html.escape(counts) or 'none'} (each with its time, row, sensor and value in report.json).</p>")
 
 
+def _ending(summary: dict) -> str:
+    """Runs to failure: the alert at the end of each recording that ends inside a labelled fault."""
+    end = summary.get("ending_on_a_fault") or {}
+    if not end.get("files"):
+        return ""
+    silent = summary.get("ending_on_a_fault_silent") or []
+    return (f"<p><b>Recordings ending on a labelled fault:</b> {end['files']}; the alert is still on at the end of "
+            f"{end['alerting_at_the_end']}" + (f" (not: {html.escape(', '.join(silent))})" if silent else "") + ".</p>")
+
+
 def _early_warning(summary: dict) -> str:
     """The early-warning lead the figures were counted with (--early-warning), when one was."""
     lead_s = summary.get("early_warning_s") or 0.0
@@ -780,6 +790,7 @@ NAB (standard) {'n/a' if nab is None else f"{nab:.1f}"};
 incidents detected {summary['incidents_detected']}/{summary['incidents']}, false alerts {summary['false_alerts']}.</p>
 {_phases_line(summary.get("false_alarms_by_phase", {}))}
 {_early_warning(summary)}
+{_ending(summary)}
 {_not_scored(summary.get("labels_not_scored", []))}
 {_skipped(summary.get("skipped_files", []))}
 {_dropped((summary.get("device_events") or {}).get("dropped", {}))}
