@@ -892,7 +892,7 @@ def test_recordings_that_end_on_a_fault_say_whether_the_alert_is_still_on(script
     assert "the alert is still on at the end of 0 (not: valve1/10.csv)" in summary_text(agg)
     page = report.write_html(tmp_path / "r.html", pipeline.run(ds, st, package=Path("unused")), agg,
                              st.to_json(), {"data": str(root)}).read_text()
-    assert "Recordings ending on a labelled fault:</b> 1; the alert is still on at the end of 0" in page
+    assert "Runs to failure:</b> 1 recording(s) end on a labelled fault: the alert is still on at the end of 0" in page
     # no file ends on a fault: nothing said
     agg = pipeline.aggregate(pipeline.run(readers.read("skab", FIX / "skab_mini"), st, package=Path("unused")))
     assert agg["ending_on_a_fault"]["files"] == 0 and "end on a labelled fault" not in summary_text(agg)

@@ -60,18 +60,24 @@ def _history(path, rng):
     path.write_text("timestamp,flow,pressure,current,label\n" + "\n".join(rows) + "\n")
 
 
-@pytest.mark.slow
-def test_one_labelled_history_is_cross_validated_incident_by_incident_with_its_own_model(tmp_path, monkeypatch):
-    from aiot.alert_settings import load
+def _two_settings_and_a_fresh_cache(tmp_path, monkeypatch) -> None:
+    """The per-file grid cut to two settings (margin 3 or 50), models trained into a cache of
+    the test's own: the folds, the per-file models and the saved pick are under test, not the grid."""
     from aiot.evaluate import tuning
     from aiot.testing import fresh_model_cache
 
     fresh_model_cache(monkeypatch, tmp_path / "cache")
-    # two settings keep it fast: the folds, the per-file model and the saved pick are under test, not the grid
     grid = {**tuning.MONITOR_GRID_PER_FILE, "alert_margin": (3.0, 50.0), "fleet_noise_floor": (1.0,),
             "recover_ratio": (0.0,), "score_average": (1,), "level_windows": (1,), "clear_band": (6,),
             "spread_score": (0,), "residual_score": (0,)}
     monkeypatch.setattr(tuning, "MONITOR_GRID_PER_FILE", grid)
+
+
+@pytest.mark.slow
+def test_one_labelled_history_is_cross_validated_incident_by_incident_with_its_own_model(tmp_path, monkeypatch):
+    from aiot.alert_settings import load
+
+    _two_settings_and_a_fresh_cache(tmp_path, monkeypatch)
     hist = tmp_path / "pump7-history.csv"
     _history(hist, np.random.default_rng(3))
     out = tmp_path / "cv"
@@ -133,14 +139,7 @@ def test_installations_with_their_own_sensors_are_cross_validated_file_by_file(t
     """As aiot evaluate: without a fleet recording each file has its own model, so a folder of
     installations with different sensors is one cross-validation (it stopped on 'sensor
     columns differ')."""
-    from aiot.evaluate import tuning
-    from aiot.testing import fresh_model_cache
-
-    fresh_model_cache(monkeypatch, tmp_path / "cache")
-    grid = {**tuning.MONITOR_GRID_PER_FILE, "alert_margin": (3.0, 50.0), "fleet_noise_floor": (1.0,),
-            "recover_ratio": (0.0,), "score_average": (1,), "level_windows": (1,), "clear_band": (6,),
-            "spread_score": (0,), "residual_score": (0,)}
-    monkeypatch.setattr(tuning, "MONITOR_GRID_PER_FILE", grid)
+    _two_settings_and_a_fresh_cache(tmp_path, monkeypatch)
     site = tmp_path / "site"
     site.mkdir()
     _history(site / "pump7.csv", np.random.default_rng(3))

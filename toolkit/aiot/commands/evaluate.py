@@ -120,6 +120,7 @@ def summary_text(summary: dict, phases: str = "") -> str:
     FAR, MAR), each named as what it counts so that they never seem to disagree."""
     from aiot.evaluate.incidents import DEFAULT_TOLERANCE_ROWS
     from aiot.evaluate.report import duration as _duration
+    from aiot.evaluate.report import ending_text
 
     t = summary["test_rows"]
 
@@ -130,6 +131,7 @@ def summary_text(summary: dict, phases: str = "") -> str:
         return "n/a" if v is None else format(v, fmt)
 
     alerts, false = summary["alerts"], summary["false_alerts"]
+    ending = ending_text(summary)  # runs to failure: still alerting at their end?
     lead_s = summary.get("early_warning_s") or 0.0
     lead = summary.get("early_warning_rows") or {}
     within = (f"within {DEFAULT_TOLERANCE_ROWS} rows or up to {_duration(lead_s)} before an incident's onset "
@@ -142,19 +144,8 @@ def summary_text(summary: dict, phases: str = "") -> str:
         + (f"\nnormal rows alerting: {phases}" if phases else "")
         + (f"\nearly warning: {lead.get('rows', 0):,} rows within the lead before an onset ({lead.get('alerting', 0):,} "
            "alerting) are neither normal nor fault: not in F1, FAR or MAR" if lead_s else "")
-        + _ending_text(summary)
+        + (f"\n{ending}" if ending else "")
     )
-
-
-def _ending_text(summary: dict) -> str:
-    """Runs to failure: is the alert still on where a recording ends inside a labelled fault?"""
-    end = summary.get("ending_on_a_fault") or {}
-    if not end.get("files"):
-        return ""
-    silent = summary.get("ending_on_a_fault_silent") or []
-    return (f"\n{end['files']} recording(s) end on a labelled fault: the alert is still on at the end of "
-            f"{end['alerting_at_the_end']}" + (f" (not: {', '.join(silent[:5])}{' ...' if len(silent) > 5 else ''})"
-                                               if silent else ""))
 
 
 

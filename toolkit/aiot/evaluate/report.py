@@ -547,14 +547,21 @@ def events_section(r: FileResult) -> str:
             f"{html.escape(counts) or 'none'} (each with its time, row, sensor and value in report.json).</p>")
 
 
-def _ending(summary: dict) -> str:
-    """Runs to failure: the alert at the end of each recording that ends inside a labelled fault."""
+def ending_text(summary: dict) -> str:
+    """Runs to failure, in one sentence: of the recordings that end inside a labelled fault,
+    at the end of how many the alert is still on (and which not); "" when there is none."""
     end = summary.get("ending_on_a_fault") or {}
     if not end.get("files"):
         return ""
     silent = summary.get("ending_on_a_fault_silent") or []
-    return (f"<p><b>Recordings ending on a labelled fault:</b> {end['files']}; the alert is still on at the end of "
-            f"{end['alerting_at_the_end']}" + (f" (not: {html.escape(', '.join(silent))})" if silent else "") + ".</p>")
+    return (f"{end['files']} recording(s) end on a labelled fault: the alert is still on at the end of "
+            f"{end['alerting_at_the_end']}" + (f" (not: {', '.join(silent[:5])}{' ...' if len(silent) > 5 else ''})"
+                                               if silent else ""))
+
+
+def _ending(summary: dict) -> str:
+    text = ending_text(summary)
+    return f"<p><b>Runs to failure:</b> {html.escape(text)}.</p>" if text else ""
 
 
 def _early_warning(summary: dict) -> str:
