@@ -119,8 +119,7 @@ def summary_text(summary: dict, phases: str = "") -> str:
     """The lines printed after a run: episode counts (incidents, alerts) and row rates (F1,
     FAR, MAR), each named as what it counts so that they never seem to disagree."""
     from aiot.evaluate.incidents import DEFAULT_TOLERANCE_ROWS
-    from aiot.evaluate.report import duration as _duration
-    from aiot.evaluate.report import ending_text
+    from aiot.evaluate.report import duration, early_warning_text, ending_text
 
     t = summary["test_rows"]
 
@@ -132,9 +131,9 @@ def summary_text(summary: dict, phases: str = "") -> str:
 
     alerts, false = summary["alerts"], summary["false_alerts"]
     ending = ending_text(summary)  # runs to failure: still alerting at their end?
+    early = early_warning_text(summary)
     lead_s = summary.get("early_warning_s") or 0.0
-    lead = summary.get("early_warning_rows") or {}
-    within = (f"within {DEFAULT_TOLERANCE_ROWS} rows or up to {_duration(lead_s)} before an incident's onset "
+    within = (f"within {DEFAULT_TOLERANCE_ROWS} rows or up to {duration(lead_s)} before an incident's onset "
               "(an early warning)" if lead_s else f"within {DEFAULT_TOLERANCE_ROWS} rows before an incident's onset")
     return (
         f"files {summary['files']}, incidents detected {summary['incidents_detected']}/{summary['incidents']}, "
@@ -142,8 +141,7 @@ def summary_text(summary: dict, phases: str = "") -> str:
         f"F1 {num(t['f1'], '.3f')}  FAR {pct(t['far'])} ({t['fp']:,} of {t['fp'] + t['tn']:,} normal rows alerting)  "
         f"MAR {pct(t['mar'])}  NAB {num(summary['nab_standard'], '.1f')}  (all test rows, pooled)"
         + (f"\nnormal rows alerting: {phases}" if phases else "")
-        + (f"\nearly warning: {lead.get('rows', 0):,} rows within the lead before an onset ({lead.get('alerting', 0):,} "
-           "alerting) are neither normal nor fault: not in F1, FAR or MAR" if lead_s else "")
+        + (f"\nearly warning: {early}" if early else "")
         + (f"\n{ending}" if ending else "")
     )
 

@@ -564,15 +564,21 @@ def _ending(summary: dict) -> str:
     return f"<p><b>Runs to failure:</b> {html.escape(text)}.</p>" if text else ""
 
 
-def _early_warning(summary: dict) -> str:
-    """The early-warning lead the figures were counted with (--early-warning), when one was."""
+def early_warning_text(summary: dict) -> str:
+    """The early-warning lead the figures were counted with (--early-warning), in one
+    sentence; "" when there was none."""
     lead_s = summary.get("early_warning_s") or 0.0
     if not lead_s:
         return ""
     w = summary.get("early_warning_rows") or {}
-    return (f"<p><b>Early warning:</b> an alert that starts up to {duration(lead_s)} before a labelled onset "
-            f"detects it (--early-warning); the {w.get('rows', 0):,} normal rows within that lead "
-            f"({w.get('alerting', 0):,} of them alerting) are neither normal nor fault: not in F1, FAR or MAR.</p>")
+    return (f"an alert that starts up to {duration(lead_s)} before a labelled onset detects it (--early-warning); "
+            f"{w.get('rows', 0):,} rows within the lead before an onset ({w.get('alerting', 0):,} alerting) are "
+            "neither normal nor fault: not in F1, FAR or MAR")
+
+
+def _early_warning(summary: dict) -> str:
+    text = early_warning_text(summary)
+    return f"<p><b>Early warning:</b> {html.escape(text)}.</p>" if text else ""
 
 
 def duration(seconds: float) -> str:
@@ -744,9 +750,14 @@ def _file_section(r: FileResult, rule: dict | None, anchor: str) -> str:
     names, note = sensors_to_draw(r)
     inc = []
     for i in r.incidents:
-        verdict = (f"detected {duration(i.delay_s)} before its onset" if i.detected and i.delay_s is not None
-                   and i.delay_s < 0 else f"detected after {duration(i.delay_s)}" if i.detected and i.delay_s is not None
-                   else "detected" if i.detected else "<b>MISSED</b>")
+        if not i.detected:
+            verdict = "<b>MISSED</b>"
+        elif i.delay_s is None:
+            verdict = "detected"
+        elif i.delay_s < 0:  # an early warning, or within the tolerance of a late label
+            verdict = f"detected {duration(i.delay_s)} before its onset"
+        else:
+            verdict = f"detected after {duration(i.delay_s)}"
         inc.append(f"<tr><td>{_when(s, i.start)}</td><td>{_when(s, i.end)}</td>"
                    f"<td>{duration(s.timestamps[i.end] - s.timestamps[i.start])}</td><td>{verdict}</td></tr>")
     al = []
