@@ -475,6 +475,11 @@ def test_a_device_image_for_an_odd_number_of_sensors_compiles(channels):
     assert res.returncode == 0, res.stderr[-2000:]
     capacity = int(defines[0].split("=")[1])
     assert channels <= capacity <= channels + 1  # the image holds them, a spare slot at most
+    # a board file that sets an odd capacity itself is told why, not "size of array is negative"
+    res = subprocess.run([gcc, "-fsyntax-only", "-std=c99", f"-DAIOT_MONITOR_MAX_CHANNELS={channels}",
+                          f"-I{FIRMWARE / 'include'}", f"-I{FIRMWARE / 'src'}", str(FIRMWARE / "src/monitor/monitor.c")],
+                         capture_output=True, text=True)
+    assert res.returncode != 0 and "must be even" in res.stderr
 
 
 def test_a_config_packs_for_a_firmware_built_for_fewer_channels():

@@ -9,6 +9,9 @@
 #if AIOT_MONITOR_MAX_CHANNELS > 64 || AIOT_MONITOR_MAX_CHANNELS < 1
 #error "AIOT_MONITOR_MAX_CHANNELS must be 1..64 (valid masks are 64 bits per sample)"
 #endif
+#if AIOT_MONITOR_MAX_CHANNELS % 2
+#error "AIOT_MONITOR_MAX_CHANNELS must be even (a sample is 16 + 4 x capacity bytes; its 64-bit mask would pad an odd one)"
+#endif
 #if AIOT_MONITOR_MAX_WINDOW > 255 || AIOT_MONITOR_EVENT_CAPACITY > 255
 #error "window and event capacity must fit in a byte"
 #endif
